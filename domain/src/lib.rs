@@ -1,0 +1,17 @@
+//! The ledger's model.
+//!
+//! This crate is pure: it performs no I/O, reads no clock and draws no
+//! random numbers of its own. Time and random bytes are arguments. The edges
+//! (`store`, `api`, `replay`, `client`) are the only code that touches the
+//! outside world, so nothing here can fail for I/O reasons.
+
+pub mod codec;
+pub mod ids;
+pub mod money;
+pub mod record;
+pub mod time;
+
+pub use ids::{EventId, StreamId};
+pub use money::{Currency, Money};
+pub use record::{Hash, Metadata, Record, RecordHeader};
+pub use time::{Clock, Timestamp};

@@ -1,0 +1,535 @@
+//! The record format of the log and its hashes.
+//!
+//! Every event is one record. Its hashes, all BLAKE3 in `derive_key` mode
+//! with the context strings below, are:
+//!
+//! ```text
+//! metadata_hash = H_metadata(metadata bytes)
+//! payload_hash  = H_payload(payload bytes)
+//! leaf_n        = H_leaf(canonical header bytes ‖ metadata_hash ‖ payload_hash)
+//! chain_n       = H_chain(chain_{n-1} ‖ leaf_n),   chain_0 = 32 zero bytes
+//! ```
+//!
+//! Because the leaf commits to the *hashes* of metadata and payload, either
+//! can be shredded (personal data, retention) while the chain still
+//! verifies. The canonical header encoding is specified field by field in
+//! ARCHITECTURE.md and pinned by `domain/tests/vectors/records-v1.json`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{EventId, StreamId, Timestamp};
+
+/// BLAKE3 context of the metadata hash.
+pub const CONTEXT_METADATA: &str = "ledger 2026-11-29 record metadata v1";
+/// BLAKE3 context of the payload hash.
+pub const CONTEXT_PAYLOAD: &str = "ledger 2026-11-29 record payload v1";
+/// BLAKE3 context of the leaf hash.
+pub const CONTEXT_LEAF: &str = "ledger 2026-11-29 record leaf v1";
+/// BLAKE3 context of the chain hash.
+pub const CONTEXT_CHAIN: &str = "ledger 2026-11-29 record chain v1";
+
+/// The first byte of every canonical header: the header format version.
+pub const HEADER_FORMAT_V1: u8 = 1;
+
+/// The chain hash before sequence 1.
+pub const CHAIN_GENESIS: Hash = Hash([0; 32]);
+
+/// Bounds on what one record may carry, checked before anything is written.
+pub const EVENT_TYPE_BYTES_MAX: usize = 128;
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 512;
+pub const METADATA_BYTES_MAX: usize = 16 * 1024;
+pub const PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
+
+/// A 32-byte BLAKE3 output.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+}
+
+impl std::fmt::Debug for Hash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hash({})", self.to_hex())
+    }
+}
+
+impl std::fmt::Display for Hash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+fn keyed(context: &str, parts: &[&[u8]]) -> Hash {
+    let mut hasher = blake3::Hasher::new_derive_key(context);
+    for part in parts {
+        hasher.update(part);
+    }
+    Hash(*hasher.finalize().as_bytes())
+}
+
+pub fn metadata_hash(metadata: &[u8]) -> Hash {
+    keyed(CONTEXT_METADATA, &[metadata])
+}
+
+pub fn payload_hash(payload: &[u8]) -> Hash {
+    keyed(CONTEXT_PAYLOAD, &[payload])
+}
+
+pub fn leaf_hash(header: &RecordHeader, metadata_hash: &Hash, payload_hash: &Hash) -> Hash {
+    let mut hasher = blake3::Hasher::new_derive_key(CONTEXT_LEAF);
+    header.write_canonical(&mut HashWriter(&mut hasher));
+    hasher.update(&metadata_hash.0);
+    hasher.update(&payload_hash.0);
+    Hash(*hasher.finalize().as_bytes())
+}
+
+pub fn chain_hash(previous: &Hash, leaf: &Hash) -> Hash {
+    keyed(CONTEXT_CHAIN, &[&previous.0, &leaf.0])
+}
+
+/// Where canonical header bytes go: a buffer, or straight into a hasher so
+/// the hot path allocates nothing.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+struct HashWriter<'a>(&'a mut blake3::Hasher);
+
+impl Sink for HashWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// Who did what from where. Personal data lives here, not in the header,
+/// so it can be shredded without breaking the chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The credential or principal that issued the command.
+    pub actor: Option<String>,
+    pub correlation_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Metadata {
+    pub fn encode(&self) -> Vec<u8> {
+        crate::codec::encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::codec::DecodeError> {
+        crate::codec::decode(bytes)
+    }
+}
+
+/// The hashed, fixed part of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Position in the one global order, from 1.
+    pub sequence: u64,
+    pub event_id: EventId,
+    pub stream_id: StreamId,
+    /// Position within the stream, from 1.
+    pub stream_revision: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// Business time: when the fact took effect.
+    pub occurred_at: Timestamp,
+    /// Append time: when the log accepted it. Never decreases along the log.
+    pub recorded_at: Timestamp,
+    /// The key of the command that appended this event, if it had one.
+    pub idempotency_key: Option<String>,
+}
+
+impl RecordHeader {
+    /// The canonical bytes: fixed field order, little-endian integers,
+    /// strings as a u32 little-endian byte length and UTF-8.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(96 + self.stream_id.as_str().len() + self.event_type.len());
+        self.write_canonical(&mut out);
+        out
+    }
+
+    fn write_canonical(&self, out: &mut impl Sink) {
+        fn string(out: &mut impl Sink, text: &str) {
+            let len =
+                u32::try_from(text.len()).expect("header strings are bounded far below 4 GiB");
+            out.put(&len.to_le_bytes());
+            out.put(text.as_bytes());
+        }
+        out.put(&[HEADER_FORMAT_V1]);
+        out.put(&self.sequence.to_le_bytes());
+        out.put(self.event_id.as_bytes());
+        string(out, self.stream_id.as_str());
+        out.put(&self.stream_revision.to_le_bytes());
+        string(out, &self.event_type);
+        out.put(&self.schema_version.to_le_bytes());
+        out.put(&self.occurred_at.as_micros().to_le_bytes());
+        out.put(&self.recorded_at.as_micros().to_le_bytes());
+        match &self.idempotency_key {
+            None => out.put(&[0]),
+            Some(key) => {
+                out.put(&[1]);
+                string(out, key);
+            }
+        }
+    }
+}
+
+/// One record as stored: header, the two byte strings (either may have been
+/// shredded) and the hashes written with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub header: RecordHeader,
+    /// `None` once shredded; `metadata_hash` still commits to it.
+    pub metadata: Option<Vec<u8>>,
+    pub metadata_hash: Hash,
+    /// `None` once shredded; `payload_hash` still commits to it.
+    pub payload: Option<Vec<u8>>,
+    pub payload_hash: Hash,
+    pub leaf_hash: Hash,
+    pub chain_hash: Hash,
+}
+
+impl Record {
+    /// Seals a new record onto a chain whose last hash is `previous`.
+    pub fn seal(
+        header: RecordHeader,
+        metadata: Vec<u8>,
+        payload: Vec<u8>,
+        previous: &Hash,
+    ) -> Self {
+        let metadata_hash = metadata_hash(&metadata);
+        let payload_hash = payload_hash(&payload);
+        let leaf_hash = leaf_hash(&header, &metadata_hash, &payload_hash);
+        let chain_hash = chain_hash(previous, &leaf_hash);
+        Self {
+            header,
+            metadata: Some(metadata),
+            metadata_hash,
+            payload: Some(payload),
+            payload_hash,
+            leaf_hash,
+            chain_hash,
+        }
+    }
+
+    /// Recomputes the leaf from what is stored and names the first thing
+    /// that does not match. Independent of any other record, so leaves can
+    /// be checked in parallel; [`ChainVerifier`] does the sequential part.
+    pub fn check_leaf(&self) -> Result<(), Defect> {
+        if let Some(metadata) = &self.metadata
+            && metadata_hash(metadata) != self.metadata_hash
+        {
+            return Err(Defect::MetadataHash);
+        }
+        if let Some(payload) = &self.payload
+            && payload_hash(payload) != self.payload_hash
+        {
+            return Err(Defect::PayloadHash);
+        }
+        if leaf_hash(&self.header, &self.metadata_hash, &self.payload_hash) != self.leaf_hash {
+            return Err(Defect::LeafHash);
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Defect {
+    #[error("sequence gap: expected sequence {expected}, found {found}")]
+    SequenceGap { expected: u64, found: u64 },
+    #[error("metadata bytes do not match their stored hash")]
+    MetadataHash,
+    #[error("payload bytes do not match their stored hash")]
+    PayloadHash,
+    #[error("leaf hash does not match the header and content hashes")]
+    LeafHash,
+    #[error("chain hash does not follow from the previous record")]
+    ChainHash,
+    #[error("recordedAt {found} is earlier than the previous record's {previous}")]
+    RecordedAtWentBack {
+        previous: Timestamp,
+        found: Timestamp,
+    },
+    #[error("the log ends at sequence {last} but its head says sequence {head}")]
+    HeadMismatch { last: u64, head: u64 },
+    #[error("the head's chain hash is not the last record's")]
+    HeadChainMismatch,
+}
+
+/// The first thing found wrong in a log: where and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sequence {sequence}: {defect}")]
+pub struct VerifyFailure {
+    pub sequence: u64,
+    pub defect: Defect,
+}
+
+/// Walks records in global order and checks the sequential invariants:
+/// sequences consecutive, chain hashes linked, recordedAt non-decreasing.
+/// Leaf checks are [`Record::check_leaf`], which the caller may run in
+/// parallel before feeding records here.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    next_sequence: u64,
+    chain: Hash,
+    recorded_at: Option<Timestamp>,
+}
+
+impl ChainVerifier {
+    /// A verifier for a log from its first record.
+    pub fn from_genesis() -> Self {
+        Self::resume(1, CHAIN_GENESIS, None)
+    }
+
+    /// A verifier that starts at `next_sequence`, trusting `chain` as the
+    /// hash after the record before it.
+    pub fn resume(next_sequence: u64, chain: Hash, recorded_at: Option<Timestamp>) -> Self {
+        Self {
+            next_sequence,
+            chain,
+            recorded_at,
+        }
+    }
+
+    /// Checks the next record's links (not its leaf).
+    pub fn link(&mut self, record: &Record) -> Result<(), VerifyFailure> {
+        let header = &record.header;
+        let fail = |defect| {
+            Err(VerifyFailure {
+                sequence: self.next_sequence,
+                defect,
+            })
+        };
+        if header.sequence != self.next_sequence {
+            return fail(Defect::SequenceGap {
+                expected: self.next_sequence,
+                found: header.sequence,
+            });
+        }
+        if let Some(previous) = self.recorded_at
+            && header.recorded_at < previous
+        {
+            return fail(Defect::RecordedAtWentBack {
+                previous,
+                found: header.recorded_at,
+            });
+        }
+        if chain_hash(&self.chain, &record.leaf_hash) != record.chain_hash {
+            return fail(Defect::ChainHash);
+        }
+        self.chain = record.chain_hash;
+        self.recorded_at = Some(header.recorded_at);
+        self.next_sequence += 1;
+        Ok(())
+    }
+
+    /// Checks a record completely: its leaf, then its links.
+    pub fn check(&mut self, record: &Record) -> Result<(), VerifyFailure> {
+        record.check_leaf().map_err(|defect| VerifyFailure {
+            sequence: record.header.sequence,
+            defect,
+        })?;
+        self.link(record)
+    }
+
+    /// Checks that a log's head row agrees with the last record verified.
+    pub fn check_head(&self, head_sequence: u64, head_chain: &Hash) -> Result<(), VerifyFailure> {
+        let last = self.next_sequence - 1;
+        if head_sequence != last {
+            // Named at the first sequence the two disagree on: the first
+            // missing record, or the first one the head never acknowledged.
+            let sequence = last.min(head_sequence) + 1;
+            return Err(VerifyFailure {
+                sequence,
+                defect: Defect::HeadMismatch {
+                    last,
+                    head: head_sequence,
+                },
+            });
+        }
+        if *head_chain != self.chain {
+            return Err(VerifyFailure {
+                sequence: last,
+                defect: Defect::HeadChainMismatch,
+            });
+        }
+        Ok(())
+    }
+
+    /// The sequence the next record must carry.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// The chain hash after the last record linked.
+    pub fn chain(&self) -> Hash {
+        self.chain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(sequence: u64, micros: i64) -> RecordHeader {
+        RecordHeader {
+            sequence,
+            event_id: EventId::v7(1_700_000_000_000 + sequence, [sequence as u8; 10]),
+            stream_id: StreamId::new("org/a").unwrap(),
+            stream_revision: sequence,
+            event_type: "OrganizationCreated".into(),
+            schema_version: 1,
+            occurred_at: Timestamp::from_micros(micros),
+            recorded_at: Timestamp::from_micros(micros),
+            idempotency_key: None,
+        }
+    }
+
+    fn chain(n: u64) -> Vec<Record> {
+        let mut previous = CHAIN_GENESIS;
+        (1..=n)
+            .map(|sequence| {
+                let record = Record::seal(
+                    header(sequence, 10 * sequence as i64),
+                    vec![1],
+                    vec![2, 3],
+                    &previous,
+                );
+                previous = record.chain_hash;
+                record
+            })
+            .collect()
+    }
+
+    fn first_failure(records: &[Record]) -> Option<VerifyFailure> {
+        let mut verifier = ChainVerifier::from_genesis();
+        records.iter().find_map(|r| verifier.check(r).err())
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies_and_matches_its_head() {
+        let records = chain(4);
+        let mut verifier = ChainVerifier::from_genesis();
+        for record in &records {
+            verifier.check(record).unwrap();
+        }
+        verifier.check_head(4, &records[3].chain_hash).unwrap();
+        let at = |head, chain| verifier.check_head(head, chain).unwrap_err().sequence;
+        assert_eq!(
+            at(3, &records[3].chain_hash),
+            4,
+            "a record the head never acknowledged"
+        );
+        assert_eq!(
+            at(6, &records[3].chain_hash),
+            5,
+            "the first record missing behind the head"
+        );
+        assert_eq!(
+            at(4, &records[2].chain_hash),
+            4,
+            "the head's hash is not the last record's"
+        );
+    }
+
+    #[test]
+    fn each_kind_of_tampering_is_named_at_its_sequence() {
+        let check = |mutate: &dyn Fn(&mut Vec<Record>), sequence, defect| {
+            let mut records = chain(4);
+            mutate(&mut records);
+            assert_eq!(
+                first_failure(&records),
+                Some(VerifyFailure { sequence, defect })
+            );
+        };
+        check(
+            &|r| r[1].payload.as_mut().unwrap()[0] ^= 1,
+            2,
+            Defect::PayloadHash,
+        );
+        check(
+            &|r| r[1].metadata.as_mut().unwrap()[0] ^= 1,
+            2,
+            Defect::MetadataHash,
+        );
+        check(&|r| r[2].header.stream_revision = 9, 3, Defect::LeafHash);
+        check(
+            &|r| r[2].header.recorded_at = Timestamp::from_micros(1),
+            3,
+            Defect::LeafHash,
+        );
+        check(&|r| r[2].chain_hash.0[0] ^= 1, 3, Defect::ChainHash);
+        check(
+            &|r| drop(r.remove(1)),
+            2,
+            Defect::SequenceGap {
+                expected: 2,
+                found: 3,
+            },
+        );
+        // Swapped rows keep their own sequence numbers in the header, so the
+        // position is wrong first; renumbered, their leaves no longer match.
+        check(
+            &|r| r.swap(1, 2),
+            2,
+            Defect::SequenceGap {
+                expected: 2,
+                found: 3,
+            },
+        );
+        check(
+            &|r| {
+                r.swap(1, 2);
+                r[1].header.sequence = 2;
+                r[2].header.sequence = 3;
+            },
+            2,
+            Defect::LeafHash,
+        );
+    }
+
+    #[test]
+    fn shredded_content_still_verifies() {
+        let mut records = chain(3);
+        records[1].metadata = None;
+        records[1].payload = None;
+        assert_eq!(first_failure(&records), None);
+    }
+
+    #[test]
+    fn recorded_at_may_not_go_back() {
+        let mut previous = CHAIN_GENESIS;
+        let records: Vec<Record> = [(1, 50), (2, 40)]
+            .into_iter()
+            .map(|(sequence, micros)| {
+                let record = Record::seal(header(sequence, micros), vec![], vec![], &previous);
+                previous = record.chain_hash;
+                record
+            })
+            .collect();
+        let failure = first_failure(&records).unwrap();
+        assert_eq!(failure.sequence, 2);
+        assert!(matches!(failure.defect, Defect::RecordedAtWentBack { .. }));
+    }
+}

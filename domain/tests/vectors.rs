@@ -1,0 +1,195 @@
+//! The record format's test vectors.
+//!
+//! `domain/tests/vectors/records-v1.json` pins the canonical header bytes
+//! and every hash of six records. This test recomputes them; the
+//! independent Python verifier (`tools/verify_vectors.py`, run by
+//! `.ci/run`) recomputes them from ARCHITECTURE.md alone. The file is
+//! regenerated with `UPDATE_VECTORS=1 cargo test -p ledger-domain --test
+//! vectors`, never edited by hand; a diff in it is a format change.
+
+use ledger_domain::record::{self, CHAIN_GENESIS, Record, RecordHeader};
+use ledger_domain::{EventId, Metadata, StreamId, Timestamp};
+use serde_json::{Value, json};
+
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/records-v1.json");
+
+fn inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
+    let header = |sequence: u64,
+                  stream: &str,
+                  revision,
+                  event_type: &str,
+                  version,
+                  occurred,
+                  recorded,
+                  key: Option<&str>| RecordHeader {
+        sequence,
+        event_id: EventId::v7(1_767_225_600_000 + sequence, [sequence as u8; 10]),
+        stream_id: StreamId::new(stream).unwrap(),
+        stream_revision: revision,
+        event_type: event_type.into(),
+        schema_version: version,
+        occurred_at: Timestamp::parse_rfc3339(occurred).unwrap(),
+        recorded_at: Timestamp::parse_rfc3339(recorded).unwrap(),
+        idempotency_key: key.map(str::to_owned),
+    };
+    let actor = |name: &str| Metadata {
+        actor: Some(name.into()),
+        ..Metadata::default()
+    };
+    vec![
+        (
+            header(
+                1,
+                "org/0194b3a0-0000-7000-8000-000000000001",
+                1,
+                "OrganizationCreated",
+                1,
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00.000001Z",
+                Some("op:create-acme"),
+            ),
+            Metadata {
+                actor: Some("operator".into()),
+                correlation_id: Some("c-1".into()),
+                source_ip: Some("203.0.113.7".into()),
+                user_agent: Some("curl/8.5".into()),
+            },
+            ledger_domain::codec::encode(&("Acme GmbH", "acme.example", 120u32)),
+        ),
+        (
+            header(
+                2,
+                "subscription/0194b3a0-0000-7000-8000-000000000002",
+                1,
+                "SubscriptionCreated",
+                1,
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T00:00:00.5Z",
+                None,
+            ),
+            actor("operator"),
+            ledger_domain::codec::encode(&("starter", "2026-01-01", true)),
+        ),
+        (
+            // Empty payload and empty metadata bytes are legal and hash.
+            header(
+                3,
+                "license/0194b3a0-0000-7000-8000-000000000003",
+                7,
+                "LicenseValidated",
+                2,
+                "2025-12-31T23:59:59.999999Z",
+                "2026-01-02T03:04:05Z",
+                Some(""),
+            ),
+            Metadata::default(),
+            vec![],
+        ),
+        (
+            // Non-ASCII text is UTF-8 and length-prefixed by bytes.
+            header(
+                4,
+                "org/0194b3a0-0000-7000-8000-000000000001",
+                2,
+                "UserAdded",
+                1,
+                "2026-01-02T03:04:05Z",
+                "2026-01-02T03:04:05Z",
+                Some("key:Zürich-№1"),
+            ),
+            actor("org-admin:ümlaut"),
+            ledger_domain::codec::encode(&("jörg@acme.example", "analyst")),
+        ),
+        (
+            // Times before 1970 are negative microsecond counts.
+            header(
+                5,
+                "org/x",
+                u64::MAX,
+                "Backdated",
+                u32::MAX,
+                "1969-12-31T23:59:59Z",
+                "2026-01-02T03:04:05Z",
+                None,
+            ),
+            actor("importer"),
+            (0..=255u8).collect(),
+        ),
+        (
+            header(
+                6,
+                "subscription/0194b3a0-0000-7000-8000-000000000002",
+                2,
+                "SubscriptionUpgraded",
+                1,
+                "2026-01-16T00:00:00Z",
+                "2026-01-16T08:00:00Z",
+                Some("op:upgrade-1"),
+            ),
+            actor("operator"),
+            vec![0x5a; 300],
+        ),
+    ]
+}
+
+fn compute() -> Value {
+    let mut previous = CHAIN_GENESIS;
+    let records: Vec<Value> = inputs()
+        .into_iter()
+        .map(|(header, metadata, payload)| {
+            let metadata = metadata.encode();
+            let sealed = Record::seal(header.clone(), metadata.clone(), payload.clone(), &previous);
+            previous = sealed.chain_hash;
+            json!({
+                "sequence": header.sequence,
+                "event_id": header.event_id.to_string(),
+                "stream_id": header.stream_id.as_str(),
+                "stream_revision": header.stream_revision,
+                "event_type": header.event_type,
+                "schema_version": header.schema_version,
+                "occurred_at_us": header.occurred_at.as_micros(),
+                "recorded_at_us": header.recorded_at.as_micros(),
+                "idempotency_key": header.idempotency_key,
+                "metadata_hex": hex::encode(&metadata),
+                "payload_hex": hex::encode(&payload),
+                "header_hex": hex::encode(header.canonical_bytes()),
+                "metadata_hash": sealed.metadata_hash.to_hex(),
+                "payload_hash": sealed.payload_hash.to_hex(),
+                "leaf_hash": sealed.leaf_hash.to_hex(),
+                "chain_hash": sealed.chain_hash.to_hex(),
+            })
+        })
+        .collect();
+    json!({
+        "format": "ledger record v1",
+        "contexts": {
+            "metadata": record::CONTEXT_METADATA,
+            "payload": record::CONTEXT_PAYLOAD,
+            "leaf": record::CONTEXT_LEAF,
+            "chain": record::CONTEXT_CHAIN,
+        },
+        "chain_genesis": CHAIN_GENESIS.to_hex(),
+        "records": records,
+    })
+}
+
+#[test]
+fn records_match_the_published_vectors() {
+    let computed = compute();
+    if std::env::var_os("UPDATE_VECTORS").is_some() {
+        let text = serde_json::to_string_pretty(&computed).unwrap() + "\n";
+        std::fs::write(PATH, text).unwrap();
+    }
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
+    assert_eq!(
+        stored, computed,
+        "the record format changed; a stored log would no longer verify"
+    );
+}
+
+#[test]
+fn the_metadata_encoding_round_trips() {
+    for (_, metadata, _) in inputs() {
+        assert_eq!(Metadata::decode(&metadata.encode()).unwrap(), metadata);
+    }
+}

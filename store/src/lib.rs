@@ -1,0 +1,514 @@
+//! The event log: one immutable, totally ordered, hash-chained sequence of
+//! records, on SQLite (the embedded default) or PostgreSQL.
+//!
+//! All appends of a process go through one writer task. It takes every
+//! request waiting in its bounded queue, decides them together
+//! ([`plan`](crate::plan)) and commits them in one transaction (group
+//! commit), so throughput comes from batching, not from parallel writers.
+//! Inside the transaction it first takes the database's write lock (SQLite
+//! `BEGIN IMMEDIATE`, PostgreSQL `SELECT … FOR UPDATE` on the head row) and
+//! re-reads the head, so several processes may append to one log and the
+//! chain stays linear.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use domain::record::{ChainVerifier, Hash, Record, VerifyFailure};
+use domain::{Clock, EventId, StreamId, Timestamp};
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::sync::{mpsc, oneshot};
+
+mod plan;
+mod postgres;
+mod row;
+mod sqlite;
+pub mod testing;
+mod writer;
+
+pub use domain::record::CHAIN_GENESIS;
+
+/// Requests waiting for the writer; a full queue makes `append` wait.
+pub const QUEUE_REQUESTS_MAX: usize = 1024;
+/// The writer stops adding requests to a batch once it holds this many events.
+pub const BATCH_EVENTS_MAX: usize = 8192;
+/// Events one command may append.
+pub const COMMAND_EVENTS_MAX: usize = 4096;
+/// Records fetched per query when reading the log in order.
+pub const READ_PAGE_RECORDS: usize = 4096;
+
+/// One event to append; the log adds sequence, revision and recordedAt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: EventId,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub occurred_at: Timestamp,
+    /// Encoded [`domain::Metadata`].
+    pub metadata: Vec<u8>,
+    /// The encoded event, stored exactly as given.
+    pub payload: Vec<u8>,
+}
+
+/// The revision a command expects its stream to be at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedRevision {
+    /// Append whatever the stream's revision.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have this revision.
+    Exactly(u64),
+}
+
+impl std::fmt::Display for ExpectedRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("any revision"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exactly(revision) => write!(f, "revision {revision}"),
+        }
+    }
+}
+
+/// A command's idempotency key and a digest of what it asks for. The same
+/// key with the same digest is answered with the first result; with
+/// another digest it is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub digest: Hash,
+}
+
+impl Idempotency {
+    /// A digest of the events' types, versions and payloads, for callers
+    /// whose events are the same on a retry. Callers whose events carry
+    /// fresh ids or times on each attempt digest their request instead.
+    pub fn of_events(key: impl Into<String>, stream_id: &StreamId, events: &[NewEvent]) -> Self {
+        let mut hasher = blake3::Hasher::new_derive_key("ledger 2026-11-29 command digest v1");
+        let mut put = |bytes: &[u8]| {
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        put(stream_id.as_str().as_bytes());
+        for event in events {
+            put(event.event_type.as_bytes());
+            put(&event.schema_version.to_le_bytes());
+            put(&event.payload);
+        }
+        Self {
+            key: key.into(),
+            digest: Hash(*hasher.finalize().as_bytes()),
+        }
+    }
+}
+
+/// Events for one stream, appended all or nothing.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub stream_id: StreamId,
+    pub expected: ExpectedRevision,
+    pub idempotency: Option<Idempotency>,
+    pub events: Vec<NewEvent>,
+}
+
+/// Where a command's events landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub first_sequence: u64,
+    pub last_sequence: u64,
+    /// The stream's revision after the command.
+    pub stream_revision: u64,
+    /// True when this answers a retry from the first attempt's result.
+    pub replayed: bool,
+}
+
+/// Why one command was not appended. Nothing of it was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("stream {stream_id} expected {expected} but is at revision {actual}")]
+    WrongRevision {
+        stream_id: StreamId,
+        expected: ExpectedRevision,
+        actual: u64,
+    },
+    #[error("idempotency key {key:?} was used before for a different command")]
+    IdempotencyConflict { key: String },
+    #[error("invalid command: {0}")]
+    Invalid(String),
+}
+
+/// The log could not do what was asked; nothing was acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] Arc<sqlx::Error>),
+    #[error("schema migration failed: {0}")]
+    Migration(Arc<sqlx::migrate::MigrateError>),
+    #[error("the database holds a value this version cannot read at sequence {sequence}: {what}")]
+    Corrupt { sequence: u64, what: String },
+    #[error("the log's writer has stopped")]
+    WriterStopped,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(Arc::new(error))
+    }
+}
+
+/// The last record's sequence and chain hash (sequence 0 and
+/// [`CHAIN_GENESIS`] for an empty log), and its recordedAt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub sequence: u64,
+    pub chain_hash: Hash,
+    pub recorded_at: Timestamp,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Self {
+            sequence: 0,
+            chain_hash: CHAIN_GENESIS,
+            recorded_at: Timestamp::from_micros(0),
+        }
+    }
+}
+
+/// What [`EventLog::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records checked before the first failure (all of them if none).
+    pub checked: u64,
+    /// The first defect, naming its sequence; `None` when all holds.
+    pub failure: Option<VerifyFailure>,
+}
+
+/// The read side of a backend.
+#[derive(Clone)]
+enum Reader {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// A handle to the log; cheap to clone, shared by all tasks of a process.
+#[derive(Clone)]
+pub struct EventLog {
+    queue: mpsc::Sender<writer::Request>,
+    reader: Reader,
+}
+
+impl EventLog {
+    /// Opens (creating if needed) the SQLite log at `path`.
+    pub async fn open_sqlite(
+        path: &std::path::Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        let (reader, writer) = sqlite::open(path).await?;
+        Ok(Self::start(
+            Reader::Sqlite(reader),
+            writer::Backend::Sqlite(writer),
+            clock,
+        ))
+    }
+
+    /// Connects to PostgreSQL and migrates its schema.
+    pub async fn open_postgres(
+        options: sqlx::postgres::PgConnectOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        let pool = postgres::open(options).await?;
+        Ok(Self::start(
+            Reader::Postgres(pool.clone()),
+            writer::Backend::Postgres(pool),
+            clock,
+        ))
+    }
+
+    fn start(reader: Reader, backend: writer::Backend, clock: Arc<dyn Clock>) -> Self {
+        let (queue, requests) = mpsc::channel(QUEUE_REQUESTS_MAX);
+        tokio::spawn(writer::run(backend, requests, clock));
+        Self { queue, reader }
+    }
+
+    /// Appends commands, each all or nothing. The outer error means the
+    /// batch could not be committed and nothing of it was acknowledged;
+    /// the inner results say, per command, where it landed or why not.
+    pub async fn append(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Appended, Rejection>>, StoreError> {
+        let (valid, mut answers): (Vec<Command>, Vec<Option<Result<Appended, Rejection>>>) = {
+            let mut valid = Vec::with_capacity(commands.len());
+            let mut answers = Vec::with_capacity(commands.len());
+            for command in commands {
+                match validate(&command) {
+                    Ok(()) => {
+                        valid.push(command);
+                        answers.push(None);
+                    }
+                    Err(rejection) => answers.push(Some(Err(rejection))),
+                }
+            }
+            (valid, answers)
+        };
+        if !valid.is_empty() {
+            let (reply, answer) = oneshot::channel();
+            self.queue
+                .send(writer::Request {
+                    commands: valid,
+                    reply,
+                })
+                .await
+                .map_err(|_| StoreError::WriterStopped)?;
+            let mut results = answer
+                .await
+                .map_err(|_| StoreError::WriterStopped)??
+                .into_iter();
+            for slot in answers.iter_mut().filter(|slot| slot.is_none()) {
+                *slot = results.next();
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|answer| answer.expect("every command answered"))
+            .collect())
+    }
+
+    /// Appends one command.
+    pub async fn append_one(
+        &self,
+        command: Command,
+    ) -> Result<Result<Appended, Rejection>, StoreError> {
+        let mut results = self.append(vec![command]).await?;
+        Ok(results.pop().expect("one command, one answer"))
+    }
+
+    /// The last record's sequence, chain hash and recordedAt.
+    pub async fn head(&self) -> Result<Head, StoreError> {
+        match &self.reader {
+            Reader::Sqlite(pool) => sqlite::head(pool).await,
+            Reader::Postgres(pool) => postgres::head(pool).await,
+        }
+    }
+
+    /// Up to `limit` records in global order with sequences in `range`.
+    pub async fn read_page(
+        &self,
+        range: RangeInclusive<u64>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        match &self.reader {
+            Reader::Sqlite(pool) => sqlite::read_page(pool, range, limit).await,
+            Reader::Postgres(pool) => postgres::read_page(pool, range, limit).await,
+        }
+    }
+
+    /// Records with sequences in `range`, in order, fetched a page at a
+    /// time: memory stays bounded however long the log.
+    pub fn read(
+        &self,
+        range: RangeInclusive<u64>,
+    ) -> impl Stream<Item = Result<Record, StoreError>> + Send + 'static {
+        let log = self.clone();
+        let end = *range.end();
+        futures::stream::try_unfold(Some(*range.start()), move |next| {
+            let log = log.clone();
+            async move {
+                let Some(from) = next.filter(|from| *from <= end) else {
+                    return Ok(None);
+                };
+                let page = log.read_page(from..=end, READ_PAGE_RECORDS).await?;
+                let next = match page.last() {
+                    Some(last) if page.len() == READ_PAGE_RECORDS => Some(last.header.sequence + 1),
+                    _ => None,
+                };
+                Ok::<_, StoreError>(Some((
+                    futures::stream::iter(page.into_iter().map(Ok)),
+                    next,
+                )))
+            }
+        })
+        .try_flatten()
+    }
+
+    /// Up to `limit` records of one stream, from `from_revision` on.
+    pub async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        from_revision: u64,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        match &self.reader {
+            Reader::Sqlite(pool) => {
+                sqlite::read_stream(pool, stream_id, from_revision, limit).await
+            }
+            Reader::Postgres(pool) => {
+                postgres::read_stream(pool, stream_id, from_revision, limit).await
+            }
+        }
+    }
+
+    /// Recomputes every leaf and chain hash of the records in `range` and
+    /// names the first defect. A range from sequence 1 starts at
+    /// [`CHAIN_GENESIS`]; a later start trusts the stored chain hash of the
+    /// record before it. A range that reaches the head also checks the
+    /// head row against the last record, so a removed or added tail is
+    /// caught.
+    pub async fn verify(&self, range: RangeInclusive<u64>) -> Result<VerifyReport, StoreError> {
+        let head = self.head().await?;
+        let start = (*range.start()).max(1);
+        // Read past the head when the range reaches it: rows beyond the head
+        // (inserted behind the writer's back) must be seen to be caught.
+        let end = (*range.end()).min(i64::MAX as u64);
+        let mut verifier = if start == 1 {
+            ChainVerifier::from_genesis()
+        } else {
+            match self.read_page(start - 1..=start - 1, 1).await?.pop() {
+                Some(before) => {
+                    ChainVerifier::resume(start, before.chain_hash, Some(before.header.recorded_at))
+                }
+                None => ChainVerifier::resume(start, CHAIN_GENESIS, None),
+            }
+        };
+        let mut pages = std::pin::pin!(self.read(start..=end).chunks(READ_PAGE_RECORDS));
+        let mut checked = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.into_iter().collect::<Result<Vec<_>, _>>()?;
+            // Leaves are independent of each other: check them on all cores
+            // while the chain, which is sequential, is linked after.
+            let leaf_failure = check_leaves(&page);
+            for (index, record) in page.iter().enumerate() {
+                let failure = match leaf_failure {
+                    Some((at, ref failure)) if at == index => Some(failure.clone()),
+                    _ => verifier.link(record).err(),
+                };
+                if let Some(failure) = failure {
+                    return Ok(VerifyReport {
+                        checked,
+                        failure: Some(failure),
+                    });
+                }
+                checked += 1;
+            }
+        }
+        let failure = if *range.end() >= head.sequence {
+            verifier.check_head(head.sequence, &head.chain_hash).err()
+        } else if verifier.next_sequence() <= end {
+            // The range ended early: a record in it is missing.
+            Some(VerifyFailure {
+                sequence: verifier.next_sequence(),
+                defect: domain::record::Defect::SequenceGap {
+                    expected: verifier.next_sequence(),
+                    found: 0,
+                },
+            })
+        } else {
+            None
+        };
+        Ok(VerifyReport { checked, failure })
+    }
+}
+
+/// The first record of `page` whose leaf does not verify, by index.
+fn check_leaves(page: &[Record]) -> Option<(usize, VerifyFailure)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = page.len().div_ceil(threads).max(256);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = page
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, records)| {
+                scope.spawn(move || {
+                    records.iter().enumerate().find_map(|(i, record)| {
+                        record.check_leaf().err().map(|defect| {
+                            (
+                                n * chunk + i,
+                                VerifyFailure {
+                                    sequence: record.header.sequence,
+                                    defect,
+                                },
+                            )
+                        })
+                    })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|worker| worker.join().expect("leaf check does not panic"))
+            .min_by_key(|(index, _)| *index)
+    })
+}
+
+fn validate(command: &Command) -> Result<(), Rejection> {
+    use domain::record::{
+        EVENT_TYPE_BYTES_MAX, IDEMPOTENCY_KEY_BYTES_MAX, METADATA_BYTES_MAX, PAYLOAD_BYTES_MAX,
+    };
+    let invalid = |why: String| Err(Rejection::Invalid(why));
+    if command.events.is_empty() {
+        return invalid("a command appends at least one event".into());
+    }
+    if command.events.len() > COMMAND_EVENTS_MAX {
+        return invalid(format!(
+            "a command appends at most {COMMAND_EVENTS_MAX} events"
+        ));
+    }
+    if let Some(idempotency) = &command.idempotency
+        && idempotency.key.len() > IDEMPOTENCY_KEY_BYTES_MAX
+    {
+        return invalid(format!(
+            "idempotency keys are at most {IDEMPOTENCY_KEY_BYTES_MAX} bytes"
+        ));
+    }
+    for event in &command.events {
+        if event.event_type.is_empty() || event.event_type.len() > EVENT_TYPE_BYTES_MAX {
+            return invalid(format!("event types are 1 to {EVENT_TYPE_BYTES_MAX} bytes"));
+        }
+        if event.metadata.len() > METADATA_BYTES_MAX {
+            return invalid(format!("metadata is at most {METADATA_BYTES_MAX} bytes"));
+        }
+        if event.payload.len() > PAYLOAD_BYTES_MAX {
+            return invalid(format!("a payload is at most {PAYLOAD_BYTES_MAX} bytes"));
+        }
+    }
+    Ok(())
+}
+
+/// The system's real clock: what the server uses unless told otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_datetime(chrono_now())
+    }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// Converts a stored integer to the u64 it was written from.
+fn unsigned(sequence: u64, what: &str, value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        sequence,
+        what: format!("{what} is negative"),
+    })
+}
+
+/// Converts a u64 to the signed integer both databases store. Sequences,
+/// revisions and versions stay far below 2^63; beyond it is a bug.
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).expect("sequences and revisions stay below 2^63")
+}
+
+/// Reads a stored hash column.
+fn hash_column(sequence: u64, what: &str, bytes: &[u8]) -> Result<Hash, StoreError> {
+    Hash::from_slice(bytes).ok_or_else(|| StoreError::Corrupt {
+        sequence,
+        what: format!("{what} is not 32 bytes"),
+    })
+}

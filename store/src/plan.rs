@@ -1,0 +1,138 @@
+//! Deciding a batch: which commands are appended, answered from an earlier
+//! identical command, or rejected; and the sealed records of those appended.
+//!
+//! This is the one place that assigns sequences, revisions, recordedAt and
+//! chain hashes. It is backend-independent and does no I/O: a backend reads
+//! the head, the known idempotency keys and the streams' revisions inside
+//! its write transaction, calls [`plan`], and writes what it returns.
+
+use std::collections::HashMap;
+
+use domain::record::{Hash, Record, RecordHeader};
+use domain::{StreamId, Timestamp};
+
+use crate::{Appended, Command, ExpectedRevision, Head, Rejection};
+
+/// A command with an idempotency key, as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownCommand {
+    pub digest: Hash,
+    pub stream_id: StreamId,
+    pub appended: Appended,
+}
+
+/// What a batch writes and answers.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub records: Vec<Record>,
+    /// New rows of the `commands` table: key and what it was answered.
+    pub commands: Vec<(String, KnownCommand)>,
+    /// One answer per command, in the order given.
+    pub outcomes: Vec<Result<Appended, Rejection>>,
+    /// The head after the batch.
+    pub head: Head,
+}
+
+pub(crate) fn plan(
+    head: Head,
+    mut known: HashMap<String, KnownCommand>,
+    mut revisions: HashMap<StreamId, u64>,
+    commands: &[&Command],
+    now: Timestamp,
+) -> Plan {
+    // recordedAt never decreases along the log, even if the clock steps
+    // back (NTP, another process's clock): "as of T" stays well-defined.
+    let recorded_at = now.max(head.recorded_at);
+    let mut plan = Plan {
+        head,
+        ..Plan::default()
+    };
+    for command in commands {
+        let outcome = decide(&mut plan, &mut known, &mut revisions, command, recorded_at);
+        plan.outcomes.push(outcome);
+    }
+    plan
+}
+
+fn decide(
+    plan: &mut Plan,
+    known: &mut HashMap<String, KnownCommand>,
+    revisions: &mut HashMap<StreamId, u64>,
+    command: &Command,
+    recorded_at: Timestamp,
+) -> Result<Appended, Rejection> {
+    // An idempotent retry is answered before the revision check: the
+    // stream has moved on since the first attempt, by that attempt itself.
+    if let Some(idempotency) = &command.idempotency
+        && let Some(earlier) = known.get(&idempotency.key)
+    {
+        return if earlier.digest == idempotency.digest && earlier.stream_id == command.stream_id {
+            Ok(Appended {
+                replayed: true,
+                ..earlier.appended
+            })
+        } else {
+            Err(Rejection::IdempotencyConflict {
+                key: idempotency.key.clone(),
+            })
+        };
+    }
+    let actual = revisions.get(&command.stream_id).copied().unwrap_or(0);
+    let matches = match command.expected {
+        ExpectedRevision::Any => true,
+        ExpectedRevision::NoStream => actual == 0,
+        ExpectedRevision::Exactly(expected) => actual == expected,
+    };
+    if !matches {
+        return Err(Rejection::WrongRevision {
+            stream_id: command.stream_id.clone(),
+            expected: command.expected,
+            actual,
+        });
+    }
+    let first_sequence = plan.head.sequence + 1;
+    let mut revision = actual;
+    for event in &command.events {
+        revision += 1;
+        let header = RecordHeader {
+            sequence: plan.head.sequence + 1,
+            event_id: event.event_id,
+            stream_id: command.stream_id.clone(),
+            stream_revision: revision,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            occurred_at: event.occurred_at,
+            recorded_at,
+            idempotency_key: command.idempotency.as_ref().map(|i| i.key.clone()),
+        };
+        let record = Record::seal(
+            header,
+            event.metadata.clone(),
+            event.payload.clone(),
+            &plan.head.chain_hash,
+        );
+        plan.head = Head {
+            sequence: record.header.sequence,
+            chain_hash: record.chain_hash,
+            recorded_at,
+        };
+        plan.records.push(record);
+    }
+    revisions.insert(command.stream_id.clone(), revision);
+    let appended = Appended {
+        first_sequence,
+        last_sequence: plan.head.sequence,
+        stream_revision: revision,
+        replayed: false,
+    };
+    if let Some(idempotency) = &command.idempotency {
+        let row = KnownCommand {
+            digest: idempotency.digest,
+            stream_id: command.stream_id.clone(),
+            appended,
+        };
+        known.insert(idempotency.key.clone(), row.clone());
+        plan.commands.push((idempotency.key.clone(), row));
+    }
+    Ok(appended)
+}

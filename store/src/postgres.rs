@@ -1,0 +1,252 @@
+//! The PostgreSQL backend, for production and several API processes.
+//!
+//! Every append transaction first locks the head row (`SELECT … FOR
+//! UPDATE`) and reads it under the lock, so appends from any number of
+//! processes are serialized into one linear chain. PostgreSQL's default
+//! `synchronous_commit = on` makes a commit durable before it returns.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+
+use domain::record::Record;
+use domain::{StreamId, Timestamp};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Row};
+
+use crate::plan::{self, KnownCommand};
+use crate::row::{RECORD_COLUMNS, StoredRecord, records};
+use crate::writer::CommitError;
+use crate::{Appended, Command, Head, Rejection, StoreError, hash_column, signed, unsigned};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Connections of one process's pool (the writer uses one at a time).
+pub const POOL_CONNECTIONS_MAX: u32 = 16;
+
+pub(crate) async fn open(options: PgConnectOptions) -> Result<PgPool, StoreError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(POOL_CONNECTIONS_MAX)
+        .connect_with(options)
+        .await?;
+    // sqlx holds an advisory lock while migrating, so processes starting
+    // together do not race.
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| StoreError::Migration(std::sync::Arc::new(e)))?;
+    Ok(pool)
+}
+
+pub(crate) async fn commit(
+    pool: &PgPool,
+    commands: &[&Command],
+    now: Timestamp,
+) -> Result<Vec<Result<Appended, Rejection>>, CommitError> {
+    let before = |error: StoreError| CommitError {
+        error,
+        at_commit: false,
+    };
+    let mut tx = pool.begin().await.map_err(|e| before(e.into()))?;
+    let planned = async {
+        let row = sqlx::query(
+            "SELECT sequence, chain_hash, recorded_at_us FROM log_head WHERE id = 1 FOR UPDATE",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let head = head_from_row(&row)?;
+        let known = known_commands(&mut tx, commands).await?;
+        let revisions = stream_revisions(&mut tx, commands).await?;
+        let plan = plan::plan(head, known, revisions, commands, now);
+        write(&mut tx, &plan).await?;
+        Ok::<_, StoreError>(plan.outcomes)
+    }
+    .await;
+    // On an error the transaction is rolled back when `tx` is dropped.
+    let outcomes = planned.map_err(before)?;
+    tx.commit().await.map_err(|e| CommitError {
+        error: e.into(),
+        at_commit: true,
+    })?;
+    Ok(outcomes)
+}
+
+fn head_from_row(row: &PgRow) -> Result<Head, StoreError> {
+    let sequence = unsigned(0, "head sequence", row.try_get(0)?)?;
+    Ok(Head {
+        sequence,
+        chain_hash: hash_column(sequence, "head chain hash", row.try_get::<&[u8], _>(1)?)?,
+        recorded_at: Timestamp::from_micros(row.try_get(2)?),
+    })
+}
+
+async fn known_commands(
+    connection: &mut PgConnection,
+    commands: &[&Command],
+) -> Result<HashMap<String, KnownCommand>, StoreError> {
+    let keys: Vec<&str> = commands
+        .iter()
+        .filter_map(|c| c.idempotency.as_ref().map(|i| i.key.as_str()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT idempotency_key, digest, stream_id, first_sequence, last_sequence, stream_revision \
+         FROM commands WHERE idempotency_key = ANY($1)",
+    )
+    .bind(&keys)
+    .fetch_all(connection)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let first_sequence = unsigned(0, "command first sequence", row.try_get(3)?)?;
+            let command = KnownCommand {
+                digest: hash_column(
+                    first_sequence,
+                    "command digest",
+                    row.try_get::<&[u8], _>(1)?,
+                )?,
+                stream_id: StreamId::new(row.try_get::<String, _>(2)?).map_err(|e| {
+                    StoreError::Corrupt {
+                        sequence: first_sequence,
+                        what: e.to_string(),
+                    }
+                })?,
+                appended: Appended {
+                    first_sequence,
+                    last_sequence: unsigned(
+                        first_sequence,
+                        "command last sequence",
+                        row.try_get(4)?,
+                    )?,
+                    stream_revision: unsigned(
+                        first_sequence,
+                        "command stream revision",
+                        row.try_get(5)?,
+                    )?,
+                    replayed: false,
+                },
+            };
+            Ok((row.try_get(0)?, command))
+        })
+        .collect()
+}
+
+async fn stream_revisions(
+    connection: &mut PgConnection,
+    commands: &[&Command],
+) -> Result<HashMap<StreamId, u64>, StoreError> {
+    let mut streams: Vec<&str> = commands.iter().map(|c| c.stream_id.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let rows = sqlx::query("SELECT stream_id, MAX(stream_revision) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id")
+        .bind(&streams)
+        .fetch_all(connection)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let stream =
+                StreamId::new(row.try_get::<String, _>(0)?).map_err(|e| StoreError::Corrupt {
+                    sequence: 0,
+                    what: e.to_string(),
+                })?;
+            Ok((stream, unsigned(0, "stream revision", row.try_get(1)?)?))
+        })
+        .collect()
+}
+
+async fn write(connection: &mut PgConnection, plan: &plan::Plan) -> Result<(), StoreError> {
+    if plan.records.is_empty() {
+        return Ok(());
+    }
+    // One statement for any batch size: columns travel as arrays.
+    let records = &plan.records;
+    let column = |f: &dyn Fn(&Record) -> Vec<u8>| records.iter().map(f).collect::<Vec<_>>();
+    let int = |f: &dyn Fn(&Record) -> i64| records.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(&format!(
+        "INSERT INTO events ({RECORD_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], \
+         $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::bytea[], $11::bytea[], $12::bytea[], \
+         $13::bytea[], $14::bytea[], $15::bytea[])"
+    ))
+    .bind(int(&|r| signed(r.header.sequence)))
+    .bind(records.iter().map(|r| r.header.event_id.0).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.header.stream_id.as_str()).collect::<Vec<_>>())
+    .bind(int(&|r| signed(r.header.stream_revision)))
+    .bind(records.iter().map(|r| r.header.event_type.as_str()).collect::<Vec<_>>())
+    .bind(int(&|r| i64::from(r.header.schema_version)))
+    .bind(int(&|r| r.header.occurred_at.as_micros()))
+    .bind(int(&|r| r.header.recorded_at.as_micros()))
+    .bind(records.iter().map(|r| r.header.idempotency_key.as_deref()).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.metadata.as_deref()).collect::<Vec<_>>())
+    .bind(column(&|r| r.metadata_hash.0.to_vec()))
+    .bind(records.iter().map(|r| r.payload.as_deref()).collect::<Vec<_>>())
+    .bind(column(&|r| r.payload_hash.0.to_vec()))
+    .bind(column(&|r| r.leaf_hash.0.to_vec()))
+    .bind(column(&|r| r.chain_hash.0.to_vec()))
+    .execute(&mut *connection)
+    .await?;
+    if !plan.commands.is_empty() {
+        let commands = &plan.commands;
+        sqlx::query(
+            "INSERT INTO commands (idempotency_key, digest, stream_id, first_sequence, last_sequence, stream_revision) \
+             SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])",
+        )
+        .bind(commands.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(_, c)| c.digest.0.to_vec()).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(_, c)| c.stream_id.as_str()).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(_, c)| signed(c.appended.first_sequence)).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(_, c)| signed(c.appended.last_sequence)).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(_, c)| signed(c.appended.stream_revision)).collect::<Vec<_>>())
+        .execute(&mut *connection)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE log_head SET sequence = $1, chain_hash = $2, recorded_at_us = $3 WHERE id = 1",
+    )
+    .bind(signed(plan.head.sequence))
+    .bind(plan.head.chain_hash.as_bytes().as_slice())
+    .bind(plan.head.recorded_at.as_micros())
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn head(pool: &PgPool) -> Result<Head, StoreError> {
+    let row = sqlx::query("SELECT sequence, chain_hash, recorded_at_us FROM log_head WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    head_from_row(&row)
+}
+
+pub(crate) async fn read_page(
+    pool: &PgPool,
+    range: RangeInclusive<u64>,
+    limit: usize,
+) -> Result<Vec<Record>, StoreError> {
+    let rows: Vec<StoredRecord> = sqlx::query_as(&format!(
+        "SELECT {RECORD_COLUMNS} FROM events WHERE sequence >= $1 AND sequence <= $2 ORDER BY sequence LIMIT $3"
+    ))
+    .bind(signed(*range.start()))
+    .bind(signed((*range.end()).min(i64::MAX as u64)))
+    .bind(signed(limit as u64))
+    .fetch_all(pool)
+    .await?;
+    records(rows)
+}
+
+pub(crate) async fn read_stream(
+    pool: &PgPool,
+    stream_id: &StreamId,
+    from_revision: u64,
+    limit: usize,
+) -> Result<Vec<Record>, StoreError> {
+    let rows: Vec<StoredRecord> = sqlx::query_as(&format!(
+        "SELECT {RECORD_COLUMNS} FROM events WHERE stream_id = $1 AND stream_revision >= $2 ORDER BY stream_revision LIMIT $3"
+    ))
+    .bind(stream_id.as_str())
+    .bind(signed(from_revision))
+    .bind(signed(limit as u64))
+    .fetch_all(pool)
+    .await?;
+    records(rows)
+}

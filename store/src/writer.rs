@@ -1,0 +1,100 @@
+//! The one writer task of a log: group commit.
+
+use std::sync::Arc;
+
+use domain::{Clock, Timestamp};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Appended, BATCH_EVENTS_MAX, Command, Rejection, StoreError, postgres, sqlite};
+
+pub(crate) type Answer = Result<Vec<Result<Appended, Rejection>>, StoreError>;
+
+/// Commands of one `append` call and where to send their answers.
+pub(crate) struct Request {
+    pub commands: Vec<Command>,
+    pub reply: oneshot::Sender<Answer>,
+}
+
+pub(crate) enum Backend {
+    Sqlite(sqlite::Writer),
+    Postgres(sqlx::PgPool),
+}
+
+/// Why a batch was not committed. When the failure came before `COMMIT`,
+/// the transaction was rolled back and its requests may be tried again one
+/// by one. When `COMMIT` itself failed, the outcome is unknown (a lost
+/// connection may have committed), so nothing is retried here: callers
+/// retry with their idempotency key, which makes that safe.
+pub(crate) struct CommitError {
+    pub error: StoreError,
+    pub at_commit: bool,
+}
+
+impl Backend {
+    async fn commit(
+        &mut self,
+        commands: &[&Command],
+        now: Timestamp,
+    ) -> Result<Vec<Result<Appended, Rejection>>, CommitError> {
+        match self {
+            Self::Sqlite(writer) => writer.commit(commands, now).await,
+            Self::Postgres(pool) => postgres::commit(pool, commands, now).await,
+        }
+    }
+}
+
+pub(crate) async fn run(
+    mut backend: Backend,
+    mut requests: mpsc::Receiver<Request>,
+    clock: Arc<dyn Clock>,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut events = first.commands.iter().map(|c| c.events.len()).sum::<usize>();
+        let mut batch = vec![first];
+        while events < BATCH_EVENTS_MAX {
+            let Ok(request) = requests.try_recv() else {
+                break;
+            };
+            events += request
+                .commands
+                .iter()
+                .map(|c| c.events.len())
+                .sum::<usize>();
+            batch.push(request);
+        }
+        commit_batch(&mut backend, batch, clock.as_ref()).await;
+    }
+}
+
+async fn commit_batch(backend: &mut Backend, batch: Vec<Request>, clock: &dyn Clock) {
+    let commands: Vec<&Command> = batch.iter().flat_map(|request| &request.commands).collect();
+    match backend.commit(&commands, clock.now()).await {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for request in batch {
+                let answers = outcomes.by_ref().take(request.commands.len()).collect();
+                // The caller may have gone away; its events are durable anyway.
+                let _ = request.reply.send(Ok(answers));
+            }
+        }
+        Err(failure) if !failure.at_commit && batch.len() > 1 => {
+            // One request may have poisoned the batch (say, a reused event
+            // id): try each alone so the others are not refused for it.
+            tracing::warn!(error = %failure.error, requests = batch.len(), "batch rolled back; retrying its requests one by one");
+            for request in batch {
+                let commands: Vec<&Command> = request.commands.iter().collect();
+                let answer = backend
+                    .commit(&commands, clock.now())
+                    .await
+                    .map_err(|failure| failure.error);
+                let _ = request.reply.send(answer);
+            }
+        }
+        Err(failure) => {
+            tracing::error!(error = %failure.error, at_commit = failure.at_commit, "append failed");
+            for request in batch {
+                let _ = request.reply.send(Err(failure.error.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,823 @@
+//! One conformance suite for every backend of the log.
+//!
+//! Each test is written once against `Harness` and instantiated for SQLite
+//! and PostgreSQL by `conformance!` at the bottom. Tamper tests reach past
+//! the log with plain SQL, as an attacker with database access would.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use domain::record::{Defect, Record, VerifyFailure};
+use domain::{Clock, EventId, StreamId, Timestamp};
+use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use ledger_store::{
+    Appended, Command, EventLog, ExpectedRevision, Idempotency, NewEvent, READ_PAGE_RECORDS,
+    Rejection, StoreError, SystemClock, testing,
+};
+
+/// A clock the test moves by hand.
+#[derive(Default)]
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_micros(self.0.load(Ordering::SeqCst))
+    }
+}
+
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+type Reopen =
+    Box<dyn Fn(Arc<dyn Clock>) -> BoxFuture<'static, Result<EventLog, StoreError>> + Send + Sync>;
+
+struct Harness {
+    log: EventLog,
+    raw: Raw,
+    reopen: Reopen,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Binds values in order to a raw query.
+enum Value {
+    Int(i64),
+    Bytes(Option<Vec<u8>>),
+    Text(Option<String>),
+    Uuid(uuid::Uuid),
+}
+
+macro_rules! bind_all {
+    ($query:expr, $values:expr) => {{
+        let mut query = $query;
+        for value in $values {
+            query = match value {
+                Value::Int(v) => query.bind(*v),
+                Value::Bytes(v) => query.bind(v.clone()),
+                Value::Text(v) => query.bind(v.clone()),
+                Value::Uuid(v) => query.bind(*v),
+            };
+        }
+        query
+    }};
+}
+
+impl Harness {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sqlite");
+        let log = EventLog::open_sqlite(&path, Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let raw = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+        )
+        .await
+        .unwrap();
+        Self {
+            log,
+            raw: Raw::Sqlite(raw),
+            reopen: Box::new(move |clock| {
+                let path = path.clone();
+                Box::pin(async move { EventLog::open_sqlite(&path, clock).await })
+            }),
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres(test: &str) -> Option<Self> {
+        let url = testing::postgres_url(test)?;
+        let options = testing::fresh_schema(&url).await;
+        let log = EventLog::open_postgres(options.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let raw = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
+        Some(Self {
+            log,
+            raw: Raw::Postgres(raw),
+            reopen: Box::new(move |clock| {
+                let options = options.clone();
+                Box::pin(async move { EventLog::open_postgres(options, clock).await })
+            }),
+            _dir: None,
+        })
+    }
+
+    /// Runs SQL directly; `?` placeholders become `$n` on PostgreSQL.
+    async fn try_sql(&self, sql: &str, values: &[Value]) -> Result<(), sqlx::Error> {
+        match &self.raw {
+            Raw::Sqlite(pool) => bind_all!(sqlx::query(sql), values)
+                .execute(pool)
+                .await
+                .map(drop),
+            Raw::Postgres(pool) => {
+                let numbered = (1..=values.len()).fold(sql.to_owned(), |sql, n| {
+                    sql.replacen('?', &format!("${n}"), 1)
+                });
+                bind_all!(sqlx::query(&numbered), values)
+                    .execute(pool)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    async fn sql(&self, sql: &str, values: &[Value]) {
+        self.try_sql(sql, values)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Drops the triggers that keep `events` append-only, as an attacker
+    /// with full database access can.
+    async fn drop_guards(&self) {
+        match &self.raw {
+            Raw::Sqlite(_) => {
+                self.sql("DROP TRIGGER events_immutable", &[]).await;
+                self.sql("DROP TRIGGER events_append_only", &[]).await;
+            }
+            Raw::Postgres(_) => {
+                self.sql("DROP TRIGGER events_immutable ON events", &[])
+                    .await
+            }
+        }
+    }
+
+    /// Writes a record straight into `events`, bypassing the writer.
+    async fn insert_raw(&self, record: &Record) {
+        let header = &record.header;
+        self.sql(
+            "INSERT INTO events (sequence, event_id, stream_id, stream_revision, event_type, schema_version, occurred_at_us, \
+             recorded_at_us, idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Value::Int(header.sequence as i64),
+                Value::Uuid(header.event_id.0),
+                Value::Text(Some(header.stream_id.to_string())),
+                Value::Int(header.stream_revision as i64),
+                Value::Text(Some(header.event_type.clone())),
+                Value::Int(header.schema_version.into()),
+                Value::Int(header.occurred_at.as_micros()),
+                Value::Int(header.recorded_at.as_micros()),
+                Value::Text(header.idempotency_key.clone()),
+                Value::Bytes(record.metadata.clone()),
+                Value::Bytes(Some(record.metadata_hash.0.to_vec())),
+                Value::Bytes(record.payload.clone()),
+                Value::Bytes(Some(record.payload_hash.0.to_vec())),
+                Value::Bytes(Some(record.leaf_hash.0.to_vec())),
+                Value::Bytes(Some(record.chain_hash.0.to_vec())),
+            ],
+        )
+        .await;
+    }
+
+    async fn record(&self, sequence: u64) -> Record {
+        self.log
+            .read_page(sequence..=sequence, 1)
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
+    async fn first_failure(&self) -> Option<VerifyFailure> {
+        self.log.verify(1..=u64::MAX).await.unwrap().failure
+    }
+}
+
+fn stream(name: &str) -> StreamId {
+    StreamId::new(format!("org/{name}")).unwrap()
+}
+
+fn event(payload: &[u8]) -> NewEvent {
+    NewEvent {
+        event_id: EventId(uuid::Uuid::now_v7()),
+        event_type: "TestEvent".into(),
+        schema_version: 1,
+        occurred_at: Timestamp::from_micros(1_767_225_600_000_000),
+        metadata: domain::Metadata {
+            actor: Some("tester".into()),
+            ..Default::default()
+        }
+        .encode(),
+        payload: payload.to_vec(),
+    }
+}
+
+fn command(stream_id: StreamId, expected: ExpectedRevision, payloads: &[&[u8]]) -> Command {
+    Command {
+        stream_id,
+        expected,
+        idempotency: None,
+        events: payloads.iter().map(|p| event(p)).collect(),
+    }
+}
+
+fn keyed(key: &str, stream_id: StreamId, payloads: &[&[u8]]) -> Command {
+    let events: Vec<NewEvent> = payloads.iter().map(|p| event(p)).collect();
+    Command {
+        idempotency: Some(Idempotency::of_events(key, &stream_id, &events)),
+        stream_id,
+        expected: ExpectedRevision::Any,
+        events,
+    }
+}
+
+async fn append(log: &EventLog, command: Command) -> Result<Appended, Rejection> {
+    log.append_one(command).await.expect("the store answers")
+}
+
+/// Appends `n` single-event commands to stream `org/fill`, payload = index.
+async fn fill(log: &EventLog, n: usize) {
+    let commands = (0..n)
+        .map(|i| {
+            command(
+                stream("fill"),
+                ExpectedRevision::Any,
+                &[&(i as u32).to_le_bytes()],
+            )
+        })
+        .collect();
+    for result in log.append(commands).await.unwrap() {
+        result.unwrap();
+    }
+}
+
+async fn appends_and_reads(h: Harness) {
+    let a = append(
+        &h.log,
+        command(stream("a"), ExpectedRevision::NoStream, &[b"a1", b"a2"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        a,
+        Appended {
+            first_sequence: 1,
+            last_sequence: 2,
+            stream_revision: 2,
+            replayed: false
+        }
+    );
+    let b = append(
+        &h.log,
+        command(stream("b"), ExpectedRevision::NoStream, &[b"b1"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!((b.first_sequence, b.stream_revision), (3, 1));
+    let a3 = append(
+        &h.log,
+        command(stream("a"), ExpectedRevision::Exactly(2), &[b"a3"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!((a3.first_sequence, a3.stream_revision), (4, 3));
+
+    let all: Vec<_> = h.log.read(1..=u64::MAX).try_collect().await.unwrap();
+    let seen: Vec<(u64, &str, u64, &[u8])> = all
+        .iter()
+        .map(|r| {
+            (
+                r.header.sequence,
+                r.header.stream_id.as_str(),
+                r.header.stream_revision,
+                r.payload.as_deref().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "org/a", 1, &b"a1"[..]),
+            (2, "org/a", 2, b"a2"),
+            (3, "org/b", 1, b"b1"),
+            (4, "org/a", 3, b"a3")
+        ]
+    );
+    let middle: Vec<_> = h.log.read(2..=3).try_collect().await.unwrap();
+    assert_eq!(
+        middle.iter().map(|r| r.header.sequence).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    let of_a = h.log.read_stream(&stream("a"), 2, 10).await.unwrap();
+    assert_eq!(
+        of_a.iter()
+            .map(|r| r.header.stream_revision)
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
+
+    // What was written is what is read, and the hashes recompute.
+    assert_eq!(all[0].header.event_type, "TestEvent");
+    assert_eq!(
+        all[0].header.occurred_at,
+        Timestamp::from_micros(1_767_225_600_000_000)
+    );
+    assert_eq!(
+        domain::Metadata::decode(all[0].metadata.as_ref().unwrap())
+            .unwrap()
+            .actor
+            .as_deref(),
+        Some("tester")
+    );
+    let head = h.log.head().await.unwrap();
+    assert_eq!((head.sequence, head.chain_hash), (4, all[3].chain_hash));
+    let report = h.log.verify(1..=u64::MAX).await.unwrap();
+    assert_eq!((report.checked, report.failure), (4, None));
+}
+
+async fn wrong_revision_names_expected_and_actual(h: Harness) {
+    append(
+        &h.log,
+        command(stream("a"), ExpectedRevision::NoStream, &[b"1", b"2"]),
+    )
+    .await
+    .unwrap();
+    let again = append(
+        &h.log,
+        command(stream("a"), ExpectedRevision::NoStream, &[b"x"]),
+    )
+    .await;
+    assert_eq!(
+        again,
+        Err(Rejection::WrongRevision {
+            stream_id: stream("a"),
+            expected: ExpectedRevision::NoStream,
+            actual: 2
+        })
+    );
+    let stale = append(
+        &h.log,
+        command(stream("a"), ExpectedRevision::Exactly(1), &[b"x"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        stale.to_string(),
+        "stream org/a expected revision 1 but is at revision 2"
+    );
+    let missing = append(
+        &h.log,
+        command(stream("new"), ExpectedRevision::Exactly(3), &[b"x"]),
+    )
+    .await;
+    assert!(matches!(
+        missing,
+        Err(Rejection::WrongRevision { actual: 0, .. })
+    ));
+    assert_eq!(
+        h.log.head().await.unwrap().sequence,
+        2,
+        "rejected commands append nothing"
+    );
+}
+
+async fn idempotent_retries_are_answered_not_reapplied(h: Harness) {
+    let first = append(&h.log, keyed("k-1", stream("a"), &[b"one", b"two"]))
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    append(
+        &h.log,
+        command(stream("a"), ExpectedRevision::Any, &[b"other"]),
+    )
+    .await
+    .unwrap();
+    let retry = append(&h.log, keyed("k-1", stream("a"), &[b"one", b"two"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        retry,
+        Appended {
+            replayed: true,
+            ..first
+        }
+    );
+    let conflict = append(&h.log, keyed("k-1", stream("a"), &[b"changed"])).await;
+    assert_eq!(
+        conflict,
+        Err(Rejection::IdempotencyConflict { key: "k-1".into() })
+    );
+    let other_stream = append(&h.log, keyed("k-1", stream("b"), &[b"one", b"two"])).await;
+    assert!(matches!(
+        other_stream,
+        Err(Rejection::IdempotencyConflict { .. })
+    ));
+    assert_eq!(h.log.head().await.unwrap().sequence, 3);
+
+    // The same key twice in one batch: the second is the first's retry.
+    let both = h
+        .log
+        .append(vec![
+            keyed("k-2", stream("c"), &[b"x"]),
+            keyed("k-2", stream("c"), &[b"x"]),
+        ])
+        .await
+        .unwrap();
+    let (one, two) = (both[0].clone().unwrap(), both[1].clone().unwrap());
+    assert_eq!(
+        (
+            one.first_sequence,
+            one.replayed,
+            two.first_sequence,
+            two.replayed
+        ),
+        (4, false, 4, true)
+    );
+
+    // Keys survive a restart of the process.
+    let reopened = (h.reopen)(Arc::new(SystemClock)).await.unwrap();
+    assert_eq!(
+        append(&reopened, keyed("k-1", stream("a"), &[b"one", b"two"]))
+            .await
+            .unwrap(),
+        retry
+    );
+    assert_eq!(reopened.head().await.unwrap().sequence, 4);
+    let header = &reopened.read_page(1..=1, 1).await.unwrap()[0].header;
+    assert_eq!(
+        header.idempotency_key.as_deref(),
+        Some("k-1"),
+        "the key is part of the hashed header"
+    );
+}
+
+async fn commands_are_all_or_nothing(h: Harness) {
+    append(
+        &h.log,
+        command(stream("b"), ExpectedRevision::NoStream, &[b"b1"]),
+    )
+    .await
+    .unwrap();
+    let results = h
+        .log
+        .append(vec![
+            command(stream("a"), ExpectedRevision::NoStream, &[b"a1", b"a2"]),
+            command(
+                stream("b"),
+                ExpectedRevision::NoStream,
+                &[b"b2", b"b3", b"b4"],
+            ),
+            command(stream("c"), ExpectedRevision::Any, &[]),
+            command(stream("c"), ExpectedRevision::NoStream, &[b"c1"]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results[0].as_ref().unwrap().last_sequence, 3);
+    assert!(matches!(
+        results[1],
+        Err(Rejection::WrongRevision { actual: 1, .. })
+    ));
+    assert!(matches!(results[2], Err(Rejection::Invalid(_))));
+    assert_eq!(results[3].as_ref().unwrap().first_sequence, 4);
+    let b = h.log.read_stream(&stream("b"), 1, 10).await.unwrap();
+    assert_eq!(b.len(), 1, "no event of the refused command was written");
+    assert_eq!(h.first_failure().await, None);
+}
+
+async fn a_reused_event_id_fails_alone(h: Harness) {
+    let taken = command(stream("a"), ExpectedRevision::Any, &[b"1"]);
+    let reused = taken.events[0].event_id;
+    append(&h.log, taken).await.unwrap();
+    // Two appends reach the writer together; one reuses an event id, which
+    // the database refuses. The other must still be appended.
+    let mut bad = command(stream("b"), ExpectedRevision::Any, &[b"2"]);
+    bad.events[0].event_id = reused;
+    let (bad, good) = tokio::join!(
+        h.log.append_one(bad),
+        h.log
+            .append_one(command(stream("c"), ExpectedRevision::Any, &[b"3"]))
+    );
+    assert!(bad.is_err(), "a duplicate event id is a storage error");
+    assert!(good.unwrap().is_ok());
+    assert_eq!(h.log.head().await.unwrap().sequence, 2);
+    assert_eq!(h.first_failure().await, None);
+}
+
+async fn oversized_input_is_refused_before_the_writer(h: Harness) {
+    let mut huge = command(stream("a"), ExpectedRevision::Any, &[b"x"]);
+    huge.events[0].payload = vec![0; domain::record::PAYLOAD_BYTES_MAX + 1];
+    assert!(matches!(
+        append(&h.log, huge).await,
+        Err(Rejection::Invalid(_))
+    ));
+    let mut long_key = keyed("k", stream("a"), &[b"x"]);
+    long_key.idempotency.as_mut().unwrap().key =
+        "k".repeat(domain::record::IDEMPOTENCY_KEY_BYTES_MAX + 1);
+    assert!(matches!(
+        append(&h.log, long_key).await,
+        Err(Rejection::Invalid(_))
+    ));
+    let too_many = command(
+        stream("a"),
+        ExpectedRevision::Any,
+        &vec![&b"x"[..]; ledger_store::COMMAND_EVENTS_MAX + 1],
+    );
+    assert!(matches!(
+        append(&h.log, too_many).await,
+        Err(Rejection::Invalid(_))
+    ));
+    assert_eq!(h.log.head().await.unwrap().sequence, 0);
+}
+
+async fn concurrent_appenders_build_one_linear_chain(h: Harness) {
+    const TASKS: usize = 10;
+    const EVENTS_PER_TASK: usize = 1000;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let log = h.log.clone();
+            tokio::spawn(async move {
+                let mut sequences = Vec::with_capacity(EVENTS_PER_TASK);
+                for i in 0..EVENTS_PER_TASK {
+                    // Half the tasks share one stream, half own theirs, so
+                    // revisions are contended as well as sequences.
+                    let name = if task % 2 == 0 {
+                        "shared".to_owned()
+                    } else {
+                        format!("own-{task}")
+                    };
+                    let payload = format!("{task}:{i}");
+                    let appended = append(
+                        &log,
+                        command(stream(&name), ExpectedRevision::Any, &[payload.as_bytes()]),
+                    )
+                    .await
+                    .unwrap();
+                    sequences.push(appended.first_sequence);
+                }
+                sequences
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        let sequences = task.await.unwrap();
+        assert!(
+            sequences.windows(2).all(|w| w[0] < w[1]),
+            "one task's appends land in its order"
+        );
+        all.extend(sequences);
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=(TASKS * EVENTS_PER_TASK) as u64).collect::<Vec<_>>()
+    );
+    let report = h.log.verify(1..=u64::MAX).await.unwrap();
+    assert_eq!(
+        (report.checked, report.failure),
+        ((TASKS * EVENTS_PER_TASK) as u64, None)
+    );
+    let shared = h
+        .log
+        .read_stream(&stream("shared"), 1, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(shared.len(), 5 * EVENTS_PER_TASK);
+    assert!(
+        shared
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.header.stream_revision == i as u64 + 1)
+    );
+}
+
+async fn reads_page_through_a_long_log(h: Harness) {
+    let total = READ_PAGE_RECORDS * 2 + 17;
+    fill(&h.log, total).await;
+    let mut expected = 1;
+    let mut records = std::pin::pin!(h.log.read(1..=u64::MAX));
+    while let Some(record) = records.try_next().await.unwrap() {
+        assert_eq!(record.header.sequence, expected);
+        assert_eq!(
+            record.payload.unwrap(),
+            ((expected - 1) as u32).to_le_bytes()
+        );
+        expected += 1;
+    }
+    assert_eq!(expected - 1, total as u64);
+    let report = h.log.verify(100..=200).await.unwrap();
+    assert_eq!((report.checked, report.failure), (101, None));
+}
+
+async fn recorded_at_never_goes_back(h: Harness) {
+    let clock = Arc::new(ManualClock::default());
+    clock.0.store(2_000_000, Ordering::SeqCst);
+    let log = (h.reopen)(clock.clone()).await.unwrap();
+    append(&log, command(stream("a"), ExpectedRevision::Any, &[b"1"]))
+        .await
+        .unwrap();
+    clock.0.store(1_000_000, Ordering::SeqCst);
+    append(&log, command(stream("a"), ExpectedRevision::Any, &[b"2"]))
+        .await
+        .unwrap();
+    let times: Vec<i64> = log
+        .read(1..=2)
+        .map_ok(|r| r.header.recorded_at.as_micros())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(times, [2_000_000, 2_000_000]);
+}
+
+async fn the_database_refuses_changes_to_records(h: Harness) {
+    fill(&h.log, 3).await;
+    let update = h
+        .try_sql(
+            "UPDATE events SET stream_revision = 9 WHERE sequence = 2",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(update.to_string().contains("immutable"), "{update}");
+    let delete = h
+        .try_sql("DELETE FROM events WHERE sequence = 2", &[])
+        .await
+        .unwrap_err();
+    assert!(delete.to_string().contains("append-only"), "{delete}");
+    // Shredding content is allowed, and the chain still verifies.
+    h.sql(
+        "UPDATE events SET payload = NULL, metadata = NULL WHERE sequence = 2",
+        &[],
+    )
+    .await;
+    let shredded = h.record(2).await;
+    assert_eq!((shredded.payload, shredded.metadata), (None, None));
+    assert_eq!(h.first_failure().await, None);
+}
+
+async fn tampering_is_caught_at_its_sequence(h: Harness) {
+    fill(&h.log, 10).await;
+    h.drop_guards().await;
+    assert_eq!(h.first_failure().await, None);
+
+    // One payload byte.
+    let original = h.record(4).await.payload.unwrap();
+    let mut changed = original.clone();
+    changed[0] ^= 0x01;
+    let set_payload = "UPDATE events SET payload = ? WHERE sequence = 4";
+    h.sql(set_payload, &[Value::Bytes(Some(changed))]).await;
+    assert_eq!(
+        h.first_failure().await,
+        Some(VerifyFailure {
+            sequence: 4,
+            defect: Defect::PayloadHash
+        })
+    );
+    h.sql(set_payload, &[Value::Bytes(Some(original))]).await;
+    assert_eq!(h.first_failure().await, None);
+
+    // One header field.
+    h.sql(
+        "UPDATE events SET occurred_at_us = occurred_at_us + 1 WHERE sequence = 6",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        h.first_failure().await,
+        Some(VerifyFailure {
+            sequence: 6,
+            defect: Defect::LeafHash
+        })
+    );
+    h.sql(
+        "UPDATE events SET occurred_at_us = occurred_at_us - 1 WHERE sequence = 6",
+        &[],
+    )
+    .await;
+
+    // Two rows swapped: each now sits at the other's position.
+    let swap = [
+        "UPDATE events SET sequence = -3 WHERE sequence = 3",
+        "UPDATE events SET sequence = 3 WHERE sequence = 4",
+        "UPDATE events SET sequence = 4 WHERE sequence = -3",
+    ];
+    for sql in swap {
+        h.sql(sql, &[]).await;
+    }
+    assert_eq!(
+        h.first_failure().await,
+        Some(VerifyFailure {
+            sequence: 3,
+            defect: Defect::LeafHash
+        })
+    );
+    for sql in swap {
+        h.sql(sql, &[]).await;
+    }
+    assert_eq!(h.first_failure().await, None);
+
+    // A row inserted in the middle, later rows renumbered to make room:
+    // a copy of record 2 with a fresh id and its hashes, placed at 5.
+    for sequence in (5..=10).rev() {
+        h.sql(
+            "UPDATE events SET sequence = sequence + 1 WHERE sequence = ?",
+            &[Value::Int(sequence)],
+        )
+        .await;
+    }
+    let mut copy = h.record(2).await;
+    copy.header.sequence = 5;
+    copy.header.stream_revision = 1000;
+    copy.header.event_id = EventId(uuid::Uuid::now_v7());
+    h.insert_raw(&copy).await;
+    assert_eq!(
+        h.first_failure().await,
+        Some(VerifyFailure {
+            sequence: 5,
+            defect: Defect::LeafHash
+        })
+    );
+}
+
+async fn deleted_rows_are_caught(h: Harness) {
+    fill(&h.log, 8).await;
+    h.drop_guards().await;
+    h.sql("DELETE FROM events WHERE sequence = 5", &[]).await;
+    assert_eq!(
+        h.first_failure().await,
+        Some(VerifyFailure {
+            sequence: 5,
+            defect: Defect::SequenceGap {
+                expected: 5,
+                found: 6
+            }
+        })
+    );
+    // The tail cut off: the chain verifies up to 4, but the head says 8.
+    h.sql("DELETE FROM events WHERE sequence > 4", &[]).await;
+    assert_eq!(
+        h.first_failure().await,
+        Some(VerifyFailure {
+            sequence: 5,
+            defect: Defect::HeadMismatch { last: 4, head: 8 }
+        })
+    );
+}
+
+async fn a_well_forged_row_behind_the_writer_is_caught(h: Harness) {
+    fill(&h.log, 4).await;
+    // A record sealed correctly onto the real chain by someone who knows
+    // the format, written straight to the table: every hash holds, but the
+    // head row never acknowledged it.
+    let last = h.record(4).await;
+    let mut header = last.header.clone();
+    header.sequence = 5;
+    header.stream_revision += 1;
+    header.event_id = EventId(uuid::Uuid::now_v7());
+    h.insert_raw(&Record::seal(
+        header,
+        vec![],
+        b"forged".to_vec(),
+        &last.chain_hash,
+    ))
+    .await;
+    assert_eq!(
+        h.first_failure().await,
+        Some(VerifyFailure {
+            sequence: 5,
+            defect: Defect::HeadMismatch { last: 5, head: 4 }
+        })
+    );
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Harness::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(harness) = super::Harness::postgres(concat!("postgres::", stringify!($name))).await {
+                        super::$name(harness).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    appends_and_reads,
+    wrong_revision_names_expected_and_actual,
+    idempotent_retries_are_answered_not_reapplied,
+    commands_are_all_or_nothing,
+    a_reused_event_id_fails_alone,
+    oversized_input_is_refused_before_the_writer,
+    concurrent_appenders_build_one_linear_chain,
+    reads_page_through_a_long_log,
+    recorded_at_never_goes_back,
+    the_database_refuses_changes_to_records,
+    tampering_is_caught_at_its_sequence,
+    deleted_rows_are_caught,
+    a_well_forged_row_behind_the_writer_is_caught,
+);
