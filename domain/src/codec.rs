@@ -27,11 +27,7 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// payload cannot carry hidden data behind a valid prefix.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (value, rest) = postcard::take_from_bytes(bytes)?;
-    if rest.is_empty() {
-        Ok(value)
-    } else {
-        Err(DecodeError(postcard::Error::DeserializeUnexpectedEnd))
-    }
+    if rest.is_empty() { Ok(value) } else { Err(DecodeError(postcard::Error::DeserializeUnexpectedEnd)) }
 }
 
 #[cfg(test)]
@@ -46,10 +42,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_trailing_bytes() {
-        let value = Sample {
-            name: "acme".into(),
-            count: 300,
-        };
+        let value = Sample { name: "acme".into(), count: 300 };
         let mut bytes = encode(&value);
         // Postcard's documented layout: varint length + UTF-8, then a varint.
         assert_eq!(bytes, [4, b'a', b'c', b'm', b'e', 0xac, 0x02]);

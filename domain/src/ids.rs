@@ -51,21 +51,13 @@ impl StreamId {
             && match text.split_once('/') {
                 Some((category, id)) => {
                     !category.is_empty()
-                        && category
-                            .bytes()
-                            .all(|b| b.is_ascii_lowercase() || b == b'-')
+                        && category.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
                         && !id.is_empty()
-                        && id.bytes().all(|b| {
-                            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
-                        })
+                        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
                 }
                 None => false,
             };
-        if valid {
-            Ok(Self(text))
-        } else {
-            Err(StreamIdError(text))
-        }
+        if valid { Ok(Self(text)) } else { Err(StreamIdError(text)) }
     }
 
     /// The stream of one entity: `category/uuid`.
@@ -78,10 +70,7 @@ impl StreamId {
     }
 
     pub fn category(&self) -> &str {
-        self.0
-            .split_once('/')
-            .map(|(category, _)| category)
-            .unwrap_or_default()
+        self.0.split_once('/').map(|(category, _)| category).unwrap_or_default()
     }
 }
 
@@ -150,16 +139,7 @@ mod tests {
     #[test]
     fn stream_ids_are_checked() {
         assert_eq!(StreamId::new("org/acme-1").unwrap().category(), "org");
-        for bad in [
-            "",
-            "org",
-            "org/",
-            "/x",
-            "Org/x",
-            "org/a b",
-            "org/ä",
-            &format!("org/{}", "x".repeat(252)),
-        ] {
+        for bad in ["", "org", "org/", "/x", "Org/x", "org/a b", "org/ä", &format!("org/{}", "x".repeat(252))] {
             assert!(StreamId::new(bad).is_err(), "{bad:?} must be rejected");
         }
         assert!(StreamId::new(format!("org/{}", "x".repeat(251))).is_ok());
@@ -168,10 +148,7 @@ mod tests {
     #[test]
     fn entity_streams_and_v7_ids() {
         let id = Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0001);
-        assert_eq!(
-            LicenseId(id).stream().as_str(),
-            "license/01920000-0000-7000-8000-000000000001"
-        );
+        assert_eq!(LicenseId(id).stream().as_str(), "license/01920000-0000-7000-8000-000000000001");
         let event = EventId::v7(1_700_000_000_000, [7; 10]);
         assert_eq!(event.0.get_version_num(), 7);
         assert_eq!(event.0.get_timestamp().unwrap().to_unix().0, 1_700_000_000);

@@ -15,10 +15,7 @@ impl Currency {
 
     pub fn new(code: &str) -> Option<Self> {
         let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
-        bytes
-            .iter()
-            .all(u8::is_ascii_uppercase)
-            .then_some(Self(bytes))
+        bytes.iter().all(u8::is_ascii_uppercase).then_some(Self(bytes))
     }
 
     pub fn code(&self) -> &str {
@@ -74,21 +71,14 @@ impl Money {
 
     /// Rounds to cents, half away from zero: the one rounding of a line.
     pub fn round_cents(self) -> Money {
-        Self::new(
-            self.amount
-                .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero),
-            self.currency,
-        )
+        Self::new(self.amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero), self.currency)
     }
 
     fn same_currency(&self, other: &Money) -> Result<(), CurrencyMismatch> {
         if self.currency == other.currency {
             Ok(())
         } else {
-            Err(CurrencyMismatch {
-                left: self.to_string(),
-                right: other.to_string(),
-            })
+            Err(CurrencyMismatch { left: self.to_string(), right: other.to_string() })
         }
     }
 }

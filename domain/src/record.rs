@@ -70,8 +70,28 @@ impl std::fmt::Display for Hash {
     }
 }
 
-fn keyed(context: &str, parts: &[&[u8]]) -> Hash {
-    let mut hasher = blake3::Hasher::new_derive_key(context);
+/// A hasher in `derive_key` mode for `context`. Deriving a context's key
+/// costs a compression, so it is done once per context (BLAKE3's `hazmat`
+/// API exists for exactly this); verifying millions of records notices.
+fn hasher(context: &'static str) -> blake3::Hasher {
+    use blake3::hazmat::{ContextKey, HasherExt, hash_derive_key_context};
+    use std::sync::LazyLock;
+    static METADATA: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(CONTEXT_METADATA));
+    static PAYLOAD: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(CONTEXT_PAYLOAD));
+    static LEAF: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(CONTEXT_LEAF));
+    static CHAIN: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(CONTEXT_CHAIN));
+    let key = match context {
+        CONTEXT_METADATA => &*METADATA,
+        CONTEXT_PAYLOAD => &*PAYLOAD,
+        CONTEXT_LEAF => &*LEAF,
+        CONTEXT_CHAIN => &*CHAIN,
+        other => return blake3::Hasher::new_derive_key(other),
+    };
+    blake3::Hasher::new_from_context_key(key)
+}
+
+fn keyed(context: &'static str, parts: &[&[u8]]) -> Hash {
+    let mut hasher = hasher(context);
     for part in parts {
         hasher.update(part);
     }
@@ -87,7 +107,7 @@ pub fn payload_hash(payload: &[u8]) -> Hash {
 }
 
 pub fn leaf_hash(header: &RecordHeader, metadata_hash: &Hash, payload_hash: &Hash) -> Hash {
-    let mut hasher = blake3::Hasher::new_derive_key(CONTEXT_LEAF);
+    let mut hasher = hasher(CONTEXT_LEAF);
     header.write_canonical(&mut HashWriter(&mut hasher));
     hasher.update(&metadata_hash.0);
     hasher.update(&payload_hash.0);
@@ -162,16 +182,14 @@ impl RecordHeader {
     /// The canonical bytes: fixed field order, little-endian integers,
     /// strings as a u32 little-endian byte length and UTF-8.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(96 + self.stream_id.as_str().len() + self.event_type.len());
+        let mut out = Vec::with_capacity(96 + self.stream_id.as_str().len() + self.event_type.len());
         self.write_canonical(&mut out);
         out
     }
 
     fn write_canonical(&self, out: &mut impl Sink) {
         fn string(out: &mut impl Sink, text: &str) {
-            let len =
-                u32::try_from(text.len()).expect("header strings are bounded far below 4 GiB");
+            let len = u32::try_from(text.len()).expect("header strings are bounded far below 4 GiB");
             out.put(&len.to_le_bytes());
             out.put(text.as_bytes());
         }
@@ -211,12 +229,7 @@ pub struct Record {
 
 impl Record {
     /// Seals a new record onto a chain whose last hash is `previous`.
-    pub fn seal(
-        header: RecordHeader,
-        metadata: Vec<u8>,
-        payload: Vec<u8>,
-        previous: &Hash,
-    ) -> Self {
+    pub fn seal(header: RecordHeader, metadata: Vec<u8>, payload: Vec<u8>, previous: &Hash) -> Self {
         let metadata_hash = metadata_hash(&metadata);
         let payload_hash = payload_hash(&payload);
         let leaf_hash = leaf_hash(&header, &metadata_hash, &payload_hash);
@@ -267,10 +280,7 @@ pub enum Defect {
     #[error("chain hash does not follow from the previous record")]
     ChainHash,
     #[error("recordedAt {found} is earlier than the previous record's {previous}")]
-    RecordedAtWentBack {
-        previous: Timestamp,
-        found: Timestamp,
-    },
+    RecordedAtWentBack { previous: Timestamp, found: Timestamp },
     #[error("the log ends at sequence {last} but its head says sequence {head}")]
     HeadMismatch { last: u64, head: u64 },
     #[error("the head's chain hash is not the last record's")]
@@ -305,35 +315,20 @@ impl ChainVerifier {
     /// A verifier that starts at `next_sequence`, trusting `chain` as the
     /// hash after the record before it.
     pub fn resume(next_sequence: u64, chain: Hash, recorded_at: Option<Timestamp>) -> Self {
-        Self {
-            next_sequence,
-            chain,
-            recorded_at,
-        }
+        Self { next_sequence, chain, recorded_at }
     }
 
     /// Checks the next record's links (not its leaf).
     pub fn link(&mut self, record: &Record) -> Result<(), VerifyFailure> {
         let header = &record.header;
-        let fail = |defect| {
-            Err(VerifyFailure {
-                sequence: self.next_sequence,
-                defect,
-            })
-        };
+        let fail = |defect| Err(VerifyFailure { sequence: self.next_sequence, defect });
         if header.sequence != self.next_sequence {
-            return fail(Defect::SequenceGap {
-                expected: self.next_sequence,
-                found: header.sequence,
-            });
+            return fail(Defect::SequenceGap { expected: self.next_sequence, found: header.sequence });
         }
         if let Some(previous) = self.recorded_at
             && header.recorded_at < previous
         {
-            return fail(Defect::RecordedAtWentBack {
-                previous,
-                found: header.recorded_at,
-            });
+            return fail(Defect::RecordedAtWentBack { previous, found: header.recorded_at });
         }
         if chain_hash(&self.chain, &record.leaf_hash) != record.chain_hash {
             return fail(Defect::ChainHash);
@@ -346,10 +341,7 @@ impl ChainVerifier {
 
     /// Checks a record completely: its leaf, then its links.
     pub fn check(&mut self, record: &Record) -> Result<(), VerifyFailure> {
-        record.check_leaf().map_err(|defect| VerifyFailure {
-            sequence: record.header.sequence,
-            defect,
-        })?;
+        record.check_leaf().map_err(|defect| VerifyFailure { sequence: record.header.sequence, defect })?;
         self.link(record)
     }
 
@@ -360,19 +352,10 @@ impl ChainVerifier {
             // Named at the first sequence the two disagree on: the first
             // missing record, or the first one the head never acknowledged.
             let sequence = last.min(head_sequence) + 1;
-            return Err(VerifyFailure {
-                sequence,
-                defect: Defect::HeadMismatch {
-                    last,
-                    head: head_sequence,
-                },
-            });
+            return Err(VerifyFailure { sequence, defect: Defect::HeadMismatch { last, head: head_sequence } });
         }
         if *head_chain != self.chain {
-            return Err(VerifyFailure {
-                sequence: last,
-                defect: Defect::HeadChainMismatch,
-            });
+            return Err(VerifyFailure { sequence: last, defect: Defect::HeadChainMismatch });
         }
         Ok(())
     }
@@ -410,12 +393,7 @@ mod tests {
         let mut previous = CHAIN_GENESIS;
         (1..=n)
             .map(|sequence| {
-                let record = Record::seal(
-                    header(sequence, 10 * sequence as i64),
-                    vec![1],
-                    vec![2, 3],
-                    &previous,
-                );
+                let record = Record::seal(header(sequence, 10 * sequence as i64), vec![1], vec![2, 3], &previous);
                 previous = record.chain_hash;
                 record
             })
@@ -436,21 +414,9 @@ mod tests {
         }
         verifier.check_head(4, &records[3].chain_hash).unwrap();
         let at = |head, chain| verifier.check_head(head, chain).unwrap_err().sequence;
-        assert_eq!(
-            at(3, &records[3].chain_hash),
-            4,
-            "a record the head never acknowledged"
-        );
-        assert_eq!(
-            at(6, &records[3].chain_hash),
-            5,
-            "the first record missing behind the head"
-        );
-        assert_eq!(
-            at(4, &records[2].chain_hash),
-            4,
-            "the head's hash is not the last record's"
-        );
+        assert_eq!(at(3, &records[3].chain_hash), 4, "a record the head never acknowledged");
+        assert_eq!(at(6, &records[3].chain_hash), 5, "the first record missing behind the head");
+        assert_eq!(at(4, &records[2].chain_hash), 4, "the head's hash is not the last record's");
     }
 
     #[test]
@@ -458,46 +424,17 @@ mod tests {
         let check = |mutate: &dyn Fn(&mut Vec<Record>), sequence, defect| {
             let mut records = chain(4);
             mutate(&mut records);
-            assert_eq!(
-                first_failure(&records),
-                Some(VerifyFailure { sequence, defect })
-            );
+            assert_eq!(first_failure(&records), Some(VerifyFailure { sequence, defect }));
         };
-        check(
-            &|r| r[1].payload.as_mut().unwrap()[0] ^= 1,
-            2,
-            Defect::PayloadHash,
-        );
-        check(
-            &|r| r[1].metadata.as_mut().unwrap()[0] ^= 1,
-            2,
-            Defect::MetadataHash,
-        );
+        check(&|r| r[1].payload.as_mut().unwrap()[0] ^= 1, 2, Defect::PayloadHash);
+        check(&|r| r[1].metadata.as_mut().unwrap()[0] ^= 1, 2, Defect::MetadataHash);
         check(&|r| r[2].header.stream_revision = 9, 3, Defect::LeafHash);
-        check(
-            &|r| r[2].header.recorded_at = Timestamp::from_micros(1),
-            3,
-            Defect::LeafHash,
-        );
+        check(&|r| r[2].header.recorded_at = Timestamp::from_micros(1), 3, Defect::LeafHash);
         check(&|r| r[2].chain_hash.0[0] ^= 1, 3, Defect::ChainHash);
-        check(
-            &|r| drop(r.remove(1)),
-            2,
-            Defect::SequenceGap {
-                expected: 2,
-                found: 3,
-            },
-        );
+        check(&|r| drop(r.remove(1)), 2, Defect::SequenceGap { expected: 2, found: 3 });
         // Swapped rows keep their own sequence numbers in the header, so the
         // position is wrong first; renumbered, their leaves no longer match.
-        check(
-            &|r| r.swap(1, 2),
-            2,
-            Defect::SequenceGap {
-                expected: 2,
-                found: 3,
-            },
-        );
+        check(&|r| r.swap(1, 2), 2, Defect::SequenceGap { expected: 2, found: 3 });
         check(
             &|r| {
                 r.swap(1, 2);

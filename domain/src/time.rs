@@ -20,8 +20,7 @@ impl Timestamp {
     }
 
     pub fn to_datetime(self) -> DateTime<Utc> {
-        DateTime::from_timestamp_micros(self.0)
-            .expect("every i64 microsecond count is a valid date")
+        DateTime::from_timestamp_micros(self.0).expect("every i64 microsecond count is a valid date")
     }
 
     pub fn from_datetime(at: DateTime<Utc>) -> Self {
@@ -39,8 +38,7 @@ impl Timestamp {
     }
 
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime()
-            .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        self.to_datetime().to_rfc3339_opts(SecondsFormat::AutoSi, true)
     }
 }
 
@@ -80,10 +78,7 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2026-01-15T10:20:30.123456Z").unwrap();
         assert_eq!(t.as_micros(), 1_768_472_430_123_456);
         assert_eq!(t.to_rfc3339(), "2026-01-15T10:20:30.123456Z");
-        assert_eq!(
-            Timestamp::parse_rfc3339("2026-01-15T11:20:30.123456+01:00").unwrap(),
-            t
-        );
+        assert_eq!(Timestamp::parse_rfc3339("2026-01-15T11:20:30.123456+01:00").unwrap(), t);
     }
 
     #[test]

@@ -14,28 +14,21 @@ use serde_json::{Value, json};
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/records-v1.json");
 
 fn inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
-    let header = |sequence: u64,
-                  stream: &str,
-                  revision,
-                  event_type: &str,
-                  version,
-                  occurred,
-                  recorded,
-                  key: Option<&str>| RecordHeader {
-        sequence,
-        event_id: EventId::v7(1_767_225_600_000 + sequence, [sequence as u8; 10]),
-        stream_id: StreamId::new(stream).unwrap(),
-        stream_revision: revision,
-        event_type: event_type.into(),
-        schema_version: version,
-        occurred_at: Timestamp::parse_rfc3339(occurred).unwrap(),
-        recorded_at: Timestamp::parse_rfc3339(recorded).unwrap(),
-        idempotency_key: key.map(str::to_owned),
-    };
-    let actor = |name: &str| Metadata {
-        actor: Some(name.into()),
-        ..Metadata::default()
-    };
+    let header =
+        |sequence: u64, stream: &str, revision, event_type: &str, version, occurred, recorded, key: Option<&str>| {
+            RecordHeader {
+                sequence,
+                event_id: EventId::v7(1_767_225_600_000 + sequence, [sequence as u8; 10]),
+                stream_id: StreamId::new(stream).unwrap(),
+                stream_revision: revision,
+                event_type: event_type.into(),
+                schema_version: version,
+                occurred_at: Timestamp::parse_rfc3339(occurred).unwrap(),
+                recorded_at: Timestamp::parse_rfc3339(recorded).unwrap(),
+                idempotency_key: key.map(str::to_owned),
+            }
+        };
+    let actor = |name: &str| Metadata { actor: Some(name.into()), ..Metadata::default() };
     vec![
         (
             header(
@@ -102,16 +95,7 @@ fn inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
         ),
         (
             // Times before 1970 are negative microsecond counts.
-            header(
-                5,
-                "org/x",
-                u64::MAX,
-                "Backdated",
-                u32::MAX,
-                "1969-12-31T23:59:59Z",
-                "2026-01-02T03:04:05Z",
-                None,
-            ),
+            header(5, "org/x", u64::MAX, "Backdated", u32::MAX, "1969-12-31T23:59:59Z", "2026-01-02T03:04:05Z", None),
             actor("importer"),
             (0..=255u8).collect(),
         ),
@@ -181,10 +165,7 @@ fn records_match_the_published_vectors() {
         std::fs::write(PATH, text).unwrap();
     }
     let stored: Value = serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
-    assert_eq!(
-        stored, computed,
-        "the record format changed; a stored log would no longer verify"
-    );
+    assert_eq!(stored, computed, "the record format changed; a stored log would no longer verify");
 }
 
 #[test]

@@ -35,6 +35,8 @@ pub const BATCH_EVENTS_MAX: usize = 8192;
 pub const COMMAND_EVENTS_MAX: usize = 4096;
 /// Records fetched per query when reading the log in order.
 pub const READ_PAGE_RECORDS: usize = 4096;
+/// Pages `verify` reads ahead of the one it is checking.
+pub const VERIFY_PAGES_AHEAD: usize = 2;
 
 /// One event to append; the log adds sequence, revision and recordedAt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,10 +97,7 @@ impl Idempotency {
             put(&event.schema_version.to_le_bytes());
             put(&event.payload);
         }
-        Self {
-            key: key.into(),
-            digest: Hash(*hasher.finalize().as_bytes()),
-        }
+        Self { key: key.into(), digest: Hash(*hasher.finalize().as_bytes()) }
     }
 }
 
@@ -126,11 +125,7 @@ pub struct Appended {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("stream {stream_id} expected {expected} but is at revision {actual}")]
-    WrongRevision {
-        stream_id: StreamId,
-        expected: ExpectedRevision,
-        actual: u64,
-    },
+    WrongRevision { stream_id: StreamId, expected: ExpectedRevision, actual: u64 },
     #[error("idempotency key {key:?} was used before for a different command")]
     IdempotencyConflict { key: String },
     #[error("invalid command: {0}")]
@@ -142,6 +137,8 @@ pub enum Rejection {
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] Arc<sqlx::Error>),
+    #[error("SQLite error: {0}")]
+    Sqlite(Arc<rusqlite::Error>),
     #[error("schema migration failed: {0}")]
     Migration(Arc<sqlx::migrate::MigrateError>),
     #[error("the database holds a value this version cannot read at sequence {sequence}: {what}")]
@@ -167,11 +164,7 @@ pub struct Head {
 
 impl Default for Head {
     fn default() -> Self {
-        Self {
-            sequence: 0,
-            chain_hash: CHAIN_GENESIS,
-            recorded_at: Timestamp::from_micros(0),
-        }
+        Self { sequence: 0, chain_hash: CHAIN_GENESIS, recorded_at: Timestamp::from_micros(0) }
     }
 }
 
@@ -187,7 +180,7 @@ pub struct VerifyReport {
 /// The read side of a backend.
 #[derive(Clone)]
 enum Reader {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(sqlite::Readers),
     Postgres(sqlx::PgPool),
 }
 
@@ -200,16 +193,9 @@ pub struct EventLog {
 
 impl EventLog {
     /// Opens (creating if needed) the SQLite log at `path`.
-    pub async fn open_sqlite(
-        path: &std::path::Path,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, StoreError> {
+    pub async fn open_sqlite(path: &std::path::Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let (reader, writer) = sqlite::open(path).await?;
-        Ok(Self::start(
-            Reader::Sqlite(reader),
-            writer::Backend::Sqlite(writer),
-            clock,
-        ))
+        Ok(Self::start(Reader::Sqlite(reader), writer::Backend::Sqlite(writer), clock))
     }
 
     /// Connects to PostgreSQL and migrates its schema.
@@ -218,11 +204,7 @@ impl EventLog {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
         let pool = postgres::open(options).await?;
-        Ok(Self::start(
-            Reader::Postgres(pool.clone()),
-            writer::Backend::Postgres(pool),
-            clock,
-        ))
+        Ok(Self::start(Reader::Postgres(pool.clone()), writer::Backend::Postgres(pool), clock))
     }
 
     fn start(reader: Reader, backend: writer::Backend, clock: Arc<dyn Clock>) -> Self {
@@ -234,10 +216,7 @@ impl EventLog {
     /// Appends commands, each all or nothing. The outer error means the
     /// batch could not be committed and nothing of it was acknowledged;
     /// the inner results say, per command, where it landed or why not.
-    pub async fn append(
-        &self,
-        commands: Vec<Command>,
-    ) -> Result<Vec<Result<Appended, Rejection>>, StoreError> {
+    pub async fn append(&self, commands: Vec<Command>) -> Result<Vec<Result<Appended, Rejection>>, StoreError> {
         let (valid, mut answers): (Vec<Command>, Vec<Option<Result<Appended, Rejection>>>) = {
             let mut valid = Vec::with_capacity(commands.len());
             let mut answers = Vec::with_capacity(commands.len());
@@ -254,32 +233,17 @@ impl EventLog {
         };
         if !valid.is_empty() {
             let (reply, answer) = oneshot::channel();
-            self.queue
-                .send(writer::Request {
-                    commands: valid,
-                    reply,
-                })
-                .await
-                .map_err(|_| StoreError::WriterStopped)?;
-            let mut results = answer
-                .await
-                .map_err(|_| StoreError::WriterStopped)??
-                .into_iter();
+            self.queue.send(writer::Request { commands: valid, reply }).await.map_err(|_| StoreError::WriterStopped)?;
+            let mut results = answer.await.map_err(|_| StoreError::WriterStopped)??.into_iter();
             for slot in answers.iter_mut().filter(|slot| slot.is_none()) {
                 *slot = results.next();
             }
         }
-        Ok(answers
-            .into_iter()
-            .map(|answer| answer.expect("every command answered"))
-            .collect())
+        Ok(answers.into_iter().map(|answer| answer.expect("every command answered")).collect())
     }
 
     /// Appends one command.
-    pub async fn append_one(
-        &self,
-        command: Command,
-    ) -> Result<Result<Appended, Rejection>, StoreError> {
+    pub async fn append_one(&self, command: Command) -> Result<Result<Appended, Rejection>, StoreError> {
         let mut results = self.append(vec![command]).await?;
         Ok(results.pop().expect("one command, one answer"))
     }
@@ -287,29 +251,22 @@ impl EventLog {
     /// The last record's sequence, chain hash and recordedAt.
     pub async fn head(&self) -> Result<Head, StoreError> {
         match &self.reader {
-            Reader::Sqlite(pool) => sqlite::head(pool).await,
+            Reader::Sqlite(readers) => readers.head().await,
             Reader::Postgres(pool) => postgres::head(pool).await,
         }
     }
 
     /// Up to `limit` records in global order with sequences in `range`.
-    pub async fn read_page(
-        &self,
-        range: RangeInclusive<u64>,
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError> {
+    pub async fn read_page(&self, range: RangeInclusive<u64>, limit: usize) -> Result<Vec<Record>, StoreError> {
         match &self.reader {
-            Reader::Sqlite(pool) => sqlite::read_page(pool, range, limit).await,
+            Reader::Sqlite(readers) => readers.read_page(range, limit).await,
             Reader::Postgres(pool) => postgres::read_page(pool, range, limit).await,
         }
     }
 
     /// Records with sequences in `range`, in order, fetched a page at a
     /// time: memory stays bounded however long the log.
-    pub fn read(
-        &self,
-        range: RangeInclusive<u64>,
-    ) -> impl Stream<Item = Result<Record, StoreError>> + Send + 'static {
+    pub fn read(&self, range: RangeInclusive<u64>) -> impl Stream<Item = Result<Record, StoreError>> + Send + 'static {
         let log = self.clone();
         let end = *range.end();
         futures::stream::try_unfold(Some(*range.start()), move |next| {
@@ -323,10 +280,7 @@ impl EventLog {
                     Some(last) if page.len() == READ_PAGE_RECORDS => Some(last.header.sequence + 1),
                     _ => None,
                 };
-                Ok::<_, StoreError>(Some((
-                    futures::stream::iter(page.into_iter().map(Ok)),
-                    next,
-                )))
+                Ok::<_, StoreError>(Some((futures::stream::iter(page.into_iter().map(Ok)), next)))
             }
         })
         .try_flatten()
@@ -340,12 +294,8 @@ impl EventLog {
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
         match &self.reader {
-            Reader::Sqlite(pool) => {
-                sqlite::read_stream(pool, stream_id, from_revision, limit).await
-            }
-            Reader::Postgres(pool) => {
-                postgres::read_stream(pool, stream_id, from_revision, limit).await
-            }
+            Reader::Sqlite(readers) => readers.read_stream(stream_id, from_revision, limit).await,
+            Reader::Postgres(pool) => postgres::read_stream(pool, stream_id, from_revision, limit).await,
         }
     }
 
@@ -365,29 +315,62 @@ impl EventLog {
             ChainVerifier::from_genesis()
         } else {
             match self.read_page(start - 1..=start - 1, 1).await?.pop() {
-                Some(before) => {
-                    ChainVerifier::resume(start, before.chain_hash, Some(before.header.recorded_at))
-                }
+                Some(before) => ChainVerifier::resume(start, before.chain_hash, Some(before.header.recorded_at)),
                 None => ChainVerifier::resume(start, CHAIN_GENESIS, None),
             }
         };
-        let mut pages = std::pin::pin!(self.read(start..=end).chunks(READ_PAGE_RECORDS));
+        // Reading overlaps checking: a producer task fetches pages, several
+        // at once, into a small bounded queue. Up to the head, page ranges
+        // are computed, not chained, so they can be read in parallel (a
+        // missing record just makes a short page, which linking reports);
+        // past the head, pages are read in turn until one comes back empty.
+        let (pages_tx, mut pages) = mpsc::channel::<Result<Vec<Record>, StoreError>>(VERIFY_PAGES_AHEAD);
+        let log = self.clone();
+        let producer = tokio::spawn(async move {
+            let page = READ_PAGE_RECORDS as u64;
+            let bounded_end = end.min(head.sequence);
+            let ranges = (start..=bounded_end)
+                .step_by(READ_PAGE_RECORDS)
+                .map(move |from| from..=(from + page - 1).min(bounded_end));
+            let mut reads = std::pin::pin!(
+                futures::stream::iter(ranges)
+                    .map(|range| log.read_page(range, READ_PAGE_RECORDS))
+                    .buffered(VERIFY_PAGES_AHEAD)
+            );
+            while let Some(page) = reads.next().await {
+                if pages_tx.send(page).await.is_err() {
+                    return;
+                }
+            }
+            let mut from = bounded_end.max(start - 1) + 1;
+            while from <= end {
+                let page = log.read_page(from..=end, READ_PAGE_RECORDS).await;
+                from = match &page {
+                    Ok(records) => records.last().map_or(u64::MAX, |r| r.header.sequence.saturating_add(1)),
+                    Err(_) => u64::MAX,
+                };
+                let empty = matches!(&page, Ok(records) if records.is_empty());
+                if empty || pages_tx.send(page).await.is_err() {
+                    return;
+                }
+            }
+        });
         let mut checked = 0;
-        while let Some(page) = pages.next().await {
-            let page = page.into_iter().collect::<Result<Vec<_>, _>>()?;
+        while let Some(page) = pages.recv().await {
+            let page = page?;
             // Leaves are independent of each other: check them on all cores
             // while the chain, which is sequential, is linked after.
-            let leaf_failure = check_leaves(&page);
+            let (leaf_failure, page) = tokio::task::spawn_blocking(move || (check_leaves(&page), page))
+                .await
+                .expect("leaf checks do not panic");
             for (index, record) in page.iter().enumerate() {
                 let failure = match leaf_failure {
                     Some((at, ref failure)) if at == index => Some(failure.clone()),
                     _ => verifier.link(record).err(),
                 };
                 if let Some(failure) = failure {
-                    return Ok(VerifyReport {
-                        checked,
-                        failure: Some(failure),
-                    });
+                    producer.abort();
+                    return Ok(VerifyReport { checked, failure: Some(failure) });
                 }
                 checked += 1;
             }
@@ -398,10 +381,7 @@ impl EventLog {
             // The range ended early: a record in it is missing.
             Some(VerifyFailure {
                 sequence: verifier.next_sequence(),
-                defect: domain::record::Defect::SequenceGap {
-                    expected: verifier.next_sequence(),
-                    found: 0,
-                },
+                defect: domain::record::Defect::SequenceGap { expected: verifier.next_sequence(), found: 0 },
             })
         } else {
             None
@@ -412,30 +392,22 @@ impl EventLog {
 
 /// The first record of `page` whose leaf does not verify, by index.
 fn check_leaves(page: &[Record]) -> Option<(usize, VerifyFailure)> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let chunk = page.len().div_ceil(threads).max(256);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = page
-            .chunks(chunk)
-            .enumerate()
-            .map(|(n, records)| {
-                scope.spawn(move || {
-                    records.iter().enumerate().find_map(|(i, record)| {
-                        record.check_leaf().err().map(|defect| {
-                            (
-                                n * chunk + i,
-                                VerifyFailure {
-                                    sequence: record.header.sequence,
-                                    defect,
-                                },
-                            )
+        let workers: Vec<_> =
+            page.chunks(chunk)
+                .enumerate()
+                .map(|(n, records)| {
+                    scope.spawn(move || {
+                        records.iter().enumerate().find_map(|(i, record)| {
+                            record.check_leaf().err().map(|defect| {
+                                (n * chunk + i, VerifyFailure { sequence: record.header.sequence, defect })
+                            })
                         })
                     })
                 })
-            })
-            .collect();
+                .collect();
         workers
             .into_iter()
             .filter_map(|worker| worker.join().expect("leaf check does not panic"))
@@ -444,24 +416,18 @@ fn check_leaves(page: &[Record]) -> Option<(usize, VerifyFailure)> {
 }
 
 fn validate(command: &Command) -> Result<(), Rejection> {
-    use domain::record::{
-        EVENT_TYPE_BYTES_MAX, IDEMPOTENCY_KEY_BYTES_MAX, METADATA_BYTES_MAX, PAYLOAD_BYTES_MAX,
-    };
+    use domain::record::{EVENT_TYPE_BYTES_MAX, IDEMPOTENCY_KEY_BYTES_MAX, METADATA_BYTES_MAX, PAYLOAD_BYTES_MAX};
     let invalid = |why: String| Err(Rejection::Invalid(why));
     if command.events.is_empty() {
         return invalid("a command appends at least one event".into());
     }
     if command.events.len() > COMMAND_EVENTS_MAX {
-        return invalid(format!(
-            "a command appends at most {COMMAND_EVENTS_MAX} events"
-        ));
+        return invalid(format!("a command appends at most {COMMAND_EVENTS_MAX} events"));
     }
     if let Some(idempotency) = &command.idempotency
         && idempotency.key.len() > IDEMPOTENCY_KEY_BYTES_MAX
     {
-        return invalid(format!(
-            "idempotency keys are at most {IDEMPOTENCY_KEY_BYTES_MAX} bytes"
-        ));
+        return invalid(format!("idempotency keys are at most {IDEMPOTENCY_KEY_BYTES_MAX} bytes"));
     }
     for event in &command.events {
         if event.event_type.is_empty() || event.event_type.len() > EVENT_TYPE_BYTES_MAX {
@@ -493,10 +459,7 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
 
 /// Converts a stored integer to the u64 it was written from.
 fn unsigned(sequence: u64, what: &str, value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt {
-        sequence,
-        what: format!("{what} is negative"),
-    })
+    u64::try_from(value).map_err(|_| StoreError::Corrupt { sequence, what: format!("{what} is negative") })
 }
 
 /// Converts a u64 to the signed integer both databases store. Sequences,
@@ -507,8 +470,5 @@ fn signed(value: u64) -> i64 {
 
 /// Reads a stored hash column.
 fn hash_column(sequence: u64, what: &str, bytes: &[u8]) -> Result<Hash, StoreError> {
-    Hash::from_slice(bytes).ok_or_else(|| StoreError::Corrupt {
-        sequence,
-        what: format!("{what} is not 32 bytes"),
-    })
+    Hash::from_slice(bytes).ok_or_else(|| StoreError::Corrupt { sequence, what: format!("{what} is not 32 bytes") })
 }

@@ -37,16 +37,13 @@ pub(crate) fn plan(
     head: Head,
     mut known: HashMap<String, KnownCommand>,
     mut revisions: HashMap<StreamId, u64>,
-    commands: &[&Command],
+    commands: &[Command],
     now: Timestamp,
 ) -> Plan {
     // recordedAt never decreases along the log, even if the clock steps
     // back (NTP, another process's clock): "as of T" stays well-defined.
     let recorded_at = now.max(head.recorded_at);
-    let mut plan = Plan {
-        head,
-        ..Plan::default()
-    };
+    let mut plan = Plan { head, ..Plan::default() };
     for command in commands {
         let outcome = decide(&mut plan, &mut known, &mut revisions, command, recorded_at);
         plan.outcomes.push(outcome);
@@ -67,14 +64,9 @@ fn decide(
         && let Some(earlier) = known.get(&idempotency.key)
     {
         return if earlier.digest == idempotency.digest && earlier.stream_id == command.stream_id {
-            Ok(Appended {
-                replayed: true,
-                ..earlier.appended
-            })
+            Ok(Appended { replayed: true, ..earlier.appended })
         } else {
-            Err(Rejection::IdempotencyConflict {
-                key: idempotency.key.clone(),
-            })
+            Err(Rejection::IdempotencyConflict { key: idempotency.key.clone() })
         };
     }
     let actual = revisions.get(&command.stream_id).copied().unwrap_or(0);
@@ -105,32 +97,15 @@ fn decide(
             recorded_at,
             idempotency_key: command.idempotency.as_ref().map(|i| i.key.clone()),
         };
-        let record = Record::seal(
-            header,
-            event.metadata.clone(),
-            event.payload.clone(),
-            &plan.head.chain_hash,
-        );
-        plan.head = Head {
-            sequence: record.header.sequence,
-            chain_hash: record.chain_hash,
-            recorded_at,
-        };
+        let record = Record::seal(header, event.metadata.clone(), event.payload.clone(), &plan.head.chain_hash);
+        plan.head = Head { sequence: record.header.sequence, chain_hash: record.chain_hash, recorded_at };
         plan.records.push(record);
     }
     revisions.insert(command.stream_id.clone(), revision);
-    let appended = Appended {
-        first_sequence,
-        last_sequence: plan.head.sequence,
-        stream_revision: revision,
-        replayed: false,
-    };
+    let appended =
+        Appended { first_sequence, last_sequence: plan.head.sequence, stream_revision: revision, replayed: false };
     if let Some(idempotency) = &command.idempotency {
-        let row = KnownCommand {
-            digest: idempotency.digest,
-            stream_id: command.stream_id.clone(),
-            appended,
-        };
+        let row = KnownCommand { digest: idempotency.digest, stream_id: command.stream_id.clone(), appended };
         known.insert(idempotency.key.clone(), row.clone());
         plan.commands.push((idempotency.key.clone(), row));
     }

@@ -15,8 +15,8 @@ use sqlx::{PgConnection, Row};
 
 use crate::plan::{self, KnownCommand};
 use crate::row::{RECORD_COLUMNS, StoredRecord, records};
-use crate::writer::CommitError;
-use crate::{Appended, Command, Head, Rejection, StoreError, hash_column, signed, unsigned};
+use crate::writer::{CommitError, Outcomes};
+use crate::{Appended, Command, Head, StoreError, hash_column, signed, unsigned};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -24,38 +24,25 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 pub const POOL_CONNECTIONS_MAX: u32 = 16;
 
 pub(crate) async fn open(options: PgConnectOptions) -> Result<PgPool, StoreError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(POOL_CONNECTIONS_MAX)
-        .connect_with(options)
-        .await?;
+    let pool = PgPoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?;
     // sqlx holds an advisory lock while migrating, so processes starting
     // together do not race.
-    MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(|e| StoreError::Migration(std::sync::Arc::new(e)))?;
+    MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(std::sync::Arc::new(e)))?;
     Ok(pool)
 }
 
-pub(crate) async fn commit(
-    pool: &PgPool,
-    commands: &[&Command],
-    now: Timestamp,
-) -> Result<Vec<Result<Appended, Rejection>>, CommitError> {
-    let before = |error: StoreError| CommitError {
-        error,
-        at_commit: false,
-    };
+pub(crate) async fn commit(pool: &PgPool, commands: &[Command], now: Timestamp) -> Outcomes {
+    let before = |error: StoreError| CommitError { error, at_commit: false };
     let mut tx = pool.begin().await.map_err(|e| before(e.into()))?;
     let planned = async {
-        let row = sqlx::query(
-            "SELECT sequence, chain_hash, recorded_at_us FROM log_head WHERE id = 1 FOR UPDATE",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        // The lock is its own statement: under READ COMMITTED each statement
+        // sees what was committed when it started, so the lookups must start
+        // after the lock is held, or they could miss another process's append.
+        let row = sqlx::query("SELECT sequence, chain_hash, recorded_at_us FROM log_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
         let head = head_from_row(&row)?;
-        let known = known_commands(&mut tx, commands).await?;
-        let revisions = stream_revisions(&mut tx, commands).await?;
+        let (known, revisions) = lookups(&mut tx, commands).await?;
         let plan = plan::plan(head, known, revisions, commands, now);
         write(&mut tx, &plan).await?;
         Ok::<_, StoreError>(plan.outcomes)
@@ -63,10 +50,7 @@ pub(crate) async fn commit(
     .await;
     // On an error the transaction is rolled back when `tx` is dropped.
     let outcomes = planned.map_err(before)?;
-    tx.commit().await.map_err(|e| CommitError {
-        error: e.into(),
-        at_commit: true,
-    })?;
+    tx.commit().await.map_err(|e| CommitError { error: e.into(), at_commit: true })?;
     Ok(outcomes)
 }
 
@@ -79,94 +63,73 @@ fn head_from_row(row: &PgRow) -> Result<Head, StoreError> {
     })
 }
 
-async fn known_commands(
+/// The batch's known idempotency keys and its streams' revisions, in one
+/// round trip. A scalar max per stream is one index seek; `max … GROUP BY`
+/// would scan every event of each stream.
+async fn lookups(
     connection: &mut PgConnection,
-    commands: &[&Command],
-) -> Result<HashMap<String, KnownCommand>, StoreError> {
-    let keys: Vec<&str> = commands
-        .iter()
-        .filter_map(|c| c.idempotency.as_ref().map(|i| i.key.as_str()))
-        .collect();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = sqlx::query(
-        "SELECT idempotency_key, digest, stream_id, first_sequence, last_sequence, stream_revision \
-         FROM commands WHERE idempotency_key = ANY($1)",
-    )
-    .bind(&keys)
-    .fetch_all(connection)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let first_sequence = unsigned(0, "command first sequence", row.try_get(3)?)?;
-            let command = KnownCommand {
-                digest: hash_column(
-                    first_sequence,
-                    "command digest",
-                    row.try_get::<&[u8], _>(1)?,
-                )?,
-                stream_id: StreamId::new(row.try_get::<String, _>(2)?).map_err(|e| {
-                    StoreError::Corrupt {
-                        sequence: first_sequence,
-                        what: e.to_string(),
-                    }
-                })?,
-                appended: Appended {
-                    first_sequence,
-                    last_sequence: unsigned(
-                        first_sequence,
-                        "command last sequence",
-                        row.try_get(4)?,
-                    )?,
-                    stream_revision: unsigned(
-                        first_sequence,
-                        "command stream revision",
-                        row.try_get(5)?,
-                    )?,
-                    replayed: false,
-                },
-            };
-            Ok((row.try_get(0)?, command))
-        })
-        .collect()
-}
-
-async fn stream_revisions(
-    connection: &mut PgConnection,
-    commands: &[&Command],
-) -> Result<HashMap<StreamId, u64>, StoreError> {
+    commands: &[Command],
+) -> Result<(HashMap<String, KnownCommand>, HashMap<StreamId, u64>), StoreError> {
+    let keys: Vec<&str> = commands.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.as_str())).collect();
     let mut streams: Vec<&str> = commands.iter().map(|c| c.stream_id.as_str()).collect();
     streams.sort_unstable();
     streams.dedup();
-    let rows = sqlx::query("SELECT stream_id, MAX(stream_revision) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id")
-        .bind(&streams)
-        .fetch_all(connection)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let stream =
-                StreamId::new(row.try_get::<String, _>(0)?).map_err(|e| StoreError::Corrupt {
-                    sequence: 0,
-                    what: e.to_string(),
-                })?;
-            Ok((stream, unsigned(0, "stream revision", row.try_get(1)?)?))
-        })
-        .collect()
+    let rows = sqlx::query(
+        "SELECT true, idempotency_key, digest, stream_id, first_sequence, last_sequence, stream_revision \
+         FROM commands WHERE idempotency_key = ANY($1) \
+         UNION ALL \
+         SELECT false, wanted, NULL, NULL, NULL, NULL, (SELECT max(stream_revision) FROM events WHERE stream_id = wanted) \
+         FROM unnest($2::text[]) AS wanted",
+    )
+    .bind(&keys)
+    .bind(&streams)
+    .fetch_all(connection)
+    .await?;
+    let (mut known, mut revisions) = (HashMap::new(), HashMap::new());
+    for row in &rows {
+        let stream = |index| {
+            StreamId::new(row.try_get::<String, _>(index)?)
+                .map_err(|e| StoreError::Corrupt { sequence: 0, what: e.to_string() })
+        };
+        if row.try_get::<bool, _>(0)? {
+            let first_sequence = unsigned(0, "command first sequence", row.try_get(4)?)?;
+            let command = KnownCommand {
+                digest: hash_column(first_sequence, "command digest", row.try_get::<&[u8], _>(2)?)?,
+                stream_id: stream(3)?,
+                appended: Appended {
+                    first_sequence,
+                    last_sequence: unsigned(first_sequence, "command last sequence", row.try_get(5)?)?,
+                    stream_revision: unsigned(first_sequence, "command stream revision", row.try_get(6)?)?,
+                    replayed: false,
+                },
+            };
+            known.insert(row.try_get(1)?, command);
+        } else if let Some(revision) = row.try_get::<Option<i64>, _>(6)? {
+            revisions.insert(stream(1)?, unsigned(0, "stream revision", revision)?);
+        }
+    }
+    Ok((known, revisions))
 }
 
+/// Writes a batch's records, command rows and new head in one statement:
+/// columns travel as arrays, so any batch size is the same statement.
 async fn write(connection: &mut PgConnection, plan: &plan::Plan) -> Result<(), StoreError> {
     if plan.records.is_empty() {
         return Ok(());
     }
-    // One statement for any batch size: columns travel as arrays.
     let records = &plan.records;
-    let column = |f: &dyn Fn(&Record) -> Vec<u8>| records.iter().map(f).collect::<Vec<_>>();
+    let commands = &plan.commands;
+    let bytes = |f: &dyn Fn(&Record) -> Vec<u8>| records.iter().map(f).collect::<Vec<_>>();
     let int = |f: &dyn Fn(&Record) -> i64| records.iter().map(f).collect::<Vec<_>>();
     sqlx::query(&format!(
-        "INSERT INTO events ({RECORD_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], \
-         $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::bytea[], $11::bytea[], $12::bytea[], \
-         $13::bytea[], $14::bytea[], $15::bytea[])"
+        "WITH appended AS ( \
+           INSERT INTO events ({RECORD_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], \
+             $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::bytea[], \
+             $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[])), \
+         keyed AS ( \
+           INSERT INTO commands (idempotency_key, digest, stream_id, first_sequence, last_sequence, stream_revision) \
+           SELECT * FROM UNNEST($16::text[], $17::bytea[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[])) \
+         UPDATE log_head SET sequence = $22, chain_hash = $23, recorded_at_us = $24 WHERE id = 1"
     ))
     .bind(int(&|r| signed(r.header.sequence)))
     .bind(records.iter().map(|r| r.header.event_id.0).collect::<Vec<_>>())
@@ -178,31 +141,17 @@ async fn write(connection: &mut PgConnection, plan: &plan::Plan) -> Result<(), S
     .bind(int(&|r| r.header.recorded_at.as_micros()))
     .bind(records.iter().map(|r| r.header.idempotency_key.as_deref()).collect::<Vec<_>>())
     .bind(records.iter().map(|r| r.metadata.as_deref()).collect::<Vec<_>>())
-    .bind(column(&|r| r.metadata_hash.0.to_vec()))
+    .bind(bytes(&|r| r.metadata_hash.0.to_vec()))
     .bind(records.iter().map(|r| r.payload.as_deref()).collect::<Vec<_>>())
-    .bind(column(&|r| r.payload_hash.0.to_vec()))
-    .bind(column(&|r| r.leaf_hash.0.to_vec()))
-    .bind(column(&|r| r.chain_hash.0.to_vec()))
-    .execute(&mut *connection)
-    .await?;
-    if !plan.commands.is_empty() {
-        let commands = &plan.commands;
-        sqlx::query(
-            "INSERT INTO commands (idempotency_key, digest, stream_id, first_sequence, last_sequence, stream_revision) \
-             SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])",
-        )
-        .bind(commands.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>())
-        .bind(commands.iter().map(|(_, c)| c.digest.0.to_vec()).collect::<Vec<_>>())
-        .bind(commands.iter().map(|(_, c)| c.stream_id.as_str()).collect::<Vec<_>>())
-        .bind(commands.iter().map(|(_, c)| signed(c.appended.first_sequence)).collect::<Vec<_>>())
-        .bind(commands.iter().map(|(_, c)| signed(c.appended.last_sequence)).collect::<Vec<_>>())
-        .bind(commands.iter().map(|(_, c)| signed(c.appended.stream_revision)).collect::<Vec<_>>())
-        .execute(&mut *connection)
-        .await?;
-    }
-    sqlx::query(
-        "UPDATE log_head SET sequence = $1, chain_hash = $2, recorded_at_us = $3 WHERE id = 1",
-    )
+    .bind(bytes(&|r| r.payload_hash.0.to_vec()))
+    .bind(bytes(&|r| r.leaf_hash.0.to_vec()))
+    .bind(bytes(&|r| r.chain_hash.0.to_vec()))
+    .bind(commands.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(_, c)| c.digest.0.to_vec()).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(_, c)| c.stream_id.as_str()).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(_, c)| signed(c.appended.first_sequence)).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(_, c)| signed(c.appended.last_sequence)).collect::<Vec<_>>())
+    .bind(commands.iter().map(|(_, c)| signed(c.appended.stream_revision)).collect::<Vec<_>>())
     .bind(signed(plan.head.sequence))
     .bind(plan.head.chain_hash.as_bytes().as_slice())
     .bind(plan.head.recorded_at.as_micros())
@@ -212,9 +161,8 @@ async fn write(connection: &mut PgConnection, plan: &plan::Plan) -> Result<(), S
 }
 
 pub(crate) async fn head(pool: &PgPool) -> Result<Head, StoreError> {
-    let row = sqlx::query("SELECT sequence, chain_hash, recorded_at_us FROM log_head WHERE id = 1")
-        .fetch_one(pool)
-        .await?;
+    let row =
+        sqlx::query("SELECT sequence, chain_hash, recorded_at_us FROM log_head WHERE id = 1").fetch_one(pool).await?;
     head_from_row(&row)
 }
 

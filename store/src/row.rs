@@ -12,21 +12,21 @@ pub(crate) const RECORD_COLUMNS: &str = "sequence, event_id, stream_id, stream_r
 /// One row of `events` as the databases return it.
 #[derive(sqlx::FromRow)]
 pub(crate) struct StoredRecord {
-    sequence: i64,
-    event_id: uuid::Uuid,
-    stream_id: String,
-    stream_revision: i64,
-    event_type: String,
-    schema_version: i64,
-    occurred_at_us: i64,
-    recorded_at_us: i64,
-    idempotency_key: Option<String>,
-    metadata: Option<Vec<u8>>,
-    metadata_hash: Vec<u8>,
-    payload: Option<Vec<u8>>,
-    payload_hash: Vec<u8>,
-    leaf_hash: Vec<u8>,
-    chain_hash: Vec<u8>,
+    pub(crate) sequence: i64,
+    pub(crate) event_id: uuid::Uuid,
+    pub(crate) stream_id: String,
+    pub(crate) stream_revision: i64,
+    pub(crate) event_type: String,
+    pub(crate) schema_version: i64,
+    pub(crate) occurred_at_us: i64,
+    pub(crate) recorded_at_us: i64,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) metadata: Option<Vec<u8>>,
+    pub(crate) metadata_hash: Vec<u8>,
+    pub(crate) payload: Option<Vec<u8>>,
+    pub(crate) payload_hash: Vec<u8>,
+    pub(crate) leaf_hash: Vec<u8>,
+    pub(crate) chain_hash: Vec<u8>,
 }
 
 impl TryFrom<StoredRecord> for Record {

@@ -27,16 +27,25 @@ pub fn postgres_url(test: &str) -> Option<String> {
     }
 }
 
-/// Creates a fresh schema and returns options whose connections use it.
-pub async fn fresh_schema(url: &str) -> PgConnectOptions {
+/// A fresh PostgreSQL schema for one test.
+pub struct Schema {
+    pub name: String,
+    /// Connection options whose `search_path` is the schema.
+    pub options: PgConnectOptions,
+}
+
+/// Options for connections to `url` that use `schema`.
+pub fn schema_options(url: &str, schema: &str) -> PgConnectOptions {
     let options: PgConnectOptions = url.parse().expect("DATABASE_URL is a PostgreSQL URL");
-    let mut admin = PgConnection::connect_with(&options)
-        .await
-        .expect("PostgreSQL at DATABASE_URL answers");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
+    options.options([("search_path", schema)])
+}
+
+/// Creates a fresh schema (dropping test schemas of earlier runs that are
+/// over an hour old) and returns it.
+pub async fn fresh_schema(url: &str) -> Schema {
+    let options: PgConnectOptions = url.parse().expect("DATABASE_URL is a PostgreSQL URL");
+    let mut admin = PgConnection::connect_with(&options).await.expect("PostgreSQL at DATABASE_URL answers");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs();
     let stale: Vec<String> = sqlx::query_scalar(
         "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'ledger\\_t\\_%' AND split_part(nspname, '_', 3)::bigint < $1",
     )
@@ -46,14 +55,9 @@ pub async fn fresh_schema(url: &str) -> PgConnectOptions {
     .expect("list stale test schemas");
     for schema in stale {
         // Another test run may be dropping the same one; either way it goes.
-        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .execute(&mut admin)
-            .await;
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut admin).await;
     }
-    let schema = format!("ledger_t_{now}_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut admin)
-        .await
-        .expect("create test schema");
-    options.options([("search_path", schema.as_str())])
+    let name = format!("ledger_t_{now}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut admin).await.expect("create test schema");
+    Schema { options: schema_options(url, &name), name }
 }

@@ -1,5 +1,6 @@
 //! The one writer task of a log: group commit.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use domain::{Clock, Timestamp};
@@ -30,36 +31,25 @@ pub(crate) struct CommitError {
     pub at_commit: bool,
 }
 
+pub(crate) type Outcomes = Result<Vec<Result<Appended, Rejection>>, CommitError>;
+
 impl Backend {
-    async fn commit(
-        &mut self,
-        commands: &[&Command],
-        now: Timestamp,
-    ) -> Result<Vec<Result<Appended, Rejection>>, CommitError> {
+    /// Commits `commands[range]` in one transaction.
+    async fn commit(&mut self, commands: &Arc<[Command]>, range: Range<usize>, now: Timestamp) -> Outcomes {
         match self {
-            Self::Sqlite(writer) => writer.commit(commands, now).await,
-            Self::Postgres(pool) => postgres::commit(pool, commands, now).await,
+            Self::Sqlite(writer) => writer.commit(commands.clone(), range, now).await,
+            Self::Postgres(pool) => postgres::commit(pool, &commands[range], now).await,
         }
     }
 }
 
-pub(crate) async fn run(
-    mut backend: Backend,
-    mut requests: mpsc::Receiver<Request>,
-    clock: Arc<dyn Clock>,
-) {
+pub(crate) async fn run(mut backend: Backend, mut requests: mpsc::Receiver<Request>, clock: Arc<dyn Clock>) {
     while let Some(first) = requests.recv().await {
         let mut events = first.commands.iter().map(|c| c.events.len()).sum::<usize>();
         let mut batch = vec![first];
         while events < BATCH_EVENTS_MAX {
-            let Ok(request) = requests.try_recv() else {
-                break;
-            };
-            events += request
-                .commands
-                .iter()
-                .map(|c| c.events.len())
-                .sum::<usize>();
+            let Ok(request) = requests.try_recv() else { break };
+            events += request.commands.iter().map(|c| c.events.len()).sum::<usize>();
             batch.push(request);
         }
         commit_batch(&mut backend, batch, clock.as_ref()).await;
@@ -67,33 +57,36 @@ pub(crate) async fn run(
 }
 
 async fn commit_batch(backend: &mut Backend, batch: Vec<Request>, clock: &dyn Clock) {
-    let commands: Vec<&Command> = batch.iter().flat_map(|request| &request.commands).collect();
-    match backend.commit(&commands, clock.now()).await {
+    let mut commands = Vec::new();
+    let mut requests = Vec::with_capacity(batch.len());
+    for request in batch {
+        let start = commands.len();
+        commands.extend(request.commands);
+        requests.push((start..commands.len(), request.reply));
+    }
+    let commands: Arc<[Command]> = commands.into();
+    match backend.commit(&commands, 0..commands.len(), clock.now()).await {
         Ok(outcomes) => {
             let mut outcomes = outcomes.into_iter();
-            for request in batch {
-                let answers = outcomes.by_ref().take(request.commands.len()).collect();
+            for (range, reply) in requests {
+                let answers = outcomes.by_ref().take(range.len()).collect();
                 // The caller may have gone away; its events are durable anyway.
-                let _ = request.reply.send(Ok(answers));
+                let _ = reply.send(Ok(answers));
             }
         }
-        Err(failure) if !failure.at_commit && batch.len() > 1 => {
+        Err(failure) if !failure.at_commit && requests.len() > 1 => {
             // One request may have poisoned the batch (say, a reused event
             // id): try each alone so the others are not refused for it.
-            tracing::warn!(error = %failure.error, requests = batch.len(), "batch rolled back; retrying its requests one by one");
-            for request in batch {
-                let commands: Vec<&Command> = request.commands.iter().collect();
-                let answer = backend
-                    .commit(&commands, clock.now())
-                    .await
-                    .map_err(|failure| failure.error);
-                let _ = request.reply.send(answer);
+            tracing::warn!(error = %failure.error, requests = requests.len(), "batch rolled back; retrying its requests one by one");
+            for (range, reply) in requests {
+                let answer = backend.commit(&commands, range, clock.now()).await.map_err(|failure| failure.error);
+                let _ = reply.send(answer);
             }
         }
         Err(failure) => {
             tracing::error!(error = %failure.error, at_commit = failure.at_commit, "append failed");
-            for request in batch {
-                let _ = request.reply.send(Err(failure.error.clone()));
+            for (_, reply) in requests {
+                let _ = reply.send(Err(failure.error.clone()));
             }
         }
     }

@@ -12,8 +12,8 @@ use domain::{Clock, EventId, StreamId, Timestamp};
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use ledger_store::{
-    Appended, Command, EventLog, ExpectedRevision, Idempotency, NewEvent, READ_PAGE_RECORDS,
-    Rejection, StoreError, SystemClock, testing,
+    Appended, Command, EventLog, ExpectedRevision, Idempotency, NewEvent, READ_PAGE_RECORDS, Rejection, StoreError,
+    SystemClock, testing,
 };
 
 /// A clock the test moves by hand.
@@ -31,8 +31,7 @@ enum Raw {
     Postgres(sqlx::PgPool),
 }
 
-type Reopen =
-    Box<dyn Fn(Arc<dyn Clock>) -> BoxFuture<'static, Result<EventLog, StoreError>> + Send + Sync>;
+type Reopen = Box<dyn Fn(Arc<dyn Clock>) -> BoxFuture<'static, Result<EventLog, StoreError>> + Send + Sync>;
 
 struct Harness {
     log: EventLog,
@@ -68,14 +67,9 @@ impl Harness {
     async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.sqlite");
-        let log = EventLog::open_sqlite(&path, Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let raw = sqlx::SqlitePool::connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
-        )
-        .await
-        .unwrap();
+        let log = EventLog::open_sqlite(&path, Arc::new(SystemClock)).await.unwrap();
+        let raw =
+            sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path)).await.unwrap();
         Self {
             log,
             raw: Raw::Sqlite(raw),
@@ -89,10 +83,8 @@ impl Harness {
 
     async fn postgres(test: &str) -> Option<Self> {
         let url = testing::postgres_url(test)?;
-        let options = testing::fresh_schema(&url).await;
-        let log = EventLog::open_postgres(options.clone(), Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let options = testing::fresh_schema(&url).await.options;
+        let log = EventLog::open_postgres(options.clone(), Arc::new(SystemClock)).await.unwrap();
         let raw = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
         Some(Self {
             log,
@@ -108,26 +100,16 @@ impl Harness {
     /// Runs SQL directly; `?` placeholders become `$n` on PostgreSQL.
     async fn try_sql(&self, sql: &str, values: &[Value]) -> Result<(), sqlx::Error> {
         match &self.raw {
-            Raw::Sqlite(pool) => bind_all!(sqlx::query(sql), values)
-                .execute(pool)
-                .await
-                .map(drop),
+            Raw::Sqlite(pool) => bind_all!(sqlx::query(sql), values).execute(pool).await.map(drop),
             Raw::Postgres(pool) => {
-                let numbered = (1..=values.len()).fold(sql.to_owned(), |sql, n| {
-                    sql.replacen('?', &format!("${n}"), 1)
-                });
-                bind_all!(sqlx::query(&numbered), values)
-                    .execute(pool)
-                    .await
-                    .map(drop)
+                let numbered = (1..=values.len()).fold(sql.to_owned(), |sql, n| sql.replacen('?', &format!("${n}"), 1));
+                bind_all!(sqlx::query(&numbered), values).execute(pool).await.map(drop)
             }
         }
     }
 
     async fn sql(&self, sql: &str, values: &[Value]) {
-        self.try_sql(sql, values)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.try_sql(sql, values).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     /// Drops the triggers that keep `events` append-only, as an attacker
@@ -138,10 +120,7 @@ impl Harness {
                 self.sql("DROP TRIGGER events_immutable", &[]).await;
                 self.sql("DROP TRIGGER events_append_only", &[]).await;
             }
-            Raw::Postgres(_) => {
-                self.sql("DROP TRIGGER events_immutable ON events", &[])
-                    .await
-            }
+            Raw::Postgres(_) => self.sql("DROP TRIGGER events_immutable ON events", &[]).await,
         }
     }
 
@@ -174,11 +153,7 @@ impl Harness {
     }
 
     async fn record(&self, sequence: u64) -> Record {
-        self.log
-            .read_page(sequence..=sequence, 1)
-            .await
-            .unwrap()
-            .remove(0)
+        self.log.read_page(sequence..=sequence, 1).await.unwrap().remove(0)
     }
 
     async fn first_failure(&self) -> Option<VerifyFailure> {
@@ -196,22 +171,13 @@ fn event(payload: &[u8]) -> NewEvent {
         event_type: "TestEvent".into(),
         schema_version: 1,
         occurred_at: Timestamp::from_micros(1_767_225_600_000_000),
-        metadata: domain::Metadata {
-            actor: Some("tester".into()),
-            ..Default::default()
-        }
-        .encode(),
+        metadata: domain::Metadata { actor: Some("tester".into()), ..Default::default() }.encode(),
         payload: payload.to_vec(),
     }
 }
 
 fn command(stream_id: StreamId, expected: ExpectedRevision, payloads: &[&[u8]]) -> Command {
-    Command {
-        stream_id,
-        expected,
-        idempotency: None,
-        events: payloads.iter().map(|p| event(p)).collect(),
-    }
+    Command { stream_id, expected, idempotency: None, events: payloads.iter().map(|p| event(p)).collect() }
 }
 
 fn keyed(key: &str, stream_id: StreamId, payloads: &[&[u8]]) -> Command {
@@ -230,98 +196,41 @@ async fn append(log: &EventLog, command: Command) -> Result<Appended, Rejection>
 
 /// Appends `n` single-event commands to stream `org/fill`, payload = index.
 async fn fill(log: &EventLog, n: usize) {
-    let commands = (0..n)
-        .map(|i| {
-            command(
-                stream("fill"),
-                ExpectedRevision::Any,
-                &[&(i as u32).to_le_bytes()],
-            )
-        })
-        .collect();
+    let commands =
+        (0..n).map(|i| command(stream("fill"), ExpectedRevision::Any, &[&(i as u32).to_le_bytes()])).collect();
     for result in log.append(commands).await.unwrap() {
         result.unwrap();
     }
 }
 
 async fn appends_and_reads(h: Harness) {
-    let a = append(
-        &h.log,
-        command(stream("a"), ExpectedRevision::NoStream, &[b"a1", b"a2"]),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        a,
-        Appended {
-            first_sequence: 1,
-            last_sequence: 2,
-            stream_revision: 2,
-            replayed: false
-        }
-    );
-    let b = append(
-        &h.log,
-        command(stream("b"), ExpectedRevision::NoStream, &[b"b1"]),
-    )
-    .await
-    .unwrap();
+    let a = append(&h.log, command(stream("a"), ExpectedRevision::NoStream, &[b"a1", b"a2"])).await.unwrap();
+    assert_eq!(a, Appended { first_sequence: 1, last_sequence: 2, stream_revision: 2, replayed: false });
+    let b = append(&h.log, command(stream("b"), ExpectedRevision::NoStream, &[b"b1"])).await.unwrap();
     assert_eq!((b.first_sequence, b.stream_revision), (3, 1));
-    let a3 = append(
-        &h.log,
-        command(stream("a"), ExpectedRevision::Exactly(2), &[b"a3"]),
-    )
-    .await
-    .unwrap();
+    let a3 = append(&h.log, command(stream("a"), ExpectedRevision::Exactly(2), &[b"a3"])).await.unwrap();
     assert_eq!((a3.first_sequence, a3.stream_revision), (4, 3));
 
     let all: Vec<_> = h.log.read(1..=u64::MAX).try_collect().await.unwrap();
     let seen: Vec<(u64, &str, u64, &[u8])> = all
         .iter()
         .map(|r| {
-            (
-                r.header.sequence,
-                r.header.stream_id.as_str(),
-                r.header.stream_revision,
-                r.payload.as_deref().unwrap(),
-            )
+            (r.header.sequence, r.header.stream_id.as_str(), r.header.stream_revision, r.payload.as_deref().unwrap())
         })
         .collect();
     assert_eq!(
         seen,
-        [
-            (1, "org/a", 1, &b"a1"[..]),
-            (2, "org/a", 2, b"a2"),
-            (3, "org/b", 1, b"b1"),
-            (4, "org/a", 3, b"a3")
-        ]
+        [(1, "org/a", 1, &b"a1"[..]), (2, "org/a", 2, b"a2"), (3, "org/b", 1, b"b1"), (4, "org/a", 3, b"a3")]
     );
     let middle: Vec<_> = h.log.read(2..=3).try_collect().await.unwrap();
-    assert_eq!(
-        middle.iter().map(|r| r.header.sequence).collect::<Vec<_>>(),
-        [2, 3]
-    );
+    assert_eq!(middle.iter().map(|r| r.header.sequence).collect::<Vec<_>>(), [2, 3]);
     let of_a = h.log.read_stream(&stream("a"), 2, 10).await.unwrap();
-    assert_eq!(
-        of_a.iter()
-            .map(|r| r.header.stream_revision)
-            .collect::<Vec<_>>(),
-        [2, 3]
-    );
+    assert_eq!(of_a.iter().map(|r| r.header.stream_revision).collect::<Vec<_>>(), [2, 3]);
 
     // What was written is what is read, and the hashes recompute.
     assert_eq!(all[0].header.event_type, "TestEvent");
-    assert_eq!(
-        all[0].header.occurred_at,
-        Timestamp::from_micros(1_767_225_600_000_000)
-    );
-    assert_eq!(
-        domain::Metadata::decode(all[0].metadata.as_ref().unwrap())
-            .unwrap()
-            .actor
-            .as_deref(),
-        Some("tester")
-    );
+    assert_eq!(all[0].header.occurred_at, Timestamp::from_micros(1_767_225_600_000_000));
+    assert_eq!(domain::Metadata::decode(all[0].metadata.as_ref().unwrap()).unwrap().actor.as_deref(), Some("tester"));
     let head = h.log.head().await.unwrap();
     assert_eq!((head.sequence, head.chain_hash), (4, all[3].chain_hash));
     let report = h.log.verify(1..=u64::MAX).await.unwrap();
@@ -329,147 +238,59 @@ async fn appends_and_reads(h: Harness) {
 }
 
 async fn wrong_revision_names_expected_and_actual(h: Harness) {
-    append(
-        &h.log,
-        command(stream("a"), ExpectedRevision::NoStream, &[b"1", b"2"]),
-    )
-    .await
-    .unwrap();
-    let again = append(
-        &h.log,
-        command(stream("a"), ExpectedRevision::NoStream, &[b"x"]),
-    )
-    .await;
+    append(&h.log, command(stream("a"), ExpectedRevision::NoStream, &[b"1", b"2"])).await.unwrap();
+    let again = append(&h.log, command(stream("a"), ExpectedRevision::NoStream, &[b"x"])).await;
     assert_eq!(
         again,
-        Err(Rejection::WrongRevision {
-            stream_id: stream("a"),
-            expected: ExpectedRevision::NoStream,
-            actual: 2
-        })
+        Err(Rejection::WrongRevision { stream_id: stream("a"), expected: ExpectedRevision::NoStream, actual: 2 })
     );
-    let stale = append(
-        &h.log,
-        command(stream("a"), ExpectedRevision::Exactly(1), &[b"x"]),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(
-        stale.to_string(),
-        "stream org/a expected revision 1 but is at revision 2"
-    );
-    let missing = append(
-        &h.log,
-        command(stream("new"), ExpectedRevision::Exactly(3), &[b"x"]),
-    )
-    .await;
-    assert!(matches!(
-        missing,
-        Err(Rejection::WrongRevision { actual: 0, .. })
-    ));
-    assert_eq!(
-        h.log.head().await.unwrap().sequence,
-        2,
-        "rejected commands append nothing"
-    );
+    let stale = append(&h.log, command(stream("a"), ExpectedRevision::Exactly(1), &[b"x"])).await.unwrap_err();
+    assert_eq!(stale.to_string(), "stream org/a expected revision 1 but is at revision 2");
+    let missing = append(&h.log, command(stream("new"), ExpectedRevision::Exactly(3), &[b"x"])).await;
+    assert!(matches!(missing, Err(Rejection::WrongRevision { actual: 0, .. })));
+    assert_eq!(h.log.head().await.unwrap().sequence, 2, "rejected commands append nothing");
 }
 
 async fn idempotent_retries_are_answered_not_reapplied(h: Harness) {
-    let first = append(&h.log, keyed("k-1", stream("a"), &[b"one", b"two"]))
-        .await
-        .unwrap();
+    let first = append(&h.log, keyed("k-1", stream("a"), &[b"one", b"two"])).await.unwrap();
     assert!(!first.replayed);
-    append(
-        &h.log,
-        command(stream("a"), ExpectedRevision::Any, &[b"other"]),
-    )
-    .await
-    .unwrap();
-    let retry = append(&h.log, keyed("k-1", stream("a"), &[b"one", b"two"]))
-        .await
-        .unwrap();
-    assert_eq!(
-        retry,
-        Appended {
-            replayed: true,
-            ..first
-        }
-    );
+    append(&h.log, command(stream("a"), ExpectedRevision::Any, &[b"other"])).await.unwrap();
+    let retry = append(&h.log, keyed("k-1", stream("a"), &[b"one", b"two"])).await.unwrap();
+    assert_eq!(retry, Appended { replayed: true, ..first });
     let conflict = append(&h.log, keyed("k-1", stream("a"), &[b"changed"])).await;
-    assert_eq!(
-        conflict,
-        Err(Rejection::IdempotencyConflict { key: "k-1".into() })
-    );
+    assert_eq!(conflict, Err(Rejection::IdempotencyConflict { key: "k-1".into() }));
     let other_stream = append(&h.log, keyed("k-1", stream("b"), &[b"one", b"two"])).await;
-    assert!(matches!(
-        other_stream,
-        Err(Rejection::IdempotencyConflict { .. })
-    ));
+    assert!(matches!(other_stream, Err(Rejection::IdempotencyConflict { .. })));
     assert_eq!(h.log.head().await.unwrap().sequence, 3);
 
     // The same key twice in one batch: the second is the first's retry.
-    let both = h
-        .log
-        .append(vec![
-            keyed("k-2", stream("c"), &[b"x"]),
-            keyed("k-2", stream("c"), &[b"x"]),
-        ])
-        .await
-        .unwrap();
+    let both =
+        h.log.append(vec![keyed("k-2", stream("c"), &[b"x"]), keyed("k-2", stream("c"), &[b"x"])]).await.unwrap();
     let (one, two) = (both[0].clone().unwrap(), both[1].clone().unwrap());
-    assert_eq!(
-        (
-            one.first_sequence,
-            one.replayed,
-            two.first_sequence,
-            two.replayed
-        ),
-        (4, false, 4, true)
-    );
+    assert_eq!((one.first_sequence, one.replayed, two.first_sequence, two.replayed), (4, false, 4, true));
 
     // Keys survive a restart of the process.
     let reopened = (h.reopen)(Arc::new(SystemClock)).await.unwrap();
-    assert_eq!(
-        append(&reopened, keyed("k-1", stream("a"), &[b"one", b"two"]))
-            .await
-            .unwrap(),
-        retry
-    );
+    assert_eq!(append(&reopened, keyed("k-1", stream("a"), &[b"one", b"two"])).await.unwrap(), retry);
     assert_eq!(reopened.head().await.unwrap().sequence, 4);
     let header = &reopened.read_page(1..=1, 1).await.unwrap()[0].header;
-    assert_eq!(
-        header.idempotency_key.as_deref(),
-        Some("k-1"),
-        "the key is part of the hashed header"
-    );
+    assert_eq!(header.idempotency_key.as_deref(), Some("k-1"), "the key is part of the hashed header");
 }
 
 async fn commands_are_all_or_nothing(h: Harness) {
-    append(
-        &h.log,
-        command(stream("b"), ExpectedRevision::NoStream, &[b"b1"]),
-    )
-    .await
-    .unwrap();
+    append(&h.log, command(stream("b"), ExpectedRevision::NoStream, &[b"b1"])).await.unwrap();
     let results = h
         .log
         .append(vec![
             command(stream("a"), ExpectedRevision::NoStream, &[b"a1", b"a2"]),
-            command(
-                stream("b"),
-                ExpectedRevision::NoStream,
-                &[b"b2", b"b3", b"b4"],
-            ),
+            command(stream("b"), ExpectedRevision::NoStream, &[b"b2", b"b3", b"b4"]),
             command(stream("c"), ExpectedRevision::Any, &[]),
             command(stream("c"), ExpectedRevision::NoStream, &[b"c1"]),
         ])
         .await
         .unwrap();
     assert_eq!(results[0].as_ref().unwrap().last_sequence, 3);
-    assert!(matches!(
-        results[1],
-        Err(Rejection::WrongRevision { actual: 1, .. })
-    ));
+    assert!(matches!(results[1], Err(Rejection::WrongRevision { actual: 1, .. })));
     assert!(matches!(results[2], Err(Rejection::Invalid(_))));
     assert_eq!(results[3].as_ref().unwrap().first_sequence, 4);
     let b = h.log.read_stream(&stream("b"), 1, 10).await.unwrap();
@@ -485,11 +306,8 @@ async fn a_reused_event_id_fails_alone(h: Harness) {
     // the database refuses. The other must still be appended.
     let mut bad = command(stream("b"), ExpectedRevision::Any, &[b"2"]);
     bad.events[0].event_id = reused;
-    let (bad, good) = tokio::join!(
-        h.log.append_one(bad),
-        h.log
-            .append_one(command(stream("c"), ExpectedRevision::Any, &[b"3"]))
-    );
+    let (bad, good) =
+        tokio::join!(h.log.append_one(bad), h.log.append_one(command(stream("c"), ExpectedRevision::Any, &[b"3"])));
     assert!(bad.is_err(), "a duplicate event id is a storage error");
     assert!(good.unwrap().is_ok());
     assert_eq!(h.log.head().await.unwrap().sequence, 2);
@@ -499,26 +317,12 @@ async fn a_reused_event_id_fails_alone(h: Harness) {
 async fn oversized_input_is_refused_before_the_writer(h: Harness) {
     let mut huge = command(stream("a"), ExpectedRevision::Any, &[b"x"]);
     huge.events[0].payload = vec![0; domain::record::PAYLOAD_BYTES_MAX + 1];
-    assert!(matches!(
-        append(&h.log, huge).await,
-        Err(Rejection::Invalid(_))
-    ));
+    assert!(matches!(append(&h.log, huge).await, Err(Rejection::Invalid(_))));
     let mut long_key = keyed("k", stream("a"), &[b"x"]);
-    long_key.idempotency.as_mut().unwrap().key =
-        "k".repeat(domain::record::IDEMPOTENCY_KEY_BYTES_MAX + 1);
-    assert!(matches!(
-        append(&h.log, long_key).await,
-        Err(Rejection::Invalid(_))
-    ));
-    let too_many = command(
-        stream("a"),
-        ExpectedRevision::Any,
-        &vec![&b"x"[..]; ledger_store::COMMAND_EVENTS_MAX + 1],
-    );
-    assert!(matches!(
-        append(&h.log, too_many).await,
-        Err(Rejection::Invalid(_))
-    ));
+    long_key.idempotency.as_mut().unwrap().key = "k".repeat(domain::record::IDEMPOTENCY_KEY_BYTES_MAX + 1);
+    assert!(matches!(append(&h.log, long_key).await, Err(Rejection::Invalid(_))));
+    let too_many = command(stream("a"), ExpectedRevision::Any, &vec![&b"x"[..]; ledger_store::COMMAND_EVENTS_MAX + 1]);
+    assert!(matches!(append(&h.log, too_many).await, Err(Rejection::Invalid(_))));
     assert_eq!(h.log.head().await.unwrap().sequence, 0);
 }
 
@@ -533,18 +337,11 @@ async fn concurrent_appenders_build_one_linear_chain(h: Harness) {
                 for i in 0..EVENTS_PER_TASK {
                     // Half the tasks share one stream, half own theirs, so
                     // revisions are contended as well as sequences.
-                    let name = if task % 2 == 0 {
-                        "shared".to_owned()
-                    } else {
-                        format!("own-{task}")
-                    };
+                    let name = if task % 2 == 0 { "shared".to_owned() } else { format!("own-{task}") };
                     let payload = format!("{task}:{i}");
-                    let appended = append(
-                        &log,
-                        command(stream(&name), ExpectedRevision::Any, &[payload.as_bytes()]),
-                    )
-                    .await
-                    .unwrap();
+                    let appended = append(&log, command(stream(&name), ExpectedRevision::Any, &[payload.as_bytes()]))
+                        .await
+                        .unwrap();
                     sequences.push(appended.first_sequence);
                 }
                 sequences
@@ -554,34 +351,16 @@ async fn concurrent_appenders_build_one_linear_chain(h: Harness) {
     let mut all = Vec::new();
     for task in tasks {
         let sequences = task.await.unwrap();
-        assert!(
-            sequences.windows(2).all(|w| w[0] < w[1]),
-            "one task's appends land in its order"
-        );
+        assert!(sequences.windows(2).all(|w| w[0] < w[1]), "one task's appends land in its order");
         all.extend(sequences);
     }
     all.sort_unstable();
-    assert_eq!(
-        all,
-        (1..=(TASKS * EVENTS_PER_TASK) as u64).collect::<Vec<_>>()
-    );
+    assert_eq!(all, (1..=(TASKS * EVENTS_PER_TASK) as u64).collect::<Vec<_>>());
     let report = h.log.verify(1..=u64::MAX).await.unwrap();
-    assert_eq!(
-        (report.checked, report.failure),
-        ((TASKS * EVENTS_PER_TASK) as u64, None)
-    );
-    let shared = h
-        .log
-        .read_stream(&stream("shared"), 1, 10_000)
-        .await
-        .unwrap();
+    assert_eq!((report.checked, report.failure), ((TASKS * EVENTS_PER_TASK) as u64, None));
+    let shared = h.log.read_stream(&stream("shared"), 1, 10_000).await.unwrap();
     assert_eq!(shared.len(), 5 * EVENTS_PER_TASK);
-    assert!(
-        shared
-            .iter()
-            .enumerate()
-            .all(|(i, r)| r.header.stream_revision == i as u64 + 1)
-    );
+    assert!(shared.iter().enumerate().all(|(i, r)| r.header.stream_revision == i as u64 + 1));
 }
 
 async fn reads_page_through_a_long_log(h: Harness) {
@@ -591,10 +370,7 @@ async fn reads_page_through_a_long_log(h: Harness) {
     let mut records = std::pin::pin!(h.log.read(1..=u64::MAX));
     while let Some(record) = records.try_next().await.unwrap() {
         assert_eq!(record.header.sequence, expected);
-        assert_eq!(
-            record.payload.unwrap(),
-            ((expected - 1) as u32).to_le_bytes()
-        );
+        assert_eq!(record.payload.unwrap(), ((expected - 1) as u32).to_le_bytes());
         expected += 1;
     }
     assert_eq!(expected - 1, total as u64);
@@ -606,43 +382,21 @@ async fn recorded_at_never_goes_back(h: Harness) {
     let clock = Arc::new(ManualClock::default());
     clock.0.store(2_000_000, Ordering::SeqCst);
     let log = (h.reopen)(clock.clone()).await.unwrap();
-    append(&log, command(stream("a"), ExpectedRevision::Any, &[b"1"]))
-        .await
-        .unwrap();
+    append(&log, command(stream("a"), ExpectedRevision::Any, &[b"1"])).await.unwrap();
     clock.0.store(1_000_000, Ordering::SeqCst);
-    append(&log, command(stream("a"), ExpectedRevision::Any, &[b"2"]))
-        .await
-        .unwrap();
-    let times: Vec<i64> = log
-        .read(1..=2)
-        .map_ok(|r| r.header.recorded_at.as_micros())
-        .try_collect()
-        .await
-        .unwrap();
+    append(&log, command(stream("a"), ExpectedRevision::Any, &[b"2"])).await.unwrap();
+    let times: Vec<i64> = log.read(1..=2).map_ok(|r| r.header.recorded_at.as_micros()).try_collect().await.unwrap();
     assert_eq!(times, [2_000_000, 2_000_000]);
 }
 
 async fn the_database_refuses_changes_to_records(h: Harness) {
     fill(&h.log, 3).await;
-    let update = h
-        .try_sql(
-            "UPDATE events SET stream_revision = 9 WHERE sequence = 2",
-            &[],
-        )
-        .await
-        .unwrap_err();
+    let update = h.try_sql("UPDATE events SET stream_revision = 9 WHERE sequence = 2", &[]).await.unwrap_err();
     assert!(update.to_string().contains("immutable"), "{update}");
-    let delete = h
-        .try_sql("DELETE FROM events WHERE sequence = 2", &[])
-        .await
-        .unwrap_err();
+    let delete = h.try_sql("DELETE FROM events WHERE sequence = 2", &[]).await.unwrap_err();
     assert!(delete.to_string().contains("append-only"), "{delete}");
     // Shredding content is allowed, and the chain still verifies.
-    h.sql(
-        "UPDATE events SET payload = NULL, metadata = NULL WHERE sequence = 2",
-        &[],
-    )
-    .await;
+    h.sql("UPDATE events SET payload = NULL, metadata = NULL WHERE sequence = 2", &[]).await;
     let shredded = h.record(2).await;
     assert_eq!((shredded.payload, shredded.metadata), (None, None));
     assert_eq!(h.first_failure().await, None);
@@ -659,34 +413,14 @@ async fn tampering_is_caught_at_its_sequence(h: Harness) {
     changed[0] ^= 0x01;
     let set_payload = "UPDATE events SET payload = ? WHERE sequence = 4";
     h.sql(set_payload, &[Value::Bytes(Some(changed))]).await;
-    assert_eq!(
-        h.first_failure().await,
-        Some(VerifyFailure {
-            sequence: 4,
-            defect: Defect::PayloadHash
-        })
-    );
+    assert_eq!(h.first_failure().await, Some(VerifyFailure { sequence: 4, defect: Defect::PayloadHash }));
     h.sql(set_payload, &[Value::Bytes(Some(original))]).await;
     assert_eq!(h.first_failure().await, None);
 
     // One header field.
-    h.sql(
-        "UPDATE events SET occurred_at_us = occurred_at_us + 1 WHERE sequence = 6",
-        &[],
-    )
-    .await;
-    assert_eq!(
-        h.first_failure().await,
-        Some(VerifyFailure {
-            sequence: 6,
-            defect: Defect::LeafHash
-        })
-    );
-    h.sql(
-        "UPDATE events SET occurred_at_us = occurred_at_us - 1 WHERE sequence = 6",
-        &[],
-    )
-    .await;
+    h.sql("UPDATE events SET occurred_at_us = occurred_at_us + 1 WHERE sequence = 6", &[]).await;
+    assert_eq!(h.first_failure().await, Some(VerifyFailure { sequence: 6, defect: Defect::LeafHash }));
+    h.sql("UPDATE events SET occurred_at_us = occurred_at_us - 1 WHERE sequence = 6", &[]).await;
 
     // Two rows swapped: each now sits at the other's position.
     let swap = [
@@ -697,13 +431,7 @@ async fn tampering_is_caught_at_its_sequence(h: Harness) {
     for sql in swap {
         h.sql(sql, &[]).await;
     }
-    assert_eq!(
-        h.first_failure().await,
-        Some(VerifyFailure {
-            sequence: 3,
-            defect: Defect::LeafHash
-        })
-    );
+    assert_eq!(h.first_failure().await, Some(VerifyFailure { sequence: 3, defect: Defect::LeafHash }));
     for sql in swap {
         h.sql(sql, &[]).await;
     }
@@ -712,24 +440,14 @@ async fn tampering_is_caught_at_its_sequence(h: Harness) {
     // A row inserted in the middle, later rows renumbered to make room:
     // a copy of record 2 with a fresh id and its hashes, placed at 5.
     for sequence in (5..=10).rev() {
-        h.sql(
-            "UPDATE events SET sequence = sequence + 1 WHERE sequence = ?",
-            &[Value::Int(sequence)],
-        )
-        .await;
+        h.sql("UPDATE events SET sequence = sequence + 1 WHERE sequence = ?", &[Value::Int(sequence)]).await;
     }
     let mut copy = h.record(2).await;
     copy.header.sequence = 5;
     copy.header.stream_revision = 1000;
     copy.header.event_id = EventId(uuid::Uuid::now_v7());
     h.insert_raw(&copy).await;
-    assert_eq!(
-        h.first_failure().await,
-        Some(VerifyFailure {
-            sequence: 5,
-            defect: Defect::LeafHash
-        })
-    );
+    assert_eq!(h.first_failure().await, Some(VerifyFailure { sequence: 5, defect: Defect::LeafHash }));
 }
 
 async fn deleted_rows_are_caught(h: Harness) {
@@ -738,22 +456,13 @@ async fn deleted_rows_are_caught(h: Harness) {
     h.sql("DELETE FROM events WHERE sequence = 5", &[]).await;
     assert_eq!(
         h.first_failure().await,
-        Some(VerifyFailure {
-            sequence: 5,
-            defect: Defect::SequenceGap {
-                expected: 5,
-                found: 6
-            }
-        })
+        Some(VerifyFailure { sequence: 5, defect: Defect::SequenceGap { expected: 5, found: 6 } })
     );
     // The tail cut off: the chain verifies up to 4, but the head says 8.
     h.sql("DELETE FROM events WHERE sequence > 4", &[]).await;
     assert_eq!(
         h.first_failure().await,
-        Some(VerifyFailure {
-            sequence: 5,
-            defect: Defect::HeadMismatch { last: 4, head: 8 }
-        })
+        Some(VerifyFailure { sequence: 5, defect: Defect::HeadMismatch { last: 4, head: 8 } })
     );
 }
 
@@ -767,19 +476,10 @@ async fn a_well_forged_row_behind_the_writer_is_caught(h: Harness) {
     header.sequence = 5;
     header.stream_revision += 1;
     header.event_id = EventId(uuid::Uuid::now_v7());
-    h.insert_raw(&Record::seal(
-        header,
-        vec![],
-        b"forged".to_vec(),
-        &last.chain_hash,
-    ))
-    .await;
+    h.insert_raw(&Record::seal(header, vec![], b"forged".to_vec(), &last.chain_hash)).await;
     assert_eq!(
         h.first_failure().await,
-        Some(VerifyFailure {
-            sequence: 5,
-            defect: Defect::HeadMismatch { last: 5, head: 4 }
-        })
+        Some(VerifyFailure { sequence: 5, defect: Defect::HeadMismatch { last: 5, head: 4 } })
     );
 }
 
