@@ -21,7 +21,10 @@ pub fn postgres_url(test: &str) -> Option<String> {
             panic!("{test}: DATABASE_URL is not set; under CI PostgreSQL tests must run, not skip")
         }
         _ => {
-            eprintln!("SKIPPED {test}: PostgreSQL test, DATABASE_URL is not set");
+            // Straight to the file descriptor: libtest captures `eprintln!`
+            // of passing tests, and this notice must be seen.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: PostgreSQL test, DATABASE_URL is not set");
             None
         }
     }
