@@ -132,6 +132,22 @@ entity_id!(
     "license"
 );
 
+entity_id!(
+    /// A user of an organization.
+    UserId,
+    "user"
+);
+entity_id!(
+    /// An API token of an organization.
+    TokenId,
+    "token"
+);
+entity_id!(
+    /// One add-on bought for a subscription.
+    AddonId,
+    "addon"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

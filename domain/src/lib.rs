@@ -5,13 +5,20 @@
 //! (`store`, `api`, `replay`, `client`) are the only code that touches the
 //! outside world, so nothing here can fail for I/O reasons.
 
+pub mod calendar;
+pub mod catalog;
 pub mod codec;
+pub mod event;
 pub mod ids;
+pub mod keys;
+pub mod license;
 pub mod money;
+pub mod organization;
 pub mod record;
+pub mod subscription;
 pub mod time;
 
-pub use ids::{EventId, StreamId};
+pub use ids::{AddonId, EventId, LicenseId, OrganizationId, StreamId, SubscriptionId, TokenId, UserId};
 pub use money::{Currency, Money};
 pub use record::{Hash, Metadata, Record, RecordHeader};
 pub use time::{Clock, Timestamp};

@@ -1,0 +1,100 @@
+//! How domain events become log records and back.
+//!
+//! Each variant of an aggregate's event enum has a type name and a schema
+//! version that never change once stored (`SubscriptionUpgraded`, 1). The
+//! payload is the postcard encoding of the variant's own struct only, so
+//! adding a variant never shifts another's encoding. A new shape is a new
+//! schema version, decoded by an upcaster in `decode`.
+
+use crate::codec::DecodeError;
+
+/// An event as the log stores it.
+pub trait StoredEvent: Sized {
+    fn event_type(&self) -> &'static str;
+    fn schema_version(&self) -> u32;
+    fn encode_payload(&self) -> Vec<u8>;
+    /// Decodes a stored payload; `Ok(None)` when the type is not this
+    /// enum's, so a reader can try each aggregate's events in turn.
+    fn decode(event_type: &str, schema_version: u32, payload: &[u8]) -> Result<Option<Self>, EventDecodeError>;
+}
+
+/// A stored event that this version cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum EventDecodeError {
+    #[error("{event_type} schema version {schema_version} is unknown to this version of the ledger")]
+    UnknownVersion { event_type: String, schema_version: u32 },
+    #[error("{event_type}: {source}")]
+    Payload { event_type: String, source: DecodeError },
+}
+
+/// Declares an aggregate's event enum: each variant wraps a struct of the
+/// same name, with the schema version it is written at.
+#[macro_export]
+macro_rules! stored_events {
+    ($(#[$meta:meta])* pub enum $name:ident { $($variant:ident = $version:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($variant($variant)),*
+        }
+
+        impl $crate::event::StoredEvent for $name {
+            fn event_type(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => stringify!($variant)),*
+                }
+            }
+
+            fn schema_version(&self) -> u32 {
+                match self {
+                    $(Self::$variant(_) => $version),*
+                }
+            }
+
+            fn encode_payload(&self) -> Vec<u8> {
+                match self {
+                    $(Self::$variant(event) => $crate::codec::encode(event)),*
+                }
+            }
+
+            fn decode(
+                event_type: &str,
+                schema_version: u32,
+                payload: &[u8],
+            ) -> Result<Option<Self>, $crate::event::EventDecodeError> {
+                match event_type {
+                    $(stringify!($variant) => {
+                        if schema_version != $version {
+                            return Err($crate::event::EventDecodeError::UnknownVersion {
+                                event_type: event_type.to_owned(),
+                                schema_version,
+                            });
+                        }
+                        $crate::codec::decode(payload).map(|event| Some(Self::$variant(event))).map_err(|source| {
+                            $crate::event::EventDecodeError::Payload { event_type: event_type.to_owned(), source }
+                        })
+                    })*
+                    _ => Ok(None),
+                }
+            }
+        }
+
+        impl cqrs_es::DomainEvent for $name {
+            fn event_type(&self) -> String {
+                $crate::event::StoredEvent::event_type(self).to_owned()
+            }
+
+            fn event_version(&self) -> String {
+                $crate::event::StoredEvent::schema_version(self).to_string()
+            }
+        }
+
+        $(
+            impl From<$variant> for $name {
+                fn from(event: $variant) -> Self {
+                    Self::$variant(event)
+                }
+            }
+        )*
+    };
+}

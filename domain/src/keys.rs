@@ -1,0 +1,170 @@
+//! Secrets shown to callers: license keys and API tokens.
+//!
+//! Neither is ever stored. Each is *derived* from a server secret and data
+//! in its event, so an idempotent retry (or the onboarding e-mail) can show
+//! it again, and only a keyed hash of it is written to the log:
+//! - a license key is `LK1-` and base64url(payload ‖ Ed25519 signature),
+//!   payload = version 1 ‖ license id ‖ 16 random bytes from the event,
+//!   signed under the domain prefix [`LICENSE_KEY_DOMAIN`] with the
+//!   license-key signing key. Ed25519 signatures are deterministic, so the
+//!   same event gives the same key; without the private key nobody can
+//!   make one, and the on-premises client can check one with the public key;
+//! - an API token is `lt1_` and base64url(token id ‖ a MAC of it under the
+//!   server secret).
+//! Lookups compare keyed hashes in constant time ([`constant_time_eq`]).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+
+use crate::record::Hash;
+use crate::{LicenseId, TokenId};
+
+pub const LICENSE_KEY_PREFIX: &str = "LK1-";
+pub const API_TOKEN_PREFIX: &str = "lt1_";
+/// Signed before every license-key payload, so no other signature of the
+/// server (leases, checkpoints) can pass for a key.
+pub const LICENSE_KEY_DOMAIN: &[u8] = b"ledger 2026-11-29 license key v1\0";
+const LICENSE_KEY_HASH_CONTEXT: &str = "ledger 2026-11-29 license key hash v1";
+const API_TOKEN_MAC_CONTEXT: &str = "ledger 2026-11-29 api token mac v1";
+const API_TOKEN_HASH_CONTEXT: &str = "ledger 2026-11-29 api token hash v1";
+const PAYLOAD_BYTES: usize = 1 + 16 + 16;
+/// The longest text that can be a license key or token; longer input is
+/// refused before any decoding.
+pub const SECRET_TEXT_BYTES_MAX: usize = 256;
+
+/// The server's secret for keyed hashes and derivations (32 random bytes,
+/// created on first start, kept in the data directory).
+#[derive(Clone)]
+pub struct ServerSecret([u8; 32]);
+
+impl ServerSecret {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    fn keyed(&self, context: &str, data: &[u8]) -> Hash {
+        let key = blake3::derive_key(context, &self.0);
+        Hash(*blake3::keyed_hash(&key, data).as_bytes())
+    }
+}
+
+impl std::fmt::Debug for ServerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSecret(…)")
+    }
+}
+
+/// The license key for a license id and the random bytes of its event.
+pub fn license_key(signing: &SigningKey, license_id: LicenseId, nonce: [u8; 16]) -> String {
+    let mut payload = [0u8; PAYLOAD_BYTES];
+    payload[0] = 1;
+    payload[1..17].copy_from_slice(license_id.0.as_bytes());
+    payload[17..].copy_from_slice(&nonce);
+    let signature = signing.sign(&[LICENSE_KEY_DOMAIN, &payload].concat());
+    let mut bytes = payload.to_vec();
+    bytes.extend_from_slice(&signature.to_bytes());
+    format!("{LICENSE_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The license id a key names, if the key is well-formed and signed by
+/// `verifying`. Anything else (wrong length, prefix, encoding, signature)
+/// is `None`, with no detail that would help guessing.
+pub fn verify_license_key(verifying: &VerifyingKey, key: &str) -> Option<LicenseId> {
+    if key.len() > SECRET_TEXT_BYTES_MAX {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(key.strip_prefix(LICENSE_KEY_PREFIX)?).ok()?;
+    if bytes.len() != PAYLOAD_BYTES + 64 || bytes[0] != 1 {
+        return None;
+    }
+    let (payload, signature) = bytes.split_at(PAYLOAD_BYTES);
+    let signature = Signature::from_slice(signature).ok()?;
+    verifying.verify(&[LICENSE_KEY_DOMAIN, payload].concat(), &signature).ok()?;
+    let id: [u8; 16] = payload[1..17].try_into().ok()?;
+    Some(LicenseId(uuid::Uuid::from_bytes(id)))
+}
+
+/// What the log keeps of a license key.
+pub fn license_key_hash(secret: &ServerSecret, key: &str) -> Hash {
+    secret.keyed(LICENSE_KEY_HASH_CONTEXT, key.as_bytes())
+}
+
+/// The API token of a token id.
+pub fn api_token(secret: &ServerSecret, token_id: TokenId) -> String {
+    let mac = secret.keyed(API_TOKEN_MAC_CONTEXT, token_id.0.as_bytes());
+    let mut bytes = token_id.0.as_bytes().to_vec();
+    bytes.extend_from_slice(mac.as_bytes());
+    format!("{API_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The token id a token names, if it is one of ours (its MAC checks).
+pub fn verify_api_token(secret: &ServerSecret, token: &str) -> Option<TokenId> {
+    if token.len() > SECRET_TEXT_BYTES_MAX {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(token.strip_prefix(API_TOKEN_PREFIX)?).ok()?;
+    let id: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
+    let token_id = TokenId(uuid::Uuid::from_bytes(id));
+    constant_time_eq(&api_token(secret, token_id), token).then_some(token_id)
+}
+
+/// What the log keeps of an API token.
+pub fn api_token_hash(secret: &ServerSecret, token: &str) -> Hash {
+    secret.keyed(API_TOKEN_HASH_CONTEXT, token.as_bytes())
+}
+
+/// Compares two secrets' texts or hashes without leaking, through timing,
+/// where they first differ. Every lookup of a presented secret ends here.
+pub fn constant_time_eq(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> bool {
+    use subtle::ConstantTimeEq;
+    let (a, b) = (a.as_ref(), b.as_ref());
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signing(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn license_keys_are_deterministic_signed_and_domain_separated() {
+        let id = LicenseId(uuid::Uuid::from_u128(42));
+        let key = license_key(&signing(1), id, [9; 16]);
+        assert!(key.starts_with(LICENSE_KEY_PREFIX));
+        assert_eq!(key, license_key(&signing(1), id, [9; 16]), "derivable again for a retry");
+        assert_ne!(key, license_key(&signing(1), id, [8; 16]));
+        assert_eq!(verify_license_key(&signing(1).verifying_key(), &key), Some(id));
+        assert_eq!(verify_license_key(&signing(2).verifying_key(), &key), None, "another server's key");
+        // One changed character anywhere breaks it.
+        for at in [5, 40, key.len() - 1] {
+            let mut bytes = key.clone().into_bytes();
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            assert_eq!(verify_license_key(&signing(1).verifying_key(), &String::from_utf8(bytes).unwrap()), None);
+        }
+        // A signature of the same payload without the domain prefix fails.
+        let bytes = URL_SAFE_NO_PAD.decode(&key[4..]).unwrap();
+        let bare = signing(1).sign(&bytes[..PAYLOAD_BYTES]);
+        let forged = [&bytes[..PAYLOAD_BYTES], &bare.to_bytes()[..]].concat();
+        let forged = format!("{LICENSE_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(forged));
+        assert_eq!(verify_license_key(&signing(1).verifying_key(), &forged), None);
+        assert_eq!(verify_license_key(&signing(1).verifying_key(), &"LK1-".repeat(100)), None);
+    }
+
+    #[test]
+    fn api_tokens_check_their_mac_and_hash_under_the_secret() {
+        let secret = ServerSecret::from_bytes([3; 32]);
+        let id = TokenId(uuid::Uuid::from_u128(7));
+        let token = api_token(&secret, id);
+        assert_eq!(verify_api_token(&secret, &token), Some(id));
+        assert_eq!(verify_api_token(&ServerSecret::from_bytes([4; 32]), &token), None);
+        assert_eq!(verify_api_token(&secret, &token[..token.len() - 1]), None);
+        assert_ne!(api_token_hash(&secret, &token), license_key_hash(&secret, &token), "distinct contexts");
+        assert!(
+            constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc")
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! The organization aggregate: a customer, its users and its API tokens.
+//!
+//! Stream `org/{id}`. The seat limit comes from the organization's
+//! subscription; the caller reads it and puts it into `AddUser`, so this
+//! aggregate needs nothing from outside while deciding.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::Hash;
+use crate::{OrganizationId, SubscriptionId, TokenId, UserId};
+
+/// The longest organization name, domain, industry and e-mail address.
+pub const NAME_CHARS_MAX: usize = 255;
+
+/// What an organization member may do (API.md, "Authentication").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Analyst,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Analyst => "analyst",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Role::Admin, Role::Analyst, Role::Viewer].into_iter().find(|role| role.as_str() == text)
+    }
+}
+
+/// Seats a subscription allows: `None` is unlimited.
+pub type SeatLimit = Option<u32>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrganizationCommand {
+    Create {
+        id: OrganizationId,
+        name: String,
+        domain: Option<String>,
+        industry: Option<String>,
+        employee_count: Option<u32>,
+    },
+    AddUser {
+        user_id: UserId,
+        email: String,
+        role: Role,
+        seat_limit: SeatLimit,
+    },
+    DeactivateUser {
+        user_id: UserId,
+    },
+    /// `token_hash` is the keyed hash of the token the caller derived; the
+    /// token itself never reaches the log.
+    IssueToken {
+        token_id: TokenId,
+        role: Role,
+        token_hash: Hash,
+    },
+    RevokeToken {
+        token_id: TokenId,
+    },
+    /// A subscription starts; refused while another is live. Appended in
+    /// the same transaction as the subscription's creation.
+    StartSubscription {
+        subscription_id: SubscriptionId,
+    },
+    /// The live subscription expired or its cancellation took effect.
+    EndSubscription {
+        subscription_id: SubscriptionId,
+    },
+}
+
+crate::stored_events! {
+    /// What happened to an organization.
+    pub enum OrganizationEvent {
+        OrganizationCreated = 1,
+        UserAdded = 1,
+        UserDeactivated = 1,
+        ApiTokenIssued = 1,
+        ApiTokenRevoked = 1,
+        SubscriptionStarted = 1,
+        SubscriptionEnded = 1,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionStarted {
+    pub subscription_id: SubscriptionId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionEnded {
+    pub subscription_id: SubscriptionId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrganizationCreated {
+    pub id: OrganizationId,
+    pub name: String,
+    pub domain: Option<String>,
+    pub industry: Option<String>,
+    pub employee_count: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserAdded {
+    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserDeactivated {
+    pub user_id: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiTokenIssued {
+    pub token_id: TokenId,
+    pub role: Role,
+    pub token_hash: Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiTokenRevoked {
+    pub token_id: TokenId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrganizationError {
+    #[error("the organization already exists")]
+    AlreadyExists,
+    #[error("the organization does not exist")]
+    NotFound,
+    #[error("{field} must be 1 to {NAME_CHARS_MAX} characters")]
+    InvalidText { field: &'static str },
+    #[error("{0:?} is not an e-mail address")]
+    InvalidEmail(String),
+    #[error("employeeCount must be at least 1")]
+    InvalidEmployeeCount,
+    #[error("a user with e-mail {0} already exists in this organization")]
+    DuplicateEmail(String),
+    #[error("all {limit} seats are taken")]
+    SeatLimitReached { limit: u32 },
+    #[error("no such user")]
+    UserNotFound,
+    #[error("the user is already deactivated")]
+    UserAlreadyDeactivated,
+    #[error("the token id is already in use")]
+    TokenExists,
+    #[error("no such token")]
+    TokenNotFound,
+    #[error("the token is already revoked")]
+    TokenAlreadyRevoked,
+    #[error("the organization already has a live subscription {0}")]
+    LiveSubscriptionExists(SubscriptionId),
+    #[error("{0} is not the organization's live subscription")]
+    NotTheLiveSubscription(SubscriptionId),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub email: String,
+    pub role: Option<Role>,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    pub role: Role,
+    pub revoked: bool,
+}
+
+/// The state that decisions need.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Organization {
+    pub id: Option<OrganizationId>,
+    pub name: String,
+    pub users: BTreeMap<UserId, User>,
+    pub tokens: BTreeMap<TokenId, Token>,
+    /// The subscription that is not cancelled or expired, if any.
+    pub live_subscription: Option<SubscriptionId>,
+}
+
+impl Organization {
+    pub fn active_users(&self) -> u32 {
+        self.users.values().filter(|user| user.active).count() as u32
+    }
+
+    fn decide(&self, command: OrganizationCommand) -> Result<Vec<OrganizationEvent>, OrganizationError> {
+        use OrganizationError as E;
+        if !matches!(command, OrganizationCommand::Create { .. }) && self.id.is_none() {
+            return Err(E::NotFound);
+        }
+        let event = match command {
+            OrganizationCommand::Create { id, name, domain, industry, employee_count } => {
+                if self.id.is_some() {
+                    return Err(E::AlreadyExists);
+                }
+                let name = text("name", name)?;
+                let domain = domain.map(|d| text("domain", d)).transpose()?;
+                let industry = industry.map(|i| text("industry", i)).transpose()?;
+                if employee_count == Some(0) {
+                    return Err(E::InvalidEmployeeCount);
+                }
+                OrganizationCreated { id, name, domain, industry, employee_count }.into()
+            }
+            OrganizationCommand::AddUser { user_id, email, role, seat_limit } => {
+                let email = normalize_email(&email)?;
+                if self.users.values().any(|user| user.email == email) {
+                    return Err(E::DuplicateEmail(email));
+                }
+                if let Some(limit) = seat_limit
+                    && self.active_users() >= limit
+                {
+                    return Err(E::SeatLimitReached { limit });
+                }
+                UserAdded { user_id, email, role }.into()
+            }
+            OrganizationCommand::DeactivateUser { user_id } => match self.users.get(&user_id) {
+                None => return Err(E::UserNotFound),
+                Some(user) if !user.active => return Err(E::UserAlreadyDeactivated),
+                Some(_) => UserDeactivated { user_id }.into(),
+            },
+            OrganizationCommand::IssueToken { token_id, role, token_hash } => {
+                if self.tokens.contains_key(&token_id) {
+                    return Err(E::TokenExists);
+                }
+                ApiTokenIssued { token_id, role, token_hash }.into()
+            }
+            OrganizationCommand::RevokeToken { token_id } => match self.tokens.get(&token_id) {
+                None => return Err(E::TokenNotFound),
+                Some(token) if token.revoked => return Err(E::TokenAlreadyRevoked),
+                Some(_) => ApiTokenRevoked { token_id }.into(),
+            },
+            OrganizationCommand::StartSubscription { subscription_id } => match self.live_subscription {
+                Some(live) => return Err(E::LiveSubscriptionExists(live)),
+                None => SubscriptionStarted { subscription_id }.into(),
+            },
+            OrganizationCommand::EndSubscription { subscription_id } => match self.live_subscription {
+                Some(live) if live == subscription_id => SubscriptionEnded { subscription_id }.into(),
+                _ => return Err(E::NotTheLiveSubscription(subscription_id)),
+            },
+        };
+        Ok(vec![event])
+    }
+}
+
+fn text(field: &'static str, value: String) -> Result<String, OrganizationError> {
+    let value = value.trim().to_owned();
+    if value.is_empty() || value.chars().count() > NAME_CHARS_MAX || value.chars().any(char::is_control) {
+        return Err(OrganizationError::InvalidText { field });
+    }
+    Ok(value)
+}
+
+/// E-mail addresses compare case-insensitively; they are stored lowercased.
+/// The check is deliberately simple (one `@`, something on each side, a dot
+/// in the domain): delivery is what proves an address.
+fn normalize_email(email: &str) -> Result<String, OrganizationError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.chars().count() <= NAME_CHARS_MAX
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+            }
+            None => false,
+        };
+    if valid { Ok(email) } else { Err(OrganizationError::InvalidEmail(email)) }
+}
+
+impl cqrs_es::Aggregate for Organization {
+    const TYPE: &'static str = "organization";
+    type Command = OrganizationCommand;
+    type Event = OrganizationEvent;
+    type Error = OrganizationError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            OrganizationEvent::OrganizationCreated(e) => {
+                self.id = Some(e.id);
+                self.name = e.name;
+            }
+            OrganizationEvent::UserAdded(e) => {
+                self.users.insert(e.user_id, User { email: e.email, role: Some(e.role), active: true });
+            }
+            OrganizationEvent::UserDeactivated(e) => {
+                if let Some(user) = self.users.get_mut(&e.user_id) {
+                    user.active = false;
+                }
+            }
+            OrganizationEvent::ApiTokenIssued(e) => {
+                self.tokens.insert(e.token_id, Token { role: e.role, revoked: false });
+            }
+            OrganizationEvent::ApiTokenRevoked(e) => {
+                if let Some(token) = self.tokens.get_mut(&e.token_id) {
+                    token.revoked = true;
+                }
+            }
+            OrganizationEvent::SubscriptionStarted(e) => self.live_subscription = Some(e.subscription_id),
+            OrganizationEvent::SubscriptionEnded(_) => self.live_subscription = None,
+        }
+    }
+}

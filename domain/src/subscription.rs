@@ -1,0 +1,554 @@
+//! The subscription aggregate: one organization's yearly term, its tier,
+//! changes and add-ons (BILLING-RULES.md, "Subscriptions").
+//!
+//! Stream `subscription/{id}`. Everything from outside (today's date, new
+//! ids, the operator's back-dating allowance) is in the command; the
+//! catalog is the one service, and it is plain data.
+
+use std::sync::Arc;
+
+use chrono::{Days, NaiveDate};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::{days_in_month, days_to_month_end, first_of_month, last_of_month, term_end};
+use crate::catalog::{Catalog, CatalogVersion, Tier};
+use crate::{AddonId, LicenseId, Money, OrganizationId, SubscriptionId};
+
+/// Deployments a license key may activate on, at most.
+pub const MAX_DEPLOYMENTS_MAX: u32 = 1000;
+/// Units of one add-on, at most.
+pub const ADDON_QUANTITY_MAX: u32 = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    PastDue,
+    Suspended,
+    Cancelled,
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::PastDue => "past_due",
+            Status::Suspended => "suspended",
+            Status::Cancelled => "cancelled",
+            Status::Expired => "expired",
+        }
+    }
+
+    /// Whether the organization may start another subscription beside it.
+    pub fn is_ended(self) -> bool {
+        matches!(self, Status::Cancelled | Status::Expired)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddonKind {
+    ExtraDataTb,
+    CustomModule,
+    TrainingSession,
+    DedicatedSupport,
+}
+
+impl AddonKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddonKind::ExtraDataTb => "extra_data_tb",
+            AddonKind::CustomModule => "custom_module",
+            AddonKind::TrainingSession => "training_session",
+            AddonKind::DedicatedSupport => "dedicated_support",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::ExtraDataTb, Self::CustomModule, Self::TrainingSession, Self::DedicatedSupport]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+
+    /// One-time add-ons are billed once; the others every day they run.
+    pub fn is_one_time(self) -> bool {
+        self == AddonKind::TrainingSession
+    }
+}
+
+/// Rules that are configuration, not catalog data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// How far in the past a start date may lie (BILLING-RULES: 31 days).
+    pub backdate_days_max: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { backdate_days_max: 31 }
+    }
+}
+
+/// What the aggregate may consult while deciding.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub catalog: Arc<Catalog>,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubscriptionCommand {
+    Create {
+        id: SubscriptionId,
+        organization_id: OrganizationId,
+        tier: Tier,
+        start_date: NaiveDate,
+        auto_renew: bool,
+        max_deployments: u32,
+        enterprise_overage_rate: Option<Decimal>,
+        license_id: LicenseId,
+        today: NaiveDate,
+    },
+    Upgrade {
+        target_tier: Tier,
+        effective_date: Option<NaiveDate>,
+        new_license_id: LicenseId,
+        today: NaiveDate,
+    },
+    ScheduleDowngrade {
+        target_tier: Tier,
+        today: NaiveDate,
+    },
+    Cancel {
+        immediate: bool,
+        effective_date: Option<NaiveDate>,
+        today: NaiveDate,
+    },
+    AddAddon {
+        addon_id: AddonId,
+        kind: AddonKind,
+        quantity: u32,
+        annual_price: Option<Decimal>,
+        one_time_price: Option<Decimal>,
+        effective_date: NaiveDate,
+        today: NaiveDate,
+    },
+    /// The term's end has come (the scheduler sends this once `today`
+    /// reaches `end_date`): renew, or expire when auto-renewal is off.
+    EndTerm {
+        today: NaiveDate,
+    },
+}
+
+crate::stored_events! {
+    /// What happened to a subscription.
+    pub enum SubscriptionEvent {
+        SubscriptionCreated = 1,
+        SubscriptionUpgraded = 1,
+        DowngradeScheduled = 1,
+        AutoRenewalCancelled = 1,
+        SubscriptionCancelled = 1,
+        AddonAdded = 1,
+        SubscriptionRenewed = 1,
+        SubscriptionExpired = 1,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionCreated {
+    pub id: SubscriptionId,
+    pub organization_id: OrganizationId,
+    pub tier: Tier,
+    pub catalog_version: u32,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub auto_renew: bool,
+    pub max_deployments: u32,
+    pub enterprise_overage_rate: Option<Decimal>,
+    pub license_id: LicenseId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionUpgraded {
+    pub from_tier: Tier,
+    pub to_tier: Tier,
+    pub effective_date: NaiveDate,
+    /// Information for the customer, never charged by itself.
+    pub prorated_amount: Money,
+    pub previous_license_id: LicenseId,
+    pub new_license_id: LicenseId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DowngradeScheduled {
+    pub to_tier: Tier,
+    pub effective_date: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoRenewalCancelled {
+    /// The term's end, when the subscription expires.
+    pub effective_date: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionCancelled {
+    /// From this day on (inclusive) the subscription is cancelled and not billed.
+    pub effective_date: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddonAdded {
+    pub addon_id: AddonId,
+    pub kind: AddonKind,
+    pub quantity: u32,
+    /// Per unit per year, for recurring add-ons.
+    pub annual_price: Option<Money>,
+    /// Per unit, for one-time add-ons.
+    pub one_time_price: Option<Money>,
+    pub effective_date: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionRenewed {
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub tier: Tier,
+    /// The catalog version in effect at renewal: prices may change here.
+    pub catalog_version: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionExpired {
+    pub on: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error("the subscription already exists")]
+    AlreadyExists,
+    #[error("the subscription does not exist")]
+    NotFound,
+    #[error("startDate {start} lies more than {days} days in the past")]
+    StartTooFarInPast { start: NaiveDate, days: u32 },
+    #[error("maxDeployments must be 1 to {MAX_DEPLOYMENTS_MAX}")]
+    InvalidMaxDeployments,
+    #[error("enterpriseOverageRate applies to the enterprise tier only and must be positive")]
+    InvalidOverageRate,
+    #[error("the subscription is {0} and cannot be changed")]
+    NotChangeable(&'static str),
+    #[error("{target} is not above the current tier {current}")]
+    NotAnUpgrade { current: Tier, target: Tier },
+    #[error("{target} is not below the current tier {current}")]
+    NotADowngrade { current: Tier, target: Tier },
+    #[error("effectiveDate {0} must lie in the current month, within the term")]
+    EffectiveDateOutOfRange(NaiveDate),
+    #[error("the subscription does not renew, so there is no renewal to downgrade at")]
+    DoesNotRenew,
+    #[error("auto-renewal is already off")]
+    AutoRenewalAlreadyOff,
+    #[error("add-on quantity must be 1 to {ADDON_QUANTITY_MAX}")]
+    InvalidQuantity,
+    #[error("{0}")]
+    InvalidAddonPrice(&'static str),
+    #[error("the term has not ended yet")]
+    TermNotEnded,
+}
+
+/// A tier in effect from a date on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TierPeriod {
+    pub from: NaiveDate,
+    pub tier: Tier,
+    pub catalog_version: u32,
+}
+
+/// The state that decisions need.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: Option<SubscriptionId>,
+    pub organization_id: Option<OrganizationId>,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+    pub auto_renew: bool,
+    /// Tier changes in date order; the last is the newest decided.
+    pub tiers: Vec<TierPeriod>,
+    pub scheduled_downgrade: Option<Tier>,
+    pub cancelled_from: Option<NaiveDate>,
+    pub expired: bool,
+    pub max_deployments: u32,
+    pub enterprise_overage_rate: Option<Decimal>,
+    pub license_id: Option<LicenseId>,
+    pub addons: Vec<AddonAdded>,
+}
+
+impl Subscription {
+    /// The newest tier decided (an upgrade effective later this month
+    /// included): what an upgrade or downgrade compares against.
+    pub fn latest_tier(&self) -> Option<&TierPeriod> {
+        self.tiers.last()
+    }
+
+    /// The tier in effect on `date`.
+    pub fn tier_on(&self, date: NaiveDate) -> Option<&TierPeriod> {
+        self.tiers.iter().rev().find(|period| period.from <= date).or(self.tiers.first())
+    }
+
+    /// Status on `date`, before dunning (which arrives with Stripe).
+    pub fn status_on(&self, date: NaiveDate) -> Status {
+        if self.expired {
+            Status::Expired
+        } else if self.cancelled_from.is_some_and(|from| from <= date) {
+            Status::Cancelled
+        } else {
+            Status::Active
+        }
+    }
+
+    fn decide(
+        &self,
+        command: SubscriptionCommand,
+        services: &Services,
+    ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+        use SubscriptionError as E;
+        let SubscriptionCommand::Create {
+            id,
+            organization_id,
+            tier,
+            start_date,
+            auto_renew,
+            max_deployments,
+            enterprise_overage_rate,
+            license_id,
+            today,
+        } = command
+        else {
+            return self.decide_change(command, services);
+        };
+        if self.id.is_some() {
+            return Err(E::AlreadyExists);
+        }
+        let days = services.policy.backdate_days_max;
+        if start_date < today - Days::new(u64::from(days)) {
+            return Err(E::StartTooFarInPast { start: start_date, days });
+        }
+        if max_deployments == 0 || max_deployments > MAX_DEPLOYMENTS_MAX {
+            return Err(E::InvalidMaxDeployments);
+        }
+        if let Some(rate) = enterprise_overage_rate
+            && (tier != Tier::Enterprise || rate <= Decimal::ZERO)
+        {
+            return Err(E::InvalidOverageRate);
+        }
+        let catalog = services.catalog.current(today);
+        Ok(vec![
+            SubscriptionCreated {
+                id,
+                organization_id,
+                tier,
+                catalog_version: catalog.version,
+                start_date,
+                end_date: term_end(start_date),
+                auto_renew,
+                max_deployments,
+                enterprise_overage_rate,
+                license_id,
+            }
+            .into(),
+        ])
+    }
+
+    fn decide_change(
+        &self,
+        command: SubscriptionCommand,
+        services: &Services,
+    ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+        use SubscriptionError as E;
+        let (Some(start), Some(end), Some(latest)) = (self.start_date, self.end_date, self.latest_tier()) else {
+            return Err(E::NotFound);
+        };
+        let changeable = |today| match self.status_on(today) {
+            status if status.is_ended() => Err(E::NotChangeable(status.as_str())),
+            _ => Ok(()),
+        };
+        let catalog = |version| services.catalog.version(version).expect("subscriptions name known catalog versions");
+        let event = match command {
+            SubscriptionCommand::Create { .. } => unreachable!("handled by decide"),
+            SubscriptionCommand::Upgrade { target_tier, effective_date, new_license_id, today } => {
+                changeable(today)?;
+                if target_tier <= latest.tier {
+                    return Err(E::NotAnUpgrade { current: latest.tier, target: target_tier });
+                }
+                let effective = effective_date.unwrap_or(today);
+                let earliest = first_of_month(today).max(start).max(latest.from);
+                if effective < earliest || effective > last_of_month(today) || effective >= end {
+                    return Err(E::EffectiveDateOutOfRange(effective));
+                }
+                let prices: &CatalogVersion = catalog(latest.catalog_version);
+                let difference = prices.tier(target_tier).annual_price - prices.tier(latest.tier).annual_price;
+                let prorated = difference / Decimal::from(12) * Decimal::from(days_to_month_end(effective))
+                    / Decimal::from(days_in_month(effective));
+                SubscriptionUpgraded {
+                    from_tier: latest.tier,
+                    to_tier: target_tier,
+                    effective_date: effective,
+                    prorated_amount: Money::usd(prorated).round_cents(),
+                    previous_license_id: self.license_id.expect("a created subscription has a license"),
+                    new_license_id,
+                }
+                .into()
+            }
+            SubscriptionCommand::ScheduleDowngrade { target_tier, today } => {
+                changeable(today)?;
+                if target_tier >= latest.tier {
+                    return Err(E::NotADowngrade { current: latest.tier, target: target_tier });
+                }
+                if !self.auto_renew || self.cancelled_from.is_some() {
+                    return Err(E::DoesNotRenew);
+                }
+                DowngradeScheduled { to_tier: target_tier, effective_date: end }.into()
+            }
+            SubscriptionCommand::Cancel { immediate: false, today, .. } => {
+                changeable(today)?;
+                if !self.auto_renew {
+                    return Err(E::AutoRenewalAlreadyOff);
+                }
+                AutoRenewalCancelled { effective_date: end }.into()
+            }
+            SubscriptionCommand::Cancel { immediate: true, effective_date, today } => {
+                changeable(today)?;
+                let effective = effective_date.unwrap_or(today);
+                if effective < first_of_month(today).max(start) || effective >= end {
+                    return Err(E::EffectiveDateOutOfRange(effective));
+                }
+                SubscriptionCancelled { effective_date: effective }.into()
+            }
+            SubscriptionCommand::AddAddon {
+                addon_id,
+                kind,
+                quantity,
+                annual_price,
+                one_time_price,
+                effective_date,
+                today,
+            } => {
+                changeable(today)?;
+                if quantity == 0 || quantity > ADDON_QUANTITY_MAX {
+                    return Err(E::InvalidQuantity);
+                }
+                if effective_date < first_of_month(today).max(start) || effective_date >= end {
+                    return Err(E::EffectiveDateOutOfRange(effective_date));
+                }
+                let tier_spec = catalog(latest.catalog_version).tier(latest.tier);
+                let positive = |price: Decimal| price > Decimal::ZERO && price.scale() <= 2;
+                let (annual, one_time) = match kind {
+                    AddonKind::TrainingSession => match (annual_price, one_time_price) {
+                        (None, Some(price)) if positive(price) => (None, Some(price)),
+                        _ => return Err(E::InvalidAddonPrice("training_session takes a positive oneTimePrice only")),
+                    },
+                    // Extra data has a list price, except on enterprise,
+                    // where the contract sets it and a price is required.
+                    AddonKind::ExtraDataTb => {
+                        match (annual_price.or(tier_spec.extra_data_tb_annual_price), one_time_price) {
+                            (Some(price), None) if positive(price) => (Some(price), None),
+                            _ => {
+                                return Err(E::InvalidAddonPrice(
+                                    "extra_data_tb takes a positive annualPrice (required on enterprise)",
+                                ));
+                            }
+                        }
+                    }
+                    AddonKind::CustomModule | AddonKind::DedicatedSupport => match (annual_price, one_time_price) {
+                        (Some(price), None) if positive(price) => (Some(price), None),
+                        _ => return Err(E::InvalidAddonPrice("recurring add-ons take a positive annualPrice")),
+                    },
+                };
+                AddonAdded {
+                    addon_id,
+                    kind,
+                    quantity,
+                    annual_price: annual.map(Money::usd),
+                    one_time_price: one_time.map(Money::usd),
+                    effective_date,
+                }
+                .into()
+            }
+            SubscriptionCommand::EndTerm { today } => {
+                changeable(today)?;
+                if today < end {
+                    return Err(E::TermNotEnded);
+                }
+                if self.auto_renew && self.cancelled_from.is_none() {
+                    SubscriptionRenewed {
+                        start_date: end,
+                        end_date: term_end(end),
+                        tier: self.scheduled_downgrade.unwrap_or(latest.tier),
+                        catalog_version: services.catalog.current(end).version,
+                    }
+                    .into()
+                } else {
+                    SubscriptionExpired { on: end }.into()
+                }
+            }
+        };
+        Ok(vec![event])
+    }
+}
+
+impl cqrs_es::Aggregate for Subscription {
+    const TYPE: &'static str = "subscription";
+    type Command = SubscriptionCommand;
+    type Event = SubscriptionEvent;
+    type Error = SubscriptionError;
+    type Services = Services;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        services: &Self::Services,
+        sink: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command, services)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            SubscriptionEvent::SubscriptionCreated(e) => {
+                self.id = Some(e.id);
+                self.organization_id = Some(e.organization_id);
+                self.start_date = Some(e.start_date);
+                self.end_date = Some(e.end_date);
+                self.auto_renew = e.auto_renew;
+                self.tiers = vec![TierPeriod { from: e.start_date, tier: e.tier, catalog_version: e.catalog_version }];
+                self.max_deployments = e.max_deployments;
+                self.enterprise_overage_rate = e.enterprise_overage_rate;
+                self.license_id = Some(e.license_id);
+            }
+            SubscriptionEvent::SubscriptionUpgraded(e) => {
+                let catalog_version = self.latest_tier().map_or(1, |t| t.catalog_version);
+                self.tiers.push(TierPeriod { from: e.effective_date, tier: e.to_tier, catalog_version });
+                self.scheduled_downgrade = None;
+                self.license_id = Some(e.new_license_id);
+            }
+            SubscriptionEvent::DowngradeScheduled(e) => self.scheduled_downgrade = Some(e.to_tier),
+            SubscriptionEvent::AutoRenewalCancelled(_) => {
+                self.auto_renew = false;
+                self.scheduled_downgrade = None;
+            }
+            SubscriptionEvent::SubscriptionCancelled(e) => self.cancelled_from = Some(e.effective_date),
+            SubscriptionEvent::AddonAdded(e) => self.addons.push(e),
+            SubscriptionEvent::SubscriptionRenewed(e) => {
+                self.start_date = Some(e.start_date);
+                self.end_date = Some(e.end_date);
+                self.tiers.push(TierPeriod { from: e.start_date, tier: e.tier, catalog_version: e.catalog_version });
+                self.scheduled_downgrade = None;
+            }
+            SubscriptionEvent::SubscriptionExpired(_) => self.expired = true,
+        }
+    }
+}
