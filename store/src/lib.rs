@@ -168,6 +168,16 @@ impl Default for Head {
     }
 }
 
+/// A projection's state as of a sequence of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub name: String,
+    /// The last sequence the state includes: the projection's checkpoint.
+    pub sequence: u64,
+    pub digest: Hash,
+    pub state: Vec<u8>,
+}
+
 /// What [`EventLog::verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -217,29 +227,43 @@ impl EventLog {
     /// batch could not be committed and nothing of it was acknowledged;
     /// the inner results say, per command, where it landed or why not.
     pub async fn append(&self, commands: Vec<Command>) -> Result<Vec<Result<Appended, Rejection>>, StoreError> {
-        let (valid, mut answers): (Vec<Command>, Vec<Option<Result<Appended, Rejection>>>) = {
-            let mut valid = Vec::with_capacity(commands.len());
-            let mut answers = Vec::with_capacity(commands.len());
-            for command in commands {
-                match validate(&command) {
-                    Ok(()) => {
-                        valid.push(command);
-                        answers.push(None);
-                    }
-                    Err(rejection) => answers.push(Some(Err(rejection))),
+        let mut answers: Vec<Option<Result<Appended, Rejection>>> = Vec::with_capacity(commands.len());
+        let mut valid = Vec::with_capacity(commands.len());
+        for command in commands {
+            match validate(&command) {
+                Ok(()) => {
+                    valid.push(command);
+                    answers.push(None);
                 }
+                Err(rejection) => answers.push(Some(Err(rejection))),
             }
-            (valid, answers)
-        };
+        }
         if !valid.is_empty() {
-            let (reply, answer) = oneshot::channel();
-            self.queue.send(writer::Request { commands: valid, reply }).await.map_err(|_| StoreError::WriterStopped)?;
-            let mut results = answer.await.map_err(|_| StoreError::WriterStopped)??.into_iter();
+            let mut results = self.submit(valid, false).await?.into_iter();
             for slot in answers.iter_mut().filter(|slot| slot.is_none()) {
                 *slot = results.next();
             }
         }
         Ok(answers.into_iter().map(|answer| answer.expect("every command answered")).collect())
+    }
+
+    /// Appends commands to several streams as one: all of them or none. A
+    /// refusal names the first command that was refused.
+    pub async fn append_atomic(&self, commands: Vec<Command>) -> Result<Result<Vec<Appended>, Rejection>, StoreError> {
+        if let Some(rejection) = commands.iter().find_map(|command| validate(command).err()) {
+            return Ok(Err(rejection));
+        }
+        if commands.is_empty() {
+            return Ok(Err(Rejection::Invalid("an atomic append has at least one command".into())));
+        }
+        let results = self.submit(commands, true).await?;
+        Ok(results.into_iter().collect())
+    }
+
+    async fn submit(&self, commands: Vec<Command>, atomic: bool) -> writer::Answer {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(writer::Request { commands, atomic, reply }).await.map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// Appends one command.
@@ -253,6 +277,24 @@ impl EventLog {
         match &self.reader {
             Reader::Sqlite(readers) => readers.head().await,
             Reader::Postgres(pool) => postgres::head(pool).await,
+        }
+    }
+
+    /// Saves a projection's snapshot, state and checkpoint in one write. A
+    /// snapshot never replaces one of a later sequence (several processes
+    /// may save the same projection).
+    pub async fn save_snapshot(&self, snapshot: Snapshot, now: Timestamp) -> Result<(), StoreError> {
+        match &self.reader {
+            Reader::Sqlite(readers) => readers.save_snapshot(snapshot, now).await,
+            Reader::Postgres(pool) => postgres::save_snapshot(pool, snapshot, now).await,
+        }
+    }
+
+    /// The latest snapshot of a projection, if one was saved.
+    pub async fn load_snapshot(&self, name: &str) -> Result<Option<Snapshot>, StoreError> {
+        match &self.reader {
+            Reader::Sqlite(readers) => readers.load_snapshot(name).await,
+            Reader::Postgres(pool) => postgres::load_snapshot(pool, name).await,
         }
     }
 

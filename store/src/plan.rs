@@ -33,20 +33,57 @@ pub(crate) struct Plan {
     pub head: Head,
 }
 
+/// Commands that arrived in one request: each all or nothing, or, when
+/// `atomic`, all of them or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Group {
+    pub len: usize,
+    pub atomic: bool,
+}
+
 pub(crate) fn plan(
     head: Head,
     mut known: HashMap<String, KnownCommand>,
     mut revisions: HashMap<StreamId, u64>,
     commands: &[Command],
+    groups: &[Group],
     now: Timestamp,
 ) -> Plan {
+    debug_assert_eq!(groups.iter().map(|g| g.len).sum::<usize>(), commands.len());
     // recordedAt never decreases along the log, even if the clock steps
     // back (NTP, another process's clock): "as of T" stays well-defined.
     let recorded_at = now.max(head.recorded_at);
     let mut plan = Plan { head, ..Plan::default() };
-    for command in commands {
-        let outcome = decide(&mut plan, &mut known, &mut revisions, command, recorded_at);
-        plan.outcomes.push(outcome);
+    let mut start = 0;
+    for group in groups {
+        let group_commands = &commands[start..start + group.len];
+        start += group.len;
+        if !group.atomic {
+            for command in group_commands {
+                let outcome = decide(&mut plan, &mut known, &mut revisions, command, recorded_at);
+                plan.outcomes.push(outcome);
+            }
+            continue;
+        }
+        // All or none: remember where the plan stood, and go back there if
+        // any command of the group is refused.
+        let (records, rows, head) = (plan.records.len(), plan.commands.len(), plan.head);
+        let (known_before, revisions_before) = (known.clone(), revisions.clone());
+        let mut outcomes = Vec::with_capacity(group.len);
+        for command in group_commands {
+            match decide(&mut plan, &mut known, &mut revisions, command, recorded_at) {
+                Ok(appended) => outcomes.push(Ok(appended)),
+                Err(rejection) => {
+                    plan.records.truncate(records);
+                    plan.commands.truncate(rows);
+                    plan.head = head;
+                    (known, revisions) = (known_before, revisions_before);
+                    outcomes = vec![Err(rejection); group.len];
+                    break;
+                }
+            }
+        }
+        plan.outcomes.extend(outcomes);
     }
     plan
 }

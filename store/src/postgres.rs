@@ -13,10 +13,10 @@ use domain::{StreamId, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 
-use crate::plan::{self, KnownCommand};
+use crate::plan::{self, Group, KnownCommand};
 use crate::row::{RECORD_COLUMNS, StoredRecord, records};
 use crate::writer::{CommitError, Outcomes};
-use crate::{Appended, Command, Head, StoreError, hash_column, signed, unsigned};
+use crate::{Appended, Command, Head, Snapshot, StoreError, hash_column, signed, unsigned};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -31,7 +31,7 @@ pub(crate) async fn open(options: PgConnectOptions) -> Result<PgPool, StoreError
     Ok(pool)
 }
 
-pub(crate) async fn commit(pool: &PgPool, commands: &[Command], now: Timestamp) -> Outcomes {
+pub(crate) async fn commit(pool: &PgPool, commands: &[Command], groups: &[Group], now: Timestamp) -> Outcomes {
     let before = |error: StoreError| CommitError { error, at_commit: false };
     let mut tx = pool.begin().await.map_err(|e| before(e.into()))?;
     let planned = async {
@@ -43,7 +43,7 @@ pub(crate) async fn commit(pool: &PgPool, commands: &[Command], now: Timestamp) 
             .await?;
         let head = head_from_row(&row)?;
         let (known, revisions) = lookups(&mut tx, commands).await?;
-        let plan = plan::plan(head, known, revisions, commands, now);
+        let plan = plan::plan(head, known, revisions, commands, groups, now);
         write(&mut tx, &plan).await?;
         Ok::<_, StoreError>(plan.outcomes)
     }
@@ -158,6 +158,40 @@ async fn write(connection: &mut PgConnection, plan: &plan::Plan) -> Result<(), S
     .execute(&mut *connection)
     .await?;
     Ok(())
+}
+
+pub(crate) async fn save_snapshot(pool: &PgPool, snapshot: Snapshot, now: Timestamp) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO projection_snapshots (name, sequence, digest, state, saved_at_us) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (name) DO UPDATE SET sequence = excluded.sequence, digest = excluded.digest, \
+         state = excluded.state, saved_at_us = excluded.saved_at_us \
+         WHERE excluded.sequence > projection_snapshots.sequence",
+    )
+    .bind(&snapshot.name)
+    .bind(signed(snapshot.sequence))
+    .bind(snapshot.digest.as_bytes().as_slice())
+    .bind(&snapshot.state)
+    .bind(now.as_micros())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn load_snapshot(pool: &PgPool, name: &str) -> Result<Option<Snapshot>, StoreError> {
+    let row = sqlx::query("SELECT sequence, digest, state FROM projection_snapshots WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|row| {
+        let sequence = unsigned(0, "snapshot sequence", row.try_get(0)?)?;
+        Ok(Snapshot {
+            name: name.to_owned(),
+            sequence,
+            digest: hash_column(sequence, "snapshot digest", row.try_get::<&[u8], _>(1)?)?,
+            state: row.try_get(2)?,
+        })
+    })
+    .transpose()
 }
 
 pub(crate) async fn head(pool: &PgPool) -> Result<Head, StoreError> {

@@ -24,10 +24,10 @@ use domain::{EventId, StreamId, Timestamp};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::Semaphore;
 
-use crate::plan::{self, KnownCommand};
+use crate::plan::{self, Group, KnownCommand};
 use crate::row::RECORD_COLUMNS;
-use crate::writer::{CommitError, Outcomes};
-use crate::{Appended, Command, Head, StoreError, hash_column, signed, unsigned};
+use crate::writer::{Batch, CommitError, Outcomes};
+use crate::{Appended, Command, Head, Snapshot, StoreError, hash_column, signed, unsigned};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -85,23 +85,25 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) async fn commit(&self, commands: Arc<[Command]>, range: Range<usize>, now: Timestamp) -> Outcomes {
+    pub(crate) async fn commit(&self, batch: Arc<Batch>, groups: Range<usize>, now: Timestamp) -> Outcomes {
         let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {
             let mut connection = connection.lock().expect("the writer's connection is not poisoned");
-            commit(&mut connection, &commands[range], now)
+            let (commands, groups) = batch.slice(groups);
+            commit(&mut connection, commands, groups, now)
         })
         .await
         .expect("a commit does not panic")
     }
 }
 
-fn commit(connection: &mut Connection, commands: &[Command], now: Timestamp) -> Outcomes {
+fn commit(connection: &mut Connection, commands: &[Command], groups: &[Group], now: Timestamp) -> Outcomes {
     let before = |error: StoreError| CommitError { error, at_commit: false };
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| before(e.into()))?;
     let planned = (|| {
         let head = read_head(&tx)?;
-        let plan = plan::plan(head, known_commands(&tx, commands)?, stream_revisions(&tx, commands)?, commands, now);
+        let plan =
+            plan::plan(head, known_commands(&tx, commands)?, stream_revisions(&tx, commands)?, commands, groups, now);
         write(&tx, &plan)?;
         Ok::<_, StoreError>(plan.outcomes)
     })();
@@ -250,6 +252,46 @@ impl Readers {
         })
         .await
         .expect("a read does not panic")
+    }
+
+    pub(crate) async fn save_snapshot(&self, snapshot: Snapshot, now: Timestamp) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(move || {
+            // Snapshots are rare; a connection of their own keeps the read
+            // connections read-only.
+            let connection = connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            connection.execute(
+                "INSERT INTO projection_snapshots (name, sequence, digest, state, saved_at_us) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (name) DO UPDATE SET sequence = excluded.sequence, digest = excluded.digest, \
+                 state = excluded.state, saved_at_us = excluded.saved_at_us \
+                 WHERE excluded.sequence > projection_snapshots.sequence",
+                params![snapshot.name, signed(snapshot.sequence), &snapshot.digest.as_bytes()[..], snapshot.state, now.as_micros()],
+            )?;
+            Ok(())
+        })
+        .await
+        .expect("saving a snapshot does not panic")
+    }
+
+    pub(crate) async fn load_snapshot(&self, name: &str) -> Result<Option<Snapshot>, StoreError> {
+        let name = name.to_owned();
+        self.run(move |connection| {
+            let row: Option<(i64, [u8; 32], Vec<u8>)> = connection
+                .prepare_cached("SELECT sequence, digest, state FROM projection_snapshots WHERE name = ?1")?
+                .query_row([&name], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .optional()?;
+            row.map(|(sequence, digest, state)| {
+                Ok(Snapshot {
+                    sequence: unsigned(0, "snapshot sequence", sequence)?,
+                    digest: Hash(digest),
+                    state,
+                    name,
+                })
+            })
+            .transpose()
+        })
+        .await
     }
 
     pub(crate) async fn head(&self) -> Result<Head, StoreError> {

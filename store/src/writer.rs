@@ -6,6 +6,7 @@ use std::sync::Arc;
 use domain::{Clock, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::plan::Group;
 use crate::{Appended, BATCH_EVENTS_MAX, Command, Rejection, StoreError, postgres, sqlite};
 
 pub(crate) type Answer = Result<Vec<Result<Appended, Rejection>>, StoreError>;
@@ -13,7 +14,24 @@ pub(crate) type Answer = Result<Vec<Result<Appended, Rejection>>, StoreError>;
 /// Commands of one `append` call and where to send their answers.
 pub(crate) struct Request {
     pub commands: Vec<Command>,
+    /// All commands or none, rather than each on its own.
+    pub atomic: bool,
     pub reply: oneshot::Sender<Answer>,
+}
+
+/// The commands of a batch, in order, and the requests they came in.
+pub(crate) struct Batch {
+    pub commands: Vec<Command>,
+    pub groups: Vec<Group>,
+}
+
+impl Batch {
+    /// The commands and groups of `groups`, a range of this batch's groups.
+    pub fn slice(&self, groups: Range<usize>) -> (&[Command], &[Group]) {
+        let start: usize = self.groups[..groups.start].iter().map(|g| g.len).sum();
+        let len: usize = self.groups[groups.clone()].iter().map(|g| g.len).sum();
+        (&self.commands[start..start + len], &self.groups[groups])
+    }
 }
 
 pub(crate) enum Backend {
@@ -34,11 +52,14 @@ pub(crate) struct CommitError {
 pub(crate) type Outcomes = Result<Vec<Result<Appended, Rejection>>, CommitError>;
 
 impl Backend {
-    /// Commits `commands[range]` in one transaction.
-    async fn commit(&mut self, commands: &Arc<[Command]>, range: Range<usize>, now: Timestamp) -> Outcomes {
+    /// Commits the requests `groups` of `batch` in one transaction.
+    async fn commit(&mut self, batch: &Arc<Batch>, groups: Range<usize>, now: Timestamp) -> Outcomes {
         match self {
-            Self::Sqlite(writer) => writer.commit(commands.clone(), range, now).await,
-            Self::Postgres(pool) => postgres::commit(pool, &commands[range], now).await,
+            Self::Sqlite(writer) => writer.commit(batch.clone(), groups, now).await,
+            Self::Postgres(pool) => {
+                let (commands, groups) = batch.slice(groups);
+                postgres::commit(pool, commands, groups, now).await
+            }
         }
     }
 }
@@ -56,36 +77,37 @@ pub(crate) async fn run(mut backend: Backend, mut requests: mpsc::Receiver<Reque
     }
 }
 
-async fn commit_batch(backend: &mut Backend, batch: Vec<Request>, clock: &dyn Clock) {
-    let mut commands = Vec::new();
-    let mut requests = Vec::with_capacity(batch.len());
-    for request in batch {
-        let start = commands.len();
-        commands.extend(request.commands);
-        requests.push((start..commands.len(), request.reply));
+async fn commit_batch(backend: &mut Backend, requests: Vec<Request>, clock: &dyn Clock) {
+    let mut batch = Batch { commands: Vec::new(), groups: Vec::with_capacity(requests.len()) };
+    let mut replies = Vec::with_capacity(requests.len());
+    for request in requests {
+        batch.groups.push(Group { len: request.commands.len(), atomic: request.atomic });
+        batch.commands.extend(request.commands);
+        replies.push(request.reply);
     }
-    let commands: Arc<[Command]> = commands.into();
-    match backend.commit(&commands, 0..commands.len(), clock.now()).await {
+    let batch = Arc::new(batch);
+    match backend.commit(&batch, 0..batch.groups.len(), clock.now()).await {
         Ok(outcomes) => {
             let mut outcomes = outcomes.into_iter();
-            for (range, reply) in requests {
-                let answers = outcomes.by_ref().take(range.len()).collect();
+            for (group, reply) in batch.groups.iter().zip(replies) {
+                let answers = outcomes.by_ref().take(group.len).collect();
                 // The caller may have gone away; its events are durable anyway.
                 let _ = reply.send(Ok(answers));
             }
         }
-        Err(failure) if !failure.at_commit && requests.len() > 1 => {
+        Err(failure) if !failure.at_commit && replies.len() > 1 => {
             // One request may have poisoned the batch (say, a reused event
             // id): try each alone so the others are not refused for it.
-            tracing::warn!(error = %failure.error, requests = requests.len(), "batch rolled back; retrying its requests one by one");
-            for (range, reply) in requests {
-                let answer = backend.commit(&commands, range, clock.now()).await.map_err(|failure| failure.error);
+            tracing::warn!(error = %failure.error, requests = replies.len(), "batch rolled back; retrying its requests one by one");
+            for (index, reply) in replies.into_iter().enumerate() {
+                let answer =
+                    backend.commit(&batch, index..index + 1, clock.now()).await.map_err(|failure| failure.error);
                 let _ = reply.send(answer);
             }
         }
         Err(failure) => {
             tracing::error!(error = %failure.error, at_commit = failure.at_commit, "append failed");
-            for (_, reply) in requests {
+            for reply in replies {
                 let _ = reply.send(Err(failure.error.clone()));
             }
         }

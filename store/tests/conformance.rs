@@ -483,6 +483,64 @@ async fn a_well_forged_row_behind_the_writer_is_caught(h: Harness) {
     );
 }
 
+async fn atomic_appends_are_all_or_none(h: Harness) {
+    append(&h.log, command(stream("b"), ExpectedRevision::NoStream, &[b"b1"])).await.unwrap();
+    // One refused command refuses the whole group, naming it.
+    let refused = h
+        .log
+        .append_atomic(vec![
+            command(stream("a"), ExpectedRevision::NoStream, &[b"a1"]),
+            command(stream("b"), ExpectedRevision::NoStream, &[b"b2"]),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(refused, Err(Rejection::WrongRevision { actual: 1, .. })), "{refused:?}");
+    assert_eq!(h.log.head().await.unwrap().sequence, 1, "nothing of the group was written");
+    // A group next to it in the same batch is unaffected, and a group that
+    // holds lands whole.
+    let (refused, landed) = tokio::join!(
+        h.log.append_atomic(vec![
+            command(stream("c"), ExpectedRevision::NoStream, &[b"c1"]),
+            command(stream("c"), ExpectedRevision::NoStream, &[b"c2"]),
+        ]),
+        h.log.append_atomic(vec![
+            keyed("group-1", stream("a"), &[b"a1", b"a2"]),
+            command(stream("b"), ExpectedRevision::Exactly(1), &[b"b2"]),
+        ]),
+    );
+    assert!(matches!(refused.unwrap(), Err(Rejection::WrongRevision { .. })));
+    let landed = landed.unwrap().unwrap();
+    assert_eq!(landed.iter().map(|a| (a.first_sequence, a.last_sequence)).collect::<Vec<_>>(), [(2, 3), (4, 4)]);
+    assert!(h.log.read_stream(&stream("c"), 1, 10).await.unwrap().is_empty());
+    // A retried group is answered from its first result.
+    let retried = h
+        .log
+        .append_atomic(vec![
+            keyed("group-1", stream("a"), &[b"a1", b"a2"]),
+            command(stream("b"), ExpectedRevision::Exactly(1), &[b"b2"]),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(retried, Err(Rejection::WrongRevision { .. })), "the unkeyed command's revision moved on");
+    assert_eq!(h.first_failure().await, None);
+}
+
+async fn snapshots_only_move_forward(h: Harness) {
+    let snapshot = |sequence: u64, state: &[u8]| ledger_store::Snapshot {
+        name: "limits".into(),
+        sequence,
+        digest: domain::record::Hash([sequence as u8; 32]),
+        state: state.to_vec(),
+    };
+    let now = Timestamp::from_micros(0);
+    assert_eq!(h.log.load_snapshot("limits").await.unwrap(), None);
+    h.log.save_snapshot(snapshot(5, b"five"), now).await.unwrap();
+    h.log.save_snapshot(snapshot(9, b"nine"), now).await.unwrap();
+    h.log.save_snapshot(snapshot(7, b"seven"), now).await.unwrap();
+    assert_eq!(h.log.load_snapshot("limits").await.unwrap(), Some(snapshot(9, b"nine")));
+    assert_eq!(h.log.load_snapshot("other").await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -520,4 +578,6 @@ conformance!(
     tampering_is_caught_at_its_sequence,
     deleted_rows_are_caught,
     a_well_forged_row_behind_the_writer_is_caught,
+    atomic_appends_are_all_or_none,
+    snapshots_only_move_forward,
 );
