@@ -20,6 +20,8 @@ pub enum Tier {
 }
 
 impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Starter, Tier::Professional, Tier::Enterprise];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Starter => "starter",
@@ -29,7 +31,7 @@ impl Tier {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Tier::Starter, Tier::Professional, Tier::Enterprise].into_iter().find(|tier| tier.as_str() == text)
+        Self::ALL.into_iter().find(|tier| tier.as_str() == text)
     }
 }
 

@@ -98,3 +98,26 @@ macro_rules! stored_events {
         )*
     };
 }
+
+/// Any event of the ledger, by the category of its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LedgerEvent {
+    Organization(crate::organization::OrganizationEvent),
+    Subscription(crate::subscription::SubscriptionEvent),
+    License(crate::license::LicenseEvent),
+}
+
+impl LedgerEvent {
+    /// Decodes a record's payload. `Ok(None)` for streams of a category or
+    /// event types this version does not know (records of later features
+    /// stay readable by older readers, which skip them).
+    pub fn decode(header: &crate::RecordHeader, payload: &[u8]) -> Result<Option<Self>, EventDecodeError> {
+        let (event_type, version) = (header.event_type.as_str(), header.schema_version);
+        Ok(match header.stream_id.category() {
+            "org" => StoredEvent::decode(event_type, version, payload)?.map(Self::Organization),
+            "subscription" => StoredEvent::decode(event_type, version, payload)?.map(Self::Subscription),
+            "license" => StoredEvent::decode(event_type, version, payload)?.map(Self::License),
+            _ => None,
+        })
+    }
+}

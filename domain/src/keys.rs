@@ -11,6 +11,7 @@
 //!   make one, and the on-premises client can check one with the public key;
 //! - an API token is `lt1_` and base64url(token id ‖ a MAC of it under the
 //!   server secret).
+//!
 //! Lookups compare keyed hashes in constant time ([`constant_time_eq`]).
 
 use base64::Engine;
@@ -106,7 +107,7 @@ pub fn verify_api_token(secret: &ServerSecret, token: &str) -> Option<TokenId> {
     let bytes = URL_SAFE_NO_PAD.decode(token.strip_prefix(API_TOKEN_PREFIX)?).ok()?;
     let id: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
     let token_id = TokenId(uuid::Uuid::from_bytes(id));
-    constant_time_eq(&api_token(secret, token_id), token).then_some(token_id)
+    constant_time_eq(api_token(secret, token_id), token).then_some(token_id)
 }
 
 /// What the log keeps of an API token.

@@ -51,6 +51,25 @@ pub struct NewEvent {
     pub payload: Vec<u8>,
 }
 
+impl NewEvent {
+    /// A domain event as a new record.
+    pub fn from_event<E: domain::event::StoredEvent>(
+        event: &E,
+        event_id: EventId,
+        occurred_at: Timestamp,
+        metadata: &domain::Metadata,
+    ) -> Self {
+        Self {
+            event_id,
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            occurred_at,
+            metadata: metadata.encode(),
+            payload: event.encode_payload(),
+        }
+    }
+}
+
 /// The revision a command expects its stream to be at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpectedRevision {
@@ -199,6 +218,9 @@ enum Reader {
 pub struct EventLog {
     queue: mpsc::Sender<writer::Request>,
     reader: Reader,
+    /// The last sequence this process's writer committed; other processes'
+    /// appends are seen by polling [`EventLog::head`].
+    appended: tokio::sync::watch::Receiver<u64>,
 }
 
 impl EventLog {
@@ -219,8 +241,24 @@ impl EventLog {
 
     fn start(reader: Reader, backend: writer::Backend, clock: Arc<dyn Clock>) -> Self {
         let (queue, requests) = mpsc::channel(QUEUE_REQUESTS_MAX);
-        tokio::spawn(writer::run(backend, requests, clock));
-        Self { queue, reader }
+        let (appended_tx, appended) = tokio::sync::watch::channel(0);
+        tokio::spawn(writer::run(backend, requests, clock, appended_tx));
+        Self { queue, reader, appended }
+    }
+
+    /// Changes whenever this process appends; for projections to wake up.
+    pub fn watch_appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.clone()
+    }
+
+    /// What an idempotency key was used for: the digest of the command it
+    /// came with and where that landed. Callers look before deciding, so a
+    /// retry is answered even when deciding again would now be refused.
+    pub async fn find_idempotency_key(&self, key: &str) -> Result<Option<(Hash, Appended)>, StoreError> {
+        match &self.reader {
+            Reader::Sqlite(readers) => readers.find_idempotency_key(key).await,
+            Reader::Postgres(pool) => postgres::find_idempotency_key(pool, key).await,
+        }
     }
 
     /// Appends commands, each all or nothing. The outer error means the

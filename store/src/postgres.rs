@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
-use domain::record::Record;
+use domain::record::{Hash, Record};
 use domain::{StreamId, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
@@ -190,6 +190,28 @@ pub(crate) async fn load_snapshot(pool: &PgPool, name: &str) -> Result<Option<Sn
             digest: hash_column(sequence, "snapshot digest", row.try_get::<&[u8], _>(1)?)?,
             state: row.try_get(2)?,
         })
+    })
+    .transpose()
+}
+
+pub(crate) async fn find_idempotency_key(pool: &PgPool, key: &str) -> Result<Option<(Hash, Appended)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT digest, first_sequence, last_sequence, stream_revision FROM commands WHERE idempotency_key = $1",
+    )
+    .bind(key)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| {
+        let first_sequence = unsigned(0, "command first sequence", row.try_get(1)?)?;
+        Ok((
+            hash_column(first_sequence, "command digest", row.try_get::<&[u8], _>(0)?)?,
+            Appended {
+                first_sequence,
+                last_sequence: unsigned(first_sequence, "command last sequence", row.try_get(2)?)?,
+                stream_revision: unsigned(first_sequence, "command stream revision", row.try_get(3)?)?,
+                replayed: true,
+            },
+        ))
     })
     .transpose()
 }

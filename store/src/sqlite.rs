@@ -294,6 +294,20 @@ impl Readers {
         .await
     }
 
+    pub(crate) async fn find_idempotency_key(&self, key: &str) -> Result<Option<(Hash, Appended)>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |connection| {
+            let commands = [Command {
+                stream_id: StreamId::new("lookup/key").expect("a valid stream id"),
+                expected: crate::ExpectedRevision::Any,
+                idempotency: Some(crate::Idempotency { key: key.clone(), digest: Hash([0; 32]) }),
+                events: Vec::new(),
+            }];
+            Ok(known_commands(connection, &commands)?.remove(&key).map(|known| (known.digest, known.appended)))
+        })
+        .await
+    }
+
     pub(crate) async fn head(&self) -> Result<Head, StoreError> {
         self.run(read_head).await
     }

@@ -64,7 +64,12 @@ impl Backend {
     }
 }
 
-pub(crate) async fn run(mut backend: Backend, mut requests: mpsc::Receiver<Request>, clock: Arc<dyn Clock>) {
+pub(crate) async fn run(
+    mut backend: Backend,
+    mut requests: mpsc::Receiver<Request>,
+    clock: Arc<dyn Clock>,
+    appended: tokio::sync::watch::Sender<u64>,
+) {
     while let Some(first) = requests.recv().await {
         let mut events = first.commands.iter().map(|c| c.events.len()).sum::<usize>();
         let mut batch = vec![first];
@@ -73,11 +78,15 @@ pub(crate) async fn run(mut backend: Backend, mut requests: mpsc::Receiver<Reque
             events += request.commands.iter().map(|c| c.events.len()).sum::<usize>();
             batch.push(request);
         }
-        commit_batch(&mut backend, batch, clock.as_ref()).await;
+        if let Some(last) = commit_batch(&mut backend, batch, clock.as_ref()).await {
+            appended.send_replace(last);
+        }
     }
 }
 
-async fn commit_batch(backend: &mut Backend, requests: Vec<Request>, clock: &dyn Clock) {
+/// Commits a batch and answers its requests; returns the last sequence
+/// appended, if any.
+async fn commit_batch(backend: &mut Backend, requests: Vec<Request>, clock: &dyn Clock) -> Option<u64> {
     let mut batch = Batch { commands: Vec::new(), groups: Vec::with_capacity(requests.len()) };
     let mut replies = Vec::with_capacity(requests.len());
     for request in requests {
@@ -86,30 +95,41 @@ async fn commit_batch(backend: &mut Backend, requests: Vec<Request>, clock: &dyn
         replies.push(request.reply);
     }
     let batch = Arc::new(batch);
+    let last_of = |outcomes: &[Result<Appended, Rejection>]| {
+        outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()).map(|appended| appended.last_sequence).max()
+    };
     match backend.commit(&batch, 0..batch.groups.len(), clock.now()).await {
         Ok(outcomes) => {
+            let last = last_of(&outcomes);
             let mut outcomes = outcomes.into_iter();
             for (group, reply) in batch.groups.iter().zip(replies) {
                 let answers = outcomes.by_ref().take(group.len).collect();
                 // The caller may have gone away; its events are durable anyway.
                 let _ = reply.send(Ok(answers));
             }
+            last
         }
         Err(failure) if !failure.at_commit && replies.len() > 1 => {
             // One request may have poisoned the batch (say, a reused event
             // id): try each alone so the others are not refused for it.
             tracing::warn!(error = %failure.error, requests = replies.len(), "batch rolled back; retrying its requests one by one");
+            let mut last = None;
             for (index, reply) in replies.into_iter().enumerate() {
                 let answer =
                     backend.commit(&batch, index..index + 1, clock.now()).await.map_err(|failure| failure.error);
+                if let Ok(outcomes) = &answer {
+                    last = last.max(last_of(outcomes));
+                }
                 let _ = reply.send(answer);
             }
+            last
         }
         Err(failure) => {
             tracing::error!(error = %failure.error, at_commit = failure.at_commit, "append failed");
             for reply in replies {
                 let _ = reply.send(Err(failure.error.clone()));
             }
+            None
         }
     }
 }

@@ -1,0 +1,215 @@
+//! Running a command: decide on fresh state, append, answer.
+//!
+//! Handlers build the log commands from aggregates' decisions; `execute`
+//! appends them as one atomic group, retries from fresh state when another
+//! writer got there first, and answers from the *events* appended, so a
+//! retried request (same `Idempotency-Key`, same method, path and body) is
+//! answered from the first attempt's events, byte for byte.
+
+use std::future::Future;
+use std::time::Duration;
+
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use domain::event::{LedgerEvent, StoredEvent};
+use domain::record::{Hash, Record};
+use domain::{EventId, Metadata, StreamId, Timestamp};
+use store::{Command, ExpectedRevision, Idempotency, NewEvent, Rejection};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Attempts of a command whose stream moved while it was deciding.
+pub const ATTEMPTS_MAX: usize = 3;
+/// Events of one stream a command may load to decide.
+pub const STREAM_EVENTS_MAX: usize = 100_000;
+/// How long a command's answer waits for the read models to include it.
+pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
+/// Events one request appends, at most (a few commands of a few events).
+pub const GROUP_EVENTS_MAX: usize = 64;
+/// The longest `Idempotency-Key`.
+pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
+
+/// Who asked, from where, and with which idempotency key.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub metadata: Metadata,
+    /// The caller-scoped key and the digest of method, path and body.
+    pub idempotency: Option<(String, Hash)>,
+}
+
+/// An aggregate's state, the revision it was loaded at, and the events
+/// decided on it since.
+pub struct Loaded<A: Aggregate> {
+    pub state: A,
+    pub revision: u64,
+    pub stream_id: StreamId,
+    decided: Vec<A::Event>,
+}
+
+/// Replays a stream into its aggregate.
+pub async fn load<A>(state: &AppState, stream_id: StreamId) -> Result<Loaded<A>, ApiError>
+where
+    A: Aggregate,
+    A::Event: StoredEvent,
+{
+    let records = state.log.read_stream(&stream_id, 1, STREAM_EVENTS_MAX).await?;
+    let mut aggregate = A::default();
+    for record in &records {
+        let payload = record.payload.as_deref().unwrap_or_default();
+        let event = A::Event::decode(&record.header.event_type, record.header.schema_version, payload)
+            .map_err(|e| ApiError::Internal(format!("{stream_id} at {}: {e}", record.header.sequence)))?
+            .ok_or_else(|| ApiError::Internal(format!("{stream_id}: unknown event {}", record.header.event_type)))?;
+        aggregate.apply(event);
+    }
+    let revision = records.last().map_or(0, |record| record.header.stream_revision);
+    Ok(Loaded { state: aggregate, revision, stream_id, decided: Vec::new() })
+}
+
+impl<A> Loaded<A>
+where
+    A: Aggregate,
+    A::Event: StoredEvent,
+{
+    /// Decides `command` on the current state (which then includes its
+    /// events, so several commands can be decided in turn). `refusal` maps
+    /// the aggregate's error to the API's.
+    pub async fn decide(
+        &mut self,
+        command: A::Command,
+        services: &A::Services,
+        refusal: impl Fn(A::Error) -> ApiError,
+    ) -> Result<&mut Self, ApiError> {
+        let sink = EventSink::<A>::default();
+        self.state.handle(command, services, &sink).await.map_err(refusal)?;
+        self.decided.extend(sink.collect().await);
+        Ok(self)
+    }
+
+    /// The log command that appends what was decided, expecting the stream
+    /// still at the revision it was loaded at.
+    pub fn into_command(self, context: &Context, now: Timestamp) -> Command {
+        let events = self
+            .decided
+            .iter()
+            .map(|event| NewEvent::from_event(event, new_event_id(), now, &context.metadata))
+            .collect();
+        let expected =
+            if self.revision == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exactly(self.revision) };
+        Command { stream_id: self.stream_id, expected, idempotency: None, events }
+    }
+}
+
+pub fn new_event_id() -> EventId {
+    EventId(uuid::Uuid::now_v7())
+}
+
+/// The events a command appended, decoded, for its answer.
+pub struct Appended {
+    pub records: Vec<(Record, LedgerEvent)>,
+    pub sequence: u64,
+}
+
+impl Appended {
+    /// The first event of a type, for building an answer.
+    pub fn find<T>(&self, pick: impl Fn(&LedgerEvent) -> Option<T>) -> Result<T, ApiError> {
+        self.records
+            .iter()
+            .find_map(|(_, event)| pick(event))
+            .ok_or_else(|| ApiError::Internal("an expected event is missing".into()))
+    }
+}
+
+/// Runs a command: answers a known idempotency key from its events, or
+/// builds the log commands (`build`, re-run on a revision conflict),
+/// appends them as one group, and returns what was appended.
+pub async fn execute<F, Fut>(state: &AppState, context: &Context, build: F) -> Result<Appended, ApiError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Vec<Command>, ApiError>>,
+{
+    if let Some((key, digest)) = &context.idempotency
+        && let Some((stored, first)) = state.log.find_idempotency_key(&group_key(key, 0)).await?
+    {
+        if stored != *digest {
+            return Err(ApiError::IdempotencyConflict);
+        }
+        return read_group(state, key, first.first_sequence).await;
+    }
+    for attempt in 1..=ATTEMPTS_MAX {
+        let mut commands = build().await?;
+        if let Some((key, digest)) = &context.idempotency {
+            for (index, command) in commands.iter_mut().enumerate() {
+                command.idempotency = Some(Idempotency { key: group_key(key, index), digest: *digest });
+            }
+        }
+        match state.log.append_atomic(commands).await? {
+            Ok(appended) => {
+                let first = appended.iter().map(|a| a.first_sequence).min().expect("a group has commands");
+                let answer = match &context.idempotency {
+                    Some((key, _)) => read_group(state, key, first).await?,
+                    None => {
+                        let last = appended.iter().map(|a| a.last_sequence).max().expect("a group has commands");
+                        read_range(state, first, last).await?
+                    }
+                };
+                // Read-your-writes: answer once the read models include it.
+                // A slow projection does not turn a durable append into an
+                // error; the caller can wait with `minSequence`.
+                let _ = state.projections.wait_for(answer.sequence, READ_YOUR_WRITES_WAIT).await;
+                return Ok(answer);
+            }
+            Err(Rejection::WrongRevision { .. }) if attempt < ATTEMPTS_MAX => continue,
+            Err(Rejection::WrongRevision { stream_id, .. }) => {
+                return Err(ApiError::conflict("conflict", format!("{stream_id} kept changing; try again")));
+            }
+            Err(Rejection::IdempotencyConflict { .. }) => return Err(ApiError::IdempotencyConflict),
+            Err(Rejection::Invalid(why)) => return Err(ApiError::Validation(why)),
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+fn group_key(key: &str, index: usize) -> String {
+    format!("{key}#{index}")
+}
+
+/// The events of a group, found by the key its commands carry.
+async fn read_group(state: &AppState, key: &str, first: u64) -> Result<Appended, ApiError> {
+    let prefix = format!("{key}#");
+    let page = state.log.read_page(first..=u64::MAX, GROUP_EVENTS_MAX).await?;
+    let group: Vec<Record> = page
+        .into_iter()
+        .take_while(|r| r.header.idempotency_key.as_deref().is_some_and(|k| k.starts_with(&prefix)))
+        .collect();
+    decoded(group)
+}
+
+async fn read_range(state: &AppState, first: u64, last: u64) -> Result<Appended, ApiError> {
+    decoded(state.log.read_page(first..=last, (last - first + 1) as usize).await?)
+}
+
+fn decoded(records: Vec<Record>) -> Result<Appended, ApiError> {
+    let sequence = records.last().map(|r| r.header.sequence).ok_or_else(|| ApiError::Internal("no events".into()))?;
+    let records = records
+        .into_iter()
+        .map(|record| {
+            let payload = record.payload.clone().unwrap_or_default();
+            let event = LedgerEvent::decode(&record.header, &payload)
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .ok_or_else(|| ApiError::Internal(format!("unknown event {}", record.header.event_type)))?;
+            Ok((record, event))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Appended { records, sequence })
+}
+
+/// The digest of a request that an idempotency key is bound to.
+pub fn request_digest(method: &str, path: &str, body: &[u8]) -> Hash {
+    let mut hasher = blake3::Hasher::new_derive_key("ledger 2026-11-29 http request digest v1");
+    for part in [method.as_bytes(), path.as_bytes(), body] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    Hash(*hasher.finalize().as_bytes())
+}

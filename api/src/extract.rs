@@ -1,0 +1,101 @@
+//! Extractors: a command request (caller, context, JSON body) and queries.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
+use domain::Metadata;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::command::{Context, IDEMPOTENCY_KEY_CHARS_MAX, request_digest};
+use crate::error::ApiError;
+
+/// The largest request body.
+pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Header values kept in metadata are cut to this many characters.
+const HEADER_CHARS_MAX: usize = 256;
+
+/// A command: who, from where, with which key, asking what.
+pub struct CommandRequest<T> {
+    pub caller: Caller,
+    pub context: Context,
+    pub body: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for CommandRequest<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let caller = Caller::from_request_parts(&mut parts, state).await?;
+        let key = idempotency_key(&parts.headers)?;
+        let bytes = axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(REQUEST_BODY_BYTES_MAX))?;
+        let body = parse_json(&bytes)?;
+        let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+        let header = |name: &str| {
+            parts.headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(HEADER_CHARS_MAX).collect())
+        };
+        let metadata = Metadata {
+            actor: Some(caller.actor()),
+            correlation_id: header("x-correlation-id"),
+            source_ip,
+            user_agent: header("user-agent"),
+        };
+        let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
+        let idempotency =
+            key.map(|key| (format!("{}:{key}", caller.scope()), request_digest(parts.method.as_str(), path, &bytes)));
+        Ok(Self { caller, context: Context { metadata, idempotency }, body })
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().map_err(|_| ApiError::Validation("Idempotency-Key must be visible ASCII".into()))?;
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_CHARS_MAX || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::Validation(format!(
+            "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} visible ASCII characters"
+        )));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// An empty body reads as `{}`, so commands without fields take none.
+fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    serde_json::from_slice(bytes).map_err(|error| ApiError::Validation(format!("invalid JSON body: {error}")))
+}
+
+/// `?minSequence=N` of every query: wait for the read models to reach N.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Consistency {
+    pub min_sequence: Option<u64>,
+}
+
+impl FromRequestParts<AppState> for Consistency {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let min_sequence = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(name, _)| *name == "minSequence")
+            .map(|(_, value)| {
+                value.parse::<u64>().map_err(|_| ApiError::Validation("minSequence must be a whole number".into()))
+            })
+            .transpose()?;
+        if let Some(sequence) = min_sequence {
+            state.projections.wait_for(sequence, crate::command::READ_YOUR_WRITES_WAIT).await?;
+        }
+        Ok(Self { min_sequence })
+    }
+}

@@ -1,0 +1,165 @@
+//! The ledger's HTTP API: commands, queries, authentication, operations.
+//!
+//! The only crate that knows HTTP and JSON request shapes. Handlers decide
+//! through the domain's aggregates, append through the store, and read the
+//! projections; `app` builds the router so tests can call it without a
+//! socket, and `serve` runs it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use chrono::NaiveDate;
+use domain::catalog::Catalog;
+use domain::subscription::{Policy, Services};
+use domain::{Clock, OrganizationId, Timestamp};
+use projections::Projections;
+use store::EventLog;
+
+pub mod auth;
+pub mod clock;
+pub mod command;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod scheduler;
+pub mod secrets;
+
+use clock::ServerClock;
+use secrets::ServerKeys;
+
+/// Everything a request handler may use; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub log: EventLog,
+    pub projections: Arc<Projections>,
+    pub clock: Arc<ServerClock>,
+    pub keys: Arc<ServerKeys>,
+    pub catalog: Arc<Catalog>,
+    pub subscription_services: Arc<Services>,
+    /// Wakes the scheduler (the test clock moved).
+    pub scheduler: Arc<tokio::sync::Notify>,
+}
+
+impl AppState {
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Today, UTC, by the business clock.
+    pub fn today(&self) -> NaiveDate {
+        self.now().to_datetime().date_naive()
+    }
+
+    /// The seat limit of an organization's live subscription today; an
+    /// organization without one has no seats to limit yet.
+    pub async fn seat_limit(&self, organization_id: OrganizationId) -> Option<u32> {
+        let today = self.today();
+        let ledger = self.projections.read().await;
+        let (_, subscription) = ledger.live_subscription(organization_id)?;
+        let (spec, _) = routes::queries::effective_spec(self, subscription, today)?;
+        spec.seats
+    }
+}
+
+/// The router with every route of API.md this version serves.
+pub fn app(state: AppState) -> Router {
+    use routes::{commands as c, ops, queries as q};
+    let mut api = Router::new()
+        .route("/organizations", post(c::create_organization).get(q::organizations))
+        .route("/organizations/{org_id}/users", post(c::add_user))
+        .route("/organizations/{org_id}/users/{user_id}/deactivate", post(c::deactivate_user))
+        .route("/organizations/{org_id}/tokens", post(c::issue_token))
+        .route("/organizations/{org_id}/tokens/{token_id}/revoke", post(c::revoke_token))
+        .route("/organizations/{org_id}/licenses", get(q::licenses))
+        .route("/subscriptions", post(c::create_subscription))
+        .route("/subscriptions/{org_id}", get(q::subscription))
+        .route("/subscriptions/{org_id}/upgrade", post(c::upgrade))
+        .route("/subscriptions/{org_id}/downgrade", post(c::downgrade))
+        .route("/subscriptions/{org_id}/cancel", post(c::cancel))
+        .route("/subscriptions/{org_id}/addons", post(c::add_addon))
+        .route("/licenses/{license_id}/revoke", post(c::revoke_license))
+        .route("/enforcement/{org_id}/check", get(q::enforcement))
+        .route("/audit", get(q::audit))
+        .route("/log/head", get(ops::log_head))
+        .route("/keys", get(ops::keys));
+    if state.clock.is_manual() {
+        api = api.route("/test-clock", post(ops::test_clock));
+    }
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { error::ApiError::NotFound })
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Where the server keeps its data and listens.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub clock: String,
+    pub operator_token: Option<String>,
+    pub auditor_token: Option<String>,
+    pub policy: Policy,
+}
+
+/// Opens the log and the read models and builds the state; prints the
+/// bootstrap tokens generated on a first start.
+pub async fn open(config: &Config) -> anyhow::Result<AppState> {
+    use anyhow::Context;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let clock = Arc::new(ServerClock::parse(&config.clock, &config.data_dir)?);
+    let (keys, generated) =
+        ServerKeys::load_or_create(&config.data_dir, config.operator_token.clone(), config.auditor_token.clone())?;
+    for (role, token) in generated {
+        // Printed once, to the terminal only: it is stored hashed.
+        println!("generated {role:?} token (shown once, store it now): {token}");
+    }
+    let log = match &config.database_url {
+        Some(url) => {
+            EventLog::open_postgres(url.parse().context("DATABASE_URL is not a PostgreSQL URL")?, clock.clone()).await?
+        }
+        None => EventLog::open_sqlite(&config.data_dir.join("ledger.sqlite"), clock.clone()).await?,
+    };
+    let projections = Projections::start(log.clone(), clock.clone()).await?;
+    let catalog = Arc::new(Catalog::builtin());
+    Ok(AppState {
+        log,
+        projections,
+        clock,
+        keys: Arc::new(keys),
+        subscription_services: Arc::new(Services { catalog: catalog.clone(), policy: config.policy }),
+        catalog,
+        scheduler: Arc::new(tokio::sync::Notify::new()),
+    })
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let state = open(&config).await?;
+    tokio::spawn(scheduler::run(state.clone()));
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let address = listener.local_addr()?;
+    println!("ledger listening on http://{address} (data in {})", config.data_dir.display());
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+}

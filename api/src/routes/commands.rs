@@ -1,0 +1,561 @@
+//! Command routes (API.md, "Commands").
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use domain::catalog::Tier;
+use domain::event::LedgerEvent;
+use domain::keys::{api_token, license_key, license_key_hash};
+use domain::license::{License, LicenseCommand, LicenseError, LicenseEvent};
+use domain::organization::{Organization, OrganizationCommand, OrganizationError, OrganizationEvent, Role};
+use domain::subscription::{AddonKind, Subscription, SubscriptionCommand, SubscriptionError, SubscriptionEvent};
+use domain::{AddonId, LicenseId, OrganizationId, SubscriptionId, TokenId, UserId};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Need;
+use crate::command::{Appended, execute, load};
+use crate::error::ApiError;
+use crate::extract::CommandRequest;
+
+fn created(body: Value) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+fn ok(body: Value) -> Response {
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+fn random_16() -> Result<[u8; 16], ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
+    Ok(bytes)
+}
+
+fn parse_tier(text: &str) -> Result<Tier, ApiError> {
+    Tier::parse(text)
+        .ok_or_else(|| ApiError::Validation(format!("unknown tier {text:?}: starter, professional or enterprise")))
+}
+
+fn parse_role(text: &str) -> Result<Role, ApiError> {
+    Role::parse(text).ok_or_else(|| ApiError::Validation(format!("unknown role {text:?}: admin, analyst or viewer")))
+}
+
+pub(crate) fn organization_refusal(error: OrganizationError) -> ApiError {
+    use OrganizationError as E;
+    match error {
+        E::NotFound | E::UserNotFound | E::TokenNotFound => ApiError::NotFound,
+        E::InvalidText { .. } | E::InvalidEmail(_) | E::InvalidEmployeeCount => ApiError::Validation(error.to_string()),
+        E::SeatLimitReached { .. } => ApiError::conflict("seat_limit_reached", error),
+        E::DuplicateEmail(_) => ApiError::conflict("duplicate_email", error),
+        E::LiveSubscriptionExists(_) => ApiError::conflict("subscription_exists", error),
+        E::AlreadyExists
+        | E::UserAlreadyDeactivated
+        | E::TokenExists
+        | E::TokenAlreadyRevoked
+        | E::NotTheLiveSubscription(_) => ApiError::conflict("conflict", error),
+    }
+}
+
+pub(crate) fn subscription_refusal(error: SubscriptionError) -> ApiError {
+    use SubscriptionError as E;
+    match error {
+        E::NotFound => ApiError::NotFound,
+        E::StartTooFarInPast { .. } => ApiError::conflict("start_date_out_of_range", error),
+        E::EffectiveDateOutOfRange(_) => ApiError::conflict("effective_date_out_of_range", error),
+        E::InvalidMaxDeployments | E::InvalidOverageRate | E::InvalidQuantity | E::InvalidAddonPrice(_) => {
+            ApiError::Validation(error.to_string())
+        }
+        E::NotChangeable(_) => ApiError::conflict("subscription_not_changeable", error),
+        E::NotAnUpgrade { .. } => ApiError::conflict("not_an_upgrade", error),
+        E::NotADowngrade { .. } => ApiError::conflict("not_a_downgrade", error),
+        E::DoesNotRenew => ApiError::conflict("does_not_renew", error),
+        E::AutoRenewalAlreadyOff => ApiError::conflict("already_cancelled", error),
+        E::AlreadyExists | E::TermNotEnded => ApiError::conflict("conflict", error),
+    }
+}
+
+pub(crate) fn license_refusal(error: LicenseError) -> ApiError {
+    use LicenseError as E;
+    match error {
+        E::NotFound => ApiError::NotFound,
+        E::InvalidReason => ApiError::Validation(error.to_string()),
+        E::AlreadyRevoked => ApiError::conflict("already_revoked", error),
+        E::AlreadyExists | E::AlreadySuperseded | E::WindowNotOver => ApiError::conflict("conflict", error),
+    }
+}
+
+fn money(amount: Decimal) -> String {
+    format!("{:.2}", amount.round_dp(2))
+}
+
+/// The live subscription of an organization, or 404.
+async fn live_subscription(state: &AppState, organization_id: OrganizationId) -> Result<SubscriptionId, ApiError> {
+    let ledger = state.projections.read().await;
+    if !ledger.organizations.contains_key(&organization_id) {
+        return Err(ApiError::NotFound);
+    }
+    ledger
+        .live_subscription(organization_id)
+        .map(|(id, _)| id)
+        .ok_or_else(|| ApiError::conflict("no_subscription", "the organization has no live subscription"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateOrganization {
+    name: String,
+    domain: Option<String>,
+    industry: Option<String>,
+    employee_count: Option<u32>,
+}
+
+pub async fn create_organization(
+    State(state): State<AppState>,
+    request: CommandRequest<CreateOrganization>,
+) -> Result<Response, ApiError> {
+    request.caller.require_operator()?;
+    let body = &request.body;
+    let appended = execute(&state, &request.context, || async {
+        let id = OrganizationId(new_id());
+        let mut org = load::<Organization>(&state, id.stream()).await?;
+        org.decide(
+            OrganizationCommand::Create {
+                id,
+                name: body.name.clone(),
+                domain: body.domain.clone(),
+                industry: body.industry.clone(),
+                employee_count: body.employee_count,
+            },
+            &(),
+            organization_refusal,
+        )
+        .await?;
+        Ok(vec![org.into_command(&request.context, state.now())])
+    })
+    .await?;
+    let id = appended.find(|e| match e {
+        LedgerEvent::Organization(OrganizationEvent::OrganizationCreated(c)) => Some(c.id),
+        _ => None,
+    })?;
+    Ok(created(json!({ "id": id, "sequence": appended.sequence })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddUser {
+    email: String,
+    role: String,
+}
+
+pub async fn add_user(
+    State(state): State<AppState>,
+    Path(org_id): Path<Uuid>,
+    request: CommandRequest<AddUser>,
+) -> Result<Response, ApiError> {
+    let organization_id = OrganizationId(org_id);
+    request.caller.require_org(organization_id, Need::Admin)?;
+    let role = parse_role(&request.body.role)?;
+    let appended = execute(&state, &request.context, || async {
+        let seat_limit = state.seat_limit(organization_id).await;
+        let mut org = load::<Organization>(&state, organization_id.stream()).await?;
+        let command = OrganizationCommand::AddUser {
+            user_id: UserId(new_id()),
+            email: request.body.email.clone(),
+            role,
+            seat_limit,
+        };
+        org.decide(command, &(), organization_refusal).await?;
+        Ok(vec![org.into_command(&request.context, state.now())])
+    })
+    .await?;
+    let id = appended.find(|e| match e {
+        LedgerEvent::Organization(OrganizationEvent::UserAdded(u)) => Some(u.user_id),
+        _ => None,
+    })?;
+    Ok(created(json!({ "id": id, "sequence": appended.sequence })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoBody {}
+
+pub async fn deactivate_user(
+    State(state): State<AppState>,
+    Path((org_id, user_id)): Path<(Uuid, Uuid)>,
+    request: CommandRequest<NoBody>,
+) -> Result<Response, ApiError> {
+    let organization_id = OrganizationId(org_id);
+    request.caller.require_org(organization_id, Need::Admin)?;
+    let appended = execute(&state, &request.context, || async {
+        let mut org = load::<Organization>(&state, organization_id.stream()).await?;
+        org.decide(OrganizationCommand::DeactivateUser { user_id: UserId(user_id) }, &(), organization_refusal).await?;
+        Ok(vec![org.into_command(&request.context, state.now())])
+    })
+    .await?;
+    Ok(ok(json!({ "sequence": appended.sequence })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssueToken {
+    role: String,
+}
+
+pub async fn issue_token(
+    State(state): State<AppState>,
+    Path(org_id): Path<Uuid>,
+    request: CommandRequest<IssueToken>,
+) -> Result<Response, ApiError> {
+    let organization_id = OrganizationId(org_id);
+    request.caller.require_org(organization_id, Need::Admin)?;
+    let role = parse_role(&request.body.role)?;
+    let appended = execute(&state, &request.context, || async {
+        let token_id = TokenId(new_id());
+        let token_hash = domain::keys::api_token_hash(&state.keys.secret, &api_token(&state.keys.secret, token_id));
+        let mut org = load::<Organization>(&state, organization_id.stream()).await?;
+        org.decide(OrganizationCommand::IssueToken { token_id, role, token_hash }, &(), organization_refusal).await?;
+        Ok(vec![org.into_command(&request.context, state.now())])
+    })
+    .await?;
+    let token_id = appended.find(|e| match e {
+        LedgerEvent::Organization(OrganizationEvent::ApiTokenIssued(t)) => Some(t.token_id),
+        _ => None,
+    })?;
+    // Derived again from the event, never stored: a retry shows the same token.
+    let token = api_token(&state.keys.secret, token_id);
+    Ok(created(json!({ "tokenId": token_id, "token": token, "sequence": appended.sequence })))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Path((org_id, token_id)): Path<(Uuid, Uuid)>,
+    request: CommandRequest<NoBody>,
+) -> Result<Response, ApiError> {
+    let organization_id = OrganizationId(org_id);
+    request.caller.require_org(organization_id, Need::Admin)?;
+    let appended = execute(&state, &request.context, || async {
+        let mut org = load::<Organization>(&state, organization_id.stream()).await?;
+        org.decide(OrganizationCommand::RevokeToken { token_id: TokenId(token_id) }, &(), organization_refusal).await?;
+        Ok(vec![org.into_command(&request.context, state.now())])
+    })
+    .await?;
+    Ok(ok(json!({ "sequence": appended.sequence })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateSubscription {
+    organization_id: Uuid,
+    tier: String,
+    start_date: NaiveDate,
+    auto_renew: Option<bool>,
+    max_deployments: Option<u32>,
+    enterprise_overage_rate: Option<Decimal>,
+}
+
+pub async fn create_subscription(
+    State(state): State<AppState>,
+    request: CommandRequest<CreateSubscription>,
+) -> Result<Response, ApiError> {
+    request.caller.require_operator()?;
+    let body = &request.body;
+    let tier = parse_tier(&body.tier)?;
+    let organization_id = OrganizationId(body.organization_id);
+    let appended = execute(&state, &request.context, || async {
+        let (now, today) = (state.now(), state.today());
+        let (subscription_id, license_id) = (SubscriptionId(new_id()), LicenseId(new_id()));
+        let mut org = load::<Organization>(&state, organization_id.stream()).await?;
+        if org.state.id.is_none() {
+            return Err(ApiError::NotFound);
+        }
+        org.decide(OrganizationCommand::StartSubscription { subscription_id }, &(), organization_refusal).await?;
+        let mut subscription = load::<Subscription>(&state, subscription_id.stream()).await?;
+        let create = SubscriptionCommand::Create {
+            id: subscription_id,
+            organization_id,
+            tier,
+            start_date: body.start_date,
+            auto_renew: body.auto_renew.unwrap_or(true),
+            max_deployments: body.max_deployments.unwrap_or(1),
+            enterprise_overage_rate: body.enterprise_overage_rate,
+            license_id,
+            today,
+        };
+        subscription.decide(create, &state.subscription_services, subscription_refusal).await?;
+        let license = issue_license(&state, license_id, subscription_id, organization_id, now).await?;
+        Ok(vec![
+            org.into_command(&request.context, now),
+            subscription.into_command(&request.context, now),
+            license.into_command(&request.context, now),
+        ])
+    })
+    .await?;
+    let subscription_id = appended.find(|e| match e {
+        LedgerEvent::Subscription(SubscriptionEvent::SubscriptionCreated(c)) => Some(c.id),
+        _ => None,
+    })?;
+    let key = issued_key(&state, &appended)?;
+    Ok(created(json!({ "subscriptionId": subscription_id, "licenseKey": key, "sequence": appended.sequence })))
+}
+
+async fn issue_license(
+    state: &AppState,
+    license_id: LicenseId,
+    subscription_id: SubscriptionId,
+    organization_id: OrganizationId,
+    now: domain::Timestamp,
+) -> Result<crate::command::Loaded<License>, ApiError> {
+    let nonce = random_16()?;
+    let key_hash = license_key_hash(&state.keys.secret, &license_key(&state.keys.license, license_id, nonce));
+    let mut license = load::<License>(state, license_id.stream()).await?;
+    let issue = LicenseCommand::Issue { license_id, subscription_id, organization_id, nonce, key_hash, issued_at: now };
+    license.decide(issue, &(), license_refusal).await?;
+    Ok(license)
+}
+
+/// The key of the license issued among `appended`, derived again from its
+/// event: the key itself is never stored.
+fn issued_key(state: &AppState, appended: &Appended) -> Result<String, ApiError> {
+    appended.find(|e| match e {
+        LedgerEvent::License(LicenseEvent::LicenseIssued(issued)) => {
+            Some(license_key(&state.keys.license, issued.license_id, issued.nonce))
+        }
+        _ => None,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddonRequest {
+    kind: String,
+    quantity: u32,
+    annual_price: Option<Decimal>,
+    one_time_price: Option<Decimal>,
+    effective_date: Option<NaiveDate>,
+}
+
+impl AddonRequest {
+    fn command(&self, default_date: NaiveDate, today: NaiveDate) -> Result<SubscriptionCommand, ApiError> {
+        let kind = AddonKind::parse(&self.kind).ok_or_else(|| {
+            ApiError::Validation(format!(
+                "unknown add-on kind {:?}: extra_data_tb, custom_module, training_session or dedicated_support",
+                self.kind
+            ))
+        })?;
+        Ok(SubscriptionCommand::AddAddon {
+            addon_id: AddonId(new_id()),
+            kind,
+            quantity: self.quantity,
+            annual_price: self.annual_price,
+            one_time_price: self.one_time_price,
+            effective_date: self.effective_date.unwrap_or(default_date),
+            today,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Upgrade {
+    target_tier: String,
+    #[serde(default)]
+    addons: Vec<AddonRequest>,
+    effective_date: Option<NaiveDate>,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Path(org_id): Path<Uuid>,
+    request: CommandRequest<Upgrade>,
+) -> Result<Response, ApiError> {
+    let organization_id = OrganizationId(org_id);
+    request.caller.require_org(organization_id, Need::Admin)?;
+    let body = &request.body;
+    let target_tier = parse_tier(&body.target_tier)?;
+    let appended = execute(&state, &request.context, || async {
+        let (now, today) = (state.now(), state.today());
+        let subscription_id = live_subscription(&state, organization_id).await?;
+        let new_license_id = LicenseId(new_id());
+        let mut subscription = load::<Subscription>(&state, subscription_id.stream()).await?;
+        let old_license_id = subscription.state.license_id.ok_or(ApiError::NotFound)?;
+        let upgrade =
+            SubscriptionCommand::Upgrade { target_tier, effective_date: body.effective_date, new_license_id, today };
+        subscription.decide(upgrade, &state.subscription_services, subscription_refusal).await?;
+        let effective_date = subscription.state.latest_tier().map(|t| t.from).unwrap_or(today);
+        for addon in &body.addons {
+            let command = addon.command(effective_date, today)?;
+            subscription.decide(command, &state.subscription_services, subscription_refusal).await?;
+        }
+        let mut old_license = load::<License>(&state, old_license_id.stream()).await?;
+        let supersede = LicenseCommand::Supersede { by: new_license_id, effective_date };
+        old_license.decide(supersede, &(), license_refusal).await?;
+        let new_license = issue_license(&state, new_license_id, subscription_id, organization_id, now).await?;
+        Ok(vec![
+            subscription.into_command(&request.context, now),
+            old_license.into_command(&request.context, now),
+            new_license.into_command(&request.context, now),
+        ])
+    })
+    .await?;
+    let upgraded = appended.find(|e| match e {
+        LedgerEvent::Subscription(SubscriptionEvent::SubscriptionUpgraded(u)) => Some(u.clone()),
+        _ => None,
+    })?;
+    // An upgrade keeps the subscription: the seed's `newSubscriptionId` is it.
+    Ok(ok(json!({
+        "success": true,
+        "newSubscriptionId": subscription_of(&appended)?,
+        "proratedAmount": money(upgraded.prorated_amount.amount()),
+        "effectiveDate": upgraded.effective_date,
+        "newLicenseKey": issued_key(&state, &appended)?,
+        "sequence": appended.sequence,
+    })))
+}
+
+/// The subscription whose stream an answer's events were appended to.
+fn subscription_of(appended: &Appended) -> Result<Uuid, ApiError> {
+    appended
+        .records
+        .iter()
+        .find(|(record, _)| record.header.stream_id.category() == "subscription")
+        .and_then(|(record, _)| record.header.stream_id.as_str().split_once('/').and_then(|(_, id)| id.parse().ok()))
+        .ok_or_else(|| ApiError::Internal("no subscription event".into()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Downgrade {
+    target_tier: String,
+}
+
+pub async fn downgrade(
+    State(state): State<AppState>,
+    Path(org_id): Path<Uuid>,
+    request: CommandRequest<Downgrade>,
+) -> Result<Response, ApiError> {
+    let organization_id = OrganizationId(org_id);
+    request.caller.require_org(organization_id, Need::Admin)?;
+    let target_tier = parse_tier(&request.body.target_tier)?;
+    let appended = execute(&state, &request.context, || async {
+        let subscription_id = live_subscription(&state, organization_id).await?;
+        let mut subscription = load::<Subscription>(&state, subscription_id.stream()).await?;
+        let command = SubscriptionCommand::ScheduleDowngrade { target_tier, today: state.today() };
+        subscription.decide(command, &state.subscription_services, subscription_refusal).await?;
+        Ok(vec![subscription.into_command(&request.context, state.now())])
+    })
+    .await?;
+    let effective = appended.find(|e| match e {
+        LedgerEvent::Subscription(SubscriptionEvent::DowngradeScheduled(d)) => Some(d.effective_date),
+        _ => None,
+    })?;
+    Ok(ok(json!({ "effectiveDate": effective, "sequence": appended.sequence })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cancel {
+    immediate: Option<bool>,
+    effective_date: Option<NaiveDate>,
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(org_id): Path<Uuid>,
+    request: CommandRequest<Cancel>,
+) -> Result<Response, ApiError> {
+    let organization_id = OrganizationId(org_id);
+    let immediate = request.body.immediate.unwrap_or(false);
+    if immediate {
+        // An immediate cancellation is the vendor's decision.
+        request.caller.require_org(organization_id, Need::Admin)?;
+        request.caller.require_operator()?;
+    } else {
+        request.caller.require_org(organization_id, Need::Admin)?;
+        if request.body.effective_date.is_some() {
+            return Err(ApiError::Validation("effectiveDate applies to an immediate cancellation only".into()));
+        }
+    }
+    let appended = execute(&state, &request.context, || async {
+        let today = state.today();
+        let subscription_id = live_subscription(&state, organization_id).await?;
+        let mut subscription = load::<Subscription>(&state, subscription_id.stream()).await?;
+        let command = SubscriptionCommand::Cancel { immediate, effective_date: request.body.effective_date, today };
+        subscription.decide(command, &state.subscription_services, subscription_refusal).await?;
+        let mut commands = Vec::new();
+        // A cancellation in effect already ends the organization's live
+        // subscription now; a later one is ended by the scheduler on its day.
+        let ends_now = subscription.state.cancelled_from.is_some_and(|from| from <= today);
+        if ends_now {
+            let mut org = load::<Organization>(&state, organization_id.stream()).await?;
+            org.decide(OrganizationCommand::EndSubscription { subscription_id }, &(), organization_refusal).await?;
+            commands.push(org.into_command(&request.context, state.now()));
+        }
+        commands.insert(0, subscription.into_command(&request.context, state.now()));
+        Ok(commands)
+    })
+    .await?;
+    let effective = appended.find(|e| match e {
+        LedgerEvent::Subscription(SubscriptionEvent::SubscriptionCancelled(c)) => Some(c.effective_date),
+        LedgerEvent::Subscription(SubscriptionEvent::AutoRenewalCancelled(c)) => Some(c.effective_date),
+        _ => None,
+    })?;
+    Ok(ok(json!({ "effectiveDate": effective, "sequence": appended.sequence })))
+}
+
+pub async fn add_addon(
+    State(state): State<AppState>,
+    Path(org_id): Path<Uuid>,
+    request: CommandRequest<AddonRequest>,
+) -> Result<Response, ApiError> {
+    let organization_id = OrganizationId(org_id);
+    request.caller.require_org(organization_id, Need::Admin)?;
+    if request.body.effective_date.is_none() {
+        return Err(ApiError::Validation("effectiveDate is required".into()));
+    }
+    let appended = execute(&state, &request.context, || async {
+        let today = state.today();
+        let subscription_id = live_subscription(&state, organization_id).await?;
+        let mut subscription = load::<Subscription>(&state, subscription_id.stream()).await?;
+        let command = request.body.command(today, today)?;
+        subscription.decide(command, &state.subscription_services, subscription_refusal).await?;
+        Ok(vec![subscription.into_command(&request.context, state.now())])
+    })
+    .await?;
+    let addon_id = appended.find(|e| match e {
+        LedgerEvent::Subscription(SubscriptionEvent::AddonAdded(a)) => Some(a.addon_id),
+        _ => None,
+    })?;
+    Ok(created(json!({ "addonId": addon_id, "sequence": appended.sequence })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevokeLicense {
+    reason: String,
+}
+
+pub async fn revoke_license(
+    State(state): State<AppState>,
+    Path(license_id): Path<Uuid>,
+    request: CommandRequest<RevokeLicense>,
+) -> Result<Response, ApiError> {
+    request.caller.require_operator()?;
+    let license_id = LicenseId(license_id);
+    let appended = execute(&state, &request.context, || async {
+        let mut license = load::<License>(&state, license_id.stream()).await?;
+        license.decide(LicenseCommand::Revoke { reason: request.body.reason.clone() }, &(), license_refusal).await?;
+        Ok(vec![license.into_command(&request.context, state.now())])
+    })
+    .await?;
+    Ok(ok(json!({ "sequence": appended.sequence })))
+}

@@ -1,0 +1,3 @@
+pub mod commands;
+pub mod ops;
+pub mod queries;

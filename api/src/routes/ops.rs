@@ -1,0 +1,128 @@
+//! Health, readiness, metrics, the log head, public keys and the test clock.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use domain::subscription::Status;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::Consistency;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the database answers and the read models have caught up
+/// with the log (and have not stopped).
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let head = match state.log.head().await {
+        Ok(head) => head.sequence,
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the database does not answer");
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unavailable" })))
+                .into_response();
+        }
+    };
+    if let Some(failure) = state.projections.failure() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "projection stopped", "detail": failure })))
+            .into_response();
+    }
+    let applied = state.projections.applied();
+    let status = if applied >= head { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "status": if applied >= head { "ready" } else { "catching up" }, "head": head, "applied": applied })))
+        .into_response()
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabel {
+    tier: String,
+}
+
+/// Prometheus text format. Gauges are computed from the read models at
+/// scrape time, so every process reports the same numbers.
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let mut registry = Registry::default();
+    let active = Family::<TierLabel, Gauge>::default();
+    registry.register("active_subscriptions", "Subscriptions active today, by tier", active.clone());
+    let head = Gauge::<i64>::default();
+    registry.register("ledger_log_head_sequence", "The last sequence of the log", head.clone());
+    let applied = Gauge::<i64>::default();
+    registry.register("ledger_projection_sequence", "The last sequence the read models include", applied.clone());
+    let today = state.today();
+    {
+        let ledger = state.projections.read().await;
+        for tier in domain::catalog::Tier::ALL {
+            active.get_or_create(&TierLabel { tier: tier.as_str().into() }).set(0);
+        }
+        for subscription in ledger.subscriptions.values() {
+            let live = matches!(subscription.status_on(today), Status::Active | Status::PastDue);
+            if let (true, Some(period)) = (live, subscription.tier_on(today)) {
+                active.get_or_create(&TierLabel { tier: period.tier.as_str().into() }).inc();
+            }
+        }
+        applied.set(ledger.sequence as i64);
+    }
+    head.set(state.log.head().await?.sequence as i64);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
+}
+
+pub async fn log_head(
+    State(state): State<AppState>,
+    caller: Caller,
+    _consistency: Consistency,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_vendor()?;
+    let head = state.log.head().await?;
+    Ok(Json(json!({
+        "sequence": head.sequence,
+        "chainHash": head.chain_hash.to_hex(),
+        "recordedAt": head.recorded_at.to_rfc3339(),
+    })))
+}
+
+/// The server's public keys; no credential needed. Rotation (a `next`
+/// key announced in the log) arrives with the replay issue.
+pub async fn keys(State(state): State<AppState>) -> Json<Value> {
+    let public = |key: &ed25519_dalek::SigningKey| STANDARD.encode(key.verifying_key().to_bytes());
+    Json(json!({
+        "algorithm": "Ed25519",
+        "licenseKeys": { "current": public(&state.keys.license), "next": null },
+        "leases": { "current": public(&state.keys.lease), "next": null },
+        "checkpoints": { "current": public(&state.keys.checkpoint), "next": null },
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveClock {
+    now: String,
+}
+
+/// Moves the manual test clock forward (operator only). The route exists in
+/// manual mode only; the router does not mount it otherwise.
+pub async fn test_clock(
+    State(state): State<AppState>,
+    request: crate::extract::CommandRequest<MoveClock>,
+) -> Result<Json<Value>, ApiError> {
+    request.caller.require_operator()?;
+    let to = domain::Timestamp::parse_rfc3339(&request.body.now).map_err(|e| ApiError::Validation(e.to_string()))?;
+    let now = state.clock.advance(to).ok_or(ApiError::NotFound)?.map_err(|e| match e {
+        crate::clock::ClockError::Backwards { .. } => ApiError::conflict("clock_backwards", e),
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    state.scheduler.notify_one();
+    Ok(Json(json!({ "now": now.to_rfc3339() })))
+}

@@ -1,0 +1,124 @@
+//! The server's key material: one Ed25519 key per purpose and one secret
+//! for keyed hashes, created on first start in the data directory (several
+//! processes on one PostgreSQL share the directory, or copies of it).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use domain::keys::{ServerSecret, api_token_hash, constant_time_eq};
+use domain::record::Hash;
+use ed25519_dalek::SigningKey;
+
+/// Bootstrap tokens given in the environment must be at least this long.
+pub const BOOTSTRAP_TOKEN_CHARS_MIN: usize = 32;
+
+pub struct ServerKeys {
+    pub license: SigningKey,
+    pub lease: SigningKey,
+    pub checkpoint: SigningKey,
+    pub secret: ServerSecret,
+    operator: Hash,
+    auditor: Hash,
+}
+
+/// Which fixed credential a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrap {
+    Operator,
+    Auditor,
+}
+
+impl ServerKeys {
+    /// Loads the keys from `data_dir/keys`, creating what is missing.
+    /// Returns the bootstrap tokens generated now, to be printed once.
+    pub fn load_or_create(
+        data_dir: &Path,
+        operator: Option<String>,
+        auditor: Option<String>,
+    ) -> anyhow::Result<(Self, Vec<(Bootstrap, String)>)> {
+        let keys = data_dir.join("keys");
+        std::fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
+        let seed = |name: &str| load_or_create_random(&keys.join(name));
+        let secret = ServerSecret::from_bytes(seed("secret")?);
+        let mut generated = Vec::new();
+        let mut token_hash = |role: Bootstrap, given: Option<String>| -> anyhow::Result<Hash> {
+            let name = match role {
+                Bootstrap::Operator => "operator-token.hash",
+                Bootstrap::Auditor => "auditor-token.hash",
+            };
+            if let Some(token) = given {
+                anyhow::ensure!(
+                    token.chars().count() >= BOOTSTRAP_TOKEN_CHARS_MIN,
+                    "the {role:?} token from the environment must be at least {BOOTSTRAP_TOKEN_CHARS_MIN} characters"
+                );
+                return Ok(api_token_hash(&secret, &token));
+            }
+            let path = keys.join(name);
+            if let Ok(stored) = std::fs::read(&path) {
+                return Hash::from_slice(&stored).with_context(|| format!("{} is not a 32-byte hash", path.display()));
+            }
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let token =
+                format!("{}_{}", if role == Bootstrap::Operator { "op" } else { "au" }, URL_SAFE_NO_PAD.encode(bytes));
+            let hash = api_token_hash(&secret, &token);
+            write_new(&path, hash.as_bytes())?;
+            generated.push((role, token));
+            Ok(hash)
+        };
+        let operator = token_hash(Bootstrap::Operator, operator)?;
+        let auditor = token_hash(Bootstrap::Auditor, auditor)?;
+        let keys = ServerKeys {
+            license: SigningKey::from_bytes(&seed("license-key.ed25519")?),
+            lease: SigningKey::from_bytes(&seed("lease.ed25519")?),
+            checkpoint: SigningKey::from_bytes(&seed("checkpoint.ed25519")?),
+            secret,
+            operator,
+            auditor,
+        };
+        Ok((keys, generated))
+    }
+
+    /// Which bootstrap credential `token` is, compared in constant time.
+    pub fn bootstrap(&self, token: &str) -> Option<Bootstrap> {
+        let hash = api_token_hash(&self.secret, token);
+        if constant_time_eq(hash.as_bytes(), self.operator.as_bytes()) {
+            Some(Bootstrap::Operator)
+        } else if constant_time_eq(hash.as_bytes(), self.auditor.as_bytes()) {
+            Some(Bootstrap::Auditor)
+        } else {
+            None
+        }
+    }
+}
+
+/// 32 random bytes kept in `path`: read if there, else created (0600).
+fn load_or_create_random(path: &Path) -> anyhow::Result<[u8; 32]> {
+    if let Ok(bytes) = std::fs::read(path) {
+        return bytes.try_into().map_err(|_| anyhow::anyhow!("{} is not 32 bytes", path.display()));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    match write_new(path, &bytes) {
+        Ok(()) => Ok(bytes),
+        // Another process created it first: use theirs.
+        Err(_) if path.exists() => load_or_create_random(path),
+        Err(error) => Err(error),
+    }
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! Given / when / then tests of the license aggregate, and of a key's own
+//! state over time (BILLING-RULES.md, "Subscriptions" on upgrades and
+//! "License keys and validation").
+//!
+//! Tables that try several inputs print the case before running it, so a
+//! failure names the case that broke (libtest shows a failing test's output).
+
+use chrono::NaiveDate;
+use cqrs_es::Aggregate;
+use cqrs_es::test::{AggregateTestExecutor, TestFramework};
+use ledger_domain::event::{EventDecodeError, StoredEvent};
+use ledger_domain::license::{
+    KeyState, License, LicenseCommand, LicenseError, LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded,
+    REASON_CHARS_MAX,
+};
+use ledger_domain::record::Hash;
+use ledger_domain::{LicenseId, OrganizationId, SubscriptionId, Timestamp};
+use uuid::Uuid;
+
+const OLD_KEY: LicenseId = LicenseId(Uuid::from_u128(0x1101));
+const NEW_KEY: LicenseId = LicenseId(Uuid::from_u128(0x1102));
+const SUB: SubscriptionId = SubscriptionId(Uuid::from_u128(0x5b));
+const ORG: OrganizationId = OrganizationId(Uuid::from_u128(0x0a));
+
+fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, day).unwrap()
+}
+
+/// An RFC 3339 UTC time.
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(text).unwrap()
+}
+
+fn given(events: Vec<LicenseEvent>) -> AggregateTestExecutor<License> {
+    TestFramework::<License>::with(()).given(events)
+}
+
+// Givens.
+
+fn issued() -> LicenseEvent {
+    LicenseIssued {
+        license_id: OLD_KEY,
+        subscription_id: SUB,
+        organization_id: ORG,
+        nonce: [7; 16],
+        key_hash: Hash([9; 32]),
+        issued_at: at("2026-01-01T09:30:00Z"),
+    }
+    .into()
+}
+
+/// Superseded by an upgrade effective 2026-01-16: the window runs from
+/// 2026-01-16T00:00Z for 7 × 24 hours.
+fn superseded() -> LicenseEvent {
+    LicenseSuperseded { by: NEW_KEY, effective_date: d(2026, 1, 16), window_ends_at: at("2026-01-23T00:00:00Z") }.into()
+}
+
+fn revoked(reason: &str) -> LicenseEvent {
+    LicenseRevoked { reason: reason.into() }.into()
+}
+
+// Commands.
+
+fn issue() -> LicenseCommand {
+    LicenseCommand::Issue {
+        license_id: OLD_KEY,
+        subscription_id: SUB,
+        organization_id: ORG,
+        nonce: [7; 16],
+        key_hash: Hash([9; 32]),
+        issued_at: at("2026-01-01T09:30:00Z"),
+    }
+}
+
+fn supersede(effective: NaiveDate) -> LicenseCommand {
+    LicenseCommand::Supersede { by: NEW_KEY, effective_date: effective }
+}
+
+fn revoke(reason: &str) -> LicenseCommand {
+    LicenseCommand::Revoke { reason: reason.into() }
+}
+
+fn end_window(now: &str) -> LicenseCommand {
+    LicenseCommand::EndSupersedeWindow { now: at(now) }
+}
+
+// Issue.
+
+#[test]
+fn issue_records_the_key_hash_and_its_random_bytes() {
+    given(vec![]).when(issue()).then_expect_events(vec![issued()]);
+}
+
+#[test]
+fn issuing_a_license_twice_is_refused() {
+    for (case, events) in [
+        ("issued", vec![issued()]),
+        ("superseded", vec![issued(), superseded()]),
+        ("revoked", vec![issued(), revoked("fraud")]),
+    ] {
+        println!("case: {case}");
+        given(events).when(issue()).then_expect_error(LicenseError::AlreadyExists);
+    }
+}
+
+#[test]
+fn every_other_command_on_a_missing_license_is_not_found() {
+    for command in [supersede(d(2026, 1, 16)), revoke("fraud"), end_window("2026-02-01T00:00:00Z")] {
+        println!("case: {command:?}");
+        given(vec![]).when(command).then_expect_error(LicenseError::NotFound);
+    }
+}
+
+// Supersede.
+
+#[test]
+fn supersede_opens_a_window_of_7_times_24_hours_from_the_start_of_the_effective_day() {
+    for (effective, window_end) in [
+        (d(2026, 1, 16), "2026-01-23T00:00:00Z"),
+        // Across a month and a year's end, and over a leap day.
+        (d(2026, 12, 28), "2027-01-04T00:00:00Z"),
+        (d(2028, 2, 25), "2028-03-03T00:00:00Z"),
+    ] {
+        println!("case: {effective}");
+        given(vec![issued()]).when(supersede(effective)).then_expect_events(vec![
+            LicenseSuperseded { by: NEW_KEY, effective_date: effective, window_ends_at: at(window_end) }.into(),
+        ]);
+    }
+}
+
+#[test]
+fn superseding_a_license_twice_is_refused() {
+    given(vec![issued(), superseded()])
+        .when(supersede(d(2026, 1, 20)))
+        .then_expect_error(LicenseError::AlreadySuperseded);
+}
+
+#[test]
+fn superseding_a_revoked_license_is_refused() {
+    given(vec![issued(), revoked("fraud")])
+        .when(supersede(d(2026, 1, 16)))
+        .then_expect_error(LicenseError::AlreadyRevoked);
+}
+
+// Revoke.
+
+#[test]
+fn revoke_records_the_trimmed_reason() {
+    for (case, events) in [("valid", vec![issued()]), ("in its supersede window", vec![issued(), superseded()])] {
+        println!("case: {case}");
+        given(events)
+            .when(revoke("  key leaked on a forum \n"))
+            .then_expect_events(vec![revoked("key leaked on a forum")]);
+    }
+}
+
+#[test]
+fn a_reason_of_the_longest_length_is_accepted() {
+    let longest = "é".repeat(REASON_CHARS_MAX);
+    given(vec![issued()]).when(revoke(&format!(" {longest} "))).then_expect_events(vec![revoked(&longest)]);
+}
+
+#[test]
+fn an_empty_or_too_long_reason_is_refused() {
+    let too_long = "x".repeat(REASON_CHARS_MAX + 1);
+    for reason in ["", "   ", "\t\n", too_long.as_str()] {
+        println!("case: {} characters", reason.chars().count());
+        given(vec![issued()]).when(revoke(reason)).then_expect_error(LicenseError::InvalidReason);
+    }
+}
+
+#[test]
+fn revoking_a_license_twice_is_refused() {
+    for (case, events) in [
+        ("revoked by an operator", vec![issued(), revoked("fraud")]),
+        ("revoked when its window ended", vec![issued(), superseded(), revoked("superseded")]),
+    ] {
+        println!("case: {case}");
+        given(events).when(revoke("again")).then_expect_error(LicenseError::AlreadyRevoked);
+    }
+}
+
+// The end of a supersede window.
+
+#[test]
+fn end_supersede_window_revokes_the_key_once_the_window_is_over() {
+    for now in ["2026-01-23T00:00:00Z", "2026-03-01T12:00:00Z"] {
+        println!("case: {now}");
+        given(vec![issued(), superseded()]).when(end_window(now)).then_expect_events(vec![revoked("superseded")]);
+    }
+}
+
+#[test]
+fn end_supersede_window_before_the_window_is_over_is_refused() {
+    for (case, events, now) in [
+        ("a microsecond early", vec![issued(), superseded()], "2026-01-22T23:59:59.999999Z"),
+        ("before the effective day", vec![issued(), superseded()], "2026-01-10T00:00:00Z"),
+        ("never superseded", vec![issued()], "2026-03-01T00:00:00Z"),
+    ] {
+        println!("case: {case}");
+        given(events).when(end_window(now)).then_expect_error(LicenseError::WindowNotOver);
+    }
+}
+
+#[test]
+fn end_supersede_window_of_a_revoked_key_is_refused() {
+    given(vec![issued(), superseded(), revoked("fraud")])
+        .when(end_window("2026-01-23T00:00:00Z"))
+        .then_expect_error(LicenseError::AlreadyRevoked);
+}
+
+// A key's own state over time.
+
+fn license(events: Vec<LicenseEvent>) -> License {
+    let mut license = License::default();
+    for event in events {
+        license.apply(event);
+    }
+    license
+}
+
+#[test]
+fn a_superseded_key_is_valid_then_superseded_for_7_days_then_revoked() {
+    let key = license(vec![issued(), superseded()]);
+    let window = KeyState::Superseded { until: at("2026-01-23T00:00:00Z") };
+    for (now, state) in [
+        ("2026-01-01T09:30:00Z", KeyState::Valid),
+        ("2026-01-15T23:59:59.999999Z", KeyState::Valid),
+        ("2026-01-16T00:00:00Z", window),
+        ("2026-01-19T12:00:00Z", window),
+        ("2026-01-22T23:59:59.999999Z", window),
+        ("2026-01-23T00:00:00Z", KeyState::Revoked),
+        ("2027-01-01T00:00:00Z", KeyState::Revoked),
+    ] {
+        assert_eq!(key.state_at(at(now)), state, "at {now}");
+    }
+}
+
+#[test]
+fn a_key_never_superseded_stays_valid() {
+    let key = license(vec![issued()]);
+    for now in ["2026-01-01T09:30:00Z", "2030-01-01T00:00:00Z"] {
+        assert_eq!(key.state_at(at(now)), KeyState::Valid, "at {now}");
+    }
+}
+
+#[test]
+fn a_revoked_key_is_revoked_at_every_time() {
+    for (case, events) in [
+        ("revoked while valid", vec![issued(), revoked("fraud")]),
+        ("revoked before its effective day", vec![issued(), superseded(), revoked("fraud")]),
+        ("revoked when the window ended", vec![issued(), superseded(), revoked("superseded")]),
+    ] {
+        let key = license(events);
+        for now in ["2026-01-01T09:30:00Z", "2026-01-16T00:00:00Z", "2026-01-23T00:00:00Z"] {
+            assert_eq!(key.state_at(at(now)), KeyState::Revoked, "{case}, at {now}");
+        }
+    }
+}
+
+// The stored form.
+
+/// One event of each variant. The match makes this fail to compile when a
+/// variant is added, so the round trip below cannot silently skip it.
+fn one_of_each_event() -> Vec<LicenseEvent> {
+    let events = vec![issued(), superseded(), revoked("key leaked on a forum")];
+    let mut seen = [false; 3];
+    for event in &events {
+        let index = match event {
+            LicenseEvent::LicenseIssued(_) => 0,
+            LicenseEvent::LicenseSuperseded(_) => 1,
+            LicenseEvent::LicenseRevoked(_) => 2,
+        };
+        seen[index] = true;
+    }
+    assert!(seen.iter().all(|&s| s), "one event of each variant: {seen:?}");
+    events
+}
+
+#[test]
+fn every_event_survives_its_stored_form() {
+    for event in one_of_each_event() {
+        let payload = event.encode_payload();
+        let decoded = LicenseEvent::decode(event.event_type(), event.schema_version(), &payload);
+        assert_eq!(decoded.unwrap(), Some(event.clone()), "{}", event.event_type());
+        assert_eq!(event.schema_version(), 1, "{}", event.event_type());
+    }
+}
+
+#[test]
+fn decoding_an_unknown_schema_version_is_an_error() {
+    for event in one_of_each_event() {
+        let decoded = LicenseEvent::decode(event.event_type(), 2, &event.encode_payload());
+        assert!(
+            matches!(&decoded, Err(EventDecodeError::UnknownVersion { event_type, schema_version: 2 })
+                if event_type == event.event_type()),
+            "{}: {decoded:?}",
+            event.event_type()
+        );
+    }
+}
+
+#[test]
+fn decoding_a_payload_with_trailing_bytes_is_an_error() {
+    let event = superseded();
+    let mut payload = event.encode_payload();
+    payload.push(0);
+    let decoded = LicenseEvent::decode(event.event_type(), 1, &payload);
+    assert!(matches!(decoded, Err(EventDecodeError::Payload { .. })), "{decoded:?}");
+}
+
+#[test]
+fn decoding_another_aggregates_event_type_gives_none() {
+    let payload = issued().encode_payload();
+    for event_type in ["SubscriptionCreated", "ApiTokenRevoked", "LicenseExpired", "licenseissued"] {
+        let decoded = LicenseEvent::decode(event_type, 1, &payload);
+        assert!(matches!(decoded, Ok(None)), "{event_type}: {decoded:?}");
+    }
+}

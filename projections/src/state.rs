@@ -1,0 +1,176 @@
+//! The ledger's current state, as queries need it.
+//!
+//! It holds the aggregates' own states (applied by their `apply`, so the
+//! read side and the deciding side cannot drift apart) plus what queries
+//! need beyond them. Maps are ordered, so the encoded state, and with it
+//! the digest that `replay verify` compares, is deterministic.
+
+use std::collections::BTreeMap;
+
+use cqrs_es::Aggregate;
+use domain::event::LedgerEvent;
+use domain::license::{License, LicenseEvent};
+use domain::organization::{Organization, OrganizationCreated, OrganizationEvent, Role};
+use domain::record::{Hash, Record};
+use domain::subscription::{Subscription, SubscriptionEvent};
+use domain::{LicenseId, Metadata, OrganizationId, SubscriptionId, Timestamp, TokenId};
+use serde::{Deserialize, Serialize};
+
+/// An organization: its creation details, its aggregate state, and what
+/// belongs to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrganizationEntry {
+    pub created: OrganizationCreated,
+    pub created_at: Timestamp,
+    pub state: Organization,
+    pub subscriptions: Vec<SubscriptionId>,
+    pub licenses: Vec<LicenseId>,
+}
+
+/// An API token, for authenticating requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenEntry {
+    pub organization_id: OrganizationId,
+    pub role: Role,
+    pub token_hash: Hash,
+    pub revoked: bool,
+}
+
+/// One line of the audit trail: who did what, when, to which stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub sequence: u64,
+    pub recorded_at: Timestamp,
+    pub occurred_at: Timestamp,
+    pub stream_id: String,
+    pub event_type: String,
+    pub organization_id: Option<OrganizationId>,
+    pub actor: Option<String>,
+    pub source_ip: Option<String>,
+    pub leaf_hash: Hash,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerState {
+    /// The last sequence applied.
+    pub sequence: u64,
+    pub organizations: BTreeMap<OrganizationId, OrganizationEntry>,
+    pub subscriptions: BTreeMap<SubscriptionId, Subscription>,
+    pub licenses: BTreeMap<LicenseId, License>,
+    pub tokens: BTreeMap<TokenId, TokenEntry>,
+    pub audit: Vec<AuditEntry>,
+}
+
+impl LedgerState {
+    /// Applies one record. Records must come in global order, each once.
+    pub fn apply(&mut self, record: &Record, event: Option<LedgerEvent>) {
+        assert_eq!(record.header.sequence, self.sequence + 1, "projections apply the log in order, each record once");
+        self.sequence = record.header.sequence;
+        // Entity streams are named by UUIDs; an event on any other name was
+        // not written by this ledger and changes nothing but the audit list.
+        let id = record.header.stream_id.as_str().split_once('/').and_then(|(_, id)| id.parse::<uuid::Uuid>().ok());
+        let organization_id = match (event, id) {
+            (Some(LedgerEvent::Organization(event)), Some(id)) => {
+                Some(self.apply_organization(OrganizationId(id), record, event))
+            }
+            (Some(LedgerEvent::Subscription(event)), Some(id)) => self.apply_subscription(SubscriptionId(id), event),
+            (Some(LedgerEvent::License(event)), Some(id)) => self.apply_license(LicenseId(id), event),
+            _ => None,
+        };
+        let metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+        self.audit.push(AuditEntry {
+            sequence: record.header.sequence,
+            recorded_at: record.header.recorded_at,
+            occurred_at: record.header.occurred_at,
+            stream_id: record.header.stream_id.to_string(),
+            event_type: record.header.event_type.clone(),
+            organization_id,
+            actor: metadata.actor,
+            source_ip: metadata.source_ip,
+            leaf_hash: record.leaf_hash,
+        });
+    }
+
+    fn apply_organization(&mut self, id: OrganizationId, record: &Record, event: OrganizationEvent) -> OrganizationId {
+        match &event {
+            OrganizationEvent::OrganizationCreated(created) => {
+                self.organizations.insert(
+                    id,
+                    OrganizationEntry {
+                        created: created.clone(),
+                        created_at: record.header.recorded_at,
+                        state: Organization::default(),
+                        subscriptions: Vec::new(),
+                        licenses: Vec::new(),
+                    },
+                );
+            }
+            OrganizationEvent::ApiTokenIssued(issued) => {
+                self.tokens.insert(
+                    issued.token_id,
+                    TokenEntry {
+                        organization_id: id,
+                        role: issued.role,
+                        token_hash: issued.token_hash,
+                        revoked: false,
+                    },
+                );
+            }
+            OrganizationEvent::ApiTokenRevoked(revoked) => {
+                if let Some(token) = self.tokens.get_mut(&revoked.token_id) {
+                    token.revoked = true;
+                }
+            }
+            _ => {}
+        }
+        if let Some(entry) = self.organizations.get_mut(&id) {
+            entry.state.apply(event);
+        }
+        id
+    }
+
+    fn apply_subscription(&mut self, id: SubscriptionId, event: SubscriptionEvent) -> Option<OrganizationId> {
+        if let SubscriptionEvent::SubscriptionCreated(created) = &event
+            && let Some(entry) = self.organizations.get_mut(&created.organization_id)
+        {
+            entry.subscriptions.push(id);
+        }
+        let subscription = self.subscriptions.entry(id).or_default();
+        subscription.apply(event);
+        subscription.organization_id
+    }
+
+    fn apply_license(&mut self, id: LicenseId, event: LicenseEvent) -> Option<OrganizationId> {
+        if let LicenseEvent::LicenseIssued(issued) = &event
+            && let Some(entry) = self.organizations.get_mut(&issued.organization_id)
+        {
+            entry.licenses.push(id);
+        }
+        let license = self.licenses.entry(id).or_default();
+        license.apply(event);
+        license.issued.as_ref().map(|issued| issued.organization_id)
+    }
+
+    /// The live subscription of an organization, if any.
+    pub fn live_subscription(&self, organization_id: OrganizationId) -> Option<(SubscriptionId, &Subscription)> {
+        let entry = self.organizations.get(&organization_id)?;
+        let id = entry.state.live_subscription?;
+        Some((id, self.subscriptions.get(&id)?))
+    }
+
+    /// The most recent subscription of an organization, live or not.
+    pub fn latest_subscription(&self, organization_id: OrganizationId) -> Option<(SubscriptionId, &Subscription)> {
+        let entry = self.organizations.get(&organization_id)?;
+        let id = *entry.subscriptions.last()?;
+        Some((id, self.subscriptions.get(&id)?))
+    }
+
+    /// The state's canonical bytes and their digest.
+    pub fn encode(&self) -> (Vec<u8>, Hash) {
+        let bytes = domain::codec::encode(self);
+        let digest = Hash(*blake3::Hasher::new_derive_key(DIGEST_CONTEXT).update(&bytes).finalize().as_bytes());
+        (bytes, digest)
+    }
+}
+
+const DIGEST_CONTEXT: &str = "ledger 2026-11-29 projection state digest v1";
