@@ -23,6 +23,7 @@ pub mod clock;
 pub mod command;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod routes;
 pub mod scheduler;
 pub mod secrets;
@@ -84,7 +85,8 @@ pub fn app(state: AppState) -> Router {
         .route("/enforcement/{org_id}/check", get(q::enforcement))
         .route("/audit", get(q::audit))
         .route("/log/head", get(ops::log_head))
-        .route("/keys", get(ops::keys));
+        .route("/keys", get(ops::keys))
+        .route("/openapi.json", get(openapi::serve));
     if state.clock.is_manual() {
         api = api.route("/test-clock", post(ops::test_clock));
     }

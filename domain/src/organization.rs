@@ -216,7 +216,8 @@ impl Organization {
             }
             OrganizationCommand::AddUser { user_id, email, role, seat_limit } => {
                 let email = normalize_email(&email)?;
-                if self.users.values().any(|user| user.email == email) {
+                // Among active users: a deactivated person may be added again.
+                if self.users.values().any(|user| user.active && user.email == email) {
                     return Err(E::DuplicateEmail(email));
                 }
                 if let Some(limit) = seat_limit

@@ -249,6 +249,8 @@ pub enum SubscriptionError {
     DoesNotRenew,
     #[error("auto-renewal is already off")]
     AutoRenewalAlreadyOff,
+    #[error("the subscription is already cancelled from {0}")]
+    AlreadyCancelled(NaiveDate),
     #[error("add-on quantity must be 1 to {ADDON_QUANTITY_MAX}")]
     InvalidQuantity,
     #[error("{0}")]
@@ -419,6 +421,11 @@ impl Subscription {
             }
             SubscriptionCommand::Cancel { immediate: true, effective_date, today } => {
                 changeable(today)?;
+                // A cancellation dated later is still pending; it is not
+                // moved by cancelling again.
+                if let Some(from) = self.cancelled_from {
+                    return Err(E::AlreadyCancelled(from));
+                }
                 let effective = effective_date.unwrap_or(today);
                 if effective < first_of_month(today).max(start) || effective >= end {
                     return Err(E::EffectiveDateOutOfRange(effective));

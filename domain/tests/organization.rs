@@ -456,3 +456,17 @@ fn decoding_another_aggregates_event_type_gives_none() {
         assert!(matches!(decoded, Ok(None)), "{event_type}: {decoded:?}");
     }
 }
+
+#[test]
+fn a_deactivated_users_email_may_be_added_again() {
+    given(vec![created(), user_added(900, "kim@acme.example"), user_deactivated(900)])
+        .when(OrganizationCommand::AddUser {
+            user_id: user(901),
+            email: "Kim@Acme.example".into(),
+            role: Role::Viewer,
+            seat_limit: Some(5),
+        })
+        .then_expect_events(vec![
+            UserAdded { user_id: user(901), email: "kim@acme.example".into(), role: Role::Viewer }.into(),
+        ]);
+}

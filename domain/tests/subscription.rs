@@ -1002,3 +1002,10 @@ fn decoding_another_aggregates_event_type_gives_none() {
         assert!(matches!(decoded, Ok(None)), "{event_type}: {decoded:?}");
     }
 }
+
+#[test]
+fn a_pending_immediate_cancellation_is_not_moved_by_cancelling_again() {
+    given(vec![created(Tier::Starter, d(2026, 1, 1)), SubscriptionCancelled { effective_date: d(2026, 1, 20) }.into()])
+        .when(cancel_now(Some(d(2026, 1, 25)), d(2026, 1, 10)))
+        .then_expect_error(SubscriptionError::AlreadyCancelled(d(2026, 1, 20)));
+}

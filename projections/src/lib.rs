@@ -143,7 +143,8 @@ impl Projections {
         Ok(())
     }
 
-    async fn save_snapshot(&self, log: &EventLog, now: Timestamp) -> Result<u64, ProjectionError> {
+    /// Saves the state and its checkpoint now; returns the checkpoint.
+    pub async fn save_snapshot(&self, log: &EventLog, now: Timestamp) -> Result<u64, ProjectionError> {
         let (sequence, state, digest) = {
             let state = self.state.read().await;
             let (bytes, digest) = state.encode();

@@ -79,7 +79,7 @@ pub(crate) fn subscription_refusal(error: SubscriptionError) -> ApiError {
         E::NotAnUpgrade { .. } => ApiError::conflict("not_an_upgrade", error),
         E::NotADowngrade { .. } => ApiError::conflict("not_a_downgrade", error),
         E::DoesNotRenew => ApiError::conflict("does_not_renew", error),
-        E::AutoRenewalAlreadyOff => ApiError::conflict("already_cancelled", error),
+        E::AutoRenewalAlreadyOff | E::AlreadyCancelled(_) => ApiError::conflict("already_cancelled", error),
         E::AlreadyExists | E::TermNotEnded => ApiError::conflict("conflict", error),
     }
 }
@@ -110,7 +110,7 @@ async fn live_subscription(state: &AppState, organization_id: OrganizationId) ->
         .ok_or_else(|| ApiError::conflict("no_subscription", "the organization has no live subscription"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrganization {
     name: String,
@@ -119,6 +119,7 @@ pub struct CreateOrganization {
     employee_count: Option<u32>,
 }
 
+#[utoipa::path(post, path = "/api/v1/organizations", tag = "ledger", request_body = CreateOrganization, responses((status = 201, description = "Create an organization (operator). Answers {id, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn create_organization(
     State(state): State<AppState>,
     request: CommandRequest<CreateOrganization>,
@@ -150,13 +151,14 @@ pub async fn create_organization(
     Ok(created(json!({ "id": id, "sequence": appended.sequence })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddUser {
     email: String,
     role: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/organizations/{org_id}/users", tag = "ledger", request_body = AddUser, params(("org_id" = String, Path, description = "UUID")), responses((status = 201, description = "Add a user; 409 seat_limit_reached when seats are full. Answers {id, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn add_user(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -185,10 +187,11 @@ pub async fn add_user(
     Ok(created(json!({ "id": id, "sequence": appended.sequence })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoBody {}
 
+#[utoipa::path(post, path = "/api/v1/organizations/{org_id}/users/{user_id}/deactivate", tag = "ledger", params(("org_id" = String, Path, description = "UUID"), ("user_id" = String, Path, description = "UUID")), responses((status = 200, description = "Deactivate a user, freeing a seat. Answers {sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn deactivate_user(
     State(state): State<AppState>,
     Path((org_id, user_id)): Path<(Uuid, Uuid)>,
@@ -205,12 +208,13 @@ pub async fn deactivate_user(
     Ok(ok(json!({ "sequence": appended.sequence })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssueToken {
     role: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/organizations/{org_id}/tokens", tag = "ledger", request_body = IssueToken, params(("org_id" = String, Path, description = "UUID")), responses((status = 201, description = "Issue an org API token for a role. Answers {tokenId, token, sequence}; the token is shown again only to a retry with the same Idempotency-Key."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn issue_token(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -236,6 +240,7 @@ pub async fn issue_token(
     Ok(created(json!({ "tokenId": token_id, "token": token, "sequence": appended.sequence })))
 }
 
+#[utoipa::path(post, path = "/api/v1/organizations/{org_id}/tokens/{token_id}/revoke", tag = "ledger", params(("org_id" = String, Path, description = "UUID"), ("token_id" = String, Path, description = "UUID")), responses((status = 200, description = "Revoke an org API token. Answers {sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     Path((org_id, token_id)): Path<(Uuid, Uuid)>,
@@ -252,7 +257,7 @@ pub async fn revoke_token(
     Ok(ok(json!({ "sequence": appended.sequence })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSubscription {
     organization_id: Uuid,
@@ -263,6 +268,7 @@ pub struct CreateSubscription {
     enterprise_overage_rate: Option<Decimal>,
 }
 
+#[utoipa::path(post, path = "/api/v1/subscriptions", tag = "ledger", request_body = CreateSubscription, responses((status = 201, description = "Create a subscription and issue its license key (operator). Answers {subscriptionId, licenseKey, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn create_subscription(
     State(state): State<AppState>,
     request: CommandRequest<CreateSubscription>,
@@ -334,7 +340,7 @@ fn issued_key(state: &AppState, appended: &Appended) -> Result<String, ApiError>
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddonRequest {
     kind: String,
@@ -364,7 +370,7 @@ impl AddonRequest {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Upgrade {
     target_tier: String,
@@ -373,6 +379,7 @@ pub struct Upgrade {
     effective_date: Option<NaiveDate>,
 }
 
+#[utoipa::path(post, path = "/api/v1/subscriptions/{org_id}/upgrade", tag = "ledger", request_body = Upgrade, params(("org_id" = String, Path, description = "UUID")), responses((status = 200, description = "Upgrade the live subscription (the seed's UpgradeRequest/UpgradeResponse) plus sequence."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -432,12 +439,13 @@ fn subscription_of(appended: &Appended) -> Result<Uuid, ApiError> {
         .ok_or_else(|| ApiError::Internal("no subscription event".into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Downgrade {
     target_tier: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/subscriptions/{org_id}/downgrade", tag = "ledger", request_body = Downgrade, params(("org_id" = String, Path, description = "UUID")), responses((status = 200, description = "Schedule a downgrade at the term end. Answers {effectiveDate, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn downgrade(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -461,13 +469,14 @@ pub async fn downgrade(
     Ok(ok(json!({ "effectiveDate": effective, "sequence": appended.sequence })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Cancel {
     immediate: Option<bool>,
     effective_date: Option<NaiveDate>,
 }
 
+#[utoipa::path(post, path = "/api/v1/subscriptions/{org_id}/cancel", tag = "ledger", request_body = Cancel, params(("org_id" = String, Path, description = "UUID")), responses((status = 200, description = "Cancel at term end (auto-renewal off), or immediately (operator). Answers {effectiveDate, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -512,6 +521,7 @@ pub async fn cancel(
     Ok(ok(json!({ "effectiveDate": effective, "sequence": appended.sequence })))
 }
 
+#[utoipa::path(post, path = "/api/v1/subscriptions/{org_id}/addons", tag = "ledger", request_body = AddonRequest, params(("org_id" = String, Path, description = "UUID")), responses((status = 201, description = "Buy an add-on. Answers {addonId, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn add_addon(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -538,12 +548,13 @@ pub async fn add_addon(
     Ok(created(json!({ "addonId": addon_id, "sequence": appended.sequence })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevokeLicense {
     reason: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/licenses/{license_id}/revoke", tag = "ledger", request_body = RevokeLicense, params(("license_id" = String, Path, description = "UUID")), responses((status = 200, description = "Revoke a license key (operator). Answers {sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
 pub async fn revoke_license(
     State(state): State<AppState>,
     Path(license_id): Path<Uuid>,
