@@ -180,7 +180,11 @@ async fn read_group(state: &AppState, key: &str, first: u64) -> Result<Appended,
     let page = state.log.read_page(first..=u64::MAX, GROUP_EVENTS_MAX).await?;
     let group: Vec<Record> = page
         .into_iter()
-        .take_while(|r| r.header.idempotency_key.as_deref().is_some_and(|k| k.starts_with(&prefix)))
+        // `{key}#{n}`, n digits only: a later request keyed `{key}#x` is not ours.
+        .take_while(|r| {
+            let rest = r.header.idempotency_key.as_deref().and_then(|k| k.strip_prefix(&prefix));
+            rest.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
         .collect();
     decoded(group)
 }

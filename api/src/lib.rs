@@ -150,6 +150,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     println!("ledger listening on http://{address} (data in {})", config.data_dir.display());
+    println!("try: curl -H 'Authorization: Bearer <operator token>' http://{address}/api/v1/organizations");
     axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown())
         .await?;

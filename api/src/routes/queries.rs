@@ -304,7 +304,8 @@ pub async fn audit(
 ) -> Result<Json<Value>, ApiError> {
     let organization = query.organization_id.map(OrganizationId);
     match (caller, organization) {
-        (Caller::Member { .. }, None) => return Err(ApiError::Validation("organizationId is required".into())),
+        // All organizations' audit is the vendor's (API.md's roles table).
+        (Caller::Member { .. }, None) => return Err(ApiError::Forbidden),
         (_, Some(id)) => caller.require_org(id, Need::Analyst)?,
         (_, None) => caller.require_vendor()?,
     }

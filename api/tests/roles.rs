@@ -1,0 +1,553 @@
+//! The authorization matrix of API.md, "Authentication": every route the
+//! router serves, asked by every kind of caller, with the exact answer the
+//! roles table demands.
+//!
+//! The expectations come from API.md, not from the server: where the two
+//! disagree the matrix fails and names each disagreeing cell.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const OPERATOR_TOKEN: &str = "roles-matrix-operator-token-0123456789abcdef";
+const AUDITOR_TOKEN: &str = "roles-matrix-auditor-token-0123456789abcdef";
+/// A bearer credential the server never issued.
+const GARBAGE_TOKEN: &str = "garbage-credential-nobody-ever-issued-0123456789";
+
+/// The kinds of caller, in the column order of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Operator,
+    Auditor,
+    /// Organization A's admin, analyst and viewer tokens.
+    AAdmin,
+    AAnalyst,
+    AViewer,
+    /// The admin of organization B: a member of another organization.
+    BAdmin,
+    /// No `Authorization` header.
+    Anonymous,
+    /// A bearer token the server never issued.
+    Garbage,
+}
+
+const CALLERS: [Who; 8] =
+    [Who::Operator, Who::Auditor, Who::AAdmin, Who::AAnalyst, Who::AViewer, Who::BAdmin, Who::Anonymous, Who::Garbage];
+
+/// What a caller must get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Allowed: any 2xx (the request bodies are chosen to succeed).
+    Ok,
+    /// Refused: this status with a problem+json body carrying this `code`.
+    Refused(u16, &'static str),
+}
+
+/// Allowed.
+const OK: Expect = Expect::Ok;
+/// 403 `forbidden`: authenticated, but the role may not do this.
+const FB: Expect = Expect::Refused(403, "forbidden");
+/// 404 `not_found`: another organization's resource, as if it did not exist.
+const NF: Expect = Expect::Refused(404, "not_found");
+/// 401 `unauthorized`: no credential, or one the server does not know.
+const UA: Expect = Expect::Refused(401, "unauthorized");
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Ok => f.write_str("2xx"),
+            Expect::Refused(status, code) => write!(f, "{status} {code}"),
+        }
+    }
+}
+
+/// One route of the router, with a request that succeeds when allowed.
+/// Placeholders in `path` and `body`: `{A}` `{B}` `{C}` `{D}` organization
+/// ids, `{userA}` an active user of A, `{spareTokenA}` a token of A that no
+/// caller uses, `{licenseA}` A's first license, `{licenseC}` C's license,
+/// `{n}` a number unique to the request.
+struct Row {
+    method: Method,
+    path: &'static str,
+    body: Option<&'static str>,
+    /// Columns: operator, auditor, A-admin, A-analyst, A-viewer, B-admin,
+    /// no credential, garbage credential.
+    expect: [Expect; 8],
+}
+
+const fn row(method: Method, path: &'static str, body: Option<&'static str>, expect: [Expect; 8]) -> Row {
+    Row { method, path, body, expect }
+}
+
+/// Every method and path of `ledger_api::app`, in the order the rows run
+/// against a fresh fixture per caller (so an allowed command always finds
+/// the state it needs: an upgrade before the downgrade, the immediate
+/// cancellation and the clock last).
+///
+/// Organization A has a starter subscription and the member callers; B has
+/// one and B-admin; C has one and no caller belongs to it (its license is
+/// revoked); D has none yet (the operator subscribes it).
+fn matrix() -> Vec<Row> {
+    const GET: Method = Method::GET;
+    const POST: Method = Method::POST;
+    vec![
+        // Columns: [operator, auditor, A-admin, A-analyst, A-viewer, B-admin, no credential, garbage credential]
+        // Public: no credential needed, and a bad one is not even looked at.
+        row(GET, "/health", None, [OK, OK, OK, OK, OK, OK, OK, OK]),
+        row(GET, "/ready", None, [OK, OK, OK, OK, OK, OK, OK, OK]),
+        row(GET, "/metrics", None, [OK, OK, OK, OK, OK, OK, OK, OK]),
+        row(GET, "/api/v1/keys", None, [OK, OK, OK, OK, OK, OK, OK, OK]),
+        // API.md names no credential for the spec; served like the keys.
+        row(GET, "/api/v1/openapi.json", None, [OK, OK, OK, OK, OK, OK, OK, OK]),
+        // All organizations, log head, audit of all organizations: operator and auditor.
+        row(GET, "/api/v1/organizations", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
+        row(GET, "/api/v1/log/head", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
+        row(GET, "/api/v1/audit", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
+        // Own organization, analyst and up: audit.
+        row(GET, "/api/v1/audit?organizationId={A}", None, [OK, OK, OK, OK, FB, NF, UA, UA]),
+        // Own organization, everyone: subscription, licenses, enforcement check.
+        row(GET, "/api/v1/subscriptions/{A}", None, [OK, OK, OK, OK, OK, NF, UA, UA]),
+        row(GET, "/api/v1/organizations/{A}/licenses", None, [OK, OK, OK, OK, OK, NF, UA, UA]),
+        row(GET, "/api/v1/enforcement/{A}/check?action=ADD_USER", None, [OK, OK, OK, OK, OK, NF, UA, UA]),
+        row(
+            GET,
+            "/api/v1/enforcement/{A}/check?action=ACCESS_FEATURE&feature=basic_analytics",
+            None,
+            [OK, OK, OK, OK, OK, NF, UA, UA],
+        ),
+        // Operator only: create organizations.
+        row(POST, "/api/v1/organizations", Some(r#"{"name":"Org {n}"}"#), [OK, FB, FB, FB, FB, FB, UA, UA]),
+        // Own organization, admin: users, tokens.
+        row(
+            POST,
+            "/api/v1/organizations/{A}/users",
+            Some(r#"{"email":"user-{n}@a.example","role":"viewer"}"#),
+            [OK, FB, OK, FB, FB, NF, UA, UA],
+        ),
+        row(POST, "/api/v1/organizations/{A}/users/{userA}/deactivate", None, [OK, FB, OK, FB, FB, NF, UA, UA]),
+        row(POST, "/api/v1/organizations/{A}/tokens", Some(r#"{"role":"viewer"}"#), [OK, FB, OK, FB, FB, NF, UA, UA]),
+        row(POST, "/api/v1/organizations/{A}/tokens/{spareTokenA}/revoke", None, [OK, FB, OK, FB, FB, NF, UA, UA]),
+        // Operator only: create subscriptions (for D, which nobody here belongs to).
+        row(
+            POST,
+            "/api/v1/subscriptions",
+            Some(r#"{"organizationId":"{D}","tier":"starter","startDate":"2026-01-01"}"#),
+            [OK, FB, FB, FB, FB, FB, UA, UA],
+        ),
+        // Own organization, admin: upgrade, downgrade, add-ons, cancel at term end.
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/upgrade",
+            Some(r#"{"targetTier":"professional"}"#),
+            [OK, FB, OK, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/downgrade",
+            Some(r#"{"targetTier":"starter"}"#),
+            [OK, FB, OK, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/addons",
+            Some(r#"{"kind":"training_session","quantity":1,"oneTimePrice":"500.00","effectiveDate":"2026-01-10"}"#),
+            [OK, FB, OK, FB, FB, NF, UA, UA],
+        ),
+        row(POST, "/api/v1/subscriptions/{A}/cancel", Some(r#"{}"#), [OK, FB, OK, FB, FB, NF, UA, UA]),
+        // Operator only: revoke licenses. C's license belongs to no caller.
+        row(
+            POST,
+            "/api/v1/licenses/{licenseC}/revoke",
+            Some(r#"{"reason":"roles matrix"}"#),
+            [OK, FB, FB, FB, FB, FB, UA, UA],
+        ),
+        // Operator only, on A's resources. The immediate cancel's path names
+        // the organization: A's members lack the role (403), B's admin asks
+        // about another organization's resource (404). Revoking a license
+        // is the operator's alone whoever owns it, so every member gets the
+        // same 403 for any license id, which tells nothing of its owner.
+        row(POST, "/api/v1/subscriptions/{A}/cancel", Some(r#"{"immediate":true}"#), [OK, FB, FB, FB, FB, NF, UA, UA]),
+        row(
+            POST,
+            "/api/v1/licenses/{licenseA}/revoke",
+            Some(r#"{"reason":"roles matrix"}"#),
+            [OK, FB, FB, FB, FB, FB, UA, UA],
+        ),
+        // Operator only: the test clock (the server runs a manual clock here).
+        row(POST, "/api/v1/test-clock", Some(r#"{"now":"2026-01-10T00:01:00Z"}"#), [OK, FB, FB, FB, FB, FB, UA, UA]),
+    ]
+}
+
+/// An answer, read to the end.
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).chars().take(200).collect()
+    }
+}
+
+async fn send(app: &Router, method: Method, path: &str, bearer: Option<&str>, body: Option<String>) -> Answer {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = bearer {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(json) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Body::from(json)
+        }
+        None => Body::empty(),
+    };
+    // `oneshot` consumes the service: every request gets its own clone.
+    let response = app.clone().oneshot(request.body(body).expect("a valid request")).await.expect("infallible");
+    let status = response.status();
+    let content_type =
+        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let body = response.into_body().collect().await.expect("the body reads").to_bytes().to_vec();
+    Answer { status, content_type, body }
+}
+
+/// An organization API token.
+struct Token {
+    id: String,
+    secret: String,
+}
+
+/// Four organizations (A, B, C with a starter subscription from 2026-01-01,
+/// D without one), tokens for A's admin, analyst and viewer and B's admin,
+/// a spare token and an active user of A.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    app: Router,
+    org_a: String,
+    org_b: String,
+    org_c: String,
+    org_d: String,
+    user_a: String,
+    spare_token_a: String,
+    license_a: String,
+    license_c: String,
+    a_admin: Token,
+    a_analyst: Token,
+    a_viewer: Token,
+    b_admin: Token,
+    unique: u32,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let state = ledger_api::open(&ledger_api::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            database_url: None,
+            clock: "manual:2026-01-10T00:00:00Z".into(),
+            operator_token: Some(OPERATOR_TOKEN.into()),
+            auditor_token: Some(AUDITOR_TOKEN.into()),
+            policy: Default::default(),
+        })
+        .await
+        .expect("the server state opens");
+        let app = ledger_api::app(state.clone());
+        let op = |method: Method, path: String, body: Value| {
+            let app = app.clone();
+            async move {
+                let answer = send(&app, method.clone(), &path, Some(OPERATOR_TOKEN), Some(body.to_string())).await;
+                assert!(answer.status.is_success(), "fixture: {method} {path}: {} {}", answer.status, answer.text());
+                answer.json()
+            }
+        };
+        let org = |name: &'static str| op(Method::POST, "/api/v1/organizations".into(), json!({ "name": name }));
+        let id = |v: Value, field: &str| v[field].as_str().unwrap_or_else(|| panic!("no {field} in {v}")).to_owned();
+        let org_a = id(org("Org A").await, "id");
+        let org_b = id(org("Org B").await, "id");
+        let org_c = id(org("Org C").await, "id");
+        let org_d = id(org("Org D").await, "id");
+        for org in [&org_a, &org_b, &org_c] {
+            let body = json!({ "organizationId": org, "tier": "starter", "startDate": "2026-01-01" });
+            op(Method::POST, "/api/v1/subscriptions".into(), body).await;
+        }
+        let token = |org: &String, role: &'static str| {
+            let path = format!("/api/v1/organizations/{org}/tokens");
+            let op = &op;
+            async move {
+                let answer = op(Method::POST, path, json!({ "role": role })).await;
+                Token { id: id(answer.clone(), "tokenId"), secret: id(answer, "token") }
+            }
+        };
+        let a_admin = token(&org_a, "admin").await;
+        let a_analyst = token(&org_a, "analyst").await;
+        let a_viewer = token(&org_a, "viewer").await;
+        let spare_token_a = token(&org_a, "viewer").await.id;
+        let b_admin = token(&org_b, "admin").await;
+        let user = json!({ "email": "victim@a.example", "role": "viewer" });
+        let user_a = id(op(Method::POST, format!("/api/v1/organizations/{org_a}/users"), user).await, "id");
+        let license = |org: &String| {
+            let path = format!("/api/v1/organizations/{org}/licenses");
+            let app = app.clone();
+            async move {
+                let answer = send(&app, Method::GET, &path, Some(OPERATOR_TOKEN), None).await;
+                assert_eq!(answer.status, StatusCode::OK, "fixture: GET {path}: {}", answer.text());
+                id(answer.json()[0].clone(), "id")
+            }
+        };
+        let license_a = license(&org_a).await;
+        let license_c = license(&org_c).await;
+        Fixture {
+            _dir: dir,
+            app,
+            org_a,
+            org_b,
+            org_c,
+            org_d,
+            user_a,
+            spare_token_a,
+            license_a,
+            license_c,
+            a_admin,
+            a_analyst,
+            a_viewer,
+            b_admin,
+            unique: 0,
+        }
+    }
+
+    fn bearer(&self, who: Who) -> Option<&str> {
+        match who {
+            Who::Operator => Some(OPERATOR_TOKEN),
+            Who::Auditor => Some(AUDITOR_TOKEN),
+            Who::AAdmin => Some(&self.a_admin.secret),
+            Who::AAnalyst => Some(&self.a_analyst.secret),
+            Who::AViewer => Some(&self.a_viewer.secret),
+            Who::BAdmin => Some(&self.b_admin.secret),
+            Who::Anonymous => None,
+            Who::Garbage => Some(GARBAGE_TOKEN),
+        }
+    }
+
+    fn fill(&mut self, template: &str) -> String {
+        self.unique += 1;
+        template
+            .replace("{A}", &self.org_a)
+            .replace("{B}", &self.org_b)
+            .replace("{C}", &self.org_c)
+            .replace("{D}", &self.org_d)
+            .replace("{userA}", &self.user_a)
+            .replace("{spareTokenA}", &self.spare_token_a)
+            .replace("{licenseA}", &self.license_a)
+            .replace("{licenseC}", &self.license_c)
+            .replace("{n}", &self.unique.to_string())
+    }
+
+    async fn call(&self, method: Method, path: &str, who: Who, body: Option<Value>) -> Answer {
+        send(&self.app, method, path, self.bearer(who), body.map(|b| b.to_string())).await
+    }
+}
+
+/// Why an answer does not meet its expectation, if it does not.
+fn disagreement(expect: Expect, answer: &Answer) -> Option<String> {
+    let got = || {
+        let code = answer.json().get("code").and_then(Value::as_str).map(str::to_owned);
+        match code {
+            Some(code) => format!("{} {code}", answer.status.as_u16()),
+            None => format!("{} {}", answer.status.as_u16(), answer.text()),
+        }
+    };
+    match expect {
+        Expect::Ok if answer.status.is_success() => None,
+        Expect::Ok => Some(format!("expected 2xx, got {}", got())),
+        Expect::Refused(status, code) => {
+            if answer.status.as_u16() != status {
+                return Some(format!("expected {expect}, got {}", got()));
+            }
+            let body = answer.json();
+            let mut wrong = Vec::new();
+            if !answer.content_type.starts_with("application/problem+json") {
+                wrong.push(format!("content-type {:?}, not application/problem+json", answer.content_type));
+            }
+            if body.get("code").and_then(Value::as_str) != Some(code) {
+                wrong.push(format!("code {}, not {code:?}", body.get("code").unwrap_or(&Value::Null)));
+            }
+            if body.get("status").and_then(Value::as_u64) != Some(u64::from(status)) {
+                wrong.push(format!("status member {}, not {status}", body.get("status").unwrap_or(&Value::Null)));
+            }
+            (!wrong.is_empty()).then(|| format!("expected {expect}: {}", wrong.join("; ")))
+        }
+    }
+}
+
+/// Every route times every caller. Each caller runs the rows in order on a
+/// fresh fixture, so what an allowed caller changes never decides another
+/// caller's answer. All disagreements are listed before the test fails.
+#[tokio::test]
+async fn every_route_answers_every_caller_as_api_md_says() {
+    let started = Instant::now();
+    let rows = matrix();
+    let mut mismatches = Vec::new();
+    let mut cells = 0;
+    for (column, who) in CALLERS.into_iter().enumerate() {
+        let mut fixture = Fixture::new().await;
+        for row in &rows {
+            let path = fixture.fill(row.path);
+            let body = row.body.map(|b| fixture.fill(b));
+            let answer = send(&fixture.app, row.method.clone(), &path, fixture.bearer(who), body).await;
+            cells += 1;
+            if let Some(why) = disagreement(row.expect[column], &answer) {
+                mismatches.push(format!("{} {} as {who:?}: {why}", row.method, row.path));
+            }
+        }
+    }
+    println!(
+        "roles matrix: {} routes x {} callers = {cells} cells in {:?}",
+        rows.len(),
+        CALLERS.len(),
+        started.elapsed()
+    );
+    for mismatch in &mismatches {
+        println!("MISMATCH {mismatch}");
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {cells} cells disagree with API.md:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// A revoked token stops working at once, for queries and commands alike;
+/// the other tokens of the organization keep working.
+#[tokio::test]
+async fn a_revoked_token_is_unauthorized() {
+    let fixture = Fixture::new().await;
+    let subscription = format!("/api/v1/subscriptions/{}", fixture.org_a);
+    let answer = fixture.call(Method::GET, &subscription, Who::AViewer, None).await;
+    assert_eq!(answer.status, StatusCode::OK, "before revocation: {}", answer.text());
+
+    let revoke = format!("/api/v1/organizations/{}/tokens/{}/revoke", fixture.org_a, fixture.a_viewer.id);
+    let answer = fixture.call(Method::POST, &revoke, Who::AAdmin, None).await;
+    assert!(answer.status.is_success(), "A's admin revokes A's viewer token: {} {}", answer.status, answer.text());
+
+    let licenses = format!("/api/v1/organizations/{}/licenses", fixture.org_a);
+    for path in [&subscription, &licenses] {
+        let answer = fixture.call(Method::GET, path, Who::AViewer, None).await;
+        assert_eq!(disagreement(UA, &answer), None, "GET {path} with the revoked token");
+    }
+    // A command with the revoked token: still 401, not 403.
+    let tokens = format!("/api/v1/organizations/{}/tokens", fixture.org_a);
+    let answer = fixture.call(Method::POST, &tokens, Who::AViewer, Some(json!({ "role": "admin" }))).await;
+    assert_eq!(disagreement(UA, &answer), None, "POST {tokens} with the revoked token");
+
+    let answer = fixture.call(Method::GET, &subscription, Who::AAnalyst, None).await;
+    assert_eq!(answer.status, StatusCode::OK, "A's analyst token still works: {}", answer.text());
+}
+
+/// Another organization's admin can neither revoke nor mint A's tokens (404,
+/// as if A did not exist), not even through its own organization's path;
+/// nothing is appended, and A's tokens keep their roles.
+#[tokio::test]
+async fn another_organization_cannot_touch_a_token() {
+    let fixture = Fixture::new().await;
+    let head = |fixture: &Fixture| {
+        let app = fixture.app.clone();
+        async move {
+            let answer = send(&app, Method::GET, "/api/v1/log/head", Some(OPERATOR_TOKEN), None).await;
+            assert_eq!(answer.status, StatusCode::OK, "log head: {}", answer.text());
+            answer.json()["sequence"].clone()
+        }
+    };
+    let before = head(&fixture).await;
+    let (a, b) = (&fixture.org_a, &fixture.org_b);
+    let attempts = [
+        // B's admin revokes A's viewer token, through A's path and through B's.
+        (Who::BAdmin, format!("/api/v1/organizations/{a}/tokens/{}/revoke", fixture.a_viewer.id), None),
+        (Who::BAdmin, format!("/api/v1/organizations/{b}/tokens/{}/revoke", fixture.a_viewer.id), None),
+        (Who::BAdmin, format!("/api/v1/organizations/{a}/tokens/{}/revoke", fixture.a_admin.id), None),
+        // B's admin mints an admin token for A.
+        (Who::BAdmin, format!("/api/v1/organizations/{a}/tokens"), Some(json!({ "role": "admin" }))),
+        // And the other way round: A's admin revokes B's admin token.
+        (Who::AAdmin, format!("/api/v1/organizations/{b}/tokens/{}/revoke", fixture.b_admin.id), None),
+        (Who::AAdmin, format!("/api/v1/organizations/{a}/tokens/{}/revoke", fixture.b_admin.id), None),
+    ];
+    let mut mismatches = Vec::new();
+    for (who, path, body) in attempts {
+        let answer = fixture.call(Method::POST, &path, who, body).await;
+        if let Some(why) = disagreement(NF, &answer) {
+            mismatches.push(format!("POST {path} as {who:?}: {why}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    assert_eq!(head(&fixture).await, before, "a refused command appends nothing");
+
+    // A's tokens work as before, with the roles they were issued with.
+    let subscription = format!("/api/v1/subscriptions/{a}");
+    for who in [Who::AViewer, Who::AAdmin, Who::BAdmin] {
+        let path = if who == Who::BAdmin { format!("/api/v1/subscriptions/{b}") } else { subscription.clone() };
+        let answer = fixture.call(Method::GET, &path, who, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "GET {path} as {who:?}: {}", answer.text());
+    }
+    let users = format!("/api/v1/organizations/{a}/users");
+    let answer = fixture
+        .call(Method::POST, &users, Who::AViewer, Some(json!({ "email": "x@a.example", "role": "admin" })))
+        .await;
+    assert_eq!(disagreement(FB, &answer), None, "A's viewer is still a viewer");
+}
+
+/// The matrix names every method and path the router serves: each
+/// `.route("PATH", get(..).post(..))` of `ledger_api::app` (read from its
+/// source, nested under `/api/v1` or not) must match some row, a `{param}`
+/// segment matching any one segment. A new route fails here until it has
+/// its row.
+#[test]
+fn the_matrix_covers_every_route_of_the_router() {
+    let source = include_str!("../src/lib.rs");
+    let body = &source[source.find("pub fn app(").expect("lib.rs has `app`")..];
+    let body = &body[..body.find("\n}\n").expect("`app` ends")];
+    let rows = matrix();
+    let mut routes = 0;
+    let mut missing = Vec::new();
+    for line in body.lines() {
+        let Some(at) = line.find(".route(\"") else { continue };
+        let rest = &line[at + ".route(\"".len()..];
+        let (path, handlers) = rest.split_once('"').expect("a route path is a string literal");
+        let methods: Vec<Method> = [("get(", Method::GET), ("post(", Method::POST), ("put(", Method::PUT)]
+            .into_iter()
+            .chain([("patch(", Method::PATCH), ("delete(", Method::DELETE)])
+            .filter(|(call, _)| handlers.contains(call))
+            .map(|(_, method)| method)
+            .collect();
+        assert!(!methods.is_empty(), "no method found for {path} in {line:?}");
+        for method in methods {
+            routes += 1;
+            let covered = rows.iter().any(|row| {
+                let served = row.path.split('?').next().unwrap_or_default();
+                row.method == method && (same_route(served, path) || same_route(served, &format!("/api/v1{path}")))
+            });
+            if !covered {
+                missing.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(routes >= 20, "found only {routes} routes in lib.rs: has `app` changed shape?");
+    assert!(missing.is_empty(), "routes of the router without a row in the roles matrix: {missing:?}");
+}
+
+/// Whether a concrete path template of the matrix is an instance of a
+/// router path (`{param}` segments match any one segment).
+fn same_route(concrete: &str, route: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (concrete.split('/').collect(), route.split('/').collect());
+    a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x == y || y.starts_with('{'))
+}
