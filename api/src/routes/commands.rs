@@ -98,6 +98,38 @@ fn money(amount: Decimal) -> String {
     format!("{:.2}", amount.round_dp(2))
 }
 
+/// Decides one command on an organization and appends it.
+async fn on_organization<T>(
+    state: &AppState,
+    request: &CommandRequest<T>,
+    organization_id: OrganizationId,
+    command: impl Fn() -> OrganizationCommand,
+) -> Result<Appended, ApiError> {
+    execute(state, &request.context, || async {
+        let mut org = load::<Organization>(state, organization_id.stream()).await?;
+        org.decide(command(), &(), organization_refusal).await?;
+        Ok(vec![org.into_command(&request.context, state.now())])
+    })
+    .await
+}
+
+/// Decides one command, given today's date, on an organization's live
+/// subscription and appends it.
+async fn on_live_subscription<T>(
+    state: &AppState,
+    request: &CommandRequest<T>,
+    organization_id: OrganizationId,
+    command: impl Fn(NaiveDate) -> Result<SubscriptionCommand, ApiError>,
+) -> Result<Appended, ApiError> {
+    execute(state, &request.context, || async {
+        let subscription_id = live_subscription(state, organization_id).await?;
+        let mut subscription = load::<Subscription>(state, subscription_id.stream()).await?;
+        subscription.decide(command(state.today())?, &state.subscription_services, subscription_refusal).await?;
+        Ok(vec![subscription.into_command(&request.context, state.now())])
+    })
+    .await
+}
+
 /// The live subscription of an organization, or 404.
 async fn live_subscription(state: &AppState, organization_id: OrganizationId) -> Result<SubscriptionId, ApiError> {
     let ledger = state.projections.read().await;
@@ -119,7 +151,20 @@ pub struct CreateOrganization {
     employee_count: Option<u32>,
 }
 
-#[utoipa::path(post, path = "/api/v1/organizations", tag = "ledger", request_body = CreateOrganization, responses((status = 201, description = "Create an organization (operator). Answers {id, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations",
+    tag = "ledger",
+    request_body = CreateOrganization,
+    responses(
+        (status = 201, description = "Create an organization (operator). Answers {id, sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn create_organization(
     State(state): State<AppState>,
     request: CommandRequest<CreateOrganization>,
@@ -158,7 +203,23 @@ pub struct AddUser {
     role: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/organizations/{org_id}/users", tag = "ledger", request_body = AddUser, params(("org_id" = String, Path, description = "UUID")), responses((status = 201, description = "Add a user; 409 seat_limit_reached when seats are full. Answers {id, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{org_id}/users",
+    tag = "ledger",
+    request_body = AddUser,
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 201, description = "Add a user; 409 seat_limit_reached when seats are full. Answers {id, sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn add_user(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -191,7 +252,23 @@ pub async fn add_user(
 #[serde(deny_unknown_fields)]
 pub struct NoBody {}
 
-#[utoipa::path(post, path = "/api/v1/organizations/{org_id}/users/{user_id}/deactivate", tag = "ledger", params(("org_id" = String, Path, description = "UUID"), ("user_id" = String, Path, description = "UUID")), responses((status = 200, description = "Deactivate a user, freeing a seat. Answers {sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{org_id}/users/{user_id}/deactivate",
+    tag = "ledger",
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+        ("user_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "Deactivate a user, freeing a seat. Answers {sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn deactivate_user(
     State(state): State<AppState>,
     Path((org_id, user_id)): Path<(Uuid, Uuid)>,
@@ -199,12 +276,8 @@ pub async fn deactivate_user(
 ) -> Result<Response, ApiError> {
     let organization_id = OrganizationId(org_id);
     request.caller.require_org(organization_id, Need::Admin)?;
-    let appended = execute(&state, &request.context, || async {
-        let mut org = load::<Organization>(&state, organization_id.stream()).await?;
-        org.decide(OrganizationCommand::DeactivateUser { user_id: UserId(user_id) }, &(), organization_refusal).await?;
-        Ok(vec![org.into_command(&request.context, state.now())])
-    })
-    .await?;
+    let command = || OrganizationCommand::DeactivateUser { user_id: UserId(user_id) };
+    let appended = on_organization(&state, &request, organization_id, command).await?;
     Ok(ok(json!({ "sequence": appended.sequence })))
 }
 
@@ -214,7 +287,23 @@ pub struct IssueToken {
     role: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/organizations/{org_id}/tokens", tag = "ledger", request_body = IssueToken, params(("org_id" = String, Path, description = "UUID")), responses((status = 201, description = "Issue an org API token for a role. Answers {tokenId, token, sequence}; the token is shown again only to a retry with the same Idempotency-Key."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{org_id}/tokens",
+    tag = "ledger",
+    request_body = IssueToken,
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 201, description = "Issue an org API token for a role. Answers {tokenId, token, sequence}; the token is shown again only to a retry with the same Idempotency-Key."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn issue_token(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -223,14 +312,12 @@ pub async fn issue_token(
     let organization_id = OrganizationId(org_id);
     request.caller.require_org(organization_id, Need::Admin)?;
     let role = parse_role(&request.body.role)?;
-    let appended = execute(&state, &request.context, || async {
+    let command = || {
         let token_id = TokenId(new_id());
         let token_hash = domain::keys::api_token_hash(&state.keys.secret, &api_token(&state.keys.secret, token_id));
-        let mut org = load::<Organization>(&state, organization_id.stream()).await?;
-        org.decide(OrganizationCommand::IssueToken { token_id, role, token_hash }, &(), organization_refusal).await?;
-        Ok(vec![org.into_command(&request.context, state.now())])
-    })
-    .await?;
+        OrganizationCommand::IssueToken { token_id, role, token_hash }
+    };
+    let appended = on_organization(&state, &request, organization_id, command).await?;
     let token_id = appended.find(|e| match e {
         LedgerEvent::Organization(OrganizationEvent::ApiTokenIssued(t)) => Some(t.token_id),
         _ => None,
@@ -240,7 +327,23 @@ pub async fn issue_token(
     Ok(created(json!({ "tokenId": token_id, "token": token, "sequence": appended.sequence })))
 }
 
-#[utoipa::path(post, path = "/api/v1/organizations/{org_id}/tokens/{token_id}/revoke", tag = "ledger", params(("org_id" = String, Path, description = "UUID"), ("token_id" = String, Path, description = "UUID")), responses((status = 200, description = "Revoke an org API token. Answers {sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{org_id}/tokens/{token_id}/revoke",
+    tag = "ledger",
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+        ("token_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "Revoke an org API token. Answers {sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     Path((org_id, token_id)): Path<(Uuid, Uuid)>,
@@ -248,12 +351,8 @@ pub async fn revoke_token(
 ) -> Result<Response, ApiError> {
     let organization_id = OrganizationId(org_id);
     request.caller.require_org(organization_id, Need::Admin)?;
-    let appended = execute(&state, &request.context, || async {
-        let mut org = load::<Organization>(&state, organization_id.stream()).await?;
-        org.decide(OrganizationCommand::RevokeToken { token_id: TokenId(token_id) }, &(), organization_refusal).await?;
-        Ok(vec![org.into_command(&request.context, state.now())])
-    })
-    .await?;
+    let command = || OrganizationCommand::RevokeToken { token_id: TokenId(token_id) };
+    let appended = on_organization(&state, &request, organization_id, command).await?;
     Ok(ok(json!({ "sequence": appended.sequence })))
 }
 
@@ -268,7 +367,20 @@ pub struct CreateSubscription {
     enterprise_overage_rate: Option<Decimal>,
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions", tag = "ledger", request_body = CreateSubscription, responses((status = 201, description = "Create a subscription and issue its license key (operator). Answers {subscriptionId, licenseKey, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions",
+    tag = "ledger",
+    request_body = CreateSubscription,
+    responses(
+        (status = 201, description = "Create a subscription and issue its license key (operator). Answers {subscriptionId, licenseKey, sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn create_subscription(
     State(state): State<AppState>,
     request: CommandRequest<CreateSubscription>,
@@ -379,7 +491,23 @@ pub struct Upgrade {
     effective_date: Option<NaiveDate>,
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions/{org_id}/upgrade", tag = "ledger", request_body = Upgrade, params(("org_id" = String, Path, description = "UUID")), responses((status = 200, description = "Upgrade the live subscription (the seed's UpgradeRequest/UpgradeResponse) plus sequence."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions/{org_id}/upgrade",
+    tag = "ledger",
+    request_body = Upgrade,
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "Upgrade the live subscription (the seed's UpgradeRequest/UpgradeResponse) plus sequence."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -445,7 +573,23 @@ pub struct Downgrade {
     target_tier: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions/{org_id}/downgrade", tag = "ledger", request_body = Downgrade, params(("org_id" = String, Path, description = "UUID")), responses((status = 200, description = "Schedule a downgrade at the term end. Answers {effectiveDate, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions/{org_id}/downgrade",
+    tag = "ledger",
+    request_body = Downgrade,
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "Schedule a downgrade at the term end. Answers {effectiveDate, sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn downgrade(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -454,14 +598,8 @@ pub async fn downgrade(
     let organization_id = OrganizationId(org_id);
     request.caller.require_org(organization_id, Need::Admin)?;
     let target_tier = parse_tier(&request.body.target_tier)?;
-    let appended = execute(&state, &request.context, || async {
-        let subscription_id = live_subscription(&state, organization_id).await?;
-        let mut subscription = load::<Subscription>(&state, subscription_id.stream()).await?;
-        let command = SubscriptionCommand::ScheduleDowngrade { target_tier, today: state.today() };
-        subscription.decide(command, &state.subscription_services, subscription_refusal).await?;
-        Ok(vec![subscription.into_command(&request.context, state.now())])
-    })
-    .await?;
+    let command = |today| Ok(SubscriptionCommand::ScheduleDowngrade { target_tier, today });
+    let appended = on_live_subscription(&state, &request, organization_id, command).await?;
     let effective = appended.find(|e| match e {
         LedgerEvent::Subscription(SubscriptionEvent::DowngradeScheduled(d)) => Some(d.effective_date),
         _ => None,
@@ -476,7 +614,23 @@ pub struct Cancel {
     effective_date: Option<NaiveDate>,
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions/{org_id}/cancel", tag = "ledger", request_body = Cancel, params(("org_id" = String, Path, description = "UUID")), responses((status = 200, description = "Cancel at term end (auto-renewal off), or immediately (operator). Answers {effectiveDate, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions/{org_id}/cancel",
+    tag = "ledger",
+    request_body = Cancel,
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "Cancel at term end (auto-renewal off), or immediately (operator). Answers {effectiveDate, sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -521,7 +675,23 @@ pub async fn cancel(
     Ok(ok(json!({ "effectiveDate": effective, "sequence": appended.sequence })))
 }
 
-#[utoipa::path(post, path = "/api/v1/subscriptions/{org_id}/addons", tag = "ledger", request_body = AddonRequest, params(("org_id" = String, Path, description = "UUID")), responses((status = 201, description = "Buy an add-on. Answers {addonId, sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions/{org_id}/addons",
+    tag = "ledger",
+    request_body = AddonRequest,
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 201, description = "Buy an add-on. Answers {addonId, sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn add_addon(
     State(state): State<AppState>,
     Path(org_id): Path<Uuid>,
@@ -532,15 +702,8 @@ pub async fn add_addon(
     if request.body.effective_date.is_none() {
         return Err(ApiError::Validation("effectiveDate is required".into()));
     }
-    let appended = execute(&state, &request.context, || async {
-        let today = state.today();
-        let subscription_id = live_subscription(&state, organization_id).await?;
-        let mut subscription = load::<Subscription>(&state, subscription_id.stream()).await?;
-        let command = request.body.command(today, today)?;
-        subscription.decide(command, &state.subscription_services, subscription_refusal).await?;
-        Ok(vec![subscription.into_command(&request.context, state.now())])
-    })
-    .await?;
+    let command = |today| request.body.command(today, today);
+    let appended = on_live_subscription(&state, &request, organization_id, command).await?;
     let addon_id = appended.find(|e| match e {
         LedgerEvent::Subscription(SubscriptionEvent::AddonAdded(a)) => Some(a.addon_id),
         _ => None,
@@ -554,7 +717,23 @@ pub struct RevokeLicense {
     reason: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/licenses/{license_id}/revoke", tag = "ledger", request_body = RevokeLicense, params(("license_id" = String, Path, description = "UUID")), responses((status = 200, description = "Revoke a license key (operator). Answers {sequence}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/licenses/{license_id}/revoke",
+    tag = "ledger",
+    request_body = RevokeLicense,
+    params(
+        ("license_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "Revoke a license key (operator). Answers {sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn revoke_license(
     State(state): State<AppState>,
     Path(license_id): Path<Uuid>,

@@ -19,14 +19,28 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Consistency;
 
-#[utoipa::path(get, path = "/health", tag = "ledger", responses((status = 200, description = "Liveness.")))]
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "Liveness."),
+    ),
+)]
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the database answers and the read models have caught up
 /// with the log (and have not stopped).
-#[utoipa::path(get, path = "/ready", tag = "ledger", responses((status = 200, description = "Readiness: the database answers and the read models have caught up (503 otherwise).")))]
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "Readiness: the database answers and the read models have caught up (503 otherwise)."),
+    ),
+)]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let head = match state.log.head().await {
         Ok(head) => head.sequence,
@@ -53,7 +67,14 @@ struct TierLabel {
 
 /// Prometheus text format. Gauges are computed from the read models at
 /// scrape time, so every process reports the same numbers.
-#[utoipa::path(get, path = "/metrics", tag = "ledger", responses((status = 200, description = "Prometheus metrics, including active_subscriptions_total{tier}.")))]
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "Prometheus metrics, including active_subscriptions_total{tier}."),
+    ),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut registry = Registry::default();
     let active = Family::<TierLabel, Gauge>::default();
@@ -82,7 +103,17 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/log/head", tag = "ledger", responses((status = 200, description = "The log head: {sequence, chainHash, recordedAt} (operator, auditor)."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found")))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/log/head",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "The log head: {sequence, chainHash, recordedAt} (operator, auditor)."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+    ),
+)]
 pub async fn log_head(
     State(state): State<AppState>,
     caller: Caller,
@@ -99,7 +130,14 @@ pub async fn log_head(
 
 /// The server's public keys; no credential needed. Rotation (a `next`
 /// key announced in the log) arrives with the replay issue.
-#[utoipa::path(get, path = "/api/v1/keys", tag = "ledger", responses((status = 200, description = "The server's Ed25519 public keys for license keys, leases and checkpoints; no credential.")))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "The server's Ed25519 public keys for license keys, leases and checkpoints; no credential."),
+    ),
+)]
 pub async fn keys(State(state): State<AppState>) -> Json<Value> {
     let public = |key: &ed25519_dalek::SigningKey| STANDARD.encode(key.verifying_key().to_bytes());
     Json(json!({
@@ -118,7 +156,20 @@ pub struct MoveClock {
 
 /// Moves the manual test clock forward (operator only). The route exists in
 /// manual mode only; the router does not mount it otherwise.
-#[utoipa::path(post, path = "/api/v1/test-clock", tag = "ledger", request_body = MoveClock, responses((status = 200, description = "Move the manual test clock forward (operator; only with --clock manual:…)."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found"), (status = 400, description = "validation_failed"), (status = 409, description = "a refused command, with its code")))]
+#[utoipa::path(
+    post,
+    path = "/api/v1/test-clock",
+    tag = "ledger",
+    request_body = MoveClock,
+    responses(
+        (status = 200, description = "Move the manual test clock forward (operator; only with --clock manual:…)."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "a refused command, with its code"),
+    ),
+)]
 pub async fn test_clock(
     State(state): State<AppState>,
     request: crate::extract::CommandRequest<MoveClock>,

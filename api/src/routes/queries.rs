@@ -44,7 +44,17 @@ fn page_size(requested: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/organizations", tag = "ledger", responses((status = 200, description = "Organizations, paged (operator, auditor): {items, nextCursor}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found")))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "Organizations, paged (operator, auditor): {items, nextCursor}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+    ),
+)]
 pub async fn organizations(
     State(state): State<AppState>,
     caller: Caller,
@@ -117,7 +127,20 @@ fn subscription_of(
         .ok_or(ApiError::NotFound)
 }
 
-#[utoipa::path(get, path = "/api/v1/subscriptions/{org_id}", tag = "ledger", params(("org_id" = String, Path, description = "UUID")), responses((status = 200, description = "The seed's SubscriptionDetails of the organization's subscription."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found")))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/subscriptions/{org_id}",
+    tag = "ledger",
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "The seed's SubscriptionDetails of the organization's subscription."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+    ),
+)]
 pub async fn subscription(
     State(state): State<AppState>,
     caller: Caller,
@@ -190,7 +213,20 @@ fn license_status(ledger: &LedgerState, license_id: LicenseId, state: &AppState)
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/organizations/{org_id}/licenses", tag = "ledger", params(("org_id" = String, Path, description = "UUID")), responses((status = 200, description = "The organization's licenses: [{id, status, tier, issuedAt, expiresAt, deployments}], never a key."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found")))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations/{org_id}/licenses",
+    tag = "ledger",
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "The organization's licenses: [{id, status, tier, issuedAt, expiresAt, deployments}], never a key."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+    ),
+)]
 pub async fn licenses(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,7 +274,20 @@ pub struct Check {
     feature: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/enforcement/{org_id}/check", tag = "ledger", params(("org_id" = String, Path, description = "UUID")), responses((status = 200, description = "The seed's validateUsage: ?action=ADD_USER|UPLOAD_DATA|API_CALL|ACCESS_FEATURE&feature= answers {allowed, reason?, limit?, current?}."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found")))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/enforcement/{org_id}/check",
+    tag = "ledger",
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "The seed's validateUsage: ?action=ADD_USER|UPLOAD_DATA|API_CALL|ACCESS_FEATURE&feature= answers {allowed, reason?, limit?, current?}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+    ),
+)]
 pub async fn enforcement(
     State(state): State<AppState>,
     caller: Caller,
@@ -295,7 +344,17 @@ pub struct AuditQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", tag = "ledger", responses((status = 200, description = "Audit entries, oldest first, paged: ?organizationId=&from=&to=&cursor=&limit=."), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 404, description = "not_found")))]
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "Audit entries, oldest first, paged: ?organizationId=&from=&to=&cursor=&limit=."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+    ),
+)]
 pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,
