@@ -99,3 +99,44 @@ impl FromRequestParts<AppState> for Consistency {
         Ok(Self { min_sequence })
     }
 }
+
+/// A date exactly as API.md writes it, `YYYY-MM-DD`; chrono alone would
+/// also take `2026-1-1`.
+pub fn date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<chrono::NaiveDate, D::Error> {
+    let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+    let well_formed = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    well_formed
+        .then(|| chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a date written YYYY-MM-DD")))
+}
+
+/// An optional [`date`].
+pub fn optional_date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<chrono::NaiveDate>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "date")] chrono::NaiveDate);
+    Ok(<Option<Wrapped> as serde::Deserialize>::deserialize(deserializer)?.map(|Wrapped(date)| date))
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Deserialize, Debug)]
+    struct Dated {
+        #[serde(deserialize_with = "super::date")]
+        on: chrono::NaiveDate,
+        #[serde(default, deserialize_with = "super::optional_date")]
+        maybe: Option<chrono::NaiveDate>,
+    }
+
+    #[test]
+    fn dates_are_yyyy_mm_dd_exactly() {
+        let ok: Dated = serde_json::from_str(r#"{"on":"2026-01-05","maybe":"2028-02-29"}"#).unwrap();
+        assert_eq!((ok.on.to_string(), ok.maybe.unwrap().to_string()), ("2026-01-05".into(), "2028-02-29".into()));
+        assert_eq!(serde_json::from_str::<Dated>(r#"{"on":"2026-01-05"}"#).unwrap().maybe, None);
+        assert_eq!(serde_json::from_str::<Dated>(r#"{"on":"2026-01-05","maybe":null}"#).unwrap().maybe, None);
+        for bad in ["2026-1-1", "2026-01-5", "2027-02-29", "2026/01/05", "2026-01-05T00:00:00Z", " 2026-01-05"] {
+            assert!(serde_json::from_str::<Dated>(&format!(r#"{{"on":"{bad}"}}"#)).is_err(), "{bad}");
+        }
+    }
+}

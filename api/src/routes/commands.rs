@@ -130,7 +130,10 @@ async fn on_live_subscription<T>(
     .await
 }
 
-/// The live subscription of an organization, or 404.
+/// The subscription a change applies to: the organization's live one, or
+/// else its latest, so that a change to a cancelled or expired
+/// subscription is answered by the domain's own rule
+/// (`subscription_not_changeable`). 404 for an unknown organization.
 async fn live_subscription(state: &AppState, organization_id: OrganizationId) -> Result<SubscriptionId, ApiError> {
     let ledger = state.projections.read().await;
     if !ledger.organizations.contains_key(&organization_id) {
@@ -138,8 +141,9 @@ async fn live_subscription(state: &AppState, organization_id: OrganizationId) ->
     }
     ledger
         .live_subscription(organization_id)
+        .or_else(|| ledger.latest_subscription(organization_id))
         .map(|(id, _)| id)
-        .ok_or_else(|| ApiError::conflict("no_subscription", "the organization has no live subscription"))
+        .ok_or_else(|| ApiError::conflict("no_subscription", "the organization has no subscription"))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -361,6 +365,7 @@ pub async fn revoke_token(
 pub struct CreateSubscription {
     organization_id: Uuid,
     tier: String,
+    #[serde(deserialize_with = "crate::extract::date")]
     start_date: NaiveDate,
     auto_renew: Option<bool>,
     max_deployments: Option<u32>,
@@ -459,6 +464,7 @@ pub struct AddonRequest {
     quantity: u32,
     annual_price: Option<Decimal>,
     one_time_price: Option<Decimal>,
+    #[serde(default, deserialize_with = "crate::extract::optional_date")]
     effective_date: Option<NaiveDate>,
 }
 
@@ -488,6 +494,7 @@ pub struct Upgrade {
     target_tier: String,
     #[serde(default)]
     addons: Vec<AddonRequest>,
+    #[serde(default, deserialize_with = "crate::extract::optional_date")]
     effective_date: Option<NaiveDate>,
 }
 
@@ -611,6 +618,7 @@ pub async fn downgrade(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Cancel {
     immediate: Option<bool>,
+    #[serde(default, deserialize_with = "crate::extract::optional_date")]
     effective_date: Option<NaiveDate>,
 }
 
