@@ -673,6 +673,63 @@ async fn a_cancelled_subscription_takes_no_changes(backend: Backend) {
     refused(&s, post, &path, Some(&admin), upgrade, &[], 409, "subscription_not_changeable").await;
 }
 
+/// Paging organizations, revoking a token and a license, and the OpenAPI
+/// document, over HTTP.
+async fn revocations_paging_and_the_document(backend: Backend) {
+    let s = backend.start().await;
+    let mut created = Vec::new();
+    for name in ["Initech", "Umbrella", "Vandelay"] {
+        created.push(s.create_org(name).await);
+    }
+    let first = s.get("/api/v1/organizations?limit=2", Some(AUDITOR)).await.expect(200);
+    let cursor = id(&first["nextCursor"]);
+    let second = s.get(&format!("/api/v1/organizations?limit=2&cursor={cursor}"), Some(AUDITOR)).await.expect(200);
+    assert_eq!(second["nextCursor"], Value::Null);
+    let mut listed: Vec<String> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["items"].as_array().unwrap())
+        .map(|o| id(&o["id"]))
+        .collect();
+    listed.sort();
+    created.sort();
+    assert_eq!(listed, created, "two pages hold every organization once");
+    s.get("/api/v1/organizations?limit=0", Some(AUDITOR)).await.problem(400, "validation_failed");
+
+    // A revoked token stops working at once; revoking it twice is refused.
+    let org = &created[0];
+    let issued = s
+        .post(&format!("/api/v1/organizations/{org}/tokens"), Some(OPERATOR), json!({ "role": "viewer" }))
+        .await
+        .expect(201);
+    let (token, token_id) = (id(&issued["token"]), id(&issued["tokenId"]));
+    let licenses = format!("/api/v1/organizations/{org}/licenses");
+    assert_eq!(s.get(&licenses, Some(&token)).await.expect(200), json!([]));
+    let revoke = format!("/api/v1/organizations/{org}/tokens/{token_id}/revoke");
+    let revoked = s.post(&revoke, Some(OPERATOR), json!({})).await.expect(200);
+    assert_eq!(revoked["sequence"].as_u64(), Some(s.head().await));
+    s.get(&licenses, Some(&token)).await.problem(401, "unauthorized");
+    s.post(&revoke, Some(OPERATOR), json!({})).await.problem(409, "conflict");
+
+    // A revoked license shows as revoked, with its reason, and stays so.
+    s.create_subscription(org, "starter", "2026-01-01", true).await;
+    let listed = s.get(&licenses, Some(OPERATOR)).await.expect(200);
+    let license = id(&listed[0]["id"]);
+    let path = format!("/api/v1/licenses/{license}/revoke");
+    s.post(&path, Some(OPERATOR), json!({ "reason": "  key leaked  " })).await.expect(200);
+    let listed = s.get(&licenses, Some(OPERATOR)).await.expect(200);
+    assert_eq!((&listed[0]["status"], &listed[0]["revocationReason"]), (&json!("revoked"), &json!("key leaked")));
+    s.post(&path, Some(OPERATOR), json!({ "reason": "again" })).await.problem(409, "already_revoked");
+    let unknown = format!("/api/v1/licenses/{}/revoke", uuid::Uuid::now_v7());
+    s.post(&unknown, Some(OPERATOR), json!({ "reason": "x" })).await.problem(404, "not_found");
+
+    // The OpenAPI document, without credentials.
+    let document = s.get("/api/v1/openapi.json", None).await.expect(200);
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."), "{}", document["openapi"]);
+    assert!(document["paths"]["/api/v1/subscriptions/{org_id}/upgrade"]["post"].is_object());
+}
+
 macro_rules! backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -703,4 +760,5 @@ backends!(
     restart_keeps_state_clock_and_schedule,
     bad_input_is_refused_and_appends_nothing,
     a_cancelled_subscription_takes_no_changes,
+    revocations_paging_and_the_document,
 );
