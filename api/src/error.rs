@@ -26,6 +26,8 @@ pub enum ApiError {
     IdempotencyConflict,
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("{0}")]
+    RateLimited(String),
     #[error("the read model has not caught up with sequence {0} yet")]
     ProjectionLagging(u64),
     #[error("the service is not available: {0}")]
@@ -49,6 +51,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::IdempotencyConflict => (StatusCode::CONFLICT, "idempotency_conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::ProjectionLagging(_) => (StatusCode::SERVICE_UNAVAILABLE, "projection_lagging"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -23,6 +23,7 @@ pub mod clock;
 pub mod command;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod scheduler;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub subscription_services: Arc<Services>,
     /// Wakes the scheduler (the test clock moved).
     pub scheduler: Arc<tokio::sync::Notify>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub address_limiter: Arc<metrics::AddressLimiter>,
 }
 
 impl AppState {
@@ -82,6 +85,10 @@ pub fn app(state: AppState) -> Router {
         .route("/subscriptions/{org_id}/cancel", post(c::cancel))
         .route("/subscriptions/{org_id}/addons", post(c::add_addon))
         .route("/licenses/{license_id}/revoke", post(c::revoke_license))
+        .route("/licenses/{license_id}/deployments/{deployment_id}/release", post(routes::license::release_deployment))
+        .route("/license/validate", get(routes::license::validate).post(routes::license::validate))
+        .route("/usage/report", post(routes::usage::report))
+        .route("/organizations/{org_id}/usage", get(routes::usage::usage))
         .route("/enforcement/{org_id}/check", get(q::enforcement))
         .route("/audit", get(q::audit))
         .route("/log/head", get(ops::log_head))
@@ -110,6 +117,8 @@ pub struct Config {
     pub operator_token: Option<String>,
     pub auditor_token: Option<String>,
     pub policy: Policy,
+    /// Validation requests one client address may make a minute; 0 is off.
+    pub validations_per_address_per_minute: u32,
 }
 
 /// Opens the log and the read models and builds the state; prints the
@@ -140,6 +149,8 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
         subscription_services: Arc::new(Services { catalog: catalog.clone(), policy: config.policy }),
         catalog,
         scheduler: Arc::new(tokio::sync::Notify::new()),
+        metrics: Arc::new(metrics::Metrics::default()),
+        address_limiter: Arc::new(metrics::AddressLimiter::per_minute(config.validations_per_address_per_minute)),
     })
 }
 

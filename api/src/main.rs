@@ -32,6 +32,9 @@ enum Command {
         /// How many days in the past a subscription may start.
         #[arg(long, default_value_t = Policy::default().backdate_days_max)]
         backdate_days_max: u32,
+        /// License validations one client address may make a minute (0: no limit).
+        #[arg(long, default_value_t = 600)]
+        validations_per_address_per_minute: u32,
     },
 }
 
@@ -42,7 +45,14 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { listen, data_dir, database_url, clock, backdate_days_max } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            database_url,
+            clock,
+            backdate_days_max,
+            validations_per_address_per_minute,
+        } => {
             let config = ledger_api::Config {
                 listen,
                 data_dir,
@@ -51,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
                 operator_token: std::env::var("LEDGER_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty()),
                 auditor_token: std::env::var("LEDGER_AUDITOR_TOKEN").ok().filter(|t| !t.is_empty()),
                 policy: Policy { backdate_days_max },
+                validations_per_address_per_minute,
             };
             ledger_api::serve(config).await
         }

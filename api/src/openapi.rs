@@ -36,6 +36,10 @@ use crate::routes;
         routes::ops::health,
         routes::ops::ready,
         routes::ops::metrics,
+        routes::license::validate,
+        routes::license::release_deployment,
+        routes::usage::report,
+        routes::usage::usage,
     )
 )]
 pub struct ApiDoc;

@@ -17,6 +17,7 @@ async fn every_documented_operation_is_routed() {
         operator_token: Some("o".repeat(40)),
         auditor_token: Some("a".repeat(40)),
         policy: Default::default(),
+        validations_per_address_per_minute: 0,
     };
     let app = ledger_api::app(ledger_api::open(&config).await.unwrap());
     let response =
@@ -42,6 +43,32 @@ async fn every_documented_operation_is_routed() {
             checked += 1;
         }
     }
-    // The router serves 23 operations: these 22 and the document itself.
-    assert_eq!(checked, 22, "every operation of the router is documented");
+    assert!(checked >= 20, "only {checked} operations documented");
+
+    // And the other way: every operation the router serves is documented,
+    // read from `app` in lib.rs, except the document itself and the GET twin
+    // of the validation POST (the seed's client sends only a header).
+    let source = include_str!("../src/lib.rs");
+    let body = &source[source.find("pub fn app(").expect("lib.rs has `app`")..];
+    let body = &body[..body.find("\n}\n").expect("`app` ends")];
+    let mut undocumented = Vec::new();
+    for line in body.lines() {
+        let Some(at) = line.find(".route(\"") else { continue };
+        let (path, handlers) =
+            line[at + ".route(\"".len()..].split_once('"').expect("a route path is a string literal");
+        for (call, method) in [("get(", "get"), ("post(", "post")] {
+            if !handlers.contains(call)
+                || [("get", "/openapi.json"), ("get", "/license/validate")].contains(&(method, path))
+            {
+                continue;
+            }
+            let documented = [path.to_owned(), format!("/api/v1{path}")]
+                .iter()
+                .any(|full| paths.get(full).is_some_and(|operations| operations.get(method).is_some()));
+            if !documented {
+                undocumented.push(format!("{method} {path}"));
+            }
+        }
+    }
+    assert!(undocumented.is_empty(), "served but not in the OpenAPI document: {undocumented:?}");
 }

@@ -113,6 +113,7 @@ fn matrix() -> Vec<Row> {
         // Own organization, everyone: subscription, licenses, enforcement check.
         row(GET, "/api/v1/subscriptions/{A}", None, [OK, OK, OK, OK, OK, NF, UA, UA]),
         row(GET, "/api/v1/organizations/{A}/licenses", None, [OK, OK, OK, OK, OK, NF, UA, UA]),
+        row(GET, "/api/v1/organizations/{A}/usage?period=2026-01", None, [OK, OK, OK, OK, OK, NF, UA, UA]),
         row(GET, "/api/v1/enforcement/{A}/check?action=ADD_USER", None, [OK, OK, OK, OK, OK, NF, UA, UA]),
         row(
             GET,
@@ -159,6 +160,21 @@ fn matrix() -> Vec<Row> {
             [OK, FB, OK, FB, FB, NF, UA, UA],
         ),
         row(POST, "/api/v1/subscriptions/{A}/cancel", Some(r#"{}"#), [OK, FB, OK, FB, FB, NF, UA, UA]),
+        // License validation answers everyone: the credential is the license
+        // key, and an API token (or nothing) is simply not a known key.
+        row(POST, "/api/v1/license/validate", Some(r#"{"licenseKey":"LK1-nobody"}"#), [OK, OK, OK, OK, OK, OK, OK, OK]),
+        row(GET, "/api/v1/license/validate", None, [OK, OK, OK, OK, OK, OK, OK, OK]),
+        // Usage reports are authenticated by the license key in the body.
+        row(
+            POST,
+            "/api/v1/usage/report",
+            Some(
+                r#"{"licenseKey":"{keyA}","metrics":{"activeUsers":1,"dataVolumeGB":1,"apiCallsCount":1,"trainingHours":0},"reportingPeriod":"2026-01-10"}"#,
+            ),
+            [OK, OK, OK, OK, OK, OK, OK, OK],
+        ),
+        // Own organization, admin: release a deployment of a key.
+        row(POST, "/api/v1/licenses/{licenseA}/deployments/edge-a/release", None, [OK, FB, OK, FB, FB, NF, UA, UA]),
         // Operator only: revoke licenses. C's license belongs to no caller.
         row(
             POST,
@@ -241,6 +257,7 @@ struct Fixture {
     spare_token_a: String,
     license_a: String,
     license_c: String,
+    key_a: String,
     a_admin: Token,
     a_analyst: Token,
     a_viewer: Token,
@@ -259,6 +276,7 @@ impl Fixture {
             operator_token: Some(OPERATOR_TOKEN.into()),
             auditor_token: Some(AUDITOR_TOKEN.into()),
             policy: Default::default(),
+            validations_per_address_per_minute: 0,
         })
         .await
         .expect("the server state opens");
@@ -277,10 +295,15 @@ impl Fixture {
         let org_b = id(org("Org B").await, "id");
         let org_c = id(org("Org C").await, "id");
         let org_d = id(org("Org D").await, "id");
+        let mut keys = Vec::new();
         for org in [&org_a, &org_b, &org_c] {
             let body = json!({ "organizationId": org, "tier": "starter", "startDate": "2026-01-01" });
-            op(Method::POST, "/api/v1/subscriptions".into(), body).await;
+            keys.push(id(op(Method::POST, "/api/v1/subscriptions".into(), body).await, "licenseKey"));
         }
+        // A's key is active on deployment `edge-a`, for the release row.
+        let validation = json!({ "licenseKey": keys[0], "clientInfo": { "deployment_id": "edge-a" } });
+        let answer = send(&app, Method::POST, "/api/v1/license/validate", None, Some(validation.to_string())).await;
+        assert_eq!(answer.json()["code"], "VALID", "fixture: validating A's key: {}", answer.text());
         let token = |org: &String, role: &'static str| {
             let path = format!("/api/v1/organizations/{org}/tokens");
             let op = &op;
@@ -318,6 +341,7 @@ impl Fixture {
             spare_token_a,
             license_a,
             license_c,
+            key_a: keys[0].clone(),
             a_admin,
             a_analyst,
             a_viewer,
@@ -350,6 +374,7 @@ impl Fixture {
             .replace("{spareTokenA}", &self.spare_token_a)
             .replace("{licenseA}", &self.license_a)
             .replace("{licenseC}", &self.license_c)
+            .replace("{keyA}", &self.key_a)
             .replace("{n}", &self.unique.to_string())
     }
 

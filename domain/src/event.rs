@@ -105,6 +105,8 @@ pub enum LedgerEvent {
     Organization(crate::organization::OrganizationEvent),
     Subscription(crate::subscription::SubscriptionEvent),
     License(crate::license::LicenseEvent),
+    Validation(crate::validation::ValidationEvent),
+    Usage(crate::usage::UsageEvent),
 }
 
 impl LedgerEvent {
@@ -117,6 +119,8 @@ impl LedgerEvent {
             "org" => StoredEvent::decode(event_type, version, payload)?.map(Self::Organization),
             "subscription" => StoredEvent::decode(event_type, version, payload)?.map(Self::Subscription),
             "license" => StoredEvent::decode(event_type, version, payload)?.map(Self::License),
+            "validation" => StoredEvent::decode(event_type, version, payload)?.map(Self::Validation),
+            "usage" => StoredEvent::decode(event_type, version, payload)?.map(Self::Usage),
             _ => None,
         })
     }

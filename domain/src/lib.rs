@@ -11,12 +11,15 @@ pub mod codec;
 pub mod event;
 pub mod ids;
 pub mod keys;
+pub mod lease;
 pub mod license;
 pub mod money;
 pub mod organization;
 pub mod record;
 pub mod subscription;
 pub mod time;
+pub mod usage;
+pub mod validation;
 
 pub use ids::{AddonId, EventId, LicenseId, OrganizationId, StreamId, SubscriptionId, TokenId, UserId};
 pub use money::{Currency, Money};

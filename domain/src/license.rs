@@ -39,6 +39,15 @@ pub enum LicenseCommand {
     EndSupersedeWindow {
         now: Timestamp,
     },
+    /// A deployment validates the key for the first time.
+    ActivateDeployment {
+        deployment_id: String,
+        max_deployments: u32,
+    },
+    /// An organization admin frees a deployment's place.
+    ReleaseDeployment {
+        deployment_id: String,
+    },
 }
 
 crate::stored_events! {
@@ -47,7 +56,19 @@ crate::stored_events! {
         LicenseIssued = 1,
         LicenseSuperseded = 1,
         LicenseRevoked = 1,
+        DeploymentActivated = 1,
+        DeploymentReleased = 1,
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentActivated {
+    pub deployment_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentReleased {
+    pub deployment_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +107,12 @@ pub enum LicenseError {
     InvalidReason,
     #[error("the license is not in a supersede window that has ended")]
     WindowNotOver,
+    #[error("the key is active on {max} deployments already")]
+    TooManyDeployments { max: u32 },
+    #[error("no deployment {0:?} is active on this key")]
+    DeploymentNotFound(String),
+    #[error("a deployment id is 1 to {} visible ASCII characters", crate::lease::DEPLOYMENT_ID_CHARS_MAX)]
+    InvalidDeploymentId,
 }
 
 /// A key's own state at a moment, before the subscription's is considered.
@@ -104,6 +131,102 @@ pub struct License {
     pub issued: Option<LicenseIssued>,
     pub superseded: Option<LicenseSuperseded>,
     pub revoked: Option<String>,
+    /// Deployments the key is active on, in id order.
+    pub deployments: std::collections::BTreeSet<String>,
+}
+
+/// The answer to a validation (BILLING-RULES.md), in order of precedence:
+/// the first that applies wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ValidationCode {
+    NotFound,
+    Revoked,
+    Expired,
+    Suspended,
+    TooManyDeployments,
+    Superseded,
+    PastDue,
+    Valid,
+}
+
+impl ValidationCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "NOT_FOUND",
+            Self::Revoked => "REVOKED",
+            Self::Expired => "EXPIRED",
+            Self::Suspended => "SUSPENDED",
+            Self::TooManyDeployments => "TOO_MANY_DEPLOYMENTS",
+            Self::Superseded => "SUPERSEDED",
+            Self::PastDue => "PAST_DUE",
+            Self::Valid => "VALID",
+        }
+    }
+
+    /// Valid for use: the last three codes.
+    pub fn is_valid(self) -> bool {
+        matches!(self, Self::Superseded | Self::PastDue | Self::Valid)
+    }
+}
+
+/// What a validation needs to know of the key's subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionFacts {
+    /// The subscription's status today.
+    pub status: crate::subscription::Status,
+    /// The term's (exclusive) end.
+    pub term_end: NaiveDate,
+    pub auto_renew: bool,
+    pub max_deployments: u32,
+}
+
+impl License {
+    /// The answer to a validation from `deployment_id` at `now`.
+    pub fn validation_code(
+        &self,
+        facts: &SubscriptionFacts,
+        deployment_id: &str,
+        now: Timestamp,
+        today: NaiveDate,
+    ) -> ValidationCode {
+        use crate::subscription::Status;
+        use ValidationCode as C;
+        if self.issued.is_none() {
+            return C::NotFound;
+        }
+        let key = self.state_at(now);
+        if key == KeyState::Revoked {
+            return C::Revoked;
+        }
+        // A term that ended without renewal is over even before the
+        // scheduler has recorded the expiry.
+        if facts.status.is_ended() || (today >= facts.term_end && !facts.auto_renew) {
+            return C::Expired;
+        }
+        if facts.status == Status::Suspended {
+            return C::Suspended;
+        }
+        if !self.deployments.contains(deployment_id) && self.deployments.len() >= facts.max_deployments as usize {
+            return C::TooManyDeployments;
+        }
+        if matches!(key, KeyState::Superseded { .. }) {
+            return C::Superseded;
+        }
+        if facts.status == Status::PastDue {
+            return C::PastDue;
+        }
+        C::Valid
+    }
+
+    /// The latest moment a lease for this key may reach: its supersede
+    /// window's end, or its term's end.
+    pub fn end(&self, facts: &SubscriptionFacts) -> Timestamp {
+        let term = start_of_day(facts.term_end);
+        match &self.superseded {
+            Some(s) => s.window_ends_at.min(term),
+            None => term,
+        }
+    }
 }
 
 impl License {
@@ -158,8 +281,29 @@ impl License {
                 Some(s) if now >= s.window_ends_at => LicenseRevoked { reason: "superseded".into() }.into(),
                 _ => return Err(E::WindowNotOver),
             },
+            LicenseCommand::ActivateDeployment { deployment_id, max_deployments } => {
+                valid_deployment_id(&deployment_id)?;
+                if self.deployments.len() >= max_deployments as usize {
+                    return Err(E::TooManyDeployments { max: max_deployments });
+                }
+                DeploymentActivated { deployment_id }.into()
+            }
+            LicenseCommand::ReleaseDeployment { deployment_id } => {
+                if !self.deployments.contains(&deployment_id) {
+                    return Err(E::DeploymentNotFound(deployment_id));
+                }
+                DeploymentReleased { deployment_id }.into()
+            }
         })
     }
+}
+
+/// A deployment id: 1 to 128 visible ASCII characters.
+pub fn valid_deployment_id(deployment_id: &str) -> Result<(), LicenseError> {
+    let ok = !deployment_id.is_empty()
+        && deployment_id.len() <= crate::lease::DEPLOYMENT_ID_CHARS_MAX
+        && deployment_id.bytes().all(|b| b.is_ascii_graphic());
+    if ok { Ok(()) } else { Err(LicenseError::InvalidDeploymentId) }
 }
 
 /// 00:00 UTC of a day.
@@ -190,6 +334,12 @@ impl cqrs_es::Aggregate for License {
             LicenseEvent::LicenseIssued(e) => self.issued = Some(e),
             LicenseEvent::LicenseSuperseded(e) => self.superseded = Some(e),
             LicenseEvent::LicenseRevoked(e) => self.revoked = Some(e.reason),
+            LicenseEvent::DeploymentActivated(e) => {
+                self.deployments.insert(e.deployment_id);
+            }
+            LicenseEvent::DeploymentReleased(e) => {
+                self.deployments.remove(&e.deployment_id);
+            }
         }
     }
 }

@@ -10,8 +10,8 @@ use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
 use ledger_domain::license::{
-    KeyState, License, LicenseCommand, LicenseError, LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded,
-    REASON_CHARS_MAX,
+    DeploymentActivated, DeploymentReleased, KeyState, License, LicenseCommand, LicenseError, LicenseEvent,
+    LicenseIssued, LicenseRevoked, LicenseSuperseded, REASON_CHARS_MAX, SubscriptionFacts, ValidationCode,
 };
 use ledger_domain::record::Hash;
 use ledger_domain::{LicenseId, OrganizationId, SubscriptionId, Timestamp};
@@ -263,13 +263,16 @@ fn a_revoked_key_is_revoked_at_every_time() {
 /// One event of each variant. The match makes this fail to compile when a
 /// variant is added, so the round trip below cannot silently skip it.
 fn one_of_each_event() -> Vec<LicenseEvent> {
-    let events = vec![issued(), superseded(), revoked("key leaked on a forum")];
-    let mut seen = [false; 3];
+    let events =
+        vec![issued(), superseded(), revoked("key leaked on a forum"), activated("edge-1"), released("edge-1")];
+    let mut seen = [false; 5];
     for event in &events {
         let index = match event {
             LicenseEvent::LicenseIssued(_) => 0,
             LicenseEvent::LicenseSuperseded(_) => 1,
             LicenseEvent::LicenseRevoked(_) => 2,
+            LicenseEvent::DeploymentActivated(_) => 3,
+            LicenseEvent::DeploymentReleased(_) => 4,
         };
         seen[index] = true;
     }
@@ -316,4 +319,111 @@ fn decoding_another_aggregates_event_type_gives_none() {
         let decoded = LicenseEvent::decode(event_type, 1, &payload);
         assert!(matches!(decoded, Ok(None)), "{event_type}: {decoded:?}");
     }
+}
+
+// Deployments and validation codes.
+
+fn activated(deployment: &str) -> LicenseEvent {
+    DeploymentActivated { deployment_id: deployment.into() }.into()
+}
+
+fn released(deployment: &str) -> LicenseEvent {
+    DeploymentReleased { deployment_id: deployment.into() }.into()
+}
+
+fn activate(deployment: &str, max: u32) -> LicenseCommand {
+    LicenseCommand::ActivateDeployment { deployment_id: deployment.into(), max_deployments: max }
+}
+
+#[test]
+fn a_deployment_activates_while_places_are_free() {
+    given(vec![issued()]).when(activate("edge-1", 1)).then_expect_events(vec![activated("edge-1")]);
+    given(vec![issued(), activated("edge-1")])
+        .when(activate("edge-2", 2))
+        .then_expect_events(vec![activated("edge-2")]);
+}
+
+#[test]
+fn a_full_key_refuses_another_deployment() {
+    given(vec![issued(), activated("edge-1")])
+        .when(activate("edge-2", 1))
+        .then_expect_error(LicenseError::TooManyDeployments { max: 1 });
+}
+
+#[test]
+fn a_deployment_id_is_visible_ascii_of_bounded_length() {
+    for bad in ["", "has space", "ü", &"x".repeat(129)] {
+        given(vec![issued()]).when(activate(bad, 5)).then_expect_error(LicenseError::InvalidDeploymentId);
+    }
+}
+
+#[test]
+fn releasing_frees_a_place_and_unknown_deployments_are_refused() {
+    given(vec![issued(), activated("edge-1")])
+        .when(LicenseCommand::ReleaseDeployment { deployment_id: "edge-1".into() })
+        .then_expect_events(vec![released("edge-1")]);
+    given(vec![issued(), activated("edge-1"), released("edge-1")])
+        .when(activate("edge-2", 1))
+        .then_expect_events(vec![activated("edge-2")]);
+    given(vec![issued()])
+        .when(LicenseCommand::ReleaseDeployment { deployment_id: "edge-9".into() })
+        .then_expect_error(LicenseError::DeploymentNotFound("edge-9".into()));
+}
+
+/// The validation codes in BILLING-RULES.md's order of precedence: each
+/// case makes one more condition true, and the first that applies wins.
+#[test]
+fn validation_codes_follow_their_precedence() {
+    use ledger_domain::subscription::Status;
+    let facts =
+        |status, auto_renew| SubscriptionFacts { status, term_end: d(2027, 1, 1), auto_renew, max_deployments: 1 };
+    let (before, during, after) = (at("2026-01-10T00:00:00Z"), at("2026-01-20T00:00:00Z"), at("2026-01-24T00:00:00Z"));
+    let today = d(2026, 1, 20);
+    let code = |events: Vec<LicenseEvent>, facts: SubscriptionFacts, deployment: &str, now| {
+        license(events).validation_code(&facts, deployment, now, today)
+    };
+    let active = facts(Status::Active, true);
+    assert_eq!(code(vec![], active, "a", during), ValidationCode::NotFound);
+    assert_eq!(code(vec![issued(), revoked("fraud")], active, "a", during), ValidationCode::Revoked);
+    assert_eq!(code(vec![issued(), superseded()], active, "a", after), ValidationCode::Revoked, "window over");
+    assert_eq!(code(vec![issued(), revoked("x")], facts(Status::Expired, true), "a", during), ValidationCode::Revoked);
+    assert_eq!(code(vec![issued()], facts(Status::Expired, true), "a", during), ValidationCode::Expired);
+    assert_eq!(code(vec![issued()], facts(Status::Cancelled, true), "a", during), ValidationCode::Expired);
+    let ended = SubscriptionFacts { term_end: d(2026, 1, 20), ..facts(Status::Active, false) };
+    assert_eq!(code(vec![issued()], ended, "a", during), ValidationCode::Expired, "term over, not renewing");
+    let renewing = SubscriptionFacts { term_end: d(2026, 1, 20), ..active };
+    assert_eq!(code(vec![issued()], renewing, "a", during), ValidationCode::Valid, "the renewal is on its way");
+    assert_eq!(code(vec![issued()], facts(Status::Suspended, true), "a", during), ValidationCode::Suspended);
+    let full = vec![issued(), activated("a")];
+    assert_eq!(code(full.clone(), facts(Status::Suspended, true), "b", during), ValidationCode::Suspended);
+    assert_eq!(code(full.clone(), active, "b", during), ValidationCode::TooManyDeployments);
+    assert_eq!(
+        code(vec![issued(), activated("a"), superseded()], active, "b", during),
+        ValidationCode::TooManyDeployments
+    );
+    assert_eq!(code(vec![issued(), activated("a"), superseded()], active, "a", during), ValidationCode::Superseded);
+    assert_eq!(
+        code(vec![issued(), superseded()], active, "a", before),
+        ValidationCode::Valid,
+        "before the effective day"
+    );
+    assert_eq!(
+        code(vec![issued(), superseded()], facts(Status::PastDue, true), "a", during),
+        ValidationCode::Superseded
+    );
+    assert_eq!(code(full.clone(), facts(Status::PastDue, true), "a", during), ValidationCode::PastDue);
+    assert_eq!(code(full, active, "a", during), ValidationCode::Valid);
+    for valid in [ValidationCode::Valid, ValidationCode::PastDue, ValidationCode::Superseded] {
+        assert!(valid.is_valid());
+    }
+    assert!(!ValidationCode::TooManyDeployments.is_valid() && !ValidationCode::NotFound.is_valid());
+}
+
+#[test]
+fn a_lease_never_outlives_the_term_or_the_supersede_window() {
+    use ledger_domain::subscription::Status;
+    let facts =
+        SubscriptionFacts { status: Status::Active, term_end: d(2027, 1, 1), auto_renew: true, max_deployments: 1 };
+    assert_eq!(license(vec![issued()]).end(&facts), at("2027-01-01T00:00:00Z"));
+    assert_eq!(license(vec![issued(), superseded()]).end(&facts), at("2026-01-23T00:00:00Z"));
 }

@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 
 use cqrs_es::Aggregate;
 use domain::event::LedgerEvent;
-use domain::license::{License, LicenseEvent};
+use domain::license::{License, LicenseEvent, ValidationCode};
 use domain::organization::{Organization, OrganizationCreated, OrganizationEvent, Role};
 use domain::record::{Hash, Record};
 use domain::subscription::{Subscription, SubscriptionEvent};
+use domain::usage::{Usage, UsageEvent};
+use domain::validation::ValidationEvent;
 use domain::{LicenseId, Metadata, OrganizationId, SubscriptionId, Timestamp, TokenId};
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +60,20 @@ pub struct LedgerState {
     pub subscriptions: BTreeMap<SubscriptionId, Subscription>,
     pub licenses: BTreeMap<LicenseId, License>,
     pub tokens: BTreeMap<TokenId, TokenEntry>,
+    /// Per license: how often and when it was last validated (the seed's
+    /// `validation_count` and `last_validated_at`).
+    pub validations: BTreeMap<LicenseId, ValidationStats>,
+    /// Per subscription: the latest report per day and deployment.
+    pub usage: BTreeMap<SubscriptionId, Usage>,
     pub audit: Vec<AuditEntry>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValidationStats {
+    pub count: u64,
+    pub last_at: Option<Timestamp>,
+    pub last_code: Option<ValidationCode>,
+    pub last_deployment: Option<String>,
 }
 
 impl LedgerState {
@@ -66,8 +81,9 @@ impl LedgerState {
     pub fn apply(&mut self, record: &Record, event: Option<LedgerEvent>) {
         assert_eq!(record.header.sequence, self.sequence + 1, "projections apply the log in order, each record once");
         self.sequence = record.header.sequence;
-        // Entity streams are named by UUIDs; an event on any other name was
-        // not written by this ledger and changes nothing but the audit list.
+        // Entity streams are named by UUIDs (validation streams carry their
+        // license in the event); an event on any other name was not written
+        // by this ledger and changes nothing but the audit list.
         let id = record.header.stream_id.as_str().split_once('/').and_then(|(_, id)| id.parse::<uuid::Uuid>().ok());
         let organization_id = match (event, id) {
             (Some(LedgerEvent::Organization(event)), Some(id)) => {
@@ -75,6 +91,18 @@ impl LedgerState {
             }
             (Some(LedgerEvent::Subscription(event)), Some(id)) => self.apply_subscription(SubscriptionId(id), event),
             (Some(LedgerEvent::License(event)), Some(id)) => self.apply_license(LicenseId(id), event),
+            (Some(LedgerEvent::Validation(ValidationEvent::LicenseValidated(validated))), _) => {
+                let stats = self.validations.entry(validated.license_id).or_default();
+                stats.count += 1;
+                stats.last_at = Some(validated.at);
+                stats.last_code = Some(validated.code);
+                stats.last_deployment = Some(validated.deployment_id);
+                self.licenses.get(&validated.license_id).and_then(|l| l.issued.as_ref()).map(|i| i.organization_id)
+            }
+            (Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))), _) => {
+                self.usage.entry(report.subscription_id).or_default().apply(&report);
+                self.subscriptions.get(&report.subscription_id).and_then(|s| s.organization_id)
+            }
             _ => None,
         };
         let metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();

@@ -79,6 +79,10 @@ pub enum ExpectedRevision {
     NoStream,
     /// The stream's last event must have this revision.
     Exactly(u64),
+    /// The stream must hold fewer than this many events: a cap that holds
+    /// exactly without making concurrent appends conflict (the writer
+    /// checks it in order), as for a key's validations of a day.
+    Below(u64),
 }
 
 impl std::fmt::Display for ExpectedRevision {
@@ -87,6 +91,7 @@ impl std::fmt::Display for ExpectedRevision {
             Self::Any => f.write_str("any revision"),
             Self::NoStream => f.write_str("no stream"),
             Self::Exactly(revision) => write!(f, "revision {revision}"),
+            Self::Below(bound) => write!(f, "fewer than {bound} events"),
         }
     }
 }
@@ -364,6 +369,14 @@ impl EventLog {
             }
         })
         .try_flatten()
+    }
+
+    /// A stream's revision: the number of events in it (0 if none).
+    pub async fn stream_revision(&self, stream_id: &StreamId) -> Result<u64, StoreError> {
+        match &self.reader {
+            Reader::Sqlite(readers) => readers.stream_revision(stream_id).await,
+            Reader::Postgres(pool) => postgres::stream_revision(pool, stream_id).await,
+        }
     }
 
     /// Up to `limit` records of one stream, from `from_revision` on.

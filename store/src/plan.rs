@@ -111,6 +111,7 @@ fn decide(
         ExpectedRevision::Any => true,
         ExpectedRevision::NoStream => actual == 0,
         ExpectedRevision::Exactly(expected) => actual == expected,
+        ExpectedRevision::Below(bound) => actual < bound,
     };
     if !matches {
         return Err(Rejection::WrongRevision {

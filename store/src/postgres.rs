@@ -216,6 +216,14 @@ pub(crate) async fn find_idempotency_key(pool: &PgPool, key: &str) -> Result<Opt
     .transpose()
 }
 
+pub(crate) async fn stream_revision(pool: &PgPool, stream_id: &StreamId) -> Result<u64, StoreError> {
+    let revision: Option<i64> = sqlx::query_scalar("SELECT max(stream_revision) FROM events WHERE stream_id = $1")
+        .bind(stream_id.as_str())
+        .fetch_one(pool)
+        .await?;
+    unsigned(0, "stream revision", revision.unwrap_or(0))
+}
+
 pub(crate) async fn head(pool: &PgPool) -> Result<Head, StoreError> {
     let row =
         sqlx::query("SELECT sequence, chain_hash, recorded_at_us FROM log_head WHERE id = 1").fetch_one(pool).await?;

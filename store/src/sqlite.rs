@@ -308,6 +308,17 @@ impl Readers {
         .await
     }
 
+    pub(crate) async fn stream_revision(&self, stream_id: &StreamId) -> Result<u64, StoreError> {
+        let stream_id = stream_id.clone();
+        self.run(move |connection| {
+            let revision: Option<i64> = connection
+                .prepare_cached("SELECT MAX(stream_revision) FROM events WHERE stream_id = ?1")?
+                .query_row([stream_id.as_str()], |row| row.get(0))?;
+            unsigned(0, "stream revision", revision.unwrap_or(0))
+        })
+        .await
+    }
+
     pub(crate) async fn head(&self) -> Result<Head, StoreError> {
         self.run(read_head).await
     }

@@ -224,6 +224,8 @@ async fn appends_and_reads(h: Harness) {
     );
     let middle: Vec<_> = h.log.read(2..=3).try_collect().await.unwrap();
     assert_eq!(middle.iter().map(|r| r.header.sequence).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(h.log.stream_revision(&stream("a")).await.unwrap(), 3);
+    assert_eq!(h.log.stream_revision(&stream("nothing")).await.unwrap(), 0);
     let of_a = h.log.read_stream(&stream("a"), 2, 10).await.unwrap();
     assert_eq!(of_a.iter().map(|r| r.header.stream_revision).collect::<Vec<_>>(), [2, 3]);
 
@@ -246,9 +248,13 @@ async fn wrong_revision_names_expected_and_actual(h: Harness) {
     );
     let stale = append(&h.log, command(stream("a"), ExpectedRevision::Exactly(1), &[b"x"])).await.unwrap_err();
     assert_eq!(stale.to_string(), "stream org/a expected revision 1 but is at revision 2");
+    // A cap: appends succeed while the stream is below it, and only then.
+    append(&h.log, command(stream("a"), ExpectedRevision::Below(3), &[b"3"])).await.unwrap();
+    let capped = append(&h.log, command(stream("a"), ExpectedRevision::Below(3), &[b"4"])).await.unwrap_err();
+    assert_eq!(capped.to_string(), "stream org/a expected fewer than 3 events but is at revision 3");
     let missing = append(&h.log, command(stream("new"), ExpectedRevision::Exactly(3), &[b"x"])).await;
     assert!(matches!(missing, Err(Rejection::WrongRevision { actual: 0, .. })));
-    assert_eq!(h.log.head().await.unwrap().sequence, 2, "rejected commands append nothing");
+    assert_eq!(h.log.head().await.unwrap().sequence, 3, "rejected commands append nothing");
 }
 
 async fn idempotent_retries_are_answered_not_reapplied(h: Harness) {

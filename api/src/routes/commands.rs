@@ -91,6 +91,9 @@ pub(crate) fn license_refusal(error: LicenseError) -> ApiError {
         E::InvalidReason => ApiError::Validation(error.to_string()),
         E::AlreadyRevoked => ApiError::conflict("already_revoked", error),
         E::AlreadyExists | E::AlreadySuperseded | E::WindowNotOver => ApiError::conflict("conflict", error),
+        E::TooManyDeployments { .. } => ApiError::conflict("too_many_deployments", error),
+        E::DeploymentNotFound(_) => ApiError::NotFound,
+        E::InvalidDeploymentId => ApiError::Validation(error.to_string()),
     }
 }
 

@@ -1,3 +1,5 @@
 pub mod commands;
+pub mod license;
 pub mod ops;
 pub mod queries;
+pub mod usage;

@@ -83,6 +83,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     registry.register("ledger_log_head_sequence", "The last sequence of the log", head.clone());
     let applied = Gauge::<i64>::default();
     registry.register("ledger_projection_sequence", "The last sequence the read models include", applied.clone());
+    registry.register(
+        "license_validations",
+        "License validations answered, by code (or malformed, rate_limited) and tier",
+        state.metrics.license_validations.clone(),
+    );
     let today = state.today();
     {
         let ledger = state.projections.read().await;

@@ -154,6 +154,7 @@ pub async fn subscription(
     let entry = ledger.organizations.get(&organization_id).ok_or(ApiError::NotFound)?;
     let (id, subscription) = subscription_of(&ledger, organization_id)?;
     let period = subscription.tier_on(today).ok_or(ApiError::NotFound)?;
+    let month = ledger.usage.get(&id).map(|usage| usage.month(today)).unwrap_or_default();
     let addons: Vec<Value> = subscription
         .addons
         .iter()
@@ -182,13 +183,13 @@ pub async fn subscription(
         "catalogVersion": period.catalog_version,
         "maxDeployments": subscription.max_deployments,
         "limits": limits_json(&state, subscription, today),
-        // Usage reporting and invoices arrive with the metering issue; until
-        // then the only usage the ledger knows is its seats.
+        // Seats are the organization's active users; the rest is this
+        // month's reported usage (invoices arrive with the billing run).
         "currentUsage": {
             "users": entry.state.active_users(),
-            "dataVolumeGB": 0,
-            "apiCalls": 0,
-            "trainingHours": 0,
+            "dataVolumeGB": month.total.data_volume_gb.to_string(),
+            "apiCalls": month.total.api_calls_count,
+            "trainingHours": month.total.training_hours.to_string(),
         },
         "billing": {
             "nextBillingDate": next_billing,
@@ -261,7 +262,9 @@ pub async fn licenses(
                 "expiresAt": expires,
                 "supersededUntil": superseded_until,
                 "revocationReason": license.revoked,
-                "deployments": [],
+                "deployments": license.deployments,
+                "validationCount": ledger.validations.get(id).map_or(0, |s| s.count),
+                "lastValidatedAt": ledger.validations.get(id).and_then(|s| s.last_at).map(|t| t.to_rfc3339()),
             }))
         })
         .collect();
@@ -301,9 +304,10 @@ pub async fn enforcement(
     let ledger = state.projections.read().await;
     let entry = ledger.organizations.get(&organization_id).ok_or(ApiError::NotFound)?;
     let refuse = |reason: &str| Ok(Json(json!({ "allowed": false, "reason": reason })));
-    let Some((_, subscription)) = ledger.live_subscription(organization_id) else {
+    let Some((subscription_id, subscription)) = ledger.live_subscription(organization_id) else {
         return refuse("no_subscription");
     };
+    let usage = ledger.usage.get(&subscription_id).cloned().unwrap_or_default();
     let status = subscription.status_on(today);
     if matches!(status, Status::Suspended | Status::Cancelled | Status::Expired) {
         return refuse(status.as_str());
@@ -320,9 +324,19 @@ pub async fn enforcement(
     };
     match check.action.as_str() {
         "ADD_USER" => Ok(against(spec.seats.map(u64::from), u64::from(entry.state.active_users()))),
-        // Usage reports arrive with the metering issue; none is recorded yet.
-        "UPLOAD_DATA" => Ok(against(Some(spec.data_gb + extra_gb), 0)),
-        "API_CALL" => Ok(against(spec.api_calls_per_month, 0)),
+        // The latest reported data volume, and this month's API calls.
+        "UPLOAD_DATA" => {
+            // Compared exactly: 999.5 GB is under a 1,000 GB limit.
+            let (limit, current) = (spec.data_gb + extra_gb, usage.latest_data_volume());
+            let allowed = current < rust_decimal::Decimal::from(limit);
+            Ok(Json(json!({
+                "allowed": allowed,
+                "reason": (!allowed).then_some("limit_reached"),
+                "limit": limit,
+                "current": rust_decimal::prelude::ToPrimitive::to_f64(&current),
+            })))
+        }
+        "API_CALL" => Ok(against(spec.api_calls_per_month, usage.month(today).total.api_calls_count)),
         "ACCESS_FEATURE" => {
             let feature = check.feature.ok_or_else(|| ApiError::Validation("ACCESS_FEATURE needs feature=…".into()))?;
             let allowed = spec.features.contains(&feature);

@@ -49,12 +49,19 @@ impl Backend {
 
     /// Starts `ledger serve` on a free port and waits until `/health` answers.
     pub async fn start(&self) -> Server {
+        self.start_with(&[]).await
+    }
+
+    /// [`Backend::start`] with extra `serve` flags, e.g.
+    /// `["--validations-per-address-per-minute", "5"]`.
+    pub async fn start_with(&self, extra_args: &[&str]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ledger"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--clock"])
             .arg(format!("manual:{CLOCK_START}"))
             .arg("--data-dir")
             .arg(self.dir.path())
+            .args(extra_args)
             // `--database-url` also reads DATABASE_URL: a SQLite server must
             // not pick up the test run's PostgreSQL.
             .env_remove("DATABASE_URL")

@@ -1,0 +1,495 @@
+//! [`LicenseClient`]: validates online, remembers the signed lease, and
+//! judges it offline (see [`crate::offline`] for the threat model).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use domain::Timestamp;
+use domain::lease::{LeaseBody, LeaseError, SignedLease};
+use ed25519_dalek::VerifyingKey;
+
+use crate::enforce::{self, Action, Decision, Denial};
+use crate::files;
+use crate::offline::{self, CLOCK_PERSIST_INTERVAL, ClockMarks, HeldLease, Judgement};
+use crate::wire::{self, ValidateRequest, ValidateResponse};
+use crate::{ClientError, Config, LEASE_KEYS_MAX, LeaseRejection, Status, ValidationCode, parse_public_key};
+
+/// The lease as the server sent it (`{"payload","signature"}`), nothing
+/// else, so that every byte of the file is covered by the signature.
+pub const LEASE_FILE: &str = "lease.json";
+/// The clock high-water marks.
+pub const CLOCK_FILE: &str = "clock.json";
+/// Bytes of randomness in a nonce (128 bits: never repeats).
+const NONCE_BYTES: usize = 16;
+/// A 429 without a readable `Retry-After` waits this long.
+const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(60);
+/// A `Retry-After` is honoured up to this long, so a wrong header cannot
+/// keep the client offline until its lease runs out.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+
+/// The license of one deployment. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct LicenseClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    http: reqwest::Client,
+    validate_url: String,
+    keys_url: String,
+    lease_path: PathBuf,
+    clock_path: PathBuf,
+    state: Mutex<State>,
+    /// Serializes writes of the state files. Taken before `state`, never
+    /// while holding it.
+    writes: Mutex<()>,
+}
+
+struct State {
+    lease: Option<HeldLease>,
+    marks: ClockMarks,
+    /// What `clock.json` holds, and when (monotonic) it was last written.
+    persisted: ClockMarks,
+    persisted_at: Instant,
+    learned_keys: Vec<VerifyingKey>,
+    /// The server's last word when it said "not valid"; cleared by a valid
+    /// answer.
+    invalid: Option<ValidationCode>,
+    reached_server: bool,
+    warnings: Vec<String>,
+    retry_not_before: Option<Instant>,
+}
+
+/// What a judgement found, borrowed from the state while it is locked.
+enum Verdict<'a> {
+    Valid(&'a HeldLease),
+    Invalid(&'a ValidationCode),
+    ClockTampered,
+    NoLease,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind (no invariant
+    // spans two fields mid-update), so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl LicenseClient {
+    /// Opens the state directory (creating it) and loads the stored lease,
+    /// verifying it once: a lease file that does not verify, in any byte,
+    /// is treated as no lease.
+    pub fn new(config: Config) -> Result<Self, ClientError> {
+        config.check()?;
+        files::create_dir(&config.state_dir)?;
+        remove_temporaries(&config.state_dir);
+        let lease_path = config.state_dir.join(LEASE_FILE);
+        let clock_path = config.state_dir.join(CLOCK_FILE);
+        let stored_marks: Option<ClockMarks> =
+            files::read_optional(&clock_path)?.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let now = config.time.monotonic();
+        let mut marks =
+            stored_marks.unwrap_or(ClockMarks { wall_high_water_us: i64::MIN, server_time_high_water_us: i64::MIN });
+        let lease = match files::read_optional(&lease_path)? {
+            Some(bytes) => load_lease(&config, &bytes).ok(),
+            None => None,
+        };
+        let lease = lease.map(|body| {
+            let client_time_us = body.client_time.expect("load_lease requires a clientTime").as_micros();
+            // Without a marks file the signed times are the floor: the
+            // clock cannot be earlier than when we asked.
+            marks.wall_high_water_us = marks.wall_high_water_us.max(client_time_us);
+            marks.server_time_high_water_us = marks.server_time_high_water_us.max(body.issued_at.as_micros());
+            held_lease(&config, body, marks.server_time_high_water_us, now)
+        });
+        let http = wire::http_client(config.request_timeout, &config.client_version)?;
+        let inner = Inner {
+            validate_url: config.url("/api/v1/license/validate"),
+            keys_url: config.url("/api/v1/keys"),
+            http,
+            lease_path,
+            clock_path,
+            state: Mutex::new(State {
+                lease,
+                marks,
+                persisted: stored_marks.unwrap_or(marks),
+                persisted_at: now,
+                learned_keys: Vec::new(),
+                invalid: None,
+                reached_server: false,
+                warnings: Vec::new(),
+                retry_not_before: None,
+            }),
+            writes: Mutex::new(()),
+            config,
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Asks the server, with a fresh nonce and our wall clock, and accepts
+    /// its lease only if it verifies with a pinned key, is bound to our
+    /// license key and deployment, and echoes this request's nonce and
+    /// clientTime; the lease is then stored durably before this returns.
+    ///
+    /// When the server cannot be reached (network error, 5xx, 408, 429 or
+    /// an answer cut off) this falls back to the offline judgement of the
+    /// stored lease (`offline: true`). A 429's `Retry-After` is honoured:
+    /// calls within it do not contact the server.
+    ///
+    /// Errors: a 400 or an answer outside the contract
+    /// ([`ClientError::Http`], [`ClientError::Protocol`]), a "valid" answer
+    /// whose lease cannot be trusted ([`ClientError::LeaseRejected`], the
+    /// stored lease is kept), or the state directory failing.
+    pub async fn validate(&self) -> Result<Status, ClientError> {
+        let inner = &self.inner;
+        let config = &inner.config;
+        let started = config.time.monotonic();
+        let (retry_not_before, last_sync) = {
+            let state = lock(&inner.state);
+            let last_sync = state.lease.as_ref().map_or(Timestamp::from_micros(0), |lease| lease.body.issued_at);
+            (state.retry_not_before, last_sync)
+        };
+        if let Some(not_before) = retry_not_before.filter(|t| started < *t) {
+            let wait = not_before.saturating_duration_since(started).as_secs();
+            return Ok(self.offline(format!("rate limited by the server; next attempt in {wait} s")).await);
+        }
+        let nonce = new_nonce()?;
+        let client_time = Timestamp::from_datetime(config.time.wall());
+        let request = ValidateRequest {
+            license_key: &config.license_key,
+            client_info: wire::ClientInfo {
+                version: &config.client_version,
+                deployment_id: &config.deployment_id,
+                last_sync: last_sync.to_rfc3339(),
+            },
+            nonce: &nonce,
+            client_time: client_time.to_rfc3339(),
+        };
+        let response = match inner.http.post(&inner.validate_url).json(&request).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let why = format!("the server could not be reached: {}", wire::describe(&e));
+                return Ok(self.offline(why).await);
+            }
+        };
+        let http_status = response.status();
+        if http_status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let wait = wire::retry_after(&response).unwrap_or(RETRY_AFTER_DEFAULT).min(RETRY_AFTER_MAX);
+            lock(&inner.state).retry_not_before = Some(started + wait);
+            return Ok(self.offline(format!("rate limited by the server for {} s", wait.as_secs())).await);
+        }
+        if http_status.is_server_error() || http_status == reqwest::StatusCode::REQUEST_TIMEOUT {
+            return Ok(self.offline(format!("the server answered {http_status}")).await);
+        }
+        let body = match wire::read_body(response).await {
+            Ok(body) => body,
+            Err(e) => return Ok(self.offline(format!("the server's answer was cut off: {e}")).await),
+        };
+        if http_status != reqwest::StatusCode::OK {
+            return Err(ClientError::Http { status: http_status.as_u16(), body: wire::truncated(&body) });
+        }
+        let answer: ValidateResponse =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if !answer.is_valid {
+            return self.drop_lease(ValidationCode::parse(&answer.code)).await;
+        }
+        let signed = answer.lease.ok_or(LeaseRejection::Missing)?;
+        let keys = self.lease_keys();
+        let (body, key) = verify_with(&keys, &signed, &config.license_key).map_err(LeaseRejection::from)?;
+        check_body(&body, config, Some(&nonce), Some(client_time))?;
+        self.accept(signed, body, answer.warnings).await?;
+        if config.learn_lease_keys && config.lease_public_keys.contains(&key) {
+            self.learn_keys(key).await;
+        }
+        Ok(self.status())
+    }
+
+    /// The offline judgement of the stored lease, now. Arithmetic only,
+    /// except that at most once per [`CLOCK_PERSIST_INTERVAL`] (and when the
+    /// lease is first found expired) it writes the clock marks to disk
+    /// (one small fsynced file), so elapsed time survives a restart.
+    pub fn status(&self) -> Status {
+        self.judge(|verdict, state| match verdict {
+            Verdict::Valid(lease) => Status::Valid {
+                code: ValidationCode::parse(&lease.body.code),
+                tier: lease.body.tier.clone(),
+                limits: lease.body.limits.clone(),
+                features: lease.body.features.clone(),
+                lease_expires_at: Timestamp::from_micros(lease.expires_at_us).to_datetime(),
+                offline: !state.reached_server,
+                warnings: state.warnings.clone(),
+            },
+            Verdict::Invalid(code) => Status::Invalid { code: code.clone() },
+            Verdict::ClockTampered => Status::ClockTampered,
+            Verdict::NoLease => Status::NoLease,
+        })
+    }
+
+    /// One of the four enforcement checks (BILLING-RULES, "Enforcement"),
+    /// from the stored lease. Without a valid lease nothing is allowed.
+    pub fn check(&self, action: &Action<'_>) -> Decision {
+        self.judge(|verdict, _| match verdict {
+            Verdict::Valid(lease) => enforce::decide(&lease.body, action),
+            Verdict::Invalid(code) => Decision::Denied(Denial::Invalid(code.clone())),
+            Verdict::ClockTampered => Decision::Denied(Denial::ClockTampered),
+            Verdict::NoLease => Decision::Denied(Denial::NoLease),
+        })
+    }
+
+    /// Whether the tier includes `feature` (and the license is usable now).
+    pub fn allows_feature(&self, feature: &str) -> bool {
+        self.check(&Action::AccessFeature(feature)).is_allowed()
+    }
+
+    /// The keys that verify leases: the pinned ones, then any learned.
+    pub fn lease_keys(&self) -> Vec<VerifyingKey> {
+        let learned = lock(&self.inner.state).learned_keys.clone();
+        self.inner.config.lease_public_keys.iter().copied().chain(learned).collect()
+    }
+
+    fn judge<R>(&self, decide: impl FnOnce(Verdict<'_>, &State) -> R) -> R {
+        let config = &self.inner.config;
+        let wall_us = config.time.wall().timestamp_micros();
+        let now = config.time.monotonic();
+        let tolerance_us = offline::micros(config.clock_tolerance);
+        let (result, persist) = {
+            let mut guard = lock(&self.inner.state);
+            let state = &mut *guard;
+            let judgement = match &state.lease {
+                _ if state.invalid.is_some() => None,
+                Some(lease) => Some(offline::judge(lease, &mut state.marks, wall_us, now, tolerance_us)),
+                None => None,
+            };
+            let persist = state.lease.as_ref().is_some_and(|lease| {
+                state.marks != state.persisted
+                    && (now.saturating_duration_since(state.persisted_at) >= CLOCK_PERSIST_INTERVAL
+                        || (judgement == Some(Judgement::Expired)
+                            && state.persisted.server_time_high_water_us < lease.expires_at_us))
+            });
+            if persist {
+                // Whether or not the write below succeeds, the next attempt
+                // waits a full interval: a failing disk must not turn every
+                // check into I/O.
+                state.persisted_at = now;
+            }
+            let verdict = match (&state.invalid, &state.lease, judgement) {
+                (Some(code), _, _) => Verdict::Invalid(code),
+                (None, Some(lease), Some(Judgement::Valid)) => Verdict::Valid(lease),
+                (None, Some(_), Some(Judgement::ClockTampered)) => Verdict::ClockTampered,
+                _ => Verdict::NoLease,
+            };
+            (decide(verdict, state), persist)
+        };
+        if persist {
+            // A failure is retried after the next interval; the marks stay
+            // raised in memory meanwhile.
+            let _ = self.inner.persist_marks();
+        }
+        result
+    }
+
+    /// The server could not be reached: judge the stored lease, and write
+    /// the marks now, since an outage is when they matter.
+    async fn offline(&self, reason: String) -> Status {
+        {
+            let mut state = lock(&self.inner.state);
+            state.reached_server = false;
+            state.warnings = vec![reason];
+        }
+        let status = self.status();
+        let inner = Arc::clone(&self.inner);
+        // A failure is retried by later checks; the verdict stands.
+        let _ = tokio::task::spawn_blocking(move || inner.persist_marks()).await;
+        status
+    }
+
+    /// Stores a verified fresh lease (marks first, then the lease, so a
+    /// crash between leaves the old lease with new marks, never the
+    /// reverse) and re-anchors the clock marks to it: the server has just
+    /// vouched for the time, which also clears a clock that was once ahead.
+    async fn accept(&self, signed: SignedLease, body: LeaseBody, warnings: Vec<String>) -> Result<(), ClientError> {
+        let inner = Arc::clone(&self.inner);
+        let job = move || {
+            let config = &inner.config;
+            let received = config.time.monotonic();
+            let client_time_us = body.client_time.expect("check_body requires a clientTime").as_micros();
+            let marks = ClockMarks {
+                wall_high_water_us: config.time.wall().timestamp_micros().max(client_time_us),
+                server_time_high_water_us: body.issued_at.as_micros(),
+            };
+            let lease_bytes = serde_json::to_vec(&signed).expect("a signed lease serializes");
+            let held = held_lease(config, body, marks.server_time_high_water_us, received);
+            let _writes = lock(&inner.writes);
+            files::write_atomic(&inner.clock_path, &serde_json::to_vec(&marks).expect("marks serialize"))?;
+            files::write_atomic(&inner.lease_path, &lease_bytes)?;
+            let mut state = lock(&inner.state);
+            *state = State {
+                lease: Some(held),
+                marks,
+                persisted: marks,
+                persisted_at: received,
+                learned_keys: std::mem::take(&mut state.learned_keys),
+                invalid: None,
+                reached_server: true,
+                warnings,
+                retry_not_before: None,
+            };
+            Ok(())
+        };
+        tokio::task::spawn_blocking(job).await.expect("storing the lease does not panic")
+    }
+
+    /// The server said "not valid": forget the lease, in memory first (so
+    /// nothing is allowed even if the disk fails), then on disk.
+    async fn drop_lease(&self, code: ValidationCode) -> Result<Status, ClientError> {
+        let inner = Arc::clone(&self.inner);
+        let status = Status::Invalid { code: code.clone() };
+        let job = move || {
+            let _writes = lock(&inner.writes);
+            {
+                let mut state = lock(&inner.state);
+                state.lease = None;
+                state.invalid = Some(code);
+                state.reached_server = true;
+                state.warnings.clear();
+                state.retry_not_before = None;
+            }
+            files::remove_durably(&inner.lease_path)
+        };
+        tokio::task::spawn_blocking(job).await.expect("dropping the lease does not panic")?;
+        Ok(status)
+    }
+
+    /// Learns the server's other lease keys, but only from a key list that
+    /// names the pinned key which just verified a fresh lease: a list that
+    /// does not is not from the server we trust, and is ignored.
+    async fn learn_keys(&self, verified_with: VerifyingKey) {
+        let outcome = self.fetch_lease_keys().await;
+        let mut state = lock(&self.inner.state);
+        match outcome {
+            Ok(keys) if keys.contains(&verified_with) => {
+                for key in keys {
+                    let known = self.inner.config.lease_public_keys.contains(&key) || state.learned_keys.contains(&key);
+                    let room = self.inner.config.lease_public_keys.len() + state.learned_keys.len() < LEASE_KEYS_MAX;
+                    if !known && room {
+                        state.learned_keys.push(key);
+                    }
+                }
+            }
+            Ok(_) => state.warnings.push("the server's key list does not name the key of its lease; ignored".into()),
+            Err(e) => state.warnings.push(format!("the server's lease keys could not be read: {e}")),
+        }
+    }
+
+    async fn fetch_lease_keys(&self) -> Result<Vec<VerifyingKey>, String> {
+        let response = self.inner.http.get(&self.inner.keys_url).send().await.map_err(|e| wire::describe(&e))?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Err(format!("the server answered {}", response.status()));
+        }
+        let body = wire::read_body(response).await?;
+        let keys: wire::KeysResponse = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let mut out = vec![parse_public_key(&keys.leases.current).map_err(|e| e.to_string())?];
+        if let Some(next) = keys.leases.next {
+            out.push(parse_public_key(&next).map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    fn persist_marks(&self) -> Result<(), ClientError> {
+        let _writes = lock(&self.writes);
+        let marks = lock(&self.state).marks;
+        files::write_atomic(&self.clock_path, &serde_json::to_vec(&marks).expect("marks serialize"))?;
+        lock(&self.state).persisted = marks;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for LicenseClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LicenseClient").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+fn held_lease(config: &Config, body: LeaseBody, anchor_server_us: i64, at: Instant) -> HeldLease {
+    let issued_us = body.issued_at.as_micros();
+    let expires_at_us =
+        body.lease_expires_at.as_micros().min(issued_us.saturating_add(offline::micros(config.offline_grace)));
+    let client_time_us = body.client_time.expect("leases are checked to carry a clientTime").as_micros();
+    HeldLease { body, client_time_us, expires_at_us, anchor_server_us, anchor_at: at }
+}
+
+/// A lease read back from disk: every check of a fresh one except the
+/// nonce (which only the request that fetched it knew).
+fn load_lease(config: &Config, bytes: &[u8]) -> Result<LeaseBody, LeaseRejection> {
+    let signed: SignedLease = serde_json::from_slice(bytes).map_err(|_| LeaseError::Malformed)?;
+    let (body, _) = verify_with(&config.lease_public_keys, &signed, &config.license_key)?;
+    check_body(&body, config, None, None)?;
+    Ok(body)
+}
+
+/// Verifies with each key in turn; returns the body and the key that
+/// verified it. A lease that is malformed, or correctly signed but for
+/// another license key, is refused at once: no other key changes that.
+fn verify_with(
+    keys: &[VerifyingKey],
+    signed: &SignedLease,
+    license_key: &str,
+) -> Result<(LeaseBody, VerifyingKey), LeaseError> {
+    for key in keys {
+        match signed.verify(key, license_key) {
+            Ok(body) => return Ok((body, *key)),
+            Err(LeaseError::BadSignature) => continue,
+            Err(other) => return Err(other),
+        }
+    }
+    Err(LeaseError::BadSignature)
+}
+
+fn check_body(
+    body: &LeaseBody,
+    config: &Config,
+    nonce: Option<&str>,
+    client_time: Option<Timestamp>,
+) -> Result<(), LeaseRejection> {
+    if body.version != 1 {
+        return Err(LeaseRejection::UnsupportedVersion(body.version));
+    }
+    if body.deployment_id != config.deployment_id {
+        return Err(LeaseRejection::OtherDeployment(body.deployment_id.clone()));
+    }
+    if nonce.is_some_and(|nonce| nonce != body.nonce) {
+        return Err(LeaseRejection::StaleNonce);
+    }
+    // The signed clientTime is what offline time is measured from, so a
+    // lease without it (or with another) is of no use to this client.
+    match (body.client_time, client_time) {
+        (None, _) => return Err(LeaseRejection::ClientTimeMismatch),
+        (Some(signed), Some(sent)) if signed != sent => return Err(LeaseRejection::ClientTimeMismatch),
+        _ => {}
+    }
+    if !ValidationCode::parse(&body.code).is_valid() {
+        return Err(LeaseRejection::NotAValidCode(body.code.clone()));
+    }
+    Ok(())
+}
+
+fn new_nonce() -> Result<String, ClientError> {
+    let mut bytes = [0u8; NONCE_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| ClientError::Random(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Leftovers of a write interrupted by a crash; never the file of record.
+fn remove_temporaries(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_str().is_some_and(files::is_temporary) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
