@@ -41,7 +41,7 @@ pub const METADATA_BYTES_MAX: usize = 16 * 1024;
 pub const PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
 
 /// A 32-byte BLAKE3 output.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {

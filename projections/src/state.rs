@@ -59,6 +59,8 @@ pub struct LedgerState {
     pub organizations: BTreeMap<OrganizationId, OrganizationEntry>,
     pub subscriptions: BTreeMap<SubscriptionId, Subscription>,
     pub licenses: BTreeMap<LicenseId, License>,
+    /// Each license key's keyed hash, to find a presented key's license.
+    pub license_keys: BTreeMap<Hash, LicenseId>,
     pub tokens: BTreeMap<TokenId, TokenEntry>,
     /// Per license: how often and when it was last validated (the seed's
     /// `validation_count` and `last_validated_at`).
@@ -173,6 +175,9 @@ impl LedgerState {
             && let Some(entry) = self.organizations.get_mut(&issued.organization_id)
         {
             entry.licenses.push(id);
+        }
+        if let LicenseEvent::LicenseIssued(issued) = &event {
+            self.license_keys.insert(issued.key_hash, id);
         }
         let license = self.licenses.entry(id).or_default();
         license.apply(event);
