@@ -35,7 +35,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn add(self, other: Metrics) -> Metrics {
+    /// Two values of one day added (deployments, subscriptions).
+    pub fn add(self, other: Metrics) -> Metrics {
         Metrics {
             active_users: self.active_users + other.active_users,
             data_volume_gb: self.data_volume_gb + other.data_volume_gb,
@@ -129,6 +130,17 @@ pub struct MonthUsage {
     /// Largest day of the gauges, sum of days of the counts.
     pub total: Metrics,
     pub days: Vec<(NaiveDate, Metrics)>,
+}
+
+/// A month's value from its days' values: the largest day for the gauges,
+/// the sum of the days for the counts.
+pub fn month_total<'a>(days: impl IntoIterator<Item = &'a Metrics>) -> Metrics {
+    days.into_iter().fold(Metrics::default(), |total, m| Metrics {
+        active_users: total.active_users.max(m.active_users),
+        data_volume_gb: total.data_volume_gb.max(m.data_volume_gb),
+        api_calls_count: total.api_calls_count + m.api_calls_count,
+        training_hours: total.training_hours + m.training_hours,
+    })
 }
 
 impl Usage {

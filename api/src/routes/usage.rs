@@ -182,26 +182,14 @@ pub async fn usage(
     let empty = Usage::default();
     // All of the organization's subscriptions that month (an upgrade keeps
     // one; a new term after an expiry is another).
-    let mut total = Metrics::default();
     let mut days = std::collections::BTreeMap::<NaiveDate, Metrics>::new();
     for id in &entry.subscriptions {
-        let usage = ledger.usage.get(id).unwrap_or(&empty).month(month);
-        for (day, metrics) in usage.days {
+        for (day, metrics) in ledger.usage.get(id).unwrap_or(&empty).month(month).days {
             let merged = days.entry(day).or_default();
-            *merged = Metrics {
-                active_users: merged.active_users + metrics.active_users,
-                data_volume_gb: merged.data_volume_gb + metrics.data_volume_gb,
-                api_calls_count: merged.api_calls_count + metrics.api_calls_count,
-                training_hours: merged.training_hours + metrics.training_hours,
-            };
+            *merged = merged.add(metrics);
         }
     }
-    for metrics in days.values() {
-        total.active_users = total.active_users.max(metrics.active_users);
-        total.data_volume_gb = total.data_volume_gb.max(metrics.data_volume_gb);
-        total.api_calls_count += metrics.api_calls_count;
-        total.training_hours += metrics.training_hours;
-    }
+    let total = domain::usage::month_total(days.values());
     let days: Vec<Value> = days.iter().map(|(day, m)| json!({ "day": day, "metrics": metrics_json(m) })).collect();
     Ok(Json(json!({
         "organizationId": organization_id,
