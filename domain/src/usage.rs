@@ -34,9 +34,11 @@ pub struct Metrics {
     pub training_hours: Decimal,
 }
 
-impl Metrics {
-    /// Two values of one day added (deployments, subscriptions).
-    pub fn add(self, other: Metrics) -> Metrics {
+/// Two values of one day added (deployments, subscriptions).
+impl std::ops::Add for Metrics {
+    type Output = Metrics;
+
+    fn add(self, other: Metrics) -> Metrics {
         Metrics {
             active_users: self.active_users + other.active_users,
             data_volume_gb: self.data_volume_gb + other.data_volume_gb,
@@ -153,7 +155,7 @@ impl Usage {
     pub fn day(&self, day: NaiveDate) -> Metrics {
         self.days
             .get(&day)
-            .map(|deployments| deployments.values().fold(Metrics::default(), |a, m| a.add(*m)))
+            .map(|deployments| deployments.values().fold(Metrics::default(), |a, m| a + *m))
             .unwrap_or_default()
     }
 

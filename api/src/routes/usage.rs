@@ -186,7 +186,7 @@ pub async fn usage(
     for id in &entry.subscriptions {
         for (day, metrics) in ledger.usage.get(id).unwrap_or(&empty).month(month).days {
             let merged = days.entry(day).or_default();
-            *merged = merged.add(metrics);
+            *merged = *merged + metrics;
         }
     }
     let total = domain::usage::month_total(days.values());
