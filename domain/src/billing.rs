@@ -1,0 +1,168 @@
+//! The monthly invoice of a subscription (BILLING-RULES.md, "Monthly
+//! invoices"), as a pure function of the subscription's state, its usage
+//! and the catalog.
+//!
+//! Amounts are exact until each line is rounded once, to cents, half away
+//! from zero; the total is the sum of the rounded lines. Late-usage
+//! adjustments (which need the invoices already issued) arrive with the
+//! billing run.
+
+use chrono::{Days, NaiveDate};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::Money;
+use crate::calendar::{days_in_month, first_of_month, last_of_month};
+use crate::catalog::{Catalog, Tier};
+use crate::subscription::{AddonKind, Subscription};
+use crate::usage::Usage;
+
+/// Data is billed over its limit per started TB of 1,000 GB.
+const GB_PER_TB: u64 = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    Base,
+    Addon,
+    OneTimeAddon,
+    DataOverage,
+}
+
+/// One line of an invoice, rounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub kind: LineKind,
+    pub description: String,
+    /// The days it covers, for lines billed by the day.
+    pub days: Option<u32>,
+    pub amount: Money,
+}
+
+/// A month's invoice lines and total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub period: NaiveDate,
+    pub lines: Vec<Line>,
+    pub total: Money,
+}
+
+/// Whether the subscription is billed on `day`: within its terms (from its
+/// first start to its current end) and not cancelled yet. Suspended and
+/// past-due days are billed.
+fn billable(subscription: &Subscription, day: NaiveDate) -> bool {
+    let (Some(first), Some(end)) = (subscription.tiers.first(), subscription.end_date) else { return false };
+    first.from <= day && day < end && subscription.cancelled_from.is_none_or(|from| day < from)
+}
+
+fn money(amount: Decimal) -> Money {
+    Money::usd(amount).round_cents()
+}
+
+/// `annual / 12 × days / days in month`, exactly.
+fn by_days(annual: Decimal, days: u32, month: NaiveDate) -> Decimal {
+    annual / Decimal::from(12) * Decimal::from(days) / Decimal::from(days_in_month(month))
+}
+
+/// The invoice of the month of `month` (any day of it), or `None` when no
+/// day of it was billable.
+pub fn invoice(subscription: &Subscription, usage: &Usage, catalog: &Catalog, month: NaiveDate) -> Option<Invoice> {
+    let (first, last) = (first_of_month(month), last_of_month(month));
+    let days: Vec<NaiveDate> =
+        first.iter_days().take_while(|d| *d <= last).filter(|d| billable(subscription, *d)).collect();
+    let last_billable = *days.last()?;
+    let mut lines = Vec::new();
+
+    // Base: one line per maximal run of consecutive billable days at the
+    // same tier and price.
+    let price_on = |day: NaiveDate| {
+        let period = subscription.tier_on(day).expect("a billable day has a tier");
+        let spec = catalog.version(period.catalog_version).expect("subscriptions name known catalog versions");
+        (period.tier, spec.tier(period.tier).annual_price)
+    };
+    let mut run: Option<(Tier, Decimal, NaiveDate, u32)> = None;
+    let flush = |run: Option<(Tier, Decimal, NaiveDate, u32)>, lines: &mut Vec<Line>| {
+        if let Some((tier, price, from, count)) = run {
+            let to = from + Days::new(u64::from(count) - 1);
+            lines.push(Line {
+                kind: LineKind::Base,
+                description: format!("{tier} subscription, {from} to {to}"),
+                days: Some(count),
+                amount: money(by_days(price, count, month)),
+            });
+        }
+    };
+    for day in &days {
+        let (tier, price) = price_on(*day);
+        run = match run {
+            Some((t, p, from, count)) if t == tier && p == price && from + Days::new(u64::from(count)) == *day => {
+                Some((t, p, from, count + 1))
+            }
+            other => {
+                flush(other, &mut lines);
+                Some((tier, price, *day, 1))
+            }
+        };
+    }
+    flush(run, &mut lines);
+
+    // Add-ons: recurring ones by their billable days, one-time ones in full
+    // in the month of their effective date.
+    for addon in &subscription.addons {
+        let quantity = Decimal::from(addon.quantity);
+        if addon.kind.is_one_time() {
+            if let Some(price) = addon.one_time_price
+                && (first..=last).contains(&addon.effective_date)
+            {
+                lines.push(Line {
+                    kind: LineKind::OneTimeAddon,
+                    description: format!("{} × {}", addon.quantity, addon.kind.as_str()),
+                    days: None,
+                    amount: money(quantity * price.amount()),
+                });
+            }
+            continue;
+        }
+        let active = days.iter().filter(|d| **d >= addon.effective_date).count() as u32;
+        if let (Some(price), true) = (addon.annual_price, active > 0) {
+            lines.push(Line {
+                kind: LineKind::Addon,
+                description: format!("{} × {}", addon.quantity, addon.kind.as_str()),
+                days: Some(active),
+                amount: money(by_days(quantity * price.amount(), active, month)),
+            });
+        }
+    }
+
+    // Data overage: the month's peak against the limit in effect on its
+    // last billable day, per started TB at that day's rate.
+    let peak = usage.month(month).total.data_volume_gb;
+    let period = subscription.tier_on(last_billable).expect("a billable day has a tier");
+    let spec =
+        catalog.version(period.catalog_version).expect("subscriptions name known catalog versions").tier(period.tier);
+    let extra_tb: u64 = subscription
+        .addons
+        .iter()
+        .filter(|a| a.kind == AddonKind::ExtraDataTb && a.effective_date <= last_billable)
+        .map(|a| u64::from(a.quantity))
+        .sum();
+    let limit = Decimal::from(spec.data_gb + extra_tb * GB_PER_TB);
+    if peak > limit {
+        let started_tb = ((peak - limit) / Decimal::from(GB_PER_TB)).ceil();
+        let rate = match period.tier {
+            Tier::Enterprise => subscription.enterprise_overage_rate.unwrap_or(spec.overage_rate_per_tb),
+            _ => spec.overage_rate_per_tb,
+        };
+        lines.push(Line {
+            kind: LineKind::DataOverage,
+            description: format!("data over {limit} GB: peak {peak} GB, {started_tb} started TB"),
+            days: None,
+            amount: money(started_tb * rate),
+        });
+    }
+
+    let total = lines.iter().fold(Money::zero(crate::Currency::USD), |total, line| {
+        total.checked_add(line.amount).expect("every line is in USD")
+    });
+    Some(Invoice { period: first, lines, total })
+}
