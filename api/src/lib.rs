@@ -19,6 +19,7 @@ use projections::Projections;
 use store::EventLog;
 
 pub mod auth;
+pub mod billing;
 pub mod clock;
 pub mod command;
 pub mod error;
@@ -89,6 +90,8 @@ pub fn app(state: AppState) -> Router {
         .route("/license/validate", get(routes::license::validate).post(routes::license::validate))
         .route("/usage/report", post(routes::usage::report))
         .route("/organizations/{org_id}/usage", get(routes::usage::usage))
+        .route("/organizations/{org_id}/invoices", get(routes::billing::invoices))
+        .route("/billing/runs", post(routes::billing::billing_run))
         .route("/enforcement/{org_id}/check", get(q::enforcement))
         .route("/audit", get(q::audit))
         .route("/log/head", get(ops::log_head))

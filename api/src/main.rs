@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use domain::subscription::Policy;
 
 #[derive(Parser)]
@@ -13,6 +13,23 @@ struct Cli {
     command: Command,
 }
 
+/// Where the ledger keeps its log and keys, and which clock it reads.
+#[derive(Args)]
+struct Store {
+    /// The embedded SQLite log, read-model snapshots and keys.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Use PostgreSQL instead of the embedded SQLite.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// system, fixed:<RFC 3339 time> or manual:<RFC 3339 time>.
+    #[arg(long, default_value = "system")]
+    clock: String,
+    /// How many days in the past a subscription may start.
+    #[arg(long, default_value_t = Policy::default().backdate_days_max)]
+    backdate_days_max: u32,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server.
@@ -20,22 +37,46 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// The embedded SQLite log, read-model snapshots and keys.
-        #[arg(long, default_value = "./data")]
-        data_dir: PathBuf,
-        /// Use PostgreSQL instead of the embedded SQLite.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: Option<String>,
-        /// system, fixed:<RFC 3339 time> or manual:<RFC 3339 time>.
-        #[arg(long, default_value = "system")]
-        clock: String,
-        /// How many days in the past a subscription may start.
-        #[arg(long, default_value_t = Policy::default().backdate_days_max)]
-        backdate_days_max: u32,
+        #[command(flatten)]
+        store: Store,
         /// License validations one client address may make a minute (0: no limit).
         #[arg(long, default_value_t = 600)]
         validations_per_address_per_minute: u32,
     },
+    /// Monthly jobs.
+    Billing {
+        #[command(subcommand)]
+        job: Billing,
+    },
+}
+
+#[derive(Subcommand)]
+enum Billing {
+    /// Issue the invoices of a month that has ended (as `POST
+    /// /api/v1/billing/runs` does); prints them as JSON.
+    Run {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// Compute without issuing anything (any month).
+        #[arg(long)]
+        preview: bool,
+        #[command(flatten)]
+        store: Store,
+    },
+}
+
+fn config(store: Store, listen: SocketAddr, validations_per_address_per_minute: u32) -> ledger_api::Config {
+    ledger_api::Config {
+        listen,
+        data_dir: store.data_dir,
+        database_url: store.database_url.filter(|url| !url.is_empty()),
+        clock: store.clock,
+        operator_token: std::env::var("LEDGER_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty()),
+        auditor_token: std::env::var("LEDGER_AUDITOR_TOKEN").ok().filter(|t| !t.is_empty()),
+        policy: Policy { backdate_days_max: store.backdate_days_max },
+        validations_per_address_per_minute,
+    }
 }
 
 #[tokio::main]
@@ -45,25 +86,22 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve {
-            listen,
-            data_dir,
-            database_url,
-            clock,
-            backdate_days_max,
-            validations_per_address_per_minute,
-        } => {
-            let config = ledger_api::Config {
-                listen,
-                data_dir,
-                database_url: database_url.filter(|url| !url.is_empty()),
-                clock,
-                operator_token: std::env::var("LEDGER_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty()),
-                auditor_token: std::env::var("LEDGER_AUDITOR_TOKEN").ok().filter(|t| !t.is_empty()),
-                policy: Policy { backdate_days_max },
-                validations_per_address_per_minute,
-            };
-            ledger_api::serve(config).await
+        Command::Serve { listen, store, validations_per_address_per_minute } => {
+            ledger_api::serve(config(store, listen, validations_per_address_per_minute)).await
+        }
+        Command::Billing { job: Billing::Run { period, preview, store } } => {
+            let config = config(store, "127.0.0.1:0".parse()?, 0);
+            let state = ledger_api::open(&config).await?;
+            let period = ledger_api::billing::parse_period(&period).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let done = ledger_api::billing::run(&state, period, preview, "billing-cli")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let invoices: Vec<_> = done.invoices.iter().map(ledger_api::billing::invoice_json).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "invoices": invoices, "sequence": done.sequence }))?
+            );
+            Ok(())
         }
     }
 }

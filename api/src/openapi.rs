@@ -40,6 +40,8 @@ use crate::routes;
         routes::license::release_deployment,
         routes::usage::report,
         routes::usage::usage,
+        routes::billing::billing_run,
+        routes::billing::invoices,
     )
 )]
 pub struct ApiDoc;

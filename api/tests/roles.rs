@@ -110,6 +110,15 @@ fn matrix() -> Vec<Row> {
         row(GET, "/api/v1/audit", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
         // Own organization, analyst and up: audit.
         row(GET, "/api/v1/audit?organizationId={A}", None, [OK, OK, OK, OK, FB, NF, UA, UA]),
+        // Own organization, analyst and up: invoices.
+        row(GET, "/api/v1/organizations/{A}/invoices", None, [OK, OK, OK, OK, FB, NF, UA, UA]),
+        // Operator only: billing runs (a preview, so every allowed call succeeds).
+        row(
+            POST,
+            "/api/v1/billing/runs",
+            Some(r#"{"period":"2026-01","preview":true}"#),
+            [OK, FB, FB, FB, FB, FB, UA, UA],
+        ),
         // Own organization, everyone: subscription, licenses, enforcement check.
         row(GET, "/api/v1/subscriptions/{A}", None, [OK, OK, OK, OK, OK, NF, UA, UA]),
         row(GET, "/api/v1/organizations/{A}/licenses", None, [OK, OK, OK, OK, OK, NF, UA, UA]),

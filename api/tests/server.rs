@@ -5,6 +5,8 @@
 //! by `backends!` at the bottom. PostgreSQL variants need `DATABASE_URL`
 //! and skip with a notice without it (they fail under CI instead).
 
+// Each test binary compiles `common` and uses a part of it.
+#[allow(dead_code)]
 mod common;
 
 use common::{AUDITOR, Backend, Body, OPERATOR, Server, id, poll};

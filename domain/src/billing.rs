@@ -166,3 +166,48 @@ pub fn invoice(subscription: &Subscription, usage: &Usage, catalog: &Catalog, mo
     });
     Some(Invoice { period: first, lines, total })
 }
+
+/// The month an invoice covers, written `YYYY-MM`.
+pub fn period_text(month: NaiveDate) -> String {
+    month.format("%Y-%m").to_string()
+}
+
+/// The stream of a subscription's invoice for a month: one invoice each,
+/// so issuing expects the stream not to exist and a second run issues
+/// nothing.
+pub fn stream(subscription_id: crate::SubscriptionId, month: NaiveDate) -> crate::StreamId {
+    crate::StreamId::new(format!("invoice/{subscription_id}:{}", period_text(month)))
+        .expect("a UUID and a month form a valid stream id")
+}
+
+/// The invoice id of a subscription's month: derived, so the same month is
+/// always the same invoice.
+pub fn invoice_id(subscription_id: crate::SubscriptionId, month: NaiveDate) -> uuid::Uuid {
+    let hash = blake3::Hasher::new_derive_key("ledger 2026-11-29 invoice id v1")
+        .update(subscription_id.0.as_bytes())
+        .update(period_text(month).as_bytes())
+        .finalize();
+    let bytes: [u8; 16] = hash.as_bytes()[..16].try_into().expect("16 of 32 bytes");
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+crate::stored_events! {
+    /// An invoice, issued. Issued invoices never change; corrections are
+    /// lines of later invoices.
+    pub enum InvoiceEvent {
+        InvoiceIssued = 1,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceIssued {
+    pub invoice_id: uuid::Uuid,
+    pub subscription_id: crate::SubscriptionId,
+    pub organization_id: crate::OrganizationId,
+    /// The first day of the month invoiced.
+    pub period: NaiveDate,
+    pub lines: Vec<Line>,
+    pub total: Money,
+    /// The log sequence up to which the invoice saw usage.
+    pub usage_sequence: u64,
+}

@@ -107,6 +107,7 @@ pub enum LedgerEvent {
     License(crate::license::LicenseEvent),
     Validation(crate::validation::ValidationEvent),
     Usage(crate::usage::UsageEvent),
+    Invoice(crate::billing::InvoiceEvent),
 }
 
 impl LedgerEvent {
@@ -121,6 +122,7 @@ impl LedgerEvent {
             "license" => StoredEvent::decode(event_type, version, payload)?.map(Self::License),
             "validation" => StoredEvent::decode(event_type, version, payload)?.map(Self::Validation),
             "usage" => StoredEvent::decode(event_type, version, payload)?.map(Self::Usage),
+            "invoice" => StoredEvent::decode(event_type, version, payload)?.map(Self::Invoice),
             _ => None,
         })
     }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use cqrs_es::Aggregate;
+use domain::billing::{InvoiceEvent, InvoiceIssued};
 use domain::event::LedgerEvent;
 use domain::license::{License, LicenseEvent, ValidationCode};
 use domain::organization::{Organization, OrganizationCreated, OrganizationEvent, Role};
@@ -67,6 +68,8 @@ pub struct LedgerState {
     pub validations: BTreeMap<LicenseId, ValidationStats>,
     /// Per subscription: the latest report per day and deployment.
     pub usage: BTreeMap<SubscriptionId, Usage>,
+    /// Per subscription: its issued invoices, by month.
+    pub invoices: BTreeMap<SubscriptionId, BTreeMap<chrono::NaiveDate, InvoiceIssued>>,
     pub audit: Vec<AuditEntry>,
 }
 
@@ -100,6 +103,11 @@ impl LedgerState {
                 stats.last_code = Some(validated.code);
                 stats.last_deployment = Some(validated.deployment_id);
                 self.licenses.get(&validated.license_id).and_then(|l| l.issued.as_ref()).map(|i| i.organization_id)
+            }
+            (Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(invoice))), _) => {
+                let organization_id = invoice.organization_id;
+                self.invoices.entry(invoice.subscription_id).or_default().insert(invoice.period, invoice);
+                Some(organization_id)
             }
             (Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))), _) => {
                 self.usage.entry(report.subscription_id).or_default().apply(&report);

@@ -1,3 +1,4 @@
+pub mod billing;
 pub mod commands;
 pub mod license;
 pub mod ops;

@@ -104,6 +104,30 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Runs a `ledger` job (e.g. `["billing", "run", "--period", "2026-01"]`)
+    /// on this backend's data, beside a running server: the manual clock
+    /// continues from the file the server keeps in the data directory.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ledger"));
+        command
+            .args(args)
+            .arg("--clock")
+            .arg(format!("manual:{CLOCK_START}"))
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .env_remove("DATABASE_URL")
+            .env("LEDGER_OPERATOR_TOKEN", OPERATOR)
+            .env("LEDGER_AUDITOR_TOKEN", AUDITOR)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        if let Some(url) = &self.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        command.output().await.expect("the ledger binary runs")
+    }
+}
+
 /// Reads stdout until the `ledger listening on http://ADDR ...` line.
 async fn listening_address(
     mut stdout: BufReader<ChildStdout>,
