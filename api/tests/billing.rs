@@ -3,6 +3,7 @@
 
 // Each test binary compiles `common` and uses a part of it.
 #[allow(dead_code)]
+#[macro_use]
 mod common;
 
 use common::{Backend, OPERATOR, id};
@@ -103,30 +104,6 @@ async fn the_command_line_run_matches_the_route(backend: Backend) {
     let listed =
         s.get(&format!("/api/v1/organizations/{org}/invoices?minSequence={seen}"), Some(OPERATOR)).await.expect(200);
     assert_eq!((&listed[0]["id"], &listed[0]["total"]), (&invoice["id"], &json!("13000.00")));
-}
-
-macro_rules! backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Backend::sqlite().await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!("billing::postgres::", stringify!($name));
-                    if let Some(backend) = crate::common::Backend::postgres(test).await {
-                        super::$name(backend).await
-                    }
-                }
-            )*
-        }
-    };
 }
 
 backends!(a_month_is_invoiced_once, the_command_line_run_matches_the_route);

@@ -7,6 +7,7 @@
 
 // Each test binary compiles `common` and uses a part of it.
 #[allow(dead_code)]
+#[macro_use]
 mod common;
 
 use common::{AUDITOR, Backend, Body, OPERATOR, Server, id, poll};
@@ -730,30 +731,6 @@ async fn revocations_paging_and_the_document(backend: Backend) {
     let document = s.get("/api/v1/openapi.json", None).await.expect(200);
     assert!(document["openapi"].as_str().unwrap().starts_with("3."), "{}", document["openapi"]);
     assert!(document["paths"]["/api/v1/subscriptions/{org_id}/upgrade"]["post"].is_object());
-}
-
-macro_rules! backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Backend::sqlite().await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!("server::postgres::", stringify!($name));
-                    if let Some(backend) = crate::common::Backend::postgres(test).await {
-                        super::$name(backend).await
-                    }
-                }
-            )*
-        }
-    };
 }
 
 backends!(

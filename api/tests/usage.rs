@@ -3,6 +3,7 @@
 
 // Each test binary compiles `common` and uses a part of it.
 #[allow(dead_code)]
+#[macro_use]
 mod common;
 
 use common::{Backend, OPERATOR, id};
@@ -100,30 +101,6 @@ async fn bad_reports_are_refused_and_record_nothing(backend: Backend) {
     let ended = report(&key, "2026-03-05", json!(1), json!(0), json!(0), None);
     s.post("/api/v1/usage/report", None, ended).await.problem(409, "license_not_valid");
     assert_eq!(s.head().await, head + 2, "only the accepted report and the cancellation were appended");
-}
-
-macro_rules! backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Backend::sqlite().await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!("usage::postgres::", stringify!($name));
-                    if let Some(backend) = crate::common::Backend::postgres(test).await {
-                        super::$name(backend).await
-                    }
-                }
-            )*
-        }
-    };
 }
 
 backends!(reports_replace_add_up_and_warn, bad_reports_are_refused_and_record_nothing);

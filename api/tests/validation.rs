@@ -11,6 +11,7 @@
 //! and `SUSPENDED` need payment failures (the Stripe issue).
 
 #[allow(dead_code)]
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -935,30 +936,6 @@ async fn the_seeds_license_manager_in_node(backend: Backend) {
     assert_eq!(result, json!({ "validateLicense": false }), "a revoked key");
     let listed = license(&s, &c.org, &c.license).await;
     assert_eq!(listed["validationCount"], 2, "{listed}");
-}
-
-macro_rules! backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Backend::sqlite().await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!("validation::postgres::", stringify!($name));
-                    if let Some(backend) = crate::common::Backend::postgres(test).await {
-                        super::$name(backend).await
-                    }
-                }
-            )*
-        }
-    };
 }
 
 backends!(

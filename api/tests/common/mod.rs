@@ -14,6 +14,32 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
 /// Bootstrap tokens given in the environment (at least 32 characters).
+/// Instantiates each black-box test function twice: on SQLite, and on
+/// PostgreSQL (which skips, with a notice, without `DATABASE_URL`).
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::common::Backend::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    if let Some(backend) = crate::common::Backend::postgres(test).await {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
 pub const OPERATOR: &str = "op-test-operator-token-0123456789abcdef";
 pub const AUDITOR: &str = "au-test-auditor-token-0123456789abcdefg";
 /// Where every test's manual clock starts.
