@@ -65,8 +65,10 @@ pub async fn run(state: &AppState, period: NaiveDate, preview: bool, actor: &str
                     subscription_id: *id,
                     organization_id: subscription.organization_id?,
                     period: month,
+                    digest: computed.digest(),
                     lines: computed.lines,
                     total: computed.total,
+                    inputs: computed.inputs,
                     usage_sequence: ledger.sequence,
                 })
             })
@@ -124,6 +126,19 @@ pub fn invoice_json(invoice: &InvoiceIssued) -> Value {
         "total": money(&invoice.total),
         "currency": invoice.total.currency().code(),
         "status": "issued",
+        "inputs": {
+            "runs": invoice.inputs.runs.iter().map(|run| json!({
+                "from": run.from,
+                "to": run.to,
+                "tier": run.tier.as_str(),
+                "catalogVersion": run.catalog_version,
+                "annualPrice": money(&run.annual_price),
+            })).collect::<Vec<_>>(),
+            "peakDataGB": invoice.inputs.peak_data_gb.to_string(),
+            "dataLimitGB": invoice.inputs.data_limit_gb,
+            "overageRate": money(&invoice.inputs.overage_rate),
+        },
+        "digest": invoice.digest.to_hex(),
         "usageSequence": invoice.usage_sequence,
     })
 }

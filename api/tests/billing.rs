@@ -52,6 +52,7 @@ async fn a_month_is_invoiced_once(backend: Backend) {
     assert_eq!(issued["invoices"].as_array().unwrap().len(), 1);
     let invoice = &issued["invoices"][0];
     assert_eq!((lines(invoice), &invoice["total"], &invoice["id"]), (example_2, &json!("3790.33"), &previewed["id"]));
+    assert_eq!(invoice["digest"], previewed["digest"], "the preview computed the same invoice");
     assert_eq!(issued["sequence"].as_u64(), Some(s.head().await));
 
     // A second run issues nothing new.
@@ -96,6 +97,12 @@ async fn the_command_line_run_matches_the_route(backend: Backend) {
         ("data_overage".to_owned(), None, "8000.00".to_owned()),
     ];
     assert_eq!((lines(invoice), &invoice["total"]), (example_3, &json!("13000.00")));
+    let inputs = &invoice["inputs"];
+    assert_eq!(
+        (&inputs["peakDataGB"], &inputs["dataLimitGB"], &inputs["overageRate"]),
+        (&json!("4250"), &json!(3000), &json!("4000.00"))
+    );
+    assert_eq!(invoice["digest"].as_str().map(str::len), Some(64));
 
     // The server's route finds the month done; the invoice is listed.
     let again = s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-03" })).await.expect(200);

@@ -39,13 +39,49 @@ pub struct Line {
     pub amount: Money,
 }
 
-/// A month's invoice lines and total.
+/// A run of consecutive billable days at one tier and price.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayRun {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub tier: Tier,
+    pub catalog_version: u32,
+    pub annual_price: Money,
+}
+
+/// What an invoice was computed from, so it can be recomputed and checked
+/// (and a later correction can name what was invoiced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub runs: Vec<DayRun>,
+    /// The month's largest reported data volume.
+    pub peak_data_gb: Decimal,
+    /// The data limit on the month's last billable day, add-ons included.
+    pub data_limit_gb: u64,
+    /// The overage rate per started TB on that day.
+    pub overage_rate: Money,
+}
+
+/// A month's invoice lines and total, and what they were computed from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoice {
     pub period: NaiveDate,
     pub lines: Vec<Line>,
     pub total: Money,
+    pub inputs: Inputs,
 }
+
+impl Invoice {
+    /// A digest of the invoice and its inputs: the same inputs always give
+    /// the same invoice, bit for bit, so an auditor's recomputation can be
+    /// compared by digest.
+    pub fn digest(&self) -> crate::record::Hash {
+        let bytes = crate::codec::encode(self);
+        crate::record::Hash(*blake3::Hasher::new_derive_key(DIGEST_CONTEXT).update(&bytes).finalize().as_bytes())
+    }
+}
+
+const DIGEST_CONTEXT: &str = "ledger 2026-11-29 invoice digest v1";
 
 /// Whether the subscription is billed on `day`: within its terms (from its
 /// first start to its current end) and not cancelled yet. Suspended and
@@ -80,10 +116,13 @@ pub fn invoice(subscription: &Subscription, usage: &Usage, catalog: &Catalog, mo
         let spec = catalog.version(period.catalog_version).expect("subscriptions name known catalog versions");
         (period.tier, spec.tier(period.tier).annual_price)
     };
+    let mut runs = Vec::new();
     let mut run: Option<(Tier, Decimal, NaiveDate, u32)> = None;
-    let flush = |run: Option<(Tier, Decimal, NaiveDate, u32)>, lines: &mut Vec<Line>| {
+    let mut flush = |run: Option<(Tier, Decimal, NaiveDate, u32)>, lines: &mut Vec<Line>| {
         if let Some((tier, price, from, count)) = run {
             let to = from + Days::new(u64::from(count) - 1);
+            let catalog_version = subscription.tier_on(from).map_or(0, |p| p.catalog_version);
+            runs.push(DayRun { from, to, tier, catalog_version, annual_price: Money::usd(price) });
             lines.push(Line {
                 kind: LineKind::Base,
                 description: format!("{tier} subscription, {from} to {to}"),
@@ -146,13 +185,14 @@ pub fn invoice(subscription: &Subscription, usage: &Usage, catalog: &Catalog, mo
         .filter(|a| a.kind == AddonKind::ExtraDataTb && a.effective_date <= last_billable)
         .map(|a| u64::from(a.quantity))
         .sum();
-    let limit = Decimal::from(spec.data_gb + extra_tb * GB_PER_TB);
+    let data_limit_gb = spec.data_gb + extra_tb * GB_PER_TB;
+    let limit = Decimal::from(data_limit_gb);
+    let rate = match period.tier {
+        Tier::Enterprise => subscription.enterprise_overage_rate.unwrap_or(spec.overage_rate_per_tb),
+        _ => spec.overage_rate_per_tb,
+    };
     if peak > limit {
         let started_tb = ((peak - limit) / Decimal::from(GB_PER_TB)).ceil();
-        let rate = match period.tier {
-            Tier::Enterprise => subscription.enterprise_overage_rate.unwrap_or(spec.overage_rate_per_tb),
-            _ => spec.overage_rate_per_tb,
-        };
         lines.push(Line {
             kind: LineKind::DataOverage,
             description: format!("data over {limit} GB: peak {peak} GB, {started_tb} started TB"),
@@ -164,7 +204,8 @@ pub fn invoice(subscription: &Subscription, usage: &Usage, catalog: &Catalog, mo
     let total = lines.iter().fold(Money::zero(crate::Currency::USD), |total, line| {
         total.checked_add(line.amount).expect("every line is in USD")
     });
-    Some(Invoice { period: first, lines, total })
+    let inputs = Inputs { runs, peak_data_gb: peak, data_limit_gb, overage_rate: Money::usd(rate) };
+    Some(Invoice { period: first, lines, total, inputs })
 }
 
 /// The month an invoice covers, written `YYYY-MM`.
@@ -208,6 +249,10 @@ pub struct InvoiceIssued {
     pub period: NaiveDate,
     pub lines: Vec<Line>,
     pub total: Money,
+    /// What the lines were computed from.
+    pub inputs: Inputs,
+    /// [`Invoice::digest`] of the lines, total and inputs.
+    pub digest: crate::record::Hash,
     /// The log sequence up to which the invoice saw usage.
     pub usage_sequence: u64,
 }

@@ -283,3 +283,36 @@ fn enterprise_overage_uses_the_contract_rate() {
         "17000.00",
     );
 }
+
+#[test]
+fn an_invoice_records_its_inputs_and_digests_them() {
+    let catalog = Catalog::builtin();
+    let upgraded_in_january = subscription(vec![
+        created(Tier::Starter, d(2026, 1, 1)),
+        upgraded(Tier::Starter, Tier::Professional, d(2026, 1, 16)),
+    ]);
+    let january = invoice(&upgraded_in_january, &Usage::default(), &catalog, d(2026, 1, 1)).unwrap();
+    let runs: Vec<(NaiveDate, NaiveDate, Tier, u32, Money)> =
+        january.inputs.runs.iter().map(|r| (r.from, r.to, r.tier, r.catalog_version, r.annual_price)).collect();
+    assert_eq!(
+        runs,
+        [
+            (d(2026, 1, 1), d(2026, 1, 15), Tier::Starter, 1, usd("30000")),
+            (d(2026, 1, 16), d(2026, 1, 31), Tier::Professional, 1, usd("60000")),
+        ]
+    );
+
+    let professional = subscription(vec![created(Tier::Professional, d(2026, 3, 1))]);
+    let usage = peak(&[(d(2026, 3, 20), "4250")]);
+    let march = invoice(&professional, &usage, &catalog, d(2026, 3, 1)).unwrap();
+    let inputs = &march.inputs;
+    assert_eq!(
+        (inputs.peak_data_gb, inputs.data_limit_gb, inputs.overage_rate),
+        (Decimal::from(4250), 3000, usd("4000"))
+    );
+    // The same inputs give the same digest; other usage, another.
+    assert_eq!(march.digest(), invoice(&professional, &usage, &catalog, d(2026, 3, 1)).unwrap().digest());
+    let other = invoice(&professional, &peak(&[(d(2026, 3, 20), "4251")]), &catalog, d(2026, 3, 1)).unwrap();
+    assert_eq!(other.total, march.total, "the same started TB");
+    assert_ne!(other.digest(), march.digest(), "but a different peak");
+}
