@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::Money;
 use crate::calendar::{days_in_month, first_of_month, last_of_month};
 use crate::catalog::{Catalog, Tier};
-use crate::subscription::{AddonKind, Subscription};
+use crate::subscription::Subscription;
 use crate::usage::Usage;
 
 /// Data is billed over its limit per started TB of 1,000 GB.
@@ -177,15 +177,9 @@ pub fn invoice(subscription: &Subscription, usage: &Usage, catalog: &Catalog, mo
     // last billable day, per started TB at that day's rate.
     let peak = usage.month(month).total.data_volume_gb;
     let period = subscription.tier_on(last_billable).expect("a billable day has a tier");
-    let spec =
-        catalog.version(period.catalog_version).expect("subscriptions name known catalog versions").tier(period.tier);
-    let extra_tb: u64 = subscription
-        .addons
-        .iter()
-        .filter(|a| a.kind == AddonKind::ExtraDataTb && a.effective_date <= last_billable)
-        .map(|a| u64::from(a.quantity))
-        .sum();
-    let data_limit_gb = spec.data_gb + extra_tb * GB_PER_TB;
+    let (spec, extra_gb) =
+        subscription.spec_on(catalog, last_billable).expect("subscriptions name known catalog versions");
+    let data_limit_gb = spec.data_gb + extra_gb;
     let limit = Decimal::from(data_limit_gb);
     let rate = match period.tier {
         Tier::Enterprise => subscription.enterprise_overage_rate.unwrap_or(spec.overage_rate_per_tb),

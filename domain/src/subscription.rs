@@ -298,6 +298,20 @@ impl Subscription {
         self.tiers.iter().rev().find(|period| period.from <= date).or(self.tiers.first())
     }
 
+    /// The tier spec in effect on `date` and the extra data (GB) its
+    /// `extra_data_tb` add-ons buy by then: 1,000 GB per TB.
+    pub fn spec_on<'a>(&self, catalog: &'a Catalog, date: NaiveDate) -> Option<(&'a crate::catalog::TierSpec, u64)> {
+        let period = self.tier_on(date)?;
+        let spec = catalog.version(period.catalog_version)?.tier(period.tier);
+        let extra_tb: u64 = self
+            .addons
+            .iter()
+            .filter(|a| a.kind == AddonKind::ExtraDataTb && a.effective_date <= date)
+            .map(|a| u64::from(a.quantity))
+            .sum();
+        Some((spec, extra_tb * 1000))
+    }
+
     /// Status on `date`, before dunning (which arrives with Stripe).
     pub fn status_on(&self, date: NaiveDate) -> Status {
         if self.expired {

@@ -106,15 +106,7 @@ pub fn effective_spec<'a>(
     subscription: &Subscription,
     today: NaiveDate,
 ) -> Option<(&'a TierSpec, u64)> {
-    let period = subscription.tier_on(today)?;
-    let spec = state.catalog.version(period.catalog_version)?.tier(period.tier);
-    let extra_tb: u64 = subscription
-        .addons
-        .iter()
-        .filter(|a| a.kind == domain::subscription::AddonKind::ExtraDataTb && a.effective_date <= today)
-        .map(|a| u64::from(a.quantity))
-        .sum();
-    Some((spec, extra_tb * 1000))
+    subscription.spec_on(&state.catalog, today)
 }
 
 fn subscription_of(
