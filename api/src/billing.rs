@@ -8,6 +8,8 @@
 //! issues nothing new. A month that has not ended is refused unless the run
 //! is a preview, which appends nothing.
 
+use std::collections::BTreeMap;
+
 use chrono::{Months, NaiveDate};
 use domain::billing::{InvoiceEvent, InvoiceIssued, invoice, invoice_id, period_text};
 use domain::calendar::first_of_month;
@@ -53,22 +55,23 @@ pub async fn run(state: &AppState, period: NaiveDate, preview: bool, actor: &str
     let due: Vec<InvoiceIssued> = {
         let ledger = state.projections.read().await;
         let empty = domain::usage::Usage::default();
+        let none = BTreeMap::new();
         ledger
             .subscriptions
             .iter()
-            .filter(|(id, _)| !ledger.invoices.get(id).is_some_and(|issued| issued.contains_key(&month)))
             .filter_map(|(id, subscription)| {
+                let issued = ledger.invoices.get(id).unwrap_or(&none);
+                if issued.contains_key(&month) {
+                    return None;
+                }
                 let usage = ledger.usage.get(id).unwrap_or(&empty);
-                let computed = invoice(subscription, usage, &state.catalog, month)?;
+                let invoice = invoice(subscription, usage, &state.catalog, month, issued.values().map(|i| &i.invoice))?;
                 Some(InvoiceIssued {
                     invoice_id: invoice_id(*id, month),
                     subscription_id: *id,
                     organization_id: subscription.organization_id?,
-                    period: month,
-                    digest: computed.digest(),
-                    lines: computed.lines,
-                    total: computed.total,
-                    inputs: computed.inputs,
+                    digest: invoice.digest(),
+                    invoice,
                     usage_sequence: ledger.sequence,
                 })
             })
@@ -110,12 +113,20 @@ pub async fn run(state: &AppState, period: NaiveDate, preview: bool, actor: &str
 }
 
 /// An invoice as the API shows it.
-pub fn invoice_json(invoice: &InvoiceIssued) -> Value {
+pub fn invoice_json(issued: &InvoiceIssued) -> Value {
     let money = |m: &domain::Money| format!("{:.2}", m.amount());
+    let invoice = &issued.invoice;
+    let overage = |inputs: &domain::billing::OverageInputs| {
+        json!({
+            "peakDataGB": inputs.peak_data_gb.to_string(),
+            "dataLimitGB": inputs.data_limit_gb,
+            "overageRate": money(&inputs.overage_rate),
+        })
+    };
     json!({
-        "id": invoice.invoice_id,
-        "subscriptionId": invoice.subscription_id,
-        "organizationId": invoice.organization_id,
+        "id": issued.invoice_id,
+        "subscriptionId": issued.subscription_id,
+        "organizationId": issued.organization_id,
         "period": period_text(invoice.period),
         "lines": invoice.lines.iter().map(|line| json!({
             "kind": line.kind,
@@ -134,11 +145,15 @@ pub fn invoice_json(invoice: &InvoiceIssued) -> Value {
                 "catalogVersion": run.catalog_version,
                 "annualPrice": money(&run.annual_price),
             })).collect::<Vec<_>>(),
-            "peakDataGB": invoice.inputs.peak_data_gb.to_string(),
-            "dataLimitGB": invoice.inputs.data_limit_gb,
-            "overageRate": money(&invoice.inputs.overage_rate),
+            "overage": invoice.inputs.overage.as_ref().map(overage),
+            "adjustments": invoice.inputs.adjustments.iter().map(|adjustment| json!({
+                "period": period_text(adjustment.month),
+                "inputs": overage(&adjustment.inputs),
+                "recomputed": money(&adjustment.recomputed),
+                "billed": money(&adjustment.billed),
+            })).collect::<Vec<_>>(),
         },
-        "digest": invoice.digest.to_hex(),
-        "usageSequence": invoice.usage_sequence,
+        "digest": issued.digest.to_hex(),
+        "usageSequence": issued.usage_sequence,
     })
 }

@@ -97,7 +97,7 @@ async fn the_command_line_run_matches_the_route(backend: Backend) {
         ("data_overage".to_owned(), None, "8000.00".to_owned()),
     ];
     assert_eq!((lines(invoice), &invoice["total"]), (example_3, &json!("13000.00")));
-    let inputs = &invoice["inputs"];
+    let inputs = &invoice["inputs"]["overage"];
     assert_eq!(
         (&inputs["peakDataGB"], &inputs["dataLimitGB"], &inputs["overageRate"]),
         (&json!("4250"), &json!(3000), &json!("4000.00"))

@@ -3,9 +3,9 @@
 //! and the catalog.
 //!
 //! Amounts are exact until each line is rounded once, to cents, half away
-//! from zero; the total is the sum of the rounded lines. Late-usage
-//! adjustments (which need the invoices already issued) arrive with the
-//! billing run.
+//! from zero; the total is the sum of the rounded lines. Late usage for a
+//! month already invoiced becomes an adjustment line on the next invoice,
+//! computed from the invoices issued before it.
 
 use chrono::{Days, NaiveDate};
 use rust_decimal::Decimal;
@@ -27,6 +27,9 @@ pub enum LineKind {
     Addon,
     OneTimeAddon,
     DataOverage,
+    /// The change of an earlier month's data overage after usage reported
+    /// late (it may be negative, a credit).
+    UsageAdjustment,
 }
 
 /// One line of an invoice, rounded.
@@ -49,17 +52,52 @@ pub struct DayRun {
     pub annual_price: Money,
 }
 
-/// What an invoice was computed from, so it can be recomputed and checked
-/// (and a later correction can name what was invoiced).
+/// What a month's data overage is computed from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Inputs {
-    pub runs: Vec<DayRun>,
+pub struct OverageInputs {
     /// The month's largest reported data volume.
     pub peak_data_gb: Decimal,
     /// The data limit on the month's last billable day, add-ons included.
     pub data_limit_gb: u64,
     /// The overage rate per started TB on that day.
     pub overage_rate: Money,
+}
+
+impl OverageInputs {
+    /// `ceil((peak − limit) / 1000) × rate` when the peak is over the limit,
+    /// rounded to cents; otherwise `None`.
+    fn overage(&self) -> Option<(Decimal, Money)> {
+        let limit = Decimal::from(self.data_limit_gb);
+        (self.peak_data_gb > limit).then(|| {
+            let started_tb = ((self.peak_data_gb - limit) / Decimal::from(GB_PER_TB)).ceil();
+            (started_tb, money(started_tb * self.overage_rate.amount()))
+        })
+    }
+}
+
+/// A late-usage adjustment: an earlier month's overage recomputed with the
+/// usage known now, against what was billed for it so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adjustment {
+    /// The first day of the month adjusted.
+    pub month: NaiveDate,
+    pub inputs: OverageInputs,
+    /// The month's overage, recomputed.
+    pub recomputed: Money,
+    /// Its invoice's overage line plus the adjustments for it on invoices
+    /// since.
+    pub billed: Money,
+}
+
+/// What an invoice was computed from, so it can be recomputed and checked
+/// (and a later correction can name what was invoiced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub runs: Vec<DayRun>,
+    /// The month's own overage inputs; `None` for an adjustment-only
+    /// invoice (no billable day in the month).
+    pub overage: Option<OverageInputs>,
+    pub adjustments: Vec<Adjustment>,
 }
 
 /// A month's invoice lines and total, and what they were computed from.
@@ -100,13 +138,49 @@ fn by_days(annual: Decimal, days: u32, month: NaiveDate) -> Decimal {
     annual / Decimal::from(12) * Decimal::from(days) / Decimal::from(days_in_month(month))
 }
 
-/// The invoice of the month of `month` (any day of it), or `None` when no
-/// day of it was billable.
-pub fn invoice(subscription: &Subscription, usage: &Usage, catalog: &Catalog, month: NaiveDate) -> Option<Invoice> {
+/// A month's data overage inputs: the month's peak against the limit and
+/// rate in effect on its last billable day. `None` when no day of the
+/// month was billable.
+fn overage_inputs(
+    subscription: &Subscription,
+    usage: &Usage,
+    catalog: &Catalog,
+    month: NaiveDate,
+) -> Option<OverageInputs> {
+    let last_billable = billable_days(subscription, month).pop()?;
+    let period = subscription.tier_on(last_billable).expect("a billable day has a tier");
+    let (spec, extra_gb) =
+        subscription.spec_on(catalog, last_billable).expect("subscriptions name known catalog versions");
+    let rate = match period.tier {
+        Tier::Enterprise => subscription.enterprise_overage_rate.unwrap_or(spec.overage_rate_per_tb),
+        _ => spec.overage_rate_per_tb,
+    };
+    Some(OverageInputs {
+        peak_data_gb: usage.month(month).total.data_volume_gb,
+        data_limit_gb: spec.data_gb + extra_gb,
+        overage_rate: Money::usd(rate),
+    })
+}
+
+fn billable_days(subscription: &Subscription, month: NaiveDate) -> Vec<NaiveDate> {
     let (first, last) = (first_of_month(month), last_of_month(month));
-    let days: Vec<NaiveDate> =
-        first.iter_days().take_while(|d| *d <= last).filter(|d| billable(subscription, *d)).collect();
-    let last_billable = *days.last()?;
+    first.iter_days().take_while(|d| *d <= last).filter(|d| billable(subscription, *d)).collect()
+}
+
+/// The invoice of the month of `month` (any day of it), or `None` when no
+/// day of it was billable and nothing invoiced earlier needs adjusting.
+///
+/// `issued` are the subscription's invoices issued so far (any order); the
+/// ones for months before `month` are checked for late usage.
+pub fn invoice<'a>(
+    subscription: &Subscription,
+    usage: &Usage,
+    catalog: &Catalog,
+    month: NaiveDate,
+    issued: impl IntoIterator<Item = &'a Invoice>,
+) -> Option<Invoice> {
+    let (first, last) = (first_of_month(month), last_of_month(month));
+    let days = billable_days(subscription, month);
     let mut lines = Vec::new();
 
     // Base: one line per maximal run of consecutive billable days at the
@@ -147,7 +221,7 @@ pub fn invoice(subscription: &Subscription, usage: &Usage, catalog: &Catalog, mo
 
     // Add-ons: recurring ones by their billable days, one-time ones in full
     // in the month of their effective date.
-    for addon in &subscription.addons {
+    for addon in subscription.addons.iter().filter(|_| !days.is_empty()) {
         let quantity = Decimal::from(addon.quantity);
         if addon.kind.is_one_time() {
             if let Some(price) = addon.one_time_price
@@ -175,31 +249,61 @@ pub fn invoice(subscription: &Subscription, usage: &Usage, catalog: &Catalog, mo
 
     // Data overage: the month's peak against the limit in effect on its
     // last billable day, per started TB at that day's rate.
-    let peak = usage.month(month).total.data_volume_gb;
-    let period = subscription.tier_on(last_billable).expect("a billable day has a tier");
-    let (spec, extra_gb) =
-        subscription.spec_on(catalog, last_billable).expect("subscriptions name known catalog versions");
-    let data_limit_gb = spec.data_gb + extra_gb;
-    let limit = Decimal::from(data_limit_gb);
-    let rate = match period.tier {
-        Tier::Enterprise => subscription.enterprise_overage_rate.unwrap_or(spec.overage_rate_per_tb),
-        _ => spec.overage_rate_per_tb,
-    };
-    if peak > limit {
-        let started_tb = ((peak - limit) / Decimal::from(GB_PER_TB)).ceil();
+    let overage = overage_inputs(subscription, usage, catalog, month);
+    if let Some(inputs) = &overage
+        && let Some((started_tb, amount)) = inputs.overage()
+    {
         lines.push(Line {
             kind: LineKind::DataOverage,
-            description: format!("data over {limit} GB: peak {peak} GB, {started_tb} started TB"),
+            description: format!(
+                "data over {} GB: peak {} GB, {started_tb} started TB",
+                inputs.data_limit_gb, inputs.peak_data_gb
+            ),
             days: None,
-            amount: money(started_tb * rate),
+            amount,
         });
     }
 
+    // Late usage: each earlier invoiced month's overage, recomputed, against
+    // its overage line and the adjustments for it since.
+    let mut earlier: Vec<&Invoice> = issued.into_iter().filter(|i| i.period < first).collect();
+    earlier.sort_by_key(|i| i.period);
+    let mut adjustments = Vec::new();
+    for invoiced in &earlier {
+        let Some(inputs) = overage_inputs(subscription, usage, catalog, invoiced.period) else { continue };
+        let recomputed = inputs.overage().map_or(Money::zero(crate::Currency::USD), |(_, amount)| amount);
+        let usd = |m: Result<Money, crate::money::CurrencyMismatch>| m.expect("invoices are in USD");
+        let invoiced_overage = invoiced.lines.iter().filter(|line| line.kind == LineKind::DataOverage);
+        let adjusted_since = earlier.iter().flat_map(|i| &i.inputs.adjustments).filter(|a| a.month == invoiced.period);
+        let billed = invoiced_overage
+            .map(|line| line.amount)
+            .chain(adjusted_since.map(|a| usd(a.recomputed.checked_sub(a.billed))))
+            .fold(Money::zero(crate::Currency::USD), |sum, amount| usd(sum.checked_add(amount)));
+        let amount = usd(recomputed.checked_sub(billed));
+        if amount.amount().is_zero() {
+            continue;
+        }
+        lines.push(Line {
+            kind: LineKind::UsageAdjustment,
+            description: format!(
+                "late usage for {}: data overage now {}, billed {}",
+                period_text(invoiced.period),
+                recomputed.amount(),
+                billed.amount()
+            ),
+            days: None,
+            amount,
+        });
+        adjustments.push(Adjustment { month: invoiced.period, inputs, recomputed, billed });
+    }
+
+    if lines.is_empty() && days.is_empty() {
+        return None;
+    }
     let total = lines.iter().fold(Money::zero(crate::Currency::USD), |total, line| {
         total.checked_add(line.amount).expect("every line is in USD")
     });
-    let inputs = Inputs { runs, peak_data_gb: peak, data_limit_gb, overage_rate: Money::usd(rate) };
-    Some(Invoice { period: first, lines, total, inputs })
+    Some(Invoice { period: first, lines, total, inputs: Inputs { runs, overage, adjustments } })
 }
 
 /// The month an invoice covers, written `YYYY-MM`.
@@ -239,14 +343,11 @@ pub struct InvoiceIssued {
     pub invoice_id: uuid::Uuid,
     pub subscription_id: crate::SubscriptionId,
     pub organization_id: crate::OrganizationId,
-    /// The first day of the month invoiced.
-    pub period: NaiveDate,
-    pub lines: Vec<Line>,
-    pub total: Money,
-    /// What the lines were computed from.
-    pub inputs: Inputs,
-    /// [`Invoice::digest`] of the lines, total and inputs.
+    /// The lines, total and what they were computed from.
+    pub invoice: Invoice,
+    /// [`Invoice::digest`] of `invoice`.
     pub digest: crate::record::Hash,
-    /// The log sequence up to which the invoice saw usage.
+    /// The log sequence up to which the invoice saw usage: it was computed
+    /// from the events up to and including this one.
     pub usage_sequence: u64,
 }

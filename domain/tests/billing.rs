@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use chrono::NaiveDate;
 use cqrs_es::Aggregate;
-use ledger_domain::billing::{LineKind, invoice};
+use ledger_domain::billing::{Invoice, LineKind, invoice};
 use ledger_domain::catalog::{Catalog, Tier};
 use ledger_domain::subscription::{
     AddonAdded, AddonKind, Subscription, SubscriptionCancelled, SubscriptionCreated, SubscriptionEvent,
@@ -101,7 +101,7 @@ fn check(
     lines: &[(LineKind, Option<u32>, &str)],
     total: &str,
 ) {
-    let invoice = invoice(&subscription(events), &usage, &Catalog::builtin(), month).expect("a billable month");
+    let invoice = invoice(&subscription(events), &usage, &Catalog::builtin(), month, []).expect("a billable month");
     let got: Vec<(LineKind, Option<u32>, Money)> = invoice.lines.iter().map(|l| (l.kind, l.days, l.amount)).collect();
     let want: Vec<(LineKind, Option<u32>, Money)> =
         lines.iter().map(|(k, days, amount)| (*k, *days, usd(amount))).collect();
@@ -181,7 +181,8 @@ fn leap_year_february_and_a_start_on_the_last_day() {
             &subscription(vec![created(Tier::Starter, d(2026, 2, 1))]),
             &Usage::default(),
             &Catalog::builtin(),
-            d(2026, 1, 1)
+            d(2026, 1, 1),
+            []
         )
         .is_none()
     );
@@ -266,7 +267,7 @@ fn an_immediate_cancellation_bills_the_days_before_it() {
         vec![created(Tier::Starter, d(2026, 1, 1)), SubscriptionCancelled { effective_date: d(2026, 1, 11) }.into()];
     // Days 1–10: 2,500 × 10 / 31.
     check(events.clone(), Usage::default(), d(2026, 1, 1), &[(Base, Some(10), "806.45")], "806.45");
-    assert!(invoice(&subscription(events), &Usage::default(), &Catalog::builtin(), d(2026, 2, 1)).is_none());
+    assert!(invoice(&subscription(events), &Usage::default(), &Catalog::builtin(), d(2026, 2, 1), []).is_none());
 }
 
 #[test]
@@ -291,7 +292,7 @@ fn an_invoice_records_its_inputs_and_digests_them() {
         created(Tier::Starter, d(2026, 1, 1)),
         upgraded(Tier::Starter, Tier::Professional, d(2026, 1, 16)),
     ]);
-    let january = invoice(&upgraded_in_january, &Usage::default(), &catalog, d(2026, 1, 1)).unwrap();
+    let january = invoice(&upgraded_in_january, &Usage::default(), &catalog, d(2026, 1, 1), []).unwrap();
     let runs: Vec<(NaiveDate, NaiveDate, Tier, u32, Money)> =
         january.inputs.runs.iter().map(|r| (r.from, r.to, r.tier, r.catalog_version, r.annual_price)).collect();
     assert_eq!(
@@ -304,15 +305,88 @@ fn an_invoice_records_its_inputs_and_digests_them() {
 
     let professional = subscription(vec![created(Tier::Professional, d(2026, 3, 1))]);
     let usage = peak(&[(d(2026, 3, 20), "4250")]);
-    let march = invoice(&professional, &usage, &catalog, d(2026, 3, 1)).unwrap();
-    let inputs = &march.inputs;
+    let march = invoice(&professional, &usage, &catalog, d(2026, 3, 1), []).unwrap();
+    let inputs = march.inputs.overage.as_ref().unwrap();
     assert_eq!(
         (inputs.peak_data_gb, inputs.data_limit_gb, inputs.overage_rate),
         (Decimal::from(4250), 3000, usd("4000"))
     );
     // The same inputs give the same digest; other usage, another.
-    assert_eq!(march.digest(), invoice(&professional, &usage, &catalog, d(2026, 3, 1)).unwrap().digest());
-    let other = invoice(&professional, &peak(&[(d(2026, 3, 20), "4251")]), &catalog, d(2026, 3, 1)).unwrap();
+    assert_eq!(march.digest(), invoice(&professional, &usage, &catalog, d(2026, 3, 1), []).unwrap().digest());
+    let other = invoice(&professional, &peak(&[(d(2026, 3, 20), "4251")]), &catalog, d(2026, 3, 1), []).unwrap();
     assert_eq!(other.total, march.total, "the same started TB");
     assert_ne!(other.digest(), march.digest(), "but a different peak");
+}
+
+/// Each line as (kind, amount), for comparisons.
+fn amounts(invoice: &Invoice) -> Vec<(LineKind, Money)> {
+    invoice.lines.iter().map(|line| (line.kind, line.amount)).collect()
+}
+
+fn report(usage: &mut Usage, day: NaiveDate, gb: &str) {
+    usage.apply(&UsageReported {
+        subscription_id: SubscriptionId(Uuid::nil()),
+        license_id: LicenseId(Uuid::nil()),
+        deployment_id: "default".into(),
+        day,
+        metrics: Metrics { data_volume_gb: Decimal::from_str(gb).unwrap(), ..Metrics::default() },
+    });
+}
+
+#[test]
+fn late_usage_is_adjusted_on_the_next_invoice_and_adjustments_add_up() {
+    use LineKind::*;
+    let catalog = Catalog::builtin();
+    // Professional: 3,000 GB, 4,000 per started TB over it.
+    let professional = subscription(vec![created(Tier::Professional, d(2026, 1, 1))]);
+    let mut usage = peak(&[(d(2026, 1, 10), "2500")]);
+    let january = invoice(&professional, &usage, &catalog, d(2026, 1, 1), []).unwrap();
+    assert_eq!(amounts(&january), [(Base, usd("5000.00"))]);
+
+    // A report for 31 January arrives after January was invoiced: 4,250 GB
+    // is 2 started TB over. February carries the difference, naming January.
+    report(&mut usage, d(2026, 1, 31), "4250");
+    report(&mut usage, d(2026, 2, 3), "1000");
+    let february = invoice(&professional, &usage, &catalog, d(2026, 2, 1), [&january]).unwrap();
+    assert_eq!(amounts(&february), [(Base, usd("5000.00")), (UsageAdjustment, usd("8000.00"))]);
+    assert!(february.lines[1].description.contains("2026-01"), "{}", february.lines[1].description);
+    assert_eq!(february.total, usd("13000.00"));
+    let adjustment = &february.inputs.adjustments[0];
+    assert_eq!(
+        (adjustment.month, adjustment.inputs.peak_data_gb, adjustment.recomputed, adjustment.billed),
+        (d(2026, 1, 1), Decimal::from(4250), usd("8000.00"), usd("0"))
+    );
+
+    // Nothing new: March adjusts nothing (the earlier adjustment counts as
+    // billed).
+    let march = invoice(&professional, &usage, &catalog, d(2026, 3, 1), [&january, &february]).unwrap();
+    assert_eq!(amounts(&march), [(Base, usd("5000.00"))]);
+
+    // A correction lowers 31 January to 3,100 GB (1 started TB): a credit
+    // of one TB on April's invoice.
+    report(&mut usage, d(2026, 1, 31), "3100");
+    let april = invoice(&professional, &usage, &catalog, d(2026, 4, 1), [&march, &january, &february]).unwrap();
+    assert_eq!(amounts(&april), [(Base, usd("5000.00")), (UsageAdjustment, usd("-4000.00"))]);
+    assert_eq!(april.total, usd("1000.00"));
+    assert_eq!(april.inputs.adjustments[0].billed, usd("8000.00"));
+}
+
+#[test]
+fn late_usage_after_the_last_invoice_gives_an_adjustment_only_invoice() {
+    use LineKind::*;
+    let catalog = Catalog::builtin();
+    let mut events = vec![created(Tier::Professional, d(2026, 1, 1))];
+    events.push(SubscriptionCancelled { effective_date: d(2026, 2, 1) }.into());
+    let ended = subscription(events);
+    let mut usage = peak(&[(d(2026, 1, 10), "3000")]);
+    let january = invoice(&ended, &usage, &catalog, d(2026, 1, 1), []).unwrap();
+    assert_eq!(amounts(&january), [(Base, usd("5000.00"))], "exactly at the limit is no overage");
+    // February has no billable day and nothing to adjust: no invoice.
+    assert!(invoice(&ended, &usage, &catalog, d(2026, 2, 1), [&january]).is_none());
+
+    // One GB over, reported late: an invoice with only the adjustment.
+    report(&mut usage, d(2026, 1, 20), "3001");
+    let february = invoice(&ended, &usage, &catalog, d(2026, 2, 1), [&january]).unwrap();
+    assert_eq!(amounts(&february), [(UsageAdjustment, usd("4000.00"))]);
+    assert!(february.inputs.runs.is_empty() && february.inputs.overage.is_none());
 }

@@ -106,7 +106,7 @@ impl LedgerState {
             }
             (Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(invoice))), _) => {
                 let organization_id = invoice.organization_id;
-                self.invoices.entry(invoice.subscription_id).or_default().insert(invoice.period, invoice);
+                self.invoices.entry(invoice.subscription_id).or_default().insert(invoice.invoice.period, invoice);
                 Some(organization_id)
             }
             (Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))), _) => {

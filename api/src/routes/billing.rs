@@ -74,6 +74,6 @@ pub async fn invoices(
         .filter_map(|id| ledger.invoices.get(id))
         .flat_map(|by_month| by_month.values())
         .collect();
-    items.sort_by_key(|invoice| (invoice.period, invoice.invoice_id));
+    items.sort_by_key(|issued| (issued.invoice.period, issued.invoice_id));
     Ok(Json(Value::Array(items.into_iter().map(invoice_json).collect())))
 }

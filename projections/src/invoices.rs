@@ -1,0 +1,155 @@
+//! Re-deriving issued invoices from the log.
+//!
+//! [`InvoiceCheck`] is fed every record in global order. It keeps, per
+//! subscription, the subscription's own events and its usage reports, and
+//! when it meets an `InvoiceIssued` it computes that invoice again with
+//! `domain::billing::invoice` from the events up to the invoice's
+//! `usage_sequence` (what the billing run saw) and from the invoices it
+//! recomputed before, never from the issued invoice's own lines. The two
+//! must agree byte for byte, digest and id included.
+//!
+//! `replay verify` runs it over a whole history; the scenario tests run it
+//! after every scenario.
+
+use std::collections::HashMap;
+
+use cqrs_es::Aggregate;
+use domain::SubscriptionId;
+use domain::billing::{Invoice, InvoiceEvent, InvoiceIssued, invoice, invoice_id, period_text};
+use domain::catalog::Catalog;
+use domain::event::LedgerEvent;
+use domain::RecordHeader;
+use domain::subscription::{Subscription, SubscriptionEvent};
+use domain::usage::{Usage, UsageEvent, UsageReported};
+
+/// An issued invoice that its events do not reproduce.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the invoice {invoice_id} ({period}) at sequence {sequence} does not follow from the events: {reason}")]
+pub struct InvoiceMismatch {
+    pub sequence: u64,
+    pub invoice_id: uuid::Uuid,
+    pub period: String,
+    pub reason: String,
+}
+
+/// What a subscription's invoices are computed from.
+#[derive(Default)]
+struct History {
+    /// Its events and usage reports with their sequences, in order.
+    facts: Vec<(u64, Fact)>,
+    /// Both folded over all of `facts`.
+    subscription: Subscription,
+    usage: Usage,
+    /// The invoices recomputed so far, with the sequence they were issued at.
+    invoices: Vec<(u64, Invoice)>,
+}
+
+enum Fact {
+    Subscription(SubscriptionEvent),
+    Usage(UsageReported),
+}
+
+impl History {
+    fn fold(&mut self, fact: &Fact) {
+        match fact {
+            Fact::Subscription(event) => self.subscription.apply(event.clone()),
+            Fact::Usage(report) => self.usage.apply(report),
+        }
+    }
+
+    /// The subscription and usage as of `sequence`.
+    fn as_of(&self, sequence: u64) -> (Subscription, Usage) {
+        let mut then = History::default();
+        for (_, fact) in self.facts.iter().take_while(|(at, _)| *at <= sequence) {
+            then.fold(fact);
+        }
+        (then.subscription, then.usage)
+    }
+}
+
+/// Recomputes every issued invoice from the events before it.
+pub struct InvoiceCheck {
+    catalog: Catalog,
+    histories: HashMap<SubscriptionId, History>,
+    checked: u64,
+}
+
+impl InvoiceCheck {
+    pub fn new(catalog: Catalog) -> Self {
+        Self { catalog, histories: HashMap::new(), checked: 0 }
+    }
+
+    /// How many issued invoices were recomputed and matched.
+    pub fn checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// Takes the next record in global order (its header and decoded
+    /// event), and checks it if it issues an invoice.
+    pub fn apply(&mut self, header: &RecordHeader, event: &LedgerEvent) -> Result<(), InvoiceMismatch> {
+        let sequence = header.sequence;
+        let (subscription_id, fact) = match event {
+            LedgerEvent::Subscription(event) => {
+                let Some(id) = header.stream_id.as_str().split_once('/').and_then(|(_, id)| id.parse().ok()) else {
+                    return Ok(());
+                };
+                (SubscriptionId(id), Fact::Subscription(event.clone()))
+            }
+            LedgerEvent::Usage(UsageEvent::UsageReported(report)) => {
+                (report.subscription_id, Fact::Usage(report.clone()))
+            }
+            LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued)) => return self.check(sequence, issued),
+            _ => return Ok(()),
+        };
+        let history = self.histories.entry(subscription_id).or_default();
+        history.fold(&fact);
+        history.facts.push((sequence, fact));
+        Ok(())
+    }
+
+    fn check(&mut self, sequence: u64, issued: &InvoiceIssued) -> Result<(), InvoiceMismatch> {
+        let period = issued.invoice.period;
+        let mismatch = |reason: String| InvoiceMismatch {
+            sequence,
+            invoice_id: issued.invoice_id,
+            period: period_text(period),
+            reason,
+        };
+        if issued.usage_sequence >= sequence {
+            return Err(mismatch(format!("it claims to have seen usage up to sequence {}", issued.usage_sequence)));
+        }
+        let history = self.histories.entry(issued.subscription_id).or_default();
+        let seen = issued.usage_sequence;
+        // Usually nothing of this subscription came between what the run
+        // saw and the invoice; otherwise fold again up to what it saw.
+        let then;
+        let (subscription, usage) = match history.facts.last() {
+            Some((last, _)) if *last > seen => {
+                then = history.as_of(seen);
+                (&then.0, &then.1)
+            }
+            _ => (&history.subscription, &history.usage),
+        };
+        let earlier = history.invoices.iter().filter(|(at, _)| *at <= seen).map(|(_, invoice)| invoice);
+        let recomputed = invoice(subscription, usage, &self.catalog, period, earlier)
+            .ok_or_else(|| mismatch("the events give no invoice for this month".into()))?;
+        if subscription.organization_id != Some(issued.organization_id) {
+            return Err(mismatch(format!("it names organization {}", issued.organization_id)));
+        }
+        if issued.invoice_id != invoice_id(issued.subscription_id, period) {
+            return Err(mismatch("its id is not the one derived from subscription and month".into()));
+        }
+        if domain::codec::encode(&recomputed) != domain::codec::encode(&issued.invoice) {
+            return Err(mismatch(format!(
+                "recomputed lines {:?} (total {}), issued {:?} (total {})",
+                recomputed.lines, recomputed.total, issued.invoice.lines, issued.invoice.total
+            )));
+        }
+        if recomputed.digest() != issued.digest {
+            return Err(mismatch("its digest is not the digest of its contents".into()));
+        }
+        history.invoices.push((sequence, recomputed));
+        self.checked += 1;
+        Ok(())
+    }
+}

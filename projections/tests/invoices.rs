@@ -1,0 +1,137 @@
+//! Re-deriving issued invoices: a faithful invoice passes, one that was
+//! altered, or computed from usage it could not have seen, is named.
+
+use chrono::NaiveDate;
+use domain::billing::{InvoiceIssued, LineKind, invoice, invoice_id};
+use domain::catalog::{Catalog, Tier};
+use domain::event::LedgerEvent;
+use domain::subscription::{Subscription, SubscriptionCreated, SubscriptionEvent};
+use domain::usage::{Metrics, Usage, UsageEvent, UsageReported};
+use domain::{EventId, LicenseId, Money, OrganizationId, RecordHeader, StreamId, SubscriptionId, Timestamp};
+use ledger_projections::invoices::InvoiceCheck;
+use rust_decimal::Decimal;
+
+fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, day).unwrap()
+}
+
+const SUBSCRIPTION: SubscriptionId = SubscriptionId(uuid::Uuid::from_u128(7));
+const ORGANIZATION: OrganizationId = OrganizationId(uuid::Uuid::from_u128(3));
+
+fn header(sequence: u64, stream_id: StreamId) -> RecordHeader {
+    RecordHeader {
+        sequence,
+        event_id: EventId(uuid::Uuid::from_u128(u128::from(sequence))),
+        stream_id,
+        stream_revision: 1,
+        event_type: "test".into(),
+        schema_version: 1,
+        occurred_at: Timestamp::from_micros(0),
+        recorded_at: Timestamp::from_micros(0),
+        idempotency_key: None,
+    }
+}
+
+fn created() -> SubscriptionEvent {
+    SubscriptionCreated {
+        id: SUBSCRIPTION,
+        organization_id: ORGANIZATION,
+        tier: Tier::Professional,
+        catalog_version: 1,
+        start_date: d(2026, 1, 1),
+        end_date: d(2027, 1, 1),
+        auto_renew: true,
+        max_deployments: 1,
+        enterprise_overage_rate: None,
+        license_id: LicenseId(uuid::Uuid::from_u128(9)),
+    }
+    .into()
+}
+
+fn report(day: NaiveDate, gb: u32) -> UsageReported {
+    UsageReported {
+        subscription_id: SUBSCRIPTION,
+        license_id: LicenseId(uuid::Uuid::from_u128(9)),
+        deployment_id: "default".into(),
+        day,
+        metrics: Metrics { data_volume_gb: Decimal::from(gb), ..Metrics::default() },
+    }
+}
+
+/// January's invoice as the billing run would issue it after seeing
+/// `reports` (and only them).
+fn issued(reports: &[UsageReported], usage_sequence: u64) -> InvoiceIssued {
+    let mut subscription = Subscription::default();
+    cqrs_es::Aggregate::apply(&mut subscription, created());
+    let mut usage = Usage::default();
+    reports.iter().for_each(|r| usage.apply(r));
+    let invoice = invoice(&subscription, &usage, &Catalog::builtin(), d(2026, 1, 1), []).unwrap();
+    InvoiceIssued {
+        invoice_id: invoice_id(SUBSCRIPTION, d(2026, 1, 1)),
+        subscription_id: SUBSCRIPTION,
+        organization_id: ORGANIZATION,
+        digest: invoice.digest(),
+        invoice,
+        usage_sequence,
+    }
+}
+
+/// Feeds: 1 subscription created, 2 a report of 2,000 GB, 3 a report of
+/// 4,500 GB (late for a run that saw up to 2), 4 the invoice.
+fn check(invoice: InvoiceIssued) -> Result<u64, String> {
+    let mut check = InvoiceCheck::new(Catalog::builtin());
+    let usage_stream = domain::usage::stream(SUBSCRIPTION, d(2026, 1, 5));
+    let records = [
+        (header(1, SUBSCRIPTION.stream()), LedgerEvent::Subscription(created())),
+        (header(2, usage_stream.clone()), LedgerEvent::Usage(UsageEvent::from(report(d(2026, 1, 5), 2000)))),
+        (header(3, usage_stream), LedgerEvent::Usage(UsageEvent::from(report(d(2026, 1, 6), 4500)))),
+        (header(4, domain::billing::stream(SUBSCRIPTION, d(2026, 1, 1))), LedgerEvent::Invoice(invoice.into())),
+    ];
+    for (header, event) in &records {
+        check.apply(header, event).map_err(|e| e.to_string())?;
+    }
+    Ok(check.checked())
+}
+
+#[test]
+fn an_invoice_follows_from_the_usage_its_run_saw() {
+    // The run saw sequence 2 only: no overage, although 3 is over the limit.
+    assert_eq!(check(issued(&[report(d(2026, 1, 5), 2000)], 2)), Ok(1));
+    // The run saw both reports: 4,500 GB is 2 started TB over 3,000.
+    let both = issued(&[report(d(2026, 1, 5), 2000), report(d(2026, 1, 6), 4500)], 3);
+    assert_eq!(both.invoice.lines.last().map(|l| l.kind), Some(LineKind::DataOverage));
+    assert_eq!(check(both), Ok(1));
+}
+
+#[test]
+fn an_altered_or_impossible_invoice_is_named() {
+    let faithful = issued(&[report(d(2026, 1, 5), 2000)], 2);
+
+    // It claims to have seen sequence 2 but bills the overage of 3.
+    let mut claims = issued(&[report(d(2026, 1, 5), 2000), report(d(2026, 1, 6), 4500)], 3);
+    claims.usage_sequence = 2;
+    assert!(check(claims).unwrap_err().contains("recomputed lines"));
+
+    // A line's amount changed, with the digest made to match.
+    let mut altered = faithful.clone();
+    altered.invoice.lines[0].amount = Money::usd(Decimal::from(4999));
+    altered.digest = altered.invoice.digest();
+    assert!(check(altered).unwrap_err().contains("sequence 4"));
+
+    // The contents as issued, but a digest of something else.
+    let mut digest = faithful.clone();
+    digest.digest = issued(&[], 1).invoice.digest();
+    digest.digest.0[0] ^= 1;
+    assert!(check(digest).unwrap_err().contains("digest"));
+
+    // Another id, another organization, or usage from the future.
+    let mut id = faithful.clone();
+    id.invoice_id = uuid::Uuid::from_u128(1);
+    assert!(check(id).unwrap_err().contains("its id"));
+    let mut organization = faithful.clone();
+    organization.organization_id = OrganizationId(uuid::Uuid::from_u128(4));
+    assert!(check(organization).unwrap_err().contains("organization"));
+    let mut future = faithful;
+    future.usage_sequence = 4;
+    assert!(check(future).unwrap_err().contains("up to sequence 4"));
+}
