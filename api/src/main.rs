@@ -28,6 +28,9 @@ struct Store {
     /// How many days in the past a subscription may start.
     #[arg(long, default_value_t = Policy::default().backdate_days_max)]
     backdate_days_max: u32,
+    /// Days (of 24 hours) from the first failed payment to suspension.
+    #[arg(long, default_value_t = Policy::default().dunning_days)]
+    dunning_days: u32,
 }
 
 #[derive(Subcommand)]
@@ -74,7 +77,7 @@ fn config(store: Store, listen: SocketAddr, validations_per_address_per_minute: 
         clock: store.clock,
         operator_token: std::env::var("LEDGER_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty()),
         auditor_token: std::env::var("LEDGER_AUDITOR_TOKEN").ok().filter(|t| !t.is_empty()),
-        policy: Policy { backdate_days_max: store.backdate_days_max },
+        policy: Policy { backdate_days_max: store.backdate_days_max, dunning_days: store.dunning_days },
         validations_per_address_per_minute,
     }
 }

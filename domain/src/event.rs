@@ -108,6 +108,8 @@ pub enum LedgerEvent {
     Validation(crate::validation::ValidationEvent),
     Usage(crate::usage::UsageEvent),
     Invoice(crate::billing::InvoiceEvent),
+    /// `stripe-event`, `stripe-customer`, `stripe-invoice`.
+    Stripe(crate::stripe::StripeEvent),
 }
 
 impl LedgerEvent {
@@ -123,6 +125,9 @@ impl LedgerEvent {
             "validation" => StoredEvent::decode(event_type, version, payload)?.map(Self::Validation),
             "usage" => StoredEvent::decode(event_type, version, payload)?.map(Self::Usage),
             "invoice" => StoredEvent::decode(event_type, version, payload)?.map(Self::Invoice),
+            "stripe-event" | "stripe-customer" | "stripe-invoice" => {
+                StoredEvent::decode(event_type, version, payload)?.map(Self::Stripe)
+            }
             _ => None,
         })
     }

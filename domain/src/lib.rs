@@ -17,6 +17,7 @@ pub mod license;
 pub mod money;
 pub mod organization;
 pub mod record;
+pub mod stripe;
 pub mod subscription;
 pub mod time;
 pub mod usage;

@@ -5,6 +5,7 @@
 //! ids, the operator's back-dating allowance) is in the command; the
 //! catalog is the one service, and it is plain data.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{Days, NaiveDate};
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::{days_in_month, days_to_month_end, first_of_month, last_of_month, term_end};
 use crate::catalog::{Catalog, CatalogVersion, Tier};
-use crate::{AddonId, LicenseId, Money, OrganizationId, SubscriptionId};
+use crate::{AddonId, LicenseId, Money, OrganizationId, SubscriptionId, Timestamp};
 
 /// Deployments a license key may activate on, at most.
 pub const MAX_DEPLOYMENTS_MAX: u32 = 1000;
@@ -83,13 +84,21 @@ impl AddonKind {
 pub struct Policy {
     /// How far in the past a start date may lie (BILLING-RULES: 31 days).
     pub backdate_days_max: u32,
+    /// How long after the first failed payment, without a successful one,
+    /// a subscription is suspended (BILLING-RULES: 14 × 24 hours).
+    pub dunning_days: u32,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { backdate_days_max: 31 }
+        Self { backdate_days_max: 31, dunning_days: 14 }
     }
 }
+
+/// Microseconds in one day of dunning grace (24 hours, not a calendar day).
+const DAY_MICROS: i64 = 24 * 60 * 60 * 1_000_000;
+/// The longest reference (a payment processor's invoice id) an event keeps.
+pub const PAYMENT_REFERENCE_CHARS_MAX: usize = 255;
 
 /// What the aggregate may consult while deciding.
 #[derive(Debug, Clone)]
@@ -140,6 +149,26 @@ pub enum SubscriptionCommand {
     EndTerm {
         today: NaiveDate,
     },
+    /// A payment for the subscription failed. `reference` names what was
+    /// charged (a Stripe invoice id); `reported_at` is when the payment
+    /// processor reported it (its event's creation time), which orders
+    /// reports that arrive out of order; `now` is the ledger's time.
+    RecordPaymentFailed {
+        reference: String,
+        reported_at: Timestamp,
+        now: Timestamp,
+    },
+    /// A payment for the subscription succeeded (see `RecordPaymentFailed`).
+    RecordPaymentSucceeded {
+        reference: String,
+        reported_at: Timestamp,
+        now: Timestamp,
+    },
+    /// The dunning grace is over (the scheduler sends this once `now`
+    /// reaches the `suspend_at` of the first failure).
+    Suspend {
+        now: Timestamp,
+    },
 }
 
 crate::stored_events! {
@@ -153,6 +182,9 @@ crate::stored_events! {
         AddonAdded = 1,
         SubscriptionRenewed = 1,
         SubscriptionExpired = 1,
+        PaymentFailed = 1,
+        PaymentSucceeded = 1,
+        SubscriptionSuspended = 1,
     }
 }
 
@@ -225,6 +257,45 @@ pub struct SubscriptionExpired {
     pub on: NaiveDate,
 }
 
+/// A payment failed: the subscription is `past_due` (unless already
+/// `suspended`) and will be suspended at `suspend_at` unless a payment
+/// succeeds first. Dunning notices are sent from this event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentFailed {
+    /// What was charged: the payment processor's invoice id.
+    pub reference: String,
+    /// When the payment processor reported the failure.
+    pub reported_at: Timestamp,
+    /// The ledger's time of recording.
+    pub at: Timestamp,
+    /// Whether this failure started the dunning (the first since the
+    /// subscription was last in good standing).
+    pub first: bool,
+    /// The first failure of this dunning, by the ledger's time.
+    pub past_due_since: Timestamp,
+    /// When the subscription is suspended without a successful payment.
+    pub suspend_at: Timestamp,
+}
+
+/// A payment succeeded; a `past_due` or `suspended` subscription is
+/// `active` again (`reactivated`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentSucceeded {
+    pub reference: String,
+    pub reported_at: Timestamp,
+    pub at: Timestamp,
+    /// The subscription was `past_due` or `suspended` and is `active` again.
+    pub reactivated: bool,
+}
+
+/// The dunning grace ended without a successful payment: validation
+/// answers `SUSPENDED` and enforcement allows nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionSuspended {
+    pub at: Timestamp,
+    pub past_due_since: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscriptionError {
     #[error("the subscription already exists")]
@@ -257,6 +328,20 @@ pub enum SubscriptionError {
     InvalidAddonPrice(&'static str),
     #[error("the term has not ended yet")]
     TermNotEnded,
+    #[error("a payment reference must be 1 to {PAYMENT_REFERENCE_CHARS_MAX} characters")]
+    InvalidPaymentReference,
+    #[error("the subscription is not past due")]
+    NotPastDue,
+    #[error("the dunning grace lasts until {0}")]
+    GraceNotOver(Timestamp),
+}
+
+/// An unpaid subscription: since when, and when it is (or was) suspended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dunning {
+    pub past_due_since: Timestamp,
+    pub suspend_at: Timestamp,
+    pub suspended: bool,
 }
 
 /// A tier in effect from a date on.
@@ -284,6 +369,14 @@ pub struct Subscription {
     pub enterprise_overage_rate: Option<Decimal>,
     pub license_id: Option<LicenseId>,
     pub addons: Vec<AddonAdded>,
+    /// Set from the first failed payment until a successful one.
+    pub dunning: Option<Dunning>,
+    /// The newest payment report applied (by the processor's time): an
+    /// older report arriving late never moves the status back.
+    pub payments_reported_up_to: Option<Timestamp>,
+    /// References (invoices) known to be paid: a failure reported for one
+    /// of them is stale.
+    pub paid: BTreeSet<String>,
 }
 
 impl Subscription {
@@ -312,14 +405,77 @@ impl Subscription {
         Some((spec, extra_tb * 1000))
     }
 
-    /// Status on `date`, before dunning (which arrives with Stripe).
+    /// Status on `date`: ended (expired, cancelled from a day on), else
+    /// what dunning says (suspended, past due), else active.
     pub fn status_on(&self, date: NaiveDate) -> Status {
         if self.expired {
             Status::Expired
         } else if self.cancelled_from.is_some_and(|from| from <= date) {
             Status::Cancelled
         } else {
-            Status::Active
+            match self.dunning {
+                Some(Dunning { suspended: true, .. }) => Status::Suspended,
+                Some(_) => Status::PastDue,
+                None => Status::Active,
+            }
+        }
+    }
+
+    /// Whether a payment report is older than what is already known. Ties
+    /// (processors report in whole seconds) favour the success: a failure
+    /// reported in the same second as a known success is stale, a success
+    /// in the same second as a failure is not.
+    fn payment_report_is_stale(&self, reported_at: Timestamp, success: bool) -> bool {
+        self.payments_reported_up_to.is_some_and(|newest| reported_at < newest || (!success && reported_at == newest))
+    }
+
+    fn decide_payment(
+        &self,
+        command: SubscriptionCommand,
+        policy: &Policy,
+    ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+        use SubscriptionError as E;
+        let today = |now: Timestamp| now.to_datetime().date_naive();
+        match command {
+            SubscriptionCommand::RecordPaymentFailed { reference, reported_at, now } => {
+                check_reference(&reference)?;
+                self.changeable(today(now))?;
+                if self.paid.contains(&reference) || self.payment_report_is_stale(reported_at, false) {
+                    return Ok(vec![]);
+                }
+                let grace = i64::from(policy.dunning_days) * DAY_MICROS;
+                let (first, past_due_since, suspend_at) = match self.dunning {
+                    Some(d) => (false, d.past_due_since, d.suspend_at),
+                    None => (true, now, Timestamp::from_micros(now.as_micros().saturating_add(grace))),
+                };
+                Ok(vec![PaymentFailed { reference, reported_at, at: now, first, past_due_since, suspend_at }.into()])
+            }
+            SubscriptionCommand::RecordPaymentSucceeded { reference, reported_at, now } => {
+                check_reference(&reference)?;
+                self.changeable(today(now))?;
+                if self.paid.contains(&reference) || self.payment_report_is_stale(reported_at, true) {
+                    return Ok(vec![]);
+                }
+                let reactivated = self.dunning.is_some();
+                Ok(vec![PaymentSucceeded { reference, reported_at, at: now, reactivated }.into()])
+            }
+            SubscriptionCommand::Suspend { now } => {
+                self.changeable(today(now))?;
+                match self.dunning {
+                    None | Some(Dunning { suspended: true, .. }) => Err(E::NotPastDue),
+                    Some(d) if now < d.suspend_at => Err(E::GraceNotOver(d.suspend_at)),
+                    Some(d) => Ok(vec![SubscriptionSuspended { at: now, past_due_since: d.past_due_since }.into()]),
+                }
+            }
+            _ => unreachable!("decide_payment is called for payment commands only"),
+        }
+    }
+
+    /// Refuses changes to a subscription that has ended.
+    fn changeable(&self, today: NaiveDate) -> Result<(), SubscriptionError> {
+        match self.status_on(today) {
+            status if status.is_ended() => Err(SubscriptionError::NotChangeable(status.as_str())),
+            _ => Ok(()),
         }
     }
 
@@ -385,10 +541,15 @@ impl Subscription {
         let (Some(start), Some(end), Some(latest)) = (self.start_date, self.end_date, self.latest_tier()) else {
             return Err(E::NotFound);
         };
-        let changeable = |today| match self.status_on(today) {
-            status if status.is_ended() => Err(E::NotChangeable(status.as_str())),
-            _ => Ok(()),
-        };
+        if matches!(
+            command,
+            SubscriptionCommand::RecordPaymentFailed { .. }
+                | SubscriptionCommand::RecordPaymentSucceeded { .. }
+                | SubscriptionCommand::Suspend { .. }
+        ) {
+            return self.decide_payment(command, &services.policy);
+        }
+        let changeable = |today| self.changeable(today);
         let catalog = |version| services.catalog.version(version).expect("subscriptions name known catalog versions");
         let event = match command {
             SubscriptionCommand::Create { .. } => unreachable!("handled by decide"),
@@ -513,9 +674,20 @@ impl Subscription {
                     SubscriptionExpired { on: end }.into()
                 }
             }
+            SubscriptionCommand::RecordPaymentFailed { .. }
+            | SubscriptionCommand::RecordPaymentSucceeded { .. }
+            | SubscriptionCommand::Suspend { .. } => unreachable!("handled by decide_payment"),
         };
         Ok(vec![event])
     }
+}
+
+fn check_reference(reference: &str) -> Result<(), SubscriptionError> {
+    let chars = reference.chars().count();
+    if chars == 0 || chars > PAYMENT_REFERENCE_CHARS_MAX || reference.chars().any(char::is_control) {
+        return Err(SubscriptionError::InvalidPaymentReference);
+    }
+    Ok(())
 }
 
 impl cqrs_es::Aggregate for Subscription {
@@ -570,6 +742,21 @@ impl cqrs_es::Aggregate for Subscription {
                 self.scheduled_downgrade = None;
             }
             SubscriptionEvent::SubscriptionExpired(_) => self.expired = true,
+            SubscriptionEvent::PaymentFailed(e) => {
+                self.payments_reported_up_to = self.payments_reported_up_to.max(Some(e.reported_at));
+                let suspended = self.dunning.is_some_and(|d| d.suspended);
+                self.dunning = Some(Dunning { past_due_since: e.past_due_since, suspend_at: e.suspend_at, suspended });
+            }
+            SubscriptionEvent::PaymentSucceeded(e) => {
+                self.payments_reported_up_to = self.payments_reported_up_to.max(Some(e.reported_at));
+                self.paid.insert(e.reference);
+                self.dunning = None;
+            }
+            SubscriptionEvent::SubscriptionSuspended(_) => {
+                if let Some(dunning) = &mut self.dunning {
+                    dunning.suspended = true;
+                }
+            }
         }
     }
 }

@@ -12,11 +12,11 @@ use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::catalog::{Catalog, Tier};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
 use ledger_domain::subscription::{
-    AddonAdded, AddonKind, AutoRenewalCancelled, DowngradeScheduled, Policy, Services, Subscription,
-    SubscriptionCancelled, SubscriptionCommand, SubscriptionCreated, SubscriptionError, SubscriptionEvent,
-    SubscriptionExpired, SubscriptionRenewed, SubscriptionUpgraded,
+    AddonAdded, AddonKind, AutoRenewalCancelled, DowngradeScheduled, PaymentFailed, PaymentSucceeded, Policy, Services,
+    Subscription, SubscriptionCancelled, SubscriptionCommand, SubscriptionCreated, SubscriptionError,
+    SubscriptionEvent, SubscriptionExpired, SubscriptionRenewed, SubscriptionSuspended, SubscriptionUpgraded,
 };
-use ledger_domain::{AddonId, LicenseId, Money, OrganizationId, SubscriptionId};
+use ledger_domain::{AddonId, LicenseId, Money, OrganizationId, SubscriptionId, Timestamp};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -285,7 +285,7 @@ fn a_start_date_32_days_in_the_past_is_refused() {
 
 #[test]
 fn the_backdating_allowance_is_configuration() {
-    let policy = Policy { backdate_days_max: 7 };
+    let policy = Policy { backdate_days_max: 7, ..Policy::default() };
     TestFramework::<Subscription>::with(services_with(policy))
         .given(vec![])
         .when(create(Starter, d(2026, 3, 3), d(2026, 3, 10)))
@@ -929,8 +929,25 @@ fn one_of_each_event() -> Vec<SubscriptionEvent> {
         addon_added(AddonKind::ExtraDataTb, 2, Some("5000.00"), None, d(2026, 2, 1)),
         renewed(d(2027, 1, 1), d(2028, 1, 1), Starter),
         expired(d(2027, 1, 1)),
+        PaymentFailed {
+            reference: "in_1".into(),
+            reported_at: Timestamp::from_micros(1),
+            at: Timestamp::from_micros(2),
+            first: true,
+            past_due_since: Timestamp::from_micros(2),
+            suspend_at: Timestamp::from_micros(3),
+        }
+        .into(),
+        PaymentSucceeded {
+            reference: "in_1".into(),
+            reported_at: Timestamp::from_micros(4),
+            at: Timestamp::from_micros(5),
+            reactivated: true,
+        }
+        .into(),
+        SubscriptionSuspended { at: Timestamp::from_micros(3), past_due_since: Timestamp::from_micros(2) }.into(),
     ];
-    let mut seen = [false; 8];
+    let mut seen = [false; 11];
     for event in &events {
         let index = match event {
             SubscriptionEvent::SubscriptionCreated(_) => 0,
@@ -941,6 +958,9 @@ fn one_of_each_event() -> Vec<SubscriptionEvent> {
             SubscriptionEvent::AddonAdded(_) => 5,
             SubscriptionEvent::SubscriptionRenewed(_) => 6,
             SubscriptionEvent::SubscriptionExpired(_) => 7,
+            SubscriptionEvent::PaymentFailed(_) => 8,
+            SubscriptionEvent::PaymentSucceeded(_) => 9,
+            SubscriptionEvent::SubscriptionSuspended(_) => 10,
         };
         seen[index] = true;
     }

@@ -72,15 +72,19 @@ pub(crate) fn subscription_refusal(error: SubscriptionError) -> ApiError {
         E::NotFound => ApiError::NotFound,
         E::StartTooFarInPast { .. } => ApiError::conflict("start_date_out_of_range", error),
         E::EffectiveDateOutOfRange(_) => ApiError::conflict("effective_date_out_of_range", error),
-        E::InvalidMaxDeployments | E::InvalidOverageRate | E::InvalidQuantity | E::InvalidAddonPrice(_) => {
-            ApiError::Validation(error.to_string())
-        }
+        E::InvalidMaxDeployments
+        | E::InvalidOverageRate
+        | E::InvalidQuantity
+        | E::InvalidAddonPrice(_)
+        | E::InvalidPaymentReference => ApiError::Validation(error.to_string()),
         E::NotChangeable(_) => ApiError::conflict("subscription_not_changeable", error),
         E::NotAnUpgrade { .. } => ApiError::conflict("not_an_upgrade", error),
         E::NotADowngrade { .. } => ApiError::conflict("not_a_downgrade", error),
         E::DoesNotRenew => ApiError::conflict("does_not_renew", error),
         E::AutoRenewalAlreadyOff | E::AlreadyCancelled(_) => ApiError::conflict("already_cancelled", error),
-        E::AlreadyExists | E::TermNotEnded => ApiError::conflict("conflict", error),
+        E::AlreadyExists | E::TermNotEnded | E::NotPastDue | E::GraceNotOver(_) => {
+            ApiError::conflict("conflict", error)
+        }
     }
 }
 

@@ -1,0 +1,173 @@
+//! What the ledger records about Stripe, and the outbox view built from it.
+//!
+//! Stripe collects; the ledger decides. Three stream categories:
+//!
+//! - `stripe-event/{evt_…}`: each webhook event Stripe delivered, once,
+//!   keyed by its event id (`StripeEventReceived` at revision 1, appended
+//!   expecting no stream, so a redelivery or a burst appends nothing new),
+//!   then `StripeEventHandled` at revision 2, appended in the same atomic
+//!   group as whatever handling it decided (a payment recorded on a
+//!   subscription, an organization provisioned). A crash between receiving
+//!   and handling leaves the event pending, and the reactor handles it on
+//!   the next start: nothing is lost, nothing acted on twice.
+//! - `stripe-customer/{organization}`: `StripeCustomerLinked`, the Stripe
+//!   customer made for an organization.
+//! - `stripe-invoice/{subscription}:{YYYY-MM}` (the invoice's own stream
+//!   name): `StripeInvoiceCreated`, the Stripe invoice made for an issued
+//!   invoice, or `StripeSyncRefused`, when Stripe refused it for good.
+//!
+//! Dunning itself (past due, suspended, active again) is on the
+//! subscription stream: `PaymentFailed`, `PaymentSucceeded`,
+//! `SubscriptionSuspended` in `crate::subscription`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::event::LedgerEvent;
+use crate::{Money, OrganizationId, StreamId, SubscriptionId, Timestamp};
+
+/// The longest Stripe object id the ledger accepts (Stripe's are far shorter).
+pub const STRIPE_ID_CHARS_MAX: usize = 255;
+
+crate::stored_events! {
+    /// What happened between the ledger and Stripe.
+    pub enum StripeEvent {
+        StripeEventReceived = 1,
+        StripeEventHandled = 1,
+        StripeCustomerLinked = 1,
+        StripeInvoiceCreated = 1,
+        StripeSyncRefused = 1,
+    }
+}
+
+/// A webhook event, verified and accepted: the raw body as Stripe signed it
+/// (so handling can be redone from the log), and what the handler needs to
+/// order it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripeEventReceived {
+    pub event_id: String,
+    /// Stripe's event type (`invoice.payment_failed`), whether or not the
+    /// ledger handles it.
+    pub event_type: String,
+    /// Stripe's `created`: orders events that arrive out of order.
+    pub created: Timestamp,
+    pub livemode: bool,
+    /// The body exactly as received (JSON).
+    pub body: String,
+}
+
+/// What the reactor did with a received event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripeEventHandled {
+    pub event_id: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Events were appended (named in `what`) in the same group.
+    Applied { what: String },
+    /// Acknowledged and recorded, nothing to do: an event type the ledger
+    /// does not handle, an object without the ledger's metadata, a stale
+    /// report, a refused change (the reason says which).
+    Ignored { reason: String },
+}
+
+/// The Stripe customer of an organization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripeCustomerLinked {
+    pub organization_id: OrganizationId,
+    pub customer_id: String,
+}
+
+/// The Stripe invoice that collects an issued invoice: its lines as
+/// invoice items, finalized for automatic collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripeInvoiceCreated {
+    pub invoice_id: uuid::Uuid,
+    pub subscription_id: SubscriptionId,
+    pub organization_id: OrganizationId,
+    pub period: NaiveDate,
+    pub customer_id: String,
+    pub stripe_invoice_id: String,
+    pub total: Money,
+}
+
+/// Stripe refused a sync call for good (a 4xx other than a rate limit):
+/// surfaced in the log and the outbox view, not retried until an operator
+/// acts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripeSyncRefused {
+    /// What was being synced: the invoice's stream, or the customer's.
+    pub target: String,
+    pub status: u16,
+    pub message: String,
+}
+
+/// The stream of a webhook event, or `None` for an id the ledger would not
+/// accept as a stream name.
+pub fn event_stream(event_id: &str) -> Option<StreamId> {
+    valid_stripe_id(event_id).then(|| StreamId::new(format!("stripe-event/{event_id}")).ok()).flatten()
+}
+
+/// The stream of an organization's Stripe customer.
+pub fn customer_stream(organization_id: OrganizationId) -> StreamId {
+    StreamId::of("stripe-customer", organization_id.0)
+}
+
+/// The stream of the Stripe invoice that collects an issued invoice.
+pub fn invoice_stream(subscription_id: SubscriptionId, period: NaiveDate) -> StreamId {
+    StreamId::new(format!("stripe-invoice/{subscription_id}:{}", period.format("%Y-%m")))
+        .expect("a UUID and a month form a valid stream id")
+}
+
+/// Stripe ids are short ASCII: letters, digits and `_`.
+pub fn valid_stripe_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= STRIPE_ID_CHARS_MAX && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The outbox: what is still to be done with Stripe, built from the log in
+/// order like every read model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StripeOutbox {
+    /// Received webhook events not handled yet, by sequence.
+    pub pending_events: BTreeMap<u64, String>,
+    /// Stripe customer per organization.
+    pub customers: BTreeMap<OrganizationId, String>,
+    /// Issued invoices not in Stripe yet: (subscription, month).
+    pub pending_invoices: BTreeSet<(SubscriptionId, NaiveDate)>,
+    /// Stripe invoice per issued invoice.
+    pub invoices: BTreeMap<(SubscriptionId, NaiveDate), String>,
+    /// Sync calls Stripe refused for good, by target.
+    pub refused: BTreeMap<String, StripeSyncRefused>,
+}
+
+impl StripeOutbox {
+    /// Applies one decoded event at `sequence` (records in global order).
+    pub fn apply(&mut self, sequence: u64, event: &LedgerEvent) {
+        match event {
+            LedgerEvent::Stripe(event) => match event {
+                StripeEvent::StripeEventReceived(received) => {
+                    self.pending_events.insert(sequence, received.event_id.clone());
+                }
+                StripeEvent::StripeEventHandled(handled) => {
+                    self.pending_events.retain(|_, id| *id != handled.event_id);
+                }
+                StripeEvent::StripeCustomerLinked(linked) => {
+                    self.customers.insert(linked.organization_id, linked.customer_id.clone());
+                }
+                StripeEvent::StripeInvoiceCreated(created) => {
+                    let key = (created.subscription_id, created.period);
+                    self.pending_invoices.remove(&key);
+                    self.invoices.insert(key, created.stripe_invoice_id.clone());
+                }
+                StripeEvent::StripeSyncRefused(refused) => {
+                    self.refused.insert(refused.target.clone(), refused.clone());
+                }
+            },
+            _ => {}
+        }
+    }
+}
