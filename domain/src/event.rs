@@ -108,6 +108,8 @@ pub enum LedgerEvent {
     Validation(crate::validation::ValidationEvent),
     Usage(crate::usage::UsageEvent),
     Invoice(crate::billing::InvoiceEvent),
+    /// `checkpoint/log`: signed checkpoints kept in the log, key rotations.
+    Checkpoint(crate::checkpoint::CheckpointEvent),
     /// `stripe-event`, `stripe-customer`, `stripe-invoice`.
     Stripe(crate::stripe::StripeEvent),
 }
@@ -125,6 +127,7 @@ impl LedgerEvent {
             "validation" => StoredEvent::decode(event_type, version, payload)?.map(Self::Validation),
             "usage" => StoredEvent::decode(event_type, version, payload)?.map(Self::Usage),
             "invoice" => StoredEvent::decode(event_type, version, payload)?.map(Self::Invoice),
+            "checkpoint" => StoredEvent::decode(event_type, version, payload)?.map(Self::Checkpoint),
             "stripe-event" | "stripe-customer" | "stripe-invoice" => {
                 StoredEvent::decode(event_type, version, payload)?.map(Self::Stripe)
             }

@@ -8,12 +8,14 @@
 pub mod billing;
 pub mod calendar;
 pub mod catalog;
+pub mod checkpoint;
 pub mod codec;
 pub mod event;
 pub mod ids;
 pub mod keys;
 pub mod lease;
 pub mod license;
+pub mod merkle;
 pub mod money;
 pub mod organization;
 pub mod record;
