@@ -110,6 +110,8 @@ pub enum LedgerEvent {
     Invoice(crate::billing::InvoiceEvent),
     /// `checkpoint/log`: signed checkpoints kept in the log, key rotations.
     Checkpoint(crate::checkpoint::CheckpointEvent),
+    /// `notification/{id}`: what became of a notification.
+    Notification(crate::notification::NotificationEvent),
     /// `stripe-event`, `stripe-customer`, `stripe-invoice`.
     Stripe(crate::stripe::StripeEvent),
 }
@@ -128,6 +130,7 @@ impl LedgerEvent {
             "usage" => StoredEvent::decode(event_type, version, payload)?.map(Self::Usage),
             "invoice" => StoredEvent::decode(event_type, version, payload)?.map(Self::Invoice),
             "checkpoint" => StoredEvent::decode(event_type, version, payload)?.map(Self::Checkpoint),
+            "notification" => StoredEvent::decode(event_type, version, payload)?.map(Self::Notification),
             "stripe-event" | "stripe-customer" | "stripe-invoice" => {
                 StoredEvent::decode(event_type, version, payload)?.map(Self::Stripe)
             }

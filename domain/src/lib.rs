@@ -17,6 +17,7 @@ pub mod lease;
 pub mod license;
 pub mod merkle;
 pub mod money;
+pub mod notification;
 pub mod organization;
 pub mod record;
 pub mod stripe;
