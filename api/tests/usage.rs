@@ -98,9 +98,13 @@ async fn bad_reports_are_refused_and_record_nothing(backend: Backend) {
     s.post("/api/v1/usage/report", None, unknown).await.problem(404, "not_found");
     let cancel = format!("/api/v1/subscriptions/{org}/cancel");
     s.post(&cancel, Some(OPERATOR), json!({ "immediate": true })).await.expect(200);
-    let ended = report(&key, "2026-03-05", json!(1), json!(0), json!(0), None);
+    // Cancelled from today: today is not covered, but an earlier day still
+    // takes a (late) report, billed as an adjustment.
+    let ended = report(&key, "2026-03-10", json!(1), json!(0), json!(0), None);
     s.post("/api/v1/usage/report", None, ended).await.problem(409, "license_not_valid");
-    assert_eq!(s.head().await, head + 2, "only the accepted report and the cancellation were appended");
+    let covered = report(&key, "2026-03-05", json!(1), json!(0), json!(0), None);
+    s.post("/api/v1/usage/report", None, covered).await.expect(200);
+    assert_eq!(s.head().await, head + 3, "only the accepted reports and the cancellation were appended");
 }
 
 backends!(reports_replace_add_up_and_warn, bad_reports_are_refused_and_record_nothing);

@@ -5,6 +5,7 @@ use axum::extract::{Path, Query, State};
 use chrono::NaiveDate;
 use domain::lease::DEPLOYMENT_ID_CHARS_MAX;
 use domain::license::{KeyState, valid_deployment_id};
+use domain::notification::UsageLevel;
 use domain::usage::{Metrics, Usage, UsageReported, check};
 use domain::{Metadata, OrganizationId};
 use rust_decimal::Decimal;
@@ -53,7 +54,7 @@ fn metric(metrics: &Value, name: &'static str) -> Result<(&'static str, Decimal)
         (status = 200, description = "The seed's UsageReportResponse plus sequence: acknowledged, warningsIssued (metrics at or over their limit), limitsApproaching (80% to under 100%), nextReportDue."),
         (status = 400, description = "validation_failed: negative numbers, more than two decimals, a day more than one day ahead or before the subscription; nothing is recorded"),
         (status = 404, description = "not_found: not a known license key"),
-        (status = 409, description = "license_not_valid: the key is revoked or its subscription ended"),
+        (status = 409, description = "license_not_valid: the key is revoked, or its subscription did not cover the reported day (an ended subscription still takes reports for the days it covered)"),
     ),
 )]
 pub async fn report(State(state): State<AppState>, request: axum::extract::Request) -> Result<Json<Value>, ApiError> {
@@ -80,8 +81,13 @@ pub async fn report(State(state): State<AppState>, request: axum::extract::Reque
         let license = ledger.licenses.get(&license_id).ok_or(ApiError::NotFound)?;
         let issued = license.issued.as_ref().ok_or(ApiError::NotFound)?;
         let subscription = ledger.subscriptions.get(&issued.subscription_id).ok_or(ApiError::NotFound)?;
-        if license.state_at(now) == KeyState::Revoked || subscription.status_on(today).is_ended() {
-            return Err(ApiError::conflict("license_not_valid", "the key is revoked or its subscription has ended"));
+        // A subscription that has ended still takes reports for the days it
+        // covered: late usage is billed as an adjustment (BILLING-RULES.md).
+        if license.state_at(now) == KeyState::Revoked || subscription.status_on(day).is_ended() {
+            return Err(ApiError::conflict(
+                "license_not_valid",
+                "the key is revoked, or its subscription did not cover the reported day",
+            ));
         }
         let usage = ledger.usage.get(&issued.subscription_id).cloned().unwrap_or_default();
         (issued.subscription_id, subscription.clone(), usage)
@@ -104,19 +110,13 @@ pub async fn report(State(state): State<AppState>, request: axum::extract::Reque
     let mut usage = usage;
     usage.apply(&reported);
     let month = usage.month(day).total;
+    // The same rule as the usage warnings e-mailed (`notify`).
     let (mut approaching, mut warnings) = (Vec::new(), Vec::new());
     if let Some((spec, extra_gb)) = super::queries::effective_spec(&state, &subscription, day) {
-        let checks = [
-            ("users", Decimal::from(month.active_users), spec.seats.map(Decimal::from)),
-            ("dataVolumeGB", month.data_volume_gb, Some(Decimal::from(spec.data_gb + extra_gb))),
-            ("apiCalls", Decimal::from(month.api_calls_count), spec.api_calls_per_month.map(Decimal::from)),
-        ];
-        for (name, value, limit) in checks {
-            let Some(limit) = limit.filter(|l| !l.is_zero()) else { continue };
-            if value >= limit {
-                warnings.push(name);
-            } else if value * Decimal::from(5) >= limit * Decimal::from(4) {
-                approaching.push(name);
+        for check in domain::notification::usage_levels(&month, spec, extra_gb) {
+            match check.level {
+                UsageLevel::Reached => warnings.push(check.metric.as_str()),
+                UsageLevel::Approaching => approaching.push(check.metric.as_str()),
             }
         }
     }
