@@ -390,3 +390,22 @@ fn late_usage_after_the_last_invoice_gives_an_adjustment_only_invoice() {
     assert_eq!(amounts(&february), [(UsageAdjustment, usd("4000.00"))]);
     assert!(february.inputs.runs.is_empty() && february.inputs.overage.is_none());
 }
+
+#[test]
+fn past_due_and_suspended_days_are_billed() {
+    use ledger_domain::Timestamp;
+    use ledger_domain::subscription::{PaymentFailed, Status, SubscriptionSuspended};
+    let at = |day: u32| Timestamp::from_datetime(d(2026, 1, day).and_hms_opt(9, 0, 0).unwrap().and_utc());
+    let failed = PaymentFailed {
+        reference: "in_1".into(),
+        reported_at: at(5),
+        at: at(5),
+        first: true,
+        past_due_since: at(5),
+        suspend_at: at(19),
+    };
+    let suspended = SubscriptionSuspended { at: at(19), past_due_since: at(5) };
+    let events = vec![created(Tier::Starter, d(2026, 1, 1)), failed.into(), suspended.into()];
+    assert_eq!(subscription(events.clone()).status_on(d(2026, 1, 20)), Status::Suspended);
+    check(events, Usage::default(), d(2026, 1, 1), &[(Base, Some(31), "2500.00")], "2500.00");
+}
