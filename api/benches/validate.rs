@@ -25,6 +25,7 @@ async fn start(data_dir: &std::path::Path, database_url: Option<String>) -> Stri
         policy: Default::default(),
         // The per-address limit would stop one load generator at once.
         validations_per_address_per_minute: 0,
+        notifications: None,
     };
     let state = ledger_api::open(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();

@@ -25,6 +25,7 @@ pub mod command;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod routes;
 pub mod scheduler;
@@ -122,6 +123,8 @@ pub struct Config {
     pub policy: Policy,
     /// Validation requests one client address may make a minute; 0 is off.
     pub validations_per_address_per_minute: u32,
+    /// E-mail notifications (`notify`); `None` turns them off.
+    pub notifications: Option<notify::Settings>,
 }
 
 /// Opens the log and the read models and builds the state; prints the
@@ -159,8 +162,13 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Checked before anything starts, so a bad SMTP setting stops the start.
+    let mailer = config.notifications.as_ref().map(notify::Mailer::new).transpose()?;
     let state = open(&config).await?;
     tokio::spawn(scheduler::run(state.clone()));
+    if let Some(mailer) = mailer {
+        tokio::spawn(notify::run(state.clone(), mailer));
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     println!("ledger listening on http://{address} (data in {})", config.data_dir.display());

@@ -33,6 +33,19 @@ struct Store {
     dunning_days: u32,
 }
 
+/// E-mail notifications (onboarding, expiry reminders, usage warnings,
+/// dunning notices); off unless an SMTP server is given.
+#[derive(Args)]
+struct Mail {
+    /// SMTP server: smtp://HOST[:PORT] (plain), smtp://HOST:587?tls=required
+    /// (STARTTLS), smtps://HOST[:PORT] (TLS); USER:PASSWORD@ for AUTH.
+    #[arg(long, env = "LEDGER_SMTP_URL", hide_env_values = true, requires = "mail_from")]
+    smtp_url: Option<String>,
+    /// The From address of notifications, e.g. "Ledger <billing@example.com>".
+    #[arg(long, env = "LEDGER_MAIL_FROM")]
+    mail_from: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server.
@@ -45,6 +58,8 @@ enum Command {
         /// License validations one client address may make a minute (0: no limit).
         #[arg(long, default_value_t = 600)]
         validations_per_address_per_minute: u32,
+        #[command(flatten)]
+        mail: Mail,
     },
     /// Monthly jobs.
     Billing {
@@ -79,6 +94,7 @@ fn config(store: Store, listen: SocketAddr, validations_per_address_per_minute: 
         auditor_token: std::env::var("LEDGER_AUDITOR_TOKEN").ok().filter(|t| !t.is_empty()),
         policy: Policy { backdate_days_max: store.backdate_days_max, dunning_days: store.dunning_days },
         validations_per_address_per_minute,
+        notifications: None,
     }
 }
 
@@ -89,8 +105,13 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { listen, store, validations_per_address_per_minute } => {
-            ledger_api::serve(config(store, listen, validations_per_address_per_minute)).await
+        Command::Serve { listen, store, validations_per_address_per_minute, mail } => {
+            let mut config = config(store, listen, validations_per_address_per_minute);
+            config.notifications = match (mail.smtp_url.filter(|url| !url.is_empty()), mail.mail_from) {
+                (Some(smtp_url), Some(from)) => Some(ledger_api::notify::Settings { smtp_url, from }),
+                _ => None,
+            };
+            ledger_api::serve(config).await
         }
         Command::Billing { job: Billing::Run { period, preview, store } } => {
             let config = config(store, "127.0.0.1:0".parse()?, 0);

@@ -18,6 +18,7 @@ async fn every_documented_operation_is_routed() {
         auditor_token: Some("a".repeat(40)),
         policy: Default::default(),
         validations_per_address_per_minute: 0,
+        notifications: None,
     };
     let app = ledger_api::app(ledger_api::open(&config).await.unwrap());
     let response =

@@ -286,6 +286,7 @@ impl Fixture {
             auditor_token: Some(AUDITOR_TOKEN.into()),
             policy: Default::default(),
             validations_per_address_per_minute: 0,
+            notifications: None,
         })
         .await
         .expect("the server state opens");

@@ -131,6 +131,22 @@ impl Backend {
 }
 
 impl Backend {
+    /// The log this backend's servers write, opened beside them (as a
+    /// second process would), for tests that look at the stored bytes.
+    pub async fn open_log(&self) -> store::EventLog {
+        let clock = std::sync::Arc::new(store::SystemClock);
+        match &self.database_url {
+            Some(url) => store::EventLog::open_postgres(url.parse().expect("a PostgreSQL URL"), clock).await,
+            None => store::EventLog::open_sqlite(&self.dir.path().join("ledger.sqlite"), clock).await,
+        }
+        .expect("the log opens")
+    }
+
+    /// The data directory (keys, SQLite files, the test clock).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Runs a `ledger` job (e.g. `["billing", "run", "--period", "2026-01"]`)
     /// on this backend's data, beside a running server: the manual clock
     /// continues from the file the server keeps in the data directory.
@@ -249,6 +265,11 @@ impl Reply {
 }
 
 impl Server {
+    /// Everything the server printed so far, one `stdout: `/`stderr: ` line each.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
