@@ -48,6 +48,9 @@ pub const ORIGIN_BYTES_MAX: usize = 256;
 /// What begins a signature line: an em dash and a space.
 const SIGNATURE_PREFIX: &str = "\u{2014} ";
 
+/// A signature line: the key name, and the key id ‖ signature (68 bytes).
+pub type SignatureLine<'a> = (&'a str, [u8; 68]);
+
 /// What a checkpoint states.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -142,7 +145,7 @@ impl Checkpoint {
     /// Reads a note without checking any signature: what it states, its
     /// body, and its signature lines (name, key id ‖ signature). Anything
     /// not exactly in the format is refused.
-    pub fn parse(note: &str) -> Result<(Self, &str, Vec<(&str, [u8; 68])>), CheckpointError> {
+    pub fn parse(note: &str) -> Result<(Self, &str, Vec<SignatureLine<'_>>), CheckpointError> {
         if note.len() > NOTE_BYTES_MAX {
             return malformed(format!("longer than {NOTE_BYTES_MAX} bytes"));
         }

@@ -100,10 +100,16 @@ pub enum ProofError {
 /// holds the leaves' hashes; entry `i` of level `k` is the root of leaves
 /// `[i·2^k, (i+1)·2^k)`, kept once complete. Twice the leaves' memory
 /// (64 bytes a record: 64 MB for a million).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MerkleTree<H: TreeHasher = Blake3Hasher> {
     hasher: H,
     levels: Vec<Vec<Hash>>,
+}
+
+impl<H: TreeHasher + Default> Default for MerkleTree<H> {
+    fn default() -> Self {
+        Self::with_hasher(H::default())
+    }
 }
 
 impl MerkleTree<Blake3Hasher> {
@@ -138,7 +144,7 @@ impl<H: TreeHasher> MerkleTree<H> {
         self.levels[0].push(leaf);
         let mut level = 0;
         // A completed right child completes its parent.
-        while self.levels[level].len() % 2 == 0 {
+        while self.levels[level].len().is_multiple_of(2) {
             let nodes = &self.levels[level];
             let parent = self.hasher.hash_children(&nodes[nodes.len() - 2], &nodes[nodes.len() - 1]);
             if self.levels.len() == level + 1 {
@@ -190,7 +196,7 @@ impl<H: TreeHasher> MerkleTree<H> {
 
     /// MTH(D[start : start + n]), n ≥ 1, from the cached perfect subtrees.
     fn subtree(&self, start: u64, n: u64) -> Hash {
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             let level = n.trailing_zeros() as usize;
             if let Some(hash) = self.levels.get(level).and_then(|nodes| nodes.get((start >> level) as usize)) {
                 return *hash;
@@ -482,6 +488,7 @@ mod tests {
     fn the_cached_tree_and_the_frontier_agree_with_the_definition() {
         let leaves = blake_leaves(70);
         let tree = tree_of(&Blake3Hasher, &leaves);
+        assert_eq!(MerkleTree::<Blake3Hasher>::default().root(0).unwrap(), Blake3Hasher.empty_root());
         let mut frontier = Frontier::new();
         assert_eq!(frontier.root(), Blake3Hasher.empty_root());
         for size in 0..=leaves.len() {

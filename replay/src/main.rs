@@ -1,0 +1,574 @@
+//! `replay`: the auditor's tool. Read-only against the log (it never
+//! appends), from a data directory, a PostgreSQL URL or an export file.
+//!
+//! Exit codes: 0 when everything checked holds; 1 when something does not
+//! (the first failure is named, with its sequence); 2 when the command
+//! could not run (bad arguments, unreadable input).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::{Args, Parser, Subcommand};
+use domain::Timestamp;
+use domain::checkpoint::Checkpoint;
+use domain::merkle::{Blake3Hasher, record_leaf, root_from_inclusion};
+use domain::record::{Hash, RecordHeader, leaf_hash};
+use ed25519_dalek::VerifyingKey;
+use serde_json::{Value, json};
+
+mod source;
+mod walk;
+
+use source::Source;
+use walk::{Failure, Plan, Walk};
+
+#[derive(Parser)]
+#[command(name = "replay", version, about = "Verify, rebuild, query and prove a ledger's history (read-only)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the history is.
+#[derive(Args, Clone)]
+struct From {
+    /// A ledger data directory (its SQLite log, snapshots and keys).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A PostgreSQL log.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// A file written by `replay export`.
+    #[arg(long)]
+    file: Option<PathBuf>,
+}
+
+impl From {
+    async fn open(&self) -> anyhow::Result<Source> {
+        Source::open(
+            self.data_dir.as_deref(),
+            self.database_url.as_deref().filter(|u| !u.is_empty()),
+            self.file.as_deref(),
+        )
+        .await
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check everything: every record's hashes and the chain, every payload,
+    /// every kept checkpoint (signature, root, consistency), checkpoints you
+    /// kept, the projections against the live snapshot, every invoice.
+    Verify {
+        #[command(flatten)]
+        from: From,
+        /// The checkpoint public key (base64, or a file holding it or its 32
+        /// bytes); by default the data directory's.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// A checkpoint note you kept (repeatable): the log must still hold it.
+        #[arg(long = "checkpoint")]
+        checkpoints: Vec<PathBuf>,
+    },
+    /// Rebuild the projections from sequence 1, with a progress bar.
+    Rebuild {
+        #[command(flatten)]
+        from: From,
+    },
+    /// An organization's subscription, limits, usage and invoices as the
+    /// ledger had recorded them at a time (RFC 3339, or a date for its end)
+    /// or sequence.
+    AsOf {
+        /// A sequence, an RFC 3339 time, or YYYY-MM-DD (the end of that day, UTC).
+        at: String,
+        #[arg(long)]
+        org: uuid::Uuid,
+        #[command(flatten)]
+        from: From,
+    },
+    /// The history as JSON Lines, one record a line with its hashes.
+    Export {
+        #[command(flatten)]
+        from: From,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// An inclusion proof of one record, against the latest checkpoint kept
+    /// in the log that covers it (or the given one, or the head).
+    Prove {
+        #[arg(long)]
+        sequence: u64,
+        /// A checkpoint note to prove against.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[command(flatten)]
+        from: From,
+    },
+    /// Checks a proof (from `prove` or the API) offline: the record's leaf,
+    /// the path to the root, the checkpoint's signature.
+    CheckProof {
+        /// The proof (JSON).
+        #[arg(long)]
+        proof: PathBuf,
+        /// The checkpoint note; by default the one inside the proof.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The checkpoint public key (base64, or a file).
+        #[arg(long)]
+        public_key: String,
+    },
+    /// An organization's audit trail: who did what, when, from where.
+    Audit {
+        #[arg(long)]
+        org: uuid::Uuid,
+        #[command(flatten)]
+        from: From,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse().command).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(failure)) => {
+            println!("FAILED {failure}");
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("replay: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<Result<(), Failure>> {
+    match command {
+        Command::Verify { from, public_key, checkpoints } => verify(from, public_key, checkpoints).await,
+        Command::Rebuild { from } => {
+            let source = from.open().await?;
+            let started = std::time::Instant::now();
+            let plan = Plan { state: true, progress: true, ..Default::default() };
+            let done = match walk::walk(&source, &plan).await? {
+                Ok(done) => done,
+                Err((failure, _)) => return Ok(Err(failure)),
+            };
+            let (bytes, digest) = done.state.encode();
+            println!(
+                "rebuilt {} records in {:.2} s: {} organizations, {} subscriptions, {} licenses; state {} bytes, digest {digest}",
+                done.records,
+                started.elapsed().as_secs_f64(),
+                done.state.organizations.len(),
+                done.state.subscriptions.len(),
+                done.state.licenses.len(),
+                bytes.len()
+            );
+            Ok(Ok(()))
+        }
+        Command::AsOf { at, org, from } => as_of(&at, domain::OrganizationId(org), from).await,
+        Command::Export { from, out } => {
+            let source = from.open().await?;
+            let written = match out {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(
+                        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+                    );
+                    source::export(&source, &mut file).await?
+                }
+                None => source::export(&source, &mut std::io::BufWriter::new(std::io::stdout().lock())).await?,
+            };
+            eprintln!("exported {written} records");
+            Ok(Ok(()))
+        }
+        Command::Prove { sequence, checkpoint, from } => prove(sequence, checkpoint, from).await,
+        Command::CheckProof { proof, checkpoint, public_key } => {
+            check_proof(&proof, checkpoint.as_deref(), &public_key)
+        }
+        Command::Audit { org, from } => {
+            let source = from.open().await?;
+            let plan = Plan { state: true, ..Default::default() };
+            let done = match walk::walk(&source, &plan).await? {
+                Ok(done) => done,
+                Err((failure, _)) => return Ok(Err(failure)),
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for entry in done.state.audit.iter().filter(|e| e.organization_id == Some(domain::OrganizationId(org))) {
+                let line = json!({
+                    "sequence": entry.sequence,
+                    "recordedAt": entry.recorded_at.to_rfc3339(),
+                    "occurredAt": entry.occurred_at.to_rfc3339(),
+                    "actor": entry.actor,
+                    "sourceIp": entry.source_ip,
+                    "streamId": entry.stream_id,
+                    "eventType": entry.event_type,
+                    "leafHash": entry.leaf_hash.to_hex(),
+                });
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            Ok(Ok(()))
+        }
+    }
+}
+
+/// A public key given as base64 text, or a file holding base64 text or the
+/// 32 bytes themselves.
+fn public_key(given: &str) -> anyhow::Result<VerifyingKey> {
+    let path = Path::new(given);
+    let bytes = if path.is_file() {
+        let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if raw.len() == 32 {
+            raw
+        } else {
+            STANDARD
+                .decode(String::from_utf8_lossy(&raw).trim())
+                .context("the key file is neither 32 bytes nor base64")?
+        }
+    } else {
+        STANDARD.decode(given.trim()).context("--public-key is neither a file nor base64")?
+    };
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| anyhow::anyhow!("a public key is 32 bytes"))?;
+    VerifyingKey::from_bytes(&bytes).context("not an Ed25519 public key")
+}
+
+/// The checkpoint key of a data directory (derived from its seed file).
+fn data_dir_key(dir: &Path) -> anyhow::Result<VerifyingKey> {
+    let path = dir.join("keys").join("checkpoint.ed25519");
+    let seed: [u8; 32] = std::fs::read(&path)
+        .with_context(|| format!("reading {} (or give --public-key)", path.display()))?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{} is not 32 bytes", path.display()))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key())
+}
+
+async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> anyhow::Result<Result<(), Failure>> {
+    let source = from.open().await?;
+    let trusted = match (&key, source.data_dir()) {
+        (Some(given), _) => Some(public_key(given)?),
+        (None, Some(dir)) => Some(data_dir_key(dir)?),
+        (None, None) => None,
+    };
+    let mut yours = Vec::new();
+    for path in &kept_files {
+        let note = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        yours.push((path.clone(), note));
+    }
+    let started = std::time::Instant::now();
+    let plan = Plan {
+        check_leaves: true,
+        decode_strictly: true,
+        tree: true,
+        checkpoints: true,
+        invoices: true,
+        snapshot: true,
+        state: true,
+        progress: true,
+        ..Default::default()
+    };
+    let done = match walk::walk(&source, &plan).await? {
+        Ok(done) => done,
+        Err((failure, _)) => return Ok(Err(failure)),
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    // Signatures, once every key rotation is known.
+    let signed = !done.kept.is_empty() || !yours.is_empty() || !done.rotations.is_empty();
+    let keys = match (trusted, signed) {
+        (Some(trusted), _) => match walk::key_history(&trusted, &done.rotations) {
+            Ok(keys) => keys,
+            Err(failure) => return Ok(Err(failure)),
+        },
+        (None, true) => bail!("the history has signed checkpoints: give --public-key to check them"),
+        (None, false) => Vec::new(),
+    };
+    for kept in &done.kept {
+        let key = walk::key_at(&keys, kept.sequence);
+        if let Err(error) = Checkpoint::verify(&kept.note, &key) {
+            return Ok(Err(Failure {
+                sequence: Some(kept.sequence),
+                what: format!(
+                    "the kept checkpoint of size {} is not signed by the checkpoint key: {error}",
+                    kept.checkpoint.size
+                ),
+            }));
+        }
+    }
+    for (path, note) in &yours {
+        let name = path.display();
+        let verified = keys.iter().rev().find_map(|(_, key)| Checkpoint::verify(note, key).ok());
+        let Some(checkpoint) = verified else {
+            let what = match Checkpoint::parse(note) {
+                Ok(_) => format!("your checkpoint {name} is not signed by the checkpoint key"),
+                Err(error) => format!("your checkpoint {name} does not read: {error}"),
+            };
+            return Ok(Err(Failure { sequence: None, what }));
+        };
+        if let Err(what) = walk::check_against_tree(&done, &checkpoint) {
+            return Ok(Err(Failure {
+                sequence: Some(checkpoint.size.min(done.tree.size())),
+                what: format!("the log no longer holds your checkpoint {name}: {what}"),
+            }));
+        }
+    }
+    report(&done, &keys, yours.len(), elapsed);
+    Ok(Ok(()))
+}
+
+fn report(done: &Walk, keys: &[(u64, VerifyingKey)], yours: usize, elapsed: f64) {
+    let chain = done.verifier.as_ref().map(|v| v.chain()).unwrap_or(domain::record::CHAIN_GENESIS);
+    let root = done.tree.root(done.tree.size()).map(|r| r.to_hex()).unwrap_or_default();
+    println!("ok records: {} (sequences 1 to {}), every leaf and chain hash recomputed", done.records, done.records);
+    println!("ok head: chain hash {chain}, Merkle root {root}");
+    println!("ok payloads: every one decodes ({} shredded)", done.shredded);
+    let key_names: Vec<String> = keys.iter().map(|(_, k)| STANDARD.encode(k.to_bytes())).collect();
+    println!(
+        "ok checkpoints: {} kept in the log, {} of yours; signatures, roots, chain hashes and consistency hold (keys: {})",
+        done.kept.len(),
+        yours,
+        if key_names.is_empty() { "none needed".into() } else { key_names.join(", ") }
+    );
+    match &done.snapshot_compared {
+        Some((sequence, digest)) => {
+            println!(
+                "ok projections: rebuilt from sequence 1, digest {digest} at sequence {sequence} matches the live snapshot"
+            )
+        }
+        None => println!("ok projections: rebuilt from sequence 1 (no live snapshot to compare with)"),
+    }
+    println!("ok invoices: {} re-derived from their events, byte for byte", done.invoices_checked);
+    let rate = if elapsed > 0.0 { done.records as f64 / elapsed } else { 0.0 };
+    println!("verified in {elapsed:.2} s ({rate:.0} records/s)");
+}
+
+/// A time, a date (its end) or a sequence.
+enum At {
+    Sequence(u64),
+    Time(Timestamp),
+}
+
+fn parse_at(text: &str) -> anyhow::Result<At> {
+    if let Ok(sequence) = text.parse::<u64>() {
+        return Ok(At::Sequence(sequence));
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let next = date.succ_opt().context("a date too far")?.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        return Ok(At::Time(Timestamp::from_micros(Timestamp::from_datetime(next).as_micros() - 1)));
+    }
+    Ok(At::Time(Timestamp::parse_rfc3339(text).context("not a sequence, a date or an RFC 3339 time")?))
+}
+
+async fn as_of(at: &str, org: domain::OrganizationId, from: From) -> anyhow::Result<Result<(), Failure>> {
+    let at = parse_at(at)?;
+    let source = from.open().await?;
+    let mut plan = Plan { state: true, ..Default::default() };
+    match at {
+        At::Sequence(sequence) => plan.until_sequence = Some(sequence),
+        At::Time(time) => plan.until_time = Some(time),
+    }
+    let done = match walk::walk(&source, &plan).await? {
+        Ok(done) => done,
+        Err((failure, _)) => return Ok(Err(failure)),
+    };
+    let when = match at {
+        At::Time(time) => time,
+        At::Sequence(_) => done.last_recorded_at.unwrap_or(Timestamp::from_micros(0)),
+    };
+    let date = when.to_datetime().date_naive();
+    let state = &done.state;
+    let catalog = domain::catalog::Catalog::builtin();
+    let Some(entry) = state.organizations.get(&org) else {
+        return Ok(Err(Failure { sequence: None, what: format!("organization {} did not exist then", org.0) }));
+    };
+    let subscriptions: Vec<Value> = entry
+        .subscriptions
+        .iter()
+        .filter_map(|id| state.subscriptions.get(id).map(|s| (id, s)))
+        .map(|(id, subscription)| {
+            let limits = subscription.spec_on(&catalog, date).map(|(spec, extra_gb)| {
+                json!({
+                    "tier": spec.tier,
+                    "maxUsers": spec.seats.map_or(-1, i64::from),
+                    "maxDataVolumeGB": spec.data_gb + extra_gb,
+                    "maxApiCalls": spec.api_calls_per_month.map_or(-1, |n| n as i64),
+                    "allowedFeatures": spec.features,
+                    "modelSize": spec.model_size,
+                })
+            });
+            let usage = state.usage.get(id).map(|usage| {
+                let month = usage.month(date);
+                json!({
+                    "month": format!("{}", date.format("%Y-%m")),
+                    "total": month.total,
+                    "days": month.days.iter().map(|(day, m)| json!({ "day": day, "values": m })).collect::<Vec<_>>(),
+                })
+            });
+            let invoices: Vec<Value> = state
+                .invoices
+                .get(id)
+                .map(|by_month| {
+                    by_month.values().map(|issued| serde_json::to_value(issued).unwrap_or(Value::Null)).collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "id": id.0,
+                "status": format!("{:?}", subscription.status_on(date)),
+                "tierOnDate": subscription.tier_on(date).map(|t| t.tier),
+                "limits": limits,
+                "subscription": subscription,
+                "usage": usage,
+                "invoices": invoices,
+            })
+        })
+        .collect();
+    let answer = json!({
+        "asOf": { "sequence": state.sequence, "recordedAt": when.to_rfc3339(), "date": date },
+        "organization": { "id": org.0, "name": entry.created.name },
+        "subscriptions": subscriptions,
+    });
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(Ok(()))
+}
+
+async fn prove(sequence: u64, checkpoint: Option<PathBuf>, from: From) -> anyhow::Result<Result<(), Failure>> {
+    let source = from.open().await?;
+    let plan = Plan { tree: true, checkpoints: true, ..Default::default() };
+    let done = match walk::walk(&source, &plan).await? {
+        Ok(done) => done,
+        Err((failure, _)) => return Ok(Err(failure)),
+    };
+    let (size, note) = match checkpoint {
+        Some(path) => {
+            let note = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let (checkpoint, _, _) = Checkpoint::parse(&note)?;
+            (checkpoint.size, Some(note))
+        }
+        None => match done.kept.iter().rev().find(|kept| kept.checkpoint.size >= sequence) {
+            Some(kept) => (kept.checkpoint.size, Some(kept.note.clone())),
+            None => (done.tree.size(), None),
+        },
+    };
+    if sequence == 0 || sequence > size {
+        bail!("sequence {sequence} is not in a tree of size {size}");
+    }
+    let proof = done.tree.inclusion_proof(sequence - 1, size)?;
+    let mut pages = source.pages();
+    let mut record = None;
+    while let Some(page) = pages.recv().await {
+        if let Some(found) = page?.into_iter().find(|r| r.header.sequence == sequence) {
+            record = Some(found);
+            break;
+        }
+    }
+    let record = record.context("the record is not in the log")?;
+    let header = &record.header;
+    let answer = json!({
+        "sequence": sequence,
+        "leafIndex": sequence - 1,
+        "treeSize": size,
+        "record": {
+            "sequence": header.sequence,
+            "eventId": header.event_id.0,
+            "streamId": header.stream_id.as_str(),
+            "streamRevision": header.stream_revision,
+            "eventType": header.event_type,
+            "schemaVersion": header.schema_version,
+            "occurredAtUs": header.occurred_at.as_micros(),
+            "recordedAtUs": header.recorded_at.as_micros(),
+            "idempotencyKey": header.idempotency_key,
+            "metadataHash": record.metadata_hash.to_hex(),
+            "payloadHash": record.payload_hash.to_hex(),
+            "leafHash": record.leaf_hash.to_hex(),
+        },
+        "merkleLeaf": record_leaf(&record.leaf_hash).to_hex(),
+        "proof": proof.iter().map(Hash::to_hex).collect::<Vec<_>>(),
+        "rootHash": done.tree.root(size)?.to_hex(),
+        "checkpoint": note,
+    });
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(Ok(()))
+}
+
+/// The proof's JSON: the shape of `prove` and of `GET /api/v1/log/proof/inclusion`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProofFile {
+    leaf_index: u64,
+    tree_size: u64,
+    record: ProofRecord,
+    proof: Vec<String>,
+    checkpoint: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProofRecord {
+    sequence: u64,
+    event_id: uuid::Uuid,
+    stream_id: String,
+    stream_revision: u64,
+    event_type: String,
+    schema_version: u32,
+    occurred_at_us: i64,
+    recorded_at_us: i64,
+    idempotency_key: Option<String>,
+    metadata_hash: String,
+    payload_hash: String,
+}
+
+fn check_proof(path: &Path, checkpoint: Option<&Path>, key: &str) -> anyhow::Result<Result<(), Failure>> {
+    let key = public_key(key)?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let proof: ProofFile = serde_json::from_str(&text).context("the proof is not in the format of `replay prove`")?;
+    let note = match checkpoint {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => proof.checkpoint.clone().context("the proof carries no checkpoint: give --checkpoint")?,
+    };
+    let fail = |what: String| Ok(Err(Failure { sequence: Some(proof.record.sequence), what }));
+    let checkpoint = match Checkpoint::verify(&note, &key) {
+        Ok(checkpoint) => checkpoint,
+        Err(error) => return fail(format!("the checkpoint does not hold: {error}")),
+    };
+    let record = &proof.record;
+    // The leaf from the record's own fields: what the proof is about.
+    let header = RecordHeader {
+        sequence: record.sequence,
+        event_id: domain::EventId(record.event_id),
+        stream_id: domain::StreamId::new(record.stream_id.clone())?,
+        stream_revision: record.stream_revision,
+        event_type: record.event_type.clone(),
+        schema_version: record.schema_version,
+        occurred_at: Timestamp::from_micros(record.occurred_at_us),
+        recorded_at: Timestamp::from_micros(record.recorded_at_us),
+        idempotency_key: record.idempotency_key.clone(),
+    };
+    let leaf = leaf_hash(&header, &source::hash(&record.metadata_hash)?, &source::hash(&record.payload_hash)?);
+    if proof.leaf_index + 1 != record.sequence {
+        return fail(format!("the proof is for leaf index {}, not the record's", proof.leaf_index));
+    }
+    if proof.tree_size != checkpoint.size {
+        return fail(format!(
+            "the proof is for a tree of size {}, the checkpoint of size {}",
+            proof.tree_size, checkpoint.size
+        ));
+    }
+    let hashes = proof.proof.iter().map(|h| source::hash(h)).collect::<anyhow::Result<Vec<_>>>()?;
+    match root_from_inclusion(&Blake3Hasher, proof.leaf_index, proof.tree_size, &record_leaf(&leaf), &hashes) {
+        Ok(root) if root == checkpoint.root => {
+            println!(
+                "ok record {} ({} on {}) is in the log of size {} signed at {} by {}",
+                record.sequence,
+                record.event_type,
+                record.stream_id,
+                checkpoint.size,
+                checkpoint.time,
+                STANDARD.encode(key.to_bytes())
+            );
+            Ok(Ok(()))
+        }
+        Ok(_) => fail("the proof does not lead to the checkpoint's root".into()),
+        Err(error) => fail(format!("the proof does not hold: {error}")),
+    }
+}

@@ -1,0 +1,286 @@
+//! Where the history comes from: a data directory (SQLite), a PostgreSQL
+//! URL, or an export file; and the export format (JSON Lines).
+//!
+//! Records arrive in pages, read ahead of the one being checked. Reading
+//! goes past the head row, so rows written behind the writer's back are
+//! seen, and past gaps, so a missing record is named where it is missing.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use domain::record::{Hash, Record, RecordHeader};
+use domain::{EventId, StreamId, Timestamp};
+use serde::{Deserialize, Serialize};
+use store::{EventLog, Head, READ_PAGE_RECORDS, Snapshot};
+use tokio::sync::mpsc;
+
+/// Pages read ahead of the one being checked.
+const PAGES_AHEAD: usize = 4;
+/// The first line of an export names its format.
+pub const EXPORT_FORMAT: &str = "ledger-export-v1";
+
+pub enum Source {
+    Log { log: EventLog, data_dir: Option<PathBuf> },
+    File { path: PathBuf },
+}
+
+/// A clock for opening the store: `replay` never appends, so the store's
+/// writer never asks it.
+struct NoClock;
+
+impl domain::Clock for NoClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_micros(0)
+    }
+}
+
+impl Source {
+    pub async fn open(
+        data_dir: Option<&Path>,
+        database_url: Option<&str>,
+        file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        match (data_dir, database_url, file) {
+            (_, _, Some(path)) => {
+                anyhow::ensure!(path.exists(), "{} does not exist", path.display());
+                Ok(Self::File { path: path.to_owned() })
+            }
+            (data_dir, Some(url), None) => {
+                let options = url.parse().context("--database-url is not a PostgreSQL URL")?;
+                let log = EventLog::open_postgres(options, Arc::new(NoClock)).await?;
+                Ok(Self::Log { log, data_dir: data_dir.map(Path::to_owned) })
+            }
+            (Some(dir), None, None) => {
+                let path = dir.join("ledger.sqlite");
+                anyhow::ensure!(path.exists(), "{} holds no log (ledger.sqlite)", dir.display());
+                let log = EventLog::open_sqlite(&path, Arc::new(NoClock)).await?;
+                Ok(Self::Log { log, data_dir: Some(dir.to_owned()) })
+            }
+            (None, None, None) => bail!("name the history: --data-dir DIR, --database-url URL or --file EXPORT.jsonl"),
+        }
+    }
+
+    /// The data directory, for its public keys.
+    pub fn data_dir(&self) -> Option<&Path> {
+        match self {
+            Self::Log { data_dir, .. } => data_dir.as_deref(),
+            Self::File { .. } => None,
+        }
+    }
+
+    /// The head the log claims (an export's first line).
+    pub async fn head(&self) -> anyhow::Result<Option<Head>> {
+        match self {
+            Self::Log { log, .. } => Ok(Some(log.head().await?)),
+            Self::File { path } => {
+                let file = std::io::BufReader::new(std::fs::File::open(path)?);
+                let Some(first) = file.lines().next().transpose()? else { return Ok(None) };
+                let header: ExportHeader = serde_json::from_str(&first).context("the export's first line")?;
+                anyhow::ensure!(header.format == EXPORT_FORMAT, "not a {EXPORT_FORMAT} file");
+                Ok(Some(Head {
+                    sequence: header.head.sequence,
+                    chain_hash: hash(&header.head.chain_hash)?,
+                    recorded_at: Timestamp::from_micros(header.head.recorded_at_us),
+                }))
+            }
+        }
+    }
+
+    /// The live projection snapshot, if the source keeps one.
+    pub async fn snapshot(&self) -> anyhow::Result<Option<Snapshot>> {
+        match self {
+            Self::Log { log, .. } => Ok(log.load_snapshot(projections::SNAPSHOT_NAME).await?),
+            Self::File { .. } => Ok(None),
+        }
+    }
+
+    /// Every record in stored order, a page at a time, read ahead.
+    pub fn pages(&self) -> mpsc::Receiver<anyhow::Result<Vec<Record>>> {
+        let (tx, rx) = mpsc::channel(PAGES_AHEAD);
+        match self {
+            Self::Log { log, .. } => {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut from = 1u64;
+                    loop {
+                        let page = log.read_page(from..=i64::MAX as u64, READ_PAGE_RECORDS).await;
+                        let (next, done) = match &page {
+                            Ok(records) => match records.last() {
+                                Some(last) => {
+                                    (last.header.sequence.saturating_add(1), records.len() < READ_PAGE_RECORDS)
+                                }
+                                None => (from, true),
+                            },
+                            Err(_) => (from, true),
+                        };
+                        let empty = matches!(&page, Ok(records) if records.is_empty());
+                        if (!empty && tx.send(page.map_err(Into::into)).await.is_err()) || done {
+                            return;
+                        }
+                        from = next;
+                    }
+                });
+            }
+            Self::File { path } => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    let send = |page| tx.blocking_send(page).is_ok();
+                    let file = match std::fs::File::open(&path) {
+                        Ok(file) => std::io::BufReader::new(file),
+                        Err(error) => {
+                            send(Err(error.into()));
+                            return;
+                        }
+                    };
+                    let mut page = Vec::with_capacity(READ_PAGE_RECORDS);
+                    for (number, line) in file.lines().enumerate().skip(1) {
+                        let record = line
+                            .map_err(anyhow::Error::from)
+                            .and_then(|line| parse_line(&line))
+                            .with_context(|| format!("{} line {}", path.display(), number + 1));
+                        match record {
+                            Ok(record) => page.push(record),
+                            Err(error) => {
+                                send(Err(error));
+                                return;
+                            }
+                        }
+                        if page.len() == READ_PAGE_RECORDS
+                            && !send(Ok(std::mem::replace(&mut page, Vec::with_capacity(READ_PAGE_RECORDS))))
+                        {
+                            return;
+                        }
+                    }
+                    if !page.is_empty() {
+                        send(Ok(page));
+                    }
+                });
+            }
+        }
+        rx
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportHeader {
+    pub format: String,
+    pub head: ExportHead,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportHead {
+    pub sequence: u64,
+    pub chain_hash: String,
+    pub recorded_at_us: i64,
+}
+
+/// One record as a line of an export: every header field, the content
+/// (hex, `null` once shredded) and the four hashes (hex).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportRecord {
+    pub sequence: u64,
+    pub event_id: uuid::Uuid,
+    pub stream_id: String,
+    pub stream_revision: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub occurred_at_us: i64,
+    pub recorded_at_us: i64,
+    pub idempotency_key: Option<String>,
+    pub metadata: Option<String>,
+    pub metadata_hash: String,
+    pub payload: Option<String>,
+    pub payload_hash: String,
+    pub leaf_hash: String,
+    pub chain_hash: String,
+}
+
+impl From<&Record> for ExportRecord {
+    fn from(record: &Record) -> Self {
+        let header = &record.header;
+        Self {
+            sequence: header.sequence,
+            event_id: header.event_id.0,
+            stream_id: header.stream_id.to_string(),
+            stream_revision: header.stream_revision,
+            event_type: header.event_type.clone(),
+            schema_version: header.schema_version,
+            occurred_at_us: header.occurred_at.as_micros(),
+            recorded_at_us: header.recorded_at.as_micros(),
+            idempotency_key: header.idempotency_key.clone(),
+            metadata: record.metadata.as_ref().map(hex::encode),
+            metadata_hash: record.metadata_hash.to_hex(),
+            payload: record.payload.as_ref().map(hex::encode),
+            payload_hash: record.payload_hash.to_hex(),
+            leaf_hash: record.leaf_hash.to_hex(),
+            chain_hash: record.chain_hash.to_hex(),
+        }
+    }
+}
+
+pub fn hash(text: &str) -> anyhow::Result<Hash> {
+    Hash::from_slice(&hex::decode(text).context("a hash is not hex")?).context("a hash is not 32 bytes")
+}
+
+impl TryFrom<ExportRecord> for Record {
+    type Error = anyhow::Error;
+
+    fn try_from(line: ExportRecord) -> anyhow::Result<Self> {
+        let bytes = |text: Option<String>| text.map(hex::decode).transpose().context("content is not hex");
+        Ok(Record {
+            header: RecordHeader {
+                sequence: line.sequence,
+                event_id: EventId(line.event_id),
+                stream_id: StreamId::new(line.stream_id)?,
+                stream_revision: line.stream_revision,
+                event_type: line.event_type,
+                schema_version: line.schema_version,
+                occurred_at: Timestamp::from_micros(line.occurred_at_us),
+                recorded_at: Timestamp::from_micros(line.recorded_at_us),
+                idempotency_key: line.idempotency_key,
+            },
+            metadata: bytes(line.metadata)?,
+            metadata_hash: hash(&line.metadata_hash)?,
+            payload: bytes(line.payload)?,
+            payload_hash: hash(&line.payload_hash)?,
+            leaf_hash: hash(&line.leaf_hash)?,
+            chain_hash: hash(&line.chain_hash)?,
+        })
+    }
+}
+
+fn parse_line(line: &str) -> anyhow::Result<Record> {
+    serde_json::from_str::<ExportRecord>(line)?.try_into()
+}
+
+/// Writes the history as JSON Lines: a header with the head, then one
+/// record a line, in order.
+pub async fn export(source: &Source, out: &mut impl Write) -> anyhow::Result<u64> {
+    let head = source.head().await?.unwrap_or_default();
+    let header = ExportHeader {
+        format: EXPORT_FORMAT.into(),
+        head: ExportHead {
+            sequence: head.sequence,
+            chain_hash: head.chain_hash.to_hex(),
+            recorded_at_us: head.recorded_at.as_micros(),
+        },
+    };
+    serde_json::to_writer(&mut *out, &header)?;
+    out.write_all(b"\n")?;
+    let mut pages = source.pages();
+    let mut written = 0;
+    while let Some(page) = pages.recv().await {
+        for record in page? {
+            serde_json::to_writer(&mut *out, &ExportRecord::from(&record))?;
+            out.write_all(b"\n")?;
+            written += 1;
+        }
+    }
+    out.flush()?;
+    Ok(written)
+}

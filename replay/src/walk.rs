@@ -1,0 +1,341 @@
+//! One pass over the history in global order, doing what a command needs:
+//! checking every record (leaf, chain, payload), building the Merkle tree,
+//! checking kept checkpoints and their signatures, rebuilding the
+//! projections, re-deriving invoices. The first thing found wrong stops it
+//! and is named with its sequence.
+
+use domain::Timestamp;
+use domain::catalog::Catalog;
+use domain::checkpoint::{CHECKPOINT_STREAM, Checkpoint, CheckpointEvent, CheckpointKeyRotated};
+use domain::event::LedgerEvent;
+use domain::merkle::{Blake3Hasher, MerkleTree, verify_consistency};
+use domain::record::{CHAIN_GENESIS, ChainVerifier, Hash, Record, VerifyFailure};
+use ed25519_dalek::VerifyingKey;
+use projections::LedgerState;
+use projections::invoices::InvoiceCheck;
+
+use crate::source::Source;
+
+/// What to do besides reading.
+#[derive(Default)]
+pub struct Plan {
+    /// Recompute leaves and content hashes (verify); links are always checked.
+    pub check_leaves: bool,
+    /// Refuse events this version cannot decode.
+    pub decode_strictly: bool,
+    /// Keep the Merkle tree and the chain hash after every record.
+    pub tree: bool,
+    /// Check the checkpoints kept in the log.
+    pub checkpoints: bool,
+    /// Re-derive every issued invoice.
+    pub invoices: bool,
+    /// Compare with the live snapshot at its sequence.
+    pub snapshot: bool,
+    /// Rebuild the projections.
+    pub state: bool,
+    /// Stop after this sequence, or after the last record recorded by this time.
+    pub until_sequence: Option<u64>,
+    pub until_time: Option<Timestamp>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// The first failure: where (a sequence, if one is to blame) and what.
+#[derive(Debug)]
+pub struct Failure {
+    pub sequence: Option<u64>,
+    pub what: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.sequence {
+            Some(sequence) => write!(f, "sequence {sequence}: {}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+fn at(sequence: u64, what: impl Into<String>) -> Failure {
+    Failure { sequence: Some(sequence), what: what.into() }
+}
+
+impl From<VerifyFailure> for Failure {
+    fn from(failure: VerifyFailure) -> Self {
+        at(failure.sequence, failure.defect.to_string())
+    }
+}
+
+/// A checkpoint kept in the log, checked against the tree when met; its
+/// signature is checked at the end, once every key rotation is known.
+pub struct KeptCheckpoint {
+    pub sequence: u64,
+    pub checkpoint: Checkpoint,
+    pub note: String,
+}
+
+/// What the pass found.
+#[derive(Default)]
+pub struct Walk {
+    pub records: u64,
+    pub last_recorded_at: Option<Timestamp>,
+    pub tree: MerkleTree,
+    /// `chains[n]` is the chain hash after sequence n (`chains[0]` genesis).
+    pub chains: Vec<Hash>,
+    pub state: LedgerState,
+    pub kept: Vec<KeptCheckpoint>,
+    pub rotations: Vec<(u64, CheckpointKeyRotated)>,
+    pub invoices_checked: u64,
+    /// (sequence, live digest) when a snapshot was compared.
+    pub snapshot_compared: Option<(u64, Hash)>,
+    pub shredded: u64,
+    pub verifier: Option<ChainVerifier>,
+}
+
+pub async fn walk(source: &Source, plan: &Plan) -> anyhow::Result<Result<Walk, (Failure, Walk)>> {
+    let head = source.head().await?;
+    let snapshot = if plan.snapshot { source.snapshot().await? } else { None };
+    let mut done = Walk { chains: vec![CHAIN_GENESIS], ..Default::default() };
+    let mut verifier = ChainVerifier::from_genesis();
+    let mut invoices = InvoiceCheck::new(Catalog::builtin());
+    let bar = progress(plan, head.map(|h| h.sequence));
+    let mut pages = source.pages();
+    macro_rules! fail {
+        ($failure:expr) => {{
+            bar.abandon();
+            done.verifier = Some(verifier);
+            return Ok(Err(($failure, done)));
+        }};
+    }
+    'pages: while let Some(page) = pages.recv().await {
+        let page = page?;
+        let leaf_failure = if plan.check_leaves {
+            let (failure, returned) = tokio::task::spawn_blocking(move || (check_leaves(&page), page))
+                .await
+                .expect("leaf checks do not panic");
+            (failure, returned)
+        } else {
+            (None, page)
+        };
+        let (leaf_failure, page) = leaf_failure;
+        for (index, record) in page.iter().enumerate() {
+            let header = &record.header;
+            let sequence = header.sequence;
+            if plan.until_sequence.is_some_and(|until| sequence > until)
+                || plan.until_time.is_some_and(|until| header.recorded_at > until)
+            {
+                break 'pages;
+            }
+            if let Some((failed, failure)) = &leaf_failure
+                && *failed == index
+            {
+                fail!(failure.clone().into());
+            }
+            if let Err(failure) = verifier.link(record) {
+                fail!(failure.into());
+            }
+            if plan.tree {
+                done.tree.push_record(&record.leaf_hash);
+                done.chains.push(record.chain_hash);
+            }
+            let event = match &record.payload {
+                None => {
+                    done.shredded += 1;
+                    None
+                }
+                Some(payload) => match LedgerEvent::decode(header, payload) {
+                    Ok(Some(event)) => Some(event),
+                    Ok(None) if plan.decode_strictly => fail!(at(
+                        sequence,
+                        format!(
+                            "the event type {} (schema {}) on stream {} is unknown to this replay",
+                            header.event_type, header.schema_version, header.stream_id
+                        )
+                    )),
+                    Ok(None) => None,
+                    Err(error) => fail!(at(sequence, format!("the payload does not decode: {error}"))),
+                },
+            };
+            if plan.checkpoints
+                && header.stream_id.as_str() == CHECKPOINT_STREAM
+                && let Some(LedgerEvent::Checkpoint(event)) = &event
+                && let Err(failure) = kept_checkpoint(&mut done, sequence, event)
+            {
+                fail!(failure);
+            }
+            if plan.invoices
+                && let Some(event) = &event
+                && let Err(mismatch) = invoices.apply(header, event)
+            {
+                fail!(at(sequence, mismatch.to_string()));
+            }
+            if plan.state {
+                done.state.apply(record, event);
+            }
+            done.records += 1;
+            done.last_recorded_at = Some(header.recorded_at);
+            if let Some(snapshot) = &snapshot
+                && snapshot.sequence == sequence
+            {
+                let (_, digest) = done.state.encode();
+                if digest != snapshot.digest {
+                    fail!(at(
+                        sequence,
+                        format!(
+                            "the projections rebuilt from the log (digest {digest}) differ from the live snapshot (digest {})",
+                            snapshot.digest
+                        )
+                    ));
+                }
+                done.snapshot_compared = Some((sequence, digest));
+            }
+        }
+        bar.set_position(done.records);
+    }
+    bar.finish_and_clear();
+    done.invoices_checked = invoices.checked();
+    let whole = plan.until_sequence.is_none() && plan.until_time.is_none();
+    if whole
+        && let Some(head) = head
+        && let Err(failure) = verifier.check_head(head.sequence, &head.chain_hash)
+    {
+        done.verifier = Some(verifier);
+        return Ok(Err((failure.into(), done)));
+    }
+    if let Some(snapshot) = &snapshot
+        && whole
+        && done.snapshot_compared.is_none()
+    {
+        done.verifier = Some(verifier);
+        let what = format!("the live snapshot is at sequence {}, past the log's end", snapshot.sequence);
+        return Ok(Err((Failure { sequence: None, what }, done)));
+    }
+    done.verifier = Some(verifier);
+    Ok(Ok(done))
+}
+
+/// A checkpoint kept in the log must cover only earlier records and match
+/// the tree and chain at its size, and extend the one kept before it.
+fn kept_checkpoint(done: &mut Walk, sequence: u64, event: &CheckpointEvent) -> Result<(), Failure> {
+    match event {
+        CheckpointEvent::CheckpointKeyRotated(rotation) => {
+            done.rotations.push((sequence, rotation.clone()));
+            Ok(())
+        }
+        CheckpointEvent::CheckpointSigned(signed) => {
+            let (checkpoint, _, _) = Checkpoint::parse(&signed.note)
+                .map_err(|e| at(sequence, format!("the kept checkpoint does not read: {e}")))?;
+            let size = checkpoint.size;
+            if size >= sequence {
+                return Err(at(sequence, format!("a checkpoint kept at sequence {sequence} claims size {size}")));
+            }
+            check_against_tree(done, &checkpoint).map_err(|what| at(sequence, format!("kept checkpoint: {what}")))?;
+            if let Some(previous) = done.kept.last() {
+                let from = &previous.checkpoint;
+                if from.size > size || from.time > checkpoint.time {
+                    return Err(at(
+                        sequence,
+                        format!(
+                            "the kept checkpoint of size {size} goes back from the one at sequence {}",
+                            previous.sequence
+                        ),
+                    ));
+                }
+                let proof = done.tree.consistency_proof(from.size, size).map_err(|e| at(sequence, e.to_string()))?;
+                verify_consistency(&Blake3Hasher, from.size, size, &proof, &from.root, &checkpoint.root).map_err(
+                    |e| {
+                        at(
+                            sequence,
+                            format!("not consistent with the checkpoint kept at sequence {}: {e}", previous.sequence),
+                        )
+                    },
+                )?;
+            }
+            done.kept.push(KeptCheckpoint { sequence, checkpoint, note: signed.note.clone() });
+            Ok(())
+        }
+    }
+}
+
+/// Whether the log, as walked so far, has the checkpoint's root and chain
+/// hash at its size.
+pub fn check_against_tree(done: &Walk, checkpoint: &Checkpoint) -> Result<(), String> {
+    let size = checkpoint.size;
+    let root = done
+        .tree
+        .root(size)
+        .map_err(|_| format!("the checkpoint is of size {size} but the log holds only {} records", done.tree.size()))?;
+    if root != checkpoint.root {
+        return Err(format!(
+            "the Merkle root of the first {size} records is {root}, the checkpoint says {}",
+            checkpoint.root
+        ));
+    }
+    if done.chains[size as usize] != checkpoint.chain {
+        return Err(format!("the chain hash after sequence {size} is not the checkpoint's"));
+    }
+    Ok(())
+}
+
+/// The keys in force along the log, from the trusted first key through
+/// each rotation (each signed by the key it replaces).
+pub fn key_history(
+    trusted: &VerifyingKey,
+    rotations: &[(u64, CheckpointKeyRotated)],
+) -> Result<Vec<(u64, VerifyingKey)>, Failure> {
+    let mut keys = vec![(0, *trusted)];
+    for (sequence, rotation) in rotations {
+        let (old, new) = rotation.verify().map_err(|e| at(*sequence, e.to_string()))?;
+        let current = keys.last().expect("one key at least").1;
+        if old != current {
+            return Err(at(*sequence, "a key rotation from a key that is not the one in force"));
+        }
+        keys.push((*sequence, new));
+    }
+    Ok(keys)
+}
+
+/// The key in force at `sequence`.
+pub fn key_at(keys: &[(u64, VerifyingKey)], sequence: u64) -> VerifyingKey {
+    keys.iter().rev().find(|(from, _)| *from < sequence).map_or(keys[0].1, |(_, key)| *key)
+}
+
+/// The first record of `page` whose leaf does not verify, by index,
+/// checked on all cores.
+fn check_leaves(page: &[Record]) -> Option<(usize, VerifyFailure)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let chunk = page.len().div_ceil(threads).max(256);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            page.chunks(chunk)
+                .enumerate()
+                .map(|(n, records)| {
+                    scope.spawn(move || {
+                        records.iter().enumerate().find_map(|(i, record)| {
+                            record.check_leaf().err().map(|defect| {
+                                (n * chunk + i, VerifyFailure { sequence: record.header.sequence, defect })
+                            })
+                        })
+                    })
+                })
+                .collect();
+        workers
+            .into_iter()
+            .filter_map(|worker| worker.join().expect("leaf checks do not panic"))
+            .min_by_key(|(index, _)| *index)
+    })
+}
+
+fn progress(plan: &Plan, total: Option<u64>) -> indicatif::ProgressBar {
+    if !plan.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} records ({per_sec}, {eta})",
+        )
+        .expect("a valid template"),
+    );
+    bar
+}
