@@ -368,6 +368,10 @@ async fn an_smtp_outage_delays_the_mail_and_loses_nothing(backend: Backend) {
     assert_eq!(mailbox.to("admin@acme.test", "Welcome").len(), 1, "delivered once");
     assert_eq!(recorded(&s, "NotificationSent").await, 2);
     assert!(!s.output().join("\n").contains(&key), "the key is not in the failure's log lines");
+    let metrics = s.get("/metrics", None).await.text;
+    assert!(metrics.contains(r#"notifications_total{kind="onboarding",outcome="sent"} 2"#), "{metrics}");
+    let failed = metrics.lines().find(|l| l.starts_with(r#"notifications_total{kind="onboarding",outcome="failed"}"#));
+    assert!(failed.is_some_and(|line| !line.ends_with(" 0")), "failed attempts are counted: {metrics}");
     s.stop().await;
     sink.stop().await;
 }

@@ -69,7 +69,7 @@ pub const RETRY_MAX: Duration = Duration::from_secs(300);
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 /// E-mails sent per round, at most; the rest wait for the next round.
 pub const SENDS_PER_ROUND_MAX: usize = 100;
-/// The state is saved at most this often (and only when it changed).
+/// The state is saved at most this often (and only when its checkpoint moved).
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
 const DIGEST_CONTEXT: &str = "ledger 2026-11-29 notification outbox digest v1";
 
@@ -272,7 +272,8 @@ pub fn backoff(failures: u32) -> Duration {
 pub struct Outbox {
     state: OutboxState,
     attempts: HashMap<NotificationId, Attempts>,
-    saved: Option<(OutboxState, Instant)>,
+    /// The checkpoint last saved, and when.
+    saved: Option<(u64, Instant)>,
     mailer: Mailer,
 }
 
@@ -319,8 +320,9 @@ impl Outbox {
         }
         self.follow(app).await?;
         self.send_due(app).await?;
-        let stale =
-            self.saved.as_ref().is_none_or(|(saved, at)| *saved != self.state && at.elapsed() >= SNAPSHOT_EVERY);
+        // A snapshot only replaces one of an earlier checkpoint; the state at
+        // a checkpoint follows from the log up to it (and the clock).
+        let stale = self.saved.is_none_or(|(saved, at)| self.state.sequence > saved && at.elapsed() >= SNAPSHOT_EVERY);
         if stale {
             self.save(app).await?;
         }
@@ -333,7 +335,7 @@ impl Outbox {
             domain::record::Hash(*blake3::Hasher::new_derive_key(DIGEST_CONTEXT).update(&bytes).finalize().as_bytes());
         let snapshot = Snapshot { name: SNAPSHOT_NAME.into(), sequence: self.state.sequence, digest, state: bytes };
         app.log.save_snapshot(snapshot, app.now()).await?;
-        self.saved = Some((self.state.clone(), Instant::now()));
+        self.saved = Some((self.state.sequence, Instant::now()));
         Ok(())
     }
 
@@ -410,6 +412,7 @@ impl Outbox {
                     Compose::Send { message, recipients, message_id } => {
                         let attempts = self.attempts.entry(id).or_default();
                         if let Err(error) = self.mailer.send(*message).await {
+                            app.metrics.notification(kind, "failed");
                             attempts.failures += 1;
                             let delay = backoff(attempts.failures);
                             attempts.next = Some(Instant::now() + delay);
@@ -438,8 +441,12 @@ impl Outbox {
         match app.log.append_one(command).await {
             // Recorded now, or by another process just before.
             Ok(Ok(_)) | Ok(Err(Rejection::WrongRevision { .. })) => {
-                if let NotificationEvent::NotificationSkipped(skipped) = &event {
-                    tracing::info!(notification = %id, kind, reason = skipped.reason.as_str(), "notification skipped");
+                match &event {
+                    NotificationEvent::NotificationSkipped(skipped) => {
+                        app.metrics.notification(kind, "skipped");
+                        tracing::info!(notification = %id, kind, reason = skipped.reason.as_str(), "notification skipped");
+                    }
+                    NotificationEvent::NotificationSent(_) => app.metrics.notification(kind, "sent"),
                 }
                 self.state.finish(id);
                 self.attempts.remove(&id);

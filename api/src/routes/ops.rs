@@ -88,6 +88,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         "License validations answered, by code (or malformed, rate_limited) and tier",
         state.metrics.license_validations.clone(),
     );
+    registry.register(
+        "notifications",
+        "Notification e-mails by kind and outcome (sent, skipped, failed attempts), by this process",
+        state.metrics.notifications.clone(),
+    );
     let today = state.today();
     {
         let ledger = state.projections.read().await;
