@@ -47,6 +47,8 @@ pub struct AppState {
     pub scheduler: Arc<tokio::sync::Notify>,
     pub metrics: Arc<metrics::Metrics>,
     pub address_limiter: Arc<metrics::AddressLimiter>,
+    /// The log's Merkle tree, for checkpoints and proofs.
+    pub log_tree: Arc<routes::log::LogTree>,
 }
 
 impl AppState {
@@ -95,7 +97,10 @@ pub fn app(state: AppState) -> Router {
         .route("/billing/runs", post(routes::billing::billing_run))
         .route("/enforcement/{org_id}/check", get(q::enforcement))
         .route("/audit", get(q::audit))
-        .route("/log/head", get(ops::log_head))
+        .route("/log/head", get(routes::log::head))
+        .route("/log/checkpoints", post(routes::log::keep))
+        .route("/log/proof/inclusion", get(routes::log::inclusion))
+        .route("/log/proof/consistency", get(routes::log::consistency))
         .route("/keys", get(ops::keys))
         .route("/openapi.json", get(openapi::serve));
     if state.clock.is_manual() {
@@ -146,6 +151,8 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
         None => EventLog::open_sqlite(&config.data_dir.join("ledger.sqlite"), clock.clone()).await?,
     };
     let projections = Projections::start(log.clone(), clock.clone()).await?;
+    let log_tree = routes::log::LogTree::new(std::env::var("LEDGER_CHECKPOINT_ORIGIN").ok().filter(|o| !o.is_empty()))?;
+    tokio::spawn(log_tree.clone().follow(log.clone()));
     let catalog = Arc::new(Catalog::builtin());
     Ok(AppState {
         log,
@@ -157,6 +164,7 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
         scheduler: Arc::new(tokio::sync::Notify::new()),
         metrics: Arc::new(metrics::Metrics::default()),
         address_limiter: Arc::new(metrics::AddressLimiter::per_minute(config.validations_per_address_per_minute)),
+        log_tree,
     })
 }
 
@@ -166,6 +174,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mailer = config.notifications.as_ref().map(notify::Mailer::new).transpose()?;
     let state = open(&config).await?;
     tokio::spawn(scheduler::run(state.clone()));
+    tokio::spawn(routes::log::keep_checkpoints(state.clone()));
     if let Some(mailer) = mailer {
         tokio::spawn(notify::run(state.clone(), mailer));
     }

@@ -107,6 +107,12 @@ fn matrix() -> Vec<Row> {
         // All organizations, log head, audit of all organizations: operator and auditor.
         row(GET, "/api/v1/organizations", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
         row(GET, "/api/v1/log/head", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
+        // Proofs: operator and auditor; an organization's analysts and admins
+        // for its own events (sequence 1 is A's creation), others as if absent.
+        row(GET, "/api/v1/log/proof/inclusion?sequence=1", None, [OK, OK, OK, OK, FB, NF, UA, UA]),
+        row(GET, "/api/v1/log/proof/consistency?from=1", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
+        // Keeping a checkpoint in the log now: operator only.
+        row(POST, "/api/v1/log/checkpoints", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
         row(GET, "/api/v1/audit", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
         // Own organization, analyst and up: audit.
         row(GET, "/api/v1/audit?organizationId={A}", None, [OK, OK, OK, OK, FB, NF, UA, UA]),

@@ -15,9 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::Consistency;
 
 #[utoipa::path(
     get,
@@ -111,31 +109,6 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/log/head",
-    tag = "ledger",
-    responses(
-        (status = 200, description = "The log head: {sequence, chainHash, recordedAt} (operator, auditor)."),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-    ),
-)]
-pub async fn log_head(
-    State(state): State<AppState>,
-    caller: Caller,
-    _consistency: Consistency,
-) -> Result<Json<Value>, ApiError> {
-    caller.require_vendor()?;
-    let head = state.log.head().await?;
-    Ok(Json(json!({
-        "sequence": head.sequence,
-        "chainHash": head.chain_hash.to_hex(),
-        "recordedAt": head.recorded_at.to_rfc3339(),
-    })))
 }
 
 /// The server's public keys; no credential needed. Rotation (a `next`
