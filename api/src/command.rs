@@ -86,6 +86,11 @@ where
         Ok(self)
     }
 
+    /// The events decided so far (empty when the command changed nothing).
+    pub fn decided(&self) -> &[A::Event] {
+        &self.decided
+    }
+
     /// The log command that appends what was decided, expecting the stream
     /// still at the revision it was loaded at.
     pub fn into_command(self, context: &Context, now: Timestamp) -> Command {

@@ -30,6 +30,7 @@ pub mod openapi;
 pub mod routes;
 pub mod scheduler;
 pub mod secrets;
+pub mod stripe;
 
 use clock::ServerClock;
 use secrets::ServerKeys;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub scheduler: Arc<tokio::sync::Notify>,
     pub metrics: Arc<metrics::Metrics>,
     pub address_limiter: Arc<metrics::AddressLimiter>,
+    /// Stripe: webhook secrets, the API client, the reactor's and sync's wake-ups.
+    pub stripe: Arc<stripe::Stripe>,
     /// The log's Merkle tree, for checkpoints and proofs.
     pub log_tree: Arc<routes::log::LogTree>,
 }
@@ -102,6 +105,8 @@ pub fn app(state: AppState) -> Router {
         .route("/log/proof/inclusion", get(routes::log::inclusion))
         .route("/log/proof/consistency", get(routes::log::consistency))
         .route("/keys", get(ops::keys))
+        .route("/webhooks/stripe", post(routes::stripe::webhook))
+        .route("/checkout", post(routes::stripe::checkout))
         .route("/openapi.json", get(openapi::serve));
     if state.clock.is_manual() {
         api = api.route("/test-clock", post(ops::test_clock));
@@ -164,6 +169,7 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
         scheduler: Arc::new(tokio::sync::Notify::new()),
         metrics: Arc::new(metrics::Metrics::default()),
         address_limiter: Arc::new(metrics::AddressLimiter::per_minute(config.validations_per_address_per_minute)),
+        stripe: stripe::Stripe::new(stripe::Settings::from_env()?)?,
         log_tree,
     })
 }
@@ -175,6 +181,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = open(&config).await?;
     tokio::spawn(scheduler::run(state.clone()));
     tokio::spawn(routes::log::keep_checkpoints(state.clone()));
+    tokio::spawn(stripe::reactor::run(state.clone()));
+    tokio::spawn(stripe::sync::run(state.clone()));
     if let Some(mailer) = mailer {
         tokio::spawn(notify::run(state.clone(), mailer));
     }

@@ -45,6 +45,8 @@ use crate::routes;
         routes::usage::usage,
         routes::billing::billing_run,
         routes::billing::invoices,
+        routes::stripe::webhook,
+        routes::stripe::checkout,
     )
 )]
 pub struct ApiDoc;

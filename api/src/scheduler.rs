@@ -1,5 +1,6 @@
 //! Time-driven changes: a term's end (renewal or expiry), a cancellation
-//! taking effect, a supersede window closing.
+//! taking effect, a supersede window closing, a past-due subscription's
+//! dunning grace ending (suspension).
 //!
 //! Every tick (and whenever the test clock moves) the scheduler looks in
 //! the read models for what is due and appends it through the same command
@@ -26,9 +27,23 @@ pub const CHANGES_PER_TICK_MAX: usize = 500;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Due {
-    EndTerm { subscription_id: SubscriptionId, organization_id: OrganizationId, end: chrono::NaiveDate },
-    EndCancelled { subscription_id: SubscriptionId, organization_id: OrganizationId },
-    CloseWindow { license_id: LicenseId },
+    EndTerm {
+        subscription_id: SubscriptionId,
+        organization_id: OrganizationId,
+        end: chrono::NaiveDate,
+    },
+    EndCancelled {
+        subscription_id: SubscriptionId,
+        organization_id: OrganizationId,
+    },
+    CloseWindow {
+        license_id: LicenseId,
+    },
+    /// The dunning grace that began at `past_due_since` is over.
+    Suspend {
+        subscription_id: SubscriptionId,
+        past_due_since: domain::Timestamp,
+    },
 }
 
 impl Due {
@@ -37,6 +52,9 @@ impl Due {
             Due::EndTerm { subscription_id, end, .. } => format!("scheduler:end-term:{subscription_id}:{end}"),
             Due::EndCancelled { subscription_id, .. } => format!("scheduler:end-cancelled:{subscription_id}"),
             Due::CloseWindow { license_id } => format!("scheduler:close-window:{license_id}"),
+            Due::Suspend { subscription_id, past_due_since } => {
+                format!("scheduler:suspend:{subscription_id}:{}", past_due_since.as_micros())
+            }
         }
     }
 }
@@ -68,6 +86,12 @@ async fn due(state: &AppState) -> Vec<Due> {
             continue;
         };
         let status = subscription.status_on(today);
+        if let Some(dunning) = subscription.dunning
+            && status == domain::subscription::Status::PastDue
+            && now >= dunning.suspend_at
+        {
+            due.push(Due::Suspend { subscription_id: *id, past_due_since: dunning.past_due_since });
+        }
         if !status.is_ended() && end <= today {
             due.push(Due::EndTerm { subscription_id: *id, organization_id, end });
         } else if status == domain::subscription::Status::Cancelled
@@ -110,6 +134,13 @@ async fn apply(state: &AppState, change: &Due) -> Result<(), ApiError> {
             }
             Due::EndCancelled { subscription_id, organization_id } => {
                 vec![end_subscription(state, &context, *organization_id, *subscription_id).await?]
+            }
+            Due::Suspend { subscription_id, .. } => {
+                let mut subscription = load::<Subscription>(state, subscription_id.stream()).await?;
+                subscription
+                    .decide(SubscriptionCommand::Suspend { now }, &state.subscription_services, subscription_refusal)
+                    .await?;
+                vec![subscription.into_command(&context, now)]
             }
             Due::CloseWindow { license_id } => {
                 let mut license = load::<License>(state, license_id.stream()).await?;

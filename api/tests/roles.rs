@@ -56,6 +56,10 @@ const FB: Expect = Expect::Refused(403, "forbidden");
 const NF: Expect = Expect::Refused(404, "not_found");
 /// 401 `unauthorized`: no credential, or one the server does not know.
 const UA: Expect = Expect::Refused(401, "unauthorized");
+/// 503 `stripe_not_configured`: Stripe webhooks without STRIPE_WEBHOOK_SECRET.
+const SN: Expect = Expect::Refused(503, "stripe_not_configured");
+/// 503 `unavailable`: checkout without STRIPE_SECRET_KEY.
+const SU: Expect = Expect::Refused(503, "unavailable");
 
 impl std::fmt::Display for Expect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -175,6 +179,18 @@ fn matrix() -> Vec<Row> {
             [OK, FB, OK, FB, FB, NF, UA, UA],
         ),
         row(POST, "/api/v1/subscriptions/{A}/cancel", Some(r#"{}"#), [OK, FB, OK, FB, FB, NF, UA, UA]),
+        // Stripe: the webhook is authenticated by its Stripe-Signature, not a
+        // bearer token, so every caller gets the same answer; checkout is for
+        // buyers without an account. Stripe is not configured here: 503.
+        row(POST, "/api/v1/webhooks/stripe", Some(r#"{}"#), [SN, SN, SN, SN, SN, SN, SN, SN]),
+        row(
+            POST,
+            "/api/v1/checkout",
+            Some(
+                r#"{"tier":"starter","organizationName":"Org {n}","adminEmail":"a@org.example","successUrl":"https://x.example/ok","cancelUrl":"https://x.example/no"}"#,
+            ),
+            [SU, SU, SU, SU, SU, SU, SU, SU],
+        ),
         // License validation answers everyone: the credential is the license
         // key, and an API token (or nothing) is simply not a known key.
         row(POST, "/api/v1/license/validate", Some(r#"{"licenseKey":"LK1-nobody"}"#), [OK, OK, OK, OK, OK, OK, OK, OK]),

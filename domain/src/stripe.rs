@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::billing::InvoiceEvent;
 use crate::event::LedgerEvent;
 use crate::{Money, OrganizationId, StreamId, SubscriptionId, Timestamp};
 
@@ -54,6 +55,8 @@ pub struct StripeEventReceived {
     /// Stripe's `created`: orders events that arrive out of order.
     pub created: Timestamp,
     pub livemode: bool,
+    /// The id of the event's object (`data.object.id`), when it has one.
+    pub object_id: Option<String>,
     /// The body exactly as received (JSON).
     pub body: String,
 }
@@ -142,15 +145,28 @@ pub struct StripeOutbox {
     pub invoices: BTreeMap<(SubscriptionId, NaiveDate), String>,
     /// Sync calls Stripe refused for good, by target.
     pub refused: BTreeMap<String, StripeSyncRefused>,
+    /// Per Stripe subscription: the newest `created` of its
+    /// `customer.subscription.*` events received, so an older one arriving
+    /// late is not acted on.
+    pub subscription_events_newest: BTreeMap<String, Timestamp>,
 }
 
 impl StripeOutbox {
     /// Applies one decoded event at `sequence` (records in global order).
     pub fn apply(&mut self, sequence: u64, event: &LedgerEvent) {
         match event {
+            LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued)) => {
+                self.pending_invoices.insert((issued.subscription_id, issued.invoice.period));
+            }
             LedgerEvent::Stripe(event) => match event {
                 StripeEvent::StripeEventReceived(received) => {
                     self.pending_events.insert(sequence, received.event_id.clone());
+                    if received.event_type.starts_with("customer.subscription.")
+                        && let Some(object) = &received.object_id
+                    {
+                        let newest = self.subscription_events_newest.entry(object.clone()).or_insert(received.created);
+                        *newest = (*newest).max(received.created);
+                    }
                 }
                 StripeEvent::StripeEventHandled(handled) => {
                     self.pending_events.retain(|_, id| *id != handled.event_id);

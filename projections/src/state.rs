@@ -71,6 +71,8 @@ pub struct LedgerState {
     /// Per subscription: its issued invoices, by month.
     pub invoices: BTreeMap<SubscriptionId, BTreeMap<chrono::NaiveDate, InvoiceIssued>>,
     pub audit: Vec<AuditEntry>,
+    /// What is still to be done with Stripe (`domain::stripe`).
+    pub stripe: domain::stripe::StripeOutbox,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -90,6 +92,9 @@ impl LedgerState {
         // license in the event); an event on any other name was not written
         // by this ledger and changes nothing but the audit list.
         let id = record.header.stream_id.as_str().split_once('/').and_then(|(_, id)| id.parse::<uuid::Uuid>().ok());
+        if let Some(event) = &event {
+            self.stripe.apply(record.header.sequence, event);
+        }
         let organization_id = match (event, id) {
             (Some(LedgerEvent::Organization(event)), Some(id)) => {
                 Some(self.apply_organization(OrganizationId(id), record, event))

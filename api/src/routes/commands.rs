@@ -438,7 +438,7 @@ pub async fn create_subscription(
     Ok(created(json!({ "subscriptionId": subscription_id, "licenseKey": key, "sequence": appended.sequence })))
 }
 
-async fn issue_license(
+pub(crate) async fn issue_license(
     state: &AppState,
     license_id: LicenseId,
     subscription_id: SubscriptionId,

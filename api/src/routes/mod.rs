@@ -4,4 +4,5 @@ pub mod license;
 pub mod log;
 pub mod ops;
 pub mod queries;
+pub mod stripe;
 pub mod usage;

@@ -81,7 +81,14 @@ impl Backend {
     /// [`Backend::start`] with extra `serve` flags, e.g.
     /// `["--validations-per-address-per-minute", "5"]`.
     pub async fn start_with(&self, extra_args: &[&str]) -> Server {
+        self.start_with_env(extra_args, &[]).await
+    }
+
+    /// [`Backend::start_with`] with extra environment variables (settings
+    /// that are secrets, such as `STRIPE_WEBHOOK_SECRET`, are not flags).
+    pub async fn start_with_env(&self, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ledger"));
+        command.envs(env.iter().copied());
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--clock"])
             .arg(format!("manual:{CLOCK_START}"))

@@ -1,0 +1,340 @@
+//! Outbound sync: a Stripe customer per organization and a Stripe invoice
+//! per issued invoice, from the outbox the read model keeps
+//! (`StripeOutbox::pending_invoices`).
+//!
+//! Each Stripe call carries an idempotency key derived from the ledger's
+//! event (`ledger:invoice:{invoice id}:line:{n}`), so a retry after a
+//! crash or a timeout makes nothing twice (Stripe keeps keys for at least
+//! 24 hours); each outcome is appended (`StripeCustomerLinked`,
+//! `StripeInvoiceCreated`, or `StripeSyncRefused` when Stripe refuses for
+//! good). Network errors, rate limits and Stripe's 5xx are retried with
+//! bounded exponential backoff: an outage delays sync and loses nothing,
+//! because the outbox is the log itself.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use domain::billing::InvoiceIssued;
+use domain::stripe::{
+    StripeCustomerLinked, StripeEvent, StripeInvoiceCreated, StripeSyncRefused, customer_stream, invoice_stream,
+};
+use domain::{Metadata, OrganizationId, StreamId};
+use rust_decimal::prelude::ToPrimitive;
+use store::{Command, ExpectedRevision, NewEvent, Rejection};
+use stripe::StripeRequest;
+
+use crate::AppState;
+use crate::command::new_event_id;
+use crate::error::ApiError;
+
+/// How often the sync looks for work without being woken.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Invoices synced per tick, at most.
+pub const INVOICES_PER_TICK_MAX: usize = 50;
+/// The first retry waits this long, doubling per failure…
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// …up to this.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// Failed targets and when each may be tried again.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: HashMap<String, (u32, Instant)>,
+}
+
+impl Backoff {
+    fn ready(&self, target: &str, now: Instant) -> bool {
+        self.failures.get(target).is_none_or(|(_, next)| now >= *next)
+    }
+
+    fn failed(&mut self, target: &str, now: Instant) -> Duration {
+        let entry = self.failures.entry(target.to_owned()).or_insert((0, now));
+        entry.0 = entry.0.saturating_add(1);
+        let delay = BACKOFF_FIRST.saturating_mul(1u32 << entry.0.min(20).saturating_sub(1)).min(BACKOFF_MAX);
+        entry.1 = now + delay;
+        delay
+    }
+
+    fn succeeded(&mut self, target: &str) {
+        self.failures.remove(target);
+    }
+}
+
+/// Why a sync step did not complete.
+#[derive(Debug)]
+pub enum SyncError {
+    /// Try again later: the network, a rate limit, Stripe's 5xx, the log.
+    Transient(String),
+    /// Stripe refused (a 4xx): recorded, not retried.
+    Refused { status: u16, message: String },
+}
+
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncError::Transient(reason) => f.write_str(reason),
+            SyncError::Refused { status, message } => write!(f, "refused ({status}): {message}"),
+        }
+    }
+}
+
+impl From<stripe::StripeError> for SyncError {
+    fn from(error: stripe::StripeError) -> Self {
+        match error {
+            stripe::StripeError::Stripe(errors, status) if status == 429 || status >= 500 => {
+                SyncError::Transient(format!("Stripe answered {status}: {}", errors.message.as_deref().unwrap_or("")))
+            }
+            stripe::StripeError::Stripe(errors, status) => SyncError::Refused {
+                status,
+                message: errors.message.clone().unwrap_or_else(|| format!("{:?}", errors.type_)),
+            },
+            // Stripe acted but its answer did not parse: a retry with the same
+            // key replays the same answer, so surface it instead of looping.
+            stripe::StripeError::JSONDeserialize(message) => {
+                SyncError::Refused { status: 0, message: format!("Stripe's answer did not parse: {message}") }
+            }
+            other => SyncError::Transient(other.to_string()),
+        }
+    }
+}
+
+impl From<ApiError> for SyncError {
+    fn from(error: ApiError) -> Self {
+        SyncError::Transient(error.to_string())
+    }
+}
+
+impl From<store::StoreError> for SyncError {
+    fn from(error: store::StoreError) -> Self {
+        SyncError::Transient(error.to_string())
+    }
+}
+
+pub async fn run(state: AppState) {
+    let mut backoff = Backoff::default();
+    loop {
+        sync_due(&state, &mut backoff).await;
+        let _ = tokio::time::timeout(TICK, state.stripe.sync.notified()).await;
+    }
+}
+
+/// Syncs what is due and not backing off; the number synced. Public for tests.
+pub async fn sync_due(state: &AppState, backoff: &mut Backoff) -> usize {
+    let Some(client) = state.stripe.client.as_ref() else { return 0 };
+    let work: Vec<InvoiceIssued> = {
+        let ledger = state.projections.read().await;
+        let outbox = &ledger.stripe;
+        outbox
+            .pending_invoices
+            .iter()
+            .filter(|(subscription, period)| {
+                !outbox.refused.contains_key(invoice_stream(*subscription, *period).as_str())
+            })
+            .filter_map(|(subscription, period)| ledger.invoices.get(subscription)?.get(period).cloned())
+            .take(INVOICES_PER_TICK_MAX)
+            .collect()
+    };
+    let mut synced = 0;
+    // One invoice of a customer at a time: an organization's invoices go
+    // out in order.
+    let mut customers_failing = HashSet::new();
+    for issued in work {
+        let target = invoice_stream(issued.subscription_id, issued.invoice.period).to_string();
+        if !backoff.ready(&target, Instant::now()) || customers_failing.contains(&issued.organization_id) {
+            continue;
+        }
+        match sync_invoice(state, client, &issued).await {
+            Ok(()) => {
+                backoff.succeeded(&target);
+                synced += 1;
+            }
+            Err(SyncError::Transient(reason)) => {
+                customers_failing.insert(issued.organization_id);
+                let delay = backoff.failed(&target, Instant::now());
+                tracing::warn!(%target, %reason, retry_in = ?delay, "stripe sync failed; will retry");
+            }
+            Err(SyncError::Refused { status, message }) => {
+                customers_failing.insert(issued.organization_id);
+                tracing::error!(%target, status, %message, "stripe refused the sync; recorded");
+                if let Err(error) = record_refusal(state, &target, status, &message).await {
+                    let delay = backoff.failed(&target, Instant::now());
+                    tracing::warn!(%target, %error, retry_in = ?delay, "stripe refusal not recorded; will retry");
+                }
+            }
+        }
+    }
+    synced
+}
+
+fn metadata() -> Metadata {
+    Metadata { actor: Some("stripe-sync".into()), ..Metadata::default() }
+}
+
+fn strategy(key: String) -> Result<stripe::RequestStrategy, SyncError> {
+    stripe::IdempotencyKey::new(key)
+        .map(stripe::RequestStrategy::Idempotent)
+        .map_err(|e| SyncError::Refused { status: 0, message: e.to_string() })
+}
+
+/// Appends one event to a stream expected not to exist; `false` when it
+/// exists already (another process recorded the same outcome).
+async fn append_new(state: &AppState, stream_id: StreamId, event: StripeEvent) -> Result<bool, SyncError> {
+    let command = Command {
+        stream_id,
+        expected: ExpectedRevision::NoStream,
+        idempotency: None,
+        events: vec![NewEvent::from_event(&event, new_event_id(), state.now(), &metadata())],
+    };
+    match state.log.append_one(command).await? {
+        Ok(appended) => {
+            let _ = state.projections.wait_for(appended.last_sequence, Duration::from_secs(5)).await;
+            Ok(true)
+        }
+        Err(Rejection::WrongRevision { .. }) => Ok(false),
+        Err(other) => Err(SyncError::Transient(other.to_string())),
+    }
+}
+
+async fn record_refusal(state: &AppState, target: &str, status: u16, message: &str) -> Result<(), SyncError> {
+    let stream_id = StreamId::new(target).map_err(|e| SyncError::Transient(e.to_string()))?;
+    let refused: StripeEvent =
+        StripeSyncRefused { target: target.to_owned(), status, message: message.chars().take(1000).collect() }.into();
+    let command = Command {
+        stream_id,
+        expected: ExpectedRevision::Any,
+        idempotency: None,
+        events: vec![NewEvent::from_event(&refused, new_event_id(), state.now(), &metadata())],
+    };
+    state.log.append_one(command).await?.map_err(|e| SyncError::Transient(e.to_string()))?;
+    Ok(())
+}
+
+/// The organization's Stripe customer, made (and linked) if it has none.
+async fn customer(
+    state: &AppState,
+    client: &stripe::Client,
+    organization_id: OrganizationId,
+) -> Result<String, SyncError> {
+    let name = {
+        let ledger = state.projections.read().await;
+        if let Some(customer) = ledger.stripe.customers.get(&organization_id) {
+            return Ok(customer.clone());
+        }
+        ledger.organizations.get(&organization_id).map(|o| o.created.name.clone()).unwrap_or_default()
+    };
+    let mut request = stripe_core::customer::CreateCustomer::new()
+        .metadata(HashMap::from([("ledger_organization_id".to_owned(), organization_id.to_string())]));
+    if !name.is_empty() {
+        request = request.name(name);
+    }
+    let created = request
+        .customize()
+        .request_strategy(strategy(format!("ledger:customer:{organization_id}"))?)
+        .send(client)
+        .await?;
+    let customer_id = created.id.as_str().to_owned();
+    let linked = StripeCustomerLinked { organization_id, customer_id: customer_id.clone() };
+    if append_new(state, customer_stream(organization_id), linked.into()).await? {
+        return Ok(customer_id);
+    }
+    // Linked meanwhile by another process or a checkout: use that one.
+    let ledger = state.projections.read().await;
+    ledger
+        .stripe
+        .customers
+        .get(&organization_id)
+        .cloned()
+        .ok_or_else(|| SyncError::Transient("the customer link is not in the read model yet".into()))
+}
+
+/// Cents of a rounded amount.
+fn cents(amount: &domain::Money) -> Result<i64, SyncError> {
+    let amount = amount.amount();
+    if amount.scale() > 2 {
+        return Err(SyncError::Refused { status: 0, message: format!("{amount} is not whole cents") });
+    }
+    (amount * rust_decimal::Decimal::ONE_HUNDRED)
+        .to_i64()
+        .ok_or_else(|| SyncError::Refused { status: 0, message: format!("{amount} does not fit in cents") })
+}
+
+/// One issued invoice into Stripe: a draft invoice that takes no pending
+/// items, its lines as invoice items on it, finalized for automatic
+/// collection.
+async fn sync_invoice(state: &AppState, client: &stripe::Client, issued: &InvoiceIssued) -> Result<(), SyncError> {
+    let customer_id = customer(state, client, issued.organization_id).await?;
+    let invoice = &issued.invoice;
+    let period = invoice.period.format("%Y-%m").to_string();
+    let key = |step: &str| format!("ledger:invoice:{}:{step}", issued.invoice_id);
+    let metadata = HashMap::from([
+        ("ledger_invoice_id".to_owned(), issued.invoice_id.to_string()),
+        (crate::stripe::reactor::SUBSCRIPTION_METADATA.to_owned(), issued.subscription_id.to_string()),
+        ("ledger_organization_id".to_owned(), issued.organization_id.to_string()),
+        ("ledger_period".to_owned(), period.clone()),
+    ]);
+    let draft = stripe_billing::invoice::CreateInvoice::new()
+        .customer(customer_id.clone())
+        .collection_method(stripe_shared::InvoiceCollectionMethod::ChargeAutomatically)
+        .auto_advance(true)
+        .currency(stripe_types::Currency::USD)
+        .pending_invoice_items_behavior(stripe_billing::invoice::CreateInvoicePendingInvoiceItemsBehavior::Exclude)
+        .description(format!("Invoice {period}"))
+        .metadata(metadata)
+        .customize()
+        .request_strategy(strategy(key("invoice"))?)
+        .send(client)
+        .await?;
+    let stripe_invoice_id =
+        draft.id.ok_or_else(|| SyncError::Refused { status: 0, message: "Stripe's invoice has no id".into() })?;
+    for (n, line) in invoice.lines.iter().enumerate() {
+        stripe_billing::invoice_item::CreateInvoiceItem::new()
+            .customer(customer_id.clone())
+            .invoice(stripe_invoice_id.as_str().to_owned())
+            .amount(cents(&line.amount)?)
+            .currency(stripe_types::Currency::USD)
+            .description(line.description.clone())
+            .metadata(HashMap::from([
+                ("ledger_invoice_id".to_owned(), issued.invoice_id.to_string()),
+                ("ledger_line".to_owned(), n.to_string()),
+            ]))
+            .customize()
+            .request_strategy(strategy(key(&format!("line:{n}")))?)
+            .send(client)
+            .await?;
+    }
+    stripe_billing::invoice::FinalizeInvoiceInvoice::new(stripe_invoice_id.clone())
+        .auto_advance(true)
+        .customize()
+        .request_strategy(strategy(key("finalize"))?)
+        .send(client)
+        .await?;
+    let created = StripeInvoiceCreated {
+        invoice_id: issued.invoice_id,
+        subscription_id: issued.subscription_id,
+        organization_id: issued.organization_id,
+        period: invoice.period,
+        customer_id,
+        stripe_invoice_id: stripe_invoice_id.as_str().to_owned(),
+        total: invoice.total,
+    };
+    append_new(state, invoice_stream(issued.subscription_id, invoice.period), created.into()).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_fifteen_minutes() {
+        let mut backoff = Backoff::default();
+        let now = Instant::now();
+        let delays: Vec<u64> = (0..14).map(|_| backoff.failed("t", now).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900, 900]);
+        assert!(!backoff.ready("t", now));
+        assert!(backoff.ready("t", now + BACKOFF_MAX));
+        assert!(backoff.ready("other", now));
+        backoff.succeeded("t");
+        assert!(backoff.ready("t", now));
+    }
+}

@@ -1,0 +1,415 @@
+//! The real peers of the Stripe tests, and a stand-in for what they lack.
+//!
+//! - Stripe's own Node library (`stripe` on npm) signs webhook bodies
+//!   (`stripe.webhooks.generateTestHeaderString`), so the server is checked
+//!   against Stripe's scheme, not against our reading of it.
+//! - `localstripe` (PyPI) answers customers.
+//! - A stand-in answers what localstripe does not support (invoices that
+//!   take `collection_method`/`auto_advance`, invoice items on a given
+//!   invoice, finalization, Checkout sessions) with Stripe's published
+//!   example objects (`../shared/stripe/fixtures3.json`), the ids and
+//!   fields of the request filled in, and records every call (idempotency
+//!   key, form fields) for the tests to read; it can also fail on purpose,
+//!   as Stripe does in an outage.
+//!
+//! `.ci/run` installs the peers into `target/peers/` (or `$LEDGER_PEERS`).
+//! Without them a test prints a notice and skips, unless `CI` is set,
+//! where a missing peer is a failure.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, Command};
+
+/// Where `.ci/run` installs the peers.
+pub fn peers_dir() -> PathBuf {
+    std::env::var_os("LEDGER_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers"))
+}
+
+/// `None` (after a notice) when a peer is missing outside CI; a failure in CI.
+fn missing(peer: &str, test: &str) -> Option<std::convert::Infallible> {
+    assert!(std::env::var_os("CI").is_none(), "{peer} is not installed in {} (run .ci/run)", peers_dir().display());
+    // Past libtest's capture, like the PostgreSQL notice.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("note: {test} skipped: {peer} is not installed in {} (.ci/run installs it)\n", peers_dir().display())
+            .as_bytes(),
+    );
+    None
+}
+
+/// Stripe's own Node library, for signing webhook bodies.
+#[derive(Clone)]
+pub struct Signer {
+    dir: PathBuf,
+}
+
+impl Signer {
+    pub fn find(test: &str) -> Option<Self> {
+        let dir = peers_dir().join("node");
+        if dir.join("node_modules/stripe/package.json").is_file() {
+            Some(Self { dir })
+        } else {
+            missing("the stripe npm package", test).map(|never| match never {})
+        }
+    }
+
+    /// The `Stripe-Signature` header Stripe's library makes for `payload`
+    /// under `secret` at `timestamp` (Unix seconds).
+    pub async fn header(&self, payload: &str, secret: &str, timestamp: i64) -> String {
+        const SCRIPT: &str = r#"
+            const stripe = require("stripe")("sk_test_signing_only");
+            let payload = "";
+            process.stdin.setEncoding("utf8");
+            process.stdin.on("data", (chunk) => (payload += chunk));
+            process.stdin.on("end", () => {
+                const [secret, timestamp] = process.argv.slice(1);
+                process.stdout.write(
+                    stripe.webhooks.generateTestHeaderString({ payload, secret, timestamp: Number(timestamp) }),
+                );
+            });
+        "#;
+        let mut child = Command::new("node")
+            .current_dir(&self.dir)
+            .args(["-e", SCRIPT, secret, &timestamp.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(payload.as_bytes()).await.unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().await.unwrap();
+        assert!(output.status.success(), "node failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+/// The system clock in Unix seconds (signatures are checked against it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A free local port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `localstripe`, stopped when dropped.
+pub struct LocalStripe {
+    _child: Child,
+    pub base: String,
+}
+
+impl LocalStripe {
+    pub async fn start(test: &str) -> Option<Self> {
+        let program = peers_dir().join("localstripe/bin/localstripe");
+        if !program.is_file() {
+            return missing("localstripe", test).map(|never| match never {});
+        }
+        let port = free_port();
+        let child = Command::new(program)
+            .args(["--port", &port.to_string(), "--from-scratch"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("localstripe starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            let answer = http.get(format!("{base}/v1/customers")).bearer_auth("sk_test_ledger").send().await;
+            if answer.is_ok_and(|a| a.status().is_success()) {
+                return Some(Self { _child: child, base });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("localstripe did not answer on port {port}");
+    }
+}
+
+/// One call the stand-in received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Method and path, e.g. `POST /v1/invoices`.
+    pub path: String,
+    pub idempotency_key: Option<String>,
+    pub form: Vec<(String, String)>,
+    pub status: u16,
+}
+
+impl Call {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct StandInState {
+    localstripe: String,
+    fixtures: Value,
+    calls: Mutex<Vec<Call>>,
+    /// Answers already given per idempotency key (Stripe replays them).
+    replies: Mutex<HashMap<String, Value>>,
+    next_id: AtomicUsize,
+    /// Requests (other than proxied ones) to fail with a 500, as in an outage.
+    fail_next: AtomicUsize,
+    /// Invoice items per stand-in invoice.
+    items: Mutex<HashMap<String, Vec<Value>>>,
+}
+
+/// A Stripe-compatible stand-in on a local port.
+#[derive(Clone)]
+pub struct StandIn {
+    state: Arc<StandInState>,
+    pub base: String,
+}
+
+impl StandIn {
+    pub async fn start(localstripe: &LocalStripe) -> Self {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/stripe/fixtures3.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let fixtures: Value = serde_json::from_str(&text).unwrap();
+        let state = Arc::new(StandInState {
+            localstripe: localstripe.base.clone(),
+            fixtures: fixtures["resources"].clone(),
+            ..StandInState::default()
+        });
+        let app = axum::Router::new()
+            .route("/v1/customers", post(proxy))
+            .route("/v1/customers/{id}", get(proxy))
+            .route("/v1/invoices", post(create_invoice))
+            .route("/v1/invoices/{id}/finalize", post(finalize_invoice))
+            .route("/v1/invoiceitems", post(create_invoice_item))
+            .route("/v1/checkout/sessions", post(create_session))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        // The trailing slash: STRIPE_API_BASE must end in '/'.
+        Self { state, base: format!("http://{address}/") }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    /// Fails the next `n` stand-in requests with Stripe's 500 answer.
+    pub fn fail_next(&self, n: usize) {
+        self.state.fail_next.store(n, Ordering::SeqCst);
+    }
+}
+
+/// A fixture object, read without a stand-in.
+pub fn fixture(kind: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/stripe/fixtures3.json");
+    let fixtures: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    fixtures["resources"][kind].clone()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 2;
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn parse_form(body: &str) -> Vec<(String, String)> {
+    body.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn form_metadata(form: &[(String, String)]) -> Value {
+    let mut metadata = serde_json::Map::new();
+    for (key, value) in form {
+        if let Some(name) = key.strip_prefix("metadata[").and_then(|k| k.strip_suffix(']')) {
+            metadata.insert(name.to_owned(), json!(value));
+        }
+    }
+    Value::Object(metadata)
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+impl StandInState {
+    fn record(&self, method: &str, path: &str, headers: &HeaderMap, form: Vec<(String, String)>, status: u16) {
+        let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let path = format!("{method} {path}");
+        self.calls.lock().unwrap().push(Call { path, idempotency_key, form, status });
+    }
+
+    /// A Stripe 500 when failing on purpose.
+    fn outage(&self) -> Option<Response> {
+        let failing = self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        failing.then(|| {
+            let body = json!({ "error": { "type": "api_error", "message": "stand-in outage" } });
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+        })
+    }
+
+    /// Replays the answer to a known idempotency key, or makes and keeps one.
+    fn idempotent(&self, headers: &HeaderMap, make: impl FnOnce() -> Value) -> Value {
+        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if let Some(key) = &key
+            && let Some(reply) = self.replies.lock().unwrap().get(key)
+        {
+            return reply.clone();
+        }
+        let reply = make();
+        if let Some(key) = key {
+            self.replies.lock().unwrap().insert(key, reply.clone());
+        }
+        reply
+    }
+
+    fn new_id(&self, prefix: &str) -> String {
+        format!("{prefix}_standin{}", self.next_id.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+async fn proxy(
+    State(state): State<Arc<StandInState>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let http = reqwest::Client::new();
+    let mut request = http.request(method.clone(), format!("{}{}", state.localstripe, uri.path()));
+    if let Some(auth) = headers.get("authorization") {
+        request = request.header("authorization", auth.to_str().unwrap());
+    }
+    if !body.is_empty() {
+        request = request.header("content-type", "application/x-www-form-urlencoded").body(body.clone());
+    }
+    let answer = request.send().await.expect("localstripe answers");
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap();
+    state.record(method.as_str(), uri.path(), &headers, parse_form(&body), status);
+    (StatusCode::from_u16(status).unwrap(), [("content-type", "application/json")], text).into_response()
+}
+
+async fn create_invoice(State(state): State<Arc<StandInState>>, headers: HeaderMap, body: String) -> Response {
+    let form = parse_form(&body);
+    if let Some(outage) = state.outage() {
+        state.record("POST", "/v1/invoices", &headers, form, 500);
+        return outage;
+    }
+    let invoice = state.idempotent(&headers, || {
+        let mut invoice = state.fixtures["invoice"].clone();
+        invoice["id"] = json!(state.new_id("in"));
+        invoice["customer"] = json!(field(&form, "customer"));
+        invoice["metadata"] = form_metadata(&form);
+        invoice["status"] = json!("draft");
+        invoice["auto_advance"] = json!(field(&form, "auto_advance") == Some("true"));
+        invoice["lines"]["data"] = json!([]);
+        invoice
+    });
+    state.record("POST", "/v1/invoices", &headers, form, 200);
+    axum::Json(invoice).into_response()
+}
+
+async fn create_invoice_item(State(state): State<Arc<StandInState>>, headers: HeaderMap, body: String) -> Response {
+    let form = parse_form(&body);
+    if let Some(outage) = state.outage() {
+        state.record("POST", "/v1/invoiceitems", &headers, form, 500);
+        return outage;
+    }
+    let item = state.idempotent(&headers, || {
+        let mut item = state.fixtures["invoiceitem"].clone();
+        item["id"] = json!(state.new_id("ii"));
+        item["customer"] = json!(field(&form, "customer"));
+        item["invoice"] = json!(field(&form, "invoice"));
+        item["amount"] = json!(field(&form, "amount").and_then(|a| a.parse::<i64>().ok()));
+        item["description"] = json!(field(&form, "description"));
+        item["metadata"] = form_metadata(&form);
+        let invoice = field(&form, "invoice").unwrap_or_default().to_owned();
+        state.items.lock().unwrap().entry(invoice).or_default().push(item.clone());
+        item
+    });
+    state.record("POST", "/v1/invoiceitems", &headers, form, 200);
+    axum::Json(item).into_response()
+}
+
+async fn finalize_invoice(
+    State(state): State<Arc<StandInState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let form = parse_form(&body);
+    let path = format!("/v1/invoices/{id}/finalize");
+    if let Some(outage) = state.outage() {
+        state.record("POST", &path, &headers, form, 500);
+        return outage;
+    }
+    let invoice = state.idempotent(&headers, || {
+        let mut invoice = state.fixtures["invoice"].clone();
+        invoice["id"] = json!(id);
+        invoice["status"] = json!("open");
+        let items = state.items.lock().unwrap().get(&id).cloned().unwrap_or_default();
+        let total: i64 = items.iter().filter_map(|i| i["amount"].as_i64()).sum();
+        invoice["amount_due"] = json!(total);
+        invoice["total"] = json!(total);
+        invoice["lines"]["data"] = json!([]);
+        invoice
+    });
+    state.record("POST", &path, &headers, form, 200);
+    axum::Json(invoice).into_response()
+}
+
+async fn create_session(State(state): State<Arc<StandInState>>, headers: HeaderMap, body: String) -> Response {
+    let form = parse_form(&body);
+    if let Some(outage) = state.outage() {
+        state.record("POST", "/v1/checkout/sessions", &headers, form, 500);
+        return outage;
+    }
+    let session = state.idempotent(&headers, || {
+        let mut session = state.fixtures["checkout.session"].clone();
+        let id = state.new_id("cs_test");
+        session["url"] = json!(format!("https://checkout.stripe.com/c/pay/{id}"));
+        session["id"] = json!(id);
+        session["mode"] = json!(field(&form, "mode"));
+        session["customer"] = json!(field(&form, "customer"));
+        session["success_url"] = json!(field(&form, "success_url"));
+        session["cancel_url"] = json!(field(&form, "cancel_url"));
+        session["metadata"] = form_metadata(&form);
+        session["status"] = json!("open");
+        session
+    });
+    state.record("POST", "/v1/checkout/sessions", &headers, form, 200);
+    axum::Json(session).into_response()
+}
