@@ -18,7 +18,10 @@
 //!   that one message on the next start (with the same `Message-ID`);
 //! - an SMTP failure keeps the notice pending and retries it with a
 //!   backoff that doubles from [`RETRY_FIRST`] up to [`RETRY_MAX`], for
-//!   ever: nothing due is dropped. Only a notice that cannot apply any more
+//!   ever: nothing due is dropped. A failure of the server (unreachable,
+//!   timed out, a 4xx "try later") holds back every e-mail for that backoff,
+//!   so an outage costs one attempt per wait, not one per waiting e-mail;
+//!   a 5xx refusal of one message holds back that message only. Only a notice that cannot apply any more
 //!   (its subscription ended, its key was replaced, its organization has
 //!   no admin) is recorded as `NotificationSkipped`, with the reason.
 //!
@@ -275,6 +278,12 @@ pub struct Outbox {
     /// The checkpoint last saved, and when.
     saved: Option<(u64, Instant)>,
     mailer: Mailer,
+    /// The SMTP server failed (unreachable, timed out, "try later"): no
+    /// e-mail is attempted before then, so an outage costs one attempt per
+    /// backoff, not one per waiting e-mail.
+    server_paused_until: Option<Instant>,
+    /// Server failures in a row, for that backoff.
+    server_failures: u32,
 }
 
 /// What a pending notice comes to when it is due.
@@ -298,7 +307,14 @@ impl Outbox {
                 .map_err(|e| anyhow::anyhow!("the notification outbox's snapshot does not decode: {e}"))?,
             None => OutboxState { sequence: app.log.head().await?.sequence, ..OutboxState::default() },
         };
-        let mut outbox = Self { state, attempts: HashMap::new(), saved: None, mailer };
+        let mut outbox = Self {
+            state,
+            attempts: HashMap::new(),
+            saved: None,
+            mailer,
+            server_paused_until: None,
+            server_failures: 0,
+        };
         outbox.save(app).await?;
         Ok(outbox)
     }
@@ -376,6 +392,9 @@ impl Outbox {
         due.sort();
         due.truncate(SENDS_PER_ROUND_MAX);
         for (_, id) in due {
+            if self.server_paused_until.is_some_and(|until| until > Instant::now()) {
+                break;
+            }
             self.deliver(app, id).await?;
         }
         Ok(())
@@ -414,14 +433,24 @@ impl Outbox {
                         if let Err(error) = self.mailer.send(*message).await {
                             app.metrics.notification(kind, "failed");
                             attempts.failures += 1;
-                            let delay = backoff(attempts.failures);
+                            let mut delay = backoff(attempts.failures);
                             attempts.next = Some(Instant::now() + delay);
+                            // A refusal of this message (5xx: a recipient, its
+                            // size) concerns it alone; anything else is the
+                            // server's, and holds back every e-mail.
+                            if !error.is_permanent() {
+                                self.server_failures += 1;
+                                delay = backoff(self.server_failures);
+                                self.server_paused_until = Some(Instant::now() + delay);
+                            }
                             tracing::warn!(
                                 notification = %id, kind, server = %self.mailer.server, failures = attempts.failures,
                                 retry_in_s = delay.as_secs(), %error, "notification not sent; will retry"
                             );
                             return Ok(());
                         }
+                        self.server_failures = 0;
+                        self.server_paused_until = None;
                         let recipients_count = recipients.len();
                         let sent = NotificationSent { id, notice: pending.notice, recipients, message_id };
                         attempts.delivered = Some(sent.clone());
