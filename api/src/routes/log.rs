@@ -200,9 +200,22 @@ pub async fn keep_checkpoint(state: &AppState) -> Result<Option<Kept>, ApiError>
     }
 }
 
-/// Keeps a checkpoint every [`CHECKPOINT_EVERY`] while the log grows.
+/// Keeps a checkpoint every [`CHECKPOINT_EVERY`] while the log grows
+/// (`LEDGER_CHECKPOINT_INTERVAL_SECONDS` sets another interval; 0 keeps
+/// checkpoints only when an operator asks).
 pub async fn keep_checkpoints(state: AppState) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + CHECKPOINT_EVERY, CHECKPOINT_EVERY);
+    let every = match std::env::var("LEDGER_CHECKPOINT_INTERVAL_SECONDS").ok().map(|s| s.parse::<u64>()) {
+        None => CHECKPOINT_EVERY,
+        Some(Ok(0)) => return,
+        Some(Ok(seconds)) => Duration::from_secs(seconds),
+        Some(Err(_)) => {
+            tracing::error!(
+                "LEDGER_CHECKPOINT_INTERVAL_SECONDS is not a whole number; keeping every {CHECKPOINT_EVERY:?}"
+            );
+            CHECKPOINT_EVERY
+        }
+    };
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;

@@ -100,6 +100,8 @@ impl Backend {
             .env_remove("DATABASE_URL")
             .env("LEDGER_OPERATOR_TOKEN", OPERATOR)
             .env("LEDGER_AUDITOR_TOKEN", AUDITOR)
+            // Checkpoints are kept when a test asks, never in the middle of one.
+            .env("LEDGER_CHECKPOINT_INTERVAL_SECONDS", "0")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
