@@ -446,6 +446,27 @@ async fn dunning_notices_follow_a_failed_payment_the_suspension_and_the_recovery
     sink.stop().await;
 }
 
+/// A bad SMTP setting stops the start with a message that names the flag
+/// and never echoes the URL's password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_smtp_settings_stop_the_start_without_showing_the_password() {
+    let backend = Backend::sqlite().await;
+    let cases: [(&[&str], &str); 4] = [
+        (&["--smtp-url", "http://user:s3cret@mail.test", "--mail-from", "b@ledger.test"], "--smtp-url must be"),
+        (&["--smtp-url", "smtp://user:s3cret@mail.test?tls=sometimes", "--mail-from", "b@ledger.test"], "--smtp-url"),
+        (&["--smtp-url", "smtp://user:s3cret@mail.test", "--mail-from", "not an address"], "--mail-from"),
+        (&["--smtp-url", "smtp://user:s3cret@mail.test"], "--mail-from"),
+    ];
+    for (flags, expected) in cases {
+        let args: Vec<&str> = ["serve", "--listen", "127.0.0.1:0"].iter().chain(flags).copied().collect();
+        let output = backend.cli(&args).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flags:?} must not start");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{flags:?} shows the password: {stderr}");
+    }
+}
+
 backends!(
     onboarding_mail_carries_the_key_and_nothing_else_keeps_it,
     expiry_reminder_goes_out_once_across_clock_moves_and_restarts,

@@ -31,6 +31,7 @@ backends!(
     checkout_session_completed_provisions_exactly_once,
     issued_invoices_are_synced_to_stripe_once_through_an_outage,
     checkout_starts_a_setup_session_for_a_tier,
+    the_purchase_flow_runs_from_checkout_to_a_license_and_a_default_payment_method,
 );
 
 /// A server with webhooks on (two secrets: a rotation in progress).
@@ -297,6 +298,7 @@ async fn checkout_session_completed_provisions_exactly_once(backend: Backend) {
     session["status"] = json!("complete");
     session["mode"] = json!("setup");
     session["customer"] = json!("cus_provision_1");
+    session["setup_intent"] = json!("seti_provision_1");
     session["metadata"] = json!({
         "ledger_tier": "professional",
         "ledger_organization_name": "Initech",
@@ -332,6 +334,9 @@ async fn checkout_session_completed_provisions_exactly_once(backend: Backend) {
         ("SubscriptionCreated", 1),
         ("LicenseIssued", 1),
         ("StripeCustomerLinked", 1),
+        ("StripePaymentMethodSaved", 1),
+        // Stripe's API is not configured here: the default waits.
+        ("StripeDefaultPaymentMethodSet", 0),
         ("StripeEventHandled", 2),
     ] {
         assert_eq!(count(&backend, event_type).await, n, "{event_type}");
@@ -444,4 +449,73 @@ async fn checkout_starts_a_setup_session_for_a_tier(backend: Backend) {
     let keys: std::collections::BTreeSet<_> =
         calls.iter().filter(|c| c.path == "POST /v1/customers").map(|c| c.idempotency_key.clone()).collect();
     assert_eq!(keys.len(), 1, "{keys:?}");
+}
+
+async fn the_purchase_flow_runs_from_checkout_to_a_license_and_a_default_payment_method(backend: Backend) {
+    let Some(signer) = Signer::find("purchase_flow") else { return };
+    let Some(localstripe) = LocalStripe::start("purchase_flow").await else { return };
+    let stand_in = StandIn::start(&localstripe).await;
+    let env = [
+        ("STRIPE_SECRET_KEY", "sk_test_ledger_purchase"),
+        ("STRIPE_API_BASE", stand_in.base.as_str()),
+        ("STRIPE_WEBHOOK_SECRET", SECRET),
+    ];
+    let s = backend.start_with_env(&[], &env).await;
+    s.move_clock("2026-01-20T09:00:00Z").await;
+    // 1. The buyer picks a tier: a Checkout session.
+    let body = json!({
+        "tier": "enterprise",
+        "organizationName": "Umbrella",
+        "adminEmail": "it@umbrella.example",
+        "successUrl": "https://ledger.example/welcome",
+        "cancelUrl": "https://ledger.example/pricing",
+    });
+    let started = s.post("/api/v1/checkout", None, body).await.expect(201);
+    let session_id = common::id(&started["sessionId"]);
+    let calls = stand_in.calls();
+    let created = calls.iter().find(|c| c.path == "POST /v1/checkout/sessions").unwrap();
+    let customer = created.field("customer").unwrap().to_owned();
+    // 2. The buyer pays; Stripe reports the session completed, with the
+    // metadata the ledger gave it and the SetupIntent that saved the card.
+    let mut session = fixture("checkout.session");
+    session["id"] = json!(session_id);
+    session["status"] = json!("complete");
+    session["mode"] = json!("setup");
+    session["customer"] = json!(customer);
+    session["setup_intent"] = json!("seti_umbrella");
+    session["metadata"] = json!({
+        "ledger_tier": created.field("metadata[ledger_tier]"),
+        "ledger_organization_name": created.field("metadata[ledger_organization_name]"),
+        "ledger_admin_email": created.field("metadata[ledger_admin_email]"),
+    });
+    let completed = event("evt_purchase_completed", "checkout.session.completed", unix_now(), session);
+    deliver(&s, &signer, &completed).await.expect(200);
+    handled(&backend, "evt_purchase_completed").await;
+    // 3. Provisioned: the organization, its admin, the subscription from
+    // that day, a valid license.
+    let organizations = s.get("/api/v1/organizations", Some(OPERATOR)).await.expect(200);
+    let umbrella = organizations["items"].as_array().unwrap().iter().find(|o| o["name"] == "Umbrella").unwrap();
+    let org = common::id(&umbrella["id"]);
+    let subscription = s.subscription(&org, OPERATOR).await;
+    assert_eq!(subscription["tier"], "enterprise", "{subscription}");
+    assert_eq!(subscription["startDate"], "2026-01-20", "{subscription}");
+    // 4. The saved card becomes the default for the invoices Stripe collects.
+    poll("the default payment method", || async {
+        (count(&backend, "StripeDefaultPaymentMethodSet").await == 1).then_some(())
+    })
+    .await;
+    let calls = stand_in.calls();
+    let update =
+        calls.iter().find(|c| c.path == format!("POST /v1/customers/{customer}")).expect("the customer updated");
+    assert_eq!(update.field("invoice_settings[default_payment_method]"), Some("pm_card_for_seti_umbrella"));
+    assert!(update.idempotency_key.as_deref().unwrap().contains(&org), "{update:?}");
+    // The customer the session was made with is the organization's: no second one.
+    s.move_clock("2026-02-01T00:00:00Z").await;
+    s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-01" })).await.expect(200);
+    poll("the invoice in Stripe", || async { (count(&backend, "StripeInvoiceCreated").await == 1).then_some(()) })
+        .await;
+    let calls = stand_in.calls();
+    let invoice = calls.iter().find(|c| c.path == "POST /v1/invoices" && c.status == 200).unwrap();
+    assert_eq!(invoice.field("customer"), Some(customer.as_str()));
+    assert_eq!(calls.iter().filter(|c| c.path == "POST /v1/customers").count(), 1, "{calls:#?}");
 }

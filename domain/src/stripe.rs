@@ -15,6 +15,10 @@
 //! - `stripe-invoice/{subscription}:{YYYY-MM}` (the invoice's own stream
 //!   name): `StripeInvoiceCreated`, the Stripe invoice made for an issued
 //!   invoice, or `StripeSyncRefused`, when Stripe refused it for good.
+//! - `stripe-payment-method/{organization}`: `StripePaymentMethodSaved`
+//!   (Checkout saved the buyer's payment method, in a SetupIntent), then
+//!   `StripeDefaultPaymentMethodSet` once it is the customer's default for
+//!   invoices, so Stripe's automatic collection charges it.
 //!
 //! Dunning itself (past due, suspended, active again) is on the
 //! subscription stream: `PaymentFailed`, `PaymentSucceeded`,
@@ -40,6 +44,8 @@ crate::stored_events! {
         StripeCustomerLinked = 1,
         StripeInvoiceCreated = 1,
         StripeSyncRefused = 1,
+        StripePaymentMethodSaved = 1,
+        StripeDefaultPaymentMethodSet = 1,
     }
 }
 
@@ -109,6 +115,23 @@ pub struct StripeSyncRefused {
     pub message: String,
 }
 
+/// Checkout saved a payment method for the organization's customer; it is
+/// still to become the default for the customer's invoices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripePaymentMethodSaved {
+    pub organization_id: OrganizationId,
+    pub customer_id: String,
+    pub setup_intent_id: String,
+}
+
+/// The saved payment method is the customer's default for invoices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripeDefaultPaymentMethodSet {
+    pub organization_id: OrganizationId,
+    pub customer_id: String,
+    pub payment_method_id: String,
+}
+
 /// The stream of a webhook event, or `None` for an id the ledger would not
 /// accept as a stream name.
 pub fn event_stream(event_id: &str) -> Option<StreamId> {
@@ -124,6 +147,11 @@ pub fn customer_stream(organization_id: OrganizationId) -> StreamId {
 pub fn invoice_stream(subscription_id: SubscriptionId, period: NaiveDate) -> StreamId {
     StreamId::new(format!("stripe-invoice/{subscription_id}:{}", period.format("%Y-%m")))
         .expect("a UUID and a month form a valid stream id")
+}
+
+/// The stream of an organization's saved payment method.
+pub fn payment_method_stream(organization_id: OrganizationId) -> StreamId {
+    StreamId::of("stripe-payment-method", organization_id.0)
 }
 
 /// Stripe ids are short ASCII: letters, digits and `_`.
@@ -149,6 +177,8 @@ pub struct StripeOutbox {
     /// `customer.subscription.*` events received, so an older one arriving
     /// late is not acted on.
     pub subscription_events_newest: BTreeMap<String, Timestamp>,
+    /// Saved payment methods still to become their customer's default.
+    pub pending_payment_methods: BTreeMap<OrganizationId, StripePaymentMethodSaved>,
 }
 
 impl StripeOutbox {
@@ -181,6 +211,12 @@ impl StripeOutbox {
                 }
                 StripeEvent::StripeSyncRefused(refused) => {
                     self.refused.insert(refused.target.clone(), refused.clone());
+                }
+                StripeEvent::StripePaymentMethodSaved(saved) => {
+                    self.pending_payment_methods.insert(saved.organization_id, saved.clone());
+                }
+                StripeEvent::StripeDefaultPaymentMethodSet(set) => {
+                    self.pending_payment_methods.remove(&set.organization_id);
                 }
             },
             _ => {}

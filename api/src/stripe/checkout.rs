@@ -15,7 +15,10 @@ use std::collections::HashMap;
 
 use domain::catalog::Tier;
 use domain::organization::{Organization, OrganizationCommand, Role};
-use domain::stripe::{StripeCustomerLinked, StripeEvent, customer_stream, valid_stripe_id};
+use domain::stripe::{
+    StripeCustomerLinked, StripeEvent, StripePaymentMethodSaved, customer_stream, payment_method_stream,
+    valid_stripe_id,
+};
 use domain::subscription::{Subscription, SubscriptionCommand};
 use domain::{LicenseId, OrganizationId, SubscriptionId, UserId};
 use serde_json::Value;
@@ -157,14 +160,25 @@ pub async fn provision(state: &AppState, context: &Context, session: &Value) -> 
         subscription.into_command(context, now),
         license.into_command(context, now),
     ];
+    let new_stream = |stream_id, event: StripeEvent| Command {
+        stream_id,
+        expected: ExpectedRevision::NoStream,
+        idempotency: None,
+        events: vec![NewEvent::from_event(&event, new_event_id(), now, &context.metadata)],
+    };
     if let Some(customer_id) = session["customer"].as_str().filter(|id| valid_stripe_id(id)) {
-        let linked: StripeEvent = StripeCustomerLinked { organization_id, customer_id: customer_id.to_owned() }.into();
-        commands.push(Command {
-            stream_id: customer_stream(organization_id),
-            expected: ExpectedRevision::NoStream,
-            idempotency: None,
-            events: vec![NewEvent::from_event(&linked, new_event_id(), now, &context.metadata)],
-        });
+        let linked = StripeCustomerLinked { organization_id, customer_id: customer_id.to_owned() };
+        commands.push(new_stream(customer_stream(organization_id), linked.into()));
+        // The payment method the session saved becomes the default for
+        // invoices (the sync does it: it needs Stripe).
+        if let Some(setup_intent_id) = session["setup_intent"].as_str().filter(|id| valid_stripe_id(id)) {
+            let saved = StripePaymentMethodSaved {
+                organization_id,
+                customer_id: customer_id.to_owned(),
+                setup_intent_id: setup_intent_id.to_owned(),
+            };
+            commands.push(new_stream(payment_method_stream(organization_id), saved.into()));
+        }
     }
     Ok(Decision::applied(commands, format!("provisioned organization {organization_id} ({} tier)", tier.as_str())))
 }

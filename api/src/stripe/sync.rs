@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use domain::billing::InvoiceIssued;
 use domain::stripe::{
-    StripeCustomerLinked, StripeEvent, StripeInvoiceCreated, StripeSyncRefused, customer_stream, invoice_stream,
+    StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeInvoiceCreated, StripePaymentMethodSaved,
+    StripeSyncRefused, customer_stream, invoice_stream, payment_method_stream,
 };
 use domain::{Metadata, OrganizationId, StreamId};
 use rust_decimal::prelude::ToPrimitive;
@@ -121,6 +122,24 @@ pub async fn run(state: AppState) {
 /// Syncs what is due and not backing off; the number synced. Public for tests.
 pub async fn sync_due(state: &AppState, backoff: &mut Backoff) -> usize {
     let Some(client) = state.stripe.client.as_ref() else { return 0 };
+    let saved: Vec<StripePaymentMethodSaved> = {
+        let ledger = state.projections.read().await;
+        let outbox = &ledger.stripe;
+        outbox
+            .pending_payment_methods
+            .values()
+            .filter(|saved| !outbox.refused.contains_key(payment_method_stream(saved.organization_id).as_str()))
+            .take(INVOICES_PER_TICK_MAX)
+            .cloned()
+            .collect()
+    };
+    let mut synced = 0;
+    for saved in saved {
+        let target = payment_method_stream(saved.organization_id).to_string();
+        if backoff.ready(&target, Instant::now()) {
+            synced += outcome(state, backoff, &target, default_payment_method(state, client, &saved).await).await;
+        }
+    }
     let work: Vec<InvoiceIssued> = {
         let ledger = state.projections.read().await;
         let outbox = &ledger.stripe;
@@ -134,7 +153,6 @@ pub async fn sync_due(state: &AppState, backoff: &mut Backoff) -> usize {
             .take(INVOICES_PER_TICK_MAX)
             .collect()
     };
-    let mut synced = 0;
     // One invoice of a customer at a time: an organization's invoices go
     // out in order.
     let mut customers_failing = HashSet::new();
@@ -143,27 +161,84 @@ pub async fn sync_due(state: &AppState, backoff: &mut Backoff) -> usize {
         if !backoff.ready(&target, Instant::now()) || customers_failing.contains(&issued.organization_id) {
             continue;
         }
-        match sync_invoice(state, client, &issued).await {
-            Ok(()) => {
-                backoff.succeeded(&target);
-                synced += 1;
-            }
-            Err(SyncError::Transient(reason)) => {
-                customers_failing.insert(issued.organization_id);
-                let delay = backoff.failed(&target, Instant::now());
-                tracing::warn!(%target, %reason, retry_in = ?delay, "stripe sync failed; will retry");
-            }
-            Err(SyncError::Refused { status, message }) => {
-                customers_failing.insert(issued.organization_id);
-                tracing::error!(%target, status, %message, "stripe refused the sync; recorded");
-                if let Err(error) = record_refusal(state, &target, status, &message).await {
-                    let delay = backoff.failed(&target, Instant::now());
-                    tracing::warn!(%target, %error, retry_in = ?delay, "stripe refusal not recorded; will retry");
-                }
+        let result = sync_invoice(state, client, &issued).await;
+        if result.is_err() {
+            customers_failing.insert(issued.organization_id);
+        }
+        synced += outcome(state, backoff, &target, result).await;
+    }
+    synced
+}
+
+/// Books a sync step's result: 1 when it was done.
+async fn outcome(state: &AppState, backoff: &mut Backoff, target: &str, result: Result<(), SyncError>) -> usize {
+    match result {
+        Ok(()) => {
+            backoff.succeeded(target);
+            return 1;
+        }
+        Err(SyncError::Transient(reason)) => {
+            let delay = backoff.failed(target, Instant::now());
+            tracing::warn!(%target, %reason, retry_in = ?delay, "stripe sync failed; will retry");
+        }
+        Err(SyncError::Refused { status, message }) => {
+            tracing::error!(%target, status, %message, "stripe refused the sync; recorded");
+            if let Err(error) = record_refusal(state, target, status, &message).await {
+                let delay = backoff.failed(target, Instant::now());
+                tracing::warn!(%target, %error, retry_in = ?delay, "stripe refusal not recorded; will retry");
             }
         }
     }
-    synced
+    0
+}
+
+/// Makes the payment method a Checkout session saved the customer's
+/// default for invoices, so automatic collection charges it.
+async fn default_payment_method(
+    state: &AppState,
+    client: &stripe::Client,
+    saved: &StripePaymentMethodSaved,
+) -> Result<(), SyncError> {
+    let intent = stripe_core::setup_intent::RetrieveSetupIntent::new(saved.setup_intent_id.as_str())
+        .customize()
+        .send(client)
+        .await?;
+    let payment_method =
+        intent.payment_method.as_ref().map(|pm| pm.id().as_str().to_owned()).ok_or_else(|| SyncError::Refused {
+            status: 0,
+            message: format!("SetupIntent {} has no payment method", saved.setup_intent_id),
+        })?;
+    let settings = stripe_core::customer::UpdateCustomerInvoiceSettings {
+        default_payment_method: Some(payment_method.clone()),
+        ..Default::default()
+    };
+    stripe_core::customer::UpdateCustomer::new(saved.customer_id.as_str())
+        .invoice_settings(settings)
+        .customize()
+        .request_strategy(strategy(format!("ledger:default-payment-method:{}", saved.organization_id))?)
+        .send(client)
+        .await?;
+    let set: StripeEvent = StripeDefaultPaymentMethodSet {
+        organization_id: saved.organization_id,
+        customer_id: saved.customer_id.clone(),
+        payment_method_id: payment_method,
+    }
+    .into();
+    let command = Command {
+        stream_id: payment_method_stream(saved.organization_id),
+        expected: ExpectedRevision::Exactly(1),
+        idempotency: None,
+        events: vec![NewEvent::from_event(&set, new_event_id(), state.now(), &metadata())],
+    };
+    match state.log.append_one(command).await? {
+        Ok(appended) => {
+            let _ = state.projections.wait_for(appended.last_sequence, Duration::from_secs(5)).await;
+            Ok(())
+        }
+        // Recorded meanwhile by another process.
+        Err(Rejection::WrongRevision { .. }) => Ok(()),
+        Err(other) => Err(SyncError::Transient(other.to_string())),
+    }
 }
 
 fn metadata() -> Metadata {

@@ -3,10 +3,11 @@
 //! - Stripe's own Node library (`stripe` on npm) signs webhook bodies
 //!   (`stripe.webhooks.generateTestHeaderString`), so the server is checked
 //!   against Stripe's scheme, not against our reading of it.
-//! - `localstripe` (PyPI) answers customers.
+//! - `localstripe` (PyPI) answers customers (creating and reading them).
 //! - A stand-in answers what localstripe does not support (invoices that
 //!   take `collection_method`/`auto_advance`, invoice items on a given
-//!   invoice, finalization, Checkout sessions) with Stripe's published
+//!   invoice, finalization, Checkout sessions, the SetupIntents Checkout
+//!   makes and the customer's default payment method) with Stripe's published
 //!   example objects (`../shared/stripe/fixtures3.json`), the ids and
 //!   fields of the request filled in, and records every call (idempotency
 //!   key, form fields) for the tests to read; it can also fail on purpose,
@@ -191,7 +192,8 @@ impl StandIn {
         });
         let app = axum::Router::new()
             .route("/v1/customers", post(proxy))
-            .route("/v1/customers/{id}", get(proxy))
+            .route("/v1/customers/{id}", get(proxy).post(update_customer))
+            .route("/v1/setup_intents/{id}", get(retrieve_setup_intent))
             .route("/v1/invoices", post(create_invoice))
             .route("/v1/invoices/{id}/finalize", post(finalize_invoice))
             .route("/v1/invoiceitems", post(create_invoice_item))
@@ -412,4 +414,45 @@ async fn create_session(State(state): State<Arc<StandInState>>, headers: HeaderM
     });
     state.record("POST", "/v1/checkout/sessions", &headers, form, 200);
     axum::Json(session).into_response()
+}
+
+async fn retrieve_setup_intent(
+    State(state): State<Arc<StandInState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/setup_intents/{id}");
+    if let Some(outage) = state.outage() {
+        state.record("GET", &path, &headers, Vec::new(), 500);
+        return outage;
+    }
+    let mut intent = state.fixtures["setup_intent"].clone();
+    intent["id"] = json!(id);
+    intent["status"] = json!("succeeded");
+    intent["payment_method"] = json!(format!("pm_card_for_{id}"));
+    state.record("GET", &path, &headers, Vec::new(), 200);
+    axum::Json(intent).into_response()
+}
+
+async fn update_customer(
+    State(state): State<Arc<StandInState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let form = parse_form(&body);
+    let path = format!("/v1/customers/{id}");
+    if let Some(outage) = state.outage() {
+        state.record("POST", &path, &headers, form, 500);
+        return outage;
+    }
+    let customer = state.idempotent(&headers, || {
+        let mut customer = state.fixtures["customer"].clone();
+        customer["id"] = json!(id);
+        customer["invoice_settings"]["default_payment_method"] =
+            json!(field(&form, "invoice_settings[default_payment_method]"));
+        customer
+    });
+    state.record("POST", &path, &headers, form, 200);
+    axum::Json(customer).into_response()
 }
