@@ -203,6 +203,13 @@ async fn recorded(s: &Server, event_type: &str) -> usize {
     audit["items"].as_array().unwrap().iter().filter(|e| e["eventType"] == event_type).count()
 }
 
+/// Waits until exactly `count` sends are recorded (the record follows the
+/// SMTP server's acceptance, so it may trail the e-mail a little).
+async fn wait_recorded(s: &Server, count: usize) {
+    let what = format!("exactly {count} NotificationSent records");
+    common::poll(&what, || async { (recorded(s, "NotificationSent").await == count).then_some(()) }).await;
+}
+
 async fn onboarding_mail_carries_the_key_and_nothing_else_keeps_it(backend: Backend) {
     if !aiosmtpd_available(module_path!()) {
         return;
@@ -237,7 +244,7 @@ async fn onboarding_mail_carries_the_key_and_nothing_else_keeps_it(backend: Back
     assert_ne!(second["message_id"], message_id);
 
     // Recorded once each; the keys are nowhere but in the e-mails.
-    common::poll("both sends recorded", || async { (recorded(&s, "NotificationSent").await == 2).then_some(()) }).await;
+    wait_recorded(&s, 2).await;
     for stored in stored_bytes(&backend).await {
         assert!(!contains(&stored, &key) && !contains(&stored, &new_key), "a key in the log's stored bytes");
     }
@@ -293,7 +300,9 @@ async fn expiry_reminder_goes_out_once_across_clock_moves_and_restarts(backend: 
     sentinel(&s, &mailbox, "Restarted", "2026-12-21").await;
     assert_eq!(reminders("admin@acme.test"), 1, "once, across a restart");
     assert_eq!(reminders("admin@renews.test"), 0, "a renewing subscription gets no reminder");
-    assert_eq!(recorded(&s, "NotificationSent").await, 6, "five onboardings and one reminder, each recorded once");
+    // Five onboardings and one reminder, each recorded once (a record
+    // follows its e-mail's acceptance).
+    wait_recorded(&s, 6).await;
     s.stop().await;
     sink.stop().await;
 }
@@ -366,10 +375,14 @@ async fn an_smtp_outage_delays_the_mail_and_loses_nothing(backend: Backend) {
     assert!(mail["body"].as_str().unwrap().contains(&key));
     sentinel(&s, &mailbox, "Sentinel", "2026-01-01").await;
     assert_eq!(mailbox.to("admin@acme.test", "Welcome").len(), 1, "delivered once");
-    assert_eq!(recorded(&s, "NotificationSent").await, 2);
+    wait_recorded(&s, 2).await;
     assert!(!s.output().join("\n").contains(&key), "the key is not in the failure's log lines");
-    let metrics = s.get("/metrics", None).await.text;
-    assert!(metrics.contains(r#"notifications_total{kind="onboarding",outcome="sent"} 2"#), "{metrics}");
+    // The counter moves right after the record is appended.
+    let sent = r#"notifications_total{kind="onboarding",outcome="sent"} 2"#;
+    let metrics = common::poll("the sends counted", || async {
+        Some(s.get("/metrics", None).await.text).filter(|metrics| metrics.contains(sent))
+    })
+    .await;
     let failed = metrics.lines().find(|l| l.starts_with(r#"notifications_total{kind="onboarding",outcome="failed"}"#));
     assert!(failed.is_some_and(|line| !line.ends_with(" 0")), "failed attempts are counted: {metrics}");
     s.stop().await;
