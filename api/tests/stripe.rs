@@ -78,13 +78,32 @@ async fn count(backend: &Backend, event_type: &str) -> usize {
     event_types(backend).await.iter().filter(|(_, t)| t == event_type).count()
 }
 
-/// Waits until the reactor has handled event `id`.
-async fn handled(backend: &Backend, id: &str) {
+/// Waits until the reactor has handled event `id` and the read models
+/// include it.
+async fn handled(backend: &Backend, s: &Server, id: &str) {
     let stream = format!("stripe-event/{id}");
-    poll(&format!("{id} handled"), || async {
-        event_types(backend).await.iter().any(|(s, t)| *s == stream && t == "StripeEventHandled").then_some(())
+    let sequence = poll(&format!("{id} handled"), || async {
+        let log = backend.open_log().await;
+        let stream = domain::StreamId::new(stream.clone()).unwrap();
+        log.read_stream(&stream, 2, 1).await.unwrap().first().map(|record| record.header.sequence)
     })
     .await;
+    s.get(&format!("/api/v1/organizations?minSequence={sequence}"), Some(OPERATOR)).await.expect(200);
+}
+
+/// What the reactor recorded for event `id` (`Applied …` / `Ignored …`).
+async fn outcome(backend: &Backend, id: &str) -> String {
+    use domain::event::StoredEvent;
+    use domain::stripe::StripeEvent;
+    let log = backend.open_log().await;
+    let stream = domain::StreamId::new(format!("stripe-event/{id}")).unwrap();
+    let records = log.read_stream(&stream, 2, 1).await.unwrap();
+    let record = records.first().unwrap_or_else(|| panic!("{id} is handled"));
+    let payload = record.payload.as_deref().unwrap();
+    match StripeEvent::decode(&record.header.event_type, record.header.schema_version, payload) {
+        Ok(Some(StripeEvent::StripeEventHandled(handled))) => format!("{:?}", handled.outcome),
+        other => panic!("{id}: {other:?}"),
+    }
 }
 
 /// A starter subscription from 2026-01-01: (org, subscription id, key).
@@ -154,7 +173,7 @@ async fn dunning_goes_past_due_then_suspended_then_active_in_validation_and_enfo
 
     let failed = event("evt_dunning_fail", "invoice.payment_failed", unix_now(), invoice("in_dunning", &subscription));
     assert_eq!(deliver(&s, &signer, &failed).await.expect(200), json!({ "received": true, "duplicate": false }));
-    handled(&backend, "evt_dunning_fail").await;
+    handled(&backend, &s, "evt_dunning_fail").await;
     // Past due: valid, with a warning; enforcement still allows.
     let answer = validate(&s, &key).await;
     assert_eq!((answer["code"].clone(), answer["isValid"].clone()), (json!("PAST_DUE"), json!(true)), "{answer}");
@@ -176,7 +195,7 @@ async fn dunning_goes_past_due_then_suspended_then_active_in_validation_and_enfo
     // A successful payment: active again, valid, allowed.
     let paid = event("evt_dunning_paid", "invoice.paid", unix_now() + 1, invoice("in_dunning", &subscription));
     deliver(&s, &signer, &paid).await.expect(200);
-    handled(&backend, "evt_dunning_paid").await;
+    handled(&backend, &s, "evt_dunning_paid").await;
     assert_eq!(status(&s, &org).await, "active");
     assert_eq!(validate(&s, &key).await["code"], "VALID");
     assert_eq!(enforcement(&s, &org).await["allowed"], true);
@@ -184,7 +203,7 @@ async fn dunning_goes_past_due_then_suspended_then_active_in_validation_and_enfo
     let again =
         event("evt_dunning_again", "invoice.payment_failed", unix_now() + 2, invoice("in_march", &subscription));
     deliver(&s, &signer, &again).await.expect(200);
-    handled(&backend, "evt_dunning_again").await;
+    handled(&backend, &s, "evt_dunning_again").await;
     assert_eq!(validate(&s, &key).await["code"], "PAST_DUE");
 }
 
@@ -195,7 +214,7 @@ async fn a_replayed_event_is_recorded_once_and_acted_on_once(backend: Backend) {
     let body = event("evt_replayed", "invoice.payment_failed", unix_now(), invoice("in_replayed", &subscription));
     let header = signer.header(&body, SECRET, unix_now()).await;
     assert_eq!(send_signed(&s, &body, &header).await.expect(200)["duplicate"], false);
-    handled(&backend, "evt_replayed").await;
+    handled(&backend, &s, "evt_replayed").await;
     // The same delivery replayed, and Stripe's own retry (a new signature).
     assert_eq!(send_signed(&s, &body, &header).await.expect(200)["duplicate"], true);
     assert_eq!(deliver(&s, &signer, &body).await.expect(200)["duplicate"], true);
@@ -214,21 +233,22 @@ async fn reordered_payment_events_never_move_a_subscription_back(backend: Backen
     let paid = event("evt_order_paid", "invoice.payment_succeeded", t, invoice("in_order", &subscription));
     let failed = event("evt_order_failed", "invoice.payment_failed", t - 60, invoice("in_order", &subscription));
     deliver(&s, &signer, &paid).await.expect(200);
-    handled(&backend, "evt_order_paid").await;
+    handled(&backend, &s, "evt_order_paid").await;
     deliver(&s, &signer, &failed).await.expect(200);
-    handled(&backend, "evt_order_failed").await;
+    handled(&backend, &s, "evt_order_failed").await;
     assert_eq!(status(&s, &org).await, "active");
     assert_eq!(validate(&s, &key).await["code"], "VALID");
     assert_eq!(count(&backend, "PaymentFailed").await, 0, "the late failure is recorded, not acted on");
+    assert!(outcome(&backend, "evt_order_failed").await.contains("stale"));
     // Another invoice's failure reported before the payment: stale as well.
     let other = event("evt_order_other", "invoice.payment_failed", t - 30, invoice("in_other", &subscription));
     deliver(&s, &signer, &other).await.expect(200);
-    handled(&backend, "evt_order_other").await;
+    handled(&backend, &s, "evt_order_other").await;
     assert_eq!(status(&s, &org).await, "active");
     // A failure reported after the payment counts.
     let later = event("evt_order_later", "invoice.payment_failed", t + 60, invoice("in_later", &subscription));
     deliver(&s, &signer, &later).await.expect(200);
-    handled(&backend, "evt_order_later").await;
+    handled(&backend, &s, "evt_order_later").await;
     assert_eq!(status(&s, &org).await, "past_due");
 }
 
@@ -241,7 +261,7 @@ async fn a_burst_of_the_same_event_in_parallel_is_appended_once_and_acted_on_onc
     let replies = futures::future::join_all((0..24).map(|_| send_signed(&s, &body, &header))).await;
     let fresh = replies.into_iter().map(|r| r.expect(200)).filter(|r| r["duplicate"] == false).count();
     assert_eq!(fresh, 1, "exactly one delivery of the burst recorded it");
-    handled(&backend, "evt_burst").await;
+    handled(&backend, &s, "evt_burst").await;
     assert_eq!(count(&backend, "StripeEventReceived").await, 1);
     assert_eq!(count(&backend, "StripeEventHandled").await, 1);
     assert_eq!(count(&backend, "PaymentFailed").await, 1);
@@ -256,19 +276,30 @@ async fn a_subscription_deleted_in_stripe_is_cancelled_at_once(backend: Backend)
     stripe_subscription["id"] = json!("sub_ledger_deleted");
     stripe_subscription["status"] = json!("canceled");
     stripe_subscription["metadata"] = json!({ "ledger_subscription_id": subscription });
-    // An older update arriving after the deletion changes nothing more.
+    // Set to cancel at the period's end in Stripe: auto-renewal off.
+    let mut ending = stripe_subscription.clone();
+    ending["status"] = json!("active");
+    ending["cancel_at_period_end"] = json!(true);
+    let update = event("evt_sub_ending", "customer.subscription.updated", unix_now() - 200, ending);
+    deliver(&s, &signer, &update).await.expect(200);
+    handled(&backend, &s, "evt_sub_ending").await;
+    assert_eq!(s.subscription(&org, OPERATOR).await["autoRenew"], false);
+    assert_eq!(status(&s, &org).await, "active");
+    // Then deleted in Stripe: cancelled at once. An older update arriving
+    // after the deletion changes nothing more.
     let deleted = event("evt_sub_deleted", "customer.subscription.deleted", unix_now(), stripe_subscription.clone());
     deliver(&s, &signer, &deleted).await.expect(200);
-    handled(&backend, "evt_sub_deleted").await;
+    handled(&backend, &s, "evt_sub_deleted").await;
     poll("cancellation", || async { (status(&s, &org).await == "cancelled").then_some(()) }).await;
     assert_eq!(validate(&s, &key).await["code"], "EXPIRED");
     stripe_subscription["status"] = json!("active");
     stripe_subscription["cancel_at_period_end"] = json!(true);
     let older = event("evt_sub_older", "customer.subscription.updated", unix_now() - 100, stripe_subscription);
     deliver(&s, &signer, &older).await.expect(200);
-    handled(&backend, "evt_sub_older").await;
+    handled(&backend, &s, "evt_sub_older").await;
+    assert!(outcome(&backend, "evt_sub_older").await.contains("stale"), "older than the deletion");
     assert_eq!(count(&backend, "SubscriptionCancelled").await, 1);
-    assert_eq!(count(&backend, "AutoRenewalCancelled").await, 0);
+    assert_eq!(count(&backend, "AutoRenewalCancelled").await, 1);
 }
 
 async fn unknown_events_are_acknowledged_and_recorded(backend: Backend) {
@@ -282,10 +313,12 @@ async fn unknown_events_are_acknowledged_and_recorded(backend: Backend) {
     deliver(&s, &signer, &body).await.expect(200);
     let foreign = event("evt_foreign_invoice", "invoice.payment_failed", unix_now(), fixture("invoice"));
     deliver(&s, &signer, &foreign).await.expect(200);
-    handled(&backend, plan["id"].as_str().unwrap()).await;
-    handled(&backend, "evt_foreign_invoice").await;
+    handled(&backend, &s, plan["id"].as_str().unwrap()).await;
+    handled(&backend, &s, "evt_foreign_invoice").await;
     assert_eq!(count(&backend, "StripeEventReceived").await, 2);
     assert_eq!(count(&backend, "PaymentFailed").await, 0);
+    assert!(outcome(&backend, plan["id"].as_str().unwrap()).await.contains("recorded, not handled"));
+    assert!(outcome(&backend, "evt_foreign_invoice").await.contains("no ledger subscription"));
     assert!(s.get("/health", None).await.status.is_success(), "the handler did not crash");
 }
 
@@ -311,8 +344,8 @@ async fn checkout_session_completed_provisions_exactly_once(backend: Backend) {
     deliver(&s, &signer, &completed).await.expect(200);
     let again = event("evt_checkout_2", "checkout.session.completed", unix_now(), session);
     deliver(&s, &signer, &again).await.expect(200);
-    handled(&backend, "evt_checkout_1").await;
-    handled(&backend, "evt_checkout_2").await;
+    handled(&backend, &s, "evt_checkout_1").await;
+    handled(&backend, &s, "evt_checkout_2").await;
     let organizations = s.get("/api/v1/organizations", Some(OPERATOR)).await.expect(200);
     let initech: Vec<&Value> = organizations["items"]
         .as_array()
@@ -490,7 +523,7 @@ async fn the_purchase_flow_runs_from_checkout_to_a_license_and_a_default_payment
     });
     let completed = event("evt_purchase_completed", "checkout.session.completed", unix_now(), session);
     deliver(&s, &signer, &completed).await.expect(200);
-    handled(&backend, "evt_purchase_completed").await;
+    handled(&backend, &s, "evt_purchase_completed").await;
     // 3. Provisioned: the organization, its admin, the subscription from
     // that day, a valid license.
     let organizations = s.get("/api/v1/organizations", Some(OPERATOR)).await.expect(200);
