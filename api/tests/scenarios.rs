@@ -42,7 +42,10 @@ struct Scenario {
     steps: Vec<Step>,
 }
 
-/// One step: exactly one of `clock`, `bill`, `post` or `get`.
+/// The webhook signing secret the scenarios' servers are given.
+const STRIPE_WEBHOOK_SECRET: &str = "whsec_scenarios_0123456789";
+
+/// One step: exactly one of `clock`, `bill`, `post`, `get` or `stripe`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Step {
@@ -59,6 +62,10 @@ struct Step {
     post: Option<String>,
     #[serde(default)]
     get: Option<String>,
+    /// A Stripe event delivered to `POST /api/v1/webhooks/stripe`, signed
+    /// as Stripe signs (`created` defaults to now).
+    #[serde(default)]
+    stripe: Option<Value>,
     /// `operator` (the default), `auditor`, `none`, or a saved token (`$name`).
     #[serde(default)]
     auth: Option<String>,
@@ -202,14 +209,23 @@ impl Run<'_> {
     }
 
     async fn step(&mut self, step: &Step) -> Result<(), String> {
-        let chosen = [step.clock.is_some(), step.bill.is_some(), step.post.is_some(), step.get.is_some()];
+        let chosen =
+            [step.clock.is_some(), step.bill.is_some(), step.post.is_some(), step.get.is_some(), step.stripe.is_some()];
         if chosen.iter().filter(|c| **c).count() != 1 {
-            return Err("a step has exactly one of clock, bill, post, get".into());
+            return Err("a step has exactly one of clock, bill, post, get, stripe".into());
         }
+        let mut signature = None;
         let (method, path, body) = if let Some(now) = &step.clock {
             (Method::POST, "/api/v1/test-clock".to_owned(), Some(json!({ "now": now })))
         } else if let Some(period) = &step.bill {
             (Method::POST, "/api/v1/billing/runs".to_owned(), Some(json!({ "period": period })))
+        } else if let Some(event) = &step.stripe {
+            let mut event = self.substitute(event)?;
+            if event.get("created").is_none() {
+                event["created"] = json!(unix_now());
+            }
+            signature = Some(stripe_signature(&event.to_string()));
+            (Method::POST, "/api/v1/webhooks/stripe".to_owned(), Some(event))
         } else if let Some(path) = &step.post {
             (Method::POST, self.substitute_text(path)?, step.body.as_ref().map(|b| self.substitute(b)).transpose()?)
         } else {
@@ -223,7 +239,10 @@ impl Run<'_> {
             .iter()
             .map(|(k, v)| Ok((k.clone(), self.substitute_text(v)?)))
             .collect::<Result<_, String>>()?;
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if let Some(signature) = &signature {
+            headers.push(("stripe-signature", signature));
+        }
         let expected_body =
             step.expect.as_ref().and_then(|e| e.body.as_ref()).map(|b| self.substitute(b)).transpose()?;
         let deadline = Instant::now() + Duration::from_secs(if step.wait { 10 } else { 0 });
@@ -252,6 +271,22 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    i64::try_from(now.as_secs()).expect("seconds fit")
+}
+
+/// A `Stripe-Signature` header for `body`, as Stripe computes it:
+/// HMAC-SHA256 over `{t}.{body}`, hex (the JSON is sent as these bytes).
+fn stripe_signature(body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let t = unix_now();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(STRIPE_WEBHOOK_SECRET.as_bytes()).expect("any key length");
+    mac.update(format!("{t}.{body}").as_bytes());
+    let v1: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={t},v1={v1}")
 }
 
 fn check(expect: Option<&Expect>, body: Option<&Value>, status: u16, answer: &Value) -> Result<(), String> {
@@ -362,11 +397,20 @@ async fn every_scenario_in_process() {
         })
         .await
         .expect("the server state opens");
+        let mut state = state;
+        state.stripe = ledger_api::stripe::Stripe::new(ledger_api::stripe::Settings {
+            secret_key: None,
+            webhook_secrets: vec![ledger_api::stripe::signature::WebhookSecret::new(STRIPE_WEBHOOK_SECRET)],
+            api_base: None,
+        })
+        .expect("webhook-only Stripe settings");
         let scheduler = tokio::spawn(ledger_api::scheduler::run(state.clone()));
+        let reactor = tokio::spawn(ledger_api::stripe::reactor::run(state.clone()));
         let app =
             ledger_api::app(state.clone()).layer(MockConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 9))));
         let outcome = play(&path, &Target::InProcess(app)).await;
         scheduler.abort();
+        reactor.abort();
         match outcome {
             Ok(()) => match replay_invoices(&state.log).await {
                 Ok(count) => invoices += count,
@@ -384,7 +428,7 @@ async fn every_scenario_over_http(backend_for: impl AsyncFn(&str) -> Option<Back
     for path in scenario_files() {
         let name = path.file_stem().unwrap().to_string_lossy().replace('-', "_");
         let Some(backend) = backend_for(&name).await else { return };
-        let server = backend.start().await;
+        let server = backend.start_with_env(&[], &[("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET)]).await;
         let target = Target::Http(server);
         let outcome = play(&path, &target).await;
         drop(target);
