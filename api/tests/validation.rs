@@ -7,8 +7,9 @@
 //! by `backends!` at the bottom; PostgreSQL variants need `DATABASE_URL`
 //! and skip with a notice without it.
 //!
-//! Not reachable through the server yet, so not tested here: `PAST_DUE`
-//! and `SUSPENDED` need payment failures (the Stripe issue).
+//! `PAST_DUE` and `SUSPENDED` follow payment failures, so they are reached
+//! through signed Stripe webhooks: `api/tests/stripe.rs` (dunning) and
+//! `scenarios/suspension-days-still-billed.yaml`.
 
 #[allow(dead_code)]
 #[macro_use]
