@@ -220,8 +220,10 @@ pub fn invoice<'a>(
     flush(run, &mut lines);
 
     // Add-ons: recurring ones by their billable days, one-time ones in full
-    // in the month of their effective date.
-    for addon in subscription.addons.iter().filter(|_| !days.is_empty()) {
+    // in the month of their effective date (a month without a billable day
+    // bills no add-on).
+    let addons = if days.is_empty() { &[][..] } else { &subscription.addons[..] };
+    for addon in addons {
         let quantity = Decimal::from(addon.quantity);
         if addon.kind.is_one_time() {
             if let Some(price) = addon.one_time_price
