@@ -187,6 +187,7 @@ impl OutboxState {
     /// Decides what one record calls for. `ledger` includes the record.
     fn apply(&mut self, record: &domain::Record, event: Option<LedgerEvent>, ledger: &LedgerState, state: &AppState) {
         let sequence = record.header.sequence;
+        self.sequence = sequence;
         match event {
             Some(LedgerEvent::License(LicenseEvent::LicenseIssued(issued))) => {
                 self.add(
@@ -221,7 +222,6 @@ impl OutboxState {
             Some(LedgerEvent::Notification(event)) => self.finish(event.id()),
             _ => {}
         }
-        self.sequence = sequence;
     }
 
     /// Adds the reminders the clock says are due.
@@ -284,6 +284,8 @@ pub struct Outbox {
     server_paused_until: Option<Instant>,
     /// Server failures in a row, for that backoff.
     server_failures: u32,
+    /// When the clock's notices were last looked for.
+    clock_scanned: Option<Instant>,
 }
 
 /// What a pending notice comes to when it is due.
@@ -314,6 +316,7 @@ impl Outbox {
             mailer,
             server_paused_until: None,
             server_failures: 0,
+            clock_scanned: None,
         };
         outbox.save(app).await?;
         Ok(outbox)
@@ -326,13 +329,12 @@ impl Outbox {
     /// One round: the clock's notices, the log's news, the due sends, and
     /// the snapshot when it is time.
     pub async fn round(&mut self, app: &AppState) -> anyhow::Result<()> {
-        {
+        // The clock's notices once a tick, however often appends wake the
+        // outbox: the scan reads every subscription.
+        if self.clock_scanned.is_none_or(|at| at.elapsed() >= TICK) {
             let ledger = app.projections.read().await;
-            // Only what the read models include: they give each decision
-            // its context (recipients, limits).
-            if ledger.sequence >= self.state.sequence {
-                self.state.scan_clock(&ledger, app.today());
-            }
+            self.state.scan_clock(&ledger, app.today());
+            self.clock_scanned = Some(Instant::now());
         }
         self.follow(app).await?;
         self.send_due(app).await?;
@@ -405,6 +407,7 @@ impl Outbox {
         // Recorded by another process, or before a restart from an older
         // snapshot: the log is the judge.
         if app.log.stream_revision(&id.stream()).await? > 0 {
+            tracing::info!(notification = %id, kind = pending.notice.kind(), "notification already recorded; not sent again");
             self.state.finish(id);
             self.attempts.remove(&id);
             return Ok(());
@@ -536,7 +539,10 @@ fn compose(app: &AppState, ledger: &LedgerState, from: &Mailbox, id: Notificatio
         }
         Notice::UsageWarning { metric, level, month, .. } => {
             let values = ledger.usage.get(&notice.subscription_id()).map(|u| u.month(*month).total).unwrap_or_default();
-            let Some((spec, extra_gb)) = subscription.spec_on(&app.catalog, *month) else {
+            // The month's latest limits known: an upgrade since may have
+            // raised them past the value.
+            let limits_on = today.min(domain::calendar::last_of_month(*month));
+            let Some((spec, extra_gb)) = subscription.spec_on(&app.catalog, limits_on) else {
                 return Compose::Skip(SkipReason::Obsolete);
             };
             // A correction may have brought the month back under the level.
