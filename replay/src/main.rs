@@ -40,7 +40,7 @@ struct From {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// A PostgreSQL log.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long)]
     database_url: Option<String>,
     /// A file written by `replay export`.
     #[arg(long)]
