@@ -159,19 +159,19 @@ impl Usage {
             .unwrap_or_default()
     }
 
+    /// The reports of the month of `any_day` only.
+    pub fn of_month(&self, any_day: NaiveDate) -> Usage {
+        let (first, last) = (crate::calendar::first_of_month(any_day), crate::calendar::last_of_month(any_day));
+        Usage { days: self.days.range(first..=last).map(|(day, reports)| (*day, reports.clone())).collect() }
+    }
+
     /// The values of the month of `any_day`.
     pub fn month(&self, any_day: NaiveDate) -> MonthUsage {
         let first = crate::calendar::first_of_month(any_day);
         let last = crate::calendar::last_of_month(any_day);
         let days: Vec<(NaiveDate, Metrics)> =
             self.days.range(first..=last).map(|(day, _)| (*day, self.day(*day))).collect();
-        let total = days.iter().fold(Metrics::default(), |total, (_, m)| Metrics {
-            active_users: total.active_users.max(m.active_users),
-            data_volume_gb: total.data_volume_gb.max(m.data_volume_gb),
-            api_calls_count: total.api_calls_count + m.api_calls_count,
-            training_hours: total.training_hours + m.training_hours,
-        });
-        MonthUsage { total, days }
+        MonthUsage { total: month_total(days.iter().map(|(_, m)| m)), days }
     }
 
     /// The latest reported data volume (the enforcement check's

@@ -89,7 +89,8 @@ pub async fn report(State(state): State<AppState>, request: axum::extract::Reque
                 "the key is revoked, or its subscription did not cover the reported day",
             ));
         }
-        let usage = ledger.usage.get(&issued.subscription_id).cloned().unwrap_or_default();
+        // Only the reported month's days are needed for the answer.
+        let usage = ledger.usage.get(&issued.subscription_id).map(|u| u.of_month(day)).unwrap_or_default();
         (issued.subscription_id, subscription.clone(), usage)
     };
     let start = subscription.start_date.ok_or(ApiError::NotFound)?;
