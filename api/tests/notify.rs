@@ -459,6 +459,37 @@ async fn dunning_notices_follow_a_failed_payment_the_suspension_and_the_recovery
     sink.stop().await;
 }
 
+async fn a_notice_without_an_admin_is_skipped_and_recorded_but_an_onboarding_waits(backend: Backend) {
+    if !aiosmtpd_available(module_path!()) {
+        return;
+    }
+    let mailbox = Mailbox::new();
+    let sink = mailbox.start().await;
+    let s = start(&backend, &mailbox).await;
+    let org = s.create_org("Acme").await;
+    let key = id(&s.create_subscription(&org, "starter", "2026-01-01", true).await["licenseKey"]);
+    // No admin yet: the usage warning cannot go anywhere and is recorded as
+    // skipped; the onboarding e-mail waits.
+    let answer = s.post("/api/v1/usage/report", None, report(&key, "2026-01-01", 5, 10, 10)).await.expect(200);
+    assert_eq!(answer["warningsIssued"], json!(["users"]));
+    common::poll("the warning recorded as skipped", || async {
+        (recorded(&s, "NotificationSkipped").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(recorded(&s, "NotificationSent").await, 0);
+    let skipped = r#"notifications_total{kind="usage_warning",outcome="skipped"} 1"#;
+    common::poll("the skip counted", || async { s.get("/metrics", None).await.text.contains(skipped).then_some(()) })
+        .await;
+
+    add_admin(&s, &org, "admin@acme.test").await;
+    let welcome = mailbox.wait_for("admin@acme.test", "Welcome").await;
+    assert!(welcome["body"].as_str().unwrap().contains(&key));
+    wait_recorded(&s, 1).await;
+    assert!(mailbox.to("admin@acme.test", "active users").is_empty(), "skipped is never sent later");
+    s.stop().await;
+    sink.stop().await;
+}
+
 /// A bad SMTP setting stops the start with a message that names the flag
 /// and never echoes the URL's password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,4 +517,5 @@ backends!(
     usage_warnings_go_out_at_80_and_100_percent_once_each,
     an_smtp_outage_delays_the_mail_and_loses_nothing,
     dunning_notices_follow_a_failed_payment_the_suspension_and_the_recovery,
+    a_notice_without_an_admin_is_skipped_and_recorded_but_an_onboarding_waits,
 );
