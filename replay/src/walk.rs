@@ -109,15 +109,17 @@ pub async fn walk(source: &Source, plan: &Plan) -> anyhow::Result<Result<Walk, (
     }
     'pages: while let Some(page) = pages.recv().await {
         let page = page?;
-        let leaf_failure = if plan.check_leaves {
-            let (failure, returned) = tokio::task::spawn_blocking(move || (check_leaves(&page), page))
-                .await
-                .expect("leaf checks do not panic");
-            (failure, returned)
-        } else {
-            (None, page)
-        };
-        let (leaf_failure, page) = leaf_failure;
+        // Leaves and payloads are independent of each other: checked and
+        // decoded on all cores, while the chain, the tree and the state,
+        // which are sequential, follow below.
+        let check = plan.check_leaves;
+        let (leaf_failure, decoded, page) = tokio::task::spawn_blocking(move || {
+            let (failure, decoded) = prepare(&page, check);
+            (failure, decoded, page)
+        })
+        .await
+        .expect("leaf checks and decoding do not panic");
+        let mut decoded = decoded.into_iter();
         for (index, record) in page.iter().enumerate() {
             let header = &record.header;
             let sequence = header.sequence;
@@ -138,23 +140,21 @@ pub async fn walk(source: &Source, plan: &Plan) -> anyhow::Result<Result<Walk, (
                 done.tree.push_record(&record.leaf_hash);
                 done.chains.push(record.chain_hash);
             }
-            let event = match &record.payload {
-                None => {
+            let event = match decoded.next().expect("one decoded event a record") {
+                Decoded::Shredded => {
                     done.shredded += 1;
                     None
                 }
-                Some(payload) => match LedgerEvent::decode(header, payload) {
-                    Ok(Some(event)) => Some(event),
-                    Ok(None) if plan.decode_strictly => fail!(at(
-                        sequence,
-                        format!(
-                            "the event type {} (schema {}) on stream {} is unknown to this replay",
-                            header.event_type, header.schema_version, header.stream_id
-                        )
-                    )),
-                    Ok(None) => None,
-                    Err(error) => fail!(at(sequence, format!("the payload does not decode: {error}"))),
-                },
+                Decoded::Event(event) => Some(event),
+                Decoded::Unknown if plan.decode_strictly => fail!(at(
+                    sequence,
+                    format!(
+                        "the event type {} (schema {}) on stream {} is unknown to this replay",
+                        header.event_type, header.schema_version, header.stream_id
+                    )
+                )),
+                Decoded::Unknown => None,
+                Decoded::Undecodable(error) => fail!(at(sequence, format!("the payload does not decode: {error}"))),
             };
             if plan.checkpoints
                 && header.stream_id.as_str() == CHECKPOINT_STREAM
@@ -300,29 +300,59 @@ pub fn key_at(keys: &[(u64, VerifyingKey)], sequence: u64) -> VerifyingKey {
     keys.iter().rev().find(|(from, _)| *from < sequence).map_or(keys[0].1, |(_, key)| *key)
 }
 
-/// The first record of `page` whose leaf does not verify, by index,
-/// checked on all cores.
-fn check_leaves(page: &[Record]) -> Option<(usize, VerifyFailure)> {
+/// A record's payload, decoded.
+enum Decoded {
+    Shredded,
+    Event(LedgerEvent),
+    Unknown,
+    Undecodable(String),
+}
+
+fn decode(record: &Record) -> Decoded {
+    match &record.payload {
+        None => Decoded::Shredded,
+        Some(payload) => match LedgerEvent::decode(&record.header, payload) {
+            Ok(Some(event)) => Decoded::Event(event),
+            Ok(None) => Decoded::Unknown,
+            Err(error) => Decoded::Undecodable(error.to_string()),
+        },
+    }
+}
+
+/// Every record of `page` decoded, and the first whose leaf does not
+/// verify (by index, when `check` is set), on all cores.
+fn prepare(page: &[Record], check: bool) -> (Option<(usize, VerifyFailure)>, Vec<Decoded>) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let chunk = page.len().div_ceil(threads).max(256);
     std::thread::scope(|scope| {
-        let workers: Vec<_> =
-            page.chunks(chunk)
-                .enumerate()
-                .map(|(n, records)| {
-                    scope.spawn(move || {
+        let workers: Vec<_> = page
+            .chunks(chunk)
+            .enumerate()
+            .map(|(n, records)| {
+                scope.spawn(move || {
+                    let failure = if check {
                         records.iter().enumerate().find_map(|(i, record)| {
                             record.check_leaf().err().map(|defect| {
                                 (n * chunk + i, VerifyFailure { sequence: record.header.sequence, defect })
                             })
                         })
-                    })
+                    } else {
+                        None
+                    };
+                    (failure, records.iter().map(decode).collect::<Vec<_>>())
                 })
-                .collect();
-        workers
-            .into_iter()
-            .filter_map(|worker| worker.join().expect("leaf checks do not panic"))
-            .min_by_key(|(index, _)| *index)
+            })
+            .collect();
+        let mut first = None;
+        let mut decoded = Vec::with_capacity(page.len());
+        for worker in workers {
+            let (failure, events) = worker.join().expect("leaf checks and decoding do not panic");
+            if first.is_none() {
+                first = failure;
+            }
+            decoded.extend(events);
+        }
+        (first, decoded)
     })
 }
 
