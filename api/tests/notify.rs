@@ -459,7 +459,7 @@ async fn dunning_notices_follow_a_failed_payment_the_suspension_and_the_recovery
     sink.stop().await;
 }
 
-async fn a_notice_without_an_admin_is_skipped_and_recorded_but_an_onboarding_waits(backend: Backend) {
+async fn a_notice_without_an_admin_is_skipped_and_recorded_but_an_onboarding_waits_for_one(backend: Backend) {
     if !aiosmtpd_available(module_path!()) {
         return;
     }
@@ -481,10 +481,22 @@ async fn a_notice_without_an_admin_is_skipped_and_recorded_but_an_onboarding_wai
     common::poll("the skip counted", || async { s.get("/metrics", None).await.text.contains(skipped).then_some(()) })
         .await;
 
+    // An upgrade replaces the key before anyone could be told: the first
+    // key's onboarding no longer applies; the new key's waits too.
+    let upgrade = json!({ "targetTier": "professional" });
+    let upgraded = s.post(&format!("/api/v1/subscriptions/{org}/upgrade"), Some(OPERATOR), upgrade).await.expect(200);
+    let new_key = id(&upgraded["newLicenseKey"]);
+    common::poll("the first key's onboarding recorded as skipped", || async {
+        (recorded(&s, "NotificationSkipped").await == 2).then_some(())
+    })
+    .await;
+
     add_admin(&s, &org, "admin@acme.test").await;
-    let welcome = mailbox.wait_for("admin@acme.test", "Welcome").await;
-    assert!(welcome["body"].as_str().unwrap().contains(&key));
+    let welcome = mailbox.wait_for("admin@acme.test", "new professional license key").await;
+    assert!(welcome["body"].as_str().unwrap().contains(&new_key), "{welcome}");
+    assert!(!welcome["body"].as_str().unwrap().contains(&key), "not the replaced key: {welcome}");
     wait_recorded(&s, 1).await;
+    assert_eq!(mailbox.messages().len(), 1, "only the new key's e-mail");
     assert!(mailbox.to("admin@acme.test", "active users").is_empty(), "skipped is never sent later");
     s.stop().await;
     sink.stop().await;
@@ -517,5 +529,5 @@ backends!(
     usage_warnings_go_out_at_80_and_100_percent_once_each,
     an_smtp_outage_delays_the_mail_and_loses_nothing,
     dunning_notices_follow_a_failed_payment_the_suspension_and_the_recovery,
-    a_notice_without_an_admin_is_skipped_and_recorded_but_an_onboarding_waits,
+    a_notice_without_an_admin_is_skipped_and_recorded_but_an_onboarding_waits_for_one,
 );
