@@ -103,20 +103,43 @@ impl Source {
             Self::Log { log, .. } => {
                 let log = log.clone();
                 tokio::spawn(async move {
-                    let mut from = 1u64;
+                    use futures::StreamExt;
+                    // Up to the head, pages are ranges computed ahead, read
+                    // several at once (a missing record just makes a short
+                    // page, which linking names); past it, pages are read in
+                    // turn until one comes back empty.
+                    let head = match log.head().await {
+                        Ok(head) => head.sequence,
+                        Err(error) => {
+                            let _ = tx.send(Err(error.into())).await;
+                            return;
+                        }
+                    };
+                    let page = READ_PAGE_RECORDS as u64;
+                    let ranges =
+                        (1..=head).step_by(READ_PAGE_RECORDS).map(move |from| from..=(from + page - 1).min(head));
+                    let mut reads = std::pin::pin!(
+                        futures::stream::iter(ranges)
+                            .map(|range| log.read_page(range, READ_PAGE_RECORDS))
+                            .buffered(PAGES_AHEAD)
+                    );
+                    while let Some(page) = reads.next().await {
+                        let failed = page.is_err();
+                        if tx.send(page.map_err(Into::into)).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                    let mut from = head + 1;
                     loop {
                         let page = log.read_page(from..=i64::MAX as u64, READ_PAGE_RECORDS).await;
-                        let (next, done) = match &page {
+                        let next = match &page {
                             Ok(records) => match records.last() {
-                                Some(last) => {
-                                    (last.header.sequence.saturating_add(1), records.len() < READ_PAGE_RECORDS)
-                                }
-                                None => (from, true),
+                                Some(last) => last.header.sequence.saturating_add(1),
+                                None => return,
                             },
-                            Err(_) => (from, true),
+                            Err(_) => u64::MAX,
                         };
-                        let empty = matches!(&page, Ok(records) if records.is_empty());
-                        if (!empty && tx.send(page.map_err(Into::into)).await.is_err()) || done {
+                        if tx.send(page.map_err(Into::into)).await.is_err() || next == u64::MAX {
                             return;
                         }
                         from = next;

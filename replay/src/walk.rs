@@ -145,7 +145,7 @@ pub async fn walk(source: &Source, plan: &Plan) -> anyhow::Result<Result<Walk, (
                     done.shredded += 1;
                     None
                 }
-                Decoded::Event(event) => Some(event),
+                Decoded::Event(event) => Some(*event),
                 Decoded::Unknown if plan.decode_strictly => fail!(at(
                     sequence,
                     format!(
@@ -303,7 +303,7 @@ pub fn key_at(keys: &[(u64, VerifyingKey)], sequence: u64) -> VerifyingKey {
 /// A record's payload, decoded.
 enum Decoded {
     Shredded,
-    Event(LedgerEvent),
+    Event(Box<LedgerEvent>),
     Unknown,
     Undecodable(String),
 }
@@ -312,7 +312,7 @@ fn decode(record: &Record) -> Decoded {
     match &record.payload {
         None => Decoded::Shredded,
         Some(payload) => match LedgerEvent::decode(&record.header, payload) {
-            Ok(Some(event)) => Decoded::Event(event),
+            Ok(Some(event)) => Decoded::Event(Box::new(event)),
             Ok(None) => Decoded::Unknown,
             Err(error) => Decoded::Undecodable(error.to_string()),
         },
