@@ -179,12 +179,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Checked before anything starts, so a bad SMTP setting stops the start.
     let mailer = config.notifications.as_ref().map(notify::Mailer::new).transpose()?;
     let state = open(&config).await?;
+    // The outbox's checkpoint is fixed before anything else runs, so even a
+    // first start misses nothing appended after it.
+    let outbox = match mailer {
+        Some(mailer) => Some(notify::Outbox::load(&state, mailer).await?),
+        None => None,
+    };
     tokio::spawn(scheduler::run(state.clone()));
     tokio::spawn(routes::log::keep_checkpoints(state.clone()));
     tokio::spawn(stripe::reactor::run(state.clone()));
     tokio::spawn(stripe::sync::run(state.clone()));
-    if let Some(mailer) = mailer {
-        tokio::spawn(notify::run(state.clone(), mailer));
+    if let Some(outbox) = outbox {
+        tokio::spawn(notify::run(state.clone(), outbox));
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;

@@ -302,7 +302,10 @@ enum Compose {
 
 impl Outbox {
     /// Loads the state from its snapshot; on the very first start, begins
-    /// at the log's head and saves that at once.
+    /// at the log's head and saves that at once. The server loads it before
+    /// anything else can append, so a first start misses nothing after it.
+    /// A snapshot this version cannot read stops the start: it is a bug to
+    /// look at, not a reason to begin again and e-mail the history.
     pub async fn load(app: &AppState, mailer: Mailer) -> anyhow::Result<Self> {
         let state = match app.log.load_snapshot(SNAPSHOT_NAME).await? {
             Some(snapshot) => domain::codec::decode::<OutboxState>(&snapshot.state)
@@ -619,19 +622,9 @@ fn about(organization: &str, subscription: &Subscription, today: chrono::NaiveDa
     })
 }
 
-/// Runs the outbox for good: a round every [`TICK`] and after appends.
-pub async fn run(app: AppState, mailer: Mailer) {
-    let server = mailer.server.clone();
-    let mut outbox = match Outbox::load(&app, mailer).await {
-        Ok(outbox) => outbox,
-        Err(error) => {
-            // A snapshot this version cannot read is a bug to look at, not
-            // a reason to start over and send the history again.
-            tracing::error!(%error, "the notification outbox cannot start; notifications are off");
-            return;
-        }
-    };
-    tracing::info!(server = %server, from_sequence = outbox.state.sequence, "notifications on");
+/// Runs a loaded outbox for good: a round every [`TICK`] and after appends.
+pub async fn run(app: AppState, mut outbox: Outbox) {
+    tracing::info!(server = %outbox.mailer.server, from_sequence = outbox.state.sequence, "notifications on");
     let mut appends = app.log.watch_appends();
     loop {
         if let Err(error) = outbox.round(&app).await {
