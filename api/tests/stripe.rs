@@ -478,6 +478,12 @@ async fn checkout_starts_a_setup_session_for_a_tier(backend: Backend) {
     assert_eq!(session.field("metadata[ledger_tier]"), Some("starter"));
     assert_eq!(session.field("metadata[ledger_admin_email]"), Some("admin@globex.example"));
     assert!(session.field("customer").is_some_and(|c| c.starts_with("cus_")), "{session:?}");
+    // The longest Idempotency-Key still fits Stripe's (at most 255 characters).
+    let long = "k".repeat(255);
+    let headers = [("idempotency-key", long.as_str())];
+    s.send(Method::POST, "/api/v1/checkout", None, Body::Json(body.clone()), &headers).await.expect(201);
+    let last = stand_in.calls().pop().unwrap();
+    assert!(last.idempotency_key.is_some_and(|k| k.len() <= 255 && !k.contains(&long)));
     // The retry asked for its customer under the same key as the first.
     let keys: std::collections::BTreeSet<_> =
         calls.iter().filter(|c| c.path == "POST /v1/customers").map(|c| c.idempotency_key.clone()).collect();

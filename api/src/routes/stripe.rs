@@ -172,8 +172,9 @@ pub async fn checkout(State(state): State<AppState>, headers: HeaderMap, body: B
                     "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} visible ASCII characters"
                 ))
             })?;
-            // Bound to the body: the same key with another body is another purchase.
-            Some(format!("{key}:{}", request_digest("POST", "/api/v1/checkout", &raw)))
+            // Bound to the body (the same key with another body is another
+            // purchase) and of fixed length, within Stripe's 255 characters.
+            Some(request_digest("POST", &format!("/api/v1/checkout#{key}"), &raw).to_string())
         }
     };
     let body = &body;
