@@ -21,9 +21,11 @@
 //!   ever: nothing due is dropped. A failure of the server (unreachable,
 //!   timed out, a 4xx "try later") holds back every e-mail for that backoff,
 //!   so an outage costs one attempt per wait, not one per waiting e-mail;
-//!   a 5xx refusal of one message holds back that message only. Only a notice that cannot apply any more
-//!   (its subscription ended, its key was replaced, its organization has
-//!   no admin) is recorded as `NotificationSkipped`, with the reason.
+//!   a 5xx refusal of one message holds back that message only;
+//! - only a notice that cannot apply any more (its subscription ended, its
+//!   key was replaced, a failed payment was paid since, its organization
+//!   has no admin; an onboarding waits for one instead) is recorded as
+//!   `NotificationSkipped`, with the reason.
 //!
 //! The first start with notifications on begins at the log's head: turning
 //! them on does not send the history. From then on the checkpoint moves
