@@ -113,9 +113,16 @@ impl LogTree {
     /// other processes' are polled for).
     pub async fn follow(self: Arc<Self>, log: EventLog) {
         let mut appends = log.watch_appends();
+        let mut warned = false;
         loop {
-            if let Err(error) = self.caught_up(&log).await {
-                tracing::warn!(%error, "the Merkle tree could not follow the log");
+            match self.caught_up(&log).await {
+                Ok(_) => warned = false,
+                // Said once, not every poll; requests keep saying it.
+                Err(error) if !warned => {
+                    tracing::warn!(%error, "the Merkle tree could not follow the log");
+                    warned = true;
+                }
+                Err(_) => {}
             }
             let _ = tokio::time::timeout(POLL_EVERY, appends.changed()).await;
         }
