@@ -32,6 +32,7 @@ backends!(
     issued_invoices_are_synced_to_stripe_once_through_an_outage,
     checkout_starts_a_setup_session_for_a_tier,
     the_purchase_flow_runs_from_checkout_to_a_license_and_a_default_payment_method,
+    invoices_issued_before_stripe_was_turned_on_are_not_sent_to_stripe,
 );
 
 /// A server with webhooks on (two secrets: a rotation in progress).
@@ -557,4 +558,35 @@ async fn the_purchase_flow_runs_from_checkout_to_a_license_and_a_default_payment
     let invoice = calls.iter().find(|c| c.path == "POST /v1/invoices" && c.status == 200).unwrap();
     assert_eq!(invoice.field("customer"), Some(customer.as_str()));
     assert_eq!(calls.iter().filter(|c| c.path == "POST /v1/customers").count(), 1, "{calls:#?}");
+}
+
+async fn invoices_issued_before_stripe_was_turned_on_are_not_sent_to_stripe(backend: Backend) {
+    let Some(localstripe) = LocalStripe::start("sync_start").await else { return };
+    let stand_in = StandIn::start(&localstripe).await;
+    // January is billed without Stripe.
+    let s = backend.start().await;
+    subscribed(&s).await;
+    s.move_clock("2026-02-01T00:00:00Z").await;
+    s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-01" })).await.expect(200);
+    s.stop().await;
+    // Then Stripe is turned on: February goes to Stripe, January does not.
+    let env = [("STRIPE_SECRET_KEY", "sk_test_ledger_start"), ("STRIPE_API_BASE", stand_in.base.as_str())];
+    let s = backend.start_with_env(&[], &env).await;
+    poll("the sync's start", || async { (count(&backend, "StripeSyncStarted").await == 1).then_some(()) }).await;
+    s.move_clock("2026-03-01T00:00:00Z").await;
+    s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-02" })).await.expect(200);
+    poll("the invoice in Stripe", || async { (count(&backend, "StripeInvoiceCreated").await == 1).then_some(()) })
+        .await;
+    let calls = stand_in.calls();
+    let periods: Vec<_> = calls
+        .iter()
+        .filter(|c| c.path == "POST /v1/invoices")
+        .map(|c| c.field("metadata[ledger_period]").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(periods, ["2026-02"], "{calls:#?}");
+    // A restart does not move the start.
+    s.stop().await;
+    let s = backend.start_with_env(&[], &env).await;
+    s.wait_ready().await;
+    assert_eq!(count(&backend, "StripeSyncStarted").await, 1);
 }

@@ -112,7 +112,7 @@ pub enum LedgerEvent {
     Checkpoint(crate::checkpoint::CheckpointEvent),
     /// `notification/{id}`: what became of a notification.
     Notification(crate::notification::NotificationEvent),
-    /// `stripe-event`, `stripe-customer`, `stripe-invoice`, `stripe-payment-method`.
+    /// `stripe-event`, `stripe-customer`, `stripe-invoice`, `stripe-payment-method`, `stripe-sync`.
     Stripe(crate::stripe::StripeEvent),
 }
 
@@ -131,7 +131,7 @@ impl LedgerEvent {
             "invoice" => StoredEvent::decode(event_type, version, payload)?.map(Self::Invoice),
             "checkpoint" => StoredEvent::decode(event_type, version, payload)?.map(Self::Checkpoint),
             "notification" => StoredEvent::decode(event_type, version, payload)?.map(Self::Notification),
-            "stripe-event" | "stripe-customer" | "stripe-invoice" | "stripe-payment-method" => {
+            "stripe-event" | "stripe-customer" | "stripe-invoice" | "stripe-payment-method" | "stripe-sync" => {
                 StoredEvent::decode(event_type, version, payload)?.map(Self::Stripe)
             }
             _ => None,

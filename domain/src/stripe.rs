@@ -15,6 +15,10 @@
 //! - `stripe-invoice/{subscription}:{YYYY-MM}` (the invoice's own stream
 //!   name): `StripeInvoiceCreated`, the Stripe invoice made for an issued
 //!   invoice, or `StripeSyncRefused`, when Stripe refused it for good.
+//! - `stripe-sync/started`: `StripeSyncStarted`, appended once, when a
+//!   server first runs with a Stripe API key: invoices issued before it
+//!   are not sent to Stripe (they were billed without it; collecting them
+//!   now could charge twice).
 //! - `stripe-payment-method/{organization}`: `StripePaymentMethodSaved`
 //!   (Checkout saved the buyer's payment method, in a SetupIntent), then
 //!   `StripeDefaultPaymentMethodSet` once it is the customer's default for
@@ -24,7 +28,7 @@
 //! subscription stream: `PaymentFailed`, `PaymentSucceeded`,
 //! `SubscriptionSuspended` in `crate::subscription`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -46,6 +50,7 @@ crate::stored_events! {
         StripeSyncRefused = 1,
         StripePaymentMethodSaved = 1,
         StripeDefaultPaymentMethodSet = 1,
+        StripeSyncStarted = 1,
     }
 }
 
@@ -132,6 +137,18 @@ pub struct StripeDefaultPaymentMethodSet {
     pub payment_method_id: String,
 }
 
+/// The outbound sync began: invoices issued at `from_sequence` or later are
+/// sent to Stripe, earlier ones are not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripeSyncStarted {
+    pub from_sequence: u64,
+}
+
+/// The stream of the sync's start (one event, ever).
+pub fn sync_started_stream() -> StreamId {
+    StreamId::new("stripe-sync/started").expect("a valid stream id")
+}
+
 /// The stream of a webhook event, or `None` for an id the ledger would not
 /// accept as a stream name.
 pub fn event_stream(event_id: &str) -> Option<StreamId> {
@@ -167,8 +184,11 @@ pub struct StripeOutbox {
     pub pending_events: BTreeMap<u64, String>,
     /// Stripe customer per organization.
     pub customers: BTreeMap<OrganizationId, String>,
-    /// Issued invoices not in Stripe yet: (subscription, month).
-    pub pending_invoices: BTreeSet<(SubscriptionId, NaiveDate)>,
+    /// Issued invoices not in Stripe yet: (subscription, month) and the
+    /// sequence of their `InvoiceIssued`.
+    pub pending_invoices: BTreeMap<(SubscriptionId, NaiveDate), u64>,
+    /// Where the outbound sync began (`StripeSyncStarted`), once it has.
+    pub sync_from: Option<u64>,
     /// Stripe invoice per issued invoice.
     pub invoices: BTreeMap<(SubscriptionId, NaiveDate), String>,
     /// Sync calls Stripe refused for good, by target.
@@ -185,8 +205,10 @@ impl StripeOutbox {
     /// Applies one decoded event at `sequence` (records in global order).
     pub fn apply(&mut self, sequence: u64, event: &LedgerEvent) {
         match event {
-            LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued)) => {
-                self.pending_invoices.insert((issued.subscription_id, issued.invoice.period));
+            LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued))
+                if self.sync_from.is_none_or(|from| sequence >= from) =>
+            {
+                self.pending_invoices.insert((issued.subscription_id, issued.invoice.period), sequence);
             }
             LedgerEvent::Stripe(event) => match event {
                 StripeEvent::StripeEventReceived(received) => {
@@ -217,6 +239,12 @@ impl StripeOutbox {
                 }
                 StripeEvent::StripeDefaultPaymentMethodSet(set) => {
                     self.pending_payment_methods.remove(&set.organization_id);
+                }
+                StripeEvent::StripeSyncStarted(started) => {
+                    if self.sync_from.is_none() {
+                        self.sync_from = Some(started.from_sequence);
+                        self.pending_invoices.retain(|_, issued_at| *issued_at >= started.from_sequence);
+                    }
                 }
             },
             _ => {}

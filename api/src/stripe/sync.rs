@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use domain::billing::InvoiceIssued;
 use domain::stripe::{
     StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeInvoiceCreated, StripePaymentMethodSaved,
-    StripeSyncRefused, customer_stream, invoice_stream, payment_method_stream,
+    StripeSyncRefused, StripeSyncStarted, customer_stream, invoice_stream, payment_method_stream, sync_started_stream,
 };
 use domain::{Metadata, OrganizationId, StreamId};
 use rust_decimal::prelude::ToPrimitive;
@@ -112,7 +112,16 @@ impl From<store::StoreError> for SyncError {
 }
 
 pub async fn run(state: AppState) {
+    if state.stripe.client.is_none() {
+        return;
+    }
     let mut backoff = Backoff::default();
+    // Invoices issued before the sync first ran are not Stripe's to collect.
+    while let Err(error) = mark_start(&state).await {
+        let delay = backoff.failed("stripe-sync/started", Instant::now());
+        tracing::warn!(%error, retry_in = ?delay, "the stripe sync's start not recorded; will retry");
+        tokio::time::sleep(delay).await;
+    }
     loop {
         sync_due(&state, &mut backoff).await;
         let _ = tokio::time::timeout(TICK, state.stripe.sync.notified()).await;
@@ -145,7 +154,7 @@ pub async fn sync_due(state: &AppState, backoff: &mut Backoff) -> usize {
         let outbox = &ledger.stripe;
         outbox
             .pending_invoices
-            .iter()
+            .keys()
             .filter(|(subscription, period)| {
                 !outbox.refused.contains_key(invoice_stream(*subscription, *period).as_str())
             })
@@ -239,6 +248,16 @@ async fn default_payment_method(
         Err(Rejection::WrongRevision { .. }) => Ok(()),
         Err(other) => Err(SyncError::Transient(other.to_string())),
     }
+}
+
+/// Appends `StripeSyncStarted` at the log's head, once ever (the stream is
+/// expected not to exist), and waits for the read model to include it.
+async fn mark_start(state: &AppState) -> Result<(), SyncError> {
+    let head = state.log.head().await?.sequence;
+    let started: StripeEvent = StripeSyncStarted { from_sequence: head + 1 }.into();
+    append_new(state, sync_started_stream(), started).await?;
+    let head = state.log.head().await?.sequence;
+    state.projections.wait_for(head, Duration::from_secs(30)).await.map_err(|e| SyncError::Transient(e.to_string()))
 }
 
 fn metadata() -> Metadata {
