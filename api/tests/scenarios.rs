@@ -100,7 +100,7 @@ struct Expect {
 /// Where requests go.
 enum Target {
     InProcess(axum::Router),
-    Http(Server),
+    Http(Box<Server>),
 }
 
 impl Target {
@@ -429,7 +429,7 @@ async fn every_scenario_over_http(backend_for: impl AsyncFn(&str) -> Option<Back
         let name = path.file_stem().unwrap().to_string_lossy().replace('-', "_");
         let Some(backend) = backend_for(&name).await else { return };
         let server = backend.start_with_env(&[], &[("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET)]).await;
-        let target = Target::Http(server);
+        let target = Target::Http(Box::new(server));
         let outcome = play(&path, &target).await;
         drop(target);
         let outcome = match outcome {

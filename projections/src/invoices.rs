@@ -14,11 +14,11 @@
 use std::collections::HashMap;
 
 use cqrs_es::Aggregate;
+use domain::RecordHeader;
 use domain::SubscriptionId;
 use domain::billing::{Invoice, InvoiceEvent, InvoiceIssued, invoice, invoice_id, period_text};
 use domain::catalog::Catalog;
 use domain::event::LedgerEvent;
-use domain::RecordHeader;
 use domain::subscription::{Subscription, SubscriptionEvent};
 use domain::usage::{Usage, UsageEvent, UsageReported};
 
