@@ -432,3 +432,79 @@ pub async fn consistency(
         "checkpoint": checkpoint,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use domain::record::{CHAIN_GENESIS, RecordHeader};
+    use domain::{EventId, Metadata};
+
+    use super::*;
+
+    fn empty() -> TreeState {
+        TreeState {
+            tree: MerkleTree::new(),
+            verifier: ChainVerifier::from_genesis(),
+            recorded_at: Timestamp::from_micros(0),
+            broken: None,
+            kept: None,
+        }
+    }
+
+    fn records(n: u64) -> Vec<Record> {
+        let mut previous = CHAIN_GENESIS;
+        (1..=n)
+            .map(|sequence| {
+                let header = RecordHeader {
+                    sequence,
+                    event_id: EventId::v7(1_700_000_000_000 + sequence, [sequence as u8; 10]),
+                    stream_id: StreamId::new("org/x").unwrap(),
+                    stream_revision: sequence,
+                    event_type: "Test".into(),
+                    schema_version: 1,
+                    occurred_at: Timestamp::from_micros(sequence as i64),
+                    recorded_at: Timestamp::from_micros(sequence as i64),
+                    idempotency_key: None,
+                };
+                let record = Record::seal(header, Metadata::default().encode(), vec![sequence as u8], &previous);
+                previous = record.chain_hash;
+                record
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nothing_is_signed_past_a_record_that_does_not_verify() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let mut good = empty();
+        records(3).iter().for_each(|r| good.add(r));
+        let note = good.sign("ledger", &key, Timestamp::from_micros(10)).unwrap();
+        let checkpoint = Checkpoint::verify(&note, &key.verifying_key()).unwrap();
+        assert_eq!((checkpoint.size, checkpoint.chain), (3, records(3)[2].chain_hash));
+        assert_eq!(checkpoint.time, Timestamp::from_micros(10));
+
+        let mut tampered = records(3);
+        tampered[1].payload = Some(vec![99]);
+        let mut state = empty();
+        tampered.iter().for_each(|r| state.add(r));
+        assert_eq!(state.size(), 1, "the tree stops before the bad record");
+        assert_eq!(state.broken.as_ref().map(|f| f.sequence), Some(2));
+    }
+
+    #[test]
+    fn a_checkpoint_is_kept_only_when_more_than_its_own_record_came() {
+        let mut state = empty();
+        assert!(!state.grown_since_kept(), "an empty log");
+        records(4).iter().for_each(|r| state.add(r));
+        assert!(state.grown_since_kept());
+        // Kept at sequence 5 for size 4: only its own record came since.
+        state.kept = Some(Kept { size: 4, sequence: 5, note: String::new() });
+        assert!(!state.grown_since_kept(), "nothing past what the kept checkpoint covers");
+        let mut five = empty();
+        records(5).iter().for_each(|r| five.add(r));
+        five.kept = Some(Kept { size: 4, sequence: 5, note: String::new() });
+        assert!(!five.grown_since_kept());
+        // Kept at 5 for size 3 (record 4 came between signing and keeping).
+        five.kept = Some(Kept { size: 3, sequence: 5, note: String::new() });
+        assert!(five.grown_since_kept(), "record 4 is not covered by any kept checkpoint");
+    }
+}
