@@ -19,6 +19,7 @@ pub mod merkle;
 pub mod money;
 pub mod notification;
 pub mod organization;
+pub mod proof;
 pub mod record;
 pub mod stripe;
 pub mod subscription;

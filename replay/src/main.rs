@@ -16,7 +16,8 @@ use clap::{Args, Parser, Subcommand};
 use domain::Timestamp;
 use domain::checkpoint::Checkpoint;
 use domain::merkle::{Blake3Hasher, record_leaf, root_from_inclusion};
-use domain::record::{Hash, RecordHeader, leaf_hash};
+use domain::proof::InclusionProof;
+use domain::record::leaf_hash;
 use ed25519_dalek::VerifyingKey;
 use serde_json::{Value, json};
 
@@ -463,65 +464,16 @@ async fn prove(sequence: u64, checkpoint: Option<PathBuf>, from: From) -> anyhow
         }
     }
     let record = record.context("the record is not in the log")?;
-    let header = &record.header;
-    let answer = json!({
-        "sequence": sequence,
-        "leafIndex": sequence - 1,
-        "treeSize": size,
-        "record": {
-            "sequence": header.sequence,
-            "eventId": header.event_id.0,
-            "streamId": header.stream_id.as_str(),
-            "streamRevision": header.stream_revision,
-            "eventType": header.event_type,
-            "schemaVersion": header.schema_version,
-            "occurredAtUs": header.occurred_at.as_micros(),
-            "recordedAtUs": header.recorded_at.as_micros(),
-            "idempotencyKey": header.idempotency_key,
-            "metadataHash": record.metadata_hash.to_hex(),
-            "payloadHash": record.payload_hash.to_hex(),
-            "leafHash": record.leaf_hash.to_hex(),
-        },
-        "merkleLeaf": record_leaf(&record.leaf_hash).to_hex(),
-        "proof": proof.iter().map(Hash::to_hex).collect::<Vec<_>>(),
-        "rootHash": done.tree.root(size)?.to_hex(),
-        "checkpoint": note,
-    });
+    let answer = InclusionProof::new(&record, size, &proof, done.tree.root(size)?, note);
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(Ok(()))
-}
-
-/// The proof's JSON: the shape of `prove` and of `GET /api/v1/log/proof/inclusion`.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ProofFile {
-    leaf_index: u64,
-    tree_size: u64,
-    record: ProofRecord,
-    proof: Vec<String>,
-    checkpoint: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ProofRecord {
-    sequence: u64,
-    event_id: uuid::Uuid,
-    stream_id: String,
-    stream_revision: u64,
-    event_type: String,
-    schema_version: u32,
-    occurred_at_us: i64,
-    recorded_at_us: i64,
-    idempotency_key: Option<String>,
-    metadata_hash: String,
-    payload_hash: String,
 }
 
 fn check_proof(path: &Path, checkpoint: Option<&Path>, key: &str) -> anyhow::Result<Result<(), Failure>> {
     let key = public_key(key)?;
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let proof: ProofFile = serde_json::from_str(&text).context("the proof is not in the format of `replay prove`")?;
+    let proof: InclusionProof =
+        serde_json::from_str(&text).context("the proof is not in the format of `replay prove`")?;
     let note = match checkpoint {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         None => proof.checkpoint.clone().context("the proof carries no checkpoint: give --checkpoint")?,
@@ -533,17 +485,7 @@ fn check_proof(path: &Path, checkpoint: Option<&Path>, key: &str) -> anyhow::Res
     };
     let record = &proof.record;
     // The leaf from the record's own fields: what the proof is about.
-    let header = RecordHeader {
-        sequence: record.sequence,
-        event_id: domain::EventId(record.event_id),
-        stream_id: domain::StreamId::new(record.stream_id.clone())?,
-        stream_revision: record.stream_revision,
-        event_type: record.event_type.clone(),
-        schema_version: record.schema_version,
-        occurred_at: Timestamp::from_micros(record.occurred_at_us),
-        recorded_at: Timestamp::from_micros(record.recorded_at_us),
-        idempotency_key: record.idempotency_key.clone(),
-    };
+    let header = record.header().map_err(anyhow::Error::msg)?;
     let leaf = leaf_hash(&header, &source::hash(&record.metadata_hash)?, &source::hash(&record.payload_hash)?);
     if proof.leaf_index + 1 != record.sequence {
         return fail(format!("the proof is for leaf index {}, not the record's", proof.leaf_index));

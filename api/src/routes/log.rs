@@ -359,30 +359,8 @@ pub async fn inclusion(
     } else {
         None
     };
-    let header = &record.header;
-    Ok(Json(json!({
-        "sequence": sequence,
-        "leafIndex": sequence - 1,
-        "treeSize": size,
-        "record": {
-            "sequence": header.sequence,
-            "eventId": header.event_id.0,
-            "streamId": header.stream_id.as_str(),
-            "streamRevision": header.stream_revision,
-            "eventType": header.event_type,
-            "schemaVersion": header.schema_version,
-            "occurredAtUs": header.occurred_at.as_micros(),
-            "recordedAtUs": header.recorded_at.as_micros(),
-            "idempotencyKey": header.idempotency_key,
-            "metadataHash": record.metadata_hash.to_hex(),
-            "payloadHash": record.payload_hash.to_hex(),
-            "leafHash": record.leaf_hash.to_hex(),
-        },
-        "merkleLeaf": domain::merkle::record_leaf(&record.leaf_hash).to_hex(),
-        "proof": hexes(&proof),
-        "rootHash": root.to_hex(),
-        "checkpoint": checkpoint,
-    })))
+    let document = domain::proof::InclusionProof::new(&record, size, &proof, root, checkpoint);
+    Ok(Json(serde_json::to_value(document).expect("a proof is JSON")))
 }
 
 #[utoipa::path(
