@@ -11,7 +11,8 @@
 //!   `billing::run` for January, timed from the call to the invoices being
 //!   appended and projected.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate};
@@ -20,60 +21,19 @@ use domain::subscription::{SubscriptionCreated, SubscriptionEvent};
 use domain::usage::{Metrics, UsageEvent, UsageReported};
 use domain::{EventId, LicenseId, Metadata, OrganizationId, SubscriptionId, Timestamp};
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde_json::json;
 use store::{Command, EventLog, ExpectedRevision, NewEvent};
 
 const CONNECTIONS: usize = 64;
 const SUBSCRIPTIONS: usize = 10_000;
-const OPERATOR: &str = "bench-operator-token-0123456789abcdefghij";
-
-fn config(data_dir: &std::path::Path, database_url: Option<String>, clock: &str) -> ledger_api::Config {
-    ledger_api::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.to_owned(),
-        database_url,
-        clock: clock.into(),
-        operator_token: Some(OPERATOR.into()),
-        auditor_token: Some(format!("{OPERATOR}-auditor")),
-        policy: Default::default(),
-        validations_per_address_per_minute: 0,
-        notifications: None,
-    }
-}
-
-async fn serve(config: &ledger_api::Config) -> String {
-    let state = ledger_api::open(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, ledger_api::app(state).into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .unwrap();
-    });
-    format!("http://{address}/api/v1")
-}
-
-async fn keys(client: &reqwest::Client, base: &str, count: usize) -> Vec<String> {
-    let mut keys = Vec::with_capacity(count);
-    for n in 0..count {
-        let post =
-            |path: &str, body: Value| client.post(format!("{base}{path}")).bearer_auth(OPERATOR).json(&body).send();
-        let org: Value =
-            post("/organizations", json!({ "name": format!("Bench {n}") })).await.unwrap().json().await.unwrap();
-        let body = json!({ "organizationId": org["id"], "tier": "professional", "startDate": "2026-01-01" });
-        let subscription: Value = post("/subscriptions", body).await.unwrap().json().await.unwrap();
-        keys.push(subscription["licenseKey"].as_str().unwrap().to_owned());
-    }
-    keys
-}
 
 async fn ingestion(name: &str, base: String, seconds: Duration) {
     let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap();
-    let keys = keys(&client, &base, CONNECTIONS).await;
+    let subscriptions = support::subscribe(&client, &base, CONNECTIONS, "professional").await;
+    let keys = subscriptions.iter().map(|s| s["licenseKey"].as_str().unwrap().to_owned());
     let deadline = Instant::now() + seconds;
     let started = Instant::now();
     let tasks: Vec<_> = keys
-        .into_iter()
         .map(|key| {
             let (client, base) = (client.clone(), base.clone());
             tokio::spawn(async move {
@@ -102,16 +62,7 @@ async fn ingestion(name: &str, base: String, seconds: Duration) {
     for task in tasks {
         latencies.extend(task.await.unwrap());
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1e3;
-    println!(
-        "| {name} | {} | {:.0} | {:.2} | {:.2} |",
-        latencies.len(),
-        latencies.len() as f64 / elapsed,
-        at(0.50),
-        at(0.99)
-    );
+    println!("| {name} | {} |", support::summary(latencies, started.elapsed()));
 }
 
 /// Appends 10,000 subscriptions with a report for each day of January.
@@ -178,7 +129,7 @@ async fn month_of_usage(log: &EventLog) {
 }
 
 async fn billing_run(name: &str, data_dir: &std::path::Path, database_url: Option<String>) {
-    let config = config(data_dir, database_url, "fixed:2026-02-01T06:00:00Z");
+    let config = support::config(data_dir, database_url, "fixed:2026-02-01T06:00:00Z");
     let state = ledger_api::open(&config).await.unwrap();
     month_of_usage(&state.log).await;
     let head = state.log.head().await.unwrap().sequence;
@@ -197,26 +148,19 @@ async fn billing_run(name: &str, data_dir: &std::path::Path, database_url: Optio
     println!("| {name} | {SUBSCRIPTIONS} | {head} | {:.3} | {:.3} |", previewed.as_secs_f64(), ran.as_secs_f64());
 }
 
-/// A fresh PostgreSQL schema's URL, or `None` without `DATABASE_URL`.
-async fn postgres(what: &str) -> Option<String> {
-    let url = store::testing::postgres_url(what)?;
-    let schema = store::testing::fresh_schema(&url).await;
-    let separator = if url.contains('?') { '&' } else { '?' };
-    Some(format!("{url}{separator}options=-c%20search_path%3D{}", schema.name))
-}
-
 fn main() {
-    let seconds =
-        Duration::from_secs_f64(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0));
+    let seconds = support::seconds();
+    let clock = "fixed:2026-01-15T12:00:00Z";
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         println!("| backend | usage reports | per second | p50 ms | p99 ms |");
         println!("|---|---:|---:|---:|---:|");
         let dir = tempfile::tempdir().unwrap();
-        ingestion("SQLite", serve(&config(dir.path(), None, "fixed:2026-01-15T12:00:00Z")).await, seconds).await;
-        if let Some(url) = postgres("PostgreSQL ingestion benchmark").await {
+        let (base, _) = support::serve(&support::config(dir.path(), None, clock)).await;
+        ingestion("SQLite", base, seconds).await;
+        if let Some(url) = support::postgres("PostgreSQL ingestion benchmark").await {
             let dir = tempfile::tempdir().unwrap();
-            let base = serve(&config(dir.path(), Some(url), "fixed:2026-01-15T12:00:00Z")).await;
+            let (base, _) = support::serve(&support::config(dir.path(), Some(url), clock)).await;
             ingestion("PostgreSQL", base, seconds).await;
         }
 
@@ -225,7 +169,7 @@ fn main() {
         println!("|---|---:|---:|---:|---:|");
         let dir = tempfile::tempdir().unwrap();
         billing_run("SQLite", dir.path(), None).await;
-        if let Some(url) = postgres("PostgreSQL billing benchmark").await {
+        if let Some(url) = support::postgres("PostgreSQL billing benchmark").await {
             let dir = tempfile::tempdir().unwrap();
             billing_run("PostgreSQL", dir.path(), Some(url)).await;
         }

@@ -9,52 +9,16 @@
 //! The bodies are signed here with the hmac crate; the tests check the
 //! scheme against Stripe's own library.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Sha256;
 
 const CONNECTIONS: usize = 32;
-const OPERATOR: &str = "bench-operator-token-0123456789abcdefghij";
 const SECRET: &str = "whsec_bench_0123456789abcdef";
-
-async fn start(data_dir: &std::path::Path, database_url: Option<String>) -> (String, ledger_api::AppState) {
-    let config = ledger_api::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.to_owned(),
-        database_url,
-        clock: "fixed:2026-01-15T12:00:00Z".into(),
-        operator_token: Some(OPERATOR.into()),
-        auditor_token: Some(format!("{OPERATOR}-auditor")),
-        policy: Default::default(),
-        validations_per_address_per_minute: 0,
-        notifications: None,
-    };
-    let state = ledger_api::open(&config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let app = ledger_api::app(state.clone());
-    tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
-    });
-    (format!("http://{address}/api/v1"), state)
-}
-
-async fn subscriptions(client: &reqwest::Client, base: &str, count: usize) -> Vec<String> {
-    let mut ids = Vec::with_capacity(count);
-    for n in 0..count {
-        let post =
-            |path: &str, body: Value| client.post(format!("{base}{path}")).bearer_auth(OPERATOR).json(&body).send();
-        let org: Value =
-            post("/organizations", json!({ "name": format!("Bench {n}") })).await.unwrap().json().await.unwrap();
-        let body = json!({ "organizationId": org["id"], "tier": "starter", "startDate": "2026-01-01" });
-        let subscription: Value = post("/subscriptions", body).await.unwrap().json().await.unwrap();
-        ids.push(subscription["subscriptionId"].as_str().unwrap().to_owned());
-    }
-    ids
-}
 
 fn sign(body: &str) -> String {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -65,11 +29,11 @@ fn sign(body: &str) -> String {
 
 async fn run(name: &str, (base, state): (String, ledger_api::AppState), seconds: Duration) {
     let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap();
-    let ids = subscriptions(&client, &base, CONNECTIONS).await;
+    let subscriptions = support::subscribe(&client, &base, CONNECTIONS, "starter").await;
+    let ids = subscriptions.iter().map(|s| s["subscriptionId"].as_str().unwrap().to_owned());
     let deadline = Instant::now() + seconds;
     let started = Instant::now();
     let tasks: Vec<_> = ids
-        .into_iter()
         .enumerate()
         .map(|(n, subscription)| {
             let (client, base) = (client.clone(), base.clone());
@@ -106,9 +70,8 @@ async fn run(name: &str, (base, state): (String, ledger_api::AppState), seconds:
     for task in tasks {
         latencies.extend(task.await.unwrap());
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1e3;
+    let elapsed = started.elapsed();
+    let accepted = latencies.len();
     // The backlog, handled by the reactor (in this process, one at a time).
     let head = state.log.head().await.unwrap().sequence;
     state.projections.wait_for(head, Duration::from_secs(60)).await.unwrap();
@@ -124,34 +87,24 @@ async fn run(name: &str, (base, state): (String, ledger_api::AppState), seconds:
         state.projections.wait_for(head, Duration::from_secs(60)).await.unwrap();
     }
     let handling = handling.elapsed().as_secs_f64();
-    assert_eq!(handled, latencies.len(), "every accepted event is handled once");
-    println!(
-        "| {name} | {} | {:.0} | {:.2} | {:.2} | {:.0} |",
-        latencies.len(),
-        latencies.len() as f64 / elapsed,
-        at(0.50),
-        at(0.99),
-        handled as f64 / handling
-    );
+    assert_eq!(handled, accepted, "every accepted event is handled once");
+    println!("| {name} | {} | {:.0} |", support::summary(latencies, elapsed), handled as f64 / handling);
 }
 
 fn main() {
     // Read by `ledger_api::open`, before any thread starts.
     unsafe { std::env::set_var("STRIPE_WEBHOOK_SECRET", SECRET) };
-    let seconds =
-        Duration::from_secs_f64(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0));
+    let seconds = support::seconds();
+    let clock = "fixed:2026-01-15T12:00:00Z";
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         println!("| backend | webhooks | accepted per second | p50 ms | p99 ms | handled per second |");
         println!("|---|---:|---:|---:|---:|---:|");
         let dir = tempfile::tempdir().unwrap();
-        run("SQLite", start(dir.path(), None).await, seconds).await;
-        if let Some(url) = store::testing::postgres_url("PostgreSQL webhook benchmark") {
-            let schema = store::testing::fresh_schema(&url).await;
-            let separator = if url.contains('?') { '&' } else { '?' };
-            let database_url = format!("{url}{separator}options=-c%20search_path%3D{}", schema.name);
+        run("SQLite", support::serve(&support::config(dir.path(), None, clock)).await, seconds).await;
+        if let Some(url) = support::postgres("PostgreSQL webhook benchmark").await {
             let dir = tempfile::tempdir().unwrap();
-            run("PostgreSQL", start(dir.path(), Some(database_url)).await, seconds).await;
+            run("PostgreSQL", support::serve(&support::config(dir.path(), Some(url), clock)).await, seconds).await;
         }
     });
 }
