@@ -149,12 +149,7 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
         // Printed once, to the terminal only: it is stored hashed.
         println!("generated {role:?} token (shown once, store it now): {token}");
     }
-    let log = match &config.database_url {
-        Some(url) => {
-            EventLog::open_postgres(url.parse().context("DATABASE_URL is not a PostgreSQL URL")?, clock.clone()).await?
-        }
-        None => EventLog::open_sqlite(&config.data_dir.join("ledger.sqlite"), clock.clone()).await?,
-    };
+    let log = open_log(config, clock.clone()).await?;
     let projections = Projections::start(log.clone(), clock.clone()).await?;
     let log_tree = routes::log::LogTree::new(std::env::var("LEDGER_CHECKPOINT_ORIGIN").ok().filter(|o| !o.is_empty()))?;
     tokio::spawn(log_tree.clone().follow(log.clone()));
@@ -171,6 +166,18 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
         address_limiter: Arc::new(metrics::AddressLimiter::per_minute(config.validations_per_address_per_minute)),
         stripe: stripe::Stripe::new(stripe::Settings::from_env()?)?,
         log_tree,
+    })
+}
+
+/// Opens the configured log alone (PostgreSQL, or SQLite in the data
+/// directory), for jobs that need nothing else.
+pub async fn open_log(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<EventLog> {
+    use anyhow::Context;
+    Ok(match &config.database_url {
+        Some(url) => {
+            EventLog::open_postgres(url.parse().context("DATABASE_URL is not a PostgreSQL URL")?, clock).await?
+        }
+        None => EventLog::open_sqlite(&config.data_dir.join("ledger.sqlite"), clock).await?,
     })
 }
 

@@ -66,6 +66,22 @@ enum Command {
         #[command(subcommand)]
         job: Billing,
     },
+    /// The server's keys.
+    Keys {
+        #[command(subcommand)]
+        job: Keys,
+    },
+}
+
+#[derive(Subcommand)]
+enum Keys {
+    /// Replace the log's checkpoint signing key: the new public key is
+    /// announced in the log, signed by the old one. Stop the servers on
+    /// this data first and start them after; if interrupted, run it again.
+    RotateCheckpoint {
+        #[command(flatten)]
+        store: Store,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +141,18 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "invoices": invoices, "sequence": done.sequence }))?
             );
+            Ok(())
+        }
+        Command::Keys { job: Keys::RotateCheckpoint { store } } => {
+            let config = config(store, "127.0.0.1:0".parse()?, 0);
+            let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
+            let log = ledger_api::open_log(&config, clock.clone()).await?;
+            let now = domain::Clock::now(clock.as_ref());
+            let (old, new) = ledger_api::secrets::rotate_checkpoint_key(&config.data_dir, &log, now).await?;
+            let base64 = |key: &ed25519_dalek::VerifyingKey| {
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes())
+            };
+            println!("{}", serde_json::json!({ "oldKey": base64(&old), "newKey": base64(&new) }));
             Ok(())
         }
     }

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::keys::{ServerSecret, api_token_hash, constant_time_eq};
 use domain::record::Hash;
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
 /// Bootstrap tokens given in the environment must be at least this long.
 pub const BOOTSTRAP_TOKEN_CHARS_MIN: usize = 32;
@@ -75,7 +75,17 @@ impl ServerKeys {
         let keys = ServerKeys {
             license: SigningKey::from_bytes(&seed("license-key.ed25519")?),
             lease: SigningKey::from_bytes(&seed("lease.ed25519")?),
-            checkpoint: SigningKey::from_bytes(&seed("checkpoint.ed25519")?),
+            checkpoint: {
+                // A server must not sign with a key the log may already
+                // have rotated away from.
+                let next = keys.join(CHECKPOINT_NEXT_KEY);
+                anyhow::ensure!(
+                    !next.exists(),
+                    "a checkpoint key rotation is unfinished ({} exists): run `ledger keys rotate-checkpoint` again",
+                    next.display()
+                );
+                SigningKey::from_bytes(&seed(CHECKPOINT_KEY)?)
+            },
             secret,
             operator,
             auditor,
@@ -94,6 +104,63 @@ impl ServerKeys {
             None
         }
     }
+}
+
+/// The checkpoint key's file, and the next key's during a rotation.
+const CHECKPOINT_KEY: &str = "checkpoint.ed25519";
+const CHECKPOINT_NEXT_KEY: &str = "checkpoint.next.ed25519";
+
+/// Rotates the log's checkpoint key (`ledger keys rotate-checkpoint`, with
+/// the servers on this data stopped: each loads its keys at start):
+/// 1. a new key is kept as `keys/checkpoint.next.ed25519` (an interrupted
+///    rotation's is reused), and no server starts while it is there;
+/// 2. `CheckpointKeyRotated`, the new public key signed by the current key,
+///    is appended to the log once (its idempotency key names the new key,
+///    and the signature is deterministic, so a retry is answered with the
+///    first append);
+/// 3. the current key is kept as `keys/checkpoint.retired-<key>.ed25519`,
+///    then one rename makes the new key current.
+///
+/// Running it again after an interruption finishes the same rotation.
+/// Returns the old and the new public key.
+pub async fn rotate_checkpoint_key(
+    data_dir: &Path,
+    log: &store::EventLog,
+    now: domain::Timestamp,
+) -> anyhow::Result<(VerifyingKey, VerifyingKey)> {
+    use domain::checkpoint::{CHECKPOINT_STREAM, CheckpointEvent, CheckpointKeyRotated};
+    use store::{Command, ExpectedRevision, Idempotency, NewEvent};
+    let keys = data_dir.join("keys");
+    let current_path = keys.join(CHECKPOINT_KEY);
+    let current: [u8; 32] = std::fs::read(&current_path)
+        .with_context(|| format!("reading {}", current_path.display()))?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{} is not 32 bytes", current_path.display()))?;
+    let current = SigningKey::from_bytes(&current);
+    let next = SigningKey::from_bytes(&load_or_create_random(&keys.join(CHECKPOINT_NEXT_KEY))?);
+    let (old_key, new_key) = (current.verifying_key(), next.verifying_key());
+
+    let stream_id = domain::StreamId::new(CHECKPOINT_STREAM).expect("a valid stream id");
+    let event = CheckpointEvent::CheckpointKeyRotated(CheckpointKeyRotated::announce(&current, &new_key));
+    let metadata = domain::Metadata { actor: Some("ledger keys rotate-checkpoint".into()), ..Default::default() };
+    let events = vec![NewEvent::from_event(&event, crate::command::new_event_id(), now, &metadata)];
+    let key = format!("checkpoint-key-rotation:{}", hex::encode(new_key.as_bytes()));
+    let command = Command {
+        idempotency: Some(Idempotency::of_events(key, &stream_id, &events)),
+        stream_id,
+        expected: ExpectedRevision::Any,
+        events,
+    };
+    log.append_one(command).await?.map_err(|e| anyhow::anyhow!("the rotation was not recorded: {e}"))?;
+
+    let retired = keys.join(format!("checkpoint.retired-{}.ed25519", hex::encode(old_key.as_bytes())));
+    if !retired.exists() {
+        write_new(&retired, current.as_bytes())?;
+    }
+    std::fs::rename(keys.join(CHECKPOINT_NEXT_KEY), &current_path)
+        .with_context(|| format!("making the new key current in {}", keys.display()))?;
+    std::fs::File::open(&keys)?.sync_all()?;
+    Ok((old_key, new_key))
 }
 
 /// 32 random bytes kept in `path`: read if there, else created (0600).

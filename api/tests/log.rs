@@ -181,7 +181,88 @@ async fn inclusion_proofs_for_auditors_and_for_an_organization_s_own_events(back
     s.get(&path, Some(AUDITOR)).await.problem(400, "validation_failed");
 }
 
+/// The checkpoint notes and key rotations kept in the log, in order.
+async fn checkpoint_stream(backend: &Backend) -> Vec<domain::checkpoint::CheckpointEvent> {
+    use domain::event::LedgerEvent;
+    let log = backend.open_log().await;
+    let stream = StreamId::new(domain::checkpoint::CHECKPOINT_STREAM).unwrap();
+    let records = log.read_stream(&stream, 1, 1000).await.unwrap();
+    records
+        .iter()
+        .map(|r| match LedgerEvent::decode(&r.header, r.payload.as_deref().unwrap()) {
+            Ok(Some(LedgerEvent::Checkpoint(event))) => event,
+            other => panic!("not a checkpoint event: {other:?}"),
+        })
+        .collect()
+}
+
+async fn the_checkpoint_key_rotates_through_the_log(backend: Backend) {
+    use domain::checkpoint::CheckpointEvent;
+    let s = backend.start().await;
+    let old = checkpoint_key(&s).await;
+    s.create_org("Acme").await;
+    s.post("/api/v1/log/checkpoints", Some(OPERATOR), json!({})).await.expect(200);
+    s.stop().await;
+
+    // Rotated with the server stopped: the answer names both keys.
+    let output = backend.cli(&["keys", "rotate-checkpoint"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rotated: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(rotated["oldKey"], STANDARD.encode(old.as_bytes()));
+    let new =
+        VerifyingKey::from_bytes(&STANDARD.decode(rotated["newKey"].as_str().unwrap()).unwrap().try_into().unwrap())
+            .unwrap();
+    assert_ne!(new, old);
+
+    // The server signs with the new key and publishes it.
+    let s = backend.start().await;
+    assert_eq!(checkpoint_key(&s).await, new);
+    s.create_org("Globex").await;
+    s.post("/api/v1/log/checkpoints", Some(OPERATOR), json!({})).await.expect(200);
+    let head = s.get("/api/v1/log/head", Some(AUDITOR)).await.expect(200);
+    Checkpoint::verify(head["checkpoint"].as_str().unwrap(), &new).expect("signed by the new key");
+    assert!(Checkpoint::verify(head["checkpoint"].as_str().unwrap(), &old).is_err());
+    s.stop().await;
+
+    // In the log: a checkpoint by the old key, the rotation signed by the
+    // old key, a checkpoint by the new key.
+    let kept = checkpoint_stream(&backend).await;
+    let [
+        CheckpointEvent::CheckpointSigned(before),
+        CheckpointEvent::CheckpointKeyRotated(rotation),
+        CheckpointEvent::CheckpointSigned(after),
+    ] = &kept[..]
+    else {
+        panic!("unexpected checkpoint stream: {kept:?}");
+    };
+    Checkpoint::verify(&before.note, &old).expect("the first checkpoint is the old key's");
+    assert_eq!(rotation.verify().expect("signed by the old key"), (old, new));
+    Checkpoint::verify(&after.note, &new).expect("the later checkpoint is the new key's");
+
+    // An interrupted rotation (the next key written, nothing else) keeps
+    // every server from starting until it is finished.
+    let next = backend.data_dir().join("keys/checkpoint.next.ed25519");
+    std::fs::write(&next, [7u8; 32]).unwrap();
+    let refused = backend.cli(&["serve", "--listen", "127.0.0.1:0"]).await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("rotation is unfinished"), "{refused:?}");
+    let output = backend.cli(&["keys", "rotate-checkpoint"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let finished: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let seventh = public_of([7u8; 32]);
+    assert_eq!((&finished["oldKey"], &finished["newKey"]), (&rotated["newKey"], &json!(seventh)));
+    assert!(!next.exists());
+    let s = backend.start().await;
+    assert_eq!(STANDARD.encode(checkpoint_key(&s).await.as_bytes()), seventh);
+}
+
+/// The base64 public key of the signing key with these 32 bytes.
+fn public_of(seed: [u8; 32]) -> String {
+    STANDARD.encode(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().as_bytes())
+}
+
 backends!(
     checkpoints_are_signed_kept_and_consistent,
-    inclusion_proofs_for_auditors_and_for_an_organization_s_own_events
+    inclusion_proofs_for_auditors_and_for_an_organization_s_own_events,
+    the_checkpoint_key_rotates_through_the_log
 );
