@@ -45,7 +45,8 @@ struct Scenario {
 /// The webhook signing secret the scenarios' servers are given.
 const STRIPE_WEBHOOK_SECRET: &str = "whsec_scenarios_0123456789";
 
-/// One step: exactly one of `clock`, `bill`, `post`, `get` or `stripe`.
+/// One step: exactly one of `clock`, `bill`, `post`, `get`, `stripe` or
+/// `as_of`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Step {
@@ -66,6 +67,10 @@ struct Step {
     /// as Stripe signs (`created` defaults to now).
     #[serde(default)]
     stripe: Option<Value>,
+    /// What the auditor's `replay as-of` must answer for an organization at
+    /// a time or sequence, checked on the log after the scenario.
+    #[serde(default)]
+    as_of: Option<AsOf>,
     /// `operator` (the default), `auditor`, `none`, or a saved token (`$name`).
     #[serde(default)]
     auth: Option<String>,
@@ -83,6 +88,24 @@ struct Step {
     /// scheduler makes after a clock move), for up to 10 seconds.
     #[serde(default)]
     wait: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsOf {
+    /// A sequence, an RFC 3339 time or a day, as `replay as-of` takes it.
+    at: String,
+    org: String,
+    /// A pattern its JSON answer must match (as `expect.body`).
+    expect: Value,
+}
+
+/// An `as_of` step, with its variables substituted, kept for after the run.
+struct AsOfCheck {
+    step: usize,
+    at: String,
+    org: String,
+    expect: Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +172,7 @@ struct Run<'a> {
     target: &'a Target,
     variables: BTreeMap<String, Value>,
     sequence: u64,
+    as_of: Vec<AsOfCheck>,
 }
 
 impl Run<'_> {
@@ -209,10 +233,25 @@ impl Run<'_> {
     }
 
     async fn step(&mut self, step: &Step) -> Result<(), String> {
-        let chosen =
-            [step.clock.is_some(), step.bill.is_some(), step.post.is_some(), step.get.is_some(), step.stripe.is_some()];
+        let chosen = [
+            step.clock.is_some(),
+            step.bill.is_some(),
+            step.post.is_some(),
+            step.get.is_some(),
+            step.stripe.is_some(),
+            step.as_of.is_some(),
+        ];
         if chosen.iter().filter(|c| **c).count() != 1 {
-            return Err("a step has exactly one of clock, bill, post, get, stripe".into());
+            return Err("a step has exactly one of clock, bill, post, get, stripe, as_of".into());
+        }
+        if let Some(as_of) = &step.as_of {
+            self.as_of.push(AsOfCheck {
+                step: 0,
+                at: self.substitute_text(&as_of.at)?,
+                org: self.substitute_text(&as_of.org)?,
+                expect: self.substitute(&as_of.expect)?,
+            });
+            return Ok(());
         }
         let mut signature = None;
         let (method, path, body) = if let Some(now) = &step.clock {
@@ -340,10 +379,12 @@ fn load(path: &Path) -> Scenario {
 }
 
 /// Runs one scenario's steps; the first failure names the file and step.
-async fn play(path: &Path, target: &Target) -> Result<(), String> {
+/// Returns the `as_of` checks, for after the run.
+async fn play(path: &Path, target: &Target) -> Result<Vec<AsOfCheck>, String> {
     let scenario = load(path);
-    let mut run = Run { target, variables: BTreeMap::new(), sequence: 0 };
+    let mut run = Run { target, variables: BTreeMap::new(), sequence: 0, as_of: Vec::new() };
     for (index, step) in scenario.steps.iter().enumerate() {
+        let checks = run.as_of.len();
         run.step(step).await.map_err(|why| {
             format!(
                 "{} ({}), step {} {}:\n{why}",
@@ -353,8 +394,48 @@ async fn play(path: &Path, target: &Target) -> Result<(), String> {
                 step.note.as_deref().map(|n| format!("({n})")).unwrap_or_default(),
             )
         })?;
+        run.as_of.iter_mut().skip(checks).for_each(|check| check.step = index + 1);
     }
     let _ = scenario.rules;
+    Ok(run.as_of)
+}
+
+/// The auditor's `replay` binary, built beside `ledger` by `cargo test
+/// --workspace`; `None` (with a notice) when it was not built.
+fn replay_binary() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_BIN_EXE_ledger")).with_file_name("replay");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{} is missing: CI runs `cargo test --workspace`", path.display());
+    eprintln!("SKIPPED: the as_of checks need the replay binary; build it with `cargo test --workspace`");
+    None
+}
+
+/// Runs each `as_of` check with `replay as-of` on the log (`source`:
+/// `--data-dir DIR` or `--database-url URL`).
+fn check_as_of(checks: &[AsOfCheck], source: &[String]) -> Result<(), String> {
+    let Some(replay) = replay_binary().filter(|_| !checks.is_empty()) else { return Ok(()) };
+    for check in checks {
+        let output = std::process::Command::new(&replay)
+            .args(["as-of", &check.at, "--org", &check.org])
+            .args(source)
+            .env_remove("DATABASE_URL")
+            .output()
+            .map_err(|e| format!("replay: {e}"))?;
+        let answer: Value = serde_json::from_slice(&output.stdout).map_err(|_| {
+            format!(
+                "step {} (as_of {}): replay answered {}:\n{}{}",
+                check.step,
+                check.at,
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+        matches(&check.expect, &answer, "as_of")
+            .map_err(|why| format!("step {} (as_of {}): {why}\nanswer: {answer:#}", check.step, check.at))?;
+    }
     Ok(())
 }
 
@@ -411,9 +492,15 @@ async fn every_scenario_in_process() {
         let outcome = play(&path, &Target::InProcess(app)).await;
         scheduler.abort();
         reactor.abort();
+        let source = ["--data-dir".to_owned(), dir.path().display().to_string()];
         match outcome {
-            Ok(()) => match replay_invoices(&state.log).await {
-                Ok(count) => invoices += count,
+            Ok(checks) => match replay_invoices(&state.log).await {
+                Ok(count) => {
+                    invoices += count;
+                    if let Err(why) = check_as_of(&checks, &source) {
+                        failures.push(format!("{}: {why}", path.display()));
+                    }
+                }
                 Err(why) => failures.push(format!("{}: replay: {why}", path.display())),
             },
             Err(why) => failures.push(why),
@@ -432,8 +519,15 @@ async fn every_scenario_over_http(backend_for: impl AsyncFn(&str) -> Option<Back
         let target = Target::Http(Box::new(server));
         let outcome = play(&path, &target).await;
         drop(target);
+        let source = match backend.database_url() {
+            Some(url) => ["--database-url".to_owned(), url.to_owned()],
+            None => ["--data-dir".to_owned(), backend.data_dir().display().to_string()],
+        };
         let outcome = match outcome {
-            Ok(()) => replay_invoices(&backend.open_log().await).await.map(drop),
+            Ok(checks) => match replay_invoices(&backend.open_log().await).await {
+                Ok(_) => check_as_of(&checks, &source),
+                Err(why) => Err(why),
+            },
             Err(why) => Err(why),
         };
         if let Err(why) = outcome {

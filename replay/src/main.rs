@@ -409,9 +409,7 @@ async fn as_of(at: &str, org: domain::OrganizationId, from: From) -> anyhow::Res
             let invoices: Vec<Value> = state
                 .invoices
                 .get(id)
-                .map(|by_month| {
-                    by_month.values().map(|issued| serde_json::to_value(issued).unwrap_or(Value::Null)).collect()
-                })
+                .map(|by_month| by_month.values().map(invoice_json).collect())
                 .unwrap_or_default();
             json!({
                 "id": id.0,
@@ -431,6 +429,27 @@ async fn as_of(at: &str, org: domain::OrganizationId, from: From) -> anyhow::Res
     });
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(Ok(()))
+}
+
+/// An issued invoice as `as-of` shows it: amounts as decimal strings,
+/// hashes as hex.
+fn invoice_json(issued: &domain::billing::InvoiceIssued) -> Value {
+    let money = |m: &domain::Money| format!("{:.2}", m.amount());
+    let invoice = &issued.invoice;
+    json!({
+        "id": issued.invoice_id,
+        "period": domain::billing::period_text(invoice.period),
+        "lines": invoice.lines.iter().map(|line| json!({
+            "kind": line.kind,
+            "description": line.description,
+            "days": line.days,
+            "amount": money(&line.amount),
+        })).collect::<Vec<_>>(),
+        "total": money(&invoice.total),
+        "currency": invoice.total.currency().code(),
+        "digest": issued.digest.to_hex(),
+        "usageSequence": issued.usage_sequence,
+    })
 }
 
 async fn prove(sequence: u64, checkpoint: Option<PathBuf>, from: From) -> anyhow::Result<Result<(), Failure>> {

@@ -156,6 +156,11 @@ impl Backend {
         self.dir.path()
     }
 
+    /// The PostgreSQL URL (naming this backend's schema), if PostgreSQL.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
     /// Runs a `ledger` job (e.g. `["billing", "run", "--period", "2026-01"]`)
     /// on this backend's data, beside a running server: the manual clock
     /// continues from the file the server keeps in the data directory.
