@@ -82,6 +82,18 @@ enum Keys {
         #[command(flatten)]
         store: Store,
     },
+    /// Create the next lease key; servers started from now on publish it
+    /// as `leases.next`, so clients learn it before it signs.
+    PrepareLease {
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Make the announced next lease key current (servers stopped, then
+    /// started); the old key is kept retired.
+    RotateLease {
+        #[command(flatten)]
+        store: Store,
+    },
 }
 
 #[derive(Subcommand)]
@@ -149,11 +161,23 @@ async fn main() -> anyhow::Result<()> {
             let log = ledger_api::open_log(&config, clock.clone()).await?;
             let now = domain::Clock::now(clock.as_ref());
             let (old, new) = ledger_api::secrets::rotate_checkpoint_key(&config.data_dir, &log, now).await?;
-            let base64 = |key: &ed25519_dalek::VerifyingKey| {
-                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes())
-            };
-            println!("{}", serde_json::json!({ "oldKey": base64(&old), "newKey": base64(&new) }));
+            println!("{}", serde_json::json!({ "oldKey": public_key(&old), "newKey": public_key(&new) }));
+            Ok(())
+        }
+        Command::Keys { job: Keys::PrepareLease { store } } => {
+            let next = ledger_api::secrets::prepare_lease_key(&store.data_dir)?;
+            println!("{}", serde_json::json!({ "nextKey": public_key(&next) }));
+            Ok(())
+        }
+        Command::Keys { job: Keys::RotateLease { store } } => {
+            let (old, new) = ledger_api::secrets::rotate_lease_key(&store.data_dir)?;
+            println!("{}", serde_json::json!({ "oldKey": public_key(&old), "newKey": public_key(&new) }));
             Ok(())
         }
     }
+}
+
+/// A public key as `GET /api/v1/keys` shows it (standard base64).
+fn public_key(key: &ed25519_dalek::VerifyingKey) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.as_bytes())
 }

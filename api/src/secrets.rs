@@ -19,6 +19,9 @@ pub const BOOTSTRAP_TOKEN_CHARS_MIN: usize = 32;
 pub struct ServerKeys {
     pub license: SigningKey,
     pub lease: SigningKey,
+    /// The lease key that `ledger keys rotate-lease` will make current,
+    /// published ahead so clients learn it (`ledger keys prepare-lease`).
+    pub lease_next: Option<SigningKey>,
     pub checkpoint: SigningKey,
     pub secret: ServerSecret,
     operator: Hash,
@@ -74,7 +77,8 @@ impl ServerKeys {
         let auditor = token_hash(Bootstrap::Auditor, auditor)?;
         let keys = ServerKeys {
             license: SigningKey::from_bytes(&seed("license-key.ed25519")?),
-            lease: SigningKey::from_bytes(&seed("lease.ed25519")?),
+            lease: SigningKey::from_bytes(&seed(LEASE_KEY)?),
+            lease_next: read_key(&keys.join(LEASE_NEXT_KEY))?,
             checkpoint: {
                 // A server must not sign with a key the log may already
                 // have rotated away from.
@@ -109,6 +113,56 @@ impl ServerKeys {
 /// The checkpoint key's file, and the next key's during a rotation.
 const CHECKPOINT_KEY: &str = "checkpoint.ed25519";
 const CHECKPOINT_NEXT_KEY: &str = "checkpoint.next.ed25519";
+/// The lease key's file, and the announced next key's.
+const LEASE_KEY: &str = "lease.ed25519";
+const LEASE_NEXT_KEY: &str = "lease.next.ed25519";
+
+/// The key in `path`, if the file is there.
+fn read_key(path: &Path) -> anyhow::Result<Option<SigningKey>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let bytes: [u8; 32] =
+                bytes.try_into().map_err(|_| anyhow::anyhow!("{} is not 32 bytes", path.display()))?;
+            Ok(Some(SigningKey::from_bytes(&bytes)))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(anyhow::Error::new(error).context(format!("reading {}", path.display()))),
+    }
+}
+
+/// Keeps `current` as `{stem}.retired-<public key>.ed25519`, then makes the
+/// key in `next` current with one rename.
+fn promote(keys: &Path, current: &str, next: &str, key: &SigningKey) -> anyhow::Result<()> {
+    let stem = current.trim_end_matches(".ed25519");
+    let retired = keys.join(format!("{stem}.retired-{}.ed25519", hex::encode(key.verifying_key().as_bytes())));
+    if !retired.exists() {
+        write_new(&retired, key.as_bytes())?;
+    }
+    std::fs::rename(keys.join(next), keys.join(current))
+        .with_context(|| format!("making {next} current in {}", keys.display()))?;
+    std::fs::File::open(keys)?.sync_all()?;
+    Ok(())
+}
+
+/// `ledger keys prepare-lease`: creates the next lease key (or keeps the
+/// one already announced); servers started from now on publish it as
+/// `leases.next` in `GET /api/v1/keys`, so clients learn it before it signs.
+pub fn prepare_lease_key(data_dir: &Path) -> anyhow::Result<VerifyingKey> {
+    let next = load_or_create_random(&data_dir.join("keys").join(LEASE_NEXT_KEY))?;
+    Ok(SigningKey::from_bytes(&next).verifying_key())
+}
+
+/// `ledger keys rotate-lease` (servers stopped, then started): the
+/// announced next lease key becomes current; the old one is kept retired.
+/// Returns the old and the new public key.
+pub fn rotate_lease_key(data_dir: &Path) -> anyhow::Result<(VerifyingKey, VerifyingKey)> {
+    let keys = data_dir.join("keys");
+    let current = read_key(&keys.join(LEASE_KEY))?.context("there is no lease key to rotate")?;
+    let next = read_key(&keys.join(LEASE_NEXT_KEY))?
+        .context("no next lease key is announced: run `ledger keys prepare-lease` and let clients learn it first")?;
+    promote(&keys, LEASE_KEY, LEASE_NEXT_KEY, &current)?;
+    Ok((current.verifying_key(), next.verifying_key()))
+}
 
 /// Rotates the log's checkpoint key (`ledger keys rotate-checkpoint`, with
 /// the servers on this data stopped: each loads its keys at start):
@@ -131,12 +185,7 @@ pub async fn rotate_checkpoint_key(
     use domain::checkpoint::{CHECKPOINT_STREAM, CheckpointEvent, CheckpointKeyRotated};
     use store::{Command, ExpectedRevision, Idempotency, NewEvent};
     let keys = data_dir.join("keys");
-    let current_path = keys.join(CHECKPOINT_KEY);
-    let current: [u8; 32] = std::fs::read(&current_path)
-        .with_context(|| format!("reading {}", current_path.display()))?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("{} is not 32 bytes", current_path.display()))?;
-    let current = SigningKey::from_bytes(&current);
+    let current = read_key(&keys.join(CHECKPOINT_KEY))?.context("there is no checkpoint key to rotate")?;
     let next = SigningKey::from_bytes(&load_or_create_random(&keys.join(CHECKPOINT_NEXT_KEY))?);
     let (old_key, new_key) = (current.verifying_key(), next.verifying_key());
 
@@ -153,13 +202,7 @@ pub async fn rotate_checkpoint_key(
     };
     log.append_one(command).await?.map_err(|e| anyhow::anyhow!("the rotation was not recorded: {e}"))?;
 
-    let retired = keys.join(format!("checkpoint.retired-{}.ed25519", hex::encode(old_key.as_bytes())));
-    if !retired.exists() {
-        write_new(&retired, current.as_bytes())?;
-    }
-    std::fs::rename(keys.join(CHECKPOINT_NEXT_KEY), &current_path)
-        .with_context(|| format!("making the new key current in {}", keys.display()))?;
-    std::fs::File::open(&keys)?.sync_all()?;
+    promote(&keys, CHECKPOINT_KEY, CHECKPOINT_NEXT_KEY, &current)?;
     Ok((old_key, new_key))
 }
 

@@ -939,6 +939,51 @@ async fn the_seeds_license_manager_in_node(backend: Backend) {
     assert_eq!(listed["validationCount"], 2, "{listed}");
 }
 
+/// The published next lease key, if any.
+async fn next_lease_key(s: &Server) -> Value {
+    s.get("/api/v1/keys", None).await.expect(200)["leases"]["next"].clone()
+}
+
+async fn the_lease_key_is_announced_then_rotated(backend: Backend) {
+    let s = backend.start().await;
+    let c = customer(&s, "Acme Analytics", "starter", true, None).await;
+    let old = public_key(&s, "leases").await;
+    assert_eq!(next_lease_key(&s).await, Value::Null, "nothing announced yet");
+    s.stop().await;
+
+    // Announced: published as `next` while the old key still signs.
+    let output = backend.cli(&["keys", "prepare-lease"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let prepared: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let s = backend.start().await;
+    assert_eq!(next_lease_key(&s).await, prepared["nextKey"]);
+    assert_eq!(public_key(&s, "leases").await, old);
+    let answer = validate(&s, request(&c.key, None, None)).await;
+    verified_lease(&s, &answer, &c.key).await;
+    s.stop().await;
+
+    // Rotated: the announced key signs, the old one no longer verifies.
+    let output = backend.cli(&["keys", "rotate-lease"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rotated: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (&rotated["oldKey"], &rotated["newKey"]),
+        (&json!(STANDARD.encode(old.as_bytes())), &prepared["nextKey"])
+    );
+    let s = backend.start().await;
+    assert_eq!(json!(STANDARD.encode(public_key(&s, "leases").await.as_bytes())), prepared["nextKey"]);
+    assert_eq!(next_lease_key(&s).await, Value::Null);
+    let answer = validate(&s, request(&c.key, None, None)).await;
+    verified_lease(&s, &answer, &c.key).await;
+    let lease: SignedLease = serde_json::from_value(answer["lease"].clone()).unwrap();
+    assert!(lease.verify(&old, &c.key).is_err(), "the retired key does not verify the new leases");
+
+    // Rotating again needs a new announcement first.
+    let output = backend.cli(&["keys", "rotate-lease"]).await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("prepare-lease"), "{output:?}");
+}
+
 backends!(
     a_valid_key_gets_a_signed_lease,
     unknown_keys_are_not_found_and_append_nothing,
@@ -953,4 +998,5 @@ backends!(
     concurrent_validations_of_one_key_are_all_answered,
     metrics_count_validations,
     the_seeds_license_manager_in_node,
+    the_lease_key_is_announced_then_rotated,
 );

@@ -126,7 +126,7 @@ pub async fn keys(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "algorithm": "Ed25519",
         "licenseKeys": { "current": public(&state.keys.license), "next": null },
-        "leases": { "current": public(&state.keys.lease), "next": null },
+        "leases": { "current": public(&state.keys.lease), "next": state.keys.lease_next.as_ref().map(public) },
         "checkpoints": { "current": public(&state.keys.checkpoint), "next": null },
     }))
 }
