@@ -29,9 +29,25 @@ pub enum EventDecodeError {
 
 /// Declares an aggregate's event enum: each variant wraps a struct of the
 /// same name, with the schema version it is written at.
+///
+/// A variant whose shape changed lists its older versions and the types
+/// they decode as; each older type converts into the current one
+/// (`From<OldShape> for Current`: the upcaster). New events are always
+/// written at the current version; stored bytes are never re-encoded.
+///
+/// ```ignore
+/// stored_events! {
+///     pub enum OrganizationEvent {
+///         OrganizationCreated = 1,
+///         ApiTokenIssued = 2 { 1 => ApiTokenIssuedV1 },
+///     }
+/// }
+/// ```
 #[macro_export]
 macro_rules! stored_events {
-    ($(#[$meta:meta])* pub enum $name:ident { $($variant:ident = $version:literal),* $(,)? }) => {
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($variant:ident = $version:literal $({ $($old:literal => $old_type:ty),+ $(,)? })?),* $(,)?
+    }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
         pub enum $name {
@@ -64,15 +80,22 @@ macro_rules! stored_events {
             ) -> Result<Option<Self>, $crate::event::EventDecodeError> {
                 match event_type {
                     $(stringify!($variant) => {
-                        if schema_version != $version {
-                            return Err($crate::event::EventDecodeError::UnknownVersion {
+                        let payload_error = |source| $crate::event::EventDecodeError::Payload {
+                            event_type: event_type.to_owned(),
+                            source,
+                        };
+                        match schema_version {
+                            $version => $crate::codec::decode::<$variant>(payload)
+                                .map(|event| Some(Self::$variant(event)))
+                                .map_err(payload_error),
+                            $($($old => $crate::codec::decode::<$old_type>(payload)
+                                .map(|event| Some(Self::$variant(<$variant>::from(event))))
+                                .map_err(payload_error),)+)?
+                            _ => Err($crate::event::EventDecodeError::UnknownVersion {
                                 event_type: event_type.to_owned(),
                                 schema_version,
-                            });
+                            }),
                         }
-                        $crate::codec::decode(payload).map(|event| Some(Self::$variant(event))).map_err(|source| {
-                            $crate::event::EventDecodeError::Payload { event_type: event_type.to_owned(), source }
-                        })
                     })*
                     _ => Ok(None),
                 }
@@ -136,5 +159,55 @@ impl LedgerEvent {
             }
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EventDecodeError, StoredEvent};
+
+    /// The shape `Renamed` was first stored in.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct RenamedV1 {
+        name: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Renamed {
+        name: String,
+        note: Option<String>,
+    }
+
+    impl From<RenamedV1> for Renamed {
+        fn from(old: RenamedV1) -> Self {
+            Self { name: old.name, note: None }
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Plain {
+        n: u32,
+    }
+
+    crate::stored_events! {
+        pub enum TestEvent {
+            Plain = 1,
+            Renamed = 2 { 1 => RenamedV1 },
+        }
+    }
+
+    #[test]
+    fn an_older_version_is_upcast_on_read_and_new_events_are_written_at_the_current_one() {
+        let old = crate::codec::encode(&RenamedV1 { name: "a".into() });
+        let read = TestEvent::decode("Renamed", 1, &old).unwrap().unwrap();
+        assert_eq!(read, TestEvent::Renamed(Renamed { name: "a".into(), note: None }));
+        assert_eq!(read.schema_version(), 2);
+        let new = TestEvent::Renamed(Renamed { name: "b".into(), note: Some("n".into()) });
+        let back = TestEvent::decode("Renamed", 2, &new.encode_payload()).unwrap().unwrap();
+        assert_eq!(back, new);
+        // A version neither current nor listed is refused, not guessed at.
+        assert!(matches!(TestEvent::decode("Renamed", 3, &old), Err(EventDecodeError::UnknownVersion { .. })));
+        assert!(matches!(TestEvent::decode("Plain", 2, &old), Err(EventDecodeError::UnknownVersion { .. })));
+        assert_eq!(TestEvent::decode("Other", 1, &old).unwrap(), None);
     }
 }
