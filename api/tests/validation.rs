@@ -919,8 +919,8 @@ async fn the_seeds_license_manager_in_node(backend: Backend) {
     let c = customer(&s, "Acme", "starter", true, None).await;
     let before = s.head().await;
     let Some(result) = license_manager(&s, "check", &c.key).await else {
-        eprintln!("SKIPPED: `node` is not on PATH; the seed's LicenseManager was not run");
-        return;
+        let test = "the_seeds_license_manager_in_node";
+        return store::testing::skip(test, store::testing::Peer::Node, "`node` is not on PATH");
     };
     assert_eq!(
         result,

@@ -1,9 +1,10 @@
-//! Helpers for tests and benchmarks that need a real database.
+//! Helpers for tests and benchmarks that need a real database or another
+//! peer outside the workspace.
 //!
-//! PostgreSQL tests read `DATABASE_URL`. Without it they print a notice and
-//! skip, except under CI (`CI` set), where a missing database is an error.
-//! Each test gets its own schema, so tests run in parallel without seeing
-//! each other's rows.
+//! PostgreSQL tests read `DATABASE_URL`. Without it they skip with a notice
+//! ([`skip`]), except under CI (`CI` set), where a missing database is an
+//! error. Each test gets its own schema, so tests run in parallel without
+//! seeing each other's rows.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,21 +14,90 @@ use sqlx::{Connection, PgConnection};
 /// Schemas of earlier runs older than this are dropped when a new one is made.
 const STALE_SCHEMA_SECONDS: u64 = 3600;
 
-/// `DATABASE_URL`, or `None` after printing why the caller skips.
+/// `DATABASE_URL`, or `None` after [`skip`] said why the caller skips.
 pub fn postgres_url(test: &str) -> Option<String> {
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{test}: DATABASE_URL is not set; under CI PostgreSQL tests must run, not skip")
-        }
         _ => {
-            // Straight to the file descriptor: libtest captures `eprintln!`
-            // of passing tests, and this notice must be seen.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: PostgreSQL test, DATABASE_URL is not set");
+            skip(test, Peer::Postgres, "DATABASE_URL is not set");
             None
         }
     }
+}
+
+/// A program or service outside the workspace that some tests talk to.
+/// `cargo xtask test` provides every one it can; plain `cargo test` skips
+/// the tests whose peer is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A PostgreSQL server at `DATABASE_URL`.
+    Postgres,
+    /// Node.js, `node` on `PATH` (the seed's TypeScript client).
+    Node,
+    /// Stripe's Node library (`stripe` from npm) in `target/peers/node`.
+    StripeNode,
+    /// localstripe (PyPI) in a virtual environment in `target/peers/localstripe`.
+    LocalStripe,
+    /// aiosmtpd (PyPI), the SMTP server, in `target/python`.
+    Aiosmtpd,
+    /// The workspace's own `replay` binary, built by `cargo test --workspace`.
+    Replay,
+}
+
+impl Peer {
+    /// The name in the skip line; `cargo xtask test` groups skips by it
+    /// (xtask/src/report.rs keeps the same names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Postgres => "postgresql",
+            Peer::Node => "node",
+            Peer::StripeNode => "stripe-node",
+            Peer::LocalStripe => "localstripe",
+            Peer::Aiosmtpd => "aiosmtpd",
+            Peer::Replay => "replay",
+        }
+    }
+
+    /// What makes the peer available.
+    pub fn remedy(self) -> &'static str {
+        match self {
+            Peer::Postgres => {
+                "set DATABASE_URL, or run `cargo xtask test`, which starts a throw-away cluster \
+                 when PostgreSQL's server is installed"
+            }
+            Peer::Node => "install Node.js (Debian: apt-get install nodejs)",
+            Peer::StripeNode => "run `cargo xtask test`, which installs it into target/peers/node (needs node and npm)",
+            Peer::LocalStripe => {
+                "run `cargo xtask test`, which installs it into target/peers/localstripe (needs python3 with venv)"
+            }
+            Peer::Aiosmtpd => "run `cargo xtask test`, which installs it into target/python (needs python3 with pip)",
+            Peer::Replay => "build it: `cargo test --workspace` or `cargo xtask test`",
+        }
+    }
+}
+
+/// The start of the one line a skipping test prints; `cargo xtask test`
+/// counts these lines.
+pub const SKIP_MARKER: &str = "SKIPPED";
+
+/// Whether this is a CI run (`CI` set, and not to `false` or `0`).
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|ci| !ci.is_empty() && ci != "false" && ci != "0")
+}
+
+/// Says, once, that `test` skips because `peer` is missing (`why`), and
+/// returns for the caller to return. Under CI a missing peer is a failure,
+/// so there this panics instead: CI must run every test.
+///
+/// The line is `SKIPPED [<peer>] <test>: <why>; to run it: <remedy>`.
+pub fn skip(test: &str, peer: Peer, why: &str) {
+    if under_ci() {
+        panic!("{test}: {} is missing ({why}); under CI every test must run: {}", peer.name(), peer.remedy());
+    }
+    let line = format!("{SKIP_MARKER} [{}] {test}: {why}; to run it: {}\n", peer.name(), peer.remedy());
+    // Straight to the file descriptor in one write: libtest captures
+    // `eprintln!` of passing tests, and this line must be seen whole.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
 
 /// A fresh PostgreSQL schema for one test.
@@ -63,4 +133,49 @@ pub async fn fresh_schema(url: &str) -> Schema {
     let name = format!("ledger_t_{now}_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut admin).await.expect("create test schema");
     Schema { options: schema_options(url, &name), name }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set for the copy of this test binary that plays the skipping test.
+    const PROBE: &str = "LEDGER_SKIP_PROBE";
+
+    /// This test binary, running only this test as the probe, with `CI` as given.
+    fn probe(ci: Option<&str>) -> (bool, String) {
+        let mut command = std::process::Command::new(std::env::current_exe().expect("the test binary"));
+        command.args(["--exact", "testing::tests::a_missing_peer_skips_with_one_line_and_fails_under_ci"]);
+        command.env(PROBE, "1").env_remove("CI");
+        if let Some(ci) = ci {
+            command.env("CI", ci);
+        }
+        let output = command.output().expect("the test binary runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    }
+
+    #[test]
+    fn a_missing_peer_skips_with_one_line_and_fails_under_ci() {
+        if std::env::var_os(PROBE).is_some() {
+            return skip("probe", Peer::Node, "`node` is not on PATH");
+        }
+        let line =
+            "SKIPPED [node] probe: `node` is not on PATH; to run it: install Node.js (Debian: apt-get install nodejs)";
+
+        let (passed, text) = probe(None);
+        assert!(passed, "outside CI the test skips and passes:\n{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with(SKIP_MARKER)).collect::<Vec<_>>(), [line], "{text}");
+
+        let (passed, text) = probe(Some("false"));
+        assert!(passed && text.contains(line), "CI=false is not CI:\n{text}");
+
+        let (passed, text) = probe(Some("true"));
+        assert!(!passed, "under CI a missing peer fails the test:\n{text}");
+        assert!(
+            text.contains("probe: node is missing (`node` is not on PATH); under CI every test must run"),
+            "{text}"
+        );
+        assert!(!text.contains(SKIP_MARKER), "no skip line under CI:\n{text}");
+    }
 }

@@ -8,12 +8,12 @@
 //!   take `collection_method`/`auto_advance`, invoice items on a given
 //!   invoice, finalization, Checkout sessions, the SetupIntents Checkout
 //!   makes and the customer's default payment method) with Stripe's published
-//!   example objects (`../shared/stripe/fixtures3.json`), the ids and
+//!   example objects (`tests/fixtures/stripe/fixtures3.json`), the ids and
 //!   fields of the request filled in, and records every call (idempotency
 //!   key, form fields) for the tests to read; it can also fail on purpose,
 //!   as Stripe does in an outage.
 //!
-//! `.ci/run` installs the peers into `target/peers/` (or `$LEDGER_PEERS`).
+//! `cargo xtask test` installs the peers into `target/peers/` (or `$LEDGER_PEERS`).
 //! Without them a test prints a notice and skips, unless `CI` is set,
 //! where a missing peer is a failure.
 
@@ -32,22 +32,20 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-/// Where `.ci/run` installs the peers.
+/// Stripe's published example objects (MIT; see the README beside them).
+const FIXTURES: &str = "tests/fixtures/stripe/fixtures3.json";
+
+/// Where `cargo xtask test` installs the peers.
 pub fn peers_dir() -> PathBuf {
     std::env::var_os("LEDGER_PEERS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/peers"))
 }
 
-/// `None` (after a notice) when a peer is missing outside CI; a failure in CI.
-fn missing(peer: &str, test: &str) -> Option<std::convert::Infallible> {
-    assert!(std::env::var_os("CI").is_none(), "{peer} is not installed in {} (run .ci/run)", peers_dir().display());
-    // Past libtest's capture, like the PostgreSQL notice.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("note: {test} skipped: {peer} is not installed in {} (.ci/run installs it)\n", peers_dir().display())
-            .as_bytes(),
-    );
+/// `None` (after a skip notice) when a peer is missing outside CI; a failure in CI.
+fn missing(peer: store::testing::Peer, test: &str) -> Option<std::convert::Infallible> {
+    let why = format!("{} is not installed in {}", peer.name(), peers_dir().display());
+    store::testing::skip(test, peer, &why);
     None
 }
 
@@ -63,7 +61,7 @@ impl Signer {
         if dir.join("node_modules/stripe/package.json").is_file() {
             Some(Self { dir })
         } else {
-            missing("the stripe npm package", test).map(|never| match never {})
+            missing(store::testing::Peer::StripeNode, test).map(|never| match never {})
         }
     }
 
@@ -119,7 +117,7 @@ impl LocalStripe {
     pub async fn start(test: &str) -> Option<Self> {
         let program = peers_dir().join("localstripe/bin/localstripe");
         if !program.is_file() {
-            return missing("localstripe", test).map(|never| match never {});
+            return missing(store::testing::Peer::LocalStripe, test).map(|never| match never {});
         }
         let port = free_port();
         let child = Command::new(program)
@@ -182,7 +180,7 @@ pub struct StandIn {
 
 impl StandIn {
     pub async fn start(localstripe: &LocalStripe) -> Self {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/stripe/fixtures3.json");
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(FIXTURES);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let fixtures: Value = serde_json::from_str(&text).unwrap();
         let state = Arc::new(StandInState {
@@ -218,7 +216,7 @@ impl StandIn {
 
 /// A fixture object, read without a stand-in.
 pub fn fixture(kind: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/stripe/fixtures3.json");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(FIXTURES);
     let fixtures: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     fixtures["resources"][kind].clone()
 }
