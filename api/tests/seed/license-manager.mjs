@@ -1,5 +1,5 @@
-// The seed's on-premises `LicenseManager` (seed/subscription-and-license-planning.md,
-// "On-Premises License Enforcement"), run in Node against a real `ledger` server by
+// The seed's on-premises `LicenseManager` (the product's planning document, "On-Premises
+// License Enforcement"; docs/API.md, "The seed's types"), run in Node against a real `ledger` server by
 // api/tests/validation.rs. The class is the seed's text with the TypeScript types and
 // `private` modifiers stripped, nothing else changed; the seed gives it no constructor,
 // so the key is set on the instance, as the seed's (TypeScript-only) `private` allows.
