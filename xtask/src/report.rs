@@ -201,10 +201,11 @@ pub fn not_run(tally: &Tally, missing: &[Missing]) -> String {
     let mut out = String::new();
     for (peer, (tests, why, remedy)) in peers {
         let tests = match tests {
-            1 => "1 test".to_owned(),
-            n => format!("{n} tests"),
+            0 => "no test of this run needed it".to_owned(),
+            1 => "1 test skipped".to_owned(),
+            n => format!("{n} tests skipped"),
         };
-        let _ = writeln!(out, "  {peer} ({tests} skipped): {why}\n      to run: {remedy}");
+        let _ = writeln!(out, "  {peer} ({tests}): {why}\n      to run: {remedy}");
     }
     out
 }
@@ -286,15 +287,19 @@ test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
 
     #[test]
     fn what_did_not_run_is_listed_once_per_peer() {
-        let missing = [Missing {
-            peer: "aiosmtpd",
-            why: "python3 has no pip".into(),
-            remedy: "apt-get install python3-pip".into(),
-        }];
+        let missing = [
+            Missing {
+                peer: "aiosmtpd",
+                why: "python3 has no pip".into(),
+                remedy: "apt-get install python3-pip".into(),
+            },
+            Missing { peer: "node", why: "`node` is not installed".into(), remedy: "apt-get install nodejs".into() },
+        ];
         let text = not_run(&tally(), &missing);
         assert_eq!(
             text,
             "  aiosmtpd (1 test skipped): python3 has no pip\n      to run: apt-get install python3-pip\n  \
+             node (no test of this run needed it): `node` is not installed\n      to run: apt-get install nodejs\n  \
              postgresql (1 test skipped): DATABASE_URL is not set\n      to run: set DATABASE_URL\n"
         );
     }
