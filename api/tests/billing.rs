@@ -313,7 +313,114 @@ async fn customers_buy_at_catalog_prices(backend: Backend) {
     s.post("/api/v1/subscriptions", Some(OPERATOR), enterprise("3500.00")).await.expect(201);
 }
 
+/// The `replay` binary built beside `ledger` (`cargo test --workspace`).
+fn replay_binary() -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_ledger")).with_file_name("replay");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{} is missing: CI runs `cargo test --workspace`", path.display());
+    eprintln!("SKIPPED: the replay check needs the replay binary; build it with `cargo test --workspace`");
+    None
+}
+
+/// January's invoice as the billing run of a ledger before issue 11 wrote
+/// it: `InvoiceIssued` at schema version 1, computed from the log as that
+/// run computed it.
+async fn plant_a_version_1_invoice(backend: &Backend, subscription_id: &str) {
+    use domain::billing::{InvoiceIssuedV1, InvoiceV1, invoice, invoice_id};
+    use domain::event::LedgerEvent;
+    let log = backend.open_log().await;
+    let head = log.head().await.unwrap().sequence;
+    let (mut subscription, mut usage) =
+        (domain::subscription::Subscription::default(), domain::usage::Usage::default());
+    for record in log.read_page(1..=head, 10_000).await.unwrap() {
+        let payload = record.payload.as_deref().unwrap_or_default();
+        match LedgerEvent::decode(&record.header, payload).unwrap() {
+            Some(LedgerEvent::Subscription(event)) if record.header.stream_id.as_str().ends_with(subscription_id) => {
+                cqrs_es::Aggregate::apply(&mut subscription, event);
+            }
+            Some(LedgerEvent::Usage(domain::usage::UsageEvent::UsageReported(report))) => {
+                usage.apply(&report, record.header.sequence);
+            }
+            _ => {}
+        }
+    }
+    let january = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    let computed = invoice(&subscription, &usage, &domain::catalog::Catalog::builtin(), january, []).unwrap().unwrap();
+    let v1 = InvoiceV1::from(&computed);
+    let id = domain::SubscriptionId(subscription_id.parse().unwrap());
+    let issued = InvoiceIssuedV1 {
+        invoice_id: invoice_id(id, january),
+        subscription_id: id,
+        organization_id: subscription.organization_id.unwrap(),
+        digest: v1.digest(),
+        invoice: v1,
+        usage_sequence: head,
+    };
+    let event = NewEvent {
+        event_id: EventId(Uuid::now_v7()),
+        event_type: "InvoiceIssued".into(),
+        schema_version: 1,
+        occurred_at: Timestamp::parse_rfc3339("2026-02-01T00:00:00Z").unwrap(),
+        metadata: Metadata::default().encode(),
+        payload: domain::codec::encode(&issued),
+    };
+    let stream_id = domain::billing::stream(id, january);
+    let command = Command { stream_id, expected: ExpectedRevision::NoStream, idempotency: None, events: vec![event] };
+    log.append_one(command).await.expect("the store appends").expect("the command is accepted");
+}
+
+/// Finding 7 of issue 11: adjustment lines name their reports, which
+/// changed what `InvoiceIssued` stores. An invoice issued at version 1 (a
+/// log from before) still counts as issued, is adjusted by a version 2
+/// invoice, and `replay verify` re-derives both byte for byte.
+async fn invoices_of_both_schema_versions_verify(backend: Backend) {
+    let s = backend.start().await;
+    let acme = s.create_org("Acme").await;
+    let created = s.create_subscription(&acme, "professional", "2026-01-01", true).await;
+    let (sub, key) = (id(&created["subscriptionId"]), id(&created["licenseKey"]));
+    s.post("/api/v1/license/validate", None, json!({ "licenseKey": key })).await.expect(200);
+    let report = |day: &str, gb: u64| {
+        json!({ "licenseKey": key, "reportingPeriod": day,
+            "metrics": { "activeUsers": 1, "dataVolumeGB": gb, "apiCallsCount": 0, "trainingHours": 0 } })
+    };
+    s.move_clock("2026-01-06T12:00:00Z").await;
+    s.post("/api/v1/usage/report", None, report("2026-01-06", 4500)).await.expect(200);
+    s.move_clock("2026-02-01T00:00:00Z").await;
+    plant_a_version_1_invoice(&backend, &sub).await;
+    let invoices = format!("/api/v1/organizations/{acme}/invoices");
+    common::poll("the server to see January's invoice", || async {
+        let listed = s.get(&invoices, Some(OPERATOR)).await.expect(200);
+        (listed[0]["total"] == "13000.00").then_some(())
+    })
+    .await;
+    let run = |period: &str| s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": period }));
+    assert_eq!(run("2026-01").await.expect(200)["invoices"], json!([]), "January is issued already");
+
+    s.move_clock("2026-02-02T00:00:00Z").await;
+    let lowered = s.post("/api/v1/usage/report", None, report("2026-01-06", 100)).await.expect(200);
+    s.move_clock("2026-03-01T00:00:00Z").await;
+    let february = run("2026-02").await.expect(200);
+    let line = &february["invoices"][0]["lines"][1];
+    assert_eq!((&line["amount"], &line["reports"]), (&json!("-8000.00"), &json!([lowered["sequence"]])));
+
+    let Some(replay) = replay_binary() else { return };
+    let keys = s.get("/api/v1/keys", None).await.expect(200);
+    let mut command = std::process::Command::new(replay);
+    command.args(["verify", "--public-key", keys["checkpoints"]["current"].as_str().unwrap()]);
+    match backend.database_url() {
+        Some(url) => command.args(["--database-url", url]),
+        None => command.arg("--data-dir").arg(backend.data_dir()),
+    };
+    let output = command.env_remove("DATABASE_URL").output().expect("replay runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("ok invoices: 2 re-derived"), "{stdout}");
+}
+
 backends!(
+    invoices_of_both_schema_versions_verify,
     a_month_is_invoiced_once,
     the_command_line_run_matches_the_route,
     an_invoice_that_cannot_be_computed_fails_alone_until_the_operator_fixes_it,
