@@ -30,7 +30,13 @@ const SUBSCRIPTIONS: usize = 10_000;
 async fn ingestion(name: &str, base: String, seconds: Duration) {
     let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap();
     let subscriptions = support::subscribe(&client, &base, CONNECTIONS, "professional").await;
-    let keys = subscriptions.iter().map(|s| s["licenseKey"].as_str().unwrap().to_owned());
+    let keys: Vec<String> = subscriptions.iter().map(|s| s["licenseKey"].as_str().unwrap().to_owned()).collect();
+    // Reports come from an activated deployment: each key validates once.
+    for key in &keys {
+        let validation = client.post(format!("{base}/license/validate")).json(&json!({ "licenseKey": key }));
+        assert!(validation.send().await.unwrap().status().is_success());
+    }
+    let keys = keys.into_iter();
     let deadline = Instant::now() + seconds;
     let started = Instant::now();
     let tasks: Vec<_> = keys

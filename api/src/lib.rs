@@ -48,6 +48,8 @@ pub struct AppState {
     pub scheduler: Arc<tokio::sync::Notify>,
     pub metrics: Arc<metrics::Metrics>,
     pub address_limiter: Arc<metrics::AddressLimiter>,
+    /// Usage reports: their limits and the per-key rate limiter.
+    pub usage: Arc<routes::usage::UsageIntake>,
     /// Stripe: webhook secrets, the API client, the reactor's and sync's wake-ups.
     pub stripe: Arc<stripe::Stripe>,
     /// The log's Merkle tree, for checkpoints and proofs.
@@ -91,6 +93,8 @@ pub fn app(state: AppState) -> Router {
         .route("/subscriptions/{org_id}/downgrade", post(c::downgrade))
         .route("/subscriptions/{org_id}/cancel", post(c::cancel))
         .route("/subscriptions/{org_id}/addons", post(c::add_addon))
+        .route("/subscriptions/{org_id}/addons/{addon_id}/end", post(c::end_addon))
+        .route("/subscriptions/{org_id}/addons/{addon_id}/reprice", post(c::reprice_addon))
         .route("/licenses/{license_id}/revoke", post(c::revoke_license))
         .route("/licenses/{license_id}/deployments/{deployment_id}/release", post(routes::license::release_deployment))
         .route("/license/validate", get(routes::license::validate).post(routes::license::validate))
@@ -135,6 +139,8 @@ pub struct Config {
     pub validations_per_address_per_minute: u32,
     /// E-mail notifications (`notify`); `None` turns them off.
     pub notifications: Option<notify::Settings>,
+    /// Limits on usage reports (rate per key, cap per day, correction window).
+    pub usage: routes::usage::UsageSettings,
 }
 
 /// Opens the log and the read models and builds the state; prints the
@@ -164,6 +170,7 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
         scheduler: Arc::new(tokio::sync::Notify::new()),
         metrics: Arc::new(metrics::Metrics::default()),
         address_limiter: Arc::new(metrics::AddressLimiter::per_minute(config.validations_per_address_per_minute)),
+        usage: Arc::new(routes::usage::UsageIntake::new(config.usage)),
         stripe: stripe::Stripe::new(stripe::Settings::from_env()?)?,
         log_tree,
     })

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use domain::subscription::Policy;
+use ledger_api::routes::usage::UsageSettings;
 
 #[derive(Parser)]
 #[command(name = "ledger", version, about = "Event-sourced billing, license and usage ledger")]
@@ -46,6 +47,33 @@ struct Mail {
     mail_from: Option<String>,
 }
 
+/// Limits on usage reports from on-premises deployments.
+#[derive(Args)]
+struct UsageLimits {
+    /// Usage reports one license key may send a minute, on each server
+    /// process (0: no limit).
+    #[arg(long, default_value_t = UsageSettings::default().reports_per_key_per_minute)]
+    usage_reports_per_key_per_minute: u32,
+    /// Usage reports one subscription may make for one reported day,
+    /// counted from the log (at least 1).
+    #[arg(long, default_value_t = UsageSettings::default().reports_per_day_max,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    usage_reports_per_day_max: u64,
+    /// How many days back a usage report may correct a day.
+    #[arg(long, default_value_t = UsageSettings::default().correction_days_max)]
+    usage_correction_days_max: u32,
+}
+
+impl UsageLimits {
+    fn settings(&self) -> UsageSettings {
+        UsageSettings {
+            reports_per_key_per_minute: self.usage_reports_per_key_per_minute,
+            reports_per_day_max: self.usage_reports_per_day_max,
+            correction_days_max: self.usage_correction_days_max,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server.
@@ -60,6 +88,8 @@ enum Command {
         validations_per_address_per_minute: u32,
         #[command(flatten)]
         mail: Mail,
+        #[command(flatten)]
+        usage: UsageLimits,
     },
     /// Monthly jobs.
     Billing {
@@ -99,7 +129,8 @@ enum Keys {
 #[derive(Subcommand)]
 enum Billing {
     /// Issue the invoices of a month that has ended (as `POST
-    /// /api/v1/billing/runs` does); prints them as JSON.
+    /// /api/v1/billing/runs` does); prints them as JSON. Exits 3 when some
+    /// invoices could not be issued (the others were; each is named).
     Run {
         /// The month, YYYY-MM.
         #[arg(long)]
@@ -123,8 +154,14 @@ fn config(store: Store, listen: SocketAddr, validations_per_address_per_minute: 
         policy: Policy { backdate_days_max: store.backdate_days_max, dunning_days: store.dunning_days },
         validations_per_address_per_minute,
         notifications: None,
+        usage: UsageSettings::default(),
     }
 }
+
+/// The exit status of a billing run that issued what it could but not
+/// every invoice: cron sees a failure, and a script can tell it from a run
+/// that could not run at all (1).
+const EXIT_SOME_INVOICES_FAILED: i32 = 3;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -133,8 +170,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { listen, store, validations_per_address_per_minute, mail } => {
+        Command::Serve { listen, store, validations_per_address_per_minute, mail, usage } => {
             let mut config = config(store, listen, validations_per_address_per_minute);
+            config.usage = usage.settings();
             config.notifications = match (mail.smtp_url.filter(|url| !url.is_empty()), mail.mail_from) {
                 (Some(smtp_url), Some(from)) => Some(ledger_api::notify::Settings { smtp_url, from }),
                 _ => None,
@@ -149,11 +187,18 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let invoices: Vec<_> = done.invoices.iter().map(ledger_api::billing::invoice_json).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({ "invoices": invoices, "sequence": done.sequence }))?
-            );
-            Ok(())
+            let failed: Vec<_> = done.failed.iter().map(ledger_api::billing::failed_json).collect();
+            let answer = serde_json::json!({ "invoices": invoices, "failed": failed, "sequence": done.sequence });
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            std::io::Write::flush(&mut std::io::stdout())?;
+            if done.failed.is_empty() {
+                return Ok(());
+            }
+            for failure in &done.failed {
+                eprintln!("not issued: subscription {}: {}", failure.subscription_id, failure.reason);
+            }
+            eprintln!("{} invoice(s) of {} could not be issued", done.failed.len(), period.format("%Y-%m"));
+            std::process::exit(EXIT_SOME_INVOICES_FAILED)
         }
         Command::Keys { job: Keys::RotateCheckpoint { store } } => {
             let config = config(store, "127.0.0.1:0".parse()?, 0);

@@ -24,6 +24,8 @@ use crate::routes;
         routes::commands::downgrade,
         routes::commands::cancel,
         routes::commands::add_addon,
+        routes::commands::end_addon,
+        routes::commands::reprice_addon,
         routes::commands::revoke_license,
         routes::queries::organizations,
         routes::queries::subscription,

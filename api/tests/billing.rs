@@ -7,7 +7,12 @@
 mod common;
 
 use common::{Backend, OPERATOR, id};
+use domain::subscription::{AddonAdded, AddonKind, SubscriptionEvent};
+use domain::{AddonId, EventId, Metadata, Money, StreamId, Timestamp};
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
+use store::{Command, ExpectedRevision, NewEvent};
+use uuid::Uuid;
 
 fn lines(invoice: &Value) -> Vec<(String, Option<u64>, String)> {
     invoice["lines"]
@@ -76,6 +81,8 @@ async fn the_command_line_run_matches_the_route(backend: Backend) {
     s.move_clock("2026-03-10T00:00:00Z").await;
     let org = s.create_org("Initech").await;
     let key = id(&s.create_subscription(&org, "professional", "2026-03-01", true).await["licenseKey"]);
+    // Reports come from an activated deployment.
+    s.post("/api/v1/license/validate", None, json!({ "licenseKey": key })).await.expect(200);
     // Worked example 3: peak data 4,250 GB in March.
     for (day, gb) in [("2026-03-03", 1200), ("2026-03-09", 4250), ("2026-03-10", 4000)] {
         let report = json!({
@@ -113,4 +120,309 @@ async fn the_command_line_run_matches_the_route(backend: Backend) {
     assert_eq!((&listed[0]["id"], &listed[0]["total"]), (&invoice["id"], &json!("13000.00")));
 }
 
-backends!(a_month_is_invoiced_once, the_command_line_run_matches_the_route);
+/// The add-on of the hostile review: 1,000 extra TB at the largest amount
+/// a decimal holds, which no invoice can be computed with.
+fn overflowing_addon() -> AddonAdded {
+    AddonAdded {
+        addon_id: AddonId(Uuid::now_v7()),
+        kind: AddonKind::ExtraDataTb,
+        quantity: 1000,
+        annual_price: Some(Money::usd(Decimal::MAX)),
+        one_time_price: None,
+        effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+    }
+}
+
+/// Appends an event to a subscription's stream straight through the store,
+/// beside the running server, as a log written before the bounds held it.
+async fn plant(backend: &Backend, subscription_id: &str, event: SubscriptionEvent) {
+    let log = backend.open_log().await;
+    let stream_id = StreamId::new(format!("subscription/{subscription_id}")).unwrap();
+    let records = log.read_stream(&stream_id, 1, 1000).await.expect("the stream reads");
+    let revision = records.last().expect("the subscription's events").header.stream_revision;
+    let at = Timestamp::parse_rfc3339("2026-01-05T00:00:00Z").unwrap();
+    let event = NewEvent::from_event(&event, EventId(Uuid::now_v7()), at, &Metadata::default());
+    let command =
+        Command { stream_id, expected: ExpectedRevision::Exactly(revision), idempotency: None, events: vec![event] };
+    log.append_one(command).await.expect("the store appends").expect("the command is accepted");
+}
+
+fn organizations(run: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = run["invoices"].as_array().unwrap().iter().map(|i| id(&i["organizationId"])).collect();
+    ids.sort();
+    ids
+}
+
+/// Finding 1 of issue 11: an add-on whose invoice cannot be computed
+/// stopped every billing run, for every customer. Now that subscription's
+/// month fails alone and is named, its later months wait for it, and the
+/// operator's fix lets the next run of the month issue it.
+async fn an_invoice_that_cannot_be_computed_fails_alone_until_the_operator_fixes_it(backend: Backend) {
+    let s = backend.start().await;
+    let acme = s.create_org("Acme").await;
+    let acme_sub = id(&s.create_subscription(&acme, "starter", "2026-01-01", true).await["subscriptionId"]);
+    let globex = s.create_org("Globex").await;
+    s.create_subscription(&globex, "professional", "2026-01-01", true).await;
+
+    // The API refuses such an add-on, the operator's too: it is planted.
+    let addons = format!("/api/v1/subscriptions/{acme}/addons");
+    let huge = json!({ "kind": "extra_data_tb", "quantity": 1000,
+        "annualPrice": "79228162514264337593543950335", "effectiveDate": "2026-01-01" });
+    s.post(&addons, Some(OPERATOR), huge).await.problem(400, "validation_failed");
+    let addon = overflowing_addon();
+    let addon_id = addon.addon_id.0.to_string();
+    plant(&backend, &acme_sub, addon.into()).await;
+    common::poll("the server to see the planted add-on", || async {
+        let details = s.subscription(&acme, OPERATOR).await;
+        details["addons"].as_array().unwrap().iter().any(|a| a["id"] == addon_id.as_str()).then_some(())
+    })
+    .await;
+    s.move_clock("2026-02-01T00:00:00Z").await;
+    let run = |body: Value| s.post("/api/v1/billing/runs", Some(OPERATOR), body);
+
+    // A preview names the failure and appends nothing.
+    let head = s.head().await;
+    let preview = run(json!({ "period": "2026-01", "preview": true })).await.expect(200);
+    assert_eq!(s.head().await, head, "a preview appends nothing");
+    assert_eq!(organizations(&preview), vec![globex.clone()]);
+    assert_eq!(preview["failed"][0]["subscriptionId"], acme_sub.as_str());
+
+    // The run issues everyone else's invoice and names the one that failed.
+    let january = run(json!({ "period": "2026-01" })).await.expect(200);
+    assert_eq!(organizations(&january), vec![globex.clone()], "{january}");
+    let failed = january["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{january}");
+    assert_eq!(failed[0]["subscriptionId"], acme_sub.as_str());
+    let reason = failed[0]["reason"].as_str().unwrap();
+    assert!(reason.contains(&addon_id), "the reason names the add-on to fix: {reason}");
+
+    // `ledger billing run` prints the failure and exits non-zero, so cron notices.
+    let cli = backend.cli(&["billing", "run", "--period", "2026-01"]).await;
+    assert_eq!(cli.status.code(), Some(3), "{}", String::from_utf8_lossy(&cli.stderr));
+    let printed: Value = serde_json::from_slice(&cli.stdout).expect("the run prints JSON");
+    assert_eq!((&printed["invoices"], &printed["failed"][0]["subscriptionId"]), (&json!([]), &json!(acme_sub)));
+    assert!(String::from_utf8_lossy(&cli.stderr).contains(&acme_sub), "the failure is named on stderr");
+
+    // February waits for January, so adjustments stay in order.
+    s.move_clock("2026-03-01T00:00:00Z").await;
+    let february = run(json!({ "period": "2026-02" })).await.expect(200);
+    assert_eq!(organizations(&february), vec![globex.clone()]);
+    let reason = february["failed"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("2026-01"), "February names the month it waits for: {reason}");
+
+    // The operator fixes the add-on: the contract price, and an end in
+    // February. An organization's admin may do neither.
+    let admin =
+        s.post(&format!("/api/v1/organizations/{acme}/tokens"), Some(OPERATOR), json!({ "role": "admin" })).await;
+    let admin = id(&admin.expect(201)["token"]);
+    let reprice = format!("/api/v1/subscriptions/{acme}/addons/{addon_id}/reprice");
+    let end = format!("/api/v1/subscriptions/{acme}/addons/{addon_id}/end");
+    let head = s.head().await;
+    s.post(&reprice, Some(&admin), json!({ "annualPrice": "1.00" })).await.problem(403, "forbidden");
+    s.post(&end, Some(&admin), json!({ "effectiveDate": "2026-02-15" })).await.problem(403, "forbidden");
+    s.post(&reprice, Some(OPERATOR), json!({ "annualPrice": "10000000.01" })).await.problem(400, "validation_failed");
+    assert_eq!(s.head().await, head, "refusals append nothing");
+    s.post(&reprice, Some(OPERATOR), json!({ "annualPrice": "4000.00" })).await.expect(200);
+    s.post(&end, Some(OPERATOR), json!({ "effectiveDate": "2026-02-15" })).await.expect(200);
+
+    // The next run of January issues Acme's invoice; then February's.
+    let january = run(json!({ "period": "2026-01" })).await.expect(200);
+    assert_eq!((organizations(&january), &january["failed"]), (vec![acme.clone()], &json!([])));
+    let january_lines = lines(&january["invoices"][0]);
+    // 1,000 TB × 4,000.00 a year: 4,000,000.00 / 12 for the whole month.
+    assert_eq!(january_lines[1], ("addon".to_owned(), Some(31), "333333.33".to_owned()));
+    let february = run(json!({ "period": "2026-02" })).await.expect(200);
+    assert_eq!((organizations(&february), &february["failed"]), (vec![acme.clone()], &json!([])));
+    // Ended from 15 February: 14 days of 28.
+    assert_eq!(lines(&february["invoices"][0])[1], ("addon".to_owned(), Some(14), "166666.67".to_owned()));
+    let cli = backend.cli(&["billing", "run", "--period", "2026-02"]).await;
+    assert!(cli.status.success(), "nothing is left failing: {}", String::from_utf8_lossy(&cli.stderr));
+}
+
+/// Finding 2 of issue 11: customers chose their own prices. An
+/// organization's admin buys at the catalog price; a price in its request,
+/// or an add-on without a catalog price, is the operator's alone.
+async fn customers_buy_at_catalog_prices(backend: Backend) {
+    let s = backend.start().await;
+    let acme = s.create_org("Acme").await;
+    s.create_subscription(&acme, "starter", "2026-01-01", true).await;
+    let admin =
+        s.post(&format!("/api/v1/organizations/{acme}/tokens"), Some(OPERATOR), json!({ "role": "admin" })).await;
+    let admin = id(&admin.expect(201)["token"]);
+    let addons = format!("/api/v1/subscriptions/{acme}/addons");
+    let upgrade = format!("/api/v1/subscriptions/{acme}/upgrade");
+    let head = s.head().await;
+    let refused = [
+        (
+            &addons,
+            json!({ "kind": "extra_data_tb", "quantity": 1000, "annualPrice": "0.01", "effectiveDate": "2026-01-01" }),
+        ),
+        (
+            &addons,
+            json!({ "kind": "extra_data_tb", "quantity": 1, "annualPrice": "5000.00", "effectiveDate": "2026-01-01" }),
+        ),
+        (
+            &addons,
+            json!({ "kind": "training_session", "quantity": 1, "oneTimePrice": "1.00", "effectiveDate": "2026-01-01" }),
+        ),
+        (&addons, json!({ "kind": "custom_module", "quantity": 1, "effectiveDate": "2026-01-01" })),
+        (&addons, json!({ "kind": "dedicated_support", "quantity": 1, "effectiveDate": "2026-01-01" })),
+        (&addons, json!({ "kind": "training_session", "quantity": 1, "effectiveDate": "2026-01-01" })),
+        (
+            &upgrade,
+            json!({ "targetTier": "professional",
+            "addons": [ { "kind": "extra_data_tb", "quantity": 10, "annualPrice": "0.01" } ] }),
+        ),
+        (&upgrade, json!({ "targetTier": "enterprise", "addons": [ { "kind": "extra_data_tb", "quantity": 1 } ] })),
+    ];
+    for (path, body) in refused {
+        s.post(path, Some(&admin), body.clone()).await.problem(403, "forbidden");
+    }
+    assert_eq!(s.head().await, head, "refusals append nothing");
+
+    // At the catalog price: 5,000.00 a TB a year on starter.
+    let bought = json!({ "kind": "extra_data_tb", "quantity": 2, "effectiveDate": "2026-01-01" });
+    s.post(&addons, Some(&admin), bought).await.expect(201);
+    let details = s.subscription(&acme, &admin).await;
+    assert_eq!(
+        (&details["addons"][0]["annualPrice"], &details["addons"][0]["quantity"]),
+        (&json!("5000.00"), &json!(2))
+    );
+    // Upgraded with an add-on: professional's price, 4,000.00.
+    let body = json!({ "targetTier": "professional", "addons": [ { "kind": "extra_data_tb", "quantity": 1 } ] });
+    s.post(&upgrade, Some(&admin), body).await.expect(200);
+    let details = s.subscription(&acme, &admin).await;
+    assert_eq!(details["addons"][1]["annualPrice"], "4000.00");
+
+    // The operator sets prices, within the bounds.
+    let price = |price: &str| json!({ "kind": "custom_module", "quantity": 1, "annualPrice": price, "effectiveDate": "2026-01-01" });
+    s.post(&addons, Some(OPERATOR), price("10000000.00")).await.expect(201);
+    for bad in ["10000000.01", "1.001", "0", "-5"] {
+        s.post(&addons, Some(OPERATOR), price(bad)).await.problem(400, "validation_failed");
+    }
+    let many = json!({ "kind": "extra_data_tb", "quantity": 1001, "effectiveDate": "2026-01-01" });
+    s.post(&addons, Some(OPERATOR), many).await.problem(400, "validation_failed");
+    let other = s.create_org("Initech").await;
+    let enterprise = |rate: &str| {
+        json!({ "organizationId": other, "tier": "enterprise", "startDate": "2026-01-01",
+        "enterpriseOverageRate": rate })
+    };
+    for bad in ["10000000.01", "3000.001"] {
+        s.post("/api/v1/subscriptions", Some(OPERATOR), enterprise(bad)).await.problem(400, "validation_failed");
+    }
+    s.post("/api/v1/subscriptions", Some(OPERATOR), enterprise("3500.00")).await.expect(201);
+}
+
+/// The `replay` binary built beside `ledger` (`cargo test --workspace`).
+fn replay_binary() -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_ledger")).with_file_name("replay");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{} is missing: CI runs `cargo test --workspace`", path.display());
+    eprintln!("SKIPPED: the replay check needs the replay binary; build it with `cargo test --workspace`");
+    None
+}
+
+/// January's invoice as the billing run of a ledger before issue 11 wrote
+/// it: `InvoiceIssued` at schema version 1, computed from the log as that
+/// run computed it.
+async fn plant_a_version_1_invoice(backend: &Backend, subscription_id: &str) {
+    use domain::billing::{InvoiceIssuedV1, InvoiceV1, invoice, invoice_id};
+    use domain::event::LedgerEvent;
+    let log = backend.open_log().await;
+    let head = log.head().await.unwrap().sequence;
+    let (mut subscription, mut usage) =
+        (domain::subscription::Subscription::default(), domain::usage::Usage::default());
+    for record in log.read_page(1..=head, 10_000).await.unwrap() {
+        let payload = record.payload.as_deref().unwrap_or_default();
+        match LedgerEvent::decode(&record.header, payload).unwrap() {
+            Some(LedgerEvent::Subscription(event)) if record.header.stream_id.as_str().ends_with(subscription_id) => {
+                cqrs_es::Aggregate::apply(&mut subscription, event);
+            }
+            Some(LedgerEvent::Usage(domain::usage::UsageEvent::UsageReported(report))) => {
+                usage.apply(&report, record.header.sequence);
+            }
+            _ => {}
+        }
+    }
+    let january = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    let computed = invoice(&subscription, &usage, &domain::catalog::Catalog::builtin(), january, []).unwrap().unwrap();
+    let v1 = InvoiceV1::from(&computed);
+    let id = domain::SubscriptionId(subscription_id.parse().unwrap());
+    let issued = InvoiceIssuedV1 {
+        invoice_id: invoice_id(id, january),
+        subscription_id: id,
+        organization_id: subscription.organization_id.unwrap(),
+        digest: v1.digest(),
+        invoice: v1,
+        usage_sequence: head,
+    };
+    let event = NewEvent {
+        event_id: EventId(Uuid::now_v7()),
+        event_type: "InvoiceIssued".into(),
+        schema_version: 1,
+        occurred_at: Timestamp::parse_rfc3339("2026-02-01T00:00:00Z").unwrap(),
+        metadata: Metadata::default().encode(),
+        payload: domain::codec::encode(&issued),
+    };
+    let stream_id = domain::billing::stream(id, january);
+    let command = Command { stream_id, expected: ExpectedRevision::NoStream, idempotency: None, events: vec![event] };
+    log.append_one(command).await.expect("the store appends").expect("the command is accepted");
+}
+
+/// Finding 7 of issue 11: adjustment lines name their reports, which
+/// changed what `InvoiceIssued` stores. An invoice issued at version 1 (a
+/// log from before) still counts as issued, is adjusted by a version 2
+/// invoice, and `replay verify` re-derives both byte for byte.
+async fn invoices_of_both_schema_versions_verify(backend: Backend) {
+    let s = backend.start().await;
+    let acme = s.create_org("Acme").await;
+    let created = s.create_subscription(&acme, "professional", "2026-01-01", true).await;
+    let (sub, key) = (id(&created["subscriptionId"]), id(&created["licenseKey"]));
+    s.post("/api/v1/license/validate", None, json!({ "licenseKey": key })).await.expect(200);
+    let report = |day: &str, gb: u64| {
+        json!({ "licenseKey": key, "reportingPeriod": day,
+            "metrics": { "activeUsers": 1, "dataVolumeGB": gb, "apiCallsCount": 0, "trainingHours": 0 } })
+    };
+    s.move_clock("2026-01-06T12:00:00Z").await;
+    s.post("/api/v1/usage/report", None, report("2026-01-06", 4500)).await.expect(200);
+    s.move_clock("2026-02-01T00:00:00Z").await;
+    plant_a_version_1_invoice(&backend, &sub).await;
+    let invoices = format!("/api/v1/organizations/{acme}/invoices");
+    common::poll("the server to see January's invoice", || async {
+        let listed = s.get(&invoices, Some(OPERATOR)).await.expect(200);
+        (listed[0]["total"] == "13000.00").then_some(())
+    })
+    .await;
+    let run = |period: &str| s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": period }));
+    assert_eq!(run("2026-01").await.expect(200)["invoices"], json!([]), "January is issued already");
+
+    s.move_clock("2026-02-02T00:00:00Z").await;
+    let lowered = s.post("/api/v1/usage/report", None, report("2026-01-06", 100)).await.expect(200);
+    s.move_clock("2026-03-01T00:00:00Z").await;
+    let february = run("2026-02").await.expect(200);
+    let line = &february["invoices"][0]["lines"][1];
+    assert_eq!((&line["amount"], &line["reports"]), (&json!("-8000.00"), &json!([lowered["sequence"]])));
+
+    let Some(replay) = replay_binary() else { return };
+    let keys = s.get("/api/v1/keys", None).await.expect(200);
+    let mut command = std::process::Command::new(replay);
+    command.args(["verify", "--public-key", keys["checkpoints"]["current"].as_str().unwrap()]);
+    match backend.database_url() {
+        Some(url) => command.args(["--database-url", url]),
+        None => command.arg("--data-dir").arg(backend.data_dir()),
+    };
+    let output = command.env_remove("DATABASE_URL").output().expect("replay runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("ok invoices: 2 re-derived"), "{stdout}");
+}
+
+backends!(
+    invoices_of_both_schema_versions_verify,
+    a_month_is_invoiced_once,
+    the_command_line_run_matches_the_route,
+    an_invoice_that_cannot_be_computed_fails_alone_until_the_operator_fixes_it,
+    customers_buy_at_catalog_prices
+);

@@ -318,6 +318,8 @@ async fn usage_warnings_go_out_at_80_and_100_percent_once_each(backend: Backend)
     add_admin(&s, &org, "admin@acme.test").await;
     // Starter: 5 seats, 1,000 GB, 10,000 API calls a month.
     let key = id(&s.create_subscription(&org, "starter", "2026-01-01", true).await["licenseKey"]);
+    // Reports come from an activated deployment.
+    s.post("/api/v1/license/validate", None, json!({ "licenseKey": key })).await.expect(200);
     let send = |body: Value| s.post("/api/v1/usage/report", None, body);
     let warnings = |subject: &str| mailbox.to("admin@acme.test", subject);
 
@@ -460,6 +462,7 @@ async fn a_notice_without_an_admin_is_skipped_and_recorded_but_an_onboarding_wai
     let s = start(&backend, &mailbox).await;
     let org = s.create_org("Acme").await;
     let key = id(&s.create_subscription(&org, "starter", "2026-01-01", true).await["licenseKey"]);
+    s.post("/api/v1/license/validate", None, json!({ "licenseKey": key })).await.expect(200);
     // No admin yet: the usage warning cannot go anywhere and is recorded as
     // skipped; the onboarding e-mail waits.
     let answer = s.post("/api/v1/usage/report", None, report(&key, "2026-01-01", 5, 10, 10)).await.expect(200);

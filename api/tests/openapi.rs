@@ -19,6 +19,7 @@ async fn every_documented_operation_is_routed() {
         policy: Default::default(),
         validations_per_address_per_minute: 0,
         notifications: None,
+        usage: Default::default(),
     };
     let app = ledger_api::app(ledger_api::open(&config).await.unwrap());
     let response =

@@ -60,6 +60,12 @@ const UA: Expect = Expect::Refused(401, "unauthorized");
 const SN: Expect = Expect::Refused(503, "stripe_not_configured");
 /// 503 `unavailable`: checkout without STRIPE_SECRET_KEY.
 const SU: Expect = Expect::Refused(503, "unavailable");
+/// 400 `validation_failed`: allowed, but the request breaks a rule (a
+/// recurring add-on without the price only the operator may give).
+const VF: Expect = Expect::Refused(400, "validation_failed");
+/// 409 `not_an_upgrade`: allowed, but an earlier row upgraded this caller's
+/// fixture already.
+const NU: Expect = Expect::Refused(409, "not_an_upgrade");
 
 impl std::fmt::Display for Expect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,8 +78,9 @@ impl std::fmt::Display for Expect {
 
 /// One route of the router, with a request that succeeds when allowed.
 /// Placeholders in `path` and `body`: `{A}` `{B}` `{C}` `{D}` organization
-/// ids, `{userA}` an active user of A, `{spareTokenA}` a token of A that no
-/// caller uses, `{licenseA}` A's first license, `{licenseC}` C's license,
+/// ids, `{E}` an organization without a subscription, `{userA}` an active
+/// user of A, `{spareTokenA}` a token of A that no caller uses, `{licenseA}`
+/// A's first license, `{licenseC}` C's license, `{addonA}` an add-on of A,
 /// `{n}` a number unique to the request.
 struct Row {
     method: Method,
@@ -95,7 +102,15 @@ const fn row(method: Method, path: &'static str, body: Option<&'static str>, exp
 ///
 /// Organization A has a starter subscription and the member callers; B has
 /// one and B-admin; C has one and no caller belongs to it (its license is
-/// revoked); D has none yet (the operator subscribes it).
+/// revoked); D and E have none yet (the operator subscribes them).
+///
+/// Prices are the operator's (BILLING-RULES, "Who sets prices, and
+/// bounds"): every price-like input of every route has its rows. The
+/// subscription's contract rate (create: operator only anyway), an add-on's
+/// `annualPrice`/`oneTimePrice` (add-ons, and add-ons inside an upgrade),
+/// add-ons without a catalog price, and the operator's corrections of an
+/// add-on. Checkout takes no price at all (the tier's catalog price; its
+/// body refuses unknown fields).
 fn matrix() -> Vec<Row> {
     const GET: Method = Method::GET;
     const POST: Method = Method::POST;
@@ -159,6 +174,73 @@ fn matrix() -> Vec<Row> {
             Some(r#"{"organizationId":"{D}","tier":"starter","startDate":"2026-01-01"}"#),
             [OK, FB, FB, FB, FB, FB, UA, UA],
         ),
+        // A contract's overage rate is a price: the operator's.
+        row(
+            POST,
+            "/api/v1/subscriptions",
+            Some(
+                r#"{"organizationId":"{E}","tier":"enterprise","startDate":"2026-01-01","enterpriseOverageRate":"3500.00"}"#,
+            ),
+            [OK, FB, FB, FB, FB, FB, UA, UA],
+        ),
+        // Own organization, admin: add-ons at the catalog price (A is on
+        // starter here). A price in the request, or an add-on without a
+        // catalog price, is the operator's: 403 for the admin, never ignored.
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/addons",
+            Some(r#"{"kind":"extra_data_tb","quantity":1,"effectiveDate":"2026-01-10"}"#),
+            [OK, FB, OK, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/addons",
+            Some(r#"{"kind":"extra_data_tb","quantity":1000,"annualPrice":"0.01","effectiveDate":"2026-01-10"}"#),
+            [OK, FB, FB, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/addons",
+            Some(r#"{"kind":"custom_module","quantity":1,"annualPrice":"12000.00","effectiveDate":"2026-01-10"}"#),
+            [OK, FB, FB, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/addons",
+            Some(r#"{"kind":"dedicated_support","quantity":1,"annualPrice":"24000.00","effectiveDate":"2026-01-10"}"#),
+            [OK, FB, FB, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/addons",
+            Some(r#"{"kind":"training_session","quantity":1,"oneTimePrice":"500.00","effectiveDate":"2026-01-10"}"#),
+            [OK, FB, FB, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/addons",
+            Some(r#"{"kind":"custom_module","quantity":1,"effectiveDate":"2026-01-10"}"#),
+            [VF, FB, FB, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/addons",
+            Some(r#"{"kind":"training_session","quantity":1,"effectiveDate":"2026-01-10"}"#),
+            [VF, FB, FB, FB, FB, NF, UA, UA],
+        ),
+        // Operator only: correcting an add-on's price, or ending it.
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/addons/{addonA}/reprice",
+            Some(r#"{"annualPrice":"4500.00"}"#),
+            [OK, FB, FB, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/addons/{addonA}/end",
+            Some(r#"{"effectiveDate":"2026-01-20"}"#),
+            [OK, FB, FB, FB, FB, NF, UA, UA],
+        ),
         // Own organization, admin: upgrade, downgrade, add-ons, cancel at term end.
         row(
             POST,
@@ -166,16 +248,36 @@ fn matrix() -> Vec<Row> {
             Some(r#"{"targetTier":"professional"}"#),
             [OK, FB, OK, FB, FB, NF, UA, UA],
         ),
+        // An upgrade's add-ons follow the add-on rows' rules: the operator
+        // upgrades to enterprise at a contract price; the admin may not give
+        // a price, nor buy an add-on enterprise has no catalog price for
+        // (the operator, on enterprise by now, is answered not_an_upgrade).
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/upgrade",
+            Some(
+                r#"{"targetTier":"enterprise","addons":[{"kind":"extra_data_tb","quantity":1,"annualPrice":"3000.00"}]}"#,
+            ),
+            [OK, FB, FB, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/upgrade",
+            Some(
+                r#"{"targetTier":"enterprise","addons":[{"kind":"training_session","quantity":1,"oneTimePrice":"1"}]}"#,
+            ),
+            [NU, FB, FB, FB, FB, NF, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/upgrade",
+            Some(r#"{"targetTier":"enterprise","addons":[{"kind":"extra_data_tb","quantity":1}]}"#),
+            [NU, FB, FB, FB, FB, NF, UA, UA],
+        ),
         row(
             POST,
             "/api/v1/subscriptions/{A}/downgrade",
             Some(r#"{"targetTier":"starter"}"#),
-            [OK, FB, OK, FB, FB, NF, UA, UA],
-        ),
-        row(
-            POST,
-            "/api/v1/subscriptions/{A}/addons",
-            Some(r#"{"kind":"training_session","quantity":1,"oneTimePrice":"500.00","effectiveDate":"2026-01-10"}"#),
             [OK, FB, OK, FB, FB, NF, UA, UA],
         ),
         row(POST, "/api/v1/subscriptions/{A}/cancel", Some(r#"{}"#), [OK, FB, OK, FB, FB, NF, UA, UA]),
@@ -200,7 +302,7 @@ fn matrix() -> Vec<Row> {
             POST,
             "/api/v1/usage/report",
             Some(
-                r#"{"licenseKey":"{keyA}","metrics":{"activeUsers":1,"dataVolumeGB":1,"apiCallsCount":1,"trainingHours":0},"reportingPeriod":"2026-01-10"}"#,
+                r#"{"licenseKey":"{keyA}","deploymentId":"edge-a","metrics":{"activeUsers":1,"dataVolumeGB":1,"apiCallsCount":1,"trainingHours":0},"reportingPeriod":"2026-01-10"}"#,
             ),
             [OK, OK, OK, OK, OK, OK, OK, OK],
         ),
@@ -274,9 +376,9 @@ struct Token {
     secret: String,
 }
 
-/// Four organizations (A, B, C with a starter subscription from 2026-01-01,
-/// D without one), tokens for A's admin, analyst and viewer and B's admin,
-/// a spare token and an active user of A.
+/// Five organizations (A, B, C with a starter subscription from 2026-01-01,
+/// D and E without one), tokens for A's admin, analyst and viewer and B's
+/// admin, a spare token, an active user and an extra-data add-on of A.
 struct Fixture {
     _dir: tempfile::TempDir,
     app: Router,
@@ -284,10 +386,12 @@ struct Fixture {
     org_b: String,
     org_c: String,
     org_d: String,
+    org_e: String,
     user_a: String,
     spare_token_a: String,
     license_a: String,
     license_c: String,
+    addon_a: String,
     key_a: String,
     a_admin: Token,
     a_analyst: Token,
@@ -309,6 +413,7 @@ impl Fixture {
             policy: Default::default(),
             validations_per_address_per_minute: 0,
             notifications: None,
+            usage: Default::default(),
         })
         .await
         .expect("the server state opens");
@@ -327,6 +432,7 @@ impl Fixture {
         let org_b = id(org("Org B").await, "id");
         let org_c = id(org("Org C").await, "id");
         let org_d = id(org("Org D").await, "id");
+        let org_e = id(org("Org E").await, "id");
         let mut keys = Vec::new();
         for org in [&org_a, &org_b, &org_c] {
             let body = json!({ "organizationId": org, "tier": "starter", "startDate": "2026-01-01" });
@@ -362,6 +468,8 @@ impl Fixture {
         };
         let license_a = license(&org_a).await;
         let license_c = license(&org_c).await;
+        let extra = json!({ "kind": "extra_data_tb", "quantity": 1, "effectiveDate": "2026-01-10" });
+        let addon_a = id(op(Method::POST, format!("/api/v1/subscriptions/{org_a}/addons"), extra).await, "addonId");
         Fixture {
             _dir: dir,
             app,
@@ -369,10 +477,12 @@ impl Fixture {
             org_b,
             org_c,
             org_d,
+            org_e,
             user_a,
             spare_token_a,
             license_a,
             license_c,
+            addon_a,
             key_a: keys[0].clone(),
             a_admin,
             a_analyst,
@@ -402,10 +512,12 @@ impl Fixture {
             .replace("{B}", &self.org_b)
             .replace("{C}", &self.org_c)
             .replace("{D}", &self.org_d)
+            .replace("{E}", &self.org_e)
             .replace("{userA}", &self.user_a)
             .replace("{spareTokenA}", &self.spare_token_a)
             .replace("{licenseA}", &self.license_a)
             .replace("{licenseC}", &self.license_c)
+            .replace("{addonA}", &self.addon_a)
             .replace("{keyA}", &self.key_a)
             .replace("{n}", &self.unique.to_string())
     }

@@ -481,6 +481,7 @@ async fn every_scenario_in_process() {
             policy: Default::default(),
             validations_per_address_per_minute: 0,
             notifications: None,
+            usage: Default::default(),
         })
         .await
         .expect("the server state opens");

@@ -40,6 +40,11 @@ pub struct Line {
     /// The days it covers, for lines billed by the day.
     pub days: Option<u32>,
     pub amount: Money,
+    /// For a late-usage adjustment: the log sequences of the usage reports
+    /// it comes from (appended after its month was last billed), so the
+    /// billing team sees who changed what. Empty for other lines, and for
+    /// every line of an invoice issued at schema version 1.
+    pub reports: Vec<u64>,
 }
 
 /// A run of consecutive billable days at one tier and price.
@@ -66,12 +71,15 @@ pub struct OverageInputs {
 impl OverageInputs {
     /// `ceil((peak − limit) / 1000) × rate` when the peak is over the limit,
     /// rounded to cents; otherwise `None`.
-    fn overage(&self) -> Option<(Decimal, Money)> {
+    fn overage(&self) -> Result<Option<(Decimal, Money)>, BillingError> {
         let limit = Decimal::from(self.data_limit_gb);
-        (self.peak_data_gb > limit).then(|| {
-            let started_tb = ((self.peak_data_gb - limit) / Decimal::from(GB_PER_TB)).ceil();
-            (started_tb, money(started_tb * self.overage_rate.amount()))
-        })
+        if self.peak_data_gb <= limit {
+            return Ok(None);
+        }
+        // Both are non-negative and the peak is the larger: no overflow.
+        let started_tb = ((self.peak_data_gb - limit) / Decimal::from(GB_PER_TB)).ceil();
+        let amount = self.overage_rate.checked_mul(started_tb).map_err(|_| overflow("the data overage line"))?;
+        Ok(Some((started_tb, amount.round_cents())))
     }
 }
 
@@ -114,12 +122,44 @@ impl Invoice {
     /// the same invoice, bit for bit, so an auditor's recomputation can be
     /// compared by digest.
     pub fn digest(&self) -> crate::record::Hash {
-        let bytes = crate::codec::encode(self);
-        crate::record::Hash(*blake3::Hasher::new_derive_key(DIGEST_CONTEXT).update(&bytes).finalize().as_bytes())
+        digest(DIGEST_CONTEXT, &crate::codec::encode(self))
     }
 }
 
-const DIGEST_CONTEXT: &str = "ledger 2026-11-29 invoice digest v1";
+fn digest(context: &str, bytes: &[u8]) -> crate::record::Hash {
+    crate::record::Hash(*blake3::Hasher::new_derive_key(context).update(bytes).finalize().as_bytes())
+}
+
+/// The digest of an invoice as `InvoiceIssued` schema version 2 stores it.
+const DIGEST_CONTEXT: &str = "ledger 2026-11-29 invoice digest v2";
+
+/// Why an invoice cannot be computed. It is named for its subscription
+/// and the billing run goes on with every other (BILLING-RULES, "Who sets
+/// prices, and bounds"); only a log written before the bounds were checked
+/// when deciding can hold amounts that get here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BillingError {
+    #[error("{0} overflows: the amount is beyond what a decimal holds")]
+    Overflow(String),
+    #[error("the subscription names catalog version {0}, which this ledger does not know")]
+    UnknownCatalogVersion(u32),
+    #[error(transparent)]
+    Usage(#[from] crate::usage::UsageOverflow),
+}
+
+/// An invoice issued before, and the log sequence up to which it saw
+/// usage: late-usage adjustments name the reports appended after it.
+#[derive(Debug, Clone, Copy)]
+pub struct Billed<'a> {
+    pub invoice: &'a Invoice,
+    pub usage_sequence: u64,
+}
+
+impl<'a> From<&'a InvoiceIssued> for Billed<'a> {
+    fn from(issued: &'a InvoiceIssued) -> Self {
+        Billed { invoice: &issued.invoice, usage_sequence: issued.usage_sequence }
+    }
+}
 
 /// Whether the subscription is billed on `day`: within its terms (from its
 /// first start to its current end) and not cancelled yet. Suspended and
@@ -129,13 +169,49 @@ fn billable(subscription: &Subscription, day: NaiveDate) -> bool {
     first.from <= day && day < end && subscription.cancelled_from.is_none_or(|from| day < from)
 }
 
+/// Whether any day of the month of `month` is billable.
+fn billable_in(subscription: &Subscription, month: NaiveDate) -> bool {
+    let (Some(first), Some(end)) = (subscription.tiers.first(), subscription.end_date) else { return false };
+    let stop = subscription.cancelled_from.map_or(end, |from| from.min(end));
+    first_of_month(month) < stop && last_of_month(month) >= first.from
+}
+
+/// The oldest month before `month` with a billable day that `invoiced`
+/// says has no invoice. Months are issued in order, so that each invoice's
+/// late-usage adjustments follow from the invoices before it: while one
+/// month of a subscription is not issued (its invoice could not be
+/// computed, or its run has not happened), its later months wait.
+pub fn unbilled_month_before(
+    subscription: &Subscription,
+    month: NaiveDate,
+    invoiced: impl Fn(NaiveDate) -> bool,
+) -> Option<NaiveDate> {
+    let first = first_of_month(subscription.tiers.first()?.from);
+    let month = first_of_month(month);
+    std::iter::successors(Some(first), |m| m.checked_add_months(chrono::Months::new(1)))
+        .take_while(|m| *m < month)
+        .find(|m| billable_in(subscription, *m) && !invoiced(*m))
+}
+
 fn money(amount: Decimal) -> Money {
     Money::usd(amount).round_cents()
 }
 
-/// `annual / 12 × days / days in month`, exactly.
-fn by_days(annual: Decimal, days: u32, month: NaiveDate) -> Decimal {
-    annual / Decimal::from(12) * Decimal::from(days) / Decimal::from(days_in_month(month))
+fn overflow(what: impl std::fmt::Display) -> BillingError {
+    BillingError::Overflow(what.to_string())
+}
+
+/// `annual / 12 × days / days in month`, exactly (in this order, as every
+/// invoice was computed); `None` when it overflows.
+fn by_days(annual: Decimal, days: u32, month: NaiveDate) -> Option<Decimal> {
+    annual
+        .checked_div(Decimal::from(12))?
+        .checked_mul(Decimal::from(days))?
+        .checked_div(Decimal::from(days_in_month(month)))
+}
+
+fn catalog_version(catalog: &Catalog, version: u32) -> Result<&crate::catalog::CatalogVersion, BillingError> {
+    catalog.version(version).ok_or(BillingError::UnknownCatalogVersion(version))
 }
 
 /// A month's data overage inputs: the month's peak against the limit and
@@ -146,20 +222,20 @@ fn overage_inputs(
     usage: &Usage,
     catalog: &Catalog,
     month: NaiveDate,
-) -> Option<OverageInputs> {
-    let last_billable = billable_days(subscription, month).pop()?;
+) -> Result<Option<OverageInputs>, BillingError> {
+    let Some(last_billable) = billable_days(subscription, month).pop() else { return Ok(None) };
     let period = subscription.tier_on(last_billable).expect("a billable day has a tier");
-    let (spec, extra_gb) =
-        subscription.spec_on(catalog, last_billable).expect("subscriptions name known catalog versions");
+    let spec = catalog_version(catalog, period.catalog_version)?.tier(period.tier);
+    let (_, extra_gb) = subscription.spec_on(catalog, last_billable).expect("its catalog version is known");
     let rate = match period.tier {
         Tier::Enterprise => subscription.enterprise_overage_rate.unwrap_or(spec.overage_rate_per_tb),
         _ => spec.overage_rate_per_tb,
     };
-    Some(OverageInputs {
-        peak_data_gb: usage.month(month).total.data_volume_gb,
-        data_limit_gb: spec.data_gb + extra_gb,
+    Ok(Some(OverageInputs {
+        peak_data_gb: usage.peak_data_gb(month)?,
+        data_limit_gb: spec.data_gb.saturating_add(extra_gb),
         overage_rate: Money::usd(rate),
-    })
+    }))
 }
 
 fn billable_days(subscription: &Subscription, month: NaiveDate) -> Vec<NaiveDate> {
@@ -167,8 +243,146 @@ fn billable_days(subscription: &Subscription, month: NaiveDate) -> Vec<NaiveDate
     first.iter_days().take_while(|d| *d <= last).filter(|d| billable(subscription, *d)).collect()
 }
 
+/// Base lines: one per maximal run of consecutive billable days at the
+/// same tier and price.
+fn base_lines(
+    subscription: &Subscription,
+    catalog: &Catalog,
+    month: NaiveDate,
+    days: &[NaiveDate],
+) -> Result<(Vec<Line>, Vec<DayRun>), BillingError> {
+    // (tier, catalog version, annual price, first day, days)
+    let mut runs: Vec<(Tier, u32, Decimal, NaiveDate, u32)> = Vec::new();
+    for day in days {
+        let period = subscription.tier_on(*day).expect("a billable day has a tier");
+        let price = catalog_version(catalog, period.catalog_version)?.tier(period.tier).annual_price;
+        match runs.last_mut() {
+            Some((tier, _, p, from, count))
+                if *tier == period.tier && *p == price && *from + Days::new(u64::from(*count)) == *day =>
+            {
+                *count += 1;
+            }
+            _ => runs.push((period.tier, period.catalog_version, price, *day, 1)),
+        }
+    }
+    let mut lines = Vec::with_capacity(runs.len());
+    let mut day_runs = Vec::with_capacity(runs.len());
+    for (tier, _, price, from, count) in runs {
+        let to = from + Days::new(u64::from(count) - 1);
+        // The run's catalog version, as recorded since the first invoice:
+        // the version of the tier in effect on its first day.
+        let catalog_version = subscription.tier_on(from).map_or(0, |p| p.catalog_version);
+        let amount = by_days(price, count, month).ok_or_else(|| overflow(format!("the {tier} base line")))?;
+        day_runs.push(DayRun { from, to, tier, catalog_version, annual_price: Money::usd(price) });
+        lines.push(Line {
+            kind: LineKind::Base,
+            description: format!("{tier} subscription, {from} to {to}"),
+            days: Some(count),
+            amount: money(amount),
+            reports: Vec::new(),
+        });
+    }
+    Ok((lines, day_runs))
+}
+
+/// Add-on lines: recurring ones by their billable days, one-time ones in
+/// full in the month of their effective date (unless ended by then).
+fn addon_lines(subscription: &Subscription, month: NaiveDate, days: &[NaiveDate]) -> Result<Vec<Line>, BillingError> {
+    let (first, last) = (first_of_month(month), last_of_month(month));
+    let mut lines = Vec::new();
+    for addon in &subscription.addons {
+        let quantity = Decimal::from(addon.quantity);
+        let what = || overflow(format!("the add-on {} ({} × {})", addon.addon_id, addon.quantity, addon.kind.as_str()));
+        let description = format!("{} × {}", addon.quantity, addon.kind.as_str());
+        if addon.kind.is_one_time() {
+            if let Some(price) = addon.one_time_price
+                && (first..=last).contains(&addon.effective_date)
+                && addon.is_active_on(addon.effective_date)
+            {
+                let amount = price.checked_mul(quantity).map_err(|_| what())?;
+                let amount = amount.round_cents();
+                lines.push(Line { kind: LineKind::OneTimeAddon, description, days: None, amount, reports: Vec::new() });
+            }
+            continue;
+        }
+        let active = days.iter().filter(|day| addon.is_active_on(**day)).count() as u32;
+        if let (Some(price), true) = (addon.annual_price, active > 0) {
+            let annual = price.checked_mul(quantity).map_err(|_| what())?;
+            let amount = by_days(annual.amount(), active, month).ok_or_else(what)?;
+            lines.push(Line {
+                kind: LineKind::Addon,
+                description,
+                days: Some(active),
+                amount: money(amount),
+                reports: Vec::new(),
+            });
+        }
+    }
+    Ok(lines)
+}
+
+/// Late usage: each earlier invoiced month's overage, recomputed, against
+/// its overage line and the adjustments for it since. Each line names the
+/// reports of that month appended after the month was last billed (its
+/// invoice, or its latest adjustment): the ones the difference comes from.
+fn adjustment_lines(
+    subscription: &Subscription,
+    usage: &Usage,
+    catalog: &Catalog,
+    month: NaiveDate,
+    issued: Vec<Billed<'_>>,
+) -> Result<(Vec<Line>, Vec<Adjustment>), BillingError> {
+    let mut earlier: Vec<Billed<'_>> =
+        issued.into_iter().filter(|b| b.invoice.period < first_of_month(month)).collect();
+    earlier.sort_by_key(|b| b.invoice.period);
+    let (mut lines, mut adjustments) = (Vec::new(), Vec::new());
+    let usd = |m: Result<Money, crate::money::MoneyError>, what: &str| {
+        m.map_err(|_| overflow(format!("the late-usage adjustment for {what}")))
+    };
+    for invoiced in &earlier {
+        let period = invoiced.invoice.period;
+        let Some(inputs) = overage_inputs(subscription, usage, catalog, period)? else { continue };
+        let month_text = period_text(period);
+        let recomputed = match inputs.overage()? {
+            Some((_, amount)) => amount,
+            None => Money::zero(crate::Currency::USD),
+        };
+        let adjusting = earlier.iter().filter(|b| b.invoice.inputs.adjustments.iter().any(|a| a.month == period));
+        let seen = adjusting.map(|b| b.usage_sequence).fold(invoiced.usage_sequence, u64::max);
+        let mut billed = Money::zero(crate::Currency::USD);
+        for line in invoiced.invoice.lines.iter().filter(|line| line.kind == LineKind::DataOverage) {
+            billed = usd(billed.checked_add(line.amount), &month_text)?;
+        }
+        let since = earlier.iter().flat_map(|b| &b.invoice.inputs.adjustments).filter(|a| a.month == period);
+        for adjustment in since {
+            billed = usd(
+                billed.checked_add(usd(adjustment.recomputed.checked_sub(adjustment.billed), &month_text)?),
+                &month_text,
+            )?;
+        }
+        let amount = usd(recomputed.checked_sub(billed), &month_text)?;
+        if amount.amount().is_zero() {
+            continue;
+        }
+        lines.push(Line {
+            kind: LineKind::UsageAdjustment,
+            description: format!(
+                "late usage for {month_text}: data overage now {}, billed {}",
+                recomputed.amount(),
+                billed.amount()
+            ),
+            days: None,
+            amount,
+            reports: usage.reports_after(period, seen),
+        });
+        adjustments.push(Adjustment { month: period, inputs, recomputed, billed });
+    }
+    Ok((lines, adjustments))
+}
+
 /// The invoice of the month of `month` (any day of it), or `None` when no
-/// day of it was billable and nothing invoiced earlier needs adjusting.
+/// day of it was billable and nothing invoiced earlier needs adjusting; an
+/// error when an amount cannot be computed (it overflows).
 ///
 /// `issued` are the subscription's invoices issued so far (any order); the
 /// ones for months before `month` are checked for late usage.
@@ -177,83 +391,21 @@ pub fn invoice<'a>(
     usage: &Usage,
     catalog: &Catalog,
     month: NaiveDate,
-    issued: impl IntoIterator<Item = &'a Invoice>,
-) -> Option<Invoice> {
-    let (first, last) = (first_of_month(month), last_of_month(month));
+    issued: impl IntoIterator<Item = Billed<'a>>,
+) -> Result<Option<Invoice>, BillingError> {
+    let first = first_of_month(month);
     let days = billable_days(subscription, month);
-    let mut lines = Vec::new();
-
-    // Base: one line per maximal run of consecutive billable days at the
-    // same tier and price.
-    let price_on = |day: NaiveDate| {
-        let period = subscription.tier_on(day).expect("a billable day has a tier");
-        let spec = catalog.version(period.catalog_version).expect("subscriptions name known catalog versions");
-        (period.tier, spec.tier(period.tier).annual_price)
-    };
-    let mut runs = Vec::new();
-    let mut run: Option<(Tier, Decimal, NaiveDate, u32)> = None;
-    let mut flush = |run: Option<(Tier, Decimal, NaiveDate, u32)>, lines: &mut Vec<Line>| {
-        if let Some((tier, price, from, count)) = run {
-            let to = from + Days::new(u64::from(count) - 1);
-            let catalog_version = subscription.tier_on(from).map_or(0, |p| p.catalog_version);
-            runs.push(DayRun { from, to, tier, catalog_version, annual_price: Money::usd(price) });
-            lines.push(Line {
-                kind: LineKind::Base,
-                description: format!("{tier} subscription, {from} to {to}"),
-                days: Some(count),
-                amount: money(by_days(price, count, month)),
-            });
-        }
-    };
-    for day in &days {
-        let (tier, price) = price_on(*day);
-        run = match run {
-            Some((t, p, from, count)) if t == tier && p == price && from + Days::new(u64::from(count)) == *day => {
-                Some((t, p, from, count + 1))
-            }
-            other => {
-                flush(other, &mut lines);
-                Some((tier, price, *day, 1))
-            }
-        };
-    }
-    flush(run, &mut lines);
-
-    // Add-ons: recurring ones by their billable days, one-time ones in full
-    // in the month of their effective date (a month without a billable day
-    // bills no add-on).
-    let addons = if days.is_empty() { &[][..] } else { &subscription.addons[..] };
-    for addon in addons {
-        let quantity = Decimal::from(addon.quantity);
-        if addon.kind.is_one_time() {
-            if let Some(price) = addon.one_time_price
-                && (first..=last).contains(&addon.effective_date)
-            {
-                lines.push(Line {
-                    kind: LineKind::OneTimeAddon,
-                    description: format!("{} × {}", addon.quantity, addon.kind.as_str()),
-                    days: None,
-                    amount: money(quantity * price.amount()),
-                });
-            }
-            continue;
-        }
-        let active = days.iter().filter(|d| **d >= addon.effective_date).count() as u32;
-        if let (Some(price), true) = (addon.annual_price, active > 0) {
-            lines.push(Line {
-                kind: LineKind::Addon,
-                description: format!("{} × {}", addon.quantity, addon.kind.as_str()),
-                days: Some(active),
-                amount: money(by_days(quantity * price.amount(), active, month)),
-            });
-        }
+    let (mut lines, runs) = base_lines(subscription, catalog, month, &days)?;
+    // A month without a billable day bills no add-on.
+    if !days.is_empty() {
+        lines.extend(addon_lines(subscription, month, &days)?);
     }
 
     // Data overage: the month's peak against the limit in effect on its
     // last billable day, per started TB at that day's rate.
-    let overage = overage_inputs(subscription, usage, catalog, month);
+    let overage = overage_inputs(subscription, usage, catalog, month)?;
     if let Some(inputs) = &overage
-        && let Some((started_tb, amount)) = inputs.overage()
+        && let Some((started_tb, amount)) = inputs.overage()?
     {
         lines.push(Line {
             kind: LineKind::DataOverage,
@@ -263,49 +415,22 @@ pub fn invoice<'a>(
             ),
             days: None,
             amount,
+            reports: Vec::new(),
         });
     }
 
-    // Late usage: each earlier invoiced month's overage, recomputed, against
-    // its overage line and the adjustments for it since.
-    let mut earlier: Vec<&Invoice> = issued.into_iter().filter(|i| i.period < first).collect();
-    earlier.sort_by_key(|i| i.period);
-    let mut adjustments = Vec::new();
-    for invoiced in &earlier {
-        let Some(inputs) = overage_inputs(subscription, usage, catalog, invoiced.period) else { continue };
-        let recomputed = inputs.overage().map_or(Money::zero(crate::Currency::USD), |(_, amount)| amount);
-        let usd = |m: Result<Money, crate::money::CurrencyMismatch>| m.expect("invoices are in USD");
-        let invoiced_overage = invoiced.lines.iter().filter(|line| line.kind == LineKind::DataOverage);
-        let adjusted_since = earlier.iter().flat_map(|i| &i.inputs.adjustments).filter(|a| a.month == invoiced.period);
-        let billed = invoiced_overage
-            .map(|line| line.amount)
-            .chain(adjusted_since.map(|a| usd(a.recomputed.checked_sub(a.billed))))
-            .fold(Money::zero(crate::Currency::USD), |sum, amount| usd(sum.checked_add(amount)));
-        let amount = usd(recomputed.checked_sub(billed));
-        if amount.amount().is_zero() {
-            continue;
-        }
-        lines.push(Line {
-            kind: LineKind::UsageAdjustment,
-            description: format!(
-                "late usage for {}: data overage now {}, billed {}",
-                period_text(invoiced.period),
-                recomputed.amount(),
-                billed.amount()
-            ),
-            days: None,
-            amount,
-        });
-        adjustments.push(Adjustment { month: invoiced.period, inputs, recomputed, billed });
-    }
+    let (adjustment_lines, adjustments) =
+        adjustment_lines(subscription, usage, catalog, month, issued.into_iter().collect())?;
+    lines.extend(adjustment_lines);
 
     if lines.is_empty() && days.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let total = lines.iter().fold(Money::zero(crate::Currency::USD), |total, line| {
-        total.checked_add(line.amount).expect("every line is in USD")
-    });
-    Some(Invoice { period: first, lines, total, inputs: Inputs { runs, overage, adjustments } })
+    let mut total = Money::zero(crate::Currency::USD);
+    for line in &lines {
+        total = total.checked_add(line.amount).map_err(|_| overflow("the invoice total"))?;
+    }
+    Ok(Some(Invoice { period: first, lines, total, inputs: Inputs { runs, overage, adjustments } }))
 }
 
 /// The month an invoice covers, written `YYYY-MM`.
@@ -332,11 +457,19 @@ pub fn invoice_id(subscription_id: crate::SubscriptionId, month: NaiveDate) -> u
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The schema version `InvoiceIssued` is written at (a test checks it is
+/// the one `stored_events!` below writes).
+pub const INVOICE_ISSUED_VERSION: u32 = 2;
+
 crate::stored_events! {
     /// An invoice, issued. Issued invoices never change; corrections are
     /// lines of later invoices.
+    ///
+    /// `InvoiceIssued` is stored at schema version 2 (lines name the reports
+    /// behind an adjustment); version 1, without them, still decodes and is
+    /// upcast with no reports named.
     pub enum InvoiceEvent {
-        InvoiceIssued = 1,
+        InvoiceIssued = 2 { 1 => InvoiceIssuedV1 },
     }
 }
 
@@ -347,9 +480,89 @@ pub struct InvoiceIssued {
     pub organization_id: crate::OrganizationId,
     /// The lines, total and what they were computed from.
     pub invoice: Invoice,
-    /// [`Invoice::digest`] of `invoice`.
+    /// The digest of `invoice` as stored: [`Invoice::digest`] at schema
+    /// version 2, [`InvoiceV1::digest`] at version 1.
     pub digest: crate::record::Hash,
     /// The log sequence up to which the invoice saw usage: it was computed
     /// from the events up to and including this one.
     pub usage_sequence: u64,
+}
+
+/// `InvoiceIssued` as schema version 1 stored it. Frozen: these shapes
+/// decode every version 1 payload in every log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceIssuedV1 {
+    pub invoice_id: uuid::Uuid,
+    pub subscription_id: crate::SubscriptionId,
+    pub organization_id: crate::OrganizationId,
+    pub invoice: InvoiceV1,
+    pub digest: crate::record::Hash,
+    pub usage_sequence: u64,
+}
+
+/// An invoice as schema version 1 stored it: lines without `reports`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceV1 {
+    pub period: NaiveDate,
+    pub lines: Vec<LineV1>,
+    pub total: Money,
+    pub inputs: Inputs,
+}
+
+/// A line as schema version 1 stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineV1 {
+    pub kind: LineKind,
+    pub description: String,
+    pub days: Option<u32>,
+    pub amount: Money,
+}
+
+impl InvoiceV1 {
+    /// The digest version 1 invoices were issued with.
+    pub fn digest(&self) -> crate::record::Hash {
+        digest(DIGEST_CONTEXT_V1, &crate::codec::encode(self))
+    }
+}
+
+const DIGEST_CONTEXT_V1: &str = "ledger 2026-11-29 invoice digest v1";
+
+/// An invoice in version 1's shape: the same lines, without the reports
+/// they name. What a version 1 invoice is checked against when recomputed.
+impl From<&Invoice> for InvoiceV1 {
+    fn from(invoice: &Invoice) -> Self {
+        let lines = invoice
+            .lines
+            .iter()
+            .map(|l| LineV1 { kind: l.kind, description: l.description.clone(), days: l.days, amount: l.amount })
+            .collect();
+        InvoiceV1 { period: invoice.period, lines, total: invoice.total, inputs: invoice.inputs.clone() }
+    }
+}
+
+/// The upcaster: a version 1 invoice names no reports.
+impl From<InvoiceIssuedV1> for InvoiceIssued {
+    fn from(v1: InvoiceIssuedV1) -> Self {
+        let lines = v1
+            .invoice
+            .lines
+            .into_iter()
+            .map(|l| Line {
+                kind: l.kind,
+                description: l.description,
+                days: l.days,
+                amount: l.amount,
+                reports: Vec::new(),
+            })
+            .collect();
+        let invoice = Invoice { period: v1.invoice.period, lines, total: v1.invoice.total, inputs: v1.invoice.inputs };
+        InvoiceIssued {
+            invoice_id: v1.invoice_id,
+            subscription_id: v1.subscription_id,
+            organization_id: v1.organization_id,
+            invoice,
+            digest: v1.digest,
+            usage_sequence: v1.usage_sequence,
+        }
+    }
 }

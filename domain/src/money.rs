@@ -38,6 +38,17 @@ pub struct CurrencyMismatch {
     pub right: String,
 }
 
+/// Why an amount could not be computed: never a panic, always a value the
+/// caller can name (the billing run names it per subscription).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error(transparent)]
+    CurrencyMismatch(#[from] CurrencyMismatch),
+    /// The result lies beyond what a decimal holds (about 7.9 × 10^28).
+    #[error("the amount overflows")]
+    Overflow,
+}
+
 impl Money {
     pub fn new(amount: Decimal, currency: Currency) -> Self {
         Self { amount, currency }
@@ -59,17 +70,27 @@ impl Money {
         self.currency
     }
 
-    pub fn checked_add(self, other: Money) -> Result<Money, CurrencyMismatch> {
+    pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(&other)?;
-        Ok(Self::new(self.amount + other.amount, self.currency))
+        let amount = self.amount.checked_add(other.amount).ok_or(MoneyError::Overflow)?;
+        Ok(Self::new(amount, self.currency))
     }
 
-    pub fn checked_sub(self, other: Money) -> Result<Money, CurrencyMismatch> {
+    pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(&other)?;
-        Ok(Self::new(self.amount - other.amount, self.currency))
+        let amount = self.amount.checked_sub(other.amount).ok_or(MoneyError::Overflow)?;
+        Ok(Self::new(amount, self.currency))
+    }
+
+    /// The amount times a factor (a quantity, a number of started TB).
+    pub fn checked_mul(self, factor: Decimal) -> Result<Money, MoneyError> {
+        let amount = self.amount.checked_mul(factor).ok_or(MoneyError::Overflow)?;
+        Ok(Self::new(amount, self.currency))
     }
 
     /// Rounds to cents, half away from zero: the one rounding of a line.
+    /// It cannot overflow: rounding drops digits first, so the one unit it
+    /// may add lands far below the largest decimal.
     pub fn round_cents(self) -> Money {
         Self::new(self.amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero), self.currency)
     }
@@ -115,5 +136,17 @@ mod tests {
         assert_eq!(usd("1.10").checked_add(usd("2.25")).unwrap(), usd("3.35"));
         assert_eq!(usd("1.10").checked_sub(usd("2.25")).unwrap(), usd("-1.15"));
         assert!(Currency::new("usd").is_none() && Currency::new("US").is_none());
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_panic() {
+        let max = Money::usd(Decimal::MAX);
+        assert_eq!(max.checked_add(usd("1")), Err(MoneyError::Overflow));
+        assert_eq!(Money::usd(Decimal::MIN).checked_sub(usd("1")), Err(MoneyError::Overflow));
+        assert_eq!(max.checked_mul(Decimal::from(1000)), Err(MoneyError::Overflow));
+        assert_eq!(usd("4000.00").checked_mul(Decimal::from(3)).unwrap(), usd("12000.00"));
+        // The largest amount with cents rounds without overflowing.
+        let cents = Money::usd(Decimal::from_i128_with_scale(Decimal::MAX.mantissa(), 3));
+        assert_eq!(cents.round_cents().amount().scale(), 2);
     }
 }

@@ -20,6 +20,30 @@ use crate::{AddonId, LicenseId, Money, OrganizationId, SubscriptionId, Timestamp
 pub const MAX_DEPLOYMENTS_MAX: u32 = 1000;
 /// Units of one add-on, at most.
 pub const ADDON_QUANTITY_MAX: u32 = 1000;
+/// The largest price the operator may set: an add-on's annual or one-time
+/// price per unit, or an enterprise contract's overage rate
+/// (BILLING-RULES, "Who sets prices, and bounds": 10,000,000.00). With at
+/// most 1,000 units, no invoice line comes near what a decimal holds.
+pub const PRICE_MAX: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 2);
+/// Decimal places a price may have: cents.
+pub const PRICE_DECIMALS_MAX: u32 = 2;
+
+/// Who decides a price. Prices come from the catalog; only the operator
+/// may set or override one (BILLING-RULES, "Who sets prices, and bounds").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pricing {
+    /// An organization's own admin: buys at catalog prices only; a price in
+    /// the command, or an add-on without a catalog price, is refused.
+    Catalog,
+    /// The vendor's operator: may give a price (within the bounds).
+    Operator,
+}
+
+/// A price as the operator may set it: positive, cents at most, at most
+/// [`PRICE_MAX`].
+pub fn valid_price(price: Decimal) -> bool {
+    price > Decimal::ZERO && price <= PRICE_MAX && price.scale() <= PRICE_DECIMALS_MAX
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,6 +167,26 @@ pub enum SubscriptionCommand {
         one_time_price: Option<Decimal>,
         effective_date: NaiveDate,
         today: NaiveDate,
+        /// Who asks: an organization's admin buys at catalog prices only.
+        pricing: Pricing,
+    },
+    /// The operator ends an add-on: it is not billed from `effective_date`
+    /// on (inclusive); a one-time add-on ended on its own date is not billed
+    /// at all. A correction of what is not invoiced yet: `invoiced_through`
+    /// is the last month of the subscription with an invoice, and the date
+    /// must lie after it, so no issued invoice is contradicted.
+    EndAddon {
+        addon_id: AddonId,
+        effective_date: NaiveDate,
+        invoiced_through: Option<NaiveDate>,
+    },
+    /// The operator corrects an add-on's price (per unit: annual for a
+    /// recurring add-on, one-time for a one-time one). It applies to every
+    /// month not invoiced yet; issued invoices never change.
+    RepriceAddon {
+        addon_id: AddonId,
+        annual_price: Option<Decimal>,
+        one_time_price: Option<Decimal>,
     },
     /// The term's end has come (the scheduler sends this once `today`
     /// reaches `end_date`): renew, or expire when auto-renewal is off.
@@ -185,6 +229,8 @@ crate::stored_events! {
         PaymentFailed = 1,
         PaymentSucceeded = 1,
         SubscriptionSuspended = 1,
+        AddonEnded = 1,
+        AddonRepriced = 1,
     }
 }
 
@@ -241,6 +287,23 @@ pub struct AddonAdded {
     /// Per unit, for one-time add-ons.
     pub one_time_price: Option<Money>,
     pub effective_date: NaiveDate,
+}
+
+/// The operator ended an add-on: from `effective_date` on (inclusive) it
+/// is not billed and (extra data) no longer raises the data limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddonEnded {
+    pub addon_id: AddonId,
+    pub effective_date: NaiveDate,
+}
+
+/// The operator corrected an add-on's price per unit, for every month not
+/// invoiced yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddonRepriced {
+    pub addon_id: AddonId,
+    pub annual_price: Option<Money>,
+    pub one_time_price: Option<Money>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,7 +369,9 @@ pub enum SubscriptionError {
     StartTooFarInPast { start: NaiveDate, days: u32 },
     #[error("maxDeployments must be 1 to {MAX_DEPLOYMENTS_MAX}")]
     InvalidMaxDeployments,
-    #[error("enterpriseOverageRate applies to the enterprise tier only and must be positive")]
+    #[error(
+        "enterpriseOverageRate applies to the enterprise tier only and must be positive, in cents, at most 10000000.00"
+    )]
     InvalidOverageRate,
     #[error("the subscription is {0} and cannot be changed")]
     NotChangeable(&'static str),
@@ -326,6 +391,22 @@ pub enum SubscriptionError {
     InvalidQuantity,
     #[error("{0}")]
     InvalidAddonPrice(&'static str),
+    #[error("a price is at most 10000000.00")]
+    PriceTooHigh,
+    #[error("only the operator may set a price: add-ons are bought at the catalog price")]
+    PriceNotAllowed,
+    #[error("{0} has no catalog price for this tier: only the operator may add it")]
+    OperatorOnlyAddon(&'static str),
+    #[error("the subscription has no add-on {0}")]
+    AddonNotFound(AddonId),
+    #[error("the add-on is already ended from {0}")]
+    AddonAlreadyEnded(NaiveDate),
+    #[error("effectiveDate {date} lies in or before {invoiced}, which is invoiced already")]
+    EffectiveDateInvoiced { date: NaiveDate, invoiced: String },
+    #[error("the subscription names catalog version {0}, which this ledger does not know")]
+    UnknownCatalogVersion(u32),
+    #[error("the prorated amount overflows")]
+    AmountOverflow,
     #[error("the term has not ended yet")]
     TermNotEnded,
     #[error("a payment reference must be 1 to {PAYMENT_REFERENCE_CHARS_MAX} characters")]
@@ -342,6 +423,44 @@ pub struct Dunning {
     pub past_due_since: Timestamp,
     pub suspend_at: Timestamp,
     pub suspended: bool,
+}
+
+/// An add-on of a subscription: as added, with the operator's later
+/// corrections (price, end) applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Addon {
+    pub addon_id: AddonId,
+    pub kind: AddonKind,
+    pub quantity: u32,
+    /// Per unit per year, for recurring add-ons.
+    pub annual_price: Option<Money>,
+    /// Per unit, for one-time add-ons.
+    pub one_time_price: Option<Money>,
+    pub effective_date: NaiveDate,
+    /// From this day on (inclusive) the add-on has ended.
+    pub ended_from: Option<NaiveDate>,
+}
+
+impl Addon {
+    /// Whether the add-on runs on `day`: from its effective date, until
+    /// the day it was ended.
+    pub fn is_active_on(&self, day: NaiveDate) -> bool {
+        self.effective_date <= day && self.ended_from.is_none_or(|end| day < end)
+    }
+}
+
+impl From<AddonAdded> for Addon {
+    fn from(added: AddonAdded) -> Self {
+        Addon {
+            addon_id: added.addon_id,
+            kind: added.kind,
+            quantity: added.quantity,
+            annual_price: added.annual_price,
+            one_time_price: added.one_time_price,
+            effective_date: added.effective_date,
+            ended_from: None,
+        }
+    }
 }
 
 /// A tier in effect from a date on.
@@ -368,7 +487,7 @@ pub struct Subscription {
     pub max_deployments: u32,
     pub enterprise_overage_rate: Option<Decimal>,
     pub license_id: Option<LicenseId>,
-    pub addons: Vec<AddonAdded>,
+    pub addons: Vec<Addon>,
     /// Set from the first failed payment until a successful one.
     pub dunning: Option<Dunning>,
     /// The newest payment report applied (by the processor's time): an
@@ -396,13 +515,14 @@ impl Subscription {
     pub fn spec_on<'a>(&self, catalog: &'a Catalog, date: NaiveDate) -> Option<(&'a crate::catalog::TierSpec, u64)> {
         let period = self.tier_on(date)?;
         let spec = catalog.version(period.catalog_version)?.tier(period.tier);
+        // At most u32::MAX units an add-on: saturating sums never panic,
+        // even on a log written before quantities were bounded.
         let extra_tb: u64 = self
             .addons
             .iter()
-            .filter(|a| a.kind == AddonKind::ExtraDataTb && a.effective_date <= date)
-            .map(|a| u64::from(a.quantity))
-            .sum();
-        Some((spec, extra_tb * 1000))
+            .filter(|a| a.kind == AddonKind::ExtraDataTb && a.is_active_on(date))
+            .fold(0u64, |sum, a| sum.saturating_add(u64::from(a.quantity)));
+        Some((spec, extra_tb.saturating_mul(1000)))
     }
 
     /// Status on `date`: ended (expired, cancelled from a day on), else
@@ -510,7 +630,7 @@ impl Subscription {
             return Err(E::InvalidMaxDeployments);
         }
         if let Some(rate) = enterprise_overage_rate
-            && (tier != Tier::Enterprise || rate <= Decimal::ZERO)
+            && (tier != Tier::Enterprise || !valid_price(rate))
         {
             return Err(E::InvalidOverageRate);
         }
@@ -549,8 +669,14 @@ impl Subscription {
         ) {
             return self.decide_payment(command, &services.policy);
         }
+        if matches!(command, SubscriptionCommand::EndAddon { .. } | SubscriptionCommand::RepriceAddon { .. }) {
+            return self.decide_addon_correction(command);
+        }
+        if matches!(command, SubscriptionCommand::AddAddon { .. }) {
+            return self.decide_addon(command, services);
+        }
         let changeable = |today| self.changeable(today);
-        let catalog = |version| services.catalog.version(version).expect("subscriptions name known catalog versions");
+        let catalog = |version| services.catalog.version(version).ok_or(E::UnknownCatalogVersion(version));
         let event = match command {
             SubscriptionCommand::Create { .. } => unreachable!("handled by decide"),
             SubscriptionCommand::Upgrade { target_tier, effective_date, new_license_id, today } => {
@@ -563,10 +689,10 @@ impl Subscription {
                 if effective < earliest || effective > last_of_month(today) || effective >= end {
                     return Err(E::EffectiveDateOutOfRange(effective));
                 }
-                let prices: &CatalogVersion = catalog(latest.catalog_version);
-                let difference = prices.tier(target_tier).annual_price - prices.tier(latest.tier).annual_price;
-                let prorated = difference / Decimal::from(12) * Decimal::from(days_to_month_end(effective))
-                    / Decimal::from(days_in_month(effective));
+                let prices: &CatalogVersion = catalog(latest.catalog_version)?;
+                let prorated =
+                    prorated(prices.tier(latest.tier).annual_price, prices.tier(target_tier).annual_price, effective)
+                        .ok_or(E::AmountOverflow)?;
                 SubscriptionUpgraded {
                     from_tier: latest.tier,
                     to_tier: target_tier,
@@ -607,56 +733,6 @@ impl Subscription {
                 }
                 SubscriptionCancelled { effective_date: effective }.into()
             }
-            SubscriptionCommand::AddAddon {
-                addon_id,
-                kind,
-                quantity,
-                annual_price,
-                one_time_price,
-                effective_date,
-                today,
-            } => {
-                changeable(today)?;
-                if quantity == 0 || quantity > ADDON_QUANTITY_MAX {
-                    return Err(E::InvalidQuantity);
-                }
-                if effective_date < first_of_month(today).max(start) || effective_date >= end {
-                    return Err(E::EffectiveDateOutOfRange(effective_date));
-                }
-                let tier_spec = catalog(latest.catalog_version).tier(latest.tier);
-                let positive = |price: Decimal| price > Decimal::ZERO && price.scale() <= 2;
-                let (annual, one_time) = match kind {
-                    AddonKind::TrainingSession => match (annual_price, one_time_price) {
-                        (None, Some(price)) if positive(price) => (None, Some(price)),
-                        _ => return Err(E::InvalidAddonPrice("training_session takes a positive oneTimePrice only")),
-                    },
-                    // Extra data has a list price, except on enterprise,
-                    // where the contract sets it and a price is required.
-                    AddonKind::ExtraDataTb => {
-                        match (annual_price.or(tier_spec.extra_data_tb_annual_price), one_time_price) {
-                            (Some(price), None) if positive(price) => (Some(price), None),
-                            _ => {
-                                return Err(E::InvalidAddonPrice(
-                                    "extra_data_tb takes a positive annualPrice (required on enterprise)",
-                                ));
-                            }
-                        }
-                    }
-                    AddonKind::CustomModule | AddonKind::DedicatedSupport => match (annual_price, one_time_price) {
-                        (Some(price), None) if positive(price) => (Some(price), None),
-                        _ => return Err(E::InvalidAddonPrice("recurring add-ons take a positive annualPrice")),
-                    },
-                };
-                AddonAdded {
-                    addon_id,
-                    kind,
-                    quantity,
-                    annual_price: annual.map(Money::usd),
-                    one_time_price: one_time.map(Money::usd),
-                    effective_date,
-                }
-                .into()
-            }
             SubscriptionCommand::EndTerm { today } => {
                 changeable(today)?;
                 if today < end {
@@ -677,9 +753,159 @@ impl Subscription {
             SubscriptionCommand::RecordPaymentFailed { .. }
             | SubscriptionCommand::RecordPaymentSucceeded { .. }
             | SubscriptionCommand::Suspend { .. } => unreachable!("handled by decide_payment"),
+            SubscriptionCommand::AddAddon { .. }
+            | SubscriptionCommand::EndAddon { .. }
+            | SubscriptionCommand::RepriceAddon { .. } => unreachable!("handled by the add-on deciders"),
         };
         Ok(vec![event])
     }
+
+    /// Buying an add-on. An organization's admin buys at the catalog price
+    /// of its tier: a price in its command is refused, and so is an add-on
+    /// the catalog has no price for on that tier (it is the operator's to
+    /// sell, at a price the operator sets).
+    fn decide_addon(
+        &self,
+        command: SubscriptionCommand,
+        services: &Services,
+    ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+        use SubscriptionError as E;
+        let SubscriptionCommand::AddAddon {
+            addon_id,
+            kind,
+            quantity,
+            annual_price,
+            one_time_price,
+            effective_date,
+            today,
+            pricing,
+        } = command
+        else {
+            unreachable!("decide_addon is called for AddAddon only")
+        };
+        let (Some(start), Some(end), Some(latest)) = (self.start_date, self.end_date, self.latest_tier()) else {
+            return Err(E::NotFound);
+        };
+        // Who may set a price is decided first: the answer to a customer's
+        // price does not depend on anything else in the request.
+        if pricing == Pricing::Catalog && (annual_price.is_some() || one_time_price.is_some()) {
+            return Err(E::PriceNotAllowed);
+        }
+        let tier_spec = services
+            .catalog
+            .version(latest.catalog_version)
+            .ok_or(E::UnknownCatalogVersion(latest.catalog_version))?
+            .tier(latest.tier);
+        let catalog_price = match kind {
+            AddonKind::ExtraDataTb => tier_spec.extra_data_tb_annual_price,
+            AddonKind::CustomModule | AddonKind::DedicatedSupport | AddonKind::TrainingSession => None,
+        };
+        if pricing == Pricing::Catalog && catalog_price.is_none() {
+            return Err(E::OperatorOnlyAddon(kind.as_str()));
+        }
+        self.changeable(today)?;
+        if quantity == 0 || quantity > ADDON_QUANTITY_MAX {
+            return Err(E::InvalidQuantity);
+        }
+        if effective_date < first_of_month(today).max(start) || effective_date >= end {
+            return Err(E::EffectiveDateOutOfRange(effective_date));
+        }
+        let (annual, one_time) = addon_prices(kind, annual_price.or(catalog_price), one_time_price)?;
+        let added = AddonAdded {
+            addon_id,
+            kind,
+            quantity,
+            annual_price: annual.map(Money::usd),
+            one_time_price: one_time.map(Money::usd),
+            effective_date,
+        };
+        Ok(vec![added.into()])
+    }
+
+    /// The operator's corrections of an add-on, so that an invoice that
+    /// could not be computed can be fixed and issued by the next run of its
+    /// month. They are allowed on a subscription that has ended too: its
+    /// last months may still be waiting for their invoices.
+    fn decide_addon_correction(
+        &self,
+        command: SubscriptionCommand,
+    ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+        use SubscriptionError as E;
+        let find =
+            |addon_id: AddonId| self.addons.iter().find(|a| a.addon_id == addon_id).ok_or(E::AddonNotFound(addon_id));
+        match command {
+            SubscriptionCommand::EndAddon { addon_id, effective_date, invoiced_through } => {
+                let addon = find(addon_id)?;
+                if let Some(invoiced) = invoiced_through
+                    && effective_date <= last_of_month(invoiced)
+                {
+                    let invoiced = crate::billing::period_text(invoiced);
+                    return Err(E::EffectiveDateInvoiced { date: effective_date, invoiced });
+                }
+                let end = self.end_date.ok_or(E::NotFound)?;
+                if effective_date < addon.effective_date || effective_date > end {
+                    return Err(E::EffectiveDateOutOfRange(effective_date));
+                }
+                // Ending again may only move the end earlier.
+                if let Some(ended) = addon.ended_from
+                    && ended <= effective_date
+                {
+                    return Err(E::AddonAlreadyEnded(ended));
+                }
+                Ok(vec![AddonEnded { addon_id, effective_date }.into()])
+            }
+            SubscriptionCommand::RepriceAddon { addon_id, annual_price, one_time_price } => {
+                let addon = find(addon_id)?;
+                let (annual, one_time) = addon_prices(addon.kind, annual_price, one_time_price)?;
+                let repriced = AddonRepriced {
+                    addon_id,
+                    annual_price: annual.map(Money::usd),
+                    one_time_price: one_time.map(Money::usd),
+                };
+                Ok(vec![repriced.into()])
+            }
+            _ => unreachable!("decide_addon_correction is called for add-on corrections only"),
+        }
+    }
+}
+
+/// An add-on's prices, checked: a one-time add-on takes a one-time price
+/// only, a recurring one an annual price only, each positive, in cents and
+/// at most [`PRICE_MAX`].
+fn addon_prices(
+    kind: AddonKind,
+    annual_price: Option<Decimal>,
+    one_time_price: Option<Decimal>,
+) -> Result<(Option<Decimal>, Option<Decimal>), SubscriptionError> {
+    use SubscriptionError as E;
+    let positive = |price: Decimal| price > Decimal::ZERO && price.scale() <= PRICE_DECIMALS_MAX;
+    let prices = match (kind, annual_price, one_time_price) {
+        (AddonKind::TrainingSession, None, Some(price)) if positive(price) => (None, Some(price)),
+        (AddonKind::TrainingSession, _, _) => {
+            return Err(E::InvalidAddonPrice("training_session takes a positive oneTimePrice only"));
+        }
+        (_, Some(price), None) if positive(price) => (Some(price), None),
+        // Extra data has a list price, except on enterprise, where the
+        // contract sets it and a price is required.
+        (AddonKind::ExtraDataTb, _, _) => {
+            return Err(E::InvalidAddonPrice("extra_data_tb takes a positive annualPrice (required on enterprise)"));
+        }
+        _ => return Err(E::InvalidAddonPrice("recurring add-ons take a positive annualPrice")),
+    };
+    if prices.0.or(prices.1).is_some_and(|price| price > PRICE_MAX) {
+        return Err(E::PriceTooHigh);
+    }
+    Ok(prices)
+}
+
+/// `(new annual − old annual) / 12 × days from the effective day to the
+/// month's end / days in the month`, exactly; `None` on overflow.
+fn prorated(old_annual: Decimal, new_annual: Decimal, effective: NaiveDate) -> Option<Decimal> {
+    new_annual
+        .checked_sub(old_annual)?
+        .checked_div(Decimal::from(12))?
+        .checked_mul(Decimal::from(days_to_month_end(effective)))?
+        .checked_div(Decimal::from(days_in_month(effective)))
 }
 
 fn check_reference(reference: &str) -> Result<(), SubscriptionError> {
@@ -734,7 +960,18 @@ impl cqrs_es::Aggregate for Subscription {
                 self.scheduled_downgrade = None;
             }
             SubscriptionEvent::SubscriptionCancelled(e) => self.cancelled_from = Some(e.effective_date),
-            SubscriptionEvent::AddonAdded(e) => self.addons.push(e),
+            SubscriptionEvent::AddonAdded(e) => self.addons.push(e.into()),
+            SubscriptionEvent::AddonEnded(e) => {
+                if let Some(addon) = self.addons.iter_mut().find(|a| a.addon_id == e.addon_id) {
+                    addon.ended_from = Some(e.effective_date);
+                }
+            }
+            SubscriptionEvent::AddonRepriced(e) => {
+                if let Some(addon) = self.addons.iter_mut().find(|a| a.addon_id == e.addon_id) {
+                    addon.annual_price = e.annual_price;
+                    addon.one_time_price = e.one_time_price;
+                }
+            }
             SubscriptionEvent::SubscriptionRenewed(e) => {
                 self.start_date = Some(e.start_date);
                 self.end_date = Some(e.end_date);

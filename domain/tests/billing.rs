@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use chrono::NaiveDate;
 use cqrs_es::Aggregate;
-use ledger_domain::billing::{Invoice, LineKind, invoice};
+use ledger_domain::billing::{Billed, BillingError, Invoice, LineKind, invoice};
 use ledger_domain::catalog::{Catalog, Tier};
 use ledger_domain::subscription::{
     AddonAdded, AddonKind, Subscription, SubscriptionCancelled, SubscriptionCreated, SubscriptionEvent,
@@ -79,16 +79,11 @@ fn subscription(events: Vec<SubscriptionEvent>) -> Subscription {
     subscription
 }
 
+/// Reports of data volumes, appended at sequences 1, 2, …
 fn peak(days: &[(NaiveDate, &str)]) -> Usage {
     let mut usage = Usage::default();
-    for (day, gb) in days {
-        usage.apply(&UsageReported {
-            subscription_id: SubscriptionId(Uuid::nil()),
-            license_id: LicenseId(Uuid::nil()),
-            deployment_id: "default".into(),
-            day: *day,
-            metrics: Metrics { data_volume_gb: Decimal::from_str(gb).unwrap(), ..Metrics::default() },
-        });
+    for (sequence, (day, gb)) in (1..).zip(days) {
+        report(&mut usage, sequence, *day, gb);
     }
     usage
 }
@@ -101,7 +96,9 @@ fn check(
     lines: &[(LineKind, Option<u32>, &str)],
     total: &str,
 ) {
-    let invoice = invoice(&subscription(events), &usage, &Catalog::builtin(), month, []).expect("a billable month");
+    let invoice = invoice(&subscription(events), &usage, &Catalog::builtin(), month, [])
+        .expect("a computable invoice")
+        .expect("a billable month");
     let got: Vec<(LineKind, Option<u32>, Money)> = invoice.lines.iter().map(|l| (l.kind, l.days, l.amount)).collect();
     let want: Vec<(LineKind, Option<u32>, Money)> =
         lines.iter().map(|(k, days, amount)| (*k, *days, usd(amount))).collect();
@@ -184,6 +181,7 @@ fn leap_year_february_and_a_start_on_the_last_day() {
             d(2026, 1, 1),
             []
         )
+        .unwrap()
         .is_none()
     );
 }
@@ -267,7 +265,9 @@ fn an_immediate_cancellation_bills_the_days_before_it() {
         vec![created(Tier::Starter, d(2026, 1, 1)), SubscriptionCancelled { effective_date: d(2026, 1, 11) }.into()];
     // Days 1–10: 2,500 × 10 / 31.
     check(events.clone(), Usage::default(), d(2026, 1, 1), &[(Base, Some(10), "806.45")], "806.45");
-    assert!(invoice(&subscription(events), &Usage::default(), &Catalog::builtin(), d(2026, 2, 1), []).is_none());
+    assert!(
+        invoice(&subscription(events), &Usage::default(), &Catalog::builtin(), d(2026, 2, 1), []).unwrap().is_none()
+    );
 }
 
 #[test]
@@ -292,7 +292,7 @@ fn an_invoice_records_its_inputs_and_digests_them() {
         created(Tier::Starter, d(2026, 1, 1)),
         upgraded(Tier::Starter, Tier::Professional, d(2026, 1, 16)),
     ]);
-    let january = invoice(&upgraded_in_january, &Usage::default(), &catalog, d(2026, 1, 1), []).unwrap();
+    let january = invoice(&upgraded_in_january, &Usage::default(), &catalog, d(2026, 1, 1), []).unwrap().unwrap();
     let runs: Vec<(NaiveDate, NaiveDate, Tier, u32, Money)> =
         january.inputs.runs.iter().map(|r| (r.from, r.to, r.tier, r.catalog_version, r.annual_price)).collect();
     assert_eq!(
@@ -305,15 +305,16 @@ fn an_invoice_records_its_inputs_and_digests_them() {
 
     let professional = subscription(vec![created(Tier::Professional, d(2026, 3, 1))]);
     let usage = peak(&[(d(2026, 3, 20), "4250")]);
-    let march = invoice(&professional, &usage, &catalog, d(2026, 3, 1), []).unwrap();
+    let march = invoice(&professional, &usage, &catalog, d(2026, 3, 1), []).unwrap().unwrap();
     let inputs = march.inputs.overage.as_ref().unwrap();
     assert_eq!(
         (inputs.peak_data_gb, inputs.data_limit_gb, inputs.overage_rate),
         (Decimal::from(4250), 3000, usd("4000"))
     );
     // The same inputs give the same digest; other usage, another.
-    assert_eq!(march.digest(), invoice(&professional, &usage, &catalog, d(2026, 3, 1), []).unwrap().digest());
-    let other = invoice(&professional, &peak(&[(d(2026, 3, 20), "4251")]), &catalog, d(2026, 3, 1), []).unwrap();
+    assert_eq!(march.digest(), invoice(&professional, &usage, &catalog, d(2026, 3, 1), []).unwrap().unwrap().digest());
+    let other =
+        invoice(&professional, &peak(&[(d(2026, 3, 20), "4251")]), &catalog, d(2026, 3, 1), []).unwrap().unwrap();
     assert_eq!(other.total, march.total, "the same started TB");
     assert_ne!(other.digest(), march.digest(), "but a different peak");
 }
@@ -323,14 +324,21 @@ fn amounts(invoice: &Invoice) -> Vec<(LineKind, Money)> {
     invoice.lines.iter().map(|line| (line.kind, line.amount)).collect()
 }
 
-fn report(usage: &mut Usage, day: NaiveDate, gb: &str) {
-    usage.apply(&UsageReported {
+/// A report of `gb` for `day`, appended at `sequence`.
+fn report(usage: &mut Usage, sequence: u64, day: NaiveDate, gb: &str) {
+    let report = UsageReported {
         subscription_id: SubscriptionId(Uuid::nil()),
         license_id: LicenseId(Uuid::nil()),
         deployment_id: "default".into(),
         day,
         metrics: Metrics { data_volume_gb: Decimal::from_str(gb).unwrap(), ..Metrics::default() },
-    });
+    };
+    usage.apply(&report, sequence);
+}
+
+/// An invoice issued after the run saw usage up to `usage_sequence`.
+fn billed(invoice: &Invoice, usage_sequence: u64) -> Billed<'_> {
+    Billed { invoice, usage_sequence }
 }
 
 #[test]
@@ -340,16 +348,19 @@ fn late_usage_is_adjusted_on_the_next_invoice_and_adjustments_add_up() {
     // Professional: 3,000 GB, 4,000 per started TB over it.
     let professional = subscription(vec![created(Tier::Professional, d(2026, 1, 1))]);
     let mut usage = peak(&[(d(2026, 1, 10), "2500")]);
-    let january = invoice(&professional, &usage, &catalog, d(2026, 1, 1), []).unwrap();
+    let january = invoice(&professional, &usage, &catalog, d(2026, 1, 1), []).unwrap().unwrap();
     assert_eq!(amounts(&january), [(Base, usd("5000.00"))]);
 
     // A report for 31 January arrives after January was invoiced: 4,250 GB
-    // is 2 started TB over. February carries the difference, naming January.
-    report(&mut usage, d(2026, 1, 31), "4250");
-    report(&mut usage, d(2026, 2, 3), "1000");
-    let february = invoice(&professional, &usage, &catalog, d(2026, 2, 1), [&january]).unwrap();
+    // is 2 started TB over. February carries the difference, naming January
+    // and the report (sequence 2) it comes from.
+    report(&mut usage, 2, d(2026, 1, 31), "4250");
+    report(&mut usage, 3, d(2026, 2, 3), "1000");
+    let february = invoice(&professional, &usage, &catalog, d(2026, 2, 1), [billed(&january, 1)]).unwrap().unwrap();
     assert_eq!(amounts(&february), [(Base, usd("5000.00")), (UsageAdjustment, usd("8000.00"))]);
     assert!(february.lines[1].description.contains("2026-01"), "{}", february.lines[1].description);
+    assert_eq!(february.lines[1].reports, [2]);
+    assert!(february.lines[0].reports.is_empty());
     assert_eq!(february.total, usd("13000.00"));
     let adjustment = &february.inputs.adjustments[0];
     assert_eq!(
@@ -359,14 +370,19 @@ fn late_usage_is_adjusted_on_the_next_invoice_and_adjustments_add_up() {
 
     // Nothing new: March adjusts nothing (the earlier adjustment counts as
     // billed).
-    let march = invoice(&professional, &usage, &catalog, d(2026, 3, 1), [&january, &february]).unwrap();
+    let march =
+        invoice(&professional, &usage, &catalog, d(2026, 3, 1), [billed(&january, 1), billed(&february, 3)]).unwrap();
+    let march = march.unwrap();
     assert_eq!(amounts(&march), [(Base, usd("5000.00"))]);
 
     // A correction lowers 31 January to 3,100 GB (1 started TB): a credit
-    // of one TB on April's invoice.
-    report(&mut usage, d(2026, 1, 31), "3100");
-    let april = invoice(&professional, &usage, &catalog, d(2026, 4, 1), [&march, &january, &february]).unwrap();
+    // of one TB on April's invoice, naming the correction (sequence 4), not
+    // the report February's adjustment already billed.
+    report(&mut usage, 4, d(2026, 1, 31), "3100");
+    let issued = [billed(&march, 4), billed(&january, 1), billed(&february, 3)];
+    let april = invoice(&professional, &usage, &catalog, d(2026, 4, 1), issued).unwrap().unwrap();
     assert_eq!(amounts(&april), [(Base, usd("5000.00")), (UsageAdjustment, usd("-4000.00"))]);
+    assert_eq!(april.lines[1].reports, [4]);
     assert_eq!(april.total, usd("1000.00"));
     assert_eq!(april.inputs.adjustments[0].billed, usd("8000.00"));
 }
@@ -379,14 +395,14 @@ fn late_usage_after_the_last_invoice_gives_an_adjustment_only_invoice() {
     events.push(SubscriptionCancelled { effective_date: d(2026, 2, 1) }.into());
     let ended = subscription(events);
     let mut usage = peak(&[(d(2026, 1, 10), "3000")]);
-    let january = invoice(&ended, &usage, &catalog, d(2026, 1, 1), []).unwrap();
+    let january = invoice(&ended, &usage, &catalog, d(2026, 1, 1), []).unwrap().unwrap();
     assert_eq!(amounts(&january), [(Base, usd("5000.00"))], "exactly at the limit is no overage");
     // February has no billable day and nothing to adjust: no invoice.
-    assert!(invoice(&ended, &usage, &catalog, d(2026, 2, 1), [&january]).is_none());
+    assert!(invoice(&ended, &usage, &catalog, d(2026, 2, 1), [billed(&january, 1)]).unwrap().is_none());
 
     // One GB over, reported late: an invoice with only the adjustment.
-    report(&mut usage, d(2026, 1, 20), "3001");
-    let february = invoice(&ended, &usage, &catalog, d(2026, 2, 1), [&january]).unwrap();
+    report(&mut usage, 2, d(2026, 1, 20), "3001");
+    let february = invoice(&ended, &usage, &catalog, d(2026, 2, 1), [billed(&january, 1)]).unwrap().unwrap();
     assert_eq!(amounts(&february), [(UsageAdjustment, usd("4000.00"))]);
     assert!(february.inputs.runs.is_empty() && february.inputs.overage.is_none());
 }
@@ -408,4 +424,138 @@ fn past_due_and_suspended_days_are_billed() {
     let events = vec![created(Tier::Starter, d(2026, 1, 1)), failed.into(), suspended.into()];
     assert_eq!(subscription(events.clone()).status_on(d(2026, 1, 20)), Status::Suspended);
     check(events, Usage::default(), d(2026, 1, 1), &[(Base, Some(31), "2500.00")], "2500.00");
+}
+
+// Checked arithmetic, corrections and stored versions (issue 11).
+
+/// An add-on of 1,000 extra TB at the largest decimal, as a log written
+/// before prices were bounded can hold.
+fn overflowing_addon(effective: NaiveDate) -> SubscriptionEvent {
+    addon(AddonKind::ExtraDataTb, 1000, Some("79228162514264337593543950335"), None, effective)
+}
+
+#[test]
+fn an_amount_that_overflows_is_a_named_error_not_a_panic() {
+    let catalog = Catalog::builtin();
+    let month = d(2026, 1, 1);
+    let recurring = subscription(vec![created(Tier::Starter, d(2026, 1, 1)), overflowing_addon(d(2026, 1, 1))]);
+    let error = invoice(&recurring, &Usage::default(), &catalog, month, []).unwrap_err();
+    assert!(matches!(&error, BillingError::Overflow(what) if what.contains(&Uuid::nil().to_string())), "{error}");
+
+    let one_time = subscription(vec![
+        created(Tier::Starter, d(2026, 1, 1)),
+        addon(AddonKind::TrainingSession, 1000, None, Some("79228162514264337593543950335"), d(2026, 1, 5)),
+    ]);
+    assert!(matches!(invoice(&one_time, &Usage::default(), &catalog, month, []), Err(BillingError::Overflow(_))));
+
+    // A contract overage rate at the largest decimal, times 2 started TB.
+    let mut created = created(Tier::Enterprise, d(2026, 1, 1));
+    if let SubscriptionEvent::SubscriptionCreated(c) = &mut created {
+        c.enterprise_overage_rate = Some(Decimal::MAX);
+    }
+    let usage = peak(&[(d(2026, 1, 9), "6500")]);
+    assert!(matches!(
+        invoice(&subscription(vec![created]), &usage, &catalog, month, []),
+        Err(BillingError::Overflow(_))
+    ));
+
+    // Two deployments whose data volumes add up past a decimal.
+    let mut usage = Usage::default();
+    for (sequence, deployment) in [(1, "a"), (2, "b")] {
+        let report = UsageReported {
+            subscription_id: SubscriptionId(Uuid::nil()),
+            license_id: LicenseId(Uuid::nil()),
+            deployment_id: deployment.into(),
+            day: d(2026, 1, 9),
+            metrics: Metrics { data_volume_gb: Decimal::MAX, ..Metrics::default() },
+        };
+        usage.apply(&report, sequence);
+    }
+    let starter = subscription(vec![self::created(Tier::Starter, d(2026, 1, 1))]);
+    assert!(matches!(invoice(&starter, &usage, &catalog, month, []), Err(BillingError::Usage(_))));
+}
+
+#[test]
+fn an_ended_or_repriced_addon_is_billed_as_corrected() {
+    use ledger_domain::subscription::{AddonEnded, AddonRepriced};
+    let ended = |on| SubscriptionEvent::from(AddonEnded { addon_id: AddonId(Uuid::nil()), effective_date: on });
+    let repriced = SubscriptionEvent::from(AddonRepriced {
+        addon_id: AddonId(Uuid::nil()),
+        annual_price: Some(usd("4000.00")),
+        one_time_price: None,
+    });
+    let events =
+        vec![created(Tier::Starter, d(2026, 1, 1)), overflowing_addon(d(2026, 1, 1)), repriced, ended(d(2026, 2, 15))];
+    // 1,000 × 4,000 / 12 for January; 14 of February's 28 days.
+    check(
+        events.clone(),
+        Usage::default(),
+        d(2026, 1, 1),
+        &[(Base, Some(31), "2500.00"), (Addon, Some(31), "333333.33")],
+        "335833.33",
+    );
+    check(
+        events.clone(),
+        Usage::default(),
+        d(2026, 2, 1),
+        &[(Base, Some(28), "2500.00"), (Addon, Some(14), "166666.67")],
+        "169166.67",
+    );
+    check(events, Usage::default(), d(2026, 3, 1), &[(Base, Some(31), "2500.00")], "2500.00");
+    // Ended on its effective day, a one-time add-on is not billed at all.
+    let training = vec![
+        created(Tier::Starter, d(2026, 1, 1)),
+        addon(AddonKind::TrainingSession, 1000, None, Some("79228162514264337593543950335"), d(2026, 1, 5)),
+        ended(d(2026, 1, 5)),
+    ];
+    check(training, Usage::default(), d(2026, 1, 1), &[(Base, Some(31), "2500.00")], "2500.00");
+}
+
+#[test]
+fn a_later_month_waits_for_every_earlier_billable_month() {
+    use ledger_domain::billing::unbilled_month_before;
+    let from_february = subscription(vec![created(Tier::Starter, d(2026, 2, 10))]);
+    let invoiced = |months: &'static [NaiveDate]| move |month: NaiveDate| months.contains(&month);
+    assert_eq!(unbilled_month_before(&from_february, d(2026, 2, 1), invoiced(&[])), None);
+    assert_eq!(unbilled_month_before(&from_february, d(2026, 4, 1), invoiced(&[])), Some(d(2026, 2, 1)));
+    const FEBRUARY: &[NaiveDate] = &[NaiveDate::from_ymd_opt(2026, 2, 1).unwrap()];
+    assert_eq!(unbilled_month_before(&from_february, d(2026, 4, 1), invoiced(FEBRUARY)), Some(d(2026, 3, 1)));
+    // Months after a cancellation have no billable day: nothing to wait for.
+    let cancelled = subscription(vec![
+        created(Tier::Starter, d(2026, 1, 1)),
+        SubscriptionCancelled { effective_date: d(2026, 2, 1) }.into(),
+    ]);
+    const JANUARY: &[NaiveDate] = &[NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()];
+    assert_eq!(unbilled_month_before(&cancelled, d(2026, 6, 1), invoiced(JANUARY)), None);
+    assert_eq!(unbilled_month_before(&cancelled, d(2026, 6, 1), invoiced(&[])), Some(d(2026, 1, 1)));
+}
+
+/// An `InvoiceIssued` payload as schema version 1 wrote it, before lines
+/// named their reports: bytes taken from the code of that version (an
+/// adjustment line included), so old logs keep decoding.
+const INVOICE_ISSUED_V1_HEX: &str = "10c0bbe0854bb7853ead55c41574845267100000000000000000000000000000000710000000000000000000000000000000030a323032362d30322d303102003370726f66657373696f6e616c20737562736372697074696f6e2c20323032362d30322d303120746f20323032362d30322d3238011c07353030302e3030555344043d6c61746520757361676520666f7220323032362d30313a2064617461206f766572616765206e6f7720383030302e30302c2062696c6c656420302e30300007383030302e30305553440831333030302e3030555344010a323032362d30322d30310a323032362d30322d323801010836303030302e3030555344010130b81707343030302e3030555344010a323032362d30312d303106343235302e35b81707343030302e303055534407383030302e303055534404302e30305553447202c912e16cca29f6216816088e4c7837f6e50f6adba80f2e7e6064a273333129";
+
+#[test]
+fn an_invoice_issued_at_schema_version_1_still_decodes_and_digests() {
+    use ledger_domain::billing::{INVOICE_ISSUED_VERSION, InvoiceEvent, InvoiceV1};
+    use ledger_domain::event::StoredEvent;
+    let payload = hex::decode(INVOICE_ISSUED_V1_HEX).unwrap();
+    let Some(InvoiceEvent::InvoiceIssued(issued)) = InvoiceEvent::decode("InvoiceIssued", 1, &payload).unwrap() else {
+        panic!("no invoice")
+    };
+    assert_eq!(issued.usage_sequence, 41);
+    assert_eq!(amounts(&issued.invoice), [(Base, usd("5000.00")), (LineKind::UsageAdjustment, usd("8000.00"))]);
+    assert!(issued.invoice.lines.iter().all(|line| line.reports.is_empty()), "version 1 names no reports");
+    // Back in version 1's shape it is the stored bytes, and its digest.
+    let v1 = InvoiceV1::from(&issued.invoice);
+    assert_eq!(v1.digest(), issued.digest);
+    assert_ne!(issued.invoice.digest(), issued.digest, "version 2 digests its own shape");
+    // Version 2 is written now, and reads back as written.
+    let event = InvoiceEvent::from(issued.clone());
+    assert_eq!(event.schema_version(), INVOICE_ISSUED_VERSION);
+    assert_eq!(InvoiceEvent::decode("InvoiceIssued", 2, &event.encode_payload()).unwrap(), Some(event));
+    // Version 1's bytes are not version 2's, and an unknown version is an error.
+    assert!(InvoiceEvent::decode("InvoiceIssued", 2, &payload).is_err());
+    assert!(InvoiceEvent::decode("InvoiceIssued", 3, &payload).is_err());
+    assert!(matches!(InvoiceEvent::decode("InvoiceVoided", 1, &payload), Ok(None)));
 }

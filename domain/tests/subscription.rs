@@ -12,9 +12,10 @@ use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::catalog::{Catalog, Tier};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
 use ledger_domain::subscription::{
-    AddonAdded, AddonKind, AutoRenewalCancelled, DowngradeScheduled, PaymentFailed, PaymentSucceeded, Policy, Services,
-    Subscription, SubscriptionCancelled, SubscriptionCommand, SubscriptionCreated, SubscriptionError,
-    SubscriptionEvent, SubscriptionExpired, SubscriptionRenewed, SubscriptionSuspended, SubscriptionUpgraded,
+    AddonAdded, AddonEnded, AddonKind, AddonRepriced, AutoRenewalCancelled, DowngradeScheduled, PaymentFailed,
+    PaymentSucceeded, Policy, Pricing, Services, Subscription, SubscriptionCancelled, SubscriptionCommand,
+    SubscriptionCreated, SubscriptionError, SubscriptionEvent, SubscriptionExpired, SubscriptionRenewed,
+    SubscriptionSuspended, SubscriptionUpgraded,
 };
 use ledger_domain::{AddonId, LicenseId, Money, OrganizationId, SubscriptionId, Timestamp};
 use rust_decimal::Decimal;
@@ -218,6 +219,33 @@ fn add_addon(
         one_time_price: one_time.map(dec),
         effective_date: effective,
         today,
+        pricing: Pricing::Operator,
+    }
+}
+
+/// An organization's admin buying an add-on: no price of its own.
+fn buy_addon(kind: AddonKind, quantity: u32, effective: NaiveDate, today: NaiveDate) -> SubscriptionCommand {
+    SubscriptionCommand::AddAddon {
+        addon_id: addon(1),
+        kind,
+        quantity,
+        annual_price: None,
+        one_time_price: None,
+        effective_date: effective,
+        today,
+        pricing: Pricing::Catalog,
+    }
+}
+
+fn end_addon(effective: NaiveDate, invoiced_through: Option<NaiveDate>) -> SubscriptionCommand {
+    SubscriptionCommand::EndAddon { addon_id: addon(1), effective_date: effective, invoiced_through }
+}
+
+fn reprice_addon(annual: Option<&str>, one_time: Option<&str>) -> SubscriptionCommand {
+    SubscriptionCommand::RepriceAddon {
+        addon_id: addon(1),
+        annual_price: annual.map(dec),
+        one_time_price: one_time.map(dec),
     }
 }
 
@@ -368,6 +396,8 @@ fn every_change_to_a_missing_subscription_is_not_found() {
         cancel_now(None, today),
         add_addon(AddonKind::CustomModule, 1, Some("1000"), None, today, today),
         end_term(today),
+        end_addon(today, None),
+        reprice_addon(Some("1000"), None),
     ] {
         println!("case: {command:?}");
         given(vec![]).when(command).then_expect_error(SubscriptionError::NotFound);
@@ -946,8 +976,10 @@ fn one_of_each_event() -> Vec<SubscriptionEvent> {
         }
         .into(),
         SubscriptionSuspended { at: Timestamp::from_micros(3), past_due_since: Timestamp::from_micros(2) }.into(),
+        AddonEnded { addon_id: addon(1), effective_date: d(2026, 3, 1) }.into(),
+        AddonRepriced { addon_id: addon(1), annual_price: Some(usd("4000.00")), one_time_price: None }.into(),
     ];
-    let mut seen = [false; 11];
+    let mut seen = [false; 13];
     for event in &events {
         let index = match event {
             SubscriptionEvent::SubscriptionCreated(_) => 0,
@@ -961,6 +993,8 @@ fn one_of_each_event() -> Vec<SubscriptionEvent> {
             SubscriptionEvent::PaymentFailed(_) => 8,
             SubscriptionEvent::PaymentSucceeded(_) => 9,
             SubscriptionEvent::SubscriptionSuspended(_) => 10,
+            SubscriptionEvent::AddonEnded(_) => 11,
+            SubscriptionEvent::AddonRepriced(_) => 12,
         };
         seen[index] = true;
     }
@@ -1028,4 +1062,200 @@ fn a_pending_immediate_cancellation_is_not_moved_by_cancelling_again() {
     given(vec![created(Tier::Starter, d(2026, 1, 1)), SubscriptionCancelled { effective_date: d(2026, 1, 20) }.into()])
         .when(cancel_now(Some(d(2026, 1, 25)), d(2026, 1, 10)))
         .then_expect_error(SubscriptionError::AlreadyCancelled(d(2026, 1, 20)));
+}
+
+// Who sets prices, and bounds (BILLING-RULES.md; issue 11, findings 1 and 2).
+
+#[test]
+fn an_organizations_admin_buys_at_the_catalog_price() {
+    let today = d(2026, 1, 20);
+    for (case, events, price) in [
+        ("starter", starter_2026(), "5000.00"),
+        ("professional", vec![created(Professional, d(2026, 1, 1))], "4000.00"),
+        ("upgraded to professional", starter_upgraded_on_16_january(), "4000.00"),
+    ] {
+        println!("case: {case}");
+        given(events)
+            .when(buy_addon(AddonKind::ExtraDataTb, 1000, today, today))
+            .then_expect_events(vec![addon_added(AddonKind::ExtraDataTb, 1000, Some(price), None, today)]);
+    }
+}
+
+#[test]
+fn a_price_in_an_organizations_command_is_refused_whatever_it_is() {
+    let today = d(2026, 1, 20);
+    for (kind, annual, one_time) in [
+        (AddonKind::ExtraDataTb, Some("0.01"), None),
+        (AddonKind::ExtraDataTb, Some("5000.00"), None),
+        (AddonKind::CustomModule, Some("1000"), None),
+        (AddonKind::DedicatedSupport, Some("1000"), None),
+        (AddonKind::TrainingSession, None, Some("500")),
+        (AddonKind::TrainingSession, Some("1"), Some("1")),
+    ] {
+        println!("case: {kind:?} {annual:?} {one_time:?}");
+        let SubscriptionCommand::AddAddon { addon_id, quantity, effective_date, today, pricing, .. } =
+            buy_addon(kind, 1, today, today)
+        else {
+            unreachable!()
+        };
+        let command = SubscriptionCommand::AddAddon {
+            addon_id,
+            kind,
+            quantity,
+            annual_price: annual.map(dec),
+            one_time_price: one_time.map(dec),
+            effective_date,
+            today,
+            pricing,
+        };
+        given(starter_2026()).when(command).then_expect_error(SubscriptionError::PriceNotAllowed);
+    }
+}
+
+#[test]
+fn an_addon_without_a_catalog_price_is_the_operators_alone() {
+    let today = d(2026, 1, 20);
+    let enterprise = || vec![created(Enterprise, d(2026, 1, 1))];
+    for (kind, events) in [
+        (AddonKind::CustomModule, starter_2026()),
+        (AddonKind::DedicatedSupport, starter_2026()),
+        (AddonKind::TrainingSession, starter_2026()),
+        (AddonKind::ExtraDataTb, enterprise()),
+    ] {
+        println!("case: {kind:?}");
+        given(events)
+            .when(buy_addon(kind, 1, today, today))
+            .then_expect_error(SubscriptionError::OperatorOnlyAddon(kind.as_str()));
+    }
+    // The operator sells them at a price it sets.
+    given(enterprise())
+        .when(add_addon(AddonKind::ExtraDataTb, 2, Some("3000.00"), None, today, today))
+        .then_expect_events(vec![addon_added(AddonKind::ExtraDataTb, 2, Some("3000.00"), None, today)]);
+}
+
+#[test]
+fn a_price_above_10_million_is_refused() {
+    let today = d(2026, 1, 20);
+    given(starter_2026())
+        .when(add_addon(AddonKind::CustomModule, 1000, Some("10000000.00"), None, today, today))
+        .then_expect_events(vec![addon_added(AddonKind::CustomModule, 1000, Some("10000000.00"), None, today)]);
+    for (kind, annual, one_time) in [
+        (AddonKind::CustomModule, Some("10000000.01"), None),
+        (AddonKind::ExtraDataTb, Some("79228162514264337593543950335"), None),
+        (AddonKind::TrainingSession, None, Some("10000001")),
+    ] {
+        println!("case: {kind:?} {annual:?} {one_time:?}");
+        given(starter_2026())
+            .when(add_addon(kind, 1, annual, one_time, today, today))
+            .then_expect_error(SubscriptionError::PriceTooHigh);
+    }
+}
+
+#[test]
+fn an_overage_rate_is_bounded_like_a_price() {
+    let create = |rate: &str| SubscriptionCommand::Create {
+        id: SUB,
+        organization_id: ORG,
+        tier: Enterprise,
+        start_date: d(2026, 1, 1),
+        auto_renew: true,
+        max_deployments: 1,
+        enterprise_overage_rate: Some(dec(rate)),
+        license_id: license(1),
+        today: d(2026, 1, 1),
+    };
+    for rate in ["10000000.01", "3000.001", "79228162514264337593543950335"] {
+        println!("case: {rate}");
+        given(vec![]).when(create(rate)).then_expect_error(SubscriptionError::InvalidOverageRate);
+    }
+    let mut expected = create_event(Enterprise, d(2026, 1, 1), d(2027, 1, 1));
+    if let SubscriptionEvent::SubscriptionCreated(created) = &mut expected {
+        created.enterprise_overage_rate = Some(dec("10000000.00"));
+    }
+    given(vec![]).when(create("10000000.00")).then_expect_events(vec![expected]);
+}
+
+/// Starter from 2026-01-01 with 1,000 extra TB from 17 January at the
+/// largest decimal, as a log written before the bounds can hold.
+fn with_an_overflowing_addon() -> Vec<SubscriptionEvent> {
+    vec![
+        created(Starter, d(2026, 1, 1)),
+        addon_added(AddonKind::ExtraDataTb, 1000, Some("79228162514264337593543950335"), None, d(2026, 1, 17)),
+    ]
+}
+
+#[test]
+fn the_operator_ends_an_addon_after_the_invoiced_months() {
+    let ended = |on| vec![AddonEnded { addon_id: addon(1), effective_date: on }.into()];
+    given(with_an_overflowing_addon()).when(end_addon(d(2026, 1, 17), None)).then_expect_events(ended(d(2026, 1, 17)));
+    given(with_an_overflowing_addon())
+        .when(end_addon(d(2026, 2, 1), Some(d(2026, 1, 1))))
+        .then_expect_events(ended(d(2026, 2, 1)));
+    // An ended subscription's add-on too: its last months may still wait.
+    let mut expired_events = with_an_overflowing_addon();
+    expired_events.push(auto_renewal_cancelled(d(2027, 1, 1)));
+    expired_events.push(expired(d(2027, 1, 1)));
+    given(expired_events).when(end_addon(d(2026, 3, 1), None)).then_expect_events(ended(d(2026, 3, 1)));
+    // Ending again moves the end earlier, never later.
+    let mut again = with_an_overflowing_addon();
+    again.extend(ended(d(2026, 3, 1)));
+    given(again.clone()).when(end_addon(d(2026, 2, 1), None)).then_expect_events(ended(d(2026, 2, 1)));
+    given(again)
+        .when(end_addon(d(2026, 3, 1), None))
+        .then_expect_error(SubscriptionError::AddonAlreadyEnded(d(2026, 3, 1)));
+}
+
+#[test]
+fn ending_an_addon_is_refused_inside_an_invoiced_month_or_outside_the_addon() {
+    given(with_an_overflowing_addon()).when(end_addon(d(2026, 1, 31), Some(d(2026, 1, 1)))).then_expect_error(
+        SubscriptionError::EffectiveDateInvoiced { date: d(2026, 1, 31), invoiced: "2026-01".into() },
+    );
+    for date in [d(2026, 1, 16), d(2027, 1, 2)] {
+        println!("case: {date}");
+        given(with_an_overflowing_addon())
+            .when(end_addon(date, None))
+            .then_expect_error(SubscriptionError::EffectiveDateOutOfRange(date));
+    }
+    given(starter_2026())
+        .when(end_addon(d(2026, 2, 1), None))
+        .then_expect_error(SubscriptionError::AddonNotFound(addon(1)));
+}
+
+#[test]
+fn the_operator_reprices_an_addon_within_the_bounds() {
+    given(with_an_overflowing_addon()).when(reprice_addon(Some("4000.00"), None)).then_expect_events(vec![
+        AddonRepriced { addon_id: addon(1), annual_price: Some(usd("4000.00")), one_time_price: None }.into(),
+    ]);
+    given(with_an_overflowing_addon())
+        .when(reprice_addon(Some("10000000.01"), None))
+        .then_expect_error(SubscriptionError::PriceTooHigh);
+    given(with_an_overflowing_addon())
+        .when(reprice_addon(None, Some("100")))
+        .then_expect_error(SubscriptionError::InvalidAddonPrice(EXTRA_DATA_PRICE_REQUIRED));
+    let training = vec![
+        created(Starter, d(2026, 1, 1)),
+        addon_added(AddonKind::TrainingSession, 1, None, Some("1"), d(2026, 1, 5)),
+    ];
+    given(training).when(reprice_addon(None, Some("750.00"))).then_expect_events(vec![
+        AddonRepriced { addon_id: addon(1), annual_price: None, one_time_price: Some(usd("750.00")) }.into(),
+    ]);
+    given(starter_2026())
+        .when(reprice_addon(Some("1"), None))
+        .then_expect_error(SubscriptionError::AddonNotFound(addon(1)));
+}
+
+#[test]
+fn an_ended_extra_data_addon_stops_raising_the_limit() {
+    use cqrs_es::Aggregate;
+    let catalog = Catalog::builtin();
+    let mut subscription = Subscription::default();
+    for event in with_an_overflowing_addon() {
+        subscription.apply(event);
+    }
+    subscription.apply(AddonEnded { addon_id: addon(1), effective_date: d(2026, 2, 1) }.into());
+    subscription
+        .apply(AddonRepriced { addon_id: addon(1), annual_price: Some(usd("4000.00")), one_time_price: None }.into());
+    let extra = |day| subscription.spec_on(&catalog, day).unwrap().1;
+    assert_eq!((extra(d(2026, 1, 16)), extra(d(2026, 1, 31)), extra(d(2026, 2, 1))), (0, 1_000_000, 0));
+    assert_eq!(subscription.addons[0].annual_price, Some(usd("4000.00")));
 }

@@ -6,7 +6,10 @@
 //! `domain::billing::invoice` from the events up to the invoice's
 //! `usage_sequence` (what the billing run saw) and from the invoices it
 //! recomputed before, never from the issued invoice's own lines. The two
-//! must agree byte for byte, digest and id included.
+//! must agree byte for byte, digest and id included. An invoice issued at
+//! schema version 1 (before lines named their reports) is compared in
+//! version 1's shape, with version 1's digest: the recomputation is the
+//! same, only the stored form differs.
 //!
 //! `replay verify` runs it over a whole history; the scenario tests run it
 //! after every scenario.
@@ -16,7 +19,7 @@ use std::collections::HashMap;
 use cqrs_es::Aggregate;
 use domain::RecordHeader;
 use domain::SubscriptionId;
-use domain::billing::{Invoice, InvoiceEvent, InvoiceIssued, invoice, invoice_id, period_text};
+use domain::billing::{Billed, Invoice, InvoiceEvent, InvoiceIssued, InvoiceV1, invoice, invoice_id, period_text};
 use domain::catalog::Catalog;
 use domain::event::LedgerEvent;
 use domain::subscription::{Subscription, SubscriptionEvent};
@@ -40,8 +43,9 @@ struct History {
     /// Both folded over all of `facts`.
     subscription: Subscription,
     usage: Usage,
-    /// The invoices recomputed so far, with the sequence they were issued at.
-    invoices: Vec<(u64, Invoice)>,
+    /// The invoices recomputed so far: the sequence each was issued at,
+    /// the invoice, and the sequence up to which it saw usage.
+    invoices: Vec<(u64, Invoice, u64)>,
 }
 
 enum Fact {
@@ -50,18 +54,18 @@ enum Fact {
 }
 
 impl History {
-    fn fold(&mut self, fact: &Fact) {
+    fn fold(&mut self, sequence: u64, fact: &Fact) {
         match fact {
             Fact::Subscription(event) => self.subscription.apply(event.clone()),
-            Fact::Usage(report) => self.usage.apply(report),
+            Fact::Usage(report) => self.usage.apply(report, sequence),
         }
     }
 
     /// The subscription and usage as of `sequence`.
     fn as_of(&self, sequence: u64) -> (Subscription, Usage) {
         let mut then = History::default();
-        for (_, fact) in self.facts.iter().take_while(|(at, _)| *at <= sequence) {
-            then.fold(fact);
+        for (at, fact) in self.facts.iter().take_while(|(at, _)| *at <= sequence) {
+            then.fold(*at, fact);
         }
         (then.subscription, then.usage)
     }
@@ -98,16 +102,18 @@ impl InvoiceCheck {
             LedgerEvent::Usage(UsageEvent::UsageReported(report)) => {
                 (report.subscription_id, Fact::Usage(report.clone()))
             }
-            LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued)) => return self.check(sequence, issued),
+            LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued)) => {
+                return self.check(sequence, header.schema_version, issued);
+            }
             _ => return Ok(()),
         };
         let history = self.histories.entry(subscription_id).or_default();
-        history.fold(&fact);
+        history.fold(sequence, &fact);
         history.facts.push((sequence, fact));
         Ok(())
     }
 
-    fn check(&mut self, sequence: u64, issued: &InvoiceIssued) -> Result<(), InvoiceMismatch> {
+    fn check(&mut self, sequence: u64, schema_version: u32, issued: &InvoiceIssued) -> Result<(), InvoiceMismatch> {
         let period = issued.invoice.period;
         let mismatch = |reason: String| InvoiceMismatch {
             sequence,
@@ -130,8 +136,13 @@ impl InvoiceCheck {
             }
             _ => (&history.subscription, &history.usage),
         };
-        let earlier = history.invoices.iter().filter(|(at, _)| *at <= seen).map(|(_, invoice)| invoice);
+        let earlier = history
+            .invoices
+            .iter()
+            .filter(|(at, _, _)| *at <= seen)
+            .map(|(_, invoice, usage_sequence)| Billed { invoice, usage_sequence: *usage_sequence });
         let recomputed = invoice(subscription, usage, &self.catalog, period, earlier)
+            .map_err(|e| mismatch(format!("the events give no computable invoice: {e}")))?
             .ok_or_else(|| mismatch("the events give no invoice for this month".into()))?;
         if subscription.organization_id != Some(issued.organization_id) {
             return Err(mismatch(format!("it names organization {}", issued.organization_id)));
@@ -139,16 +150,24 @@ impl InvoiceCheck {
         if issued.invoice_id != invoice_id(issued.subscription_id, period) {
             return Err(mismatch("its id is not the one derived from subscription and month".into()));
         }
-        if domain::codec::encode(&recomputed) != domain::codec::encode(&issued.invoice) {
+        // Compared in the shape it was stored in, with that shape's digest.
+        let (recomputed_bytes, issued_bytes, digest) = match schema_version {
+            1 => {
+                let v1 = InvoiceV1::from(&recomputed);
+                (domain::codec::encode(&v1), domain::codec::encode(&InvoiceV1::from(&issued.invoice)), v1.digest())
+            }
+            _ => (domain::codec::encode(&recomputed), domain::codec::encode(&issued.invoice), recomputed.digest()),
+        };
+        if recomputed_bytes != issued_bytes {
             return Err(mismatch(format!(
                 "recomputed lines {:?} (total {}), issued {:?} (total {})",
                 recomputed.lines, recomputed.total, issued.invoice.lines, issued.invoice.total
             )));
         }
-        if recomputed.digest() != issued.digest {
+        if digest != issued.digest {
             return Err(mismatch("its digest is not the digest of its contents".into()));
         }
-        history.invoices.push((sequence, recomputed));
+        history.invoices.push((sequence, recomputed, issued.usage_sequence));
         self.checked += 1;
         Ok(())
     }

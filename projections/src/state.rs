@@ -122,7 +122,7 @@ impl LedgerState {
                 Some(organization_id)
             }
             (Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))), _) => {
-                self.usage.entry(report.subscription_id).or_default().apply(&report);
+                self.usage.entry(report.subscription_id).or_default().apply(&report, record.header.sequence);
                 self.subscriptions.get(&report.subscription_id).and_then(|s| s.organization_id)
             }
             _ => None,

@@ -2,9 +2,9 @@
 //! altered, or computed from usage it could not have seen, is named.
 
 use chrono::NaiveDate;
-use domain::billing::{InvoiceIssued, LineKind, invoice, invoice_id};
+use domain::billing::{Billed, InvoiceEvent, InvoiceIssued, InvoiceIssuedV1, InvoiceV1, LineKind, invoice, invoice_id};
 use domain::catalog::{Catalog, Tier};
-use domain::event::LedgerEvent;
+use domain::event::{LedgerEvent, StoredEvent};
 use domain::subscription::{Subscription, SubscriptionCreated, SubscriptionEvent};
 use domain::usage::{Metrics, Usage, UsageEvent, UsageReported};
 use domain::{EventId, LicenseId, Money, OrganizationId, RecordHeader, StreamId, SubscriptionId, Timestamp};
@@ -19,13 +19,17 @@ const SUBSCRIPTION: SubscriptionId = SubscriptionId(uuid::Uuid::from_u128(7));
 const ORGANIZATION: OrganizationId = OrganizationId(uuid::Uuid::from_u128(3));
 
 fn header(sequence: u64, stream_id: StreamId) -> RecordHeader {
+    header_at(sequence, stream_id, 1)
+}
+
+fn header_at(sequence: u64, stream_id: StreamId, schema_version: u32) -> RecordHeader {
     RecordHeader {
         sequence,
         event_id: EventId(uuid::Uuid::from_u128(u128::from(sequence))),
         stream_id,
         stream_revision: 1,
         event_type: "test".into(),
-        schema_version: 1,
+        schema_version,
         occurred_at: Timestamp::from_micros(0),
         recorded_at: Timestamp::from_micros(0),
         idempotency_key: None,
@@ -64,8 +68,9 @@ fn issued(reports: &[UsageReported], usage_sequence: u64) -> InvoiceIssued {
     let mut subscription = Subscription::default();
     cqrs_es::Aggregate::apply(&mut subscription, created());
     let mut usage = Usage::default();
-    reports.iter().for_each(|r| usage.apply(r));
-    let invoice = invoice(&subscription, &usage, &Catalog::builtin(), d(2026, 1, 1), []).unwrap();
+    // The records of `check`: reports at sequences 2 and 3.
+    (2..).zip(reports).for_each(|(sequence, r)| usage.apply(r, sequence));
+    let invoice = invoice(&subscription, &usage, &Catalog::builtin(), d(2026, 1, 1), []).unwrap().unwrap();
     InvoiceIssued {
         invoice_id: invoice_id(SUBSCRIPTION, d(2026, 1, 1)),
         subscription_id: SUBSCRIPTION,
@@ -85,7 +90,7 @@ fn check(invoice: InvoiceIssued) -> Result<u64, String> {
         (header(1, SUBSCRIPTION.stream()), LedgerEvent::Subscription(created())),
         (header(2, usage_stream.clone()), LedgerEvent::Usage(UsageEvent::from(report(d(2026, 1, 5), 2000)))),
         (header(3, usage_stream), LedgerEvent::Usage(UsageEvent::from(report(d(2026, 1, 6), 4500)))),
-        (header(4, domain::billing::stream(SUBSCRIPTION, d(2026, 1, 1))), LedgerEvent::Invoice(invoice.into())),
+        (header_at(4, domain::billing::stream(SUBSCRIPTION, d(2026, 1, 1)), 2), LedgerEvent::Invoice(invoice.into())),
     ];
     for (header, event) in &records {
         check.apply(header, event).map_err(|e| e.to_string())?;
@@ -134,4 +139,87 @@ fn an_altered_or_impossible_invoice_is_named() {
     let mut future = faithful;
     future.usage_sequence = 4;
     assert!(check(future).unwrap_err().contains("up to sequence 4"));
+}
+
+/// A subscription's history: January invoiced at schema version 1 (as a log
+/// written before issue 11 holds it), a late report that lowers January,
+/// and February invoiced at version 2 with the adjustment naming that
+/// report. Both are re-derived byte for byte, each in its own shape.
+fn history_with_both_versions(january_v1: InvoiceIssuedV1, february: InvoiceIssued) -> Result<u64, String> {
+    let mut check = InvoiceCheck::new(Catalog::builtin());
+    let usage = |day| domain::usage::stream(SUBSCRIPTION, day);
+    let records = [
+        (header(1, SUBSCRIPTION.stream()), LedgerEvent::Subscription(created())),
+        (header(2, usage(d(2026, 1, 6))), LedgerEvent::Usage(UsageEvent::from(report(d(2026, 1, 6), 4500)))),
+        (
+            header_at(3, domain::billing::stream(SUBSCRIPTION, d(2026, 1, 1)), 1),
+            LedgerEvent::Invoice(InvoiceEvent::from(InvoiceIssued::from(january_v1))),
+        ),
+        (header(4, usage(d(2026, 1, 6))), LedgerEvent::Usage(UsageEvent::from(report(d(2026, 1, 6), 100)))),
+        (
+            header_at(5, domain::billing::stream(SUBSCRIPTION, d(2026, 2, 1)), 2),
+            LedgerEvent::Invoice(InvoiceEvent::from(february)),
+        ),
+    ];
+    for (header, event) in &records {
+        check.apply(header, event).map_err(|e| e.to_string())?;
+    }
+    Ok(check.checked())
+}
+
+/// January as version 1 stored it, and February as version 2 stores it.
+fn january_and_february() -> (InvoiceIssuedV1, InvoiceIssued) {
+    let mut subscription = Subscription::default();
+    cqrs_es::Aggregate::apply(&mut subscription, created());
+    let catalog = Catalog::builtin();
+    let mut usage = Usage::default();
+    usage.apply(&report(d(2026, 1, 6), 4500), 2);
+    let january = invoice(&subscription, &usage, &catalog, d(2026, 1, 1), []).unwrap().unwrap();
+    let january_v1 = InvoiceV1::from(&january);
+    let january_issued = InvoiceIssuedV1 {
+        invoice_id: invoice_id(SUBSCRIPTION, d(2026, 1, 1)),
+        subscription_id: SUBSCRIPTION,
+        organization_id: ORGANIZATION,
+        digest: january_v1.digest(),
+        invoice: january_v1,
+        usage_sequence: 2,
+    };
+    usage.apply(&report(d(2026, 1, 6), 100), 4);
+    let billed = [Billed { invoice: &january, usage_sequence: 2 }];
+    let february = invoice(&subscription, &usage, &catalog, d(2026, 2, 1), billed).unwrap().unwrap();
+    let february = InvoiceIssued {
+        invoice_id: invoice_id(SUBSCRIPTION, d(2026, 2, 1)),
+        subscription_id: SUBSCRIPTION,
+        organization_id: ORGANIZATION,
+        digest: february.digest(),
+        invoice: february,
+        usage_sequence: 4,
+    };
+    (january_issued, february)
+}
+
+#[test]
+fn invoices_of_both_schema_versions_are_re_derived_byte_for_byte() {
+    let (january, february) = january_and_february();
+    // 1,500 GB over: 2 started TB, 8,000.00, then credited in February.
+    assert_eq!(january.invoice.lines[1].amount, Money::usd(Decimal::from(8000)));
+    let adjustment = &february.invoice.lines[1];
+    assert_eq!((adjustment.kind, adjustment.amount), (LineKind::UsageAdjustment, Money::usd(Decimal::from(-8000))));
+    assert_eq!(adjustment.reports, [4], "the adjustment names the report that lowered January");
+    // Through the stored form, as `replay verify` reads it.
+    let stored = InvoiceEvent::decode("InvoiceIssued", 1, &domain::codec::encode(&january)).unwrap().unwrap();
+    let InvoiceEvent::InvoiceIssued(decoded) = stored;
+    assert_eq!(InvoiceV1::from(&decoded.invoice), january.invoice);
+    assert_eq!(history_with_both_versions(january.clone(), february.clone()), Ok(2));
+
+    // A version 1 invoice checked in version 2's digest fails; so does a
+    // version 2 adjustment that names another report.
+    let mut wrong_digest = january.clone();
+    wrong_digest.digest = InvoiceIssued::from(january.clone()).invoice.digest();
+    assert!(history_with_both_versions(wrong_digest, february.clone()).unwrap_err().contains("digest"));
+    let mut other_report = february;
+    other_report.invoice.lines[1].reports = vec![2];
+    other_report.digest = other_report.invoice.digest();
+    assert!(history_with_both_versions(january, other_report).unwrap_err().contains("sequence 5"));
+    assert_eq!(InvoiceEvent::from(issued(&[], 1)).schema_version(), 2);
 }

@@ -180,16 +180,16 @@ impl History {
                     training_hours: 2.into(),
                 },
             };
-            usage.apply(&report);
-            last =
-                self.append(at, domain::usage::stream(SUBSCRIPTION, day(on)), UsageEvent::UsageReported(report)).await;
+            let stream = domain::usage::stream(SUBSCRIPTION, day(on));
+            last = self.append(at, stream, UsageEvent::UsageReported(report.clone())).await;
+            usage.apply(&report, last);
         }
         self.keep_checkpoint("2026-01-31T00:00:00Z").await;
         let mut subscription = Subscription::default();
         subscription.apply(subscription_created);
         let catalog = Catalog::builtin();
         let january = day("2026-01-01");
-        let invoice = domain::billing::invoice(&subscription, &usage, &catalog, january, []).unwrap();
+        let invoice = domain::billing::invoice(&subscription, &usage, &catalog, january, []).unwrap().unwrap();
         let issued = InvoiceIssued {
             invoice_id: domain::billing::invoice_id(SUBSCRIPTION, january),
             subscription_id: SUBSCRIPTION,

@@ -13,7 +13,8 @@ pub const OPERATOR: &str = "bench-operator-token-0123456789abcdefghij";
 
 /// A server's configuration on `data_dir` (SQLite) or `database_url`,
 /// with the business clock given (`fixed:…`), the per-address validation
-/// limit off (one load generator would hit it at once) and no e-mail.
+/// limit and the usage reports' limits off (one load generator would hit
+/// them at once) and no e-mail.
 pub fn config(data_dir: &std::path::Path, database_url: Option<String>, clock: &str) -> ledger_api::Config {
     ledger_api::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -25,6 +26,11 @@ pub fn config(data_dir: &std::path::Path, database_url: Option<String>, clock: &
         policy: Default::default(),
         validations_per_address_per_minute: 0,
         notifications: None,
+        usage: ledger_api::routes::usage::UsageSettings {
+            reports_per_key_per_minute: 0,
+            reports_per_day_max: u64::MAX,
+            ..Default::default()
+        },
     }
 }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{Caller, Need};
-use crate::billing::{invoice_json, parse_period, run};
+use crate::billing::{failed_json, invoice_json, parse_period, run};
 use crate::error::ApiError;
 use crate::extract::{CommandRequest, Consistency};
 
@@ -27,7 +27,7 @@ pub struct BillingRun {
     tag = "ledger",
     request_body = BillingRun,
     responses(
-        (status = 200, description = "The invoices this run issued (none for a month already run) or, with preview, would issue: {invoices, sequence}."),
+        (status = 200, description = "The invoices this run issued (none for a month already run) or, with preview, would issue, and the subscriptions whose invoice could not be issued: {invoices, failed: [{subscriptionId, organizationId, reason}], sequence}. A failed invoice (an amount that overflows, or an earlier month of the subscription without an invoice) holds back only its own subscription; fixed, it is issued by the next run of its month."),
         (status = 400, description = "validation_failed"),
         (status = 401, description = "unauthorized"),
         (status = 403, description = "forbidden"),
@@ -41,9 +41,11 @@ pub async fn billing_run(
     request.caller.require_operator()?;
     let period = parse_period(&request.body.period)?;
     let done = run(&state, period, request.body.preview.unwrap_or(false), &request.caller.actor()).await?;
-    Ok(Json(
-        json!({ "invoices": done.invoices.iter().map(invoice_json).collect::<Vec<_>>(), "sequence": done.sequence }),
-    ))
+    Ok(Json(json!({
+        "invoices": done.invoices.iter().map(invoice_json).collect::<Vec<_>>(),
+        "failed": done.failed.iter().map(failed_json).collect::<Vec<_>>(),
+        "sequence": done.sequence,
+    })))
 }
 
 #[utoipa::path(

@@ -10,7 +10,9 @@ use domain::event::LedgerEvent;
 use domain::keys::{api_token, license_key, license_key_hash};
 use domain::license::{License, LicenseCommand, LicenseError, LicenseEvent};
 use domain::organization::{Organization, OrganizationCommand, OrganizationError, OrganizationEvent, Role};
-use domain::subscription::{AddonKind, Subscription, SubscriptionCommand, SubscriptionError, SubscriptionEvent};
+use domain::subscription::{
+    AddonKind, Pricing, Subscription, SubscriptionCommand, SubscriptionError, SubscriptionEvent,
+};
 use domain::{AddonId, LicenseId, OrganizationId, SubscriptionId, TokenId, UserId};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -18,7 +20,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Need;
+use crate::auth::{Caller, Need};
 use crate::command::{Appended, execute, load};
 use crate::error::ApiError;
 use crate::extract::CommandRequest;
@@ -76,7 +78,14 @@ pub(crate) fn subscription_refusal(error: SubscriptionError) -> ApiError {
         | E::InvalidOverageRate
         | E::InvalidQuantity
         | E::InvalidAddonPrice(_)
+        | E::PriceTooHigh
         | E::InvalidPaymentReference => ApiError::Validation(error.to_string()),
+        // Prices are the operator's (BILLING-RULES, "Who sets prices").
+        E::PriceNotAllowed | E::OperatorOnlyAddon(_) => ApiError::Forbidden,
+        E::AddonNotFound(_) => ApiError::NotFound,
+        E::AddonAlreadyEnded(_) => ApiError::conflict("addon_already_ended", error),
+        E::EffectiveDateInvoiced { .. } => ApiError::conflict("effective_date_invoiced", error),
+        E::UnknownCatalogVersion(_) | E::AmountOverflow => ApiError::Internal(error.to_string()),
         E::NotChangeable(_) => ApiError::conflict("subscription_not_changeable", error),
         E::NotAnUpgrade { .. } => ApiError::conflict("not_an_upgrade", error),
         E::NotADowngrade { .. } => ApiError::conflict("not_a_downgrade", error),
@@ -476,7 +485,16 @@ pub struct AddonRequest {
 }
 
 impl AddonRequest {
-    fn command(&self, default_date: NaiveDate, today: NaiveDate) -> Result<SubscriptionCommand, ApiError> {
+    fn names_a_price(&self) -> bool {
+        self.annual_price.is_some() || self.one_time_price.is_some()
+    }
+
+    fn command(
+        &self,
+        default_date: NaiveDate,
+        today: NaiveDate,
+        pricing: Pricing,
+    ) -> Result<SubscriptionCommand, ApiError> {
         let kind = AddonKind::parse(&self.kind).ok_or_else(|| {
             ApiError::Validation(format!(
                 "unknown add-on kind {:?}: extra_data_tb, custom_module, training_session or dedicated_support",
@@ -491,8 +509,30 @@ impl AddonRequest {
             one_time_price: self.one_time_price,
             effective_date: self.effective_date.unwrap_or(default_date),
             today,
+            pricing,
         })
     }
+}
+
+/// Who decides prices for this caller: the operator, or (an organization's
+/// admin) the catalog.
+fn pricing(caller: &Caller) -> Pricing {
+    match caller {
+        Caller::Operator => Pricing::Operator,
+        _ => Pricing::Catalog,
+    }
+}
+
+/// A price in a request of anyone but the operator is refused, never
+/// ignored: customers buy at catalog prices (BILLING-RULES, "Who sets
+/// prices, and bounds"). Checked before anything is looked up, so the
+/// answer does not depend on the state.
+fn prices_are_the_operators<'a>(
+    caller: &Caller,
+    addons: impl IntoIterator<Item = &'a AddonRequest>,
+) -> Result<(), ApiError> {
+    let priced = addons.into_iter().any(AddonRequest::names_a_price);
+    if priced && pricing(caller) != Pricing::Operator { Err(ApiError::Forbidden) } else { Ok(()) }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -514,9 +554,9 @@ pub struct Upgrade {
         ("org_id" = String, Path, description = "UUID"),
     ),
     responses(
-        (status = 200, description = "Upgrade the live subscription (the seed's UpgradeRequest/UpgradeResponse) plus sequence."),
+        (status = 200, description = "Upgrade the live subscription (the seed's UpgradeRequest/UpgradeResponse) plus sequence. Add-ons in the body follow the add-on route's rules on prices."),
         (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
+        (status = 403, description = "forbidden: a price, or an add-on without a catalog price, from anyone but the operator"),
         (status = 404, description = "not_found"),
         (status = 400, description = "validation_failed"),
         (status = 409, description = "a refused command, with its code"),
@@ -530,7 +570,9 @@ pub async fn upgrade(
     let organization_id = OrganizationId(org_id);
     request.caller.require_org(organization_id, Need::Admin)?;
     let body = &request.body;
+    prices_are_the_operators(&request.caller, &body.addons)?;
     let target_tier = parse_tier(&body.target_tier)?;
+    let pricing = pricing(&request.caller);
     let appended = execute(&state, &request.context, || async {
         let (now, today) = (state.now(), state.today());
         let subscription_id = live_subscription(&state, organization_id).await?;
@@ -542,7 +584,7 @@ pub async fn upgrade(
         subscription.decide(upgrade, &state.subscription_services, subscription_refusal).await?;
         let effective_date = subscription.state.latest_tier().map(|t| t.from).unwrap_or(today);
         for addon in &body.addons {
-            let command = addon.command(effective_date, today)?;
+            let command = addon.command(effective_date, today, pricing)?;
             subscription.decide(command, &state.subscription_services, subscription_refusal).await?;
         }
         let mut old_license = load::<License>(&state, old_license_id.stream()).await?;
@@ -699,9 +741,9 @@ pub async fn cancel(
         ("org_id" = String, Path, description = "UUID"),
     ),
     responses(
-        (status = 201, description = "Buy an add-on. Answers {addonId, sequence}."),
+        (status = 201, description = "Buy an add-on. Answers {addonId, sequence}. An organization's admin buys at the catalog price: annualPrice and oneTimePrice are the operator's (at most 10000000.00, in cents), and add-ons without a catalog price for the tier (custom_module, dedicated_support, training_session; extra_data_tb on enterprise) are the operator's to add."),
         (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
+        (status = 403, description = "forbidden: a price, or an add-on without a catalog price, from anyone but the operator"),
         (status = 404, description = "not_found"),
         (status = 400, description = "validation_failed"),
         (status = 409, description = "a refused command, with its code"),
@@ -714,10 +756,12 @@ pub async fn add_addon(
 ) -> Result<Response, ApiError> {
     let organization_id = OrganizationId(org_id);
     request.caller.require_org(organization_id, Need::Admin)?;
+    prices_are_the_operators(&request.caller, [&request.body])?;
     if request.body.effective_date.is_none() {
         return Err(ApiError::Validation("effectiveDate is required".into()));
     }
-    let command = |today| request.body.command(today, today);
+    let pricing = pricing(&request.caller);
+    let command = |today| request.body.command(today, today, pricing);
     let appended = on_live_subscription(&state, &request, organization_id, command).await?;
     let addon_id = appended.find(|e| match e {
         LedgerEvent::Subscription(SubscriptionEvent::AddonAdded(a)) => Some(a.addon_id),
@@ -763,4 +807,119 @@ pub async fn revoke_license(
     })
     .await?;
     Ok(ok(json!({ "sequence": appended.sequence })))
+}
+
+/// The subscription of an organization (any of its subscriptions, ended
+/// ones too) that holds an add-on, and the last month it has an invoice for.
+async fn subscription_with_addon(
+    state: &AppState,
+    organization_id: OrganizationId,
+    addon_id: AddonId,
+) -> Result<(SubscriptionId, Option<NaiveDate>), ApiError> {
+    let ledger = state.projections.read().await;
+    let entry = ledger.organizations.get(&organization_id).ok_or(ApiError::NotFound)?;
+    let id = entry
+        .subscriptions
+        .iter()
+        .find(|id| ledger.subscriptions.get(id).is_some_and(|s| s.addons.iter().any(|a| a.addon_id == addon_id)))
+        .copied()
+        .ok_or(ApiError::NotFound)?;
+    let invoiced_through = ledger.invoices.get(&id).and_then(|by_month| by_month.keys().next_back().copied());
+    Ok((id, invoiced_through))
+}
+
+/// Decides an operator's correction of an add-on and appends it.
+async fn correct_addon<T>(
+    state: &AppState,
+    request: &CommandRequest<T>,
+    organization_id: OrganizationId,
+    addon_id: AddonId,
+    command: impl Fn(Option<NaiveDate>) -> SubscriptionCommand,
+) -> Result<Response, ApiError> {
+    // The path names the organization: another organization's admin is
+    // answered as if it did not exist, this one's members lack the role.
+    request.caller.require_org(organization_id, Need::Admin)?;
+    request.caller.require_operator()?;
+    let appended = execute(state, &request.context, || async {
+        let (subscription_id, invoiced_through) = subscription_with_addon(state, organization_id, addon_id).await?;
+        let mut subscription = load::<Subscription>(state, subscription_id.stream()).await?;
+        subscription.decide(command(invoiced_through), &state.subscription_services, subscription_refusal).await?;
+        Ok(vec![subscription.into_command(&request.context, state.now())])
+    })
+    .await?;
+    Ok(ok(json!({ "sequence": appended.sequence })))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndAddon {
+    /// From this day on (inclusive) the add-on is not billed.
+    #[serde(deserialize_with = "crate::extract::date")]
+    #[schema(value_type = String)]
+    effective_date: NaiveDate,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions/{org_id}/addons/{addon_id}/end",
+    tag = "ledger",
+    request_body = EndAddon,
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+        ("addon_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "End an add-on (operator): it is not billed from effectiveDate on (a one-time add-on ended on its own date is not billed at all), and extra data stops raising the limit. The date lies after the subscription's last invoiced month and on or after the add-on's start; moving an end earlier is allowed. Answers {sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+        (status = 409, description = "effective_date_invoiced, effective_date_out_of_range, addon_already_ended"),
+    ),
+)]
+pub async fn end_addon(
+    State(state): State<AppState>,
+    Path((org_id, addon_id)): Path<(Uuid, Uuid)>,
+    request: CommandRequest<EndAddon>,
+) -> Result<Response, ApiError> {
+    let (addon_id, effective_date) = (AddonId(addon_id), request.body.effective_date);
+    let command = |invoiced_through| SubscriptionCommand::EndAddon { addon_id, effective_date, invoiced_through };
+    correct_addon(&state, &request, OrganizationId(org_id), addon_id, command).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RepriceAddon {
+    /// Per unit per year, for a recurring add-on.
+    annual_price: Option<Decimal>,
+    /// Per unit, for a one-time add-on.
+    one_time_price: Option<Decimal>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions/{org_id}/addons/{addon_id}/reprice",
+    tag = "ledger",
+    request_body = RepriceAddon,
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+        ("addon_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "Correct an add-on's price (operator): annualPrice for a recurring add-on, oneTimePrice for a one-time one, positive, in cents, at most 10000000.00. It applies to every month not invoiced yet, so an invoice that could not be computed is issued by the next run of its month. Answers {sequence}."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found"),
+        (status = 400, description = "validation_failed"),
+    ),
+)]
+pub async fn reprice_addon(
+    State(state): State<AppState>,
+    Path((org_id, addon_id)): Path<(Uuid, Uuid)>,
+    request: CommandRequest<RepriceAddon>,
+) -> Result<Response, ApiError> {
+    let addon_id = AddonId(addon_id);
+    let (annual_price, one_time_price) = (request.body.annual_price, request.body.one_time_price);
+    let command = |_| SubscriptionCommand::RepriceAddon { addon_id, annual_price, one_time_price };
+    correct_addon(&state, &request, OrganizationId(org_id), addon_id, command).await
 }
