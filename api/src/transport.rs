@@ -44,8 +44,9 @@ const DETAIL_CHARS_MAX: usize = 300;
 /// are one line).
 const REFUSAL_BODY_BYTES_MAX: usize = 4096;
 
-/// Connections open per client address. Entries exist only while a
-/// connection is open, so the map never holds more than the connection cap.
+/// Connections open per client address (an IPv6 client by its /64, as the
+/// rate limits count). Entries exist only while a connection is open, so
+/// the map never holds more than the connection cap.
 struct PerAddress {
     open: Mutex<HashMap<IpAddr, usize>>,
     max: usize,
@@ -119,7 +120,7 @@ pub async fn serve(
         let address_place = if exempt(peer.ip()) {
             None
         } else {
-            match PerAddress::enter(&per_address, peer.ip()) {
+            match PerAddress::enter(&per_address, crate::address::limit_key(peer.ip())) {
                 Some(place) => Some(place),
                 // Closed at once (dropping the stream), and its place freed.
                 None => continue,

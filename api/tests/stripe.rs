@@ -677,6 +677,17 @@ async fn checkout_is_rate_limited_per_address_and_in_total(backend: Backend) {
         assert!((1..=3600).contains(&retry_after), "{retry_after}");
         assert_eq!(response.json::<Value>().await.unwrap()["code"], "rate_limited");
     };
+    // Bounded fields: refused before Stripe, and not counted.
+    for (field, long) in [
+        ("organizationName", "n".repeat(201)),
+        ("adminEmail", format!("{}@globex.example", "a".repeat(250))),
+        ("successUrl", format!("https://ledger.example/{}", "p".repeat(2048))),
+    ] {
+        let mut bad = body.clone();
+        bad[field] = json!(long);
+        let response = checkout_from(&s, address(41), &bad).await;
+        assert_eq!(response.status(), 400, "{field}");
+    }
     assert_eq!(checkout_from(&s, address(41), &body).await.status(), 201);
     assert_eq!(checkout_from(&s, address(41), &body).await.status(), 201);
     refused(checkout_from(&s, address(41), &body).await).await;
