@@ -66,15 +66,16 @@ impl TrustedProxies {
             return peer;
         }
         // Header lines in order, each a comma-separated list: the last
-        // entry of the last line is the hop nearest to us.
-        let entries: Vec<&str> = headers
+        // entry of the last line is the hop nearest to us, so read from the
+        // right. A line that is not text reads as an unreadable entry.
+        let hops = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .collect();
+            .rev()
+            .map(|value| value.to_str().unwrap_or("\u{fffd}"))
+            .flat_map(|value| value.rsplit(','));
         let mut client = peer;
-        for entry in entries.iter().rev().take(FORWARDED_HOPS_MAX) {
+        for entry in hops.take(FORWARDED_HOPS_MAX) {
             // Something unreadable ends the chain: the last hop we could
             // read and trust is as far as we know.
             let Some(hop) = forwarded_address(entry) else { break };
