@@ -1,10 +1,11 @@
 //! Who is calling, and what they may do (API.md, "Authentication").
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use domain::keys::{api_token_hash, constant_time_eq, verify_api_token};
 use domain::organization::Role;
-use domain::{OrganizationId, TokenId};
+use domain::{OrganizationId, Timestamp, TokenId};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -84,12 +85,27 @@ impl Caller {
     }
 }
 
+/// The credential of `Authorization: Bearer <token>`. The scheme is
+/// matched case-insensitively (RFC 9110, 11.1); `None` for another scheme,
+/// no header, or no token.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Now by the system clock: token expiry is a transport check, like a
+/// webhook signature's age (API.md), never the business clock's.
+fn system_now() -> Timestamp {
+    domain::Clock::now(&store::SystemClock)
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
-        let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or(ApiError::Unauthorized)?.trim();
+        let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
         match state.keys.bootstrap(token) {
             Some(Bootstrap::Operator) => return Ok(Caller::Operator),
             Some(Bootstrap::Auditor) => return Ok(Caller::Auditor),
@@ -100,6 +116,14 @@ impl FromRequestParts<AppState> for Caller {
         let ledger = state.projections.read().await;
         let entry = ledger.tokens.get(&token_id).ok_or(ApiError::Unauthorized)?;
         if entry.revoked || !constant_time_eq(presented.as_bytes(), entry.token_hash.as_bytes()) {
+            return Err(ApiError::Unauthorized);
+        }
+        let expired = ledger
+            .organizations
+            .get(&entry.organization_id)
+            .and_then(|organization| organization.state.tokens.get(&token_id))
+            .is_some_and(|token| token.expired_at(system_now()));
+        if expired {
             return Err(ApiError::Unauthorized);
         }
         Ok(Caller::Member { organization_id: entry.organization_id, role: entry.role, token_id })

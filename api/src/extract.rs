@@ -1,14 +1,13 @@
 //! Extractors: a command request (caller, context, JSON body) and queries.
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
 use domain::Metadata;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
+use crate::address::ClientAddress;
 use crate::auth::Caller;
 use crate::command::{Context, IDEMPOTENCY_KEY_CHARS_MAX, request_digest};
 use crate::error::ApiError;
@@ -36,7 +35,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CommandRequest<T> {
             .await
             .map_err(|_| ApiError::PayloadTooLarge(REQUEST_BODY_BYTES_MAX))?;
         let body = parse_json(&bytes)?;
-        let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+        // The client's address: behind a trusted proxy, the one it forwarded.
+        let source_ip = parts.extensions.get::<ClientAddress>().map(|ClientAddress(address)| address.to_string());
         let header = |name: &str| {
             parts.headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(HEADER_CHARS_MAX).collect())
         };

@@ -18,10 +18,12 @@ use domain::{Clock, OrganizationId, Timestamp};
 use projections::Projections;
 use store::EventLog;
 
+pub mod address;
 pub mod auth;
 pub mod billing;
 pub mod clock;
 pub mod command;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -31,6 +33,7 @@ pub mod routes;
 pub mod scheduler;
 pub mod secrets;
 pub mod stripe;
+pub mod transport;
 
 use clock::ServerClock;
 use secrets::ServerKeys;
@@ -54,6 +57,8 @@ pub struct AppState {
     pub stripe: Arc<stripe::Stripe>,
     /// The log's Merkle tree, for checkpoints and proofs.
     pub log_tree: Arc<routes::log::LogTree>,
+    /// Limits and access at the server's edge (`edge`).
+    pub edge: Arc<edge::Edge>,
 }
 
 impl AppState {
@@ -115,12 +120,15 @@ pub fn app(state: AppState) -> Router {
     if state.clock.is_manual() {
         api = api.route("/test-clock", post(ops::test_clock));
     }
-    Router::new()
+    let router = Router::new()
         .nest("/api/v1", api)
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
-        .fallback(|| async { error::ApiError::NotFound })
+        .fallback(|| async { error::ApiError::NotFound });
+    transport::layers(router, &state.edge.settings)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), address::resolve))
+        .layer(axum::middleware::from_fn(transport::problems))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -143,9 +151,15 @@ pub struct Config {
     pub usage: routes::usage::UsageSettings,
 }
 
-/// Opens the log and the read models and builds the state; prints the
-/// bootstrap tokens generated on a first start.
+/// Opens the log and the read models and builds the state, with the
+/// edge's default settings; prints the bootstrap tokens generated on a
+/// first start.
 pub async fn open(config: &Config) -> anyhow::Result<AppState> {
+    open_with(config, edge::Settings::default()).await
+}
+
+/// [`open`] with the edge's settings.
+pub async fn open_with(config: &Config, edge: edge::Settings) -> anyhow::Result<AppState> {
     use anyhow::Context;
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let clock = Arc::new(ServerClock::parse(&config.clock, &config.data_dir)?);
@@ -173,6 +187,7 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
         usage: Arc::new(routes::usage::UsageIntake::new(config.usage)),
         stripe: stripe::Stripe::new(stripe::Settings::from_env()?)?,
         log_tree,
+        edge: Arc::new(edge::Edge::new(edge)?),
     })
 }
 
@@ -189,10 +204,10 @@ pub async fn open_log(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
     // Checked before anything starts, so a bad SMTP setting stops the start.
     let mailer = config.notifications.as_ref().map(notify::Mailer::new).transpose()?;
-    let state = open(&config).await?;
+    let state = open_with(&config, edge).await?;
     // The outbox's checkpoint is fixed before anything else runs, so even a
     // first start misses nothing appended after it.
     let outbox = match mailer {
@@ -206,14 +221,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(outbox) = outbox {
         tokio::spawn(notify::run(state.clone(), outbox));
     }
+    tokio::spawn(sweep_limiters(state.clone()));
+    let settings = state.edge.settings.clone();
+    if let Some(metrics_listen) = settings.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(metrics_listen).await?;
+        println!("ledger metrics on http://{}/metrics", listener.local_addr()?);
+        let (router, settings) = (routes::ops::metrics_router(state.clone()), settings.clone());
+        tokio::spawn(async move { transport::serve(listener, router, &settings, |_| false, shutdown()).await });
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     println!("ledger listening on http://{address} (data in {})", config.data_dir.display());
     println!("try: curl -H 'Authorization: Bearer <operator token>' http://{address}/api/v1/organizations");
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let edge = state.edge.clone();
+    transport::serve(listener, app(state), &settings, |peer| edge.trusted_proxies.contains(peer), shutdown()).await?;
     Ok(())
+}
+
+/// Drops idle entries from the in-memory rate limiters now and then, so
+/// they hold only clients seen lately.
+async fn sweep_limiters(state: AppState) {
+    let mut interval = tokio::time::interval(metrics::LIMITER_SWEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        state.address_limiter.limiter().sweep();
+        state.edge.sweep();
+    }
 }
 
 async fn shutdown() {

@@ -74,6 +74,64 @@ impl UsageLimits {
     }
 }
 
+/// Limits at the server's edge, and who may read its metrics.
+#[derive(Args)]
+struct Edge {
+    /// Seconds a client may take to send a request's headers (also how
+    /// long an idle connection is kept open).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_seconds: u64,
+    /// Seconds a request body may pause between two pieces (408 after).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_read_timeout_seconds: u64,
+    /// Seconds a whole request may take (408 after).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_seconds: u64,
+    /// Connections served at once; further ones wait to be accepted.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    connections_max: u64,
+    /// Connections one client address may hold at once (trusted proxies
+    /// are exempt); further ones are closed at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    connections_per_address_max: u64,
+    /// A proxy (address or CIDR network) whose X-Forwarded-For names the
+    /// client; repeat it or separate with commas.
+    #[arg(long, env = "LEDGER_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxy: Vec<String>,
+    /// Serve /metrics on this address (no token there) instead of the API's.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Deployment releases one license may make an hour (0: no limit).
+    #[arg(long, default_value_t = 10)]
+    deployment_releases_per_license_per_hour: u32,
+    /// Checkout sessions one client address may start an hour (0: no limit).
+    #[arg(long, default_value_t = 10)]
+    checkouts_per_address_per_hour: u32,
+    /// Checkout sessions all clients together may start an hour (0: no limit).
+    #[arg(long, default_value_t = 100)]
+    checkouts_per_hour: u32,
+}
+
+impl Edge {
+    fn settings(self) -> ledger_api::edge::Settings {
+        use std::time::Duration;
+        ledger_api::edge::Settings {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_seconds),
+            request_timeout: Duration::from_secs(self.request_timeout_seconds),
+            connections_max: self.connections_max as usize,
+            connections_per_address_max: self.connections_per_address_max as usize,
+            trusted_proxies: self.trusted_proxy.into_iter().filter(|p| !p.trim().is_empty()).collect(),
+            metrics_listen: self.metrics_listen,
+            // A secret: from the environment only, like the bootstrap tokens.
+            metrics_token: std::env::var("LEDGER_METRICS_TOKEN").ok().filter(|t| !t.is_empty()),
+            releases_per_license_per_hour: self.deployment_releases_per_license_per_hour,
+            checkouts_per_address_per_hour: self.checkouts_per_address_per_hour,
+            checkouts_per_hour: self.checkouts_per_hour,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server.
@@ -90,6 +148,8 @@ enum Command {
         mail: Mail,
         #[command(flatten)]
         usage: UsageLimits,
+        #[command(flatten)]
+        edge: Edge,
     },
     /// Monthly jobs.
     Billing {
@@ -170,14 +230,14 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { listen, store, validations_per_address_per_minute, mail, usage } => {
+        Command::Serve { listen, store, validations_per_address_per_minute, mail, usage, edge } => {
             let mut config = config(store, listen, validations_per_address_per_minute);
             config.usage = usage.settings();
             config.notifications = match (mail.smtp_url.filter(|url| !url.is_empty()), mail.mail_from) {
                 (Some(smtp_url), Some(from)) => Some(ledger_api::notify::Settings { smtp_url, from }),
                 _ => None,
             };
-            ledger_api::serve(config).await
+            ledger_api::serve(config, edge.settings()).await
         }
         Command::Billing { job: Billing::Run { period, preview, store } } => {
             let config = config(store, "127.0.0.1:0".parse()?, 0);

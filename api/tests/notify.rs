@@ -374,7 +374,7 @@ async fn an_smtp_outage_delays_the_mail_and_loses_nothing(backend: Backend) {
     // The counter moves right after the record is appended.
     let sent = r#"notifications_total{kind="onboarding",outcome="sent"} 2"#;
     let metrics = common::poll("the sends counted", || async {
-        Some(s.get("/metrics", None).await.text).filter(|metrics| metrics.contains(sent))
+        Some(s.get("/metrics", Some(OPERATOR)).await.text).filter(|metrics| metrics.contains(sent))
     })
     .await;
     let failed = metrics.lines().find(|l| l.starts_with(r#"notifications_total{kind="onboarding",outcome="failed"}"#));
@@ -473,8 +473,10 @@ async fn a_notice_without_an_admin_is_skipped_and_recorded_but_an_onboarding_wai
     .await;
     assert_eq!(recorded(&s, "NotificationSent").await, 0);
     let skipped = r#"notifications_total{kind="usage_warning",outcome="skipped"} 1"#;
-    common::poll("the skip counted", || async { s.get("/metrics", None).await.text.contains(skipped).then_some(()) })
-        .await;
+    common::poll("the skip counted", || async {
+        s.get("/metrics", Some(OPERATOR)).await.text.contains(skipped).then_some(())
+    })
+    .await;
 
     // An upgrade replaces the key before anyone could be told: the first
     // key's onboarding no longer applies; the new key's waits too.

@@ -41,9 +41,9 @@ async fn licenses(s: &Server, org: &str, token: &str) -> (Vec<Value>, String) {
     (items, text)
 }
 
-/// The text of `/metrics`.
+/// The text of `/metrics` (the operator may read it).
 async fn metrics(s: &Server) -> String {
-    let reply = s.get("/metrics", None).await;
+    let reply = s.get("/metrics", Some(OPERATOR)).await;
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
     reply.text
 }
@@ -352,7 +352,9 @@ async fn full_lifecycle(backend: Backend) {
     }
 
     assert_eq!(s.get("/health", None).await.expect(200), json!({ "status": "ok" }));
-    let ready = s.get("/ready", None).await.expect(200);
+    // Readiness is public; its figures are the operator's and auditor's.
+    assert_eq!(s.get("/ready", None).await.expect(200), json!({ "status": "ready" }));
+    let ready = s.get("/ready", Some(OPERATOR)).await.expect(200);
     assert_eq!(ready, json!({ "status": "ready", "head": last, "applied": last }));
 }
 

@@ -33,6 +33,8 @@ backends!(
     checkout_starts_a_setup_session_for_a_tier,
     the_purchase_flow_runs_from_checkout_to_a_license_and_a_default_payment_method,
     invoices_issued_before_stripe_was_turned_on_are_not_sent_to_stripe,
+    nothing_is_provisioned_before_stripe_says_the_session_completed,
+    checkout_is_rate_limited_per_address_and_in_total,
 );
 
 /// A server with webhooks on (two secrets: a rotation in progress).
@@ -589,4 +591,110 @@ async fn invoices_issued_before_stripe_was_turned_on_are_not_sent_to_stripe(back
     let s = backend.start_with_env(&[], &env).await;
     s.wait_ready().await;
     assert_eq!(count(&backend, "StripeSyncStarted").await, 1);
+}
+
+/// Only `checkout.session.completed` with a session Stripe reports
+/// `complete`, in the `setup` mode the ledger starts sessions in,
+/// provisions: an open session, one without a status, a payment-mode one
+/// and an expired one create nothing (each is handled as ignored).
+async fn nothing_is_provisioned_before_stripe_says_the_session_completed(backend: Backend) {
+    let Some(signer) = Signer::find("provision_only_complete") else { return };
+    let s = start(&backend).await;
+    let session = |id: &str, status: Option<&str>, mode: &str| {
+        let mut session = fixture("checkout.session");
+        session["id"] = json!(id);
+        match status {
+            Some(status) => session["status"] = json!(status),
+            None => {
+                session.as_object_mut().unwrap().remove("status");
+            }
+        }
+        session["mode"] = json!(mode);
+        session["customer"] = json!("cus_early_1");
+        session["metadata"] = json!({
+            "ledger_tier": "starter",
+            "ledger_organization_name": format!("Early {id}"),
+            "ledger_admin_email": "admin@early.example",
+        });
+        session
+    };
+    let early = [
+        ("evt_early_open", "checkout.session.completed", session("cs_test_early_1", Some("open"), "setup")),
+        ("evt_early_no_status", "checkout.session.completed", session("cs_test_early_2", None, "setup")),
+        ("evt_early_payment", "checkout.session.completed", session("cs_test_early_3", Some("complete"), "payment")),
+        ("evt_early_expired", "checkout.session.expired", session("cs_test_early_4", Some("expired"), "setup")),
+        (
+            "evt_early_async",
+            "checkout.session.async_payment_succeeded",
+            session("cs_test_early_5", Some("open"), "setup"),
+        ),
+    ];
+    for (id, kind, object) in &early {
+        deliver(&s, &signer, &event(id, kind, unix_now(), object.clone())).await.expect(200);
+    }
+    for (id, _, _) in &early {
+        handled(&backend, &s, id).await;
+        assert!(outcome(&backend, id).await.starts_with("Ignored"), "{id}: {}", outcome(&backend, id).await);
+    }
+    assert_eq!(count(&backend, "OrganizationCreated").await, 0);
+    assert_eq!(count(&backend, "LicenseIssued").await, 0);
+    // The same session once Stripe says it is complete: provisioned.
+    let complete = session("cs_test_early_2", Some("complete"), "setup");
+    deliver(&s, &signer, &event("evt_early_done", "checkout.session.completed", unix_now(), complete))
+        .await
+        .expect(200);
+    handled(&backend, &s, "evt_early_done").await;
+    assert_eq!(count(&backend, "OrganizationCreated").await, 1);
+}
+
+/// A checkout from `from` (a loopback address of its own); the reply.
+async fn checkout_from(s: &Server, from: std::net::IpAddr, body: &Value) -> reqwest::Response {
+    let http = reqwest::Client::builder().local_address(from).build().unwrap();
+    http.post(s.url("/api/v1/checkout")).json(body).send().await.unwrap()
+}
+
+/// `--checkouts-per-address-per-hour 2 --checkouts-per-hour 3`: one
+/// address's third checkout is refused, and so is any address's once three
+/// sessions were made in the hour; refusals are 429 `rate_limited` with
+/// `Retry-After` and reach no Stripe.
+async fn checkout_is_rate_limited_per_address_and_in_total(backend: Backend) {
+    let Some(localstripe) = LocalStripe::start("checkout_limits").await else { return };
+    let stand_in = StandIn::start(&localstripe).await;
+    let env = [("STRIPE_SECRET_KEY", "sk_test_ledger_limits"), ("STRIPE_API_BASE", stand_in.base.as_str())];
+    let args = ["--checkouts-per-address-per-hour", "2", "--checkouts-per-hour", "3"];
+    let s = backend.start_with_env(&args, &env).await;
+    let body = json!({
+        "tier": "starter",
+        "organizationName": "Globex",
+        "adminEmail": "admin@globex.example",
+        "successUrl": "https://ledger.example/welcome",
+        "cancelUrl": "https://ledger.example/pricing",
+    });
+    let address = |n: u8| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n));
+    let refused = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 429);
+        let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=3600).contains(&retry_after), "{retry_after}");
+        assert_eq!(response.json::<Value>().await.unwrap()["code"], "rate_limited");
+    };
+    // Bounded fields: refused before Stripe, and not counted.
+    for (field, long) in [
+        ("organizationName", "n".repeat(201)),
+        ("adminEmail", format!("{}@globex.example", "a".repeat(250))),
+        ("successUrl", format!("https://ledger.example/{}", "p".repeat(2048))),
+    ] {
+        let mut bad = body.clone();
+        bad[field] = json!(long);
+        let response = checkout_from(&s, address(41), &bad).await;
+        assert_eq!(response.status(), 400, "{field}");
+    }
+    assert_eq!(checkout_from(&s, address(41), &body).await.status(), 201);
+    assert_eq!(checkout_from(&s, address(41), &body).await.status(), 201);
+    refused(checkout_from(&s, address(41), &body).await).await;
+    assert_eq!(checkout_from(&s, address(42), &body).await.status(), 201);
+    refused(checkout_from(&s, address(43), &body).await).await;
+    let calls = stand_in.calls();
+    let sessions = calls.iter().filter(|c| c.path == "POST /v1/checkout/sessions").count();
+    let customers = calls.iter().filter(|c| c.path == "POST /v1/customers").count();
+    assert_eq!((sessions, customers), (3, 3), "{calls:#?}");
 }

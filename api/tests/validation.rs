@@ -247,9 +247,9 @@ async fn assert_rate_limited(response: reqwest::Response) -> u64 {
     seconds
 }
 
-/// The text of `/metrics`.
+/// The text of `/metrics` (the operator may read it).
 async fn metrics(s: &Server) -> String {
-    let reply = s.get("/metrics", None).await;
+    let reply = s.get("/metrics", Some(OPERATOR)).await;
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
     reply.text
 }
@@ -593,6 +593,8 @@ async fn too_many_deployments_until_one_is_released(backend: Backend) {
     let released = s.post(&release("dep-a"), Some(&c.admin), json!({})).await.expect(200);
     assert_eq!(released["sequence"].as_u64(), Some(before + 1));
     assert_eq!(license(&s, &c.org, &c.license).await["deployments"], json!([]));
+    // Its place frees when its last lease ends (tests/deployments.rs).
+    s.move_clock(released["slotFreesAt"].as_str().unwrap()).await;
 
     // The second deployment takes the freed place; the first is now refused.
     let answer = validate_appends(&s, &c.key, Some("dep-b"), "VALID", 2).await;

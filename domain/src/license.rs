@@ -44,9 +44,15 @@ pub enum LicenseCommand {
         deployment_id: String,
         max_deployments: u32,
     },
-    /// An organization admin frees a deployment's place.
+    /// An organization admin releases a deployment. Its place stays taken
+    /// until the last lease it was given ends (`last_lease_ends`, from its
+    /// validations; `None` when it has none that is still running), so
+    /// releasing and activating in turn hands out no more leases than the
+    /// key's `maxDeployments`.
     ReleaseDeployment {
         deployment_id: String,
+        now: Timestamp,
+        last_lease_ends: Option<Timestamp>,
     },
 }
 
@@ -57,7 +63,7 @@ crate::stored_events! {
         LicenseSuperseded = 1,
         LicenseRevoked = 1,
         DeploymentActivated = 1,
-        DeploymentReleased = 1,
+        DeploymentReleased = 2 { 1 => DeploymentReleasedV1 },
     }
 }
 
@@ -66,9 +72,32 @@ pub struct DeploymentActivated {
     pub deployment_id: String,
 }
 
+/// A deployment released at `released_at`; its place is taken until
+/// `slot_frees_at` (the end of its last lease, or the release itself).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentReleased {
     pub deployment_id: String,
+    pub released_at: Timestamp,
+    pub slot_frees_at: Timestamp,
+}
+
+/// Schema version 1 of `DeploymentReleased`: the place was free at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentReleasedV1 {
+    pub deployment_id: String,
+}
+
+impl From<DeploymentReleasedV1> for DeploymentReleased {
+    /// A release recorded before places were held freed its place at once:
+    /// it reads as released and freed at the same moment (the epoch; version
+    /// 1 did not record when), which holds no place at any time.
+    fn from(old: DeploymentReleasedV1) -> Self {
+        Self {
+            deployment_id: old.deployment_id,
+            released_at: Timestamp::from_micros(0),
+            slot_frees_at: Timestamp::from_micros(0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +162,11 @@ pub struct License {
     pub revoked: Option<String>,
     /// Deployments the key is active on, in id order.
     pub deployments: std::collections::BTreeSet<String>,
+    /// Released deployments and when their place frees (the end of their
+    /// last lease). Entries whose time has passed are dropped at the next
+    /// release, so with the cap counting them this holds at most
+    /// `maxDeployments` entries (see [`License::places_taken`]).
+    pub released: std::collections::BTreeMap<String, Timestamp>,
 }
 
 /// The answer to a validation (BILLING-RULES.md), in order of precedence:
@@ -206,7 +240,9 @@ impl License {
         if facts.status == Status::Suspended {
             return C::Suspended;
         }
-        if !self.deployments.contains(deployment_id) && self.deployments.len() >= facts.max_deployments as usize {
+        if !self.deployments.contains(deployment_id)
+            && self.places_taken(deployment_id, now) >= facts.max_deployments as usize
+        {
             return C::TooManyDeployments;
         }
         if matches!(key, KeyState::Superseded { .. }) {
@@ -216,6 +252,24 @@ impl License {
             return C::PastDue;
         }
         C::Valid
+    }
+
+    /// The places of the key's deployment cap taken at `now` for a
+    /// deployment `asking`: every active deployment, and every released one
+    /// whose last lease has not ended yet, except `asking` itself (a
+    /// released deployment may come back to its own place).
+    pub fn places_taken(&self, asking: &str, now: Timestamp) -> usize {
+        let held = self.held_places(now).filter(|(deployment, _)| *deployment != asking).count();
+        self.deployments.len() + held
+    }
+
+    /// Released deployments whose place is still taken at `now`, with the
+    /// moment each frees, in id order.
+    pub fn held_places(&self, now: Timestamp) -> impl Iterator<Item = (&str, Timestamp)> {
+        self.released
+            .iter()
+            .filter(move |(deployment, frees_at)| **frees_at > now && !self.deployments.contains(*deployment))
+            .map(|(deployment, frees_at)| (deployment.as_str(), *frees_at))
     }
 
     /// The latest moment a lease for this key may reach: its supersede
@@ -288,14 +342,30 @@ impl License {
                 }
                 DeploymentActivated { deployment_id }.into()
             }
-            LicenseCommand::ReleaseDeployment { deployment_id } => {
+            LicenseCommand::ReleaseDeployment { deployment_id, now, last_lease_ends } => {
                 if !self.deployments.contains(&deployment_id) {
                     return Err(E::DeploymentNotFound(deployment_id));
                 }
-                DeploymentReleased { deployment_id }.into()
+                let slot_frees_at = last_lease_ends.map_or(now, |ends| ends.max(now));
+                DeploymentReleased { deployment_id, released_at: now, slot_frees_at }.into()
             }
         })
     }
+}
+
+/// When the last lease handed to `deployment_id` ends, from the key's
+/// validations (any order): each valid answer carried a lease of
+/// [`LEASE_MICROS`](crate::lease::LEASE_MICROS) from its time. `None` when
+/// none was valid.
+pub fn last_lease_end<'a>(
+    validations: impl IntoIterator<Item = &'a crate::validation::LicenseValidated>,
+    deployment_id: &str,
+) -> Option<Timestamp> {
+    validations
+        .into_iter()
+        .filter(|v| v.deployment_id == deployment_id && v.code.is_valid())
+        .map(|v| Timestamp::from_micros(v.at.as_micros().saturating_add(crate::lease::LEASE_MICROS)))
+        .max()
 }
 
 /// A deployment id: 1 to 128 visible ASCII characters.
@@ -335,10 +405,17 @@ impl cqrs_es::Aggregate for License {
             LicenseEvent::LicenseSuperseded(e) => self.superseded = Some(e),
             LicenseEvent::LicenseRevoked(e) => self.revoked = Some(e.reason),
             LicenseEvent::DeploymentActivated(e) => {
+                self.released.remove(&e.deployment_id);
                 self.deployments.insert(e.deployment_id);
             }
             LicenseEvent::DeploymentReleased(e) => {
                 self.deployments.remove(&e.deployment_id);
+                // Places freed by the time of this release are forgotten,
+                // which keeps the map as small as the cap.
+                self.released.retain(|_, frees_at| *frees_at > e.released_at);
+                if e.slot_frees_at > e.released_at {
+                    self.released.insert(e.deployment_id, e.slot_frees_at);
+                }
             }
         }
     }

@@ -9,10 +9,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::record::Hash;
-use crate::{OrganizationId, SubscriptionId, TokenId, UserId};
+use crate::{OrganizationId, SubscriptionId, Timestamp, TokenId, UserId};
 
 /// The longest organization name, domain, industry and e-mail address.
 pub const NAME_CHARS_MAX: usize = 255;
+/// The furthest ahead an API token's expiry may be set: a year and a day.
+/// A token meant to last is issued without one (and revoked when done);
+/// an expiry is for tokens that should end on their own, and an expiry
+/// years away would only look like one.
+pub const TOKEN_LIFETIME_MICROS_MAX: i64 = 366 * 24 * 3600 * 1_000_000;
 
 /// What an organization member may do (API.md, "Authentication").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -59,11 +64,15 @@ pub enum OrganizationCommand {
         user_id: UserId,
     },
     /// `token_hash` is the keyed hash of the token the caller derived; the
-    /// token itself never reaches the log.
+    /// token itself never reaches the log. `expires_at`, if given, must lie
+    /// after `now` and at most [`TOKEN_LIFETIME_MICROS_MAX`] later; `now`
+    /// is the system clock's, as the expiry is checked against it.
     IssueToken {
         token_id: TokenId,
         role: Role,
         token_hash: Hash,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
     },
     RevokeToken {
         token_id: TokenId,
@@ -85,7 +94,7 @@ crate::stored_events! {
         OrganizationCreated = 1,
         UserAdded = 1,
         UserDeactivated = 1,
-        ApiTokenIssued = 1,
+        ApiTokenIssued = 2 { 1 => ApiTokenIssuedV1 },
         ApiTokenRevoked = 1,
         SubscriptionStarted = 1,
         SubscriptionEnded = 1,
@@ -123,11 +132,27 @@ pub struct UserDeactivated {
     pub user_id: UserId,
 }
 
+/// An API token; from `expires_at` on (by the system clock) it is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiTokenIssued {
     pub token_id: TokenId,
     pub role: Role,
     pub token_hash: Hash,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Schema version 1 of `ApiTokenIssued`: tokens did not expire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiTokenIssuedV1 {
+    pub token_id: TokenId,
+    pub role: Role,
+    pub token_hash: Hash,
+}
+
+impl From<ApiTokenIssuedV1> for ApiTokenIssued {
+    fn from(old: ApiTokenIssuedV1) -> Self {
+        Self { token_id: old.token_id, role: old.role, token_hash: old.token_hash, expires_at: None }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +186,8 @@ pub enum OrganizationError {
     TokenNotFound,
     #[error("the token is already revoked")]
     TokenAlreadyRevoked,
+    #[error("expiresAt must be after now and at most 366 days ahead")]
+    InvalidTokenExpiry,
     #[error("the organization already has a live subscription {0}")]
     LiveSubscriptionExists(SubscriptionId),
     #[error("{0} is not the organization's live subscription")]
@@ -178,6 +205,14 @@ pub struct User {
 pub struct Token {
     pub role: Role,
     pub revoked: bool,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Token {
+    /// Whether the token has expired at `now` (the system clock's).
+    pub fn expired_at(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|expires_at| now >= expires_at)
+    }
 }
 
 /// The state that decisions need.
@@ -232,11 +267,15 @@ impl Organization {
                 Some(user) if !user.active => return Err(E::UserAlreadyDeactivated),
                 Some(_) => UserDeactivated { user_id }.into(),
             },
-            OrganizationCommand::IssueToken { token_id, role, token_hash } => {
+            OrganizationCommand::IssueToken { token_id, role, token_hash, expires_at, now } => {
                 if self.tokens.contains_key(&token_id) {
                     return Err(E::TokenExists);
                 }
-                ApiTokenIssued { token_id, role, token_hash }.into()
+                let latest = now.as_micros().saturating_add(TOKEN_LIFETIME_MICROS_MAX);
+                if expires_at.is_some_and(|at| at <= now || at.as_micros() > latest) {
+                    return Err(E::InvalidTokenExpiry);
+                }
+                ApiTokenIssued { token_id, role, token_hash, expires_at }.into()
             }
             OrganizationCommand::RevokeToken { token_id } => match self.tokens.get(&token_id) {
                 None => return Err(E::TokenNotFound),
@@ -318,7 +357,7 @@ impl cqrs_es::Aggregate for Organization {
                 }
             }
             OrganizationEvent::ApiTokenIssued(e) => {
-                self.tokens.insert(e.token_id, Token { role: e.role, revoked: false });
+                self.tokens.insert(e.token_id, Token { role: e.role, revoked: false, expires_at: e.expires_at });
             }
             OrganizationEvent::ApiTokenRevoked(e) => {
                 if let Some(token) = self.tokens.get_mut(&e.token_id) {

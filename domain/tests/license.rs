@@ -10,10 +10,12 @@ use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
 use ledger_domain::license::{
-    DeploymentActivated, DeploymentReleased, KeyState, License, LicenseCommand, LicenseError, LicenseEvent,
-    LicenseIssued, LicenseRevoked, LicenseSuperseded, REASON_CHARS_MAX, SubscriptionFacts, ValidationCode,
+    DeploymentActivated, DeploymentReleased, DeploymentReleasedV1, KeyState, License, LicenseCommand, LicenseError,
+    LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded, REASON_CHARS_MAX, SubscriptionFacts,
+    ValidationCode, last_lease_end,
 };
 use ledger_domain::record::Hash;
+use ledger_domain::validation::LicenseValidated;
 use ledger_domain::{LicenseId, OrganizationId, SubscriptionId, Timestamp};
 use uuid::Uuid;
 
@@ -286,16 +288,31 @@ fn every_event_survives_its_stored_form() {
         let payload = event.encode_payload();
         let decoded = LicenseEvent::decode(event.event_type(), event.schema_version(), &payload);
         assert_eq!(decoded.unwrap(), Some(event.clone()), "{}", event.event_type());
-        assert_eq!(event.schema_version(), 1, "{}", event.event_type());
+        // Only the release changed shape (when its place frees), at version 2.
+        let current = if matches!(event, LicenseEvent::DeploymentReleased(_)) { 2 } else { 1 };
+        assert_eq!(event.schema_version(), current, "{}", event.event_type());
     }
+}
+
+/// A release stored before places were held (schema version 1) still
+/// decodes, and its place was free at once.
+#[test]
+fn a_version_1_release_still_decodes_and_holds_no_place() {
+    let stored = ledger_domain::codec::encode(&DeploymentReleasedV1 { deployment_id: "edge-1".into() });
+    let decoded = LicenseEvent::decode("DeploymentReleased", 1, &stored).unwrap().expect("a license event");
+    let LicenseEvent::DeploymentReleased(release) = &decoded else { panic!("{decoded:?}") };
+    assert_eq!((release.deployment_id.as_str(), release.slot_frees_at), ("edge-1", release.released_at));
+    let key = license(vec![issued(), activated("edge-1"), decoded]);
+    assert_eq!(key.places_taken("edge-2", at("2026-01-01T00:00:00Z")), 0);
+    assert_eq!(key.held_places(at("1970-01-01T00:00:00Z")).count(), 0);
 }
 
 #[test]
 fn decoding_an_unknown_schema_version_is_an_error() {
     for event in one_of_each_event() {
-        let decoded = LicenseEvent::decode(event.event_type(), 2, &event.encode_payload());
+        let decoded = LicenseEvent::decode(event.event_type(), 3, &event.encode_payload());
         assert!(
-            matches!(&decoded, Err(EventDecodeError::UnknownVersion { event_type, schema_version: 2 })
+            matches!(&decoded, Err(EventDecodeError::UnknownVersion { event_type, schema_version: 3 })
                 if event_type == event.event_type()),
             "{}: {decoded:?}",
             event.event_type()
@@ -327,8 +344,23 @@ fn activated(deployment: &str) -> LicenseEvent {
     DeploymentActivated { deployment_id: deployment.into() }.into()
 }
 
+/// Released at `released_at`; its place frees at `frees_at`.
+fn released_until(deployment: &str, released_at: &str, frees_at: &str) -> LicenseEvent {
+    DeploymentReleased { deployment_id: deployment.into(), released_at: at(released_at), slot_frees_at: at(frees_at) }
+        .into()
+}
+
+/// Released with no lease running: the place frees at once.
 fn released(deployment: &str) -> LicenseEvent {
-    DeploymentReleased { deployment_id: deployment.into() }.into()
+    released_until(deployment, "2026-01-05T00:00:00Z", "2026-01-05T00:00:00Z")
+}
+
+fn release(deployment: &str, now: &str, last_lease_ends: Option<&str>) -> LicenseCommand {
+    LicenseCommand::ReleaseDeployment {
+        deployment_id: deployment.into(),
+        now: at(now),
+        last_lease_ends: last_lease_ends.map(at),
+    }
 }
 
 fn activate(deployment: &str, max: u32) -> LicenseCommand {
@@ -360,14 +392,107 @@ fn a_deployment_id_is_visible_ascii_of_bounded_length() {
 #[test]
 fn releasing_frees_a_place_and_unknown_deployments_are_refused() {
     given(vec![issued(), activated("edge-1")])
-        .when(LicenseCommand::ReleaseDeployment { deployment_id: "edge-1".into() })
+        .when(release("edge-1", "2026-01-05T00:00:00Z", None))
         .then_expect_events(vec![released("edge-1")]);
     given(vec![issued(), activated("edge-1"), released("edge-1")])
         .when(activate("edge-2", 1))
         .then_expect_events(vec![activated("edge-2")]);
     given(vec![issued()])
-        .when(LicenseCommand::ReleaseDeployment { deployment_id: "edge-9".into() })
+        .when(release("edge-9", "2026-01-05T00:00:00Z", None))
         .then_expect_error(LicenseError::DeploymentNotFound("edge-9".into()));
+}
+
+/// The release records when the place frees: the end of the deployment's
+/// last lease, or now if that lease has already ended.
+#[test]
+fn a_release_holds_the_place_until_the_last_lease_ends() {
+    for (case, last_lease_ends, frees_at) in [
+        ("a lease running", Some("2026-01-10T08:00:00Z"), "2026-01-10T08:00:00Z"),
+        ("the last lease ended", Some("2026-01-04T23:59:59Z"), "2026-01-05T00:00:00Z"),
+        ("no valid lease", None, "2026-01-05T00:00:00Z"),
+    ] {
+        println!("case: {case}");
+        given(vec![issued(), activated("edge-1")])
+            .when(release("edge-1", "2026-01-05T00:00:00Z", last_lease_ends))
+            .then_expect_events(vec![released_until("edge-1", "2026-01-05T00:00:00Z", frees_at)]);
+    }
+}
+
+/// The hostile review's bypass, with maxDeployments 1: released and
+/// activated in turn, deployments got a lease each. A held place counts
+/// against the cap until it frees; the released deployment itself may come
+/// back to it.
+#[test]
+fn a_held_place_counts_against_the_cap_until_it_frees() {
+    use ledger_domain::subscription::Status;
+    let facts =
+        SubscriptionFacts { status: Status::Active, term_end: d(2027, 1, 1), auto_renew: true, max_deployments: 1 };
+    let today = d(2026, 1, 6);
+    let key = license(vec![
+        issued(),
+        activated("edge-1"),
+        released_until("edge-1", "2026-01-05T00:00:00Z", "2026-01-10T08:00:00Z"),
+    ]);
+    let code = |deployment: &str, now: &str| key.validation_code(&facts, deployment, at(now), today);
+    assert_eq!(code("edge-2", "2026-01-05T00:00:00Z"), ValidationCode::TooManyDeployments);
+    assert_eq!(code("edge-3", "2026-01-10T08:00:00Z"), ValidationCode::Valid, "the place frees at the lease's end");
+    assert_eq!(code("edge-3", "2026-01-10T07:59:59Z"), ValidationCode::TooManyDeployments);
+    assert_eq!(code("edge-1", "2026-01-06T00:00:00Z"), ValidationCode::Valid, "its own place");
+    let held: Vec<_> = key.held_places(at("2026-01-06T00:00:00Z")).collect();
+    assert_eq!(held, [("edge-1", at("2026-01-10T08:00:00Z"))]);
+    assert_eq!(key.held_places(at("2026-01-10T08:00:00Z")).count(), 0);
+    // Coming back to its place ends the hold; a second place is still refused.
+    let back = license(vec![
+        issued(),
+        activated("edge-1"),
+        released_until("edge-1", "2026-01-05T00:00:00Z", "2026-01-10T08:00:00Z"),
+        activated("edge-1"),
+    ]);
+    assert_eq!(back.held_places(at("2026-01-06T00:00:00Z")).count(), 0);
+    assert_eq!(
+        back.validation_code(&facts, "edge-2", at("2026-01-06T00:00:00Z"), today),
+        ValidationCode::TooManyDeployments
+    );
+}
+
+/// Places that have freed are forgotten at the next release, so the state
+/// holds no more released deployments than the cap allows.
+#[test]
+fn freed_places_are_forgotten_at_the_next_release() {
+    let mut events = vec![issued()];
+    // Each deployment released on a day of February, its place held until
+    // noon, so each release finds the one before freed.
+    for day in 1..=28 {
+        let deployment = format!("edge-{day}");
+        events.push(activated(&deployment));
+        let (released_at, frees_at) = (format!("2026-02-{day:02}T00:00:00Z"), format!("2026-02-{day:02}T12:00:00Z"));
+        events.push(released_until(&deployment, &released_at, &frees_at));
+    }
+    let key = license(events);
+    assert_eq!(key.released.len(), 1, "only the last release still holds a place: {:?}", key.released);
+}
+
+/// The last lease of a deployment: 7 days after its latest valid answer.
+#[test]
+fn the_last_lease_ends_7_days_after_the_latest_valid_answer() {
+    let validated = |deployment: &str, code, time: &str| LicenseValidated {
+        license_id: OLD_KEY,
+        validation_id: Uuid::nil(),
+        deployment_id: deployment.into(),
+        code,
+        client_version: None,
+        at: at(time),
+    };
+    let validations = [
+        validated("edge-1", ValidationCode::Valid, "2026-01-02T10:00:00Z"),
+        validated("edge-1", ValidationCode::PastDue, "2026-01-03T08:00:00Z"),
+        validated("edge-1", ValidationCode::Suspended, "2026-01-04T08:00:00Z"),
+        validated("edge-2", ValidationCode::Valid, "2026-01-05T08:00:00Z"),
+    ];
+    assert_eq!(last_lease_end(&validations, "edge-1"), Some(at("2026-01-10T08:00:00Z")));
+    assert_eq!(last_lease_end(&validations, "edge-2"), Some(at("2026-01-12T08:00:00Z")));
+    assert_eq!(last_lease_end(&validations, "edge-3"), None);
+    assert_eq!(last_lease_end(&validations[2..3], "edge-1"), None, "a refusal carries no lease");
 }
 
 /// The validation codes in BILLING-RULES.md's order of precedence: each

@@ -8,12 +8,12 @@
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
 use ledger_domain::organization::{
-    ApiTokenIssued, ApiTokenRevoked, NAME_CHARS_MAX, Organization, OrganizationCommand, OrganizationCreated,
-    OrganizationError, OrganizationEvent, Role, SeatLimit, SubscriptionEnded, SubscriptionStarted, UserAdded,
-    UserDeactivated,
+    ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRevoked, NAME_CHARS_MAX, Organization, OrganizationCommand,
+    OrganizationCreated, OrganizationError, OrganizationEvent, Role, SeatLimit, SubscriptionEnded, SubscriptionStarted,
+    TOKEN_LIFETIME_MICROS_MAX, UserAdded, UserDeactivated,
 };
 use ledger_domain::record::Hash;
-use ledger_domain::{OrganizationId, SubscriptionId, TokenId, UserId};
+use ledger_domain::{OrganizationId, SubscriptionId, Timestamp, TokenId, UserId};
 use uuid::Uuid;
 
 const ORG: OrganizationId = OrganizationId(Uuid::from_u128(0x0a));
@@ -67,7 +67,21 @@ fn with_users(count: u128) -> Vec<OrganizationEvent> {
 }
 
 fn token_issued(n: u128) -> OrganizationEvent {
-    ApiTokenIssued { token_id: token(n), role: Role::Admin, token_hash: token_hash(n as u8) }.into()
+    ApiTokenIssued { token_id: token(n), role: Role::Admin, token_hash: token_hash(n as u8), expires_at: None }.into()
+}
+
+/// The system clock's time a token command is decided at.
+fn now() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-03-01T12:00:00Z").unwrap()
+}
+
+/// `now` plus `seconds`.
+fn later(seconds: i64) -> Timestamp {
+    Timestamp::from_micros(now().as_micros() + seconds * 1_000_000)
+}
+
+fn issue_token(n: u128, role: Role, hash: u8, expires_at: Option<Timestamp>) -> OrganizationCommand {
+    OrganizationCommand::IssueToken { token_id: token(n), role, token_hash: token_hash(hash), expires_at, now: now() }
 }
 
 fn started(n: u128) -> OrganizationEvent {
@@ -177,7 +191,7 @@ fn every_other_command_on_a_missing_organization_is_not_found() {
     for command in [
         add_user(1, "alice@acme.example", None),
         OrganizationCommand::DeactivateUser { user_id: user(1) },
-        OrganizationCommand::IssueToken { token_id: token(1), role: Role::Admin, token_hash: token_hash(1) },
+        issue_token(1, Role::Admin, 1, None),
         OrganizationCommand::RevokeToken { token_id: token(1) },
         OrganizationCommand::StartSubscription { subscription_id: subscription(1) },
         OrganizationCommand::EndSubscription { subscription_id: subscription(1) },
@@ -298,11 +312,55 @@ fn deactivating_a_user_twice_is_refused() {
 
 #[test]
 fn issue_token_records_its_role_and_hash() {
-    given(vec![created()])
-        .when(OrganizationCommand::IssueToken { token_id: token(1), role: Role::Analyst, token_hash: token_hash(9) })
-        .then_expect_events(vec![
-            ApiTokenIssued { token_id: token(1), role: Role::Analyst, token_hash: token_hash(9) }.into(),
+    given(vec![created()]).when(issue_token(1, Role::Analyst, 9, None)).then_expect_events(vec![
+        ApiTokenIssued { token_id: token(1), role: Role::Analyst, token_hash: token_hash(9), expires_at: None }.into(),
+    ]);
+}
+
+#[test]
+fn issue_token_records_an_expiry_within_its_bounds() {
+    let day = 24 * 3600;
+    for expires_at in [later(1), later(30 * day), later(TOKEN_LIFETIME_MICROS_MAX / 1_000_000)] {
+        println!("case: {expires_at:?}");
+        given(vec![created()]).when(issue_token(1, Role::Viewer, 3, Some(expires_at))).then_expect_events(vec![
+            ApiTokenIssued {
+                token_id: token(1),
+                role: Role::Viewer,
+                token_hash: token_hash(3),
+                expires_at: Some(expires_at),
+            }
+            .into(),
         ]);
+    }
+}
+
+#[test]
+fn an_expiry_now_in_the_past_or_past_the_longest_lifetime_is_refused() {
+    for expires_at in [later(0), later(-1), later(-400 * 24 * 3600), later(TOKEN_LIFETIME_MICROS_MAX / 1_000_000 + 1)] {
+        println!("case: {expires_at:?}");
+        given(vec![created()])
+            .when(issue_token(1, Role::Viewer, 3, Some(expires_at)))
+            .then_expect_error(OrganizationError::InvalidTokenExpiry);
+    }
+}
+
+#[test]
+fn a_token_expires_at_its_time_and_a_token_without_one_never_does() {
+    let mut organization = Organization::default();
+    for event in [created(), token_issued(1)] {
+        cqrs_es::Aggregate::apply(&mut organization, event);
+    }
+    let expiring = ApiTokenIssued {
+        token_id: token(2),
+        role: Role::Viewer,
+        token_hash: token_hash(2),
+        expires_at: Some(later(60)),
+    };
+    cqrs_es::Aggregate::apply(&mut organization, expiring.into());
+    let (lasting, expiring) = (&organization.tokens[&token(1)], &organization.tokens[&token(2)]);
+    assert!(!expiring.expired_at(later(59)));
+    assert!(expiring.expired_at(later(60)), "expired from its time on");
+    assert!(!lasting.expired_at(later(100 * 365 * 24 * 3600)));
 }
 
 #[test]
@@ -310,9 +368,7 @@ fn issuing_a_token_with_an_id_in_use_is_refused_even_once_revoked() {
     let revoked = vec![created(), token_issued(1), ApiTokenRevoked { token_id: token(1) }.into()];
     for (case, events) in [("live", vec![created(), token_issued(1)]), ("revoked", revoked)] {
         println!("case: {case}");
-        given(events)
-            .when(OrganizationCommand::IssueToken { token_id: token(1), role: Role::Viewer, token_hash: token_hash(2) })
-            .then_expect_error(OrganizationError::TokenExists);
+        given(events).when(issue_token(1, Role::Viewer, 2, None)).then_expect_error(OrganizationError::TokenExists);
     }
 }
 
@@ -424,16 +480,33 @@ fn every_event_survives_its_stored_form() {
         let payload = event.encode_payload();
         let decoded = OrganizationEvent::decode(event.event_type(), event.schema_version(), &payload);
         assert_eq!(decoded.unwrap(), Some(event.clone()), "{}", event.event_type());
-        assert_eq!(event.schema_version(), 1, "{}", event.event_type());
+        // Only the token event changed shape (its expiry), at version 2.
+        let current = if matches!(event, OrganizationEvent::ApiTokenIssued(_)) { 2 } else { 1 };
+        assert_eq!(event.schema_version(), current, "{}", event.event_type());
     }
+}
+
+/// A token issued before tokens could expire (schema version 1, as stored
+/// in existing logs) still decodes, as a token without an expiry.
+#[test]
+fn a_version_1_token_event_still_decodes_without_an_expiry() {
+    let stored = ledger_domain::codec::encode(&ApiTokenIssuedV1 {
+        token_id: token(4),
+        role: Role::Analyst,
+        token_hash: token_hash(4),
+    });
+    let decoded = OrganizationEvent::decode("ApiTokenIssued", 1, &stored).unwrap();
+    let expected =
+        ApiTokenIssued { token_id: token(4), role: Role::Analyst, token_hash: token_hash(4), expires_at: None };
+    assert_eq!(decoded, Some(expected.into()));
 }
 
 #[test]
 fn decoding_an_unknown_schema_version_is_an_error() {
     for event in one_of_each_event() {
-        let decoded = OrganizationEvent::decode(event.event_type(), 2, &event.encode_payload());
+        let decoded = OrganizationEvent::decode(event.event_type(), 3, &event.encode_payload());
         assert!(
-            matches!(&decoded, Err(EventDecodeError::UnknownVersion { event_type, schema_version: 2 })
+            matches!(&decoded, Err(EventDecodeError::UnknownVersion { event_type, schema_version: 3 })
                 if event_type == event.event_type()),
             "{}: {decoded:?}",
             event.event_type()

@@ -25,7 +25,7 @@ pub use state::{AuditEntry, LedgerState, OrganizationEntry, TokenEntry, Validati
 /// The snapshot's name. A change to `LedgerState`'s shape gets a new name,
 /// so an old snapshot is never decoded as the new shape: the new one is
 /// rebuilt from the log instead.
-pub const SNAPSHOT_NAME: &str = "ledger-state-v8";
+pub const SNAPSHOT_NAME: &str = "ledger-state-v10";
 /// A snapshot is saved after this many records…
 pub const SNAPSHOT_EVERY_RECORDS: u64 = 10_000;
 /// …or this long after the last one, whichever comes first.

@@ -56,7 +56,9 @@ pub(crate) fn organization_refusal(error: OrganizationError) -> ApiError {
     use OrganizationError as E;
     match error {
         E::NotFound | E::UserNotFound | E::TokenNotFound => ApiError::NotFound,
-        E::InvalidText { .. } | E::InvalidEmail(_) | E::InvalidEmployeeCount => ApiError::Validation(error.to_string()),
+        E::InvalidText { .. } | E::InvalidEmail(_) | E::InvalidEmployeeCount | E::InvalidTokenExpiry => {
+            ApiError::Validation(error.to_string())
+        }
         E::SeatLimitReached { .. } => ApiError::conflict("seat_limit_reached", error),
         E::DuplicateEmail(_) => ApiError::conflict("duplicate_email", error),
         E::LiveSubscriptionExists(_) => ApiError::conflict("subscription_exists", error),
@@ -305,6 +307,8 @@ pub async fn deactivate_user(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssueToken {
     role: String,
+    /// RFC 3339; the token is refused from then on (by the system clock).
+    expires_at: Option<String>,
 }
 
 #[utoipa::path(
@@ -316,7 +320,7 @@ pub struct IssueToken {
         ("org_id" = String, Path, description = "UUID"),
     ),
     responses(
-        (status = 201, description = "Issue an org API token for a role. Answers {tokenId, token, sequence}; the token is shown again only to a retry with the same Idempotency-Key."),
+        (status = 201, description = "Issue an org API token for a role, optionally expiring (expiresAt, RFC 3339, at most 366 days ahead; 401 from then on). Answers {tokenId, token, expiresAt, sequence}; the token is shown again only to a retry with the same Idempotency-Key."),
         (status = 401, description = "unauthorized"),
         (status = 403, description = "forbidden"),
         (status = 404, description = "not_found"),
@@ -332,19 +336,25 @@ pub async fn issue_token(
     let organization_id = OrganizationId(org_id);
     request.caller.require_org(organization_id, Need::Admin)?;
     let role = parse_role(&request.body.role)?;
+    let expires_at = request.body.expires_at.as_deref().map(domain::Timestamp::parse_rfc3339).transpose();
+    let expires_at = expires_at.map_err(|e| ApiError::Validation(format!("expiresAt: {e}")))?;
+    // Expiry is a transport check on the system clock (API.md), so its
+    // bounds are too.
+    let now = domain::Clock::now(&store::SystemClock);
     let command = || {
         let token_id = TokenId(new_id());
         let token_hash = domain::keys::api_token_hash(&state.keys.secret, &api_token(&state.keys.secret, token_id));
-        OrganizationCommand::IssueToken { token_id, role, token_hash }
+        OrganizationCommand::IssueToken { token_id, role, token_hash, expires_at, now }
     };
     let appended = on_organization(&state, &request, organization_id, command).await?;
-    let token_id = appended.find(|e| match e {
-        LedgerEvent::Organization(OrganizationEvent::ApiTokenIssued(t)) => Some(t.token_id),
+    let (token_id, expires_at) = appended.find(|e| match e {
+        LedgerEvent::Organization(OrganizationEvent::ApiTokenIssued(t)) => Some((t.token_id, t.expires_at)),
         _ => None,
     })?;
     // Derived again from the event, never stored: a retry shows the same token.
     let token = api_token(&state.keys.secret, token_id);
-    Ok(created(json!({ "tokenId": token_id, "token": token, "sequence": appended.sequence })))
+    let expires_at = expires_at.map(|t| t.to_rfc3339());
+    Ok(created(json!({ "tokenId": token_id, "token": token, "expiresAt": expires_at, "sequence": appended.sequence })))
 }
 
 #[utoipa::path(

@@ -375,10 +375,11 @@ pub struct Release {}
         ("deployment_id" = String, Path, description = "the deployment id"),
     ),
     responses(
-        (status = 200, description = "Release a deployment of a key, freeing its place (org admin). Answers {sequence}."),
+        (status = 200, description = "Release a deployment of a key (org admin). Its place frees when the last lease it was given ends. Answers {sequence, slotFreesAt}."),
         (status = 401, description = "unauthorized"),
         (status = 403, description = "forbidden"),
         (status = 404, description = "not_found"),
+        (status = 429, description = "rate_limited: too many releases of this key this hour, with Retry-After"),
     ),
 )]
 pub async fn release_deployment(
@@ -397,12 +398,59 @@ pub async fn release_deployment(
     if matches!(request.caller, Caller::Auditor) {
         return Err(ApiError::Forbidden);
     }
+    // Each release is an event; a key's releases are bounded per hour.
+    if let Err(seconds) = state.edge.releases.check(&license_id) {
+        return Ok(crate::transport::rate_limited(seconds, "too many releases of this key this hour"));
+    }
     let appended = crate::command::execute(&state, &request.context, || async {
         let mut license = load::<License>(&state, license_id.stream()).await?;
-        let release = LicenseCommand::ReleaseDeployment { deployment_id: deployment_id.clone() };
+        let (now, today) = (state.now(), state.today());
+        let last_lease_ends = last_lease_end(&state, license_id, &deployment_id, today).await?;
+        let release = LicenseCommand::ReleaseDeployment { deployment_id: deployment_id.clone(), now, last_lease_ends };
         license.decide(release, &(), license_refusal).await?;
-        Ok(vec![license.into_command(&request.context, state.now())])
+        Ok(vec![license.into_command(&request.context, now)])
     })
     .await?;
-    Ok((StatusCode::OK, Json(json!({ "sequence": appended.sequence }))).into_response())
+    let slot_frees_at = appended.find(|e| match e {
+        domain::event::LedgerEvent::License(domain::license::LicenseEvent::DeploymentReleased(r)) => {
+            Some(r.slot_frees_at)
+        }
+        _ => None,
+    })?;
+    let answer = json!({ "sequence": appended.sequence, "slotFreesAt": slot_frees_at.to_rfc3339() });
+    Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+/// When the last lease given to `deployment_id` of a key ends, from the
+/// key's validations of the last days (a lease lasts
+/// [`LEASE_MICROS`], so older days cannot hold a running one), newest day
+/// first. Each day's stream holds at most `VALIDATIONS_PER_DAY_MAX` events.
+async fn last_lease_end(
+    state: &AppState,
+    license_id: LicenseId,
+    deployment_id: &str,
+    today: chrono::NaiveDate,
+) -> Result<Option<Timestamp>, ApiError> {
+    use domain::event::StoredEvent;
+    use domain::validation::ValidationEvent;
+    const DAY_MICROS: u64 = 24 * 3600 * 1_000_000;
+    for back in 0..=(LEASE_MICROS as u64).div_ceil(DAY_MICROS) {
+        let Some(day) = today.checked_sub_days(chrono::Days::new(back)) else { break };
+        let stream = domain::validation::stream(license_id, day);
+        let records = state.log.read_stream(&stream, 1, VALIDATIONS_PER_DAY_MAX as usize).await?;
+        let validations: Vec<LicenseValidated> = records
+            .iter()
+            .filter_map(|r| {
+                let payload = r.payload.as_deref()?;
+                match ValidationEvent::decode(&r.header.event_type, r.header.schema_version, payload) {
+                    Ok(Some(ValidationEvent::LicenseValidated(validated))) => Some(validated),
+                    _ => None,
+                }
+            })
+            .collect();
+        if let Some(end) = domain::license::last_lease_end(&validations, deployment_id) {
+            return Ok(Some(end));
+        }
+    }
+    Ok(None)
 }

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 #[utoipa::path(
@@ -29,33 +30,50 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Whether the request may see the server's figures (the log head, what
+/// the read models applied, why they stopped, the metrics): the operator,
+/// the auditor, or the metrics token. Organizations' tokens may not.
+fn may_see_figures(state: &AppState, headers: &HeaderMap, caller: Result<Caller, ApiError>) -> Result<(), ApiError> {
+    match crate::auth::bearer(headers) {
+        Some(token) if state.edge.is_metrics_token(token) => Ok(()),
+        _ => caller?.require_vendor(),
+    }
+}
+
 /// Ready when the database answers and the read models have caught up
-/// with the log (and have not stopped).
+/// with the log (and have not stopped). Public, for load balancers, with
+/// the status only; the figures need a token that may see them.
 #[utoipa::path(
     get,
     path = "/ready",
     tag = "ledger",
     responses(
-        (status = 200, description = "Readiness: the database answers and the read models have caught up (503 otherwise)."),
+        (status = 200, description = "Readiness: the database answers and the read models have caught up (503 otherwise). {status}; with the operator's, the auditor's or the metrics token also {head, applied} (and why read models stopped)."),
     ),
 )]
-pub async fn ready(State(state): State<AppState>) -> Response {
+pub async fn ready(State(state): State<AppState>, headers: HeaderMap, caller: Result<Caller, ApiError>) -> Response {
+    let figures = may_see_figures(&state, &headers, caller).is_ok();
+    let answer = |status: StatusCode, mut body: Value, extra: Value| {
+        if let (true, Some(body), Value::Object(extra)) = (figures, body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        (status, Json(body)).into_response()
+    };
     let head = match state.log.head().await {
         Ok(head) => head.sequence,
         Err(error) => {
             tracing::warn!(%error, "not ready: the database does not answer");
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unavailable" })))
-                .into_response();
+            return answer(StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "database unavailable" }), json!({}));
         }
     };
     if let Some(failure) = state.projections.failure() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "projection stopped", "detail": failure })))
-            .into_response();
+        let status = json!({ "status": "projection stopped" });
+        return answer(StatusCode::SERVICE_UNAVAILABLE, status, json!({ "detail": failure }));
     }
     let applied = state.projections.applied();
     let status = if applied >= head { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": if applied >= head { "ready" } else { "catching up" }, "head": head, "applied": applied })))
-        .into_response()
+    let body = json!({ "status": if applied >= head { "ready" } else { "catching up" } });
+    answer(status, body, json!({ "head": head, "applied": applied }))
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -63,17 +81,52 @@ struct TierLabel {
     tier: String,
 }
 
-/// Prometheus text format. Gauges are computed from the read models at
-/// scrape time, so every process reports the same numbers.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimiterLabel {
+    limiter: String,
+}
+
+/// Prometheus text format, for the operator, the auditor or the metrics
+/// token (`LEDGER_METRICS_TOKEN`); with `--metrics-listen`, served there
+/// instead (404 here). Gauges are computed from the read models at scrape
+/// time, so every process reports the same numbers.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "ledger",
     responses(
-        (status = 200, description = "Prometheus metrics, including active_subscriptions_total{tier}."),
+        (status = 200, description = "Prometheus metrics, including active_subscriptions_total{tier} (operator, auditor or the metrics token; with --metrics-listen, served there and 404 here)."),
+        (status = 401, description = "unauthorized"),
+        (status = 403, description = "forbidden"),
+        (status = 404, description = "not_found: served on --metrics-listen"),
     ),
 )]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
+) -> Result<Response, ApiError> {
+    if state.edge.metrics_elsewhere() {
+        return Err(ApiError::NotFound);
+    }
+    may_see_figures(&state, &headers, caller)?;
+    render_metrics(&state).await
+}
+
+/// The router of `--metrics-listen`: `GET /metrics` without a token (the
+/// address is the operator's to keep private), nothing else.
+pub fn metrics_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move { render_metrics(&state).await }),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn(crate::transport::problems))
+        .with_state(state)
+}
+
+async fn render_metrics(state: &AppState) -> Result<Response, ApiError> {
     let mut registry = Registry::default();
     let active = Family::<TierLabel, Gauge>::default();
     registry.register("active_subscriptions_total", "Subscriptions active today, by tier", active.clone());
@@ -91,6 +144,17 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         "Notification e-mails by kind and outcome (sent, skipped, failed attempts), by this process",
         state.metrics.notifications.clone(),
     );
+    let limiter_keys = Family::<LimiterLabel, Gauge>::default();
+    registry.register(
+        "ledger_rate_limiter_keys",
+        "Entries held by an in-memory rate limiter (client addresses or licenses seen lately)",
+        limiter_keys.clone(),
+    );
+    let limiters = state.edge.limiters();
+    let address_limiter = state.address_limiter.limiter();
+    for (name, len) in limiters.into_iter().chain([(address_limiter.name(), address_limiter.len())]) {
+        limiter_keys.get_or_create(&LimiterLabel { limiter: name.into() }).set(len as i64);
+    }
     let today = state.today();
     {
         let ledger = state.projections.read().await;

@@ -214,7 +214,7 @@ fn license_status(ledger: &LedgerState, license_id: LicenseId, state: &AppState)
         ("org_id" = String, Path, description = "UUID"),
     ),
     responses(
-        (status = 200, description = "The organization's licenses: [{id, status, tier, issuedAt, expiresAt, deployments}], never a key."),
+        (status = 200, description = "The organization's licenses: [{id, status, tier, issuedAt, expiresAt, deployments, releasedDeployments: [{deploymentId, slotFreesAt}]}], never a key."),
         (status = 401, description = "unauthorized"),
         (status = 403, description = "forbidden"),
         (status = 404, description = "not_found"),
@@ -255,6 +255,11 @@ pub async fn licenses(
                 "supersededUntil": superseded_until,
                 "revocationReason": license.revoked,
                 "deployments": license.deployments,
+                // Released, but their place is taken until their last lease ends.
+                "releasedDeployments": license
+                    .held_places(state.now())
+                    .map(|(deployment, frees_at)| json!({ "deploymentId": deployment, "slotFreesAt": frees_at.to_rfc3339() }))
+                    .collect::<Vec<_>>(),
                 "validationCount": ledger.validations.get(id).map_or(0, |s| s.count),
                 "lastValidatedAt": ledger.validations.get(id).and_then(|s| s.last_at).map(|t| t.to_rfc3339()),
             }))

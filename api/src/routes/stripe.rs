@@ -9,7 +9,7 @@
 //! the reactor, from the log.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::stripe::{StripeEvent, StripeEventReceived, event_stream};
@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use store::{Command, ExpectedRevision, NewEvent, Rejection};
 
 use crate::AppState;
+use crate::address::ClientAddress;
 use crate::command::{IDEMPOTENCY_KEY_CHARS_MAX, new_event_id, request_digest};
 use crate::error::ApiError;
 use crate::extract::REQUEST_BODY_BYTES_MAX;
@@ -67,7 +68,10 @@ pub async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bo
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX));
     if let Err(error) = verify(header, &raw, &state.stripe.webhook_secrets, system_now) {
-        tracing::warn!(%error, "stripe webhook refused");
+        // Anyone can post here: one warning per interval, counting the rest.
+        if let Some(suppressed) = state.edge.webhook_warnings.admit() {
+            tracing::warn!(%error, suppressed, "stripe webhook refused");
+        }
         let detail = match error {
             SignatureError::Missing | SignatureError::Malformed | SignatureError::Stale => error.to_string(),
             // Which secret or signature came close is not said.
@@ -149,10 +153,16 @@ const URL_CHARS_MAX: usize = 2048;
     responses(
         (status = 201, description = "A Stripe Checkout session (setup mode: saves a payment method, charges nothing) for a tier. Answers {sessionId, url}. Public: the buyer has no account yet; checkout.session.completed provisions the organization, admin, subscription and license."),
         (status = 400, description = "validation_failed (also when Stripe refuses the session)"),
+        (status = 429, description = "rate_limited: too many checkouts from this address, or from everyone, this hour; with Retry-After"),
         (status = 503, description = "unavailable: Stripe not configured (STRIPE_SECRET_KEY) or not answering"),
     ),
 )]
-pub async fn checkout(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn checkout(
+    State(state): State<AppState>,
+    client: Option<Extension<ClientAddress>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     if state.stripe.client.is_none() {
         return Err(not_configured());
     }
@@ -198,6 +208,11 @@ pub async fn checkout(State(state): State<AppState>, headers: HeaderMap, body: B
         if !ok {
             return Err(ApiError::Validation(format!("{field} must be an http(s) URL")));
         }
+    }
+    // Only a well-formed request counts, and it counts before Stripe is
+    // asked: each one makes a Stripe customer and session.
+    if let Err(seconds) = state.edge.check_checkout(client.map(|Extension(ClientAddress(address))| address)) {
+        return Ok(crate::transport::rate_limited(seconds, "too many checkouts this hour; try again later"));
     }
     let purchase = Purchase {
         tier,

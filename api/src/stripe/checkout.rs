@@ -115,8 +115,14 @@ pub async fn provision(state: &AppState, context: &Context, session: &Value) -> 
     let Some(tier) = metadata[TIER_METADATA].as_str().and_then(Tier::parse) else {
         return Ok(Decision::ignored("the session was not started by the ledger (no tier)"));
     };
-    if session["status"].as_str().is_some_and(|status| status != "complete") {
+    // Nothing is provisioned until Stripe says the session is complete
+    // (a missing status is not complete), and only for the setup-mode
+    // sessions the ledger starts (`start`).
+    if session["status"].as_str() != Some("complete") {
         return Ok(Decision::ignored("the session is not complete"));
+    }
+    if session["mode"].as_str() != Some("setup") {
+        return Ok(Decision::ignored("the session is not in setup mode: the ledger did not start it"));
     }
     let name = metadata[NAME_METADATA].as_str().unwrap_or_default().to_owned();
     let email = metadata[EMAIL_METADATA]
