@@ -27,6 +27,7 @@ pub mod extract;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
+pub mod rollback;
 pub mod routes;
 pub mod scheduler;
 pub mod secrets;
@@ -117,6 +118,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { error::ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rollback::refuse_while_failed))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -203,9 +205,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     println!("ledger listening on http://{address} (data in {})", config.data_dir.display());
     println!("try: curl -H 'Authorization: Bearer <operator token>' http://{address}/api/v1/organizations");
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, app(state.clone()).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown())
         .await?;
+    // A stop saves the read models, so the next start resumes here and
+    // checks the log against this checkpoint (a failed one saves nothing).
+    if state.projections.failed().is_none()
+        && let Err(error) = state.projections.save_snapshot(&state.log, state.now()).await
+    {
+        tracing::warn!(%error, "the read models' snapshot was not saved at shutdown");
+    }
     Ok(())
 }
 
