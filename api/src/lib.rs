@@ -139,17 +139,22 @@ pub struct Config {
     pub notifications: Option<notify::Settings>,
 }
 
-/// Opens the log and the read models and builds the state; prints the
-/// bootstrap tokens generated on a first start.
+/// Opens the log and the read models and builds the state; writes the
+/// bootstrap tokens generated on a first start to a file (and says where).
 pub async fn open(config: &Config) -> anyhow::Result<AppState> {
-    use anyhow::Context;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    secrets::create_private_dir(&config.data_dir)?;
     let clock = Arc::new(ServerClock::parse(&config.clock, &config.data_dir)?);
     let (keys, generated) =
         ServerKeys::load_or_create(&config.data_dir, config.operator_token.clone(), config.auditor_token.clone())?;
-    for (role, token) in generated {
-        // Printed once, to the terminal only: it is stored hashed.
-        println!("generated {role:?} token (shown once, store it now): {token}");
+    // Tokens go to a file only the server's user can read, never to the
+    // terminal (and so the journal); only its path is printed.
+    let tokens = config.data_dir.join(secrets::FIRST_START_TOKENS_FILE);
+    if !generated.is_empty() {
+        secrets::write_first_start_tokens(&config.data_dir, &generated)?;
+        println!("generated bootstrap tokens; they are in {} (readable by this user only)", tokens.display());
+    }
+    if tokens.exists() {
+        tracing::warn!(file = %tokens.display(), "first-start tokens are still on disk: store them elsewhere and delete the file");
     }
     let log = open_log(config, clock.clone()).await?;
     let projections = Projections::start(log.clone(), clock.clone()).await?;

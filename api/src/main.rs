@@ -204,8 +204,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { job: Keys::PrepareLease { store } } => {
-            let next = ledger_api::secrets::prepare_lease_key(&store.data_dir)?;
-            println!("{}", serde_json::json!({ "nextKey": public_key(&next) }));
+            let (next, signature) = ledger_api::secrets::prepare_lease_key(&store.data_dir)?;
+            let signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, signature);
+            println!("{}", serde_json::json!({ "nextKey": public_key(&next), "nextSignature": signature }));
             Ok(())
         }
         Command::Keys { job: Keys::RotateLease { store } } => {

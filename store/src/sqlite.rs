@@ -52,9 +52,15 @@ pub(crate) async fn open(path: &Path) -> Result<(Readers, Writer), StoreError> {
         .create_if_missing(true)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
         .busy_timeout(LOCK_WAIT);
+    // sqlx's migrator takes no lock on SQLite: processes starting together
+    // on a fresh file would each apply the first migration, and all but
+    // one fail. A file lock beside the database makes them take turns.
+    let migrating = lock_file(path, "migrate", true).await?;
     let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-    MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(Arc::new(e)))?;
+    let migrated = MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(Arc::new(e)));
     pool.close().await;
+    drop(migrating);
+    migrated?;
 
     let path = path.to_owned();
     let writer = tokio::task::spawn_blocking({
@@ -82,6 +88,37 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(error) => Err(StoreError::Io(format!("creating {}: {error}", path.display()))),
     }
+}
+
+/// An advisory `flock` on `{database}-{name}.lock` (created 0600), waiting
+/// for it when `wait`; `None` when it is held elsewhere and not waiting.
+/// The kernel releases it when the file is closed or the process exits.
+async fn lock_file(database: &Path, name: &str, wait: bool) -> Result<Option<std::fs::File>, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut path = database.as_os_str().to_owned();
+    path.push(format!("-{name}.lock"));
+    let path = PathBuf::from(path);
+    tokio::task::spawn_blocking(move || {
+        let failed = |error: std::io::Error| StoreError::Io(format!("{}: {error}", path.display()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(failed)?;
+        if wait {
+            return file.lock().map(|()| Some(file)).map_err(failed);
+        }
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(error)) => Err(failed(error)),
+        }
+    })
+    .await
+    .expect("taking a lock does not panic")
 }
 
 fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -239,6 +276,9 @@ fn write(connection: &Connection, plan: &plan::Plan) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A snapshot row: sequence, digest, state, chain hash.
+type SnapshotRow = (i64, [u8; 32], Vec<u8>, Option<Vec<u8>>);
+
 /// Read-only connections, kept for reuse, used on blocking threads.
 #[derive(Clone)]
 pub(crate) struct Readers {
@@ -299,7 +339,7 @@ impl Readers {
     pub(crate) async fn load_snapshot(&self, name: &str) -> Result<Option<Snapshot>, StoreError> {
         let name = name.to_owned();
         self.run(move |connection| {
-            let row: Option<(i64, [u8; 32], Vec<u8>, Option<Vec<u8>>)> = connection
+            let row: Option<SnapshotRow> = connection
                 .prepare_cached("SELECT sequence, digest, state, chain_hash FROM projection_snapshots WHERE name = ?1")?
                 .query_row([&name], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
                 .optional()?;
@@ -352,28 +392,7 @@ impl Readers {
     /// An advisory lock on `{database}-{name}.lock` (0600), taken without
     /// waiting; every process sharing the SQLite log sees the same file.
     pub(crate) async fn try_lock(&self, name: &str) -> Result<Option<std::fs::File>, StoreError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut path = self.path.clone().into_os_string();
-        path.push(format!("-{name}.lock"));
-        let path = PathBuf::from(path);
-        tokio::task::spawn_blocking(move || {
-            let failed = |error: std::io::Error| StoreError::Io(format!("{}: {error}", path.display()));
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&path)
-                .map_err(failed)?;
-            match file.try_lock() {
-                Ok(()) => Ok(Some(file)),
-                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-                Err(std::fs::TryLockError::Error(error)) => Err(failed(error)),
-            }
-        })
-        .await
-        .expect("taking a lock does not panic")
+        lock_file(&self.path, name, false).await
     }
 
     pub(crate) async fn find_idempotency_key(&self, key: &str) -> Result<Option<(Hash, Appended)>, StoreError> {

@@ -224,12 +224,14 @@ impl StandIn {
     }
 
     /// Makes every request take `delay` (so concurrent ones overlap).
+    #[allow(dead_code)] // each test binary uses a different part of it
     pub fn slow(&self, delay: Duration) {
         self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Answers the next `n` requests to `path` ("POST /v1/invoices") with
     /// Stripe's 409 `idempotency_key_in_use`.
+    #[allow(dead_code)]
     pub fn conflict_next(&self, path: &str, n: usize) {
         self.state.conflicts.lock().unwrap().insert(path.to_owned(), n);
     }
