@@ -58,8 +58,8 @@ pub struct Rollback {
     /// does not match.
     pub projection: String,
     /// The last sequence it applied, and that record's chain hash as it
-    /// applied it (`None`: not known, a snapshot older than chain hashes
-    /// whose record is gone).
+    /// applied it (`None`: not known, from a snapshot saved before chain
+    /// hashes were kept, or moved by a version that did not keep them).
     pub applied: u64,
     pub applied_chain: Option<Hash>,
     /// The log's head when it was noticed.
@@ -149,15 +149,33 @@ impl Projections {
             return Ok(projections);
         }
         if let Some(snapshot) = log.load_snapshot(SNAPSHOT_NAME).await? {
-            match (domain::codec::decode::<LedgerState>(&snapshot.state), snapshot.chain_hash) {
+            // Checked above; a chain hash not known is the log's (checked
+            // to be there).
+            let head = log.head().await?.sequence;
+            let chain = match snapshot.chain_hash {
+                Some(chain) => Some(chain),
+                None => chain_at(&log, snapshot.sequence, head).await?,
+            };
+            match (domain::codec::decode::<LedgerState>(&snapshot.state), chain) {
                 (Ok(state), Some(chain)) => {
                     *lock(&projections.chain) = chain;
                     projections.applied.send_replace(state.sequence);
                     *projections.state.write().await = state;
                 }
                 (Err(error), _) => tracing::warn!(%error, "the snapshot does not decode; rebuilding from the log"),
-                // Checked above; saved since by another process without one.
-                (Ok(_), None) => tracing::warn!("the snapshot has no chain hash; rebuilding from the log"),
+                // The log lost the record since the check above.
+                (Ok(state), None) => {
+                    let rollback = Rollback {
+                        projection: SNAPSHOT_NAME.to_owned(),
+                        applied: state.sequence,
+                        applied_chain: None,
+                        head,
+                        log_chain: None,
+                    };
+                    tracing::error!(%rollback, "the read models do not match the log");
+                    projections.fail(Failure::RolledBack(rollback));
+                    return Ok(projections);
+                }
             }
         }
         match projections.catch_up(&log).await {
@@ -330,12 +348,11 @@ pub async fn check_snapshots(log: &EventLog) -> Result<Vec<Rollback>, StoreError
     let head = log.head().await?;
     let mut rollbacks = Vec::new();
     for checkpoint in log.snapshot_checkpoints().await? {
-        let log_chain = match checkpoint.sequence {
-            0 => Some(CHAIN_GENESIS),
-            n if n > head.sequence => None,
-            n => log.read_page(n..=n, 1).await?.pop().filter(|r| r.header.sequence == n).map(|r| r.chain_hash),
-        };
-        if log_chain.is_none() || log_chain != checkpoint.chain_hash {
+        let log_chain = chain_at(log, checkpoint.sequence, head.sequence).await?;
+        // A chain hash that is not known (a row an older version moved)
+        // is taken from the log, if the log reaches the checkpoint.
+        let expected = checkpoint.chain_hash.or(log_chain);
+        if log_chain.is_none() || log_chain != expected {
             rollbacks.push(Rollback {
                 projection: checkpoint.name,
                 applied: checkpoint.sequence,
@@ -346,6 +363,16 @@ pub async fn check_snapshots(log: &EventLog) -> Result<Vec<Rollback>, StoreError
         }
     }
     Ok(rollbacks)
+}
+
+/// The log's chain hash after `sequence` ([`CHAIN_GENESIS`] at 0); `None`
+/// when the log (whose head is `head`) does not hold that record.
+async fn chain_at(log: &EventLog, sequence: u64, head: u64) -> Result<Option<Hash>, StoreError> {
+    Ok(match sequence {
+        0 => Some(CHAIN_GENESIS),
+        n if n > head => None,
+        n => log.read_page(n..=n, 1).await?.pop().filter(|r| r.header.sequence == n).map(|r| r.chain_hash),
+    })
 }
 
 /// The first sequence, up to `to`, at which the log holds another record

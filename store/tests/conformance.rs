@@ -558,6 +558,12 @@ async fn snapshots_only_move_forward(h: Harness) {
         h.log.snapshot_checkpoints().await.unwrap(),
         [checkpoint("limits", 9, Some(domain::record::Hash([10; 32]))), checkpoint("other", 3, None)]
     );
+    // A version from before chain hashes (during an upgrade) moves the
+    // checkpoint without one: the chain hash it would leave is not known.
+    h.sql("UPDATE projection_snapshots SET sequence = 11, saved_at_us = 1 WHERE name = 'limits'", &[]).await;
+    assert_eq!(h.log.load_snapshot("limits").await.unwrap().map(|s| (s.sequence, s.chain_hash)), Some((11, None)));
+    h.log.save_snapshot(snapshot(12, b"twelve"), now).await.unwrap();
+    assert_eq!(h.log.load_snapshot("limits").await.unwrap(), Some(snapshot(12, b"twelve")));
     // Only an operator's accepted rollback removes one; then any sequence
     // may be saved again.
     h.log.delete_snapshot("limits").await.unwrap();
