@@ -345,9 +345,13 @@ impl Projections {
 /// whose checkpoint the log no longer holds with the chain hash it was
 /// saved with.
 pub async fn check_snapshots(log: &EventLog) -> Result<Vec<Rollback>, StoreError> {
+    // The snapshots first, then the head: a snapshot is saved at most at the
+    // head of its time and the head only grows, so another process saving
+    // one meanwhile never looks like a snapshot past the head.
+    let checkpoints = log.snapshot_checkpoints().await?;
     let head = log.head().await?;
     let mut rollbacks = Vec::new();
-    for checkpoint in log.snapshot_checkpoints().await? {
+    for checkpoint in checkpoints {
         let log_chain = chain_at(log, checkpoint.sequence, head.sequence).await?;
         // A chain hash that is not known (a row an older version moved)
         // is taken from the log, if the log reaches the checkpoint.
@@ -377,7 +381,9 @@ async fn chain_at(log: &EventLog, sequence: u64, head: u64) -> Result<Option<Has
 
 /// The first sequence, up to `to`, at which the log holds another record
 /// than the one `state` applied (compared by leaf hash, which the audit
-/// list keeps for every record); `None` when the log holds them all.
+/// list keeps for every record applied); `None` when the log holds them
+/// all. A sequence the audit list does not hold cannot be compared, so it
+/// counts as lost: the answer is never later than the truth.
 pub async fn first_divergence(log: &EventLog, state: &LedgerState, to: u64) -> Result<Option<u64>, StoreError> {
     let to = to.min(state.sequence);
     let mut from = 1;
@@ -385,8 +391,9 @@ pub async fn first_divergence(log: &EventLog, state: &LedgerState, to: u64) -> R
         let page = log.read_page(from..=to, READ_PAGE_RECORDS).await?;
         for record in &page {
             let sequence = record.header.sequence;
-            let applied = usize::try_from(sequence - 1).ok().and_then(|index| state.audit.get(index));
-            if sequence != from || applied.is_none_or(|entry| entry.leaf_hash != record.leaf_hash) {
+            let applied = state.audit.binary_search_by_key(&sequence, |entry| entry.sequence).ok();
+            let same = applied.is_some_and(|index| state.audit[index].leaf_hash == record.leaf_hash);
+            if sequence != from || !same {
                 return Ok(Some(from));
             }
             from += 1;
