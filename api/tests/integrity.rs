@@ -192,6 +192,9 @@ async fn an_inclusion_proof_past_any_sequence_is_a_clean_refusal(backend: Backen
     s.get("/api/v1/log/proof/inclusion?sequence=18446744073709551616", Some(OPERATOR))
         .await
         .problem(400, "validation_failed");
+    let max = u64::MAX;
+    s.get(&format!("/api/v1/log/proof/consistency?from=1&to={max}"), Some(OPERATOR)).await.problem(404, "not_found");
+    s.get(&format!("/api/v1/log/proof/consistency?from={max}"), Some(OPERATOR)).await.problem(400, "validation_failed");
     // The server is still there.
     s.get("/api/v1/log/proof/inclusion?sequence=1", Some(OPERATOR)).await.expect(200);
 }
