@@ -81,7 +81,8 @@ async fn a_log_rolled_back_behind_the_snapshot_is_refused_at_start_until_the_los
     let (_, lost_key, _) = customer(&s, "Lost").await;
     validate(&s, &lost_key).await.expect(200);
     let applied = s.head().await;
-    // A stop saves the read models at the head.
+    // The read models include the head; a stop saves them there.
+    s.wait_ready().await;
     s.stop().await;
     roll_back(&backend, restored_to).await;
 

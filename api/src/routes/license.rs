@@ -150,6 +150,26 @@ async fn found_after_catching_up(state: &AppState, key: &str) -> Result<Option<(
     Ok(known_license(state, key).await)
 }
 
+/// The license and organization of a presented key, from read models that
+/// are fresh enough; otherwise the signed `NOT_FOUND` answer.
+async fn license_of(
+    state: &AppState,
+    key: &str,
+    asked: &Asked,
+) -> Result<Result<(LicenseId, OrganizationId), Response>, ApiError> {
+    fresh_enough(state)?;
+    let found = match known_license(state, key).await {
+        Some(found) => Some(found),
+        None => found_after_catching_up(state, key).await?,
+    };
+    Ok(found.ok_or_else(|| {
+        state.metrics.validation(ValidationCode::NotFound.as_str(), "none");
+        let refused = (key.len() <= domain::keys::SECRET_TEXT_BYTES_MAX)
+            .then(|| sign_refusal(state, key, asked, ValidationCode::NotFound, state.now()));
+        not_found(refused)
+    }))
+}
+
 /// A refusal of this request, signed with the lease key and bound to its
 /// key, deployment and nonce, so the client can trust it (`domain::lease`).
 fn sign_refusal(state: &AppState, key: &str, asked: &Asked, code: ValidationCode, now: Timestamp) -> SignedRefusal {
@@ -218,16 +238,9 @@ pub async fn validate(State(state): State<AppState>, request: axum::extract::Req
         state.metrics.validation("malformed", "none");
         return Ok(not_found(None));
     };
-    fresh_enough(&state)?;
-    let found = match known_license(&state, key).await {
-        Some(found) => Some(found),
-        None => found_after_catching_up(&state, key).await?,
-    };
-    let Some((license_id, organization_id)) = found else {
-        state.metrics.validation(ValidationCode::NotFound.as_str(), "none");
-        let refused = (key.len() <= domain::keys::SECRET_TEXT_BYTES_MAX)
-            .then(|| sign_refusal(&state, key, &asked, ValidationCode::NotFound, state.now()));
-        return Ok(not_found(refused));
+    let (license_id, organization_id) = match license_of(&state, key, &asked).await? {
+        Ok(found) => found,
+        Err(not_found) => return Ok(not_found),
     };
     let metadata = Metadata {
         actor: Some(format!("license:{license_id}")),
