@@ -32,6 +32,11 @@ pub enum ApiError {
     ProjectionLagging(u64),
     #[error("the service is not available: {0}")]
     Unavailable(String),
+    /// The read models stopped: the log was rolled back behind them, or
+    /// holds a record this version cannot read. Nothing is served from
+    /// them until an operator acts (the reason is in `/ready` and the log).
+    #[error("the read models do not match the log; an operator must act (see the server's log)")]
+    ReadModelFailed,
     #[error("internal error")]
     Internal(String),
 }
@@ -54,6 +59,7 @@ impl ApiError {
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::ProjectionLagging(_) => (StatusCode::SERVICE_UNAVAILABLE, "projection_lagging"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::ReadModelFailed => (StatusCode::SERVICE_UNAVAILABLE, "read_model_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -94,6 +100,9 @@ impl From<projections::ProjectionError> for ApiError {
     fn from(error: projections::ProjectionError) -> Self {
         match error {
             projections::ProjectionError::Lagging { wanted, .. } => ApiError::ProjectionLagging(wanted),
+            projections::ProjectionError::RolledBack(_) | projections::ProjectionError::Broken(_) => {
+                ApiError::ReadModelFailed
+            }
             other => ApiError::Unavailable(other.to_string()),
         }
     }

@@ -29,6 +29,7 @@ pub mod extract;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
+pub mod rollback;
 pub mod routes;
 pub mod scheduler;
 pub mod secrets;
@@ -125,7 +126,8 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
-        .fallback(|| async { error::ApiError::NotFound });
+        .fallback(|| async { error::ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rollback::refuse_while_failed));
     transport::layers(router, &state.edge.settings)
         .layer(axum::middleware::from_fn_with_state(state.clone(), address::resolve))
         .layer(axum::middleware::from_fn(transport::problems))
@@ -152,22 +154,27 @@ pub struct Config {
 }
 
 /// Opens the log and the read models and builds the state, with the
-/// edge's default settings; prints the bootstrap tokens generated on a
-/// first start.
+/// edge's default settings; writes the bootstrap tokens generated on a
+/// first start to a file (and says where).
 pub async fn open(config: &Config) -> anyhow::Result<AppState> {
     open_with(config, edge::Settings::default()).await
 }
 
 /// [`open`] with the edge's settings.
 pub async fn open_with(config: &Config, edge: edge::Settings) -> anyhow::Result<AppState> {
-    use anyhow::Context;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    secrets::create_private_dir(&config.data_dir)?;
     let clock = Arc::new(ServerClock::parse(&config.clock, &config.data_dir)?);
     let (keys, generated) =
         ServerKeys::load_or_create(&config.data_dir, config.operator_token.clone(), config.auditor_token.clone())?;
-    for (role, token) in generated {
-        // Printed once, to the terminal only: it is stored hashed.
-        println!("generated {role:?} token (shown once, store it now): {token}");
+    // Tokens go to a file only the server's user can read, never to the
+    // terminal (and so the journal); only its path is printed.
+    let tokens = config.data_dir.join(secrets::FIRST_START_TOKENS_FILE);
+    if !generated.is_empty() {
+        secrets::write_first_start_tokens(&config.data_dir, &generated)?;
+        println!("generated bootstrap tokens; they are in {} (readable by this user only)", tokens.display());
+    }
+    if tokens.exists() {
+        tracing::warn!(file = %tokens.display(), "first-start tokens are still on disk: store them elsewhere and delete the file");
     }
     let log = open_log(config, clock.clone()).await?;
     let projections = Projections::start(log.clone(), clock.clone()).await?;
@@ -234,7 +241,15 @@ pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
     println!("ledger listening on http://{address} (data in {})", config.data_dir.display());
     println!("try: curl -H 'Authorization: Bearer <operator token>' http://{address}/api/v1/organizations");
     let edge = state.edge.clone();
-    transport::serve(listener, app(state), &settings, |peer| edge.trusted_proxies.contains(peer), shutdown()).await?;
+    transport::serve(listener, app(state.clone()), &settings, |peer| edge.trusted_proxies.contains(peer), shutdown())
+        .await?;
+    // A stop saves the read models, so the next start resumes here and
+    // checks the log against this checkpoint (a failed one saves nothing).
+    if state.projections.failed().is_none()
+        && let Err(error) = state.projections.save_snapshot(&state.log, state.now()).await
+    {
+        tracing::warn!(%error, "the read models' snapshot was not saved at shutdown");
+    }
     Ok(())
 }
 

@@ -161,6 +161,28 @@ enum Command {
         #[command(subcommand)]
         job: Keys,
     },
+    /// The read models.
+    Projections {
+        #[command(subcommand)]
+        job: ProjectionsJob,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsJob {
+    /// Rebuild the read models from the log and save them. When the log
+    /// was rolled back behind them (a restored backup, a failover that
+    /// lost writes) this refuses and names the lost sequences, unless
+    /// --accept-rollback: then the loss is recorded in the log
+    /// (LogRollbackAccepted) and the read models are rebuilt from the log
+    /// as it is. Restart the servers afterwards.
+    Rebuild {
+        /// Accept that the log lost the named sequences.
+        #[arg(long)]
+        accept_rollback: bool,
+        #[command(flatten)]
+        store: Store,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,9 +291,27 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::json!({ "oldKey": public_key(&old), "newKey": public_key(&new) }));
             Ok(())
         }
+        Command::Projections { job: ProjectionsJob::Rebuild { accept_rollback, store } } => {
+            let config = config(store, "127.0.0.1:0".parse()?, 0);
+            let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
+            let log = ledger_api::open_log(&config, clock.clone()).await?;
+            let now = domain::Clock::now(clock.as_ref());
+            let rebuilt = ledger_api::rollback::rebuild(&log, now, accept_rollback).await?;
+            if let Some(lost) = &rebuilt.rollback {
+                eprintln!(
+                    "accepted: the log lost sequences {} to {}; recorded at sequence {}; read models rebuilt",
+                    lost.lost_from,
+                    lost.lost_to,
+                    rebuilt.recorded_at.unwrap_or_default()
+                );
+            }
+            println!("{}", serde_json::to_string_pretty(&rebuilt.json())?);
+            Ok(())
+        }
         Command::Keys { job: Keys::PrepareLease { store } } => {
-            let next = ledger_api::secrets::prepare_lease_key(&store.data_dir)?;
-            println!("{}", serde_json::json!({ "nextKey": public_key(&next) }));
+            let (next, signature) = ledger_api::secrets::prepare_lease_key(&store.data_dir)?;
+            let signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, signature);
+            println!("{}", serde_json::json!({ "nextKey": public_key(&next), "nextSignature": signature }));
             Ok(())
         }
         Command::Keys { job: Keys::RotateLease { store } } => {

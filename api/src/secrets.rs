@@ -1,10 +1,18 @@
 //! The server's key material: one Ed25519 key per purpose and one secret
 //! for keyed hashes, created on first start in the data directory (several
 //! processes on one PostgreSQL share the directory, or copies of it).
+//!
+//! A key file is never written in place: the bytes go to a temporary file
+//! (0600) that is fsynced, then hard-linked to the key's name, which fails
+//! if the name exists (so nothing is ever overwritten), then the directory
+//! is fsynced and the key read back from its name. Processes starting
+//! together on one fresh data directory therefore all end up with the one
+//! set that got there first, and a crash leaves either no key file or a
+//! whole one, never a short one.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use base64::Engine;
@@ -22,6 +30,10 @@ pub struct ServerKeys {
     /// The lease key that `ledger keys rotate-lease` will make current,
     /// published ahead so clients learn it (`ledger keys prepare-lease`).
     pub lease_next: Option<SigningKey>,
+    /// The current lease key's signature announcing `lease_next`
+    /// (`domain::lease::sign_next_key`), so clients learn the next key only
+    /// from the key they trust.
+    pub lease_next_signature: Option<[u8; 64]>,
     pub checkpoint: SigningKey,
     pub secret: ServerSecret,
     operator: Hash,
@@ -44,7 +56,8 @@ impl ServerKeys {
         auditor: Option<String>,
     ) -> anyhow::Result<(Self, Vec<(Bootstrap, String)>)> {
         let keys = data_dir.join("keys");
-        std::fs::create_dir_all(&keys).with_context(|| format!("creating {}", keys.display()))?;
+        create_private_dir(&keys)?;
+        remove_stale_temporaries(&keys);
         let seed = |name: &str| load_or_create_random(&keys.join(name));
         let secret = ServerSecret::from_bytes(seed("secret")?);
         let mut generated = Vec::new();
@@ -61,7 +74,7 @@ impl ServerKeys {
                 return Ok(api_token_hash(&secret, &token));
             }
             let path = keys.join(name);
-            if let Ok(stored) = std::fs::read(&path) {
+            if let Some(stored) = read_file(&path)? {
                 return Hash::from_slice(&stored).with_context(|| format!("{} is not a 32-byte hash", path.display()));
             }
             let mut bytes = [0u8; 32];
@@ -69,16 +82,25 @@ impl ServerKeys {
             let token =
                 format!("{}_{}", if role == Bootstrap::Operator { "op" } else { "au" }, URL_SAFE_NO_PAD.encode(bytes));
             let hash = api_token_hash(&secret, &token);
-            write_new(&path, hash.as_bytes())?;
-            generated.push((role, token));
-            Ok(hash)
+            // Another process starting at the same moment may have placed
+            // its own: then that one stands, and this token is worth nothing.
+            if place_new(&path, hash.as_bytes())? {
+                generated.push((role, token));
+            }
+            let stored = read_file(&path)?.with_context(|| format!("{} vanished", path.display()))?;
+            Hash::from_slice(&stored).with_context(|| format!("{} is not a 32-byte hash", path.display()))
         };
         let operator = token_hash(Bootstrap::Operator, operator)?;
         let auditor = token_hash(Bootstrap::Auditor, auditor)?;
+        let lease = SigningKey::from_bytes(&seed(LEASE_KEY)?);
+        let lease_next = read_key(&keys.join(LEASE_NEXT_KEY))?;
         let keys = ServerKeys {
             license: SigningKey::from_bytes(&seed("license-key.ed25519")?),
-            lease: SigningKey::from_bytes(&seed(LEASE_KEY)?),
-            lease_next: read_key(&keys.join(LEASE_NEXT_KEY))?,
+            lease_next_signature: lease_next
+                .as_ref()
+                .map(|next| domain::lease::sign_next_key(&lease, &next.verifying_key())),
+            lease,
+            lease_next,
             checkpoint: {
                 // A server must not sign with a key the log may already
                 // have rotated away from.
@@ -135,9 +157,7 @@ fn read_key(path: &Path) -> anyhow::Result<Option<SigningKey>> {
 fn promote(keys: &Path, current: &str, next: &str, key: &SigningKey) -> anyhow::Result<()> {
     let stem = current.trim_end_matches(".ed25519");
     let retired = keys.join(format!("{stem}.retired-{}.ed25519", hex::encode(key.verifying_key().as_bytes())));
-    if !retired.exists() {
-        write_new(&retired, key.as_bytes())?;
-    }
+    place_new(&retired, key.as_bytes())?;
     std::fs::rename(keys.join(next), keys.join(current))
         .with_context(|| format!("making {next} current in {}", keys.display()))?;
     std::fs::File::open(keys)?.sync_all()?;
@@ -147,9 +167,13 @@ fn promote(keys: &Path, current: &str, next: &str, key: &SigningKey) -> anyhow::
 /// `ledger keys prepare-lease`: creates the next lease key (or keeps the
 /// one already announced); servers started from now on publish it as
 /// `leases.next` in `GET /api/v1/keys`, so clients learn it before it signs.
-pub fn prepare_lease_key(data_dir: &Path) -> anyhow::Result<VerifyingKey> {
-    let next = load_or_create_random(&data_dir.join("keys").join(LEASE_NEXT_KEY))?;
-    Ok(SigningKey::from_bytes(&next).verifying_key())
+/// Returns the next key and the current key's signature announcing it.
+pub fn prepare_lease_key(data_dir: &Path) -> anyhow::Result<(VerifyingKey, [u8; 64])> {
+    let keys = data_dir.join("keys");
+    create_private_dir(&keys)?;
+    let current = SigningKey::from_bytes(&load_or_create_random(&keys.join(LEASE_KEY))?);
+    let next = SigningKey::from_bytes(&load_or_create_random(&keys.join(LEASE_NEXT_KEY))?).verifying_key();
+    Ok((next, domain::lease::sign_next_key(&current, &next)))
 }
 
 /// `ledger keys rotate-lease` (servers stopped, then started): the
@@ -206,29 +230,126 @@ pub async fn rotate_checkpoint_key(
     Ok((old_key, new_key))
 }
 
-/// 32 random bytes kept in `path`: read if there, else created (0600).
+/// 32 random bytes kept in `path`: read if there, else created (0600) and
+/// read back, so a process that lost the race to create it uses the
+/// winner's bytes. A file that cannot be read, or is not 32 bytes, is an
+/// error naming it: never a reason to write another.
 fn load_or_create_random(path: &Path) -> anyhow::Result<[u8; 32]> {
-    if let Ok(bytes) = std::fs::read(path) {
-        return bytes.try_into().map_err(|_| anyhow::anyhow!("{} is not 32 bytes", path.display()));
+    let seed = |bytes: Vec<u8>| -> anyhow::Result<[u8; 32]> {
+        bytes.try_into().map_err(|bytes: Vec<u8>| {
+            anyhow::anyhow!("{} is {} bytes, not 32: restore it from a backup", path.display(), bytes.len())
+        })
+    };
+    if let Some(bytes) = read_file(path)? {
+        return seed(bytes);
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    match write_new(path, &bytes) {
-        Ok(()) => Ok(bytes),
-        // Another process created it first: use theirs.
-        Err(_) if path.exists() => load_or_create_random(path),
-        Err(error) => Err(error),
+    place_new(path, &bytes)?;
+    seed(read_file(path)?.with_context(|| format!("{} vanished after it was created", path.display()))?)
+}
+
+/// The file's bytes; `None` when there is no such file, an error naming the
+/// file for anything else (no permission, a directory in its place).
+fn read_file(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(anyhow::Error::new(error).context(format!("reading {}", path.display()))),
     }
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Prefix of the temporary files a key is written to before it is linked
+/// into place.
+const TEMPORARY_PREFIX: &str = ".new-";
+/// A temporary older than this is the leftover of a crash, not another
+/// process's write in progress (which takes milliseconds).
+const TEMPORARY_STALE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Puts `bytes` at `path` unless something is there already: written to a
+/// temporary file (0600) and fsynced, hard-linked to `path` (which fails
+/// if `path` exists, so nothing is overwritten and no reader sees a short
+/// file), then the directory is fsynced so the name survives a crash.
+/// Returns whether these bytes were placed.
+fn place_new(path: &Path, bytes: &[u8]) -> anyhow::Result<bool> {
+    let dir = path.parent().context("a key file has a directory")?;
+    let name = path.file_name().context("a key file has a name")?.to_string_lossy();
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let temporary = dir.join(format!("{TEMPORARY_PREFIX}{}.{name}", hex::encode(random)));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(anyhow::Error::new(error).context(format!("writing {}", temporary.display())));
+    }
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    let placed = match linked {
+        Ok(()) => true,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(error) => return Err(anyhow::Error::new(error).context(format!("creating {}", path.display()))),
+    };
+    std::fs::File::open(dir).and_then(|dir| dir.sync_all()).with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(placed)
+}
+
+/// Removes temporaries a crash left between writing and linking.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > TEMPORARY_STALE));
+        if entry.file_name().to_string_lossy().starts_with(TEMPORARY_PREFIX) && stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Creates `dir` (and its parents) readable by its owner only (0700):
+/// the data directory holds the log (e-mail addresses, IP addresses) and
+/// the keys. A directory that exists keeps the permissions it has.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// The file in the data directory that holds the bootstrap tokens
+/// generated on a first start, until an operator stores them and deletes it.
+pub const FIRST_START_TOKENS_FILE: &str = "first-start-tokens.txt";
+
+/// Writes the tokens generated now to [`FIRST_START_TOKENS_FILE`] (0600,
+/// appended, fsynced), never to the terminal or the log; returns its path.
+pub fn write_first_start_tokens(data_dir: &Path, generated: &[(Bootstrap, String)]) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join(FIRST_START_TOKENS_FILE);
     let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
+        .append(true)
+        .create(true)
         .mode(0o600)
-        .open(path)
+        .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
+    let mut text = String::from(
+        "# Bootstrap tokens of this ledger, shown nowhere else and stored only as hashes.\n\
+         # Keep them in a password manager, then delete this file.\n",
+    );
+    for (role, token) in generated {
+        let role = match role {
+            Bootstrap::Operator => "operator",
+            Bootstrap::Auditor => "auditor",
+        };
+        text.push_str(&format!("{role}: {token}\n"));
+    }
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }

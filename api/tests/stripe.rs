@@ -420,7 +420,8 @@ async fn issued_invoices_are_synced_to_stripe_once_through_an_outage(backend: Ba
     assert_eq!(keys.len(), 1, "every attempt carries the same key: {keys:?}");
     let created = invoices.iter().find(|c| c.status == 200).expect("created after the outage");
     assert_eq!(created.field("collection_method"), Some("charge_automatically"));
-    assert_eq!(created.field("auto_advance"), Some("true"));
+    // The draft does not advance on its own: finalization turns it on.
+    assert_eq!(created.field("auto_advance"), Some("false"));
     assert_eq!(created.field("pending_invoice_items_behavior"), Some("exclude"));
     assert_eq!(created.field("metadata[ledger_subscription_id]"), Some(subscription.as_str()));
     assert_eq!(created.field("metadata[ledger_period]"), Some("2026-01"));

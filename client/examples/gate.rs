@@ -3,13 +3,14 @@
 //! added, and report today's usage. It prints every decision.
 //!
 //! ```text
-//! LEDGER_URL=http://127.0.0.1:8080 LICENSE_KEY=LK1-… \
+//! LEDGER_URL=http://127.0.0.1:8080 LEDGER_ALLOW_PLAIN_HTTP=1 LICENSE_KEY=LK1-… \
 //! LEASE_PUBLIC_KEY=<leases.current of GET /api/v1/keys> \
 //! cargo run -p ledger-client --example gate
 //! ```
 //!
 //! Optional: `LEDGER_STATE_DIR` (default `./ledger-client-state`),
-//! `DEPLOYMENT_ID` (default `default`), `ACTIVE_USERS` (default 4).
+//! `DEPLOYMENT_ID` (default `default`), `ACTIVE_USERS` (default 4),
+//! `LEDGER_ALLOW_PLAIN_HTTP=1` (a plain `http://` URL is refused otherwise).
 
 use anyhow::Context;
 use ledger_client::{
@@ -29,6 +30,8 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(deployment) = std::env::var("DEPLOYMENT_ID") {
         config.deployment_id = deployment;
     }
+    // Plain http:// only when asked for (a server on this host).
+    config.allow_plain_http = std::env::var("LEDGER_ALLOW_PLAIN_HTTP").is_ok_and(|v| v == "1");
     let active_users: u64 = std::env::var("ACTIVE_USERS").ok().and_then(|n| n.parse().ok()).unwrap_or(4);
 
     let client = LicenseClient::new(config.clone()).context("opening the license state")?;

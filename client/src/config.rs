@@ -46,11 +46,18 @@ pub struct Config {
     /// Sent as `clientInfo.version`.
     pub client_version: String,
     /// After a lease verified with a *pinned* key, fetch `GET /api/v1/keys`
-    /// and hold its other lease keys in memory (see
+    /// and hold the server's announced next lease key in memory (see
     /// [`LicenseClient::lease_keys`](crate::LicenseClient::lease_keys)), so a
-    /// long-running process survives a key rotation. Off by default: the
-    /// key list is not signed, so enable it only over TLS.
+    /// long-running process survives a key rotation. The next key is
+    /// learned only when the key that verified the lease signed it
+    /// (`leases.nextSignature`). Off by default.
     pub learn_lease_keys: bool,
+    /// Allow a plain `http://` base_url. Off by default: without TLS a man
+    /// in the middle reads the license key and can keep the deployment
+    /// from reaching the server (it cannot forge a lease or a refusal,
+    /// which are signed). For a server on the same host or a trusted
+    /// network only.
+    pub allow_plain_http: bool,
     pub usage_queue_max: usize,
     /// Where time comes from; tests pass a [`ManualTime`](crate::ManualTime).
     pub time: Arc<dyn TimeSource>,
@@ -74,6 +81,7 @@ impl Config {
             request_timeout: Duration::from_secs(10),
             client_version: env!("CARGO_PKG_VERSION").to_owned(),
             learn_lease_keys: false,
+            allow_plain_http: false,
             usage_queue_max: USAGE_QUEUE_REPORTS_MAX,
             time: Arc::new(SystemTime),
         }
@@ -82,6 +90,8 @@ impl Config {
     pub(crate) fn check(&self) -> Result<(), ClientError> {
         let problem = if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
             Some("base_url must start with http:// or https://")
+        } else if self.base_url.starts_with("http://") && !self.allow_plain_http {
+            Some("a plain http:// base_url needs allow_plain_http (use https:// with the `tls` feature)")
         } else if self.base_url.starts_with("https://") && !cfg!(feature = "tls") {
             // Otherwise every request would fail as if the server were down,
             // and the deployment would quietly run offline until its lease ends.
@@ -127,6 +137,7 @@ impl fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("client_version", &self.client_version)
             .field("learn_lease_keys", &self.learn_lease_keys)
+            .field("allow_plain_http", &self.allow_plain_http)
             .field("usage_queue_max", &self.usage_queue_max)
             .finish_non_exhaustive()
     }
@@ -146,7 +157,18 @@ mod tests {
 
     fn config(base_url: &str, deployment_id: &str) -> Config {
         let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
-        Config { deployment_id: deployment_id.into(), ..Config::new(base_url, "LK1-x", "/tmp/unused", vec![key]) }
+        Config {
+            deployment_id: deployment_id.into(),
+            allow_plain_http: true,
+            ..Config::new(base_url, "LK1-x", "/tmp/unused", vec![key])
+        }
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_allowed() {
+        let plain = Config { allow_plain_http: false, ..config("http://ledger.local", "plant-7") };
+        assert!(matches!(plain.check(), Err(ClientError::Config(why)) if why.contains("allow_plain_http")));
+        assert!(Config { allow_plain_http: true, ..plain }.check().is_ok());
     }
 
     #[test]

@@ -194,7 +194,13 @@ impl LicenseClient {
         let answer: ValidateResponse =
             serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         if !answer.is_valid {
-            return self.drop_lease(ValidationCode::parse(&answer.code)).await;
+            // Only a refusal the server signed for this very request
+            // switches the deployment off; anything else is treated as no
+            // answer (a man in the middle, a proxy's error page).
+            return match self.trusted_refusal(&answer, &nonce) {
+                Ok(code) => self.drop_lease(code).await,
+                Err(why) => Ok(self.offline(format!("a refusal ({}) was ignored: {why}", answer.code)).await),
+            };
         }
         let signed = answer.lease.ok_or(LeaseRejection::Missing)?;
         let keys = self.lease_keys();
@@ -363,39 +369,79 @@ impl LicenseClient {
         Ok(status)
     }
 
-    /// Learns the server's other lease keys, but only from a key list that
-    /// names the pinned key which just verified a fresh lease: a list that
-    /// does not is not from the server we trust, and is ignored.
+    /// The code of a refusal the server signed for this request: with a
+    /// key we trust, for our license key, deployment and nonce, and not a
+    /// valid code. Why not, otherwise.
+    fn trusted_refusal(&self, answer: &ValidateResponse, nonce: &str) -> Result<ValidationCode, &'static str> {
+        let config = &self.inner.config;
+        let signed = answer.refusal.as_ref().ok_or("it is not signed")?;
+        let body = self
+            .lease_keys()
+            .iter()
+            .find_map(|key| signed.verify(key, &config.license_key).ok())
+            .ok_or("it is not signed by a pinned lease key for this license key")?;
+        if body.version != 1 {
+            return Err("its format version is not supported");
+        }
+        if body.nonce != nonce {
+            return Err("it answers another request (its nonce is not this one's)");
+        }
+        if body.deployment_id != config.deployment_id {
+            return Err("it is for another deployment");
+        }
+        let code = ValidationCode::parse(&body.code);
+        if code.is_valid() {
+            return Err("it carries a valid code");
+        }
+        Ok(code)
+    }
+
+    /// Learns the server's next lease key, but only when the server's key
+    /// list names as current the pinned key that just verified a fresh
+    /// lease, and that key signed the next one (`leases.nextSignature`): a
+    /// list or a next key anyone could have written is ignored.
     async fn learn_keys(&self, verified_with: VerifyingKey) {
         let outcome = self.fetch_lease_keys().await;
         let mut state = lock(&self.inner.state);
         match outcome {
-            Ok(keys) if keys.contains(&verified_with) => {
-                for key in keys {
-                    let known = self.inner.config.lease_public_keys.contains(&key) || state.learned_keys.contains(&key);
+            Ok((current, next)) if current == verified_with => match next {
+                Some((next, Some(signature))) if domain::lease::verify_next_key(&current, &next, &signature) => {
+                    let known =
+                        self.inner.config.lease_public_keys.contains(&next) || state.learned_keys.contains(&next);
                     let room = self.inner.config.lease_public_keys.len() + state.learned_keys.len() < LEASE_KEYS_MAX;
                     if !known && room {
-                        state.learned_keys.push(key);
+                        state.learned_keys.push(next);
                     }
                 }
-            }
+                Some(_) => {
+                    state.warnings.push("the server's next lease key is not signed by its current key; ignored".into())
+                }
+                None => {}
+            },
             Ok(_) => state.warnings.push("the server's key list does not name the key of its lease; ignored".into()),
             Err(e) => state.warnings.push(format!("the server's lease keys could not be read: {e}")),
         }
     }
 
-    async fn fetch_lease_keys(&self) -> Result<Vec<VerifyingKey>, String> {
+    /// The server's current lease key, and its next one with the current
+    /// key's signature over it (if it sent one).
+    async fn fetch_lease_keys(&self) -> Result<(VerifyingKey, Option<(VerifyingKey, Option<Vec<u8>>)>), String> {
         let response = self.inner.http.get(&self.inner.keys_url).send().await.map_err(|e| wire::describe(&e))?;
         if response.status() != reqwest::StatusCode::OK {
             return Err(format!("the server answered {}", response.status()));
         }
         let body = wire::read_body(response).await?;
         let keys: wire::KeysResponse = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        let mut out = vec![parse_public_key(&keys.leases.current).map_err(|e| e.to_string())?];
-        if let Some(next) = keys.leases.next {
-            out.push(parse_public_key(&next).map_err(|e| e.to_string())?);
-        }
-        Ok(out)
+        let current = parse_public_key(&keys.leases.current).map_err(|e| e.to_string())?;
+        let next = match keys.leases.next {
+            Some(next) => {
+                let signature =
+                    keys.leases.next_signature.and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+                Some((parse_public_key(&next).map_err(|e| e.to_string())?, signature))
+            }
+            None => None,
+        };
+        Ok((current, next))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use domain::lease::SignedLease;
+use domain::lease::{SignedLease, SignedRefusal};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -42,6 +42,9 @@ pub(crate) struct ValidateResponse {
     pub warnings: Vec<String>,
     #[serde(default)]
     pub lease: Option<SignedLease>,
+    /// When not valid: the server's signed refusal of this request.
+    #[serde(default)]
+    pub refusal: Option<SignedRefusal>,
 }
 
 #[derive(Deserialize)]
@@ -50,10 +53,14 @@ pub(crate) struct KeysResponse {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct KeyPair {
     pub current: String,
     #[serde(default)]
     pub next: Option<String>,
+    /// The current key's signature over the next (standard base64).
+    #[serde(default)]
+    pub next_signature: Option<String>,
 }
 
 #[derive(Serialize)]

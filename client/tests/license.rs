@@ -340,6 +340,50 @@ async fn a_revoked_answer_drops_the_lease_so_it_cannot_be_used_offline() {
 }
 
 #[tokio::test]
+async fn a_refusal_not_signed_for_this_request_is_ignored_and_the_lease_kept() {
+    let server = FakeServer::start(signing_key(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pinned = vec![signing_key(1).verifying_key()];
+    let time = manual_time();
+    let client = LicenseClient::new(config(&server.url, dir.path(), pinned, &time)).unwrap();
+    client.validate().await.unwrap();
+    let stored = std::fs::read(lease_file(dir.path())).unwrap();
+
+    // A man in the middle (or a proxy) says "revoked" without the server's
+    // signature, replays a signed refusal of another request, or signs
+    // with a key of its own: each is no answer, and the lease holds offline.
+    let ignored = |status: Status| {
+        assert_valid(&status, true);
+        let Status::Valid { warnings, .. } = &status else { unreachable!() };
+        assert!(warnings.iter().any(|w| w.contains("REVOKED") && w.contains("ignored")), "{warnings:?}");
+    };
+    server.set_mode(Mode::UnsignedInvalid("REVOKED"));
+    ignored(client.validate().await.unwrap());
+    server.set_mode(Mode::InvalidForAnotherNonce("REVOKED"));
+    ignored(client.validate().await.unwrap());
+    server.state().signer = signing_key(9);
+    server.set_mode(Mode::Invalid("REVOKED"));
+    ignored(client.validate().await.unwrap());
+    assert_eq!(std::fs::read(lease_file(dir.path())).unwrap(), stored, "the lease is kept");
+    assert!(client.allows_feature("basic_analytics"));
+
+    // The server's own signed refusal of this request switches it off.
+    server.state().signer = signing_key(1);
+    assert_eq!(client.validate().await.unwrap(), Status::Invalid { code: ValidationCode::Revoked });
+    assert!(!lease_file(dir.path()).exists());
+}
+
+#[tokio::test]
+async fn plain_http_needs_an_explicit_opt_in() {
+    let server = FakeServer::start(signing_key(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&server.url, dir.path(), vec![signing_key(1).verifying_key()], &manual_time());
+    cfg.allow_plain_http = false;
+    assert!(matches!(LicenseClient::new(cfg), Err(ClientError::Config(why)) if why.contains("allow_plain_http")));
+    assert!(server.state().validations.is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
 async fn checks_follow_the_enforcement_rules_from_the_lease() {
     let server = FakeServer::start(signing_key(1)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -358,7 +402,7 @@ async fn checks_follow_the_enforcement_rules_from_the_lease() {
 }
 
 #[tokio::test]
-async fn lease_keys_are_learned_only_from_a_list_naming_the_pinned_key_that_verified() {
+async fn lease_keys_are_learned_only_from_a_list_naming_the_pinned_key_that_verified_and_signed_by_it() {
     let server = FakeServer::start(signing_key(1)).await;
     let dir = tempfile::tempdir().unwrap();
     let time = manual_time();
@@ -374,8 +418,15 @@ async fn lease_keys_are_learned_only_from_a_list_naming_the_pinned_key_that_veri
     client.validate().await.unwrap();
     assert_eq!(client.lease_keys(), [pinned]);
 
-    // The server's list (current = pinned, next announced): learned.
+    // A next key the current one did not sign: anyone could have listed it.
     server.state().advertised = (pinned, Some(next));
+    server.state().sign_next = false;
+    client.validate().await.unwrap();
+    assert_eq!(client.lease_keys(), [pinned]);
+
+    // The server's list (current = pinned, next announced and signed by
+    // it): learned.
+    server.state().sign_next = true;
     client.validate().await.unwrap();
     assert_eq!(client.lease_keys(), [pinned, next]);
 

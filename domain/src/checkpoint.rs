@@ -204,11 +204,36 @@ fn check_origin(origin: &str) -> Result<(), CheckpointError> {
 }
 
 crate::stored_events! {
-    /// What the `checkpoint/log` stream holds.
+    /// What the `checkpoint/log` stream holds: the log's own statements
+    /// about itself.
     pub enum CheckpointEvent {
         CheckpointSigned = 1,
         CheckpointKeyRotated = 1,
+        LogRollbackAccepted = 1,
     }
+}
+
+/// An operator accepted that the log lost records the read models had
+/// applied (`ledger projections rebuild --accept-rollback`: a restored
+/// backup, a failover that lost acknowledged writes), and the read models
+/// were rebuilt from the log as it is. Names what was lost, so the loss is
+/// part of the history instead of silently forgotten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRollbackAccepted {
+    /// The first and last sequence whose records the read models had
+    /// applied and the log no longer holds (sequences from `lost_from` on
+    /// may since hold other records).
+    pub lost_from: u64,
+    pub lost_to: u64,
+    /// The chain hash after `lost_to` as the read models had applied it;
+    /// `None` when that was not known.
+    pub old_chain_hash: Option<Hash>,
+    /// The log's head when the loss was accepted, and its chain hash: the
+    /// history that continues.
+    pub head_sequence: u64,
+    pub new_chain_hash: Hash,
+    /// The snapshots that no longer matched the log and were dropped.
+    pub snapshots: Vec<String>,
 }
 
 /// A checkpoint the server signed and kept in the log. It covers records

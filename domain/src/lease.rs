@@ -10,6 +10,17 @@
 //! The lease binds itself to the license key (a hash of it, not the key),
 //! the deployment, the client's nonce, the client's clock at the request
 //! and the server's time, and never outlives the license's own end.
+//!
+//! A refusal ("not valid": revoked, expired, suspended, too many
+//! deployments, not found) is signed the same way with the same key under
+//! its own prefix ([`REFUSAL_DOMAIN`], [`SignedRefusal`]), bound to the
+//! same key hash, deployment and nonce, so a client acts only on a refusal
+//! the server made for this very request: a man in the middle can keep a
+//! deployment from reaching the server, never switch it off.
+//!
+//! The server announces its next lease key signed by the current one
+//! ([`NEXT_KEY_DOMAIN`], [`sign_next_key`]), so a client learns a key only
+//! from the key it already trusts.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,6 +31,11 @@ use crate::{LicenseId, OrganizationId, Timestamp};
 
 /// Signed before every lease document.
 pub const LEASE_DOMAIN: &[u8] = b"ledger 2026-11-29 lease v1\0";
+/// Signed before every refusal document.
+pub const REFUSAL_DOMAIN: &[u8] = b"ledger 2026-11-29 refusal v1\0";
+/// Signed (by the current lease key) before the current and the next
+/// lease public keys (32 bytes each).
+pub const NEXT_KEY_DOMAIN: &[u8] = b"ledger 2026-11-29 next lease key v1\0";
 /// How long a deployment may work offline after a validation.
 pub const LEASE_MICROS: i64 = 7 * 24 * 3600 * 1_000_000;
 const KEY_BINDING_CONTEXT: &str = "ledger 2026-11-29 lease key binding v1";
@@ -95,31 +111,151 @@ pub fn key_binding(license_key: &str) -> String {
     hash.to_hex().to_string()
 }
 
+/// Signs `body`'s JSON bytes under `domain`: (payload, signature), base64url.
+fn sign_document<T: Serialize>(domain: &[u8], body: &T, key: &SigningKey) -> (String, String) {
+    let bytes = serde_json::to_vec(body).expect("a signed document serializes");
+    let signature = key.sign(&[domain, &bytes].concat());
+    (URL_SAFE_NO_PAD.encode(&bytes), URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+}
+
+/// Checks a document's signature under `domain` and reads it.
+fn verify_document<T: for<'de> Deserialize<'de>>(
+    domain: &[u8],
+    payload: &str,
+    signature: &str,
+    key: &VerifyingKey,
+) -> Result<T, LeaseError> {
+    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| LeaseError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| LeaseError::Malformed)?;
+    let signature = Signature::from_slice(&signature).map_err(|_| LeaseError::Malformed)?;
+    key.verify(&[domain, &bytes].concat(), &signature).map_err(|_| LeaseError::BadSignature)?;
+    serde_json::from_slice(&bytes).map_err(|_| LeaseError::Malformed)
+}
+
+fn bound_to(binding: &str, license_key: &str) -> Result<(), LeaseError> {
+    if crate::keys::constant_time_eq(binding.as_bytes(), key_binding(license_key).as_bytes()) {
+        Ok(())
+    } else {
+        Err(LeaseError::OtherKey)
+    }
+}
+
 impl SignedLease {
     pub fn sign(body: &LeaseBody, key: &SigningKey) -> Self {
-        let bytes = serde_json::to_vec(body).expect("a lease body serializes");
-        let signature = key.sign(&[LEASE_DOMAIN, &bytes].concat());
-        Self { payload: URL_SAFE_NO_PAD.encode(&bytes), signature: URL_SAFE_NO_PAD.encode(signature.to_bytes()) }
+        let (payload, signature) = sign_document(LEASE_DOMAIN, body, key);
+        Self { payload, signature }
     }
 
     /// Checks the signature with the server's public lease key and that
     /// the lease was issued to `license_key`; returns the document.
     pub fn verify(&self, key: &VerifyingKey, license_key: &str) -> Result<LeaseBody, LeaseError> {
-        let bytes = URL_SAFE_NO_PAD.decode(&self.payload).map_err(|_| LeaseError::Malformed)?;
-        let signature = URL_SAFE_NO_PAD.decode(&self.signature).map_err(|_| LeaseError::Malformed)?;
-        let signature = Signature::from_slice(&signature).map_err(|_| LeaseError::Malformed)?;
-        key.verify(&[LEASE_DOMAIN, &bytes].concat(), &signature).map_err(|_| LeaseError::BadSignature)?;
-        let body: LeaseBody = serde_json::from_slice(&bytes).map_err(|_| LeaseError::Malformed)?;
-        if !crate::keys::constant_time_eq(body.key_binding.as_bytes(), key_binding(license_key).as_bytes()) {
-            return Err(LeaseError::OtherKey);
-        }
+        let body: LeaseBody = verify_document(LEASE_DOMAIN, &self.payload, &self.signature, key)?;
+        bound_to(&body.key_binding, license_key)?;
         Ok(body)
     }
+}
+
+/// A signed "not valid": what the server answered one validation request
+/// (this key, deployment and nonce) when it refused it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusalBody {
+    /// Format version, 1.
+    pub version: u32,
+    /// [`key_binding`] of the license key the request presented.
+    pub key_binding: String,
+    pub deployment_id: String,
+    /// The request's nonce, echoed (empty when it sent none).
+    pub nonce: String,
+    /// The validation code: REVOKED, EXPIRED, SUSPENDED,
+    /// TOO_MANY_DEPLOYMENTS, NOT_FOUND, …
+    pub code: String,
+    /// The server's time when it answered.
+    #[serde(with = "crate::time::rfc3339")]
+    pub issued_at: Timestamp,
+}
+
+/// A refusal as it travels, like a [`SignedLease`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedRefusal {
+    /// base64url (no padding) of the JSON document's bytes.
+    pub payload: String,
+    /// base64url (no padding) of the Ed25519 signature.
+    pub signature: String,
+}
+
+impl SignedRefusal {
+    pub fn sign(body: &RefusalBody, key: &SigningKey) -> Self {
+        let (payload, signature) = sign_document(REFUSAL_DOMAIN, body, key);
+        Self { payload, signature }
+    }
+
+    /// Checks the signature with the server's public lease key and that
+    /// the refusal answers a request for `license_key`; returns the document.
+    pub fn verify(&self, key: &VerifyingKey, license_key: &str) -> Result<RefusalBody, LeaseError> {
+        let body: RefusalBody = verify_document(REFUSAL_DOMAIN, &self.payload, &self.signature, key)?;
+        bound_to(&body.key_binding, license_key)?;
+        Ok(body)
+    }
+}
+
+/// The current lease key's signature announcing `next` as the next lease
+/// key: Ed25519 over [`NEXT_KEY_DOMAIN`] ‖ current public key ‖ next public key.
+pub fn sign_next_key(current: &SigningKey, next: &VerifyingKey) -> [u8; 64] {
+    let message = [NEXT_KEY_DOMAIN, current.verifying_key().as_bytes(), next.as_bytes()].concat();
+    current.sign(&message).to_bytes()
+}
+
+/// Whether `signature` is `current`'s announcement of `next` ([`sign_next_key`]).
+pub fn verify_next_key(current: &VerifyingKey, next: &VerifyingKey, signature: &[u8]) -> bool {
+    let Ok(signature) = Signature::from_slice(signature) else { return false };
+    let message = [NEXT_KEY_DOMAIN, current.as_bytes(), next.as_bytes()].concat();
+    current.verify(&message, &signature).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refusal() -> RefusalBody {
+        RefusalBody {
+            version: 1,
+            key_binding: key_binding("LK1-key"),
+            deployment_id: "default".into(),
+            nonce: "n-1".into(),
+            code: "REVOKED".into(),
+            issued_at: Timestamp::from_micros(0),
+        }
+    }
+
+    #[test]
+    fn a_refusal_verifies_only_with_its_key_for_its_license_key_and_is_no_lease() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let refusal = SignedRefusal::sign(&refusal(), &key);
+        assert_eq!(refusal.verify(&key.verifying_key(), "LK1-key"), Ok(super::tests::refusal()));
+        assert_eq!(refusal.verify(&key.verifying_key(), "LK1-other"), Err(LeaseError::OtherKey));
+        let other = SigningKey::from_bytes(&[2; 32]).verifying_key();
+        assert_eq!(refusal.verify(&other, "LK1-key"), Err(LeaseError::BadSignature));
+        // Neither document passes for the other, though the key is the same.
+        let as_lease = SignedLease { payload: refusal.payload.clone(), signature: refusal.signature.clone() };
+        assert_eq!(as_lease.verify(&key.verifying_key(), "LK1-key"), Err(LeaseError::BadSignature));
+        let lease = SignedLease::sign(&body(), &key);
+        let as_refusal = SignedRefusal { payload: lease.payload, signature: lease.signature };
+        assert_eq!(as_refusal.verify(&key.verifying_key(), "LK1-key"), Err(LeaseError::BadSignature));
+    }
+
+    #[test]
+    fn a_next_key_is_announced_only_by_the_current_key() {
+        let (current, next) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]).verifying_key());
+        let signature = sign_next_key(&current, &next);
+        assert!(verify_next_key(&current.verifying_key(), &next, &signature));
+        let stranger = SigningKey::from_bytes(&[3; 32]);
+        assert!(!verify_next_key(&stranger.verifying_key(), &next, &signature));
+        assert!(!verify_next_key(&current.verifying_key(), &stranger.verifying_key(), &signature));
+        assert!(!verify_next_key(&current.verifying_key(), &next, &sign_next_key(&stranger, &next)));
+        assert!(!verify_next_key(&current.verifying_key(), &next, &signature[..63]));
+    }
 
     fn body() -> LeaseBody {
         LeaseBody {

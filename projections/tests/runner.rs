@@ -84,3 +84,39 @@ async fn waiting_for_a_sequence_that_never_comes_times_out() {
     let error = projections.wait_for(1, Duration::from_millis(50)).await.unwrap_err();
     assert!(matches!(error, ledger_projections::ProjectionError::Lagging { wanted: 1, at: 0 }), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_past_the_log_fails_the_start_and_an_unknown_chain_hash_is_the_logs() {
+    use ledger_projections::{Failure, Rollback};
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open_sqlite(&dir.path().join("log.sqlite"), clock()).await.unwrap();
+    let live = Projections::start(log.clone(), clock()).await.unwrap();
+    let (a, created) = organization(1);
+    let last = append(&log, a.stream(), &[created, user_added(10), user_added(11)]).await;
+    live.wait_for(last, Duration::from_secs(5)).await.unwrap();
+    live.save_snapshot(&log, NOW).await.unwrap();
+    let saved = log.load_snapshot(SNAPSHOT_NAME).await.unwrap().unwrap();
+    let chain = log.read_page(3..=3, 1).await.unwrap()[0].chain_hash;
+    assert_eq!(saved.chain_hash, Some(chain), "the snapshot keeps the chain hash of its checkpoint");
+    assert_eq!(Projections::start(log.clone(), clock()).await.unwrap().failed(), None);
+
+    // Saved by a version that kept no chain hash: the log's is trusted.
+    log.delete_snapshot(SNAPSHOT_NAME).await.unwrap();
+    log.save_snapshot(store::Snapshot { chain_hash: None, ..saved.clone() }, NOW).await.unwrap();
+    let restarted = Projections::start(log.clone(), clock()).await.unwrap();
+    assert_eq!((restarted.failed(), restarted.applied()), (None, 3));
+
+    // A snapshot of records the log does not hold (a restored backup).
+    let ahead = store::Snapshot { sequence: 9, chain_hash: Some(domain::record::Hash([9; 32])), ..saved };
+    log.save_snapshot(ahead, NOW).await.unwrap();
+    let failed = Projections::start(log.clone(), clock()).await.unwrap();
+    let rollback = Rollback {
+        projection: SNAPSHOT_NAME.into(),
+        applied: 9,
+        applied_chain: Some(domain::record::Hash([9; 32])),
+        head: 3,
+        log_chain: None,
+    };
+    assert_eq!(failed.failed(), Some(Failure::RolledBack(rollback)));
+    assert!(failed.failure().unwrap().contains("the log's head is sequence 3"), "{:?}", failed.failure());
+}

@@ -394,7 +394,9 @@ async fn an_untouched_history_verifies(h: History) {
     // A live snapshot of the projections is compared at its sequence.
     let state = projections::Projections::rebuild(&h.log, 6).await.unwrap();
     let (bytes, digest) = state.encode();
-    let snapshot = store::Snapshot { name: projections::SNAPSHOT_NAME.into(), sequence: 6, digest, state: bytes };
+    let chain_hash = Some(h.records().await[5].chain_hash);
+    let snapshot =
+        store::Snapshot { name: projections::SNAPSHOT_NAME.into(), sequence: 6, chain_hash, digest, state: bytes };
     h.log.save_snapshot(snapshot.clone(), Timestamp::from_micros(0)).await.unwrap();
     let (code, stdout) = h.verify();
     assert_eq!(code, 0, "{stdout}");

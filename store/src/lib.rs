@@ -169,6 +169,10 @@ pub enum StoreError {
     Corrupt { sequence: u64, what: String },
     #[error("the log's writer has stopped")]
     WriterStopped,
+    #[error("{0}")]
+    Io(String),
+    #[error("lock: {0}")]
+    Lock(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -198,9 +202,68 @@ pub struct Snapshot {
     pub name: String,
     /// The last sequence the state includes: the projection's checkpoint.
     pub sequence: u64,
+    /// The chain hash of the record at `sequence` (or [`CHAIN_GENESIS`] at
+    /// 0) as the projection applied it, so a log that no longer holds that
+    /// record (a rollback) is noticed. `None` only for a snapshot saved
+    /// before chain hashes were kept whose record the log no longer held
+    /// when the migration added them: a rollback too.
+    pub chain_hash: Option<Hash>,
     pub digest: Hash,
     pub state: Vec<u8>,
 }
+
+/// Where a saved snapshot stands, without its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotCheckpoint {
+    pub name: String,
+    pub sequence: u64,
+    pub chain_hash: Option<Hash>,
+}
+
+/// A lock that one process at a time holds among all processes on one
+/// log (`EventLog::try_lock`), for work that must not run twice at once
+/// (the Stripe sync). Released when dropped, or when the process dies.
+pub struct ExclusiveLock {
+    inner: LockInner,
+}
+
+enum LockInner {
+    /// An advisory `flock` on a file beside the SQLite database; the
+    /// kernel releases it when the file is closed or the process exits.
+    Sqlite(#[allow(dead_code)] std::fs::File),
+    /// A session-level advisory lock, held by a connection of its own: it
+    /// lasts as long as that session.
+    Postgres(tokio::sync::Mutex<sqlx::PgConnection>),
+}
+
+impl ExclusiveLock {
+    /// Whether the lock is still held. On PostgreSQL the lock belongs to a
+    /// session, so a session that no longer answers (a dropped connection,
+    /// a failover) may have lost it to another process: the holder asks
+    /// before each piece of work.
+    pub async fn held(&self) -> bool {
+        match &self.inner {
+            LockInner::Sqlite(_) => true,
+            LockInner::Postgres(connection) => {
+                let mut connection = connection.lock().await;
+                postgres::holds_lock(&mut connection).await
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ExclusiveLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.inner {
+            LockInner::Sqlite(_) => "ExclusiveLock(file)",
+            LockInner::Postgres(_) => "ExclusiveLock(advisory)",
+        })
+    }
+}
+
+/// Lock names: a few lowercase ASCII letters and dashes, so they make safe
+/// file names and stable advisory lock keys.
+pub const LOCK_NAME_BYTES_MAX: usize = 64;
 
 /// What [`EventLog::verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,8 +404,54 @@ impl EventLog {
         }
     }
 
-    /// Up to `limit` records in global order with sequences in `range`.
+    /// Every saved snapshot's checkpoint, by name.
+    pub async fn snapshot_checkpoints(&self) -> Result<Vec<SnapshotCheckpoint>, StoreError> {
+        match &self.reader {
+            Reader::Sqlite(readers) => readers.snapshot_checkpoints().await,
+            Reader::Postgres(pool) => postgres::snapshot_checkpoints(pool).await,
+        }
+    }
+
+    /// Removes a projection's snapshot, whatever its sequence: only for an
+    /// operator who accepted that the log was rolled back behind it (`ledger
+    /// projections rebuild --accept-rollback`), since a snapshot otherwise
+    /// only ever moves forward.
+    pub async fn delete_snapshot(&self, name: &str) -> Result<(), StoreError> {
+        match &self.reader {
+            Reader::Sqlite(readers) => readers.delete_snapshot(name).await,
+            Reader::Postgres(pool) => postgres::delete_snapshot(pool, name).await,
+        }
+    }
+
+    /// Takes the lock `name` if no other process on this log holds it:
+    /// on SQLite an advisory file lock beside the database (processes
+    /// sharing a SQLite log share its directory), on PostgreSQL a
+    /// session-level advisory lock on a connection of its own (processes
+    /// may be on different machines). `None` when another process holds it.
+    pub async fn try_lock(&self, name: &str) -> Result<Option<ExclusiveLock>, StoreError> {
+        if name.is_empty()
+            || name.len() > LOCK_NAME_BYTES_MAX
+            || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        {
+            return Err(StoreError::Lock(format!(
+                "{name:?} is not a lock name (a-z and -, at most {LOCK_NAME_BYTES_MAX})"
+            )));
+        }
+        let inner = match &self.reader {
+            Reader::Sqlite(readers) => readers.try_lock(name).await?.map(LockInner::Sqlite),
+            Reader::Postgres(pool) => {
+                postgres::try_lock(pool, name).await?.map(|c| LockInner::Postgres(tokio::sync::Mutex::new(c)))
+            }
+        };
+        Ok(inner.map(|inner| ExclusiveLock { inner }))
+    }
+
+    /// Up to `limit` records in global order with sequences in `range`. A
+    /// range beyond what the databases can hold (past 2^63) is empty.
     pub async fn read_page(&self, range: RangeInclusive<u64>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        if range.is_empty() || *range.start() > i64::MAX as u64 {
+            return Ok(Vec::new());
+        }
         match &self.reader {
             Reader::Sqlite(readers) => readers.read_page(range, limit).await,
             Reader::Postgres(pool) => postgres::read_page(pool, range, limit).await,
@@ -386,6 +495,9 @@ impl EventLog {
         from_revision: u64,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
+        if from_revision > i64::MAX as u64 {
+            return Ok(Vec::new());
+        }
         match &self.reader {
             Reader::Sqlite(readers) => readers.read_stream(stream_id, from_revision, limit).await,
             Reader::Postgres(pool) => postgres::read_stream(pool, stream_id, from_revision, limit).await,

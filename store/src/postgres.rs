@@ -16,7 +16,7 @@ use sqlx::{PgConnection, Row};
 use crate::plan::{self, Group, KnownCommand};
 use crate::row::{RECORD_COLUMNS, StoredRecord, records};
 use crate::writer::{CommitError, Outcomes};
-use crate::{Appended, Command, Head, Snapshot, StoreError, hash_column, signed, unsigned};
+use crate::{Appended, Command, Head, Snapshot, SnapshotCheckpoint, StoreError, hash_column, signed, unsigned};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -162,9 +162,10 @@ async fn write(connection: &mut PgConnection, plan: &plan::Plan) -> Result<(), S
 
 pub(crate) async fn save_snapshot(pool: &PgPool, snapshot: Snapshot, now: Timestamp) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO projection_snapshots (name, sequence, digest, state, saved_at_us) VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO projection_snapshots (name, sequence, digest, state, saved_at_us, chain_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (name) DO UPDATE SET sequence = excluded.sequence, digest = excluded.digest, \
-         state = excluded.state, saved_at_us = excluded.saved_at_us \
+         state = excluded.state, saved_at_us = excluded.saved_at_us, chain_hash = excluded.chain_hash \
          WHERE excluded.sequence > projection_snapshots.sequence",
     )
     .bind(&snapshot.name)
@@ -172,13 +173,14 @@ pub(crate) async fn save_snapshot(pool: &PgPool, snapshot: Snapshot, now: Timest
     .bind(snapshot.digest.as_bytes().as_slice())
     .bind(&snapshot.state)
     .bind(now.as_micros())
+    .bind(snapshot.chain_hash.map(|hash| hash.0.to_vec()))
     .execute(pool)
     .await?;
     Ok(())
 }
 
 pub(crate) async fn load_snapshot(pool: &PgPool, name: &str) -> Result<Option<Snapshot>, StoreError> {
-    let row = sqlx::query("SELECT sequence, digest, state FROM projection_snapshots WHERE name = $1")
+    let row = sqlx::query("SELECT sequence, digest, state, chain_hash FROM projection_snapshots WHERE name = $1")
         .bind(name)
         .fetch_optional(pool)
         .await?;
@@ -187,11 +189,55 @@ pub(crate) async fn load_snapshot(pool: &PgPool, name: &str) -> Result<Option<Sn
         Ok(Snapshot {
             name: name.to_owned(),
             sequence,
+            chain_hash: snapshot_chain(sequence, &row, 3)?,
             digest: hash_column(sequence, "snapshot digest", row.try_get::<&[u8], _>(1)?)?,
             state: row.try_get(2)?,
         })
     })
     .transpose()
+}
+
+fn snapshot_chain(sequence: u64, row: &PgRow, index: usize) -> Result<Option<Hash>, StoreError> {
+    row.try_get::<Option<&[u8]>, _>(index)?.map(|bytes| hash_column(sequence, "snapshot chain hash", bytes)).transpose()
+}
+
+pub(crate) async fn snapshot_checkpoints(pool: &PgPool) -> Result<Vec<SnapshotCheckpoint>, StoreError> {
+    let rows = sqlx::query("SELECT name, sequence, chain_hash FROM projection_snapshots ORDER BY name")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let sequence = unsigned(0, "snapshot sequence", row.try_get(1)?)?;
+            Ok(SnapshotCheckpoint { name: row.try_get(0)?, sequence, chain_hash: snapshot_chain(sequence, row, 2)? })
+        })
+        .collect()
+}
+
+pub(crate) async fn delete_snapshot(pool: &PgPool, name: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM projection_snapshots WHERE name = $1").bind(name).execute(pool).await?;
+    Ok(())
+}
+
+/// The advisory lock key of a lock name: 64 bits of a domain-separated
+/// hash, so it cannot meet sqlx's migration lock or another program's.
+fn lock_key(name: &str) -> i64 {
+    let hash = blake3::Hasher::new_derive_key("ledger 2026-11-29 advisory lock v1").update(name.as_bytes()).finalize();
+    i64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 of 32 bytes"))
+}
+
+/// A connection of its own (taken out of the pool, so the pool neither
+/// reuses nor closes it) that holds the session-level advisory lock.
+pub(crate) async fn try_lock(pool: &PgPool, name: &str) -> Result<Option<PgConnection>, StoreError> {
+    let mut connection = pool.acquire().await?.detach();
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(lock_key(name)).fetch_one(&mut connection).await?;
+    Ok(locked.then_some(connection))
+}
+
+/// Whether the session still answers (and so still holds its locks).
+pub(crate) async fn holds_lock(connection: &mut PgConnection) -> bool {
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), sqlx::query("SELECT 1").execute(connection));
+    matches!(answer.await, Ok(Ok(_)))
 }
 
 pub(crate) async fn find_idempotency_key(pool: &PgPool, key: &str) -> Result<Option<(Hash, Appended)>, StoreError> {

@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use crate::plan::{self, Group, KnownCommand};
 use crate::row::RECORD_COLUMNS;
 use crate::writer::{Batch, CommitError, Outcomes};
-use crate::{Appended, Command, Head, Snapshot, StoreError, hash_column, signed, unsigned};
+use crate::{Appended, Command, Head, Snapshot, SnapshotCheckpoint, StoreError, hash_column, signed, unsigned};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -46,14 +46,21 @@ impl From<rusqlite::Error> for StoreError {
 
 /// Opens the log file, migrating its schema first.
 pub(crate) async fn open(path: &Path) -> Result<(Readers, Writer), StoreError> {
+    create_private(path)?;
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
         .busy_timeout(LOCK_WAIT);
+    // sqlx's migrator takes no lock on SQLite: processes starting together
+    // on a fresh file would each apply the first migration, and all but
+    // one fail. A file lock beside the database makes them take turns.
+    let migrating = lock_file(path, "migrate", true).await?;
     let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-    MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(Arc::new(e)))?;
+    let migrated = MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(Arc::new(e)));
     pool.close().await;
+    drop(migrating);
+    migrated?;
 
     let path = path.to_owned();
     let writer = tokio::task::spawn_blocking({
@@ -68,6 +75,50 @@ pub(crate) async fn open(path: &Path) -> Result<(Readers, Writer), StoreError> {
         permits: Arc::new(Semaphore::new(READ_CONNECTIONS_MAX)),
     };
     Ok((readers, Writer { connection: Arc::new(Mutex::new(writer)) }))
+}
+
+/// Creates the database file readable by its owner only (0600) if it is
+/// not there yet: it holds e-mail addresses and IP addresses. SQLite gives
+/// the `-wal` and `-shm` files it makes the database file's permissions.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError::Io(format!("creating {}: {error}", path.display()))),
+    }
+}
+
+/// An advisory `flock` on `{database}-{name}.lock` (created 0600), waiting
+/// for it when `wait`; `None` when it is held elsewhere and not waiting.
+/// The kernel releases it when the file is closed or the process exits.
+async fn lock_file(database: &Path, name: &str, wait: bool) -> Result<Option<std::fs::File>, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut path = database.as_os_str().to_owned();
+    path.push(format!("-{name}.lock"));
+    let path = PathBuf::from(path);
+    tokio::task::spawn_blocking(move || {
+        let failed = |error: std::io::Error| StoreError::Io(format!("{}: {error}", path.display()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(failed)?;
+        if wait {
+            return file.lock().map(|()| Some(file)).map_err(failed);
+        }
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(error)) => Err(failed(error)),
+        }
+    })
+    .await
+    .expect("taking a lock does not panic")
 }
 
 fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
@@ -225,6 +276,9 @@ fn write(connection: &Connection, plan: &plan::Plan) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A snapshot row: sequence, digest, state, chain hash.
+type SnapshotRow = (i64, [u8; 32], Vec<u8>, Option<Vec<u8>>);
+
 /// Read-only connections, kept for reuse, used on blocking threads.
 #[derive(Clone)]
 pub(crate) struct Readers {
@@ -262,11 +316,19 @@ impl Readers {
             // connections read-only.
             let connection = connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
             connection.execute(
-                "INSERT INTO projection_snapshots (name, sequence, digest, state, saved_at_us) VALUES (?1, ?2, ?3, ?4, ?5) \
+                "INSERT INTO projection_snapshots (name, sequence, digest, state, saved_at_us, chain_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                  ON CONFLICT (name) DO UPDATE SET sequence = excluded.sequence, digest = excluded.digest, \
-                 state = excluded.state, saved_at_us = excluded.saved_at_us \
+                 state = excluded.state, saved_at_us = excluded.saved_at_us, chain_hash = excluded.chain_hash \
                  WHERE excluded.sequence > projection_snapshots.sequence",
-                params![snapshot.name, signed(snapshot.sequence), &snapshot.digest.as_bytes()[..], snapshot.state, now.as_micros()],
+                params![
+                    snapshot.name,
+                    signed(snapshot.sequence),
+                    &snapshot.digest.as_bytes()[..],
+                    snapshot.state,
+                    now.as_micros(),
+                    snapshot.chain_hash.map(|hash| hash.0.to_vec()),
+                ],
             )?;
             Ok(())
         })
@@ -277,13 +339,15 @@ impl Readers {
     pub(crate) async fn load_snapshot(&self, name: &str) -> Result<Option<Snapshot>, StoreError> {
         let name = name.to_owned();
         self.run(move |connection| {
-            let row: Option<(i64, [u8; 32], Vec<u8>)> = connection
-                .prepare_cached("SELECT sequence, digest, state FROM projection_snapshots WHERE name = ?1")?
-                .query_row([&name], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            let row: Option<SnapshotRow> = connection
+                .prepare_cached("SELECT sequence, digest, state, chain_hash FROM projection_snapshots WHERE name = ?1")?
+                .query_row([&name], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
                 .optional()?;
-            row.map(|(sequence, digest, state)| {
+            row.map(|(sequence, digest, state, chain)| {
+                let sequence = unsigned(0, "snapshot sequence", sequence)?;
                 Ok(Snapshot {
-                    sequence: unsigned(0, "snapshot sequence", sequence)?,
+                    chain_hash: chain.map(|c| hash_column(sequence, "snapshot chain hash", &c)).transpose()?,
+                    sequence,
                     digest: Hash(digest),
                     state,
                     name,
@@ -292,6 +356,43 @@ impl Readers {
             .transpose()
         })
         .await
+    }
+
+    pub(crate) async fn snapshot_checkpoints(&self) -> Result<Vec<SnapshotCheckpoint>, StoreError> {
+        self.run(|connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT name, sequence, chain_hash FROM projection_snapshots ORDER BY name")?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<Vec<u8>>>(2)?))
+            })?;
+            let mut checkpoints = Vec::new();
+            for row in rows {
+                let (name, sequence, chain) = row?;
+                let sequence = unsigned(0, "snapshot sequence", sequence)?;
+                let chain_hash = chain.map(|c| hash_column(sequence, "snapshot chain hash", &c)).transpose()?;
+                checkpoints.push(SnapshotCheckpoint { name, sequence, chain_hash });
+            }
+            Ok(checkpoints)
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_snapshot(&self, name: &str) -> Result<(), StoreError> {
+        let (path, name) = (self.path.clone(), name.to_owned());
+        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(move || {
+            let connection = connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            connection.execute("DELETE FROM projection_snapshots WHERE name = ?1", [name])?;
+            Ok(())
+        })
+        .await
+        .expect("deleting a snapshot does not panic")
+    }
+
+    /// An advisory lock on `{database}-{name}.lock` (0600), taken without
+    /// waiting; every process sharing the SQLite log sees the same file.
+    pub(crate) async fn try_lock(&self, name: &str) -> Result<Option<std::fs::File>, StoreError> {
+        lock_file(&self.path, name, false).await
     }
 
     pub(crate) async fn find_idempotency_key(&self, key: &str) -> Result<Option<(Hash, Appended)>, StoreError> {

@@ -535,6 +535,7 @@ async fn snapshots_only_move_forward(h: Harness) {
     let snapshot = |sequence: u64, state: &[u8]| ledger_store::Snapshot {
         name: "limits".into(),
         sequence,
+        chain_hash: Some(domain::record::Hash([sequence as u8 + 1; 32])),
         digest: domain::record::Hash([sequence as u8; 32]),
         state: state.to_vec(),
     };
@@ -545,6 +546,62 @@ async fn snapshots_only_move_forward(h: Harness) {
     h.log.save_snapshot(snapshot(7, b"seven"), now).await.unwrap();
     assert_eq!(h.log.load_snapshot("limits").await.unwrap(), Some(snapshot(9, b"nine")));
     assert_eq!(h.log.load_snapshot("other").await.unwrap(), None);
+    let other = ledger_store::Snapshot { name: "other".into(), chain_hash: None, ..snapshot(3, b"three") };
+    h.log.save_snapshot(other.clone(), now).await.unwrap();
+    assert_eq!(h.log.load_snapshot("other").await.unwrap(), Some(other));
+    let checkpoint = |name: &str, sequence: u64, chain_hash| ledger_store::SnapshotCheckpoint {
+        name: name.into(),
+        sequence,
+        chain_hash,
+    };
+    assert_eq!(
+        h.log.snapshot_checkpoints().await.unwrap(),
+        [checkpoint("limits", 9, Some(domain::record::Hash([10; 32]))), checkpoint("other", 3, None)]
+    );
+    // A version from before chain hashes (during an upgrade) moves the
+    // checkpoint without one: the chain hash it would leave is not known.
+    h.sql("UPDATE projection_snapshots SET sequence = 11, saved_at_us = 1 WHERE name = 'limits'", &[]).await;
+    assert_eq!(h.log.load_snapshot("limits").await.unwrap().map(|s| (s.sequence, s.chain_hash)), Some((11, None)));
+    h.log.save_snapshot(snapshot(12, b"twelve"), now).await.unwrap();
+    assert_eq!(h.log.load_snapshot("limits").await.unwrap(), Some(snapshot(12, b"twelve")));
+    // Only an operator's accepted rollback removes one; then any sequence
+    // may be saved again.
+    h.log.delete_snapshot("limits").await.unwrap();
+    assert_eq!(h.log.load_snapshot("limits").await.unwrap(), None);
+    h.log.save_snapshot(snapshot(5, b"five"), now).await.unwrap();
+    assert_eq!(h.log.load_snapshot("limits").await.unwrap(), Some(snapshot(5, b"five")));
+}
+
+async fn reads_past_what_the_databases_hold_are_empty_not_a_panic(h: Harness) {
+    fill(&h.log, 3).await;
+    for start in [i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+        assert!(h.log.read_page(start..=u64::MAX, 10).await.unwrap().is_empty(), "{start}");
+        assert!(h.log.read_page(start..=start, 1).await.unwrap().is_empty(), "{start}");
+        assert!(h.log.read_stream(&stream("fill"), start, 10).await.unwrap().is_empty(), "{start}");
+    }
+    assert_eq!(h.log.read_page(2..=u64::MAX, 10).await.unwrap().len(), 2);
+}
+
+async fn a_lock_is_held_by_one_process_at_a_time(h: Harness) {
+    // A second handle on the same database stands for a second process.
+    let other = (h.reopen)(Arc::new(SystemClock)).await.unwrap();
+    let held = h.log.try_lock("stripe-sync").await.unwrap().expect("the first taker gets it");
+    assert!(held.held().await);
+    assert!(other.try_lock("stripe-sync").await.unwrap().is_none(), "a second taker does not");
+    let another = other.try_lock("another-job").await.unwrap().expect("other names are other locks");
+    drop(held);
+    let taken = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(lock) = other.try_lock("stripe-sync").await.unwrap() {
+                return lock;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("released when dropped");
+    assert!(taken.held().await && another.held().await);
+    assert!(h.log.try_lock("Not A Name").await.is_err());
 }
 
 macro_rules! conformance {
@@ -586,4 +643,6 @@ conformance!(
     a_well_forged_row_behind_the_writer_is_caught,
     atomic_appends_are_all_or_none,
     snapshots_only_move_forward,
+    reads_past_what_the_databases_hold_are_empty_not_a_panic,
+    a_lock_is_held_by_one_process_at_a_time,
 );

@@ -279,6 +279,9 @@ pub struct Outbox {
     attempts: HashMap<NotificationId, Attempts>,
     /// The checkpoint last saved, and when.
     saved: Option<(u64, Instant)>,
+    /// The chain hash of the record at the checkpoint, saved with it so a
+    /// log rolled back behind it is noticed (`projections::check_snapshots`).
+    chain: Option<domain::record::Hash>,
     mailer: Mailer,
     /// The SMTP server failed (unreachable, timed out, "try later"): no
     /// e-mail is attempted before then, so an outage costs one attempt per
@@ -309,15 +312,22 @@ impl Outbox {
     /// A snapshot this version cannot read stops the start: it is a bug to
     /// look at, not a reason to begin again and e-mail the history.
     pub async fn load(app: &AppState, mailer: Mailer) -> anyhow::Result<Self> {
-        let state = match app.log.load_snapshot(SNAPSHOT_NAME).await? {
-            Some(snapshot) => domain::codec::decode::<OutboxState>(&snapshot.state)
-                .map_err(|e| anyhow::anyhow!("the notification outbox's snapshot does not decode: {e}"))?,
-            None => OutboxState { sequence: app.log.head().await?.sequence, ..OutboxState::default() },
+        let (state, chain) = match app.log.load_snapshot(SNAPSHOT_NAME).await? {
+            Some(snapshot) => (
+                domain::codec::decode::<OutboxState>(&snapshot.state)
+                    .map_err(|e| anyhow::anyhow!("the notification outbox's snapshot does not decode: {e}"))?,
+                snapshot.chain_hash,
+            ),
+            None => {
+                let head = app.log.head().await?;
+                (OutboxState { sequence: head.sequence, ..OutboxState::default() }, Some(head.chain_hash))
+            }
         };
         let mut outbox = Self {
             state,
             attempts: HashMap::new(),
             saved: None,
+            chain,
             mailer,
             server_paused_until: None,
             server_failures: 0,
@@ -334,6 +344,10 @@ impl Outbox {
     /// One round: the clock's notices, the log's news, the due sends, and
     /// the snapshot when it is time.
     pub async fn round(&mut self, app: &AppState) -> anyhow::Result<()> {
+        // Read models that do not match the log (a rollback) decide nothing.
+        if app.projections.failed().is_some() {
+            return Ok(());
+        }
         // The clock's notices once a tick, however often appends wake the
         // outbox: the scan reads every subscription.
         if self.clock_scanned.is_none_or(|at| at.elapsed() >= TICK) {
@@ -356,7 +370,13 @@ impl Outbox {
         let bytes = domain::codec::encode(&self.state);
         let digest =
             domain::record::Hash(*blake3::Hasher::new_derive_key(DIGEST_CONTEXT).update(&bytes).finalize().as_bytes());
-        let snapshot = Snapshot { name: SNAPSHOT_NAME.into(), sequence: self.state.sequence, digest, state: bytes };
+        let snapshot = Snapshot {
+            name: SNAPSHOT_NAME.into(),
+            sequence: self.state.sequence,
+            chain_hash: self.chain,
+            digest,
+            state: bytes,
+        };
         app.log.save_snapshot(snapshot, app.now()).await?;
         self.saved = Some((self.state.sequence, Instant::now()));
         Ok(())
@@ -382,6 +402,7 @@ impl Outbox {
             let ledger = app.projections.read().await;
             for (record, event) in page.iter().zip(decoded) {
                 self.state.apply(record, event, &ledger, app);
+                self.chain = Some(record.chain_hash);
             }
         }
         Ok(())

@@ -15,7 +15,10 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::keys::{constant_time_eq, license_key_hash};
-use domain::lease::{DEPLOYMENT_ID_CHARS_MAX, LEASE_MICROS, LeaseBody, LeaseLimits, NONCE_CHARS_MAX, SignedLease};
+use domain::lease::{
+    DEPLOYMENT_ID_CHARS_MAX, LEASE_MICROS, LeaseBody, LeaseLimits, NONCE_CHARS_MAX, RefusalBody, SignedLease,
+    SignedRefusal,
+};
 use domain::license::{License, LicenseCommand, SubscriptionFacts, ValidationCode, valid_deployment_id};
 use domain::validation::{LicenseValidated, VALIDATIONS_PER_DAY_MAX};
 use domain::{LicenseId, Metadata, OrganizationId, Timestamp};
@@ -116,7 +119,73 @@ fn seconds_to_midnight(now: Timestamp, today: chrono::NaiveDate) -> u64 {
     ((midnight.as_micros() - now.as_micros()) / 1_000_000).max(1) as u64
 }
 
-fn not_found() -> Response {
+/// How far behind the log's head the read models may be for a validation
+/// to be answered from them: a refusal (or a NOT_FOUND for a key issued by
+/// another process a moment ago) from older state switches a deployment
+/// off for nothing, so past this the answer is 503 and the client keeps
+/// its lease. Five seconds is what a command waits for the read models
+/// (`command::execute`), so a healthy server is never this far behind.
+pub const READ_MODEL_LAG_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Refuses to validate from read models that failed or fell behind.
+fn fresh_enough(state: &AppState) -> Result<(), ApiError> {
+    if state.projections.failed().is_some() {
+        return Err(ApiError::ReadModelFailed);
+    }
+    if state.projections.lag() > READ_MODEL_LAG_MAX {
+        return Err(ApiError::ProjectionLagging(state.projections.applied() + 1));
+    }
+    Ok(())
+}
+
+/// A key the read models do not know: before saying NOT_FOUND, wait (up
+/// to [`READ_MODEL_LAG_MAX`]) until they include the log's head, since
+/// another process may have issued the key a moment ago, then look again.
+async fn found_after_catching_up(state: &AppState, key: &str) -> Result<Option<(LicenseId, OrganizationId)>, ApiError> {
+    let head = state.log.head().await?.sequence;
+    if state.projections.applied() < head {
+        state.projections.wait_for(head, READ_MODEL_LAG_MAX).await.map_err(|_| ApiError::ProjectionLagging(head))?;
+        fresh_enough(state)?;
+    }
+    Ok(known_license(state, key).await)
+}
+
+/// The license and organization of a presented key, from read models that
+/// are fresh enough; otherwise the signed `NOT_FOUND` answer.
+async fn license_of(
+    state: &AppState,
+    key: &str,
+    asked: &Asked,
+) -> Result<Result<(LicenseId, OrganizationId), Response>, ApiError> {
+    fresh_enough(state)?;
+    let found = match known_license(state, key).await {
+        Some(found) => Some(found),
+        None => found_after_catching_up(state, key).await?,
+    };
+    Ok(found.ok_or_else(|| {
+        state.metrics.validation(ValidationCode::NotFound.as_str(), "none");
+        let refused = (key.len() <= domain::keys::SECRET_TEXT_BYTES_MAX)
+            .then(|| sign_refusal(state, key, asked, ValidationCode::NotFound, state.now()));
+        not_found(refused)
+    }))
+}
+
+/// A refusal of this request, signed with the lease key and bound to its
+/// key, deployment and nonce, so the client can trust it (`domain::lease`).
+fn sign_refusal(state: &AppState, key: &str, asked: &Asked, code: ValidationCode, now: Timestamp) -> SignedRefusal {
+    let body = RefusalBody {
+        version: 1,
+        key_binding: domain::lease::key_binding(key),
+        deployment_id: asked.deployment_id.clone(),
+        nonce: asked.nonce.clone().unwrap_or_default(),
+        code: code.as_str().into(),
+        issued_at: now,
+    };
+    SignedRefusal::sign(&body, &state.keys.lease)
+}
+
+/// `NOT_FOUND`; signed when the request named a key (a well-formed request).
+fn not_found(refusal: Option<SignedRefusal>) -> Response {
     Json(json!({
         "isValid": false,
         "isExpired": false,
@@ -127,6 +196,7 @@ fn not_found() -> Response {
         "subscription": null,
         "organization": null,
         "lease": null,
+        "refusal": refusal,
         "sequence": null,
     }))
     .into_response()
@@ -146,9 +216,10 @@ fn too_many(retry_after_seconds: u64, detail: &str) -> Response {
     tag = "ledger",
     request_body = ValidateRequest,
     responses(
-        (status = 200, description = "The seed's LicenseValidationResponse plus licenseId, code, warnings, a signed lease (when valid) and sequence. Unknown or malformed keys answer isValid false, code NOT_FOUND."),
+        (status = 200, description = "The seed's LicenseValidationResponse plus licenseId, code, warnings, a signed lease (when valid), a signed refusal (when not valid: REVOKED, EXPIRED, SUSPENDED, TOO_MANY_DEPLOYMENTS, NOT_FOUND for a request that names a key; `domain::lease::SignedRefusal`, bound to the key, deployment and nonce) and sequence. Unknown or malformed keys answer isValid false, code NOT_FOUND."),
         (status = 400, description = "validation_failed: a malformed nonce, clientTime or deployment id"),
         (status = 429, description = "rate_limited, with Retry-After"),
+        (status = 503, description = "read_model_failed or projection_lagging: the read models failed or are more than 5 s behind the log; never answered as NOT_FOUND"),
     ),
 )]
 pub async fn validate(State(state): State<AppState>, request: axum::extract::Request) -> Result<Response, ApiError> {
@@ -165,11 +236,11 @@ pub async fn validate(State(state): State<AppState>, request: axum::extract::Req
     let asked = asked(&headers, &body).inspect_err(|_| state.metrics.validation("malformed", "none"))?;
     let Some(key) = asked.key.as_deref() else {
         state.metrics.validation("malformed", "none");
-        return Ok(not_found());
+        return Ok(not_found(None));
     };
-    let Some((license_id, organization_id)) = known_license(&state, key).await else {
-        state.metrics.validation(ValidationCode::NotFound.as_str(), "none");
-        return Ok(not_found());
+    let (license_id, organization_id) = match license_of(&state, key, &asked).await? {
+        Ok(found) => found,
+        Err(not_found) => return Ok(not_found),
     };
     let metadata = Metadata {
         actor: Some(format!("license:{license_id}")),
@@ -337,6 +408,7 @@ impl Answered {
             })
         });
         let is_expired = matches!(self.code, ValidationCode::Expired);
+        let refusal = (!self.code.is_valid()).then(|| sign_refusal(state, key, asked, self.code, self.now));
         Json(json!({
             "isValid": self.code.is_valid(),
             "isExpired": is_expired,
@@ -356,6 +428,7 @@ impl Answered {
             },
             "organization": { "id": self.organization_id, "name": organization_name },
             "lease": lease,
+            "refusal": refusal,
             "sequence": self.sequence,
         }))
         .into_response()

@@ -91,6 +91,18 @@ impl LogTree {
     pub async fn caught_up(&self, log: &EventLog) -> Result<MutexGuard<'_, TreeState>, ApiError> {
         let mut state = self.state.lock().await;
         let head = log.head().await?.sequence;
+        // A head behind the tree: the log lost records the tree holds (a
+        // rollback). Nothing is signed over records the log no longer has.
+        if state.broken.is_none() && head < state.tree.size() {
+            let last = state.tree.size();
+            tracing::error!(
+                head,
+                tree = last,
+                "the log's head is behind the Merkle tree; no checkpoint will be signed"
+            );
+            state.broken =
+                Some(VerifyFailure { sequence: head + 1, defect: domain::record::Defect::HeadMismatch { last, head } });
+        }
         while state.broken.is_none() && state.tree.size() < head {
             let page = log.read_page(state.tree.size() + 1..=head, READ_PAGE_RECORDS).await?;
             if page.is_empty() {
@@ -180,6 +192,10 @@ impl TreeState {
 /// but the last kept checkpoint came since it; returns the latest kept
 /// checkpoint and the sequence it is kept at.
 pub async fn keep_checkpoint(state: &AppState) -> Result<Option<Kept>, ApiError> {
+    // Read models that do not match the log (a rollback): sign nothing.
+    if state.projections.failed().is_some() {
+        return Err(ApiError::ReadModelFailed);
+    }
     let (note, size) = {
         let tree = state.log_tree.caught_up(&state.log).await?;
         if !tree.grown_since_kept() {

@@ -182,7 +182,7 @@ async fn render_metrics(state: &AppState) -> Result<Response, ApiError> {
     path = "/api/v1/keys",
     tag = "ledger",
     responses(
-        (status = 200, description = "The server's Ed25519 public keys for license keys, leases and checkpoints; no credential."),
+        (status = 200, description = "The server's Ed25519 public keys for license keys, leases and checkpoints; no credential. `leases.nextSignature` (when `leases.next` is set) is the current lease key's signature over `ledger 2026-11-29 next lease key v1\\0` ‖ current key ‖ next key."),
     ),
 )]
 pub async fn keys(State(state): State<AppState>) -> Json<Value> {
@@ -190,7 +190,14 @@ pub async fn keys(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "algorithm": "Ed25519",
         "licenseKeys": { "current": public(&state.keys.license), "next": null },
-        "leases": { "current": public(&state.keys.lease), "next": state.keys.lease_next.as_ref().map(public) },
+        // The next key comes with the current key's signature over it
+        // (`domain::lease::sign_next_key`), so clients trust it only
+        // through the key they already trust.
+        "leases": {
+            "current": public(&state.keys.lease),
+            "next": state.keys.lease_next.as_ref().map(public),
+            "nextSignature": state.keys.lease_next_signature.map(|signature| STANDARD.encode(signature)),
+        },
         "checkpoints": { "current": public(&state.keys.checkpoint), "next": null },
     }))
 }

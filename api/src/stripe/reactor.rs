@@ -70,6 +70,11 @@ pub async fn run(state: AppState) {
 
 /// Handles the pending events the read model knows of. Public for tests.
 pub async fn handle_pending(state: &AppState) -> Result<usize, ApiError> {
+    // Read models that do not match the log (a rollback) decide nothing;
+    // received events stay pending in the log until they do.
+    if state.projections.failed().is_some() {
+        return Ok(0);
+    }
     let pending: Vec<String> = {
         let ledger = state.projections.read().await;
         ledger.stripe.pending_events.values().take(EVENTS_PER_TICK_MAX).cloned().collect()

@@ -10,6 +10,19 @@
 //! good). Network errors, rate limits and Stripe's 5xx are retried with
 //! bounded exponential backoff: an outage delays sync and loses nothing,
 //! because the outbox is the log itself.
+//!
+//! One process syncs at a time: the one holding the log's `stripe-sync`
+//! lock (`EventLog::try_lock`: a file lock beside a SQLite log, a
+//! session-level advisory lock on PostgreSQL), asking before each invoice
+//! whether it still holds it. Stripe answers 409 to a request whose
+//! idempotency key another request is still using; should two processes
+//! ever overlap (a holder whose session was lost mid-invoice), that is
+//! retried later like an outage, never recorded as a refusal.
+//!
+//! A draft invoice is created with `auto_advance` off, its lines added,
+//! and only finalization turns automatic collection on: Stripe finalizes an
+//! auto-advancing draft on its own about an hour after creation, which
+//! would charge a partial invoice if the sync stopped between its lines.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -32,6 +45,8 @@ use crate::error::ApiError;
 pub const TICK: Duration = Duration::from_secs(1);
 /// Invoices synced per tick, at most.
 pub const INVOICES_PER_TICK_MAX: usize = 50;
+/// The name of the lock whose holder syncs (`EventLog::try_lock`).
+pub const LOCK: &str = "stripe-sync";
 /// The first retry waits this long, doubling per failure…
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// …up to this.
@@ -82,7 +97,9 @@ impl std::fmt::Display for SyncError {
 impl From<stripe::StripeError> for SyncError {
     fn from(error: stripe::StripeError) -> Self {
         match error {
-            stripe::StripeError::Stripe(errors, status) if status == 429 || status >= 500 => {
+            // 409: another request is using the same idempotency key right
+            // now (another process syncing the same invoice). Try later.
+            stripe::StripeError::Stripe(errors, status) if status == 409 || status == 429 || status >= 500 => {
                 SyncError::Transient(format!("Stripe answered {status}: {}", errors.message.as_deref().unwrap_or("")))
             }
             stripe::StripeError::Stripe(errors, status) => SyncError::Refused {
@@ -122,15 +139,46 @@ pub async fn run(state: AppState) {
         tracing::warn!(%error, retry_in = ?delay, "the stripe sync's start not recorded; will retry");
         tokio::time::sleep(delay).await;
     }
+    let mut lock = None;
     loop {
-        sync_due(&state, &mut backoff).await;
+        lock = hold(&state, lock).await;
+        if let Some(held) = &lock {
+            sync_due(&state, held, &mut backoff).await;
+        }
         let _ = tokio::time::timeout(TICK, state.stripe.sync.notified()).await;
     }
 }
 
-/// Syncs what is due and not backing off; the number synced. Public for tests.
-pub async fn sync_due(state: &AppState, backoff: &mut Backoff) -> usize {
+/// The sync lock, if this process holds it (or takes it now). A lock whose
+/// session no longer answers is let go, for whoever takes it next.
+async fn hold(state: &AppState, lock: Option<store::ExclusiveLock>) -> Option<store::ExclusiveLock> {
+    match lock {
+        Some(held) if held.held().await => return Some(held),
+        Some(_) => tracing::warn!("the stripe sync lost its lock; another process may take over"),
+        None => {}
+    }
+    match state.log.try_lock(LOCK).await {
+        Ok(Some(taken)) => {
+            tracing::info!("this process syncs invoices to Stripe");
+            Some(taken)
+        }
+        Ok(None) => None,
+        Err(error) => {
+            tracing::warn!(%error, "the stripe sync lock could not be taken; will retry");
+            None
+        }
+    }
+}
+
+/// Syncs what is due and not backing off, while holding the sync lock; the
+/// number synced.
+pub async fn sync_due(state: &AppState, lock: &store::ExclusiveLock, backoff: &mut Backoff) -> usize {
     let Some(client) = state.stripe.client.as_ref() else { return 0 };
+    // Read models that do not match the log (a rollback) may list invoices
+    // the log no longer holds: sync nothing from them.
+    if state.projections.failed().is_some() {
+        return 0;
+    }
     let saved: Vec<StripePaymentMethodSaved> = {
         let ledger = state.projections.read().await;
         let outbox = &ledger.stripe;
@@ -169,6 +217,9 @@ pub async fn sync_due(state: &AppState, backoff: &mut Backoff) -> usize {
         let target = invoice_stream(issued.subscription_id, issued.invoice.period).to_string();
         if !backoff.ready(&target, Instant::now()) || customers_failing.contains(&issued.organization_id) {
             continue;
+        }
+        if !lock.held().await {
+            break;
         }
         let result = sync_invoice(state, client, &issued).await;
         if result.is_err() {
@@ -353,8 +404,8 @@ fn cents(amount: &domain::Money) -> Result<i64, SyncError> {
 }
 
 /// One issued invoice into Stripe: a draft invoice that takes no pending
-/// items, its lines as invoice items on it, finalized for automatic
-/// collection.
+/// items and does not advance on its own, its lines as invoice items on
+/// it, then finalized with automatic collection (auto-advance) on.
 async fn sync_invoice(state: &AppState, client: &stripe::Client, issued: &InvoiceIssued) -> Result<(), SyncError> {
     let customer_id = customer(state, client, issued.organization_id).await?;
     let invoice = &issued.invoice;
@@ -366,10 +417,12 @@ async fn sync_invoice(state: &AppState, client: &stripe::Client, issued: &Invoic
         ("ledger_organization_id".to_owned(), issued.organization_id.to_string()),
         ("ledger_period".to_owned(), period.clone()),
     ]);
+    // A draft that does not advance on its own: only the finalization
+    // below, after every line, turns automatic collection on.
     let draft = stripe_billing::invoice::CreateInvoice::new()
         .customer(customer_id.clone())
         .collection_method(stripe_shared::InvoiceCollectionMethod::ChargeAutomatically)
-        .auto_advance(true)
+        .auto_advance(false)
         .currency(stripe_types::Currency::USD)
         .pending_invoice_items_behavior(stripe_billing::invoice::CreateInvoicePendingInvoiceItemsBehavior::Exclude)
         .description(format!("Invoice {period}"))

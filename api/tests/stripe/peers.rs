@@ -169,6 +169,13 @@ struct StandInState {
     fail_next: AtomicUsize,
     /// Invoice items per stand-in invoice.
     items: Mutex<HashMap<String, Vec<Value>>>,
+    /// Idempotency keys of requests in progress: Stripe answers 409 to a
+    /// second request with a key still in use.
+    in_flight: Mutex<std::collections::HashSet<String>>,
+    /// How long each request takes, in milliseconds (a slow Stripe).
+    delay_ms: std::sync::atomic::AtomicU64,
+    /// Requests to a path ("POST /v1/invoices") to answer 409 at once.
+    conflicts: Mutex<HashMap<String, usize>>,
 }
 
 /// A Stripe-compatible stand-in on a local port.
@@ -196,6 +203,7 @@ impl StandIn {
             .route("/v1/invoices/{id}/finalize", post(finalize_invoice))
             .route("/v1/invoiceitems", post(create_invoice_item))
             .route("/v1/checkout/sessions", post(create_session))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency_in_use))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -212,6 +220,46 @@ impl StandIn {
     pub fn fail_next(&self, n: usize) {
         self.state.fail_next.store(n, Ordering::SeqCst);
     }
+
+    /// Makes every request take `delay` (so concurrent ones overlap).
+    #[allow(dead_code)] // each test binary uses a different part of it
+    pub fn slow(&self, delay: Duration) {
+        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answers the next `n` requests to `path` ("POST /v1/invoices") with
+    /// Stripe's 409 `idempotency_key_in_use`.
+    #[allow(dead_code)]
+    pub fn conflict_next(&self, path: &str, n: usize) {
+        self.state.conflicts.lock().unwrap().insert(path.to_owned(), n);
+    }
+}
+
+/// Stripe's answer to a request whose idempotency key another request is
+/// still using (and, on purpose, to `conflict_next`): 409, recorded.
+async fn idempotency_in_use(
+    State(state): State<Arc<StandInState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = format!("{} {}", request.method(), request.uri().path());
+    let key = request.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let forced =
+        state.conflicts.lock().unwrap().get_mut(&path).is_some_and(|n| n.checked_sub(1).map(|m| *n = m).is_some());
+    let busy = forced || key.as_ref().is_some_and(|key| !state.in_flight.lock().unwrap().insert(key.clone()));
+    if busy {
+        let (method, path) = path.split_once(' ').unwrap();
+        state.record(method, path, request.headers(), Vec::new(), 409);
+        let body = json!({ "error": { "type": "invalid_request_error", "code": "idempotency_key_in_use",
+            "message": "There is currently another in-progress request using this Stripe API key and idempotency key." } });
+        return (StatusCode::CONFLICT, axum::Json(body)).into_response();
+    }
+    tokio::time::sleep(Duration::from_millis(state.delay_ms.load(Ordering::SeqCst))).await;
+    let response = next.run(request).await;
+    if let Some(key) = key {
+        state.in_flight.lock().unwrap().remove(&key);
+    }
+    response
 }
 
 /// A fixture object, read without a stand-in.

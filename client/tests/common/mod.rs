@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use domain::lease::{LEASE_MICROS, LeaseBody, LeaseLimits, SignedLease, key_binding};
+use domain::lease::{LEASE_MICROS, LeaseBody, LeaseLimits, RefusalBody, SignedLease, SignedRefusal, key_binding};
 use domain::{LicenseId, OrganizationId, Timestamp};
 use ed25519_dalek::SigningKey;
 use ledger_client::{Config, ManualTime, VerifyingKey};
@@ -50,8 +50,13 @@ pub fn signing_key(seed: u8) -> SigningKey {
 pub enum Mode {
     /// Validates honestly and signs a lease with `Fake::signer`.
     Valid,
-    /// `isValid: false` with this code.
+    /// `isValid: false` with this code, signed as the real server signs it.
     Invalid(&'static str),
+    /// `isValid: false` with this code and no signature: what a man in the
+    /// middle (or a proxy) could answer.
+    UnsignedInvalid(&'static str),
+    /// `isValid: false`, signed, but for another nonce (a replayed refusal).
+    InvalidForAnotherNonce(&'static str),
     Unavailable,
     RateLimited {
         seconds: u64,
@@ -83,6 +88,9 @@ pub struct Fake {
     pub signer: SigningKey,
     /// What `GET /api/v1/keys` lists as the lease keys.
     pub advertised: (VerifyingKey, Option<VerifyingKey>),
+    /// Whether `GET /api/v1/keys` signs the next key with `signer`, as the
+    /// real server signs it with its current key.
+    pub sign_next: bool,
     pub now: Timestamp,
     pub mode: Mode,
     pub usage_mode: UsageMode,
@@ -108,6 +116,7 @@ impl FakeServer {
         let fake = Arc::new(Mutex::new(Fake {
             signer,
             advertised,
+            sign_next: true,
             now: server_start(),
             mode: Mode::Valid,
             usage_mode: UsageMode::Accept,
@@ -152,6 +161,8 @@ impl FakeServer {
 pub fn config(url: &str, dir: &std::path::Path, pinned: Vec<VerifyingKey>, time: &Arc<ManualTime>) -> Config {
     let mut config = Config::new(url, LICENSE_KEY, dir, pinned);
     config.deployment_id = DEPLOYMENT.into();
+    // The fake listens on loopback without TLS.
+    config.allow_plain_http = true;
     config.request_timeout = Duration::from_secs(5);
     config.time = Arc::clone(time) as Arc<dyn ledger_client::TimeSource>;
     config
@@ -228,8 +239,25 @@ async fn validate(State(fake): State<Arc<Mutex<Fake>>>, axum::Json(request): axu
     let known = license_key == LICENSE_KEY || license_key == OTHER_LICENSE_KEY;
     let (valid, code) = match (&mode, known) {
         (_, false) => (false, "NOT_FOUND"),
-        (Mode::Invalid(code), true) => (false, *code),
+        (Mode::Invalid(code) | Mode::UnsignedInvalid(code) | Mode::InvalidForAnotherNonce(code), true) => {
+            (false, *code)
+        }
         _ => (true, "VALID"),
+    };
+    let refusal = match &mode {
+        _ if valid => None,
+        Mode::UnsignedInvalid(_) => None,
+        _ => {
+            let body = RefusalBody {
+                version: 1,
+                key_binding: key_binding(&license_key),
+                deployment_id: deployment.clone(),
+                nonce: if matches!(mode, Mode::InvalidForAnotherNonce(_)) { "another".into() } else { nonce.clone() },
+                code: code.into(),
+                issued_at: fake.now,
+            };
+            Some(SignedRefusal::sign(&body, &fake.signer))
+        }
     };
     let lease = match mode {
         Mode::Unavailable => return answer(StatusCode::SERVICE_UNAVAILABLE, json!({"code": "unavailable"})),
@@ -289,6 +317,7 @@ async fn validate(State(fake): State<Arc<Mutex<Fake>>>, axum::Json(request): axu
             "subscription": subscription,
             "organization": if known { json!({"id": uuid_of(2), "name": "Acme"}) } else { Value::Null },
             "lease": lease,
+            "refusal": refusal,
             "sequence": 42,
         }),
     )
@@ -319,12 +348,18 @@ async fn report(State(fake): State<Arc<Mutex<Fake>>>, axum::Json(request): axum:
 async fn keys(State(fake): State<Arc<Mutex<Fake>>>) -> Response {
     let fake = fake.lock().unwrap();
     let b64 = |key: &VerifyingKey| STANDARD.encode(key.as_bytes());
+    let next_signature = fake
+        .advertised
+        .1
+        .filter(|_| fake.sign_next)
+        .map(|next| STANDARD.encode(domain::lease::sign_next_key(&fake.signer, &next)));
     answer(
         StatusCode::OK,
         json!({
             "algorithm": "Ed25519",
             "licenseKeys": {"current": b64(&signing_key(200).verifying_key()), "next": null},
-            "leases": {"current": b64(&fake.advertised.0), "next": fake.advertised.1.as_ref().map(b64)},
+            "leases": {"current": b64(&fake.advertised.0), "next": fake.advertised.1.as_ref().map(b64),
+                       "nextSignature": next_signature},
             "checkpoints": {"current": b64(&signing_key(201).verifying_key()), "next": null},
         }),
     )
