@@ -634,6 +634,14 @@ async fn bearer_forms_answer_as_the_body_form(backend: Backend) {
         assert_eq!(answer["sequence"].as_u64(), Some(before + 1), "{what}: {answer}");
         answers.push(answer);
     }
+    // The scheme is case-insensitive (RFC 9110, 11.1), as on every route.
+    for scheme in ["bearer", "BEARER"] {
+        let before = s.head().await;
+        let header = format!("{scheme} {}", c.key);
+        let answer = s.send(Method::POST, VALIDATE, None, Body::None, &[("authorization", &header)]).await.expect(200);
+        assert_eq!(answer["sequence"].as_u64(), Some(before + 1), "{scheme}: {answer}");
+        answers.push(answer);
+    }
     answers.push(validate_appends(&s, &c.key, None, "VALID", 1).await);
     for answer in &answers[1..] {
         assert_eq!(comparable(answer), comparable(&answers[0]), "every form answers the same");
@@ -654,7 +662,7 @@ async fn bearer_forms_answer_as_the_body_form(backend: Backend) {
     assert_not_found(&body);
     assert_eq!(s.get(VALIDATE, Some(garbage)).await.expect(200), body);
     assert_eq!(s.send(Method::POST, VALIDATE, Some(garbage), Body::None, &[]).await.expect(200), body);
-    assert_eq!(license(&s, &c.org, &c.license).await["validationCount"], 8);
+    assert_eq!(license(&s, &c.org, &c.license).await["validationCount"], 10);
 }
 
 // ---------------------------------------------------------------------------

@@ -68,11 +68,7 @@ fn asked(headers: &HeaderMap, body: &Bytes) -> Result<Asked, ApiError> {
     } else {
         serde_json::from_slice(body).map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))?
     };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(|key| key.trim().to_owned());
+    let bearer = crate::auth::bearer(headers).map(str::to_owned);
     let client = request.client_info.unwrap_or_default();
     let deployment_id = client.deployment_id.unwrap_or_else(|| "default".into());
     valid_deployment_id(&deployment_id).map_err(|_| {
