@@ -134,6 +134,7 @@ struct Fixture {
     kind: Kind,
     dir: tempfile::TempDir,
     options: Option<sqlx::postgres::PgConnectOptions>,
+    schema: Option<String>,
     log: EventLog,
     db: ReadModelDb,
 }
@@ -146,10 +147,10 @@ async fn create_tables(db: &ReadModelDb) {
 async fn fixture(kind: Kind, test: &str) -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FixedClock(NOW));
-    let (options, log, db) = match kind {
+    let (options, schema, log, db) = match kind {
         Kind::Sqlite => {
             let log = EventLog::open_sqlite(&dir.path().join("ledger.sqlite"), clock).await.unwrap();
-            (None, log, ReadModelDb::open_sqlite(dir.path()).await.unwrap())
+            (None, None, log, ReadModelDb::open_sqlite(dir.path()).await.unwrap())
         }
         Kind::Postgres => {
             let url = store::testing::postgres_url(test)?;
@@ -157,11 +158,11 @@ async fn fixture(kind: Kind, test: &str) -> Option<Fixture> {
             // The read models open first: their open migrates the whole schema.
             let db = ReadModelDb::open_postgres(schema.options.clone()).await.unwrap();
             let log = EventLog::open_postgres(schema.options.clone(), clock).await.unwrap();
-            (Some(schema.options), log, db)
+            (Some(schema.options), Some(schema.name), log, db)
         }
     };
     create_tables(&db).await;
-    Some(Fixture { kind, dir, options, log, db })
+    Some(Fixture { kind, dir, options, schema, log, db })
 }
 
 impl Fixture {
@@ -170,6 +171,13 @@ impl Fixture {
         match &self.options {
             None => ReadModelDb::open_sqlite(self.dir.path()).await.unwrap(),
             Some(options) => ReadModelDb::open_postgres(options.clone()).await.unwrap(),
+        }
+    }
+
+    fn contend(&self) -> Leadership {
+        match &self.options {
+            None => Leadership::sqlite(self.dir.path()),
+            Some(options) => Leadership::postgres(options.clone()),
         }
     }
 
@@ -253,6 +261,7 @@ both_backends!(
     a_follower_learns_the_applied_sequence,
     the_stored_merkle_tree_matches_the_in_memory_tree,
     one_process_leads_and_another_takes_over,
+    two_nodes_project_in_turn_and_nothing_is_applied_twice,
 );
 
 async fn live_rows_equal_a_rebuild(kind: Kind, test: &str) {
@@ -490,10 +499,7 @@ async fn the_stored_merkle_tree_matches_the_in_memory_tree(kind: Kind, test: &st
 
 async fn one_process_leads_and_another_takes_over(kind: Kind, test: &str) {
     let Some(f) = fixture(kind, test).await else { return };
-    let contend = || match &f.options {
-        None => Leadership::sqlite(f.dir.path()),
-        Some(options) => Leadership::postgres(options.clone()),
-    };
+    let contend = || f.contend();
     let first = contend();
     tokio::time::timeout(Duration::from_secs(5), first.acquired()).await.expect("the first process leads");
     let second = contend();
@@ -505,4 +511,66 @@ async fn one_process_leads_and_another_takes_over(kind: Kind, test: &str) {
     tokio::time::timeout(Duration::from_secs(5), watch.wait_for(|leader| *leader)).await.unwrap().unwrap();
     assert!(started.elapsed() < Duration::from_secs(3), "taken over in {:?}", started.elapsed());
     assert!(second.is_leader());
+}
+
+async fn two_nodes_project_in_turn_and_nothing_is_applied_twice(kind: Kind, test: &str) {
+    let Some(f) = fixture(kind, test).await else { return };
+    let node = |db: ReadModelDb| {
+        let leadership = f.contend();
+        let mut runner = f.runner(&db, None).with_flush_records_max(50);
+        tokio::spawn(async move { runner.lead(&leadership).await })
+    };
+    let appending = {
+        let log = f.log.clone();
+        tokio::spawn(async move {
+            for round in 0..10 {
+                append(&log, 200, round).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let a = node(f.reopen().await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = node(f.reopen().await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Node A dies in the middle of its work; B takes over.
+    a.abort();
+    appending.await.unwrap();
+    let head = f.log.head().await.unwrap().sequence;
+    let follower = Applied::follow(f.reopen().await, vec!["test-stream-counts".into(), MERKLE_PROJECTION.into()]);
+    follower.wait_for(head, Duration::from_secs(15)).await.expect("node B caught up");
+    assert!(!b.is_finished(), "node B still leads");
+    b.abort();
+    check_expected(&f.db, &f.log).await;
+    f.assert_rebuild_equals_live().await;
+}
+
+/// A leader whose lock session the server ends (what `idle_session_timeout`
+/// does to a stalled one) learns it lost, and another process takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_session_ends_loses_and_another_takes_over() {
+    let Some(f) = fixture(Kind::Postgres, "a_leader_whose_session_ends_loses_and_another_takes_over").await else {
+        return;
+    };
+    let first = f.contend();
+    tokio::time::timeout(Duration::from_secs(5), first.acquired()).await.unwrap();
+    let second = f.contend();
+    let terminated: Vec<Row> =
+        f.db.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::text::bigint = 1279543122 AND objid::text::bigint = (hashtext($1)::bigint & 4294967295)",
+            vec![f.schema.clone().unwrap().into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(terminated.len(), 1, "one session holds this schema's lock");
+    tokio::time::timeout(Duration::from_secs(5), first.lost()).await.expect("the leader learns it lost");
+    // Either may lead next (the first reconnects and contends again), but
+    // someone does, and never both.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !(first.is_leader() || second.is_leader()) {
+        assert!(std::time::Instant::now() < deadline, "nobody took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!(first.is_leader() && second.is_leader()));
 }

@@ -31,6 +31,7 @@ use store::{EventLog, Head, READ_PAGE_RECORDS, StoreError};
 use tokio::sync::watch;
 
 use super::batch::{Batch, Changes};
+use super::leader::{LEADER_RETRY_INTERVAL, Leadership};
 use super::table::{Row, Table, Value};
 use super::{Advance, Checkpoint, CommitError, DbError, ReadModelDb, RowReader};
 
@@ -349,6 +350,11 @@ impl Runner {
     /// Reads the checkpoints, checks them against the log and loads each
     /// projection at its own.
     async fn start(&mut self) -> Result<(), RunnerError> {
+        if self.slots.is_empty() {
+            return Err(RunnerError::Config(
+                "the runner was cancelled in the middle of a batch; make a new one".into(),
+            ));
+        }
         let names: Vec<&str> = self.slots.iter().map(|slot| slot.projection.name()).collect();
         self.db.ensure_checkpoints(&names).await?;
         // No borrow of a projection is held across an await: projections
@@ -445,32 +451,77 @@ impl Runner {
             if self.lowest() >= target {
                 return Ok(self.lowest());
             }
-            if let Err(error) = self.step().await {
-                self.loaded = false;
-                return Err(error);
+            match self.step().await {
+                Ok(true) => {}
+                // Nothing to apply: the head is where the projections are.
+                Ok(false) => return Ok(self.lowest()),
+                Err(error) => {
+                    self.loaded = false;
+                    return Err(error);
+                }
             }
         }
     }
 
     /// Follows the log until an error stops it, and returns that error
     /// (see [`RunnerError::is_transient`]); calling it again resumes from
-    /// the committed checkpoints.
+    /// the committed checkpoints. Not cancel-safe: stop it by aborting its
+    /// task (the runner goes with it), or run it through [`Runner::lead`].
     pub async fn run(&mut self) -> RunnerError {
+        let (_always, leading) = watch::channel(true);
+        self.run_while(leading).await.expect("leadership never ends here")
+    }
+
+    /// Runs the projections whenever this process leads: waits for
+    /// leadership, follows the log until leadership is lost, carries on
+    /// after being fenced (another runner wrote: reload, and go on if still
+    /// leading) and after transient errors (after [`LEADER_RETRY_INTERVAL`]).
+    /// Returns the first error that needs someone: a checkpoint the log
+    /// does not hold, a record that cannot be applied.
+    pub async fn lead(&mut self, leadership: &Leadership) -> RunnerError {
+        loop {
+            leadership.acquired().await;
+            let Some(error) = self.run_while(leadership.watch()).await else {
+                tracing::warn!("leadership lost; projections paused");
+                continue;
+            };
+            match error {
+                RunnerError::Fenced { .. } => tracing::warn!(%error, "projections fenced; reloading"),
+                error if error.is_transient() => {
+                    tracing::warn!(%error, "projections stopped; retrying");
+                    tokio::time::sleep(LEADER_RETRY_INTERVAL).await;
+                }
+                error => return error,
+            }
+        }
+    }
+
+    /// Follows the log while `leading` says so (checked between batches,
+    /// never in the middle of one); `None` once it no longer does.
+    async fn run_while(&mut self, mut leading: watch::Receiver<bool>) -> Option<RunnerError> {
         let mut appends = self.log.watch_appends();
         loop {
+            if !*leading.borrow_and_update() {
+                self.loaded = false;
+                return None;
+            }
             if !self.loaded
                 && let Err(error) = self.start().await
             {
-                return error;
+                return Some(error);
             }
             match self.step().await {
                 Ok(true) => {}
                 Ok(false) => {
-                    let _ = tokio::time::timeout(RUNNER_POLL_INTERVAL, appends.changed()).await;
+                    // Only waiting is cancelled here, never a batch.
+                    tokio::select! {
+                        _ = tokio::time::timeout(RUNNER_POLL_INTERVAL, appends.changed()) => {}
+                        _ = leading.changed() => {}
+                    }
                 }
                 Err(error) => {
                     self.loaded = false;
-                    return error;
+                    return Some(error);
                 }
             }
         }
