@@ -213,7 +213,7 @@ async fn append(log: &EventLog, n: u64, seed: u64) -> u64 {
         let pick = state >> 33;
         let category = ["test-a", "test-b", "test-c"][(pick % 3) as usize];
         let stream = StreamId::new(format!("{category}/s{}", (pick >> 2) % 17)).unwrap();
-        let event_type = if (pick >> 8) % 8 == 0 { "Removed" } else { "Noted" };
+        let event_type = if (pick >> 8).is_multiple_of(8) { "Removed" } else { "Noted" };
         let event = NewEvent {
             event_id: EventId(uuid::Uuid::now_v7()),
             event_type: event_type.into(),

@@ -80,7 +80,7 @@ pub(crate) fn scan(pool: PgPool, table: Table) -> BoxStream<'static, Result<Row,
         while let Some(next) = found.next().await {
             let next = next.map_err(DbError::from).and_then(|found| {
                 let Row(values) = row(&found)?;
-                Ok(Row(values.into_iter().zip(table.columns).map(|(v, c)| v.as_column(c.ty)).collect()))
+                Ok(Row(values.into_iter().zip(table.columns).map(|(v, c)| v.into_column(c.ty)).collect()))
             });
             let failed = next.is_err();
             if rows_tx.send(next).await.is_err() || failed {
@@ -192,6 +192,6 @@ impl RowReader for BlockingReader {
         Ok(rows
             .into_iter()
             .next()
-            .map(|Row(values)| Row(values.into_iter().zip(table.columns).map(|(v, c)| v.as_column(c.ty)).collect())))
+            .map(|Row(values)| Row(values.into_iter().zip(table.columns).map(|(v, c)| v.into_column(c.ty)).collect())))
     }
 }

@@ -181,7 +181,7 @@ impl SqliteDb {
                 let mut chunk = Vec::with_capacity(SCAN_CHUNK_ROWS);
                 while let Some(found) = rows.next()? {
                     let Row(values) = row(found, table.columns.len())?;
-                    chunk.push(Row(values.into_iter().zip(table.columns).map(|(v, c)| v.as_column(c.ty)).collect()));
+                    chunk.push(Row(values.into_iter().zip(table.columns).map(|(v, c)| v.into_column(c.ty)).collect()));
                     if chunk.len() == SCAN_CHUNK_ROWS
                         && chunks_tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
                     {
@@ -268,6 +268,6 @@ impl RowReader for WriterReader {
         let mut rows = query(&connection, &super::table::sqlite_placeholders(&table.get_sql()), key)?;
         Ok(rows
             .pop()
-            .map(|Row(values)| Row(values.into_iter().zip(table.columns).map(|(v, c)| v.as_column(c.ty)).collect())))
+            .map(|Row(values)| Row(values.into_iter().zip(table.columns).map(|(v, c)| v.into_column(c.ty)).collect())))
     }
 }

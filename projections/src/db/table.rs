@@ -196,7 +196,7 @@ impl Value {
 
     /// A value read back as the type its column declares: SQLite keeps
     /// booleans as integers.
-    pub(crate) fn as_column(self, ty: ColumnType) -> Self {
+    pub(crate) fn into_column(self, ty: ColumnType) -> Self {
         match (self, ty) {
             (Self::Int(n), ColumnType::Bool) => Self::Bool(n != 0),
             (value, _) => value,
