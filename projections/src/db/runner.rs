@@ -551,17 +551,30 @@ impl Runner {
         };
         // The first page starts at the lowest checkpoint's own record, so
         // its chain hash is checked before anything is applied after it.
-        let mut from = lowest.max(1);
+        let from = lowest.max(1);
+        // The next page is read while this one is applied (the log's reads
+        // and the applies each take a core). The checkpoint's own record
+        // rides along on the first page.
+        let read = |from: u64, limit: usize| {
+            let log = self.log.clone();
+            let end = head.sequence;
+            tokio::spawn(async move { log.read_page(from..=end, limit).await })
+        };
+        let mut expected = from;
+        let mut pending = Some(read(from, READ_PAGE_RECORDS.min(self.flush_records_max + 1)));
         let built = loop {
-            // The checkpoint's own record rides along on the first page.
-            let limit = READ_PAGE_RECORDS.min(self.flush_records_max.saturating_sub(work.records) + 1);
-            let page = match self.log.read_page(from..=head.sequence, limit).await {
+            let reading = pending.take().expect("a read is pending while the batch is not full");
+            let page = match reading.await.expect("reading a page does not panic") {
                 Ok(page) => page,
                 Err(error) => break Err(error.into()),
             };
             let Some(last) = page.last().map(|record| record.header.sequence) else {
-                break Err(RunnerError::Gap { expected: from, found: 0 });
+                break Err(RunnerError::Gap { expected, found: 0 });
             };
+            let records = work.records + page.len();
+            if last < head.sequence && records < self.flush_records_max {
+                pending = Some(read(last + 1, READ_PAGE_RECORDS.min(self.flush_records_max - records)));
+            }
             let reader = reader.clone();
             let (returned, applied) = tokio::task::spawn_blocking(move || {
                 let applied = work.apply(&page, reader.as_ref());
@@ -570,16 +583,16 @@ impl Runner {
             .await
             .expect("applying a page does not panic");
             work = returned;
-            if let Err(error) = applied {
-                break Err(error);
+            let full = work.batch.changes >= FLUSH_CHANGES_MAX || started.elapsed() >= FLUSH_INTERVAL;
+            match applied {
+                Ok(()) if pending.is_some() && !full => expected = last + 1,
+                result => {
+                    if let Some(reading) = pending.take() {
+                        reading.abort();
+                    }
+                    break result.map(|()| last);
+                }
             }
-            let full = work.records >= self.flush_records_max
-                || work.batch.changes >= FLUSH_CHANGES_MAX
-                || started.elapsed() >= FLUSH_INTERVAL;
-            if last >= head.sequence || full {
-                break Ok(last);
-            }
-            from = last + 1;
         };
         let Work { slots, checkpoints, batch, .. } = work;
         self.slots = slots;
