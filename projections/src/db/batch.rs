@@ -76,12 +76,64 @@ impl Batch {
     }
 }
 
+/// Rows cached per runner: entity rows that applies read again and again
+/// (a license for each of its validations) are read from the database
+/// once. Big enough for every live entity of a large vendor's ledger
+/// (tens of thousands), small enough to stay a few megabytes.
+pub const ROW_CACHE_ROWS_MAX: usize = 65_536;
+
+/// Rows as last committed (`None`: known absent), by table and key,
+/// least recently used first out. Only the runner that writes the rows
+/// keeps one; it is updated after each commit and emptied after any
+/// error, so it never shows what is not committed.
+pub(crate) struct RowCache {
+    rows: hashlink::LruCache<(&'static str, Vec<Value>), Option<Vec<Value>>>,
+}
+
+impl RowCache {
+    pub fn new() -> Self {
+        Self { rows: hashlink::LruCache::new(ROW_CACHE_ROWS_MAX) }
+    }
+
+    pub fn clear(&mut self) {
+        self.rows.clear();
+    }
+
+    /// Brings the cached rows up to a batch that was just committed.
+    pub fn committed(&mut self, batch: &Batch) {
+        for (name, changes) in &batch.tables {
+            for (key, change) in &changes.rows {
+                let cache_key = (*name, key.clone());
+                match change {
+                    Change::Upsert(row) => {
+                        self.rows.insert(cache_key, Some(row.clone()));
+                    }
+                    Change::Delete => {
+                        self.rows.insert(cache_key, None);
+                    }
+                    Change::Add(delta) => match self.rows.get_mut(&cache_key) {
+                        Some(Some(row)) => {
+                            if add_into(&changes.table, row, delta).is_err() {
+                                self.rows.remove(&cache_key);
+                            }
+                        }
+                        Some(known_absent) => *known_absent = Some(delta.clone()),
+                        // Not cached: the sum is only in the database.
+                        None => {}
+                    },
+                }
+            }
+        }
+    }
+}
+
 /// What the projections see of the database while applying: their rows
 /// as this batch leaves them, and only the tables they declared.
 pub struct Changes<'a> {
     pub(crate) projection: &'static str,
     pub(crate) tables: &'static [Table],
     pub(crate) batch: &'a mut Batch,
+    pub(crate) cache: &'a mut RowCache,
     pub(crate) reader: &'a dyn RowReader,
 }
 
@@ -121,23 +173,33 @@ impl Changes<'_> {
     }
 
     /// The row of `key` as this batch leaves it: the batch's change first,
-    /// then the database.
-    pub fn get(&self, table: &Table, key: &[Value]) -> Result<Option<Row>, DbError> {
+    /// then the committed row (cached, or read from the database).
+    pub fn get(&mut self, table: &Table, key: &[Value]) -> Result<Option<Row>, DbError> {
         self.own(table)?;
         table.check(table.key(), key, "key")?;
-        let pending = self.batch.tables.get(table.name).and_then(|changes| changes.rows.get(key));
+        let pending = self.batch.tables.get(table.name).and_then(|changes| changes.rows.get(key)).cloned();
         match pending {
-            Some(Change::Upsert(row)) => Ok(Some(Row(row.clone()))),
+            Some(Change::Upsert(row)) => Ok(Some(Row(row))),
             Some(Change::Delete) => Ok(None),
-            Some(Change::Add(delta)) => match self.reader.get(table, key)? {
+            Some(Change::Add(delta)) => match self.committed(table, key)? {
                 Some(Row(mut stored)) => {
-                    add_into(table, &mut stored, delta)?;
+                    add_into(table, &mut stored, &delta)?;
                     Ok(Some(Row(stored)))
                 }
-                None => Ok(Some(Row(delta.clone()))),
+                None => Ok(Some(Row(delta))),
             },
-            None => self.reader.get(table, key),
+            None => self.committed(table, key),
         }
+    }
+
+    fn committed(&mut self, table: &Table, key: &[Value]) -> Result<Option<Row>, DbError> {
+        let cache_key = (table.name, key.to_vec());
+        if let Some(known) = self.cache.rows.get(&cache_key) {
+            return Ok(known.clone().map(Row));
+        }
+        let row = self.reader.get(table, key)?;
+        self.cache.rows.insert(cache_key, row.as_ref().map(|row| row.0.clone()));
+        Ok(row)
     }
 }
 
@@ -169,7 +231,9 @@ mod tests {
     fn changes_coalesce_by_key_and_reads_see_them() {
         let stored = Stored(RefCell::new(HashMap::from([(vec!["a".into()], row("a", 10, "s"))])));
         let mut batch = Batch::default();
-        let mut changes = Changes { projection: "p", tables: &[COUNTS], batch: &mut batch, reader: &stored };
+        let mut cache = RowCache::new();
+        let mut changes =
+            Changes { projection: "p", tables: &[COUNTS], batch: &mut batch, cache: &mut cache, reader: &stored };
         changes.add(&COUNTS, row("a", 1, "x")).unwrap();
         changes.add(&COUNTS, row("a", 2, "y")).unwrap();
         assert_eq!(changes.get(&COUNTS, &["a".into()]).unwrap(), Some(Row(row("a", 13, "y"))), "stored + pending adds");
@@ -197,7 +261,9 @@ mod tests {
     fn a_counter_overflow_is_an_error_not_a_wrap() {
         let stored = Stored(RefCell::new(HashMap::new()));
         let mut batch = Batch::default();
-        let mut changes = Changes { projection: "p", tables: &[COUNTS], batch: &mut batch, reader: &stored };
+        let mut cache = RowCache::new();
+        let mut changes =
+            Changes { projection: "p", tables: &[COUNTS], batch: &mut batch, cache: &mut cache, reader: &stored };
         changes.add(&COUNTS, row("a", i64::MAX, "x")).unwrap();
         assert!(changes.add(&COUNTS, row("a", 1, "x")).is_err());
     }

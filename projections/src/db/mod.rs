@@ -31,7 +31,7 @@ mod runner;
 mod sqlite;
 mod table;
 
-pub use batch::Changes;
+pub use batch::{Changes, ROW_CACHE_ROWS_MAX};
 pub use digest::{Difference, TableDigest, compare, digest};
 pub use leader::{LEADER_CHECK_INTERVAL, LEADER_LOCK_FILE, LEADER_RETRY_INTERVAL, Leadership};
 pub use runner::{
@@ -313,7 +313,7 @@ impl ReadModelDb {
     /// Writes a batch and moves the checkpoints in one transaction; the
     /// checkpoints first, each only if it is still where this runner left
     /// it. On PostgreSQL it also notifies [`NOTIFY_CHANNEL`] on commit.
-    pub(crate) async fn commit(&self, batch: batch::Batch, advances: Vec<Advance>) -> Result<(), CommitError> {
+    pub(crate) async fn commit(&self, batch: Arc<batch::Batch>, advances: Vec<Advance>) -> Result<(), CommitError> {
         match &self.backend {
             Backend::Sqlite(db) => db.commit(batch, advances).await,
             Backend::Postgres(pool) => postgres::commit(pool, &batch, &advances).await,

@@ -30,7 +30,7 @@ use domain::record::Record;
 use store::{EventLog, Head, READ_PAGE_RECORDS, StoreError};
 use tokio::sync::watch;
 
-use super::batch::{Batch, Changes};
+use super::batch::{Batch, Changes, RowCache};
 use super::leader::{LEADER_RETRY_INTERVAL, Leadership};
 use super::table::{Row, Table, Value};
 use super::{Advance, Checkpoint, CommitError, DbError, ReadModelDb, RowReader};
@@ -293,6 +293,8 @@ pub struct Runner {
     /// again after any error.
     loaded: bool,
     flush_records_max: usize,
+    /// Taken by a batch being built, like the projections.
+    cache: Option<RowCache>,
 }
 
 impl Runner {
@@ -323,6 +325,7 @@ impl Runner {
             applied: watch::channel(0).0,
             loaded: false,
             flush_records_max: FLUSH_RECORDS_MAX,
+            cache: Some(RowCache::new()),
         })
     }
 
@@ -350,7 +353,7 @@ impl Runner {
     /// Reads the checkpoints, checks them against the log and loads each
     /// projection at its own.
     async fn start(&mut self) -> Result<(), RunnerError> {
-        if self.slots.is_empty() {
+        if self.slots.is_empty() || self.cache.is_none() {
             return Err(RunnerError::Config(
                 "the runner was cancelled in the middle of a batch; make a new one".into(),
             ));
@@ -398,6 +401,7 @@ impl Runner {
         .expect("a projection's load does not panic");
         self.slots = slots;
         loaded?;
+        self.cache.as_mut().expect("checked above").clear();
         self.applied.send_replace(self.lowest());
         self.loaded = true;
         Ok(())
@@ -546,6 +550,7 @@ impl Runner {
         let mut work = Work {
             checkpoints: self.slots.iter().map(|slot| slot.checkpoint).collect(),
             slots: std::mem::take(&mut self.slots),
+            cache: self.cache.take().expect("a loaded runner has its cache"),
             batch: Batch::default(),
             records: 0,
         };
@@ -594,8 +599,12 @@ impl Runner {
                 }
             }
         };
-        let Work { slots, checkpoints, batch, .. } = work;
+        let Work { slots, checkpoints, batch, cache, .. } = work;
         self.slots = slots;
+        // The cache holds committed rows only: on any error below the
+        // runner reloads, which empties it; after the commit it takes the
+        // batch's changes.
+        self.cache = Some(cache);
         let last = built?;
         let advances: Vec<Advance> = self
             .slots
@@ -604,7 +613,8 @@ impl Runner {
             .filter(|(slot, to)| slot.checkpoint != **to)
             .map(|(slot, to)| Advance { name: slot.projection.name(), from: slot.checkpoint.sequence, to: *to })
             .collect();
-        match self.db.commit(batch, advances).await {
+        let batch = Arc::new(batch);
+        match self.db.commit(batch.clone(), advances).await {
             Ok(()) => {}
             Err(CommitError::Fenced { projection, expected }) => {
                 return Err(RunnerError::Fenced { projection, expected });
@@ -614,6 +624,7 @@ impl Runner {
         for (slot, checkpoint) in self.slots.iter_mut().zip(checkpoints) {
             slot.checkpoint = checkpoint;
         }
+        self.cache.as_mut().expect("returned above").committed(&batch);
         self.applied.send_replace(self.lowest());
         Ok(true)
     }
@@ -622,6 +633,7 @@ impl Runner {
 /// A batch being built on a blocking thread.
 struct Work {
     slots: Vec<Slot>,
+    cache: RowCache,
     /// Where each projection will be once the batch commits.
     checkpoints: Vec<Checkpoint>,
     batch: Batch,
@@ -659,8 +671,13 @@ impl Work {
                     Some(event) => event,
                     None => decoded.insert(decode(record)?),
                 };
-                let mut changes =
-                    Changes { projection: name, tables: slot.projection.tables(), batch: &mut self.batch, reader };
+                let mut changes = Changes {
+                    projection: name,
+                    tables: slot.projection.tables(),
+                    batch: &mut self.batch,
+                    cache: &mut self.cache,
+                    reader,
+                };
                 slot.projection.apply(&mut changes, record, event.as_ref()).map_err(|error| RunnerError::Apply {
                     sequence,
                     projection: name,

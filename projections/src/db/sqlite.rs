@@ -203,7 +203,7 @@ impl SqliteDb {
             .boxed()
     }
 
-    pub(crate) async fn commit(&self, batch: Batch, advances: Vec<Advance>) -> Result<(), CommitError> {
+    pub(crate) async fn commit(&self, batch: Arc<Batch>, advances: Vec<Advance>) -> Result<(), CommitError> {
         self.write(move |connection| commit(connection, &batch, &advances)).await
     }
 }
