@@ -111,16 +111,20 @@ impl RowCache {
                     Change::Delete => {
                         self.rows.insert(cache_key, None);
                     }
-                    Change::Add(delta) => match self.rows.get_mut(&cache_key) {
-                        Some(Some(row)) => {
-                            if add_into(&changes.table, row, delta).is_err() {
-                                self.rows.remove(&cache_key);
+                    Change::Add(delta) => {
+                        let summed = match self.rows.get_mut(&cache_key) {
+                            Some(Some(row)) => add_into(&changes.table, row, delta).is_ok(),
+                            Some(known_absent) => {
+                                *known_absent = Some(delta.clone());
+                                true
                             }
+                            // Not cached: the sum is only in the database.
+                            None => true,
+                        };
+                        if !summed {
+                            self.rows.remove(&cache_key);
                         }
-                        Some(known_absent) => *known_absent = Some(delta.clone()),
-                        // Not cached: the sum is only in the database.
-                        None => {}
-                    },
+                    }
                 }
             }
         }

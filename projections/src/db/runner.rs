@@ -545,9 +545,8 @@ impl Runner {
         if head.sequence <= lowest {
             return Ok(false);
         }
-        let started = Instant::now();
         let reader = self.reader.clone().expect("a loaded runner has its reader");
-        let mut work = Work {
+        let work = Work {
             checkpoints: self.slots.iter().map(|slot| slot.checkpoint).collect(),
             slots: std::mem::take(&mut self.slots),
             cache: self.cache.take().expect("a loaded runner has its cache"),
@@ -556,49 +555,7 @@ impl Runner {
         };
         // The first page starts at the lowest checkpoint's own record, so
         // its chain hash is checked before anything is applied after it.
-        let from = lowest.max(1);
-        // The next page is read while this one is applied (the log's reads
-        // and the applies each take a core). The checkpoint's own record
-        // rides along on the first page.
-        let read = |from: u64, limit: usize| {
-            let log = self.log.clone();
-            let end = head.sequence;
-            tokio::spawn(async move { log.read_page(from..=end, limit).await })
-        };
-        let mut expected = from;
-        let mut pending = Some(read(from, READ_PAGE_RECORDS.min(self.flush_records_max + 1)));
-        let built = loop {
-            let reading = pending.take().expect("a read is pending while the batch is not full");
-            let page = match reading.await.expect("reading a page does not panic") {
-                Ok(page) => page,
-                Err(error) => break Err(error.into()),
-            };
-            let Some(last) = page.last().map(|record| record.header.sequence) else {
-                break Err(RunnerError::Gap { expected, found: 0 });
-            };
-            let records = work.records + page.len();
-            if last < head.sequence && records < self.flush_records_max {
-                pending = Some(read(last + 1, READ_PAGE_RECORDS.min(self.flush_records_max - records)));
-            }
-            let reader = reader.clone();
-            let (returned, applied) = tokio::task::spawn_blocking(move || {
-                let applied = work.apply(&page, reader.as_ref());
-                (work, applied)
-            })
-            .await
-            .expect("applying a page does not panic");
-            work = returned;
-            let full = work.batch.changes >= FLUSH_CHANGES_MAX || started.elapsed() >= FLUSH_INTERVAL;
-            match applied {
-                Ok(()) if pending.is_some() && !full => expected = last + 1,
-                result => {
-                    if let Some(reading) = pending.take() {
-                        reading.abort();
-                    }
-                    break result.map(|()| last);
-                }
-            }
-        };
+        let (work, built) = build(&self.log, lowest.max(1), head.sequence, self.flush_records_max, reader, work).await;
         let Work { slots, checkpoints, batch, cache, .. } = work;
         self.slots = slots;
         // The cache holds committed rows only: on any error below the
@@ -627,6 +584,60 @@ impl Runner {
         self.cache.as_mut().expect("returned above").committed(&batch);
         self.applied.send_replace(self.lowest());
         Ok(true)
+    }
+}
+
+/// Applies records `from..=head` into `work` until the batch is full;
+/// returns it with the last sequence applied, or the error that stopped it.
+/// The next page is read while one is applied (reading the log and
+/// applying each take a core).
+async fn build(
+    log: &EventLog,
+    from: u64,
+    head: u64,
+    flush_records_max: usize,
+    reader: Arc<dyn RowReader + Send + Sync>,
+    mut work: Work,
+) -> (Work, Result<u64, RunnerError>) {
+    let started = Instant::now();
+    let read = |from: u64, limit: usize| {
+        let log = log.clone();
+        tokio::spawn(async move { log.read_page(from..=head, limit).await })
+    };
+    let mut expected = from;
+    // The first page holds the checkpoint's own record besides the batch's.
+    let mut pending = Some(read(from, READ_PAGE_RECORDS.min(flush_records_max + 1)));
+    loop {
+        let reading = pending.take().expect("a read is pending while the batch is not full");
+        let page = match reading.await.expect("reading a page does not panic") {
+            Ok(page) => page,
+            Err(error) => return (work, Err(error.into())),
+        };
+        let Some(last) = page.last().map(|record| record.header.sequence) else {
+            return (work, Err(RunnerError::Gap { expected, found: 0 }));
+        };
+        let records = work.records + page.len();
+        if last < head && records < flush_records_max {
+            pending = Some(read(last + 1, READ_PAGE_RECORDS.min(flush_records_max - records)));
+        }
+        let reader = reader.clone();
+        let (returned, applied) = tokio::task::spawn_blocking(move || {
+            let applied = work.apply(&page, reader.as_ref());
+            (work, applied)
+        })
+        .await
+        .expect("applying a page does not panic");
+        work = returned;
+        let full = work.batch.changes >= FLUSH_CHANGES_MAX || started.elapsed() >= FLUSH_INTERVAL;
+        match applied {
+            Ok(()) if pending.is_some() && !full => expected = last + 1,
+            result => {
+                if let Some(reading) = pending.take() {
+                    reading.abort();
+                }
+                return (work, result.map(|()| last));
+            }
+        }
     }
 }
 
