@@ -17,6 +17,7 @@ use domain::{Clock, Timestamp};
 use store::{EventLog, READ_PAGE_RECORDS, Snapshot, StoreError};
 use tokio::sync::{RwLock, RwLockReadGuard, watch};
 
+pub mod db;
 pub mod invoices;
 mod state;
 
