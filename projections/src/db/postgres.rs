@@ -14,7 +14,7 @@ use super::table::{ColumnType, Dialect, Row, Table, Value, Write};
 use super::{Advance, CommitError, DbError, NOTIFY_CHANNEL, POOL_CONNECTIONS_MAX, RowReader};
 
 /// The log's migrations: they hold the read models' tables too (files
-/// numbered 0100 and up), so opening either migrates both.
+/// from 0004 on), so opening either migrates both.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 /// Rows a scan reads ahead of its consumer.
 const SCAN_ROWS_AHEAD: usize = 1024;
