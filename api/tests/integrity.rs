@@ -109,7 +109,10 @@ async fn a_log_rolled_back_behind_the_snapshot_is_refused_at_start_until_the_los
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     let (sequence, lost) = &recorded[0];
     assert_eq!((*sequence, lost.lost_from, lost.lost_to), (restored_to + 1, restored_to + 1, applied));
-    assert!(lost.old_chain_hash.is_some() && lost.snapshots.contains(&"ledger-state-v7".to_owned()), "{lost:?}");
+    assert!(
+        lost.old_chain_hash.is_some() && lost.snapshots.contains(&projections::SNAPSHOT_NAME.to_owned()),
+        "{lost:?}"
+    );
     assert_eq!(rollback["recordedAt"].as_u64(), Some(*sequence));
 
     // Serving again, from the log as it is: the kept customer is there, the

@@ -66,9 +66,18 @@ pub async fn ready(State(state): State<AppState>, headers: HeaderMap, caller: Re
             return answer(StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "database unavailable" }), json!({}));
         }
     };
-    if let Some(failure) = state.projections.failure() {
-        let status = json!({ "status": "projection stopped" });
-        return answer(StatusCode::SERVICE_UNAVAILABLE, status, json!({ "detail": failure }));
+    if let Some(failure) = state.projections.failed() {
+        // What kind of failure is public (a load balancer's operator needs
+        // it); its figures (sequences, hashes) are not.
+        let status = match failure {
+            projections::Failure::RolledBack(_) => "the log was rolled back behind the read models",
+            projections::Failure::Stopped(_) => "projection stopped",
+        };
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": status }),
+            json!({ "detail": failure.to_string() }),
+        );
     }
     let applied = state.projections.applied();
     let status = if applied >= head { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
