@@ -4,8 +4,11 @@
 //! the status and the code, and internal details (database messages) are
 //! logged, never sent.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use domain::license::LicenseError;
+use domain::organization::OrganizationError;
+use domain::subscription::SubscriptionError;
 use problem_details::ProblemDetails;
 use serde::Serialize;
 
@@ -26,8 +29,9 @@ pub enum ApiError {
     IdempotencyConflict,
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
-    #[error("{0}")]
-    RateLimited(String),
+    /// Over a limit: 429 with `Retry-After` (whole seconds).
+    #[error("{message}")]
+    RateLimited { retry_after_seconds: u64, message: String },
     #[error("the read model has not caught up with sequence {0} yet")]
     ProjectionLagging(u64),
     #[error("the service is not available: {0}")]
@@ -56,7 +60,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::IdempotencyConflict => (StatusCode::CONFLICT, "idempotency_conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::ProjectionLagging(_) => (StatusCode::SERVICE_UNAVAILABLE, "projection_lagging"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::ReadModelFailed => (StatusCode::SERVICE_UNAVAILABLE, "read_model_failed"),
@@ -83,27 +87,130 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        ProblemDetails::from_status_code(status)
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_seconds, .. } => Some(*retry_after_seconds),
+            _ => None,
+        };
+        let mut response = ProblemDetails::from_status_code(status)
             .with_detail(detail)
             .with_extensions(Extensions { code })
-            .into_response()
+            .into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
     }
 }
 
 impl From<store::StoreError> for ApiError {
     fn from(error: store::StoreError) -> Self {
-        ApiError::Unavailable(error.to_string())
+        usecases::Error::from(error).into()
     }
 }
 
 impl From<projections::ProjectionError> for ApiError {
     fn from(error: projections::ProjectionError) -> Self {
+        usecases::Error::from(error).into()
+    }
+}
+
+/// The one mapping of a use case's error to HTTP: a status and a stable code.
+impl From<usecases::Error> for ApiError {
+    fn from(error: usecases::Error) -> Self {
+        use usecases::Error as E;
         match error {
-            projections::ProjectionError::Lagging { wanted, .. } => ApiError::ProjectionLagging(wanted),
-            projections::ProjectionError::RolledBack(_) | projections::ProjectionError::Broken(_) => {
-                ApiError::ReadModelFailed
-            }
-            other => ApiError::Unavailable(other.to_string()),
+            E::Organization(error) => organization_refusal(error),
+            E::Subscription(error) => subscription_refusal(error),
+            E::License(error) => license_refusal(error),
+            E::Validation(message) => ApiError::Validation(message),
+            E::Unauthorized => ApiError::Unauthorized,
+            E::Forbidden => ApiError::Forbidden,
+            E::NotFound => ApiError::NotFound,
+            E::Conflict { code, message } => ApiError::Conflict { code, message },
+            E::IdempotencyConflict => ApiError::IdempotencyConflict,
+            E::RateLimited { retry_after_seconds, message } => ApiError::RateLimited { retry_after_seconds, message },
+            E::ProjectionLagging(sequence) => ApiError::ProjectionLagging(sequence),
+            E::ReadModelFailed => ApiError::ReadModelFailed,
+            E::Unavailable(detail) => ApiError::Unavailable(detail),
+            E::Internal(detail) => ApiError::Internal(detail),
         }
+    }
+}
+
+impl From<OrganizationError> for ApiError {
+    fn from(error: OrganizationError) -> Self {
+        organization_refusal(error)
+    }
+}
+
+impl From<SubscriptionError> for ApiError {
+    fn from(error: SubscriptionError) -> Self {
+        subscription_refusal(error)
+    }
+}
+
+impl From<LicenseError> for ApiError {
+    fn from(error: LicenseError) -> Self {
+        license_refusal(error)
+    }
+}
+
+fn organization_refusal(error: OrganizationError) -> ApiError {
+    use OrganizationError as E;
+    match error {
+        E::NotFound | E::UserNotFound | E::TokenNotFound => ApiError::NotFound,
+        E::InvalidText { .. } | E::InvalidEmail(_) | E::InvalidEmployeeCount | E::InvalidTokenExpiry => {
+            ApiError::Validation(error.to_string())
+        }
+        E::SeatLimitReached { .. } => ApiError::conflict("seat_limit_reached", error),
+        E::DuplicateEmail(_) => ApiError::conflict("duplicate_email", error),
+        E::LiveSubscriptionExists(_) => ApiError::conflict("subscription_exists", error),
+        E::AlreadyExists
+        | E::UserAlreadyDeactivated
+        | E::TokenExists
+        | E::TokenAlreadyRevoked
+        | E::NotTheLiveSubscription(_) => ApiError::conflict("conflict", error),
+    }
+}
+
+fn subscription_refusal(error: SubscriptionError) -> ApiError {
+    use SubscriptionError as E;
+    match error {
+        E::NotFound => ApiError::NotFound,
+        E::StartTooFarInPast { .. } => ApiError::conflict("start_date_out_of_range", error),
+        E::EffectiveDateOutOfRange(_) => ApiError::conflict("effective_date_out_of_range", error),
+        E::InvalidMaxDeployments
+        | E::InvalidOverageRate
+        | E::InvalidQuantity
+        | E::InvalidAddonPrice(_)
+        | E::PriceTooHigh
+        | E::InvalidPaymentReference => ApiError::Validation(error.to_string()),
+        // Prices are the operator's (BILLING-RULES, "Who sets prices").
+        E::PriceNotAllowed | E::OperatorOnlyAddon(_) => ApiError::Forbidden,
+        E::AddonNotFound(_) => ApiError::NotFound,
+        E::AddonAlreadyEnded(_) => ApiError::conflict("addon_already_ended", error),
+        E::EffectiveDateInvoiced { .. } => ApiError::conflict("effective_date_invoiced", error),
+        E::UnknownCatalogVersion(_) | E::AmountOverflow => ApiError::Internal(error.to_string()),
+        E::NotChangeable(_) => ApiError::conflict("subscription_not_changeable", error),
+        E::NotAnUpgrade { .. } => ApiError::conflict("not_an_upgrade", error),
+        E::NotADowngrade { .. } => ApiError::conflict("not_a_downgrade", error),
+        E::DoesNotRenew => ApiError::conflict("does_not_renew", error),
+        E::AutoRenewalAlreadyOff | E::AlreadyCancelled(_) => ApiError::conflict("already_cancelled", error),
+        E::AlreadyExists | E::TermNotEnded | E::NotPastDue | E::GraceNotOver(_) => {
+            ApiError::conflict("conflict", error)
+        }
+    }
+}
+
+fn license_refusal(error: LicenseError) -> ApiError {
+    use LicenseError as E;
+    match error {
+        E::NotFound => ApiError::NotFound,
+        E::InvalidReason => ApiError::Validation(error.to_string()),
+        E::AlreadyRevoked => ApiError::conflict("already_revoked", error),
+        E::AlreadyExists | E::AlreadySuperseded | E::WindowNotOver => ApiError::conflict("conflict", error),
+        E::TooManyDeployments { .. } => ApiError::conflict("too_many_deployments", error),
+        E::DeploymentNotFound(_) => ApiError::NotFound,
+        E::InvalidDeploymentId => ApiError::Validation(error.to_string()),
     }
 }

@@ -11,18 +11,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use chrono::NaiveDate;
-use domain::catalog::Catalog;
-use domain::subscription::{Policy, Services};
-use domain::{Clock, OrganizationId, Timestamp};
-use projections::Projections;
+use domain::Clock;
+use domain::subscription::Policy;
 use store::EventLog;
 
 pub mod address;
 pub mod auth;
 pub mod billing;
-pub mod clock;
-pub mod command;
 pub mod edge;
 pub mod error;
 pub mod extract;
@@ -32,24 +27,36 @@ pub mod openapi;
 pub mod rollback;
 pub mod routes;
 pub mod scheduler;
-pub mod secrets;
 pub mod stripe;
 pub mod transport;
 
-use clock::ServerClock;
-use secrets::ServerKeys;
+// The use cases moved to `usecases`; these paths keep the routes that
+// have not moved yet compiling.
+pub use usecases::{Ledger, LedgerConfig, clock, secrets};
 
-/// Everything a request handler may use; cheap to clone.
+/// Running a command from a route, in the route's own error type.
+pub mod command {
+    pub use usecases::command::*;
+
+    use crate::error::ApiError;
+
+    /// [`usecases::command::execute`] for a route whose decisions fail with
+    /// an [`ApiError`].
+    pub async fn execute<F, Fut>(state: &usecases::Ledger, context: &Context, build: F) -> Result<Appended, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<store::Command>, ApiError>>,
+    {
+        execute_with(state, context, build).await
+    }
+}
+
+/// Everything a request handler may use; cheap to clone. The use cases'
+/// context ([`Ledger`]) plus what only the HTTP server has: its limiters,
+/// metrics and edge settings. It dereferences to the [`Ledger`].
 #[derive(Clone)]
 pub struct AppState {
-    pub log: EventLog,
-    pub projections: Arc<Projections>,
-    pub clock: Arc<ServerClock>,
-    pub keys: Arc<ServerKeys>,
-    pub catalog: Arc<Catalog>,
-    pub subscription_services: Arc<Services>,
-    /// Wakes the scheduler (the test clock moved).
-    pub scheduler: Arc<tokio::sync::Notify>,
+    pub ledger: Ledger,
     pub metrics: Arc<metrics::Metrics>,
     pub address_limiter: Arc<metrics::AddressLimiter>,
     /// Usage reports: their limits and the per-key rate limiter.
@@ -62,24 +69,11 @@ pub struct AppState {
     pub edge: Arc<edge::Edge>,
 }
 
-impl AppState {
-    pub fn now(&self) -> Timestamp {
-        self.clock.now()
-    }
+impl std::ops::Deref for AppState {
+    type Target = Ledger;
 
-    /// Today, UTC, by the business clock.
-    pub fn today(&self) -> NaiveDate {
-        self.now().to_datetime().date_naive()
-    }
-
-    /// The seat limit of an organization's live subscription today; an
-    /// organization without one has no seats to limit yet.
-    pub async fn seat_limit(&self, organization_id: OrganizationId) -> Option<u32> {
-        let today = self.today();
-        let ledger = self.projections.read().await;
-        let (_, subscription) = ledger.live_subscription(organization_id)?;
-        let (spec, _) = routes::queries::effective_spec(self, subscription, today)?;
-        spec.seats
+    fn deref(&self) -> &Ledger {
+        &self.ledger
     }
 }
 
@@ -153,6 +147,20 @@ pub struct Config {
     pub usage: routes::usage::UsageSettings,
 }
 
+impl Config {
+    /// What the use cases' [`Ledger`] opens.
+    pub fn ledger(&self) -> LedgerConfig {
+        LedgerConfig {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            clock: self.clock.clone(),
+            operator_token: self.operator_token.clone(),
+            auditor_token: self.auditor_token.clone(),
+            policy: self.policy,
+        }
+    }
+}
+
 /// Opens the log and the read models and builds the state, with the
 /// edge's default settings; writes the bootstrap tokens generated on a
 /// first start to a file (and says where).
@@ -162,33 +170,11 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
 
 /// [`open`] with the edge's settings.
 pub async fn open_with(config: &Config, edge: edge::Settings) -> anyhow::Result<AppState> {
-    secrets::create_private_dir(&config.data_dir)?;
-    let clock = Arc::new(ServerClock::parse(&config.clock, &config.data_dir)?);
-    let (keys, generated) =
-        ServerKeys::load_or_create(&config.data_dir, config.operator_token.clone(), config.auditor_token.clone())?;
-    // Tokens go to a file only the server's user can read, never to the
-    // terminal (and so the journal); only its path is printed.
-    let tokens = config.data_dir.join(secrets::FIRST_START_TOKENS_FILE);
-    if !generated.is_empty() {
-        secrets::write_first_start_tokens(&config.data_dir, &generated)?;
-        println!("generated bootstrap tokens; they are in {} (readable by this user only)", tokens.display());
-    }
-    if tokens.exists() {
-        tracing::warn!(file = %tokens.display(), "first-start tokens are still on disk: store them elsewhere and delete the file");
-    }
-    let log = open_log(config, clock.clone()).await?;
-    let projections = Projections::start(log.clone(), clock.clone()).await?;
+    let ledger = Ledger::open(&config.ledger()).await?;
     let log_tree = routes::log::LogTree::new(std::env::var("LEDGER_CHECKPOINT_ORIGIN").ok().filter(|o| !o.is_empty()))?;
-    tokio::spawn(log_tree.clone().follow(log.clone()));
-    let catalog = Arc::new(Catalog::builtin());
+    tokio::spawn(log_tree.clone().follow(ledger.log.clone()));
     Ok(AppState {
-        log,
-        projections,
-        clock,
-        keys: Arc::new(keys),
-        subscription_services: Arc::new(Services { catalog: catalog.clone(), policy: config.policy }),
-        catalog,
-        scheduler: Arc::new(tokio::sync::Notify::new()),
+        ledger,
         metrics: Arc::new(metrics::Metrics::default()),
         address_limiter: Arc::new(metrics::AddressLimiter::per_minute(config.validations_per_address_per_minute)),
         usage: Arc::new(routes::usage::UsageIntake::new(config.usage)),
@@ -201,13 +187,7 @@ pub async fn open_with(config: &Config, edge: edge::Settings) -> anyhow::Result<
 /// Opens the configured log alone (PostgreSQL, or SQLite in the data
 /// directory), for jobs that need nothing else.
 pub async fn open_log(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<EventLog> {
-    use anyhow::Context;
-    Ok(match &config.database_url {
-        Some(url) => {
-            EventLog::open_postgres(url.parse().context("DATABASE_URL is not a PostgreSQL URL")?, clock).await?
-        }
-        None => EventLog::open_sqlite(&config.data_dir.join("ledger.sqlite"), clock).await?,
-    })
+    usecases::open_log(&config.ledger(), clock).await
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.

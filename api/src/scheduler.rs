@@ -18,7 +18,6 @@ use domain::{LicenseId, Metadata, OrganizationId, SubscriptionId};
 use crate::AppState;
 use crate::command::{Context, execute, load, request_digest};
 use crate::error::ApiError;
-use crate::routes::commands::{license_refusal, organization_refusal, subscription_refusal};
 
 /// How often the scheduler looks for due changes.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -122,9 +121,7 @@ async fn apply(state: &AppState, change: &Due) -> Result<(), ApiError> {
         Ok(match change {
             Due::EndTerm { subscription_id, organization_id, .. } => {
                 let mut subscription = load::<Subscription>(state, subscription_id.stream()).await?;
-                subscription
-                    .decide(SubscriptionCommand::EndTerm { today }, &state.subscription_services, subscription_refusal)
-                    .await?;
+                subscription.decide(SubscriptionCommand::EndTerm { today }, &state.subscription_services).await?;
                 let mut commands = Vec::new();
                 if subscription.state.expired {
                     commands.push(end_subscription(state, &context, *organization_id, *subscription_id).await?);
@@ -137,14 +134,12 @@ async fn apply(state: &AppState, change: &Due) -> Result<(), ApiError> {
             }
             Due::Suspend { subscription_id, .. } => {
                 let mut subscription = load::<Subscription>(state, subscription_id.stream()).await?;
-                subscription
-                    .decide(SubscriptionCommand::Suspend { now }, &state.subscription_services, subscription_refusal)
-                    .await?;
+                subscription.decide(SubscriptionCommand::Suspend { now }, &state.subscription_services).await?;
                 vec![subscription.into_command(&context, now)]
             }
             Due::CloseWindow { license_id } => {
                 let mut license = load::<License>(state, license_id.stream()).await?;
-                license.decide(LicenseCommand::EndSupersedeWindow { now }, &(), license_refusal).await?;
+                license.decide(LicenseCommand::EndSupersedeWindow { now }, &()).await?;
                 vec![license.into_command(&context, now)]
             }
         })
@@ -160,6 +155,6 @@ async fn end_subscription(
     subscription_id: SubscriptionId,
 ) -> Result<store::Command, ApiError> {
     let mut org = load::<Organization>(state, organization_id.stream()).await?;
-    org.decide(OrganizationCommand::EndSubscription { subscription_id }, &(), organization_refusal).await?;
+    org.decide(OrganizationCommand::EndSubscription { subscription_id }, &()).await?;
     Ok(org.into_command(context, state.now()))
 }

@@ -254,5 +254,5 @@ pub fn retry_after(mut response: Response, seconds: u64) -> Response {
 
 /// 429 `rate_limited` with `Retry-After`.
 pub fn rate_limited(seconds: u64, detail: &str) -> Response {
-    retry_after(crate::error::ApiError::RateLimited(detail.to_owned()).into_response(), seconds)
+    crate::error::ApiError::RateLimited { retry_after_seconds: seconds, message: detail.to_owned() }.into_response()
 }

@@ -8,11 +8,9 @@ use chrono::NaiveDate;
 use domain::catalog::Tier;
 use domain::event::LedgerEvent;
 use domain::keys::{api_token, license_key, license_key_hash};
-use domain::license::{License, LicenseCommand, LicenseError, LicenseEvent};
-use domain::organization::{Organization, OrganizationCommand, OrganizationError, OrganizationEvent, Role};
-use domain::subscription::{
-    AddonKind, Pricing, Subscription, SubscriptionCommand, SubscriptionError, SubscriptionEvent,
-};
+use domain::license::{License, LicenseCommand, LicenseEvent};
+use domain::organization::{Organization, OrganizationCommand, OrganizationEvent, Role};
+use domain::subscription::{AddonKind, Pricing, Subscription, SubscriptionCommand, SubscriptionEvent};
 use domain::{AddonId, LicenseId, OrganizationId, SubscriptionId, TokenId, UserId};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -52,66 +50,6 @@ fn parse_role(text: &str) -> Result<Role, ApiError> {
     Role::parse(text).ok_or_else(|| ApiError::Validation(format!("unknown role {text:?}: admin, analyst or viewer")))
 }
 
-pub(crate) fn organization_refusal(error: OrganizationError) -> ApiError {
-    use OrganizationError as E;
-    match error {
-        E::NotFound | E::UserNotFound | E::TokenNotFound => ApiError::NotFound,
-        E::InvalidText { .. } | E::InvalidEmail(_) | E::InvalidEmployeeCount | E::InvalidTokenExpiry => {
-            ApiError::Validation(error.to_string())
-        }
-        E::SeatLimitReached { .. } => ApiError::conflict("seat_limit_reached", error),
-        E::DuplicateEmail(_) => ApiError::conflict("duplicate_email", error),
-        E::LiveSubscriptionExists(_) => ApiError::conflict("subscription_exists", error),
-        E::AlreadyExists
-        | E::UserAlreadyDeactivated
-        | E::TokenExists
-        | E::TokenAlreadyRevoked
-        | E::NotTheLiveSubscription(_) => ApiError::conflict("conflict", error),
-    }
-}
-
-pub(crate) fn subscription_refusal(error: SubscriptionError) -> ApiError {
-    use SubscriptionError as E;
-    match error {
-        E::NotFound => ApiError::NotFound,
-        E::StartTooFarInPast { .. } => ApiError::conflict("start_date_out_of_range", error),
-        E::EffectiveDateOutOfRange(_) => ApiError::conflict("effective_date_out_of_range", error),
-        E::InvalidMaxDeployments
-        | E::InvalidOverageRate
-        | E::InvalidQuantity
-        | E::InvalidAddonPrice(_)
-        | E::PriceTooHigh
-        | E::InvalidPaymentReference => ApiError::Validation(error.to_string()),
-        // Prices are the operator's (BILLING-RULES, "Who sets prices").
-        E::PriceNotAllowed | E::OperatorOnlyAddon(_) => ApiError::Forbidden,
-        E::AddonNotFound(_) => ApiError::NotFound,
-        E::AddonAlreadyEnded(_) => ApiError::conflict("addon_already_ended", error),
-        E::EffectiveDateInvoiced { .. } => ApiError::conflict("effective_date_invoiced", error),
-        E::UnknownCatalogVersion(_) | E::AmountOverflow => ApiError::Internal(error.to_string()),
-        E::NotChangeable(_) => ApiError::conflict("subscription_not_changeable", error),
-        E::NotAnUpgrade { .. } => ApiError::conflict("not_an_upgrade", error),
-        E::NotADowngrade { .. } => ApiError::conflict("not_a_downgrade", error),
-        E::DoesNotRenew => ApiError::conflict("does_not_renew", error),
-        E::AutoRenewalAlreadyOff | E::AlreadyCancelled(_) => ApiError::conflict("already_cancelled", error),
-        E::AlreadyExists | E::TermNotEnded | E::NotPastDue | E::GraceNotOver(_) => {
-            ApiError::conflict("conflict", error)
-        }
-    }
-}
-
-pub(crate) fn license_refusal(error: LicenseError) -> ApiError {
-    use LicenseError as E;
-    match error {
-        E::NotFound => ApiError::NotFound,
-        E::InvalidReason => ApiError::Validation(error.to_string()),
-        E::AlreadyRevoked => ApiError::conflict("already_revoked", error),
-        E::AlreadyExists | E::AlreadySuperseded | E::WindowNotOver => ApiError::conflict("conflict", error),
-        E::TooManyDeployments { .. } => ApiError::conflict("too_many_deployments", error),
-        E::DeploymentNotFound(_) => ApiError::NotFound,
-        E::InvalidDeploymentId => ApiError::Validation(error.to_string()),
-    }
-}
-
 fn money(amount: Decimal) -> String {
     format!("{:.2}", amount.round_dp(2))
 }
@@ -125,7 +63,7 @@ async fn on_organization<T>(
 ) -> Result<Appended, ApiError> {
     execute(state, &request.context, || async {
         let mut org = load::<Organization>(state, organization_id.stream()).await?;
-        org.decide(command(), &(), organization_refusal).await?;
+        org.decide(command(), &()).await?;
         Ok(vec![org.into_command(&request.context, state.now())])
     })
     .await
@@ -142,7 +80,7 @@ async fn on_live_subscription<T>(
     execute(state, &request.context, || async {
         let subscription_id = live_subscription(state, organization_id).await?;
         let mut subscription = load::<Subscription>(state, subscription_id.stream()).await?;
-        subscription.decide(command(state.today())?, &state.subscription_services, subscription_refusal).await?;
+        subscription.decide(command(state.today())?, &state.subscription_services).await?;
         Ok(vec![subscription.into_command(&request.context, state.now())])
     })
     .await
@@ -205,7 +143,6 @@ pub async fn create_organization(
                 employee_count: body.employee_count,
             },
             &(),
-            organization_refusal,
         )
         .await?;
         Ok(vec![org.into_command(&request.context, state.now())])
@@ -259,7 +196,7 @@ pub async fn add_user(
             role,
             seat_limit,
         };
-        org.decide(command, &(), organization_refusal).await?;
+        org.decide(command, &()).await?;
         Ok(vec![org.into_command(&request.context, state.now())])
     })
     .await?;
@@ -427,7 +364,7 @@ pub async fn create_subscription(
         if org.state.id.is_none() {
             return Err(ApiError::NotFound);
         }
-        org.decide(OrganizationCommand::StartSubscription { subscription_id }, &(), organization_refusal).await?;
+        org.decide(OrganizationCommand::StartSubscription { subscription_id }, &()).await?;
         let mut subscription = load::<Subscription>(&state, subscription_id.stream()).await?;
         let create = SubscriptionCommand::Create {
             id: subscription_id,
@@ -440,7 +377,7 @@ pub async fn create_subscription(
             license_id,
             today,
         };
-        subscription.decide(create, &state.subscription_services, subscription_refusal).await?;
+        subscription.decide(create, &state.subscription_services).await?;
         let license = issue_license(&state, license_id, subscription_id, organization_id, now).await?;
         Ok(vec![
             org.into_command(&request.context, now),
@@ -468,19 +405,19 @@ pub(crate) async fn issue_license(
     let key_hash = license_key_hash(&state.keys.secret, &license_key(&state.keys.license, license_id, nonce));
     let mut license = load::<License>(state, license_id.stream()).await?;
     let issue = LicenseCommand::Issue { license_id, subscription_id, organization_id, nonce, key_hash, issued_at: now };
-    license.decide(issue, &(), license_refusal).await?;
+    license.decide(issue, &()).await?;
     Ok(license)
 }
 
 /// The key of the license issued among `appended`, derived again from its
 /// event: the key itself is never stored.
 fn issued_key(state: &AppState, appended: &Appended) -> Result<String, ApiError> {
-    appended.find(|e| match e {
+    Ok(appended.find(|e| match e {
         LedgerEvent::License(LicenseEvent::LicenseIssued(issued)) => {
             Some(license_key(&state.keys.license, issued.license_id, issued.nonce))
         }
         _ => None,
-    })
+    })?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -591,15 +528,15 @@ pub async fn upgrade(
         let old_license_id = subscription.state.license_id.ok_or(ApiError::NotFound)?;
         let upgrade =
             SubscriptionCommand::Upgrade { target_tier, effective_date: body.effective_date, new_license_id, today };
-        subscription.decide(upgrade, &state.subscription_services, subscription_refusal).await?;
+        subscription.decide(upgrade, &state.subscription_services).await?;
         let effective_date = subscription.state.latest_tier().map(|t| t.from).unwrap_or(today);
         for addon in &body.addons {
             let command = addon.command(effective_date, today, pricing)?;
-            subscription.decide(command, &state.subscription_services, subscription_refusal).await?;
+            subscription.decide(command, &state.subscription_services).await?;
         }
         let mut old_license = load::<License>(&state, old_license_id.stream()).await?;
         let supersede = LicenseCommand::Supersede { by: new_license_id, effective_date };
-        old_license.decide(supersede, &(), license_refusal).await?;
+        old_license.decide(supersede, &()).await?;
         let new_license = issue_license(&state, new_license_id, subscription_id, organization_id, now).await?;
         Ok(vec![
             subscription.into_command(&request.context, now),
@@ -720,14 +657,14 @@ pub async fn cancel(
         let subscription_id = live_subscription(&state, organization_id).await?;
         let mut subscription = load::<Subscription>(&state, subscription_id.stream()).await?;
         let command = SubscriptionCommand::Cancel { immediate, effective_date: request.body.effective_date, today };
-        subscription.decide(command, &state.subscription_services, subscription_refusal).await?;
+        subscription.decide(command, &state.subscription_services).await?;
         let mut commands = Vec::new();
         // A cancellation in effect already ends the organization's live
         // subscription now; a later one is ended by the scheduler on its day.
         let ends_now = subscription.state.cancelled_from.is_some_and(|from| from <= today);
         if ends_now {
             let mut org = load::<Organization>(&state, organization_id.stream()).await?;
-            org.decide(OrganizationCommand::EndSubscription { subscription_id }, &(), organization_refusal).await?;
+            org.decide(OrganizationCommand::EndSubscription { subscription_id }, &()).await?;
             commands.push(org.into_command(&request.context, state.now()));
         }
         commands.insert(0, subscription.into_command(&request.context, state.now()));
@@ -812,7 +749,7 @@ pub async fn revoke_license(
     let license_id = LicenseId(license_id);
     let appended = execute(&state, &request.context, || async {
         let mut license = load::<License>(&state, license_id.stream()).await?;
-        license.decide(LicenseCommand::Revoke { reason: request.body.reason.clone() }, &(), license_refusal).await?;
+        license.decide(LicenseCommand::Revoke { reason: request.body.reason.clone() }, &()).await?;
         Ok(vec![license.into_command(&request.context, state.now())])
     })
     .await?;
@@ -853,7 +790,7 @@ async fn correct_addon<T>(
     let appended = execute(state, &request.context, || async {
         let (subscription_id, invoiced_through) = subscription_with_addon(state, organization_id, addon_id).await?;
         let mut subscription = load::<Subscription>(state, subscription_id.stream()).await?;
-        subscription.decide(command(invoiced_through), &state.subscription_services, subscription_refusal).await?;
+        subscription.decide(command(invoiced_through), &state.subscription_services).await?;
         Ok(vec![subscription.into_command(&request.context, state.now())])
     })
     .await?;

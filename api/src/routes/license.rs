@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::keys::{constant_time_eq, license_key_hash};
 use domain::lease::{
@@ -32,7 +32,6 @@ use crate::auth::{Caller, Need};
 use crate::command::{ATTEMPTS_MAX, load, new_event_id};
 use crate::error::ApiError;
 use crate::extract::{CommandRequest, REQUEST_BODY_BYTES_MAX};
-use crate::routes::commands::license_refusal;
 
 /// The seed's `LicenseValidationRequest`, plus `nonce` and `clientTime`.
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -199,11 +198,7 @@ fn not_found(refusal: Option<SignedRefusal>) -> Response {
 }
 
 fn too_many(retry_after_seconds: u64, detail: &str) -> Response {
-    let mut response = ApiError::RateLimited(detail.to_owned()).into_response();
-    if let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+    ApiError::RateLimited { retry_after_seconds, message: detail.to_owned() }.into_response()
 }
 
 #[utoipa::path(
@@ -279,7 +274,7 @@ pub async fn validate(State(state): State<AppState>, request: axum::extract::Req
                     deployment_id: asked.deployment_id.clone(),
                     max_deployments: facts.max_deployments,
                 };
-                license.decide(activate, &(), license_refusal).await?;
+                license.decide(activate, &()).await?;
                 let context = crate::command::Context { metadata: metadata.clone(), idempotency: None };
                 commands.push(license.into_command(&context, now));
             }
@@ -476,7 +471,7 @@ pub async fn release_deployment(
         let (now, today) = (state.now(), state.today());
         let last_lease_ends = last_lease_end(&state, license_id, &deployment_id, today).await?;
         let release = LicenseCommand::ReleaseDeployment { deployment_id: deployment_id.clone(), now, last_lease_ends };
-        license.decide(release, &(), license_refusal).await?;
+        license.decide(release, &()).await?;
         Ok(vec![license.into_command(&request.context, now)])
     })
     .await?;

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use domain::lease::DEPLOYMENT_ID_CHARS_MAX;
@@ -168,12 +167,8 @@ fn asked(body: &[u8]) -> Result<Asked, ApiError> {
 }
 
 /// A 429 `rate_limited` with `Retry-After`.
-fn too_many(retry_after_seconds: u64, detail: String) -> Response {
-    let mut response = ApiError::RateLimited(detail).into_response();
-    if let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+fn too_many(retry_after_seconds: u64, message: String) -> Response {
+    ApiError::RateLimited { retry_after_seconds, message }.into_response()
 }
 
 /// Whether `deployment_id` is a deployment the key activated (validation

@@ -141,11 +141,11 @@ pub async fn provision(state: &AppState, context: &Context, session: &Value) -> 
     }
     let create =
         OrganizationCommand::Create { id: organization_id, name, domain: None, industry: None, employee_count: None };
-    org.decide(create, &(), refused).await?;
+    org.decide(create, &()).await.map_err(refused)?;
     let admin =
         OrganizationCommand::AddUser { user_id: UserId(id("admin")), email, role: Role::Admin, seat_limit: None };
-    org.decide(admin, &(), refused).await?;
-    org.decide(OrganizationCommand::StartSubscription { subscription_id }, &(), refused).await?;
+    org.decide(admin, &()).await.map_err(refused)?;
+    org.decide(OrganizationCommand::StartSubscription { subscription_id }, &()).await.map_err(refused)?;
     let mut subscription = load::<Subscription>(state, subscription_id.stream()).await?;
     let create = SubscriptionCommand::Create {
         id: subscription_id,
@@ -158,7 +158,7 @@ pub async fn provision(state: &AppState, context: &Context, session: &Value) -> 
         license_id,
         today,
     };
-    subscription.decide(create, &state.subscription_services, refused).await?;
+    subscription.decide(create, &state.subscription_services).await.map_err(refused)?;
     let license =
         crate::routes::commands::issue_license(state, license_id, subscription_id, organization_id, now).await?;
     let mut commands = vec![

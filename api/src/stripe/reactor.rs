@@ -188,7 +188,7 @@ async fn payment(
     } else {
         SubscriptionCommand::RecordPaymentSucceeded { reference, reported_at, now }
     };
-    subscription.decide(command, &state.subscription_services, refused).await?;
+    subscription.decide(command, &state.subscription_services).await.map_err(refused)?;
     let what = match subscription.decided().last() {
         None => return Ok(Decision::ignored("stale: an equal or newer payment report is recorded")),
         Some(event) => format!("{} on {subscription_id}", StoredEvent::event_type(event)),
@@ -226,7 +226,7 @@ async fn subscription_change(
     if subscription.state.id.is_none() {
         return Ok(Decision::ignored(format!("no ledger subscription {subscription_id}")));
     }
-    match subscription.decide(command, &state.subscription_services, refused).await {
+    match subscription.decide(command, &state.subscription_services).await.map_err(refused) {
         Ok(_) => {}
         // Already as Stripe says: nothing to do.
         Err(ApiError::Conflict { code: REFUSED, message })

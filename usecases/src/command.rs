@@ -16,8 +16,8 @@ use domain::record::{Hash, Record};
 use domain::{EventId, Metadata, StreamId, Timestamp};
 use store::{Command, ExpectedRevision, Idempotency, NewEvent, Rejection};
 
-use crate::AppState;
-use crate::error::ApiError;
+use crate::Ledger;
+use crate::error::Error;
 
 /// Attempts of a command whose stream moved while it was deciding.
 pub const ATTEMPTS_MAX: usize = 3;
@@ -48,7 +48,7 @@ pub struct Loaded<A: Aggregate> {
 }
 
 /// Replays a stream into its aggregate.
-pub async fn load<A>(state: &AppState, stream_id: StreamId) -> Result<Loaded<A>, ApiError>
+pub async fn load<A>(state: &Ledger, stream_id: StreamId) -> Result<Loaded<A>, Error>
 where
     A: Aggregate,
     A::Event: StoredEvent,
@@ -58,8 +58,8 @@ where
     for record in &records {
         let payload = record.payload.as_deref().unwrap_or_default();
         let event = A::Event::decode(&record.header.event_type, record.header.schema_version, payload)
-            .map_err(|e| ApiError::Internal(format!("{stream_id} at {}: {e}", record.header.sequence)))?
-            .ok_or_else(|| ApiError::Internal(format!("{stream_id}: unknown event {}", record.header.event_type)))?;
+            .map_err(|e| Error::Internal(format!("{stream_id} at {}: {e}", record.header.sequence)))?
+            .ok_or_else(|| Error::Internal(format!("{stream_id}: unknown event {}", record.header.event_type)))?;
         aggregate.apply(event);
     }
     let revision = records.last().map_or(0, |record| record.header.stream_revision);
@@ -72,16 +72,11 @@ where
     A::Event: StoredEvent,
 {
     /// Decides `command` on the current state (which then includes its
-    /// events, so several commands can be decided in turn). `refusal` maps
-    /// the aggregate's error to the API's.
-    pub async fn decide(
-        &mut self,
-        command: A::Command,
-        services: &A::Services,
-        refusal: impl Fn(A::Error) -> ApiError,
-    ) -> Result<&mut Self, ApiError> {
+    /// events, so several commands can be decided in turn); a refusal is
+    /// the aggregate's own error.
+    pub async fn decide(&mut self, command: A::Command, services: &A::Services) -> Result<&mut Self, A::Error> {
         let sink = EventSink::<A>::default();
-        self.state.handle(command, services, &sink).await.map_err(refusal)?;
+        self.state.handle(command, services, &sink).await?;
         self.decided.extend(sink.collect().await);
         Ok(self)
     }
@@ -117,29 +112,41 @@ pub struct Appended {
 
 impl Appended {
     /// The first event of a type, for building an answer.
-    pub fn find<T>(&self, pick: impl Fn(&LedgerEvent) -> Option<T>) -> Result<T, ApiError> {
+    pub fn find<T>(&self, pick: impl Fn(&LedgerEvent) -> Option<T>) -> Result<T, Error> {
         self.records
             .iter()
             .find_map(|(_, event)| pick(event))
-            .ok_or_else(|| ApiError::Internal("an expected event is missing".into()))
+            .ok_or_else(|| Error::Internal("an expected event is missing".into()))
     }
 }
 
 /// Runs a command: answers a known idempotency key from its events, or
 /// builds the log commands (`build`, re-run on a revision conflict),
 /// appends them as one group, and returns what was appended.
-pub async fn execute<F, Fut>(state: &AppState, context: &Context, build: F) -> Result<Appended, ApiError>
+pub async fn execute<F, Fut>(state: &Ledger, context: &Context, build: F) -> Result<Appended, Error>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<Vec<Command>, ApiError>>,
+    Fut: Future<Output = Result<Vec<Command>, Error>>,
+{
+    execute_with(state, context, build).await
+}
+
+/// [`execute`] for a `build` that fails with the caller's own error type, so
+/// front ends that still speak theirs can use it; every failure of the log
+/// is an [`Error`], converted.
+pub async fn execute_with<E, F, Fut>(state: &Ledger, context: &Context, build: F) -> Result<Appended, E>
+where
+    E: From<Error>,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Vec<Command>, E>>,
 {
     if let Some((key, digest)) = &context.idempotency
-        && let Some((stored, first)) = state.log.find_idempotency_key(&group_key(key, 0)).await?
+        && let Some((stored, first)) = state.log.find_idempotency_key(&group_key(key, 0)).await.map_err(Error::from)?
     {
         if stored != *digest {
-            return Err(ApiError::IdempotencyConflict);
+            return Err(Error::IdempotencyConflict.into());
         }
-        return read_group(state, key, first.first_sequence).await;
+        return Ok(read_group(state, key, first.first_sequence).await?);
     }
     for attempt in 1..=ATTEMPTS_MAX {
         let mut commands = build().await?;
@@ -148,7 +155,7 @@ where
                 command.idempotency = Some(Idempotency { key: group_key(key, index), digest: *digest });
             }
         }
-        match state.log.append_atomic(commands).await? {
+        match state.log.append_atomic(commands).await.map_err(Error::from)? {
             Ok(appended) => {
                 let first = appended.iter().map(|a| a.first_sequence).min().expect("a group has commands");
                 let answer = match &context.idempotency {
@@ -166,10 +173,10 @@ where
             }
             Err(Rejection::WrongRevision { .. }) if attempt < ATTEMPTS_MAX => continue,
             Err(Rejection::WrongRevision { stream_id, .. }) => {
-                return Err(ApiError::conflict("conflict", format!("{stream_id} kept changing; try again")));
+                return Err(Error::conflict("conflict", format!("{stream_id} kept changing; try again")).into());
             }
-            Err(Rejection::IdempotencyConflict { .. }) => return Err(ApiError::IdempotencyConflict),
-            Err(Rejection::Invalid(why)) => return Err(ApiError::Validation(why)),
+            Err(Rejection::IdempotencyConflict { .. }) => return Err(Error::IdempotencyConflict.into()),
+            Err(Rejection::Invalid(why)) => return Err(Error::Validation(why).into()),
         }
     }
     unreachable!("the loop returns on its last attempt")
@@ -180,7 +187,7 @@ fn group_key(key: &str, index: usize) -> String {
 }
 
 /// The events of a group, found by the key its commands carry.
-async fn read_group(state: &AppState, key: &str, first: u64) -> Result<Appended, ApiError> {
+async fn read_group(state: &Ledger, key: &str, first: u64) -> Result<Appended, Error> {
     let prefix = format!("{key}#");
     let page = state.log.read_page(first..=u64::MAX, GROUP_EVENTS_MAX).await?;
     let group: Vec<Record> = page
@@ -194,22 +201,22 @@ async fn read_group(state: &AppState, key: &str, first: u64) -> Result<Appended,
     decoded(group)
 }
 
-async fn read_range(state: &AppState, first: u64, last: u64) -> Result<Appended, ApiError> {
+async fn read_range(state: &Ledger, first: u64, last: u64) -> Result<Appended, Error> {
     decoded(state.log.read_page(first..=last, (last - first + 1) as usize).await?)
 }
 
-fn decoded(records: Vec<Record>) -> Result<Appended, ApiError> {
-    let sequence = records.last().map(|r| r.header.sequence).ok_or_else(|| ApiError::Internal("no events".into()))?;
+fn decoded(records: Vec<Record>) -> Result<Appended, Error> {
+    let sequence = records.last().map(|r| r.header.sequence).ok_or_else(|| Error::Internal("no events".into()))?;
     let records = records
         .into_iter()
         .map(|record| {
             let payload = record.payload.clone().unwrap_or_default();
             let event = LedgerEvent::decode(&record.header, &payload)
-                .map_err(|e| ApiError::Internal(e.to_string()))?
-                .ok_or_else(|| ApiError::Internal(format!("unknown event {}", record.header.event_type)))?;
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .ok_or_else(|| Error::Internal(format!("unknown event {}", record.header.event_type)))?;
             Ok((record, event))
         })
-        .collect::<Result<_, ApiError>>()?;
+        .collect::<Result<_, Error>>()?;
     Ok(Appended { records, sequence })
 }
 

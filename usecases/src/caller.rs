@@ -1,0 +1,115 @@
+//! Who is calling, and what they may do (docs/API.md, "Authentication").
+//!
+//! Every front end (the HTTP API, the CLI, the scheduler) names its caller
+//! with a [`Caller`]; use cases check it with the `require_*` rules here, so
+//! the roles table is written once.
+
+use domain::keys::{api_token_hash, constant_time_eq, verify_api_token};
+use domain::organization::Role;
+use domain::{OrganizationId, Timestamp, TokenId};
+
+use crate::Ledger;
+use crate::error::Error;
+use crate::secrets::Bootstrap;
+
+/// An authenticated caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Operator,
+    Auditor,
+    Member { organization_id: OrganizationId, role: Role, token_id: TokenId },
+}
+
+/// How much an organization's own members need for a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    /// Any member: viewer and up.
+    Read,
+    /// Invoices and audit: analyst and up.
+    Analyst,
+    /// Changes: admins.
+    Admin,
+}
+
+impl Caller {
+    /// The label recorded as the actor of an event.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::Operator => "operator".into(),
+            Caller::Auditor => "auditor".into(),
+            Caller::Member { organization_id, role, token_id } => {
+                format!("org:{organization_id}:{}:token:{token_id}", role.as_str())
+            }
+        }
+    }
+
+    /// The scope of this caller's idempotency keys.
+    pub fn scope(&self) -> String {
+        match self {
+            Caller::Member { token_id, .. } => format!("token:{token_id}"),
+            other => other.actor(),
+        }
+    }
+
+    pub fn require_operator(&self) -> Result<(), Error> {
+        match self {
+            Caller::Operator => Ok(()),
+            _ => Err(Error::Forbidden),
+        }
+    }
+
+    /// Access to one organization's resources. Members of another
+    /// organization get 404, as if it did not exist.
+    pub fn require_org(&self, organization_id: OrganizationId, need: Need) -> Result<(), Error> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Auditor if need == Need::Admin => Err(Error::Forbidden),
+            Caller::Auditor => Ok(()),
+            Caller::Member { organization_id: own, .. } if *own != organization_id => Err(Error::NotFound),
+            Caller::Member { role, .. } => {
+                let allowed = match need {
+                    Need::Read => true,
+                    Need::Analyst => matches!(role, Role::Admin | Role::Analyst),
+                    Need::Admin => *role == Role::Admin,
+                };
+                if allowed { Ok(()) } else { Err(Error::Forbidden) }
+            }
+        }
+    }
+
+    /// All organizations, the log head, proofs: operator and auditor.
+    pub fn require_vendor(&self) -> Result<(), Error> {
+        match self {
+            Caller::Operator | Caller::Auditor => Ok(()),
+            _ => Err(Error::Forbidden),
+        }
+    }
+}
+
+/// The caller a bearer token names: a bootstrap token, or an organization's
+/// API token that is issued, not revoked and not expired. Expiry is read
+/// from `transport_now`, the system clock (a transport check, like a
+/// webhook signature's age, never the business clock's).
+pub async fn authenticate(ledger: &Ledger, token: &str, transport_now: Timestamp) -> Result<Caller, Error> {
+    match ledger.keys.bootstrap(token) {
+        Some(Bootstrap::Operator) => return Ok(Caller::Operator),
+        Some(Bootstrap::Auditor) => return Ok(Caller::Auditor),
+        None => {}
+    }
+    let token_id = verify_api_token(&ledger.keys.secret, token).ok_or(Error::Unauthorized)?;
+    let presented = api_token_hash(&ledger.keys.secret, token);
+    let state = ledger.projections.read().await;
+    let entry = state.tokens.get(&token_id).ok_or(Error::Unauthorized)?;
+    if entry.revoked || !constant_time_eq(presented.as_bytes(), entry.token_hash.as_bytes()) {
+        return Err(Error::Unauthorized);
+    }
+    let expired = state
+        .organizations
+        .get(&entry.organization_id)
+        .and_then(|organization| organization.state.tokens.get(&token_id))
+        .is_some_and(|token| token.expired_at(transport_now));
+    if expired {
+        return Err(Error::Unauthorized);
+    }
+    Ok(Caller::Member { organization_id: entry.organization_id, role: entry.role, token_id })
+}

@@ -1,0 +1,79 @@
+//! What a use case answers when it does not do what was asked.
+//!
+//! One typed error for every use case. A domain refusal keeps the
+//! aggregate's own error (`From`), so callers match on the rule that
+//! refused, never on its message; the HTTP layer maps each variant to a
+//! status and a stable code in one place (`api::error`), the CLI prints it,
+//! the Stripe reactor records it.
+
+use domain::license::LicenseError;
+use domain::organization::OrganizationError;
+use domain::subscription::SubscriptionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An organization refused the command.
+    #[error(transparent)]
+    Organization(#[from] OrganizationError),
+    /// A subscription refused the command.
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionError),
+    /// A license refused the command.
+    #[error(transparent)]
+    License(#[from] LicenseError),
+    /// The request is malformed or out of bounds; nothing was decided.
+    #[error("{0}")]
+    Validation(String),
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("this credential may not do that")]
+    Forbidden,
+    /// Unknown, or another organization's (which must look the same).
+    #[error("not found")]
+    NotFound,
+    /// A rule of the use case itself (not of one aggregate) refused;
+    /// `code` names which, stably.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("the Idempotency-Key was used before for a different request")]
+    IdempotencyConflict,
+    /// Over a limit; the caller may try again after `retry_after_seconds`.
+    #[error("{message}")]
+    RateLimited { retry_after_seconds: u64, message: String },
+    #[error("the read model has not caught up with sequence {0} yet")]
+    ProjectionLagging(u64),
+    /// The read models stopped (a rolled-back log, a record this version
+    /// cannot read): nothing is decided or answered from them.
+    #[error("the read models do not match the log; an operator must act (see the server's log)")]
+    ReadModelFailed,
+    /// A dependency (the database, Stripe) is not available now.
+    #[error("the service is not available: {0}")]
+    Unavailable(String),
+    /// A bug or an impossible state; the detail is logged, never shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn conflict(code: &'static str, message: impl ToString) -> Self {
+        Error::Conflict { code, message: message.to_string() }
+    }
+}
+
+impl From<store::StoreError> for Error {
+    fn from(error: store::StoreError) -> Self {
+        Error::Unavailable(error.to_string())
+    }
+}
+
+impl From<projections::ProjectionError> for Error {
+    fn from(error: projections::ProjectionError) -> Self {
+        match error {
+            projections::ProjectionError::Lagging { wanted, .. } => Error::ProjectionLagging(wanted),
+            projections::ProjectionError::RolledBack(_) | projections::ProjectionError::Broken(_) => {
+                Error::ReadModelFailed
+            }
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
+}

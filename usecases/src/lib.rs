@@ -1,0 +1,124 @@
+//! The ledger's use cases: every command and workflow as a typed function,
+//! callable without HTTP.
+//!
+//! The HTTP API (`api`), the `ledger` CLI, the scheduler, the Stripe
+//! reactor and the tests call the same functions. Each takes the [`Ledger`]
+//! (the log, the read models, the clock, the keys, the catalog), a
+//! [`Caller`](caller::Caller) where it matters who asks, and typed input;
+//! each answers a typed result or an [`Error`](error::Error) that wraps the
+//! aggregates' own errors.
+//!
+//! **Invariant:** this crate knows no HTTP: no status codes, no headers, no
+//! axum. The HTTP layer maps [`Error`](error::Error) to problem+json in one
+//! place.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use domain::catalog::Catalog;
+use domain::subscription::{Policy, Services};
+use domain::{Clock, OrganizationId, Timestamp};
+use projections::Projections;
+use store::EventLog;
+
+pub mod caller;
+pub mod clock;
+pub mod command;
+pub mod error;
+pub mod secrets;
+
+pub use caller::{Caller, Need};
+pub use error::Error;
+
+use clock::ServerClock;
+use secrets::ServerKeys;
+
+/// Where the ledger keeps its log, keys and clock, and its business policy.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    pub data_dir: PathBuf,
+    /// PostgreSQL instead of the embedded SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// `system`, `fixed:<time>` or `manual:<time>`.
+    pub clock: String,
+    pub operator_token: Option<String>,
+    pub auditor_token: Option<String>,
+    pub policy: Policy,
+}
+
+/// Everything a use case may use; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    pub log: EventLog,
+    pub projections: Arc<Projections>,
+    pub clock: Arc<ServerClock>,
+    pub keys: Arc<ServerKeys>,
+    pub catalog: Arc<Catalog>,
+    pub subscription_services: Arc<Services>,
+    /// Wakes the scheduler (the test clock moved, a payment changed dunning).
+    pub scheduler: Arc<tokio::sync::Notify>,
+}
+
+impl Ledger {
+    /// Opens the log and the read models; writes the bootstrap tokens
+    /// generated on a first start to a file only this user can read (and
+    /// says where), never to the terminal.
+    pub async fn open(config: &LedgerConfig) -> anyhow::Result<Self> {
+        secrets::create_private_dir(&config.data_dir)?;
+        let clock = Arc::new(ServerClock::parse(&config.clock, &config.data_dir)?);
+        let (keys, generated) =
+            ServerKeys::load_or_create(&config.data_dir, config.operator_token.clone(), config.auditor_token.clone())?;
+        let tokens = config.data_dir.join(secrets::FIRST_START_TOKENS_FILE);
+        if !generated.is_empty() {
+            secrets::write_first_start_tokens(&config.data_dir, &generated)?;
+            println!("generated bootstrap tokens; they are in {} (readable by this user only)", tokens.display());
+        }
+        if tokens.exists() {
+            tracing::warn!(file = %tokens.display(), "first-start tokens are still on disk: store them elsewhere and delete the file");
+        }
+        let log = open_log(config, clock.clone()).await?;
+        let projections = Projections::start(log.clone(), clock.clone()).await?;
+        let catalog = Arc::new(Catalog::builtin());
+        Ok(Self {
+            log,
+            projections,
+            clock,
+            keys: Arc::new(keys),
+            subscription_services: Arc::new(Services { catalog: catalog.clone(), policy: config.policy }),
+            catalog,
+            scheduler: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Today, UTC, by the business clock.
+    pub fn today(&self) -> NaiveDate {
+        self.now().to_datetime().date_naive()
+    }
+
+    /// The seat limit of an organization's live subscription today; an
+    /// organization without one has no seats to limit yet.
+    pub async fn seat_limit(&self, organization_id: OrganizationId) -> Option<u32> {
+        let today = self.today();
+        let state = self.projections.read().await;
+        let (_, subscription) = state.live_subscription(organization_id)?;
+        let (spec, _) = subscription.spec_on(&self.catalog, today)?;
+        spec.seats
+    }
+}
+
+/// Opens the configured log alone (PostgreSQL, or SQLite in the data
+/// directory), for jobs that need nothing else.
+pub async fn open_log(config: &LedgerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<EventLog> {
+    use anyhow::Context;
+    Ok(match &config.database_url {
+        Some(url) => {
+            EventLog::open_postgres(url.parse().context("DATABASE_URL is not a PostgreSQL URL")?, clock).await?
+        }
+        None => EventLog::open_sqlite(&config.data_dir.join("ledger.sqlite"), clock).await?,
+    })
+}
