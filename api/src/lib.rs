@@ -57,7 +57,6 @@ pub mod command {
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Ledger,
-    pub metrics: Arc<metrics::Metrics>,
     pub address_limiter: Arc<metrics::AddressLimiter>,
     /// Usage reports: their limits and the per-key rate limiter.
     pub usage: Arc<routes::usage::UsageIntake>,
@@ -175,7 +174,6 @@ pub async fn open_with(config: &Config, edge: edge::Settings) -> anyhow::Result<
     tokio::spawn(log_tree.clone().follow(ledger.log.clone()));
     Ok(AppState {
         ledger,
-        metrics: Arc::new(metrics::Metrics::default()),
         address_limiter: Arc::new(metrics::AddressLimiter::per_minute(config.validations_per_address_per_minute)),
         usage: Arc::new(routes::usage::UsageIntake::new(config.usage)),
         stripe: stripe::Stripe::new(stripe::Settings::from_env()?)?,

@@ -26,7 +26,10 @@ pub mod caller;
 pub mod clock;
 pub mod command;
 pub mod error;
+pub mod limits;
+pub mod metrics;
 pub mod secrets;
+pub mod views;
 
 pub use caller::{Caller, Need};
 pub use error::Error;
@@ -58,6 +61,8 @@ pub struct Ledger {
     pub subscription_services: Arc<Services>,
     /// Wakes the scheduler (the test clock moved, a payment changed dunning).
     pub scheduler: Arc<tokio::sync::Notify>,
+    /// This process's counters.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Ledger {
@@ -88,6 +93,7 @@ impl Ledger {
             subscription_services: Arc::new(Services { catalog: catalog.clone(), policy: config.policy }),
             catalog,
             scheduler: Arc::new(tokio::sync::Notify::new()),
+            metrics: Arc::new(metrics::Metrics::default()),
         })
     }
 
