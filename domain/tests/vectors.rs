@@ -1,12 +1,25 @@
-//! The record format's test vectors.
+//! The record format's and the stored events' test vectors.
 //!
 //! `domain/tests/vectors/records-v1.json` pins the canonical header bytes
-//! and every hash of six records. This test recomputes them; the
-//! independent Python verifier (`tools/verify_vectors.py`, run by
-//! `.ci/run`) recomputes them from ARCHITECTURE.md alone. The file is
-//! regenerated with `UPDATE_VECTORS=1 cargo test -p ledger-domain --test
-//! vectors`, never edited by hand; a diff in it is a format change.
+//! and every hash of six records; `domain/tests/vectors/events-v1.json`
+//! pins every stored event type and version: a real event, its payload
+//! bytes and its full record (`vectors/events.rs`). These tests recompute
+//! them; the independent Python verifier (`tools/verify_vectors.py`, run by
+//! `cargo xtask test`) recomputes every record's hashes from
+//! ARCHITECTURE.md alone. The files are regenerated with `UPDATE_VECTORS=1
+//! cargo test -p ledger-domain --test vectors`, never edited by hand; a
+//! diff in them is a format change.
 
+#[path = "vectors/events.rs"]
+mod events;
+#[path = "vectors/examples.rs"]
+mod examples;
+#[path = "vectors/values.rs"]
+mod values;
+
+use std::collections::BTreeMap;
+
+use ledger_domain::event::LedgerEvent;
 use ledger_domain::record::{self, CHAIN_GENESIS, Record, RecordHeader};
 use ledger_domain::{EventId, Metadata, StreamId, Timestamp};
 use serde_json::{Value, json};
@@ -172,5 +185,88 @@ fn records_match_the_published_vectors() {
 fn the_metadata_encoding_round_trips() {
     for (_, metadata, _) in inputs() {
         assert_eq!(Metadata::decode(&metadata.encode()).unwrap(), metadata);
+    }
+}
+
+const UPDATE: &str = "UPDATE_VECTORS=1 cargo test -p ledger-domain --test vectors";
+
+#[test]
+fn stored_events_match_the_golden_file() {
+    let computed = events::compute();
+    if std::env::var_os("UPDATE_VECTORS").is_some() {
+        if let Some(stored) = events::read() {
+            let problems = events::changed_or_dropped(&stored, &computed);
+            assert!(
+                problems.is_empty(),
+                "{}\n(regenerating adds to events-v1.json; it never changes or drops what the file holds)",
+                events::refusal(&problems)
+            );
+        }
+        events::write(&computed);
+    }
+    let stored = events::read().unwrap_or_else(|| panic!("{} is missing: create it with {UPDATE}", events::PATH));
+    let problems = events::changed_or_dropped(&stored, &computed);
+    assert!(problems.is_empty(), "{}", events::refusal(&problems));
+    let missing = events::missing(&stored, &computed);
+    assert!(
+        missing.is_empty(),
+        "not in domain/tests/vectors/events-v1.json yet: {}. Add them with {UPDATE} and review the diff",
+        missing.join(", ")
+    );
+    assert_eq!(
+        stored, computed,
+        "events-v1.json differs from what this version computes, though every payload's bytes are the same (an \
+         example's record, its metadata or the JSON that describes it changed): review, then regenerate with {UPDATE}"
+    );
+}
+
+/// What each golden record must decode to: the example itself, or for an
+/// older version the event it reads as.
+fn expected_events() -> BTreeMap<(String, u64), LedgerEvent> {
+    examples::all()
+        .into_iter()
+        .map(|example| match example.stored {
+            examples::Stored::Current(event) => {
+                let (event_type, version, _, _) = events::parts(&event);
+                ((event_type, u64::from(version)), event)
+            }
+            examples::Stored::Old { event_type, version, reads_as, .. } => {
+                ((event_type.to_owned(), u64::from(version)), reads_as)
+            }
+        })
+        .collect()
+}
+
+fn header_of(record: &Value) -> RecordHeader {
+    let text = |name: &str| record[name].as_str().unwrap().to_owned();
+    let number = |name: &str| record[name].as_u64().unwrap();
+    let micros = |name: &str| Timestamp::from_micros(record[name].as_i64().unwrap());
+    RecordHeader {
+        sequence: number("sequence"),
+        event_id: EventId(text("event_id").parse().unwrap()),
+        stream_id: StreamId::new(text("stream_id")).unwrap(),
+        stream_revision: number("stream_revision"),
+        event_type: text("event_type"),
+        schema_version: u32::try_from(number("schema_version")).unwrap(),
+        occurred_at: micros("occurred_at_us"),
+        recorded_at: micros("recorded_at_us"),
+        idempotency_key: record["idempotency_key"].as_str().map(str::to_owned),
+    }
+}
+
+/// The bytes in the golden file, as a log holds them, decode to the event
+/// they were written from (older versions through their upcaster).
+#[test]
+fn every_golden_payload_decodes_to_its_event() {
+    let stored = events::read().unwrap_or_else(|| panic!("{} is missing: create it with {UPDATE}", events::PATH));
+    let expected = expected_events();
+    for record in stored["records"].as_array().unwrap() {
+        let (event_type, version) = events::key(record);
+        let payload = hex::decode(record["payload_hex"].as_str().unwrap()).unwrap();
+        let decoded = LedgerEvent::decode(&header_of(record), &payload)
+            .unwrap_or_else(|error| panic!("{event_type} version {version} no longer decodes: {error}"))
+            .unwrap_or_else(|| panic!("{event_type} is not a type of its stream's category"));
+        let want = expected.get(&(event_type.clone(), version));
+        assert_eq!(Some(&decoded), want, "{event_type} version {version} decodes to another event");
     }
 }
