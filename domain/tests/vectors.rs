@@ -17,7 +17,7 @@ mod examples;
 #[path = "vectors/values.rs"]
 mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ledger_domain::event::LedgerEvent;
 use ledger_domain::record::{self, CHAIN_GENESIS, Record, RecordHeader};
@@ -26,22 +26,42 @@ use serde_json::{Value, json};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/records-v1.json");
 
+/// A header from its fields, in the order of the record format.
+#[allow(clippy::too_many_arguments)]
+fn header(
+    sequence: u64,
+    stream: &str,
+    revision: u64,
+    event_type: &str,
+    version: u32,
+    occurred: &str,
+    recorded: &str,
+    key: Option<&str>,
+) -> RecordHeader {
+    RecordHeader {
+        sequence,
+        event_id: EventId::v7(1_767_225_600_000 + sequence, [sequence as u8; 10]),
+        stream_id: StreamId::new(stream).unwrap(),
+        stream_revision: revision,
+        event_type: event_type.into(),
+        schema_version: version,
+        occurred_at: Timestamp::parse_rfc3339(occurred).unwrap(),
+        recorded_at: Timestamp::parse_rfc3339(recorded).unwrap(),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+fn actor(name: &str) -> Metadata {
+    Metadata { actor: Some(name.into()), ..Metadata::default() }
+}
+
 fn inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
-    let header =
-        |sequence: u64, stream: &str, revision, event_type: &str, version, occurred, recorded, key: Option<&str>| {
-            RecordHeader {
-                sequence,
-                event_id: EventId::v7(1_767_225_600_000 + sequence, [sequence as u8; 10]),
-                stream_id: StreamId::new(stream).unwrap(),
-                stream_revision: revision,
-                event_type: event_type.into(),
-                schema_version: version,
-                occurred_at: Timestamp::parse_rfc3339(occurred).unwrap(),
-                recorded_at: Timestamp::parse_rfc3339(recorded).unwrap(),
-                idempotency_key: key.map(str::to_owned),
-            }
-        };
-    let actor = |name: &str| Metadata { actor: Some(name.into()), ..Metadata::default() };
+    let mut inputs = first_inputs();
+    inputs.extend(last_inputs());
+    inputs
+}
+
+fn first_inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
     vec![
         (
             header(
@@ -91,6 +111,11 @@ fn inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
             Metadata::default(),
             vec![],
         ),
+    ]
+}
+
+fn last_inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
+    vec![
         (
             // Non-ASCII text is UTF-8 and length-prefixed by bytes.
             header(
@@ -269,4 +294,43 @@ fn every_golden_payload_decodes_to_its_event() {
         let want = expected.get(&(event_type.clone(), version));
         assert_eq!(Some(&decoded), want, "{event_type} version {version} decodes to another event");
     }
+}
+
+/// Every stored event type and version this version reads (the lists
+/// `stored_events!` makes) has an example and is in the golden file, and
+/// the golden file holds nothing else.
+#[test]
+fn the_golden_file_covers_every_stored_event_type() {
+    let stored = events::read().unwrap_or_else(|| panic!("{} is missing: create it with {UPDATE}", events::PATH));
+    let records = stored["records"].as_array().unwrap();
+    let golden: BTreeMap<(String, u64), bool> =
+        records.iter().map(|r| (events::key(r), r["current"].as_bool().unwrap())).collect();
+    let examples = expected_events();
+    let known: BTreeSet<(String, u64)> = LedgerEvent::STORED_TYPES
+        .iter()
+        .flat_map(|types| types.iter())
+        .map(|t| (t.name.to_owned(), u64::from(t.version)))
+        .collect();
+    let mut problems = Vec::new();
+    for stored_type in LedgerEvent::STORED_TYPES.iter().flat_map(|types| types.iter()) {
+        let key = (stored_type.name.to_owned(), u64::from(stored_type.version));
+        let what = format!("{} version {}", stored_type.name, stored_type.version);
+        if !examples.contains_key(&key) {
+            problems.push(format!("{what} has no example in domain/tests/vectors/examples.rs: add a realistic one"));
+        } else if !golden.contains_key(&key) {
+            problems.push(format!("{what} is not in events-v1.json: add it with {UPDATE}"));
+        } else if golden[&key] != stored_type.current {
+            problems.push(format!(
+                "{what}: events-v1.json says current = {}, the code {}",
+                golden[&key], stored_type.current
+            ));
+        }
+    }
+    for (event_type, version) in golden.keys().filter(|key| !known.contains(*key)) {
+        problems.push(format!(
+            "{event_type} version {version} is in events-v1.json but this version no longer reads it: logs that hold \
+             it would no longer decode"
+        ));
+    }
+    assert!(problems.is_empty(), "the golden file does not cover the stored event types:\n  {}", problems.join("\n  "));
 }

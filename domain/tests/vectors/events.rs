@@ -194,8 +194,9 @@ pub fn changed_or_dropped(stored: &Value, computed: &Value) -> Vec<String> {
     for ((event_type, version), hex) in payloads(stored) {
         match now.get(&(event_type.clone(), version)) {
             None => problems.push(format!(
-                "{event_type} version {version} is in the golden file but this version of the ledger no longer \
-                 has it: logs that hold it would no longer decode"
+                "{event_type} version {version} is in the golden file but not computed now: its example in \
+                 domain/tests/vectors/examples.rs is gone, or this version no longer reads it (then logs that hold \
+                 it would no longer decode)"
             )),
             Some(now) if *now != hex => problems.push(format!(
                 "{event_type} version {version}: its payload encodes differently now (a field added, removed, \
