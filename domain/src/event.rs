@@ -271,6 +271,13 @@ macro_rules! stored_events {
             }
         )*
     };
+    ($($anything:tt)*) => {
+        compile_error!(
+            "stored_events!: write each variant as `Variant = \"StoredName\" version N`, then optionally \
+             `as StoredStruct` and `{ older version => OlderStruct, … }` (domain/src/event.rs, ARCHITECTURE.md \
+             \"Stored events\")"
+        );
+    };
 }
 
 /// A variant's payload: its own struct, or the stored struct it names.
