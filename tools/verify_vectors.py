@@ -4,9 +4,11 @@ Written from ARCHITECTURE.md ("The record format (version 1)") alone, without
 reading the Rust implementation: it rebuilds each record's canonical header
 bytes from the individual JSON fields and recomputes the metadata, payload,
 leaf and chain hashes (BLAKE3 derive_key mode), then compares them with the
-expected values in domain/tests/vectors/records-v1.json.
+expected values in domain/tests/vectors/records-v1.json and in
+domain/tests/vectors/events-v1.json (one record of every stored event type
+and schema version, chained the same way; "Stored events").
 
-Usage: python3 tools/verify_vectors.py [VECTORS_JSON]
+Usage: python3 tools/verify_vectors.py [VECTORS_JSON ...]
 """
 import copy
 import json
@@ -25,7 +27,8 @@ CONTEXTS = {
     "chain": "ledger 2026-11-29 record chain v1",
 }
 CHAIN_0 = bytes(32)
-DEFAULT = Path(__file__).resolve().parent.parent / "domain/tests/vectors/records-v1.json"
+VECTORS = Path(__file__).resolve().parent.parent / "domain/tests/vectors"
+DEFAULT = [VECTORS / "records-v1.json", VECTORS / "events-v1.json"]
 
 
 def h(kind: str, data: bytes) -> bytes:
@@ -82,8 +85,9 @@ def check(records: list) -> list:
     return results
 
 
-def main() -> int:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
+def verify_file(path: Path) -> bool:
+    """Checks one vectors file; prints what it finds and returns whether all holds."""
+    print(f"== {path.name}")
     doc = json.loads(path.read_text(encoding="utf-8"))
     ok = True
     if doc.get("contexts") != CONTEXTS:
@@ -116,8 +120,15 @@ def main() -> int:
               f"{'caught' if caught else 'NOT caught'}")
         ok = ok and caught
 
-    print(f"verify_vectors: {passed} passed, {failed} failed")
-    return 0 if ok and failed == 0 and passed > 0 else 1
+    print(f"{path.name}: {passed} passed, {failed} failed")
+    return ok and failed == 0 and passed > 0
+
+
+def main() -> int:
+    paths = [Path(arg) for arg in sys.argv[1:]] or DEFAULT
+    results = [verify_file(path) for path in paths]
+    print(f"verify_vectors: {sum(results)} of {len(results)} files hold")
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":

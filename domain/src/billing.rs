@@ -469,7 +469,7 @@ crate::stored_events! {
     /// behind an adjustment); version 1, without them, still decodes and is
     /// upcast with no reports named.
     pub enum InvoiceEvent {
-        InvoiceIssued = 2 { 1 => InvoiceIssuedV1 },
+        InvoiceIssued = "InvoiceIssued" version 2 { 1 => InvoiceIssuedV1 },
     }
 }
 

@@ -207,9 +207,9 @@ crate::stored_events! {
     /// What the `checkpoint/log` stream holds: the log's own statements
     /// about itself.
     pub enum CheckpointEvent {
-        CheckpointSigned = 1,
-        CheckpointKeyRotated = 1,
-        LogRollbackAccepted = 1,
+        CheckpointSigned = "CheckpointSigned" version 1,
+        CheckpointKeyRotated = "CheckpointKeyRotated" version 1,
+        LogRollbackAccepted = "LogRollbackAccepted" version 1,
     }
 }
 

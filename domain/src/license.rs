@@ -59,11 +59,11 @@ pub enum LicenseCommand {
 crate::stored_events! {
     /// What happened to a license key.
     pub enum LicenseEvent {
-        LicenseIssued = 1,
-        LicenseSuperseded = 1,
-        LicenseRevoked = 1,
-        DeploymentActivated = 1,
-        DeploymentReleased = 2 { 1 => DeploymentReleasedV1 },
+        LicenseIssued = "LicenseIssued" version 1,
+        LicenseSuperseded = "LicenseSuperseded" version 1,
+        LicenseRevoked = "LicenseRevoked" version 1,
+        DeploymentActivated = "DeploymentActivated" version 1,
+        DeploymentReleased = "DeploymentReleased" version 2 { 1 => DeploymentReleasedV1 },
     }
 }
 

@@ -250,8 +250,8 @@ pub fn usage_warnings(
 crate::stored_events! {
     /// What became of a notification.
     pub enum NotificationEvent {
-        NotificationSent = 1,
-        NotificationSkipped = 1,
+        NotificationSent = "NotificationSent" version 1,
+        NotificationSkipped = "NotificationSkipped" version 1,
     }
 }
 

@@ -91,13 +91,13 @@ pub enum OrganizationCommand {
 crate::stored_events! {
     /// What happened to an organization.
     pub enum OrganizationEvent {
-        OrganizationCreated = 1,
-        UserAdded = 1,
-        UserDeactivated = 1,
-        ApiTokenIssued = 2 { 1 => ApiTokenIssuedV1 },
-        ApiTokenRevoked = 1,
-        SubscriptionStarted = 1,
-        SubscriptionEnded = 1,
+        OrganizationCreated = "OrganizationCreated" version 1,
+        UserAdded = "UserAdded" version 1,
+        UserDeactivated = "UserDeactivated" version 1,
+        ApiTokenIssued = "ApiTokenIssued" version 2 { 1 => ApiTokenIssuedV1 },
+        ApiTokenRevoked = "ApiTokenRevoked" version 1,
+        SubscriptionStarted = "SubscriptionStarted" version 1,
+        SubscriptionEnded = "SubscriptionEnded" version 1,
     }
 }
 

@@ -43,14 +43,14 @@ pub const STRIPE_ID_CHARS_MAX: usize = 255;
 crate::stored_events! {
     /// What happened between the ledger and Stripe.
     pub enum StripeEvent {
-        StripeEventReceived = 1,
-        StripeEventHandled = 1,
-        StripeCustomerLinked = 1,
-        StripeInvoiceCreated = 1,
-        StripeSyncRefused = 1,
-        StripePaymentMethodSaved = 1,
-        StripeDefaultPaymentMethodSet = 1,
-        StripeSyncStarted = 1,
+        StripeEventReceived = "StripeEventReceived" version 1,
+        StripeEventHandled = "StripeEventHandled" version 1,
+        StripeCustomerLinked = "StripeCustomerLinked" version 1,
+        StripeInvoiceCreated = "StripeInvoiceCreated" version 1,
+        StripeSyncRefused = "StripeSyncRefused" version 1,
+        StripePaymentMethodSaved = "StripePaymentMethodSaved" version 1,
+        StripeDefaultPaymentMethodSet = "StripeDefaultPaymentMethodSet" version 1,
+        StripeSyncStarted = "StripeSyncStarted" version 1,
     }
 }
 

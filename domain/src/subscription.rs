@@ -218,19 +218,19 @@ pub enum SubscriptionCommand {
 crate::stored_events! {
     /// What happened to a subscription.
     pub enum SubscriptionEvent {
-        SubscriptionCreated = 1,
-        SubscriptionUpgraded = 1,
-        DowngradeScheduled = 1,
-        AutoRenewalCancelled = 1,
-        SubscriptionCancelled = 1,
-        AddonAdded = 1,
-        SubscriptionRenewed = 1,
-        SubscriptionExpired = 1,
-        PaymentFailed = 1,
-        PaymentSucceeded = 1,
-        SubscriptionSuspended = 1,
-        AddonEnded = 1,
-        AddonRepriced = 1,
+        SubscriptionCreated = "SubscriptionCreated" version 1,
+        SubscriptionUpgraded = "SubscriptionUpgraded" version 1,
+        DowngradeScheduled = "DowngradeScheduled" version 1,
+        AutoRenewalCancelled = "AutoRenewalCancelled" version 1,
+        SubscriptionCancelled = "SubscriptionCancelled" version 1,
+        AddonAdded = "AddonAdded" version 1,
+        SubscriptionRenewed = "SubscriptionRenewed" version 1,
+        SubscriptionExpired = "SubscriptionExpired" version 1,
+        PaymentFailed = "PaymentFailed" version 1,
+        PaymentSucceeded = "PaymentSucceeded" version 1,
+        SubscriptionSuspended = "SubscriptionSuspended" version 1,
+        AddonEnded = "AddonEnded" version 1,
+        AddonRepriced = "AddonRepriced" version 1,
     }
 }
 

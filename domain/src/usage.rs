@@ -81,7 +81,53 @@ impl Metrics {
 crate::stored_events! {
     /// Usage, as reported.
     pub enum UsageEvent {
-        UsageReported = 1,
+        UsageReported = "UsageReported" version 1 as UsageReportedV1,
+    }
+}
+
+/// `UsageReported` as schema version 1 stores it. [`Metrics`] is the usage
+/// domain's arithmetic type and grows with each new metric; what a log
+/// holds does not: a new metric is a new version of `UsageReported`, and
+/// the conversions below, which name every field, stop the build until it
+/// is one (ARCHITECTURE.md, "Stored events").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageReportedV1 {
+    pub subscription_id: SubscriptionId,
+    pub license_id: LicenseId,
+    pub deployment_id: String,
+    pub day: NaiveDate,
+    pub metrics: MetricsV1,
+}
+
+/// One day's metrics as `UsageReported` version 1 stores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsV1 {
+    pub active_users: u64,
+    pub data_volume_gb: Decimal,
+    pub api_calls_count: u64,
+    pub training_hours: Decimal,
+}
+
+impl From<&UsageReported> for UsageReportedV1 {
+    fn from(event: &UsageReported) -> Self {
+        let UsageReported { subscription_id, license_id, deployment_id, day, metrics } = event;
+        let Metrics { active_users, data_volume_gb, api_calls_count, training_hours } = *metrics;
+        Self {
+            subscription_id: *subscription_id,
+            license_id: *license_id,
+            deployment_id: deployment_id.clone(),
+            day: *day,
+            metrics: MetricsV1 { active_users, data_volume_gb, api_calls_count, training_hours },
+        }
+    }
+}
+
+impl From<UsageReportedV1> for UsageReported {
+    fn from(stored: UsageReportedV1) -> Self {
+        let UsageReportedV1 { subscription_id, license_id, deployment_id, day, metrics } = stored;
+        let MetricsV1 { active_users, data_volume_gb, api_calls_count, training_hours } = metrics;
+        let metrics = Metrics { active_users, data_volume_gb, api_calls_count, training_hours };
+        Self { subscription_id, license_id, deployment_id, day, metrics }
     }
 }
 

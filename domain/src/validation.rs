@@ -31,7 +31,7 @@ pub fn license_of(stream: &StreamId) -> Option<LicenseId> {
 crate::stored_events! {
     /// A validation, answered.
     pub enum ValidationEvent {
-        LicenseValidated = 1,
+        LicenseValidated = "LicenseValidated" version 1,
     }
 }
 

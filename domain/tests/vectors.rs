@@ -1,34 +1,67 @@
-//! The record format's test vectors.
+//! The record format's and the stored events' test vectors.
 //!
 //! `domain/tests/vectors/records-v1.json` pins the canonical header bytes
-//! and every hash of six records. This test recomputes them; the
-//! independent Python verifier (`tools/verify_vectors.py`, run by
-//! `.ci/run`) recomputes them from ARCHITECTURE.md alone. The file is
-//! regenerated with `UPDATE_VECTORS=1 cargo test -p ledger-domain --test
-//! vectors`, never edited by hand; a diff in it is a format change.
+//! and every hash of six records; `domain/tests/vectors/events-v1.json`
+//! pins every stored event type and version: a real event, its payload
+//! bytes and its full record (`vectors/events.rs`). These tests recompute
+//! them; the independent Python verifier (`tools/verify_vectors.py`, run by
+//! `cargo xtask test`) recomputes every record's hashes from
+//! ARCHITECTURE.md alone. The files are regenerated with `UPDATE_VECTORS=1
+//! cargo test -p ledger-domain --test vectors`, never edited by hand; a
+//! diff in them is a format change.
 
+#[path = "vectors/events.rs"]
+mod events;
+#[path = "vectors/examples.rs"]
+mod examples;
+#[path = "vectors/values.rs"]
+mod values;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ledger_domain::event::LedgerEvent;
 use ledger_domain::record::{self, CHAIN_GENESIS, Record, RecordHeader};
 use ledger_domain::{EventId, Metadata, StreamId, Timestamp};
 use serde_json::{Value, json};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/records-v1.json");
 
+/// A header from its fields, in the order of the record format.
+#[allow(clippy::too_many_arguments)]
+fn header(
+    sequence: u64,
+    stream: &str,
+    revision: u64,
+    event_type: &str,
+    version: u32,
+    occurred: &str,
+    recorded: &str,
+    key: Option<&str>,
+) -> RecordHeader {
+    RecordHeader {
+        sequence,
+        event_id: EventId::v7(1_767_225_600_000 + sequence, [sequence as u8; 10]),
+        stream_id: StreamId::new(stream).unwrap(),
+        stream_revision: revision,
+        event_type: event_type.into(),
+        schema_version: version,
+        occurred_at: Timestamp::parse_rfc3339(occurred).unwrap(),
+        recorded_at: Timestamp::parse_rfc3339(recorded).unwrap(),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+fn actor(name: &str) -> Metadata {
+    Metadata { actor: Some(name.into()), ..Metadata::default() }
+}
+
 fn inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
-    let header =
-        |sequence: u64, stream: &str, revision, event_type: &str, version, occurred, recorded, key: Option<&str>| {
-            RecordHeader {
-                sequence,
-                event_id: EventId::v7(1_767_225_600_000 + sequence, [sequence as u8; 10]),
-                stream_id: StreamId::new(stream).unwrap(),
-                stream_revision: revision,
-                event_type: event_type.into(),
-                schema_version: version,
-                occurred_at: Timestamp::parse_rfc3339(occurred).unwrap(),
-                recorded_at: Timestamp::parse_rfc3339(recorded).unwrap(),
-                idempotency_key: key.map(str::to_owned),
-            }
-        };
-    let actor = |name: &str| Metadata { actor: Some(name.into()), ..Metadata::default() };
+    let mut inputs = first_inputs();
+    inputs.extend(last_inputs());
+    inputs
+}
+
+fn first_inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
     vec![
         (
             header(
@@ -78,6 +111,11 @@ fn inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
             Metadata::default(),
             vec![],
         ),
+    ]
+}
+
+fn last_inputs() -> Vec<(RecordHeader, Metadata, Vec<u8>)> {
+    vec![
         (
             // Non-ASCII text is UTF-8 and length-prefixed by bytes.
             header(
@@ -173,4 +211,126 @@ fn the_metadata_encoding_round_trips() {
     for (_, metadata, _) in inputs() {
         assert_eq!(Metadata::decode(&metadata.encode()).unwrap(), metadata);
     }
+}
+
+const UPDATE: &str = "UPDATE_VECTORS=1 cargo test -p ledger-domain --test vectors";
+
+#[test]
+fn stored_events_match_the_golden_file() {
+    let computed = events::compute();
+    if std::env::var_os("UPDATE_VECTORS").is_some() {
+        if let Some(stored) = events::read() {
+            let problems = events::changed_or_dropped(&stored, &computed);
+            assert!(
+                problems.is_empty(),
+                "{}\n(regenerating adds to events-v1.json; it never changes or drops what the file holds)",
+                events::refusal(&problems)
+            );
+        }
+        events::write(&computed);
+    }
+    let stored = events::read().unwrap_or_else(|| panic!("{} is missing: create it with {UPDATE}", events::PATH));
+    let problems = events::changed_or_dropped(&stored, &computed);
+    assert!(problems.is_empty(), "{}", events::refusal(&problems));
+    let missing = events::missing(&stored, &computed);
+    assert!(
+        missing.is_empty(),
+        "not in domain/tests/vectors/events-v1.json yet: {}. Add them with {UPDATE} and review the diff",
+        missing.join(", ")
+    );
+    assert_eq!(
+        stored, computed,
+        "events-v1.json differs from what this version computes, though every payload's bytes are the same (an \
+         example's record, its metadata or the JSON that describes it changed): review, then regenerate with {UPDATE}"
+    );
+}
+
+/// What each golden record must decode to: the example itself, or for an
+/// older version the event it reads as.
+fn expected_events() -> BTreeMap<(String, u64), LedgerEvent> {
+    examples::all()
+        .into_iter()
+        .map(|example| match example.stored {
+            examples::Stored::Current(event) => {
+                let (event_type, version, _, _) = events::parts(&event);
+                ((event_type, u64::from(version)), event)
+            }
+            examples::Stored::Old { event_type, version, reads_as, .. } => {
+                ((event_type.to_owned(), u64::from(version)), reads_as)
+            }
+        })
+        .collect()
+}
+
+fn header_of(record: &Value) -> RecordHeader {
+    let text = |name: &str| record[name].as_str().unwrap().to_owned();
+    let number = |name: &str| record[name].as_u64().unwrap();
+    let micros = |name: &str| Timestamp::from_micros(record[name].as_i64().unwrap());
+    RecordHeader {
+        sequence: number("sequence"),
+        event_id: EventId(text("event_id").parse().unwrap()),
+        stream_id: StreamId::new(text("stream_id")).unwrap(),
+        stream_revision: number("stream_revision"),
+        event_type: text("event_type"),
+        schema_version: u32::try_from(number("schema_version")).unwrap(),
+        occurred_at: micros("occurred_at_us"),
+        recorded_at: micros("recorded_at_us"),
+        idempotency_key: record["idempotency_key"].as_str().map(str::to_owned),
+    }
+}
+
+/// The bytes in the golden file, as a log holds them, decode to the event
+/// they were written from (older versions through their upcaster).
+#[test]
+fn every_golden_payload_decodes_to_its_event() {
+    let stored = events::read().unwrap_or_else(|| panic!("{} is missing: create it with {UPDATE}", events::PATH));
+    let expected = expected_events();
+    for record in stored["records"].as_array().unwrap() {
+        let (event_type, version) = events::key(record);
+        let payload = hex::decode(record["payload_hex"].as_str().unwrap()).unwrap();
+        let decoded = LedgerEvent::decode(&header_of(record), &payload)
+            .unwrap_or_else(|error| panic!("{event_type} version {version} no longer decodes: {error}"))
+            .unwrap_or_else(|| panic!("{event_type} is not a type of its stream's category"));
+        let want = expected.get(&(event_type.clone(), version));
+        assert_eq!(Some(&decoded), want, "{event_type} version {version} decodes to another event");
+    }
+}
+
+/// Every stored event type and version this version reads (the lists
+/// `stored_events!` makes) has an example and is in the golden file, and
+/// the golden file holds nothing else.
+#[test]
+fn the_golden_file_covers_every_stored_event_type() {
+    let stored = events::read().unwrap_or_else(|| panic!("{} is missing: create it with {UPDATE}", events::PATH));
+    let records = stored["records"].as_array().unwrap();
+    let golden: BTreeMap<(String, u64), bool> =
+        records.iter().map(|r| (events::key(r), r["current"].as_bool().unwrap())).collect();
+    let examples = expected_events();
+    let known: BTreeSet<(String, u64)> = LedgerEvent::STORED_TYPES
+        .iter()
+        .flat_map(|types| types.iter())
+        .map(|t| (t.name.to_owned(), u64::from(t.version)))
+        .collect();
+    let mut problems = Vec::new();
+    for stored_type in LedgerEvent::STORED_TYPES.iter().flat_map(|types| types.iter()) {
+        let key = (stored_type.name.to_owned(), u64::from(stored_type.version));
+        let what = format!("{} version {}", stored_type.name, stored_type.version);
+        if !examples.contains_key(&key) {
+            problems.push(format!("{what} has no example in domain/tests/vectors/examples.rs: add a realistic one"));
+        } else if !golden.contains_key(&key) {
+            problems.push(format!("{what} is not in events-v1.json: add it with {UPDATE}"));
+        } else if golden[&key] != stored_type.current {
+            problems.push(format!(
+                "{what}: events-v1.json says current = {}, the code {}",
+                golden[&key], stored_type.current
+            ));
+        }
+    }
+    for (event_type, version) in golden.keys().filter(|key| !known.contains(*key)) {
+        problems.push(format!(
+            "{event_type} version {version} is in events-v1.json but this version no longer reads it: logs that hold \
+             it would no longer decode"
+        ));
+    }
+    assert!(problems.is_empty(), "the golden file does not cover the stored event types:\n  {}", problems.join("\n  "));
 }

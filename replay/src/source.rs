@@ -1,19 +1,22 @@
 //! Where the history comes from: a data directory (SQLite), a PostgreSQL
 //! URL, or an export file; and the export format (JSON Lines).
 //!
+//! A log is opened read-only (`store::ReadOnlyLog`): no migration, no
+//! writer, no snapshot saved, no file created in a data directory. A log
+//! whose schema is not this version's is reported (exit 2), not migrated.
+//!
 //! Records arrive in pages, read ahead of the one being checked. Reading
 //! goes past the head row, so rows written behind the writer's back are
 //! seen, and past gaps, so a missing record is named where it is missing.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use domain::record::{Hash, Record, RecordHeader};
 use domain::{EventId, StreamId, Timestamp};
 use serde::{Deserialize, Serialize};
-use store::{EventLog, Head, READ_PAGE_RECORDS, Snapshot};
+use store::{Head, READ_PAGE_RECORDS, ReadOnlyLog, Snapshot};
 use tokio::sync::mpsc;
 
 /// Pages read ahead of the one being checked.
@@ -22,18 +25,8 @@ const PAGES_AHEAD: usize = 4;
 pub const EXPORT_FORMAT: &str = "ledger-export-v1";
 
 pub enum Source {
-    Log { log: EventLog, data_dir: Option<PathBuf> },
+    Log { log: ReadOnlyLog, data_dir: Option<PathBuf> },
     File { path: PathBuf },
-}
-
-/// A clock for opening the store: `replay` never appends, so the store's
-/// writer never asks it.
-struct NoClock;
-
-impl domain::Clock for NoClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_micros(0)
-    }
 }
 
 impl Source {
@@ -49,13 +42,13 @@ impl Source {
             }
             (data_dir, Some(url), None) => {
                 let options = url.parse().context("--database-url is not a PostgreSQL URL")?;
-                let log = EventLog::open_postgres(options, Arc::new(NoClock)).await?;
+                let log = ReadOnlyLog::open_postgres(options).await?;
                 Ok(Self::Log { log, data_dir: data_dir.map(Path::to_owned) })
             }
             (Some(dir), None, None) => {
                 let path = dir.join("ledger.sqlite");
                 anyhow::ensure!(path.exists(), "{} holds no log (ledger.sqlite)", dir.display());
-                let log = EventLog::open_sqlite(&path, Arc::new(NoClock)).await?;
+                let log = ReadOnlyLog::open_sqlite(&path).await?;
                 Ok(Self::Log { log, data_dir: Some(dir.to_owned()) })
             }
             (None, None, None) => bail!("name the history: --data-dir DIR, --database-url URL or --file EXPORT.jsonl"),

@@ -20,12 +20,14 @@ use tokio::sync::{mpsc, oneshot};
 
 mod plan;
 mod postgres;
+mod read_only;
 mod row;
 mod sqlite;
 pub mod testing;
 mod writer;
 
 pub use domain::record::CHAIN_GENESIS;
+pub use read_only::ReadOnlyLog;
 
 /// Requests waiting for the writer; a full queue makes `append` wait.
 pub const QUEUE_REQUESTS_MAX: usize = 1024;
@@ -173,6 +175,13 @@ pub enum StoreError {
     Io(String),
     #[error("lock: {0}")]
     Lock(String),
+    /// A log opened read-only whose schema is not this version's: it is
+    /// reported, never migrated ([`ReadOnlyLog`]).
+    #[error("{0}")]
+    Schema(String),
+    /// A SQLite log read without locks changed while it was read.
+    #[error("{0}")]
+    Changed(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -281,6 +290,33 @@ enum Reader {
     Postgres(sqlx::PgPool),
 }
 
+impl Reader {
+    async fn head(&self) -> Result<Head, StoreError> {
+        match self {
+            Reader::Sqlite(readers) => readers.head().await,
+            Reader::Postgres(pool) => postgres::head(pool).await,
+        }
+    }
+
+    async fn load_snapshot(&self, name: &str) -> Result<Option<Snapshot>, StoreError> {
+        match self {
+            Reader::Sqlite(readers) => readers.load_snapshot(name).await,
+            Reader::Postgres(pool) => postgres::load_snapshot(pool, name).await,
+        }
+    }
+
+    /// A range beyond what the databases can hold (past 2^63) is empty.
+    async fn read_page(&self, range: RangeInclusive<u64>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        if range.is_empty() || *range.start() > i64::MAX as u64 {
+            return Ok(Vec::new());
+        }
+        match self {
+            Reader::Sqlite(readers) => readers.read_page(range, limit).await,
+            Reader::Postgres(pool) => postgres::read_page(pool, range, limit).await,
+        }
+    }
+}
+
 /// A handle to the log; cheap to clone, shared by all tasks of a process.
 #[derive(Clone)]
 pub struct EventLog {
@@ -380,10 +416,7 @@ impl EventLog {
 
     /// The last record's sequence, chain hash and recordedAt.
     pub async fn head(&self) -> Result<Head, StoreError> {
-        match &self.reader {
-            Reader::Sqlite(readers) => readers.head().await,
-            Reader::Postgres(pool) => postgres::head(pool).await,
-        }
+        self.reader.head().await
     }
 
     /// Saves a projection's snapshot, state and checkpoint in one write. A
@@ -398,10 +431,7 @@ impl EventLog {
 
     /// The latest snapshot of a projection, if one was saved.
     pub async fn load_snapshot(&self, name: &str) -> Result<Option<Snapshot>, StoreError> {
-        match &self.reader {
-            Reader::Sqlite(readers) => readers.load_snapshot(name).await,
-            Reader::Postgres(pool) => postgres::load_snapshot(pool, name).await,
-        }
+        self.reader.load_snapshot(name).await
     }
 
     /// Every saved snapshot's checkpoint, by name.
@@ -449,13 +479,7 @@ impl EventLog {
     /// Up to `limit` records in global order with sequences in `range`. A
     /// range beyond what the databases can hold (past 2^63) is empty.
     pub async fn read_page(&self, range: RangeInclusive<u64>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        if range.is_empty() || *range.start() > i64::MAX as u64 {
-            return Ok(Vec::new());
-        }
-        match &self.reader {
-            Reader::Sqlite(readers) => readers.read_page(range, limit).await,
-            Reader::Postgres(pool) => postgres::read_page(pool, range, limit).await,
-        }
+        self.reader.read_page(range, limit).await
     }
 
     /// Records with sequences in `range`, in order, fetched a page at a

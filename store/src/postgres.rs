@@ -31,6 +31,51 @@ pub(crate) async fn open(options: PgConnectOptions) -> Result<PgPool, StoreError
     Ok(pool)
 }
 
+/// Connects to read only (`crate::read_only`): no migration, and every
+/// session read-only on the server's side, so nothing can be written even
+/// by mistake; the schema is checked against this version's migrations.
+pub(crate) async fn open_read_only(options: PgConnectOptions) -> Result<PgPool, StoreError> {
+    let options = options.options([("default_transaction_read_only", "on")]);
+    let pool = PgPoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?;
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text").fetch_one(&pool).await?;
+    let what = format!("the PostgreSQL schema {schema}");
+    if !table_exists(&pool, "_sqlx_migrations").await? {
+        return Err(StoreError::Schema(format!(
+            "{what} holds no ledger schema (no _sqlx_migrations table): it is not a ledger's log"
+        )));
+    }
+    let mut missing = Vec::new();
+    for table in crate::read_only::TABLES_READ {
+        if !table_exists(&pool, table).await? {
+            missing.push(table);
+        }
+    }
+    let applied = applied_migrations(&pool).await?;
+    crate::read_only::check_schema(&what, &applied, MIGRATOR.iter(), &missing)?;
+    Ok(pool)
+}
+
+/// Whether `table` is in the session's search path.
+async fn table_exists(pool: &PgPool, table: &str) -> Result<bool, StoreError> {
+    let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text").bind(table).fetch_one(pool).await?;
+    Ok(found.is_some())
+}
+
+async fn applied_migrations(pool: &PgPool) -> Result<Vec<crate::read_only::Applied>, StoreError> {
+    let rows = sqlx::query("SELECT version, description, success, checksum FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(pool)
+        .await?;
+    let applied = rows.iter().map(|row| {
+        Ok(crate::read_only::Applied {
+            version: row.try_get(0)?,
+            description: row.try_get(1)?,
+            success: row.try_get(2)?,
+            checksum: row.try_get(3)?,
+        })
+    });
+    Ok(applied.collect::<Result<Vec<_>, sqlx::Error>>()?)
+}
+
 pub(crate) async fn commit(pool: &PgPool, commands: &[Command], groups: &[Group], now: Timestamp) -> Outcomes {
     let before = |error: StoreError| CommitError { error, at_commit: false };
     let mut tx = pool.begin().await.map_err(|e| before(e.into()))?;

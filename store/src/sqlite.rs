@@ -73,8 +73,156 @@ pub(crate) async fn open(path: &Path) -> Result<(Readers, Writer), StoreError> {
         path,
         idle: Arc::new(Mutex::new(Vec::new())),
         permits: Arc::new(Semaphore::new(READ_CONNECTIONS_MAX)),
+        mode: ReadMode::Locked,
     };
     Ok((readers, Writer { connection: Arc::new(Mutex::new(writer)) }))
+}
+
+/// Opens the log file to read only (`crate::read_only`): the file must
+/// exist; nothing is migrated, and no file is created or changed.
+pub(crate) async fn open_read_only(path: &Path) -> Result<Readers, StoreError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = std::fs::metadata(&path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        if !metadata.is_file() {
+            return Err(StoreError::Io(format!("{} is not a file", path.display())));
+        }
+        let (wal, shm) = (beside(&path, "-wal"), beside(&path, "-shm"));
+        let mode = match (wal.exists(), shm.exists()) {
+            (false, _) => ReadMode::Unlocked(Arc::new(FileStamp::of(&path)?)),
+            (true, true) => ReadMode::Locked,
+            (true, false) => {
+                return Err(StoreError::Io(format!(
+                    "{} exists without {}: the log was not closed cleanly, and reading it would make SQLite create \
+                     the second; start and stop the ledger on it once, or read a copy of the directory",
+                    wal.display(),
+                    shm.display()
+                )));
+            }
+        };
+        let connection = mode.connect(&path)?;
+        let (applied, missing) = schema(&connection)?;
+        let what = path.display().to_string();
+        crate::read_only::check_schema(&what, &applied, MIGRATOR.iter(), &missing)?;
+        mode.unchanged(&path)?;
+        let readers = Readers {
+            path,
+            idle: Arc::new(Mutex::new(vec![connection])),
+            permits: Arc::new(Semaphore::new(READ_CONNECTIONS_MAX)),
+            mode,
+        };
+        Ok(readers)
+    })
+    .await
+    .expect("opening a connection does not panic")
+}
+
+/// The migrations the database recorded and the tables a reader reads
+/// that it lacks.
+fn schema(connection: &Connection) -> Result<(Vec<crate::read_only::Applied>, Vec<&'static str>), StoreError> {
+    let mut exists = connection.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1")?;
+    let mut has = |table: &str| exists.query_row([table], |row| row.get::<_, i64>(0)).map(|n| n > 0);
+    if !has("_sqlx_migrations")? {
+        let what = connection.path().unwrap_or_default().to_owned();
+        return Err(StoreError::Schema(format!(
+            "{what} holds no ledger schema (no _sqlx_migrations table): it is not a ledger's log"
+        )));
+    }
+    let mut missing = Vec::new();
+    for table in crate::read_only::TABLES_READ {
+        if !has(table)? {
+            missing.push(table);
+        }
+    }
+    let mut statement =
+        connection.prepare("SELECT version, description, success, checksum FROM _sqlx_migrations ORDER BY version")?;
+    let rows = statement.query_map([], |row| {
+        Ok(crate::read_only::Applied {
+            version: row.get(0)?,
+            description: row.get(1)?,
+            success: row.get(2)?,
+            checksum: row.get(3)?,
+        })
+    })?;
+    Ok((rows.collect::<Result<_, _>>()?, missing))
+}
+
+/// `{database}{suffix}`: SQLite's `-wal` and `-shm` files.
+fn beside(database: &Path, suffix: &str) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
+}
+
+/// How read connections open the database file.
+#[derive(Clone)]
+pub(crate) enum ReadMode {
+    /// Under SQLite's locks, beside writers (this process's, or any while
+    /// the `-wal` exists).
+    Locked,
+    /// A log no process had open (no `-wal`), read as SQLite's immutable
+    /// file: without locks, and without creating the `-wal` and `-shm`
+    /// files a locked reader needs. Each read is followed by a check that
+    /// the file is still as it was opened and that no writer came.
+    Unlocked(Arc<FileStamp>),
+}
+
+/// A file's length and modification time: a checkpoint that writes into
+/// it changes them.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    len: u64,
+    modified: std::time::SystemTime,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Result<Self, StoreError> {
+        let metadata = std::fs::metadata(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        let modified = metadata.modified().map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        Ok(Self { len: metadata.len(), modified })
+    }
+}
+
+impl ReadMode {
+    fn connect(&self, path: &Path) -> Result<Connection, StoreError> {
+        match self {
+            Self::Locked => connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY),
+            Self::Unlocked(_) => {
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                connect(Path::new(&uri), OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
+            }
+        }
+    }
+
+    /// After a read without locks: whether the file is as it was when
+    /// opened and no process opened it to write since.
+    fn unchanged(&self, path: &Path) -> Result<(), StoreError> {
+        let Self::Unlocked(stamp) = self else { return Ok(()) };
+        if !beside(path, "-wal").exists() && FileStamp::of(path).is_ok_and(|now| now == **stamp) {
+            return Ok(());
+        }
+        Err(StoreError::Changed(format!(
+            "{} changed while it was read without locks (a ledger process opened it): read it again, which then \
+             reads beside that process under SQLite's locks",
+            path.display()
+        )))
+    }
+}
+
+/// A path as the path of a `file:` URI: every byte but unreserved ones
+/// and `/` percent-encoded, so `?`, `#` and `%` in a directory name stay
+/// part of the path.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'-' | b'_' | b'.' | b'~') {
+            uri.push(byte as char);
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
 }
 
 /// Creates the database file readable by its owner only (0600) if it is
@@ -285,6 +433,7 @@ pub(crate) struct Readers {
     path: PathBuf,
     idle: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,
+    mode: ReadMode,
 }
 
 impl Readers {
@@ -298,11 +447,12 @@ impl Readers {
             let idle = readers.idle.lock().expect("the idle list is not poisoned").pop();
             let connection = match idle {
                 Some(connection) => connection,
-                None => connect(&readers.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+                None => readers.mode.connect(&readers.path)?,
             };
             let result = read(&connection);
             readers.idle.lock().expect("the idle list is not poisoned").push(connection);
-            result
+            let unchanged = readers.mode.unchanged(&readers.path);
+            result.and_then(|value| unchanged.map(|()| value))
         })
         .await
         .expect("a read does not panic")
