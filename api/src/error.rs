@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use domain::license::LicenseError;
 use domain::organization::OrganizationError;
 use domain::subscription::SubscriptionError;
+use domain::usage::UsageError;
 use problem_details::ProblemDetails;
 use serde::Serialize;
 
@@ -29,9 +30,10 @@ pub enum ApiError {
     IdempotencyConflict,
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
-    /// Over a limit: 429 with `Retry-After` (whole seconds).
+    /// Over a limit: 429 with `Retry-After` (whole seconds), and the
+    /// limit's stable name in the `limit` member when it has one.
     #[error("{message}")]
-    RateLimited { retry_after_seconds: u64, message: String },
+    RateLimited { limit: Option<&'static str>, retry_after_seconds: u64, message: String },
     #[error("the read model has not caught up with sequence {0} yet")]
     ProjectionLagging(u64),
     #[error("the service is not available: {0}")]
@@ -48,6 +50,10 @@ pub enum ApiError {
 #[derive(Serialize)]
 struct Extensions {
     code: &'static str,
+    /// Which limit a 429 is about (`reports_per_day`, …), so a client can
+    /// tell a wait from a refusal that waiting cannot lift.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<&'static str>,
 }
 
 impl ApiError {
@@ -87,13 +93,13 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let retry_after = match &self {
-            ApiError::RateLimited { retry_after_seconds, .. } => Some(*retry_after_seconds),
-            _ => None,
+        let (retry_after, limit) = match &self {
+            ApiError::RateLimited { retry_after_seconds, limit, .. } => (Some(*retry_after_seconds), *limit),
+            _ => (None, None),
         };
         let mut response = ProblemDetails::from_status_code(status)
             .with_detail(detail)
-            .with_extensions(Extensions { code })
+            .with_extensions(Extensions { code, limit })
             .into_response();
         if let Some(seconds) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
@@ -128,11 +134,14 @@ impl From<usecases::Error> for ApiError {
             E::NotFound => ApiError::NotFound,
             E::Conflict { code, message } => ApiError::Conflict { code, message },
             E::IdempotencyConflict => ApiError::IdempotencyConflict,
-            E::RateLimited { retry_after_seconds, message } => ApiError::RateLimited { retry_after_seconds, message },
+            E::RateLimited { limit, retry_after_seconds, message } => {
+                ApiError::RateLimited { limit: Some(limit), retry_after_seconds, message }
+            }
             E::ProjectionLagging(sequence) => ApiError::ProjectionLagging(sequence),
             E::ReadModelFailed => ApiError::ReadModelFailed,
             E::Unavailable(detail) => ApiError::Unavailable(detail),
             E::Internal(detail) => ApiError::Internal(detail),
+            E::Usage(error) => usage_refusal(error),
         }
     }
 }
@@ -212,5 +221,17 @@ fn license_refusal(error: LicenseError) -> ApiError {
         E::TooManyDeployments { .. } => ApiError::conflict("too_many_deployments", error),
         E::DeploymentNotFound(_) => ApiError::NotFound,
         E::InvalidDeploymentId => ApiError::Validation(error.to_string()),
+    }
+}
+
+fn usage_refusal(error: UsageError) -> ApiError {
+    match error {
+        UsageError::TooOld { .. } => ApiError::conflict("correction_window_closed", error),
+        UsageError::NotANumber(_)
+        | UsageError::Negative(_)
+        | UsageError::TooPrecise(_)
+        | UsageError::TooLarge(_)
+        | UsageError::TooFarAhead { .. }
+        | UsageError::BeforeStart { .. } => ApiError::Validation(error.to_string()),
     }
 }

@@ -59,7 +59,7 @@ pub struct AppState {
     pub ledger: Ledger,
     pub address_limiter: Arc<metrics::AddressLimiter>,
     /// Usage reports: their limits and the per-key rate limiter.
-    pub usage: Arc<routes::usage::UsageIntake>,
+    pub usage: Arc<usecases::usage::UsageIntake>,
     /// Stripe: webhook secrets, the API client, the reactor's and sync's wake-ups.
     pub stripe: Arc<stripe::Stripe>,
     /// The log's Merkle tree, for checkpoints and proofs.
@@ -143,7 +143,7 @@ pub struct Config {
     /// E-mail notifications (`notify`); `None` turns them off.
     pub notifications: Option<notify::Settings>,
     /// Limits on usage reports (rate per key, cap per day, correction window).
-    pub usage: routes::usage::UsageSettings,
+    pub usage: usecases::usage::UsageSettings,
 }
 
 impl Config {
@@ -175,7 +175,7 @@ pub async fn open_with(config: &Config, edge: edge::Settings) -> anyhow::Result<
     Ok(AppState {
         ledger,
         address_limiter: Arc::new(metrics::AddressLimiter::per_minute(config.validations_per_address_per_minute)),
-        usage: Arc::new(routes::usage::UsageIntake::new(config.usage)),
+        usage: Arc::new(usecases::usage::UsageIntake::new(config.usage)),
         stripe: stripe::Stripe::new(stripe::Settings::from_env()?)?,
         log_tree,
         edge: Arc::new(edge::Edge::new(edge)?),
@@ -238,6 +238,7 @@ async fn sweep_limiters(state: AppState) {
     loop {
         interval.tick().await;
         state.address_limiter.limiter().sweep();
+        state.usage.limiter().sweep();
         state.edge.sweep();
     }
 }

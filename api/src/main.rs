@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use domain::subscription::Policy;
-use ledger_api::routes::usage::UsageSettings;
+use usecases::usage::UsageSettings;
 
 #[derive(Parser)]
 #[command(name = "ledger", version, about = "Event-sourced billing, license and usage ledger")]

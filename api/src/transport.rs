@@ -254,5 +254,6 @@ pub fn retry_after(mut response: Response, seconds: u64) -> Response {
 
 /// 429 `rate_limited` with `Retry-After`.
 pub fn rate_limited(seconds: u64, detail: &str) -> Response {
-    crate::error::ApiError::RateLimited { retry_after_seconds: seconds, message: detail.to_owned() }.into_response()
+    crate::error::ApiError::RateLimited { limit: None, retry_after_seconds: seconds, message: detail.to_owned() }
+        .into_response()
 }

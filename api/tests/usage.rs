@@ -41,15 +41,23 @@ async fn send_raw(s: &Server, body: &Value) -> reqwest::Response {
     reqwest::Client::new().post(s.url("/api/v1/usage/report")).json(body).send().await.expect("the request is sent")
 }
 
-/// A 429 `rate_limited` with a `Retry-After` of at least a second.
-async fn assert_rate_limited(response: reqwest::Response) -> String {
+/// A 429 `rate_limited` with a `Retry-After` of at least a second, naming
+/// `limit` (the problem's `limit` member); returns its detail.
+async fn assert_rate_limited_by(response: reqwest::Response, limit: &str) -> String {
     assert_eq!(response.status().as_u16(), 429);
     let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let seconds: u64 = retry_after.as_deref().and_then(|v| v.parse().ok()).expect("a Retry-After in seconds");
     assert!(seconds >= 1, "Retry-After {seconds}");
     let problem: Value = response.json().await.expect("a problem+json body");
     assert_eq!(problem["code"], "rate_limited", "{problem}");
+    assert_eq!(problem["limit"], limit, "the problem names the limit: {problem}");
     problem["detail"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Refused by the subscription's cap for the reported day: waiting does not
+/// lift it.
+async fn assert_rate_limited(response: reqwest::Response) -> String {
+    assert_rate_limited_by(response, "reports_per_day").await
 }
 
 async fn reports_replace_add_up_and_warn(backend: Backend) {
@@ -185,7 +193,7 @@ async fn reports_are_rate_limited_per_key(backend: Backend) {
         let day = format!("2026-03-{:02}", 1 + accepted % 20);
         let response = send_raw(&s, &report(&key, &day, json!(1), json!(0), json!(1), None)).await;
         if response.status().as_u16() != 200 {
-            break assert_rate_limited(response).await;
+            break assert_rate_limited_by(response, "reports_per_key_per_minute").await;
         }
         accepted += 1;
         assert!(accepted <= 200, "no report was refused");
@@ -313,7 +321,86 @@ async fn usage_numbers_are_read_as_written(backend: Backend) {
     raw("1E12").await.expect(200);
 }
 
+/// A client's durable usage queue for `key` on `s` (deployment `default`),
+/// its state in `dir`, pinned to the server's lease key.
+async fn reporter(s: &Server, key: &str, dir: &std::path::Path) -> client::UsageReporter {
+    let keys = s.get("/api/v1/keys", None).await.expect(200);
+    let lease_key = client::parse_public_key(keys["leases"]["current"].as_str().expect("a lease key")).unwrap();
+    let mut config = client::Config::new(&s.base, key, dir, vec![lease_key]);
+    config.allow_plain_http = true;
+    client::UsageReporter::open(&config).expect("the queue opens")
+}
+
+fn usage_report(day: &str, calls: u64) -> client::UsageReport {
+    client::UsageReport {
+        reporting_period: day.parse().unwrap(),
+        metrics: client::UsageMetrics {
+            active_users: 1,
+            data_volume_gb: client::Decimal::ZERO,
+            api_calls_count: calls,
+            training_hours: client::Decimal::ZERO,
+        },
+    }
+}
+
+/// A report refused because its day has had its reports
+/// (`--usage-reports-per-day-max`) can never succeed later: the client's
+/// durable queue moves it to `rejected/`, with the server's answer, and
+/// sends the reports behind it, instead of retrying it forever and holding
+/// back every later report.
+async fn the_client_rejects_a_report_for_a_day_that_had_its_reports(backend: Backend) {
+    let flags = ["--usage-reports-per-key-per-minute", "0", "--usage-reports-per-day-max", "1"];
+    let s = backend.start_with(&flags).await;
+    s.move_clock("2026-03-10T00:00:00Z").await;
+    let org = s.create_org("Acme").await;
+    let key = subscribe(&s, &org, "starter", 1).await;
+    validate(&s, &key, "default").await;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = reporter(&s, &key, dir.path()).await;
+    for (day, calls) in [("2026-03-05", 10), ("2026-03-05", 20), ("2026-03-06", 30)] {
+        queue.enqueue(usage_report(day, calls)).await.unwrap();
+    }
+    let outcome = queue.flush().await.unwrap();
+    assert_eq!((outcome.sent, outcome.rejected, outcome.remaining), (2, 1, 0), "{outcome:?}");
+    assert_eq!(outcome.stopped, None, "{outcome:?}");
+
+    let rejected: Vec<_> = std::fs::read_dir(queue.rejected_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let record: Value = serde_json::from_slice(&std::fs::read(&rejected[0]).unwrap()).unwrap();
+    assert_eq!(record["status"], 429, "{record}");
+    assert_eq!(record["answer"]["limit"], "reports_per_day", "{record}");
+    assert_eq!(record["report"]["report"]["metrics"]["apiCallsCount"], 20, "{record}");
+
+    let head = s.head().await;
+    let path = format!("/api/v1/organizations/{org}/usage?period=2026-03&minSequence={head}");
+    let days = s.get(&path, Some(OPERATOR)).await.expect(200)["days"].clone();
+    assert_eq!(days[0]["metrics"]["apiCallsCount"], 10, "the day keeps its first report: {days}");
+    assert_eq!(days[1]["metrics"]["apiCallsCount"], 30, "the report behind it was sent: {days}");
+}
+
+/// A report refused by the key's rate (`--usage-reports-per-key-per-minute`)
+/// may succeed later: it stays queued, in order, and the flush says how
+/// long to wait.
+async fn the_client_keeps_a_report_the_per_minute_rate_refused(backend: Backend) {
+    let s = backend.start_with(&["--usage-reports-per-key-per-minute", "1"]).await;
+    s.move_clock("2026-03-10T00:00:00Z").await;
+    let org = s.create_org("Acme").await;
+    let key = subscribe(&s, &org, "starter", 1).await;
+    validate(&s, &key, "default").await;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = reporter(&s, &key, dir.path()).await;
+    for (day, calls) in [("2026-03-05", 10), ("2026-03-06", 20)] {
+        queue.enqueue(usage_report(day, calls)).await.unwrap();
+    }
+    let outcome = queue.flush().await.unwrap();
+    assert_eq!((outcome.sent, outcome.rejected, outcome.remaining), (1, 0, 1), "{outcome:?}");
+    assert!(outcome.retry_after.is_some_and(|wait| wait.as_secs() >= 1), "{outcome:?}");
+    assert_eq!(std::fs::read_dir(queue.rejected_dir()).unwrap().count(), 0, "nothing was rejected");
+}
+
 backends!(
+    the_client_rejects_a_report_for_a_day_that_had_its_reports,
+    the_client_keeps_a_report_the_per_minute_rate_refused,
     reports_replace_add_up_and_warn,
     bad_reports_are_refused_and_record_nothing,
     reports_come_from_activated_deployments_only,

@@ -1,23 +1,16 @@
 //! The four enforcement checks of BILLING-RULES ("Enforcement", the seed's
-//! `validateUsage`), decided from the signed lease so they work offline.
+//! `validateUsage`), decided from the signed lease so they work offline, by
+//! the same rules as the server's enforcement query
+//! (`domain::enforcement::decide`).
 
+use domain::enforcement::{self, Entitlement, Limit, Reason};
 use domain::lease::LeaseBody;
-use rust_decimal::Decimal;
+use domain::subscription::Status;
 
-use crate::{UNLIMITED, ValidationCode};
+use crate::ValidationCode;
 
 /// Something the deployment is about to do, with the usage it has now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action<'a> {
-    /// `ADD_USER`: allowed while the org's active users are below the seats.
-    AddUser { active_users: u64 },
-    /// `UPLOAD_DATA`: allowed while the latest data volume is below the limit.
-    UploadData { data_volume_gb: Decimal },
-    /// `API_CALL`: allowed while this month's calls are below the limit.
-    ApiCall { calls_this_month: u64 },
-    /// `ACCESS_FEATURE`: allowed when the tier includes the feature.
-    AccessFeature(&'a str),
-}
+pub use domain::enforcement::Action;
 
 /// The answer to [`LicenseClient::check`](crate::LicenseClient::check).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,37 +35,42 @@ pub enum Denial {
     ClockTampered,
     /// The server said the license is not valid: nothing is allowed.
     Invalid(ValidationCode),
-    /// The usage given is at or over the limit.
+    /// The usage given is at or over the limit (as the lease writes it).
     LimitReached { limit: i64 },
     /// The tier does not include the feature.
     FeatureNotIncluded,
 }
 
-/// Decides `action` under a lease already judged valid.
+/// Decides `action` under a lease already judged valid. `-1` in a limit
+/// means none; any other negative limit is not in the contract and denies
+/// everything (fail closed).
 pub(crate) fn decide(lease: &LeaseBody, action: &Action<'_>) -> Decision {
     let limits = &lease.limits;
-    match *action {
-        Action::AddUser { active_users } => below(Decimal::from(active_users), limits.max_users),
-        Action::UploadData { data_volume_gb } => below(data_volume_gb, limits.max_data_volume_gb),
-        Action::ApiCall { calls_this_month } => below(Decimal::from(calls_this_month), limits.max_api_calls),
-        Action::AccessFeature(name) => {
-            if lease.features.iter().any(|feature| feature == name) {
-                Decision::Allowed
-            } else {
-                Decision::Denied(Denial::FeatureNotIncluded)
-            }
-        }
-    }
-}
-
-/// `current < limit`, with `-1` meaning no limit. Any other negative limit
-/// is not in the contract and denies everything (fail closed).
-fn below(current: Decimal, limit: i64) -> Decision {
-    if limit == UNLIMITED || current < Decimal::from(limit) {
-        Decision::Allowed
-    } else {
-        Decision::Denied(Denial::LimitReached { limit })
-    }
+    let entitlement = Entitlement {
+        // Leases are issued only for valid answers (VALID, PAST_DUE,
+        // SUPERSEDED), and this one was judged valid now: the subscription
+        // allows use.
+        status: Status::Active,
+        seats: Limit::from_seed(limits.max_users),
+        data_gb: Limit::from_seed(limits.max_data_volume_gb),
+        api_calls_per_month: Limit::from_seed(limits.max_api_calls),
+        features: &lease.features,
+    };
+    let Some(reason) = enforcement::decide(action, Some(&entitlement)).denied else { return Decision::Allowed };
+    Decision::Denied(match reason {
+        Reason::LimitReached => match action {
+            Action::AddUser { .. } => Denial::LimitReached { limit: limits.max_users },
+            Action::UploadData { .. } => Denial::LimitReached { limit: limits.max_data_volume_gb },
+            Action::ApiCall { .. } => Denial::LimitReached { limit: limits.max_api_calls },
+            // A feature check has no limit to reach.
+            Action::AccessFeature(_) => Denial::FeatureNotIncluded,
+        },
+        Reason::FeatureNotInTier => Denial::FeatureNotIncluded,
+        // Not reachable under a valid lease; denied all the same.
+        Reason::NoSubscription => Denial::NoLease,
+        Reason::Suspended => Denial::Invalid(ValidationCode::Suspended),
+        Reason::Cancelled | Reason::Expired => Denial::Invalid(ValidationCode::Expired),
+    })
 }
 
 #[cfg(test)]
@@ -80,6 +78,7 @@ mod tests {
     use super::*;
     use domain::lease::{LeaseLimits, key_binding};
     use domain::{LicenseId, OrganizationId, Timestamp};
+    use rust_decimal::Decimal;
 
     fn lease(max_users: i64, max_data_volume_gb: i64, max_api_calls: i64) -> LeaseBody {
         LeaseBody {

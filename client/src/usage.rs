@@ -14,8 +14,11 @@
 //! error, 5xx, 408, 429) and keeps it and all later ones for the next flush.
 //! A report the server refuses as invalid (another 4xx) would be refused
 //! forever: it is moved to `usage/rejected/` together with the server's
-//! answer, for an operator to read, and the flush goes on. Nothing is
-//! retried forever and nothing is dropped silently.
+//! answer, for an operator to read, and the flush goes on. So is a 429
+//! whose problem names the `reports_per_day` limit: its day has had every
+//! report the server takes for it, and retrying would hold back every later
+//! report forever. Nothing is retried forever and nothing is dropped
+//! silently.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -295,6 +298,14 @@ impl UsageReporter {
         let status = response.status();
         let retry_after = wire::retry_after(&response);
         let body = wire::read_body(response).await;
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            && let Ok(body) = &body
+            && wire::refused_for_good(body)
+        {
+            let answer =
+                serde_json::from_slice(body).unwrap_or_else(|_| serde_json::Value::String(wire::truncated(body)));
+            return Sent::Refused { status: Some(status.as_u16()), answer };
+        }
         let retryable = status == reqwest::StatusCode::TOO_MANY_REQUESTS
             || status == reqwest::StatusCode::REQUEST_TIMEOUT
             || status.is_server_error()

@@ -103,6 +103,23 @@ pub(crate) struct UsageReportResponse {
     pub acknowledged: bool,
 }
 
+/// The `limit` a 429 names when the subscription's reports for the
+/// reported day are used up: that report is refused from then on, so
+/// waiting cannot help (the server's `usecases::usage::REPORTS_PER_DAY`).
+pub(crate) const REPORTS_PER_DAY: &str = "reports_per_day";
+
+/// The member of a problem+json answer that names which limit refused.
+#[derive(Deserialize)]
+struct Problem {
+    #[serde(default)]
+    limit: Option<String>,
+}
+
+/// Whether a 429's body says the report is refused for good, not for now.
+pub(crate) fn refused_for_good(body: &[u8]) -> bool {
+    serde_json::from_slice::<Problem>(body).is_ok_and(|problem| problem.limit.as_deref() == Some(REPORTS_PER_DAY))
+}
+
 /// `Retry-After` in seconds (the server's form); an HTTP date is not used
 /// by the contract and reads as absent.
 pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
@@ -151,4 +168,22 @@ pub(crate) fn http_client(timeout: Duration, version: &str) -> Result<reqwest::C
         .user_agent(format!("ledger-client/{version}"))
         .build()
         .map_err(|e| crate::ClientError::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_429_for_a_full_day_is_a_refusal_for_good() {
+        assert!(refused_for_good(br#"{"code":"rate_limited","limit":"reports_per_day","status":429}"#));
+        for wait in [
+            &br#"{"code":"rate_limited","limit":"reports_per_key_per_minute"}"#[..],
+            br#"{"code":"rate_limited"}"#,
+            br#"<html>busy</html>"#,
+            b"",
+        ] {
+            assert!(!refused_for_good(wait), "{}", String::from_utf8_lossy(wait));
+        }
+    }
 }

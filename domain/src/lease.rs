@@ -43,6 +43,21 @@ const KEY_BINDING_CONTEXT: &str = "ledger 2026-11-29 lease key binding v1";
 pub const NONCE_CHARS_MAX: usize = 128;
 pub const DEPLOYMENT_ID_CHARS_MAX: usize = 128;
 
+/// The latest moment a lease issued at `issued_at` may reach: seven days
+/// offline ([`LEASE_MICROS`]), before the license's own end is considered.
+pub fn longest_end(issued_at: Timestamp) -> Timestamp {
+    Timestamp::from_micros(issued_at.as_micros().saturating_add(LEASE_MICROS))
+}
+
+/// When a lease issued at `issued_at` ends: seven days later, never past
+/// `license_end`, the license's own end (its term's end, or its supersede
+/// window's): a lease never outlives its license (BILLING-RULES.md,
+/// "License keys and validation"). A license already over gets a lease
+/// that has already ended.
+pub fn expires_at(issued_at: Timestamp, license_end: Timestamp) -> Timestamp {
+    longest_end(issued_at).min(license_end)
+}
+
 /// Limits as the seed's `SubscriptionLimits`, `-1` for unlimited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

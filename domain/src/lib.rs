@@ -10,6 +10,7 @@ pub mod calendar;
 pub mod catalog;
 pub mod checkpoint;
 pub mod codec;
+pub mod enforcement;
 pub mod event;
 pub mod ids;
 pub mod keys;

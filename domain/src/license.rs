@@ -281,6 +281,12 @@ impl License {
             None => term,
         }
     }
+
+    /// When a lease this key is given at `now` ends: seven days later,
+    /// never past the key's own [`end`](Self::end).
+    pub fn lease_expires_at(&self, facts: &SubscriptionFacts, now: Timestamp) -> Timestamp {
+        crate::lease::expires_at(now, self.end(facts))
+    }
 }
 
 impl License {
@@ -364,7 +370,7 @@ pub fn last_lease_end<'a>(
     validations
         .into_iter()
         .filter(|v| v.deployment_id == deployment_id && v.code.is_valid())
-        .map(|v| Timestamp::from_micros(v.at.as_micros().saturating_add(crate::lease::LEASE_MICROS)))
+        .map(|v| crate::lease::longest_end(v.at))
         .max()
 }
 

@@ -552,3 +552,52 @@ fn a_lease_never_outlives_the_term_or_the_supersede_window() {
     assert_eq!(license(vec![issued()]).end(&facts), at("2027-01-01T00:00:00Z"));
     assert_eq!(license(vec![issued(), superseded()]).end(&facts), at("2026-01-23T00:00:00Z"));
 }
+
+/// Lease lifetime (BILLING-RULES.md, "License keys and validation"): given
+/// a key and its term, when a lease is given at a moment, then it ends
+/// seven days later, never past the key's own end (its term's, or its
+/// supersede window's).
+#[test]
+fn a_lease_lasts_seven_days_but_never_past_the_keys_own_end() {
+    use ledger_domain::subscription::Status;
+    let facts = |term_end| SubscriptionFacts { status: Status::Active, term_end, auto_renew: true, max_deployments: 1 };
+    let cases = [
+        ("mid-term: seven days", vec![issued()], d(2027, 1, 1), "2026-03-01T10:00:00Z", "2026-03-08T10:00:00Z"),
+        ("the term ends in three days", vec![issued()], d(2026, 3, 4), "2026-03-01T10:00:00Z", "2026-03-04T00:00:00Z"),
+        (
+            "superseded: the window ends first",
+            vec![issued(), superseded()],
+            d(2027, 1, 1),
+            "2026-01-20T12:00:00Z",
+            "2026-01-23T00:00:00Z",
+        ),
+        (
+            "superseded, long before its window ends: seven days",
+            vec![issued(), superseded()],
+            d(2027, 1, 1),
+            "2026-01-10T00:00:00Z",
+            "2026-01-17T00:00:00Z",
+        ),
+        (
+            "superseded, the term ends before the window",
+            vec![issued(), superseded()],
+            d(2026, 1, 21),
+            "2026-01-19T00:00:00Z",
+            "2026-01-21T00:00:00Z",
+        ),
+        ("a key already over", vec![issued()], d(2026, 1, 1), "2026-01-05T00:00:00Z", "2026-01-01T00:00:00Z"),
+    ];
+    for (case, given, term_end, now, then) in cases {
+        println!("{case}");
+        assert_eq!(license(given).lease_expires_at(&facts(term_end), at(now)), at(then), "{case}");
+    }
+}
+
+#[test]
+fn a_lease_end_saturates_at_the_end_of_time() {
+    use ledger_domain::lease::{LEASE_MICROS, expires_at, longest_end};
+    let last = Timestamp::from_micros(i64::MAX);
+    assert_eq!(longest_end(Timestamp::from_micros(i64::MAX - 1)), last);
+    assert_eq!(longest_end(Timestamp::from_micros(0)), Timestamp::from_micros(LEASE_MICROS));
+    assert_eq!(expires_at(Timestamp::from_micros(0), last), Timestamp::from_micros(LEASE_MICROS));
+}

@@ -9,6 +9,7 @@
 use domain::license::LicenseError;
 use domain::organization::OrganizationError;
 use domain::subscription::SubscriptionError;
+use domain::usage::UsageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,8 +39,10 @@ pub enum Error {
     #[error("the Idempotency-Key was used before for a different request")]
     IdempotencyConflict,
     /// Over a limit; the caller may try again after `retry_after_seconds`.
+    /// `limit` names which limit, stably (e.g. `reports_per_day`), so a
+    /// client can tell a wait from a refusal that waiting cannot lift.
     #[error("{message}")]
-    RateLimited { retry_after_seconds: u64, message: String },
+    RateLimited { limit: &'static str, retry_after_seconds: u64, message: String },
     #[error("the read model has not caught up with sequence {0} yet")]
     ProjectionLagging(u64),
     /// The read models stopped (a rolled-back log, a record this version
@@ -52,6 +55,9 @@ pub enum Error {
     /// A bug or an impossible state; the detail is logged, never shown.
     #[error("internal error")]
     Internal(String),
+    /// A usage report refused; nothing was recorded.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
 }
 
 impl Error {

@@ -25,10 +25,14 @@ use store::EventLog;
 pub mod caller;
 pub mod clock;
 pub mod command;
+pub mod deployments;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod queries;
 pub mod secrets;
+pub mod usage;
+pub mod validation;
 pub mod views;
 
 pub use caller::{Caller, Need};

@@ -26,7 +26,7 @@ pub fn config(data_dir: &std::path::Path, database_url: Option<String>, clock: &
         policy: Default::default(),
         validations_per_address_per_minute: 0,
         notifications: None,
-        usage: ledger_api::routes::usage::UsageSettings {
+        usage: usecases::usage::UsageSettings {
             reports_per_key_per_minute: 0,
             reports_per_day_max: u64::MAX,
             ..Default::default()

@@ -6,6 +6,10 @@
 use domain::Money;
 use serde::{Serialize, Serializer};
 
+pub mod licensing;
+pub mod queries;
+pub mod usage;
+
 /// An amount of money as the API writes it: a decimal string with exactly
 /// two places, rounded half away from zero (docs/BILLING-RULES.md, "Money").
 /// The one place money becomes text.
