@@ -26,9 +26,14 @@ pub mod caller;
 pub mod clock;
 pub mod command;
 pub mod error;
+pub mod licenses;
 pub mod limits;
 pub mod metrics;
+pub mod organizations;
+pub mod provisioning;
+pub mod scheduler;
 pub mod secrets;
+pub mod subscriptions;
 pub mod views;
 
 pub use caller::{Caller, Need};

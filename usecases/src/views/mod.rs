@@ -6,6 +6,17 @@
 use domain::Money;
 use serde::{Serialize, Serializer};
 
+pub mod organizations;
+pub mod subscriptions;
+
+/// What a command that creates nothing new answers: the log position it
+/// was appended at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SequenceResponse {
+    pub sequence: u64,
+}
+
 /// An amount of money as the API writes it: a decimal string with exactly
 /// two places, rounded half away from zero (docs/BILLING-RULES.md, "Money").
 /// The one place money becomes text.
