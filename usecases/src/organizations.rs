@@ -43,10 +43,6 @@ pub fn parse_role(text: &str) -> Result<Role, Error> {
     Role::parse(text).ok_or_else(|| Error::Validation(format!("unknown role {text:?}: admin, analyst or viewer")))
 }
 
-pub(crate) fn new_id() -> Uuid {
-    Uuid::now_v7()
-}
-
 /// Creates an organization (the operator's).
 pub async fn create_organization(
     ledger: &Ledger,
@@ -56,7 +52,7 @@ pub async fn create_organization(
 ) -> Result<CreateOrganizationResponse, Error> {
     caller.require_operator()?;
     let appended = execute(ledger, context, || async {
-        let id = OrganizationId(new_id());
+        let id = OrganizationId(Uuid::now_v7());
         let mut org = load::<Organization>(ledger, id.stream()).await?;
         let create = OrganizationCommand::Create {
             id,
@@ -90,7 +86,7 @@ pub async fn add_user(
         let seat_limit = ledger.seat_limit(organization_id).await;
         let mut org = load::<Organization>(ledger, organization_id.stream()).await?;
         let add = OrganizationCommand::AddUser {
-            user_id: UserId(new_id()),
+            user_id: UserId(Uuid::now_v7()),
             email: input.email.clone(),
             role: input.role,
             seat_limit,
@@ -136,7 +132,7 @@ pub async fn issue_token(
     let now = domain::Clock::now(&store::SystemClock);
     let secret = &ledger.keys.secret;
     let command = || {
-        let token_id = TokenId(new_id());
+        let token_id = TokenId(Uuid::now_v7());
         let token_hash = api_token_hash(secret, &api_token(secret, token_id));
         OrganizationCommand::IssueToken { token_id, role: input.role, token_hash, expires_at: input.expires_at, now }
     };

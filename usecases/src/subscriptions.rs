@@ -17,10 +17,10 @@ use domain::workflows::{self, AddonPurchase, NewSubscription, Purchase, Subscrib
 use domain::{AddonId, LicenseId, OrganizationId, SubscriptionId};
 use rust_decimal::Decimal;
 use store::Command;
+use uuid::Uuid;
 
 use crate::command::{Appended, Context, Loaded, execute, load};
 use crate::licenses::{issued_key, new_key};
-use crate::organizations::new_id;
 use crate::views::SequenceResponse;
 use crate::views::subscriptions::{
     AddAddonResponse, CancelResponse, CreateSubscriptionResponse, DowngradeResponse, UpgradeResponse,
@@ -135,7 +135,7 @@ pub async fn create_subscription(
             return Err(Error::NotFound);
         }
         let new = NewSubscription {
-            subscription_id: SubscriptionId(new_id()),
+            subscription_id: SubscriptionId(Uuid::now_v7()),
             tier: input.tier,
             start_date: input.start_date,
             auto_renew: input.auto_renew,
@@ -143,7 +143,7 @@ pub async fn create_subscription(
             enterprise_overage_rate: input.enterprise_overage_rate,
             today: ledger.today(),
         };
-        start_subscription(ledger, context, organization, Start::Subscribe(new), LicenseId(new_id())).await
+        start_subscription(ledger, context, organization, Start::Subscribe(new), LicenseId(Uuid::now_v7())).await
     })
     .await?;
     let subscription_id = appended.find(|e| match e {
@@ -220,12 +220,12 @@ pub async fn upgrade(
         let mut subscription = load::<Subscription>(ledger, subscription_id.stream()).await?;
         let old_license_id = subscription.state.license_id.ok_or(Error::NotFound)?;
         let mut old_license = load::<License>(ledger, old_license_id.stream()).await?;
-        let new_license_id = LicenseId(new_id());
+        let new_license_id = LicenseId(Uuid::now_v7());
         let mut new_license = load::<License>(ledger, new_license_id.stream()).await?;
         let order = UpgradeOrder {
             target_tier: input.target_tier,
             effective_date: input.effective_date,
-            addons: input.addons.iter().map(|addon| addon.purchase(AddonId(new_id()))).collect(),
+            addons: input.addons.iter().map(|addon| addon.purchase(AddonId(Uuid::now_v7()))).collect(),
             pricing,
             today,
         };
@@ -336,7 +336,7 @@ pub async fn add_addon(
     };
     let pricing = pricing(caller);
     let command = |today| SubscriptionCommand::AddAddon {
-        addon_id: AddonId(new_id()),
+        addon_id: AddonId(Uuid::now_v7()),
         kind: input.kind,
         quantity: input.quantity,
         annual_price: input.annual_price,
