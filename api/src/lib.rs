@@ -26,7 +26,6 @@ pub mod notify;
 pub mod openapi;
 pub mod rollback;
 pub mod routes;
-pub mod scheduler;
 pub mod stripe;
 pub mod transport;
 
@@ -199,7 +198,7 @@ pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
         Some(mailer) => Some(notify::Outbox::load(&state, mailer).await?),
         None => None,
     };
-    tokio::spawn(scheduler::run(state.clone()));
+    tokio::spawn(usecases::scheduler::run(state.ledger.clone()));
     tokio::spawn(routes::log::keep_checkpoints(state.clone()));
     tokio::spawn(stripe::reactor::run(state.clone()));
     tokio::spawn(stripe::sync::run(state.clone()));

@@ -492,7 +492,7 @@ async fn every_scenario_in_process() {
             api_base: None,
         })
         .expect("webhook-only Stripe settings");
-        let scheduler = tokio::spawn(ledger_api::scheduler::run(state.clone()));
+        let scheduler = tokio::spawn(usecases::scheduler::run(state.ledger.clone()));
         let reactor = tokio::spawn(ledger_api::stripe::reactor::run(state.clone()));
         let app =
             ledger_api::app(state.clone()).layer(MockConnectInfo(std::net::SocketAddr::from(([127, 0, 0, 1], 9))));

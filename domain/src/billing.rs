@@ -203,7 +203,7 @@ fn overflow(what: impl std::fmt::Display) -> BillingError {
 
 /// `annual / 12 × days / days in month`, exactly (in this order, as every
 /// invoice was computed); `None` when it overflows.
-fn by_days(annual: Decimal, days: u32, month: NaiveDate) -> Option<Decimal> {
+pub fn by_days(annual: Decimal, days: u32, month: NaiveDate) -> Option<Decimal> {
     annual
         .checked_div(Decimal::from(12))?
         .checked_mul(Decimal::from(days))?

@@ -27,6 +27,7 @@ pub mod subscription;
 pub mod time;
 pub mod usage;
 pub mod validation;
+pub mod workflows;
 
 pub use ids::{AddonId, EventId, LicenseId, OrganizationId, StreamId, SubscriptionId, TokenId, UserId};
 pub use money::{Currency, Money};

@@ -12,7 +12,7 @@ use chrono::{Days, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::calendar::{days_in_month, days_to_month_end, first_of_month, last_of_month, term_end};
+use crate::calendar::{days_to_month_end, first_of_month, last_of_month, term_end};
 use crate::catalog::{Catalog, CatalogVersion, Tier};
 use crate::{AddonId, LicenseId, Money, OrganizationId, SubscriptionId, Timestamp};
 
@@ -37,6 +37,17 @@ pub enum Pricing {
     Catalog,
     /// The vendor's operator: may give a price (within the bounds).
     Operator,
+}
+
+impl Pricing {
+    /// A price in a command is the operator's alone: refused, never
+    /// ignored, for anyone who buys at catalog prices.
+    pub fn allows_price(self, names_a_price: bool) -> Result<(), SubscriptionError> {
+        match self {
+            Pricing::Catalog if names_a_price => Err(SubscriptionError::PriceNotAllowed),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A price as the operator may set it: positive, cents at most, at most
@@ -549,48 +560,6 @@ impl Subscription {
         self.payments_reported_up_to.is_some_and(|newest| reported_at < newest || (!success && reported_at == newest))
     }
 
-    fn decide_payment(
-        &self,
-        command: SubscriptionCommand,
-        policy: &Policy,
-    ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
-        use SubscriptionError as E;
-        let today = |now: Timestamp| now.to_datetime().date_naive();
-        match command {
-            SubscriptionCommand::RecordPaymentFailed { reference, reported_at, now } => {
-                check_reference(&reference)?;
-                self.changeable(today(now))?;
-                if self.paid.contains(&reference) || self.payment_report_is_stale(reported_at, false) {
-                    return Ok(vec![]);
-                }
-                let grace = i64::from(policy.dunning_days) * DAY_MICROS;
-                let (first, past_due_since, suspend_at) = match self.dunning {
-                    Some(d) => (false, d.past_due_since, d.suspend_at),
-                    None => (true, now, Timestamp::from_micros(now.as_micros().saturating_add(grace))),
-                };
-                Ok(vec![PaymentFailed { reference, reported_at, at: now, first, past_due_since, suspend_at }.into()])
-            }
-            SubscriptionCommand::RecordPaymentSucceeded { reference, reported_at, now } => {
-                check_reference(&reference)?;
-                self.changeable(today(now))?;
-                if self.paid.contains(&reference) || self.payment_report_is_stale(reported_at, true) {
-                    return Ok(vec![]);
-                }
-                let reactivated = self.dunning.is_some();
-                Ok(vec![PaymentSucceeded { reference, reported_at, at: now, reactivated }.into()])
-            }
-            SubscriptionCommand::Suspend { now } => {
-                self.changeable(today(now))?;
-                match self.dunning {
-                    None | Some(Dunning { suspended: true, .. }) => Err(E::NotPastDue),
-                    Some(d) if now < d.suspend_at => Err(E::GraceNotOver(d.suspend_at)),
-                    Some(d) => Ok(vec![SubscriptionSuspended { at: now, past_due_since: d.past_due_since }.into()]),
-                }
-            }
-            _ => unreachable!("decide_payment is called for payment commands only"),
-        }
-    }
-
     /// Refuses changes to a subscription that has ended.
     fn changeable(&self, today: NaiveDate) -> Result<(), SubscriptionError> {
         match self.status_on(today) {
@@ -599,200 +568,250 @@ impl Subscription {
         }
     }
 
+    /// The term every command but `Create` decides on; a subscription that
+    /// was never created has none.
+    fn term(&self) -> Result<Term<'_>, SubscriptionError> {
+        match (self.start_date, self.end_date, self.latest_tier()) {
+            (Some(start), Some(end), Some(latest)) => Ok(Term { start, end, latest }),
+            _ => Err(SubscriptionError::NotFound),
+        }
+    }
+
+    /// Decides a command: one function per command. Every command but
+    /// `Create` is refused as `NotFound` first on a subscription that does
+    /// not exist.
     fn decide(
         &self,
         command: SubscriptionCommand,
         services: &Services,
     ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
-        use SubscriptionError as E;
-        let SubscriptionCommand::Create {
-            id,
-            organization_id,
-            tier,
-            start_date,
-            auto_renew,
-            max_deployments,
-            enterprise_overage_rate,
-            license_id,
-            today,
-        } = command
-        else {
-            return self.decide_change(command, services);
-        };
-        if self.id.is_some() {
-            return Err(E::AlreadyExists);
-        }
-        let days = services.policy.backdate_days_max;
-        if start_date < today - Days::new(u64::from(days)) {
-            return Err(E::StartTooFarInPast { start: start_date, days });
-        }
-        if max_deployments == 0 || max_deployments > MAX_DEPLOYMENTS_MAX {
-            return Err(E::InvalidMaxDeployments);
-        }
-        if let Some(rate) = enterprise_overage_rate
-            && (tier != Tier::Enterprise || !valid_price(rate))
-        {
-            return Err(E::InvalidOverageRate);
-        }
-        let catalog = services.catalog.current(today);
-        Ok(vec![
-            SubscriptionCreated {
+        use SubscriptionCommand as C;
+        let event = match command {
+            C::Create {
                 id,
                 organization_id,
                 tier,
-                catalog_version: catalog.version,
                 start_date,
-                end_date: term_end(start_date),
                 auto_renew,
                 max_deployments,
                 enterprise_overage_rate,
                 license_id,
+                today,
+            } => {
+                let asked = SubscriptionCreated {
+                    id,
+                    organization_id,
+                    tier,
+                    catalog_version: services.catalog.current(today).version,
+                    start_date,
+                    end_date: term_end(start_date),
+                    auto_renew,
+                    max_deployments,
+                    enterprise_overage_rate,
+                    license_id,
+                };
+                self.decide_create(asked, today, &services.policy)?
             }
-            .into(),
-        ])
-    }
-
-    fn decide_change(
-        &self,
-        command: SubscriptionCommand,
-        services: &Services,
-    ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
-        use SubscriptionError as E;
-        let (Some(start), Some(end), Some(latest)) = (self.start_date, self.end_date, self.latest_tier()) else {
-            return Err(E::NotFound);
-        };
-        if matches!(
-            command,
-            SubscriptionCommand::RecordPaymentFailed { .. }
-                | SubscriptionCommand::RecordPaymentSucceeded { .. }
-                | SubscriptionCommand::Suspend { .. }
-        ) {
-            return self.decide_payment(command, &services.policy);
-        }
-        if matches!(command, SubscriptionCommand::EndAddon { .. } | SubscriptionCommand::RepriceAddon { .. }) {
-            return self.decide_addon_correction(command);
-        }
-        if matches!(command, SubscriptionCommand::AddAddon { .. }) {
-            return self.decide_addon(command, services);
-        }
-        let changeable = |today| self.changeable(today);
-        let catalog = |version| services.catalog.version(version).ok_or(E::UnknownCatalogVersion(version));
-        let event = match command {
-            SubscriptionCommand::Create { .. } => unreachable!("handled by decide"),
-            SubscriptionCommand::Upgrade { target_tier, effective_date, new_license_id, today } => {
-                changeable(today)?;
-                if target_tier <= latest.tier {
-                    return Err(E::NotAnUpgrade { current: latest.tier, target: target_tier });
-                }
+            C::Upgrade { target_tier, effective_date, new_license_id, today } => {
                 let effective = effective_date.unwrap_or(today);
-                let earliest = first_of_month(today).max(start).max(latest.from);
-                if effective < earliest || effective > last_of_month(today) || effective >= end {
-                    return Err(E::EffectiveDateOutOfRange(effective));
-                }
-                let prices: &CatalogVersion = catalog(latest.catalog_version)?;
-                let prorated =
-                    prorated(prices.tier(latest.tier).annual_price, prices.tier(target_tier).annual_price, effective)
-                        .ok_or(E::AmountOverflow)?;
-                SubscriptionUpgraded {
-                    from_tier: latest.tier,
-                    to_tier: target_tier,
-                    effective_date: effective,
-                    prorated_amount: Money::usd(prorated).round_cents(),
-                    previous_license_id: self.license_id.expect("a created subscription has a license"),
-                    new_license_id,
-                }
-                .into()
+                self.decide_upgrade(self.term()?, target_tier, effective, new_license_id, today, &services.catalog)?
             }
-            SubscriptionCommand::ScheduleDowngrade { target_tier, today } => {
-                changeable(today)?;
-                if target_tier >= latest.tier {
-                    return Err(E::NotADowngrade { current: latest.tier, target: target_tier });
-                }
-                if !self.auto_renew || self.cancelled_from.is_some() {
-                    return Err(E::DoesNotRenew);
-                }
-                DowngradeScheduled { to_tier: target_tier, effective_date: end }.into()
+            C::ScheduleDowngrade { target_tier, today } => self.decide_downgrade(self.term()?, target_tier, today)?,
+            C::Cancel { immediate: false, today, .. } => self.decide_cancel_at_term_end(self.term()?, today)?,
+            C::Cancel { immediate: true, effective_date, today } => {
+                self.decide_cancel_now(self.term()?, effective_date.unwrap_or(today), today)?
             }
-            SubscriptionCommand::Cancel { immediate: false, today, .. } => {
-                changeable(today)?;
-                if !self.auto_renew {
-                    return Err(E::AutoRenewalAlreadyOff);
-                }
-                AutoRenewalCancelled { effective_date: end }.into()
+            C::AddAddon { addon_id, kind, quantity, annual_price, one_time_price, effective_date, today, pricing } => {
+                let order =
+                    AddonOrder { addon_id, kind, quantity, annual_price, one_time_price, effective_date, pricing };
+                self.decide_add_addon(self.term()?, order, today, &services.catalog)?
             }
-            SubscriptionCommand::Cancel { immediate: true, effective_date, today } => {
-                changeable(today)?;
-                // A cancellation dated later is still pending; it is not
-                // moved by cancelling again.
-                if let Some(from) = self.cancelled_from {
-                    return Err(E::AlreadyCancelled(from));
-                }
-                let effective = effective_date.unwrap_or(today);
-                if effective < first_of_month(today).max(start) || effective >= end {
-                    return Err(E::EffectiveDateOutOfRange(effective));
-                }
-                SubscriptionCancelled { effective_date: effective }.into()
+            C::EndAddon { addon_id, effective_date, invoiced_through } => {
+                self.decide_end_addon(self.term()?, addon_id, effective_date, invoiced_through)?
             }
-            SubscriptionCommand::EndTerm { today } => {
-                changeable(today)?;
-                if today < end {
-                    return Err(E::TermNotEnded);
-                }
-                if self.auto_renew && self.cancelled_from.is_none() {
-                    SubscriptionRenewed {
-                        start_date: end,
-                        end_date: term_end(end),
-                        tier: self.scheduled_downgrade.unwrap_or(latest.tier),
-                        catalog_version: services.catalog.current(end).version,
-                    }
-                    .into()
-                } else {
-                    SubscriptionExpired { on: end }.into()
-                }
+            C::RepriceAddon { addon_id, annual_price, one_time_price } => {
+                self.term()?;
+                self.decide_reprice_addon(addon_id, annual_price, one_time_price)?
             }
-            SubscriptionCommand::RecordPaymentFailed { .. }
-            | SubscriptionCommand::RecordPaymentSucceeded { .. }
-            | SubscriptionCommand::Suspend { .. } => unreachable!("handled by decide_payment"),
-            SubscriptionCommand::AddAddon { .. }
-            | SubscriptionCommand::EndAddon { .. }
-            | SubscriptionCommand::RepriceAddon { .. } => unreachable!("handled by the add-on deciders"),
+            C::EndTerm { today } => self.decide_end_term(self.term()?, today, &services.catalog)?,
+            // A stale payment report decides nothing.
+            C::RecordPaymentFailed { reference, reported_at, now } => {
+                self.term()?;
+                let event = self.decide_payment_failed(reference, reported_at, now, &services.policy)?;
+                return Ok(Vec::from_iter(event));
+            }
+            C::RecordPaymentSucceeded { reference, reported_at, now } => {
+                self.term()?;
+                return Ok(Vec::from_iter(self.decide_payment_succeeded(reference, reported_at, now)?));
+            }
+            C::Suspend { now } => {
+                self.term()?;
+                self.decide_suspend(now)?
+            }
         };
         Ok(vec![event])
+    }
+
+    /// A new subscription: its start no further back than the policy
+    /// allows, its deployments and contract rate within bounds.
+    fn decide_create(
+        &self,
+        asked: SubscriptionCreated,
+        today: NaiveDate,
+        policy: &Policy,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
+        use SubscriptionError as E;
+        if self.id.is_some() {
+            return Err(E::AlreadyExists);
+        }
+        let days = policy.backdate_days_max;
+        if asked.start_date < today - Days::new(u64::from(days)) {
+            return Err(E::StartTooFarInPast { start: asked.start_date, days });
+        }
+        if asked.max_deployments == 0 || asked.max_deployments > MAX_DEPLOYMENTS_MAX {
+            return Err(E::InvalidMaxDeployments);
+        }
+        if let Some(rate) = asked.enterprise_overage_rate
+            && (asked.tier != Tier::Enterprise || !valid_price(rate))
+        {
+            return Err(E::InvalidOverageRate);
+        }
+        Ok(asked.into())
+    }
+
+    /// An upgrade to a higher tier, effective on a day of the current
+    /// month within the term, with its prorated amount for the customer.
+    fn decide_upgrade(
+        &self,
+        term: Term<'_>,
+        target_tier: Tier,
+        effective: NaiveDate,
+        new_license_id: LicenseId,
+        today: NaiveDate,
+        catalog: &Catalog,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
+        use SubscriptionError as E;
+        let Term { start, end, latest } = term;
+        self.changeable(today)?;
+        if target_tier <= latest.tier {
+            return Err(E::NotAnUpgrade { current: latest.tier, target: target_tier });
+        }
+        let earliest = first_of_month(today).max(start).max(latest.from);
+        if effective < earliest || effective > last_of_month(today) || effective >= end {
+            return Err(E::EffectiveDateOutOfRange(effective));
+        }
+        let prices: &CatalogVersion =
+            catalog.version(latest.catalog_version).ok_or(E::UnknownCatalogVersion(latest.catalog_version))?;
+        let prorated =
+            prorated(prices.tier(latest.tier).annual_price, prices.tier(target_tier).annual_price, effective)
+                .ok_or(E::AmountOverflow)?;
+        Ok(SubscriptionUpgraded {
+            from_tier: latest.tier,
+            to_tier: target_tier,
+            effective_date: effective,
+            prorated_amount: Money::usd(prorated).round_cents(),
+            previous_license_id: self.license_id.expect("a created subscription has a license"),
+            new_license_id,
+        }
+        .into())
+    }
+
+    /// A downgrade, scheduled for the renewal at the term's end.
+    fn decide_downgrade(
+        &self,
+        term: Term<'_>,
+        target_tier: Tier,
+        today: NaiveDate,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
+        use SubscriptionError as E;
+        self.changeable(today)?;
+        if target_tier >= term.latest.tier {
+            return Err(E::NotADowngrade { current: term.latest.tier, target: target_tier });
+        }
+        if !self.auto_renew || self.cancelled_from.is_some() {
+            return Err(E::DoesNotRenew);
+        }
+        Ok(DowngradeScheduled { to_tier: target_tier, effective_date: term.end }.into())
+    }
+
+    /// A cancellation at the term's end: auto-renewal off, the status
+    /// unchanged until the term ends.
+    fn decide_cancel_at_term_end(
+        &self,
+        term: Term<'_>,
+        today: NaiveDate,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
+        self.changeable(today)?;
+        if !self.auto_renew {
+            return Err(SubscriptionError::AutoRenewalAlreadyOff);
+        }
+        Ok(AutoRenewalCancelled { effective_date: term.end }.into())
+    }
+
+    /// An immediate cancellation, from `effective` (inclusive): a day of the
+    /// current month, within the term.
+    fn decide_cancel_now(
+        &self,
+        term: Term<'_>,
+        effective: NaiveDate,
+        today: NaiveDate,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
+        use SubscriptionError as E;
+        self.changeable(today)?;
+        // A cancellation dated later is still pending; it is not moved by
+        // cancelling again.
+        if let Some(from) = self.cancelled_from {
+            return Err(E::AlreadyCancelled(from));
+        }
+        if effective < first_of_month(today).max(term.start) || effective >= term.end {
+            return Err(E::EffectiveDateOutOfRange(effective));
+        }
+        Ok(SubscriptionCancelled { effective_date: effective }.into())
+    }
+
+    /// The term's end has come: a renewal (at the scheduled downgrade's
+    /// tier, with the catalog in effect then), or the expiry.
+    fn decide_end_term(
+        &self,
+        term: Term<'_>,
+        today: NaiveDate,
+        catalog: &Catalog,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
+        self.changeable(today)?;
+        if today < term.end {
+            return Err(SubscriptionError::TermNotEnded);
+        }
+        Ok(if self.auto_renew && self.cancelled_from.is_none() {
+            SubscriptionRenewed {
+                start_date: term.end,
+                end_date: term_end(term.end),
+                tier: self.scheduled_downgrade.unwrap_or(term.latest.tier),
+                catalog_version: catalog.current(term.end).version,
+            }
+            .into()
+        } else {
+            SubscriptionExpired { on: term.end }.into()
+        })
     }
 
     /// Buying an add-on. An organization's admin buys at the catalog price
     /// of its tier: a price in its command is refused, and so is an add-on
     /// the catalog has no price for on that tier (it is the operator's to
     /// sell, at a price the operator sets).
-    fn decide_addon(
+    fn decide_add_addon(
         &self,
-        command: SubscriptionCommand,
-        services: &Services,
-    ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+        term: Term<'_>,
+        order: AddonOrder,
+        today: NaiveDate,
+        catalog: &Catalog,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
         use SubscriptionError as E;
-        let SubscriptionCommand::AddAddon {
-            addon_id,
-            kind,
-            quantity,
-            annual_price,
-            one_time_price,
-            effective_date,
-            today,
-            pricing,
-        } = command
-        else {
-            unreachable!("decide_addon is called for AddAddon only")
-        };
-        let (Some(start), Some(end), Some(latest)) = (self.start_date, self.end_date, self.latest_tier()) else {
-            return Err(E::NotFound);
-        };
+        let AddonOrder { addon_id, kind, quantity, annual_price, one_time_price, effective_date, pricing } = order;
+        let Term { start, end, latest } = term;
         // Who may set a price is decided first: the answer to a customer's
         // price does not depend on anything else in the request.
-        if pricing == Pricing::Catalog && (annual_price.is_some() || one_time_price.is_some()) {
-            return Err(E::PriceNotAllowed);
-        }
-        let tier_spec = services
-            .catalog
+        pricing.allows_price(annual_price.is_some() || one_time_price.is_some())?;
+        let tier_spec = catalog
             .version(latest.catalog_version)
             .ok_or(E::UnknownCatalogVersion(latest.catalog_version))?
             .tier(latest.tier);
@@ -811,62 +830,136 @@ impl Subscription {
             return Err(E::EffectiveDateOutOfRange(effective_date));
         }
         let (annual, one_time) = addon_prices(kind, annual_price.or(catalog_price), one_time_price)?;
-        let added = AddonAdded {
+        Ok(AddonAdded {
             addon_id,
             kind,
             quantity,
             annual_price: annual.map(Money::usd),
             one_time_price: one_time.map(Money::usd),
             effective_date,
-        };
-        Ok(vec![added.into()])
+        }
+        .into())
     }
 
-    /// The operator's corrections of an add-on, so that an invoice that
+    fn addon(&self, addon_id: AddonId) -> Result<&Addon, SubscriptionError> {
+        self.addons.iter().find(|a| a.addon_id == addon_id).ok_or(SubscriptionError::AddonNotFound(addon_id))
+    }
+
+    /// The operator ends an add-on (a correction, so that an invoice that
     /// could not be computed can be fixed and issued by the next run of its
-    /// month. They are allowed on a subscription that has ended too: its
-    /// last months may still be waiting for their invoices.
-    fn decide_addon_correction(
+    /// month). Allowed on a subscription that has ended too: its last
+    /// months may still be waiting for their invoices.
+    fn decide_end_addon(
         &self,
-        command: SubscriptionCommand,
-    ) -> Result<Vec<SubscriptionEvent>, SubscriptionError> {
+        term: Term<'_>,
+        addon_id: AddonId,
+        effective_date: NaiveDate,
+        invoiced_through: Option<NaiveDate>,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
         use SubscriptionError as E;
-        let find =
-            |addon_id: AddonId| self.addons.iter().find(|a| a.addon_id == addon_id).ok_or(E::AddonNotFound(addon_id));
-        match command {
-            SubscriptionCommand::EndAddon { addon_id, effective_date, invoiced_through } => {
-                let addon = find(addon_id)?;
-                if let Some(invoiced) = invoiced_through
-                    && effective_date <= last_of_month(invoiced)
-                {
-                    let invoiced = crate::billing::period_text(invoiced);
-                    return Err(E::EffectiveDateInvoiced { date: effective_date, invoiced });
-                }
-                let end = self.end_date.ok_or(E::NotFound)?;
-                if effective_date < addon.effective_date || effective_date > end {
-                    return Err(E::EffectiveDateOutOfRange(effective_date));
-                }
-                // Ending again may only move the end earlier.
-                if let Some(ended) = addon.ended_from
-                    && ended <= effective_date
-                {
-                    return Err(E::AddonAlreadyEnded(ended));
-                }
-                Ok(vec![AddonEnded { addon_id, effective_date }.into()])
-            }
-            SubscriptionCommand::RepriceAddon { addon_id, annual_price, one_time_price } => {
-                let addon = find(addon_id)?;
-                let (annual, one_time) = addon_prices(addon.kind, annual_price, one_time_price)?;
-                let repriced = AddonRepriced {
-                    addon_id,
-                    annual_price: annual.map(Money::usd),
-                    one_time_price: one_time.map(Money::usd),
-                };
-                Ok(vec![repriced.into()])
-            }
-            _ => unreachable!("decide_addon_correction is called for add-on corrections only"),
+        let addon = self.addon(addon_id)?;
+        if let Some(invoiced) = invoiced_through
+            && effective_date <= last_of_month(invoiced)
+        {
+            let invoiced = crate::billing::period_text(invoiced);
+            return Err(E::EffectiveDateInvoiced { date: effective_date, invoiced });
+        }
+        if effective_date < addon.effective_date || effective_date > term.end {
+            return Err(E::EffectiveDateOutOfRange(effective_date));
+        }
+        // Ending again may only move the end earlier.
+        if let Some(ended) = addon.ended_from
+            && ended <= effective_date
+        {
+            return Err(E::AddonAlreadyEnded(ended));
+        }
+        Ok(AddonEnded { addon_id, effective_date }.into())
+    }
+
+    /// The operator corrects an add-on's price (allowed on an ended
+    /// subscription too, like [`Self::decide_end_addon`]).
+    fn decide_reprice_addon(
+        &self,
+        addon_id: AddonId,
+        annual_price: Option<Decimal>,
+        one_time_price: Option<Decimal>,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
+        let addon = self.addon(addon_id)?;
+        let (annual, one_time) = addon_prices(addon.kind, annual_price, one_time_price)?;
+        let repriced =
+            AddonRepriced { addon_id, annual_price: annual.map(Money::usd), one_time_price: one_time.map(Money::usd) };
+        Ok(repriced.into())
+    }
+
+    /// A failed payment: past due from the first failure on, suspended
+    /// after the policy's grace. `None` for a stale report (older than what
+    /// is known, or for an invoice known paid).
+    fn decide_payment_failed(
+        &self,
+        reference: String,
+        reported_at: Timestamp,
+        now: Timestamp,
+        policy: &Policy,
+    ) -> Result<Option<SubscriptionEvent>, SubscriptionError> {
+        check_reference(&reference)?;
+        self.changeable(day_of(now))?;
+        if self.paid.contains(&reference) || self.payment_report_is_stale(reported_at, false) {
+            return Ok(None);
+        }
+        let grace = i64::from(policy.dunning_days) * DAY_MICROS;
+        let (first, past_due_since, suspend_at) = match self.dunning {
+            Some(d) => (false, d.past_due_since, d.suspend_at),
+            None => (true, now, Timestamp::from_micros(now.as_micros().saturating_add(grace))),
+        };
+        Ok(Some(PaymentFailed { reference, reported_at, at: now, first, past_due_since, suspend_at }.into()))
+    }
+
+    /// A successful payment: active again. `None` for a stale report.
+    fn decide_payment_succeeded(
+        &self,
+        reference: String,
+        reported_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<SubscriptionEvent>, SubscriptionError> {
+        check_reference(&reference)?;
+        self.changeable(day_of(now))?;
+        if self.paid.contains(&reference) || self.payment_report_is_stale(reported_at, true) {
+            return Ok(None);
+        }
+        let reactivated = self.dunning.is_some();
+        Ok(Some(PaymentSucceeded { reference, reported_at, at: now, reactivated }.into()))
+    }
+
+    /// The dunning grace is over without a successful payment.
+    fn decide_suspend(&self, now: Timestamp) -> Result<SubscriptionEvent, SubscriptionError> {
+        use SubscriptionError as E;
+        self.changeable(day_of(now))?;
+        match self.dunning {
+            None | Some(Dunning { suspended: true, .. }) => Err(E::NotPastDue),
+            Some(d) if now < d.suspend_at => Err(E::GraceNotOver(d.suspend_at)),
+            Some(d) => Ok(SubscriptionSuspended { at: now, past_due_since: d.past_due_since }.into()),
         }
     }
+}
+
+/// What a change decides on: the term's first day, its exclusive end, and
+/// the newest tier decided.
+#[derive(Clone, Copy)]
+struct Term<'a> {
+    start: NaiveDate,
+    end: NaiveDate,
+    latest: &'a TierPeriod,
+}
+
+/// An add-on as `AddAddon` asks for it.
+struct AddonOrder {
+    addon_id: AddonId,
+    kind: AddonKind,
+    quantity: u32,
+    annual_price: Option<Decimal>,
+    one_time_price: Option<Decimal>,
+    effective_date: NaiveDate,
+    pricing: Pricing,
 }
 
 /// An add-on's prices, checked: a one-time add-on takes a one-time price
@@ -899,13 +992,17 @@ fn addon_prices(
 }
 
 /// `(new annual − old annual) / 12 × days from the effective day to the
-/// month's end / days in the month`, exactly; `None` on overflow.
+/// month's end / days in the month`, exactly; `None` on overflow. The
+/// share of a year's price for some days of a month is the invoice's own
+/// (`billing::by_days`), so the upgrade's information and the month's
+/// invoice compute alike and differ by at most the rounding of their lines.
 fn prorated(old_annual: Decimal, new_annual: Decimal, effective: NaiveDate) -> Option<Decimal> {
-    new_annual
-        .checked_sub(old_annual)?
-        .checked_div(Decimal::from(12))?
-        .checked_mul(Decimal::from(days_to_month_end(effective)))?
-        .checked_div(Decimal::from(days_in_month(effective)))
+    crate::billing::by_days(new_annual.checked_sub(old_annual)?, days_to_month_end(effective), effective)
+}
+
+/// The UTC day of a time: payment commands carry the ledger's time.
+fn day_of(now: Timestamp) -> NaiveDate {
+    now.to_datetime().date_naive()
 }
 
 fn check_reference(reference: &str) -> Result<(), SubscriptionError> {

@@ -1259,3 +1259,50 @@ fn an_ended_extra_data_addon_stops_raising_the_limit() {
     assert_eq!((extra(d(2026, 1, 16)), extra(d(2026, 1, 31)), extra(d(2026, 2, 1))), (0, 1_000_000, 0));
     assert_eq!(subscription.addons[0].annual_price, Some(usd("4000.00")));
 }
+
+/// BILLING-RULES, "Upgrade": `proratedAmount` is information, the month's
+/// invoice is the charge, "and may differ from it by a cent of rounding".
+/// Proration and invoicing share the day count (`billing::by_days`), so on
+/// every day of months of each length, for every upgrade, the invoice
+/// charges beyond a whole month at the old tier what the upgrade said, to
+/// within that cent.
+#[test]
+fn the_prorated_amount_is_what_the_month_s_invoice_adds_to_within_a_cent() {
+    use ledger_domain::billing::invoice;
+    use ledger_domain::usage::Usage;
+    let catalog = Catalog::builtin();
+    let services = services_with(Policy::default());
+    let cent = dec("0.01");
+    let mut checked = 0;
+    for first in [d(2026, 1, 1), d(2026, 2, 1), d(2028, 2, 1), d(2026, 4, 1)] {
+        for (from, to) in [(Starter, Professional), (Starter, Enterprise), (Professional, Enterprise)] {
+            let mut effective = first;
+            while effective.month() == first.month() {
+                let mut subscription = Subscription::default();
+                cqrs_es::Aggregate::apply(&mut subscription, created(from, first));
+                let command = upgrade(to, Some(effective), first, 2);
+                let events = TestFramework::<Subscription>::with(services.clone())
+                    .given(vec![created(from, first)])
+                    .when(command)
+                    .inspect_result()
+                    .unwrap_or_else(|e| panic!("{from} to {to} on {effective}: {e}"));
+                let Some(SubscriptionEvent::SubscriptionUpgraded(upgraded)) = events.first().cloned() else {
+                    panic!("{events:?}")
+                };
+                cqrs_es::Aggregate::apply(&mut subscription, upgraded.clone().into());
+                let month = invoice(&subscription, &Usage::default(), &catalog, first, []).unwrap().unwrap();
+                let whole_month_at_old_tier = catalog.version(1).unwrap().tier(from).annual_price / Decimal::from(12);
+                let added = month.total.amount() - whole_month_at_old_tier;
+                let difference = (added - upgraded.prorated_amount.amount()).abs();
+                assert!(
+                    difference <= cent,
+                    "{from} to {to} on {effective}: the invoice adds {added}, the upgrade said {}",
+                    upgraded.prorated_amount
+                );
+                checked += 1;
+                effective = effective.succ_opt().unwrap();
+            }
+        }
+    }
+    assert_eq!(checked, 3 * (31 + 28 + 29 + 30));
+}

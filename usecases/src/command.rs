@@ -86,6 +86,15 @@ where
         &self.decided
     }
 
+    /// Takes events a rule spanning aggregates decided for this one
+    /// (`domain::workflows`) as decided here, applying them in order.
+    pub fn record(&mut self, events: Vec<A::Event>) {
+        for event in events {
+            self.state.apply(event.clone());
+            self.decided.push(event);
+        }
+    }
+
     /// The log command that appends what was decided, expecting the stream
     /// still at the revision it was loaded at.
     pub fn into_command(self, context: &Context, now: Timestamp) -> Command {

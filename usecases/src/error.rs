@@ -83,3 +83,15 @@ impl From<projections::ProjectionError> for Error {
         }
     }
 }
+
+/// A refusal of a rule spanning aggregates is the refusing aggregate's own.
+impl From<domain::workflows::Refusal> for Error {
+    fn from(refusal: domain::workflows::Refusal) -> Self {
+        use domain::workflows::Refusal;
+        match refusal {
+            Refusal::Organization(error) => Error::Organization(error),
+            Refusal::Subscription(error) => Error::Subscription(error),
+            Refusal::License(error) => Error::License(error),
+        }
+    }
+}

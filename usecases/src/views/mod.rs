@@ -7,8 +7,18 @@ use domain::Money;
 use serde::{Serialize, Serializer};
 
 pub mod licensing;
+pub mod organizations;
 pub mod queries;
+pub mod subscriptions;
 pub mod usage;
+
+/// What a command that creates nothing new answers: the log position it
+/// was appended at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SequenceResponse {
+    pub sequence: u64,
+}
 
 /// An amount of money as the API writes it: a decimal string with exactly
 /// two places, rounded half away from zero (docs/BILLING-RULES.md, "Money").
