@@ -17,7 +17,6 @@ use store::EventLog;
 
 pub mod address;
 pub mod auth;
-pub mod billing;
 pub mod edge;
 pub mod error;
 pub mod extract;

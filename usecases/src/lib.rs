@@ -22,6 +22,7 @@ use domain::{Clock, OrganizationId, Timestamp};
 use projections::Projections;
 use store::EventLog;
 
+pub mod billing;
 pub mod caller;
 pub mod clock;
 pub mod command;

@@ -6,6 +6,8 @@
 use domain::Money;
 use serde::{Serialize, Serializer};
 
+pub mod billing;
+
 /// An amount of money as the API writes it: a decimal string with exactly
 /// two places, rounded half away from zero (docs/BILLING-RULES.md, "Money").
 /// The one place money becomes text.
