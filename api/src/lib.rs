@@ -62,7 +62,7 @@ pub struct AppState {
     /// Stripe: webhook secrets, the API client, the reactor's and sync's wake-ups.
     pub stripe: Arc<stripe::Stripe>,
     /// The log's Merkle tree, for checkpoints and proofs.
-    pub log_tree: Arc<routes::log::LogTree>,
+    pub log_tree: Arc<usecases::log::LogTree>,
     /// Limits and access at the server's edge (`edge`).
     pub edge: Arc<edge::Edge>,
 }
@@ -169,7 +169,7 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
 /// [`open`] with the edge's settings.
 pub async fn open_with(config: &Config, edge: edge::Settings) -> anyhow::Result<AppState> {
     let ledger = Ledger::open(&config.ledger()).await?;
-    let log_tree = routes::log::LogTree::new(std::env::var("LEDGER_CHECKPOINT_ORIGIN").ok().filter(|o| !o.is_empty()))?;
+    let log_tree = usecases::log::LogTree::new(usecases::log::CheckpointSettings::from_env())?;
     tokio::spawn(log_tree.clone().follow(ledger.log.clone()));
     Ok(AppState {
         ledger,
@@ -199,7 +199,7 @@ pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
         None => None,
     };
     tokio::spawn(scheduler::run(state.clone()));
-    tokio::spawn(routes::log::keep_checkpoints(state.clone()));
+    tokio::spawn(usecases::log::keep_checkpoints(state.ledger.clone(), state.log_tree.clone()));
     tokio::spawn(stripe::reactor::run(state.clone()));
     tokio::spawn(stripe::sync::run(state.clone()));
     if let Some(outbox) = outbox {

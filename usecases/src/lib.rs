@@ -28,6 +28,7 @@ pub mod clock;
 pub mod command;
 pub mod error;
 pub mod limits;
+pub mod log;
 pub mod metrics;
 pub mod secrets;
 pub mod views;

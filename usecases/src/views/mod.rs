@@ -7,6 +7,7 @@ use domain::Money;
 use serde::{Serialize, Serializer};
 
 pub mod billing;
+pub mod log;
 
 /// An amount of money as the API writes it: a decimal string with exactly
 /// two places, rounded half away from zero (docs/BILLING-RULES.md, "Money").
