@@ -21,7 +21,6 @@ pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod metrics;
-pub mod notify;
 pub mod openapi;
 pub mod rollback;
 pub mod routes;
@@ -140,7 +139,7 @@ pub struct Config {
     /// Validation requests one client address may make a minute; 0 is off.
     pub validations_per_address_per_minute: u32,
     /// E-mail notifications (`notify`); `None` turns them off.
-    pub notifications: Option<notify::Settings>,
+    pub notifications: Option<usecases::notify::Settings>,
     /// Limits on usage reports (rate per key, cap per day, correction window).
     pub usage: routes::usage::UsageSettings,
 }
@@ -190,20 +189,20 @@ pub async fn open_log(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
     // Checked before anything starts, so a bad SMTP setting stops the start.
-    let mailer = config.notifications.as_ref().map(notify::Mailer::new).transpose()?;
+    let mailer = config.notifications.as_ref().map(usecases::notify::Mailer::new).transpose()?;
     let state = open_with(&config, edge).await?;
     // The outbox's checkpoint is fixed before anything else runs, so even a
     // first start misses nothing appended after it.
     let outbox = match mailer {
-        Some(mailer) => Some(notify::Outbox::load(&state, mailer).await?),
+        Some(mailer) => Some(usecases::notify::Outbox::load(&state, mailer).await?),
         None => None,
     };
     tokio::spawn(scheduler::run(state.clone()));
     tokio::spawn(usecases::log::keep_checkpoints(state.ledger.clone(), state.log_tree.clone()));
     tokio::spawn(stripe::reactor::run(state.clone()));
-    tokio::spawn(stripe::sync::run(state.clone()));
+    tokio::spawn(usecases::stripe::sync::run(state.ledger.clone(), state.stripe.clone()));
     if let Some(outbox) = outbox {
-        tokio::spawn(notify::run(state.clone(), outbox));
+        tokio::spawn(usecases::notify::run(state.ledger.clone(), outbox));
     }
     tokio::spawn(sweep_limiters(state.clone()));
     let settings = state.edge.settings.clone();

@@ -256,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
             let mut config = config(store, listen, validations_per_address_per_minute);
             config.usage = usage.settings();
             config.notifications = match (mail.smtp_url.filter(|url| !url.is_empty()), mail.mail_from) {
-                (Some(smtp_url), Some(from)) => Some(ledger_api::notify::Settings { smtp_url, from }),
+                (Some(smtp_url), Some(from)) => Some(usecases::notify::Settings { smtp_url, from }),
                 _ => None,
             };
             ledger_api::serve(config, edge.settings()).await

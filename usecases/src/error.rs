@@ -52,6 +52,9 @@ pub enum Error {
     /// A bug or an impossible state; the detail is logged, never shown.
     #[error("internal error")]
     Internal(String),
+    /// A Stripe webhook delivery was refused; nothing was recorded.
+    #[error(transparent)]
+    Webhook(#[from] crate::stripe::webhook::WebhookError),
 }
 
 impl Error {

@@ -30,7 +30,9 @@ pub mod error;
 pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod secrets;
+pub mod stripe;
 pub mod views;
 
 pub use caller::{Caller, Need};
