@@ -31,6 +31,7 @@ pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod notify;
+pub mod ops;
 pub mod secrets;
 pub mod stripe;
 pub mod views;

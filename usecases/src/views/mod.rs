@@ -8,6 +8,7 @@ use serde::{Serialize, Serializer};
 
 pub mod billing;
 pub mod log;
+pub mod ops;
 pub mod stripe;
 
 /// An amount of money as the API writes it: a decimal string with exactly
