@@ -11,4 +11,4 @@
 pub mod checkout;
 pub mod reactor;
 
-pub use usecases::stripe::{Settings, Stripe, derived_id, install_crypto_provider, signature, sync};
+pub use usecases::stripe::{Settings, Stripe, derived_id, signature};
