@@ -140,16 +140,15 @@ async fn billing_run(name: &str, data_dir: &std::path::Path, database_url: Optio
     month_of_usage(&state.log).await;
     let head = state.log.head().await.unwrap().sequence;
     state.projections.wait_for(head, Duration::from_secs(600)).await.unwrap();
-    let january = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
 
     let started = Instant::now();
-    let preview = ledger_api::billing::run(&state, january, true, "bench").await.unwrap();
+    let preview = usecases::billing::run(&state, &usecases::Caller::Operator, "bench", "2026-01", true).await.unwrap();
     let previewed = started.elapsed();
     let started = Instant::now();
-    let issued = ledger_api::billing::run(&state, january, false, "bench").await.unwrap();
+    let issued = usecases::billing::run(&state, &usecases::Caller::Operator, "bench", "2026-01", false).await.unwrap();
     let ran = started.elapsed();
     assert_eq!((preview.invoices.len(), issued.invoices.len()), (SUBSCRIPTIONS, SUBSCRIPTIONS));
-    let again = ledger_api::billing::run(&state, january, false, "bench").await.unwrap();
+    let again = usecases::billing::run(&state, &usecases::Caller::Operator, "bench", "2026-01", false).await.unwrap();
     assert!(again.invoices.is_empty());
     println!("| {name} | {SUBSCRIPTIONS} | {head} | {:.3} | {:.3} |", previewed.as_secs_f64(), ran.as_secs_f64());
 }

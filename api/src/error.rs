@@ -45,6 +45,14 @@ pub enum ApiError {
     ReadModelFailed,
     #[error("internal error")]
     Internal(String),
+    /// A refusal with a code of its own (400), e.g. a Stripe webhook's
+    /// `invalid_signature`.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// Something this server was not configured for (503), e.g.
+    /// `stripe_not_configured`; the detail says which setting.
+    #[error("{message}")]
+    NotConfigured { code: &'static str, message: String },
 }
 
 #[derive(Serialize)]
@@ -71,6 +79,8 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::ReadModelFailed => (StatusCode::SERVICE_UNAVAILABLE, "read_model_failed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::NotConfigured { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
         }
     }
 
@@ -142,6 +152,7 @@ impl From<usecases::Error> for ApiError {
             E::Unavailable(detail) => ApiError::Unavailable(detail),
             E::Internal(detail) => ApiError::Internal(detail),
             E::Usage(error) => usage_refusal(error),
+            E::Webhook(error) => webhook_refusal(error),
         }
     }
 }
@@ -208,6 +219,20 @@ fn subscription_refusal(error: SubscriptionError) -> ApiError {
         E::AlreadyExists | E::TermNotEnded | E::NotPastDue | E::GraceNotOver(_) => {
             ApiError::conflict("conflict", error)
         }
+    }
+}
+
+fn webhook_refusal(error: usecases::stripe::webhook::WebhookError) -> ApiError {
+    use usecases::stripe::signature::SignatureError;
+    use usecases::stripe::webhook::WebhookError as E;
+    match error {
+        E::NotConfigured => ApiError::NotConfigured { code: "stripe_not_configured", message: error.to_string() },
+        // Which secret or signature came close is not said.
+        E::Signature(SignatureError::NoMatch) => {
+            ApiError::BadRequest { code: "invalid_signature", message: "the signature does not match".into() }
+        }
+        E::Signature(error) => ApiError::BadRequest { code: "invalid_signature", message: error.to_string() },
+        E::InvalidEvent(what) => ApiError::BadRequest { code: "invalid_event", message: what.into() },
     }
 }
 

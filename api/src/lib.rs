@@ -17,12 +17,10 @@ use store::EventLog;
 
 pub mod address;
 pub mod auth;
-pub mod billing;
 pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod metrics;
-pub mod notify;
 pub mod openapi;
 pub mod rollback;
 pub mod routes;
@@ -62,7 +60,7 @@ pub struct AppState {
     /// Stripe: webhook secrets, the API client, the reactor's and sync's wake-ups.
     pub stripe: Arc<stripe::Stripe>,
     /// The log's Merkle tree, for checkpoints and proofs.
-    pub log_tree: Arc<routes::log::LogTree>,
+    pub log_tree: Arc<usecases::log::LogTree>,
     /// Limits and access at the server's edge (`edge`).
     pub edge: Arc<edge::Edge>,
 }
@@ -140,7 +138,7 @@ pub struct Config {
     /// Validation requests one client address may make a minute; 0 is off.
     pub validations_per_address_per_minute: u32,
     /// E-mail notifications (`notify`); `None` turns them off.
-    pub notifications: Option<notify::Settings>,
+    pub notifications: Option<usecases::notify::Settings>,
     /// Limits on usage reports (rate per key, cap per day, correction window).
     pub usage: usecases::usage::UsageSettings,
 }
@@ -169,7 +167,7 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
 /// [`open`] with the edge's settings.
 pub async fn open_with(config: &Config, edge: edge::Settings) -> anyhow::Result<AppState> {
     let ledger = Ledger::open(&config.ledger()).await?;
-    let log_tree = routes::log::LogTree::new(std::env::var("LEDGER_CHECKPOINT_ORIGIN").ok().filter(|o| !o.is_empty()))?;
+    let log_tree = usecases::log::LogTree::new(usecases::log::CheckpointSettings::from_env())?;
     tokio::spawn(log_tree.clone().follow(ledger.log.clone()));
     Ok(AppState {
         ledger,
@@ -190,20 +188,20 @@ pub async fn open_log(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
     // Checked before anything starts, so a bad SMTP setting stops the start.
-    let mailer = config.notifications.as_ref().map(notify::Mailer::new).transpose()?;
+    let mailer = config.notifications.as_ref().map(usecases::notify::Mailer::new).transpose()?;
     let state = open_with(&config, edge).await?;
     // The outbox's checkpoint is fixed before anything else runs, so even a
     // first start misses nothing appended after it.
     let outbox = match mailer {
-        Some(mailer) => Some(notify::Outbox::load(&state, mailer).await?),
+        Some(mailer) => Some(usecases::notify::Outbox::load(&state, mailer).await?),
         None => None,
     };
     tokio::spawn(usecases::scheduler::run(state.ledger.clone()));
-    tokio::spawn(routes::log::keep_checkpoints(state.clone()));
+    tokio::spawn(usecases::log::keep_checkpoints(state.ledger.clone(), state.log_tree.clone()));
     tokio::spawn(stripe::reactor::run(state.clone()));
-    tokio::spawn(stripe::sync::run(state.clone()));
+    tokio::spawn(usecases::stripe::sync::run(state.ledger.clone(), state.stripe.clone()));
     if let Some(outbox) = outbox {
-        tokio::spawn(notify::run(state.clone(), outbox));
+        tokio::spawn(usecases::notify::run(state.ledger.clone(), outbox));
     }
     tokio::spawn(sweep_limiters(state.clone()));
     let settings = state.edge.settings.clone();

@@ -256,22 +256,17 @@ async fn main() -> anyhow::Result<()> {
             let mut config = config(store, listen, validations_per_address_per_minute);
             config.usage = usage.settings();
             config.notifications = match (mail.smtp_url.filter(|url| !url.is_empty()), mail.mail_from) {
-                (Some(smtp_url), Some(from)) => Some(ledger_api::notify::Settings { smtp_url, from }),
+                (Some(smtp_url), Some(from)) => Some(usecases::notify::Settings { smtp_url, from }),
                 _ => None,
             };
             ledger_api::serve(config, edge.settings()).await
         }
         Command::Billing { job: Billing::Run { period, preview, store } } => {
             let config = config(store, "127.0.0.1:0".parse()?, 0);
-            let state = ledger_api::open(&config).await?;
-            let period = ledger_api::billing::parse_period(&period).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let done = ledger_api::billing::run(&state, period, preview, "billing-cli")
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let invoices: Vec<_> = done.invoices.iter().map(ledger_api::billing::invoice_json).collect();
-            let failed: Vec<_> = done.failed.iter().map(ledger_api::billing::failed_json).collect();
-            let answer = serde_json::json!({ "invoices": invoices, "failed": failed, "sequence": done.sequence });
-            println!("{}", serde_json::to_string_pretty(&answer)?);
+            let ledger = usecases::Ledger::open(&config.ledger()).await?;
+            let caller = usecases::Caller::Operator;
+            let done = usecases::billing::run(&ledger, &caller, "billing-cli", &period, preview).await?;
+            println!("{}", serde_json::to_string_pretty(&done)?);
             std::io::Write::flush(&mut std::io::stdout())?;
             if done.failed.is_empty() {
                 return Ok(());
@@ -279,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
             for failure in &done.failed {
                 eprintln!("not issued: subscription {}: {}", failure.subscription_id, failure.reason);
             }
-            eprintln!("{} invoice(s) of {} could not be issued", done.failed.len(), period.format("%Y-%m"));
+            eprintln!("{} invoice(s) of {period} could not be issued", done.failed.len());
             std::process::exit(EXIT_SOME_INVOICES_FAILED)
         }
         Command::Keys { job: Keys::RotateCheckpoint { store } } => {

@@ -2,6 +2,34 @@
 //!
 //! Each handler carries its `#[utoipa::path]`; this lists them. A test
 //! checks that every route of the router is in the document.
+//!
+//! # Error responses, declared once
+//!
+//! Every error is a [`Problem`] (`application/problem+json`), and the
+//! statuses a route can answer with one are declared here, once, as
+//! `utoipa::IntoResponses` types; a route names one of them in its
+//! `responses(...)` and adds only its own success and, where it says more
+//! than the shared words, its own line for a status:
+//!
+//! ```text
+//! #[utoipa::path(
+//!     post,
+//!     path = "/api/v1/billing/runs",
+//!     request_body = BillingRunRequest,
+//!     responses(
+//!         (status = 200, description = "…", body = BillingRun),
+//!         ProblemResponses,
+//!         (status = 409, description = "month_not_ended: …", body = Problem, content_type = "application/problem+json"),
+//!     ),
+//! )]
+//! ```
+//!
+//! [`ProblemResponses`] is for routes that take a credential (401 and 403
+//! among them), [`PublicProblemResponses`] for those that take none (the
+//! webhook, checkout, validation, usage reports). A route's own line for a
+//! status listed after the shared type replaces the shared one (utoipa
+//! keeps the last response given for a status). The schemas of the views
+//! a route answers are registered in `components(schemas(...))` below.
 
 use utoipa::OpenApi;
 
@@ -49,9 +77,83 @@ use crate::routes;
         routes::billing::invoices,
         routes::stripe::webhook,
         routes::stripe::checkout,
-    )
+    ),
+    // Schemas named only by `IntoResponses` types (not collected from the
+    // paths' bodies); the views a route answers are collected from its
+    // `body = …`.
+    components(schemas(Problem)),
 )]
 pub struct ApiDoc;
+
+/// The body of every error: RFC 9457 problem details with a stable `code`
+/// (`crate::error::ApiError` writes it; this describes it for the document).
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "describes the problem+json body for the OpenAPI document; never built")]
+pub struct Problem {
+    /// The status's reason phrase, e.g. `Conflict`.
+    title: String,
+    status: u16,
+    /// What went wrong, for a person.
+    detail: String,
+    /// What went wrong, for a program; stable (docs/API.md): `validation_failed`,
+    /// `unauthorized`, `forbidden`, `not_found`, `conflict` or the rule's own
+    /// code, `idempotency_conflict`, `payload_too_large`, `rate_limited`,
+    /// `projection_lagging`, `unavailable`, `read_model_failed`, `internal`.
+    #[schema(example = "validation_failed")]
+    code: String,
+}
+
+/// The errors a route that takes a credential may answer.
+#[derive(utoipa::IntoResponses)]
+pub enum ProblemResponses {
+    /// validation_failed: a malformed request or a value out of bounds; nothing was recorded.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// unauthorized: no credential, or not a valid one.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// forbidden: this credential may not do that.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// not_found: unknown, or another organization's.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// A rule refused the command (its own `code`), or idempotency_conflict.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// payload_too_large: the body is over the limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Problem),
+    /// rate_limited, with Retry-After.
+    #[response(status = 429, content_type = "application/problem+json")]
+    RateLimited(Problem),
+    /// internal: a bug; the detail is in the server's log, never here.
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(Problem),
+    /// projection_lagging (minSequence not reached in 5 s), read_model_failed or unavailable.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// The errors a public route (no credential) may answer.
+#[derive(utoipa::IntoResponses)]
+pub enum PublicProblemResponses {
+    /// validation_failed: a malformed request or a value out of bounds; nothing was recorded.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// payload_too_large: the body is over the limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Problem),
+    /// rate_limited, with Retry-After.
+    #[response(status = 429, content_type = "application/problem+json")]
+    RateLimited(Problem),
+    /// internal: a bug; the detail is in the server's log, never here.
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(Problem),
+    /// unavailable or read_model_failed.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
 
 /// The document as JSON.
 pub async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {

@@ -74,3 +74,34 @@ async fn every_documented_operation_is_routed() {
     }
     assert!(undocumented.is_empty(), "served but not in the OpenAPI document: {undocumented:?}");
 }
+
+/// Every schema the document refers to is in it, so a client generated
+/// from it (or a validator reading it) finds every response body and
+/// every error's problem+json.
+#[test]
+fn every_schema_the_document_refers_to_is_in_it() {
+    use utoipa::OpenApi;
+    let document = serde_json::to_value(ledger_api::openapi::ApiDoc::openapi()).unwrap();
+    let schemas = document["components"]["schemas"].as_object().cloned().unwrap_or_default();
+    let mut refs = Vec::new();
+    collect_refs(&document, &mut refs);
+    assert!(refs.iter().any(|r| r == "#/components/schemas/Problem"), "errors refer to the Problem schema");
+    let missing: Vec<&String> = refs
+        .iter()
+        .filter(|r| r.strip_prefix("#/components/schemas/").is_none_or(|name| !schemas.contains_key(name)))
+        .collect();
+    assert!(missing.is_empty(), "referred to but not in the document: {missing:?}");
+}
+
+fn collect_refs(value: &serde_json::Value, refs: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(target)) = map.get("$ref") {
+                refs.push(target.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, refs));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, refs)),
+        _ => {}
+    }
+}

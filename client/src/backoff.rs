@@ -17,41 +17,28 @@ use std::time::Duration;
 /// }
 /// # }
 /// ```
+/// The arithmetic is `domain::backoff::Backoff`, the one backoff of the
+/// system; this adds what the domain may not do itself: draw the jitter.
 #[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    failures: u32,
-}
+pub struct Backoff(domain::backoff::Backoff);
 
 impl Backoff {
     /// `initial` is the delay after the first failure and the pace when all
     /// is well; `max` bounds every delay (a server's `Retry-After` aside).
     pub fn new(initial: Duration, max: Duration) -> Self {
-        assert!(initial <= max, "the initial delay must not exceed the maximum");
-        Self { initial, max, failures: 0 }
+        Self(domain::backoff::Backoff::new(initial, max))
     }
 
     /// After a failure: the delay before the next attempt, between half and
     /// all of `min(max, initial × 2^(failures−1))`, and never shorter than
     /// what the server asked for with `Retry-After`.
     pub fn failed(&mut self, retry_after: Option<Duration>) -> Duration {
-        self.failures = self.failures.saturating_add(1);
-        let ceiling = self.ceiling();
-        let half = ceiling / 2;
-        let jitter = half.mul_f64(unit_random());
-        (half + jitter).max(retry_after.unwrap_or(Duration::ZERO))
+        self.0.failed_jittered(unit_random()).max(retry_after.unwrap_or(Duration::ZERO))
     }
 
     /// After a success: back to the initial pace.
     pub fn succeeded(&mut self) -> Duration {
-        self.failures = 0;
-        self.initial
-    }
-
-    fn ceiling(&self) -> Duration {
-        let doublings = self.failures.saturating_sub(1).min(32);
-        self.initial.saturating_mul(1u32 << doublings.min(31)).min(self.max)
+        self.0.succeeded()
     }
 }
 

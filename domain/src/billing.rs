@@ -7,14 +7,14 @@
 //! month already invoiced becomes an adjustment line on the next invoice,
 //! computed from the invoices issued before it.
 
-use chrono::{Days, NaiveDate};
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::Money;
 use crate::calendar::{days_in_month, first_of_month, last_of_month};
 use crate::catalog::{Catalog, Tier};
-use crate::subscription::Subscription;
+use crate::subscription::{Addon, Subscription};
 use crate::usage::Usage;
 
 /// Data is billed over its limit per started TB of 1,000 GB.
@@ -243,88 +243,124 @@ fn billable_days(subscription: &Subscription, month: NaiveDate) -> Vec<NaiveDate
     first.iter_days().take_while(|d| *d <= last).filter(|d| billable(subscription, *d)).collect()
 }
 
-/// Base lines: one per maximal run of consecutive billable days at the
-/// same tier and price.
-fn base_lines(
-    subscription: &Subscription,
-    catalog: &Catalog,
-    month: NaiveDate,
-    days: &[NaiveDate],
-) -> Result<(Vec<Line>, Vec<DayRun>), BillingError> {
-    // (tier, catalog version, annual price, first day, days)
-    let mut runs: Vec<(Tier, u32, Decimal, NaiveDate, u32)> = Vec::new();
+/// The maximal runs of consecutive billable days at the same tier and
+/// price. A run records the catalog version of the tier in effect on its
+/// first day (as recorded since the first invoice).
+fn day_runs(subscription: &Subscription, catalog: &Catalog, days: &[NaiveDate]) -> Result<Vec<DayRun>, BillingError> {
+    let mut runs: Vec<DayRun> = Vec::new();
     for day in days {
         let period = subscription.tier_on(*day).expect("a billable day has a tier");
-        let price = catalog_version(catalog, period.catalog_version)?.tier(period.tier).annual_price;
+        let price = Money::usd(catalog_version(catalog, period.catalog_version)?.tier(period.tier).annual_price);
         match runs.last_mut() {
-            Some((tier, _, p, from, count))
-                if *tier == period.tier && *p == price && *from + Days::new(u64::from(*count)) == *day =>
-            {
-                *count += 1;
+            Some(run) if run.tier == period.tier && run.annual_price == price && run.to.succ_opt() == Some(*day) => {
+                run.to = *day;
             }
-            _ => runs.push((period.tier, period.catalog_version, price, *day, 1)),
+            _ => runs.push(DayRun {
+                from: *day,
+                to: *day,
+                tier: period.tier,
+                catalog_version: period.catalog_version,
+                annual_price: price,
+            }),
         }
     }
-    let mut lines = Vec::with_capacity(runs.len());
-    let mut day_runs = Vec::with_capacity(runs.len());
-    for (tier, _, price, from, count) in runs {
-        let to = from + Days::new(u64::from(count) - 1);
-        // The run's catalog version, as recorded since the first invoice:
-        // the version of the tier in effect on its first day.
-        let catalog_version = subscription.tier_on(from).map_or(0, |p| p.catalog_version);
-        let amount = by_days(price, count, month).ok_or_else(|| overflow(format!("the {tier} base line")))?;
-        day_runs.push(DayRun { from, to, tier, catalog_version, annual_price: Money::usd(price) });
-        lines.push(Line {
-            kind: LineKind::Base,
-            description: format!("{tier} subscription, {from} to {to}"),
-            days: Some(count),
-            amount: money(amount),
-            reports: Vec::new(),
-        });
-    }
-    Ok((lines, day_runs))
+    Ok(runs)
 }
 
-/// Add-on lines: recurring ones by their billable days, one-time ones in
-/// full in the month of their effective date (unless ended by then).
+/// The base line of one run: `annual price / 12 × days / days in month`.
+fn base_line(run: &DayRun, month: NaiveDate) -> Result<Line, BillingError> {
+    let days = (run.to - run.from).num_days() + 1;
+    let days = u32::try_from(days).expect("a run lies within one month");
+    let amount = by_days(run.annual_price.amount(), days, month)
+        .ok_or_else(|| overflow(format!("the {} base line", run.tier)))?;
+    Ok(Line {
+        kind: LineKind::Base,
+        description: format!("{} subscription, {} to {}", run.tier, run.from, run.to),
+        days: Some(days),
+        amount: money(amount),
+        reports: Vec::new(),
+    })
+}
+
+/// Add-on lines, in the order the add-ons were bought: a recurring add-on
+/// by its billable days ([`recurring_addon_line`]), a one-time add-on in
+/// full in the month of its effective date ([`one_time_addon_line`]).
 fn addon_lines(subscription: &Subscription, month: NaiveDate, days: &[NaiveDate]) -> Result<Vec<Line>, BillingError> {
-    let (first, last) = (first_of_month(month), last_of_month(month));
     let mut lines = Vec::new();
     for addon in &subscription.addons {
-        let quantity = Decimal::from(addon.quantity);
-        let what = || overflow(format!("the add-on {} ({} × {})", addon.addon_id, addon.quantity, addon.kind.as_str()));
-        let description = format!("{} × {}", addon.quantity, addon.kind.as_str());
-        if addon.kind.is_one_time() {
-            if let Some(price) = addon.one_time_price
-                && (first..=last).contains(&addon.effective_date)
-                && addon.is_active_on(addon.effective_date)
-            {
-                let amount = price.checked_mul(quantity).map_err(|_| what())?;
-                let amount = amount.round_cents();
-                lines.push(Line { kind: LineKind::OneTimeAddon, description, days: None, amount, reports: Vec::new() });
-            }
-            continue;
-        }
-        let active = days.iter().filter(|day| addon.is_active_on(**day)).count() as u32;
-        if let (Some(price), true) = (addon.annual_price, active > 0) {
-            let annual = price.checked_mul(quantity).map_err(|_| what())?;
-            let amount = by_days(annual.amount(), active, month).ok_or_else(what)?;
-            lines.push(Line {
-                kind: LineKind::Addon,
-                description,
-                days: Some(active),
-                amount: money(amount),
-                reports: Vec::new(),
-            });
-        }
+        let line = if addon.kind.is_one_time() {
+            one_time_addon_line(addon, month)?
+        } else {
+            recurring_addon_line(addon, month, days)?
+        };
+        lines.extend(line);
     }
     Ok(lines)
 }
 
+fn addon_overflow(addon: &Addon) -> BillingError {
+    overflow(format!("the add-on {} ({} × {})", addon.addon_id, addon.quantity, addon.kind.as_str()))
+}
+
+fn addon_description(addon: &Addon) -> String {
+    format!("{} × {}", addon.quantity, addon.kind.as_str())
+}
+
+/// A recurring add-on (`extra_data_tb`, `custom_module`,
+/// `dedicated_support`): `quantity × annual price`, billed like a base
+/// line for the billable days it was active; `None` for none (or no price).
+fn recurring_addon_line(addon: &Addon, month: NaiveDate, days: &[NaiveDate]) -> Result<Option<Line>, BillingError> {
+    let active = days.iter().filter(|day| addon.is_active_on(**day)).count() as u32;
+    let Some(price) = addon.annual_price.filter(|_| active > 0) else { return Ok(None) };
+    let annual = price.checked_mul(Decimal::from(addon.quantity)).map_err(|_| addon_overflow(addon))?;
+    let amount = by_days(annual.amount(), active, month).ok_or_else(|| addon_overflow(addon))?;
+    Ok(Some(Line {
+        kind: LineKind::Addon,
+        description: addon_description(addon),
+        days: Some(active),
+        amount: money(amount),
+        reports: Vec::new(),
+    }))
+}
+
+/// A one-time add-on (`training_session`): `quantity × one-time price`,
+/// in full in the month of its effective date, unless it was ended by then.
+fn one_time_addon_line(addon: &Addon, month: NaiveDate) -> Result<Option<Line>, BillingError> {
+    let (first, last) = (first_of_month(month), last_of_month(month));
+    let Some(price) = addon.one_time_price else { return Ok(None) };
+    if !(first..=last).contains(&addon.effective_date) || !addon.is_active_on(addon.effective_date) {
+        return Ok(None);
+    }
+    let amount = price.checked_mul(Decimal::from(addon.quantity)).map_err(|_| addon_overflow(addon))?;
+    Ok(Some(Line {
+        kind: LineKind::OneTimeAddon,
+        description: addon_description(addon),
+        days: None,
+        amount: amount.round_cents(),
+        reports: Vec::new(),
+    }))
+}
+
+/// The month's data overage line: its peak against the limit in effect on
+/// its last billable day, per started TB at that day's rate; `None` when
+/// the peak is within the limit.
+fn overage_line(inputs: &OverageInputs) -> Result<Option<Line>, BillingError> {
+    let Some((started_tb, amount)) = inputs.overage()? else { return Ok(None) };
+    Ok(Some(Line {
+        kind: LineKind::DataOverage,
+        description: format!(
+            "data over {} GB: peak {} GB, {started_tb} started TB",
+            inputs.data_limit_gb, inputs.peak_data_gb
+        ),
+        days: None,
+        amount,
+        reports: Vec::new(),
+    }))
+}
+
 /// Late usage: each earlier invoiced month's overage, recomputed, against
-/// its overage line and the adjustments for it since. Each line names the
-/// reports of that month appended after the month was last billed (its
-/// invoice, or its latest adjustment): the ones the difference comes from.
+/// its overage line and the adjustments for it since (one
+/// [`adjustment_line`] per month that changed).
 fn adjustment_lines(
     subscription: &Subscription,
     usage: &Usage,
@@ -336,48 +372,63 @@ fn adjustment_lines(
         issued.into_iter().filter(|b| b.invoice.period < first_of_month(month)).collect();
     earlier.sort_by_key(|b| b.invoice.period);
     let (mut lines, mut adjustments) = (Vec::new(), Vec::new());
-    let usd = |m: Result<Money, crate::money::MoneyError>, what: &str| {
-        m.map_err(|_| overflow(format!("the late-usage adjustment for {what}")))
-    };
     for invoiced in &earlier {
         let period = invoiced.invoice.period;
         let Some(inputs) = overage_inputs(subscription, usage, catalog, period)? else { continue };
-        let month_text = period_text(period);
-        let recomputed = match inputs.overage()? {
-            Some((_, amount)) => amount,
-            None => Money::zero(crate::Currency::USD),
-        };
-        let adjusting = earlier.iter().filter(|b| b.invoice.inputs.adjustments.iter().any(|a| a.month == period));
-        let seen = adjusting.map(|b| b.usage_sequence).fold(invoiced.usage_sequence, u64::max);
-        let mut billed = Money::zero(crate::Currency::USD);
-        for line in invoiced.invoice.lines.iter().filter(|line| line.kind == LineKind::DataOverage) {
-            billed = usd(billed.checked_add(line.amount), &month_text)?;
+        if let Some((line, adjustment)) = adjustment_line(usage, invoiced, &earlier, inputs)? {
+            lines.push(line);
+            adjustments.push(adjustment);
         }
-        let since = earlier.iter().flat_map(|b| &b.invoice.inputs.adjustments).filter(|a| a.month == period);
-        for adjustment in since {
-            billed = usd(
-                billed.checked_add(usd(adjustment.recomputed.checked_sub(adjustment.billed), &month_text)?),
-                &month_text,
-            )?;
-        }
-        let amount = usd(recomputed.checked_sub(billed), &month_text)?;
-        if amount.amount().is_zero() {
-            continue;
-        }
-        lines.push(Line {
-            kind: LineKind::UsageAdjustment,
-            description: format!(
-                "late usage for {month_text}: data overage now {}, billed {}",
-                recomputed.amount(),
-                billed.amount()
-            ),
-            days: None,
-            amount,
-            reports: usage.reports_after(period, seen),
-        });
-        adjustments.push(Adjustment { month: period, inputs, recomputed, billed });
     }
     Ok((lines, adjustments))
+}
+
+/// The late-usage adjustment of one invoiced month: `recomputed overage −
+/// (invoiced overage + earlier adjustments for it)`, or `None` when that is
+/// zero. The line names the reports of that month appended after the month
+/// was last billed (its invoice, or its latest adjustment): the ones the
+/// difference comes from.
+fn adjustment_line(
+    usage: &Usage,
+    invoiced: &Billed<'_>,
+    earlier: &[Billed<'_>],
+    inputs: OverageInputs,
+) -> Result<Option<(Line, Adjustment)>, BillingError> {
+    let period = invoiced.invoice.period;
+    let month_text = period_text(period);
+    let usd = |m: Result<Money, crate::money::MoneyError>| {
+        m.map_err(|_| overflow(format!("the late-usage adjustment for {month_text}")))
+    };
+    let recomputed = match inputs.overage()? {
+        Some((_, amount)) => amount,
+        None => Money::zero(crate::Currency::USD),
+    };
+    let adjusting = earlier.iter().filter(|b| b.invoice.inputs.adjustments.iter().any(|a| a.month == period));
+    let seen = adjusting.map(|b| b.usage_sequence).fold(invoiced.usage_sequence, u64::max);
+    let mut billed = Money::zero(crate::Currency::USD);
+    for line in invoiced.invoice.lines.iter().filter(|line| line.kind == LineKind::DataOverage) {
+        billed = usd(billed.checked_add(line.amount))?;
+    }
+    let since = earlier.iter().flat_map(|b| &b.invoice.inputs.adjustments).filter(|a| a.month == period);
+    for adjustment in since {
+        billed = usd(billed.checked_add(usd(adjustment.recomputed.checked_sub(adjustment.billed))?))?;
+    }
+    let amount = usd(recomputed.checked_sub(billed))?;
+    if amount.amount().is_zero() {
+        return Ok(None);
+    }
+    let line = Line {
+        kind: LineKind::UsageAdjustment,
+        description: format!(
+            "late usage for {month_text}: data overage now {}, billed {}",
+            recomputed.amount(),
+            billed.amount()
+        ),
+        days: None,
+        amount,
+        reports: usage.reports_after(period, seen),
+    };
+    Ok(Some((line, Adjustment { month: period, inputs, recomputed, billed })))
 }
 
 /// The invoice of the month of `month` (any day of it), or `None` when no
@@ -395,30 +446,16 @@ pub fn invoice<'a>(
 ) -> Result<Option<Invoice>, BillingError> {
     let first = first_of_month(month);
     let days = billable_days(subscription, month);
-    let (mut lines, runs) = base_lines(subscription, catalog, month, &days)?;
+    let runs = day_runs(subscription, catalog, &days)?;
+    let mut lines = runs.iter().map(|run| base_line(run, month)).collect::<Result<Vec<_>, _>>()?;
     // A month without a billable day bills no add-on.
     if !days.is_empty() {
         lines.extend(addon_lines(subscription, month, &days)?);
     }
-
-    // Data overage: the month's peak against the limit in effect on its
-    // last billable day, per started TB at that day's rate.
     let overage = overage_inputs(subscription, usage, catalog, month)?;
-    if let Some(inputs) = &overage
-        && let Some((started_tb, amount)) = inputs.overage()?
-    {
-        lines.push(Line {
-            kind: LineKind::DataOverage,
-            description: format!(
-                "data over {} GB: peak {} GB, {started_tb} started TB",
-                inputs.data_limit_gb, inputs.peak_data_gb
-            ),
-            days: None,
-            amount,
-            reports: Vec::new(),
-        });
+    if let Some(inputs) = &overage {
+        lines.extend(overage_line(inputs)?);
     }
-
     let (adjustment_lines, adjustments) =
         adjustment_lines(subscription, usage, catalog, month, issued.into_iter().collect())?;
     lines.extend(adjustment_lines);

@@ -228,6 +228,31 @@ fn add_ons_bought_mid_month() {
     );
 }
 
+/// Each add-on kind has its own line function; the lines still follow the
+/// order the add-ons were bought in, whatever their kind, because an
+/// issued invoice is re-derived byte for byte from the same events.
+#[test]
+fn add_on_lines_keep_the_order_the_add_ons_were_bought_in() {
+    let events = vec![
+        created(Tier::Starter, d(2026, 1, 1)),
+        addon(AddonKind::TrainingSession, 1, None, Some("1500"), d(2026, 1, 2)),
+        addon(AddonKind::DedicatedSupport, 1, Some("12000"), None, d(2026, 1, 1)),
+        addon(AddonKind::TrainingSession, 2, None, Some("1000"), d(2026, 1, 3)),
+    ];
+    check(
+        events,
+        Usage::default(),
+        d(2026, 1, 1),
+        &[
+            (Base, Some(31), "2500.00"),
+            (OneTimeAddon, None, "1500.00"),
+            (Addon, Some(31), "1000.00"),
+            (OneTimeAddon, None, "2000.00"),
+        ],
+        "7000.00",
+    );
+}
+
 #[test]
 fn overage_at_just_over_and_far_over_the_limit() {
     let starter = || vec![created(Tier::Starter, d(2026, 1, 1))];

@@ -20,6 +20,7 @@ use domain::proof::InclusionProof;
 use domain::record::leaf_hash;
 use ed25519_dalek::VerifyingKey;
 use serde_json::{Value, json};
+use usecases::views::billing::Invoice;
 
 mod source;
 mod walk;
@@ -386,41 +387,8 @@ async fn as_of(at: &str, org: domain::OrganizationId, from: From) -> anyhow::Res
     let subscriptions: Vec<Value> = entry
         .subscriptions
         .iter()
-        .filter_map(|id| state.subscriptions.get(id).map(|s| (id, s)))
-        .map(|(id, subscription)| {
-            let limits = subscription.spec_on(&catalog, date).map(|(spec, extra_gb)| {
-                json!({
-                    "tier": spec.tier,
-                    "maxUsers": spec.seats.map_or(-1, i64::from),
-                    "maxDataVolumeGB": spec.data_gb + extra_gb,
-                    "maxApiCalls": spec.api_calls_per_month.map_or(-1, |n| n as i64),
-                    "allowedFeatures": spec.features,
-                    "modelSize": spec.model_size,
-                })
-            });
-            let usage = state.usage.get(id).map(|usage| {
-                let month = usage.month(date);
-                json!({
-                    "month": format!("{}", date.format("%Y-%m")),
-                    "total": month.total,
-                    "days": month.days.iter().map(|(day, m)| json!({ "day": day, "values": m })).collect::<Vec<_>>(),
-                })
-            });
-            let invoices: Vec<Value> = state
-                .invoices
-                .get(id)
-                .map(|by_month| by_month.values().map(invoice_json).collect())
-                .unwrap_or_default();
-            json!({
-                "id": id.0,
-                "status": format!("{:?}", subscription.status_on(date)),
-                "tierOnDate": subscription.tier_on(date).map(|t| t.tier),
-                "limits": limits,
-                "subscription": subscription,
-                "usage": usage,
-                "invoices": invoices,
-            })
-        })
+        .filter_map(|id| state.subscriptions.get(id).map(|s| (*id, s)))
+        .map(|(id, subscription)| subscription_as_of(state, &catalog, id, subscription, date))
         .collect();
     let answer = json!({
         "asOf": { "sequence": state.sequence, "recordedAt": when.to_rfc3339(), "date": date },
@@ -431,24 +399,45 @@ async fn as_of(at: &str, org: domain::OrganizationId, from: From) -> anyhow::Res
     Ok(Ok(()))
 }
 
-/// An issued invoice as `as-of` shows it: amounts as decimal strings,
-/// hashes as hex.
-fn invoice_json(issued: &domain::billing::InvoiceIssued) -> Value {
-    let money = |m: &domain::Money| format!("{:.2}", m.amount());
-    let invoice = &issued.invoice;
+/// A subscription as `as-of` shows it on `date`. Its status and invoices
+/// are the API's shapes (`usecases::views`); the limits, usage and the
+/// subscription's own fields are still written here, until the API's views
+/// of them (limits, usage, subscription details) can be printed instead.
+fn subscription_as_of(
+    state: &projections::LedgerState,
+    catalog: &domain::catalog::Catalog,
+    id: domain::SubscriptionId,
+    subscription: &domain::subscription::Subscription,
+    date: chrono::NaiveDate,
+) -> Value {
+    let limits = subscription.spec_on(catalog, date).map(|(spec, extra_gb)| {
+        json!({
+            "tier": spec.tier,
+            "maxUsers": spec.seats.map_or(-1, i64::from),
+            "maxDataVolumeGB": spec.data_gb + extra_gb,
+            "maxApiCalls": spec.api_calls_per_month.map_or(-1, |n| n as i64),
+            "allowedFeatures": spec.features,
+            "modelSize": spec.model_size,
+        })
+    });
+    let usage = state.usage.get(&id).map(|usage| {
+        let month = usage.month(date);
+        json!({
+            "month": format!("{}", date.format("%Y-%m")),
+            "total": month.total,
+            "days": month.days.iter().map(|(day, m)| json!({ "day": day, "values": m })).collect::<Vec<_>>(),
+        })
+    });
+    let invoices: Vec<Invoice> =
+        state.invoices.get(&id).map(|by_month| by_month.values().map(Invoice::from).collect()).unwrap_or_default();
     json!({
-        "id": issued.invoice_id,
-        "period": domain::billing::period_text(invoice.period),
-        "lines": invoice.lines.iter().map(|line| json!({
-            "kind": line.kind,
-            "description": line.description,
-            "days": line.days,
-            "amount": money(&line.amount),
-        })).collect::<Vec<_>>(),
-        "total": money(&invoice.total),
-        "currency": invoice.total.currency().code(),
-        "digest": issued.digest.to_hex(),
-        "usageSequence": issued.usage_sequence,
+        "id": id.0,
+        "status": subscription.status_on(date).as_str(),
+        "tierOnDate": subscription.tier_on(date).map(|t| t.tier),
+        "limits": limits,
+        "subscription": subscription,
+        "usage": usage,
+        "invoices": invoices,
     })
 }
 

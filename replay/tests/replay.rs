@@ -651,7 +651,7 @@ async fn as_of_answers_what_was_recorded_then(h: History) {
     let then = ask("2026-01-10");
     assert_eq!(then["asOf"]["sequence"], 3);
     let subscription = &then["subscriptions"][0];
-    assert_eq!(subscription["status"], "Active");
+    assert_eq!(subscription["status"], "active");
     assert_eq!(subscription["limits"]["tier"], "starter");
     assert_eq!(subscription["limits"]["maxUsers"], 5);
     assert_eq!(subscription["usage"]["total"]["data_volume_gb"], "120");
@@ -665,6 +665,12 @@ async fn as_of_answers_what_was_recorded_then(h: History) {
     let invoices = then["subscriptions"][0]["invoices"].as_array().unwrap();
     assert_eq!(invoices.len(), 1);
     assert_eq!(invoices[0]["period"], "2026-01");
+    // The API's invoice shape (`usecases::views::billing::Invoice`), not one of replay's own.
+    assert_eq!(invoices[0]["status"], "issued");
+    assert_eq!(invoices[0]["currency"], "USD");
+    assert_eq!(invoices[0]["lines"][0]["kind"], "base");
+    assert!(invoices[0]["lines"][0]["reports"].is_array());
+    assert!(invoices[0]["inputs"]["runs"][0]["annualPrice"].is_string());
     assert_eq!(then["subscriptions"][0]["usage"]["month"], "2026-02");
     assert_eq!(then["subscriptions"][0]["usage"]["total"]["data_volume_gb"], "0");
     // Before the organization existed: it did not.

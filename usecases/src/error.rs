@@ -58,6 +58,9 @@ pub enum Error {
     /// A usage report refused; nothing was recorded.
     #[error(transparent)]
     Usage(#[from] UsageError),
+    /// A Stripe webhook delivery was refused; nothing was recorded.
+    #[error(transparent)]
+    Webhook(#[from] crate::stripe::webhook::WebhookError),
 }
 
 impl Error {

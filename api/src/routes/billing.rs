@@ -1,21 +1,22 @@
-//! The billing run and the invoices query.
+//! The billing run and the invoices query (`usecases::billing`).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use domain::OrganizationId;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use usecases::billing;
+use usecases::views::billing::{BillingRun, Invoice};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Caller, Need};
-use crate::billing::{failed_json, invoice_json, parse_period, run};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{CommandRequest, Consistency};
+use crate::openapi::{Problem, ProblemResponses};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BillingRun {
+pub struct BillingRunRequest {
     /// `YYYY-MM`.
     period: String,
     preview: Option<bool>,
@@ -25,27 +26,19 @@ pub struct BillingRun {
     post,
     path = "/api/v1/billing/runs",
     tag = "ledger",
-    request_body = BillingRun,
+    request_body = BillingRunRequest,
     responses(
-        (status = 200, description = "The invoices this run issued (none for a month already run) or, with preview, would issue, and the subscriptions whose invoice could not be issued: {invoices, failed: [{subscriptionId, organizationId, reason}], sequence}. A failed invoice (an amount that overflows, or an earlier month of the subscription without an invoice) holds back only its own subscription; fixed, it is issued by the next run of its month."),
-        (status = 400, description = "validation_failed"),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 409, description = "month_not_ended: only a preview can run a month that has not ended"),
+        (status = 200, body = BillingRun, description = "The invoices this run issued (none for a month already run) or, with preview, would issue, and the subscriptions whose invoice could not be issued. A failed invoice (an amount that overflows, or an earlier month of the subscription without an invoice) holds back only its own subscription; fixed, it is issued by the next run of its month."),
+        ProblemResponses,
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "month_not_ended: only a preview can run a month that has not ended"),
     ),
 )]
 pub async fn billing_run(
     State(state): State<AppState>,
-    request: CommandRequest<BillingRun>,
-) -> Result<Json<Value>, ApiError> {
-    request.caller.require_operator()?;
-    let period = parse_period(&request.body.period)?;
-    let done = run(&state, period, request.body.preview.unwrap_or(false), &request.caller.actor()).await?;
-    Ok(Json(json!({
-        "invoices": done.invoices.iter().map(invoice_json).collect::<Vec<_>>(),
-        "failed": done.failed.iter().map(failed_json).collect::<Vec<_>>(),
-        "sequence": done.sequence,
-    })))
+    request: CommandRequest<BillingRunRequest>,
+) -> Result<Json<BillingRun>, ApiError> {
+    let (caller, body) = (&request.caller, &request.body);
+    Ok(Json(billing::run(&state, caller, &caller.actor(), &body.period, body.preview.unwrap_or(false)).await?))
 }
 
 #[utoipa::path(
@@ -54,10 +47,8 @@ pub async fn billing_run(
     tag = "ledger",
     params(("org_id" = String, Path, description = "UUID")),
     responses(
-        (status = 200, description = "The organization's invoices, oldest first: [{id, period, lines: [{kind, description, days?, amount}], total, status}]."),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
+        (status = 200, body = [Invoice], description = "The organization's invoices, oldest first."),
+        ProblemResponses,
     ),
 )]
 pub async fn invoices(
@@ -65,17 +56,6 @@ pub async fn invoices(
     caller: Caller,
     _consistency: Consistency,
     Path(org_id): Path<Uuid>,
-) -> Result<Json<Value>, ApiError> {
-    let organization_id = OrganizationId(org_id);
-    caller.require_org(organization_id, Need::Analyst)?;
-    let ledger = state.projections.read().await;
-    let entry = ledger.organizations.get(&organization_id).ok_or(ApiError::NotFound)?;
-    let mut items: Vec<&domain::billing::InvoiceIssued> = entry
-        .subscriptions
-        .iter()
-        .filter_map(|id| ledger.invoices.get(id))
-        .flat_map(|by_month| by_month.values())
-        .collect();
-    items.sort_by_key(|issued| (issued.invoice.period, issued.invoice_id));
-    Ok(Json(Value::Array(items.into_iter().map(invoice_json).collect())))
+) -> Result<Json<Vec<Invoice>>, ApiError> {
+    Ok(Json(billing::invoices(&state, &caller, OrganizationId(org_id)).await?))
 }

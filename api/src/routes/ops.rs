@@ -4,30 +4,30 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use domain::subscription::Status;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use usecases::ops;
+use usecases::views::ops::{ClockMoved, Health, PublicKeys, Readiness};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openapi::{Problem, ProblemResponses};
 
 #[utoipa::path(
     get,
     path = "/health",
     tag = "ledger",
     responses(
-        (status = 200, description = "Liveness."),
+        (status = 200, body = Health, description = "Liveness."),
     ),
 )]
-pub async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Whether the request may see the server's figures (the log head, what
@@ -48,41 +48,16 @@ fn may_see_figures(state: &AppState, headers: &HeaderMap, caller: Result<Caller,
     path = "/ready",
     tag = "ledger",
     responses(
-        (status = 200, description = "Readiness: the database answers and the read models have caught up (503 otherwise). {status}; with the operator's, the auditor's or the metrics token also {head, applied} (and why read models stopped)."),
+        (status = 200, body = Readiness, description = "Ready: the database answers and the read models have caught up. `status`; with the operator's, the auditor's or the metrics token also `head`, `applied` (and why read models stopped)."),
+        (status = 503, body = Readiness, description = "Not ready (the same shape): the database does not answer, the read models are catching up or stopped."),
     ),
 )]
 pub async fn ready(State(state): State<AppState>, headers: HeaderMap, caller: Result<Caller, ApiError>) -> Response {
     let figures = may_see_figures(&state, &headers, caller).is_ok();
-    let answer = |status: StatusCode, mut body: Value, extra: Value| {
-        if let (true, Some(body), Value::Object(extra)) = (figures, body.as_object_mut(), extra) {
-            body.extend(extra);
-        }
-        (status, Json(body)).into_response()
-    };
-    let head = match state.log.head().await {
-        Ok(head) => head.sequence,
-        Err(error) => {
-            tracing::warn!(%error, "not ready: the database does not answer");
-            return answer(StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "database unavailable" }), json!({}));
-        }
-    };
-    if let Some(failure) = state.projections.failed() {
-        // What kind of failure is public (a load balancer's operator needs
-        // it); its figures (sequences, hashes) are not.
-        let status = match failure {
-            projections::Failure::RolledBack(_) => "the log was rolled back behind the read models",
-            projections::Failure::Stopped(_) => "projection stopped",
-        };
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "status": status }),
-            json!({ "detail": failure.to_string() }),
-        );
-    }
-    let applied = state.projections.applied();
-    let status = if applied >= head { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({ "status": if applied >= head { "ready" } else { "catching up" } });
-    answer(status, body, json!({ "head": head, "applied": applied }))
+    let readiness = ops::readiness(&state).await;
+    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = if figures { readiness } else { readiness.without_figures() };
+    (status, Json(body)).into_response()
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,10 +79,9 @@ struct LimiterLabel {
     path = "/metrics",
     tag = "ledger",
     responses(
-        (status = 200, description = "Prometheus metrics, including active_subscriptions_total{tier} (operator, auditor or the metrics token; with --metrics-listen, served there and 404 here)."),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found: served on --metrics-listen"),
+        (status = 200, content_type = "application/openmetrics-text", body = String, description = "Prometheus metrics, including active_subscriptions_total{tier} (operator, auditor or the metrics token; with --metrics-listen, served there and 404 here)."),
+        ProblemResponses,
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "not_found: served on --metrics-listen"),
     ),
 )]
 pub async fn metrics(
@@ -184,36 +158,23 @@ async fn render_metrics(state: &AppState) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
 }
 
-/// The server's public keys; no credential needed. Rotation (a `next`
-/// key announced in the log) arrives with the replay issue.
+/// The server's public keys; no credential needed.
 #[utoipa::path(
     get,
     path = "/api/v1/keys",
     tag = "ledger",
     responses(
-        (status = 200, description = "The server's Ed25519 public keys for license keys, leases and checkpoints; no credential. `leases.nextSignature` (when `leases.next` is set) is the current lease key's signature over `ledger 2026-11-29 next lease key v1\\0` ‖ current key ‖ next key."),
+        (status = 200, body = PublicKeys, description = "The server's Ed25519 public keys for license keys, leases and checkpoints; no credential. `leases.nextSignature` (when `leases.next` is set) is the current lease key's signature over `ledger 2026-11-29 next lease key v1\\0` ‖ current key ‖ next key."),
     ),
 )]
-pub async fn keys(State(state): State<AppState>) -> Json<Value> {
-    let public = |key: &ed25519_dalek::SigningKey| STANDARD.encode(key.verifying_key().to_bytes());
-    Json(json!({
-        "algorithm": "Ed25519",
-        "licenseKeys": { "current": public(&state.keys.license), "next": null },
-        // The next key comes with the current key's signature over it
-        // (`domain::lease::sign_next_key`), so clients trust it only
-        // through the key they already trust.
-        "leases": {
-            "current": public(&state.keys.lease),
-            "next": state.keys.lease_next.as_ref().map(public),
-            "nextSignature": state.keys.lease_next_signature.map(|signature| STANDARD.encode(signature)),
-        },
-        "checkpoints": { "current": public(&state.keys.checkpoint), "next": null },
-    }))
+pub async fn keys(State(state): State<AppState>) -> Json<PublicKeys> {
+    Json(ops::public_keys(&state))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveClock {
+    /// RFC 3339.
     now: String,
 }
 
@@ -225,24 +186,14 @@ pub struct MoveClock {
     tag = "ledger",
     request_body = MoveClock,
     responses(
-        (status = 200, description = "Move the manual test clock forward (operator; only with --clock manual:…)."),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        (status = 200, body = ClockMoved, description = "Move the manual test clock forward (operator; only with --clock manual:…)."),
+        ProblemResponses,
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "clock_backwards: the test clock only moves forward"),
     ),
 )]
 pub async fn test_clock(
     State(state): State<AppState>,
     request: crate::extract::CommandRequest<MoveClock>,
-) -> Result<Json<Value>, ApiError> {
-    request.caller.require_operator()?;
-    let to = domain::Timestamp::parse_rfc3339(&request.body.now).map_err(|e| ApiError::Validation(e.to_string()))?;
-    let now = state.clock.advance(to).ok_or(ApiError::NotFound)?.map_err(|e| match e {
-        crate::clock::ClockError::Backwards { .. } => ApiError::conflict("clock_backwards", e),
-        other => ApiError::Internal(other.to_string()),
-    })?;
-    state.scheduler.notify_one();
-    Ok(Json(json!({ "now": now.to_rfc3339() })))
+) -> Result<Json<ClockMoved>, ApiError> {
+    Ok(Json(ops::move_clock(&state, &request.caller, &request.body.now)?))
 }

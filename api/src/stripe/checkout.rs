@@ -16,12 +16,9 @@
 use std::collections::HashMap;
 
 use domain::catalog::Tier;
-use serde_json::Value;
 use stripe::StripeRequest;
 
-use super::reactor::{Decision, refused};
 use crate::AppState;
-use crate::command::Context;
 use crate::error::ApiError;
 
 pub use usecases::provisioning::{EMAIL_METADATA, NAME_METADATA, TIER_METADATA};
@@ -91,20 +88,5 @@ pub fn stripe_failure(error: stripe::StripeError) -> ApiError {
             ApiError::Validation(format!("Stripe refused: {}", errors.message.as_deref().unwrap_or("no message")))
         }
         other => ApiError::Unavailable(format!("Stripe: {other}")),
-    }
-}
-
-/// Provisions what a completed session bought
-/// (`usecases::provisioning::provision`), as the reactor's decision: a
-/// refusal of the organization, subscription or license is recorded as the
-/// event's outcome (`refused`), not retried.
-pub async fn provision(state: &AppState, context: &Context, session: &Value) -> Result<Decision, ApiError> {
-    use usecases::Error;
-    use usecases::provisioning::Provisioning;
-    match usecases::provisioning::provision(state, context, session).await {
-        Ok(Provisioning::Ignored { reason }) => Ok(Decision::ignored(reason)),
-        Ok(Provisioning::Applied { commands, what }) => Ok(Decision::applied(commands, what)),
-        Err(refusal @ (Error::Organization(_) | Error::Subscription(_) | Error::License(_))) => Err(refused(refusal)),
-        Err(error) => Err(error.into()),
     }
 }

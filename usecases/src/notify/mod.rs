@@ -39,6 +39,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use domain::backoff::Backoff;
 use domain::event::LedgerEvent;
 use domain::license::LicenseEvent;
 use domain::notification::{
@@ -56,7 +57,7 @@ use projections::LedgerState;
 use serde::{Deserialize, Serialize};
 use store::{Command, ExpectedRevision, NewEvent, READ_PAGE_RECORDS, Rejection, Snapshot, StoreError};
 
-use crate::AppState;
+use crate::Ledger;
 use crate::command::new_event_id;
 
 pub mod mail;
@@ -70,6 +71,8 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// …up to this.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
+/// The backoff of a failed send, and of a failing SMTP server.
+pub const RETRY: Backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
 /// One SMTP conversation may take this long before it counts as failed.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 /// E-mails sent per round, at most; the rest wait for the next round.
@@ -187,7 +190,7 @@ impl OutboxState {
     }
 
     /// Decides what one record calls for. `ledger` includes the record.
-    fn apply(&mut self, record: &domain::Record, event: Option<LedgerEvent>, ledger: &LedgerState, state: &AppState) {
+    fn apply(&mut self, record: &domain::Record, event: Option<LedgerEvent>, ledger: &LedgerState, state: &Ledger) {
         let sequence = record.header.sequence;
         self.sequence = sequence;
         match event {
@@ -258,19 +261,28 @@ fn dunning_notice(record: &domain::Record, event: SubscriptionEvent, ledger: &Le
 }
 
 /// A failed send's next attempt, and a delivered but unrecorded one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Attempts {
-    failures: u32,
+    retry: Backoff,
     next: Option<Instant>,
     /// Accepted by the SMTP server, not yet recorded: only the append is
     /// retried, never the e-mail.
     delivered: Option<NotificationSent>,
 }
 
-/// The delay after `failures` consecutive failures.
-pub fn backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    (RETRY_FIRST * 2u32.pow(doublings)).min(RETRY_MAX)
+impl Default for Attempts {
+    fn default() -> Self {
+        Self { retry: RETRY, next: None, delivered: None }
+    }
+}
+
+impl Attempts {
+    /// Counts a failure and sets the next attempt; the wait.
+    fn failed(&mut self) -> Duration {
+        let delay = self.retry.failed();
+        self.next = Some(Instant::now() + delay);
+        delay
+    }
 }
 
 /// The outbox: its state, what it is retrying, and its SMTP client.
@@ -288,7 +300,7 @@ pub struct Outbox {
     /// backoff, not one per waiting e-mail.
     server_paused_until: Option<Instant>,
     /// Server failures in a row, for that backoff.
-    server_failures: u32,
+    server_retry: Backoff,
     /// When the clock's notices were last looked for.
     clock_scanned: Option<Instant>,
 }
@@ -311,7 +323,7 @@ impl Outbox {
     /// anything else can append, so a first start misses nothing after it.
     /// A snapshot this version cannot read stops the start: it is a bug to
     /// look at, not a reason to begin again and e-mail the history.
-    pub async fn load(app: &AppState, mailer: Mailer) -> anyhow::Result<Self> {
+    pub async fn load(app: &Ledger, mailer: Mailer) -> anyhow::Result<Self> {
         let (state, chain) = match app.log.load_snapshot(SNAPSHOT_NAME).await? {
             Some(snapshot) => (
                 domain::codec::decode::<OutboxState>(&snapshot.state)
@@ -330,7 +342,7 @@ impl Outbox {
             chain,
             mailer,
             server_paused_until: None,
-            server_failures: 0,
+            server_retry: RETRY,
             clock_scanned: None,
         };
         outbox.save(app).await?;
@@ -343,7 +355,7 @@ impl Outbox {
 
     /// One round: the clock's notices, the log's news, the due sends, and
     /// the snapshot when it is time.
-    pub async fn round(&mut self, app: &AppState) -> anyhow::Result<()> {
+    pub async fn round(&mut self, app: &Ledger) -> anyhow::Result<()> {
         // Read models that do not match the log (a rollback) decide nothing.
         if app.projections.failed().is_some() {
             return Ok(());
@@ -366,7 +378,7 @@ impl Outbox {
         Ok(())
     }
 
-    async fn save(&mut self, app: &AppState) -> Result<(), StoreError> {
+    async fn save(&mut self, app: &Ledger) -> Result<(), StoreError> {
         let bytes = domain::codec::encode(&self.state);
         let digest =
             domain::record::Hash(*blake3::Hasher::new_derive_key(DIGEST_CONTEXT).update(&bytes).finalize().as_bytes());
@@ -383,7 +395,7 @@ impl Outbox {
     }
 
     /// Reads the log from the checkpoint up to what the read models include.
-    async fn follow(&mut self, app: &AppState) -> anyhow::Result<()> {
+    async fn follow(&mut self, app: &Ledger) -> anyhow::Result<()> {
         let until = app.projections.applied();
         while self.state.sequence < until {
             let page = app.log.read_page(self.state.sequence + 1..=until, READ_PAGE_RECORDS).await?;
@@ -408,7 +420,7 @@ impl Outbox {
         Ok(())
     }
 
-    async fn send_due(&mut self, app: &AppState) -> Result<(), StoreError> {
+    async fn send_due(&mut self, app: &Ledger) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut due: Vec<(u64, NotificationId)> = self
             .state
@@ -428,7 +440,7 @@ impl Outbox {
         Ok(())
     }
 
-    async fn deliver(&mut self, app: &AppState, id: NotificationId) -> Result<(), StoreError> {
+    async fn deliver(&mut self, app: &Ledger, id: NotificationId) -> Result<(), StoreError> {
         let Some(pending) = self.state.pending.get(&id).cloned() else { return Ok(()) };
         // Recorded by another process, or before a restart from an older
         // snapshot: the log is the judge.
@@ -438,7 +450,6 @@ impl Outbox {
             self.attempts.remove(&id);
             return Ok(());
         }
-        let kind = pending.notice.kind();
         let delivered = self.attempts.get(&id).and_then(|a| a.delivered.clone());
         let event = match delivered {
             Some(sent) => NotificationEvent::NotificationSent(sent),
@@ -458,36 +469,62 @@ impl Outbox {
                         reason,
                     }),
                     Compose::Send { message, recipients, message_id } => {
-                        let attempts = self.attempts.entry(id).or_default();
-                        if let Err(error) = self.mailer.send(*message).await {
-                            app.metrics.notification(kind, "failed");
-                            attempts.failures += 1;
-                            let mut delay = backoff(attempts.failures);
-                            attempts.next = Some(Instant::now() + delay);
-                            // A refusal of this message (5xx: a recipient, its
-                            // size) concerns it alone; anything else is the
-                            // server's, and holds back every e-mail.
-                            if !error.is_permanent() {
-                                self.server_failures += 1;
-                                delay = backoff(self.server_failures);
-                                self.server_paused_until = Some(Instant::now() + delay);
-                            }
-                            tracing::warn!(
-                                notification = %id, kind, server = %self.mailer.server, failures = attempts.failures,
-                                retry_in_s = delay.as_secs(), %error, "notification not sent; will retry"
-                            );
+                        let Some(sent) = self.send(app, id, pending.notice, *message, recipients, message_id).await
+                        else {
                             return Ok(());
-                        }
-                        self.server_failures = 0;
-                        self.server_paused_until = None;
-                        let recipients_count = recipients.len();
-                        let sent = NotificationSent { id, notice: pending.notice, recipients, message_id };
-                        attempts.delivered = Some(sent.clone());
-                        tracing::info!(notification = %id, kind, recipients = recipients_count, "notification sent");
+                        };
                         NotificationEvent::NotificationSent(sent)
                     }
                 }
             }
+        };
+        self.record(app, id, event).await
+    }
+
+    /// Hands a message to the SMTP server; what to record once it accepted
+    /// it, or `None` after a failure (the notice waits for its next attempt).
+    async fn send(
+        &mut self,
+        app: &Ledger,
+        id: NotificationId,
+        notice: Notice,
+        message: Message,
+        recipients: Vec<UserId>,
+        message_id: String,
+    ) -> Option<NotificationSent> {
+        let kind = notice.kind();
+        let attempts = self.attempts.entry(id).or_default();
+        if let Err(error) = self.mailer.send(message).await {
+            app.metrics.notification(kind, "failed");
+            let mut delay = attempts.failed();
+            // A refusal of this message (5xx: a recipient, its size)
+            // concerns it alone; anything else is the server's, and holds
+            // back every e-mail.
+            if !error.is_permanent() {
+                delay = self.server_retry.failed();
+                self.server_paused_until = Some(Instant::now() + delay);
+            }
+            tracing::warn!(
+                notification = %id, kind, server = %self.mailer.server, failures = attempts.retry.failures(),
+                retry_in_s = delay.as_secs(), %error, "notification not sent; will retry"
+            );
+            return None;
+        }
+        self.server_retry.succeeded();
+        self.server_paused_until = None;
+        let recipients_count = recipients.len();
+        let sent = NotificationSent { id, notice, recipients, message_id };
+        attempts.delivered = Some(sent.clone());
+        tracing::info!(notification = %id, kind, recipients = recipients_count, "notification sent");
+        Some(sent)
+    }
+
+    /// Records a notice as sent or skipped, expecting its stream not to
+    /// exist (another process may have recorded it just before).
+    async fn record(&mut self, app: &Ledger, id: NotificationId, event: NotificationEvent) -> Result<(), StoreError> {
+        let kind = match &event {
+            NotificationEvent::NotificationSent(sent) => sent.notice.kind(),
+            NotificationEvent::NotificationSkipped(skipped) => skipped.notice.kind(),
         };
         let metadata = Metadata { actor: Some("notifications".into()), ..Metadata::default() };
         let command = Command {
@@ -512,15 +549,11 @@ impl Outbox {
             }
             Ok(Err(rejection)) => {
                 tracing::error!(notification = %id, kind, %rejection, "notification not recorded");
-                let attempts = self.attempts.entry(id).or_default();
-                attempts.failures += 1;
-                attempts.next = Some(Instant::now() + backoff(attempts.failures));
+                self.attempts.entry(id).or_default().failed();
                 Ok(())
             }
             Err(error) => {
-                let attempts = self.attempts.entry(id).or_default();
-                attempts.failures += 1;
-                attempts.next = Some(Instant::now() + backoff(attempts.failures));
+                self.attempts.entry(id).or_default().failed();
                 Err(error)
             }
         }
@@ -528,7 +561,7 @@ impl Outbox {
 }
 
 /// Builds the e-mail of a due notice from the read models, or says why not.
-fn compose(app: &AppState, ledger: &LedgerState, from: &Mailbox, id: NotificationId, notice: &Notice) -> Compose {
+fn compose(app: &Ledger, ledger: &LedgerState, from: &Mailbox, id: NotificationId, notice: &Notice) -> Compose {
     let today = app.today();
     let Some(organization) = ledger.organizations.get(&notice.organization_id()) else {
         return Compose::Skip(SkipReason::Obsolete);
@@ -543,58 +576,67 @@ fn compose(app: &AppState, ledger: &LedgerState, from: &Mailbox, id: Notificatio
         return Compose::Skip(SkipReason::Obsolete);
     };
     let mail = match notice {
-        Notice::Onboarding { license_id, .. } => {
-            let Some(license) = ledger.licenses.get(license_id) else { return Compose::Skip(SkipReason::Obsolete) };
-            let (Some(issued), None, None) = (&license.issued, &license.superseded, &license.revoked) else {
-                return Compose::Skip(SkipReason::Obsolete);
-            };
-            // A key issued after another of the same subscription is an upgrade's.
-            let upgrade = organization.licenses.iter().filter(|other| *other != license_id).any(|other| {
-                ledger.licenses.get(other).and_then(|l| l.issued.as_ref()).is_some_and(|earlier| {
-                    earlier.subscription_id == issued.subscription_id && earlier.issued_at <= issued.issued_at
-                })
-            });
-            let key = domain::keys::license_key(&app.keys.license, issued.license_id, issued.nonce);
-            mail::onboarding(&about, &key, upgrade)
-        }
-        Notice::ExpiryReminder { .. } => {
-            if expiry_reminder(subscription, today).as_ref() != Some(notice) {
-                return Compose::Skip(SkipReason::Obsolete);
-            }
-            mail::expiry_reminder(&about, today)
-        }
+        Notice::Onboarding { license_id, .. } => onboarding(app, ledger, organization, *license_id, &about),
+        Notice::ExpiryReminder { .. } => (expiry_reminder(subscription, today).as_ref() == Some(notice))
+            .then(|| mail::expiry_reminder(&about, today)),
         Notice::UsageWarning { metric, level, month, .. } => {
             let values = ledger.usage.get(&notice.subscription_id()).map(|u| u.month(*month).total).unwrap_or_default();
             // The month's latest limits known: an upgrade since may have
             // raised them past the value.
             let limits_on = today.min(domain::calendar::last_of_month(*month));
-            let Some((spec, extra_gb)) = subscription.spec_on(&app.catalog, limits_on) else {
-                return Compose::Skip(SkipReason::Obsolete);
-            };
-            // A correction may have brought the month back under the level.
-            let check = usage_levels(&values, spec, extra_gb).into_iter().find(|c| c.metric == *metric);
-            match check {
-                Some(check) if check.level >= *level => mail::usage_warning(&about, *month, &check),
-                _ => return Compose::Skip(SkipReason::Obsolete),
-            }
+            subscription.spec_on(&app.catalog, limits_on).and_then(|(spec, extra_gb)| {
+                // A correction may have brought the month back under the level.
+                let check = usage_levels(&values, spec, extra_gb).into_iter().find(|c| c.metric == *metric);
+                check.filter(|check| check.level >= *level).map(|check| mail::usage_warning(&about, *month, &check))
+            })
         }
         // Each dunning notice only while it is still true: a payment
         // failure paid since, or a suspension lifted since, is not sent.
         Notice::PaymentFailed { .. } => match subscription.dunning {
-            Some(dunning) if !dunning.suspended => mail::payment_failed(&about, dunning.suspend_at),
-            _ => return Compose::Skip(SkipReason::Obsolete),
+            Some(dunning) if !dunning.suspended => Some(mail::payment_failed(&about, dunning.suspend_at)),
+            _ => None,
         },
-        Notice::Suspended { .. } => match subscription.dunning {
-            Some(dunning) if dunning.suspended => mail::suspended(&about),
-            _ => return Compose::Skip(SkipReason::Obsolete),
-        },
-        Notice::Restored { .. } => match subscription.dunning {
-            None => mail::restored(&about),
-            Some(_) => return Compose::Skip(SkipReason::Obsolete),
-        },
+        Notice::Suspended { .. } => subscription.dunning.filter(|d| d.suspended).map(|_| mail::suspended(&about)),
+        Notice::Restored { .. } => subscription.dunning.is_none().then(|| mail::restored(&about)),
     };
+    match mail {
+        Some(mail) => message(from, id, &organization.state, notice, mail),
+        None => Compose::Skip(SkipReason::Obsolete),
+    }
+}
+
+/// The onboarding e-mail with its license key, while the key is the one to
+/// use (issued, neither superseded nor revoked).
+fn onboarding(
+    app: &Ledger,
+    ledger: &LedgerState,
+    organization: &projections::OrganizationEntry,
+    license_id: domain::LicenseId,
+    about: &mail::About,
+) -> Option<mail::Mail> {
+    let license = ledger.licenses.get(&license_id)?;
+    let (Some(issued), None, None) = (&license.issued, &license.superseded, &license.revoked) else { return None };
+    // A key issued after another of the same subscription is an upgrade's.
+    let upgrade = organization.licenses.iter().filter(|other| **other != license_id).any(|other| {
+        ledger.licenses.get(other).and_then(|l| l.issued.as_ref()).is_some_and(|earlier| {
+            earlier.subscription_id == issued.subscription_id && earlier.issued_at <= issued.issued_at
+        })
+    });
+    let key = domain::keys::license_key(&app.keys.license, issued.license_id, issued.nonce);
+    Some(mail::onboarding(about, &key, upgrade))
+}
+
+/// The message of a mail to the organization's active admins; an
+/// onboarding e-mail waits for its first admin, anything else without one
+/// is skipped.
+fn message(
+    from: &Mailbox,
+    id: NotificationId,
+    organization: &domain::organization::Organization,
+    notice: &Notice,
+    mail: mail::Mail,
+) -> Compose {
     let admins: Vec<(UserId, &str)> = organization
-        .state
         .users
         .iter()
         .filter(|(_, user)| user.active && user.role == Some(Role::Admin))
@@ -646,7 +688,7 @@ fn about(organization: &str, subscription: &Subscription, today: chrono::NaiveDa
 }
 
 /// Runs a loaded outbox for good: a round every [`TICK`] and after appends.
-pub async fn run(app: AppState, mut outbox: Outbox) {
+pub async fn run(app: Ledger, mut outbox: Outbox) {
     tracing::info!(server = %outbox.mailer.server, from_sequence = outbox.state.sequence, "notifications on");
     let mut appends = app.log.watch_appends();
     loop {
@@ -691,9 +733,10 @@ mod tests {
 
     #[test]
     fn retries_double_from_one_second_to_five_minutes() {
-        let waits: Vec<u64> = (1..=12).map(|failures| backoff(failures).as_secs()).collect();
+        let mut retry = RETRY;
+        let waits: Vec<u64> = (1..=12).map(|_| retry.failed().as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
-        assert_eq!(backoff(u32::MAX), RETRY_MAX);
+        assert_eq!(RETRY.delay(u32::MAX), RETRY_MAX);
     }
 
     #[test]

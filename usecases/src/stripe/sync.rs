@@ -25,8 +25,10 @@
 //! would charge a partial invoice if the sync stopped between its lines.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use domain::backoff::Backoff;
 use domain::billing::InvoiceIssued;
 use domain::stripe::{
     StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeInvoiceCreated, StripePaymentMethodSaved,
@@ -37,9 +39,10 @@ use rust_decimal::prelude::ToPrimitive;
 use store::{Command, ExpectedRevision, NewEvent, Rejection};
 use stripe::StripeRequest;
 
-use crate::AppState;
+use super::Stripe;
+use crate::Ledger;
 use crate::command::new_event_id;
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// How often the sync looks for work without being woken.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -51,23 +54,37 @@ pub const LOCK: &str = "stripe-sync";
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// …up to this.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
+/// Targets (an invoice, a payment method) whose failures are remembered
+/// at most. Each tick attempts at most [`INVOICES_PER_TICK_MAX`] invoices
+/// and as many payment methods, so this holds every target of ten ticks'
+/// worth of distinct failures; beyond it, targets already due again are
+/// forgotten first (they only lose the length of their next wait).
+pub const RETRY_TARGETS_MAX: usize = 1024;
 
-/// Failed targets and when each may be tried again.
+/// Failed targets, each with its backoff and when it may be tried again.
 #[derive(Debug, Default)]
-pub struct Backoff {
-    failures: HashMap<String, (u32, Instant)>,
+pub struct Retries {
+    failures: HashMap<String, (Backoff, Instant)>,
 }
 
-impl Backoff {
+impl Retries {
     fn ready(&self, target: &str, now: Instant) -> bool {
         self.failures.get(target).is_none_or(|(_, next)| now >= *next)
     }
 
     fn failed(&mut self, target: &str, now: Instant) -> Duration {
-        let entry = self.failures.entry(target.to_owned()).or_insert((0, now));
-        entry.0 = entry.0.saturating_add(1);
-        let delay = BACKOFF_FIRST.saturating_mul(1u32 << entry.0.min(20).saturating_sub(1)).min(BACKOFF_MAX);
-        entry.1 = now + delay;
+        if self.failures.len() >= RETRY_TARGETS_MAX && !self.failures.contains_key(target) {
+            self.failures.retain(|_, (_, next)| *next > now);
+            if self.failures.len() >= RETRY_TARGETS_MAX {
+                // All still waiting: the one due soonest goes.
+                let soonest = self.failures.iter().min_by_key(|(_, (_, next))| *next).map(|(t, _)| t.clone());
+                soonest.map(|t| self.failures.remove(&t));
+            }
+        }
+        let (backoff, next) =
+            self.failures.entry(target.to_owned()).or_insert((Backoff::new(BACKOFF_FIRST, BACKOFF_MAX), now));
+        let delay = backoff.failed();
+        *next = now + delay;
         delay
     }
 
@@ -116,8 +133,8 @@ impl From<stripe::StripeError> for SyncError {
     }
 }
 
-impl From<ApiError> for SyncError {
-    fn from(error: ApiError) -> Self {
+impl From<Error> for SyncError {
+    fn from(error: Error) -> Self {
         SyncError::Transient(error.to_string())
     }
 }
@@ -128,30 +145,29 @@ impl From<store::StoreError> for SyncError {
     }
 }
 
-pub async fn run(state: AppState) {
-    if state.stripe.client.is_none() {
-        return;
-    }
-    let mut backoff = Backoff::default();
+pub async fn run(state: Ledger, stripe: Arc<Stripe>) {
+    let Some(client) = stripe.client.as_ref() else { return };
+    let mut start = Backoff::new(BACKOFF_FIRST, BACKOFF_MAX);
     // Invoices issued before the sync first ran are not Stripe's to collect.
     while let Err(error) = mark_start(&state).await {
-        let delay = backoff.failed("stripe-sync/started", Instant::now());
+        let delay = start.failed();
         tracing::warn!(%error, retry_in = ?delay, "the stripe sync's start not recorded; will retry");
         tokio::time::sleep(delay).await;
     }
+    let mut retries = Retries::default();
     let mut lock = None;
     loop {
         lock = hold(&state, lock).await;
         if let Some(held) = &lock {
-            sync_due(&state, held, &mut backoff).await;
+            sync_due(&state, client, held, &mut retries).await;
         }
-        let _ = tokio::time::timeout(TICK, state.stripe.sync.notified()).await;
+        let _ = tokio::time::timeout(TICK, stripe.sync.notified()).await;
     }
 }
 
 /// The sync lock, if this process holds it (or takes it now). A lock whose
 /// session no longer answers is let go, for whoever takes it next.
-async fn hold(state: &AppState, lock: Option<store::ExclusiveLock>) -> Option<store::ExclusiveLock> {
+async fn hold(state: &Ledger, lock: Option<store::ExclusiveLock>) -> Option<store::ExclusiveLock> {
     match lock {
         Some(held) if held.held().await => return Some(held),
         Some(_) => tracing::warn!("the stripe sync lost its lock; another process may take over"),
@@ -172,8 +188,12 @@ async fn hold(state: &AppState, lock: Option<store::ExclusiveLock>) -> Option<st
 
 /// Syncs what is due and not backing off, while holding the sync lock; the
 /// number synced.
-pub async fn sync_due(state: &AppState, lock: &store::ExclusiveLock, backoff: &mut Backoff) -> usize {
-    let Some(client) = state.stripe.client.as_ref() else { return 0 };
+pub async fn sync_due(
+    state: &Ledger,
+    client: &stripe::Client,
+    lock: &store::ExclusiveLock,
+    retries: &mut Retries,
+) -> usize {
     // Read models that do not match the log (a rollback) may list invoices
     // the log no longer holds: sync nothing from them.
     if state.projections.failed().is_some() {
@@ -193,8 +213,8 @@ pub async fn sync_due(state: &AppState, lock: &store::ExclusiveLock, backoff: &m
     let mut synced = 0;
     for saved in saved {
         let target = payment_method_stream(saved.organization_id).to_string();
-        if backoff.ready(&target, Instant::now()) {
-            synced += outcome(state, backoff, &target, default_payment_method(state, client, &saved).await).await;
+        if retries.ready(&target, Instant::now()) {
+            synced += outcome(state, retries, &target, default_payment_method(state, client, &saved).await).await;
         }
     }
     let work: Vec<InvoiceIssued> = {
@@ -215,7 +235,7 @@ pub async fn sync_due(state: &AppState, lock: &store::ExclusiveLock, backoff: &m
     let mut customers_failing = HashSet::new();
     for issued in work {
         let target = invoice_stream(issued.subscription_id, issued.invoice.period).to_string();
-        if !backoff.ready(&target, Instant::now()) || customers_failing.contains(&issued.organization_id) {
+        if !retries.ready(&target, Instant::now()) || customers_failing.contains(&issued.organization_id) {
             continue;
         }
         if !lock.held().await {
@@ -225,26 +245,26 @@ pub async fn sync_due(state: &AppState, lock: &store::ExclusiveLock, backoff: &m
         if result.is_err() {
             customers_failing.insert(issued.organization_id);
         }
-        synced += outcome(state, backoff, &target, result).await;
+        synced += outcome(state, retries, &target, result).await;
     }
     synced
 }
 
 /// Books a sync step's result: 1 when it was done.
-async fn outcome(state: &AppState, backoff: &mut Backoff, target: &str, result: Result<(), SyncError>) -> usize {
+async fn outcome(state: &Ledger, retries: &mut Retries, target: &str, result: Result<(), SyncError>) -> usize {
     match result {
         Ok(()) => {
-            backoff.succeeded(target);
+            retries.succeeded(target);
             return 1;
         }
         Err(SyncError::Transient(reason)) => {
-            let delay = backoff.failed(target, Instant::now());
+            let delay = retries.failed(target, Instant::now());
             tracing::warn!(%target, %reason, retry_in = ?delay, "stripe sync failed; will retry");
         }
         Err(SyncError::Refused { status, message }) => {
             tracing::error!(%target, status, %message, "stripe refused the sync; recorded");
             if let Err(error) = record_refusal(state, target, status, &message).await {
-                let delay = backoff.failed(target, Instant::now());
+                let delay = retries.failed(target, Instant::now());
                 tracing::warn!(%target, %error, retry_in = ?delay, "stripe refusal not recorded; will retry");
             }
         }
@@ -255,7 +275,7 @@ async fn outcome(state: &AppState, backoff: &mut Backoff, target: &str, result: 
 /// Makes the payment method a Checkout session saved the customer's
 /// default for invoices, so automatic collection charges it.
 async fn default_payment_method(
-    state: &AppState,
+    state: &Ledger,
     client: &stripe::Client,
     saved: &StripePaymentMethodSaved,
 ) -> Result<(), SyncError> {
@@ -303,7 +323,7 @@ async fn default_payment_method(
 
 /// Appends `StripeSyncStarted` at the log's head, once ever (the stream is
 /// expected not to exist), and waits for the read model to include it.
-async fn mark_start(state: &AppState) -> Result<(), SyncError> {
+async fn mark_start(state: &Ledger) -> Result<(), SyncError> {
     let head = state.log.head().await?.sequence;
     let started: StripeEvent = StripeSyncStarted { from_sequence: head + 1 }.into();
     append_new(state, sync_started_stream(), started).await?;
@@ -323,7 +343,7 @@ fn strategy(key: String) -> Result<stripe::RequestStrategy, SyncError> {
 
 /// Appends one event to a stream expected not to exist; `false` when it
 /// exists already (another process recorded the same outcome).
-async fn append_new(state: &AppState, stream_id: StreamId, event: StripeEvent) -> Result<bool, SyncError> {
+async fn append_new(state: &Ledger, stream_id: StreamId, event: StripeEvent) -> Result<bool, SyncError> {
     let command = Command {
         stream_id,
         expected: ExpectedRevision::NoStream,
@@ -340,7 +360,7 @@ async fn append_new(state: &AppState, stream_id: StreamId, event: StripeEvent) -
     }
 }
 
-async fn record_refusal(state: &AppState, target: &str, status: u16, message: &str) -> Result<(), SyncError> {
+async fn record_refusal(state: &Ledger, target: &str, status: u16, message: &str) -> Result<(), SyncError> {
     let stream_id = StreamId::new(target).map_err(|e| SyncError::Transient(e.to_string()))?;
     let refused: StripeEvent =
         StripeSyncRefused { target: target.to_owned(), status, message: message.chars().take(1000).collect() }.into();
@@ -356,7 +376,7 @@ async fn record_refusal(state: &AppState, target: &str, status: u16, message: &s
 
 /// The organization's Stripe customer, made (and linked) if it has none.
 async fn customer(
-    state: &AppState,
+    state: &Ledger,
     client: &stripe::Client,
     organization_id: OrganizationId,
 ) -> Result<String, SyncError> {
@@ -406,14 +426,14 @@ fn cents(amount: &domain::Money) -> Result<i64, SyncError> {
 /// One issued invoice into Stripe: a draft invoice that takes no pending
 /// items and does not advance on its own, its lines as invoice items on
 /// it, then finalized with automatic collection (auto-advance) on.
-async fn sync_invoice(state: &AppState, client: &stripe::Client, issued: &InvoiceIssued) -> Result<(), SyncError> {
+async fn sync_invoice(state: &Ledger, client: &stripe::Client, issued: &InvoiceIssued) -> Result<(), SyncError> {
     let customer_id = customer(state, client, issued.organization_id).await?;
     let invoice = &issued.invoice;
     let period = invoice.period.format("%Y-%m").to_string();
     let key = |step: &str| format!("ledger:invoice:{}:{step}", issued.invoice_id);
     let metadata = HashMap::from([
         ("ledger_invoice_id".to_owned(), issued.invoice_id.to_string()),
-        (crate::stripe::reactor::SUBSCRIPTION_METADATA.to_owned(), issued.subscription_id.to_string()),
+        (super::reactor::SUBSCRIPTION_METADATA.to_owned(), issued.subscription_id.to_string()),
         ("ledger_organization_id".to_owned(), issued.organization_id.to_string()),
         ("ledger_period".to_owned(), period.clone()),
     ]);
@@ -474,7 +494,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_one_second_up_to_fifteen_minutes() {
-        let mut backoff = Backoff::default();
+        let mut backoff = Retries::default();
         let now = Instant::now();
         let delays: Vec<u64> = (0..14).map(|_| backoff.failed("t", now).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900, 900]);
@@ -483,5 +503,25 @@ mod tests {
         assert!(backoff.ready("other", now));
         backoff.succeeded("t");
         assert!(backoff.ready("t", now));
+    }
+
+    #[test]
+    fn failures_are_remembered_for_a_bounded_number_of_targets() {
+        let mut retries = Retries::default();
+        let now = Instant::now();
+        for n in 0..RETRY_TARGETS_MAX {
+            retries.failed(&format!("t{n}"), now);
+        }
+        // One more while every target still waits: the soonest due goes.
+        retries.failed("t0", now);
+        retries.failed("new", now);
+        assert_eq!(retries.failures.len(), RETRY_TARGETS_MAX);
+        assert!(!retries.ready("new", now));
+        assert!(!retries.ready("t0", now), "t0 failed twice: it waits longest");
+        // Later, the targets due again are forgotten first.
+        let later = now + Duration::from_secs(1);
+        retries.failed("newer", later);
+        assert!(retries.failures.len() <= RETRY_TARGETS_MAX);
+        assert!(!retries.ready("t0", later) && !retries.ready("newer", later));
     }
 }

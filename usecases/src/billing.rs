@@ -1,0 +1,219 @@
+//! The monthly billing run and the invoices query. `POST
+//! /api/v1/billing/runs` and `ledger billing run --period YYYY-MM` both call
+//! [`run`].
+//!
+//! A run computes every subscription's invoice for the month from the read
+//! models (`domain::billing::invoice`) and appends one `InvoiceIssued` per
+//! invoice on its own stream, expecting the stream not to exist: a second
+//! run of the same month (or a run in another process at the same time)
+//! issues nothing new. A month that has not ended is refused unless the run
+//! is a preview, which appends nothing.
+//!
+//! A subscription whose invoice cannot be computed (an amount overflows:
+//! only a log written before prices were bounded holds such an add-on)
+//! fails alone: the run issues every other invoice and names the failed
+//! ones. Months are issued in order, so a subscription's later months fail
+//! too ("waits for …") while an earlier billable month has no invoice (a
+//! preview computes them anyway, as a forecast).
+//! Nothing records a failure: it is derived on each run from the invoices
+//! in the log, so once the operator fixes the add-on, the next run of the
+//! month issues it, and the later months follow.
+
+use std::collections::BTreeMap;
+
+use chrono::{Months, NaiveDate};
+use domain::billing::{Billed, InvoiceEvent, InvoiceIssued, invoice, invoice_id, period_text, unbilled_month_before};
+use domain::subscription::Subscription;
+use domain::{Metadata, OrganizationId, SubscriptionId};
+use projections::LedgerState;
+use store::{Command, ExpectedRevision, NewEvent, Rejection};
+
+use crate::command::{READ_YOUR_WRITES_WAIT, new_event_id};
+use crate::error::Error;
+use crate::views::billing::{BillingRun, FailedInvoice, Invoice};
+use crate::{Caller, Ledger, Need};
+
+/// Subscriptions billed per batch of appends.
+pub const INVOICES_PER_APPEND_MAX: usize = 500;
+
+/// Parses `YYYY-MM` to the month's first day.
+pub fn parse_period(text: &str) -> Result<NaiveDate, Error> {
+    let well_formed = text.len() == 7 && text.as_bytes()[4] == b'-';
+    well_formed
+        .then(|| NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| Error::Validation(format!("period must be YYYY-MM, not {text:?}")))
+}
+
+/// Runs (or, with `preview`, previews) the billing of the month `period`
+/// (`YYYY-MM`): the operator's. `actor` is recorded as the invoices' actor.
+pub async fn run(
+    ledger: &Ledger,
+    caller: &Caller,
+    actor: &str,
+    period: &str,
+    preview: bool,
+) -> Result<BillingRun, Error> {
+    caller.require_operator()?;
+    let month = parse_period(period)?;
+    let ended =
+        ledger.today() >= month.checked_add_months(Months::new(1)).expect("dates stay far from the end of time");
+    if !preview && !ended {
+        return Err(Error::conflict(
+            "month_not_ended",
+            format!("{} has not ended; a preview can run now", period_text(month)),
+        ));
+    }
+    // Let the read models include everything appended so far: the
+    // invoices see all usage reported before the run.
+    let head = ledger.log.head().await?.sequence;
+    ledger.projections.wait_for(head, READ_YOUR_WRITES_WAIT).await?;
+    let (due, failed) = {
+        let state = ledger.projections.read().await;
+        due(&state, &ledger.catalog, month, preview)
+    };
+    let issued = if preview {
+        due
+    } else {
+        for failure in &failed {
+            tracing::warn!(
+                subscription = %failure.subscription_id,
+                period = %period_text(month),
+                reason = %failure.reason,
+                "an invoice could not be issued"
+            );
+        }
+        issue(ledger, actor, month, due).await?
+    };
+    let sequence = ledger.log.head().await?.sequence;
+    if !preview {
+        let _ = ledger.projections.wait_for(sequence, READ_YOUR_WRITES_WAIT).await;
+    }
+    Ok(BillingRun { invoices: issued.iter().map(Invoice::from).collect(), failed, sequence })
+}
+
+/// An organization's invoices, oldest first: its members from analyst up,
+/// the operator and the auditor.
+pub async fn invoices(
+    ledger: &Ledger,
+    caller: &Caller,
+    organization_id: OrganizationId,
+) -> Result<Vec<Invoice>, Error> {
+    caller.require_org(organization_id, Need::Analyst)?;
+    let state = ledger.projections.read().await;
+    let entry = state.organizations.get(&organization_id).ok_or(Error::NotFound)?;
+    let mut items: Vec<&InvoiceIssued> = entry
+        .subscriptions
+        .iter()
+        .filter_map(|id| state.invoices.get(id))
+        .flat_map(|by_month| by_month.values())
+        .collect();
+    items.sort_by_key(|issued| (issued.invoice.period, issued.invoice_id));
+    Ok(items.into_iter().map(Invoice::from).collect())
+}
+
+/// The invoices of `month` not issued yet, and the subscriptions whose
+/// invoice cannot be issued. A preview shows each invoice as it computes
+/// now, an earlier month without an invoice or not (a forecast of a month
+/// under way is its use); only a run holds a later month back.
+fn due(
+    state: &LedgerState,
+    catalog: &domain::catalog::Catalog,
+    month: NaiveDate,
+    preview: bool,
+) -> (Vec<InvoiceIssued>, Vec<FailedInvoice>) {
+    let none = BTreeMap::new();
+    let (mut due, mut failed) = (Vec::new(), Vec::new());
+    for (id, subscription) in &state.subscriptions {
+        let issued = state.invoices.get(id).unwrap_or(&none);
+        if issued.contains_key(&month) {
+            continue;
+        }
+        match due_one(state, catalog, (*id, subscription), issued, month, preview) {
+            Ok(Some(invoice)) => due.push(invoice),
+            Ok(None) => {}
+            Err(reason) => failed.push(FailedInvoice {
+                subscription_id: id.0,
+                organization_id: subscription.organization_id.map(|o| o.0),
+                reason,
+            }),
+        }
+    }
+    (due, failed)
+}
+
+/// One subscription's invoice of `month`, if it has one to issue; why not
+/// when it cannot be issued.
+fn due_one(
+    state: &LedgerState,
+    catalog: &domain::catalog::Catalog,
+    (id, subscription): (SubscriptionId, &Subscription),
+    issued: &BTreeMap<NaiveDate, InvoiceIssued>,
+    month: NaiveDate,
+    preview: bool,
+) -> Result<Option<InvoiceIssued>, String> {
+    let empty = domain::usage::Usage::default();
+    let usage = state.usage.get(&id).unwrap_or(&empty);
+    let computed = invoice(subscription, usage, catalog, month, issued.values().map(Billed::from));
+    if matches!(computed, Ok(None)) {
+        return Ok(None);
+    }
+    if let Some(earlier) = unbilled_month_before(subscription, month, |m| issued.contains_key(&m))
+        && !preview
+    {
+        let (earlier, month) = (period_text(earlier), period_text(month));
+        return Err(format!(
+            "{month} waits for {earlier}, which has no invoice: a subscription's months are issued in order"
+        ));
+    }
+    match (computed, subscription.organization_id) {
+        (Ok(Some(invoice)), Some(organization_id)) => Ok(Some(InvoiceIssued {
+            invoice_id: invoice_id(id, month),
+            subscription_id: id,
+            organization_id,
+            digest: invoice.digest(),
+            invoice,
+            usage_sequence: state.sequence,
+        })),
+        (Err(error), _) => Err(format!("{}: {error}", period_text(month))),
+        _ => Ok(None),
+    }
+}
+
+/// Appends the due invoices, each on its own stream expected not to exist;
+/// returns the ones this run issued (one issued meanwhile by another run
+/// stays as it was, and is not this run's).
+async fn issue(
+    ledger: &Ledger,
+    actor: &str,
+    month: NaiveDate,
+    due: Vec<InvoiceIssued>,
+) -> Result<Vec<InvoiceIssued>, Error> {
+    let metadata = Metadata { actor: Some(actor.to_owned()), ..Metadata::default() };
+    let now = ledger.now();
+    let mut issued = Vec::with_capacity(due.len());
+    for chunk in due.chunks(INVOICES_PER_APPEND_MAX) {
+        let commands = chunk
+            .iter()
+            .map(|invoice| Command {
+                stream_id: domain::billing::stream(invoice.subscription_id, month),
+                expected: ExpectedRevision::NoStream,
+                idempotency: None,
+                events: vec![NewEvent::from_event(
+                    &InvoiceEvent::from(invoice.clone()),
+                    new_event_id(),
+                    now,
+                    &metadata,
+                )],
+            })
+            .collect();
+        for (invoice, outcome) in chunk.iter().zip(ledger.log.append(commands).await?) {
+            match outcome {
+                Ok(_) => issued.push(invoice.clone()),
+                Err(Rejection::WrongRevision { .. }) => {}
+                Err(other) => return Err(Error::Internal(other.to_string())),
+            }
+        }
+    }
+    Ok(issued)
+}

@@ -1,0 +1,71 @@
+//! Operations: readiness, the server's public keys, the manual test clock.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use domain::Timestamp;
+
+use crate::clock::ClockError;
+use crate::error::Error;
+use crate::views::ops::{ClockMoved, KeyPair, LeaseKeys, PublicKeys, Readiness};
+use crate::{Caller, Ledger};
+
+/// Whether the log's database answers and the read models have caught up
+/// with it (and have not stopped), with the figures behind the answer.
+pub async fn readiness(ledger: &Ledger) -> Readiness {
+    let not_ready = |status| Readiness { status, head: None, applied: None, detail: None, ready: false };
+    let head = match ledger.log.head().await {
+        Ok(head) => head.sequence,
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the database does not answer");
+            return not_ready("database unavailable");
+        }
+    };
+    if let Some(failure) = ledger.projections.failed() {
+        // What kind of failure is public (a load balancer's operator needs
+        // it); its figures (sequences, hashes) are not.
+        let status = match failure {
+            projections::Failure::RolledBack(_) => "the log was rolled back behind the read models",
+            projections::Failure::Stopped(_) => "projection stopped",
+        };
+        return Readiness { detail: Some(failure.to_string()), ..not_ready(status) };
+    }
+    let applied = ledger.projections.applied();
+    let ready = applied >= head;
+    Readiness {
+        status: if ready { "ready" } else { "catching up" },
+        head: Some(head),
+        applied: Some(applied),
+        detail: None,
+        ready,
+    }
+}
+
+/// The server's public keys for license keys, leases and checkpoints;
+/// anyone may ask.
+pub fn public_keys(ledger: &Ledger) -> PublicKeys {
+    let public = |key: &ed25519_dalek::SigningKey| STANDARD.encode(key.verifying_key().to_bytes());
+    let keys = &ledger.keys;
+    PublicKeys {
+        algorithm: "Ed25519",
+        license_keys: KeyPair { current: public(&keys.license), next: None },
+        leases: LeaseKeys {
+            current: public(&keys.lease),
+            next: keys.lease_next.as_ref().map(public),
+            next_signature: keys.lease_next_signature.map(|signature| STANDARD.encode(signature)),
+        },
+        checkpoints: KeyPair { current: public(&keys.checkpoint), next: None },
+    }
+}
+
+/// Moves the manual test clock forward to `to` (the operator's), and wakes
+/// the scheduler. Not found unless the clock is manual.
+pub fn move_clock(ledger: &Ledger, caller: &Caller, to: &str) -> Result<ClockMoved, Error> {
+    caller.require_operator()?;
+    let to = Timestamp::parse_rfc3339(to).map_err(|e| Error::Validation(e.to_string()))?;
+    let now = ledger.clock.advance(to).ok_or(Error::NotFound)?.map_err(|e| match e {
+        ClockError::Backwards { .. } => Error::conflict("clock_backwards", e),
+        other => Error::Internal(other.to_string()),
+    })?;
+    ledger.scheduler.notify_one();
+    Ok(ClockMoved { now: now.to_rfc3339() })
+}

@@ -1,0 +1,225 @@
+//! Invoices and billing runs as the API answers them and `replay` prints
+//! them: one [`Invoice`] shape, built from an issued invoice in one
+//! function ([`Invoice::from`]).
+
+use chrono::NaiveDate;
+use domain::billing::{self, InvoiceIssued, period_text};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Amount;
+
+/// An issued invoice: its lines, total and status, what it was computed
+/// from (so anyone can recompute it), its digest and the log sequence up
+/// to which it saw usage.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Invoice {
+    /// Derived from the subscription and the month: the same month is
+    /// always the same invoice.
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub organization_id: Uuid,
+    /// The month, `YYYY-MM`.
+    #[schema(example = "2026-01")]
+    pub period: String,
+    pub lines: Vec<InvoiceLine>,
+    /// The sum of the rounded lines.
+    pub total: Amount,
+    /// ISO 4217.
+    #[schema(example = "USD")]
+    pub currency: String,
+    pub status: InvoiceStatus,
+    pub inputs: InvoiceInputs,
+    /// BLAKE3 of the invoice and its inputs as stored (hex): a
+    /// recomputation is compared by it.
+    pub digest: String,
+    /// The log sequence up to which the invoice saw usage.
+    pub usage_sequence: u64,
+}
+
+/// Issued invoices never change; corrections are lines of later invoices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceStatus {
+    Issued,
+}
+
+/// One line, rounded once to cents, half away from zero.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceLine {
+    pub kind: InvoiceLineKind,
+    pub description: String,
+    /// The days it covers, for lines billed by the day; `null` otherwise.
+    pub days: Option<u32>,
+    pub amount: Amount,
+    /// For a late-usage adjustment, the usage reports (log sequences) it
+    /// comes from; empty for other lines.
+    pub reports: Vec<u64>,
+}
+
+/// What a line bills (docs/BILLING-RULES.md, "Monthly invoices").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceLineKind {
+    Base,
+    Addon,
+    OneTimeAddon,
+    DataOverage,
+    /// An earlier month's data overage changed by usage reported late
+    /// (negative for a credit).
+    UsageAdjustment,
+}
+
+impl From<billing::LineKind> for InvoiceLineKind {
+    fn from(kind: billing::LineKind) -> Self {
+        match kind {
+            billing::LineKind::Base => InvoiceLineKind::Base,
+            billing::LineKind::Addon => InvoiceLineKind::Addon,
+            billing::LineKind::OneTimeAddon => InvoiceLineKind::OneTimeAddon,
+            billing::LineKind::DataOverage => InvoiceLineKind::DataOverage,
+            billing::LineKind::UsageAdjustment => InvoiceLineKind::UsageAdjustment,
+        }
+    }
+}
+
+/// What an invoice was computed from.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceInputs {
+    /// The runs of consecutive billable days at one tier and price.
+    pub runs: Vec<InvoiceDayRun>,
+    /// The month's own data overage inputs; `null` for an adjustment-only
+    /// invoice.
+    pub overage: Option<OverageInputs>,
+    /// Earlier months whose data overage changed with late usage.
+    pub adjustments: Vec<InvoiceAdjustment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceDayRun {
+    pub from: NaiveDate,
+    /// The run's last day (inclusive).
+    pub to: NaiveDate,
+    #[schema(example = "starter")]
+    pub tier: String,
+    pub catalog_version: u32,
+    pub annual_price: Amount,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OverageInputs {
+    /// The month's largest reported data volume, a decimal string.
+    #[serde(rename = "peakDataGB")]
+    #[schema(example = "4250")]
+    pub peak_data_gb: String,
+    /// The data limit on the month's last billable day, add-ons included.
+    #[serde(rename = "dataLimitGB")]
+    pub data_limit_gb: u64,
+    /// Per started TB over the limit.
+    pub overage_rate: Amount,
+}
+
+/// A late-usage adjustment of an earlier month.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceAdjustment {
+    /// The month adjusted, `YYYY-MM`.
+    pub period: String,
+    pub inputs: OverageInputs,
+    /// The month's data overage, recomputed.
+    pub recomputed: Amount,
+    /// Its invoice's overage line plus the adjustments for it since.
+    pub billed: Amount,
+}
+
+impl From<&billing::OverageInputs> for OverageInputs {
+    fn from(inputs: &billing::OverageInputs) -> Self {
+        Self {
+            peak_data_gb: inputs.peak_data_gb.to_string(),
+            data_limit_gb: inputs.data_limit_gb,
+            overage_rate: inputs.overage_rate.into(),
+        }
+    }
+}
+
+impl From<&InvoiceIssued> for Invoice {
+    fn from(issued: &InvoiceIssued) -> Self {
+        let invoice = &issued.invoice;
+        let lines = invoice
+            .lines
+            .iter()
+            .map(|line| InvoiceLine {
+                kind: line.kind.into(),
+                description: line.description.clone(),
+                days: line.days,
+                amount: line.amount.into(),
+                reports: line.reports.clone(),
+            })
+            .collect();
+        let runs = invoice
+            .inputs
+            .runs
+            .iter()
+            .map(|run| InvoiceDayRun {
+                from: run.from,
+                to: run.to,
+                tier: run.tier.as_str().to_owned(),
+                catalog_version: run.catalog_version,
+                annual_price: run.annual_price.into(),
+            })
+            .collect();
+        let adjustments = invoice
+            .inputs
+            .adjustments
+            .iter()
+            .map(|adjustment| InvoiceAdjustment {
+                period: period_text(adjustment.month),
+                inputs: (&adjustment.inputs).into(),
+                recomputed: adjustment.recomputed.into(),
+                billed: adjustment.billed.into(),
+            })
+            .collect();
+        Invoice {
+            id: issued.invoice_id,
+            subscription_id: issued.subscription_id.0,
+            organization_id: issued.organization_id.0,
+            period: period_text(invoice.period),
+            lines,
+            total: invoice.total.into(),
+            currency: invoice.total.currency().code().to_owned(),
+            status: InvoiceStatus::Issued,
+            inputs: InvoiceInputs {
+                runs,
+                overage: invoice.inputs.overage.as_ref().map(OverageInputs::from),
+                adjustments,
+            },
+            digest: issued.digest.to_hex(),
+            usage_sequence: issued.usage_sequence,
+        }
+    }
+}
+
+/// A subscription whose invoice for the month was not issued, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedInvoice {
+    pub subscription_id: Uuid,
+    pub organization_id: Option<Uuid>,
+    pub reason: String,
+}
+
+/// The answer of a billing run: the invoices it issued (for a preview, the
+/// ones it would issue), the subscriptions whose invoice could not be
+/// issued, and the log head after it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BillingRun {
+    pub invoices: Vec<Invoice>,
+    pub failed: Vec<FailedInvoice>,
+    pub sequence: u64,
+}
