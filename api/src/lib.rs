@@ -187,6 +187,9 @@ pub async fn open_log(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
+    // First, so a signal that comes while the log is still opening stops the
+    // server cleanly instead of killing it with the default action.
+    let stop = transport::Shutdown::install()?;
     // Checked before anything starts, so a bad SMTP setting stops the start.
     let mailer = config.notifications.as_ref().map(usecases::notify::Mailer::new).transpose()?;
     let state = open_with(&config, edge).await?;
@@ -209,15 +212,16 @@ pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(metrics_listen).await?;
         println!("ledger metrics on http://{}/metrics", listener.local_addr()?);
         let (router, settings) = (routes::ops::metrics_router(state.clone()), settings.clone());
-        tokio::spawn(async move { transport::serve(listener, router, &settings, |_| false, shutdown()).await });
+        let stop = stop.clone();
+        tokio::spawn(async move { transport::serve(listener, router, &settings, |_| false, stop.requested()).await });
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     println!("ledger listening on http://{address} (data in {})", config.data_dir.display());
     println!("try: curl -H 'Authorization: Bearer <operator token>' http://{address}/api/v1/organizations");
     let edge = state.edge.clone();
-    transport::serve(listener, app(state.clone()), &settings, |peer| edge.trusted_proxies.contains(peer), shutdown())
-        .await?;
+    let trusted = |peer: std::net::IpAddr| edge.trusted_proxies.contains(peer);
+    transport::serve(listener, app(state.clone()), &settings, trusted, stop.requested()).await?;
     // A stop saves the read models, so the next start resumes here and
     // checks the log against this checkpoint (a failed one saves nothing).
     if state.projections.failed().is_none()
@@ -237,15 +241,5 @@ async fn sweep_limiters(state: AppState) {
         state.address_limiter.limiter().sweep();
         state.usage.limiter().sweep();
         state.edge.sweep();
-    }
-}
-
-async fn shutdown() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate.recv() => {}
     }
 }

@@ -257,3 +257,31 @@ pub fn rate_limited(seconds: u64, detail: &str) -> Response {
     crate::error::ApiError::RateLimited { limit: None, retry_after_seconds: seconds, message: detail.to_owned() }
         .into_response()
 }
+
+/// Ctrl-C or SIGTERM, heard by every listener. The handlers are installed
+/// when it is made: a signal is never met by the default action (death
+/// mid-start) once `serve` has begun.
+#[derive(Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let (requested, heard) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            requested.send_replace(true);
+        });
+        Ok(Self(heard))
+    }
+
+    pub async fn requested(mut self) {
+        // An error means the sender is gone, which happens only after a send.
+        let _ = self.0.wait_for(|requested| *requested).await;
+    }
+}

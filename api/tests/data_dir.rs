@@ -23,6 +23,20 @@ struct Process {
 
 impl Process {
     async fn start(data_dir: &Path) -> Self {
+        let (child, output) = Self::spawn(data_dir);
+        let Some(address) = listening(&output).await else {
+            panic!("the server did not start: {:#?}", output.lock().unwrap())
+        };
+        let process = Self { child, base: format!("http://{address}"), output };
+        // Answering requests: its signal handlers are in place too.
+        while process.get("/health", None).await.0 != 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        process
+    }
+
+    /// Starts the process, without waiting for anything.
+    fn spawn(data_dir: &Path) -> (Child, Arc<Mutex<Vec<String>>>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ledger"))
             .args(["serve", "--listen", "127.0.0.1:0", "--clock", "fixed:2026-01-01T00:00:00Z", "--data-dir"])
             .arg(data_dir)
@@ -50,27 +64,7 @@ impl Process {
                 }
             });
         }
-        let listening = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                let address = output.lock().unwrap().iter().find_map(|line| {
-                    line.strip_prefix("stdout: ledger listening on http://")
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .map(str::to_owned)
-                });
-                if let Some(address) = address {
-                    return address;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        let Ok(address) = listening else { panic!("the server did not start: {:#?}", output.lock().unwrap()) };
-        let process = Self { child, base: format!("http://{address}"), output };
-        // Answering requests: its signal handlers are in place too.
-        while process.get("/health", None).await.0 != 200 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        process
+        (child, output)
     }
 
     fn output(&self) -> Vec<String> {
@@ -88,11 +82,34 @@ impl Process {
     }
 
     async fn stop(mut self) {
-        let pid = self.child.id().expect("running");
-        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.unwrap().unwrap();
+        let status = terminate(&mut self.child).await;
         assert!(status.success(), "{status:?}");
     }
+}
+
+/// The address of the listening line, once the process printed it.
+async fn listening(output: &Mutex<Vec<String>>) -> Option<String> {
+    let wait = async {
+        loop {
+            let address = output.lock().unwrap().iter().find_map(|line| {
+                line.strip_prefix("stdout: ledger listening on http://")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_owned)
+            });
+            if let Some(address) = address {
+                return address;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait).await.ok()
+}
+
+/// Sends SIGTERM and waits (bounded) for the exit.
+async fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("running");
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("it stops").unwrap()
 }
 
 fn mode(path: &Path) -> u32 {
@@ -220,4 +237,29 @@ async fn first_start_tokens_go_to_a_private_file_never_to_the_terminal() {
     assert!(!warned(&s.output()), "{:#?}", s.output());
     assert!(!file.exists(), "not written again");
     s.stop().await;
+}
+
+/// A SIGTERM that comes while the server is still starting (opening the
+/// log, making its keys: its data directory exists, so `serve` has begun)
+/// or just as it says it listens stops it cleanly: exit status 0, never the
+/// signal's default death, and the next start on the same data directory
+/// serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_during_the_start_stops_the_server_cleanly() {
+    for delay_ms in [0, 30, 100, u64::MAX] {
+        let parent = tempfile::tempdir().unwrap();
+        let data = parent.path().join("data");
+        let (mut child, output) = Process::spawn(&data);
+        if delay_ms == u64::MAX {
+            listening(&output).await.expect("it listens");
+        } else {
+            while !data.exists() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        }
+        let status = terminate(&mut child).await;
+        assert!(status.success(), "SIGTERM {delay_ms} ms into the start: {status:?}, {:#?}", output.lock().unwrap());
+        Process::start(&data).await.stop().await;
+    }
 }

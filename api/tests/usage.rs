@@ -210,6 +210,12 @@ async fn reports_are_rate_limited_per_key(backend: Backend) {
     validate(&s, &other_key, "default").await;
     let body = report(&other_key, "2026-03-05", json!(1), json!(0), json!(0), None);
     s.post("/api/v1/usage/report", None, body).await.expect(200);
+    // Both keys are entries of the per-key limiter, which `/metrics` shows
+    // beside the other bounded limiters.
+    let metrics = s.get("/metrics", Some(OPERATOR)).await.text;
+    let line = "ledger_rate_limiter_keys{limiter=\"usage_reports_per_key\"} ";
+    let held = metrics.lines().find_map(|l| l.strip_prefix(line)).expect("the usage limiter is a metric");
+    assert_eq!(held.trim(), "2", "{metrics}");
 }
 
 /// Finding 3: at most N reports per subscription and reported day

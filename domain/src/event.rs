@@ -171,7 +171,7 @@ pub const fn check_unique_across(enums: &[&[StoredType]]) {
 /// (`From<Old> for Variant`: the upcaster). New events are always written
 /// at the current version; stored bytes are never re-encoded.
 ///
-/// ```ignore
+/// ```text
 /// stored_events! {
 ///     pub enum OrganizationEvent {
 ///         OrganizationCreated = "OrganizationCreated" version 1,

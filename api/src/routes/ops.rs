@@ -134,8 +134,9 @@ async fn render_metrics(state: &AppState) -> Result<Response, ApiError> {
         limiter_keys.clone(),
     );
     let limiters = state.edge.limiters();
-    let address_limiter = state.address_limiter.limiter();
-    for (name, len) in limiters.into_iter().chain([(address_limiter.name(), address_limiter.len())]) {
+    let (address_limiter, usage_limiter) = (state.address_limiter.limiter(), state.usage.limiter());
+    let own = [(address_limiter.name(), address_limiter.len()), (usage_limiter.name(), usage_limiter.len())];
+    for (name, len) in limiters.into_iter().chain(own) {
         limiter_keys.get_or_create(&LimiterLabel { limiter: name.into() }).set(len as i64);
     }
     let today = state.today();

@@ -4,9 +4,8 @@
 //! completed one bought.
 //!
 //! The names below keep the paths `crate::stripe::…` that `checkout`
-//! uses. `reactor` is the seam between the reactor (a use case) and
-//! checkout's provisioning (still here): once provisioning is a use case
-//! too, the reactor calls it directly and `reactor` goes.
+//! uses; `reactor` runs the reactor (a use case) with this server's Stripe
+//! client.
 
 pub mod checkout;
 pub mod reactor;
