@@ -144,6 +144,15 @@ impl History {
     }
 
     async fn script(&mut self) {
+        let subscription_created = self.subscribe().await;
+        let (usage, last) = self.january_usage().await;
+        self.keep_checkpoint("2026-01-31T00:00:00Z").await;
+        self.january_invoice(subscription_created, &usage, last).await;
+        self.february().await;
+    }
+
+    /// 1 the organization, 2 its starter subscription (returned).
+    async fn subscribe(&mut self) -> SubscriptionEvent {
         let created = OrganizationCreated {
             id: ORG,
             name: "Acme GmbH".into(),
@@ -165,6 +174,11 @@ impl History {
             license_id: LICENSE,
         });
         self.append("2026-01-01T09:00:01Z", SUBSCRIPTION.stream(), subscription_created.clone()).await;
+        subscription_created
+    }
+
+    /// 3–4 January usage: the usage and the last report's sequence.
+    async fn january_usage(&mut self) -> (Usage, u64) {
         let mut usage = Usage::default();
         let mut last = 0;
         for (at, on, gb) in [("2026-01-05T12:00:00Z", "2026-01-05", 120), ("2026-01-20T12:00:00Z", "2026-01-20", 400)] {
@@ -184,12 +198,16 @@ impl History {
             last = self.append(at, stream, UsageEvent::UsageReported(report.clone())).await;
             usage.apply(&report, last);
         }
-        self.keep_checkpoint("2026-01-31T00:00:00Z").await;
+        (usage, last)
+    }
+
+    /// 6 January's invoice.
+    async fn january_invoice(&mut self, subscription_created: SubscriptionEvent, usage: &Usage, last: u64) {
         let mut subscription = Subscription::default();
         subscription.apply(subscription_created);
         let catalog = Catalog::builtin();
         let january = day("2026-01-01");
-        let invoice = domain::billing::invoice(&subscription, &usage, &catalog, january, []).unwrap().unwrap();
+        let invoice = domain::billing::invoice(&subscription, usage, &catalog, january, []).unwrap().unwrap();
         let issued = InvoiceIssued {
             invoice_id: domain::billing::invoice_id(SUBSCRIPTION, january),
             subscription_id: SUBSCRIPTION,
@@ -204,6 +222,10 @@ impl History {
             InvoiceEvent::InvoiceIssued(issued),
         )
         .await;
+    }
+
+    /// 7 February usage, 8 a checkpoint, 9 an organization created later.
+    async fn february(&mut self) {
         let report = UsageReported {
             subscription_id: SUBSCRIPTION,
             license_id: LICENSE,
