@@ -17,6 +17,7 @@ use domain::catalog::Tier;
 use domain::checkpoint::{CHECKPOINT_STREAM, Checkpoint, CheckpointEvent, CheckpointSigned};
 use domain::merkle::MerkleTree;
 use domain::organization::{OrganizationCreated, OrganizationEvent};
+use domain::record::Hash;
 use domain::subscription::{SubscriptionCreated, SubscriptionEvent};
 use domain::usage::{Metrics, UsageEvent, UsageReported};
 use domain::{EventId, LicenseId, Metadata, OrganizationId, StreamId, SubscriptionId, Timestamp};
@@ -52,34 +53,7 @@ async fn append(log: &EventLog, stream: StreamId, events: Vec<NewEvent>) {
 
 /// Writes the history; returns the number of records.
 async fn fill(log: &EventLog, total: u64, key: &SigningKey) -> u64 {
-    let mut written = 0;
-    let day = |n: u64| chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(n % 28);
-    for n in 0..ORGANIZATIONS {
-        let org = OrganizationId(id(1, n));
-        let created = OrganizationCreated {
-            id: org,
-            name: format!("Org {n}"),
-            domain: None,
-            industry: None,
-            employee_count: Some(100),
-        };
-        let subscription = SubscriptionId(id(2, n));
-        let subscribed = SubscriptionCreated {
-            id: subscription,
-            organization_id: org,
-            tier: Tier::Starter,
-            catalog_version: 1,
-            start_date: day(0),
-            end_date: day(0) + chrono::Days::new(365),
-            auto_renew: true,
-            max_deployments: 3,
-            enterprise_overage_rate: None,
-            license_id: LicenseId(id(3, n)),
-        };
-        append(log, org.stream(), vec![new_event(&OrganizationEvent::OrganizationCreated(created))]).await;
-        append(log, subscription.stream(), vec![new_event(&SubscriptionEvent::SubscriptionCreated(subscribed))]).await;
-        written += 2;
-    }
+    let mut written = subscribe(log).await;
     let mut n = 0u64;
     let mut tree = MerkleTree::new();
     let mut chain = domain::record::CHAIN_GENESIS;
@@ -107,26 +81,68 @@ async fn fill(log: &EventLog, total: u64, key: &SigningKey) -> u64 {
         written += count;
         n += 1;
         if written % CHECKPOINT_EVERY == 0 && written < total {
-            while tree.size() < written {
-                for record in log.read_page(tree.size() + 1..=written, 4096).await.unwrap() {
-                    tree.push_record(&record.leaf_hash);
-                    chain = record.chain_hash;
-                }
-            }
-            let checkpoint = Checkpoint {
-                origin: "bench".into(),
-                size: written,
-                root: tree.root(written).unwrap(),
-                chain,
-                time: domain::Clock::now(&Clock),
-            };
-            let note = checkpoint.sign(key).unwrap();
-            let event = CheckpointEvent::CheckpointSigned(CheckpointSigned { note });
-            append(log, StreamId::new(CHECKPOINT_STREAM).unwrap(), vec![new_event(&event)]).await;
+            keep_checkpoint(log, &mut tree, &mut chain, written, key).await;
             written += 1;
         }
     }
     written
+}
+
+/// Day `n` of January 2026 (mod 28).
+fn day(n: u64) -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(n % 28)
+}
+
+/// Every organization and its starter subscription; returns the records
+/// written.
+async fn subscribe(log: &EventLog) -> u64 {
+    for n in 0..ORGANIZATIONS {
+        let org = OrganizationId(id(1, n));
+        let created = OrganizationCreated {
+            id: org,
+            name: format!("Org {n}"),
+            domain: None,
+            industry: None,
+            employee_count: Some(100),
+        };
+        let subscription = SubscriptionId(id(2, n));
+        let subscribed = SubscriptionCreated {
+            id: subscription,
+            organization_id: org,
+            tier: Tier::Starter,
+            catalog_version: 1,
+            start_date: day(0),
+            end_date: day(0) + chrono::Days::new(365),
+            auto_renew: true,
+            max_deployments: 3,
+            enterprise_overage_rate: None,
+            license_id: LicenseId(id(3, n)),
+        };
+        append(log, org.stream(), vec![new_event(&OrganizationEvent::OrganizationCreated(created))]).await;
+        append(log, subscription.stream(), vec![new_event(&SubscriptionEvent::SubscriptionCreated(subscribed))]).await;
+    }
+    2 * ORGANIZATIONS
+}
+
+/// A checkpoint of the first `written` records, signed and kept in the
+/// log; `tree` and `chain` follow the log up to it.
+async fn keep_checkpoint(log: &EventLog, tree: &mut MerkleTree, chain: &mut Hash, written: u64, key: &SigningKey) {
+    while tree.size() < written {
+        for record in log.read_page(tree.size() + 1..=written, 4096).await.unwrap() {
+            tree.push_record(&record.leaf_hash);
+            *chain = record.chain_hash;
+        }
+    }
+    let checkpoint = Checkpoint {
+        origin: "bench".into(),
+        size: written,
+        root: tree.root(written).unwrap(),
+        chain: *chain,
+        time: domain::Clock::now(&Clock),
+    };
+    let note = checkpoint.sign(key).unwrap();
+    let event = CheckpointEvent::CheckpointSigned(CheckpointSigned { note });
+    append(log, StreamId::new(CHECKPOINT_STREAM).unwrap(), vec![new_event(&event)]).await;
 }
 
 fn run(args: &[&str], source: &[String]) -> f64 {

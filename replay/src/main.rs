@@ -13,15 +13,14 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Parser, Subcommand};
-use domain::Timestamp;
 use domain::checkpoint::Checkpoint;
 use domain::merkle::{Blake3Hasher, record_leaf, root_from_inclusion};
 use domain::proof::InclusionProof;
 use domain::record::leaf_hash;
 use ed25519_dalek::VerifyingKey;
-use serde_json::{Value, json};
-use usecases::views::billing::Invoice;
+use usecases::views::queries::AuditEntryView;
 
+mod as_of;
 mod source;
 mod walk;
 
@@ -81,8 +80,8 @@ enum Command {
         #[command(flatten)]
         from: From,
     },
-    /// An organization's subscription, limits, usage and invoices as the
-    /// ledger had recorded them at a time (RFC 3339, or a date for its end)
+    /// An organization, its subscriptions, usage and invoices as the
+    /// ledger had recorded them (in the API's shapes) at a time (RFC 3339, or a date for its end)
     /// or sequence.
     AsOf {
         /// A sequence, an RFC 3339 time, or YYYY-MM-DD (the end of that day, UTC).
@@ -124,7 +123,8 @@ enum Command {
         #[arg(long)]
         public_key: String,
     },
-    /// An organization's audit trail: who did what, when, from where.
+    /// An organization's audit trail: who did what, when, from where (one
+    /// JSON line an entry, as `GET /audit` lists them).
     Audit {
         #[arg(long)]
         org: uuid::Uuid,
@@ -148,73 +148,74 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<Result<(), Failure>> {
+/// What a command comes to: done (`Ok(Ok)`), a failure found in the
+/// history (`Ok(Err)`, exit 1), or unable to run (`Err`, exit 2).
+type Outcome = anyhow::Result<Result<(), Failure>>;
+
+async fn run(command: Command) -> Outcome {
     match command {
         Command::Verify { from, public_key, checkpoints } => verify(from, public_key, checkpoints).await,
-        Command::Rebuild { from } => {
-            let source = from.open().await?;
-            let started = std::time::Instant::now();
-            let plan = Plan { state: true, progress: true, ..Default::default() };
-            let done = match walk::walk(&source, &plan).await? {
-                Ok(done) => done,
-                Err((failure, _)) => return Ok(Err(failure)),
-            };
-            let (bytes, digest) = done.state.encode();
-            println!(
-                "rebuilt {} records in {:.2} s: {} organizations, {} subscriptions, {} licenses; state {} bytes, digest {digest}",
-                done.records,
-                started.elapsed().as_secs_f64(),
-                done.state.organizations.len(),
-                done.state.subscriptions.len(),
-                done.state.licenses.len(),
-                bytes.len()
-            );
-            Ok(Ok(()))
-        }
-        Command::AsOf { at, org, from } => as_of(&at, domain::OrganizationId(org), from).await,
-        Command::Export { from, out } => {
-            let source = from.open().await?;
-            let written = match out {
-                Some(path) => {
-                    let mut file = std::io::BufWriter::new(
-                        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
-                    );
-                    source::export(&source, &mut file).await?
-                }
-                None => source::export(&source, &mut std::io::BufWriter::new(std::io::stdout().lock())).await?,
-            };
-            eprintln!("exported {written} records");
-            Ok(Ok(()))
-        }
+        Command::Rebuild { from } => rebuild(from).await,
+        Command::AsOf { at, org, from } => as_of::as_of(&at, domain::OrganizationId(org), from).await,
+        Command::Export { from, out } => export(from, out).await,
         Command::Prove { sequence, checkpoint, from } => prove(sequence, checkpoint, from).await,
         Command::CheckProof { proof, checkpoint, public_key } => {
             check_proof(&proof, checkpoint.as_deref(), &public_key)
         }
-        Command::Audit { org, from } => {
-            let source = from.open().await?;
-            let plan = Plan { state: true, ..Default::default() };
-            let done = match walk::walk(&source, &plan).await? {
-                Ok(done) => done,
-                Err((failure, _)) => return Ok(Err(failure)),
-            };
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for entry in done.state.audit.iter().filter(|e| e.organization_id == Some(domain::OrganizationId(org))) {
-                let line = json!({
-                    "sequence": entry.sequence,
-                    "recordedAt": entry.recorded_at.to_rfc3339(),
-                    "occurredAt": entry.occurred_at.to_rfc3339(),
-                    "actor": entry.actor,
-                    "sourceIp": entry.source_ip,
-                    "streamId": entry.stream_id,
-                    "eventType": entry.event_type,
-                    "leafHash": entry.leaf_hash.to_hex(),
-                });
-                writeln!(out, "{line}")?;
-            }
-            out.flush()?;
-            Ok(Ok(()))
-        }
+        Command::Audit { org, from } => audit(domain::OrganizationId(org), from).await,
     }
+}
+
+async fn rebuild(from: From) -> Outcome {
+    let started = std::time::Instant::now();
+    let plan = Plan { state: true, progress: true, ..Default::default() };
+    let done = match walk::walk(&from.open().await?, &plan).await? {
+        Ok(done) => done,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let (bytes, digest) = done.state.encode();
+    println!(
+        "rebuilt {} records in {:.2} s: {} organizations, {} subscriptions, {} licenses; state {} bytes, digest {digest}",
+        done.records,
+        started.elapsed().as_secs_f64(),
+        done.state.organizations.len(),
+        done.state.subscriptions.len(),
+        done.state.licenses.len(),
+        bytes.len()
+    );
+    Ok(Ok(()))
+}
+
+async fn export(from: From, out: Option<PathBuf>) -> Outcome {
+    let source = from.open().await?;
+    let written = match out {
+        Some(path) => {
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+            );
+            source::export(&source, &mut file).await?
+        }
+        None => source::export(&source, &mut std::io::BufWriter::new(std::io::stdout().lock())).await?,
+    };
+    eprintln!("exported {written} records");
+    Ok(Ok(()))
+}
+
+/// The organization's audit entries, one JSON line each, in the API's
+/// shape (`GET /audit`'s items).
+async fn audit(org: domain::OrganizationId, from: From) -> Outcome {
+    let plan = Plan { state: true, ..Default::default() };
+    let done = match walk::walk(&from.open().await?, &plan).await? {
+        Ok(done) => done,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for entry in done.state.audit.iter().filter(|e| e.organization_id == Some(org)) {
+        serde_json::to_writer(&mut out, &AuditEntryView::from(entry))?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(Ok(()))
 }
 
 /// A public key given as base64 text, or a file holding base64 text or the
@@ -247,7 +248,7 @@ fn data_dir_key(dir: &Path) -> anyhow::Result<VerifyingKey> {
     Ok(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key())
 }
 
-async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> anyhow::Result<Result<(), Failure>> {
+async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> Outcome {
     let source = from.open().await?;
     let trusted = match (&key, source.data_dir()) {
         (Some(given), _) => Some(public_key(given)?),
@@ -273,7 +274,7 @@ async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> an
     };
     let done = match walk::walk(&source, &plan).await? {
         Ok(done) => done,
-        Err((failure, _)) => return Ok(Err(failure)),
+        Err(failure) => return Ok(Err(failure)),
     };
     let elapsed = started.elapsed().as_secs_f64();
     // Signatures, once every key rotation is known.
@@ -345,108 +346,12 @@ fn report(done: &Walk, keys: &[(u64, VerifyingKey)], yours: usize, elapsed: f64)
     println!("verified in {elapsed:.2} s ({rate:.0} records/s)");
 }
 
-/// A time, a date (its end) or a sequence.
-enum At {
-    Sequence(u64),
-    Time(Timestamp),
-}
-
-fn parse_at(text: &str) -> anyhow::Result<At> {
-    if let Ok(sequence) = text.parse::<u64>() {
-        return Ok(At::Sequence(sequence));
-    }
-    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let next = date.succ_opt().context("a date too far")?.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-        return Ok(At::Time(Timestamp::from_micros(Timestamp::from_datetime(next).as_micros() - 1)));
-    }
-    Ok(At::Time(Timestamp::parse_rfc3339(text).context("not a sequence, a date or an RFC 3339 time")?))
-}
-
-async fn as_of(at: &str, org: domain::OrganizationId, from: From) -> anyhow::Result<Result<(), Failure>> {
-    let at = parse_at(at)?;
-    let source = from.open().await?;
-    let mut plan = Plan { state: true, ..Default::default() };
-    match at {
-        At::Sequence(sequence) => plan.until_sequence = Some(sequence),
-        At::Time(time) => plan.until_time = Some(time),
-    }
-    let done = match walk::walk(&source, &plan).await? {
-        Ok(done) => done,
-        Err((failure, _)) => return Ok(Err(failure)),
-    };
-    let when = match at {
-        At::Time(time) => time,
-        At::Sequence(_) => done.last_recorded_at.unwrap_or(Timestamp::from_micros(0)),
-    };
-    let date = when.to_datetime().date_naive();
-    let state = &done.state;
-    let catalog = domain::catalog::Catalog::builtin();
-    let Some(entry) = state.organizations.get(&org) else {
-        return Ok(Err(Failure { sequence: None, what: format!("organization {} did not exist then", org.0) }));
-    };
-    let subscriptions: Vec<Value> = entry
-        .subscriptions
-        .iter()
-        .filter_map(|id| state.subscriptions.get(id).map(|s| (*id, s)))
-        .map(|(id, subscription)| subscription_as_of(state, &catalog, id, subscription, date))
-        .collect();
-    let answer = json!({
-        "asOf": { "sequence": state.sequence, "recordedAt": when.to_rfc3339(), "date": date },
-        "organization": { "id": org.0, "name": entry.created.name },
-        "subscriptions": subscriptions,
-    });
-    println!("{}", serde_json::to_string_pretty(&answer)?);
-    Ok(Ok(()))
-}
-
-/// A subscription as `as-of` shows it on `date`. Its status and invoices
-/// are the API's shapes (`usecases::views`); the limits, usage and the
-/// subscription's own fields are still written here, until the API's views
-/// of them (limits, usage, subscription details) can be printed instead.
-fn subscription_as_of(
-    state: &projections::LedgerState,
-    catalog: &domain::catalog::Catalog,
-    id: domain::SubscriptionId,
-    subscription: &domain::subscription::Subscription,
-    date: chrono::NaiveDate,
-) -> Value {
-    let limits = subscription.spec_on(catalog, date).map(|(spec, extra_gb)| {
-        json!({
-            "tier": spec.tier,
-            "maxUsers": spec.seats.map_or(-1, i64::from),
-            "maxDataVolumeGB": spec.data_gb + extra_gb,
-            "maxApiCalls": spec.api_calls_per_month.map_or(-1, |n| n as i64),
-            "allowedFeatures": spec.features,
-            "modelSize": spec.model_size,
-        })
-    });
-    let usage = state.usage.get(&id).map(|usage| {
-        let month = usage.month(date);
-        json!({
-            "month": format!("{}", date.format("%Y-%m")),
-            "total": month.total,
-            "days": month.days.iter().map(|(day, m)| json!({ "day": day, "values": m })).collect::<Vec<_>>(),
-        })
-    });
-    let invoices: Vec<Invoice> =
-        state.invoices.get(&id).map(|by_month| by_month.values().map(Invoice::from).collect()).unwrap_or_default();
-    json!({
-        "id": id.0,
-        "status": subscription.status_on(date).as_str(),
-        "tierOnDate": subscription.tier_on(date).map(|t| t.tier),
-        "limits": limits,
-        "subscription": subscription,
-        "usage": usage,
-        "invoices": invoices,
-    })
-}
-
-async fn prove(sequence: u64, checkpoint: Option<PathBuf>, from: From) -> anyhow::Result<Result<(), Failure>> {
+async fn prove(sequence: u64, checkpoint: Option<PathBuf>, from: From) -> Outcome {
     let source = from.open().await?;
     let plan = Plan { tree: true, checkpoints: true, ..Default::default() };
     let done = match walk::walk(&source, &plan).await? {
         Ok(done) => done,
-        Err((failure, _)) => return Ok(Err(failure)),
+        Err(failure) => return Ok(Err(failure)),
     };
     let (size, note) = match checkpoint {
         Some(path) => {
@@ -477,7 +382,7 @@ async fn prove(sequence: u64, checkpoint: Option<PathBuf>, from: From) -> anyhow
     Ok(Ok(()))
 }
 
-fn check_proof(path: &Path, checkpoint: Option<&Path>, key: &str) -> anyhow::Result<Result<(), Failure>> {
+fn check_proof(path: &Path, checkpoint: Option<&Path>, key: &str) -> Outcome {
     let key = public_key(key)?;
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let proof: InclusionProof =

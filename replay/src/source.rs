@@ -94,88 +94,97 @@ impl Source {
         let (tx, rx) = mpsc::channel(PAGES_AHEAD);
         match self {
             Self::Log { log, .. } => {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    use futures::StreamExt;
-                    // Up to the head, pages are ranges computed ahead, read
-                    // several at once (a missing record just makes a short
-                    // page, which linking names); past it, pages are read in
-                    // turn until one comes back empty.
-                    let head = match log.head().await {
-                        Ok(head) => head.sequence,
-                        Err(error) => {
-                            let _ = tx.send(Err(error.into())).await;
-                            return;
-                        }
-                    };
-                    let page = READ_PAGE_RECORDS as u64;
-                    let ranges =
-                        (1..=head).step_by(READ_PAGE_RECORDS).map(move |from| from..=(from + page - 1).min(head));
-                    let mut reads = std::pin::pin!(
-                        futures::stream::iter(ranges)
-                            .map(|range| log.read_page(range, READ_PAGE_RECORDS))
-                            .buffered(PAGES_AHEAD)
-                    );
-                    while let Some(page) = reads.next().await {
-                        let failed = page.is_err();
-                        if tx.send(page.map_err(Into::into)).await.is_err() || failed {
-                            return;
-                        }
-                    }
-                    let mut from = head + 1;
-                    loop {
-                        let page = log.read_page(from..=i64::MAX as u64, READ_PAGE_RECORDS).await;
-                        let next = match &page {
-                            Ok(records) => match records.last() {
-                                Some(last) => last.header.sequence.saturating_add(1),
-                                None => return,
-                            },
-                            Err(_) => u64::MAX,
-                        };
-                        if tx.send(page.map_err(Into::into)).await.is_err() || next == u64::MAX {
-                            return;
-                        }
-                        from = next;
-                    }
-                });
+                tokio::spawn(log_pages(log.clone(), tx));
             }
             Self::File { path } => {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || {
-                    let send = |page| tx.blocking_send(page).is_ok();
-                    let file = match std::fs::File::open(&path) {
-                        Ok(file) => std::io::BufReader::new(file),
-                        Err(error) => {
-                            send(Err(error.into()));
-                            return;
-                        }
-                    };
-                    let mut page = Vec::with_capacity(READ_PAGE_RECORDS);
-                    for (number, line) in file.lines().enumerate().skip(1) {
-                        let record = line
-                            .map_err(anyhow::Error::from)
-                            .and_then(|line| parse_line(&line))
-                            .with_context(|| format!("{} line {}", path.display(), number + 1));
-                        match record {
-                            Ok(record) => page.push(record),
-                            Err(error) => {
-                                send(Err(error));
-                                return;
-                            }
-                        }
-                        if page.len() == READ_PAGE_RECORDS
-                            && !send(Ok(std::mem::replace(&mut page, Vec::with_capacity(READ_PAGE_RECORDS))))
-                        {
-                            return;
-                        }
-                    }
-                    if !page.is_empty() {
-                        send(Ok(page));
-                    }
-                });
+                tokio::task::spawn_blocking(move || file_pages(&path, &tx));
             }
         }
         rx
+    }
+}
+
+/// Where a page goes: to the walk, which may have stopped listening.
+type Pages = mpsc::Sender<anyhow::Result<Vec<Record>>>;
+
+/// The log's pages. Up to the head, pages are ranges computed ahead, read
+/// several at once (a missing record just makes a short page, which linking
+/// names); past it, pages are read in turn until one comes back empty.
+async fn log_pages(log: ReadOnlyLog, tx: Pages) {
+    use futures::StreamExt;
+    let head = match log.head().await {
+        Ok(head) => head.sequence,
+        Err(error) => {
+            let _ = tx.send(Err(error.into())).await;
+            return;
+        }
+    };
+    let page = READ_PAGE_RECORDS as u64;
+    let ranges = (1..=head).step_by(READ_PAGE_RECORDS).map(move |from| from..=(from + page - 1).min(head));
+    let mut reads = std::pin::pin!(
+        futures::stream::iter(ranges).map(|range| log.read_page(range, READ_PAGE_RECORDS)).buffered(PAGES_AHEAD)
+    );
+    while let Some(page) = reads.next().await {
+        let failed = page.is_err();
+        if tx.send(page.map_err(Into::into)).await.is_err() || failed {
+            return;
+        }
+    }
+    pages_past_the_head(&log, head, &tx).await;
+}
+
+/// The rows past the head the log claims (written behind the writer's
+/// back), a page at a time until one comes back empty.
+async fn pages_past_the_head(log: &ReadOnlyLog, head: u64, tx: &Pages) {
+    let mut from = head + 1;
+    loop {
+        let page = log.read_page(from..=i64::MAX as u64, READ_PAGE_RECORDS).await;
+        let next = match &page {
+            Ok(records) => match records.last() {
+                Some(last) => last.header.sequence.saturating_add(1),
+                None => return,
+            },
+            Err(_) => u64::MAX,
+        };
+        if tx.send(page.map_err(Into::into)).await.is_err() || next == u64::MAX {
+            return;
+        }
+        from = next;
+    }
+}
+
+/// An export file's records (after its header line), a page at a time.
+fn file_pages(path: &Path, tx: &Pages) {
+    let send = |page| tx.blocking_send(page).is_ok();
+    let file = match std::fs::File::open(path) {
+        Ok(file) => std::io::BufReader::new(file),
+        Err(error) => {
+            send(Err(error.into()));
+            return;
+        }
+    };
+    let mut page = Vec::with_capacity(READ_PAGE_RECORDS);
+    for (number, line) in file.lines().enumerate().skip(1) {
+        let record = line
+            .map_err(anyhow::Error::from)
+            .and_then(|line| parse_line(&line))
+            .with_context(|| format!("{} line {}", path.display(), number + 1));
+        match record {
+            Ok(record) => page.push(record),
+            Err(error) => {
+                send(Err(error));
+                return;
+            }
+        }
+        if page.len() == READ_PAGE_RECORDS
+            && !send(Ok(std::mem::replace(&mut page, Vec::with_capacity(READ_PAGE_RECORDS))))
+        {
+            return;
+        }
+    }
+    if !page.is_empty() {
+        send(Ok(page));
     }
 }
 

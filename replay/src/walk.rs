@@ -4,15 +4,18 @@
 //! projections, re-deriving invoices. The first thing found wrong stops it
 //! and is named with its sequence.
 
+use std::ops::ControlFlow;
+
 use domain::Timestamp;
 use domain::catalog::Catalog;
 use domain::checkpoint::{CHECKPOINT_STREAM, Checkpoint, CheckpointEvent, CheckpointKeyRotated};
 use domain::event::LedgerEvent;
 use domain::merkle::{Blake3Hasher, MerkleTree, verify_consistency};
-use domain::record::{CHAIN_GENESIS, ChainVerifier, Hash, Record, VerifyFailure};
+use domain::record::{CHAIN_GENESIS, ChainVerifier, Hash, Record, RecordHeader, VerifyFailure};
 use ed25519_dalek::VerifyingKey;
 use projections::LedgerState;
 use projections::invoices::InvoiceCheck;
+use store::{Head, Snapshot};
 
 use crate::source::Source;
 
@@ -92,126 +95,181 @@ pub struct Walk {
     pub verifier: Option<ChainVerifier>,
 }
 
-pub async fn walk(source: &Source, plan: &Plan) -> anyhow::Result<Result<Walk, (Failure, Walk)>> {
+/// Walks the history as `plan` asks, up to its end or the plan's stop.
+pub async fn walk(source: &Source, plan: &Plan) -> anyhow::Result<Result<Walk, Failure>> {
     let head = source.head().await?;
     let snapshot = if plan.snapshot { source.snapshot().await? } else { None };
-    let mut done = Walk { chains: vec![CHAIN_GENESIS], ..Default::default() };
-    let mut verifier = ChainVerifier::from_genesis();
-    let mut invoices = InvoiceCheck::new(Catalog::builtin());
+    let mut pass = Pass::new(plan, snapshot);
     let bar = progress(plan, head.map(|h| h.sequence));
     let mut pages = source.pages();
-    macro_rules! fail {
-        ($failure:expr) => {{
-            bar.abandon();
-            done.verifier = Some(verifier);
-            return Ok(Err(($failure, done)));
-        }};
-    }
-    'pages: while let Some(page) = pages.recv().await {
-        let page = page?;
-        // Leaves and payloads are independent of each other: checked and
-        // decoded on all cores, while the chain, the tree and the state,
-        // which are sequential, follow below.
-        let check = plan.check_leaves;
-        let (leaf_failure, decoded, page) = tokio::task::spawn_blocking(move || {
-            let (failure, decoded) = prepare(&page, check);
-            (failure, decoded, page)
-        })
-        .await
-        .expect("leaf checks and decoding do not panic");
-        let mut decoded = decoded.into_iter();
-        for (index, record) in page.iter().enumerate() {
-            let header = &record.header;
-            let sequence = header.sequence;
-            if plan.until_sequence.is_some_and(|until| sequence > until)
-                || plan.until_time.is_some_and(|until| header.recorded_at > until)
-            {
-                break 'pages;
-            }
-            if let Some((failed, failure)) = &leaf_failure
-                && *failed == index
-            {
-                fail!(failure.clone().into());
-            }
-            if let Err(failure) = verifier.link(record) {
-                fail!(failure.into());
-            }
-            if plan.tree {
-                done.tree.push_record(&record.leaf_hash);
-                done.chains.push(record.chain_hash);
-            }
-            let event = match decoded.next().expect("one decoded event a record") {
-                Decoded::Shredded => {
-                    done.shredded += 1;
-                    None
-                }
-                Decoded::Event(event) => Some(*event),
-                Decoded::Unknown if plan.decode_strictly => fail!(at(
-                    sequence,
-                    format!(
-                        "the event type {} (schema {}) on stream {} is unknown to this replay",
-                        header.event_type, header.schema_version, header.stream_id
-                    )
-                )),
-                Decoded::Unknown => None,
-                Decoded::Undecodable(error) => fail!(at(sequence, format!("the payload does not decode: {error}"))),
-            };
-            if plan.checkpoints
-                && header.stream_id.as_str() == CHECKPOINT_STREAM
-                && let Some(LedgerEvent::Checkpoint(event)) = &event
-                && let Err(failure) = kept_checkpoint(&mut done, sequence, event)
-            {
-                fail!(failure);
-            }
-            if plan.invoices
-                && let Some(event) = &event
-                && let Err(mismatch) = invoices.apply(header, event)
-            {
-                fail!(at(sequence, mismatch.to_string()));
-            }
-            if plan.state {
-                done.state.apply(record, event);
-            }
-            done.records += 1;
-            done.last_recorded_at = Some(header.recorded_at);
-            if let Some(snapshot) = &snapshot
-                && snapshot.sequence == sequence
-            {
-                let (_, digest) = done.state.encode();
-                if digest != snapshot.digest {
-                    fail!(at(
-                        sequence,
-                        format!(
-                            "the projections rebuilt from the log (digest {digest}) differ from the live snapshot (digest {})",
-                            snapshot.digest
-                        )
-                    ));
-                }
-                done.snapshot_compared = Some((sequence, digest));
+    while let Some(page) = pages.recv().await {
+        let page = prepare_page(page?, plan.check_leaves).await;
+        match pass.page(page) {
+            Ok(ControlFlow::Continue(())) => bar.set_position(pass.done.records),
+            Ok(ControlFlow::Break(())) => break,
+            Err(failure) => {
+                bar.abandon();
+                return Ok(Err(failure));
             }
         }
-        bar.set_position(done.records);
     }
     bar.finish_and_clear();
-    done.invoices_checked = invoices.checked();
-    let whole = plan.until_sequence.is_none() && plan.until_time.is_none();
-    if whole
-        && let Some(head) = head
-        && let Err(failure) = verifier.check_head(head.sequence, &head.chain_hash)
-    {
-        done.verifier = Some(verifier);
-        return Ok(Err((failure.into(), done)));
+    Ok(pass.finish(head))
+}
+
+/// A page of records, each decoded, and the first whose leaf does not
+/// verify (by index).
+struct Prepared {
+    records: Vec<Record>,
+    decoded: Vec<Decoded>,
+    leaf_failure: Option<(usize, VerifyFailure)>,
+}
+
+/// Leaves and payloads are independent of each other: checked and decoded
+/// on all cores, while the chain, the tree and the state, which are
+/// sequential, follow in [`Pass::page`].
+async fn prepare_page(records: Vec<Record>, check_leaves: bool) -> Prepared {
+    tokio::task::spawn_blocking(move || {
+        let (leaf_failure, decoded) = prepare(&records, check_leaves);
+        Prepared { records, decoded, leaf_failure }
+    })
+    .await
+    .expect("leaf checks and decoding do not panic")
+}
+
+/// The walk under way: what it found so far and what it carries from one
+/// record to the next.
+struct Pass<'a> {
+    plan: &'a Plan,
+    done: Walk,
+    verifier: ChainVerifier,
+    invoices: InvoiceCheck,
+    snapshot: Option<Snapshot>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(plan: &'a Plan, snapshot: Option<Snapshot>) -> Self {
+        Self {
+            plan,
+            done: Walk { chains: vec![CHAIN_GENESIS], ..Default::default() },
+            verifier: ChainVerifier::from_genesis(),
+            invoices: InvoiceCheck::new(Catalog::builtin()),
+            snapshot,
+        }
     }
-    if let Some(snapshot) = &snapshot
-        && whole
-        && done.snapshot_compared.is_none()
-    {
-        done.verifier = Some(verifier);
-        let what = format!("the live snapshot is at sequence {}, past the log's end", snapshot.sequence);
-        return Ok(Err((Failure { sequence: None, what }, done)));
+
+    /// Each record of the page in turn; `Break` once past the plan's stop.
+    fn page(&mut self, page: Prepared) -> Result<ControlFlow<()>, Failure> {
+        for ((index, record), decoded) in page.records.iter().enumerate().zip(page.decoded) {
+            if self.past_the_stop(&record.header) {
+                return Ok(ControlFlow::Break(()));
+            }
+            if let Some((failed, failure)) = &page.leaf_failure
+                && *failed == index
+            {
+                return Err(failure.clone().into());
+            }
+            self.record(record, decoded)?;
+        }
+        Ok(ControlFlow::Continue(()))
     }
-    done.verifier = Some(verifier);
-    Ok(Ok(done))
+
+    fn past_the_stop(&self, header: &RecordHeader) -> bool {
+        self.plan.until_sequence.is_some_and(|until| header.sequence > until)
+            || self.plan.until_time.is_some_and(|until| header.recorded_at > until)
+    }
+
+    /// One record: its link in the chain, the tree, its event's checks, the
+    /// projections, and the snapshot at its sequence.
+    fn record(&mut self, record: &Record, decoded: Decoded) -> Result<(), Failure> {
+        let header = &record.header;
+        self.verifier.link(record)?;
+        if self.plan.tree {
+            self.done.tree.push_record(&record.leaf_hash);
+            self.done.chains.push(record.chain_hash);
+        }
+        let event = self.event(header, decoded)?;
+        self.check_event(header, event.as_ref())?;
+        if self.plan.state {
+            self.done.state.apply(record, event);
+        }
+        self.done.records += 1;
+        self.done.last_recorded_at = Some(header.recorded_at);
+        self.compare_snapshot(header.sequence)
+    }
+
+    /// The record's event: `None` when shredded, or unknown and the plan
+    /// allows it.
+    fn event(&mut self, header: &RecordHeader, decoded: Decoded) -> Result<Option<LedgerEvent>, Failure> {
+        match decoded {
+            Decoded::Shredded => {
+                self.done.shredded += 1;
+                Ok(None)
+            }
+            Decoded::Event(event) => Ok(Some(*event)),
+            Decoded::Unknown if self.plan.decode_strictly => Err(at(
+                header.sequence,
+                format!(
+                    "the event type {} (schema {}) on stream {} is unknown to this replay",
+                    header.event_type, header.schema_version, header.stream_id
+                ),
+            )),
+            Decoded::Unknown => Ok(None),
+            Decoded::Undecodable(error) => Err(at(header.sequence, format!("the payload does not decode: {error}"))),
+        }
+    }
+
+    /// A kept checkpoint against the tree, an invoice against its events.
+    fn check_event(&mut self, header: &RecordHeader, event: Option<&LedgerEvent>) -> Result<(), Failure> {
+        let Some(event) = event else { return Ok(()) };
+        if self.plan.checkpoints
+            && header.stream_id.as_str() == CHECKPOINT_STREAM
+            && let LedgerEvent::Checkpoint(checkpoint) = event
+        {
+            kept_checkpoint(&mut self.done, header.sequence, checkpoint)?;
+        }
+        if self.plan.invoices {
+            self.invoices.apply(header, event).map_err(|mismatch| at(header.sequence, mismatch.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// At the live snapshot's sequence, the rebuilt projections must have
+    /// its digest.
+    fn compare_snapshot(&mut self, sequence: u64) -> Result<(), Failure> {
+        let Some(snapshot) = self.snapshot.as_ref().filter(|s| s.sequence == sequence) else { return Ok(()) };
+        let (_, digest) = self.done.state.encode();
+        if digest != snapshot.digest {
+            return Err(at(
+                sequence,
+                format!(
+                    "the projections rebuilt from the log (digest {digest}) differ from the live snapshot (digest {})",
+                    snapshot.digest
+                ),
+            ));
+        }
+        self.done.snapshot_compared = Some((sequence, digest));
+        Ok(())
+    }
+
+    /// After the last record: a whole walk must end at the head the log
+    /// claims and have met the live snapshot.
+    fn finish(mut self, head: Option<Head>) -> Result<Walk, Failure> {
+        self.done.invoices_checked = self.invoices.checked();
+        let whole = self.plan.until_sequence.is_none() && self.plan.until_time.is_none();
+        if whole && let Some(head) = head {
+            self.verifier.check_head(head.sequence, &head.chain_hash)?;
+        }
+        if let Some(snapshot) = &self.snapshot
+            && whole
+            && self.done.snapshot_compared.is_none()
+        {
+            let what = format!("the live snapshot is at sequence {}, past the log's end", snapshot.sequence);
+            return Err(Failure { sequence: None, what });
+        }
+        self.done.verifier = Some(self.verifier);
+        Ok(self.done)
+    }
 }
 
 /// A checkpoint kept in the log must cover only earlier records and match

@@ -144,6 +144,15 @@ impl History {
     }
 
     async fn script(&mut self) {
+        let subscription_created = self.subscribe().await;
+        let (usage, last) = self.january_usage().await;
+        self.keep_checkpoint("2026-01-31T00:00:00Z").await;
+        self.january_invoice(subscription_created, &usage, last).await;
+        self.february().await;
+    }
+
+    /// 1 the organization, 2 its starter subscription (returned).
+    async fn subscribe(&mut self) -> SubscriptionEvent {
         let created = OrganizationCreated {
             id: ORG,
             name: "Acme GmbH".into(),
@@ -165,6 +174,11 @@ impl History {
             license_id: LICENSE,
         });
         self.append("2026-01-01T09:00:01Z", SUBSCRIPTION.stream(), subscription_created.clone()).await;
+        subscription_created
+    }
+
+    /// 3–4 January usage: the usage and the last report's sequence.
+    async fn january_usage(&mut self) -> (Usage, u64) {
         let mut usage = Usage::default();
         let mut last = 0;
         for (at, on, gb) in [("2026-01-05T12:00:00Z", "2026-01-05", 120), ("2026-01-20T12:00:00Z", "2026-01-20", 400)] {
@@ -184,12 +198,16 @@ impl History {
             last = self.append(at, stream, UsageEvent::UsageReported(report.clone())).await;
             usage.apply(&report, last);
         }
-        self.keep_checkpoint("2026-01-31T00:00:00Z").await;
+        (usage, last)
+    }
+
+    /// 6 January's invoice.
+    async fn january_invoice(&mut self, subscription_created: SubscriptionEvent, usage: &Usage, last: u64) {
         let mut subscription = Subscription::default();
         subscription.apply(subscription_created);
         let catalog = Catalog::builtin();
         let january = day("2026-01-01");
-        let invoice = domain::billing::invoice(&subscription, &usage, &catalog, january, []).unwrap().unwrap();
+        let invoice = domain::billing::invoice(&subscription, usage, &catalog, january, []).unwrap().unwrap();
         let issued = InvoiceIssued {
             invoice_id: domain::billing::invoice_id(SUBSCRIPTION, january),
             subscription_id: SUBSCRIPTION,
@@ -204,6 +222,10 @@ impl History {
             InvoiceEvent::InvoiceIssued(issued),
         )
         .await;
+    }
+
+    /// 7 February usage, 8 a checkpoint, 9 an organization created later.
+    async fn february(&mut self) {
         let report = UsageReported {
             subscription_id: SUBSCRIPTION,
             license_id: LICENSE,
@@ -647,22 +669,34 @@ async fn as_of_answers_what_was_recorded_then(h: History) {
         assert!(output.status.success(), "{at}: {}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
-    // Mid-January: the starter subscription and one usage report, no invoice.
+    // Mid-January: the starter subscription and one usage report, no
+    // invoice. Each part is the API's shape (`usecases::views`): the
+    // subscription as `GET /subscriptions/{orgId}`, the usage as `GET
+    // /organizations/{id}/usage`, the invoices as `GET …/invoices`.
     let then = ask("2026-01-10");
     assert_eq!(then["asOf"]["sequence"], 3);
     let subscription = &then["subscriptions"][0];
     assert_eq!(subscription["status"], "active");
-    assert_eq!(subscription["limits"]["tier"], "starter");
+    assert_eq!(subscription["tier"], "starter");
     assert_eq!(subscription["limits"]["maxUsers"], 5);
-    assert_eq!(subscription["usage"]["total"]["data_volume_gb"], "120");
-    assert_eq!(subscription["invoices"].as_array().unwrap().len(), 0);
+    assert_eq!(then["usage"]["total"]["dataVolumeGB"], "120");
+    assert_eq!(then["invoices"].as_array().unwrap().len(), 0);
     // By sequence 5 (recorded on January 31st), both January reports.
     let then = ask("5");
-    assert_eq!(then["subscriptions"][0]["usage"]["total"]["data_volume_gb"], "400");
-    assert_eq!(then["subscriptions"][0]["invoices"].as_array().unwrap().len(), 0);
+    assert_eq!(then["usage"]["total"]["dataVolumeGB"], "400");
+    assert_eq!(then["invoices"].as_array().unwrap().len(), 0);
+    // Built by the API's own constructors from the state at that sequence,
+    // to the letter.
+    let state = projections::Projections::rebuild(&h.log, 5).await.unwrap();
+    let date = chrono::NaiveDate::parse_from_str(then["asOf"]["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    let catalog = domain::catalog::Catalog::builtin();
+    let api = usecases::views::queries::SubscriptionDetails::on(&state, &catalog, ORG, SUBSCRIPTION, date).unwrap();
+    assert_eq!(then["subscriptions"][0], serde_json::to_value(api).unwrap());
+    let api = usecases::views::usage::UsageView::of(&state, ORG, date).unwrap();
+    assert_eq!(then["usage"], serde_json::to_value(api).unwrap());
     // By sequence 6 (February 1st), January's invoice; February has no usage yet.
     let then = ask("6");
-    let invoices = then["subscriptions"][0]["invoices"].as_array().unwrap();
+    let invoices = then["invoices"].as_array().unwrap();
     assert_eq!(invoices.len(), 1);
     assert_eq!(invoices[0]["period"], "2026-01");
     // The API's invoice shape (`usecases::views::billing::Invoice`), not one of replay's own.
@@ -671,8 +705,8 @@ async fn as_of_answers_what_was_recorded_then(h: History) {
     assert_eq!(invoices[0]["lines"][0]["kind"], "base");
     assert!(invoices[0]["lines"][0]["reports"].is_array());
     assert!(invoices[0]["inputs"]["runs"][0]["annualPrice"].is_string());
-    assert_eq!(then["subscriptions"][0]["usage"]["month"], "2026-02");
-    assert_eq!(then["subscriptions"][0]["usage"]["total"]["data_volume_gb"], "0");
+    assert_eq!(then["usage"]["period"], "2026-02");
+    assert_eq!(then["usage"]["total"]["dataVolumeGB"], "0");
     // Before the organization existed: it did not.
     let output = h.replay(&["as-of", "2025-12-31", "--org", &ORG.0.to_string()]);
     assert_eq!(output.status.code(), Some(1));
@@ -685,6 +719,15 @@ async fn as_of_answers_what_was_recorded_then(h: History) {
     assert_eq!(lines[0]["actor"], "operator");
     assert_eq!(lines[0]["sourceIp"], "203.0.113.7");
     assert_eq!(lines[0]["eventType"], "OrganizationCreated");
+    // Each line is the API's audit entry (`GET /audit`'s items), to the letter.
+    let state = projections::Projections::rebuild(&h.log, 9).await.unwrap();
+    let api: Vec<serde_json::Value> = state
+        .audit
+        .iter()
+        .filter(|entry| entry.organization_id == Some(ORG))
+        .map(|entry| serde_json::to_value(usecases::views::queries::AuditEntryView::from(entry)).unwrap())
+        .collect();
+    assert_eq!(lines, api);
     // Rebuild prints the digest of the state it built.
     let output = h.replay(&["rebuild"]);
     assert!(output.status.success());

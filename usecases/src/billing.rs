@@ -101,15 +101,7 @@ pub async fn invoices(
 ) -> Result<Vec<Invoice>, Error> {
     caller.require_org(organization_id, Need::Analyst)?;
     let state = ledger.projections.read().await;
-    let entry = state.organizations.get(&organization_id).ok_or(Error::NotFound)?;
-    let mut items: Vec<&InvoiceIssued> = entry
-        .subscriptions
-        .iter()
-        .filter_map(|id| state.invoices.get(id))
-        .flat_map(|by_month| by_month.values())
-        .collect();
-    items.sort_by_key(|issued| (issued.invoice.period, issued.invoice_id));
-    Ok(items.into_iter().map(Invoice::from).collect())
+    Invoice::of_organization(&state, organization_id).ok_or(Error::NotFound)
 }
 
 /// The invoices of `month` not issued yet, and the subscriptions whose

@@ -6,20 +6,16 @@ use chrono::NaiveDate;
 use domain::enforcement::{Action, Entitlement, decide};
 use domain::license::{KeyState, License};
 use domain::subscription::{Status, Subscription};
-use domain::{LicenseId, Money, OrganizationId, SubscriptionId, Timestamp};
+use domain::{LicenseId, OrganizationId, SubscriptionId, Timestamp};
 use projections::LedgerState;
-use rust_decimal::Decimal;
 
 use crate::Ledger;
 use crate::caller::{Caller, Need};
 use crate::error::Error;
-use crate::views::Amount;
-use crate::views::licensing::{LicenseView, Limits, ReleasedDeployment};
+use crate::views::licensing::{LicenseView, ReleasedDeployment};
 use crate::views::queries::{
-    AddonView, AuditEntryView, AuditPage, BillingSummary, CurrentUsage, EnforcementView, OrganizationPage,
-    OrganizationView, SubscriptionDetails,
+    AuditEntryView, AuditPage, EnforcementView, OrganizationPage, OrganizationView, SubscriptionDetails,
 };
-use crate::views::usage::Quantity;
 
 /// The most items a page holds.
 pub const PAGE_ITEMS_MAX: usize = 200;
@@ -53,14 +49,7 @@ pub async fn organizations(
         .organizations
         .range((after.map_or(Bound::Unbounded, Bound::Excluded), Bound::Unbounded))
         .take(size + 1)
-        .map(|(id, entry)| OrganizationView {
-            id: *id,
-            name: entry.created.name.clone(),
-            domain: entry.created.domain.clone(),
-            industry: entry.created.industry.clone(),
-            employee_count: entry.created.employee_count,
-            created_at: entry.created_at,
-        })
+        .map(|(id, entry)| OrganizationView::of(*id, entry))
         .collect();
     let next_cursor = (items.len() > size).then(|| items[size - 1].id);
     items.truncate(size);
@@ -88,49 +77,8 @@ pub async fn subscription(
     caller.require_org(organization_id, Need::Read)?;
     let today = ledger.today();
     let state = ledger.projections.read().await;
-    let entry = state.organizations.get(&organization_id).ok_or(Error::NotFound)?;
-    let (id, subscription) = subscription_of(&state, organization_id)?;
-    let period = subscription.tier_on(today).ok_or(Error::NotFound)?;
-    let month = state.usage.get(&id).map(|usage| usage.month(today)).unwrap_or_default();
-    let addons = subscription
-        .addons
-        .iter()
-        .map(|a| AddonView {
-            id: a.addon_id,
-            kind: a.kind.as_str(),
-            quantity: a.quantity,
-            annual_price: a.annual_price.map(Amount),
-            one_time_price: a.one_time_price.map(Amount),
-            effective_date: a.effective_date,
-        })
-        .collect();
-    Ok(SubscriptionDetails {
-        id,
-        organization_id,
-        tier: period.tier.as_str(),
-        status: subscription.status_on(today).as_str(),
-        start_date: subscription.start_date,
-        end_date: subscription.end_date,
-        auto_renew: subscription.auto_renew,
-        scheduled_downgrade: subscription.scheduled_downgrade.map(|t| t.as_str()),
-        cancelled_from: subscription.cancelled_from,
-        catalog_version: period.catalog_version,
-        max_deployments: subscription.max_deployments,
-        limits: Limits::on(subscription, &ledger.catalog, today),
-        current_usage: CurrentUsage {
-            users: entry.state.active_users(),
-            data_volume_gb: Quantity(month.total.data_volume_gb),
-            api_calls: month.total.api_calls_count,
-            training_hours: Quantity(month.total.training_hours),
-        },
-        billing: BillingSummary {
-            next_billing_date: domain::calendar::first_of_month(today).checked_add_months(chrono::Months::new(1)),
-            amount_due: Amount(Money::usd(Decimal::ZERO)),
-            payment_method: "invoice",
-        },
-        addons,
-        sequence: state.sequence,
-    })
+    let (id, _) = subscription_of(&state, organization_id)?;
+    SubscriptionDetails::on(&state, &ledger.catalog, organization_id, id, today).ok_or(Error::NotFound)
 }
 
 /// The organization's licenses (never their keys).
@@ -291,17 +239,7 @@ pub async fn audit(ledger: &Ledger, caller: &Caller, filter: AuditFilter) -> Res
         .filter(|e| organization.is_none_or(|id| e.organization_id == Some(id)))
         .filter(|e| from.is_none_or(|from| e.recorded_at >= from) && to.is_none_or(|to| e.recorded_at < to))
         .take(size + 1)
-        .map(|e| AuditEntryView {
-            sequence: e.sequence,
-            recorded_at: e.recorded_at,
-            occurred_at: e.occurred_at,
-            stream_id: e.stream_id.clone(),
-            event_type: e.event_type.clone(),
-            organization_id: e.organization_id,
-            actor: e.actor.clone(),
-            source_ip: e.source_ip.clone(),
-            leaf_hash: e.leaf_hash.to_hex(),
-        })
+        .map(AuditEntryView::from)
         .collect();
     let next_cursor = (items.len() > size).then(|| items[size - 1].sequence);
     items.truncate(size);

@@ -9,15 +9,13 @@
 //! reports are one stream, appended with `ExpectedRevision::Below`, exactly
 //! like a key's validations of a day).
 
-use std::collections::BTreeMap;
-
 use chrono::NaiveDate;
 use domain::LicenseId;
 use domain::lease::DEPLOYMENT_ID_CHARS_MAX;
 use domain::license::{KeyState, License, valid_deployment_id};
 use domain::notification::UsageLevel;
 use domain::subscription::Subscription;
-use domain::usage::{Metrics, Usage, UsageReported, check};
+use domain::usage::{Usage, UsageReported, check};
 use domain::{Metadata, OrganizationId, SubscriptionId};
 use rust_decimal::Decimal;
 use store::{Command, ExpectedRevision, NewEvent, Rejection};
@@ -26,7 +24,7 @@ use crate::caller::{Caller, Need};
 use crate::command::{load, new_event_id};
 use crate::error::Error;
 use crate::limits::KeyedLimiter;
-use crate::views::usage::{MetricsView, UsageDay, UsageReportResponse, UsageView};
+use crate::views::usage::{UsageReportResponse, UsageView};
 use crate::{Ledger, validation};
 
 /// The name of the per-key rate, in a rate-limited answer: waiting lifts it.
@@ -237,23 +235,7 @@ pub async fn usage(
         None => domain::calendar::first_of_month(ledger.today()),
     };
     let state = ledger.projections.read().await;
-    let entry = state.organizations.get(&organization_id).ok_or(Error::NotFound)?;
-    let empty = Usage::default();
-    let mut days = BTreeMap::<NaiveDate, Metrics>::new();
-    for id in &entry.subscriptions {
-        for (day, metrics) in state.usage.get(id).unwrap_or(&empty).month(month).days {
-            let merged = days.entry(day).or_default();
-            *merged = merged.saturating_add(metrics);
-        }
-    }
-    let total = domain::usage::month_total(days.values());
-    Ok(UsageView {
-        organization_id,
-        period: month.format("%Y-%m").to_string(),
-        total: MetricsView::from(&total),
-        days: days.iter().map(|(day, metrics)| UsageDay { day: *day, metrics: metrics.into() }).collect(),
-        sequence: state.sequence,
-    })
+    UsageView::of(&state, organization_id, month).ok_or(Error::NotFound)
 }
 
 #[cfg(test)]

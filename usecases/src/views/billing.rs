@@ -1,9 +1,12 @@
 //! Invoices and billing runs as the API answers them and `replay` prints
 //! them: one [`Invoice`] shape, built from an issued invoice in one
-//! function ([`Invoice::from`]).
+//! function ([`Invoice::from`]); an organization's list in one
+//! ([`Invoice::of_organization`]).
 
 use chrono::NaiveDate;
+use domain::OrganizationId;
 use domain::billing::{self, InvoiceIssued, period_text};
+use projections::LedgerState;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -144,6 +147,23 @@ impl From<&billing::OverageInputs> for OverageInputs {
             data_limit_gb: inputs.data_limit_gb,
             overage_rate: inputs.overage_rate.into(),
         }
+    }
+}
+
+impl Invoice {
+    /// The organization's issued invoices in the read models, oldest first
+    /// (by month, then id): what `GET /organizations/{id}/invoices` answers
+    /// and `replay as-of` prints. `None` for an organization not in `state`.
+    pub fn of_organization(state: &LedgerState, organization_id: OrganizationId) -> Option<Vec<Self>> {
+        let entry = state.organizations.get(&organization_id)?;
+        let mut items: Vec<&InvoiceIssued> = entry
+            .subscriptions
+            .iter()
+            .filter_map(|id| state.invoices.get(id))
+            .flat_map(|by_month| by_month.values())
+            .collect();
+        items.sort_by_key(|issued| (issued.invoice.period, issued.invoice_id));
+        Some(items.into_iter().map(Self::from).collect())
     }
 }
 

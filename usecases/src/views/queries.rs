@@ -2,8 +2,11 @@
 //! the enforcement check, audit entries.
 
 use chrono::NaiveDate;
+use domain::catalog::Catalog;
 use domain::enforcement::Decision;
-use domain::{AddonId, OrganizationId, SubscriptionId, Timestamp};
+use domain::subscription::Addon;
+use domain::{AddonId, Money, OrganizationId, SubscriptionId, Timestamp};
+use projections::{AuditEntry, LedgerState, OrganizationEntry};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -25,6 +28,20 @@ pub struct OrganizationView {
     #[serde(with = "domain::time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+}
+
+impl OrganizationView {
+    /// An organization as the read models hold it.
+    pub fn of(id: OrganizationId, entry: &OrganizationEntry) -> Self {
+        Self {
+            id,
+            name: entry.created.name.clone(),
+            domain: entry.created.domain.clone(),
+            industry: entry.created.industry.clone(),
+            employee_count: entry.created.employee_count,
+            created_at: entry.created_at,
+        }
+    }
 }
 
 /// A page of organizations, in id order.
@@ -66,6 +83,53 @@ pub struct SubscriptionDetails {
     pub sequence: u64,
 }
 
+impl SubscriptionDetails {
+    /// The subscription `id` of `organization_id` as in effect on `day`,
+    /// from the read models at `state.sequence`: what `GET
+    /// /subscriptions/{orgId}` answers for today and `replay as-of` prints
+    /// for a day in the past. `None` when the organization or the
+    /// subscription is not in `state`, or the subscription has no tier.
+    pub fn on(
+        state: &LedgerState,
+        catalog: &Catalog,
+        organization_id: OrganizationId,
+        id: SubscriptionId,
+        day: NaiveDate,
+    ) -> Option<Self> {
+        let entry = state.organizations.get(&organization_id)?;
+        let subscription = state.subscriptions.get(&id)?;
+        let period = subscription.tier_on(day)?;
+        let month = state.usage.get(&id).map(|usage| usage.month(day)).unwrap_or_default();
+        Some(Self {
+            id,
+            organization_id,
+            tier: period.tier.as_str(),
+            status: subscription.status_on(day).as_str(),
+            start_date: subscription.start_date,
+            end_date: subscription.end_date,
+            auto_renew: subscription.auto_renew,
+            scheduled_downgrade: subscription.scheduled_downgrade.map(|t| t.as_str()),
+            cancelled_from: subscription.cancelled_from,
+            catalog_version: period.catalog_version,
+            max_deployments: subscription.max_deployments,
+            limits: Limits::on(subscription, catalog, day),
+            current_usage: CurrentUsage {
+                users: entry.state.active_users(),
+                data_volume_gb: Quantity(month.total.data_volume_gb),
+                api_calls: month.total.api_calls_count,
+                training_hours: Quantity(month.total.training_hours),
+            },
+            billing: BillingSummary {
+                next_billing_date: domain::calendar::first_of_month(day).checked_add_months(chrono::Months::new(1)),
+                amount_due: Amount(Money::usd(Decimal::ZERO)),
+                payment_method: "invoice",
+            },
+            addons: subscription.addons.iter().map(AddonView::from).collect(),
+            sequence: state.sequence,
+        })
+    }
+}
+
 /// Seats are the organization's active users; the rest is this month's
 /// reported usage.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -101,6 +165,19 @@ pub struct AddonView {
     /// Per unit, for one-time add-ons.
     pub one_time_price: Option<Amount>,
     pub effective_date: NaiveDate,
+}
+
+impl From<&Addon> for AddonView {
+    fn from(addon: &Addon) -> Self {
+        Self {
+            id: addon.addon_id,
+            kind: addon.kind.as_str(),
+            quantity: addon.quantity,
+            annual_price: addon.annual_price.map(Amount),
+            one_time_price: addon.one_time_price.map(Amount),
+            effective_date: addon.effective_date,
+        }
+    }
 }
 
 /// The seed's `validateUsage` answer: allowed or not, why not, and for the
@@ -163,6 +240,22 @@ pub struct AuditEntryView {
     pub source_ip: Option<String>,
     /// The record's leaf hash, hex.
     pub leaf_hash: String,
+}
+
+impl From<&AuditEntry> for AuditEntryView {
+    fn from(entry: &AuditEntry) -> Self {
+        Self {
+            sequence: entry.sequence,
+            recorded_at: entry.recorded_at,
+            occurred_at: entry.occurred_at,
+            stream_id: entry.stream_id.clone(),
+            event_type: entry.event_type.clone(),
+            organization_id: entry.organization_id,
+            actor: entry.actor.clone(),
+            source_ip: entry.source_ip.clone(),
+            leaf_hash: entry.leaf_hash.to_hex(),
+        }
+    }
 }
 
 /// A page of audit entries, oldest first.

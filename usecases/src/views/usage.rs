@@ -1,9 +1,12 @@
 //! Usage's response shapes: a report's acknowledgement and an
 //! organization's month of usage.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
-use domain::usage::Metrics;
+use domain::usage::{Metrics, Usage};
 use domain::{OrganizationId, Timestamp};
+use projections::LedgerState;
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
@@ -76,6 +79,34 @@ pub struct UsageView {
     pub days: Vec<UsageDay>,
     /// The read models' sequence the answer was read at.
     pub sequence: u64,
+}
+
+impl UsageView {
+    /// The organization's usage in the month of `month` (any day of it),
+    /// from the read models at `state.sequence`: over all its subscriptions
+    /// that month (an upgrade keeps one; a new term after an expiry is
+    /// another), each day summed. What `GET /organizations/{id}/usage`
+    /// answers and `replay as-of` prints; `None` for an organization not in
+    /// `state`.
+    pub fn of(state: &LedgerState, organization_id: OrganizationId, month: NaiveDate) -> Option<Self> {
+        let entry = state.organizations.get(&organization_id)?;
+        let empty = Usage::default();
+        let mut days = BTreeMap::<NaiveDate, Metrics>::new();
+        for id in &entry.subscriptions {
+            for (day, metrics) in state.usage.get(id).unwrap_or(&empty).month(month).days {
+                let merged = days.entry(day).or_default();
+                *merged = merged.saturating_add(metrics);
+            }
+        }
+        let total = domain::usage::month_total(days.values());
+        Some(Self {
+            organization_id,
+            period: month.format("%Y-%m").to_string(),
+            total: MetricsView::from(&total),
+            days: days.iter().map(|(day, metrics)| UsageDay { day: *day, metrics: metrics.into() }).collect(),
+            sequence: state.sequence,
+        })
+    }
 }
 
 /// The seed's `UsageReportResponse`, plus `sequence`. Metric names are
