@@ -50,10 +50,36 @@ async fn append(log: &EventLog, stream: StreamId, events: Vec<NewEvent>) {
     log.append_one(command).await.unwrap().unwrap();
 }
 
+/// The bench's dates: 28 days from 2026-01-01, over and over.
+fn day(n: u64) -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(n % 28)
+}
+
 /// Writes the history; returns the number of records.
 async fn fill(log: &EventLog, total: u64, key: &SigningKey) -> u64 {
+    let mut written = fill_organizations(log).await;
+    let mut n = 0u64;
+    let mut tree = MerkleTree::new();
+    let mut chain = domain::record::CHAIN_GENESIS;
+    while written < total {
+        let subscription = SubscriptionId(id(2, n % ORGANIZATIONS));
+        let count = COMMAND_EVENTS.min(total - written).min(CHECKPOINT_EVERY - written % CHECKPOINT_EVERY);
+        let events = (0..count).map(|i| usage_report(subscription, n, i)).collect();
+        append(log, domain::usage::stream(subscription, day(0)), events).await;
+        written += count;
+        n += 1;
+        if written % CHECKPOINT_EVERY == 0 && written < total {
+            keep_checkpoint(log, &mut tree, &mut chain, written, key).await;
+            written += 1;
+        }
+    }
+    written
+}
+
+/// Every organization and its starter subscription; returns the number
+/// of records written.
+async fn fill_organizations(log: &EventLog) -> u64 {
     let mut written = 0;
-    let day = |n: u64| chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(n % 28);
     for n in 0..ORGANIZATIONS {
         let org = OrganizationId(id(1, n));
         let created = OrganizationCreated {
@@ -80,53 +106,51 @@ async fn fill(log: &EventLog, total: u64, key: &SigningKey) -> u64 {
         append(log, subscription.stream(), vec![new_event(&SubscriptionEvent::SubscriptionCreated(subscribed))]).await;
         written += 2;
     }
-    let mut n = 0u64;
-    let mut tree = MerkleTree::new();
-    let mut chain = domain::record::CHAIN_GENESIS;
-    while written < total {
-        let subscription = SubscriptionId(id(2, n % ORGANIZATIONS));
-        let count = COMMAND_EVENTS.min(total - written).min(CHECKPOINT_EVERY - written % CHECKPOINT_EVERY);
-        let events = (0..count)
-            .map(|i| {
-                let report = UsageReported {
-                    subscription_id: subscription,
-                    license_id: LicenseId(id(3, n % ORGANIZATIONS)),
-                    deployment_id: format!("edge-{}", i % 3),
-                    day: day(i / 3),
-                    metrics: Metrics {
-                        active_users: i % 5,
-                        data_volume_gb: (i % 100).into(),
-                        api_calls_count: i,
-                        training_hours: 0.into(),
-                    },
-                };
-                new_event(&UsageEvent::UsageReported(report))
-            })
-            .collect();
-        append(log, domain::usage::stream(subscription, day(0)), events).await;
-        written += count;
-        n += 1;
-        if written % CHECKPOINT_EVERY == 0 && written < total {
-            while tree.size() < written {
-                for record in log.read_page(tree.size() + 1..=written, 4096).await.unwrap() {
-                    tree.push_record(&record.leaf_hash);
-                    chain = record.chain_hash;
-                }
-            }
-            let checkpoint = Checkpoint {
-                origin: "bench".into(),
-                size: written,
-                root: tree.root(written).unwrap(),
-                chain,
-                time: domain::Clock::now(&Clock),
-            };
-            let note = checkpoint.sign(key).unwrap();
-            let event = CheckpointEvent::CheckpointSigned(CheckpointSigned { note });
-            append(log, StreamId::new(CHECKPOINT_STREAM).unwrap(), vec![new_event(&event)]).await;
-            written += 1;
+    written
+}
+
+/// The `i`th usage report of the `n`th usage command.
+fn usage_report(subscription: SubscriptionId, n: u64, i: u64) -> NewEvent {
+    let report = UsageReported {
+        subscription_id: subscription,
+        license_id: LicenseId(id(3, n % ORGANIZATIONS)),
+        deployment_id: format!("edge-{}", i % 3),
+        day: day(i / 3),
+        metrics: Metrics {
+            active_users: i % 5,
+            data_volume_gb: (i % 100).into(),
+            api_calls_count: i,
+            training_hours: 0.into(),
+        },
+    };
+    new_event(&UsageEvent::UsageReported(report))
+}
+
+/// Brings `tree` and `chain` up to the `written` records and keeps a
+/// checkpoint of them, signed with `key`, in the log.
+async fn keep_checkpoint(
+    log: &EventLog,
+    tree: &mut MerkleTree,
+    chain: &mut domain::record::Hash,
+    written: u64,
+    key: &SigningKey,
+) {
+    while tree.size() < written {
+        for record in log.read_page(tree.size() + 1..=written, 4096).await.unwrap() {
+            tree.push_record(&record.leaf_hash);
+            *chain = record.chain_hash;
         }
     }
-    written
+    let checkpoint = Checkpoint {
+        origin: "bench".into(),
+        size: written,
+        root: tree.root(written).unwrap(),
+        chain: *chain,
+        time: domain::Clock::now(&Clock),
+    };
+    let note = checkpoint.sign(key).unwrap();
+    let event = CheckpointEvent::CheckpointSigned(CheckpointSigned { note });
+    append(log, StreamId::new(CHECKPOINT_STREAM).unwrap(), vec![new_event(&event)]).await;
 }
 
 fn run(args: &[&str], source: &[String]) -> f64 {
