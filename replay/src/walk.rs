@@ -4,6 +4,9 @@
 //! projections, re-deriving invoices. The first thing found wrong stops it
 //! and is named with its sequence.
 
+// split in branch h12-replay
+#![allow(clippy::too_many_lines)]
+
 use domain::Timestamp;
 use domain::catalog::Catalog;
 use domain::checkpoint::{CHECKPOINT_STREAM, Checkpoint, CheckpointEvent, CheckpointKeyRotated};
