@@ -237,22 +237,18 @@ async fn append(log: &EventLog, n: u64, seed: u64) -> u64 {
     last
 }
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Kind::Sqlite, concat!(stringify!($name), "::sqlite")).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Kind::Postgres, concat!(stringify!($name), "::postgres")).await
-            }
-        }
-    )*};
+impl store::testing::BackendFixture for Fixture {
+    async fn sqlite(test: &str) -> Self {
+        fixture(Kind::Sqlite, test).await.expect("SQLite needs no peer")
+    }
+
+    async fn postgres(test: &str) -> Option<Self> {
+        fixture(Kind::Postgres, test).await
+    }
 }
 
-both_backends!(
+store::backend_tests!(
+    Fixture;
     live_rows_equal_a_rebuild,
     a_crash_between_batches_loses_nothing_and_applies_nothing_twice,
     a_stale_runner_is_fenced_and_writes_nothing,
@@ -264,8 +260,7 @@ both_backends!(
     two_nodes_project_in_turn_and_nothing_is_applied_twice,
 );
 
-async fn live_rows_equal_a_rebuild(kind: Kind, test: &str) {
-    let Some(f) = fixture(kind, test).await else { return };
+async fn live_rows_equal_a_rebuild(f: Fixture) {
     let mut runner = f.runner(&f.db, None).with_flush_records_max(64);
     let applied = runner.applied();
     let first = append(&f.log, 700, 1).await;
@@ -296,8 +291,7 @@ async fn live_rows_equal_a_rebuild(kind: Kind, test: &str) {
     assert_ne!(digest(&f.db, TABLES).await.unwrap()[0], digest(&rebuilt, TABLES).await.unwrap()[0]);
 }
 
-async fn a_crash_between_batches_loses_nothing_and_applies_nothing_twice(kind: Kind, test: &str) {
-    let Some(f) = fixture(kind, test).await else { return };
+async fn a_crash_between_batches_loses_nothing_and_applies_nothing_twice(f: Fixture) {
     let mut seed = 7u64;
     for round in 0..8u64 {
         let appending = {
@@ -324,8 +318,7 @@ async fn a_crash_between_batches_loses_nothing_and_applies_nothing_twice(kind: K
     f.assert_rebuild_equals_live().await;
 }
 
-async fn a_stale_runner_is_fenced_and_writes_nothing(kind: Kind, test: &str) {
-    let Some(f) = fixture(kind, test).await else { return };
+async fn a_stale_runner_is_fenced_and_writes_nothing(f: Fixture) {
     append(&f.log, 30, 1).await;
     let mut stale = f.runner(&f.db, None);
     assert_eq!(stale.catch_up().await.unwrap(), 30);
@@ -353,8 +346,7 @@ async fn a_stale_runner_is_fenced_and_writes_nothing(kind: Kind, test: &str) {
     f.assert_rebuild_equals_live().await;
 }
 
-async fn a_checkpoint_the_log_does_not_hold_stops_the_runner(kind: Kind, test: &str) {
-    let Some(f) = fixture(kind, test).await else { return };
+async fn a_checkpoint_the_log_does_not_hold_stops_the_runner(f: Fixture) {
     append(&f.log, 20, 1).await;
     f.runner(&f.db, None).catch_up().await.unwrap();
     // The same read models against another log: a restored backup behind
@@ -395,8 +387,7 @@ async fn a_checkpoint_the_log_does_not_hold_stops_the_runner(kind: Kind, test: &
     check_expected(&f.db, &other).await;
 }
 
-async fn a_record_that_cannot_be_applied_stops_the_runner_naming_it(kind: Kind, test: &str) {
-    let Some(f) = fixture(kind, test).await else { return };
+async fn a_record_that_cannot_be_applied_stops_the_runner_naming_it(f: Fixture) {
     append(&f.log, 10, 1).await;
     f.runner(&f.db, None).catch_up().await.unwrap();
     append(&f.log, 10, 2).await;
@@ -431,8 +422,7 @@ async fn a_record_that_cannot_be_applied_stops_the_runner_naming_it(kind: Kind, 
     assert_eq!(f.db.applied(&["test-stream-counts"]).await.unwrap(), 10, "the batch holding it was not committed");
 }
 
-async fn a_follower_learns_the_applied_sequence(kind: Kind, test: &str) {
-    let Some(f) = fixture(kind, test).await else { return };
+async fn a_follower_learns_the_applied_sequence(f: Fixture) {
     // The follower is another process's view: its own connections.
     let follower = Applied::follow(f.reopen().await, vec!["test-stream-counts".into(), MERKLE_PROJECTION.into()]);
     let mut runner = f.runner(&f.db, None);
@@ -450,8 +440,7 @@ async fn a_follower_learns_the_applied_sequence(kind: Kind, test: &str) {
     running.abort();
 }
 
-async fn the_stored_merkle_tree_matches_the_in_memory_tree(kind: Kind, test: &str) {
-    let Some(f) = fixture(kind, test).await else { return };
+async fn the_stored_merkle_tree_matches_the_in_memory_tree(f: Fixture) {
     // Built in two runs, the second loading its frontier at a size in the
     // middle of a block (1000 = 3·256 + 232).
     append(&f.log, 1000, 1).await;
@@ -497,8 +486,7 @@ async fn the_stored_merkle_tree_matches_the_in_memory_tree(kind: Kind, test: &st
     assert_eq!(stored, 7 + 3 + 1, "levels 8, 9 and 10 of 2000 leaves");
 }
 
-async fn one_process_leads_and_another_takes_over(kind: Kind, test: &str) {
-    let Some(f) = fixture(kind, test).await else { return };
+async fn one_process_leads_and_another_takes_over(f: Fixture) {
     let contend = || f.contend();
     let first = contend();
     tokio::time::timeout(Duration::from_secs(5), first.acquired()).await.expect("the first process leads");
@@ -513,8 +501,7 @@ async fn one_process_leads_and_another_takes_over(kind: Kind, test: &str) {
     assert!(second.is_leader());
 }
 
-async fn two_nodes_project_in_turn_and_nothing_is_applied_twice(kind: Kind, test: &str) {
-    let Some(f) = fixture(kind, test).await else { return };
+async fn two_nodes_project_in_turn_and_nothing_is_applied_twice(f: Fixture) {
     let node = |db: ReadModelDb| {
         let leadership = f.contend();
         let mut runner = f.runner(&db, None).with_flush_records_max(50);

@@ -93,85 +93,109 @@ const RAW_COLUMNS: &str = "sequence, event_id, stream_id, stream_revision, event
 /// Rows per second inserting the same bytes without the log's work.
 async fn raw_rate(backend: &Backend, seconds: Duration) -> f64 {
     let metadata = domain::Metadata { actor: Some("bench".into()), ..Default::default() }.encode();
-    let hash = vec![7u8; 32];
     let start = Instant::now();
-    let mut sequence = 0i64;
-    match backend {
+    let rows = match backend {
         Backend::Sqlite(path) => {
-            // The same driver and statement reuse the log's SQLite backend uses.
             let path = path.clone();
-            sequence = tokio::task::spawn_blocking(move || {
-                let mut connection = rusqlite::Connection::open(&path).unwrap();
-                connection.pragma_update(None, "synchronous", "FULL").unwrap();
-                connection
-                    .execute_batch(
-                        "CREATE TABLE raw_events AS SELECT * FROM events WHERE 0; \
-                         CREATE UNIQUE INDEX raw_event_id ON raw_events (event_id); \
-                         CREATE UNIQUE INDEX raw_stream ON raw_events (stream_id, stream_revision);",
-                    )
-                    .unwrap();
-                let mut sequence = 0i64;
-                while start.elapsed() < seconds {
-                    let tx = connection.transaction().unwrap();
-                    {
-                        let mut insert = tx
-                            .prepare_cached(&format!(
-                                "INSERT INTO raw_events ({RAW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-                            ))
-                            .unwrap();
-                        for _ in 0..RAW_BATCH {
-                            sequence += 1;
-                            let e = event(sequence as u64);
-                            insert
-                                .execute(rusqlite::params![
-                                    sequence, &e.event_id.as_bytes()[..], "license/raw", sequence, e.event_type, 1, 0, 0,
-                                    "key", metadata, hash, e.payload, hash, hash, hash
-                                ])
-                                .unwrap();
-                        }
-                    }
-                    tx.commit().unwrap();
-                }
-                sequence
-            })
-            .await
-            .unwrap();
+            tokio::task::spawn_blocking(move || raw_rows_sqlite(&path, &metadata, start + seconds)).await.unwrap()
         }
-        Backend::Postgres(options) => {
-            let pool = sqlx::PgPool::connect_with((**options).clone()).await.unwrap();
-            sqlx::query("CREATE TABLE raw_events (LIKE events INCLUDING INDEXES)").execute(&pool).await.unwrap();
-            while start.elapsed() < seconds {
-                let events: Vec<NewEvent> = (0..RAW_BATCH).map(|i| event(i as u64)).collect();
-                let sequences: Vec<i64> = (0..RAW_BATCH as i64).map(|i| sequence + 1 + i).collect();
-                sequence += RAW_BATCH as i64;
-                let n = RAW_BATCH;
-                sqlx::query(&format!(
-                    "INSERT INTO raw_events ({RAW_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], \
-                     $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::bytea[], \
-                     $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[])"
+        Backend::Postgres(options) => raw_rows_postgres(options, &metadata, start + seconds).await,
+    };
+    rows as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The hash columns' bytes in the raw baseline.
+const RAW_HASH: [u8; 32] = [7; 32];
+
+/// Rows inserted into a raw copy of the SQLite events table until
+/// `deadline`, with the same driver and statement reuse the log's SQLite
+/// backend uses.
+fn raw_rows_sqlite(path: &std::path::Path, metadata: &[u8], deadline: Instant) -> i64 {
+    let hash = RAW_HASH.to_vec();
+    let mut connection = rusqlite::Connection::open(path).unwrap();
+    connection.pragma_update(None, "synchronous", "FULL").unwrap();
+    connection
+        .execute_batch(
+            "CREATE TABLE raw_events AS SELECT * FROM events WHERE 0; \
+             CREATE UNIQUE INDEX raw_event_id ON raw_events (event_id); \
+             CREATE UNIQUE INDEX raw_stream ON raw_events (stream_id, stream_revision);",
+        )
+        .unwrap();
+    let mut sequence = 0i64;
+    while Instant::now() < deadline {
+        let tx = connection.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO raw_events ({RAW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                 ))
-                .bind(&sequences)
-                .bind(events.iter().map(|e| e.event_id.0).collect::<Vec<_>>())
-                .bind(vec!["license/raw"; n])
-                .bind(&sequences)
-                .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-                .bind(vec![1i64; n])
-                .bind(vec![0i64; n])
-                .bind(vec![0i64; n])
-                .bind(vec![Some("key"); n])
-                .bind(vec![metadata.clone(); n])
-                .bind(vec![hash.clone(); n])
-                .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
-                .bind(vec![hash.clone(); n])
-                .bind(vec![hash.clone(); n])
-                .bind(vec![hash.clone(); n])
-                .execute(&pool)
-                .await
                 .unwrap();
+            for _ in 0..RAW_BATCH {
+                sequence += 1;
+                let e = event(sequence as u64);
+                insert
+                    .execute(rusqlite::params![
+                        sequence,
+                        &e.event_id.as_bytes()[..],
+                        "license/raw",
+                        sequence,
+                        e.event_type,
+                        1,
+                        0,
+                        0,
+                        "key",
+                        metadata,
+                        hash,
+                        e.payload,
+                        hash,
+                        hash,
+                        hash
+                    ])
+                    .unwrap();
             }
         }
+        tx.commit().unwrap();
     }
-    sequence as f64 / start.elapsed().as_secs_f64()
+    sequence
+}
+
+/// Rows inserted into a raw copy of the PostgreSQL events table until
+/// `deadline`, a batch per statement.
+async fn raw_rows_postgres(options: &sqlx::postgres::PgConnectOptions, metadata: &[u8], deadline: Instant) -> i64 {
+    let hash = RAW_HASH.to_vec();
+    let pool = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
+    sqlx::query("CREATE TABLE raw_events (LIKE events INCLUDING INDEXES)").execute(&pool).await.unwrap();
+    let mut sequence = 0i64;
+    while Instant::now() < deadline {
+        let events: Vec<NewEvent> = (0..RAW_BATCH).map(|i| event(i as u64)).collect();
+        let sequences: Vec<i64> = (0..RAW_BATCH as i64).map(|i| sequence + 1 + i).collect();
+        sequence += RAW_BATCH as i64;
+        let n = RAW_BATCH;
+        sqlx::query(&format!(
+            "INSERT INTO raw_events ({RAW_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], \
+             $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::bytea[], \
+             $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[])"
+        ))
+        .bind(&sequences)
+        .bind(events.iter().map(|e| e.event_id.0).collect::<Vec<_>>())
+        .bind(vec!["license/raw"; n])
+        .bind(&sequences)
+        .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+        .bind(vec![1i64; n])
+        .bind(vec![0i64; n])
+        .bind(vec![0i64; n])
+        .bind(vec![Some("key"); n])
+        .bind(vec![metadata.to_vec(); n])
+        .bind(vec![hash.clone(); n])
+        .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
+        .bind(vec![hash.clone(); n])
+        .bind(vec![hash.clone(); n])
+        .bind(vec![hash.clone(); n])
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sequence
 }
 
 fn row(backend: &str, what: &str, rate: f64, note: &str) {

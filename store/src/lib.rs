@@ -540,83 +540,119 @@ impl EventLog {
         // Read past the head when the range reaches it: rows beyond the head
         // (inserted behind the writer's back) must be seen to be caught.
         let end = (*range.end()).min(i64::MAX as u64);
-        let mut verifier = if start == 1 {
-            ChainVerifier::from_genesis()
-        } else {
-            match self.read_page(start - 1..=start - 1, 1).await?.pop() {
-                Some(before) => ChainVerifier::resume(start, before.chain_hash, Some(before.header.recorded_at)),
-                None => ChainVerifier::resume(start, CHAIN_GENESIS, None),
-            }
-        };
-        // Reading overlaps checking: a producer task fetches pages, several
-        // at once, into a small bounded queue. Up to the head, page ranges
-        // are computed, not chained, so they can be read in parallel (a
-        // missing record just makes a short page, which linking reports);
-        // past the head, pages are read in turn until one comes back empty.
-        let (pages_tx, mut pages) = mpsc::channel::<Result<Vec<Record>, StoreError>>(VERIFY_PAGES_AHEAD);
-        let log = self.clone();
-        let producer = tokio::spawn(async move {
-            let page = READ_PAGE_RECORDS as u64;
-            let bounded_end = end.min(head.sequence);
-            let ranges = (start..=bounded_end)
-                .step_by(READ_PAGE_RECORDS)
-                .map(move |from| from..=(from + page - 1).min(bounded_end));
-            let mut reads = std::pin::pin!(
-                futures::stream::iter(ranges)
-                    .map(|range| log.read_page(range, READ_PAGE_RECORDS))
-                    .buffered(VERIFY_PAGES_AHEAD)
-            );
-            while let Some(page) = reads.next().await {
-                if pages_tx.send(page).await.is_err() {
-                    return;
-                }
-            }
-            let mut from = bounded_end.max(start - 1) + 1;
-            while from <= end {
-                let page = log.read_page(from..=end, READ_PAGE_RECORDS).await;
-                from = match &page {
-                    Ok(records) => records.last().map_or(u64::MAX, |r| r.header.sequence.saturating_add(1)),
-                    Err(_) => u64::MAX,
-                };
-                let empty = matches!(&page, Ok(records) if records.is_empty());
-                if empty || pages_tx.send(page).await.is_err() {
-                    return;
-                }
-            }
-        });
+        let mut verifier = self.verifier_from(start).await?;
+        let (producer, mut pages) = self.read_pages_ahead(start, end, head.sequence);
         let mut checked = 0;
         while let Some(page) = pages.recv().await {
-            let page = page?;
-            // Leaves are independent of each other: check them on all cores
-            // while the chain, which is sequential, is linked after.
-            let (leaf_failure, page) = tokio::task::spawn_blocking(move || (check_leaves(&page), page))
-                .await
-                .expect("leaf checks do not panic");
-            for (index, record) in page.iter().enumerate() {
-                let failure = match leaf_failure {
-                    Some((at, ref failure)) if at == index => Some(failure.clone()),
-                    _ => verifier.link(record).err(),
-                };
-                if let Some(failure) = failure {
-                    producer.abort();
-                    return Ok(VerifyReport { checked, failure: Some(failure) });
-                }
-                checked += 1;
+            if let Some(failure) = link_page(&mut verifier, page?, &mut checked).await {
+                producer.abort();
+                return Ok(VerifyReport { checked, failure: Some(failure) });
             }
         }
         let failure = if *range.end() >= head.sequence {
             verifier.check_head(head.sequence, &head.chain_hash).err()
-        } else if verifier.next_sequence() <= end {
-            // The range ended early: a record in it is missing.
-            Some(VerifyFailure {
-                sequence: verifier.next_sequence(),
-                defect: domain::record::Defect::SequenceGap { expected: verifier.next_sequence(), found: 0 },
-            })
         } else {
-            None
+            missing_before(&verifier, end)
         };
         Ok(VerifyReport { checked, failure })
     }
+
+    /// A chain verifier starting at `start`: from [`CHAIN_GENESIS`] at 1,
+    /// else from the stored chain hash of the record before it.
+    async fn verifier_from(&self, start: u64) -> Result<ChainVerifier, StoreError> {
+        if start == 1 {
+            return Ok(ChainVerifier::from_genesis());
+        }
+        Ok(match self.read_page(start - 1..=start - 1, 1).await?.pop() {
+            Some(before) => ChainVerifier::resume(start, before.chain_hash, Some(before.header.recorded_at)),
+            None => ChainVerifier::resume(start, CHAIN_GENESIS, None),
+        })
+    }
+
+    /// Reading overlaps checking: a producer task fetches the pages of
+    /// `start..=end`, several at once, into a small bounded queue, which
+    /// it closes after the last page (or the first error).
+    fn read_pages_ahead(&self, start: u64, end: u64, head: u64) -> (tokio::task::JoinHandle<()>, PageReceiver) {
+        let (pages_tx, pages) = mpsc::channel(VERIFY_PAGES_AHEAD);
+        let log = self.clone();
+        let producer = tokio::spawn(async move {
+            let bounded_end = end.min(head);
+            if log.send_pages_to_head(start, bounded_end, &pages_tx).await {
+                log.send_pages_past_head(bounded_end.max(start - 1) + 1, end, &pages_tx).await;
+            }
+        });
+        (producer, pages)
+    }
+
+    /// Up to the head, page ranges are computed, not chained, so they are
+    /// read in parallel (a missing record just makes a short page, which
+    /// linking reports). False when the receiver is gone.
+    async fn send_pages_to_head(&self, start: u64, bounded_end: u64, pages_tx: &PageSender) -> bool {
+        let page = READ_PAGE_RECORDS as u64;
+        let ranges =
+            (start..=bounded_end).step_by(READ_PAGE_RECORDS).map(move |from| from..=(from + page - 1).min(bounded_end));
+        let mut reads = std::pin::pin!(
+            futures::stream::iter(ranges)
+                .map(|range| self.read_page(range, READ_PAGE_RECORDS))
+                .buffered(VERIFY_PAGES_AHEAD)
+        );
+        while let Some(page) = reads.next().await {
+            if pages_tx.send(page).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Past the head, pages are read in turn until one comes back empty
+    /// (or fails, or the receiver is gone).
+    async fn send_pages_past_head(&self, mut from: u64, end: u64, pages_tx: &PageSender) {
+        while from <= end {
+            let page = self.read_page(from..=end, READ_PAGE_RECORDS).await;
+            from = match &page {
+                Ok(records) => records.last().map_or(u64::MAX, |r| r.header.sequence.saturating_add(1)),
+                Err(_) => u64::MAX,
+            };
+            let empty = matches!(&page, Ok(records) if records.is_empty());
+            if empty || pages_tx.send(page).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The queue of pages [`EventLog::verify`] reads ahead.
+type PageSender = mpsc::Sender<Result<Vec<Record>, StoreError>>;
+/// The receiving end of a [`PageSender`].
+type PageReceiver = mpsc::Receiver<Result<Vec<Record>, StoreError>>;
+
+/// Checks one page's leaves and links its records onto `verifier`,
+/// counting each record that holds; the first failure, if any.
+async fn link_page(verifier: &mut ChainVerifier, page: Vec<Record>, checked: &mut u64) -> Option<VerifyFailure> {
+    // Leaves are independent of each other: check them on all cores
+    // while the chain, which is sequential, is linked after.
+    let (leaf_failure, page) =
+        tokio::task::spawn_blocking(move || (check_leaves(&page), page)).await.expect("leaf checks do not panic");
+    for (index, record) in page.iter().enumerate() {
+        let failure = match leaf_failure {
+            Some((at, ref failure)) if at == index => Some(failure.clone()),
+            _ => verifier.link(record).err(),
+        };
+        if failure.is_some() {
+            return failure;
+        }
+        *checked += 1;
+    }
+    None
+}
+
+/// When a range that stops short of the head ended early, a record in it
+/// is missing: the gap at the next expected sequence.
+fn missing_before(verifier: &ChainVerifier, end: u64) -> Option<VerifyFailure> {
+    (verifier.next_sequence() <= end).then(|| VerifyFailure {
+        sequence: verifier.next_sequence(),
+        defect: domain::record::Defect::SequenceGap { expected: verifier.next_sequence(), found: 0 },
+    })
 }
 
 /// The first record of `page` whose leaf does not verify, by index.

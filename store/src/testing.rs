@@ -100,6 +100,65 @@ pub fn skip(test: &str, peer: Peer, why: &str) {
     let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
 
+/// What a backend-parametrised test runs on: the same test body gets one
+/// fixture on SQLite and one on PostgreSQL, made by [`backend_tests!`].
+///
+/// The PostgreSQL fixture is `None` when there is no database to use; it
+/// has then said so through [`postgres_url`] (which calls [`skip`]), so a
+/// skipped test prints the uniform notice and fails under CI.
+pub trait BackendFixture: Sized {
+    /// A fixture on a fresh SQLite database. `test` names the test, for
+    /// fixtures that label what they make.
+    fn sqlite(test: &str) -> impl Future<Output = Self>;
+
+    /// A fixture on a fresh PostgreSQL schema, or `None` (skipped) without
+    /// `DATABASE_URL`.
+    fn postgres(test: &str) -> impl Future<Output = Option<Self>>;
+}
+
+/// Instantiates each named test body, an `async fn(Fixture)` in the calling
+/// module, twice: as `sqlite::<name>` and `postgres::<name>`, each a
+/// multi-threaded Tokio test given a fresh [`BackendFixture`] of that
+/// backend. The PostgreSQL variant skips (see [`skip`]) when the fixture
+/// is `None`.
+///
+/// ```ignore
+/// store::backend_tests!(Harness; appends_and_reads, reads_page_through_a_long_log);
+/// ```
+///
+/// One macro for every crate's backend tests, so the two backends are
+/// always run alike (the runtime, the naming, the skip notice).
+#[macro_export]
+macro_rules! backend_tests {
+    ($fixture:ty; $($name:ident),* $(,)?) => {
+        /// The fixture type, named where the test bodies are (the
+        /// generated modules see it through `super`).
+        type BackendTestsFixture = $fixture;
+
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    let fixture = <super::BackendTestsFixture as $crate::testing::BackendFixture>::sqlite(test).await;
+                    super::$name(fixture).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    if let Some(fixture) = <super::BackendTestsFixture as $crate::testing::BackendFixture>::postgres(test).await {
+                        super::$name(fixture).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
 /// A fresh PostgreSQL schema for one test.
 pub struct Schema {
     pub name: String,

@@ -1,7 +1,7 @@
 //! One conformance suite for every backend of the log.
 //!
 //! Each test is written once against `Harness` and instantiated for SQLite
-//! and PostgreSQL by `conformance!` at the bottom. Tamper tests reach past
+//! and PostgreSQL by `ledger_store::backend_tests!` at the bottom. Tamper tests reach past
 //! the log with plain SQL, as an attacker with database access would.
 
 use std::sync::Arc;
@@ -63,8 +63,8 @@ macro_rules! bind_all {
     }};
 }
 
-impl Harness {
-    async fn sqlite() -> Self {
+impl testing::BackendFixture for Harness {
+    async fn sqlite(_test: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.sqlite");
         let log = EventLog::open_sqlite(&path, Arc::new(SystemClock)).await.unwrap();
@@ -96,7 +96,9 @@ impl Harness {
             _dir: None,
         })
     }
+}
 
+impl Harness {
     /// Runs SQL directly; `?` placeholders become `$n` on PostgreSQL.
     async fn try_sql(&self, sql: &str, values: &[Value]) -> Result<(), sqlx::Error> {
         match &self.raw {
@@ -604,30 +606,8 @@ async fn a_lock_is_held_by_one_process_at_a_time(h: Harness) {
     assert!(h.log.try_lock("Not A Name").await.is_err());
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Harness::sqlite().await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(harness) = super::Harness::postgres(concat!("postgres::", stringify!($name))).await {
-                        super::$name(harness).await
-                    }
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+ledger_store::backend_tests!(
+    Harness;
     appends_and_reads,
     wrong_revision_names_expected_and_actual,
     idempotent_retries_are_answered_not_reapplied,

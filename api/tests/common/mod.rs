@@ -13,33 +13,28 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
-/// Bootstrap tokens given in the environment (at least 32 characters).
 /// Instantiates each black-box test function twice: on SQLite, and on
 /// PostgreSQL (which skips, with a notice, without `DATABASE_URL`).
+///
+/// The workspace's one backend macro, `store::backend_tests!`, on
+/// [`Backend`]; kept under this name for the test files' invocations.
 macro_rules! backends {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::common::Backend::sqlite().await).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!(module_path!(), "::", stringify!($name));
-                    if let Some(backend) = crate::common::Backend::postgres(test).await {
-                        super::$name(backend).await
-                    }
-                }
-            )*
-        }
+        store::backend_tests!(crate::common::Backend; $($name),*);
     };
 }
 
+impl store::testing::BackendFixture for Backend {
+    async fn sqlite(_test: &str) -> Self {
+        Backend::sqlite().await
+    }
+
+    async fn postgres(test: &str) -> Option<Self> {
+        Backend::postgres(test).await
+    }
+}
+
+/// Bootstrap tokens given in the environment (at least 32 characters).
 pub const OPERATOR: &str = "op-test-operator-token-0123456789abcdef";
 pub const AUDITOR: &str = "au-test-auditor-token-0123456789abcdefg";
 /// Where every test's manual clock starts.
