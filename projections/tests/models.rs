@@ -20,7 +20,8 @@ use domain::license::{
     DeploymentActivated, DeploymentReleased, LicenseEvent, LicenseIssued, LicenseSuperseded, ValidationCode,
 };
 use domain::notification::{
-    Notice, NotificationEvent, NotificationSent, NotificationSkipped, SkipReason, UsageLevel, UsageMetric, expiry_reminder,
+    Notice, NotificationEvent, NotificationSent, NotificationSkipped, SkipReason, UsageLevel, UsageMetric,
+    expiry_reminder,
 };
 use domain::organization::{
     ApiTokenIssued, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role, SubscriptionEnded,
@@ -28,9 +29,9 @@ use domain::organization::{
 };
 use domain::record::{Hash, Record};
 use domain::stripe::{
-    Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled,
-    StripeEventReceived, StripeInvoiceCreated, StripePaymentMethodSaved, StripeSyncRefused, StripeSyncStarted,
-    invoice_stream, payment_method_stream,
+    Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled, StripeEventReceived,
+    StripeInvoiceCreated, StripePaymentMethodSaved, StripeSyncRefused, StripeSyncStarted, invoice_stream,
+    payment_method_stream,
 };
 use domain::subscription::{
     AddonAdded, AddonKind, AutoRenewalCancelled, DowngradeScheduled, PaymentFailed, PaymentSucceeded,
@@ -39,8 +40,8 @@ use domain::subscription::{
 use domain::usage::{Metrics, UsageEvent, UsageReported};
 use domain::validation::{LicenseValidated, ValidationEvent};
 use domain::{
-    AddonId, Clock, EventId, LicenseId, Metadata, Money, OrganizationId, StreamId, SubscriptionId, Timestamp,
-    TokenId, UserId,
+    AddonId, Clock, EventId, LicenseId, Metadata, Money, OrganizationId, StreamId, SubscriptionId, Timestamp, TokenId,
+    UserId,
 };
 use ledger_projections::db::{ApplyError, Changes, Projection, ReadModelDb, Runner, Table, compare, digest};
 use ledger_projections::models::{
@@ -83,7 +84,7 @@ impl Script {
         self.events += 1;
         let metadata = Metadata {
             actor: Some(actor.to_owned()),
-            source_ip: (self.events % 3 == 0).then(|| format!("10.0.0.{}", self.events % 250)),
+            source_ip: self.events.is_multiple_of(3).then(|| format!("10.0.0.{}", self.events % 250)),
             ..Metadata::default()
         };
         let at = Timestamp::from_micros(START + self.events as i64 * 1000);
@@ -146,8 +147,11 @@ fn onboarding(script: &mut Script) {
         };
         script.push(org.stream(), &OrganizationEvent::from(created), "operator");
         for u in 0..3 {
-            let added =
-                UserAdded { user_id: UserId(id(4, n * 10 + u)), email: format!("u{u}@org{n}.example"), role: Role::Admin };
+            let added = UserAdded {
+                user_id: UserId(id(4, n * 10 + u)),
+                email: format!("u{u}@org{n}.example"),
+                role: Role::Admin,
+            };
             script.push(org.stream(), &OrganizationEvent::from(added), "operator");
         }
         let deactivated = UserDeactivated { user_id: UserId(id(4, n * 10 + 1)) };
@@ -187,7 +191,7 @@ fn start_subscription(script: &mut Script, n: u128, generation: u128, start: Nai
         catalog_version: 1,
         start_date: start,
         end_date: start.checked_add_months(chrono::Months::new(12)).unwrap(),
-        auto_renew: n % 5 != 0,
+        auto_renew: !n.is_multiple_of(5),
         max_deployments: 2,
         enterprise_overage_rate: None,
         license_id: lic,
@@ -238,11 +242,7 @@ fn traffic(script: &mut Script, month: u32, days: u32) {
                     client_version: Some("1.4.2".into()),
                     at: Timestamp::from_micros(START + i64::from(day) * 86_400_000_000 + v as i64),
                 };
-                script.push(
-                    domain::validation::stream(lic, date),
-                    &ValidationEvent::from(validated),
-                    "license-client",
-                );
+                script.push(domain::validation::stream(lic, date), &ValidationEvent::from(validated), "license-client");
             }
             for deployment in 0..2 {
                 for replaced in [false, day % 4 == 0] {
@@ -400,8 +400,11 @@ fn stripe_events(script: &mut Script, issued: &[InvoiceIssued], sync_from: u64) 
             _ => {}
         }
         if i % 4 == 0 {
-            let saved =
-                StripePaymentMethodSaved { organization_id: org, customer_id: customer, setup_intent_id: format!("seti_{i}") };
+            let saved = StripePaymentMethodSaved {
+                organization_id: org,
+                customer_id: customer,
+                setup_intent_id: format!("seti_{i}"),
+            };
             script.push(payment_method_stream(org), &StripeEvent::from(saved), "stripe");
         }
         if i == 4 {
@@ -453,7 +456,8 @@ fn notifications_sent(script: &mut Script) {
         };
         script.push(notice.id().stream(), &NotificationEvent::from(sent), "notifier");
     }
-    let skipped = NotificationSkipped { id: january_warning().id(), notice: january_warning(), reason: SkipReason::Obsolete };
+    let skipped =
+        NotificationSkipped { id: january_warning().id(), notice: january_warning(), reason: SkipReason::Obsolete };
     script.push(january_warning().id().stream(), &NotificationEvent::from(skipped), "notifier");
 }
 
@@ -484,7 +488,12 @@ impl Projection for FailOnce {
         self.inner.tables()
     }
 
-    fn apply(&mut self, changes: &mut Changes<'_>, record: &Record, event: Option<&LedgerEvent>) -> Result<(), ApplyError> {
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
         if self.at == Some(record.header.sequence) {
             self.at = None;
             return Err("a crash in the middle of a batch".into());
@@ -599,16 +608,19 @@ async fn assert_organizations(db: &ReadModelDb, state: &LedgerState) {
             None => break,
         }
     }
-    assert_eq!(walked.iter().map(|o| o.id).collect::<Vec<_>>(), state.organizations.keys().copied().collect::<Vec<_>>());
+    assert_eq!(
+        walked.iter().map(|o| o.id).collect::<Vec<_>>(),
+        state.organizations.keys().copied().collect::<Vec<_>>()
+    );
     for (row, (id, entry)) in walked.iter().zip(&state.organizations) {
         assert_eq!((&row.created, row.created_at, &row.state), (&entry.created, entry.created_at, &entry.state));
         assert_eq!(organizations::name(db, *id).await.unwrap().as_deref(), Some(entry.created.name.as_str()));
         let subs = subscriptions::of_organization(db, *id).await.unwrap();
         assert_eq!(subs.iter().map(|(s, _)| *s).collect::<Vec<_>>(), entry.subscriptions, "{id}'s subscriptions");
         let live = subscriptions::live(db, *id).await.unwrap();
-        assert_eq!(live.as_ref().map(|(s, v)| (*s, v)), state.live_subscription(*id).map(|(s, v)| (s, v)));
+        assert_eq!(live.as_ref().map(|(s, v)| (*s, v)), state.live_subscription(*id));
         let latest = subscriptions::latest(db, *id).await.unwrap();
-        assert_eq!(latest.as_ref().map(|(s, v)| (*s, v)), state.latest_subscription(*id).map(|(s, v)| (s, v)));
+        assert_eq!(latest.as_ref().map(|(s, v)| (*s, v)), state.latest_subscription(*id));
         let lics = licenses::of_organization(db, *id).await.unwrap();
         assert_eq!(lics.iter().map(|(l, _)| *l).collect::<Vec<_>>(), entry.licenses, "{id}'s licenses");
         let users = organizations::users(db, *id, None, 100).await.unwrap();
@@ -619,12 +631,10 @@ async fn assert_organizations(db: &ReadModelDb, state: &LedgerState) {
     assert!(organizations::organization(db, organization(999)).await.unwrap().is_none(), "the stray record");
     for (token_id, entry) in &state.tokens {
         let row = organizations::token(db, *token_id).await.unwrap().expect("every token");
-        assert_eq!((row.organization_id, row.role, row.token_hash, row.revoked), (
-            entry.organization_id,
-            entry.role,
-            entry.token_hash,
-            entry.revoked
-        ));
+        assert_eq!(
+            (row.organization_id, row.role, row.token_hash, row.revoked),
+            (entry.organization_id, entry.role, entry.token_hash, entry.revoked)
+        );
         let aggregate = &state.organizations[&entry.organization_id].state.tokens[token_id];
         assert_eq!(row.expires_at, aggregate.expires_at);
         assert_eq!(organizations::token_by_hash(db, entry.token_hash).await.unwrap(), Some(row));
@@ -650,6 +660,18 @@ async fn assert_subscriptions(db: &ReadModelDb, state: &LedgerState) {
             assert_eq!(found, usage.of_month(month), "{id}'s usage of {month}");
             assert_eq!(found.month(month), usage.month(month));
         }
+        // An invoice computed from the months read from the tables is the
+        // one computed from the whole in-memory usage.
+        let issued = state.invoices.get(id).cloned().unwrap_or_default();
+        let billed = || issued.values().map(domain::billing::Billed::from);
+        let march = d(2026, 3, 1);
+        let read = usage::months(db, *id, issued.keys().copied().chain([march])).await.unwrap();
+        let catalog = Catalog::builtin();
+        assert_eq!(
+            domain::billing::invoice(subscription, &read, &catalog, march, billed()),
+            domain::billing::invoice(subscription, &usage, &catalog, march, billed()),
+            "{id}'s March invoice"
+        );
         let latest = usage::latest_day(db, *id).await.unwrap();
         assert_eq!(latest.latest_data_volume(), usage.latest_data_volume());
         let issued = state.invoices.get(id).cloned().unwrap_or_default();
@@ -659,12 +681,10 @@ async fn assert_subscriptions(db: &ReadModelDb, state: &LedgerState) {
             assert_eq!(invoices::invoice(db, *id, *month).await.unwrap().as_ref(), Some(invoice));
             let lines = invoices::lines(db, invoice.invoice_id).await.unwrap();
             assert_eq!(lines.len(), invoice.invoice.lines.len());
-            assert_eq!(lines.iter().map(|l| l.description.as_str()).collect::<Vec<_>>(), invoice
-                .invoice
-                .lines
-                .iter()
-                .map(|l| l.description.as_str())
-                .collect::<Vec<_>>());
+            assert_eq!(
+                lines.iter().map(|l| l.description.as_str()).collect::<Vec<_>>(),
+                invoice.invoice.lines.iter().map(|l| l.description.as_str()).collect::<Vec<_>>()
+            );
         }
     }
     for (org, entry) in &state.organizations {
@@ -681,8 +701,7 @@ async fn assert_licenses(db: &ReadModelDb, state: &LedgerState) {
         assert_eq!(licenses::license(db, *id).await.unwrap().as_ref(), Some(license));
         assert_eq!(validations::stats(db, *id).await.unwrap().as_ref(), state.validations.get(id), "{id}'s stats");
         let deployments = licenses::deployments(db, *id).await.unwrap();
-        let active: Vec<&str> =
-            deployments.iter().filter(|d| d.active).map(|d| d.deployment_id.as_str()).collect();
+        let active: Vec<&str> = deployments.iter().filter(|d| d.active).map(|d| d.deployment_id.as_str()).collect();
         assert_eq!(active, license.deployments.iter().map(String::as_str).collect::<Vec<_>>());
         let released: BTreeMap<String, Timestamp> =
             deployments.iter().filter_map(|d| Some((d.deployment_id.clone(), d.slot_frees_at?))).collect();
@@ -700,7 +719,8 @@ async fn assert_licenses(db: &ReadModelDb, state: &LedgerState) {
 /// Every audit entry of `organization` (all when `None`) through pages of
 /// `size`, and the entries `LedgerState` lists.
 async fn assert_audit(db: &ReadModelDb, state: &LedgerState, organization: Option<OrganizationId>, size: usize) {
-    let (from, to) = (state.audit[state.audit.len() / 5].recorded_at, state.audit[state.audit.len() * 4 / 5].recorded_at);
+    let (from, to) =
+        (state.audit[state.audit.len() / 5].recorded_at, state.audit[state.audit.len() * 4 / 5].recorded_at);
     for (from, to) in [(None, None), (Some(from), Some(to))] {
         let mut walked = Vec::new();
         let mut after = 0;
@@ -723,6 +743,16 @@ async fn assert_audit(db: &ReadModelDb, state: &LedgerState, organization: Optio
             .collect();
         assert_eq!(walked, expected, "the audit of {organization:?} from {from:?} to {to:?}");
     }
+    let mut leaves: Vec<(u64, Hash)> = Vec::new();
+    loop {
+        let page = audit::leaves(db, leaves.last().map_or(0, |(s, _)| *s), 1_000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        leaves.extend(page);
+    }
+    let expected: Vec<_> = state.audit.iter().map(|e| (e.sequence, e.leaf_hash)).collect();
+    assert_eq!(leaves, expected, "every record's leaf hash, in order");
 }
 
 async fn assert_stripe(db: &ReadModelDb, state: &LedgerState) {
@@ -784,6 +814,15 @@ async fn assert_notifications(db: &ReadModelDb, state: &LedgerState) {
         assert!(pending.iter().any(|p| p.notice.kind() == kind), "a {kind} notice is pending");
     }
     for p in &pending {
+        if let Notice::UsageWarning { level: UsageLevel::Approaching, .. } = &p.notice {
+            let mut reached = p.notice.clone();
+            if let Notice::UsageWarning { level, .. } = &mut reached {
+                *level = UsageLevel::Reached;
+            }
+            // 100% after 80% is a new warning; 80% after 100% is none.
+            let later = pending.iter().filter(|q| q.id == reached.id()).all(|q| q.decided_at > p.decided_at);
+            assert!(later, "an 80% warning decided after the month's 100% one");
+        }
         assert_eq!(p.id, p.notice.id());
         assert_eq!(notifications::pending_notice(db, p.id).await.unwrap().as_ref(), Some(p));
     }

@@ -54,7 +54,12 @@ impl Projection for Audit {
         &[AUDIT, AUDIT_OWNERS]
     }
 
-    fn apply(&mut self, changes: &mut Changes<'_>, record: &Record, event: Option<&LedgerEvent>) -> Result<(), ApplyError> {
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
         let organization_id = organization_of(changes, record, event)?;
         let metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
         let header = &record.header;
@@ -174,4 +179,18 @@ pub async fn page(db: &ReadModelDb, query: AuditQuery) -> Result<AuditPage, DbEr
     let next_cursor = (items.len() > size).then(|| items[size - 1].sequence);
     items.truncate(size);
     Ok(AuditPage { items, next_cursor })
+}
+
+/// The leaf hashes of the records after `after`, in order, at most `size`
+/// (capped at [`AUDIT_PAGE_MAX`] × 16): what `first_divergence` compares
+/// the log with, read by primary key a page at a time.
+pub async fn leaves(db: &ReadModelDb, after: u64, size: usize) -> Result<Vec<(u64, domain::record::Hash)>, DbError> {
+    let size = size.clamp(1, AUDIT_PAGE_MAX * 16);
+    let rows = db
+        .query(
+            "SELECT sequence, leaf_hash FROM rm_audit WHERE sequence > $1 ORDER BY sequence LIMIT $2",
+            vec![Value::uint(after)?, limit_param(size)],
+        )
+        .await?;
+    rows.iter().map(|row| Ok((row.uint(0)?, row.hash(1)?))).collect()
 }

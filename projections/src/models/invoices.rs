@@ -55,7 +55,12 @@ impl Projection for Invoices {
         &[INVOICES, INVOICE_LINES]
     }
 
-    fn apply(&mut self, changes: &mut Changes<'_>, record: &Record, event: Option<&LedgerEvent>) -> Result<(), ApplyError> {
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
         let Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued))) = event else { return Ok(()) };
         let key = [issued.subscription_id.0.into(), day(issued.invoice.period)];
         // An invoice of the same month replaces the stored one (as the

@@ -61,7 +61,12 @@ impl Projection for Licenses {
         &[LICENSES, LICENSE_KEYS, DEPLOYMENTS]
     }
 
-    fn apply(&mut self, changes: &mut Changes<'_>, record: &Record, event: Option<&LedgerEvent>) -> Result<(), ApplyError> {
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
         let (Some(LedgerEvent::License(event)), Some(id)) = (event, stream_uuid(record, "license")) else {
             return Ok(());
         };

@@ -82,7 +82,9 @@ pub(crate) fn uuid(row: &Row, index: usize) -> Result<uuid::Uuid, DbError> {
 
 pub(crate) fn opt_uuid(row: &Row, index: usize) -> Result<Option<uuid::Uuid>, DbError> {
     row.opt_blob(index)?
-        .map(|bytes| uuid::Uuid::from_slice(bytes).map_err(|_| DbError::Decode(format!("column {index} is not a UUID"))))
+        .map(|bytes| {
+            uuid::Uuid::from_slice(bytes).map_err(|_| DbError::Decode(format!("column {index} is not a UUID")))
+        })
         .transpose()
 }
 

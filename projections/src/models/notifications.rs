@@ -80,7 +80,12 @@ impl Projection for Notifications {
         &[PENDING, DONE, NOTIFY_SUBSCRIPTIONS, NOTIFY_USAGE_DAYS]
     }
 
-    fn apply(&mut self, changes: &mut Changes<'_>, record: &Record, event: Option<&LedgerEvent>) -> Result<(), ApplyError> {
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
         let sequence = record.header.sequence;
         match event {
             Some(LedgerEvent::License(LicenseEvent::LicenseIssued(issued))) => {
@@ -165,7 +170,9 @@ fn subscription_event(
     let Some(organization_id) = state.organization_id else { return Ok(None) };
     let (subscription_id, trigger) = (id, record.header.event_id);
     Ok(match event {
-        SubscriptionEvent::PaymentFailed(_) => Some(Notice::PaymentFailed { organization_id, subscription_id, trigger }),
+        SubscriptionEvent::PaymentFailed(_) => {
+            Some(Notice::PaymentFailed { organization_id, subscription_id, trigger })
+        }
         SubscriptionEvent::SubscriptionSuspended(_) => {
             Some(Notice::Suspended { organization_id, subscription_id, trigger })
         }
@@ -264,7 +271,9 @@ pub async fn pending(db: &ReadModelDb, size: usize) -> Result<Vec<PendingNotice>
         )
         .await?;
     rows.iter()
-        .map(|row| Ok(PendingNotice { id: NotificationId(uuid(row, 0)?), decided_at: row.uint(1)?, notice: decoded(row, 2)? }))
+        .map(|row| {
+            Ok(PendingNotice { id: NotificationId(uuid(row, 0)?), decided_at: row.uint(1)?, notice: decoded(row, 2)? })
+        })
         .collect()
 }
 
@@ -273,8 +282,10 @@ pub async fn pending_notice(db: &ReadModelDb, id: NotificationId) -> Result<Opti
     let row = db
         .query_opt("SELECT id, decided_at, notice FROM rm_notifications_pending WHERE id = $1", vec![id.0.into()])
         .await?;
-    row.map(|row| Ok(PendingNotice { id: NotificationId(uuid(&row, 0)?), decided_at: row.uint(1)?, notice: decoded(&row, 2)? }))
-        .transpose()
+    row.map(|row| {
+        Ok(PendingNotice { id: NotificationId(uuid(&row, 0)?), decided_at: row.uint(1)?, notice: decoded(&row, 2)? })
+    })
+    .transpose()
 }
 
 /// The expiry reminders due on `today` and not sent (nor skipped) yet:
@@ -321,6 +332,8 @@ pub async fn pending_of_organization(
         )
         .await?;
     rows.iter()
-        .map(|row| Ok(PendingNotice { id: NotificationId(uuid(row, 0)?), decided_at: row.uint(1)?, notice: decoded(row, 2)? }))
+        .map(|row| {
+            Ok(PendingNotice { id: NotificationId(uuid(row, 0)?), decided_at: row.uint(1)?, notice: decoded(row, 2)? })
+        })
         .collect()
 }

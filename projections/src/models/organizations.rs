@@ -63,7 +63,12 @@ impl Projection for Organizations {
         &[ORGANIZATIONS, USERS, TOKENS]
     }
 
-    fn apply(&mut self, changes: &mut Changes<'_>, record: &Record, event: Option<&LedgerEvent>) -> Result<(), ApplyError> {
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
         let (Some(LedgerEvent::Organization(event)), Some(id)) = (event, stream_uuid(record, "org")) else {
             return Ok(());
         };
@@ -130,7 +135,12 @@ fn load(
         .transpose()
 }
 
-fn write_user(changes: &mut Changes<'_>, id: OrganizationId, user_id: UserId, state: &Organization) -> Result<(), DbError> {
+fn write_user(
+    changes: &mut Changes<'_>,
+    id: OrganizationId,
+    user_id: UserId,
+    state: &Organization,
+) -> Result<(), DbError> {
     match state.users.get(&user_id) {
         Some(user) => changes.upsert(
             &USERS,
@@ -196,8 +206,7 @@ pub async fn page(
     let size = page_limit(size);
     let rows = match after {
         Some(after) => {
-            let sql =
-                format!("SELECT {ORGANIZATION_COLUMNS} FROM rm_organizations WHERE id > $1 ORDER BY id LIMIT $2");
+            let sql = format!("SELECT {ORGANIZATION_COLUMNS} FROM rm_organizations WHERE id > $1 ORDER BY id LIMIT $2");
             db.query(&sql, vec![after.0.into(), limit_param(size + 1)]).await?
         }
         None => {

@@ -72,7 +72,12 @@ impl Projection for Stripe {
         ]
     }
 
-    fn apply(&mut self, changes: &mut Changes<'_>, record: &Record, event: Option<&LedgerEvent>) -> Result<(), ApplyError> {
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
         let sequence = record.header.sequence;
         match event {
             Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued))) => {
@@ -126,7 +131,11 @@ fn apply_stripe(changes: &mut Changes<'_>, sequence: u64, event: &StripeEvent) -
         StripeEvent::StripeSyncRefused(refused) => {
             changes.upsert(
                 &REFUSED,
-                vec![refused.target.as_str().into(), Value::Int(refused.status.into()), refused.message.as_str().into()],
+                vec![
+                    refused.target.as_str().into(),
+                    Value::Int(refused.status.into()),
+                    refused.message.as_str().into(),
+                ],
             )?;
         }
         StripeEvent::StripePaymentMethodSaved(saved) => {
@@ -167,9 +176,10 @@ pub async fn pending_events(db: &ReadModelDb, size: usize) -> Result<Vec<String>
 /// An organization's Stripe customer.
 pub async fn customer(db: &ReadModelDb, organization_id: OrganizationId) -> Result<Option<String>, DbError> {
     let row = db
-        .query_opt("SELECT customer_id FROM rm_stripe_customers WHERE organization_id = $1", vec![
-            organization_id.0.into(),
-        ])
+        .query_opt(
+            "SELECT customer_id FROM rm_stripe_customers WHERE organization_id = $1",
+            vec![organization_id.0.into()],
+        )
         .await?;
     row.map(|row| row.text(0).map(str::to_owned)).transpose()
 }
@@ -231,8 +241,9 @@ pub async fn stripe_invoice(
 
 /// Stripe's refusal of a sync target, if it refused it for good.
 pub async fn refused(db: &ReadModelDb, target: &str) -> Result<Option<StripeSyncRefused>, DbError> {
-    let row =
-        db.query_opt("SELECT target, status, message FROM rm_stripe_refused WHERE target = $1", vec![target.into()]).await?;
+    let row = db
+        .query_opt("SELECT target, status, message FROM rm_stripe_refused WHERE target = $1", vec![target.into()])
+        .await?;
     row.map(|row| {
         Ok(StripeSyncRefused {
             target: row.text(0)?.to_owned(),
@@ -256,4 +267,3 @@ pub async fn sync_from(db: &ReadModelDb) -> Result<Option<u64>, DbError> {
     let row = db.query_opt("SELECT from_sequence FROM rm_stripe_sync WHERE id = 1", vec![]).await?;
     row.map(|row| row.uint(0)).transpose()
 }
-

@@ -43,7 +43,12 @@ impl Projection for Subscriptions {
         &[SUBSCRIPTIONS]
     }
 
-    fn apply(&mut self, changes: &mut Changes<'_>, record: &Record, event: Option<&LedgerEvent>) -> Result<(), ApplyError> {
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
         let (Some(LedgerEvent::Subscription(event)), Some(id)) = (event, stream_uuid(record, "subscription")) else {
             return Ok(());
         };

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use domain::SubscriptionId;
 use domain::event::LedgerEvent;
 use domain::record::Record;
 use domain::usage::{Metrics, Reported, Usage, UsageEvent};
-use domain::SubscriptionId;
 
 use super::{day, decimal, limit_param, parse_day, parse_decimal, text_order};
 use crate::db::{ApplyError, Changes, Column, DbError, Projection, ReadModelDb, Row, Table, Value};
@@ -45,7 +45,12 @@ impl Projection for UsageProjection {
         &[USAGE]
     }
 
-    fn apply(&mut self, changes: &mut Changes<'_>, record: &Record, event: Option<&LedgerEvent>) -> Result<(), ApplyError> {
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
         let Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))) = event else { return Ok(()) };
         let int = |n: u64| Value::uint(n);
         let metrics = &report.metrics;
@@ -82,13 +87,16 @@ fn usage(rows: &[Row]) -> Result<Usage, DbError> {
     Ok(Usage { days })
 }
 
-const COLUMNS: &str =
-    "day, deployment_id, sequence, active_users, data_volume_gb, api_calls_count, training_hours";
+const COLUMNS: &str = "day, deployment_id, sequence, active_users, data_volume_gb, api_calls_count, training_hours";
 
 /// The reports of the month of `any_day` (`Usage::of_month` of
 /// `LedgerState::usage`): what the usage queries, the enforcement check,
 /// a usage report's acknowledgement and the month's invoice read.
-pub async fn month(db: &ReadModelDb, subscription_id: SubscriptionId, any_day: chrono::NaiveDate) -> Result<Usage, DbError> {
+pub async fn month(
+    db: &ReadModelDb,
+    subscription_id: SubscriptionId,
+    any_day: chrono::NaiveDate,
+) -> Result<Usage, DbError> {
     let (first, last) = (domain::calendar::first_of_month(any_day), domain::calendar::last_of_month(any_day));
     let sql = format!(
         "SELECT {COLUMNS} FROM rm_usage WHERE subscription_id = $1 AND day >= $2 AND day <= $3 \
@@ -116,3 +124,30 @@ pub async fn latest_day(db: &ReadModelDb, subscription_id: SubscriptionId) -> Re
     let params = vec![subscription_id.0.into(), row.0[0].clone(), limit_param(USAGE_ROWS_PER_MONTH_MAX)];
     usage(&db.query(&sql, params).await?)
 }
+
+/// The reports of several months merged (each read as [`month`]): what an
+/// invoice is computed from (`domain::billing::invoice` reads the invoiced
+/// month and, for late-usage adjustments, the months already invoiced).
+/// At most [`MONTHS_PER_QUERY_MAX`] distinct months are read.
+pub async fn months(
+    db: &ReadModelDb,
+    subscription_id: SubscriptionId,
+    months: impl IntoIterator<Item = chrono::NaiveDate>,
+) -> Result<Usage, DbError> {
+    let firsts: std::collections::BTreeSet<chrono::NaiveDate> =
+        months.into_iter().map(domain::calendar::first_of_month).collect();
+    if firsts.len() > MONTHS_PER_QUERY_MAX {
+        return Err(DbError::Schema(format!(
+            "{} months asked for at once; at most {MONTHS_PER_QUERY_MAX}",
+            firsts.len()
+        )));
+    }
+    let mut merged = Usage::default();
+    for first in firsts {
+        merged.days.extend(month(db, subscription_id, first).await?.days);
+    }
+    Ok(merged)
+}
+
+/// The most months [`months`] reads at once: a century of invoices.
+pub const MONTHS_PER_QUERY_MAX: usize = 1_200;
