@@ -861,6 +861,13 @@ async fn differential(kind: Kind) {
     let page = audit::page(&fixture.db, query).await.unwrap();
     assert_eq!(page.items.len(), audit::AUDIT_PAGE_MAX, "a page holds at most the cap");
     assert_eq!(page.next_cursor, Some(page.items.last().unwrap().sequence));
+    // A time-bounded page examines a bounded window: one whose bounds
+    // match nothing is empty, and its cursor continues after the window.
+    let head = fixture.log.head().await.unwrap().sequence;
+    assert!(head > audit::AUDIT_SCAN_ROWS_MAX as u64, "the history is longer than a window: {head}");
+    let future = audit::AuditQuery { from: Some(Timestamp::from_micros(i64::MAX)), limit: 10, ..Default::default() };
+    let page = audit::page(&fixture.db, future).await.unwrap();
+    assert_eq!((page.items.len(), page.next_cursor), (0, Some(audit::AUDIT_SCAN_ROWS_MAX as u64)));
     let (organizations, next) = organizations::page(&fixture.db, None, 100_000).await.unwrap();
     assert_eq!((organizations.len(), next), (ORGANIZATIONS as usize, None));
 

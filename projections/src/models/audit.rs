@@ -153,21 +153,22 @@ fn entry(row: &Row) -> Result<AuditEntry, DbError> {
 }
 
 /// Audit entries in log order after the cursor: by the organization index
-/// (or the primary key), at most one page plus one row read.
+/// (or the primary key), at most one page plus one row read. Time bounds
+/// are applied to a window of at most [`AUDIT_SCAN_ROWS_MAX`] entries
+/// after the cursor, so no page reads in proportion to history: a page
+/// whose window ran out before it filled is shorter (even empty) and its
+/// cursor continues after the window.
 pub async fn page(db: &ReadModelDb, query: AuditQuery) -> Result<AuditPage, DbError> {
     let size = page_limit(query.limit);
+    let timed = query.from.is_some() || query.to.is_some();
+    let window = if timed { AUDIT_SCAN_ROWS_MAX } else { size + 1 };
     let mut wheres = vec!["sequence > $1".to_owned()];
     let mut params = vec![Value::uint(query.after)?];
-    let conditions = [
-        query.organization_id.map(|o| ("organization_id =", Value::from(o.0))),
-        query.from.map(|from| ("recorded_at >=", micros(from))),
-        query.to.map(|to| ("recorded_at <", micros(to))),
-    ];
-    for (condition, value) in conditions.into_iter().flatten() {
-        params.push(value);
-        wheres.push(format!("{condition} ${}", params.len()));
+    if let Some(organization_id) = query.organization_id {
+        params.push(organization_id.0.into());
+        wheres.push(format!("organization_id = ${}", params.len()));
     }
-    params.push(limit_param(size + 1));
+    params.push(limit_param(window));
     let sql = format!(
         "SELECT {} FROM rm_audit WHERE {} ORDER BY sequence LIMIT ${}",
         AUDIT.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", "),
@@ -175,11 +176,34 @@ pub async fn page(db: &ReadModelDb, query: AuditQuery) -> Result<AuditPage, DbEr
         params.len()
     );
     let rows = db.query(&sql, params).await?;
-    let mut items = rows.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = (items.len() > size).then(|| items[size - 1].sequence);
+    let examined = rows.len();
+    let last_examined = rows.last().map(|row| row.uint(0)).transpose()?;
+    let within = |e: &AuditEntry| {
+        query.from.is_none_or(|from| e.recorded_at >= from) && query.to.is_none_or(|to| e.recorded_at < to)
+    };
+    let mut items = Vec::with_capacity(size + 1);
+    for row in &rows {
+        let entry = entry(row)?;
+        if within(&entry) {
+            items.push(entry);
+            if items.len() > size {
+                break;
+            }
+        }
+    }
+    let next_cursor = if items.len() > size {
+        Some(items[size - 1].sequence)
+    } else if timed && examined == window {
+        last_examined
+    } else {
+        None
+    };
     items.truncate(size);
     Ok(AuditPage { items, next_cursor })
 }
+
+/// The most entries one time-bounded audit page examines.
+pub const AUDIT_SCAN_ROWS_MAX: usize = 4_096;
 
 /// The leaf hashes of the records after `after`, in order, at most `size`
 /// (capped at [`AUDIT_PAGE_MAX`] × 16): what `first_divergence` compares
