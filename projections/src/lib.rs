@@ -19,6 +19,7 @@ use tokio::sync::{RwLock, RwLockReadGuard, watch};
 
 pub mod db;
 pub mod invoices;
+pub mod models;
 mod state;
 
 pub use state::{AuditEntry, LedgerState, OrganizationEntry, TokenEntry, ValidationStats};

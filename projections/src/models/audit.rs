@@ -1,0 +1,220 @@
+//! The audit index: one row per record (sequence, times, stream, event
+//! type, organization, actor, source IP, leaf hash), pointing at the log's
+//! record; indexed by organization and sequence, so one organization's
+//! page after a cursor reads only that page, however long the log.
+//!
+//! Which organization a record belongs to is found as `LedgerState` found
+//! it: the stream's own for organization events, the subscription's or
+//! license's for theirs and for usage reports and validations (kept in
+//! [`AUDIT_OWNERS`], one row per subscription and license), the invoice's.
+
+use domain::billing::InvoiceEvent;
+use domain::event::LedgerEvent;
+use domain::license::LicenseEvent;
+use domain::record::Record;
+use domain::subscription::SubscriptionEvent;
+use domain::usage::UsageEvent;
+use domain::validation::ValidationEvent;
+use domain::{Metadata, OrganizationId, Timestamp};
+
+use super::{limit_param, micros, opt_uuid, page_limit, stream_uuid, uuid};
+use crate::AuditEntry;
+use crate::db::{ApplyError, Changes, Column, DbError, Projection, ReadModelDb, Row, Table, Value};
+
+pub const AUDIT: Table = Table::new(
+    "rm_audit",
+    &[
+        Column::int("sequence"),
+        Column::int("recorded_at"),
+        Column::int("occurred_at"),
+        Column::text("stream_id"),
+        Column::text("event_type"),
+        Column::blob("organization_id").nullable(),
+        Column::text("actor").nullable(),
+        Column::text("source_ip").nullable(),
+        Column::blob("leaf_hash"),
+    ],
+    1,
+);
+pub const AUDIT_OWNERS: Table =
+    Table::new("rm_audit_owners", &[Column::blob("entity_id"), Column::blob("organization_id")], 1);
+
+/// The most entries an audit page holds, whatever is asked.
+pub const AUDIT_PAGE_MAX: usize = super::PAGE_ITEMS_MAX;
+
+/// Keeps [`AUDIT`] and [`AUDIT_OWNERS`].
+pub struct Audit;
+
+impl Projection for Audit {
+    fn name(&self) -> &'static str {
+        "audit-v1"
+    }
+
+    fn tables(&self) -> &'static [Table] {
+        &[AUDIT, AUDIT_OWNERS]
+    }
+
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
+        let organization_id = organization_of(changes, record, event)?;
+        let metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+        let header = &record.header;
+        changes.upsert(
+            &AUDIT,
+            vec![
+                Value::uint(header.sequence)?,
+                micros(header.recorded_at),
+                micros(header.occurred_at),
+                header.stream_id.as_str().into(),
+                header.event_type.as_str().into(),
+                organization_id.map(|o| o.0).into(),
+                metadata.actor.into(),
+                metadata.source_ip.into(),
+                record.leaf_hash.into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// The organization of an entity (a subscription or a license), if known.
+fn owner(changes: &mut Changes<'_>, entity: uuid::Uuid) -> Result<Option<OrganizationId>, DbError> {
+    changes.get(&AUDIT_OWNERS, &[entity.into()])?.map(|row| uuid(&row, 1).map(OrganizationId)).transpose()
+}
+
+fn organization_of(
+    changes: &mut Changes<'_>,
+    record: &Record,
+    event: Option<&LedgerEvent>,
+) -> Result<Option<OrganizationId>, DbError> {
+    Ok(match event {
+        Some(LedgerEvent::Organization(_)) => stream_uuid(record, "org").map(OrganizationId),
+        Some(LedgerEvent::Subscription(event)) => {
+            let Some(id) = stream_uuid(record, "subscription") else { return Ok(None) };
+            if let SubscriptionEvent::SubscriptionCreated(created) = event {
+                changes.upsert(&AUDIT_OWNERS, vec![id.into(), created.organization_id.0.into()])?;
+            }
+            owner(changes, id)?
+        }
+        Some(LedgerEvent::License(event)) => {
+            let Some(id) = stream_uuid(record, "license") else { return Ok(None) };
+            if let LicenseEvent::LicenseIssued(issued) = event {
+                changes.upsert(&AUDIT_OWNERS, vec![id.into(), issued.organization_id.0.into()])?;
+            }
+            owner(changes, id)?
+        }
+        Some(LedgerEvent::Validation(ValidationEvent::LicenseValidated(validated))) => {
+            owner(changes, validated.license_id.0)?
+        }
+        Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(invoice))) => Some(invoice.organization_id),
+        Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))) => owner(changes, report.subscription_id.0)?,
+        _ => None,
+    })
+}
+
+/// Which entries a page holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// One organization's entries; every entry when `None`.
+    pub organization_id: Option<OrganizationId>,
+    /// Entries after this sequence (the cursor; 0 from the start).
+    pub after: u64,
+    /// Recorded at or after.
+    pub from: Option<Timestamp>,
+    /// Recorded before.
+    pub to: Option<Timestamp>,
+    /// Entries asked for, capped at [`AUDIT_PAGE_MAX`].
+    pub limit: usize,
+}
+
+/// One page of the audit, and the cursor of the next if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub next_cursor: Option<u64>,
+}
+
+fn entry(row: &Row) -> Result<AuditEntry, DbError> {
+    Ok(AuditEntry {
+        sequence: row.uint(0)?,
+        recorded_at: Timestamp::from_micros(row.int(1)?),
+        occurred_at: Timestamp::from_micros(row.int(2)?),
+        stream_id: row.text(3)?.to_owned(),
+        event_type: row.text(4)?.to_owned(),
+        organization_id: opt_uuid(row, 5)?.map(OrganizationId),
+        actor: row.opt_text(6)?.map(str::to_owned),
+        source_ip: row.opt_text(7)?.map(str::to_owned),
+        leaf_hash: row.hash(8)?,
+    })
+}
+
+/// Audit entries in log order after the cursor: by the organization index
+/// (or the primary key), at most one page plus one row read. Time bounds
+/// are applied to a window of at most [`AUDIT_SCAN_ROWS_MAX`] entries
+/// after the cursor, so no page reads in proportion to history: a page
+/// whose window ran out before it filled is shorter (even empty) and its
+/// cursor continues after the window.
+pub async fn page(db: &ReadModelDb, query: AuditQuery) -> Result<AuditPage, DbError> {
+    let size = page_limit(query.limit);
+    let timed = query.from.is_some() || query.to.is_some();
+    let window = if timed { AUDIT_SCAN_ROWS_MAX } else { size + 1 };
+    let mut wheres = vec!["sequence > $1".to_owned()];
+    let mut params = vec![Value::uint(query.after)?];
+    if let Some(organization_id) = query.organization_id {
+        params.push(organization_id.0.into());
+        wheres.push(format!("organization_id = ${}", params.len()));
+    }
+    params.push(limit_param(window));
+    let sql = format!(
+        "SELECT {} FROM rm_audit WHERE {} ORDER BY sequence LIMIT ${}",
+        AUDIT.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", "),
+        wheres.join(" AND "),
+        params.len()
+    );
+    let rows = db.query(&sql, params).await?;
+    let examined = rows.len();
+    let last_examined = rows.last().map(|row| row.uint(0)).transpose()?;
+    let within = |e: &AuditEntry| {
+        query.from.is_none_or(|from| e.recorded_at >= from) && query.to.is_none_or(|to| e.recorded_at < to)
+    };
+    let mut items = Vec::with_capacity(size + 1);
+    for row in &rows {
+        let entry = entry(row)?;
+        if within(&entry) {
+            items.push(entry);
+            if items.len() > size {
+                break;
+            }
+        }
+    }
+    let next_cursor = if items.len() > size {
+        Some(items[size - 1].sequence)
+    } else if timed && examined == window {
+        last_examined
+    } else {
+        None
+    };
+    items.truncate(size);
+    Ok(AuditPage { items, next_cursor })
+}
+
+/// The most entries one time-bounded audit page examines.
+pub const AUDIT_SCAN_ROWS_MAX: usize = 4_096;
+
+/// The leaf hashes of the records after `after`, in order, at most `size`
+/// (capped at [`AUDIT_PAGE_MAX`] × 16): what `first_divergence` compares
+/// the log with, read by primary key a page at a time.
+pub async fn leaves(db: &ReadModelDb, after: u64, size: usize) -> Result<Vec<(u64, domain::record::Hash)>, DbError> {
+    let size = size.clamp(1, AUDIT_PAGE_MAX * 16);
+    let rows = db
+        .query(
+            "SELECT sequence, leaf_hash FROM rm_audit WHERE sequence > $1 ORDER BY sequence LIMIT $2",
+            vec![Value::uint(after)?, limit_param(size)],
+        )
+        .await?;
+    rows.iter().map(|row| Ok((row.uint(0)?, row.hash(1)?))).collect()
+}

@@ -1,0 +1,185 @@
+//! Issued invoices, by subscription and month, with their lines as rows
+//! (for reporting in SQL); the issued event itself is kept encoded, so a
+//! query returns exactly what was issued (its digest included).
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use domain::billing::{InvoiceEvent, InvoiceIssued};
+use domain::event::LedgerEvent;
+use domain::record::Record;
+use domain::{OrganizationId, SubscriptionId};
+
+use super::{day, decoded, encoded, limit_param, parse_day};
+use crate::db::{ApplyError, Changes, Column, DbError, Projection, ReadModelDb, Table, Value};
+
+pub const INVOICES: Table = Table::new(
+    "rm_invoices",
+    &[
+        Column::blob("subscription_id"),
+        Column::text("period"),
+        Column::blob("invoice_id"),
+        Column::blob("organization_id"),
+        Column::text("total"),
+        Column::int("sequence"),
+        Column::blob("issued"),
+    ],
+    2,
+);
+pub const INVOICE_LINES: Table = Table::new(
+    "rm_invoice_lines",
+    &[
+        Column::blob("invoice_id"),
+        Column::int("line_no"),
+        Column::text("kind"),
+        Column::text("description"),
+        Column::int("days").nullable(),
+        Column::text("amount"),
+    ],
+    2,
+);
+
+/// The most invoices one query returns: one a month, so eighty years of
+/// one subscription's, or of one organization's.
+pub const INVOICES_PER_QUERY_MAX: usize = 1_000;
+
+/// Keeps [`INVOICES`] and [`INVOICE_LINES`].
+pub struct Invoices;
+
+impl Projection for Invoices {
+    fn name(&self) -> &'static str {
+        "invoices-v1"
+    }
+
+    fn tables(&self) -> &'static [Table] {
+        &[INVOICES, INVOICE_LINES]
+    }
+
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
+        let Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued))) = event else { return Ok(()) };
+        let key = [issued.subscription_id.0.into(), day(issued.invoice.period)];
+        // An invoice of the same month replaces the stored one (as the
+        // in-memory map did): its lines that are no more go.
+        if let Some(row) = changes.get(&INVOICES, &key)? {
+            let old: InvoiceIssued = decoded(&row, 6)?;
+            for line_no in issued.invoice.lines.len()..old.invoice.lines.len() {
+                changes.delete(&INVOICE_LINES, vec![old.invoice_id.into(), Value::uint(line_no as u64)?])?;
+            }
+        }
+        for (line_no, line) in issued.invoice.lines.iter().enumerate() {
+            changes.upsert(
+                &INVOICE_LINES,
+                vec![
+                    issued.invoice_id.into(),
+                    Value::uint(line_no as u64)?,
+                    format!("{:?}", line.kind).into(),
+                    line.description.as_str().into(),
+                    line.days.into(),
+                    line.amount.to_string().into(),
+                ],
+            )?;
+        }
+        let [subscription, period] = key;
+        changes.upsert(
+            &INVOICES,
+            vec![
+                subscription,
+                period,
+                issued.invoice_id.into(),
+                issued.organization_id.0.into(),
+                issued.invoice.total.to_string().into(),
+                Value::uint(record.header.sequence)?,
+                encoded(issued),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// A subscription's invoices by month (`LedgerState::invoices[id]`), at
+/// most [`INVOICES_PER_QUERY_MAX`], oldest first.
+pub async fn of_subscription(
+    db: &ReadModelDb,
+    subscription_id: SubscriptionId,
+) -> Result<BTreeMap<NaiveDate, InvoiceIssued>, DbError> {
+    let rows = db
+        .query(
+            "SELECT period, issued FROM rm_invoices WHERE subscription_id = $1 ORDER BY period LIMIT $2",
+            vec![subscription_id.0.into(), limit_param(INVOICES_PER_QUERY_MAX)],
+        )
+        .await?;
+    rows.iter().map(|row| Ok((parse_day(row, 0)?, decoded(row, 1)?))).collect()
+}
+
+/// One subscription's invoice of a month.
+pub async fn invoice(
+    db: &ReadModelDb,
+    subscription_id: SubscriptionId,
+    period: NaiveDate,
+) -> Result<Option<InvoiceIssued>, DbError> {
+    let row = db
+        .query_opt(
+            "SELECT issued FROM rm_invoices WHERE subscription_id = $1 AND period = $2",
+            vec![subscription_id.0.into(), day(period)],
+        )
+        .await?;
+    row.map(|row| decoded(&row, 0)).transpose()
+}
+
+/// The last month a subscription has an invoice for.
+pub async fn last_invoiced(db: &ReadModelDb, subscription_id: SubscriptionId) -> Result<Option<NaiveDate>, DbError> {
+    let rows = db
+        .query(
+            "SELECT period FROM rm_invoices WHERE subscription_id = $1 ORDER BY period DESC LIMIT 1",
+            vec![subscription_id.0.into()],
+        )
+        .await?;
+    rows.first().map(|row| parse_day(row, 0)).transpose()
+}
+
+/// An organization's invoices ordered by month and invoice id (what
+/// `usecases::billing::invoices` lists), at most [`INVOICES_PER_QUERY_MAX`].
+pub async fn of_organization(db: &ReadModelDb, organization_id: OrganizationId) -> Result<Vec<InvoiceIssued>, DbError> {
+    let rows = db
+        .query(
+            "SELECT issued FROM rm_invoices WHERE organization_id = $1 ORDER BY period, invoice_id LIMIT $2",
+            vec![organization_id.0.into(), limit_param(INVOICES_PER_QUERY_MAX)],
+        )
+        .await?;
+    rows.iter().map(|row| decoded(row, 0)).collect()
+}
+
+/// One line of an invoice, as stored for reporting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineRow {
+    pub kind: String,
+    pub description: String,
+    pub days: Option<i64>,
+    pub amount: String,
+}
+
+/// An invoice's lines in order.
+pub async fn lines(db: &ReadModelDb, invoice_id: uuid::Uuid) -> Result<Vec<LineRow>, DbError> {
+    let rows = db
+        .query(
+            "SELECT kind, description, days, amount FROM rm_invoice_lines WHERE invoice_id = $1 ORDER BY line_no \
+             LIMIT $2",
+            vec![invoice_id.into(), limit_param(INVOICES_PER_QUERY_MAX)],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(LineRow {
+                kind: row.text(0)?.to_owned(),
+                description: row.text(1)?.to_owned(),
+                days: row.opt_int(2)?,
+                amount: row.text(3)?.to_owned(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,192 @@
+//! Licenses, the keyed hashes of their keys (the validation hot path's
+//! lookup: key hash → license), and their deployments.
+//!
+//! The license row keeps the aggregate's state (`domain::license::License`,
+//! applied by its own `apply`); deployments are rows of their own, written
+//! from that state after each deployment event (active, or released with
+//! the moment its place frees; gone once neither).
+
+use std::collections::BTreeSet;
+
+use cqrs_es::Aggregate;
+use domain::event::LedgerEvent;
+use domain::license::{License, LicenseEvent};
+use domain::record::{Hash, Record};
+use domain::{LicenseId, OrganizationId, Timestamp};
+
+use super::{decoded, encoded, limit_param, stream_uuid, text_order, uuid};
+use crate::db::{ApplyError, Changes, Column, DbError, Projection, ReadModelDb, Row, Table};
+
+pub const LICENSES: Table = Table::new(
+    "rm_licenses",
+    &[
+        Column::blob("id"),
+        Column::blob("organization_id").nullable(),
+        Column::blob("subscription_id").nullable(),
+        Column::int("issued_sequence").nullable(),
+        Column::bool("revoked"),
+        Column::blob("state"),
+    ],
+    1,
+);
+pub const LICENSE_KEYS: Table =
+    Table::new("rm_license_keys", &[Column::blob("key_hash"), Column::blob("license_id")], 1);
+pub const DEPLOYMENTS: Table = Table::new(
+    "rm_deployments",
+    &[
+        Column::blob("license_id"),
+        Column::text("deployment_id"),
+        Column::bool("active"),
+        Column::int("slot_frees_at").nullable(),
+    ],
+    2,
+);
+
+/// The most licenses of one organization a query lists: one per
+/// subscription and upgrade, far fewer in practice; it bounds the query.
+pub const LICENSES_PER_ORGANIZATION_MAX: usize = 1_000;
+/// The most deployments of one license a query lists (a key's deployments
+/// are capped by its subscription's `maxDeployments`).
+pub const DEPLOYMENTS_PER_LICENSE_MAX: usize = 1_000;
+
+/// Keeps [`LICENSES`], [`LICENSE_KEYS`] and [`DEPLOYMENTS`].
+pub struct Licenses;
+
+impl Projection for Licenses {
+    fn name(&self) -> &'static str {
+        "licenses-v1"
+    }
+
+    fn tables(&self) -> &'static [Table] {
+        &[LICENSES, LICENSE_KEYS, DEPLOYMENTS]
+    }
+
+    fn apply(
+        &mut self,
+        changes: &mut Changes<'_>,
+        record: &Record,
+        event: Option<&LedgerEvent>,
+    ) -> Result<(), ApplyError> {
+        let (Some(LedgerEvent::License(event)), Some(id)) = (event, stream_uuid(record, "license")) else {
+            return Ok(());
+        };
+        let stored = changes.get(&LICENSES, &[id.into()])?;
+        let (mut state, mut issued_sequence) = match &stored {
+            Some(row) => (decoded::<License>(row, 5)?, row.opt_int(3)?),
+            None => (License::default(), None),
+        };
+        let before: BTreeSet<String> = state.deployments.iter().chain(state.released.keys()).cloned().collect();
+        if let LicenseEvent::LicenseIssued(issued) = event {
+            changes.upsert(&LICENSE_KEYS, vec![issued.key_hash.into(), id.into()])?;
+            issued_sequence = Some(i64::try_from(record.header.sequence).map_err(|e| e.to_string())?);
+        }
+        let deployments = matches!(event, LicenseEvent::DeploymentActivated(_) | LicenseEvent::DeploymentReleased(_));
+        state.apply(event.clone());
+        if deployments {
+            write_deployments(changes, id, before, &state)?;
+        }
+        let issued = state.issued.as_ref();
+        changes.upsert(
+            &LICENSES,
+            vec![
+                id.into(),
+                issued.map(|i| i.organization_id.0).into(),
+                issued.map(|i| i.subscription_id.0).into(),
+                issued_sequence.into(),
+                state.revoked.is_some().into(),
+                encoded(&state),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Writes the rows of every deployment the license mentioned before or
+/// mentions now (at most its cap, twice), as its state now says.
+fn write_deployments(
+    changes: &mut Changes<'_>,
+    id: uuid::Uuid,
+    before: BTreeSet<String>,
+    state: &License,
+) -> Result<(), DbError> {
+    let now: BTreeSet<String> = state.deployments.iter().chain(state.released.keys()).cloned().collect();
+    for deployment in before.union(&now) {
+        let active = state.deployments.contains(deployment);
+        let frees_at = state.released.get(deployment).copied();
+        if active || frees_at.is_some() {
+            changes.upsert(
+                &DEPLOYMENTS,
+                vec![id.into(), deployment.as_str().into(), active.into(), frees_at.map(Timestamp::as_micros).into()],
+            )?;
+        } else {
+            changes.delete(&DEPLOYMENTS, vec![id.into(), deployment.as_str().into()])?;
+        }
+    }
+    Ok(())
+}
+
+fn decode(row: &Row) -> Result<(LicenseId, License), DbError> {
+    Ok((LicenseId(uuid(row, 0)?), decoded(row, 1)?))
+}
+
+/// One license's state.
+pub async fn license(db: &ReadModelDb, id: LicenseId) -> Result<Option<License>, DbError> {
+    let row = db.query_opt("SELECT state FROM rm_licenses WHERE id = $1", vec![id.0.into()]).await?;
+    row.map(|row| decoded(&row, 0)).transpose()
+}
+
+/// The license a key's keyed hash names, and its state: the validation hot
+/// path (`LedgerState::license_keys`, then `licenses`), one indexed join.
+pub async fn by_key_hash(db: &ReadModelDb, key_hash: Hash) -> Result<Option<(LicenseId, License)>, DbError> {
+    let row = db
+        .query_opt(
+            "SELECT l.id, l.state FROM rm_license_keys k JOIN rm_licenses l ON l.id = k.license_id \
+             WHERE k.key_hash = $1",
+            vec![key_hash.into()],
+        )
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// An organization's licenses in the order they were issued
+/// (`OrganizationEntry::licenses`), at most [`LICENSES_PER_ORGANIZATION_MAX`].
+pub async fn of_organization(
+    db: &ReadModelDb,
+    organization_id: OrganizationId,
+) -> Result<Vec<(LicenseId, License)>, DbError> {
+    let rows = db
+        .query(
+            "SELECT id, state FROM rm_licenses WHERE organization_id = $1 AND issued_sequence IS NOT NULL \
+             ORDER BY issued_sequence LIMIT $2",
+            vec![organization_id.0.into(), limit_param(LICENSES_PER_ORGANIZATION_MAX)],
+        )
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+/// One deployment of a license: active, or released and still holding
+/// its place until `slot_frees_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentRow {
+    pub deployment_id: String,
+    pub active: bool,
+    pub slot_frees_at: Option<Timestamp>,
+}
+
+/// A license's deployments in id order, at most [`DEPLOYMENTS_PER_LICENSE_MAX`].
+pub async fn deployments(db: &ReadModelDb, license_id: LicenseId) -> Result<Vec<DeploymentRow>, DbError> {
+    let sql = format!(
+        "SELECT deployment_id, active, slot_frees_at FROM rm_deployments WHERE license_id = $1 ORDER BY {} LIMIT $2",
+        text_order(db, "deployment_id")
+    );
+    let rows = db.query(&sql, vec![license_id.0.into(), limit_param(DEPLOYMENTS_PER_LICENSE_MAX)]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DeploymentRow {
+                deployment_id: row.text(0)?.to_owned(),
+                active: row.bool(1)?,
+                slot_frees_at: row.opt_int(2)?.map(Timestamp::from_micros),
+            })
+        })
+        .collect()
+}
