@@ -89,6 +89,7 @@ use crate::routes;
         routes::billing::invoices,
         routes::stripe::webhook,
         routes::stripe::checkout,
+        serve,
     ),
     // Schemas named only by `IntoResponses` types (not collected from the
     // paths' bodies); the views a route answers are collected from its
@@ -210,7 +211,17 @@ fn problem_response(description: &str) -> Response {
     ResponseBuilder::new().description(description).content("application/problem+json", content).build()
 }
 
-/// The document as JSON.
+/// The document as JSON. It describes itself only as an object: its shape
+/// is OpenAPI 3.1's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "ledger",
+    responses(
+        (status = 200, body = Object, description = "This document (OpenAPI 3.1); no credential."),
+        PublicProblemResponses,
+    ),
+)]
 pub async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
 }

@@ -54,7 +54,7 @@ async fn every_documented_operation_is_routed() {
     assert!(checked >= 20, "only {checked} operations documented");
 
     // And the other way: every operation the router serves is documented,
-    // read from `app` in lib.rs, except the document itself.
+    // read from `app` in lib.rs.
     let source = include_str!("../src/lib.rs");
     let body = &source[source.find("pub fn app(").expect("lib.rs has `app`")..];
     let body = &body[..body.find("\n}\n").expect("`app` ends")];
@@ -117,7 +117,15 @@ fn collect_refs(value: &serde_json::Value, refs: &mut Vec<String>) {
 fn every_answer_and_every_error_has_a_body_in_the_document() {
     use utoipa::OpenApi;
     let document = serde_json::to_value(ledger_api::openapi::ApiDoc::openapi()).unwrap();
-    let public = ["/health", "/ready", "/metrics", "/api/v1/keys", "/api/v1/license/validate", "/api/v1/usage/report"];
+    let public = [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/api/v1/keys",
+        "/api/v1/license/validate",
+        "/api/v1/usage/report",
+        "/api/v1/openapi.json",
+    ];
     let public =
         |path: &str| public.contains(&path) || path.starts_with("/api/v1/webhooks/") || path == "/api/v1/checkout";
     let problem = serde_json::json!({ "$ref": "#/components/schemas/Problem" });
