@@ -326,6 +326,26 @@ impl Server {
         reply
     }
 
+    /// A reply a test got with its own client (for its headers, or from an
+    /// address of its own), checked as [`Server::send`] checks its replies
+    /// and handed back unread.
+    pub async fn conformed(&self, method: &Method, path: &str, response: reqwest::Response) -> reqwest::Response {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("a readable body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap().trim().to_owned());
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        self.conforms(method, path, &Reply { status, content_type, text, json }).await;
+        let mut rebuilt = axum::http::Response::new(bytes);
+        *rebuilt.status_mut() = status;
+        *rebuilt.headers_mut() = headers;
+        reqwest::Response::from(rebuilt)
+    }
+
     /// Fails the test unless `reply` is what the server's OpenAPI document
     /// says `method path` answers (`openapi`).
     pub async fn conforms(&self, method: &Method, path: &str, reply: &Reply) {
