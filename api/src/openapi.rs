@@ -30,8 +30,20 @@
 //! status listed after the shared type replaces the shared one (utoipa
 //! keeps the last response given for a status). The schemas of the views
 //! a route answers are registered in `components(schemas(...))` below.
+//!
+//! Two refusals belong to no route: a path the API does not serve (the
+//! router's fallback, 404 `not_found`) and a method a path does not take
+//! (405 `method_not_allowed`, with `Allow`). OpenAPI has no "any other
+//! path", so they are declared once as the components responses
+//! [`Unrouted`] and [`MethodNotAllowed`]; the black-box tests check every
+//! reply against this document, those two included.
 
 use utoipa::OpenApi;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::{Ref, RefOr};
 
 use crate::routes;
 
@@ -77,11 +89,12 @@ use crate::routes;
         routes::billing::invoices,
         routes::stripe::webhook,
         routes::stripe::checkout,
+        serve,
     ),
     // Schemas named only by `IntoResponses` types (not collected from the
     // paths' bodies); the views a route answers are collected from its
     // `body = …`.
-    components(schemas(Problem)),
+    components(schemas(Problem), responses(Unrouted, MethodNotAllowed)),
 )]
 pub struct ApiDoc;
 
@@ -101,6 +114,11 @@ pub struct Problem {
     /// `projection_lagging`, `unavailable`, `read_model_failed`, `internal`.
     #[schema(example = "validation_failed")]
     code: String,
+    /// Which limit a 429 is about (`validations_per_address_per_minute`,
+    /// `reports_per_day`, …), so a client can tell a wait from a refusal
+    /// that waiting cannot lift; absent otherwise.
+    #[schema(example = "reports_per_day")]
+    limit: Option<String>,
 }
 
 /// The errors a route that takes a credential may answer.
@@ -121,6 +139,9 @@ pub enum ProblemResponses {
     /// A rule refused the command (its own `code`), or idempotency_conflict.
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(Problem),
+    /// request_timeout: the request, or a pause in its body, took longer than the server waits.
+    #[response(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Problem),
     /// payload_too_large: the body is over the limit.
     #[response(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Problem),
@@ -141,6 +162,9 @@ pub enum PublicProblemResponses {
     /// validation_failed: a malformed request or a value out of bounds; nothing was recorded.
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(Problem),
+    /// request_timeout: the request, or a pause in its body, took longer than the server waits.
+    #[response(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Problem),
     /// payload_too_large: the body is over the limit.
     #[response(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Problem),
@@ -155,7 +179,49 @@ pub enum PublicProblemResponses {
     Unavailable(Problem),
 }
 
-/// The document as JSON.
+/// The answer to a path the API does not serve: 404 `not_found`.
+pub struct Unrouted;
+
+impl<'r> utoipa::ToResponse<'r> for Unrouted {
+    fn response() -> (&'r str, RefOr<Response>) {
+        ("Unrouted", problem_response("not_found: the API serves no such path.").into())
+    }
+}
+
+/// The answer to a method a path does not take: 405 `method_not_allowed`.
+pub struct MethodNotAllowed;
+
+impl<'r> utoipa::ToResponse<'r> for MethodNotAllowed {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let allow = HeaderBuilder::new()
+            .schema(Some(Object::builder().schema_type(Type::String)))
+            .description(Some("The methods the path takes, e.g. `POST`."))
+            .build();
+        let response =
+            ResponseBuilder::from(problem_response("method_not_allowed: the path does not take this method."))
+                .header("Allow", allow)
+                .build();
+        ("MethodNotAllowed", response.into())
+    }
+}
+
+/// A response whose body is a [`Problem`], as problem+json.
+fn problem_response(description: &str) -> Response {
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+    ResponseBuilder::new().description(description).content("application/problem+json", content).build()
+}
+
+/// The document as JSON. It describes itself only as an object: its shape
+/// is OpenAPI 3.1's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "ledger",
+    responses(
+        (status = 200, body = Object, description = "This document (OpenAPI 3.1); no credential."),
+        PublicProblemResponses,
+    ),
+)]
 pub async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
 }

@@ -104,13 +104,9 @@ async fn releases_are_rate_limited_per_key(backend: Backend) {
     }
     assert_eq!(validate(&s, &key, "dep-a").await.0, "VALID");
     let before = s.head().await;
-    let response = reqwest::Client::new()
-        .post(s.url(&release_path(&license, "dep-a")))
-        .bearer_auth(&admin)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let path = release_path(&license, "dep-a");
+    let response = reqwest::Client::new().post(s.url(&path)).bearer_auth(&admin).json(&json!({})).send().await.unwrap();
+    let response = s.conformed(&reqwest::Method::POST, &path, response).await;
     assert_eq!(response.status(), 429);
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3600).contains(&retry_after), "{retry_after}");

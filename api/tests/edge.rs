@@ -47,7 +47,8 @@ async fn validate_via(s: &Server, from: IpAddr, forwarded: Option<&str>) -> u16 
     if let Some(forwarded) = forwarded {
         request = request.header("x-forwarded-for", forwarded);
     }
-    request.send().await.unwrap().status().as_u16()
+    let response = request.send().await.unwrap();
+    s.conformed(&Method::POST, "/api/v1/license/validate", response).await.status().as_u16()
 }
 
 /// The value of a metric line `name{labels} value` in `/metrics`.
@@ -91,6 +92,7 @@ async fn behind_a_trusted_proxy_the_client_is_the_forwarded_address(backend: Bac
         .send()
         .await
         .unwrap();
+    let created = s.conformed(&Method::POST, "/api/v1/organizations", created).await;
     assert_eq!(created.status(), 201);
     let org = id(&created.json::<Value>().await.unwrap()["id"]);
     let audit = s.audit(&org).await;
@@ -103,6 +105,7 @@ async fn behind_a_trusted_proxy_the_client_is_the_forwarded_address(backend: Bac
         .send()
         .await
         .unwrap();
+    let spoofed = s.conformed(&Method::POST, "/api/v1/organizations", spoofed).await;
     let org = id(&spoofed.json::<Value>().await.unwrap()["id"]);
     assert_eq!(s.audit(&org).await[0]["sourceIp"], "127.0.0.5");
 }

@@ -651,7 +651,8 @@ async fn nothing_is_provisioned_before_stripe_says_the_session_completed(backend
 /// A checkout from `from` (a loopback address of its own); the reply.
 async fn checkout_from(s: &Server, from: std::net::IpAddr, body: &Value) -> reqwest::Response {
     let http = reqwest::Client::builder().local_address(from).build().unwrap();
-    http.post(s.url("/api/v1/checkout")).json(body).send().await.unwrap()
+    let response = http.post(s.url("/api/v1/checkout")).json(body).send().await.unwrap();
+    s.conformed(&Method::POST, "/api/v1/checkout", response).await
 }
 
 /// `--checkouts-per-address-per-hour 2 --checkouts-per-hour 3`: one

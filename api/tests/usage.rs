@@ -38,7 +38,13 @@ async fn subscribe(s: &Server, org: &str, tier: &str, deployments: u32) -> Strin
 
 /// A report sent without the test helpers, for its headers.
 async fn send_raw(s: &Server, body: &Value) -> reqwest::Response {
-    reqwest::Client::new().post(s.url("/api/v1/usage/report")).json(body).send().await.expect("the request is sent")
+    let response = reqwest::Client::new()
+        .post(s.url("/api/v1/usage/report"))
+        .json(body)
+        .send()
+        .await
+        .expect("the request is sent");
+    s.conformed(&Method::POST, "/api/v1/usage/report", response).await
 }
 
 /// A 429 `rate_limited` with a `Retry-After` of at least a second, naming

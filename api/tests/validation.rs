@@ -221,14 +221,14 @@ async fn validations_on(s: &Server, org: &str, license: &str, day: &str) -> usiz
 
 /// A request sent with our own client, to read the headers (`Retry-After`).
 async fn raw(s: &Server, method: Method, bearer: Option<&str>, body: Option<Value>) -> reqwest::Response {
-    let mut request = reqwest::Client::new().request(method, s.url(VALIDATE));
+    let mut request = reqwest::Client::new().request(method.clone(), s.url(VALIDATE));
     if let Some(key) = bearer {
         request = request.bearer_auth(key);
     }
     if let Some(body) = body {
         request = request.json(&body);
     }
-    request.send().await.expect("the request is answered")
+    s.conformed(&method, VALIDATE, request.send().await.expect("the request is answered")).await
 }
 
 /// Checks a 429 `rate_limited` problem and returns its `Retry-After`.

@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::CommandRequest;
+use crate::openapi::{Problem, ProblemResponses};
 
 type Answer<T> = Result<(StatusCode, Json<T>), ApiError>;
 
@@ -54,11 +55,7 @@ pub struct CreateOrganization {
     request_body = CreateOrganization,
     responses(
         (status = 201, description = "Create an organization (operator).", body = CreateOrganizationResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
     ),
 )]
 pub async fn create_organization(
@@ -92,11 +89,7 @@ pub struct AddUser {
     ),
     responses(
         (status = 201, description = "Add a user; 409 seat_limit_reached when seats are full.", body = AddUserResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
     ),
 )]
 pub async fn add_user(
@@ -123,11 +116,7 @@ pub struct NoBody {}
     ),
     responses(
         (status = 200, description = "Deactivate a user, freeing a seat.", body = SequenceResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
     ),
 )]
 pub async fn deactivate_user(
@@ -157,11 +146,7 @@ pub struct IssueToken {
     ),
     responses(
         (status = 201, description = "Issue an org API token for a role, optionally expiring (expiresAt, RFC 3339, at most 366 days ahead; 401 from then on). The token is shown again only to a retry with the same Idempotency-Key.", body = IssueTokenResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
     ),
 )]
 pub async fn issue_token(
@@ -187,11 +172,7 @@ pub async fn issue_token(
     ),
     responses(
         (status = 200, description = "Revoke an org API token.", body = SequenceResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
     ),
 )]
 pub async fn revoke_token(
@@ -222,11 +203,7 @@ pub struct CreateSubscription {
     request_body = CreateSubscription,
     responses(
         (status = 201, description = "Create a subscription and issue its license key (operator).", body = CreateSubscriptionResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
     ),
 )]
 pub async fn create_subscription(
@@ -288,11 +265,8 @@ pub struct Upgrade {
     ),
     responses(
         (status = 200, description = "Upgrade the live subscription (the seed's UpgradeRequest/UpgradeResponse) plus sequence. Add-ons in the body follow the add-on route's rules on prices.", body = UpgradeResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden: a price, or an add-on without a catalog price, from anyone but the operator"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "forbidden: a price, or an add-on without a catalog price, from anyone but the operator"),
     ),
 )]
 pub async fn upgrade(
@@ -325,11 +299,7 @@ pub struct Downgrade {
     ),
     responses(
         (status = 200, description = "Schedule a downgrade at the term end.", body = DowngradeResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
     ),
 )]
 pub async fn downgrade(
@@ -360,11 +330,7 @@ pub struct Cancel {
     ),
     responses(
         (status = 200, description = "Cancel at term end (auto-renewal off), or immediately (operator).", body = CancelResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
     ),
 )]
 pub async fn cancel(
@@ -387,11 +353,8 @@ pub async fn cancel(
     ),
     responses(
         (status = 201, description = "Buy an add-on. An organization's admin buys at the catalog price: annualPrice and oneTimePrice are the operator's (at most 10000000.00, in cents), and add-ons without a catalog price for the tier (custom_module, dedicated_support, training_session; extra_data_tb on enterprise) are the operator's to add.", body = AddAddonResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden: a price, or an add-on without a catalog price, from anyone but the operator"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "forbidden: a price, or an add-on without a catalog price, from anyone but the operator"),
     ),
 )]
 pub async fn add_addon(
@@ -420,11 +383,7 @@ pub struct RevokeLicense {
     ),
     responses(
         (status = 200, description = "Revoke a license key (operator).", body = SequenceResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "a refused command, with its code"),
+        ProblemResponses,
     ),
 )]
 pub async fn revoke_license(
@@ -457,11 +416,8 @@ pub struct EndAddon {
     ),
     responses(
         (status = 200, description = "End an add-on (operator): it is not billed from effectiveDate on (a one-time add-on ended on its own date is not billed at all), and extra data stops raising the limit. The date lies after the subscription's last invoiced month and on or after the add-on's start; moving an end earlier is allowed.", body = SequenceResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
-        (status = 409, description = "effective_date_invoiced, effective_date_out_of_range, addon_already_ended"),
+        ProblemResponses,
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "effective_date_invoiced, effective_date_out_of_range, addon_already_ended"),
     ),
 )]
 pub async fn end_addon(
@@ -496,10 +452,7 @@ pub struct RepriceAddon {
     ),
     responses(
         (status = 200, description = "Correct an add-on's price (operator): annualPrice for a recurring add-on, oneTimePrice for a one-time one, positive, in cents, at most 10000000.00. It applies to every month not invoiced yet, so an invoice that could not be computed is issued by the next run of its month.", body = SequenceResponse),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 400, description = "validation_failed"),
+        ProblemResponses,
     ),
 )]
 pub async fn reprice_addon(

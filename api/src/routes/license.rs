@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{CommandRequest, REQUEST_BODY_BYTES_MAX};
+use crate::openapi::{Problem, ProblemResponses, PublicProblemResponses};
 
 /// The name of the per-address limit, in a rate-limited answer.
 pub const VALIDATIONS_PER_ADDRESS_PER_MINUTE: &str = "validations_per_address_per_minute";
@@ -62,15 +63,16 @@ fn validation_request(headers: &HeaderMap, body: &Bytes) -> Result<ValidationReq
 }
 
 #[utoipa::path(
-    post,
+    method(get, post),
     path = "/api/v1/license/validate",
     tag = "ledger",
-    request_body = ValidateRequest,
+    request_body(content = ValidateRequest, description = "Optional: without a body (a GET, as the seed's client sends), the key is the `Authorization: Bearer` credential."),
     responses(
         (status = 200, body = ValidationResponse, description = "The seed's LicenseValidationResponse plus licenseId, code, warnings, a signed lease (when valid), a signed refusal (when not valid: REVOKED, EXPIRED, SUSPENDED, TOO_MANY_DEPLOYMENTS, NOT_FOUND for a request that names a key; `domain::lease::SignedRefusal`, bound to the key, deployment and nonce) and sequence. Unknown or malformed keys answer isValid false, code NOT_FOUND."),
-        (status = 400, description = "validation_failed: a malformed nonce, clientTime or deployment id"),
-        (status = 429, description = "rate_limited, with Retry-After; `limit` names the limit: validations_per_address_per_minute, or validations_per_key_per_day (until the next UTC midnight)"),
-        (status = 503, description = "read_model_failed or projection_lagging: the read models failed or are more than 5 s behind the log; never answered as NOT_FOUND"),
+        PublicProblemResponses,
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "validation_failed: a malformed nonce, clientTime or deployment id"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "rate_limited, with Retry-After; `limit` names the limit: validations_per_address_per_minute, or validations_per_key_per_day (until the next UTC midnight)"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "read_model_failed or projection_lagging: the read models failed or are more than 5 s behind the log; never answered as NOT_FOUND"),
     ),
 )]
 pub async fn validate(State(state): State<AppState>, request: axum::extract::Request) -> Result<Response, ApiError> {
@@ -114,10 +116,8 @@ pub struct Release {}
     ),
     responses(
         (status = 200, body = ReleaseResponse, description = "Release a deployment of a key (org admin). Its place frees when the last lease it was given ends (slotFreesAt)."),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
-        (status = 429, description = "rate_limited (limit releases_per_license_per_hour): too many releases of this key this hour, with Retry-After"),
+        ProblemResponses,
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "rate_limited (limit releases_per_license_per_hour): too many releases of this key this hour, with Retry-After"),
     ),
 )]
 pub async fn release_deployment(

@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Consistency;
+use crate::openapi::{Problem, ProblemResponses};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -29,9 +30,7 @@ pub struct Page {
     tag = "ledger",
     responses(
         (status = 200, body = OrganizationPage, description = "Organizations, paged (operator, auditor): ?limit=&cursor=."),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
+        ProblemResponses,
     ),
 )]
 pub async fn organizations(
@@ -52,9 +51,7 @@ pub async fn organizations(
     ),
     responses(
         (status = 200, body = SubscriptionDetails, description = "The seed's SubscriptionDetails of the organization's subscription."),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
+        ProblemResponses,
     ),
 )]
 pub async fn subscription(
@@ -75,9 +72,7 @@ pub async fn subscription(
     ),
     responses(
         (status = 200, body = Vec<LicenseView>, description = "The organization's licenses, never a key."),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
+        ProblemResponses,
     ),
 )]
 pub async fn licenses(
@@ -106,10 +101,8 @@ pub struct Check {
     ),
     responses(
         (status = 200, body = EnforcementView, description = "The seed's validateUsage: {allowed, reason, limit?, current?}."),
-        (status = 400, description = "validation_failed: an unknown action, or ACCESS_FEATURE without a feature"),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
+        ProblemResponses,
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "validation_failed: an unknown action, or ACCESS_FEATURE without a feature"),
     ),
 )]
 pub async fn enforcement(
@@ -142,9 +135,7 @@ pub struct AuditQuery {
     tag = "ledger",
     responses(
         (status = 200, body = AuditPage, description = "Audit entries, oldest first, paged: ?organizationId=&from=&to=&cursor=&limit=."),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
+        ProblemResponses,
     ),
 )]
 pub async fn audit(

@@ -19,6 +19,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Consistency, REQUEST_BODY_BYTES_MAX};
+use crate::openapi::{Problem, ProblemResponses, PublicProblemResponses};
 
 /// The seed's `UsageReportRequest`, plus `deploymentId`. The metrics are
 /// kept as their JSON text.
@@ -72,10 +73,11 @@ fn input(body: &[u8]) -> Result<UsageReportInput, ApiError> {
     request_body = UsageReport,
     responses(
         (status = 200, body = UsageReportResponse, description = "The seed's UsageReportResponse plus sequence: acknowledged, warningsIssued (metrics at or over their limit), limitsApproaching (80% to under 100%), nextReportDue."),
-        (status = 400, description = "validation_failed: negative numbers, more than two decimals, more than 10^12, a day more than one day ahead or before the subscription; nothing is recorded"),
-        (status = 404, description = "not_found: not a known license key"),
-        (status = 409, description = "license_not_valid: the key is revoked, or its subscription did not cover the reported day (an ended subscription still takes reports for the days it covered); deployment_not_activated: the deployment has not validated the key; correction_window_closed: the day is more than --usage-correction-days-max (35) days back"),
-        (status = 429, description = "rate_limited, with Retry-After; `limit` names the limit: reports_per_key_per_minute (the key's reports a minute are used up: retry after Retry-After), or reports_per_day (the subscription's reports for the reported day are used up: a report for that day is refused from now on)"),
+        PublicProblemResponses,
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "validation_failed: negative numbers, more than two decimals, more than 10^12, a day more than one day ahead or before the subscription; nothing is recorded"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "not_found: not a known license key"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "license_not_valid: the key is revoked, or its subscription did not cover the reported day (an ended subscription still takes reports for the days it covered); deployment_not_activated: the deployment has not validated the key; correction_window_closed: the day is more than --usage-correction-days-max (35) days back"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "rate_limited, with Retry-After; `limit` names the limit: reports_per_key_per_minute (the key's reports a minute are used up: retry after Retry-After), or reports_per_day (the subscription's reports for the reported day are used up: a report for that day is refused from now on)"),
     ),
 )]
 pub async fn report(
@@ -100,9 +102,7 @@ pub struct Period {
     params(("org_id" = String, Path, description = "UUID"), ("period" = String, Query, description = "YYYY-MM; this month by default")),
     responses(
         (status = 200, body = UsageView, description = "Month totals (gauges: the largest day; counts: the sum) and per-day values per metric."),
-        (status = 401, description = "unauthorized"),
-        (status = 403, description = "forbidden"),
-        (status = 404, description = "not_found"),
+        ProblemResponses,
     ),
 )]
 pub async fn usage(

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
+pub mod openapi;
+
 /// Instantiates each black-box test function twice: on SQLite, and on
 /// PostgreSQL (which skips, with a notice, without `DATABASE_URL`).
 ///
@@ -222,6 +224,7 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        openapi::write_report();
         // libtest shows a failing test's captured output: the server's
         // log explains many failures.
         if std::thread::panicking() {
@@ -292,7 +295,7 @@ impl Server {
         body: Body,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut request = self.http.request(method, self.url(path));
+        let mut request = self.http.request(method.clone(), self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -313,7 +316,38 @@ impl Server {
             .map(|v| v.split(';').next().unwrap().trim().to_owned());
         let text = response.text().await.expect("a readable body");
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, content_type, text, json }
+        let reply = Reply { status, content_type, text, json };
+        self.conforms(&method, path, &reply).await;
+        reply
+    }
+
+    /// A reply a test got with its own client (for its headers, or from an
+    /// address of its own), checked as [`Server::send`] checks its replies
+    /// and handed back unread.
+    pub async fn conformed(&self, method: &Method, path: &str, response: reqwest::Response) -> reqwest::Response {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("a readable body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap().trim().to_owned());
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        self.conforms(method, path, &Reply { status, content_type, text, json }).await;
+        let mut rebuilt = axum::http::Response::new(bytes);
+        *rebuilt.status_mut() = status;
+        *rebuilt.headers_mut() = headers;
+        reqwest::Response::from(rebuilt)
+    }
+
+    /// Fails the test unless `reply` is what the server's OpenAPI document
+    /// says `method path` answers (`openapi`).
+    pub async fn conforms(&self, method: &Method, path: &str, reply: &Reply) {
+        let document = openapi::document(&self.http, &self.base).await;
+        if let Err(failure) = document.check(method, path, reply) {
+            panic!("{failure}");
+        }
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
