@@ -73,6 +73,9 @@ struct Inner {
     last: LinkedHashMap<Credential, u64>,
     /// The highest sequence of an entry dropped to stay within the bound.
     evicted: u64,
+    /// The highest sequence of a command (`command::execute`) this node
+    /// acknowledged to anyone: see [`Acknowledged::record_command`].
+    commands: u64,
 }
 
 impl Default for Acknowledged {
@@ -84,7 +87,7 @@ impl Default for Acknowledged {
 impl Acknowledged {
     /// A map of at most `capacity` entries (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
-        let inner = Inner { last: LinkedHashMap::new(), evicted: 0 };
+        let inner = Inner { last: LinkedHashMap::new(), evicted: 0, commands: 0 };
         Self { inner: Mutex::new(inner), capacity: capacity.max(1) }
     }
 
@@ -106,14 +109,28 @@ impl Acknowledged {
         }
     }
 
+    /// Remembers a command's sequence as seen by every credential on this
+    /// node. Commands (organizations, tokens, subscriptions, licenses,
+    /// billing) are few and change what other credentials read: an
+    /// operator's cancellation is read by the organization's admin, a
+    /// revocation by the key's next validation, and the API's black-box
+    /// tests read another credential's writes without `minSequence`. The
+    /// volume writes, validations and usage reports, stay per credential:
+    /// nobody waits for another key's.
+    pub fn record_command(&self, sequence: u64) {
+        let mut inner = self.lock();
+        inner.commands = inner.commands.max(sequence);
+    }
+
     /// The sequence a read on behalf of `credential` must wait for: its own
     /// last acknowledged one, or, without an entry, the evicted high-water
-    /// mark (0 while nothing was dropped). `None` (the server's own jobs)
-    /// waits for nothing.
+    /// mark (0 while nothing was dropped); and at least the last command
+    /// acknowledged here ([`Acknowledged::record_command`]). `None` (the
+    /// server's own jobs) waits for nothing.
     pub fn floor(&self, credential: Option<Credential>) -> u64 {
         let Some(credential) = credential else { return 0 };
         let inner = self.lock();
-        inner.last.get(&credential).copied().unwrap_or(inner.evicted)
+        inner.last.get(&credential).copied().unwrap_or(inner.evicted).max(inner.commands)
     }
 
     /// Entries held (`/metrics`: `ledger_acknowledged_credentials`).
@@ -137,7 +154,9 @@ impl Acknowledged {
 /// judged on this node by state that includes the change.
 pub fn named_by(record: &Record, event: &LedgerEvent) -> Option<Credential> {
     match event {
-        LedgerEvent::Organization(OrganizationEvent::ApiTokenIssued(issued)) => Some(Credential::Token(issued.token_id)),
+        LedgerEvent::Organization(OrganizationEvent::ApiTokenIssued(issued)) => {
+            Some(Credential::Token(issued.token_id))
+        }
         LedgerEvent::Organization(OrganizationEvent::ApiTokenRevoked(revoked)) => {
             Some(Credential::Token(revoked.token_id))
         }
@@ -208,7 +227,23 @@ mod tests {
         assert_eq!(acknowledged.floor(Some(token(1))), 11);
         assert_eq!(acknowledged.floor(Some(token(3))), 7, "a kept entry keeps its own, lower floor");
         acknowledged.record(token(5), 13);
-        assert_eq!((acknowledged.evicted(), acknowledged.floor(Some(token(3)))), (9, 9), "token 3 (7) went; the mark stays 9");
+        assert_eq!(
+            (acknowledged.evicted(), acknowledged.floor(Some(token(3)))),
+            (9, 9),
+            "token 3 (7) went; the mark stays 9"
+        );
+    }
+
+    #[test]
+    fn a_command_is_seen_by_every_credential_a_validation_only_by_its_key() {
+        let acknowledged = Acknowledged::default();
+        let key = Credential::License(LicenseId(uuid::Uuid::from_u128(7)));
+        acknowledged.record(key, 40);
+        assert_eq!(acknowledged.floor(Some(Credential::Auditor)), 0, "another key's validation is not waited for");
+        acknowledged.record_command(30);
+        assert_eq!(acknowledged.floor(Some(Credential::Auditor)), 30);
+        assert_eq!(acknowledged.floor(Some(key)), 40);
+        assert_eq!(acknowledged.floor(None), 0);
     }
 
     #[test]

@@ -212,10 +212,12 @@ where
     unreachable!("the loop returns on its last attempt")
 }
 
-/// Remembers the answered sequence (a replay's too) as acknowledged to the
-/// caller, and to every credential the events change (a token revoked, a
+/// Remembers the answered sequence (a replay's too) as a command every
+/// credential on this node reads after (`Acknowledged::record_command`), as
+/// acknowledged to the caller, and to every credential the events change (a token revoked, a
 /// license revoked: `acknowledged::named_by`).
 fn acknowledge(state: &Ledger, context: &Context, answer: &Appended) {
+    state.acknowledged.record_command(answer.sequence);
     if let Some(credential) = context.credential {
         state.acknowledged.record(credential, answer.sequence);
     }
