@@ -7,12 +7,15 @@
 //! sequence it acknowledged to it ([`Acknowledged::record`]), and before
 //! anything is read on a credential's behalf, [`catch_up`] waits (at most
 //! [`READ_YOUR_WRITES_WAIT`](crate::command::READ_YOUR_WRITES_WAIT)) until the read models include
-//! `max(minSequence, that sequence)`. Nobody waits on another caller's
-//! writes: a credential's floor only moves with commands acknowledged to
-//! it, or with commands that change that very credential (a token's issue
-//! or revocation, a license's revocation: [`named_by`]), so a revoked
-//! credential is refused on this node from the moment the revocation was
-//! acknowledged.
+//! `max(minSequence, that sequence)`. A credential's floor moves with
+//! what was acknowledged to it, with commands that change that very
+//! credential (a token's issue or revocation, a license's revocation:
+//! [`named_by`]; a revoked credential is refused on this node from the
+//! moment the revocation was answered), and with every *command* this node
+//! answered ([`Acknowledged::record_command`]): commands are few, and the
+//! API's tests read one credential's commands with another without
+//! `minSequence` (an operator's cancellation, read by the admin). Nobody
+//! waits for another key's validations or usage reports, the volume.
 //!
 //! **Bounded memory.** At most [`ACKNOWLEDGED_CREDENTIALS_MAX`] entries;
 //! past that the credential acknowledged longest ago is dropped, and its
