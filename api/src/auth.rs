@@ -31,6 +31,9 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        Ok(usecases::caller::authenticate(state, token, system_now()).await?)
+        // Read-your-writes and `?minSequence=`: waited for here, once the
+        // credential is known, for every route that has a caller.
+        let min_sequence = crate::extract::min_sequence(parts)?;
+        Ok(usecases::caller::authenticate(state, token, system_now(), min_sequence).await?)
     }
 }

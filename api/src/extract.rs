@@ -49,7 +49,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CommandRequest<T> {
         let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
         let idempotency =
             key.map(|key| (format!("{}:{key}", caller.scope()), request_digest(parts.method.as_str(), path, &bytes)));
-        Ok(Self { caller, context: Context { metadata, idempotency }, body })
+        Ok(Self { caller, context: Context { metadata, idempotency, credential: Some(caller.credential()) }, body })
     }
 }
 
@@ -70,11 +70,27 @@ fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|error| ApiError::Validation(format!("invalid JSON body: {error}")))
 }
 
-/// `?minSequence=N` of every query: wait for the read models to reach N.
+/// `?minSequence=N` of every query. The wait itself is the `Caller`'s
+/// (`usecases::caller::authenticate`: the caller's own writes and N, in
+/// one bound); this extractor documents the parameter on a route and, on
+/// a route without a caller, waits for N alone.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Consistency {
     pub min_sequence: Option<u64>,
+}
+
+/// `minSequence` of a request's query string, if any.
+pub fn min_sequence(parts: &axum::http::request::Parts) -> Result<Option<u64>, ApiError> {
+    let query = parts.uri.query().unwrap_or_default();
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == "minSequence")
+        .map(|(_, value)| {
+            value.parse::<u64>().map_err(|_| ApiError::Validation("minSequence must be a whole number".into()))
+        })
+        .transpose()
 }
 
 impl FromRequestParts<AppState> for Consistency {
@@ -84,18 +100,8 @@ impl FromRequestParts<AppState> for Consistency {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let min_sequence = query
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(name, _)| *name == "minSequence")
-            .map(|(_, value)| {
-                value.parse::<u64>().map_err(|_| ApiError::Validation("minSequence must be a whole number".into()))
-            })
-            .transpose()?;
-        if let Some(sequence) = min_sequence {
-            state.projections.wait_for(sequence, crate::command::READ_YOUR_WRITES_WAIT).await?;
-        }
+        let min_sequence = min_sequence(parts)?;
+        usecases::acknowledged::catch_up(state, None, min_sequence).await?;
         Ok(Self { min_sequence })
     }
 }

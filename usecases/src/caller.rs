@@ -9,6 +9,8 @@ use domain::organization::Role;
 use domain::{OrganizationId, Timestamp, TokenId};
 
 use crate::Ledger;
+use crate::acknowledged::{self, Credential};
+use crate::command::READ_YOUR_WRITES_WAIT;
 use crate::error::Error;
 use crate::secrets::Bootstrap;
 
@@ -40,6 +42,16 @@ impl Caller {
             Caller::Member { organization_id, role, token_id } => {
                 format!("org:{organization_id}:{}:token:{token_id}", role.as_str())
             }
+        }
+    }
+
+    /// The credential this caller presented, for read-your-writes
+    /// (`acknowledged`).
+    pub fn credential(&self) -> Credential {
+        match self {
+            Caller::Operator => Credential::Operator,
+            Caller::Auditor => Credential::Auditor,
+            Caller::Member { token_id, .. } => Credential::Token(*token_id),
         }
     }
 
@@ -90,13 +102,45 @@ impl Caller {
 /// API token that is issued, not revoked and not expired. Expiry is read
 /// from `transport_now`, the system clock (a transport check, like a
 /// webhook signature's age, never the business clock's).
-pub async fn authenticate(ledger: &Ledger, token: &str, transport_now: Timestamp) -> Result<Caller, Error> {
+///
+/// Read-your-writes, for every request that presents a credential, query or
+/// command: the one place every such path passes, before anything is read
+/// on the caller's behalf. It waits, at most
+/// [`READ_YOUR_WRITES_WAIT`] in all, until the read models include what
+/// this node acknowledged to the credential (and, for an API token, its own
+/// issue or revocation, so a token revoked here is refused from the moment
+/// the revocation was answered), and then `min_sequence` (`?minSequence=`,
+/// another node's writes) once the caller is known.
+pub async fn authenticate(
+    ledger: &Ledger,
+    token: &str,
+    transport_now: Timestamp,
+    min_sequence: Option<u64>,
+) -> Result<Caller, Error> {
+    let deadline = tokio::time::Instant::now() + READ_YOUR_WRITES_WAIT;
+    let caller = identify(ledger, token, transport_now, deadline).await?;
+    let floor = ledger.acknowledged.floor(Some(caller.credential()));
+    acknowledged::wait_until(ledger, floor.max(min_sequence.unwrap_or(0)), deadline).await?;
+    Ok(caller)
+}
+
+async fn identify(
+    ledger: &Ledger,
+    token: &str,
+    transport_now: Timestamp,
+    deadline: tokio::time::Instant,
+) -> Result<Caller, Error> {
     match ledger.keys.bootstrap(token) {
         Some(Bootstrap::Operator) => return Ok(Caller::Operator),
         Some(Bootstrap::Auditor) => return Ok(Caller::Auditor),
         None => {}
     }
     let token_id = verify_api_token(&ledger.keys.secret, token).ok_or(Error::Unauthorized)?;
+    // Only a token this server issued gets here (its MAC checked): its
+    // entry is read from state that includes its issue or revocation, when
+    // this node acknowledged either.
+    let floor = ledger.acknowledged.floor(Some(Credential::Token(token_id)));
+    acknowledged::wait_until(ledger, floor, deadline).await?;
     let presented = api_token_hash(&ledger.keys.secret, token);
     let state = ledger.projections.read().await;
     let entry = state.tokens.get(&token_id).ok_or(Error::Unauthorized)?;

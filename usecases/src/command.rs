@@ -17,13 +17,17 @@ use domain::{EventId, Metadata, StreamId, Timestamp};
 use store::{Command, ExpectedRevision, Idempotency, NewEvent, Rejection};
 
 use crate::Ledger;
+use crate::acknowledged::{self, Credential};
 use crate::error::Error;
 
 /// Attempts of a command whose stream moved while it was deciding.
 pub const ATTEMPTS_MAX: usize = 3;
 /// Events of one stream a command may load to decide.
 pub const STREAM_EVENTS_MAX: usize = 100_000;
-/// How long a command's answer waits for the read models to include it.
+/// How long a read waits for the read models to include what it must see
+/// (the caller's own writes, `?minSequence=`; `acknowledged`): past it the
+/// answer is `projection_lagging`, never stale data. A command no longer
+/// waits: it answers once its append is durable.
 pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
 /// Events one request appends, at most (a few commands of a few events).
 pub const GROUP_EVENTS_MAX: usize = 64;
@@ -36,6 +40,11 @@ pub struct Context {
     pub metadata: Metadata,
     /// The caller-scoped key and the digest of method, path and body.
     pub idempotency: Option<(String, Hash)>,
+    /// Whose command this is: what it appends is remembered as
+    /// acknowledged to this credential, and it decides on read models that
+    /// include the credential's earlier writes. `None`: the server's own
+    /// jobs (scheduler, Stripe reactor).
+    pub credential: Option<Credential>,
 }
 
 /// An aggregate's state, the revision it was loaded at, and the events
@@ -149,6 +158,20 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<Vec<Command>, E>>,
 {
+    // Decide on read models that include this caller's own earlier writes.
+    acknowledged::catch_up(state, context.credential, None).await?;
+    let answer = append_with(state, context, build).await?;
+    acknowledge(state, context, &answer);
+    Ok(answer)
+}
+
+/// Answers a known idempotency key from its events, or appends the group.
+async fn append_with<E, F, Fut>(state: &Ledger, context: &Context, build: F) -> Result<Appended, E>
+where
+    E: From<Error>,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Vec<Command>, E>>,
+{
     if let Some((key, digest)) = &context.idempotency
         && let Some((stored, first)) = state.log.find_idempotency_key(&group_key(key, 0)).await.map_err(Error::from)?
     {
@@ -165,20 +188,18 @@ where
             }
         }
         match state.log.append_atomic(commands).await.map_err(Error::from)? {
+            // Answered as soon as the append is durable: the read models
+            // follow, and this caller's next read waits for them
+            // (`acknowledged`).
             Ok(appended) => {
                 let first = appended.iter().map(|a| a.first_sequence).min().expect("a group has commands");
-                let answer = match &context.idempotency {
+                return Ok(match &context.idempotency {
                     Some((key, _)) => read_group(state, key, first).await?,
                     None => {
                         let last = appended.iter().map(|a| a.last_sequence).max().expect("a group has commands");
                         read_range(state, first, last).await?
                     }
-                };
-                // Read-your-writes: answer once the read models include it.
-                // A slow projection does not turn a durable append into an
-                // error; the caller can wait with `minSequence`.
-                let _ = state.projections.wait_for(answer.sequence, READ_YOUR_WRITES_WAIT).await;
-                return Ok(answer);
+                });
             }
             Err(Rejection::WrongRevision { .. }) if attempt < ATTEMPTS_MAX => continue,
             Err(Rejection::WrongRevision { stream_id, .. }) => {
@@ -189,6 +210,22 @@ where
         }
     }
     unreachable!("the loop returns on its last attempt")
+}
+
+/// Remembers the answered sequence (a replay's too) as a command every
+/// credential on this node reads after (`Acknowledged::record_command`), as
+/// acknowledged to the caller, and to every credential the events change (a token revoked, a
+/// license revoked: `acknowledged::named_by`).
+fn acknowledge(state: &Ledger, context: &Context, answer: &Appended) {
+    state.acknowledged.record_command(answer.sequence);
+    if let Some(credential) = context.credential {
+        state.acknowledged.record(credential, answer.sequence);
+    }
+    for (record, event) in &answer.records {
+        if let Some(credential) = acknowledged::named_by(record, event) {
+            state.acknowledged.record(credential, answer.sequence);
+        }
+    }
 }
 
 fn group_key(key: &str, index: usize) -> String {

@@ -22,6 +22,7 @@ use domain::{Clock, OrganizationId, Timestamp};
 use projections::Projections;
 use store::EventLog;
 
+pub mod acknowledged;
 pub mod billing;
 pub mod caller;
 pub mod clock;
@@ -77,6 +78,9 @@ pub struct Ledger {
     pub scheduler: Arc<tokio::sync::Notify>,
     /// This process's counters.
     pub metrics: Arc<metrics::Metrics>,
+    /// The last sequence this node acknowledged to each credential
+    /// (read-your-writes, `acknowledged`).
+    pub acknowledged: Arc<acknowledged::Acknowledged>,
 }
 
 impl Ledger {
@@ -108,6 +112,7 @@ impl Ledger {
             catalog,
             scheduler: Arc::new(tokio::sync::Notify::new()),
             metrics: Arc::new(metrics::Metrics::default()),
+            acknowledged: Arc::new(acknowledged::Acknowledged::default()),
         })
     }
 

@@ -9,6 +9,10 @@ use crate::error::Error;
 use crate::views::ops::{ClockMoved, KeyPair, LeaseKeys, PublicKeys, Readiness};
 use crate::{Caller, Ledger};
 
+/// How long the read models may stay behind the log's head with the node
+/// still ready.
+pub const READY_LAG_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Whether the log's database answers and the read models have caught up
 /// with it (and have not stopped), with the figures behind the answer.
 pub async fn readiness(ledger: &Ledger) -> Readiness {
@@ -30,7 +34,11 @@ pub async fn readiness(ledger: &Ledger) -> Readiness {
         return Readiness { detail: Some(failure.to_string()), ..not_ready(status) };
     }
     let applied = ledger.projections.applied();
-    let ready = applied >= head;
+    // Commands answer before the read models apply them, so being a few
+    // records behind for a moment is the normal state of a busy node, and
+    // reads wait for what they must see (`acknowledged`): only a lag that
+    // lasts makes it not ready.
+    let ready = applied >= head || ledger.projections.lag() < READY_LAG_MAX;
     Readiness {
         status: if ready { "ready" } else { "catching up" },
         head: Some(head),

@@ -122,6 +122,7 @@ async fn apply(ledger: &Ledger, change: &Due) -> Result<u64, Error> {
         // The key names the change; its digest is the key's, so every
         // attempt at the same change is the same request.
         idempotency: Some((key.clone(), request_digest("SCHEDULE", &key, b""))),
+        credential: None,
     };
     match change {
         Due::EndTerm { subscription_id, .. } => subscriptions::end_term(ledger, &context, *subscription_id).await,

@@ -20,6 +20,7 @@ use domain::{Metadata, OrganizationId, SubscriptionId};
 use rust_decimal::Decimal;
 use store::{Command, ExpectedRevision, NewEvent, Rejection};
 
+use crate::acknowledged::{self, Credential};
 use crate::caller::{Caller, Need};
 use crate::command::{load, new_event_id};
 use crate::error::Error;
@@ -106,6 +107,10 @@ pub async fn report(
         retry_after_seconds: seconds,
         message: format!("this key may report {} times a minute", settings.reports_per_key_per_minute),
     })?;
+    // The month read below includes this key's earlier reports (and its
+    // revocation) acknowledged by this node.
+    let credential = Credential::License(license_id);
+    acknowledged::catch_up(ledger, Some(credential), None).await?;
     let day = input.day;
     let (subscription_id, subscription, mut usage) = reported_for(ledger, license_id, &deployment_id, day).await?;
     let (now, today) = (ledger.now(), ledger.today());
@@ -137,6 +142,7 @@ pub async fn report(
         }
         Err(other) => return Err(Error::Internal(other.to_string())),
     };
+    ledger.acknowledged.record(credential, appended.last_sequence);
     usage.apply(&reported, appended.last_sequence);
     Ok(acknowledgement(ledger, &subscription, &usage, day, today, appended.last_sequence))
 }

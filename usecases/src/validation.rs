@@ -23,6 +23,7 @@ use store::{Command, ExpectedRevision, NewEvent, Rejection};
 use uuid::Uuid;
 
 use crate::Ledger;
+use crate::acknowledged::{self, Credential};
 use crate::command::{ATTEMPTS_MAX, Context, load, new_event_id};
 use crate::error::Error;
 use crate::views::licensing::{Limits, OrganizationRef, ValidatedSubscription, ValidationResponse};
@@ -31,9 +32,9 @@ use crate::views::licensing::{Limits, OrganizationRef, ValidatedSubscription, Va
 /// to be answered from them: a refusal (or a NOT_FOUND for a key issued by
 /// another process a moment ago) from older state switches a deployment
 /// off for nothing, so past this the answer is an error and the client
-/// keeps its lease. Five seconds is what a command waits for the read
-/// models (`command::READ_YOUR_WRITES_WAIT`), so a healthy server is never
-/// this far behind.
+/// keeps its lease. Five seconds is what a read waits for the read models
+/// (`command::READ_YOUR_WRITES_WAIT`), so a healthy server is never this
+/// far behind.
 pub const READ_MODEL_LAG_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 /// The longest client version kept in the validation event; longer is cut.
 pub const CLIENT_VERSION_CHARS_MAX: usize = 64;
@@ -114,6 +115,10 @@ pub async fn validate(
             .then(|| sign_refusal(ledger, key, &asked, ValidationCode::NotFound, ledger.now()));
         return Ok(ValidationResponse::not_found(refusal));
     };
+    // Decided on state that includes what this node acknowledged to the
+    // key, and the key's revocation or release acknowledged here.
+    let credential = Credential::License(license_id);
+    acknowledged::catch_up(ledger, Some(credential), None).await?;
     let metadata = Metadata {
         actor: Some(format!("license:{license_id}")),
         correlation_id: None,
@@ -123,6 +128,7 @@ pub async fn validate(
     for _ in 0..ATTEMPTS_MAX {
         match attempt(ledger, license_id, &asked, &metadata).await? {
             Attempt::Recorded(decided) => {
+                ledger.acknowledged.record(credential, decided.sequence);
                 let tier = decided.subscription.tier_on(decided.today).map_or("none", |t| t.tier.as_str());
                 ledger.metrics.validation(decided.code.as_str(), tier);
                 return Ok(answer(ledger, &decided, organization_id, key, &asked).await);
@@ -251,7 +257,7 @@ async fn attempt(ledger: &Ledger, license_id: LicenseId, asked: &Asked, metadata
                 max_deployments: facts.max_deployments,
             };
             fresh.decide(activate, &()).await?;
-            let context = Context { metadata: metadata.clone(), idempotency: None };
+            let context = Context { metadata: metadata.clone(), idempotency: None, credential: None };
             commands.push(fresh.into_command(&context, now));
         }
     }

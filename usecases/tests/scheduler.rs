@@ -21,7 +21,11 @@ use usecases::{Caller, Ledger, LedgerConfig};
 const FAILURE_WAIT: Duration = Duration::from_secs(10);
 
 fn context() -> Context {
-    Context { metadata: Metadata { actor: Some("operator".into()), ..Metadata::default() }, idempotency: None }
+    Context {
+        metadata: Metadata { actor: Some("operator".into()), ..Metadata::default() },
+        idempotency: None,
+        credential: Some(usecases::acknowledged::Credential::Operator),
+    }
 }
 
 async fn open(dir: &std::path::Path, database_url: Option<String>) -> Ledger {

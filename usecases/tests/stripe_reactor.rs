@@ -76,7 +76,7 @@ async fn subscription(ledger: &Ledger, then: Option<SubscriptionCommand>) -> Sub
     if let Some(command) = then {
         loaded.decide(command, &ledger.subscription_services).await.unwrap();
     }
-    let context = Context { metadata: Metadata::default(), idempotency: None };
+    let context = Context { metadata: Metadata::default(), idempotency: None, credential: None };
     let appended = ledger.log.append_atomic(vec![loaded.into_command(&context, ledger.now())]).await.unwrap().unwrap();
     ledger.projections.wait_for(appended[0].last_sequence, Duration::from_secs(5)).await.unwrap();
     id

@@ -127,6 +127,13 @@ async fn render_metrics(state: &AppState) -> Result<Response, ApiError> {
         "Notification e-mails by kind and outcome (sent, skipped, failed attempts), by this process",
         state.metrics.notifications.clone(),
     );
+    let acknowledged = Gauge::<i64>::default();
+    registry.register(
+        "ledger_acknowledged_credentials",
+        "Credentials whose last acknowledged sequence this node remembers (read-your-writes; bounded)",
+        acknowledged.clone(),
+    );
+    acknowledged.set(state.acknowledged.len() as i64);
     let limiter_keys = Family::<LimiterLabel, Gauge>::default();
     registry.register(
         "ledger_rate_limiter_keys",

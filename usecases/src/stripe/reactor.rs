@@ -108,7 +108,7 @@ async fn handle(state: &Ledger, reactor: &Reactor, event_id: &str) -> Result<boo
     };
     let metadata =
         Metadata { actor: Some("stripe".into()), correlation_id: Some(event_id.to_owned()), ..Metadata::default() };
-    let context = Context { metadata, idempotency: None };
+    let context = Context { metadata, idempotency: None, credential: None };
     for attempt in 1..=ATTEMPTS_MAX {
         let Decision { mut commands, outcome } = decide(state, &context, &received).await?;
         let handled: StripeEvent =
