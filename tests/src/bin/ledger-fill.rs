@@ -164,8 +164,7 @@ async fn provision(ledger: &Ledger, organizations: usize) -> anyhow::Result<Vec<
             employee_count: Some(10 + (index % 500) as u32),
         };
         let context = operator_context();
-        let created =
-            usecases::organizations::create_organization(ledger, &Caller::Operator, &context, input).await?;
+        let created = usecases::organizations::create_organization(ledger, &Caller::Operator, &context, input).await?;
         let organization_id = OrganizationId(created.id);
         let tier = if index % 3 == 0 { Tier::Professional } else { Tier::Starter };
         let subscribe = CreateSubscriptionInput {
@@ -176,11 +175,12 @@ async fn provision(ledger: &Ledger, organizations: usize) -> anyhow::Result<Vec<
             max_deployments: 3,
             enterprise_overage_rate: None,
         };
-        let created = usecases::subscriptions::create_subscription(ledger, &Caller::Operator, &context, subscribe)
-            .await?;
+        let created =
+            usecases::subscriptions::create_subscription(ledger, &Caller::Operator, &context, subscribe).await?;
         let subscription_id = SubscriptionId(created.subscription_id);
         let license_id = license_of(ledger, subscription_id).await?;
-        let key = Key { organization_id, subscription_id, license_id, key: created.license_key, tier, start: ledger.today() };
+        let key =
+            Key { organization_id, subscription_id, license_id, key: created.license_key, tier, start: ledger.today() };
         activate(ledger, &key).await?;
         keys.push(key);
     }
@@ -191,7 +191,8 @@ async fn provision(ledger: &Ledger, organizations: usize) -> anyhow::Result<Vec<
 /// answer waits for).
 async fn license_of(ledger: &Ledger, subscription_id: SubscriptionId) -> anyhow::Result<LicenseId> {
     let state = ledger.projections.read().await;
-    let subscription = state.subscriptions.get(&subscription_id).context("the new subscription is in the read models")?;
+    let subscription =
+        state.subscriptions.get(&subscription_id).context("the new subscription is in the read models")?;
     subscription.license_id.context("the subscription has a key")
 }
 
@@ -281,7 +282,9 @@ async fn fill_day(ledger: &Ledger, keys: &[Key], day: NaiveDate, events: u64, ba
     let mut commands = Vec::with_capacity(batch);
     let (mut validations, mut usage) = (0_u64, 0_u64);
     for slot in 0..events {
-        let at = Timestamp::from_micros(midnight(day).as_micros() + (i128::from(slot) * i128::from(DAY_MICROS) / i128::from(events.max(1))) as i64);
+        let at = Timestamp::from_micros(
+            midnight(day).as_micros() + (i128::from(slot) * i128::from(DAY_MICROS) / i128::from(events.max(1))) as i64,
+        );
         let command = if slot % USAGE_ONE_IN == USAGE_ONE_IN - 1 {
             usage += 1;
             usage_report(&keys[(usage % key_count) as usize], usage, day, at)?
