@@ -91,7 +91,11 @@ struct Key {
 }
 
 fn operator_context() -> Context {
-    Context { metadata: Metadata { actor: Some(Caller::Operator.actor()), ..Metadata::default() }, idempotency: None }
+    Context {
+        metadata: Metadata { actor: Some(Caller::Operator.actor()), ..Metadata::default() },
+        idempotency: None,
+        credential: Some(usecases::acknowledged::Credential::Operator),
+    }
 }
 
 fn midnight(day: NaiveDate) -> Timestamp {
@@ -187,9 +191,10 @@ async fn provision(ledger: &Ledger, organizations: usize) -> anyhow::Result<Vec<
     Ok(keys)
 }
 
-/// The subscription's current key, from the read models (which a command's
-/// answer waits for).
+/// The subscription's current key, from the read models, once they include
+/// the operator's commands (a command answers before they do).
 async fn license_of(ledger: &Ledger, subscription_id: SubscriptionId) -> anyhow::Result<LicenseId> {
+    usecases::acknowledged::catch_up(ledger, Some(usecases::acknowledged::Credential::Operator), None).await?;
     let state = ledger.projections.read().await;
     let subscription =
         state.subscriptions.get(&subscription_id).context("the new subscription is in the read models")?;
