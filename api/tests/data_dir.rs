@@ -134,7 +134,19 @@ async fn the_data_directory_and_the_sqlite_files_are_private() {
     let s = Process::start(&data).await;
     assert_eq!(mode(&data), 0o700, "the data directory");
     assert_eq!(mode(&data.join("keys")), 0o700, "the keys directory");
-    for file in ["ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "keys/secret", "keys/lease.ed25519"] {
+    let files = [
+        "ledger.sqlite",
+        "ledger.sqlite-wal",
+        "ledger.sqlite-shm",
+        "readmodels.sqlite",
+        "readmodels.sqlite-wal",
+        "readmodels.sqlite-shm",
+        "readmodels.sqlite-migrate.lock",
+        "readmodels.lock",
+        "keys/secret",
+        "keys/lease.ed25519",
+    ];
+    for file in files {
         assert_eq!(mode(&data.join(file)), 0o600, "{file}");
     }
     s.stop().await;

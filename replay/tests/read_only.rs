@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
-use std::time::Duration;
 
 use domain::checkpoint::{CHECKPOINT_STREAM, Checkpoint, CheckpointEvent, CheckpointSigned};
 use domain::event::StoredEvent;
@@ -19,9 +18,6 @@ use sqlx::Row;
 use store::{Command, EventLog, ExpectedRevision, NewEvent};
 
 const ORG: OrganizationId = OrganizationId(uuid::uuid!("0194a000-0000-7000-8000-0000000000aa"));
-/// How long a stopped log's connections may take to close.
-/// (Generous: under a CI machine loaded by parallel builds, 10 s was once not enough.)
-const WAL_GONE_WAIT: Duration = Duration::from_secs(30);
 
 struct FixedClock;
 
@@ -204,21 +200,15 @@ async fn append<E: StoredEvent>(log: &EventLog, stream: StreamId, event: &E) {
     log.append_one(command).await.unwrap().unwrap();
 }
 
-/// Closes a log as a stopped server leaves it: the last connection to
-/// close, a writing one, checkpoints the `-wal` into the database and
-/// removes it with the `-shm`. (The dropped log's own connections close on
-/// other threads, in no fixed order; one that can write, closing last, is
-/// what removes them.)
-async fn stop_cleanly(path: &Path) {
-    use sqlx::Connection;
-    let wal = PathBuf::from(format!("{}-wal", path.display()));
-    let started = std::time::Instant::now();
-    while wal.exists() && started.elapsed() < WAL_GONE_WAIT {
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-        sqlx::SqliteConnection::connect_with(&options).await.unwrap().close().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// Closes a log as a stopped server leaves it: the writer's connection,
+/// closing last, folds the `-wal` into the database and removes it with
+/// the `-shm`.
+async fn stop_cleanly(log: EventLog, path: &Path) {
+    log.close().await;
+    for suffix in ["-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        assert!(!file.exists(), "the stopped log's {suffix} is gone");
     }
-    assert!(!wal.exists(), "the stopped log's -wal is gone");
 }
 
 /// Every command an auditor runs on a data directory.
@@ -251,8 +241,7 @@ async fn replay_creates_and_changes_no_file_in_a_data_dir() {
     let log = history(dir.path()).await;
     // The server stopped: its last connection closed, and SQLite removed
     // the `-wal` and `-shm` files with it.
-    drop(log);
-    stop_cleanly(&dir.path().join("ledger.sqlite")).await;
+    stop_cleanly(log, &dir.path().join("ledger.sqlite")).await;
     let before = files(dir.path());
     run_all(dir.path(), |command| {
         assert_same_files(&before, &files(dir.path()), &format!("{command} on a stopped server's log"))

@@ -325,6 +325,8 @@ pub struct EventLog {
     /// The last sequence this process's writer committed; other processes'
     /// appends are seen by polling [`EventLog::head`].
     appended: tokio::sync::watch::Receiver<u64>,
+    /// Closed when the writer task has ended and dropped its connection.
+    writer_stopped: tokio::sync::watch::Receiver<()>,
 }
 
 impl EventLog {
@@ -346,8 +348,26 @@ impl EventLog {
     fn start(reader: Reader, backend: writer::Backend, clock: Arc<dyn Clock>) -> Self {
         let (queue, requests) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let (appended_tx, appended) = tokio::sync::watch::channel(0);
-        tokio::spawn(writer::run(backend, requests, clock, appended_tx));
-        Self { queue, reader, appended }
+        let (stopped, writer_stopped) = tokio::sync::watch::channel(());
+        tokio::spawn(async move {
+            writer::run(backend, requests, clock, appended_tx).await;
+            drop(stopped);
+        });
+        Self { queue, reader, appended, writer_stopped }
+    }
+
+    /// Closes this handle and waits until the writer has closed its
+    /// connection, which it does once every clone of the log is closed or
+    /// dropped. On SQLite the last connection to close, the writer's,
+    /// folds the `-wal` into the database and removes it with the `-shm`,
+    /// as a stopped server leaves its log; dropping a handle instead closes
+    /// the connections on other threads, in no fixed order, later.
+    pub async fn close(self) {
+        let Self { queue, reader, mut writer_stopped, .. } = self;
+        // This handle's idle read connections close here, before the writer's.
+        drop(reader);
+        drop(queue);
+        while writer_stopped.changed().await.is_ok() {}
     }
 
     /// Changes whenever this process appends; for projections to wake up.

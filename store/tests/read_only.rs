@@ -4,13 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use domain::{EventId, StreamId, Timestamp};
 use ledger_store::{Command, EventLog, ExpectedRevision, NewEvent, ReadOnlyLog, StoreError, SystemClock};
-
-/// How long a dropped log's connections may take to close.
-const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 fn command(payload: &[u8]) -> Command {
     let event = NewEvent {
@@ -39,19 +35,15 @@ fn names(dir: &Path) -> Vec<PathBuf> {
     names
 }
 
-/// Drops a log and closes the database as a stopped server leaves it: no
-/// `-wal`, no `-shm` (a writing connection closing last removes them).
+/// Closes a log as a stopped server leaves it: the writer's connection,
+/// closing last, folds the `-wal` into the database and removes it with
+/// the `-shm`.
 async fn stop(log: EventLog, path: &Path) {
-    use sqlx::Connection;
-    drop(log);
-    let wal = PathBuf::from(format!("{}-wal", path.display()));
-    let started = std::time::Instant::now();
-    while wal.exists() && started.elapsed() < CLOSE_WAIT {
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-        sqlx::SqliteConnection::connect_with(&options).await.unwrap().close().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    log.close().await;
+    for suffix in ["-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        assert!(!file.exists(), "the closed log's {suffix} is gone");
     }
-    assert!(!wal.exists(), "the stopped log's -wal is gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,7 @@ pub mod ops;
 pub mod organizations;
 pub mod provisioning;
 pub mod queries;
+pub mod readmodels;
 pub mod scheduler;
 pub mod secrets;
 pub mod stripe;
@@ -70,6 +71,8 @@ pub struct LedgerConfig {
 pub struct Ledger {
     pub log: EventLog,
     pub projections: Arc<Projections>,
+    /// The durable read models (tables), their runner and leadership.
+    pub models: Arc<readmodels::ReadModels>,
     pub clock: Arc<ServerClock>,
     pub keys: Arc<ServerKeys>,
     pub catalog: Arc<Catalog>,
@@ -103,9 +106,11 @@ impl Ledger {
         let log = open_log(config, clock.clone()).await?;
         let projections = Projections::start(log.clone(), clock.clone()).await?;
         let catalog = Arc::new(Catalog::builtin());
+        let models = readmodels::ReadModels::start(config, log.clone(), &catalog).await?;
         Ok(Self {
             log,
             projections,
+            models,
             clock,
             keys: Arc::new(keys),
             subscription_services: Arc::new(Services { catalog: catalog.clone(), policy: config.policy }),

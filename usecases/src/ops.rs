@@ -33,12 +33,15 @@ pub async fn readiness(ledger: &Ledger) -> Readiness {
         };
         return Readiness { detail: Some(failure.to_string()), ..not_ready(status) };
     }
-    let applied = ledger.projections.applied();
+    if let Some(failure) = ledger.models.failed() {
+        return Readiness { detail: Some(failure.to_string()), ..not_ready("projection stopped") };
+    }
+    let applied = ledger.projections.applied().min(ledger.models.applied());
     // Commands answer before the read models apply them, so being a few
     // records behind for a moment is the normal state of a busy node, and
     // reads wait for what they must see (`acknowledged`): only a lag that
     // lasts makes it not ready.
-    let ready = applied >= head || ledger.projections.lag() < READY_LAG_MAX;
+    let ready = applied >= head || ledger.projections.lag().max(ledger.models.lag()) < READY_LAG_MAX;
     Readiness {
         status: if ready { "ready" } else { "catching up" },
         head: Some(head),

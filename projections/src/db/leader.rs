@@ -141,8 +141,9 @@ async fn hold_postgres(mut connection: PgConnection, state: &watch::Sender<bool>
 }
 
 async fn lead_file(path: std::path::PathBuf, state: watch::Sender<bool>) {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = loop {
-        let opened = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path);
+        let opened = std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path);
         match opened {
             Ok(file) => match file.try_lock() {
                 Ok(()) => break file,

@@ -94,9 +94,15 @@ impl SqliteDb {
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .busy_timeout(LOCK_WAIT);
+        // sqlx's migrator takes no lock on SQLite: processes starting
+        // together on a fresh file would each apply the first migration,
+        // and all but one fail. A file lock beside it makes them take turns.
+        let migrating = migration_lock(path).await?;
         let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
-        MIGRATOR.run(&pool).await.map_err(|e| DbError::Migration(Arc::new(e)))?;
+        let migrated = MIGRATOR.run(&pool).await.map_err(|e| DbError::Migration(Arc::new(e)));
         pool.close().await;
+        drop(migrating);
+        migrated?;
         let path = path.to_owned();
         let writer = tokio::task::spawn_blocking({
             let path = path.clone();
@@ -270,4 +276,36 @@ impl RowReader for WriterReader {
             .pop()
             .map(|Row(values)| Row(values.into_iter().zip(table.columns).map(|(v, c)| v.into_column(c.ty)).collect())))
     }
+}
+
+/// Creates the database file private (0600) if it is missing, and takes an
+/// exclusive `flock` on `{database}-migrate.lock` (0600), waiting for it;
+/// the kernel releases it when the file is closed or the process exits.
+async fn migration_lock(database: &Path) -> Result<std::fs::File, DbError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut lock = database.as_os_str().to_owned();
+    lock.push("-migrate.lock");
+    let (database, lock) = (database.to_owned(), PathBuf::from(lock));
+    tokio::task::spawn_blocking(move || {
+        let private = |path: &Path, create_new: bool| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(!create_new)
+                .create_new(create_new)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+        };
+        match private(&database, true) {
+            Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => return Err(error),
+            _ => {}
+        }
+        let file = private(&lock, false)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .expect("taking a lock does not panic")
+    .map_err(|error| DbError::Io(Arc::new(error)))
 }

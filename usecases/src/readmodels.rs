@@ -1,0 +1,183 @@
+//! The durable read models a node serves from (issue #13): the tables of
+//! `projections::models` and the stored Merkle tree, in `readmodels.sqlite`
+//! beside the log (SQLite) or beside the log's tables (PostgreSQL).
+//!
+//! Every node opens the tables and serves queries from them. One node at a
+//! time, the leader ([`Leadership`]: an advisory lock on PostgreSQL, a file
+//! lock in the data directory on SQLite), runs the projections; the others
+//! follow its checkpoints. What the node has applied is the highest of its
+//! own runner's commits and the checkpoints it reads, so a leader sees its
+//! own commits at once and a follower within [`FOLLOW_POLL_INTERVAL`]
+//! (sooner on PostgreSQL, which notifies).
+//!
+//! A record the projections cannot apply stops them and marks the node
+//! failed ([`ReadModels::failed`]), naming the sequence and why; nothing is
+//! skipped. A node that is behind the log says since when
+//! ([`ReadModels::lag`]).
+//!
+//! [`FOLLOW_POLL_INTERVAL`]: projections::db::FOLLOW_POLL_INTERVAL
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use domain::catalog::Catalog;
+use projections::db::{Applied, Leadership, ReadModelDb, Runner, merkle};
+use store::EventLog;
+use tokio::sync::watch;
+
+use crate::LedgerConfig;
+
+/// How often a node compares the log's head with what its read models
+/// include, for [`ReadModels::lag`].
+pub const LAG_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Why the projections stopped: the record they could not apply (when one
+/// is named) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelsFailure {
+    pub sequence: Option<u64>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ModelsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.sequence {
+            Some(sequence) => write!(f, "the read models stopped at sequence {sequence}: {}", self.reason),
+            None => write!(f, "the read models stopped: {}", self.reason),
+        }
+    }
+}
+
+/// The read models of this node: the database, how far it has got, who
+/// leads.
+pub struct ReadModels {
+    pub db: ReadModelDb,
+    leadership: Leadership,
+    applied: watch::Receiver<u64>,
+    failure: Mutex<Option<ModelsFailure>>,
+    /// The oldest head this node has seen and not yet applied, and since when.
+    behind: Mutex<Option<(u64, Instant)>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain values: a panic elsewhere leaves nothing half-written.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every projection a node runs: the models and the Merkle tree.
+fn projections(catalog: &Catalog) -> Vec<Box<dyn projections::db::Projection>> {
+    let mut all = projections::models::all(catalog.clone());
+    all.push(Box::new(merkle::MerkleProjection::new()));
+    all
+}
+
+impl ReadModels {
+    /// Opens the read-model database of `config`, contends for leadership,
+    /// and starts the runner (projecting while this node leads) and the
+    /// follower of the checkpoints.
+    pub async fn start(config: &LedgerConfig, log: EventLog, catalog: &Catalog) -> anyhow::Result<Arc<Self>> {
+        use anyhow::Context;
+        let (db, leadership) = match &config.database_url {
+            Some(url) => {
+                let options: sqlx::postgres::PgConnectOptions =
+                    url.parse().context("DATABASE_URL is not a PostgreSQL URL")?;
+                (ReadModelDb::open_postgres(options.clone()).await?, Leadership::postgres(options))
+            }
+            None => (ReadModelDb::open_sqlite(&config.data_dir).await?, Leadership::sqlite(&config.data_dir)),
+        };
+        let all = projections(catalog);
+        let names = all.iter().map(|projection| projection.name().to_owned()).collect();
+        let mut runner = Runner::new(log.clone(), db.clone(), all)?;
+        let own = runner.applied();
+        let followed = Applied::follow(db.clone(), names);
+        let (sender, applied) = watch::channel(followed.get().max(own.get()));
+        let models = Arc::new(Self { db, leadership, applied, failure: Mutex::new(None), behind: Mutex::new(None) });
+        tokio::spawn(merge_applied(own, followed, sender));
+        tokio::spawn({
+            let models = models.clone();
+            async move {
+                let error = runner.lead(&models.leadership).await;
+                tracing::error!(%error, "read models stopped");
+                *lock(&models.failure) = Some(ModelsFailure { sequence: error.sequence(), reason: error.to_string() });
+            }
+        });
+        tokio::spawn(watch_lag(Arc::downgrade(&models), log));
+        Ok(models)
+    }
+
+    /// The sequence the read models include.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the read models include `sequence`.
+    pub async fn wait_for(&self, sequence: u64, timeout: Duration) -> Result<u64, projections::db::Lagging> {
+        let mut applied = self.applied.clone();
+        match tokio::time::timeout(timeout, applied.wait_for(|at| *at >= sequence)).await {
+            Ok(Ok(at)) => Ok(*at),
+            _ => Err(projections::db::Lagging { wanted: sequence, at: self.applied() }),
+        }
+    }
+
+    /// Why the projections stopped, if they did.
+    pub fn failed(&self) -> Option<ModelsFailure> {
+        lock(&self.failure).clone()
+    }
+
+    /// How long the read models have been behind a head this node saw;
+    /// zero when they were caught up at the last check.
+    pub fn lag(&self) -> Duration {
+        lock(&self.behind).map(|(_, since)| since.elapsed()).unwrap_or_default()
+    }
+
+    /// Whether this node runs the projections, the scheduler and the
+    /// outboxes now.
+    pub fn is_leader(&self) -> bool {
+        self.leadership.is_leader()
+    }
+
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+}
+
+/// Publishes the higher of the runner's own commits and the checkpoints
+/// read back, until nobody reads it. The runner's own stops moving when
+/// it stops (the node is failed then); the checkpoints go on.
+async fn merge_applied(own: Applied, followed: Applied, sender: watch::Sender<u64>) {
+    let (mut own, mut followed) = (Some(own.subscribe()), followed.subscribe());
+    loop {
+        let mine = own.as_mut().map_or(0, |own| *own.borrow_and_update());
+        let at = mine.max(*followed.borrow_and_update());
+        sender.send_if_modified(|known| std::mem::replace(known, (*known).max(at)) < at);
+        let own_changed = async {
+            match own.as_mut() {
+                Some(receiver) => receiver.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            open = own_changed => if !open { own = None },
+            changed = followed.changed() => if changed.is_err() { return },
+            () = sender.closed() => return,
+        }
+    }
+}
+
+/// Keeps [`ReadModels::lag`] current until the read models are dropped.
+async fn watch_lag(models: std::sync::Weak<ReadModels>, log: EventLog) {
+    loop {
+        tokio::time::sleep(LAG_CHECK_INTERVAL).await;
+        let Some(models) = models.upgrade() else { return };
+        let Ok(head) = log.head().await else { continue };
+        let applied = models.applied();
+        let mut behind = lock(&models.behind);
+        match *behind {
+            Some((sequence, _)) if applied >= sequence => {
+                *behind = (head.sequence > applied).then(|| (head.sequence, Instant::now()));
+            }
+            None if head.sequence > applied => *behind = Some((head.sequence, Instant::now())),
+            _ => {}
+        }
+    }
+}
