@@ -291,7 +291,9 @@ async fn main() -> anyhow::Result<()> {
             let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
             let log = ledger_api::open_log(&config, clock.clone()).await?;
             let now = domain::Clock::now(clock.as_ref());
-            let rebuilt = ledger_api::rollback::rebuild(&log, now, accept_rollback).await?;
+            let models = usecases::readmodels::open_db(&config.ledger()).await?;
+            let catalog = domain::catalog::Catalog::builtin();
+            let rebuilt = ledger_api::rollback::rebuild(&log, &models, &catalog, now, accept_rollback).await?;
             if let Some(lost) = &rebuilt.rollback {
                 eprintln!(
                     "accepted: the log lost sequences {} to {}; recorded at sequence {}; read models rebuilt",

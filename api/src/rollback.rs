@@ -15,9 +15,11 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use domain::catalog::Catalog;
 use domain::checkpoint::{CHECKPOINT_STREAM, CheckpointEvent, LogRollbackAccepted};
 use domain::record::Hash;
 use domain::{Metadata, StreamId, Timestamp};
+use projections::db::{ReadModelDb, Runner};
 use projections::{LedgerState, Projections, Rollback, SNAPSHOT_NAME};
 use serde_json::{Value, json};
 use store::{Command, EventLog, ExpectedRevision, Idempotency, NewEvent};
@@ -35,7 +37,8 @@ const SERVED_WHILE_FAILED: &[&str] = &["/health", "/ready", "/metrics", "/api/v1
 /// decided or validated from a state the log no longer supports. The
 /// reason is in `/ready` and in the server's log.
 pub async fn refuse_while_failed(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.projections.failed().is_some() && !SERVED_WHILE_FAILED.contains(&request.uri().path()) {
+    let failed = state.projections.failed().is_some() || state.models.failed().is_some();
+    if failed && !SERVED_WHILE_FAILED.contains(&request.uri().path()) {
         return ApiError::ReadModelFailed.into_response();
     }
     next.run(request).await
@@ -75,11 +78,20 @@ impl Rebuilt {
 /// log it refuses unless `accept_rollback`, and then first appends
 /// `LogRollbackAccepted` (once: a re-run after an interruption is answered
 /// from the first append) and drops the snapshots that do not match.
-pub async fn rebuild(log: &EventLog, now: Timestamp, accept_rollback: bool) -> anyhow::Result<Rebuilt> {
-    let rollbacks = projections::check_snapshots(log).await?;
+pub async fn rebuild(
+    log: &EventLog,
+    models: &ReadModelDb,
+    catalog: &Catalog,
+    now: Timestamp,
+    accept_rollback: bool,
+) -> anyhow::Result<Rebuilt> {
+    let all = usecases::readmodels::all_projections(catalog);
+    let names: Vec<&str> = all.iter().map(|projection| projection.name()).collect();
+    let mut rollbacks = projections::check_snapshots(log).await?;
+    rollbacks.extend(projections::db::check_checkpoints(models, log, &names).await?);
     let mut rebuilt = Rebuilt { rollback: None, recorded_at: None, sequence: 0, digest: Hash([0; 32]) };
     if !rollbacks.is_empty() {
-        let lost = lost_range(log, &rollbacks).await?;
+        let lost = lost_range(log, models, &rollbacks).await?;
         if !accept_rollback {
             let reasons: Vec<String> = rollbacks.iter().map(ToString::to_string).collect();
             anyhow::bail!(
@@ -91,11 +103,15 @@ pub async fn rebuild(log: &EventLog, now: Timestamp, accept_rollback: bool) -> a
             );
         }
         rebuilt.recorded_at = Some(record(log, &lost, now).await?);
-        for rollback in &rollbacks {
+        for rollback in rollbacks.iter().filter(|rollback| !names.contains(&rollback.projection.as_str())) {
             log.delete_snapshot(&rollback.projection).await?;
         }
         rebuilt.rollback = Some(lost);
     }
+    for projection in &all {
+        models.reset(projection.name(), projection.tables()).await?;
+    }
+    Runner::new(log.clone(), models.clone(), all)?.catch_up().await?;
     (rebuilt.sequence, rebuilt.digest) = Projections::rebuild_and_save(log, now).await?;
     Ok(rebuilt)
 }
@@ -106,7 +122,11 @@ pub async fn rebuild(log: &EventLog, now: Timestamp, accept_rollback: bool) -> a
 /// the log now holds otherwise); without it, the first lost sequence is
 /// taken as the one after the head, or 1 when the log holds another record
 /// at a checkpoint and nothing tells where the histories parted.
-async fn lost_range(log: &EventLog, rollbacks: &[Rollback]) -> anyhow::Result<LogRollbackAccepted> {
+async fn lost_range(
+    log: &EventLog,
+    models: &ReadModelDb,
+    rollbacks: &[Rollback],
+) -> anyhow::Result<LogRollbackAccepted> {
     let head = log.head().await?;
     let ledger = match log.load_snapshot(SNAPSHOT_NAME).await? {
         Some(snapshot) => domain::codec::decode::<LedgerState>(&snapshot.state).ok(),
@@ -115,15 +135,31 @@ async fn lost_range(log: &EventLog, rollbacks: &[Rollback]) -> anyhow::Result<Lo
     let evidence = ledger.filter(|state| {
         rollbacks.iter().any(|rollback| rollback.projection == SNAPSHOT_NAME && rollback.applied == state.sequence)
     });
-    let lost_from = match evidence {
-        Some(state) => projections::first_divergence(log, &state, head.sequence)
-            .await?
-            .unwrap_or(head.sequence.min(state.sequence) + 1),
-        None => rollbacks
-            .iter()
-            .map(|rollback| if head.sequence < rollback.applied { head.sequence + 1 } else { 1 })
-            .min()
-            .expect("at least one rollback"),
+    let fallback = rollbacks
+        .iter()
+        .map(|rollback| if head.sequence < rollback.applied { head.sequence + 1 } else { 1 })
+        .min()
+        .expect("at least one rollback");
+    let from_snapshot = match evidence {
+        Some(state) => Some(
+            projections::first_divergence(log, &state, head.sequence)
+                .await?
+                .unwrap_or(head.sequence.min(state.sequence) + 1),
+        ),
+        None => None,
+    };
+    // The audit index keeps the leaf hash of every record it applied.
+    let audited = rollbacks.iter().find(|rollback| rollback.projection == projections::models::audit::NAME);
+    let from_tables = match audited {
+        Some(audited) => {
+            let to = head.sequence.min(audited.applied);
+            Some(projections::db::first_divergence(models, log, to).await?.unwrap_or(to + 1))
+        }
+        None => None,
+    };
+    let lost_from = match (from_snapshot, from_tables) {
+        (None, None) => fallback,
+        (a, b) => a.into_iter().chain(b).min().expect("one of them"),
     };
     let furthest = rollbacks.iter().max_by_key(|rollback| rollback.applied).expect("at least one rollback");
     Ok(LogRollbackAccepted {

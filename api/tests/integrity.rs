@@ -113,6 +113,10 @@ async fn a_log_rolled_back_behind_the_snapshot_is_refused_at_start_until_the_los
         lost.old_chain_hash.is_some() && lost.snapshots.contains(&projections::SNAPSHOT_NAME.to_owned()),
         "{lost:?}"
     );
+    // The tables' checkpoints saw it too; every one of them is named.
+    for projection in usecases::readmodels::all_projections(&domain::catalog::Catalog::builtin()) {
+        assert!(lost.snapshots.iter().any(|name| name == projection.name()), "{} in {lost:?}", projection.name());
+    }
     assert_eq!(rollback["recordedAt"].as_u64(), Some(*sequence));
 
     // Serving again, from the log as it is: the kept customer is there, the
@@ -178,6 +182,8 @@ async fn a_log_rolled_back_under_a_running_server_stops_it_serving_and_names_the
     assert_eq!(code, 0, "{stderr}");
     let rollback = &report["rollback"];
     assert_eq!((rollback["lostFrom"].as_u64(), rollback["lostTo"].as_u64()), (Some(restored_to + 1), Some(applied)));
+    let named = rollback["snapshots"].as_array().unwrap();
+    assert!(named.iter().any(|name| name == projections::models::audit::NAME), "{report}");
     let s = backend.start().await;
     s.wait_ready().await;
     assert_eq!(validate(&s, &kept_key).await.expect(200)["code"], "VALID");

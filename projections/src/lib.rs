@@ -373,7 +373,7 @@ pub async fn check_snapshots(log: &EventLog) -> Result<Vec<Rollback>, StoreError
 
 /// The log's chain hash after `sequence` ([`CHAIN_GENESIS`] at 0); `None`
 /// when the log (whose head is `head`) does not hold that record.
-async fn chain_at(log: &EventLog, sequence: u64, head: u64) -> Result<Option<Hash>, StoreError> {
+pub(crate) async fn chain_at(log: &EventLog, sequence: u64, head: u64) -> Result<Option<Hash>, StoreError> {
     Ok(match sequence {
         0 => Some(CHAIN_GENESIS),
         n if n > head => None,

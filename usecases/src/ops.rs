@@ -34,7 +34,9 @@ pub async fn readiness(ledger: &Ledger) -> Readiness {
         return Readiness { detail: Some(failure.to_string()), ..not_ready(status) };
     }
     if let Some(failure) = ledger.models.failed() {
-        return Readiness { detail: Some(failure.to_string()), ..not_ready("projection stopped") };
+        let status =
+            if failure.rolled_back { "the log was rolled back behind the read models" } else { "projection stopped" };
+        return Readiness { detail: Some(failure.to_string()), ..not_ready(status) };
     }
     let applied = ledger.projections.applied().min(ledger.models.applied());
     // Commands answer before the read models apply them, so being a few

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use domain::catalog::Catalog;
-use projections::db::{Applied, Leadership, ReadModelDb, Runner, merkle};
+use projections::db::{Applied, Leadership, ReadModelDb, Runner, RunnerError, merkle};
 use store::EventLog;
 use tokio::sync::watch;
 
@@ -37,13 +37,17 @@ pub const LAG_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 pub struct ModelsFailure {
     pub sequence: Option<u64>,
     pub reason: String,
+    /// A checkpoint the log no longer holds: the log was rolled back
+    /// behind the read models (only an operator's rebuild continues).
+    pub rolled_back: bool,
 }
 
 impl std::fmt::Display for ModelsFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.sequence {
-            Some(sequence) => write!(f, "the read models stopped at sequence {sequence}: {}", self.reason),
-            None => write!(f, "the read models stopped: {}", self.reason),
+        match (self.rolled_back, self.sequence) {
+            (true, _) => write!(f, "the log was rolled back behind the read models: {}", self.reason),
+            (false, Some(sequence)) => write!(f, "the read models stopped at sequence {sequence}: {}", self.reason),
+            (false, None) => write!(f, "the read models stopped: {}", self.reason),
         }
     }
 }
@@ -64,8 +68,17 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Opens (creating and migrating) the read-model database of `config`.
+pub async fn open_db(config: &LedgerConfig) -> anyhow::Result<ReadModelDb> {
+    use anyhow::Context;
+    Ok(match &config.database_url {
+        Some(url) => ReadModelDb::open_postgres(url.parse().context("DATABASE_URL is not a PostgreSQL URL")?).await?,
+        None => ReadModelDb::open_sqlite(&config.data_dir).await?,
+    })
+}
+
 /// Every projection a node runs: the models and the Merkle tree.
-fn projections(catalog: &Catalog) -> Vec<Box<dyn projections::db::Projection>> {
+pub fn all_projections(catalog: &Catalog) -> Vec<Box<dyn projections::db::Projection>> {
     let mut all = projections::models::all(catalog.clone());
     all.push(Box::new(merkle::MerkleProjection::new()));
     all
@@ -76,16 +89,12 @@ impl ReadModels {
     /// and starts the runner (projecting while this node leads) and the
     /// follower of the checkpoints.
     pub async fn start(config: &LedgerConfig, log: EventLog, catalog: &Catalog) -> anyhow::Result<Arc<Self>> {
-        use anyhow::Context;
-        let (db, leadership) = match &config.database_url {
-            Some(url) => {
-                let options: sqlx::postgres::PgConnectOptions =
-                    url.parse().context("DATABASE_URL is not a PostgreSQL URL")?;
-                (ReadModelDb::open_postgres(options.clone()).await?, Leadership::postgres(options))
-            }
-            None => (ReadModelDb::open_sqlite(&config.data_dir).await?, Leadership::sqlite(&config.data_dir)),
+        let db = open_db(config).await?;
+        let leadership = match &config.database_url {
+            Some(url) => Leadership::postgres(url.parse()?),
+            None => Leadership::sqlite(&config.data_dir),
         };
-        let all = projections(catalog);
+        let all = all_projections(catalog);
         let names = all.iter().map(|projection| projection.name().to_owned()).collect();
         let mut runner = Runner::new(log.clone(), db.clone(), all)?;
         let own = runner.applied();
@@ -97,8 +106,10 @@ impl ReadModels {
             let models = models.clone();
             async move {
                 let error = runner.lead(&models.leadership).await;
-                tracing::error!(%error, "read models stopped");
-                *lock(&models.failure) = Some(ModelsFailure { sequence: error.sequence(), reason: error.to_string() });
+                let rolled_back = matches!(error, RunnerError::Mismatch { .. });
+                let failure = ModelsFailure { sequence: error.sequence(), reason: error.to_string(), rolled_back };
+                tracing::error!(%failure, "read models stopped; only `ledger projections rebuild` continues");
+                *lock(&models.failure) = Some(failure);
             }
         });
         tokio::spawn(watch_lag(Arc::downgrade(&models), log));

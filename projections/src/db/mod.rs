@@ -27,6 +27,7 @@ mod digest;
 mod leader;
 pub mod merkle;
 mod postgres;
+mod rollback;
 mod runner;
 mod sqlite;
 mod table;
@@ -34,6 +35,7 @@ mod table;
 pub use batch::{Changes, ROW_CACHE_ROWS_MAX};
 pub use digest::{Difference, TableDigest, compare, digest};
 pub use leader::{LEADER_CHECK_INTERVAL, LEADER_LOCK_FILE, LEADER_RETRY_INTERVAL, Leadership};
+pub use rollback::{CheckError, check_checkpoints, first_divergence};
 pub use runner::{
     Applied, ApplyError, FLUSH_CHANGES_MAX, FLUSH_INTERVAL, FLUSH_RECORDS_MAX, FOLLOW_POLL_INTERVAL, Lagging, Load,
     NOTIFY_CHANNEL, Projection, RUNNER_POLL_INTERVAL, Runner, RunnerError,

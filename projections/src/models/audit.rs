@@ -43,11 +43,14 @@ pub const AUDIT_OWNERS: Table =
 pub const AUDIT_PAGE_MAX: usize = super::PAGE_ITEMS_MAX;
 
 /// Keeps [`AUDIT`] and [`AUDIT_OWNERS`].
+/// The audit index's projection name (its checkpoint's).
+pub const NAME: &str = "audit-v1";
+
 pub struct Audit;
 
 impl Projection for Audit {
     fn name(&self) -> &'static str {
-        "audit-v1"
+        NAME
     }
 
     fn tables(&self) -> &'static [Table] {
