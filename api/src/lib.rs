@@ -168,7 +168,7 @@ pub async fn open(config: &Config) -> anyhow::Result<AppState> {
 pub async fn open_with(config: &Config, edge: edge::Settings) -> anyhow::Result<AppState> {
     let ledger = Ledger::open(&config.ledger()).await?;
     let log_tree = usecases::log::LogTree::new(usecases::log::CheckpointSettings::from_env())?;
-    tokio::spawn(log_tree.clone().follow(ledger.log.clone()));
+    tokio::spawn(log_tree.clone().follow(ledger.clone()));
     Ok(AppState {
         ledger,
         address_limiter: Arc::new(metrics::AddressLimiter::per_minute(config.validations_per_address_per_minute)),

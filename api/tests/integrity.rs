@@ -21,6 +21,7 @@ backends!(
     a_log_rolled_back_behind_the_snapshot_is_refused_at_start_until_the_loss_is_accepted,
     a_log_rolled_back_under_a_running_server_stops_it_serving_and_names_the_loss,
     an_inclusion_proof_past_any_sequence_is_a_clean_refusal,
+    nothing_is_signed_past_a_record_that_does_not_verify,
 );
 
 /// An organization with a starter subscription: (org, license key, sequence).
@@ -207,4 +208,58 @@ async fn an_inclusion_proof_past_any_sequence_is_a_clean_refusal(backend: Backen
     s.get(&format!("/api/v1/log/proof/consistency?from={max}"), Some(OPERATOR)).await.problem(400, "validation_failed");
     // The server is still there.
     s.get("/api/v1/log/proof/inclusion?sequence=1", Some(OPERATOR)).await.expect(200);
+}
+
+/// Replaces the metadata hash of the record at `sequence` behind the
+/// server's back (the append-only triggers go first): its leaf no longer
+/// follows from its fields, while the read models, which do not recompute
+/// hashes, read it as before.
+async fn tamper(backend: &Backend, sequence: u64) {
+    let update = format!("UPDATE events SET metadata_hash = {{}} WHERE sequence = {sequence}");
+    match backend.database_url() {
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.expect("PostgreSQL answers");
+            for sql in [
+                "DROP TRIGGER events_immutable ON events".to_owned(),
+                update.replace("{}", &format!("'\\x{}'", "00".repeat(32))),
+            ] {
+                sqlx::query(&sql).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        }
+        None => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(backend.data_dir().join("ledger.sqlite"))
+                .busy_timeout(std::time::Duration::from_secs(30));
+            let pool = sqlx::SqlitePool::connect_with(options).await.expect("the SQLite log opens");
+            for sql in
+                ["DROP TRIGGER events_immutable".to_owned(), update.replace("{}", &format!("X'{}'", "00".repeat(32)))]
+            {
+                sqlx::query(&sql).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        }
+    }
+}
+
+async fn nothing_is_signed_past_a_record_that_does_not_verify(backend: Backend) {
+    let s = backend.start().await;
+    customer(&s, "Acme").await;
+    let kept = s.post("/api/v1/log/checkpoints", Some(OPERATOR), json!({})).await.expect(200);
+    // A record after the kept checkpoint, which the server verifies from.
+    let globex = s.create_org("Globex").await;
+    let sequence = s.audit(&globex).await[0]["sequence"].as_u64().unwrap();
+    assert!(sequence > kept["sequence"].as_u64().unwrap());
+    s.head().await;
+    s.wait_ready().await;
+    s.stop().await;
+    tamper(&backend, sequence).await;
+
+    let s = backend.start().await;
+    s.get("/api/v1/log/head", Some(OPERATOR)).await.problem(503, "unavailable");
+    s.post("/api/v1/log/checkpoints", Some(OPERATOR), json!({})).await.problem(503, "unavailable");
+    s.get(&format!("/api/v1/log/proof/inclusion?sequence={sequence}"), Some(OPERATOR))
+        .await
+        .problem(503, "unavailable");
+    s.get("/api/v1/log/proof/consistency?from=1", Some(OPERATOR)).await.problem(503, "unavailable");
+    let said = s.output().iter().any(|line| line.contains("the log does not verify"));
+    assert!(said, "the server's log says why: {:#?}", s.output());
 }

@@ -221,3 +221,13 @@ pub async fn leaves(db: &ReadModelDb, after: u64, size: usize) -> Result<Vec<(u6
         .await?;
     rows.iter().map(|row| Ok((row.uint(0)?, row.hash(1)?))).collect()
 }
+
+/// The audit entry of the record at `sequence`, by primary key; `None`
+/// for a sequence the index does not hold (not yet applied, or none).
+pub async fn by_sequence(db: &ReadModelDb, sequence: u64) -> Result<Option<AuditEntry>, DbError> {
+    let sql = format!(
+        "SELECT {} FROM rm_audit WHERE sequence = $1",
+        AUDIT.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+    );
+    db.query(&sql, vec![Value::uint(sequence)?]).await?.first().map(entry).transpose()
+}
