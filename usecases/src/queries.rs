@@ -35,6 +35,22 @@ pub fn page_size(requested: Option<usize>) -> Result<usize, Error> {
     }
 }
 
+/// The read models' sequence an answer reports it was read at: what this
+/// node knows they include, read before the rows (the rows include at
+/// least it). A node that has just started may not have read the tables'
+/// checkpoints yet (its follower reads them first after connecting) and
+/// knows 0 while the tables hold the whole log: then the checkpoints of
+/// the models are read here, once per request until it knows.
+pub(crate) async fn read_at(ledger: &Ledger) -> Result<u64, Error> {
+    let known = ledger.models.applied();
+    if known > 0 {
+        return Ok(known);
+    }
+    let models = projections::models::all(ledger.catalog.as_ref().clone());
+    let names: Vec<&str> = models.iter().map(|model| model.name()).collect();
+    Ok(ledger.models.db.applied(&names).await?)
+}
+
 /// Organizations in id order (operator, auditor), after `cursor`.
 pub async fn organizations(
     ledger: &Ledger,
@@ -47,8 +63,7 @@ pub async fn organizations(
     let after = cursor
         .map(|c| c.parse().map(OrganizationId).map_err(|_| Error::Validation("invalid cursor".into())))
         .transpose()?;
-    // Read before the rows: the page includes at least this sequence.
-    let sequence = ledger.models.applied();
+    let sequence = read_at(ledger).await?;
     let (rows, next_cursor) = organization_model::page(&ledger.models.db, after, size).await?;
     let items = rows.iter().map(OrganizationView::of_row).collect();
     Ok(OrganizationPage { items, next_cursor, sequence })
@@ -63,7 +78,7 @@ pub async fn subscription(
 ) -> Result<SubscriptionDetails, Error> {
     caller.require_org(organization_id, Need::Read)?;
     let today = ledger.today();
-    let (db, sequence) = (&ledger.models.db, ledger.models.applied());
+    let (db, sequence) = (&ledger.models.db, read_at(ledger).await?);
     let organization = organization_model::organization(db, organization_id).await?.ok_or(Error::NotFound)?;
     let (id, subscription) = subscription_model::live_or_latest(db, organization_id).await?.ok_or(Error::NotFound)?;
     let usage = usage_model::month(db, id, today).await?;
@@ -89,9 +104,8 @@ pub async fn licenses(
     for (id, license) in license_model::of_organization(db, organization_id).await? {
         let Some(issued) = license.issued.as_ref() else { continue };
         let subscription_id = issued.subscription_id;
-        if !subscriptions.contains_key(&subscription_id) {
-            let found = subscription_model::subscription(db, subscription_id).await?;
-            subscriptions.insert(subscription_id, found);
+        if let std::collections::btree_map::Entry::Vacant(slot) = subscriptions.entry(subscription_id) {
+            slot.insert(subscription_model::subscription(db, subscription_id).await?);
         }
         let Some(Some(subscription)) = subscriptions.get(&subscription_id) else { continue };
         let stats = validations::stats(db, id).await?;
