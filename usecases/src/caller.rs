@@ -7,6 +7,7 @@
 use domain::keys::{api_token_hash, constant_time_eq, verify_api_token};
 use domain::organization::Role;
 use domain::{OrganizationId, Timestamp, TokenId};
+use projections::models::organizations;
 
 use crate::Ledger;
 use crate::acknowledged::{self, Credential};
@@ -142,17 +143,12 @@ async fn identify(
     let floor = ledger.acknowledged.floor(Some(Credential::Token(token_id)));
     acknowledged::wait_until(ledger, floor, deadline).await?;
     let presented = api_token_hash(&ledger.keys.secret, token);
-    let state = ledger.projections.read().await;
-    let entry = state.tokens.get(&token_id).ok_or(Error::Unauthorized)?;
+    let entry = organizations::token(&ledger.models.db, token_id).await?.ok_or(Error::Unauthorized)?;
     if entry.revoked || !constant_time_eq(presented.as_bytes(), entry.token_hash.as_bytes()) {
         return Err(Error::Unauthorized);
     }
-    let expired = state
-        .organizations
-        .get(&entry.organization_id)
-        .and_then(|organization| organization.state.tokens.get(&token_id))
-        .is_some_and(|token| token.expired_at(transport_now));
-    if expired {
+    // The expiry the token was issued with (the organization aggregate's).
+    if entry.expires_at.is_some_and(|expires_at| transport_now >= expires_at) {
         return Err(Error::Unauthorized);
     }
     Ok(Caller::Member { organization_id: entry.organization_id, role: entry.role, token_id })

@@ -31,10 +31,8 @@ pub async fn release(
     license_id: LicenseId,
     deployment_id: &str,
 ) -> Result<ReleaseResponse, Error> {
-    let organization_id = {
-        let state = ledger.projections.read().await;
-        state.licenses.get(&license_id).and_then(|l| l.issued.as_ref()).map(|i| i.organization_id)
-    };
+    let license = projections::models::licenses::license(&ledger.models.db, license_id).await?;
+    let organization_id = license.and_then(|l| l.issued).map(|i| i.organization_id);
     caller.require_org(organization_id.ok_or(Error::NotFound)?, Need::Admin)?;
     releases.check(&license_id).map_err(|seconds| Error::RateLimited {
         limit: RELEASES_PER_LICENSE_PER_HOUR,

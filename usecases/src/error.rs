@@ -87,6 +87,18 @@ impl From<projections::ProjectionError> for Error {
     }
 }
 
+/// The read-model tables could not be read: unavailable (503), or, for a
+/// row this version cannot decode, a bug (500).
+impl From<projections::db::DbError> for Error {
+    fn from(error: projections::db::DbError) -> Self {
+        use projections::db::DbError;
+        match error {
+            DbError::Schema(_) | DbError::Decode(_) => Error::Internal(error.to_string()),
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
+}
+
 /// A refusal of a rule spanning aggregates is the refusing aggregate's own.
 impl From<domain::workflows::Refusal> for Error {
     fn from(refusal: domain::workflows::Refusal) -> Self {

@@ -134,8 +134,16 @@ impl Ledger {
     /// organization without one has no seats to limit yet.
     pub async fn seat_limit(&self, organization_id: OrganizationId) -> Option<u32> {
         let today = self.today();
-        let state = self.projections.read().await;
-        let (_, subscription) = state.live_subscription(organization_id)?;
+        let live = match projections::models::subscriptions::live(&self.models.db, organization_id).await {
+            Ok(live) => live,
+            Err(error) => {
+                // No `Result` here (the caller's signature): logged, and
+                // the command goes on as for an organization without one.
+                tracing::error!(%error, %organization_id, "seat limit: the read models cannot be read");
+                None
+            }
+        };
+        let (_, subscription) = live?;
         let (spec, _) = subscription.spec_on(&self.catalog, today)?;
         spec.seats
     }

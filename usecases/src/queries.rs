@@ -5,16 +5,20 @@
 use chrono::NaiveDate;
 use domain::enforcement::{Action, Entitlement, decide};
 use domain::license::{KeyState, License};
+use std::collections::BTreeMap;
+
 use domain::subscription::{Status, Subscription};
-use domain::{LicenseId, OrganizationId, SubscriptionId, Timestamp};
-use projections::LedgerState;
+use domain::{OrganizationId, SubscriptionId, Timestamp};
+use projections::ValidationStats;
+use projections::models::{audit as audit_model, licenses as license_model, organizations as organization_model};
+use projections::models::{subscriptions as subscription_model, usage as usage_model, validations};
 
 use crate::Ledger;
 use crate::caller::{Caller, Need};
 use crate::error::Error;
 use crate::views::licensing::{LicenseView, ReleasedDeployment};
 use crate::views::queries::{
-    AuditEntryView, AuditPage, EnforcementView, OrganizationPage, OrganizationView, SubscriptionDetails,
+    AuditEntryView, AuditPage, EnforcementView, OrganizationPage, OrganizationView, Read, SubscriptionDetails,
 };
 
 /// The most items a page holds.
@@ -31,6 +35,22 @@ pub fn page_size(requested: Option<usize>) -> Result<usize, Error> {
     }
 }
 
+/// The read models' sequence an answer reports it was read at: what this
+/// node knows they include, read before the rows (the rows include at
+/// least it). A node that has just started may not have read the tables'
+/// checkpoints yet (its follower reads them first after connecting) and
+/// knows 0 while the tables hold the whole log: then the checkpoints of
+/// the models are read here, once per request until it knows.
+pub(crate) async fn read_at(ledger: &Ledger) -> Result<u64, Error> {
+    let known = ledger.models.applied();
+    if known > 0 {
+        return Ok(known);
+    }
+    let models = projections::models::all(ledger.catalog.as_ref().clone());
+    let names: Vec<&str> = models.iter().map(|model| model.name()).collect();
+    Ok(ledger.models.db.applied(&names).await?)
+}
+
 /// Organizations in id order (operator, auditor), after `cursor`.
 pub async fn organizations(
     ledger: &Ledger,
@@ -38,33 +58,15 @@ pub async fn organizations(
     limit: Option<usize>,
     cursor: Option<&str>,
 ) -> Result<OrganizationPage, Error> {
-    use std::ops::Bound;
     caller.require_vendor()?;
     let size = page_size(limit)?;
     let after = cursor
         .map(|c| c.parse().map(OrganizationId).map_err(|_| Error::Validation("invalid cursor".into())))
         .transpose()?;
-    let state = ledger.projections.read().await;
-    let mut items: Vec<OrganizationView> = state
-        .organizations
-        .range((after.map_or(Bound::Unbounded, Bound::Excluded), Bound::Unbounded))
-        .take(size + 1)
-        .map(|(id, entry)| OrganizationView::of(*id, entry))
-        .collect();
-    let next_cursor = (items.len() > size).then(|| items[size - 1].id);
-    items.truncate(size);
-    Ok(OrganizationPage { items, next_cursor, sequence: state.sequence })
-}
-
-/// The organization's live subscription, or its latest.
-fn subscription_of(
-    state: &LedgerState,
-    organization_id: OrganizationId,
-) -> Result<(SubscriptionId, &Subscription), Error> {
-    state
-        .live_subscription(organization_id)
-        .or_else(|| state.latest_subscription(organization_id))
-        .ok_or(Error::NotFound)
+    let sequence = read_at(ledger).await?;
+    let (rows, next_cursor) = organization_model::page(&ledger.models.db, after, size).await?;
+    let items = rows.iter().map(OrganizationView::of_row).collect();
+    Ok(OrganizationPage { items, next_cursor, sequence })
 }
 
 /// The seed's `SubscriptionDetails` of the organization's subscription, as
@@ -76,9 +78,12 @@ pub async fn subscription(
 ) -> Result<SubscriptionDetails, Error> {
     caller.require_org(organization_id, Need::Read)?;
     let today = ledger.today();
-    let state = ledger.projections.read().await;
-    let (id, _) = subscription_of(&state, organization_id)?;
-    SubscriptionDetails::on(&state, &ledger.catalog, organization_id, id, today).ok_or(Error::NotFound)
+    let (db, sequence) = (&ledger.models.db, read_at(ledger).await?);
+    let organization = organization_model::organization(db, organization_id).await?.ok_or(Error::NotFound)?;
+    let (id, subscription) = subscription_model::live_or_latest(db, organization_id).await?.ok_or(Error::NotFound)?;
+    let usage = usage_model::month(db, id, today).await?;
+    let read = Read { organization_id, active_users: organization.state.active_users(), sequence };
+    SubscriptionDetails::of(read, &ledger.catalog, id, &subscription, &usage, today).ok_or(Error::NotFound)
 }
 
 /// The organization's licenses (never their keys).
@@ -89,24 +94,43 @@ pub async fn licenses(
 ) -> Result<Vec<LicenseView>, Error> {
     caller.require_org(organization_id, Need::Read)?;
     let (now, today) = (ledger.now(), ledger.today());
-    let state = ledger.projections.read().await;
-    let entry = state.organizations.get(&organization_id).ok_or(Error::NotFound)?;
-    Ok(entry.licenses.iter().filter_map(|id| license_view(&state, *id, now, today)).collect())
+    let db = &ledger.models.db;
+    if !organization_model::exists(db, organization_id).await? {
+        return Err(Error::NotFound);
+    }
+    // An organization's keys share few subscriptions: each is read once.
+    let mut subscriptions = BTreeMap::<SubscriptionId, Option<Subscription>>::new();
+    let mut views = Vec::new();
+    for (id, license) in license_model::of_organization(db, organization_id).await? {
+        let Some(issued) = license.issued.as_ref() else { continue };
+        let subscription_id = issued.subscription_id;
+        if let std::collections::btree_map::Entry::Vacant(slot) = subscriptions.entry(subscription_id) {
+            slot.insert(subscription_model::subscription(db, subscription_id).await?);
+        }
+        let Some(Some(subscription)) = subscriptions.get(&subscription_id) else { continue };
+        let stats = validations::stats(db, id).await?;
+        let issued_at = issued.issued_at;
+        views.push(license_view(id, &license, issued_at, subscription, stats.as_ref(), (now, today)));
+    }
+    Ok(views)
 }
 
-fn license_view(state: &LedgerState, id: LicenseId, now: Timestamp, today: NaiveDate) -> Option<LicenseView> {
-    let license = state.licenses.get(&id)?;
-    let issued = license.issued.as_ref()?;
-    let subscription = state.subscriptions.get(&issued.subscription_id)?;
+fn license_view(
+    id: domain::LicenseId,
+    license: &License,
+    issued_at: Timestamp,
+    subscription: &Subscription,
+    validations: Option<&ValidationStats>,
+    (now, today): (Timestamp, NaiveDate),
+) -> LicenseView {
     let (status, superseded_until) = license_status(license, subscription, now, today);
-    let validations = state.validations.get(&id);
-    Some(LicenseView {
+    LicenseView {
         id,
         status,
         // A superseded key reports the limits in effect now, which are the
         // new key's.
         tier: subscription.tier_on(today).map(|t| t.tier.as_str()),
-        issued_at: issued.issued_at,
+        issued_at,
         expires_at: match &license.superseded {
             Some(s) => Some(s.window_ends_at),
             None => subscription.end_date.map(domain::license::start_of_day),
@@ -120,7 +144,7 @@ fn license_view(state: &LedgerState, id: LicenseId, now: Timestamp, today: Naive
             .collect(),
         validation_count: validations.map_or(0, |s| s.count),
         last_validated_at: validations.and_then(|s| s.last_at),
-    })
+    }
 }
 
 /// A key's status as listed, and until when a superseded key runs.
@@ -177,21 +201,29 @@ pub async fn enforcement(
     caller.require_org(organization_id, Need::Read)?;
     let asked = asked(action, feature)?;
     let today = ledger.today();
-    let state = ledger.projections.read().await;
-    let entry = state.organizations.get(&organization_id).ok_or(Error::NotFound)?;
-    let live = state.live_subscription(organization_id);
-    let usage = live.and_then(|(subscription_id, _)| state.usage.get(&subscription_id));
+    let db = &ledger.models.db;
+    let organization = organization_model::organization(db, organization_id).await?.ok_or(Error::NotFound)?;
+    let live = subscription_model::live(db, organization_id).await?;
+    let live_id = live.as_ref().map(|(id, _)| *id);
     let action = match asked {
-        Asked::AddUser => Action::AddUser { active_users: u64::from(entry.state.active_users()) },
+        Asked::AddUser => Action::AddUser { active_users: u64::from(organization.state.active_users()) },
         Asked::UploadData => {
-            Action::UploadData { data_volume_gb: usage.map(|u| u.latest_data_volume()).unwrap_or_default() }
+            let data_volume_gb = match live_id {
+                Some(id) => usage_model::latest_day(db, id).await?.latest_data_volume(),
+                None => Default::default(),
+            };
+            Action::UploadData { data_volume_gb }
         }
         Asked::ApiCall => {
-            Action::ApiCall { calls_this_month: usage.map_or(0, |u| u.month(today).total.api_calls_count) }
+            let calls_this_month = match live_id {
+                Some(id) => usage_model::month(db, id, today).await?.month(today).total.api_calls_count,
+                None => 0,
+            };
+            Action::ApiCall { calls_this_month }
         }
         Asked::AccessFeature(feature) => Action::AccessFeature(feature),
     };
-    let entitlement = match live {
+    let entitlement = match &live {
         Some((_, subscription)) => {
             let (spec, extra_data_gb) = subscription.spec_on(&ledger.catalog, today).ok_or(Error::NotFound)?;
             Some(Entitlement::of_tier(subscription.status_on(today), spec, extra_data_gb))
@@ -230,18 +262,15 @@ pub async fn audit(ledger: &Ledger, caller: &Caller, filter: AuditFilter) -> Res
     };
     let (from, to) = (time(&filter.from)?, time(&filter.to)?);
     let size = page_size(filter.limit)?;
-    let after = filter.cursor.unwrap_or(0);
-    let state = ledger.projections.read().await;
-    // Entries are in sequence order: start after the cursor.
-    let start = state.audit.partition_point(|entry| entry.sequence <= after);
-    let mut items: Vec<AuditEntryView> = state.audit[start..]
-        .iter()
-        .filter(|e| organization.is_none_or(|id| e.organization_id == Some(id)))
-        .filter(|e| from.is_none_or(|from| e.recorded_at >= from) && to.is_none_or(|to| e.recorded_at < to))
-        .take(size + 1)
-        .map(AuditEntryView::from)
-        .collect();
-    let next_cursor = (items.len() > size).then(|| items[size - 1].sequence);
-    items.truncate(size);
-    Ok(AuditPage { items, next_cursor })
+    let query = audit_model::AuditQuery {
+        organization_id: organization,
+        after: filter.cursor.unwrap_or(0),
+        from,
+        to,
+        limit: size,
+    };
+    // By the organization index (or the sequence), a bounded window:
+    // never the whole audit.
+    let page = audit_model::page(&ledger.models.db, query).await?;
+    Ok(AuditPage { items: page.items.iter().map(AuditEntryView::from).collect(), next_cursor: page.next_cursor })
 }

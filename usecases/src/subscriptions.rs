@@ -456,13 +456,12 @@ fn changed(
 /// subscription is answered by the domain's own rule
 /// (`subscription_not_changeable`). `NotFound` for an unknown organization.
 async fn live_subscription(ledger: &Ledger, organization_id: OrganizationId) -> Result<SubscriptionId, Error> {
-    let state = ledger.projections.read().await;
-    if !state.organizations.contains_key(&organization_id) {
+    let db = &ledger.models.db;
+    if !projections::models::organizations::exists(db, organization_id).await? {
         return Err(Error::NotFound);
     }
-    state
-        .live_subscription(organization_id)
-        .or_else(|| state.latest_subscription(organization_id))
+    projections::models::subscriptions::live_or_latest(db, organization_id)
+        .await?
         .map(|(id, _)| id)
         .ok_or_else(|| Error::conflict("no_subscription", "the organization has no subscription"))
 }
@@ -491,15 +490,15 @@ async fn subscription_with_addon(
     organization_id: OrganizationId,
     addon_id: AddonId,
 ) -> Result<(SubscriptionId, Option<NaiveDate>), Error> {
-    let state = ledger.projections.read().await;
-    let entry = state.organizations.get(&organization_id).ok_or(Error::NotFound)?;
-    let id = entry
-        .subscriptions
-        .iter()
-        .find(|id| state.subscriptions.get(id).is_some_and(|s| s.addons.iter().any(|a| a.addon_id == addon_id)))
-        .copied()
+    let db = &ledger.models.db;
+    // An unknown organization has no subscriptions: not found either way.
+    let id = projections::models::subscriptions::of_organization(db, organization_id)
+        .await?
+        .into_iter()
+        .find(|(_, s)| s.addons.iter().any(|a| a.addon_id == addon_id))
+        .map(|(id, _)| id)
         .ok_or(Error::NotFound)?;
-    let invoiced_through = state.invoices.get(&id).and_then(|by_month| by_month.keys().next_back().copied());
+    let invoiced_through = projections::models::invoices::last_invoiced(db, id).await?;
     Ok((id, invoiced_through))
 }
 

@@ -157,10 +157,12 @@ async fn reported_for(
     day: NaiveDate,
 ) -> Result<(SubscriptionId, Subscription, Usage), Error> {
     let (active, found) = {
-        let state = ledger.projections.read().await;
-        let license = state.licenses.get(&license_id).ok_or(Error::NotFound)?;
+        let db = &ledger.models.db;
+        let license = projections::models::licenses::license(db, license_id).await?.ok_or(Error::NotFound)?;
         let issued = license.issued.as_ref().ok_or(Error::NotFound)?;
-        let subscription = state.subscriptions.get(&issued.subscription_id).ok_or(Error::NotFound)?;
+        let subscription = projections::models::subscriptions::subscription(db, issued.subscription_id)
+            .await?
+            .ok_or(Error::NotFound)?;
         // A subscription that has ended still takes reports for the days it
         // covered: late usage is billed as an adjustment (BILLING-RULES.md).
         if license.state_at(ledger.now()) == KeyState::Revoked || subscription.status_on(day).is_ended() {
@@ -170,8 +172,8 @@ async fn reported_for(
             ));
         }
         // Only the reported month's days are needed for the answer.
-        let usage = state.usage.get(&issued.subscription_id).map(|u| u.of_month(day)).unwrap_or_default();
-        (license.deployments.contains(deployment_id), (issued.subscription_id, subscription.clone(), usage))
+        let usage = projections::models::usage::month(db, issued.subscription_id, day).await?;
+        (license.deployments.contains(deployment_id), (issued.subscription_id, subscription, usage))
     };
     // The read model may not include a validation that just activated the
     // deployment (another process's, or one a moment ago): the key's own
@@ -240,8 +242,17 @@ pub async fn usage(
         Some(period) => month_of(period)?,
         None => domain::calendar::first_of_month(ledger.today()),
     };
-    let state = ledger.projections.read().await;
-    UsageView::of(&state, organization_id, month).ok_or(Error::NotFound)
+    let (db, sequence) = (&ledger.models.db, crate::queries::read_at(ledger).await?);
+    if !projections::models::organizations::exists(db, organization_id).await? {
+        return Err(Error::NotFound);
+    }
+    let mut usages = Vec::new();
+    // An organization's subscriptions, capped by the model
+    // (`SUBSCRIPTIONS_PER_ORGANIZATION_MAX`); one month of each.
+    for (id, _) in projections::models::subscriptions::of_organization(db, organization_id).await? {
+        usages.push(projections::models::usage::month(db, id, month).await?);
+    }
+    Ok(UsageView::of_usages(organization_id, month, &usages, sequence))
 }
 
 #[cfg(test)]

@@ -1,17 +1,20 @@
 //! Read-your-writes by default (issue 13, item 3), with read models that
-//! really lag: they follow the log through a second connection to the same
-//! SQLite file, as another node's projector would, so they are not woken by
-//! this node's appends and see them only at their next poll
-//! (`projections::POLL_EVERY`, 200 ms). Commands answer without waiting
-//! for them; a credential's next request waits for its own writes (and a
-//! token's or key's own revocation), and never for another's.
+//! really lag: the ledger under test is a follower node. Another `Ledger`
+//! on the same SQLite data directory opened first and leads (it holds the
+//! leadership lock and runs the projections into the shared read-model
+//! tables); the follower's appends reach the leader's runner at its next
+//! poll (`RUNNER_POLL_INTERVAL`, not woken by another process's appends),
+//! and the follower sees the tables move only at its next checkpoint poll
+//! (`FOLLOW_POLL_INTERVAL`). Commands answer without waiting for them; a
+//! credential's next request waits for its own writes (and a token's or
+//! key's own revocation), and never for another's.
 
 use std::time::{Duration, Instant};
 
 use domain::catalog::Tier;
 use domain::organization::Role;
 use domain::{Metadata, OrganizationId, TokenId};
-use projections::{POLL_EVERY, Projections};
+use projections::db::FOLLOW_POLL_INTERVAL;
 use usecases::acknowledged::Credential;
 use usecases::command::Context;
 use usecases::organizations::{self, CreateOrganizationInput, IssueTokenInput};
@@ -34,8 +37,10 @@ fn context(caller: &Caller) -> Context {
     }
 }
 
-/// A ledger whose read models lag behind its own appends by up to a poll.
-async fn lagging_ledger(dir: &std::path::Path) -> Ledger {
+/// A ledger whose read-model tables lag behind its own appends by up to
+/// two polls: a follower, and the leader that runs the projections (keep
+/// it alive as long as the follower is used).
+async fn lagging_ledger(dir: &std::path::Path) -> (Ledger, Ledger) {
     let config = LedgerConfig {
         data_dir: dir.to_path_buf(),
         database_url: None,
@@ -44,10 +49,16 @@ async fn lagging_ledger(dir: &std::path::Path) -> Ledger {
         auditor_token: Some(AUDITOR.into()),
         policy: Default::default(),
     };
-    let mut ledger = Ledger::open(&config).await.expect("the ledger opens");
-    let other = usecases::open_log(&config, ledger.clock.clone()).await.unwrap();
-    ledger.projections = Projections::start(other, ledger.clock.clone()).await.unwrap();
-    ledger
+    let leader = Ledger::open(&config).await.expect("the leader opens");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leader.models.is_leader() {
+        assert!(Instant::now() < deadline, "the first ledger never led");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let follower = Ledger::open(&config).await.expect("the follower opens");
+    tokio::time::sleep(FOLLOW_POLL_INTERVAL).await;
+    assert!(!follower.models.is_leader(), "two leaders on one data directory");
+    (follower, leader)
 }
 
 async fn create_organization(ledger: &Ledger, name: &str) -> (OrganizationId, u64) {
@@ -69,32 +80,32 @@ async fn listed(ledger: &Ledger, caller: &Caller, id: OrganizationId) -> bool {
 #[tokio::test]
 async fn a_caller_reads_its_own_writes_and_never_waits_for_a_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = lagging_ledger(dir.path()).await;
+    let (ledger, _leader) = lagging_ledger(dir.path()).await;
     let (organization_id, _) = create_organization(&ledger, "Acme").await;
     let key = subscribe(&ledger, organization_id).await.license_key;
     let head = ledger.log.head().await.unwrap().sequence;
-    ledger.projections.wait_for(head, Duration::from_secs(5)).await.unwrap();
+    ledger.models.wait_for(head, Duration::from_secs(5)).await.unwrap();
     let (mut own_lagged, mut other_lagged) = (0, 0);
     for trial in 0..TRIALS {
         // The auditor reads right after the key's validation.
         let request = ValidationRequest { license_key: Some(key.clone()), ..Default::default() };
         let sequence = validation::validate(&ledger, request, Origin::default()).await.unwrap().sequence.unwrap();
-        let lagged = ledger.projections.applied() < sequence;
+        let lagged = ledger.models.applied() < sequence;
         let started = Instant::now();
         let auditor = caller::authenticate(&ledger, AUDITOR, ledger.now(), None).await.unwrap();
         let _ = listed(&ledger, &auditor, organization_id).await;
         if lagged {
             other_lagged += 1;
             assert!(
-                ledger.projections.applied() < sequence,
+                ledger.models.applied() < sequence,
                 "the auditor's read waited for the key's validation ({:?})",
                 started.elapsed()
             );
-            assert!(started.elapsed() < POLL_EVERY / 4, "{:?}", started.elapsed());
+            assert!(started.elapsed() < FOLLOW_POLL_INTERVAL / 4, "{:?}", started.elapsed());
         }
         // The operator reads right after its own write.
         let (id, sequence) = create_organization(&ledger, &format!("Own {trial}")).await;
-        own_lagged += usize::from(ledger.projections.applied() < sequence);
+        own_lagged += usize::from(ledger.models.applied() < sequence);
         let operator = caller::authenticate(&ledger, OPERATOR, ledger.now(), None).await.unwrap();
         assert!(listed(&ledger, &operator, id).await, "the operator's own write is not seen (trial {trial})");
     }
@@ -121,7 +132,7 @@ async fn subscribe(ledger: &Ledger, organization_id: OrganizationId) -> CreateSu
 #[tokio::test]
 async fn a_credential_revoked_here_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = lagging_ledger(dir.path()).await;
+    let (ledger, _leader) = lagging_ledger(dir.path()).await;
     let operator = Caller::Operator;
     let (organization_id, _) = create_organization(&ledger, "Acme").await;
     for _ in 0..3 {
@@ -145,7 +156,7 @@ async fn a_credential_revoked_here_is_refused_at_once() {
     let context = context(&operator);
     let revoked = usecases::licenses::revoke_license(&ledger, &operator, &context, license_id, "test".into());
     let sequence = revoked.await.unwrap().sequence;
-    let lagged = ledger.projections.applied() < sequence;
+    let lagged = ledger.models.applied() < sequence;
     assert_eq!(validate().await.unwrap().code, "REVOKED", "read models lagged: {lagged}");
 }
 
@@ -154,7 +165,7 @@ async fn a_credential_revoked_here_is_refused_at_once() {
 #[tokio::test]
 async fn an_unknown_credential_does_not_wait_for_a_keys_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let ledger = lagging_ledger(dir.path()).await;
+    let (ledger, _leader) = lagging_ledger(dir.path()).await;
     let key = Credential::License(domain::LicenseId(uuid::Uuid::now_v7()));
     ledger.acknowledged.record(key, 1_000_000);
     assert_eq!(ledger.acknowledged.len(), 1);

@@ -5,7 +5,10 @@ use chrono::NaiveDate;
 use domain::catalog::Catalog;
 use domain::enforcement::Decision;
 use domain::subscription::Addon;
+use domain::subscription::Subscription;
+use domain::usage::Usage;
 use domain::{AddonId, Money, OrganizationId, SubscriptionId, Timestamp};
+use projections::models::organizations::OrganizationRow;
 use projections::{AuditEntry, LedgerState, OrganizationEntry};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -40,6 +43,18 @@ impl OrganizationView {
             industry: entry.created.industry.clone(),
             employee_count: entry.created.employee_count,
             created_at: entry.created_at,
+        }
+    }
+
+    /// An organization as its table row holds it.
+    pub fn of_row(row: &OrganizationRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.created.name.clone(),
+            domain: row.created.domain.clone(),
+            industry: row.created.industry.clone(),
+            employee_count: row.created.employee_count,
+            created_at: row.created_at,
         }
     }
 }
@@ -98,11 +113,29 @@ impl SubscriptionDetails {
     ) -> Option<Self> {
         let entry = state.organizations.get(&organization_id)?;
         let subscription = state.subscriptions.get(&id)?;
+        let empty = Usage::default();
+        let usage = state.usage.get(&id).unwrap_or(&empty);
+        let read = Read { organization_id, active_users: entry.state.active_users(), sequence: state.sequence };
+        Self::of(read, catalog, id, subscription, usage, day)
+    }
+
+    /// The subscription `id` (its state `subscription`) of an organization
+    /// as in effect on `day`, with `usage` holding at least that month's
+    /// reports: what [`SubscriptionDetails::on`] answers, from the tables.
+    /// `None` when the subscription has no tier.
+    pub fn of(
+        read: Read,
+        catalog: &Catalog,
+        id: SubscriptionId,
+        subscription: &Subscription,
+        usage: &Usage,
+        day: NaiveDate,
+    ) -> Option<Self> {
         let period = subscription.tier_on(day)?;
-        let month = state.usage.get(&id).map(|usage| usage.month(day)).unwrap_or_default();
+        let month = usage.month(day);
         Some(Self {
             id,
-            organization_id,
+            organization_id: read.organization_id,
             tier: period.tier.as_str(),
             status: subscription.status_on(day).as_str(),
             start_date: subscription.start_date,
@@ -114,7 +147,7 @@ impl SubscriptionDetails {
             max_deployments: subscription.max_deployments,
             limits: Limits::on(subscription, catalog, day),
             current_usage: CurrentUsage {
-                users: entry.state.active_users(),
+                users: read.active_users,
                 data_volume_gb: Quantity(month.total.data_volume_gb),
                 api_calls: month.total.api_calls_count,
                 training_hours: Quantity(month.total.training_hours),
@@ -125,9 +158,18 @@ impl SubscriptionDetails {
                 payment_method: "invoice",
             },
             addons: subscription.addons.iter().map(AddonView::from).collect(),
-            sequence: state.sequence,
+            sequence: read.sequence,
         })
     }
+}
+
+/// What [`SubscriptionDetails::of`] reads of the organization, and the
+/// read models' sequence it was read at.
+#[derive(Debug, Clone, Copy)]
+pub struct Read {
+    pub organization_id: OrganizationId,
+    pub active_users: u32,
+    pub sequence: u64,
 }
 
 /// Seats are the organization's active users; the rest is this month's

@@ -91,21 +91,34 @@ impl UsageView {
     pub fn of(state: &LedgerState, organization_id: OrganizationId, month: NaiveDate) -> Option<Self> {
         let entry = state.organizations.get(&organization_id)?;
         let empty = Usage::default();
+        let usages = entry.subscriptions.iter().map(|id| state.usage.get(id).unwrap_or(&empty));
+        Some(Self::of_usages(organization_id, month, usages, state.sequence))
+    }
+
+    /// The organization's usage in the month of `month` from the usage of
+    /// each of its subscriptions (holding at least that month), read at
+    /// `sequence`: what [`UsageView::of`] answers, from the tables.
+    pub fn of_usages<'a>(
+        organization_id: OrganizationId,
+        month: NaiveDate,
+        usages: impl IntoIterator<Item = &'a Usage>,
+        sequence: u64,
+    ) -> Self {
         let mut days = BTreeMap::<NaiveDate, Metrics>::new();
-        for id in &entry.subscriptions {
-            for (day, metrics) in state.usage.get(id).unwrap_or(&empty).month(month).days {
+        for usage in usages {
+            for (day, metrics) in usage.month(month).days {
                 let merged = days.entry(day).or_default();
                 *merged = merged.saturating_add(metrics);
             }
         }
         let total = domain::usage::month_total(days.values());
-        Some(Self {
+        Self {
             organization_id,
             period: month.format("%Y-%m").to_string(),
             total: MetricsView::from(&total),
             days: days.iter().map(|(day, metrics)| UsageDay { day: *day, metrics: metrics.into() }).collect(),
-            sequence: state.sequence,
-        })
+            sequence,
+        }
     }
 }
 
