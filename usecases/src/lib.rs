@@ -132,20 +132,12 @@ impl Ledger {
 
     /// The seat limit of an organization's live subscription today; an
     /// organization without one has no seats to limit yet.
-    pub async fn seat_limit(&self, organization_id: OrganizationId) -> Option<u32> {
+    pub async fn seat_limit(&self, organization_id: OrganizationId) -> Result<Option<u32>, Error> {
         let today = self.today();
-        let live = match projections::models::subscriptions::live(&self.models.db, organization_id).await {
-            Ok(live) => live,
-            Err(error) => {
-                // No `Result` here (the caller's signature): logged, and
-                // the command goes on as for an organization without one.
-                tracing::error!(%error, %organization_id, "seat limit: the read models cannot be read");
-                None
-            }
-        };
-        let (_, subscription) = live?;
-        let (spec, _) = subscription.spec_on(&self.catalog, today)?;
-        spec.seats
+        let live = projections::models::subscriptions::live(&self.models.db, organization_id).await?;
+        Ok(live
+            .and_then(|(_, subscription)| subscription.spec_on(&self.catalog, today))
+            .and_then(|(spec, _)| spec.seats))
     }
 }
 

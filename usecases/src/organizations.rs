@@ -83,7 +83,7 @@ pub async fn add_user(
 ) -> Result<AddUserResponse, Error> {
     caller.require_org(organization_id, Need::Admin)?;
     let appended = execute(ledger, context, || async {
-        let seat_limit = ledger.seat_limit(organization_id).await;
+        let seat_limit = ledger.seat_limit(organization_id).await?;
         let mut org = load::<Organization>(ledger, organization_id.stream()).await?;
         let add = OrganizationCommand::AddUser {
             user_id: UserId(Uuid::now_v7()),

@@ -35,22 +35,6 @@ pub fn page_size(requested: Option<usize>) -> Result<usize, Error> {
     }
 }
 
-/// The read models' sequence an answer reports it was read at: what this
-/// node knows they include, read before the rows (the rows include at
-/// least it). A node that has just started may not have read the tables'
-/// checkpoints yet (its follower reads them first after connecting) and
-/// knows 0 while the tables hold the whole log: then the checkpoints of
-/// the models are read here, once per request until it knows.
-pub(crate) async fn read_at(ledger: &Ledger) -> Result<u64, Error> {
-    let known = ledger.models.applied();
-    if known > 0 {
-        return Ok(known);
-    }
-    let models = projections::models::all(ledger.catalog.as_ref().clone());
-    let names: Vec<&str> = models.iter().map(|model| model.name()).collect();
-    Ok(ledger.models.db.applied(&names).await?)
-}
-
 /// Organizations in id order (operator, auditor), after `cursor`.
 pub async fn organizations(
     ledger: &Ledger,
@@ -63,7 +47,8 @@ pub async fn organizations(
     let after = cursor
         .map(|c| c.parse().map(OrganizationId).map_err(|_| Error::Validation("invalid cursor".into())))
         .transpose()?;
-    let sequence = read_at(ledger).await?;
+    // Read before the rows: the rows include at least it.
+    let sequence = ledger.models.applied();
     let (rows, next_cursor) = organization_model::page(&ledger.models.db, after, size).await?;
     let items = rows.iter().map(OrganizationView::of_row).collect();
     Ok(OrganizationPage { items, next_cursor, sequence })
@@ -78,7 +63,7 @@ pub async fn subscription(
 ) -> Result<SubscriptionDetails, Error> {
     caller.require_org(organization_id, Need::Read)?;
     let today = ledger.today();
-    let (db, sequence) = (&ledger.models.db, read_at(ledger).await?);
+    let (db, sequence) = (&ledger.models.db, ledger.models.applied());
     let organization = organization_model::organization(db, organization_id).await?.ok_or(Error::NotFound)?;
     let (id, subscription) = subscription_model::live_or_latest(db, organization_id).await?.ok_or(Error::NotFound)?;
     let usage = usage_model::month(db, id, today).await?;

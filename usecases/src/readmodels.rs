@@ -95,11 +95,14 @@ impl ReadModels {
             None => Leadership::sqlite(&config.data_dir),
         };
         let all = all_projections(catalog);
-        let names = all.iter().map(|projection| projection.name().to_owned()).collect();
+        let names: Vec<String> = all.iter().map(|projection| projection.name().to_owned()).collect();
+        // What the tables hold already, before anything answers: a node
+        // that just started reads from where they are, not from 0.
+        let stored = db.applied(&names.iter().map(String::as_str).collect::<Vec<_>>()).await?;
         let mut runner = Runner::new(log.clone(), db.clone(), all)?;
         let own = runner.applied();
         let followed = Applied::follow(db.clone(), names);
-        let (sender, applied) = watch::channel(followed.get().max(own.get()));
+        let (sender, applied) = watch::channel(stored.max(followed.get()).max(own.get()));
         let models = Arc::new(Self { db, leadership, applied, failure: Mutex::new(None), behind: Mutex::new(None) });
         tokio::spawn(merge_applied(own, followed, sender));
         tokio::spawn({

@@ -242,7 +242,7 @@ pub async fn usage(
         Some(period) => month_of(period)?,
         None => domain::calendar::first_of_month(ledger.today()),
     };
-    let (db, sequence) = (&ledger.models.db, crate::queries::read_at(ledger).await?);
+    let (db, sequence) = (&ledger.models.db, ledger.models.applied());
     if !projections::models::organizations::exists(db, organization_id).await? {
         return Err(Error::NotFound);
     }
