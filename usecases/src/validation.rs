@@ -27,9 +27,9 @@ use std::sync::Arc;
 use domain::keys::{SECRET_TEXT_BYTES_MAX, constant_time_eq, license_key_hash};
 use domain::lease::{DEPLOYMENT_ID_CHARS_MAX, LeaseBody, NONCE_CHARS_MAX, RefusalBody, SignedLease, SignedRefusal};
 use domain::license::{License, LicenseCommand, SubscriptionFacts, ValidationCode, valid_deployment_id};
+use domain::record::Hash;
 use domain::subscription::Subscription;
 use domain::validation::{LicenseValidated, VALIDATIONS_PER_DAY_MAX};
-use domain::record::Hash;
 use domain::{LicenseId, Metadata, OrganizationId, Timestamp};
 use projections::db::DbError;
 use projections::models::{licenses, organizations, subscriptions};
@@ -206,13 +206,19 @@ pub(crate) fn seconds_to_midnight(now: Timestamp, today: NaiveDate) -> u64 {
     u64::try_from((midnight.as_micros() - now.as_micros()) / 1_000_000).unwrap_or(0).max(1)
 }
 
-/// Refuses to validate from read models that failed or fell behind.
-fn fresh_enough(ledger: &Ledger) -> Result<(), Error> {
+/// Refuses to validate from read models that failed or fell behind. Past
+/// [`READ_MODEL_LAG_MAX`] behind a head seen, the log's head is read again
+/// before refusing: a head that went back (a stalled transaction's, rolled
+/// back) is never reached, and must not keep refusing.
+async fn fresh_enough(ledger: &Ledger) -> Result<(), Error> {
     if ledger.models.failed().is_some() {
         return Err(Error::ReadModelFailed);
     }
     if ledger.models.lag() > READ_MODEL_LAG_MAX {
-        return Err(Error::ProjectionLagging(ledger.models.applied() + 1));
+        let applied = ledger.models.applied();
+        if ledger.log.head().await?.sequence > applied {
+            return Err(Error::ProjectionLagging(applied + 1));
+        }
     }
     Ok(())
 }
@@ -222,7 +228,7 @@ fn fresh_enough(ledger: &Ledger) -> Result<(), Error> {
 /// the key's floor (what this node acknowledged to the key, and its
 /// revocation or release acknowledged here), else the tables.
 async fn key_facts(ledger: &Ledger, key: &str) -> Result<Option<Arc<KeyFacts>>, Error> {
-    fresh_enough(ledger)?;
+    fresh_enough(ledger).await?;
     if key.len() > SECRET_TEXT_BYTES_MAX {
         return Ok(None);
     }
@@ -232,12 +238,15 @@ async fn key_facts(ledger: &Ledger, key: &str) -> Result<Option<Arc<KeyFacts>>, 
     {
         return Ok(Some(cached.facts));
     }
+    let mut read_from = std::time::Instant::now();
     let Some((mut at, license_id, mut license)) = license_of(ledger, presented).await? else { return Ok(None) };
     let credential = Credential::License(license_id);
     if at < ledger.acknowledged.floor(Some(credential)) {
         acknowledged::catch_up(ledger, Some(credential), None).await?;
+        read_from = std::time::Instant::now();
         at = ledger.models.applied();
-        license = licenses::license(&ledger.models.db, license_id).await.map_err(unavailable)?.ok_or(Error::NotFound)?;
+        license =
+            licenses::license(&ledger.models.db, license_id).await.map_err(unavailable)?.ok_or(Error::NotFound)?;
     }
     let issued = license.issued.as_ref().ok_or(Error::NotFound)?;
     let (organization_id, subscription_id) = (issued.organization_id, issued.subscription_id);
@@ -245,9 +254,15 @@ async fn key_facts(ledger: &Ledger, key: &str) -> Result<Option<Arc<KeyFacts>>, 
     let subscription =
         subscriptions::subscription(db, subscription_id).await.map_err(unavailable)?.ok_or(Error::NotFound)?;
     let organization_name = organizations::name(db, organization_id).await.map_err(unavailable)?;
-    let facts =
-        Arc::new(KeyFacts { key_hash: presented, license_id, organization_id, license, subscription, organization_name });
-    validation_cache::of(ledger).insert(facts.clone(), at);
+    let facts = Arc::new(KeyFacts {
+        key_hash: presented,
+        license_id,
+        organization_id,
+        license,
+        subscription,
+        organization_name,
+    });
+    validation_cache::of(ledger).insert(facts.clone(), at, read_from);
     Ok(Some(facts))
 }
 
@@ -264,7 +279,7 @@ async fn license_of(ledger: &Ledger, presented: Hash) -> Result<Option<(u64, Lic
     let head = ledger.log.head().await?.sequence;
     if at < head {
         ledger.models.wait_for(head, READ_MODEL_LAG_MAX).await.map_err(|_| Error::ProjectionLagging(head))?;
-        fresh_enough(ledger)?;
+        fresh_enough(ledger).await?;
     }
     let at = ledger.models.applied();
     Ok(by_key_hash(ledger, presented).await?.map(|(id, license)| (at, id, license)))

@@ -16,7 +16,8 @@
 //! revoked through this node is refused by its next validation here.
 //!
 //! **Changes made through other nodes.** An entry is used for at most
-//! [`VALIDATION_CACHE_TTL`] after it was read. A change another node
+//! [`VALIDATION_CACHE_TTL`] from when its reading from the tables began. A
+//! change another node
 //! appended reaches this node's tables within the follower's lag (at once
 //! on PostgreSQL, which notifies; at most `FOLLOW_POLL_INTERVAL`, 250 ms,
 //! otherwise), so a key revoked elsewhere is refused here within
@@ -119,9 +120,10 @@ impl ValidationCache {
 
     /// Keeps `facts`, read from tables that had applied `filled_at`, as the
     /// most recently used entry; drops the least recently used past the bound.
-    pub fn insert(&self, facts: Arc<KeyFacts>, filled_at: u64) {
+    /// `read_from`: when the reading began, which the TTL counts from.
+    pub fn insert(&self, facts: Arc<KeyFacts>, filled_at: u64, read_from: Instant) {
         let key_hash = facts.key_hash;
-        let entry = Entry { cached: Cached { facts, filled_at }, filled: Instant::now() };
+        let entry = Entry { cached: Cached { facts, filled_at }, filled: read_from };
         let mut entries = self.lock();
         // Concurrent fills: the one read from the newer tables stays.
         if entries.get(&key_hash).is_some_and(|known| known.cached.filled_at > filled_at) {
@@ -191,15 +193,15 @@ mod tests {
     fn the_least_recently_used_goes_past_the_bound() {
         let cache = ValidationCache::new(3, Duration::from_secs(60));
         for n in 0..3 {
-            cache.insert(facts(n), 10);
+            cache.insert(facts(n), 10, Instant::now());
         }
         assert!(cache.get(&Hash([0; 32])).is_some(), "0 is now the most recently used");
-        cache.insert(facts(3), 11);
+        cache.insert(facts(3), 11, Instant::now());
         assert_eq!(cache.len(), 3);
         assert!(cache.get(&Hash([1; 32])).is_none(), "1 was the least recently used");
         assert_eq!(cache.get(&Hash([0; 32])).unwrap().filled_at, 10);
         for n in 10..200 {
-            cache.insert(facts(n), 12);
+            cache.insert(facts(n), 12, Instant::now());
         }
         assert_eq!(cache.len(), 3);
     }
@@ -207,12 +209,12 @@ mod tests {
     #[test]
     fn an_entry_expires_after_the_ttl() {
         let cache = ValidationCache::new(3, Duration::from_millis(30));
-        cache.insert(facts(1), 5);
+        cache.insert(facts(1), 5, Instant::now());
         assert!(cache.get(&Hash([1; 32])).is_some());
         std::thread::sleep(Duration::from_millis(40));
         assert!(cache.get(&Hash([1; 32])).is_none());
         assert!(cache.is_empty(), "an expired entry is dropped");
-        cache.insert(facts(2), 5);
+        cache.insert(facts(2), 5, Instant::now());
         cache.remove(&Hash([2; 32]));
         assert!(cache.get(&Hash([2; 32])).is_none());
     }

@@ -75,9 +75,7 @@ async fn validated_and_cached(ledger: &Ledger, key: &str) -> LicenseId {
 }
 
 async fn revoke(ledger: &Ledger, license_id: LicenseId) {
-    usecases::licenses::revoke_license(ledger, &Caller::Operator, &context(), license_id, "test".into())
-        .await
-        .unwrap();
+    usecases::licenses::revoke_license(ledger, &Caller::Operator, &context(), license_id, "test".into()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +92,8 @@ async fn a_key_revoked_here_is_refused_at_once_although_cached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_key_revoked_through_another_node_is_refused_here_within_a_second() {
-    let test = "usecases::validation_cache::postgres_a_key_revoked_through_another_node_is_refused_here_within_a_second";
+    let test =
+        "usecases::validation_cache::postgres_a_key_revoked_through_another_node_is_refused_here_within_a_second";
     let Some(url) = store::testing::postgres_url(test) else { return };
     let schema = store::testing::fresh_schema(&url).await.name;
     let separator = if url.contains('?') { '&' } else { '?' };
