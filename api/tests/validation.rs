@@ -994,6 +994,34 @@ async fn the_lease_key_is_announced_then_rotated(backend: Backend) {
     assert!(String::from_utf8_lossy(&output.stderr).contains("prepare-lease"), "{output:?}");
 }
 
+// ---------------------------------------------------------------------------
+// The validation cache: a change made through this server is seen at once.
+
+/// A key validated a moment ago (its facts in the server's validation
+/// cache, `usecases::validation_cache`) is decided on fresh state by its
+/// next validation after a change made through the same server: the
+/// subscription cancelled, then the key revoked.
+async fn a_change_here_is_seen_at_once_although_the_key_was_cached(backend: Backend) {
+    let s = backend.start().await;
+    let c = customer(&s, "Acme", "starter", true, None).await;
+    s.move_clock("2026-01-03T00:00:00Z").await;
+    validate_appends(&s, &c.key, None, "VALID", 2).await;
+    // Validations that only record themselves: the next ones read the cache.
+    validate_appends(&s, &c.key, None, "VALID", 1).await;
+    validate_appends(&s, &c.key, None, "VALID", 1).await;
+
+    let cancel = format!("/api/v1/subscriptions/{}/cancel", c.org);
+    s.post(&cancel, Some(OPERATOR), json!({ "immediate": true })).await.expect(200);
+    assert_refused(&validate_appends(&s, &c.key, None, "EXPIRED", 1).await, "EXPIRED", true);
+    validate_appends(&s, &c.key, None, "EXPIRED", 1).await;
+
+    let revoke = format!("/api/v1/licenses/{}/revoke", c.license);
+    s.post(&revoke, Some(OPERATOR), json!({ "reason": "key leaked" })).await.expect(200);
+    assert_refused(&validate_appends(&s, &c.key, None, "REVOKED", 1).await, "REVOKED", false);
+    let listed = license(&s, &c.org, &c.license).await;
+    assert_eq!(listed["validationCount"], 6, "every validation is recorded, cached or not: {listed}");
+}
+
 backends!(
     a_valid_key_gets_a_signed_lease,
     unknown_keys_are_not_found_and_append_nothing,
@@ -1009,4 +1037,5 @@ backends!(
     metrics_count_validations,
     the_seeds_license_manager_in_node,
     the_lease_key_is_announced_then_rotated,
+    a_change_here_is_seen_at_once_although_the_key_was_cached,
 );

@@ -45,6 +45,7 @@ pub mod stripe;
 pub mod subscriptions;
 pub mod usage;
 pub mod validation;
+pub mod validation_cache;
 pub mod views;
 
 pub use caller::{Caller, Need};

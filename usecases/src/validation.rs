@@ -10,15 +10,29 @@
 //! signed refusal of this very request; read models that failed or lag
 //! answer an error, never a NOT_FOUND that would switch a deployment off.
 //!
+//! What a validation reads of a key (license, subscription, organization
+//! name) comes from the read-model tables through a bounded cache
+//! (`validation_cache`: read-your-writes by the key's floor, entries used
+//! for at most 500 ms). A validation that only records itself does not
+//! raise the key's floor: it changes nothing a validation or usage report
+//! of the key reads (the daily cap is the writer's), and raising it would
+//! make the key's next validation miss the cache. One that activates a
+//! deployment (the key's own stream) does, and forgets the cache entry.
+//!
 //! The per-address limit is the HTTP edge's (it knows addresses).
 
 use chrono::NaiveDate;
+use std::sync::Arc;
+
 use domain::keys::{SECRET_TEXT_BYTES_MAX, constant_time_eq, license_key_hash};
 use domain::lease::{DEPLOYMENT_ID_CHARS_MAX, LeaseBody, NONCE_CHARS_MAX, RefusalBody, SignedLease, SignedRefusal};
 use domain::license::{License, LicenseCommand, SubscriptionFacts, ValidationCode, valid_deployment_id};
+use domain::record::Hash;
 use domain::subscription::Subscription;
 use domain::validation::{LicenseValidated, VALIDATIONS_PER_DAY_MAX};
 use domain::{LicenseId, Metadata, OrganizationId, Timestamp};
+use projections::db::DbError;
+use projections::models::{licenses, organizations, subscriptions};
 use store::{Command, ExpectedRevision, NewEvent, Rejection};
 use uuid::Uuid;
 
@@ -26,6 +40,7 @@ use crate::Ledger;
 use crate::acknowledged::{self, Credential};
 use crate::command::{ATTEMPTS_MAX, Context, load, new_event_id};
 use crate::error::Error;
+use crate::validation_cache::{self, KeyFacts};
 use crate::views::licensing::{Limits, OrganizationRef, ValidatedSubscription, ValidationResponse};
 
 /// How far behind the log's head the read models may be for a validation
@@ -109,16 +124,13 @@ pub async fn validate(
         ledger.metrics.validation("malformed", "none");
         return Ok(ValidationResponse::not_found(None));
     };
-    let Some((license_id, organization_id)) = license_of(ledger, key).await? else {
+    let Some(known) = key_facts(ledger, key).await? else {
         ledger.metrics.validation(ValidationCode::NotFound.as_str(), "none");
         let refusal = (key.len() <= SECRET_TEXT_BYTES_MAX)
             .then(|| sign_refusal(ledger, key, &asked, ValidationCode::NotFound, ledger.now()));
         return Ok(ValidationResponse::not_found(refusal));
     };
-    // Decided on state that includes what this node acknowledged to the
-    // key, and the key's revocation or release acknowledged here.
-    let credential = Credential::License(license_id);
-    acknowledged::catch_up(ledger, Some(credential), None).await?;
+    let license_id = known.license_id;
     let metadata = Metadata {
         actor: Some(format!("license:{license_id}")),
         correlation_id: None,
@@ -126,12 +138,17 @@ pub async fn validate(
         user_agent: origin.user_agent,
     };
     for _ in 0..ATTEMPTS_MAX {
-        match attempt(ledger, license_id, &asked, &metadata).await? {
+        match attempt(ledger, &known, &asked, &metadata).await? {
             Attempt::Recorded(decided) => {
-                ledger.acknowledged.record(credential, decided.sequence);
-                let tier = decided.subscription.tier_on(decided.today).map_or("none", |t| t.tier.as_str());
+                if decided.activated {
+                    // The key's own stream changed: its next validation
+                    // here reads the tables again, once they include it.
+                    ledger.acknowledged.record(Credential::License(license_id), decided.sequence);
+                    validation_cache::of(ledger).remove(&known.key_hash);
+                }
+                let tier = known.subscription.tier_on(decided.today).map_or("none", |t| t.tier.as_str());
                 ledger.metrics.validation(decided.code.as_str(), tier);
-                return Ok(answer(ledger, &decided, organization_id, key, &asked).await);
+                return Ok(answer(ledger, &decided, key, &asked));
             }
             Attempt::DayFull { now, today } => {
                 ledger.metrics.validation("rate_limited", "none");
@@ -151,16 +168,36 @@ pub async fn validate(
 /// equals the presented key's, compared in constant time. The keyed hash
 /// is computed under the server secret, so finding it in the index first
 /// tells a guesser nothing, and a match proves the key is one this server
-/// issued (no signature check is needed on this path).
+/// issued (no signature check is needed on this path). A read-model
+/// error is logged and answers `None`: [`license_of_key`] says it instead.
 pub(crate) async fn known_license(ledger: &Ledger, key: &str) -> Option<(LicenseId, OrganizationId)> {
+    license_of_key(ledger, key).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "a license key could not be looked up");
+        None
+    })
+}
+
+/// [`known_license`], with the read models' errors.
+pub(crate) async fn license_of_key(ledger: &Ledger, key: &str) -> Result<Option<(LicenseId, OrganizationId)>, Error> {
     if key.len() > SECRET_TEXT_BYTES_MAX {
-        return None;
+        return Ok(None);
     }
-    let presented = license_key_hash(&ledger.keys.secret, key);
-    let state = ledger.projections.read().await;
-    let license_id = *state.license_keys.get(&presented)?;
-    let issued = state.licenses.get(&license_id)?.issued.as_ref()?;
-    constant_time_eq(presented.as_bytes(), issued.key_hash.as_bytes()).then_some((license_id, issued.organization_id))
+    let found = by_key_hash(ledger, license_key_hash(&ledger.keys.secret, key)).await?;
+    Ok(found.and_then(|(id, license)| Some((id, license.issued?.organization_id))))
+}
+
+/// The license whose stored keyed hash is `presented`, compared in
+/// constant time, from the tables.
+async fn by_key_hash(ledger: &Ledger, presented: Hash) -> Result<Option<(LicenseId, License)>, Error> {
+    let found = licenses::by_key_hash(&ledger.models.db, presented).await.map_err(unavailable)?;
+    Ok(found.filter(|(_, license)| {
+        license.issued.as_ref().is_some_and(|issued| constant_time_eq(presented.as_bytes(), issued.key_hash.as_bytes()))
+    }))
+}
+
+/// A read-model database that did not answer: 503, the client keeps its lease.
+fn unavailable(error: DbError) -> Error {
+    Error::Unavailable(error.to_string())
 }
 
 /// Whole seconds until the next UTC midnight, at least one.
@@ -169,33 +206,83 @@ pub(crate) fn seconds_to_midnight(now: Timestamp, today: NaiveDate) -> u64 {
     u64::try_from((midnight.as_micros() - now.as_micros()) / 1_000_000).unwrap_or(0).max(1)
 }
 
-/// Refuses to validate from read models that failed or fell behind.
-fn fresh_enough(ledger: &Ledger) -> Result<(), Error> {
-    if ledger.projections.failed().is_some() {
+/// Refuses to validate from read models that failed or fell behind. Past
+/// [`READ_MODEL_LAG_MAX`] behind a head seen, the log's head is read again
+/// before refusing: a head that went back (a stalled transaction's, rolled
+/// back) is never reached, and must not keep refusing.
+async fn fresh_enough(ledger: &Ledger) -> Result<(), Error> {
+    if ledger.models.failed().is_some() {
         return Err(Error::ReadModelFailed);
     }
-    if ledger.projections.lag() > READ_MODEL_LAG_MAX {
-        return Err(Error::ProjectionLagging(ledger.projections.applied() + 1));
+    if ledger.models.lag() > READ_MODEL_LAG_MAX {
+        let applied = ledger.models.applied();
+        if ledger.log.head().await?.sequence > applied {
+            return Err(Error::ProjectionLagging(applied + 1));
+        }
     }
     Ok(())
 }
 
-/// The license and organization of a presented key, from read models that
-/// are fresh enough. A key they do not know: before saying it is unknown,
-/// wait (up to [`READ_MODEL_LAG_MAX`]) until they include the log's head,
-/// since another process may have issued the key a moment ago, and look
-/// again.
-async fn license_of(ledger: &Ledger, key: &str) -> Result<Option<(LicenseId, OrganizationId)>, Error> {
-    fresh_enough(ledger)?;
-    if let Some(found) = known_license(ledger, key).await {
-        return Ok(Some(found));
+/// What a validation needs of a presented key, from read models that are
+/// fresh enough: the node's cache when its entry is recent and includes
+/// the key's floor (what this node acknowledged to the key, and its
+/// revocation or release acknowledged here), else the tables.
+async fn key_facts(ledger: &Ledger, key: &str) -> Result<Option<Arc<KeyFacts>>, Error> {
+    fresh_enough(ledger).await?;
+    if key.len() > SECRET_TEXT_BYTES_MAX {
+        return Ok(None);
+    }
+    let presented = license_key_hash(&ledger.keys.secret, key);
+    if let Some(cached) = validation_cache::of(ledger).get(&presented)
+        && cached.filled_at >= ledger.acknowledged.floor(Some(Credential::License(cached.facts.license_id)))
+    {
+        return Ok(Some(cached.facts));
+    }
+    let mut read_from = std::time::Instant::now();
+    let Some((mut at, license_id, mut license)) = license_of(ledger, presented).await? else { return Ok(None) };
+    let credential = Credential::License(license_id);
+    if at < ledger.acknowledged.floor(Some(credential)) {
+        acknowledged::catch_up(ledger, Some(credential), None).await?;
+        read_from = std::time::Instant::now();
+        at = ledger.models.applied();
+        license =
+            licenses::license(&ledger.models.db, license_id).await.map_err(unavailable)?.ok_or(Error::NotFound)?;
+    }
+    let issued = license.issued.as_ref().ok_or(Error::NotFound)?;
+    let (organization_id, subscription_id) = (issued.organization_id, issued.subscription_id);
+    let db = &ledger.models.db;
+    let subscription =
+        subscriptions::subscription(db, subscription_id).await.map_err(unavailable)?.ok_or(Error::NotFound)?;
+    let organization_name = organizations::name(db, organization_id).await.map_err(unavailable)?;
+    let facts = Arc::new(KeyFacts {
+        key_hash: presented,
+        license_id,
+        organization_id,
+        license,
+        subscription,
+        organization_name,
+    });
+    validation_cache::of(ledger).insert(facts.clone(), at, read_from);
+    Ok(Some(facts))
+}
+
+/// The license of a presented key's hash, and the sequence the tables had
+/// applied before it was read. A key they do not know: before saying it is
+/// unknown, wait (up to [`READ_MODEL_LAG_MAX`]) until they include the
+/// log's head, since another process may have issued the key a moment
+/// ago, and look again.
+async fn license_of(ledger: &Ledger, presented: Hash) -> Result<Option<(u64, LicenseId, License)>, Error> {
+    let at = ledger.models.applied();
+    if let Some((id, license)) = by_key_hash(ledger, presented).await? {
+        return Ok(Some((at, id, license)));
     }
     let head = ledger.log.head().await?.sequence;
-    if ledger.projections.applied() < head {
-        ledger.projections.wait_for(head, READ_MODEL_LAG_MAX).await.map_err(|_| Error::ProjectionLagging(head))?;
-        fresh_enough(ledger)?;
+    if at < head {
+        ledger.models.wait_for(head, READ_MODEL_LAG_MAX).await.map_err(|_| Error::ProjectionLagging(head))?;
+        fresh_enough(ledger).await?;
     }
-    Ok(known_license(ledger, key).await)
+    let at = ledger.models.applied();
+    Ok(by_key_hash(ledger, presented).await?.map(|(id, license)| (at, id, license)))
 }
 
 /// A refusal of this request, signed with the lease key and bound to its
@@ -226,14 +313,14 @@ enum Attempt {
 
 /// A recorded validation: what was decided, and on what.
 struct Decided {
-    license_id: LicenseId,
     code: ValidationCode,
-    /// The key as the read model had it.
-    license: License,
+    /// The key, its subscription and organization as the read models had them.
+    known: Arc<KeyFacts>,
     facts: SubscriptionFacts,
-    subscription: Subscription,
     validation_id: Uuid,
     sequence: u64,
+    /// Whether the validation activated a deployment (appended to the key's stream).
+    activated: bool,
     now: Timestamp,
     today: NaiveDate,
 }
@@ -243,9 +330,10 @@ struct Decided {
 /// activation of a deployment, which appends to the key's own stream,
 /// reloads the key from the log and decides again there, with optimistic
 /// concurrency.
-async fn attempt(ledger: &Ledger, license_id: LicenseId, asked: &Asked, metadata: &Metadata) -> Result<Attempt, Error> {
+async fn attempt(ledger: &Ledger, known: &Arc<KeyFacts>, asked: &Asked, metadata: &Metadata) -> Result<Attempt, Error> {
     let (now, today) = (ledger.now(), ledger.today());
-    let (license, facts, subscription) = key_state(ledger, license_id, today).await?;
+    let (license_id, license) = (known.license_id, &known.license);
+    let facts = subscription_facts(&known.subscription, today)?;
     let mut code = license.validation_code(&facts, &asked.deployment_id, now, today);
     let mut commands = Vec::new();
     if code.is_valid() && !license.deployments.contains(&asked.deployment_id) {
@@ -261,6 +349,7 @@ async fn attempt(ledger: &Ledger, license_id: LicenseId, asked: &Asked, metadata
             commands.push(fresh.into_command(&context, now));
         }
     }
+    let activated = !commands.is_empty();
     let validation_id = Uuid::now_v7();
     let day = domain::validation::stream(license_id, today);
     let validated = domain::validation::ValidationEvent::from(LicenseValidated {
@@ -279,8 +368,8 @@ async fn attempt(ledger: &Ledger, license_id: LicenseId, asked: &Asked, metadata
     Ok(match ledger.log.append_atomic(commands).await? {
         Ok(appended) => {
             let sequence = appended.iter().map(|a| a.last_sequence).max().unwrap_or_default();
-            let decided =
-                Decided { license_id, code, license, facts, subscription, validation_id, sequence, now, today };
+            let known = known.clone();
+            let decided = Decided { code, known, facts, validation_id, sequence, activated, now, today };
             Attempt::Recorded(Box::new(decided))
         }
         Err(Rejection::WrongRevision { stream_id, .. }) if stream_id == day => Attempt::DayFull { now, today },
@@ -289,47 +378,26 @@ async fn attempt(ledger: &Ledger, license_id: LicenseId, asked: &Asked, metadata
     })
 }
 
-/// The key, what a validation needs to know of its subscription today, and
-/// the subscription, from the read model.
-async fn key_state(
-    ledger: &Ledger,
-    license_id: LicenseId,
-    today: NaiveDate,
-) -> Result<(License, SubscriptionFacts, Subscription), Error> {
-    let state = ledger.projections.read().await;
-    let license = state.licenses.get(&license_id).cloned().ok_or(Error::NotFound)?;
-    let issued = license.issued.as_ref().ok_or(Error::NotFound)?;
-    let subscription = state.subscriptions.get(&issued.subscription_id).cloned().ok_or(Error::NotFound)?;
-    let facts = SubscriptionFacts {
+/// What a validation needs to know of the key's subscription today.
+fn subscription_facts(subscription: &Subscription, today: NaiveDate) -> Result<SubscriptionFacts, Error> {
+    Ok(SubscriptionFacts {
         status: subscription.status_on(today),
         term_end: subscription.end_date.ok_or(Error::NotFound)?,
         auto_renew: subscription.auto_renew,
         max_deployments: subscription.max_deployments,
-    };
-    Ok((license, facts, subscription))
+    })
 }
 
 /// The answer to a recorded validation: the limits in effect today, a
 /// lease when valid (never outliving the key), a signed refusal when not.
-async fn answer(
-    ledger: &Ledger,
-    decided: &Decided,
-    organization_id: OrganizationId,
-    key: &str,
-    asked: &Asked,
-) -> ValidationResponse {
-    let name = {
-        let state = ledger.projections.read().await;
-        state.organizations.get(&organization_id).map(|o| o.created.name.clone())
-    };
+fn answer(ledger: &Ledger, decided: &Decided, key: &str, asked: &Asked) -> ValidationResponse {
+    let known = &decided.known;
     let (code, now) = (decided.code, decided.now);
-    let tier = decided.subscription.tier_on(decided.today).map(|t| t.tier.as_str());
-    let limits = Limits::on(&decided.subscription, &ledger.catalog, decided.today);
+    let tier = known.subscription.tier_on(decided.today).map(|t| t.tier.as_str());
+    let limits = Limits::on(&known.subscription, &ledger.catalog, decided.today);
     let features = limits.as_ref().map(|l| l.allowed_features.clone()).unwrap_or_default();
     let lease = match (code.is_valid(), &limits, tier) {
-        (true, Some(limits), Some(tier)) => {
-            Some(sign_lease(ledger, decided, organization_id, key, asked, tier, limits))
-        }
+        (true, Some(limits), Some(tier)) => Some(sign_lease(ledger, decided, key, asked, tier, limits)),
         _ => None,
     };
     ValidationResponse {
@@ -337,7 +405,7 @@ async fn answer(
         is_expired: code == ValidationCode::Expired,
         code: code.as_str(),
         warnings: warnings(decided),
-        license_id: Some(decided.license_id),
+        license_id: Some(known.license_id),
         validation_id: Some(decided.validation_id),
         server_time: Some(now),
         subscription: Some(ValidatedSubscription {
@@ -345,9 +413,9 @@ async fn answer(
             limits,
             allowed_features: features.clone(),
             features,
-            expires_at: decided.license.end(&decided.facts),
+            expires_at: known.license.end(&decided.facts),
         }),
-        organization: Some(OrganizationRef { id: organization_id, name }),
+        organization: Some(OrganizationRef { id: known.organization_id, name: known.organization_name.clone() }),
         lease,
         refusal: (!code.is_valid()).then(|| sign_refusal(ledger, key, asked, code, now)),
         sequence: Some(decided.sequence),
@@ -355,7 +423,7 @@ async fn answer(
 }
 
 fn warnings(decided: &Decided) -> Vec<String> {
-    let superseded_until = decided.license.superseded.as_ref().map(|s| s.window_ends_at);
+    let superseded_until = decided.known.license.superseded.as_ref().map(|s| s.window_ends_at);
     match (decided.code, superseded_until) {
         (ValidationCode::PastDue, _) => {
             vec!["payment is past due: the subscription will be suspended unless paid".to_owned()]
@@ -372,22 +440,22 @@ fn warnings(decided: &Decided) -> Vec<String> {
 fn sign_lease(
     ledger: &Ledger,
     decided: &Decided,
-    organization_id: OrganizationId,
     key: &str,
     asked: &Asked,
     tier: &str,
     limits: &Limits,
 ) -> SignedLease {
+    let known = &decided.known;
     let body = LeaseBody {
         version: 1,
-        license_id: decided.license_id,
-        organization_id,
+        license_id: known.license_id,
+        organization_id: known.organization_id,
         key_binding: domain::lease::key_binding(key),
         deployment_id: asked.deployment_id.clone(),
         nonce: asked.nonce.clone().unwrap_or_default(),
         client_time: asked.client_time,
         issued_at: decided.now,
-        lease_expires_at: decided.license.lease_expires_at(&decided.facts, decided.now),
+        lease_expires_at: known.license.lease_expires_at(&decided.facts, decided.now),
         code: decided.code.as_str().into(),
         tier: tier.into(),
         limits: limits.lease_limits(),
