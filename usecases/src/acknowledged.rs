@@ -15,7 +15,10 @@
 //! answered ([`Acknowledged::record_command`]): commands are few, and the
 //! API's tests read one credential's commands with another without
 //! `minSequence` (an operator's cancellation, read by the admin). Nobody
-//! waits for another key's validations or usage reports, the volume.
+//! waits for another key's validations or usage reports, the volume; a
+//! plain validation does not even raise its own key's floor (nothing reads
+//! it on the key's behalf, and the key's next validation would miss the
+//! validation cache for it), only one that activates a deployment does.
 //!
 //! **Bounded memory.** At most [`ACKNOWLEDGED_CREDENTIALS_MAX`] entries;
 //! past that the credential acknowledged longest ago is dropped, and its

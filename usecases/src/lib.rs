@@ -74,6 +74,8 @@ pub struct Ledger {
     pub projections: Arc<Projections>,
     /// The durable read models (tables), their runner and leadership.
     pub models: Arc<readmodels::ReadModels>,
+    /// What a license validation needs per key, for a moment (bounded).
+    pub validation_cache: Arc<validation_cache::ValidationCache>,
     pub clock: Arc<ServerClock>,
     pub keys: Arc<ServerKeys>,
     pub catalog: Arc<Catalog>,
@@ -112,6 +114,7 @@ impl Ledger {
             log,
             projections,
             models,
+            validation_cache: Arc::default(),
             clock,
             keys: Arc::new(keys),
             subscription_services: Arc::new(Services { catalog: catalog.clone(), policy: config.policy }),

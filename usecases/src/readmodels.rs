@@ -186,12 +186,12 @@ async fn watch_lag(models: std::sync::Weak<ReadModels>, log: EventLog) {
         let Ok(head) = log.head().await else { continue };
         let applied = models.applied();
         let mut behind = lock(&models.behind);
-        match *behind {
-            Some((sequence, _)) if applied >= sequence => {
-                *behind = (head.sequence > applied).then(|| (head.sequence, Instant::now()));
-            }
-            None if head.sequence > applied => *behind = Some((head.sequence, Instant::now())),
-            _ => {}
-        }
+        *behind = match *behind {
+            // Caught up with the head as it is now (which may have gone
+            // back: a rollback), whatever was seen before.
+            _ if head.sequence <= applied => None,
+            Some((target, since)) if applied < target => Some((target, since)),
+            _ => Some((head.sequence, Instant::now())),
+        };
     }
 }

@@ -40,7 +40,7 @@ use crate::Ledger;
 use crate::acknowledged::{self, Credential};
 use crate::command::{ATTEMPTS_MAX, Context, load, new_event_id};
 use crate::error::Error;
-use crate::validation_cache::{self, KeyFacts};
+use crate::validation_cache::KeyFacts;
 use crate::views::licensing::{Limits, OrganizationRef, ValidatedSubscription, ValidationResponse};
 
 /// How far behind the log's head the read models may be for a validation
@@ -144,7 +144,7 @@ pub async fn validate(
                     // The key's own stream changed: its next validation
                     // here reads the tables again, once they include it.
                     ledger.acknowledged.record(Credential::License(license_id), decided.sequence);
-                    validation_cache::of(ledger).remove(&known.key_hash);
+                    ledger.validation_cache.remove(&known.key_hash);
                 }
                 let tier = known.subscription.tier_on(decided.today).map_or("none", |t| t.tier.as_str());
                 ledger.metrics.validation(decided.code.as_str(), tier);
@@ -233,7 +233,7 @@ async fn key_facts(ledger: &Ledger, key: &str) -> Result<Option<Arc<KeyFacts>>, 
         return Ok(None);
     }
     let presented = license_key_hash(&ledger.keys.secret, key);
-    if let Some(cached) = validation_cache::of(ledger).get(&presented)
+    if let Some(cached) = ledger.validation_cache.get(&presented)
         && cached.filled_at >= ledger.acknowledged.floor(Some(Credential::License(cached.facts.license_id)))
     {
         return Ok(Some(cached.facts));
@@ -262,7 +262,7 @@ async fn key_facts(ledger: &Ledger, key: &str) -> Result<Option<Arc<KeyFacts>>, 
         subscription,
         organization_name,
     });
-    validation_cache::of(ledger).insert(facts.clone(), at, read_from);
+    ledger.validation_cache.insert(facts.clone(), at, read_from);
     Ok(Some(facts))
 }
 

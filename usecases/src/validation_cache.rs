@@ -27,11 +27,10 @@
 //! are covered alike. The price: only a key validated more than once per
 //! TTL hits (many deployments behind one key, bursts, benchmarks).
 //!
-//! The cache belongs to the node's read models (one per `ReadModels`, so
-//! two nodes in one process, as tests run them, never share one); it is
-//! found through [`of`] until it becomes a field of `Ledger`.
+//! The cache is the node's (`Ledger::validation_cache`), so two nodes in
+//! one process, as tests run them, never share one.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use domain::license::License;
@@ -39,9 +38,6 @@ use domain::record::Hash;
 use domain::subscription::Subscription;
 use domain::{LicenseId, OrganizationId};
 use hashlink::LinkedHashMap;
-
-use crate::Ledger;
-use crate::readmodels::ReadModels;
 
 /// Keys whose validation facts a node keeps. An entry is a license's and a
 /// subscription's state (a few kilobytes at most: deployments are capped by
@@ -52,9 +48,6 @@ pub const VALIDATION_CACHE_ENTRIES_MAX: usize = 10_000;
 /// follower's lag, under the 1 s within which a key revoked through another
 /// node must be refused on this one.
 pub const VALIDATION_CACHE_TTL: Duration = Duration::from_millis(500);
-/// Nodes (read models) in one process that have a cache: one in a server,
-/// a few in tests; past it the oldest cache is dropped (only a cost).
-pub const VALIDATION_CACHES_MAX: usize = 16;
 
 /// What a validation needs of a key, as the tables had it.
 #[derive(Debug, Clone)]
@@ -150,28 +143,6 @@ impl ValidationCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-type Registry = Vec<(Weak<ReadModels>, Arc<ValidationCache>)>;
-
-/// The caches of the read models alive in this process. A `Weak` keeps its
-/// allocation, so an address is never reused while its entry is here.
-static CACHES: Mutex<Registry> = Mutex::new(Vec::new());
-
-/// The validation cache of `ledger`'s node (its read models).
-pub fn of(ledger: &Ledger) -> Arc<ValidationCache> {
-    let mut caches = CACHES.lock().unwrap_or_else(PoisonError::into_inner);
-    let models = Arc::as_ptr(&ledger.models);
-    if let Some((_, cache)) = caches.iter().find(|(owner, _)| std::ptr::eq(owner.as_ptr(), models)) {
-        return cache.clone();
-    }
-    caches.retain(|(owner, _)| owner.strong_count() > 0);
-    if caches.len() >= VALIDATION_CACHES_MAX {
-        caches.remove(0);
-    }
-    let cache = Arc::new(ValidationCache::default());
-    caches.push((Arc::downgrade(&ledger.models), cache.clone()));
-    cache
 }
 
 #[cfg(test)]

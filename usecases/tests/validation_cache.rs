@@ -14,7 +14,7 @@ use usecases::command::Context;
 use usecases::organizations::{self, CreateOrganizationInput};
 use usecases::subscriptions::{self, CreateSubscriptionInput};
 use usecases::validation::{Origin, ValidationRequest};
-use usecases::validation_cache::{self, VALIDATION_CACHE_TTL};
+use usecases::validation_cache::VALIDATION_CACHE_TTL;
 use usecases::{Caller, Ledger, LedgerConfig, validation};
 
 /// How soon a key revoked through another node must be refused here.
@@ -69,7 +69,7 @@ async fn validated_and_cached(ledger: &Ledger, key: &str) -> LicenseId {
     assert_eq!(validate(ledger, key).await.0, "VALID");
     let (code, license_id) = validate(ledger, key).await;
     assert_eq!(code, "VALID");
-    let cached = validation_cache::of(ledger).get(&license_key_hash(&ledger.keys.secret, key));
+    let cached = ledger.validation_cache.get(&license_key_hash(&ledger.keys.secret, key));
     assert_eq!(cached.map(|c| c.facts.license_id), Some(license_id), "the key's facts are cached");
     license_id
 }
