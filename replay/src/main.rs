@@ -64,7 +64,8 @@ impl From {
 enum Command {
     /// Check everything: every record's hashes and the chain, every payload,
     /// every kept checkpoint (signature, root, consistency), checkpoints you
-    /// kept, the projections against the live snapshot, every invoice.
+    /// kept, the projections against the live snapshot, the read models
+    /// against the live ones (rebuilt into a scratch file), every invoice.
     Verify {
         #[command(flatten)]
         from: From,

@@ -1,7 +1,8 @@
 //! One pass over the history in global order, doing what a command needs:
 //! checking every record (leaf, chain, payload), building the Merkle tree,
 //! checking kept checkpoints and their signatures, rebuilding the
-//! projections, re-deriving invoices. The first thing found wrong stops it
+//! projections, re-deriving invoices, handing each checked page to a
+//! rebuild of the durable read models. The first thing found wrong stops it
 //! and is named with its sequence.
 
 use std::ops::ControlFlow;
