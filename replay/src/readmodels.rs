@@ -371,7 +371,7 @@ pub async fn prepare(
 pub async fn verify(prepared: Result<(Live, Scratch), String>) -> anyhow::Result<Result<String, Failure>> {
     let (live, mut scratch) = match prepared {
         Ok(prepared) => prepared,
-        Err(none) => return Ok(Ok(format!("{none}: nothing to compare the rebuild with"))),
+        Err(none) => return Ok(Ok(format!("{none}, so none were rebuilt to compare (`replay rebuild` builds them)"))),
     };
     let rebuilt = match scratch.finish().await? {
         Ok(rebuilt) => rebuilt,

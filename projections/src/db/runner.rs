@@ -117,8 +117,8 @@ pub struct Load<'a> {
     projection: &'static str,
     tables: &'static [Table],
     reader: &'a dyn RowReader,
-    /// `None` in a [`Rebuild`], which starts from sequence 0 and has no
-    /// log to read (its records come from elsewhere).
+    /// `None` in a [`Rebuild`](super::Rebuild), which starts from
+    /// sequence 0 and has no log to read (its records come from elsewhere).
     log: Option<&'a EventLog>,
     handle: &'a tokio::runtime::Handle,
 }
