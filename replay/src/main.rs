@@ -21,6 +21,7 @@ use ed25519_dalek::VerifyingKey;
 use usecases::views::queries::AuditEntryView;
 
 mod as_of;
+mod readmodels;
 mod source;
 mod walk;
 
@@ -63,7 +64,8 @@ impl From {
 enum Command {
     /// Check everything: every record's hashes and the chain, every payload,
     /// every kept checkpoint (signature, root, consistency), checkpoints you
-    /// kept, the projections against the live snapshot, every invoice.
+    /// kept, the projections against the live snapshot, the read models
+    /// against the live ones (rebuilt into a scratch file), every invoice.
     Verify {
         #[command(flatten)]
         from: From,
@@ -75,10 +77,17 @@ enum Command {
         #[arg(long = "checkpoint")]
         checkpoints: Vec<PathBuf>,
     },
-    /// Rebuild the projections from sequence 1, with a progress bar.
+    /// Rebuild the projections from sequence 1, with a progress bar: the
+    /// in-memory state and the durable read-model tables, into a scratch
+    /// SQLite file (removed on exit, or kept at --out); prints each
+    /// table's rows and digest.
     Rebuild {
         #[command(flatten)]
         from: From,
+        /// Keep the rebuilt read models in this new file (never in the
+        /// data directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// An organization, its subscriptions, usage and invoices as the
     /// ledger had recorded them (in the API's shapes) at a time (RFC 3339, or a date for its end)
@@ -155,7 +164,7 @@ type Outcome = anyhow::Result<Result<(), Failure>>;
 async fn run(command: Command) -> Outcome {
     match command {
         Command::Verify { from, public_key, checkpoints } => verify(from, public_key, checkpoints).await,
-        Command::Rebuild { from } => rebuild(from).await,
+        Command::Rebuild { from, out } => rebuild(from, out).await,
         Command::AsOf { at, org, from } => as_of::as_of(&at, domain::OrganizationId(org), from).await,
         Command::Export { from, out } => export(from, out).await,
         Command::Prove { sequence, checkpoint, from } => prove(sequence, checkpoint, from).await,
@@ -166,11 +175,17 @@ async fn run(command: Command) -> Outcome {
     }
 }
 
-async fn rebuild(from: From) -> Outcome {
+async fn rebuild(from: From, out: Option<PathBuf>) -> Outcome {
     let started = std::time::Instant::now();
+    let source = from.open().await?;
+    let mut scratch = readmodels::Scratch::create(out.as_deref(), source.data_dir(), |_| u64::MAX).await?;
     let plan = Plan { state: true, progress: true, ..Default::default() };
-    let done = match walk::walk(&from.open().await?, &plan).await? {
+    let done = match walk::walk_into(&source, &plan, Some(&mut scratch)).await? {
         Ok(done) => done,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    let rebuilt = match scratch.finish().await? {
+        Ok(rebuilt) => rebuilt,
         Err(failure) => return Ok(Err(failure)),
     };
     let (bytes, digest) = done.state.encode();
@@ -183,6 +198,18 @@ async fn rebuild(from: From) -> Outcome {
         done.state.licenses.len(),
         bytes.len()
     );
+    let sequence = rebuilt.iter().map(|(_, c)| c.sequence).min().unwrap_or(0);
+    let tables = projections::db::digest(&scratch.db, &readmodels::tables()).await?;
+    println!(
+        "read models: {} tables rebuilt to sequence {sequence} in {} ({})",
+        tables.len(),
+        scratch.path.display(),
+        if scratch.kept() { "kept" } else { "removed on exit" }
+    );
+    for table in &tables {
+        println!("table {} rows {} digest {}", table.table, table.rows, table.digest);
+    }
+    println!("rebuilt in {:.2} s", started.elapsed().as_secs_f64());
     Ok(Ok(()))
 }
 
@@ -260,6 +287,8 @@ async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> Ou
         let note = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         yours.push((path.clone(), note));
     }
+    let database_url = from.database_url.as_deref().filter(|u| !u.is_empty());
+    let mut models = readmodels::prepare(source.data_dir(), database_url, from.file.is_some()).await?;
     let started = std::time::Instant::now();
     let plan = Plan {
         check_leaves: true,
@@ -272,11 +301,11 @@ async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> Ou
         progress: true,
         ..Default::default()
     };
-    let done = match walk::walk(&source, &plan).await? {
+    let scratch = models.as_mut().ok().map(|(_, scratch)| scratch);
+    let done = match walk::walk_into(&source, &plan, scratch).await? {
         Ok(done) => done,
         Err(failure) => return Ok(Err(failure)),
     };
-    let elapsed = started.elapsed().as_secs_f64();
     // Signatures, once every key rotation is known.
     let signed = !done.kept.is_empty() || !yours.is_empty() || !done.rotations.is_empty();
     let keys = match (trusted, signed) {
@@ -287,19 +316,33 @@ async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> Ou
         (None, true) => bail!("the history has signed checkpoints: give --public-key to check them"),
         (None, false) => Vec::new(),
     };
+    if let Err(failure) = check_signatures(&done, &keys, &yours) {
+        return Ok(Err(failure));
+    }
+    let models = match readmodels::verify(models).await? {
+        Ok(line) => line,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    report(&done, &keys, yours.len(), &models, started.elapsed().as_secs_f64());
+    Ok(Ok(()))
+}
+
+/// Every checkpoint kept in the log signed by the key in force at it, and
+/// each of yours signed and still held by the log.
+fn check_signatures(done: &Walk, keys: &[(u64, VerifyingKey)], yours: &[(PathBuf, String)]) -> Result<(), Failure> {
     for kept in &done.kept {
-        let key = walk::key_at(&keys, kept.sequence);
+        let key = walk::key_at(keys, kept.sequence);
         if let Err(error) = Checkpoint::verify(&kept.note, &key) {
-            return Ok(Err(Failure {
+            return Err(Failure {
                 sequence: Some(kept.sequence),
                 what: format!(
                     "the kept checkpoint of size {} is not signed by the checkpoint key: {error}",
                     kept.checkpoint.size
                 ),
-            }));
+            });
         }
     }
-    for (path, note) in &yours {
+    for (path, note) in yours {
         let name = path.display();
         let verified = keys.iter().rev().find_map(|(_, key)| Checkpoint::verify(note, key).ok());
         let Some(checkpoint) = verified else {
@@ -307,20 +350,19 @@ async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> Ou
                 Ok(_) => format!("your checkpoint {name} is not signed by the checkpoint key"),
                 Err(error) => format!("your checkpoint {name} does not read: {error}"),
             };
-            return Ok(Err(Failure { sequence: None, what }));
+            return Err(Failure { sequence: None, what });
         };
-        if let Err(what) = walk::check_against_tree(&done, &checkpoint) {
-            return Ok(Err(Failure {
+        if let Err(what) = walk::check_against_tree(done, &checkpoint) {
+            return Err(Failure {
                 sequence: Some(checkpoint.size.min(done.tree.size())),
                 what: format!("the log no longer holds your checkpoint {name}: {what}"),
-            }));
+            });
         }
     }
-    report(&done, &keys, yours.len(), elapsed);
-    Ok(Ok(()))
+    Ok(())
 }
 
-fn report(done: &Walk, keys: &[(u64, VerifyingKey)], yours: usize, elapsed: f64) {
+fn report(done: &Walk, keys: &[(u64, VerifyingKey)], yours: usize, models: &str, elapsed: f64) {
     let chain = done.verifier.as_ref().map(|v| v.chain()).unwrap_or(domain::record::CHAIN_GENESIS);
     let root = done.tree.root(done.tree.size()).map(|r| r.to_hex()).unwrap_or_default();
     println!("ok records: {} (sequences 1 to {}), every leaf and chain hash recomputed", done.records, done.records);
@@ -341,6 +383,7 @@ fn report(done: &Walk, keys: &[(u64, VerifyingKey)], yours: usize, elapsed: f64)
         }
         None => println!("ok projections: rebuilt from sequence 1 (no live snapshot to compare with)"),
     }
+    println!("ok read models: {models}");
     println!("ok invoices: {} re-derived from their events, byte for byte", done.invoices_checked);
     let rate = if elapsed > 0.0 { done.records as f64 / elapsed } else { 0.0 };
     println!("verified in {elapsed:.2} s ({rate:.0} records/s)");

@@ -1,7 +1,8 @@
 //! One pass over the history in global order, doing what a command needs:
 //! checking every record (leaf, chain, payload), building the Merkle tree,
 //! checking kept checkpoints and their signatures, rebuilding the
-//! projections, re-deriving invoices. The first thing found wrong stops it
+//! projections, re-deriving invoices, handing each checked page to a
+//! rebuild of the durable read models. The first thing found wrong stops it
 //! and is named with its sequence.
 
 use std::ops::ControlFlow;
@@ -17,6 +18,7 @@ use projections::LedgerState;
 use projections::invoices::InvoiceCheck;
 use store::{Head, Snapshot};
 
+use crate::readmodels::Scratch;
 use crate::source::Source;
 
 /// What to do besides reading.
@@ -97,21 +99,41 @@ pub struct Walk {
 
 /// Walks the history as `plan` asks, up to its end or the plan's stop.
 pub async fn walk(source: &Source, plan: &Plan) -> anyhow::Result<Result<Walk, Failure>> {
+    walk_into(source, plan, None).await
+}
+
+/// Walks the history as [`walk`] does, and hands every page it checked to
+/// `read_models` (a rebuild of the durable read models), which applies
+/// what it needs of it. A plan with a stop hands over no page past it.
+pub async fn walk_into(
+    source: &Source,
+    plan: &Plan,
+    mut read_models: Option<&mut Scratch>,
+) -> anyhow::Result<Result<Walk, Failure>> {
     let head = source.head().await?;
     let snapshot = if plan.snapshot { source.snapshot().await? } else { None };
     let mut pass = Pass::new(plan, snapshot);
     let bar = progress(plan, head.map(|h| h.sequence));
     let mut pages = source.pages();
     while let Some(page) = pages.recv().await {
-        let page = prepare_page(page?, plan.check_leaves).await;
-        match pass.page(page) {
-            Ok(ControlFlow::Continue(())) => bar.set_position(pass.done.records),
-            Ok(ControlFlow::Break(())) => break,
+        let Prepared { records, decoded, leaf_failure } = prepare_page(page?, plan.check_leaves).await;
+        let checked = match pass.page(&records, decoded, leaf_failure) {
+            Ok(flow) => flow,
             Err(failure) => {
                 bar.abandon();
                 return Ok(Err(failure));
             }
+        };
+        if checked.is_break() {
+            break;
         }
+        if let Some(read_models) = read_models.as_deref_mut()
+            && let Err(failure) = read_models.apply(records).await?
+        {
+            bar.abandon();
+            return Ok(Err(failure));
+        }
+        bar.set_position(pass.done.records);
     }
     bar.finish_and_clear();
     Ok(pass.finish(head))
@@ -159,12 +181,17 @@ impl<'a> Pass<'a> {
     }
 
     /// Each record of the page in turn; `Break` once past the plan's stop.
-    fn page(&mut self, page: Prepared) -> Result<ControlFlow<()>, Failure> {
-        for ((index, record), decoded) in page.records.iter().enumerate().zip(page.decoded) {
+    fn page(
+        &mut self,
+        records: &[Record],
+        decoded: Vec<Decoded>,
+        leaf_failure: Option<(usize, VerifyFailure)>,
+    ) -> Result<ControlFlow<()>, Failure> {
+        for ((index, record), decoded) in records.iter().enumerate().zip(decoded) {
             if self.past_the_stop(&record.header) {
                 return Ok(ControlFlow::Break(()));
             }
-            if let Some((failed, failure)) = &page.leaf_failure
+            if let Some((failed, failure)) = &leaf_failure
                 && *failed == index
             {
                 return Err(failure.clone().into());

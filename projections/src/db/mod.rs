@@ -13,6 +13,8 @@
 //!   global order into a batch of [`Changes`]; the runner commits every
 //!   projection's rows and its checkpoint (sequence and chain hash) in one
 //!   transaction, fenced on the previous checkpoint.
+//! - [`Rebuild`]: the same applying and committing from records handed
+//!   over page by page (a read-only log, an export), into empty read models.
 //! - [`Leadership`]: one process at a time runs the projectors.
 //! - [`merkle`]: the Merkle tree as stored subtree roots, with proofs.
 //! - [`digest`] and [`compare`]: what `replay verify` compares a rebuild with.
@@ -27,6 +29,7 @@ mod digest;
 mod leader;
 pub mod merkle;
 mod postgres;
+mod rebuild;
 mod rollback;
 mod runner;
 mod sqlite;
@@ -35,6 +38,7 @@ mod table;
 pub use batch::{Changes, ROW_CACHE_ROWS_MAX};
 pub use digest::{Difference, TableDigest, compare, digest};
 pub use leader::{LEADER_CHECK_INTERVAL, LEADER_LOCK_FILE, LEADER_RETRY_INTERVAL, Leadership};
+pub use rebuild::Rebuild;
 pub use rollback::{CheckError, check_checkpoints, first_divergence};
 pub use runner::{
     Applied, ApplyError, FLUSH_CHANGES_MAX, FLUSH_INTERVAL, FLUSH_RECORDS_MAX, FOLLOW_POLL_INTERVAL, Lagging, Load,
@@ -164,6 +168,20 @@ impl ReadModelDb {
     /// rebuild's scratch file, say.
     pub async fn open_sqlite_file(path: &Path) -> Result<Self, DbError> {
         Ok(Self { backend: Backend::Sqlite(sqlite::SqliteDb::open(path).await?) })
+    }
+
+    /// Opens an existing read-model file to read only (`replay verify`'s
+    /// view of the live read models): no migration, no file created or
+    /// changed, every write refused. A file without a `-wal` is read as
+    /// SQLite's `immutable` file: the caller checks it did not change.
+    pub async fn open_sqlite_read_only(path: &Path) -> Result<Self, DbError> {
+        Ok(Self { backend: Backend::Sqlite(sqlite::SqliteDb::open_read_only(path).await?) })
+    }
+
+    /// Connects to the log's PostgreSQL database in read-only sessions,
+    /// without migrating: `replay verify`'s view of the live read models.
+    pub async fn open_postgres_read_only(options: sqlx::postgres::PgConnectOptions) -> Result<Self, DbError> {
+        Ok(Self { backend: Backend::Postgres(postgres::open_read_only(options).await?) })
     }
 
     /// Connects to the log's PostgreSQL database and migrates its schema

@@ -27,6 +27,14 @@ pub(crate) async fn open(options: PgConnectOptions) -> Result<PgPool, DbError> {
     Ok(pool)
 }
 
+/// Connects to read only: no migration, and every session read-only on
+/// the server's side (`default_transaction_read_only`), so nothing can be
+/// written even by mistake.
+pub(crate) async fn open_read_only(options: PgConnectOptions) -> Result<PgPool, DbError> {
+    let options = options.options([("default_transaction_read_only", "on")]);
+    Ok(PgPoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?)
+}
+
 fn bind(query: Query<'_, Postgres, PgArguments>, value: Value) -> Query<'_, Postgres, PgArguments> {
     match value {
         Value::Null => query.bind(None::<i64>),

@@ -117,7 +117,9 @@ pub struct Load<'a> {
     projection: &'static str,
     tables: &'static [Table],
     reader: &'a dyn RowReader,
-    log: &'a EventLog,
+    /// `None` in a [`Rebuild`](super::Rebuild), which starts from
+    /// sequence 0 and has no log to read (its records come from elsewhere).
+    log: Option<&'a EventLog>,
     handle: &'a tokio::runtime::Handle,
 }
 
@@ -135,7 +137,13 @@ impl Load<'_> {
 
     /// Records of the log (at most `limit`), as [`EventLog::read_page`].
     pub fn read_log(&self, range: std::ops::RangeInclusive<u64>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.handle.block_on(self.log.read_page(range, limit))
+        match self.log {
+            Some(log) => self.handle.block_on(log.read_page(range, limit)),
+            None => Err(StoreError::Io(format!(
+                "projection {} reads the log while loading, and a rebuild from records has none",
+                self.projection
+            ))),
+        }
     }
 }
 
@@ -277,9 +285,9 @@ async fn listen(pool: &sqlx::PgPool) -> Option<sqlx::postgres::PgListener> {
     }
 }
 
-struct Slot {
-    projection: Box<dyn Projection>,
-    checkpoint: Checkpoint,
+pub(super) struct Slot {
+    pub(super) projection: Box<dyn Projection>,
+    pub(super) checkpoint: Checkpoint,
 }
 
 /// Runs a set of projections over a log into a read-model database.
@@ -300,21 +308,7 @@ pub struct Runner {
 impl Runner {
     /// A runner of `projections`, whose names and tables must be distinct.
     pub fn new(log: EventLog, db: ReadModelDb, projections: Vec<Box<dyn Projection>>) -> Result<Self, RunnerError> {
-        let mut names = std::collections::BTreeSet::new();
-        let mut tables = std::collections::BTreeSet::new();
-        for projection in &projections {
-            if !names.insert(projection.name()) {
-                return Err(RunnerError::Config(format!("two projections are named {}", projection.name())));
-            }
-            for table in projection.tables() {
-                if !tables.insert(table.name) {
-                    return Err(RunnerError::Config(format!("two projections declare the table {}", table.name)));
-                }
-            }
-        }
-        if projections.is_empty() {
-            return Err(RunnerError::Config("a runner needs at least one projection".into()));
-        }
+        check_distinct(&projections)?;
         let slots =
             projections.into_iter().map(|projection| Slot { projection, checkpoint: Checkpoint::START }).collect();
         Ok(Self {
@@ -376,29 +370,7 @@ impl Runner {
             Some(reader) => reader.clone(),
             None => self.reader.insert(Arc::from(self.db.blocking_reader())).clone(),
         };
-        let mut slots = std::mem::take(&mut self.slots);
-        let log = self.log.clone();
-        let handle = tokio::runtime::Handle::current();
-        let (slots, loaded) = tokio::task::spawn_blocking(move || {
-            let loaded = slots.iter_mut().try_for_each(|slot| {
-                let load = Load {
-                    checkpoint: slot.checkpoint,
-                    projection: slot.projection.name(),
-                    tables: slot.projection.tables(),
-                    reader: reader.as_ref(),
-                    log: &log,
-                    handle: &handle,
-                };
-                slot.projection.load(&load).map_err(|error| RunnerError::Load {
-                    sequence: slot.checkpoint.sequence,
-                    projection: slot.projection.name(),
-                    reason: error.0,
-                })
-            });
-            (slots, loaded)
-        })
-        .await
-        .expect("a projection's load does not panic");
+        let (slots, loaded) = load_slots(std::mem::take(&mut self.slots), reader, Some(self.log.clone())).await;
         self.slots = slots;
         loaded?;
         self.cache.as_mut().expect("checked above").clear();
@@ -406,6 +378,55 @@ impl Runner {
         self.loaded = true;
         Ok(())
     }
+}
+
+/// Loads each projection at its slot's checkpoint, on a blocking thread.
+pub(super) async fn load_slots(
+    mut slots: Vec<Slot>,
+    reader: Arc<dyn RowReader + Send + Sync>,
+    log: Option<EventLog>,
+) -> (Vec<Slot>, Result<(), RunnerError>) {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let loaded = slots.iter_mut().try_for_each(|slot| {
+            let load = Load {
+                checkpoint: slot.checkpoint,
+                projection: slot.projection.name(),
+                tables: slot.projection.tables(),
+                reader: reader.as_ref(),
+                log: log.as_ref(),
+                handle: &handle,
+            };
+            slot.projection.load(&load).map_err(|error| RunnerError::Load {
+                sequence: slot.checkpoint.sequence,
+                projection: slot.projection.name(),
+                reason: error.0,
+            })
+        });
+        (slots, loaded)
+    })
+    .await
+    .expect("a projection's load does not panic")
+}
+
+/// Projections of one runner: at least one, their names and tables distinct.
+pub(super) fn check_distinct(projections: &[Box<dyn Projection>]) -> Result<(), RunnerError> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut tables = std::collections::BTreeSet::new();
+    for projection in projections {
+        if !names.insert(projection.name()) {
+            return Err(RunnerError::Config(format!("two projections are named {}", projection.name())));
+        }
+        for table in projection.tables() {
+            if !tables.insert(table.name) {
+                return Err(RunnerError::Config(format!("two projections declare the table {}", table.name)));
+            }
+        }
+    }
+    if projections.is_empty() {
+        return Err(RunnerError::Config("a runner needs at least one projection".into()));
+    }
+    Ok(())
 }
 
 /// The head must not be behind any checkpoint, and the record at each
@@ -642,17 +663,17 @@ async fn build(
 }
 
 /// A batch being built on a blocking thread.
-struct Work {
-    slots: Vec<Slot>,
-    cache: RowCache,
+pub(super) struct Work {
+    pub(super) slots: Vec<Slot>,
+    pub(super) cache: RowCache,
     /// Where each projection will be once the batch commits.
-    checkpoints: Vec<Checkpoint>,
-    batch: Batch,
-    records: usize,
+    pub(super) checkpoints: Vec<Checkpoint>,
+    pub(super) batch: Batch,
+    pub(super) records: usize,
 }
 
 impl Work {
-    fn apply(&mut self, page: &[Record], reader: &dyn RowReader) -> Result<(), RunnerError> {
+    pub(super) fn apply(&mut self, page: &[Record], reader: &dyn RowReader) -> Result<(), RunnerError> {
         for record in page {
             let sequence = record.header.sequence;
             let mut decoded: Option<Option<LedgerEvent>> = None;

@@ -81,7 +81,10 @@ fn query(connection: &Connection, sql: &str, params: &[Value]) -> Result<Vec<Row
 
 #[derive(Clone)]
 pub(crate) struct SqliteDb {
+    /// The file, or for a database opened read-only its `file:` URI.
     path: PathBuf,
+    /// How read connections open `path`.
+    read_flags: OpenFlags,
     writer: Arc<Mutex<Connection>>,
     idle: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,
@@ -112,6 +115,43 @@ impl SqliteDb {
         .expect("opening a connection does not panic")?;
         Ok(Self {
             path,
+            read_flags: OpenFlags::SQLITE_OPEN_READ_ONLY,
+            writer: Arc::new(Mutex::new(writer)),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            permits: Arc::new(Semaphore::new(READ_CONNECTIONS_MAX)),
+        })
+    }
+
+    /// Opens an existing read-model file to read only, creating and
+    /// changing no file: no migration, every connection read-only. A file
+    /// with a `-wal` (a process has it open) is read under SQLite's locks
+    /// beside its writer; one without is read as SQLite's `immutable` file,
+    /// which creates no `-wal` or `-shm` (whoever reads it so checks that
+    /// it did not change meanwhile). Writes fail.
+    pub(crate) async fn open_read_only(path: &Path) -> Result<Self, DbError> {
+        if !path.is_file() {
+            return Err(DbError::Io(Arc::new(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} does not exist", path.display()),
+            ))));
+        }
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let (path, read_flags) = if Path::new(&wal).exists() {
+            (path.to_owned(), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        } else {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            (PathBuf::from(uri), OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
+        };
+        let writer = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || connect(&path, read_flags)
+        })
+        .await
+        .expect("opening a connection does not panic")?;
+        Ok(Self {
+            path,
+            read_flags,
             writer: Arc::new(Mutex::new(writer)),
             idle: Arc::new(Mutex::new(Vec::new())),
             permits: Arc::new(Semaphore::new(READ_CONNECTIONS_MAX)),
@@ -129,7 +169,7 @@ impl SqliteDb {
             let idle = db.idle.lock().expect("the idle list is not poisoned").pop();
             let connection = match idle {
                 Some(connection) => connection,
-                None => connect(&db.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+                None => connect(&db.path, db.read_flags)?,
             };
             let result = read(&connection);
             db.idle.lock().expect("the idle list is not poisoned").push(connection);
@@ -176,12 +216,12 @@ impl SqliteDb {
 
     pub(crate) fn scan(&self, table: Table) -> BoxStream<'static, Result<Row, DbError>> {
         let (chunks_tx, chunks) = mpsc::channel::<Result<Vec<Row>, DbError>>(SCAN_CHUNKS_AHEAD);
-        let path = self.path.clone();
+        let (path, flags) = (self.path.clone(), self.read_flags);
         // A connection of its own: a scan may be long, and holding a pooled
         // one would starve queries.
         tokio::task::spawn_blocking(move || {
             let scan = || -> Result<(), DbError> {
-                let connection = connect(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                let connection = connect(&path, flags)?;
                 let mut statement = connection.prepare(&table.scan_sql(Dialect::Sqlite))?;
                 let mut rows = statement.query([])?;
                 let mut chunk = Vec::with_capacity(SCAN_CHUNK_ROWS);
@@ -212,6 +252,22 @@ impl SqliteDb {
     pub(crate) async fn commit(&self, batch: Arc<Batch>, advances: Vec<Advance>) -> Result<(), CommitError> {
         self.write(move |connection| commit(connection, &batch, &advances)).await
     }
+}
+
+/// A path as the path of a `file:` URI: every byte but unreserved ones
+/// and `/` percent-encoded, so `?`, `#` and `%` in a directory name stay
+/// part of the path (as the log's read-only reader does).
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'-' | b'_' | b'.' | b'~') {
+            uri.push(byte as char);
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
 }
 
 /// A receiver as a stream, without another dependency.
