@@ -648,8 +648,8 @@ pub async fn run(app: Ledger, mut outbox: Outbox) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::notification::UsageMetric;
     use domain::notification::UsageLevel;
+    use domain::notification::UsageMetric;
     use domain::{OrganizationId, SubscriptionId};
     use uuid::Uuid;
 
@@ -668,7 +668,12 @@ mod tests {
         let mut retries = Retries::default();
         let delivered = NotificationId(Uuid::from_u128(7));
         retries.entry(delivered).next = Some(Instant::now() + RETRY_MAX);
-        let sent = NotificationSent { id: delivered, notice: warning(UsageLevel::Reached, 1), recipients: vec![], message_id: "m".into() };
+        let sent = NotificationSent {
+            id: delivered,
+            notice: warning(UsageLevel::Reached, 1),
+            recipients: vec![],
+            message_id: "m".into(),
+        };
         retries.entry(delivered).delivered = Some(sent);
         for n in 0..(ATTEMPTS_TRACKED_MAX as u128 * 2) {
             retries.entry(NotificationId(Uuid::from_u128(1000 + n))).failed();

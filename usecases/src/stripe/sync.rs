@@ -332,7 +332,12 @@ async fn mark_start(state: &Ledger) -> Result<(), SyncError> {
     let started: StripeEvent = StripeSyncStarted { from_sequence: head + 1 }.into();
     append_new(state, sync_started_stream(), started).await?;
     let head = state.log.head().await?.sequence;
-    state.models.wait_for(head, Duration::from_secs(30)).await.map(|_| ()).map_err(|e| SyncError::Transient(e.to_string()))
+    state
+        .models
+        .wait_for(head, Duration::from_secs(30))
+        .await
+        .map(|_| ())
+        .map_err(|e| SyncError::Transient(e.to_string()))
 }
 
 fn metadata() -> Metadata {
