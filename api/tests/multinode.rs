@@ -269,6 +269,9 @@ async fn a_stalled_leader_wakes_fenced_and_the_models_stay_right() {
         acknowledged.write(&leader, &key, m).await;
     }
     assert_eq!(acquisitions(&leader), 1, "the woken node does not lead again");
+    for line in leader.output().iter().filter(|line| line.contains("fenced") || line.contains("leadership lost")) {
+        eprintln!("woken node: {line}");
+    }
     for reader in [&leader, &follower] {
         let mut names = listed(reader, acknowledged.sequence).await;
         names.retain(|name| name.starts_with("Load "));
