@@ -683,6 +683,21 @@ mod tests {
     }
 
     #[test]
+    fn the_table_outbox_begins_where_the_in_memory_one_had_its_first_pending_notice() {
+        let pending = |at: &[u64]| {
+            at.iter()
+                .map(|at| {
+                    let notice = warning(UsageLevel::Approaching, 1 + (*at % 12) as u32);
+                    (NotificationId(Uuid::from_u128(u128::from(*at))), LegacyPending { notice, decided_at: *at })
+                })
+                .collect()
+        };
+        let legacy = |at: &[u64]| LegacyState { sequence: 12, pending: pending(at), done: BTreeSet::new() };
+        assert_eq!(legacy(&[9, 7]).from(), 6, "the notices it had pending are sent");
+        assert_eq!(legacy(&[]).from(), 12, "nothing decided before its checkpoint is sent");
+    }
+
+    #[test]
     fn retries_double_from_one_second_to_five_minutes() {
         let mut retry = RETRY;
         let waits: Vec<u64> = (1..=12).map(|_| retry.failed().as_secs()).collect();
