@@ -199,8 +199,15 @@ pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
         Some(mailer) => Some(usecases::notify::Outbox::load(&state, mailer).await?),
         None => None,
     };
-    tokio::spawn(usecases::scheduler::run(state.ledger.clone()));
-    tokio::spawn(usecases::log::keep_checkpoints(state.ledger.clone(), state.log_tree.clone()));
+    // Only the leader schedules, keeps checkpoints, reacts to Stripe, syncs
+    // and sends (`usecases::leading`): the first two stop when leadership
+    // goes, the others check it between rounds and before each call.
+    let (ledger, tree) = (state.ledger.clone(), state.log_tree.clone());
+    let scheduler = move || usecases::scheduler::run(ledger.clone());
+    tokio::spawn(usecases::leading::while_leading(state.ledger.clone(), "scheduler", scheduler));
+    let ledger = state.ledger.clone();
+    let checkpoints = move || usecases::log::keep_checkpoints(ledger.clone(), tree.clone());
+    tokio::spawn(usecases::leading::while_leading(state.ledger.clone(), "checkpoints", checkpoints));
     tokio::spawn(stripe::reactor::run(state.clone()));
     tokio::spawn(usecases::stripe::sync::run(state.ledger.clone(), state.stripe.clone()));
     if let Some(outbox) = outbox {

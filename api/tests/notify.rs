@@ -177,7 +177,7 @@ async fn stored_bytes(backend: &Backend) -> Vec<Vec<u8>> {
         stored.extend(record.payload);
         stored.extend(record.metadata);
     }
-    for name in ["notification-outbox-v1", projections::SNAPSHOT_NAME] {
+    for name in [usecases::notify::LEGACY_SNAPSHOT_NAME, usecases::notify::SNAPSHOT_NAME, projections::SNAPSHOT_NAME] {
         if let Some(snapshot) = log.load_snapshot(name).await.unwrap() {
             stored.push(snapshot.state);
         }

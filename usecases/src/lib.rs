@@ -29,6 +29,7 @@ pub mod clock;
 pub mod command;
 pub mod deployments;
 pub mod error;
+pub mod leading;
 pub mod licenses;
 pub mod limits;
 pub mod log;

@@ -78,7 +78,7 @@ async fn subscription(ledger: &Ledger, then: Option<SubscriptionCommand>) -> Sub
     }
     let context = Context { metadata: Metadata::default(), idempotency: None, credential: None };
     let appended = ledger.log.append_atomic(vec![loaded.into_command(&context, ledger.now())]).await.unwrap().unwrap();
-    ledger.projections.wait_for(appended[0].last_sequence, Duration::from_secs(5)).await.unwrap();
+    ledger.models.wait_for(appended[0].last_sequence, Duration::from_secs(5)).await.unwrap();
     id
 }
 
@@ -103,7 +103,7 @@ async fn deliver(f: &Fixture, event_id: &str, kind: &str, subscription_id: Subsc
             .unwrap();
     assert!(received.received && !received.duplicate);
     let head = f.ledger.log.head().await.unwrap().sequence;
-    f.ledger.projections.wait_for(head, Duration::from_secs(5)).await.unwrap();
+    f.ledger.models.wait_for(head, Duration::from_secs(5)).await.unwrap();
     assert_eq!(handle_pending(&f.ledger, &f.reactor).await.unwrap(), 1, "handled once");
     let records = f.ledger.log.read_stream(&event_stream(event_id).unwrap(), 1, 10).await.unwrap();
     assert_eq!(records.len(), 2, "received, then handled");

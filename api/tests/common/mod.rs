@@ -282,6 +282,11 @@ impl Server {
         self.output.lock().unwrap().clone()
     }
 
+    /// The server's process id (to signal it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

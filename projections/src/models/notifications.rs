@@ -337,3 +337,63 @@ pub async fn pending_of_organization(
         })
         .collect()
 }
+
+/// Pending notices decided after sequence `from` (where the sender began:
+/// what was decided before it is history, never sent), in the order they
+/// were decided, after the cursor `after` (a notice's `decided_at` and id):
+/// at most `size` (capped at [`super::PAGE_ITEMS_MAX`]), by the
+/// `decided_at` index.
+pub async fn pending_since(
+    db: &ReadModelDb,
+    from: u64,
+    after: Option<(u64, NotificationId)>,
+    size: usize,
+) -> Result<Vec<PendingNotice>, DbError> {
+    let (at, id) = match after {
+        Some((at, id)) if at >= from => (at, id.0.as_bytes().to_vec()),
+        _ => (from, Vec::new()),
+    };
+    let rows = db
+        .query(
+            "SELECT id, decided_at, notice FROM rm_notifications_pending \
+             WHERE decided_at > $1 OR (decided_at = $1 AND id > $2) ORDER BY decided_at, id LIMIT $3",
+            vec![Value::uint(at)?, id.into(), limit_param(page_limit(size))],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(PendingNotice { id: NotificationId(uuid(row, 0)?), decided_at: row.uint(1)?, notice: decoded(row, 2)? })
+        })
+        .collect()
+}
+
+/// [`due_reminders`] a page at a time: the reminders due on `today` among
+/// at most `size` candidates after `after`, and the cursor of the next
+/// page (`None` after the last).
+pub async fn due_reminders_page(
+    db: &ReadModelDb,
+    today: chrono::NaiveDate,
+    after: Option<SubscriptionId>,
+    size: usize,
+) -> Result<(Vec<Notice>, Option<SubscriptionId>), DbError> {
+    let window = chrono::Days::new(domain::notification::EXPIRY_REMINDER_DAYS);
+    let last = today.checked_add_days(window).unwrap_or(today);
+    let size = page_limit(size);
+    let candidates = super::subscriptions::expiring(db, today, last, after, size).await?;
+    let next = (candidates.len() == size).then(|| candidates.last().map(|(id, _)| *id)).flatten();
+    let mut due = Vec::new();
+    for (_, subscription) in candidates {
+        let Some(notice) = expiry_reminder(&subscription, today) else { continue };
+        let Some((subscription_id, slot, end_date)) = slot(&notice) else { continue };
+        let row = db
+            .query_opt(
+                "SELECT day FROM rm_notifications_done WHERE subscription_id = $1 AND slot = $2",
+                vec![subscription_id.0.into(), slot.into()],
+            )
+            .await?;
+        if row.map(|row| parse_day(&row, 0)).transpose()?.is_none_or(|done| done < end_date) {
+            due.push(notice);
+        }
+    }
+    Ok((due, next))
+}

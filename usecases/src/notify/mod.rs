@@ -1,21 +1,26 @@
-//! Notifications: an outbox that follows the log, decides which e-mails are
-//! due, sends them over SMTP, and records each send as an event.
+//! Notifications: the sender of the outbox the read models keep
+//! (`projections::models::notifications`), over SMTP, recording each send
+//! as an event.
 //!
-//! The outbox is a projection with its own checkpoint (the snapshot
-//! [`SNAPSHOT_NAME`]): it reads the log in order from there and decides a
-//! [`Notice`] from each event that calls for one — a license issued
-//! (onboarding, with the key), a usage report at 80% or 100% of a limit, a
-//! payment failing, a suspension, a reactivation — and, once a second,
-//! from the server's clock (the expiry reminder, 30 days before a term that
-//! does not renew ends). Decided notices wait in its state until the log
-//! says they were sent: each send is recorded as `NotificationSent` on
-//! `notification/{id}`, expecting no stream, with an id derived from what
-//! made the notice due (`domain::notification`). So:
-//! - a restart, or a second process, never sends a recorded notice again:
-//!   the state is rebuilt from the snapshot and the log after it, and the
-//!   stream is looked up right before each send;
+//! The projection decides a [`Notice`] from each event that calls for one
+//! — a license issued (onboarding, with the key), a usage report at 80% or
+//! 100% of a limit, a payment failing, a suspension, a reactivation — and
+//! keeps it pending until the log says it was sent or skipped. The clock's
+//! notice, the expiry reminder 30 days before a term that does not renew
+//! ends, is read from the term-end index once a [`TICK`]. The sender keeps
+//! nothing that grows with the log: the backoff of the notices it is
+//! retrying (at most [`ATTEMPTS_TRACKED_MAX`]) and where it began.
+//!
+//! Each send is recorded as `NotificationSent` on `notification/{id}`,
+//! expecting no stream, with an id derived from what made the notice due
+//! (`domain::notification`). So:
+//! - a restart, another node, or a former leader waking up never sends a
+//!   recorded notice again: the stream is looked up right before each send,
+//!   and only the leader sends (see [`crate::leading`]; leadership is
+//!   checked before each e-mail);
 //! - a crash between the SMTP server's acceptance and the append repeats
-//!   that one message on the next start (with the same `Message-ID`);
+//!   that one message on the next start (with the same `Message-ID`); so
+//!   can a leader stalled in that gap while another node takes over;
 //! - an SMTP failure keeps the notice pending and retries it with a
 //!   backoff that doubles from [`RETRY_FIRST`] up to [`RETRY_MAX`], for
 //!   ever: nothing due is dropped. A failure of the server (unreachable,
@@ -27,44 +32,45 @@
 //!   has no admin; an onboarding waits for one instead) is recorded as
 //!   `NotificationSkipped`, with the reason.
 //!
-//! The first start with notifications on begins at the log's head: turning
-//! them on does not send the history. From then on the checkpoint moves
-//! only with the state it describes, so nothing decided is lost.
+//! The first start with notifications on begins at the log's head (the
+//! snapshot [`SNAPSHOT_NAME`] keeps that sequence, once, for every node):
+//! turning them on does not send the history.
 //!
 //! Recipients are the organization's active admin users. The license key
-//! is derived again from its `LicenseIssued` event when the e-mail is
-//! written, exists only in the message in memory, and is never logged.
+//! is derived again from its `LicenseIssued` event's nonce when the e-mail
+//! is written, exists only in the message in memory, and is never logged.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use domain::backoff::Backoff;
-use domain::event::LedgerEvent;
-use domain::license::LicenseEvent;
 use domain::notification::{
-    Notice, NotificationEvent, NotificationId, NotificationSent, NotificationSkipped, SkipReason, UsageLevel,
-    expiry_reminder, usage_levels,
+    Notice, NotificationEvent, NotificationId, NotificationSent, NotificationSkipped, SkipReason, expiry_reminder,
+    usage_levels,
 };
 use domain::organization::Role;
-use domain::subscription::{Subscription, SubscriptionEvent};
-use domain::usage::UsageEvent;
+use domain::subscription::Subscription;
 use domain::{Metadata, SubscriptionId, UserId};
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Mailboxes};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use projections::LedgerState;
-use serde::{Deserialize, Serialize};
-use store::{Command, ExpectedRevision, NewEvent, READ_PAGE_RECORDS, Rejection, Snapshot, StoreError};
+use projections::db::DbError;
+use projections::models::{licenses, notifications, organizations, subscriptions, usage};
+use serde::Deserialize;
+use store::{Command, ExpectedRevision, NewEvent, Rejection, Snapshot, StoreError};
 
 use crate::Ledger;
 use crate::command::new_event_id;
 
 pub mod mail;
 
-/// The outbox's snapshot (state and checkpoint in one row). A change to
-/// [`OutboxState`]'s shape gets a new name.
-pub const SNAPSHOT_NAME: &str = "notification-outbox-v1";
+/// Where the sender began (the log's head when notifications were first
+/// turned on): one row, written once, the same for every node.
+pub const SNAPSHOT_NAME: &str = "notification-outbox-start-v1";
+/// The snapshot of the earlier, in-memory outbox, read once to begin where
+/// it was.
+pub const LEGACY_SNAPSHOT_NAME: &str = "notification-outbox-v1";
 /// How often the outbox looks at the clock and retries, without appends.
 pub const TICK: Duration = Duration::from_secs(1);
 /// The first retry of a failed send waits this long; each failure doubles it…
@@ -77,8 +83,19 @@ pub const RETRY: Backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 /// E-mails sent per round, at most; the rest wait for the next round.
 pub const SENDS_PER_ROUND_MAX: usize = 100;
-/// The state is saved at most this often (and only when its checkpoint moved).
-pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
+/// Pending notices read per page…
+pub const PENDING_PAGE: usize = 200;
+/// …and pages read per round, at most (notices backing off are passed over).
+pub const PENDING_PAGES_PER_ROUND_MAX: usize = 5;
+/// Subscriptions looked at for expiry reminders per round (one page; the
+/// next round goes on from there).
+pub const REMINDER_PAGE: usize = 200;
+/// Notices whose retries are remembered, at most; beyond it, those due
+/// again are forgotten first (they only lose the length of their next wait).
+pub const ATTEMPTS_TRACKED_MAX: usize = 1024;
+/// The outbox waits at most this long for its read models to include the
+/// log's head before a round.
+pub const CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 const DIGEST_CONTEXT: &str = "ledger 2026-11-29 notification outbox digest v1";
 
 /// Where e-mail goes. `smtp_url` may carry credentials: it is never
@@ -138,125 +155,28 @@ fn url_host(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_owned())
 }
 
-/// A decided notice, waiting to be sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pending {
-    pub notice: Notice,
-    /// The log sequence it was decided at: notices go out in this order.
-    pub decided_at: u64,
+/// The in-memory outbox's snapshot ([`LEGACY_SNAPSHOT_NAME`]), read once.
+#[derive(Deserialize)]
+struct LegacyPending {
+    #[allow(dead_code)]
+    notice: Notice,
+    decided_at: u64,
 }
 
-/// What the outbox keeps between rounds and across restarts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct OutboxState {
-    /// The last sequence read: the checkpoint.
-    pub sequence: u64,
-    /// Decided, not yet recorded as sent or skipped.
-    pub pending: BTreeMap<NotificationId, Pending>,
-    /// Recorded as sent or skipped, as far as the log was read (16 bytes
-    /// per notification ever sent).
-    pub done: BTreeSet<NotificationId>,
+#[derive(Deserialize)]
+struct LegacyState {
+    sequence: u64,
+    pending: BTreeMap<NotificationId, LegacyPending>,
+    #[allow(dead_code)]
+    done: BTreeSet<NotificationId>,
 }
 
-impl OutboxState {
-    fn known(&self, id: &NotificationId) -> bool {
-        self.done.contains(id) || self.pending.contains_key(id)
-    }
-
-    /// Adds a notice unless it is known.
-    fn add(&mut self, notice: Notice, decided_at: u64) -> bool {
-        let id = notice.id();
-        if self.known(&id) {
-            return false;
-        }
-        // A metric that already has its 100% warning this month does not
-        // get an 80% one afterwards.
-        if let Notice::UsageWarning { level: UsageLevel::Approaching, .. } = &notice {
-            let mut reached = notice.clone();
-            if let Notice::UsageWarning { level, .. } = &mut reached {
-                *level = UsageLevel::Reached;
-            }
-            if self.known(&reached.id()) {
-                return false;
-            }
-        }
-        self.pending.insert(id, Pending { notice, decided_at });
-        true
-    }
-
-    fn finish(&mut self, id: NotificationId) {
-        self.pending.remove(&id);
-        self.done.insert(id);
-    }
-
-    /// Decides what one record calls for. `ledger` includes the record.
-    fn apply(&mut self, record: &domain::Record, event: Option<LedgerEvent>, ledger: &LedgerState, state: &Ledger) {
-        let sequence = record.header.sequence;
-        self.sequence = sequence;
-        match event {
-            Some(LedgerEvent::License(LicenseEvent::LicenseIssued(issued))) => {
-                self.add(
-                    Notice::Onboarding {
-                        organization_id: issued.organization_id,
-                        subscription_id: issued.subscription_id,
-                        license_id: issued.license_id,
-                    },
-                    sequence,
-                );
-            }
-            Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))) => {
-                let Some(subscription) = ledger.subscriptions.get(&report.subscription_id) else { return };
-                let (Some(organization_id), Some((spec, extra_gb))) =
-                    (subscription.organization_id, subscription.spec_on(&state.catalog, report.day))
-                else {
-                    return;
-                };
-                let month = ledger.usage.get(&report.subscription_id).map(|u| u.month(report.day).total);
-                let checks = usage_levels(&month.unwrap_or_default(), spec, extra_gb);
-                for notice in
-                    domain::notification::usage_warnings(organization_id, report.subscription_id, report.day, &checks)
-                {
-                    self.add(notice, sequence);
-                }
-            }
-            Some(LedgerEvent::Subscription(event)) => {
-                if let Some(notice) = dunning_notice(record, event, ledger) {
-                    self.add(notice, sequence);
-                }
-            }
-            Some(LedgerEvent::Notification(event)) => self.finish(event.id()),
-            _ => {}
-        }
-    }
-
-    /// Adds the reminders the clock says are due.
-    fn scan_clock(&mut self, ledger: &LedgerState, today: chrono::NaiveDate) {
-        for subscription in ledger.subscriptions.values() {
-            if let Some(notice) = expiry_reminder(subscription, today) {
-                self.add(notice, self.sequence);
-            }
-        }
-    }
-}
-
-/// The dunning notice a subscription event calls for: each failed
-/// payment, the suspension, and the return to active.
-fn dunning_notice(record: &domain::Record, event: SubscriptionEvent, ledger: &LedgerState) -> Option<Notice> {
-    let id = record.header.stream_id.as_str().strip_prefix("subscription/")?;
-    let subscription_id = SubscriptionId(id.parse().ok()?);
-    let organization_id = ledger.subscriptions.get(&subscription_id)?.organization_id?;
-    let trigger = record.header.event_id;
-    match event {
-        SubscriptionEvent::PaymentFailed(_) => {
-            Some(Notice::PaymentFailed { organization_id, subscription_id, trigger })
-        }
-        SubscriptionEvent::SubscriptionSuspended(_) => {
-            Some(Notice::Suspended { organization_id, subscription_id, trigger })
-        }
-        SubscriptionEvent::PaymentSucceeded(paid) if paid.reactivated => {
-            Some(Notice::Restored { organization_id, subscription_id, trigger })
-        }
-        _ => None,
+impl LegacyState {
+    /// Where the table outbox begins so that it sends what the in-memory
+    /// one had pending and nothing it had not decided.
+    fn from(&self) -> u64 {
+        let first = self.pending.values().map(|p| p.decided_at).min();
+        first.map_or(self.sequence, |at| at.saturating_sub(1).min(self.sequence))
     }
 }
 
@@ -285,15 +205,44 @@ impl Attempts {
     }
 }
 
-/// The outbox: its state, what it is retrying, and its SMTP client.
+/// The retries of the notices that failed, bounded by [`ATTEMPTS_TRACKED_MAX`].
+#[derive(Debug, Default)]
+struct Retries(HashMap<NotificationId, Attempts>);
+
+impl Retries {
+    fn ready(&self, id: &NotificationId, now: Instant) -> bool {
+        self.0.get(id).and_then(|a| a.next).is_none_or(|next| next <= now)
+    }
+
+    fn entry(&mut self, id: NotificationId) -> &mut Attempts {
+        if self.0.len() >= ATTEMPTS_TRACKED_MAX && !self.0.contains_key(&id) {
+            let now = Instant::now();
+            // A delivered message is kept: forgetting it would send it again.
+            self.0.retain(|_, a| a.delivered.is_some() || a.next.is_some_and(|next| next > now));
+            if self.0.len() >= ATTEMPTS_TRACKED_MAX {
+                let soonest = self.0.iter().filter(|(_, a)| a.delivered.is_none()).min_by_key(|(_, a)| a.next);
+                if let Some(soonest) = soonest.map(|(id, _)| *id) {
+                    self.0.remove(&soonest);
+                }
+            }
+        }
+        self.0.entry(id).or_default()
+    }
+
+    fn delivered(&self, id: &NotificationId) -> Option<NotificationSent> {
+        self.0.get(id).and_then(|a| a.delivered.clone())
+    }
+
+    fn done(&mut self, id: &NotificationId) {
+        self.0.remove(id);
+    }
+}
+
+/// The sender: where it began, what it is retrying, and its SMTP client.
 pub struct Outbox {
-    state: OutboxState,
-    attempts: HashMap<NotificationId, Attempts>,
-    /// The checkpoint last saved, and when.
-    saved: Option<(u64, Instant)>,
-    /// The chain hash of the record at the checkpoint, saved with it so a
-    /// log rolled back behind it is noticed (`projections::check_snapshots`).
-    chain: Option<domain::record::Hash>,
+    /// Notices decided at or before this sequence are history: never sent.
+    from: u64,
+    retries: Retries,
     mailer: Mailer,
     /// The SMTP server failed (unreachable, timed out, "try later"): no
     /// e-mail is attempted before then, so an outage costs one attempt per
@@ -301,8 +250,10 @@ pub struct Outbox {
     server_paused_until: Option<Instant>,
     /// Server failures in a row, for that backoff.
     server_retry: Backoff,
-    /// When the clock's notices were last looked for.
+    /// When the clock's notices were last looked for, and where the next
+    /// page of candidates begins.
     clock_scanned: Option<Instant>,
+    reminders_after: Option<SubscriptionId>,
 }
 
 /// What a pending notice comes to when it is due.
@@ -318,167 +269,135 @@ enum Compose {
 }
 
 impl Outbox {
-    /// Loads the state from its snapshot; on the very first start, begins
-    /// at the log's head and saves that at once. The server loads it before
-    /// anything else can append, so a first start misses nothing after it.
-    /// A snapshot this version cannot read stops the start: it is a bug to
-    /// look at, not a reason to begin again and e-mail the history.
+    /// Reads where the sender began; on the very first start, begins at the
+    /// log's head (or where the in-memory outbox was) and saves that at
+    /// once. The server loads it before anything else can append, so a
+    /// first start misses nothing after it. A snapshot this version cannot
+    /// read stops the start: it is a bug to look at, not a reason to begin
+    /// again and e-mail the history.
     pub async fn load(app: &Ledger, mailer: Mailer) -> anyhow::Result<Self> {
-        let (state, chain) = match app.log.load_snapshot(SNAPSHOT_NAME).await? {
-            Some(snapshot) => (
-                domain::codec::decode::<OutboxState>(&snapshot.state)
-                    .map_err(|e| anyhow::anyhow!("the notification outbox's snapshot does not decode: {e}"))?,
-                snapshot.chain_hash,
-            ),
+        let decode_error = |e| anyhow::anyhow!("the notification outbox's snapshot does not decode: {e}");
+        let from = match app.log.load_snapshot(SNAPSHOT_NAME).await? {
+            Some(snapshot) => domain::codec::decode::<u64>(&snapshot.state).map_err(decode_error)?,
             None => {
-                let head = app.log.head().await?;
-                (OutboxState { sequence: head.sequence, ..OutboxState::default() }, Some(head.chain_hash))
+                let (from, sequence, chain) = match app.log.load_snapshot(LEGACY_SNAPSHOT_NAME).await? {
+                    Some(legacy) => {
+                        let state = domain::codec::decode::<LegacyState>(&legacy.state).map_err(decode_error)?;
+                        (state.from(), state.sequence, legacy.chain_hash)
+                    }
+                    None => {
+                        let head = app.log.head().await?;
+                        (head.sequence, head.sequence, Some(head.chain_hash))
+                    }
+                };
+                save(app, from, sequence, chain).await?;
+                from
             }
         };
-        let mut outbox = Self {
-            state,
-            attempts: HashMap::new(),
-            saved: None,
-            chain,
+        Ok(Self {
+            from,
+            retries: Retries::default(),
             mailer,
             server_paused_until: None,
             server_retry: RETRY,
             clock_scanned: None,
-        };
-        outbox.save(app).await?;
-        Ok(outbox)
+            reminders_after: None,
+        })
     }
 
-    pub fn state(&self) -> &OutboxState {
-        &self.state
+    /// Notices decided at or before this sequence are never sent.
+    pub fn from(&self) -> u64 {
+        self.from
     }
 
-    /// One round: the clock's notices, the log's news, the due sends, and
-    /// the snapshot when it is time.
+    fn paused(&self) -> bool {
+        self.server_paused_until.is_some_and(|until| until > Instant::now())
+    }
+
+    /// One round: the clock's notices once a tick, then the pending ones.
     pub async fn round(&mut self, app: &Ledger) -> anyhow::Result<()> {
         // Read models that do not match the log (a rollback) decide nothing.
-        if app.projections.failed().is_some() {
+        if app.models.failed().is_some() {
             return Ok(());
         }
-        // The clock's notices once a tick, however often appends wake the
-        // outbox: the scan reads every subscription.
         if self.clock_scanned.is_none_or(|at| at.elapsed() >= TICK) {
-            let ledger = app.projections.read().await;
-            self.state.scan_clock(&ledger, app.today());
+            self.send_reminders(app).await?;
             self.clock_scanned = Some(Instant::now());
         }
-        self.follow(app).await?;
-        self.send_due(app).await?;
-        // A snapshot only replaces one of an earlier checkpoint; the state at
-        // a checkpoint follows from the log up to it (and the clock).
-        let stale = self.saved.is_none_or(|(saved, at)| self.state.sequence > saved && at.elapsed() >= SNAPSHOT_EVERY);
-        if stale {
-            self.save(app).await?;
-        }
-        Ok(())
+        self.send_pending(app).await
     }
 
-    async fn save(&mut self, app: &Ledger) -> Result<(), StoreError> {
-        let bytes = domain::codec::encode(&self.state);
-        let digest =
-            domain::record::Hash(*blake3::Hasher::new_derive_key(DIGEST_CONTEXT).update(&bytes).finalize().as_bytes());
-        let snapshot = Snapshot {
-            name: SNAPSHOT_NAME.into(),
-            sequence: self.state.sequence,
-            chain_hash: self.chain,
-            digest,
-            state: bytes,
-        };
-        app.log.save_snapshot(snapshot, app.now()).await?;
-        self.saved = Some((self.state.sequence, Instant::now()));
-        Ok(())
-    }
-
-    /// Reads the log from the checkpoint up to what the read models include.
-    async fn follow(&mut self, app: &Ledger) -> anyhow::Result<()> {
-        let until = app.projections.applied();
-        while self.state.sequence < until {
-            let page = app.log.read_page(self.state.sequence + 1..=until, READ_PAGE_RECORDS).await?;
-            if page.is_empty() {
+    /// The expiry reminders due today among one page of candidates.
+    async fn send_reminders(&mut self, app: &Ledger) -> anyhow::Result<()> {
+        let (due, next) =
+            notifications::due_reminders_page(&app.models.db, app.today(), self.reminders_after, REMINDER_PAGE).await?;
+        self.reminders_after = next;
+        for notice in due {
+            if self.paused() {
                 break;
             }
-            let mut decoded = Vec::with_capacity(page.len());
-            for record in &page {
-                let event = match &record.payload {
-                    Some(payload) => LedgerEvent::decode(&record.header, payload)
-                        .with_context(|| format!("record {} does not decode", record.header.sequence))?,
-                    None => None,
-                };
-                decoded.push(event);
-            }
-            let ledger = app.projections.read().await;
-            for (record, event) in page.iter().zip(decoded) {
-                self.state.apply(record, event, &ledger, app);
-                self.chain = Some(record.chain_hash);
+            if self.retries.ready(&notice.id(), Instant::now()) {
+                self.deliver(app, notice).await?;
             }
         }
         Ok(())
     }
 
-    async fn send_due(&mut self, app: &Ledger) -> Result<(), StoreError> {
-        let now = Instant::now();
-        let mut due: Vec<(u64, NotificationId)> = self
-            .state
-            .pending
-            .iter()
-            .filter(|(id, _)| self.attempts.get(id).and_then(|a| a.next).is_none_or(|next| next <= now))
-            .map(|(id, pending)| (pending.decided_at, *id))
-            .collect();
-        due.sort();
-        due.truncate(SENDS_PER_ROUND_MAX);
-        for (_, id) in due {
-            if self.server_paused_until.is_some_and(|until| until > Instant::now()) {
-                break;
-            }
-            self.deliver(app, id).await?;
-        }
-        Ok(())
-    }
-
-    async fn deliver(&mut self, app: &Ledger, id: NotificationId) -> Result<(), StoreError> {
-        let Some(pending) = self.state.pending.get(&id).cloned() else { return Ok(()) };
-        // Recorded by another process, or before a restart from an older
-        // snapshot: the log is the judge.
-        if app.log.stream_revision(&id.stream()).await? > 0 {
-            tracing::info!(notification = %id, kind = pending.notice.kind(), "notification already recorded; not sent again");
-            self.state.finish(id);
-            self.attempts.remove(&id);
-            return Ok(());
-        }
-        let delivered = self.attempts.get(&id).and_then(|a| a.delivered.clone());
-        let event = match delivered {
-            Some(sent) => NotificationEvent::NotificationSent(sent),
-            None => {
-                let composed = {
-                    let ledger = app.projections.read().await;
-                    compose(app, &ledger, &self.mailer.from, id, &pending.notice)
-                };
-                match composed {
-                    Compose::Wait => {
-                        self.attempts.entry(id).or_default().next = Some(Instant::now() + TICK);
-                        return Ok(());
-                    }
-                    Compose::Skip(reason) => NotificationEvent::NotificationSkipped(NotificationSkipped {
-                        id,
-                        notice: pending.notice,
-                        reason,
-                    }),
-                    Compose::Send { message, recipients, message_id } => {
-                        let Some(sent) = self.send(app, id, pending.notice, *message, recipients, message_id).await
-                        else {
-                            return Ok(());
-                        };
-                        NotificationEvent::NotificationSent(sent)
-                    }
+    /// Pending notices in the order decided, passing over those backing off.
+    async fn send_pending(&mut self, app: &Ledger) -> anyhow::Result<()> {
+        let (mut after, mut sent) = (None, 0);
+        for _ in 0..PENDING_PAGES_PER_ROUND_MAX {
+            let page = notifications::pending_since(&app.models.db, self.from, after, PENDING_PAGE).await?;
+            let full = page.len() == PENDING_PAGE;
+            after = page.last().map(|pending| (pending.decided_at, pending.id));
+            for pending in page {
+                if sent >= SENDS_PER_ROUND_MAX || self.paused() {
+                    return Ok(());
+                }
+                if self.retries.ready(&pending.id, Instant::now()) {
+                    sent += 1;
+                    self.deliver(app, pending.notice).await?;
                 }
             }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliver(&mut self, app: &Ledger, notice: Notice) -> anyhow::Result<()> {
+        let id = notice.id();
+        // Recorded by another node, or just now and not yet in the read
+        // models: the log is the judge.
+        if app.log.stream_revision(&id.stream()).await? > 0 {
+            tracing::debug!(notification = %id, kind = notice.kind(), "notification already recorded; not sent again");
+            self.retries.done(&id);
+            return Ok(());
+        }
+        let event = match self.retries.delivered(&id) {
+            Some(sent) => NotificationEvent::NotificationSent(sent),
+            None => match compose(app, &self.mailer.from, id, &notice).await? {
+                Compose::Wait => {
+                    self.retries.entry(id).next = Some(Instant::now() + TICK);
+                    return Ok(());
+                }
+                Compose::Skip(reason) => {
+                    NotificationEvent::NotificationSkipped(NotificationSkipped { id, notice, reason })
+                }
+                Compose::Send { message, recipients, message_id } => {
+                    // Only the leader sends: checked right before the e-mail.
+                    if !crate::leading::leading(app) {
+                        return Ok(());
+                    }
+                    let Some(sent) = self.send(app, id, notice, *message, recipients, message_id).await else {
+                        return Ok(());
+                    };
+                    NotificationEvent::NotificationSent(sent)
+                }
+            },
         };
-        self.record(app, id, event).await
+        Ok(self.record(app, id, event).await?)
     }
 
     /// Hands a message to the SMTP server; what to record once it accepted
@@ -493,10 +412,11 @@ impl Outbox {
         message_id: String,
     ) -> Option<NotificationSent> {
         let kind = notice.kind();
-        let attempts = self.attempts.entry(id).or_default();
         if let Err(error) = self.mailer.send(message).await {
             app.metrics.notification(kind, "failed");
+            let attempts = self.retries.entry(id);
             let mut delay = attempts.failed();
+            let failures = attempts.retry.failures();
             // A refusal of this message (5xx: a recipient, its size)
             // concerns it alone; anything else is the server's, and holds
             // back every e-mail.
@@ -505,7 +425,7 @@ impl Outbox {
                 self.server_paused_until = Some(Instant::now() + delay);
             }
             tracing::warn!(
-                notification = %id, kind, server = %self.mailer.server, failures = attempts.retry.failures(),
+                notification = %id, kind, server = %self.mailer.server, failures,
                 retry_in_s = delay.as_secs(), %error, "notification not sent; will retry"
             );
             return None;
@@ -514,13 +434,13 @@ impl Outbox {
         self.server_paused_until = None;
         let recipients_count = recipients.len();
         let sent = NotificationSent { id, notice, recipients, message_id };
-        attempts.delivered = Some(sent.clone());
+        self.retries.entry(id).delivered = Some(sent.clone());
         tracing::info!(notification = %id, kind, recipients = recipients_count, "notification sent");
         Some(sent)
     }
 
     /// Records a notice as sent or skipped, expecting its stream not to
-    /// exist (another process may have recorded it just before).
+    /// exist (another node may have recorded it just before).
     async fn record(&mut self, app: &Ledger, id: NotificationId, event: NotificationEvent) -> Result<(), StoreError> {
         let kind = match &event {
             NotificationEvent::NotificationSent(sent) => sent.notice.kind(),
@@ -534,7 +454,7 @@ impl Outbox {
             events: vec![NewEvent::from_event(&event, new_event_id(), app.now(), &metadata)],
         };
         match app.log.append_one(command).await {
-            // Recorded now, or by another process just before.
+            // Recorded now, or by another node just before.
             Ok(Ok(_)) | Ok(Err(Rejection::WrongRevision { .. })) => {
                 match &event {
                     NotificationEvent::NotificationSkipped(skipped) => {
@@ -543,53 +463,52 @@ impl Outbox {
                     }
                     NotificationEvent::NotificationSent(_) => app.metrics.notification(kind, "sent"),
                 }
-                self.state.finish(id);
-                self.attempts.remove(&id);
+                self.retries.done(&id);
                 Ok(())
             }
             Ok(Err(rejection)) => {
                 tracing::error!(notification = %id, kind, %rejection, "notification not recorded");
-                self.attempts.entry(id).or_default().failed();
+                self.retries.entry(id).failed();
                 Ok(())
             }
             Err(error) => {
-                self.attempts.entry(id).or_default().failed();
+                self.retries.entry(id).failed();
                 Err(error)
             }
         }
     }
 }
 
+/// Saves where the sender begins (at `sequence` of the log, `chain` its
+/// chain hash, so a log rolled back behind it is noticed).
+async fn save(app: &Ledger, from: u64, sequence: u64, chain: Option<domain::record::Hash>) -> Result<(), StoreError> {
+    let bytes = domain::codec::encode(&from);
+    let digest =
+        domain::record::Hash(*blake3::Hasher::new_derive_key(DIGEST_CONTEXT).update(&bytes).finalize().as_bytes());
+    let snapshot = Snapshot { name: SNAPSHOT_NAME.into(), sequence, chain_hash: chain, digest, state: bytes };
+    app.log.save_snapshot(snapshot, app.now()).await
+}
+
 /// Builds the e-mail of a due notice from the read models, or says why not.
-fn compose(app: &Ledger, ledger: &LedgerState, from: &Mailbox, id: NotificationId, notice: &Notice) -> Compose {
-    let today = app.today();
-    let Some(organization) = ledger.organizations.get(&notice.organization_id()) else {
-        return Compose::Skip(SkipReason::Obsolete);
+async fn compose(app: &Ledger, from: &Mailbox, id: NotificationId, notice: &Notice) -> Result<Compose, DbError> {
+    let (db, today) = (&app.models.db, app.today());
+    let Some(organization) = organizations::organization(db, notice.organization_id()).await? else {
+        return Ok(Compose::Skip(SkipReason::Obsolete));
     };
-    let Some(subscription) = ledger.subscriptions.get(&notice.subscription_id()) else {
-        return Compose::Skip(SkipReason::Obsolete);
+    let Some(subscription) = subscriptions::subscription(db, notice.subscription_id()).await? else {
+        return Ok(Compose::Skip(SkipReason::Obsolete));
     };
     if subscription.status_on(today).is_ended() {
-        return Compose::Skip(SkipReason::Obsolete);
+        return Ok(Compose::Skip(SkipReason::Obsolete));
     }
-    let Some(about) = about(&organization.created.name, subscription, today) else {
-        return Compose::Skip(SkipReason::Obsolete);
+    let Some(about) = about(&organization.created.name, &subscription, today) else {
+        return Ok(Compose::Skip(SkipReason::Obsolete));
     };
     let mail = match notice {
-        Notice::Onboarding { license_id, .. } => onboarding(app, ledger, organization, *license_id, &about),
-        Notice::ExpiryReminder { .. } => (expiry_reminder(subscription, today).as_ref() == Some(notice))
+        Notice::Onboarding { license_id, .. } => onboarding(app, &organization, *license_id, &about).await?,
+        Notice::ExpiryReminder { .. } => (expiry_reminder(&subscription, today).as_ref() == Some(notice))
             .then(|| mail::expiry_reminder(&about, today)),
-        Notice::UsageWarning { metric, level, month, .. } => {
-            let values = ledger.usage.get(&notice.subscription_id()).map(|u| u.month(*month).total).unwrap_or_default();
-            // The month's latest limits known: an upgrade since may have
-            // raised them past the value.
-            let limits_on = today.min(domain::calendar::last_of_month(*month));
-            subscription.spec_on(&app.catalog, limits_on).and_then(|(spec, extra_gb)| {
-                // A correction may have brought the month back under the level.
-                let check = usage_levels(&values, spec, extra_gb).into_iter().find(|c| c.metric == *metric);
-                check.filter(|check| check.level >= *level).map(|check| mail::usage_warning(&about, *month, &check))
-            })
-        }
+        Notice::UsageWarning { .. } => usage_warning(app, &subscription, notice, &about).await?,
         // Each dunning notice only while it is still true: a payment
         // failure paid since, or a suspension lifted since, is not sent.
         Notice::PaymentFailed { .. } => match subscription.dunning {
@@ -599,31 +518,52 @@ fn compose(app: &Ledger, ledger: &LedgerState, from: &Mailbox, id: NotificationI
         Notice::Suspended { .. } => subscription.dunning.filter(|d| d.suspended).map(|_| mail::suspended(&about)),
         Notice::Restored { .. } => subscription.dunning.is_none().then(|| mail::restored(&about)),
     };
-    match mail {
+    Ok(match mail {
         Some(mail) => message(from, id, &organization.state, notice, mail),
         None => Compose::Skip(SkipReason::Obsolete),
-    }
+    })
+}
+
+/// The usage warning while the month's values still reach its level.
+async fn usage_warning(
+    app: &Ledger,
+    subscription: &Subscription,
+    notice: &Notice,
+    about: &mail::About,
+) -> Result<Option<mail::Mail>, DbError> {
+    let Notice::UsageWarning { metric, level, month, .. } = notice else { return Ok(None) };
+    let values = usage::month(&app.models.db, notice.subscription_id(), *month).await?.month(*month).total;
+    // The month's latest limits known: an upgrade since may have raised
+    // them past the value.
+    let limits_on = app.today().min(domain::calendar::last_of_month(*month));
+    Ok(subscription.spec_on(&app.catalog, limits_on).and_then(|(spec, extra_gb)| {
+        // A correction may have brought the month back under the level.
+        let check = usage_levels(&values, spec, extra_gb).into_iter().find(|c| c.metric == *metric);
+        check.filter(|check| check.level >= *level).map(|check| mail::usage_warning(about, *month, &check))
+    }))
 }
 
 /// The onboarding e-mail with its license key, while the key is the one to
 /// use (issued, neither superseded nor revoked).
-fn onboarding(
+async fn onboarding(
     app: &Ledger,
-    ledger: &LedgerState,
-    organization: &projections::OrganizationEntry,
+    organization: &organizations::OrganizationRow,
     license_id: domain::LicenseId,
     about: &mail::About,
-) -> Option<mail::Mail> {
-    let license = ledger.licenses.get(&license_id)?;
-    let (Some(issued), None, None) = (&license.issued, &license.superseded, &license.revoked) else { return None };
+) -> Result<Option<mail::Mail>, DbError> {
+    let Some(license) = licenses::license(&app.models.db, license_id).await? else { return Ok(None) };
+    let (Some(issued), None, None) = (&license.issued, &license.superseded, &license.revoked) else {
+        return Ok(None);
+    };
     // A key issued after another of the same subscription is an upgrade's.
-    let upgrade = organization.licenses.iter().filter(|other| **other != license_id).any(|other| {
-        ledger.licenses.get(other).and_then(|l| l.issued.as_ref()).is_some_and(|earlier| {
+    let others = licenses::of_organization(&app.models.db, organization.id).await?;
+    let upgrade = others.iter().filter(|(other, _)| *other != license_id).any(|(_, other)| {
+        other.issued.as_ref().is_some_and(|earlier| {
             earlier.subscription_id == issued.subscription_id && earlier.issued_at <= issued.issued_at
         })
     });
     let key = domain::keys::license_key(&app.keys.license, issued.license_id, issued.nonce);
-    Some(mail::onboarding(about, &key, upgrade))
+    Ok(Some(mail::onboarding(about, &key, upgrade)))
 }
 
 /// The message of a mail to the organization's active admins; an
@@ -687,11 +627,17 @@ fn about(organization: &str, subscription: &Subscription, today: chrono::NaiveDa
     })
 }
 
-/// Runs a loaded outbox for good: a round every [`TICK`] and after appends.
+/// Runs a loaded outbox for good, while this node leads (see
+/// [`crate::leading`]): a round every [`TICK`] and after appends, once the
+/// read models include them.
 pub async fn run(app: Ledger, mut outbox: Outbox) {
-    tracing::info!(server = %outbox.mailer.server, from_sequence = outbox.state.sequence, "notifications on");
+    tracing::info!(server = %outbox.mailer.server, from_sequence = outbox.from, "notifications on");
     let mut appends = app.log.watch_appends();
     loop {
+        crate::leading::wait(&app).await;
+        if let Ok(head) = app.log.head().await {
+            let _ = app.models.wait_for(head.sequence, CATCH_UP_WAIT).await;
+        }
         if let Err(error) = outbox.round(&app).await {
             tracing::warn!(%error, "notification outbox round failed; trying again");
         }
@@ -702,6 +648,7 @@ pub async fn run(app: Ledger, mut outbox: Outbox) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::notification::UsageLevel;
     use domain::notification::UsageMetric;
     use domain::{OrganizationId, SubscriptionId};
     use uuid::Uuid;
@@ -717,18 +664,37 @@ mod tests {
     }
 
     #[test]
-    fn a_notice_is_kept_once_and_no_80_percent_warning_follows_a_100_percent_one() {
-        let mut state = OutboxState::default();
-        assert!(state.add(warning(UsageLevel::Approaching, 1), 5));
-        assert!(!state.add(warning(UsageLevel::Approaching, 1), 6), "already pending");
-        assert!(state.add(warning(UsageLevel::Reached, 1), 7), "100% after 80%");
-        state.finish(warning(UsageLevel::Approaching, 1).id());
-        state.finish(warning(UsageLevel::Reached, 1).id());
-        assert!(state.pending.is_empty());
-        assert!(!state.add(warning(UsageLevel::Approaching, 1), 8), "recorded: never again");
-        assert!(state.add(warning(UsageLevel::Reached, 2), 9));
-        assert!(!state.add(warning(UsageLevel::Approaching, 2), 10), "80% after 100% of the same month");
-        assert_eq!(state.pending[&warning(UsageLevel::Reached, 2).id()].decided_at, 9);
+    fn retries_are_remembered_for_a_bounded_number_of_notices_and_a_delivered_one_is_kept() {
+        let mut retries = Retries::default();
+        let delivered = NotificationId(Uuid::from_u128(7));
+        retries.entry(delivered).next = Some(Instant::now() + RETRY_MAX);
+        let sent = NotificationSent {
+            id: delivered,
+            notice: warning(UsageLevel::Reached, 1),
+            recipients: vec![],
+            message_id: "m".into(),
+        };
+        retries.entry(delivered).delivered = Some(sent);
+        for n in 0..(ATTEMPTS_TRACKED_MAX as u128 * 2) {
+            retries.entry(NotificationId(Uuid::from_u128(1000 + n))).failed();
+        }
+        assert!(retries.0.len() <= ATTEMPTS_TRACKED_MAX, "{}", retries.0.len());
+        assert!(retries.delivered(&delivered).is_some(), "a delivered message is never forgotten");
+    }
+
+    #[test]
+    fn the_table_outbox_begins_where_the_in_memory_one_had_its_first_pending_notice() {
+        let pending = |at: &[u64]| {
+            at.iter()
+                .map(|at| {
+                    let notice = warning(UsageLevel::Approaching, 1 + (*at % 12) as u32);
+                    (NotificationId(Uuid::from_u128(u128::from(*at))), LegacyPending { notice, decided_at: *at })
+                })
+                .collect()
+        };
+        let legacy = |at: &[u64]| LegacyState { sequence: 12, pending: pending(at), done: BTreeSet::new() };
+        assert_eq!(legacy(&[9, 7]).from(), 6, "the notices it had pending are sent");
+        assert_eq!(legacy(&[]).from(), 12, "nothing decided before its checkpoint is sent");
     }
 
     #[test]

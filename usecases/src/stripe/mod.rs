@@ -114,3 +114,8 @@ impl Stripe {
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// A read-model query that failed: the database is not available now.
+pub(crate) fn unavailable(error: projections::db::DbError) -> crate::Error {
+    crate::Error::Unavailable(error.to_string())
+}

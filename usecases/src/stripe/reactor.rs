@@ -1,8 +1,9 @@
 //! The reactor: handles each received Stripe event once, from the log.
 //!
 //! A webhook delivery is acknowledged once `StripeEventReceived` is
-//! durable; the reactor then finds it among the read model's pending events
-//! (`StripeOutbox::pending_events`), decides what it means, and appends the
+//! durable; the reactor (on the leader, `crate::leading`) then finds it
+//! among the read models' pending events
+//! (`projections::models::stripe::pending_events`), decides what it means, and appends the
 //! decision and `StripeEventHandled` in one atomic group, the latter
 //! expecting the event's stream at revision 1. So a crash between receiving
 //! and handling only delays the handling, and two processes (or two ticks)
@@ -65,8 +66,11 @@ fn is_refusal(error: &Error) -> bool {
     matches!(error, Error::Organization(_) | Error::Subscription(_) | Error::License(_))
 }
 
+/// Runs the reactor for good, while this node leads (see
+/// [`crate::leading`]); a follower waits.
 pub async fn run(ledger: Ledger, reactor: Reactor) {
     loop {
+        crate::leading::wait(&ledger).await;
         if let Err(error) = handle_pending(&ledger, &reactor).await {
             tracing::warn!(%error, "stripe reactor tick failed; trying again");
         }
@@ -78,13 +82,12 @@ pub async fn run(ledger: Ledger, reactor: Reactor) {
 pub async fn handle_pending(state: &Ledger, reactor: &Reactor) -> Result<usize, Error> {
     // Read models that do not match the log (a rollback) decide nothing;
     // received events stay pending in the log until they do.
-    if state.projections.failed().is_some() {
+    if state.models.failed().is_some() {
         return Ok(0);
     }
-    let pending: Vec<String> = {
-        let ledger = state.projections.read().await;
-        ledger.stripe.pending_events.values().take(EVENTS_PER_TICK_MAX).cloned().collect()
-    };
+    let pending = projections::models::stripe::pending_events(&state.models.db, EVENTS_PER_TICK_MAX)
+        .await
+        .map_err(super::unavailable)?;
     let mut handled = 0;
     for event_id in pending {
         match handle(state, reactor, &event_id).await {
@@ -215,8 +218,10 @@ async fn subscription_change(
         return Ok(Decision::ignored("the Stripe subscription carries no ledger subscription"));
     };
     if let Some(stripe_id) = &received.object_id {
-        let ledger = state.projections.read().await;
-        if ledger.stripe.subscription_events_newest.get(stripe_id).is_some_and(|newest| *newest > received.created) {
+        let newest = projections::models::stripe::subscription_newest(&state.models.db, stripe_id)
+            .await
+            .map_err(super::unavailable)?;
+        if newest.is_some_and(|newest| newest > received.created) {
             return Ok(Decision::ignored("stale: a newer event of this Stripe subscription was received"));
         }
     }

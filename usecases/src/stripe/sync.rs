@@ -1,6 +1,6 @@
 //! Outbound sync: a Stripe customer per organization and a Stripe invoice
-//! per issued invoice, from the outbox the read model keeps
-//! (`StripeOutbox::pending_invoices`).
+//! per issued invoice, from the outbox the read models keep
+//! (`projections::models::stripe::pending_invoices`).
 //!
 //! Each Stripe call carries an idempotency key derived from the ledger's
 //! event (`ledger:invoice:{invoice id}:line:{n}`), so a retry after a
@@ -11,7 +11,8 @@
 //! bounded exponential backoff: an outage delays sync and loses nothing,
 //! because the outbox is the log itself.
 //!
-//! One process syncs at a time: the one holding the log's `stripe-sync`
+//! One process syncs at a time: the leader (`crate::leading`, asked before
+//! each call), holding the log's `stripe-sync`
 //! lock (`EventLog::try_lock`: a file lock beside a SQLite log, a
 //! session-level advisory lock on PostgreSQL), asking before each invoice
 //! whether it still holds it. Stripe answers 409 to a request whose
@@ -139,14 +140,21 @@ impl From<Error> for SyncError {
     }
 }
 
+fn transient(error: projections::db::DbError) -> SyncError {
+    SyncError::Transient(error.to_string())
+}
+
 impl From<store::StoreError> for SyncError {
     fn from(error: store::StoreError) -> Self {
         SyncError::Transient(error.to_string())
     }
 }
 
+/// Runs the sync for good, while this node leads (see [`crate::leading`]);
+/// a follower waits.
 pub async fn run(state: Ledger, stripe: Arc<Stripe>) {
     let Some(client) = stripe.client.as_ref() else { return };
+    crate::leading::wait(&state).await;
     let mut start = Backoff::new(BACKOFF_FIRST, BACKOFF_MAX);
     // Invoices issued before the sync first ran are not Stripe's to collect.
     while let Err(error) = mark_start(&state).await {
@@ -157,6 +165,11 @@ pub async fn run(state: Ledger, stripe: Arc<Stripe>) {
     let mut retries = Retries::default();
     let mut lock = None;
     loop {
+        if !crate::leading::leading(&state) {
+            // A follower holds no lock and waits to lead.
+            lock = None;
+            crate::leading::wait(&state).await;
+        }
         lock = hold(&state, lock).await;
         if let Some(held) = &lock {
             sync_due(&state, client, held, &mut retries).await;
@@ -196,39 +209,30 @@ pub async fn sync_due(
 ) -> usize {
     // Read models that do not match the log (a rollback) may list invoices
     // the log no longer holds: sync nothing from them.
-    if state.projections.failed().is_some() {
+    if state.models.failed().is_some() {
         return 0;
     }
-    let saved: Vec<StripePaymentMethodSaved> = {
-        let ledger = state.projections.read().await;
-        let outbox = &ledger.stripe;
-        outbox
-            .pending_payment_methods
-            .values()
-            .filter(|saved| !outbox.refused.contains_key(payment_method_stream(saved.organization_id).as_str()))
-            .take(INVOICES_PER_TICK_MAX)
-            .cloned()
-            .collect()
+    let db = &state.models.db;
+    let saved = match projections::models::stripe::pending_payment_methods(db, INVOICES_PER_TICK_MAX).await {
+        Ok(saved) => saved,
+        Err(error) => {
+            tracing::warn!(%error, "stripe sync: the read models did not answer; will retry");
+            return 0;
+        }
     };
     let mut synced = 0;
     for saved in saved {
         let target = payment_method_stream(saved.organization_id).to_string();
-        if retries.ready(&target, Instant::now()) {
+        if retries.ready(&target, Instant::now()) && crate::leading::leading(state) {
             synced += outcome(state, retries, &target, default_payment_method(state, client, &saved).await).await;
         }
     }
-    let work: Vec<InvoiceIssued> = {
-        let ledger = state.projections.read().await;
-        let outbox = &ledger.stripe;
-        outbox
-            .pending_invoices
-            .keys()
-            .filter(|(subscription, period)| {
-                !outbox.refused.contains_key(invoice_stream(*subscription, *period).as_str())
-            })
-            .filter_map(|(subscription, period)| ledger.invoices.get(subscription)?.get(period).cloned())
-            .take(INVOICES_PER_TICK_MAX)
-            .collect()
+    let work = match projections::models::stripe::pending_invoices(db, INVOICES_PER_TICK_MAX).await {
+        Ok(work) => work,
+        Err(error) => {
+            tracing::warn!(%error, "stripe sync: the read models did not answer; will retry");
+            return synced;
+        }
     };
     // One invoice of a customer at a time: an organization's invoices go
     // out in order.
@@ -238,7 +242,7 @@ pub async fn sync_due(
         if !retries.ready(&target, Instant::now()) || customers_failing.contains(&issued.organization_id) {
             continue;
         }
-        if !lock.held().await {
+        if !crate::leading::leading(state) || !lock.held().await {
             break;
         }
         let result = sync_invoice(state, client, &issued).await;
@@ -312,7 +316,7 @@ async fn default_payment_method(
     };
     match state.log.append_one(command).await? {
         Ok(appended) => {
-            let _ = state.projections.wait_for(appended.last_sequence, Duration::from_secs(5)).await;
+            let _ = state.models.wait_for(appended.last_sequence, Duration::from_secs(5)).await;
             Ok(())
         }
         // Recorded meanwhile by another process.
@@ -328,7 +332,12 @@ async fn mark_start(state: &Ledger) -> Result<(), SyncError> {
     let started: StripeEvent = StripeSyncStarted { from_sequence: head + 1 }.into();
     append_new(state, sync_started_stream(), started).await?;
     let head = state.log.head().await?.sequence;
-    state.projections.wait_for(head, Duration::from_secs(30)).await.map_err(|e| SyncError::Transient(e.to_string()))
+    state
+        .models
+        .wait_for(head, Duration::from_secs(30))
+        .await
+        .map(|_| ())
+        .map_err(|e| SyncError::Transient(e.to_string()))
 }
 
 fn metadata() -> Metadata {
@@ -352,7 +361,7 @@ async fn append_new(state: &Ledger, stream_id: StreamId, event: StripeEvent) -> 
     };
     match state.log.append_one(command).await? {
         Ok(appended) => {
-            let _ = state.projections.wait_for(appended.last_sequence, Duration::from_secs(5)).await;
+            let _ = state.models.wait_for(appended.last_sequence, Duration::from_secs(5)).await;
             Ok(true)
         }
         Err(Rejection::WrongRevision { .. }) => Ok(false),
@@ -380,13 +389,12 @@ async fn customer(
     client: &stripe::Client,
     organization_id: OrganizationId,
 ) -> Result<String, SyncError> {
-    let name = {
-        let ledger = state.projections.read().await;
-        if let Some(customer) = ledger.stripe.customers.get(&organization_id) {
-            return Ok(customer.clone());
-        }
-        ledger.organizations.get(&organization_id).map(|o| o.created.name.clone()).unwrap_or_default()
-    };
+    let db = &state.models.db;
+    if let Some(customer) = projections::models::stripe::customer(db, organization_id).await.map_err(transient)? {
+        return Ok(customer);
+    }
+    let name = projections::models::organizations::name(db, organization_id).await.map_err(transient)?;
+    let name = name.unwrap_or_default();
     let mut request = stripe_core::customer::CreateCustomer::new()
         .metadata(HashMap::from([("ledger_organization_id".to_owned(), organization_id.to_string())]));
     if !name.is_empty() {
@@ -403,12 +411,9 @@ async fn customer(
         return Ok(customer_id);
     }
     // Linked meanwhile by another process or a checkout: use that one.
-    let ledger = state.projections.read().await;
-    ledger
-        .stripe
-        .customers
-        .get(&organization_id)
-        .cloned()
+    projections::models::stripe::customer(db, organization_id)
+        .await
+        .map_err(transient)?
         .ok_or_else(|| SyncError::Transient("the customer link is not in the read model yet".into()))
 }
 
