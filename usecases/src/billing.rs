@@ -72,6 +72,9 @@ pub async fn run(
     }
     // Let the read models include everything appended so far: the
     // invoices see all usage reported before the run.
+    if ledger.models.failed().is_some() {
+        return Err(Error::ReadModelFailed);
+    }
     let head = ledger.log.head().await?.sequence;
     let at = ledger.models.wait_for(head, READ_YOUR_WRITES_WAIT).await.map_err(|_| Error::ProjectionLagging(head))?;
     let (mut issued, mut failed) = (Vec::new(), Vec::new());
