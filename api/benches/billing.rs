@@ -139,7 +139,7 @@ async fn billing_run(name: &str, data_dir: &std::path::Path, database_url: Optio
     let state = ledger_api::open(&config).await.unwrap();
     month_of_usage(&state.log).await;
     let head = state.log.head().await.unwrap().sequence;
-    state.projections.wait_for(head, Duration::from_secs(600)).await.unwrap();
+    state.models.wait_for(head, Duration::from_secs(600)).await.unwrap();
 
     let started = Instant::now();
     let preview = usecases::billing::run(&state, &usecases::Caller::Operator, "bench", "2026-01", true).await.unwrap();

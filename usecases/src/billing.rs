@@ -25,7 +25,8 @@ use chrono::{Months, NaiveDate};
 use domain::billing::{Billed, InvoiceEvent, InvoiceIssued, invoice, invoice_id, period_text, unbilled_month_before};
 use domain::subscription::Subscription;
 use domain::{Metadata, OrganizationId, SubscriptionId};
-use projections::LedgerState;
+use projections::db::{DbError, ReadModelDb};
+use projections::models::{invoices, subscriptions, usage};
 use store::{Command, ExpectedRevision, NewEvent, Rejection};
 
 use crate::command::{READ_YOUR_WRITES_WAIT, new_event_id};
@@ -35,6 +36,11 @@ use crate::{Caller, Ledger, Need};
 
 /// Subscriptions billed per batch of appends.
 pub const INVOICES_PER_APPEND_MAX: usize = 500;
+/// Subscriptions read (and their invoices computed and issued) per page of
+/// a run: a run holds one page of them at a time, whatever the log holds.
+pub const SUBSCRIPTIONS_PER_PAGE: usize = projections::models::PAGE_ITEMS_MAX;
+/// The most pages one run walks: a hundred million subscriptions.
+pub const RUN_PAGES_MAX: usize = 500_000;
 
 /// Parses `YYYY-MM` to the month's first day.
 pub fn parse_period(text: &str) -> Result<NaiveDate, Error> {
@@ -66,28 +72,38 @@ pub async fn run(
     }
     // Let the read models include everything appended so far: the
     // invoices see all usage reported before the run.
+    if ledger.models.failed().is_some() {
+        return Err(Error::ReadModelFailed);
+    }
     let head = ledger.log.head().await?.sequence;
-    ledger.projections.wait_for(head, READ_YOUR_WRITES_WAIT).await?;
-    let (due, failed) = {
-        let state = ledger.projections.read().await;
-        due(&state, &ledger.catalog, month, preview)
-    };
-    let issued = if preview {
-        due
-    } else {
-        for failure in &failed {
-            tracing::warn!(
-                subscription = %failure.subscription_id,
-                period = %period_text(month),
-                reason = %failure.reason,
-                "an invoice could not be issued"
-            );
+    let at = ledger.models.wait_for(head, READ_YOUR_WRITES_WAIT).await.map_err(|_| Error::ProjectionLagging(head))?;
+    let (mut issued, mut failed) = (Vec::new(), Vec::new());
+    let mut after = None;
+    for _ in 0..RUN_PAGES_MAX {
+        let page = subscriptions::page(&ledger.models.db, after, SUBSCRIPTIONS_PER_PAGE).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(*last);
+        let full = page.len() == SUBSCRIPTIONS_PER_PAGE;
+        let (due, page_failed) = due(ledger, page, month, preview, at).await?;
+        if !preview {
+            for failure in &page_failed {
+                tracing::warn!(
+                    subscription = %failure.subscription_id,
+                    period = %period_text(month),
+                    reason = %failure.reason,
+                    "an invoice could not be issued"
+                );
+            }
         }
-        issue(ledger, actor, month, due).await?
-    };
+        issued.extend(if preview { due } else { issue(ledger, actor, month, due).await? });
+        failed.extend(page_failed);
+        if !full {
+            break;
+        }
+    }
     let sequence = ledger.log.head().await?.sequence;
     if !preview {
-        let _ = ledger.projections.wait_for(sequence, READ_YOUR_WRITES_WAIT).await;
+        let _ = ledger.models.wait_for(sequence, READ_YOUR_WRITES_WAIT).await;
     }
     Ok(BillingRun { invoices: issued.iter().map(Invoice::from).collect(), failed, sequence })
 }
@@ -100,28 +116,35 @@ pub async fn invoices(
     organization_id: OrganizationId,
 ) -> Result<Vec<Invoice>, Error> {
     caller.require_org(organization_id, Need::Analyst)?;
-    let state = ledger.projections.read().await;
-    Invoice::of_organization(&state, organization_id).ok_or(Error::NotFound)
+    Invoice::of_organization_in(&ledger.models.db, organization_id).await?.ok_or(Error::NotFound)
 }
 
-/// The invoices of `month` not issued yet, and the subscriptions whose
-/// invoice cannot be issued. A preview shows each invoice as it computes
-/// now, an earlier month without an invoice or not (a forecast of a month
-/// under way is its use); only a run holds a later month back.
-fn due(
-    state: &LedgerState,
-    catalog: &domain::catalog::Catalog,
+/// The invoices of `month` not issued yet among one page of
+/// subscriptions, and the subscriptions whose invoice cannot be issued. A
+/// preview shows each invoice as it computes now, an earlier month without
+/// an invoice or not (a forecast of a month under way is its use); only a
+/// run holds a later month back. `usage_sequence` is what the read models
+/// include. One subscription's data that cannot be read fails it alone.
+async fn due(
+    ledger: &Ledger,
+    page: Vec<(SubscriptionId, Subscription)>,
     month: NaiveDate,
     preview: bool,
-) -> (Vec<InvoiceIssued>, Vec<FailedInvoice>) {
-    let none = BTreeMap::new();
+    usage_sequence: u64,
+) -> Result<(Vec<InvoiceIssued>, Vec<FailedInvoice>), Error> {
+    let db = &ledger.models.db;
     let (mut due, mut failed) = (Vec::new(), Vec::new());
-    for (id, subscription) in &state.subscriptions {
-        let issued = state.invoices.get(id).unwrap_or(&none);
-        if issued.contains_key(&month) {
-            continue;
-        }
-        match due_one(state, catalog, (*id, subscription), issued, month, preview) {
+    for (id, subscription) in page {
+        let outcome = match inputs(db, id, month).await {
+            Ok(None) => continue,
+            Ok(Some((issued, usage))) => due_one(&ledger.catalog, (id, &subscription), &usage, &issued, month, preview)
+                .map(|found| found.map(|invoice| InvoiceIssued { usage_sequence, ..invoice })),
+            Err(DbError::Decode(error) | DbError::Schema(error)) => {
+                Err(format!("{}: its invoices or usage cannot be read: {error}", period_text(month)))
+            }
+            Err(error) => return Err(error.into()),
+        };
+        match outcome {
             Ok(Some(invoice)) => due.push(invoice),
             Ok(None) => {}
             Err(reason) => failed.push(FailedInvoice {
@@ -131,21 +154,36 @@ fn due(
             }),
         }
     }
-    (due, failed)
+    Ok((due, failed))
 }
 
-/// One subscription's invoice of `month`, if it has one to issue; why not
-/// when it cannot be issued.
+/// A subscription's invoices and the usage its invoice of `month` is
+/// computed from (that month's and, for late-usage adjustments, the
+/// invoiced months'); `None` when `month` has its invoice already.
+async fn inputs(
+    db: &ReadModelDb,
+    id: SubscriptionId,
+    month: NaiveDate,
+) -> Result<Option<(BTreeMap<NaiveDate, InvoiceIssued>, domain::usage::Usage)>, DbError> {
+    let issued = invoices::of_subscription(db, id).await?;
+    if issued.contains_key(&month) {
+        return Ok(None);
+    }
+    let usage = usage::months(db, id, std::iter::once(month).chain(issued.keys().copied())).await?;
+    Ok(Some((issued, usage)))
+}
+
+/// One subscription's invoice of `month`, if it has one to issue (its
+/// `usage_sequence` left for the caller to set); why not when it cannot be
+/// issued.
 fn due_one(
-    state: &LedgerState,
     catalog: &domain::catalog::Catalog,
     (id, subscription): (SubscriptionId, &Subscription),
+    usage: &domain::usage::Usage,
     issued: &BTreeMap<NaiveDate, InvoiceIssued>,
     month: NaiveDate,
     preview: bool,
 ) -> Result<Option<InvoiceIssued>, String> {
-    let empty = domain::usage::Usage::default();
-    let usage = state.usage.get(&id).unwrap_or(&empty);
     let computed = invoice(subscription, usage, catalog, month, issued.values().map(Billed::from));
     if matches!(computed, Ok(None)) {
         return Ok(None);
@@ -165,7 +203,7 @@ fn due_one(
             organization_id,
             digest: invoice.digest(),
             invoice,
-            usage_sequence: state.sequence,
+            usage_sequence: 0,
         })),
         (Err(error), _) => Err(format!("{}: {error}", period_text(month))),
         _ => Ok(None),

@@ -3,7 +3,8 @@
 //! dunning grace ending (suspension).
 //!
 //! Every tick (and whenever the test clock moves) the scheduler looks in
-//! the read models for what is due and appends it through the same use
+//! the read-model tables for what is due (the live subscriptions and the
+//! licenses not revoked, by index, a page at a time) and appends it through the same use
 //! cases as a request would (`subscriptions`, `licenses`). Each change
 //! carries an idempotency key named after the change itself
 //! (`scheduler:end-term:{subscription}:{end date}`), so it is appended once,
@@ -20,12 +21,20 @@ use domain::subscription::Status;
 use domain::{LicenseId, Metadata, SubscriptionId, Timestamp};
 
 use crate::command::{Context, request_digest};
-use crate::{Error, Ledger, licenses, subscriptions};
+use domain::subscription::Subscription;
+use projections::models::{licenses, subscriptions};
+
+use crate::{Error, Ledger};
 
 /// How often the scheduler looks for due changes.
 pub const TICK: Duration = Duration::from_secs(1);
 /// Changes handled per tick, at most; the rest wait for the next.
 pub const CHANGES_PER_TICK_MAX: usize = 500;
+/// Live subscriptions (or licenses) read per page.
+const PAGE_ITEMS: usize = projections::models::PAGE_ITEMS_MAX;
+/// The most pages of each one tick reads: ten million live subscriptions
+/// (and as many licenses not revoked).
+const PAGES_PER_TICK_MAX: usize = 50_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Due {
@@ -73,45 +82,73 @@ pub async fn run(ledger: Ledger) {
 /// Appends every change that is due now; answers how many. Nothing while
 /// the read models have failed.
 pub async fn tick(ledger: &Ledger) -> Result<usize, Error> {
-    if ledger.projections.failed().is_some() {
+    if ledger.models.failed().is_some() {
         return Ok(0);
     }
-    let due = due(ledger).await;
+    let due = due(ledger).await?;
     for change in &due {
         apply(ledger, change).await?;
     }
     Ok(due.len())
 }
 
-async fn due(ledger: &Ledger) -> Vec<Due> {
-    let (today, now) = (ledger.today(), ledger.now());
-    let state = ledger.projections.read().await;
+/// What is due now, at most [`CHANGES_PER_TICK_MAX`]: from the live
+/// subscriptions (a term's end, a cancellation taking effect, a dunning
+/// grace over) and the licenses not revoked (a supersede window closing),
+/// read a page at a time by their indexes: what has ended is never read.
+async fn due(ledger: &Ledger) -> Result<Vec<Due>, Error> {
     let mut due = Vec::new();
-    for (id, subscription) in &state.subscriptions {
-        let (Some(organization_id), Some(end)) = (subscription.organization_id, subscription.end_date) else {
-            continue;
-        };
-        let status = subscription.status_on(today);
-        if let Some(dunning) = subscription.dunning
-            && status == Status::PastDue
-            && now >= dunning.suspend_at
-        {
-            due.push(Due::Suspend { subscription_id: *id, past_due_since: dunning.past_due_since });
-        }
-        if !status.is_ended() && end <= today {
-            due.push(Due::EndTerm { subscription_id: *id, end });
-        } else if status == Status::Cancelled
-            && state.organizations.get(&organization_id).and_then(|o| o.state.live_subscription) == Some(*id)
-        {
-            due.push(Due::EndCancelled { subscription_id: *id });
+    let mut after = None;
+    for _ in 0..PAGES_PER_TICK_MAX {
+        let page = subscriptions::live_page(&ledger.models.db, after, PAGE_ITEMS).await?;
+        let Some((_, last, _)) = page.last() else { break };
+        after = Some(*last);
+        let full = page.len() == PAGE_ITEMS;
+        due.extend(page.iter().flat_map(|(_, id, subscription)| subscription_due(ledger, *id, subscription)));
+        if !full || due.len() >= CHANGES_PER_TICK_MAX {
+            break;
         }
     }
-    for (id, license) in &state.licenses {
-        if license.revoked.is_none() && license.superseded.as_ref().is_some_and(|s| now >= s.window_ends_at) {
-            due.push(Due::CloseWindow { license_id: *id });
+    let mut after = None;
+    for _ in 0..PAGES_PER_TICK_MAX {
+        if due.len() >= CHANGES_PER_TICK_MAX {
+            break;
+        }
+        let page = licenses::unrevoked_page(&ledger.models.db, after, PAGE_ITEMS).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(*last);
+        let full = page.len() == PAGE_ITEMS;
+        let now = ledger.now();
+        for (id, license) in &page {
+            if license.revoked.is_none() && license.superseded.as_ref().is_some_and(|s| now >= s.window_ends_at) {
+                due.push(Due::CloseWindow { license_id: *id });
+            }
+        }
+        if !full {
+            break;
         }
     }
     due.truncate(CHANGES_PER_TICK_MAX);
+    Ok(due)
+}
+
+/// What is due now for one live subscription (its organization's).
+fn subscription_due(ledger: &Ledger, id: SubscriptionId, subscription: &Subscription) -> Vec<Due> {
+    let (today, now) = (ledger.today(), ledger.now());
+    let mut due = Vec::new();
+    let (Some(_), Some(end)) = (subscription.organization_id, subscription.end_date) else { return due };
+    let status = subscription.status_on(today);
+    if let Some(dunning) = subscription.dunning
+        && status == Status::PastDue
+        && now >= dunning.suspend_at
+    {
+        due.push(Due::Suspend { subscription_id: id, past_due_since: dunning.past_due_since });
+    }
+    if !status.is_ended() && end <= today {
+        due.push(Due::EndTerm { subscription_id: id, end });
+    } else if status == Status::Cancelled {
+        due.push(Due::EndCancelled { subscription_id: id });
+    }
     due
 }
 
@@ -125,9 +162,13 @@ async fn apply(ledger: &Ledger, change: &Due) -> Result<u64, Error> {
         credential: None,
     };
     match change {
-        Due::EndTerm { subscription_id, .. } => subscriptions::end_term(ledger, &context, *subscription_id).await,
-        Due::EndCancelled { subscription_id } => subscriptions::end_cancelled(ledger, &context, *subscription_id).await,
-        Due::Suspend { subscription_id, .. } => subscriptions::suspend(ledger, &context, *subscription_id).await,
-        Due::CloseWindow { license_id } => licenses::close_supersede_window(ledger, &context, *license_id).await,
+        Due::EndTerm { subscription_id, .. } => {
+            crate::subscriptions::end_term(ledger, &context, *subscription_id).await
+        }
+        Due::EndCancelled { subscription_id } => {
+            crate::subscriptions::end_cancelled(ledger, &context, *subscription_id).await
+        }
+        Due::Suspend { subscription_id, .. } => crate::subscriptions::suspend(ledger, &context, *subscription_id).await,
+        Due::CloseWindow { license_id } => crate::licenses::close_supersede_window(ledger, &context, *license_id).await,
     }
 }

@@ -1,6 +1,6 @@
-//! The scheduler decides nothing while the read models have failed: what
-//! they say is due may no longer be what the log holds (a log rolled back
-//! behind them, a record this version cannot read). On SQLite, and on
+//! The scheduler decides nothing while the read-model tables have failed:
+//! what they say is due may no longer be what the log holds (a log rolled
+//! back behind them, a record this version cannot read). On SQLite, and on
 //! PostgreSQL when `DATABASE_URL` is set.
 //!
 //! The use cases are called directly, without HTTP, as the scheduler and
@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use domain::catalog::Tier;
-use domain::{EventId, Metadata, OrganizationId, StreamId, Timestamp};
-use store::{Command, ExpectedRevision, NewEvent};
+use domain::{Metadata, OrganizationId, Timestamp};
 use usecases::command::Context;
 use usecases::organizations::{self, CreateOrganizationInput};
 use usecases::subscriptions::{self, CreateSubscriptionInput};
 use usecases::{Caller, Ledger, LedgerConfig};
 
-/// The longest wait for the read models to notice the record they cannot read.
+/// The longest wait for the read models to apply, or to notice what they cannot.
 const FAILURE_WAIT: Duration = Duration::from_secs(10);
 
 fn context() -> Context {
@@ -40,18 +39,18 @@ async fn open(dir: &std::path::Path, database_url: Option<String>) -> Ledger {
     Ledger::open(&config).await.expect("the ledger opens")
 }
 
-/// A record of a later version of the ledger, which this one cannot read.
-fn unreadable_record() -> Command {
-    let stream_id = StreamId::new(format!("org/{}", uuid::Uuid::now_v7())).unwrap();
-    let event = NewEvent {
-        event_id: EventId(uuid::Uuid::now_v7()),
-        event_type: "OrganizationCreated".into(),
-        schema_version: 99,
-        occurred_at: Timestamp::from_micros(0),
-        metadata: Metadata::default().encode(),
-        payload: vec![0xff],
-    };
-    Command { stream_id, expected: ExpectedRevision::NoStream, idempotency: None, events: vec![event] }
+/// Moves every read-model checkpoint past the log's head, behind the
+/// runner's back (as a restored backup of the read models from another
+/// log would): the runner finds the log does not hold what its
+/// checkpoints say at its next batch, and stops. The in-memory read
+/// models are not touched.
+async fn corrupt_checkpoints(ledger: &Ledger) {
+    ledger
+        .models
+        .db
+        .execute_script("UPDATE readmodel_checkpoints SET sequence = sequence + 1000")
+        .await
+        .expect("the checkpoints are written");
 }
 
 async fn the_scheduler_pauses_while_the_read_models_have_failed(ledger: Ledger) {
@@ -68,19 +67,23 @@ async fn the_scheduler_pauses_while_the_read_models_have_failed(ledger: Ledger) 
     };
     let subscription = subscriptions::create_subscription(&ledger, &Caller::Operator, &context(), input).await.unwrap();
     ledger.clock.advance(Timestamp::parse_rfc3339("2027-01-02T00:00:00Z").unwrap()).unwrap().unwrap();
+    let head = ledger.log.head().await.unwrap().sequence;
+    ledger.models.wait_for(head, FAILURE_WAIT).await.expect("the tables include the subscription");
 
-    ledger.log.append_one(unreadable_record()).await.unwrap().unwrap();
+    corrupt_checkpoints(&ledger).await;
+    // Any record makes the runner look at the log again.
+    let input = CreateOrganizationInput { name: "Other".into(), domain: None, industry: None, employee_count: None };
+    let _ = organizations::create_organization(&ledger, &Caller::Operator, &context(), input).await;
     let started = Instant::now();
-    while ledger.projections.failed().is_none() {
-        assert!(started.elapsed() < FAILURE_WAIT, "the read models did not stop at the unreadable record");
+    while ledger.models.failed().is_none() {
+        assert!(started.elapsed() < FAILURE_WAIT, "the read-model tables did not stop at the corrupt checkpoints");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // What they had applied says the term's end is due.
-    {
-        let state = ledger.projections.read().await;
-        let stale = &state.subscriptions[&domain::SubscriptionId(subscription.subscription_id)];
-        assert!(!stale.status_on(ledger.today()).is_ended() && stale.end_date <= Some(ledger.today()));
-    }
+    assert!(ledger.projections.failed().is_none(), "only the tables failed: they alone pause the scheduler");
+    // What the tables had applied says the term's end is due.
+    let id = domain::SubscriptionId(subscription.subscription_id);
+    let stale = projections::models::subscriptions::subscription(&ledger.models.db, id).await.unwrap().unwrap();
+    assert!(!stale.status_on(ledger.today()).is_ended() && stale.end_date <= Some(ledger.today()));
 
     let head = ledger.log.head().await.unwrap().sequence;
     assert_eq!(usecases::scheduler::tick(&ledger).await.unwrap(), 0, "nothing is decided on a failed read model");

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::subscription::Status;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -146,20 +145,10 @@ async fn render_metrics(state: &AppState) -> Result<Response, ApiError> {
     for (name, len) in limiters.into_iter().chain(own) {
         limiter_keys.get_or_create(&LimiterLabel { limiter: name.into() }).set(len as i64);
     }
-    let today = state.today();
-    {
-        let ledger = state.projections.read().await;
-        for tier in domain::catalog::Tier::ALL {
-            active.get_or_create(&TierLabel { tier: tier.as_str().into() }).set(0);
-        }
-        for subscription in ledger.subscriptions.values() {
-            let live = matches!(subscription.status_on(today), Status::Active | Status::PastDue);
-            if let (true, Some(period)) = (live, subscription.tier_on(today)) {
-                active.get_or_create(&TierLabel { tier: period.tier.as_str().into() }).inc();
-            }
-        }
-        applied.set(ledger.sequence as i64);
+    for (tier, count) in usecases::metrics::active_subscriptions(state).await? {
+        active.get_or_create(&TierLabel { tier: tier.as_str().into() }).set(count);
     }
+    applied.set(state.models.applied() as i64);
     head.set(state.log.head().await?.sequence as i64);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -190,3 +190,21 @@ pub async fn deployments(db: &ReadModelDb, license_id: LicenseId) -> Result<Vec<
         })
         .collect()
 }
+
+/// The licenses not revoked, in id order after `after`, at most `size`
+/// (capped at [`super::PAGE_ITEMS_MAX`]): where the scheduler finds the
+/// supersede windows to close, by the `rm_licenses_unrevoked` index.
+pub async fn unrevoked_page(
+    db: &ReadModelDb,
+    after: Option<LicenseId>,
+    size: usize,
+) -> Result<Vec<(LicenseId, License)>, DbError> {
+    let after = after.map_or_else(Vec::new, |id| id.0.as_bytes().to_vec());
+    let rows = db
+        .query(
+            "SELECT id, state FROM rm_licenses WHERE revoked = $1 AND id > $2 ORDER BY id LIMIT $3",
+            vec![false.into(), after.into(), limit_param(super::page_limit(size))],
+        )
+        .await?;
+    rows.iter().map(decode).collect()
+}

@@ -181,3 +181,28 @@ pub async fn expiring(
         .await?;
     rows.iter().map(decode).collect()
 }
+
+/// The live subscriptions (each organization's `live_subscription`, as its
+/// aggregate names it), in subscription id order after `after`, at most
+/// `size` (capped at [`super::PAGE_ITEMS_MAX`]), with their organization:
+/// what the scheduler and the active-subscriptions gauge walk, a page at a
+/// time. By the `rm_organizations_by_live_subscription` index, so an
+/// organization without a live subscription (or a subscription that
+/// ended) is never read.
+pub async fn live_page(
+    db: &ReadModelDb,
+    after: Option<SubscriptionId>,
+    size: usize,
+) -> Result<Vec<(OrganizationId, SubscriptionId, Subscription)>, DbError> {
+    let after = after.map_or_else(Vec::new, |id| id.0.as_bytes().to_vec());
+    let rows = db
+        .query(
+            "SELECT o.id, s.id, s.state FROM rm_organizations o JOIN rm_subscriptions s \
+             ON s.id = o.live_subscription WHERE o.live_subscription > $1 ORDER BY o.live_subscription LIMIT $2",
+            vec![after.into(), limit_param(page_limit(size))],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| Ok((OrganizationId(uuid(row, 0)?), SubscriptionId(uuid(row, 1)?), decoded(row, 2)?)))
+        .collect()
+}

@@ -195,9 +195,9 @@ async fn provision(ledger: &Ledger, organizations: usize) -> anyhow::Result<Vec<
 /// the operator's commands (a command answers before they do).
 async fn license_of(ledger: &Ledger, subscription_id: SubscriptionId) -> anyhow::Result<LicenseId> {
     usecases::acknowledged::catch_up(ledger, Some(usecases::acknowledged::Credential::Operator), None).await?;
-    let state = ledger.projections.read().await;
-    let subscription =
-        state.subscriptions.get(&subscription_id).context("the new subscription is in the read models")?;
+    let subscription = projections::models::subscriptions::subscription(&ledger.models.db, subscription_id)
+        .await?
+        .context("the new subscription is in the read models")?;
     subscription.license_id.context("the subscription has a key")
 }
 
@@ -235,7 +235,7 @@ async fn lifecycle(ledger: &Ledger, keys: &mut [Key], offset: u32, days: u32, da
     }
     if day.day() == 1 {
         let head = ledger.log.head().await?.sequence;
-        ledger.projections.wait_for(head, READ_MODELS_WAIT).await?;
+        ledger.models.wait_for(head, READ_MODELS_WAIT).await?;
         let period = (day - chrono::Days::new(1)).format("%Y-%m").to_string();
         let run = usecases::billing::run(ledger, &Caller::Operator, "ledger-fill", &period, false).await?;
         eprintln!("billing run {period}: {} issued, {} failed", run.invoices.len(), run.failed.len());

@@ -1,12 +1,15 @@
 //! Invoices and billing runs as the API answers them and `replay` prints
 //! them: one [`Invoice`] shape, built from an issued invoice in one
 //! function ([`Invoice::from`]); an organization's list in one
-//! ([`Invoice::of_organization`]).
+//! ([`Invoice::of_organization`] from `replay`'s state,
+//! [`Invoice::of_organization_in`] from the read-model tables).
 
 use chrono::NaiveDate;
 use domain::OrganizationId;
 use domain::billing::{self, InvoiceIssued, period_text};
 use projections::LedgerState;
+use projections::db::{DbError, ReadModelDb};
+use projections::models::{invoices, organizations};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -164,6 +167,23 @@ impl Invoice {
             .collect();
         items.sort_by_key(|issued| (issued.invoice.period, issued.invoice_id));
         Some(items.into_iter().map(Self::from).collect())
+    }
+}
+
+impl Invoice {
+    /// [`Invoice::of_organization`] from the read-model tables: the same
+    /// list, by month and id, at most
+    /// [`invoices::INVOICES_PER_QUERY_MAX`]. `None` for an organization
+    /// the tables do not hold.
+    pub async fn of_organization_in(
+        db: &ReadModelDb,
+        organization_id: OrganizationId,
+    ) -> Result<Option<Vec<Self>>, DbError> {
+        if !organizations::exists(db, organization_id).await? {
+            return Ok(None);
+        }
+        let issued = invoices::of_organization(db, organization_id).await?;
+        Ok(Some(issued.iter().map(Self::from).collect()))
     }
 }
 
