@@ -111,10 +111,3 @@ impl From<domain::workflows::Refusal> for Error {
     }
 }
 
-/// A read-model query that failed (the database, a row that does not
-/// decode): not available now.
-impl From<projections::db::DbError> for Error {
-    fn from(error: projections::db::DbError) -> Self {
-        Error::Unavailable(error.to_string())
-    }
-}
