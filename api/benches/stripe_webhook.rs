@@ -74,7 +74,7 @@ async fn run(name: &str, (base, state): (String, ledger_api::AppState), seconds:
     let accepted = latencies.len();
     // The backlog, handled by the reactor (in this process, one at a time).
     let head = state.log.head().await.unwrap().sequence;
-    state.projections.wait_for(head, Duration::from_secs(60)).await.unwrap();
+    state.models.wait_for(head, Duration::from_secs(60)).await.unwrap();
     let handling = Instant::now();
     let mut handled = 0;
     loop {
@@ -84,7 +84,7 @@ async fn run(name: &str, (base, state): (String, ledger_api::AppState), seconds:
         }
         handled += n;
         let head = state.log.head().await.unwrap().sequence;
-        state.projections.wait_for(head, Duration::from_secs(60)).await.unwrap();
+        state.models.wait_for(head, Duration::from_secs(60)).await.unwrap();
     }
     let handling = handling.elapsed().as_secs_f64();
     assert_eq!(handled, accepted, "every accepted event is handled once");

@@ -124,12 +124,6 @@ impl From<store::StoreError> for ApiError {
     }
 }
 
-impl From<projections::ProjectionError> for ApiError {
-    fn from(error: projections::ProjectionError) -> Self {
-        usecases::Error::from(error).into()
-    }
-}
-
 /// The one mapping of a use case's error to HTTP: a status and a stable code.
 impl From<usecases::Error> for ApiError {
     fn from(error: usecases::Error) -> Self {

@@ -229,13 +229,6 @@ pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
     let edge = state.edge.clone();
     let trusted = |peer: std::net::IpAddr| edge.trusted_proxies.contains(peer);
     transport::serve(listener, app(state.clone()), &settings, trusted, stop.requested()).await?;
-    // A stop saves the read models, so the next start resumes here and
-    // checks the log against this checkpoint (a failed one saves nothing).
-    if state.projections.failed().is_none()
-        && let Err(error) = state.projections.save_snapshot(&state.log, state.now()).await
-    {
-        tracing::warn!(%error, "the read models' snapshot was not saved at shutdown");
-    }
     Ok(())
 }
 

@@ -19,8 +19,8 @@ use domain::catalog::Catalog;
 use domain::checkpoint::{CHECKPOINT_STREAM, CheckpointEvent, LogRollbackAccepted};
 use domain::record::Hash;
 use domain::{Metadata, StreamId, Timestamp};
-use projections::db::{ReadModelDb, Runner};
-use projections::{LedgerState, Projections, Rollback, SNAPSHOT_NAME};
+use projections::Rollback;
+use projections::db::{ReadModelDb, Runner, Table};
 use serde_json::{Value, json};
 use store::{Command, EventLog, ExpectedRevision, Idempotency, NewEvent};
 
@@ -37,11 +37,19 @@ const SERVED_WHILE_FAILED: &[&str] = &["/health", "/ready", "/metrics", "/api/v1
 /// decided or validated from a state the log no longer supports. The
 /// reason is in `/ready` and in the server's log.
 pub async fn refuse_while_failed(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let failed = state.projections.failed().is_some() || state.models.failed().is_some();
-    if failed && !SERVED_WHILE_FAILED.contains(&request.uri().path()) {
+    if state.models.failed().is_some() && !SERVED_WHILE_FAILED.contains(&request.uri().path()) {
         return ApiError::ReadModelFailed.into_response();
     }
     next.run(request).await
+}
+
+/// One digest of every table: each table's name, rows and digest, in order.
+async fn digest_of(models: &ReadModelDb, tables: &[Table]) -> anyhow::Result<Hash> {
+    let mut hasher = blake3::Hasher::new_derive_key("ledger 2026-11-30 read models digest v1");
+    for table in projections::db::digest(models, tables).await? {
+        hasher.update(table.table.as_bytes()).update(&table.rows.to_le_bytes()).update(table.digest.as_bytes());
+    }
+    Ok(Hash(*hasher.finalize().as_bytes()))
 }
 
 /// What `ledger projections rebuild` did.
@@ -111,43 +119,29 @@ pub async fn rebuild(
     for projection in &all {
         models.reset(projection.name(), projection.tables()).await?;
     }
-    Runner::new(log.clone(), models.clone(), all)?.catch_up().await?;
-    (rebuilt.sequence, rebuilt.digest) = Projections::rebuild_and_save(log, now).await?;
+    let tables: Vec<Table> = all.iter().flat_map(|projection| projection.tables().iter().copied()).collect();
+    rebuilt.sequence = Runner::new(log.clone(), models.clone(), all)?.catch_up().await?;
+    rebuilt.digest = digest_of(models, &tables).await?;
     Ok(rebuilt)
 }
 
-/// The range the log lost, from the snapshots that do not match it. The
-/// read models' own snapshot keeps a leaf hash per record it applied, so
-/// where it is readable the first lost sequence is exact (the first record
-/// the log now holds otherwise); without it, the first lost sequence is
-/// taken as the one after the head, or 1 when the log holds another record
-/// at a checkpoint and nothing tells where the histories parted.
+/// The range the log lost, from the checkpoints that do not match it. The
+/// audit index keeps a leaf hash per record it applied, so where it is
+/// among them the first lost sequence is exact (the first record the log
+/// now holds otherwise); without it, the first lost sequence is taken as
+/// the one after the head, or 1 when the log holds another record at a
+/// checkpoint and nothing tells where the histories parted.
 async fn lost_range(
     log: &EventLog,
     models: &ReadModelDb,
     rollbacks: &[Rollback],
 ) -> anyhow::Result<LogRollbackAccepted> {
     let head = log.head().await?;
-    let ledger = match log.load_snapshot(SNAPSHOT_NAME).await? {
-        Some(snapshot) => domain::codec::decode::<LedgerState>(&snapshot.state).ok(),
-        None => None,
-    };
-    let evidence = ledger.filter(|state| {
-        rollbacks.iter().any(|rollback| rollback.projection == SNAPSHOT_NAME && rollback.applied == state.sequence)
-    });
     let fallback = rollbacks
         .iter()
         .map(|rollback| if head.sequence < rollback.applied { head.sequence + 1 } else { 1 })
         .min()
         .expect("at least one rollback");
-    let from_snapshot = match evidence {
-        Some(state) => Some(
-            projections::first_divergence(log, &state, head.sequence)
-                .await?
-                .unwrap_or(head.sequence.min(state.sequence) + 1),
-        ),
-        None => None,
-    };
     // The audit index keeps the leaf hash of every record it applied.
     let audited = rollbacks.iter().find(|rollback| rollback.projection == projections::models::audit::NAME);
     let from_tables = match audited {
@@ -157,10 +151,7 @@ async fn lost_range(
         }
         None => None,
     };
-    let lost_from = match (from_snapshot, from_tables) {
-        (None, None) => fallback,
-        (a, b) => a.into_iter().chain(b).min().expect("one of them"),
-    };
+    let lost_from = from_tables.unwrap_or(fallback);
     let furthest = rollbacks.iter().max_by_key(|rollback| rollback.applied).expect("at least one rollback");
     Ok(LogRollbackAccepted {
         lost_from,

@@ -43,11 +43,11 @@ use domain::{
     AddonId, Clock, EventId, LicenseId, Metadata, Money, OrganizationId, StreamId, SubscriptionId, Timestamp, TokenId,
     UserId,
 };
+use ledger_projections::LedgerState;
 use ledger_projections::db::{ApplyError, Changes, Projection, ReadModelDb, Runner, Table, compare, digest};
 use ledger_projections::models::{
     self, audit, invoices, licenses, notifications, organizations, stripe, subscriptions, usage, validations,
 };
-use ledger_projections::{LedgerState, Projections};
 use rust_decimal::Decimal;
 use store::{Command, EventLog, ExpectedRevision, NewEvent};
 
@@ -565,7 +565,7 @@ async fn build_history(fixture: &Fixture) -> LedgerState {
     let applied = fixture.db.applied(&["validations-v1"]).await.unwrap();
     assert!(applied > 0 && applied < fail_at, "the batch holding the failure was not committed: {applied}");
 
-    let state = Projections::rebuild(log, log.head().await.unwrap().sequence).await.unwrap();
+    let state = LedgerState::rebuild(log, log.head().await.unwrap().sequence).await.unwrap();
     let issued = invoices_of(&state, &Catalog::builtin(), d(2026, 1, 1));
     assert!(issued.len() >= ORGANIZATIONS as usize, "every subscription has a January invoice");
     let (first, rest) = issued.split_at(3);
@@ -593,7 +593,7 @@ async fn build_history(fixture: &Fixture) -> LedgerState {
     let _ = task.await;
     let head = log.head().await.unwrap().sequence;
     assert_eq!(runner(fixture, &fixture.db, 500).catch_up().await.unwrap(), head);
-    Projections::rebuild(log, head).await.unwrap()
+    LedgerState::rebuild(log, head).await.unwrap()
 }
 
 async fn assert_organizations(db: &ReadModelDb, state: &LedgerState) {

@@ -418,7 +418,7 @@ async fn an_untouched_history_verifies(h: History) {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
     }
     // A live snapshot of the projections is compared at its sequence.
-    let state = projections::Projections::rebuild(&h.log, 6).await.unwrap();
+    let state = projections::LedgerState::rebuild(&h.log, 6).await.unwrap();
     let (bytes, digest) = state.encode();
     let chain_hash = Some(h.records().await[5].chain_hash);
     let snapshot =
@@ -691,7 +691,7 @@ async fn as_of_answers_what_was_recorded_then(h: History) {
     assert_eq!(then["invoices"].as_array().unwrap().len(), 0);
     // Built by the API's own constructors from the state at that sequence,
     // to the letter.
-    let state = projections::Projections::rebuild(&h.log, 5).await.unwrap();
+    let state = projections::LedgerState::rebuild(&h.log, 5).await.unwrap();
     let date = chrono::NaiveDate::parse_from_str(then["asOf"]["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
     let catalog = domain::catalog::Catalog::builtin();
     let api = usecases::views::queries::SubscriptionDetails::on(&state, &catalog, ORG, SUBSCRIPTION, date).unwrap();
@@ -724,7 +724,7 @@ async fn as_of_answers_what_was_recorded_then(h: History) {
     assert_eq!(lines[0]["sourceIp"], "203.0.113.7");
     assert_eq!(lines[0]["eventType"], "OrganizationCreated");
     // Each line is the API's audit entry (`GET /audit`'s items), to the letter.
-    let state = projections::Projections::rebuild(&h.log, 9).await.unwrap();
+    let state = projections::LedgerState::rebuild(&h.log, 9).await.unwrap();
     let api: Vec<serde_json::Value> = state
         .audit
         .iter()
@@ -735,7 +735,7 @@ async fn as_of_answers_what_was_recorded_then(h: History) {
     // Rebuild prints the digest of the state it built.
     let output = h.replay(&["rebuild"]);
     assert!(output.status.success());
-    let (_, digest) = projections::Projections::rebuild(&h.log, 9).await.unwrap().encode();
+    let (_, digest) = projections::LedgerState::rebuild(&h.log, 9).await.unwrap().encode();
     assert!(stdout(&output).contains(&digest.to_hex()), "{}", stdout(&output));
 }
 

@@ -179,10 +179,6 @@ pub fn named_by(record: &Record, event: &LedgerEvent) -> Option<Credential> {
 /// Waits, until `deadline`, for the read models to include `sequence`;
 /// [`Error::ProjectionLagging`] past it. No wait when they already do.
 pub async fn wait_until(ledger: &Ledger, sequence: u64, deadline: Instant) -> Result<(), Error> {
-    if ledger.projections.applied() < sequence {
-        let left = deadline.saturating_duration_since(Instant::now());
-        ledger.projections.wait_for(sequence, left).await.map_err(|_| Error::ProjectionLagging(sequence))?;
-    }
     if ledger.models.applied() < sequence {
         let left = deadline.saturating_duration_since(Instant::now());
         ledger.models.wait_for(sequence, left).await.map_err(|_| Error::ProjectionLagging(sequence))?;

@@ -75,18 +75,6 @@ impl From<store::StoreError> for Error {
     }
 }
 
-impl From<projections::ProjectionError> for Error {
-    fn from(error: projections::ProjectionError) -> Self {
-        match error {
-            projections::ProjectionError::Lagging { wanted, .. } => Error::ProjectionLagging(wanted),
-            projections::ProjectionError::RolledBack(_) | projections::ProjectionError::Broken(_) => {
-                Error::ReadModelFailed
-            }
-            other => Error::Unavailable(other.to_string()),
-        }
-    }
-}
-
 /// The read-model tables could not be read: unavailable (503), or, for a
 /// row this version cannot decode, a bug (500).
 impl From<projections::db::DbError> for Error {
@@ -110,4 +98,3 @@ impl From<domain::workflows::Refusal> for Error {
         }
     }
 }
-

@@ -19,7 +19,6 @@ use chrono::NaiveDate;
 use domain::catalog::Catalog;
 use domain::subscription::{Policy, Services};
 use domain::{Clock, OrganizationId, Timestamp};
-use projections::Projections;
 use store::EventLog;
 
 pub mod acknowledged;
@@ -72,7 +71,6 @@ pub struct LedgerConfig {
 #[derive(Clone)]
 pub struct Ledger {
     pub log: EventLog,
-    pub projections: Arc<Projections>,
     /// The durable read models (tables), their runner and leadership.
     pub models: Arc<readmodels::ReadModels>,
     /// What a license validation needs per key, for a moment (bounded).
@@ -108,12 +106,10 @@ impl Ledger {
             tracing::warn!(file = %tokens.display(), "first-start tokens are still on disk: store them elsewhere and delete the file");
         }
         let log = open_log(config, clock.clone()).await?;
-        let projections = Projections::start(log.clone(), clock.clone()).await?;
         let catalog = Arc::new(Catalog::builtin());
         let models = readmodels::ReadModels::start(config, log.clone(), &catalog).await?;
         Ok(Self {
             log,
-            projections,
             models,
             validation_cache: Arc::default(),
             clock,

@@ -24,26 +24,17 @@ pub async fn readiness(ledger: &Ledger) -> Readiness {
             return not_ready("database unavailable");
         }
     };
-    if let Some(failure) = ledger.projections.failed() {
-        // What kind of failure is public (a load balancer's operator needs
-        // it); its figures (sequences, hashes) are not.
-        let status = match failure {
-            projections::Failure::RolledBack(_) => "the log was rolled back behind the read models",
-            projections::Failure::Stopped(_) => "projection stopped",
-        };
-        return Readiness { detail: Some(failure.to_string()), ..not_ready(status) };
-    }
     if let Some(failure) = ledger.models.failed() {
         let status =
             if failure.rolled_back { "the log was rolled back behind the read models" } else { "projection stopped" };
         return Readiness { detail: Some(failure.to_string()), ..not_ready(status) };
     }
-    let applied = ledger.projections.applied().min(ledger.models.applied());
+    let applied = ledger.models.applied();
     // Commands answer before the read models apply them, so being a few
     // records behind for a moment is the normal state of a busy node, and
     // reads wait for what they must see (`acknowledged`): only a lag that
     // lasts makes it not ready.
-    let ready = applied >= head || ledger.projections.lag().max(ledger.models.lag()) < READY_LAG_MAX;
+    let ready = applied >= head || ledger.models.lag() < READY_LAG_MAX;
     Readiness {
         status: if ready { "ready" } else { "catching up" },
         head: Some(head),

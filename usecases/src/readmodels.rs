@@ -98,23 +98,27 @@ impl ReadModels {
         let names: Vec<String> = all.iter().map(|projection| projection.name().to_owned()).collect();
         // What the tables hold already, before anything answers: a node
         // that just started reads from where they are, not from 0.
-        let stored = db.applied(&names.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let stored = db.applied(&name_refs).await?;
+        let failure = rolled_back_at_start(&db, &log, &name_refs).await?;
         let mut runner = Runner::new(log.clone(), db.clone(), all)?;
         let own = runner.applied();
         let followed = Applied::follow(db.clone(), names);
         let (sender, applied) = watch::channel(stored.max(followed.get()).max(own.get()));
-        let models = Arc::new(Self { db, leadership, applied, failure: Mutex::new(None), behind: Mutex::new(None) });
+        let stopped = failure.is_some();
+        let failure = Mutex::new(failure);
+        let models = Arc::new(Self { db, leadership, applied, failure, behind: Mutex::new(None) });
         tokio::spawn(merge_applied(own, followed, sender));
-        tokio::spawn({
+        if !stopped {
             let models = models.clone();
-            async move {
+            tokio::spawn(async move {
                 let error = runner.lead(&models.leadership).await;
                 let rolled_back = matches!(error, RunnerError::Mismatch { .. });
                 let failure = ModelsFailure { sequence: error.sequence(), reason: error.to_string(), rolled_back };
                 tracing::error!(%failure, "read models stopped; only `ledger projections rebuild` continues");
                 *lock(&models.failure) = Some(failure);
-            }
-        });
+            });
+        }
         tokio::spawn(watch_lag(Arc::downgrade(&models), log));
         Ok(models)
     }
@@ -153,6 +157,23 @@ impl ReadModels {
     pub fn leadership(&self) -> &Leadership {
         &self.leadership
     }
+}
+
+/// Before anything is served, on every node (the leader's runner would
+/// notice it too, but only once it leads): a checkpoint the log no longer
+/// holds means the log was rolled back behind the tables.
+async fn rolled_back_at_start(
+    db: &ReadModelDb,
+    log: &EventLog,
+    names: &[&str],
+) -> anyhow::Result<Option<ModelsFailure>> {
+    let rollbacks = projections::db::check_checkpoints(db, log, names).await?;
+    Ok(rollbacks.first().map(|rollback| {
+        let failure =
+            ModelsFailure { sequence: Some(rollback.applied), reason: rollback.to_string(), rolled_back: true };
+        tracing::error!(%failure, "read models stopped; only `ledger projections rebuild` continues");
+        failure
+    }))
 }
 
 /// Publishes the higher of the runner's own commits and the checkpoints

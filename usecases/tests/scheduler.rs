@@ -79,7 +79,6 @@ async fn the_scheduler_pauses_while_the_read_models_have_failed(ledger: Ledger) 
         assert!(started.elapsed() < FAILURE_WAIT, "the read-model tables did not stop at the corrupt checkpoints");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(ledger.projections.failed().is_none(), "only the tables failed: they alone pause the scheduler");
     // What the tables had applied says the term's end is due.
     let id = domain::SubscriptionId(subscription.subscription_id);
     let stale = projections::models::subscriptions::subscription(&ledger.models.db, id).await.unwrap().unwrap();
