@@ -52,7 +52,7 @@ fi
 cd "$root"
 cargo build --release -p ledger-api --bin ledger -p ledger-tests --bin ledger-fill --bin ledger-load >&2
 bin=${CARGO_TARGET_DIR:-$root/target}/release
-export LEDGER_OPERATOR_TOKEN=${LEDGER_OPERATOR_TOKEN:-bench-operator-$RANDOM$RANDOM$RANDOM}
+export LEDGER_OPERATOR_TOKEN=${LEDGER_OPERATOR_TOKEN:-bench-operator-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n")}
 mkdir -p "$work"
 server_pid=""
 sampler_pid=""

@@ -28,6 +28,8 @@ mod writer;
 
 pub use domain::record::CHAIN_GENESIS;
 pub use read_only::ReadOnlyLog;
+/// A path as the path of a SQLite `file:` URI (the read-only readers' `immutable=1` opens).
+pub use sqlite::uri_path as sqlite_uri_path;
 
 /// Requests waiting for the writer; a full queue makes `append` wait.
 pub const QUEUE_REQUESTS_MAX: usize = 1024;

@@ -212,7 +212,7 @@ impl ReadMode {
 /// A path as the path of a `file:` URI: every byte but unreserved ones
 /// and `/` percent-encoded, so `?`, `#` and `%` in a directory name stay
 /// part of the path.
-fn uri_path(path: &Path) -> String {
+pub fn uri_path(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut uri = String::new();
     for &byte in path.as_os_str().as_bytes() {
@@ -292,7 +292,7 @@ impl Writer {
             commit(&mut connection, commands, groups, now)
         })
         .await
-        .expect("a commit does not panic")
+        .unwrap_or_else(|error| Err(CommitError { error: blocking_failed(error), at_commit: true }))
     }
 }
 
@@ -455,7 +455,7 @@ impl Readers {
             result.and_then(|value| unchanged.map(|()| value))
         })
         .await
-        .expect("a read does not panic")
+        .unwrap_or_else(|error| Err(blocking_failed(error)))
     }
 
     pub(crate) async fn save_snapshot(&self, snapshot: Snapshot, now: Timestamp) -> Result<(), StoreError> {
@@ -666,4 +666,14 @@ fn collect(
     rows: impl Iterator<Item = rusqlite::Result<Result<Record, StoreError>>>,
 ) -> Result<Vec<Record>, StoreError> {
     rows.map(|row| row?).collect()
+}
+
+/// A blocking task that did not finish: a panic is the caller's again; a
+/// task cancelled because the runtime is shutting down is an error, not a
+/// panic (a read or commit in flight when a process exits).
+fn blocking_failed(error: tokio::task::JoinError) -> StoreError {
+    match error.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(_) => StoreError::Io("the runtime shut down while the database was in use".into()),
+    }
 }

@@ -140,7 +140,7 @@ impl SqliteDb {
         let (path, read_flags) = if Path::new(&wal).exists() {
             (path.to_owned(), OpenFlags::SQLITE_OPEN_READ_ONLY)
         } else {
-            let uri = format!("file:{}?immutable=1", uri_path(path));
+            let uri = format!("file:{}?immutable=1", store::sqlite_uri_path(path));
             (PathBuf::from(uri), OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
         };
         let writer = tokio::task::spawn_blocking({
@@ -176,7 +176,11 @@ impl SqliteDb {
             result
         })
         .await
-        .expect("a read does not panic")
+        .unwrap_or_else(|error| match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Not started before the runtime shut down (a process exiting).
+            Err(_) => Err(DbError::Io(Arc::new(std::io::Error::other("the runtime shut down before the read")))),
+        })
     }
 
     /// Runs `write` on the writer connection on a blocking thread.
@@ -252,22 +256,6 @@ impl SqliteDb {
     pub(crate) async fn commit(&self, batch: Arc<Batch>, advances: Vec<Advance>) -> Result<(), CommitError> {
         self.write(move |connection| commit(connection, &batch, &advances)).await
     }
-}
-
-/// A path as the path of a `file:` URI: every byte but unreserved ones
-/// and `/` percent-encoded, so `?`, `#` and `%` in a directory name stay
-/// part of the path (as the log's read-only reader does).
-fn uri_path(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut uri = String::new();
-    for &byte in path.as_os_str().as_bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'-' | b'_' | b'.' | b'~') {
-            uri.push(byte as char);
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    uri
 }
 
 /// A receiver as a stream, without another dependency.

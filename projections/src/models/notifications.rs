@@ -270,11 +270,7 @@ pub async fn pending(db: &ReadModelDb, size: usize) -> Result<Vec<PendingNotice>
             vec![limit_param(page_limit(size))],
         )
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(PendingNotice { id: NotificationId(uuid(row, 0)?), decided_at: row.uint(1)?, notice: decoded(row, 2)? })
-        })
-        .collect()
+    rows.iter().map(pending_of).collect()
 }
 
 /// One pending notice: what the sender looks up right before sending.
@@ -282,10 +278,7 @@ pub async fn pending_notice(db: &ReadModelDb, id: NotificationId) -> Result<Opti
     let row = db
         .query_opt("SELECT id, decided_at, notice FROM rm_notifications_pending WHERE id = $1", vec![id.0.into()])
         .await?;
-    row.map(|row| {
-        Ok(PendingNotice { id: NotificationId(uuid(&row, 0)?), decided_at: row.uint(1)?, notice: decoded(&row, 2)? })
-    })
-    .transpose()
+    row.as_ref().map(pending_of).transpose()
 }
 
 /// The expiry reminders due on `today` and not sent (nor skipped) yet:
@@ -331,11 +324,7 @@ pub async fn pending_of_organization(
             vec![organization_id.0.into(), limit_param(page_limit(size))],
         )
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(PendingNotice { id: NotificationId(uuid(row, 0)?), decided_at: row.uint(1)?, notice: decoded(row, 2)? })
-        })
-        .collect()
+    rows.iter().map(pending_of).collect()
 }
 
 /// Pending notices decided after sequence `from` (where the sender began:
@@ -360,11 +349,7 @@ pub async fn pending_since(
             vec![Value::uint(at)?, id.into(), limit_param(page_limit(size))],
         )
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(PendingNotice { id: NotificationId(uuid(row, 0)?), decided_at: row.uint(1)?, notice: decoded(row, 2)? })
-        })
-        .collect()
+    rows.iter().map(pending_of).collect()
 }
 
 /// [`due_reminders`] a page at a time: the reminders due on `today` among
@@ -396,4 +381,9 @@ pub async fn due_reminders_page(
         }
     }
     Ok((due, next))
+}
+
+/// A row of `rm_notifications_pending` read as `id, decided_at, notice`.
+fn pending_of(row: &crate::db::Row) -> Result<PendingNotice, DbError> {
+    Ok(PendingNotice { id: NotificationId(uuid(row, 0)?), decided_at: row.uint(1)?, notice: decoded(row, 2)? })
 }
