@@ -33,8 +33,9 @@ pub async fn readiness(ledger: &Ledger) -> Readiness {
     // Commands answer before the read models apply them, so being a few
     // records behind for a moment is the normal state of a busy node, and
     // reads wait for what they must see (`acknowledged`): only a lag that
-    // lasts makes it not ready.
-    let ready = applied >= head || ledger.models.lag() < READY_LAG_MAX;
+    // lasts makes it not ready, or a node that has not yet caught up with
+    // the log as it was when it started.
+    let ready = applied >= head || (ledger.models.started() && ledger.models.lag() < READY_LAG_MAX);
     Readiness {
         status: if ready { "ready" } else { "catching up" },
         head: Some(head),

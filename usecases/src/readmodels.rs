@@ -61,6 +61,10 @@ pub struct ReadModels {
     failure: Mutex<Option<ModelsFailure>>,
     /// The oldest head this node has seen and not yet applied, and since when.
     behind: Mutex<Option<(u64, Instant)>>,
+    /// The log's head when this node started: it is not ready before its
+    /// read models include it (a node that starts far behind, or on an
+    /// empty read-model database, catches up first).
+    head_at_start: u64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,13 +105,15 @@ impl ReadModels {
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let stored = db.applied(&name_refs).await?;
         let failure = rolled_back_at_start(&db, &log, &name_refs).await?;
+        let head_at_start = log.head().await?.sequence;
         let mut runner = Runner::new(log.clone(), db.clone(), all)?;
         let own = runner.applied();
         let followed = Applied::follow(db.clone(), names);
         let (sender, applied) = watch::channel(stored.max(followed.get()).max(own.get()));
         let stopped = failure.is_some();
         let failure = Mutex::new(failure);
-        let models = Arc::new(Self { db, leadership, applied, failure, behind: Mutex::new(None) });
+        let behind = Mutex::new(None);
+        let models = Arc::new(Self { db, leadership, applied, failure, behind, head_at_start });
         tokio::spawn(merge_applied(own, followed, sender));
         if !stopped {
             let models = models.clone();
@@ -146,6 +152,12 @@ impl ReadModels {
     /// zero when they were caught up at the last check.
     pub fn lag(&self) -> Duration {
         lock(&self.behind).map(|(_, since)| since.elapsed()).unwrap_or_default()
+    }
+
+    /// Whether the read models include the log as it was when this node
+    /// started: until then it is catching up, not ready.
+    pub fn started(&self) -> bool {
+        self.applied() >= self.head_at_start
     }
 
     /// Whether this node runs the projections, the scheduler and the

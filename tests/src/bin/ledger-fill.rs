@@ -46,7 +46,7 @@ const USAGE_ONE_IN: u64 = 10;
 const UPGRADE_ONE_IN: usize = 20;
 /// Every this many-th organization cancels at its term's end.
 const CANCEL_ONE_IN: usize = 33;
-/// How long the fill waits for its own read models (before a billing run).
+/// How long the fill waits for its own read models (before its commands).
 const READ_MODELS_WAIT: Duration = Duration::from_secs(600);
 /// Microseconds in a day.
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -227,6 +227,14 @@ fn deployment_id(index: usize) -> String {
 /// The lifecycle of a day: upgrades a third of the way in, cancellations
 /// half way, and the billing run of a month on the next month's first day.
 async fn lifecycle(ledger: &Ledger, keys: &mut [Key], offset: u32, days: u32, day: NaiveDate) -> anyhow::Result<()> {
+    let commands = offset == days / 3 || offset == days / 2 || day.day() == 1;
+    if commands {
+        // Each command waits (5 s at most) for the read models to include
+        // what this node acknowledged, the batch appends too; a projector
+        // slower than the fill (PostgreSQL) would make it refuse.
+        let head = ledger.log.head().await?.sequence;
+        ledger.models.wait_for(head, READ_MODELS_WAIT).await?;
+    }
     if offset == days / 3 {
         upgrade(ledger, keys).await?;
     }
@@ -234,8 +242,6 @@ async fn lifecycle(ledger: &Ledger, keys: &mut [Key], offset: u32, days: u32, da
         cancel(ledger, keys).await?;
     }
     if day.day() == 1 {
-        let head = ledger.log.head().await?.sequence;
-        ledger.models.wait_for(head, READ_MODELS_WAIT).await?;
         let period = (day - chrono::Days::new(1)).format("%Y-%m").to_string();
         let run = usecases::billing::run(ledger, &Caller::Operator, "ledger-fill", &period, false).await?;
         eprintln!("billing run {period}: {} issued, {} failed", run.invoices.len(), run.failed.len());
