@@ -411,7 +411,7 @@ async fn prove(sequence: u64, checkpoint: Option<PathBuf>, from: From) -> Outcom
         bail!("sequence {sequence} is not in a tree of size {size}");
     }
     let proof = done.tree.inclusion_proof(sequence - 1, size)?;
-    let mut pages = source.pages();
+    let mut pages = source.pages(size);
     let mut record = None;
     while let Some(page) = pages.recv().await {
         if let Some(found) = page?.into_iter().find(|r| r.header.sequence == sequence) {

@@ -6,7 +6,9 @@
 //! Every projection of `projections::models::all` and the Merkle
 //! projection are rebuilt, each up to the sequence it is compared at: the
 //! live read models' checkpoint (projections whose checkpoints differ are
-//! rebuilt each to its own, by one [`Rebuild`] per checkpoint).
+//! rebuilt each to its own, by one [`Rebuild`] per checkpoint). The live
+//! read models are read through one snapshot taken when they are opened,
+//! so a server may go on applying the log while replay compares.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use domain::catalog::Catalog;
 use domain::record::Record;
 use projections::db::merkle::MerkleProjection;
 use projections::db::{
-    Checkpoint, Difference, Projection, READMODELS_FILE, ReadModelDb, Rebuild, Row, RunnerError, Table, Value,
+    Checkpoint, Difference, Projection, READMODELS_FILE, ReadModelDb, Rebuild, Row, RunnerError, Snapshot, Table, Value,
 };
 
 use crate::walk::Failure;
@@ -197,10 +199,12 @@ fn check_out(path: &Path, data_dir: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The live read models, opened read-only, and where each projection's
-/// checkpoint stood when opened.
+/// The live read models, opened read-only, one snapshot of them taken
+/// when opened, and where each projection's checkpoint stood in it.
 pub struct Live {
-    pub db: ReadModelDb,
+    /// What is compared: the tables as they were when opened, however a
+    /// server's runner moves them on while replay runs.
+    pub snapshot: Snapshot,
     /// Where they are, for messages.
     pub what: String,
     pub checkpoints: Vec<(&'static str, Option<Checkpoint>)>,
@@ -235,11 +239,12 @@ pub async fn open_live(
         (None, None) => return Ok(Err("no live read models".into())),
     };
     let names: Vec<&'static str> = projections().iter().map(|p| p.name()).collect();
-    let found = db.checkpoints(&names).await.with_context(|| format!("reading the checkpoints of {what}"))?;
+    let snapshot = db.snapshot().await.with_context(|| format!("reading {what}"))?;
+    let found = snapshot.checkpoints(&names).await.with_context(|| format!("reading the checkpoints of {what}"))?;
     if found.iter().all(|c| c.is_none_or(|c| c.sequence == 0)) {
         return Ok(Err(format!("{what} hold nothing yet (every checkpoint at sequence 0)")));
     }
-    let live = Live { db, what, checkpoints: names.into_iter().zip(found).collect(), unlocked };
+    let live = Live { snapshot, what, checkpoints: names.into_iter().zip(found).collect(), unlocked };
     live.unchanged()?;
     Ok(Ok(live))
 }
@@ -250,26 +255,8 @@ impl Live {
         self.checkpoints.iter().find(|(n, _)| *n == name).and_then(|(_, c)| *c).map_or(0, |c| c.sequence)
     }
 
-    /// Fails when the live read models moved since they were opened: what
-    /// was rebuilt is no longer what they hold.
-    async fn still(&self) -> anyhow::Result<()> {
-        self.unchanged()?;
-        let names: Vec<&str> = self.checkpoints.iter().map(|(name, _)| *name).collect();
-        let now = self.db.checkpoints(&names).await?;
-        for ((name, then), now) in self.checkpoints.iter().zip(now) {
-            if *then != now {
-                let at = |c: Option<Checkpoint>| c.map_or(0, |c| c.sequence);
-                bail!(
-                    "the live read models moved while replay ran ({name} from sequence {} to {}): a server is \
-                     applying the log; verify a stopped server's data, or a copy of it",
-                    at(*then),
-                    at(now)
-                );
-            }
-        }
-        Ok(())
-    }
-
+    /// Fails when a file read without locks changed since it was opened
+    /// (a ledger process opened it): its snapshot is not one.
     fn unchanged(&self) -> anyhow::Result<()> {
         let Some((path, stamp)) = &self.unlocked else { return Ok(()) };
         if FileStamp::of(path)? != *stamp {
@@ -307,7 +294,7 @@ pub async fn compare_live(
     rebuilt: &[(&'static str, Checkpoint)],
     scratch: &Scratch,
 ) -> anyhow::Result<Result<String, Failure>> {
-    live.still().await?;
+    live.unchanged()?;
     for (name, then) in &live.checkpoints {
         let Some(then) = then else { continue };
         let built = rebuilt.iter().find(|(n, _)| n == name).map_or(Checkpoint::START, |(_, c)| *c);
@@ -327,8 +314,8 @@ pub async fn compare_live(
         }
     }
     let tables = tables();
-    let difference = projections::db::compare(&scratch.db, &live.db, &tables).await?;
-    live.still().await?;
+    let difference = projections::db::compare(&scratch.db, &live.snapshot, &tables).await?;
+    live.unchanged()?;
     if let Some(difference) = difference {
         let sequence = projection_of(difference.table).map_or(0, |name| live.sequence_of(name));
         let what = format!(

@@ -89,12 +89,14 @@ impl Source {
         }
     }
 
-    /// Every record in stored order, a page at a time, read ahead.
-    pub fn pages(&self) -> mpsc::Receiver<anyhow::Result<Vec<Record>>> {
+    /// Every record in stored order, a page at a time, read ahead: from a
+    /// log, those up to `head` (the head [`Source::head`] read), which a
+    /// server may be appending past meanwhile; from a file, all of them.
+    pub fn pages(&self, head: u64) -> mpsc::Receiver<anyhow::Result<Vec<Record>>> {
         let (tx, rx) = mpsc::channel(PAGES_AHEAD);
         match self {
             Self::Log { log, .. } => {
-                tokio::spawn(log_pages(log.clone(), tx));
+                tokio::spawn(log_pages(log.clone(), head, tx));
             }
             Self::File { path } => {
                 let path = path.clone();
@@ -108,18 +110,10 @@ impl Source {
 /// Where a page goes: to the walk, which may have stopped listening.
 type Pages = mpsc::Sender<anyhow::Result<Vec<Record>>>;
 
-/// The log's pages. Up to the head, pages are ranges computed ahead, read
-/// several at once (a missing record just makes a short page, which linking
-/// names); past it, pages are read in turn until one comes back empty.
-async fn log_pages(log: ReadOnlyLog, tx: Pages) {
+/// The log's pages up to `head`: ranges computed ahead, read several at
+/// once (a missing record just makes a short page, which linking names).
+async fn log_pages(log: ReadOnlyLog, head: u64, tx: Pages) {
     use futures::StreamExt;
-    let head = match log.head().await {
-        Ok(head) => head.sequence,
-        Err(error) => {
-            let _ = tx.send(Err(error.into())).await;
-            return;
-        }
-    };
     let page = READ_PAGE_RECORDS as u64;
     let ranges = (1..=head).step_by(READ_PAGE_RECORDS).map(move |from| from..=(from + page - 1).min(head));
     let mut reads = std::pin::pin!(
@@ -131,26 +125,25 @@ async fn log_pages(log: ReadOnlyLog, tx: Pages) {
             return;
         }
     }
-    pages_past_the_head(&log, head, &tx).await;
 }
 
-/// The rows past the head the log claims (written behind the writer's
-/// back), a page at a time until one comes back empty.
-async fn pages_past_the_head(log: &ReadOnlyLog, head: u64, tx: &Pages) {
-    let mut from = head + 1;
-    loop {
-        let page = log.read_page(from..=i64::MAX as u64, READ_PAGE_RECORDS).await;
-        let next = match &page {
-            Ok(records) => match records.last() {
-                Some(last) => last.header.sequence.saturating_add(1),
-                None => return,
-            },
-            Err(_) => u64::MAX,
-        };
-        if tx.send(page.map_err(Into::into)).await.is_err() || next == u64::MAX {
-            return;
+impl Source {
+    /// Rows past `head` that no head acknowledges: written behind the
+    /// writer's back. A server appending while replay runs moves the head
+    /// past its new rows in the same transaction, so every row read here
+    /// before the head is read again is covered by it; one that is not
+    /// comes back as (the last row's sequence, the head now).
+    pub async fn past_the_head(&self, head: u64) -> anyhow::Result<Option<(u64, u64)>> {
+        let Self::Log { log, .. } = self else { return Ok(None) };
+        let (mut from, mut last) = (head.saturating_add(1), None);
+        loop {
+            let page = log.read_page(from..=i64::MAX as u64, READ_PAGE_RECORDS).await?;
+            let Some(record) = page.last() else { break };
+            last = Some(record.header.sequence);
+            from = record.header.sequence.saturating_add(1);
         }
-        from = next;
+        let now = log.head().await?.sequence;
+        Ok(last.filter(|last| *last > now).map(|last| (last, now)))
     }
 }
 
@@ -284,7 +277,7 @@ fn parse_line(line: &str) -> anyhow::Result<Record> {
 }
 
 /// Writes the history as JSON Lines: a header with the head, then one
-/// record a line, in order.
+/// record a line, in order, up to that head (a server may append on).
 pub async fn export(source: &Source, out: &mut impl Write) -> anyhow::Result<u64> {
     let head = source.head().await?.unwrap_or_default();
     let header = ExportHeader {
@@ -297,7 +290,7 @@ pub async fn export(source: &Source, out: &mut impl Write) -> anyhow::Result<u64
     };
     serde_json::to_writer(&mut *out, &header)?;
     out.write_all(b"\n")?;
-    let mut pages = source.pages();
+    let mut pages = source.pages(head.sequence);
     let mut written = 0;
     while let Some(page) = pages.recv().await {
         for record in page? {
@@ -305,6 +298,12 @@ pub async fn export(source: &Source, out: &mut impl Write) -> anyhow::Result<u64
             out.write_all(b"\n")?;
             written += 1;
         }
+    }
+    if let Some((last, now)) = source.past_the_head(head.sequence).await? {
+        anyhow::bail!(
+            "the log holds rows to sequence {last} that its head (sequence {now}) never acknowledged: \
+             `replay verify` names them; the export stops at the head"
+        );
     }
     out.flush()?;
     Ok(written)

@@ -114,7 +114,7 @@ pub async fn walk_into(
     let snapshot = if plan.snapshot { source.snapshot().await? } else { None };
     let mut pass = Pass::new(plan, snapshot);
     let bar = progress(plan, head.map(|h| h.sequence));
-    let mut pages = source.pages();
+    let mut pages = source.pages(head.map_or(0, |h| h.sequence));
     while let Some(page) = pages.recv().await {
         let Prepared { records, decoded, leaf_failure } = prepare_page(page?, plan.check_leaves).await;
         let checked = match pass.page(&records, decoded, leaf_failure) {
@@ -136,6 +136,13 @@ pub async fn walk_into(
         bar.set_position(pass.done.records);
     }
     bar.finish_and_clear();
+    if pass.is_whole()
+        && let Some(at) = head
+        && let Some((last, now)) = source.past_the_head(at.sequence).await?
+    {
+        let defect = domain::record::Defect::HeadMismatch { last, head: now };
+        return Ok(Err(VerifyFailure { sequence: now + 1, defect }.into()));
+    }
     Ok(pass.finish(head))
 }
 
@@ -281,9 +288,14 @@ impl<'a> Pass<'a> {
 
     /// After the last record: a whole walk must end at the head the log
     /// claims and have met the live snapshot.
+    /// Whether the plan walks the whole history (no stop).
+    fn is_whole(&self) -> bool {
+        self.plan.until_sequence.is_none() && self.plan.until_time.is_none()
+    }
+
     fn finish(mut self, head: Option<Head>) -> Result<Walk, Failure> {
         self.done.invoices_checked = self.invoices.checked();
-        let whole = self.plan.until_sequence.is_none() && self.plan.until_time.is_none();
+        let whole = self.is_whole();
         if whole && let Some(head) = head {
             self.verifier.check_head(head.sequence, &head.chain_hash)?;
         }

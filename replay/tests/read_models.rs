@@ -25,8 +25,9 @@ impl Clock for FixedClock {
     }
 }
 
-fn org(n: u8) -> OrganizationId {
-    OrganizationId(uuid::Uuid::from_bytes([1, 148, 160, 0, 0, 0, 112, 0, 128, 0, 0, 0, 0, 0, 0, n]))
+fn org(n: u16) -> OrganizationId {
+    let [high, low] = n.to_be_bytes();
+    OrganizationId(uuid::Uuid::from_bytes([1, 148, 160, 0, 0, 0, 112, 0, 128, 0, 0, 0, 0, 0, high, low]))
 }
 
 fn replay(args: &[&str]) -> Output {
@@ -50,7 +51,7 @@ fn new_dir() -> tempfile::TempDir {
 }
 
 /// Appends `count` organizations, from number `first` on.
-async fn organizations(log: &EventLog, first: u8, count: u8) {
+async fn organizations(log: &EventLog, first: u16, count: u16) {
     for n in first..first + count {
         let created = OrganizationEvent::OrganizationCreated(OrganizationCreated {
             id: org(n),
@@ -109,7 +110,7 @@ fn names(dir: &Path) -> Vec<PathBuf> {
 async fn data_dir(count: u8) -> (tempfile::TempDir, EventLog, ReadModelDb) {
     let dir = new_dir();
     let log = EventLog::open_sqlite(&dir.path().join("ledger.sqlite"), Arc::new(FixedClock)).await.unwrap();
-    organizations(&log, 1, count).await;
+    organizations(&log, 1, count.into()).await;
     let db = ReadModelDb::open_sqlite(dir.path()).await.unwrap();
     assert_eq!(project(&log, &db).await, u64::from(count));
     (dir, log, db)
@@ -290,4 +291,63 @@ async fn verify_compares_the_postgres_read_models_beside_the_log() {
     let key =
         format!("table rm_organizations key ({}): column name rebuilt \"Organization 3\", live \"Forged\"", org(3).0);
     assert!(said.contains(&key), "{said}");
+}
+
+/// `replay verify` run three times while a runner appends and applies
+/// organizations beside it, as a live server does: each run compares one
+/// snapshot of the live read models, so the tables moving on meanwhile is
+/// no failure (it was: "the live read models moved while replay ran").
+async fn verify_while_the_read_models_move(args: &[&str], log: EventLog, db: ReadModelDb) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let (stop, applied) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let mover = tokio::spawn({
+        let (stop, applied) = (stop.clone(), applied.clone());
+        async move {
+            let mut runner = Runner::new(log.clone(), db, all_projections()).unwrap();
+            let mut next = 1000;
+            while !stop.load(Ordering::SeqCst) && next < 60_000 {
+                organizations(&log, next, 5).await;
+                applied.store(runner.catch_up().await.unwrap(), Ordering::SeqCst);
+                next += 5;
+            }
+        }
+    });
+    while applied.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    for _ in 0..3 {
+        let before = applied.load(Ordering::SeqCst);
+        let args = args.clone();
+        let output = tokio::task::spawn_blocking(move || replay(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap();
+        let said = text(&output);
+        assert!(applied.load(Ordering::SeqCst) > before, "the read models moved while verify ran");
+        assert!(output.status.success(), "{said}");
+        assert!(said.contains("match the live read models"), "{said}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    mover.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_compares_a_snapshot_while_a_server_applies_the_log() {
+    let (dir, log, db) = data_dir(3).await;
+    verify_while_the_read_models_move(&["verify", "--data-dir", dir.path().to_str().unwrap()], log, db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_compares_a_postgres_snapshot_while_a_server_applies_the_log() {
+    let Some(url) = store::testing::postgres_url("read_models::verify_compares_a_postgres_snapshot") else {
+        return;
+    };
+    let schema = store::testing::fresh_schema(&url).await;
+    let log = EventLog::open_postgres(schema.options.clone(), Arc::new(FixedClock)).await.unwrap();
+    organizations(&log, 1, 3).await;
+    let db = ReadModelDb::open_postgres(schema.options.clone()).await.unwrap();
+    assert_eq!(project(&log, &db).await, 3);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let database_url = format!("{url}{separator}options=-c%20search_path%3D{}", schema.name);
+    verify_while_the_read_models_move(&["verify", "--database-url", &database_url], log, db).await;
 }

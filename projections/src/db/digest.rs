@@ -13,7 +13,7 @@ use domain::record::Hash;
 use futures::StreamExt;
 
 use super::table::{Row, Table, Value};
-use super::{DbError, ReadModelDb};
+use super::{DbError, Scan};
 
 const DIGEST_CONTEXT: &str = "ledger 2026-11-29 read model table digest v1";
 
@@ -26,7 +26,7 @@ pub struct TableDigest {
 }
 
 /// The digest of each of `tables` in `db`, in the order given.
-pub async fn digest(db: &ReadModelDb, tables: &[Table]) -> Result<Vec<TableDigest>, DbError> {
+pub async fn digest(db: &impl Scan, tables: &[Table]) -> Result<Vec<TableDigest>, DbError> {
     let mut digests = Vec::with_capacity(tables.len());
     for table in tables {
         let mut hasher = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
@@ -34,7 +34,7 @@ pub async fn digest(db: &ReadModelDb, tables: &[Table]) -> Result<Vec<TableDiges
         for column in table.columns {
             Value::from(column.name).digest_into(&mut hasher);
         }
-        let mut rows = db.scan(*table);
+        let mut rows = db.scan_table(*table);
         let mut count = 0u64;
         while let Some(row) = rows.next().await {
             for value in &row?.0 {
@@ -65,10 +65,10 @@ impl std::fmt::Display for Difference {
 
 /// Compares `tables` of two databases row by row, in key order; the first
 /// difference, or `None` when they hold the same rows.
-pub async fn compare(left: &ReadModelDb, right: &ReadModelDb, tables: &[Table]) -> Result<Option<Difference>, DbError> {
+pub async fn compare(left: &impl Scan, right: &impl Scan, tables: &[Table]) -> Result<Option<Difference>, DbError> {
     for table in tables {
         let key = |row: &Row| row.0[..table.key_columns].to_vec();
-        let (mut lefts, mut rights) = (left.scan(*table), right.scan(*table));
+        let (mut lefts, mut rights) = (left.scan_table(*table), right.scan_table(*table));
         let (mut l, mut r) = (lefts.next().await.transpose()?, rights.next().await.transpose()?);
         loop {
             let order = match (&l, &r) {

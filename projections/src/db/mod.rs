@@ -248,20 +248,17 @@ impl ReadModelDb {
     /// The stored checkpoints of `names`, in order; `None` for a name that
     /// has none yet.
     pub async fn checkpoints(&self, names: &[&str]) -> Result<Vec<Option<Checkpoint>>, DbError> {
-        let mut found = Vec::with_capacity(names.len());
-        for name in names {
-            let row = self
-                .query_opt(
-                    "SELECT sequence, chain_hash FROM readmodel_checkpoints WHERE name = $1",
-                    vec![(*name).into()],
-                )
-                .await?;
-            found.push(
-                row.map(|row| Ok::<_, DbError>(Checkpoint { sequence: row.uint(0)?, chain_hash: row.hash(1)? }))
-                    .transpose()?,
-            );
-        }
-        Ok(found)
+        pick_checkpoints(self.query(CHECKPOINTS_SQL, Vec::new()).await?, names)
+    }
+
+    /// A consistent view of the read models as they are now, however a
+    /// runner moves them on meanwhile: what `replay verify` compares a
+    /// rebuild with on a live server's database.
+    pub async fn snapshot(&self) -> Result<Snapshot, DbError> {
+        Ok(Snapshot(match &self.backend {
+            Backend::Sqlite(db) => SnapshotBackend::Sqlite(db.snapshot().await?),
+            Backend::Postgres(pool) => SnapshotBackend::Postgres(postgres::snapshot(pool).await?),
+        }))
     }
 
     /// The lowest checkpoint among `names` (0 if one has none): the
@@ -337,6 +334,65 @@ impl ReadModelDb {
         match &self.backend {
             Backend::Sqlite(db) => db.commit(batch, advances).await,
             Backend::Postgres(pool) => postgres::commit(pool, &batch, &advances).await,
+        }
+    }
+}
+
+/// Every checkpoint row: a few dozen at most, one per projection.
+const CHECKPOINTS_SQL: &str = "SELECT name, sequence, chain_hash FROM readmodel_checkpoints";
+
+/// The checkpoints of `names`, in order, from [`CHECKPOINTS_SQL`]'s rows.
+fn pick_checkpoints(rows: Vec<Row>, names: &[&str]) -> Result<Vec<Option<Checkpoint>>, DbError> {
+    let mut found = vec![None; names.len()];
+    for row in rows {
+        let name = row.text(0)?;
+        if let Some(at) = names.iter().position(|n| *n == name) {
+            found[at] = Some(Checkpoint { sequence: row.uint(1)?, chain_hash: row.hash(2)? });
+        }
+    }
+    Ok(found)
+}
+
+/// A read-only view of the read models fixed when it was taken
+/// ([`ReadModelDb::snapshot`]): a read transaction held open on a
+/// connection of its own. Hold it briefly on a live server: while it is
+/// open, SQLite's `-wal` cannot be folded past it, and PostgreSQL keeps
+/// the row versions it sees.
+pub struct Snapshot(SnapshotBackend);
+
+enum SnapshotBackend {
+    Sqlite(sqlite::SqliteSnapshot),
+    Postgres(postgres::PgSnapshot),
+}
+
+impl Snapshot {
+    /// The checkpoints of `names` in this view, in order.
+    pub async fn checkpoints(&self, names: &[&str]) -> Result<Vec<Option<Checkpoint>>, DbError> {
+        let rows = match &self.0 {
+            SnapshotBackend::Sqlite(db) => db.query(CHECKPOINTS_SQL.to_owned(), Vec::new()).await?,
+            SnapshotBackend::Postgres(db) => db.query(CHECKPOINTS_SQL, Vec::new()).await?,
+        };
+        pick_checkpoints(rows, names)
+    }
+}
+
+/// What can be read table by table in key order: a database, or one
+/// snapshot of it. [`digest`] and [`compare`] read through it.
+pub trait Scan {
+    fn scan_table(&self, table: Table) -> futures::stream::BoxStream<'static, Result<Row, DbError>>;
+}
+
+impl Scan for ReadModelDb {
+    fn scan_table(&self, table: Table) -> futures::stream::BoxStream<'static, Result<Row, DbError>> {
+        self.scan(table)
+    }
+}
+
+impl Scan for Snapshot {
+    fn scan_table(&self, table: Table) -> futures::stream::BoxStream<'static, Result<Row, DbError>> {
+        match &self.0 {
+            SnapshotBackend::Sqlite(db) => db.scan(table),
+            SnapshotBackend::Postgres(db) => db.scan(table),
         }
     }
 }

@@ -82,21 +82,56 @@ pub(crate) fn scan(pool: PgPool, table: Table) -> BoxStream<'static, Result<Row,
     let (rows_tx, rows) = tokio::sync::mpsc::channel::<Result<Row, DbError>>(SCAN_ROWS_AHEAD);
     // A task owns the query and hands rows over as they are consumed: the
     // server streams them, so memory stays bounded by the channel.
-    tokio::spawn(async move {
-        let sql = table.scan_sql(Dialect::Postgres);
-        let mut found = sqlx::query(&sql).fetch(&pool);
-        while let Some(next) = found.next().await {
-            let next = next.map_err(DbError::from).and_then(|found| {
-                let Row(values) = row(&found)?;
-                Ok(Row(values.into_iter().zip(table.columns).map(|(v, c)| v.into_column(c.ty)).collect()))
-            });
-            let failed = next.is_err();
-            if rows_tx.send(next).await.is_err() || failed {
-                return;
-            }
-        }
-    });
+    tokio::spawn(async move { send_rows(&pool, table, rows_tx).await });
     futures::stream::unfold(rows, |mut rows| async move { rows.recv().await.map(|row| (row, rows)) }).boxed()
+}
+
+/// Sends `table`'s rows in key order, read through `executor`, until the
+/// receiver is gone or a row fails.
+async fn send_rows<'c, E: sqlx::Executor<'c, Database = Postgres>>(
+    executor: E,
+    table: Table,
+    rows_tx: tokio::sync::mpsc::Sender<Result<Row, DbError>>,
+) {
+    let sql = table.scan_sql(Dialect::Postgres);
+    let mut found = sqlx::query(&sql).fetch(executor);
+    while let Some(next) = found.next().await {
+        let next = next.map_err(DbError::from).and_then(|found| {
+            let Row(values) = row(&found)?;
+            Ok(Row(values.into_iter().zip(table.columns).map(|(v, c)| v.into_column(c.ty)).collect()))
+        });
+        let failed = next.is_err();
+        if rows_tx.send(next).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// One repeatable-read, read-only transaction on a connection of its own
+/// (not returned to the pool; closed when dropped): every read through it
+/// sees the database as it was at its first query.
+pub(crate) struct PgSnapshot(std::sync::Arc<tokio::sync::Mutex<sqlx::PgConnection>>);
+
+pub(crate) async fn snapshot(pool: &PgPool) -> Result<PgSnapshot, DbError> {
+    let mut connection = pool.acquire().await?.detach();
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut connection).await?;
+    // The transaction's snapshot is taken at its first query.
+    sqlx::query("SELECT count(*) FROM readmodel_checkpoints").fetch_one(&mut connection).await?;
+    Ok(PgSnapshot(std::sync::Arc::new(tokio::sync::Mutex::new(connection))))
+}
+
+impl PgSnapshot {
+    pub(crate) async fn query(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
+        let query = params.into_iter().fold(sqlx::query(sql), bind);
+        query.fetch_all(&mut *self.0.lock().await).await?.iter().map(row).collect()
+    }
+
+    pub(crate) fn scan(&self, table: Table) -> BoxStream<'static, Result<Row, DbError>> {
+        let (rows_tx, rows) = tokio::sync::mpsc::channel::<Result<Row, DbError>>(SCAN_ROWS_AHEAD);
+        let connection = self.0.clone();
+        tokio::spawn(async move { send_rows(&mut *connection.lock().await, table, rows_tx).await });
+        futures::stream::unfold(rows, |mut rows| async move { rows.recv().await.map(|row| (row, rows)) }).boxed()
+    }
 }
 
 /// One column of a batch's rows as a typed array, bound to `query`.

@@ -219,43 +219,99 @@ impl SqliteDb {
     }
 
     pub(crate) fn scan(&self, table: Table) -> BoxStream<'static, Result<Row, DbError>> {
-        let (chunks_tx, chunks) = mpsc::channel::<Result<Vec<Row>, DbError>>(SCAN_CHUNKS_AHEAD);
         let (path, flags) = (self.path.clone(), self.read_flags);
         // A connection of its own: a scan may be long, and holding a pooled
         // one would starve queries.
-        tokio::task::spawn_blocking(move || {
-            let scan = || -> Result<(), DbError> {
-                let connection = connect(&path, flags)?;
-                let mut statement = connection.prepare(&table.scan_sql(Dialect::Sqlite))?;
-                let mut rows = statement.query([])?;
-                let mut chunk = Vec::with_capacity(SCAN_CHUNK_ROWS);
-                while let Some(found) = rows.next()? {
-                    let Row(values) = row(found, table.columns.len())?;
-                    chunk.push(Row(values.into_iter().zip(table.columns).map(|(v, c)| v.into_column(c.ty)).collect()));
-                    if chunk.len() == SCAN_CHUNK_ROWS
-                        && chunks_tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
-                    {
-                        return Ok(());
-                    }
-                }
-                let _ = chunks_tx.blocking_send(Ok(chunk));
-                Ok(())
-            };
-            if let Err(error) = scan() {
-                let _ = chunks_tx.blocking_send(Err(error));
-            }
-        });
-        tokio_stream(chunks)
-            .flat_map(|chunk| match chunk {
-                Ok(rows) => futures::stream::iter(rows.into_iter().map(Ok).collect::<Vec<_>>()),
-                Err(error) => futures::stream::iter(vec![Err(error)]),
-            })
-            .boxed()
+        scan_on(ScanSource::Open(path, flags), table)
+    }
+
+    /// A read transaction on a connection of its own, begun now: every
+    /// read through it sees the file as it was at its first read, however
+    /// the writer moves on (WAL keeps the pages the snapshot needs).
+    pub(crate) async fn snapshot(&self) -> Result<SqliteSnapshot, DbError> {
+        let (path, flags) = (self.path.clone(), self.read_flags);
+        let connection = tokio::task::spawn_blocking(move || {
+            let connection = connect(&path, flags)?;
+            connection.execute_batch("BEGIN DEFERRED")?;
+            // A deferred transaction takes its snapshot at its first read.
+            connection.query_row("SELECT count(*) FROM readmodel_checkpoints", [], |row| row.get::<_, i64>(0))?;
+            Ok::<_, DbError>(connection)
+        })
+        .await
+        .expect("opening a connection does not panic")?;
+        Ok(SqliteSnapshot(Arc::new(Mutex::new(connection))))
     }
 
     pub(crate) async fn commit(&self, batch: Arc<Batch>, advances: Vec<Advance>) -> Result<(), CommitError> {
         self.write(move |connection| commit(connection, &batch, &advances)).await
     }
+}
+
+/// One read transaction's view of a read-model file ([`SqliteDb::snapshot`]).
+pub(crate) struct SqliteSnapshot(Arc<Mutex<Connection>>);
+
+impl SqliteSnapshot {
+    pub(crate) async fn query(&self, sql: String, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
+        let connection = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            query(&connection.lock().expect("the snapshot's connection is not poisoned"), &sql, &params)
+        })
+        .await
+        .expect("a query does not panic")
+    }
+
+    pub(crate) fn scan(&self, table: Table) -> BoxStream<'static, Result<Row, DbError>> {
+        scan_on(ScanSource::Held(self.0.clone()), table)
+    }
+}
+
+/// The connection a scan reads through.
+enum ScanSource {
+    /// A new connection to this file, with these flags.
+    Open(PathBuf, OpenFlags),
+    /// A snapshot's connection.
+    Held(Arc<Mutex<Connection>>),
+}
+
+/// Streams `table` in key order, read on a blocking thread, a chunk at a time.
+fn scan_on(source: ScanSource, table: Table) -> BoxStream<'static, Result<Row, DbError>> {
+    let (chunks_tx, chunks) = mpsc::channel::<Result<Vec<Row>, DbError>>(SCAN_CHUNKS_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let scan = || -> Result<(), DbError> {
+            let (opened, held);
+            let connection: &Connection = match &source {
+                ScanSource::Open(path, flags) => {
+                    opened = connect(path, *flags)?;
+                    &opened
+                }
+                ScanSource::Held(connection) => {
+                    held = connection.lock().expect("the snapshot's connection is not poisoned");
+                    &held
+                }
+            };
+            let mut statement = connection.prepare(&table.scan_sql(Dialect::Sqlite))?;
+            let mut rows = statement.query([])?;
+            let mut chunk = Vec::with_capacity(SCAN_CHUNK_ROWS);
+            while let Some(found) = rows.next()? {
+                let Row(values) = row(found, table.columns.len())?;
+                chunk.push(Row(values.into_iter().zip(table.columns).map(|(v, c)| v.into_column(c.ty)).collect()));
+                if chunk.len() == SCAN_CHUNK_ROWS && chunks_tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    return Ok(());
+                }
+            }
+            let _ = chunks_tx.blocking_send(Ok(chunk));
+            Ok(())
+        };
+        if let Err(error) = scan() {
+            let _ = chunks_tx.blocking_send(Err(error));
+        }
+    });
+    tokio_stream(chunks)
+        .flat_map(|chunk| match chunk {
+            Ok(rows) => futures::stream::iter(rows.into_iter().map(Ok).collect::<Vec<_>>()),
+            Err(error) => futures::stream::iter(vec![Err(error)]),
+        })
+        .boxed()
 }
 
 /// A receiver as a stream, without another dependency.
