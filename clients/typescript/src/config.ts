@@ -91,5 +91,9 @@ export function makeConfig(input: ConfigInput): Config {
   };
   const why = problem(config);
   if (why !== null) throw new ClientError("config", `invalid configuration: ${why}`);
+  // The license key is a secret: never in logs (console.log, util.inspect, JSON.stringify).
+  const redacted = () => ({ ...config, licenseKey: "<redacted>", leasePublicKeys: config.leasePublicKeys.length });
+  Object.defineProperty(config, Symbol.for("nodejs.util.inspect.custom"), { value: redacted, enumerable: false });
+  Object.defineProperty(config, "toJSON", { value: redacted, enumerable: false });
   return config;
 }

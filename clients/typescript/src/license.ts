@@ -52,6 +52,11 @@ type Verdict = { kind: "valid"; lease: HeldLease } | { kind: "invalid"; code: st
 
 export class LicenseManager {
   readonly config: Config;
+
+  /** Never shows the license key (see makeConfig). */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `LicenseManager { deploymentId: ${JSON.stringify(this.config.deploymentId)}, stateDir: ${JSON.stringify(this.config.stateDir)} }`;
+  }
   private readonly leasePath: string;
   private readonly clockPath: string;
   private lease: HeldLease | null;

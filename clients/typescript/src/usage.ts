@@ -99,6 +99,11 @@ type Sent = { kind: "ack" } | { kind: "refused"; status: number | null; answer: 
 
 export class UsageReporter {
   readonly config: Config;
+
+  /** Never shows the license key (see makeConfig). */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `UsageReporter { deploymentId: ${JSON.stringify(this.config.deploymentId)}, stateDir: ${JSON.stringify(this.config.stateDir)} }`;
+  }
   private readonly dir: string;
   readonly rejectedDir: string;
   private next: number;

@@ -109,6 +109,10 @@ test("misconfigurations are refused at start", () => {
   const key = rawPublicKey(generateKeyPairSync("ed25519").publicKey).toString("base64");
   const ok = { baseUrl: "http://ledger.local", licenseKey: "LK1-x", stateDir: "/tmp/unused", leasePublicKeys: [key], allowPlainHttp: true };
   makeConfig(ok);
+  const config = makeConfig(ok);
+  for (const shown of [require("node:util").inspect(config), JSON.stringify(config), require("node:util").inspect(new UsageReporter({ ...ok, stateDir: fs.mkdtempSync(path.join(os.tmpdir(), "ts-cfg-")) }))]) {
+    assert.ok(!shown.includes("LK1-x"), shown);
+  }
   for (const bad of [{ allowPlainHttp: false }, { baseUrl: "ledger.local" }, { deploymentId: "plant 7" }, { leasePublicKeys: [] },
     { leasePublicKeys: ["AAAA"] }, { offlineGraceMs: 8 * 24 * 3600 * 1000 }, { licenseKey: "x".repeat(513) }]) {
     assert.throws(() => makeConfig({ ...ok, ...bad }), { kind: "config" }, JSON.stringify(bad));
