@@ -5,10 +5,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { generateKeyPairSync, sign } from "node:crypto";
+import { inspect } from "node:util";
 
 import { blake3, checkReport, keyBinding, LEASE_FILE, LicenseManager, ManualTime, makeConfig, parsePublicKey, UsageReporter, verifyLease, verifyNextKey } from "../src/index";
 import { decide } from "../src/enforce";
-import { LEASE_DOMAIN, NEXT_KEY_DOMAIN, rawPublicKey, type LeaseBody } from "../src/lease";
+import { LEASE_DOMAIN, NEXT_KEY_DOMAIN, REFUSAL_DOMAIN, rawPublicKey, type LeaseBody } from "../src/lease";
 import { judge, type HeldLease } from "../src/offline";
 import { formatRfc3339Micros, parseRfc3339Micros } from "../src/time";
 
@@ -110,7 +111,7 @@ test("misconfigurations are refused at start", () => {
   const ok = { baseUrl: "http://ledger.local", licenseKey: "LK1-x", stateDir: "/tmp/unused", leasePublicKeys: [key], allowPlainHttp: true };
   makeConfig(ok);
   const config = makeConfig(ok);
-  for (const shown of [require("node:util").inspect(config), JSON.stringify(config), require("node:util").inspect(new UsageReporter({ ...ok, stateDir: fs.mkdtempSync(path.join(os.tmpdir(), "ts-cfg-")) }))]) {
+  for (const shown of [inspect(config), JSON.stringify(config), inspect(new UsageReporter({ ...ok, stateDir: fs.mkdtempSync(path.join(os.tmpdir(), "ts-cfg-")) }))]) {
     assert.ok(!shown.includes("LK1-x"), shown);
   }
   for (const bad of [{ allowPlainHttp: false }, { baseUrl: "ledger.local" }, { deploymentId: "plant 7" }, { leasePublicKeys: [] },
@@ -155,4 +156,56 @@ test("a stored lease that does not verify is no lease; without a server the verd
   assert.equal(new LicenseManager({ ...config, licenseKey: "LK1-other" }).status().state, "no_lease");
   assert.equal(new LicenseManager({ ...config, deploymentId: "plant-7" }).status().state, "no_lease");
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * What the real server never sends, from a stand-in: a replayed lease (another
+ * request's nonce), an unsigned "revoked", a refusal for another request.
+ */
+test("a replayed lease is rejected and an unsigned or replayed refusal is no answer", async () => {
+  const http = await import("node:http");
+  const pair = generateKeyPairSync("ed25519");
+  const wall = Date.parse("2026-03-01T00:00:00Z");
+  let answer: (request: { nonce: string; clientTime: string }) => unknown = () => ({});
+  const server = http.createServer((req, res) => {
+    let text = "";
+    req.on("data", (chunk) => (text += chunk));
+    req.on("end", () => {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify(answer(JSON.parse(text))));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ts-standin-"));
+  const config = { baseUrl: `http://127.0.0.1:${port}`, licenseKey: "LK1-key", stateDir: dir, time: new ManualTime(new Date(wall)),
+    leasePublicKeys: [rawPublicKey(pair.publicKey).toString("base64")], allowPlainHttp: true };
+  const manager = new LicenseManager(config);
+  const lease = (nonce: string, clientTime: string) =>
+    signed(body({ nonce, clientTime, issuedAt: "2026-01-01T00:00:00Z", leaseExpiresAt: "2026-01-08T00:00:00Z" }), pair).lease;
+  const refusal = (nonce: string) => {
+    const bytes = Buffer.from(JSON.stringify({ version: 1, keyBinding: keyBinding("LK1-key"), deploymentId: "default", nonce, code: "REVOKED", issuedAt: "2026-01-01T00:00:00Z" }));
+    return { payload: bytes.toString("base64url"), signature: sign(null, Buffer.concat([REFUSAL_DOMAIN, bytes]), pair.privateKey).toString("base64url") };
+  };
+  try {
+    answer = (r) => ({ isValid: true, code: "VALID", lease: lease(r.nonce, r.clientTime) });
+    assert.equal((await manager.validate()).state, "valid");
+    answer = (r) => ({ isValid: true, code: "VALID", lease: lease("an-old-nonce", r.clientTime) });
+    await assert.rejects(manager.validate(), { kind: "lease_rejected", detail: { rejection: "stale_nonce" } });
+    answer = (r) => ({ isValid: true, code: "VALID", lease: lease(r.nonce, "2020-01-01T00:00:00Z") });
+    await assert.rejects(manager.validate(), { kind: "lease_rejected", detail: { rejection: "client_time_mismatch" } });
+    answer = () => ({ isValid: false, code: "REVOKED" });
+    const unsigned = await manager.validate();
+    assert.equal(unsigned.state === "valid" && unsigned.offline, true, JSON.stringify(unsigned));
+    answer = () => ({ isValid: false, code: "REVOKED", refusal: refusal("an-old-nonce") });
+    assert.equal((await manager.validate()).state, "valid");
+    assert.ok(fs.existsSync(path.join(dir, LEASE_FILE)), "the lease is kept");
+    answer = (r) => ({ isValid: false, code: "REVOKED", refusal: refusal(r.nonce) });
+    assert.deepEqual(await manager.validate(), { state: "invalid", code: "REVOKED" });
+    assert.ok(!fs.existsSync(path.join(dir, LEASE_FILE)), "a signed refusal drops the lease");
+    assert.equal(manager.checkFeatureAccess("basic_analytics"), false);
+  } finally {
+    server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
