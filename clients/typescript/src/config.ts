@@ -32,6 +32,12 @@ export interface ConfigInput {
   clientVersion?: string;
   /** Allow a plain http:// baseUrl (a server on the same host or a trusted network only). */
   allowPlainHttp?: boolean;
+  /**
+   * After a lease verified with a PINNED key, read GET /api/v1/keys and hold
+   * the server's announced next lease key in memory, but only when the key
+   * that verified the lease signed it (`leases.nextSignature`). Off by default.
+   */
+  learnLeaseKeys?: boolean;
   usageQueueMax?: number;
   time?: TimeSource;
 }
@@ -47,6 +53,7 @@ export interface Config {
   requestTimeoutMs: number;
   clientVersion: string;
   allowPlainHttp: boolean;
+  learnLeaseKeys: boolean;
   usageQueueMax: number;
   time: TimeSource;
 }
@@ -86,6 +93,7 @@ export function makeConfig(input: ConfigInput): Config {
     requestTimeoutMs: input.requestTimeoutMs ?? 10_000,
     clientVersion: input.clientVersion ?? "ts-0.1.0",
     allowPlainHttp: input.allowPlainHttp ?? false,
+    learnLeaseKeys: input.learnLeaseKeys ?? false,
     usageQueueMax: input.usageQueueMax ?? USAGE_QUEUE_REPORTS_MAX,
     time: input.time ?? new SystemTime(),
   };

@@ -15,7 +15,8 @@ import { decide, type Action, type Decision } from "./enforce";
 import { ClientError, LeaseError } from "./errors";
 import * as files from "./files";
 import { Unreachable, request, truncated } from "./http";
-import { verifyLeaseWith, verifyRefusal, type LeaseBody, type LeaseLimits } from "./lease";
+import { parsePublicKey, verifyLeaseWith, verifyNextKey, verifyRefusal, type LeaseBody, type LeaseLimits } from "./lease";
+import { LEASE_KEYS_MAX } from "./config";
 import { CLOCK_PERSIST_INTERVAL_US, judge, parseMarks, type ClockMarks, type HeldLease, type Judgement } from "./offline";
 import { formatRfc3339Micros, parseRfc3339Micros } from "./time";
 
@@ -67,6 +68,7 @@ export class LicenseManager {
   private reachedServer = false;
   private warnings: string[] = [];
   private retryNotBeforeUs: number | null = null;
+  private learnedKeys: KeyObject[] = [];
 
   /** Opens the state directory (creating it) and loads the stored lease; one that does not verify in any byte is no lease. */
   constructor(input: ConfigInput) {
@@ -135,11 +137,45 @@ export class LicenseManager {
     if (answer.status !== 200) {
       throw new ClientError("http", `the server answered ${answer.status}: ${truncated(answer.body)}`, { status: answer.status });
     }
-    return this.accept(answer.body, nonce, clientTimeUs);
+    const accepted = this.accept(answer.body, nonce, clientTimeUs);
+    if (!("key" in accepted)) return accepted;
+    if (config.learnLeaseKeys && config.leasePublicKeys.some((k) => k.equals(accepted.key))) await this.learnKeys(accepted.key);
+    return this.status();
+  }
+
+  /**
+   * Learns the server's next lease key, but only when the key list names as
+   * current the pinned key that just verified a fresh lease, and that key
+   * signed the next one: a list anyone could have written is ignored.
+   */
+  private async learnKeys(verifiedWith: KeyObject): Promise<void> {
+    const config = this.config;
+    let leases: { current?: unknown; next?: unknown; nextSignature?: unknown };
+    try {
+      const answer = await request("GET", `${config.baseUrl}/api/v1/keys`, undefined, config.requestTimeoutMs, config.clientVersion);
+      if (answer.status !== 200 || answer.body === null) throw new Error(`the server answered ${answer.status}`);
+      leases = JSON.parse(answer.body.toString("utf8")).leases ?? {};
+      if (typeof leases.current !== "string") throw new Error("no current lease key");
+      if (!parsePublicKey(leases.current).equals(verifiedWith)) {
+        this.warnings.push("the server's key list does not name the key of its lease; ignored");
+        return;
+      }
+      if (leases.next === undefined || leases.next === null) return;
+      const next = parsePublicKey(String(leases.next));
+      const signature = Buffer.from(typeof leases.nextSignature === "string" ? leases.nextSignature : "", "base64");
+      if (!verifyNextKey(verifiedWith, next, signature)) {
+        this.warnings.push("the server's next lease key is not signed by its current key; ignored");
+        return;
+      }
+      const known = this.leaseKeys().some((k) => k.equals(next));
+      if (!known && this.leaseKeys().length < LEASE_KEYS_MAX) this.learnedKeys.push(next);
+    } catch (e) {
+      this.warnings.push(`the server's lease keys could not be read: ${(e as Error).message}`);
+    }
   }
 
   /** Reads a 200 answer: a lease to store, or a signed refusal to act on. */
-  private accept(bytes: Buffer, nonce: string, clientTimeUs: number): Status {
+  private accept(bytes: Buffer, nonce: string, clientTimeUs: number): Status | { key: KeyObject } {
     let answer: { isValid?: unknown; code?: unknown; warnings?: unknown; lease?: unknown; refusal?: unknown };
     try {
       answer = JSON.parse(bytes.toString("utf8"));
@@ -158,8 +194,9 @@ export class LicenseManager {
     }
     if (answer.lease === undefined || answer.lease === null) throw rejected("missing");
     let body: LeaseBody;
+    let key: KeyObject;
     try {
-      [body] = verifyLeaseWith(this.leaseKeys(), answer.lease, this.config.licenseKey);
+      [body, key] = verifyLeaseWith(this.leaseKeys(), answer.lease, this.config.licenseKey);
       checkBody(body, this.config, nonce, clientTimeUs);
     } catch (e) {
       if (e instanceof LeaseError) throw rejected(e.rejection);
@@ -167,7 +204,7 @@ export class LicenseManager {
     }
     const warnings = Array.isArray(answer.warnings) ? answer.warnings.filter((w) => typeof w === "string").slice(0, 16) : [];
     this.store(answer.lease, body, warnings);
-    return this.status();
+    return { key };
   }
 
   /** Stores a verified fresh lease (marks first, then the lease) and re-anchors the marks to it. */
@@ -295,9 +332,9 @@ export class LicenseManager {
     return this.check(action).allowed;
   }
 
-  /** The keys that verify leases: the pinned ones. */
+  /** The keys that verify leases: the pinned ones, then any learned (in memory only). */
   leaseKeys(): KeyObject[] {
-    return [...this.config.leasePublicKeys];
+    return [...this.config.leasePublicKeys, ...this.learnedKeys];
   }
 
   private judgeNow<R>(decideWith: (verdict: Verdict) => R): R {

@@ -209,3 +209,58 @@ test("a replayed lease is rejected and an unsigned or replayed refusal is no ans
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("the next lease key is learned only when the pinned key that verified the lease signed it", async () => {
+  const http = await import("node:http");
+  const current = generateKeyPairSync("ed25519");
+  const next = generateKeyPairSync("ed25519");
+  const stranger = generateKeyPairSync("ed25519");
+  const b64 = (k: typeof current) => rawPublicKey(k.publicKey).toString("base64");
+  let signer = current;
+  let announcer = current;
+  const server = http.createServer((req, res) => {
+    let text = "";
+    req.on("data", (chunk) => (text += chunk));
+    req.on("end", () => {
+      res.setHeader("content-type", "application/json");
+      if (req.method === "GET") {
+        const message = Buffer.concat([NEXT_KEY_DOMAIN, rawPublicKey(current.publicKey), rawPublicKey(next.publicKey)]);
+        const nextSignature = sign(null, message, announcer.privateKey).toString("base64");
+        res.end(JSON.stringify({ leases: { current: b64(current), next: b64(next), nextSignature } }));
+        return;
+      }
+      const r = JSON.parse(text);
+      const b = body({ nonce: r.nonce, clientTime: r.clientTime, issuedAt: "2026-01-01T00:00:00Z", leaseExpiresAt: "2026-01-08T00:00:00Z" });
+      res.end(JSON.stringify({ isValid: true, code: "VALID", lease: signed(b, signer).lease }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  const dirs: string[] = [];
+  const manager = (learnLeaseKeys: boolean) => {
+    dirs.push(fs.mkdtempSync(path.join(os.tmpdir(), "ts-learn-")));
+    return new LicenseManager({ baseUrl: `http://127.0.0.1:${port}`, licenseKey: "LK1-key", stateDir: dirs.at(-1)!, learnLeaseKeys,
+      leasePublicKeys: [b64(current)], allowPlainHttp: true, time: new ManualTime(new Date("2026-03-01T00:00:00Z")) });
+  };
+  try {
+    announcer = stranger;
+    const wary = manager(true);
+    const status = await wary.validate();
+    assert.equal(wary.leaseKeys().length, 1, "an announcement the current key did not sign is ignored");
+    assert.ok(status.state === "valid" && status.warnings.some((w) => w.includes("not signed by its current key")), JSON.stringify(status));
+    announcer = current;
+    const off = manager(false);
+    await off.validate();
+    assert.equal(off.leaseKeys().length, 1, "learning is off by default");
+    const learner = manager(true);
+    await learner.validate();
+    assert.equal(learner.leaseKeys().length, 2);
+    assert.ok(learner.leaseKeys()[1]!.equals(next.publicKey));
+    signer = next; // the server rotated
+    assert.equal((await learner.validate()).state, "valid");
+    await assert.rejects(off.validate(), { kind: "lease_rejected", detail: { rejection: "bad_signature" } });
+  } finally {
+    server.close();
+    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
