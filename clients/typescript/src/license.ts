@@ -1,0 +1,412 @@
+/**
+ * LicenseManager: validates online, remembers the signed lease, and judges
+ * it offline (offline.ts). Mirrors the Rust client (`client/src/license.rs`):
+ * same files, same wire format, same rules.
+ *
+ * It trusts only leases signed by a pinned key, bound to its license key
+ * and deployment, answering its own nonce and clientTime; and only
+ * refusals signed for that very request.
+ */
+import * as path from "node:path";
+import { randomBytes, type KeyObject } from "node:crypto";
+
+import { makeConfig, type Config, type ConfigInput } from "./config";
+import { decide, type Action, type Decision } from "./enforce";
+import { ClientError, LeaseError } from "./errors";
+import * as files from "./files";
+import { Unreachable, request, truncated } from "./http";
+import { parsePublicKey, verifyLeaseWith, verifyNextKey, verifyRefusal, type LeaseBody, type LeaseLimits } from "./lease";
+import { LEASE_KEYS_MAX } from "./config";
+import { CLOCK_PERSIST_INTERVAL_US, judge, parseMarks, type ClockMarks, type HeldLease, type Judgement } from "./offline";
+import { formatRfc3339Micros, parseRfc3339Micros } from "./time";
+
+/** The lease exactly as the server sent it ({payload, signature}). */
+export const LEASE_FILE = "lease.json";
+/** The clock high-water marks. */
+export const CLOCK_FILE = "clock.json";
+const VALID_CODES = new Set(["VALID", "PAST_DUE", "SUPERSEDED"]);
+const RETRY_AFTER_DEFAULT_S = 60;
+/** A Retry-After is honoured up to an hour, so a wrong header cannot keep the client offline. */
+const RETRY_AFTER_MAX_S = 3600;
+
+export type Status =
+  | {
+      state: "valid";
+      code: string;
+      tier: string;
+      limits: LeaseLimits;
+      features: string[];
+      /** When offline use ends (the lease's end, capped by the offline grace), server time. */
+      leaseExpiresAt: Date;
+      /** This verdict rests on the stored lease alone. */
+      offline: boolean;
+      warnings: string[];
+    }
+  | { state: "invalid"; code: string }
+  | { state: "clock_tampered" }
+  | { state: "no_lease" };
+
+/** The four limits the seed's `checkUsageLimit(metric, value)` names. */
+export type Metric = "maxUsers" | "maxDataVolumeGB" | "maxApiCalls";
+
+type Verdict = { kind: "valid"; lease: HeldLease } | { kind: "invalid"; code: string } | { kind: "clock_tampered" } | { kind: "no_lease" };
+
+export class LicenseManager {
+  readonly config: Config;
+
+  /** Never shows the license key (see makeConfig). */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `LicenseManager { deploymentId: ${JSON.stringify(this.config.deploymentId)}, stateDir: ${JSON.stringify(this.config.stateDir)} }`;
+  }
+  private readonly leasePath: string;
+  private readonly clockPath: string;
+  private lease: HeldLease | null;
+  private marks: ClockMarks;
+  private persisted: ClockMarks;
+  private persistedAtUs: number;
+  private invalid: string | null = null;
+  private reachedServer = false;
+  private warnings: string[] = [];
+  private retryNotBeforeUs: number | null = null;
+  private learnedKeys: KeyObject[] = [];
+
+  /** Opens the state directory (creating it) and loads the stored lease; one that does not verify in any byte is no lease. */
+  constructor(input: ConfigInput) {
+    this.config = makeConfig(input);
+    const config = this.config;
+    files.createDir(config.stateDir);
+    files.removeTemporaries(config.stateDir);
+    this.leasePath = path.join(config.stateDir, LEASE_FILE);
+    this.clockPath = path.join(config.stateDir, CLOCK_FILE);
+    const stored = parseMarks(files.readOptional(this.clockPath));
+    const marks = stored ?? { wallHighWaterUs: Number.MIN_SAFE_INTEGER, serverTimeHighWaterUs: Number.MIN_SAFE_INTEGER };
+    const now = config.time.monotonicMicros();
+    const body = loadLease(config, files.readOptional(this.leasePath));
+    this.lease = null;
+    if (body !== null) {
+      // Without a marks file the signed times are the floor.
+      marks.wallHighWaterUs = Math.max(marks.wallHighWaterUs, parseRfc3339Micros(body.clientTime!)!);
+      marks.serverTimeHighWaterUs = Math.max(marks.serverTimeHighWaterUs, parseRfc3339Micros(body.issuedAt)!);
+      this.lease = heldLease(config, body, marks.serverTimeHighWaterUs, now);
+    }
+    this.marks = marks;
+    this.persisted = stored ?? { ...marks };
+    this.persistedAtUs = now;
+  }
+
+  /**
+   * Asks the server with a fresh nonce and our wall clock; accepts its lease
+   * only if it verifies with a pinned key, is bound to our license key and
+   * deployment and echoes this request's nonce and clientTime; stores it
+   * durably before returning. When the server cannot be reached (network,
+   * 5xx, 408, 429, cut off) this is the offline judgement of the stored
+   * lease (`offline: true`). Throws ClientError on a 400, an answer outside
+   * the contract, or a "valid" answer whose lease cannot be trusted (the
+   * stored lease is kept).
+   */
+  async validate(): Promise<Status> {
+    const config = this.config;
+    const started = config.time.monotonicMicros();
+    if (this.retryNotBeforeUs !== null && started < this.retryNotBeforeUs) {
+      const wait = Math.ceil((this.retryNotBeforeUs - started) / 1e6);
+      return this.offline(`rate limited by the server; next attempt in ${wait} s`);
+    }
+    const nonce = randomBytes(16).toString("base64url");
+    const clientTimeUs = Math.floor(config.time.wallMicros() / 1000) * 1000;
+    const lastSync = this.lease?.body.issuedAt ?? "1970-01-01T00:00:00Z";
+    const payload = {
+      licenseKey: config.licenseKey,
+      clientInfo: { version: config.clientVersion, deployment_id: config.deploymentId, last_sync: lastSync },
+      nonce,
+      clientTime: formatRfc3339Micros(clientTimeUs),
+    };
+    let answer;
+    try {
+      answer = await request("POST", `${config.baseUrl}/api/v1/license/validate`, payload, config.requestTimeoutMs, config.clientVersion);
+    } catch (e) {
+      if (e instanceof Unreachable) return this.offline(e.message);
+      throw e;
+    }
+    if (answer.status === 429) {
+      const wait = Math.min(answer.retryAfterSeconds ?? RETRY_AFTER_DEFAULT_S, RETRY_AFTER_MAX_S);
+      this.retryNotBeforeUs = started + wait * 1e6;
+      return this.offline(`rate limited by the server for ${wait} s`);
+    }
+    if (answer.status >= 500 || answer.status === 408) return this.offline(`the server answered ${answer.status}`);
+    if (answer.body === null) return this.offline("the server's answer was cut off");
+    if (answer.status !== 200) {
+      throw new ClientError("http", `the server answered ${answer.status}: ${truncated(answer.body)}`, { status: answer.status });
+    }
+    const accepted = this.accept(answer.body, nonce, clientTimeUs);
+    if (!("key" in accepted)) return accepted;
+    if (config.learnLeaseKeys && config.leasePublicKeys.some((k) => k.equals(accepted.key))) await this.learnKeys(accepted.key);
+    return this.status();
+  }
+
+  /**
+   * Learns the server's next lease key, but only when the key list names as
+   * current the pinned key that just verified a fresh lease, and that key
+   * signed the next one: a list anyone could have written is ignored.
+   */
+  private async learnKeys(verifiedWith: KeyObject): Promise<void> {
+    const config = this.config;
+    let leases: { current?: unknown; next?: unknown; nextSignature?: unknown };
+    try {
+      const answer = await request("GET", `${config.baseUrl}/api/v1/keys`, undefined, config.requestTimeoutMs, config.clientVersion);
+      if (answer.status !== 200 || answer.body === null) throw new Error(`the server answered ${answer.status}`);
+      leases = JSON.parse(answer.body.toString("utf8")).leases ?? {};
+      if (typeof leases.current !== "string") throw new Error("no current lease key");
+      if (!parsePublicKey(leases.current).equals(verifiedWith)) {
+        this.warnings.push("the server's key list does not name the key of its lease; ignored");
+        return;
+      }
+      if (leases.next === undefined || leases.next === null) return;
+      const next = parsePublicKey(String(leases.next));
+      const signature = Buffer.from(typeof leases.nextSignature === "string" ? leases.nextSignature : "", "base64");
+      if (!verifyNextKey(verifiedWith, next, signature)) {
+        this.warnings.push("the server's next lease key is not signed by its current key; ignored");
+        return;
+      }
+      const known = this.leaseKeys().some((k) => k.equals(next));
+      if (!known && this.leaseKeys().length < LEASE_KEYS_MAX) this.learnedKeys.push(next);
+    } catch (e) {
+      this.warnings.push(`the server's lease keys could not be read: ${(e as Error).message}`);
+    }
+  }
+
+  /** Reads a 200 answer: a lease to store, or a signed refusal to act on. */
+  private accept(bytes: Buffer, nonce: string, clientTimeUs: number): Status | { key: KeyObject } {
+    let answer: { isValid?: unknown; code?: unknown; warnings?: unknown; lease?: unknown; refusal?: unknown };
+    try {
+      answer = JSON.parse(bytes.toString("utf8"));
+    } catch (e) {
+      throw new ClientError("protocol", `the server's answer could not be read: ${(e as Error).message}`);
+    }
+    if (typeof answer !== "object" || answer === null || typeof answer.isValid !== "boolean" || typeof answer.code !== "string") {
+      throw new ClientError("protocol", "the server's answer is not a validation answer");
+    }
+    if (!answer.isValid) {
+      // Only a refusal the server signed for this very request switches
+      // the deployment off; anything else is treated as no answer.
+      const refused = this.trustedRefusal(answer.refusal, nonce);
+      if ("ignored" in refused) return this.offline(`a refusal (${answer.code}) was ignored: ${refused.ignored}`);
+      return this.dropLease(refused.code);
+    }
+    if (answer.lease === undefined || answer.lease === null) throw rejected("missing");
+    let body: LeaseBody;
+    let key: KeyObject;
+    try {
+      [body, key] = verifyLeaseWith(this.leaseKeys(), answer.lease, this.config.licenseKey);
+      checkBody(body, this.config, nonce, clientTimeUs);
+    } catch (e) {
+      if (e instanceof LeaseError) throw rejected(e.rejection);
+      throw e;
+    }
+    const warnings = Array.isArray(answer.warnings) ? answer.warnings.filter((w) => typeof w === "string").slice(0, 16) : [];
+    this.store(answer.lease, body, warnings);
+    return { key };
+  }
+
+  /** Stores a verified fresh lease (marks first, then the lease) and re-anchors the marks to it. */
+  private store(signed: unknown, body: LeaseBody, warnings: string[]): void {
+    const config = this.config;
+    const received = config.time.monotonicMicros();
+    const marks: ClockMarks = {
+      wallHighWaterUs: Math.max(config.time.wallMicros(), parseRfc3339Micros(body.clientTime!)!),
+      serverTimeHighWaterUs: parseRfc3339Micros(body.issuedAt)!,
+    };
+    const { payload, signature } = signed as { payload: string; signature: string };
+    files.writeAtomic(this.clockPath, JSON.stringify(marks));
+    files.writeAtomic(this.leasePath, JSON.stringify({ payload, signature }));
+    this.lease = heldLease(config, body, marks.serverTimeHighWaterUs, received);
+    this.marks = marks;
+    this.persisted = { ...marks };
+    this.persistedAtUs = received;
+    this.invalid = null;
+    this.reachedServer = true;
+    this.warnings = warnings;
+    this.retryNotBeforeUs = null;
+  }
+
+  /** The server said "not valid" (signed for this request): forget the lease, in memory first. */
+  private dropLease(code: string): Status {
+    this.lease = null;
+    this.invalid = code;
+    this.reachedServer = true;
+    this.warnings = [];
+    this.retryNotBeforeUs = null;
+    files.removeDurably(this.leasePath);
+    return { state: "invalid", code };
+  }
+
+  /** The code of a refusal signed for this request, or why it is not one to act on. */
+  private trustedRefusal(signed: unknown, nonce: string): { code: string } | { ignored: string } {
+    if (signed === undefined || signed === null) return { ignored: "it is not signed" };
+    let body = null;
+    for (const key of this.leaseKeys()) {
+      try {
+        body = verifyRefusal(signed, key, this.config.licenseKey);
+        break;
+      } catch {
+        continue;
+      }
+    }
+    if (body === null) return { ignored: "it is not signed by a pinned lease key for this license key" };
+    if (body.version !== 1) return { ignored: "its format version is not supported" };
+    if (body.nonce !== nonce) return { ignored: "it answers another request (its nonce is not this one's)" };
+    if (body.deploymentId !== this.config.deploymentId) return { ignored: "it is for another deployment" };
+    if (VALID_CODES.has(body.code)) return { ignored: "it carries a valid code" };
+    return { code: body.code };
+  }
+
+  /** The server could not be reached: judge the stored lease, and write the marks now. */
+  private offline(reason: string): Status {
+    this.reachedServer = false;
+    this.warnings = [reason];
+    const status = this.status();
+    this.persistMarks();
+    return status;
+  }
+
+  /** The offline judgement of the stored lease, now. */
+  status(): Status {
+    return this.judgeNow((verdict) => {
+      switch (verdict.kind) {
+        case "valid": {
+          const body = verdict.lease.body;
+          return {
+            state: "valid",
+            code: body.code,
+            tier: body.tier,
+            limits: { ...body.limits },
+            features: [...body.features],
+            leaseExpiresAt: new Date(Math.floor(verdict.lease.expiresAtUs / 1000)),
+            offline: !this.reachedServer,
+            warnings: [...this.warnings],
+          };
+        }
+        case "invalid":
+          return { state: "invalid", code: verdict.code };
+        case "clock_tampered":
+          return { state: "clock_tampered" };
+        case "no_lease":
+          return { state: "no_lease" };
+      }
+    });
+  }
+
+  /** One of the four enforcement checks, from the stored lease; without a valid lease nothing is allowed. */
+  check(action: Action): Decision {
+    return this.judgeNow((verdict): Decision => {
+      switch (verdict.kind) {
+        case "valid":
+          return decide(verdict.lease.body, action);
+        case "invalid":
+          return { allowed: false, denial: { reason: "invalid", code: verdict.code } };
+        case "clock_tampered":
+          return { allowed: false, denial: { reason: "clock_tampered" } };
+        case "no_lease":
+          return { allowed: false, denial: { reason: "no_lease" } };
+      }
+    });
+  }
+
+  /** The seed's `validateLicense()`: validates and says whether the license may be used. */
+  async validateLicense(): Promise<boolean> {
+    return (await this.validate()).state === "valid";
+  }
+
+  /** The seed's `checkFeatureAccess(feature)`. */
+  checkFeatureAccess(feature: string): boolean {
+    return this.check({ kind: "access_feature", feature }).allowed;
+  }
+
+  /** The seed's `checkUsageLimit(metric, currentValue)`: whether one more is allowed at `currentValue`. */
+  checkUsageLimit(metric: Metric, currentValue: number): boolean {
+    const action: Action =
+      metric === "maxUsers"
+        ? { kind: "add_user", activeUsers: currentValue }
+        : metric === "maxDataVolumeGB"
+          ? { kind: "upload_data", dataVolumeGB: currentValue }
+          : { kind: "api_call", callsThisMonth: currentValue };
+    return this.check(action).allowed;
+  }
+
+  /** The keys that verify leases: the pinned ones, then any learned (in memory only). */
+  leaseKeys(): KeyObject[] {
+    return [...this.config.leasePublicKeys, ...this.learnedKeys];
+  }
+
+  private judgeNow<R>(decideWith: (verdict: Verdict) => R): R {
+    const config = this.config;
+    const now = config.time.monotonicMicros();
+    let judgement: Judgement | null = null;
+    if (this.invalid === null && this.lease !== null) {
+      judgement = judge(this.lease, this.marks, config.time.wallMicros(), now, config.clockToleranceMs * 1000);
+    }
+    const changed = this.marks.wallHighWaterUs !== this.persisted.wallHighWaterUs ||
+      this.marks.serverTimeHighWaterUs !== this.persisted.serverTimeHighWaterUs;
+    const persist = this.lease !== null && changed &&
+      (now - this.persistedAtUs >= CLOCK_PERSIST_INTERVAL_US ||
+        (judgement === "expired" && this.persisted.serverTimeHighWaterUs < this.lease.expiresAtUs));
+    let verdict: Verdict;
+    if (this.invalid !== null) verdict = { kind: "invalid", code: this.invalid };
+    else if (this.lease !== null && judgement === "valid") verdict = { kind: "valid", lease: this.lease };
+    else if (this.lease !== null && judgement === "clock_tampered") verdict = { kind: "clock_tampered" };
+    else verdict = { kind: "no_lease" };
+    const result = decideWith(verdict);
+    if (persist) {
+      // The next attempt waits a full interval even if this write fails.
+      this.persistedAtUs = now;
+      this.persistMarks();
+    }
+    return result;
+  }
+
+  /** Writes the marks; a failure is retried by a later check, the verdict stands. */
+  private persistMarks(): void {
+    try {
+      files.writeAtomic(this.clockPath, JSON.stringify(this.marks));
+      this.persisted = { ...this.marks };
+    } catch {
+      // kept raised in memory meanwhile
+    }
+  }
+}
+
+function rejected(rejection: LeaseError["rejection"]): ClientError {
+  return new ClientError("lease_rejected", `the server's lease was not accepted: ${rejection}`, { rejection });
+}
+
+function heldLease(config: Config, body: LeaseBody, anchorServerUs: number, atUs: number): HeldLease {
+  const issuedAtUs = parseRfc3339Micros(body.issuedAt)!;
+  const expiresAtUs = Math.min(parseRfc3339Micros(body.leaseExpiresAt)!, issuedAtUs + config.offlineGraceMs * 1000);
+  const clientTimeUs = parseRfc3339Micros(body.clientTime!)!;
+  return { body, clientTimeUs, issuedAtUs, expiresAtUs, anchorServerUs, anchorAtUs: atUs };
+}
+
+/** A lease read back from disk: every check of a fresh one but the nonce. Null if it does not pass. */
+function loadLease(config: Config, bytes: Buffer | null): LeaseBody | null {
+  if (bytes === null) return null;
+  try {
+    const [body] = verifyLeaseWith(config.leasePublicKeys, JSON.parse(bytes.toString("utf8")), config.licenseKey);
+    checkBody(body, config, null, null);
+    return body;
+  } catch {
+    return null;
+  }
+}
+
+function checkBody(body: LeaseBody, config: Config, nonce: string | null, clientTimeUs: number | null): void {
+  if (body.version !== 1) throw new LeaseError("unsupported_version");
+  if (body.deploymentId !== config.deploymentId) throw new LeaseError("other_deployment");
+  if (nonce !== null && nonce !== body.nonce) throw new LeaseError("stale_nonce");
+  const signedClientTime = body.clientTime === null ? null : parseRfc3339Micros(body.clientTime);
+  if (signedClientTime === null || (clientTimeUs !== null && signedClientTime !== clientTimeUs)) {
+    throw new LeaseError("client_time_mismatch");
+  }
+  if (parseRfc3339Micros(body.issuedAt) === null || parseRfc3339Micros(body.leaseExpiresAt) === null) {
+    throw new LeaseError("malformed");
+  }
+  if (!VALID_CODES.has(body.code)) throw new LeaseError("not_a_valid_code");
+}
