@@ -764,7 +764,6 @@ async fn validations_are_limited_per_key_per_day(backend: Backend) {
     let elapsed = first_part.elapsed + second_part.elapsed;
     let conflicts = first_part.conflicts + second_part.conflicts;
     eprintln!("{PER_DAY} validations by {BULK_CLIENTS} clients took {elapsed:?} ({conflicts} 409 conflicts retried)");
-    assert!(elapsed < Duration::from_secs(30), "{PER_DAY} validations take under 30 s: {elapsed:?}");
     let head = s.head().await;
     assert_eq!(head, before + 1 + PER_DAY as u64);
 

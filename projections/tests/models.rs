@@ -292,6 +292,11 @@ fn changes(script: &mut Script) {
                     window_ends_at: Timestamp::from_micros(START + 86_400_000_000 * 52),
                 };
                 script.push(old.stream(), &LicenseEvent::from(superseded), "admin");
+                if n % 2 == 0 {
+                    // Revoked before its window ended: the window is closed.
+                    let revoked = domain::license::LicenseRevoked { reason: "key leaked".into() };
+                    script.push(old.stream(), &LicenseEvent::from(revoked), "admin");
+                }
             }
             1 => {
                 let added = AddonAdded {
@@ -712,8 +717,30 @@ async fn assert_licenses(db: &ReadModelDb, state: &LedgerState) {
         assert_eq!((found, &license), (*id, &state.licenses[id]));
     }
     assert!(licenses::by_key_hash(db, Hash([7; 32])).await.unwrap().is_none());
+    assert_windows_ended(db, state).await;
     let validated: u64 = state.validations.values().map(|s| s.count).sum();
     assert!(validated > 500, "the history validates: {validated}");
+}
+
+/// The supersede windows the scheduler closes: open ones (superseded, not
+/// revoked) that have ended, earliest first, as `LedgerState` says.
+async fn assert_windows_ended(db: &ReadModelDb, state: &LedgerState) {
+    let mut open: Vec<(Timestamp, LicenseId)> = state
+        .licenses
+        .iter()
+        .filter_map(|(id, l)| Some((l.superseded.as_ref().filter(|_| l.revoked.is_none())?.window_ends_at, *id)))
+        .collect();
+    open.sort();
+    let closed = state.licenses.values().filter(|l| l.superseded.is_some() && l.revoked.is_some()).count();
+    assert!(!open.is_empty() && closed > 0, "the history has open and closed windows: {} and {closed}", open.len());
+    let first = open[0].0;
+    for now in [Timestamp::from_micros(first.as_micros() - 1), first, Timestamp::from_micros(i64::MAX)] {
+        let expected: Vec<LicenseId> = open.iter().filter(|(end, _)| *end <= now).map(|(_, id)| *id).collect();
+        let found = licenses::windows_ended(db, now, ledger_projections::models::PAGE_ITEMS_MAX).await.unwrap();
+        assert_eq!(found, expected, "windows ended at {now:?}");
+    }
+    let two = licenses::windows_ended(db, Timestamp::from_micros(i64::MAX), 2).await.unwrap();
+    assert_eq!(two, open.iter().take(2).map(|(_, id)| *id).collect::<Vec<_>>(), "a page of two");
 }
 
 /// Every audit entry of `organization` (all when `None`) through pages of

@@ -94,8 +94,8 @@ pub async fn tick(ledger: &Ledger) -> Result<usize, Error> {
 
 /// What is due now, at most [`CHANGES_PER_TICK_MAX`]: from the live
 /// subscriptions (a term's end, a cancellation taking effect, a dunning
-/// grace over) and the licenses not revoked (a supersede window closing),
-/// read a page at a time by their indexes: what has ended is never read.
+/// grace over) and the supersede windows that have ended, read by their
+/// indexes: what has ended is never read.
 async fn due(ledger: &Ledger) -> Result<Vec<Due>, Error> {
     let mut due = Vec::new();
     let mut after = None;
@@ -109,24 +109,9 @@ async fn due(ledger: &Ledger) -> Result<Vec<Due>, Error> {
             break;
         }
     }
-    let mut after = None;
-    for _ in 0..PAGES_PER_TICK_MAX {
-        if due.len() >= CHANGES_PER_TICK_MAX {
-            break;
-        }
-        let page = licenses::unrevoked_page(&ledger.models.db, after, PAGE_ITEMS).await?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(*last);
-        let full = page.len() == PAGE_ITEMS;
-        let now = ledger.now();
-        for (id, license) in &page {
-            if license.revoked.is_none() && license.superseded.as_ref().is_some_and(|s| now >= s.window_ends_at) {
-                due.push(Due::CloseWindow { license_id: *id });
-            }
-        }
-        if !full {
-            break;
-        }
+    if let Some(room) = CHANGES_PER_TICK_MAX.checked_sub(due.len()).filter(|room| *room > 0) {
+        let ended = licenses::windows_ended(&ledger.models.db, ledger.now(), room.min(PAGE_ITEMS)).await?;
+        due.extend(ended.into_iter().map(|license_id| Due::CloseWindow { license_id }));
     }
     due.truncate(CHANGES_PER_TICK_MAX);
     Ok(due)

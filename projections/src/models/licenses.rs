@@ -26,6 +26,8 @@ pub const LICENSES: Table = Table::new(
         Column::int("issued_sequence").nullable(),
         Column::bool("revoked"),
         Column::blob("state"),
+        // While superseded and not revoked: when the window ends (µs).
+        Column::int("window_ends_at").nullable(),
     ],
     1,
 );
@@ -95,6 +97,7 @@ impl Projection for Licenses {
                 issued_sequence.into(),
                 state.revoked.is_some().into(),
                 encoded(&state),
+                open_window(&state).map(Timestamp::as_micros).into(),
             ],
         )?;
         Ok(())
@@ -191,20 +194,23 @@ pub async fn deployments(db: &ReadModelDb, license_id: LicenseId) -> Result<Vec<
         .collect()
 }
 
-/// The licenses not revoked, in id order after `after`, at most `size`
-/// (capped at [`super::PAGE_ITEMS_MAX`]): where the scheduler finds the
-/// supersede windows to close, by the `rm_licenses_unrevoked` index.
-pub async fn unrevoked_page(
-    db: &ReadModelDb,
-    after: Option<LicenseId>,
-    size: usize,
-) -> Result<Vec<(LicenseId, License)>, DbError> {
-    let after = after.map_or_else(Vec::new, |id| id.0.as_bytes().to_vec());
+/// When a license's supersede window ends, while it is open (superseded,
+/// not revoked).
+fn open_window(state: &License) -> Option<Timestamp> {
+    state.superseded.as_ref().filter(|_| state.revoked.is_none()).map(|s| s.window_ends_at)
+}
+
+/// The licenses whose supersede window is open and ended at `now` or
+/// before, earliest first, at most `size` (capped at
+/// [`super::PAGE_ITEMS_MAX`]): what the scheduler revokes, read by the
+/// `rm_licenses_by_window_end` index, so a read costs what is due, not
+/// every license ever issued.
+pub async fn windows_ended(db: &ReadModelDb, now: Timestamp, size: usize) -> Result<Vec<LicenseId>, DbError> {
     let rows = db
         .query(
-            "SELECT id, state FROM rm_licenses WHERE revoked = $1 AND id > $2 ORDER BY id LIMIT $3",
-            vec![false.into(), after.into(), limit_param(super::page_limit(size))],
+            "SELECT id FROM rm_licenses WHERE window_ends_at <= $1 ORDER BY window_ends_at, id LIMIT $2",
+            vec![now.as_micros().into(), limit_param(super::page_limit(size))],
         )
         .await?;
-    rows.iter().map(decode).collect()
+    rows.iter().map(|row| Ok(LicenseId(uuid(row, 0)?))).collect()
 }
