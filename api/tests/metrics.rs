@@ -75,7 +75,7 @@ async fn each_figure_moves_with_its_event(backend: Backend) {
     // A usage report, even a malformed one, is processed and timed.
     s.post("/api/v1/usage/report", None, json!({ "licenseKey": "not-a-key" })).await;
     let text = scrape(&s).await;
-    assert_eq!(at(&text, "license_validations_total", &[("status", "malformed")]), 2.0, "{text}");
+    assert_eq!(at(&text, "license_validations_total", &[("status", "NOT_FOUND"), ("tier", "none")]), 2.0, "{text}");
     assert_eq!(at(&text, "ledger_rate_limit_refusals_total", &[("limiter", "validations_per_address")]), 1.0);
     assert_eq!(at(&text, "usage_report_processing_seconds_count", &[]), 1.0);
     assert!(value(&text, "usage_report_processing_seconds_bucket", &[("le", "0.001")]).is_some(), "finer buckets");

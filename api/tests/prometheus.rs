@@ -6,8 +6,7 @@
 //! fail); `cargo xtask test` installs them (xtask/src/peer_prometheus.rs).
 
 // Each test binary compiles `common` and uses a part of it.
-#[allow(dead_code)]
-#[macro_use]
+#[allow(dead_code, unused_macros)]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -55,8 +54,12 @@ fn free_port() -> u16 {
 
 /// An instant query's result vector.
 async fn query(http: &reqwest::Client, prometheus: &str, promql: &str) -> Vec<Value> {
-    let url = format!("http://{prometheus}/api/v1/query");
-    let Ok(reply) = http.get(url).query(&[("query", promql)]).send().await else { return Vec::new() };
+    let encoded: String = promql
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let url = format!("http://{prometheus}/api/v1/query?query={encoded}");
+    let Ok(reply) = http.get(url).send().await else { return Vec::new() };
     let body: Value = reply.json().await.unwrap_or_default();
     body["data"]["result"].as_array().cloned().unwrap_or_default()
 }
