@@ -56,7 +56,13 @@ fn free_port() -> u16 {
 async fn query(http: &reqwest::Client, prometheus: &str, promql: &str) -> Vec<Value> {
     let encoded: String = promql
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect();
     let url = format!("http://{prometheus}/api/v1/query?query={encoded}");
     let Ok(reply) = http.get(url).send().await else { return Vec::new() };
