@@ -90,6 +90,8 @@ pub struct Edge {
     pub releases: KeyedLimiter<LicenseId>,
     pub checkouts_per_address: KeyedLimiter<IpAddr>,
     checkouts: Option<governor::DefaultDirectRateLimiter>,
+    /// Checkouts refused by everyone's hourly allowance (`checkouts`).
+    checkouts_refused: std::sync::atomic::AtomicU64,
     pub webhook_warnings: LogThrottle,
 }
 
@@ -114,6 +116,7 @@ impl Edge {
                 settings.checkouts_per_address_per_hour,
             ),
             checkouts,
+            checkouts_refused: std::sync::atomic::AtomicU64::new(0),
             webhook_warnings: LogThrottle::new(WEBHOOK_WARNING_INTERVAL),
             settings,
         })
@@ -139,6 +142,7 @@ impl Edge {
         }
         match &self.checkouts {
             Some(limiter) => limiter.check().map_err(|not_until| {
+                self.checkouts_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let clock = governor::clock::DefaultClock::default();
                 not_until.wait_time_from(governor::clock::Clock::now(&clock)).as_secs().max(1)
             }),
@@ -151,6 +155,15 @@ impl Edge {
         [
             (self.releases.name(), self.releases.len()),
             (self.checkouts_per_address.name(), self.checkouts_per_address.len()),
+        ]
+    }
+
+    /// Requests each of the edge's limiters refused, for `/metrics`.
+    pub fn refusals(&self) -> [(&'static str, u64); 3] {
+        [
+            (self.releases.name(), self.releases.refusals()),
+            (self.checkouts_per_address.name(), self.checkouts_per_address.refusals()),
+            ("checkouts", self.checkouts_refused.load(std::sync::atomic::Ordering::Relaxed)),
         ]
     }
 

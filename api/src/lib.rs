@@ -117,7 +117,8 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { error::ApiError::NotFound })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), rollback::refuse_while_failed));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rollback::refuse_while_failed))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::observe));
     transport::layers(router, &state.edge.settings)
         .layer(axum::middleware::from_fn_with_state(state.clone(), address::resolve))
         .layer(axum::middleware::from_fn(transport::problems))

@@ -18,6 +18,7 @@ use domain::{Clock, EventId, StreamId, Timestamp};
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod metrics;
 mod plan;
 mod postgres;
 mod read_only;
@@ -329,6 +330,8 @@ pub struct EventLog {
     appended: tokio::sync::watch::Receiver<u64>,
     /// Closed when the writer task has ended and dropped its connection.
     writer_stopped: tokio::sync::watch::Receiver<()>,
+    /// The writer's figures, for `/metrics`.
+    metrics: Arc<metrics::LogMetrics>,
 }
 
 impl EventLog {
@@ -351,11 +354,13 @@ impl EventLog {
         let (queue, requests) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let (appended_tx, appended) = tokio::sync::watch::channel(0);
         let (stopped, writer_stopped) = tokio::sync::watch::channel(());
+        let metrics = Arc::new(metrics::LogMetrics::default());
+        let figures = metrics.clone();
         tokio::spawn(async move {
-            writer::run(backend, requests, clock, appended_tx).await;
+            writer::run(backend, requests, clock, appended_tx, figures).await;
             drop(stopped);
         });
-        Self { queue, reader, appended, writer_stopped }
+        Self { queue, reader, appended, writer_stopped, metrics }
     }
 
     /// Closes this handle and waits until the writer has closed its
@@ -370,6 +375,17 @@ impl EventLog {
         drop(reader);
         drop(queue);
         while writer_stopped.changed().await.is_ok() {}
+    }
+
+    /// The writer's figures (append latency, batch sizes, errors).
+    pub fn metrics(&self) -> &metrics::LogMetrics {
+        &self.metrics
+    }
+
+    /// Append requests waiting for the writer now (at most
+    /// [`QUEUE_REQUESTS_MAX`]).
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
     }
 
     /// Changes whenever this process appends; for projections to wake up.
@@ -425,6 +441,16 @@ impl EventLog {
     }
 
     async fn submit(&self, commands: Vec<Command>, atomic: bool) -> writer::Answer {
+        let started = std::time::Instant::now();
+        let answer = self.submit_unmeasured(commands, atomic).await;
+        self.metrics.append_seconds.observe(started.elapsed().as_secs_f64());
+        if answer.is_err() {
+            self.metrics.append_errors.inc();
+        }
+        answer
+    }
+
+    async fn submit_unmeasured(&self, commands: Vec<Command>, atomic: bool) -> writer::Answer {
         let (reply, answer) = oneshot::channel();
         self.queue.send(writer::Request { commands, atomic, reply }).await.map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?

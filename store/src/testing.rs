@@ -42,6 +42,8 @@ pub enum Peer {
     Aiosmtpd,
     /// The workspace's own `replay` binary, built by `cargo test --workspace`.
     Replay,
+    /// Prometheus and promtool on `PATH` (Debian's `prometheus` package).
+    Prometheus,
 }
 
 impl Peer {
@@ -55,6 +57,7 @@ impl Peer {
             Peer::LocalStripe => "localstripe",
             Peer::Aiosmtpd => "aiosmtpd",
             Peer::Replay => "replay",
+            Peer::Prometheus => "prometheus",
         }
     }
 
@@ -72,6 +75,10 @@ impl Peer {
             }
             Peer::Aiosmtpd => "run `cargo xtask test`, which installs it into target/python (needs python3 with pip)",
             Peer::Replay => "build it: `cargo test --workspace` or `cargo xtask test`",
+            Peer::Prometheus => {
+                "run `cargo xtask test` as root, which installs it with apt-get \
+                 (Debian: apt-get install --no-install-recommends prometheus)"
+            }
         }
     }
 }

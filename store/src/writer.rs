@@ -69,6 +69,7 @@ pub(crate) async fn run(
     mut requests: mpsc::Receiver<Request>,
     clock: Arc<dyn Clock>,
     appended: tokio::sync::watch::Sender<u64>,
+    metrics: Arc<crate::metrics::LogMetrics>,
 ) {
     while let Some(first) = requests.recv().await {
         let mut events = first.commands.iter().map(|c| c.events.len()).sum::<usize>();
@@ -78,6 +79,7 @@ pub(crate) async fn run(
             events += request.commands.iter().map(|c| c.events.len()).sum::<usize>();
             batch.push(request);
         }
+        metrics.batch_events.observe(events as f64);
         if let Some(last) = commit_batch(&mut backend, batch, clock.as_ref()).await {
             appended.send_replace(last);
         }

@@ -60,6 +60,27 @@ pub async fn run(
     period: &str,
     preview: bool,
 ) -> Result<BillingRun, Error> {
+    let started = std::time::Instant::now();
+    let result = run_month(ledger, caller, actor, period, preview).await;
+    let refused =
+        matches!(result, Err(Error::Unauthorized | Error::Forbidden | Error::Validation(_) | Error::Conflict { .. }));
+    if !preview && !refused {
+        ledger.metrics.billing_run_seconds.observe(started.elapsed().as_secs_f64());
+        if result.as_ref().map_or(true, |run| !run.failed.is_empty()) {
+            ledger.metrics.billing_run_failures.inc();
+        }
+    }
+    result
+}
+
+/// [`run`], unmeasured.
+async fn run_month(
+    ledger: &Ledger,
+    caller: &Caller,
+    actor: &str,
+    period: &str,
+    preview: bool,
+) -> Result<BillingRun, Error> {
     caller.require_operator()?;
     let month = parse_period(period)?;
     let ended =

@@ -28,6 +28,7 @@ pub mod clock;
 pub mod command;
 pub mod deployments;
 pub mod error;
+pub mod figures;
 pub mod leading;
 pub mod licenses;
 pub mod limits;

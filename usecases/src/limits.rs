@@ -26,12 +26,14 @@ pub struct KeyedLimiter<K: Hash + Eq + Clone> {
     name: &'static str,
     limiter: Option<DefaultKeyedRateLimiter<Option<K>>>,
     keys_max: usize,
+    /// Requests refused so far (`ledger_rate_limit_refusals_total`).
+    refusals: AtomicU64,
 }
 
 impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// `quota: None` turns the limit off.
     pub fn new(name: &'static str, quota: Option<Quota>, keys_max: usize) -> Self {
-        Self { name, limiter: quota.map(governor::RateLimiter::keyed), keys_max }
+        Self { name, limiter: quota.map(governor::RateLimiter::keyed), keys_max, refusals: AtomicU64::new(0) }
     }
 
     /// `requests` a minute per key; 0 turns the limit off.
@@ -54,6 +56,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         let Some(limiter) = &self.limiter else { return Ok(()) };
         let key = if limiter.len() < self.keys_max { Some(key.clone()) } else { None };
         limiter.check_key(&key).map_err(|not_until| {
+            self.refusals.fetch_add(1, Ordering::Relaxed);
             let clock = governor::clock::DefaultClock::default();
             not_until.wait_time_from(governor::clock::Clock::now(&clock)).as_secs().max(1)
         })
@@ -66,6 +69,11 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+
+    /// The requests this limiter refused since the process started.
+    pub fn refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
     }
 
     /// The entries held now.
@@ -118,7 +126,9 @@ mod tests {
         // Full: new keys share one bucket of 2, and the map stays at 3 + 1.
         assert_eq!(limiter.check(&10), Ok(()));
         assert_eq!(limiter.check(&11), Ok(()));
+        assert_eq!(limiter.refusals(), 0);
         assert!(limiter.check(&12).is_err(), "the shared bucket is spent");
+        assert_eq!(limiter.refusals(), 1, "a refusal is counted");
         assert_eq!(limiter.len(), 4);
         // Keys that used part of an hourly allowance are not idle yet.
         limiter.sweep();

@@ -1,10 +1,16 @@
-//! Counters kept by this process (Prometheus); gauges are computed from
-//! the read models at scrape time by the HTTP layer, the active
-//! subscriptions here ([`active_subscriptions`]): from the live
-//! subscriptions in the tables, by index, read again only when the read
-//! models or the day moved since the last scrape.
+//! Counters and histograms kept by this process (Prometheus); gauges are
+//! computed from the read models at scrape time by the HTTP layer, with
+//! [`crate::figures`], and the active subscriptions here
+//! ([`active_subscriptions`]): from the live subscriptions in the tables,
+//! by index, read again only when the read models or the day moved since
+//! the last scrape.
+//!
+//! No label names an organization, a key or a client: every label's values
+//! come from a fixed set (a route template, a status class, a tier, a
+//! code), so the series are bounded by construction.
 
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use domain::catalog::Tier;
@@ -14,6 +20,7 @@ use projections::models::subscriptions;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ValidationLabels {
@@ -31,13 +38,69 @@ pub struct NotificationLabels {
     pub outcome: String,
 }
 
-/// This process's counters. Gauges are computed at scrape time instead.
-#[derive(Default)]
+/// An HTTP request's route and outcome: the route's template as the
+/// router matched it (`/api/v1/subscriptions/{org_id}`) or `unmatched`, a
+/// method of [`HTTP_METHODS`] or `other`, and the status class (`2xx`…).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: &'static str,
+    pub route: String,
+    pub status_class: &'static str,
+}
+
+/// The methods named in the HTTP label; any other is `other`.
+pub const HTTP_METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "HEAD"];
+
+/// The plan's buckets (0.1, 0.5, 1, 2, 5 s) with finer ones below 0.1 s,
+/// where a usage report is answered in practice.
+pub const USAGE_REPORT_SECONDS_BUCKETS: [f64; 11] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0];
+/// HTTP request durations: from a cached validation (well under a
+/// millisecond) to a request at the edge's timeout.
+pub const HTTP_SECONDS_BUCKETS: [f64; 13] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// A billing run takes seconds for hundreds of subscriptions and minutes
+/// for hundreds of thousands.
+pub const BILLING_RUN_SECONDS_BUCKETS: [f64; 9] = [0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0];
+
+fn http_histogram() -> Histogram {
+    Histogram::new(HTTP_SECONDS_BUCKETS)
+}
+
+/// This process's counters and histograms. Gauges are computed at scrape
+/// time instead.
 pub struct Metrics {
     pub license_validations: Family<ValidationLabels, Counter>,
     pub notifications: Family<NotificationLabels, Counter>,
+    /// `usage_report_processing_seconds`: a usage report from its body to
+    /// its answer.
+    pub usage_report_processing: Histogram,
+    /// `ledger_http_request_duration_seconds`.
+    pub http_requests: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    /// `ledger_billing_run_duration_seconds`: billing runs (not previews)
+    /// that got as far as billing.
+    pub billing_run_seconds: Histogram,
+    /// `ledger_billing_run_failures_total`: runs that ended in an error
+    /// other than a caller's mistake, or left invoices unissued.
+    pub billing_run_failures: Counter,
+    /// When the scheduler last finished a tick without error.
+    scheduler_ticked: Mutex<Option<Instant>>,
     /// The last [`active_subscriptions`] count and what it was counted at.
     active: Mutex<Option<ActiveCount>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            license_validations: Family::default(),
+            notifications: Family::default(),
+            usage_report_processing: Histogram::new(USAGE_REPORT_SECONDS_BUCKETS),
+            http_requests: Family::new_with_constructor(http_histogram),
+            billing_run_seconds: Histogram::new(BILLING_RUN_SECONDS_BUCKETS),
+            billing_run_failures: Counter::default(),
+            scheduler_ticked: Mutex::new(None),
+            active: Mutex::new(None),
+        }
+    }
 }
 
 /// Active subscriptions by tier ([`Tier::ALL`]'s order), counted on `today`
@@ -96,6 +159,32 @@ async fn count_active(ledger: &crate::Ledger, today: NaiveDate) -> Result<[i64; 
 }
 
 impl Metrics {
+    /// One HTTP request answered with `status` on `route` (the matched
+    /// template, or `None` for a path no route matched).
+    pub fn http_request(&self, method: &str, route: Option<&str>, status: u16, elapsed: Duration) {
+        let method = HTTP_METHODS.iter().find(|known| **known == method).copied().unwrap_or("other");
+        let status_class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        let labels = HttpLabels { method, route: route.unwrap_or("unmatched").to_owned(), status_class };
+        self.http_requests.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// The scheduler finished a tick without error.
+    pub fn scheduler_ticked(&self) {
+        *self.scheduler_ticked.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// How long since the scheduler last finished a tick without error;
+    /// `None` before its first.
+    pub fn scheduler_lag(&self) -> Option<Duration> {
+        self.scheduler_ticked.lock().unwrap_or_else(PoisonError::into_inner).map(|at| at.elapsed())
+    }
+
     pub fn notification(&self, kind: &str, outcome: &str) {
         self.notifications.get_or_create(&NotificationLabels { kind: kind.into(), outcome: outcome.into() }).inc();
     }

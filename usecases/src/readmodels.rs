@@ -65,6 +65,8 @@ pub struct ReadModels {
     /// read models include it (a node that starts far behind, or on an
     /// empty read-model database, catches up first).
     head_at_start: u64,
+    /// The projections' names (their checkpoints' rows), for `/metrics`.
+    names: Vec<String>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,12 +110,12 @@ impl ReadModels {
         let head_at_start = log.head().await?.sequence;
         let mut runner = Runner::new(log.clone(), db.clone(), all)?;
         let own = runner.applied();
-        let followed = Applied::follow(db.clone(), names);
+        let followed = Applied::follow(db.clone(), names.clone());
         let (sender, applied) = watch::channel(stored.max(followed.get()).max(own.get()));
         let stopped = failure.is_some();
         let failure = Mutex::new(failure);
         let behind = Mutex::new(None);
-        let models = Arc::new(Self { db, leadership, applied, failure, behind, head_at_start });
+        let models = Arc::new(Self { db, leadership, applied, failure, behind, head_at_start, names });
         tokio::spawn(merge_applied(own, followed, sender));
         if !stopped {
             let models = models.clone();
@@ -164,6 +166,11 @@ impl ReadModels {
     /// outboxes now.
     pub fn is_leader(&self) -> bool {
         self.leadership.is_leader()
+    }
+
+    /// The names of the projections this node runs or follows.
+    pub fn projection_names(&self) -> &[String] {
+        &self.names
     }
 
     pub fn leadership(&self) -> &Leadership {

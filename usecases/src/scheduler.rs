@@ -72,8 +72,9 @@ impl Due {
 /// (`Ledger::scheduler`).
 pub async fn run(ledger: Ledger) {
     loop {
-        if let Err(error) = tick(&ledger).await {
-            tracing::warn!(%error, "scheduler tick failed; trying again");
+        match tick(&ledger).await {
+            Ok(_) => ledger.metrics.scheduler_ticked(),
+            Err(error) => tracing::warn!(%error, "scheduler tick failed; trying again"),
         }
         let _ = tokio::time::timeout(TICK, ledger.scheduler.notified()).await;
     }

@@ -15,6 +15,7 @@
 //! before the tests start, and any skip fails it at the end.
 
 mod peer_tsclient;
+mod peer_prometheus;
 mod peers;
 mod postgres;
 mod report;

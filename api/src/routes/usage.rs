@@ -87,7 +87,13 @@ pub async fn report(
     let body = axum::body::to_bytes(request.into_body(), REQUEST_BODY_BYTES_MAX)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(REQUEST_BODY_BYTES_MAX))?;
-    Ok(Json(usecases::usage::report(&state, &state.usage, input(&body)?).await?))
+    let started = std::time::Instant::now();
+    let answer = match input(&body) {
+        Ok(input) => usecases::usage::report(&state, &state.usage, input).await.map_err(ApiError::from),
+        Err(error) => Err(error),
+    };
+    state.metrics.usage_report_processing.observe(started.elapsed().as_secs_f64());
+    Ok(Json(answer?))
 }
 
 #[derive(Deserialize)]

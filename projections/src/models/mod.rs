@@ -33,6 +33,7 @@ pub mod invoices;
 pub mod licenses;
 pub mod notifications;
 pub mod organizations;
+pub mod outbox;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;
