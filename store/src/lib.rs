@@ -22,6 +22,7 @@ mod plan;
 mod postgres;
 mod read_only;
 mod row;
+pub mod sessions;
 mod sqlite;
 pub mod testing;
 mod writer;
