@@ -23,6 +23,13 @@ use crate::{OrganizationId, StreamId, Timestamp, UserId};
 const LINK_MAC_CONTEXT: &str = "ledger 2026-11-30 portal sign-in link mac v1";
 const LINK_HASH_CONTEXT: &str = "ledger 2026-11-30 portal sign-in link hash v1";
 const SESSION_HASH_CONTEXT: &str = "ledger 2026-11-30 portal session hash v1";
+const CSRF_CONTEXT: &str = "ledger 2026-11-30 portal csrf token v1";
+
+/// Refused sign-ins recorded per user and UTC day, at most: the stream's
+/// revision counts them (as validations are counted), so the bound holds
+/// across nodes, and only a link this server made (a known user) is
+/// recorded, so anonymous callers cannot grow the log.
+pub const REFUSALS_PER_USER_PER_DAY_MAX: u64 = 20;
 
 /// A sign-in link asked for on the sign-in page is valid this long.
 pub const SIGN_IN_LINK_MICROS: i64 = 15 * 60 * 1_000_000;
@@ -88,6 +95,18 @@ pub fn session_hash(secret: &ServerSecret, session_token: &str) -> Hash {
     secret.keyed(SESSION_HASH_CONTEXT, session_token.as_bytes())
 }
 
+/// A session's CSRF token (the synchronizer token of its forms): derived
+/// from the session's cookie value, so nothing more is stored and a new
+/// session has a new one.
+pub fn csrf_token(secret: &ServerSecret, session_token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(secret.keyed(CSRF_CONTEXT, session_token.as_bytes()).0)
+}
+
+/// The stream of a user's refused sign-ins on one day.
+pub fn refusals_stream(user_id: UserId, day: chrono::NaiveDate) -> StreamId {
+    StreamId::new(format!("portal-refusals/{}:{day}", user_id.0)).expect("a UUID and a date form a valid stream id")
+}
+
 /// The stream of a session's end (sign-out or revocation), by its public id.
 pub fn session_stream(session_id: uuid::Uuid) -> StreamId {
     StreamId::of("portal-session", session_id)
@@ -99,6 +118,7 @@ crate::stored_events! {
         SignedIn = "PortalSignedIn" version 1,
         SignedOut = "PortalSignedOut" version 1,
         SessionRevoked = "PortalSessionRevoked" version 1,
+        SignInRefused = "PortalSignInRefused" version 1,
     }
 }
 
@@ -132,6 +152,17 @@ pub struct SessionRevoked {
     pub session_id: uuid::Uuid,
     /// The session the revocation was made from.
     pub by_session_id: uuid::Uuid,
+    pub address: String,
+    pub at: Timestamp,
+}
+
+/// A known user's link was refused (expired, used, user deactivated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignInRefused {
+    pub organization_id: OrganizationId,
+    pub user_id: UserId,
+    /// `expired`, `used` or `inactive`.
+    pub reason: String,
     pub address: String,
     pub at: Timestamp,
 }

@@ -84,11 +84,15 @@ where
 {
     let uuid = |index: usize| -> Result<Uuid, StoreError> {
         let text: String = row.try_get(index)?;
-        text.parse().map_err(|_| StoreError::Corrupt { sequence: 0, what: format!("portal session column {index}: {text:?} is not a UUID") })
+        text.parse().map_err(|_| StoreError::Corrupt {
+            sequence: 0,
+            what: format!("portal session column {index}: {text:?} is not a UUID"),
+        })
     };
     let hash: Vec<u8> = row.try_get(1)?;
-    let hash: [u8; 32] =
-        hash.try_into().map_err(|_| StoreError::Corrupt { sequence: 0, what: "portal session token hash is not 32 bytes".into() })?;
+    let hash: [u8; 32] = hash
+        .try_into()
+        .map_err(|_| StoreError::Corrupt { sequence: 0, what: "portal session token hash is not 32 bytes".into() })?;
     Ok(SessionRow {
         id: uuid(0)?,
         token_hash: Hash(hash),
@@ -135,7 +139,12 @@ impl Sessions {
     /// Records that the session was used at `at` (its idle expiry restarts).
     pub async fn touch(&self, id: Uuid, at: Timestamp) -> Result<(), StoreError> {
         let text = "UPDATE portal_sessions SET last_seen_us = $1 WHERE id = $2";
-        on_pool!(self, |pool| sqlx::query(text).bind(at.as_micros()).bind(id.to_string()).execute(pool).await.map(drop)?);
+        on_pool!(self, |pool| sqlx::query(text)
+            .bind(at.as_micros())
+            .bind(id.to_string())
+            .execute(pool)
+            .await
+            .map(drop)?);
         Ok(())
     }
 

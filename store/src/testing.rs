@@ -42,6 +42,9 @@ pub enum Peer {
     Aiosmtpd,
     /// The workspace's own `replay` binary, built by `cargo test --workspace`.
     Replay,
+    /// Debian's `chromium` and `chromium-driver`, and axe-core (npm) in
+    /// `target/peers/node`: the portal's browser tests.
+    Browser,
 }
 
 impl Peer {
@@ -55,6 +58,7 @@ impl Peer {
             Peer::LocalStripe => "localstripe",
             Peer::Aiosmtpd => "aiosmtpd",
             Peer::Replay => "replay",
+            Peer::Browser => "browser",
         }
     }
 
@@ -72,6 +76,10 @@ impl Peer {
             }
             Peer::Aiosmtpd => "run `cargo xtask test`, which installs it into target/python (needs python3 with pip)",
             Peer::Replay => "build it: `cargo test --workspace` or `cargo xtask test`",
+            Peer::Browser => {
+                "run `cargo xtask test` as root, which installs chromium and chromium-driver (apt) and axe-core \
+                 (npm) into target/peers/node"
+            }
         }
     }
 }

@@ -14,6 +14,7 @@
 //! Under CI (`CI` set) nothing may be skipped: a missing peer fails the run
 //! before the tests start, and any skip fails it at the end.
 
+mod peer_portal;
 mod peers;
 mod postgres;
 mod report;
