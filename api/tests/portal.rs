@@ -164,12 +164,25 @@ impl Browser {
         self.client.goto(&format!("{}{path}", self.base)).await.unwrap();
     }
 
+    /// The element, waiting for it a little (a click's navigation may
+    /// still be loading).
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        let wait = self.client.wait().at_most(Duration::from_secs(5));
+        let found = wait.for_element(Locator::Css(css)).await;
+        match found {
+            Ok(element) => element,
+            Err(e) => {
+                panic!("{css} on {:?}: {e}\n{}", self.client.current_url().await, self.client.source().await.unwrap())
+            }
+        }
+    }
+
     async fn text(&self, css: &str) -> String {
-        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+        self.find(css).await.text().await.unwrap()
     }
 
     async fn click(&self, css: &str) {
-        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+        self.find(css).await.click().await.unwrap();
     }
 
     async fn fill(&self, css: &str, value: &str) {
@@ -408,6 +421,7 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
 
     // Sign-out ends the session at once.
     let viewer_session = b.session_cookie().await;
+    b.go(&format!("/portal/orgs/{acme}")).await;
     b.click("form.signout button").await;
     assert_eq!(b.text("h1").await, "Sign in");
     assert_eq!(status_with(&s, &format!("/portal/orgs/{acme}"), &viewer_session).await, (303, "/portal/signin".into()));

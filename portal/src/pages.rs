@@ -281,7 +281,12 @@ pub async fn release(
     let (caller, license) = (signed.caller(), LicenseId(license));
     usecases::deployments::release(&portal.ledger, &caller, &context, &portal.releases, license, &input.deployment)
         .await?;
-    let deployment: String = input.deployment.chars().filter(char::is_ascii_alphanumeric).take(64).collect();
+    let deployment: String = input
+        .deployment
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect();
     Ok(Redirect::to(&format!("/portal/orgs/{org}/licenses?released={deployment}")))
 }
 
