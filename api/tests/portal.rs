@@ -267,6 +267,11 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     add_user(&s, &globex, "admin@globex.test", "admin").await;
     let validate = json!({ "licenseKey": key, "clientInfo": { "deployment_id": "dep-a" } });
     s.post("/api/v1/license/validate", None, validate).await.expect(200);
+    // 8,500 of the starter tier's 10,000 API calls: the 80 % state.
+    let metrics = json!({ "activeUsers": 3, "dataVolumeGB": 10, "apiCallsCount": 8500, "trainingHours": 0 });
+    let report =
+        json!({ "licenseKey": key, "deploymentId": "dep-a", "metrics": metrics, "reportingPeriod": "2026-01-01" });
+    s.post("/api/v1/usage/report", None, report).await.expect(200);
     let b = Browser::start(&s.base).await;
 
     // The onboarding e-mail of the organization's only admin carries a
@@ -277,6 +282,7 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     b.accessible("the link page").await;
     b.click("#use-link").await;
     assert_eq!(b.text("#tier").await, "starter");
+    assert!(b.text("#alerts + ul").await.contains("API calls: 85% of the limit"), "the 80 % alert");
     b.screenshot("overview").await;
     b.accessible("overview").await;
     let admin_session = b.session_cookie().await;
@@ -299,6 +305,10 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     ] {
         b.go(&format!("/portal/orgs/{acme}/{page}")).await;
         assert!(b.text("h1").await.starts_with(heading), "{page}");
+        if page == "usage" {
+            assert_eq!(b.client.find_all(Locator::Css("figure svg rect")).await.unwrap().len(), 1, "one day's bar");
+            assert!(b.text("tr.warning").await.starts_with("API calls"), "the 80 % state");
+        }
         b.accessible(page).await;
         b.screenshot(page).await;
     }
