@@ -63,6 +63,8 @@ pub struct AppState {
     pub log_tree: Arc<usecases::log::LogTree>,
     /// Limits and access at the server's edge (`edge`).
     pub edge: Arc<edge::Edge>,
+    /// The customer portal, mounted under `/portal` when set (`serve`).
+    pub portal: Option<Arc<portal::Portal>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -111,8 +113,11 @@ pub fn app(state: AppState) -> Router {
     if state.clock.is_manual() {
         api = api.route("/test-clock", post(ops::test_clock));
     }
-    let router = Router::new()
-        .nest("/api/v1", api)
+    let mut router = Router::new().nest("/api/v1", api);
+    if let Some(portal) = state.portal.clone() {
+        router = router.nest("/portal", portal_routes(portal));
+    }
+    let router = router
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
@@ -124,6 +129,16 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(transport::problems))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The portal's routes, with the client's address as the edge resolved it.
+fn portal_routes(portal: Arc<portal::Portal>) -> Router<AppState> {
+    portal::router(portal).layer(axum::middleware::map_request(|mut request: axum::extract::Request| async move {
+        if let Some(address::ClientAddress(ip)) = request.extensions().get::<address::ClientAddress>().copied() {
+            request.extensions_mut().insert(portal::ClientIp(ip));
+        }
+        request
+    }))
 }
 
 /// Where the server keeps its data and listens.
@@ -177,6 +192,7 @@ pub async fn open_with(config: &Config, edge: edge::Settings) -> anyhow::Result<
         stripe: stripe::Stripe::new(stripe::Settings::from_env()?)?,
         log_tree,
         edge: Arc::new(edge::Edge::new(edge)?),
+        portal: None,
     })
 }
 
@@ -186,14 +202,16 @@ pub async fn open_log(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<
     usecases::open_log(&config.ledger(), clock).await
 }
 
-/// Runs the server until Ctrl-C or SIGTERM.
-pub async fn serve(config: Config, edge: edge::Settings) -> anyhow::Result<()> {
+/// Runs the server until Ctrl-C or SIGTERM, with the customer portal.
+pub async fn serve(config: Config, edge: edge::Settings, portal_settings: portal::Settings) -> anyhow::Result<()> {
     // First, so a signal that comes while the log is still opening stops the
     // server cleanly instead of killing it with the default action.
     let stop = transport::Shutdown::install()?;
     // Checked before anything starts, so a bad SMTP setting stops the start.
     let mailer = config.notifications.as_ref().map(usecases::notify::Mailer::new).transpose()?;
-    let state = open_with(&config, edge).await?;
+    let mut state = open_with(&config, edge).await?;
+    let portal_mailer = config.notifications.as_ref().map(usecases::notify::Mailer::new).transpose()?;
+    state.portal = Some(portal::Portal::open(state.ledger.clone(), portal_settings, portal_mailer).await?);
     // The outbox's checkpoint is fixed before anything else runs, so even a
     // first start misses nothing appended after it.
     let outbox = match mailer {
@@ -242,5 +260,9 @@ async fn sweep_limiters(state: AppState) {
         state.address_limiter.limiter().sweep();
         state.usage.limiter().sweep();
         state.edge.sweep();
+        if let Some(portal) = &state.portal {
+            portal.sweep();
+            portal.sweep_sessions().await;
+        }
     }
 }

@@ -47,6 +47,25 @@ struct Mail {
     mail_from: Option<String>,
 }
 
+/// The customer portal (under /portal).
+#[derive(Args)]
+struct PortalArgs {
+    /// The portal's public URL, which sign-in links begin with (default:
+    /// http://<listen address>).
+    #[arg(long, env = "LEDGER_PORTAL_URL")]
+    portal_url: Option<String>,
+    /// Session cookies without `Secure`, for a portal on plain http
+    /// (local use and tests only).
+    #[arg(long)]
+    portal_insecure_cookies: bool,
+}
+
+impl PortalArgs {
+    fn url(&self, listen: SocketAddr) -> String {
+        self.portal_url.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| format!("http://{listen}"))
+    }
+}
+
 /// Limits on usage reports from on-premises deployments.
 #[derive(Args)]
 struct UsageLimits {
@@ -150,6 +169,13 @@ enum Command {
         usage: UsageLimits,
         #[command(flatten)]
         edge: Edge,
+        #[command(flatten)]
+        portal: PortalArgs,
+    },
+    /// Organization users.
+    Users {
+        #[command(subcommand)]
+        job: Users,
     },
     /// Monthly jobs.
     Billing {
@@ -165,6 +191,24 @@ enum Command {
     Projections {
         #[command(subcommand)]
         job: ProjectionsJob,
+    },
+}
+
+#[derive(Subcommand)]
+enum Users {
+    /// Print a sign-in link to the customer portal for a user (valid 15
+    /// minutes, once), for an operator to hand over when there is no SMTP.
+    LoginLink {
+        #[arg(long)]
+        email: String,
+        /// The organization's id.
+        #[arg(long)]
+        organization: uuid::Uuid,
+        /// The portal's public URL, which the link begins with.
+        #[arg(long, env = "LEDGER_PORTAL_URL", default_value = "http://127.0.0.1:8080")]
+        portal_url: String,
+        #[command(flatten)]
+        store: Store,
     },
 }
 
@@ -252,14 +296,32 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { listen, store, validations_per_address_per_minute, mail, usage, edge } => {
+        Command::Serve { listen, store, validations_per_address_per_minute, mail, usage, edge, portal } => {
             let mut config = config(store, listen, validations_per_address_per_minute);
             config.usage = usage.settings();
             config.notifications = match (mail.smtp_url.filter(|url| !url.is_empty()), mail.mail_from) {
-                (Some(smtp_url), Some(from)) => Some(usecases::notify::Settings { smtp_url, from }),
+                (Some(smtp_url), Some(from)) => {
+                    Some(usecases::notify::Settings { smtp_url, from, portal_url: Some(portal.url(listen)) })
+                }
                 _ => None,
             };
-            ledger_api::serve(config, edge.settings()).await
+            let edge = edge.settings();
+            let portal = portal::Settings {
+                portal_url: portal.url(listen),
+                secure_cookies: !portal.portal_insecure_cookies,
+                releases_per_license_per_hour: edge.releases_per_license_per_hour,
+            };
+            ledger_api::serve(config, edge, portal).await
+        }
+        Command::Users { job: Users::LoginLink { email, organization, portal_url, store } } => {
+            let config = config(store, "127.0.0.1:0".parse()?, 0);
+            let ledger = usecases::Ledger::open(&config.ledger()).await?;
+            let organization = domain::OrganizationId(organization);
+            let link = usecases::signin::link_for_user(&ledger, &portal_url, organization, &email)
+                .await
+                .map_err(|e| anyhow::anyhow!("no active user {email:?} in organization {organization}: {e}"))?;
+            println!("{}", link.url);
+            Ok(())
         }
         Command::Billing { job: Billing::Run { period, preview, store } } => {
             let config = config(store, "127.0.0.1:0".parse()?, 0);

@@ -219,7 +219,8 @@ pub async fn problems(request: Request, next: Next) -> Response {
     let status = response.status();
     let json = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
         let v = v.to_ascii_lowercase();
-        v.starts_with("application/json") || v.starts_with("application/problem+json")
+        // The portal's HTML error pages (`/portal`) are answers of their own.
+        v.starts_with("application/json") || v.starts_with("application/problem+json") || v.starts_with("text/html")
     });
     if !(status.is_client_error() || status.is_server_error()) || json {
         return response;

@@ -44,7 +44,7 @@ impl ServerSecret {
         Self(bytes)
     }
 
-    fn keyed(&self, context: &str, data: &[u8]) -> Hash {
+    pub(crate) fn keyed(&self, context: &str, data: &[u8]) -> Hash {
         let key = blake3::derive_key(context, &self.0);
         Hash(*blake3::keyed_hash(&key, data).as_bytes())
     }

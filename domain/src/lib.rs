@@ -23,6 +23,7 @@ pub mod notification;
 pub mod organization;
 pub mod proof;
 pub mod record;
+pub mod signin;
 pub mod stripe;
 pub mod subscription;
 pub mod time;

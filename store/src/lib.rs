@@ -23,6 +23,7 @@ mod plan;
 mod postgres;
 mod read_only;
 mod row;
+pub mod sessions;
 mod sqlite;
 pub mod testing;
 mod writer;

@@ -677,3 +677,10 @@ fn blocking_failed(error: tokio::task::JoinError) -> StoreError {
         Err(_) => StoreError::Io("the runtime shut down while the database was in use".into()),
     }
 }
+
+impl Readers {
+    /// The log file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}

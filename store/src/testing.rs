@@ -44,6 +44,9 @@ pub enum Peer {
     Replay,
     /// Prometheus and promtool on `PATH` (Debian's `prometheus` package).
     Prometheus,
+    /// Debian's `chromium` and `chromium-driver`, and axe-core (npm) in
+    /// `target/peers/node`: the portal's browser tests.
+    Browser,
 }
 
 impl Peer {
@@ -58,6 +61,7 @@ impl Peer {
             Peer::Aiosmtpd => "aiosmtpd",
             Peer::Replay => "replay",
             Peer::Prometheus => "prometheus",
+            Peer::Browser => "browser",
         }
     }
 
@@ -78,6 +82,10 @@ impl Peer {
             Peer::Prometheus => {
                 "run `cargo xtask test` as root, which installs it with apt-get \
                  (Debian: apt-get install --no-install-recommends prometheus)"
+            }
+            Peer::Browser => {
+                "run `cargo xtask test` as root, which installs chromium and chromium-driver (apt) and axe-core \
+                 (npm) into target/peers/node"
             }
         }
     }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use domain::record::{Defect, Record, VerifyFailure};
+use domain::record::{Defect, Hash, Record, VerifyFailure};
 use domain::{Clock, EventId, StreamId, Timestamp};
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
@@ -606,6 +606,41 @@ async fn a_lock_is_held_by_one_process_at_a_time(h: Harness) {
     assert!(h.log.try_lock("Not A Name").await.is_err());
 }
 
+async fn portal_sessions_are_found_by_hash_listed_and_end(h: Harness) {
+    use ledger_store::sessions::SessionRow;
+    let sessions = h.log.sessions().await.unwrap();
+    let user = uuid::Uuid::from_u128(7);
+    let row = |n: u128, created: i64| SessionRow {
+        id: uuid::Uuid::from_u128(n),
+        token_hash: Hash([n as u8; 32]),
+        organization_id: uuid::Uuid::from_u128(1),
+        user_id: user,
+        created_at: Timestamp::from_micros(created),
+        last_seen: Timestamp::from_micros(created),
+        expires_at: Timestamp::from_micros(created + 1_000),
+        address: "192.0.2.1".into(),
+        user_agent: "test".into(),
+    };
+    sessions.create(&row(10, 100)).await.unwrap();
+    sessions.create(&row(11, 200)).await.unwrap();
+    assert!(sessions.create(&row(11, 300)).await.is_err(), "a session id is unique");
+    assert_eq!(sessions.find(&Hash([10; 32])).await.unwrap(), Some(row(10, 100)));
+    assert_eq!(sessions.find(&Hash([12; 32])).await.unwrap(), None);
+    let listed: Vec<_> = sessions.of_user(user).await.unwrap().into_iter().map(|s| s.id.as_u128()).collect();
+    assert_eq!(listed, [11, 10], "newest first");
+    sessions.touch(uuid::Uuid::from_u128(10), Timestamp::from_micros(150)).await.unwrap();
+    assert_eq!(sessions.find(&Hash([10; 32])).await.unwrap().unwrap().last_seen, Timestamp::from_micros(150));
+    assert!(!sessions.delete(uuid::Uuid::from_u128(10), uuid::Uuid::from_u128(8)).await.unwrap(), "not another user's");
+    // Idle since before 160: session 10 (seen at 150) goes, 11 (seen at 200) stays.
+    assert_eq!(sessions.delete_expired(Timestamp::from_micros(1_000), Timestamp::from_micros(160)).await.unwrap(), 1);
+    assert_eq!(sessions.find(&Hash([10; 32])).await.unwrap(), None);
+    // Past its absolute expiry (200 + 1,000), 11 goes too.
+    assert_eq!(sessions.delete_expired(Timestamp::from_micros(1_200), Timestamp::from_micros(0)).await.unwrap(), 1);
+    sessions.create(&row(12, 400)).await.unwrap();
+    assert!(sessions.delete(uuid::Uuid::from_u128(12), user).await.unwrap());
+    assert_eq!(sessions.find(&Hash([12; 32])).await.unwrap(), None, "a deleted session is gone at once");
+}
+
 ledger_store::backend_tests!(
     Harness;
     appends_and_reads,
@@ -625,4 +660,5 @@ ledger_store::backend_tests!(
     snapshots_only_move_forward,
     reads_past_what_the_databases_hold_are_empty_not_a_panic,
     a_lock_is_held_by_one_process_at_a_time,
+    portal_sessions_are_found_by_hash_listed_and_end,
 );

@@ -63,6 +63,8 @@ pub enum Credential {
     Auditor,
     /// An organization's API token.
     Token(TokenId),
+    /// An organization's user signed in to the portal.
+    User(domain::UserId),
     /// A license key (validations, usage reports), by the license it names:
     /// one key per license, and revocations name the license.
     License(LicenseId),

@@ -6,7 +6,7 @@
 
 use domain::keys::{api_token_hash, constant_time_eq, verify_api_token};
 use domain::organization::Role;
-use domain::{OrganizationId, Timestamp, TokenId};
+use domain::{OrganizationId, Timestamp, TokenId, UserId};
 use projections::models::organizations;
 
 use crate::Ledger;
@@ -20,7 +20,18 @@ use crate::secrets::Bootstrap;
 pub enum Caller {
     Operator,
     Auditor,
-    Member { organization_id: OrganizationId, role: Role, token_id: TokenId },
+    Member {
+        organization_id: OrganizationId,
+        role: Role,
+        token_id: TokenId,
+    },
+    /// An organization's user signed in to the customer portal (a session,
+    /// not an API token); the same roles table applies.
+    User {
+        organization_id: OrganizationId,
+        role: Role,
+        user_id: UserId,
+    },
 }
 
 /// How much an organization's own members need for a route.
@@ -43,6 +54,9 @@ impl Caller {
             Caller::Member { organization_id, role, token_id } => {
                 format!("org:{organization_id}:{}:token:{token_id}", role.as_str())
             }
+            Caller::User { organization_id, role, user_id } => {
+                format!("org:{organization_id}:{}:user:{user_id}", role.as_str())
+            }
         }
     }
 
@@ -53,6 +67,7 @@ impl Caller {
             Caller::Operator => Credential::Operator,
             Caller::Auditor => Credential::Auditor,
             Caller::Member { token_id, .. } => Credential::Token(*token_id),
+            Caller::User { user_id, .. } => Credential::User(*user_id),
         }
     }
 
@@ -60,6 +75,7 @@ impl Caller {
     pub fn scope(&self) -> String {
         match self {
             Caller::Member { token_id, .. } => format!("token:{token_id}"),
+            Caller::User { user_id, .. } => format!("user:{user_id}"),
             other => other.actor(),
         }
     }
@@ -78,8 +94,12 @@ impl Caller {
             Caller::Operator => Ok(()),
             Caller::Auditor if need == Need::Admin => Err(Error::Forbidden),
             Caller::Auditor => Ok(()),
-            Caller::Member { organization_id: own, .. } if *own != organization_id => Err(Error::NotFound),
-            Caller::Member { role, .. } => {
+            Caller::Member { organization_id: own, .. } | Caller::User { organization_id: own, .. }
+                if *own != organization_id =>
+            {
+                Err(Error::NotFound)
+            }
+            Caller::Member { role, .. } | Caller::User { role, .. } => {
                 let allowed = match need {
                     Need::Read => true,
                     Need::Analyst => matches!(role, Role::Admin | Role::Analyst),

@@ -42,6 +42,7 @@ pub mod queries;
 pub mod readmodels;
 pub mod scheduler;
 pub mod secrets;
+pub mod signin;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;

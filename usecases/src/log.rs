@@ -433,7 +433,7 @@ pub async fn inclusion(
     if sequence == 0 {
         return Err(Error::Validation("sequences start at 1".into()));
     }
-    if let Caller::Member { organization_id, .. } = caller {
+    if let Caller::Member { organization_id, .. } | Caller::User { organization_id, .. } = caller {
         caller.require_org(*organization_id, Need::Analyst)?;
         if !owns(ledger, *organization_id, sequence).await? {
             return Err(Error::NotFound);

@@ -238,7 +238,7 @@ pub async fn audit(ledger: &Ledger, caller: &Caller, filter: AuditFilter) -> Res
     let organization = filter.organization_id;
     match (caller, organization) {
         // All organizations' audit is the vendor's (API.md's roles table).
-        (Caller::Member { .. }, None) => return Err(Error::Forbidden),
+        (Caller::Member { .. } | Caller::User { .. }, None) => return Err(Error::Forbidden),
         (_, Some(id)) => caller.require_org(id, Need::Analyst)?,
         (_, None) => caller.require_vendor()?,
     }

@@ -16,6 +16,7 @@
 
 mod peer_tsclient;
 mod peer_prometheus;
+mod peer_portal;
 mod peers;
 mod postgres;
 mod report;

@@ -33,6 +33,7 @@ pub fn install(root: &Path, peers: &Path) -> Vec<Missing> {
     stripe_node(peers, &mut missing);
     crate::peer_tsclient::install(root, &mut missing);
     crate::peer_prometheus::install(&mut missing);
+    crate::peer_portal::install(peers, &mut missing);
     missing
 }
 

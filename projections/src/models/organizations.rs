@@ -319,3 +319,30 @@ pub async fn live_subscription(db: &ReadModelDb, id: OrganizationId) -> Result<O
     let row = db.query_opt("SELECT live_subscription FROM rm_organizations WHERE id = $1", vec![id.0.into()]).await?;
     Ok(row.map(|row| opt_uuid(&row, 0)).transpose()?.flatten().map(SubscriptionId))
 }
+
+/// Organizations one e-mail address may sign in to, at most (one e-mail
+/// lists a link per organization; an address in more gets the first ones).
+pub const ORGANIZATIONS_PER_EMAIL_MAX: usize = 20;
+
+/// The active users with this e-mail address, in any organization, by
+/// the `rm_users_by_email` index: at most [`ORGANIZATIONS_PER_EMAIL_MAX`].
+pub async fn active_users_by_email(db: &ReadModelDb, email: &str) -> Result<Vec<(OrganizationId, UserRow)>, DbError> {
+    let rows = db
+        .query(
+            "SELECT organization_id, user_id, email, role, active FROM rm_users WHERE email = $1 AND active \
+             ORDER BY organization_id LIMIT $2",
+            vec![email.to_owned().into(), limit_param(ORGANIZATIONS_PER_EMAIL_MAX)],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let user = UserRow {
+                user_id: UserId(uuid(row, 1)?),
+                email: row.text(2)?.to_owned(),
+                role: row.opt_text(3)?.and_then(Role::parse),
+                active: row.bool(4)?,
+            };
+            Ok((OrganizationId(uuid(row, 0)?), user))
+        })
+        .collect()
+}

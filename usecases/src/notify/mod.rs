@@ -107,6 +107,9 @@ pub struct Settings {
     pub smtp_url: String,
     /// The From address, e.g. `Ledger <billing@example.com>`.
     pub from: String,
+    /// The customer portal's public URL (`--portal-url`): the onboarding
+    /// e-mail of an organization's only admin carries a sign-in link.
+    pub portal_url: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -121,6 +124,7 @@ pub struct Mailer {
     from: Mailbox,
     /// `host:port`, for logs (never the URL, which may hold a password).
     pub server: String,
+    portal_url: Option<String>,
 }
 
 impl Mailer {
@@ -136,7 +140,22 @@ impl Mailer {
             .from
             .parse()
             .map_err(|e| anyhow::anyhow!("--mail-from {:?} is not an e-mail address: {e}", settings.from))?;
-        Ok(Self { transport, from, server: url })
+        Ok(Self { transport, from, server: url, portal_url: settings.portal_url.clone() })
+    }
+
+    /// Sends one e-mail to one address now (the portal's sign-in links,
+    /// which are not notices of the outbox: they are asked for, and a
+    /// lost one is asked for again).
+    pub async fn send_mail(&self, to: &str, mail: mail::Mail) -> anyhow::Result<()> {
+        let to: Mailbox = to.parse().map_err(|e| anyhow::anyhow!("not an e-mail address: {e}"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.body)?;
+        self.send(message).await?;
+        Ok(())
     }
 
     async fn send(&self, message: Message) -> Result<(), lettre::transport::smtp::Error> {
@@ -377,7 +396,7 @@ impl Outbox {
         }
         let event = match self.retries.delivered(&id) {
             Some(sent) => NotificationEvent::NotificationSent(sent),
-            None => match compose(app, &self.mailer.from, id, &notice).await? {
+            None => match compose(app, &self.mailer, id, &notice).await? {
                 Compose::Wait => {
                     self.retries.entry(id).next = Some(Instant::now() + TICK);
                     return Ok(());
@@ -490,7 +509,8 @@ async fn save(app: &Ledger, from: u64, sequence: u64, chain: Option<domain::reco
 }
 
 /// Builds the e-mail of a due notice from the read models, or says why not.
-async fn compose(app: &Ledger, from: &Mailbox, id: NotificationId, notice: &Notice) -> Result<Compose, DbError> {
+async fn compose(app: &Ledger, mailer: &Mailer, id: NotificationId, notice: &Notice) -> Result<Compose, DbError> {
+    let from = &mailer.from;
     let (db, today) = (&app.models.db, app.today());
     let Some(organization) = organizations::organization(db, notice.organization_id()).await? else {
         return Ok(Compose::Skip(SkipReason::Obsolete));
@@ -505,7 +525,9 @@ async fn compose(app: &Ledger, from: &Mailbox, id: NotificationId, notice: &Noti
         return Ok(Compose::Skip(SkipReason::Obsolete));
     };
     let mail = match notice {
-        Notice::Onboarding { license_id, .. } => onboarding(app, &organization, *license_id, &about).await?,
+        Notice::Onboarding { license_id, .. } => onboarding(app, &organization, *license_id, &about)
+            .await?
+            .map(|mail| with_sign_in_link(app, mailer.portal_url.as_deref(), &organization, mail)),
         Notice::ExpiryReminder { .. } => (expiry_reminder(&subscription, today).as_ref() == Some(notice))
             .then(|| mail::expiry_reminder(&about, today)),
         Notice::UsageWarning { .. } => usage_warning(app, &subscription, notice, &about).await?,
@@ -564,6 +586,27 @@ async fn onboarding(
     });
     let key = domain::keys::license_key(&app.keys.license, issued.license_id, issued.nonce);
     Ok(Some(mail::onboarding(about, &key, upgrade)))
+}
+
+/// The onboarding e-mail of an organization with one admin (Checkout's)
+/// carries that admin's sign-in link, valid three days; with several
+/// admins each asks for their own on the sign-in page.
+fn with_sign_in_link(
+    app: &Ledger,
+    portal_url: Option<&str>,
+    organization: &organizations::OrganizationRow,
+    mut mail: mail::Mail,
+) -> mail::Mail {
+    let Some(portal_url) = portal_url else { return mail };
+    let mut admins = organization.state.users.iter().filter(|(_, u)| u.active && u.role == Some(Role::Admin));
+    let (Some((user_id, _)), None) = (admins.next(), admins.next()) else { return mail };
+    let lifetime = domain::signin::INVITATION_LINK_MICROS;
+    if let Ok(token) = crate::signin::token(app, organization.id, *user_id, lifetime) {
+        let url = crate::signin::url(portal_url, &token);
+        mail.body =
+            format!("Sign in to the customer portal (this link works once, within 3 days):\n{url}\n\n{}", mail.body);
+    }
+    mail
 }
 
 /// The message of a mail to the organization's active admins; an

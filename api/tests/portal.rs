@@ -1,0 +1,455 @@
+//! The customer portal in a real browser (issue 14): Debian's chromium,
+//! driven over WebDriver (chromium-driver, `fantoccini`), against the real
+//! `ledger` binary with the real aiosmtpd catching its e-mail; axe-core
+//! (npm) checks every page. Screenshots go to docs/portal/.
+//!
+//! One scenario on SQLite, so the suite stays short; it prints its time.
+//! Without chromium, chromedriver or axe-core it skips with a notice (in
+//! CI, a failure), as the PostgreSQL tests do.
+#![allow(clippy::too_many_lines)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Backend, OPERATOR, Server, id};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
+const FROM: &str = "Ledger <portal@ledger.test>";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn axe_script() -> PathBuf {
+    let peers = std::env::var_os("LEDGER_PEERS").map_or_else(|| root().join("target/peers"), PathBuf::from);
+    peers.join("node/node_modules/axe-core/axe.min.js")
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Whether the browser, its driver, axe-core and aiosmtpd are here.
+fn peers_available(test: &str) -> bool {
+    let missing = [
+        (!on_path("chromium"), "chromium is not installed"),
+        (!on_path("chromedriver"), "chromium-driver is not installed"),
+        (!axe_script().is_file(), "axe-core is not in target/peers/node"),
+    ];
+    if let Some((_, why)) = missing.iter().find(|(gone, _)| *gone) {
+        store::testing::skip(test, store::testing::Peer::Browser, why);
+        return false;
+    }
+    let aiosmtpd = std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .env("PYTHONPATH", root().join("target/python"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !aiosmtpd {
+        store::testing::skip(test, store::testing::Peer::Aiosmtpd, "python3 cannot import aiosmtpd from target/python");
+    }
+    aiosmtpd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// aiosmtpd writing each message as a JSON file (api/tests/smtp_sink.py).
+struct Mailbox {
+    dir: tempfile::TempDir,
+    port: u16,
+    _sink: Child,
+}
+
+impl Mailbox {
+    async fn start() -> Self {
+        let (dir, port) = (tempfile::tempdir().unwrap(), free_port());
+        let mut sink = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py"))
+            .args(["--port", &port.to_string(), "--dir"])
+            .arg(dir.path())
+            .env("PYTHONPATH", root().join("target/python"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 starts");
+        let mut lines = BufReader::new(sink.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+        assert!(matches!(&ready, Ok(Ok(Some(l))) if l == "smtp sink ready"), "the SMTP sink did not start: {ready:?}");
+        Self { dir, port, _sink: sink }
+    }
+
+    fn to(&self, address: &str, subject: &str) -> Vec<Value> {
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|n| serde_json::from_slice::<Value>(&std::fs::read(self.dir.path().join(n)).unwrap()).unwrap())
+            .filter(|m| m["rcpt_tos"].as_array().unwrap().iter().any(|r| r == address))
+            .filter(|m| m["subject"].as_str().unwrap().contains(subject))
+            .collect()
+    }
+
+    /// Waits for the `nth` (from 1) message to `address` about `subject`;
+    /// returns the portal path of the sign-in link in it.
+    async fn link(&self, address: &str, subject: &str, nth: usize) -> String {
+        let deadline = Instant::now() + MAIL_TIMEOUT;
+        loop {
+            if let Some(mail) = self.to(address, subject).get(nth - 1) {
+                let body = mail["body"].as_str().unwrap();
+                let url = body.split_whitespace().find(|w| w.contains("/portal/link?token=")).expect("a link");
+                return url[url.find("/portal/link").unwrap()..].to_owned();
+            }
+            assert!(Instant::now() < deadline, "no e-mail {nth} to {address} about {subject:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// chromium-driver and a headless chromium session.
+struct Browser {
+    client: Client,
+    _driver: Child,
+    base: String,
+    axe: String,
+    shots: PathBuf,
+}
+
+impl Browser {
+    async fn start(base: &str) -> Self {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut capabilities = serde_json::Map::new();
+        let args =
+            ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,900"];
+        capabilities.insert("goog:chromeOptions".into(), json!({ "args": args }));
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a WebDriver session");
+        let shots = root().join("docs/portal");
+        std::fs::create_dir_all(&shots).unwrap();
+        let axe = std::fs::read_to_string(axe_script()).unwrap();
+        Self { client, _driver: driver, base: base.to_owned(), axe, shots }
+    }
+
+    async fn go(&self, path: &str) {
+        self.client.goto(&format!("{}{path}", self.base)).await.unwrap();
+    }
+
+    /// The element, waiting for it a little (a click's navigation may
+    /// still be loading).
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        let wait = self.client.wait().at_most(Duration::from_secs(5));
+        let found = wait.for_element(Locator::Css(css)).await;
+        match found {
+            Ok(element) => element,
+            Err(e) => {
+                panic!("{css} on {:?}: {e}\n{}", self.client.current_url().await, self.client.source().await.unwrap())
+            }
+        }
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        self.client.find(Locator::Css(css)).await.unwrap().send_keys(value).await.unwrap();
+    }
+
+    /// Runs axe-core on the page: no serious or critical violation.
+    async fn accessible(&self, page: &str) {
+        self.client.execute(&self.axe, vec![]).await.unwrap();
+        let run = "const done = arguments[arguments.length - 1];
+            axe.run(document).then(r => done(r.violations
+                .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                .map(v => v.id + ': ' + v.help + ' ' + v.nodes.map(n => n.html).join(' | '))))
+              .catch(e => done(['axe failed: ' + e]));";
+        let violations = self.client.execute_async(run, vec![]).await.unwrap();
+        assert_eq!(violations, json!([]), "axe on {page}");
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn session_cookie(&self) -> String {
+        self.client.get_named_cookie("ledger_portal_session").await.expect("a session cookie").value().to_owned()
+    }
+
+    /// Signs in through the sign-in form and the e-mailed link.
+    async fn sign_in(&self, mailbox: &Mailbox, email: &str, nth: usize) {
+        self.request_link(email).await;
+        let link = mailbox.link(email, "sign-in link", nth).await;
+        self.go(&link).await;
+        self.click("#use-link").await;
+    }
+
+    async fn request_link(&self, email: &str) {
+        self.go("/portal/signin").await;
+        self.fill("#email", email).await;
+        self.click("main form button").await;
+        assert!(self.text("#sent").await.contains("If this address belongs to a user"));
+    }
+}
+
+/// Plain HTTP beside the browser, to look at statuses and forge requests.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn status_with(s: &Server, path: &str, cookie: &str) -> (u16, String) {
+    let answer = http()
+        .get(format!("{}{path}", s.base))
+        .header("cookie", format!("ledger_portal_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    let location = answer.headers().get("location").map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+    (answer.status().as_u16(), location)
+}
+
+async fn add_user(s: &Server, org: &str, email: &str, role: &str) {
+    let body = json!({ "email": email, "role": role });
+    s.post(&format!("/api/v1/organizations/{org}/users"), Some(OPERATOR), body).await.expect(201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
+    if !peers_available(module_path!()) {
+        return;
+    }
+    let started = Instant::now();
+    let mailbox = Mailbox::start().await;
+    let backend = Backend::sqlite().await;
+    let smtp = format!("smtp://127.0.0.1:{}", mailbox.port);
+    let s = backend.start_with(&["--smtp-url", &smtp, "--mail-from", FROM, "--portal-insecure-cookies"]).await;
+    let acme = s.create_org("Acme GmbH").await;
+    let globex = s.create_org("Globex").await;
+    let created = s.create_subscription(&acme, "starter", "2026-01-01", true).await;
+    let key = id(&created["licenseKey"]);
+    add_user(&s, &acme, "admin@acme.test", "admin").await;
+    add_user(&s, &acme, "ana@acme.test", "analyst").await;
+    add_user(&s, &acme, "vic@acme.test", "viewer").await;
+    add_user(&s, &globex, "admin@globex.test", "admin").await;
+    let validate = json!({ "licenseKey": key, "clientInfo": { "deployment_id": "dep-a" } });
+    s.post("/api/v1/license/validate", None, validate).await.expect(200);
+    // 8,500 of the starter tier's 10,000 API calls: the 80 % state.
+    let metrics = json!({ "activeUsers": 3, "dataVolumeGB": 10, "apiCallsCount": 8500, "trainingHours": 0 });
+    let report =
+        json!({ "licenseKey": key, "deploymentId": "dep-a", "metrics": metrics, "reportingPeriod": "2026-01-01" });
+    s.post("/api/v1/usage/report", None, report).await.expect(200);
+    let b = Browser::start(&s.base).await;
+
+    // The onboarding e-mail of the organization's only admin carries a
+    // sign-in link; opening it uses nothing, its button signs in.
+    let onboarding = mailbox.link("admin@acme.test", "Welcome", 1).await;
+    b.go(&onboarding).await;
+    b.screenshot("sign-in-link").await;
+    b.accessible("the link page").await;
+    b.click("#use-link").await;
+    assert_eq!(b.text("#tier").await, "starter");
+    assert!(b.text("#alerts + ul").await.contains("API calls: 85% of the limit"), "the 80 % alert");
+    b.screenshot("overview").await;
+    b.accessible("overview").await;
+    let admin_session = b.session_cookie().await;
+
+    // The same link again: refused (the log holds its use).
+    b.go(&onboarding).await;
+    b.click("#use-link").await;
+    assert!(b.text("#refused").await.contains("used already"), "a reused link");
+    b.go("/portal/signin").await;
+    b.screenshot("sign-in").await;
+    b.accessible("sign-in").await;
+
+    // Still signed in with the first session: each admin page.
+    for (page, heading) in [
+        ("usage", "Usage"),
+        ("licenses", "Licenses and deployments"),
+        ("users", "Users"),
+        ("sessions", "Your sessions"),
+        ("audit", "Audit"),
+    ] {
+        b.go(&format!("/portal/orgs/{acme}/{page}")).await;
+        assert!(b.text("h1").await.starts_with(heading), "{page}");
+        if page == "usage" {
+            assert_eq!(b.client.find_all(Locator::Css("figure svg rect")).await.unwrap().len(), 1, "one day's bar");
+            assert!(b.text("tr.warning").await.starts_with("API calls"), "the 80 % state");
+        }
+        b.accessible(page).await;
+        b.screenshot(page).await;
+    }
+
+    // Release a deployment.
+    b.go(&format!("/portal/orgs/{acme}/licenses")).await;
+    b.click("button[aria-label='Release deployment dep-a']").await;
+    assert_eq!(b.text("#released").await, "Deployment dep-a released.");
+    let licenses = s.get(&format!("/api/v1/organizations/{acme}/licenses"), Some(OPERATOR)).await.expect(200);
+    assert_eq!(licenses[0]["releasedDeployments"][0]["deploymentId"], "dep-a", "{licenses}");
+
+    // Invite until the seat limit (starter: 5 seats, 3 taken) refuses.
+    for (n, email) in ["u4@acme.test", "u5@acme.test", "u6@acme.test"].into_iter().enumerate() {
+        b.go(&format!("/portal/orgs/{acme}/users")).await;
+        b.fill("#invite-email", email).await;
+        b.click("#invite").await;
+        if n < 2 {
+            assert!(b.text("#message").await.contains("invited"), "{email}");
+        } else {
+            assert!(b.text("#error").await.to_lowercase().contains("seat"), "the sixth seat is refused");
+            assert_eq!(b.text("#seats").await, "5 of 5 seats in use.");
+        }
+    }
+    let invited = mailbox.link("u4@acme.test", "invited", 1).await;
+    assert!(invited.starts_with("/portal/link?token="));
+
+    // Audit, paged: the second page goes on after the first.
+    b.go(&format!("/portal/orgs/{acme}/audit")).await;
+    let sequences = |texts: Vec<String>| texts.iter().map(|t| t.parse::<u64>().unwrap()).collect::<Vec<_>>();
+    let mut first = Vec::new();
+    for cell in b.client.find_all(Locator::Css("th.sequence")).await.unwrap() {
+        first.push(cell.text().await.unwrap());
+    }
+    b.click("#next").await;
+    let mut second = Vec::new();
+    for cell in b.client.find_all(Locator::Css("th.sequence")).await.unwrap() {
+        second.push(cell.text().await.unwrap());
+    }
+    let (first, second) = (sequences(first), sequences(second));
+    assert_eq!(first.len(), 10);
+    assert!(!second.is_empty() && second[0] > *first.last().unwrap(), "{first:?} then {second:?}");
+
+    // A form without its CSRF token, or with a made-up one, changes nothing.
+    for body in ["email=x%40acme.test&role=viewer", "email=x%40acme.test&role=viewer&csrf=forged"] {
+        let answer = http()
+            .post(format!("{}/portal/orgs/{acme}/users", s.base))
+            .header("cookie", format!("ledger_portal_session={admin_session}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 403, "{body}");
+    }
+
+    // Another organization's URL: not found, as if it did not exist.
+    b.go(&format!("/portal/orgs/{globex}/users")).await;
+    assert_eq!(b.text("h1").await, "Not found");
+    assert_eq!(status_with(&s, &format!("/portal/orgs/{globex}"), &admin_session).await.0, 404);
+
+    // A second session of the admin (plain HTTP, a double-submit value of
+    // its own), revoked from the browser's sessions page: refused at once.
+    b.request_link("admin@acme.test").await;
+    let link = mailbox.link("admin@acme.test", "sign-in link", 1).await;
+    let token = link.split("token=").nth(1).unwrap();
+    let answer = http()
+        .post(format!("{}/portal/link", s.base))
+        .header("cookie", "ledger_portal_csrf=double-submit")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&csrf=double-submit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    let other = answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap())
+        .find_map(|c| c.strip_prefix("ledger_portal_session="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .expect("a session cookie");
+    assert_ne!(other, admin_session, "a new session id at each sign-in");
+    assert_eq!(status_with(&s, &format!("/portal/orgs/{acme}"), &other).await.0, 200);
+    b.go(&format!("/portal/orgs/{acme}/sessions")).await;
+    b.screenshot("sessions").await;
+    b.click("button[aria-label^='Revoke']").await;
+    assert_eq!(status_with(&s, &format!("/portal/orgs/{acme}"), &other).await, (303, "/portal/signin".into()));
+
+    // An expired link: asked for, then 16 minutes pass.
+    b.client.delete_all_cookies().await.unwrap();
+    b.request_link("ana@acme.test").await;
+    let stale = mailbox.link("ana@acme.test", "sign-in link", 1).await;
+    s.move_clock("2026-01-01T00:16:00Z").await;
+    b.go(&stale).await;
+    b.click("#use-link").await;
+    assert!(b.text("#refused").await.contains("expired"), "an expired link");
+
+    // The analyst and the viewer: every page renders for them (audit is
+    // for analysts and up), without the admin's forms.
+    for (email, nth, role) in [("ana@acme.test", 2, "analyst"), ("vic@acme.test", 1, "viewer")] {
+        b.client.delete_all_cookies().await.unwrap();
+        b.sign_in(&mailbox, email, nth).await;
+        assert_eq!(b.text("#tier").await, "starter", "{role}");
+        for page in ["", "/usage", "/licenses", "/users", "/sessions", "/audit"] {
+            b.go(&format!("/portal/orgs/{acme}{page}")).await;
+            let heading = b.text("h1").await;
+            if page == "/audit" && role == "viewer" {
+                assert_eq!(heading, "Not allowed", "a viewer's audit");
+            } else {
+                assert!(
+                    !heading.is_empty() && heading != "Not allowed" && heading != "Sign in",
+                    "{role} {page}: {heading}"
+                );
+            }
+            assert!(b.client.find(Locator::Css("#invite")).await.is_err(), "no invite form for {role}");
+            b.accessible(&format!("{role} {page}")).await;
+        }
+    }
+
+    // Sign-out ends the session at once.
+    let viewer_session = b.session_cookie().await;
+    b.go(&format!("/portal/orgs/{acme}")).await;
+    b.click("form.signout button").await;
+    assert_eq!(b.text("h1").await, "Sign in");
+    assert_eq!(status_with(&s, &format!("/portal/orgs/{acme}"), &viewer_session).await, (303, "/portal/signin".into()));
+
+    // The security headers of a signed-in page.
+    let answer = http()
+        .get(format!("{}/portal/orgs/{acme}", s.base))
+        .header("cookie", format!("ledger_portal_session={admin_session}"))
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| answer.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+    assert!(header("content-security-policy").contains("script-src 'self'"));
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert_eq!(header("cache-control"), "no-store");
+
+    b.client.close().await.unwrap();
+    println!("portal browser suite: {:.1} s", started.elapsed().as_secs_f64());
+}

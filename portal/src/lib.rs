@@ -1,0 +1,155 @@
+//! The customer portal (issue 14): server-rendered pages for an
+//! organization's users, signed in by magic link, served by `ledger serve`
+//! under `/portal`.
+//!
+//! Templates are askama's (checked at compile time, escaping by default);
+//! htmx 2 is vendored as a static file; no page has an inline script or
+//! style, so the Content-Security-Policy allows only the portal's own
+//! files. Every page works as plain HTML forms.
+//!
+//! **Invariant:** the portal reads only through the use cases' queries
+//! (the read models) and changes only through the use cases' commands;
+//! its own state is the session table (`store::sessions`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use domain::LicenseId;
+use usecases::Ledger;
+use usecases::limits::KeyedLimiter;
+use usecases::notify::Mailer;
+use usecases::notify::mail::Mail;
+
+mod error;
+mod headers;
+mod pages;
+mod session;
+mod signin;
+
+pub use error::PortalError;
+pub use session::{SESSION_ABSOLUTE_MICROS, SESSION_IDLE_MICROS};
+
+/// Sign-in e-mails waiting for the sender, at most; beyond, a request is
+/// answered the same but its e-mail is dropped (and logged).
+pub const MAIL_QUEUE_MAX: usize = 256;
+/// Sign-in e-mails one address may be sent an hour.
+pub const SIGN_IN_MAILS_PER_ADDRESS_PER_HOUR: u32 = 5;
+/// Sign-in requests one client address may make an hour.
+pub const SIGN_IN_REQUESTS_PER_CLIENT_PER_HOUR: u32 = 30;
+
+/// How the portal is reached and what it may send.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The public URL the links in e-mails begin with (no trailing `/portal`).
+    pub portal_url: String,
+    /// Cookies with `Secure`; off only for local plain http.
+    pub secure_cookies: bool,
+    /// Deployment releases one license may make an hour (0: no limit).
+    pub releases_per_license_per_hour: u32,
+}
+
+/// The client's address as the server resolved it (behind trusted
+/// proxies, the forwarded one); the API's middleware puts it here.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// Everything the portal's handlers use.
+pub struct Portal {
+    pub ledger: Ledger,
+    pub settings: Settings,
+    sessions: store::sessions::Sessions,
+    mail: Option<tokio::sync::mpsc::Sender<(String, Mail)>>,
+    mails_per_address: KeyedLimiter<String>,
+    requests_per_client: KeyedLimiter<IpAddr>,
+    releases: KeyedLimiter<LicenseId>,
+}
+
+impl Portal {
+    /// Opens the session table and starts the sign-in e-mail sender (when
+    /// there is a mailer).
+    pub async fn open(ledger: Ledger, settings: Settings, mailer: Option<Mailer>) -> anyhow::Result<Arc<Self>> {
+        let sessions = ledger.log.sessions().await?;
+        let mail = mailer.map(|mailer| {
+            let (queue, waiting) = tokio::sync::mpsc::channel(MAIL_QUEUE_MAX);
+            tokio::spawn(send_mails(mailer, waiting));
+            queue
+        });
+        Ok(Arc::new(Self {
+            releases: KeyedLimiter::per_hour("portal_releases_per_license", settings.releases_per_license_per_hour),
+            ledger,
+            settings,
+            sessions,
+            mail,
+            mails_per_address: KeyedLimiter::per_hour("portal_sign_in_mails", SIGN_IN_MAILS_PER_ADDRESS_PER_HOUR),
+            requests_per_client: KeyedLimiter::per_hour(
+                "portal_sign_in_requests",
+                SIGN_IN_REQUESTS_PER_CLIENT_PER_HOUR,
+            ),
+        }))
+    }
+
+    /// Drops idle entries of the portal's rate limiters.
+    pub fn sweep(&self) {
+        self.mails_per_address.sweep();
+        self.requests_per_client.sweep();
+        self.releases.sweep();
+    }
+
+    /// Deletes the sessions past their absolute or idle expiry (each
+    /// request checks both anyway; this keeps the table small).
+    pub async fn sweep_sessions(&self) {
+        let now = self.ledger.now();
+        let idle_since = domain::Timestamp::from_micros(now.as_micros().saturating_sub(SESSION_IDLE_MICROS));
+        if let Err(error) = self.sessions.delete_expired(now, idle_since).await {
+            tracing::warn!(%error, "expired portal sessions not deleted");
+        }
+    }
+
+    /// Whether sign-in e-mails can be sent.
+    pub fn mails(&self) -> bool {
+        self.mail.is_some()
+    }
+
+    fn queue_mail(&self, to: &str, mail: Mail) {
+        let Some(queue) = &self.mail else { return };
+        if queue.try_send((to.to_owned(), mail)).is_err() {
+            tracing::warn!("portal sign-in e-mail queue full or closed; an e-mail was dropped");
+        }
+    }
+}
+
+/// Sends the queued sign-in e-mails, one at a time, for good.
+async fn send_mails(mailer: Mailer, mut waiting: tokio::sync::mpsc::Receiver<(String, Mail)>) {
+    while let Some((to, mail)) = waiting.recv().await {
+        // The address is the user's own; it is not logged, nor the link.
+        if let Err(error) = mailer.send_mail(&to, mail).await {
+            tracing::warn!(server = %mailer.server, %error, "portal sign-in e-mail not sent");
+        }
+    }
+}
+
+/// The portal's routes, to nest under `/portal`.
+pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S> {
+    use pages as p;
+    Router::new()
+        .route("/", get(p::home))
+        .route("/signin", get(signin::form).post(signin::request))
+        .route("/link", get(signin::link_page).post(signin::use_link))
+        .route("/signout", post(signin::sign_out))
+        .route("/orgs/{org}", get(p::overview))
+        .route("/orgs/{org}/usage", get(p::usage))
+        .route("/orgs/{org}/licenses", get(p::licenses))
+        .route("/orgs/{org}/licenses/{license}/release", post(p::release))
+        .route("/orgs/{org}/users", get(p::users).post(p::invite))
+        .route("/orgs/{org}/users/{user}/deactivate", post(p::deactivate))
+        .route("/orgs/{org}/sessions", get(p::sessions))
+        .route("/orgs/{org}/sessions/{session}/revoke", post(p::revoke))
+        .route("/orgs/{org}/audit", get(p::audit))
+        .route("/static/htmx.min.js", get(headers::htmx))
+        .route("/static/portal.css", get(headers::css))
+        .fallback(|| async { PortalError::NotFound })
+        .layer(axum::middleware::from_fn(headers::security))
+        .with_state(portal)
+}
