@@ -750,7 +750,7 @@ mod tests {
 
     #[test]
     fn the_smtp_url_is_checked_and_its_credentials_never_shown() {
-        let settings = |url: &str, from: &str| Settings { smtp_url: url.into(), from: from.into() };
+        let settings = |url: &str, from: &str| Settings { smtp_url: url.into(), from: from.into(), portal_url: None };
         let mailer = Mailer::new(&settings("smtp://user:s3cret@mail.example.com:2525", "Ledger <b@example.com>"));
         assert_eq!(mailer.unwrap().server, "mail.example.com:2525");
         assert!(Mailer::new(&settings("smtps://mail.example.com", "b@example.com")).is_ok());
