@@ -297,48 +297,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve { listen, store, validations_per_address_per_minute, mail, usage, edge, portal } => {
-            let mut config = config(store, listen, validations_per_address_per_minute);
-            config.usage = usage.settings();
-            config.notifications = match (mail.smtp_url.filter(|url| !url.is_empty()), mail.mail_from) {
-                (Some(smtp_url), Some(from)) => {
-                    Some(usecases::notify::Settings { smtp_url, from, portal_url: Some(portal.url(listen)) })
-                }
-                _ => None,
-            };
-            let edge = edge.settings();
-            let portal = portal::Settings {
-                portal_url: portal.url(listen),
-                secure_cookies: !portal.portal_insecure_cookies,
-                releases_per_license_per_hour: edge.releases_per_license_per_hour,
-            };
-            ledger_api::serve(config, edge, portal).await
+            serve(listen, store, validations_per_address_per_minute, mail, usage, edge, portal).await
         }
         Command::Users { job: Users::LoginLink { email, organization, portal_url, store } } => {
-            let config = config(store, "127.0.0.1:0".parse()?, 0);
-            let ledger = usecases::Ledger::open(&config.ledger()).await?;
-            let organization = domain::OrganizationId(organization);
-            let link = usecases::signin::link_for_user(&ledger, &portal_url, organization, &email)
-                .await
-                .map_err(|e| anyhow::anyhow!("no active user {email:?} in organization {organization}: {e}"))?;
-            println!("{}", link.url);
-            Ok(())
+            login_link(email, organization, portal_url, store).await
         }
-        Command::Billing { job: Billing::Run { period, preview, store } } => {
-            let config = config(store, "127.0.0.1:0".parse()?, 0);
-            let ledger = usecases::Ledger::open(&config.ledger()).await?;
-            let caller = usecases::Caller::Operator;
-            let done = usecases::billing::run(&ledger, &caller, "billing-cli", &period, preview).await?;
-            println!("{}", serde_json::to_string_pretty(&done)?);
-            std::io::Write::flush(&mut std::io::stdout())?;
-            if done.failed.is_empty() {
-                return Ok(());
-            }
-            for failure in &done.failed {
-                eprintln!("not issued: subscription {}: {}", failure.subscription_id, failure.reason);
-            }
-            eprintln!("{} invoice(s) of {period} could not be issued", done.failed.len());
-            std::process::exit(EXIT_SOME_INVOICES_FAILED)
-        }
+        Command::Billing { job: Billing::Run { period, preview, store } } => billing_run(period, preview, store).await,
         Command::Keys { job: Keys::RotateCheckpoint { store } } => {
             let config = config(store, "127.0.0.1:0".parse()?, 0);
             let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
@@ -379,6 +343,63 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `ledger serve`: the server, until it is stopped.
+async fn serve(
+    listen: SocketAddr,
+    store: Store,
+    validations_per_address_per_minute: u32,
+    mail: Mail,
+    usage: UsageLimits,
+    edge: Edge,
+    portal: PortalArgs,
+) -> anyhow::Result<()> {
+    let mut config = config(store, listen, validations_per_address_per_minute);
+    config.usage = usage.settings();
+    config.notifications = match (mail.smtp_url.filter(|url| !url.is_empty()), mail.mail_from) {
+        (Some(smtp_url), Some(from)) => {
+            Some(usecases::notify::Settings { smtp_url, from, portal_url: Some(portal.url(listen)) })
+        }
+        _ => None,
+    };
+    let edge = edge.settings();
+    let portal = portal::Settings {
+        portal_url: portal.url(listen),
+        secure_cookies: !portal.portal_insecure_cookies,
+        releases_per_license_per_hour: edge.releases_per_license_per_hour,
+    };
+    ledger_api::serve(config, edge, portal).await
+}
+
+/// `ledger users login-link`: prints a sign-in link for the operator to hand over.
+async fn login_link(email: String, organization: uuid::Uuid, portal_url: String, store: Store) -> anyhow::Result<()> {
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let ledger = usecases::Ledger::open(&config.ledger()).await?;
+    let organization = domain::OrganizationId(organization);
+    let link = usecases::signin::link_for_user(&ledger, &portal_url, organization, &email)
+        .await
+        .map_err(|e| anyhow::anyhow!("no active user {email:?} in organization {organization}: {e}"))?;
+    println!("{}", link.url);
+    Ok(())
+}
+
+/// `ledger billing run`: issues (or previews) a month's invoices.
+async fn billing_run(period: String, preview: bool, store: Store) -> anyhow::Result<()> {
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let ledger = usecases::Ledger::open(&config.ledger()).await?;
+    let caller = usecases::Caller::Operator;
+    let done = usecases::billing::run(&ledger, &caller, "billing-cli", &period, preview).await?;
+    println!("{}", serde_json::to_string_pretty(&done)?);
+    std::io::Write::flush(&mut std::io::stdout())?;
+    if done.failed.is_empty() {
+        return Ok(());
+    }
+    for failure in &done.failed {
+        eprintln!("not issued: subscription {}: {}", failure.subscription_id, failure.reason);
+    }
+    eprintln!("{} invoice(s) of {period} could not be issued", done.failed.len());
+    std::process::exit(EXIT_SOME_INVOICES_FAILED)
 }
 
 /// A public key as `GET /api/v1/keys` shows it (standard base64).

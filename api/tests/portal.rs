@@ -8,6 +8,7 @@
 //! CI, a failure), as the PostgreSQL tests do.
 #![allow(clippy::too_many_lines)]
 
+#[allow(dead_code, unused_macros)]
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -6,8 +6,13 @@ use ledger_projections::db::{READMODELS_FILE, ReadModelDb};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 /// The read-model migrations of the release before the license windows.
-const BEFORE_WINDOWS: &[&str] =
-    &["0001_checkpoints.sql", "0002_merkle_nodes.sql", "0003_models.sql", "0004_h13_billing.sql", "0005_users_by_email.sql"];
+const BEFORE_WINDOWS: &[&str] = &[
+    "0001_checkpoints.sql",
+    "0002_merkle_nodes.sql",
+    "0003_models.sql",
+    "0004_h13_billing.sql",
+    "0005_users_by_email.sql",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_license_windows_migration_starts_the_licenses_projection_again() {
