@@ -747,12 +747,18 @@ mod tests {
         };
         let error = no_mutation_verifies(&no_root_comparison, "inclusion", 0x5eed_0001, 3_000).unwrap_err();
         assert!(error.contains("verified with"), "{error}");
-        let first_root_only = |from: u64, to: u64, from_root: &Hash, proof: &[Hash], to_root: &Hash| {
-            match verify_consistency(&Blake3Hasher, from, to, proof, from_root, to_root) {
+        let first_root_only =
+            |from: u64, to: u64, from_root: &Hash, proof: &[Hash], to_root: &Hash| match verify_consistency(
+                &Blake3Hasher,
+                from,
+                to,
+                proof,
+                from_root,
+                to_root,
+            ) {
                 Ok(()) | Err(ProofError::RootMismatch) => true,
                 Err(_) => false,
-            }
-        };
+            };
         let error = no_mutation_verifies(&first_root_only, "consistency", 0x5eed_0002, 3_000).unwrap_err();
         assert!(error.contains("verified with"), "{error}");
     }

@@ -6,10 +6,25 @@
 //! checker recomputes the record's leaf hash itself; hashes are lowercase
 //! hex.
 
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Hash, Record, RecordHeader};
+use crate::checkpoint::Checkpoint;
+use crate::merkle::{Blake3Hasher, record_leaf, root_from_inclusion};
+use crate::record::{Hash, Record, RecordHeader, leaf_hash};
 use crate::{EventId, StreamId, Timestamp};
+
+/// Why a proof was not checked, or does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofCheckError {
+    /// The document is not a proof (a field out of its format).
+    #[error("{0}")]
+    Malformed(String),
+    /// A well-formed proof that does not prove the record in the
+    /// checkpoint's log.
+    #[error("{0}")]
+    DoesNotHold(String),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -70,6 +85,44 @@ impl InclusionProof {
             proof: proof.iter().map(Hash::to_hex).collect(),
             root_hash: root.to_hex(),
             checkpoint,
+        }
+    }
+}
+
+fn hash(what: &str, text: &str) -> Result<Hash, ProofCheckError> {
+    let bytes = hex::decode(text).map_err(|_| ProofCheckError::Malformed(format!("{what}: a hash is not hex")))?;
+    Hash::from_slice(&bytes).ok_or_else(|| ProofCheckError::Malformed(format!("{what}: a hash is not 32 bytes")))
+}
+
+impl InclusionProof {
+    /// Checks that `note` is a checkpoint signed by `key` and that the
+    /// proof leads from the record's own fields to its root; returns the
+    /// checkpoint. What `replay check-proof` does, without I/O.
+    pub fn check(&self, note: &str, key: &VerifyingKey) -> Result<Checkpoint, ProofCheckError> {
+        let fails = |what: String| Err(ProofCheckError::DoesNotHold(what));
+        let checkpoint = match Checkpoint::verify(note, key) {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => return fails(format!("the checkpoint does not hold: {error}")),
+        };
+        let record = &self.record;
+        // The leaf from the record's own fields: what the proof is about.
+        let header = record.header().map_err(ProofCheckError::Malformed)?;
+        let metadata = hash("metadataHash", &record.metadata_hash)?;
+        let leaf = leaf_hash(&header, &metadata, &hash("payloadHash", &record.payload_hash)?);
+        if self.leaf_index.checked_add(1) != Some(record.sequence) {
+            return fails(format!("the proof is for leaf index {}, not the record's", self.leaf_index));
+        }
+        if self.tree_size != checkpoint.size {
+            return fails(format!(
+                "the proof is for a tree of size {}, the checkpoint of size {}",
+                self.tree_size, checkpoint.size
+            ));
+        }
+        let hashes = self.proof.iter().map(|h| hash("proof", h)).collect::<Result<Vec<_>, _>>()?;
+        match root_from_inclusion(&Blake3Hasher, self.leaf_index, self.tree_size, &record_leaf(&leaf), &hashes) {
+            Ok(root) if root == checkpoint.root => Ok(checkpoint),
+            Ok(_) => fails("the proof does not lead to the checkpoint's root".into()),
+            Err(error) => fails(format!("the proof does not hold: {error}")),
         }
     }
 }

@@ -31,6 +31,7 @@ pub fn install(root: &Path, peers: &Path) -> Vec<Missing> {
         }
     }
     stripe_node(peers, &mut missing);
+    crate::peer_fuzz::install(&mut missing);
     missing
 }
 
