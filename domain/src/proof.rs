@@ -143,3 +143,65 @@ impl ProvedRecord {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::merkle::MerkleTree;
+
+    /// A one-record log, its proof and checkpoint, and the signing key.
+    fn proved() -> (InclusionProof, SigningKey) {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let header = RecordHeader {
+            sequence: 1,
+            event_id: EventId(uuid::Uuid::from_u128(1)),
+            stream_id: StreamId::new("org/acme").unwrap(),
+            stream_revision: 1,
+            event_type: "OrganizationCreated".into(),
+            schema_version: 1,
+            occurred_at: Timestamp::from_micros(1),
+            recorded_at: Timestamp::from_micros(2),
+            idempotency_key: None,
+        };
+        let record = Record::seal(header, vec![0, 0, 0, 0], vec![1, 2, 3], &Hash([0; 32]));
+        let mut tree = MerkleTree::new();
+        tree.push_record(&record.leaf_hash);
+        let root = tree.root(1).unwrap();
+        let checkpoint = Checkpoint {
+            origin: "ledger.test".into(),
+            size: 1,
+            root,
+            chain: record.chain_hash,
+            time: Timestamp::from_micros(3),
+        };
+        let note = checkpoint.sign(&key).unwrap();
+        (InclusionProof::new(&record, 1, &[], root, Some(note)), key)
+    }
+
+    #[test]
+    fn a_proof_checks_against_its_checkpoint_and_its_record() {
+        let (proof, key) = proved();
+        let note = proof.checkpoint.clone().unwrap();
+        assert_eq!(proof.check(&note, &key.verifying_key()).unwrap().size, 1);
+        let mut other = proof.clone();
+        other.record.payload_hash = Hash([9; 32]).to_hex();
+        assert!(matches!(other.check(&note, &key.verifying_key()), Err(ProofCheckError::DoesNotHold(_))));
+        other.record.payload_hash = "zz".into();
+        assert!(matches!(other.check(&note, &key.verifying_key()), Err(ProofCheckError::Malformed(_))));
+        let stranger = SigningKey::from_bytes(&[6; 32]).verifying_key();
+        assert!(matches!(proof.check(&note, &stranger), Err(ProofCheckError::DoesNotHold(_))));
+    }
+
+    /// `replay check-proof` added 1 to the leaf index unchecked: a proof
+    /// naming leaf u64::MAX panicked (debug) instead of being refused.
+    #[test]
+    fn a_leaf_index_of_u64_max_is_refused_not_a_panic() {
+        let (mut proof, key) = proved();
+        proof.leaf_index = u64::MAX;
+        let note = proof.checkpoint.clone().unwrap();
+        let refused = proof.check(&note, &key.verifying_key()).unwrap_err();
+        assert!(refused.to_string().contains("leaf index"), "{refused}");
+    }
+}
