@@ -28,6 +28,8 @@ mod config;
 mod enforce;
 mod error;
 mod files;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod license;
 pub mod offline;
 mod status;

@@ -191,26 +191,17 @@ impl LicenseClient {
         if http_status != reqwest::StatusCode::OK {
             return Err(ClientError::Http { status: http_status.as_u16(), body: wire::truncated(&body) });
         }
-        let answer: ValidateResponse =
-            serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if !answer.is_valid {
-            // Only a refusal the server signed for this very request
-            // switches the deployment off; anything else is treated as no
-            // answer (a man in the middle, a proxy's error page).
-            return match self.trusted_refusal(&answer, &nonce) {
-                Ok(code) => self.drop_lease(code).await,
-                Err(why) => Ok(self.offline(format!("a refusal ({}) was ignored: {why}", answer.code)).await),
-            };
+        match judge_answer(&body, config, &self.lease_keys(), &nonce, client_time)? {
+            Answer::Refused(code) => self.drop_lease(code).await,
+            Answer::Ignored { code, why } => Ok(self.offline(format!("a refusal ({code}) was ignored: {why}")).await),
+            Answer::Lease { signed, body, key, warnings } => {
+                self.accept(signed, body, warnings).await?;
+                if config.learn_lease_keys && config.lease_public_keys.contains(&key) {
+                    self.learn_keys(key).await;
+                }
+                Ok(self.status())
+            }
         }
-        let signed = answer.lease.ok_or(LeaseRejection::Missing)?;
-        let keys = self.lease_keys();
-        let (body, key) = verify_with(&keys, &signed, &config.license_key).map_err(LeaseRejection::from)?;
-        check_body(&body, config, Some(&nonce), Some(client_time))?;
-        self.accept(signed, body, answer.warnings).await?;
-        if config.learn_lease_keys && config.lease_public_keys.contains(&key) {
-            self.learn_keys(key).await;
-        }
-        Ok(self.status())
     }
 
     /// The offline judgement of the stored lease, now. Arithmetic only,
@@ -369,33 +360,6 @@ impl LicenseClient {
         Ok(status)
     }
 
-    /// The code of a refusal the server signed for this request: with a
-    /// key we trust, for our license key, deployment and nonce, and not a
-    /// valid code. Why not, otherwise.
-    fn trusted_refusal(&self, answer: &ValidateResponse, nonce: &str) -> Result<ValidationCode, &'static str> {
-        let config = &self.inner.config;
-        let signed = answer.refusal.as_ref().ok_or("it is not signed")?;
-        let body = self
-            .lease_keys()
-            .iter()
-            .find_map(|key| signed.verify(key, &config.license_key).ok())
-            .ok_or("it is not signed by a pinned lease key for this license key")?;
-        if body.version != 1 {
-            return Err("its format version is not supported");
-        }
-        if body.nonce != nonce {
-            return Err("it answers another request (its nonce is not this one's)");
-        }
-        if body.deployment_id != config.deployment_id {
-            return Err("it is for another deployment");
-        }
-        let code = ValidationCode::parse(&body.code);
-        if code.is_valid() {
-            return Err("it carries a valid code");
-        }
-        Ok(code)
-    }
-
     /// Learns the server's next lease key, but only when the server's key
     /// list names as current the pinned key that just verified a fresh
     /// lease, and that key signed the next one (`leases.nextSignature`): a
@@ -425,24 +389,100 @@ impl LicenseClient {
 
     /// The server's current lease key, and its next one with the current
     /// key's signature over it (if it sent one).
-    async fn fetch_lease_keys(&self) -> Result<(VerifyingKey, Option<(VerifyingKey, Option<Vec<u8>>)>), String> {
+    async fn fetch_lease_keys(&self) -> Result<(VerifyingKey, Option<NextKey>), String> {
         let response = self.inner.http.get(&self.inner.keys_url).send().await.map_err(|e| wire::describe(&e))?;
         if response.status() != reqwest::StatusCode::OK {
             return Err(format!("the server answered {}", response.status()));
         }
-        let body = wire::read_body(response).await?;
-        let keys: wire::KeysResponse = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        let current = parse_public_key(&keys.leases.current).map_err(|e| e.to_string())?;
-        let next = match keys.leases.next {
-            Some(next) => {
-                let signature =
-                    keys.leases.next_signature.and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
-                Some((parse_public_key(&next).map_err(|e| e.to_string())?, signature))
-            }
-            None => None,
-        };
-        Ok((current, next))
+        parse_lease_keys(&wire::read_body(response).await?)
     }
+}
+
+/// The server's current lease key, and its next one with the current
+/// key's signature over it (if it sent one), from `GET /api/v1/keys`.
+pub(crate) fn parse_lease_keys(body: &[u8]) -> Result<(VerifyingKey, Option<NextKey>), String> {
+    let keys: wire::KeysResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let current = parse_public_key(&keys.leases.current).map_err(|e| e.to_string())?;
+    let next = match keys.leases.next {
+        Some(next) => {
+            let signature =
+                keys.leases.next_signature.and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+            Some((parse_public_key(&next).map_err(|e| e.to_string())?, signature))
+        }
+        None => None,
+    };
+    Ok((current, next))
+}
+
+/// An announced next lease key and the current key's signature over it.
+pub(crate) type NextKey = (VerifyingKey, Option<Vec<u8>>);
+
+/// What a 200 answer to a validation request says, once checked. Made
+/// once per validation and consumed at once: the lease's size is no cost.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Answer {
+    /// A lease signed by one of the keys, for this request.
+    Lease { signed: SignedLease, body: LeaseBody, key: VerifyingKey, warnings: Vec<String> },
+    /// A refusal the server signed for this very request.
+    Refused(ValidationCode),
+    /// A refusal that cannot be trusted, treated as no answer (a man in
+    /// the middle, a proxy's error page), and why.
+    Ignored { code: String, why: &'static str },
+}
+
+/// Reads and checks the body of a 200 answer to the validation request
+/// with `nonce`, sent at `client_time`, against the lease `keys`. Pure (the
+/// fuzz target `client_answer` calls it through `crate::fuzzing`).
+pub(crate) fn judge_answer(
+    body: &[u8],
+    config: &Config,
+    keys: &[VerifyingKey],
+    nonce: &str,
+    client_time: Timestamp,
+) -> Result<Answer, ClientError> {
+    let answer: ValidateResponse = serde_json::from_slice(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    if !answer.is_valid {
+        // Only a refusal the server signed for this very request switches
+        // the deployment off.
+        return Ok(match trusted_refusal(&answer, config, keys, nonce) {
+            Ok(code) => Answer::Refused(code),
+            Err(why) => Answer::Ignored { code: answer.code, why },
+        });
+    }
+    let signed = answer.lease.ok_or(LeaseRejection::Missing)?;
+    let (body, key) = verify_with(keys, &signed, &config.license_key).map_err(LeaseRejection::from)?;
+    check_body(&body, config, Some(nonce), Some(client_time))?;
+    Ok(Answer::Lease { signed, body, key, warnings: answer.warnings })
+}
+
+/// The code of a refusal the server signed for this request: with one of
+/// `keys`, for our license key, deployment and nonce, and not a valid
+/// code. Why not, otherwise.
+fn trusted_refusal(
+    answer: &ValidateResponse,
+    config: &Config,
+    keys: &[VerifyingKey],
+    nonce: &str,
+) -> Result<ValidationCode, &'static str> {
+    let signed = answer.refusal.as_ref().ok_or("it is not signed")?;
+    let body = keys
+        .iter()
+        .find_map(|key| signed.verify(key, &config.license_key).ok())
+        .ok_or("it is not signed by a pinned lease key for this license key")?;
+    if body.version != 1 {
+        return Err("its format version is not supported");
+    }
+    if body.nonce != nonce {
+        return Err("it answers another request (its nonce is not this one's)");
+    }
+    if body.deployment_id != config.deployment_id {
+        return Err("it is for another deployment");
+    }
+    let code = ValidationCode::parse(&body.code);
+    if code.is_valid() {
+        return Err("it carries a valid code");
+    }
+    Ok(code)
 }
 
 impl Inner {
@@ -471,7 +511,7 @@ fn held_lease(config: &Config, body: LeaseBody, anchor_server_us: i64, at: Insta
 
 /// A lease read back from disk: every check of a fresh one except the
 /// nonce (which only the request that fetched it knew).
-fn load_lease(config: &Config, bytes: &[u8]) -> Result<LeaseBody, LeaseRejection> {
+pub(crate) fn load_lease(config: &Config, bytes: &[u8]) -> Result<LeaseBody, LeaseRejection> {
     let signed: SignedLease = serde_json::from_slice(bytes).map_err(|_| LeaseError::Malformed)?;
     let (body, _) = verify_with(&config.lease_public_keys, &signed, &config.license_key)?;
     check_body(&body, config, None, None)?;

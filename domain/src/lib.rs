@@ -29,6 +29,7 @@ pub mod subscription;
 pub mod time;
 pub mod usage;
 pub mod validation;
+pub mod webhook;
 pub mod workflows;
 
 pub use ids::{AddonId, EventId, LicenseId, OrganizationId, StreamId, SubscriptionId, TokenId, UserId};

@@ -639,10 +639,81 @@ mod tests {
         }
     }
 
+    /// One proof check: (index or first size, tree size, leaf or first
+    /// root, proof, root) → accepted or not.
+    type Check<'a> = &'a dyn Fn(u64, u64, &Hash, &[Hash], &Hash) -> bool;
+
+    fn inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> bool {
+        verify_inclusion(&Blake3Hasher, index, size, leaf, proof, root).is_ok()
+    }
+
+    fn consistency(from: u64, to: u64, from_root: &Hash, proof: &[Hash], to_root: &Hash) -> bool {
+        verify_consistency(&Blake3Hasher, from, to, proof, from_root, to_root).is_ok()
+    }
+
+    /// Flips 1 to 3 random bits of the proof's hashes, the leaf (or first
+    /// root) or the root of a valid proof. Not its index or sizes: they
+    /// are not hashed into the proof, and the same hashes prove leaf 0 of
+    /// 6 and of 7 (as in RFC 9162's own algorithm); the size is committed
+    /// by the signed checkpoint that names the root.
+    fn mutate(rng: &mut Rng, case: &mut (u64, u64, Hash, Vec<Hash>, Hash)) -> String {
+        let mut what = Vec::new();
+        for _ in 0..=rng.below(3) {
+            let bit = 1u8 << rng.below(8);
+            let byte = rng.below(32) as usize;
+            match rng.below(if case.3.is_empty() { 2 } else { 3 }) {
+                0 => {
+                    case.2.0[byte] ^= bit;
+                    what.push("leaf".to_owned());
+                }
+                1 => {
+                    case.4.0[byte] ^= bit;
+                    what.push("root".to_owned());
+                }
+                _ => {
+                    let at = rng.below(case.3.len() as u64) as usize;
+                    case.3[at].0[byte] ^= bit;
+                    what.push(format!("proof[{at}]"));
+                }
+            }
+        }
+        what.join(", ")
+    }
+
+    /// Runs `cases` valid proofs of `kind` through `check`, each once as
+    /// made (it must verify) and once mutated ([`mutate`]; it must not,
+    /// unless the mutations cancelled out). The first failure, if any.
+    fn no_mutation_verifies(check: Check<'_>, kind: &str, seed: u64, cases: usize) -> Result<(), String> {
+        let mut rng = Rng(seed);
+        let leaves = blake_leaves(200);
+        let tree = tree_of(&Blake3Hasher, &leaves);
+        for case in 0..cases {
+            let size = 1 + rng.below(leaves.len() as u64);
+            let valid = if kind == "inclusion" {
+                let index = rng.below(size);
+                let proof = tree.inclusion_proof(index, size).unwrap();
+                (index, size, leaves[index as usize], proof, tree.root(size).unwrap())
+            } else {
+                let from = 1 + rng.below(size);
+                let proof = tree.consistency_proof(from, size).unwrap();
+                (from, size, tree.root(from).unwrap(), proof, tree.root(size).unwrap())
+            };
+            if !check(valid.0, valid.1, &valid.2, &valid.3, &valid.4) {
+                return Err(format!("seed {seed:#x} case {case}: a valid {kind} proof was refused"));
+            }
+            let mut bad = valid.clone();
+            let what = mutate(&mut rng, &mut bad);
+            if bad != valid && check(bad.0, bad.1, &bad.2, &bad.3, &bad.4) {
+                return Err(format!("seed {seed:#x} case {case}: a {kind} proof verified with {what} mutated"));
+            }
+        }
+        Ok(())
+    }
+
     #[test]
-    fn arbitrary_input_never_panics_the_verifiers() {
+    fn arbitrary_input_never_panics_the_verifiers_and_never_verifies() {
         let mut rng = Rng(7);
-        for _ in 0..20_000 {
+        for case in 0..20_000 {
             let size = match rng.below(4) {
                 0 => rng.below(4),
                 1 => rng.next(),
@@ -652,9 +723,44 @@ mod tests {
             let index = if rng.below(2) == 0 { rng.below(size.saturating_add(2)) } else { rng.next() };
             let proof: Vec<Hash> = (0..rng.below(70)).map(|_| rng.hash()).collect();
             let (a, b) = (rng.hash(), rng.hash());
-            let _ = verify_inclusion(&Blake3Hasher, index, size, &a, &proof, &b);
-            let _ = verify_consistency(&Blake3Hasher, index, size, &proof, &a, &b);
+            // Random roots: accepting any of these would be a hash collision.
+            assert!(!inclusion(index, size, &a, &proof, &b), "case {case}: random inclusion proof verified");
+            // Except the trivial consistency of the empty tree, whose root
+            // is fixed: random roots never are the empty root.
+            assert!(!consistency(index, size, &a, &proof, &b), "case {case}: random consistency proof verified");
         }
+    }
+
+    #[test]
+    fn no_mutated_proof_verifies() {
+        no_mutation_verifies(&inclusion, "inclusion", 0x5eed_0001, 3_000).unwrap();
+        no_mutation_verifies(&consistency, "consistency", 0x5eed_0002, 3_000).unwrap();
+    }
+
+    /// The check above can fail: a verifier that forgets to compare the
+    /// root it computed, or one that checks a consistency proof against
+    /// the first root only, is caught.
+    #[test]
+    fn the_mutation_check_catches_a_careless_verifier() {
+        let no_root_comparison = |index: u64, size: u64, leaf: &Hash, proof: &[Hash], _root: &Hash| {
+            root_from_inclusion(&Blake3Hasher, index, size, leaf, proof).is_ok()
+        };
+        let error = no_mutation_verifies(&no_root_comparison, "inclusion", 0x5eed_0001, 3_000).unwrap_err();
+        assert!(error.contains("verified with"), "{error}");
+        let first_root_only =
+            |from: u64, to: u64, from_root: &Hash, proof: &[Hash], to_root: &Hash| match verify_consistency(
+                &Blake3Hasher,
+                from,
+                to,
+                proof,
+                from_root,
+                to_root,
+            ) {
+                Ok(()) | Err(ProofError::RootMismatch) => true,
+                Err(_) => false,
+            };
+        let error = no_mutation_verifies(&first_root_only, "consistency", 0x5eed_0002, 3_000).unwrap_err();
+        assert!(error.contains("verified with"), "{error}");
     }
 
     /// RFC 6962's hash (SHA-256 with 0x00/0x01 prefixes), to check the

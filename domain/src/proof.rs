@@ -6,10 +6,25 @@
 //! checker recomputes the record's leaf hash itself; hashes are lowercase
 //! hex.
 
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Hash, Record, RecordHeader};
+use crate::checkpoint::Checkpoint;
+use crate::merkle::{Blake3Hasher, record_leaf, root_from_inclusion};
+use crate::record::{Hash, Record, RecordHeader, leaf_hash};
 use crate::{EventId, StreamId, Timestamp};
+
+/// Why a proof was not checked, or does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofCheckError {
+    /// The document is not a proof (a field out of its format).
+    #[error("{0}")]
+    Malformed(String),
+    /// A well-formed proof that does not prove the record in the
+    /// checkpoint's log.
+    #[error("{0}")]
+    DoesNotHold(String),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -74,6 +89,44 @@ impl InclusionProof {
     }
 }
 
+fn hash(what: &str, text: &str) -> Result<Hash, ProofCheckError> {
+    let bytes = hex::decode(text).map_err(|_| ProofCheckError::Malformed(format!("{what}: a hash is not hex")))?;
+    Hash::from_slice(&bytes).ok_or_else(|| ProofCheckError::Malformed(format!("{what}: a hash is not 32 bytes")))
+}
+
+impl InclusionProof {
+    /// Checks that `note` is a checkpoint signed by `key` and that the
+    /// proof leads from the record's own fields to its root; returns the
+    /// checkpoint. What `replay check-proof` does, without I/O.
+    pub fn check(&self, note: &str, key: &VerifyingKey) -> Result<Checkpoint, ProofCheckError> {
+        let fails = |what: String| Err(ProofCheckError::DoesNotHold(what));
+        let checkpoint = match Checkpoint::verify(note, key) {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => return fails(format!("the checkpoint does not hold: {error}")),
+        };
+        let record = &self.record;
+        // The leaf from the record's own fields: what the proof is about.
+        let header = record.header().map_err(ProofCheckError::Malformed)?;
+        let metadata = hash("metadataHash", &record.metadata_hash)?;
+        let leaf = leaf_hash(&header, &metadata, &hash("payloadHash", &record.payload_hash)?);
+        if self.leaf_index.checked_add(1) != Some(record.sequence) {
+            return fails(format!("the proof is for leaf index {}, not the record's", self.leaf_index));
+        }
+        if self.tree_size != checkpoint.size {
+            return fails(format!(
+                "the proof is for a tree of size {}, the checkpoint of size {}",
+                self.tree_size, checkpoint.size
+            ));
+        }
+        let hashes = self.proof.iter().map(|h| hash("proof", h)).collect::<Result<Vec<_>, _>>()?;
+        match root_from_inclusion(&Blake3Hasher, self.leaf_index, self.tree_size, &record_leaf(&leaf), &hashes) {
+            Ok(root) if root == checkpoint.root => Ok(checkpoint),
+            Ok(_) => fails("the proof does not lead to the checkpoint's root".into()),
+            Err(error) => fails(format!("the proof does not hold: {error}")),
+        }
+    }
+}
+
 impl ProvedRecord {
     /// The header the fields describe.
     pub fn header(&self) -> Result<RecordHeader, String> {
@@ -88,5 +141,67 @@ impl ProvedRecord {
             recorded_at: Timestamp::from_micros(self.recorded_at_us),
             idempotency_key: self.idempotency_key.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::merkle::MerkleTree;
+
+    /// A one-record log, its proof and checkpoint, and the signing key.
+    fn proved() -> (InclusionProof, SigningKey) {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let header = RecordHeader {
+            sequence: 1,
+            event_id: EventId(uuid::Uuid::from_u128(1)),
+            stream_id: StreamId::new("org/acme").unwrap(),
+            stream_revision: 1,
+            event_type: "OrganizationCreated".into(),
+            schema_version: 1,
+            occurred_at: Timestamp::from_micros(1),
+            recorded_at: Timestamp::from_micros(2),
+            idempotency_key: None,
+        };
+        let record = Record::seal(header, vec![0, 0, 0, 0], vec![1, 2, 3], &Hash([0; 32]));
+        let mut tree = MerkleTree::new();
+        tree.push_record(&record.leaf_hash);
+        let root = tree.root(1).unwrap();
+        let checkpoint = Checkpoint {
+            origin: "ledger.test".into(),
+            size: 1,
+            root,
+            chain: record.chain_hash,
+            time: Timestamp::from_micros(3),
+        };
+        let note = checkpoint.sign(&key).unwrap();
+        (InclusionProof::new(&record, 1, &[], root, Some(note)), key)
+    }
+
+    #[test]
+    fn a_proof_checks_against_its_checkpoint_and_its_record() {
+        let (proof, key) = proved();
+        let note = proof.checkpoint.clone().unwrap();
+        assert_eq!(proof.check(&note, &key.verifying_key()).unwrap().size, 1);
+        let mut other = proof.clone();
+        other.record.payload_hash = Hash([9; 32]).to_hex();
+        assert!(matches!(other.check(&note, &key.verifying_key()), Err(ProofCheckError::DoesNotHold(_))));
+        other.record.payload_hash = "zz".into();
+        assert!(matches!(other.check(&note, &key.verifying_key()), Err(ProofCheckError::Malformed(_))));
+        let stranger = SigningKey::from_bytes(&[6; 32]).verifying_key();
+        assert!(matches!(proof.check(&note, &stranger), Err(ProofCheckError::DoesNotHold(_))));
+    }
+
+    /// `replay check-proof` added 1 to the leaf index unchecked: a proof
+    /// naming leaf u64::MAX panicked (debug) instead of being refused.
+    #[test]
+    fn a_leaf_index_of_u64_max_is_refused_not_a_panic() {
+        let (mut proof, key) = proved();
+        proof.leaf_index = u64::MAX;
+        let note = proof.checkpoint.clone().unwrap();
+        let refused = proof.check(&note, &key.verifying_key()).unwrap_err();
+        assert!(refused.to_string().contains("leaf index"), "{refused}");
     }
 }

@@ -14,9 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Parser, Subcommand};
 use domain::checkpoint::Checkpoint;
-use domain::merkle::{Blake3Hasher, record_leaf, root_from_inclusion};
-use domain::proof::InclusionProof;
-use domain::record::leaf_hash;
+use domain::proof::{InclusionProof, ProofCheckError};
 use ed25519_dalek::VerifyingKey;
 use usecases::views::queries::AuditEntryView;
 
@@ -434,27 +432,9 @@ fn check_proof(path: &Path, checkpoint: Option<&Path>, key: &str) -> Outcome {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         None => proof.checkpoint.clone().context("the proof carries no checkpoint: give --checkpoint")?,
     };
-    let fail = |what: String| Ok(Err(Failure { sequence: Some(proof.record.sequence), what }));
-    let checkpoint = match Checkpoint::verify(&note, &key) {
-        Ok(checkpoint) => checkpoint,
-        Err(error) => return fail(format!("the checkpoint does not hold: {error}")),
-    };
     let record = &proof.record;
-    // The leaf from the record's own fields: what the proof is about.
-    let header = record.header().map_err(anyhow::Error::msg)?;
-    let leaf = leaf_hash(&header, &source::hash(&record.metadata_hash)?, &source::hash(&record.payload_hash)?);
-    if proof.leaf_index + 1 != record.sequence {
-        return fail(format!("the proof is for leaf index {}, not the record's", proof.leaf_index));
-    }
-    if proof.tree_size != checkpoint.size {
-        return fail(format!(
-            "the proof is for a tree of size {}, the checkpoint of size {}",
-            proof.tree_size, checkpoint.size
-        ));
-    }
-    let hashes = proof.proof.iter().map(|h| source::hash(h)).collect::<anyhow::Result<Vec<_>>>()?;
-    match root_from_inclusion(&Blake3Hasher, proof.leaf_index, proof.tree_size, &record_leaf(&leaf), &hashes) {
-        Ok(root) if root == checkpoint.root => {
+    match proof.check(&note, &key) {
+        Ok(checkpoint) => {
             println!(
                 "ok record {} ({} on {}) is in the log of size {} signed at {} by {}",
                 record.sequence,
@@ -466,7 +446,7 @@ fn check_proof(path: &Path, checkpoint: Option<&Path>, key: &str) -> Outcome {
             );
             Ok(Ok(()))
         }
-        Ok(_) => fail("the proof does not lead to the checkpoint's root".into()),
-        Err(error) => fail(format!("the proof does not hold: {error}")),
+        Err(ProofCheckError::DoesNotHold(what)) => Ok(Err(Failure { sequence: Some(record.sequence), what })),
+        Err(ProofCheckError::Malformed(why)) => Err(anyhow::Error::msg(why)),
     }
 }

@@ -6,7 +6,8 @@
 //!    starts a throw-away cluster for the PostgreSQL tests and removes it
 //!    afterwards, also after a failure or an interrupt.
 //! 3. Runs `cargo test --workspace` (or `cargo test ARGS`), then the
-//!    independent record-format verifier (tools/verify_vectors.py).
+//!    independent record-format verifier (tools/verify_vectors.py), then
+//!    (without ARGS) each fuzz target for a bounded time (peer_fuzz.rs).
 //! 4. Prints each suite's counts and time, lists once what could not run
 //!    (with why and the command that enables it), and ends with one line:
 //!    how many tests ran and how many skipped.
@@ -17,6 +18,7 @@
 mod peer_portal;
 mod peer_prometheus;
 mod peer_tsclient;
+mod peer_fuzz;
 mod peers;
 mod postgres;
 mod report;
@@ -97,6 +99,9 @@ fn test(args: &[String]) -> ExitCode {
     }
     println!("== the record format, checked by an independent implementation");
     verify_vectors(root, &mut tally);
+    if args.is_empty() {
+        peer_fuzz::run(root, &mut tally);
+    }
 
     println!("\n== summary");
     print!("{}", report::suites_table(&tally));

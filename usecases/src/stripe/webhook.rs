@@ -7,9 +7,9 @@
 //! nothing more and is acknowledged the same. Handling happens after the
 //! acknowledgement, in the reactor, from the log.
 
-use domain::stripe::{StripeEvent, StripeEventReceived, event_stream, valid_stripe_id};
-use domain::{Metadata, Timestamp};
-use serde_json::Value;
+use domain::Metadata;
+use domain::stripe::{StripeEvent, event_stream};
+use domain::webhook::parse_event;
 use store::{Command, ExpectedRevision, NewEvent, Rejection};
 
 use super::Stripe;
@@ -18,9 +18,6 @@ use crate::Ledger;
 use crate::command::new_event_id;
 use crate::error::Error;
 use crate::views::stripe::WebhookReceived;
-
-/// The longest event type recorded (Stripe's are far shorter).
-const EVENT_TYPE_BYTES_MAX: usize = 100;
 
 /// Why a webhook delivery was refused; nothing was recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,7 +48,7 @@ pub async fn receive(
         return Err(WebhookError::NotConfigured.into());
     }
     verify(signature, body, &stripe.webhook_secrets, system_now).map_err(WebhookError::from)?;
-    let received = parse(body)?;
+    let received = parse_event(body).map_err(|e| WebhookError::InvalidEvent(e.0))?;
     let id = received.event_id.clone();
     let metadata = Metadata { actor: Some("stripe".into()), correlation_id: Some(id.clone()), ..Metadata::default() };
     let stream_id = event_stream(&id).ok_or(WebhookError::InvalidEvent("the event id is not a Stripe id"))?;
@@ -69,32 +66,4 @@ pub async fn receive(
     };
     stripe.reactor.notify_one();
     Ok(WebhookReceived { received: true, duplicate })
-}
-
-/// The event a signed body holds.
-fn parse(body: &[u8]) -> Result<StripeEventReceived, WebhookError> {
-    use WebhookError::InvalidEvent;
-    let text = std::str::from_utf8(body).map_err(|_| InvalidEvent("the body is not UTF-8"))?;
-    let event: Value = serde_json::from_str(text).map_err(|_| InvalidEvent("the body is not JSON"))?;
-    let id = event["id"].as_str().ok_or(InvalidEvent("the event has no id"))?;
-    if event_stream(id).is_none() {
-        return Err(InvalidEvent("the event id is not a Stripe id"));
-    }
-    let event_type = event["type"]
-        .as_str()
-        .filter(|t| !t.is_empty() && t.len() <= EVENT_TYPE_BYTES_MAX && t.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or(InvalidEvent("the event has no type"))?;
-    let created = event["created"]
-        .as_i64()
-        .and_then(|seconds| seconds.checked_mul(1_000_000))
-        .ok_or(InvalidEvent("the event has no created time"))?;
-    let object_id = event["data"]["object"]["id"].as_str().filter(|id| valid_stripe_id(id)).map(str::to_owned);
-    Ok(StripeEventReceived {
-        event_id: id.to_owned(),
-        event_type: event_type.to_owned(),
-        created: Timestamp::from_micros(created),
-        livemode: event["livemode"].as_bool().unwrap_or(false),
-        object_id,
-        body: text.to_owned(),
-    })
 }
