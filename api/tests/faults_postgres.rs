@@ -1,0 +1,70 @@
+//! PostgreSQL under faults (issue #17), black-box: the real `ledger` binary
+//! on a PostgreSQL cluster the test creates and owns (`pg_createcluster` on
+//! a free port, dropped afterwards, also on a panic), with a mixed HTTP load
+//! running through the fault and the check of `faults::check` afterwards.
+//! Skipped with a notice without postgresql-common's tools or root.
+
+#[allow(dead_code, unused_macros)]
+#[macro_use]
+mod common;
+#[allow(dead_code)]
+mod faults;
+
+use std::time::{Duration, Instant};
+
+use common::Backend;
+use faults::{Cluster, Load};
+
+/// Load workers (each sends one request at a time).
+const WORKERS: usize = 4;
+/// How long PostgreSQL stays down.
+const OUTAGE: Duration = Duration::from_secs(3);
+/// The longest a request may take while PostgreSQL is down: the pool's
+/// acquire timeout (2 s), twice when a failed batch is retried request by
+/// request, and a loaded machine; not a hang.
+const ANSWER_DURING_OUTAGE_MAX: Duration = Duration::from_secs(8);
+/// How long after PostgreSQL is back commands must succeed again.
+const RECOVERY_MAX: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_mid_load_answers_503_then_recovers_without_a_restart() {
+    let test = "faults_postgres::outage";
+    let began = Instant::now();
+    let Some(cluster) = Cluster::create(test).await else { return };
+    let backend = Backend::postgres_at(cluster.url());
+    let server = backend.start().await;
+    server.wait_ready().await;
+    let load = Load::new(&server, "Outage").await;
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let stopped = Instant::now();
+        cluster.stop_immediately().await;
+        eprintln!("{test}: pg_ctlcluster stop -m immediate took {:?}", stopped.elapsed());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ready = server.get("/ready", None).await;
+        assert_eq!(ready.status.as_u16(), 503, "/ready while PostgreSQL is down: {}", ready.text);
+        assert_eq!(ready.json["status"], "database unavailable", "{}", ready.text);
+        tokio::time::sleep(OUTAGE.saturating_sub(stopped.elapsed())).await;
+        let starting = Instant::now();
+        cluster.start().await;
+        let restarted = Instant::now();
+        eprintln!("{test}: pg_ctlcluster start took {:?}", restarted - starting);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        load.stop();
+        (stopped, restarted)
+    };
+    let ((), (stopped, restarted)) = tokio::join!(load.run(WORKERS), fault);
+    let down = restarted - stopped;
+    let tally = load.tally.lock().unwrap();
+    eprintln!("{test}: PostgreSQL down {down:?}; {}", tally.summary());
+    assert!(tally.refused > 0, "requests during the outage were refused with 503: {}", tally.summary());
+    assert_eq!(tally.unanswered, 0, "every request answered: {}", tally.summary());
+    assert!(tally.slowest < ANSWER_DURING_OUTAGE_MAX, "no request hangs: {}", tally.summary());
+    let last_failure = tally.last_failure.expect("a failure");
+    let recovered = last_failure.saturating_duration_since(restarted);
+    eprintln!("{test}: commands succeed again {recovered:?} after PostgreSQL is back");
+    assert!(recovered < RECOVERY_MAX, "recovered {recovered:?} after PostgreSQL came back");
+    drop(tally);
+    faults::check(test, &server, &backend, &load).await;
+    eprintln!("{test}: {:?} in all", began.elapsed());
+}
