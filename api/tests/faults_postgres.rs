@@ -68,3 +68,48 @@ async fn postgres_stopped_mid_load_answers_503_then_recovers_without_a_restart()
     faults::check(test, &server, &backend, &load).await;
     eprintln!("{test}: {:?} in all", began.elapsed());
 }
+
+/// How long after the standby's promotion commands must succeed again:
+/// the hosts' check (every 0.5 s), a probe, the pool's acquire timeout.
+const FAILOVER_MAX: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_killed_and_the_standby_promoted_loses_nothing_acknowledged() {
+    let test = "faults_postgres::failover";
+    let began = Instant::now();
+    let Some(primary) = Cluster::primary(test).await else { return };
+    let standby = primary.standby().await;
+    eprintln!("{test}: a primary and a synchronous standby in {:?}", began.elapsed());
+    // The server is given both hosts and finds the writable one itself.
+    let backend = Backend::postgres_at(format!("{},{}", primary.url(), standby.url()));
+    let server = backend.start().await;
+    server.wait_ready().await;
+    let load = Load::new(&server, "Failover").await;
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        primary.stop_immediately().await;
+        let killed = Instant::now();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        standby.promote().await;
+        let promoted = Instant::now();
+        eprintln!("{test}: standby promoted {:?} after the primary was killed", promoted - killed);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        load.stop();
+        promoted
+    };
+    let ((), promoted) = tokio::join!(load.run(WORKERS), fault);
+    let tally = load.tally.lock().unwrap();
+    eprintln!("{test}: {}", tally.summary());
+    assert_eq!(tally.unanswered, 0, "every request answered: {}", tally.summary());
+    assert!(tally.slowest < ANSWER_DURING_OUTAGE_MAX, "no request hangs: {}", tally.summary());
+    let switched = server.output().iter().filter(|line| line.contains("the writable host changed")).count();
+    assert!(switched > 0, "the server found the promoted standby itself");
+    eprintln!("{test}: {switched} pools moved to the promoted standby");
+    let recovered = tally.last_failure.map_or(Duration::ZERO, |last| last.saturating_duration_since(promoted));
+    eprintln!("{test}: commands succeed again {recovered:?} after the promotion");
+    assert!(recovered < FAILOVER_MAX, "recovered {recovered:?} after the promotion");
+    drop(tally);
+    // The promoted standby holds everything acknowledged.
+    faults::check(test, &server, &Backend::postgres_at(standby.url()), &load).await;
+    eprintln!("{test}: {:?} in all", began.elapsed());
+}

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use projections::db::{READMODELS_FILE, ReadModelDb};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sqlx::Connection as _;
 
 use crate::common::{Backend, OPERATOR, Reply, Server, id};
 
@@ -45,6 +46,65 @@ impl Cluster {
     /// Creates and starts a cluster; `None` (after a skip notice) without
     /// postgresql-common's tools or without root (they need it).
     pub async fn create(test: &str) -> Option<Self> {
+        let cluster = Self::create_stopped(test).await?;
+        cluster.start().await;
+        Some(cluster)
+    }
+
+    /// A primary whose every commit waits until a synchronous standby has
+    /// it (`synchronous_standby_names = '*'`), started; see
+    /// [`Cluster::standby`].
+    pub async fn primary(test: &str) -> Option<Self> {
+        let cluster = Self::create_stopped(test).await?;
+        let conf = format!("/etc/postgresql/{}/{}/conf.d/faults-sync.conf", cluster.version, cluster.name);
+        std::fs::write(&conf, "synchronous_standby_names = '*'\n").expect("the primary's configuration");
+        cluster.start().await;
+        Some(cluster)
+    }
+
+    /// A hot standby of this primary, streaming from it (a base backup
+    /// with `-R`), started; returns once the primary reports it
+    /// synchronous.
+    pub async fn standby(&self) -> Self {
+        let standby = Self::create_stopped("standby").await.expect("a cluster was created before");
+        let data = format!("/var/lib/postgresql/{}/{}", standby.version, standby.name);
+        // Emptied, not removed: pg_basebackup cannot create it in a
+        // directory owned by root.
+        for entry in std::fs::read_dir(&data).expect("the standby's data directory") {
+            let path = entry.unwrap().path();
+            if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }.unwrap();
+        }
+        let basebackup = format!("/usr/lib/postgresql/{}/bin/pg_basebackup", self.version);
+        let port = self.port.to_string();
+        let output = tokio::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", &basebackup, "-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+            .args(["-D", &data, "-R", "-X", "stream"])
+            .output()
+            .await
+            .expect("pg_basebackup runs");
+        assert!(output.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&output.stderr));
+        standby.start().await;
+        let mut connection = sqlx::PgConnection::connect(&self.url()).await.expect("the primary answers");
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let sync: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")
+                .fetch_one(&mut connection)
+                .await
+                .unwrap();
+            if sync == 1 {
+                return standby;
+            }
+            assert!(Instant::now() < deadline, "the standby did not become synchronous");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Promotes a standby to primary.
+    pub async fn promote(&self) {
+        self.run("pg_ctlcluster", &["promote"]).await;
+    }
+
+    async fn create_stopped(test: &str) -> Option<Self> {
         let version = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|dir| {
             dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).max_by_key(|v| v.parse::<u32>().ok())
         });
@@ -65,7 +125,6 @@ impl Cluster {
                 &["-p", &port.to_string(), "--start-conf", "manual", "-o", "max_connections=100", "--", "--auth=trust"],
             )
             .await;
-        cluster.start().await;
         Some(cluster)
     }
 
