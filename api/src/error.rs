@@ -55,6 +55,12 @@ pub enum ApiError {
     NotConfigured { code: &'static str, message: String },
 }
 
+/// `Retry-After` of a 503 that waiting lifts (the database or Stripe did
+/// not answer, the read models lag): PostgreSQL restarting or failing over
+/// takes seconds, and the pool gives up on a connection after 2 s, so a
+/// client retrying after a second neither hammers nor waits long.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 1;
+
 #[derive(Serialize)]
 struct Extensions {
     code: &'static str,
@@ -105,6 +111,7 @@ impl IntoResponse for ApiError {
         };
         let (retry_after, limit) = match &self {
             ApiError::RateLimited { retry_after_seconds, limit, .. } => (Some(*retry_after_seconds), *limit),
+            ApiError::Unavailable(_) | ApiError::ProjectionLagging(_) => (Some(UNAVAILABLE_RETRY_AFTER_SECONDS), None),
             _ => (None, None),
         };
         let mut response = ProblemDetails::from_status_code(status)

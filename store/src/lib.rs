@@ -19,6 +19,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 pub mod metrics;
+mod hosts;
 mod plan;
 mod postgres;
 mod read_only;
@@ -29,6 +30,7 @@ pub mod testing;
 mod writer;
 
 pub use domain::record::CHAIN_GENESIS;
+pub use hosts::{HOST_CHECK_INTERVAL, HOSTS_MAX, PgHosts};
 pub use read_only::ReadOnlyLog;
 /// A path as the path of a SQLite `file:` URI (the read-only readers' `immutable=1` opens).
 pub use sqlite::uri_path as sqlite_uri_path;
@@ -348,6 +350,15 @@ impl EventLog {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
         let pool = postgres::open(options).await?;
+        Ok(Self::start(Reader::Postgres(pool.clone()), writer::Backend::Postgres(pool), clock))
+    }
+
+    /// Connects to the writable host of `hosts` (a primary and its
+    /// standbys), migrates, and keeps following the writable host
+    /// ([`PgHosts::follow`]) after a failover.
+    pub async fn open_postgres_hosts(hosts: &PgHosts, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let pool = postgres::open(hosts.writable().await?).await?;
+        hosts.follow(pool.clone());
         Ok(Self::start(Reader::Postgres(pool.clone()), writer::Backend::Postgres(pool), clock))
     }
 

@@ -22,9 +22,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 
 /// Connections of one process's pool (the writer uses one at a time).
 pub const POOL_CONNECTIONS_MAX: u32 = 16;
+/// How long taking a connection from the pool may wait, new connection
+/// attempts included. While PostgreSQL is down, sqlx keeps retrying a
+/// refused connection until this passes: a request then fails (503 with
+/// `Retry-After`) within this time instead of hanging for sqlx's 30 s.
+pub const POOL_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The pool every connection of the log is taken from.
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+}
 
 pub(crate) async fn open(options: PgConnectOptions) -> Result<PgPool, StoreError> {
-    let pool = PgPoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?;
+    let pool = pool_options().connect_with(options).await?;
     // sqlx holds an advisory lock while migrating, so processes starting
     // together do not race.
     MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(std::sync::Arc::new(e)))?;
@@ -36,7 +46,7 @@ pub(crate) async fn open(options: PgConnectOptions) -> Result<PgPool, StoreError
 /// by mistake; the schema is checked against this version's migrations.
 pub(crate) async fn open_read_only(options: PgConnectOptions) -> Result<PgPool, StoreError> {
     let options = options.options([("default_transaction_read_only", "on")]);
-    let pool = PgPoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?;
+    let pool = pool_options().connect_with(options).await?;
     let schema: String = sqlx::query_scalar("SELECT current_schema()::text").fetch_one(&pool).await?;
     let what = format!("the PostgreSQL schema {schema}");
     if !table_exists(&pool, "_sqlx_migrations").await? {

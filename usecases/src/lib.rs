@@ -150,7 +150,8 @@ pub async fn open_log(config: &LedgerConfig, clock: Arc<dyn Clock>) -> anyhow::R
     use anyhow::Context;
     Ok(match &config.database_url {
         Some(url) => {
-            EventLog::open_postgres(url.parse().context("DATABASE_URL is not a PostgreSQL URL")?, clock).await?
+            let hosts: store::PgHosts = url.parse().map_err(anyhow::Error::msg).context("DATABASE_URL")?;
+            EventLog::open_postgres_hosts(&hosts, clock).await?
         }
         None => EventLog::open_sqlite(&config.data_dir.join("ledger.sqlite"), clock).await?,
     })

@@ -78,7 +78,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub async fn open_db(config: &LedgerConfig) -> anyhow::Result<ReadModelDb> {
     use anyhow::Context;
     Ok(match &config.database_url {
-        Some(url) => ReadModelDb::open_postgres(url.parse().context("DATABASE_URL is not a PostgreSQL URL")?).await?,
+        Some(url) => {
+            let hosts: store::PgHosts = url.parse().map_err(anyhow::Error::msg).context("DATABASE_URL")?;
+            ReadModelDb::open_postgres_hosts(&hosts).await?
+        }
         None => ReadModelDb::open_sqlite(&config.data_dir).await?,
     })
 }
@@ -97,7 +100,7 @@ impl ReadModels {
     pub async fn start(config: &LedgerConfig, log: EventLog, catalog: &Catalog) -> anyhow::Result<Arc<Self>> {
         let db = open_db(config).await?;
         let leadership = match &config.database_url {
-            Some(url) => Leadership::postgres(url.parse()?),
+            Some(url) => Leadership::postgres_hosts(url.parse().map_err(anyhow::Error::msg)?),
             None => Leadership::sqlite(&config.data_dir),
         };
         let all = all_projections(catalog);

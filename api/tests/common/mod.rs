@@ -70,6 +70,18 @@ impl Backend {
         Some(Self { dir: tempfile::tempdir().expect("a temporary directory"), database_url: Some(database_url) })
     }
 
+    /// A fresh data directory (SQLite) inside `parent` (a small file
+    /// system of the test's own).
+    pub fn sqlite_in(parent: &std::path::Path) -> Self {
+        Self { dir: tempfile::tempdir_in(parent).expect("a temporary directory"), database_url: None }
+    }
+
+    /// A fresh data directory with its log and read models in the
+    /// PostgreSQL database at `database_url` (a cluster the test owns).
+    pub fn postgres_at(database_url: String) -> Self {
+        Self { dir: tempfile::tempdir().expect("a temporary directory"), database_url: Some(database_url) }
+    }
+
     /// Starts `ledger serve` on a free port and waits until `/health` answers.
     pub async fn start(&self) -> Server {
         self.start_with(&[]).await

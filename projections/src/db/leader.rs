@@ -57,8 +57,14 @@ impl Drop for Leadership {
 impl Leadership {
     /// Contends for leadership over the PostgreSQL schema `options` names.
     pub fn postgres(options: PgConnectOptions) -> Self {
+        Self::postgres_hosts(store::PgHosts::one(options))
+    }
+
+    /// Contends for leadership on the writable host of `hosts`, found
+    /// again each time the lock's connection is lost (a failover).
+    pub fn postgres_hosts(hosts: store::PgHosts) -> Self {
         let (sender, state) = watch::channel(false);
-        let task = tokio::spawn(lead_postgres(options, sender));
+        let task = tokio::spawn(lead_postgres(hosts, sender));
         Self { state, task }
     }
 
@@ -94,9 +100,13 @@ impl Leadership {
     }
 }
 
-async fn lead_postgres(options: PgConnectOptions, state: watch::Sender<bool>) {
+async fn lead_postgres(hosts: store::PgHosts, state: watch::Sender<bool>) {
     loop {
-        match PgConnection::connect_with(&options).await {
+        let connected = match hosts.writable().await {
+            Ok(options) => PgConnection::connect_with(&options).await.map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match connected {
             Ok(connection) => hold_postgres(connection, &state).await,
             Err(error) => tracing::warn!(%error, "leadership: cannot connect to PostgreSQL"),
         }

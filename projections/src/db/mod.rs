@@ -191,6 +191,16 @@ impl ReadModelDb {
         Ok(Self { backend: Backend::Postgres(postgres::open(options).await?) })
     }
 
+    /// [`ReadModelDb::open_postgres`] on the writable host of `hosts`,
+    /// following it after a failover (`store::PgHosts::follow`).
+    pub async fn open_postgres_hosts(hosts: &store::PgHosts) -> Result<Self, DbError> {
+        let options =
+            hosts.writable().await.map_err(|e| DbError::Io(Arc::new(std::io::Error::other(e.to_string()))))?;
+        let pool = postgres::open(options).await?;
+        hosts.follow(pool.clone());
+        Ok(Self { backend: Backend::Postgres(pool) })
+    }
+
     pub(crate) fn dialect(&self) -> table::Dialect {
         match self.backend {
             Backend::Sqlite(_) => table::Dialect::Sqlite,

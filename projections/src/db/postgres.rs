@@ -18,9 +18,17 @@ use super::{Advance, CommitError, DbError, NOTIFY_CHANNEL, POOL_CONNECTIONS_MAX,
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 /// Rows a scan reads ahead of its consumer.
 const SCAN_ROWS_AHEAD: usize = 1024;
+/// How long taking a connection may wait, as the log's pool
+/// (`store::postgres::POOL_ACQUIRE_TIMEOUT`): a query while PostgreSQL is
+/// down fails within this (503) instead of hanging for sqlx's 30 s.
+const POOL_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+}
 
 pub(crate) async fn open(options: PgConnectOptions) -> Result<PgPool, DbError> {
-    let pool = PgPoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?;
+    let pool = pool_options().connect_with(options).await?;
     // sqlx holds an advisory lock while migrating, so a log and a read-model
     // open racing in two processes do not both migrate.
     MIGRATOR.run(&pool).await.map_err(|e| DbError::Migration(std::sync::Arc::new(e)))?;
@@ -32,7 +40,7 @@ pub(crate) async fn open(options: PgConnectOptions) -> Result<PgPool, DbError> {
 /// written even by mistake.
 pub(crate) async fn open_read_only(options: PgConnectOptions) -> Result<PgPool, DbError> {
     let options = options.options([("default_transaction_read_only", "on")]);
-    Ok(PgPoolOptions::new().max_connections(POOL_CONNECTIONS_MAX).connect_with(options).await?)
+    Ok(pool_options().connect_with(options).await?)
 }
 
 fn bind(query: Query<'_, Postgres, PgArguments>, value: Value) -> Query<'_, Postgres, PgArguments> {
