@@ -67,7 +67,7 @@ async fn a_month_is_invoiced_once(backend: Backend) {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(
         (&listed[0]["period"], &listed[0]["status"], &listed[0]["id"]),
-        (&json!("2026-01"), &json!("issued"), &invoice["id"])
+        (&json!("2026-01"), &json!("open"), &invoice["id"])
     );
 
     // Bad periods.

@@ -6,7 +6,8 @@
 //!
 //! One file per area: [`organizations`] (organizations, users, tokens),
 //! [`subscriptions`], [`licenses`] (licenses, key hashes, deployments),
-//! [`validations`], [`usage`], [`invoices`] (with their lines), [`audit`],
+//! [`validations`], [`usage`], [`invoices`] (with their lines), [`payments`]
+//! (each invoice's payment status, each organization's payment method), [`audit`],
 //! [`stripe`] and [`notifications`] (the outboxes). [`all`] is the one list
 //! the runner and `replay rebuild` use.
 //!
@@ -33,6 +34,7 @@ pub mod invoices;
 pub mod licenses;
 pub mod notifications;
 pub mod organizations;
+pub mod payments;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;
@@ -54,6 +56,7 @@ pub fn all(catalog: Catalog) -> Vec<Box<dyn Projection>> {
         Box::new(validations::Validations),
         Box::new(usage::UsageProjection),
         Box::new(invoices::Invoices),
+        Box::new(payments::InvoicePayments),
         Box::new(audit::Audit),
         Box::new(stripe::Stripe),
         Box::new(notifications::Notifications::new(catalog)),
