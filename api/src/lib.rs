@@ -91,6 +91,7 @@ pub fn app(state: AppState) -> Router {
         .route("/subscriptions/{org_id}/downgrade", post(c::downgrade))
         .route("/subscriptions/{org_id}/cancel", post(c::cancel))
         .route("/subscriptions/{org_id}/addons", post(c::add_addon))
+        .route("/subscriptions/{org_id}/changes/preview", post(c::preview_change))
         .route("/subscriptions/{org_id}/addons/{addon_id}/end", post(c::end_addon))
         .route("/subscriptions/{org_id}/addons/{addon_id}/reprice", post(c::reprice_addon))
         .route("/licenses/{license_id}/revoke", post(c::revoke_license))

@@ -61,6 +61,7 @@ use crate::routes;
         routes::commands::revoke_token,
         routes::commands::create_subscription,
         routes::commands::upgrade,
+        routes::commands::preview_change,
         routes::commands::downgrade,
         routes::commands::cancel,
         routes::commands::add_addon,

@@ -67,7 +67,7 @@ async fn a_month_is_invoiced_once(backend: Backend) {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(
         (&listed[0]["period"], &listed[0]["status"], &listed[0]["id"]),
-        (&json!("2026-01"), &json!("issued"), &invoice["id"])
+        (&json!("2026-01"), &json!("open"), &invoice["id"])
     );
 
     // Bad periods.
@@ -419,7 +419,57 @@ async fn invoices_of_both_schema_versions_verify(backend: Backend) {
     assert!(stdout.contains("ok invoices: 2 re-derived"), "{stdout}");
 }
 
+/// Issue #14: a change of plan previewed over HTTP appends nothing and
+/// answers what its command then does; another organization's admin gets
+/// 404, a price in an admin's preview 403, a bad body problem+json 400;
+/// the issued invoice is `open` and `amountDue` holds it.
+async fn a_plan_change_is_previewed_then_confirmed(backend: Backend) {
+    let s = backend.start().await;
+    let acme = s.create_org("Acme").await;
+    let other = s.create_org("Other").await;
+    s.create_subscription(&acme, "starter", "2026-01-01", true).await;
+    s.create_subscription(&other, "starter", "2026-01-01", true).await;
+    s.move_clock("2026-01-10T00:00:00Z").await;
+    let mut tokens = Vec::new();
+    for org in [&acme, &other] {
+        let issued =
+            s.post(&format!("/api/v1/organizations/{org}/tokens"), Some(OPERATOR), json!({ "role": "admin" })).await;
+        tokens.push(id(&issued.expect(201)["token"]));
+    }
+    let (admin, other_admin) = (tokens[0].clone(), tokens[1].clone());
+    let preview = format!("/api/v1/subscriptions/{acme}/changes/preview");
+    let upgrade = json!({ "change": "upgrade", "targetTier": "professional", "effectiveDate": "2026-01-16" });
+    let head = s.head().await;
+    let answer = s.post(&preview, Some(&admin), upgrade.clone()).await.expect(200);
+    assert_eq!((&answer["proratedAmount"], &answer["invoiceAfter"]["total"]), (&json!("1290.32"), &json!("3790.33")));
+    assert_eq!((&answer["limitsBefore"]["maxUsers"], &answer["limitsAfter"]["maxUsers"]), (&json!(5), &json!(10)));
+    s.post(&preview, Some(&other_admin), upgrade.clone()).await.problem(404, "not_found");
+    let priced = json!({ "change": "addon", "kind": "extra_data_tb", "quantity": 1, "annualPrice": "1.00",
+                         "effectiveDate": "2026-01-16" });
+    s.post(&preview, Some(&admin), priced).await.problem(403, "forbidden");
+    s.post(&preview, Some(&admin), json!({ "change": "refund" })).await.problem(400, "validation_failed");
+    assert_eq!(s.head().await, head, "no preview appended anything");
+
+    let confirm = json!({ "targetTier": "professional", "effectiveDate": "2026-01-16" });
+    let upgraded = s.post(&format!("/api/v1/subscriptions/{acme}/upgrade"), Some(&admin), confirm).await.expect(200);
+    assert_eq!(upgraded["proratedAmount"], answer["proratedAmount"]);
+
+    s.move_clock("2026-02-01T00:00:00Z").await;
+    let licenses = format!("/api/v1/organizations/{acme}/licenses");
+    common::poll("the old key's supersede window to close", || async {
+        let listed = s.get(&licenses, Some(OPERATOR)).await.expect(200);
+        listed.as_array().unwrap().iter().any(|l| l["revocationReason"] == "superseded").then_some(())
+    })
+    .await;
+    s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-01" })).await.expect(200);
+    let invoices = s.get(&format!("/api/v1/organizations/{acme}/invoices"), Some(&admin)).await.expect(200);
+    assert_eq!((&invoices[0]["status"], &invoices[0]["total"]), (&json!("open"), &json!("3790.33")));
+    let billing = &s.subscription(&acme, &admin).await["billing"];
+    assert_eq!((&billing["amountDue"], &billing["paymentMethod"]), (&json!("3790.33"), &json!("invoice")));
+}
+
 backends!(
+    a_plan_change_is_previewed_then_confirmed,
     invoices_of_both_schema_versions_verify,
     a_month_is_invoiced_once,
     the_command_line_run_matches_the_route,

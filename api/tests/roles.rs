@@ -246,7 +246,14 @@ fn matrix() -> Vec<Row> {
             Some(r#"{"effectiveDate":"2026-01-20"}"#),
             [OK, FB, FB, FB, FB, NF, UA, UA],
         ),
-        // Own organization, admin: upgrade, downgrade, add-ons, cancel at term end.
+        // Own organization, admin: a change's preview (appends nothing), as
+        // its command: upgrade, downgrade, add-ons, cancel at term end.
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/changes/preview",
+            Some(r#"{"change":"upgrade","targetTier":"professional"}"#),
+            [OK, FB, OK, FB, FB, NF, UA, UA],
+        ),
         row(
             POST,
             "/api/v1/subscriptions/{A}/upgrade",

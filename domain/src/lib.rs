@@ -21,6 +21,7 @@ pub mod merkle;
 pub mod money;
 pub mod notification;
 pub mod organization;
+pub mod payment;
 pub mod proof;
 pub mod record;
 pub mod signin;

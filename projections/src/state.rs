@@ -73,6 +73,12 @@ pub struct LedgerState {
     pub audit: Vec<AuditEntry>,
     /// What is still to be done with Stripe (`domain::stripe`).
     pub stripe: domain::stripe::StripeOutbox,
+    /// Each invoice's payment status and each organization's payment
+    /// method (`models::payments`, the same fold as the tables'). Derived
+    /// and left out of the encoding, so the digest, and a snapshot an
+    /// older version wrote, stay as they were.
+    #[serde(skip)]
+    pub payments: crate::models::payments::Payments,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -102,6 +108,7 @@ impl LedgerState {
         if let Some(event) = &event {
             self.stripe.apply(record.header.sequence, event);
         }
+        self.payments.apply(event.as_ref());
         let organization_id = match (event, id) {
             (Some(LedgerEvent::Organization(event)), Some(id)) => {
                 Some(self.apply_organization(OrganizationId(id), record, event))

@@ -27,6 +27,7 @@ use domain::organization::{
     ApiTokenIssued, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role, SubscriptionEnded,
     SubscriptionStarted, UserAdded, UserDeactivated,
 };
+use domain::payment::PaymentStatus;
 use domain::record::{Hash, Record};
 use domain::stripe::{
     Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled, StripeEventReceived,
@@ -46,7 +47,7 @@ use domain::{
 use ledger_projections::LedgerState;
 use ledger_projections::db::{ApplyError, Changes, Projection, ReadModelDb, Runner, Table, compare, digest};
 use ledger_projections::models::{
-    self, audit, invoices, licenses, notifications, organizations, stripe, subscriptions, usage, validations,
+    self, audit, invoices, licenses, notifications, organizations, payments, stripe, subscriptions, usage, validations,
 };
 use rust_decimal::Decimal;
 use store::{Command, EventLog, ExpectedRevision, NewEvent};
@@ -445,6 +446,45 @@ fn stripe_events(script: &mut Script, issued: &[InvoiceIssued], sync_from: u64) 
     }
 }
 
+/// Payment reports for the Stripe invoices: `in_0` paid, `in_3` failed,
+/// `in_6` failed then paid, and `in_early` failed before the sync recorded
+/// which invoice it is (invoice 2, neither synced nor refused above).
+fn payment_reports(script: &mut Script, issued: &[InvoiceIssued]) {
+    let at = |days: i64| Timestamp::from_micros(START + 86_400_000_000 * days);
+    let failed = |reference: &str, day: i64| PaymentFailed {
+        reference: reference.into(),
+        reported_at: at(day),
+        at: at(day),
+        first: true,
+        past_due_since: at(day),
+        suspend_at: at(day + 14),
+    };
+    let paid = |reference: &str, day: i64| PaymentSucceeded {
+        reference: reference.into(),
+        reported_at: at(day),
+        at: at(day),
+        reactivated: false,
+    };
+    let sub = |i: usize| issued[i].subscription_id.stream();
+    script.push(sub(0), &SubscriptionEvent::from(paid("in_0", 33)), "stripe");
+    script.push(sub(3), &SubscriptionEvent::from(failed("in_3", 33)), "stripe");
+    script.push(sub(6), &SubscriptionEvent::from(failed("in_6", 33)), "stripe");
+    script.push(sub(6), &SubscriptionEvent::from(paid("in_6", 34)), "stripe");
+    script.push(sub(2), &SubscriptionEvent::from(failed("in_early", 33)), "stripe");
+    let invoice = &issued[2];
+    let created = StripeInvoiceCreated {
+        invoice_id: invoice.invoice_id,
+        subscription_id: invoice.subscription_id,
+        organization_id: invoice.organization_id,
+        period: invoice.invoice.period,
+        customer_id: "cus_2".into(),
+        stripe_invoice_id: "in_early".into(),
+        total: invoice.invoice.total,
+    };
+    let target = invoice_stream(invoice.subscription_id, invoice.invoice.period);
+    script.push(target, &StripeEvent::from(created), "stripe-sync");
+}
+
 /// Records the onboarding e-mail of every other organization as sent.
 fn notifications_sent(script: &mut Script) {
     for n in (0..ORGANIZATIONS).step_by(2) {
@@ -585,6 +625,7 @@ async fn build_history(fixture: &Fixture) -> LedgerState {
         script.push(stream, &InvoiceEvent::from(invoice.clone()), "operator");
     }
     stripe_events(&mut script, &issued, sync_from);
+    payment_reports(&mut script, &issued);
     traffic(&mut script, 2, 20);
     notifications_sent(&mut script);
     script.append(log).await;
@@ -865,6 +906,34 @@ async fn assert_notifications(db: &ReadModelDb, state: &LedgerState) {
     assert_eq!(reminders, expected);
 }
 
+/// Each invoice's payment status and each organization's payment method,
+/// as `LedgerState` derives them, and the statuses the reports imply.
+async fn assert_payments(db: &ReadModelDb, state: &LedgerState) {
+    let known = &state.payments.invoices;
+    assert!(known.len() >= ORGANIZATIONS as usize, "every issued invoice has a status");
+    for ((subscription, period), expected) in known {
+        assert_eq!(payments::invoice(db, *subscription, *period).await.unwrap().as_ref(), Some(expected));
+        let due = known.values().filter(|p| p.subscription_id == *subscription && p.status.is_due());
+        assert_eq!(payments::due_of_subscription(db, *subscription).await.unwrap(), due.cloned().collect::<Vec<_>>());
+    }
+    for n in 0..ORGANIZATIONS {
+        let org = organization(n);
+        let mut expected: Vec<_> = known.values().filter(|p| p.organization_id == org).cloned().collect();
+        expected.sort_by_key(|p| (p.period, p.subscription_id.0));
+        assert_eq!(payments::of_organization(db, org).await.unwrap(), expected);
+        assert_eq!(payments::method(db, org).await.unwrap(), state.payments.method(org));
+    }
+    assert!((0..ORGANIZATIONS).any(|n| state.payments.method(organization(n)) == payments::METHOD_STRIPE));
+    let status_of =
+        |stripe_id: &str| known.values().find(|p| p.stripe_invoice_id.as_deref() == Some(stripe_id)).map(|p| p.status);
+    assert_eq!(status_of("in_0"), Some(PaymentStatus::Paid));
+    assert_eq!(status_of("in_3"), Some(PaymentStatus::PastDue));
+    assert_eq!(status_of("in_6"), Some(PaymentStatus::Paid), "a failure then a success");
+    assert_eq!(status_of("in_early"), Some(PaymentStatus::PastDue), "a report before its link");
+    assert_eq!(status_of("in_9"), Some(PaymentStatus::Open), "linked, nothing reported");
+    assert!(known.values().any(|p| p.stripe_invoice_id.is_none() && p.status == PaymentStatus::Open));
+}
+
 async fn assert_all(db: &ReadModelDb, state: &LedgerState) {
     assert_organizations(db, state).await;
     assert_subscriptions(db, state).await;
@@ -874,6 +943,7 @@ async fn assert_all(db: &ReadModelDb, state: &LedgerState) {
         assert_audit(db, state, Some(organization(n)), 37).await;
     }
     assert_stripe(db, state).await;
+    assert_payments(db, state).await;
     assert_notifications(db, state).await;
 }
 

@@ -704,7 +704,7 @@ async fn as_of_answers_what_was_recorded_then(h: History) {
     assert_eq!(invoices.len(), 1);
     assert_eq!(invoices[0]["period"], "2026-01");
     // The API's invoice shape (`usecases::views::billing::Invoice`), not one of replay's own.
-    assert_eq!(invoices[0]["status"], "issued");
+    assert_eq!(invoices[0]["status"], "open");
     assert_eq!(invoices[0]["currency"], "USD");
     assert_eq!(invoices[0]["lines"][0]["kind"], "base");
     assert!(invoices[0]["lines"][0]["reports"].is_array());

@@ -194,6 +194,23 @@ async fn inputs(
     Ok(Some((issued, usage)))
 }
 
+/// The invoice of the month of `day` for the subscription `id` in the
+/// state `subscription` (a change's preview: its state before and after),
+/// as it computes now; `None` when the month is already invoiced or bills
+/// nothing. Appends nothing.
+pub(crate) async fn month_preview(
+    ledger: &Ledger,
+    id: SubscriptionId,
+    subscription: &Subscription,
+    day: NaiveDate,
+) -> Result<Option<Invoice>, Error> {
+    let month = domain::calendar::first_of_month(day);
+    let Some((issued, usage)) = inputs(&ledger.models.db, id, month).await? else { return Ok(None) };
+    let preview = due_one(&ledger.catalog, (id, subscription), &usage, &issued, month, true);
+    let issued = preview.map_err(|reason| Error::conflict("invoice_not_computable", reason))?;
+    Ok(issued.as_ref().map(Invoice::from))
+}
+
 /// One subscription's invoice of `month`, if it has one to issue (its
 /// `usage_sequence` left for the caller to set); why not when it cannot be
 /// issued.

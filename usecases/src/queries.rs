@@ -18,7 +18,7 @@ use crate::caller::{Caller, Need};
 use crate::error::Error;
 use crate::views::licensing::{LicenseView, ReleasedDeployment};
 use crate::views::queries::{
-    AuditEntryView, AuditPage, EnforcementView, OrganizationPage, OrganizationView, Read, SubscriptionDetails,
+    AuditEntryView, AuditPage, Dues, EnforcementView, OrganizationPage, OrganizationView, Read, SubscriptionDetails,
 };
 
 /// The most items a page holds.
@@ -67,7 +67,10 @@ pub async fn subscription(
     let organization = organization_model::organization(db, organization_id).await?.ok_or(Error::NotFound)?;
     let (id, subscription) = subscription_model::live_or_latest(db, organization_id).await?.ok_or(Error::NotFound)?;
     let usage = usage_model::month(db, id, today).await?;
-    let read = Read { organization_id, active_users: organization.state.active_users(), sequence };
+    let due = projections::models::payments::due_of_subscription(db, id).await?;
+    let method = projections::models::payments::method(db, organization_id).await?;
+    let dues = Dues::of(due.iter(), method).map_err(|error| Error::Internal(format!("the amount due: {error}")))?;
+    let read = Read { organization_id, active_users: organization.state.active_users(), sequence, dues };
     SubscriptionDetails::of(read, &ledger.catalog, id, &subscription, &usage, today).ok_or(Error::NotFound)
 }
 

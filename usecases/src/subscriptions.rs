@@ -21,9 +21,11 @@ use uuid::Uuid;
 
 use crate::command::{Appended, Context, Loaded, execute, load};
 use crate::licenses::{issued_key, new_key};
+use crate::views::Amount;
 use crate::views::SequenceResponse;
+use crate::views::licensing::Limits;
 use crate::views::subscriptions::{
-    AddAddonResponse, CancelResponse, CreateSubscriptionResponse, DowngradeResponse, UpgradeResponse,
+    AddAddonResponse, CancelResponse, ChangePreview, CreateSubscriptionResponse, DowngradeResponse, UpgradeResponse,
 };
 use crate::{Caller, Error, Ledger, Need};
 
@@ -523,4 +525,143 @@ async fn correct_addon(
     })
     .await?;
     Ok(SequenceResponse { sequence: appended.sequence })
+}
+
+/// A change of plan to preview: what the confirming command takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeInput {
+    Upgrade(UpgradeInput),
+    Downgrade { target_tier: Tier },
+    Cancel(CancelInput),
+    Addon(AddonInput),
+}
+
+/// What a change would do, decided by the same aggregates and rules as its
+/// command (`upgrade`, `downgrade`, `cancel`, `add_addon`) and with the
+/// same caller checks, and never appended: the day it takes effect, the
+/// upgrade's prorated amount, the limits on that day and the invoice of
+/// its month as it computes now, without and with the change. Prices are
+/// the catalog's for an organization's admin, as when confirming.
+pub async fn preview(
+    ledger: &Ledger,
+    caller: &Caller,
+    organization_id: OrganizationId,
+    change: ChangeInput,
+) -> Result<ChangePreview, Error> {
+    caller.require_org(organization_id, Need::Admin)?;
+    let sequence = ledger.models.applied();
+    let subscription_id = live_subscription(ledger, organization_id).await?;
+    let (subscription, organization) = subscription_and_organization(ledger, subscription_id).await?;
+    let before = subscription.state.clone();
+    let decided = decide_change(ledger, caller, &subscription, &organization, change).await?;
+    let mut after = before.clone();
+    let mut summary = ChangeSummary::default();
+    for event in decided {
+        summary.note(&event);
+        cqrs_es::Aggregate::apply(&mut after, event);
+    }
+    let (kind, effective_date) = summary
+        .kind
+        .zip(summary.effective_date)
+        .ok_or(Error::Conflict { code: "nothing_to_change", message: "the change would change nothing".into() })?;
+    let catalog = &ledger.catalog;
+    let invoice_before = crate::billing::month_preview(ledger, subscription_id, &before, effective_date).await?;
+    let invoice_after = crate::billing::month_preview(ledger, subscription_id, &after, effective_date).await?;
+    Ok(ChangePreview {
+        change: kind,
+        effective_date,
+        prorated_amount: summary.prorated_amount.map(Amount),
+        limits_before: Limits::on(&before, catalog, effective_date),
+        limits_after: Limits::on(&after, catalog, effective_date),
+        invoice_before,
+        invoice_after,
+        sequence,
+    })
+}
+
+/// The subscription's events the change decides (licenses' left out: a
+/// preview issues no key).
+async fn decide_change(
+    ledger: &Ledger,
+    caller: &Caller,
+    subscription: &Loaded<Subscription>,
+    organization: &Loaded<Organization>,
+    change: ChangeInput,
+) -> Result<Vec<SubscriptionEvent>, Error> {
+    let (now, today, services) = (ledger.now(), ledger.today(), &ledger.subscription_services);
+    let pricing = pricing(caller);
+    let command = match change {
+        ChangeInput::Upgrade(input) => {
+            prices_are_the_operators(caller, &input.addons)?;
+            let old_license_id = subscription.state.license_id.ok_or(Error::NotFound)?;
+            let old_license = load::<License>(ledger, old_license_id.stream()).await?;
+            let new_license_id = LicenseId(Uuid::now_v7());
+            let order = UpgradeOrder {
+                target_tier: input.target_tier,
+                effective_date: input.effective_date,
+                addons: input.addons.iter().map(|addon| addon.purchase(AddonId(Uuid::now_v7()))).collect(),
+                pricing,
+                today,
+            };
+            let key = new_key(ledger, new_license_id, now)?;
+            let fresh = License::default();
+            let decided =
+                workflows::upgrade(&subscription.state, &old_license.state, &fresh, order, key, services).await?;
+            return Ok(decided.subscription);
+        }
+        ChangeInput::Cancel(input) => {
+            if input.immediate {
+                caller.require_operator()?;
+            }
+            let (immediate, day) = (input.immediate, input.effective_date);
+            let decided =
+                workflows::cancel(&subscription.state, &organization.state, immediate, day, today, services).await?;
+            return Ok(decided.subscription);
+        }
+        ChangeInput::Downgrade { target_tier } => SubscriptionCommand::ScheduleDowngrade { target_tier, today },
+        ChangeInput::Addon(input) => {
+            prices_are_the_operators(caller, [&input])?;
+            let effective_date =
+                input.effective_date.ok_or_else(|| Error::Validation("effectiveDate is required".into()))?;
+            SubscriptionCommand::AddAddon {
+                addon_id: AddonId(Uuid::now_v7()),
+                kind: input.kind,
+                quantity: input.quantity,
+                annual_price: input.annual_price,
+                one_time_price: input.one_time_price,
+                effective_date,
+                today,
+                pricing,
+            }
+        }
+    };
+    let mut scratch = load::<Subscription>(ledger, subscription.stream_id.clone()).await?;
+    scratch.decide(command, services).await?;
+    Ok(scratch.decided().to_vec())
+}
+
+/// What a preview reads of the decided events.
+#[derive(Default)]
+struct ChangeSummary {
+    kind: Option<&'static str>,
+    effective_date: Option<NaiveDate>,
+    prorated_amount: Option<domain::Money>,
+}
+
+impl ChangeSummary {
+    fn note(&mut self, event: &SubscriptionEvent) {
+        let (kind, day) = match event {
+            SubscriptionEvent::SubscriptionUpgraded(u) => {
+                self.prorated_amount = Some(u.prorated_amount);
+                ("upgrade", u.effective_date)
+            }
+            SubscriptionEvent::DowngradeScheduled(d) => ("downgrade", d.effective_date),
+            SubscriptionEvent::AutoRenewalCancelled(c) => ("cancel", c.effective_date),
+            SubscriptionEvent::SubscriptionCancelled(c) => ("cancel", c.effective_date),
+            SubscriptionEvent::AddonAdded(a) if self.kind.is_none() => ("addon", a.effective_date),
+            _ => return,
+        };
+        self.kind = Some(kind);
+        self.effective_date = Some(day);
+    }
 }

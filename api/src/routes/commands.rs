@@ -15,12 +15,12 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use usecases::organizations::{self, AddUserInput, CreateOrganizationInput, IssueTokenInput, parse_role};
 use usecases::subscriptions::{
-    self, AddonInput, CancelInput, CreateSubscriptionInput, UpgradeInput, parse_addon_kind, parse_tier,
+    self, AddonInput, CancelInput, ChangeInput, CreateSubscriptionInput, UpgradeInput, parse_addon_kind, parse_tier,
 };
 use usecases::views::SequenceResponse;
 use usecases::views::organizations::{AddUserResponse, CreateOrganizationResponse, IssueTokenResponse};
 use usecases::views::subscriptions::{
-    AddAddonResponse, CancelResponse, CreateSubscriptionResponse, DowngradeResponse, UpgradeResponse,
+    AddAddonResponse, CancelResponse, ChangePreview, CreateSubscriptionResponse, DowngradeResponse, UpgradeResponse,
 };
 use uuid::Uuid;
 
@@ -365,6 +365,53 @@ pub async fn add_addon(
     let CommandRequest { caller, context, body } = request;
     let input = body.input()?;
     created(subscriptions::add_addon(&state, &caller, &context, OrganizationId(org_id), input).await?)
+}
+
+/// A change of plan to preview: the body of its command, with `change`
+/// naming which.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum ChangeRequest {
+    Upgrade(Upgrade),
+    Downgrade(Downgrade),
+    Cancel(Cancel),
+    Addon(AddonRequest),
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions/{org_id}/changes/preview",
+    tag = "ledger",
+    request_body = ChangeRequest,
+    params(
+        ("org_id" = String, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "Preview a change of plan (upgrade, downgrade at term end, cancel, add-on): the day it takes effect, an upgrade's prorated amount, the limits and the month's invoice without and with it. Decided by the same rules and role checks as its command (org admin or operator), and appends nothing; confirm with the change's own route.", body = ChangePreview),
+        ProblemResponses,
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "forbidden: a price, or an add-on without a catalog price, from anyone but the operator"),
+    ),
+)]
+pub async fn preview_change(
+    State(state): State<AppState>,
+    Path(org_id): Path<Uuid>,
+    request: CommandRequest<ChangeRequest>,
+) -> Answer<ChangePreview> {
+    let CommandRequest { caller, body, .. } = request;
+    let change = match body {
+        ChangeRequest::Upgrade(body) => ChangeInput::Upgrade(UpgradeInput {
+            target_tier: parse_tier(&body.target_tier)?,
+            effective_date: body.effective_date,
+            addons: body.addons.into_iter().map(AddonRequest::input).collect::<Result<_, _>>()?,
+        }),
+        ChangeRequest::Downgrade(body) => ChangeInput::Downgrade { target_tier: parse_tier(&body.target_tier)? },
+        ChangeRequest::Cancel(body) => ChangeInput::Cancel(CancelInput {
+            immediate: body.immediate.unwrap_or(false),
+            effective_date: body.effective_date,
+        }),
+        ChangeRequest::Addon(body) => ChangeInput::Addon(body.input()?),
+    };
+    ok(subscriptions::preview(&state, &caller, OrganizationId(org_id), change).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

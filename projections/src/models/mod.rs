@@ -6,7 +6,8 @@
 //!
 //! One file per area: [`organizations`] (organizations, users, tokens),
 //! [`subscriptions`], [`licenses`] (licenses, key hashes, deployments),
-//! [`validations`], [`usage`], [`invoices`] (with their lines), [`audit`],
+//! [`validations`], [`usage`], [`invoices`] (with their lines), [`payments`]
+//! (each invoice's payment status, each organization's payment method), [`audit`],
 //! [`stripe`] and [`notifications`] (the outboxes). [`all`] is the one list
 //! the runner and `replay rebuild` use.
 //!
@@ -34,6 +35,7 @@ pub mod licenses;
 pub mod notifications;
 pub mod organizations;
 pub mod outbox;
+pub mod payments;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;
@@ -55,6 +57,7 @@ pub fn all(catalog: Catalog) -> Vec<Box<dyn Projection>> {
         Box::new(validations::Validations),
         Box::new(usage::UsageProjection),
         Box::new(invoices::Invoices),
+        Box::new(payments::InvoicePayments),
         Box::new(audit::Audit),
         Box::new(stripe::Stripe),
         Box::new(notifications::Notifications::new(catalog)),

@@ -7,9 +7,11 @@
 use chrono::NaiveDate;
 use domain::OrganizationId;
 use domain::billing::{self, InvoiceIssued, period_text};
+use domain::payment::{self, PaymentStatus};
 use projections::LedgerState;
 use projections::db::{DbError, ReadModelDb};
-use projections::models::{invoices, organizations};
+use projections::models::payments::InvoicePayment;
+use projections::models::{invoices, organizations, payments};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -45,11 +47,29 @@ pub struct Invoice {
     pub usage_sequence: u64,
 }
 
-/// Issued invoices never change; corrections are lines of later invoices.
+/// Where the invoice's payment stands (`domain::payment`): `open` until a
+/// payment of its Stripe invoice is recorded (always, without Stripe),
+/// `paid` once one succeeded (or when it asks for nothing: a total of zero
+/// or a credit), `past_due` while its last reported charge failed (its
+/// subscription's dunning: past due, then suspended after the grace).
+/// Issued invoices never change otherwise; corrections are lines of later
+/// invoices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InvoiceStatus {
-    Issued,
+    Open,
+    Paid,
+    PastDue,
+}
+
+impl From<PaymentStatus> for InvoiceStatus {
+    fn from(status: PaymentStatus) -> Self {
+        match status {
+            PaymentStatus::Open => InvoiceStatus::Open,
+            PaymentStatus::Paid => InvoiceStatus::Paid,
+            PaymentStatus::PastDue => InvoiceStatus::PastDue,
+        }
+    }
 }
 
 /// One line, rounded once to cents, half away from zero.
@@ -166,7 +186,10 @@ impl Invoice {
             .flat_map(|by_month| by_month.values())
             .collect();
         items.sort_by_key(|issued| (issued.invoice.period, issued.invoice_id));
-        Some(items.into_iter().map(Self::from).collect())
+        let status = |issued: &InvoiceIssued| {
+            state.payments.invoices.get(&(issued.subscription_id, issued.invoice.period)).map(|p| p.status)
+        };
+        Some(items.into_iter().map(|issued| Self::from(issued).with_status(status(issued))).collect())
     }
 }
 
@@ -183,7 +206,22 @@ impl Invoice {
             return Ok(None);
         }
         let issued = invoices::of_organization(db, organization_id).await?;
-        Ok(Some(issued.iter().map(Self::from).collect()))
+        let statuses: std::collections::BTreeMap<_, _> = payments::of_organization(db, organization_id)
+            .await?
+            .into_iter()
+            .map(|p: InvoicePayment| ((p.subscription_id, p.period), p.status))
+            .collect();
+        let status = |issued: &InvoiceIssued| statuses.get(&(issued.subscription_id, issued.invoice.period)).copied();
+        Ok(Some(issued.iter().map(|issued| Self::from(issued).with_status(status(issued))).collect()))
+    }
+
+    /// The invoice with its payment status as recorded (`None`: as just
+    /// issued, with no payment recorded).
+    pub fn with_status(self, status: Option<PaymentStatus>) -> Self {
+        match status {
+            Some(status) => Self { status: status.into(), ..self },
+            None => self,
+        }
     }
 }
 
@@ -232,7 +270,8 @@ impl From<&InvoiceIssued> for Invoice {
             lines,
             total: invoice.total.into(),
             currency: invoice.total.currency().code().to_owned(),
-            status: InvoiceStatus::Issued,
+            // As issued: no payment recorded yet (`with_status` adds one).
+            status: payment::status(invoice.total, None).into(),
             inputs: InvoiceInputs {
                 runs,
                 overage: invoice.inputs.overage.as_ref().map(OverageInputs::from),

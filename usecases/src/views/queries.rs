@@ -4,11 +4,14 @@
 use chrono::NaiveDate;
 use domain::catalog::Catalog;
 use domain::enforcement::Decision;
+use domain::money::MoneyError;
+use domain::payment::PaymentStatus;
 use domain::subscription::Addon;
 use domain::subscription::Subscription;
 use domain::usage::Usage;
 use domain::{AddonId, Money, OrganizationId, SubscriptionId, Timestamp};
 use projections::models::organizations::OrganizationRow;
+use projections::models::payments::InvoicePayment;
 use projections::{AuditEntry, LedgerState, OrganizationEntry};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -115,7 +118,10 @@ impl SubscriptionDetails {
         let subscription = state.subscriptions.get(&id)?;
         let empty = Usage::default();
         let usage = state.usage.get(&id).unwrap_or(&empty);
-        let read = Read { organization_id, active_users: entry.state.active_users(), sequence: state.sequence };
+        let payments = &state.payments;
+        let due = payments.invoices.values().filter(|p| p.subscription_id == id && p.status.is_due());
+        let dues = Dues::of(due, payments.method(organization_id)).ok()?;
+        let read = Read { organization_id, active_users: entry.state.active_users(), sequence: state.sequence, dues };
         Self::of(read, catalog, id, subscription, usage, day)
     }
 
@@ -154,8 +160,14 @@ impl SubscriptionDetails {
             },
             billing: BillingSummary {
                 next_billing_date: domain::calendar::first_of_month(day).checked_add_months(chrono::Months::new(1)),
-                amount_due: Amount(Money::usd(Decimal::ZERO)),
-                payment_method: "invoice",
+                amount_due: Amount(read.dues.amount_due),
+                amount_overdue: Amount(read.dues.amount_overdue),
+                payment_method: read.dues.payment_method,
+                dunning: subscription.dunning.map(|d| DunningView {
+                    past_due_since: d.past_due_since,
+                    suspend_at: d.suspend_at,
+                    suspended: d.suspended,
+                }),
             },
             addons: subscription.addons.iter().map(AddonView::from).collect(),
             sequence: read.sequence,
@@ -170,6 +182,36 @@ pub struct Read {
     pub organization_id: OrganizationId,
     pub active_users: u32,
     pub sequence: u64,
+    pub dues: Dues,
+}
+
+/// What the subscription's invoices still ask for, and how they are paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dues {
+    /// The totals of its invoices not paid (open or past due).
+    pub amount_due: Money,
+    /// The part of it past due (its Stripe charge failed).
+    pub amount_overdue: Money,
+    /// `stripe` (charged automatically) or `invoice`.
+    pub payment_method: &'static str,
+}
+
+impl Dues {
+    /// The sums over `due` (invoices not paid), checked.
+    pub fn of<'a>(
+        due: impl Iterator<Item = &'a InvoicePayment>,
+        payment_method: &'static str,
+    ) -> Result<Self, MoneyError> {
+        let zero = Money::usd(Decimal::ZERO);
+        let (mut amount_due, mut amount_overdue) = (zero, zero);
+        for payment in due.filter(|p| p.status.is_due()) {
+            amount_due = amount_due.checked_add(payment.total)?;
+            if payment.status == PaymentStatus::PastDue {
+                amount_overdue = amount_overdue.checked_add(payment.total)?;
+            }
+        }
+        Ok(Self { amount_due, amount_overdue, payment_method })
+    }
 }
 
 /// Seats are the organization's active users; the rest is this month's
@@ -184,13 +226,38 @@ pub struct CurrentUsage {
     pub training_hours: Quantity,
 }
 
-/// The seed's billing summary; invoices arrive with the billing run.
+/// The seed's billing summary, with what is overdue and the dunning.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BillingSummary {
     pub next_billing_date: Option<NaiveDate>,
+    /// The totals of the subscription's invoices not paid yet (`open` or
+    /// `past_due`); without Stripe, every issued invoice is `open`, since
+    /// the ledger learns of payments only from Stripe.
     pub amount_due: Amount,
+    /// The part of `amountDue` whose Stripe charge failed (`past_due`).
+    pub amount_overdue: Amount,
+    /// `stripe` (a payment method saved at Checkout: invoices are charged
+    /// automatically) or `invoice` (paid as sent).
+    #[schema(example = "invoice")]
     pub payment_method: &'static str,
+    /// The dunning under way: `null` in good standing.
+    pub dunning: Option<DunningView>,
+}
+
+/// A dunning (docs/BILLING-RULES.md, "Payment failure"): past due since
+/// the first failed payment, suspended at `suspendAt` without a successful
+/// one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DunningView {
+    #[serde(with = "domain::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub past_due_since: Timestamp,
+    #[serde(with = "domain::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub suspend_at: Timestamp,
+    pub suspended: bool,
 }
 
 /// An add-on of a subscription.

@@ -117,3 +117,29 @@ mod tests {
         );
     }
 }
+
+/// `POST /subscriptions/{orgId}/changes/preview`: what a change of plan
+/// would do, appending nothing. Confirming is its command (upgrade,
+/// downgrade, cancel, add-on), which decides again on the state then.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePreview {
+    /// `upgrade`, `downgrade`, `cancel` or `addon`.
+    #[schema(example = "upgrade")]
+    pub change: &'static str,
+    /// The day the change takes effect.
+    pub effective_date: NaiveDate,
+    /// An upgrade's `proratedAmount` (information; the month's invoice is
+    /// the charge); `null` for other changes.
+    pub prorated_amount: Option<Amount>,
+    /// The limits on `effectiveDate`, without and with the change.
+    pub limits_before: Option<super::licensing::Limits>,
+    pub limits_after: Option<super::licensing::Limits>,
+    /// The invoice of `effectiveDate`'s month as it computes now (usage so
+    /// far), without and with the change; `null` when that month has
+    /// nothing to bill or is already invoiced.
+    pub invoice_before: Option<super::billing::Invoice>,
+    pub invoice_after: Option<super::billing::Invoice>,
+    /// The read models' sequence the preview was computed at.
+    pub sequence: u64,
+}
