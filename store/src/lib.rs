@@ -18,8 +18,8 @@ use domain::{Clock, EventId, StreamId, Timestamp};
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot};
 
-pub mod metrics;
 mod hosts;
+pub mod metrics;
 mod plan;
 mod postgres;
 mod read_only;

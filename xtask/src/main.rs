@@ -15,10 +15,10 @@
 //! Under CI (`CI` set) nothing may be skipped: a missing peer fails the run
 //! before the tests start, and any skip fails it at the end.
 
+mod peer_fuzz;
 mod peer_portal;
 mod peer_prometheus;
 mod peer_tsclient;
-mod peer_fuzz;
 mod peers;
 mod postgres;
 mod report;
