@@ -76,13 +76,12 @@ async fn a_full_disk_answers_503_and_the_server_recovers_when_space_returns() {
         (full, freed)
     };
     let ((), (full, freed)) = tokio::join!(load.run(WORKERS), fault);
-    let tally = load.tally.lock().unwrap();
+    let tally = load.tally();
     eprintln!("{test}: disk full for {:?}; {}", freed - full, tally.summary());
     assert!(tally.refused > 0, "commands on a full disk were refused with 503: {}", tally.summary());
     assert_eq!(tally.unanswered, 0, "every request answered: {}", tally.summary());
     let recovered = tally.last_failure.map_or(Duration::ZERO, |last| last.saturating_duration_since(freed));
     eprintln!("{test}: commands succeed again {recovered:?} after space returned");
-    drop(tally);
     faults::check(test, &server, &backend, &load).await;
     eprintln!("{test}: {:?} in all", began.elapsed());
 }

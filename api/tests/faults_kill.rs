@@ -44,11 +44,10 @@ async fn a_node_killed_mid_load_loses_nothing_acknowledged(backend: Backend) {
         (second, started)
     };
     let ((), (second, started)) = tokio::join!(load.run(WORKERS), fault);
-    let tally = load.tally.lock().unwrap();
+    let tally = load.tally();
     eprintln!("{test}: restarted (listening) {started:?} after the kill; {}", tally.summary());
     assert!(tally.unanswered > 0, "the kill cut requests off: {}", tally.summary());
     assert!(tally.outage() < BACK_MAX, "back within {BACK_MAX:?}: {}", tally.summary());
-    drop(tally);
     faults::check(test, &second, &backend, &load).await;
     drop(first);
     eprintln!("{test}: {:?} in all", began.elapsed());

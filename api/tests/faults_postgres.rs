@@ -55,7 +55,7 @@ async fn postgres_stopped_mid_load_answers_503_then_recovers_without_a_restart()
     };
     let ((), (stopped, restarted)) = tokio::join!(load.run(WORKERS), fault);
     let down = restarted - stopped;
-    let tally = load.tally.lock().unwrap();
+    let tally = load.tally();
     eprintln!("{test}: PostgreSQL down {down:?}; {}", tally.summary());
     assert!(tally.refused > 0, "requests during the outage were refused with 503: {}", tally.summary());
     assert_eq!(tally.unanswered, 0, "every request answered: {}", tally.summary());
@@ -64,7 +64,6 @@ async fn postgres_stopped_mid_load_answers_503_then_recovers_without_a_restart()
     let recovered = last_failure.saturating_duration_since(restarted);
     eprintln!("{test}: commands succeed again {recovered:?} after PostgreSQL is back");
     assert!(recovered < RECOVERY_MAX, "recovered {recovered:?} after PostgreSQL came back");
-    drop(tally);
     faults::check(test, &server, &backend, &load).await;
     eprintln!("{test}: {:?} in all", began.elapsed());
 }
@@ -98,7 +97,7 @@ async fn the_primary_killed_and_the_standby_promoted_loses_nothing_acknowledged(
         promoted
     };
     let ((), promoted) = tokio::join!(load.run(WORKERS), fault);
-    let tally = load.tally.lock().unwrap();
+    let tally = load.tally();
     eprintln!("{test}: {}", tally.summary());
     assert_eq!(tally.unanswered, 0, "every request answered: {}", tally.summary());
     assert!(tally.slowest < ANSWER_DURING_OUTAGE_MAX, "no request hangs: {}", tally.summary());
@@ -108,7 +107,6 @@ async fn the_primary_killed_and_the_standby_promoted_loses_nothing_acknowledged(
     let recovered = tally.last_failure.map_or(Duration::ZERO, |last| last.saturating_duration_since(promoted));
     eprintln!("{test}: commands succeed again {recovered:?} after the promotion");
     assert!(recovered < FAILOVER_MAX, "recovered {recovered:?} after the promotion");
-    drop(tally);
     // The promoted standby holds everything acknowledged.
     faults::check(test, &server, &Backend::postgres_at(standby.url()), &load).await;
     eprintln!("{test}: {:?} in all", began.elapsed());

@@ -128,7 +128,7 @@ mod tests {
         assert_eq!((two.0[1].get_host(), two.0[1].get_port()), ("b", 5433));
         assert!("".parse::<PgHosts>().is_err());
         assert!("postgresql://a/db,mysql://b/db".parse::<PgHosts>().unwrap_err().contains("URL 2"));
-        let many = vec!["postgresql://a/db"; HOSTS_MAX + 1].join(",");
+        let many = ["postgresql://a/db"; HOSTS_MAX + 1].join(",");
         assert!(many.parse::<PgHosts>().is_err());
     }
 }

@@ -169,7 +169,7 @@ pub fn free_port() -> u16 {
 }
 
 /// What the load saw.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Tally {
     /// Organizations whose creation was acknowledged (2xx).
     pub acknowledged: Vec<String>,
@@ -250,6 +250,11 @@ impl Load {
             http: reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap(),
             tally: Mutex::new(Tally::default()),
         }
+    }
+
+    /// What the load saw so far.
+    pub fn tally(&self) -> Tally {
+        self.tally.lock().unwrap().clone()
     }
 
     /// Points the load at another server (a restarted node).
@@ -334,11 +339,15 @@ impl Load {
         let sent = Instant::now();
         let response = request.send().await;
         let took = sent.elapsed();
-        let mut tally = self.tally.lock().unwrap();
-        tally.slowest = tally.slowest.max(took);
         let response = match response {
-            Ok(response) => response,
+            Ok(response) => {
+                let mut tally = self.tally.lock().unwrap();
+                tally.slowest = tally.slowest.max(took);
+                response
+            }
             Err(error) => {
+                let mut tally = self.tally.lock().unwrap();
+                tally.slowest = tally.slowest.max(took);
                 if error.is_timeout() {
                     tally.wrong.push(format!("{path}: no answer within {REQUEST_TIMEOUT:?}"));
                 }
@@ -347,7 +356,6 @@ impl Load {
                 return None;
             }
         };
-        drop(tally);
         let status = response.status();
         let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let content_type = response
@@ -414,8 +422,11 @@ fn replay_binary(test: &str) -> Option<PathBuf> {
 /// validations; `replay verify` passes (chain, leaves, tree, invoices, and
 /// the read models equal a rebuild).
 pub async fn check(test: &str, server: &Server, backend: &Backend, load: &Load) {
-    let tally = load.tally.lock().unwrap();
-    assert!(tally.wrong.is_empty(), "wrong answers: {:#?}", tally.wrong);
+    let (acknowledged, validations) = {
+        let tally = load.tally.lock().unwrap();
+        assert!(tally.wrong.is_empty(), "wrong answers: {:#?}", tally.wrong);
+        (tally.acknowledged.clone(), tally.validations)
+    };
     let log = backend.open_log().await;
     let head = log.head().await.unwrap().sequence;
     let models = match backend.database_url() {
@@ -436,14 +447,13 @@ pub async fn check(test: &str, server: &Server, backend: &Backend, load: &Load) 
     let mut names = listed(server, head).await;
     names.retain(|name| name.starts_with(&prefix) && !name.ends_with(" validating"));
     names.sort();
-    let mut expected = tally.acknowledged.clone();
+    let mut expected = acknowledged;
     expected.sort();
     assert_eq!(names.len(), expected.len(), "organizations in the log vs acknowledged");
     assert_eq!(names, expected, "every acknowledged organization once, and nothing else");
     let records = log.read_page(1..=head, head as usize + 1).await.unwrap();
     let validated = records.iter().filter(|r| r.header.event_type == "LicenseValidated").count();
-    assert!(validated >= tally.validations, "validations: {validated} logged, {} acknowledged", tally.validations);
-    drop(tally);
+    assert!(validated >= validations, "validations: {validated} logged, {validations} acknowledged");
     let Some(replay) = replay_binary(test) else { return };
     let keys = server.get("/api/v1/keys", None).await.expect(200);
     let mut command = tokio::process::Command::new(replay);
