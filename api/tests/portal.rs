@@ -379,6 +379,7 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
         .post(format!("{}/portal/link", s.base))
         .header("cookie", "ledger_portal_csrf=double-submit")
         .header("content-type", "application/x-www-form-urlencoded")
+        .header("user-agent", "second-session-agent")
         .body(format!("token={token}&csrf=double-submit"))
         .send()
         .await
@@ -396,7 +397,10 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     assert_eq!(status_with(&s, &format!("/portal/orgs/{acme}"), &other).await.0, 200);
     b.go(&format!("/portal/orgs/{acme}/sessions")).await;
     b.screenshot("sessions").await;
-    b.click("button[aria-label^='Revoke']").await;
+    // That session's row (by its user agent): sessions signed in within the
+    // same instant of the test's clock list in no fixed order.
+    let row = "//tr[td[contains(., 'second-session-agent')]]//button[starts-with(@aria-label, 'Revoke')]";
+    b.client.find(Locator::XPath(row)).await.unwrap().click().await.unwrap();
     assert_eq!(status_with(&s, &format!("/portal/orgs/{acme}"), &other).await, (303, "/portal/signin".into()));
 
     // An expired link: asked for, then 16 minutes pass.

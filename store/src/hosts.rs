@@ -40,7 +40,14 @@ impl std::str::FromStr for PgHosts {
         let hosts = urls
             .iter()
             .enumerate()
-            .map(|(n, url)| url.parse().map_err(|_| format!("URL {} of the list is not a PostgreSQL URL", n + 1)))
+            .map(|(n, url)| {
+                let not_postgres = || format!("URL {} of the list is not a PostgreSQL URL", n + 1);
+                // sqlx reads any scheme's URL as PostgreSQL's: check it here.
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(not_postgres());
+                }
+                url.parse().map_err(|_| not_postgres())
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self(hosts))
     }
