@@ -401,6 +401,13 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     // same instant of the test's clock list in no fixed order.
     let row = "//tr[td[contains(., 'second-session-agent')]]//button[starts-with(@aria-label, 'Revoke')]";
     b.client.find(Locator::XPath(row)).await.unwrap().click().await.unwrap();
+    // The click returns before the form's answer: once the page it leads
+    // to lists that session no more, the revocation has been answered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.client.find(Locator::XPath(row)).await.is_ok() {
+        assert!(Instant::now() < deadline, "the revoked session is still listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(status_with(&s, &format!("/portal/orgs/{acme}"), &other).await, (303, "/portal/signin".into()));
 
     // An expired link: asked for, then 16 minutes pass.
