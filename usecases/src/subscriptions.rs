@@ -83,6 +83,26 @@ impl AddonInput {
             effective_date: self.effective_date,
         }
     }
+
+    /// The day an add-on bought alone takes effect: required.
+    fn alone_from(&self) -> Result<NaiveDate, Error> {
+        self.effective_date.ok_or_else(|| Error::Validation("effectiveDate is required".into()))
+    }
+
+    /// The command that adds this add-on alone (a new add-on id) from
+    /// `effective_date`.
+    fn add_command(&self, effective_date: NaiveDate, today: NaiveDate, pricing: Pricing) -> SubscriptionCommand {
+        SubscriptionCommand::AddAddon {
+            addon_id: AddonId(Uuid::now_v7()),
+            kind: self.kind,
+            quantity: self.quantity,
+            annual_price: self.annual_price,
+            one_time_price: self.one_time_price,
+            effective_date,
+            today,
+            pricing,
+        }
+    }
 }
 
 /// An upgrade: the seed's `UpgradeRequest`.
@@ -333,20 +353,8 @@ pub async fn add_addon(
 ) -> Result<AddAddonResponse, Error> {
     caller.require_org(organization_id, Need::Admin)?;
     prices_are_the_operators(caller, [&input])?;
-    let Some(effective_date) = input.effective_date else {
-        return Err(Error::Validation("effectiveDate is required".into()));
-    };
-    let pricing = pricing(caller);
-    let command = |today| SubscriptionCommand::AddAddon {
-        addon_id: AddonId(Uuid::now_v7()),
-        kind: input.kind,
-        quantity: input.quantity,
-        annual_price: input.annual_price,
-        one_time_price: input.one_time_price,
-        effective_date,
-        today,
-        pricing,
-    };
+    let (effective_date, pricing) = (input.alone_from()?, pricing(caller));
+    let command = |today| input.add_command(effective_date, today, pricing);
     let appended = on_live_subscription(ledger, context, organization_id, command).await?;
     let addon_id = appended.find(|e| match e {
         LedgerEvent::Subscription(SubscriptionEvent::AddonAdded(a)) => Some(a.addon_id),
@@ -621,18 +629,7 @@ async fn decide_change(
         ChangeInput::Downgrade { target_tier } => SubscriptionCommand::ScheduleDowngrade { target_tier, today },
         ChangeInput::Addon(input) => {
             prices_are_the_operators(caller, [&input])?;
-            let effective_date =
-                input.effective_date.ok_or_else(|| Error::Validation("effectiveDate is required".into()))?;
-            SubscriptionCommand::AddAddon {
-                addon_id: AddonId(Uuid::now_v7()),
-                kind: input.kind,
-                quantity: input.quantity,
-                annual_price: input.annual_price,
-                one_time_price: input.one_time_price,
-                effective_date,
-                today,
-                pricing,
-            }
+            input.add_command(input.alone_from()?, today, pricing)
         }
     };
     let mut scratch = load::<Subscription>(ledger, subscription.stream_id.clone()).await?;

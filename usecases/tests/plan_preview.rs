@@ -153,5 +153,12 @@ async fn previews_of_downgrade_cancel_and_add_on_follow_their_commands_rules() {
     assert!(matches!(subscriptions::preview(&ledger, &admin(other), org, upgrade()).await, Err(Error::NotFound)));
     let viewer = Caller::Member { organization_id: org, role: Role::Viewer, token_id: TokenId(uuid::Uuid::now_v7()) };
     assert!(matches!(subscriptions::preview(&ledger, &viewer, org, upgrade()).await, Err(Error::Forbidden)));
-    assert_eq!(head(&ledger).await, before, "no preview appended anything");
+
+    // An add-on bought alone names its day, in the preview as in the command.
+    let undated = AddonInput { effective_date: None, ..extra(None) };
+    let refused = subscriptions::preview(&ledger, &admin(org), org, ChangeInput::Addon(undated.clone())).await;
+    assert!(matches!(&refused, Err(Error::Validation(m)) if m.contains("effectiveDate")), "{refused:?}");
+    let refused = subscriptions::add_addon(&ledger, &admin(org), &context(), org, undated).await;
+    assert!(matches!(&refused, Err(Error::Validation(m)) if m.contains("effectiveDate")), "{refused:?}");
+    assert_eq!(head(&ledger).await, before, "no preview (nor refused command) appended anything");
 }
