@@ -250,6 +250,19 @@ enum Keys {
         #[command(flatten)]
         store: Store,
     },
+    /// Create the next license-key signing key; servers started from now on
+    /// publish it as `licenseKeys.next`, signed by the current key.
+    PrepareLicense {
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Make the announced next license-key signing key current (servers
+    /// stopped, then started): new keys are signed with it; keys signed
+    /// before keep validating.
+    RotateLicense {
+        #[command(flatten)]
+        store: Store,
+    },
 }
 
 #[derive(Subcommand)]
@@ -331,18 +344,26 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&rebuilt.json())?);
             Ok(())
         }
-        Command::Keys { job: Keys::PrepareLease { store } } => {
-            let (next, signature) = ledger_api::secrets::prepare_lease_key(&store.data_dir)?;
-            let signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, signature);
-            println!("{}", serde_json::json!({ "nextKey": public_key(&next), "nextSignature": signature }));
-            Ok(())
-        }
-        Command::Keys { job: Keys::RotateLease { store } } => {
-            let (old, new) = ledger_api::secrets::rotate_lease_key(&store.data_dir)?;
-            println!("{}", serde_json::json!({ "oldKey": public_key(&old), "newKey": public_key(&new) }));
-            Ok(())
-        }
+        Command::Keys { job: Keys::PrepareLease { store } } => prepare_key(&store, &ledger_api::secrets::LEASE),
+        Command::Keys { job: Keys::RotateLease { store } } => rotate_key(&store, &ledger_api::secrets::LEASE),
+        Command::Keys { job: Keys::PrepareLicense { store } } => prepare_key(&store, &ledger_api::secrets::LICENSE),
+        Command::Keys { job: Keys::RotateLicense { store } } => rotate_key(&store, &ledger_api::secrets::LICENSE),
     }
+}
+
+/// `ledger keys prepare-…`: prints the next key and its announcement.
+fn prepare_key(store: &Store, rotation: &ledger_api::secrets::Rotation) -> anyhow::Result<()> {
+    let (next, signature) = ledger_api::secrets::prepare_key(&store.data_dir, rotation)?;
+    let signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, signature);
+    println!("{}", serde_json::json!({ "nextKey": public_key(&next), "nextSignature": signature }));
+    Ok(())
+}
+
+/// `ledger keys rotate-…`: prints the old and the new key.
+fn rotate_key(store: &Store, rotation: &ledger_api::secrets::Rotation) -> anyhow::Result<()> {
+    let (old, new) = ledger_api::secrets::rotate_key(&store.data_dir, rotation)?;
+    println!("{}", serde_json::json!({ "oldKey": public_key(&old), "newKey": public_key(&new) }));
+    Ok(())
 }
 
 /// `ledger serve`: the server, until it is stopped.

@@ -21,6 +21,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::{Backend, Body, OPERATOR, Server, id, poll};
 use domain::Timestamp;
+use domain::keys::verify_license_key;
 use domain::lease::{LeaseBody, LeaseError, SignedLease};
 use ed25519_dalek::VerifyingKey;
 use reqwest::Method;
@@ -128,9 +129,8 @@ fn assert_not_found(answer: &Value) {
 /// A public key of the server (`leases`, `licenseKeys`), from `GET /api/v1/keys`.
 async fn public_key(s: &Server, purpose: &str) -> VerifyingKey {
     let keys = s.get("/api/v1/keys", None).await.expect(200);
-    let text = keys[purpose]["current"].as_str().unwrap_or_else(|| panic!("{purpose} in {keys}"));
-    let bytes: [u8; 32] = STANDARD.decode(text).expect("standard base64").try_into().expect("32 bytes");
-    VerifyingKey::from_bytes(&bytes).expect("an Ed25519 public key")
+    assert!(keys[purpose]["current"].is_string(), "{purpose} in {keys}");
+    public_key_of(&keys[purpose]["current"])
 }
 
 /// The answer's lease, verified with the server's published lease key and
@@ -993,6 +993,64 @@ async fn the_lease_key_is_announced_then_rotated(backend: Backend) {
     assert!(String::from_utf8_lossy(&output.stderr).contains("prepare-lease"), "{output:?}");
 }
 
+/// The license-key signing key: announced (signed by the current key),
+/// then rotated. Keys signed before keep validating and are shown again as
+/// they were issued (an idempotent retry derives the key anew from its
+/// event); keys issued after are signed with the new key only.
+async fn the_license_signing_key_is_announced_then_rotated(backend: Backend) {
+    let s = backend.start().await;
+    let org = s.create_org("Acme Analytics").await;
+    let body = json!({ "organizationId": org, "tier": "starter", "startDate": "2026-01-01", "autoRenew": true });
+    let created = s.post_keyed("/api/v1/subscriptions", OPERATOR, "sub-acme", body.clone()).await.expect(201);
+    let old_key = id(&created["licenseKey"]);
+    let old = public_key(&s, "licenseKeys").await;
+    assert!(verify_license_key(&old, &old_key).is_some(), "signed by the published key");
+    let keys = s.get("/api/v1/keys", None).await.expect(200);
+    assert_eq!(keys["licenseKeys"]["next"], Value::Null, "nothing announced yet");
+    s.stop().await;
+
+    let output = backend.cli(&["keys", "prepare-license"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let prepared: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let s = backend.start().await;
+    let keys = s.get("/api/v1/keys", None).await.expect(200);
+    assert_eq!(keys["licenseKeys"]["next"], prepared["nextKey"]);
+    let next = public_key_of(&prepared["nextKey"]);
+    let signature = STANDARD.decode(id(&keys["licenseKeys"]["nextSignature"])).unwrap();
+    let domain = domain::keys::NEXT_LICENSE_SIGNING_KEY_DOMAIN;
+    assert!(
+        domain::keys::verify_next_key_announcement(domain, &old, &next, &signature),
+        "announced by the current key"
+    );
+    s.stop().await;
+
+    let output = backend.cli(&["keys", "rotate-license"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let s = backend.start().await;
+    assert_eq!(public_key(&s, "licenseKeys").await, next);
+    // Issued before: still valid, and shown again as issued.
+    let answer = validate(&s, request(&old_key, None, None)).await;
+    assert_eq!(answer["code"], "VALID", "{answer}");
+    let retried = s.post_keyed("/api/v1/subscriptions", OPERATOR, "sub-acme", body).await.expect(201);
+    assert_eq!(id(&retried["licenseKey"]), old_key, "the retry shows the key signed by the retired key");
+    // Issued after: signed by the new key only.
+    let c = customer(&s, "Beta", "starter", true, None).await;
+    assert!(verify_license_key(&next, &c.key).is_some());
+    assert!(verify_license_key(&old, &c.key).is_none(), "the retired key signs no new key");
+    assert_eq!(validate(&s, request(&c.key, None, None)).await["code"], "VALID");
+    s.stop().await;
+
+    let output = backend.cli(&["keys", "rotate-license"]).await;
+    assert!(!output.status.success(), "rotating again needs a new announcement");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("prepare-license"), "{output:?}");
+}
+
+/// A public key from its standard base64 text.
+fn public_key_of(text: &Value) -> VerifyingKey {
+    let bytes: [u8; 32] = STANDARD.decode(id(text)).expect("standard base64").try_into().expect("32 bytes");
+    VerifyingKey::from_bytes(&bytes).expect("an Ed25519 public key")
+}
+
 // ---------------------------------------------------------------------------
 // The validation cache: a change made through this server is seen at once.
 
@@ -1036,5 +1094,6 @@ backends!(
     metrics_count_validations,
     the_seeds_license_manager_in_node,
     the_lease_key_is_announced_then_rotated,
+    the_license_signing_key_is_announced_then_rotated,
     a_change_here_is_seen_at_once_although_the_key_was_cached,
 );

@@ -91,6 +91,47 @@ pub fn license_key_hash(secret: &ServerSecret, key: &str) -> Hash {
     secret.keyed(LICENSE_KEY_HASH_CONTEXT, key.as_bytes())
 }
 
+/// The license key of an issued license, derived again from its event's
+/// random bytes with whichever of `signers` (the current signing key, then
+/// the retired ones) made the key whose hash the event kept: a key issued
+/// before a rotation is shown as it was issued. `None` when no signer
+/// makes it (a signing key that was lost).
+pub fn issued_license_key<'a>(
+    signers: impl IntoIterator<Item = &'a SigningKey>,
+    secret: &ServerSecret,
+    license_id: LicenseId,
+    nonce: [u8; 16],
+    key_hash: &Hash,
+) -> Option<String> {
+    signers
+        .into_iter()
+        .map(|signer| license_key(signer, license_id, nonce))
+        .find(|key| constant_time_eq(license_key_hash(secret, key).as_bytes(), key_hash.as_bytes()))
+}
+
+/// Signed before the current license-key signing key's announcement of the
+/// next one.
+pub const NEXT_LICENSE_SIGNING_KEY_DOMAIN: &[u8] = b"ledger 2026-12-01 next license-key signing key v1\0";
+
+/// The current key's announcement of the next key of one purpose: Ed25519
+/// over `domain` ‖ current public key ‖ next public key, so a client learns
+/// the next key only through the key it trusts.
+pub fn announce_next_key(domain: &[u8], current: &SigningKey, next: &VerifyingKey) -> [u8; 64] {
+    current.sign(&[domain, current.verifying_key().as_bytes(), next.as_bytes()].concat()).to_bytes()
+}
+
+/// Whether `signature` is `current`'s announcement of `next` under `domain`
+/// ([`announce_next_key`]).
+pub fn verify_next_key_announcement(
+    domain: &[u8],
+    current: &VerifyingKey,
+    next: &VerifyingKey,
+    signature: &[u8],
+) -> bool {
+    let Ok(signature) = Signature::from_slice(signature) else { return false };
+    current.verify(&[domain, current.as_bytes(), next.as_bytes()].concat(), &signature).is_ok()
+}
+
 /// The API token of a token id.
 pub fn api_token(secret: &ServerSecret, token_id: TokenId) -> String {
     let mac = secret.keyed(API_TOKEN_MAC_CONTEXT, token_id.0.as_bytes());
@@ -153,6 +194,44 @@ mod tests {
         let forged = format!("{LICENSE_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(forged));
         assert_eq!(verify_license_key(&signing(1).verifying_key(), &forged), None);
         assert_eq!(verify_license_key(&signing(1).verifying_key(), &"LK1-".repeat(100)), None);
+    }
+
+    #[test]
+    fn an_issued_key_is_derived_with_the_signer_that_made_its_hash() {
+        let secret = ServerSecret::from_bytes([7; 32]);
+        let id = LicenseId(uuid::Uuid::from_bytes([4; 16]));
+        let (old, new) = (signing(1), signing(2));
+        let issued_before = license_key(&old, id, [9; 16]);
+        let hash = license_key_hash(&secret, &issued_before);
+        // After a rotation the current key comes first: the old key's hash
+        // still picks the old key.
+        assert_eq!(issued_license_key([&new, &old], &secret, id, [9; 16], &hash), Some(issued_before));
+        assert_eq!(issued_license_key([&new], &secret, id, [9; 16], &hash), None, "its signer lost");
+        assert_eq!(issued_license_key([&new, &old], &secret, id, [8; 16], &hash), None, "other random bytes");
+        let other_secret = ServerSecret::from_bytes([6; 32]);
+        assert_eq!(issued_license_key([&old], &other_secret, id, [9; 16], &hash), None);
+    }
+
+    #[test]
+    fn a_next_key_announcement_is_bound_to_its_domain_and_both_keys() {
+        let (current, next) = (signing(1), signing(2).verifying_key());
+        let signature = announce_next_key(NEXT_LICENSE_SIGNING_KEY_DOMAIN, &current, &next);
+        let domain = NEXT_LICENSE_SIGNING_KEY_DOMAIN;
+        assert!(verify_next_key_announcement(domain, &current.verifying_key(), &next, &signature));
+        assert!(!verify_next_key_announcement(
+            crate::lease::NEXT_KEY_DOMAIN,
+            &current.verifying_key(),
+            &next,
+            &signature
+        ));
+        assert!(!verify_next_key_announcement(domain, &signing(3).verifying_key(), &next, &signature));
+        assert!(!verify_next_key_announcement(
+            domain,
+            &current.verifying_key(),
+            &signing(3).verifying_key(),
+            &signature
+        ));
+        assert!(!verify_next_key_announcement(domain, &current.verifying_key(), &next, &signature[..63]));
     }
 
     #[test]

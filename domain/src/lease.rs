@@ -218,15 +218,12 @@ impl SignedRefusal {
 /// The current lease key's signature announcing `next` as the next lease
 /// key: Ed25519 over [`NEXT_KEY_DOMAIN`] ‖ current public key ‖ next public key.
 pub fn sign_next_key(current: &SigningKey, next: &VerifyingKey) -> [u8; 64] {
-    let message = [NEXT_KEY_DOMAIN, current.verifying_key().as_bytes(), next.as_bytes()].concat();
-    current.sign(&message).to_bytes()
+    crate::keys::announce_next_key(NEXT_KEY_DOMAIN, current, next)
 }
 
 /// Whether `signature` is `current`'s announcement of `next` ([`sign_next_key`]).
 pub fn verify_next_key(current: &VerifyingKey, next: &VerifyingKey, signature: &[u8]) -> bool {
-    let Ok(signature) = Signature::from_slice(signature) else { return false };
-    let message = [NEXT_KEY_DOMAIN, current.as_bytes(), next.as_bytes()].concat();
-    current.verify(&message, &signature).is_ok()
+    crate::keys::verify_next_key_announcement(NEXT_KEY_DOMAIN, current, next, signature)
 }
 
 #[cfg(test)]

@@ -23,12 +23,14 @@ pub(crate) fn new_key(ledger: &Ledger, license_id: LicenseId, issued_at: Timesta
 /// The key of the license issued among `appended`, derived again from its
 /// event: the key itself is never stored.
 pub(crate) fn issued_key(ledger: &Ledger, appended: &Appended) -> Result<String, Error> {
-    appended.find(|e| match e {
-        LedgerEvent::License(LicenseEvent::LicenseIssued(issued)) => {
-            Some(license_key(&ledger.keys.license, issued.license_id, issued.nonce))
-        }
-        _ => None,
-    })
+    appended
+        .find(|e| match e {
+            LedgerEvent::License(LicenseEvent::LicenseIssued(issued)) => Some(ledger.keys.issued_license_key(issued)),
+            _ => None,
+        })?
+        .ok_or_else(|| {
+            Error::Internal("no signing key makes the issued license key: a retired key file is missing".into())
+        })
 }
 
 /// Revokes a license key (the operator's, whoever owns the key: every

@@ -6,7 +6,7 @@ use domain::Timestamp;
 
 use crate::clock::ClockError;
 use crate::error::Error;
-use crate::views::ops::{ClockMoved, KeyPair, LeaseKeys, PublicKeys, Readiness};
+use crate::views::ops::{AnnouncedKeys, ClockMoved, KeyPair, PublicKeys, Readiness};
 use crate::{Caller, Ledger};
 
 /// How long the read models may stay behind the log's head with the node
@@ -52,8 +52,12 @@ pub fn public_keys(ledger: &Ledger) -> PublicKeys {
     let keys = &ledger.keys;
     PublicKeys {
         algorithm: "Ed25519",
-        license_keys: KeyPair { current: public(&keys.license), next: None },
-        leases: LeaseKeys {
+        license_keys: AnnouncedKeys {
+            current: public(&keys.license),
+            next: keys.license_next.as_ref().map(public),
+            next_signature: keys.license_next_signature.map(|signature| STANDARD.encode(signature)),
+        },
+        leases: AnnouncedKeys {
             current: public(&keys.lease),
             next: keys.lease_next.as_ref().map(public),
             next_signature: keys.lease_next_signature.map(|signature| STANDARD.encode(signature)),

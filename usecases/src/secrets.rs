@@ -25,7 +25,18 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 pub const BOOTSTRAP_TOKEN_CHARS_MIN: usize = 32;
 
 pub struct ServerKeys {
+    /// Signs new license keys.
     pub license: SigningKey,
+    /// The license-key signing key that `ledger keys rotate-license` will
+    /// make current, and the current key's announcement of it
+    /// (`ledger keys prepare-license`).
+    pub license_next: Option<SigningKey>,
+    pub license_next_signature: Option<[u8; 64]>,
+    /// The license-key signing keys rotated away from (at most
+    /// [`RETIRED_LICENSE_KEYS_MAX`]): keys they signed keep validating (a
+    /// validation looks up the key's keyed hash, not its signer) and are
+    /// shown again as they were issued.
+    pub license_retired: Vec<SigningKey>,
     pub lease: SigningKey,
     /// The lease key that `ledger keys rotate-lease` will make current,
     /// published ahead so clients learn it (`ledger keys prepare-lease`).
@@ -92,13 +103,16 @@ impl ServerKeys {
         };
         let operator = token_hash(Bootstrap::Operator, operator)?;
         let auditor = token_hash(Bootstrap::Auditor, auditor)?;
-        let lease = SigningKey::from_bytes(&seed(LEASE_KEY)?);
-        let lease_next = read_key(&keys.join(LEASE_NEXT_KEY))?;
+        let lease = SigningKey::from_bytes(&seed(LEASE.current)?);
+        let lease_next = read_key(&keys.join(LEASE.next))?;
+        let license = SigningKey::from_bytes(&seed(LICENSE.current)?);
+        let license_next = read_key(&keys.join(LICENSE.next))?;
         let keys = ServerKeys {
-            license: SigningKey::from_bytes(&seed("license-key.ed25519")?),
-            lease_next_signature: lease_next
-                .as_ref()
-                .map(|next| domain::lease::sign_next_key(&lease, &next.verifying_key())),
+            license_next_signature: license_next.as_ref().map(|next| LICENSE.announce(&license, next)),
+            license_next,
+            license_retired: retired_keys(&keys, LICENSE.current)?,
+            license,
+            lease_next_signature: lease_next.as_ref().map(|next| LEASE.announce(&lease, next)),
             lease,
             lease_next,
             checkpoint: {
@@ -119,6 +133,13 @@ impl ServerKeys {
         Ok((keys, generated))
     }
 
+    /// The key of an issued license, derived again with the signing key
+    /// that made it (the current one, or one rotated away from).
+    pub fn issued_license_key(&self, issued: &domain::license::LicenseIssued) -> Option<String> {
+        let signers = std::iter::once(&self.license).chain(&self.license_retired);
+        domain::keys::issued_license_key(signers, &self.secret, issued.license_id, issued.nonce, &issued.key_hash)
+    }
+
     /// Which bootstrap credential `token` is, compared in constant time.
     pub fn bootstrap(&self, token: &str) -> Option<Bootstrap> {
         let hash = api_token_hash(&self.secret, token);
@@ -135,9 +156,66 @@ impl ServerKeys {
 /// The checkpoint key's file, and the next key's during a rotation.
 const CHECKPOINT_KEY: &str = "checkpoint.ed25519";
 const CHECKPOINT_NEXT_KEY: &str = "checkpoint.next.ed25519";
-/// The lease key's file, and the announced next key's.
-const LEASE_KEY: &str = "lease.ed25519";
-const LEASE_NEXT_KEY: &str = "lease.next.ed25519";
+/// The most license-key signing keys rotated away from that a server loads
+/// (each is tried when a key is shown again): more is a data directory to
+/// look at, not to start on.
+pub const RETIRED_LICENSE_KEYS_MAX: usize = 32;
+
+/// A signing key that rotates in two steps, announced before it signs:
+/// `ledger keys prepare-…` creates the next key, which servers publish
+/// with the current key's signature over it; `ledger keys rotate-…`
+/// (servers stopped, then started) makes it current and keeps the old one
+/// retired.
+pub struct Rotation {
+    /// The current key's file, and the announced next key's.
+    pub current: &'static str,
+    pub next: &'static str,
+    /// Signed before the announcement ([`domain::keys::announce_next_key`]).
+    pub domain: &'static [u8],
+    /// The command that announces a next key, named when there is none.
+    pub prepare: &'static str,
+}
+
+/// The lease signing key.
+pub const LEASE: Rotation = Rotation {
+    current: "lease.ed25519",
+    next: "lease.next.ed25519",
+    domain: domain::lease::NEXT_KEY_DOMAIN,
+    prepare: "ledger keys prepare-lease",
+};
+/// The license-key signing key.
+pub const LICENSE: Rotation = Rotation {
+    current: "license-key.ed25519",
+    next: "license-key.next.ed25519",
+    domain: domain::keys::NEXT_LICENSE_SIGNING_KEY_DOMAIN,
+    prepare: "ledger keys prepare-license",
+};
+
+impl Rotation {
+    /// The current key's signature announcing `next`.
+    pub fn announce(&self, current: &SigningKey, next: &SigningKey) -> [u8; 64] {
+        domain::keys::announce_next_key(self.domain, current, &next.verifying_key())
+    }
+}
+
+/// The keys `{stem}.retired-<public key>.ed25519` kept by [`promote`].
+fn retired_keys(keys: &Path, current: &str) -> anyhow::Result<Vec<SigningKey>> {
+    let prefix = format!("{}.retired-", current.trim_end_matches(".ed25519"));
+    let mut retired = Vec::new();
+    let entries = std::fs::read_dir(keys).with_context(|| format!("reading {}", keys.display()))?;
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && name.ends_with(".ed25519") {
+            anyhow::ensure!(
+                retired.len() < RETIRED_LICENSE_KEYS_MAX,
+                "more than {RETIRED_LICENSE_KEYS_MAX} retired keys {prefix}* in {}",
+                keys.display()
+            );
+            retired.push(read_key(&keys.join(&name))?.with_context(|| format!("{name} vanished"))?);
+        }
+    }
+    Ok(retired)
+}
 
 /// The key in `path`, if the file is there.
 fn read_key(path: &Path) -> anyhow::Result<Option<SigningKey>> {
@@ -164,27 +242,30 @@ fn promote(keys: &Path, current: &str, next: &str, key: &SigningKey) -> anyhow::
     Ok(())
 }
 
-/// `ledger keys prepare-lease`: creates the next lease key (or keeps the
-/// one already announced); servers started from now on publish it as
-/// `leases.next` in `GET /api/v1/keys`, so clients learn it before it signs.
-/// Returns the next key and the current key's signature announcing it.
-pub fn prepare_lease_key(data_dir: &Path) -> anyhow::Result<(VerifyingKey, [u8; 64])> {
+/// `ledger keys prepare-lease` / `prepare-license`: creates the next key
+/// of `rotation` (or keeps the one already announced); servers started
+/// from now on publish it as `next` in `GET /api/v1/keys`, so clients
+/// learn it before it signs. Returns the next key and the current key's
+/// signature announcing it.
+pub fn prepare_key(data_dir: &Path, rotation: &Rotation) -> anyhow::Result<(VerifyingKey, [u8; 64])> {
     let keys = data_dir.join("keys");
     create_private_dir(&keys)?;
-    let current = SigningKey::from_bytes(&load_or_create_random(&keys.join(LEASE_KEY))?);
-    let next = SigningKey::from_bytes(&load_or_create_random(&keys.join(LEASE_NEXT_KEY))?).verifying_key();
-    Ok((next, domain::lease::sign_next_key(&current, &next)))
+    let current = SigningKey::from_bytes(&load_or_create_random(&keys.join(rotation.current))?);
+    let next = SigningKey::from_bytes(&load_or_create_random(&keys.join(rotation.next))?);
+    Ok((next.verifying_key(), rotation.announce(&current, &next)))
 }
 
-/// `ledger keys rotate-lease` (servers stopped, then started): the
-/// announced next lease key becomes current; the old one is kept retired.
-/// Returns the old and the new public key.
-pub fn rotate_lease_key(data_dir: &Path) -> anyhow::Result<(VerifyingKey, VerifyingKey)> {
+/// `ledger keys rotate-lease` / `rotate-license` (servers stopped, then
+/// started): the announced next key becomes current; the old one is kept
+/// retired. Returns the old and the new public key.
+pub fn rotate_key(data_dir: &Path, rotation: &Rotation) -> anyhow::Result<(VerifyingKey, VerifyingKey)> {
     let keys = data_dir.join("keys");
-    let current = read_key(&keys.join(LEASE_KEY))?.context("there is no lease key to rotate")?;
-    let next = read_key(&keys.join(LEASE_NEXT_KEY))?
-        .context("no next lease key is announced: run `ledger keys prepare-lease` and let clients learn it first")?;
-    promote(&keys, LEASE_KEY, LEASE_NEXT_KEY, &current)?;
+    let current = read_key(&keys.join(rotation.current))?
+        .with_context(|| format!("there is no {} to rotate", rotation.current))?;
+    let next = read_key(&keys.join(rotation.next))?.with_context(|| {
+        format!("no next key is announced: run `{}` and let clients learn it first", rotation.prepare)
+    })?;
+    promote(&keys, rotation.current, rotation.next, &current)?;
     Ok((current.verifying_key(), next.verifying_key()))
 }
 

@@ -584,7 +584,12 @@ async fn onboarding(
             earlier.subscription_id == issued.subscription_id && earlier.issued_at <= issued.issued_at
         })
     });
-    let key = domain::keys::license_key(&app.keys.license, issued.license_id, issued.nonce);
+    // A key whose signing key is gone cannot be shown: no e-mail rather
+    // than a wrong key.
+    let Some(key) = app.keys.issued_license_key(issued) else {
+        tracing::error!(license = %issued.license_id.0, "no signing key makes the issued license key");
+        return Ok(None);
+    };
     Ok(Some(mail::onboarding(about, &key, upgrade)))
 }
 

@@ -46,8 +46,8 @@ impl Readiness {
 pub struct PublicKeys {
     #[schema(example = "Ed25519")]
     pub algorithm: &'static str,
-    pub license_keys: KeyPair,
-    pub leases: LeaseKeys,
+    pub license_keys: AnnouncedKeys,
+    pub leases: AnnouncedKeys,
     pub checkpoints: KeyPair,
 }
 
@@ -59,15 +59,17 @@ pub struct KeyPair {
     pub next: Option<String>,
 }
 
-/// The lease keys: the next one comes with the current key's signature
-/// over it, so clients trust it only through the key they already trust.
+/// A purpose's current key and the next one announced, which comes with
+/// the current key's signature over it, so clients trust it only through
+/// the key they already trust (license keys and leases).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct LeaseKeys {
+pub struct AnnouncedKeys {
     pub current: String,
     pub next: Option<String>,
-    /// The current key's signature over `ledger 2026-11-29 next lease key
-    /// v1\0` ‖ current key ‖ next key.
+    /// The current key's signature over a domain ‖ current key ‖ next key:
+    /// `ledger 2026-11-29 next lease key v1\0` for leases, `ledger
+    /// 2026-12-01 next license-key signing key v1\0` for license keys.
     pub next_signature: Option<String>,
 }
 
