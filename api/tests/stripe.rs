@@ -446,6 +446,9 @@ async fn issued_invoices_are_synced_to_stripe_once_through_an_outage(backend: Ba
     assert_eq!(count(&backend, "StripeCustomerLinked").await, 1);
 }
 
+/// The origins Checkout may send buyers back to in these tests.
+const RETURN_ORIGINS: &str = "https://ledger.example";
+
 async fn checkout_starts_a_setup_session_for_a_tier(backend: Backend) {
     // Without Stripe: 503, nothing else.
     let off = backend.start().await;
@@ -461,7 +464,11 @@ async fn checkout_starts_a_setup_session_for_a_tier(backend: Backend) {
 
     let Some(localstripe) = LocalStripe::start("checkout").await else { return };
     let stand_in = StandIn::start(&localstripe).await;
-    let env = [("STRIPE_SECRET_KEY", "sk_test_ledger_checkout"), ("STRIPE_API_BASE", stand_in.base.as_str())];
+    let env = [
+        ("STRIPE_SECRET_KEY", "sk_test_ledger_checkout"),
+        ("STRIPE_API_BASE", stand_in.base.as_str()),
+        ("LEDGER_RETURN_ORIGINS", RETURN_ORIGINS),
+    ];
     let s = backend.start_with_env(&[], &env).await;
     let mut bad = body.clone();
     bad["tier"] = json!("platinum");
@@ -469,6 +476,17 @@ async fn checkout_starts_a_setup_session_for_a_tier(backend: Backend) {
     let mut bad = body.clone();
     bad["successUrl"] = json!("javascript:alert(1)");
     s.post("/api/v1/checkout", None, bad).await.problem(400, "validation_failed");
+    // Stripe sends the buyer back only to the configured origins: no open
+    // redirect through the vendor's Stripe account.
+    for elsewhere in ["https://evil.example/welcome", "https://ledger.example.evil.example/", "http://ledger.example/"]
+    {
+        for field in ["successUrl", "cancelUrl"] {
+            let mut bad = body.clone();
+            bad[field] = json!(elsewhere);
+            let refused = s.post("/api/v1/checkout", None, bad).await.problem(400, "validation_failed");
+            assert!(refused["detail"].as_str().unwrap().contains("LEDGER_RETURN_ORIGINS"), "{refused}");
+        }
+    }
     assert!(stand_in.calls().is_empty(), "refused requests reach no Stripe");
 
     let headers = [("idempotency-key", "buy-globex-1")];
@@ -502,6 +520,7 @@ async fn the_purchase_flow_runs_from_checkout_to_a_license_and_a_default_payment
         ("STRIPE_SECRET_KEY", "sk_test_ledger_purchase"),
         ("STRIPE_API_BASE", stand_in.base.as_str()),
         ("STRIPE_WEBHOOK_SECRET", SECRET),
+        ("LEDGER_RETURN_ORIGINS", RETURN_ORIGINS),
     ];
     let s = backend.start_with_env(&[], &env).await;
     s.move_clock("2026-01-20T09:00:00Z").await;
@@ -662,7 +681,11 @@ async fn checkout_from(s: &Server, from: std::net::IpAddr, body: &Value) -> reqw
 async fn checkout_is_rate_limited_per_address_and_in_total(backend: Backend) {
     let Some(localstripe) = LocalStripe::start("checkout_limits").await else { return };
     let stand_in = StandIn::start(&localstripe).await;
-    let env = [("STRIPE_SECRET_KEY", "sk_test_ledger_limits"), ("STRIPE_API_BASE", stand_in.base.as_str())];
+    let env = [
+        ("STRIPE_SECRET_KEY", "sk_test_ledger_limits"),
+        ("STRIPE_API_BASE", stand_in.base.as_str()),
+        ("LEDGER_RETURN_ORIGINS", RETURN_ORIGINS),
+    ];
     let args = ["--checkouts-per-address-per-hour", "2", "--checkouts-per-hour", "3"];
     let s = backend.start_with_env(&args, &env).await;
     let body = json!({

@@ -141,6 +141,11 @@ pub async fn checkout(
         if !ok {
             return Err(ApiError::Validation(format!("{field} must be an http(s) URL")));
         }
+        if !state.stripe.allows_return_to(url) {
+            return Err(ApiError::Validation(format!(
+                "{field} must begin with one of the server's return origins (LEDGER_RETURN_ORIGINS)"
+            )));
+        }
     }
     // Only a well-formed request counts, and it counts before Stripe is
     // asked: each one makes a Stripe customer and session.

@@ -34,6 +34,30 @@ pub struct Settings {
     pub secret_key: Option<String>,
     pub webhook_secrets: Vec<WebhookSecret>,
     pub api_base: Option<String>,
+    /// Where Stripe may send a buyer back to (Checkout's `successUrl` and
+    /// `cancelUrl`): `LEDGER_RETURN_ORIGINS`, serialized origins.
+    pub return_origins: Vec<String>,
+}
+
+/// The most return origins one server accepts.
+pub const RETURN_ORIGINS_MAX: usize = 16;
+
+/// `LEDGER_RETURN_ORIGINS`: comma-separated `http(s)://host[:port]`, with
+/// no path, query or credentials; kept as the browser serializes origins.
+pub fn parse_return_origins(list: &str) -> anyhow::Result<Vec<String>> {
+    let mut origins = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let url = url::Url::parse(entry).map_err(|e| anyhow::anyhow!("LEDGER_RETURN_ORIGINS: {entry:?}: {e}"))?;
+        let bare = url.path() == "/" && !entry.ends_with('/') && url.query().is_none() && url.fragment().is_none();
+        let plain = url.username().is_empty() && url.password().is_none();
+        anyhow::ensure!(
+            matches!(url.scheme(), "http" | "https") && url.host().is_some() && bare && plain,
+            "LEDGER_RETURN_ORIGINS: {entry:?} is not an origin (http(s)://host[:port], nothing after it)"
+        );
+        origins.push(url.origin().ascii_serialization());
+    }
+    anyhow::ensure!(origins.len() <= RETURN_ORIGINS_MAX, "LEDGER_RETURN_ORIGINS: at most {RETURN_ORIGINS_MAX} origins");
+    Ok(origins)
 }
 
 impl std::fmt::Debug for Settings {
@@ -42,13 +66,14 @@ impl std::fmt::Debug for Settings {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
             .field("webhook_secrets", &self.webhook_secrets.len())
             .field("api_base", &self.api_base)
+            .field("return_origins", &self.return_origins)
             .finish()
     }
 }
 
 impl Settings {
-    /// `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE`;
-    /// empty values count as unset.
+    /// `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE`,
+    /// `LEDGER_RETURN_ORIGINS`; empty values count as unset.
     pub fn from_env() -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let webhook_secrets = var("STRIPE_WEBHOOK_SECRET")
@@ -60,7 +85,13 @@ impl Settings {
         {
             anyhow::bail!("STRIPE_API_BASE must be an http(s) URL ending in '/', e.g. https://api.stripe.com/");
         }
-        Ok(Self { secret_key: var("STRIPE_SECRET_KEY"), webhook_secrets, api_base })
+        let return_origins = var("LEDGER_RETURN_ORIGINS").map(|list| parse_return_origins(&list)).transpose()?;
+        Ok(Self {
+            secret_key: var("STRIPE_SECRET_KEY"),
+            webhook_secrets,
+            api_base,
+            return_origins: return_origins.unwrap_or_default(),
+        })
     }
 }
 
@@ -69,6 +100,7 @@ impl Settings {
 pub struct Stripe {
     pub webhook_secrets: Vec<WebhookSecret>,
     pub client: Option<stripe::Client>,
+    return_origins: Vec<String>,
     /// A webhook event was recorded.
     pub reactor: tokio::sync::Notify,
     /// Something may be due for sync.
@@ -93,6 +125,7 @@ impl Stripe {
         Ok(Arc::new(Self {
             webhook_secrets: settings.webhook_secrets,
             client,
+            return_origins: settings.return_origins,
             reactor: tokio::sync::Notify::new(),
             sync: tokio::sync::Notify::new(),
         }))
@@ -105,6 +138,60 @@ impl Stripe {
 
     pub fn webhooks_enabled(&self) -> bool {
         !self.webhook_secrets.is_empty()
+    }
+
+    /// Whether Stripe may send a buyer to `url`: an http(s) URL, without
+    /// credentials, whose origin is one of the configured return origins
+    /// (none configured: nowhere), so Checkout is no open redirect.
+    pub fn allows_return_to(&self, url: &str) -> bool {
+        let Ok(url) = url::Url::parse(url) else { return false };
+        let origin = url.origin().ascii_serialization();
+        matches!(url.scheme(), "http" | "https")
+            && url.username().is_empty()
+            && url.password().is_none()
+            && self.return_origins.contains(&origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_origins_are_bare_origins_and_urls_must_match_one() {
+        let origins =
+            parse_return_origins(" https://Shop.Example , http://127.0.0.1:8080,https://a.example:443").unwrap();
+        assert_eq!(origins, ["https://shop.example", "http://127.0.0.1:8080", "https://a.example"]);
+        for bad in [
+            "https://shop.example/",
+            "https://shop.example/welcome",
+            "ftp://shop.example",
+            "https://u@shop.example",
+            "shop.example",
+            "https://shop.example?x=1",
+        ] {
+            assert!(parse_return_origins(bad).is_err(), "{bad}");
+        }
+        let many = vec!["https://a.example"; RETURN_ORIGINS_MAX + 1].join(",");
+        assert!(parse_return_origins(&many).is_err());
+
+        let stripe = Stripe::new(Settings { return_origins: origins, ..Settings::default() }).unwrap();
+        assert!(stripe.allows_return_to("https://shop.example/welcome?x=1"));
+        assert!(stripe.allows_return_to("https://SHOP.example:443/"));
+        assert!(stripe.allows_return_to("http://127.0.0.1:8080/ok"));
+        for bad in [
+            "https://shop.example.evil.example/",
+            "https://evil.example/?https://shop.example",
+            "http://shop.example/",
+            "https://shop.example:8443/",
+            "https://user:pw@shop.example/",
+            "javascript://shop.example/%0aalert(1)",
+            "http://127.0.0.1:8081/",
+            "not a url",
+        ] {
+            assert!(!stripe.allows_return_to(bad), "{bad}");
+        }
+        assert!(!Stripe::off().allows_return_to("https://shop.example/"), "none configured: nowhere");
     }
 }
 
