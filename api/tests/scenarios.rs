@@ -493,7 +493,7 @@ async fn every_scenario_in_process() {
         state.stripe = ledger_api::stripe::Stripe::new(ledger_api::stripe::Settings {
             secret_key: None,
             webhook_secrets: vec![ledger_api::stripe::signature::WebhookSecret::new(STRIPE_WEBHOOK_SECRET)],
-            api_base: None,
+            ..Default::default()
         })
         .expect("webhook-only Stripe settings");
         let scheduler = tokio::spawn(usecases::scheduler::run(state.ledger.clone()));

@@ -153,6 +153,18 @@ impl Stripe {
     }
 }
 
+/// rustls needs one process-wide crypto provider; when more than one is
+/// linked (ring for Stripe and mail, aws-lc-rs through another
+/// dependency), none is chosen by default, so choose ring.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A read-model query that failed: the database is not available now.
+pub(crate) fn unavailable(error: projections::db::DbError) -> crate::Error {
+    crate::Error::Unavailable(error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,16 +205,4 @@ mod tests {
         }
         assert!(!Stripe::off().allows_return_to("https://shop.example/"), "none configured: nowhere");
     }
-}
-
-/// rustls needs one process-wide crypto provider; when more than one is
-/// linked (ring for Stripe and mail, aws-lc-rs through another
-/// dependency), none is chosen by default, so choose ring.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// A read-model query that failed: the database is not available now.
-pub(crate) fn unavailable(error: projections::db::DbError) -> crate::Error {
-    crate::Error::Unavailable(error.to_string())
 }
