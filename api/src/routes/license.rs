@@ -111,7 +111,7 @@ pub struct Release {}
     path = "/api/v1/licenses/{license_id}/deployments/{deployment_id}/release",
     tag = "ledger",
     params(
-        ("license_id" = String, Path, description = "UUID"),
+        ("license_id" = Uuid, Path, description = "UUID"),
         ("deployment_id" = String, Path, description = "the deployment id"),
     ),
     responses(

@@ -105,7 +105,7 @@ pub struct Period {
     get,
     path = "/api/v1/organizations/{org_id}/usage",
     tag = "ledger",
-    params(("org_id" = String, Path, description = "UUID"), ("period" = String, Query, description = "YYYY-MM; this month by default")),
+    params(("org_id" = Uuid, Path, description = "UUID"), ("period" = String, Query, description = "YYYY-MM; this month by default")),
     responses(
         (status = 200, body = UsageView, description = "Month totals (gauges: the largest day; counts: the sum) and per-day values per metric."),
         ProblemResponses,
