@@ -93,7 +93,10 @@ pub async fn create_organization(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddUser {
-    #[schema(max_length = 255, pattern = r"^\s*[^\s@]+@[^\s@.][^\s@]*\.[^\s@]*[^\s@.]\s*$")]
+    #[schema(
+        max_length = 255,
+        pattern = r"^\s*[^\s@\u0000-\u001f\u007f-\u009f]+@[^\s@.\u0000-\u001f\u007f-\u009f][^\s@\u0000-\u001f\u007f-\u009f]*\.[^\s@\u0000-\u001f\u007f-\u009f]*[^\s@.\u0000-\u001f\u007f-\u009f]\s*$"
+    )]
     email: String,
     #[schema(pattern = "^(admin|analyst|viewer)$")]
     role: String,
@@ -154,6 +157,7 @@ pub struct IssueToken {
     #[schema(pattern = "^(admin|analyst|viewer)$")]
     role: String,
     /// RFC 3339; the token is refused from then on (by the system clock).
+    #[schema(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$")]
     expires_at: Option<String>,
 }
 

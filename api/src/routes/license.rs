@@ -32,6 +32,7 @@ pub struct ValidateRequest {
     license_key: Option<String>,
     client_info: Option<ClientInfo>,
     nonce: Option<String>,
+    #[schema(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$")]
     client_time: Option<String>,
 }
 

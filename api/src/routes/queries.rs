@@ -96,7 +96,7 @@ pub struct Check {
     tag = "ledger",
     params(
         ("org_id" = Uuid, Path, description = "UUID"),
-        ("action" = String, Query, description = "ADD_USER, UPLOAD_DATA, API_CALL or ACCESS_FEATURE"),
+        ("action" = String, Query, pattern = "^(ADD_USER|UPLOAD_DATA|API_CALL|ACCESS_FEATURE)$", description = "ADD_USER, UPLOAD_DATA, API_CALL or ACCESS_FEATURE"),
         ("feature" = Option<String>, Query, description = "the feature key, for ACCESS_FEATURE"),
     ),
     responses(
