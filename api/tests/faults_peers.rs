@@ -13,6 +13,9 @@
 mod common;
 #[allow(dead_code)]
 mod faults;
+#[allow(dead_code)]
+#[path = "stripe/peers.rs"]
+mod stripe_peers;
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,7 @@ use common::{Backend, OPERATOR, Server};
 use faults::Load;
 use faults::peers::{Proxy, SmtpSink, metric};
 use serde_json::json;
+use stripe_peers::{LocalStripe, StandIn};
 
 /// Load workers (each sends one request at a time).
 const WORKERS: usize = 3;
@@ -152,4 +156,107 @@ async fn a_slow_then_unreachable_smtp_server_delays_mail_and_loses_nothing(backe
     eprintln!("{test}: {:?} in all", began.elapsed());
 }
 
-backends!(a_slow_then_unreachable_smtp_server_delays_mail_and_loses_nothing);
+/// Organizations billed for January, synced to Stripe during the faults
+/// (and the load's own, whose subscription is billed too).
+const CUSTOMERS: usize = 5;
+/// How long each request to the slow Stripe takes.
+const STRIPE_SLOW: Duration = Duration::from_millis(500);
+/// Failed Stripe calls while it is unreachable, at most, per invoice: each
+/// waits its own backoff (1 s, doubling), so 4 in 8 s.
+const STRIPE_FAILURES_PER_INVOICE_MAX: usize = 5;
+/// How long the test waits for every invoice to reach Stripe.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Records of `event_type` in the log.
+async fn count(backend: &Backend, event_type: &str) -> usize {
+    let log = backend.open_log().await;
+    let head = log.head().await.unwrap().sequence;
+    let records = log.read_page(1..=head, head as usize + 1).await.unwrap();
+    records.iter().filter(|r| r.header.event_type == event_type).count()
+}
+
+/// Waits until `n` `StripeInvoiceCreated` records are in the log.
+async fn wait_synced(backend: &Backend, n: usize) {
+    let deadline = Instant::now() + SYNC_TIMEOUT;
+    while count(backend, "StripeInvoiceCreated").await < n {
+        assert!(Instant::now() < deadline, "{n} invoices did not reach Stripe within {SYNC_TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Bills January (the load runs), Stripe slow, then unreachable for
+/// [`DOWN_FOR`] once the first invoice is in, then back; stops `load`.
+/// Returns the Stripe backlog and the failed syncs while unreachable.
+async fn bill_through_the_faults(s: &Server, backend: &Backend, proxy: &Proxy, load: &Load) -> (f64, usize) {
+    let failures = || s.output().iter().filter(|line| line.contains("stripe sync failed; will retry")).count();
+    s.move_clock("2026-02-01T00:00:00Z").await;
+    let run = s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-01" })).await.expect(200);
+    assert_eq!(run["invoices"].as_array().map(Vec::len), Some(CUSTOMERS + 1), "{run}");
+    wait_synced(backend, 1).await;
+    let before = failures();
+    proxy.stop();
+    let down_at = Instant::now();
+    tokio::time::sleep(DOWN_FOR).await;
+    let backlog = metric(s, "ledger_outbox_backlog_items", &[("outbox", "stripe")]).await;
+    let failed = failures() - before;
+    proxy.resume().await;
+    eprintln!("Stripe unreachable {:?}: backlog {backlog}, {failed} failed syncs", down_at.elapsed());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    load.stop();
+    (backlog, failed)
+}
+
+async fn a_slow_then_unreachable_stripe_delays_the_sync_and_loses_nothing(backend: Backend) {
+    let test =
+        if backend.database_url().is_some() { "faults_peers::stripe_postgres" } else { "faults_peers::stripe_sqlite" };
+    let began = Instant::now();
+    let Some(localstripe) = LocalStripe::start(test).await else { return };
+    let stand_in = StandIn::start(&localstripe).await;
+    let port = stand_in.base.trim_end_matches('/').rsplit_once(':').unwrap().1.parse().unwrap();
+    let proxy = Proxy::start(port).await;
+    let base = format!("http://127.0.0.1:{}/", proxy.port);
+    let env = [("STRIPE_SECRET_KEY", "sk_test_ledger_faults"), ("STRIPE_API_BASE", base.as_str())];
+    let s = backend.start_with_env(&[], &env).await;
+    s.wait_ready().await;
+    for n in 0..CUSTOMERS {
+        let org = s.create_org(&format!("Billed {n}")).await;
+        s.create_subscription(&org, "starter", "2026-01-01", true).await;
+    }
+    let load = Load::new(&s, "Stripe").await;
+    stand_in.slow(STRIPE_SLOW);
+    let ((), (backlog, failed)) = tokio::join!(load.run(WORKERS), bill_through_the_faults(&s, &backend, &proxy, &load));
+    let tally = load.tally();
+    eprintln!("{test}: {}", tally.summary());
+    assert!(tally.ok > 0 && tally.refused == 0 && tally.unanswered == 0, "{}", tally.summary());
+    let invoices = CUSTOMERS + 1;
+    assert!(backlog >= 1.0, "the outbox keeps what it could not sync: backlog {backlog}");
+    assert!(failed >= 1, "the outage was noticed");
+    assert!(failed <= invoices * STRIPE_FAILURES_PER_INVOICE_MAX, "the sync backs off: {failed} failed syncs");
+
+    stand_in.slow(Duration::ZERO);
+    wait_synced(&backend, invoices).await;
+    let calls = stand_in.calls();
+    let made: std::collections::BTreeSet<_> = calls
+        .iter()
+        .filter(|c| c.path == "POST /v1/invoices" && c.status == 200)
+        .map(|c| c.idempotency_key.clone())
+        .collect();
+    assert_eq!(made.len(), invoices, "one Stripe invoice per invoice: {calls:#?}");
+    // Each invoice's lines are all in before it is finalized.
+    for (at, call) in calls.iter().enumerate().filter(|(_, c)| c.path.ends_with("/finalize") && c.status == 200) {
+        let invoice = call.path.trim_start_matches("POST /v1/invoices/").trim_end_matches("/finalize");
+        let late = calls[at..].iter().any(|c| c.path == "POST /v1/invoiceitems" && c.field("invoice") == Some(invoice));
+        assert!(!late, "a line of {invoice} came after its finalization: {calls:#?}");
+    }
+    assert_eq!(count(&backend, "StripeInvoiceCreated").await, invoices, "each recorded once");
+    assert_eq!(count(&backend, "StripeCustomerLinked").await, invoices);
+    assert_eq!(count(&backend, "StripeSyncRefused").await, 0, "an outage is no refusal");
+    faults::check(test, &s, &backend, &load).await;
+    s.stop().await;
+    eprintln!("{test}: {:?} in all", began.elapsed());
+}
+
+backends!(
+    a_slow_then_unreachable_smtp_server_delays_mail_and_loses_nothing,
+    a_slow_then_unreachable_stripe_delays_the_sync_and_loses_nothing,
+);
