@@ -153,6 +153,13 @@ fn organizations(run: &Value) -> Vec<String> {
     ids
 }
 
+/// `ledger_billing_run_failures_total` as `/metrics` says it now.
+async fn billing_run_failures(s: &common::Server) -> f64 {
+    let text = s.get("/metrics", Some(OPERATOR)).await.text;
+    let line = text.lines().find_map(|line| line.strip_prefix("ledger_billing_run_failures_total "));
+    line.unwrap_or_else(|| panic!("no ledger_billing_run_failures_total in:\n{text}")).trim().parse().expect("a number")
+}
+
 /// Finding 1 of issue 11: an add-on whose invoice cannot be computed
 /// stopped every billing run, for every customer. Now that subscription's
 /// month fails alone and is named, its later months wait for it, and the
@@ -187,8 +194,11 @@ async fn an_invoice_that_cannot_be_computed_fails_alone_until_the_operator_fixes
     assert_eq!(organizations(&preview), vec![globex.clone()]);
     assert_eq!(preview["failed"][0]["subscriptionId"], acme_sub.as_str());
 
-    // The run issues everyone else's invoice and names the one that failed.
+    // The run issues everyone else's invoice and names the one that failed;
+    // `ledger_billing_run_failures_total` counts it (the preview did not).
+    assert_eq!(billing_run_failures(&s).await, 0.0, "a preview is not a run");
     let january = run(json!({ "period": "2026-01" })).await.expect(200);
+    assert_eq!(billing_run_failures(&s).await, 1.0, "a run that left an invoice unissued is a failure");
     assert_eq!(organizations(&january), vec![globex.clone()], "{january}");
     let failed = january["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{january}");
@@ -206,6 +216,7 @@ async fn an_invoice_that_cannot_be_computed_fails_alone_until_the_operator_fixes
     // February waits for January, so adjustments stay in order.
     s.move_clock("2026-03-01T00:00:00Z").await;
     let february = run(json!({ "period": "2026-02" })).await.expect(200);
+    assert_eq!(billing_run_failures(&s).await, 2.0, "February's run failed too");
     assert_eq!(organizations(&february), vec![globex.clone()]);
     let reason = february["failed"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("2026-01"), "February names the month it waits for: {reason}");
@@ -227,6 +238,7 @@ async fn an_invoice_that_cannot_be_computed_fails_alone_until_the_operator_fixes
 
     // The next run of January issues Acme's invoice; then February's.
     let january = run(json!({ "period": "2026-01" })).await.expect(200);
+    assert_eq!(billing_run_failures(&s).await, 2.0, "a run that issued everything is no failure");
     assert_eq!((organizations(&january), &january["failed"]), (vec![acme.clone()], &json!([])));
     let january_lines = lines(&january["invoices"][0]);
     // 1,000 TB × 4,000.00 a year: 4,000,000.00 / 12 for the whole month.

@@ -244,3 +244,40 @@ fn every_dashboard_metric_is_exported(scrape: &str) {
 }
 
 backends!(each_figure_moves_with_its_event);
+
+/// The organizations the append-error test tries to create while the
+/// database refuses every new record.
+const REFUSED_COMMANDS: usize = 3;
+
+/// `ledger_append_errors_total` counts appends the database failed, by
+/// making it fail: a trigger (planted beside the running server, as a
+/// second process would) refuses every insert into the log. Each refused
+/// command is one failed append (a database error is not retried), answered
+/// 5xx, and nothing is appended; once the trigger is gone commands succeed
+/// and the counter stays.
+#[tokio::test]
+async fn append_errors_count_the_appends_the_database_refused() {
+    let backend = Backend::sqlite().await;
+    let s = backend.start().await;
+    s.create_org("Before").await;
+    let before = at(&scrape(&s).await, "ledger_append_errors_total", &[]);
+    let head = s.head().await;
+
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(backend.data_dir().join("ledger.sqlite"));
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options).await.expect("the log opens");
+    let refuse =
+        "CREATE TRIGGER refuse_appends BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
+    sqlx::query(refuse).execute(&mut db).await.expect("the trigger is planted");
+    for n in 0..REFUSED_COMMANDS {
+        let reply = s.post("/api/v1/organizations", Some(OPERATOR), json!({ "name": format!("Refused {n}") })).await;
+        assert!(reply.status.is_server_error(), "a refused append answers 5xx: {} {}", reply.status, reply.text);
+    }
+    let after = at(&scrape(&s).await, "ledger_append_errors_total", &[]);
+    assert_eq!(after - before, REFUSED_COMMANDS as f64, "one append error per refused command");
+    assert_eq!(s.head().await, head, "nothing was appended");
+
+    sqlx::query("DROP TRIGGER refuse_appends").execute(&mut db).await.expect("the trigger is dropped");
+    s.create_org("After").await;
+    assert_eq!(at(&scrape(&s).await, "ledger_append_errors_total", &[]), after, "a successful append is no error");
+    s.stop().await;
+}

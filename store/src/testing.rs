@@ -47,6 +47,8 @@ pub enum Peer {
     /// Debian's `chromium` and `chromium-driver`, and axe-core (npm) in
     /// `target/peers/node`: the portal's browser tests.
     Browser,
+    /// Schemathesis (PyPI) in a virtual environment in `target/peers/schemathesis`.
+    Schemathesis,
 }
 
 impl Peer {
@@ -62,6 +64,7 @@ impl Peer {
             Peer::Replay => "replay",
             Peer::Prometheus => "prometheus",
             Peer::Browser => "browser",
+            Peer::Schemathesis => "schemathesis",
         }
     }
 
@@ -86,6 +89,9 @@ impl Peer {
             Peer::Browser => {
                 "run `cargo xtask test` as root, which installs chromium and chromium-driver (apt) and axe-core \
                  (npm) into target/peers/node"
+            }
+            Peer::Schemathesis => {
+                "run `cargo xtask test`, which installs it into target/peers/schemathesis (needs python3 with venv)"
             }
         }
     }

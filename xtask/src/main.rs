@@ -18,6 +18,7 @@
 mod peer_fuzz;
 mod peer_portal;
 mod peer_prometheus;
+mod peer_schemathesis;
 mod peer_tsclient;
 mod peers;
 mod postgres;

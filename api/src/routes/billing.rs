@@ -18,6 +18,7 @@ use crate::openapi::{Problem, ProblemResponses};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BillingRunRequest {
     /// `YYYY-MM`.
+    #[schema(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     period: String,
     preview: Option<bool>,
 }
@@ -45,7 +46,7 @@ pub async fn billing_run(
     get,
     path = "/api/v1/organizations/{org_id}/invoices",
     tag = "ledger",
-    params(("org_id" = String, Path, description = "UUID")),
+    params(("org_id" = Uuid, Path, description = "UUID")),
     responses(
         (status = 200, body = [Invoice], description = "The organization's invoices, oldest first."),
         ProblemResponses,

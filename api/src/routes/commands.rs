@@ -22,6 +22,8 @@ use usecases::views::organizations::{AddUserResponse, CreateOrganizationResponse
 use usecases::views::subscriptions::{
     AddAddonResponse, CancelResponse, ChangePreview, CreateSubscriptionResponse, DowngradeResponse, UpgradeResponse,
 };
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{Object, OneOf, Schema, Type};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -42,9 +44,25 @@ fn ok<T>(body: T) -> Answer<T> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrganization {
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     domain: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     industry: Option<String>,
+    #[schema(minimum = 1)]
     employee_count: Option<u32>,
 }
 
@@ -75,7 +93,12 @@ pub async fn create_organization(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddUser {
+    #[schema(
+        max_length = 255,
+        pattern = r"^\s*[^\s@\u0000-\u001f\u007f-\u009f]+@[^\s@.\u0000-\u001f\u007f-\u009f][^\s@\u0000-\u001f\u007f-\u009f]*\.[^\s@\u0000-\u001f\u007f-\u009f]*[^\s@.\u0000-\u001f\u007f-\u009f]\s*$"
+    )]
     email: String,
+    #[schema(pattern = "^(admin|analyst|viewer)$")]
     role: String,
 }
 
@@ -85,7 +108,7 @@ pub struct AddUser {
     tag = "ledger",
     request_body = AddUser,
     params(
-        ("org_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 201, description = "Add a user; 409 seat_limit_reached when seats are full.", body = AddUserResponse),
@@ -111,8 +134,8 @@ pub struct NoBody {}
     path = "/api/v1/organizations/{org_id}/users/{user_id}/deactivate",
     tag = "ledger",
     params(
-        ("org_id" = String, Path, description = "UUID"),
-        ("user_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
+        ("user_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, description = "Deactivate a user, freeing a seat.", body = SequenceResponse),
@@ -131,8 +154,10 @@ pub async fn deactivate_user(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssueToken {
+    #[schema(pattern = "^(admin|analyst|viewer)$")]
     role: String,
     /// RFC 3339; the token is refused from then on (by the system clock).
+    #[schema(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$")]
     expires_at: Option<String>,
 }
 
@@ -142,7 +167,7 @@ pub struct IssueToken {
     tag = "ledger",
     request_body = IssueToken,
     params(
-        ("org_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 201, description = "Issue an org API token for a role, optionally expiring (expiresAt, RFC 3339, at most 366 days ahead; 401 from then on). The token is shown again only to a retry with the same Idempotency-Key.", body = IssueTokenResponse),
@@ -167,8 +192,8 @@ pub async fn issue_token(
     path = "/api/v1/organizations/{org_id}/tokens/{token_id}/revoke",
     tag = "ledger",
     params(
-        ("org_id" = String, Path, description = "UUID"),
-        ("token_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
+        ("token_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, description = "Revoke an org API token.", body = SequenceResponse),
@@ -188,11 +213,14 @@ pub async fn revoke_token(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSubscription {
     organization_id: Uuid,
+    #[schema(value_type = String, pattern = "^(starter|professional|enterprise)$")]
     tier: String,
     #[serde(deserialize_with = "crate::extract::date")]
     start_date: NaiveDate,
     auto_renew: Option<bool>,
+    #[schema(minimum = 1, maximum = 1000)]
     max_deployments: Option<u32>,
+    #[schema(pattern = r"^[0-9]{1,7}(\.[0-9]{1,2})?$")]
     enterprise_overage_rate: Option<Decimal>,
 }
 
@@ -225,9 +253,13 @@ pub async fn create_subscription(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddonRequest {
+    #[schema(pattern = "^(extra_data_tb|custom_module|training_session|dedicated_support)$")]
     kind: String,
+    #[schema(minimum = 1, maximum = 1000)]
     quantity: u32,
+    #[schema(pattern = r"^[1-9][0-9]{0,6}(\.[0-9]{1,2})?$")]
     annual_price: Option<Decimal>,
+    #[schema(pattern = r"^[1-9][0-9]{0,6}(\.[0-9]{1,2})?$")]
     one_time_price: Option<Decimal>,
     #[serde(default, deserialize_with = "crate::extract::optional_date")]
     effective_date: Option<NaiveDate>,
@@ -248,6 +280,7 @@ impl AddonRequest {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Upgrade {
+    #[schema(value_type = String, pattern = "^(starter|professional|enterprise)$")]
     target_tier: String,
     #[serde(default)]
     addons: Vec<AddonRequest>,
@@ -261,7 +294,7 @@ pub struct Upgrade {
     tag = "ledger",
     request_body = Upgrade,
     params(
-        ("org_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, description = "Upgrade the live subscription (the seed's UpgradeRequest/UpgradeResponse) plus sequence. Add-ons in the body follow the add-on route's rules on prices.", body = UpgradeResponse),
@@ -286,6 +319,7 @@ pub async fn upgrade(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Downgrade {
+    #[schema(value_type = String, pattern = "^(starter|professional|enterprise)$")]
     target_tier: String,
 }
 
@@ -295,7 +329,7 @@ pub struct Downgrade {
     tag = "ledger",
     request_body = Downgrade,
     params(
-        ("org_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, description = "Schedule a downgrade at the term end.", body = DowngradeResponse),
@@ -326,7 +360,7 @@ pub struct Cancel {
     tag = "ledger",
     request_body = Cancel,
     params(
-        ("org_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, description = "Cancel at term end (auto-renewal off), or immediately (operator).", body = CancelResponse),
@@ -349,7 +383,7 @@ pub async fn cancel(
     tag = "ledger",
     request_body = AddonRequest,
     params(
-        ("org_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 201, description = "Buy an add-on. An organization's admin buys at the catalog price: annualPrice and oneTimePrice are the operator's (at most 10000000.00, in cents), and add-ons without a catalog price for the tier (custom_module, dedicated_support, training_session; extra_data_tb on enterprise) are the operator's to add.", body = AddAddonResponse),
@@ -369,7 +403,7 @@ pub async fn add_addon(
 
 /// A change of plan to preview: the body of its command, with `change`
 /// naming which.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum ChangeRequest {
     Upgrade(Upgrade),
@@ -378,13 +412,49 @@ pub enum ChangeRequest {
     Addon(AddonRequest),
 }
 
+/// Written by hand: the derived schema is an `allOf` of the command's body
+/// (which allows no other property) and `change`, which no object
+/// satisfies. Here each branch is the command's body with `change` added.
+impl utoipa::PartialSchema for ChangeRequest {
+    fn schema() -> RefOr<Schema> {
+        let branches = [
+            ("upgrade", Upgrade::schema()),
+            ("downgrade", Downgrade::schema()),
+            ("cancel", Cancel::schema()),
+            ("addon", AddonRequest::schema()),
+        ];
+        let mut one_of = OneOf::builder()
+            .description(Some("A change of plan to preview: the body of its command, with `change` naming which."));
+        for (change, body) in branches {
+            one_of = one_of.item(with_change(change, body));
+        }
+        one_of.into()
+    }
+}
+
+impl utoipa::ToSchema for ChangeRequest {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <Upgrade as utoipa::ToSchema>::schemas(schemas);
+        schemas.push(("AddonRequest".to_owned(), <AddonRequest as utoipa::PartialSchema>::schema()));
+    }
+}
+
+/// A command body's object schema with the required `change` tag added.
+fn with_change(change: &str, body: RefOr<Schema>) -> RefOr<Schema> {
+    let RefOr::T(Schema::Object(mut object)) = body else { return body };
+    let tag = Object::builder().schema_type(Type::String).enum_values(Some([change])).build();
+    object.properties.insert("change".to_owned(), tag.into());
+    object.required.push("change".to_owned());
+    RefOr::T(Schema::Object(object))
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/subscriptions/{org_id}/changes/preview",
     tag = "ledger",
     request_body = ChangeRequest,
     params(
-        ("org_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, description = "Preview a change of plan (upgrade, downgrade at term end, cancel, add-on): the day it takes effect, an upgrade's prorated amount, the limits and the month's invoice without and with it. Decided by the same rules and role checks as its command (org admin or operator), and appends nothing; confirm with the change's own route.", body = ChangePreview),
@@ -417,6 +487,7 @@ pub async fn preview_change(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevokeLicense {
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     reason: String,
 }
 
@@ -426,7 +497,7 @@ pub struct RevokeLicense {
     tag = "ledger",
     request_body = RevokeLicense,
     params(
-        ("license_id" = String, Path, description = "UUID"),
+        ("license_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, description = "Revoke a license key (operator).", body = SequenceResponse),
@@ -448,7 +519,7 @@ pub async fn revoke_license(
 pub struct EndAddon {
     /// From this day on (inclusive) the add-on is not billed.
     #[serde(deserialize_with = "crate::extract::date")]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Date)]
     effective_date: NaiveDate,
 }
 
@@ -458,8 +529,8 @@ pub struct EndAddon {
     tag = "ledger",
     request_body = EndAddon,
     params(
-        ("org_id" = String, Path, description = "UUID"),
-        ("addon_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
+        ("addon_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, description = "End an add-on (operator): it is not billed from effectiveDate on (a one-time add-on ended on its own date is not billed at all), and extra data stops raising the limit. The date lies after the subscription's last invoiced month and on or after the add-on's start; moving an end earlier is allowed.", body = SequenceResponse),
@@ -483,8 +554,10 @@ pub async fn end_addon(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RepriceAddon {
     /// Per unit per year, for a recurring add-on.
+    #[schema(pattern = r"^[1-9][0-9]{0,6}(\.[0-9]{1,2})?$")]
     annual_price: Option<Decimal>,
     /// Per unit, for a one-time add-on.
+    #[schema(pattern = r"^[1-9][0-9]{0,6}(\.[0-9]{1,2})?$")]
     one_time_price: Option<Decimal>,
 }
 
@@ -494,8 +567,8 @@ pub struct RepriceAddon {
     tag = "ledger",
     request_body = RepriceAddon,
     params(
-        ("org_id" = String, Path, description = "UUID"),
-        ("addon_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
+        ("addon_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, description = "Correct an add-on's price (operator): annualPrice for a recurring add-on, oneTimePrice for a one-time one, positive, in cents, at most 10000000.00. It applies to every month not invoiced yet, so an invoice that could not be computed is issued by the next run of its month.", body = SequenceResponse),

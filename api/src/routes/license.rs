@@ -32,6 +32,7 @@ pub struct ValidateRequest {
     license_key: Option<String>,
     client_info: Option<ClientInfo>,
     nonce: Option<String>,
+    #[schema(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$")]
     client_time: Option<String>,
 }
 
@@ -111,7 +112,7 @@ pub struct Release {}
     path = "/api/v1/licenses/{license_id}/deployments/{deployment_id}/release",
     tag = "ledger",
     params(
-        ("license_id" = String, Path, description = "UUID"),
+        ("license_id" = Uuid, Path, description = "UUID"),
         ("deployment_id" = String, Path, description = "the deployment id"),
     ),
     responses(

@@ -64,7 +64,7 @@ pub async fn keep(State(state): State<AppState>, caller: Caller) -> Result<Json<
     path = "/api/v1/log/proof/inclusion",
     tag = "ledger",
     params(
-        ("sequence" = u64, Query, description = "The record to prove."),
+        ("sequence" = u64, Query, minimum = 1, description = "The record to prove."),
         ("size" = Option<u64>, Query, description = "The tree size (a kept checkpoint's) to prove it in; the head when absent, with a checkpoint of the head signed now."),
     ),
     responses(

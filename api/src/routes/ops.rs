@@ -310,6 +310,7 @@ pub async fn keys(State(state): State<AppState>) -> Json<PublicKeys> {
 #[serde(deny_unknown_fields)]
 pub struct MoveClock {
     /// RFC 3339.
+    #[schema(format = DateTime)]
     now: String,
 }
 

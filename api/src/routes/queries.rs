@@ -47,7 +47,7 @@ pub async fn organizations(
     path = "/api/v1/subscriptions/{org_id}",
     tag = "ledger",
     params(
-        ("org_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, body = SubscriptionDetails, description = "The seed's SubscriptionDetails of the organization's subscription."),
@@ -68,7 +68,7 @@ pub async fn subscription(
     path = "/api/v1/organizations/{org_id}/licenses",
     tag = "ledger",
     params(
-        ("org_id" = String, Path, description = "UUID"),
+        ("org_id" = Uuid, Path, description = "UUID"),
     ),
     responses(
         (status = 200, body = Vec<LicenseView>, description = "The organization's licenses, never a key."),
@@ -95,8 +95,8 @@ pub struct Check {
     path = "/api/v1/enforcement/{org_id}/check",
     tag = "ledger",
     params(
-        ("org_id" = String, Path, description = "UUID"),
-        ("action" = String, Query, description = "ADD_USER, UPLOAD_DATA, API_CALL or ACCESS_FEATURE"),
+        ("org_id" = Uuid, Path, description = "UUID"),
+        ("action" = String, Query, pattern = "^(ADD_USER|UPLOAD_DATA|API_CALL|ACCESS_FEATURE)$", description = "ADD_USER, UPLOAD_DATA, API_CALL or ACCESS_FEATURE"),
         ("feature" = Option<String>, Query, description = "the feature key, for ACCESS_FEATURE"),
     ),
     responses(

@@ -29,7 +29,9 @@ pub struct UsageReport {
     license_key: String,
     #[schema(value_type = Object)]
     metrics: Box<RawValue>,
+    #[schema(format = Date)]
     reporting_period: String,
+    #[schema(min_length = 1, max_length = 128)]
     deployment_id: Option<String>,
 }
 
@@ -105,7 +107,7 @@ pub struct Period {
     get,
     path = "/api/v1/organizations/{org_id}/usage",
     tag = "ledger",
-    params(("org_id" = String, Path, description = "UUID"), ("period" = String, Query, description = "YYYY-MM; this month by default")),
+    params(("org_id" = Uuid, Path, description = "UUID"), ("period" = Option<String>, Query, pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$", description = "YYYY-MM; this month by default")),
     responses(
         (status = 200, body = UsageView, description = "Month totals (gauges: the largest day; counts: the sum) and per-day values per metric."),
         ProblemResponses,

@@ -18,6 +18,8 @@ use sqlx::Connection as _;
 
 use crate::common::{Backend, OPERATOR, Reply, Server, id};
 
+pub mod peers;
+
 /// The longest one request may take before the test calls it a hang.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a load worker keeps retrying its last command after the load

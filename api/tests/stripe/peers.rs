@@ -254,12 +254,25 @@ async fn idempotency_in_use(
             "message": "There is currently another in-progress request using this Stripe API key and idempotency key." } });
         return (StatusCode::CONFLICT, axum::Json(body)).into_response();
     }
+    // Released however the request ends: answered, or dropped because the
+    // client's connection was cut (Stripe frees the key then too).
+    let _in_flight = InFlight { state: state.clone(), key };
     tokio::time::sleep(Duration::from_millis(state.delay_ms.load(Ordering::SeqCst))).await;
-    let response = next.run(request).await;
-    if let Some(key) = key {
-        state.in_flight.lock().unwrap().remove(&key);
+    next.run(request).await
+}
+
+/// An idempotency key in use until dropped.
+struct InFlight {
+    state: Arc<StandInState>,
+    key: Option<String>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(key) = &self.key {
+            self.state.in_flight.lock().unwrap().remove(key);
+        }
     }
-    response
 }
 
 /// A fixture object, read without a stand-in.
