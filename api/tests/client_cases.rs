@@ -230,6 +230,14 @@ async fn run(w: &mut World, step: &Value) -> Result<(), String> {
             w.server = Some(w.backend.start_with_env(&[], &[("STRIPE_WEBHOOK_SECRET", &w.secret)]).await);
             w.open();
         }
+        "keys" => {
+            for job in step["run"].as_array().expect("the key jobs") {
+                let output = w.backend.cli(&["keys", job.as_str().expect("a key job")]).await;
+                if !output.status.success() {
+                    return Err(format!("ledger keys {job}: {}", String::from_utf8_lossy(&output.stderr)));
+                }
+            }
+        }
         "server_clock" => w.server().move_clock(step["to"].as_str().unwrap()).await,
         "tamper_lease" => tamper_lease(w),
         "foreign_lease" => return foreign_lease(w).await,

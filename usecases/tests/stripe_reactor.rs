@@ -135,6 +135,23 @@ async fn cancel_at_period_end_turns_auto_renewal_off() {
     assert!(!subscription.state.auto_renew);
 }
 
+/// What the reactor changes is read on this node at once, as a command's:
+/// every credential's floor (and so the validation cache's check, a key's
+/// floor) reaches it. Before, a key validated a moment earlier kept its
+/// cached facts for up to the cache's TTL after a failed payment.
+#[tokio::test]
+async fn what_the_reactor_applies_is_read_at_once_on_this_node() {
+    let f = fixture().await;
+    let id = subscription(&f.ledger, None).await;
+    // A key no command here named: its floor is every command's.
+    let key = Some(usecases::acknowledged::Credential::License(LicenseId(uuid::Uuid::now_v7())));
+    assert_eq!(f.ledger.acknowledged.floor(key), 0, "nothing acknowledged yet");
+    deliver(&f, "evt_read_at_once", "customer.subscription.updated", id).await;
+    let handled = f.ledger.log.head().await.unwrap().sequence;
+    assert_eq!(f.ledger.acknowledged.floor(key), handled);
+    assert_eq!(f.ledger.acknowledged.floor(Some(usecases::acknowledged::Credential::Operator)), handled);
+}
+
 #[tokio::test]
 async fn a_change_the_subscription_refuses_is_recorded_as_refused_not_retried() {
     let f = fixture().await;

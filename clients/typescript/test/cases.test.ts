@@ -111,6 +111,9 @@ async function run(w: World, step: Step): Promise<void> {
     case "server_start":
       await s.start();
       return w.open();
+    case "keys":
+      for (const job of step.run as string[]) await s.cli(["keys", job]);
+      return;
     case "server_clock":
       await s.expect("POST", "/api/v1/test-clock", OPERATOR, { now: step.to }, 200);
       return;

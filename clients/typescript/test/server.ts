@@ -71,6 +71,17 @@ export class LedgerServer {
     clearTimeout(timer);
   }
 
+  /** `ledger <args…>` on this server's data directory (stopped), as an operator runs it; throws unless it exits 0. */
+  async cli(args: string[]): Promise<void> {
+    const env: NodeJS.ProcessEnv = { ...process.env, LEDGER_OPERATOR_TOKEN: OPERATOR, LEDGER_AUDITOR_TOKEN: AUDITOR, NO_COLOR: "1" };
+    delete env.DATABASE_URL;
+    const child = spawn(this.binary, [...args, "--clock", `manual:${CLOCK_START}`, "--data-dir", this.dataDir], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const lines: string[] = [];
+    readline.createInterface({ input: child.stderr! }).on("line", (l) => lines.push(l));
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    if (code !== 0) throw new Error(`ledger ${args.join(" ")} exited ${code}:\n${lines.join("\n")}`);
+  }
+
   async call(method: "GET" | "POST", path: string, token: string | null, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
     const response = await fetch(`${this.base}${path}`, {
       method,

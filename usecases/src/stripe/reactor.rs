@@ -123,7 +123,12 @@ async fn handle(state: &Ledger, reactor: &Reactor, event_id: &str) -> Result<boo
             events: vec![NewEvent::from_event(&handled, new_event_id(), state.now(), &context.metadata)],
         });
         match state.log.append_atomic(commands).await? {
-            Ok(_) => {
+            Ok(appended) => {
+                // Read on this node at once, as a command's change is: a
+                // key validated a moment ago is not answered from the
+                // validation cache's facts of before a failed payment.
+                let last = appended.iter().map(|a| a.last_sequence).max().unwrap_or_default();
+                state.acknowledged.record_command(last);
                 tracing::info!(event = %event_id, kind = %received.event_type, ?outcome, "stripe event handled");
                 reactor.stripe.sync.notify_one();
                 state.scheduler.notify_one();
