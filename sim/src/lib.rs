@@ -37,7 +37,7 @@ pub struct Config {
 }
 
 /// Steps per seed by default.
-pub const STEPS_DEFAULT: u32 = 60;
+pub const STEPS_DEFAULT: u32 = 80;
 /// The most steps a run takes, whatever it is asked.
 pub const STEPS_MAX: u32 = 10_000;
 

@@ -19,7 +19,7 @@ use store::{Command, ExpectedRevision, Idempotency, NewEvent};
 use super::{Effect, Request, World};
 
 /// Each actor's weight when a step picks one.
-const WEIGHTS: [u64; 10] = [8, 10, 22, 6, 10, 14, 7, 6, 6, 4];
+const WEIGHTS: [u64; 11] = [6, 8, 22, 4, 10, 12, 7, 6, 6, 3, 12];
 /// Organizations the callers create, at most.
 const ORGANIZATIONS_MAX: usize = 12;
 /// Usage reports one step sends at once (one group commit), at most.
@@ -46,7 +46,7 @@ impl World {
             6 => self.schedule().await,
             7 => self.bill().await,
             8 => self.send_notices().await,
-            _ if self.rng.chance(400) => self.crash().await,
+            9 => self.crash().await,
             _ => {
                 self.move_clock();
                 Ok(())
@@ -193,9 +193,9 @@ impl World {
 
     /// Forward by hours or days, or back by seconds.
     fn move_clock(&mut self) {
-        let micros = match self.rng.below(3) {
+        let micros = match self.rng.below(4) {
             0 => (1 + self.rng.below(48) as i64) * MICROS_PER_HOUR,
-            1 => (1 + self.rng.below(20) as i64) * 24 * MICROS_PER_HOUR,
+            1 | 2 => (1 + self.rng.below(30) as i64) * 24 * MICROS_PER_HOUR,
             _ => -(1 + self.rng.below(600) as i64) * MICROS_PER_SECOND,
         };
         self.clock.shift(micros);

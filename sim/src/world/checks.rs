@@ -141,7 +141,7 @@ impl World {
     async fn compare_rebuild(&mut self, applied: u64) -> Result<(), String> {
         self.seen.rebuilds += 1;
         let path = self.dir.path().join(format!("rebuild-{}.sqlite", self.seen.rebuilds));
-        let scratch = ReadModelDb::open_sqlite_file(&path).await.map_err(err)?;
+        let scratch = self.scratch(&path).await?;
         let all = models::all(domain::catalog::Catalog::builtin());
         let mut rebuild = Rebuild::new(scratch.clone(), all, applied).await.map_err(err)?;
         let mut next = 1;
@@ -161,6 +161,23 @@ impl World {
             Some(difference) => Err(format!("the read models at sequence {applied} differ from a rebuild: {difference}")),
             None => Ok(()),
         }
+    }
+
+    /// An empty read-model file at `path`: a copy of one migrated once per
+    /// run (migrating a new file each time took most of a run's time).
+    async fn scratch(&mut self, path: &std::path::Path) -> Result<ReadModelDb, String> {
+        let template = self.dir.path().join("empty-readmodels.sqlite");
+        if !template.exists() {
+            // Closed when dropped: its connections fold the WAL into the file.
+            drop(ReadModelDb::open_sqlite_file(&template).await.map_err(err)?);
+        }
+        for suffix in ["", "-wal"] {
+            let from = format!("{}{suffix}", template.display());
+            if std::path::Path::new(&from).exists() {
+                std::fs::copy(&from, format!("{}{suffix}", path.display())).map_err(err)?;
+            }
+        }
+        ReadModelDb::open_sqlite_file(path).await.map_err(err)
     }
 
     /// The whole chain from sequence 1 (at the end of a run).

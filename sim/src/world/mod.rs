@@ -146,7 +146,11 @@ impl World {
     }
 
     fn new(seed: u64, config: Config) -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
+        // In memory where the system has a tmpfs: a crash here is a
+        // process's (its files stay), and fsyncs to a disk only slow it.
+        let shm = std::path::Path::new("/dev/shm");
+        let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() };
+        let dir = dir.map_err(|e| format!("no temporary directory: {e}"))?;
         let mut trace = blake3::Hasher::new_derive_key("ledger 2026-12-01 simulation trace v1");
         trace.update(&seed.to_le_bytes());
         Ok(Self {
