@@ -11,7 +11,7 @@ use std::time::Instant;
 use ledger_sim::{Bug, Config, Failure, Report, STEPS_DEFAULT, run};
 
 /// Seeds run by default: well inside three minutes in a debug build.
-const SEEDS_DEFAULT: u64 = 40;
+const SEEDS_DEFAULT: u64 = 80;
 /// The most seeds one run takes, whatever it is asked.
 const SEEDS_MAX: u64 = 1_000_000;
 
@@ -39,7 +39,17 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn every_seed_keeps_every_invariant() {
     let started = Instant::now();
-    let mut total = Report { seed: 0, steps: 0, records: 0, invoices: 0, notices: 0, commit_faults: 0, crashes: 0, retries: 0, trace: [0; 32] };
+    let mut total = Report {
+        seed: 0,
+        steps: 0,
+        records: 0,
+        invoices: 0,
+        notices: 0,
+        commit_faults: 0,
+        crashes: 0,
+        retries: 0,
+        trace: [0; 32],
+    };
     let seeds = seeds();
     let count = seeds.end - seeds.start;
     for seed in seeds {

@@ -8,7 +8,9 @@ use domain::catalog::{Catalog, Tier};
 use domain::event::StoredEvent;
 use domain::license::{LicenseEvent, LicenseIssued, LicenseRevoked};
 use domain::notification::{NotificationEvent, NotificationSent};
-use domain::organization::{OrganizationCreated, OrganizationEvent, Role, SubscriptionEnded, SubscriptionStarted, UserAdded};
+use domain::organization::{
+    OrganizationCreated, OrganizationEvent, Role, SubscriptionEnded, SubscriptionStarted, UserAdded,
+};
 use domain::subscription::{Status, SubscriptionCancelled, SubscriptionCreated, SubscriptionEvent};
 use domain::usage::{Metrics, UsageEvent, UsageReported};
 use domain::{Clock, EventId, LicenseId, Metadata, OrganizationId, StreamId, SubscriptionId, UserId};
@@ -54,7 +56,13 @@ impl World {
         }
     }
 
-    fn command<E: StoredEvent>(&mut self, key: &str, stream: StreamId, expected: ExpectedRevision, events: &[E]) -> Command {
+    fn command<E: StoredEvent>(
+        &mut self,
+        key: &str,
+        stream: StreamId,
+        expected: ExpectedRevision,
+        events: &[E],
+    ) -> Command {
         let at = self.clock.now();
         let metadata = Metadata { actor: Some("sim".into()), ..Metadata::default() };
         let events: Vec<NewEvent> =
@@ -84,8 +92,13 @@ impl World {
         let key = format!("org:{id}");
         let command = self.command(&key, id.stream(), ExpectedRevision::NoStream, &events);
         let effect = Effect::Organization(id);
-        self.submit(vec![Request { name: format!("organization {id}"), keys: vec![key], commands: vec![command], effect }])
-            .await
+        self.submit(vec![Request {
+            name: format!("organization {id}"),
+            keys: vec![key],
+            commands: vec![command],
+            effect,
+        }])
+        .await
     }
 
     /// An organization without a live subscription, none of whose streams
@@ -127,9 +140,12 @@ impl World {
         let org_expected = self.revision(&organization.stream());
         let commands = vec![
             self.command(&keys[0], id.stream(), ExpectedRevision::NoStream, &[SubscriptionEvent::from(created)]),
-            self.command(&keys[1], organization.stream(), org_expected, &[OrganizationEvent::from(SubscriptionStarted {
-                subscription_id: id,
-            })]),
+            self.command(
+                &keys[1],
+                organization.stream(),
+                org_expected,
+                &[OrganizationEvent::from(SubscriptionStarted { subscription_id: id })],
+            ),
             self.command(&keys[2], license.stream(), ExpectedRevision::NoStream, &[LicenseEvent::from(issued)]),
         ];
         let effect = Effect::Subscription { organization, id, license, start };
@@ -168,16 +184,29 @@ impl World {
                 },
             };
             let key = format!("usage:{}", self.uuid(5));
-            let command =
-                self.command(&key, domain::usage::stream(subscription_id, day), ExpectedRevision::Any, &[UsageEvent::from(report)]);
-            requests.push(Request { name: key.clone(), keys: vec![key], commands: vec![command], effect: Effect::None });
+            let command = self.command(
+                &key,
+                domain::usage::stream(subscription_id, day),
+                ExpectedRevision::Any,
+                &[UsageEvent::from(report)],
+            );
+            requests.push(Request {
+                name: key.clone(),
+                keys: vec![key],
+                commands: vec![command],
+                effect: Effect::None,
+            });
         }
         self.submit(requests).await
     }
 
     async fn cancel(&mut self) -> Result<(), String> {
-        let candidates: Vec<SubscriptionId> =
-            self.live_subscriptions().into_iter().map(|(id, _)| id).filter(|id| !self.model.subs[id].cancelled).collect();
+        let candidates: Vec<SubscriptionId> = self
+            .live_subscriptions()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !self.model.subs[id].cancelled)
+            .collect();
         if candidates.is_empty() {
             return self.report_usage().await;
         }
@@ -187,8 +216,13 @@ impl World {
         let expected = self.revision(&id.stream());
         let event = SubscriptionEvent::from(SubscriptionCancelled { effective_date });
         let command = self.command(&key, id.stream(), expected, &[event]);
-        self.submit(vec![Request { name: key.clone(), keys: vec![key], commands: vec![command], effect: Effect::Cancelled(id) }])
-            .await
+        self.submit(vec![Request {
+            name: key.clone(),
+            keys: vec![key],
+            commands: vec![command],
+            effect: Effect::Cancelled(id),
+        }])
+        .await
     }
 
     /// Forward by hours or days, or back by seconds.
@@ -242,7 +276,12 @@ impl World {
             let key = format!("billing:{id}:{}", issued.invoice.period);
             let stream = domain::billing::stream(id, issued.invoice.period);
             let command = self.command(&key, stream, ExpectedRevision::NoStream, &[InvoiceEvent::from(issued)]);
-            requests.push(Request { name: key.clone(), keys: vec![key], commands: vec![command], effect: Effect::None });
+            requests.push(Request {
+                name: key.clone(),
+                keys: vec![key],
+                commands: vec![command],
+                effect: Effect::None,
+            });
         }
         self.trace(&format!("billing {} at {usage_sequence}", requests.len()));
         if requests.is_empty() { Ok(()) } else { self.submit(requests).await }
@@ -265,12 +304,20 @@ impl World {
                 let months = std::iter::once(month).chain(issued.keys().copied());
                 let usage = usage::months(self.db(), id, months).await.map_err(|e| e.to_string())?;
                 let catalog = Catalog::builtin();
-                let computed = domain::billing::invoice(subscription, &usage, &catalog, month, issued.values().map(Billed::from))
-                    .map_err(|e| format!("billing {id} {month}: {e}"))?;
+                let computed =
+                    domain::billing::invoice(subscription, &usage, &catalog, month, issued.values().map(Billed::from))
+                        .map_err(|e| format!("billing {id} {month}: {e}"))?;
                 if let Some(invoice) = computed {
                     let organization_id = subscription.organization_id.ok_or("a subscription without organization")?;
                     let (invoice_id, digest) = (invoice_id(id, month), invoice.digest());
-                    let issued = InvoiceIssued { invoice_id, subscription_id: id, organization_id, digest, invoice, usage_sequence: 0 };
+                    let issued = InvoiceIssued {
+                        invoice_id,
+                        subscription_id: id,
+                        organization_id,
+                        digest,
+                        invoice,
+                        usage_sequence: 0,
+                    };
                     return Ok(Some(issued));
                 }
             }
@@ -295,9 +342,15 @@ impl World {
             self.peer.deliveries += 1;
             let event = NotificationSent { id: notice.id, notice: notice.notice, recipients: Vec::new(), message_id };
             let key = format!("notify:{}", notice.id.0);
-            let command = self.command(&key, notice.id.stream(), ExpectedRevision::NoStream, &[NotificationEvent::from(event)]);
-            self.submit(vec![Request { name: key.clone(), keys: vec![key], commands: vec![command], effect: Effect::None }])
-                .await?;
+            let command =
+                self.command(&key, notice.id.stream(), ExpectedRevision::NoStream, &[NotificationEvent::from(event)]);
+            self.submit(vec![Request {
+                name: key.clone(),
+                keys: vec![key],
+                commands: vec![command],
+                effect: Effect::None,
+            }])
+            .await?;
             sent += 1;
         }
         self.trace(&format!("outbox {sent}"));

@@ -126,10 +126,16 @@ impl World {
         let payload = record.payload.as_deref().ok_or("a payload is missing")?;
         let event = LedgerEvent::decode(header, payload).map_err(|e| format!("record {}: {e}", header.sequence))?;
         let Some(event) = event else { return Err(format!("record {} is of no known type", header.sequence)) };
-        self.seen.invoices.apply(header, &event).map_err(|mismatch| format!("an invoice does not re-derive: {mismatch}"))?;
+        self.seen
+            .invoices
+            .apply(header, &event)
+            .map_err(|mismatch| format!("an invoice does not re-derive: {mismatch}"))?;
         if let LedgerEvent::Notification(NotificationEvent::NotificationSent(sent)) = &event {
             if !self.peer.accepted.contains(&sent.message_id) {
-                return Err(format!("record {} says {} was sent; the peer never accepted it", header.sequence, sent.message_id));
+                return Err(format!(
+                    "record {} says {} was sent; the peer never accepted it",
+                    header.sequence, sent.message_id
+                ));
             }
             self.counts.notices += 1;
         }
@@ -158,7 +164,9 @@ impl World {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
         match difference {
-            Some(difference) => Err(format!("the read models at sequence {applied} differ from a rebuild: {difference}")),
+            Some(difference) => {
+                Err(format!("the read models at sequence {applied} differ from a rebuild: {difference}"))
+            }
             None => Ok(()),
         }
     }

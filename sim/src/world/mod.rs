@@ -184,7 +184,8 @@ impl World {
         let log = EventLog::open_sqlite_with_faults(&path, clock, self.faults.clone())
             .await
             .map_err(|e| format!("reopening the log: {e}"))?;
-        let db = ReadModelDb::open_sqlite(self.dir.path()).await.map_err(|e| format!("reopening the read models: {e}"))?;
+        let db =
+            ReadModelDb::open_sqlite(self.dir.path()).await.map_err(|e| format!("reopening the read models: {e}"))?;
         self.node = Some(Node { log, db });
         Ok(())
     }

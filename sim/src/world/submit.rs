@@ -69,7 +69,8 @@ impl World {
                 Ok(Ok(appended)) => self.acknowledged(request, &appended).await?,
             }
         }
-        self.model.busy = self.model.pending.iter().flat_map(|r| r.commands.iter().map(|c| c.stream_id.clone())).collect();
+        self.model.busy =
+            self.model.pending.iter().flat_map(|r| r.commands.iter().map(|c| c.stream_id.clone())).collect();
         Ok(())
     }
 
@@ -191,7 +192,11 @@ impl World {
                     && record.payload.as_deref() == Some(event.payload.as_slice())
                     && (answer.replayed || record.header.event_id == event.event_id)
             });
-        if landed { Ok(()) } else { Err(format!("{key} was answered {range:?}, and the log holds something else there")) }
+        if landed {
+            Ok(())
+        } else {
+            Err(format!("{key} was answered {range:?}, and the log holds something else there"))
+        }
     }
 
     /// What the callers learn from a first acknowledgement.
@@ -206,7 +211,13 @@ impl World {
                 if let Some(org) = model.orgs.get_mut(organization) {
                     org.live = Some(*id);
                 }
-                let sub = Sub { organization: *organization, license: *license, start: *start, cancelled: false, ended: false };
+                let sub = Sub {
+                    organization: *organization,
+                    license: *license,
+                    start: *start,
+                    cancelled: false,
+                    ended: false,
+                };
                 model.subs.insert(*id, sub);
             }
             Effect::Cancelled(id) => {
