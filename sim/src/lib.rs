@@ -34,6 +34,8 @@ pub struct Config {
     pub steps: u32,
     /// A bug to plant, to prove the invariants catch it.
     pub bug: Option<Bug>,
+    /// Prints each trace line to stderr (`SIM_TRACE=1`).
+    pub print_trace: bool,
 }
 
 /// Steps per seed by default.
@@ -43,7 +45,7 @@ pub const STEPS_MAX: u32 = 10_000;
 
 impl Default for Config {
     fn default() -> Self {
-        Self { steps: STEPS_DEFAULT, bug: None }
+        Self { steps: STEPS_DEFAULT, bug: None, print_trace: false }
     }
 }
 

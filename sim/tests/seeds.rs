@@ -21,7 +21,11 @@ fn env(name: &str) -> Option<u64> {
 }
 
 fn config() -> Config {
-    Config { steps: env("SIM_STEPS").map_or(STEPS_DEFAULT, |steps| steps as u32), bug: None }
+    Config {
+        steps: env("SIM_STEPS").map_or(STEPS_DEFAULT, |steps| steps as u32),
+        bug: None,
+        print_trace: env("SIM_TRACE").is_some_and(|on| on > 0),
+    }
 }
 
 fn seeds() -> std::ops::Range<u64> {

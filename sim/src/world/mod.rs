@@ -210,6 +210,9 @@ impl World {
 
     /// Adds a line to the trace.
     fn trace(&mut self, line: &str) {
+        if self.config.print_trace {
+            eprintln!("sim {} step {}: {line}", self.seed, self.step);
+        }
         self.trace.update(&self.step.to_le_bytes());
         self.trace.update(&(line.len() as u64).to_le_bytes());
         self.trace.update(line.as_bytes());

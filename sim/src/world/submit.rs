@@ -52,6 +52,10 @@ impl World {
     /// Appends each request (one group-committed batch when several), a
     /// commit fault armed now and then, and checks every answer.
     pub(crate) async fn submit(&mut self, requests: Vec<Request>) -> Result<(), String> {
+        // An actor that decides again (the billing run, the outbox) makes
+        // a new request under the same key: it replaces the pending one.
+        let keys: std::collections::BTreeSet<&String> = requests.iter().flat_map(|r| &r.keys).collect();
+        self.model.pending.retain(|pending| !pending.keys.iter().any(|key| keys.contains(key)));
         let fault = self.rng.chance(COMMIT_FAULT_PER_MILLE).then(|| {
             let fault = if self.rng.chance(500) { CommitFault::Fail } else { CommitFault::Unknown };
             self.faults.arm(fault);
