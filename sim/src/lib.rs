@@ -71,6 +71,8 @@ pub struct Report {
     pub invoices: u64,
     /// E-mails recorded as sent.
     pub notices: u64,
+    /// Stripe invoices recorded as created.
+    pub stripe_invoices: u64,
     pub commit_faults: u64,
     pub crashes: u64,
     pub retries: u64,

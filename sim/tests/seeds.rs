@@ -49,6 +49,7 @@ fn every_seed_keeps_every_invariant() {
         records: 0,
         invoices: 0,
         notices: 0,
+        stripe_invoices: 0,
         commit_faults: 0,
         crashes: 0,
         retries: 0,
@@ -65,19 +66,21 @@ fn every_seed_keeps_every_invariant() {
         total.records += report.records;
         total.invoices += report.invoices;
         total.notices += report.notices;
+        total.stripe_invoices += report.stripe_invoices;
         total.commit_faults += report.commit_faults;
         total.crashes += report.crashes;
         total.retries += report.retries;
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "simulation: {count} seeds, {} steps in {seconds:.1} s ({:.1} seeds/s): {} records, {} invoices re-derived, {} e-mails, \
+        "simulation: {count} seeds, {} steps in {seconds:.1} s ({:.1} seeds/s): {} records, {} invoices re-derived, {} e-mails, {} Stripe invoices, \
          {} commit faults, {} crashes, {} retries",
         total.steps,
         count as f64 / seconds,
         total.records,
         total.invoices,
         total.notices,
+        total.stripe_invoices,
         total.commit_faults,
         total.crashes,
         total.retries

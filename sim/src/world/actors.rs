@@ -21,7 +21,7 @@ use store::{Command, ExpectedRevision, Idempotency, NewEvent};
 use super::{Effect, Request, World};
 
 /// Each actor's weight when a step picks one.
-const WEIGHTS: [u64; 11] = [6, 8, 22, 4, 10, 12, 7, 6, 6, 3, 12];
+const WEIGHTS: [u64; 12] = [6, 8, 22, 4, 10, 12, 7, 6, 6, 3, 12, 6];
 /// Organizations the callers create, at most.
 const ORGANIZATIONS_MAX: usize = 12;
 /// Usage reports one step sends at once (one group commit), at most.
@@ -49,6 +49,7 @@ impl World {
             7 => self.bill().await,
             8 => self.send_notices().await,
             9 => self.crash().await,
+            11 => self.sync_stripe().await,
             _ => {
                 self.move_clock();
                 Ok(())
@@ -56,7 +57,7 @@ impl World {
         }
     }
 
-    fn command<E: StoredEvent>(
+    pub(super) fn command<E: StoredEvent>(
         &mut self,
         key: &str,
         stream: StreamId,

@@ -130,6 +130,9 @@ impl World {
             .invoices
             .apply(header, &event)
             .map_err(|mismatch| format!("an invoice does not re-derive: {mismatch}"))?;
+        if let LedgerEvent::Stripe(stripe) = &event {
+            self.check_stripe(header.sequence, stripe)?;
+        }
         if let LedgerEvent::Notification(NotificationEvent::NotificationSent(sent)) = &event {
             if !self.peer.accepted.contains(&sent.message_id) {
                 return Err(format!(

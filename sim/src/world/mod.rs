@@ -4,6 +4,7 @@
 mod actors;
 mod checks;
 mod hooks;
+mod stripe;
 mod submit;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -110,6 +111,7 @@ struct Counts {
     crashes: u64,
     retries: u64,
     notices: u64,
+    stripe_invoices: u64,
 }
 
 pub(crate) struct World {
@@ -124,6 +126,7 @@ pub(crate) struct World {
     model: Model,
     seen: Seen,
     peer: Peer,
+    stripe: stripe::FakeStripe,
     counts: Counts,
     ids: u128,
     trace: blake3::Hasher,
@@ -171,6 +174,7 @@ impl World {
                 rebuilds: 0,
             },
             peer: Peer::default(),
+            stripe: stripe::FakeStripe::default(),
             counts: Counts::default(),
             ids: 0,
             trace,
@@ -248,6 +252,7 @@ impl World {
             records: head.sequence,
             invoices: self.seen.invoices.checked(),
             notices: self.counts.notices,
+            stripe_invoices: self.counts.stripe_invoices,
             commit_faults: self.counts.commit_faults,
             crashes: self.counts.crashes,
             retries: self.counts.retries,

@@ -78,6 +78,13 @@ impl World {
         Ok(())
     }
 
+    /// Submits one request; answers whether it stands acknowledged.
+    pub(crate) async fn submit_one(&mut self, request: Request) -> Result<bool, String> {
+        let keys = request.keys.clone();
+        self.submit(vec![request]).await?;
+        Ok(keys.iter().all(|key| matches!(self.model.keys.get(key), Some(KeyState::Acknowledged(_)))))
+    }
+
     /// Retries a request whose outcome its caller did not learn, or one
     /// acknowledged already (a duplicate).
     pub(crate) async fn retry(&mut self) -> Result<(), String> {
