@@ -9,8 +9,8 @@ use domain::record::Record;
 use projections::db::{Projection, ReadModelDb, Rebuild, Runner, RunnerError, compare};
 use projections::models;
 
-use super::World;
 use super::hooks::Hooked;
+use super::{KeyState, World};
 use crate::Bug;
 
 /// The chance (per mille) that a runner step meets a projection failing
@@ -189,6 +189,29 @@ impl World {
             }
         }
         ReadModelDb::open_sqlite_file(path).await.map_err(err)
+    }
+
+    /// Every idempotency key the callers used is in the log as far as
+    /// they know it (after a crash and at the end): an acknowledged command
+    /// where it was answered, one whose outcome was lost committed, one
+    /// whose commit failed absent.
+    pub(crate) async fn check_keys(&self) -> Result<(), String> {
+        for (key, state) in &self.model.keys {
+            let found = self.log().find_idempotency_key(key).await.map_err(err)?.map(|(_, appended)| appended);
+            let holds = match (state, found) {
+                (KeyState::Acknowledged(first), Some(found)) => {
+                    (first.first_sequence, first.last_sequence, first.stream_revision)
+                        == (found.first_sequence, found.last_sequence, found.stream_revision)
+                }
+                (KeyState::Unseen, found) => found.is_some(),
+                (KeyState::NotCommitted, found) => found.is_none(),
+                (KeyState::Acknowledged(_), None) => false,
+            };
+            if !holds {
+                return Err(format!("{key} was {state:?}, and the log holds {found:?}"));
+            }
+        }
+        Ok(())
     }
 
     /// The whole chain from sequence 1 (at the end of a run).

@@ -231,6 +231,7 @@ impl World {
         // Let the dropped writer task end and close its connection.
         tokio::task::yield_now().await;
         self.open().await?;
+        self.check_keys().await?;
         self.seen.compared = None;
         self.trace("crash");
         Ok(())
@@ -242,6 +243,7 @@ impl World {
         self.catch_up().await?;
         self.check().await?;
         self.verify_all().await?;
+        self.check_keys().await?;
         let head = self.log().head().await.map_err(|e| e.to_string())?;
         self.trace(&format!("end {} {}", head.sequence, head.chain_hash));
         let head_hash: Hash = head.chain_hash;
