@@ -87,13 +87,16 @@ pub struct Failure {
     pub seed: u64,
     pub step: u32,
     pub what: String,
+    /// The steps the run was asked for (its last checks follow them).
+    pub steps: u32,
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let steps = if self.steps == STEPS_DEFAULT { String::new() } else { format!("SIM_STEPS={} ", self.steps) };
         write!(
             f,
-            "simulation seed {} failed at step {}: {}\nreproduce: SIM_SEED={} cargo test -p ledger-sim --test seeds",
+            "simulation seed {} failed at step {}: {}\nreproduce: {steps}SIM_SEED={} cargo test -p ledger-sim --test seeds",
             self.seed, self.step, self.what, self.seed
         )
     }
@@ -108,6 +111,7 @@ pub fn run(seed: u64, config: Config) -> Result<Report, Failure> {
         seed,
         step: 0,
         what: format!("no runtime: {error}"),
+        steps: config.steps,
     })?;
     runtime.block_on(world::World::run(seed, config))
 }

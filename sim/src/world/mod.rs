@@ -134,18 +134,20 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) async fn run(seed: u64, config: Config) -> Result<Report, Failure> {
-        let mut world = World::new(seed, config).map_err(|what| Failure { seed, step: 0, what })?;
-        world.open().await.map_err(|what| Failure { seed, step: 0, what })?;
+        let steps = config.steps.min(STEPS_MAX);
+        let failed = |step: u32| move |what: String| Failure { seed, step, what, steps };
+        let mut world = World::new(seed, config).map_err(failed(0))?;
+        world.open().await.map_err(failed(0))?;
         for step in 1..=config.steps.min(STEPS_MAX) {
             world.step = step;
             let done = async {
                 world.act().await?;
                 world.check().await
             };
-            done.await.map_err(|what| Failure { seed, step, what })?;
+            done.await.map_err(failed(step))?;
         }
         let last = world.step + 1;
-        world.finish().await.map_err(|what| Failure { seed, step: last, what })
+        world.finish().await.map_err(failed(last))
     }
 
     fn new(seed: u64, config: Config) -> Result<Self, String> {
