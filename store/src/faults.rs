@@ -1,5 +1,6 @@
-//! Commit faults for the deterministic simulation (`sim/`, feature `sim`;
-//! never built into the server).
+//! Commit faults for the deterministic simulation (`sim/`, feature `sim`,
+//! which only `ledger-sim` enables; a workspace build that unifies it into
+//! the server leaves it unarmed: no log but the simulation's has faults).
 //!
 //! A simulation arms one fault at a time; the SQLite writer takes it at its
 //! next commit. [`CommitFault::Fail`] rolls the transaction back before it

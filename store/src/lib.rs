@@ -347,7 +347,7 @@ impl EventLog {
     }
 
     /// Opens the SQLite log at `path` with the simulation's commit faults
-    /// (`sim/`; feature `sim`, never the server's).
+    /// (`sim/`; feature `sim`): the only log that has any.
     #[cfg(feature = "sim")]
     pub async fn open_sqlite_with_faults(
         path: &std::path::Path,
