@@ -340,7 +340,6 @@ impl World {
             }
             let message_id = format!("<{}@sim>", notice.id.0);
             self.peer.accepted.insert(message_id.clone());
-            self.peer.deliveries += 1;
             let event = NotificationSent { id: notice.id, notice: notice.notice, recipients: Vec::new(), message_id };
             let key = format!("notify:{}", notice.id.0);
             let command =

@@ -102,7 +102,6 @@ struct Seen {
 #[derive(Default)]
 struct Peer {
     accepted: BTreeSet<String>,
-    deliveries: u64,
 }
 
 #[derive(Default)]
