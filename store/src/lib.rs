@@ -18,6 +18,8 @@ use domain::{Clock, EventId, StreamId, Timestamp};
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot};
 
+#[cfg(feature = "sim")]
+pub mod faults;
 mod hosts;
 pub mod metrics;
 mod plan;
@@ -341,6 +343,19 @@ impl EventLog {
     /// Opens (creating if needed) the SQLite log at `path`.
     pub async fn open_sqlite(path: &std::path::Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let (reader, writer) = sqlite::open(path).await?;
+        Ok(Self::start(Reader::Sqlite(reader), writer::Backend::Sqlite(writer), clock))
+    }
+
+    /// Opens the SQLite log at `path` with the simulation's commit faults
+    /// (`sim/`; feature `sim`): the only log that has any.
+    #[cfg(feature = "sim")]
+    pub async fn open_sqlite_with_faults(
+        path: &std::path::Path,
+        clock: Arc<dyn Clock>,
+        faults: Arc<faults::CommitFaults>,
+    ) -> Result<Self, StoreError> {
+        let (reader, mut writer) = sqlite::open(path).await?;
+        writer.faults = Some(faults);
         Ok(Self::start(Reader::Sqlite(reader), writer::Backend::Sqlite(writer), clock))
     }
 

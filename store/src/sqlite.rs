@@ -75,7 +75,12 @@ pub(crate) async fn open(path: &Path) -> Result<(Readers, Writer), StoreError> {
         permits: Arc::new(Semaphore::new(READ_CONNECTIONS_MAX)),
         mode: ReadMode::Locked,
     };
-    Ok((readers, Writer { connection: Arc::new(Mutex::new(writer)) }))
+    let writer = Writer {
+        connection: Arc::new(Mutex::new(writer)),
+        #[cfg(feature = "sim")]
+        faults: None,
+    };
+    Ok((readers, writer))
 }
 
 /// Opens the log file to read only (`crate::read_only`): the file must
@@ -281,14 +286,22 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
 /// time; the mutex only carries it onto a blocking thread and back.
 pub(crate) struct Writer {
     connection: Arc<Mutex<Connection>>,
+    /// The simulation's commit faults (`crate::faults`).
+    #[cfg(feature = "sim")]
+    pub(crate) faults: Option<Arc<crate::faults::CommitFaults>>,
 }
 
 impl Writer {
     pub(crate) async fn commit(&self, batch: Arc<Batch>, groups: Range<usize>, now: Timestamp) -> Outcomes {
         let connection = self.connection.clone();
+        #[cfg(feature = "sim")]
+        let faults = self.faults.clone();
         tokio::task::spawn_blocking(move || {
             let mut connection = connection.lock().expect("the writer's connection is not poisoned");
             let (commands, groups) = batch.slice(groups);
+            #[cfg(feature = "sim")]
+            return crate::faults::commit(faults.as_deref(), &mut connection, commands, groups, now);
+            #[cfg(not(feature = "sim"))]
             commit(&mut connection, commands, groups, now)
         })
         .await
@@ -296,7 +309,7 @@ impl Writer {
     }
 }
 
-fn commit(connection: &mut Connection, commands: &[Command], groups: &[Group], now: Timestamp) -> Outcomes {
+pub(crate) fn commit(connection: &mut Connection, commands: &[Command], groups: &[Group], now: Timestamp) -> Outcomes {
     let before = |error: StoreError| CommitError { error, at_commit: false };
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| before(e.into()))?;
     let planned = (|| {

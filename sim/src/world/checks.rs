@@ -1,0 +1,227 @@
+//! The projections runner's step and the invariants checked after every
+//! step.
+
+use std::sync::Arc;
+
+use domain::event::LedgerEvent;
+use domain::notification::NotificationEvent;
+use domain::record::Record;
+use projections::db::{Projection, ReadModelDb, Rebuild, Runner, RunnerError, compare};
+use projections::models;
+
+use super::hooks::Hooked;
+use super::{KeyState, World};
+use crate::Bug;
+
+/// The chance (per mille) that a runner step meets a projection failing
+/// in the middle of its batch.
+const APPLY_FAULT_PER_MILLE: u64 = 200;
+/// Records read per page by the checks and the rebuild.
+const PAGE_RECORDS: usize = 512;
+/// The largest batch a runner step commits.
+const FLUSH_RECORDS_MAX: u64 = 64;
+
+fn err(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
+
+fn names() -> Vec<&'static str> {
+    models::all(domain::catalog::Catalog::builtin()).iter().map(|p| p.name()).collect()
+}
+
+impl World {
+    /// The live runner's projections: the models, with the planted bug and
+    /// a failure at `fail_at`, if any.
+    fn projections(&self, fail_at: Option<u64>) -> Vec<Box<dyn Projection>> {
+        let skip = self.config.bug == Some(Bug::SkipAuditRecord);
+        (models::all(domain::catalog::Catalog::builtin()).into_iter())
+            .map(|inner| {
+                let audit = inner.name().starts_with("audit");
+                let hooked = Hooked { fail_at: fail_at.filter(|_| audit), skip: skip && audit, inner };
+                Box::new(hooked) as Box<dyn Projection>
+            })
+            .collect()
+    }
+
+    fn runner(&self, fail_at: Option<u64>, flush: u64) -> Result<Runner, String> {
+        let (log, db) = (self.log().clone(), self.db().clone());
+        Ok(Runner::new(log, db, self.projections(fail_at)).map_err(err)?.with_flush_records_max(flush as usize))
+    }
+
+    /// Applies the log up to its head; answers the sequence applied.
+    pub(crate) async fn catch_up(&mut self) -> Result<u64, String> {
+        let flush = 1 + self.rng.below(FLUSH_RECORDS_MAX);
+        self.runner(None, flush)?.catch_up().await.map_err(|e| format!("the runner failed: {e}"))
+    }
+
+    /// A runner step; now and then a projection fails in the middle of it,
+    /// and a new runner (a restart) applies it all.
+    pub(crate) async fn run_projections(&mut self) -> Result<(), String> {
+        let head = self.log().head().await.map_err(err)?.sequence;
+        let applied = self.db().applied(&names()).await.map_err(err)?;
+        if head > applied && self.rng.chance(APPLY_FAULT_PER_MILLE) {
+            let fail_at = applied + 1 + self.rng.below(head - applied);
+            let flush = 1 + self.rng.below(FLUSH_RECORDS_MAX);
+            match self.runner(Some(fail_at), flush)?.catch_up().await {
+                Err(RunnerError::Apply { sequence, .. }) if sequence == fail_at => {}
+                other => return Err(format!("a projection failing at {fail_at} stopped the runner with {other:?}")),
+            }
+            self.trace(&format!("runner failed at {fail_at}"));
+        }
+        let at = self.catch_up().await?;
+        if at != head {
+            return Err(format!("the runner caught up to {at}, the head is {head}"));
+        }
+        self.trace(&format!("runner {at}"));
+        Ok(())
+    }
+
+    /// The invariants, after every step: the new records' chain verifies,
+    /// sequences and stream revisions have no gaps, issued invoices
+    /// re-derive, every e-mail recorded as sent was accepted by the peer;
+    /// and the read models equal a rebuild from the log when they moved.
+    pub(crate) async fn check(&mut self) -> Result<(), String> {
+        let head = self.log().head().await.map_err(err)?;
+        let from = self.seen.scanned + 1;
+        if head.sequence >= from {
+            let report = self.log().verify(from..=head.sequence).await.map_err(err)?;
+            if let Some(failure) = report.failure {
+                return Err(format!("the chain does not verify: {failure}"));
+            }
+        }
+        while self.seen.scanned < head.sequence {
+            let range = self.seen.scanned + 1..=head.sequence;
+            let page = self.log().read_page(range, PAGE_RECORDS).await.map_err(err)?;
+            if page.is_empty() {
+                return Err(format!("the head is {}, and nothing follows {}", head.sequence, self.seen.scanned));
+            }
+            page.iter().try_for_each(|record| self.scan(record))?;
+        }
+        let applied = self.db().applied(&names()).await.map_err(err)?;
+        if applied > head.sequence {
+            return Err(format!("the read models are at {applied}, past the head {}", head.sequence));
+        }
+        if self.seen.compared != Some(applied) {
+            self.compare_rebuild(applied).await?;
+            self.seen.compared = Some(applied);
+        }
+        self.trace(&format!("head {} {} applied {applied}", head.sequence, head.chain_hash));
+        Ok(())
+    }
+
+    fn scan(&mut self, record: &Record) -> Result<(), String> {
+        let header = &record.header;
+        if header.sequence != self.seen.scanned + 1 {
+            return Err(format!("the log skips from {} to {}", self.seen.scanned, header.sequence));
+        }
+        let last = self.seen.streams.entry(header.stream_id.clone()).or_insert(0);
+        if header.stream_revision != *last + 1 {
+            return Err(format!(
+                "stream {} goes from revision {last} to {} at sequence {}",
+                header.stream_id, header.stream_revision, header.sequence
+            ));
+        }
+        *last = header.stream_revision;
+        self.seen.scanned = header.sequence;
+        let payload = record.payload.as_deref().ok_or("a payload is missing")?;
+        let event = LedgerEvent::decode(header, payload).map_err(|e| format!("record {}: {e}", header.sequence))?;
+        let Some(event) = event else { return Err(format!("record {} is of no known type", header.sequence)) };
+        self.seen
+            .invoices
+            .apply(header, &event)
+            .map_err(|mismatch| format!("an invoice does not re-derive: {mismatch}"))?;
+        if let LedgerEvent::Stripe(stripe) = &event {
+            self.check_stripe(header.sequence, stripe)?;
+        }
+        if let LedgerEvent::Notification(NotificationEvent::NotificationSent(sent)) = &event {
+            if !self.peer.accepted.contains(&sent.message_id) {
+                return Err(format!(
+                    "record {} says {} was sent; the peer never accepted it",
+                    header.sequence, sent.message_id
+                ));
+            }
+            self.counts.notices += 1;
+        }
+        Ok(())
+    }
+
+    /// The read models as they are equal a rebuild from the log up to the
+    /// sequence they include, table by table.
+    async fn compare_rebuild(&mut self, applied: u64) -> Result<(), String> {
+        self.seen.rebuilds += 1;
+        let path = self.dir.path().join(format!("rebuild-{}.sqlite", self.seen.rebuilds));
+        let scratch = self.scratch(&path).await?;
+        let all = models::all(domain::catalog::Catalog::builtin());
+        let mut rebuild = Rebuild::new(scratch.clone(), all, applied).await.map_err(err)?;
+        let mut next = 1;
+        while next <= applied {
+            let page = self.log().read_page(next..=applied, PAGE_RECORDS).await.map_err(err)?;
+            let Some(last) = page.last().map(|record| record.header.sequence) else { break };
+            rebuild.apply(Arc::from(page)).await.map_err(|e| format!("the rebuild failed: {e}"))?;
+            next = last + 1;
+        }
+        rebuild.finish().await.map_err(|e| format!("the rebuild failed: {e}"))?;
+        let difference = compare(self.db(), &scratch, &models::tables()).await.map_err(err)?;
+        drop(scratch);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        match difference {
+            Some(difference) => {
+                Err(format!("the read models at sequence {applied} differ from a rebuild: {difference}"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// An empty read-model file at `path`: a copy of one migrated once per
+    /// run (migrating a new file each time took most of a run's time).
+    async fn scratch(&mut self, path: &std::path::Path) -> Result<ReadModelDb, String> {
+        let template = self.dir.path().join("empty-readmodels.sqlite");
+        if !template.exists() {
+            // Closed when dropped: its connections fold the WAL into the file.
+            drop(ReadModelDb::open_sqlite_file(&template).await.map_err(err)?);
+        }
+        for suffix in ["", "-wal"] {
+            let from = format!("{}{suffix}", template.display());
+            if std::path::Path::new(&from).exists() {
+                std::fs::copy(&from, format!("{}{suffix}", path.display())).map_err(err)?;
+            }
+        }
+        ReadModelDb::open_sqlite_file(path).await.map_err(err)
+    }
+
+    /// Every idempotency key the callers used is in the log as far as
+    /// they know it (after a crash and at the end): an acknowledged command
+    /// where it was answered, one whose outcome was lost committed, one
+    /// whose commit failed absent.
+    pub(crate) async fn check_keys(&self) -> Result<(), String> {
+        for (key, state) in &self.model.keys {
+            let found = self.log().find_idempotency_key(key).await.map_err(err)?.map(|(_, appended)| appended);
+            let holds = match (state, found) {
+                (KeyState::Acknowledged(first), Some(found)) => {
+                    (first.first_sequence, first.last_sequence, first.stream_revision)
+                        == (found.first_sequence, found.last_sequence, found.stream_revision)
+                }
+                (KeyState::Unseen, found) => found.is_some(),
+                (KeyState::NotCommitted, found) => found.is_none(),
+                (KeyState::Acknowledged(_), None) => false,
+            };
+            if !holds {
+                return Err(format!("{key} was {state:?}, and the log holds {found:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole chain from sequence 1 (at the end of a run).
+    pub(crate) async fn verify_all(&self) -> Result<(), String> {
+        let head = self.log().head().await.map_err(err)?.sequence;
+        let report = self.log().verify(1..=head.max(1)).await.map_err(err)?;
+        match report.failure {
+            Some(failure) => Err(format!("the chain does not verify: {failure}")),
+            None if report.checked != head => Err(format!("verify checked {} of {head} records", report.checked)),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Commit faults for the deterministic simulation (`sim/`, feature `sim`,
+//! which only `ledger-sim` enables; a workspace build that unifies it into
+//! the server leaves it unarmed: no log but the simulation's has faults).
+//!
+//! A simulation arms one fault at a time; the SQLite writer takes it at its
+//! next commit. [`CommitFault::Fail`] rolls the transaction back before it
+//! writes (a lost connection, a full disk): the writer answers an error, or
+//! retries a batch of several requests one by one as it does after any
+//! failure before `COMMIT`. [`CommitFault::Unknown`] commits and then
+//! answers an error, as when the connection is lost during `COMMIT`: the
+//! caller cannot tell, and only its retry with the same idempotency key
+//! learns the first outcome.
+
+use std::sync::Mutex;
+
+use domain::Timestamp;
+use rusqlite::Connection;
+
+use crate::plan::Group;
+use crate::writer::{CommitError, Outcomes};
+use crate::{Command, StoreError};
+
+/// One injected commit fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitFault {
+    /// Nothing is written; the caller sees an error.
+    Fail,
+    /// Everything is written; the caller sees an error.
+    Unknown,
+}
+
+/// The fault the writer's next commit takes, if one is armed.
+#[derive(Debug, Default)]
+pub struct CommitFaults {
+    next: Mutex<Option<CommitFault>>,
+}
+
+impl CommitFaults {
+    /// Arms `fault` for the next commit (replacing one not yet taken).
+    pub fn arm(&self, fault: CommitFault) {
+        *self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fault);
+    }
+
+    /// Disarms a fault no commit has taken; answers it.
+    pub fn disarm(&self) -> Option<CommitFault> {
+        self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
+/// Commits as [`crate::sqlite`] does, with the armed fault, if any.
+pub(crate) fn commit(
+    faults: Option<&CommitFaults>,
+    connection: &mut Connection,
+    commands: &[Command],
+    groups: &[Group],
+    now: Timestamp,
+) -> Outcomes {
+    match faults.and_then(CommitFaults::disarm) {
+        None => crate::sqlite::commit(connection, commands, groups, now),
+        Some(CommitFault::Fail) => {
+            Err(CommitError { error: StoreError::Io("injected fault: the commit failed".into()), at_commit: false })
+        }
+        Some(CommitFault::Unknown) => {
+            crate::sqlite::commit(connection, commands, groups, now)?;
+            Err(CommitError {
+                error: StoreError::Io("injected fault: the commit's outcome is unknown".into()),
+                at_commit: true,
+            })
+        }
+    }
+}
