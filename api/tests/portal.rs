@@ -465,3 +465,192 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     b.client.close().await.unwrap();
     println!("portal browser suite: {:.1} s", started.elapsed().as_secs_f64());
 }
+
+/// The `replay` binary built beside `ledger` (`cargo test --workspace`).
+fn replay_binary() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_BIN_EXE_ledger")).with_file_name("replay");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{} is missing: CI runs `cargo test --workspace`", path.display());
+    eprintln!("SKIPPED: the proof check needs the replay binary; build it with `cargo test --workspace`");
+    None
+}
+
+/// `ledger users login-link` run beside the server: the link it printed,
+/// as a portal path.
+async fn login_link(backend: &Backend, email: &str, org: &str, base: &str) -> String {
+    let args = ["users", "login-link", "--email", email, "--organization", org, "--portal-url", base];
+    let output = backend.cli(&args).await;
+    assert!(output.status.success(), "login-link: {}", String::from_utf8_lossy(&output.stderr));
+    let url = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(url.starts_with(&format!("{base}/portal/link?token=")), "{url}");
+    url[base.len()..].to_owned()
+}
+
+/// Uses a link over plain HTTP (a double-submit value of its own): the
+/// answer's status and the session cookie it set, if any.
+async fn use_link_over_http(s: &Server, link: &str) -> (u16, Option<String>) {
+    let token = link.split("token=").nth(1).unwrap();
+    let answer = http()
+        .post(format!("{}/portal/link", s.base))
+        .header("cookie", "ledger_portal_csrf=double-submit")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&csrf=double-submit"))
+        .send()
+        .await
+        .unwrap();
+    let session = answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap())
+        .find_map(|c| c.strip_prefix("ledger_portal_session="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .filter(|c| !c.is_empty());
+    (answer.status().as_u16(), session)
+}
+
+/// A signed-in GET: the status, the Content-Disposition and the body.
+async fn download(s: &Server, path: &str, cookie: &str) -> (u16, String, Vec<u8>) {
+    let answer = http()
+        .get(format!("{}{path}", s.base))
+        .header("cookie", format!("ledger_portal_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    let disposition =
+        answer.headers().get("content-disposition").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (answer.status().as_u16(), disposition, answer.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoices_are_listed_downloaded_and_proved_after_a_login_link_sign_in() {
+    if !peers_available(module_path!()) {
+        return;
+    }
+    let started = Instant::now();
+    let backend = Backend::sqlite().await;
+    let s = backend.start_with(&["--portal-insecure-cookies"]).await;
+    let acme = s.create_org("Acme GmbH").await;
+    let globex = s.create_org("Globex").await;
+    s.create_subscription(&acme, "starter", "2026-01-01", true).await;
+    s.create_subscription(&globex, "starter", "2026-01-01", true).await;
+    add_user(&s, &acme, "admin@acme.test", "admin").await;
+    add_user(&s, &acme, "vic@acme.test", "viewer").await;
+    add_user(&s, &globex, "admin@globex.test", "admin").await;
+    s.move_clock("2026-02-01T01:00:00Z").await;
+    s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-01" })).await.expect(200);
+    let listed = s.get(&format!("/api/v1/organizations/{acme}/invoices"), Some(OPERATOR)).await.expect(200);
+    let api_invoice = listed[0].clone();
+    let invoice = id(&api_invoice["id"]);
+    let theirs = s.get(&format!("/api/v1/organizations/{globex}/invoices"), Some(OPERATOR)).await.expect(200);
+    let their_invoice = id(&theirs[0]["id"]);
+
+    // `ledger users login-link`: refused for an address that is no user;
+    // its link signs in once, in the browser.
+    let args = ["users", "login-link", "--email", "nobody@acme.test", "--organization", &acme];
+    let unknown = backend.cli(&args).await;
+    assert!(!unknown.status.success(), "a link for no user");
+    assert!(unknown.stdout.is_empty(), "no link printed");
+    let link = login_link(&backend, "admin@acme.test", &acme, &s.base).await;
+    let b = Browser::start(&s.base).await;
+    b.go(&link).await;
+    b.click("#use-link").await;
+    assert_eq!(b.text("#tier").await, "starter");
+    assert_eq!(use_link_over_http(&s, &link).await, (403, None), "the printed link works once");
+    let admin = b.session_cookie().await;
+
+    // The list, newest first, and the invoice's page.
+    b.go(&format!("/portal/orgs/{acme}/invoices")).await;
+    assert_eq!(b.text("h1").await, "Invoices");
+    assert_eq!(b.text("#invoices tbody th").await, "2026-01");
+    assert_eq!(b.text("#invoices tbody td.status").await, "open");
+    b.accessible("invoices").await;
+    b.screenshot("invoices").await;
+    b.click("#invoices tbody th a").await;
+    assert_eq!(b.text("h1").await, "Invoice 2026-01");
+    assert_eq!(b.text("#invoice-status").await, "open");
+    let total = format!("{} USD", api_invoice["total"].as_str().unwrap());
+    assert_eq!(b.text("#total").await, total);
+    let lines = b.client.find_all(Locator::Css("#lines tbody tr")).await.unwrap();
+    assert_eq!(lines.len(), api_invoice["lines"].as_array().unwrap().len());
+    assert_eq!(b.client.find_all(Locator::Css("#runs tbody tr")).await.unwrap().len(), 1, "one run of days");
+    b.accessible("invoice").await;
+    b.screenshot("invoice").await;
+    b.click("#print").await;
+    assert_eq!(b.text("h1").await, "Invoice 2026-01 · Acme GmbH");
+    assert!(b.client.find(Locator::Css("nav")).await.is_err(), "no navigation on paper");
+    b.accessible("invoice print").await;
+    b.screenshot("invoice-print").await;
+
+    // JSON: the API's answer, exactly.
+    let base = format!("/portal/orgs/{acme}/invoices/{invoice}");
+    let (status, disposition, body) = download(&s, &format!("{base}/json"), &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(disposition, format!("attachment; filename=\"invoice-2026-01-{invoice}.json\""));
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), api_invoice);
+
+    // CSV: a header, a row per line, the total.
+    let (status, disposition, body) = download(&s, &format!("{base}/csv"), &admin).await;
+    assert_eq!(status, 200);
+    assert!(disposition.ends_with(".csv\""), "{disposition}");
+    let text = String::from_utf8(body).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "period,kind,description,days,amount,currency,reports");
+    assert_eq!(rows.len(), api_invoice["lines"].as_array().unwrap().len() + 2, "{text}");
+    assert_eq!(*rows.last().unwrap(), format!("2026-01,total,,,{},USD,", api_invoice["total"].as_str().unwrap()));
+
+    // "Prove it": the invoice event's inclusion proof, which the auditor's
+    // replay accepts against the server's checkpoint key.
+    let (status, disposition, body) = download(&s, &format!("{base}/proof"), &admin).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let proof: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(proof["record"]["eventType"], "InvoiceIssued", "{proof}");
+    let sequence = proof["sequence"].as_u64().unwrap();
+    assert_eq!(disposition, format!("attachment; filename=\"proof-{sequence}.json\""));
+    if let Some(replay) = replay_binary() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &body).unwrap();
+        let keys = s.get("/api/v1/keys", None).await.expect(200);
+        let key = keys["checkpoints"]["current"].as_str().unwrap();
+        let output = Command::new(replay)
+            .args(["check-proof", "--proof"])
+            .arg(file.path())
+            .args(["--public-key", key])
+            .output()
+            .await
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{said}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(said.contains(&format!("ok record {sequence}")), "{said}");
+    }
+
+    // Another organization's invoice, or its events' proofs: not found.
+    for path in [
+        format!("/portal/orgs/{acme}/invoices/{their_invoice}"),
+        format!("/portal/orgs/{acme}/invoices/{their_invoice}/json"),
+        format!("/portal/orgs/{acme}/invoices/{their_invoice}/proof"),
+        format!("/portal/orgs/{globex}/invoices"),
+    ] {
+        assert_eq!(download(&s, &path, &admin).await.0, 404, "{path}");
+    }
+    let their_events = s.audit(&globex).await;
+    let their_sequence = their_events.iter().find(|e| e["eventType"] == "InvoiceIssued").unwrap()["sequence"].clone();
+    let (status, _, _) = download(&s, &format!("/portal/orgs/{acme}/proofs/{their_sequence}"), &admin).await;
+    assert_eq!(status, 404, "a sequence not the organization's");
+    let (status, _, _) = download(&s, &format!("/portal/orgs/{acme}/proofs/{sequence}"), &admin).await;
+    assert_eq!(status, 200, "its own event's");
+
+    // A viewer may not see invoices (the API's roles table: analysts up).
+    let link = login_link(&backend, "vic@acme.test", &acme, &s.base).await;
+    let (status, viewer) = use_link_over_http(&s, &link).await;
+    assert_eq!(status, 303);
+    let viewer = viewer.expect("a session");
+    for path in [format!("/portal/orgs/{acme}/invoices"), format!("{base}/json"), format!("{base}/csv")] {
+        assert_eq!(download(&s, &path, &viewer).await.0, 403, "{path}");
+    }
+
+    b.client.close().await.unwrap();
+    println!("portal invoices suite: {:.1} s", started.elapsed().as_secs_f64());
+}

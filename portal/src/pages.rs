@@ -37,7 +37,7 @@ pub struct Nav {
 }
 
 impl Nav {
-    fn of(signed: &Signed, active: &'static str) -> Self {
+    pub(crate) fn of(signed: &Signed, active: &'static str) -> Self {
         Nav {
             org: signed.user.organization_id.to_string(),
             active,
@@ -48,7 +48,7 @@ impl Nav {
     }
 }
 
-fn context(signed: &Signed) -> Context {
+pub(crate) fn context(signed: &Signed) -> Context {
     let caller = signed.caller();
     Context {
         metadata: Metadata {
