@@ -569,8 +569,8 @@ async fn invoices_are_listed_downloaded_and_proved_after_a_login_link_sign_in() 
     b.accessible("invoices").await;
     b.screenshot("invoices").await;
     b.click("#invoices tbody th a").await;
-    assert_eq!(b.text("h1").await, "Invoice 2026-01");
     assert_eq!(b.text("#invoice-status").await, "open");
+    assert_eq!(b.text("h1").await, "Invoice 2026-01");
     let total = format!("{} USD", api_invoice["total"].as_str().unwrap());
     assert_eq!(b.text("#total").await, total);
     let lines = b.client.find_all(Locator::Css("#lines tbody tr")).await.unwrap();
@@ -578,7 +578,9 @@ async fn invoices_are_listed_downloaded_and_proved_after_a_login_link_sign_in() 
     assert_eq!(b.client.find_all(Locator::Css("#runs tbody tr")).await.unwrap().len(), 1, "one run of days");
     b.accessible("invoice").await;
     b.screenshot("invoice").await;
-    b.click("#print").await;
+    let print = b.find("#print").await.attr("href").await.unwrap().unwrap();
+    assert_eq!(print, format!("/portal/orgs/{acme}/invoices/{invoice}/print"));
+    b.go(&print).await;
     assert_eq!(b.text("h1").await, "Invoice 2026-01 · Acme GmbH");
     assert!(b.client.find(Locator::Css("nav")).await.is_err(), "no navigation on paper");
     b.accessible("invoice print").await;
@@ -653,4 +655,120 @@ async fn invoices_are_listed_downloaded_and_proved_after_a_login_link_sign_in() 
 
     b.client.close().await.unwrap();
     println!("portal invoices suite: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// A plan-page form posted over HTTP with the session's CSRF token.
+async fn post_form(s: &Server, path: &str, cookie: &str, body: &str) -> (u16, String) {
+    let answer = http()
+        .post(format!("{}{path}", s.base))
+        .header("cookie", format!("ledger_portal_session={cookie}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_changes_the_plan_each_change_previewed_before_it_is_confirmed() {
+    if !peers_available(module_path!()) {
+        return;
+    }
+    let started = Instant::now();
+    let backend = Backend::sqlite().await;
+    let s = backend.start_with(&["--portal-insecure-cookies"]).await;
+    let acme = s.create_org("Acme GmbH").await;
+    let created = s.create_subscription(&acme, "starter", "2026-01-01", true).await;
+    let old_key = id(&created["licenseKey"]);
+    add_user(&s, &acme, "admin@acme.test", "admin").await;
+    add_user(&s, &acme, "ana@acme.test", "analyst").await;
+    s.move_clock("2026-01-11T09:00:00Z").await;
+    let b = Browser::start(&s.base).await;
+    b.go(&login_link(&backend, "admin@acme.test", &acme, &s.base).await).await;
+    b.click("#use-link").await;
+    assert_eq!(b.text("#tier").await, "starter");
+    let admin = b.session_cookie().await;
+
+    b.go(&format!("/portal/orgs/{acme}/plan")).await;
+    assert_eq!(b.text("#current-tier").await, "starter");
+    b.accessible("plan").await;
+    b.screenshot("plan").await;
+
+    // Upgrade: the preview changes nothing; confirmed, the new key once.
+    let head = s.head().await;
+    b.click("#preview-upgrade").await;
+    b.find("#confirm").await;
+    assert_eq!(b.text("h1").await, "Preview: upgrade");
+    assert_eq!(b.text("#effective").await, "2026-01-11");
+    assert!(!b.text("#prorated").await.is_empty());
+    let seats = b.client.find(Locator::Css("#limits tbody tr:first-child td.after")).await.unwrap();
+    assert_eq!(seats.text().await.unwrap(), "10", "professional's seats");
+    assert!(b.text("#invoice-after-total").await.ends_with("USD"));
+    b.accessible("plan preview").await;
+    b.screenshot("plan-preview").await;
+    assert_eq!(s.head().await, head, "a preview appends nothing");
+    assert_eq!(s.subscription(&acme, OPERATOR).await["tier"], "starter");
+    b.click("#confirm").await;
+    let new_key = b.text("#license-key").await;
+    assert_eq!(b.text("h1").await, "Upgraded to professional");
+    assert_ne!(new_key, old_key);
+    b.accessible("upgraded").await;
+    b.screenshot("plan-upgraded").await;
+    assert_eq!(s.subscription(&acme, OPERATOR).await["tier"], "professional");
+    let validate = json!({ "licenseKey": new_key, "clientInfo": { "deployment_id": "dep-a" } });
+    assert_eq!(s.post("/api/v1/license/validate", None, validate).await.expect(200)["code"], "VALID");
+    // Shown once: no page of the portal has it again.
+    for page in ["", "/plan", "/licenses"] {
+        b.go(&format!("/portal/orgs/{acme}{page}")).await;
+        assert!(!b.client.source().await.unwrap().contains(&new_key), "{page} shows the key again");
+    }
+
+    // An add-on at the catalog's price, then a downgrade at the term's
+    // end, then cancelling at the term's end: each previewed, confirmed.
+    b.go(&format!("/portal/orgs/{acme}/plan")).await;
+    b.click("#preview-addon").await;
+    b.find("#confirm").await;
+    assert_eq!(b.text("h1").await, "Preview: addon");
+    b.click("#confirm").await;
+    assert_eq!(b.text("#message").await, "Added 1 × extra TB of data.");
+    let addons = s.subscription(&acme, OPERATOR).await["addons"].clone();
+    assert_eq!(addons.as_array().map(Vec::len), Some(1), "{addons}");
+    b.go(&format!("/portal/orgs/{acme}/plan")).await;
+    b.find("#tier").await.select_by_value("starter").await.unwrap();
+    b.click("#preview-downgrade").await;
+    b.find("#confirm").await;
+    assert_eq!(b.text("h1").await, "Preview: downgrade");
+    assert_eq!(b.text("#effective").await, "2027-01-01");
+    b.click("#confirm").await;
+    assert_eq!(b.text("#message").await, "The downgrade to starter takes effect on 2027-01-01.");
+    b.go(&format!("/portal/orgs/{acme}/plan")).await;
+    b.click("#preview-cancel").await;
+    b.find("#confirm").await;
+    assert_eq!(b.text("h1").await, "Preview: cancel");
+    b.click("#confirm").await;
+    assert!(b.text("#message").await.contains("auto-renewal is off"));
+    assert_eq!(s.subscription(&acme, OPERATOR).await["autoRenew"], false);
+
+    // Prices are the catalog's: a posted price is refused and changes
+    // nothing; so is a form without its CSRF token.
+    let csrf = b.find("input[name=csrf]").await.attr("value").await.unwrap().unwrap();
+    let head = s.head().await;
+    let priced = format!("csrf={csrf}&change=addon&addon=extra_data_tb&quantity=1&annual_price=1");
+    let (status, _) = post_form(&s, &format!("/portal/orgs/{acme}/plan/confirm"), &admin, &priced).await;
+    assert!((400..500).contains(&status), "a price: {status}");
+    let forged = "csrf=forged&change=addon&addon=extra_data_tb&quantity=1";
+    assert_eq!(post_form(&s, &format!("/portal/orgs/{acme}/plan/confirm"), &admin, forged).await.0, 403);
+    assert_eq!(s.head().await, head, "nothing appended");
+
+    // Only admins: an analyst is refused the page and the forms.
+    let (status, analyst) = use_link_over_http(&s, &login_link(&backend, "ana@acme.test", &acme, &s.base).await).await;
+    assert_eq!(status, 303);
+    let analyst = analyst.unwrap();
+    assert_eq!(download(&s, &format!("/portal/orgs/{acme}/plan"), &analyst).await.0, 403);
+    let body = "csrf=x&change=cancel";
+    assert_eq!(post_form(&s, &format!("/portal/orgs/{acme}/plan/preview"), &analyst, body).await.0, 403);
+
+    b.client.close().await.unwrap();
+    println!("portal plan suite: {:.1} s", started.elapsed().as_secs_f64());
 }
