@@ -307,12 +307,48 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
         b.go(&format!("/portal/orgs/{acme}/{page}")).await;
         assert!(b.text("h1").await.starts_with(heading), "{page}");
         if page == "usage" {
-            assert_eq!(b.client.find_all(Locator::Css("figure svg rect")).await.unwrap().len(), 1, "one day's bar");
+            assert_eq!(b.client.find_all(Locator::Css("#days-chart rect")).await.unwrap().len(), 1, "one day's bar");
             assert!(b.text("tr.warning").await.starts_with("API calls"), "the 80 % state");
         }
         b.accessible(page).await;
         b.screenshot(page).await;
     }
+
+    // The usage page's 12-month chart: January's calls the tallest bar,
+    // the eleven months before it empty.
+    b.go(&format!("/portal/orgs/{acme}/usage")).await;
+    let mut heights = Vec::new();
+    for rect in b.client.find_all(Locator::Css("#months-chart rect")).await.unwrap() {
+        heights.push(rect.attr("height").await.unwrap().unwrap());
+    }
+    assert_eq!(heights.len(), 12, "{heights:?}");
+    assert_eq!(heights[11], "120", "{heights:?}");
+    assert!(heights[..11].iter().all(|h| h == "0"), "{heights:?}");
+    // htmx refreshes the meters in place (no new page), within the CSP.
+    let watch = "window.samePage = true; window.violations = [];
+        document.addEventListener('securitypolicyviolation', e => window.violations.push(e.violatedDirective));";
+    b.client.execute(watch, vec![]).await.unwrap();
+    assert!(b.client.find(Locator::Css("#meters tr.over")).await.is_err());
+    let metrics = json!({ "activeUsers": 3, "dataVolumeGB": 10, "apiCallsCount": 10000, "trainingHours": 0 });
+    let report =
+        json!({ "licenseKey": key, "deploymentId": "dep-a", "metrics": metrics, "reportingPeriod": "2026-01-01" });
+    s.post("/api/v1/usage/report", None, report).await.expect(200);
+    b.click("#refresh-meters").await;
+    assert!(b.text("#meters tr.over").await.starts_with("API calls"), "the 100 % state, refreshed");
+    let after = b.client.execute("return [window.samePage === true, window.violations];", vec![]).await.unwrap();
+    assert_eq!(after, json!([true, []]), "the same page, no CSP violation");
+    assert_eq!(b.client.current_url().await.unwrap().path(), format!("/portal/orgs/{acme}/usage"));
+    let partial = http()
+        .get(format!("{}/portal/orgs/{acme}/usage/meters", s.base))
+        .header("cookie", format!("ledger_portal_session={admin_session}"))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(partial.status().as_u16(), 200);
+    let partial = partial.text().await.unwrap();
+    assert!(partial.trim_start().starts_with("<table>") && !partial.contains("<html"), "a fragment: {partial}");
+    b.screenshot("usage").await;
 
     // Release a deployment.
     b.go(&format!("/portal/orgs/{acme}/licenses")).await;

@@ -188,7 +188,15 @@ pub fn csv_of(invoice: &Invoice) -> Result<Vec<u8>, csv::Error> {
     for line in &invoice.lines {
         let reports = line.reports.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
         let days = line.days.map(|d| d.to_string()).unwrap_or_default();
-        let row = [&invoice.period, kind_text(line.kind), &line.description, &days, &line.amount.text(), &invoice.currency, &reports];
+        let row = [
+            &invoice.period,
+            kind_text(line.kind),
+            &line.description,
+            &days,
+            &line.amount.text(),
+            &invoice.currency,
+            &reports,
+        ];
         out.write_record(row.map(neutralised))?;
     }
     let total = [&invoice.period, "total", "", "", &invoice.total.text(), &invoice.currency, ""];

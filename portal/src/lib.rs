@@ -150,6 +150,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/signout", post(signin::sign_out))
         .route("/orgs/{org}", get(p::overview))
         .route("/orgs/{org}/usage", get(p::usage))
+        .route("/orgs/{org}/usage/meters", get(p::usage_meters))
         .route("/orgs/{org}/licenses", get(p::licenses))
         .route("/orgs/{org}/licenses/{license}/release", post(p::release))
         .route("/orgs/{org}/users", get(p::users).post(p::invite))

@@ -243,7 +243,13 @@ mod tests {
     use super::*;
 
     fn form(change: &str, tier: &str, quantity: Option<u32>) -> ChangeForm {
-        ChangeForm { csrf: String::new(), change: change.into(), tier: tier.into(), addon: "extra_data_tb".into(), quantity }
+        ChangeForm {
+            csrf: String::new(),
+            change: change.into(),
+            tier: tier.into(),
+            addon: "extra_data_tb".into(),
+            quantity,
+        }
     }
 
     #[test]
