@@ -387,6 +387,21 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     let (first, second) = (sequences(first), sequences(second));
     assert_eq!(first.len(), 10);
     assert!(!second.is_empty() && second[0] > *first.last().unwrap(), "{first:?} then {second:?}");
+    // Each entry links to its inclusion proof.
+    let links = b.client.find_all(Locator::Css("a.proof")).await.unwrap();
+    assert_eq!(links.len(), second.len());
+    let href = links[0].attr("href").await.unwrap().unwrap();
+    assert_eq!(href, format!("/portal/orgs/{acme}/proofs/{}", second[0]));
+    let proof = http()
+        .get(format!("{}{href}", s.base))
+        .header("cookie", format!("ledger_portal_session={admin_session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proof.status().as_u16(), 200);
+    let proof: Value = proof.json().await.unwrap();
+    assert_eq!(proof["sequence"], second[0], "{proof}");
+    assert!(proof["checkpoint"].is_string(), "signed now: {proof}");
 
     // A form without its CSRF token, or with a made-up one, changes nothing.
     for body in ["email=x%40acme.test&role=viewer", "email=x%40acme.test&role=viewer&csrf=forged"] {
