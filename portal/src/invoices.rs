@@ -236,7 +236,45 @@ pub async fn prove(
 
 #[cfg(test)]
 mod tests {
+    use domain::money::Money;
+    use rust_decimal::Decimal;
+    use usecases::views::Amount;
+    use usecases::views::billing::{InvoiceInputs, InvoiceLine};
+
     use super::*;
+
+    fn amount(cents: i64) -> Amount {
+        Amount(Money::usd(Decimal::new(cents, 2)))
+    }
+
+    #[test]
+    fn the_csv_neutralises_a_formula_in_any_cell_and_keeps_amounts_numbers() {
+        let line = |description: &str, cents| InvoiceLine {
+            kind: InvoiceLineKind::UsageAdjustment,
+            description: description.into(),
+            days: None,
+            amount: amount(cents),
+            reports: vec![7, 9],
+        };
+        let invoice = Invoice {
+            id: uuid::Uuid::nil(),
+            subscription_id: uuid::Uuid::nil(),
+            organization_id: uuid::Uuid::nil(),
+            period: "2026-01".into(),
+            lines: vec![line("=HYPERLINK(\"http://x\")", -1250), line("@SUM(A1), \"quoted\"", 300)],
+            total: amount(-950),
+            currency: "USD".into(),
+            status: InvoiceStatus::Open,
+            inputs: InvoiceInputs { runs: Vec::new(), overage: None, adjustments: Vec::new() },
+            digest: String::new(),
+            usage_sequence: 1,
+        };
+        let text = String::from_utf8(csv_of(&invoice).unwrap()).unwrap();
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows[1], "2026-01,usage adjustment,\"'=HYPERLINK(\"\"http://x\"\")\",,-12.50,USD,7 9");
+        assert_eq!(rows[2], "2026-01,usage adjustment,\"'@SUM(A1), \"\"quoted\"\"\",,3.00,USD,7 9");
+        assert_eq!(rows[3], "2026-01,total,,,-9.50,USD,");
+    }
 
     #[test]
     fn cells_that_begin_like_formulas_are_neutralised() {
