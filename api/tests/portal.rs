@@ -380,6 +380,8 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
         first.push(cell.text().await.unwrap());
     }
     b.click("#next").await;
+    // Only a later page links to the first: the next page has loaded.
+    b.find("#first").await;
     let mut second = Vec::new();
     for cell in b.client.find_all(Locator::Css("th.sequence")).await.unwrap() {
         second.push(cell.text().await.unwrap());
@@ -496,6 +498,8 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     let viewer_session = b.session_cookie().await;
     b.go(&format!("/portal/orgs/{acme}")).await;
     b.click("form.signout button").await;
+    // The click returns before the next page loads: its form first.
+    b.find("#email").await;
     assert_eq!(b.text("h1").await, "Sign in");
     assert_eq!(status_with(&s, &format!("/portal/orgs/{acme}"), &viewer_session).await, (303, "/portal/signin".into()));
 
