@@ -333,6 +333,14 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     let report =
         json!({ "licenseKey": key, "deploymentId": "dep-a", "metrics": metrics, "reportingPeriod": "2026-01-01" });
     s.post("/api/v1/usage/report", None, report).await.expect(200);
+    // The read models apply the report after it is answered: once they
+    // show it, the meters' refresh reads it too.
+    let path = format!("/api/v1/subscriptions/{acme}");
+    common::poll("the report in the read models", || async {
+        let details = s.get(&path, Some(OPERATOR)).await.expect(200);
+        (details["currentUsage"]["apiCalls"] == 10000).then_some(())
+    })
+    .await;
     b.click("#refresh-meters").await;
     assert!(b.text("#meters tr.over").await.starts_with("API calls"), "the 100 % state, refreshed");
     let after = b.client.execute("return [window.samePage === true, window.violations];", vec![]).await.unwrap();
