@@ -27,6 +27,9 @@ use crate::{Portal, PortalError};
 /// The most of one add-on bought at once (extra TB of data).
 pub const ADDON_QUANTITY_MAX: u32 = 100;
 
+/// The longest catalog id (a tier, an add-on kind) a form may post.
+pub const CATALOG_ID_CHARS_MAX: usize = 32;
+
 /// A change as the forms post it: catalog ids, never a price (a field
 /// this does not name is refused).
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +50,9 @@ pub struct ChangeForm {
 impl ChangeForm {
     /// The use cases' change, checked (an add-on from today).
     fn input(&self, today: chrono::NaiveDate) -> Result<ChangeInput, PortalError> {
+        if [&self.change, &self.tier, &self.addon].iter().any(|id| id.len() > CATALOG_ID_CHARS_MAX) {
+            return Err(PortalError::Invalid("This is not a catalog id.".into()));
+        }
         Ok(match self.change.as_str() {
             "upgrade" => ChangeInput::Upgrade(UpgradeInput {
                 target_tier: subs::parse_tier(&self.tier)?,
@@ -263,6 +269,9 @@ mod tests {
         assert!(form("addon", "", Some(0)).input(today).is_err());
         assert!(form("addon", "", Some(ADDON_QUANTITY_MAX + 1)).input(today).is_err());
         assert!(form("refund", "", None).input(today).is_err());
+        let long = "p".repeat(CATALOG_ID_CHARS_MAX + 1);
+        let Err(PortalError::Invalid(why)) = form("upgrade", &long, None).input(today) else { panic!("a long id") };
+        assert!(!why.contains(&long), "not echoed back");
         let priced: Result<ChangeForm, _> =
             serde_urlencoded::from_str("csrf=x&change=addon&addon=extra_data_tb&annual_price=1");
         assert!(priced.is_err(), "a price is refused, not ignored");
