@@ -212,7 +212,8 @@ pub async fn serve(config: Config, edge: edge::Settings, portal_settings: portal
     let mailer = config.notifications.as_ref().map(usecases::notify::Mailer::new).transpose()?;
     let mut state = open_with(&config, edge).await?;
     let portal_mailer = config.notifications.as_ref().map(usecases::notify::Mailer::new).transpose()?;
-    state.portal = Some(portal::Portal::open(state.ledger.clone(), portal_settings, portal_mailer).await?);
+    state.portal =
+        Some(portal::Portal::open(state.ledger.clone(), state.log_tree.clone(), portal_settings, portal_mailer).await?);
     // The outbox's checkpoint is fixed before anything else runs, so even a
     // first start misses nothing appended after it.
     let outbox = match mailer {

@@ -307,12 +307,56 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
         b.go(&format!("/portal/orgs/{acme}/{page}")).await;
         assert!(b.text("h1").await.starts_with(heading), "{page}");
         if page == "usage" {
-            assert_eq!(b.client.find_all(Locator::Css("figure svg rect")).await.unwrap().len(), 1, "one day's bar");
+            assert_eq!(b.client.find_all(Locator::Css("#days-chart rect")).await.unwrap().len(), 1, "one day's bar");
             assert!(b.text("tr.warning").await.starts_with("API calls"), "the 80 % state");
         }
         b.accessible(page).await;
         b.screenshot(page).await;
     }
+
+    // The usage page's 12-month chart: January's calls the tallest bar,
+    // the eleven months before it empty.
+    b.go(&format!("/portal/orgs/{acme}/usage")).await;
+    let mut heights = Vec::new();
+    for rect in b.client.find_all(Locator::Css("#months-chart rect")).await.unwrap() {
+        heights.push(rect.attr("height").await.unwrap().unwrap());
+    }
+    assert_eq!(heights.len(), 12, "{heights:?}");
+    assert_eq!(heights[11], "120", "{heights:?}");
+    assert!(heights[..11].iter().all(|h| h == "0"), "{heights:?}");
+    // htmx refreshes the meters in place (no new page), within the CSP.
+    let watch = "window.samePage = true; window.violations = [];
+        document.addEventListener('securitypolicyviolation', e => window.violations.push(e.violatedDirective));";
+    b.client.execute(watch, vec![]).await.unwrap();
+    assert!(b.client.find(Locator::Css("#meters tr.over")).await.is_err());
+    let metrics = json!({ "activeUsers": 3, "dataVolumeGB": 10, "apiCallsCount": 10000, "trainingHours": 0 });
+    let report =
+        json!({ "licenseKey": key, "deploymentId": "dep-a", "metrics": metrics, "reportingPeriod": "2026-01-01" });
+    s.post("/api/v1/usage/report", None, report).await.expect(200);
+    // The read models apply the report after it is answered: once they
+    // show it, the meters' refresh reads it too.
+    let path = format!("/api/v1/subscriptions/{acme}");
+    common::poll("the report in the read models", || async {
+        let details = s.get(&path, Some(OPERATOR)).await.expect(200);
+        (details["currentUsage"]["apiCalls"] == 10000).then_some(())
+    })
+    .await;
+    b.click("#refresh-meters").await;
+    assert!(b.text("#meters tr.over").await.starts_with("API calls"), "the 100 % state, refreshed");
+    let after = b.client.execute("return [window.samePage === true, window.violations];", vec![]).await.unwrap();
+    assert_eq!(after, json!([true, []]), "the same page, no CSP violation");
+    assert_eq!(b.client.current_url().await.unwrap().path(), format!("/portal/orgs/{acme}/usage"));
+    let partial = http()
+        .get(format!("{}/portal/orgs/{acme}/usage/meters", s.base))
+        .header("cookie", format!("ledger_portal_session={admin_session}"))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(partial.status().as_u16(), 200);
+    let partial = partial.text().await.unwrap();
+    assert!(partial.trim_start().starts_with("<table>") && !partial.contains("<html"), "a fragment: {partial}");
+    b.screenshot("usage").await;
 
     // Release a deployment.
     b.go(&format!("/portal/orgs/{acme}/licenses")).await;
@@ -344,6 +388,8 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
         first.push(cell.text().await.unwrap());
     }
     b.click("#next").await;
+    // Only a later page links to the first: the next page has loaded.
+    b.find("#first").await;
     let mut second = Vec::new();
     for cell in b.client.find_all(Locator::Css("th.sequence")).await.unwrap() {
         second.push(cell.text().await.unwrap());
@@ -351,6 +397,21 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     let (first, second) = (sequences(first), sequences(second));
     assert_eq!(first.len(), 10);
     assert!(!second.is_empty() && second[0] > *first.last().unwrap(), "{first:?} then {second:?}");
+    // Each entry links to its inclusion proof.
+    let links = b.client.find_all(Locator::Css("a.proof")).await.unwrap();
+    assert_eq!(links.len(), second.len());
+    let href = links[0].attr("href").await.unwrap().unwrap();
+    assert_eq!(href, format!("/portal/orgs/{acme}/proofs/{}", second[0]));
+    let proof = http()
+        .get(format!("{}{href}", s.base))
+        .header("cookie", format!("ledger_portal_session={admin_session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proof.status().as_u16(), 200);
+    let proof: Value = proof.json().await.unwrap();
+    assert_eq!(proof["sequence"], second[0], "{proof}");
+    assert!(proof["checkpoint"].is_string(), "signed now: {proof}");
 
     // A form without its CSRF token, or with a made-up one, changes nothing.
     for body in ["email=x%40acme.test&role=viewer", "email=x%40acme.test&role=viewer&csrf=forged"] {
@@ -445,6 +506,8 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     let viewer_session = b.session_cookie().await;
     b.go(&format!("/portal/orgs/{acme}")).await;
     b.click("form.signout button").await;
+    // The click returns before the next page loads: its form first.
+    b.find("#email").await;
     assert_eq!(b.text("h1").await, "Sign in");
     assert_eq!(status_with(&s, &format!("/portal/orgs/{acme}"), &viewer_session).await, (303, "/portal/signin".into()));
 
@@ -464,4 +527,311 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
 
     b.client.close().await.unwrap();
     println!("portal browser suite: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The `replay` binary built beside `ledger` (`cargo test --workspace`).
+fn replay_binary() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_BIN_EXE_ledger")).with_file_name("replay");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{} is missing: CI runs `cargo test --workspace`", path.display());
+    eprintln!("SKIPPED: the proof check needs the replay binary; build it with `cargo test --workspace`");
+    None
+}
+
+/// `ledger users login-link` run beside the server: the link it printed,
+/// as a portal path.
+async fn login_link(backend: &Backend, email: &str, org: &str, base: &str) -> String {
+    let args = ["users", "login-link", "--email", email, "--organization", org, "--portal-url", base];
+    let output = backend.cli(&args).await;
+    assert!(output.status.success(), "login-link: {}", String::from_utf8_lossy(&output.stderr));
+    let url = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(url.starts_with(&format!("{base}/portal/link?token=")), "{url}");
+    url[base.len()..].to_owned()
+}
+
+/// Uses a link over plain HTTP (a double-submit value of its own): the
+/// answer's status and the session cookie it set, if any.
+async fn use_link_over_http(s: &Server, link: &str) -> (u16, Option<String>) {
+    let token = link.split("token=").nth(1).unwrap();
+    let answer = http()
+        .post(format!("{}/portal/link", s.base))
+        .header("cookie", "ledger_portal_csrf=double-submit")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&csrf=double-submit"))
+        .send()
+        .await
+        .unwrap();
+    let session = answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap())
+        .find_map(|c| c.strip_prefix("ledger_portal_session="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .filter(|c| !c.is_empty());
+    (answer.status().as_u16(), session)
+}
+
+/// A signed-in GET: the status, the Content-Disposition and the body.
+async fn download(s: &Server, path: &str, cookie: &str) -> (u16, String, Vec<u8>) {
+    let answer = http()
+        .get(format!("{}{path}", s.base))
+        .header("cookie", format!("ledger_portal_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    let disposition =
+        answer.headers().get("content-disposition").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (answer.status().as_u16(), disposition, answer.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoices_are_listed_downloaded_and_proved_after_a_login_link_sign_in() {
+    if !peers_available(module_path!()) {
+        return;
+    }
+    let started = Instant::now();
+    let backend = Backend::sqlite().await;
+    let s = backend.start_with(&["--portal-insecure-cookies"]).await;
+    let acme = s.create_org("Acme GmbH").await;
+    let globex = s.create_org("Globex").await;
+    s.create_subscription(&acme, "starter", "2026-01-01", true).await;
+    s.create_subscription(&globex, "starter", "2026-01-01", true).await;
+    add_user(&s, &acme, "admin@acme.test", "admin").await;
+    add_user(&s, &acme, "vic@acme.test", "viewer").await;
+    add_user(&s, &globex, "admin@globex.test", "admin").await;
+    s.move_clock("2026-02-01T01:00:00Z").await;
+    s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-01" })).await.expect(200);
+    let listed = s.get(&format!("/api/v1/organizations/{acme}/invoices"), Some(OPERATOR)).await.expect(200);
+    let api_invoice = listed[0].clone();
+    let invoice = id(&api_invoice["id"]);
+    let theirs = s.get(&format!("/api/v1/organizations/{globex}/invoices"), Some(OPERATOR)).await.expect(200);
+    let their_invoice = id(&theirs[0]["id"]);
+
+    // `ledger users login-link`: refused for an address that is no user;
+    // its link signs in once, in the browser.
+    let args = ["users", "login-link", "--email", "nobody@acme.test", "--organization", &acme];
+    let unknown = backend.cli(&args).await;
+    assert!(!unknown.status.success(), "a link for no user");
+    assert!(unknown.stdout.is_empty(), "no link printed");
+    let link = login_link(&backend, "admin@acme.test", &acme, &s.base).await;
+    let b = Browser::start(&s.base).await;
+    b.go(&link).await;
+    b.click("#use-link").await;
+    assert_eq!(b.text("#tier").await, "starter");
+    assert_eq!(use_link_over_http(&s, &link).await, (403, None), "the printed link works once");
+    let admin = b.session_cookie().await;
+
+    // The list, newest first, and the invoice's page.
+    b.go(&format!("/portal/orgs/{acme}/invoices")).await;
+    assert_eq!(b.text("h1").await, "Invoices");
+    assert_eq!(b.text("#invoices tbody th").await, "2026-01");
+    assert_eq!(b.text("#invoices tbody td.status").await, "open");
+    b.accessible("invoices").await;
+    b.screenshot("invoices").await;
+    b.click("#invoices tbody th a").await;
+    assert_eq!(b.text("#invoice-status").await, "open");
+    assert_eq!(b.text("h1").await, "Invoice 2026-01");
+    let total = format!("{} USD", api_invoice["total"].as_str().unwrap());
+    assert_eq!(b.text("#total").await, total);
+    let lines = b.client.find_all(Locator::Css("#lines tbody tr")).await.unwrap();
+    assert_eq!(lines.len(), api_invoice["lines"].as_array().unwrap().len());
+    assert_eq!(b.client.find_all(Locator::Css("#runs tbody tr")).await.unwrap().len(), 1, "one run of days");
+    b.accessible("invoice").await;
+    b.screenshot("invoice").await;
+    let print = b.find("#print").await.attr("href").await.unwrap().unwrap();
+    assert_eq!(print, format!("/portal/orgs/{acme}/invoices/{invoice}/print"));
+    b.go(&print).await;
+    assert_eq!(b.text("h1").await, "Invoice 2026-01 · Acme GmbH");
+    assert!(b.client.find(Locator::Css("nav")).await.is_err(), "no navigation on paper");
+    b.accessible("invoice print").await;
+    b.screenshot("invoice-print").await;
+
+    // JSON: the API's answer, exactly.
+    let base = format!("/portal/orgs/{acme}/invoices/{invoice}");
+    let (status, disposition, body) = download(&s, &format!("{base}/json"), &admin).await;
+    assert_eq!(status, 200);
+    assert_eq!(disposition, format!("attachment; filename=\"invoice-2026-01-{invoice}.json\""));
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), api_invoice);
+
+    // CSV: a header, a row per line, the total.
+    let (status, disposition, body) = download(&s, &format!("{base}/csv"), &admin).await;
+    assert_eq!(status, 200);
+    assert!(disposition.ends_with(".csv\""), "{disposition}");
+    let text = String::from_utf8(body).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "period,kind,description,days,amount,currency,reports");
+    assert_eq!(rows.len(), api_invoice["lines"].as_array().unwrap().len() + 2, "{text}");
+    assert_eq!(*rows.last().unwrap(), format!("2026-01,total,,,{},USD,", api_invoice["total"].as_str().unwrap()));
+
+    // "Prove it": the invoice event's inclusion proof, which the auditor's
+    // replay accepts against the server's checkpoint key.
+    let (status, disposition, body) = download(&s, &format!("{base}/proof"), &admin).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let proof: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(proof["record"]["eventType"], "InvoiceIssued", "{proof}");
+    let sequence = proof["sequence"].as_u64().unwrap();
+    assert_eq!(disposition, format!("attachment; filename=\"proof-{sequence}.json\""));
+    if let Some(replay) = replay_binary() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &body).unwrap();
+        let keys = s.get("/api/v1/keys", None).await.expect(200);
+        let key = keys["checkpoints"]["current"].as_str().unwrap();
+        let output = Command::new(replay)
+            .args(["check-proof", "--proof"])
+            .arg(file.path())
+            .args(["--public-key", key])
+            .output()
+            .await
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{said}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(said.contains(&format!("ok record {sequence}")), "{said}");
+    }
+
+    // Another organization's invoice, or its events' proofs: not found.
+    for path in [
+        format!("/portal/orgs/{acme}/invoices/{their_invoice}"),
+        format!("/portal/orgs/{acme}/invoices/{their_invoice}/json"),
+        format!("/portal/orgs/{acme}/invoices/{their_invoice}/proof"),
+        format!("/portal/orgs/{globex}/invoices"),
+    ] {
+        assert_eq!(download(&s, &path, &admin).await.0, 404, "{path}");
+    }
+    let their_events = s.audit(&globex).await;
+    let their_sequence = their_events.iter().find(|e| e["eventType"] == "InvoiceIssued").unwrap()["sequence"].clone();
+    let (status, _, _) = download(&s, &format!("/portal/orgs/{acme}/proofs/{their_sequence}"), &admin).await;
+    assert_eq!(status, 404, "a sequence not the organization's");
+    let (status, _, _) = download(&s, &format!("/portal/orgs/{acme}/proofs/{sequence}"), &admin).await;
+    assert_eq!(status, 200, "its own event's");
+
+    // A viewer may not see invoices (the API's roles table: analysts up).
+    let link = login_link(&backend, "vic@acme.test", &acme, &s.base).await;
+    let (status, viewer) = use_link_over_http(&s, &link).await;
+    assert_eq!(status, 303);
+    let viewer = viewer.expect("a session");
+    for path in [format!("/portal/orgs/{acme}/invoices"), format!("{base}/json"), format!("{base}/csv")] {
+        assert_eq!(download(&s, &path, &viewer).await.0, 403, "{path}");
+    }
+
+    b.client.close().await.unwrap();
+    println!("portal invoices suite: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// A plan-page form posted over HTTP with the session's CSRF token.
+async fn post_form(s: &Server, path: &str, cookie: &str, body: &str) -> (u16, String) {
+    let answer = http()
+        .post(format!("{}{path}", s.base))
+        .header("cookie", format!("ledger_portal_session={cookie}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_changes_the_plan_each_change_previewed_before_it_is_confirmed() {
+    if !peers_available(module_path!()) {
+        return;
+    }
+    let started = Instant::now();
+    let backend = Backend::sqlite().await;
+    let s = backend.start_with(&["--portal-insecure-cookies"]).await;
+    let acme = s.create_org("Acme GmbH").await;
+    let created = s.create_subscription(&acme, "starter", "2026-01-01", true).await;
+    let old_key = id(&created["licenseKey"]);
+    add_user(&s, &acme, "admin@acme.test", "admin").await;
+    add_user(&s, &acme, "ana@acme.test", "analyst").await;
+    s.move_clock("2026-01-11T09:00:00Z").await;
+    let b = Browser::start(&s.base).await;
+    b.go(&login_link(&backend, "admin@acme.test", &acme, &s.base).await).await;
+    b.click("#use-link").await;
+    assert_eq!(b.text("#tier").await, "starter");
+    let admin = b.session_cookie().await;
+
+    b.go(&format!("/portal/orgs/{acme}/plan")).await;
+    assert_eq!(b.text("#current-tier").await, "starter");
+    b.accessible("plan").await;
+    b.screenshot("plan").await;
+
+    // Upgrade: the preview changes nothing; confirmed, the new key once.
+    let head = s.head().await;
+    b.click("#preview-upgrade").await;
+    b.find("#confirm").await;
+    assert_eq!(b.text("h1").await, "Preview: upgrade");
+    assert_eq!(b.text("#effective").await, "2026-01-11");
+    assert!(!b.text("#prorated").await.is_empty());
+    let seats = b.client.find(Locator::Css("#limits tbody tr:first-child td.after")).await.unwrap();
+    assert_eq!(seats.text().await.unwrap(), "10", "professional's seats");
+    assert!(b.text("#invoice-after-total").await.ends_with("USD"));
+    b.accessible("plan preview").await;
+    b.screenshot("plan-preview").await;
+    assert_eq!(s.head().await, head, "a preview appends nothing");
+    assert_eq!(s.subscription(&acme, OPERATOR).await["tier"], "starter");
+    b.click("#confirm").await;
+    let new_key = b.text("#license-key").await;
+    assert_eq!(b.text("h1").await, "Upgraded to professional");
+    assert_ne!(new_key, old_key);
+    b.accessible("upgraded").await;
+    b.screenshot("plan-upgraded").await;
+    assert_eq!(s.subscription(&acme, OPERATOR).await["tier"], "professional");
+    let validate = json!({ "licenseKey": new_key, "clientInfo": { "deployment_id": "dep-a" } });
+    assert_eq!(s.post("/api/v1/license/validate", None, validate).await.expect(200)["code"], "VALID");
+    // Shown once: no page of the portal has it again.
+    for page in ["", "/plan", "/licenses"] {
+        b.go(&format!("/portal/orgs/{acme}{page}")).await;
+        assert!(!b.client.source().await.unwrap().contains(&new_key), "{page} shows the key again");
+    }
+
+    // An add-on at the catalog's price, then a downgrade at the term's
+    // end, then cancelling at the term's end: each previewed, confirmed.
+    b.go(&format!("/portal/orgs/{acme}/plan")).await;
+    b.click("#preview-addon").await;
+    b.find("#confirm").await;
+    assert_eq!(b.text("h1").await, "Preview: addon");
+    b.click("#confirm").await;
+    assert_eq!(b.text("#message").await, "Added 1 × extra TB of data.");
+    let addons = s.subscription(&acme, OPERATOR).await["addons"].clone();
+    assert_eq!(addons.as_array().map(Vec::len), Some(1), "{addons}");
+    b.go(&format!("/portal/orgs/{acme}/plan")).await;
+    b.find("#tier").await.select_by_value("starter").await.unwrap();
+    b.click("#preview-downgrade").await;
+    b.find("#confirm").await;
+    assert_eq!(b.text("h1").await, "Preview: downgrade");
+    assert_eq!(b.text("#effective").await, "2027-01-01");
+    b.click("#confirm").await;
+    assert_eq!(b.text("#message").await, "The downgrade to starter takes effect on 2027-01-01.");
+    b.go(&format!("/portal/orgs/{acme}/plan")).await;
+    b.click("#preview-cancel").await;
+    b.find("#confirm").await;
+    assert_eq!(b.text("h1").await, "Preview: cancel");
+    b.click("#confirm").await;
+    assert!(b.text("#message").await.contains("auto-renewal is off"));
+    assert_eq!(s.subscription(&acme, OPERATOR).await["autoRenew"], false);
+
+    // Prices are the catalog's: a posted price is refused and changes
+    // nothing; so is a form without its CSRF token.
+    let csrf = b.find("input[name=csrf]").await.attr("value").await.unwrap().unwrap();
+    let head = s.head().await;
+    let priced = format!("csrf={csrf}&change=addon&addon=extra_data_tb&quantity=1&annual_price=1");
+    let (status, _) = post_form(&s, &format!("/portal/orgs/{acme}/plan/confirm"), &admin, &priced).await;
+    assert!((400..500).contains(&status), "a price: {status}");
+    let forged = "csrf=forged&change=addon&addon=extra_data_tb&quantity=1";
+    assert_eq!(post_form(&s, &format!("/portal/orgs/{acme}/plan/confirm"), &admin, forged).await.0, 403);
+    assert_eq!(s.head().await, head, "nothing appended");
+
+    // Only admins: an analyst is refused the page and the forms.
+    let (status, analyst) = use_link_over_http(&s, &login_link(&backend, "ana@acme.test", &acme, &s.base).await).await;
+    assert_eq!(status, 303);
+    let analyst = analyst.unwrap();
+    assert_eq!(download(&s, &format!("/portal/orgs/{acme}/plan"), &analyst).await.0, 403);
+    let body = "csrf=x&change=cancel";
+    assert_eq!(post_form(&s, &format!("/portal/orgs/{acme}/plan/preview"), &analyst, body).await.0, 403);
+
+    b.client.close().await.unwrap();
+    println!("portal plan suite: {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -24,7 +24,9 @@ use usecases::notify::mail::Mail;
 
 mod error;
 mod headers;
+mod invoices;
 mod pages;
+mod plan;
 mod session;
 mod signin;
 
@@ -59,6 +61,8 @@ pub struct ClientIp(pub IpAddr);
 pub struct Portal {
     pub ledger: Ledger,
     pub settings: Settings,
+    /// The log's Merkle tree, for the proofs the pages hand out.
+    pub log_tree: Arc<usecases::log::LogTree>,
     sessions: store::sessions::Sessions,
     mail: Option<tokio::sync::mpsc::Sender<(String, Mail)>>,
     mails_per_address: KeyedLimiter<String>,
@@ -69,7 +73,12 @@ pub struct Portal {
 impl Portal {
     /// Opens the session table and starts the sign-in e-mail sender (when
     /// there is a mailer).
-    pub async fn open(ledger: Ledger, settings: Settings, mailer: Option<Mailer>) -> anyhow::Result<Arc<Self>> {
+    pub async fn open(
+        ledger: Ledger,
+        log_tree: Arc<usecases::log::LogTree>,
+        settings: Settings,
+        mailer: Option<Mailer>,
+    ) -> anyhow::Result<Arc<Self>> {
         let sessions = ledger.log.sessions().await?;
         let mail = mailer.map(|mailer| {
             let (queue, waiting) = tokio::sync::mpsc::channel(MAIL_QUEUE_MAX);
@@ -80,6 +89,7 @@ impl Portal {
             releases: KeyedLimiter::per_hour("portal_releases_per_license", settings.releases_per_license_per_hour),
             ledger,
             settings,
+            log_tree,
             sessions,
             mail,
             mails_per_address: KeyedLimiter::per_hour("portal_sign_in_mails", SIGN_IN_MAILS_PER_ADDRESS_PER_HOUR),
@@ -140,6 +150,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/signout", post(signin::sign_out))
         .route("/orgs/{org}", get(p::overview))
         .route("/orgs/{org}/usage", get(p::usage))
+        .route("/orgs/{org}/usage/meters", get(p::usage_meters))
         .route("/orgs/{org}/licenses", get(p::licenses))
         .route("/orgs/{org}/licenses/{license}/release", post(p::release))
         .route("/orgs/{org}/users", get(p::users).post(p::invite))
@@ -147,6 +158,16 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/orgs/{org}/sessions", get(p::sessions))
         .route("/orgs/{org}/sessions/{session}/revoke", post(p::revoke))
         .route("/orgs/{org}/audit", get(p::audit))
+        .route("/orgs/{org}/plan", get(plan::plan))
+        .route("/orgs/{org}/plan/preview", post(plan::preview))
+        .route("/orgs/{org}/plan/confirm", post(plan::confirm))
+        .route("/orgs/{org}/invoices", get(invoices::list))
+        .route("/orgs/{org}/invoices/{invoice}", get(invoices::detail))
+        .route("/orgs/{org}/invoices/{invoice}/print", get(invoices::print))
+        .route("/orgs/{org}/invoices/{invoice}/csv", get(invoices::csv))
+        .route("/orgs/{org}/invoices/{invoice}/json", get(invoices::json))
+        .route("/orgs/{org}/invoices/{invoice}/proof", get(invoices::prove))
+        .route("/orgs/{org}/proofs/{sequence}", get(invoices::proof))
         .route("/static/htmx.min.js", get(headers::htmx))
         .route("/static/portal.css", get(headers::css))
         .fallback(|| async { PortalError::NotFound })

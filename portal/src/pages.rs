@@ -37,7 +37,7 @@ pub struct Nav {
 }
 
 impl Nav {
-    fn of(signed: &Signed, active: &'static str) -> Self {
+    pub(crate) fn of(signed: &Signed, active: &'static str) -> Self {
         Nav {
             org: signed.user.organization_id.to_string(),
             active,
@@ -48,7 +48,7 @@ impl Nav {
     }
 }
 
-fn context(signed: &Signed) -> Context {
+pub(crate) fn context(signed: &Signed) -> Context {
     let caller = signed.caller();
     Context {
         metadata: Metadata {
@@ -144,21 +144,47 @@ pub struct Bar {
 const CHART_HEIGHT: u32 = 120;
 const BAR_WIDTH: u32 = 12;
 
-fn bars(days: &[(chrono::NaiveDate, u64)]) -> Vec<Bar> {
-    let max = days.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
-    days.iter()
+fn bars(points: &[(String, u64)]) -> Vec<Bar> {
+    let max = points.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    points
+        .iter()
         .enumerate()
-        .map(|(i, (day, value))| {
+        .map(|(i, (label, value))| {
             let height = u32::try_from(value.saturating_mul(u64::from(CHART_HEIGHT)) / max).unwrap_or(CHART_HEIGHT);
             Bar {
                 x: u32::try_from(i).unwrap_or(0) * (BAR_WIDTH + 2),
                 y: CHART_HEIGHT - height,
                 height,
-                day: day.to_string(),
+                day: label.clone(),
                 value: *value,
             }
         })
         .collect()
+}
+
+fn chart_width(bars: &[Bar]) -> u32 {
+    u32::try_from(bars.len()).unwrap_or(0).max(1) * (BAR_WIDTH + 2)
+}
+
+/// Months the usage page's second chart covers (this one included).
+pub const CHART_MONTHS: u32 = 12;
+
+/// The organization's API calls in each of the last [`CHART_MONTHS`]
+/// months, oldest first: one read of a month's usage each.
+async fn last_months(
+    portal: &Portal,
+    caller: &usecases::Caller,
+    org: domain::OrganizationId,
+) -> Result<Vec<(String, u64)>, PortalError> {
+    let this_month = domain::calendar::first_of_month(portal.ledger.today());
+    let mut points = Vec::with_capacity(CHART_MONTHS as usize);
+    for back in (0..CHART_MONTHS).rev() {
+        let Some(month) = this_month.checked_sub_months(chrono::Months::new(back)) else { continue };
+        let period = month.format("%Y-%m").to_string();
+        let view = usecases::usage::usage(&portal.ledger, caller, org, Some(&period)).await?;
+        points.push((period, view.total.api_calls_count));
+    }
+    Ok(points)
 }
 
 #[derive(Template, WebTemplate)]
@@ -169,6 +195,20 @@ pub struct UsagePage {
     meters: Vec<Meter>,
     bars: Vec<Bar>,
     chart_width: u32,
+    month_bars: Vec<Bar>,
+    months_width: u32,
+}
+
+async fn org_meters(
+    portal: &Portal,
+    caller: &usecases::Caller,
+    org: domain::OrganizationId,
+) -> Result<Vec<Meter>, PortalError> {
+    match usecases::queries::subscription(&portal.ledger, caller, org).await {
+        Ok(details) => Ok(meters(&details)),
+        Err(usecases::Error::NotFound) => Ok(Vec::new()),
+        Err(other) => Err(other.into()),
+    }
 }
 
 pub async fn usage(
@@ -179,15 +219,36 @@ pub async fn usage(
     let org = signed.organization(org)?;
     let caller = signed.caller();
     let view = usecases::usage::usage(&portal.ledger, &caller, org, None).await?;
-    let meters = match usecases::queries::subscription(&portal.ledger, &caller, org).await {
-        Ok(details) => meters(&details),
-        Err(usecases::Error::NotFound) => Vec::new(),
-        Err(other) => return Err(other.into()),
-    };
-    let days: Vec<_> = view.days.iter().map(|d| (d.day, d.metrics.api_calls_count)).collect();
+    let meters = org_meters(&portal, &caller, org).await?;
+    let days: Vec<_> = view.days.iter().map(|d| (d.day.to_string(), d.metrics.api_calls_count)).collect();
+    let month_bars = bars(&last_months(&portal, &caller, org).await?);
     let bars = bars(&days);
-    let chart_width = u32::try_from(bars.len()).unwrap_or(0).max(1) * (BAR_WIDTH + 2);
-    Ok(UsagePage { nav: Nav::of(&signed, "usage"), period: view.period, meters, bars, chart_width })
+    let (chart_width, months_width) = (chart_width(&bars), chart_width(&month_bars));
+    Ok(UsagePage {
+        nav: Nav::of(&signed, "usage"),
+        period: view.period,
+        meters,
+        bars,
+        chart_width,
+        month_bars,
+        months_width,
+    })
+}
+
+/// The meters alone: what htmx swaps in when it refreshes them.
+#[derive(Template, WebTemplate)]
+#[template(path = "meters.html")]
+pub struct MetersPartial {
+    meters: Vec<Meter>,
+}
+
+pub async fn usage_meters(
+    State(portal): State<Arc<Portal>>,
+    signed: Signed,
+    Path(org): Path<uuid::Uuid>,
+) -> Result<MetersPartial, PortalError> {
+    let org = signed.organization(org)?;
+    Ok(MetersPartial { meters: org_meters(&portal, &signed.caller(), org).await? })
 }
 
 /// A license as the page shows it: its key masked.
@@ -528,7 +589,7 @@ mod tests {
 
     #[test]
     fn bars_scale_to_the_busiest_day() {
-        let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        let day = |d: u32| format!("2026-11-{d:02}");
         let bars = bars(&[(day(1), 50), (day(2), 100), (day(3), 0)]);
         assert_eq!(bars.iter().map(|b| b.height).collect::<Vec<_>>(), [CHART_HEIGHT / 2, CHART_HEIGHT, 0]);
         assert_eq!(bars[1].y, 0);

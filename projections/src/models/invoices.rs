@@ -183,3 +183,19 @@ pub async fn lines(db: &ReadModelDb, invoice_id: uuid::Uuid) -> Result<Vec<LineR
         })
         .collect()
 }
+
+/// The log sequence of the event that issued an organization's invoice
+/// (the one a "prove it" link proves); `None` for another organization's.
+pub async fn sequence(
+    db: &ReadModelDb,
+    organization_id: OrganizationId,
+    invoice_id: uuid::Uuid,
+) -> Result<Option<u64>, DbError> {
+    let row = db
+        .query_opt(
+            "SELECT sequence FROM rm_invoices WHERE invoice_id = $1 AND organization_id = $2",
+            vec![invoice_id.into(), organization_id.0.into()],
+        )
+        .await?;
+    row.map(|row| row.uint(0)).transpose()
+}
