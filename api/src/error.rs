@@ -186,8 +186,11 @@ fn organization_refusal(error: OrganizationError) -> ApiError {
         E::SeatLimitReached { .. } => ApiError::conflict("seat_limit_reached", error),
         E::DuplicateEmail(_) => ApiError::conflict("duplicate_email", error),
         E::LiveSubscriptionExists(_) => ApiError::conflict("subscription_exists", error),
+        E::LastAdmin => ApiError::conflict("last_admin", error),
         E::AlreadyExists
         | E::UserAlreadyDeactivated
+        | E::UserNotActive
+        | E::RoleUnchanged
         | E::TokenExists
         | E::TokenAlreadyRevoked
         | E::NotTheLiveSubscription(_) => ApiError::conflict("conflict", error),

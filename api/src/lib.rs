@@ -82,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .route("/organizations", post(c::create_organization).get(q::organizations))
         .route("/organizations/{org_id}/users", post(c::add_user))
         .route("/organizations/{org_id}/users/{user_id}/deactivate", post(c::deactivate_user))
+        .route("/organizations/{org_id}/users/{user_id}/role", post(c::change_role))
         .route("/organizations/{org_id}/tokens", post(c::issue_token))
         .route("/organizations/{org_id}/tokens/{token_id}/revoke", post(c::revoke_token))
         .route("/organizations/{org_id}/licenses", get(q::licenses))

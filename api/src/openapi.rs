@@ -57,6 +57,7 @@ use crate::routes;
         routes::commands::create_organization,
         routes::commands::add_user,
         routes::commands::deactivate_user,
+        routes::commands::change_role,
         routes::commands::issue_token,
         routes::commands::revoke_token,
         routes::commands::create_subscription,

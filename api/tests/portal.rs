@@ -380,6 +380,29 @@ async fn a_customer_admin_signs_in_and_uses_every_page_in_a_browser() {
     let invited = mailbox.link("u4@acme.test", "invited", 1).await;
     assert!(invited.starts_with("/portal/link?token="));
 
+    // Change a role; the last active admin keeps theirs (409, on the page).
+    let role_of = |email: &str| format!("//tr[th='{email}']/td[1]");
+    let change = |email: &'static str, role: &'static str| {
+        let b = &b;
+        async move {
+            let select = b.find(&format!("select[aria-label='New role for {email}']")).await;
+            select.select_by_value(role).await.unwrap();
+            b.click(&format!("button[aria-label='Change role of {email}']")).await;
+        }
+    };
+    b.go(&format!("/portal/orgs/{acme}/users")).await;
+    change("u4@acme.test", "analyst").await;
+    common::poll("the changed role listed", || async {
+        b.go(&format!("/portal/orgs/{acme}/users")).await;
+        let cell = b.client.find(Locator::XPath(&role_of("u4@acme.test"))).await.ok()?;
+        (cell.text().await.ok()? == "analyst").then_some(())
+    })
+    .await;
+    change("admin@acme.test", "viewer").await;
+    assert!(b.text("#error").await.contains("last active admin"), "the last admin keeps the role");
+    let cell = b.client.find(Locator::XPath(&role_of("admin@acme.test"))).await.unwrap();
+    assert_eq!(cell.text().await.unwrap(), "admin");
+
     // Audit, paged: the second page goes on after the first.
     b.go(&format!("/portal/orgs/{acme}/audit")).await;
     let sequences = |texts: Vec<String>| texts.iter().map(|t| t.parse::<u64>().unwrap()).collect::<Vec<_>>();

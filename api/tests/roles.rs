@@ -169,6 +169,12 @@ fn matrix() -> Vec<Row> {
             Some(r#"{"email":"user-{n}@a.example","role":"viewer"}"#),
             [OK, FB, OK, FB, FB, NF, UA, UA],
         ),
+        row(
+            POST,
+            "/api/v1/organizations/{A}/users/{userA}/role",
+            Some(r#"{"role":"analyst"}"#),
+            [OK, FB, OK, FB, FB, NF, UA, UA],
+        ),
         row(POST, "/api/v1/organizations/{A}/users/{userA}/deactivate", None, [OK, FB, OK, FB, FB, NF, UA, UA]),
         row(POST, "/api/v1/organizations/{A}/tokens", Some(r#"{"role":"viewer"}"#), [OK, FB, OK, FB, FB, NF, UA, UA]),
         row(POST, "/api/v1/organizations/{A}/tokens/{spareTokenA}/revoke", None, [OK, FB, OK, FB, FB, NF, UA, UA]),

@@ -183,6 +183,22 @@ async fn full_lifecycle(backend: Backend) {
     add_user(&s, &org, &admin, "fay@acme.example", "viewer").await.expect(201);
     assert_eq!(s.subscription(&org, &admin).await["currentUsage"]["users"], 5);
 
+    // Roles change; the last active admin keeps theirs, a deactivated user
+    // has none to change, and a refusal appends nothing.
+    let role = |user: &str| format!("/api/v1/organizations/{org}/users/{user}/role");
+    let head = s.head().await;
+    let promoted = s.post(&role(&users[0]), Some(&admin), json!({ "role": "admin" })).await.expect(200);
+    assert_eq!(promoted["sequence"].as_u64(), Some(head + 1));
+    s.post(&role(&users[0]), Some(&admin), json!({ "role": "admin" })).await.problem(409, "conflict");
+    s.post(&role(&users[1]), Some(&admin), json!({ "role": "admin" })).await.problem(409, "conflict");
+    s.post(&role(&users[0]), Some(&admin), json!({ "role": "owner" })).await.problem(400, "validation_failed");
+    // Two admins: Ada may step down, then Bo (the last) may not.
+    let ada = id(&ada["id"]);
+    s.post(&role(&ada), Some(&admin), json!({ "role": "analyst" })).await.expect(200);
+    let head = s.head().await;
+    s.post(&role(&users[0]), Some(&admin), json!({ "role": "viewer" })).await.problem(409, "last_admin");
+    assert_eq!(s.head().await, head, "a refused change appends nothing");
+
     let text = metrics(&s).await;
     assert_metric(&text, r#"active_subscriptions_total{tier="starter"} 1"#);
     assert_metric(&text, r#"active_subscriptions_total{tier="professional"} 0"#);
@@ -316,6 +332,8 @@ async fn full_lifecycle(backend: Backend) {
             "UserAdded",
             "UserDeactivated",
             "UserAdded",
+            "UserRoleChanged",
+            "UserRoleChanged",
             "SubscriptionUpgraded",
             "LicenseSuperseded",
             "LicenseIssued",

@@ -63,6 +63,11 @@ pub enum OrganizationCommand {
     DeactivateUser {
         user_id: UserId,
     },
+    /// An active user's role changes; the last active admin keeps theirs.
+    ChangeRole {
+        user_id: UserId,
+        role: Role,
+    },
     /// `token_hash` is the keyed hash of the token the caller derived; the
     /// token itself never reaches the log. `expires_at`, if given, must lie
     /// after `now` and at most [`TOKEN_LIFETIME_MICROS_MAX`] later; `now`
@@ -94,6 +99,7 @@ crate::stored_events! {
         OrganizationCreated = "OrganizationCreated" version 1,
         UserAdded = "UserAdded" version 1,
         UserDeactivated = "UserDeactivated" version 1,
+        UserRoleChanged = "UserRoleChanged" version 1,
         ApiTokenIssued = "ApiTokenIssued" version 2 { 1 => ApiTokenIssuedV1 },
         ApiTokenRevoked = "ApiTokenRevoked" version 1,
         SubscriptionStarted = "SubscriptionStarted" version 1,
@@ -130,6 +136,12 @@ pub struct UserAdded {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserDeactivated {
     pub user_id: UserId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRoleChanged {
+    pub user_id: UserId,
+    pub role: Role,
 }
 
 /// An API token; from `expires_at` on (by the system clock) it is refused.
@@ -180,6 +192,12 @@ pub enum OrganizationError {
     UserNotFound,
     #[error("the user is already deactivated")]
     UserAlreadyDeactivated,
+    #[error("the user is deactivated")]
+    UserNotActive,
+    #[error("the user already has this role")]
+    RoleUnchanged,
+    #[error("the organization's last active admin keeps the admin role")]
+    LastAdmin,
     #[error("the token id is already in use")]
     TokenExists,
     #[error("no such token")]
@@ -231,6 +249,22 @@ impl Organization {
         self.users.values().filter(|user| user.active).count() as u32
     }
 
+    fn change_role(&self, user_id: UserId, role: Role) -> Result<UserRoleChanged, OrganizationError> {
+        use OrganizationError as E;
+        let user = self.users.get(&user_id).ok_or(E::UserNotFound)?;
+        if !user.active {
+            return Err(E::UserNotActive);
+        }
+        if user.role == Some(role) {
+            return Err(E::RoleUnchanged);
+        }
+        let admins = self.users.values().filter(|u| u.active && u.role == Some(Role::Admin)).count();
+        if user.role == Some(Role::Admin) && admins == 1 {
+            return Err(E::LastAdmin);
+        }
+        Ok(UserRoleChanged { user_id, role })
+    }
+
     fn decide(&self, command: OrganizationCommand) -> Result<Vec<OrganizationEvent>, OrganizationError> {
         use OrganizationError as E;
         if !matches!(command, OrganizationCommand::Create { .. }) && self.id.is_none() {
@@ -267,6 +301,7 @@ impl Organization {
                 Some(user) if !user.active => return Err(E::UserAlreadyDeactivated),
                 Some(_) => UserDeactivated { user_id }.into(),
             },
+            OrganizationCommand::ChangeRole { user_id, role } => self.change_role(user_id, role)?.into(),
             OrganizationCommand::IssueToken { token_id, role, token_hash, expires_at, now } => {
                 if self.tokens.contains_key(&token_id) {
                     return Err(E::TokenExists);
@@ -354,6 +389,11 @@ impl cqrs_es::Aggregate for Organization {
             OrganizationEvent::UserDeactivated(e) => {
                 if let Some(user) = self.users.get_mut(&e.user_id) {
                     user.active = false;
+                }
+            }
+            OrganizationEvent::UserRoleChanged(e) => {
+                if let Some(user) = self.users.get_mut(&e.user_id) {
+                    user.role = Some(e.role);
                 }
             }
             OrganizationEvent::ApiTokenIssued(e) => {

@@ -10,7 +10,7 @@ use ledger_domain::event::{EventDecodeError, StoredEvent};
 use ledger_domain::organization::{
     ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRevoked, NAME_CHARS_MAX, Organization, OrganizationCommand,
     OrganizationCreated, OrganizationError, OrganizationEvent, Role, SeatLimit, SubscriptionEnded, SubscriptionStarted,
-    TOKEN_LIFETIME_MICROS_MAX, UserAdded, UserDeactivated,
+    TOKEN_LIFETIME_MICROS_MAX, UserAdded, UserDeactivated, UserRoleChanged,
 };
 use ledger_domain::record::Hash;
 use ledger_domain::{OrganizationId, SubscriptionId, Timestamp, TokenId, UserId};
@@ -456,8 +456,9 @@ fn one_of_each_event() -> Vec<OrganizationEvent> {
         ApiTokenRevoked { token_id: token(1) }.into(),
         started(1),
         ended(1),
+        UserRoleChanged { user_id: user(1), role: Role::Viewer }.into(),
     ];
-    let mut seen = [false; 7];
+    let mut seen = [false; 8];
     for event in &events {
         let index = match event {
             OrganizationEvent::OrganizationCreated(_) => 0,
@@ -467,6 +468,7 @@ fn one_of_each_event() -> Vec<OrganizationEvent> {
             OrganizationEvent::ApiTokenRevoked(_) => 4,
             OrganizationEvent::SubscriptionStarted(_) => 5,
             OrganizationEvent::SubscriptionEnded(_) => 6,
+            OrganizationEvent::UserRoleChanged(_) => 7,
         };
         seen[index] = true;
     }
@@ -542,4 +544,80 @@ fn a_deactivated_users_email_may_be_added_again() {
         .then_expect_events(vec![
             UserAdded { user_id: user(901), email: "kim@acme.example".into(), role: Role::Viewer }.into(),
         ]);
+}
+
+// Roles.
+
+fn admin_added(n: u128, email: &str) -> OrganizationEvent {
+    UserAdded { user_id: user(n), email: email.into(), role: Role::Admin }.into()
+}
+
+#[test]
+fn an_active_users_role_changes() {
+    given(vec![created(), admin_added(1, "a@acme.example"), user_added(2, "b@acme.example")])
+        .when(OrganizationCommand::ChangeRole { user_id: user(2), role: Role::Admin })
+        .then_expect_events(vec![UserRoleChanged { user_id: user(2), role: Role::Admin }.into()]);
+    // With two admins, either may step down.
+    given(vec![created(), admin_added(1, "a@acme.example"), admin_added(2, "b@acme.example")])
+        .when(OrganizationCommand::ChangeRole { user_id: user(1), role: Role::Viewer })
+        .then_expect_events(vec![UserRoleChanged { user_id: user(1), role: Role::Viewer }.into()]);
+}
+
+#[test]
+fn role_changes_the_organization_refuses() {
+    let cases: Vec<(&str, Vec<OrganizationEvent>, OrganizationCommand, OrganizationError)> = vec![
+        (
+            "the last active admin",
+            vec![created(), admin_added(1, "a@acme.example"), user_added(2, "b@acme.example")],
+            OrganizationCommand::ChangeRole { user_id: user(1), role: Role::Analyst },
+            OrganizationError::LastAdmin,
+        ),
+        (
+            "the other admin is deactivated",
+            vec![created(), admin_added(1, "a@acme.example"), admin_added(2, "b@acme.example"), user_deactivated(2)],
+            OrganizationCommand::ChangeRole { user_id: user(1), role: Role::Viewer },
+            OrganizationError::LastAdmin,
+        ),
+        (
+            "a deactivated user",
+            vec![created(), admin_added(1, "a@acme.example"), user_added(2, "b@acme.example"), user_deactivated(2)],
+            OrganizationCommand::ChangeRole { user_id: user(2), role: Role::Admin },
+            OrganizationError::UserNotActive,
+        ),
+        (
+            "the same role",
+            vec![created(), user_added(2, "b@acme.example")],
+            OrganizationCommand::ChangeRole { user_id: user(2), role: Role::Analyst },
+            OrganizationError::RoleUnchanged,
+        ),
+        (
+            "no such user",
+            vec![created()],
+            OrganizationCommand::ChangeRole { user_id: user(9), role: Role::Admin },
+            OrganizationError::UserNotFound,
+        ),
+    ];
+    for (case, events, command, error) in cases {
+        println!("case: {case}");
+        given(events).when(command).then_expect_error(error);
+    }
+}
+
+#[test]
+fn a_changed_role_is_the_users_role_from_then_on() {
+    let mut organization = Organization::default();
+    for event in [created(), admin_added(1, "a@acme.example"), user_added(2, "b@acme.example")] {
+        cqrs_es::Aggregate::apply(&mut organization, event);
+    }
+    cqrs_es::Aggregate::apply(&mut organization, UserRoleChanged { user_id: user(2), role: Role::Admin }.into());
+    assert_eq!(organization.users[&user(2)].role, Some(Role::Admin));
+    // Now the first admin may step down: another admin remains.
+    given(vec![
+        created(),
+        admin_added(1, "a@acme.example"),
+        user_added(2, "b@acme.example"),
+        UserRoleChanged { user_id: user(2), role: Role::Admin }.into(),
+    ])
+    .when(OrganizationCommand::ChangeRole { user_id: user(1), role: Role::Viewer })
+    .then_expect_events(vec![UserRoleChanged { user_id: user(1), role: Role::Viewer }.into()]);
 }

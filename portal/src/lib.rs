@@ -155,6 +155,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/orgs/{org}/licenses/{license}/release", post(p::release))
         .route("/orgs/{org}/users", get(p::users).post(p::invite))
         .route("/orgs/{org}/users/{user}/deactivate", post(p::deactivate))
+        .route("/orgs/{org}/users/{user}/role", post(p::change_role))
         .route("/orgs/{org}/sessions", get(p::sessions))
         .route("/orgs/{org}/sessions/{session}/revoke", post(p::revoke))
         .route("/orgs/{org}/audit", get(p::audit))

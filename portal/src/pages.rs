@@ -456,6 +456,37 @@ fn invitation(url: &str) -> usecases::notify::mail::Mail {
 }
 
 #[derive(Deserialize)]
+pub struct RoleForm {
+    #[serde(default)]
+    csrf: String,
+    role: String,
+}
+
+/// Changes a user's role (an admin's). A refusal (the last admin, the same
+/// role) is shown on the page, with status 409.
+pub async fn change_role(
+    State(portal): State<Arc<Portal>>,
+    signed: Signed,
+    Path((org, user)): Path<(uuid::Uuid, uuid::Uuid)>,
+    Form(input): Form<RoleForm>,
+) -> Result<Response, PortalError> {
+    signed.check_csrf(&input.csrf)?;
+    let org = signed.organization(org)?;
+    let role = usecases::organizations::parse_role(&input.role)?;
+    let context = context(&signed);
+    match usecases::organizations::change_role(&portal.ledger, &signed.caller(), &context, org, UserId(user), role)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/portal/orgs/{org}/users")).into_response()),
+        Err(usecases::Error::Organization(refused)) => {
+            let page = users_page(&portal, &signed, None, Some(refused.to_string())).await?;
+            Ok((axum::http::StatusCode::CONFLICT, page).into_response())
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Deserialize)]
 pub struct CsrfForm {
     #[serde(default)]
     csrf: String,

@@ -116,6 +116,22 @@ pub async fn deactivate_user(
     Ok(SequenceResponse { sequence: appended.sequence })
 }
 
+/// Changes an active user's role (an admin's); the organization's last
+/// active admin keeps the admin role.
+pub async fn change_role(
+    ledger: &Ledger,
+    caller: &Caller,
+    context: &Context,
+    organization_id: OrganizationId,
+    user_id: UserId,
+    role: Role,
+) -> Result<SequenceResponse, Error> {
+    caller.require_org(organization_id, Need::Admin)?;
+    let command = || OrganizationCommand::ChangeRole { user_id, role };
+    let appended = on_organization(ledger, context, organization_id, command).await?;
+    Ok(SequenceResponse { sequence: appended.sequence })
+}
+
 /// Issues an API token for a role. The token is derived from the server's
 /// secret and the token's id, so it is shown again to a retry and never
 /// stored; only its keyed hash is.

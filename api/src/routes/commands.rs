@@ -129,6 +129,37 @@ pub async fn add_user(
 #[serde(deny_unknown_fields)]
 pub struct NoBody {}
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeRole {
+    #[schema(pattern = "^(admin|analyst|viewer)$")]
+    role: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{org_id}/users/{user_id}/role",
+    tag = "ledger",
+    request_body = ChangeRole,
+    params(
+        ("org_id" = Uuid, Path, description = "UUID"),
+        ("user_id" = Uuid, Path, description = "UUID"),
+    ),
+    responses(
+        (status = 200, description = "Change an active user's role (the organization's admin or the operator); 409 last_admin when it would leave no active admin, 409 conflict for a deactivated user or the same role.", body = SequenceResponse),
+        ProblemResponses,
+    ),
+)]
+pub async fn change_role(
+    State(state): State<AppState>,
+    Path((org_id, user_id)): Path<(Uuid, Uuid)>,
+    request: CommandRequest<ChangeRole>,
+) -> Answer<SequenceResponse> {
+    let CommandRequest { caller, context, body } = request;
+    let (organization_id, user_id, role) = (OrganizationId(org_id), UserId(user_id), parse_role(&body.role)?);
+    ok(organizations::change_role(&state, &caller, &context, organization_id, user_id, role).await?)
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/organizations/{org_id}/users/{user_id}/deactivate",

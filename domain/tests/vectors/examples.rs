@@ -31,7 +31,7 @@ use ledger_domain::notification::{
 };
 use ledger_domain::organization::{
     ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role, SubscriptionEnded,
-    SubscriptionStarted, UserAdded, UserDeactivated,
+    SubscriptionStarted, UserAdded, UserDeactivated, UserRoleChanged,
 };
 use ledger_domain::stripe::{
     self, Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled,
@@ -167,6 +167,9 @@ pub fn all() -> Vec<Example> {
         checkpoints(),
         notifications(),
         stripe(),
+        // Added after the file was first written: appended, so the records
+        // before keep their ids and times.
+        later(),
     ]
     .into_iter()
     .flatten()
@@ -709,5 +712,16 @@ fn stripe_sync() -> Vec<Example> {
         )),
         example(stripe::sync_started_stream(), 1, "2026-01-10T12:00:00Z", actor("stripe-sync"), None)
             .current(event(StripeEvent::StripeSyncStarted(StripeSyncStarted { from_sequence: 1822 }))),
+    ]
+}
+
+/// Event types added since, each appended here.
+fn later() -> Vec<Example> {
+    vec![
+        example(ORG.stream(), 9, "2027-01-20T10:00:00Z", member("admin", "req-0c0101"), Some("make-admin-viewer"))
+            .current(LedgerEvent::Organization(OrganizationEvent::UserRoleChanged(UserRoleChanged {
+                user_id: ADMIN,
+                role: Role::Viewer,
+            }))),
     ]
 }

@@ -103,11 +103,14 @@ impl Projection for Organizations {
         // nothing but its tokens.
         let Some((created, created_at, mut state)) = entry else { return Ok(()) };
         state.apply(event.clone());
-        if let OrganizationEvent::UserAdded(added) = event {
-            write_user(changes, id, added.user_id, &state)?;
-        }
-        if let OrganizationEvent::UserDeactivated(deactivated) = event {
-            write_user(changes, id, deactivated.user_id, &state)?;
+        let user = match event {
+            OrganizationEvent::UserAdded(e) => Some(e.user_id),
+            OrganizationEvent::UserDeactivated(e) => Some(e.user_id),
+            OrganizationEvent::UserRoleChanged(e) => Some(e.user_id),
+            _ => None,
+        };
+        if let Some(user_id) = user {
+            write_user(changes, id, user_id, &state)?;
         }
         changes.upsert(
             &ORGANIZATIONS,
