@@ -221,7 +221,9 @@ pub async fn sign_in(
     address: &str,
 ) -> Result<Result<SignedInUser, SsoRefusal>, Error> {
     let Some(config) = current(ledger, organization_id).await? else { return Ok(Err(SsoRefusal::NotConfigured)) };
-    if config.issuer != identity.issuer || identity.subject.is_empty() || identity.subject.len() > sso::SUBJECT_CHARS_MAX
+    if config.issuer != identity.issuer
+        || identity.subject.is_empty()
+        || identity.subject.len() > sso::SUBJECT_CHARS_MAX
     {
         return Ok(Err(SsoRefusal::NotConfigured));
     }
