@@ -138,7 +138,6 @@ pub enum IssuerHttpError {
 
 impl IssuerHttp {
     fn new(allow_loopback: bool) -> anyhow::Result<Self> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(ISSUER_TIMEOUT)

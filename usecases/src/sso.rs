@@ -20,8 +20,9 @@ use crate::command::{Context, execute, load, new_event_id};
 use crate::signin::SignedInUser;
 use crate::{Caller, Error, Ledger, Need};
 
-/// What an admin sets (`PUT /organizations/{id}/sso`).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+/// What an admin sets (`PUT /organizations/{id}/sso`). Its `Debug`
+/// leaves the secret out.
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SsoInput {
     /// `https://…`, the issuer's identifier (discovery at `/.well-known/openid-configuration`).
@@ -31,14 +32,17 @@ pub struct SsoInput {
     pub client_secret: String,
 }
 
-impl std::fmt::Debug for SsoView {
+impl std::fmt::Debug for SsoInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SsoView").field("issuer_url", &self.issuer_url).finish_non_exhaustive()
+        f.debug_struct("SsoInput")
+            .field("issuer_url", &self.issuer_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
     }
 }
 
 /// An organization's SSO settings as answered: never the secret.
-#[derive(Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SsoView {
     pub issuer_url: String,
