@@ -70,7 +70,7 @@ impl Issuer {
             .env("REDIRECT_URI", format!("{portal}/portal/sso/callback"))
             .env("KEY_ID", format!("key-{port}"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .expect("node starts");

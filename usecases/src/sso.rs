@@ -232,16 +232,18 @@ pub async fn sign_in(
         return Ok(Err(SsoRefusal::NotConfigured));
     }
     let link = sso::link_stream(&ledger.keys.secret, organization_id, &identity.issuer, &identity.subject);
-    let user_id = match last_event(ledger, &link).await? {
-        Some((SsoEvent::SsoLinked(linked), _)) => linked.user_id,
+    let (user_id, created) = match last_event(ledger, &link).await? {
+        Some((SsoEvent::SsoLinked(linked), _)) => (linked.user_id, false),
         _ => match first_link(ledger, organization_id, identity, &link).await? {
-            Ok(user_id) => user_id,
+            Ok(found) => found,
             Err(refusal) => return Ok(Err(refusal)),
         },
     };
-    let Some(role) = crate::signin::active_role(ledger, organization_id, user_id).await? else {
-        return Ok(Err(SsoRefusal::Inactive));
-    };
+    // A user this sign-in just created is a viewer (the read models may
+    // not have it yet); any other's role and state are read again.
+    let role =
+        if created { Some(Role::Viewer) } else { crate::signin::active_role(ledger, organization_id, user_id).await? };
+    let Some(role) = role else { return Ok(Err(SsoRefusal::Inactive)) };
     let user = SignedInUser { organization_id, user_id, role };
     let event = SsoEvent::from(SsoSignedIn {
         organization_id,
@@ -258,12 +260,13 @@ pub async fn sign_in(
 
 /// A first sign-in: match by verified e-mail or create a viewer, then link
 /// (expecting no link stream, so two first sign-ins at once link once).
+/// Answers the user and whether this sign-in created it.
 async fn first_link(
     ledger: &Ledger,
     organization_id: OrganizationId,
     identity: &Identity,
     link: &StreamId,
-) -> Result<Result<UserId, SsoRefusal>, Error> {
+) -> Result<Result<(UserId, bool), SsoRefusal>, Error> {
     let email = identity.email.as_deref().map(str::trim).unwrap_or_default();
     if !identity.email_verified || email.is_empty() || email.len() > crate::signin::EMAIL_CHARS_MAX {
         return Ok(Err(SsoRefusal::EmailNotVerified));
@@ -295,10 +298,10 @@ async fn first_link(
         events: vec![NewEvent::from_event(&event, new_event_id(), ledger.now(), &metadata)],
     };
     match ledger.log.append_one(command).await? {
-        Ok(_) => Ok(Ok(user_id)),
+        Ok(_) => Ok(Ok((user_id, created))),
         // Linked meanwhile (another node): that link stands.
         Err(Rejection::WrongRevision { .. }) => match last_event(ledger, link).await? {
-            Some((SsoEvent::SsoLinked(linked), _)) => Ok(Ok(linked.user_id)),
+            Some((SsoEvent::SsoLinked(linked), _)) => Ok(Ok((linked.user_id, false))),
             _ => Err(Error::Internal(format!("{link}: no link after a conflict"))),
         },
         Err(other) => Err(Error::Internal(other.to_string())),

@@ -10,6 +10,10 @@ import http from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
+// stdout carries the ready line only (the test stops reading it then):
+// everything else the provider prints goes to stderr.
+console.log = console.info = console.warn = (...args) => console.error(...args);
+
 const env = (name) => {
   if (!process.env[name]) throw new Error(`${name} is not set`);
   return process.env[name];
@@ -87,4 +91,4 @@ http.createServer((req, res) => {
     return;
   }
   callback(req, res);
-}).listen(port, '127.0.0.1', () => console.log('oidc issuer ready'));
+}).listen(port, '127.0.0.1', () => process.stdout.write('oidc issuer ready\n'));
