@@ -55,12 +55,24 @@ fn free_port() -> u16 {
 /// oidc-provider with one client, on a loopback port.
 struct Issuer {
     url: String,
-    _node: Child,
+    node: Child,
+    port: u16,
+    client: (String, String),
 }
 
 impl Issuer {
     async fn start(client_id: &str, secret: &str, portal: &str) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), client_id, secret, portal, 1).await
+    }
+
+    /// The same issuer restarted with a new signing key (a new key id).
+    async fn restart_with_a_new_key(mut self) -> Self {
+        self.node.kill().await.unwrap();
+        let (id, secret) = self.client.clone();
+        Self::start_on(self.port, &id, &secret, PORTAL, 2).await
+    }
+
+    async fn start_on(port: u16, client_id: &str, secret: &str, portal: &str, generation: u32) -> Self {
         let mut node = Command::new("node")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/issuer.mjs"))
             .env("OIDC_MODULES", modules())
@@ -68,7 +80,7 @@ impl Issuer {
             .env("CLIENT_ID", client_id)
             .env("CLIENT_SECRET", secret)
             .env("REDIRECT_URI", format!("{portal}/portal/sso/callback"))
-            .env("KEY_ID", format!("key-{port}"))
+            .env("KEY_ID", format!("key-{port}-{generation}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -77,7 +89,8 @@ impl Issuer {
         let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
         let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
         assert!(matches!(&ready, Ok(Ok(Some(l))) if l == "oidc issuer ready"), "the issuer did not start: {ready:?}");
-        Self { url: format!("http://127.0.0.1:{port}"), _node: node }
+        let client = (client_id.to_owned(), secret.to_owned());
+        Self { url: format!("http://127.0.0.1:{port}"), node, port, client }
     }
 
     /// The account the issuer's interaction signs in next.
@@ -304,6 +317,14 @@ async fn sso_configured_by_an_admin_signs_users_into_their_organization_only() {
     let types = event_types(&backend).await;
     let count = |name: &str| types.iter().filter(|t| *t == name).count();
     assert_eq!((count("SsoLinked"), count("SsoSignedIn")), (2, 3), "two links, three sign-ins in the log");
+
+    // The issuer's signing key changes: an ID token with an unknown key id
+    // makes the portal fetch the keys again, and it signs in.
+    let issuer_a = issuer_a.restart_with_a_new_key().await;
+    issuer_a.account("sub-ann", "ann@acme.test", true).await;
+    let page = Browser::new(&issuer_a).sign_in(&s, &acme, false).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(event_types(&backend).await.iter().filter(|t| *t == "SsoSignedIn").count(), 4);
 
     // Acme's issuer cannot sign anyone into Globex: Acme's code with
     // Globex's pending sign-in is refused, and so is a mixed-up state.
