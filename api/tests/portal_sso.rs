@@ -38,11 +38,11 @@ fn modules() -> PathBuf {
 fn peers_available(test: &str) -> bool {
     let node = std::process::Command::new("node").arg("--version").stdout(Stdio::null()).status();
     if !node.is_ok_and(|s| s.success()) {
-        store::testing::skip(test, store::testing::Peer::Browser, "node is not installed");
+        store::testing::skip(test, store::testing::Peer::Node, "node is not installed");
         return false;
     }
     if !modules().join("oidc-provider/package.json").is_file() {
-        store::testing::skip(test, store::testing::Peer::Browser, "oidc-provider is not in target/peers/oidc");
+        store::testing::skip(test, store::testing::Peer::Node, "oidc-provider is not in target/peers/oidc");
         return false;
     }
     true

@@ -22,7 +22,7 @@ pub fn install(peers: &Path, missing: &mut Vec<Missing>) {
     }
     if !exists("npm") {
         let remedy = "Debian: apt-get install nodejs npm".into();
-        missing.push(Missing { peer: "oidc", why: "`npm` is not installed (for oidc-provider)".into(), remedy });
+        missing.push(Missing { peer: "node", why: "`npm` is not installed (for oidc-provider)".into(), remedy });
         return;
     }
     let started = Instant::now();
@@ -33,7 +33,7 @@ pub fn install(peers: &Path, missing: &mut Vec<Missing>) {
         Ok(_) => println!("  {OIDC_PROVIDER}: installed into {} ({})", dir.display(), duration(started.elapsed())),
         Err(why) => {
             let remedy = format!("npm install --prefix {} {OIDC_PROVIDER}", dir.display());
-            missing.push(Missing { peer: "oidc", why, remedy });
+            missing.push(Missing { peer: "node", why, remedy });
         }
     }
 }
