@@ -86,6 +86,7 @@ pub fn app(state: AppState) -> Router {
         .route("/organizations/{org_id}/tokens", post(c::issue_token))
         .route("/organizations/{org_id}/tokens/{token_id}/revoke", post(c::revoke_token))
         .route("/organizations/{org_id}/licenses", get(q::licenses))
+        .route("/organizations/{org_id}/sso", get(routes::sso::get).put(routes::sso::put).delete(routes::sso::delete))
         .route("/subscriptions", post(c::create_subscription))
         .route("/subscriptions/{org_id}", get(q::subscription))
         .route("/subscriptions/{org_id}/upgrade", post(c::upgrade))

@@ -58,6 +58,10 @@ struct PortalArgs {
     /// (local use and tests only).
     #[arg(long)]
     portal_insecure_cookies: bool,
+    /// Enterprise SSO may use an `http` issuer on a loopback address
+    /// (tests with a local issuer only; off by default).
+    #[arg(long)]
+    sso_allow_loopback_issuer: bool,
 }
 
 impl PortalArgs {
@@ -389,6 +393,7 @@ async fn serve(
         portal_url: portal.url(listen),
         secure_cookies: !portal.portal_insecure_cookies,
         releases_per_license_per_hour: edge.releases_per_license_per_hour,
+        sso_allow_loopback_issuer: portal.sso_allow_loopback_issuer,
     };
     ledger_api::serve(config, edge, portal).await
 }

@@ -56,6 +56,7 @@ use crate::routes;
     paths(
         routes::commands::create_organization,
         routes::commands::add_user,
+        routes::sso::put, routes::sso::get, routes::sso::delete,
         routes::commands::deactivate_user,
         routes::commands::change_role,
         routes::commands::issue_token,

@@ -25,6 +25,7 @@ pub mod payment;
 pub mod proof;
 pub mod record;
 pub mod signin;
+pub mod sso;
 pub mod stripe;
 pub mod subscription;
 pub mod time;

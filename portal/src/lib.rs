@@ -29,6 +29,7 @@ mod pages;
 mod plan;
 mod session;
 mod signin;
+pub mod sso;
 
 pub use error::PortalError;
 pub use session::{SESSION_ABSOLUTE_MICROS, SESSION_IDLE_MICROS};
@@ -50,6 +51,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Deployment releases one license may make an hour (0: no limit).
     pub releases_per_license_per_hour: u32,
+    /// Enterprise SSO may use an `http` issuer on a loopback address (tests only).
+    pub sso_allow_loopback_issuer: bool,
 }
 
 /// The client's address as the server resolved it (behind trusted
@@ -68,6 +71,7 @@ pub struct Portal {
     mails_per_address: KeyedLimiter<String>,
     requests_per_client: KeyedLimiter<IpAddr>,
     releases: KeyedLimiter<LicenseId>,
+    sso: sso::Sso,
 }
 
 impl Portal {
@@ -85,7 +89,9 @@ impl Portal {
             tokio::spawn(send_mails(mailer, waiting));
             queue
         });
+        let sso = sso::Sso::new(settings.sso_allow_loopback_issuer)?;
         Ok(Arc::new(Self {
+            sso,
             releases: KeyedLimiter::per_hour("portal_releases_per_license", settings.releases_per_license_per_hour),
             ledger,
             settings,
@@ -148,6 +154,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/signin", get(signin::form).post(signin::request))
         .route("/link", get(signin::link_page).post(signin::use_link))
         .route("/signout", post(signin::sign_out))
+        .merge(sso::routes())
         .route("/orgs/{org}", get(p::overview))
         .route("/orgs/{org}/usage", get(p::usage))
         .route("/orgs/{org}/usage/meters", get(p::usage_meters))

@@ -43,6 +43,7 @@ pub mod readmodels;
 pub mod scheduler;
 pub mod secrets;
 pub mod signin;
+pub mod sso;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;

@@ -16,6 +16,7 @@
 //! before the tests start, and any skip fails it at the end.
 
 mod peer_fuzz;
+mod peer_oidc;
 mod peer_portal;
 mod peer_prometheus;
 mod peer_schemathesis;

@@ -34,6 +34,7 @@ pub fn install(root: &Path, peers: &Path) -> Vec<Missing> {
     crate::peer_tsclient::install(root, &mut missing);
     crate::peer_prometheus::install(&mut missing);
     crate::peer_portal::install(peers, &mut missing);
+    crate::peer_oidc::install(peers, &mut missing);
     crate::peer_fuzz::install(&mut missing);
     crate::peer_schemathesis::install(peers, &mut missing);
     missing

@@ -4,5 +4,6 @@ pub mod license;
 pub mod log;
 pub mod ops;
 pub mod queries;
+pub mod sso;
 pub mod stripe;
 pub mod usage;

@@ -1,0 +1,406 @@
+//! Enterprise SSO end to end (issue 14): the real `ledger` binary and a
+//! real OpenID Connect issuer (npm's oidc-provider on Node, run by
+//! `tests/oidc/issuer.mjs`), driven over HTTP by a client that keeps its
+//! own cookies and follows no redirect by itself. Without node or
+//! oidc-provider in target/peers/oidc it skips with a notice.
+#![allow(clippy::too_many_lines)]
+
+#[allow(dead_code, unused_macros)]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Backend, OPERATOR, Server, poll};
+use reqwest::Method;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The portal's public URL as the server and the issuer know it; the
+/// test's browser reaches it at the server's own address (as a reverse
+/// proxy would).
+const PORTAL: &str = "http://portal.test";
+const SECRET_A: &str = "client-secret-of-acme-0f9e8d7c6b5a";
+const SECRET_B: &str = "client-secret-of-globex-1a2b3c4d5e6f";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn modules() -> PathBuf {
+    let peers = std::env::var_os("LEDGER_PEERS").map_or_else(|| root().join("target/peers"), PathBuf::from);
+    peers.join("oidc/node_modules")
+}
+
+fn peers_available(test: &str) -> bool {
+    let node = std::process::Command::new("node").arg("--version").stdout(Stdio::null()).status();
+    if !node.is_ok_and(|s| s.success()) {
+        store::testing::skip(test, store::testing::Peer::Node, "node is not installed");
+        return false;
+    }
+    if !modules().join("oidc-provider/package.json").is_file() {
+        store::testing::skip(test, store::testing::Peer::Node, "oidc-provider is not in target/peers/oidc");
+        return false;
+    }
+    true
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// oidc-provider with one client, on a loopback port.
+struct Issuer {
+    url: String,
+    node: Child,
+    port: u16,
+    client: (String, String),
+}
+
+impl Issuer {
+    async fn start(client_id: &str, secret: &str, portal: &str) -> Self {
+        Self::start_on(free_port(), client_id, secret, portal, 1).await
+    }
+
+    /// The same issuer restarted with a new signing key (a new key id).
+    async fn restart_with_a_new_key(mut self) -> Self {
+        self.node.kill().await.unwrap();
+        let (id, secret) = self.client.clone();
+        Self::start_on(self.port, &id, &secret, PORTAL, 2).await
+    }
+
+    async fn start_on(port: u16, client_id: &str, secret: &str, portal: &str, generation: u32) -> Self {
+        let mut node = Command::new("node")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/issuer.mjs"))
+            .env("OIDC_MODULES", modules())
+            .env("PORT", port.to_string())
+            .env("CLIENT_ID", client_id)
+            .env("CLIENT_SECRET", secret)
+            .env("REDIRECT_URI", format!("{portal}/portal/sso/callback"))
+            .env("KEY_ID", format!("key-{port}-{generation}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node starts");
+        let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+        assert!(matches!(&ready, Ok(Ok(Some(l))) if l == "oidc issuer ready"), "the issuer did not start: {ready:?}");
+        let client = (client_id.to_owned(), secret.to_owned());
+        Self { url: format!("http://127.0.0.1:{port}"), node, port, client }
+    }
+
+    /// The account the issuer's interaction signs in next.
+    async fn account(&self, sub: &str, email: &str, verified: bool) {
+        let body = json!({ "sub": sub, "email": email, "email_verified": verified });
+        let answer =
+            reqwest::Client::new().post(format!("{}/test/account", self.url)).json(&body).send().await.unwrap();
+        assert!(answer.status().is_success());
+    }
+}
+
+/// A browser's part: cookies (by name; every host here is 127.0.0.1) and
+/// redirects followed by hand.
+struct Browser {
+    http: reqwest::Client,
+    jar: BTreeMap<String, String>,
+    issuer: String,
+}
+
+struct Page {
+    status: u16,
+    location: String,
+    body: String,
+}
+
+impl Browser {
+    fn new(issuer: &Issuer) -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { http, jar: BTreeMap::new(), issuer: issuer.url.clone() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn request(&mut self, method: Method, url: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut request = self.http.request(method, url).header("cookie", self.cookie_header());
+        if let Some(form) = form {
+            let body: String = form
+                .iter()
+                // Ids and base64url tokens only: nothing to escape.
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            request = request.header("content-type", "application/x-www-form-urlencoded").body(body);
+        }
+        let answer = request.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        for value in answer.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            let gone = attributes.to_ascii_lowercase().contains("max-age=0") || value.is_empty();
+            if gone {
+                self.jar.remove(name.trim());
+            } else {
+                self.jar.insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+        let status = answer.status().as_u16();
+        let location = answer.headers().get("location").map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+        Page { status, location, body: answer.text().await.unwrap() }
+    }
+
+    /// From the SSO form to the issuer and back: the callback's answer.
+    /// `stop_at_callback` answers the callback URL instead of opening it.
+    async fn sign_in(&mut self, s: &Server, organization: &str, stop_at_callback: bool) -> Page {
+        let form = self.request(Method::GET, &s.url("/portal/sso"), None).await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let csrf = self.jar["ledger_portal_csrf"].clone();
+        let mut page = self
+            .request(Method::POST, &s.url("/portal/sso"), Some(&[("organization", organization), ("csrf", &csrf)]))
+            .await;
+        for _ in 0..10 {
+            if !(300..400).contains(&page.status) {
+                return page;
+            }
+            let next = if let Some(path) = page.location.strip_prefix(PORTAL) {
+                s.url(path)
+            } else if page.location.starts_with('/') {
+                let base = if page.location.starts_with("/portal") { s.base.clone() } else { self.issuer.clone() };
+                format!("{base}{}", page.location)
+            } else {
+                page.location.clone()
+            };
+            if next.starts_with(&s.url("/portal/sso/callback")) && stop_at_callback {
+                return page;
+            }
+            if next.starts_with(&s.url("/portal/orgs/")) {
+                return page;
+            }
+            page = self.request(Method::GET, &next, None).await;
+        }
+        panic!("too many redirects");
+    }
+}
+
+async fn admin_token(s: &Server, org: &str) -> String {
+    let body = json!({ "role": "admin" });
+    let issued = s.post(&format!("/api/v1/organizations/{org}/tokens"), Some(OPERATOR), body).await.expect(201);
+    issued["token"].as_str().unwrap().to_owned()
+}
+
+async fn put_sso(s: &Server, org: &str, token: &str, issuer: &str, client: &str, secret: &str) -> common::Reply {
+    let body = json!({ "issuerUrl": issuer, "clientId": client, "clientSecret": secret });
+    s.send(Method::PUT, &format!("/api/v1/organizations/{org}/sso"), Some(token), common::Body::Json(body), &[]).await
+}
+
+async fn add_user(s: &Server, org: &str, email: &str, role: &str) {
+    let body = json!({ "email": email, "role": role });
+    s.post(&format!("/api/v1/organizations/{org}/users"), Some(OPERATOR), body).await.expect(201);
+}
+
+/// The organization's users added so far, from its stream: (e-mail, role).
+async fn users_added(backend: &Backend, org: &str) -> Vec<(String, &'static str)> {
+    use domain::event::StoredEvent;
+    use domain::organization::OrganizationEvent;
+    let log = backend.open_log().await;
+    let organization = domain::OrganizationId(org.parse().unwrap());
+    let records = log.read_stream(&organization.stream(), 1, 10_000).await.unwrap();
+    records
+        .iter()
+        .filter_map(|r| {
+            let payload = r.payload.as_deref().unwrap_or_default();
+            match OrganizationEvent::decode(&r.header.event_type, r.header.schema_version, payload).unwrap() {
+                Some(OrganizationEvent::UserAdded(added)) => Some((added.email, added.role.as_str())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The type of every event in the log, in order.
+async fn event_types(backend: &Backend) -> Vec<String> {
+    let log = backend.open_log().await;
+    log.read_page(1..=u64::MAX, 100_000).await.unwrap().into_iter().map(|r| r.header.event_type).collect()
+}
+
+/// Every byte of the server's data directory (the log's SQLite files).
+fn data_bytes(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_configured_by_an_admin_signs_users_into_their_organization_only() {
+    if !peers_available(module_path!()) {
+        return;
+    }
+    let backend = Backend::sqlite().await;
+    let s =
+        backend.start_with(&["--portal-insecure-cookies", "--sso-allow-loopback-issuer", "--portal-url", PORTAL]).await;
+    let acme = s.create_org("Acme GmbH").await;
+    let globex = s.create_org("Globex").await;
+    let starter = s.create_org("Small Co").await;
+    s.create_subscription(&acme, "enterprise", "2026-01-01", true).await;
+    s.create_subscription(&globex, "enterprise", "2026-01-01", true).await;
+    s.create_subscription(&starter, "starter", "2026-01-01", true).await;
+    let (acme_admin, globex_admin, starter_admin) =
+        (admin_token(&s, &acme).await, admin_token(&s, &globex).await, admin_token(&s, &starter).await);
+    add_user(&s, &acme, "ann@acme.test", "analyst").await;
+    let issuer_a = Issuer::start("ledger-acme", SECRET_A, PORTAL).await;
+    let issuer_b = Issuer::start("ledger-globex", SECRET_B, PORTAL).await;
+
+    // Configuration: the admin's, enterprise only, never answering the secret.
+    let refused = put_sso(&s, &starter, &starter_admin, &issuer_a.url, "ledger-acme", SECRET_A).await;
+    refused.problem(409, "feature_not_in_tier");
+    let viewer = {
+        let body = json!({ "role": "viewer" });
+        let issued = s.post(&format!("/api/v1/organizations/{acme}/tokens"), Some(OPERATOR), body).await.expect(201);
+        issued["token"].as_str().unwrap().to_owned()
+    };
+    put_sso(&s, &acme, &viewer, &issuer_a.url, "ledger-acme", SECRET_A).await.problem(403, "forbidden");
+    put_sso(&s, &acme, &globex_admin, &issuer_a.url, "ledger-acme", SECRET_A).await.problem(404, "not_found");
+    let set = put_sso(&s, &acme, &acme_admin, &issuer_a.url, "ledger-acme", SECRET_A).await.expect(200);
+    assert_eq!(set["issuerUrl"], issuer_a.url.as_str());
+    assert!(!set.to_string().contains(SECRET_A), "{set}");
+    put_sso(&s, &globex, &globex_admin, &issuer_b.url, "ledger-globex", SECRET_B).await.expect(200);
+    let got = s.get(&format!("/api/v1/organizations/{acme}/sso"), Some(&acme_admin)).await;
+    assert!(!got.text.contains(SECRET_A), "{}", got.text);
+    let got = got.expect(200);
+    assert_eq!((got["clientId"].as_str(), got["clientSecretSet"].as_bool()), (Some("ledger-acme"), Some(true)));
+
+    // First sign-in without a verified address: refused, nobody created.
+    issuer_a.account("sub-ann", "ann@acme.test", false).await;
+    let page = Browser::new(&issuer_a).sign_in(&s, &acme, false).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("did not confirm your e-mail address"), "{}", page.body);
+
+    // Verified: matched to the existing analyst by e-mail, signed in.
+    issuer_a.account("sub-ann", "ann@acme.test", true).await;
+    let mut ann = Browser::new(&issuer_a);
+    let page = ann.sign_in(&s, &acme, false).await;
+    assert_eq!((page.status, page.location.as_str()), (303, format!("/portal/orgs/{acme}").as_str()), "{}", page.body);
+    assert!(!ann.jar.contains_key("ledger_portal_sso"), "the pending sign-in's cookie is removed");
+    let overview = ann.request(Method::GET, &s.url(&format!("/portal/orgs/{acme}")), None).await;
+    assert_eq!(overview.status, 200, "{}", overview.body);
+    // Signed in to Acme, never to Globex.
+    let other = ann.request(Method::GET, &s.url(&format!("/portal/orgs/{globex}")), None).await;
+    assert_eq!(other.status, 404);
+
+    // A new address: created as a viewer.
+    issuer_a.account("sub-vic", "vic@acme.test", true).await;
+    let mut vic = Browser::new(&issuer_a);
+    assert_eq!(vic.sign_in(&s, &acme, false).await.status, 303);
+    let added = users_added(&backend, &acme).await;
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert_eq!(added[1], ("vic@acme.test".to_owned(), "viewer"));
+
+    // Later sign-ins go by (issuer, subject), whatever the e-mail says now.
+    issuer_a.account("sub-vic", "victor@elsewhere.test", true).await;
+    let mut again = Browser::new(&issuer_a);
+    assert_eq!(again.sign_in(&s, &acme, false).await.status, 303);
+    assert_eq!(users_added(&backend, &acme).await.len(), 2, "no new user");
+    let types = event_types(&backend).await;
+    let count = |name: &str| types.iter().filter(|t| *t == name).count();
+    assert_eq!((count("SsoLinked"), count("SsoSignedIn")), (2, 3), "two links, three sign-ins in the log");
+
+    // The issuer's signing key changes: an ID token with an unknown key id
+    // makes the portal fetch the keys again, and it signs in.
+    let issuer_a = issuer_a.restart_with_a_new_key().await;
+    issuer_a.account("sub-ann", "ann@acme.test", true).await;
+    let page = Browser::new(&issuer_a).sign_in(&s, &acme, false).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(event_types(&backend).await.iter().filter(|t| *t == "SsoSignedIn").count(), 4);
+
+    // Acme's issuer cannot sign anyone into Globex: Acme's code with
+    // Globex's pending sign-in is refused, and so is a mixed-up state.
+    issuer_a.account("sub-ann", "ann@acme.test", true).await;
+    let mut mallory = Browser::new(&issuer_a);
+    let at_callback = mallory.sign_in(&s, &acme, true).await;
+    let acme_callback = at_callback.location.clone();
+    assert!(acme_callback.contains("code="), "{acme_callback}");
+    let acme_query = acme_callback.split_once('?').unwrap().1.to_owned();
+    let param = |query: &str, name: &str| {
+        query.split('&').find_map(|p| p.strip_prefix(&format!("{name}="))).unwrap_or_default().to_owned()
+    };
+    let mut globex_browser = Browser::new(&issuer_b);
+    let form = globex_browser.request(Method::GET, &s.url("/portal/sso"), None).await;
+    assert_eq!(form.status, 200);
+    let csrf = globex_browser.jar["ledger_portal_csrf"].clone();
+    let to_b = globex_browser
+        .request(Method::POST, &s.url("/portal/sso"), Some(&[("organization", &globex), ("csrf", &csrf)]))
+        .await;
+    assert_eq!(to_b.status, 303);
+    assert!(to_b.location.starts_with(&issuer_b.url), "{}", to_b.location);
+    let globex_state = param(to_b.location.split_once('?').unwrap().1, "state");
+    let with_acme_state = globex_browser.request(Method::GET, &acme_callback_url(&s, &acme_query), None).await;
+    assert_eq!(with_acme_state.status, 403, "Acme's state with Globex's pending sign-in");
+    let mixed = format!("/portal/sso/callback?code={}&state={globex_state}", param(&acme_query, "code"));
+    let with_acme_code = globex_browser.request(Method::GET, &s.url(&mixed), None).await;
+    assert_eq!(with_acme_code.status, 403, "Acme's code exchanged at Globex's issuer");
+    assert!(users_added(&backend, &globex).await.is_empty(), "nobody created in Globex");
+
+    // Even with the test setting, only loopback may be plain or private.
+    for issuer in ["http://93.184.216.34", "https://10.0.0.1", "https://169.254.169.254", "https://[fd00::1]"] {
+        put_sso(&s, &acme, &acme_admin, issuer, "x", "y").await.problem(400, "validation_failed");
+    }
+    // Without it (the default), the loopback issuer itself is refused too.
+    let strict_backend = Backend::sqlite().await;
+    let strict = strict_backend.start().await;
+    let org = strict.create_org("Strict").await;
+    strict.create_subscription(&org, "enterprise", "2026-01-01", true).await;
+    let admin = admin_token(&strict, &org).await;
+    for issuer in [issuer_a.url.as_str(), "https://127.0.0.1:8443", "https://10.0.0.1", "https://[::1]:8443"] {
+        let problem = put_sso(&strict, &org, &admin, issuer, "x", "y").await.problem(400, "validation_failed");
+        assert!(problem.to_string().contains("issuerUrl"), "{issuer}: {problem}");
+    }
+    strict.stop().await;
+
+    // Enterprise seats are unlimited; after a downgrade to starter takes
+    // effect (5 seats), new SSO users are refused at the limit.
+    s.post(&format!("/api/v1/subscriptions/{acme}/downgrade"), Some(&acme_admin), json!({ "targetTier": "starter" }))
+        .await
+        .expect(200);
+    s.move_clock("2027-01-02T00:00:00Z").await;
+    poll("Acme's renewal as starter", || async {
+        (s.subscription(&acme, OPERATOR).await["tier"] == "starter").then_some(())
+    })
+    .await;
+    add_user(&s, &acme, "u3@acme.test", "viewer").await;
+    add_user(&s, &acme, "u4@acme.test", "viewer").await;
+    issuer_a.account("sub-fifth", "fifth@acme.test", true).await;
+    assert_eq!(Browser::new(&issuer_a).sign_in(&s, &acme, false).await.status, 303, "the fifth seat");
+    issuer_a.account("sub-sixth", "sixth@acme.test", true).await;
+    let over = Browser::new(&issuer_a).sign_in(&s, &acme, false).await;
+    assert_eq!(over.status, 403, "{}", over.body);
+    assert!(over.body.contains("no free seat"), "{}", over.body);
+    let added = users_added(&backend, &acme).await;
+    assert_eq!(added.len(), 5, "nothing created over the limit: {added:?}");
+
+    // The secret is nowhere in the log's bytes or the server's output.
+    let events = s.audit(&acme).await;
+    assert!(events.iter().any(|e| e["eventType"] == "UserAdded"), "audit reads");
+    let bytes = data_bytes(backend.data_dir());
+    assert!(contains(&bytes, "ledger-acme"), "the client id is in the log (the check reads the right files)");
+    assert!(!contains(&bytes, SECRET_A) && !contains(&bytes, SECRET_B), "a client secret in the log's bytes");
+    assert!(!s.output().iter().any(|l| l.contains(SECRET_A) || l.contains(SECRET_B)), "a client secret in the output");
+    s.stop().await;
+}
+
+fn acme_callback_url(s: &Server, query: &str) -> String {
+    s.url(&format!("/portal/sso/callback?{query}"))
+}
