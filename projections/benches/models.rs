@@ -222,13 +222,15 @@ async fn main() {
         "| backend | organizations | records | fill s | apply s | records/s | audit rows | usage rows | RSS MB | peak RSS MB |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    {
+    // BENCH_BACKENDS=postgres (or sqlite) runs one backend only.
+    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite postgres".into());
+    if backends.contains("sqlite") {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open_sqlite(&dir.path().join("ledger.sqlite"), Arc::new(SystemClock)).await.unwrap();
         let db = ReadModelDb::open_sqlite(dir.path()).await.unwrap();
         bench("SQLite", log, db, organizations, records).await;
     }
-    if let Some(url) = testing::postgres_url("models bench") {
+    if let Some(url) = testing::postgres_url("models bench").filter(|_| backends.contains("postgres")) {
         let schema = testing::fresh_schema(&url).await;
         let log = EventLog::open_postgres(schema.options.clone(), Arc::new(SystemClock)).await.unwrap();
         let db = ReadModelDb::open_postgres(schema.options.clone()).await.unwrap();

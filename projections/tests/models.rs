@@ -934,7 +934,36 @@ async fn assert_payments(db: &ReadModelDb, state: &LedgerState) {
     assert!(known.values().any(|p| p.stripe_invoice_id.is_none() && p.status == PaymentStatus::Open));
 }
 
+/// What a billing run reads of a page of subscriptions in one query each
+/// (their invoices, the usage of each one's months) is what it reads of
+/// each subscription alone.
+async fn assert_billing_page(db: &ReadModelDb, state: &LedgerState) {
+    let ids: Vec<SubscriptionId> = state.subscriptions.keys().copied().collect();
+    assert!(ids.len() > 1 && ids.len() <= models::PAGE_ITEMS_MAX, "one page: {}", ids.len());
+    let invoiced = invoices::of_subscriptions(db, &ids).await.unwrap();
+    let mut wanted = BTreeMap::new();
+    for (n, id) in ids.iter().enumerate() {
+        let alone = invoices::of_subscription(db, *id).await.unwrap();
+        assert_eq!(invoiced[id].as_ref().unwrap(), &alone, "{id:?}'s invoices");
+        // Months that differ between subscriptions: a month one asks for
+        // is not another's.
+        let asked = if n % 2 == 0 { vec![d(2026, 1, 1)] } else { vec![d(2026, 2, 1), d(2026, 3, 1)] };
+        wanted.insert(*id, asked.into_iter().chain(alone.keys().copied()).collect::<std::collections::BTreeSet<_>>());
+    }
+    assert!(invoiced.values().any(|i| !i.as_ref().unwrap().is_empty()), "some subscription has invoices");
+    let used = usage::months_of(db, &wanted).await.unwrap();
+    assert_eq!(used.len(), ids.len());
+    for (id, months) in &wanted {
+        let alone = usage::months(db, *id, months.iter().copied()).await.unwrap();
+        assert_eq!(used[id].as_ref().unwrap(), &alone, "{id:?}'s usage of {months:?}");
+    }
+    assert!(used.values().filter(|u| !u.as_ref().unwrap().days.is_empty()).count() > 1, "usage was read");
+    let too_many = vec![ids[0]; models::PAGE_ITEMS_MAX + 1];
+    assert!(invoices::of_subscriptions(db, &too_many).await.is_err(), "a page is bounded");
+}
+
 async fn assert_all(db: &ReadModelDb, state: &LedgerState) {
+    assert_billing_page(db, state).await;
     assert_organizations(db, state).await;
     assert_subscriptions(db, state).await;
     assert_licenses(db, state).await;

@@ -153,10 +153,11 @@ async fn due(
     preview: bool,
     usage_sequence: u64,
 ) -> Result<(Vec<InvoiceIssued>, Vec<FailedInvoice>), Error> {
-    let db = &ledger.models.db;
     let (mut due, mut failed) = (Vec::new(), Vec::new());
+    let ids: Vec<SubscriptionId> = page.iter().map(|(id, _)| *id).collect();
+    let mut inputs = page_inputs(&ledger.models.db, &ids, month).await?;
     for (id, subscription) in page {
-        let outcome = match inputs(db, id, month).await {
+        let outcome = match inputs.remove(&id).unwrap_or(Ok(None)) {
             Ok(None) => continue,
             Ok(Some((issued, usage))) => due_one(&ledger.catalog, (id, &subscription), &usage, &issued, month, preview)
                 .map(|found| found.map(|invoice| InvoiceIssued { usage_sequence, ..invoice })),
@@ -179,13 +180,46 @@ async fn due(
 }
 
 /// A subscription's invoices and the usage its invoice of `month` is
+/// computed from, or `None` when it has that month's invoice already: see
+/// [`inputs`].
+type Inputs = Option<(BTreeMap<NaiveDate, InvoiceIssued>, domain::usage::Usage)>;
+
+/// [`inputs`] of a page of subscriptions, in two queries (their invoices,
+/// then the usage of the months each needs) instead of two a
+/// subscription; one subscription's rows that cannot be read fail it alone.
+async fn page_inputs(
+    db: &ReadModelDb,
+    ids: &[SubscriptionId],
+    month: NaiveDate,
+) -> Result<BTreeMap<SubscriptionId, Result<Inputs, DbError>>, DbError> {
+    let mut found = BTreeMap::new();
+    let mut issued_of = BTreeMap::new();
+    let mut months = BTreeMap::new();
+    for (id, issued) in invoices::of_subscriptions(db, ids).await? {
+        match issued {
+            Ok(issued) if issued.contains_key(&month) => {
+                found.insert(id, Ok(None));
+            }
+            Ok(issued) => {
+                months.insert(id, std::iter::once(month).chain(issued.keys().copied()).collect());
+                issued_of.insert(id, issued);
+            }
+            Err(error) => {
+                found.insert(id, Err(error));
+            }
+        }
+    }
+    for (id, usage) in usage::months_of(db, &months).await? {
+        let issued = issued_of.remove(&id).unwrap_or_default();
+        found.insert(id, usage.map(|usage| Some((issued, usage))));
+    }
+    Ok(found)
+}
+
+/// A subscription's invoices and the usage its invoice of `month` is
 /// computed from (that month's and, for late-usage adjustments, the
 /// invoiced months'); `None` when `month` has its invoice already.
-async fn inputs(
-    db: &ReadModelDb,
-    id: SubscriptionId,
-    month: NaiveDate,
-) -> Result<Option<(BTreeMap<NaiveDate, InvoiceIssued>, domain::usage::Usage)>, DbError> {
+async fn inputs(db: &ReadModelDb, id: SubscriptionId, month: NaiveDate) -> Result<Inputs, DbError> {
     let issued = invoices::of_subscription(db, id).await?;
     if issued.contains_key(&month) {
         return Ok(None);

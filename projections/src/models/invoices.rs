@@ -10,7 +10,7 @@ use domain::event::LedgerEvent;
 use domain::record::Record;
 use domain::{OrganizationId, SubscriptionId};
 
-use super::{day, decoded, encoded, limit_param, parse_day};
+use super::{PAGE_ITEMS_MAX, day, decoded, encoded, limit_param, parse_day, placeholders, uuid};
 use crate::db::{ApplyError, Changes, Column, DbError, Projection, ReadModelDb, Table, Value};
 
 pub const INVOICES: Table = Table::new(
@@ -114,6 +114,48 @@ pub async fn of_subscription(
         )
         .await?;
     rows.iter().map(|row| Ok((parse_day(row, 0)?, decoded(row, 1)?))).collect()
+}
+
+/// The invoices of several subscriptions (at most [`PAGE_ITEMS_MAX`]),
+/// each as [`of_subscription`] reads them (its oldest
+/// [`INVOICES_PER_QUERY_MAX`]), in one query: what a billing run reads per
+/// page. A subscription whose rows do not decode gets its own error.
+pub async fn of_subscriptions(
+    db: &ReadModelDb,
+    ids: &[SubscriptionId],
+) -> Result<BTreeMap<SubscriptionId, Result<BTreeMap<NaiveDate, InvoiceIssued>, DbError>>, DbError> {
+    if ids.len() > PAGE_ITEMS_MAX {
+        return Err(DbError::Schema(format!(
+            "{} subscriptions asked for at once; at most {PAGE_ITEMS_MAX}",
+            ids.len()
+        )));
+    }
+    let mut found: BTreeMap<SubscriptionId, Result<BTreeMap<NaiveDate, InvoiceIssued>, DbError>> =
+        ids.iter().map(|id| (*id, Ok(BTreeMap::new()))).collect();
+    if ids.is_empty() {
+        return Ok(found);
+    }
+    let sql = format!(
+        "SELECT subscription_id, period, issued FROM (SELECT subscription_id, period, issued, \
+         ROW_NUMBER() OVER (PARTITION BY subscription_id ORDER BY period) AS n FROM rm_invoices \
+         WHERE subscription_id IN ({})) AS t WHERE n <= $1",
+        placeholders(2, ids.len())
+    );
+    let mut params = vec![limit_param(INVOICES_PER_QUERY_MAX)];
+    params.extend(ids.iter().map(|id| Value::from(id.0)));
+    for row in db.query(&sql, params).await? {
+        let id = SubscriptionId(uuid(&row, 0)?);
+        let Some(Ok(invoices)) = found.get_mut(&id) else { continue };
+        match parse_day(&row, 1).and_then(|period| Ok((period, decoded(&row, 2)?))) {
+            Ok((period, issued)) => {
+                invoices.insert(period, issued);
+            }
+            Err(error) => {
+                found.insert(id, Err(error));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// One subscription's invoice of a month.

@@ -132,6 +132,11 @@ pub(crate) fn page_limit(asked: usize) -> usize {
     asked.clamp(1, PAGE_ITEMS_MAX)
 }
 
+/// `$first, $first+1, …`: `count` placeholders for an `IN (…)` list.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
 /// A page size as a SQL parameter (one more than the page, to know if
 /// another follows).
 pub(crate) fn limit_param(size: usize) -> Value {

@@ -3,14 +3,16 @@
 //! log sequence it came from, as `domain::usage::Usage` keeps it. Queries
 //! read one month, or one day, of one subscription by its primary key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
 
 use domain::SubscriptionId;
 use domain::event::LedgerEvent;
 use domain::record::Record;
 use domain::usage::{Metrics, Reported, Usage, UsageEvent};
 
-use super::{day, decimal, limit_param, parse_day, parse_decimal, text_order};
+use super::{PAGE_ITEMS_MAX, day, decimal, limit_param, parse_day, parse_decimal, placeholders, text_order, uuid};
 use crate::db::{ApplyError, Changes, Column, DbError, Projection, ReadModelDb, Row, Table, Value};
 
 pub const USAGE: Table = Table::new(
@@ -151,3 +153,123 @@ pub async fn months(
 
 /// The most months [`months`] reads at once: a century of invoices.
 pub const MONTHS_PER_QUERY_MAX: usize = 1_200;
+
+/// The most rows [`months_of`] reads in its one query for a page of
+/// subscriptions (a few tens of megabytes): a page of 200 subscriptions
+/// with two deployments each has a year of months' reports in it. Above
+/// it, each subscription is read on its own ([`months`]).
+pub const USAGE_ROWS_PER_PAGE_MAX: usize = 250_000;
+
+/// What [`months_of`] returns: each subscription's usage, or why it
+/// cannot be read.
+pub type UsageOf = BTreeMap<SubscriptionId, Result<Usage, DbError>>;
+
+/// The usage of several subscriptions (at most [`PAGE_ITEMS_MAX`]), each
+/// of its own months (firsts of months, as [`months`] takes them), in one
+/// query: what a billing run reads per page. A subscription asking for
+/// more than [`MONTHS_PER_QUERY_MAX`] months, or whose rows do not decode,
+/// gets its own error. The result is what [`months`] reads for each: when
+/// the page's rows pass [`USAGE_ROWS_PER_PAGE_MAX`], or one month of one
+/// subscription passes [`USAGE_ROWS_PER_MONTH_MAX`] (where [`months`]
+/// stops), those are read by [`months`] itself.
+pub async fn months_of(
+    db: &ReadModelDb,
+    wanted: &BTreeMap<SubscriptionId, BTreeSet<NaiveDate>>,
+) -> Result<UsageOf, DbError> {
+    if wanted.len() > PAGE_ITEMS_MAX {
+        return Err(DbError::Schema(format!(
+            "{} subscriptions asked for at once; at most {PAGE_ITEMS_MAX}",
+            wanted.len()
+        )));
+    }
+    let mut found = UsageOf::new();
+    let mut asked = BTreeMap::new();
+    for (id, months) in wanted {
+        let firsts: BTreeSet<NaiveDate> = months.iter().copied().map(domain::calendar::first_of_month).collect();
+        if firsts.len() > MONTHS_PER_QUERY_MAX {
+            let error = format!("{} months asked for at once; at most {MONTHS_PER_QUERY_MAX}", firsts.len());
+            found.insert(*id, Err(DbError::Schema(error)));
+        } else if !firsts.is_empty() {
+            asked.insert(*id, firsts);
+        } else {
+            found.insert(*id, Ok(Usage::default()));
+        }
+    }
+    // `None`: too many rows for one query; each is read on its own.
+    let mut grouped = page_rows(db, &asked).await?;
+    for (id, firsts) in asked {
+        let own = grouped.as_mut().map(|grouped| grouped.remove(&id).unwrap_or_default());
+        let usage = match own {
+            Some(own) if !month_overfull(&own) => usage(&own),
+            _ => months(db, id, firsts).await,
+        };
+        found.insert(id, usage);
+    }
+    Ok(found)
+}
+
+/// The rows (`day, deployment_id, …`) of the asked months of each
+/// subscription, in one query; `None` when they pass
+/// [`USAGE_ROWS_PER_PAGE_MAX`] (or an empty map when nothing is asked).
+async fn page_rows(
+    db: &ReadModelDb,
+    asked: &BTreeMap<SubscriptionId, BTreeSet<NaiveDate>>,
+) -> Result<Option<BTreeMap<SubscriptionId, Vec<Row>>>, DbError> {
+    if asked.is_empty() {
+        return Ok(Some(BTreeMap::new()));
+    }
+    let months: BTreeSet<NaiveDate> = asked.values().flatten().copied().collect();
+    let ranges = month_ranges(&months);
+    let mut params = vec![limit_param(USAGE_ROWS_PER_PAGE_MAX + 1)];
+    params.extend(asked.keys().map(|id| Value::from(id.0)));
+    let mut days = Vec::new();
+    for (first, last) in &ranges {
+        let n = params.len();
+        days.push(format!("(day >= ${} AND day <= ${})", n + 1, n + 2));
+        params.extend([day(*first), day(*last)]);
+    }
+    let sql = format!(
+        "SELECT subscription_id, {COLUMNS} FROM rm_usage WHERE subscription_id IN ({}) AND ({}) LIMIT $1",
+        placeholders(2, asked.len()),
+        days.join(" OR ")
+    );
+    let rows = db.query(&sql, params).await?;
+    if rows.len() > USAGE_ROWS_PER_PAGE_MAX {
+        return Ok(None);
+    }
+    let mut grouped: BTreeMap<SubscriptionId, Vec<Row>> = BTreeMap::new();
+    for Row(mut values) in rows {
+        let id = SubscriptionId(uuid(&Row(vec![values.remove(0)]), 0)?);
+        let row = Row(values);
+        let first = domain::calendar::first_of_month(parse_day(&row, 0)?);
+        // Another subscription's month: not one this one asked for.
+        if asked.get(&id).is_some_and(|firsts| firsts.contains(&first)) {
+            grouped.entry(id).or_default().push(row);
+        }
+    }
+    Ok(Some(grouped))
+}
+
+/// Consecutive months merged: `(first day, last day)` of each run.
+fn month_ranges(months: &BTreeSet<NaiveDate>) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut ranges: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for first in months {
+        let last = domain::calendar::last_of_month(*first);
+        match ranges.last_mut() {
+            Some((_, end)) if end.succ_opt() == Some(*first) => *end = last,
+            _ => ranges.push((*first, last)),
+        }
+    }
+    ranges
+}
+
+/// True when one month of the rows passes [`USAGE_ROWS_PER_MONTH_MAX`].
+fn month_overfull(rows: &[Row]) -> bool {
+    let mut per_month: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+    rows.iter().any(|row| {
+        let Ok(day) = parse_day(row, 0) else { return false };
+        let count = per_month.entry(domain::calendar::first_of_month(day)).or_default();
+        *count += 1;
+        *count > USAGE_ROWS_PER_MONTH_MAX
+    })
+}
