@@ -70,6 +70,8 @@ const VF: Expect = Expect::Refused(400, "validation_failed");
 /// 409 `not_an_upgrade`: allowed, but an earlier row upgraded this caller's
 /// fixture already.
 const NU: Expect = Expect::Refused(409, "not_an_upgrade");
+/// 409 `feature_not_in_tier`: allowed, but A's tier (starter) has no SSO.
+const FT: Expect = Expect::Refused(409, "feature_not_in_tier");
 
 impl std::fmt::Display for Expect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,6 +120,8 @@ const fn row(method: Method, path: &'static str, body: Option<&'static str>, exp
 fn matrix() -> Vec<Row> {
     const GET: Method = Method::GET;
     const POST: Method = Method::POST;
+    const PUT: Method = Method::PUT;
+    const DELETE: Method = Method::DELETE;
     vec![
         // Columns: [operator, auditor, A-admin, A-analyst, A-viewer, B-admin, no credential, garbage credential]
         // Public: no credential needed, and a bad one is not even looked at.
@@ -169,6 +173,18 @@ fn matrix() -> Vec<Row> {
             Some(r#"{"email":"user-{n}@a.example","role":"viewer"}"#),
             [OK, FB, OK, FB, FB, NF, UA, UA],
         ),
+        // Own organization, admin: SSO settings. A is on starter, so an
+        // allowed PUT is refused for the tier (before the issuer is asked),
+        // and an allowed GET or DELETE finds nothing configured (404): the
+        // refusals of the others are the matrix's point here.
+        row(
+            PUT,
+            "/api/v1/organizations/{A}/sso",
+            Some(r#"{"issuerUrl":"https://issuer.example","clientId":"ledger","clientSecret":"s3cret"}"#),
+            [FT, FB, FT, FB, FB, NF, UA, UA],
+        ),
+        row(GET, "/api/v1/organizations/{A}/sso", None, [NF, FB, NF, FB, FB, NF, UA, UA]),
+        row(DELETE, "/api/v1/organizations/{A}/sso", None, [NF, FB, NF, FB, FB, NF, UA, UA]),
         row(
             POST,
             "/api/v1/organizations/{A}/users/{userA}/role",
