@@ -73,6 +73,12 @@ async fn every_answer_conforms_to_the_openapi_document() {
         .args(["--max-examples", &EXAMPLES_PER_OPERATION.to_string()])
         .args(["--seed", &SEED.to_string(), "--workers", "2", "--request-timeout", "30"])
         .env("NO_COLOR", "1")
+        // Python's string hashing fixed, as the seed is: with a random one,
+        // some runs stopped inside Hypothesis itself ("AST constructor
+        // recursion depth mismatch" while describing a strategy: CPython
+        // 3.11.2's ast bug, gh-106905), a Runtime Error that says nothing
+        // of the server. Fixed, the same run each time.
+        .env("PYTHONHASHSEED", "0")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let output = match tokio::time::timeout(RUN_BUDGET, command.output()).await {
