@@ -144,6 +144,7 @@ impl From<usecases::Error> for ApiError {
             E::Forbidden => ApiError::Forbidden,
             E::NotFound => ApiError::NotFound,
             E::Conflict { code, message } => ApiError::Conflict { code, message },
+            E::Refused { code, message } => ApiError::BadRequest { code, message },
             E::IdempotencyConflict => ApiError::IdempotencyConflict,
             E::RateLimited { limit, retry_after_seconds, message } => {
                 ApiError::RateLimited { limit: Some(limit), retry_after_seconds, message }

@@ -17,23 +17,22 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
 /// Header values kept in metadata are cut to this many characters.
 const HEADER_CHARS_MAX: usize = 256;
 
-/// A command: who, from where, with which key, asking what.
-pub struct CommandRequest<T> {
+/// A command: who, from where, with which key, asking what; its body at
+/// most `MAX` bytes ([`REQUEST_BODY_BYTES_MAX`] unless a route says more).
+pub struct CommandRequest<T, const MAX: usize = REQUEST_BODY_BYTES_MAX> {
     pub caller: Caller,
     pub context: Context,
     pub body: T,
 }
 
-impl<T: DeserializeOwned> FromRequest<AppState> for CommandRequest<T> {
+impl<T: DeserializeOwned, const MAX: usize> FromRequest<AppState> for CommandRequest<T, MAX> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
         let caller = Caller::from_request_parts(&mut parts, state).await?;
         let key = idempotency_key(&parts.headers)?;
-        let bytes = axum::body::to_bytes(body, REQUEST_BODY_BYTES_MAX)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(REQUEST_BODY_BYTES_MAX))?;
+        let bytes = axum::body::to_bytes(body, MAX).await.map_err(|_| ApiError::PayloadTooLarge(MAX))?;
         let body = parse_json(&bytes)?;
         // The client's address: behind a trusted proxy, the one it forwarded.
         let source_ip = parts.extensions.get::<ClientAddress>().map(|ClientAddress(address)| address.to_string());

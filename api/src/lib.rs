@@ -87,6 +87,10 @@ pub fn app(state: AppState) -> Router {
         .route("/organizations/{org_id}/tokens/{token_id}/revoke", post(c::revoke_token))
         .route("/organizations/{org_id}/licenses", get(q::licenses))
         .route("/organizations/{org_id}/sso", get(routes::sso::get).put(routes::sso::put).delete(routes::sso::delete))
+        .route(
+            "/organizations/{org_id}/branding",
+            get(routes::branding::get).put(routes::branding::put).delete(routes::branding::delete),
+        )
         .route("/subscriptions", post(c::create_subscription))
         .route("/subscriptions/{org_id}", get(q::subscription))
         .route("/subscriptions/{org_id}/upgrade", post(c::upgrade))
@@ -215,7 +219,16 @@ pub async fn serve(config: Config, edge: edge::Settings, portal_settings: portal
     let mut state = open_with(&config, edge).await?;
     let portal_mailer = config.notifications.as_ref().map(usecases::notify::Mailer::new).transpose()?;
     state.portal =
-        Some(portal::Portal::open(state.ledger.clone(), state.log_tree.clone(), portal_settings, portal_mailer).await?);
+        Some(
+        portal::Portal::open(
+            state.ledger.clone(),
+            state.log_tree.clone(),
+            portal_settings,
+            portal_mailer,
+            state.stripe.clone(),
+        )
+        .await?,
+    );
     // The outbox's checkpoint is fixed before anything else runs, so even a
     // first start misses nothing appended after it.
     let outbox = match mailer {

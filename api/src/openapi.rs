@@ -57,6 +57,7 @@ use crate::routes;
         routes::commands::create_organization,
         routes::commands::add_user,
         routes::sso::put, routes::sso::get, routes::sso::delete,
+        routes::branding::put, routes::branding::get, routes::branding::delete,
         routes::commands::deactivate_user,
         routes::commands::change_role,
         routes::commands::issue_token,

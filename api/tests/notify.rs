@@ -520,7 +520,44 @@ async fn bad_smtp_settings_stop_the_start_without_showing_the_password() {
     }
 }
 
+/// A white-labelled organization's e-mails name it by its display name
+/// (the text and the sender's name); before the branding, by its name.
+async fn a_branded_organizations_mails_carry_its_display_name(backend: Backend) {
+    if !aiosmtpd_available(module_path!()) {
+        return;
+    }
+    let mailbox = Mailbox::new();
+    let sink = mailbox.start().await;
+    let s = start(&backend, &mailbox).await;
+    let org = s.create_org("Acme Holdings").await;
+    add_admin(&s, &org, "admin@acme.test").await;
+    // Enterprise: white_labeling, and 5,000 GB of data a month.
+    let key = id(&s.create_subscription(&org, "enterprise", "2026-01-01", true).await["licenseKey"]);
+    let welcome = mailbox.wait_for("admin@acme.test", "Welcome").await;
+    assert!(welcome["subject"].as_str().unwrap().contains("Acme Holdings"), "{welcome}");
+    let issued = s
+        .post(&format!("/api/v1/organizations/{org}/tokens"), Some(OPERATOR), json!({ "role": "admin" }))
+        .await
+        .expect(201);
+    let admin = id(&issued["token"]);
+    let body = json!({ "displayName": "  Acme Cloud  ", "primaryColor": "#1F6FEB" });
+    let path = format!("/api/v1/organizations/{org}/branding");
+    let set = s.send(reqwest::Method::PUT, &path, Some(&admin), common::Body::Json(body), &[]).await.expect(200);
+    assert_eq!(set["displayName"], "Acme Cloud");
+
+    s.post("/api/v1/license/validate", None, json!({ "licenseKey": key })).await.expect(200);
+    s.post("/api/v1/usage/report", None, report(&key, "2026-01-01", 1, 4000, 10)).await.expect(200);
+    let warning = mailbox.wait_for("admin@acme.test", "data volume (GB) at 80%").await;
+    let subject = warning["subject"].as_str().unwrap();
+    assert!(subject.contains("Acme Cloud") && !subject.contains("Acme Holdings"), "{warning}");
+    assert!(warning["body"].as_str().unwrap().contains("Acme Cloud"), "{warning}");
+    assert!(warning["from"].as_str().unwrap().starts_with("Acme Cloud <billing@ledger.test>"), "{warning}");
+    s.stop().await;
+    sink.stop().await;
+}
+
 backends!(
+    a_branded_organizations_mails_carry_its_display_name,
     onboarding_mail_carries_the_key_and_nothing_else_keeps_it,
     expiry_reminder_goes_out_once_across_clock_moves_and_restarts,
     usage_warnings_go_out_at_80_and_100_percent_once_each,

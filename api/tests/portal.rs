@@ -10,6 +10,9 @@
 
 #[allow(dead_code, unused_macros)]
 mod common;
+#[allow(dead_code)]
+#[path = "stripe/peers.rs"]
+mod peers;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -857,4 +860,195 @@ async fn an_admin_changes_the_plan_each_change_previewed_before_it_is_confirmed(
 
     b.client.close().await.unwrap();
     println!("portal plan suite: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The header's computed style of `property`.
+async fn header_style(b: &Browser, property: &str) -> String {
+    let script = format!("return getComputedStyle(document.querySelector('header')).{property};");
+    b.client.execute(&script, vec![]).await.unwrap().as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enterprise_admin_brands_the_portal_and_a_starter_organization_stays_unbranded() {
+    if !peers_available(module_path!()) {
+        return;
+    }
+    let started = Instant::now();
+    let backend = Backend::sqlite().await;
+    let s = backend.start_with(&["--portal-insecure-cookies"]).await;
+    let acme = s.create_org("Acme Holdings").await;
+    s.create_subscription(&acme, "enterprise", "2026-01-01", true).await;
+    add_user(&s, &acme, "admin@acme.test", "admin").await;
+    add_user(&s, &acme, "vic@acme.test", "viewer").await;
+    let small = s.create_org("Small Shop").await;
+    s.create_subscription(&small, "starter", "2026-01-01", true).await;
+    add_user(&s, &small, "admin@small.test", "admin").await;
+    let b = Browser::start(&s.base).await;
+    b.go(&login_link(&backend, "admin@acme.test", &acme, &s.base).await).await;
+    b.click("#use-link").await;
+    let default_background = header_style(&b, "backgroundColor").await;
+    assert!(b.client.find(Locator::Css("#org-brand")).await.is_err(), "unbranded before");
+
+    b.go(&format!("/portal/orgs/{acme}/branding")).await;
+    b.accessible("branding").await;
+    let dir = tempfile::tempdir().unwrap();
+    let logo = dir.path().join("logo.png");
+    let pixels = image::RgbImage::from_fn(600, 150, |x, _| image::Rgb([200, (x % 256) as u8, 40]));
+    image::DynamicImage::ImageRgb8(pixels).save_with_format(&logo, image::ImageFormat::Png).unwrap();
+    b.fill("#display-name", "Acme Cloud").await;
+    b.fill("#primary-color", "#1f6feb").await;
+    b.fill("#logo", logo.to_str().unwrap()).await;
+    b.click("#save-branding").await;
+    assert_eq!(b.text("#message").await, "The branding was saved.");
+    // Applied on every page: the name and logo in the header, the colour
+    // through the served stylesheet.
+    for page in ["/branding", "", "/usage"] {
+        b.go(&format!("/portal/orgs/{acme}{page}")).await;
+        assert_eq!(b.text("#org-name").await, "Acme Cloud", "{page}");
+        let loaded = b
+            .client
+            .execute("const i = document.querySelector('#org-logo'); return i.complete && i.naturalWidth;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(loaded, json!(307), "the logo, shrunk to fit 320×96, on {page}");
+        assert_eq!(header_style(&b, "backgroundColor").await, "rgb(31, 111, 235)", "{page}");
+    }
+    b.accessible("overview, branded").await;
+    b.go(&format!("/portal/orgs/{acme}/branding")).await;
+    b.accessible("branding, saved").await;
+    b.screenshot("branding").await;
+    assert_eq!(b.text("#current-color").await, "#1f6feb");
+
+    // A bad colour and an SVG are refused on the page; nothing changes.
+    let head = s.head().await;
+    b.find("#primary-color").await.clear().await.unwrap();
+    b.fill("#primary-color", "#12345").await;
+    b.client.execute("document.querySelector('#primary-color').removeAttribute('pattern')", vec![]).await.unwrap();
+    b.click("#save-branding").await;
+    assert!(b.text("#error").await.contains("#rrggbb"), "the colour's refusal");
+    let svg = dir.path().join("logo.svg");
+    std::fs::write(&svg, r#"<svg xmlns="http://www.w3.org/2000/svg"/>"#).unwrap();
+    b.find("#primary-color").await.clear().await.unwrap();
+    b.fill("#primary-color", "#00aa00").await;
+    b.fill("#logo", svg.to_str().unwrap()).await;
+    b.click("#save-branding").await;
+    assert!(b.text("#error").await.contains("PNG or JPEG only"), "the SVG's refusal");
+    assert_eq!(s.head().await, head, "refusals append nothing");
+    assert_eq!(header_style(&b, "backgroundColor").await, "rgb(31, 111, 235)");
+
+    // A viewer sees the branding, not the form.
+    let (status, viewer) = use_link_over_http(&s, &login_link(&backend, "vic@acme.test", &acme, &s.base).await).await;
+    assert_eq!(status, 303);
+    let viewer = viewer.unwrap();
+    let (status, _, page) = download(&s, &format!("/portal/orgs/{acme}"), &viewer).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(page).unwrap().contains("Acme Cloud"));
+    assert_eq!(download(&s, &format!("/portal/orgs/{acme}/branding"), &viewer).await.0, 403);
+
+    // Starter has no white_labeling: the form is not offered, a forged
+    // post is refused, the pages stay unbranded.
+    b.go("/portal/signin").await;
+    b.client.delete_all_cookies().await.unwrap();
+    b.go(&login_link(&backend, "admin@small.test", &small, &s.base).await).await;
+    b.click("#use-link").await;
+    b.go(&format!("/portal/orgs/{small}/branding")).await;
+    assert!(b.text("#not-in-tier").await.contains("enterprise tier"));
+    assert!(b.client.find(Locator::Css("#save-branding")).await.is_err());
+    b.accessible("branding, not in tier").await;
+    let small_admin = b.session_cookie().await;
+    let csrf = b.find("input[name=csrf]").await.attr("value").await.unwrap().unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf)
+        .text("displayName", "Small")
+        .text("primaryColor", "#ff0000");
+    let answer = http()
+        .post(format!("{}/portal/orgs/{small}/branding", s.base))
+        .header("cookie", format!("ledger_portal_session={small_admin}"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 409);
+    b.go(&format!("/portal/orgs/{small}")).await;
+    assert!(b.client.find(Locator::Css("#org-brand")).await.is_err(), "a starter organization stays unbranded");
+    assert_eq!(header_style(&b, "backgroundColor").await, default_background);
+
+    b.client.close().await.unwrap();
+    println!("portal branding suite: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billing_details_open_the_stripe_customer_portal_for_the_admin() {
+    if !peers_available(module_path!()) {
+        return;
+    }
+    let Some(localstripe) = peers::LocalStripe::start("portal_billing_details").await else { return };
+    let stand_in = peers::StandIn::start(&localstripe).await;
+    let backend = Backend::sqlite().await;
+    let portal_url = "http://portal.ledger.test";
+    let env = [
+        ("STRIPE_SECRET_KEY", "sk_test_ledger_portal"),
+        ("STRIPE_API_BASE", stand_in.base.as_str()),
+        ("LEDGER_RETURN_ORIGINS", portal_url),
+    ];
+    let s = backend.start_with_env(&["--portal-insecure-cookies", "--portal-url", portal_url], &env).await;
+    let acme = s.create_org("Acme GmbH").await;
+    s.create_subscription(&acme, "starter", "2026-01-01", true).await;
+    add_user(&s, &acme, "admin@acme.test", "admin").await;
+    add_user(&s, &acme, "ana@acme.test", "analyst").await;
+    // The sync makes the organization's Stripe customer with its first invoice.
+    s.move_clock("2026-02-01T00:00:00Z").await;
+    s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-01" })).await.expect(200);
+    common::poll("the Stripe customer", || async {
+        let log = backend.open_log().await;
+        let records = log.read_page(1..=u64::MAX >> 1, 100_000).await.unwrap();
+        records.iter().any(|r| r.header.event_type == "StripeCustomerLinked").then_some(())
+    })
+    .await;
+
+    let b = Browser::start(&s.base).await;
+    let link = login_link(&backend, "admin@acme.test", &acme, portal_url).await;
+    b.go(&link).await;
+    b.click("#use-link").await;
+    b.go(&format!("/portal/orgs/{acme}")).await;
+    b.accessible("overview with billing details").await;
+    // The POST form's 303 leads to the stand-in's customer portal (the
+    // page's CSP lets the form go there).
+    let sessions = || stand_in.calls().into_iter().filter(|c| c.path == "POST /v1/billing_portal/sessions");
+    b.click("#open-billing").await;
+    let customer_id = b.text("#customer").await;
+    assert!(customer_id.starts_with("cus_"), "{customer_id}");
+    assert!(b.client.current_url().await.unwrap().as_str().starts_with(&stand_in.base));
+    let return_url = b.find("#return").await.attr("href").await.unwrap().unwrap();
+    assert_eq!(return_url, format!("{portal_url}/portal/orgs/{acme}"));
+    let created: Vec<_> = sessions().collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].field("customer"), Some(customer_id.as_str()));
+    assert_eq!(created[0].field("return_url"), Some(return_url.as_str()));
+
+    // Admins only, with the session's CSRF token.
+    let (status, analyst) = use_link_over_http(&s, &login_link(&backend, "ana@acme.test", &acme, portal_url).await).await;
+    assert_eq!(status, 303);
+    let analyst = analyst.unwrap();
+    let (_, _, overview) = download(&s, &format!("/portal/orgs/{acme}"), &analyst).await;
+    assert!(!String::from_utf8(overview).unwrap().contains("open-billing"), "no button for an analyst");
+    b.go(&format!("/portal/orgs/{acme}")).await;
+    let admin = b.session_cookie().await;
+    let csrf = b.find("input[name=csrf]").await.attr("value").await.unwrap().unwrap();
+    let billing = format!("/portal/orgs/{acme}/billing");
+    assert_eq!(post_form(&s, &billing, &analyst, &format!("csrf={csrf}")).await.0, 403);
+    assert_eq!(post_form(&s, &billing, &admin, "csrf=forged").await.0, 403);
+    let answer = http()
+        .post(format!("{}{billing}", s.base))
+        .header("cookie", format!("ledger_portal_session={admin}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{}p/session/", stand_in.base)), "{location}");
+    assert_eq!(sessions().count(), 2);
+    b.client.close().await.unwrap();
 }

@@ -185,6 +185,17 @@ fn matrix() -> Vec<Row> {
         ),
         row(GET, "/api/v1/organizations/{A}/sso", None, [NF, FB, NF, FB, FB, NF, UA, UA]),
         row(DELETE, "/api/v1/organizations/{A}/sso", None, [NF, FB, NF, FB, FB, NF, UA, UA]),
+        // White-label branding: A's admin (and the operator); starter has
+        // no white_labeling, so an allowed caller is refused for the tier,
+        // and with nothing set GET and DELETE answer 404.
+        row(
+            PUT,
+            "/api/v1/organizations/{A}/branding",
+            Some(r##"{"displayName":"Acme","primaryColor":"#1f6feb"}"##),
+            [FT, FB, FT, FB, FB, NF, UA, UA],
+        ),
+        row(GET, "/api/v1/organizations/{A}/branding", None, [NF, FB, NF, FB, FB, NF, UA, UA]),
+        row(DELETE, "/api/v1/organizations/{A}/branding", None, [NF, FB, NF, FB, FB, NF, UA, UA]),
         row(
             POST,
             "/api/v1/organizations/{A}/users/{userA}/role",

@@ -351,6 +351,8 @@ ledger_events! {
     /// `stripe-event`, `stripe-customer`, `stripe-invoice`, `stripe-payment-method`, `stripe-sync`.
     Stripe(crate::stripe::StripeEvent)
         on ["stripe-event", "stripe-customer", "stripe-invoice", "stripe-payment-method", "stripe-sync"],
+    /// `branding/{organization}`: white-label branding (issue 14).
+    Branding(crate::branding::BrandingEvent) on ["branding"],
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod billing;
+pub mod branding;
 pub mod calendar;
 pub mod catalog;
 pub mod checkpoint;

@@ -128,6 +128,7 @@ fn encode(event: &LedgerEvent) -> (&'static str, u32, Vec<u8>) {
         LedgerEvent::Checkpoint(e) => of(e),
         LedgerEvent::Notification(e) => of(e),
         LedgerEvent::Stripe(e) => of(e),
+        LedgerEvent::Branding(e) => of(e),
     }
 }
 

@@ -17,13 +17,19 @@ pub async fn security(request: Request, next: Next) -> Response {
     let is_static = request.uri().path().contains("/static/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    // A page may widen its own (the overview's billing form leads to Stripe).
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    }
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Links carry tokens in their query: never sent on to another site.
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    let cache = if is_static { "public, max-age=3600" } else { "no-store" };
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    // A static file named by its content (the branding's) says its own.
+    if !is_static || !headers.contains_key(header::CACHE_CONTROL) {
+        let cache = if is_static { "public, max-age=3600" } else { "no-store" };
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    }
     response
 }
 

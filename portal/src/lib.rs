@@ -22,6 +22,8 @@ use usecases::limits::KeyedLimiter;
 use usecases::notify::Mailer;
 use usecases::notify::mail::Mail;
 
+mod billing;
+pub mod branding;
 mod error;
 mod headers;
 mod invoices;
@@ -72,6 +74,8 @@ pub struct Portal {
     requests_per_client: KeyedLimiter<IpAddr>,
     releases: KeyedLimiter<LicenseId>,
     sso: sso::Sso,
+    /// Stripe, for the billing details' customer-portal sessions.
+    stripe: Arc<usecases::stripe::Stripe>,
 }
 
 impl Portal {
@@ -82,6 +86,7 @@ impl Portal {
         log_tree: Arc<usecases::log::LogTree>,
         settings: Settings,
         mailer: Option<Mailer>,
+        stripe: Arc<usecases::stripe::Stripe>,
     ) -> anyhow::Result<Arc<Self>> {
         let sessions = ledger.log.sessions().await?;
         let mail = mailer.map(|mailer| {
@@ -92,6 +97,7 @@ impl Portal {
         let sso = sso::Sso::new(settings.sso_allow_loopback_issuer)?;
         Ok(Arc::new(Self {
             sso,
+            stripe,
             releases: KeyedLimiter::per_hour("portal_releases_per_license", settings.releases_per_license_per_hour),
             ledger,
             settings,
@@ -166,6 +172,14 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/orgs/{org}/sessions", get(p::sessions))
         .route("/orgs/{org}/sessions/{session}/revoke", post(p::revoke))
         .route("/orgs/{org}/audit", get(p::audit))
+        .route(
+            "/orgs/{org}/branding",
+            get(branding::form)
+                .post(branding::save)
+                .layer(axum::extract::DefaultBodyLimit::max(branding::BRANDING_FORM_BYTES_MAX)),
+        )
+        .route("/orgs/{org}/branding/remove", post(branding::remove))
+        .route("/orgs/{org}/billing", post(billing::open))
         .route("/orgs/{org}/plan", get(plan::plan))
         .route("/orgs/{org}/plan/preview", post(plan::preview))
         .route("/orgs/{org}/plan/confirm", post(plan::confirm))
@@ -178,6 +192,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/orgs/{org}/proofs/{sequence}", get(invoices::proof))
         .route("/static/htmx.min.js", get(headers::htmx))
         .route("/static/portal.css", get(headers::css))
+        .route("/static/brand/{file}", get(branding::stylesheet))
+        .route("/static/brand/{org}/{file}", get(branding::logo))
         .fallback(|| async { PortalError::NotFound })
         .layer(axum::middleware::from_fn(headers::security))
         .with_state(portal)

@@ -34,6 +34,8 @@ pub struct Nav {
     pub csrf: String,
     pub email: String,
     pub role: &'static str,
+    /// The organization's white-label branding, if it applies.
+    pub brand: Option<crate::branding::Brand>,
 }
 
 impl Nav {
@@ -44,6 +46,7 @@ impl Nav {
             csrf: signed.csrf.clone(),
             email: signed.email.clone(),
             role: signed.user.role.as_str(),
+            brand: signed.brand.clone(),
         }
     }
 }
@@ -114,13 +117,15 @@ pub struct OverviewPage {
     nav: Nav,
     details: Option<SubscriptionDetails>,
     meters: Vec<Meter>,
+    /// Whether the billing details' button is shown (Stripe, an admin).
+    billing: bool,
 }
 
 pub async fn overview(
     State(portal): State<Arc<Portal>>,
     signed: Signed,
     Path(org): Path<uuid::Uuid>,
-) -> Result<OverviewPage, PortalError> {
+) -> Result<Response, PortalError> {
     let org = signed.organization(org)?;
     let details = match usecases::queries::subscription(&portal.ledger, &signed.caller(), org).await {
         Ok(details) => Some(details),
@@ -128,7 +133,13 @@ pub async fn overview(
         Err(other) => return Err(other.into()),
     };
     let meters = details.as_ref().map(meters).unwrap_or_default();
-    Ok(OverviewPage { nav: Nav::of(&signed, "overview"), details, meters })
+    let billing = crate::billing::offered(&portal, &signed);
+    let page = OverviewPage { nav: Nav::of(&signed, "overview"), details, meters, billing };
+    if !billing {
+        return Ok(page.into_response());
+    }
+    let csp = crate::billing::content_security_policy(&portal);
+    Ok(([(axum::http::header::CONTENT_SECURITY_POLICY, csp)], page).into_response())
 }
 
 /// One day's bar of the usage chart (SVG coordinates).

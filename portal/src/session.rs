@@ -50,6 +50,8 @@ pub struct Signed {
     /// The session's CSRF token, for its forms.
     pub csrf: String,
     pub address: String,
+    /// The organization's white-label branding, if it applies.
+    pub brand: Option<crate::branding::Brand>,
 }
 
 impl Signed {
@@ -161,7 +163,9 @@ impl FromRequestParts<Arc<Portal>> for Signed {
             portal.sessions.touch(session.id, portal.ledger.now()).await?;
         }
         let role = user.role.unwrap_or(Role::Viewer);
+        let brand = crate::branding::brand_of(portal, organization_id).await?;
         Ok(Signed {
+            brand,
             user: SignedInUser { organization_id, user_id, role },
             csrf: domain::signin::csrf_token(secret, &token),
             email: user.email,

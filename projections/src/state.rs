@@ -132,6 +132,7 @@ impl LedgerState {
                 self.usage.entry(report.subscription_id).or_default().apply(&report, record.header.sequence);
                 self.subscriptions.get(&report.subscription_id).and_then(|s| s.organization_id)
             }
+            (Some(LedgerEvent::Branding(event)), _) => Some(crate::models::branding::organization_of(&event)),
             _ => None,
         };
         let metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();

@@ -36,6 +36,10 @@ pub enum Error {
     /// `code` names which, stably.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// The request's content is refused by a rule of its own (400, e.g.
+    /// `logo_format`); `code` names which, stably. Nothing was decided.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("the Idempotency-Key was used before for a different request")]
     IdempotencyConflict,
     /// Over a limit; the caller may try again after `retry_after_seconds`.

@@ -23,6 +23,7 @@ use store::EventLog;
 
 pub mod acknowledged;
 pub mod billing;
+pub mod branding;
 pub mod caller;
 pub mod clock;
 pub mod command;

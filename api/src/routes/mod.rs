@@ -1,4 +1,5 @@
 pub mod billing;
+pub mod branding;
 pub mod commands;
 pub mod license;
 pub mod log;

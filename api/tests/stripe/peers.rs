@@ -176,6 +176,10 @@ struct StandInState {
     delay_ms: std::sync::atomic::AtomicU64,
     /// Requests to a path ("POST /v1/invoices") to answer 409 at once.
     conflicts: Mutex<HashMap<String, usize>>,
+    /// The stand-in's own base URL (its customer-portal pages are on it).
+    base: std::sync::OnceLock<String>,
+    /// Customer-portal sessions by id.
+    portal_sessions: Mutex<HashMap<String, Value>>,
 }
 
 /// A Stripe-compatible stand-in on a local port.
@@ -203,10 +207,13 @@ impl StandIn {
             .route("/v1/invoices/{id}/finalize", post(finalize_invoice))
             .route("/v1/invoiceitems", post(create_invoice_item))
             .route("/v1/checkout/sessions", post(create_session))
+            .route("/v1/billing_portal/sessions", post(create_portal_session))
             .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency_in_use))
+            .route("/p/session/{id}", get(portal_page))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        state.base.set(format!("http://{address}/")).unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         // The trailing slash: STRIPE_API_BASE must end in '/'.
         Self { state, base: format!("http://{address}/") }
@@ -473,6 +480,42 @@ async fn create_session(State(state): State<Arc<StandInState>>, headers: HeaderM
     });
     state.record("POST", "/v1/checkout/sessions", &headers, form, 200);
     axum::Json(session).into_response()
+}
+
+/// A customer-portal session (Stripe's `billing_portal.session`), whose
+/// URL is a page of the stand-in's own naming the customer.
+async fn create_portal_session(State(state): State<Arc<StandInState>>, headers: HeaderMap, body: String) -> Response {
+    let form = parse_form(&body);
+    if let Some(outage) = state.outage() {
+        state.record("POST", "/v1/billing_portal/sessions", &headers, form, 500);
+        return outage;
+    }
+    let mut session = state.fixtures["billing_portal.session"].clone();
+    let id = state.new_id("bps_test");
+    session["id"] = json!(id);
+    session["customer"] = json!(field(&form, "customer"));
+    session["return_url"] = json!(field(&form, "return_url"));
+    session["flow"] = Value::Null;
+    session["configuration"] = json!("bpc_standin");
+    session["livemode"] = json!(false);
+    session["url"] = json!(format!("{}p/session/{id}", state.base.get().unwrap()));
+    state.portal_sessions.lock().unwrap().insert(id, session.clone());
+    state.record("POST", "/v1/billing_portal/sessions", &headers, form, 200);
+    axum::Json(session).into_response()
+}
+
+/// The stand-in's customer portal: the session's customer and the way back.
+async fn portal_page(State(state): State<Arc<StandInState>>, Path(id): Path<String>) -> Response {
+    let Some(session) = state.portal_sessions.lock().unwrap().get(&id).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let customer = session["customer"].as_str().unwrap_or_default();
+    let back = session["return_url"].as_str().unwrap_or_default();
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><title>Stand-in customer portal</title></head><body>\
+         <h1 id=\"customer\">{customer}</h1><a id=\"return\" href=\"{back}\">Return</a></body></html>"
+    );
+    ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
 async fn retrieve_setup_intent(

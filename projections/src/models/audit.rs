@@ -115,6 +115,7 @@ fn organization_of(
         }
         Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(invoice))) => Some(invoice.organization_id),
         Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))) => owner(changes, report.subscription_id.0)?,
+        Some(LedgerEvent::Branding(event)) => Some(super::branding::organization_of(event)),
         _ => None,
     })
 }

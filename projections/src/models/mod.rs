@@ -8,7 +8,7 @@
 //! [`subscriptions`], [`licenses`] (licenses, key hashes, deployments),
 //! [`validations`], [`usage`], [`invoices`] (with their lines), [`payments`]
 //! (each invoice's payment status, each organization's payment method), [`audit`],
-//! [`stripe`] and [`notifications`] (the outboxes). [`all`] is the one list
+//! [`stripe`] and [`notifications`] (the outboxes), [`branding`] (white-label). [`all`] is the one list
 //! the runner and `replay rebuild` use.
 //!
 //! Invariants:
@@ -30,6 +30,7 @@ use serde::de::DeserializeOwned;
 use crate::db::{DbError, Projection, ReadModelDb, Row, Table, Value};
 
 pub mod audit;
+pub mod branding;
 pub mod invoices;
 pub mod licenses;
 pub mod notifications;
@@ -61,6 +62,7 @@ pub fn all(catalog: Catalog) -> Vec<Box<dyn Projection>> {
         Box::new(audit::Audit),
         Box::new(stripe::Stripe),
         Box::new(notifications::Notifications::new(catalog)),
+        Box::new(branding::Branding),
     ]
 }
 

@@ -521,8 +521,16 @@ async fn compose(app: &Ledger, mailer: &Mailer, id: NotificationId, notice: &Not
     if subscription.status_on(today).is_ended() {
         return Ok(Compose::Skip(SkipReason::Obsolete));
     }
-    let Some(about) = about(&organization.created.name, &subscription, today) else {
+    // A white-labelled organization's e-mails name it by its display name,
+    // in the text and as the sender's name.
+    let brand = crate::branding::display_name(app, organization.id).await?;
+    let name = brand.as_deref().unwrap_or(&organization.created.name);
+    let Some(about) = about(name, &subscription, today) else {
         return Ok(Compose::Skip(SkipReason::Obsolete));
+    };
+    let from = &match brand {
+        Some(brand) => Mailbox::new(Some(brand), from.email.clone()),
+        None => from.clone(),
     };
     let mail = match notice {
         Notice::Onboarding { license_id, .. } => onboarding(app, &organization, *license_id, &about)

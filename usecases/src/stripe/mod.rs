@@ -19,6 +19,7 @@
 //! during a rotation), `STRIPE_API_BASE` (a Stripe-compatible server for
 //! tests; must end in `/`). Unset means off.
 
+pub mod billing_portal;
 pub mod reactor;
 pub mod signature;
 pub mod sync;
@@ -101,6 +102,9 @@ pub struct Stripe {
     pub webhook_secrets: Vec<WebhookSecret>,
     pub client: Option<stripe::Client>,
     return_origins: Vec<String>,
+    /// Where a customer-portal session's URL may lead: Stripe's billing
+    /// site, and the origin of `STRIPE_API_BASE` (a stand-in's) if set.
+    billing_portal_origins: Vec<String>,
     /// A webhook event was recorded.
     pub reactor: tokio::sync::Notify,
     /// Something may be due for sync.
@@ -122,10 +126,15 @@ impl Stripe {
             }
             None => None,
         };
+        let mut billing_portal_origins = vec![BILLING_PORTAL_ORIGIN.to_owned()];
+        if let Some(base) = settings.api_base.as_deref().and_then(|base| url::Url::parse(base).ok()) {
+            billing_portal_origins.push(base.origin().ascii_serialization());
+        }
         Ok(Arc::new(Self {
             webhook_secrets: settings.webhook_secrets,
             client,
             return_origins: settings.return_origins,
+            billing_portal_origins,
             reactor: tokio::sync::Notify::new(),
             sync: tokio::sync::Notify::new(),
         }))
@@ -150,6 +159,17 @@ impl Stripe {
             && url.username().is_empty()
             && url.password().is_none()
             && self.return_origins.contains(&origin)
+    }
+}
+
+/// The origin of Stripe's hosted customer portal.
+pub const BILLING_PORTAL_ORIGIN: &str = "https://billing.stripe.com";
+
+impl Stripe {
+    /// The origins a customer-portal session's URL may have (the portal's
+    /// CSP lets its billing form lead there, and nowhere else).
+    pub fn billing_portal_origins(&self) -> &[String] {
+        &self.billing_portal_origins
     }
 }
 
