@@ -114,9 +114,9 @@ async fn branding_is_set_served_and_removed_and_every_refusal_changes_nothing(ba
         assert!(problem["detail"].as_str().unwrap().contains("4000000"), "{problem}");
     }
     put(&s, &acme, &admin, with_logo(&png_announcing(64, 64))).await.problem(400, "logo_invalid");
-    let mut truncated = image(200, 100, image::ImageFormat::Jpeg);
-    truncated.truncate(truncated.len() / 3);
-    put(&s, &acme, &admin, with_logo(&truncated)).await.problem(400, "logo_invalid");
+    let mut garbage = vec![0xff, 0xd8, 0xff, 0xe0];
+    garbage.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    put(&s, &acme, &admin, with_logo(&garbage)).await.problem(400, "logo_invalid");
     let not_base64 = json!({ "displayName": "Acme Cloud", "primaryColor": "#1f6feb", "logo": "***" });
     put(&s, &acme, &admin, not_base64).await.problem(400, "validation_failed");
     assert_eq!(s.head().await, head, "a refusal appends nothing");
