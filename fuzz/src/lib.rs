@@ -66,8 +66,18 @@ pub fn client_license_key() -> String {
 
 /// The stream category of each aggregate of [`LedgerEvent::STORED_TYPES`],
 /// in its order (the `ledger_events!` list in domain/src/event.rs).
-pub const CATEGORIES: [&str; 9] =
-    ["org", "subscription", "license", "validation", "usage", "invoice", "checkpoint", "notification", "stripe-event"];
+pub const CATEGORIES: [&str; 10] = [
+    "org",
+    "subscription",
+    "license",
+    "validation",
+    "usage",
+    "invoice",
+    "checkpoint",
+    "notification",
+    "stripe-event",
+    "branding",
+];
 
 fn header(category: &str, event_type: &str, schema_version: u32) -> RecordHeader {
     RecordHeader {
