@@ -910,7 +910,7 @@ async fn an_enterprise_admin_brands_the_portal_and_a_starter_organization_stays_
             .execute("const i = document.querySelector('#org-logo'); return i.complete && i.naturalWidth;", vec![])
             .await
             .unwrap();
-        assert_eq!(loaded, json!(307), "the logo, shrunk to fit 320×96, on {page}");
+        assert_eq!(loaded, json!(320), "the 600×150 logo, shrunk to fit 320×96 (320×80), on {page}");
         assert_eq!(header_style(&b, "backgroundColor").await, "rgb(31, 111, 235)", "{page}");
     }
     b.accessible("overview, branded").await;

@@ -70,7 +70,7 @@ impl From<usecases::Error> for PortalError {
             E::NotFound => PortalError::NotFound,
             E::Forbidden => PortalError::Forbidden,
             E::Unauthorized => PortalError::SignIn,
-            E::Validation(message) => PortalError::Invalid(message),
+            E::Validation(message) | E::Refused { message, .. } => PortalError::Invalid(message),
             E::Organization(refused) => PortalError::Refused(refused.to_string()),
             E::License(refused) => PortalError::Refused(refused.to_string()),
             E::Subscription(refused) => PortalError::Refused(refused.to_string()),
