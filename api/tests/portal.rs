@@ -932,7 +932,13 @@ async fn an_enterprise_admin_brands_the_portal_and_a_starter_organization_stays_
     b.fill("#primary-color", "#00aa00").await;
     b.fill("#logo", svg.to_str().unwrap()).await;
     b.click("#save-branding").await;
-    assert!(b.text("#error").await.contains("PNG or JPEG only"), "the SVG's refusal");
+    // The page before had an #error too: wait for the new one.
+    let error = common::poll("the SVG's refusal", || async {
+        let text = b.client.find(Locator::Css("#error")).await.ok()?.text().await.ok()?;
+        text.contains("PNG or JPEG only").then_some(text)
+    })
+    .await;
+    assert!(error.contains("no SVG"), "{error}");
     assert_eq!(s.head().await, head, "refusals append nothing");
     assert_eq!(header_style(&b, "backgroundColor").await, "rgb(31, 111, 235)");
 
