@@ -218,8 +218,7 @@ pub async fn serve(config: Config, edge: edge::Settings, portal_settings: portal
     let mailer = config.notifications.as_ref().map(usecases::notify::Mailer::new).transpose()?;
     let mut state = open_with(&config, edge).await?;
     let portal_mailer = config.notifications.as_ref().map(usecases::notify::Mailer::new).transpose()?;
-    state.portal =
-        Some(
+    state.portal = Some(
         portal::Portal::open(
             state.ledger.clone(),
             state.log_tree.clone(),

@@ -963,10 +963,8 @@ async fn an_enterprise_admin_brands_the_portal_and_a_starter_organization_stays_
     b.accessible("branding, not in tier").await;
     let small_admin = b.session_cookie().await;
     let csrf = b.find("input[name=csrf]").await.attr("value").await.unwrap().unwrap();
-    let form = reqwest::multipart::Form::new()
-        .text("csrf", csrf)
-        .text("displayName", "Small")
-        .text("primaryColor", "#ff0000");
+    let form =
+        reqwest::multipart::Form::new().text("csrf", csrf).text("displayName", "Small").text("primaryColor", "#ff0000");
     let answer = http()
         .post(format!("{}/portal/orgs/{small}/branding", s.base))
         .header("cookie", format!("ledger_portal_session={small_admin}"))
@@ -1033,7 +1031,8 @@ async fn billing_details_open_the_stripe_customer_portal_for_the_admin() {
     assert_eq!(created[0].field("return_url"), Some(return_url.as_str()));
 
     // Admins only, with the session's CSRF token.
-    let (status, analyst) = use_link_over_http(&s, &login_link(&backend, "ana@acme.test", &acme, portal_url).await).await;
+    let (status, analyst) =
+        use_link_over_http(&s, &login_link(&backend, "ana@acme.test", &acme, portal_url).await).await;
     assert_eq!(status, 303);
     let analyst = analyst.unwrap();
     let (_, _, overview) = download(&s, &format!("/portal/orgs/{acme}"), &analyst).await;

@@ -41,7 +41,8 @@ pub async fn open(
     signed.check_csrf(&input.csrf)?;
     let org = signed.organization(org)?;
     let return_url = format!("{}/portal/orgs/{org}", portal.settings.portal_url.trim_end_matches('/'));
-    let url = usecases::stripe::billing_portal::session(&portal.ledger, &portal.stripe, &signed.caller(), org, &return_url)
-        .await?;
+    let url =
+        usecases::stripe::billing_portal::session(&portal.ledger, &portal.stripe, &signed.caller(), org, &return_url)
+            .await?;
     Ok(Redirect::to(&url))
 }

@@ -159,7 +159,9 @@ struct BrandingForm {
 /// Reads one field, refusing it past `max` bytes without reading further.
 async fn bounded(mut field: Field<'_>, max: usize) -> Result<Option<Vec<u8>>, PortalError> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(|_| PortalError::Invalid("The form could not be read.".into()))? {
+    while let Some(chunk) =
+        field.chunk().await.map_err(|_| PortalError::Invalid("The form could not be read.".into()))?
+    {
         if bytes.len() + chunk.len() > max {
             return Ok(None);
         }
@@ -220,7 +222,9 @@ pub async fn save(
         Err(usecases::Error::Refused { message, .. } | usecases::Error::Validation(message)) => {
             refused(&portal, &signed, StatusCode::BAD_REQUEST, message).await
         }
-        Err(usecases::Error::Conflict { message, .. }) => refused(&portal, &signed, StatusCode::CONFLICT, message).await,
+        Err(usecases::Error::Conflict { message, .. }) => {
+            refused(&portal, &signed, StatusCode::CONFLICT, message).await
+        }
         Err(other) => Err(other.into()),
     }
 }

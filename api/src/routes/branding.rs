@@ -10,9 +10,9 @@ use usecases::views::SequenceResponse;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::error::ApiError;
 use crate::extract::CommandRequest;
 use crate::openapi::ProblemResponses;
-use crate::error::ApiError;
 
 /// The largest branding body: a logo of 256 KiB in base64 and the rest.
 pub const BRANDING_BODY_BYTES_MAX: usize = usecases::branding::LOGO_BASE64_CHARS_MAX + 4096;

@@ -724,26 +724,20 @@ fn later() -> Vec<Example> {
                 user_id: ADMIN,
                 role: Role::Viewer,
             }))),
-        example(
-            branding::stream(ORG),
-            1,
-            "2027-01-21T09:30:00Z",
-            member("admin", "req-0c0102"),
-            Some("brand-acme"),
-        )
-        .current(LedgerEvent::Branding(BrandingEvent::BrandingSet(BrandingSet {
-            organization_id: ORG,
-            display_name: "Acme Cloud".into(),
-            primary_color: "#1f6feb".into(),
-            // A stand-in for the server's re-encoded PNG (its signature
-            // and header's first bytes).
-            logo: Some(Logo {
-                png: vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R'],
-                width: 120,
-                height: 40,
-            }),
-            at: at("2027-01-21T09:30:00Z"),
-        }))),
+        example(branding::stream(ORG), 1, "2027-01-21T09:30:00Z", member("admin", "req-0c0102"), Some("brand-acme"))
+            .current(LedgerEvent::Branding(BrandingEvent::BrandingSet(BrandingSet {
+                organization_id: ORG,
+                display_name: "Acme Cloud".into(),
+                primary_color: "#1f6feb".into(),
+                // A stand-in for the server's re-encoded PNG (its signature
+                // and header's first bytes).
+                logo: Some(Logo {
+                    png: vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R'],
+                    width: 120,
+                    height: 40,
+                }),
+                at: at("2027-01-21T09:30:00Z"),
+            }))),
         example(branding::stream(ORG), 2, "2027-01-22T16:05:00Z", member("admin", "req-0c0103"), None).current(
             LedgerEvent::Branding(BrandingEvent::BrandingRemoved(BrandingRemoved {
                 organization_id: ORG,

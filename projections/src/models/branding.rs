@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{decoded, encoded};
 use crate::db::{ApplyError, Changes, Column, DbError, Projection, ReadModelDb, Table};
 
-pub const BRANDING: Table =
-    Table::new("rm_branding", &[Column::blob("organization_id"), Column::blob("branding")], 1);
+pub const BRANDING: Table = Table::new("rm_branding", &[Column::blob("organization_id"), Column::blob("branding")], 1);
 
 /// The projection's name (its checkpoint's).
 pub const NAME: &str = "branding-v1";
