@@ -506,6 +506,43 @@ fn notifications_sent(script: &mut Script) {
     script.push(january_warning().id().stream(), &NotificationEvent::from(skipped), "notifier");
 }
 
+/// White-label branding: every third organization sets one (some with a
+/// logo), organization 3 sets it twice and then removes it.
+fn branding(script: &mut Script) {
+    use domain::branding::{BrandingEvent, BrandingRemoved, BrandingSet, Logo};
+    for n in (0..ORGANIZATIONS).step_by(3).chain([3]) {
+        let logo = n.is_multiple_of(2).then(|| Logo { png: vec![0x89, b'P', n as u8], width: 10, height: 5 });
+        let set = BrandingSet {
+            organization_id: organization(n),
+            display_name: format!("Brand {n}"),
+            primary_color: format!("#0000{n:02x}"),
+            logo,
+            at: Timestamp::from_micros(START),
+        };
+        script.push(domain::branding::stream(organization(n)), &BrandingEvent::from(set), "admin");
+    }
+    let removed = BrandingRemoved { organization_id: organization(3), at: Timestamp::from_micros(START) };
+    script.push(domain::branding::stream(organization(3)), &BrandingEvent::from(removed), "admin");
+}
+
+async fn assert_branding(db: &ReadModelDb) {
+    use ledger_projections::models::branding;
+    for n in 0..ORGANIZATIONS {
+        let row = branding::branding(db, organization(n)).await.unwrap();
+        if n % 3 != 0 || n == 3 {
+            assert_eq!(row, None, "organization {n}");
+            continue;
+        }
+        let row = row.unwrap_or_else(|| panic!("organization {n} is branded"));
+        assert_eq!((row.display_name.as_str(), row.organization_id), (format!("Brand {n}").as_str(), organization(n)));
+        assert_eq!(row.primary_color, format!("#0000{n:02x}"));
+        let logo = row.logo.map(|l| (l.digest, l.sequence));
+        let expected =
+            n.is_multiple_of(2).then(|| (domain::branding::logo_digest(&[0x89, b'P', n as u8]), row.sequence));
+        assert_eq!(logo, expected, "organization {n}'s logo is the one its record holds");
+    }
+}
+
 /// A usage warning the script records as done (skipped).
 fn january_warning() -> Notice {
     Notice::UsageWarning {
@@ -628,6 +665,7 @@ async fn build_history(fixture: &Fixture) -> LedgerState {
     payment_reports(&mut script, &issued);
     traffic(&mut script, 2, 20);
     notifications_sent(&mut script);
+    branding(&mut script);
     script.append(log).await;
 
     // A runner that is stopped while it applies: whatever it committed
@@ -974,6 +1012,7 @@ async fn assert_all(db: &ReadModelDb, state: &LedgerState) {
     assert_stripe(db, state).await;
     assert_payments(db, state).await;
     assert_notifications(db, state).await;
+    assert_branding(db).await;
 }
 
 async fn differential(kind: Kind) {
