@@ -7,15 +7,28 @@
 //! it: the stream's own for organization events, the subscription's or
 //! license's for theirs and for usage reports and validations (kept in
 //! [`AUDIT_OWNERS`], one row per subscription and license), the invoice's.
+//!
+//! Version 2 ("audit-v2", migrations `sqlite-readmodels/0009_audit_sessions.sql`
+//! and `postgres/0013_audit_sessions.sql`) also places the portal's
+//! records under their organization: sign-ins (by link or SSO), sign-outs,
+//! session revocations, refused links and SSO settings and links, whose
+//! streams are not `LedgerEvent`'s ([`session_facts`]). Their entries say
+//! who (the metadata's actor, else the event's user) and from where (the
+//! metadata's address, else the event's), never a token, cookie value or
+//! secret: only the record's stream id (a keyed hash or a session's public
+//! id), event type, actor and address are kept.
 
 use domain::billing::InvoiceEvent;
 use domain::event::LedgerEvent;
 use domain::license::LicenseEvent;
+use domain::event::StoredEvent;
 use domain::record::Record;
+use domain::signin::SignInEvent;
+use domain::sso::SsoEvent;
 use domain::subscription::SubscriptionEvent;
 use domain::usage::UsageEvent;
 use domain::validation::ValidationEvent;
-use domain::{Metadata, OrganizationId, Timestamp};
+use domain::{Metadata, OrganizationId, Timestamp, UserId};
 
 use super::{limit_param, micros, opt_uuid, page_limit, stream_uuid, uuid};
 use crate::AuditEntry;
@@ -42,9 +55,13 @@ pub const AUDIT_OWNERS: Table =
 /// The most entries an audit page holds, whatever is asked.
 pub const AUDIT_PAGE_MAX: usize = super::PAGE_ITEMS_MAX;
 
+/// The audit index's projection name (its checkpoint's). Version 2 places
+/// the portal's session records under their organization; its migration
+/// empties the tables and drops version 1's checkpoint, so it fills again
+/// from the log's first record.
+pub const NAME: &str = "audit-v2";
+
 /// Keeps [`AUDIT`] and [`AUDIT_OWNERS`].
-/// The audit index's projection name (its checkpoint's).
-pub const NAME: &str = "audit-v1";
 
 pub struct Audit;
 
@@ -63,8 +80,14 @@ impl Projection for Audit {
         record: &Record,
         event: Option<&LedgerEvent>,
     ) -> Result<(), ApplyError> {
-        let organization_id = organization_of(changes, record, event)?;
-        let metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+        let mut organization_id = organization_of(changes, record, event)?;
+        let mut metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+        if event.is_none()
+            && let Some(facts) = session_facts(record)
+        {
+            organization_id = Some(facts.organization_id);
+            facts.complete(&mut metadata);
+        }
         let header = &record.header;
         changes.upsert(
             &AUDIT,
@@ -81,6 +104,60 @@ impl Projection for Audit {
             ],
         )?;
         Ok(())
+    }
+}
+
+/// What a portal record (not a `LedgerEvent`'s) tells the audit: its
+/// organization, its user and the client's address, from its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionFacts {
+    pub organization_id: OrganizationId,
+    pub user_id: Option<UserId>,
+    pub address: Option<String>,
+}
+
+impl SessionFacts {
+    fn of(organization_id: OrganizationId, user_id: Option<UserId>, address: Option<String>) -> Self {
+        Self { organization_id, user_id, address }
+    }
+
+    /// Fills what `metadata` does not say: the actor as the user's
+    /// (`org:{organization}:user:{user}`, a refused link's record has
+    /// none) and the address (an SSO sign-in's record has none).
+    pub fn complete(self, metadata: &mut Metadata) {
+        if metadata.actor.is_none() {
+            metadata.actor = self.user_id.map(|user| format!("org:{}:user:{user}", self.organization_id));
+        }
+        if metadata.source_ip.is_none() {
+            metadata.source_ip = self.address;
+        }
+    }
+}
+
+/// The facts of a sign-in, sign-out, revocation or refused link
+/// (`signin/`, `portal-session/`, `portal-refusals/`) or of an SSO record
+/// (`sso-signin/`, `sso-config/`, `sso-link/`); `None` for any other
+/// record, a shredded payload, or an event type this version does not
+/// know. A payload that does not decode is not attributed (these records
+/// are not the runner's to refuse).
+pub fn session_facts(record: &Record) -> Option<SessionFacts> {
+    let header = &record.header;
+    let (kind, version) = (header.event_type.as_str(), header.schema_version);
+    let payload = record.payload.as_deref()?;
+    match header.stream_id.category() {
+        "signin" | "portal-session" | "portal-refusals" => Some(match SignInEvent::decode(kind, version, payload).ok()?? {
+            SignInEvent::SignedIn(e) => SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address)),
+            SignInEvent::SignedOut(e) => SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address)),
+            SignInEvent::SessionRevoked(e) => SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address)),
+            SignInEvent::SignInRefused(e) => SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address)),
+        }),
+        "sso-signin" | "sso-config" | "sso-link" => Some(match SsoEvent::decode(kind, version, payload).ok()?? {
+            SsoEvent::SsoSignedIn(e) => SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address)),
+            SsoEvent::SsoLinked(e) => SessionFacts::of(e.organization_id, Some(e.user_id), None),
+            SsoEvent::SsoConfigured(e) => SessionFacts::of(e.organization_id, None, None),
+            SsoEvent::SsoRemoved(e) => SessionFacts::of(e.organization_id, None, None),
+        }),
+        _ => None,
     }
 }
 
