@@ -287,7 +287,7 @@ async fn set_sso_on_the_portal_page(backend: &Backend, s: &Server, org: &str, is
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("No identity provider is set."), "{}", page.body);
     let csrf = csrf_field(&page.body);
-    let form = [("csrf", csrf.as_str()), ("issuer_url", &issuer.url), ("client_id", client), ("client_secret", SECRET_B)];
+    let form = [("csrf", csrf.as_str()), ("issuer_url", issuer.url.as_str()), ("client_id", client), ("client_secret", SECRET_B)];
     let without = admin.request(Method::POST, &settings, Some(&form[1..])).await;
     assert_eq!(without.status, 403, "a form without its CSRF token");
     let saved = admin.request(Method::POST, &settings, Some(&form)).await;
