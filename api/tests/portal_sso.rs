@@ -287,7 +287,12 @@ async fn set_sso_on_the_portal_page(backend: &Backend, s: &Server, org: &str, is
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("No identity provider is set."), "{}", page.body);
     let csrf = csrf_field(&page.body);
-    let form = [("csrf", csrf.as_str()), ("issuer_url", issuer.url.as_str()), ("client_id", client), ("client_secret", SECRET_B)];
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("issuer_url", issuer.url.as_str()),
+        ("client_id", client),
+        ("client_secret", SECRET_B),
+    ];
     let without = admin.request(Method::POST, &settings, Some(&form[1..])).await;
     assert_eq!(without.status, 403, "a form without its CSRF token");
     let saved = admin.request(Method::POST, &settings, Some(&form)).await;
@@ -329,7 +334,10 @@ async fn sso_configured_by_an_admin_signs_users_into_their_organization_only(bac
     assert!(!set.to_string().contains(SECRET_A), "{set}");
     set_sso_on_the_portal_page(&backend, &s, &globex, &issuer_b, "ledger-globex").await;
     let got = s.get(&format!("/api/v1/organizations/{globex}/sso"), Some(&globex_admin)).await.expect(200);
-    assert_eq!((got["issuerUrl"].as_str(), got["clientId"].as_str()), (Some(issuer_b.url.as_str()), Some("ledger-globex")));
+    assert_eq!(
+        (got["issuerUrl"].as_str(), got["clientId"].as_str()),
+        (Some(issuer_b.url.as_str()), Some("ledger-globex"))
+    );
     let got = s.get(&format!("/api/v1/organizations/{acme}/sso"), Some(&acme_admin)).await;
     assert!(!got.text.contains(SECRET_A), "{}", got.text);
     let got = got.expect(200);

@@ -135,11 +135,10 @@ impl LedgerState {
             }
             _ => None,
         };
-        let mut metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+        let mut metadata =
+            record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
         let mut organization_id = organization_id;
-        if !decoded
-            && let Some(facts) = crate::models::audit::session_facts(record)
-        {
+        if !decoded && let Some(facts) = crate::models::audit::session_facts(record) {
             organization_id = Some(facts.organization_id);
             facts.complete(&mut metadata);
         }

@@ -513,8 +513,14 @@ fn sessions(script: &mut Script) {
     let signed_in = SignedIn { organization_id, user_id, session_id: session, address: address.clone(), at };
     let stream = signin::link_stream(&secret, "a link's token");
     script.push_with(stream, &SignInEvent::from(signed_in), user(&address));
-    let revoked =
-        SessionRevoked { organization_id, user_id, session_id: other, by_session_id: session, address: address.clone(), at };
+    let revoked = SessionRevoked {
+        organization_id,
+        user_id,
+        session_id: other,
+        by_session_id: session,
+        address: address.clone(),
+        at,
+    };
     script.push_with(signin::session_stream(other), &SignInEvent::from(revoked), user(&address));
     let out = SignedOut { organization_id, user_id, session_id: session, address: address.clone(), at };
     script.push_with(signin::session_stream(session), &SignInEvent::from(out), user(&address));
@@ -542,9 +548,12 @@ async fn assert_sessions_audited(db: &ReadModelDb) {
     let mut found = Vec::new();
     let mut after = 0;
     loop {
-        let query = audit::AuditQuery { organization_id: Some(organization_id), after, limit: 200, ..Default::default() };
+        let query =
+            audit::AuditQuery { organization_id: Some(organization_id), after, limit: 200, ..Default::default() };
         let page = audit::page(db, query).await.unwrap();
-        found.extend(page.items.into_iter().filter(|e| e.event_type.starts_with("Portal") || e.event_type == "SsoSignedIn"));
+        found.extend(
+            page.items.into_iter().filter(|e| e.event_type.starts_with("Portal") || e.event_type == "SsoSignedIn"),
+        );
         match page.next_cursor {
             Some(next) => after = next,
             None => break,

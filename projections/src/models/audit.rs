@@ -20,9 +20,9 @@
 
 use domain::billing::InvoiceEvent;
 use domain::event::LedgerEvent;
+use domain::event::{EventDecodeError, StoredEvent};
 use domain::license::LicenseEvent;
-use domain::event::StoredEvent;
-use domain::record::Record;
+use domain::record::{Record, RecordHeader};
 use domain::signin::SignInEvent;
 use domain::sso::SsoEvent;
 use domain::subscription::SubscriptionEvent;
@@ -81,7 +81,8 @@ impl Projection for Audit {
         event: Option<&LedgerEvent>,
     ) -> Result<(), ApplyError> {
         let mut organization_id = organization_of(changes, record, event)?;
-        let mut metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+        let mut metadata =
+            record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
         if event.is_none()
             && let Some(facts) = session_facts(record)
         {
@@ -134,31 +135,56 @@ impl SessionFacts {
     }
 }
 
-/// The facts of a sign-in, sign-out, revocation or refused link
-/// (`signin/`, `portal-session/`, `portal-refusals/`) or of an SSO record
-/// (`sso-signin/`, `sso-config/`, `sso-link/`); `None` for any other
-/// record, a shredded payload, or an event type this version does not
-/// know. A payload that does not decode is not attributed (these records
-/// are not the runner's to refuse).
-pub fn session_facts(record: &Record) -> Option<SessionFacts> {
-    let header = &record.header;
+/// A portal record's event: sign-ins, sign-outs, revocations and refused
+/// links, or SSO settings, links and sign-ins. Their streams are not
+/// `LedgerEvent`'s; the audit and `replay` read them through [`portal_event`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum PortalEvent {
+    SignIn(SignInEvent),
+    Sso(SsoEvent),
+}
+
+/// The portal's event of a record on one of its streams (`signin/`,
+/// `portal-session/`, `portal-refusals/`; `sso-signin/`, `sso-config/`,
+/// `sso-link/`); `Ok(None)` on any other stream, or for an event type this
+/// version does not know; an error for a payload that does not decode.
+pub fn portal_event(header: &RecordHeader, payload: &[u8]) -> Result<Option<PortalEvent>, EventDecodeError> {
     let (kind, version) = (header.event_type.as_str(), header.schema_version);
-    let payload = record.payload.as_deref()?;
-    match header.stream_id.category() {
-        "signin" | "portal-session" | "portal-refusals" => Some(match SignInEvent::decode(kind, version, payload).ok()?? {
-            SignInEvent::SignedIn(e) => SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address)),
-            SignInEvent::SignedOut(e) => SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address)),
-            SignInEvent::SessionRevoked(e) => SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address)),
-            SignInEvent::SignInRefused(e) => SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address)),
-        }),
-        "sso-signin" | "sso-config" | "sso-link" => Some(match SsoEvent::decode(kind, version, payload).ok()?? {
-            SsoEvent::SsoSignedIn(e) => SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address)),
-            SsoEvent::SsoLinked(e) => SessionFacts::of(e.organization_id, Some(e.user_id), None),
-            SsoEvent::SsoConfigured(e) => SessionFacts::of(e.organization_id, None, None),
-            SsoEvent::SsoRemoved(e) => SessionFacts::of(e.organization_id, None, None),
-        }),
+    Ok(match header.stream_id.category() {
+        "signin" | "portal-session" | "portal-refusals" => {
+            SignInEvent::decode(kind, version, payload)?.map(PortalEvent::SignIn)
+        }
+        "sso-signin" | "sso-config" | "sso-link" => SsoEvent::decode(kind, version, payload)?.map(PortalEvent::Sso),
         _ => None,
-    }
+    })
+}
+
+/// The facts of a portal record ([`portal_event`]); `None` for any other
+/// record, a shredded payload, an event type this version does not know
+/// or a payload that does not decode (these records are not the runner's
+/// to refuse; `replay verify` refuses the last).
+pub fn session_facts(record: &Record) -> Option<SessionFacts> {
+    let event = portal_event(&record.header, record.payload.as_deref()?).ok()??;
+    Some(match event {
+        PortalEvent::SignIn(SignInEvent::SignedIn(e)) => {
+            SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
+        }
+        PortalEvent::SignIn(SignInEvent::SignedOut(e)) => {
+            SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
+        }
+        PortalEvent::SignIn(SignInEvent::SessionRevoked(e)) => {
+            SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
+        }
+        PortalEvent::SignIn(SignInEvent::SignInRefused(e)) => {
+            SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
+        }
+        PortalEvent::Sso(SsoEvent::SsoSignedIn(e)) => {
+            SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
+        }
+        PortalEvent::Sso(SsoEvent::SsoLinked(e)) => SessionFacts::of(e.organization_id, Some(e.user_id), None),
+        PortalEvent::Sso(SsoEvent::SsoConfigured(e)) => SessionFacts::of(e.organization_id, None, None),
+        PortalEvent::Sso(SsoEvent::SsoRemoved(e)) => SessionFacts::of(e.organization_id, None, None),
+    })
 }
 
 /// The organization of an entity (a subscription or a license), if known.
