@@ -62,7 +62,6 @@ pub const AUDIT_PAGE_MAX: usize = super::PAGE_ITEMS_MAX;
 pub const NAME: &str = "audit-v2";
 
 /// Keeps [`AUDIT`] and [`AUDIT_OWNERS`].
-
 pub struct Audit;
 
 impl Projection for Audit {
