@@ -6,6 +6,7 @@
 #![allow(clippy::too_many_lines)]
 
 #[allow(dead_code, unused_macros)]
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,8 @@ use tokio::process::{Child, Command};
 const PORTAL: &str = "http://portal.test";
 const SECRET_A: &str = "client-secret-of-acme-0f9e8d7c6b5a";
 const SECRET_B: &str = "client-secret-of-globex-1a2b3c4d5e6f";
+
+backends!(sso_configured_by_an_admin_signs_users_into_their_organization_only);
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -244,12 +247,64 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sso_configured_by_an_admin_signs_users_into_their_organization_only() {
+/// What the log holds of every record (stream, metadata, payload), and on
+/// SQLite every byte of the data directory's files.
+async fn stored_bytes(backend: &Backend) -> Vec<u8> {
+    let mut bytes = if backend.database_url().is_none() { data_bytes(backend.data_dir()) } else { Vec::new() };
+    let log = backend.open_log().await;
+    for record in log.read_page(1..=u64::MAX, 100_000).await.unwrap() {
+        bytes.extend(record.header.stream_id.as_str().as_bytes());
+        bytes.extend(record.metadata.unwrap_or_default());
+        bytes.extend(record.payload.unwrap_or_default());
+    }
+    bytes
+}
+
+/// The value of the first `name="csrf"` field of a page.
+fn csrf_field(body: &str) -> String {
+    let start = body.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
+    body[start..].split('"').next().unwrap().to_owned()
+}
+
+/// Globex's admin, signed in to the portal with a `ledger users
+/// login-link` link, sets its SSO on the SSO settings page (a form with
+/// the session's CSRF token): the page shows the issuer, never the secret.
+async fn set_sso_on_the_portal_page(backend: &Backend, s: &Server, org: &str, issuer: &Issuer, client: &str) {
+    add_user(s, org, "admin@globex.test", "admin").await;
+    let args = ["users", "login-link", "--email", "admin@globex.test", "--organization", org, "--portal-url", PORTAL];
+    let output = backend.cli(&args).await;
+    assert!(output.status.success(), "login-link: {}", String::from_utf8_lossy(&output.stderr));
+    let link = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let mut admin = Browser::new(issuer);
+    let page = admin.request(Method::GET, &s.url(link.strip_prefix(PORTAL).unwrap()), None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let csrf = admin.jar["ledger_portal_csrf"].clone();
+    let signed = admin.request(Method::POST, &s.url("/portal/link"), Some(&[("token", &token), ("csrf", &csrf)])).await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let settings = s.url(&format!("/portal/orgs/{org}/sso"));
+    let page = admin.request(Method::GET, &settings, None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("No identity provider is set."), "{}", page.body);
+    let csrf = csrf_field(&page.body);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("issuer_url", issuer.url.as_str()),
+        ("client_id", client),
+        ("client_secret", SECRET_B),
+    ];
+    let without = admin.request(Method::POST, &settings, Some(&form[1..])).await;
+    assert_eq!(without.status, 403, "a form without its CSRF token");
+    let saved = admin.request(Method::POST, &settings, Some(&form)).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains(&format!("SSO through {} is set.", issuer.url)), "{}", saved.body);
+    assert!(saved.body.contains(client) && !saved.body.contains(SECRET_B), "{}", saved.body);
+}
+
+async fn sso_configured_by_an_admin_signs_users_into_their_organization_only(backend: Backend) {
     if !peers_available(module_path!()) {
         return;
     }
-    let backend = Backend::sqlite().await;
     let s =
         backend.start_with(&["--portal-insecure-cookies", "--sso-allow-loopback-issuer", "--portal-url", PORTAL]).await;
     let acme = s.create_org("Acme GmbH").await;
@@ -277,7 +332,12 @@ async fn sso_configured_by_an_admin_signs_users_into_their_organization_only() {
     let set = put_sso(&s, &acme, &acme_admin, &issuer_a.url, "ledger-acme", SECRET_A).await.expect(200);
     assert_eq!(set["issuerUrl"], issuer_a.url.as_str());
     assert!(!set.to_string().contains(SECRET_A), "{set}");
-    put_sso(&s, &globex, &globex_admin, &issuer_b.url, "ledger-globex", SECRET_B).await.expect(200);
+    set_sso_on_the_portal_page(&backend, &s, &globex, &issuer_b, "ledger-globex").await;
+    let got = s.get(&format!("/api/v1/organizations/{globex}/sso"), Some(&globex_admin)).await.expect(200);
+    assert_eq!(
+        (got["issuerUrl"].as_str(), got["clientId"].as_str()),
+        (Some(issuer_b.url.as_str()), Some("ledger-globex"))
+    );
     let got = s.get(&format!("/api/v1/organizations/{acme}/sso"), Some(&acme_admin)).await;
     assert!(!got.text.contains(SECRET_A), "{}", got.text);
     let got = got.expect(200);
@@ -352,7 +412,8 @@ async fn sso_configured_by_an_admin_signs_users_into_their_organization_only() {
     let mixed = format!("/portal/sso/callback?code={}&state={globex_state}", param(&acme_query, "code"));
     let with_acme_code = globex_browser.request(Method::GET, &s.url(&mixed), None).await;
     assert_eq!(with_acme_code.status, 403, "Acme's code exchanged at Globex's issuer");
-    assert!(users_added(&backend, &globex).await.is_empty(), "nobody created in Globex");
+    let globex_users = users_added(&backend, &globex).await;
+    assert_eq!(globex_users, [("admin@globex.test".to_owned(), "admin")], "nobody created in Globex");
 
     // Even with the test setting, only loopback may be plain or private.
     for issuer in ["http://93.184.216.34", "https://10.0.0.1", "https://169.254.169.254", "https://[fd00::1]"] {
@@ -394,7 +455,7 @@ async fn sso_configured_by_an_admin_signs_users_into_their_organization_only() {
     // The secret is nowhere in the log's bytes or the server's output.
     let events = s.audit(&acme).await;
     assert!(events.iter().any(|e| e["eventType"] == "UserAdded"), "audit reads");
-    let bytes = data_bytes(backend.data_dir());
+    let bytes = stored_bytes(&backend).await;
     assert!(contains(&bytes, "ledger-acme"), "the client id is in the log (the check reads the right files)");
     assert!(!contains(&bytes, SECRET_A) && !contains(&bytes, SECRET_B), "a client secret in the log's bytes");
     assert!(!s.output().iter().any(|l| l.contains(SECRET_A) || l.contains(SECRET_B)), "a client secret in the output");

@@ -32,6 +32,7 @@ mod plan;
 mod session;
 mod signin;
 pub mod sso;
+mod sso_settings;
 
 pub use error::PortalError;
 pub use session::{SESSION_ABSOLUTE_MICROS, SESSION_IDLE_MICROS};
@@ -180,6 +181,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         )
         .route("/orgs/{org}/branding/remove", post(branding::remove))
         .route("/orgs/{org}/billing", post(billing::open))
+        .route("/orgs/{org}/sso", get(sso_settings::page).post(sso_settings::save))
+        .route("/orgs/{org}/sso/remove", post(sso_settings::remove))
         .route("/orgs/{org}/plan", get(plan::plan))
         .route("/orgs/{org}/plan/preview", post(plan::preview))
         .route("/orgs/{org}/plan/confirm", post(plan::confirm))

@@ -119,7 +119,7 @@ fn tier_options(catalog: &domain::catalog::CatalogVersion) -> Vec<TierOption> {
 }
 
 /// Only an admin sees the plan: others are refused as the API refuses them.
-fn admin(signed: &Signed, org: uuid::Uuid) -> Result<OrganizationId, PortalError> {
+pub(crate) fn admin(signed: &Signed, org: uuid::Uuid) -> Result<OrganizationId, PortalError> {
     let org = signed.organization(org)?;
     if signed.is_admin() { Ok(org) } else { Err(PortalError::Forbidden) }
 }

@@ -109,6 +109,7 @@ impl LedgerState {
             self.stripe.apply(record.header.sequence, event);
         }
         self.payments.apply(event.as_ref());
+        let decoded = event.is_some();
         let organization_id = match (event, id) {
             (Some(LedgerEvent::Organization(event)), Some(id)) => {
                 Some(self.apply_organization(OrganizationId(id), record, event))
@@ -135,7 +136,13 @@ impl LedgerState {
             (Some(LedgerEvent::Branding(event)), _) => Some(crate::models::branding::organization_of(&event)),
             _ => None,
         };
-        let metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+        let mut metadata =
+            record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+        let mut organization_id = organization_id;
+        if !decoded && let Some(facts) = crate::models::audit::session_facts(record) {
+            organization_id = Some(facts.organization_id);
+            facts.complete(&mut metadata);
+        }
         self.audit.push(AuditEntry {
             sequence: record.header.sequence,
             recorded_at: record.header.recorded_at,

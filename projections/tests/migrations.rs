@@ -49,3 +49,45 @@ async fn the_license_windows_migration_starts_the_licenses_projection_again() {
     let columns = db.query("SELECT window_ends_at FROM rm_licenses", Vec::new()).await;
     assert!(columns.is_ok(), "{columns:?}");
 }
+
+/// The audit index's version 2 (`0009_audit_sessions.sql`): the rows
+/// version 1 wrote are emptied and its checkpoint dropped, so "audit-v2"
+/// fills again from the log's first record; other projections stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_sessions_migration_starts_the_audit_projection_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite-readmodels");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < "0009" {
+            std::fs::copy(source.join(&name), old.join(&name)).unwrap();
+        }
+    }
+    let options = SqliteConnectOptions::new().filename(dir.path().join(READMODELS_FILE)).create_if_missing(true);
+    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO readmodel_checkpoints (name, sequence, chain_hash) VALUES \
+         ('audit-v1', 7, zeroblob(32)), ('organizations-v1', 7, zeroblob(32)); \
+         INSERT INTO rm_audit (sequence, recorded_at, occurred_at, stream_id, event_type, leaf_hash) \
+         VALUES (1, 0, 0, 'signin/00', 'PortalSignedIn', zeroblob(32)); \
+         INSERT INTO rm_audit_owners (entity_id, organization_id) VALUES (x'01', x'02');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let db = ReadModelDb::open_sqlite(dir.path()).await.unwrap();
+    let names = ["audit-v1", ledger_projections::models::audit::NAME, "organizations-v1"];
+    let checkpoints = db.checkpoints(&names).await.unwrap();
+    assert_eq!(ledger_projections::models::audit::NAME, "audit-v2");
+    assert_eq!((checkpoints[0], checkpoints[1]), (None, None), "the audit projection starts again");
+    assert_eq!(checkpoints[2].map(|c| c.sequence), Some(7), "the others stay where they were");
+    for table in ["rm_audit", "rm_audit_owners"] {
+        let rows = db.query(&format!("SELECT count(*) FROM {table}"), Vec::new()).await.unwrap();
+        assert_eq!(rows[0].uint(0).unwrap(), 0, "{table} is emptied for the audit projection to fill again");
+    }
+}

@@ -29,6 +29,8 @@ use domain::organization::{
 };
 use domain::payment::PaymentStatus;
 use domain::record::{Hash, Record};
+use domain::signin::{self, SessionRevoked, SignInEvent, SignInRefused, SignedIn, SignedOut};
+use domain::sso::{SsoEvent, SsoSignedIn};
 use domain::stripe::{
     Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled, StripeEventReceived,
     StripeInvoiceCreated, StripePaymentMethodSaved, StripeSyncRefused, StripeSyncStarted, invoice_stream,
@@ -82,12 +84,16 @@ struct Script {
 
 impl Script {
     fn push<E: StoredEvent>(&mut self, stream: StreamId, event: &E, actor: &str) {
-        self.events += 1;
         let metadata = Metadata {
             actor: Some(actor.to_owned()),
-            source_ip: self.events.is_multiple_of(3).then(|| format!("10.0.0.{}", self.events % 250)),
+            source_ip: (self.events + 1).is_multiple_of(3).then(|| format!("10.0.0.{}", (self.events + 1) % 250)),
             ..Metadata::default()
         };
+        self.push_with(stream, event, metadata);
+    }
+
+    fn push_with<E: StoredEvent>(&mut self, stream: StreamId, event: &E, metadata: Metadata) {
+        self.events += 1;
         let at = Timestamp::from_micros(START + self.events as i64 * 1000);
         let new = NewEvent::from_event(event, self.event_id(), at, &metadata);
         self.commands.push(Command {
@@ -485,6 +491,91 @@ fn payment_reports(script: &mut Script, issued: &[InvoiceIssued]) {
     script.push(target, &StripeEvent::from(created), "stripe-sync");
 }
 
+/// The organization whose portal sessions the script records.
+const SESSIONS_ORGANIZATION: u128 = 3;
+
+/// A user of [`SESSIONS_ORGANIZATION`] signs in by link, signs out,
+/// revokes a session, has a link refused (a record without an actor) and
+/// signs in by SSO (a record without an address): records whose streams
+/// are not `LedgerEvent`'s, which the audit places under the organization.
+fn sessions(script: &mut Script) {
+    let n = SESSIONS_ORGANIZATION;
+    let (organization_id, user_id) = (organization(n), UserId(id(4, n * 10)));
+    let secret = domain::keys::ServerSecret::from_bytes([3; 32]);
+    let (session, other) = (id(8, 1), id(8, 2));
+    let at = Timestamp::from_micros(START);
+    let user = |address: &str| Metadata {
+        actor: Some(format!("org:{organization_id}:admin:user:{user_id}")),
+        source_ip: Some(address.to_owned()),
+        ..Metadata::default()
+    };
+    let address = "192.0.2.10".to_owned();
+    let signed_in = SignedIn { organization_id, user_id, session_id: session, address: address.clone(), at };
+    let stream = signin::link_stream(&secret, "a link's token");
+    script.push_with(stream, &SignInEvent::from(signed_in), user(&address));
+    let revoked = SessionRevoked {
+        organization_id,
+        user_id,
+        session_id: other,
+        by_session_id: session,
+        address: address.clone(),
+        at,
+    };
+    script.push_with(signin::session_stream(other), &SignInEvent::from(revoked), user(&address));
+    let out = SignedOut { organization_id, user_id, session_id: session, address: address.clone(), at };
+    script.push_with(signin::session_stream(session), &SignInEvent::from(out), user(&address));
+    let refused = SignInRefused { organization_id, user_id, reason: "used".into(), address: "192.0.2.11".into(), at };
+    let refusals = signin::refusals_stream(user_id, d(2026, 1, 1));
+    let anonymous = Metadata { source_ip: Some("192.0.2.11".into()), ..Metadata::default() };
+    script.push_with(refusals, &SignInEvent::from(refused), anonymous);
+    let sso = SsoSignedIn {
+        organization_id,
+        user_id,
+        issuer: "https://issuer.example".into(),
+        session_id: id(8, 3),
+        address: "192.0.2.12".into(),
+        at,
+    };
+    let actor = Metadata { actor: Some(format!("org:{organization_id}:admin:user:{user_id}")), ..Metadata::default() };
+    script.push_with(domain::sso::signin_stream(id(8, 3)), &SsoEvent::from(sso), actor);
+}
+
+/// The session records [`sessions`] wrote are in their organization's
+/// audit, each with who and from where.
+async fn assert_sessions_audited(db: &ReadModelDb) {
+    let organization_id = organization(SESSIONS_ORGANIZATION);
+    let user = format!("org:{organization_id}:admin:user:{}", UserId(id(4, SESSIONS_ORGANIZATION * 10)));
+    let mut found = Vec::new();
+    let mut after = 0;
+    loop {
+        let query =
+            audit::AuditQuery { organization_id: Some(organization_id), after, limit: 200, ..Default::default() };
+        let page = audit::page(db, query).await.unwrap();
+        found.extend(
+            page.items.into_iter().filter(|e| e.event_type.starts_with("Portal") || e.event_type == "SsoSignedIn"),
+        );
+        match page.next_cursor {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    let seen: Vec<_> = found.iter().map(|e| (e.event_type.as_str(), e.source_ip.as_deref())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("PortalSignedIn", Some("192.0.2.10")),
+            ("PortalSessionRevoked", Some("192.0.2.10")),
+            ("PortalSignedOut", Some("192.0.2.10")),
+            ("PortalSignInRefused", Some("192.0.2.11")),
+            ("SsoSignedIn", Some("192.0.2.12")),
+        ]
+    );
+    let refused_actor = format!("org:{organization_id}:user:{}", UserId(id(4, SESSIONS_ORGANIZATION * 10)));
+    let actors: Vec<_> = found.iter().map(|e| e.actor.clone().unwrap()).collect();
+    assert_eq!(actors, [user.clone(), user.clone(), user.clone(), refused_actor, user]);
+    assert!(found.iter().all(|e| e.organization_id == Some(organization_id)));
+}
+
 /// Records the onboarding e-mail of every other organization as sent.
 fn notifications_sent(script: &mut Script) {
     for n in (0..ORGANIZATIONS).step_by(2) {
@@ -666,6 +757,7 @@ async fn build_history(fixture: &Fixture) -> LedgerState {
     traffic(&mut script, 2, 20);
     notifications_sent(&mut script);
     branding(&mut script);
+    sessions(&mut script);
     script.append(log).await;
 
     // A runner that is stopped while it applies: whatever it committed
@@ -1019,6 +1111,7 @@ async fn differential(kind: Kind) {
     let Some(fixture) = fixture(kind, "models differential").await else { return };
     let state = build_history(&fixture).await;
     assert_all(&fixture.db, &state).await;
+    assert_sessions_audited(&fixture.db).await;
 
     // The page-size cap: one organization's history is far longer than a page.
     let org = organization(2);
@@ -1047,6 +1140,7 @@ async fn differential(kind: Kind) {
     assert_eq!(live, again);
     assert!(live.iter().all(|table| table.rows > 0), "every table has rows: {live:?}");
     assert_all(&rebuilt, &state).await;
+    assert_sessions_audited(&rebuilt).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

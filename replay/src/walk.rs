@@ -241,6 +241,7 @@ impl<'a> Pass<'a> {
                 Ok(None)
             }
             Decoded::Event(event) => Ok(Some(*event)),
+            Decoded::Portal => Ok(None),
             Decoded::Unknown if self.plan.decode_strictly => Err(at(
                 header.sequence,
                 format!(
@@ -404,6 +405,8 @@ pub fn key_at(keys: &[(u64, VerifyingKey)], sequence: u64) -> VerifyingKey {
 enum Decoded {
     Shredded,
     Event(Box<LedgerEvent>),
+    /// One of the portal's records: not a `LedgerEvent`, known all the same.
+    Portal,
     Unknown,
     Undecodable(String),
 }
@@ -413,7 +416,14 @@ fn decode(record: &Record) -> Decoded {
         None => Decoded::Shredded,
         Some(payload) => match LedgerEvent::decode(&record.header, payload) {
             Ok(Some(event)) => Decoded::Event(Box::new(event)),
-            Ok(None) => Decoded::Unknown,
+            // The portal's records (sign-ins, sessions, SSO) are known
+            // to this replay: their payloads must decode; only the audit
+            // reads them (`LedgerState::apply`).
+            Ok(None) => match projections::models::audit::portal_event(&record.header, payload) {
+                Ok(Some(_)) => Decoded::Portal,
+                Ok(None) => Decoded::Unknown,
+                Err(error) => Decoded::Undecodable(error.to_string()),
+            },
             Err(error) => Decoded::Undecodable(error.to_string()),
         },
     }

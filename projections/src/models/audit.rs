@@ -7,15 +7,28 @@
 //! it: the stream's own for organization events, the subscription's or
 //! license's for theirs and for usage reports and validations (kept in
 //! [`AUDIT_OWNERS`], one row per subscription and license), the invoice's.
+//!
+//! Version 2 ("audit-v2", migrations `sqlite-readmodels/0009_audit_sessions.sql`
+//! and `postgres/0013_audit_sessions.sql`) also places the portal's
+//! records under their organization: sign-ins (by link or SSO), sign-outs,
+//! session revocations, refused links and SSO settings and links, whose
+//! streams are not `LedgerEvent`'s ([`session_facts`]). Their entries say
+//! who (the metadata's actor, else the event's user) and from where (the
+//! metadata's address, else the event's), never a token, cookie value or
+//! secret: only the record's stream id (a keyed hash or a session's public
+//! id), event type, actor and address are kept.
 
 use domain::billing::InvoiceEvent;
 use domain::event::LedgerEvent;
+use domain::event::{EventDecodeError, StoredEvent};
 use domain::license::LicenseEvent;
-use domain::record::Record;
+use domain::record::{Record, RecordHeader};
+use domain::signin::SignInEvent;
+use domain::sso::SsoEvent;
 use domain::subscription::SubscriptionEvent;
 use domain::usage::UsageEvent;
 use domain::validation::ValidationEvent;
-use domain::{Metadata, OrganizationId, Timestamp};
+use domain::{Metadata, OrganizationId, Timestamp, UserId};
 
 use super::{limit_param, micros, opt_uuid, page_limit, stream_uuid, uuid};
 use crate::AuditEntry;
@@ -42,10 +55,13 @@ pub const AUDIT_OWNERS: Table =
 /// The most entries an audit page holds, whatever is asked.
 pub const AUDIT_PAGE_MAX: usize = super::PAGE_ITEMS_MAX;
 
-/// Keeps [`AUDIT`] and [`AUDIT_OWNERS`].
-/// The audit index's projection name (its checkpoint's).
-pub const NAME: &str = "audit-v1";
+/// The audit index's projection name (its checkpoint's). Version 2 places
+/// the portal's session records under their organization; its migration
+/// empties the tables and drops version 1's checkpoint, so it fills again
+/// from the log's first record.
+pub const NAME: &str = "audit-v2";
 
+/// Keeps [`AUDIT`] and [`AUDIT_OWNERS`].
 pub struct Audit;
 
 impl Projection for Audit {
@@ -63,8 +79,15 @@ impl Projection for Audit {
         record: &Record,
         event: Option<&LedgerEvent>,
     ) -> Result<(), ApplyError> {
-        let organization_id = organization_of(changes, record, event)?;
-        let metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+        let mut organization_id = organization_of(changes, record, event)?;
+        let mut metadata =
+            record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+        if event.is_none()
+            && let Some(facts) = session_facts(record)
+        {
+            organization_id = Some(facts.organization_id);
+            facts.complete(&mut metadata);
+        }
         let header = &record.header;
         changes.upsert(
             &AUDIT,
@@ -82,6 +105,85 @@ impl Projection for Audit {
         )?;
         Ok(())
     }
+}
+
+/// What a portal record (not a `LedgerEvent`'s) tells the audit: its
+/// organization, its user and the client's address, from its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionFacts {
+    pub organization_id: OrganizationId,
+    pub user_id: Option<UserId>,
+    pub address: Option<String>,
+}
+
+impl SessionFacts {
+    fn of(organization_id: OrganizationId, user_id: Option<UserId>, address: Option<String>) -> Self {
+        Self { organization_id, user_id, address }
+    }
+
+    /// Fills what `metadata` does not say: the actor as the user's
+    /// (`org:{organization}:user:{user}`, a refused link's record has
+    /// none) and the address (an SSO sign-in's record has none).
+    pub fn complete(self, metadata: &mut Metadata) {
+        if metadata.actor.is_none() {
+            metadata.actor = self.user_id.map(|user| format!("org:{}:user:{user}", self.organization_id));
+        }
+        if metadata.source_ip.is_none() {
+            metadata.source_ip = self.address;
+        }
+    }
+}
+
+/// A portal record's event: sign-ins, sign-outs, revocations and refused
+/// links, or SSO settings, links and sign-ins. Their streams are not
+/// `LedgerEvent`'s; the audit and `replay` read them through [`portal_event`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum PortalEvent {
+    SignIn(SignInEvent),
+    Sso(SsoEvent),
+}
+
+/// The portal's event of a record on one of its streams (`signin/`,
+/// `portal-session/`, `portal-refusals/`; `sso-signin/`, `sso-config/`,
+/// `sso-link/`); `Ok(None)` on any other stream, or for an event type this
+/// version does not know; an error for a payload that does not decode.
+pub fn portal_event(header: &RecordHeader, payload: &[u8]) -> Result<Option<PortalEvent>, EventDecodeError> {
+    let (kind, version) = (header.event_type.as_str(), header.schema_version);
+    Ok(match header.stream_id.category() {
+        "signin" | "portal-session" | "portal-refusals" => {
+            SignInEvent::decode(kind, version, payload)?.map(PortalEvent::SignIn)
+        }
+        "sso-signin" | "sso-config" | "sso-link" => SsoEvent::decode(kind, version, payload)?.map(PortalEvent::Sso),
+        _ => None,
+    })
+}
+
+/// The facts of a portal record ([`portal_event`]); `None` for any other
+/// record, a shredded payload, an event type this version does not know
+/// or a payload that does not decode (these records are not the runner's
+/// to refuse; `replay verify` refuses the last).
+pub fn session_facts(record: &Record) -> Option<SessionFacts> {
+    let event = portal_event(&record.header, record.payload.as_deref()?).ok()??;
+    Some(match event {
+        PortalEvent::SignIn(SignInEvent::SignedIn(e)) => {
+            SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
+        }
+        PortalEvent::SignIn(SignInEvent::SignedOut(e)) => {
+            SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
+        }
+        PortalEvent::SignIn(SignInEvent::SessionRevoked(e)) => {
+            SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
+        }
+        PortalEvent::SignIn(SignInEvent::SignInRefused(e)) => {
+            SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
+        }
+        PortalEvent::Sso(SsoEvent::SsoSignedIn(e)) => {
+            SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
+        }
+        PortalEvent::Sso(SsoEvent::SsoLinked(e)) => SessionFacts::of(e.organization_id, Some(e.user_id), None),
+        PortalEvent::Sso(SsoEvent::SsoConfigured(e)) => SessionFacts::of(e.organization_id, None, None),
+        PortalEvent::Sso(SsoEvent::SsoRemoved(e)) => SessionFacts::of(e.organization_id, None, None),
+    })
 }
 
 /// The organization of an entity (a subscription or a license), if known.
