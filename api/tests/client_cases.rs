@@ -50,6 +50,8 @@ struct World {
     lease_key: String,
     client: Option<LicenseClient>,
     reporter: Option<UsageReporter>,
+    /// The deployment is a floating one (`allow_floating`).
+    floating: bool,
 }
 
 impl World {
@@ -68,6 +70,7 @@ impl World {
         config.allow_plain_http = true;
         config.time = self.time.clone();
         config.request_timeout = Duration::from_secs(5);
+        config.floating = self.floating;
         config
     }
 
@@ -207,6 +210,14 @@ async fn flush(w: &World, step: &Value) -> Result<(), String> {
     matches(&seen, &step["expect"]).then_some(()).ok_or(format!("flush: expected {}, got {outcome:?}", step["expect"]))
 }
 
+/// Another deployment of the case's key validates over plain HTTP.
+async fn other_deployment(w: &World, step: &Value) -> Result<(), String> {
+    let body = json!({ "licenseKey": w.key, "clientInfo": { "deployment_id": step["deployment"] },
+        "floating": step["floating"] });
+    let answer = w.server().post("/api/v1/license/validate", None, body).await.expect(200);
+    matches(&answer, &step["expect"]).then_some(()).ok_or(format!("expected {}, got {answer}", step["expect"]))
+}
+
 async fn run(w: &mut World, step: &Value) -> Result<(), String> {
     let hour = Duration::from_secs(3600);
     match step["do"].as_str().unwrap_or_default() {
@@ -253,6 +264,20 @@ async fn run(w: &mut World, step: &Value) -> Result<(), String> {
             reporter.enqueue(enqueue_report(step)).await.map_err(|e| e.to_string())?;
         }
         "flush" => return flush(w, step).await,
+        "allow_floating" => {
+            let body = json!({ "floatingDeployments": step["deployments"] });
+            let path = format!("/api/v1/subscriptions/{}/floating-deployments", w.org);
+            w.server().post(&path, Some(OPERATOR), body).await.expect(200);
+            w.floating = true;
+            w.open();
+        }
+        "heartbeat_interval" => {
+            let seconds = w.client().heartbeat_interval().map(|d| d.as_secs());
+            if json!(seconds) != step["seconds"] {
+                return Err(format!("heartbeat interval {seconds:?}"));
+            }
+        }
+        "other_deployment" => return other_deployment(w, step).await,
         other => return Err(format!("unknown step {other}")),
     }
     Ok(())
@@ -279,6 +304,7 @@ async fn run_case(case: &Value, secret: &str) -> Result<(), String> {
         lease_key: id(&keys["leases"]["current"]),
         client: None,
         reporter: None,
+        floating: false,
     };
     w.open();
     for (n, step) in case["steps"].as_array().expect("steps").iter().enumerate() {
