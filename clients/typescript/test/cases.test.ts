@@ -32,6 +32,7 @@ class World {
   reporter!: UsageReporter;
   leaseKey = "";
   c!: Customer;
+  floating = false;
 
   constructor(readonly server: LedgerServer, readonly scratch: string) {
     this.stateDir = path.join(scratch, "state");
@@ -39,7 +40,7 @@ class World {
 
   open(): void {
     const config = { baseUrl: this.server.base, licenseKey: this.c.key, stateDir: this.stateDir, leasePublicKeys: [this.leaseKey],
-      allowPlainHttp: true, time: this.time, requestTimeoutMs: 5000 };
+      allowPlainHttp: true, time: this.time, requestTimeoutMs: 5000, floating: this.floating };
     this.client = new LicenseManager(config);
     this.reporter = new UsageReporter(config);
   }
@@ -136,6 +137,20 @@ async function run(w: World, step: Step): Promise<void> {
       const outcome = await w.reporter.flush();
       const seen = { sent: outcome.sent, rejected: outcome.rejected, remaining: outcome.remaining, stopped: outcome.stopped !== null };
       for (const [field, value] of Object.entries(step.expect)) assert.equal(seen[field as keyof typeof seen], value, `flush ${field}: ${JSON.stringify(outcome)}`);
+      return;
+    }
+    case "allow_floating":
+      await s.expect("POST", `/api/v1/subscriptions/${w.c.org}/floating-deployments`, OPERATOR, { floatingDeployments: step.deployments }, 200);
+      w.floating = true;
+      return w.open();
+    case "heartbeat_interval": {
+      const ms = w.client.heartbeatIntervalMs();
+      return assert.equal(ms === null ? null : ms / 1000, step.seconds, "heartbeat interval");
+    }
+    case "other_deployment": {
+      const body = { licenseKey: w.c.key, clientInfo: { deployment_id: step.deployment }, floating: step.floating };
+      const answer = await s.expect("POST", "/api/v1/license/validate", null, body, 200);
+      for (const [field, value] of Object.entries(step.expect)) assert.equal(answer[field], value, `${field}: ${JSON.stringify(answer)}`);
       return;
     }
     default:
