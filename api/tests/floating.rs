@@ -85,6 +85,14 @@ async fn a_floating_deployment_holds_its_place_while_it_heartbeats(backend: Back
     assert_eq!(given.lease_expires_at.to_rfc3339(), "2026-01-05T11:00:00Z");
     assert_eq!(given.heartbeat_interval_seconds, Some(600));
     assert_eq!(code(&s, &key, "pod-b", true).await, "TOO_MANY_DEPLOYMENTS", "one floating place");
+    // The floating deployment reports usage like a fixed one; one that
+    // never held a place cannot.
+    let usage = |deployment: &str| {
+        json!({ "licenseKey": key, "deploymentId": deployment, "reportingPeriod": "2026-01-05",
+            "metrics": { "activeUsers": 2, "dataVolumeGB": 1, "apiCallsCount": 10, "trainingHours": 0 } })
+    };
+    s.post("/api/v1/usage/report", None, usage("pod-a")).await.expect(200);
+    s.post("/api/v1/usage/report", None, usage("pod-b")).await.problem(409, "deployment_not_activated");
     let fixed = validate(&s, &key, "edge-1", false).await;
     assert_eq!(fixed["code"], "VALID");
     let fixed_lease = lease(&s, &fixed, &key).await;

@@ -292,6 +292,13 @@ impl License {
             .count()
     }
 
+    /// Whether `deployment_id` may report usage for this key: an active
+    /// fixed deployment, or a floating one the key remembers (its place is
+    /// held, or freed since the last floating lease was recorded).
+    pub fn reports_from(&self, deployment_id: &str) -> bool {
+        self.deployments.contains(deployment_id) || self.floating.contains_key(deployment_id)
+    }
+
     /// Until when the floating deployment `deployment_id` holds its place,
     /// if it does at `now`.
     pub fn floating_until(&self, deployment_id: &str, now: Timestamp) -> Option<Timestamp> {
