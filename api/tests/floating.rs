@@ -57,7 +57,8 @@ async fn lease(s: &Server, answer: &Value, key: &str) -> LeaseBody {
     let keys = s.get("/api/v1/keys", None).await.expect(200);
     let bytes: [u8; 32] = STANDARD.decode(id(&keys["leases"]["current"])).unwrap().try_into().unwrap();
     let public = VerifyingKey::from_bytes(&bytes).unwrap();
-    let lease: SignedLease = serde_json::from_value(answer["lease"].clone()).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    let lease: SignedLease =
+        serde_json::from_value(answer["lease"].clone()).unwrap_or_else(|e| panic!("{e}: {answer}"));
     lease.verify(&public, key).unwrap_or_else(|e| panic!("{e}: {answer}"))
 }
 

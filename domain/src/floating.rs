@@ -59,9 +59,7 @@ impl Default for FloatingPolicy {
 pub enum FloatingPolicyError {
     #[error("floatingDeployments must be 0 to maxDeployments ({0})")]
     TooManyFloating(u32),
-    #[error(
-        "heartbeatIntervalSeconds must be {HEARTBEAT_INTERVAL_SECONDS_MIN} to {HEARTBEAT_INTERVAL_SECONDS_MAX}"
-    )]
+    #[error("heartbeatIntervalSeconds must be {HEARTBEAT_INTERVAL_SECONDS_MIN} to {HEARTBEAT_INTERVAL_SECONDS_MAX}")]
     HeartbeatInterval,
     #[error("leaseSeconds must be two heartbeat intervals to {FLOATING_LEASE_SECONDS_MAX}")]
     Lease,

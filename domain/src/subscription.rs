@@ -664,17 +664,25 @@ impl Subscription {
                 self.term()?;
                 self.decide_suspend(now)?
             }
-            C::SetFloating { policy, today } => {
-                self.term()?;
-                self.changeable(today)?;
-                policy.check(self.max_deployments)?;
-                if policy == self.floating {
-                    return Err(SubscriptionError::FloatingUnchanged);
-                }
-                FloatingDeploymentsSet::from(policy).into()
-            }
+            C::SetFloating { policy, today } => self.decide_floating(policy, today)?,
         };
         Ok(vec![event])
+    }
+
+    /// The operator's floating deployments: within `maxDeployments` and the
+    /// policy's bounds, on a subscription that can change, and a change.
+    fn decide_floating(
+        &self,
+        policy: crate::floating::FloatingPolicy,
+        today: NaiveDate,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
+        self.term()?;
+        self.changeable(today)?;
+        policy.check(self.max_deployments)?;
+        if policy == self.floating {
+            return Err(SubscriptionError::FloatingUnchanged);
+        }
+        Ok(FloatingDeploymentsSet::from(policy).into())
     }
 
     /// A new subscription: its start no further back than the policy

@@ -9,12 +9,12 @@ use chrono::NaiveDate;
 use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
+use ledger_domain::floating::{FloatingDeploymentLeased, FloatingPolicy};
 use ledger_domain::license::{
     DeploymentActivated, DeploymentReleased, DeploymentReleasedV1, KeyState, License, LicenseCommand, LicenseError,
     LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded, REASON_CHARS_MAX, SubscriptionFacts,
     ValidationCode, last_lease_end,
 };
-use ledger_domain::floating::{FloatingDeploymentLeased, FloatingPolicy};
 use ledger_domain::record::Hash;
 use ledger_domain::validation::LicenseValidated;
 use ledger_domain::{LicenseId, OrganizationId, SubscriptionId, Timestamp};
@@ -633,9 +633,9 @@ fn lease_floating(deployment: &str, now: &str, floating: u32, max_deployments: u
 /// it when its lease ends, so another takes it without an admin.
 #[test]
 fn a_floating_place_is_held_for_its_lease_and_then_free() {
-    given(vec![issued()]).when(lease_floating("pod-1", "2026-01-05T00:00:00Z", 1, 2)).then_expect_events(vec![
-        floated("pod-1", "2026-01-05T00:00:00Z"),
-    ]);
+    given(vec![issued()])
+        .when(lease_floating("pod-1", "2026-01-05T00:00:00Z", 1, 2))
+        .then_expect_events(vec![floated("pod-1", "2026-01-05T00:00:00Z")]);
     // The subscription allows no floating deployment, or all its places are taken.
     given(vec![issued()])
         .when(lease_floating("pod-1", "2026-01-05T00:00:00Z", 0, 2))
@@ -648,13 +648,13 @@ fn a_floating_place_is_held_for_its_lease_and_then_free() {
     given(held())
         .when(lease_floating("pod-2", "2026-01-05T00:59:59Z", 1, 2))
         .then_expect_error(LicenseError::TooManyDeployments { max: 1 });
-    given(held()).when(lease_floating("pod-2", "2026-01-05T01:00:00Z", 1, 2)).then_expect_events(vec![
-        floated("pod-2", "2026-01-05T01:00:00Z"),
-    ]);
+    given(held())
+        .when(lease_floating("pod-2", "2026-01-05T01:00:00Z", 1, 2))
+        .then_expect_events(vec![floated("pod-2", "2026-01-05T01:00:00Z")]);
     // Its own heartbeat extends it, even with the place counted.
-    given(held()).when(lease_floating("pod-1", "2026-01-05T00:40:00Z", 1, 1)).then_expect_events(vec![
-        floated("pod-1", "2026-01-05T00:40:00Z"),
-    ]);
+    given(held())
+        .when(lease_floating("pod-1", "2026-01-05T00:40:00Z", 1, 1))
+        .then_expect_events(vec![floated("pod-1", "2026-01-05T00:40:00Z")]);
     // A fixed deployment counts a held floating place against maxDeployments.
     use ledger_domain::subscription::Status;
     let facts =
@@ -666,7 +666,8 @@ fn a_floating_place_is_held_for_its_lease_and_then_free() {
     assert_eq!(code("edge-1", "2026-01-05T01:00:00Z"), ValidationCode::Valid);
     let policy = FloatingPolicy { deployments: 1, ..FloatingPolicy::default() };
     let facts = SubscriptionFacts { max_deployments: 2, ..facts };
-    let floating = |deployment: &str, now: &str| key.floating_validation_code(&facts, &policy, deployment, at(now), today);
+    let floating =
+        |deployment: &str, now: &str| key.floating_validation_code(&facts, &policy, deployment, at(now), today);
     assert_eq!(floating("pod-1", "2026-01-05T00:30:00Z"), ValidationCode::Valid);
     assert_eq!(floating("pod-2", "2026-01-05T00:30:00Z"), ValidationCode::TooManyDeployments);
     assert_eq!(floating("pod-2", "2026-01-05T01:00:00Z"), ValidationCode::Valid);

@@ -11,13 +11,13 @@ use chrono::{Datelike, NaiveDate};
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::catalog::{Catalog, Tier};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
+use ledger_domain::floating::{FloatingDeploymentsSet, FloatingPolicy, FloatingPolicyError};
 use ledger_domain::subscription::{
     AddonAdded, AddonEnded, AddonKind, AddonRepriced, AutoRenewalCancelled, DowngradeScheduled, PaymentFailed,
     PaymentSucceeded, Policy, Pricing, Services, Subscription, SubscriptionCancelled, SubscriptionCommand,
     SubscriptionCreated, SubscriptionError, SubscriptionEvent, SubscriptionExpired, SubscriptionRenewed,
     SubscriptionSuspended, SubscriptionUpgraded,
 };
-use ledger_domain::floating::{FloatingDeploymentsSet, FloatingPolicy, FloatingPolicyError};
 use ledger_domain::{AddonId, LicenseId, Money, OrganizationId, SubscriptionId, Timestamp};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -1324,9 +1324,9 @@ fn the_operator_sets_floating_deployments_within_bounds() {
         FloatingDeploymentsSet { deployments: 1, heartbeat_interval_seconds: 300, lease_seconds: 1200 }.into(),
     ]);
     let two = FloatingPolicy { deployments: 2, ..policy };
-    given(starter_2026()).when(set(two)).then_expect_error(SubscriptionError::InvalidFloating(
-        FloatingPolicyError::TooManyFloating(1),
-    ));
+    given(starter_2026())
+        .when(set(two))
+        .then_expect_error(SubscriptionError::InvalidFloating(FloatingPolicyError::TooManyFloating(1)));
     let short_lease = FloatingPolicy { lease_seconds: 599, ..policy };
     given(starter_2026())
         .when(set(short_lease))

@@ -21,12 +21,12 @@ use ledger_domain::checkpoint::{
     CHECKPOINT_STREAM, Checkpoint, CheckpointEvent, CheckpointKeyRotated, CheckpointSigned, LogRollbackAccepted,
 };
 use ledger_domain::event::LedgerEvent;
+use ledger_domain::floating::{FloatingDeploymentLeased, FloatingDeploymentsSet};
 use ledger_domain::keys::{self, ServerSecret};
 use ledger_domain::license::{
     DeploymentActivated, DeploymentReleased, DeploymentReleasedV1, LicenseEvent, LicenseIssued, LicenseRevoked,
     LicenseSuperseded, ValidationCode,
 };
-use ledger_domain::floating::{FloatingDeploymentLeased, FloatingDeploymentsSet};
 use ledger_domain::notification::{
     Notice, NotificationEvent, NotificationSent, NotificationSkipped, SkipReason, UsageLevel, UsageMetric,
 };
