@@ -47,6 +47,9 @@ pub struct Settings {
     pub metrics_token: Option<String>,
     /// Deployment releases one license may make an hour (0: no limit).
     pub releases_per_license_per_hour: u32,
+    /// Deployments one license key may activate an hour (fixed, or
+    /// floating taking a place), on each server process (0: no limit).
+    pub activations_per_key_per_hour: u32,
     /// Checkout sessions one client address may start an hour (0: no limit).
     pub checkouts_per_address_per_hour: u32,
     /// Checkout sessions all clients together may start an hour (0: no limit).
@@ -73,6 +76,7 @@ impl Default for Settings {
             // An admin releases a deployment when a machine is retired:
             // a few an hour is generous, and each release is a log event.
             releases_per_license_per_hour: 10,
+            activations_per_key_per_hour: usecases::validation::ACTIVATIONS_PER_KEY_PER_HOUR_DEFAULT,
             // A buyer starts one checkout, maybe retries a few times.
             checkouts_per_address_per_hour: 10,
             // Each checkout makes a Stripe customer and session.
@@ -88,6 +92,7 @@ pub struct Edge {
     /// The metrics token's hash, compared in constant time.
     metrics_token: Option<blake3::Hash>,
     pub releases: KeyedLimiter<LicenseId>,
+    pub activations: KeyedLimiter<LicenseId>,
     pub checkouts_per_address: KeyedLimiter<IpAddr>,
     checkouts: Option<governor::DefaultDirectRateLimiter>,
     /// Checkouts refused by everyone's hourly allowance (`checkouts`).
@@ -111,6 +116,10 @@ impl Edge {
             trusted_proxies,
             metrics_token,
             releases: KeyedLimiter::per_hour("deployment_releases_per_license", settings.releases_per_license_per_hour),
+            activations: KeyedLimiter::per_hour(
+                usecases::validation::ACTIVATIONS_PER_KEY_PER_HOUR,
+                settings.activations_per_key_per_hour,
+            ),
             checkouts_per_address: KeyedLimiter::per_hour(
                 "checkouts_per_address",
                 settings.checkouts_per_address_per_hour,
@@ -151,17 +160,19 @@ impl Edge {
     }
 
     /// The keyed limiters, for sweeping and for `/metrics`.
-    pub fn limiters(&self) -> [(&'static str, usize); 2] {
+    pub fn limiters(&self) -> [(&'static str, usize); 3] {
         [
             (self.releases.name(), self.releases.len()),
+            (self.activations.name(), self.activations.len()),
             (self.checkouts_per_address.name(), self.checkouts_per_address.len()),
         ]
     }
 
     /// Requests each of the edge's limiters refused, for `/metrics`.
-    pub fn refusals(&self) -> [(&'static str, u64); 3] {
+    pub fn refusals(&self) -> [(&'static str, u64); 4] {
         [
             (self.releases.name(), self.releases.refusals()),
+            (self.activations.name(), self.activations.refusals()),
             (self.checkouts_per_address.name(), self.checkouts_per_address.refusals()),
             ("checkouts", self.checkouts_refused.load(std::sync::atomic::Ordering::Relaxed)),
         ]
@@ -170,6 +181,7 @@ impl Edge {
     /// Drops idle entries from the keyed limiters.
     pub fn sweep(&self) {
         self.releases.sweep();
+        self.activations.sweep();
         self.checkouts_per_address.sweep();
     }
 }

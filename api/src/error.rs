@@ -209,7 +209,9 @@ fn subscription_refusal(error: SubscriptionError) -> ApiError {
         | E::InvalidQuantity
         | E::InvalidAddonPrice(_)
         | E::PriceTooHigh
-        | E::InvalidPaymentReference => ApiError::Validation(error.to_string()),
+        | E::InvalidPaymentReference
+        | E::InvalidFloating(_) => ApiError::Validation(error.to_string()),
+        E::FloatingUnchanged => ApiError::conflict("floating_unchanged", error),
         // Prices are the operator's (BILLING-RULES, "Who sets prices").
         E::PriceNotAllowed | E::OperatorOnlyAddon(_) => ApiError::Forbidden,
         E::AddonNotFound(_) => ApiError::NotFound,

@@ -100,6 +100,7 @@ pub fn app(state: AppState) -> Router {
         .route("/subscriptions/{org_id}/changes/preview", post(c::preview_change))
         .route("/subscriptions/{org_id}/addons/{addon_id}/end", post(c::end_addon))
         .route("/subscriptions/{org_id}/addons/{addon_id}/reprice", post(c::reprice_addon))
+        .route("/subscriptions/{org_id}/floating-deployments", post(c::set_floating))
         .route("/licenses/{license_id}/revoke", post(c::revoke_license))
         .route("/licenses/{license_id}/deployments/{deployment_id}/release", post(routes::license::release_deployment))
         .route("/license/validate", get(routes::license::validate).post(routes::license::validate))

@@ -127,6 +127,10 @@ struct Edge {
     /// Deployment releases one license may make an hour (0: no limit).
     #[arg(long, default_value_t = 10)]
     deployment_releases_per_license_per_hour: u32,
+    /// Deployments one license key may activate an hour, fixed or floating
+    /// (taking a place it did not hold), on each server process (0: no limit).
+    #[arg(long, default_value_t = usecases::validation::ACTIVATIONS_PER_KEY_PER_HOUR_DEFAULT)]
+    activations_per_key_per_hour: u32,
     /// Checkout sessions one client address may start an hour (0: no limit).
     #[arg(long, default_value_t = 10)]
     checkouts_per_address_per_hour: u32,
@@ -149,6 +153,7 @@ impl Edge {
             // A secret: from the environment only, like the bootstrap tokens.
             metrics_token: std::env::var("LEDGER_METRICS_TOKEN").ok().filter(|t| !t.is_empty()),
             releases_per_license_per_hour: self.deployment_releases_per_license_per_hour,
+            activations_per_key_per_hour: self.activations_per_key_per_hour,
             checkouts_per_address_per_hour: self.checkouts_per_address_per_hour,
             checkouts_per_hour: self.checkouts_per_hour,
         }

@@ -70,6 +70,7 @@ use crate::routes;
         routes::commands::add_addon,
         routes::commands::end_addon,
         routes::commands::reprice_addon,
+        routes::commands::set_floating,
         routes::commands::revoke_license,
         routes::queries::organizations,
         routes::queries::subscription,

@@ -50,6 +50,11 @@ struct World {
     lease_key: String,
     client: Option<LicenseClient>,
     reporter: Option<UsageReporter>,
+    /// The deployment is a floating one (`allow_floating`).
+    floating: bool,
+    /// The server's announced next lease key, pinned beside the current
+    /// one (`pin_next_lease_key`).
+    next_lease_key: Option<String>,
 }
 
 impl World {
@@ -63,11 +68,13 @@ impl World {
     }
 
     fn config(&self, key: &str, dir: &Path) -> Config {
-        let pinned = client::parse_public_key(&self.lease_key).expect("the server's lease key");
-        let mut config = Config::new(self.base(), key, dir, vec![pinned]);
+        let pinned = std::iter::once(&self.lease_key).chain(&self.next_lease_key);
+        let pinned = pinned.map(|k| client::parse_public_key(k).expect("the server's lease key")).collect();
+        let mut config = Config::new(self.base(), key, dir, pinned);
         config.allow_plain_http = true;
         config.time = self.time.clone();
         config.request_timeout = Duration::from_secs(5);
+        config.floating = self.floating;
         config
     }
 
@@ -207,6 +214,32 @@ async fn flush(w: &World, step: &Value) -> Result<(), String> {
     matches(&seen, &step["expect"]).then_some(()).ok_or(format!("flush: expected {}, got {outcome:?}", step["expect"]))
 }
 
+/// The deployment restarts with the server's announced next lease key
+/// pinned beside the current one, once the current key's signature of it
+/// checks (as an install or update reading `GET /api/v1/keys` would).
+async fn pin_next_lease_key(w: &mut World) -> Result<(), String> {
+    let keys = w.server().get("/api/v1/keys", None).await.expect(200);
+    let leases = &keys["leases"];
+    let current = client::parse_public_key(&id(&leases["current"])).map_err(|e| e.to_string())?;
+    let next_text = leases["next"].as_str().ok_or(format!("no next lease key announced: {keys}"))?;
+    let next = client::parse_public_key(next_text).map_err(|e| e.to_string())?;
+    let signature = base64::engine::general_purpose::STANDARD.decode(id(&leases["nextSignature"])).unwrap_or_default();
+    if !domain::lease::verify_next_key(&current, &next, &signature) {
+        return Err(format!("the next lease key is not signed by the current one: {keys}"));
+    }
+    w.next_lease_key = Some(next_text.to_owned());
+    w.open();
+    Ok(())
+}
+
+/// Another deployment of the case's key validates over plain HTTP.
+async fn other_deployment(w: &World, step: &Value) -> Result<(), String> {
+    let body = json!({ "licenseKey": w.key, "clientInfo": { "deployment_id": step["deployment"] },
+        "floating": step["floating"] });
+    let answer = w.server().post("/api/v1/license/validate", None, body).await.expect(200);
+    matches(&answer, &step["expect"]).then_some(()).ok_or(format!("expected {}, got {answer}", step["expect"]))
+}
+
 async fn run(w: &mut World, step: &Value) -> Result<(), String> {
     let hour = Duration::from_secs(3600);
     match step["do"].as_str().unwrap_or_default() {
@@ -253,6 +286,21 @@ async fn run(w: &mut World, step: &Value) -> Result<(), String> {
             reporter.enqueue(enqueue_report(step)).await.map_err(|e| e.to_string())?;
         }
         "flush" => return flush(w, step).await,
+        "allow_floating" => {
+            let body = json!({ "floatingDeployments": step["deployments"] });
+            let path = format!("/api/v1/subscriptions/{}/floating-deployments", w.org);
+            w.server().post(&path, Some(OPERATOR), body).await.expect(200);
+            w.floating = true;
+            w.open();
+        }
+        "heartbeat_interval" => {
+            let seconds = w.client().heartbeat_interval().map(|d| d.as_secs());
+            if json!(seconds) != step["seconds"] {
+                return Err(format!("heartbeat interval {seconds:?}"));
+            }
+        }
+        "other_deployment" => return other_deployment(w, step).await,
+        "pin_next_lease_key" => return pin_next_lease_key(w).await,
         other => return Err(format!("unknown step {other}")),
     }
     Ok(())
@@ -279,6 +327,8 @@ async fn run_case(case: &Value, secret: &str) -> Result<(), String> {
         lease_key: id(&keys["leases"]["current"]),
         client: None,
         reporter: None,
+        floating: false,
+        next_lease_key: None,
     };
     w.open();
     for (n, step) in case["steps"].as_array().expect("steps").iter().enumerate() {

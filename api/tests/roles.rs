@@ -273,6 +273,13 @@ fn matrix() -> Vec<Row> {
             Some(r#"{"annualPrice":"4500.00"}"#),
             [OK, FB, FB, FB, FB, NF, UA, UA],
         ),
+        // Operator only: floating deployments.
+        row(
+            POST,
+            "/api/v1/subscriptions/{A}/floating-deployments",
+            Some(r#"{"floatingDeployments":1}"#),
+            [OK, FB, FB, FB, FB, NF, UA, UA],
+        ),
         row(
             POST,
             "/api/v1/subscriptions/{A}/addons/{addonA}/end",

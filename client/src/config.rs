@@ -59,6 +59,16 @@ pub struct Config {
     /// network only.
     pub allow_plain_http: bool,
     pub usage_queue_max: usize,
+    /// A floating deployment (a container that comes and goes): each
+    /// validation is a heartbeat, the deployment holds its place of the
+    /// key's `maxDeployments` only while it sends them, and its lease ends
+    /// with its place (an hour by default, not seven days). Send them with
+    /// [`LicenseClient::heartbeat`](crate::LicenseClient::heartbeat) every
+    /// [`heartbeat_interval`](crate::LicenseClient::heartbeat_interval), or
+    /// let [`LicenseClient::run_heartbeats`](crate::LicenseClient::run_heartbeats)
+    /// do it. The operator must allow the subscription floating deployments.
+    /// Off by default.
+    pub floating: bool,
     /// Where time comes from; tests pass a [`ManualTime`](crate::ManualTime).
     pub time: Arc<dyn TimeSource>,
 }
@@ -83,6 +93,7 @@ impl Config {
             learn_lease_keys: false,
             allow_plain_http: false,
             usage_queue_max: USAGE_QUEUE_REPORTS_MAX,
+            floating: false,
             time: Arc::new(SystemTime),
         }
     }

@@ -41,7 +41,7 @@ pub use backoff::Backoff;
 pub use config::{Config, DEFAULT_DEPLOYMENT_ID, LEASE_KEYS_MAX, USAGE_QUEUE_REPORTS_MAX, parse_public_key};
 pub use enforce::{Action, Decision, Denial};
 pub use error::{ClientError, LeaseRejection};
-pub use license::{CLOCK_FILE, LEASE_FILE, LicenseClient};
+pub use license::{CLOCK_FILE, HEARTBEAT_RETRY, LEASE_FILE, LicenseClient};
 pub use status::{Limits, Status, UNLIMITED, ValidationCode};
 pub use time::{ManualTime, SystemTime, TimeSource};
 pub use usage::{FlushOutcome, REJECTED_DIR, ReportId, USAGE_DIR, UsageMetrics, UsageReport, UsageReporter};

@@ -30,6 +30,13 @@ const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(60);
 /// keep the client offline until its lease runs out.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 
+/// How long [`LicenseClient::run_heartbeats`] waits when the lease names
+/// no heartbeat interval (no lease yet, or the server could not be reached).
+pub const HEARTBEAT_RETRY: Duration = Duration::from_secs(60);
+/// The shortest heartbeat interval the client honours (the server's own
+/// lower bound), so a lease cannot make it spin.
+const HEARTBEAT_INTERVAL_MIN_SECONDS: u32 = 60;
+
 /// The license of one deployment. Cheap to clone; clones share state.
 #[derive(Clone)]
 pub struct LicenseClient {
@@ -167,6 +174,7 @@ impl LicenseClient {
             },
             nonce: &nonce,
             client_time: client_time.to_rfc3339(),
+            floating: config.floating,
         };
         let response = match inner.http.post(&inner.validate_url).json(&request).send().await {
             Ok(response) => response,
@@ -202,6 +210,39 @@ impl LicenseClient {
                 Ok(self.status())
             }
         }
+    }
+
+    /// A floating deployment's heartbeat ([`Config::floating`]): a
+    /// validation, answered and judged as [`validate`](Self::validate); it
+    /// keeps the deployment's place and extends its lease. Counted against
+    /// the key's daily cap of validations like any.
+    pub async fn heartbeat(&self) -> Result<Status, ClientError> {
+        self.validate().await
+    }
+
+    /// How often the server asks this floating deployment to send a
+    /// heartbeat (signed in its lease); `None` for a fixed deployment or
+    /// without a lease.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        let state = lock(&self.inner.state);
+        let seconds = state.lease.as_ref()?.body.heartbeat_interval_seconds?;
+        Some(Duration::from_secs(u64::from(seconds.max(HEARTBEAT_INTERVAL_MIN_SECONDS))))
+    }
+
+    /// Sends heartbeats until the task is aborted: one now, then one every
+    /// [`heartbeat_interval`](Self::heartbeat_interval) (every
+    /// [`HEARTBEAT_RETRY`] while there is none: no lease yet, or the server
+    /// unreachable). A killed process stops them, and its place frees when
+    /// its lease ends.
+    pub fn run_heartbeats(&self) -> tokio::task::JoinHandle<()> {
+        let client = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = client.heartbeat().await;
+                let wait = client.heartbeat_interval().unwrap_or(HEARTBEAT_RETRY);
+                tokio::time::sleep(wait).await;
+            }
+        })
     }
 
     /// The offline judgement of the stored lease, now. Arithmetic only,

@@ -20,6 +20,9 @@ pub(crate) struct ValidateRequest<'a> {
     pub client_info: ClientInfo<'a>,
     pub nonce: &'a str,
     pub client_time: String,
+    /// A floating deployment's heartbeat; absent for a fixed one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub floating: bool,
 }
 
 /// snake_case, as the seed's `LicenseValidationRequest.clientInfo`.

@@ -97,6 +97,10 @@ pub struct LeaseBody {
     pub tier: String,
     pub limits: LeaseLimits,
     pub features: Vec<String>,
+    /// A floating deployment's (`crate::floating`): send a heartbeat this
+    /// often; its lease ends when its place frees. Absent for a fixed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_seconds: Option<u32>,
 }
 
 /// A lease as it travels: the document's bytes and their signature.
@@ -289,6 +293,7 @@ mod tests {
                 model_size: "small".into(),
             },
             features: vec!["basic_analytics".into()],
+            heartbeat_interval_seconds: None,
         }
     }
 

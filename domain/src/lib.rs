@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod enforcement;
 pub mod event;
+pub mod floating;
 pub mod ids;
 pub mod keys;
 pub mod lease;

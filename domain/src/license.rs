@@ -8,6 +8,8 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+pub use crate::floating::FloatingDeploymentLeased;
+use crate::floating::FloatingPolicy;
 use crate::record::Hash;
 use crate::{LicenseId, OrganizationId, SubscriptionId, Timestamp};
 
@@ -54,6 +56,14 @@ pub enum LicenseCommand {
         now: Timestamp,
         last_lease_ends: Option<Timestamp>,
     },
+    /// A floating deployment's heartbeat takes its place, or extends the
+    /// one it holds, until `policy.slot_frees_at(now)` (`crate::floating`).
+    LeaseFloating {
+        deployment_id: String,
+        now: Timestamp,
+        policy: FloatingPolicy,
+        max_deployments: u32,
+    },
 }
 
 crate::stored_events! {
@@ -64,6 +74,7 @@ crate::stored_events! {
         LicenseRevoked = "LicenseRevoked" version 1,
         DeploymentActivated = "DeploymentActivated" version 1,
         DeploymentReleased = "DeploymentReleased" version 2 { 1 => DeploymentReleasedV1 },
+        FloatingDeploymentLeased = "FloatingDeploymentLeased" version 1,
     }
 }
 
@@ -167,6 +178,12 @@ pub struct License {
     /// release, so with the cap counting them this holds at most
     /// `maxDeployments` entries (see [`License::places_taken`]).
     pub released: std::collections::BTreeMap<String, Timestamp>,
+    /// Floating deployments and when their place frees (the end of the
+    /// lease of their last recorded heartbeat). Entries whose time has
+    /// passed are dropped at the next floating lease, and a new place is
+    /// only taken under the cap, so this holds at most `maxDeployments`
+    /// live entries (`crate::floating`).
+    pub floating: std::collections::BTreeMap<String, Timestamp>,
 }
 
 /// The answer to a validation (BILLING-RULES.md), in order of precedence:
@@ -241,6 +258,7 @@ impl License {
             return C::Suspended;
         }
         if !self.deployments.contains(deployment_id)
+            && self.floating_until(deployment_id, now).is_none()
             && self.places_taken(deployment_id, now) >= facts.max_deployments as usize
         {
             return C::TooManyDeployments;
@@ -255,12 +273,58 @@ impl License {
     }
 
     /// The places of the key's deployment cap taken at `now` for a
-    /// deployment `asking`: every active deployment, and every released one
-    /// whose last lease has not ended yet, except `asking` itself (a
-    /// released deployment may come back to its own place).
+    /// deployment `asking`: every active deployment, every released one
+    /// whose last lease has not ended yet and every floating one whose
+    /// lease has not ended yet, except `asking` itself (a released or
+    /// floating deployment may come back to its own place).
     pub fn places_taken(&self, asking: &str, now: Timestamp) -> usize {
         let held = self.held_places(now).filter(|(deployment, _)| *deployment != asking).count();
-        self.deployments.len() + held
+        self.deployments.len() + held + self.floating_held(asking, now)
+    }
+
+    /// Floating deployments other than `asking` whose place is held at `now`.
+    pub fn floating_held(&self, asking: &str, now: Timestamp) -> usize {
+        self.floating
+            .iter()
+            .filter(|(deployment, frees_at)| {
+                **frees_at > now && *deployment != asking && !self.deployments.contains(*deployment)
+            })
+            .count()
+    }
+
+    /// Whether `deployment_id` may report usage for this key: an active
+    /// fixed deployment, or a floating one the key remembers (its place is
+    /// held, or freed since the last floating lease was recorded).
+    pub fn reports_from(&self, deployment_id: &str) -> bool {
+        self.deployments.contains(deployment_id) || self.floating.contains_key(deployment_id)
+    }
+
+    /// Until when the floating deployment `deployment_id` holds its place,
+    /// if it does at `now`.
+    pub fn floating_until(&self, deployment_id: &str, now: Timestamp) -> Option<Timestamp> {
+        self.floating.get(deployment_id).copied().filter(|frees_at| *frees_at > now)
+    }
+
+    /// The answer to a heartbeat (a floating validation) from
+    /// `deployment_id` at `now`: as [`validation_code`](Self::validation_code),
+    /// but a place is one of the policy's floating ones, held only while
+    /// its lease runs. A subscription that allows none answers
+    /// TOO_MANY_DEPLOYMENTS.
+    pub fn floating_validation_code(
+        &self,
+        facts: &SubscriptionFacts,
+        policy: &FloatingPolicy,
+        deployment_id: &str,
+        now: Timestamp,
+        today: NaiveDate,
+    ) -> ValidationCode {
+        let code = self.validation_code(facts, deployment_id, now, today);
+        if !code.is_valid() || self.floating_until(deployment_id, now).is_some() {
+            return code;
+        }
+        let room = self.places_taken(deployment_id, now) < facts.max_deployments as usize
+            && self.floating_held(deployment_id, now) < policy.deployments as usize;
+        if room { code } else { ValidationCode::TooManyDeployments }
     }
 
     /// Released deployments whose place is still taken at `now`, with the
@@ -355,7 +419,35 @@ impl License {
                 let slot_frees_at = last_lease_ends.map_or(now, |ends| ends.max(now));
                 DeploymentReleased { deployment_id, released_at: now, slot_frees_at }.into()
             }
+            LicenseCommand::LeaseFloating { deployment_id, now, policy, max_deployments } => {
+                self.decide_floating(deployment_id, now, policy, max_deployments)?
+            }
         })
+    }
+}
+
+impl License {
+    /// A floating place for `deployment_id` from `now`: extended when it
+    /// holds one, else taken under both caps (`maxDeployments` and the
+    /// policy's floating deployments).
+    fn decide_floating(
+        &self,
+        deployment_id: String,
+        now: Timestamp,
+        policy: FloatingPolicy,
+        max_deployments: u32,
+    ) -> Result<LicenseEvent, LicenseError> {
+        valid_deployment_id(&deployment_id)?;
+        if self.floating_until(&deployment_id, now).is_none() {
+            if self.places_taken(&deployment_id, now) >= max_deployments as usize {
+                return Err(LicenseError::TooManyDeployments { max: max_deployments });
+            }
+            if self.floating_held(&deployment_id, now) >= policy.deployments as usize {
+                return Err(LicenseError::TooManyDeployments { max: policy.deployments });
+            }
+        }
+        let slot_frees_at = policy.slot_frees_at(now);
+        Ok(FloatingDeploymentLeased { deployment_id, at: now, slot_frees_at }.into())
     }
 }
 
@@ -412,7 +504,15 @@ impl cqrs_es::Aggregate for License {
             LicenseEvent::LicenseRevoked(e) => self.revoked = Some(e.reason),
             LicenseEvent::DeploymentActivated(e) => {
                 self.released.remove(&e.deployment_id);
+                self.floating.remove(&e.deployment_id);
                 self.deployments.insert(e.deployment_id);
+            }
+            LicenseEvent::FloatingDeploymentLeased(e) => {
+                // Places freed by now are forgotten, which keeps the map
+                // as small as the cap.
+                self.floating.retain(|_, frees_at| *frees_at > e.at);
+                self.released.remove(&e.deployment_id);
+                self.floating.insert(e.deployment_id, e.slot_frees_at);
             }
             LicenseEvent::DeploymentReleased(e) => {
                 self.deployments.remove(&e.deployment_id);

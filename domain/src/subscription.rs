@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{Days, NaiveDate};
+
+pub use crate::floating::FloatingDeploymentsSet;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -224,6 +226,13 @@ pub enum SubscriptionCommand {
     Suspend {
         now: Timestamp,
     },
+    /// The operator sets how many of the subscription's deployments may
+    /// float, and their heartbeat interval and place lease
+    /// (`crate::floating`).
+    SetFloating {
+        policy: crate::floating::FloatingPolicy,
+        today: NaiveDate,
+    },
 }
 
 crate::stored_events! {
@@ -242,6 +251,7 @@ crate::stored_events! {
         SubscriptionSuspended = "SubscriptionSuspended" version 1,
         AddonEnded = "AddonEnded" version 1,
         AddonRepriced = "AddonRepriced" version 1,
+        FloatingDeploymentsSet = "FloatingDeploymentsSet" version 1,
     }
 }
 
@@ -380,6 +390,10 @@ pub enum SubscriptionError {
     StartTooFarInPast { start: NaiveDate, days: u32 },
     #[error("maxDeployments must be 1 to {MAX_DEPLOYMENTS_MAX}")]
     InvalidMaxDeployments,
+    #[error(transparent)]
+    InvalidFloating(#[from] crate::floating::FloatingPolicyError),
+    #[error("the floating deployments are already set so")]
+    FloatingUnchanged,
     #[error(
         "enterpriseOverageRate applies to the enterprise tier only and must be positive, in cents, at most 10000000.00"
     )]
@@ -507,6 +521,8 @@ pub struct Subscription {
     /// References (invoices) known to be paid: a failure reported for one
     /// of them is stale.
     pub paid: BTreeSet<String>,
+    /// Floating deployments the operator allows (none by default).
+    pub floating: crate::floating::FloatingPolicy,
 }
 
 impl Subscription {
@@ -648,8 +664,25 @@ impl Subscription {
                 self.term()?;
                 self.decide_suspend(now)?
             }
+            C::SetFloating { policy, today } => self.decide_floating(policy, today)?,
         };
         Ok(vec![event])
+    }
+
+    /// The operator's floating deployments: within `maxDeployments` and the
+    /// policy's bounds, on a subscription that can change, and a change.
+    fn decide_floating(
+        &self,
+        policy: crate::floating::FloatingPolicy,
+        today: NaiveDate,
+    ) -> Result<SubscriptionEvent, SubscriptionError> {
+        self.term()?;
+        self.changeable(today)?;
+        policy.check(self.max_deployments)?;
+        if policy == self.floating {
+            return Err(SubscriptionError::FloatingUnchanged);
+        }
+        Ok(FloatingDeploymentsSet::from(policy).into())
     }
 
     /// A new subscription: its start no further back than the policy
@@ -1091,6 +1124,7 @@ impl cqrs_es::Aggregate for Subscription {
                     dunning.suspended = true;
                 }
             }
+            SubscriptionEvent::FloatingDeploymentsSet(e) => self.floating = e.into(),
         }
     }
 }

@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
+use ledger_domain::floating::{FloatingDeploymentLeased, FloatingPolicy};
 use ledger_domain::license::{
     DeploymentActivated, DeploymentReleased, DeploymentReleasedV1, KeyState, License, LicenseCommand, LicenseError,
     LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded, REASON_CHARS_MAX, SubscriptionFacts,
@@ -265,9 +266,15 @@ fn a_revoked_key_is_revoked_at_every_time() {
 /// One event of each variant. The match makes this fail to compile when a
 /// variant is added, so the round trip below cannot silently skip it.
 fn one_of_each_event() -> Vec<LicenseEvent> {
-    let events =
-        vec![issued(), superseded(), revoked("key leaked on a forum"), activated("edge-1"), released("edge-1")];
-    let mut seen = [false; 5];
+    let events = vec![
+        issued(),
+        superseded(),
+        revoked("key leaked on a forum"),
+        activated("edge-1"),
+        released("edge-1"),
+        floated("pod-1", "2026-01-05T00:00:00Z"),
+    ];
+    let mut seen = [false; 6];
     for event in &events {
         let index = match event {
             LicenseEvent::LicenseIssued(_) => 0,
@@ -275,6 +282,7 @@ fn one_of_each_event() -> Vec<LicenseEvent> {
             LicenseEvent::LicenseRevoked(_) => 2,
             LicenseEvent::DeploymentActivated(_) => 3,
             LicenseEvent::DeploymentReleased(_) => 4,
+            LicenseEvent::FloatingDeploymentLeased(_) => 5,
         };
         seen[index] = true;
     }
@@ -600,4 +608,84 @@ fn a_lease_end_saturates_at_the_end_of_time() {
     assert_eq!(longest_end(Timestamp::from_micros(i64::MAX - 1)), last);
     assert_eq!(longest_end(Timestamp::from_micros(0)), Timestamp::from_micros(LEASE_MICROS));
     assert_eq!(expires_at(Timestamp::from_micros(0), last), Timestamp::from_micros(LEASE_MICROS));
+}
+
+// Floating deployments (issue 18 part 2).
+
+/// A floating place taken at `at`, held for an hour.
+fn floated(deployment: &str, at_: &str) -> LicenseEvent {
+    let now = at(at_);
+    FloatingDeploymentLeased {
+        deployment_id: deployment.into(),
+        at: now,
+        slot_frees_at: Timestamp::from_micros(now.as_micros() + 3600 * 1_000_000),
+    }
+    .into()
+}
+
+fn lease_floating(deployment: &str, now: &str, floating: u32, max_deployments: u32) -> LicenseCommand {
+    let policy = FloatingPolicy { deployments: floating, ..FloatingPolicy::default() };
+    LicenseCommand::LeaseFloating { deployment_id: deployment.into(), now: at(now), policy, max_deployments }
+}
+
+/// A floating deployment takes a place under both caps and holds it for
+/// its lease; a heartbeat extends it; one that stopped heartbeating frees
+/// it when its lease ends, so another takes it without an admin.
+#[test]
+fn a_floating_place_is_held_for_its_lease_and_then_free() {
+    given(vec![issued()])
+        .when(lease_floating("pod-1", "2026-01-05T00:00:00Z", 1, 2))
+        .then_expect_events(vec![floated("pod-1", "2026-01-05T00:00:00Z")]);
+    // The subscription allows no floating deployment, or all its places are taken.
+    given(vec![issued()])
+        .when(lease_floating("pod-1", "2026-01-05T00:00:00Z", 0, 2))
+        .then_expect_error(LicenseError::TooManyDeployments { max: 0 });
+    given(vec![issued(), activated("edge-1")])
+        .when(lease_floating("pod-1", "2026-01-05T00:00:00Z", 1, 1))
+        .then_expect_error(LicenseError::TooManyDeployments { max: 1 });
+    // pod-1 holds the one floating place until 01:00.
+    let held = || vec![issued(), floated("pod-1", "2026-01-05T00:00:00Z")];
+    given(held())
+        .when(lease_floating("pod-2", "2026-01-05T00:59:59Z", 1, 2))
+        .then_expect_error(LicenseError::TooManyDeployments { max: 1 });
+    given(held())
+        .when(lease_floating("pod-2", "2026-01-05T01:00:00Z", 1, 2))
+        .then_expect_events(vec![floated("pod-2", "2026-01-05T01:00:00Z")]);
+    // Its own heartbeat extends it, even with the place counted.
+    given(held())
+        .when(lease_floating("pod-1", "2026-01-05T00:40:00Z", 1, 1))
+        .then_expect_events(vec![floated("pod-1", "2026-01-05T00:40:00Z")]);
+    // A fixed deployment counts a held floating place against maxDeployments.
+    use ledger_domain::subscription::Status;
+    let facts =
+        SubscriptionFacts { status: Status::Active, term_end: d(2027, 1, 1), auto_renew: true, max_deployments: 1 };
+    let key = license(held());
+    let today = d(2026, 1, 5);
+    let code = |deployment: &str, now: &str| key.validation_code(&facts, deployment, at(now), today);
+    assert_eq!(code("edge-1", "2026-01-05T00:30:00Z"), ValidationCode::TooManyDeployments);
+    assert_eq!(code("edge-1", "2026-01-05T01:00:00Z"), ValidationCode::Valid);
+    let policy = FloatingPolicy { deployments: 1, ..FloatingPolicy::default() };
+    let facts = SubscriptionFacts { max_deployments: 2, ..facts };
+    let floating =
+        |deployment: &str, now: &str| key.floating_validation_code(&facts, &policy, deployment, at(now), today);
+    assert_eq!(floating("pod-1", "2026-01-05T00:30:00Z"), ValidationCode::Valid);
+    assert_eq!(floating("pod-2", "2026-01-05T00:30:00Z"), ValidationCode::TooManyDeployments);
+    assert_eq!(floating("pod-2", "2026-01-05T01:00:00Z"), ValidationCode::Valid);
+    assert_eq!(key.floating_until("pod-1", at("2026-01-05T00:30:00Z")), Some(at("2026-01-05T01:00:00Z")));
+    assert_eq!(key.floating_until("pod-1", at("2026-01-05T01:00:00Z")), None);
+}
+
+/// Floating places that have freed are forgotten at the next floating
+/// lease, so the state holds no more of them than the cap allows.
+#[test]
+fn freed_floating_places_are_forgotten() {
+    let mut events = vec![issued()];
+    for hour in 0..24 {
+        events.push(floated(&format!("pod-{hour}"), &format!("2026-01-05T{hour:02}:00:00Z")));
+    }
+    let key = license(events);
+    assert_eq!(key.floating.len(), 1, "{:?}", key.floating);
+    // Activating it as a fixed deployment ends its floating place.
+    let fixed = license(vec![issued(), floated("pod-1", "2026-01-05T00:00:00Z"), activated("pod-1")]);
+    assert!(fixed.floating.is_empty());
 }

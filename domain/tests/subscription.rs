@@ -11,6 +11,7 @@ use chrono::{Datelike, NaiveDate};
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::catalog::{Catalog, Tier};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
+use ledger_domain::floating::{FloatingDeploymentsSet, FloatingPolicy, FloatingPolicyError};
 use ledger_domain::subscription::{
     AddonAdded, AddonEnded, AddonKind, AddonRepriced, AutoRenewalCancelled, DowngradeScheduled, PaymentFailed,
     PaymentSucceeded, Policy, Pricing, Services, Subscription, SubscriptionCancelled, SubscriptionCommand,
@@ -978,8 +979,9 @@ fn one_of_each_event() -> Vec<SubscriptionEvent> {
         SubscriptionSuspended { at: Timestamp::from_micros(3), past_due_since: Timestamp::from_micros(2) }.into(),
         AddonEnded { addon_id: addon(1), effective_date: d(2026, 3, 1) }.into(),
         AddonRepriced { addon_id: addon(1), annual_price: Some(usd("4000.00")), one_time_price: None }.into(),
+        FloatingDeploymentsSet { deployments: 1, heartbeat_interval_seconds: 600, lease_seconds: 3600 }.into(),
     ];
-    let mut seen = [false; 13];
+    let mut seen = [false; 14];
     for event in &events {
         let index = match event {
             SubscriptionEvent::SubscriptionCreated(_) => 0,
@@ -995,6 +997,7 @@ fn one_of_each_event() -> Vec<SubscriptionEvent> {
             SubscriptionEvent::SubscriptionSuspended(_) => 10,
             SubscriptionEvent::AddonEnded(_) => 11,
             SubscriptionEvent::AddonRepriced(_) => 12,
+            SubscriptionEvent::FloatingDeploymentsSet(_) => 13,
         };
         seen[index] = true;
     }
@@ -1305,4 +1308,39 @@ fn the_prorated_amount_is_what_the_month_s_invoice_adds_to_within_a_cent() {
         }
     }
     assert_eq!(checked, 3 * (31 + 28 + 29 + 30));
+}
+
+// Floating deployments (issue 18 part 2).
+
+/// The operator allows floating deployments within `maxDeployments`, with
+/// a heartbeat interval and a place lease within bounds; the same policy
+/// again, and an ended subscription, are refused.
+#[test]
+fn the_operator_sets_floating_deployments_within_bounds() {
+    let today = d(2026, 1, 5);
+    let policy = FloatingPolicy { deployments: 1, heartbeat_interval_seconds: 300, lease_seconds: 1200 };
+    let set = |policy| SubscriptionCommand::SetFloating { policy, today };
+    given(starter_2026()).when(set(policy)).then_expect_events(vec![
+        FloatingDeploymentsSet { deployments: 1, heartbeat_interval_seconds: 300, lease_seconds: 1200 }.into(),
+    ]);
+    let two = FloatingPolicy { deployments: 2, ..policy };
+    given(starter_2026())
+        .when(set(two))
+        .then_expect_error(SubscriptionError::InvalidFloating(FloatingPolicyError::TooManyFloating(1)));
+    let short_lease = FloatingPolicy { lease_seconds: 599, ..policy };
+    given(starter_2026())
+        .when(set(short_lease))
+        .then_expect_error(SubscriptionError::InvalidFloating(FloatingPolicyError::Lease));
+    given(starter_2026()).when(set(FloatingPolicy::default())).then_expect_error(SubscriptionError::FloatingUnchanged);
+    given(vec![created(Starter, d(2026, 1, 1)), FloatingDeploymentsSet::from(policy).into()])
+        .when(set(policy))
+        .then_expect_error(SubscriptionError::FloatingUnchanged);
+    given(vec![created_with(Starter, d(2025, 1, 1), false), expired(d(2026, 1, 1))])
+        .when(set(policy))
+        .then_expect_error(SubscriptionError::NotChangeable("expired"));
+    let mut subscription = Subscription::default();
+    for event in [created(Starter, d(2026, 1, 1)), FloatingDeploymentsSet::from(policy).into()] {
+        cqrs_es::Aggregate::apply(&mut subscription, event);
+    }
+    assert_eq!(subscription.floating, policy);
 }

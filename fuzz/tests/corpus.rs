@@ -160,6 +160,7 @@ fn lease(nonce: &str, code: &str) -> LeaseBody {
         tier: "professional".into(),
         limits: LeaseLimits { max_users: 50, max_data_volume_gb: 1000, max_api_calls: -1, model_size: "large".into() },
         features: vec!["sso".into(), "audit-log".into()],
+        heartbeat_interval_seconds: None,
     }
 }
 

@@ -24,7 +24,7 @@ pub use state::{AuditEntry, LedgerState, OrganizationEntry, TokenEntry, Validati
 /// in-memory read models. No server writes it now; one left by an older
 /// version is still checked against the log (a rollback names it, and
 /// `--accept-rollback` drops it) and compared by `replay verify`.
-pub const SNAPSHOT_NAME: &str = "ledger-state-v10";
+pub const SNAPSHOT_NAME: &str = "ledger-state-v11";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

@@ -91,3 +91,48 @@ async fn the_audit_sessions_migration_starts_the_audit_projection_again() {
         assert_eq!(rows[0].uint(0).unwrap(), 0, "{table} is emptied for the audit projection to fill again");
     }
 }
+
+/// The read-model migrations of the release before floating deployments.
+const BEFORE_FLOATING: &[&str] = &[
+    "0001_checkpoints.sql",
+    "0002_merkle_nodes.sql",
+    "0003_models.sql",
+    "0004_h13_billing.sql",
+    "0005_users_by_email.sql",
+    "0006_license_windows.sql",
+    "0007_invoice_payments.sql",
+];
+
+/// The License and Subscription states gained fields (floating
+/// deployments): the projections that keep them start again; others stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floating_deployments_migration_starts_the_projections_keeping_those_states_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite-readmodels");
+    for name in BEFORE_FLOATING {
+        std::fs::copy(source.join(name), old.join(name)).unwrap();
+    }
+    let options = SqliteConnectOptions::new().filename(dir.path().join(READMODELS_FILE)).create_if_missing(true);
+    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO readmodel_checkpoints (name, sequence, chain_hash) VALUES \
+         ('licenses-v1', 7, zeroblob(32)), ('subscriptions-v1', 7, zeroblob(32)), \
+         ('notifications-v1', 7, zeroblob(32)), ('organizations-v1', 7, zeroblob(32)); \
+         INSERT INTO rm_notify_subscriptions (id, state) VALUES (x'01', x'00');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let db = ReadModelDb::open_sqlite(dir.path()).await.unwrap();
+    let names = ["licenses-v1", "subscriptions-v1", "notifications-v1", "organizations-v1"];
+    let checkpoints = db.checkpoints(&names).await.unwrap();
+    assert_eq!(checkpoints[..3], [None, None, None], "the three projections start again");
+    assert_eq!(checkpoints[3].map(|c| c.sequence), Some(7), "the others stay where they were");
+    let rows = db.query("SELECT count(*) FROM rm_notify_subscriptions", Vec::new()).await.unwrap();
+    assert_eq!(rows[0].uint(0).unwrap(), 0);
+}

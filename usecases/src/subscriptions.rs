@@ -390,6 +390,23 @@ pub async fn reprice_addon(
     correct_addon(ledger, caller, context, organization_id, addon_id, command).await
 }
 
+/// The operator sets the floating deployments of an organization's live
+/// subscription (`domain::floating`): how many of its `maxDeployments`
+/// may float, their heartbeat interval and place lease.
+pub async fn set_floating(
+    ledger: &Ledger,
+    caller: &Caller,
+    context: &Context,
+    organization_id: OrganizationId,
+    policy: domain::floating::FloatingPolicy,
+) -> Result<SequenceResponse, Error> {
+    caller.require_org(organization_id, Need::Admin)?;
+    caller.require_operator()?;
+    let command = |today| SubscriptionCommand::SetFloating { policy, today };
+    let appended = on_live_subscription(ledger, context, organization_id, command).await?;
+    Ok(SequenceResponse { sequence: appended.sequence })
+}
+
 /// The scheduler's step at a term's end: the subscription renews, or
 /// expires and ends the organization's live subscription.
 pub async fn end_term(ledger: &Ledger, context: &Context, subscription_id: SubscriptionId) -> Result<u64, Error> {

@@ -173,12 +173,12 @@ async fn reported_for(
         }
         // Only the reported month's days are needed for the answer.
         let usage = projections::models::usage::month(db, issued.subscription_id, day).await?;
-        (license.deployments.contains(deployment_id), (issued.subscription_id, subscription, usage))
+        (license.reports_from(deployment_id), (issued.subscription_id, subscription, usage))
     };
     // The read model may not include a validation that just activated the
     // deployment (another process's, or one a moment ago): the key's own
     // stream decides. Unknown deployments are rate-limited before this.
-    if !active && !load::<License>(ledger, license_id.stream()).await?.state.deployments.contains(deployment_id) {
+    if !active && !load::<License>(ledger, license_id.stream()).await?.state.reports_from(deployment_id) {
         return Err(Error::conflict(
             "deployment_not_activated",
             format!(

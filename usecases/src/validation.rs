@@ -40,6 +40,7 @@ use crate::Ledger;
 use crate::acknowledged::{self, Credential};
 use crate::command::{ATTEMPTS_MAX, Context, load, new_event_id};
 use crate::error::Error;
+use crate::limits::KeyedLimiter;
 use crate::validation_cache::KeyFacts;
 use crate::views::licensing::{Limits, OrganizationRef, ValidatedSubscription, ValidationResponse};
 
@@ -55,6 +56,14 @@ pub const READ_MODEL_LAG_MAX: std::time::Duration = std::time::Duration::from_se
 pub const CLIENT_VERSION_CHARS_MAX: usize = 64;
 /// The name of the per-key daily cap, in a rate-limited answer.
 pub const VALIDATIONS_PER_KEY_PER_DAY: &str = "validations_per_key_per_day";
+/// The name of the per-key limit on activations (a deployment taking a
+/// place it did not hold, fixed or floating), in a rate-limited answer.
+pub const ACTIVATIONS_PER_KEY_PER_HOUR: &str = "activations_per_key_per_hour";
+/// Activations one key may make an hour on one server process, unless
+/// configured (`--activations-per-key-per-hour`): floating deployments
+/// come and go with their containers, a few an hour each; a key copied to
+/// a crowd activates far more.
+pub const ACTIVATIONS_PER_KEY_PER_HOUR_DEFAULT: u32 = 60;
 
 /// A validation request as the client sent it (the seed's
 /// `LicenseValidationRequest`, plus `nonce` and `clientTime`); checked by
@@ -69,6 +78,8 @@ pub struct ValidationRequest {
     /// RFC 3339.
     pub client_time: Option<String>,
     pub client_version: Option<String>,
+    /// A heartbeat of a floating deployment (`domain::floating`).
+    pub floating: bool,
 }
 
 /// Where a validation came from, for its event's metadata.
@@ -85,6 +96,7 @@ struct Asked {
     nonce: Option<String>,
     client_time: Option<Timestamp>,
     client_version: Option<String>,
+    floating: bool,
 }
 
 fn asked(request: ValidationRequest) -> Result<Asked, Error> {
@@ -106,18 +118,39 @@ fn asked(request: ValidationRequest) -> Result<Asked, Error> {
         .map(|t| Timestamp::parse_rfc3339(&t).map_err(|e| Error::Validation(format!("clientTime: {e}"))))
         .transpose()?;
     let client_version = request.client_version.map(|v| v.chars().take(CLIENT_VERSION_CHARS_MAX).collect());
-    Ok(Asked { key: request.license_key, deployment_id, nonce: request.nonce, client_time, client_version })
+    Ok(Asked {
+        key: request.license_key,
+        deployment_id,
+        nonce: request.nonce,
+        client_time,
+        client_version,
+        floating: request.floating,
+    })
 }
 
 /// Validates a license key for a deployment: records the validation (and a
 /// deployment's first activation) and answers with a signed lease or a
 /// signed refusal. Over the key's daily cap: [`Error::RateLimited`] until
 /// the next UTC midnight. Read models that failed or lag:
-/// [`Error::ReadModelFailed`] or [`Error::ProjectionLagging`].
+/// [`Error::ReadModelFailed`] or [`Error::ProjectionLagging`]. Activations
+/// are not limited here: see [`validate_limited`].
 pub async fn validate(
     ledger: &Ledger,
     request: ValidationRequest,
     origin: Origin,
+) -> Result<ValidationResponse, Error> {
+    validate_limited(ledger, request, origin, None).await
+}
+
+/// [`validate`], with a key's activations limited by `activations` (the
+/// server's, per key and hour): over it, [`Error::RateLimited`]
+/// ([`ACTIVATIONS_PER_KEY_PER_HOUR`]); deployments that hold their place
+/// are never limited by it.
+pub async fn validate_limited(
+    ledger: &Ledger,
+    request: ValidationRequest,
+    origin: Origin,
+    activations: Option<&KeyedLimiter<LicenseId>>,
 ) -> Result<ValidationResponse, Error> {
     let asked = asked(request).inspect_err(|_| ledger.metrics.validation("malformed", "none"))?;
     let Some(key) = asked.key.as_deref() else {
@@ -138,7 +171,7 @@ pub async fn validate(
         user_agent: origin.user_agent,
     };
     for _ in 0..ATTEMPTS_MAX {
-        match attempt(ledger, &known, &asked, &metadata).await? {
+        match attempt(ledger, &known, &asked, &metadata, activations).await? {
             Attempt::Recorded(decided) => {
                 if decided.activated {
                     // The key's own stream changed: its next validation
@@ -319,35 +352,38 @@ struct Decided {
     facts: SubscriptionFacts,
     validation_id: Uuid,
     sequence: u64,
-    /// Whether the validation activated a deployment (appended to the key's stream).
+    /// Whether the validation activated a deployment or took or extended
+    /// a floating place (appended to the key's stream).
     activated: bool,
     now: Timestamp,
     today: NaiveDate,
+    /// A floating deployment's: until when its place, and its lease, runs.
+    floating_until: Option<Timestamp>,
 }
 
 /// Decides the validation on the read model's state of the key (which
-/// every command response waits for) and appends it; only a first
-/// activation of a deployment, which appends to the key's own stream,
-/// reloads the key from the log and decides again there, with optimistic
-/// concurrency.
-async fn attempt(ledger: &Ledger, known: &Arc<KeyFacts>, asked: &Asked, metadata: &Metadata) -> Result<Attempt, Error> {
+/// every command response waits for) and appends it; only a change of the
+/// key's own stream (a deployment's first activation, a floating
+/// deployment's place taken or extended: [`place`]) reloads the key from
+/// the log and decides again there, with optimistic concurrency.
+async fn attempt(
+    ledger: &Ledger,
+    known: &Arc<KeyFacts>,
+    asked: &Asked,
+    metadata: &Metadata,
+    activations: Option<&KeyedLimiter<LicenseId>>,
+) -> Result<Attempt, Error> {
     let (now, today) = (ledger.now(), ledger.today());
-    let (license_id, license) = (known.license_id, &known.license);
+    let license_id = known.license_id;
     let facts = subscription_facts(&known.subscription, today)?;
-    let mut code = license.validation_code(&facts, &asked.deployment_id, now, today);
+    let at = Moment { now, today, facts: &facts };
+    let place = place(ledger, known, asked, at, activations).await?;
+    let code = place.code;
     let mut commands = Vec::new();
-    if code.is_valid() && !license.deployments.contains(&asked.deployment_id) {
-        let mut fresh = load::<License>(ledger, license_id.stream()).await?;
-        code = fresh.state.validation_code(&facts, &asked.deployment_id, now, today);
-        if code.is_valid() && !fresh.state.deployments.contains(&asked.deployment_id) {
-            let activate = LicenseCommand::ActivateDeployment {
-                deployment_id: asked.deployment_id.clone(),
-                max_deployments: facts.max_deployments,
-            };
-            fresh.decide(activate, &()).await?;
-            let context = Context { metadata: metadata.clone(), idempotency: None, credential: None };
-            commands.push(fresh.into_command(&context, now));
-        }
+    if let Some((mut fresh, command)) = place.changed {
+        let context = Context { metadata: metadata.clone(), idempotency: None, credential: None };
+        fresh.decide(command, &()).await?;
+        commands.push(fresh.into_command(&context, now));
     }
     let activated = !commands.is_empty();
     let validation_id = Uuid::now_v7();
@@ -365,16 +401,109 @@ async fn attempt(ledger: &Ledger, known: &Arc<KeyFacts>, asked: &Asked, metadata
     let expected = ExpectedRevision::Below(VALIDATIONS_PER_DAY_MAX);
     let event = NewEvent::from_event(&validated, new_event_id(), now, metadata);
     commands.push(Command { stream_id: day.clone(), expected, idempotency: None, events: vec![event] });
+    let floating_until = place.floating_until;
     Ok(match ledger.log.append_atomic(commands).await? {
         Ok(appended) => {
             let sequence = appended.iter().map(|a| a.last_sequence).max().unwrap_or_default();
             let known = known.clone();
-            let decided = Decided { code, known, facts, validation_id, sequence, activated, now, today };
+            let decided =
+                Decided { code, known, facts, validation_id, sequence, activated, now, today, floating_until };
             Attempt::Recorded(Box::new(decided))
         }
         Err(Rejection::WrongRevision { stream_id, .. }) if stream_id == day => Attempt::DayFull { now, today },
         Err(Rejection::WrongRevision { .. }) => Attempt::Raced,
         Err(other) => return Err(Error::Internal(other.to_string())),
+    })
+}
+
+/// When a validation is decided, and on what of the subscription.
+#[derive(Clone, Copy)]
+struct Moment<'a> {
+    now: Timestamp,
+    today: NaiveDate,
+    facts: &'a SubscriptionFacts,
+}
+
+/// How a validating deployment holds its place: the answer, the key as
+/// loaded from the log with the command for its stream when the
+/// validation changes it (an activation, a floating lease), and until when
+/// a floating deployment's place (and so its lease) runs.
+struct Place {
+    code: ValidationCode,
+    changed: Option<(crate::command::Loaded<License>, LicenseCommand)>,
+    floating_until: Option<Timestamp>,
+}
+
+impl Place {
+    fn answer(code: ValidationCode) -> Self {
+        Self { code, changed: None, floating_until: None }
+    }
+}
+
+/// The place of the asking deployment: a fixed one activates once; a
+/// floating one (a heartbeat, `domain::floating`) takes a place or extends
+/// it once less than half its lease is left. Taking a place it did not
+/// hold is an activation, limited per key by `activations`.
+async fn place(
+    ledger: &Ledger,
+    known: &KeyFacts,
+    asked: &Asked,
+    at: Moment<'_>,
+    activations: Option<&KeyedLimiter<LicenseId>>,
+) -> Result<Place, Error> {
+    let (deployment, license) = (asked.deployment_id.as_str(), &known.license);
+    let policy = known.subscription.floating;
+    let floating = asked.floating && !license.deployments.contains(deployment);
+    let code = if floating {
+        license.floating_validation_code(at.facts, &policy, deployment, at.now, at.today)
+    } else {
+        license.validation_code(at.facts, deployment, at.now, at.today)
+    };
+    let held = license.floating_until(deployment, at.now);
+    let unchanged = match (floating, held) {
+        (true, Some(until)) => !policy.needs_renewal(until, at.now),
+        (true, None) => false,
+        (false, _) => license.deployments.contains(deployment),
+    };
+    if !code.is_valid() || unchanged {
+        let floating_until = held.filter(|_| floating && code.is_valid());
+        return Ok(Place { floating_until, ..Place::answer(code) });
+    }
+    let fresh = load::<License>(ledger, known.license_id.stream()).await?;
+    let state = &fresh.state;
+    if state.deployments.contains(deployment) {
+        return Ok(Place::answer(state.validation_code(at.facts, deployment, at.now, at.today)));
+    }
+    let code = if floating {
+        state.floating_validation_code(at.facts, &policy, deployment, at.now, at.today)
+    } else {
+        state.validation_code(at.facts, deployment, at.now, at.today)
+    };
+    if !code.is_valid() {
+        return Ok(Place::answer(code));
+    }
+    if !(floating && state.floating_until(deployment, at.now).is_some()) {
+        check_activation(activations, known.license_id)?;
+    }
+    let deployment_id = deployment.to_owned();
+    let (command, floating_until) = if floating {
+        let max_deployments = at.facts.max_deployments;
+        let until = policy.slot_frees_at(at.now);
+        (LicenseCommand::LeaseFloating { deployment_id, now: at.now, policy, max_deployments }, Some(until))
+    } else {
+        (LicenseCommand::ActivateDeployment { deployment_id, max_deployments: at.facts.max_deployments }, None)
+    };
+    Ok(Place { code, changed: Some((fresh, command)), floating_until })
+}
+
+/// A deployment taking a place it did not hold: refused past the key's
+/// hourly allowance of activations on this process.
+fn check_activation(activations: Option<&KeyedLimiter<LicenseId>>, license_id: LicenseId) -> Result<(), Error> {
+    let Some(limiter) = activations else { return Ok(()) };
+    limiter.check(&license_id).map_err(|seconds| Error::RateLimited {
+        limit: ACTIVATIONS_PER_KEY_PER_HOUR,
+        retry_after_seconds: seconds,
+        message: "too many deployments of this key were activated this hour".into(),
     })
 }
 
@@ -455,7 +584,13 @@ fn sign_lease(
         nonce: asked.nonce.clone().unwrap_or_default(),
         client_time: asked.client_time,
         issued_at: decided.now,
-        lease_expires_at: known.license.lease_expires_at(&decided.facts, decided.now),
+        lease_expires_at: match decided.floating_until {
+            Some(until) => until.min(known.license.end(&decided.facts)),
+            None => known.license.lease_expires_at(&decided.facts, decided.now),
+        },
+        heartbeat_interval_seconds: decided
+            .floating_until
+            .map(|_| known.subscription.floating.heartbeat_interval_seconds),
         code: decided.code.as_str().into(),
         tier: tier.into(),
         limits: limits.lease_limits(),

@@ -616,3 +616,46 @@ pub async fn reprice_addon(
     let (annual, one_time) = (body.annual_price, body.one_time_price);
     ok(subscriptions::reprice_addon(&state, &caller, &context, organization_id, addon_id, annual, one_time).await?)
 }
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetFloating {
+    /// How many of the subscription's `maxDeployments` may be floating (0: none).
+    #[schema(minimum = 0, maximum = 1000)]
+    floating_deployments: u32,
+    /// Seconds between a floating deployment's heartbeats (600 when absent).
+    #[schema(minimum = 60, maximum = 86400)]
+    heartbeat_interval_seconds: Option<u32>,
+    /// Seconds a floating deployment's place is held after a heartbeat: its
+    /// lease (3600 when absent); at least two heartbeat intervals.
+    #[schema(minimum = 120, maximum = 86400)]
+    lease_seconds: Option<u32>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions/{org_id}/floating-deployments",
+    tag = "ledger",
+    request_body = SetFloating,
+    params(("org_id" = Uuid, Path, description = "UUID")),
+    responses(
+        (status = 200, description = "Set how many of the live subscription's maxDeployments may be floating (operator): a floating deployment holds its place only while it sends heartbeats (validations with `floating: true`) and frees it when its lease ends.", body = SequenceResponse),
+        ProblemResponses,
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "floating_unchanged: the subscription has these settings already; subscription_not_changeable"),
+    ),
+)]
+pub async fn set_floating(
+    State(state): State<AppState>,
+    Path(org_id): Path<Uuid>,
+    request: CommandRequest<SetFloating>,
+) -> Answer<SequenceResponse> {
+    use domain::floating::FloatingPolicy;
+    let CommandRequest { caller, context, body } = request;
+    let defaults = FloatingPolicy::default();
+    let policy = FloatingPolicy {
+        deployments: body.floating_deployments,
+        heartbeat_interval_seconds: body.heartbeat_interval_seconds.unwrap_or(defaults.heartbeat_interval_seconds),
+        lease_seconds: body.lease_seconds.unwrap_or(defaults.lease_seconds),
+    };
+    ok(subscriptions::set_floating(&state, &caller, &context, OrganizationId(org_id), policy).await?)
+}

@@ -34,6 +34,9 @@ pub struct ValidateRequest {
     nonce: Option<String>,
     #[schema(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$")]
     client_time: Option<String>,
+    /// A heartbeat of a floating deployment: it holds its place only while
+    /// it sends these, and its lease ends with its place.
+    floating: Option<bool>,
 }
 
 /// As the seed writes it: snake_case fields.
@@ -60,6 +63,7 @@ fn validation_request(headers: &HeaderMap, body: &Bytes) -> Result<ValidationReq
         nonce: request.nonce,
         client_time: request.client_time,
         client_version: client.version,
+        floating: request.floating.unwrap_or(false),
     })
 }
 
@@ -72,7 +76,7 @@ fn validation_request(headers: &HeaderMap, body: &Bytes) -> Result<ValidationReq
         (status = 200, body = ValidationResponse, description = "The seed's LicenseValidationResponse plus licenseId, code, warnings, a signed lease (when valid), a signed refusal (when not valid: REVOKED, EXPIRED, SUSPENDED, TOO_MANY_DEPLOYMENTS, NOT_FOUND for a request that names a key; `domain::lease::SignedRefusal`, bound to the key, deployment and nonce) and sequence. Unknown or malformed keys answer isValid false, code NOT_FOUND."),
         PublicProblemResponses,
         (status = 400, body = Problem, content_type = "application/problem+json", description = "validation_failed: a malformed nonce, clientTime or deployment id"),
-        (status = 429, body = Problem, content_type = "application/problem+json", description = "rate_limited, with Retry-After; `limit` names the limit: validations_per_address_per_minute, or validations_per_key_per_day (until the next UTC midnight)"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "rate_limited, with Retry-After; `limit` names the limit: validations_per_address_per_minute, validations_per_key_per_day (until the next UTC midnight; heartbeats count), or activations_per_key_per_hour (a deployment taking a place it did not hold)"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "read_model_failed or projection_lagging: the read models failed or are more than 5 s behind the log; never answered as NOT_FOUND"),
     ),
 )]
@@ -100,7 +104,8 @@ pub async fn validate(State(state): State<AppState>, request: axum::extract::Req
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(USER_AGENT_CHARS_MAX).collect()),
     };
-    Ok(Json(usecases::validation::validate(&state, asked, origin).await?).into_response())
+    let activations = Some(&state.edge.activations);
+    Ok(Json(usecases::validation::validate_limited(&state, asked, origin, activations).await?).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -39,6 +39,15 @@ export interface ConfigInput {
    */
   learnLeaseKeys?: boolean;
   usageQueueMax?: number;
+  /**
+   * A floating deployment (a container that comes and goes): each validation
+   * is a heartbeat; it holds its place of the key's maxDeployments only while
+   * it sends them, and its lease ends with its place (an hour by default).
+   * Send them with heartbeat() every heartbeatIntervalMs(), or let
+   * startHeartbeats() do it. The operator must allow the subscription
+   * floating deployments. Off by default.
+   */
+  floating?: boolean;
   time?: TimeSource;
 }
 
@@ -55,6 +64,7 @@ export interface Config {
   allowPlainHttp: boolean;
   learnLeaseKeys: boolean;
   usageQueueMax: number;
+  floating: boolean;
   time: TimeSource;
 }
 
@@ -95,6 +105,7 @@ export function makeConfig(input: ConfigInput): Config {
     allowPlainHttp: input.allowPlainHttp ?? false,
     learnLeaseKeys: input.learnLeaseKeys ?? false,
     usageQueueMax: input.usageQueueMax ?? USAGE_QUEUE_REPORTS_MAX,
+    floating: input.floating ?? false,
     time: input.time ?? new SystemTime(),
   };
   const why = problem(config);

@@ -4,7 +4,7 @@
  * lease for its grace, gates features and limits, and reports usage through
  * a durable queue. No run-time dependencies beyond Node's own modules.
  */
-export { LicenseManager, LEASE_FILE, CLOCK_FILE, type Status, type Metric } from "./license";
+export { LicenseManager, LEASE_FILE, CLOCK_FILE, HEARTBEAT_RETRY_MS, type Status, type Metric } from "./license";
 export { UsageReporter, USAGE_DIR, REJECTED_DIR, checkReport, type UsageReport, type UsageMetrics, type FlushOutcome } from "./usage";
 export { makeConfig, DEFAULT_DEPLOYMENT_ID, LEASE_KEYS_MAX, USAGE_QUEUE_REPORTS_MAX, type Config, type ConfigInput } from "./config";
 export { type Action, type Decision, type Denial } from "./enforce";

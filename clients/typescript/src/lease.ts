@@ -42,6 +42,8 @@ export interface LeaseBody {
   tier: string;
   limits: LeaseLimits;
   features: string[];
+  /** A floating deployment's: send a heartbeat this often; its lease ends with its place. Absent for a fixed one. */
+  heartbeatIntervalSeconds?: number;
 }
 
 export interface RefusalBody {
@@ -121,7 +123,8 @@ function wellFormedLease(body: unknown): body is LeaseBody {
     isString(b.issuedAt) && isString(b.leaseExpiresAt) && isString(b.code) && isString(b.tier) &&
     typeof limits === "object" && limits !== null && isInt(limits.maxUsers) && isInt(limits.maxDataVolumeGB) &&
     isInt(limits.maxApiCalls) && isString(limits.modelSize) &&
-    Array.isArray(b.features) && b.features.every(isString)
+    Array.isArray(b.features) && b.features.every(isString) &&
+    (b.heartbeatIntervalSeconds === undefined || (isInt(b.heartbeatIntervalSeconds) && b.heartbeatIntervalSeconds > 0))
   );
 }
 

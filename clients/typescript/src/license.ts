@@ -51,6 +51,11 @@ export type Metric = "maxUsers" | "maxDataVolumeGB" | "maxApiCalls";
 
 type Verdict = { kind: "valid"; lease: HeldLease } | { kind: "invalid"; code: string } | { kind: "clock_tampered" } | { kind: "no_lease" };
 
+/** How long startHeartbeats() waits when the lease names no heartbeat interval (no lease yet, or the server unreachable). */
+export const HEARTBEAT_RETRY_MS = 60_000;
+/** The shortest heartbeat interval honoured (the server's own lower bound), so a lease cannot make the client spin. */
+const HEARTBEAT_INTERVAL_MIN_S = 60;
+
 export class LicenseManager {
   readonly config: Config;
 
@@ -119,6 +124,7 @@ export class LicenseManager {
       clientInfo: { version: config.clientVersion, deployment_id: config.deploymentId, last_sync: lastSync },
       nonce,
       clientTime: formatRfc3339Micros(clientTimeUs),
+      ...(config.floating ? { floating: true } : {}),
     };
     let answer;
     try {
@@ -141,6 +147,45 @@ export class LicenseManager {
     if (!("key" in accepted)) return accepted;
     if (config.learnLeaseKeys && config.leasePublicKeys.some((k) => k.equals(accepted.key))) await this.learnKeys(accepted.key);
     return this.status();
+  }
+
+  /**
+   * A floating deployment's heartbeat (config `floating`): a validation,
+   * answered and judged as validate(); it keeps the deployment's place and
+   * extends its lease. Counted against the key's daily cap like any.
+   */
+  async heartbeat(): Promise<Status> {
+    return this.validate();
+  }
+
+  /** How often the server asks this floating deployment to send a heartbeat (signed in its lease); null for a fixed one or without a lease. */
+  heartbeatIntervalMs(): number | null {
+    const seconds = this.lease?.body.heartbeatIntervalSeconds;
+    return seconds === undefined ? null : Math.max(seconds, HEARTBEAT_INTERVAL_MIN_S) * 1000;
+  }
+
+  /**
+   * Sends heartbeats until the returned function is called: one now, then
+   * one every heartbeatIntervalMs() (every HEARTBEAT_RETRY_MS while there is
+   * none). A killed process stops them, and its place frees when its lease ends.
+   */
+  startHeartbeats(): () => void {
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const beat = async (): Promise<void> => {
+      if (stopped) return;
+      try {
+        await this.heartbeat();
+      } catch (e) {
+        this.warnings.push(`a heartbeat failed: ${(e as Error).message}`);
+      }
+      if (!stopped) timer = setTimeout(() => void beat(), this.heartbeatIntervalMs() ?? HEARTBEAT_RETRY_MS);
+    };
+    void beat();
+    return () => {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+    };
   }
 
   /**

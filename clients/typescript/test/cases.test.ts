@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { LEASE_FILE, LicenseManager, ManualTime, UsageReporter, type Status } from "../src/index";
+import { LEASE_FILE, LicenseManager, ManualTime, UsageReporter, parsePublicKey, verifyNextKey, type Status } from "../src/index";
 import { CLOCK_START, LedgerServer, OPERATOR, customer, type Customer } from "./server";
 
 const CASES = path.resolve(__dirname, "../../../cases.json");
@@ -32,14 +32,16 @@ class World {
   reporter!: UsageReporter;
   leaseKey = "";
   c!: Customer;
+  floating = false;
+  nextLeaseKey: string | null = null;
 
   constructor(readonly server: LedgerServer, readonly scratch: string) {
     this.stateDir = path.join(scratch, "state");
   }
 
   open(): void {
-    const config = { baseUrl: this.server.base, licenseKey: this.c.key, stateDir: this.stateDir, leasePublicKeys: [this.leaseKey],
-      allowPlainHttp: true, time: this.time, requestTimeoutMs: 5000 };
+    const config = { baseUrl: this.server.base, licenseKey: this.c.key, stateDir: this.stateDir, leasePublicKeys: [this.leaseKey, ...(this.nextLeaseKey === null ? [] : [this.nextLeaseKey])],
+      allowPlainHttp: true, time: this.time, requestTimeoutMs: 5000, floating: this.floating };
     this.client = new LicenseManager(config);
     this.reporter = new UsageReporter(config);
   }
@@ -136,6 +138,28 @@ async function run(w: World, step: Step): Promise<void> {
       const outcome = await w.reporter.flush();
       const seen = { sent: outcome.sent, rejected: outcome.rejected, remaining: outcome.remaining, stopped: outcome.stopped !== null };
       for (const [field, value] of Object.entries(step.expect)) assert.equal(seen[field as keyof typeof seen], value, `flush ${field}: ${JSON.stringify(outcome)}`);
+      return;
+    }
+    case "allow_floating":
+      await s.expect("POST", `/api/v1/subscriptions/${w.c.org}/floating-deployments`, OPERATOR, { floatingDeployments: step.deployments }, 200);
+      w.floating = true;
+      return w.open();
+    case "heartbeat_interval": {
+      const ms = w.client.heartbeatIntervalMs();
+      return assert.equal(ms === null ? null : ms / 1000, step.seconds, "heartbeat interval");
+    }
+    case "pin_next_lease_key": {
+      const leases = (await s.expect("GET", "/api/v1/keys", null, undefined, 200)).leases;
+      assert.equal(typeof leases.next, "string", `no next lease key announced: ${JSON.stringify(leases)}`);
+      const signed = verifyNextKey(parsePublicKey(leases.current), parsePublicKey(leases.next), Buffer.from(leases.nextSignature ?? "", "base64"));
+      assert.ok(signed, "the next lease key is signed by the current one");
+      w.nextLeaseKey = leases.next;
+      return w.open();
+    }
+    case "other_deployment": {
+      const body = { licenseKey: w.c.key, clientInfo: { deployment_id: step.deployment }, floating: step.floating };
+      const answer = await s.expect("POST", "/api/v1/license/validate", null, body, 200);
+      for (const [field, value] of Object.entries(step.expect)) assert.equal(answer[field], value, `${field}: ${JSON.stringify(answer)}`);
       return;
     }
     default:

@@ -22,6 +22,7 @@ use ledger_domain::checkpoint::{
     CHECKPOINT_STREAM, Checkpoint, CheckpointEvent, CheckpointKeyRotated, CheckpointSigned, LogRollbackAccepted,
 };
 use ledger_domain::event::LedgerEvent;
+use ledger_domain::floating::{FloatingDeploymentLeased, FloatingDeploymentsSet};
 use ledger_domain::keys::{self, ServerSecret};
 use ledger_domain::license::{
     DeploymentActivated, DeploymentReleased, DeploymentReleasedV1, LicenseEvent, LicenseIssued, LicenseRevoked,
@@ -742,6 +743,19 @@ fn later() -> Vec<Example> {
             LedgerEvent::Branding(BrandingEvent::BrandingRemoved(BrandingRemoved {
                 organization_id: ORG,
                 at: at("2027-01-22T16:05:00Z"),
+            })),
+        ),
+        example(SUBSCRIPTION.stream(), 14, "2026-05-06T11:00:00Z", operator("req-18f101"), Some("operator:floating#0"))
+            .current(LedgerEvent::Subscription(SubscriptionEvent::FloatingDeploymentsSet(FloatingDeploymentsSet {
+                deployments: 2,
+                heartbeat_interval_seconds: 600,
+                lease_seconds: 3600,
+            }))),
+        example(LICENSE.stream(), 7, "2026-05-06T11:04:09Z", actor(&format!("license:{LICENSE}")), None).current(
+            LedgerEvent::License(LicenseEvent::FloatingDeploymentLeased(FloatingDeploymentLeased {
+                deployment_id: "pod-7f9c2".into(),
+                at: at("2026-05-06T11:04:09.512Z"),
+                slot_frees_at: at("2026-05-06T12:04:09.512Z"),
             })),
         ),
     ]

@@ -211,6 +211,7 @@ async fn activate(ledger: &Ledger, key: &Key) -> anyhow::Result<()> {
             nonce: None,
             client_time: None,
             client_version: Some(CLIENT_VERSION.into()),
+            floating: false,
         };
         let answer = usecases::validation::validate(ledger, request, Origin::default()).await?;
         if !answer.is_valid {

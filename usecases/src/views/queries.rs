@@ -94,11 +94,24 @@ pub struct SubscriptionDetails {
     pub cancelled_from: Option<NaiveDate>,
     pub catalog_version: u32,
     pub max_deployments: u32,
+    /// How many of `maxDeployments` may be floating, and their heartbeat
+    /// interval and place lease (`domain::floating`).
+    pub floating_deployments: FloatingView,
     pub limits: Option<Limits>,
     pub current_usage: CurrentUsage,
     pub billing: BillingSummary,
     pub addons: Vec<AddonView>,
     pub sequence: u64,
+}
+
+/// A subscription's floating deployments, as the operator set them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FloatingView {
+    /// 0: none may float.
+    pub deployments: u32,
+    pub heartbeat_interval_seconds: u32,
+    pub lease_seconds: u32,
 }
 
 impl SubscriptionDetails {
@@ -151,6 +164,11 @@ impl SubscriptionDetails {
             cancelled_from: subscription.cancelled_from,
             catalog_version: period.catalog_version,
             max_deployments: subscription.max_deployments,
+            floating_deployments: FloatingView {
+                deployments: subscription.floating.deployments,
+                heartbeat_interval_seconds: subscription.floating.heartbeat_interval_seconds,
+                lease_seconds: subscription.floating.lease_seconds,
+            },
             limits: Limits::on(subscription, catalog, day),
             current_usage: CurrentUsage {
                 users: read.active_users,
