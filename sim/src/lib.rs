@@ -73,6 +73,14 @@ pub struct Report {
     pub notices: u64,
     /// Stripe invoices recorded as created.
     pub stripe_invoices: u64,
+    /// Webhook deliveries made by the fake Stripe (duplicates included).
+    pub webhooks: u64,
+    /// Payment reports recorded on subscriptions (failed or succeeded).
+    pub payments: u64,
+    /// Upgrades and downgrades acknowledged.
+    pub tier_changes: u64,
+    /// License validations answered.
+    pub validations: u64,
     pub commit_faults: u64,
     pub crashes: u64,
     pub retries: u64,

@@ -29,6 +29,28 @@ fn names() -> Vec<&'static str> {
     models::all(domain::catalog::Catalog::builtin()).iter().map(|p| p.name()).collect()
 }
 
+/// The simulation's own rebuild, following the log: its read models and
+/// the sequence it applied through.
+pub(crate) struct Shadow {
+    db: ReadModelDb,
+    rebuild: Rebuild,
+    at: u64,
+}
+
+/// Applies the log to the shadow rebuild up to `applied`, and commits.
+async fn follow(log: &store::EventLog, shadow: &mut Shadow, applied: u64) -> Result<(), String> {
+    let failed = |e: RunnerError| format!("the rebuild failed: {e}");
+    while shadow.at < applied {
+        let page = log.read_page(shadow.at + 1..=applied, PAGE_RECORDS).await.map_err(err)?;
+        let Some(last) = page.last().map(|record| record.header.sequence) else {
+            return Err(format!("the log ends before sequence {applied}"));
+        };
+        shadow.rebuild.apply(Arc::from(page)).await.map_err(failed)?;
+        shadow.at = last;
+    }
+    shadow.rebuild.commit_applied().await.map_err(failed)
+}
+
 impl World {
     /// The live runner's projections: the models, with the planted bug and
     /// a failure at `fail_at`, if any.
@@ -146,10 +168,48 @@ impl World {
     }
 
     /// The read models as they are equal a rebuild from the log up to the
-    /// sequence they include, table by table.
+    /// sequence they include, table by table: the simulation's own
+    /// rebuild, which applied every record from sequence 1 in order, with
+    /// no fault, and follows the log as it grows (a rebuild from scratch
+    /// each time made most of a seed's time; [`World::full_rebuild`]
+    /// makes one at the end of every run).
     async fn compare_rebuild(&mut self, applied: u64) -> Result<(), String> {
+        if self.seen.shadow.is_none() {
+            let path = self.dir.path().join("rebuild.sqlite");
+            let db = self.scratch(&path).await?;
+            let all = models::all(domain::catalog::Catalog::builtin());
+            let rebuild = Rebuild::new(db.clone(), all, u64::MAX).await.map_err(err)?;
+            self.seen.shadow = Some(Shadow { db, rebuild, at: 0 });
+        }
+        let log = self.log().clone();
+        let shadow = self.seen.shadow.as_mut().expect("made above");
+        if applied < shadow.at {
+            return Err(format!("the read models went back from sequence {} to {applied}", shadow.at));
+        }
+        if applied > shadow.at {
+            follow(&log, shadow, applied).await?;
+        }
         self.seen.rebuilds += 1;
-        let path = self.dir.path().join(format!("rebuild-{}.sqlite", self.seen.rebuilds));
+        let shadow_db = shadow.db.clone();
+        self.compare_with(&shadow_db, applied).await
+    }
+
+    /// The live read models against `other`, both read in one snapshot.
+    async fn compare_with(&self, other: &ReadModelDb, applied: u64) -> Result<(), String> {
+        let (live, rebuilt) = (self.db().snapshot().await.map_err(err)?, other.snapshot().await.map_err(err)?);
+        match compare(&live, &rebuilt, &models::tables()).await.map_err(err)? {
+            Some(difference) => {
+                Err(format!("the read models at sequence {applied} differ from a rebuild: {difference}"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A rebuild from scratch into a new file, compared with the read
+    /// models (at the end of a run).
+    pub(crate) async fn full_rebuild(&mut self) -> Result<(), String> {
+        let applied = self.db().applied(&names()).await.map_err(err)?;
+        let path = self.dir.path().join("rebuild-full.sqlite");
         let scratch = self.scratch(&path).await?;
         let all = models::all(domain::catalog::Catalog::builtin());
         let mut rebuild = Rebuild::new(scratch.clone(), all, applied).await.map_err(err)?;
@@ -161,17 +221,7 @@ impl World {
             next = last + 1;
         }
         rebuild.finish().await.map_err(|e| format!("the rebuild failed: {e}"))?;
-        let difference = compare(self.db(), &scratch, &models::tables()).await.map_err(err)?;
-        drop(scratch);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-        match difference {
-            Some(difference) => {
-                Err(format!("the read models at sequence {applied} differ from a rebuild: {difference}"))
-            }
-            None => Ok(()),
-        }
+        self.compare_with(&scratch, applied).await
     }
 
     /// An empty read-model file at `path`: a copy of one migrated once per

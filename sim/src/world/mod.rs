@@ -96,6 +96,8 @@ struct Seen {
     /// The read models' sequence at the last rebuild comparison.
     compared: Option<u64>,
     rebuilds: u64,
+    /// The simulation's rebuild, made at the first comparison.
+    shadow: Option<checks::Shadow>,
 }
 
 /// The fake SMTP peer: the message ids it accepted.
@@ -111,6 +113,10 @@ struct Counts {
     retries: u64,
     notices: u64,
     stripe_invoices: u64,
+    webhooks: u64,
+    payments: u64,
+    tier_changes: u64,
+    validations: u64,
 }
 
 pub(crate) struct World {
@@ -173,6 +179,7 @@ impl World {
                 invoices: InvoiceCheck::new(domain::catalog::Catalog::builtin()),
                 compared: None,
                 rebuilds: 0,
+                shadow: None,
             },
             peer: Peer::default(),
             stripe: stripe::FakeStripe::default(),
@@ -244,6 +251,7 @@ impl World {
         self.catch_up().await?;
         self.check().await?;
         self.verify_all().await?;
+        self.full_rebuild().await?;
         self.check_keys().await?;
         let head = self.log().head().await.map_err(|e| e.to_string())?;
         self.trace(&format!("end {} {}", head.sequence, head.chain_hash));
@@ -256,6 +264,10 @@ impl World {
             invoices: self.seen.invoices.checked(),
             notices: self.counts.notices,
             stripe_invoices: self.counts.stripe_invoices,
+            webhooks: self.counts.webhooks,
+            payments: self.counts.payments,
+            tier_changes: self.counts.tier_changes,
+            validations: self.counts.validations,
             commit_faults: self.counts.commit_faults,
             crashes: self.counts.crashes,
             retries: self.counts.retries,
