@@ -98,6 +98,10 @@ struct Seen {
     rebuilds: u64,
     /// The simulation's rebuild, made at the first comparison.
     shadow: Option<checks::Shadow>,
+    /// The run's directory, and a connection to the live read models with
+    /// the rebuild's attached (the checker's, kept across crashes).
+    dir: std::path::PathBuf,
+    attached: Option<rusqlite::Connection>,
 }
 
 /// The fake SMTP peer: the message ids it accepted.
@@ -161,6 +165,7 @@ impl World {
         let shm = std::path::Path::new("/dev/shm");
         let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() };
         let dir = dir.map_err(|e| format!("no temporary directory: {e}"))?;
+        let path = dir.path().to_owned();
         let mut trace = blake3::Hasher::new_derive_key("ledger 2026-12-01 simulation trace v1");
         trace.update(&seed.to_le_bytes());
         Ok(Self {
@@ -180,6 +185,8 @@ impl World {
                 compared: None,
                 rebuilds: 0,
                 shadow: None,
+                dir: path,
+                attached: None,
             },
             peer: Peer::default(),
             stripe: stripe::FakeStripe::default(),
