@@ -58,6 +58,10 @@ pub enum Bug {
     /// A caller retries a command whose outcome it did not learn without
     /// its idempotency key: the command is appended twice.
     RetryWithoutKey,
+    /// The Stripe reactor records a failed charge as a payment: the
+    /// subscription records a payment Stripe never reported, and the
+    /// invoice is paid in the read models.
+    FailureRecordedAsPaid,
 }
 
 /// What a run did.
@@ -77,10 +81,6 @@ pub struct Report {
     pub webhooks: u64,
     /// Payment reports recorded on subscriptions (failed or succeeded).
     pub payments: u64,
-    /// Upgrades and downgrades acknowledged.
-    pub tier_changes: u64,
-    /// License validations answered.
-    pub validations: u64,
     pub commit_faults: u64,
     pub crashes: u64,
     pub retries: u64,

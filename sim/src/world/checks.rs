@@ -163,6 +163,7 @@ impl World {
         }
         if self.seen.compared != Some(applied) {
             self.compare_rebuild(applied).await?;
+            self.check_payments(applied).await?;
             self.seen.compared = Some(applied);
         }
         self.trace(&format!("head {} {} applied {applied}", head.sequence, head.chain_hash));
@@ -192,6 +193,9 @@ impl World {
             .map_err(|mismatch| format!("an invoice does not re-derive: {mismatch}"))?;
         if let LedgerEvent::Stripe(stripe) = &event {
             self.check_stripe(header.sequence, stripe)?;
+        }
+        if let LedgerEvent::Subscription(subscription) = &event {
+            self.check_payment(header.sequence, subscription)?;
         }
         if let LedgerEvent::Notification(NotificationEvent::NotificationSent(sent)) = &event {
             if !self.peer.accepted.contains(&sent.message_id) {

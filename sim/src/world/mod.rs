@@ -4,6 +4,7 @@
 mod actors;
 mod checks;
 mod hooks;
+mod payments;
 mod stripe;
 mod submit;
 
@@ -102,6 +103,11 @@ struct Seen {
     /// the rebuild's attached (the checker's, kept across crashes).
     dir: std::path::PathBuf,
     attached: Option<rusqlite::Connection>,
+    /// Stripe invoices linked (`StripeInvoiceCreated`), at their sequence.
+    links: BTreeMap<String, u64>,
+    /// Per Stripe invoice, the charges whose report the ledger applied:
+    /// at which sequence, and whether it succeeded.
+    handled: BTreeMap<String, Vec<(u64, bool)>>,
 }
 
 /// The fake SMTP peer: the message ids it accepted.
@@ -119,8 +125,6 @@ struct Counts {
     stripe_invoices: u64,
     webhooks: u64,
     payments: u64,
-    tier_changes: u64,
-    validations: u64,
 }
 
 pub(crate) struct World {
@@ -136,6 +140,7 @@ pub(crate) struct World {
     seen: Seen,
     peer: Peer,
     stripe: stripe::FakeStripe,
+    charges: payments::Charges,
     counts: Counts,
     ids: u128,
     trace: blake3::Hasher,
@@ -187,9 +192,12 @@ impl World {
                 shadow: None,
                 dir: path,
                 attached: None,
+                links: BTreeMap::new(),
+                handled: BTreeMap::new(),
             },
             peer: Peer::default(),
             stripe: stripe::FakeStripe::default(),
+            charges: payments::Charges::default(),
             counts: Counts::default(),
             ids: 0,
             trace,
@@ -273,8 +281,6 @@ impl World {
             stripe_invoices: self.counts.stripe_invoices,
             webhooks: self.counts.webhooks,
             payments: self.counts.payments,
-            tier_changes: self.counts.tier_changes,
-            validations: self.counts.validations,
             commit_faults: self.counts.commit_faults,
             crashes: self.counts.crashes,
             retries: self.counts.retries,
