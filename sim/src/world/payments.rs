@@ -106,8 +106,8 @@ impl World {
     /// undelivered event of a subscription chosen by the seed.
     fn next_delivery(&mut self) -> Option<String> {
         let charges = &mut self.charges;
-        let duplicate = !charges.delivered.is_empty()
-            && (charges.outbound.is_empty() || self.rng.chance(DUPLICATE_PER_MILLE));
+        let duplicate =
+            !charges.delivered.is_empty() && (charges.outbound.is_empty() || self.rng.chance(DUPLICATE_PER_MILLE));
         if duplicate {
             return Some(charges.delivered[self.rng.below(charges.delivered.len() as u64) as usize].clone());
         }
@@ -216,7 +216,12 @@ impl World {
         let payment = self.command(&key, subscription_id.stream(), expected, &decided);
         let handled = self.handled_command(event_id, Outcome::Applied { what });
         let name = format!("react:{event_id}");
-        Ok(Some(Request { name: name.clone(), keys: vec![key, name], commands: vec![payment, handled], effect: Effect::None }))
+        Ok(Some(Request {
+            name: name.clone(),
+            keys: vec![key, name],
+            commands: vec![payment, handled],
+            effect: Effect::None,
+        }))
     }
 
     /// The reactor's request for an event it records and does not act on.
