@@ -51,10 +51,7 @@ impl World {
             8 => self.send_notices().await,
             9 => self.crash().await,
             11 => self.sync_stripe().await,
-            12 => {
-                self.charge();
-                Ok(())
-            }
+            12 => self.charge().await,
             13 => self.deliver_webhook().await,
             14 => self.react().await,
             _ => {

@@ -77,15 +77,16 @@ fn err(error: impl std::fmt::Display) -> String {
 }
 
 impl World {
-    /// Stripe charges one of the invoices it holds that is not paid.
-    pub(crate) fn charge(&mut self) {
+    /// Stripe charges one of the invoices it holds that is not paid (with
+    /// none, a round of the sync, which sends it some).
+    pub(crate) async fn charge(&mut self) -> Result<(), String> {
         let open: Vec<String> = (self.stripe.sent.iter())
             .filter(|(reference, sent)| !self.charges.paid.contains(*reference) && sent.2.amount() > Decimal::ZERO)
             .map(|(reference, _)| reference.clone())
             .collect();
         if open.is_empty() {
             self.trace("charge nothing");
-            return;
+            return self.sync_stripe().await;
         }
         let reference = open[self.rng.below(open.len() as u64) as usize].clone();
         let subscription_id = self.stripe.sent[&reference].0;
@@ -100,6 +101,7 @@ impl World {
         let created = Timestamp::from_micros(created * MICROS_PER_SECOND);
         self.charges.events.insert(event_id.clone(), Charge { subscription_id, reference, success, created });
         self.charges.outbound.push(event_id);
+        Ok(())
     }
 
     /// The event to deliver: a duplicate of one delivered, or the oldest
@@ -129,7 +131,7 @@ impl World {
     pub(crate) async fn deliver_webhook(&mut self) -> Result<(), String> {
         let Some(event_id) = self.next_delivery() else {
             self.trace("webhook nothing");
-            return Ok(());
+            return self.charge().await;
         };
         self.counts.webhooks += 1;
         let charge = self.charges.events[&event_id].clone();
