@@ -243,11 +243,65 @@ fn every_dashboard_metric_is_exported(scrape: &str) {
     assert!(checked >= 20, "only {checked} names checked");
 }
 
-backends!(each_figure_moves_with_its_event);
+backends!(each_figure_moves_with_its_event, append_errors_count_the_appends_the_database_refused);
 
 /// The organizations the append-error test tries to create while the
 /// database refuses every new record.
 const REFUSED_COMMANDS: usize = 3;
+
+/// A trigger planted beside the running server (as a second process
+/// would) that refuses every insert into the log, on either backend.
+enum Refusal {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+/// SQLite's: a trigger that aborts the insert.
+const SQLITE_REFUSE: &str =
+    "CREATE TRIGGER refuse_appends BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
+/// PostgreSQL's: a row trigger whose function raises (created in the
+/// test's own schema, the first of the URL's search path).
+const POSTGRES_REFUSE: [&str; 2] = [
+    "CREATE FUNCTION refuse_appends() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+    "CREATE TRIGGER refuse_appends BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_appends()",
+];
+const POSTGRES_ALLOW: [&str; 2] = ["DROP TRIGGER refuse_appends ON events", "DROP FUNCTION refuse_appends()"];
+
+impl Refusal {
+    async fn plant(backend: &Backend) -> Self {
+        use sqlx::Connection;
+        match backend.database_url() {
+            None => {
+                let path = backend.data_dir().join("ledger.sqlite");
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+                let mut db = sqlx::SqliteConnection::connect_with(&options).await.expect("the log opens");
+                sqlx::query(SQLITE_REFUSE).execute(&mut db).await.expect("the trigger is planted");
+                Self::Sqlite(db)
+            }
+            Some(url) => {
+                let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a PostgreSQL URL");
+                let mut db = sqlx::PgConnection::connect_with(&options).await.expect("the database answers");
+                for sql in POSTGRES_REFUSE {
+                    sqlx::query(sql).execute(&mut db).await.expect("the trigger is planted");
+                }
+                Self::Postgres(db)
+            }
+        }
+    }
+
+    async fn lift(self) {
+        match self {
+            Self::Sqlite(mut db) => {
+                sqlx::query("DROP TRIGGER refuse_appends").execute(&mut db).await.expect("the trigger is dropped");
+            }
+            Self::Postgres(mut db) => {
+                for sql in POSTGRES_ALLOW {
+                    sqlx::query(sql).execute(&mut db).await.expect("the trigger is dropped");
+                }
+            }
+        }
+    }
+}
 
 /// `ledger_append_errors_total` counts appends the database failed, by
 /// making it fail: a trigger (planted beside the running server, as a
@@ -255,19 +309,13 @@ const REFUSED_COMMANDS: usize = 3;
 /// command is one failed append (a database error is not retried), answered
 /// 5xx, and nothing is appended; once the trigger is gone commands succeed
 /// and the counter stays.
-#[tokio::test]
-async fn append_errors_count_the_appends_the_database_refused() {
-    let backend = Backend::sqlite().await;
+async fn append_errors_count_the_appends_the_database_refused(backend: Backend) {
     let s = backend.start().await;
     s.create_org("Before").await;
     let before = at(&scrape(&s).await, "ledger_append_errors_total", &[]);
     let head = s.head().await;
 
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(backend.data_dir().join("ledger.sqlite"));
-    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options).await.expect("the log opens");
-    let refuse =
-        "CREATE TRIGGER refuse_appends BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
-    sqlx::query(refuse).execute(&mut db).await.expect("the trigger is planted");
+    let refusal = Refusal::plant(&backend).await;
     for n in 0..REFUSED_COMMANDS {
         let reply = s.post("/api/v1/organizations", Some(OPERATOR), json!({ "name": format!("Refused {n}") })).await;
         assert!(reply.status.is_server_error(), "a refused append answers 5xx: {} {}", reply.status, reply.text);
@@ -276,7 +324,7 @@ async fn append_errors_count_the_appends_the_database_refused() {
     assert_eq!(after - before, REFUSED_COMMANDS as f64, "one append error per refused command");
     assert_eq!(s.head().await, head, "nothing was appended");
 
-    sqlx::query("DROP TRIGGER refuse_appends").execute(&mut db).await.expect("the trigger is dropped");
+    refusal.lift().await;
     s.create_org("After").await;
     assert_eq!(at(&scrape(&s).await, "ledger_append_errors_total", &[]), after, "a successful append is no error");
     s.stop().await;

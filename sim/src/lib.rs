@@ -58,6 +58,10 @@ pub enum Bug {
     /// A caller retries a command whose outcome it did not learn without
     /// its idempotency key: the command is appended twice.
     RetryWithoutKey,
+    /// The Stripe reactor records a failed charge as a payment: the
+    /// subscription records a payment Stripe never reported, and the
+    /// invoice is paid in the read models.
+    FailureRecordedAsPaid,
 }
 
 /// What a run did.
@@ -73,6 +77,10 @@ pub struct Report {
     pub notices: u64,
     /// Stripe invoices recorded as created.
     pub stripe_invoices: u64,
+    /// Webhook deliveries made by the fake Stripe (duplicates included).
+    pub webhooks: u64,
+    /// Payment reports recorded on subscriptions (failed or succeeded).
+    pub payments: u64,
     pub commit_faults: u64,
     pub crashes: u64,
     pub retries: u64,

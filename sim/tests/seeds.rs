@@ -3,17 +3,29 @@
 //!
 //! `SIM_SEED=<n>` runs that one seed (what a failure prints);
 //! `SIM_SEEDS=<count>` how many seeds from `SIM_FIRST_SEED` (default 1)
-//! the main test runs, and `SIM_STEPS` the steps of each. The seeds run
-//! one after another on this test's thread, each on a runtime of its own.
+//! the main test runs, `SIM_STEPS` the steps of each and `SIM_THREADS`
+//! the threads they run on (default: the machine's cores). Each seed runs
+//! on a runtime of its own on one thread, so its run is the same whichever
+//! thread takes it; the threads take seeds in order, and after a failure
+//! only the seeds below it finish, so the failure reported is the lowest
+//! failing seed, whatever the threads' timing.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use ledger_sim::{Bug, Config, Failure, Report, STEPS_DEFAULT, run};
 
-/// Seeds run by default: well inside three minutes in a debug build.
-const SEEDS_DEFAULT: u64 = 80;
+/// Seeds run by default: 2,000 of 80 steps, inside about two minutes in a
+/// debug build on CI's two cores.
+const SEEDS_DEFAULT: u64 = 2_000;
 /// The most seeds one run takes, whatever it is asked.
 const SEEDS_MAX: u64 = 1_000_000;
+/// The most threads the seeds run on, whatever the machine has.
+const THREADS_MAX: u64 = 64;
+/// The time the default run should stay inside (printed, not enforced: a
+/// loaded machine is slower, not wrong).
+const BUDGET_SECONDS: f64 = 120.0;
 
 fn env(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
@@ -36,56 +48,143 @@ fn seeds() -> std::ops::Range<u64> {
     first..first + env("SIM_SEEDS").unwrap_or(SEEDS_DEFAULT).min(SEEDS_MAX)
 }
 
+fn threads() -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    env("SIM_THREADS").unwrap_or(cores).clamp(1, THREADS_MAX)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What all the seeds did together.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    seeds: u64,
+    steps: u64,
+    records: u64,
+    invoices: u64,
+    notices: u64,
+    stripe_invoices: u64,
+    webhooks: u64,
+    payments: u64,
+    commit_faults: u64,
+    crashes: u64,
+    retries: u64,
+}
+
+impl Totals {
+    fn add(&mut self, report: &Report) {
+        self.seeds += 1;
+        self.steps += u64::from(report.steps);
+        self.records += report.records;
+        self.invoices += report.invoices;
+        self.notices += report.notices;
+        self.stripe_invoices += report.stripe_invoices;
+        self.webhooks += report.webhooks;
+        self.payments += report.payments;
+        self.commit_faults += report.commit_faults;
+        self.crashes += report.crashes;
+        self.retries += report.retries;
+    }
+
+    fn merge(&mut self, other: &Totals) {
+        let fields = [
+            (&mut self.seeds, other.seeds),
+            (&mut self.steps, other.steps),
+            (&mut self.records, other.records),
+            (&mut self.invoices, other.invoices),
+            (&mut self.notices, other.notices),
+            (&mut self.stripe_invoices, other.stripe_invoices),
+            (&mut self.webhooks, other.webhooks),
+            (&mut self.payments, other.payments),
+            (&mut self.commit_faults, other.commit_faults),
+            (&mut self.crashes, other.crashes),
+            (&mut self.retries, other.retries),
+        ];
+        for (mine, theirs) in fields {
+            *mine += theirs;
+        }
+    }
+}
+
+/// Runs `seeds` on `threads` threads; the totals, or the lowest failing
+/// seed's failure.
+fn run_all(seeds: std::ops::Range<u64>, threads: u64, config: Config) -> Result<Totals, Failure> {
+    let next = AtomicU64::new(seeds.start);
+    // Seeds from here on are not started: the lowest failing seed so far.
+    let stop = AtomicU64::new(seeds.end);
+    let failures: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
+    let totals: Mutex<Totals> = Mutex::new(Totals::default());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut mine = Totals::default();
+                loop {
+                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    if seed >= stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match run(seed, config) {
+                        Ok(report) => {
+                            if seeds.end - seeds.start == 1 {
+                                println!("{report:?} trace {}", hex(&report.trace));
+                            }
+                            mine.add(&report);
+                        }
+                        Err(failure) => {
+                            stop.fetch_min(seed, Ordering::SeqCst);
+                            failures.lock().unwrap().push(failure);
+                            break;
+                        }
+                    }
+                }
+                totals.lock().unwrap().merge(&mine);
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    match failures.into_iter().min_by_key(|failure| failure.seed) {
+        Some(failure) => Err(failure),
+        None => Ok(totals.into_inner().unwrap()),
+    }
 }
 
 #[test]
 fn every_seed_keeps_every_invariant() {
     let started = Instant::now();
-    let mut total = Report {
-        seed: 0,
-        steps: 0,
-        records: 0,
-        invoices: 0,
-        notices: 0,
-        stripe_invoices: 0,
-        commit_faults: 0,
-        crashes: 0,
-        retries: 0,
-        trace: [0; 32],
-    };
-    let seeds = seeds();
-    let count = seeds.end - seeds.start;
-    for seed in seeds {
-        let report = run(seed, config()).unwrap_or_else(|failure| panic!("{failure}"));
-        if count == 1 {
-            println!("{report:?} trace {}", hex(&report.trace));
-        }
-        total.steps += report.steps;
-        total.records += report.records;
-        total.invoices += report.invoices;
-        total.notices += report.notices;
-        total.stripe_invoices += report.stripe_invoices;
-        total.commit_faults += report.commit_faults;
-        total.crashes += report.crashes;
-        total.retries += report.retries;
-    }
+    let (seeds, threads) = (seeds(), threads());
+    let total = run_all(seeds, threads, config()).unwrap_or_else(|failure| panic!("{failure}"));
     let seconds = started.elapsed().as_secs_f64();
+    let budget = if seconds <= BUDGET_SECONDS { "inside" } else { "OVER" };
     println!(
-        "simulation: {count} seeds, {} steps in {seconds:.1} s ({:.1} seeds/s): {} records, {} invoices re-derived, {} e-mails, {} Stripe invoices, \
-         {} commit faults, {} crashes, {} retries",
+        "simulation: {} seeds, {} steps on {threads} threads in {seconds:.1} s ({budget} the {BUDGET_SECONDS} s budget; \
+         {:.1} seeds/s): {} records, {} invoices re-derived, {} e-mails, {} Stripe invoices, {} webhook deliveries, \
+         {} payments recorded, {} commit faults, {} crashes, {} retries",
+        total.seeds,
         total.steps,
-        count as f64 / seconds,
+        total.seeds as f64 / seconds,
         total.records,
         total.invoices,
         total.notices,
         total.stripe_invoices,
+        total.webhooks,
+        total.payments,
         total.commit_faults,
         total.crashes,
         total.retries
     );
     assert!(total.records > 0, "the seeds appended nothing");
+}
+
+#[test]
+fn threads_report_the_lowest_failing_seed() {
+    // With a planted bug many seeds fail; however the threads interleave,
+    // the failure reported is the lowest one, as one thread finds it.
+    let config = Config { bug: Some(Bug::SkipAuditRecord), ..config() };
+    let alone = run_all(1..40, 1, config).unwrap_err();
+    let together = run_all(1..40, 4, config).unwrap_err();
+    assert_eq!(together, alone);
 }
 
 #[test]
@@ -141,5 +240,21 @@ fn a_retry_without_its_key_is_caught_with_its_seed() {
         }
     }
     let text = committed.expect("no seed of 50 retried a committed command without its key");
+    println!("caught: {text}");
+}
+
+#[test]
+fn a_failed_charge_recorded_as_paid_is_caught_with_its_seed() {
+    // Fewer seeds get as far as a charge: up to 400 are tried.
+    let config = Config { bug: Some(Bug::FailureRecordedAsPaid), ..config() };
+    let failure = (1..=400)
+        .find_map(|seed| run(seed, config).err())
+        .expect("no seed of 400 caught a failed charge recorded as paid");
+    let text = failure.to_string();
+    let named = ["Stripe reported none", "the payments Stripe reported and the ledger applied make it"];
+    assert!(named.iter().any(|what| text.contains(what)), "{text}");
+    assert!(text.contains(&format!("SIM_SEED={} cargo test -p ledger-sim --test seeds", failure.seed)), "{text}");
+    let again = run(failure.seed, config).unwrap_err();
+    assert_eq!(again, failure);
     println!("caught: {text}");
 }

@@ -105,6 +105,13 @@ impl Rebuild {
         Ok(self.checkpoints())
     }
 
+    /// Commits what is applied and not yet committed, and goes on: a
+    /// rebuild that follows a growing log (the simulation's oracle) is
+    /// compared after each commit.
+    pub async fn commit_applied(&mut self) -> Result<(), RunnerError> {
+        self.commit().await
+    }
+
     async fn commit(&mut self) -> Result<(), RunnerError> {
         let mut work = self.work.take().ok_or_else(failed_before)?;
         let advances: Vec<Advance> = work

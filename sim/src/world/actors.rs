@@ -1,6 +1,7 @@
 //! The actors a step may run, chosen by the seed: callers, retries, the
 //! projections runner, the scheduler, the billing run, the e-mail outbox,
-//! the clock, a crash.
+//! the clock, a crash; Stripe's charges, webhook deliveries and the
+//! reactor (`payments`).
 
 use chrono::{Months, NaiveDate};
 use domain::billing::{Billed, InvoiceEvent, InvoiceIssued, invoice_id};
@@ -21,7 +22,7 @@ use store::{Command, ExpectedRevision, Idempotency, NewEvent};
 use super::{Effect, Request, World};
 
 /// Each actor's weight when a step picks one.
-const WEIGHTS: [u64; 12] = [6, 8, 22, 4, 10, 12, 7, 6, 6, 3, 12, 6];
+const WEIGHTS: [u64; 15] = [6, 8, 20, 4, 10, 12, 7, 9, 6, 3, 16, 9, 6, 8, 6];
 /// Organizations the callers create, at most.
 const ORGANIZATIONS_MAX: usize = 12;
 /// Usage reports one step sends at once (one group commit), at most.
@@ -50,6 +51,9 @@ impl World {
             8 => self.send_notices().await,
             9 => self.crash().await,
             11 => self.sync_stripe().await,
+            12 => self.charge().await,
+            13 => self.deliver_webhook().await,
+            14 => self.react().await,
             _ => {
                 self.move_clock();
                 Ok(())

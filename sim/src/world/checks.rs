@@ -29,6 +29,66 @@ fn names() -> Vec<&'static str> {
     models::all(domain::catalog::Catalog::builtin()).iter().map(|p| p.name()).collect()
 }
 
+/// The simulation's own rebuild, following the log: its read models and
+/// the sequence it applied through.
+pub(crate) struct Shadow {
+    db: ReadModelDb,
+    rebuild: Rebuild,
+    at: u64,
+}
+
+impl super::Seen {
+    /// Whether every read-model table holds the same rows live and in the
+    /// shadow rebuild, asked of SQLite itself (`EXCEPT` both ways, on one
+    /// connection kept open with the rebuild attached): a comparison in
+    /// Rust, table by table through the scans, made much of a step's time.
+    fn same_tables(&mut self) -> Result<bool, String> {
+        if self.attached.is_none() {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let live = self.dir.join(projections::db::READMODELS_FILE);
+            let connection = rusqlite::Connection::open_with_flags(live, flags).map_err(err)?;
+            let rebuilt = self.dir.join(SHADOW_FILE);
+            connection.execute("ATTACH DATABASE ?1 AS rebuilt", [rebuilt.to_string_lossy()]).map_err(err)?;
+            self.attached = Some(connection);
+        }
+        let connection = self.attached.as_ref().expect("attached above");
+        let read = || -> rusqlite::Result<bool> {
+            connection.execute_batch("BEGIN")?;
+            for table in models::tables() {
+                let name = table.name;
+                let sql = format!(
+                    "SELECT EXISTS (SELECT * FROM main.{name} EXCEPT SELECT * FROM rebuilt.{name}) \
+                     OR EXISTS (SELECT * FROM rebuilt.{name} EXCEPT SELECT * FROM main.{name})"
+                );
+                if connection.prepare_cached(&sql)?.query_row([], |row| row.get::<_, bool>(0))? {
+                    connection.execute_batch("COMMIT")?;
+                    return Ok(false);
+                }
+            }
+            connection.execute_batch("COMMIT")?;
+            Ok(true)
+        };
+        read().map_err(|e| format!("comparing the read models: {e}"))
+    }
+}
+
+/// The shadow rebuild's file in the run's directory.
+const SHADOW_FILE: &str = "rebuild.sqlite";
+
+/// Applies the log to the shadow rebuild up to `applied`, and commits.
+async fn follow(log: &store::EventLog, shadow: &mut Shadow, applied: u64) -> Result<(), String> {
+    let failed = |e: RunnerError| format!("the rebuild failed: {e}");
+    while shadow.at < applied {
+        let page = log.read_page(shadow.at + 1..=applied, PAGE_RECORDS).await.map_err(err)?;
+        let Some(last) = page.last().map(|record| record.header.sequence) else {
+            return Err(format!("the log ends before sequence {applied}"));
+        };
+        shadow.rebuild.apply(Arc::from(page)).await.map_err(failed)?;
+        shadow.at = last;
+    }
+    shadow.rebuild.commit_applied().await.map_err(failed)
+}
+
 impl World {
     /// The live runner's projections: the models, with the planted bug and
     /// a failure at `fail_at`, if any.
@@ -103,6 +163,7 @@ impl World {
         }
         if self.seen.compared != Some(applied) {
             self.compare_rebuild(applied).await?;
+            self.check_payments(applied).await?;
             self.seen.compared = Some(applied);
         }
         self.trace(&format!("head {} {} applied {applied}", head.sequence, head.chain_hash));
@@ -133,6 +194,9 @@ impl World {
         if let LedgerEvent::Stripe(stripe) = &event {
             self.check_stripe(header.sequence, stripe)?;
         }
+        if let LedgerEvent::Subscription(subscription) = &event {
+            self.check_payment(header.sequence, subscription)?;
+        }
         if let LedgerEvent::Notification(NotificationEvent::NotificationSent(sent)) = &event {
             if !self.peer.accepted.contains(&sent.message_id) {
                 return Err(format!(
@@ -146,10 +210,53 @@ impl World {
     }
 
     /// The read models as they are equal a rebuild from the log up to the
-    /// sequence they include, table by table.
+    /// sequence they include, table by table: the simulation's own
+    /// rebuild, which applied every record from sequence 1 in order, with
+    /// no fault, and follows the log as it grows (a rebuild from scratch
+    /// each time made most of a seed's time; [`World::full_rebuild`]
+    /// makes one at the end of every run).
     async fn compare_rebuild(&mut self, applied: u64) -> Result<(), String> {
+        if self.seen.shadow.is_none() {
+            let path = self.dir.path().join(SHADOW_FILE);
+            let db = self.scratch(&path).await?;
+            let all = models::all(domain::catalog::Catalog::builtin());
+            let rebuild = Rebuild::new(db.clone(), all, u64::MAX).await.map_err(err)?;
+            self.seen.shadow = Some(Shadow { db, rebuild, at: 0 });
+        }
+        let log = self.log().clone();
+        let shadow = self.seen.shadow.as_mut().expect("made above");
+        if applied < shadow.at {
+            return Err(format!("the read models went back from sequence {} to {applied}", shadow.at));
+        }
+        if applied > shadow.at {
+            follow(&log, shadow, applied).await?;
+        }
+        let shadow_db = shadow.db.clone();
         self.seen.rebuilds += 1;
-        let path = self.dir.path().join(format!("rebuild-{}.sqlite", self.seen.rebuilds));
+        if self.seen.same_tables()? {
+            return Ok(());
+        }
+        // They differ: the row-by-row comparison names the first row.
+        self.compare_with(&shadow_db, applied).await?;
+        Err(format!("the read models at sequence {applied} differ from a rebuild (SQLite's EXCEPT says so)"))
+    }
+
+    /// The live read models against `other`, both read in one snapshot.
+    async fn compare_with(&self, other: &ReadModelDb, applied: u64) -> Result<(), String> {
+        let (live, rebuilt) = (self.db().snapshot().await.map_err(err)?, other.snapshot().await.map_err(err)?);
+        match compare(&live, &rebuilt, &models::tables()).await.map_err(err)? {
+            Some(difference) => {
+                Err(format!("the read models at sequence {applied} differ from a rebuild: {difference}"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A rebuild from scratch into a new file, compared with the read
+    /// models (at the end of a run).
+    pub(crate) async fn full_rebuild(&mut self) -> Result<(), String> {
+        let applied = self.db().applied(&names()).await.map_err(err)?;
+        let path = self.dir.path().join("rebuild-full.sqlite");
         let scratch = self.scratch(&path).await?;
         let all = models::all(domain::catalog::Catalog::builtin());
         let mut rebuild = Rebuild::new(scratch.clone(), all, applied).await.map_err(err)?;
@@ -161,17 +268,7 @@ impl World {
             next = last + 1;
         }
         rebuild.finish().await.map_err(|e| format!("the rebuild failed: {e}"))?;
-        let difference = compare(self.db(), &scratch, &models::tables()).await.map_err(err)?;
-        drop(scratch);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-        match difference {
-            Some(difference) => {
-                Err(format!("the read models at sequence {applied} differ from a rebuild: {difference}"))
-            }
-            None => Ok(()),
-        }
+        self.compare_with(&scratch, applied).await
     }
 
     /// An empty read-model file at `path`: a copy of one migrated once per

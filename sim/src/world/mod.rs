@@ -4,6 +4,7 @@
 mod actors;
 mod checks;
 mod hooks;
+mod payments;
 mod stripe;
 mod submit;
 
@@ -96,6 +97,17 @@ struct Seen {
     /// The read models' sequence at the last rebuild comparison.
     compared: Option<u64>,
     rebuilds: u64,
+    /// The simulation's rebuild, made at the first comparison.
+    shadow: Option<checks::Shadow>,
+    /// The run's directory, and a connection to the live read models with
+    /// the rebuild's attached (the checker's, kept across crashes).
+    dir: std::path::PathBuf,
+    attached: Option<rusqlite::Connection>,
+    /// Stripe invoices linked (`StripeInvoiceCreated`), at their sequence.
+    links: BTreeMap<String, u64>,
+    /// Per Stripe invoice, the charges whose report the ledger applied:
+    /// at which sequence, and whether it succeeded.
+    handled: BTreeMap<String, Vec<(u64, bool)>>,
 }
 
 /// The fake SMTP peer: the message ids it accepted.
@@ -111,6 +123,8 @@ struct Counts {
     retries: u64,
     notices: u64,
     stripe_invoices: u64,
+    webhooks: u64,
+    payments: u64,
 }
 
 pub(crate) struct World {
@@ -126,6 +140,7 @@ pub(crate) struct World {
     seen: Seen,
     peer: Peer,
     stripe: stripe::FakeStripe,
+    charges: payments::Charges,
     counts: Counts,
     ids: u128,
     trace: blake3::Hasher,
@@ -155,6 +170,7 @@ impl World {
         let shm = std::path::Path::new("/dev/shm");
         let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() };
         let dir = dir.map_err(|e| format!("no temporary directory: {e}"))?;
+        let path = dir.path().to_owned();
         let mut trace = blake3::Hasher::new_derive_key("ledger 2026-12-01 simulation trace v1");
         trace.update(&seed.to_le_bytes());
         Ok(Self {
@@ -173,9 +189,15 @@ impl World {
                 invoices: InvoiceCheck::new(domain::catalog::Catalog::builtin()),
                 compared: None,
                 rebuilds: 0,
+                shadow: None,
+                dir: path,
+                attached: None,
+                links: BTreeMap::new(),
+                handled: BTreeMap::new(),
             },
             peer: Peer::default(),
             stripe: stripe::FakeStripe::default(),
+            charges: payments::Charges::default(),
             counts: Counts::default(),
             ids: 0,
             trace,
@@ -244,6 +266,7 @@ impl World {
         self.catch_up().await?;
         self.check().await?;
         self.verify_all().await?;
+        self.full_rebuild().await?;
         self.check_keys().await?;
         let head = self.log().head().await.map_err(|e| e.to_string())?;
         self.trace(&format!("end {} {}", head.sequence, head.chain_hash));
@@ -256,6 +279,8 @@ impl World {
             invoices: self.seen.invoices.checked(),
             notices: self.counts.notices,
             stripe_invoices: self.counts.stripe_invoices,
+            webhooks: self.counts.webhooks,
+            payments: self.counts.payments,
             commit_faults: self.counts.commit_faults,
             crashes: self.counts.crashes,
             retries: self.counts.retries,

@@ -29,6 +29,9 @@ pub(crate) struct FakeStripe {
     pub customers: BTreeMap<String, String>,
     /// Key → (Stripe invoice id, total).
     pub invoices: BTreeMap<String, (String, Money)>,
+    /// Stripe invoice id → the ledger invoice's subscription, month and
+    /// total (what the fake Stripe charges).
+    pub sent: BTreeMap<String, (domain::SubscriptionId, chrono::NaiveDate, Money)>,
 }
 
 pub(crate) fn customer_key(organization_id: OrganizationId) -> String {
@@ -96,7 +99,9 @@ impl World {
         }
         let n = self.stripe.invoices.len();
         let total = issued.invoice.total;
-        let entry = self.stripe.invoices.entry(invoice_key(issued.invoice_id)).or_insert((format!("in_{n}"), total));
+        let entry =
+            self.stripe.invoices.entry(invoice_key(issued.invoice_id)).or_insert((format!("in_{n}"), total)).clone();
+        self.stripe.sent.insert(entry.0.clone(), (issued.subscription_id, issued.invoice.period, entry.1));
         let created = StripeInvoiceCreated {
             invoice_id: issued.invoice_id,
             subscription_id: issued.subscription_id,
@@ -117,6 +122,7 @@ impl World {
     /// for that invoice, with its total; a `StripeCustomerLinked` the
     /// peer's customer of that organization.
     pub(crate) fn check_stripe(&mut self, sequence: u64, event: &StripeEvent) -> Result<(), String> {
+        self.note_stripe(sequence, event);
         match event {
             StripeEvent::StripeInvoiceCreated(created) => {
                 let held = self.stripe.invoices.get(&invoice_key(created.invoice_id));
