@@ -947,7 +947,11 @@ impl Subscription {
         Ok(Some(PaymentFailed { reference, reported_at, at: now, first, past_due_since, suspend_at }.into()))
     }
 
-    /// A successful payment: active again. `None` for a stale report.
+    /// A successful payment: the invoice is paid, whenever it is reported
+    /// (a paid invoice stays paid). It returns the subscription to active
+    /// unless a newer report is already known: a late success for one
+    /// invoice does not clear another invoice's newer failure. `None` for
+    /// an invoice already recorded paid.
     fn decide_payment_succeeded(
         &self,
         reference: String,
@@ -956,10 +960,10 @@ impl Subscription {
     ) -> Result<Option<SubscriptionEvent>, SubscriptionError> {
         check_reference(&reference)?;
         self.changeable(day_of(now))?;
-        if self.paid.contains(&reference) || self.payment_report_is_stale(reported_at, true) {
+        if self.paid.contains(&reference) {
             return Ok(None);
         }
-        let reactivated = self.dunning.is_some();
+        let reactivated = self.dunning.is_some() && !self.payment_report_is_stale(reported_at, true);
         Ok(Some(PaymentSucceeded { reference, reported_at, at: now, reactivated }.into()))
     }
 
@@ -1115,9 +1119,14 @@ impl cqrs_es::Aggregate for Subscription {
                 self.dunning = Some(Dunning { past_due_since: e.past_due_since, suspend_at: e.suspend_at, suspended });
             }
             SubscriptionEvent::PaymentSucceeded(e) => {
+                // A late success (older than a known report) pays its
+                // invoice only; logs written before late successes were
+                // recorded hold none, so they apply as they always did.
+                if !self.payment_report_is_stale(e.reported_at, true) {
+                    self.dunning = None;
+                }
                 self.payments_reported_up_to = self.payments_reported_up_to.max(Some(e.reported_at));
                 self.paid.insert(e.reference);
-                self.dunning = None;
             }
             SubscriptionEvent::SubscriptionSuspended(_) => {
                 if let Some(dunning) = &mut self.dunning {

@@ -200,9 +200,26 @@ fn a_failure_reported_before_a_known_success_arrives_late_and_changes_nothing() 
 }
 
 #[test]
-fn a_success_reported_before_a_known_failure_arrives_late_and_changes_nothing() {
-    // The failure (reported at -1h) is newer than a success reported at -2h.
-    given(vec![created(), first_failure()]).when(succeeded("in_0", t(-2 * HOUR), t(HOUR))).then_expect_events(vec![]);
+fn a_success_reported_before_a_known_failure_pays_its_invoice_but_leaves_the_failure() {
+    // Another invoice's failure (in_1, reported at -1h) is newer than the
+    // success of in_0 reported at -2h, delivered late: in_0 is paid (Stripe
+    // collected it), the subscription stays past due for in_1.
+    let late: SubscriptionEvent =
+        PaymentSucceeded { reference: "in_0".into(), reported_at: t(-2 * HOUR), at: t(HOUR), reactivated: false }
+            .into();
+    given(vec![created(), first_failure()])
+        .when(succeeded("in_0", t(-2 * HOUR), t(HOUR)))
+        .then_expect_events(vec![late.clone()]);
+    let subscription = state(vec![created(), first_failure(), late.clone()]);
+    assert!(subscription.paid.contains("in_0"));
+    assert_eq!(subscription.status_on(d(2026, 1, 2)), Status::PastDue);
+    // Reported again, it is recorded once; in_1's own success still reactivates.
+    given(vec![created(), first_failure(), late.clone()])
+        .when(succeeded("in_0", t(-2 * HOUR), t(2 * HOUR)))
+        .then_expect_events(vec![]);
+    given(vec![created(), first_failure(), late]).when(succeeded("in_1", t(DAY), t(DAY))).then_expect_events(vec![
+        PaymentSucceeded { reference: "in_1".into(), reported_at: t(DAY), at: t(DAY), reactivated: true }.into(),
+    ]);
     // The same invoice reported paid twice (invoice.paid and
     // invoice.payment_succeeded) is recorded once.
     let paid: SubscriptionEvent =
