@@ -40,6 +40,7 @@ fn main() {
         features: ["basic_analytics", "advanced_analytics", "custom_models", "custom_integrations"]
             .map(String::from)
             .into(),
+        deployment_key: None,
     };
     let lease = serde_json::to_vec(&SignedLease::sign(&body, &key)).expect("a lease serializes");
     std::fs::write(dir.path().join(LEASE_FILE), lease).expect("the lease is written");

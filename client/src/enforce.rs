@@ -95,6 +95,7 @@ mod tests {
             tier: "starter".into(),
             limits: LeaseLimits { max_users, max_data_volume_gb, max_api_calls, model_size: "small".into() },
             features: vec!["basic_analytics".into()],
+            deployment_key: None,
         }
     }
 

@@ -159,6 +159,7 @@ mod tests {
                 model_size: "small".into(),
             },
             features: vec![],
+            deployment_key: None,
         };
         HeldLease {
             client_time_us: 10 * DAY_US,

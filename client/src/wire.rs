@@ -20,6 +20,17 @@ pub(crate) struct ValidateRequest<'a> {
     pub client_info: ClientInfo<'a>,
     pub nonce: &'a str,
     pub client_time: String,
+    /// The deployment's public key, the server's challenge and the key's
+    /// signature over it (`domain::deployment_key`).
+    pub deployment_key: &'a str,
+    pub challenge: &'a str,
+    pub signature: &'a str,
+}
+
+/// `POST /api/v1/license/challenge`'s answer.
+#[derive(Deserialize)]
+pub(crate) struct ChallengeResponse {
+    pub challenge: String,
 }
 
 /// snake_case, as the seed's `LicenseValidationRequest.clientInfo`.

@@ -97,6 +97,11 @@ pub struct LeaseBody {
     pub tier: String,
     pub limits: LeaseLimits,
     pub features: Vec<String>,
+    /// The public key of the deployment that proved it holds its private
+    /// key (`crate::deployment_key`), base64url; absent when the request
+    /// presented none. A client accepts only a lease bound to its own key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_key: Option<String>,
 }
 
 /// A lease as it travels: the document's bytes and their signature.
@@ -289,6 +294,7 @@ mod tests {
                 model_size: "small".into(),
             },
             features: vec!["basic_analytics".into()],
+            deployment_key: None,
         }
     }
 

@@ -39,6 +39,7 @@ use uuid::Uuid;
 use crate::Ledger;
 use crate::acknowledged::{self, Credential};
 use crate::command::{ATTEMPTS_MAX, Context, load, new_event_id};
+use crate::deployment_keys::{self, Proof};
 use crate::error::Error;
 use crate::validation_cache::KeyFacts;
 use crate::views::licensing::{Limits, OrganizationRef, ValidatedSubscription, ValidationResponse};
@@ -55,6 +56,10 @@ pub const READ_MODEL_LAG_MAX: std::time::Duration = std::time::Duration::from_se
 pub const CLIENT_VERSION_CHARS_MAX: usize = 64;
 /// The name of the per-key daily cap, in a rate-limited answer.
 pub const VALIDATIONS_PER_KEY_PER_DAY: &str = "validations_per_key_per_day";
+/// The refusal's code when a deployment that bound a key presents none.
+pub const DEPLOYMENT_KEY_REQUIRED: &str = "DEPLOYMENT_KEY_REQUIRED";
+/// The refusal's code when a deployment presents another key than it bound.
+pub const DEPLOYMENT_KEY_MISMATCH: &str = "DEPLOYMENT_KEY_MISMATCH";
 
 /// A validation request as the client sent it (the seed's
 /// `LicenseValidationRequest`, plus `nonce` and `clientTime`); checked by
@@ -69,6 +74,9 @@ pub struct ValidationRequest {
     /// RFC 3339.
     pub client_time: Option<String>,
     pub client_version: Option<String>,
+    /// The deployment's proof of its key pair (`deployment_keys`), if it
+    /// sent one.
+    pub proof: Option<Proof>,
 }
 
 /// Where a validation came from, for its event's metadata.
@@ -85,6 +93,7 @@ struct Asked {
     nonce: Option<String>,
     client_time: Option<Timestamp>,
     client_version: Option<String>,
+    proof: Option<Proof>,
 }
 
 fn asked(request: ValidationRequest) -> Result<Asked, Error> {
@@ -106,7 +115,8 @@ fn asked(request: ValidationRequest) -> Result<Asked, Error> {
         .map(|t| Timestamp::parse_rfc3339(&t).map_err(|e| Error::Validation(format!("clientTime: {e}"))))
         .transpose()?;
     let client_version = request.client_version.map(|v| v.chars().take(CLIENT_VERSION_CHARS_MAX).collect());
-    Ok(Asked { key: request.license_key, deployment_id, nonce: request.nonce, client_time, client_version })
+    let proof = request.proof;
+    Ok(Asked { key: request.license_key, deployment_id, nonce: request.nonce, client_time, client_version, proof })
 }
 
 /// Validates a license key for a deployment: records the validation (and a
@@ -124,10 +134,15 @@ pub async fn validate(
         ledger.metrics.validation("malformed", "none");
         return Ok(ValidationResponse::not_found(None));
     };
+    if let Some(proof) = &asked.proof {
+        let nonce = asked.nonce.as_deref().unwrap_or_default();
+        deployment_keys::check_proof(ledger, proof, key, &asked.deployment_id, nonce)
+            .inspect_err(|_| ledger.metrics.validation("bad_proof", "none"))?;
+    }
     let Some(known) = key_facts(ledger, key).await? else {
         ledger.metrics.validation(ValidationCode::NotFound.as_str(), "none");
         let refusal = (key.len() <= SECRET_TEXT_BYTES_MAX)
-            .then(|| sign_refusal(ledger, key, &asked, ValidationCode::NotFound, ledger.now()));
+            .then(|| sign_refusal(ledger, key, &asked, ValidationCode::NotFound.as_str(), ledger.now()));
         return Ok(ValidationResponse::not_found(refusal));
     };
     let license_id = known.license_id;
@@ -137,10 +152,14 @@ pub async fn validate(
         source_ip: origin.source_ip,
         user_agent: origin.user_agent,
     };
+    if let Err(code) = key_verdict(&known.license, &asked) {
+        return Ok(key_refused(ledger, key, &asked, &known, code));
+    }
     for _ in 0..ATTEMPTS_MAX {
         match attempt(ledger, &known, &asked, &metadata).await? {
+            Attempt::KeyRefused(code) => return Ok(key_refused(ledger, key, &asked, &known, code)),
             Attempt::Recorded(decided) => {
-                if decided.activated {
+                if decided.license_changed {
                     // The key's own stream changed: its next validation
                     // here reads the tables again, once they include it.
                     ledger.acknowledged.record(Credential::License(license_id), decided.sequence);
@@ -287,13 +306,13 @@ async fn license_of(ledger: &Ledger, presented: Hash) -> Result<Option<(u64, Lic
 
 /// A refusal of this request, signed with the lease key and bound to its
 /// key, deployment and nonce, so the client can trust it (`domain::lease`).
-fn sign_refusal(ledger: &Ledger, key: &str, asked: &Asked, code: ValidationCode, now: Timestamp) -> SignedRefusal {
+fn sign_refusal(ledger: &Ledger, key: &str, asked: &Asked, code: &str, now: Timestamp) -> SignedRefusal {
     let body = RefusalBody {
         version: 1,
         key_binding: domain::lease::key_binding(key),
         deployment_id: asked.deployment_id.clone(),
         nonce: asked.nonce.clone().unwrap_or_default(),
-        code: code.as_str().into(),
+        code: code.into(),
         issued_at: now,
     };
     SignedRefusal::sign(&body, &ledger.keys.lease)
@@ -309,6 +328,9 @@ enum Attempt {
     },
     /// A deployment change of the key got there first: decide again.
     Raced,
+    /// The deployment's bound key was not presented (a code of
+    /// [`key_verdict`]); nothing was recorded.
+    KeyRefused(&'static str),
 }
 
 /// A recorded validation: what was decided, and on what.
@@ -319,8 +341,9 @@ struct Decided {
     facts: SubscriptionFacts,
     validation_id: Uuid,
     sequence: u64,
-    /// Whether the validation activated a deployment (appended to the key's stream).
-    activated: bool,
+    /// Whether the validation activated a deployment or bound its key
+    /// (appended to the key's stream).
+    license_changed: bool,
     now: Timestamp,
     today: NaiveDate,
 }
@@ -332,24 +355,14 @@ struct Decided {
 /// concurrency.
 async fn attempt(ledger: &Ledger, known: &Arc<KeyFacts>, asked: &Asked, metadata: &Metadata) -> Result<Attempt, Error> {
     let (now, today) = (ledger.now(), ledger.today());
-    let (license_id, license) = (known.license_id, &known.license);
+    let license_id = known.license_id;
     let facts = subscription_facts(&known.subscription, today)?;
-    let mut code = license.validation_code(&facts, &asked.deployment_id, now, today);
-    let mut commands = Vec::new();
-    if code.is_valid() && !license.deployments.contains(&asked.deployment_id) {
-        let mut fresh = load::<License>(ledger, license_id.stream()).await?;
-        code = fresh.state.validation_code(&facts, &asked.deployment_id, now, today);
-        if code.is_valid() && !fresh.state.deployments.contains(&asked.deployment_id) {
-            let activate = LicenseCommand::ActivateDeployment {
-                deployment_id: asked.deployment_id.clone(),
-                max_deployments: facts.max_deployments,
-            };
-            fresh.decide(activate, &()).await?;
-            let context = Context { metadata: metadata.clone(), idempotency: None, credential: None };
-            commands.push(fresh.into_command(&context, now));
-        }
-    }
-    let activated = !commands.is_empty();
+    let (code, license_command) = match license_changes(ledger, known, asked, &facts, metadata).await? {
+        Ok(decided) => decided,
+        Err(refused) => return Ok(Attempt::KeyRefused(refused)),
+    };
+    let license_changed = license_command.is_some();
+    let mut commands: Vec<Command> = license_command.into_iter().collect();
     let validation_id = Uuid::now_v7();
     let day = domain::validation::stream(license_id, today);
     let validated = domain::validation::ValidationEvent::from(LicenseValidated {
@@ -369,13 +382,87 @@ async fn attempt(ledger: &Ledger, known: &Arc<KeyFacts>, asked: &Asked, metadata
         Ok(appended) => {
             let sequence = appended.iter().map(|a| a.last_sequence).max().unwrap_or_default();
             let known = known.clone();
-            let decided = Decided { code, known, facts, validation_id, sequence, activated, now, today };
+            let decided = Decided { code, known, facts, validation_id, sequence, license_changed, now, today };
             Attempt::Recorded(Box::new(decided))
         }
         Err(Rejection::WrongRevision { stream_id, .. }) if stream_id == day => Attempt::DayFull { now, today },
         Err(Rejection::WrongRevision { .. }) => Attempt::Raced,
         Err(other) => return Err(Error::Internal(other.to_string())),
     })
+}
+
+/// The validation's code, and what it changes of the key's own stream: a
+/// deployment's first activation, its key's first binding (trust on first
+/// use). Decided on the read model's state of the key (which every command
+/// response waits for); a change reloads the key from the log and decides
+/// again there, appended with optimistic concurrency. `Err`: the
+/// deployment's bound key was not presented (as the log has it).
+async fn license_changes(
+    ledger: &Ledger,
+    known: &KeyFacts,
+    asked: &Asked,
+    facts: &SubscriptionFacts,
+    metadata: &Metadata,
+) -> Result<Result<(ValidationCode, Option<Command>), &'static str>, Error> {
+    let (now, today, deployment) = (ledger.now(), ledger.today(), &asked.deployment_id);
+    let license = &known.license;
+    let code = license.validation_code(facts, deployment, now, today);
+    let binds = key_verdict(license, asked) == Ok(true);
+    if !code.is_valid() || (license.deployments.contains(deployment) && !binds) {
+        return Ok(Ok((code, None)));
+    }
+    let mut fresh = load::<License>(ledger, known.license_id.stream()).await?;
+    let code = fresh.state.validation_code(facts, deployment, now, today);
+    if !code.is_valid() {
+        return Ok(Ok((code, None)));
+    }
+    if !fresh.state.deployments.contains(deployment) {
+        let activate = LicenseCommand::ActivateDeployment {
+            deployment_id: deployment.clone(),
+            max_deployments: facts.max_deployments,
+        };
+        fresh.decide(activate, &()).await?;
+    }
+    match (key_verdict(&fresh.state, asked), &asked.proof) {
+        (Err(refused), _) => return Ok(Err(refused)),
+        (Ok(true), Some(proof)) => {
+            let bind = LicenseCommand::BindDeploymentKey {
+                deployment_id: deployment.clone(),
+                public_key: proof.public_key.clone(),
+            };
+            fresh.decide(bind, &()).await?;
+        }
+        _ => {}
+    }
+    if fresh.decided().is_empty() {
+        return Ok(Ok((code, None)));
+    }
+    let context = Context { metadata: metadata.clone(), idempotency: None, credential: None };
+    Ok(Ok((code, Some(fresh.into_command(&context, now)))))
+}
+
+/// Refused when the request does not present the key bound to its
+/// deployment: `DEPLOYMENT_KEY_REQUIRED` (none presented),
+/// `DEPLOYMENT_KEY_MISMATCH` (another). Otherwise whether the presented key
+/// is to be bound (none is yet).
+fn key_verdict(license: &License, asked: &Asked) -> Result<bool, &'static str> {
+    match (license.deployment_keys.get(&asked.deployment_id), &asked.proof) {
+        (Some(_), None) => Err(DEPLOYMENT_KEY_REQUIRED),
+        (Some(bound), Some(proof)) if *bound != proof.public_key => Err(DEPLOYMENT_KEY_MISMATCH),
+        (Some(_), Some(_)) => Ok(false),
+        (None, proof) => Ok(proof.is_some()),
+    }
+}
+
+/// The answer to a request that did not present its deployment's bound
+/// key: not valid, with a signed refusal naming why; nothing is recorded
+/// (like an unknown key's), it is counted in the metrics.
+fn key_refused(ledger: &Ledger, key: &str, asked: &Asked, known: &KeyFacts, code: &'static str) -> ValidationResponse {
+    ledger.metrics.validation(code, "none");
+    let mut answer = ValidationResponse::not_found(Some(sign_refusal(ledger, key, asked, code, ledger.now())));
+    answer.code = code;
+    answer.license_id = Some(known.license_id);
+    answer
 }
 
 /// What a validation needs to know of the key's subscription today.
@@ -417,7 +504,7 @@ fn answer(ledger: &Ledger, decided: &Decided, key: &str, asked: &Asked) -> Valid
         }),
         organization: Some(OrganizationRef { id: known.organization_id, name: known.organization_name.clone() }),
         lease,
-        refusal: (!code.is_valid()).then(|| sign_refusal(ledger, key, asked, code, now)),
+        refusal: (!code.is_valid()).then(|| sign_refusal(ledger, key, asked, code.as_str(), now)),
         sequence: Some(decided.sequence),
     }
 }
@@ -460,6 +547,7 @@ fn sign_lease(
         tier: tier.into(),
         limits: limits.lease_limits(),
         features: limits.allowed_features.clone(),
+        deployment_key: asked.proof.as_ref().map(|proof| proof.public_key.clone()),
     };
     SignedLease::sign(&body, &ledger.keys.lease)
 }

@@ -292,6 +292,7 @@ async fn validate(State(fake): State<Arc<Mutex<Fake>>>, axum::Json(request): axu
                     model_size: "small".into(),
                 },
                 features: vec!["basic_analytics".into()],
+                deployment_key: None,
             };
             let lease = SignedLease::sign(&body, &fake.signer);
             fake.last_lease = Some(lease.clone());

@@ -23,8 +23,8 @@ use ledger_domain::checkpoint::{
 use ledger_domain::event::LedgerEvent;
 use ledger_domain::keys::{self, ServerSecret};
 use ledger_domain::license::{
-    DeploymentActivated, DeploymentReleased, DeploymentReleasedV1, LicenseEvent, LicenseIssued, LicenseRevoked,
-    LicenseSuperseded, ValidationCode,
+    DeploymentActivated, DeploymentKeyBound, DeploymentKeyReset, DeploymentReleased, DeploymentReleasedV1,
+    LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded, ValidationCode,
 };
 use ledger_domain::notification::{
     Notice, NotificationEvent, NotificationSent, NotificationSkipped, SkipReason, UsageLevel, UsageMetric,
@@ -723,5 +723,16 @@ fn later() -> Vec<Example> {
                 user_id: ADMIN,
                 role: Role::Viewer,
             }))),
+        example(LICENSE.stream(), 7, "2026-01-16T09:12:40Z", actor(&format!("license:{LICENSE}")), None).current(
+            LedgerEvent::License(LicenseEvent::DeploymentKeyBound(DeploymentKeyBound {
+                deployment_id: DEPLOYMENT.into(),
+                public_key: "7UkoxijRwsbq6QM4kFmVYSlZJzpcY_k2NsFGFKyHN9E".into(),
+            })),
+        ),
+        example(LICENSE.stream(), 8, "2026-01-18T14:30:05Z", member("admin", "req-0d1e22"), None).current(
+            LedgerEvent::License(LicenseEvent::DeploymentKeyReset(DeploymentKeyReset {
+                deployment_id: DEPLOYMENT.into(),
+            })),
+        ),
     ]
 }
