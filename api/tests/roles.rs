@@ -331,6 +331,8 @@ fn matrix() -> Vec<Row> {
         // key, and an API token (or nothing) is simply not a known key.
         row(POST, "/api/v1/license/validate", Some(r#"{"licenseKey":"LK1-nobody"}"#), [OK, OK, OK, OK, OK, OK, OK, OK]),
         row(GET, "/api/v1/license/validate", None, [OK, OK, OK, OK, OK, OK, OK, OK]),
+        // A challenge for a deployment key to sign: public, like validation.
+        row(POST, "/api/v1/license/challenge", None, [OK, OK, OK, OK, OK, OK, OK, OK]),
         // Usage reports are authenticated by the license key in the body.
         row(
             POST,
@@ -342,6 +344,8 @@ fn matrix() -> Vec<Row> {
         ),
         // Own organization, admin: release a deployment of a key.
         row(POST, "/api/v1/licenses/{licenseA}/deployments/edge-a/release", None, [OK, FB, OK, FB, FB, NF, UA, UA]),
+        // Own organization, admin: reset a deployment's bound key pair.
+        row(POST, "/api/v1/licenses/{licenseA}/deployments/edge-k/reset-key", None, [OK, FB, OK, FB, FB, NF, UA, UA]),
         // Operator only: revoke licenses. C's license belongs to no caller.
         row(
             POST,
@@ -476,6 +480,17 @@ impl Fixture {
         let validation = json!({ "licenseKey": keys[0], "clientInfo": { "deployment_id": "edge-a" } });
         let answer = send(&app, Method::POST, "/api/v1/license/validate", None, Some(validation.to_string())).await;
         assert_eq!(answer.json()["code"], "VALID", "fixture: validating A's key: {}", answer.text());
+        // Deployment `edge-k` of A's key binds a key pair, for the reset row.
+        let challenge = send(&app, Method::POST, "/api/v1/license/challenge", None, None).await;
+        let challenge = id(challenge.json(), "challenge");
+        let pair = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let binding = domain::lease::key_binding(&keys[0]);
+        let signature = domain::deployment_key::sign_proof(&pair, &challenge, &binding, "edge-k", "n-1");
+        let validation = json!({ "licenseKey": keys[0], "clientInfo": { "deployment_id": "edge-k" }, "nonce": "n-1",
+            "deploymentKey": domain::deployment_key::public_key_text(&pair.verifying_key()),
+            "challenge": challenge, "signature": signature });
+        let answer = send(&app, Method::POST, "/api/v1/license/validate", None, Some(validation.to_string())).await;
+        assert_eq!(answer.json()["code"], "VALID", "fixture: binding edge-k's key: {}", answer.text());
         let token = |org: &String, role: &'static str| {
             let path = format!("/api/v1/organizations/{org}/tokens");
             let op = &op;

@@ -42,6 +42,8 @@ export interface LeaseBody {
   tier: string;
   limits: LeaseLimits;
   features: string[];
+  /** The deployment key the lease is bound to (base64url); absent when the request presented none. */
+  deploymentKey?: string;
 }
 
 export interface RefusalBody {
