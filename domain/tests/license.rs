@@ -265,9 +265,16 @@ fn a_revoked_key_is_revoked_at_every_time() {
 /// One event of each variant. The match makes this fail to compile when a
 /// variant is added, so the round trip below cannot silently skip it.
 fn one_of_each_event() -> Vec<LicenseEvent> {
-    let events =
-        vec![issued(), superseded(), revoked("key leaked on a forum"), activated("edge-1"), released("edge-1")];
-    let mut seen = [false; 5];
+    let events = vec![
+        issued(),
+        superseded(),
+        revoked("key leaked on a forum"),
+        activated("edge-1"),
+        released("edge-1"),
+        key_bound(),
+        DeploymentKeyReset { deployment_id: "edge-1".into() }.into(),
+    ];
+    let mut seen = [false; 7];
     for event in &events {
         let index = match event {
             LicenseEvent::LicenseIssued(_) => 0,
@@ -275,6 +282,8 @@ fn one_of_each_event() -> Vec<LicenseEvent> {
             LicenseEvent::LicenseRevoked(_) => 2,
             LicenseEvent::DeploymentActivated(_) => 3,
             LicenseEvent::DeploymentReleased(_) => 4,
+            LicenseEvent::DeploymentKeyBound(_) => 5,
+            LicenseEvent::DeploymentKeyReset(_) => 6,
         };
         seen[index] = true;
     }
