@@ -26,13 +26,15 @@ backends!(
     replayed_altered_forged_and_expired_proofs_are_refused_with_named_codes,
 );
 
-/// An organization with an admin token and a starter subscription:
+/// An organization with an admin token and a starter subscription of three
+/// deployments:
 /// (org, admin token, license id, key).
 async fn customer(s: &Server, name: &str) -> (String, String, String, String) {
     let org = s.create_org(name).await;
     let tokens = format!("/api/v1/organizations/{org}/tokens");
     let admin = id(&s.post(&tokens, Some(OPERATOR), json!({ "role": "admin" })).await.expect(201)["token"]);
-    let key = id(&s.create_subscription(&org, "starter", "2026-01-01", true).await["licenseKey"]);
+    let body = json!({ "organizationId": org, "tier": "starter", "startDate": "2026-01-01", "maxDeployments": 3 });
+    let key = id(&s.post("/api/v1/subscriptions", Some(OPERATOR), body).await.expect(201)["licenseKey"]);
     let head = s.head().await;
     let path = format!("/api/v1/organizations/{org}/licenses?minSequence={head}");
     let license = id(&s.get(&path, Some(OPERATOR)).await.expect(200)[0]["id"]);
