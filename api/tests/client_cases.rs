@@ -214,7 +214,8 @@ async fn bound(w: &World, step: &Value) -> Result<(), String> {
     let path = format!("/api/v1/organizations/{}/licenses?minSequence={head}", w.org);
     let listed = s.get(&path, Some(OPERATOR)).await.expect(200);
     let public = w.client().deployment_public_key().to_owned();
-    let license = listed.as_array().unwrap().iter().find(|l| l["deployments"].as_array().is_some_and(|d| !d.is_empty()));
+    let license =
+        listed.as_array().unwrap().iter().find(|l| l["deployments"].as_array().is_some_and(|d| !d.is_empty()));
     let keys = license.map(|l| l["deploymentKeys"].clone()).unwrap_or(json!([]));
     let seen = keys.as_array().unwrap().iter().any(|k| k["deploymentId"] == "default" && k["publicKey"] == public);
     (json!(seen) == step["expect"]).then_some(()).ok_or(format!("bound: {seen}, the license lists {keys}"))

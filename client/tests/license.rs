@@ -259,7 +259,10 @@ async fn a_lease_signed_by_another_key_is_rejected_even_if_the_server_lists_that
     assert_eq!(LicenseClient::new(config(&offline, dir.path(), pinned, &time)).unwrap().status(), Status::NoLease);
     // The same file is a good lease under the key that signed it, on the
     // deployment (key pair) it was bound to; on any other it is no lease.
-    assert_eq!(LicenseClient::new(config(&offline, dir.path(), theirs.clone(), &time)).unwrap().status(), Status::NoLease);
+    assert_eq!(
+        LicenseClient::new(config(&offline, dir.path(), theirs.clone(), &time)).unwrap().status(),
+        Status::NoLease
+    );
     let key_file = ledger_client::DEPLOYMENT_KEY_FILE;
     std::fs::copy(elsewhere.path().join(key_file), dir.path().join(key_file)).unwrap();
     assert_valid(&LicenseClient::new(config(&offline, dir.path(), theirs, &time)).unwrap().status(), true);
