@@ -173,14 +173,7 @@ impl LicenseClient {
         };
         let nonce = new_nonce()?;
         let client_time = Timestamp::from_datetime(config.time.wall());
-        let binding = domain::lease::key_binding(&config.license_key);
-        let signature = domain::deployment_key::sign_proof(
-            &inner.deployment_key,
-            &challenge,
-            &binding,
-            &config.deployment_id,
-            &nonce,
-        );
+        let signature = self.prove(&challenge, &nonce);
         let request = ValidateRequest {
             license_key: &config.license_key,
             client_info: wire::ClientInfo {
@@ -262,6 +255,15 @@ impl LicenseClient {
             return Err(ClientError::Protocol("the challenge is not one the server mints".into()));
         }
         Ok(Ok(answer.challenge))
+    }
+
+    /// The deployment key's signature over `challenge`, for this license
+    /// key, deployment and request `nonce` (`domain::deployment_key`).
+    fn prove(&self, challenge: &str, nonce: &str) -> String {
+        let config = &self.inner.config;
+        let binding = domain::lease::key_binding(&config.license_key);
+        let key = &self.inner.deployment_key;
+        domain::deployment_key::sign_proof(key, challenge, &binding, &config.deployment_id, nonce)
     }
 
     /// The deployment's public key (base64url), as the server binds it.
