@@ -1079,7 +1079,7 @@ async fn an_enterprise_admin_brands_the_portal_and_a_starter_organization_stays_
     let small = s.create_org("Small Shop").await;
     s.create_subscription(&small, "starter", "2026-01-01", true).await;
     add_user(&s, &small, "admin@small.test", "admin").await;
-    let b = Browser::start(&s.base).await;
+    let b = Browser::start(&s.base, &backend).await;
     b.go(&login_link(&backend, "admin@acme.test", &acme, &s.base).await).await;
     b.click("#use-link").await;
     let default_background = header_style(&b, "backgroundColor").await;
@@ -1206,7 +1206,7 @@ async fn billing_details_open_the_stripe_customer_portal_for_the_admin() {
     })
     .await;
 
-    let b = Browser::start(&s.base).await;
+    let b = Browser::start(&s.base, &backend).await;
     let link = login_link(&backend, "admin@acme.test", &acme, portal_url).await;
     b.go(&link).await;
     b.click("#use-link").await;
