@@ -155,6 +155,7 @@ impl From<usecases::Error> for ApiError {
             E::Internal(detail) => ApiError::Internal(detail),
             E::Usage(error) => usage_refusal(error),
             E::Webhook(error) => webhook_refusal(error),
+            E::BadRequest { code, message } => ApiError::BadRequest { code, message },
         }
     }
 }
@@ -252,7 +253,9 @@ fn license_refusal(error: LicenseError) -> ApiError {
         E::AlreadyExists | E::AlreadySuperseded | E::WindowNotOver => ApiError::conflict("conflict", error),
         E::TooManyDeployments { .. } => ApiError::conflict("too_many_deployments", error),
         E::DeploymentNotFound(_) => ApiError::NotFound,
-        E::InvalidDeploymentId => ApiError::Validation(error.to_string()),
+        E::InvalidDeploymentId | E::InvalidDeploymentKey => ApiError::Validation(error.to_string()),
+        E::DeploymentKeyAlreadyBound(_) => ApiError::conflict("deployment_key_bound", error),
+        E::DeploymentKeyNotBound(_) => ApiError::conflict("deployment_key_not_bound", error),
     }
 }
 

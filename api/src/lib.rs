@@ -103,7 +103,12 @@ pub fn app(state: AppState) -> Router {
         .route("/subscriptions/{org_id}/floating-deployments", post(c::set_floating))
         .route("/licenses/{license_id}/revoke", post(c::revoke_license))
         .route("/licenses/{license_id}/deployments/{deployment_id}/release", post(routes::license::release_deployment))
+        .route(
+            "/licenses/{license_id}/deployments/{deployment_id}/reset-key",
+            post(routes::license::reset_deployment_key),
+        )
         .route("/license/validate", get(routes::license::validate).post(routes::license::validate))
+        .route("/license/challenge", post(routes::license::challenge))
         .route("/usage/report", post(routes::usage::report))
         .route("/organizations/{org_id}/usage", get(routes::usage::usage))
         .route("/organizations/{org_id}/invoices", get(routes::billing::invoices))

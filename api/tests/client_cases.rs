@@ -239,6 +239,40 @@ async fn other_deployment(w: &World, step: &Value) -> Result<(), String> {
     let answer = w.server().post("/api/v1/license/validate", None, body).await.expect(200);
     matches(&answer, &step["expect"]).then_some(()).ok_or(format!("expected {}, got {answer}", step["expect"]))
 }
+/// Whether the key's license lists this deployment's public key as bound.
+async fn bound(w: &World, step: &Value) -> Result<(), String> {
+    let s = w.server();
+    let head = s.head().await;
+    let path = format!("/api/v1/organizations/{}/licenses?minSequence={head}", w.org);
+    let listed = s.get(&path, Some(OPERATOR)).await.expect(200);
+    let public = w.client().deployment_public_key().to_owned();
+    let license =
+        listed.as_array().unwrap().iter().find(|l| l["deployments"].as_array().is_some_and(|d| !d.is_empty()));
+    let keys = license.map(|l| l["deploymentKeys"].clone()).unwrap_or(json!([]));
+    let seen = keys.as_array().unwrap().iter().any(|k| k["deploymentId"] == "default" && k["publicKey"] == public);
+    (json!(seen) == step["expect"]).then_some(()).ok_or(format!("bound: {seen}, the license lists {keys}"))
+}
+
+/// Another machine: a new state directory with this one's lease and clock
+/// files (its own key pair is made when the client opens it).
+fn copy_to_new_machine(w: &mut World) {
+    let dir = w.scratch.path().join("copy");
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in [client::LEASE_FILE, client::CLOCK_FILE] {
+        std::fs::copy(w.state_dir.join(file), dir.join(file)).unwrap();
+    }
+    w.state_dir = dir;
+    w.open();
+}
+
+async fn reset_key(w: &World) {
+    let s = w.server();
+    let head = s.head().await;
+    let path = format!("/api/v1/organizations/{}/licenses?minSequence={head}", w.org);
+    let license = id(&s.get(&path, Some(OPERATOR)).await.expect(200)[0]["id"]);
+    let reset = format!("/api/v1/licenses/{license}/deployments/default/reset-key");
+    s.post(&reset, Some(&w.admin), json!({})).await.expect(200);
+}
 
 async fn run(w: &mut World, step: &Value) -> Result<(), String> {
     let hour = Duration::from_secs(3600);
@@ -273,6 +307,13 @@ async fn run(w: &mut World, step: &Value) -> Result<(), String> {
         }
         "server_clock" => w.server().move_clock(step["to"].as_str().unwrap()).await,
         "tamper_lease" => tamper_lease(w),
+        "bound" => return bound(w, step).await,
+        "copy_to_new_machine" => copy_to_new_machine(w),
+        "new_deployment_key" => {
+            std::fs::remove_file(w.state_dir.join(client::DEPLOYMENT_KEY_FILE)).unwrap();
+            w.open();
+        }
+        "reset_key" => reset_key(w).await,
         "foreign_lease" => return foreign_lease(w).await,
         "revoke" => revoke(w).await,
         "upgrade" => {
@@ -362,7 +403,7 @@ async fn the_rust_client_passes_the_shared_cases_against_the_real_binary() {
         }
     }
     assert!(failed.is_empty(), "{} case(s) failed:\n{}", failed.len(), failed.join("\n\n"));
-    assert!(passed >= 10, "the passing cases ran: {passed}");
+    assert!(passed >= 14, "the passing cases ran: {passed}");
 }
 
 #[test]

@@ -296,8 +296,14 @@ async fn every_page_by_role(backend: Backend) {
     add_user(&s, &acme, "ana@acme.test", "analyst").await;
     add_user(&s, &acme, "vic@acme.test", "viewer").await;
     add_user(&s, &globex, "admin@globex.test", "admin").await;
-    let validate = json!({ "licenseKey": key, "clientInfo": { "deployment_id": "dep-a" } });
-    s.post("/api/v1/license/validate", None, validate).await.expect(200);
+    // dep-a proves a key pair (bound on first use), for the Reset key button.
+    let challenge = id(&s.post("/api/v1/license/challenge", None, json!({})).await.expect(200)["challenge"]);
+    let pair = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let binding = domain::lease::key_binding(&key);
+    let validate = json!({ "licenseKey": key, "clientInfo": { "deployment_id": "dep-a" }, "nonce": "n-1",
+        "deploymentKey": domain::deployment_key::public_key_text(&pair.verifying_key()), "challenge": challenge,
+        "signature": domain::deployment_key::sign_proof(&pair, &challenge, &binding, "dep-a", "n-1") });
+    assert_eq!(s.post("/api/v1/license/validate", None, validate).await.expect(200)["code"], "VALID");
     // 8,500 of the starter tier's 10,000 API calls: the 80 % state.
     let metrics = json!({ "activeUsers": 3, "dataVolumeGB": 10, "apiCallsCount": 8500, "trainingHours": 0 });
     let report =
@@ -406,8 +412,12 @@ async fn every_page_by_role(backend: Backend) {
     assert!(partial.trim_start().starts_with("<table>") && !partial.contains("<html"), "a fragment: {partial}");
     b.screenshot("usage").await;
 
-    // Release a deployment.
+    // Reset a deployment's bound key pair, then release it.
     b.go(&format!("/portal/orgs/{acme}/licenses")).await;
+    b.click("button[aria-label='Reset the key pair of deployment dep-a']").await;
+    assert!(b.text("#key-reset").await.starts_with("The key pair of deployment dep-a was reset"));
+    let licenses = s.get(&format!("/api/v1/organizations/{acme}/licenses"), Some(OPERATOR)).await.expect(200);
+    assert_eq!(licenses[0]["deploymentKeys"], json!([]), "{licenses}");
     b.click("button[aria-label='Release deployment dep-a']").await;
     assert_eq!(b.text("#released").await, "Deployment dep-a released.");
     let licenses = s.get(&format!("/api/v1/organizations/{acme}/licenses"), Some(OPERATOR)).await.expect(200);

@@ -349,6 +349,8 @@ fn matrix() -> Vec<Row> {
         // key, and an API token (or nothing) is simply not a known key.
         row(POST, "/api/v1/license/validate", Some(r#"{"licenseKey":"LK1-nobody"}"#), [OK, OK, OK, OK, OK, OK, OK, OK]),
         row(GET, "/api/v1/license/validate", None, [OK, OK, OK, OK, OK, OK, OK, OK]),
+        // A challenge for a deployment key to sign: public, like validation.
+        row(POST, "/api/v1/license/challenge", None, [OK, OK, OK, OK, OK, OK, OK, OK]),
         // Usage reports are authenticated by the license key in the body.
         row(
             POST,
@@ -360,6 +362,8 @@ fn matrix() -> Vec<Row> {
         ),
         // Own organization, admin: release a deployment of a key.
         row(POST, "/api/v1/licenses/{licenseA}/deployments/edge-a/release", None, [OK, FB, OK, FB, FB, NF, UA, UA]),
+        // Own organization, admin: reset a deployment's bound key pair.
+        row(POST, "/api/v1/licenses/{licenseA}/deployments/edge-a/reset-key", None, [OK, FB, OK, FB, FB, NF, UA, UA]),
         // Operator only: revoke licenses. C's license belongs to no caller.
         row(
             POST,
@@ -490,8 +494,16 @@ impl Fixture {
             let body = json!({ "organizationId": org, "tier": "starter", "startDate": "2026-01-01" });
             keys.push(id(op(Method::POST, "/api/v1/subscriptions".into(), body).await, "licenseKey"));
         }
-        // A's key is active on deployment `edge-a`, for the release row.
-        let validation = json!({ "licenseKey": keys[0], "clientInfo": { "deployment_id": "edge-a" } });
+        // A's key is active on deployment `edge-a`, for the release row, and
+        // edge-a bound a key pair, for the reset-key row.
+        let challenge = send(&app, Method::POST, "/api/v1/license/challenge", None, None).await;
+        let challenge = id(challenge.json(), "challenge");
+        let pair = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let binding = domain::lease::key_binding(&keys[0]);
+        let signature = domain::deployment_key::sign_proof(&pair, &challenge, &binding, "edge-a", "n-1");
+        let validation = json!({ "licenseKey": keys[0], "clientInfo": { "deployment_id": "edge-a" }, "nonce": "n-1",
+            "deploymentKey": domain::deployment_key::public_key_text(&pair.verifying_key()),
+            "challenge": challenge, "signature": signature });
         let answer = send(&app, Method::POST, "/api/v1/license/validate", None, Some(validation.to_string())).await;
         assert_eq!(answer.json()["code"], "VALID", "fixture: validating A's key: {}", answer.text());
         let token = |org: &String, role: &'static str| {

@@ -41,6 +41,7 @@ fn main() {
             .map(String::from)
             .into(),
         heartbeat_interval_seconds: None,
+        deployment_key: None,
     };
     let lease = serde_json::to_vec(&SignedLease::sign(&body, &key)).expect("a lease serializes");
     std::fs::write(dir.path().join(LEASE_FILE), lease).expect("the lease is written");

@@ -96,6 +96,7 @@ mod tests {
             limits: LeaseLimits { max_users, max_data_volume_gb, max_api_calls, model_size: "small".into() },
             features: vec!["basic_analytics".into()],
             heartbeat_interval_seconds: None,
+            deployment_key: None,
         }
     }
 

@@ -54,6 +54,10 @@ pub enum LeaseRejection {
     StaleNonce,
     #[error("the lease is for deployment {0:?}, not this one")]
     OtherDeployment(String),
+    /// The lease is bound to another deployment key pair (or none): a
+    /// lease copied from another machine.
+    #[error("the lease is bound to another deployment key")]
+    OtherDeploymentKey,
     /// The signed `clientTime` is missing or is not what this request
     /// sent; the offline judgement measures elapsed time from it.
     #[error("the lease's clientTime is not the time this request sent")]

@@ -39,7 +39,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClientError>
     result.map_err(io_error(path))
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = path.file_name().expect("state files have a name").to_string_lossy();
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))

@@ -22,15 +22,17 @@ pub enum Judged {
 }
 
 /// The body of a 200 answer to the validation request with `nonce`, sent
-/// at `client_time`, as `LicenseClient::validate` judges it with `config`'s
-/// pinned keys.
+/// at `client_time` by the deployment whose public key is `deployment_key`,
+/// as `LicenseClient::validate` judges it with `config`'s pinned keys.
 pub fn validation_answer(
     body: &[u8],
     config: &Config,
     nonce: &str,
     client_time: Timestamp,
+    deployment_key: &str,
 ) -> Result<Judged, ClientError> {
-    Ok(match license::judge_answer(body, config, &config.lease_public_keys, nonce, client_time)? {
+    let asked = license::Asked { nonce, client_time, deployment_key };
+    Ok(match license::judge_answer(body, config, &config.lease_public_keys, &asked)? {
         Answer::Lease { body, .. } => Judged::Lease(body),
         Answer::Refused(code) => Judged::Refused(code),
         Answer::Ignored { .. } => Judged::Ignored,
@@ -38,8 +40,8 @@ pub fn validation_answer(
 }
 
 /// The lease file (`lease.json`) as the client reads it back at start.
-pub fn stored_lease(config: &Config, bytes: &[u8]) -> Result<LeaseBody, LeaseRejection> {
-    license::load_lease(config, bytes)
+pub fn stored_lease(config: &Config, deployment_key: &str, bytes: &[u8]) -> Result<LeaseBody, LeaseRejection> {
+    license::load_lease(config, deployment_key, bytes)
 }
 
 /// `GET /api/v1/keys`'s body: the current lease key, and the next with the

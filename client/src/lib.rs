@@ -18,7 +18,9 @@
 //! its own nonce. How it judges time offline, and against whom, is in
 //! [`offline`].
 //!
-//! The state directory holds [`LEASE_FILE`] (the signed lease exactly as
+//! The state directory holds [`DEPLOYMENT_KEY_FILE`] (the deployment's
+//! own Ed25519 key, made on the first run, mode 0600; leases are bound to
+//! its public key), [`LEASE_FILE`] (the signed lease exactly as
 //! received), [`CLOCK_FILE`] (the clock high-water marks) and
 //! [`USAGE_DIR`] (the usage queue, and its [`REJECTED_DIR`]); every write is
 //! atomic and fsynced. One process per state directory.
@@ -30,6 +32,7 @@ mod error;
 mod files;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod identity;
 mod license;
 pub mod offline;
 mod status;
@@ -42,6 +45,7 @@ pub use config::{Config, DEFAULT_DEPLOYMENT_ID, LEASE_KEYS_MAX, USAGE_QUEUE_REPO
 pub use enforce::{Action, Decision, Denial};
 pub use error::{ClientError, LeaseRejection};
 pub use license::{CLOCK_FILE, HEARTBEAT_RETRY, LEASE_FILE, LicenseClient};
+pub use identity::DEPLOYMENT_KEY_FILE;
 pub use status::{Limits, Status, UNLIMITED, ValidationCode};
 pub use time::{ManualTime, SystemTime, TimeSource};
 pub use usage::{FlushOutcome, REJECTED_DIR, ReportId, USAGE_DIR, UsageMetrics, UsageReport, UsageReporter};

@@ -9,10 +9,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::Timestamp;
 use domain::lease::{LeaseBody, LeaseError, SignedLease};
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::enforce::{self, Action, Decision, Denial};
 use crate::files;
+use crate::identity;
 use crate::offline::{self, CLOCK_PERSIST_INTERVAL, ClockMarks, HeldLease, Judgement};
 use crate::wire::{self, ValidateRequest, ValidateResponse};
 use crate::{ClientError, Config, LEASE_KEYS_MAX, LeaseRejection, Status, ValidationCode, parse_public_key};
@@ -47,7 +48,12 @@ struct Inner {
     config: Config,
     http: reqwest::Client,
     validate_url: String,
+    challenge_url: String,
     keys_url: String,
+    /// The deployment's own key pair (`identity`), and its public key as
+    /// the server names it in leases.
+    deployment_key: SigningKey,
+    deployment_public: String,
     lease_path: PathBuf,
     clock_path: PathBuf,
     state: Mutex<State>,
@@ -93,6 +99,8 @@ impl LicenseClient {
         config.check()?;
         files::create_dir(&config.state_dir)?;
         remove_temporaries(&config.state_dir);
+        let deployment_key = identity::load_or_create(&config.state_dir)?;
+        let deployment_public = domain::deployment_key::public_key_text(&deployment_key.verifying_key());
         let lease_path = config.state_dir.join(LEASE_FILE);
         let clock_path = config.state_dir.join(CLOCK_FILE);
         let stored_marks: Option<ClockMarks> =
@@ -101,7 +109,7 @@ impl LicenseClient {
         let mut marks =
             stored_marks.unwrap_or(ClockMarks { wall_high_water_us: i64::MIN, server_time_high_water_us: i64::MIN });
         let lease = match files::read_optional(&lease_path)? {
-            Some(bytes) => load_lease(&config, &bytes).ok(),
+            Some(bytes) => load_lease(&config, &deployment_public, &bytes).ok(),
             None => None,
         };
         let lease = lease.map(|body| {
@@ -115,6 +123,9 @@ impl LicenseClient {
         let http = wire::http_client(config.request_timeout, &config.client_version)?;
         let inner = Inner {
             validate_url: config.url("/api/v1/license/validate"),
+            challenge_url: config.url("/api/v1/license/challenge"),
+            deployment_key,
+            deployment_public,
             keys_url: config.url("/api/v1/keys"),
             http,
             lease_path,
@@ -163,8 +174,13 @@ impl LicenseClient {
             let wait = not_before.saturating_duration_since(started).as_secs();
             return Ok(self.offline(format!("rate limited by the server; next attempt in {wait} s")).await);
         }
+        let challenge = match self.fetch_challenge(started).await? {
+            Ok(challenge) => challenge,
+            Err(why) => return Ok(self.offline(why).await),
+        };
         let nonce = new_nonce()?;
         let client_time = Timestamp::from_datetime(config.time.wall());
+        let signature = self.prove(&challenge, &nonce);
         let request = ValidateRequest {
             license_key: &config.license_key,
             client_info: wire::ClientInfo {
@@ -175,6 +191,9 @@ impl LicenseClient {
             nonce: &nonce,
             client_time: client_time.to_rfc3339(),
             floating: config.floating,
+            deployment_key: &inner.deployment_public,
+            challenge: &challenge,
+            signature: &signature,
         };
         let response = match inner.http.post(&inner.validate_url).json(&request).send().await {
             Ok(response) => response,
@@ -199,7 +218,8 @@ impl LicenseClient {
         if http_status != reqwest::StatusCode::OK {
             return Err(ClientError::Http { status: http_status.as_u16(), body: wire::truncated(&body) });
         }
-        match judge_answer(&body, config, &self.lease_keys(), &nonce, client_time)? {
+        let asked = Asked { nonce: &nonce, client_time, deployment_key: &inner.deployment_public };
+        match judge_answer(&body, config, &self.lease_keys(), &asked)? {
             Answer::Refused(code) => self.drop_lease(code).await,
             Answer::Ignored { code, why } => Ok(self.offline(format!("a refusal ({code}) was ignored: {why}")).await),
             Answer::Lease { signed, body, key, warnings } => {
@@ -243,6 +263,52 @@ impl LicenseClient {
                 tokio::time::sleep(wait).await;
             }
         })
+    }
+    /// A fresh challenge for the deployment key to sign; `Ok(Err(why))`
+    /// when the server could not be reached (or asked us to wait), which
+    /// the caller judges offline, like a validation without an answer.
+    async fn fetch_challenge(&self, started: Instant) -> Result<Result<String, String>, ClientError> {
+        let inner = &self.inner;
+        let response = match inner.http.post(&inner.challenge_url).send().await {
+            Ok(response) => response,
+            Err(e) => return Ok(Err(format!("the server could not be reached: {}", wire::describe(&e)))),
+        };
+        let http_status = response.status();
+        if http_status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let wait = wire::retry_after(&response).unwrap_or(RETRY_AFTER_DEFAULT).min(RETRY_AFTER_MAX);
+            lock(&inner.state).retry_not_before = Some(started + wait);
+            return Ok(Err(format!("rate limited by the server for {} s", wait.as_secs())));
+        }
+        if http_status.is_server_error() || http_status == reqwest::StatusCode::REQUEST_TIMEOUT {
+            return Ok(Err(format!("the server answered {http_status}")));
+        }
+        let body = match wire::read_body(response).await {
+            Ok(body) => body,
+            Err(e) => return Ok(Err(format!("the server's answer was cut off: {e}"))),
+        };
+        if http_status != reqwest::StatusCode::OK {
+            return Err(ClientError::Http { status: http_status.as_u16(), body: wire::truncated(&body) });
+        }
+        let answer: wire::ChallengeResponse =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if answer.challenge.len() != domain::deployment_key::CHALLENGE_CHARS {
+            return Err(ClientError::Protocol("the challenge is not one the server mints".into()));
+        }
+        Ok(Ok(answer.challenge))
+    }
+
+    /// The deployment key's signature over `challenge`, for this license
+    /// key, deployment and request `nonce` (`domain::deployment_key`).
+    fn prove(&self, challenge: &str, nonce: &str) -> String {
+        let config = &self.inner.config;
+        let binding = domain::lease::key_binding(&config.license_key);
+        let key = &self.inner.deployment_key;
+        domain::deployment_key::sign_proof(key, challenge, &binding, &config.deployment_id, nonce)
+    }
+
+    /// The deployment's public key (base64url), as the server binds it.
+    pub fn deployment_public_key(&self) -> &str {
+        &self.inner.deployment_public
     }
 
     /// The offline judgement of the stored lease, now. Arithmetic only,
@@ -471,16 +537,24 @@ pub(crate) enum Answer {
     Ignored { code: String, why: &'static str },
 }
 
+/// What one validation request sent that its answer must echo.
+pub(crate) struct Asked<'a> {
+    pub nonce: &'a str,
+    pub client_time: Timestamp,
+    /// The deployment's public key (base64url).
+    pub deployment_key: &'a str,
+}
+
 /// Reads and checks the body of a 200 answer to the validation request
-/// with `nonce`, sent at `client_time`, against the lease `keys`. Pure (the
-/// fuzz target `client_answer` calls it through `crate::fuzzing`).
+/// `asked`, against the lease `keys`. Pure (the fuzz target
+/// `client_answer` calls it through `crate::fuzzing`).
 pub(crate) fn judge_answer(
     body: &[u8],
     config: &Config,
     keys: &[VerifyingKey],
-    nonce: &str,
-    client_time: Timestamp,
+    asked: &Asked<'_>,
 ) -> Result<Answer, ClientError> {
+    let nonce = asked.nonce;
     let answer: ValidateResponse = serde_json::from_slice(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
     if !answer.is_valid {
         // Only a refusal the server signed for this very request switches
@@ -492,7 +566,7 @@ pub(crate) fn judge_answer(
     }
     let signed = answer.lease.ok_or(LeaseRejection::Missing)?;
     let (body, key) = verify_with(keys, &signed, &config.license_key).map_err(LeaseRejection::from)?;
-    check_body(&body, config, Some(nonce), Some(client_time))?;
+    check_body(&body, config, asked.deployment_key, Some(nonce), Some(asked.client_time))?;
     Ok(Answer::Lease { signed, body, key, warnings: answer.warnings })
 }
 
@@ -552,10 +626,10 @@ fn held_lease(config: &Config, body: LeaseBody, anchor_server_us: i64, at: Insta
 
 /// A lease read back from disk: every check of a fresh one except the
 /// nonce (which only the request that fetched it knew).
-pub(crate) fn load_lease(config: &Config, bytes: &[u8]) -> Result<LeaseBody, LeaseRejection> {
+pub(crate) fn load_lease(config: &Config, deployment_key: &str, bytes: &[u8]) -> Result<LeaseBody, LeaseRejection> {
     let signed: SignedLease = serde_json::from_slice(bytes).map_err(|_| LeaseError::Malformed)?;
     let (body, _) = verify_with(&config.lease_public_keys, &signed, &config.license_key)?;
-    check_body(&body, config, None, None)?;
+    check_body(&body, config, deployment_key, None, None)?;
     Ok(body)
 }
 
@@ -580,6 +654,7 @@ fn verify_with(
 fn check_body(
     body: &LeaseBody,
     config: &Config,
+    deployment_key: &str,
     nonce: Option<&str>,
     client_time: Option<Timestamp>,
 ) -> Result<(), LeaseRejection> {
@@ -588,6 +663,11 @@ fn check_body(
     }
     if body.deployment_id != config.deployment_id {
         return Err(LeaseRejection::OtherDeployment(body.deployment_id.clone()));
+    }
+    // Bound to this deployment's own key pair: a lease copied from another
+    // machine (or issued before it proved its key) is of no use here.
+    if body.deployment_key.as_deref() != Some(deployment_key) {
+        return Err(LeaseRejection::OtherDeploymentKey);
     }
     if nonce.is_some_and(|nonce| nonce != body.nonce) {
         return Err(LeaseRejection::StaleNonce);

@@ -160,6 +160,7 @@ mod tests {
             },
             features: vec![],
             heartbeat_interval_seconds: None,
+            deployment_key: None,
         };
         HeldLease {
             client_time_us: 10 * DAY_US,

@@ -23,6 +23,17 @@ pub(crate) struct ValidateRequest<'a> {
     /// A floating deployment's heartbeat; absent for a fixed one.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub floating: bool,
+    /// The deployment's public key, the server's challenge and the key's
+    /// signature over it (`domain::deployment_key`).
+    pub deployment_key: &'a str,
+    pub challenge: &'a str,
+    pub signature: &'a str,
+}
+
+/// `POST /api/v1/license/challenge`'s answer.
+#[derive(Deserialize)]
+pub(crate) struct ChallengeResponse {
+    pub challenge: String,
 }
 
 /// snake_case, as the seed's `LicenseValidationRequest.clientInfo`.

@@ -257,7 +257,14 @@ async fn a_lease_signed_by_another_key_is_rejected_even_if_the_server_lists_that
     std::fs::copy(lease_file(elsewhere.path()), lease_file(dir.path())).unwrap();
     let offline = dead_url().await;
     assert_eq!(LicenseClient::new(config(&offline, dir.path(), pinned, &time)).unwrap().status(), Status::NoLease);
-    // The same file is a good lease under the key that signed it.
+    // The same file is a good lease under the key that signed it, on the
+    // deployment (key pair) it was bound to; on any other it is no lease.
+    assert_eq!(
+        LicenseClient::new(config(&offline, dir.path(), theirs.clone(), &time)).unwrap().status(),
+        Status::NoLease
+    );
+    let key_file = ledger_client::DEPLOYMENT_KEY_FILE;
+    std::fs::copy(elsewhere.path().join(key_file), dir.path().join(key_file)).unwrap();
     assert_valid(&LicenseClient::new(config(&offline, dir.path(), theirs, &time)).unwrap().status(), true);
 }
 
@@ -274,6 +281,11 @@ async fn a_lease_for_another_license_key_or_deployment_is_rejected() {
     assert_eq!(rejection(client.validate().await), LeaseRejection::OtherDeployment("elsewhere".into()));
     server.set_mode(Mode::NoClientTime);
     assert_eq!(rejection(client.validate().await), LeaseRejection::ClientTimeMismatch);
+    server.set_mode(Mode::OtherDeploymentKey);
+    assert_eq!(rejection(client.validate().await), LeaseRejection::OtherDeploymentKey);
+    let asked = server.state().validations.last().cloned().unwrap();
+    assert_eq!(asked["deploymentKey"], client.deployment_public_key(), "the request presents the deployment key");
+    assert_eq!(asked["challenge"].as_str().map(str::len), Some(domain::deployment_key::CHALLENGE_CHARS));
     assert!(!lease_file(dir.path()).exists());
     assert_eq!(client.status(), Status::NoLease);
 

@@ -101,6 +101,11 @@ pub struct LeaseBody {
     /// often; its lease ends when its place frees. Absent for a fixed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_interval_seconds: Option<u32>,
+    /// The public key of the deployment that proved it holds its private
+    /// key (`crate::deployment_key`), base64url; absent when the request
+    /// presented none. A client accepts only a lease bound to its own key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_key: Option<String>,
 }
 
 /// A lease as it travels: the document's bytes and their signature.
@@ -294,6 +299,7 @@ mod tests {
             },
             features: vec!["basic_analytics".into()],
             heartbeat_interval_seconds: None,
+            deployment_key: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod calendar;
 pub mod catalog;
 pub mod checkpoint;
 pub mod codec;
+pub mod deployment_key;
 pub mod enforcement;
 pub mod event;
 pub mod floating;

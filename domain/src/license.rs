@@ -64,6 +64,18 @@ pub enum LicenseCommand {
         policy: FloatingPolicy,
         max_deployments: u32,
     },
+    /// A deployment that validates with a key pair for the first time
+    /// binds its public key (trust on first use): from then on it must
+    /// present that key (`crate::deployment_key`).
+    BindDeploymentKey {
+        deployment_id: String,
+        public_key: String,
+    },
+    /// An organization admin forgets a deployment's bound key: the next
+    /// validation of the deployment binds whichever key it presents.
+    ResetDeploymentKey {
+        deployment_id: String,
+    },
 }
 
 crate::stored_events! {
@@ -75,7 +87,23 @@ crate::stored_events! {
         DeploymentActivated = "DeploymentActivated" version 1,
         DeploymentReleased = "DeploymentReleased" version 2 { 1 => DeploymentReleasedV1 },
         FloatingDeploymentLeased = "FloatingDeploymentLeased" version 1,
+        DeploymentKeyBound = "DeploymentKeyBound" version 1,
+        DeploymentKeyReset = "DeploymentKeyReset" version 1,
     }
+}
+
+/// A deployment's public key (base64url, no padding, of the 32 bytes of an
+/// Ed25519 key), bound at its first validation that presented one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentKeyBound {
+    pub deployment_id: String,
+    pub public_key: String,
+}
+
+/// A deployment's bound key, forgotten by an organization admin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentKeyReset {
+    pub deployment_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +181,12 @@ pub enum LicenseError {
     DeploymentNotFound(String),
     #[error("a deployment id is 1 to {} visible ASCII characters", crate::lease::DEPLOYMENT_ID_CHARS_MAX)]
     InvalidDeploymentId,
+    #[error("the deployment {0:?} has a key bound already")]
+    DeploymentKeyAlreadyBound(String),
+    #[error("the deployment {0:?} has no key bound")]
+    DeploymentKeyNotBound(String),
+    #[error("a deployment key is the base64url (no padding) of a 32-byte Ed25519 public key")]
+    InvalidDeploymentKey,
 }
 
 /// A key's own state at a moment, before the subscription's is considered.
@@ -184,6 +218,10 @@ pub struct License {
     /// only taken under the cap, so this holds at most `maxDeployments`
     /// live entries (`crate::floating`).
     pub floating: std::collections::BTreeMap<String, Timestamp>,
+    /// The public keys bound to deployments (base64url), by deployment id:
+    /// only of deployments active or still holding a place, so this holds
+    /// no more entries than those two.
+    pub deployment_keys: std::collections::BTreeMap<String, String>,
 }
 
 /// The answer to a validation (BILLING-RULES.md), in order of precedence:
@@ -422,7 +460,27 @@ impl License {
             LicenseCommand::LeaseFloating { deployment_id, now, policy, max_deployments } => {
                 self.decide_floating(deployment_id, now, policy, max_deployments)?
             }
+            LicenseCommand::BindDeploymentKey { deployment_id, public_key } => {
+                self.bind_key(deployment_id, public_key)?.into()
+            }
+            LicenseCommand::ResetDeploymentKey { deployment_id } => {
+                if !self.deployment_keys.contains_key(&deployment_id) {
+                    return Err(E::DeploymentKeyNotBound(deployment_id));
+                }
+                DeploymentKeyReset { deployment_id }.into()
+            }
         })
+    }
+
+    fn bind_key(&self, deployment_id: String, public_key: String) -> Result<DeploymentKeyBound, LicenseError> {
+        if !self.deployments.contains(&deployment_id) {
+            return Err(LicenseError::DeploymentNotFound(deployment_id));
+        }
+        if self.deployment_keys.contains_key(&deployment_id) {
+            return Err(LicenseError::DeploymentKeyAlreadyBound(deployment_id));
+        }
+        crate::deployment_key::parse_public_key(&public_key).map_err(|_| LicenseError::InvalidDeploymentKey)?;
+        Ok(DeploymentKeyBound { deployment_id, public_key })
     }
 }
 
@@ -522,6 +580,14 @@ impl cqrs_es::Aggregate for License {
                 if e.slot_frees_at > e.released_at {
                     self.released.insert(e.deployment_id, e.slot_frees_at);
                 }
+                let (deployments, released) = (&self.deployments, &self.released);
+                self.deployment_keys.retain(|d, _| deployments.contains(d) || released.contains_key(d));
+            }
+            LicenseEvent::DeploymentKeyBound(e) => {
+                self.deployment_keys.insert(e.deployment_id, e.public_key);
+            }
+            LicenseEvent::DeploymentKeyReset(e) => {
+                self.deployment_keys.remove(&e.deployment_id);
             }
         }
     }

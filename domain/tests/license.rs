@@ -11,9 +11,9 @@ use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
 use ledger_domain::floating::{FloatingDeploymentLeased, FloatingPolicy};
 use ledger_domain::license::{
-    DeploymentActivated, DeploymentReleased, DeploymentReleasedV1, KeyState, License, LicenseCommand, LicenseError,
-    LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded, REASON_CHARS_MAX, SubscriptionFacts,
-    ValidationCode, last_lease_end,
+    DeploymentActivated, DeploymentKeyBound, DeploymentKeyReset, DeploymentReleased, DeploymentReleasedV1, KeyState,
+    License, LicenseCommand, LicenseError, LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded,
+    REASON_CHARS_MAX, SubscriptionFacts, ValidationCode, last_lease_end,
 };
 use ledger_domain::record::Hash;
 use ledger_domain::validation::LicenseValidated;
@@ -273,8 +273,10 @@ fn one_of_each_event() -> Vec<LicenseEvent> {
         activated("edge-1"),
         released("edge-1"),
         floated("pod-1", "2026-01-05T00:00:00Z"),
+        key_bound(),
+        DeploymentKeyReset { deployment_id: "edge-1".into() }.into(),
     ];
-    let mut seen = [false; 6];
+    let mut seen = [false; 8];
     for event in &events {
         let index = match event {
             LicenseEvent::LicenseIssued(_) => 0,
@@ -283,6 +285,8 @@ fn one_of_each_event() -> Vec<LicenseEvent> {
             LicenseEvent::DeploymentActivated(_) => 3,
             LicenseEvent::DeploymentReleased(_) => 4,
             LicenseEvent::FloatingDeploymentLeased(_) => 5,
+            LicenseEvent::DeploymentKeyBound(_) => 6,
+            LicenseEvent::DeploymentKeyReset(_) => 7,
         };
         seen[index] = true;
     }
@@ -688,4 +692,84 @@ fn freed_floating_places_are_forgotten() {
     // Activating it as a fixed deployment ends its floating place.
     let fixed = license(vec![issued(), floated("pod-1", "2026-01-05T00:00:00Z"), activated("pod-1")]);
     assert!(fixed.floating.is_empty());
+}
+// Deployment keys (issue 18 item 2).
+
+const PUBLIC_KEY: &str = "7UkoxijRwsbq6QM4kFmVYSlZJzpcY_k2NsFGFKyHN9E";
+
+fn edge_activated() -> LicenseEvent {
+    DeploymentActivated { deployment_id: "edge-1".into() }.into()
+}
+
+fn bind(public_key: &str) -> LicenseCommand {
+    LicenseCommand::BindDeploymentKey { deployment_id: "edge-1".into(), public_key: public_key.into() }
+}
+
+fn key_bound() -> LicenseEvent {
+    DeploymentKeyBound { deployment_id: "edge-1".into(), public_key: PUBLIC_KEY.into() }.into()
+}
+
+#[test]
+fn an_active_deployment_binds_its_key_once() {
+    given(vec![issued(), edge_activated()]).when(bind(PUBLIC_KEY)).then_expect_events(vec![key_bound()]);
+    given(vec![issued(), edge_activated(), key_bound()])
+        .when(bind(PUBLIC_KEY))
+        .then_expect_error(LicenseError::DeploymentKeyAlreadyBound("edge-1".into()));
+}
+
+#[test]
+fn a_key_is_bound_only_to_an_active_deployment_and_only_a_public_key() {
+    given(vec![issued()]).when(bind(PUBLIC_KEY)).then_expect_error(LicenseError::DeploymentNotFound("edge-1".into()));
+    for bad in
+        ["", "short", "7UkoxijRwsbq6QM4kFmVYSlZJzpcY_k2NsFGFKyHN9", "7UkoxijRwsbq6QM4kFmVYSlZJzpcY_k2NsFGFKyHN9E=="]
+    {
+        println!("{bad:?}");
+        given(vec![issued(), edge_activated()]).when(bind(bad)).then_expect_error(LicenseError::InvalidDeploymentKey);
+    }
+}
+
+#[test]
+fn a_reset_forgets_the_key_and_the_next_binds_again() {
+    let reset = || LicenseCommand::ResetDeploymentKey { deployment_id: "edge-1".into() };
+    given(vec![issued(), edge_activated()])
+        .when(reset())
+        .then_expect_error(LicenseError::DeploymentKeyNotBound("edge-1".into()));
+    given(vec![issued(), edge_activated(), key_bound()])
+        .when(reset())
+        .then_expect_events(vec![DeploymentKeyReset { deployment_id: "edge-1".into() }.into()]);
+    let after = license(vec![
+        issued(),
+        edge_activated(),
+        key_bound(),
+        DeploymentKeyReset { deployment_id: "edge-1".into() }.into(),
+    ]);
+    assert!(after.deployment_keys.is_empty());
+    given(vec![issued(), edge_activated(), key_bound(), DeploymentKeyReset { deployment_id: "edge-1".into() }.into()])
+        .when(bind(PUBLIC_KEY))
+        .then_expect_events(vec![key_bound()]);
+}
+
+#[test]
+fn a_released_deployment_keeps_its_key_while_it_holds_a_place_and_loses_it_after() {
+    let released = |at_: &str, frees: &str| -> LicenseEvent {
+        DeploymentReleased { deployment_id: "edge-1".into(), released_at: at(at_), slot_frees_at: at(frees) }.into()
+    };
+    let held = license(vec![
+        issued(),
+        edge_activated(),
+        key_bound(),
+        released("2026-01-10T00:00:00Z", "2026-01-15T00:00:00Z"),
+    ]);
+    assert_eq!(
+        held.deployment_keys.get("edge-1").map(String::as_str),
+        Some(PUBLIC_KEY),
+        "it may come back to its place"
+    );
+    let freed = license(vec![
+        issued(),
+        edge_activated(),
+        key_bound(),
+        released("2026-01-10T00:00:00Z", "2026-01-10T00:00:00Z"),
+    ]);
+    assert!(freed.deployment_keys.is_empty(), "a deployment with no place keeps no key: the map stays bounded");
 }

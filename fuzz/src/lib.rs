@@ -59,6 +59,11 @@ pub const WEBHOOK_NOW: i64 = 1_800_000_000;
 pub const CLIENT_NONCE: &str = "fuzz-nonce";
 pub const CLIENT_TIME_US: i64 = 1_767_225_600_000_000;
 
+/// The public key of the deployment the `client_answer` seeds answer.
+pub fn client_deployment_key() -> String {
+    domain::deployment_key::public_key_text(&ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key())
+}
+
 /// The license key of the client seeds: a real one, for license id 1.
 pub fn client_license_key() -> String {
     make_license_key(&server_key(), domain::LicenseId(uuid::Uuid::from_u128(1)), [7; 16])
@@ -211,11 +216,13 @@ pub fn client_config() -> Config {
 pub fn client_answer(data: &[u8]) -> Outcome {
     let config = client_config();
     let client_time = Timestamp::from_micros(CLIENT_TIME_US);
-    let answer = match fuzzing::validation_answer(data, &config, CLIENT_NONCE, client_time) {
+    let deployment_key = client_deployment_key();
+    let answer = match fuzzing::validation_answer(data, &config, CLIENT_NONCE, client_time, &deployment_key) {
         Ok(Judged::Lease(body)) => {
             assert_eq!(body.nonce, CLIENT_NONCE);
             assert_eq!(body.deployment_id, config.deployment_id);
             assert_eq!(body.client_time, Some(client_time));
+            assert_eq!(body.deployment_key.as_deref(), Some(deployment_key.as_str()));
             assert!(ValidationCode::parse(&body.code).is_valid());
             true
         }
@@ -225,8 +232,9 @@ pub fn client_answer(data: &[u8]) -> Outcome {
         }
         Ok(Judged::Ignored) | Err(_) => false,
     };
-    let stored = fuzzing::stored_lease(&config, data).inspect(|body| {
+    let stored = fuzzing::stored_lease(&config, &deployment_key, data).inspect(|body| {
         assert_eq!(body.deployment_id, config.deployment_id);
+        assert_eq!(body.deployment_key.as_deref(), Some(deployment_key.as_str()));
         assert!(ValidationCode::parse(&body.code).is_valid());
     });
     let keys = fuzzing::lease_keys(data);

@@ -22,8 +22,8 @@ use domain::record::{Hash, Record, RecordHeader};
 use domain::{EventId, LicenseId, OrganizationId, StreamId, Timestamp, TokenId};
 use hmac::{Hmac, Mac};
 use ledger_fuzz::{
-    CLIENT_NONCE, CLIENT_TIME_US, Outcome, WEBHOOK_NOW, WEBHOOK_SECRET, client_license_key, other_key, server_key,
-    server_secret,
+    CLIENT_NONCE, CLIENT_TIME_US, Outcome, WEBHOOK_NOW, WEBHOOK_SECRET, client_deployment_key, client_license_key,
+    other_key, server_key, server_secret,
 };
 use serde_json::{Value, json};
 
@@ -161,6 +161,7 @@ fn lease(nonce: &str, code: &str) -> LeaseBody {
         limits: LeaseLimits { max_users: 50, max_data_volume_gb: 1000, max_api_calls: -1, model_size: "large".into() },
         features: vec!["sso".into(), "audit-log".into()],
         heartbeat_interval_seconds: None,
+        deployment_key: Some(client_deployment_key()),
     }
 }
 
@@ -190,6 +191,10 @@ fn client_seeds() -> Seeds {
     seeds.insert("valid-refusal-revoked".into(), answer(false, "REVOKED", None, Some(revoked)));
     let stale = SignedLease::sign(&lease("another-nonce", "VALID"), &server);
     seeds.insert("invalid-lease-for-another-request".into(), answer(true, "VALID", Some(stale), None));
+    let mut copied = lease(CLIENT_NONCE, "VALID");
+    copied.deployment_key = Some(domain::deployment_key::public_key_text(&other.verifying_key()));
+    let copied = SignedLease::sign(&copied, &server);
+    seeds.insert("invalid-lease-bound-to-another-deployment-key".into(), answer(true, "VALID", Some(copied), None));
     let forged = SignedLease::sign(&lease(CLIENT_NONCE, "VALID"), &other);
     seeds.insert("invalid-lease-signed-by-another-key".into(), answer(true, "VALID", Some(forged), None));
     let forged = SignedRefusal::sign(&refusal(CLIENT_NONCE, "REVOKED"), &other);

@@ -167,6 +167,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/orgs/{org}/usage/meters", get(p::usage_meters))
         .route("/orgs/{org}/licenses", get(p::licenses))
         .route("/orgs/{org}/licenses/{license}/release", post(p::release))
+        .route("/orgs/{org}/licenses/{license}/reset-key", post(p::reset_key))
         .route("/orgs/{org}/users", get(p::users).post(p::invite))
         .route("/orgs/{org}/users/{user}/deactivate", post(p::deactivate))
         .route("/orgs/{org}/users/{user}/role", post(p::change_role))

@@ -270,7 +270,13 @@ pub struct LicenseRow {
     pub tier: &'static str,
     pub last_validated: String,
     pub validations: u64,
-    pub deployments: Vec<String>,
+    pub deployments: Vec<DeploymentRow>,
+}
+
+/// A deployment of a key, and the key pair it bound (base64url), if any.
+pub struct DeploymentRow {
+    pub id: String,
+    pub key: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -280,6 +286,7 @@ pub struct LicensesPage {
     admin: bool,
     licenses: Vec<LicenseRow>,
     released: Option<String>,
+    key_reset: Option<String>,
 }
 
 /// The first and last characters of a key: enough to tell keys apart.
@@ -311,7 +318,14 @@ async fn license_rows(
             tier: view.tier.unwrap_or("—"),
             last_validated: view.last_validated_at.map_or_else(|| "never".into(), |t| t.to_datetime().to_rfc3339()),
             validations: view.validation_count,
-            deployments: view.deployments,
+            deployments: view
+                .deployments
+                .iter()
+                .map(|d| DeploymentRow {
+                    id: d.clone(),
+                    key: view.deployment_keys.iter().find(|k| &k.deployment_id == d).map(|k| k.public_key.clone()),
+                })
+                .collect(),
         });
     }
     Ok(rows)
@@ -320,6 +334,8 @@ async fn license_rows(
 #[derive(Deserialize)]
 pub struct Released {
     released: Option<String>,
+    #[serde(rename = "keyReset")]
+    key_reset: Option<String>,
 }
 
 pub async fn licenses(
@@ -331,7 +347,8 @@ pub async fn licenses(
     let org = signed.organization(org)?;
     let licenses = license_rows(&portal, &signed, org).await?;
     let released = query.released.map(|d| d.chars().take(128).collect());
-    Ok(LicensesPage { nav: Nav::of(&signed, "licenses"), admin: signed.is_admin(), licenses, released })
+    let key_reset = query.key_reset.map(|d| d.chars().take(128).collect());
+    Ok(LicensesPage { nav: Nav::of(&signed, "licenses"), admin: signed.is_admin(), licenses, released, key_reset })
 }
 
 #[derive(Deserialize)]
@@ -360,6 +377,28 @@ pub async fn release(
         .take(64)
         .collect();
     Ok(Redirect::to(&format!("/portal/orgs/{org}/licenses?released={deployment}")))
+}
+
+/// An organization admin resets a deployment's bound key pair
+/// (`DeploymentKeyReset`): its next validation binds the key it presents.
+pub async fn reset_key(
+    State(portal): State<Arc<Portal>>,
+    signed: Signed,
+    Path((org, license)): Path<(uuid::Uuid, uuid::Uuid)>,
+    Form(input): Form<ReleaseForm>,
+) -> Result<Redirect, PortalError> {
+    signed.check_csrf(&input.csrf)?;
+    let org = signed.organization(org)?;
+    let context = context(&signed);
+    let (caller, license) = (signed.caller(), LicenseId(license));
+    usecases::deployment_keys::reset_key(&portal.ledger, &caller, &context, license, &input.deployment).await?;
+    let deployment: String = input
+        .deployment
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect();
+    Ok(Redirect::to(&format!("/portal/orgs/{org}/licenses?keyReset={deployment}")))
 }
 
 pub struct UserRow {

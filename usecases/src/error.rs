@@ -25,6 +25,10 @@ pub enum Error {
     /// The request is malformed or out of bounds; nothing was decided.
     #[error("{0}")]
     Validation(String),
+    /// The request is refused for a reason of its own (400), `code` naming
+    /// it stably (a deployment key's proof: `challenge_expired`, …).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
     #[error("missing or invalid credentials")]
     Unauthorized,
     #[error("this credential may not do that")]

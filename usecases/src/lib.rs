@@ -27,6 +27,7 @@ pub mod branding;
 pub mod caller;
 pub mod clock;
 pub mod command;
+pub mod deployment_keys;
 pub mod deployments;
 pub mod error;
 pub mod figures;
@@ -79,6 +80,8 @@ pub struct Ledger {
     pub models: Arc<readmodels::ReadModels>,
     /// What a license validation needs per key, for a moment (bounded).
     pub validation_cache: Arc<validation_cache::ValidationCache>,
+    /// The deployment challenges this process accepted, until each expires.
+    pub challenges: Arc<deployment_keys::UsedChallenges>,
     pub clock: Arc<ServerClock>,
     pub keys: Arc<ServerKeys>,
     pub catalog: Arc<Catalog>,
@@ -116,6 +119,7 @@ impl Ledger {
             log,
             models,
             validation_cache: Arc::default(),
+            challenges: Arc::default(),
             clock,
             keys: Arc::new(keys),
             subscription_services: Arc::new(Services { catalog: catalog.clone(), policy: config.policy }),

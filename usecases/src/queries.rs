@@ -16,7 +16,7 @@ use projections::models::{subscriptions as subscription_model, usage as usage_mo
 use crate::Ledger;
 use crate::caller::{Caller, Need};
 use crate::error::Error;
-use crate::views::licensing::{LicenseView, ReleasedDeployment};
+use crate::views::licensing::{BoundDeploymentKey, LicenseView, ReleasedDeployment};
 use crate::views::queries::{
     AuditEntryView, AuditPage, Dues, EnforcementView, OrganizationPage, OrganizationView, Read, SubscriptionDetails,
 };
@@ -129,6 +129,14 @@ fn license_view(
         released_deployments: license
             .held_places(now)
             .map(|(deployment, slot_frees_at)| ReleasedDeployment { deployment_id: deployment.into(), slot_frees_at })
+            .collect(),
+        deployment_keys: license
+            .deployment_keys
+            .iter()
+            .map(|(deployment_id, public_key)| BoundDeploymentKey {
+                deployment_id: deployment_id.clone(),
+                public_key: public_key.clone(),
+            })
             .collect(),
         validation_count: validations.map_or(0, |s| s.count),
         last_validated_at: validations.and_then(|s| s.last_at),

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use domain::keys::{SECRET_TEXT_BYTES_MAX, constant_time_eq, license_key_hash};
 use domain::lease::{DEPLOYMENT_ID_CHARS_MAX, LeaseBody, NONCE_CHARS_MAX, RefusalBody, SignedLease, SignedRefusal};
+use domain::floating::FloatingPolicy;
 use domain::license::{License, LicenseCommand, SubscriptionFacts, ValidationCode, valid_deployment_id};
 use domain::record::Hash;
 use domain::subscription::Subscription;
@@ -39,6 +40,7 @@ use uuid::Uuid;
 use crate::Ledger;
 use crate::acknowledged::{self, Credential};
 use crate::command::{ATTEMPTS_MAX, Context, load, new_event_id};
+use crate::deployment_keys::{self, Proof};
 use crate::error::Error;
 use crate::limits::KeyedLimiter;
 use crate::validation_cache::KeyFacts;
@@ -64,6 +66,10 @@ pub const ACTIVATIONS_PER_KEY_PER_HOUR: &str = "activations_per_key_per_hour";
 /// come and go with their containers, a few an hour each; a key copied to
 /// a crowd activates far more.
 pub const ACTIVATIONS_PER_KEY_PER_HOUR_DEFAULT: u32 = 60;
+/// The refusal's code when a deployment that bound a key presents none.
+pub const DEPLOYMENT_KEY_REQUIRED: &str = "DEPLOYMENT_KEY_REQUIRED";
+/// The refusal's code when a deployment presents another key than it bound.
+pub const DEPLOYMENT_KEY_MISMATCH: &str = "DEPLOYMENT_KEY_MISMATCH";
 
 /// A validation request as the client sent it (the seed's
 /// `LicenseValidationRequest`, plus `nonce` and `clientTime`); checked by
@@ -80,6 +86,9 @@ pub struct ValidationRequest {
     pub client_version: Option<String>,
     /// A heartbeat of a floating deployment (`domain::floating`).
     pub floating: bool,
+    /// The deployment's proof of its key pair (`deployment_keys`), if it
+    /// sent one.
+    pub proof: Option<Proof>,
 }
 
 /// Where a validation came from, for its event's metadata.
@@ -97,6 +106,7 @@ struct Asked {
     client_time: Option<Timestamp>,
     client_version: Option<String>,
     floating: bool,
+    proof: Option<Proof>,
 }
 
 fn asked(request: ValidationRequest) -> Result<Asked, Error> {
@@ -125,6 +135,7 @@ fn asked(request: ValidationRequest) -> Result<Asked, Error> {
         client_time,
         client_version,
         floating: request.floating,
+        proof: request.proof,
     })
 }
 
@@ -157,10 +168,15 @@ pub async fn validate_limited(
         ledger.metrics.validation("malformed", "none");
         return Ok(ValidationResponse::not_found(None));
     };
+    if let Some(proof) = &asked.proof {
+        let nonce = asked.nonce.as_deref().unwrap_or_default();
+        deployment_keys::check_proof(ledger, proof, key, &asked.deployment_id, nonce)
+            .inspect_err(|_| ledger.metrics.validation("bad_proof", "none"))?;
+    }
     let Some(known) = key_facts(ledger, key).await? else {
         ledger.metrics.validation(ValidationCode::NotFound.as_str(), "none");
         let refusal = (key.len() <= SECRET_TEXT_BYTES_MAX)
-            .then(|| sign_refusal(ledger, key, &asked, ValidationCode::NotFound, ledger.now()));
+            .then(|| sign_refusal(ledger, key, &asked, ValidationCode::NotFound.as_str(), ledger.now()));
         return Ok(ValidationResponse::not_found(refusal));
     };
     let license_id = known.license_id;
@@ -170,10 +186,14 @@ pub async fn validate_limited(
         source_ip: origin.source_ip,
         user_agent: origin.user_agent,
     };
+    if let Err(code) = key_verdict(&known.license, &asked) {
+        return Ok(key_refused(ledger, key, &asked, &known, code));
+    }
     for _ in 0..ATTEMPTS_MAX {
         match attempt(ledger, &known, &asked, &metadata, activations).await? {
+            Attempt::KeyRefused(code) => return Ok(key_refused(ledger, key, &asked, &known, code)),
             Attempt::Recorded(decided) => {
-                if decided.activated {
+                if decided.license_changed {
                     // The key's own stream changed: its next validation
                     // here reads the tables again, once they include it.
                     ledger.acknowledged.record(Credential::License(license_id), decided.sequence);
@@ -320,13 +340,13 @@ async fn license_of(ledger: &Ledger, presented: Hash) -> Result<Option<(u64, Lic
 
 /// A refusal of this request, signed with the lease key and bound to its
 /// key, deployment and nonce, so the client can trust it (`domain::lease`).
-fn sign_refusal(ledger: &Ledger, key: &str, asked: &Asked, code: ValidationCode, now: Timestamp) -> SignedRefusal {
+fn sign_refusal(ledger: &Ledger, key: &str, asked: &Asked, code: &str, now: Timestamp) -> SignedRefusal {
     let body = RefusalBody {
         version: 1,
         key_binding: domain::lease::key_binding(key),
         deployment_id: asked.deployment_id.clone(),
         nonce: asked.nonce.clone().unwrap_or_default(),
-        code: code.as_str().into(),
+        code: code.into(),
         issued_at: now,
     };
     SignedRefusal::sign(&body, &ledger.keys.lease)
@@ -342,6 +362,9 @@ enum Attempt {
     },
     /// A deployment change of the key got there first: decide again.
     Raced,
+    /// The deployment's bound key was not presented (a code of
+    /// [`key_verdict`]); nothing was recorded.
+    KeyRefused(&'static str),
 }
 
 /// A recorded validation: what was decided, and on what.
@@ -352,9 +375,9 @@ struct Decided {
     facts: SubscriptionFacts,
     validation_id: Uuid,
     sequence: u64,
-    /// Whether the validation activated a deployment or took or extended
-    /// a floating place (appended to the key's stream).
-    activated: bool,
+    /// Whether the validation activated a deployment or bound its key
+    /// (appended to the key's stream).
+    license_changed: bool,
     now: Timestamp,
     today: NaiveDate,
     /// A floating deployment's: until when its place, and its lease, runs.
@@ -377,15 +400,17 @@ async fn attempt(
     let license_id = known.license_id;
     let facts = subscription_facts(&known.subscription, today)?;
     let at = Moment { now, today, facts: &facts };
-    let place = place(ledger, known, asked, at, activations).await?;
+    let place = match place(ledger, known, asked, at, activations).await? {
+        Ok(place) => place,
+        Err(refused) => return Ok(Attempt::KeyRefused(refused)),
+    };
     let code = place.code;
     let mut commands = Vec::new();
-    if let Some((mut fresh, command)) = place.changed {
+    if let Some(fresh) = place.changed {
         let context = Context { metadata: metadata.clone(), idempotency: None, credential: None };
-        fresh.decide(command, &()).await?;
         commands.push(fresh.into_command(&context, now));
     }
-    let activated = !commands.is_empty();
+    let license_changed = !commands.is_empty();
     let validation_id = Uuid::now_v7();
     let day = domain::validation::stream(license_id, today);
     let validated = domain::validation::ValidationEvent::from(LicenseValidated {
@@ -407,7 +432,7 @@ async fn attempt(
             let sequence = appended.iter().map(|a| a.last_sequence).max().unwrap_or_default();
             let known = known.clone();
             let decided =
-                Decided { code, known, facts, validation_id, sequence, activated, now, today, floating_until };
+                Decided { code, known, facts, validation_id, sequence, license_changed, now, today, floating_until };
             Attempt::Recorded(Box::new(decided))
         }
         Err(Rejection::WrongRevision { stream_id, .. }) if stream_id == day => Attempt::DayFull { now, today },
@@ -425,12 +450,13 @@ struct Moment<'a> {
 }
 
 /// How a validating deployment holds its place: the answer, the key as
-/// loaded from the log with the command for its stream when the
-/// validation changes it (an activation, a floating lease), and until when
-/// a floating deployment's place (and so its lease) runs.
+/// loaded from the log with what the validation decided on it when it
+/// changes the key's stream (an activation, a floating lease, a deployment
+/// key bound on first use), and until when a floating deployment's place
+/// (and so its lease) runs.
 struct Place {
     code: ValidationCode,
-    changed: Option<(crate::command::Loaded<License>, LicenseCommand)>,
+    changed: Option<crate::command::Loaded<License>>,
     floating_until: Option<Timestamp>,
 }
 
@@ -440,60 +466,88 @@ impl Place {
     }
 }
 
-/// The place of the asking deployment: a fixed one activates once; a
-/// floating one (a heartbeat, `domain::floating`) takes a place or extends
-/// it once less than half its lease is left. Taking a place it did not
-/// hold is an activation, limited per key by `activations`.
+/// The place of the asking deployment: a fixed one activates once and
+/// binds the deployment key it first proves; a floating one (a heartbeat,
+/// `domain::floating`) takes a place or extends it once less than half its
+/// lease is left. Taking a place it did not hold is an activation, limited
+/// per key by `activations`. `Err`: the deployment's bound key was not
+/// presented ([`key_verdict`], as the log has it).
 async fn place(
     ledger: &Ledger,
     known: &KeyFacts,
     asked: &Asked,
     at: Moment<'_>,
     activations: Option<&KeyedLimiter<LicenseId>>,
-) -> Result<Place, Error> {
+) -> Result<Result<Place, &'static str>, Error> {
     let (deployment, license) = (asked.deployment_id.as_str(), &known.license);
     let policy = known.subscription.floating;
     let floating = asked.floating && !license.deployments.contains(deployment);
-    let code = if floating {
-        license.floating_validation_code(at.facts, &policy, deployment, at.now, at.today)
-    } else {
-        license.validation_code(at.facts, deployment, at.now, at.today)
-    };
+    let code = code_of(license, floating, &policy, deployment, at);
     let held = license.floating_until(deployment, at.now);
+    let binds = !floating && key_verdict(license, asked) == Ok(true);
     let unchanged = match (floating, held) {
         (true, Some(until)) => !policy.needs_renewal(until, at.now),
         (true, None) => false,
-        (false, _) => license.deployments.contains(deployment),
+        (false, _) => license.deployments.contains(deployment) && !binds,
     };
     if !code.is_valid() || unchanged {
         let floating_until = held.filter(|_| floating && code.is_valid());
-        return Ok(Place { floating_until, ..Place::answer(code) });
+        return Ok(Ok(Place { floating_until, ..Place::answer(code) }));
     }
-    let fresh = load::<License>(ledger, known.license_id.stream()).await?;
-    let state = &fresh.state;
-    if state.deployments.contains(deployment) {
-        return Ok(Place::answer(state.validation_code(at.facts, deployment, at.now, at.today)));
-    }
-    let code = if floating {
-        state.floating_validation_code(at.facts, &policy, deployment, at.now, at.today)
-    } else {
-        state.validation_code(at.facts, deployment, at.now, at.today)
-    };
+    let mut fresh = load::<License>(ledger, known.license_id.stream()).await?;
+    let holds = fresh.state.deployments.contains(deployment);
+    let floating = floating && !holds;
+    let code = code_of(&fresh.state, floating, &policy, deployment, at);
     if !code.is_valid() {
-        return Ok(Place::answer(code));
+        return Ok(Ok(Place::answer(code)));
     }
-    if !(floating && state.floating_until(deployment, at.now).is_some()) {
-        check_activation(activations, known.license_id)?;
-    }
-    let deployment_id = deployment.to_owned();
-    let (command, floating_until) = if floating {
+    let mut floating_until = None;
+    if !holds {
+        if !(floating && fresh.state.floating_until(deployment, at.now).is_some()) {
+            check_activation(activations, known.license_id)?;
+        }
+        let deployment_id = deployment.to_owned();
         let max_deployments = at.facts.max_deployments;
-        let until = policy.slot_frees_at(at.now);
-        (LicenseCommand::LeaseFloating { deployment_id, now: at.now, policy, max_deployments }, Some(until))
+        let command = if floating {
+            floating_until = Some(policy.slot_frees_at(at.now));
+            LicenseCommand::LeaseFloating { deployment_id, now: at.now, policy, max_deployments }
+        } else {
+            LicenseCommand::ActivateDeployment { deployment_id, max_deployments }
+        };
+        fresh.decide(command, &()).await?;
+    }
+    if !floating && let Err(refused) = bind_key(&mut fresh, asked).await? {
+        return Ok(Err(refused));
+    }
+    let changed = (!fresh.decided().is_empty()).then_some(fresh);
+    Ok(Ok(Place { code, changed, floating_until }))
+}
+
+/// The answer for a deployment, fixed or floating, on a key's state.
+fn code_of(license: &License, floating: bool, policy: &FloatingPolicy, deployment: &str, at: Moment<'_>) -> ValidationCode {
+    if floating {
+        license.floating_validation_code(at.facts, policy, deployment, at.now, at.today)
     } else {
-        (LicenseCommand::ActivateDeployment { deployment_id, max_deployments: at.facts.max_deployments }, None)
-    };
-    Ok(Place { code, changed: Some((fresh, command)), floating_until })
+        license.validation_code(at.facts, deployment, at.now, at.today)
+    }
+}
+
+/// A fixed deployment's key, bound on its first proof (trust on first
+/// use), on the key as loaded from the log. `Err`: the deployment's bound
+/// key was not presented.
+async fn bind_key(fresh: &mut crate::command::Loaded<License>, asked: &Asked) -> Result<Result<(), &'static str>, Error> {
+    match (key_verdict(&fresh.state, asked), &asked.proof) {
+        (Err(refused), _) => return Ok(Err(refused)),
+        (Ok(true), Some(proof)) => {
+            let bind = LicenseCommand::BindDeploymentKey {
+                deployment_id: asked.deployment_id.clone(),
+                public_key: proof.public_key.clone(),
+            };
+            fresh.decide(bind, &()).await?;
+        }
+        _ => {}
+    }
+    Ok(Ok(()))
 }
 
 /// A deployment taking a place it did not hold: refused past the key's
@@ -505,6 +559,30 @@ fn check_activation(activations: Option<&KeyedLimiter<LicenseId>>, license_id: L
         retry_after_seconds: seconds,
         message: "too many deployments of this key were activated this hour".into(),
     })
+}
+
+/// Refused when the request does not present the key bound to its
+/// deployment: `DEPLOYMENT_KEY_REQUIRED` (none presented),
+/// `DEPLOYMENT_KEY_MISMATCH` (another). Otherwise whether the presented key
+/// is to be bound (none is yet).
+fn key_verdict(license: &License, asked: &Asked) -> Result<bool, &'static str> {
+    match (license.deployment_keys.get(&asked.deployment_id), &asked.proof) {
+        (Some(_), None) => Err(DEPLOYMENT_KEY_REQUIRED),
+        (Some(bound), Some(proof)) if *bound != proof.public_key => Err(DEPLOYMENT_KEY_MISMATCH),
+        (Some(_), Some(_)) => Ok(false),
+        (None, proof) => Ok(proof.is_some()),
+    }
+}
+
+/// The answer to a request that did not present its deployment's bound
+/// key: not valid, with a signed refusal naming why; nothing is recorded
+/// (like an unknown key's), it is counted in the metrics.
+fn key_refused(ledger: &Ledger, key: &str, asked: &Asked, known: &KeyFacts, code: &'static str) -> ValidationResponse {
+    ledger.metrics.validation(code, "none");
+    let mut answer = ValidationResponse::not_found(Some(sign_refusal(ledger, key, asked, code, ledger.now())));
+    answer.code = code;
+    answer.license_id = Some(known.license_id);
+    answer
 }
 
 /// What a validation needs to know of the key's subscription today.
@@ -546,7 +624,7 @@ fn answer(ledger: &Ledger, decided: &Decided, key: &str, asked: &Asked) -> Valid
         }),
         organization: Some(OrganizationRef { id: known.organization_id, name: known.organization_name.clone() }),
         lease,
-        refusal: (!code.is_valid()).then(|| sign_refusal(ledger, key, asked, code, now)),
+        refusal: (!code.is_valid()).then(|| sign_refusal(ledger, key, asked, code.as_str(), now)),
         sequence: Some(decided.sequence),
     }
 }
@@ -595,6 +673,7 @@ fn sign_lease(
         tier: tier.into(),
         limits: limits.lease_limits(),
         features: limits.allowed_features.clone(),
+        deployment_key: asked.proof.as_ref().map(|proof| proof.public_key.clone()),
     };
     SignedLease::sign(&body, &ledger.keys.lease)
 }

@@ -73,6 +73,8 @@ pub enum Mode {
     OtherDeployment,
     /// Signs a lease without the client's time.
     NoClientTime,
+    /// Signs a lease bound to another deployment key pair (a copied lease).
+    OtherDeploymentKey,
     BadRequest,
 }
 
@@ -134,6 +136,7 @@ impl FakeServer {
         let addr = listener.local_addr().unwrap();
         let app = Router::new()
             .route("/api/v1/license/validate", post(validate))
+            .route("/api/v1/license/challenge", post(challenge))
             .route("/api/v1/usage/report", post(report))
             .route("/api/v1/keys", get(keys))
             .with_state(Arc::clone(&fake));
@@ -229,6 +232,13 @@ fn problem(detail: &str) -> Response {
     response
 }
 
+/// A challenge as the real server mints it (this fake checks no proof).
+async fn challenge() -> Response {
+    let secret = domain::keys::ServerSecret::from_bytes([1; 32]);
+    let expires = chrono::Utc::now().timestamp_micros() + domain::deployment_key::CHALLENGE_LIFETIME_MICROS;
+    answer(StatusCode::OK, json!({ "challenge": domain::deployment_key::mint_challenge(&secret, [2; 16], expires) }))
+}
+
 async fn validate(State(fake): State<Arc<Mutex<Fake>>>, axum::Json(request): axum::Json<Value>) -> Response {
     let mut fake = fake.lock().unwrap();
     fake.validations.push(request.clone());
@@ -293,6 +303,10 @@ async fn validate(State(fake): State<Arc<Mutex<Fake>>>, axum::Json(request): axu
                 },
                 features: vec!["basic_analytics".into()],
                 heartbeat_interval_seconds: None,
+                deployment_key: match mode {
+                    Mode::OtherDeploymentKey => Some("7UkoxijRwsbq6QM4kFmVYSlZJzpcY_k2NsFGFKyHN9E".into()),
+                    _ => request["deploymentKey"].as_str().map(str::to_owned),
+                },
             };
             let lease = SignedLease::sign(&body, &fake.signer);
             fake.last_lease = Some(lease.clone());

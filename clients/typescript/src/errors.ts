@@ -6,6 +6,7 @@ export type LeaseRejection =
   | "other_key"
   | "stale_nonce"
   | "other_deployment"
+  | "other_deployment_key"
   | "client_time_mismatch"
   | "unsupported_version"
   | "not_a_valid_code";

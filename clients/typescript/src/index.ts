@@ -12,3 +12,4 @@ export { ClientError, LeaseError, type LeaseRejection } from "./errors";
 export { parsePublicKey, keyBinding, verifyLease, verifyRefusal, verifyNextKey, type LeaseBody, type LeaseLimits } from "./lease";
 export { SystemTime, ManualTime, type TimeSource } from "./time";
 export { blake3, deriveKey } from "./blake3";
+export { DEPLOYMENT_KEY_FILE } from "./identity";

@@ -44,6 +44,8 @@ export interface LeaseBody {
   features: string[];
   /** A floating deployment's: send a heartbeat this often; its lease ends with its place. Absent for a fixed one. */
   heartbeatIntervalSeconds?: number;
+  /** The deployment key the lease is bound to (base64url); absent when the request presented none. */
+  deploymentKey?: string;
 }
 
 export interface RefusalBody {

@@ -15,7 +15,8 @@ import { decide, type Action, type Decision } from "./enforce";
 import { ClientError, LeaseError } from "./errors";
 import * as files from "./files";
 import { Unreachable, request, truncated } from "./http";
-import { parsePublicKey, verifyLeaseWith, verifyNextKey, verifyRefusal, type LeaseBody, type LeaseLimits } from "./lease";
+import { CHALLENGE_CHARS, loadOrCreate, signProof, type DeploymentKey } from "./identity";
+import { keyBinding, parsePublicKey, verifyLeaseWith, verifyNextKey, verifyRefusal, type LeaseBody, type LeaseLimits } from "./lease";
 import { LEASE_KEYS_MAX } from "./config";
 import { CLOCK_PERSIST_INTERVAL_US, judge, parseMarks, type ClockMarks, type HeldLease, type Judgement } from "./offline";
 import { formatRfc3339Micros, parseRfc3339Micros } from "./time";
@@ -74,6 +75,7 @@ export class LicenseManager {
   private warnings: string[] = [];
   private retryNotBeforeUs: number | null = null;
   private learnedKeys: KeyObject[] = [];
+  private readonly deploymentKey: DeploymentKey;
 
   /** Opens the state directory (creating it) and loads the stored lease; one that does not verify in any byte is no lease. */
   constructor(input: ConfigInput) {
@@ -81,12 +83,13 @@ export class LicenseManager {
     const config = this.config;
     files.createDir(config.stateDir);
     files.removeTemporaries(config.stateDir);
+    this.deploymentKey = loadOrCreate(config.stateDir);
     this.leasePath = path.join(config.stateDir, LEASE_FILE);
     this.clockPath = path.join(config.stateDir, CLOCK_FILE);
     const stored = parseMarks(files.readOptional(this.clockPath));
     const marks = stored ?? { wallHighWaterUs: Number.MIN_SAFE_INTEGER, serverTimeHighWaterUs: Number.MIN_SAFE_INTEGER };
     const now = config.time.monotonicMicros();
-    const body = loadLease(config, files.readOptional(this.leasePath));
+    const body = loadLease(config, this.deploymentKey.publicKey, files.readOptional(this.leasePath));
     this.lease = null;
     if (body !== null) {
       // Without a marks file the signed times are the floor.
@@ -116,8 +119,11 @@ export class LicenseManager {
       const wait = Math.ceil((this.retryNotBeforeUs - started) / 1e6);
       return this.offline(`rate limited by the server; next attempt in ${wait} s`);
     }
+    const challenge = await this.fetchChallenge(started);
+    if (challenge.offline !== undefined) return this.offline(challenge.offline);
     const nonce = randomBytes(16).toString("base64url");
     const clientTimeUs = Math.floor(config.time.wallMicros() / 1000) * 1000;
+    const signature = signProof(this.deploymentKey, challenge.challenge!, keyBinding(config.licenseKey), config.deploymentId, nonce);
     const lastSync = this.lease?.body.issuedAt ?? "1970-01-01T00:00:00Z";
     const payload = {
       licenseKey: config.licenseKey,
@@ -125,6 +131,9 @@ export class LicenseManager {
       nonce,
       clientTime: formatRfc3339Micros(clientTimeUs),
       ...(config.floating ? { floating: true } : {}),
+      deploymentKey: this.deploymentKey.publicKey,
+      challenge: challenge.challenge,
+      signature,
     };
     let answer;
     try {
@@ -242,7 +251,7 @@ export class LicenseManager {
     let key: KeyObject;
     try {
       [body, key] = verifyLeaseWith(this.leaseKeys(), answer.lease, this.config.licenseKey);
-      checkBody(body, this.config, nonce, clientTimeUs);
+      checkBody(body, this.config, this.deploymentKey.publicKey, nonce, clientTimeUs);
     } catch (e) {
       if (e instanceof LeaseError) throw rejected(e.rejection);
       throw e;
@@ -250,6 +259,46 @@ export class LicenseManager {
     const warnings = Array.isArray(answer.warnings) ? answer.warnings.filter((w) => typeof w === "string").slice(0, 16) : [];
     this.store(answer.lease, body, warnings);
     return { key };
+  }
+
+  /**
+   * A fresh challenge for the deployment key to sign, or why the server
+   * could not be reached (judged offline, like a validation without answer).
+   */
+  private async fetchChallenge(started: number): Promise<{ challenge?: string; offline?: string }> {
+    const config = this.config;
+    let answer;
+    try {
+      answer = await request("POST", `${config.baseUrl}/api/v1/license/challenge`, {}, config.requestTimeoutMs, config.clientVersion);
+    } catch (e) {
+      if (e instanceof Unreachable) return { offline: e.message };
+      throw e;
+    }
+    if (answer.status === 429) {
+      const wait = Math.min(answer.retryAfterSeconds ?? RETRY_AFTER_DEFAULT_S, RETRY_AFTER_MAX_S);
+      this.retryNotBeforeUs = started + wait * 1e6;
+      return { offline: `rate limited by the server for ${wait} s` };
+    }
+    if (answer.status >= 500 || answer.status === 408) return { offline: `the server answered ${answer.status}` };
+    if (answer.body === null) return { offline: "the server's answer was cut off" };
+    if (answer.status !== 200) {
+      throw new ClientError("http", `the server answered ${answer.status}: ${truncated(answer.body)}`, { status: answer.status });
+    }
+    let challenge: unknown;
+    try {
+      challenge = JSON.parse(answer.body.toString("utf8")).challenge;
+    } catch (e) {
+      throw new ClientError("protocol", `the server's answer could not be read: ${(e as Error).message}`);
+    }
+    if (typeof challenge !== "string" || challenge.length !== CHALLENGE_CHARS) {
+      throw new ClientError("protocol", "the challenge is not one the server mints");
+    }
+    return { challenge };
+  }
+
+  /** The deployment's public key (base64url), as the server binds it. */
+  deploymentPublicKey(): string {
+    return this.deploymentKey.publicKey;
   }
 
   /** Stores a verified fresh lease (marks first, then the lease) and re-anchors the marks to it. */
@@ -431,20 +480,22 @@ function heldLease(config: Config, body: LeaseBody, anchorServerUs: number, atUs
 }
 
 /** A lease read back from disk: every check of a fresh one but the nonce. Null if it does not pass. */
-function loadLease(config: Config, bytes: Buffer | null): LeaseBody | null {
+function loadLease(config: Config, deploymentKey: string, bytes: Buffer | null): LeaseBody | null {
   if (bytes === null) return null;
   try {
     const [body] = verifyLeaseWith(config.leasePublicKeys, JSON.parse(bytes.toString("utf8")), config.licenseKey);
-    checkBody(body, config, null, null);
+    checkBody(body, config, deploymentKey, null, null);
     return body;
   } catch {
     return null;
   }
 }
 
-function checkBody(body: LeaseBody, config: Config, nonce: string | null, clientTimeUs: number | null): void {
+function checkBody(body: LeaseBody, config: Config, deploymentKey: string, nonce: string | null, clientTimeUs: number | null): void {
   if (body.version !== 1) throw new LeaseError("unsupported_version");
   if (body.deploymentId !== config.deploymentId) throw new LeaseError("other_deployment");
+  // Bound to this deployment's own key pair: a lease copied from another machine is of no use here.
+  if (body.deploymentKey !== deploymentKey) throw new LeaseError("other_deployment_key");
   if (nonce !== null && nonce !== body.nonce) throw new LeaseError("stale_nonce");
   const signedClientTime = body.clientTime === null ? null : parseRfc3339Micros(body.clientTime);
   if (signedClientTime === null || (clientTimeUs !== null && signedClientTime !== clientTimeUs)) {

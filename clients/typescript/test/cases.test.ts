@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { LEASE_FILE, LicenseManager, ManualTime, UsageReporter, parsePublicKey, verifyNextKey, type Status } from "../src/index";
+import { CLOCK_FILE, DEPLOYMENT_KEY_FILE, LEASE_FILE, LicenseManager, ManualTime, UsageReporter, parsePublicKey, verifyNextKey, type Status } from "../src/index";
 import { CLOCK_START, LedgerServer, OPERATOR, customer, type Customer } from "./server";
 
 const CASES = path.resolve(__dirname, "../../../cases.json");
@@ -27,7 +27,7 @@ const underCi = ["", "0", "false"].indexOf(process.env.CI ?? "") === -1;
 /** One case's world: the server, the customer and the deployment. */
 class World {
   readonly time = new ManualTime(new Date(CLIENT_CLOCK));
-  readonly stateDir: string;
+  stateDir: string;
   client!: LicenseManager;
   reporter!: UsageReporter;
   leaseKey = "";
@@ -90,6 +90,25 @@ async function paymentFailed(w: World): Promise<void> {
   await w.server.webhook(JSON.stringify(event));
 }
 
+/** Whether the key's license lists this deployment's public key as bound. */
+async function bound(w: World, step: Step): Promise<void> {
+  const head = (await w.server.expect("GET", "/api/v1/log/head", OPERATOR, undefined, 200)).sequence;
+  const listed = await w.server.expect("GET", `/api/v1/organizations/${w.c.org}/licenses?minSequence=${head}`, OPERATOR, undefined, 200);
+  const license = (listed as any[]).find((l) => Array.isArray(l.deployments) && l.deployments.length > 0);
+  const keys = (license?.deploymentKeys ?? []) as { deploymentId: string; publicKey: string }[];
+  const seen = keys.some((k) => k.deploymentId === "default" && k.publicKey === w.client.deploymentPublicKey());
+  assert.equal(seen, step.expect, `bound: the license lists ${JSON.stringify(keys)}`);
+}
+
+/** Another machine: a new state directory with this one's lease and clock files, and a key pair of its own. */
+function copyToNewMachine(w: World): void {
+  const dir = path.join(w.scratch, "copy");
+  fs.mkdirSync(dir, { recursive: true });
+  for (const name of [LEASE_FILE, CLOCK_FILE]) fs.copyFileSync(path.join(w.stateDir, name), path.join(dir, name));
+  w.stateDir = dir;
+  w.open();
+}
+
 async function run(w: World, step: Step): Promise<void> {
   const s = w.server;
   switch (step.do) {
@@ -121,6 +140,16 @@ async function run(w: World, step: Step): Promise<void> {
       return;
     case "tamper_lease":
       return tamperLease(w);
+    case "bound":
+      return bound(w, step);
+    case "copy_to_new_machine":
+      return copyToNewMachine(w);
+    case "new_deployment_key":
+      fs.rmSync(path.join(w.stateDir, DEPLOYMENT_KEY_FILE));
+      return w.open();
+    case "reset_key":
+      await s.expect("POST", `/api/v1/licenses/${await licenseId(w)}/deployments/default/reset-key`, w.c.admin, {}, 200);
+      return;
     case "foreign_lease":
       return foreignLease(w);
     case "revoke":

@@ -4,11 +4,12 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { generateKeyPairSync, sign } from "node:crypto";
+import { generateKeyPairSync, sign, verify } from "node:crypto";
 import { inspect } from "node:util";
 
 import { blake3, checkReport, keyBinding, LEASE_FILE, LicenseManager, ManualTime, makeConfig, parsePublicKey, UsageReporter, verifyLease, verifyNextKey } from "../src/index";
 import { decide } from "../src/enforce";
+import { CHALLENGE_CHARS, DEPLOYMENT_KEY_FILE, loadOrCreate, PROOF_DOMAIN, signProof } from "../src/identity";
 import { LEASE_DOMAIN, NEXT_KEY_DOMAIN, REFUSAL_DOMAIN, rawPublicKey, type LeaseBody } from "../src/lease";
 import { judge, type HeldLease } from "../src/offline";
 import { formatRfc3339Micros, parseRfc3339Micros } from "../src/time";
@@ -142,7 +143,8 @@ test("a stored lease that does not verify is no lease; without a server the verd
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ts-lease-"));
   const pair = generateKeyPairSync("ed25519");
   const now = Date.parse("2026-03-01T00:00:00Z");
-  const b = body({ clientTime: new Date(now).toISOString(), issuedAt: "2026-01-01T00:00:00Z", leaseExpiresAt: "2026-01-08T00:00:00Z" });
+  const deploymentKey = loadOrCreate(dir).publicKey;
+  const b = body({ clientTime: new Date(now).toISOString(), issuedAt: "2026-01-01T00:00:00Z", leaseExpiresAt: "2026-01-08T00:00:00Z", deploymentKey });
   fs.writeFileSync(path.join(dir, LEASE_FILE), JSON.stringify(signed(b, pair).lease));
   const time = new ManualTime(new Date(now + 3600_000));
   const config = { baseUrl: "http://127.0.0.1:9", licenseKey: "LK1-key", stateDir: dir, leasePublicKeys: [rawPublicKey(pair.publicKey).toString("base64")], allowPlainHttp: true, time };
@@ -155,6 +157,14 @@ test("a stored lease that does not verify is no lease; without a server the verd
   assert.equal(new LicenseManager({ ...config, leasePublicKeys: [stranger] }).status().state, "no_lease");
   assert.equal(new LicenseManager({ ...config, licenseKey: "LK1-other" }).status().state, "no_lease");
   assert.equal(new LicenseManager({ ...config, deploymentId: "plant-7" }).status().state, "no_lease");
+  // The same lease on another machine (its own key pair) is no lease there.
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), "ts-copy-"));
+  fs.copyFileSync(path.join(dir, LEASE_FILE), path.join(copy, LEASE_FILE));
+  assert.equal(new LicenseManager({ ...config, stateDir: copy }).status().state, "no_lease");
+  assert.equal(fs.statSync(path.join(copy, DEPLOYMENT_KEY_FILE)).mode & 0o777, 0o600);
+  assert.notEqual(loadOrCreate(copy).publicKey, deploymentKey);
+  assert.equal(new LicenseManager(config).status().state, "valid", "the key file is read back, not made again");
+  fs.rmSync(copy, { recursive: true, force: true });
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -166,12 +176,13 @@ test("a replayed lease is rejected and an unsigned or replayed refusal is no ans
   const http = await import("node:http");
   const pair = generateKeyPairSync("ed25519");
   const wall = Date.parse("2026-03-01T00:00:00Z");
-  let answer: (request: { nonce: string; clientTime: string }) => unknown = () => ({});
+  let answer: (request: { nonce: string; clientTime: string; deploymentKey: string }) => unknown = () => ({});
   const server = http.createServer((req, res) => {
     let text = "";
     req.on("data", (chunk) => (text += chunk));
     req.on("end", () => {
       res.setHeader("content-type", "application/json");
+      if (req.url === "/api/v1/license/challenge") return void res.end(JSON.stringify({ challenge: "c".repeat(CHALLENGE_CHARS) }));
       res.end(JSON.stringify(answer(JSON.parse(text))));
     });
   });
@@ -181,18 +192,20 @@ test("a replayed lease is rejected and an unsigned or replayed refusal is no ans
   const config = { baseUrl: `http://127.0.0.1:${port}`, licenseKey: "LK1-key", stateDir: dir, time: new ManualTime(new Date(wall)),
     leasePublicKeys: [rawPublicKey(pair.publicKey).toString("base64")], allowPlainHttp: true };
   const manager = new LicenseManager(config);
-  const lease = (nonce: string, clientTime: string) =>
-    signed(body({ nonce, clientTime, issuedAt: "2026-01-01T00:00:00Z", leaseExpiresAt: "2026-01-08T00:00:00Z" }), pair).lease;
+  const lease = (nonce: string, clientTime: string, deploymentKey?: string) =>
+    signed(body({ nonce, clientTime, issuedAt: "2026-01-01T00:00:00Z", leaseExpiresAt: "2026-01-08T00:00:00Z", deploymentKey }), pair).lease;
   const refusal = (nonce: string) => {
     const bytes = Buffer.from(JSON.stringify({ version: 1, keyBinding: keyBinding("LK1-key"), deploymentId: "default", nonce, code: "REVOKED", issuedAt: "2026-01-01T00:00:00Z" }));
     return { payload: bytes.toString("base64url"), signature: sign(null, Buffer.concat([REFUSAL_DOMAIN, bytes]), pair.privateKey).toString("base64url") };
   };
   try {
-    answer = (r) => ({ isValid: true, code: "VALID", lease: lease(r.nonce, r.clientTime) });
+    answer = (r) => ({ isValid: true, code: "VALID", lease: lease(r.nonce, r.clientTime, r.deploymentKey) });
     assert.equal((await manager.validate()).state, "valid");
-    answer = (r) => ({ isValid: true, code: "VALID", lease: lease("an-old-nonce", r.clientTime) });
+    answer = (r) => ({ isValid: true, code: "VALID", lease: lease(r.nonce, r.clientTime) });
+    await assert.rejects(manager.validate(), { kind: "lease_rejected", detail: { rejection: "other_deployment_key" } });
+    answer = (r) => ({ isValid: true, code: "VALID", lease: lease("an-old-nonce", r.clientTime, r.deploymentKey) });
     await assert.rejects(manager.validate(), { kind: "lease_rejected", detail: { rejection: "stale_nonce" } });
-    answer = (r) => ({ isValid: true, code: "VALID", lease: lease(r.nonce, "2020-01-01T00:00:00Z") });
+    answer = (r) => ({ isValid: true, code: "VALID", lease: lease(r.nonce, "2020-01-01T00:00:00Z", r.deploymentKey) });
     await assert.rejects(manager.validate(), { kind: "lease_rejected", detail: { rejection: "client_time_mismatch" } });
     answer = () => ({ isValid: false, code: "REVOKED" });
     const unsigned = await manager.validate();
@@ -223,6 +236,7 @@ test("the next lease key is learned only when the pinned key that verified the l
     req.on("data", (chunk) => (text += chunk));
     req.on("end", () => {
       res.setHeader("content-type", "application/json");
+      if (req.url === "/api/v1/license/challenge") return void res.end(JSON.stringify({ challenge: "c".repeat(CHALLENGE_CHARS) }));
       if (req.method === "GET") {
         const message = Buffer.concat([NEXT_KEY_DOMAIN, rawPublicKey(current.publicKey), rawPublicKey(next.publicKey)]);
         const nextSignature = sign(null, message, announcer.privateKey).toString("base64");
@@ -230,7 +244,7 @@ test("the next lease key is learned only when the pinned key that verified the l
         return;
       }
       const r = JSON.parse(text);
-      const b = body({ nonce: r.nonce, clientTime: r.clientTime, issuedAt: "2026-01-01T00:00:00Z", leaseExpiresAt: "2026-01-08T00:00:00Z" });
+      const b = body({ nonce: r.nonce, clientTime: r.clientTime, issuedAt: "2026-01-01T00:00:00Z", leaseExpiresAt: "2026-01-08T00:00:00Z", deploymentKey: r.deploymentKey });
       res.end(JSON.stringify({ isValid: true, code: "VALID", lease: signed(b, signer).lease }));
     });
   });
@@ -263,4 +277,14 @@ test("the next lease key is learned only when the pinned key that verified the l
     server.close();
     for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("the proof is the deployment key's signature over the challenge, key binding, deployment and nonce", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ts-proof-"));
+  const key = loadOrCreate(dir);
+  const signature = Buffer.from(signProof(key, "c", "k", "d", "n"), "base64url");
+  const publicKey = parsePublicKey(Buffer.from(key.publicKey, "base64url").toString("base64"));
+  assert.ok(verify(null, Buffer.concat([PROOF_DOMAIN, Buffer.from("c\0k\0d\0n")]), publicKey, signature));
+  assert.ok(!verify(null, Buffer.concat([PROOF_DOMAIN, Buffer.from("c\0k\0d\0m")]), publicKey, signature));
+  fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -25,8 +25,8 @@ use ledger_domain::event::LedgerEvent;
 use ledger_domain::floating::{FloatingDeploymentLeased, FloatingDeploymentsSet};
 use ledger_domain::keys::{self, ServerSecret};
 use ledger_domain::license::{
-    DeploymentActivated, DeploymentReleased, DeploymentReleasedV1, LicenseEvent, LicenseIssued, LicenseRevoked,
-    LicenseSuperseded, ValidationCode,
+    DeploymentActivated, DeploymentKeyBound, DeploymentKeyReset, DeploymentReleased, DeploymentReleasedV1,
+    LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded, ValidationCode,
 };
 use ledger_domain::notification::{
     Notice, NotificationEvent, NotificationSent, NotificationSkipped, SkipReason, UsageLevel, UsageMetric,
@@ -756,6 +756,17 @@ fn later() -> Vec<Example> {
                 deployment_id: "pod-7f9c2".into(),
                 at: at("2026-05-06T11:04:09.512Z"),
                 slot_frees_at: at("2026-05-06T12:04:09.512Z"),
+            })),
+        ),
+        example(LICENSE.stream(), 8, "2026-01-16T09:12:40Z", actor(&format!("license:{LICENSE}")), None).current(
+            LedgerEvent::License(LicenseEvent::DeploymentKeyBound(DeploymentKeyBound {
+                deployment_id: DEPLOYMENT.into(),
+                public_key: "7UkoxijRwsbq6QM4kFmVYSlZJzpcY_k2NsFGFKyHN9E".into(),
+            })),
+        ),
+        example(LICENSE.stream(), 9, "2026-01-18T14:30:05Z", member("admin", "req-0d1e22"), None).current(
+            LedgerEvent::License(LicenseEvent::DeploymentKeyReset(DeploymentKeyReset {
+                deployment_id: DEPLOYMENT.into(),
             })),
         ),
     ]

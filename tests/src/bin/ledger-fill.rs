@@ -212,6 +212,7 @@ async fn activate(ledger: &Ledger, key: &Key) -> anyhow::Result<()> {
             client_time: None,
             client_version: Some(CLIENT_VERSION.into()),
             floating: false,
+            proof: None,
         };
         let answer = usecases::validation::validate(ledger, request, Origin::default()).await?;
         if !answer.is_valid {

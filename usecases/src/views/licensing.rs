@@ -183,6 +183,9 @@ pub struct LicenseView {
     pub deployments: Vec<String>,
     /// Released, but their place is taken until their last lease ends.
     pub released_deployments: Vec<ReleasedDeployment>,
+    /// The public keys bound to deployments (trust on first use), which
+    /// those deployments must keep presenting until an admin resets them.
+    pub deployment_keys: Vec<BoundDeploymentKey>,
     pub validation_count: u64,
     #[serde(with = "domain::time::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -197,4 +200,23 @@ pub struct ReleasedDeployment {
     #[serde(with = "domain::time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub slot_frees_at: Timestamp,
+}
+
+/// A deployment's bound public key (base64url of 32 bytes, Ed25519).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BoundDeploymentKey {
+    pub deployment_id: String,
+    pub public_key: String,
+}
+
+/// A challenge for a deployment to sign in its next validation
+/// (`domain::deployment_key`): answered once, before `expiresAt`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChallengeResponse {
+    pub challenge: String,
+    #[serde(with = "domain::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Timestamp,
 }
