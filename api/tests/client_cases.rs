@@ -274,6 +274,20 @@ async fn reset_key(w: &World) {
     s.post(&reset, Some(&w.admin), json!({})).await.expect(200);
 }
 
+/// The deployment-key steps (issue 18 item 2).
+async fn deployment_key(w: &mut World, step: &Value) -> Result<(), String> {
+    match step["do"].as_str().unwrap_or_default() {
+        "bound" => return bound(w, step).await,
+        "copy_to_new_machine" => copy_to_new_machine(w),
+        "new_deployment_key" => {
+            std::fs::remove_file(w.state_dir.join(client::DEPLOYMENT_KEY_FILE)).unwrap();
+            w.open();
+        }
+        _ => reset_key(w).await,
+    }
+    Ok(())
+}
+
 async fn run(w: &mut World, step: &Value) -> Result<(), String> {
     let hour = Duration::from_secs(3600);
     match step["do"].as_str().unwrap_or_default() {
@@ -307,13 +321,7 @@ async fn run(w: &mut World, step: &Value) -> Result<(), String> {
         }
         "server_clock" => w.server().move_clock(step["to"].as_str().unwrap()).await,
         "tamper_lease" => tamper_lease(w),
-        "bound" => return bound(w, step).await,
-        "copy_to_new_machine" => copy_to_new_machine(w),
-        "new_deployment_key" => {
-            std::fs::remove_file(w.state_dir.join(client::DEPLOYMENT_KEY_FILE)).unwrap();
-            w.open();
-        }
-        "reset_key" => reset_key(w).await,
+        "bound" | "copy_to_new_machine" | "new_deployment_key" | "reset_key" => return deployment_key(w, step).await,
         "foreign_lease" => return foreign_lease(w).await,
         "revoke" => revoke(w).await,
         "upgrade" => {

@@ -24,9 +24,9 @@
 use chrono::NaiveDate;
 use std::sync::Arc;
 
+use domain::floating::FloatingPolicy;
 use domain::keys::{SECRET_TEXT_BYTES_MAX, constant_time_eq, license_key_hash};
 use domain::lease::{DEPLOYMENT_ID_CHARS_MAX, LeaseBody, NONCE_CHARS_MAX, RefusalBody, SignedLease, SignedRefusal};
-use domain::floating::FloatingPolicy;
 use domain::license::{License, LicenseCommand, SubscriptionFacts, ValidationCode, valid_deployment_id};
 use domain::record::Hash;
 use domain::subscription::Subscription;
@@ -524,7 +524,13 @@ async fn place(
 }
 
 /// The answer for a deployment, fixed or floating, on a key's state.
-fn code_of(license: &License, floating: bool, policy: &FloatingPolicy, deployment: &str, at: Moment<'_>) -> ValidationCode {
+fn code_of(
+    license: &License,
+    floating: bool,
+    policy: &FloatingPolicy,
+    deployment: &str,
+    at: Moment<'_>,
+) -> ValidationCode {
     if floating {
         license.floating_validation_code(at.facts, policy, deployment, at.now, at.today)
     } else {
@@ -535,7 +541,10 @@ fn code_of(license: &License, floating: bool, policy: &FloatingPolicy, deploymen
 /// A fixed deployment's key, bound on its first proof (trust on first
 /// use), on the key as loaded from the log. `Err`: the deployment's bound
 /// key was not presented.
-async fn bind_key(fresh: &mut crate::command::Loaded<License>, asked: &Asked) -> Result<Result<(), &'static str>, Error> {
+async fn bind_key(
+    fresh: &mut crate::command::Loaded<License>,
+    asked: &Asked,
+) -> Result<Result<(), &'static str>, Error> {
     match (key_verdict(&fresh.state, asked), &asked.proof) {
         (Err(refused), _) => return Ok(Err(refused)),
         (Ok(true), Some(proof)) => {
