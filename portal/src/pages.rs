@@ -370,12 +370,7 @@ pub async fn release(
     let (caller, license) = (signed.caller(), LicenseId(license));
     usecases::deployments::release(&portal.ledger, &caller, &context, &portal.releases, license, &input.deployment)
         .await?;
-    let deployment: String = input
-        .deployment
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(64)
-        .collect();
+    let deployment = query_safe(&input.deployment);
     Ok(Redirect::to(&format!("/portal/orgs/{org}/licenses?released={deployment}")))
 }
 
@@ -392,13 +387,18 @@ pub async fn reset_key(
     let context = context(&signed);
     let (caller, license) = (signed.caller(), LicenseId(license));
     usecases::deployment_keys::reset_key(&portal.ledger, &caller, &context, license, &input.deployment).await?;
-    let deployment: String = input
-        .deployment
+    let deployment = query_safe(&input.deployment);
+    Ok(Redirect::to(&format!("/portal/orgs/{org}/licenses?keyReset={deployment}")))
+}
+
+/// A deployment id as a query parameter of the page redirected to: only
+/// characters that need no escaping, at most a deployment id's length.
+fn query_safe(deployment: &str) -> String {
+    deployment
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(64)
-        .collect();
-    Ok(Redirect::to(&format!("/portal/orgs/{org}/licenses?keyReset={deployment}")))
+        .take(domain::lease::DEPLOYMENT_ID_CHARS_MAX)
+        .collect()
 }
 
 pub struct UserRow {

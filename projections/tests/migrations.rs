@@ -5,40 +5,40 @@
 use ledger_projections::db::{READMODELS_FILE, ReadModelDb};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-/// The read-model migrations of the release before the license windows.
-const BEFORE_WINDOWS: &[&str] = &[
-    "0001_checkpoints.sql",
-    "0002_merkle_nodes.sql",
-    "0003_models.sql",
-    "0004_h13_billing.sql",
-    "0005_users_by_email.sql",
-];
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_license_windows_migration_starts_the_licenses_projection_again() {
+/// A read-model database as the release before migration `first_new`
+/// left it (every migration named before it applied), with `rows`
+/// written there; then opened by this release, which applies the rest.
+async fn upgraded(first_new: &str, rows: &str) -> (tempfile::TempDir, ReadModelDb) {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("migrations");
     std::fs::create_dir(&old).unwrap();
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite-readmodels");
-    for name in BEFORE_WINDOWS {
-        std::fs::copy(source.join(name), old.join(name)).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < first_new {
+            std::fs::copy(source.join(&name), old.join(&name)).unwrap();
+        }
     }
     let options = SqliteConnectOptions::new().filename(dir.path().join(READMODELS_FILE)).create_if_missing(true);
     let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
     sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
-    sqlx::raw_sql(
+    sqlx::raw_sql(rows).execute(&pool).await.unwrap();
+    pool.close().await;
+    let db = ReadModelDb::open_sqlite(dir.path()).await.unwrap();
+    (dir, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_license_windows_migration_starts_the_licenses_projection_again() {
+    let (_dir, db) = upgraded(
+        "0006",
         "INSERT INTO readmodel_checkpoints (name, sequence, chain_hash) VALUES \
          ('licenses-v1', 7, zeroblob(32)), ('organizations-v1', 7, zeroblob(32)); \
          INSERT INTO rm_licenses (id, organization_id, subscription_id, issued_sequence, revoked, state) \
          VALUES (x'01', NULL, NULL, 3, 0, x'00'); \
          INSERT INTO rm_license_keys (key_hash, license_id) VALUES (x'02', x'01');",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-
-    let db = ReadModelDb::open_sqlite(dir.path()).await.unwrap();
+    .await;
     let checkpoints = db.checkpoints(&["licenses-v1", "organizations-v1"]).await.unwrap();
     assert_eq!(checkpoints[0], None, "the licenses projection starts again");
     assert_eq!(checkpoints[1].map(|c| c.sequence), Some(7), "the others stay where they were");
@@ -55,32 +55,15 @@ async fn the_license_windows_migration_starts_the_licenses_projection_again() {
 /// fills again from the log's first record; other projections stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_sessions_migration_starts_the_audit_projection_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let old = dir.path().join("migrations");
-    std::fs::create_dir(&old).unwrap();
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite-readmodels");
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.as_str() < "0009" {
-            std::fs::copy(source.join(&name), old.join(&name)).unwrap();
-        }
-    }
-    let options = SqliteConnectOptions::new().filename(dir.path().join(READMODELS_FILE)).create_if_missing(true);
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
-    sqlx::raw_sql(
+    let (_dir, db) = upgraded(
+        "0009",
         "INSERT INTO readmodel_checkpoints (name, sequence, chain_hash) VALUES \
          ('audit-v1', 7, zeroblob(32)), ('organizations-v1', 7, zeroblob(32)); \
          INSERT INTO rm_audit (sequence, recorded_at, occurred_at, stream_id, event_type, leaf_hash) \
          VALUES (1, 0, 0, 'signin/00', 'PortalSignedIn', zeroblob(32)); \
          INSERT INTO rm_audit_owners (entity_id, organization_id) VALUES (x'01', x'02');",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-
-    let db = ReadModelDb::open_sqlite(dir.path()).await.unwrap();
+    .await;
     let names = ["audit-v1", ledger_projections::models::audit::NAME, "organizations-v1"];
     let checkpoints = db.checkpoints(&names).await.unwrap();
     assert_eq!(ledger_projections::models::audit::NAME, "audit-v2");
@@ -92,43 +75,18 @@ async fn the_audit_sessions_migration_starts_the_audit_projection_again() {
     }
 }
 
-/// The read-model migrations of the release before floating deployments.
-const BEFORE_FLOATING: &[&str] = &[
-    "0001_checkpoints.sql",
-    "0002_merkle_nodes.sql",
-    "0003_models.sql",
-    "0004_h13_billing.sql",
-    "0005_users_by_email.sql",
-    "0006_license_windows.sql",
-    "0007_invoice_payments.sql",
-];
-
 /// The License and Subscription states gained fields (floating
 /// deployments): the projections that keep them start again; others stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_floating_deployments_migration_starts_the_projections_keeping_those_states_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let old = dir.path().join("migrations");
-    std::fs::create_dir(&old).unwrap();
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite-readmodels");
-    for name in BEFORE_FLOATING {
-        std::fs::copy(source.join(name), old.join(name)).unwrap();
-    }
-    let options = SqliteConnectOptions::new().filename(dir.path().join(READMODELS_FILE)).create_if_missing(true);
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
-    sqlx::raw_sql(
+    let (_dir, db) = upgraded(
+        "0010",
         "INSERT INTO readmodel_checkpoints (name, sequence, chain_hash) VALUES \
          ('licenses-v1', 7, zeroblob(32)), ('subscriptions-v1', 7, zeroblob(32)), \
          ('notifications-v1', 7, zeroblob(32)), ('organizations-v1', 7, zeroblob(32)); \
          INSERT INTO rm_notify_subscriptions (id, state) VALUES (x'01', x'00');",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-
-    let db = ReadModelDb::open_sqlite(dir.path()).await.unwrap();
+    .await;
     let names = ["licenses-v1", "subscriptions-v1", "notifications-v1", "organizations-v1"];
     let checkpoints = db.checkpoints(&names).await.unwrap();
     assert_eq!(checkpoints[..3], [None, None, None], "the three projections start again");
@@ -142,20 +100,8 @@ async fn the_floating_deployments_migration_starts_the_projections_keeping_those
 /// and the licenses projection starts again; the others stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deployment_keys_migration_starts_the_licenses_projection_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let old = dir.path().join("migrations");
-    std::fs::create_dir(&old).unwrap();
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite-readmodels");
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.as_str() < "0011" {
-            std::fs::copy(source.join(&name), old.join(&name)).unwrap();
-        }
-    }
-    let options = SqliteConnectOptions::new().filename(dir.path().join(READMODELS_FILE)).create_if_missing(true);
-    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
-    sqlx::raw_sql(
+    let (_dir, db) = upgraded(
+        "0011",
         "INSERT INTO readmodel_checkpoints (name, sequence, chain_hash) VALUES \
          ('licenses-v1', 9, zeroblob(32)), ('usage-v1', 9, zeroblob(32)); \
          INSERT INTO rm_licenses (id, organization_id, subscription_id, issued_sequence, revoked, state) \
@@ -163,12 +109,7 @@ async fn the_deployment_keys_migration_starts_the_licenses_projection_again() {
          INSERT INTO rm_license_keys (key_hash, license_id) VALUES (x'02', x'01'); \
          INSERT INTO rm_deployments (license_id, deployment_id, active) VALUES (x'01', 'edge-1', 1);",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-
-    let db = ReadModelDb::open_sqlite(dir.path()).await.unwrap();
+    .await;
     let checkpoints = db.checkpoints(&["licenses-v1", "usage-v1"]).await.unwrap();
     assert_eq!(checkpoints[0], None, "the licenses projection starts again");
     assert_eq!(checkpoints[1].map(|c| c.sequence), Some(9), "the others stay where they were");
