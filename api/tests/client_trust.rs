@@ -165,7 +165,13 @@ async fn the_next_lease_key_is_announced_signed_by_the_current_one_and_only_then
     assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
     let s = backend.start().await;
     assert_eq!(lease_key(&s).await, next);
-    // The deployment the client activated ("default"), so the key's one place is its own.
+    // The deployment the client activated ("default") bound the client's
+    // key pair: plain HTTP is refused until an admin resets the binding,
+    // then the key's one place is its own again.
+    let refused = s.post("/api/v1/license/validate", None, json!({ "licenseKey": key, "nonce": "n" })).await.expect(200);
+    assert_eq!(refused["code"], "DEPLOYMENT_KEY_REQUIRED", "{refused}");
+    let reset = format!("/api/v1/licenses/{}/deployments/default/reset-key", id(&refused["licenseId"]));
+    s.post(&reset, Some(OPERATOR), json!({})).await.expect(200);
     let answer = s.post("/api/v1/license/validate", None, json!({ "licenseKey": key, "nonce": "n" })).await.expect(200);
     let lease: domain::lease::SignedLease = serde_json::from_value(answer["lease"].clone()).expect("a lease");
     assert!(lease.verify(&client.lease_keys()[1], &key).is_ok());
