@@ -168,7 +168,8 @@ async fn the_next_lease_key_is_announced_signed_by_the_current_one_and_only_then
     // The deployment the client activated ("default") bound the client's
     // key pair: plain HTTP is refused until an admin resets the binding,
     // then the key's one place is its own again.
-    let refused = s.post("/api/v1/license/validate", None, json!({ "licenseKey": key, "nonce": "n" })).await.expect(200);
+    let refused =
+        s.post("/api/v1/license/validate", None, json!({ "licenseKey": key, "nonce": "n" })).await.expect(200);
     assert_eq!(refused["code"], "DEPLOYMENT_KEY_REQUIRED", "{refused}");
     let reset = format!("/api/v1/licenses/{}/deployments/default/reset-key", id(&refused["licenseId"]));
     s.post(&reset, Some(OPERATOR), json!({})).await.expect(200);
