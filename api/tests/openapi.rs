@@ -123,6 +123,7 @@ fn every_answer_and_every_error_has_a_body_in_the_document() {
         "/metrics",
         "/api/v1/keys",
         "/api/v1/license/validate",
+        "/api/v1/license/challenge",
         "/api/v1/usage/report",
         "/api/v1/openapi.json",
     ];

@@ -414,7 +414,7 @@ async fn every_page_by_role(backend: Backend) {
 
     // Reset a deployment's bound key pair, then release it.
     b.go(&format!("/portal/orgs/{acme}/licenses")).await;
-    b.click("button[aria-label='Reset the key pair of deployment dep-a']").await;
+    b.click("button[aria-label='Reset key of deployment dep-a']").await;
     assert!(b.text("#key-reset").await.starts_with("The key pair of deployment dep-a was reset"));
     let licenses = s.get(&format!("/api/v1/organizations/{acme}/licenses"), Some(OPERATOR)).await.expect(200);
     assert_eq!(licenses[0]["deploymentKeys"], json!([]), "{licenses}");
