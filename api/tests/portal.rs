@@ -1253,3 +1253,62 @@ async fn billing_details_open_the_stripe_customer_portal_for_the_admin() {
     assert_eq!(sessions().count(), 2);
     b.client.close().await.unwrap();
 }
+
+/// The `csrf` value of the first form of a page fetched with a session.
+async fn page_csrf(s: &Server, path: &str, cookie: &str) -> String {
+    let (status, _, page) = download(s, path, cookie).await;
+    assert_eq!(status, 200, "{path}");
+    let page = String::from_utf8(page).unwrap();
+    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+/// A white-labelled organization's sign-in and invitation e-mails name it
+/// by its display name, not its own name (issue 14, "applied to … the
+/// e-mails of that organization"); the invitation comes from that name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branded_organizations_sign_in_and_invitation_mails_carry_its_display_name() {
+    if !peers_available(module_path!()) {
+        return;
+    }
+    let backend = Backend::sqlite().await;
+    let mailbox = Mailbox::start().await;
+    let smtp = format!("smtp://127.0.0.1:{}", mailbox.port);
+    let s = backend.start_with(&["--smtp-url", &smtp, "--mail-from", FROM, "--portal-insecure-cookies"]).await;
+    let acme = s.create_org("Acme Holdings").await;
+    s.create_subscription(&acme, "enterprise", "2026-01-01", true).await;
+    add_user(&s, &acme, "admin@acme.test", "admin").await;
+    let body = json!({ "displayName": "Acme Cloud", "primaryColor": "#1f6feb" });
+    let path = format!("/api/v1/organizations/{acme}/branding");
+    s.send(reqwest::Method::PUT, &path, Some(OPERATOR), common::Body::Json(body), &[]).await.expect(200);
+
+    // The sign-in form, over plain HTTP with a double-submit value.
+    let answer = http()
+        .post(format!("{}/portal/signin", s.base))
+        .header("cookie", "ledger_portal_csrf=double-submit")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=admin%40acme.test&csrf=double-submit")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let link = mailbox.link("admin@acme.test", "sign-in link", 1).await;
+    let mail = &mailbox.to("admin@acme.test", "sign-in link")[0];
+    let text = mail["body"].as_str().unwrap();
+    assert!(text.contains("Acme Cloud:") && !text.contains("Acme Holdings"), "{mail}");
+
+    let (status, session) = use_link_over_http(&s, &link).await;
+    assert_eq!(status, 303);
+    let session = session.unwrap();
+    let users = format!("/portal/orgs/{acme}/users");
+    let csrf = page_csrf(&s, &users, &session).await;
+    let (status, page) =
+        post_form(&s, &users, &session, &format!("csrf={csrf}&email=new%40acme.test&role=viewer")).await;
+    assert_eq!(status, 200, "{page}");
+    mailbox.link("new@acme.test", "invited", 1).await;
+    let invitation = &mailbox.to("new@acme.test", "invited")[0];
+    let subject = invitation["subject"].as_str().unwrap();
+    assert_eq!(subject, "You were invited to Acme Cloud's customer portal", "{invitation}");
+    assert!(!invitation["body"].as_str().unwrap().contains("Acme Holdings"), "{invitation}");
+    assert!(invitation["from"].as_str().unwrap().starts_with("Acme Cloud <portal@ledger.test>"), "{invitation}");
+}

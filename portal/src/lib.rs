@@ -70,7 +70,7 @@ pub struct Portal {
     /// The log's Merkle tree, for the proofs the pages hand out.
     pub log_tree: Arc<usecases::log::LogTree>,
     sessions: store::sessions::Sessions,
-    mail: Option<tokio::sync::mpsc::Sender<(String, Mail)>>,
+    mail: Option<tokio::sync::mpsc::Sender<Outgoing>>,
     mails_per_address: KeyedLimiter<String>,
     requests_per_client: KeyedLimiter<IpAddr>,
     releases: KeyedLimiter<LicenseId>,
@@ -135,19 +135,27 @@ impl Portal {
         self.mail.is_some()
     }
 
-    fn queue_mail(&self, to: &str, mail: Mail) {
+    fn queue_mail(&self, to: &str, mail: Mail, sender_name: Option<String>) {
         let Some(queue) = &self.mail else { return };
-        if queue.try_send((to.to_owned(), mail)).is_err() {
+        if queue.try_send(Outgoing { to: to.to_owned(), mail, sender_name }).is_err() {
             tracing::warn!("portal sign-in e-mail queue full or closed; an e-mail was dropped");
         }
     }
 }
 
+/// A sign-in or invitation e-mail waiting for the sender.
+struct Outgoing {
+    to: String,
+    mail: Mail,
+    /// A white-labelled organization's display name, as the sender's name.
+    sender_name: Option<String>,
+}
+
 /// Sends the queued sign-in e-mails, one at a time, for good.
-async fn send_mails(mailer: Mailer, mut waiting: tokio::sync::mpsc::Receiver<(String, Mail)>) {
-    while let Some((to, mail)) = waiting.recv().await {
+async fn send_mails(mailer: Mailer, mut waiting: tokio::sync::mpsc::Receiver<Outgoing>) {
+    while let Some(Outgoing { to, mail, sender_name }) = waiting.recv().await {
         // The address is the user's own; it is not logged, nor the link.
-        if let Err(error) = mailer.send_mail(&to, mail).await {
+        if let Err(error) = mailer.send_mail(&to, mail, sender_name).await {
             tracing::warn!(server = %mailer.server, %error, "portal sign-in e-mail not sent");
         }
     }

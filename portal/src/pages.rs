@@ -483,7 +483,11 @@ pub async fn invite(
             let lifetime = domain::signin::INVITATION_LINK_MICROS;
             let token = usecases::signin::token(&portal.ledger, org, user_id, lifetime)?;
             let url = usecases::signin::url(&portal.settings.portal_url, &token);
-            portal.queue_mail(&email, invitation(&url));
+            // A white-labelled organization invites by its display name,
+            // in the text and as the sender's name.
+            let name = usecases::branding::shown_name(&portal.ledger, org).await.map_err(usecases::Error::from)?;
+            let sender = usecases::branding::display_name(&portal.ledger, org).await.map_err(usecases::Error::from)?;
+            portal.queue_mail(&email, invitation(&url, &name.unwrap_or_default()), sender);
             let sent =
                 if portal.mails() { "invited; a sign-in link was e-mailed" } else { "added (no e-mail is configured)" };
             Ok(users_page(&portal, &signed, Some(format!("{email} {sent}.")), None).await?.into_response())
@@ -496,11 +500,11 @@ pub async fn invite(
     }
 }
 
-fn invitation(url: &str) -> usecases::notify::mail::Mail {
+fn invitation(url: &str, organization: &str) -> usecases::notify::mail::Mail {
     usecases::notify::mail::Mail {
-        subject: "You were invited to the customer portal".into(),
+        subject: format!("You were invited to {organization}'s customer portal"),
         body: format!(
-            "You were added to your organization's customer portal. Sign in (this link works once, within 3 days):\n\n{url}\n"
+            "You were added to {organization}'s customer portal. Sign in (this link works once, within 3 days):\n\n{url}\n"
         ),
     }
 }

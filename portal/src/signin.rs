@@ -85,7 +85,7 @@ pub async fn request(
         let found = links::links_for_email(&portal.ledger, &portal.settings.portal_url, &email).await?;
         if let Some(first) = found.first() {
             let mail = links::mail(&found, SIGN_IN_LINK_MICROS / 60_000_000);
-            portal.queue_mail(&first.email, mail);
+            portal.queue_mail(&first.email, mail, None);
         }
     }
     let mails = portal.mails();

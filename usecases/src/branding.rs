@@ -293,3 +293,12 @@ pub async fn logo(ledger: &Ledger, organization_id: OrganizationId, digest: &str
 pub async fn display_name(ledger: &Ledger, organization_id: OrganizationId) -> Result<Option<String>, DbError> {
     Ok(applied_db(ledger, organization_id).await?.map(|row| row.display_name))
 }
+
+/// The name an organization's e-mails give it: its display name when
+/// branded, else its own name; `None` for an unknown organization.
+pub async fn shown_name(ledger: &Ledger, organization_id: OrganizationId) -> Result<Option<String>, DbError> {
+    match display_name(ledger, organization_id).await? {
+        Some(brand) => Ok(Some(brand)),
+        None => projections::models::organizations::name(&ledger.models.db, organization_id).await,
+    }
+}

@@ -91,7 +91,8 @@ pub async fn links_for_email(ledger: &Ledger, portal_url: &str, email: &str) -> 
     let users = organizations::active_users_by_email(&ledger.models.db, email).await?;
     let mut links = Vec::with_capacity(users.len());
     for (organization_id, user) in users {
-        let name = organizations::name(&ledger.models.db, organization_id).await?.unwrap_or_default();
+        // A white-labelled organization is named by its display name.
+        let name = crate::branding::shown_name(ledger, organization_id).await?.unwrap_or_default();
         let token = token(ledger, organization_id, user.user_id, signin::SIGN_IN_LINK_MICROS)?;
         links.push(Link {
             organization_id,

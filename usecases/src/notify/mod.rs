@@ -146,10 +146,16 @@ impl Mailer {
     /// Sends one e-mail to one address now (the portal's sign-in links,
     /// which are not notices of the outbox: they are asked for, and a
     /// lost one is asked for again).
-    pub async fn send_mail(&self, to: &str, mail: mail::Mail) -> anyhow::Result<()> {
+    /// With a `sender_name`, the e-mail comes from that name at the
+    /// configured address (a white-labelled organization's invitation).
+    pub async fn send_mail(&self, to: &str, mail: mail::Mail, sender_name: Option<String>) -> anyhow::Result<()> {
         let to: Mailbox = to.parse().map_err(|e| anyhow::anyhow!("not an e-mail address: {e}"))?;
+        let from = match sender_name {
+            Some(name) => Mailbox::new(Some(name), self.from.email.clone()),
+            None => self.from.clone(),
+        };
         let message = Message::builder()
-            .from(self.from.clone())
+            .from(from)
             .to(to)
             .subject(mail.subject)
             .header(ContentType::TEXT_PLAIN)
