@@ -3,6 +3,7 @@
 
 mod actors;
 mod checks;
+mod files;
 mod hooks;
 mod payments;
 mod stripe;
@@ -23,6 +24,9 @@ use crate::rng::Rng;
 use crate::{Config, Failure, Report, STEPS_MAX};
 
 pub(crate) use submit::{Effect, KeyState, Request};
+
+/// The log's file in the run's directory.
+const LOG_FILE: &str = "ledger.sqlite";
 
 /// 2026-01-01T00:00:00Z.
 const START_MICROS: i64 = 1_767_225_600_000_000;
@@ -53,6 +57,8 @@ impl Clock for SimClock {
 struct Node {
     log: EventLog,
     db: ReadModelDb,
+    /// The projections runner, kept across steps once made.
+    runner: Option<projections::db::Runner>,
 }
 
 /// What the callers know of an organization.
@@ -134,6 +140,9 @@ pub(crate) struct World {
     rng: Rng,
     clock: Arc<SimClock>,
     faults: Arc<CommitFaults>,
+    /// The sequence at which the runner's audit projection fails once (0:
+    /// none), a fault armed by [`World::run_projections`].
+    fail_at: Arc<std::sync::atomic::AtomicU64>,
     dir: tempfile::TempDir,
     node: Option<Node>,
     model: Model,
@@ -151,6 +160,7 @@ impl World {
         let steps = config.steps.min(STEPS_MAX);
         let failed = |step: u32| move |what: String| Failure { seed, step, what, steps };
         let mut world = World::new(seed, config).map_err(failed(0))?;
+        world.lay_out().await.map_err(failed(0))?;
         world.open().await.map_err(failed(0))?;
         for step in 1..=config.steps.min(STEPS_MAX) {
             world.step = step;
@@ -180,6 +190,7 @@ impl World {
             rng: Rng::new(seed),
             clock: Arc::new(SimClock::new(START_MICROS)),
             faults: Arc::default(),
+            fail_at: Arc::default(),
             dir,
             node: None,
             model: Model::default(),
@@ -204,16 +215,23 @@ impl World {
         })
     }
 
+    /// The seed's first files: the migrated, empty log and read models.
+    async fn lay_out(&mut self) -> Result<(), String> {
+        let templates = files::templates().await?;
+        templates.log.write(&self.dir.path().join(LOG_FILE))?;
+        templates.readmodels.write(&self.dir.path().join(projections::db::READMODELS_FILE))
+    }
+
     /// Opens the log and the read models from the directory's files.
     async fn open(&mut self) -> Result<(), String> {
-        let path = self.dir.path().join("ledger.sqlite");
+        let path = self.dir.path().join(LOG_FILE);
         let clock: Arc<dyn Clock> = self.clock.clone();
         let log = EventLog::open_sqlite_with_faults(&path, clock, self.faults.clone())
             .await
             .map_err(|e| format!("reopening the log: {e}"))?;
         let db =
             ReadModelDb::open_sqlite(self.dir.path()).await.map_err(|e| format!("reopening the read models: {e}"))?;
-        self.node = Some(Node { log, db });
+        self.node = Some(Node { log, db, runner: None });
         Ok(())
     }
 
