@@ -5,7 +5,7 @@
 
 use chrono::{Months, NaiveDate};
 use domain::billing::{Billed, InvoiceEvent, InvoiceIssued, invoice_id};
-use domain::catalog::{Catalog, Tier};
+use domain::catalog::Tier;
 use domain::event::StoredEvent;
 use domain::license::{LicenseEvent, LicenseIssued, LicenseRevoked};
 use domain::notification::{NotificationEvent, NotificationSent};
@@ -308,9 +308,8 @@ impl World {
             if !issued.contains_key(&month) {
                 let months = std::iter::once(month).chain(issued.keys().copied());
                 let usage = usage::months(self.db(), id, months).await.map_err(|e| e.to_string())?;
-                let catalog = Catalog::builtin();
                 let computed =
-                    domain::billing::invoice(subscription, &usage, &catalog, month, issued.values().map(Billed::from))
+                    domain::billing::invoice(subscription, &usage, super::catalog(), month, issued.values().map(Billed::from))
                         .map_err(|e| format!("billing {id} {month}: {e}"))?;
                 if let Some(invoice) = computed {
                     let organization_id = subscription.organization_id.ok_or("a subscription without organization")?;

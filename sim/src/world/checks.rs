@@ -25,8 +25,10 @@ fn err(error: impl std::fmt::Display) -> String {
     error.to_string()
 }
 
-fn names() -> Vec<&'static str> {
-    models::all(domain::catalog::Catalog::builtin()).iter().map(|p| p.name()).collect()
+/// The projections' names, listed once per process.
+fn names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| models::all(super::catalog().clone()).iter().map(|p| p.name()).collect())
 }
 
 /// The simulation's own rebuild, following the log: its read models and
@@ -94,7 +96,7 @@ impl World {
     /// planted bug, if any, and the world's failure cell.
     fn projections(&self) -> Vec<Box<dyn Projection>> {
         let skip = self.config.bug == Some(Bug::SkipAuditRecord);
-        (models::all(domain::catalog::Catalog::builtin()).into_iter())
+        (models::all(super::catalog().clone()).into_iter())
             .map(|inner| {
                 let audit = inner.name().starts_with("audit");
                 let fail_at = audit.then(|| self.fail_at.clone());
@@ -136,7 +138,7 @@ impl World {
     /// any error, applies it all.
     pub(crate) async fn run_projections(&mut self) -> Result<(), String> {
         let head = self.log().head().await.map_err(err)?.sequence;
-        let applied = self.db().applied(&names()).await.map_err(err)?;
+        let applied = self.db().applied(names()).await.map_err(err)?;
         if head > applied && self.rng.chance(APPLY_FAULT_PER_MILLE) {
             let fail_at = applied + 1 + self.rng.below(head - applied);
             self.fail_at.store(fail_at, std::sync::atomic::Ordering::Relaxed);
@@ -177,7 +179,7 @@ impl World {
             }
             page.iter().try_for_each(|record| self.scan(record))?;
         }
-        let applied = self.db().applied(&names()).await.map_err(err)?;
+        let applied = self.db().applied(names()).await.map_err(err)?;
         if applied > head.sequence {
             return Err(format!("the read models are at {applied}, past the head {}", head.sequence));
         }
@@ -239,7 +241,7 @@ impl World {
         if self.seen.shadow.is_none() {
             let path = self.dir.path().join(SHADOW_FILE);
             let db = self.scratch(&path).await?;
-            let all = models::all(domain::catalog::Catalog::builtin());
+            let all = models::all(super::catalog().clone());
             let rebuild = Rebuild::new(db.clone(), all, u64::MAX).await.map_err(err)?;
             self.seen.shadow = Some(Shadow { db, rebuild, at: 0 });
         }
@@ -275,10 +277,10 @@ impl World {
     /// A rebuild from scratch into a new file, compared with the read
     /// models (at the end of a run).
     pub(crate) async fn full_rebuild(&mut self) -> Result<(), String> {
-        let applied = self.db().applied(&names()).await.map_err(err)?;
+        let applied = self.db().applied(names()).await.map_err(err)?;
         let path = self.dir.path().join("rebuild-full.sqlite");
         let scratch = self.scratch(&path).await?;
-        let all = models::all(domain::catalog::Catalog::builtin());
+        let all = models::all(super::catalog().clone());
         let mut rebuild = Rebuild::new(scratch.clone(), all, applied).await.map_err(err)?;
         let mut next = 1;
         while next <= applied {

@@ -25,6 +25,20 @@ use crate::{Config, Failure, Report, STEPS_MAX};
 
 pub(crate) use submit::{Effect, KeyState, Request};
 
+/// The built-in catalog, parsed once per process (parsing it made a few
+/// per cent of a seed's time).
+pub(crate) fn catalog() -> &'static domain::catalog::Catalog {
+    static CATALOG: std::sync::OnceLock<domain::catalog::Catalog> = std::sync::OnceLock::new();
+    CATALOG.get_or_init(domain::catalog::Catalog::builtin)
+}
+
+/// The services the subscription aggregate decides with.
+pub(crate) fn services() -> domain::subscription::Services {
+    static SERVICES: std::sync::OnceLock<Arc<domain::catalog::Catalog>> = std::sync::OnceLock::new();
+    let catalog = SERVICES.get_or_init(|| Arc::new(catalog().clone())).clone();
+    domain::subscription::Services { catalog, policy: domain::subscription::Policy::default() }
+}
+
 /// The log's file in the run's directory.
 const LOG_FILE: &str = "ledger.sqlite";
 
@@ -197,7 +211,7 @@ impl World {
             seen: Seen {
                 scanned: 0,
                 streams: BTreeMap::new(),
-                invoices: InvoiceCheck::new(domain::catalog::Catalog::builtin()),
+                invoices: InvoiceCheck::new(catalog().clone()),
                 compared: None,
                 rebuilds: 0,
                 shadow: None,

@@ -20,14 +20,13 @@
 //! was, open before.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use domain::event::StoredEvent;
 use domain::payment::PaymentStatus;
 use domain::stripe::{Outcome, StripeEvent, StripeEventHandled, StripeEventReceived, event_stream};
-use domain::subscription::{Policy, Services, Subscription, SubscriptionCommand, SubscriptionEvent};
+use domain::subscription::{Subscription, SubscriptionCommand, SubscriptionEvent};
 use domain::{Clock, SubscriptionId, Timestamp};
 use projections::models::{payments, stripe};
 use rust_decimal::Decimal;
@@ -203,7 +202,7 @@ impl World {
         } else {
             SubscriptionCommand::RecordPaymentFailed { reference, reported_at, now }
         };
-        let services = Services { catalog: Arc::new(domain::catalog::Catalog::builtin()), policy: Policy::default() };
+        let services = super::services();
         let sink = EventSink::<Subscription>::default();
         let decided = subscription.handle(command, &services, &sink).await;
         let decided = match decided {
