@@ -62,6 +62,9 @@ pub enum Bug {
     /// subscription records a payment Stripe never reported, and the
     /// invoice is paid in the read models.
     FailureRecordedAsPaid,
+    /// The scheduler suspends a past-due subscription without asking the
+    /// aggregate, its dunning grace over or not.
+    SuspendInGrace,
 }
 
 /// What a run did.

@@ -258,3 +258,18 @@ fn a_failed_charge_recorded_as_paid_is_caught_with_its_seed() {
     assert_eq!(again, failure);
     println!("caught: {text}");
 }
+
+#[test]
+fn a_suspension_inside_the_dunning_grace_is_caught_with_its_seed() {
+    // A seed must get as far as a failed charge applied: up to 400 tried.
+    let config = Config { bug: Some(Bug::SuspendInGrace), ..config() };
+    let failure = (1..=400)
+        .find_map(|seed| run(seed, config).err())
+        .expect("no seed of 400 caught a suspension inside the dunning grace");
+    let text = failure.to_string();
+    assert!(text.contains("the grace not over"), "{text}");
+    assert!(text.contains(&format!("SIM_SEED={} cargo test -p ledger-sim --test seeds", failure.seed)), "{text}");
+    let again = run(failure.seed, config).unwrap_err();
+    assert_eq!(again, failure);
+    println!("caught: {text}");
+}

@@ -80,7 +80,7 @@ impl World {
         self.model.revisions.get(stream).map_or(ExpectedRevision::NoStream, |r| ExpectedRevision::Exactly(*r))
     }
 
-    async fn new_organization(&mut self) -> Result<(), String> {
+    pub(super) async fn new_organization(&mut self) -> Result<(), String> {
         if self.model.orgs.len() + self.model.pending.len() >= ORGANIZATIONS_MAX {
             return self.report_usage().await;
         }
@@ -116,7 +116,7 @@ impl World {
         (!idle.is_empty()).then(|| idle[self.rng.below(idle.len() as u64) as usize])
     }
 
-    async fn start_subscription(&mut self) -> Result<(), String> {
+    pub(super) async fn start_subscription(&mut self) -> Result<(), String> {
         let Some(organization) = self.idle_organization() else { return self.new_organization().await };
         let (id, license) = (SubscriptionId(self.uuid(3)), LicenseId(self.uuid(4)));
         let start = self.today();
@@ -166,7 +166,7 @@ impl World {
             .collect()
     }
 
-    async fn report_usage(&mut self) -> Result<(), String> {
+    pub(super) async fn report_usage(&mut self) -> Result<(), String> {
         let live = self.live_subscriptions();
         if live.is_empty() {
             self.trace("usage nothing");
@@ -249,7 +249,11 @@ impl World {
         let today = self.today();
         let mut requests = Vec::new();
         for (organization, id, subscription) in live {
-            if subscription.status_on(today) != Status::Cancelled {
+            requests.extend(self.due(id, &subscription).await?);
+            // A term that ended is the term end's, as the scheduler decides.
+            let status = subscription.status_on(today);
+            let ends = !status.is_ended() && subscription.end_date.is_some_and(|end| end <= today);
+            if status != Status::Cancelled || ends {
                 continue;
             }
             let Some(license) = subscription.license_id else { continue };

@@ -218,6 +218,7 @@ impl World {
         }
         if let LedgerEvent::Subscription(subscription) = &event {
             self.check_payment(header.sequence, subscription)?;
+            self.seen.check_term(header, subscription)?;
         }
         if let LedgerEvent::Notification(NotificationEvent::NotificationSent(sent)) = &event {
             if !self.peer.accepted.contains(&sent.message_id) {

@@ -8,6 +8,7 @@ mod hooks;
 mod payments;
 mod stripe;
 mod submit;
+mod terms;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -128,6 +129,8 @@ struct Seen {
     /// Per Stripe invoice, the charges whose report the ledger applied:
     /// at which sequence, and whether it succeeded.
     handled: BTreeMap<String, Vec<(u64, bool)>>,
+    /// Each subscription's state, replayed from the records scanned.
+    subscriptions: BTreeMap<SubscriptionId, domain::subscription::Subscription>,
 }
 
 /// The fake SMTP peer: the message ids it accepted.
@@ -176,6 +179,8 @@ impl World {
         let mut world = World::new(seed, config).map_err(failed(0))?;
         world.lay_out().await.map_err(failed(0))?;
         world.open().await.map_err(failed(0))?;
+        world.history().await.map_err(failed(0))?;
+        world.check().await.map_err(failed(0))?;
         for step in 1..=config.steps.min(STEPS_MAX) {
             world.step = step;
             let done = async {
@@ -219,6 +224,7 @@ impl World {
                 attached: None,
                 links: BTreeMap::new(),
                 handled: BTreeMap::new(),
+                subscriptions: BTreeMap::new(),
             },
             peer: Peer::default(),
             stripe: stripe::FakeStripe::default(),
