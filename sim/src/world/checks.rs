@@ -1,6 +1,7 @@
 //! The projections runner's step and the invariants checked after every
 //! step.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use domain::event::LedgerEvent;
@@ -71,6 +72,26 @@ impl super::Seen {
             Ok(true)
         };
         read().map_err(|e| format!("comparing the read models: {e}"))
+    }
+}
+
+impl super::Seen {
+    /// Every invoice's payment status in the live read models, by its
+    /// subscription and month (`YYYY-MM-DD`), read on the checker's
+    /// connection (opened by [`super::Seen::same_tables`]).
+    pub(crate) fn invoice_statuses(&mut self) -> Result<BTreeMap<(uuid::Uuid, String), String>, String> {
+        let connection = self.attached.as_ref().ok_or("the checker's connection is not open")?;
+        let read = || -> rusqlite::Result<BTreeMap<(uuid::Uuid, String), String>> {
+            let sql = format!("SELECT subscription_id, period, status FROM main.{}", models::payments::INVOICE_PAYMENTS.name);
+            let mut statement = connection.prepare_cached(&sql)?;
+            let rows = statement.query_map([], |row| {
+                let id: Vec<u8> = row.get(0)?;
+                let id = uuid::Uuid::from_slice(&id).unwrap_or_default();
+                Ok(((id, row.get(1)?), row.get(2)?))
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| format!("reading the invoices' payment status: {e}"))
     }
 }
 
@@ -185,7 +206,7 @@ impl World {
         }
         if self.seen.compared != Some(applied) {
             self.compare_rebuild(applied).await?;
-            self.check_payments(applied).await?;
+            self.check_payments(applied)?;
             self.seen.compared = Some(applied);
         }
         self.trace(&format!("head {} {} applied {applied}", head.sequence, head.chain_hash));
