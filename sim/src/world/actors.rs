@@ -312,9 +312,14 @@ impl World {
             if !issued.contains_key(&month) {
                 let months = std::iter::once(month).chain(issued.keys().copied());
                 let usage = usage::months(self.db(), id, months).await.map_err(|e| e.to_string())?;
-                let computed =
-                    domain::billing::invoice(subscription, &usage, super::catalog(), month, issued.values().map(Billed::from))
-                        .map_err(|e| format!("billing {id} {month}: {e}"))?;
+                let computed = domain::billing::invoice(
+                    subscription,
+                    &usage,
+                    super::catalog(),
+                    month,
+                    issued.values().map(Billed::from),
+                )
+                .map_err(|e| format!("billing {id} {month}: {e}"))?;
                 if let Some(invoice) = computed {
                     let organization_id = subscription.organization_id.ok_or("a subscription without organization")?;
                     let (invoice_id, digest) = (invoice_id(id, month), invoice.digest());

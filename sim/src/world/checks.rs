@@ -82,7 +82,8 @@ impl super::Seen {
     pub(crate) fn invoice_statuses(&mut self) -> Result<BTreeMap<(uuid::Uuid, String), String>, String> {
         let connection = self.attached.as_ref().ok_or("the checker's connection is not open")?;
         let read = || -> rusqlite::Result<BTreeMap<(uuid::Uuid, String), String>> {
-            let sql = format!("SELECT subscription_id, period, status FROM main.{}", models::payments::INVOICE_PAYMENTS.name);
+            let sql =
+                format!("SELECT subscription_id, period, status FROM main.{}", models::payments::INVOICE_PAYMENTS.name);
             let mut statement = connection.prepare_cached(&sql)?;
             let rows = statement.query_map([], |row| {
                 let id: Vec<u8> = row.get(0)?;

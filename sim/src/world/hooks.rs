@@ -39,7 +39,8 @@ impl Projection for Hooked {
         event: Option<&LedgerEvent>,
     ) -> Result<(), ApplyError> {
         let sequence = record.header.sequence;
-        let taken = |at: &Arc<AtomicU64>| at.compare_exchange(sequence, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+        let taken =
+            |at: &Arc<AtomicU64>| at.compare_exchange(sequence, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok();
         if self.fail_at.as_ref().is_some_and(taken) {
             return Err("injected fault: the projection failed in the middle of a batch".into());
         }

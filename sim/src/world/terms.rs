@@ -121,8 +121,7 @@ impl World {
         let (subscription, revision) = self.load::<Subscription>(&id.stream()).await?;
         let organization_id = subscription.organization_id.ok_or("a subscription without organization")?;
         let (organization, org_revision) = self.load::<Organization>(&organization_id.stream()).await?;
-        let decided =
-            domain::workflows::end_term(&subscription, &organization, self.today(), &super::services()).await;
+        let decided = domain::workflows::end_term(&subscription, &organization, self.today(), &super::services()).await;
         let Ok(decided) = decided else { return Ok(None) };
         let expired = decided.subscription.iter().any(|e| matches!(e, SubscriptionEvent::SubscriptionExpired(_)));
         let mut keys = vec![key.clone()];
