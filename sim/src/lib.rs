@@ -13,14 +13,21 @@
 //! After every step the invariants are checked ([`world`]): the new
 //! records' chain verifies, sequences and stream revisions have no gaps, a
 //! retry gives the first outcome, every issued invoice re-derives, every
-//! e-mail recorded as sent was accepted by the peer, and the read models
+//! e-mail recorded as sent was accepted by the peer, suspensions, renewals
+//! and expiries agree with the subscription before them, and the read models
 //! equal a rebuild from the log whenever they moved. A failure names its
 //! seed and how to run that seed alone ([`Failure`]).
 //!
+//! Each seed starts with some history (subscriptions started up to 13
+//! months back), and the scheduler also ends terms and suspends past-due
+//! subscriptions, as the aggregates decide; Stripe charges the invoices
+//! the sync sent it and the reactor records its webhooks.
+//!
 //! Not simulated: PostgreSQL, HTTP, the `usecases` layer itself (the
 //! actors decide with `domain` and read the `projections` tables as the
-//! use cases do, with ids drawn from the seed), Stripe, concurrency inside
-//! a step beyond one group-committed batch.
+//! use cases do, with ids drawn from the seed), upgrades, downgrades,
+//! license validations and deployments, concurrency inside a step beyond
+//! one group-committed batch.
 
 pub mod rng;
 mod world;
