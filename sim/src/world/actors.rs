@@ -22,7 +22,7 @@ use store::{Command, ExpectedRevision, Idempotency, NewEvent};
 use super::{Effect, Request, World};
 
 /// Each actor's weight when a step picks one.
-const WEIGHTS: [u64; 15] = [6, 8, 20, 4, 10, 12, 7, 9, 6, 3, 16, 9, 6, 8, 6];
+const WEIGHTS: [u64; 16] = [6, 8, 20, 4, 10, 12, 7, 9, 6, 3, 16, 9, 6, 8, 6, 5];
 /// Organizations the callers create, at most.
 const ORGANIZATIONS_MAX: usize = 12;
 /// Usage reports one step sends at once (one group commit), at most.
@@ -54,6 +54,7 @@ impl World {
             12 => self.charge().await,
             13 => self.deliver_webhook().await,
             14 => self.react().await,
+            15 => self.change_tier().await,
             _ => {
                 self.move_clock();
                 Ok(())
@@ -158,7 +159,7 @@ impl World {
     }
 
     /// Live subscriptions as the callers know them, started by today.
-    fn live_subscriptions(&self) -> Vec<(SubscriptionId, LicenseId)> {
+    pub(super) fn live_subscriptions(&self) -> Vec<(SubscriptionId, LicenseId)> {
         let today = self.today();
         (self.model.subs.iter())
             .filter(|(id, sub)| !sub.ended && sub.start <= today && !self.model.busy.contains(&id.stream()))

@@ -2,6 +2,7 @@
 //! callers' knowledge, the fake peer, the trace; the step loop.
 
 mod actors;
+mod changes;
 mod checks;
 mod files;
 mod hooks;

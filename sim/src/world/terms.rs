@@ -8,7 +8,8 @@
 //! subscription's state replayed from the log by the checker): a
 //! suspension follows an unresolved failed payment whose grace was over at
 //! its time; a renewal starts on the day the term ended, recorded on or
-//! after it; an expiry is on the term's end.
+//! after it, at the tier of the downgrade scheduled (if any) or the
+//! newest; an expiry is on the term's end.
 
 use chrono::{Months, NaiveDate};
 use cqrs_es::Aggregate;
@@ -148,6 +149,7 @@ impl super::Seen {
         let before = self.subscriptions.entry(id).or_default();
         let at = header.sequence;
         let day: NaiveDate = header.occurred_at.to_datetime().date_naive();
+        Self::check_change(before, header, event)?;
         match event {
             SubscriptionEvent::SubscriptionSuspended(suspended) => {
                 let grace_over = before.dunning.is_some_and(|d| {
@@ -162,10 +164,11 @@ impl super::Seen {
                 }
             }
             SubscriptionEvent::SubscriptionRenewed(renewed) => {
-                if before.end_date != Some(renewed.start_date) || day < renewed.start_date {
+                let tier = before.scheduled_downgrade.or(before.latest_tier().map(|period| period.tier));
+                if before.end_date != Some(renewed.start_date) || day < renewed.start_date || tier != Some(renewed.tier) {
                     return Err(format!(
-                        "record {at} renews {id} from {} on {day}; its term ended {:?}",
-                        renewed.start_date, before.end_date
+                        "record {at} renews {id} from {} on {day} at {:?}; its term ended {:?}, at {tier:?}",
+                        renewed.start_date, renewed.tier, before.end_date
                     ));
                 }
             }
