@@ -72,6 +72,9 @@ pub enum Bug {
     /// The scheduler suspends a past-due subscription without asking the
     /// aggregate, its dunning grace over or not.
     SuspendInGrace,
+    /// The scheduler renews a term at the subscription's newest tier,
+    /// ignoring the downgrade scheduled for the renewal.
+    RenewIgnoringDowngrade,
 }
 
 /// What a run did.

@@ -273,3 +273,17 @@ fn a_suspension_inside_the_dunning_grace_is_caught_with_its_seed() {
     assert_eq!(again, failure);
     println!("caught: {text}");
 }
+
+#[test]
+fn a_renewal_that_ignores_a_scheduled_downgrade_is_caught_with_its_seed() {
+    // A seed must schedule a downgrade before a term ends: up to 400 tried.
+    let config = Config { bug: Some(Bug::RenewIgnoringDowngrade), ..config() };
+    let failure = (1..=400)
+        .find_map(|seed| run(seed, config).err())
+        .expect("no seed of 400 caught a renewal that ignores a scheduled downgrade");
+    let text = failure.to_string();
+    assert!(text.contains("renews") && text.contains("its term ended"), "{text}");
+    let again = run(failure.seed, config).unwrap_err();
+    assert_eq!(again, failure);
+    println!("caught: {text}");
+}

@@ -73,7 +73,8 @@ impl World {
         let new_id = LicenseId(self.uuid(4));
         let today = self.today();
         // Today, or a day of this month up to today.
-        let effective_date = self.rng.chance(500).then(|| today.with_day(1 + self.rng.below(today.day().into()) as u32));
+        let effective_date =
+            self.rng.chance(500).then(|| today.with_day(1 + self.rng.below(today.day().into()) as u32));
         let order = UpgradeOrder {
             target_tier,
             effective_date: effective_date.flatten(),

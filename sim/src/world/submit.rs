@@ -30,11 +30,19 @@ pub(crate) struct Request {
 pub(crate) enum Effect {
     None,
     Organization(OrganizationId),
-    Subscription { organization: OrganizationId, id: SubscriptionId, license: LicenseId, start: chrono::NaiveDate },
+    Subscription {
+        organization: OrganizationId,
+        id: SubscriptionId,
+        license: LicenseId,
+        start: chrono::NaiveDate,
+    },
     Cancelled(SubscriptionId),
     Ended(SubscriptionId),
     /// Upgraded, with a new license key.
-    Upgraded { id: SubscriptionId, license: LicenseId },
+    Upgraded {
+        id: SubscriptionId,
+        license: LicenseId,
+    },
 }
 
 /// What is known of an idempotency key's command.

@@ -123,7 +123,15 @@ impl World {
         let organization_id = subscription.organization_id.ok_or("a subscription without organization")?;
         let (organization, org_revision) = self.load::<Organization>(&organization_id.stream()).await?;
         let decided = domain::workflows::end_term(&subscription, &organization, self.today(), &super::services()).await;
-        let Ok(decided) = decided else { return Ok(None) };
+        let Ok(mut decided) = decided else { return Ok(None) };
+        if self.config.bug == Some(Bug::RenewIgnoringDowngrade) {
+            let newest = subscription.latest_tier().map(|period| period.tier);
+            for event in &mut decided.subscription {
+                if let (SubscriptionEvent::SubscriptionRenewed(renewed), Some(tier)) = (event, newest) {
+                    renewed.tier = tier;
+                }
+            }
+        }
         let expired = decided.subscription.iter().any(|e| matches!(e, SubscriptionEvent::SubscriptionExpired(_)));
         let mut keys = vec![key.clone()];
         let mut commands = vec![self.command(&key, id.stream(), expected(revision), &decided.subscription)];
@@ -165,7 +173,8 @@ impl super::Seen {
             }
             SubscriptionEvent::SubscriptionRenewed(renewed) => {
                 let tier = before.scheduled_downgrade.or(before.latest_tier().map(|period| period.tier));
-                if before.end_date != Some(renewed.start_date) || day < renewed.start_date || tier != Some(renewed.tier) {
+                if before.end_date != Some(renewed.start_date) || day < renewed.start_date || tier != Some(renewed.tier)
+                {
                     return Err(format!(
                         "record {at} renews {id} from {} on {day} at {:?}; its term ended {:?}, at {tier:?}",
                         renewed.start_date, renewed.tier, before.end_date
