@@ -19,15 +19,16 @@
 //! seed and how to run that seed alone ([`Failure`]).
 //!
 //! Each seed starts with some history (subscriptions started up to 13
-//! months back), and the scheduler also ends terms and suspends past-due
-//! subscriptions, as the aggregates decide; Stripe charges the invoices
+//! months back); admins upgrade and schedule downgrades, and the scheduler
+//! also ends terms and suspends past-due subscriptions, as the aggregates
+//! decide; Stripe charges the invoices
 //! the sync sent it and the reactor records its webhooks.
 //!
 //! Not simulated: PostgreSQL, HTTP, the `usecases` layer itself (the
 //! actors decide with `domain` and read the `projections` tables as the
-//! use cases do, with ids drawn from the seed), upgrades, downgrades,
-//! license validations and deployments, concurrency inside a step beyond
-//! one group-committed batch.
+//! use cases do, with ids drawn from the seed), add-ons, license
+//! validations and deployments, concurrency inside a step beyond one
+//! group-committed batch.
 
 pub mod rng;
 mod world;
