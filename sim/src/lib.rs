@@ -13,14 +13,22 @@
 //! After every step the invariants are checked ([`world`]): the new
 //! records' chain verifies, sequences and stream revisions have no gaps, a
 //! retry gives the first outcome, every issued invoice re-derives, every
-//! e-mail recorded as sent was accepted by the peer, and the read models
+//! e-mail recorded as sent was accepted by the peer, suspensions, renewals
+//! and expiries agree with the subscription before them, and the read models
 //! equal a rebuild from the log whenever they moved. A failure names its
 //! seed and how to run that seed alone ([`Failure`]).
 //!
+//! Each seed starts with some history (subscriptions started up to 13
+//! months back); admins upgrade and schedule downgrades, and the scheduler
+//! also ends terms and suspends past-due subscriptions, as the aggregates
+//! decide; Stripe charges the invoices
+//! the sync sent it and the reactor records its webhooks.
+//!
 //! Not simulated: PostgreSQL, HTTP, the `usecases` layer itself (the
 //! actors decide with `domain` and read the `projections` tables as the
-//! use cases do, with ids drawn from the seed), Stripe, concurrency inside
-//! a step beyond one group-committed batch.
+//! use cases do, with ids drawn from the seed), add-ons, license
+//! validations and deployments, concurrency inside a step beyond one
+//! group-committed batch.
 
 pub mod rng;
 mod world;
@@ -62,6 +70,12 @@ pub enum Bug {
     /// subscription records a payment Stripe never reported, and the
     /// invoice is paid in the read models.
     FailureRecordedAsPaid,
+    /// The scheduler suspends a past-due subscription without asking the
+    /// aggregate, its dunning grace over or not.
+    SuspendInGrace,
+    /// The scheduler renews a term at the subscription's newest tier,
+    /// ignoring the downgrade scheduled for the renewal.
+    RenewIgnoringDowngrade,
 }
 
 /// What a run did.

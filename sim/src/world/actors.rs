@@ -5,7 +5,7 @@
 
 use chrono::{Months, NaiveDate};
 use domain::billing::{Billed, InvoiceEvent, InvoiceIssued, invoice_id};
-use domain::catalog::{Catalog, Tier};
+use domain::catalog::Tier;
 use domain::event::StoredEvent;
 use domain::license::{LicenseEvent, LicenseIssued, LicenseRevoked};
 use domain::notification::{NotificationEvent, NotificationSent};
@@ -22,7 +22,7 @@ use store::{Command, ExpectedRevision, Idempotency, NewEvent};
 use super::{Effect, Request, World};
 
 /// Each actor's weight when a step picks one.
-const WEIGHTS: [u64; 15] = [6, 8, 20, 4, 10, 12, 7, 9, 6, 3, 16, 9, 6, 8, 6];
+const WEIGHTS: [u64; 16] = [6, 8, 20, 4, 10, 12, 7, 9, 6, 3, 16, 9, 6, 8, 6, 5];
 /// Organizations the callers create, at most.
 const ORGANIZATIONS_MAX: usize = 12;
 /// Usage reports one step sends at once (one group commit), at most.
@@ -54,6 +54,7 @@ impl World {
             12 => self.charge().await,
             13 => self.deliver_webhook().await,
             14 => self.react().await,
+            15 => self.change_tier().await,
             _ => {
                 self.move_clock();
                 Ok(())
@@ -80,7 +81,7 @@ impl World {
         self.model.revisions.get(stream).map_or(ExpectedRevision::NoStream, |r| ExpectedRevision::Exactly(*r))
     }
 
-    async fn new_organization(&mut self) -> Result<(), String> {
+    pub(super) async fn new_organization(&mut self) -> Result<(), String> {
         if self.model.orgs.len() + self.model.pending.len() >= ORGANIZATIONS_MAX {
             return self.report_usage().await;
         }
@@ -116,7 +117,7 @@ impl World {
         (!idle.is_empty()).then(|| idle[self.rng.below(idle.len() as u64) as usize])
     }
 
-    async fn start_subscription(&mut self) -> Result<(), String> {
+    pub(super) async fn start_subscription(&mut self) -> Result<(), String> {
         let Some(organization) = self.idle_organization() else { return self.new_organization().await };
         let (id, license) = (SubscriptionId(self.uuid(3)), LicenseId(self.uuid(4)));
         let start = self.today();
@@ -158,7 +159,7 @@ impl World {
     }
 
     /// Live subscriptions as the callers know them, started by today.
-    fn live_subscriptions(&self) -> Vec<(SubscriptionId, LicenseId)> {
+    pub(super) fn live_subscriptions(&self) -> Vec<(SubscriptionId, LicenseId)> {
         let today = self.today();
         (self.model.subs.iter())
             .filter(|(id, sub)| !sub.ended && sub.start <= today && !self.model.busy.contains(&id.stream()))
@@ -166,7 +167,7 @@ impl World {
             .collect()
     }
 
-    async fn report_usage(&mut self) -> Result<(), String> {
+    pub(super) async fn report_usage(&mut self) -> Result<(), String> {
         let live = self.live_subscriptions();
         if live.is_empty() {
             self.trace("usage nothing");
@@ -249,7 +250,11 @@ impl World {
         let today = self.today();
         let mut requests = Vec::new();
         for (organization, id, subscription) in live {
-            if subscription.status_on(today) != Status::Cancelled {
+            requests.extend(self.due(id, &subscription).await?);
+            // A term that ended is the term end's, as the scheduler decides.
+            let status = subscription.status_on(today);
+            let ends = !status.is_ended() && subscription.end_date.is_some_and(|end| end <= today);
+            if status != Status::Cancelled || ends {
                 continue;
             }
             let Some(license) = subscription.license_id else { continue };
@@ -308,10 +313,14 @@ impl World {
             if !issued.contains_key(&month) {
                 let months = std::iter::once(month).chain(issued.keys().copied());
                 let usage = usage::months(self.db(), id, months).await.map_err(|e| e.to_string())?;
-                let catalog = Catalog::builtin();
-                let computed =
-                    domain::billing::invoice(subscription, &usage, &catalog, month, issued.values().map(Billed::from))
-                        .map_err(|e| format!("billing {id} {month}: {e}"))?;
+                let computed = domain::billing::invoice(
+                    subscription,
+                    &usage,
+                    super::catalog(),
+                    month,
+                    issued.values().map(Billed::from),
+                )
+                .map_err(|e| format!("billing {id} {month}: {e}"))?;
                 if let Some(invoice) = computed {
                     let organization_id = subscription.organization_id.ok_or("a subscription without organization")?;
                     let (invoice_id, digest) = (invoice_id(id, month), invoice.digest());

@@ -1,6 +1,7 @@
 //! The projections runner's step and the invariants checked after every
 //! step.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use domain::event::LedgerEvent;
@@ -25,8 +26,10 @@ fn err(error: impl std::fmt::Display) -> String {
     error.to_string()
 }
 
-fn names() -> Vec<&'static str> {
-    models::all(domain::catalog::Catalog::builtin()).iter().map(|p| p.name()).collect()
+/// The projections' names, listed once per process.
+fn names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| models::all(super::catalog().clone()).iter().map(|p| p.name()).collect())
 }
 
 /// The simulation's own rebuild, following the log: its read models and
@@ -72,6 +75,27 @@ impl super::Seen {
     }
 }
 
+impl super::Seen {
+    /// Every invoice's payment status in the live read models, by its
+    /// subscription and month (`YYYY-MM-DD`), read on the checker's
+    /// connection (opened by [`super::Seen::same_tables`]).
+    pub(crate) fn invoice_statuses(&mut self) -> Result<BTreeMap<(uuid::Uuid, String), String>, String> {
+        let connection = self.attached.as_ref().ok_or("the checker's connection is not open")?;
+        let read = || -> rusqlite::Result<BTreeMap<(uuid::Uuid, String), String>> {
+            let sql =
+                format!("SELECT subscription_id, period, status FROM main.{}", models::payments::INVOICE_PAYMENTS.name);
+            let mut statement = connection.prepare_cached(&sql)?;
+            let rows = statement.query_map([], |row| {
+                let id: Vec<u8> = row.get(0)?;
+                let id = uuid::Uuid::from_slice(&id).unwrap_or_default();
+                Ok(((id, row.get(1)?), row.get(2)?))
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| format!("reading the invoices' payment status: {e}"))
+    }
+}
+
 /// The shadow rebuild's file in the run's directory.
 const SHADOW_FILE: &str = "rebuild.sqlite";
 
@@ -90,40 +114,60 @@ async fn follow(log: &store::EventLog, shadow: &mut Shadow, applied: u64) -> Res
 }
 
 impl World {
-    /// The live runner's projections: the models, with the planted bug and
-    /// a failure at `fail_at`, if any.
-    fn projections(&self, fail_at: Option<u64>) -> Vec<Box<dyn Projection>> {
+    /// The live runner's projections: the models, the audit one with the
+    /// planted bug, if any, and the world's failure cell.
+    fn projections(&self) -> Vec<Box<dyn Projection>> {
         let skip = self.config.bug == Some(Bug::SkipAuditRecord);
-        (models::all(domain::catalog::Catalog::builtin()).into_iter())
+        (models::all(super::catalog().clone()).into_iter())
             .map(|inner| {
                 let audit = inner.name().starts_with("audit");
-                let hooked = Hooked { fail_at: fail_at.filter(|_| audit), skip: skip && audit, inner };
-                Box::new(hooked) as Box<dyn Projection>
+                let fail_at = audit.then(|| self.fail_at.clone());
+                Box::new(Hooked { fail_at, skip: skip && audit, inner }) as Box<dyn Projection>
             })
             .collect()
     }
 
-    fn runner(&self, fail_at: Option<u64>, flush: u64) -> Result<Runner, String> {
-        let (log, db) = (self.log().clone(), self.db().clone());
-        Ok(Runner::new(log, db, self.projections(fail_at)).map_err(err)?.with_flush_records_max(flush as usize))
+    /// The node's runner, one for the node's life as in the server (made
+    /// at the first step that needs it, gone in a crash), taking batches of
+    /// at most `flush` records from now on.
+    fn take_runner(&mut self, flush: u64) -> Result<Runner, String> {
+        let kept = self.node.as_mut().expect("the node is open between steps").runner.take();
+        let runner = match kept {
+            Some(runner) => runner,
+            None => Runner::new(self.log().clone(), self.db().clone(), self.projections()).map_err(err)?,
+        };
+        Ok(runner.with_flush_records_max(flush as usize))
+    }
+
+    /// Runs the node's runner up to the log's head; answers what its
+    /// `catch_up` answered, and keeps the runner (after an error it
+    /// reloads from the checkpoints, as the server's does).
+    async fn runner_catch_up(&mut self) -> Result<Result<u64, RunnerError>, String> {
+        let flush = 1 + self.rng.below(FLUSH_RECORDS_MAX);
+        let mut runner = self.take_runner(flush)?;
+        let caught_up = runner.catch_up().await;
+        self.node.as_mut().expect("the node is open between steps").runner = Some(runner);
+        Ok(caught_up)
     }
 
     /// Applies the log up to its head; answers the sequence applied.
     pub(crate) async fn catch_up(&mut self) -> Result<u64, String> {
-        let flush = 1 + self.rng.below(FLUSH_RECORDS_MAX);
-        self.runner(None, flush)?.catch_up().await.map_err(|e| format!("the runner failed: {e}"))
+        self.runner_catch_up().await?.map_err(|e| format!("the runner failed: {e}"))
     }
 
-    /// A runner step; now and then a projection fails in the middle of it,
-    /// and a new runner (a restart) applies it all.
+    /// A runner step; now and then a projection fails in the middle of its
+    /// batch, and the same runner, reloaded from its checkpoints as after
+    /// any error, applies it all.
     pub(crate) async fn run_projections(&mut self) -> Result<(), String> {
         let head = self.log().head().await.map_err(err)?.sequence;
-        let applied = self.db().applied(&names()).await.map_err(err)?;
+        let applied = self.db().applied(names()).await.map_err(err)?;
         if head > applied && self.rng.chance(APPLY_FAULT_PER_MILLE) {
             let fail_at = applied + 1 + self.rng.below(head - applied);
-            let flush = 1 + self.rng.below(FLUSH_RECORDS_MAX);
-            match self.runner(Some(fail_at), flush)?.catch_up().await {
-                Err(RunnerError::Apply { sequence, .. }) if sequence == fail_at => {}
+            self.fail_at.store(fail_at, std::sync::atomic::Ordering::Relaxed);
+            let failed = self.runner_catch_up().await?;
+            let taken = self.fail_at.swap(0, std::sync::atomic::Ordering::Relaxed) == 0;
+            match failed {
+                Err(RunnerError::Apply { sequence, .. }) if sequence == fail_at && taken => {}
                 other => return Err(format!("a projection failing at {fail_at} stopped the runner with {other:?}")),
             }
             self.trace(&format!("runner failed at {fail_at}"));
@@ -157,13 +201,13 @@ impl World {
             }
             page.iter().try_for_each(|record| self.scan(record))?;
         }
-        let applied = self.db().applied(&names()).await.map_err(err)?;
+        let applied = self.db().applied(names()).await.map_err(err)?;
         if applied > head.sequence {
             return Err(format!("the read models are at {applied}, past the head {}", head.sequence));
         }
         if self.seen.compared != Some(applied) {
             self.compare_rebuild(applied).await?;
-            self.check_payments(applied).await?;
+            self.check_payments(applied)?;
             self.seen.compared = Some(applied);
         }
         self.trace(&format!("head {} {} applied {applied}", head.sequence, head.chain_hash));
@@ -196,6 +240,7 @@ impl World {
         }
         if let LedgerEvent::Subscription(subscription) = &event {
             self.check_payment(header.sequence, subscription)?;
+            self.seen.check_term(header, subscription)?;
         }
         if let LedgerEvent::Notification(NotificationEvent::NotificationSent(sent)) = &event {
             if !self.peer.accepted.contains(&sent.message_id) {
@@ -219,7 +264,7 @@ impl World {
         if self.seen.shadow.is_none() {
             let path = self.dir.path().join(SHADOW_FILE);
             let db = self.scratch(&path).await?;
-            let all = models::all(domain::catalog::Catalog::builtin());
+            let all = models::all(super::catalog().clone());
             let rebuild = Rebuild::new(db.clone(), all, u64::MAX).await.map_err(err)?;
             self.seen.shadow = Some(Shadow { db, rebuild, at: 0 });
         }
@@ -255,10 +300,10 @@ impl World {
     /// A rebuild from scratch into a new file, compared with the read
     /// models (at the end of a run).
     pub(crate) async fn full_rebuild(&mut self) -> Result<(), String> {
-        let applied = self.db().applied(&names()).await.map_err(err)?;
+        let applied = self.db().applied(names()).await.map_err(err)?;
         let path = self.dir.path().join("rebuild-full.sqlite");
         let scratch = self.scratch(&path).await?;
-        let all = models::all(domain::catalog::Catalog::builtin());
+        let all = models::all(super::catalog().clone());
         let mut rebuild = Rebuild::new(scratch.clone(), all, applied).await.map_err(err)?;
         let mut next = 1;
         while next <= applied {
@@ -271,20 +316,10 @@ impl World {
         self.compare_with(&scratch, applied).await
     }
 
-    /// An empty read-model file at `path`: a copy of one migrated once per
-    /// run (migrating a new file each time took most of a run's time).
+    /// An empty read-model file at `path`: the migrated template written
+    /// out (migrating a new file each time took most of a run's time).
     async fn scratch(&mut self, path: &std::path::Path) -> Result<ReadModelDb, String> {
-        let template = self.dir.path().join("empty-readmodels.sqlite");
-        if !template.exists() {
-            // Closed when dropped: its connections fold the WAL into the file.
-            drop(ReadModelDb::open_sqlite_file(&template).await.map_err(err)?);
-        }
-        for suffix in ["", "-wal"] {
-            let from = format!("{}{suffix}", template.display());
-            if std::path::Path::new(&from).exists() {
-                std::fs::copy(&from, format!("{}{suffix}", path.display())).map_err(err)?;
-            }
-        }
+        super::files::templates().await?.readmodels.write(path)?;
         ReadModelDb::open_sqlite_file(path).await.map_err(err)
     }
 

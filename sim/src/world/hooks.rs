@@ -2,14 +2,19 @@
 //! batch (a fault: the runner stops, and the next one applies it all), and
 //! a skipped record (a planted bug, [`crate::Bug::SkipAuditRecord`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use domain::event::LedgerEvent;
 use domain::record::Record;
 use projections::db::{ApplyError, Changes, Load, Projection, Table};
 
 pub(crate) struct Hooked {
     pub inner: Box<dyn Projection>,
-    /// Fails once, at this sequence.
-    pub fail_at: Option<u64>,
+    /// Fails once at this sequence (0: never), set between steps on the
+    /// runner the world keeps; shared by the hooked projections, and taken
+    /// by the first that meets it.
+    pub fail_at: Option<Arc<AtomicU64>>,
     /// Skips every record whose sequence is 3 modulo 4 (a bug).
     pub skip: bool,
 }
@@ -33,8 +38,10 @@ impl Projection for Hooked {
         record: &Record,
         event: Option<&LedgerEvent>,
     ) -> Result<(), ApplyError> {
-        if self.fail_at == Some(record.header.sequence) {
-            self.fail_at = None;
+        let sequence = record.header.sequence;
+        let taken =
+            |at: &Arc<AtomicU64>| at.compare_exchange(sequence, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+        if self.fail_at.as_ref().is_some_and(taken) {
             return Err("injected fault: the projection failed in the middle of a batch".into());
         }
         if self.skip && record.header.sequence % 4 == 3 {

@@ -2,11 +2,14 @@
 //! callers' knowledge, the fake peer, the trace; the step loop.
 
 mod actors;
+mod changes;
 mod checks;
+mod files;
 mod hooks;
 mod payments;
 mod stripe;
 mod submit;
+mod terms;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,6 +26,23 @@ use crate::rng::Rng;
 use crate::{Config, Failure, Report, STEPS_MAX};
 
 pub(crate) use submit::{Effect, KeyState, Request};
+
+/// The built-in catalog, parsed once per process (parsing it made a few
+/// per cent of a seed's time).
+pub(crate) fn catalog() -> &'static domain::catalog::Catalog {
+    static CATALOG: std::sync::OnceLock<domain::catalog::Catalog> = std::sync::OnceLock::new();
+    CATALOG.get_or_init(domain::catalog::Catalog::builtin)
+}
+
+/// The services the subscription aggregate decides with.
+pub(crate) fn services() -> domain::subscription::Services {
+    static SERVICES: std::sync::OnceLock<Arc<domain::catalog::Catalog>> = std::sync::OnceLock::new();
+    let catalog = SERVICES.get_or_init(|| Arc::new(catalog().clone())).clone();
+    domain::subscription::Services { catalog, policy: domain::subscription::Policy::default() }
+}
+
+/// The log's file in the run's directory.
+const LOG_FILE: &str = "ledger.sqlite";
 
 /// 2026-01-01T00:00:00Z.
 const START_MICROS: i64 = 1_767_225_600_000_000;
@@ -53,6 +73,8 @@ impl Clock for SimClock {
 struct Node {
     log: EventLog,
     db: ReadModelDb,
+    /// The projections runner, kept across steps once made.
+    runner: Option<projections::db::Runner>,
 }
 
 /// What the callers know of an organization.
@@ -108,6 +130,8 @@ struct Seen {
     /// Per Stripe invoice, the charges whose report the ledger applied:
     /// at which sequence, and whether it succeeded.
     handled: BTreeMap<String, Vec<(u64, bool)>>,
+    /// Each subscription's state, replayed from the records scanned.
+    subscriptions: BTreeMap<SubscriptionId, domain::subscription::Subscription>,
 }
 
 /// The fake SMTP peer: the message ids it accepted.
@@ -134,6 +158,9 @@ pub(crate) struct World {
     rng: Rng,
     clock: Arc<SimClock>,
     faults: Arc<CommitFaults>,
+    /// The sequence at which the runner's audit projection fails once (0:
+    /// none), a fault armed by [`World::run_projections`].
+    fail_at: Arc<std::sync::atomic::AtomicU64>,
     dir: tempfile::TempDir,
     node: Option<Node>,
     model: Model,
@@ -151,7 +178,10 @@ impl World {
         let steps = config.steps.min(STEPS_MAX);
         let failed = |step: u32| move |what: String| Failure { seed, step, what, steps };
         let mut world = World::new(seed, config).map_err(failed(0))?;
+        world.lay_out().await.map_err(failed(0))?;
         world.open().await.map_err(failed(0))?;
+        world.history().await.map_err(failed(0))?;
+        world.check().await.map_err(failed(0))?;
         for step in 1..=config.steps.min(STEPS_MAX) {
             world.step = step;
             let done = async {
@@ -180,13 +210,14 @@ impl World {
             rng: Rng::new(seed),
             clock: Arc::new(SimClock::new(START_MICROS)),
             faults: Arc::default(),
+            fail_at: Arc::default(),
             dir,
             node: None,
             model: Model::default(),
             seen: Seen {
                 scanned: 0,
                 streams: BTreeMap::new(),
-                invoices: InvoiceCheck::new(domain::catalog::Catalog::builtin()),
+                invoices: InvoiceCheck::new(catalog().clone()),
                 compared: None,
                 rebuilds: 0,
                 shadow: None,
@@ -194,6 +225,7 @@ impl World {
                 attached: None,
                 links: BTreeMap::new(),
                 handled: BTreeMap::new(),
+                subscriptions: BTreeMap::new(),
             },
             peer: Peer::default(),
             stripe: stripe::FakeStripe::default(),
@@ -204,16 +236,23 @@ impl World {
         })
     }
 
+    /// The seed's first files: the migrated, empty log and read models.
+    async fn lay_out(&mut self) -> Result<(), String> {
+        let templates = files::templates().await?;
+        templates.log.write(&self.dir.path().join(LOG_FILE))?;
+        templates.readmodels.write(&self.dir.path().join(projections::db::READMODELS_FILE))
+    }
+
     /// Opens the log and the read models from the directory's files.
     async fn open(&mut self) -> Result<(), String> {
-        let path = self.dir.path().join("ledger.sqlite");
+        let path = self.dir.path().join(LOG_FILE);
         let clock: Arc<dyn Clock> = self.clock.clone();
         let log = EventLog::open_sqlite_with_faults(&path, clock, self.faults.clone())
             .await
             .map_err(|e| format!("reopening the log: {e}"))?;
         let db =
             ReadModelDb::open_sqlite(self.dir.path()).await.map_err(|e| format!("reopening the read models: {e}"))?;
-        self.node = Some(Node { log, db });
+        self.node = Some(Node { log, db, runner: None });
         Ok(())
     }
 

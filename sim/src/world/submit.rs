@@ -30,9 +30,19 @@ pub(crate) struct Request {
 pub(crate) enum Effect {
     None,
     Organization(OrganizationId),
-    Subscription { organization: OrganizationId, id: SubscriptionId, license: LicenseId, start: chrono::NaiveDate },
+    Subscription {
+        organization: OrganizationId,
+        id: SubscriptionId,
+        license: LicenseId,
+        start: chrono::NaiveDate,
+    },
     Cancelled(SubscriptionId),
     Ended(SubscriptionId),
+    /// Upgraded, with a new license key.
+    Upgraded {
+        id: SubscriptionId,
+        license: LicenseId,
+    },
 }
 
 /// What is known of an idempotency key's command.
@@ -234,6 +244,11 @@ impl World {
             Effect::Cancelled(id) => {
                 if let Some(sub) = model.subs.get_mut(id) {
                     sub.cancelled = true;
+                }
+            }
+            Effect::Upgraded { id, license } => {
+                if let Some(sub) = model.subs.get_mut(id) {
+                    sub.license = *license;
                 }
             }
             Effect::Ended(id) => {
