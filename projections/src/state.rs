@@ -181,6 +181,11 @@ impl LedgerState {
                     },
                 );
             }
+            OrganizationEvent::ApiTokenRehashed(rehashed) => {
+                if let Some(token) = self.tokens.get_mut(&rehashed.token_id) {
+                    token.token_hash = rehashed.token_hash;
+                }
+            }
             OrganizationEvent::ApiTokenRevoked(revoked) => {
                 if let Some(token) = self.tokens.get_mut(&revoked.token_id) {
                     token.revoked = true;
@@ -213,6 +218,12 @@ impl LedgerState {
         }
         if let LicenseEvent::LicenseIssued(issued) = &event {
             self.license_keys.insert(issued.key_hash, id);
+        }
+        if let LicenseEvent::LicenseKeyRehashed(rehashed) = &event {
+            if let Some(issued) = self.licenses.get(&id).and_then(|l| l.issued.as_ref()) {
+                self.license_keys.remove(&issued.key_hash);
+            }
+            self.license_keys.insert(rehashed.key_hash, id);
         }
         let license = self.licenses.entry(id).or_default();
         license.apply(event);

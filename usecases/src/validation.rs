@@ -235,17 +235,31 @@ pub(crate) async fn license_of_key(ledger: &Ledger, key: &str) -> Result<Option<
     if key.len() > SECRET_TEXT_BYTES_MAX {
         return Ok(None);
     }
-    let found = by_key_hash(ledger, license_key_hash(&ledger.keys.secret, key)).await?;
-    Ok(found.and_then(|(id, license)| Some((id, license.issued?.organization_id))))
+    let found = by_key_hash(ledger, &presented_hashes(ledger, key)).await?;
+    Ok(found.and_then(|(_, id, license)| Some((id, license.issued?.organization_id))))
 }
 
-/// The license whose stored keyed hash is `presented`, compared in
-/// constant time, from the tables.
-async fn by_key_hash(ledger: &Ledger, presented: Hash) -> Result<Option<(LicenseId, License)>, Error> {
-    let found = licenses::by_key_hash(&ledger.models.db, presented).await.map_err(unavailable)?;
-    Ok(found.filter(|(_, license)| {
-        license.issued.as_ref().is_some_and(|issued| constant_time_eq(presented.as_bytes(), issued.key_hash.as_bytes()))
-    }))
+/// The keyed hashes of a presented key under each server secret this
+/// server accepts, the current one first: while the secret is rotated
+/// (`ledger keys rotate-secret`) a key's stored hash is under the old one
+/// until `ledger keys rehash-secret` made it again under the new one.
+fn presented_hashes(ledger: &Ledger, key: &str) -> Vec<Hash> {
+    ledger.keys.secrets().map(|secret| license_key_hash(secret, key)).collect()
+}
+
+/// The license whose stored keyed hash is one of `presented`, compared in
+/// constant time, from the tables; with the hash that matched.
+async fn by_key_hash(ledger: &Ledger, presented: &[Hash]) -> Result<Option<(Hash, LicenseId, License)>, Error> {
+    for hash in presented {
+        let found = licenses::by_key_hash(&ledger.models.db, *hash).await.map_err(unavailable)?;
+        let found = found.filter(|(_, license)| {
+            license.issued.as_ref().is_some_and(|issued| constant_time_eq(hash.as_bytes(), issued.key_hash.as_bytes()))
+        });
+        if let Some((id, license)) = found {
+            return Ok(Some((*hash, id, license)));
+        }
+    }
+    Ok(None)
 }
 
 /// A read-model database that did not answer: 503, the client keeps its lease.
@@ -285,14 +299,18 @@ async fn key_facts(ledger: &Ledger, key: &str) -> Result<Option<Arc<KeyFacts>>, 
     if key.len() > SECRET_TEXT_BYTES_MAX {
         return Ok(None);
     }
-    let presented = license_key_hash(&ledger.keys.secret, key);
-    if let Some(cached) = ledger.validation_cache.get(&presented)
-        && cached.filled_at >= ledger.acknowledged.floor(Some(Credential::License(cached.facts.license_id)))
-    {
-        return Ok(Some(cached.facts));
+    let hashes = presented_hashes(ledger, key);
+    for presented in &hashes {
+        if let Some(cached) = ledger.validation_cache.get(presented)
+            && cached.filled_at >= ledger.acknowledged.floor(Some(Credential::License(cached.facts.license_id)))
+        {
+            return Ok(Some(cached.facts));
+        }
     }
     let mut read_from = std::time::Instant::now();
-    let Some((mut at, license_id, mut license)) = license_of(ledger, presented).await? else { return Ok(None) };
+    let Some((mut at, presented, license_id, mut license)) = license_of(ledger, &hashes).await? else {
+        return Ok(None);
+    };
     let credential = Credential::License(license_id);
     if at < ledger.acknowledged.floor(Some(credential)) {
         acknowledged::catch_up(ledger, Some(credential), None).await?;
@@ -319,15 +337,15 @@ async fn key_facts(ledger: &Ledger, key: &str) -> Result<Option<Arc<KeyFacts>>, 
     Ok(Some(facts))
 }
 
-/// The license of a presented key's hash, and the sequence the tables had
+/// The license of a presented key's hashes (the one that matched), and the sequence the tables had
 /// applied before it was read. A key they do not know: before saying it is
 /// unknown, wait (up to [`READ_MODEL_LAG_MAX`]) until they include the
 /// log's head, since another process may have issued the key a moment
 /// ago, and look again.
-async fn license_of(ledger: &Ledger, presented: Hash) -> Result<Option<(u64, LicenseId, License)>, Error> {
+async fn license_of(ledger: &Ledger, presented: &[Hash]) -> Result<Option<(u64, Hash, LicenseId, License)>, Error> {
     let at = ledger.models.applied();
-    if let Some((id, license)) = by_key_hash(ledger, presented).await? {
-        return Ok(Some((at, id, license)));
+    if let Some((hash, id, license)) = by_key_hash(ledger, presented).await? {
+        return Ok(Some((at, hash, id, license)));
     }
     let head = ledger.log.head().await?.sequence;
     if at < head {
@@ -335,7 +353,7 @@ async fn license_of(ledger: &Ledger, presented: Hash) -> Result<Option<(u64, Lic
         fresh_enough(ledger).await?;
     }
     let at = ledger.models.applied();
-    Ok(by_key_hash(ledger, presented).await?.map(|(id, license)| (at, id, license)))
+    Ok(by_key_hash(ledger, presented).await?.map(|(hash, id, license)| (at, hash, id, license)))
 }
 
 /// A refusal of this request, signed with the lease key and bound to its

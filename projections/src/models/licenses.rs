@@ -82,6 +82,13 @@ impl Projection for Licenses {
             changes.upsert(&LICENSE_KEYS, vec![issued.key_hash.into(), id.into()])?;
             issued_sequence = Some(i64::try_from(record.header.sequence).map_err(|e| e.to_string())?);
         }
+        if let LicenseEvent::LicenseKeyRehashed(rehashed) = event {
+            // The hash under the secret rotated away from finds nothing.
+            if let Some(issued) = &state.issued {
+                changes.delete(&LICENSE_KEYS, vec![issued.key_hash.into()])?;
+            }
+            changes.upsert(&LICENSE_KEYS, vec![rehashed.key_hash.into(), id.into()])?;
+        }
         let deployments = matches!(event, LicenseEvent::DeploymentActivated(_) | LicenseEvent::DeploymentReleased(_));
         state.apply(event.clone());
         if deployments {
