@@ -171,6 +171,7 @@ pub async fn validate_limited(
     if let Some(proof) = &asked.proof {
         let nonce = asked.nonce.as_deref().unwrap_or_default();
         deployment_keys::check_proof(ledger, proof, key, &asked.deployment_id, nonce)
+            .await
             .inspect_err(|_| ledger.metrics.validation("bad_proof", "none"))?;
     }
     let Some(known) = key_facts(ledger, key).await? else {
