@@ -12,7 +12,7 @@ mod common;
 use common::{Backend, OPERATOR, Server, id};
 use serde_json::{Value, json};
 
-const VALIDATE: &str = "/api/v1/licenses/validate";
+const VALIDATE: &str = "/api/v1/license/validate";
 
 /// An organization with an admin token and a license key.
 struct Customer {

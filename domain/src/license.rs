@@ -354,6 +354,17 @@ impl License {
         self.deployments.contains(deployment_id) || self.floating.contains_key(deployment_id)
     }
 
+    /// A heartbeat's extension, kept on the key's per-day floating stream
+    /// (`crate::validation::FloatingLeaseExtended`): extends a place held at
+    /// `at` (never takes one: that is the key's own `FloatingDeploymentLeased`).
+    pub fn extend_floating(&mut self, extended: &crate::validation::FloatingLeaseExtended) {
+        if let Some(frees_at) = self.floating.get_mut(&extended.deployment_id)
+            && *frees_at > extended.at
+        {
+            *frees_at = (*frees_at).max(extended.slot_frees_at);
+        }
+    }
+
     /// Until when the floating deployment `deployment_id` holds its place,
     /// if it does at `now`.
     pub fn floating_until(&self, deployment_id: &str, now: Timestamp) -> Option<Timestamp> {

@@ -124,6 +124,13 @@ impl LedgerState {
                 stats.last_deployment = Some(validated.deployment_id);
                 self.licenses.get(&validated.license_id).and_then(|l| l.issued.as_ref()).map(|i| i.organization_id)
             }
+            (Some(LedgerEvent::Validation(ValidationEvent::FloatingLeaseExtended(extended))), _) => {
+                let license = self.licenses.get_mut(&extended.license_id);
+                license.and_then(|license| {
+                    license.extend_floating(&extended);
+                    license.issued.as_ref().map(|i| i.organization_id)
+                })
+            }
             (Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(invoice))), _) => {
                 let organization_id = invoice.organization_id;
                 self.invoices.entry(invoice.subscription_id).or_default().insert(invoice.invoice.period, invoice);

@@ -30,7 +30,7 @@ use domain::lease::{DEPLOYMENT_ID_CHARS_MAX, LeaseBody, NONCE_CHARS_MAX, Refusal
 use domain::license::{License, LicenseCommand, SubscriptionFacts, ValidationCode, valid_deployment_id};
 use domain::record::Hash;
 use domain::subscription::Subscription;
-use domain::validation::{LicenseValidated, VALIDATIONS_PER_DAY_MAX};
+use domain::validation::{FloatingLeaseExtended, LicenseValidated, VALIDATIONS_PER_DAY_MAX, ValidationEvent};
 use domain::{LicenseId, Metadata, OrganizationId, Timestamp};
 use projections::db::DbError;
 use projections::models::{licenses, organizations, subscriptions};
@@ -429,10 +429,16 @@ async fn attempt(
         let context = Context { metadata: metadata.clone(), idempotency: None, credential: None };
         commands.push(fresh.into_command(&context, now));
     }
+    if let Some(extended) = place.extended {
+        let event = NewEvent::from_event(&ValidationEvent::from(extended), new_event_id(), now, metadata);
+        let stream_id = domain::validation::floating_stream(license_id, today);
+        commands.push(Command { stream_id, expected: ExpectedRevision::Any, idempotency: None, events: vec![event] });
+    }
+    // Either changes what the key's next validation reads of it.
     let license_changed = !commands.is_empty();
     let validation_id = Uuid::now_v7();
     let day = domain::validation::stream(license_id, today);
-    let validated = domain::validation::ValidationEvent::from(LicenseValidated {
+    let validated = ValidationEvent::from(LicenseValidated {
         license_id,
         validation_id,
         deployment_id: asked.deployment_id.clone(),
@@ -476,12 +482,15 @@ struct Moment<'a> {
 struct Place {
     code: ValidationCode,
     changed: Option<crate::command::Loaded<License>>,
+    /// A held floating place renewed: kept on the key's per-day floating
+    /// stream, not its own.
+    extended: Option<FloatingLeaseExtended>,
     floating_until: Option<Timestamp>,
 }
 
 impl Place {
     fn answer(code: ValidationCode) -> Self {
-        Self { code, changed: None, floating_until: None }
+        Self { code, changed: None, extended: None, floating_until: None }
     }
 }
 
@@ -513,7 +522,21 @@ async fn place(
         let floating_until = held.filter(|_| floating && code.is_valid());
         return Ok(Ok(Place { floating_until, ..Place::answer(code) }));
     }
+    if floating && held.is_some() {
+        // Its own place, held: no cap to check, nothing of the key's stream.
+        let until = policy.slot_frees_at(at.now);
+        let extended = FloatingLeaseExtended {
+            license_id: known.license_id,
+            deployment_id: deployment.to_owned(),
+            at: at.now,
+            slot_frees_at: until,
+        };
+        return Ok(Ok(Place { extended: Some(extended), floating_until: Some(until), ..Place::answer(code) }));
+    }
     let mut fresh = load::<License>(ledger, known.license_id.stream()).await?;
+    if policy.deployments > 0 {
+        extend_from_log(ledger, &mut fresh.state, known.license_id, at.today).await?;
+    }
     let holds = fresh.state.deployments.contains(deployment);
     let floating = floating && !holds;
     let code = code_of(&fresh.state, floating, &policy, deployment, at);
@@ -539,7 +562,34 @@ async fn place(
         return Ok(Err(refused));
     }
     let changed = (!fresh.decided().is_empty()).then_some(fresh);
-    Ok(Ok(Place { code, changed, floating_until }))
+    Ok(Ok(Place { code, changed, extended: None, floating_until }))
+}
+
+/// Applies to a key loaded from its own stream the floating places its
+/// heartbeats extended (`FloatingLeaseExtended`, on the per-day floating
+/// streams of today and yesterday: a place is held at most
+/// `FLOATING_LEASE_SECONDS_MAX`, a day, so older extensions have run out).
+/// Each day's stream holds at most one extension per validation.
+async fn extend_from_log(
+    ledger: &Ledger,
+    license: &mut License,
+    license_id: LicenseId,
+    today: NaiveDate,
+) -> Result<(), Error> {
+    for day in [today.pred_opt(), Some(today)].into_iter().flatten() {
+        let stream = domain::validation::floating_stream(license_id, day);
+        let records = ledger.log.read_stream(&stream, 1, VALIDATIONS_PER_DAY_MAX as usize).await?;
+        for record in &records {
+            let Some(payload) = record.payload.as_deref() else { continue };
+            let header = &record.header;
+            if let Ok(Some(ValidationEvent::FloatingLeaseExtended(extended))) =
+                ValidationEvent::decode(&header.event_type, header.schema_version, payload)
+            {
+                license.extend_floating(&extended);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The answer for a deployment, fixed or floating, on a key's state.
