@@ -46,7 +46,7 @@ use ledger_domain::subscription::{
     SubscriptionRenewed, SubscriptionSuspended, SubscriptionUpgraded,
 };
 use ledger_domain::usage::{Metrics, UsageEvent, UsageReported};
-use ledger_domain::validation::{self, LicenseValidated, ValidationEvent};
+use ledger_domain::validation::{self, FloatingLeaseExtended, LicenseValidated, ValidationEvent};
 use ledger_domain::{
     AddonId, Hash, LicenseId, Metadata, Money, OrganizationId, StreamId, SubscriptionId, Timestamp, TokenId, UserId,
     usage,
@@ -727,6 +727,7 @@ fn stripe_sync() -> Vec<Example> {
 fn later() -> Vec<Example> {
     let checkpoint = StreamId::new(CHECKPOINT_STREAM).unwrap();
     let checkpoint2 = checkpoint.clone();
+    let floating = actor(&format!("license:{LICENSE}"));
     vec![
         example(ORG.stream(), 9, "2027-01-20T10:00:00Z", member("admin", "req-0c0101"), Some("make-admin-viewer"))
             .current(LedgerEvent::Organization(OrganizationEvent::UserRoleChanged(UserRoleChanged {
@@ -792,6 +793,13 @@ fn later() -> Vec<Example> {
                 token_id: TOKEN,
                 token_hash: keys::api_token_hash(&next_secret(), &keys::api_token(&secret(), TOKEN)),
                 secret_id: next_secret().id(),
+            }))),
+        example(validation::floating_stream(LICENSE, day("2026-05-06")), 1, "2026-05-06T11:34:10Z", floating, None)
+            .current(LedgerEvent::Validation(ValidationEvent::FloatingLeaseExtended(FloatingLeaseExtended {
+                license_id: LICENSE,
+                deployment_id: "pod-7f9c2".into(),
+                at: at("2026-05-06T11:34:10.020Z"),
+                slot_frees_at: at("2026-05-06T12:34:10.020Z"),
             }))),
         example(checkpoint2, 321, "2027-02-01T09:00:01Z", actor("ledger keys retire-secret"), Some("retire-secret"))
             .current(LedgerEvent::Checkpoint(CheckpointEvent::ServerSecretRetired(ServerSecretRetired {
