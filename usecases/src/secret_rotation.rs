@@ -83,11 +83,15 @@ pub async fn rotate_secret(
     let current = secret_in(&keys, SECRET)?.context("there is no secret to rotate")?;
     let next = secret_in(&keys, SECRET_NEXT)?
         .context("no next secret is announced: run `ledger keys prepare-secret` and restart every server first")?;
-    anyhow::ensure!(
-        !keys.join(SECRET_PREVIOUS).exists(),
-        "an earlier rotation is not retired ({} exists): run `ledger keys retire-secret` first",
-        keys.join(SECRET_PREVIOUS).display()
-    );
+    // A `secret.previous` holding the current secret is this rotation's,
+    // interrupted before the rename: it is finished below.
+    if let Some(previous) = read_file(&keys.join(SECRET_PREVIOUS))? {
+        anyhow::ensure!(
+            previous == current_bytes(&keys)?,
+            "an earlier rotation is not retired ({} exists): run `ledger keys retire-secret` first",
+            keys.join(SECRET_PREVIOUS).display()
+        );
+    }
     let walked = walk(log).await?;
     let sso = walked.sso_configured.values().filter(|configured| **configured).count();
     anyhow::ensure!(
@@ -154,7 +158,7 @@ fn rehash_bootstrap(
 }
 
 /// What `ledger keys retire-secret` did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retired {
     pub secret_id: Hash,
     /// Hashes made again now (others were made by an earlier run).
@@ -180,7 +184,7 @@ pub async fn retire_secret(
     let dir = data_dir.join("keys");
     let previous = secret_in(&dir, SECRET_PREVIOUS)?
         .context("no secret was rotated away from: run `ledger keys rotate-secret` first")?;
-    let mut retired = Retired { secret_id: previous.id(), ..Retired::default() };
+    let mut retired = Retired { secret_id: previous.id(), license_keys: 0, tokens: 0, dropped_tokens: 0 };
     let walked = walk(log).await?;
     let plan = plan(keys, &walked);
     anyhow::ensure!(

@@ -24,6 +24,7 @@
 use chrono::NaiveDate;
 use std::sync::Arc;
 
+use domain::event::StoredEvent;
 use domain::floating::FloatingPolicy;
 use domain::keys::{SECRET_TEXT_BYTES_MAX, constant_time_eq, license_key_hash};
 use domain::lease::{DEPLOYMENT_ID_CHARS_MAX, LeaseBody, NONCE_CHARS_MAX, RefusalBody, SignedLease, SignedRefusal};

@@ -139,22 +139,19 @@ fn write_license(
     state: &License,
     issued_sequence: Option<i64>,
 ) -> Result<(), DbError> {
-    {
-        let issued = state.issued.as_ref();
-        changes.upsert(
-            &LICENSES,
-            vec![
-                id.into(),
-                issued.map(|i| i.organization_id.0).into(),
-                issued.map(|i| i.subscription_id.0).into(),
-                issued_sequence.into(),
-                state.revoked.is_some().into(),
-                encoded(state),
-                open_window(state).map(Timestamp::as_micros).into(),
-            ],
-        )?;
-        Ok(())
-    }
+    let issued = state.issued.as_ref();
+    changes.upsert(
+        &LICENSES,
+        vec![
+            id.into(),
+            issued.map(|i| i.organization_id.0).into(),
+            issued.map(|i| i.subscription_id.0).into(),
+            issued_sequence.into(),
+            state.revoked.is_some().into(),
+            encoded(state),
+            open_window(state).map(Timestamp::as_micros).into(),
+        ],
+    )
 }
 
 /// Writes the rows of every deployment the license mentioned before or
