@@ -6,6 +6,7 @@
 //! secret is retired, a server holding only the old secret finds none of
 //! them.
 
+#[allow(dead_code)]
 #[macro_use]
 mod common;
 
