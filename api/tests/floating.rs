@@ -129,7 +129,8 @@ async fn a_floating_deployment_holds_its_place_while_it_heartbeats(backend: Back
     assert_eq!(leased, 2, "pod-a taken, pod-b taken: the key's own stream");
     // The renewal is on the key's floating stream of the day, not its own.
     let log = backend.open_log().await;
-    let license = id(&s.get(&format!("/api/v1/organizations/{org}/licenses"), Some(OPERATOR)).await.expect(200)[0]["id"]);
+    let license =
+        id(&s.get(&format!("/api/v1/organizations/{org}/licenses"), Some(OPERATOR)).await.expect(200)[0]["id"]);
     let floating = domain::StreamId::new(format!("floating/{license}:2026-01-05")).unwrap();
     let extended = log.read_stream(&floating, 1, 100).await.unwrap();
     let types: Vec<_> = extended.iter().map(|r| r.header.event_type.as_str()).collect();

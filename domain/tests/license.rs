@@ -13,8 +13,7 @@ use ledger_domain::floating::{FloatingDeploymentLeased, FloatingPolicy};
 use ledger_domain::license::{
     DeploymentActivated, DeploymentKeyBound, DeploymentKeyReset, DeploymentReleased, DeploymentReleasedV1, KeyState,
     License, LicenseCommand, LicenseError, LicenseEvent, LicenseIssued, LicenseKeyRehashed, LicenseRevoked,
-    LicenseSuperseded,
-    REASON_CHARS_MAX, SubscriptionFacts, ValidationCode, last_lease_end,
+    LicenseSuperseded, REASON_CHARS_MAX, SubscriptionFacts, ValidationCode, last_lease_end,
 };
 use ledger_domain::record::Hash;
 use ledger_domain::validation::LicenseValidated;

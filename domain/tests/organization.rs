@@ -8,9 +8,9 @@
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
 use ledger_domain::organization::{
-    ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRehashed, ApiTokenRevoked, NAME_CHARS_MAX, Organization, OrganizationCommand,
-    OrganizationCreated, OrganizationError, OrganizationEvent, Role, SeatLimit, SubscriptionEnded, SubscriptionStarted,
-    TOKEN_LIFETIME_MICROS_MAX, UserAdded, UserDeactivated, UserRoleChanged,
+    ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRehashed, ApiTokenRevoked, NAME_CHARS_MAX, Organization,
+    OrganizationCommand, OrganizationCreated, OrganizationError, OrganizationEvent, Role, SeatLimit, SubscriptionEnded,
+    SubscriptionStarted, TOKEN_LIFETIME_MICROS_MAX, UserAdded, UserDeactivated, UserRoleChanged,
 };
 use ledger_domain::record::Hash;
 use ledger_domain::{OrganizationId, SubscriptionId, Timestamp, TokenId, UserId};
@@ -628,7 +628,11 @@ fn a_changed_role_is_the_users_role_from_then_on() {
 /// unknown token has none.
 #[test]
 fn a_rehash_names_a_known_token() {
-    let rehash = |n| OrganizationCommand::RehashToken { token_id: token(n), token_hash: token_hash(9), secret_id: token_hash(8) };
+    let rehash = |n| OrganizationCommand::RehashToken {
+        token_id: token(n),
+        token_hash: token_hash(9),
+        secret_id: token_hash(8),
+    };
     let rehashed = ApiTokenRehashed { token_id: token(1), token_hash: token_hash(9), secret_id: token_hash(8) };
     given(vec![created(), token_issued(1)]).when(rehash(1)).then_expect_events(vec![rehashed.into()]);
     given(vec![created(), token_issued(1)]).when(rehash(2)).then_expect_error(OrganizationError::TokenNotFound);

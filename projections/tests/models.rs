@@ -16,6 +16,8 @@ use chrono::NaiveDate;
 use domain::billing::{InvoiceEvent, InvoiceIssued, invoice_id};
 use domain::catalog::{Catalog, Tier};
 use domain::event::{LedgerEvent, StoredEvent};
+use domain::floating::FloatingDeploymentLeased;
+use domain::license::LicenseKeyRehashed;
 use domain::license::{
     DeploymentActivated, DeploymentReleased, LicenseEvent, LicenseIssued, LicenseSuperseded, ValidationCode,
 };
@@ -41,8 +43,6 @@ use domain::subscription::{
     SubscriptionCancelled, SubscriptionCreated, SubscriptionEvent, SubscriptionSuspended, SubscriptionUpgraded,
 };
 use domain::usage::{Metrics, UsageEvent, UsageReported};
-use domain::floating::FloatingDeploymentLeased;
-use domain::license::LicenseKeyRehashed;
 use domain::validation::{FloatingLeaseExtended, LicenseValidated, ValidationEvent};
 use domain::{
     AddonId, Clock, EventId, LicenseId, Metadata, Money, OrganizationId, StreamId, SubscriptionId, Timestamp, TokenId,
@@ -350,8 +350,13 @@ fn secret_rotated_and_floating(script: &mut Script, n: u128) {
     let at = |minutes: i64| Timestamp::from_micros(START + 86_400_000_000 * 10 + minutes * 60_000_000);
     let leased = FloatingDeploymentLeased { deployment_id: "pod-a".into(), at: at(0), slot_frees_at: at(60) };
     script.push(lic.stream(), &LicenseEvent::from(leased), "license-client");
-    let extended = FloatingLeaseExtended { license_id: lic, deployment_id: "pod-a".into(), at: at(31), slot_frees_at: at(91) };
-    script.push(domain::validation::floating_stream(lic, d(2026, 1, 11)), &ValidationEvent::from(extended), "license-client");
+    let extended =
+        FloatingLeaseExtended { license_id: lic, deployment_id: "pod-a".into(), at: at(31), slot_frees_at: at(91) };
+    script.push(
+        domain::validation::floating_stream(lic, d(2026, 1, 11)),
+        &ValidationEvent::from(extended),
+        "license-client",
+    );
     let secret_id = Hash([0x5e; 32]);
     let rehashed = LicenseKeyRehashed { key_hash: Hash(*blake3::hash(&[n as u8, 0xee]).as_bytes()), secret_id };
     script.push(lic.stream(), &LicenseEvent::from(rehashed), "ledger keys retire-secret");

@@ -118,7 +118,8 @@ pub async fn check_proof(
     let now_us = system_now_us();
     let public = deployment_key::parse_public_key(&proof.public_key).map_err(refused)?;
     // Under whichever accepted secret minted it (the secret may be rotating).
-    let mut checked = ledger.keys.secrets().map(|secret| deployment_key::check_challenge(secret, &proof.challenge, now_us));
+    let mut checked =
+        ledger.keys.secrets().map(|secret| deployment_key::check_challenge(secret, &proof.challenge, now_us));
     let challenge = match checked.find(Result::is_ok) {
         Some(ok) => ok,
         None => deployment_key::check_challenge(&ledger.keys.secret, &proof.challenge, now_us),

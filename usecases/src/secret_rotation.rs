@@ -106,7 +106,8 @@ pub async fn rotate_secret(
         rehash_bootstrap(&keys, name, given.as_deref(), env, [&current, &next])?;
     }
     let (old_id, new_id) = (current.id(), next.id());
-    let event = CheckpointEvent::ServerSecretRotated(ServerSecretRotated { old_secret_id: old_id, new_secret_id: new_id });
+    let event =
+        CheckpointEvent::ServerSecretRotated(ServerSecretRotated { old_secret_id: old_id, new_secret_id: new_id });
     let key = format!("server-secret-rotation:{}", hex::encode(new_id.as_bytes()));
     record(log, checkpoint_stream(), &event, key, now, "ledger keys rotate-secret").await?;
     place_new(&keys.join(SECRET_PREVIOUS), current_bytes(&keys)?.as_slice())?;

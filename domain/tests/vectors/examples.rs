@@ -33,8 +33,8 @@ use ledger_domain::notification::{
     Notice, NotificationEvent, NotificationSent, NotificationSkipped, SkipReason, UsageLevel, UsageMetric,
 };
 use ledger_domain::organization::{
-    ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRehashed, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role, SubscriptionEnded,
-    SubscriptionStarted, UserAdded, UserDeactivated, UserRoleChanged,
+    ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRehashed, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role,
+    SubscriptionEnded, SubscriptionStarted, UserAdded, UserDeactivated, UserRoleChanged,
 };
 use ledger_domain::stripe::{
     self, Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled,

@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use cqrs_es::Aggregate;
 use domain::event::LedgerEvent;
 use domain::license::{License, LicenseEvent};
-use domain::validation::{FloatingLeaseExtended, ValidationEvent};
 use domain::record::{Hash, Record};
+use domain::validation::{FloatingLeaseExtended, ValidationEvent};
 use domain::{LicenseId, OrganizationId, Timestamp};
 
 use super::{decoded, encoded, limit_param, stream_uuid, text_order, uuid};
