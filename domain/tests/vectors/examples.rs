@@ -725,10 +725,7 @@ fn stripe_sync() -> Vec<Example> {
 
 /// Event types added since, each appended here.
 fn later() -> Vec<Example> {
-    let checkpoint = StreamId::new(CHECKPOINT_STREAM).unwrap();
-    let checkpoint2 = checkpoint.clone();
-    let floating = actor(&format!("license:{LICENSE}"));
-    vec![
+    let mut examples = vec![
         example(ORG.stream(), 9, "2027-01-20T10:00:00Z", member("admin", "req-0c0101"), Some("make-admin-viewer"))
             .current(LedgerEvent::Organization(OrganizationEvent::UserRoleChanged(UserRoleChanged {
                 user_id: ADMIN,
@@ -778,6 +775,17 @@ fn later() -> Vec<Example> {
                 deployment_id: DEPLOYMENT.into(),
             })),
         ),
+    ];
+    examples.extend(secret_rotation_and_floating());
+    examples
+}
+
+/// The server secret's rotation and floating renewals (issue 18).
+fn secret_rotation_and_floating() -> Vec<Example> {
+    let checkpoint = StreamId::new(CHECKPOINT_STREAM).unwrap();
+    let checkpoint2 = checkpoint.clone();
+    let floating = actor(&format!("license:{LICENSE}"));
+    vec![
         example(checkpoint, 320, "2027-02-01T08:00:00Z", actor("ledger keys rotate-secret"), Some("rotate-secret"))
             .current(LedgerEvent::Checkpoint(CheckpointEvent::ServerSecretRotated(ServerSecretRotated {
                 old_secret_id: secret().id(),
