@@ -272,6 +272,31 @@ enum Keys {
         #[command(flatten)]
         store: Store,
     },
+    /// Create the next secret for the keyed hashes of license keys and
+    /// tokens; servers restarted from now on accept what either secret made.
+    PrepareSecret {
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Make the announced next secret current (servers keep running;
+    /// restart each after): recorded in the log; the generated bootstrap
+    /// tokens (given in LEDGER_OPERATOR_TOKEN / LEDGER_AUDITOR_TOKEN) are
+    /// hashed again; the old secret is still accepted until it is retired.
+    RotateSecret {
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Once every server was restarted after `rotate-secret`: hash every
+    /// license key and API token again under the new secret (recorded in
+    /// the log), then delete the old secret; restart the servers after.
+    RetireSecret {
+        /// Accept that API tokens issued before an earlier rotation, which
+        /// cannot be hashed again, stop working.
+        #[arg(long)]
+        drop_unrehashable_tokens: bool,
+        #[command(flatten)]
+        store: Store,
+    },
 }
 
 #[derive(Subcommand)]
@@ -357,7 +382,57 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { job: Keys::RotateLease { store } } => rotate_key(&store, &ledger_api::secrets::LEASE),
         Command::Keys { job: Keys::PrepareLicense { store } } => prepare_key(&store, &ledger_api::secrets::LICENSE),
         Command::Keys { job: Keys::RotateLicense { store } } => rotate_key(&store, &ledger_api::secrets::LICENSE),
+        Command::Keys { job: Keys::PrepareSecret { store } } => {
+            let next = usecases::secret_rotation::prepare_secret(&store.data_dir)?;
+            println!("{}", serde_json::json!({ "nextSecretId": hex::encode(next.as_bytes()) }));
+            Ok(())
+        }
+        Command::Keys { job: Keys::RotateSecret { store } } => rotate_secret(store).await,
+        Command::Keys { job: Keys::RetireSecret { drop_unrehashable_tokens, store } } => {
+            retire_secret(store, drop_unrehashable_tokens).await
+        }
     }
+}
+
+/// `ledger keys rotate-secret`: prints the old and the new secret's id.
+async fn rotate_secret(store: Store) -> anyhow::Result<()> {
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
+    let log = ledger_api::open_log(&config, clock.clone()).await?;
+    let now = domain::Clock::now(clock.as_ref());
+    let tokens = usecases::secret_rotation::BootstrapTokens {
+        operator: config.operator_token.clone(),
+        auditor: config.auditor_token.clone(),
+    };
+    let (old, new) = usecases::secret_rotation::rotate_secret(&config.data_dir, &log, now, &tokens).await?;
+    let (old, new) = (hex::encode(old.as_bytes()), hex::encode(new.as_bytes()));
+    println!("{}", serde_json::json!({ "oldSecretId": old, "newSecretId": new }));
+    Ok(())
+}
+
+/// `ledger keys retire-secret`: prints what was hashed again.
+async fn retire_secret(store: Store, drop_unrehashable_tokens: bool) -> anyhow::Result<()> {
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
+    let log = ledger_api::open_log(&config, clock.clone()).await?;
+    let now = domain::Clock::now(clock.as_ref());
+    let (keys, _) = ledger_api::secrets::ServerKeys::load_or_create(
+        &config.data_dir,
+        config.operator_token.clone(),
+        config.auditor_token.clone(),
+    )?;
+    let retired =
+        usecases::secret_rotation::retire_secret(&keys, &config.data_dir, &log, now, drop_unrehashable_tokens).await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "retiredSecretId": hex::encode(retired.secret_id.as_bytes()),
+            "licenseKeysRehashed": retired.license_keys,
+            "tokensRehashed": retired.tokens,
+            "tokensDropped": retired.dropped_tokens,
+        })
+    );
+    Ok(())
 }
 
 /// `ledger keys prepare-…`: prints the next key and its announcement.

@@ -430,6 +430,7 @@ fn the_typescript_client_passes_the_shared_cases_against_the_real_binary() {
         .args(["--test", "--test-reporter=tap"])
         .arg(&cases_js)
         .arg(package.join("dist/test/unit.test.js"))
+        .arg(package.join("dist/test/heartbeats.test.js"))
         .current_dir(&package)
         .env("LEDGER_BIN", env!("CARGO_BIN_EXE_ledger"))
         .env_remove("DATABASE_URL")

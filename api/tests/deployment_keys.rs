@@ -190,3 +190,28 @@ async fn replayed_altered_forged_and_expired_proofs_are_refused_with_named_codes
     assert_eq!(count(&s.audit(&org).await, "DeploymentKeyBound"), 1);
     s.stop().await;
 }
+
+/// Two server processes on one PostgreSQL schema (as `multinode.rs`): a
+/// signed request answered by one is refused by the other, since the
+/// challenge is taken in the shared database, not only in the process.
+/// Skipped (with a notice) without `DATABASE_URL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_answered_on_one_node_is_refused_on_the_other() {
+    let Some(backend) = Backend::postgres("challenge_two_nodes").await else { return };
+    let (first, second) = (backend.start().await, backend.start().await);
+    let (_, _, _, key) = customer(&first, "Acme").await;
+    let validate = "/api/v1/license/validate";
+    // Minted by one node, answered on the other, replayed to both.
+    let c = challenge(&first).await;
+    let body = request(&key, "edge-1", "n-1", Some((&pair(1), &c)));
+    let answer = second.post(validate, None, body.clone()).await.expect(200);
+    assert_eq!(answer["code"], "VALID", "{answer}");
+    first.post(validate, None, body.clone()).await.problem(409, "challenge_replayed");
+    second.post(validate, None, body).await.problem(409, "challenge_replayed");
+    // A fresh challenge works on either.
+    let c = challenge(&second).await;
+    let answer = first.post(validate, None, request(&key, "edge-1", "n-2", Some((&pair(1), &c)))).await.expect(200);
+    assert_eq!(answer["code"], "VALID", "{answer}");
+    first.stop().await;
+    second.stop().await;
+}

@@ -107,6 +107,12 @@ async fn a_floating_deployment_holds_its_place_while_it_heartbeats(backend: Back
     s.move_clock("2026-01-05T10:31:00Z").await;
     let answer = validate(&s, &key, "pod-a", true).await;
     assert_eq!(lease(&s, &answer, &key).await.lease_expires_at.to_rfc3339(), "2026-01-05T11:31:00Z");
+    // The key's listing (the read model) shows the floating place with its lease's end.
+    let path = format!("/api/v1/organizations/{org}/licenses?minSequence={}", s.head().await);
+    let listed = s.get(&path, Some(OPERATOR)).await.expect(200);
+    let places = json!([{ "deploymentId": "pod-a", "leaseEndsAt": "2026-01-05T11:31:00Z" }]);
+    assert_eq!(listed[0]["floatingDeployments"], places, "{listed}");
+    assert_eq!(listed[0]["deployments"], json!(["edge-1"]), "{listed}");
 
     // pod-a is killed: no more heartbeats.
     s.move_clock("2026-01-05T11:30:59Z").await;
@@ -120,7 +126,15 @@ async fn a_floating_deployment_holds_its_place_while_it_heartbeats(backend: Back
     // Each heartbeat is a validation, recorded and counted like one.
     let audit = s.audit(&org).await;
     let leased = audit.iter().filter(|e| e["eventType"] == "FloatingDeploymentLeased").count();
-    assert_eq!(leased, 3, "pod-a taken, pod-a extended once, pod-b taken");
+    assert_eq!(leased, 2, "pod-a taken, pod-b taken: the key's own stream");
+    // The renewal is on the key's floating stream of the day, not its own.
+    let log = backend.open_log().await;
+    let license =
+        id(&s.get(&format!("/api/v1/organizations/{org}/licenses"), Some(OPERATOR)).await.expect(200)[0]["id"]);
+    let floating = domain::StreamId::new(format!("floating/{license}:2026-01-05")).unwrap();
+    let extended = log.read_stream(&floating, 1, 100).await.unwrap();
+    let types: Vec<_> = extended.iter().map(|r| r.header.event_type.as_str()).collect();
+    assert_eq!(types, ["FloatingLeaseExtended"], "pod-a extended once");
 }
 
 /// Only the operator sets floating deployments: at most `maxDeployments`,

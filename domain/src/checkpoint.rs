@@ -210,7 +210,29 @@ crate::stored_events! {
         CheckpointSigned = "CheckpointSigned" version 1,
         CheckpointKeyRotated = "CheckpointKeyRotated" version 1,
         LogRollbackAccepted = "LogRollbackAccepted" version 1,
+        ServerSecretRotated = "ServerSecretRotated" version 1,
+        ServerSecretRetired = "ServerSecretRetired" version 1,
     }
+}
+
+/// From this record on, servers hash and derive with the server secret
+/// `new_secret_id` names and still accept `old_secret_id`'s, until it is
+/// retired (`ledger keys rotate-secret`; ids: `crate::keys::ServerSecret::id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSecretRotated {
+    pub old_secret_id: Hash,
+    pub new_secret_id: Hash,
+}
+
+/// Every stored keyed hash was made again under the current secret
+/// (`LicenseKeyRehashed`, `ApiTokenRehashed`: `license_keys` and `tokens`
+/// of them in this retirement's run), and the secret `secret_id` names was
+/// deleted (`ledger keys retire-secret`): nothing it made matches any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSecretRetired {
+    pub secret_id: Hash,
+    pub license_keys: u64,
+    pub tokens: u64,
 }
 
 /// An operator accepted that the log lost records the read models had

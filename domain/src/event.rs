@@ -341,7 +341,9 @@ ledger_events! {
     Organization(crate::organization::OrganizationEvent) on ["org"],
     Subscription(crate::subscription::SubscriptionEvent) on ["subscription"],
     License(crate::license::LicenseEvent) on ["license"],
-    Validation(crate::validation::ValidationEvent) on ["validation"],
+    /// `validation/{license}:{day}`, and `floating/{license}:{day}` for
+    /// floating lease extensions.
+    Validation(crate::validation::ValidationEvent) on ["validation", "floating"],
     Usage(crate::usage::UsageEvent) on ["usage"],
     Invoice(crate::billing::InvoiceEvent) on ["invoice"],
     /// `checkpoint/log`: signed checkpoints kept in the log, key rotations.

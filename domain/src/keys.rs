@@ -29,6 +29,7 @@ pub const LICENSE_KEY_DOMAIN: &[u8] = b"ledger 2026-11-29 license key v1\0";
 const LICENSE_KEY_HASH_CONTEXT: &str = "ledger 2026-11-29 license key hash v1";
 const API_TOKEN_MAC_CONTEXT: &str = "ledger 2026-11-29 api token mac v1";
 const API_TOKEN_HASH_CONTEXT: &str = "ledger 2026-11-29 api token hash v1";
+const SECRET_ID_CONTEXT: &str = "ledger 2026-12-01 server secret id v1";
 const PAYLOAD_BYTES: usize = 1 + 16 + 16;
 /// The longest text that can be a license key or token; longer input is
 /// refused before any decoding.
@@ -42,6 +43,13 @@ pub struct ServerSecret([u8; 32]);
 impl ServerSecret {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
+    }
+
+    /// The secret's public name: a keyed hash of nothing under it, kept in
+    /// the log by a rotation (`LicenseKeyRehashed`, `ApiTokenRehashed`,
+    /// `ServerSecretRotated`); it tells nothing of the secret.
+    pub fn id(&self) -> Hash {
+        self.keyed(SECRET_ID_CONTEXT, b"")
     }
 
     pub(crate) fn keyed(&self, context: &str, data: &[u8]) -> Hash {
@@ -149,6 +157,22 @@ pub fn verify_api_token(secret: &ServerSecret, token: &str) -> Option<TokenId> {
     let id: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
     let token_id = TokenId(uuid::Uuid::from_bytes(id));
     constant_time_eq(api_token(secret, token_id), token).then_some(token_id)
+}
+
+/// The token id a token names, if it has a token's shape, its MAC not
+/// checked: a token issued under a server secret rotated away from carries
+/// that secret's MAC, and is known by its stored hash alone
+/// ([`api_token_hash`] under the current secret, `ledger keys rehash-secret`).
+pub fn api_token_id(token: &str) -> Option<TokenId> {
+    if token.len() > SECRET_TEXT_BYTES_MAX {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(token.strip_prefix(API_TOKEN_PREFIX)?).ok()?;
+    if bytes.len() != 16 + 32 {
+        return None;
+    }
+    let id: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
+    Some(TokenId(uuid::Uuid::from_bytes(id)))
 }
 
 /// What the log keeps of an API token.

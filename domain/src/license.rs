@@ -76,6 +76,13 @@ pub enum LicenseCommand {
     ResetDeploymentKey {
         deployment_id: String,
     },
+    /// The server secret behind the keyed hashes is rotated: the key's hash
+    /// under the new secret (`secret_id` names it) replaces the stored one,
+    /// revoked keys included (they keep answering REVOKED).
+    RehashKey {
+        key_hash: Hash,
+        secret_id: Hash,
+    },
 }
 
 crate::stored_events! {
@@ -89,6 +96,7 @@ crate::stored_events! {
         FloatingDeploymentLeased = "FloatingDeploymentLeased" version 1,
         DeploymentKeyBound = "DeploymentKeyBound" version 1,
         DeploymentKeyReset = "DeploymentKeyReset" version 1,
+        LicenseKeyRehashed = "LicenseKeyRehashed" version 1,
     }
 }
 
@@ -104,6 +112,15 @@ pub struct DeploymentKeyBound {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentKeyReset {
     pub deployment_id: String,
+}
+
+/// The key's keyed hash under the server secret `secret_id` names
+/// (`crate::keys::secret_id`), replacing the one kept before: a rotation of
+/// the secret (`ledger keys rehash-secret`). The key itself is unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LicenseKeyRehashed {
+    pub key_hash: Hash,
+    pub secret_id: Hash,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,6 +354,17 @@ impl License {
         self.deployments.contains(deployment_id) || self.floating.contains_key(deployment_id)
     }
 
+    /// A heartbeat's extension, kept on the key's per-day floating stream
+    /// (`crate::validation::FloatingLeaseExtended`): extends a place held at
+    /// `at` (never takes one: that is the key's own `FloatingDeploymentLeased`).
+    pub fn extend_floating(&mut self, extended: &crate::validation::FloatingLeaseExtended) {
+        if let Some(frees_at) = self.floating.get_mut(&extended.deployment_id)
+            && *frees_at > extended.at
+        {
+            *frees_at = (*frees_at).max(extended.slot_frees_at);
+        }
+    }
+
     /// Until when the floating deployment `deployment_id` holds its place,
     /// if it does at `now`.
     pub fn floating_until(&self, deployment_id: &str, now: Timestamp) -> Option<Timestamp> {
@@ -419,11 +447,14 @@ impl License {
         if self.issued.is_none() {
             return Err(E::NotFound);
         }
+        if let LicenseCommand::RehashKey { key_hash, secret_id } = command {
+            return Ok(LicenseKeyRehashed { key_hash, secret_id }.into());
+        }
         if self.revoked.is_some() {
             return Err(E::AlreadyRevoked);
         }
         Ok(match command {
-            LicenseCommand::Issue { .. } => unreachable!("handled above"),
+            LicenseCommand::Issue { .. } | LicenseCommand::RehashKey { .. } => unreachable!("handled above"),
             LicenseCommand::Supersede { by, effective_date } => {
                 if self.superseded.is_some() {
                     return Err(E::AlreadySuperseded);
@@ -588,6 +619,11 @@ impl cqrs_es::Aggregate for License {
             }
             LicenseEvent::DeploymentKeyReset(e) => {
                 self.deployment_keys.remove(&e.deployment_id);
+            }
+            LicenseEvent::LicenseKeyRehashed(e) => {
+                if let Some(issued) = &mut self.issued {
+                    issued.key_hash = e.key_hash;
+                }
             }
         }
     }

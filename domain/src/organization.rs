@@ -82,6 +82,13 @@ pub enum OrganizationCommand {
     RevokeToken {
         token_id: TokenId,
     },
+    /// The server secret is rotated: the token's hash under the new secret
+    /// (`secret_id` names it) replaces the stored one.
+    RehashToken {
+        token_id: TokenId,
+        token_hash: Hash,
+        secret_id: Hash,
+    },
     /// A subscription starts; refused while another is live. Appended in
     /// the same transaction as the subscription's creation.
     StartSubscription {
@@ -104,6 +111,7 @@ crate::stored_events! {
         ApiTokenRevoked = "ApiTokenRevoked" version 1,
         SubscriptionStarted = "SubscriptionStarted" version 1,
         SubscriptionEnded = "SubscriptionEnded" version 1,
+        ApiTokenRehashed = "ApiTokenRehashed" version 1,
     }
 }
 
@@ -165,6 +173,16 @@ impl From<ApiTokenIssuedV1> for ApiTokenIssued {
     fn from(old: ApiTokenIssuedV1) -> Self {
         Self { token_id: old.token_id, role: old.role, token_hash: old.token_hash, expires_at: None }
     }
+}
+
+/// The token's keyed hash under the server secret `secret_id` names
+/// (`crate::keys::secret_id`), replacing the one kept before (`ledger keys
+/// rehash-secret`). The token itself is unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiTokenRehashed {
+    pub token_id: TokenId,
+    pub token_hash: Hash,
+    pub secret_id: Hash,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -317,6 +335,10 @@ impl Organization {
                 Some(token) if token.revoked => return Err(E::TokenAlreadyRevoked),
                 Some(_) => ApiTokenRevoked { token_id }.into(),
             },
+            OrganizationCommand::RehashToken { token_id, token_hash, secret_id } => match self.tokens.get(&token_id) {
+                None => return Err(E::TokenNotFound),
+                Some(_) => ApiTokenRehashed { token_id, token_hash, secret_id }.into(),
+            },
             OrganizationCommand::StartSubscription { subscription_id } => match self.live_subscription {
                 Some(live) => return Err(E::LiveSubscriptionExists(live)),
                 None => SubscriptionStarted { subscription_id }.into(),
@@ -406,6 +428,8 @@ impl cqrs_es::Aggregate for Organization {
             }
             OrganizationEvent::SubscriptionStarted(e) => self.live_subscription = Some(e.subscription_id),
             OrganizationEvent::SubscriptionEnded(_) => self.live_subscription = None,
+            // The aggregate keeps no hashes: the read models do.
+            OrganizationEvent::ApiTokenRehashed(_) => {}
         }
     }
 }

@@ -28,11 +28,32 @@ pub fn license_of(stream: &StreamId) -> Option<LicenseId> {
     id.parse().ok().map(LicenseId)
 }
 
+/// The stream of a key's floating lease extensions on a day:
+/// `floating/{license id}:{YYYY-MM-DD}` ([`FloatingLeaseExtended`]).
+pub fn floating_stream(license_id: LicenseId, day: NaiveDate) -> StreamId {
+    StreamId::new(format!("floating/{license_id}:{day}")).expect("a UUID and a date form a valid stream id")
+}
+
 crate::stored_events! {
-    /// A validation, answered.
+    /// A validation, answered; a floating deployment's place extended.
     pub enum ValidationEvent {
         LicenseValidated = "LicenseValidated" version 1,
+        FloatingLeaseExtended = "FloatingLeaseExtended" version 1,
     }
+}
+
+/// A floating deployment's heartbeat extended the place it held until
+/// `slot_frees_at`, at `at` (`crate::floating`). Kept on the key's
+/// per-day floating stream ([`floating_stream`]), not the key's own, so a
+/// key's stream does not grow with every renewal; appended with the
+/// heartbeat's validation, so there are at most as many a day as
+/// validations. Its first place is the key's own `FloatingDeploymentLeased`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FloatingLeaseExtended {
+    pub license_id: LicenseId,
+    pub deployment_id: String,
+    pub at: Timestamp,
+    pub slot_frees_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use ledger_domain::event::{EventDecodeError, StoredEvent};
 use ledger_domain::floating::{FloatingDeploymentLeased, FloatingPolicy};
 use ledger_domain::license::{
     DeploymentActivated, DeploymentKeyBound, DeploymentKeyReset, DeploymentReleased, DeploymentReleasedV1, KeyState,
-    License, LicenseCommand, LicenseError, LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded,
-    REASON_CHARS_MAX, SubscriptionFacts, ValidationCode, last_lease_end,
+    License, LicenseCommand, LicenseError, LicenseEvent, LicenseIssued, LicenseKeyRehashed, LicenseRevoked,
+    LicenseSuperseded, REASON_CHARS_MAX, SubscriptionFacts, ValidationCode, last_lease_end,
 };
 use ledger_domain::record::Hash;
 use ledger_domain::validation::LicenseValidated;
@@ -275,8 +275,9 @@ fn one_of_each_event() -> Vec<LicenseEvent> {
         floated("pod-1", "2026-01-05T00:00:00Z"),
         key_bound(),
         DeploymentKeyReset { deployment_id: "edge-1".into() }.into(),
+        LicenseKeyRehashed { key_hash: Hash([8; 32]), secret_id: Hash([9; 32]) }.into(),
     ];
-    let mut seen = [false; 8];
+    let mut seen = [false; 9];
     for event in &events {
         let index = match event {
             LicenseEvent::LicenseIssued(_) => 0,
@@ -287,6 +288,7 @@ fn one_of_each_event() -> Vec<LicenseEvent> {
             LicenseEvent::FloatingDeploymentLeased(_) => 5,
             LicenseEvent::DeploymentKeyBound(_) => 6,
             LicenseEvent::DeploymentKeyReset(_) => 7,
+            LicenseEvent::LicenseKeyRehashed(_) => 8,
         };
         seen[index] = true;
     }
@@ -772,4 +774,48 @@ fn a_released_deployment_keeps_its_key_while_it_holds_a_place_and_loses_it_after
         released("2026-01-10T00:00:00Z", "2026-01-10T00:00:00Z"),
     ]);
     assert!(freed.deployment_keys.is_empty(), "a deployment with no place keeps no key: the map stays bounded");
+}
+
+/// A rotation of the server secret replaces the key's stored hash, on a
+/// revoked key too (it keeps answering REVOKED); a key never issued has
+/// none to replace.
+#[test]
+fn a_rehash_replaces_the_stored_hash_even_of_a_revoked_key() {
+    let rehash = || LicenseCommand::RehashKey { key_hash: Hash([8; 32]), secret_id: Hash([9; 32]) };
+    let rehashed: LicenseEvent = LicenseKeyRehashed { key_hash: Hash([8; 32]), secret_id: Hash([9; 32]) }.into();
+    given(vec![issued(), revoked("key leaked")]).when(rehash()).then_expect_events(vec![rehashed.clone()]);
+    given(vec![]).when(rehash()).then_expect_error(LicenseError::NotFound);
+    let mut license = License::default();
+    for event in [issued(), rehashed] {
+        license.apply(event);
+    }
+    assert_eq!(license.issued.unwrap().key_hash, Hash([8; 32]));
+}
+
+/// A heartbeat's extension (kept on the key's per-day floating stream)
+/// extends a place held when it was made, never one that had freed, and
+/// never shortens one.
+#[test]
+fn an_extension_extends_only_a_held_place() {
+    use ledger_domain::validation::FloatingLeaseExtended;
+    let mut license = License::default();
+    for event in [issued(), floated("pod-1", "2026-01-05T10:00:00Z")] {
+        license.apply(event);
+    }
+    let extension = |at_: &str, until: &str| FloatingLeaseExtended {
+        license_id: LicenseId(Uuid::from_u128(1)),
+        deployment_id: "pod-1".into(),
+        at: at(at_),
+        slot_frees_at: at(until),
+    };
+    license.extend_floating(&extension("2026-01-05T10:40:00Z", "2026-01-05T11:40:00Z"));
+    assert_eq!(license.floating_until("pod-1", at("2026-01-05T11:30:00Z")), Some(at("2026-01-05T11:40:00Z")));
+    license.extend_floating(&extension("2026-01-05T10:50:00Z", "2026-01-05T11:20:00Z"));
+    assert_eq!(license.floating_until("pod-1", at("2026-01-05T11:30:00Z")), Some(at("2026-01-05T11:40:00Z")));
+    license.extend_floating(&extension("2026-01-05T11:40:00Z", "2026-01-05T12:40:00Z"));
+    assert_eq!(license.floating_until("pod-1", at("2026-01-05T11:40:00Z")), None, "freed before the extension");
+    let mut other = extension("2026-01-05T11:00:00Z", "2026-01-05T12:00:00Z");
+    other.deployment_id = "pod-2".into();
+    license.extend_floating(&other);
+    assert_eq!(license.floating_until("pod-2", at("2026-01-05T11:00:00Z")), None, "an extension takes no place");
 }

@@ -8,9 +8,9 @@
 use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::event::{EventDecodeError, StoredEvent};
 use ledger_domain::organization::{
-    ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRevoked, NAME_CHARS_MAX, Organization, OrganizationCommand,
-    OrganizationCreated, OrganizationError, OrganizationEvent, Role, SeatLimit, SubscriptionEnded, SubscriptionStarted,
-    TOKEN_LIFETIME_MICROS_MAX, UserAdded, UserDeactivated, UserRoleChanged,
+    ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRehashed, ApiTokenRevoked, NAME_CHARS_MAX, Organization,
+    OrganizationCommand, OrganizationCreated, OrganizationError, OrganizationEvent, Role, SeatLimit, SubscriptionEnded,
+    SubscriptionStarted, TOKEN_LIFETIME_MICROS_MAX, UserAdded, UserDeactivated, UserRoleChanged,
 };
 use ledger_domain::record::Hash;
 use ledger_domain::{OrganizationId, SubscriptionId, Timestamp, TokenId, UserId};
@@ -457,8 +457,9 @@ fn one_of_each_event() -> Vec<OrganizationEvent> {
         started(1),
         ended(1),
         UserRoleChanged { user_id: user(1), role: Role::Viewer }.into(),
+        ApiTokenRehashed { token_id: token(1), token_hash: token_hash(9), secret_id: token_hash(8) }.into(),
     ];
-    let mut seen = [false; 8];
+    let mut seen = [false; 9];
     for event in &events {
         let index = match event {
             OrganizationEvent::OrganizationCreated(_) => 0,
@@ -469,6 +470,7 @@ fn one_of_each_event() -> Vec<OrganizationEvent> {
             OrganizationEvent::SubscriptionStarted(_) => 5,
             OrganizationEvent::SubscriptionEnded(_) => 6,
             OrganizationEvent::UserRoleChanged(_) => 7,
+            OrganizationEvent::ApiTokenRehashed(_) => 8,
         };
         seen[index] = true;
     }
@@ -620,4 +622,18 @@ fn a_changed_role_is_the_users_role_from_then_on() {
     ])
     .when(OrganizationCommand::ChangeRole { user_id: user(1), role: Role::Viewer })
     .then_expect_events(vec![UserRoleChanged { user_id: user(1), role: Role::Viewer }.into()]);
+}
+
+/// A rotation of the server secret replaces a known token's hash; an
+/// unknown token has none.
+#[test]
+fn a_rehash_names_a_known_token() {
+    let rehash = |n| OrganizationCommand::RehashToken {
+        token_id: token(n),
+        token_hash: token_hash(9),
+        secret_id: token_hash(8),
+    };
+    let rehashed = ApiTokenRehashed { token_id: token(1), token_hash: token_hash(9), secret_id: token_hash(8) };
+    given(vec![created(), token_issued(1)]).when(rehash(1)).then_expect_events(vec![rehashed.into()]);
+    given(vec![created(), token_issued(1)]).when(rehash(2)).then_expect_error(OrganizationError::TokenNotFound);
 }

@@ -124,6 +124,13 @@ impl LedgerState {
                 stats.last_deployment = Some(validated.deployment_id);
                 self.licenses.get(&validated.license_id).and_then(|l| l.issued.as_ref()).map(|i| i.organization_id)
             }
+            (Some(LedgerEvent::Validation(ValidationEvent::FloatingLeaseExtended(extended))), _) => {
+                let license = self.licenses.get_mut(&extended.license_id);
+                license.and_then(|license| {
+                    license.extend_floating(&extended);
+                    license.issued.as_ref().map(|i| i.organization_id)
+                })
+            }
             (Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(invoice))), _) => {
                 let organization_id = invoice.organization_id;
                 self.invoices.entry(invoice.subscription_id).or_default().insert(invoice.invoice.period, invoice);
@@ -181,6 +188,11 @@ impl LedgerState {
                     },
                 );
             }
+            OrganizationEvent::ApiTokenRehashed(rehashed) => {
+                if let Some(token) = self.tokens.get_mut(&rehashed.token_id) {
+                    token.token_hash = rehashed.token_hash;
+                }
+            }
             OrganizationEvent::ApiTokenRevoked(revoked) => {
                 if let Some(token) = self.tokens.get_mut(&revoked.token_id) {
                     token.revoked = true;
@@ -213,6 +225,12 @@ impl LedgerState {
         }
         if let LicenseEvent::LicenseIssued(issued) = &event {
             self.license_keys.insert(issued.key_hash, id);
+        }
+        if let LicenseEvent::LicenseKeyRehashed(rehashed) = &event {
+            if let Some(issued) = self.licenses.get(&id).and_then(|l| l.issued.as_ref()) {
+                self.license_keys.remove(&issued.key_hash);
+            }
+            self.license_keys.insert(rehashed.key_hash, id);
         }
         let license = self.licenses.entry(id).or_default();
         license.apply(event);

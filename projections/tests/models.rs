@@ -16,6 +16,8 @@ use chrono::NaiveDate;
 use domain::billing::{InvoiceEvent, InvoiceIssued, invoice_id};
 use domain::catalog::{Catalog, Tier};
 use domain::event::{LedgerEvent, StoredEvent};
+use domain::floating::FloatingDeploymentLeased;
+use domain::license::LicenseKeyRehashed;
 use domain::license::{
     DeploymentActivated, DeploymentReleased, LicenseEvent, LicenseIssued, LicenseSuperseded, ValidationCode,
 };
@@ -24,7 +26,7 @@ use domain::notification::{
     expiry_reminder,
 };
 use domain::organization::{
-    ApiTokenIssued, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role, SubscriptionEnded,
+    ApiTokenIssued, ApiTokenRehashed, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role, SubscriptionEnded,
     SubscriptionStarted, UserAdded, UserDeactivated,
 };
 use domain::payment::PaymentStatus;
@@ -41,7 +43,7 @@ use domain::subscription::{
     SubscriptionCancelled, SubscriptionCreated, SubscriptionEvent, SubscriptionSuspended, SubscriptionUpgraded,
 };
 use domain::usage::{Metrics, UsageEvent, UsageReported};
-use domain::validation::{LicenseValidated, ValidationEvent};
+use domain::validation::{FloatingLeaseExtended, LicenseValidated, ValidationEvent};
 use domain::{
     AddonId, Clock, EventId, LicenseId, Metadata, Money, OrganizationId, StreamId, SubscriptionId, Timestamp, TokenId,
     UserId,
@@ -334,9 +336,33 @@ fn changes(script: &mut Script) {
                     start_subscription(script, n, 2, d(2026, 3, 1));
                 }
             }
+            5 => secret_rotated_and_floating(script, n),
             _ => {}
         }
     }
+}
+
+/// A floating place taken (the key's stream) and renewed (the key's
+/// floating stream of the day), and the server secret rotated: the key's
+/// and the admin token's hashes made again.
+fn secret_rotated_and_floating(script: &mut Script, n: u128) {
+    let lic = license(n, 0);
+    let at = |minutes: i64| Timestamp::from_micros(START + 86_400_000_000 * 10 + minutes * 60_000_000);
+    let leased = FloatingDeploymentLeased { deployment_id: "pod-a".into(), at: at(0), slot_frees_at: at(60) };
+    script.push(lic.stream(), &LicenseEvent::from(leased), "license-client");
+    let extended =
+        FloatingLeaseExtended { license_id: lic, deployment_id: "pod-a".into(), at: at(31), slot_frees_at: at(91) };
+    script.push(
+        domain::validation::floating_stream(lic, d(2026, 1, 11)),
+        &ValidationEvent::from(extended),
+        "license-client",
+    );
+    let secret_id = Hash([0x5e; 32]);
+    let rehashed = LicenseKeyRehashed { key_hash: Hash(*blake3::hash(&[n as u8, 0xee]).as_bytes()), secret_id };
+    script.push(lic.stream(), &LicenseEvent::from(rehashed), "ledger keys retire-secret");
+    let token_hash = Hash(*blake3::hash(&[n as u8, 0xef]).as_bytes());
+    let rehashed = ApiTokenRehashed { token_id: TokenId(id(5, n * 10)), token_hash, secret_id };
+    script.push(organization(n).stream(), &OrganizationEvent::from(rehashed), "ledger keys retire-secret");
 }
 
 fn dunning(script: &mut Script, sub: SubscriptionId) {
@@ -879,10 +905,18 @@ async fn assert_licenses(db: &ReadModelDb, state: &LedgerState) {
         let deployments = licenses::deployments(db, *id).await.unwrap();
         let active: Vec<&str> = deployments.iter().filter(|d| d.active).map(|d| d.deployment_id.as_str()).collect();
         assert_eq!(active, license.deployments.iter().map(String::as_str).collect::<Vec<_>>());
-        let released: BTreeMap<String, Timestamp> =
-            deployments.iter().filter_map(|d| Some((d.deployment_id.clone(), d.slot_frees_at?))).collect();
-        assert_eq!(released, license.released);
+        let held = |floating: bool| -> BTreeMap<String, Timestamp> {
+            let rows = deployments.iter().filter(|d| d.floating == floating);
+            rows.filter_map(|d| Some((d.deployment_id.clone(), d.slot_frees_at?))).collect()
+        };
+        assert_eq!(held(false), license.released);
+        assert_eq!(held(true), license.floating, "{id}'s floating places, renewals included");
+        // A key whose hash was made again is not found by the old one.
+        let first = key_hash(*id);
+        assert_eq!(licenses::by_key_hash(db, first).await.unwrap().is_some(), state.license_keys.contains_key(&first));
     }
+    let floating = state.licenses.values().filter_map(|l| l.floating.get("pod-a")).count();
+    assert!(floating > 0, "the history has floating places");
     for (hash, id) in &state.license_keys {
         let (found, license) = licenses::by_key_hash(db, *hash).await.unwrap().expect("every key");
         assert_eq!((found, &license), (*id, &state.licenses[id]));

@@ -323,6 +323,8 @@ fn kept_checkpoint(done: &mut Walk, sequence: u64, event: &CheckpointEvent) -> R
         // A record of lost history: the checkpoints kept before it were
         // rolled back with the log, so there is nothing to check it against.
         CheckpointEvent::LogRollbackAccepted(_) => Ok(()),
+        // The keyed-hash secret's rotation signs nothing the walk checks.
+        CheckpointEvent::ServerSecretRotated(_) | CheckpointEvent::ServerSecretRetired(_) => Ok(()),
         CheckpointEvent::CheckpointSigned(signed) => {
             let (checkpoint, _, _) = Checkpoint::parse(&signed.note)
                 .map_err(|e| at(sequence, format!("the kept checkpoint does not read: {e}")))?;

@@ -4,7 +4,7 @@
 //! with a [`Caller`]; use cases check it with the `require_*` rules here, so
 //! the roles table is written once.
 
-use domain::keys::{api_token_hash, constant_time_eq, verify_api_token};
+use domain::keys::{api_token_hash, api_token_id, constant_time_eq};
 use domain::organization::Role;
 use domain::{OrganizationId, Timestamp, TokenId, UserId};
 use projections::models::organizations;
@@ -156,15 +156,21 @@ async fn identify(
         Some(Bootstrap::Auditor) => return Ok(Caller::Auditor),
         None => {}
     }
-    let token_id = verify_api_token(&ledger.keys.secret, token).ok_or(Error::Unauthorized)?;
-    // Only a token this server issued gets here (its MAC checked): its
-    // entry is read from state that includes its issue or revocation, when
-    // this node acknowledged either.
+    // The MAC is not checked: a token issued under a secret rotated away
+    // from carries that secret's MAC, and is known by its stored hash.
+    let token_id = api_token_id(token).ok_or(Error::Unauthorized)?;
+    // Its entry is read from state that includes its issue or revocation,
+    // when this node acknowledged either.
     let floor = ledger.acknowledged.floor(Some(Credential::Token(token_id)));
     acknowledged::wait_until(ledger, floor, deadline).await?;
-    let presented = api_token_hash(&ledger.keys.secret, token);
     let entry = organizations::token(&ledger.models.db, token_id).await?.ok_or(Error::Unauthorized)?;
-    if entry.revoked || !constant_time_eq(presented.as_bytes(), entry.token_hash.as_bytes()) {
+    // Under each accepted secret: while the secret rotates, the stored hash
+    // is under the old one until `ledger keys retire-secret` made it again.
+    let matches = ledger
+        .keys
+        .secrets()
+        .any(|secret| constant_time_eq(api_token_hash(secret, token).as_bytes(), entry.token_hash.as_bytes()));
+    if entry.revoked || !matches {
         return Err(Error::Unauthorized);
     }
     // The expiry the token was issued with (the organization aggregate's).

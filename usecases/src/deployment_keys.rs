@@ -3,13 +3,12 @@
 //! carries, and an organization admin's reset of a deployment's bound key.
 //!
 //! Challenges are stateless (a keyed hash under the server secret), so any
-//! process of the server accepts one; a challenge once accepted is
-//! remembered by the process that accepted it until it expires, so a
-//! replayed signature is refused there. What this does not close: behind a
-//! load balancer, the same signed request replayed to *another* process
-//! within the challenge's minute is accepted once more there. It gets a
-//! lease bound to the deployment's public key, of no use without its
-//! private key.
+//! process of the server accepts one; a challenge once accepted is taken
+//! in the database all processes share (`deployment_challenges_used`, a
+//! row per challenge keyed by its id, until it expires), so a replayed
+//! signature is refused by every process, not only the one that saw it
+//! first. Each process also remembers the challenges it took, which
+//! refuses a replay there without asking the database.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -100,7 +99,7 @@ pub struct Proof {
 /// Checks a proof for this license key, deployment and nonce, and takes
 /// its challenge: a refusal is 400 with a named code, a replay 409
 /// `challenge_replayed`.
-pub fn check_proof(
+pub async fn check_proof(
     ledger: &Ledger,
     proof: &Proof,
     license_key: &str,
@@ -118,16 +117,51 @@ pub fn check_proof(
     };
     let now_us = system_now_us();
     let public = deployment_key::parse_public_key(&proof.public_key).map_err(refused)?;
-    let challenge = deployment_key::check_challenge(&ledger.keys.secret, &proof.challenge, now_us).map_err(refused)?;
+    // Under whichever accepted secret minted it (the secret may be rotating).
+    let mut checked =
+        ledger.keys.secrets().map(|secret| deployment_key::check_challenge(secret, &proof.challenge, now_us));
+    let challenge = match checked.find(Result::is_ok) {
+        Some(ok) => ok,
+        None => deployment_key::check_challenge(&ledger.keys.secret, &proof.challenge, now_us),
+    }
+    .map_err(refused)?;
     let binding = domain::lease::key_binding(license_key);
     deployment_key::verify_proof(&public, &proof.signature, &proof.challenge, &binding, deployment_id, nonce)
         .map_err(refused)?;
+    let replayed = || Error::conflict("challenge_replayed", "this challenge was answered before: ask for a new one");
     ledger.challenges.take(challenge.id, challenge.expires_at_us, now_us).map_err(|taken| match taken {
-        Taken::Replayed => {
-            Error::conflict("challenge_replayed", "this challenge was answered before: ask for a new one")
-        }
+        Taken::Replayed => replayed(),
         Taken::Full => Error::Unavailable("too many challenges in flight; try again".into()),
-    })
+    })?;
+    if take_shared(ledger, challenge.id, challenge.expires_at_us, now_us).await? { Ok(()) } else { Err(replayed()) }
+}
+
+/// Takes a challenge in the database every process of the server shares
+/// (`deployment_challenges_used`, keyed by the challenge's id), so a proof
+/// replayed to another process is refused there too. Rows of expired
+/// challenges are deleted as new ones are taken: the table holds at most
+/// the challenges of the last [`CHALLENGE_LIFETIME_MICROS`]. `false`: taken
+/// before.
+async fn take_shared(
+    ledger: &Ledger,
+    id: [u8; CHALLENGE_ID_BYTES],
+    expires_at_us: i64,
+    now_us: i64,
+) -> Result<bool, Error> {
+    let db = &ledger.models.db;
+    let unavailable = |e: projections::db::DbError| Error::Unavailable(e.to_string());
+    db.query("DELETE FROM deployment_challenges_used WHERE expires_at_us < $1", vec![now_us.into()])
+        .await
+        .map_err(unavailable)?;
+    let taken = db
+        .query(
+            "INSERT INTO deployment_challenges_used (challenge_id, expires_at_us) VALUES ($1, $2) \
+             ON CONFLICT (challenge_id) DO NOTHING RETURNING challenge_id",
+            vec![id.to_vec().into(), expires_at_us.into()],
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(!taken.is_empty())
 }
 
 /// Forgets the key bound to `deployment_id` of a license (organization

@@ -43,6 +43,7 @@ pub mod provisioning;
 pub mod queries;
 pub mod readmodels;
 pub mod scheduler;
+pub mod secret_rotation;
 pub mod secrets;
 pub mod signin;
 pub mod sso;

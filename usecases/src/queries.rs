@@ -16,7 +16,7 @@ use projections::models::{subscriptions as subscription_model, usage as usage_mo
 use crate::Ledger;
 use crate::caller::{Caller, Need};
 use crate::error::Error;
-use crate::views::licensing::{BoundDeploymentKey, LicenseView, ReleasedDeployment};
+use crate::views::licensing::{BoundDeploymentKey, FloatingDeployment, LicenseView, ReleasedDeployment};
 use crate::views::queries::{
     AuditEntryView, AuditPage, Dues, EnforcementView, OrganizationPage, OrganizationView, Read, SubscriptionDetails,
 };
@@ -129,6 +129,12 @@ fn license_view(
         released_deployments: license
             .held_places(now)
             .map(|(deployment, slot_frees_at)| ReleasedDeployment { deployment_id: deployment.into(), slot_frees_at })
+            .collect(),
+        floating_deployments: license
+            .floating
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(deployment, until)| FloatingDeployment { deployment_id: deployment.clone(), lease_ends_at: *until })
             .collect(),
         deployment_keys: license
             .deployment_keys

@@ -46,7 +46,14 @@ pub struct ServerKeys {
     /// from the key they trust.
     pub lease_next_signature: Option<[u8; 64]>,
     pub checkpoint: SigningKey,
+    /// The current secret for keyed hashes and derivations: everything made
+    /// now is made with it.
     pub secret: ServerSecret,
+    /// The other secrets still accepted while the secret rotates
+    /// ([`crate::secret_rotation`]): the announced next one
+    /// (`keys/secret.next`) and the one rotated away from until it is
+    /// retired (`keys/secret.previous`).
+    pub secret_others: Vec<ServerSecret>,
     operator: Hash,
     auditor: Hash,
 }
@@ -70,12 +77,18 @@ impl ServerKeys {
         create_private_dir(&keys)?;
         remove_stale_temporaries(&keys);
         let seed = |name: &str| load_or_create_random(&keys.join(name));
-        let secret = ServerSecret::from_bytes(seed("secret")?);
+        let secret = ServerSecret::from_bytes(seed(SECRET)?);
+        let mut secret_others = Vec::new();
+        for name in [SECRET_NEXT, SECRET_PREVIOUS] {
+            if let Some(other) = read_key(&keys.join(name))? {
+                secret_others.push(ServerSecret::from_bytes(other.to_bytes()));
+            }
+        }
         let mut generated = Vec::new();
         let mut token_hash = |role: Bootstrap, given: Option<String>| -> anyhow::Result<Hash> {
             let name = match role {
-                Bootstrap::Operator => "operator-token.hash",
-                Bootstrap::Auditor => "auditor-token.hash",
+                Bootstrap::Operator => OPERATOR_TOKEN_HASH,
+                Bootstrap::Auditor => AUDITOR_TOKEN_HASH,
             };
             if let Some(token) = given {
                 anyhow::ensure!(
@@ -127,6 +140,7 @@ impl ServerKeys {
                 SigningKey::from_bytes(&seed(CHECKPOINT_KEY)?)
             },
             secret,
+            secret_others,
             operator,
             auditor,
         };
@@ -136,22 +150,42 @@ impl ServerKeys {
     /// The key of an issued license, derived again with the signing key
     /// that made it (the current one, or one rotated away from).
     pub fn issued_license_key(&self, issued: &domain::license::LicenseIssued) -> Option<String> {
-        let signers = std::iter::once(&self.license).chain(&self.license_retired);
-        domain::keys::issued_license_key(signers, &self.secret, issued.license_id, issued.nonce, &issued.key_hash)
+        self.secrets().find_map(|secret| {
+            let signers = std::iter::once(&self.license).chain(&self.license_retired);
+            domain::keys::issued_license_key(signers, secret, issued.license_id, issued.nonce, &issued.key_hash)
+        })
     }
 
-    /// Which bootstrap credential `token` is, compared in constant time.
+    /// The secrets this server accepts, the current one first.
+    pub fn secrets(&self) -> impl Iterator<Item = &ServerSecret> {
+        std::iter::once(&self.secret).chain(&self.secret_others)
+    }
+
+    /// Which bootstrap credential `token` is, compared in constant time
+    /// under each accepted secret (`ledger keys rotate-secret` makes the
+    /// stored hashes again under the new secret while servers run on both).
     pub fn bootstrap(&self, token: &str) -> Option<Bootstrap> {
-        let hash = api_token_hash(&self.secret, token);
-        if constant_time_eq(hash.as_bytes(), self.operator.as_bytes()) {
-            Some(Bootstrap::Operator)
-        } else if constant_time_eq(hash.as_bytes(), self.auditor.as_bytes()) {
-            Some(Bootstrap::Auditor)
-        } else {
-            None
-        }
+        self.secrets().find_map(|secret| {
+            let hash = api_token_hash(secret, token);
+            if constant_time_eq(hash.as_bytes(), self.operator.as_bytes()) {
+                Some(Bootstrap::Operator)
+            } else if constant_time_eq(hash.as_bytes(), self.auditor.as_bytes()) {
+                Some(Bootstrap::Auditor)
+            } else {
+                None
+            }
+        })
     }
 }
+
+/// The secret for keyed hashes, the announced next one, and the one
+/// rotated away from until it is retired ([`crate::secret_rotation`]).
+pub(crate) const SECRET: &str = "secret";
+pub(crate) const SECRET_NEXT: &str = "secret.next";
+pub(crate) const SECRET_PREVIOUS: &str = "secret.previous";
+/// The bootstrap tokens' stored hashes.
+pub(crate) const OPERATOR_TOKEN_HASH: &str = "operator-token.hash";
+pub(crate) const AUDITOR_TOKEN_HASH: &str = "auditor-token.hash";
 
 /// The checkpoint key's file, and the next key's during a rotation.
 const CHECKPOINT_KEY: &str = "checkpoint.ed25519";
@@ -218,7 +252,7 @@ fn retired_keys(keys: &Path, current: &str) -> anyhow::Result<Vec<SigningKey>> {
 }
 
 /// The key in `path`, if the file is there.
-fn read_key(path: &Path) -> anyhow::Result<Option<SigningKey>> {
+pub(crate) fn read_key(path: &Path) -> anyhow::Result<Option<SigningKey>> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let bytes: [u8; 32] =
@@ -232,7 +266,7 @@ fn read_key(path: &Path) -> anyhow::Result<Option<SigningKey>> {
 
 /// Keeps `current` as `{stem}.retired-<public key>.ed25519`, then makes the
 /// key in `next` current with one rename.
-fn promote(keys: &Path, current: &str, next: &str, key: &SigningKey) -> anyhow::Result<()> {
+pub(crate) fn promote(keys: &Path, current: &str, next: &str, key: &SigningKey) -> anyhow::Result<()> {
     let stem = current.trim_end_matches(".ed25519");
     let retired = keys.join(format!("{stem}.retired-{}.ed25519", hex::encode(key.verifying_key().as_bytes())));
     place_new(&retired, key.as_bytes())?;
@@ -315,7 +349,7 @@ pub async fn rotate_checkpoint_key(
 /// read back, so a process that lost the race to create it uses the
 /// winner's bytes. A file that cannot be read, or is not 32 bytes, is an
 /// error naming it: never a reason to write another.
-fn load_or_create_random(path: &Path) -> anyhow::Result<[u8; 32]> {
+pub(crate) fn load_or_create_random(path: &Path) -> anyhow::Result<[u8; 32]> {
     let seed = |bytes: Vec<u8>| -> anyhow::Result<[u8; 32]> {
         bytes.try_into().map_err(|bytes: Vec<u8>| {
             anyhow::anyhow!("{} is {} bytes, not 32: restore it from a backup", path.display(), bytes.len())
@@ -332,7 +366,7 @@ fn load_or_create_random(path: &Path) -> anyhow::Result<[u8; 32]> {
 
 /// The file's bytes; `None` when there is no such file, an error naming the
 /// file for anything else (no permission, a directory in its place).
-fn read_file(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+pub(crate) fn read_file(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -352,7 +386,7 @@ const TEMPORARY_STALE: std::time::Duration = std::time::Duration::from_secs(60);
 /// if `path` exists, so nothing is overwritten and no reader sees a short
 /// file), then the directory is fsynced so the name survives a crash.
 /// Returns whether these bytes were placed.
-fn place_new(path: &Path, bytes: &[u8]) -> anyhow::Result<bool> {
+pub(crate) fn place_new(path: &Path, bytes: &[u8]) -> anyhow::Result<bool> {
     let dir = path.parent().context("a key file has a directory")?;
     let name = path.file_name().context("a key file has a name")?.to_string_lossy();
     let mut random = [0u8; 8];

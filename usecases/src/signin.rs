@@ -126,7 +126,9 @@ pub async fn consume(
     address: &str,
     session_id: uuid::Uuid,
 ) -> Result<Result<SignedInUser, Refusal>, Error> {
-    let Some(claims) = signin::verify_link_token(&ledger.keys.secret, token) else { return Ok(Err(Refusal::Invalid)) };
+    // Under whichever accepted secret made it (the secret may be rotating).
+    let verified = ledger.keys.secrets().find_map(|secret| Some((signin::verify_link_token(secret, token)?, secret)));
+    let Some((claims, secret)) = verified else { return Ok(Err(Refusal::Invalid)) };
     let (user, organization_id) = (claims.user_id, claims.organization_id);
     let now = ledger.now();
     if now >= claims.expires_at {
@@ -143,7 +145,7 @@ pub async fn consume(
         at: now,
     });
     let command = Command {
-        stream_id: signin::link_stream(&ledger.keys.secret, token),
+        stream_id: signin::link_stream(secret, token),
         expected: ExpectedRevision::NoStream,
         idempotency: None,
         events: vec![NewEvent::from_event(

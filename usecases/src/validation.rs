@@ -24,13 +24,14 @@
 use chrono::NaiveDate;
 use std::sync::Arc;
 
+use domain::event::StoredEvent;
 use domain::floating::FloatingPolicy;
 use domain::keys::{SECRET_TEXT_BYTES_MAX, constant_time_eq, license_key_hash};
 use domain::lease::{DEPLOYMENT_ID_CHARS_MAX, LeaseBody, NONCE_CHARS_MAX, RefusalBody, SignedLease, SignedRefusal};
 use domain::license::{License, LicenseCommand, SubscriptionFacts, ValidationCode, valid_deployment_id};
 use domain::record::Hash;
 use domain::subscription::Subscription;
-use domain::validation::{LicenseValidated, VALIDATIONS_PER_DAY_MAX};
+use domain::validation::{FloatingLeaseExtended, LicenseValidated, VALIDATIONS_PER_DAY_MAX, ValidationEvent};
 use domain::{LicenseId, Metadata, OrganizationId, Timestamp};
 use projections::db::DbError;
 use projections::models::{licenses, organizations, subscriptions};
@@ -171,6 +172,7 @@ pub async fn validate_limited(
     if let Some(proof) = &asked.proof {
         let nonce = asked.nonce.as_deref().unwrap_or_default();
         deployment_keys::check_proof(ledger, proof, key, &asked.deployment_id, nonce)
+            .await
             .inspect_err(|_| ledger.metrics.validation("bad_proof", "none"))?;
     }
     let Some(known) = key_facts(ledger, key).await? else {
@@ -235,17 +237,31 @@ pub(crate) async fn license_of_key(ledger: &Ledger, key: &str) -> Result<Option<
     if key.len() > SECRET_TEXT_BYTES_MAX {
         return Ok(None);
     }
-    let found = by_key_hash(ledger, license_key_hash(&ledger.keys.secret, key)).await?;
-    Ok(found.and_then(|(id, license)| Some((id, license.issued?.organization_id))))
+    let found = by_key_hash(ledger, &presented_hashes(ledger, key)).await?;
+    Ok(found.and_then(|(_, id, license)| Some((id, license.issued?.organization_id))))
 }
 
-/// The license whose stored keyed hash is `presented`, compared in
-/// constant time, from the tables.
-async fn by_key_hash(ledger: &Ledger, presented: Hash) -> Result<Option<(LicenseId, License)>, Error> {
-    let found = licenses::by_key_hash(&ledger.models.db, presented).await.map_err(unavailable)?;
-    Ok(found.filter(|(_, license)| {
-        license.issued.as_ref().is_some_and(|issued| constant_time_eq(presented.as_bytes(), issued.key_hash.as_bytes()))
-    }))
+/// The keyed hashes of a presented key under each server secret this
+/// server accepts, the current one first: while the secret is rotated
+/// (`ledger keys rotate-secret`) a key's stored hash is under the old one
+/// until `ledger keys rehash-secret` made it again under the new one.
+fn presented_hashes(ledger: &Ledger, key: &str) -> Vec<Hash> {
+    ledger.keys.secrets().map(|secret| license_key_hash(secret, key)).collect()
+}
+
+/// The license whose stored keyed hash is one of `presented`, compared in
+/// constant time, from the tables; with the hash that matched.
+async fn by_key_hash(ledger: &Ledger, presented: &[Hash]) -> Result<Option<(Hash, LicenseId, License)>, Error> {
+    for hash in presented {
+        let found = licenses::by_key_hash(&ledger.models.db, *hash).await.map_err(unavailable)?;
+        let found = found.filter(|(_, license)| {
+            license.issued.as_ref().is_some_and(|issued| constant_time_eq(hash.as_bytes(), issued.key_hash.as_bytes()))
+        });
+        if let Some((id, license)) = found {
+            return Ok(Some((*hash, id, license)));
+        }
+    }
+    Ok(None)
 }
 
 /// A read-model database that did not answer: 503, the client keeps its lease.
@@ -285,14 +301,18 @@ async fn key_facts(ledger: &Ledger, key: &str) -> Result<Option<Arc<KeyFacts>>, 
     if key.len() > SECRET_TEXT_BYTES_MAX {
         return Ok(None);
     }
-    let presented = license_key_hash(&ledger.keys.secret, key);
-    if let Some(cached) = ledger.validation_cache.get(&presented)
-        && cached.filled_at >= ledger.acknowledged.floor(Some(Credential::License(cached.facts.license_id)))
-    {
-        return Ok(Some(cached.facts));
+    let hashes = presented_hashes(ledger, key);
+    for presented in &hashes {
+        if let Some(cached) = ledger.validation_cache.get(presented)
+            && cached.filled_at >= ledger.acknowledged.floor(Some(Credential::License(cached.facts.license_id)))
+        {
+            return Ok(Some(cached.facts));
+        }
     }
     let mut read_from = std::time::Instant::now();
-    let Some((mut at, license_id, mut license)) = license_of(ledger, presented).await? else { return Ok(None) };
+    let Some((mut at, presented, license_id, mut license)) = license_of(ledger, &hashes).await? else {
+        return Ok(None);
+    };
     let credential = Credential::License(license_id);
     if at < ledger.acknowledged.floor(Some(credential)) {
         acknowledged::catch_up(ledger, Some(credential), None).await?;
@@ -319,15 +339,15 @@ async fn key_facts(ledger: &Ledger, key: &str) -> Result<Option<Arc<KeyFacts>>, 
     Ok(Some(facts))
 }
 
-/// The license of a presented key's hash, and the sequence the tables had
+/// The license of a presented key's hashes (the one that matched), and the sequence the tables had
 /// applied before it was read. A key they do not know: before saying it is
 /// unknown, wait (up to [`READ_MODEL_LAG_MAX`]) until they include the
 /// log's head, since another process may have issued the key a moment
 /// ago, and look again.
-async fn license_of(ledger: &Ledger, presented: Hash) -> Result<Option<(u64, LicenseId, License)>, Error> {
+async fn license_of(ledger: &Ledger, presented: &[Hash]) -> Result<Option<(u64, Hash, LicenseId, License)>, Error> {
     let at = ledger.models.applied();
-    if let Some((id, license)) = by_key_hash(ledger, presented).await? {
-        return Ok(Some((at, id, license)));
+    if let Some((hash, id, license)) = by_key_hash(ledger, presented).await? {
+        return Ok(Some((at, hash, id, license)));
     }
     let head = ledger.log.head().await?.sequence;
     if at < head {
@@ -335,7 +355,7 @@ async fn license_of(ledger: &Ledger, presented: Hash) -> Result<Option<(u64, Lic
         fresh_enough(ledger).await?;
     }
     let at = ledger.models.applied();
-    Ok(by_key_hash(ledger, presented).await?.map(|(id, license)| (at, id, license)))
+    Ok(by_key_hash(ledger, presented).await?.map(|(hash, id, license)| (at, hash, id, license)))
 }
 
 /// A refusal of this request, signed with the lease key and bound to its
@@ -410,10 +430,16 @@ async fn attempt(
         let context = Context { metadata: metadata.clone(), idempotency: None, credential: None };
         commands.push(fresh.into_command(&context, now));
     }
+    if let Some(extended) = place.extended {
+        let event = NewEvent::from_event(&ValidationEvent::from(extended), new_event_id(), now, metadata);
+        let stream_id = domain::validation::floating_stream(license_id, today);
+        commands.push(Command { stream_id, expected: ExpectedRevision::Any, idempotency: None, events: vec![event] });
+    }
+    // Either changes what the key's next validation reads of it.
     let license_changed = !commands.is_empty();
     let validation_id = Uuid::now_v7();
     let day = domain::validation::stream(license_id, today);
-    let validated = domain::validation::ValidationEvent::from(LicenseValidated {
+    let validated = ValidationEvent::from(LicenseValidated {
         license_id,
         validation_id,
         deployment_id: asked.deployment_id.clone(),
@@ -457,12 +483,15 @@ struct Moment<'a> {
 struct Place {
     code: ValidationCode,
     changed: Option<crate::command::Loaded<License>>,
+    /// A held floating place renewed: kept on the key's per-day floating
+    /// stream, not its own.
+    extended: Option<FloatingLeaseExtended>,
     floating_until: Option<Timestamp>,
 }
 
 impl Place {
     fn answer(code: ValidationCode) -> Self {
-        Self { code, changed: None, floating_until: None }
+        Self { code, changed: None, extended: None, floating_until: None }
     }
 }
 
@@ -494,7 +523,21 @@ async fn place(
         let floating_until = held.filter(|_| floating && code.is_valid());
         return Ok(Ok(Place { floating_until, ..Place::answer(code) }));
     }
+    if floating && held.is_some() {
+        // Its own place, held: no cap to check, nothing of the key's stream.
+        let until = policy.slot_frees_at(at.now);
+        let extended = FloatingLeaseExtended {
+            license_id: known.license_id,
+            deployment_id: deployment.to_owned(),
+            at: at.now,
+            slot_frees_at: until,
+        };
+        return Ok(Ok(Place { extended: Some(extended), floating_until: Some(until), ..Place::answer(code) }));
+    }
     let mut fresh = load::<License>(ledger, known.license_id.stream()).await?;
+    if policy.deployments > 0 {
+        extend_from_log(ledger, &mut fresh.state, known.license_id, at.today).await?;
+    }
     let holds = fresh.state.deployments.contains(deployment);
     let floating = floating && !holds;
     let code = code_of(&fresh.state, floating, &policy, deployment, at);
@@ -520,7 +563,34 @@ async fn place(
         return Ok(Err(refused));
     }
     let changed = (!fresh.decided().is_empty()).then_some(fresh);
-    Ok(Ok(Place { code, changed, floating_until }))
+    Ok(Ok(Place { code, changed, extended: None, floating_until }))
+}
+
+/// Applies to a key loaded from its own stream the floating places its
+/// heartbeats extended (`FloatingLeaseExtended`, on the per-day floating
+/// streams of today and yesterday: a place is held at most
+/// `FLOATING_LEASE_SECONDS_MAX`, a day, so older extensions have run out).
+/// Each day's stream holds at most one extension per validation.
+async fn extend_from_log(
+    ledger: &Ledger,
+    license: &mut License,
+    license_id: LicenseId,
+    today: NaiveDate,
+) -> Result<(), Error> {
+    for day in [today.pred_opt(), Some(today)].into_iter().flatten() {
+        let stream = domain::validation::floating_stream(license_id, day);
+        let records = ledger.log.read_stream(&stream, 1, VALIDATIONS_PER_DAY_MAX as usize).await?;
+        for record in &records {
+            let Some(payload) = record.payload.as_deref() else { continue };
+            let header = &record.header;
+            if let Ok(Some(ValidationEvent::FloatingLeaseExtended(extended))) =
+                ValidationEvent::decode(&header.event_type, header.schema_version, payload)
+            {
+                license.extend_floating(&extended);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The answer for a deployment, fixed or floating, on a key's state.

@@ -20,20 +20,21 @@ use ledger_domain::branding::{self, BrandingEvent, BrandingRemoved, BrandingSet,
 use ledger_domain::catalog::Tier;
 use ledger_domain::checkpoint::{
     CHECKPOINT_STREAM, Checkpoint, CheckpointEvent, CheckpointKeyRotated, CheckpointSigned, LogRollbackAccepted,
+    ServerSecretRetired, ServerSecretRotated,
 };
 use ledger_domain::event::LedgerEvent;
 use ledger_domain::floating::{FloatingDeploymentLeased, FloatingDeploymentsSet};
 use ledger_domain::keys::{self, ServerSecret};
 use ledger_domain::license::{
     DeploymentActivated, DeploymentKeyBound, DeploymentKeyReset, DeploymentReleased, DeploymentReleasedV1,
-    LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded, ValidationCode,
+    LicenseEvent, LicenseIssued, LicenseKeyRehashed, LicenseRevoked, LicenseSuperseded, ValidationCode,
 };
 use ledger_domain::notification::{
     Notice, NotificationEvent, NotificationSent, NotificationSkipped, SkipReason, UsageLevel, UsageMetric,
 };
 use ledger_domain::organization::{
-    ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role, SubscriptionEnded,
-    SubscriptionStarted, UserAdded, UserDeactivated, UserRoleChanged,
+    ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRehashed, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role,
+    SubscriptionEnded, SubscriptionStarted, UserAdded, UserDeactivated, UserRoleChanged,
 };
 use ledger_domain::stripe::{
     self, Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled,
@@ -45,7 +46,7 @@ use ledger_domain::subscription::{
     SubscriptionRenewed, SubscriptionSuspended, SubscriptionUpgraded,
 };
 use ledger_domain::usage::{Metrics, UsageEvent, UsageReported};
-use ledger_domain::validation::{self, LicenseValidated, ValidationEvent};
+use ledger_domain::validation::{self, FloatingLeaseExtended, LicenseValidated, ValidationEvent};
 use ledger_domain::{
     AddonId, Hash, LicenseId, Metadata, Money, OrganizationId, StreamId, SubscriptionId, Timestamp, TokenId, UserId,
     usage,
@@ -107,6 +108,11 @@ pub fn hash_of(what: &str) -> Hash {
 
 fn secret() -> ServerSecret {
     ServerSecret::from_bytes(*blake3::hash(b"example server secret").as_bytes())
+}
+
+/// The secret `secret()` is rotated to.
+fn next_secret() -> ServerSecret {
+    ServerSecret::from_bytes(*blake3::hash(b"example next server secret").as_bytes())
 }
 
 fn operator(request: &str) -> Metadata {
@@ -719,7 +725,7 @@ fn stripe_sync() -> Vec<Example> {
 
 /// Event types added since, each appended here.
 fn later() -> Vec<Example> {
-    vec![
+    let mut examples = vec![
         example(ORG.stream(), 9, "2027-01-20T10:00:00Z", member("admin", "req-0c0101"), Some("make-admin-viewer"))
             .current(LedgerEvent::Organization(OrganizationEvent::UserRoleChanged(UserRoleChanged {
                 user_id: ADMIN,
@@ -769,5 +775,45 @@ fn later() -> Vec<Example> {
                 deployment_id: DEPLOYMENT.into(),
             })),
         ),
+    ];
+    examples.extend(secret_rotation_and_floating());
+    examples
+}
+
+/// The server secret's rotation and floating renewals (issue 18).
+fn secret_rotation_and_floating() -> Vec<Example> {
+    let checkpoint = StreamId::new(CHECKPOINT_STREAM).unwrap();
+    let checkpoint2 = checkpoint.clone();
+    let floating = actor(&format!("license:{LICENSE}"));
+    vec![
+        example(checkpoint, 320, "2027-02-01T08:00:00Z", actor("ledger keys rotate-secret"), Some("rotate-secret"))
+            .current(LedgerEvent::Checkpoint(CheckpointEvent::ServerSecretRotated(ServerSecretRotated {
+                old_secret_id: secret().id(),
+                new_secret_id: next_secret().id(),
+            }))),
+        example(LICENSE.stream(), 10, "2027-02-01T09:00:00Z", actor("ledger keys retire-secret"), Some("rehash-key"))
+            .current(LedgerEvent::License(LicenseEvent::LicenseKeyRehashed(LicenseKeyRehashed {
+                key_hash: keys::license_key_hash(&next_secret(), "LK1-example"),
+                secret_id: next_secret().id(),
+            }))),
+        example(ORG.stream(), 10, "2027-02-01T09:00:00Z", actor("ledger keys retire-secret"), Some("rehash-token"))
+            .current(LedgerEvent::Organization(OrganizationEvent::ApiTokenRehashed(ApiTokenRehashed {
+                token_id: TOKEN,
+                token_hash: keys::api_token_hash(&next_secret(), &keys::api_token(&secret(), TOKEN)),
+                secret_id: next_secret().id(),
+            }))),
+        example(validation::floating_stream(LICENSE, day("2026-05-06")), 1, "2026-05-06T11:34:10Z", floating, None)
+            .current(LedgerEvent::Validation(ValidationEvent::FloatingLeaseExtended(FloatingLeaseExtended {
+                license_id: LICENSE,
+                deployment_id: "pod-7f9c2".into(),
+                at: at("2026-05-06T11:34:10.020Z"),
+                slot_frees_at: at("2026-05-06T12:34:10.020Z"),
+            }))),
+        example(checkpoint2, 321, "2027-02-01T09:00:01Z", actor("ledger keys retire-secret"), Some("retire-secret"))
+            .current(LedgerEvent::Checkpoint(CheckpointEvent::ServerSecretRetired(ServerSecretRetired {
+                secret_id: secret().id(),
+                license_keys: 1,
+                tokens: 1,
+            }))),
     ]
 }

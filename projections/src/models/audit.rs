@@ -215,6 +215,9 @@ fn organization_of(
         Some(LedgerEvent::Validation(ValidationEvent::LicenseValidated(validated))) => {
             owner(changes, validated.license_id.0)?
         }
+        Some(LedgerEvent::Validation(ValidationEvent::FloatingLeaseExtended(extended))) => {
+            owner(changes, extended.license_id.0)?
+        }
         Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(invoice))) => Some(invoice.organization_id),
         Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))) => owner(changes, report.subscription_id.0)?,
         Some(LedgerEvent::Branding(event)) => Some(super::branding::organization_of(event)),

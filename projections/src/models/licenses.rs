@@ -4,7 +4,9 @@
 //! The license row keeps the aggregate's state (`domain::license::License`,
 //! applied by its own `apply`); deployments are rows of their own, written
 //! from that state after each deployment event (active, or released with
-//! the moment its place frees; gone once neither).
+//! the moment its place frees, or floating with the end of its lease; gone
+//! once none). Floating leases are extended on the key's per-day floating
+//! streams (`FloatingLeaseExtended`), which this projection applies too.
 
 use std::collections::BTreeSet;
 
@@ -12,6 +14,7 @@ use cqrs_es::Aggregate;
 use domain::event::LedgerEvent;
 use domain::license::{License, LicenseEvent};
 use domain::record::{Hash, Record};
+use domain::validation::{FloatingLeaseExtended, ValidationEvent};
 use domain::{LicenseId, OrganizationId, Timestamp};
 
 use super::{decoded, encoded, limit_param, stream_uuid, text_order, uuid};
@@ -40,6 +43,9 @@ pub const DEPLOYMENTS: Table = Table::new(
         Column::text("deployment_id"),
         Column::bool("active"),
         Column::int("slot_frees_at").nullable(),
+        // A floating deployment (`active` false): `slot_frees_at` is the
+        // end of the lease its last heartbeat got; past it, its place is free.
+        Column::bool("floating"),
     ],
     2,
 );
@@ -69,6 +75,9 @@ impl Projection for Licenses {
         record: &Record,
         event: Option<&LedgerEvent>,
     ) -> Result<(), ApplyError> {
+        if let Some(LedgerEvent::Validation(ValidationEvent::FloatingLeaseExtended(extended))) = event {
+            return extend(changes, extended);
+        }
         let (Some(LedgerEvent::License(event)), Some(id)) = (event, stream_uuid(record, "license")) else {
             return Ok(());
         };
@@ -77,31 +86,72 @@ impl Projection for Licenses {
             Some(row) => (decoded::<License>(row, 5)?, row.opt_int(3)?),
             None => (License::default(), None),
         };
-        let before: BTreeSet<String> = state.deployments.iter().chain(state.released.keys()).cloned().collect();
+        let before = places(&state);
         if let LicenseEvent::LicenseIssued(issued) = event {
             changes.upsert(&LICENSE_KEYS, vec![issued.key_hash.into(), id.into()])?;
             issued_sequence = Some(i64::try_from(record.header.sequence).map_err(|e| e.to_string())?);
         }
-        let deployments = matches!(event, LicenseEvent::DeploymentActivated(_) | LicenseEvent::DeploymentReleased(_));
+        if let LicenseEvent::LicenseKeyRehashed(rehashed) = event {
+            // The hash under the secret rotated away from finds nothing.
+            if let Some(issued) = &state.issued {
+                changes.delete(&LICENSE_KEYS, vec![issued.key_hash.into()])?;
+            }
+            changes.upsert(&LICENSE_KEYS, vec![rehashed.key_hash.into(), id.into()])?;
+        }
+        let deployments = matches!(
+            event,
+            LicenseEvent::DeploymentActivated(_)
+                | LicenseEvent::DeploymentReleased(_)
+                | LicenseEvent::FloatingDeploymentLeased(_)
+        );
         state.apply(event.clone());
         if deployments {
             write_deployments(changes, id, before, &state)?;
         }
-        let issued = state.issued.as_ref();
-        changes.upsert(
-            &LICENSES,
-            vec![
-                id.into(),
-                issued.map(|i| i.organization_id.0).into(),
-                issued.map(|i| i.subscription_id.0).into(),
-                issued_sequence.into(),
-                state.revoked.is_some().into(),
-                encoded(&state),
-                open_window(&state).map(Timestamp::as_micros).into(),
-            ],
-        )?;
+        write_license(changes, id, &state, issued_sequence)?;
         Ok(())
     }
+}
+
+/// A heartbeat's extension (the key's per-day floating stream,
+/// `domain::validation::FloatingLeaseExtended`): the license's state and
+/// its deployment's row.
+fn extend(changes: &mut Changes<'_>, extended: &FloatingLeaseExtended) -> Result<(), ApplyError> {
+    let id = extended.license_id.0;
+    let Some(row) = changes.get(&LICENSES, &[id.into()])? else { return Ok(()) };
+    let (mut state, issued_sequence) = (decoded::<License>(&row, 5)?, row.opt_int(3)?);
+    let before = places(&state);
+    state.extend_floating(extended);
+    write_deployments(changes, id, before, &state)?;
+    write_license(changes, id, &state, issued_sequence)?;
+    Ok(())
+}
+
+/// The deployments a license's rows name: active, released and still
+/// holding a place, floating.
+fn places(state: &License) -> BTreeSet<String> {
+    state.deployments.iter().chain(state.released.keys()).chain(state.floating.keys()).cloned().collect()
+}
+
+fn write_license(
+    changes: &mut Changes<'_>,
+    id: uuid::Uuid,
+    state: &License,
+    issued_sequence: Option<i64>,
+) -> Result<(), DbError> {
+    let issued = state.issued.as_ref();
+    changes.upsert(
+        &LICENSES,
+        vec![
+            id.into(),
+            issued.map(|i| i.organization_id.0).into(),
+            issued.map(|i| i.subscription_id.0).into(),
+            issued_sequence.into(),
+            state.revoked.is_some().into(),
+            encoded(state),
+            open_window(state).map(Timestamp::as_micros).into(),
+        ],
+    )
 }
 
 /// Writes the rows of every deployment the license mentioned before or
@@ -112,15 +162,18 @@ fn write_deployments(
     before: BTreeSet<String>,
     state: &License,
 ) -> Result<(), DbError> {
-    let now: BTreeSet<String> = state.deployments.iter().chain(state.released.keys()).cloned().collect();
+    let now = places(state);
     for deployment in before.union(&now) {
         let active = state.deployments.contains(deployment);
-        let frees_at = state.released.get(deployment).copied();
+        let floating = !active && state.floating.contains_key(deployment);
+        let frees_at = match floating {
+            true => state.floating.get(deployment),
+            false => state.released.get(deployment),
+        };
+        let frees_at = frees_at.copied().map(Timestamp::as_micros);
         if active || frees_at.is_some() {
-            changes.upsert(
-                &DEPLOYMENTS,
-                vec![id.into(), deployment.as_str().into(), active.into(), frees_at.map(Timestamp::as_micros).into()],
-            )?;
+            let row = vec![id.into(), deployment.as_str().into(), active.into(), frees_at.into(), floating.into()];
+            changes.upsert(&DEPLOYMENTS, row)?;
         } else {
             changes.delete(&DEPLOYMENTS, vec![id.into(), deployment.as_str().into()])?;
         }
@@ -168,18 +221,21 @@ pub async fn of_organization(
 }
 
 /// One deployment of a license: active, or released and still holding
-/// its place until `slot_frees_at`.
+/// its place until `slot_frees_at`, or floating with a lease (possibly
+/// run out) until `slot_frees_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentRow {
     pub deployment_id: String,
     pub active: bool,
     pub slot_frees_at: Option<Timestamp>,
+    pub floating: bool,
 }
 
 /// A license's deployments in id order, at most [`DEPLOYMENTS_PER_LICENSE_MAX`].
 pub async fn deployments(db: &ReadModelDb, license_id: LicenseId) -> Result<Vec<DeploymentRow>, DbError> {
     let sql = format!(
-        "SELECT deployment_id, active, slot_frees_at FROM rm_deployments WHERE license_id = $1 ORDER BY {} LIMIT $2",
+        "SELECT deployment_id, active, slot_frees_at, floating FROM rm_deployments WHERE license_id = $1 \
+         ORDER BY {} LIMIT $2",
         text_order(db, "deployment_id")
     );
     let rows = db.query(&sql, vec![license_id.0.into(), limit_param(DEPLOYMENTS_PER_LICENSE_MAX)]).await?;
@@ -189,6 +245,7 @@ pub async fn deployments(db: &ReadModelDb, license_id: LicenseId) -> Result<Vec<
                 deployment_id: row.text(0)?.to_owned(),
                 active: row.bool(1)?,
                 slot_frees_at: row.opt_int(2)?.map(Timestamp::from_micros),
+                floating: row.bool(3)?,
             })
         })
         .collect()

@@ -89,6 +89,14 @@ impl Projection for Organizations {
                 changes.upsert(&TOKENS, token.values())?;
                 load(changes, id)?
             }
+            OrganizationEvent::ApiTokenRehashed(rehashed) => {
+                if let Some(row) = changes.get(&TOKENS, &[rehashed.token_id.0.into()])? {
+                    let mut token = TokenRow::decode(&row)?;
+                    token.token_hash = rehashed.token_hash;
+                    changes.upsert(&TOKENS, token.values())?;
+                }
+                load(changes, id)?
+            }
             OrganizationEvent::ApiTokenRevoked(revoked) => {
                 if let Some(row) = changes.get(&TOKENS, &[revoked.token_id.0.into()])? {
                     let mut token = TokenRow::decode(&row)?;

@@ -183,6 +183,9 @@ pub struct LicenseView {
     pub deployments: Vec<String>,
     /// Released, but their place is taken until their last lease ends.
     pub released_deployments: Vec<ReleasedDeployment>,
+    /// Floating deployments holding a place: each until the end of the
+    /// lease its last heartbeat got (`domain::floating`).
+    pub floating_deployments: Vec<FloatingDeployment>,
     /// The public keys bound to deployments (trust on first use), which
     /// those deployments must keep presenting until an admin resets them.
     pub deployment_keys: Vec<BoundDeploymentKey>,
@@ -200,6 +203,16 @@ pub struct ReleasedDeployment {
     #[serde(with = "domain::time::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub slot_frees_at: Timestamp,
+}
+
+/// A floating deployment holding a place until `leaseEndsAt`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FloatingDeployment {
+    pub deployment_id: String,
+    #[serde(with = "domain::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub lease_ends_at: Timestamp,
 }
 
 /// A deployment's bound public key (base64url of 32 bytes, Ed25519).

@@ -1,0 +1,361 @@
+//! Rotating the server secret behind the keyed hashes of license keys and
+//! API tokens (and the MACs of sign-in links and deployment challenges),
+//! without downtime, on any number of nodes sharing one log:
+//!
+//! 1. `ledger keys prepare-secret` announces a next secret
+//!    (`keys/secret.next`); each node restarted from then on accepts what
+//!    either secret made, and still makes everything with the current one.
+//! 2. `ledger keys rotate-secret` records `ServerSecretRotated` in the log
+//!    (where the checkpoint key's rotations are), makes the bootstrap
+//!    tokens' stored hashes again under the new secret (the tokens given in
+//!    the environment), keeps the current secret as `keys/secret.previous`
+//!    and makes the next one current. Each node restarted from then on
+//!    makes everything with the new secret and still accepts the old one.
+//! 3. `ledger keys retire-secret`, once every node was restarted: makes the
+//!    stored hash of every license key and API token again under the new
+//!    secret (`LicenseKeyRehashed`, `ApiTokenRehashed`; a lookup finds a
+//!    key under whichever accepted secret hashed it, so this runs while
+//!    nodes serve), records `ServerSecretRetired` and deletes the old
+//!    secret. Nothing the old secret makes matches a stored hash any more.
+//!
+//! A license key is derived again from its event with the license-key
+//! signing key that made it; an API token from its id with the secret that
+//! made its MAC, which must still be there: a token issued before an
+//! earlier rotation was retired cannot be made again, and keeps working
+//! only until the next retirement (`retire-secret` names how many, and
+//! refuses unless told to drop them).
+//!
+//! Single sign-on configurations seal their client secret, and name their
+//! identity links, under the secret: a log that holds one is refused.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use domain::checkpoint::{CHECKPOINT_STREAM, CheckpointEvent, ServerSecretRetired, ServerSecretRotated};
+use domain::event::LedgerEvent;
+use domain::keys::{ServerSecret, api_token, api_token_hash, constant_time_eq, license_key_hash};
+use domain::license::{LicenseEvent, LicenseKeyRehashed};
+use domain::organization::{ApiTokenRehashed, OrganizationEvent};
+use domain::record::Hash;
+use domain::{LicenseId, Metadata, OrganizationId, StreamId, Timestamp, TokenId};
+use store::{Command, EventLog, ExpectedRevision, Idempotency, NewEvent};
+
+use crate::secrets::{
+    AUDITOR_TOKEN_HASH, OPERATOR_TOKEN_HASH, SECRET, SECRET_NEXT, SECRET_PREVIOUS, ServerKeys, create_private_dir,
+    load_or_create_random, place_new, read_file, read_key,
+};
+
+/// Records read from the log at a time while it is walked.
+const WALK_PAGE: usize = 1_000;
+
+/// `ledger keys prepare-secret`: creates the next secret (or keeps the one
+/// already announced); returns its id.
+pub fn prepare_secret(data_dir: &Path) -> anyhow::Result<Hash> {
+    let keys = data_dir.join("keys");
+    create_private_dir(&keys)?;
+    load_or_create_random(&keys.join(SECRET))?;
+    Ok(ServerSecret::from_bytes(load_or_create_random(&keys.join(SECRET_NEXT))?).id())
+}
+
+/// The bootstrap tokens as given in the environment, to make their stored
+/// hashes again under the new secret.
+#[derive(Default)]
+pub struct BootstrapTokens {
+    pub operator: Option<String>,
+    pub auditor: Option<String>,
+}
+
+fn secret_in(keys: &Path, name: &str) -> anyhow::Result<Option<ServerSecret>> {
+    Ok(read_key(&keys.join(name))?.map(|key| ServerSecret::from_bytes(key.to_bytes())))
+}
+
+/// `ledger keys rotate-secret`: the announced next secret becomes current
+/// (see the module). Running it again after an interruption finishes the
+/// same rotation. Returns the old and the new secret's id.
+pub async fn rotate_secret(
+    data_dir: &Path,
+    log: &EventLog,
+    now: Timestamp,
+    tokens: &BootstrapTokens,
+) -> anyhow::Result<(Hash, Hash)> {
+    let keys = data_dir.join("keys");
+    let current = secret_in(&keys, SECRET)?.context("there is no secret to rotate")?;
+    let next = secret_in(&keys, SECRET_NEXT)?
+        .context("no next secret is announced: run `ledger keys prepare-secret` and restart every server first")?;
+    // A `secret.previous` holding the current secret is this rotation's,
+    // interrupted before the rename: it is finished below.
+    if let Some(previous) = read_file(&keys.join(SECRET_PREVIOUS))? {
+        anyhow::ensure!(
+            previous == current_bytes(&keys)?,
+            "an earlier rotation is not retired ({} exists): run `ledger keys retire-secret` first",
+            keys.join(SECRET_PREVIOUS).display()
+        );
+    }
+    let walked = walk(log).await?;
+    let sso = walked.sso_configured.values().filter(|configured| **configured).count();
+    anyhow::ensure!(
+        sso == 0,
+        "single sign-on is configured for {sso} organization(s): its sealed client secrets and identity links are \
+         bound to the secret, which cannot be rotated yet"
+    );
+    for (name, given, env) in [
+        (OPERATOR_TOKEN_HASH, &tokens.operator, "LEDGER_OPERATOR_TOKEN"),
+        (AUDITOR_TOKEN_HASH, &tokens.auditor, "LEDGER_AUDITOR_TOKEN"),
+    ] {
+        rehash_bootstrap(&keys, name, given.as_deref(), env, [&current, &next])?;
+    }
+    let (old_id, new_id) = (current.id(), next.id());
+    let event =
+        CheckpointEvent::ServerSecretRotated(ServerSecretRotated { old_secret_id: old_id, new_secret_id: new_id });
+    let key = format!("server-secret-rotation:{}", hex::encode(new_id.as_bytes()));
+    record(log, checkpoint_stream(), &event, key, now, "ledger keys rotate-secret").await?;
+    place_new(&keys.join(SECRET_PREVIOUS), current_bytes(&keys)?.as_slice())?;
+    std::fs::rename(keys.join(SECRET_NEXT), keys.join(SECRET))
+        .with_context(|| format!("making {SECRET_NEXT} current in {}", keys.display()))?;
+    std::fs::File::open(&keys)?.sync_all()?;
+    Ok((old_id, new_id))
+}
+
+fn checkpoint_stream() -> StreamId {
+    StreamId::new(CHECKPOINT_STREAM).expect("a valid stream id")
+}
+
+fn current_bytes(keys: &Path) -> anyhow::Result<Vec<u8>> {
+    read_file(&keys.join(SECRET))?.context("the secret vanished")
+}
+
+/// Makes a generated bootstrap token's stored hash again under `new`, from
+/// the token given in the environment (checked against the stored hash);
+/// one stored under `new` already is left. A token given in the
+/// environment at every start has no stored hash to make again.
+fn rehash_bootstrap(
+    keys: &Path,
+    name: &str,
+    given: Option<&str>,
+    env: &str,
+    [current, new]: [&ServerSecret; 2],
+) -> anyhow::Result<()> {
+    let path = keys.join(name);
+    let Some(stored) = read_file(&path)? else { return Ok(()) };
+    let token = given.with_context(|| {
+        format!("{} holds a generated token's hash: set {env} to that token so it can be hashed again", path.display())
+    })?;
+    if constant_time_eq(api_token_hash(new, token).as_bytes(), &stored) {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        constant_time_eq(api_token_hash(current, token).as_bytes(), &stored),
+        "{env} is not the token whose hash {} holds",
+        path.display()
+    );
+    // Written aside, then renamed over the old hash in one step.
+    let aside = keys.join(format!("{name}.rehashed"));
+    let _ = std::fs::remove_file(&aside);
+    place_new(&aside, api_token_hash(new, token).as_bytes())?;
+    std::fs::rename(&aside, &path).with_context(|| format!("replacing {}", path.display()))?;
+    std::fs::File::open(keys)?.sync_all()?;
+    Ok(())
+}
+
+/// What `ledger keys retire-secret` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retired {
+    pub secret_id: Hash,
+    /// Hashes made again now (others were made by an earlier run).
+    pub license_keys: u64,
+    pub tokens: u64,
+    /// API tokens whose MAC no loaded secret makes (issued before an
+    /// earlier rotation): dropped, with `drop_unrehashable`.
+    pub dropped_tokens: u64,
+}
+
+/// `ledger keys retire-secret` (every server restarted since
+/// `rotate-secret`): makes every stored hash again under the current
+/// secret, records the retirement and deletes the old secret. Keys or
+/// tokens that cannot be made again refuse it, unless `drop_unrehashable`
+/// (tokens only: a license key whose signing key is lost is refused).
+pub async fn retire_secret(
+    keys: &ServerKeys,
+    data_dir: &Path,
+    log: &EventLog,
+    now: Timestamp,
+    drop_unrehashable: bool,
+) -> anyhow::Result<Retired> {
+    let dir = data_dir.join("keys");
+    let previous = secret_in(&dir, SECRET_PREVIOUS)?
+        .context("no secret was rotated away from: run `ledger keys rotate-secret` first")?;
+    let mut retired = Retired { secret_id: previous.id(), license_keys: 0, tokens: 0, dropped_tokens: 0 };
+    let walked = walk(log).await?;
+    let plan = plan(keys, &walked);
+    anyhow::ensure!(
+        plan.lost_license_keys == 0,
+        "{} license key(s) are made by no license-key signing key in keys/: restore them first",
+        plan.lost_license_keys
+    );
+    anyhow::ensure!(
+        plan.lost_tokens == 0 || drop_unrehashable,
+        "{} API token(s) were issued before an earlier rotation and cannot be hashed again: they stop working once \
+         the secret is retired; run again with --drop-unrehashable-tokens to accept that",
+        plan.lost_tokens
+    );
+    retired.dropped_tokens = plan.lost_tokens;
+    let new_id = keys.secret.id();
+    for (license_id, key_hash) in plan.license_keys {
+        let event = LicenseEvent::LicenseKeyRehashed(LicenseKeyRehashed { key_hash, secret_id: new_id });
+        let key = format!("secret-rehash:{license_id}:{}", hex::encode(new_id.as_bytes()));
+        record(log, license_id.stream(), &event, key, now, "ledger keys retire-secret").await?;
+        retired.license_keys += 1;
+    }
+    for (token_id, (organization_id, token_hash)) in plan.tokens {
+        let event = OrganizationEvent::ApiTokenRehashed(ApiTokenRehashed { token_id, token_hash, secret_id: new_id });
+        let key = format!("secret-rehash:{}:{}", token_id.0, hex::encode(new_id.as_bytes()));
+        record(log, organization_id.stream(), &event, key, now, "ledger keys retire-secret").await?;
+        retired.tokens += 1;
+    }
+    let event = CheckpointEvent::ServerSecretRetired(ServerSecretRetired {
+        secret_id: retired.secret_id,
+        license_keys: retired.license_keys,
+        tokens: retired.tokens,
+    });
+    let key = format!("server-secret-retirement:{}", hex::encode(retired.secret_id.as_bytes()));
+    record(log, checkpoint_stream(), &event, key, now, "ledger keys retire-secret").await?;
+    std::fs::remove_file(dir.join(SECRET_PREVIOUS)).context("deleting the old secret")?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(retired)
+}
+
+/// Appends one event, once: its idempotency key answers a retry with the
+/// first append.
+async fn record<E: domain::event::StoredEvent>(
+    log: &EventLog,
+    stream_id: StreamId,
+    event: &E,
+    key: String,
+    now: Timestamp,
+    actor: &str,
+) -> anyhow::Result<()> {
+    let metadata = Metadata { actor: Some(actor.into()), ..Default::default() };
+    let events = vec![NewEvent::from_event(event, crate::command::new_event_id(), now, &metadata)];
+    let command = Command {
+        idempotency: Some(Idempotency::of_events(key, &stream_id, &events)),
+        stream_id,
+        expected: ExpectedRevision::Any,
+        events,
+    };
+    log.append_one(command).await?.map_err(|e| anyhow::anyhow!("not recorded: {e}"))?;
+    Ok(())
+}
+
+/// What the log holds that a rotation needs: each key's random bytes and
+/// stored hash, each token's stored hash, and how many SSO configurations.
+#[derive(Default)]
+struct Walked {
+    license_keys: BTreeMap<LicenseId, ([u8; 16], Hash)>,
+    tokens: BTreeMap<TokenId, (OrganizationId, Hash)>,
+    /// Organizations whose last SSO change is a configuration (true).
+    sso_configured: BTreeMap<uuid::Uuid, bool>,
+}
+
+async fn walk(log: &EventLog) -> anyhow::Result<Walked> {
+    let head = log.head().await?.sequence;
+    let mut walked = Walked::default();
+    let mut from = 1;
+    while from <= head {
+        let page = log.read_page(from..=head, WALK_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        from = last.header.sequence + 1;
+        for record in &page {
+            let header = &record.header;
+            if header.stream_id.category() == "sso-config" {
+                let configured = header.event_type == "SsoConfigured";
+                if let Some(id) = entity(&header.stream_id) {
+                    walked.sso_configured.insert(id, configured);
+                }
+            }
+            let Some(payload) = record.payload.as_deref() else { continue };
+            let Ok(Some(event)) = LedgerEvent::decode(&record.header, payload) else { continue };
+            take(&mut walked, &record.header.stream_id, event);
+        }
+    }
+    Ok(walked)
+}
+
+fn take(walked: &mut Walked, stream: &StreamId, event: LedgerEvent) {
+    match event {
+        LedgerEvent::License(LicenseEvent::LicenseIssued(issued)) => {
+            walked.license_keys.insert(issued.license_id, (issued.nonce, issued.key_hash));
+        }
+        LedgerEvent::License(LicenseEvent::LicenseKeyRehashed(rehashed)) => {
+            let id = entity(stream).map(LicenseId);
+            if let Some(entry) = id.and_then(|id| walked.license_keys.get_mut(&id)) {
+                entry.1 = rehashed.key_hash;
+            }
+        }
+        LedgerEvent::Organization(OrganizationEvent::ApiTokenIssued(issued)) => {
+            let id = entity(stream).map(OrganizationId);
+            if let Some(organization_id) = id {
+                walked.tokens.insert(issued.token_id, (organization_id, issued.token_hash));
+            }
+        }
+        LedgerEvent::Organization(OrganizationEvent::ApiTokenRevoked(revoked)) => {
+            // A revoked token needs no hash: it is refused either way.
+            walked.tokens.remove(&revoked.token_id);
+        }
+        LedgerEvent::Organization(OrganizationEvent::ApiTokenRehashed(rehashed)) => {
+            if let Some(entry) = walked.tokens.get_mut(&rehashed.token_id) {
+                entry.1 = rehashed.token_hash;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The UUID of an entity's stream (`category/uuid`).
+fn entity(stream: &StreamId) -> Option<uuid::Uuid> {
+    stream.as_str().split_once('/')?.1.parse().ok()
+}
+
+/// The hashes to make again under the current secret, and what cannot be.
+#[derive(Default)]
+struct Plan {
+    license_keys: Vec<(LicenseId, Hash)>,
+    tokens: Vec<(TokenId, (OrganizationId, Hash))>,
+    lost_license_keys: u64,
+    lost_tokens: u64,
+}
+
+fn plan(keys: &ServerKeys, walked: &Walked) -> Plan {
+    let mut plan = Plan::default();
+    let signers: Vec<_> = std::iter::once(&keys.license).chain(&keys.license_retired).collect();
+    for (&license_id, &(nonce, stored)) in &walked.license_keys {
+        let key = keys.secrets().find_map(|secret| {
+            let signers = signers.iter().copied();
+            domain::keys::issued_license_key(signers, secret, license_id, nonce, &stored)
+        });
+        match key {
+            None => plan.lost_license_keys += 1,
+            Some(key) => {
+                let hash = license_key_hash(&keys.secret, &key);
+                if !constant_time_eq(hash.as_bytes(), stored.as_bytes()) {
+                    plan.license_keys.push((license_id, hash));
+                }
+            }
+        }
+    }
+    for (&token_id, &(organization_id, stored)) in &walked.tokens {
+        let token = keys.secrets().map(|mac| api_token(mac, token_id)).find(|token| {
+            keys.secrets().any(|hasher| constant_time_eq(api_token_hash(hasher, token).as_bytes(), stored.as_bytes()))
+        });
+        match token {
+            None => plan.lost_tokens += 1,
+            Some(token) => {
+                let hash = api_token_hash(&keys.secret, &token);
+                if !constant_time_eq(hash.as_bytes(), stored.as_bytes()) {
+                    plan.tokens.push((token_id, (organization_id, hash)));
+                }
+            }
+        }
+    }
+    plan
+}
