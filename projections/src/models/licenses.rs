@@ -82,7 +82,10 @@ impl Projection for Licenses {
             changes.upsert(&LICENSE_KEYS, vec![issued.key_hash.into(), id.into()])?;
             issued_sequence = Some(i64::try_from(record.header.sequence).map_err(|e| e.to_string())?);
         }
-        let deployments = matches!(event, LicenseEvent::DeploymentActivated(_) | LicenseEvent::DeploymentReleased(_));
+        let deployments = matches!(
+            event,
+            LicenseEvent::DeploymentActivated(_) | LicenseEvent::DeploymentReleased(_) | LicenseEvent::OfflineActivated(_)
+        );
         state.apply(event.clone());
         if deployments {
             write_deployments(changes, id, before, &state)?;
