@@ -194,13 +194,53 @@ async fn an_air_gapped_site_is_activated_by_file_and_billed_for_its_imported_usa
     assert_eq!(users, [json!(5), json!(4)], "{usage}");
     let audit = s.audit(&org).await;
     assert_eq!((count(&audit, "OfflineActivated"), count(&audit, "OfflineUsageImported")), (1, 2));
+
+    // The clock set back is detected; past the file's end nothing is allowed.
+    let wall = client::TimeSource::wall(&*time);
+    time.set_wall(wall - chrono::Duration::days(2));
+    assert_eq!(vault.status(), Status::ClockTampered);
+    time.set_wall(wall);
+    time.advance(Duration::from_secs(40 * 24 * 3600));
+    assert_eq!(vault.status(), Status::NoLease);
     s.stop().await;
+}
+
+/// The client takes only a license file answering its own pending request,
+/// unaltered, signed with a pinned key, bound to its key pair.
+async fn the_client_refuses_a_license_file_not_made_for_it(s: &Server, key: &str, admin: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let time = Arc::new(ManualTime::new("2026-01-01T08:00:00Z".parse().unwrap()));
+    let (one, two) = (scratch.path().join("one"), scratch.path().join("two"));
+    let (request_one, request_two) = (scratch.path().join("r1.json"), scratch.path().join("r2.json"));
+    let site_one = site(key, &one, lease_key(s).await, &time);
+    let site_two = site(key, &two, lease_key(s).await, &time);
+    site_one.write_activation_request(&request_one).unwrap();
+    site_two.write_activation_request(&request_two).unwrap();
+    let body: Value = serde_json::from_slice(&std::fs::read(&request_one).unwrap()).unwrap();
+    let file = s.post(ACTIVATE, Some(admin), body).await.expect(200);
+    let path = scratch.path().join("license.json");
+    // Another machine's (another key pair, another nonce).
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    assert!(site_two.load_license_file(&path).is_err());
+    // Altered in one byte.
+    std::fs::write(&path, serde_json::to_vec(&altered(&file)).unwrap()).unwrap();
+    assert!(site_one.load_license_file(&path).is_err());
+    // Signed by a key the site does not pin.
+    let stranger = site(key, &scratch.path().join("three"), pair(9).verifying_key(), &time);
+    std::fs::copy(&request_one, scratch.path().join("three").join(client::airgap::PENDING_REQUEST_FILE)).unwrap();
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    assert!(stranger.load_license_file(&path).is_err());
+    assert_eq!(site_two.status(), Status::NoLease);
+    assert!(site_one.load_license_file(&path).unwrap().is_valid());
+    // Loaded once: the request is answered, the same file is not taken again.
+    assert!(site_one.load_license_file(&path).is_err());
 }
 
 async fn replayed_altered_foreign_and_expired_files_are_refused_with_named_reasons(backend: Backend) {
     let s = backend.start().await;
     let (org, admin, key) = customer(&s, "Acme").await;
     let (_, globex_admin, globex_key) = customer(&s, "Globex").await;
+    the_client_refuses_a_license_file_not_made_for_it(&s, &globex_key, &globex_admin).await;
     let at = "2026-01-01T00:00:00Z";
     let first = request(&key, "vault-1", "n-1", at, &pair(1), &pair(1));
     s.post(ACTIVATE, Some(&admin), altered(&first)).await.problem(400, "offline_file_altered");

@@ -146,6 +146,12 @@ pub async fn activate_offline(
         Ok(vec![fresh.into_command(context, now)])
     })
     .await?;
+    // The file answers what was recorded (a retry with the same
+    // Idempotency-Key answers the first activation's file again).
+    let activated = appended.find(|event| match event {
+        domain::event::LedgerEvent::License(domain::license::LicenseEvent::OfflineActivated(e)) => Some(e.clone()),
+        _ => None,
+    })?;
     let code = license.validation_code(&facts, &deployment_id, now, today);
     let limits = Limits::on(&subscription, &ledger.catalog, today).ok_or(Error::NotFound)?;
     let tier = subscription.tier_on(today).map_or("none", |t| t.tier.as_str());
@@ -155,16 +161,16 @@ pub async fn activate_offline(
         organization_id: issued.organization_id,
         key_binding: domain::lease::key_binding(&key),
         deployment_id,
-        nonce: request.nonce,
-        client_time: Some(request.client_time),
-        issued_at: now,
-        lease_expires_at: valid_until,
+        nonce: activated.nonce,
+        client_time: Some(activated.client_time),
+        issued_at: activated.activated_at,
+        lease_expires_at: activated.valid_until,
         code: if code.is_valid() { code.as_str() } else { "VALID" }.into(),
         tier: tier.into(),
         limits: limits.lease_limits(),
         features: limits.allowed_features.clone(),
         heartbeat_interval_seconds: None,
-        deployment_key: Some(request.deployment_key),
+        deployment_key: Some(activated.public_key),
     };
     tracing::info!(sequence = appended.sequence, license = %body.license_id, "offline activation recorded");
     Ok(domain::airgap::sign_license_file(&body, &ledger.keys.lease))
