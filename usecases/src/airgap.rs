@@ -46,6 +46,7 @@ const DAY_MICROS: i64 = 24 * 3600 * 1_000_000;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageImportResponse {
+    #[schema(value_type = String, format = Uuid)]
     pub license_id: LicenseId,
     pub deployment_id: String,
     pub export_id: String,
