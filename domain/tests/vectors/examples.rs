@@ -26,7 +26,8 @@ use ledger_domain::floating::{FloatingDeploymentLeased, FloatingDeploymentsSet};
 use ledger_domain::keys::{self, ServerSecret};
 use ledger_domain::license::{
     DeploymentActivated, DeploymentKeyBound, DeploymentKeyReset, DeploymentReleased, DeploymentReleasedV1,
-    LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded, ValidationCode,
+    LicenseEvent, LicenseIssued, LicenseRevoked, LicenseSuperseded, OfflineActivated, OfflineUsageImported,
+    ValidationCode,
 };
 use ledger_domain::notification::{
     Notice, NotificationEvent, NotificationSent, NotificationSkipped, SkipReason, UsageLevel, UsageMetric,
@@ -767,6 +768,25 @@ fn later() -> Vec<Example> {
         example(LICENSE.stream(), 9, "2026-01-18T14:30:05Z", member("admin", "req-0d1e22"), None).current(
             LedgerEvent::License(LicenseEvent::DeploymentKeyReset(DeploymentKeyReset {
                 deployment_id: DEPLOYMENT.into(),
+            })),
+        ),
+        example(LICENSE.stream(), 10, "2026-01-20T09:00:00Z", member("admin", "req-0e1f01"), None).current(
+            LedgerEvent::License(LicenseEvent::OfflineActivated(OfflineActivated {
+                deployment_id: "vault-1".into(),
+                public_key: "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w".into(),
+                nonce: "Yk3q9vT1xA0rLm2s8dE4Hw".into(),
+                client_time: at("2026-01-19T16:42:10.250Z"),
+                activated_at: at("2026-01-20T09:00:00Z"),
+                valid_until: at("2026-04-20T09:00:00Z"),
+            })),
+        ),
+        example(LICENSE.stream(), 11, "2026-02-21T10:15:00Z", member("admin", "req-0e1f02"), None).current(
+            LedgerEvent::License(LicenseEvent::OfflineUsageImported(OfflineUsageImported {
+                deployment_id: "vault-1".into(),
+                export_id: "QmX7c2Lr0pTz5wN8vK1yBg".into(),
+                created_at: at("2026-02-20T17:00:03Z"),
+                imported_at: at("2026-02-21T10:15:00Z"),
+                days: 31,
             })),
         ),
     ]
