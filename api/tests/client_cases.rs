@@ -294,10 +294,9 @@ async fn upload(w: &World, route: &str, file: &str, step: &Value) -> Result<Valu
     let mut body: Value = serde_json::from_slice(&std::fs::read(w.scratch.path().join(file)).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     if step["tamper"] == true {
-        let mut bytes = URL_SAFE_NO_PAD.decode(body["payload"].as_str().unwrap()).unwrap();
-        let at = bytes.len() / 2;
-        bytes[at] ^= 1;
-        body["payload"] = json!(URL_SAFE_NO_PAD.encode(bytes));
+        let bytes = URL_SAFE_NO_PAD.decode(body["payload"].as_str().unwrap()).unwrap();
+        let altered = String::from_utf8(bytes).unwrap().replacen("2026-", "2027-", 1);
+        body["payload"] = json!(URL_SAFE_NO_PAD.encode(altered));
     }
     let reply = w.server().send(reqwest::Method::POST, route, Some(&w.admin), common::Body::Json(body), &[]).await;
     let mut seen = if reply.json.is_object() { reply.json.clone() } else { json!({}) };

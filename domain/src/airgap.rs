@@ -180,9 +180,10 @@ impl ActivationRequest {
         if body.version != 1 {
             return Err(FileError::Malformed(format!("version {} (this server reads 1)", body.version)));
         }
-        check_fields(&body.deployment_id, &[("nonce", &body.nonce)])?;
         let key = deployment_key_of(&body.deployment_key)?;
-        Ok(verify_document(ACTIVATION_REQUEST_DOMAIN, &file.payload, &file.signature, &key)?)
+        let body: Self = verify_document(ACTIVATION_REQUEST_DOMAIN, &file.payload, &file.signature, &key)?;
+        check_fields(&body.deployment_id, &[("nonce", &body.nonce)])?;
+        Ok(body)
     }
 }
 
@@ -254,6 +255,8 @@ impl UsageExport {
         if body.version != 1 {
             return Err(FileError::Malformed(format!("version {} (this server reads 1)", body.version)));
         }
+        let key = deployment_key_of(&body.deployment_key)?;
+        let body: Self = verify_document(USAGE_EXPORT_DOMAIN, &file.payload, &file.signature, &key)?;
         check_fields(&body.deployment_id, &[("licenseNonce", &body.license_nonce), ("exportId", &body.export_id)])?;
         if body.days.is_empty() || body.days.len() > EXPORT_DAYS_MAX {
             return Err(FileError::Malformed(format!("days: 1 to {EXPORT_DAYS_MAX}")));
@@ -268,8 +271,7 @@ impl UsageExport {
                 return Err(FileError::Malformed(format!("days: a metric of {} is too long", day.day)));
             }
         }
-        let key = deployment_key_of(&body.deployment_key)?;
-        Ok(verify_document(USAGE_EXPORT_DOMAIN, &file.payload, &file.signature, &key)?)
+        Ok(body)
     }
 }
 

@@ -45,10 +45,10 @@ export interface ActivationRequest {
   clientTime: string;
 }
 
-/** The license id a key names, read without its signature (`LK1-` + base64url; bytes 1 to 16). */
+/** The license id a key names, read without its signature (`LK1-` + base64url of version, id, nonce, signature: 1 + 16 + 16 + 64 bytes). */
 export function licenseIdOf(licenseKey: string): string {
   const bytes = Buffer.from(licenseKey.startsWith("LK1-") ? licenseKey.slice(4) : "", "base64url");
-  if (bytes.length !== 81 || bytes[0] !== 1) throw new ClientError("config", "the license key is not well-formed");
+  if (bytes.length !== 97 || bytes[0] !== 1) throw new ClientError("config", "the license key is not well-formed");
   const hex = bytes.subarray(1, 17).toString("hex");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }

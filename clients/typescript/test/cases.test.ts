@@ -113,10 +113,8 @@ function copyToNewMachine(w: World): void {
 async function upload(w: World, route: string, name: string, step: Step): Promise<any> {
   const body = JSON.parse(fs.readFileSync(path.join(w.scratch, name), "utf8"));
   if (step.tamper) {
-    const bytes = Buffer.from(body.payload, "base64url");
-    const at = bytes.length >> 1;
-    bytes[at] = bytes[at]! ^ 1;
-    body.payload = bytes.toString("base64url");
+    const altered = Buffer.from(body.payload, "base64url").toString("utf8").replace("2026-", "2027-");
+    body.payload = Buffer.from(altered, "utf8").toString("base64url");
   }
   const reply = await w.server.call("POST", route, w.c.admin, body);
   const seen = { ...(typeof reply.json === "object" && reply.json !== null ? reply.json : {}), status: reply.status };
