@@ -80,7 +80,14 @@ fn day(date: &str, users: &str) -> ExportedDay {
 }
 
 /// A usage export of `key`'s license from `deployment`, signed by `signer`.
-fn export(key: &str, license_nonce: &str, export_id: &str, at: &str, days: Vec<ExportedDay>, signer: &SigningKey) -> Value {
+fn export(
+    key: &str,
+    license_nonce: &str,
+    export_id: &str,
+    at: &str,
+    days: Vec<ExportedDay>,
+    signer: &SigningKey,
+) -> Value {
     let export = UsageExport {
         version: 1,
         license_id: domain::keys::license_id_unverified(key).unwrap(),
@@ -119,7 +126,12 @@ async fn lease_key(s: &Server) -> ed25519_dalek::VerifyingKey {
 }
 
 /// The client of an air-gapped site: no server (nothing answers its URL).
-fn site(key: &str, dir: &std::path::Path, lease_key: ed25519_dalek::VerifyingKey, time: &Arc<ManualTime>) -> LicenseClient {
+fn site(
+    key: &str,
+    dir: &std::path::Path,
+    lease_key: ed25519_dalek::VerifyingKey,
+    time: &Arc<ManualTime>,
+) -> LicenseClient {
     let mut config = Config::new("http://127.0.0.1:9", key, dir, vec![lease_key]);
     config.allow_plain_http = true;
     config.deployment_id = "vault-1".into();

@@ -291,8 +291,9 @@ async fn deployment_key(w: &mut World, step: &Value) -> Result<(), String> {
 /// Posts a file of the scratch directory as the org admin; compares the
 /// answer's status and fields (`status`, `code`, `daysImported`) with `expect`.
 async fn upload(w: &World, route: &str, file: &str, step: &Value) -> Result<Value, String> {
-    let mut body: Value = serde_json::from_slice(&std::fs::read(w.scratch.path().join(file)).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    let mut body: Value =
+        serde_json::from_slice(&std::fs::read(w.scratch.path().join(file)).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     if step["tamper"] == true {
         let bytes = URL_SAFE_NO_PAD.decode(body["payload"].as_str().unwrap()).unwrap();
         let altered = String::from_utf8(bytes).unwrap().replacen("2026-", "2027-", 1);
@@ -308,7 +309,9 @@ async fn upload(w: &World, route: &str, file: &str, step: &Value) -> Result<Valu
 async fn airgap(w: &World, step: &Value) -> Result<(), String> {
     let scratch = w.scratch.path();
     match step["do"].as_str().unwrap_or_default() {
-        "offline_request" => w.client().write_activation_request(&scratch.join("request.json")).map_err(|e| e.to_string())?,
+        "offline_request" => {
+            w.client().write_activation_request(&scratch.join("request.json")).map_err(|e| e.to_string())?
+        }
         "offline_activate" => {
             let answer = upload(w, "/api/v1/licenses/offline-activations", "request.json", step).await?;
             if answer["status"] == 200 {
@@ -406,7 +409,8 @@ async fn run(w: &mut World, step: &Value) -> Result<(), String> {
         }
         "other_deployment" => return other_deployment(w, step).await,
         "pin_next_lease_key" => return pin_next_lease_key(w).await,
-        "offline_request" | "offline_activate" | "load_license_file" | "export_usage" | "import_usage" | "usage_day" => {
+        "offline_request" | "offline_activate" | "load_license_file" | "export_usage" | "import_usage"
+        | "usage_day" => {
             return airgap(w, step).await;
         }
         other => return Err(format!("unknown step {other}")),

@@ -21,8 +21,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::Timestamp;
 use domain::airgap::{
-    ACTIVATION_REQUEST_FORMAT, ActivationRequest, ExportedDay, FileError, LICENSE_FILE_FORMAT, SignedFile,
-    UsageExport,
+    ACTIVATION_REQUEST_FORMAT, ActivationRequest, ExportedDay, FileError, LICENSE_FILE_FORMAT, SignedFile, UsageExport,
 };
 use domain::lease::LeaseBody;
 use ed25519_dalek::SigningKey;
@@ -55,11 +54,7 @@ fn file_refused(error: FileError) -> ClientError {
 }
 
 /// A new activation request of this deployment, signed with its key.
-pub(crate) fn activation_request(
-    config: &Config,
-    key: &SigningKey,
-    public: &str,
-) -> Result<SignedFile, ClientError> {
+pub(crate) fn activation_request(config: &Config, key: &SigningKey, public: &str) -> Result<SignedFile, ClientError> {
     let license_id = domain::keys::license_id_unverified(&config.license_key)
         .ok_or_else(|| ClientError::Config("the license key is not well-formed".into()))?;
     let request = ActivationRequest {

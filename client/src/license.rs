@@ -114,7 +114,8 @@ impl LicenseClient {
         };
         // An air-gapped deployment's license file, when it is newer.
         let license_file = crate::airgap::stored_license_file(&config, &deployment_public)?;
-        let from_file = license_file.as_ref().is_some_and(|file| lease.as_ref().is_none_or(|l| file.issued_at > l.issued_at));
+        let from_file =
+            license_file.as_ref().is_some_and(|file| lease.as_ref().is_none_or(|l| file.issued_at > l.issued_at));
         let lease = if from_file { license_file } else { lease };
         let lease = lease.map(|body| {
             let client_time_us = body.client_time.expect("load_lease requires a clientTime").as_micros();

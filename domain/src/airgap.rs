@@ -197,7 +197,11 @@ pub fn sign_license_file(body: &LeaseBody, lease_key: &SigningKey) -> SignedFile
 /// A license file's document, once its signature verifies with
 /// `lease_key` and it was issued to `license_key`. Its binding to the
 /// deployment's key and nonce and its validity are the client's to check.
-pub fn open_license_file(file: &SignedFile, lease_key: &VerifyingKey, license_key: &str) -> Result<LeaseBody, FileError> {
+pub fn open_license_file(
+    file: &SignedFile,
+    lease_key: &VerifyingKey,
+    license_key: &str,
+) -> Result<LeaseBody, FileError> {
     if file.format != LICENSE_FILE_FORMAT {
         return Err(FileError::WrongFormat(LICENSE_FILE_FORMAT));
     }

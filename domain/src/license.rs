@@ -616,7 +616,8 @@ impl License {
         {
             return Err(LicenseError::OfflineReplayed);
         }
-        if !self.deployments.contains(&deployment_id) && self.places_taken(&deployment_id, now) >= max_deployments as usize
+        if !self.deployments.contains(&deployment_id)
+            && self.places_taken(&deployment_id, now) >= max_deployments as usize
         {
             return Err(LicenseError::TooManyDeployments { max: max_deployments });
         }

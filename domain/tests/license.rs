@@ -893,7 +893,11 @@ fn a_released_offline_deployment_holds_its_place_until_its_license_file_ends() {
     given(vec![issued(), offline_activated("n-1", "2026-01-01T00:00:00Z")])
         .when(release("vault-1", "2026-01-10T00:00:00Z", Some("2026-01-17T00:00:00Z")))
         .then_expect_events(vec![released.into()]);
-    let key = license(vec![issued(), offline_activated("n-1", "2026-01-01T00:00:00Z"), released_until("vault-1", "2026-01-10T00:00:00Z", "2026-04-01T10:00:00Z")]);
+    let key = license(vec![
+        issued(),
+        offline_activated("n-1", "2026-01-01T00:00:00Z"),
+        released_until("vault-1", "2026-01-10T00:00:00Z", "2026-04-01T10:00:00Z"),
+    ]);
     assert_eq!(key.places_taken("edge-1", at("2026-03-01T00:00:00Z")), 1);
     assert!(key.offline.contains_key("vault-1"), "held while its place is");
 }

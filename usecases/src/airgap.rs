@@ -91,10 +91,12 @@ async fn license_for(
     license_id: LicenseId,
     key_binding: &str,
 ) -> Result<(License, String), Error> {
-    let license = projections::models::licenses::license(&ledger.models.db, license_id).await?.ok_or(Error::NotFound)?;
+    let license =
+        projections::models::licenses::license(&ledger.models.db, license_id).await?.ok_or(Error::NotFound)?;
     let issued = license.issued.as_ref().ok_or(Error::NotFound)?;
     caller.require_org(issued.organization_id, Need::Admin)?;
-    let key = ledger.keys.issued_license_key(issued).ok_or_else(|| foreign("the license's key is not this server's"))?;
+    let key =
+        ledger.keys.issued_license_key(issued).ok_or_else(|| foreign("the license's key is not this server's"))?;
     if !domain::keys::constant_time_eq(domain::lease::key_binding(&key).as_bytes(), key_binding.as_bytes()) {
         return Err(foreign("the file names another license key"));
     }
@@ -125,7 +127,8 @@ pub async fn activate_offline(
         .ok_or(Error::NotFound)?;
     let facts = crate::validation::subscription_facts(&subscription, today)?;
     let days = i64::from(settings.offline_license_days.min(domain::airgap::OFFLINE_LICENSE_DAYS_MAX));
-    let valid_until = Timestamp::from_micros(now.as_micros().saturating_add(days * DAY_MICROS)).min(license.end(&facts));
+    let valid_until =
+        Timestamp::from_micros(now.as_micros().saturating_add(days * DAY_MICROS)).min(license.end(&facts));
     let deployment_id = request.deployment_id.clone();
     let appended = crate::command::execute(ledger, context, || async {
         let mut fresh = load::<License>(ledger, request.license_id.stream()).await?;
@@ -196,7 +199,12 @@ fn day_metrics(day: &ExportedDay, today: NaiveDate, start: NaiveDate) -> Result<
 /// file: not past the correction window after the file's end, and every
 /// day within the file's reach (the first offline activation's day to the
 /// file's end).
-fn within_grant(grant: &OfflineGrant, export: &UsageExport, now: Timestamp, settings: &UsageSettings) -> Result<(), Error> {
+fn within_grant(
+    grant: &OfflineGrant,
+    export: &UsageExport,
+    now: Timestamp,
+    settings: &UsageSettings,
+) -> Result<(), Error> {
     let window = i64::from(settings.correction_days_max).saturating_mul(DAY_MICROS);
     if now.as_micros() > grant.valid_until.as_micros().saturating_add(window) {
         return Err(expired(format!(
@@ -244,10 +252,11 @@ pub async fn import_usage(
         reports.push((day.day, day_metrics(day, today, start)?));
     }
     for _ in 0..ATTEMPTS_MAX {
-        let commands = match import_commands(ledger, context, &export, &reports, issued.subscription_id, settings).await? {
-            Ok(commands) => commands,
-            Err(refusal) => return Err(refusal),
-        };
+        let commands =
+            match import_commands(ledger, context, &export, &reports, issued.subscription_id, settings).await? {
+                Ok(commands) => commands,
+                Err(refusal) => return Err(refusal),
+            };
         match ledger.log.append_atomic(commands).await? {
             Ok(appended) => {
                 let sequence = appended.iter().map(|a| a.last_sequence).max().unwrap_or_default();
@@ -267,7 +276,10 @@ pub async fn import_usage(
                 return Err(Error::RateLimited {
                     limit: REPORTS_PER_DAY,
                     retry_after_seconds: crate::validation::seconds_to_midnight(now, today),
-                    message: format!("{stream_id} has had its {} reports: the export is refused", settings.reports_per_day_max),
+                    message: format!(
+                        "{stream_id} has had its {} reports: the export is refused",
+                        settings.reports_per_day_max
+                    ),
                 });
             }
             Err(other) => return Err(Error::Internal(other.to_string())),

@@ -42,8 +42,7 @@ pub async fn activate_offline(
 ) -> Result<Json<domain::airgap::SignedFile>, ApiError> {
     let bytes = request.body.get().as_bytes();
     let settings = state.usage.settings;
-    let file =
-        usecases::airgap::activate_offline(&state, &request.caller, &request.context, bytes, &settings).await?;
+    let file = usecases::airgap::activate_offline(&state, &request.caller, &request.context, bytes, &settings).await?;
     Ok(Json(file))
 }
 

@@ -84,7 +84,9 @@ impl Projection for Licenses {
         }
         let deployments = matches!(
             event,
-            LicenseEvent::DeploymentActivated(_) | LicenseEvent::DeploymentReleased(_) | LicenseEvent::OfflineActivated(_)
+            LicenseEvent::DeploymentActivated(_)
+                | LicenseEvent::DeploymentReleased(_)
+                | LicenseEvent::OfflineActivated(_)
         );
         state.apply(event.clone());
         if deployments {
