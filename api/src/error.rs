@@ -256,6 +256,8 @@ fn license_refusal(error: LicenseError) -> ApiError {
         E::InvalidDeploymentId | E::InvalidDeploymentKey => ApiError::Validation(error.to_string()),
         E::DeploymentKeyAlreadyBound(_) => ApiError::conflict("deployment_key_bound", error),
         E::DeploymentKeyNotBound(_) => ApiError::conflict("deployment_key_not_bound", error),
+        E::OfflineReplayed => ApiError::conflict("offline_file_replayed", error),
+        E::OfflineForeign => ApiError::conflict("offline_file_foreign", error),
     }
 }
 

@@ -102,6 +102,7 @@ pub fn app(state: AppState) -> Router {
         .route("/subscriptions/{org_id}/addons/{addon_id}/reprice", post(c::reprice_addon))
         .route("/subscriptions/{org_id}/floating-deployments", post(c::set_floating))
         .route("/licenses/{license_id}/revoke", post(c::revoke_license))
+        .route("/licenses/offline-activations", post(routes::airgap::activate_offline))
         .route("/licenses/{license_id}/deployments/{deployment_id}/release", post(routes::license::release_deployment))
         .route(
             "/licenses/{license_id}/deployments/{deployment_id}/reset-key",
@@ -110,6 +111,7 @@ pub fn app(state: AppState) -> Router {
         .route("/license/validate", get(routes::license::validate).post(routes::license::validate))
         .route("/license/challenge", post(routes::license::challenge))
         .route("/usage/report", post(routes::usage::report))
+        .route("/usage/imports", post(routes::airgap::import_usage))
         .route("/organizations/{org_id}/usage", get(routes::usage::usage))
         .route("/organizations/{org_id}/invoices", get(routes::billing::invoices))
         .route("/billing/runs", post(routes::billing::billing_run))

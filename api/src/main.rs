@@ -85,6 +85,11 @@ struct UsageLimits {
     /// How many days back a usage report may correct a day.
     #[arg(long, default_value_t = UsageSettings::default().correction_days_max)]
     usage_correction_days_max: u32,
+    /// Days a license file of an air-gapped deployment is valid (at most 90;
+    /// never past the key's end).
+    #[arg(long, env = "LEDGER_OFFLINE_LICENSE_DAYS", default_value_t = UsageSettings::default().offline_license_days,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(domain::airgap::OFFLINE_LICENSE_DAYS_MAX)))]
+    offline_license_days: u32,
 }
 
 impl UsageLimits {
@@ -93,6 +98,7 @@ impl UsageLimits {
             reports_per_key_per_minute: self.usage_reports_per_key_per_minute,
             reports_per_day_max: self.usage_reports_per_day_max,
             correction_days_max: self.usage_correction_days_max,
+            offline_license_days: self.offline_license_days,
         }
     }
 }
@@ -200,6 +206,48 @@ enum Command {
     Projections {
         #[command(subcommand)]
         job: ProjectionsJob,
+    },
+    /// License keys.
+    Licenses {
+        #[command(subcommand)]
+        job: Licenses,
+    },
+    /// Usage.
+    Usage {
+        #[command(subcommand)]
+        job: UsageJob,
+    },
+}
+
+#[derive(Subcommand)]
+enum Licenses {
+    /// Turn an air-gapped deployment's activation request file into a
+    /// license file (as POST /api/v1/licenses/offline-activations does).
+    ActivateOffline {
+        /// The activation request file the deployment wrote.
+        #[arg(long)]
+        request: PathBuf,
+        /// Where to write the license file for the deployment.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        store: Store,
+        #[command(flatten)]
+        usage: UsageLimits,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsageJob {
+    /// Import an air-gapped deployment's usage export file (as POST
+    /// /api/v1/usage/imports does); prints the answer as JSON.
+    Import {
+        /// The usage export file the deployment wrote.
+        file: PathBuf,
+        #[command(flatten)]
+        store: Store,
+        #[command(flatten)]
+        usage: UsageLimits,
     },
 }
 
@@ -378,6 +426,10 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&rebuilt.json())?);
             Ok(())
         }
+        Command::Licenses { job: Licenses::ActivateOffline { request, out, store, usage } } => {
+            activate_offline(request, out, store, usage).await
+        }
+        Command::Usage { job: UsageJob::Import { file, store, usage } } => import_usage(file, store, usage).await,
         Command::Keys { job: Keys::PrepareLease { store } } => prepare_key(&store, &ledger_api::secrets::LEASE),
         Command::Keys { job: Keys::RotateLease { store } } => rotate_key(&store, &ledger_api::secrets::LEASE),
         Command::Keys { job: Keys::PrepareLicense { store } } => prepare_key(&store, &ledger_api::secrets::LICENSE),
@@ -506,6 +558,64 @@ async fn billing_run(period: String, preview: bool, store: Store) -> anyhow::Res
     }
     eprintln!("{} invoice(s) of {period} could not be issued", done.failed.len());
     std::process::exit(EXIT_SOME_INVOICES_FAILED)
+}
+
+/// The operator's command from the command line.
+fn cli_context() -> usecases::command::Context {
+    let metadata = domain::Metadata { actor: Some("operator:cli".into()), ..domain::Metadata::default() };
+    usecases::command::Context { metadata, idempotency: None, credential: None }
+}
+
+/// Reads a file of at most `domain::airgap::FILE_BYTES_MAX` bytes.
+fn read_offline_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let limit = domain::airgap::FILE_BYTES_MAX as u64 + 1;
+    std::fs::File::open(path)?.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// `ledger licenses activate-offline`: writes the license file for a request.
+async fn activate_offline(request: PathBuf, out: PathBuf, store: Store, usage: UsageLimits) -> anyhow::Result<()> {
+    let bytes = read_offline_file(&request)?;
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let ledger = usecases::Ledger::open(&config.ledger()).await?;
+    let file = usecases::airgap::activate_offline(
+        &ledger,
+        &usecases::Caller::Operator,
+        &cli_context(),
+        &bytes,
+        &usage.settings(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {e}", refusal_code(&e)))?;
+    std::fs::write(&out, file.to_text())?;
+    println!("{}", serde_json::json!({ "licenseFile": out.display().to_string() }));
+    Ok(())
+}
+
+/// `ledger usage import`: imports a usage export file.
+async fn import_usage(file: PathBuf, store: Store, usage: UsageLimits) -> anyhow::Result<()> {
+    let bytes = read_offline_file(&file)?;
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let ledger = usecases::Ledger::open(&config.ledger()).await?;
+    let caller = usecases::Caller::Operator;
+    let imported = usecases::airgap::import_usage(&ledger, &caller, &cli_context(), &bytes, &usage.settings())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", refusal_code(&e)))?;
+    println!("{}", serde_json::to_string(&imported)?);
+    Ok(())
+}
+
+/// The problem code the API would answer for `error`.
+fn refusal_code(error: &usecases::error::Error) -> String {
+    match error {
+        usecases::error::Error::Conflict { code, .. } | usecases::error::Error::BadRequest { code, .. } => {
+            (*code).to_owned()
+        }
+        usecases::error::Error::License(e) => format!("{e:?}"),
+        _ => "refused".to_owned(),
+    }
 }
 
 /// A public key as `GET /api/v1/keys` shows it (standard base64).

@@ -88,6 +88,8 @@ use crate::routes;
         routes::ops::metrics,
         routes::license::validate,
         routes::license::release_deployment,
+        routes::airgap::activate_offline,
+        routes::airgap::import_usage,
         routes::license::reset_deployment_key,
         routes::license::challenge,
         routes::usage::report,

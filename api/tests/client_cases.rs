@@ -288,6 +288,65 @@ async fn deployment_key(w: &mut World, step: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Posts a file of the scratch directory as the org admin; compares the
+/// answer's status and fields (`status`, `code`, `daysImported`) with `expect`.
+async fn upload(w: &World, route: &str, file: &str, step: &Value) -> Result<Value, String> {
+    let mut body: Value =
+        serde_json::from_slice(&std::fs::read(w.scratch.path().join(file)).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    if step["tamper"] == true {
+        let bytes = URL_SAFE_NO_PAD.decode(body["payload"].as_str().unwrap()).unwrap();
+        let altered = String::from_utf8(bytes).unwrap().replacen("2026-", "2027-", 1);
+        body["payload"] = json!(URL_SAFE_NO_PAD.encode(altered));
+    }
+    let reply = w.server().send(reqwest::Method::POST, route, Some(&w.admin), common::Body::Json(body), &[]).await;
+    let mut seen = if reply.json.is_object() { reply.json.clone() } else { json!({}) };
+    seen["status"] = json!(reply.status.as_u16());
+    matches(&seen, &step["expect"]).then_some(seen.clone()).ok_or(format!("expected {}, got {seen}", step["expect"]))
+}
+
+/// The air-gapped steps (issue 18 item 1): files in the scratch directory.
+async fn airgap(w: &World, step: &Value) -> Result<(), String> {
+    let scratch = w.scratch.path();
+    match step["do"].as_str().unwrap_or_default() {
+        "offline_request" => {
+            w.client().write_activation_request(&scratch.join("request.json")).map_err(|e| e.to_string())?
+        }
+        "offline_activate" => {
+            let answer = upload(w, "/api/v1/licenses/offline-activations", "request.json", step).await?;
+            if answer["status"] == 200 {
+                answer.as_object().unwrap().get("payload").ok_or("no license file")?;
+                let mut file = answer.clone();
+                file.as_object_mut().unwrap().remove("status");
+                std::fs::write(scratch.join("license.json"), file.to_string()).unwrap();
+            }
+        }
+        "load_license_file" => {
+            let loaded = w.client().load_license_file(&scratch.join("license.json"));
+            if json!(loaded.is_ok()) != step["expect"]["loaded"] {
+                return Err(format!("load_license_file: {loaded:?}"));
+            }
+        }
+        "export_usage" => {
+            let reports: Vec<UsageReport> = step["days"].as_array().unwrap().iter().map(enqueue_report).collect();
+            w.client().export_usage(&reports, &scratch.join("usage.json")).map_err(|e| e.to_string())?;
+        }
+        "import_usage" => {
+            upload(w, "/api/v1/usage/imports", "usage.json", step).await?;
+        }
+        _ => {
+            let day = step["day"].as_str().unwrap();
+            let head = w.server().head().await;
+            let path = format!("/api/v1/organizations/{}/usage?period={}&minSequence={head}", w.org, &day[..7]);
+            let usage = w.server().get(&path, Some(OPERATOR)).await.expect(200);
+            let found = usage["days"].as_array().unwrap().iter().find(|d| d["day"] == day);
+            let users = found.map(|d| d["metrics"]["activeUsers"].clone()).unwrap_or(Value::Null);
+            (users == step["expect"]).then_some(()).ok_or(format!("{day}: activeUsers {users}, usage {usage}"))?;
+        }
+    }
+    Ok(())
+}
+
 async fn run(w: &mut World, step: &Value) -> Result<(), String> {
     let hour = Duration::from_secs(3600);
     match step["do"].as_str().unwrap_or_default() {
@@ -350,6 +409,10 @@ async fn run(w: &mut World, step: &Value) -> Result<(), String> {
         }
         "other_deployment" => return other_deployment(w, step).await,
         "pin_next_lease_key" => return pin_next_lease_key(w).await,
+        "offline_request" | "offline_activate" | "load_license_file" | "export_usage" | "import_usage"
+        | "usage_day" => {
+            return airgap(w, step).await;
+        }
         other => return Err(format!("unknown step {other}")),
     }
     Ok(())

@@ -364,6 +364,10 @@ fn matrix() -> Vec<Row> {
         row(POST, "/api/v1/licenses/{licenseA}/deployments/edge-a/release", None, [OK, FB, OK, FB, FB, NF, UA, UA]),
         // Own organization, admin: reset a deployment's bound key pair.
         row(POST, "/api/v1/licenses/{licenseA}/deployments/edge-a/reset-key", None, [OK, FB, OK, FB, FB, NF, UA, UA]),
+        // Own organization, admin: an air-gapped deployment's activation
+        // request of A's key, then its usage export (the fixture signs both).
+        row(POST, "/api/v1/licenses/offline-activations", Some("{offlineRequestA}"), [OK, FB, OK, FB, FB, NF, UA, UA]),
+        row(POST, "/api/v1/usage/imports", Some("{usageExportA}"), [OK, FB, OK, FB, FB, NF, UA, UA]),
         // Operator only: revoke licenses. C's license belongs to no caller.
         row(
             POST,
@@ -449,6 +453,10 @@ struct Fixture {
     license_c: String,
     addon_a: String,
     key_a: String,
+    /// An activation request of A's key and a usage export under its
+    /// license file (`airgap_files`).
+    offline_request_a: String,
+    usage_export_a: String,
     a_admin: Token,
     a_analyst: Token,
     a_viewer: Token,
@@ -547,6 +555,8 @@ impl Fixture {
             license_a,
             license_c,
             addon_a,
+            offline_request_a: airgap_files(&keys[0]).0,
+            usage_export_a: airgap_files(&keys[0]).1,
             key_a: keys[0].clone(),
             a_admin,
             a_analyst,
@@ -583,12 +593,54 @@ impl Fixture {
             .replace("{licenseC}", &self.license_c)
             .replace("{addonA}", &self.addon_a)
             .replace("{keyA}", &self.key_a)
+            .replace("{offlineRequestA}", &self.offline_request_a)
+            .replace("{usageExportA}", &self.usage_export_a)
             .replace("{n}", &self.unique.to_string())
     }
 
     async fn call(&self, method: Method, path: &str, who: Who, body: Option<Value>) -> Answer {
         send(&self.app, method, path, self.bearer(who), body.map(|b| b.to_string())).await
     }
+}
+
+/// A's deployment `edge-a` (its key pair, the place it holds) turned
+/// air-gapped: its activation request and a usage export of one day under
+/// the license file that answers it.
+fn airgap_files(key: &str) -> (String, String) {
+    use domain::airgap::{ActivationRequest, ExportedDay, UsageExport};
+    let pair = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let public = domain::deployment_key::public_key_text(&pair.verifying_key());
+    let license_id = domain::keys::license_id_unverified(key).expect("a license key");
+    let at = domain::Timestamp::parse_rfc3339("2026-01-10T00:00:00Z").unwrap();
+    let request = ActivationRequest {
+        version: 1,
+        license_id,
+        key_binding: domain::lease::key_binding(key),
+        deployment_id: "edge-a".into(),
+        deployment_key: public.clone(),
+        nonce: "n-roles".into(),
+        client_time: at,
+    };
+    let day = ExportedDay {
+        day: "2026-01-10".parse().unwrap(),
+        active_users: "1".into(),
+        data_volume_gb: "1".into(),
+        api_calls_count: "1".into(),
+        training_hours: "0".into(),
+    };
+    let export = UsageExport {
+        version: 1,
+        license_id,
+        key_binding: domain::lease::key_binding(key),
+        deployment_id: "edge-a".into(),
+        deployment_key: public,
+        license_nonce: "n-roles".into(),
+        export_id: "e-roles".into(),
+        created_at: at,
+        days: vec![day],
+    };
+    let text = |file: domain::airgap::SignedFile| serde_json::to_string(&file).unwrap();
+    (text(request.sign(&pair)), text(export.sign(&pair)))
 }
 
 /// Why an answer does not meet its expectation, if it does not.

@@ -25,6 +25,7 @@
 //! [`USAGE_DIR`] (the usage queue, and its [`REJECTED_DIR`]); every write is
 //! atomic and fsynced. One process per state directory.
 
+pub mod airgap;
 mod backoff;
 mod config;
 mod enforce;

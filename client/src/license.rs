@@ -112,13 +112,21 @@ impl LicenseClient {
             Some(bytes) => load_lease(&config, &deployment_public, &bytes).ok(),
             None => None,
         };
+        // An air-gapped deployment's license file, when it is newer.
+        let license_file = crate::airgap::stored_license_file(&config, &deployment_public)?;
+        let from_file =
+            license_file.as_ref().is_some_and(|file| lease.as_ref().is_none_or(|l| file.issued_at > l.issued_at));
+        let lease = if from_file { license_file } else { lease };
         let lease = lease.map(|body| {
             let client_time_us = body.client_time.expect("load_lease requires a clientTime").as_micros();
             // Without a marks file the signed times are the floor: the
             // clock cannot be earlier than when we asked.
             marks.wall_high_water_us = marks.wall_high_water_us.max(client_time_us);
             marks.server_time_high_water_us = marks.server_time_high_water_us.max(body.issued_at.as_micros());
-            held_lease(&config, body, marks.server_time_high_water_us, now)
+            match from_file {
+                true => crate::airgap::held_license_file(body, marks.server_time_high_water_us, now),
+                false => held_lease(&config, body, marks.server_time_high_water_us, now),
+            }
         });
         let http = wire::http_client(config.request_timeout, &config.client_version)?;
         let inner = Inner {
@@ -600,6 +608,68 @@ fn trusted_refusal(
     Ok(code)
 }
 
+impl LicenseClient {
+    /// Air-gapped activation, step 1 (`crate::airgap`): writes a new
+    /// activation request to `out` for an admin to upload, and keeps it
+    /// in the state directory until its license file is loaded. No network.
+    pub fn write_activation_request(&self, out: &std::path::Path) -> Result<(), ClientError> {
+        let inner = &self.inner;
+        let file = crate::airgap::activation_request(&inner.config, &inner.deployment_key, &inner.deployment_public)?;
+        let _writes = lock(&inner.writes);
+        crate::airgap::write_file(&inner.config.state_dir.join(crate::airgap::PENDING_REQUEST_FILE), &file)?;
+        crate::airgap::write_file(out, &file)
+    }
+
+    /// Air-gapped activation, step 2: loads the license file the server
+    /// answered the pending request with. It must verify with a pinned
+    /// lease key and be bound to this license key, deployment, key pair
+    /// and the request's nonce and clock; it is then stored and judged
+    /// offline until its own end (at most 90 days), the clock set back
+    /// detected as for a lease. No network.
+    pub fn load_license_file(&self, path: &std::path::Path) -> Result<Status, ClientError> {
+        let inner = &self.inner;
+        let config = &inner.config;
+        let bytes = files::read_optional(path)?.ok_or(ClientError::LeaseRejected(LeaseRejection::Missing))?;
+        let request = crate::airgap::pending_request(config)?;
+        let body = crate::airgap::open_license_file(config, &inner.deployment_public, &bytes, Some(&request))?;
+        let now = config.time.monotonic();
+        {
+            let _writes = lock(&inner.writes);
+            let mut marks = lock(&inner.state).marks;
+            let client_time_us = request.client_time.as_micros();
+            marks.wall_high_water_us =
+                marks.wall_high_water_us.max(client_time_us).max(config.time.wall().timestamp_micros());
+            marks.server_time_high_water_us = marks.server_time_high_water_us.max(body.issued_at.as_micros());
+            files::write_atomic(&inner.clock_path, &serde_json::to_vec(&marks).expect("marks serialize"))?;
+            files::write_atomic(&config.state_dir.join(crate::airgap::LICENSE_FILE), &bytes)?;
+            files::remove_durably(&config.state_dir.join(crate::airgap::PENDING_REQUEST_FILE))?;
+            let held = crate::airgap::held_license_file(body, marks.server_time_high_water_us, now);
+            let mut state = lock(&inner.state);
+            state.lease = Some(held);
+            state.marks = marks;
+            state.persisted = marks;
+            state.persisted_at = now;
+            state.invalid = None;
+            state.warnings.clear();
+        }
+        Ok(self.status())
+    }
+
+    /// Air-gapped usage: writes `reports` (each day at most once, at most
+    /// `domain::airgap::EXPORT_DAYS_MAX`) to `out` as a usage export signed
+    /// with the deployment's key, under the license file loaded. No network.
+    pub fn export_usage(&self, reports: &[crate::UsageReport], out: &std::path::Path) -> Result<(), ClientError> {
+        let inner = &self.inner;
+        let config = &inner.config;
+        let bytes = files::read_optional(&config.state_dir.join(crate::airgap::LICENSE_FILE))?
+            .ok_or(ClientError::LeaseRejected(LeaseRejection::Missing))?;
+        let license = crate::airgap::open_license_file(config, &inner.deployment_public, &bytes, None)?;
+        let file =
+            crate::airgap::usage_export(config, &inner.deployment_key, &inner.deployment_public, &license, reports)?;
+        crate::airgap::write_file(out, &file)
+    }
+}
+
 impl Inner {
     fn persist_marks(&self) -> Result<(), ClientError> {
         let _writes = lock(&self.writes);
@@ -651,7 +721,7 @@ fn verify_with(
     Err(LeaseError::BadSignature)
 }
 
-fn check_body(
+pub(crate) fn check_body(
     body: &LeaseBody,
     config: &Config,
     deployment_key: &str,

@@ -94,6 +94,23 @@ pub fn verify_license_key(verifying: &VerifyingKey, key: &str) -> Option<License
     Some(LicenseId(uuid::Uuid::from_bytes(id)))
 }
 
+/// The license id a key names, read without checking its signature: for
+/// a client that holds the key but not the server's signing key (its
+/// air-gapped activation request names the license, `crate::airgap`). The
+/// server trusts nothing of it: it finds the license by the id and compares
+/// its key's binding.
+pub fn license_id_unverified(key: &str) -> Option<LicenseId> {
+    if key.len() > SECRET_TEXT_BYTES_MAX {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(key.strip_prefix(LICENSE_KEY_PREFIX)?).ok()?;
+    if bytes.len() != PAYLOAD_BYTES + 64 || bytes[0] != 1 {
+        return None;
+    }
+    let id: [u8; 16] = bytes[1..17].try_into().ok()?;
+    Some(LicenseId(uuid::Uuid::from_bytes(id)))
+}
+
 /// What the log keeps of a license key.
 pub fn license_key_hash(secret: &ServerSecret, key: &str) -> Hash {
     secret.keyed(LICENSE_KEY_HASH_CONTEXT, key.as_bytes())

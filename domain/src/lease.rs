@@ -136,14 +136,14 @@ pub fn key_binding(license_key: &str) -> String {
 }
 
 /// Signs `body`'s JSON bytes under `domain`: (payload, signature), base64url.
-fn sign_document<T: Serialize>(domain: &[u8], body: &T, key: &SigningKey) -> (String, String) {
+pub(crate) fn sign_document<T: Serialize>(domain: &[u8], body: &T, key: &SigningKey) -> (String, String) {
     let bytes = serde_json::to_vec(body).expect("a signed document serializes");
     let signature = key.sign(&[domain, &bytes].concat());
     (URL_SAFE_NO_PAD.encode(&bytes), URL_SAFE_NO_PAD.encode(signature.to_bytes()))
 }
 
 /// Checks a document's signature under `domain` and reads it.
-fn verify_document<T: for<'de> Deserialize<'de>>(
+pub(crate) fn verify_document<T: for<'de> Deserialize<'de>>(
     domain: &[u8],
     payload: &str,
     signature: &str,
@@ -156,7 +156,7 @@ fn verify_document<T: for<'de> Deserialize<'de>>(
     serde_json::from_slice(&bytes).map_err(|_| LeaseError::Malformed)
 }
 
-fn bound_to(binding: &str, license_key: &str) -> Result<(), LeaseError> {
+pub(crate) fn bound_to(binding: &str, license_key: &str) -> Result<(), LeaseError> {
     if crate::keys::constant_time_eq(binding.as_bytes(), key_binding(license_key).as_bytes()) {
         Ok(())
     } else {
@@ -236,7 +236,7 @@ pub fn verify_next_key(current: &VerifyingKey, next: &VerifyingKey, signature: &
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn refusal() -> RefusalBody {
@@ -278,7 +278,7 @@ mod tests {
         assert!(!verify_next_key(&current.verifying_key(), &next, &signature[..63]));
     }
 
-    fn body() -> LeaseBody {
+    pub(crate) fn body() -> LeaseBody {
         LeaseBody {
             version: 1,
             license_id: LicenseId(uuid::Uuid::from_u128(1)),

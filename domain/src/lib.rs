@@ -5,6 +5,7 @@
 //! (`store`, `api`, `replay`, `client`) are the only code that touches the
 //! outside world, so nothing here can fail for I/O reasons.
 
+pub mod airgap;
 pub mod backoff;
 pub mod billing;
 pub mod branding;

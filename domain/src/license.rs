@@ -83,6 +83,32 @@ pub enum LicenseCommand {
         key_hash: Hash,
         secret_id: Hash,
     },
+    /// An air-gapped deployment's activation request, uploaded by an
+    /// admin (`crate::airgap`): takes a place as an activation does, binds
+    /// the request's key, and records the license file's nonce and
+    /// validity. A request whose nonce was used, or made no later (by its
+    /// own clock) than the last one accepted, is a replay.
+    ActivateOffline {
+        deployment_id: String,
+        public_key: String,
+        nonce: String,
+        client_time: Timestamp,
+        now: Timestamp,
+        valid_until: Timestamp,
+        max_deployments: u32,
+    },
+    /// An air-gapped deployment's usage export, imported: refused unless
+    /// it comes from the deployment's key under its license file (nonce),
+    /// and is newer than the last one imported.
+    ImportUsage {
+        deployment_id: String,
+        public_key: String,
+        license_nonce: String,
+        export_id: String,
+        created_at: Timestamp,
+        now: Timestamp,
+        days: u32,
+    },
 }
 
 crate::stored_events! {
@@ -97,7 +123,52 @@ crate::stored_events! {
         DeploymentKeyBound = "DeploymentKeyBound" version 1,
         DeploymentKeyReset = "DeploymentKeyReset" version 1,
         LicenseKeyRehashed = "LicenseKeyRehashed" version 1,
+        OfflineActivated = "OfflineActivated" version 1,
+        OfflineUsageImported = "OfflineUsageImported" version 1,
     }
+}
+
+/// An air-gapped deployment activated by a license file (`crate::airgap`):
+/// it holds a place (as `DeploymentActivated`), its key is bound, and the
+/// file answers `nonce` until `valid_until`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfflineActivated {
+    pub deployment_id: String,
+    pub public_key: String,
+    /// The activation request's nonce, echoed by the license file.
+    pub nonce: String,
+    /// The request's clock, as it said.
+    pub client_time: Timestamp,
+    pub activated_at: Timestamp,
+    pub valid_until: Timestamp,
+}
+
+/// A usage export of an air-gapped deployment, imported (its days are
+/// `UsageReported` events appended with this one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfflineUsageImported {
+    pub deployment_id: String,
+    pub export_id: String,
+    /// The export's clock, as it said.
+    pub created_at: Timestamp,
+    pub imported_at: Timestamp,
+    /// How many days it carried.
+    pub days: u32,
+}
+
+/// What the key remembers of an air-gapped deployment: the license file
+/// last issued to it, and the last export imported from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineGrant {
+    pub public_key: String,
+    pub nonce: String,
+    pub client_time: Timestamp,
+    /// Its first offline activation: usage is imported from this day on.
+    pub since: Timestamp,
+    pub issued_at: Timestamp,
+    pub valid_until: Timestamp,
+    /// The last export imported: its id and clock.
+    pub last_export: Option<(String, Timestamp)>,
 }
 
 /// A deployment's public key (base64url, no padding, of the 32 bytes of an
@@ -204,6 +275,10 @@ pub enum LicenseError {
     DeploymentKeyNotBound(String),
     #[error("a deployment key is the base64url (no padding) of a 32-byte Ed25519 public key")]
     InvalidDeploymentKey,
+    #[error("this file was used before, or is older than the last one accepted from the deployment")]
+    OfflineReplayed,
+    #[error("this file is not from the deployment's bound key, or not under its license file")]
+    OfflineForeign,
 }
 
 /// A key's own state at a moment, before the subscription's is considered.
@@ -239,6 +314,9 @@ pub struct License {
     /// only of deployments active or still holding a place, so this holds
     /// no more entries than those two.
     pub deployment_keys: std::collections::BTreeMap<String, String>,
+    /// Air-gapped deployments (`crate::airgap`), by deployment id: only of
+    /// deployments active or still holding a place, like `deployment_keys`.
+    pub offline: std::collections::BTreeMap<String, OfflineGrant>,
 }
 
 /// The answer to a validation (BILLING-RULES.md), in order of precedence:
@@ -485,7 +563,9 @@ impl License {
                 if !self.deployments.contains(&deployment_id) {
                     return Err(E::DeploymentNotFound(deployment_id));
                 }
-                let slot_frees_at = last_lease_ends.map_or(now, |ends| ends.max(now));
+                // An air-gapped deployment's license file is its lease.
+                let file_ends = self.offline.get(&deployment_id).map(|grant| grant.valid_until);
+                let slot_frees_at = last_lease_ends.max(file_ends).map_or(now, |ends| ends.max(now));
                 DeploymentReleased { deployment_id, released_at: now, slot_frees_at }.into()
             }
             LicenseCommand::LeaseFloating { deployment_id, now, policy, max_deployments } => {
@@ -500,6 +580,8 @@ impl License {
                 }
                 DeploymentKeyReset { deployment_id }.into()
             }
+            command @ LicenseCommand::ActivateOffline { .. } => self.activate_offline(command)?.into(),
+            command @ LicenseCommand::ImportUsage { .. } => self.import_usage(command)?.into(),
         })
     }
 
@@ -537,6 +619,77 @@ impl License {
         }
         let slot_frees_at = policy.slot_frees_at(now);
         Ok(FloatingDeploymentLeased { deployment_id, at: now, slot_frees_at }.into())
+    }
+}
+
+impl License {
+    /// An air-gapped deployment's activation (`LicenseCommand::ActivateOffline`).
+    fn activate_offline(&self, command: LicenseCommand) -> Result<OfflineActivated, LicenseError> {
+        let LicenseCommand::ActivateOffline {
+            deployment_id,
+            public_key,
+            nonce,
+            client_time,
+            now,
+            valid_until,
+            max_deployments,
+        } = command
+        else {
+            unreachable!("called with ActivateOffline")
+        };
+        valid_deployment_id(&deployment_id)?;
+        crate::deployment_key::parse_public_key(&public_key).map_err(|_| LicenseError::InvalidDeploymentKey)?;
+        if self.deployment_keys.get(&deployment_id).is_some_and(|bound| *bound != public_key) {
+            return Err(LicenseError::OfflineForeign);
+        }
+        if let Some(grant) = self.offline.get(&deployment_id)
+            && (grant.nonce == nonce || client_time <= grant.client_time)
+        {
+            return Err(LicenseError::OfflineReplayed);
+        }
+        if !self.deployments.contains(&deployment_id)
+            && self.places_taken(&deployment_id, now) >= max_deployments as usize
+        {
+            return Err(LicenseError::TooManyDeployments { max: max_deployments });
+        }
+        Ok(OfflineActivated { deployment_id, public_key, nonce, client_time, activated_at: now, valid_until })
+    }
+
+    /// An air-gapped deployment's usage export (`LicenseCommand::ImportUsage`).
+    fn import_usage(&self, command: LicenseCommand) -> Result<OfflineUsageImported, LicenseError> {
+        let LicenseCommand::ImportUsage { deployment_id, public_key, license_nonce, export_id, created_at, now, days } =
+            command
+        else {
+            unreachable!("called with ImportUsage")
+        };
+        let grant = self.offline.get(&deployment_id).ok_or(LicenseError::OfflineForeign)?;
+        if grant.public_key != public_key || grant.nonce != license_nonce {
+            return Err(LicenseError::OfflineForeign);
+        }
+        if let Some((last_id, last_at)) = &grant.last_export
+            && (*last_id == export_id || created_at <= *last_at)
+        {
+            return Err(LicenseError::OfflineReplayed);
+        }
+        Ok(OfflineUsageImported { deployment_id, export_id, created_at, imported_at: now, days })
+    }
+
+    fn apply_offline(&mut self, e: OfflineActivated) {
+        self.released.remove(&e.deployment_id);
+        self.floating.remove(&e.deployment_id);
+        self.deployments.insert(e.deployment_id.clone());
+        self.deployment_keys.insert(e.deployment_id.clone(), e.public_key.clone());
+        let before = self.offline.remove(&e.deployment_id);
+        let grant = OfflineGrant {
+            public_key: e.public_key,
+            nonce: e.nonce,
+            client_time: e.client_time,
+            since: before.as_ref().map_or(e.activated_at, |b| b.since),
+            issued_at: e.activated_at,
+            valid_until: e.valid_until,
+            last_export: before.and_then(|b| b.last_export),
+        };
+        self.offline.insert(e.deployment_id, grant);
     }
 }
 
@@ -613,6 +766,7 @@ impl cqrs_es::Aggregate for License {
                 }
                 let (deployments, released) = (&self.deployments, &self.released);
                 self.deployment_keys.retain(|d, _| deployments.contains(d) || released.contains_key(d));
+                self.offline.retain(|d, _| deployments.contains(d) || released.contains_key(d));
             }
             LicenseEvent::DeploymentKeyBound(e) => {
                 self.deployment_keys.insert(e.deployment_id, e.public_key);
@@ -623,6 +777,12 @@ impl cqrs_es::Aggregate for License {
             LicenseEvent::LicenseKeyRehashed(e) => {
                 if let Some(issued) = &mut self.issued {
                     issued.key_hash = e.key_hash;
+                }
+            }
+            LicenseEvent::OfflineActivated(e) => self.apply_offline(e),
+            LicenseEvent::OfflineUsageImported(e) => {
+                if let Some(grant) = self.offline.get_mut(&e.deployment_id) {
+                    grant.last_export = Some((e.export_id, e.created_at));
                 }
             }
         }

@@ -13,7 +13,8 @@ use ledger_domain::floating::{FloatingDeploymentLeased, FloatingPolicy};
 use ledger_domain::license::{
     DeploymentActivated, DeploymentKeyBound, DeploymentKeyReset, DeploymentReleased, DeploymentReleasedV1, KeyState,
     License, LicenseCommand, LicenseError, LicenseEvent, LicenseIssued, LicenseKeyRehashed, LicenseRevoked,
-    LicenseSuperseded, REASON_CHARS_MAX, SubscriptionFacts, ValidationCode, last_lease_end,
+    LicenseSuperseded, OfflineActivated, OfflineUsageImported, REASON_CHARS_MAX, SubscriptionFacts, ValidationCode,
+    last_lease_end,
 };
 use ledger_domain::record::Hash;
 use ledger_domain::validation::LicenseValidated;
@@ -276,8 +277,10 @@ fn one_of_each_event() -> Vec<LicenseEvent> {
         key_bound(),
         DeploymentKeyReset { deployment_id: "edge-1".into() }.into(),
         LicenseKeyRehashed { key_hash: Hash([8; 32]), secret_id: Hash([9; 32]) }.into(),
+        offline_activated("n-1", "2026-01-01T00:00:00Z"),
+        imported("e-1", "2026-01-10T00:00:00Z"),
     ];
-    let mut seen = [false; 9];
+    let mut seen = [false; 11];
     for event in &events {
         let index = match event {
             LicenseEvent::LicenseIssued(_) => 0,
@@ -289,6 +292,8 @@ fn one_of_each_event() -> Vec<LicenseEvent> {
             LicenseEvent::DeploymentKeyBound(_) => 6,
             LicenseEvent::DeploymentKeyReset(_) => 7,
             LicenseEvent::LicenseKeyRehashed(_) => 8,
+            LicenseEvent::OfflineActivated(_) => 9,
+            LicenseEvent::OfflineUsageImported(_) => 10,
         };
         seen[index] = true;
     }
@@ -818,4 +823,128 @@ fn an_extension_extends_only_a_held_place() {
     other.deployment_id = "pod-2".into();
     license.extend_floating(&other);
     assert_eq!(license.floating_until("pod-2", at("2026-01-05T11:00:00Z")), None, "an extension takes no place");
+}
+
+// Air-gapped deployments (issue 18 item 1).
+
+const OTHER_KEY: &str = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w";
+
+fn offline_activated(nonce: &str, client_time: &str) -> LicenseEvent {
+    OfflineActivated {
+        deployment_id: "vault-1".into(),
+        public_key: PUBLIC_KEY.into(),
+        nonce: nonce.into(),
+        client_time: at(client_time),
+        activated_at: at("2026-01-01T10:00:00Z"),
+        valid_until: at("2026-04-01T10:00:00Z"),
+    }
+    .into()
+}
+
+fn activate_offline(nonce: &str, client_time: &str, public_key: &str, max_deployments: u32) -> LicenseCommand {
+    LicenseCommand::ActivateOffline {
+        deployment_id: "vault-1".into(),
+        public_key: public_key.into(),
+        nonce: nonce.into(),
+        client_time: at(client_time),
+        now: at("2026-01-01T10:00:00Z"),
+        valid_until: at("2026-04-01T10:00:00Z"),
+        max_deployments,
+    }
+}
+
+fn imported(export_id: &str, created_at: &str) -> LicenseEvent {
+    OfflineUsageImported {
+        deployment_id: "vault-1".into(),
+        export_id: export_id.into(),
+        created_at: at(created_at),
+        imported_at: at("2026-02-01T00:00:00Z"),
+        days: 3,
+    }
+    .into()
+}
+
+fn import(export_id: &str, created_at: &str, public_key: &str, license_nonce: &str) -> LicenseCommand {
+    LicenseCommand::ImportUsage {
+        deployment_id: "vault-1".into(),
+        public_key: public_key.into(),
+        license_nonce: license_nonce.into(),
+        export_id: export_id.into(),
+        created_at: at(created_at),
+        now: at("2026-02-01T00:00:00Z"),
+        days: 3,
+    }
+}
+
+#[test]
+fn an_offline_activation_takes_a_place_binds_the_key_and_refuses_replays() {
+    given(vec![issued()])
+        .when(activate_offline("n-1", "2026-01-01T00:00:00Z", PUBLIC_KEY, 1))
+        .then_expect_events(vec![offline_activated("n-1", "2026-01-01T00:00:00Z")]);
+    let key = license(vec![issued(), offline_activated("n-1", "2026-01-01T00:00:00Z")]);
+    assert!(key.deployments.contains("vault-1"));
+    assert_eq!(key.deployment_keys.get("vault-1").map(String::as_str), Some(PUBLIC_KEY));
+    // Full: no place for it.
+    given(vec![issued(), activated("edge-1")])
+        .when(activate_offline("n-1", "2026-01-01T00:00:00Z", PUBLIC_KEY, 1))
+        .then_expect_error(LicenseError::TooManyDeployments { max: 1 });
+    // The same nonce, or a request no newer than the last: a replay.
+    for (nonce, time) in [("n-1", "2026-01-02T00:00:00Z"), ("n-2", "2026-01-01T00:00:00Z")] {
+        println!("{nonce} {time}");
+        given(vec![issued(), offline_activated("n-1", "2026-01-01T00:00:00Z")])
+            .when(activate_offline(nonce, time, PUBLIC_KEY, 1))
+            .then_expect_error(LicenseError::OfflineReplayed);
+    }
+    // A renewal: a newer request of the same key pair, in its own place.
+    given(vec![issued(), offline_activated("n-1", "2026-01-01T00:00:00Z")])
+        .when(activate_offline("n-2", "2026-03-01T00:00:00Z", PUBLIC_KEY, 1))
+        .then_expect_events(vec![offline_activated("n-2", "2026-03-01T00:00:00Z")]);
+    // Another key pair for the deployment bound to the first: foreign.
+    given(vec![issued(), offline_activated("n-1", "2026-01-01T00:00:00Z")])
+        .when(activate_offline("n-2", "2026-03-01T00:00:00Z", OTHER_KEY, 1))
+        .then_expect_error(LicenseError::OfflineForeign);
+}
+
+#[test]
+fn an_import_comes_from_the_file_s_key_pair_and_nonce_once_and_in_order() {
+    let activated = || vec![issued(), offline_activated("n-1", "2026-01-01T00:00:00Z")];
+    given(activated())
+        .when(import("e-1", "2026-01-10T00:00:00Z", PUBLIC_KEY, "n-1"))
+        .then_expect_events(vec![imported("e-1", "2026-01-10T00:00:00Z")]);
+    given(activated())
+        .when(import("e-1", "2026-01-10T00:00:00Z", OTHER_KEY, "n-1"))
+        .then_expect_error(LicenseError::OfflineForeign);
+    given(activated())
+        .when(import("e-1", "2026-01-10T00:00:00Z", PUBLIC_KEY, "n-9"))
+        .then_expect_error(LicenseError::OfflineForeign);
+    given(vec![issued()])
+        .when(import("e-1", "2026-01-10T00:00:00Z", PUBLIC_KEY, "n-1"))
+        .then_expect_error(LicenseError::OfflineForeign);
+    let mut after_one = activated();
+    after_one.push(imported("e-1", "2026-01-10T00:00:00Z"));
+    for (id, time) in [("e-1", "2026-01-11T00:00:00Z"), ("e-2", "2026-01-10T00:00:00Z")] {
+        println!("{id} {time}");
+        given(after_one.clone())
+            .when(import(id, time, PUBLIC_KEY, "n-1"))
+            .then_expect_error(LicenseError::OfflineReplayed);
+    }
+}
+
+#[test]
+fn a_released_offline_deployment_holds_its_place_until_its_license_file_ends() {
+    let released = DeploymentReleased {
+        deployment_id: "vault-1".into(),
+        released_at: at("2026-01-10T00:00:00Z"),
+        slot_frees_at: at("2026-04-01T10:00:00Z"),
+    };
+    given(vec![issued(), offline_activated("n-1", "2026-01-01T00:00:00Z")])
+        .when(release("vault-1", "2026-01-10T00:00:00Z", Some("2026-01-17T00:00:00Z")))
+        .then_expect_events(vec![released.into()]);
+    let key = license(vec![
+        issued(),
+        offline_activated("n-1", "2026-01-01T00:00:00Z"),
+        released_until("vault-1", "2026-01-10T00:00:00Z", "2026-04-01T10:00:00Z"),
+    ]);
+    assert_eq!(key.places_taken("edge-1", at("2026-03-01T00:00:00Z")), 1);
+    assert!(key.offline.contains_key("vault-1"), "held while its place is");
 }

@@ -31,7 +31,7 @@ type Seeds = BTreeMap<String, Vec<u8>>;
 type Target = fn(&[u8]) -> Outcome;
 
 /// Seeds per target, at most: the corpora stay small enough to read.
-const SEEDS_PER_TARGET_MAX: usize = 64;
+const SEEDS_PER_TARGET_MAX: usize = 128;
 
 const TARGETS: [(&str, Target); 7] = [
     ("record", ledger_fuzz::record),

@@ -118,3 +118,27 @@ async fn the_deployment_keys_migration_starts_the_licenses_projection_again() {
         assert_eq!(rows[0].uint(0).unwrap(), 0, "{table} is emptied for the licenses projection to fill again");
     }
 }
+
+/// The offline-activations migration (issue 18 item 1): the license state
+/// grew the air-gapped deployments' license files, so the rows written
+/// before it are emptied and the licenses projection starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_activations_migration_starts_the_licenses_projection_again() {
+    let (_dir, db) = upgraded(
+        "0015",
+        "INSERT INTO readmodel_checkpoints (name, sequence, chain_hash) VALUES \
+         ('licenses-v1', 9, zeroblob(32)), ('usage-v1', 9, zeroblob(32)); \
+         INSERT INTO rm_licenses (id, organization_id, subscription_id, issued_sequence, revoked, state) \
+         VALUES (x'01', NULL, NULL, 3, 0, x'00'); \
+         INSERT INTO rm_license_keys (key_hash, license_id) VALUES (x'02', x'01'); \
+         INSERT INTO rm_deployments (license_id, deployment_id, active) VALUES (x'01', 'edge-1', 1);",
+    )
+    .await;
+    let checkpoints = db.checkpoints(&["licenses-v1", "usage-v1"]).await.unwrap();
+    assert_eq!(checkpoints[0], None, "the licenses projection starts again");
+    assert_eq!(checkpoints[1].map(|c| c.sequence), Some(9), "the others stay where they were");
+    for table in ["rm_licenses", "rm_license_keys", "rm_deployments"] {
+        let rows = db.query(&format!("SELECT count(*) FROM {table}"), Vec::new()).await.unwrap();
+        assert_eq!(rows[0].uint(0).unwrap(), 0, "{table} is emptied for the licenses projection to fill again");
+    }
+}

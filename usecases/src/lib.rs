@@ -22,6 +22,7 @@ use domain::{Clock, OrganizationId, Timestamp};
 use store::EventLog;
 
 pub mod acknowledged;
+pub mod airgap;
 pub mod billing;
 pub mod branding;
 pub mod caller;

@@ -46,6 +46,9 @@ pub struct UsageSettings {
     pub reports_per_day_max: u64,
     /// How many days back a report may correct usage.
     pub correction_days_max: u32,
+    /// How long a license file of an air-gapped deployment is valid
+    /// (`crate::airgap`; at most `domain::airgap::OFFLINE_LICENSE_DAYS_MAX`).
+    pub offline_license_days: u32,
 }
 
 impl Default for UsageSettings {
@@ -54,6 +57,7 @@ impl Default for UsageSettings {
             reports_per_key_per_minute: 60,
             reports_per_day_max: domain::usage::REPORTS_PER_DAY_DEFAULT,
             correction_days_max: domain::usage::CORRECTION_DAYS_DEFAULT,
+            offline_license_days: domain::airgap::OFFLINE_LICENSE_DAYS_DEFAULT,
         }
     }
 }

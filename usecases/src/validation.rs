@@ -665,7 +665,7 @@ fn key_refused(ledger: &Ledger, key: &str, asked: &Asked, known: &KeyFacts, code
 }
 
 /// What a validation needs to know of the key's subscription today.
-fn subscription_facts(subscription: &Subscription, today: NaiveDate) -> Result<SubscriptionFacts, Error> {
+pub(crate) fn subscription_facts(subscription: &Subscription, today: NaiveDate) -> Result<SubscriptionFacts, Error> {
     Ok(SubscriptionFacts {
         status: subscription.status_on(today),
         term_end: subscription.end_date.ok_or(Error::NotFound)?,

@@ -1,3 +1,4 @@
+pub mod airgap;
 pub mod billing;
 pub mod branding;
 pub mod commands;

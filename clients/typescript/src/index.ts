@@ -13,3 +13,4 @@ export { parsePublicKey, keyBinding, verifyLease, verifyRefusal, verifyNextKey, 
 export { SystemTime, ManualTime, type TimeSource } from "./time";
 export { blake3, deriveKey } from "./blake3";
 export { DEPLOYMENT_KEY_FILE } from "./identity";
+export { PENDING_REQUEST_FILE, LICENSE_FILE as OFFLINE_LICENSE_FILE, EXPORT_DAYS_MAX } from "./airgap";

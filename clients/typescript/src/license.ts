@@ -20,6 +20,8 @@ import { keyBinding, parsePublicKey, verifyLeaseWith, verifyNextKey, verifyRefus
 import { LEASE_KEYS_MAX } from "./config";
 import { CLOCK_PERSIST_INTERVAL_US, judge, parseMarks, type ClockMarks, type HeldLease, type Judgement } from "./offline";
 import { formatRfc3339Micros, parseRfc3339Micros } from "./time";
+import * as airgap from "./airgap";
+import type { UsageReport } from "./usage";
 
 /** The lease exactly as the server sent it ({payload, signature}). */
 export const LEASE_FILE = "lease.json";
@@ -89,13 +91,17 @@ export class LicenseManager {
     const stored = parseMarks(files.readOptional(this.clockPath));
     const marks = stored ?? { wallHighWaterUs: Number.MIN_SAFE_INTEGER, serverTimeHighWaterUs: Number.MIN_SAFE_INTEGER };
     const now = config.time.monotonicMicros();
-    const body = loadLease(config, this.deploymentKey.publicKey, files.readOptional(this.leasePath));
+    const leaseBody = loadLease(config, this.deploymentKey.publicKey, files.readOptional(this.leasePath));
+    // An air-gapped deployment's license file, when it is newer.
+    const fileBody = storedLicenseFile(config, this.deploymentKey.publicKey);
+    const fromFile = fileBody !== null && (leaseBody === null || parseRfc3339Micros(fileBody.issuedAt)! > parseRfc3339Micros(leaseBody.issuedAt)!);
+    const body = fromFile ? fileBody : leaseBody;
     this.lease = null;
     if (body !== null) {
       // Without a marks file the signed times are the floor.
       marks.wallHighWaterUs = Math.max(marks.wallHighWaterUs, parseRfc3339Micros(body.clientTime!)!);
       marks.serverTimeHighWaterUs = Math.max(marks.serverTimeHighWaterUs, parseRfc3339Micros(body.issuedAt)!);
-      this.lease = heldLease(config, body, marks.serverTimeHighWaterUs, now);
+      this.lease = fromFile ? heldLicenseFile(body, marks.serverTimeHighWaterUs, now) : heldLease(config, body, marks.serverTimeHighWaterUs, now);
     }
     this.marks = marks;
     this.persisted = stored ?? { ...marks };
@@ -301,6 +307,67 @@ export class LicenseManager {
     return this.deploymentKey.publicKey;
   }
 
+  /**
+   * Air-gapped activation, step 1: writes a new activation request to
+   * `out` for an admin to upload, and keeps it in the state directory until
+   * its license file is loaded. No network.
+   */
+  writeActivationRequest(out: string): void {
+    const clientTimeUs = Math.floor(this.config.time.wallMicros() / 1000) * 1000;
+    const file = airgap.activationRequest(this.config, this.deploymentKey, formatRfc3339Micros(clientTimeUs));
+    files.writeAtomic(path.join(this.config.stateDir, airgap.PENDING_REQUEST_FILE), airgap.fileText(file));
+    files.writeAtomic(out, airgap.fileText(file));
+  }
+
+  /**
+   * Air-gapped activation, step 2: loads the license file the server
+   * answered the pending request with. It must verify with a pinned lease
+   * key and be bound to this license key, deployment, key pair and the
+   * request's nonce and clock; it is then stored and judged offline until
+   * its own end (at most 90 days), a clock set back detected as for a
+   * lease. Throws ClientError ("lease_rejected") otherwise. No network.
+   */
+  loadLicenseFile(file: string): Status {
+    const config = this.config;
+    const bytes = files.readOptional(file);
+    const pending = files.readOptional(path.join(config.stateDir, airgap.PENDING_REQUEST_FILE));
+    if (bytes === null || pending === null) throw rejected("missing");
+    let body: LeaseBody;
+    let request: airgap.ActivationRequest;
+    try {
+      request = airgap.readRequest(pending);
+      body = openLicenseFileFor(config, this.deploymentKey.publicKey, bytes, request);
+    } catch (e) {
+      if (e instanceof LeaseError) throw rejected(e.rejection);
+      throw e;
+    }
+    const now = config.time.monotonicMicros();
+    const marks: ClockMarks = {
+      wallHighWaterUs: Math.max(this.marks.wallHighWaterUs, parseRfc3339Micros(request.clientTime)!, config.time.wallMicros()),
+      serverTimeHighWaterUs: Math.max(this.marks.serverTimeHighWaterUs, parseRfc3339Micros(body.issuedAt)!),
+    };
+    files.writeAtomic(this.clockPath, JSON.stringify(marks));
+    files.writeAtomic(path.join(config.stateDir, airgap.LICENSE_FILE), bytes);
+    files.removeDurably(path.join(config.stateDir, airgap.PENDING_REQUEST_FILE));
+    this.lease = heldLicenseFile(body, marks.serverTimeHighWaterUs, now);
+    this.marks = marks;
+    this.persisted = { ...marks };
+    this.persistedAtUs = now;
+    this.invalid = null;
+    this.warnings = [];
+    return this.status();
+  }
+
+  /** Air-gapped usage: writes `reports` (distinct days) to `out` as a usage export signed with the deployment's key, under the license file loaded. No network. */
+  exportUsage(reports: UsageReport[], out: string): void {
+    const config = this.config;
+    const license = storedLicenseFile(config, this.deploymentKey.publicKey);
+    if (license === null) throw rejected("missing");
+    const createdAtUs = Math.floor(config.time.wallMicros() / 1000) * 1000;
+    const file = airgap.usageExport(config, this.deploymentKey, license, reports, formatRfc3339Micros(createdAtUs));
+    files.writeAtomic(out, airgap.fileText(file));
+  }
+
   /** Stores a verified fresh lease (marks first, then the lease) and re-anchors the marks to it. */
   private store(signed: unknown, body: LeaseBody, warnings: string[]): void {
     const config = this.config;
@@ -477,6 +544,33 @@ function heldLease(config: Config, body: LeaseBody, anchorServerUs: number, atUs
   const expiresAtUs = Math.min(parseRfc3339Micros(body.leaseExpiresAt)!, issuedAtUs + config.offlineGraceMs * 1000);
   const clientTimeUs = parseRfc3339Micros(body.clientTime!)!;
   return { body, clientTimeUs, issuedAtUs, expiresAtUs, anchorServerUs, anchorAtUs: atUs };
+}
+
+/** A license file held as a lease: valid to its own end, not the offline grace. */
+function heldLicenseFile(body: LeaseBody, anchorServerUs: number, atUs: number): HeldLease {
+  const issuedAtUs = parseRfc3339Micros(body.issuedAt)!;
+  const clientTimeUs = parseRfc3339Micros(body.clientTime!)!;
+  return { body, clientTimeUs, issuedAtUs, expiresAtUs: parseRfc3339Micros(body.leaseExpiresAt)!, anchorServerUs, anchorAtUs: atUs };
+}
+
+/** A license file's document, verified with a pinned key and bound to this license key, deployment, key pair and (when given) request. */
+function openLicenseFileFor(config: Config, deploymentKey: string, bytes: Buffer, request: airgap.ActivationRequest | null): LeaseBody {
+  const body = airgap.openLicenseFile(bytes, config.leasePublicKeys);
+  if (body.keyBinding !== keyBinding(config.licenseKey)) throw new LeaseError("other_key");
+  const clientTimeUs = request === null ? null : parseRfc3339Micros(request.clientTime);
+  checkBody(body, config, deploymentKey, request?.nonce ?? null, clientTimeUs);
+  return { ...body, clientTime: body.clientTime ?? null };
+}
+
+/** The stored license file's document, if one still verifies (every check but the nonce). */
+function storedLicenseFile(config: Config, deploymentKey: string): LeaseBody | null {
+  const bytes = files.readOptional(path.join(config.stateDir, airgap.LICENSE_FILE));
+  if (bytes === null) return null;
+  try {
+    return openLicenseFileFor(config, deploymentKey, bytes, null);
+  } catch {
+    return null;
+  }
 }
 
 /** A lease read back from disk: every check of a fresh one but the nonce. Null if it does not pass. */

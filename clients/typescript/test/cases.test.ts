@@ -109,6 +109,56 @@ function copyToNewMachine(w: World): void {
   w.open();
 }
 
+/** Posts a file of the scratch directory as the org admin (one byte of its document changed when `tamper`); checks `expect` ({status, code?, …}). */
+async function upload(w: World, route: string, name: string, step: Step): Promise<any> {
+  const body = JSON.parse(fs.readFileSync(path.join(w.scratch, name), "utf8"));
+  if (step.tamper) {
+    const altered = Buffer.from(body.payload, "base64url").toString("utf8").replace("2026-", "2027-");
+    body.payload = Buffer.from(altered, "utf8").toString("base64url");
+  }
+  const reply = await w.server.call("POST", route, w.c.admin, body);
+  const seen = { ...(typeof reply.json === "object" && reply.json !== null ? reply.json : {}), status: reply.status };
+  for (const [field, value] of Object.entries(step.expect)) assert.equal(seen[field], value, `${field}: ${JSON.stringify(seen)}`);
+  return seen;
+}
+
+/** The air-gapped steps (issue 18 item 1): files in the scratch directory. */
+async function airgap(w: World, step: Step): Promise<void> {
+  const file = (name: string): string => path.join(w.scratch, name);
+  switch (step.do) {
+    case "offline_request":
+      return w.client.writeActivationRequest(file("request.json"));
+    case "offline_activate": {
+      const seen = await upload(w, "/api/v1/licenses/offline-activations", "request.json", step);
+      if (seen.status === 200) {
+        const { status: _, ...license } = seen;
+        fs.writeFileSync(file("license.json"), JSON.stringify(license));
+      }
+      return;
+    }
+    case "load_license_file": {
+      let loaded = true;
+      try {
+        w.client.loadLicenseFile(file("license.json"));
+      } catch {
+        loaded = false;
+      }
+      return assert.equal(loaded, step.expect.loaded, "load_license_file");
+    }
+    case "export_usage":
+      return w.client.exportUsage((step.days as any[]).map((d) => ({ reportingPeriod: d.day, metrics: d.metrics })), file("usage.json"));
+    case "import_usage":
+      await upload(w, "/api/v1/usage/imports", "usage.json", step);
+      return;
+    default: {
+      const head = (await w.server.expect("GET", "/api/v1/log/head", OPERATOR, undefined, 200)).sequence;
+      const usage = await w.server.expect("GET", `/api/v1/organizations/${w.c.org}/usage?period=${step.day.slice(0, 7)}&minSequence=${head}`, OPERATOR, undefined, 200);
+      const found = (usage.days as any[]).find((d) => d.day === step.day);
+      return assert.equal(found?.metrics.activeUsers ?? null, step.expect, `${step.day}: ${JSON.stringify(usage)}`);
+    }
+  }
+}
+
 async function run(w: World, step: Step): Promise<void> {
   const s = w.server;
   switch (step.do) {
@@ -191,6 +241,13 @@ async function run(w: World, step: Step): Promise<void> {
       for (const [field, value] of Object.entries(step.expect)) assert.equal(answer[field], value, `${field}: ${JSON.stringify(answer)}`);
       return;
     }
+    case "offline_request":
+    case "offline_activate":
+    case "load_license_file":
+    case "export_usage":
+    case "import_usage":
+    case "usage_day":
+      return airgap(w, step);
     default:
       assert.fail(`unknown step ${step.do}`);
   }

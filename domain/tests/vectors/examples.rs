@@ -27,7 +27,8 @@ use ledger_domain::floating::{FloatingDeploymentLeased, FloatingDeploymentsSet};
 use ledger_domain::keys::{self, ServerSecret};
 use ledger_domain::license::{
     DeploymentActivated, DeploymentKeyBound, DeploymentKeyReset, DeploymentReleased, DeploymentReleasedV1,
-    LicenseEvent, LicenseIssued, LicenseKeyRehashed, LicenseRevoked, LicenseSuperseded, ValidationCode,
+    LicenseEvent, LicenseIssued, LicenseKeyRehashed, LicenseRevoked, LicenseSuperseded, OfflineActivated,
+    OfflineUsageImported, ValidationCode,
 };
 use ledger_domain::notification::{
     Notice, NotificationEvent, NotificationSent, NotificationSkipped, SkipReason, UsageLevel, UsageMetric,
@@ -775,6 +776,25 @@ fn later() -> Vec<Example> {
                 deployment_id: DEPLOYMENT.into(),
             })),
         ),
+        example(LICENSE.stream(), 10, "2026-01-20T09:00:00Z", member("admin", "req-0e1f01"), None).current(
+            LedgerEvent::License(LicenseEvent::OfflineActivated(OfflineActivated {
+                deployment_id: "vault-1".into(),
+                public_key: "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w".into(),
+                nonce: "Yk3q9vT1xA0rLm2s8dE4Hw".into(),
+                client_time: at("2026-01-19T16:42:10.250Z"),
+                activated_at: at("2026-01-20T09:00:00Z"),
+                valid_until: at("2026-04-20T09:00:00Z"),
+            })),
+        ),
+        example(LICENSE.stream(), 11, "2026-02-21T10:15:00Z", member("admin", "req-0e1f02"), None).current(
+            LedgerEvent::License(LicenseEvent::OfflineUsageImported(OfflineUsageImported {
+                deployment_id: "vault-1".into(),
+                export_id: "QmX7c2Lr0pTz5wN8vK1yBg".into(),
+                created_at: at("2026-02-20T17:00:03Z"),
+                imported_at: at("2026-02-21T10:15:00Z"),
+                days: 31,
+            })),
+        ),
     ];
     examples.extend(secret_rotation_and_floating());
     examples
@@ -791,7 +811,7 @@ fn secret_rotation_and_floating() -> Vec<Example> {
                 old_secret_id: secret().id(),
                 new_secret_id: next_secret().id(),
             }))),
-        example(LICENSE.stream(), 10, "2027-02-01T09:00:00Z", actor("ledger keys retire-secret"), Some("rehash-key"))
+        example(LICENSE.stream(), 12, "2027-02-01T09:00:00Z", actor("ledger keys retire-secret"), Some("rehash-key"))
             .current(LedgerEvent::License(LicenseEvent::LicenseKeyRehashed(LicenseKeyRehashed {
                 key_hash: keys::license_key_hash(&next_secret(), "LK1-example"),
                 secret_id: next_secret().id(),

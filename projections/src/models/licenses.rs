@@ -103,6 +103,7 @@ impl Projection for Licenses {
             LicenseEvent::DeploymentActivated(_)
                 | LicenseEvent::DeploymentReleased(_)
                 | LicenseEvent::FloatingDeploymentLeased(_)
+                | LicenseEvent::OfflineActivated(_)
         );
         state.apply(event.clone());
         if deployments {
