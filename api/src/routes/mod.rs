@@ -1,6 +1,8 @@
+pub mod analytics;
 pub mod billing;
 pub mod branding;
 pub mod commands;
+pub mod customers;
 pub mod license;
 pub mod log;
 pub mod ops;
