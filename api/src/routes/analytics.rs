@@ -32,8 +32,8 @@ pub struct RevenueQuery {
         ("format" = Option<String>, Query, description = "`json` (the default) or `csv`"),
     ),
     responses(
-        (status = 200, body = RevenueView, description = "The month's revenue figures (operator, auditor): MRR and ARR, new, expansion, contraction and churned MRR, logo and revenue churn, net revenue retention over 12 months, ARPA, usage and overage billed by tier, MRR by month; README \"Revenue analytics\" defines them. With format=csv, the same as text/csv."),
-        (status = 200, content_type = "text/csv", body = String, description = "format=csv: the figures as CSV"),
+        (status = 200, description = "The month's revenue figures (operator, auditor): MRR and ARR, new, expansion, contraction and churned MRR, logo and revenue churn, net revenue retention over 12 months, ARPA, usage and overage billed by tier, MRR by month; README \"Revenue analytics\" defines them. With format=csv, the same as text/csv.",
+            content((RevenueView = "application/json"), (String = "text/csv"))),
         ProblemResponses,
     ),
 )]
