@@ -466,11 +466,7 @@ fn check_as_of(checks: &[AsOfCheck], source: &[String]) -> Result<(), String> {
             }
         };
         let mut command = command;
-        let output = command
-            .args(source)
-            .env_remove("DATABASE_URL")
-            .output()
-            .map_err(|e| format!("replay: {e}"))?;
+        let output = command.args(source).env_remove("DATABASE_URL").output().map_err(|e| format!("replay: {e}"))?;
         let answer: Value = serde_json::from_slice(&output.stdout).map_err(|_| {
             format!(
                 "step {} (as_of {}): replay answered {}:\n{}{}",

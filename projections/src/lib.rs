@@ -9,8 +9,8 @@
 //! ([`check_snapshots`], [`db::check_checkpoints`]) and the re-derivation
 //! of issued invoices ([`invoices`]).
 
-use domain::event::LedgerEvent;
 use domain::Timestamp;
+use domain::event::LedgerEvent;
 use domain::record::{CHAIN_GENESIS, ChainVerifier, Hash, Record, VerifyFailure};
 use store::{EventLog, READ_PAGE_RECORDS, ReadOnlyLog, StoreError};
 

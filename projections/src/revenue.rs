@@ -101,7 +101,8 @@ impl Schedule {
         days.dedup();
         let mut steps: Vec<Step> = Vec::new();
         for day in days {
-            let mrr = if end.is_some_and(|end| day >= end) { Decimal::ZERO } else { mrr_on(subscription, catalog, day)? };
+            let mrr =
+                if end.is_some_and(|end| day >= end) { Decimal::ZERO } else { mrr_on(subscription, catalog, day)? };
             if steps.last().is_none_or(|last| last.mrr != mrr) && !(steps.is_empty() && mrr.is_zero()) {
                 steps.push(Step { from: day, mrr });
             }
@@ -390,7 +391,11 @@ impl Book {
             net_revenue_retention: ratio(retained, year_before)?,
             active_organizations: active,
             arpa,
-            billed: self.billed.into_iter().map(|(tier, b)| (tier, Billed { overage: cents(b.overage), ..b })).collect(),
+            billed: self
+                .billed
+                .into_iter()
+                .map(|(tier, b)| (tier, Billed { overage: cents(b.overage), ..b }))
+                .collect(),
             mrr_by_month: self.chart.into_iter().map(|(month, mrr)| (month, cents(mrr))).collect(),
         })
     }

@@ -91,8 +91,13 @@ pub async fn timeline(
     if !organization_model::exists(db, organization_id).await? {
         return Err(Error::NotFound);
     }
-    let query =
-        AuditQuery { organization_id: Some(organization_id), after: cursor.unwrap_or(0), from: None, to: None, limit: size };
+    let query = AuditQuery {
+        organization_id: Some(organization_id),
+        after: cursor.unwrap_or(0),
+        from: None,
+        to: None,
+        limit: size,
+    };
     let page = audit_model::page(db, query).await?;
     let items = page.items.iter().map(|entry| TimelineEntry::of(AuditEntryView::from(entry))).collect();
     Ok(Timeline { items, next_cursor: page.next_cursor })

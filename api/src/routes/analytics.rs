@@ -53,6 +53,9 @@ pub async fn revenue(
         return Ok(Json(view).into_response());
     }
     let filename = format!("attachment; filename=\"revenue-{}.csv\"", view.month);
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, filename)], view.csv())
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, filename)],
+        view.csv(),
+    )
         .into_response())
 }

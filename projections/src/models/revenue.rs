@@ -7,8 +7,8 @@
 //! same [`Book`] that `replay` and `ledger report --as-of` fold over the
 //! state rebuilt from the log.
 
-use cqrs_es::Aggregate;
 use chrono::NaiveDate;
+use cqrs_es::Aggregate;
 use domain::billing::InvoiceEvent;
 use domain::catalog::{Catalog, Tier};
 use domain::event::LedgerEvent;
@@ -139,7 +139,10 @@ pub async fn figures(db: &ReadModelDb, month: NaiveDate, through: NaiveDate) -> 
             .query(
                 "SELECT id, organization_id, schedule FROM rm_revenue_subscriptions WHERE id > $1 ORDER BY id \
                  LIMIT $2",
-                vec![after.map_or_else(Vec::new, |id| id.0.as_bytes().to_vec()).into(), limit_param(super::PAGE_ITEMS_MAX)],
+                vec![
+                    after.map_or_else(Vec::new, |id| id.0.as_bytes().to_vec()).into(),
+                    limit_param(super::PAGE_ITEMS_MAX),
+                ],
             )
             .await?;
         for row in &rows {
@@ -159,9 +162,10 @@ pub async fn figures(db: &ReadModelDb, month: NaiveDate, through: NaiveDate) -> 
         )
         .await?;
     for row in &rows {
-        let tier = Tier::ALL.into_iter().find(|t| Ok(t.as_str()) == row.text(0).map_err(|_| ())).ok_or_else(|| {
-            DbError::Decode(format!("{:?} is not a tier", row.text(0).unwrap_or_default()))
-        })?;
+        let tier = Tier::ALL
+            .into_iter()
+            .find(|t| Ok(t.as_str()) == row.text(0).map_err(|_| ()))
+            .ok_or_else(|| DbError::Decode(format!("{:?} is not a tier", row.text(0).unwrap_or_default())))?;
         book.add_billed(month_of(month), tier, &decoded::<Billed>(row, 1)?)?;
     }
     Ok(book.figures()?)
