@@ -400,3 +400,132 @@ impl Book {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::Aggregate;
+    use domain::Money;
+    use domain::subscription::{
+        AddonAdded, AddonEnded, AddonKind, DowngradeScheduled, SubscriptionCancelled, SubscriptionCreated,
+        SubscriptionEvent, SubscriptionUpgraded,
+    };
+    use domain::{LicenseId, SubscriptionId};
+
+    use super::*;
+
+    fn d(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    fn dec(text: &str) -> Decimal {
+        text.parse().unwrap()
+    }
+
+    fn starter(organization: OrganizationId, start: &str) -> Subscription {
+        let mut state = Subscription::default();
+        state.apply(SubscriptionEvent::SubscriptionCreated(SubscriptionCreated {
+            id: SubscriptionId(uuid::Uuid::now_v7()),
+            organization_id: organization,
+            tier: Tier::Starter,
+            catalog_version: 1,
+            start_date: d(start),
+            end_date: domain::calendar::term_end(d(start)),
+            auto_renew: true,
+            max_deployments: 1,
+            enterprise_overage_rate: None,
+            license_id: LicenseId(uuid::Uuid::now_v7()),
+        }));
+        state
+    }
+
+    #[test]
+    fn a_schedule_follows_upgrades_add_ons_downgrades_and_cancellations() {
+        let catalog = Catalog::builtin();
+        let mut state = starter(OrganizationId(uuid::Uuid::now_v7()), "2026-01-01");
+        let addon_id = domain::AddonId(uuid::Uuid::now_v7());
+        state.apply(SubscriptionEvent::SubscriptionUpgraded(SubscriptionUpgraded {
+            from_tier: Tier::Starter,
+            to_tier: Tier::Professional,
+            effective_date: d("2026-02-16"),
+            prorated_amount: Money::usd(Decimal::ZERO),
+            previous_license_id: LicenseId(uuid::Uuid::now_v7()),
+            new_license_id: LicenseId(uuid::Uuid::now_v7()),
+        }));
+        state.apply(SubscriptionEvent::AddonAdded(AddonAdded {
+            addon_id,
+            kind: AddonKind::DedicatedSupport,
+            quantity: 2,
+            annual_price: Some(Money::usd(dec("1200"))),
+            one_time_price: None,
+            effective_date: d("2026-03-01"),
+        }));
+        state.apply(SubscriptionEvent::AddonAdded(AddonAdded {
+            addon_id: domain::AddonId(uuid::Uuid::now_v7()),
+            kind: AddonKind::TrainingSession,
+            quantity: 1,
+            annual_price: None,
+            one_time_price: Some(Money::usd(dec("1500"))),
+            effective_date: d("2026-03-05"),
+        }));
+        state.apply(SubscriptionEvent::AddonEnded(AddonEnded { addon_id, effective_date: d("2026-05-01") }));
+        state.apply(SubscriptionEvent::DowngradeScheduled(DowngradeScheduled {
+            to_tier: Tier::Starter,
+            effective_date: d("2027-01-01"),
+        }));
+        let schedule = Schedule::of(&state, &catalog).unwrap();
+        let steps: Vec<(NaiveDate, Decimal)> = schedule.steps.iter().map(|s| (s.from, s.mrr)).collect();
+        assert_eq!(
+            steps,
+            vec![
+                (d("2026-01-01"), dec("2500")),
+                (d("2026-02-16"), dec("5000")),
+                // Two units at 1,200 a year: +200 a month; the one-time add-on is not MRR.
+                (d("2026-03-01"), dec("5200")),
+                (d("2026-05-01"), dec("5000")),
+                (d("2027-01-01"), dec("2500")),
+            ]
+        );
+        assert_eq!(schedule.on(d("2025-12-31")), Decimal::ZERO);
+        assert_eq!(schedule.on(d("2026-02-15")), dec("2500"));
+        state
+            .apply(SubscriptionEvent::SubscriptionCancelled(SubscriptionCancelled { effective_date: d("2026-06-10") }));
+        let cancelled = Schedule::of(&state, &catalog).unwrap();
+        assert_eq!(cancelled.steps.last(), Some(&Step { from: d("2026-06-10"), mrr: Decimal::ZERO }));
+        assert_eq!(cancelled.on(d("2027-02-01")), Decimal::ZERO);
+    }
+
+    #[test]
+    fn a_month_s_movements_add_up_to_its_mrr() {
+        let catalog = Catalog::builtin();
+        let (a, b) = (OrganizationId(uuid::Uuid::now_v7()), OrganizationId(uuid::Uuid::now_v7()));
+        let mut stays = starter(a, "2026-01-01");
+        stays.apply(SubscriptionEvent::SubscriptionUpgraded(SubscriptionUpgraded {
+            from_tier: Tier::Starter,
+            to_tier: Tier::Enterprise,
+            effective_date: d("2026-02-10"),
+            prorated_amount: Money::usd(Decimal::ZERO),
+            previous_license_id: LicenseId(uuid::Uuid::now_v7()),
+            new_license_id: LicenseId(uuid::Uuid::now_v7()),
+        }));
+        let mut leaves = starter(b, "2026-01-01");
+        leaves
+            .apply(SubscriptionEvent::SubscriptionCancelled(SubscriptionCancelled { effective_date: d("2026-02-01") }));
+        let new_one = starter(b, "2026-02-20");
+        let mut book = Book::new(d("2026-02-01"), d("2026-02-28"));
+        for state in [&stays, &leaves, &new_one] {
+            book.add_subscription(state.organization_id.unwrap(), &Schedule::of(state, &catalog).unwrap()).unwrap();
+        }
+        let f = book.figures().unwrap();
+        assert_eq!(
+            (f.mrr_at_start, f.new_mrr, f.expansion_mrr, f.churned_mrr),
+            (dec("5000"), dec("2500"), dec("7500"), dec("2500"))
+        );
+        assert_eq!(f.mrr, f.mrr_at_start + f.new_mrr + f.expansion_mrr - f.contraction_mrr - f.churned_mrr);
+        assert_eq!(f.mrr, dec("12500"));
+        // b had MRR at the start and has it again at the end: no logo churned.
+        assert_eq!((f.organizations_at_start, f.organizations_churned, f.logo_churn), (2, 0, Some(dec("0"))));
+        assert_eq!(f.revenue_churn, Some(dec("0.5")));
+        assert_eq!(f.arpa, Some(dec("6250")));
+        assert_eq!(f.net_revenue_retention, None, "nobody had MRR a year before");
+    }
+}
