@@ -207,6 +207,19 @@ enum Command {
         #[command(subcommand)]
         job: ProjectionsJob,
     },
+    /// Revenue analytics as of a past day, from the log alone (read-only):
+    /// the figures of `GET /api/v1/analytics/revenue` for that day's month,
+    /// up to that day, computed from the records recorded by its end.
+    Report {
+        /// The day, YYYY-MM-DD.
+        #[arg(long)]
+        as_of: String,
+        /// json (the default) or csv, as the API's `format`.
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[command(flatten)]
+        store: Store,
+    },
     /// License keys.
     Licenses {
         #[command(subcommand)]
@@ -430,6 +443,7 @@ async fn main() -> anyhow::Result<()> {
             activate_offline(request, out, store, usage).await
         }
         Command::Usage { job: UsageJob::Import { file, store, usage } } => import_usage(file, store, usage).await,
+        Command::Report { as_of, format, store } => report(&as_of, &format, store).await,
         Command::Keys { job: Keys::PrepareLease { store } } => prepare_key(&store, &ledger_api::secrets::LEASE),
         Command::Keys { job: Keys::RotateLease { store } } => rotate_key(&store, &ledger_api::secrets::LEASE),
         Command::Keys { job: Keys::PrepareLicense { store } } => prepare_key(&store, &ledger_api::secrets::LICENSE),
@@ -616,6 +630,34 @@ fn refusal_code(error: &usecases::error::Error) -> String {
         usecases::error::Error::License(e) => format!("{e:?}"),
         _ => "refused".to_owned(),
     }
+}
+
+/// `ledger report --as-of DAY`: the revenue figures of DAY's month up to
+/// DAY, from the log as it was recorded by DAY's end (the state `replay
+/// as-of` rebuilds, checked record by record), never from the read models.
+async fn report(as_of: &str, format: &str, store: Store) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let day = chrono::NaiveDate::parse_from_str(as_of, "%Y-%m-%d").context("--as-of must be YYYY-MM-DD")?;
+    anyhow::ensure!(format == "json" || format == "csv", "--format must be json or csv");
+    let next = day.succ_opt().context("a day too far")?.and_hms_opt(0, 0, 0).context("midnight")?.and_utc();
+    let until = domain::Timestamp::from_micros(domain::Timestamp::from_datetime(next).as_micros() - 1);
+    let log = match store.database_url.filter(|url| !url.is_empty()) {
+        Some(url) => store::ReadOnlyLog::open_postgres(url.parse().context("not a PostgreSQL URL")?).await?,
+        None => {
+            let path = store.data_dir.join("ledger.sqlite");
+            anyhow::ensure!(path.exists(), "{} holds no log (ledger.sqlite)", store.data_dir.display());
+            store::ReadOnlyLog::open_sqlite(&path).await?
+        }
+    };
+    let state = projections::LedgerState::rebuild_until(&log, until).await?;
+    let catalog = domain::catalog::Catalog::builtin();
+    let figures = projections::revenue::Book::of_state(&state, &catalog, projections::revenue::month_of(day), day)?;
+    let view = usecases::views::revenue::RevenueView::from(&figures);
+    match format {
+        "csv" => print!("{}", view.csv()),
+        _ => println!("{}", serde_json::to_string_pretty(&view)?),
+    }
+    Ok(())
 }
 
 /// A public key as `GET /api/v1/keys` shows it (standard base64).

@@ -135,6 +135,11 @@ fn matrix() -> Vec<Row> {
         // All organizations, log head, audit of all organizations: operator and auditor.
         row(GET, "/api/v1/organizations", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
         row(GET, "/api/v1/log/head", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
+        // Revenue analytics and customers (issue 15): the vendor's staff.
+        row(GET, "/api/v1/analytics/revenue", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
+        row(GET, "/api/v1/analytics/revenue?format=csv", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
+        row(GET, "/api/v1/customers?q=org", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
+        row(GET, "/api/v1/customers/{A}/timeline", None, [OK, OK, FB, FB, FB, FB, UA, UA]),
         // Proofs: operator and auditor; an organization's analysts and admins
         // for its own events (sequence 1 is A's creation), others as if absent.
         row(GET, "/api/v1/log/proof/inclusion?sequence=1", None, [OK, OK, OK, OK, FB, NF, UA, UA]),

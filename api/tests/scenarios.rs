@@ -75,6 +75,11 @@ struct Step {
     /// a time or sequence, checked on the log after the scenario.
     #[serde(default)]
     as_of: Option<AsOf>,
+    /// What `ledger report --as-of <at>` (revenue analytics computed from
+    /// the log up to that day) must print, checked on the log after the
+    /// scenario.
+    #[serde(default)]
+    report: Option<Report>,
     /// `operator` (the default), `auditor`, `none`, or a saved token (`$name`).
     #[serde(default)]
     auth: Option<String>,
@@ -105,10 +110,20 @@ struct AsOf {
 }
 
 /// An `as_of` step, with its variables substituted, kept for after the run.
+/// A `report` step is one without `org`.
 struct AsOfCheck {
     step: usize,
     at: String,
-    org: String,
+    org: Option<String>,
+    expect: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Report {
+    /// A day, `YYYY-MM-DD`.
+    at: String,
+    /// A pattern its JSON answer must match (as `expect.body`).
     expect: Value,
 }
 
@@ -244,15 +259,25 @@ impl Run<'_> {
             step.get.is_some(),
             step.stripe.is_some(),
             step.as_of.is_some(),
+            step.report.is_some(),
         ];
         if chosen.iter().filter(|c| **c).count() != 1 {
-            return Err("a step has exactly one of clock, bill, post, get, stripe, as_of".into());
+            return Err("a step has exactly one of clock, bill, post, get, stripe, as_of, report".into());
+        }
+        if let Some(report) = &step.report {
+            self.as_of.push(AsOfCheck {
+                step: 0,
+                at: self.substitute_text(&report.at)?,
+                org: None,
+                expect: self.substitute(&report.expect)?,
+            });
+            return Ok(());
         }
         if let Some(as_of) = &step.as_of {
             self.as_of.push(AsOfCheck {
                 step: 0,
                 at: self.substitute_text(&as_of.at)?,
-                org: self.substitute_text(&as_of.org)?,
+                org: Some(self.substitute_text(&as_of.org)?),
                 expect: self.substitute(&as_of.expect)?,
             });
             return Ok(());
@@ -422,17 +447,26 @@ fn replay_binary() -> Option<PathBuf> {
         .clone()
 }
 
-/// Runs each `as_of` check with `replay as-of` on the log (`source`:
-/// `--data-dir DIR` or `--database-url URL`).
+/// Runs each `as_of` check with `replay as-of` on the log, and each
+/// `report` check with `ledger report --as-of` (`source`: `--data-dir DIR`
+/// or `--database-url URL`).
 fn check_as_of(checks: &[AsOfCheck], source: &[String]) -> Result<(), String> {
-    let Some(replay) = replay_binary().filter(|_| !checks.is_empty()) else { return Ok(()) };
     for check in checks {
-        let output = std::process::Command::new(&replay)
-            .args(["as-of", &check.at, "--org", &check.org])
-            .args(source)
-            .env_remove("DATABASE_URL")
-            .output()
-            .map_err(|e| format!("replay: {e}"))?;
+        let command = match &check.org {
+            Some(org) => {
+                let Some(replay) = replay_binary() else { continue };
+                let mut command = std::process::Command::new(replay);
+                command.args(["as-of", &check.at, "--org", org]);
+                command
+            }
+            None => {
+                let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ledger"));
+                command.args(["report", "--as-of", &check.at]);
+                command
+            }
+        };
+        let mut command = command;
+        let output = command.args(source).env_remove("DATABASE_URL").output().map_err(|e| format!("replay: {e}"))?;
         let answer: Value = serde_json::from_slice(&output.stdout).map_err(|_| {
             format!(
                 "step {} (as_of {}): replay answered {}:\n{}{}",

@@ -9,13 +9,15 @@
 //! ([`check_snapshots`], [`db::check_checkpoints`]) and the re-derivation
 //! of issued invoices ([`invoices`]).
 
+use domain::Timestamp;
 use domain::event::LedgerEvent;
-use domain::record::{CHAIN_GENESIS, ChainVerifier, Hash, VerifyFailure};
-use store::{EventLog, READ_PAGE_RECORDS, StoreError};
+use domain::record::{CHAIN_GENESIS, ChainVerifier, Hash, Record, VerifyFailure};
+use store::{EventLog, READ_PAGE_RECORDS, ReadOnlyLog, StoreError};
 
 pub mod db;
 pub mod invoices;
 pub mod models;
+pub mod revenue;
 mod state;
 
 pub use state::{AuditEntry, LedgerState, OrganizationEntry, TokenEntry, ValidationStats};
@@ -89,16 +91,45 @@ impl LedgerState {
             let page = log.read_page(from..=to, READ_PAGE_RECORDS).await?;
             let Some(last) = page.last().map(|record| record.header.sequence) else { break };
             for record in &page {
-                verifier.link(record).map_err(ProjectionError::Broken)?;
-                // A shredded payload still moves the sequence; it applies as
-                // an event this version cannot see.
-                let event = match &record.payload {
-                    Some(payload) => LedgerEvent::decode(&record.header, payload).map_err(|error| {
-                        ProjectionError::Undecodable { sequence: record.header.sequence, reason: error.to_string() }
-                    })?,
-                    None => None,
-                };
-                state.apply(record, event);
+                state.apply_checked(&mut verifier, record)?;
+            }
+            from = last + 1;
+        }
+        Ok(state)
+    }
+
+    /// Applies one record after checking it follows from the one before.
+    fn apply_checked(&mut self, verifier: &mut ChainVerifier, record: &Record) -> Result<(), ProjectionError> {
+        verifier.link(record).map_err(ProjectionError::Broken)?;
+        // A shredded payload still moves the sequence; it applies as an
+        // event this version cannot see.
+        let event = match &record.payload {
+            Some(payload) => LedgerEvent::decode(&record.header, payload).map_err(|error| {
+                ProjectionError::Undecodable { sequence: record.header.sequence, reason: error.to_string() }
+            })?,
+            None => None,
+        };
+        self.apply(record, event);
+        Ok(())
+    }
+
+    /// The state of a read-only log as it stood at `until`: every record
+    /// recorded by then, from sequence 1, each checked to follow from the
+    /// one before (as `replay as-of` walks it; what `ledger report --as-of`
+    /// computes its figures from). Read a page at a time; nothing is written.
+    pub async fn rebuild_until(log: &ReadOnlyLog, until: Timestamp) -> Result<LedgerState, ProjectionError> {
+        let mut state = LedgerState::default();
+        let mut verifier = ChainVerifier::resume(1, CHAIN_GENESIS, None);
+        let head = log.head().await?.sequence;
+        let mut from = 1;
+        while from <= head {
+            let page = log.read_page(from..=head, READ_PAGE_RECORDS).await?;
+            let Some(last) = page.last().map(|record| record.header.sequence) else { break };
+            for record in &page {
+                if record.header.recorded_at > until {
+                    return Ok(state);
+                }
+                state.apply_checked(&mut verifier, record)?;
             }
             from = last + 1;
         }

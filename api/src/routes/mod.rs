@@ -1,7 +1,9 @@
 pub mod airgap;
+pub mod analytics;
 pub mod billing;
 pub mod branding;
 pub mod commands;
+pub mod customers;
 pub mod license;
 pub mod log;
 pub mod ops;

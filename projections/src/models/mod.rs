@@ -8,7 +8,7 @@
 //! [`subscriptions`], [`licenses`] (licenses, key hashes, deployments),
 //! [`validations`], [`usage`], [`invoices`] (with their lines), [`payments`]
 //! (each invoice's payment status, each organization's payment method), [`audit`],
-//! [`stripe`] and [`notifications`] (the outboxes), [`branding`] (white-label). [`all`] is the one list
+//! [`stripe`] and [`notifications`] (the outboxes), [`branding`] (white-label), [`revenue`] (revenue analytics), [`customers`] (customer search). [`all`] is the one list
 //! the runner and `replay rebuild` use.
 //!
 //! Invariants:
@@ -31,12 +31,14 @@ use crate::db::{DbError, Projection, ReadModelDb, Row, Table, Value};
 
 pub mod audit;
 pub mod branding;
+pub mod customers;
 pub mod invoices;
 pub mod licenses;
 pub mod notifications;
 pub mod organizations;
 pub mod outbox;
 pub mod payments;
+pub mod revenue;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;
@@ -61,8 +63,10 @@ pub fn all(catalog: Catalog) -> Vec<Box<dyn Projection>> {
         Box::new(payments::InvoicePayments),
         Box::new(audit::Audit),
         Box::new(stripe::Stripe),
-        Box::new(notifications::Notifications::new(catalog)),
+        Box::new(notifications::Notifications::new(catalog.clone())),
         Box::new(branding::Branding),
+        Box::new(revenue::Revenue::new(catalog)),
+        Box::new(customers::Customers),
     ]
 }
 

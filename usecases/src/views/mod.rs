@@ -7,11 +7,13 @@ use domain::Money;
 use serde::{Serialize, Serializer};
 
 pub mod billing;
+pub mod customers;
 pub mod licensing;
 pub mod log;
 pub mod ops;
 pub mod organizations;
 pub mod queries;
+pub mod revenue;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;
