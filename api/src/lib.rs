@@ -113,6 +113,11 @@ pub fn app(state: AppState) -> Router {
         .route("/organizations/{org_id}/usage", get(routes::usage::usage))
         .route("/organizations/{org_id}/invoices", get(routes::billing::invoices))
         .route("/billing/runs", post(routes::billing::billing_run))
+        .route("/invoices/{invoice_id}/void", post(routes::billing::void_invoice))
+        .route(
+            "/invoices/{invoice_id}/credit-notes",
+            get(routes::billing::credit_notes).post(routes::billing::issue_credit_note),
+        )
         .route("/enforcement/{org_id}/check", get(q::enforcement))
         .route("/audit", get(q::audit))
         .route("/log/head", get(routes::log::head))

@@ -210,6 +210,10 @@ impl StripeOutbox {
             {
                 self.pending_invoices.insert((issued.subscription_id, issued.invoice.period), sequence);
             }
+            // A voided invoice not in Stripe yet is not sent.
+            LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided)) => {
+                self.pending_invoices.remove(&(voided.subscription_id, voided.period));
+            }
             LedgerEvent::Stripe(event) => match event {
                 StripeEvent::StripeEventReceived(received) => {
                     self.pending_events.insert(sequence, received.event_id.clone());

@@ -95,6 +95,10 @@ impl Projection for Stripe {
                     )?;
                 }
             }
+            // A voided invoice not in Stripe yet is not sent.
+            Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided))) => {
+                changes.delete(&PENDING_INVOICES, vec![voided.subscription_id.0.into(), day(voided.period)])?;
+            }
             Some(LedgerEvent::Stripe(event)) => apply_stripe(changes, sequence, event)?,
             _ => {}
         }
