@@ -50,8 +50,7 @@ async fn replay_verify(s: &common::Server, backend: &Backend) -> Option<String> 
 
 /// Void, then bill the month again: the voided invoice is `void` and out
 /// of `amountDue`; the month's next invoice has a new id; the next month's
-/// late-usage adjustment counts the voided overage as never invoiced (else
-/// it would credit 8,000.00 back); a second void, an unknown id, a bad
+/// late-usage adjustment counts the voided overage as never invoiced; a second void, an unknown id, a bad
 /// reason and a customer's token are refused, changing nothing; and
 /// `replay verify` re-derives all three invoices.
 async fn a_voided_month_is_billed_again_under_a_new_id(backend: Backend) {
@@ -95,14 +94,20 @@ async fn a_voided_month_is_billed_again_under_a_new_id(backend: Backend) {
     let audit = s.audit(&acme).await;
     assert!(audit.iter().any(|e| e["eventType"] == "InvoiceVoided" && e["actor"] == "operator"), "{audit:?}");
 
-    // The next run bills January again, under a new id.
+    // The usage figure is corrected; the next run bills January again,
+    // under a new id, without the overage.
+    s.move_clock("2026-02-02T00:00:00Z").await;
+    let corrected = json!({ "licenseKey": key, "reportingPeriod": "2026-01-06",
+        "metrics": { "activeUsers": 1, "dataVolumeGB": 100, "apiCallsCount": 0, "trainingHours": 0 } });
+    s.post("/api/v1/usage/report", None, corrected).await.expect(200);
     let again = run("2026-01").await.expect(200)["invoices"][0].clone();
     assert_ne!(again["id"], first["id"]);
-    assert_eq!((kinds(&again), &again["status"]), (kinds(&first), &json!("open")));
+    assert_eq!((kinds(&again), &again["status"]), (vec![("base".to_owned(), "5000.00".to_owned())], &json!("open")));
     assert!(run("2026-01").await.expect(200)["invoices"].as_array().unwrap().is_empty(), "once more: nothing");
-    assert_eq!(s.subscription(&acme, OPERATOR).await["billing"]["amountDue"], "13000.00");
+    assert_eq!(s.subscription(&acme, OPERATOR).await["billing"]["amountDue"], "5000.00");
 
-    // February adjusts nothing: January's overage is billed once.
+    // February adjusts nothing: the voided overage was never invoiced (had
+    // it counted, February would credit 8,000.00 back).
     s.move_clock("2026-03-01T00:00:00Z").await;
     let february = run("2026-02").await.expect(200)["invoices"][0].clone();
     assert_eq!(kinds(&february), vec![("base".to_owned(), "5000.00".to_owned())]);
@@ -182,4 +187,97 @@ async fn a_paid_invoice_is_not_voided_and_the_command_line_voids(backend: Backen
     .await;
 }
 
-backends!(a_voided_month_is_billed_again_under_a_new_id, a_paid_invoice_is_not_voided_and_the_command_line_voids);
+/// Credit notes: bounded lines, never more in total than the invoice
+/// (checked against the earlier ones), each lowering the invoice's
+/// `amountDue` until, credited in full, it is `paid`; listed by number to
+/// the organization's analysts and up and the operator, 404 to another
+/// organization; a voided invoice takes none; the command line issues one
+/// as the route does; `replay verify` checks them.
+async fn credit_notes_lower_what_an_invoice_asks_for(backend: Backend) {
+    let s = backend.start().await;
+    let acme = s.create_org("Acme").await;
+    let other = s.create_org("Other").await;
+    s.create_subscription(&acme, "starter", "2026-01-01", true).await;
+    s.create_subscription(&other, "starter", "2026-01-01", true).await;
+    s.move_clock("2026-02-01T00:00:00Z").await;
+    let run = s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-01" })).await.expect(200);
+    let invoices = run["invoices"].as_array().unwrap();
+    let of = |org: &str| id(&invoices.iter().find(|i| i["organizationId"] == org).unwrap()["id"]);
+    let (invoice, other_invoice) = (of(&acme), of(&other));
+    let token = |org: String| async move {
+        let issued = s.post(&format!("/api/v1/organizations/{org}/tokens"), Some(OPERATOR), json!({ "role": "admin" }));
+        id(&issued.await.expect(201)["token"])
+    };
+    let (admin, other_admin) = (token(acme.clone()).await, token(other.clone()).await);
+    let notes = format!("/api/v1/invoices/{invoice}/credit-notes");
+    let line = |description: &str, amount: &str| json!({ "description": description, "amount": amount });
+    let credit = |token: &str, reason: &str, lines: Vec<Value>| {
+        s.post(&notes, Some(token), json!({ "reason": reason, "lines": lines }))
+    };
+
+    let head = s.head().await;
+    credit(OPERATOR, "outage", vec![]).await.problem(400, "validation_failed");
+    credit(OPERATOR, "outage", vec![line("a day", "0")]).await.problem(400, "validation_failed");
+    credit(OPERATOR, "outage", vec![line("a day", "-5.00")]).await.problem(400, "validation_failed");
+    credit(OPERATOR, "outage", vec![line("a day", "1.001")]).await.problem(400, "validation_failed");
+    credit(OPERATOR, "outage", vec![line("a day", "10000000.01")]).await.problem(400, "validation_failed");
+    credit(OPERATOR, "outage", vec![line(&"d".repeat(201), "1.00")]).await.problem(400, "validation_failed");
+    credit(OPERATOR, "", vec![line("a day", "1.00")]).await.problem(400, "validation_failed");
+    credit(OPERATOR, "outage", vec![line("a day", "1.00"); 21]).await.problem(400, "validation_failed");
+    credit(OPERATOR, "outage", vec![line("all", "2500.01")]).await.problem(409, "credit_exceeds_invoice");
+    credit(&admin, "outage", vec![line("a day", "1.00")]).await.problem(403, "forbidden");
+    let unknown = format!("/api/v1/invoices/{}/credit-notes", Uuid::now_v7());
+    let body = json!({ "reason": "outage", "lines": [line("a day", "1.00")] });
+    s.post(&unknown, Some(OPERATOR), body).await.problem(404, "not_found");
+    assert_eq!(s.head().await, head, "no refused credit note appended anything");
+
+    let first = credit(OPERATOR, "outage on 14 January", vec![line("a day", "600.00"), line("support", "400.00")]);
+    let first = first.await.expect(201);
+    assert_eq!((&first["number"], &first["total"]), (&json!(1), &json!("1000.00")));
+    assert_eq!(s.subscription(&acme, OPERATOR).await["billing"]["amountDue"], "1500.00");
+    let listed = s.get(&format!("/api/v1/organizations/{acme}/invoices"), Some(&admin)).await.expect(200);
+    assert_eq!((&listed[0]["status"], &listed[0]["credited"]), (&json!("open"), &json!("1000.00")));
+    credit(OPERATOR, "more", vec![line("the rest and a cent", "1500.01")]).await.problem(409, "credit_exceeds_invoice");
+    let rest = credit(OPERATOR, "goodwill", vec![line("the rest", "1500.00")]).await.expect(201);
+    assert_eq!(rest["number"], 2);
+    assert_eq!(s.subscription(&acme, OPERATOR).await["billing"]["amountDue"], "0.00");
+    let listed = s.get(&format!("/api/v1/organizations/{acme}/invoices"), Some(&admin)).await.expect(200);
+    assert_eq!((&listed[0]["status"], &listed[0]["credited"]), (&json!("paid"), &json!("2500.00")));
+    credit(OPERATOR, "more", vec![line("a cent", "0.01")]).await.problem(409, "credit_exceeds_invoice");
+    let void = json!({ "reason": "credited in full" });
+    s.post(&format!("/api/v1/invoices/{invoice}/void"), Some(OPERATOR), void).await.problem(409, "invoice_paid");
+
+    let read = s.get(&notes, Some(&admin)).await.expect(200);
+    let numbers: Vec<(&Value, &Value)> = read.as_array().unwrap().iter().map(|n| (&n["number"], &n["total"])).collect();
+    assert_eq!(numbers, vec![(&json!(1), &json!("1000.00")), (&json!(2), &json!("1500.00"))]);
+    assert_eq!(read[0]["lines"][1], json!({ "description": "support", "amount": "400.00" }));
+    s.get(&notes, Some(&other_admin)).await.problem(404, "not_found");
+
+    // The other organization's invoice: the command line, then a void.
+    let output = backend
+        .cli(&["billing", "credit-note", "--invoice", &other_invoice, "--reason", "outage", "--line", "100.00:a day"])
+        .await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout).expect("the command prints JSON");
+    assert_eq!((&printed["number"], &printed["total"]), (&json!(1), &json!("100.00")));
+    common::poll("the server to see the credit note", || async {
+        let due = &s.subscription(&other, OPERATOR).await["billing"]["amountDue"];
+        (due == "2400.00").then_some(())
+    })
+    .await;
+    let void = json!({ "reason": "wrong month" });
+    s.post(&format!("/api/v1/invoices/{other_invoice}/void"), Some(OPERATOR), void).await.expect(200);
+    let after = format!("/api/v1/invoices/{other_invoice}/credit-notes");
+    let body = json!({ "reason": "late", "lines": [line("a day", "1.00")] });
+    s.post(&after, Some(OPERATOR), body).await.problem(409, "invoice_voided");
+    assert_eq!(s.subscription(&other, OPERATOR).await["billing"]["amountDue"], "0.00");
+
+    let Some(stdout) = replay_verify(&s, &backend).await else { return };
+    assert!(stdout.contains("ok invoices: 2 re-derived"), "{stdout}");
+}
+
+backends!(
+    a_voided_month_is_billed_again_under_a_new_id,
+    a_paid_invoice_is_not_voided_and_the_command_line_voids,
+    credit_notes_lower_what_an_invoice_asks_for
+);
