@@ -36,3 +36,35 @@ DELETE FROM rm_invoice_payments;
 DELETE FROM rm_payment_references;
 DELETE FROM rm_payment_methods;
 DELETE FROM readmodel_checkpoints WHERE name = 'invoice-payments-v1';
+
+-- The Stripe outbox ("stripe-v1") for voids and credit notes: each ledger
+-- invoice's Stripe invoice by the ledger invoice's id, and the voids and
+-- credit notes still to make in Stripe (their Stripe invoice once known).
+CREATE TABLE rm_stripe_invoice_ids (
+    invoice_id        BLOB NOT NULL,
+    stripe_invoice_id TEXT NOT NULL,
+    PRIMARY KEY (invoice_id)
+) WITHOUT ROWID;
+CREATE TABLE rm_stripe_pending_voids (
+    invoice_id        BLOB NOT NULL,
+    stripe_invoice_id TEXT,
+    sequence          INTEGER NOT NULL,
+    target            TEXT NOT NULL,
+    PRIMARY KEY (invoice_id)
+) WITHOUT ROWID;
+CREATE INDEX rm_stripe_pending_voids_by_sequence ON rm_stripe_pending_voids (sequence);
+CREATE TABLE rm_stripe_pending_credit_notes (
+    credit_note_id    BLOB NOT NULL,
+    invoice_id        BLOB NOT NULL,
+    stripe_invoice_id TEXT,
+    sequence          INTEGER NOT NULL,
+    target            TEXT NOT NULL,
+    note              BLOB NOT NULL,
+    PRIMARY KEY (credit_note_id)
+) WITHOUT ROWID;
+CREATE INDEX rm_stripe_pending_credit_notes_by_sequence ON rm_stripe_pending_credit_notes (sequence);
+-- Invoices already in Stripe: before voids, one invoice a month, so the
+-- month names it.
+INSERT INTO rm_stripe_invoice_ids (invoice_id, stripe_invoice_id)
+SELECT i.invoice_id, s.stripe_invoice_id FROM rm_stripe_invoices s
+JOIN rm_invoices i ON i.subscription_id = s.subscription_id AND i.period = s.period;
