@@ -582,7 +582,7 @@ fn an_invoice_issued_at_schema_version_1_still_decodes_and_digests() {
     // Version 1's bytes are not version 2's, and an unknown version is an error.
     assert!(InvoiceEvent::decode("InvoiceIssued", 2, &payload).is_err());
     assert!(InvoiceEvent::decode("InvoiceIssued", 3, &payload).is_err());
-    assert!(matches!(InvoiceEvent::decode("InvoiceVoided", 1, &payload), Ok(None)));
+    assert!(matches!(InvoiceEvent::decode("InvoiceRefunded", 1, &payload), Ok(None)));
 }
 
 /// Issue 15 part 2: a month billed again after its invoice was voided,

@@ -238,7 +238,7 @@ impl InvoiceCheck {
         if lines.ok() != Some(note.total) {
             return Err(mismatch(format!("credit note {}: its total is not the sum of its lines", note.number)));
         }
-        let earlier = history.credits.iter().filter(|(id, _)| *id == note.invoice_id);
+        let mut earlier = history.credits.iter().filter(|(id, _)| *id == note.invoice_id);
         let credited = earlier.try_fold(note.total, |sum, (_, t)| sum.checked_add(*t));
         if credited.map_or(true, |c| c.amount() > total.amount()) {
             return Err(mismatch(format!("its credit notes total more than its total {total}")));

@@ -790,5 +790,23 @@ fn later() -> Vec<Example> {
                 lines: vec![billing::CreditLine { description: "one day of service".into(), amount: usd("161.29") }],
                 total: usd("161.29"),
             }))),
+        example(stripe::void_stream(billing::invoice_id(SUBSCRIPTION, day("2026-02-01"))), 1, "2026-03-02T09:15:04Z", actor("stripe-sync"), None)
+            .current(LedgerEvent::Stripe(StripeEvent::StripeInvoiceVoided(stripe::StripeInvoiceVoided {
+                invoice_id: billing::invoice_id(SUBSCRIPTION, day("2026-02-01")),
+                stripe_invoice_id: "in_1R3kPzLmNoP4qRsT".into(),
+            }))),
+        example(
+            stripe::credit_note_stream(billing::credit_note_id(billing::invoice_id(SUBSCRIPTION, day("2026-01-01")), 1)),
+            1,
+            "2026-02-03T10:20:03Z",
+            actor("stripe-sync"),
+            None,
+        )
+        .current(LedgerEvent::Stripe(StripeEvent::StripeCreditNoteCreated(stripe::StripeCreditNoteCreated {
+            credit_note_id: billing::credit_note_id(billing::invoice_id(SUBSCRIPTION, day("2026-01-01")), 1),
+            invoice_id: billing::invoice_id(SUBSCRIPTION, day("2026-01-01")),
+            stripe_invoice_id: "in_1QzB8cLmNoP4qRsT".into(),
+            stripe_credit_note_id: "cn_1R4aB2LmNoP4qRsT".into(),
+        }))),
     ]
 }

@@ -246,7 +246,7 @@ impl Invoice {
     /// and `replay as-of` prints. `None` for an organization not in `state`.
     pub fn of_organization(state: &LedgerState, organization_id: OrganizationId) -> Option<Vec<Self>> {
         let entry = state.organizations.get(&organization_id)?;
-        let mut items: Vec<&InvoiceIssued> = entry
+        let items: Vec<&InvoiceIssued> = entry
             .subscriptions
             .iter()
             .filter_map(|id| state.invoices.get(id))
