@@ -8,7 +8,7 @@
 #[macro_use]
 mod common;
 
-use common::{Backend, OPERATOR, id};
+use common::{Backend, OPERATOR, Reply, Server, id};
 use domain::stripe::{StripeEvent, StripeInvoiceCreated};
 use domain::subscription::{PaymentSucceeded, SubscriptionEvent};
 use domain::{EventId, Metadata, Money, OrganizationId, StreamId, SubscriptionId, Timestamp};
@@ -67,15 +67,10 @@ async fn a_voided_month_is_billed_again_under_a_new_id(backend: Backend) {
     let run = |period: &str| s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": period }));
     let first = run("2026-01").await.expect(200)["invoices"][0].clone();
     assert_eq!(first["total"], "13000.00");
-    let admin = id(&s
-        .post(&format!("/api/v1/organizations/{acme}/tokens"), Some(OPERATOR), json!({ "role": "admin" }))
-        .await
-        .expect(201)["token"]);
+    let admin = admin_token(&s, &acme).await;
     assert_eq!(s.subscription(&acme, OPERATOR).await["billing"]["amountDue"], "13000.00");
 
-    let void = |invoice: &str, token: &str, body: Value| {
-        s.post(&format!("/api/v1/invoices/{invoice}/void"), Some(token), body)
-    };
+    let void = |invoice: &str, token: &str, body: Value| void(&s, invoice.to_owned(), token.to_owned(), body);
     let first_id = id(&first["id"]);
     let head = s.head().await;
     void(&first_id, OPERATOR, json!({ "reason": "  " })).await.problem(400, "validation_failed");
@@ -118,6 +113,19 @@ async fn a_voided_month_is_billed_again_under_a_new_id(backend: Backend) {
 
     let Some(stdout) = replay_verify(&s, &backend).await else { return };
     assert!(stdout.contains("ok invoices: 3 re-derived"), "{stdout}");
+}
+
+async fn void(s: &Server, invoice: String, token: String, body: Value) -> Reply {
+    s.post(&format!("/api/v1/invoices/{invoice}/void"), Some(&token), body).await
+}
+
+async fn admin_token(s: &Server, org: &str) -> String {
+    let path = format!("/api/v1/organizations/{org}/tokens");
+    id(&s.post(&path, Some(OPERATOR), json!({ "role": "admin" })).await.expect(201)["token"])
+}
+
+async fn credit(s: &Server, path: String, token: String, reason: String, lines: Vec<Value>) -> Reply {
+    s.post(&path, Some(&token), json!({ "reason": reason, "lines": lines })).await
 }
 
 /// Appends events straight through the store beside the running server:
@@ -204,15 +212,11 @@ async fn credit_notes_lower_what_an_invoice_asks_for(backend: Backend) {
     let invoices = run["invoices"].as_array().unwrap();
     let of = |org: &str| id(&invoices.iter().find(|i| i["organizationId"] == org).unwrap()["id"]);
     let (invoice, other_invoice) = (of(&acme), of(&other));
-    let token = |org: String| async move {
-        let issued = s.post(&format!("/api/v1/organizations/{org}/tokens"), Some(OPERATOR), json!({ "role": "admin" }));
-        id(&issued.await.expect(201)["token"])
-    };
-    let (admin, other_admin) = (token(acme.clone()).await, token(other.clone()).await);
+    let (admin, other_admin) = (admin_token(&s, &acme).await, admin_token(&s, &other).await);
     let notes = format!("/api/v1/invoices/{invoice}/credit-notes");
     let line = |description: &str, amount: &str| json!({ "description": description, "amount": amount });
     let credit = |token: &str, reason: &str, lines: Vec<Value>| {
-        s.post(&notes, Some(token), json!({ "reason": reason, "lines": lines }))
+        credit(&s, notes.clone(), token.to_owned(), reason.to_owned(), lines)
     };
 
     let head = s.head().await;
