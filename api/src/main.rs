@@ -354,7 +354,9 @@ async fn main() -> anyhow::Result<()> {
             login_link(email, organization, portal_url, store).await
         }
         Command::Billing { job: Billing::Run { period, preview, store } } => billing_run(period, preview, store).await,
-        Command::Billing { job: Billing::Void { invoice, reason, store } } => billing_void(invoice, reason, store).await,
+        Command::Billing { job: Billing::Void { invoice, reason, store } } => {
+            billing_void(invoice, reason, store).await
+        }
         Command::Billing { job: Billing::CreditNote { invoice, reason, lines, store } } => {
             billing_credit_note(invoice, reason, lines, store).await
         }

@@ -107,9 +107,13 @@ async fn a_voided_month_is_billed_again_under_a_new_id(backend: Backend) {
     let february = run("2026-02").await.expect(200)["invoices"][0].clone();
     assert_eq!(kinds(&february), vec![("base".to_owned(), "5000.00".to_owned())]);
     let listed = s.get(&format!("/api/v1/organizations/{acme}/invoices"), Some(&admin)).await.expect(200);
-    let statuses: Vec<(&Value, &Value)> = listed.as_array().unwrap().iter().map(|i| (&i["period"], &i["status"])).collect();
+    let statuses: Vec<(&Value, &Value)> =
+        listed.as_array().unwrap().iter().map(|i| (&i["period"], &i["status"])).collect();
     assert_eq!(statuses.len(), 3, "{listed}");
-    assert!(statuses.contains(&(&json!("2026-01"), &json!("void"))) && statuses.contains(&(&json!("2026-01"), &json!("open"))));
+    assert!(
+        statuses.contains(&(&json!("2026-01"), &json!("void")))
+            && statuses.contains(&(&json!("2026-01"), &json!("open")))
+    );
 
     let Some(stdout) = replay_verify(&s, &backend).await else { return };
     assert!(stdout.contains("ok invoices: 3 re-derived"), "{stdout}");
@@ -134,8 +138,8 @@ async fn credit(s: &Server, path: String, token: String, reason: String, lines: 
 async fn plant_paid(backend: &Backend, invoice: &Value) {
     let log = backend.open_log().await;
     let subscription_id = SubscriptionId(id(&invoice["subscriptionId"]).parse().unwrap());
-    let period = chrono::NaiveDate::parse_from_str(&format!("{}-01", invoice["period"].as_str().unwrap()), "%Y-%m-%d")
-        .unwrap();
+    let period =
+        chrono::NaiveDate::parse_from_str(&format!("{}-01", invoice["period"].as_str().unwrap()), "%Y-%m-%d").unwrap();
     let at = Timestamp::parse_rfc3339("2026-02-01T00:00:00Z").unwrap();
     let created = StripeInvoiceCreated {
         invoice_id: id(&invoice["id"]).parse().unwrap(),
@@ -146,7 +150,12 @@ async fn plant_paid(backend: &Backend, invoice: &Value) {
         stripe_invoice_id: "in_paid".into(),
         total: Money::usd(invoice["total"].as_str().unwrap().parse().unwrap()),
     };
-    let event = NewEvent::from_event(&StripeEvent::StripeInvoiceCreated(created), EventId(Uuid::now_v7()), at, &Metadata::default());
+    let event = NewEvent::from_event(
+        &StripeEvent::StripeInvoiceCreated(created),
+        EventId(Uuid::now_v7()),
+        at,
+        &Metadata::default(),
+    );
     let stream_id = domain::stripe::invoice_stream(subscription_id, period);
     let command = Command { stream_id, expected: ExpectedRevision::NoStream, idempotency: None, events: vec![event] };
     log.append_one(command).await.expect("the store appends").expect("the command is accepted");
@@ -154,7 +163,12 @@ async fn plant_paid(backend: &Backend, invoice: &Value) {
     let records = log.read_stream(&stream_id, 1, 1000).await.expect("the stream reads");
     let revision = records.last().expect("the subscription's events").header.stream_revision;
     let paid = PaymentSucceeded { reference: "in_paid".into(), reported_at: at, at, reactivated: false };
-    let event = NewEvent::from_event(&SubscriptionEvent::PaymentSucceeded(paid), EventId(Uuid::now_v7()), at, &Metadata::default());
+    let event = NewEvent::from_event(
+        &SubscriptionEvent::PaymentSucceeded(paid),
+        EventId(Uuid::now_v7()),
+        at,
+        &Metadata::default(),
+    );
     let command =
         Command { stream_id, expected: ExpectedRevision::Exactly(revision), idempotency: None, events: vec![event] };
     log.append_one(command).await.expect("the store appends").expect("the command is accepted");
@@ -181,7 +195,9 @@ async fn a_paid_invoice_is_not_voided_and_the_command_line_voids(backend: Backen
     .await;
     let head = s.head().await;
     let body = json!({ "reason": "duplicate" });
-    s.post(&format!("/api/v1/invoices/{}/void", id(&paid["id"])), Some(OPERATOR), body).await.problem(409, "invoice_paid");
+    s.post(&format!("/api/v1/invoices/{}/void", id(&paid["id"])), Some(OPERATOR), body)
+        .await
+        .problem(409, "invoice_paid");
     assert_eq!(s.head().await, head);
 
     let output = backend.cli(&["billing", "void", "--invoice", &id(&open["id"]), "--reason", "sent twice"]).await;

@@ -35,7 +35,9 @@ fn stripe_invoice(calls: &[Call], invoice: &str) -> String {
     let item = calls.iter().find(|c| {
         c.path == "POST /v1/invoiceitems" && c.status == 200 && c.field("metadata[ledger_invoice_id]") == Some(invoice)
     });
-    item.and_then(|c| c.field("invoice")).unwrap_or_else(|| panic!("no Stripe invoice for {invoice}: {calls:#?}")).to_owned()
+    item.and_then(|c| c.field("invoice"))
+        .unwrap_or_else(|| panic!("no Stripe invoice for {invoice}: {calls:#?}"))
+        .to_owned()
 }
 
 async fn amount_due(s: &Server, org: &str) -> Value {
@@ -80,7 +82,10 @@ async fn a_void_and_a_credit_note_reach_stripe(backend: Backend) {
     assert_eq!(notes.len(), 1, "{calls:#?}");
     let copy = notes[0];
     assert_eq!(copy.field("invoice"), Some(stripe_invoice(&calls, &credited).as_str()));
-    assert_eq!((copy.field("lines[0][unit_amount]"), copy.field("lines[1][unit_amount]")), (Some("8065"), Some("1935")));
+    assert_eq!(
+        (copy.field("lines[0][unit_amount]"), copy.field("lines[1][unit_amount]")),
+        (Some("8065"), Some("1935"))
+    );
     assert_eq!(copy.field("lines[0][type]"), Some("custom_line_item"));
     assert_eq!(copy.field("memo"), Some("outage on 14 January"));
     assert_eq!(copy.idempotency_key.as_deref(), Some(format!("ledger:credit-note:{}", id(&note["id"])).as_str()));

@@ -234,7 +234,8 @@ impl InvoiceCheck {
             return Err(mismatch("a credit note against a voided invoice".into()));
         }
         let total = history.invoices[index].1.total;
-        let lines = note.lines.iter().try_fold(domain::Money::zero(total.currency()), |sum, l| sum.checked_add(l.amount));
+        let lines =
+            note.lines.iter().try_fold(domain::Money::zero(total.currency()), |sum, l| sum.checked_add(l.amount));
         if lines.ok() != Some(note.total) {
             return Err(mismatch(format!("credit note {}: its total is not the sum of its lines", note.number)));
         }

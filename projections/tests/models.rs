@@ -32,10 +32,9 @@ use domain::record::{Hash, Record};
 use domain::signin::{self, SessionRevoked, SignInEvent, SignInRefused, SignedIn, SignedOut};
 use domain::sso::{SsoEvent, SsoSignedIn};
 use domain::stripe::{
-    Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled, StripeEventReceived,
-    StripeCreditNoteCreated, StripeInvoiceCreated, StripeInvoiceVoided, StripePaymentMethodSaved, StripeSyncRefused,
-    StripeSyncStarted, credit_note_stream, invoice_stream, void_stream,
-    payment_method_stream,
+    Outcome, StripeCreditNoteCreated, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent,
+    StripeEventHandled, StripeEventReceived, StripeInvoiceCreated, StripeInvoiceVoided, StripePaymentMethodSaved,
+    StripeSyncRefused, StripeSyncStarted, credit_note_stream, invoice_stream, payment_method_stream, void_stream,
 };
 use domain::subscription::{
     AddonAdded, AddonKind, AutoRenewalCancelled, DowngradeScheduled, PaymentFailed, PaymentSucceeded,
@@ -518,7 +517,8 @@ fn corrections(script: &mut Script, issued: &[InvoiceIssued]) {
     for (i, n) in [(6, 1), (6, 2), (4, 1)] {
         let amount = Money::usd(Decimal::new(1000, 2));
         let lines = vec![(format!("credit {n}"), amount.amount())];
-        let earlier: Vec<_> = credits.iter().filter(|c: &&CreditNoteIssued| c.invoice_id == issued[i].invoice_id).cloned().collect();
+        let earlier: Vec<_> =
+            credits.iter().filter(|c: &&CreditNoteIssued| c.invoice_id == issued[i].invoice_id).cloned().collect();
         let note = domain::billing::credit_note(&issued[i], &earlier, false, "test", &lines).unwrap();
         assert_eq!(note.number, n);
         script.push(stream(&issued[i]), &InvoiceEvent::CreditNoteIssued(note.clone()), "operator");

@@ -168,14 +168,19 @@ pub async fn credit(
 ) -> Result<CreditNote, Error> {
     caller.require_operator()?;
     let stream = load(ledger, caller, invoice_id).await?;
-    let decided =
-        domain::billing::credit_note(&stream.issued, &stream.credit_notes, stream.voided, &request.reason, &request.lines)
-            .map_err(|error| match error {
-                CreditNoteError::Invalid(message) => Error::Validation(message),
-                CreditNoteError::Voided => Error::conflict("invoice_voided", error),
-                CreditNoteError::TooMany => Error::conflict("credit_notes_exhausted", error),
-                CreditNoteError::Exceeds { .. } => Error::conflict("credit_exceeds_invoice", error),
-            })?;
+    let decided = domain::billing::credit_note(
+        &stream.issued,
+        &stream.credit_notes,
+        stream.voided,
+        &request.reason,
+        &request.lines,
+    )
+    .map_err(|error| match error {
+        CreditNoteError::Invalid(message) => Error::Validation(message),
+        CreditNoteError::Voided => Error::conflict("invoice_voided", error),
+        CreditNoteError::TooMany => Error::conflict("credit_notes_exhausted", error),
+        CreditNoteError::Exceeds { .. } => Error::conflict("credit_exceeds_invoice", error),
+    })?;
     let moved = Error::conflict("invoice_changed", "the invoice changed meanwhile; try again");
     let sequence = append(ledger, &stream, InvoiceEvent::CreditNoteIssued(decided.clone()), &metadata, moved).await?;
     Ok(CreditNote::of(&decided, sequence))

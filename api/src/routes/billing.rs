@@ -3,18 +3,18 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use domain::OrganizationId;
-use serde::Deserialize;
-use usecases::{billing, invoice_ops};
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use usecases::views::billing::{BillingRun, CreditNote, Invoice};
+use usecases::{billing, invoice_ops};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{CommandRequest, Consistency};
-use axum::http::StatusCode;
 use crate::openapi::{Problem, ProblemResponses};
+use axum::http::StatusCode;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -195,7 +195,8 @@ pub struct Voided {
 
 /// An invoice in force by its id, with the log sequence that issued it.
 pub async fn by_id(db: &ReadModelDb, invoice_id: uuid::Uuid) -> Result<Option<(InvoiceIssued, u64)>, DbError> {
-    let row = db.query_opt("SELECT issued, sequence FROM rm_invoices WHERE invoice_id = $1", vec![invoice_id.into()]).await?;
+    let row =
+        db.query_opt("SELECT issued, sequence FROM rm_invoices WHERE invoice_id = $1", vec![invoice_id.into()]).await?;
     row.map(|row| Ok((decoded(&row, 0)?, row.uint(1)?))).transpose()
 }
 
@@ -230,7 +231,10 @@ pub async fn voids_of_subscriptions(
         return Ok(BTreeMap::new());
     }
     if ids.len() > PAGE_ITEMS_MAX {
-        return Err(DbError::Schema(format!("{} subscriptions asked for at once; at most {PAGE_ITEMS_MAX}", ids.len())));
+        return Err(DbError::Schema(format!(
+            "{} subscriptions asked for at once; at most {PAGE_ITEMS_MAX}",
+            ids.len()
+        )));
     }
     let sql = format!(
         "SELECT subscription_id, period, COUNT(*) FROM rm_voided_invoices WHERE subscription_id IN ({}) \

@@ -51,16 +51,18 @@ pub const PENDING_PAYMENT_METHODS: Table = Table::new(
 );
 pub const SYNC: Table = Table::new("rm_stripe_sync", &[Column::int("id"), Column::int("from_sequence")], 1);
 /// Each ledger invoice's Stripe invoice, by the ledger invoice's id.
-pub const STRIPE_INVOICE_IDS: Table = Table::new(
-    "rm_stripe_invoice_ids",
-    &[Column::blob("invoice_id"), Column::text("stripe_invoice_id")],
-    1,
-);
+pub const STRIPE_INVOICE_IDS: Table =
+    Table::new("rm_stripe_invoice_ids", &[Column::blob("invoice_id"), Column::text("stripe_invoice_id")], 1);
 /// Voided invoices whose Stripe invoice is still to void (the Stripe id
 /// once the invoice is in Stripe; a void before that needs none).
 pub const PENDING_VOIDS: Table = Table::new(
     "rm_stripe_pending_voids",
-    &[Column::blob("invoice_id"), Column::text("stripe_invoice_id").nullable(), Column::int("sequence"), Column::text("target")],
+    &[
+        Column::blob("invoice_id"),
+        Column::text("stripe_invoice_id").nullable(),
+        Column::int("sequence"),
+        Column::text("target"),
+    ],
     1,
 );
 /// Credit notes still to mirror to Stripe (the invoice's Stripe id once
@@ -119,12 +121,7 @@ impl Projection for Stripe {
                     let (subscription, period) = (issued.subscription_id, issued.invoice.period);
                     changes.upsert(
                         &PENDING_INVOICES,
-                        vec![
-                            subscription.0.into(),
-                            day(period),
-                            Value::uint(sequence)?,
-                            invoice_target(issued).into(),
-                        ],
+                        vec![subscription.0.into(), day(period), Value::uint(sequence)?, invoice_target(issued).into()],
                     )?;
                 }
             }

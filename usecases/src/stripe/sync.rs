@@ -36,8 +36,8 @@ use domain::stripe::{
     StripeInvoiceVoided, StripePaymentMethodSaved, StripeSyncRefused, StripeSyncStarted, credit_note_stream,
     customer_stream, payment_method_stream, sync_started_stream, void_stream,
 };
-use projections::models::stripe::{PendingCreditNote, PendingVoid, invoice_target};
 use domain::{Metadata, OrganizationId, StreamId};
+use projections::models::stripe::{PendingCreditNote, PendingVoid, invoice_target};
 use rust_decimal::prelude::ToPrimitive;
 use store::{Command, ExpectedRevision, NewEvent, Rejection};
 use stripe::StripeRequest;
@@ -307,8 +307,9 @@ async fn credit_note(state: &Ledger, client: &stripe::Client, pending: &PendingC
     let note = &pending.note;
     let mut lines = Vec::with_capacity(note.lines.len());
     for line in &note.lines {
-        let mut item =
-            stripe_billing::credit_note::CreateCreditNoteLines::new(stripe_billing::credit_note::CreateCreditNoteLinesType::CustomLineItem);
+        let mut item = stripe_billing::credit_note::CreateCreditNoteLines::new(
+            stripe_billing::credit_note::CreateCreditNoteLinesType::CustomLineItem,
+        );
         item.description = Some(line.description.clone());
         item.quantity = Some(1);
         item.unit_amount = Some(cents(&line.amount)?);

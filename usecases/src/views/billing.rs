@@ -253,9 +253,14 @@ impl Invoice {
             .flat_map(|by_month| by_month.values())
             .collect();
         let payment = |issued: &InvoiceIssued| {
-            state.payments.invoices.get(&(issued.subscription_id, issued.invoice.period)).filter(|p| p.invoice_id == issued.invoice_id)
+            state
+                .payments
+                .invoices
+                .get(&(issued.subscription_id, issued.invoice.period))
+                .filter(|p| p.invoice_id == issued.invoice_id)
         };
-        let mut all: Vec<Self> = items.into_iter().map(|issued| Self::from(issued).with_payment(payment(issued))).collect();
+        let mut all: Vec<Self> =
+            items.into_iter().map(|issued| Self::from(issued).with_payment(payment(issued))).collect();
         let voided = state.voided.values().filter(|v| v.issued.organization_id == organization_id);
         all.extend(voided.map(Self::voided));
         all.sort_by(|a, b| (&a.period, a.id).cmp(&(&b.period, b.id)));
