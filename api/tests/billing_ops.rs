@@ -211,6 +211,29 @@ async fn a_paid_invoice_is_not_voided_and_the_command_line_voids(backend: Backen
     .await;
 }
 
+/// The command line issues a credit note as the route does; a voided
+/// invoice then takes none, and asks for nothing.
+async fn command_line_credit_then_void(s: &Server, backend: &Backend, other: &str, other_invoice: &str) {
+    let line = |description: &str, amount: &str| json!({ "description": description, "amount": amount });
+    let output = backend
+        .cli(&["billing", "credit-note", "--invoice", other_invoice, "--reason", "outage", "--line", "100.00:a day"])
+        .await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout).expect("the command prints JSON");
+    assert_eq!((&printed["number"], &printed["total"]), (&json!(1), &json!("100.00")));
+    common::poll("the server to see the credit note", || async {
+        let due = &s.subscription(other, OPERATOR).await["billing"]["amountDue"];
+        (due == "2400.00").then_some(())
+    })
+    .await;
+    let void = json!({ "reason": "wrong month" });
+    s.post(&format!("/api/v1/invoices/{other_invoice}/void"), Some(OPERATOR), void).await.expect(200);
+    let after = format!("/api/v1/invoices/{other_invoice}/credit-notes");
+    let body = json!({ "reason": "late", "lines": [line("a day", "1.00")] });
+    s.post(&after, Some(OPERATOR), body).await.problem(409, "invoice_voided");
+    assert_eq!(s.subscription(other, OPERATOR).await["billing"]["amountDue"], "0.00");
+}
+
 /// Credit notes: bounded lines, never more in total than the invoice
 /// (checked against the earlier ones), each lowering the invoice's
 /// `amountDue` until, credited in full, it is `paid`; listed by number to
@@ -273,24 +296,7 @@ async fn credit_notes_lower_what_an_invoice_asks_for(backend: Backend) {
     assert_eq!(read[0]["lines"][1], json!({ "description": "support", "amount": "400.00" }));
     s.get(&notes, Some(&other_admin)).await.problem(404, "not_found");
 
-    // The other organization's invoice: the command line, then a void.
-    let output = backend
-        .cli(&["billing", "credit-note", "--invoice", &other_invoice, "--reason", "outage", "--line", "100.00:a day"])
-        .await;
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let printed: Value = serde_json::from_slice(&output.stdout).expect("the command prints JSON");
-    assert_eq!((&printed["number"], &printed["total"]), (&json!(1), &json!("100.00")));
-    common::poll("the server to see the credit note", || async {
-        let due = &s.subscription(&other, OPERATOR).await["billing"]["amountDue"];
-        (due == "2400.00").then_some(())
-    })
-    .await;
-    let void = json!({ "reason": "wrong month" });
-    s.post(&format!("/api/v1/invoices/{other_invoice}/void"), Some(OPERATOR), void).await.expect(200);
-    let after = format!("/api/v1/invoices/{other_invoice}/credit-notes");
-    let body = json!({ "reason": "late", "lines": [line("a day", "1.00")] });
-    s.post(&after, Some(OPERATOR), body).await.problem(409, "invoice_voided");
-    assert_eq!(s.subscription(&other, OPERATOR).await["billing"]["amountDue"], "0.00");
+    command_line_credit_then_void(&s, &backend, &other, &other_invoice).await;
 
     let Some(stdout) = replay_verify(&s, &backend).await else { return };
     assert!(stdout.contains("ok invoices: 2 re-derived"), "{stdout}");

@@ -719,7 +719,7 @@ fn stripe_sync() -> Vec<Example> {
 
 /// Event types added since, each appended here.
 fn later() -> Vec<Example> {
-    vec![
+    let mut later = vec![
         example(ORG.stream(), 9, "2027-01-20T10:00:00Z", member("admin", "req-0c0101"), Some("make-admin-viewer"))
             .current(LedgerEvent::Organization(OrganizationEvent::UserRoleChanged(UserRoleChanged {
                 user_id: ADMIN,
@@ -769,6 +769,14 @@ fn later() -> Vec<Example> {
                 deployment_id: DEPLOYMENT.into(),
             })),
         ),
+    ];
+    later.extend(billing_operations());
+    later
+}
+
+/// Issue 15 part 2: voids and credit notes, and their copies in Stripe.
+fn billing_operations() -> Vec<Example> {
+    vec![
         // Issue 15 part 2: February's invoice voided by the billing team.
         example(
             billing::stream(SUBSCRIPTION, day("2026-02-01")),
