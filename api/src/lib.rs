@@ -118,6 +118,11 @@ pub fn app(state: AppState) -> Router {
         .route("/analytics/revenue", get(routes::analytics::revenue))
         .route("/customers", get(routes::customers::search))
         .route("/customers/{org_id}/timeline", get(routes::customers::timeline))
+        .route("/invoices/{invoice_id}/void", post(routes::billing::void_invoice))
+        .route(
+            "/invoices/{invoice_id}/credit-notes",
+            get(routes::billing::credit_notes).post(routes::billing::issue_credit_note),
+        )
         .route("/enforcement/{org_id}/check", get(q::enforcement))
         .route("/audit", get(q::audit))
         .route("/log/head", get(routes::log::head))

@@ -375,6 +375,35 @@ enum Billing {
         #[command(flatten)]
         store: Store,
     },
+    /// Issue a credit note against an invoice (as `POST
+    /// /api/v1/invoices/{id}/credit-notes` does); prints it.
+    CreditNote {
+        /// The invoice's id.
+        #[arg(long)]
+        invoice: uuid::Uuid,
+        /// Why (recorded in the log).
+        #[arg(long)]
+        reason: String,
+        /// A line, `AMOUNT:DESCRIPTION` (e.g. `250.00:seats never used`);
+        /// repeat for more lines.
+        #[arg(long = "line", required = true)]
+        lines: Vec<String>,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Void an invoice that is not paid (as `POST
+    /// /api/v1/invoices/{id}/void` does); prints the voided invoice. The
+    /// next run of its month issues the month again under a new id.
+    Void {
+        /// The invoice's id.
+        #[arg(long)]
+        invoice: uuid::Uuid,
+        /// Why (recorded in the log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        store: Store,
+    },
 }
 
 fn config(store: Store, listen: SocketAddr, validations_per_address_per_minute: u32) -> ledger_api::Config {
@@ -411,6 +440,12 @@ async fn main() -> anyhow::Result<()> {
             login_link(email, organization, portal_url, store).await
         }
         Command::Billing { job: Billing::Run { period, preview, store } } => billing_run(period, preview, store).await,
+        Command::Billing { job: Billing::Void { invoice, reason, store } } => {
+            billing_void(invoice, reason, store).await
+        }
+        Command::Billing { job: Billing::CreditNote { invoice, reason, lines, store } } => {
+            billing_credit_note(invoice, reason, lines, store).await
+        }
         Command::Keys { job: Keys::RotateCheckpoint { store } } => {
             let config = config(store, "127.0.0.1:0".parse()?, 0);
             let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
@@ -657,6 +692,40 @@ async fn report(as_of: &str, format: &str, store: Store) -> anyhow::Result<()> {
         "csv" => print!("{}", view.csv()),
         _ => println!("{}", serde_json::to_string_pretty(&view)?),
     }
+    Ok(())
+}
+
+/// `ledger billing void`: voids an invoice that is not paid.
+async fn billing_void(invoice: uuid::Uuid, reason: String, store: Store) -> anyhow::Result<()> {
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let ledger = usecases::Ledger::open(&config.ledger()).await?;
+    let metadata = domain::Metadata { actor: Some("billing-cli".into()), ..domain::Metadata::default() };
+    let voided = usecases::invoice_ops::void(&ledger, &usecases::Caller::Operator, metadata, invoice, &reason).await?;
+    println!("{}", serde_json::to_string_pretty(&voided)?);
+    Ok(())
+}
+
+/// `ledger billing credit-note`: a credit note against an invoice.
+async fn billing_credit_note(
+    invoice: uuid::Uuid,
+    reason: String,
+    lines: Vec<String>,
+    store: Store,
+) -> anyhow::Result<()> {
+    let mut parsed = Vec::with_capacity(lines.len());
+    for line in &lines {
+        let (amount, description) =
+            line.split_once(':').ok_or_else(|| anyhow::anyhow!("a line is AMOUNT:DESCRIPTION, not {line:?}"))?;
+        let amount: rust_decimal::Decimal =
+            amount.trim().parse().map_err(|_| anyhow::anyhow!("{amount:?} is not an amount"))?;
+        parsed.push((description.to_owned(), amount));
+    }
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let ledger = usecases::Ledger::open(&config.ledger()).await?;
+    let metadata = domain::Metadata { actor: Some("billing-cli".into()), ..domain::Metadata::default() };
+    let request = usecases::invoice_ops::CreditNoteRequest { reason, lines: parsed };
+    let note = usecases::invoice_ops::credit(&ledger, &usecases::Caller::Operator, metadata, invoice, &request).await?;
+    println!("{}", serde_json::to_string_pretty(&note)?);
     Ok(())
 }
 

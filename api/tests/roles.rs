@@ -158,6 +158,29 @@ fn matrix() -> Vec<Row> {
             Some(r#"{"period":"2026-01","preview":true}"#),
             [OK, FB, FB, FB, FB, FB, UA, UA],
         ),
+        // Operator only (the staff billing role, issue 15): voids and
+        // credit notes. The fixture issues no invoice, so the operator
+        // meets an unknown one (404); the others are refused first.
+        row(
+            POST,
+            "/api/v1/invoices/00000000-0000-7000-8000-0000000000a1/void",
+            Some(r#"{"reason":"roles"}"#),
+            [NF, FB, FB, FB, FB, FB, UA, UA],
+        ),
+        row(
+            POST,
+            "/api/v1/invoices/00000000-0000-7000-8000-0000000000a1/credit-notes",
+            Some(r#"{"reason":"roles","lines":[{"description":"x","amount":"1.00"}]}"#),
+            [NF, FB, FB, FB, FB, FB, UA, UA],
+        ),
+        // Reading an invoice's credit notes: its organization's analysts
+        // and up, the operator, the auditor; an unknown invoice is 404.
+        row(
+            GET,
+            "/api/v1/invoices/00000000-0000-7000-8000-0000000000a1/credit-notes",
+            None,
+            [NF, NF, NF, NF, NF, NF, UA, UA],
+        ),
         // Own organization, everyone: subscription, licenses, enforcement check.
         row(GET, "/api/v1/subscriptions/{A}", None, [OK, OK, OK, OK, OK, NF, UA, UA]),
         row(GET, "/api/v1/organizations/{A}/licenses", None, [OK, OK, OK, OK, OK, NF, UA, UA]),

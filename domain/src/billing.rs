@@ -368,14 +368,18 @@ fn adjustment_lines(
     month: NaiveDate,
     issued: Vec<Billed<'_>>,
 ) -> Result<(Vec<Line>, Vec<Adjustment>), BillingError> {
-    let mut earlier: Vec<Billed<'_>> =
-        issued.into_iter().filter(|b| b.invoice.period < first_of_month(month)).collect();
-    earlier.sort_by_key(|b| b.invoice.period);
+    // Every invoice in force counts for what was billed (a month billed
+    // again after a void can have later months' invoices, with their
+    // adjustments, before it); only earlier months are adjusted. Without
+    // voids every invoice passed is of an earlier month.
+    let mut all: Vec<Billed<'_>> = issued;
+    all.sort_by_key(|b| b.invoice.period);
+    let earlier: Vec<&Billed<'_>> = all.iter().filter(|b| b.invoice.period < first_of_month(month)).collect();
     let (mut lines, mut adjustments) = (Vec::new(), Vec::new());
-    for invoiced in &earlier {
+    for invoiced in earlier {
         let period = invoiced.invoice.period;
         let Some(inputs) = overage_inputs(subscription, usage, catalog, period)? else { continue };
-        if let Some((line, adjustment)) = adjustment_line(usage, invoiced, &earlier, inputs)? {
+        if let Some((line, adjustment)) = adjustment_line(usage, invoiced, &all, inputs)? {
             lines.push(line);
             adjustments.push(adjustment);
         }
@@ -483,6 +487,43 @@ pub fn stream(subscription_id: crate::SubscriptionId, month: NaiveDate) -> crate
         .expect("a UUID and a month form a valid stream id")
 }
 
+/// The most times one month of a subscription is issued: its first
+/// invoice and at most this many less one after voids. A void that would
+/// pass it is refused.
+pub const INVOICE_REVISIONS_MAX: u32 = 100;
+
+/// The stream of a subscription's month at `revision` (the number of its
+/// invoices voided before): revision 0 is [`stream`], so logs written
+/// before voids existed are unchanged.
+pub fn stream_of(subscription_id: crate::SubscriptionId, month: NaiveDate, revision: u32) -> crate::StreamId {
+    if revision == 0 {
+        return stream(subscription_id, month);
+    }
+    crate::StreamId::new(format!("invoice/{subscription_id}:{}:r{revision}", period_text(month)))
+        .expect("a UUID, a month and a number form a valid stream id")
+}
+
+/// The invoice id of a subscription's month at `revision` (see
+/// [`stream_of`]): revision 0 is [`invoice_id`].
+pub fn invoice_id_of(subscription_id: crate::SubscriptionId, month: NaiveDate, revision: u32) -> uuid::Uuid {
+    if revision == 0 {
+        return invoice_id(subscription_id, month);
+    }
+    let hash = blake3::Hasher::new_derive_key("ledger 2026-12-01 invoice id revision v1")
+        .update(subscription_id.0.as_bytes())
+        .update(period_text(month).as_bytes())
+        .update(&revision.to_le_bytes())
+        .finalize();
+    let bytes: [u8; 16] = hash.as_bytes()[..16].try_into().expect("16 of 32 bytes");
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// The revision whose derived id is `invoice_id`, if any (at most
+/// [`INVOICE_REVISIONS_MAX`] are tried).
+pub fn revision_of(subscription_id: crate::SubscriptionId, month: NaiveDate, invoice_id: uuid::Uuid) -> Option<u32> {
+    (0..INVOICE_REVISIONS_MAX).find(|r| invoice_id_of(subscription_id, month, *r) == invoice_id)
+}
+
 /// The invoice id of a subscription's month: derived, so the same month is
 /// always the same invoice.
 pub fn invoice_id(subscription_id: crate::SubscriptionId, month: NaiveDate) -> uuid::Uuid {
@@ -507,7 +548,26 @@ crate::stored_events! {
     /// upcast with no reports named.
     pub enum InvoiceEvent {
         InvoiceIssued = "InvoiceIssued" version 2 { 1 => InvoiceIssuedV1 },
+        InvoiceVoided = "InvoiceVoided" version 1,
+        CreditNoteIssued = "CreditNoteIssued" version 1,
     }
+}
+
+/// The most characters of a void's reason.
+pub const VOID_REASON_CHARS_MAX: usize = 500;
+
+/// An issued invoice, voided (not paid): it asks for nothing, its month is
+/// billed again by the next run under the next revision's id, and its
+/// overage counts as never invoiced. Appended on the invoice's own stream
+/// after its `InvoiceIssued`; the actor is in the metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceVoided {
+    pub invoice_id: uuid::Uuid,
+    pub subscription_id: crate::SubscriptionId,
+    pub organization_id: crate::OrganizationId,
+    /// The month the invoice covers (its first day).
+    pub period: NaiveDate,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -602,4 +662,136 @@ impl From<InvoiceIssuedV1> for InvoiceIssued {
             usage_sequence: v1.usage_sequence,
         }
     }
+}
+
+/// The most credit notes against one invoice.
+pub const CREDIT_NOTES_PER_INVOICE_MAX: u32 = 50;
+/// The most lines of one credit note.
+pub const CREDIT_NOTE_LINES_MAX: usize = 20;
+/// The most characters of a credit note line's description.
+pub const CREDIT_LINE_DESCRIPTION_CHARS_MAX: usize = 200;
+/// The most characters of a credit note's reason.
+pub const CREDIT_REASON_CHARS_MAX: usize = 500;
+
+/// One line of a credit note: what is credited, and how much (positive,
+/// cents, at most `subscription::PRICE_MAX`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditLine {
+    pub description: String,
+    pub amount: Money,
+}
+
+/// A credit note against an issued invoice: it lowers what the invoice asks
+/// for by its total. The credit notes of one invoice never total more than
+/// the invoice. Appended on the invoice's own stream; the actor is in the
+/// metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreditNoteIssued {
+    /// Derived from the invoice and `number` ([`credit_note_id`]).
+    pub credit_note_id: uuid::Uuid,
+    pub invoice_id: uuid::Uuid,
+    pub subscription_id: crate::SubscriptionId,
+    pub organization_id: crate::OrganizationId,
+    /// The invoice's month (its first day).
+    pub period: NaiveDate,
+    /// 1 for the invoice's first credit note, then 2, …
+    pub number: u32,
+    pub reason: String,
+    pub lines: Vec<CreditLine>,
+    /// The sum of the lines.
+    pub total: Money,
+}
+
+/// The id of an invoice's `number`th credit note.
+pub fn credit_note_id(invoice_id: uuid::Uuid, number: u32) -> uuid::Uuid {
+    let hash = blake3::Hasher::new_derive_key("ledger 2026-12-01 credit note id v1")
+        .update(invoice_id.as_bytes())
+        .update(&number.to_le_bytes())
+        .finalize();
+    let bytes: [u8; 16] = hash.as_bytes()[..16].try_into().expect("16 of 32 bytes");
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// Why a credit note is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreditNoteError {
+    /// The request is out of bounds (lines, lengths, amounts).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the invoice is voided: it asks for nothing to credit")]
+    Voided,
+    #[error("the invoice has {CREDIT_NOTES_PER_INVOICE_MAX} credit notes already")]
+    TooMany,
+    /// The credits would total more than the invoice.
+    #[error("the invoice's credit notes would total {would}, more than its total {total}")]
+    Exceeds { total: Money, would: Money },
+}
+
+/// A text field: trimmed, 1 to `max` characters, no control characters.
+fn bounded_text(what: &str, text: &str, max: usize) -> Result<String, CreditNoteError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > max || text.chars().any(char::is_control) {
+        return Err(CreditNoteError::Invalid(format!(
+            "{what} must be 1 to {max} characters without control characters"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// Decides a credit note against `issued`, whose stream holds the credit
+/// notes `earlier` and, if `voided`, a void: its lines (description,
+/// amount) are bounded and their total, added to the earlier credits, is
+/// at most the invoice's total (checked arithmetic).
+pub fn credit_note(
+    issued: &InvoiceIssued,
+    earlier: &[CreditNoteIssued],
+    voided: bool,
+    reason: &str,
+    lines: &[(String, Decimal)],
+) -> Result<CreditNoteIssued, CreditNoteError> {
+    let reason = bounded_text("reason", reason, CREDIT_REASON_CHARS_MAX)?;
+    if lines.is_empty() || lines.len() > CREDIT_NOTE_LINES_MAX {
+        return Err(CreditNoteError::Invalid(format!("a credit note has 1 to {CREDIT_NOTE_LINES_MAX} lines")));
+    }
+    let mut credit_lines = Vec::with_capacity(lines.len());
+    for (description, amount) in lines {
+        let description = bounded_text("a line's description", description, CREDIT_LINE_DESCRIPTION_CHARS_MAX)?;
+        if !crate::subscription::valid_price(*amount) {
+            return Err(CreditNoteError::Invalid(format!(
+                "a line's amount must be positive, in cents, at most {}",
+                crate::subscription::PRICE_MAX
+            )));
+        }
+        credit_lines.push(CreditLine { description, amount: Money::usd(*amount) });
+    }
+    if voided {
+        return Err(CreditNoteError::Voided);
+    }
+    let number = u32::try_from(earlier.len()).unwrap_or(u32::MAX).saturating_add(1);
+    if number > CREDIT_NOTES_PER_INVOICE_MAX {
+        return Err(CreditNoteError::TooMany);
+    }
+    let overflow = |_| CreditNoteError::Invalid("the credit note's amounts overflow".into());
+    let mut total = Money::zero(crate::Currency::USD);
+    for line in &credit_lines {
+        total = total.checked_add(line.amount).map_err(overflow)?;
+    }
+    let mut would = total;
+    for note in earlier {
+        would = would.checked_add(note.total).map_err(overflow)?;
+    }
+    if would.amount() > issued.invoice.total.amount() {
+        return Err(CreditNoteError::Exceeds { total: issued.invoice.total, would });
+    }
+    Ok(CreditNoteIssued {
+        credit_note_id: credit_note_id(issued.invoice_id, number),
+        invoice_id: issued.invoice_id,
+        subscription_id: issued.subscription_id,
+        organization_id: issued.organization_id,
+        period: issued.invoice.period,
+        number,
+        reason,
+        lines: credit_lines,
+        total,
+    })
 }

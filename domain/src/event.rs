@@ -350,9 +350,11 @@ ledger_events! {
     Checkpoint(crate::checkpoint::CheckpointEvent) on ["checkpoint"],
     /// `notification/{id}`: what became of a notification.
     Notification(crate::notification::NotificationEvent) on ["notification"],
-    /// `stripe-event`, `stripe-customer`, `stripe-invoice`, `stripe-payment-method`, `stripe-sync`.
+    /// `stripe-event`, `stripe-customer`, `stripe-invoice`, `stripe-payment-method`, `stripe-sync`,
+    /// `stripe-void`, `stripe-credit-note` (issue 15).
     Stripe(crate::stripe::StripeEvent)
-        on ["stripe-event", "stripe-customer", "stripe-invoice", "stripe-payment-method", "stripe-sync"],
+        on ["stripe-event", "stripe-customer", "stripe-invoice", "stripe-payment-method", "stripe-sync", "stripe-void",
+            "stripe-credit-note"],
     /// `branding/{organization}`: white-label branding (issue 14).
     Branding(crate::branding::BrandingEvent) on ["branding"],
 }

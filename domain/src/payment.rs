@@ -30,6 +30,9 @@ pub enum PaymentStatus {
     /// subscription (past due, then suspended after the grace) runs until
     /// a payment succeeds.
     PastDue,
+    /// Voided by the billing team before it was paid (`InvoiceVoided`): it
+    /// asks for nothing, whatever Stripe reports of it afterwards.
+    Void,
 }
 
 impl PaymentStatus {
@@ -39,6 +42,7 @@ impl PaymentStatus {
             PaymentStatus::Open => "open",
             PaymentStatus::Paid => "paid",
             PaymentStatus::PastDue => "past_due",
+            PaymentStatus::Void => "void",
         }
     }
 
@@ -48,13 +52,14 @@ impl PaymentStatus {
             "open" => Some(PaymentStatus::Open),
             "paid" => Some(PaymentStatus::Paid),
             "past_due" => Some(PaymentStatus::PastDue),
+            "void" => Some(PaymentStatus::Void),
             _ => None,
         }
     }
 
     /// Whether the invoice still asks for its total.
     pub fn is_due(self) -> bool {
-        self != PaymentStatus::Paid
+        matches!(self, PaymentStatus::Open | PaymentStatus::PastDue)
     }
 }
 
@@ -126,9 +131,10 @@ mod tests {
         let paid = PaymentOutcome::then(Some(failed), PaymentOutcome::Paid { at: t2 });
         assert_eq!(paid, PaymentOutcome::Paid { at: t2 });
         assert_eq!(PaymentOutcome::then(Some(paid), PaymentOutcome::Failed { at: t2 }), paid);
-        for s in [PaymentStatus::Open, PaymentStatus::Paid, PaymentStatus::PastDue] {
+        for s in [PaymentStatus::Open, PaymentStatus::Paid, PaymentStatus::PastDue, PaymentStatus::Void] {
             assert_eq!(PaymentStatus::parse(s.as_str()), Some(s));
         }
         assert!(!PaymentStatus::Paid.is_due() && PaymentStatus::PastDue.is_due() && PaymentStatus::Open.is_due());
+        assert!(!PaymentStatus::Void.is_due());
     }
 }

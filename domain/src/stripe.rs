@@ -51,7 +51,48 @@ crate::stored_events! {
         StripePaymentMethodSaved = "StripePaymentMethodSaved" version 1,
         StripeDefaultPaymentMethodSet = "StripeDefaultPaymentMethodSet" version 1,
         StripeSyncStarted = "StripeSyncStarted" version 1,
+        StripeInvoiceVoided = "StripeInvoiceVoided" version 1,
+        StripeCreditNoteCreated = "StripeCreditNoteCreated" version 1,
     }
+}
+
+/// The Stripe invoice of a voided invoice, voided in Stripe too (issue 15
+/// part 2), on `stripe-void/{invoice id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripeInvoiceVoided {
+    pub invoice_id: uuid::Uuid,
+    pub stripe_invoice_id: String,
+}
+
+/// A credit note mirrored to Stripe as a credit note on the invoice's
+/// Stripe invoice, on `stripe-credit-note/{credit note id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripeCreditNoteCreated {
+    pub credit_note_id: uuid::Uuid,
+    pub invoice_id: uuid::Uuid,
+    pub stripe_invoice_id: String,
+    pub stripe_credit_note_id: String,
+}
+
+/// The stream of a voided invoice's void in Stripe.
+pub fn void_stream(invoice_id: uuid::Uuid) -> StreamId {
+    StreamId::of("stripe-void", invoice_id)
+}
+
+/// The stream of a credit note's copy in Stripe.
+pub fn credit_note_stream(credit_note_id: uuid::Uuid) -> StreamId {
+    StreamId::of("stripe-credit-note", credit_note_id)
+}
+
+/// The stream of the Stripe invoice that collects the invoice of a month
+/// at `revision` (`crate::billing::stream_of`): revision 0 is
+/// [`invoice_stream`].
+pub fn invoice_stream_of(subscription_id: SubscriptionId, period: NaiveDate, revision: u32) -> StreamId {
+    if revision == 0 {
+        return invoice_stream(subscription_id, period);
+    }
+    StreamId::new(format!("stripe-invoice/{subscription_id}:{}:r{revision}", period.format("%Y-%m")))
+        .expect("a UUID, a month and a number form a valid stream id")
 }
 
 /// A webhook event, verified and accepted: the raw body as Stripe signed it
@@ -210,6 +251,10 @@ impl StripeOutbox {
             {
                 self.pending_invoices.insert((issued.subscription_id, issued.invoice.period), sequence);
             }
+            // A voided invoice not in Stripe yet is not sent.
+            LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided)) => {
+                self.pending_invoices.remove(&(voided.subscription_id, voided.period));
+            }
             LedgerEvent::Stripe(event) => match event {
                 StripeEvent::StripeEventReceived(received) => {
                     self.pending_events.insert(sequence, received.event_id.clone());
@@ -240,6 +285,9 @@ impl StripeOutbox {
                 StripeEvent::StripeDefaultPaymentMethodSet(set) => {
                     self.pending_payment_methods.remove(&set.organization_id);
                 }
+                // Voids and credit notes in Stripe are the tables' alone
+                // (`projections::models::stripe`).
+                StripeEvent::StripeInvoiceVoided(_) | StripeEvent::StripeCreditNoteCreated(_) => {}
                 StripeEvent::StripeSyncStarted(started) => {
                     if self.sync_from.is_none() {
                         self.sync_from = Some(started.from_sequence);

@@ -582,5 +582,112 @@ fn an_invoice_issued_at_schema_version_1_still_decodes_and_digests() {
     // Version 1's bytes are not version 2's, and an unknown version is an error.
     assert!(InvoiceEvent::decode("InvoiceIssued", 2, &payload).is_err());
     assert!(InvoiceEvent::decode("InvoiceIssued", 3, &payload).is_err());
-    assert!(matches!(InvoiceEvent::decode("InvoiceVoided", 1, &payload), Ok(None)));
+    assert!(matches!(InvoiceEvent::decode("InvoiceRefunded", 1, &payload), Ok(None)));
+}
+
+/// Issue 15 part 2: a month billed again after its invoice was voided,
+/// while a later month's invoice (with an adjustment for it) is in force.
+/// What was billed for the month counts every invoice in force, whatever
+/// its month, and the voided one not at all: the next adjustment settles
+/// exactly what the customer was charged.
+#[test]
+fn a_month_billed_again_after_a_void_counts_every_invoice_in_force() {
+    use LineKind::*;
+    let catalog = Catalog::builtin();
+    let professional = subscription(vec![created(Tier::Professional, d(2026, 1, 1))]);
+    let mut usage = peak(&[(d(2026, 1, 10), "2500")]);
+    let january = invoice(&professional, &usage, &catalog, d(2026, 1, 1), []).unwrap().unwrap();
+    // Late January usage: February adjusts January by 8,000.00.
+    report(&mut usage, 2, d(2026, 1, 31), "4250");
+    let february = invoice(&professional, &usage, &catalog, d(2026, 2, 1), [billed(&january, 1)]).unwrap().unwrap();
+    assert_eq!(amounts(&february), [(Base, usd("5000.00")), (UsageAdjustment, usd("8000.00"))]);
+
+    // January is voided (not in force) and billed again: its own overage
+    // now, and nothing to adjust before it.
+    let again = invoice(&professional, &usage, &catalog, d(2026, 1, 1), [billed(&february, 2)]).unwrap().unwrap();
+    assert_eq!(amounts(&again), [(Base, usd("5000.00")), (DataOverage, usd("8000.00"))]);
+    // March: January was charged 8,000.00 by its new invoice and 8,000.00
+    // by February's adjustment; it comes to 8,000.00, so 8,000.00 back.
+    let march = invoice(&professional, &usage, &catalog, d(2026, 3, 1), [billed(&february, 2), billed(&again, 2)]);
+    let march = march.unwrap().unwrap();
+    assert_eq!(amounts(&march), [(Base, usd("5000.00")), (UsageAdjustment, usd("-8000.00"))]);
+    assert_eq!(amounts(&january), [(Base, usd("5000.00"))]);
+}
+
+/// A voided invoice's overage is never invoiced: the caller leaves it out
+/// of the invoices in force, and the month billed again bills it once.
+#[test]
+fn a_voided_invoices_overage_counts_as_never_invoiced() {
+    use LineKind::*;
+    let catalog = Catalog::builtin();
+    let professional = subscription(vec![created(Tier::Professional, d(2026, 1, 1))]);
+    let mut usage = peak(&[(d(2026, 1, 10), "4250")]);
+    let voided = invoice(&professional, &usage, &catalog, d(2026, 1, 1), []).unwrap().unwrap();
+    assert_eq!(amounts(&voided), [(Base, usd("5000.00")), (DataOverage, usd("8000.00"))]);
+    // The figure was wrong: corrected, the invoice voided, January again.
+    report(&mut usage, 2, d(2026, 1, 10), "2500");
+    let again = invoice(&professional, &usage, &catalog, d(2026, 1, 1), []).unwrap().unwrap();
+    assert_eq!(amounts(&again), [(Base, usd("5000.00"))]);
+    let february = invoice(&professional, &usage, &catalog, d(2026, 2, 1), [billed(&again, 2)]).unwrap().unwrap();
+    assert_eq!(amounts(&february), [(Base, usd("5000.00"))]);
+    // Counted, the voided overage would be credited back a second time.
+    let counted = [billed(&voided, 1), billed(&again, 2)];
+    let wrong = invoice(&professional, &usage, &catalog, d(2026, 2, 1), counted).unwrap().unwrap();
+    assert_eq!(amounts(&wrong), [(Base, usd("5000.00")), (UsageAdjustment, usd("-8000.00"))]);
+}
+
+#[test]
+fn revision_ids_and_streams_keep_revision_0_as_before() {
+    use ledger_domain::billing::{invoice_id, invoice_id_of, revision_of, stream, stream_of};
+    let (sub, month) = (SubscriptionId(Uuid::from_u128(7)), d(2026, 1, 1));
+    assert_eq!((invoice_id_of(sub, month, 0), stream_of(sub, month, 0)), (invoice_id(sub, month), stream(sub, month)));
+    let ids: std::collections::BTreeSet<Uuid> = (0..5).map(|r| invoice_id_of(sub, month, r)).collect();
+    assert_eq!(ids.len(), 5, "each revision has its own id");
+    assert_eq!(stream_of(sub, month, 3).as_str(), format!("invoice/{}:2026-01:r3", sub.0));
+    assert_eq!(revision_of(sub, month, invoice_id_of(sub, month, 3)), Some(3));
+    assert_eq!(revision_of(sub, d(2026, 2, 1), invoice_id_of(sub, month, 3)), None);
+}
+
+#[test]
+fn credit_notes_never_total_more_than_the_invoice() {
+    use ledger_domain::billing::{
+        CREDIT_NOTE_LINES_MAX, CREDIT_NOTES_PER_INVOICE_MAX, CreditNoteError, InvoiceIssued, credit_note,
+    };
+    let starter = subscription(vec![created(Tier::Starter, d(2026, 1, 1))]);
+    let january = invoice(&starter, &Usage::default(), &Catalog::builtin(), d(2026, 1, 1), []).unwrap().unwrap();
+    let issued = InvoiceIssued {
+        invoice_id: Uuid::from_u128(9),
+        subscription_id: SubscriptionId(Uuid::nil()),
+        organization_id: OrganizationId(Uuid::nil()),
+        digest: january.digest(),
+        invoice: january,
+        usage_sequence: 1,
+    };
+    let dec = |t: &str| Decimal::from_str(t).unwrap();
+    let lines = |items: &[(&str, &str)]| items.iter().map(|(d, a)| ((*d).to_owned(), dec(a))).collect::<Vec<_>>();
+    let first = credit_note(&issued, &[], false, " outage ", &lines(&[("a day", "600.00"), ("b", "400.00")])).unwrap();
+    assert_eq!((first.number, first.total, first.reason.as_str()), (1, usd("1000.00"), "outage"));
+    let earlier = [first];
+    let too_much = credit_note(&issued, &earlier, false, "more", &lines(&[("rest", "1500.01")]));
+    assert!(matches!(too_much, Err(CreditNoteError::Exceeds { .. })), "{too_much:?}");
+    let rest = credit_note(&issued, &earlier, false, "rest", &lines(&[("rest", "1500.00")])).unwrap();
+    assert_eq!((rest.number, rest.total), (2, usd("1500.00")));
+    assert_ne!(rest.credit_note_id, earlier[0].credit_note_id);
+    assert_eq!(credit_note(&issued, &earlier, true, "x", &lines(&[("a", "1.00")])), Err(CreditNoteError::Voided));
+    for bad in [
+        lines(&[]),
+        lines(&[("a", "0")]),
+        lines(&[("a", "-1.00")]),
+        lines(&[("a", "1.001")]),
+        lines(&[("a", "10000000.01")]),
+        lines(&[("", "1.00")]),
+        lines(&[("a\u{7}", "1.00")]),
+        vec![("a".to_owned(), dec("1.00")); CREDIT_NOTE_LINES_MAX + 1],
+    ] {
+        let refused = credit_note(&issued, &[], false, "reason", &bad);
+        assert!(matches!(refused, Err(CreditNoteError::Invalid(_))), "{bad:?}: {refused:?}");
+    }
+    let ones = vec![rest.clone(); CREDIT_NOTES_PER_INVOICE_MAX as usize];
+    let exhausted = credit_note(&issued, &ones, false, "x", &lines(&[("a", "0.01")]));
+    assert_eq!(exhausted, Err(CreditNoteError::TooMany));
 }

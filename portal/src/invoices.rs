@@ -42,6 +42,7 @@ macro_rules! names {
                     InvoiceStatus::Open => "open",
                     InvoiceStatus::Paid => "paid",
                     InvoiceStatus::PastDue => "past_due",
+                    InvoiceStatus::Void => "void",
                 }
             }
         }
@@ -55,6 +56,7 @@ pub fn status_text(status: InvoiceStatus) -> &'static str {
         InvoiceStatus::Open => "open",
         InvoiceStatus::Paid => "paid",
         InvoiceStatus::PastDue => "past due",
+        InvoiceStatus::Void => "void",
     }
 }
 
@@ -268,6 +270,8 @@ mod tests {
             inputs: InvoiceInputs { runs: Vec::new(), overage: None, adjustments: Vec::new() },
             digest: String::new(),
             usage_sequence: 1,
+            voided: None,
+            credited: None,
         };
         let text = String::from_utf8(csv_of(&invoice).unwrap()).unwrap();
         let rows: Vec<&str> = text.lines().collect();

@@ -16,10 +16,15 @@
 
 use std::collections::HashMap;
 
+use chrono::NaiveDate;
+
 use cqrs_es::Aggregate;
 use domain::RecordHeader;
 use domain::SubscriptionId;
-use domain::billing::{Billed, Invoice, InvoiceEvent, InvoiceIssued, InvoiceV1, invoice, invoice_id, period_text};
+use domain::billing::{
+    Billed, CreditNoteIssued, Invoice, InvoiceEvent, InvoiceIssued, InvoiceV1, InvoiceVoided, invoice, invoice_id_of,
+    period_text,
+};
 use domain::catalog::Catalog;
 use domain::event::LedgerEvent;
 use domain::subscription::{Subscription, SubscriptionEvent};
@@ -46,6 +51,12 @@ struct History {
     /// The invoices recomputed so far: the sequence each was issued at,
     /// the invoice, and the sequence up to which it saw usage.
     invoices: Vec<(u64, Invoice, u64)>,
+    /// The voids: the invoice voided and the sequence of its void.
+    voids: Vec<(uuid::Uuid, NaiveDate, u64)>,
+    /// The ids of the invoices recomputed so far, as `invoices`.
+    ids: Vec<uuid::Uuid>,
+    /// The credit notes so far: the invoice and the note's total.
+    credits: Vec<(uuid::Uuid, domain::Money)>,
 }
 
 enum Fact {
@@ -105,6 +116,8 @@ impl InvoiceCheck {
             LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued)) => {
                 return self.check(sequence, header.schema_version, issued);
             }
+            LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided)) => return self.void(sequence, voided),
+            LedgerEvent::Invoice(InvoiceEvent::CreditNoteIssued(note)) => return self.credit(sequence, note),
             _ => return Ok(()),
         };
         let history = self.histories.entry(subscription_id).or_default();
@@ -136,19 +149,27 @@ impl InvoiceCheck {
             }
             _ => (&history.subscription, &history.usage),
         };
+        // The invoices in force when the run read: issued, and not voided,
+        // up to what it saw.
+        let voided_by = |id: &uuid::Uuid| history.voids.iter().any(|(v, _, at)| v == id && *at <= seen);
         let earlier = history
             .invoices
             .iter()
-            .filter(|(at, _, _)| *at <= seen)
-            .map(|(_, invoice, usage_sequence)| Billed { invoice, usage_sequence: *usage_sequence });
+            .zip(&history.ids)
+            .filter(|((at, _, _), id)| *at <= seen && !voided_by(id))
+            .map(|((_, invoice, usage_sequence), _)| Billed { invoice, usage_sequence: *usage_sequence });
         let recomputed = invoice(subscription, usage, &self.catalog, period, earlier)
             .map_err(|e| mismatch(format!("the events give no computable invoice: {e}")))?
             .ok_or_else(|| mismatch("the events give no invoice for this month".into()))?;
         if subscription.organization_id != Some(issued.organization_id) {
             return Err(mismatch(format!("it names organization {}", issued.organization_id)));
         }
-        if issued.invoice_id != invoice_id(issued.subscription_id, period) {
-            return Err(mismatch("its id is not the one derived from subscription and month".into()));
+        let revision = history.voids.iter().filter(|(_, month, at)| *month == period && *at <= seen).count();
+        let revision = u32::try_from(revision).unwrap_or(u32::MAX);
+        if issued.invoice_id != invoice_id_of(issued.subscription_id, period, revision) {
+            return Err(mismatch(format!(
+                "its id is not the one derived from subscription, month and revision {revision}"
+            )));
         }
         // Compared in the shape it was stored in, with that shape's digest.
         let (recomputed_bytes, issued_bytes, digest) = match schema_version {
@@ -168,7 +189,62 @@ impl InvoiceCheck {
             return Err(mismatch("its digest is not the digest of its contents".into()));
         }
         history.invoices.push((sequence, recomputed, issued.usage_sequence));
+        history.ids.push(issued.invoice_id);
         self.checked += 1;
+        Ok(())
+    }
+
+    /// A void: of an invoice recomputed before, in force, of that month.
+    fn void(&mut self, sequence: u64, voided: &InvoiceVoided) -> Result<(), InvoiceMismatch> {
+        let mismatch = |reason: &str| InvoiceMismatch {
+            sequence,
+            invoice_id: voided.invoice_id,
+            period: period_text(voided.period),
+            reason: reason.to_owned(),
+        };
+        let history = self.histories.entry(voided.subscription_id).or_default();
+        let Some(index) = history.ids.iter().position(|id| *id == voided.invoice_id) else {
+            return Err(mismatch("it voids an invoice that was not issued"));
+        };
+        if history.invoices[index].1.period != voided.period {
+            return Err(mismatch("it names another month than the invoice's"));
+        }
+        if history.voids.iter().any(|(id, _, _)| *id == voided.invoice_id) {
+            return Err(mismatch("it voids an invoice voided before"));
+        }
+        history.voids.push((voided.invoice_id, voided.period, sequence));
+        Ok(())
+    }
+
+    /// A credit note: against an invoice recomputed before and not voided,
+    /// its total the sum of its lines, and the invoice's credit notes
+    /// totalling at most the invoice.
+    fn credit(&mut self, sequence: u64, note: &CreditNoteIssued) -> Result<(), InvoiceMismatch> {
+        let mismatch = |reason: String| InvoiceMismatch {
+            sequence,
+            invoice_id: note.invoice_id,
+            period: period_text(note.period),
+            reason,
+        };
+        let history = self.histories.entry(note.subscription_id).or_default();
+        let Some(index) = history.ids.iter().position(|id| *id == note.invoice_id) else {
+            return Err(mismatch("a credit note against an invoice that was not issued".into()));
+        };
+        if history.voids.iter().any(|(id, _, _)| *id == note.invoice_id) {
+            return Err(mismatch("a credit note against a voided invoice".into()));
+        }
+        let total = history.invoices[index].1.total;
+        let lines =
+            note.lines.iter().try_fold(domain::Money::zero(total.currency()), |sum, l| sum.checked_add(l.amount));
+        if lines.ok() != Some(note.total) {
+            return Err(mismatch(format!("credit note {}: its total is not the sum of its lines", note.number)));
+        }
+        let mut earlier = history.credits.iter().filter(|(id, _)| *id == note.invoice_id);
+        let credited = earlier.try_fold(note.total, |sum, (_, t)| sum.checked_add(*t));
+        if credited.map_or(true, |c| c.amount() > total.amount()) {
+            return Err(mismatch(format!("its credit notes total more than its total {total}")));
+        }
+        history.credits.push((note.invoice_id, note.total));
         Ok(())
     }
 }

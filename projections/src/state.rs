@@ -79,6 +79,11 @@ pub struct LedgerState {
     /// older version wrote, stay as they were.
     #[serde(skip)]
     pub payments: crate::models::payments::Payments,
+    /// The voided invoices by id, as issued, with their voids (left out of
+    /// the encoding, as `payments`; the void also takes the invoice out of
+    /// `invoices`).
+    #[serde(skip)]
+    pub voided: BTreeMap<uuid::Uuid, crate::models::invoices::Voided>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -134,6 +139,16 @@ impl LedgerState {
             (Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(invoice))), _) => {
                 let organization_id = invoice.organization_id;
                 self.invoices.entry(invoice.subscription_id).or_default().insert(invoice.invoice.period, invoice);
+                Some(organization_id)
+            }
+            (Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided))), _) => {
+                let organization_id = voided.organization_id;
+                let months = self.invoices.entry(voided.subscription_id).or_default();
+                if months.get(&voided.period).is_some_and(|i| i.invoice_id == voided.invoice_id)
+                    && let Some(issued) = months.remove(&voided.period)
+                {
+                    self.voided.insert(voided.invoice_id, crate::models::invoices::Voided { issued, voided });
+                }
                 Some(organization_id)
             }
             (Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))), _) => {

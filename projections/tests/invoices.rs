@@ -208,7 +208,7 @@ fn invoices_of_both_schema_versions_are_re_derived_byte_for_byte() {
     assert_eq!(adjustment.reports, [4], "the adjustment names the report that lowered January");
     // Through the stored form, as `replay verify` reads it.
     let stored = InvoiceEvent::decode("InvoiceIssued", 1, &domain::codec::encode(&january)).unwrap().unwrap();
-    let InvoiceEvent::InvoiceIssued(decoded) = stored;
+    let InvoiceEvent::InvoiceIssued(decoded) = stored else { panic!("an InvoiceIssued was stored") };
     assert_eq!(InvoiceV1::from(&decoded.invoice), january.invoice);
     assert_eq!(history_with_both_versions(january.clone(), february.clone()), Ok(2));
 

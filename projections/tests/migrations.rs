@@ -142,3 +142,38 @@ async fn the_offline_activations_migration_starts_the_licenses_projection_again(
         assert_eq!(rows[0].uint(0).unwrap(), 0, "{table} is emptied for the licenses projection to fill again");
     }
 }
+
+/// Voids and credit notes (`0013_invoice_voids_and_credit_notes.sql`, issue
+/// 15 part 2): each invoice's payment row gained the total of its credit
+/// notes, so the payments projection's rows are emptied and its
+/// checkpoint dropped ("invoice-payments-v1" fills again from the log's
+/// first record); the invoices projection keeps its rows and gains the
+/// voided invoices' and credit notes' tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_invoice_voids_migration_starts_the_payments_projection_again() {
+    let (_dir, db) = upgraded(
+        "0013",
+        "INSERT INTO readmodel_checkpoints (name, sequence, chain_hash) VALUES \
+         ('invoice-payments-v1', 12, zeroblob(32)), ('invoices-v1', 12, zeroblob(32)); \
+         INSERT INTO rm_invoice_payments (subscription_id, period, organization_id, status, payment) \
+         VALUES (x'01', '2026-01-01', x'02', 'open', x'00'); \
+         INSERT INTO rm_payment_references (reference, payment) VALUES ('in_1', x'00'); \
+         INSERT INTO rm_payment_methods (organization_id, method) VALUES (x'02', 'stripe'); \
+         INSERT INTO rm_invoices (subscription_id, period, invoice_id, organization_id, total, sequence, issued) \
+         VALUES (x'01', '2026-01-01', x'03', x'02', '2500.00', 11, x'00');",
+    )
+    .await;
+    let checkpoints = db.checkpoints(&["invoice-payments-v1", "invoices-v1"]).await.unwrap();
+    assert_eq!(checkpoints[0], None, "the payments projection starts again");
+    assert_eq!(checkpoints[1].map(|c| c.sequence), Some(12), "the invoices projection stays where it was");
+    for table in ["rm_invoice_payments", "rm_payment_references", "rm_payment_methods"] {
+        let rows = db.query(&format!("SELECT count(*) FROM {table}"), Vec::new()).await.unwrap();
+        assert_eq!(rows[0].uint(0).unwrap(), 0, "{table} is emptied for the payments projection to fill again");
+    }
+    let kept = db.query("SELECT count(*) FROM rm_invoices", Vec::new()).await.unwrap();
+    assert_eq!(kept[0].uint(0).unwrap(), 1);
+    for table in ["rm_voided_invoices", "rm_credit_notes"] {
+        let rows = db.query(&format!("SELECT count(*) FROM {table}"), Vec::new()).await;
+        assert!(rows.is_ok(), "{table}: {rows:?}");
+    }
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::NaiveDate;
-use domain::billing::{InvoiceEvent, InvoiceIssued, invoice_id};
+use domain::billing::{CreditNoteIssued, InvoiceEvent, InvoiceIssued, InvoiceVoided, invoice_id, invoice_id_of};
 use domain::catalog::{Catalog, Tier};
 use domain::event::{LedgerEvent, StoredEvent};
 use domain::floating::FloatingDeploymentLeased;
@@ -34,9 +34,9 @@ use domain::record::{Hash, Record};
 use domain::signin::{self, SessionRevoked, SignInEvent, SignInRefused, SignedIn, SignedOut};
 use domain::sso::{SsoEvent, SsoSignedIn};
 use domain::stripe::{
-    Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled, StripeEventReceived,
-    StripeInvoiceCreated, StripePaymentMethodSaved, StripeSyncRefused, StripeSyncStarted, invoice_stream,
-    payment_method_stream,
+    Outcome, StripeCreditNoteCreated, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent,
+    StripeEventHandled, StripeEventReceived, StripeInvoiceCreated, StripeInvoiceVoided, StripePaymentMethodSaved,
+    StripeSyncRefused, StripeSyncStarted, credit_note_stream, invoice_stream, payment_method_stream, void_stream,
 };
 use domain::subscription::{
     AddonAdded, AddonKind, AutoRenewalCancelled, DowngradeScheduled, PaymentFailed, PaymentSucceeded,
@@ -517,6 +517,48 @@ fn payment_reports(script: &mut Script, issued: &[InvoiceIssued]) {
     script.push(target, &StripeEvent::from(created), "stripe-sync");
 }
 
+/// Voids and credit notes (issue 15 part 2): invoice 5 (never sent)
+/// voided before the sync sent it, and January billed again for it at
+/// revision 1; invoice 12 (`in_12`) voided and voided in Stripe;
+/// credit notes on invoice 6 (`in_6`, one mirrored to Stripe, one not yet)
+/// and on invoice 4 (refused by Stripe: its credit note waits for it).
+fn corrections(script: &mut Script, issued: &[InvoiceIssued]) {
+    let void = |invoice: &InvoiceIssued| InvoiceVoided {
+        invoice_id: invoice.invoice_id,
+        subscription_id: invoice.subscription_id,
+        organization_id: invoice.organization_id,
+        period: invoice.invoice.period,
+        reason: "test".into(),
+    };
+    let stream = |invoice: &InvoiceIssued| domain::billing::stream(invoice.subscription_id, invoice.invoice.period);
+    for i in [5, 12] {
+        script.push(stream(&issued[i]), &InvoiceEvent::InvoiceVoided(void(&issued[i])), "operator");
+    }
+    let (sub, month) = (issued[5].subscription_id, issued[5].invoice.period);
+    let again = InvoiceIssued { invoice_id: invoice_id_of(sub, month, 1), ..issued[5].clone() };
+    script.push(domain::billing::stream_of(sub, month, 1), &InvoiceEvent::from(again), "operator");
+    let voided = StripeInvoiceVoided { invoice_id: issued[12].invoice_id, stripe_invoice_id: "in_12".into() };
+    script.push(void_stream(issued[12].invoice_id), &StripeEvent::from(voided), "stripe-sync");
+    let mut credits = Vec::new();
+    for (i, n) in [(6, 1), (6, 2), (4, 1)] {
+        let amount = Money::usd(Decimal::new(1000, 2));
+        let lines = vec![(format!("credit {n}"), amount.amount())];
+        let earlier: Vec<_> =
+            credits.iter().filter(|c: &&CreditNoteIssued| c.invoice_id == issued[i].invoice_id).cloned().collect();
+        let note = domain::billing::credit_note(&issued[i], &earlier, false, "test", &lines).unwrap();
+        assert_eq!(note.number, n);
+        script.push(stream(&issued[i]), &InvoiceEvent::CreditNoteIssued(note.clone()), "operator");
+        credits.push(note);
+    }
+    let created = StripeCreditNoteCreated {
+        credit_note_id: credits[0].credit_note_id,
+        invoice_id: credits[0].invoice_id,
+        stripe_invoice_id: "in_6".into(),
+        stripe_credit_note_id: "cn_6".into(),
+    };
+    script.push(credit_note_stream(created.credit_note_id), &StripeEvent::from(created), "stripe-sync");
+}
+
 /// The organization whose portal sessions the script records.
 const SESSIONS_ORGANIZATION: u128 = 3;
 
@@ -780,6 +822,7 @@ async fn build_history(fixture: &Fixture) -> LedgerState {
     }
     stripe_events(&mut script, &issued, sync_from);
     payment_reports(&mut script, &issued);
+    corrections(&mut script, &issued);
     traffic(&mut script, 2, 20);
     notifications_sent(&mut script);
     branding(&mut script);
@@ -1096,6 +1139,11 @@ async fn assert_payments(db: &ReadModelDb, state: &LedgerState) {
     assert_eq!(status_of("in_early"), Some(PaymentStatus::PastDue), "a report before its link");
     assert_eq!(status_of("in_9"), Some(PaymentStatus::Open), "linked, nothing reported");
     assert!(known.values().any(|p| p.stripe_invoice_id.is_none() && p.status == PaymentStatus::Open));
+    assert_eq!(status_of("in_12"), Some(PaymentStatus::Void), "voided: Stripe's later reports do not revive it");
+    let credited = known.values().find(|p| p.stripe_invoice_id.as_deref() == Some("in_6")).unwrap();
+    assert_eq!(credited.credited, Money::usd(Decimal::new(2000, 2)), "two credit notes of 10.00");
+    let rebilled = known.values().filter(|p| p.invoice_id != invoice_id(p.subscription_id, p.period));
+    assert_eq!(rebilled.map(|p| p.status).collect::<Vec<_>>(), [PaymentStatus::Open], "the month billed again");
 }
 
 /// What a billing run reads of a page of subscriptions in one query each

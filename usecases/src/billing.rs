@@ -22,7 +22,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{Months, NaiveDate};
-use domain::billing::{Billed, InvoiceEvent, InvoiceIssued, invoice, invoice_id, period_text, unbilled_month_before};
+use domain::billing::{
+    Billed, InvoiceEvent, InvoiceIssued, invoice, invoice_id_of, period_text, revision_of, unbilled_month_before,
+};
 use domain::subscription::Subscription;
 use domain::{Metadata, OrganizationId, SubscriptionId};
 use projections::db::{DbError, ReadModelDb};
@@ -159,8 +161,10 @@ async fn due(
     for (id, subscription) in page {
         let outcome = match inputs.remove(&id).unwrap_or(Ok(None)) {
             Ok(None) => continue,
-            Ok(Some((issued, usage))) => due_one(&ledger.catalog, (id, &subscription), &usage, &issued, month, preview)
-                .map(|found| found.map(|invoice| InvoiceIssued { usage_sequence, ..invoice })),
+            Ok(Some((issued, usage, revision))) => {
+                due_one(&ledger.catalog, (id, &subscription), &usage, &issued, (month, revision), preview)
+                    .map(|found| found.map(|invoice| InvoiceIssued { usage_sequence, ..invoice }))
+            }
             Err(DbError::Decode(error) | DbError::Schema(error)) => {
                 Err(format!("{}: its invoices or usage cannot be read: {error}", period_text(month)))
             }
@@ -179,10 +183,11 @@ async fn due(
     Ok((due, failed))
 }
 
-/// A subscription's invoices and the usage its invoice of `month` is
-/// computed from, or `None` when it has that month's invoice already: see
-/// [`inputs`].
-type Inputs = Option<(BTreeMap<NaiveDate, InvoiceIssued>, domain::usage::Usage)>;
+/// A subscription's invoices in force, the usage its invoice of `month`
+/// is computed from and the revision that invoice takes (how many of the
+/// month's invoices were voided), or `None` when it has that month's
+/// invoice already: see [`inputs`].
+type Inputs = Option<(BTreeMap<NaiveDate, InvoiceIssued>, domain::usage::Usage, u32)>;
 
 /// [`inputs`] of a page of subscriptions, in two queries (their invoices,
 /// then the usage of the months each needs) instead of two a
@@ -195,6 +200,7 @@ async fn page_inputs(
     let mut found = BTreeMap::new();
     let mut issued_of = BTreeMap::new();
     let mut months = BTreeMap::new();
+    let voids = invoices::voids_of_subscriptions(db, ids).await?;
     for (id, issued) in invoices::of_subscriptions(db, ids).await? {
         match issued {
             Ok(issued) if issued.contains_key(&month) => {
@@ -211,7 +217,8 @@ async fn page_inputs(
     }
     for (id, usage) in usage::months_of(db, &months).await? {
         let issued = issued_of.remove(&id).unwrap_or_default();
-        found.insert(id, usage.map(|usage| Some((issued, usage))));
+        let revision = voids.get(&(id, month)).copied().unwrap_or(0);
+        found.insert(id, usage.map(|usage| Some((issued, usage, revision))));
     }
     Ok(found)
 }
@@ -225,7 +232,8 @@ async fn inputs(db: &ReadModelDb, id: SubscriptionId, month: NaiveDate) -> Resul
         return Ok(None);
     }
     let usage = usage::months(db, id, std::iter::once(month).chain(issued.keys().copied())).await?;
-    Ok(Some((issued, usage)))
+    let revision = invoices::voids_of_subscriptions(db, &[id]).await?.get(&(id, month)).copied().unwrap_or(0);
+    Ok(Some((issued, usage, revision)))
 }
 
 /// The invoice of the month of `day` for the subscription `id` in the
@@ -239,8 +247,8 @@ pub(crate) async fn month_preview(
     day: NaiveDate,
 ) -> Result<Option<Invoice>, Error> {
     let month = domain::calendar::first_of_month(day);
-    let Some((issued, usage)) = inputs(&ledger.models.db, id, month).await? else { return Ok(None) };
-    let preview = due_one(&ledger.catalog, (id, subscription), &usage, &issued, month, true);
+    let Some((issued, usage, revision)) = inputs(&ledger.models.db, id, month).await? else { return Ok(None) };
+    let preview = due_one(&ledger.catalog, (id, subscription), &usage, &issued, (month, revision), true);
     let issued = preview.map_err(|reason| Error::conflict("invoice_not_computable", reason))?;
     Ok(issued.as_ref().map(Invoice::from))
 }
@@ -253,7 +261,7 @@ fn due_one(
     (id, subscription): (SubscriptionId, &Subscription),
     usage: &domain::usage::Usage,
     issued: &BTreeMap<NaiveDate, InvoiceIssued>,
-    month: NaiveDate,
+    (month, revision): (NaiveDate, u32),
     preview: bool,
 ) -> Result<Option<InvoiceIssued>, String> {
     let computed = invoice(subscription, usage, catalog, month, issued.values().map(Billed::from));
@@ -270,7 +278,7 @@ fn due_one(
     }
     match (computed, subscription.organization_id) {
         (Ok(Some(invoice)), Some(organization_id)) => Ok(Some(InvoiceIssued {
-            invoice_id: invoice_id(id, month),
+            invoice_id: invoice_id_of(id, month, revision),
             subscription_id: id,
             organization_id,
             digest: invoice.digest(),
@@ -298,7 +306,12 @@ async fn issue(
         let commands = chunk
             .iter()
             .map(|invoice| Command {
-                stream_id: domain::billing::stream(invoice.subscription_id, month),
+                stream_id: domain::billing::stream_of(
+                    invoice.subscription_id,
+                    month,
+                    revision_of(invoice.subscription_id, month, invoice.invoice_id)
+                        .expect("a due invoice's id is derived from a revision"),
+                ),
                 expected: ExpectedRevision::NoStream,
                 idempotency: None,
                 events: vec![NewEvent::from_event(

@@ -33,6 +33,7 @@ pub mod deployment_keys;
 pub mod deployments;
 pub mod error;
 pub mod figures;
+pub mod invoice_ops;
 pub mod leading;
 pub mod licenses;
 pub mod limits;

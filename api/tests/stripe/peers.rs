@@ -205,6 +205,8 @@ impl StandIn {
             .route("/v1/setup_intents/{id}", get(retrieve_setup_intent))
             .route("/v1/invoices", post(create_invoice))
             .route("/v1/invoices/{id}/finalize", post(finalize_invoice))
+            .route("/v1/invoices/{id}/void", post(void_invoice))
+            .route("/v1/credit_notes", post(create_credit_note))
             .route("/v1/invoiceitems", post(create_invoice_item))
             .route("/v1/checkout/sessions", post(create_session))
             .route("/v1/billing_portal/sessions", post(create_portal_session))
@@ -557,4 +559,54 @@ async fn update_customer(
     });
     state.record("POST", &path, &headers, form, 200);
     axum::Json(customer).into_response()
+}
+
+/// Voids a stand-in invoice (Stripe's `POST /v1/invoices/{id}/void`).
+async fn void_invoice(
+    State(state): State<Arc<StandInState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let form = parse_form(&body);
+    let path = format!("/v1/invoices/{id}/void");
+    if let Some(outage) = state.outage() {
+        state.record("POST", &path, &headers, form, 500);
+        return outage;
+    }
+    let invoice = state.idempotent(&headers, || {
+        let mut invoice = state.fixtures["invoice"].clone();
+        invoice["id"] = json!(id);
+        invoice["status"] = json!("void");
+        invoice["amount_due"] = json!(0);
+        invoice["lines"]["data"] = json!([]);
+        invoice
+    });
+    state.record("POST", &path, &headers, form, 200);
+    axum::Json(invoice).into_response()
+}
+
+/// A credit note on a stand-in invoice (Stripe's `POST /v1/credit_notes`):
+/// its amount the sum of its custom lines.
+async fn create_credit_note(State(state): State<Arc<StandInState>>, headers: HeaderMap, body: String) -> Response {
+    let form = parse_form(&body);
+    if let Some(outage) = state.outage() {
+        state.record("POST", "/v1/credit_notes", &headers, form, 500);
+        return outage;
+    }
+    let note = state.idempotent(&headers, || {
+        let mut note = state.fixtures["credit_note"].clone();
+        note["id"] = json!(state.new_id("cn"));
+        note["invoice"] = json!(field(&form, "invoice"));
+        note["memo"] = json!(field(&form, "memo"));
+        note["metadata"] = form_metadata(&form);
+        let amounts = form.iter().filter(|(k, _)| k.starts_with("lines[") && k.ends_with("[unit_amount]"));
+        let total: i64 = amounts.filter_map(|(_, v)| v.parse::<i64>().ok()).sum();
+        note["amount"] = json!(total);
+        note["total"] = json!(total);
+        note["lines"]["data"] = json!([]);
+        note
+    });
+    state.record("POST", "/v1/credit_notes", &headers, form, 200);
+    axum::Json(note).into_response()
 }

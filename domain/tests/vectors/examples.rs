@@ -797,6 +797,7 @@ fn later() -> Vec<Example> {
         ),
     ];
     examples.extend(secret_rotation_and_floating());
+    examples.extend(billing_operations());
     examples
 }
 
@@ -835,5 +836,71 @@ fn secret_rotation_and_floating() -> Vec<Example> {
                 license_keys: 1,
                 tokens: 1,
             }))),
+    ]
+}
+
+/// Issue 15 part 2: voids and credit notes, and their copies in Stripe.
+fn billing_operations() -> Vec<Example> {
+    vec![
+        // Issue 15 part 2: February's invoice voided by the billing team.
+        example(
+            billing::stream(SUBSCRIPTION, day("2026-02-01")),
+            2,
+            "2026-03-02T09:15:00Z",
+            operator("req-15b201"),
+            None,
+        )
+        .current(LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(billing::InvoiceVoided {
+            invoice_id: billing::invoice_id(SUBSCRIPTION, day("2026-02-01")),
+            subscription_id: SUBSCRIPTION,
+            organization_id: ORG,
+            period: day("2026-02-01"),
+            reason: "data volume reported twice".into(),
+        }))),
+        example(
+            billing::stream(SUBSCRIPTION, day("2026-01-01")),
+            2,
+            "2026-02-03T10:20:00Z",
+            operator("req-15b202"),
+            None,
+        )
+        .current(LedgerEvent::Invoice(InvoiceEvent::CreditNoteIssued(billing::CreditNoteIssued {
+            credit_note_id: billing::credit_note_id(billing::invoice_id(SUBSCRIPTION, day("2026-01-01")), 1),
+            invoice_id: billing::invoice_id(SUBSCRIPTION, day("2026-01-01")),
+            subscription_id: SUBSCRIPTION,
+            organization_id: ORG,
+            period: day("2026-01-01"),
+            number: 1,
+            reason: "service outage on 14 January".into(),
+            lines: vec![billing::CreditLine { description: "one day of service".into(), amount: usd("161.29") }],
+            total: usd("161.29"),
+        }))),
+        example(
+            stripe::void_stream(billing::invoice_id(SUBSCRIPTION, day("2026-02-01"))),
+            1,
+            "2026-03-02T09:15:04Z",
+            actor("stripe-sync"),
+            None,
+        )
+        .current(LedgerEvent::Stripe(StripeEvent::StripeInvoiceVoided(stripe::StripeInvoiceVoided {
+            invoice_id: billing::invoice_id(SUBSCRIPTION, day("2026-02-01")),
+            stripe_invoice_id: "in_1R3kPzLmNoP4qRsT".into(),
+        }))),
+        example(
+            stripe::credit_note_stream(billing::credit_note_id(
+                billing::invoice_id(SUBSCRIPTION, day("2026-01-01")),
+                1,
+            )),
+            1,
+            "2026-02-03T10:20:03Z",
+            actor("stripe-sync"),
+            None,
+        )
+        .current(LedgerEvent::Stripe(StripeEvent::StripeCreditNoteCreated(stripe::StripeCreditNoteCreated {
+            credit_note_id: billing::credit_note_id(billing::invoice_id(SUBSCRIPTION, day("2026-01-01")), 1),
+            invoice_id: billing::invoice_id(SUBSCRIPTION, day("2026-01-01")),
+            stripe_invoice_id: "in_1QzB8cLmNoP4qRsT".into(),
+            stripe_credit_note_id: "cn_1R4aB2LmNoP4qRsT".into(),
+        }))),
     ]
 }

@@ -219,6 +219,7 @@ fn organization_of(
             owner(changes, extended.license_id.0)?
         }
         Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(invoice))) => Some(invoice.organization_id),
+        Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided))) => Some(voided.organization_id),
         Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))) => owner(changes, report.subscription_id.0)?,
         Some(LedgerEvent::Branding(event)) => Some(super::branding::organization_of(event)),
         _ => None,

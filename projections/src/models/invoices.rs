@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use domain::billing::{InvoiceEvent, InvoiceIssued};
+use domain::billing::{CreditNoteIssued, InvoiceEvent, InvoiceIssued, InvoiceVoided};
 use domain::event::LedgerEvent;
 use domain::record::Record;
 use domain::{OrganizationId, SubscriptionId};
@@ -38,6 +38,32 @@ pub const INVOICE_LINES: Table = Table::new(
     ],
     2,
 );
+pub const VOIDED_INVOICES: Table = Table::new(
+    "rm_voided_invoices",
+    &[
+        Column::blob("invoice_id"),
+        Column::blob("subscription_id"),
+        Column::text("period"),
+        Column::blob("organization_id"),
+        Column::int("sequence"),
+        Column::blob("issued"),
+        Column::blob("voided"),
+    ],
+    1,
+);
+pub const CREDIT_NOTES: Table = Table::new(
+    "rm_credit_notes",
+    &[
+        Column::blob("invoice_id"),
+        Column::int("number"),
+        Column::blob("subscription_id"),
+        Column::blob("organization_id"),
+        Column::text("total"),
+        Column::int("sequence"),
+        Column::blob("note"),
+    ],
+    2,
+);
 
 /// The most invoices one query returns: one a month, so eighty years of
 /// one subscription's, or of one organization's.
@@ -52,7 +78,7 @@ impl Projection for Invoices {
     }
 
     fn tables(&self) -> &'static [Table] {
-        &[INVOICES, INVOICE_LINES]
+        &[INVOICES, INVOICE_LINES, VOIDED_INVOICES, CREDIT_NOTES]
     }
 
     fn apply(
@@ -61,7 +87,26 @@ impl Projection for Invoices {
         record: &Record,
         event: Option<&LedgerEvent>,
     ) -> Result<(), ApplyError> {
-        let Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued))) = event else { return Ok(()) };
+        let issued = match event {
+            Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued))) => issued,
+            Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided))) => return void(changes, record, voided),
+            Some(LedgerEvent::Invoice(InvoiceEvent::CreditNoteIssued(note))) => {
+                changes.upsert(
+                    &CREDIT_NOTES,
+                    vec![
+                        note.invoice_id.into(),
+                        Value::uint(u64::from(note.number))?,
+                        note.subscription_id.0.into(),
+                        note.organization_id.0.into(),
+                        note.total.to_string().into(),
+                        Value::uint(record.header.sequence)?,
+                        encoded(note),
+                    ],
+                )?;
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
         let key = [issued.subscription_id.0.into(), day(issued.invoice.period)];
         // An invoice of the same month replaces the stored one (as the
         // in-memory map did): its lines that are no more go.
@@ -99,6 +144,110 @@ impl Projection for Invoices {
         )?;
         Ok(())
     }
+}
+
+/// An invoice voided: it leaves [`INVOICES`] (and its lines) for
+/// [`VOIDED_INVOICES`], so its month is unbilled again.
+fn void(changes: &mut Changes<'_>, record: &Record, voided: &InvoiceVoided) -> Result<(), ApplyError> {
+    let key = [voided.subscription_id.0.into(), day(voided.period)];
+    let Some(row) = changes.get(&INVOICES, &key)? else { return Ok(()) };
+    let issued: InvoiceIssued = decoded(&row, 6)?;
+    if issued.invoice_id != voided.invoice_id {
+        return Ok(());
+    }
+    for line_no in 0..issued.invoice.lines.len() {
+        changes.delete(&INVOICE_LINES, vec![issued.invoice_id.into(), Value::uint(line_no as u64)?])?;
+    }
+    changes.delete(&INVOICES, key.to_vec())?;
+    changes.upsert(
+        &VOIDED_INVOICES,
+        vec![
+            voided.invoice_id.into(),
+            voided.subscription_id.0.into(),
+            day(voided.period),
+            voided.organization_id.0.into(),
+            Value::uint(record.header.sequence)?,
+            encoded(&issued),
+            encoded(voided),
+        ],
+    )?;
+    Ok(())
+}
+
+/// An invoice's credit notes, by number, with the log sequence of each
+/// (at most `CREDIT_NOTES_PER_INVOICE_MAX`, which the decision bounds).
+pub async fn credit_notes(db: &ReadModelDb, invoice_id: uuid::Uuid) -> Result<Vec<(CreditNoteIssued, u64)>, DbError> {
+    let rows = db
+        .query(
+            "SELECT note, sequence FROM rm_credit_notes WHERE invoice_id = $1 ORDER BY number LIMIT $2",
+            vec![invoice_id.into(), limit_param(domain::billing::CREDIT_NOTES_PER_INVOICE_MAX as usize)],
+        )
+        .await?;
+    rows.iter().map(|row| Ok((decoded(row, 0)?, row.uint(1)?))).collect()
+}
+
+/// A voided invoice as issued, and its void.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Voided {
+    pub issued: InvoiceIssued,
+    pub voided: InvoiceVoided,
+}
+
+/// An invoice in force by its id, with the log sequence that issued it.
+pub async fn by_id(db: &ReadModelDb, invoice_id: uuid::Uuid) -> Result<Option<(InvoiceIssued, u64)>, DbError> {
+    let row =
+        db.query_opt("SELECT issued, sequence FROM rm_invoices WHERE invoice_id = $1", vec![invoice_id.into()]).await?;
+    row.map(|row| Ok((decoded(&row, 0)?, row.uint(1)?))).transpose()
+}
+
+/// A voided invoice by its id.
+pub async fn voided(db: &ReadModelDb, invoice_id: uuid::Uuid) -> Result<Option<Voided>, DbError> {
+    let row = db
+        .query_opt("SELECT issued, voided FROM rm_voided_invoices WHERE invoice_id = $1", vec![invoice_id.into()])
+        .await?;
+    row.map(|row| Ok(Voided { issued: decoded(&row, 0)?, voided: decoded(&row, 1)? })).transpose()
+}
+
+/// An organization's voided invoices by month, at most
+/// [`INVOICES_PER_QUERY_MAX`].
+pub async fn voided_of_organization(db: &ReadModelDb, organization_id: OrganizationId) -> Result<Vec<Voided>, DbError> {
+    let rows = db
+        .query(
+            "SELECT issued, voided FROM rm_voided_invoices WHERE organization_id = $1 ORDER BY period, sequence \
+             LIMIT $2",
+            vec![organization_id.0.into(), limit_param(INVOICES_PER_QUERY_MAX)],
+        )
+        .await?;
+    rows.iter().map(|row| Ok(Voided { issued: decoded(row, 0)?, voided: decoded(row, 1)? })).collect()
+}
+
+/// How many invoices of each month of the given subscriptions (at most
+/// [`PAGE_ITEMS_MAX`]) were voided: the revision its next invoice takes.
+pub async fn voids_of_subscriptions(
+    db: &ReadModelDb,
+    ids: &[SubscriptionId],
+) -> Result<BTreeMap<(SubscriptionId, NaiveDate), u32>, DbError> {
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    if ids.len() > PAGE_ITEMS_MAX {
+        return Err(DbError::Schema(format!(
+            "{} subscriptions asked for at once; at most {PAGE_ITEMS_MAX}",
+            ids.len()
+        )));
+    }
+    let sql = format!(
+        "SELECT subscription_id, period, COUNT(*) FROM rm_voided_invoices WHERE subscription_id IN ({}) \
+         GROUP BY subscription_id, period",
+        placeholders(1, ids.len())
+    );
+    let rows = db.query(&sql, ids.iter().map(|id| Value::from(id.0)).collect()).await?;
+    let mut found = BTreeMap::new();
+    for row in rows {
+        let count = u32::try_from(row.uint(2)?).unwrap_or(u32::MAX);
+        found.insert((SubscriptionId(uuid(&row, 0)?), parse_day(&row, 1)?), count);
+    }
+    Ok(found)
 }
 
 /// A subscription's invoices by month (`LedgerState::invoices[id]`), at

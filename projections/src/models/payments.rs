@@ -67,6 +67,8 @@ pub struct InvoicePayment {
     /// The last reported charge of that Stripe invoice.
     pub outcome: Option<PaymentOutcome>,
     pub status: PaymentStatus,
+    /// The total of its credit notes (at most `total`).
+    pub credited: Money,
 }
 
 /// What is known of one Stripe invoice (a payment `reference`): the ledger
@@ -93,8 +95,9 @@ pub fn apply<R: PaymentRows>(rows: &mut R, event: Option<&LedgerEvent>) -> Resul
     match event {
         Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(issued))) => {
             let key = (issued.subscription_id, issued.invoice.period);
-            // A month issued again keeps its Stripe invoice and outcome.
-            let prior = rows.invoice(key)?;
+            // A month issued again keeps its Stripe invoice and outcome;
+            // one billed again after a void starts afresh.
+            let prior = rows.invoice(key)?.filter(|p| p.status != PaymentStatus::Void);
             let (stripe_invoice_id, outcome) = prior.map(|p| (p.stripe_invoice_id, p.outcome)).unwrap_or_default();
             let total = issued.invoice.total;
             rows.put_invoice(InvoicePayment {
@@ -106,7 +109,25 @@ pub fn apply<R: PaymentRows>(rows: &mut R, event: Option<&LedgerEvent>) -> Resul
                 stripe_invoice_id,
                 outcome,
                 status: payment::status(total, outcome),
+                credited: Money::zero(total.currency()),
             })
+        }
+        Some(LedgerEvent::Invoice(InvoiceEvent::CreditNoteIssued(note))) => {
+            let Some(invoice) = rows.invoice((note.subscription_id, note.period))? else { return Ok(()) };
+            if invoice.invoice_id != note.invoice_id {
+                return Ok(());
+            }
+            // Decided at most the total: no overflow.
+            let credited = invoice.credited.checked_add(note.total).unwrap_or(invoice.credited);
+            let outcome = invoice.outcome;
+            rows.put_invoice(with_outcome(InvoicePayment { credited, ..invoice }, outcome))
+        }
+        Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided))) => {
+            let Some(invoice) = rows.invoice((voided.subscription_id, voided.period))? else { return Ok(()) };
+            if invoice.invoice_id != voided.invoice_id {
+                return Ok(());
+            }
+            rows.put_invoice(InvoicePayment { status: PaymentStatus::Void, ..invoice })
         }
         Some(LedgerEvent::Stripe(StripeEvent::StripeInvoiceCreated(created))) => {
             let key = (created.subscription_id, created.period);
@@ -135,8 +156,15 @@ pub fn apply<R: PaymentRows>(rows: &mut R, event: Option<&LedgerEvent>) -> Resul
     }
 }
 
+/// The invoice with its Stripe invoice's last outcome; a voided invoice
+/// stays void.
 fn with_outcome(invoice: InvoicePayment, outcome: Option<PaymentOutcome>) -> InvoicePayment {
-    InvoicePayment { outcome, status: payment::status(invoice.total, outcome), ..invoice }
+    let owed = invoice.total.checked_sub(invoice.credited).unwrap_or(invoice.total);
+    let status = match invoice.status {
+        PaymentStatus::Void => PaymentStatus::Void,
+        _ => payment::status(owed, outcome),
+    };
+    InvoicePayment { outcome, status, ..invoice }
 }
 
 /// A charge of the Stripe invoice `reference` reported.
@@ -278,7 +306,7 @@ pub async fn invoice(
     row.map(|row| decoded(&row, 0)).transpose()
 }
 
-/// A subscription's invoices not paid, oldest first, at most
+/// A subscription's invoices not paid (nor voided), oldest first, at most
 /// [`PAYMENTS_PER_QUERY_MAX`] (by its primary key).
 pub async fn due_of_subscription(
     db: &ReadModelDb,
@@ -286,9 +314,14 @@ pub async fn due_of_subscription(
 ) -> Result<Vec<InvoicePayment>, DbError> {
     let rows = db
         .query(
-            "SELECT payment FROM rm_invoice_payments WHERE subscription_id = $1 AND status <> $2 ORDER BY period \
-             LIMIT $3",
-            vec![subscription_id.0.into(), PaymentStatus::Paid.as_str().into(), limit_param(PAYMENTS_PER_QUERY_MAX)],
+            "SELECT payment FROM rm_invoice_payments WHERE subscription_id = $1 AND status IN ($2, $3) ORDER BY \
+             period LIMIT $4",
+            vec![
+                subscription_id.0.into(),
+                PaymentStatus::Open.as_str().into(),
+                PaymentStatus::PastDue.as_str().into(),
+                limit_param(PAYMENTS_PER_QUERY_MAX),
+            ],
         )
         .await?;
     decode_all(&rows)

@@ -9,10 +9,13 @@
 //! leaves out what was issued before the sync's start.
 
 use chrono::NaiveDate;
-use domain::billing::{InvoiceEvent, InvoiceIssued};
+use domain::billing::{CreditNoteIssued, InvoiceEvent, InvoiceIssued, revision_of};
 use domain::event::LedgerEvent;
 use domain::record::Record;
-use domain::stripe::{StripeEvent, StripePaymentMethodSaved, StripeSyncRefused, invoice_stream, payment_method_stream};
+use domain::stripe::{
+    StripeEvent, StripePaymentMethodSaved, StripeSyncRefused, credit_note_stream, invoice_stream_of,
+    payment_method_stream, void_stream,
+};
 use domain::{OrganizationId, SubscriptionId, Timestamp};
 
 use super::{day, decoded, limit_param, page_limit, uuid};
@@ -47,6 +50,35 @@ pub const PENDING_PAYMENT_METHODS: Table = Table::new(
     1,
 );
 pub const SYNC: Table = Table::new("rm_stripe_sync", &[Column::int("id"), Column::int("from_sequence")], 1);
+/// Each ledger invoice's Stripe invoice, by the ledger invoice's id.
+pub const STRIPE_INVOICE_IDS: Table =
+    Table::new("rm_stripe_invoice_ids", &[Column::blob("invoice_id"), Column::text("stripe_invoice_id")], 1);
+/// Voided invoices whose Stripe invoice is still to void (the Stripe id
+/// once the invoice is in Stripe; a void before that needs none).
+pub const PENDING_VOIDS: Table = Table::new(
+    "rm_stripe_pending_voids",
+    &[
+        Column::blob("invoice_id"),
+        Column::text("stripe_invoice_id").nullable(),
+        Column::int("sequence"),
+        Column::text("target"),
+    ],
+    1,
+);
+/// Credit notes still to mirror to Stripe (the invoice's Stripe id once
+/// the invoice is in Stripe).
+pub const PENDING_CREDIT_NOTES: Table = Table::new(
+    "rm_stripe_pending_credit_notes",
+    &[
+        Column::blob("credit_note_id"),
+        Column::blob("invoice_id"),
+        Column::text("stripe_invoice_id").nullable(),
+        Column::int("sequence"),
+        Column::text("target"),
+        Column::blob("note"),
+    ],
+    1,
+);
 
 /// The one row of [`SYNC`].
 const SYNC_ROW: i64 = 1;
@@ -69,6 +101,9 @@ impl Projection for Stripe {
             SUBSCRIPTION_NEWEST,
             PENDING_PAYMENT_METHODS,
             SYNC,
+            STRIPE_INVOICE_IDS,
+            PENDING_VOIDS,
+            PENDING_CREDIT_NOTES,
         ]
     }
 
@@ -86,14 +121,38 @@ impl Projection for Stripe {
                     let (subscription, period) = (issued.subscription_id, issued.invoice.period);
                     changes.upsert(
                         &PENDING_INVOICES,
-                        vec![
-                            subscription.0.into(),
-                            day(period),
-                            Value::uint(sequence)?,
-                            invoice_stream(subscription, period).to_string().into(),
-                        ],
+                        vec![subscription.0.into(), day(period), Value::uint(sequence)?, invoice_target(issued).into()],
                     )?;
                 }
+            }
+            // A voided invoice not in Stripe yet is not sent; one in Stripe
+            // is voided there.
+            Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided))) => {
+                changes.delete(&PENDING_INVOICES, vec![voided.subscription_id.0.into(), day(voided.period)])?;
+                let stripe = stripe_id(changes, voided.invoice_id)?;
+                changes.upsert(
+                    &PENDING_VOIDS,
+                    vec![
+                        voided.invoice_id.into(),
+                        stripe.into(),
+                        Value::uint(sequence)?,
+                        void_stream(voided.invoice_id).to_string().into(),
+                    ],
+                )?;
+            }
+            Some(LedgerEvent::Invoice(InvoiceEvent::CreditNoteIssued(note))) => {
+                let stripe = stripe_id(changes, note.invoice_id)?;
+                changes.upsert(
+                    &PENDING_CREDIT_NOTES,
+                    vec![
+                        note.credit_note_id.into(),
+                        note.invoice_id.into(),
+                        stripe.into(),
+                        Value::uint(sequence)?,
+                        credit_note_stream(note.credit_note_id).to_string().into(),
+                        super::encoded(note),
+                    ],
+                )?;
             }
             Some(LedgerEvent::Stripe(event)) => apply_stripe(changes, sequence, event)?,
             _ => {}
@@ -127,6 +186,13 @@ fn apply_stripe(changes: &mut Changes<'_>, sequence: u64, event: &StripeEvent) -
             let mut row = key;
             row.push(created.stripe_invoice_id.as_str().into());
             changes.upsert(&STRIPE_INVOICES, row)?;
+            linked(changes, created.invoice_id, &created.stripe_invoice_id)?;
+        }
+        StripeEvent::StripeInvoiceVoided(voided) => {
+            changes.delete(&PENDING_VOIDS, vec![voided.invoice_id.into()])?;
+        }
+        StripeEvent::StripeCreditNoteCreated(created) => {
+            changes.delete(&PENDING_CREDIT_NOTES, vec![created.credit_note_id.into()])?;
         }
         StripeEvent::StripeSyncRefused(refused) => {
             changes.upsert(
@@ -159,6 +225,104 @@ fn apply_stripe(changes: &mut Changes<'_>, sequence: u64, event: &StripeEvent) -
         }
     }
     Ok(())
+}
+
+/// The sync target (and Stripe invoice stream) of an issued invoice: its
+/// revision's (`domain::stripe::invoice_stream_of`).
+pub fn invoice_target(issued: &InvoiceIssued) -> String {
+    let (subscription, period) = (issued.subscription_id, issued.invoice.period);
+    let revision = revision_of(subscription, period, issued.invoice_id).unwrap_or(0);
+    invoice_stream_of(subscription, period, revision).to_string()
+}
+
+/// The Stripe invoice of a ledger invoice, if it is in Stripe.
+fn stripe_id(changes: &mut Changes<'_>, invoice_id: uuid::Uuid) -> Result<Option<String>, DbError> {
+    let row = changes.get(&STRIPE_INVOICE_IDS, &[invoice_id.into()])?;
+    row.map(|row| row.text(1).map(str::to_owned)).transpose()
+}
+
+/// A ledger invoice is in Stripe: its link, and its void or credit notes
+/// recorded before now know their Stripe invoice. An invoice's credit
+/// notes are at most `CREDIT_NOTES_PER_INVOICE_MAX`.
+fn linked(changes: &mut Changes<'_>, invoice_id: uuid::Uuid, stripe_invoice_id: &str) -> Result<(), DbError> {
+    changes.upsert(&STRIPE_INVOICE_IDS, vec![invoice_id.into(), stripe_invoice_id.into()])?;
+    if let Some(row) = changes.get(&PENDING_VOIDS, &[invoice_id.into()])? {
+        let mut values = row.0;
+        values[1] = stripe_invoice_id.into();
+        changes.upsert(&PENDING_VOIDS, values)?;
+    }
+    for number in 1..=domain::billing::CREDIT_NOTES_PER_INVOICE_MAX {
+        let id = domain::billing::credit_note_id(invoice_id, number);
+        let Some(row) = changes.get(&PENDING_CREDIT_NOTES, &[id.into()])? else { break };
+        let mut values = row.0;
+        values[2] = stripe_invoice_id.into();
+        changes.upsert(&PENDING_CREDIT_NOTES, values)?;
+    }
+    Ok(())
+}
+
+/// A voided invoice whose Stripe invoice is still to void.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingVoid {
+    pub invoice_id: uuid::Uuid,
+    pub stripe_invoice_id: String,
+    pub target: String,
+}
+
+/// Voids still to make in Stripe (of invoices in Stripe, after the sync's
+/// start), leaving out those Stripe refused: at most `size` (capped at
+/// [`super::PAGE_ITEMS_MAX`]), oldest first.
+pub async fn pending_voids(db: &ReadModelDb, size: usize) -> Result<Vec<PendingVoid>, DbError> {
+    let rows = db
+        .query(
+            "SELECT p.invoice_id, p.stripe_invoice_id, p.target FROM rm_stripe_pending_voids p \
+             WHERE p.stripe_invoice_id IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM rm_stripe_refused r WHERE r.target = p.target) \
+             ORDER BY p.sequence LIMIT $1",
+            vec![limit_param(page_limit(size))],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(PendingVoid {
+                invoice_id: uuid(row, 0)?,
+                stripe_invoice_id: row.text(1)?.to_owned(),
+                target: row.text(2)?.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// A credit note still to mirror to Stripe, with its invoice's Stripe id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingCreditNote {
+    pub note: CreditNoteIssued,
+    pub stripe_invoice_id: String,
+    pub target: String,
+}
+
+/// Credit notes still to mirror to Stripe (of invoices in Stripe),
+/// leaving out those Stripe refused: at most `size` (capped at
+/// [`super::PAGE_ITEMS_MAX`]), oldest first.
+pub async fn pending_credit_notes(db: &ReadModelDb, size: usize) -> Result<Vec<PendingCreditNote>, DbError> {
+    let rows = db
+        .query(
+            "SELECT p.note, p.stripe_invoice_id, p.target FROM rm_stripe_pending_credit_notes p \
+             WHERE p.stripe_invoice_id IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM rm_stripe_refused r WHERE r.target = p.target) \
+             ORDER BY p.sequence LIMIT $1",
+            vec![limit_param(page_limit(size))],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(PendingCreditNote {
+                note: decoded(row, 0)?,
+                stripe_invoice_id: row.text(1)?.to_owned(),
+                target: row.text(2)?.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// Received webhook events not handled yet, oldest first, at most `size`

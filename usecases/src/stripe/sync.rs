@@ -32,10 +32,12 @@ use std::time::{Duration, Instant};
 use domain::backoff::Backoff;
 use domain::billing::InvoiceIssued;
 use domain::stripe::{
-    StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeInvoiceCreated, StripePaymentMethodSaved,
-    StripeSyncRefused, StripeSyncStarted, customer_stream, invoice_stream, payment_method_stream, sync_started_stream,
+    StripeCreditNoteCreated, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeInvoiceCreated,
+    StripeInvoiceVoided, StripePaymentMethodSaved, StripeSyncRefused, StripeSyncStarted, credit_note_stream,
+    customer_stream, payment_method_stream, sync_started_stream, void_stream,
 };
 use domain::{Metadata, OrganizationId, StreamId};
+use projections::models::stripe::{PendingCreditNote, PendingVoid, invoice_target};
 use rust_decimal::prelude::ToPrimitive;
 use store::{Command, ExpectedRevision, NewEvent, Rejection};
 use stripe::StripeRequest;
@@ -238,7 +240,7 @@ pub async fn sync_due(
     // out in order.
     let mut customers_failing = HashSet::new();
     for issued in work {
-        let target = invoice_stream(issued.subscription_id, issued.invoice.period).to_string();
+        let target = invoice_target(&issued);
         if !retries.ready(&target, Instant::now()) || customers_failing.contains(&issued.organization_id) {
             continue;
         }
@@ -251,7 +253,87 @@ pub async fn sync_due(
         }
         synced += outcome(state, retries, &target, result).await;
     }
+    synced + sync_corrections(state, client, lock, retries).await
+}
+
+/// Voids and credit notes into Stripe (issue 15 part 2), for invoices
+/// already in Stripe: the number done.
+async fn sync_corrections(
+    state: &Ledger,
+    client: &stripe::Client,
+    lock: &store::ExclusiveLock,
+    retries: &mut Retries,
+) -> usize {
+    let db = &state.models.db;
+    let mut synced = 0;
+    let voids = projections::models::stripe::pending_voids(db, INVOICES_PER_TICK_MAX).await;
+    for void in voids.unwrap_or_default() {
+        if !retries.ready(&void.target, Instant::now()) {
+            continue;
+        }
+        if !crate::leading::leading(state) || !lock.held().await {
+            return synced;
+        }
+        synced += outcome(state, retries, &void.target, void_invoice(state, client, &void).await).await;
+    }
+    let notes = projections::models::stripe::pending_credit_notes(db, INVOICES_PER_TICK_MAX).await;
+    for note in notes.unwrap_or_default() {
+        if !retries.ready(&note.target, Instant::now()) {
+            continue;
+        }
+        if !crate::leading::leading(state) || !lock.held().await {
+            return synced;
+        }
+        synced += outcome(state, retries, &note.target, credit_note(state, client, &note).await).await;
+    }
     synced
+}
+
+/// A voided invoice's Stripe invoice, voided.
+async fn void_invoice(state: &Ledger, client: &stripe::Client, void: &PendingVoid) -> Result<(), SyncError> {
+    stripe_billing::invoice::VoidInvoiceInvoice::new(void.stripe_invoice_id.as_str())
+        .customize()
+        .request_strategy(strategy(format!("ledger:invoice:{}:void", void.invoice_id))?)
+        .send(client)
+        .await?;
+    let voided = StripeInvoiceVoided { invoice_id: void.invoice_id, stripe_invoice_id: void.stripe_invoice_id.clone() };
+    append_new(state, void_stream(void.invoice_id), voided.into()).await?;
+    Ok(())
+}
+
+/// A credit note, as a Stripe credit note on its invoice's Stripe invoice
+/// (one custom line per line).
+async fn credit_note(state: &Ledger, client: &stripe::Client, pending: &PendingCreditNote) -> Result<(), SyncError> {
+    let note = &pending.note;
+    let mut lines = Vec::with_capacity(note.lines.len());
+    for line in &note.lines {
+        let mut item = stripe_billing::credit_note::CreateCreditNoteLines::new(
+            stripe_billing::credit_note::CreateCreditNoteLinesType::CustomLineItem,
+        );
+        item.description = Some(line.description.clone());
+        item.quantity = Some(1);
+        item.unit_amount = Some(cents(&line.amount)?);
+        lines.push(item);
+    }
+    let created = stripe_billing::credit_note::CreateCreditNote::new(pending.stripe_invoice_id.as_str())
+        .lines(lines)
+        .memo(note.reason.clone())
+        .metadata(HashMap::from([
+            ("ledger_credit_note_id".to_owned(), note.credit_note_id.to_string()),
+            ("ledger_invoice_id".to_owned(), note.invoice_id.to_string()),
+        ]))
+        .customize()
+        .request_strategy(strategy(format!("ledger:credit-note:{}", note.credit_note_id))?)
+        .send(client)
+        .await?;
+    let recorded = StripeCreditNoteCreated {
+        credit_note_id: note.credit_note_id,
+        invoice_id: note.invoice_id,
+        stripe_invoice_id: pending.stripe_invoice_id.clone(),
+        stripe_credit_note_id: created.id.as_str().to_owned(),
+    };
+    append_new(state, credit_note_stream(note.credit_note_id), recorded.into()).await?;
+    Ok(())
 }
 
 /// Books a sync step's result: 1 when it was done.
@@ -489,7 +571,8 @@ async fn sync_invoice(state: &Ledger, client: &stripe::Client, issued: &InvoiceI
         stripe_invoice_id: stripe_invoice_id.as_str().to_owned(),
         total: invoice.total,
     };
-    append_new(state, invoice_stream(issued.subscription_id, invoice.period), created.into()).await?;
+    let stream = StreamId::new(invoice_target(issued)).map_err(|e| SyncError::Transient(e.to_string()))?;
+    append_new(state, stream, created.into()).await?;
     Ok(())
 }
 

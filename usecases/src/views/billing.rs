@@ -45,6 +45,69 @@ pub struct Invoice {
     pub digest: String,
     /// The log sequence up to which the invoice saw usage.
     pub usage_sequence: u64,
+    /// Its void, for a voided invoice (status `void`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voided: Option<InvoiceVoid>,
+    /// The total of its credit notes, when it has any (what it asks for is
+    /// `total` less this); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credited: Option<Amount>,
+}
+
+/// A credit note against an invoice: it lowers what the invoice asks for
+/// by its total.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreditNote {
+    /// Derived from the invoice and the number.
+    pub id: Uuid,
+    pub invoice_id: Uuid,
+    pub organization_id: Uuid,
+    /// The invoice's month, `YYYY-MM`.
+    #[schema(example = "2026-01")]
+    pub period: String,
+    /// 1 for the invoice's first credit note, then 2, …
+    pub number: u32,
+    pub reason: String,
+    pub lines: Vec<CreditNoteLine>,
+    /// The sum of the lines.
+    pub total: Amount,
+    /// The log sequence it was appended at.
+    pub sequence: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreditNoteLine {
+    pub description: String,
+    pub amount: Amount,
+}
+
+impl CreditNote {
+    pub fn of(note: &billing::CreditNoteIssued, sequence: u64) -> Self {
+        Self {
+            id: note.credit_note_id,
+            invoice_id: note.invoice_id,
+            organization_id: note.organization_id.0,
+            period: period_text(note.period),
+            number: note.number,
+            reason: note.reason.clone(),
+            lines: note
+                .lines
+                .iter()
+                .map(|l| CreditNoteLine { description: l.description.clone(), amount: l.amount.into() })
+                .collect(),
+            total: note.total.into(),
+            sequence,
+        }
+    }
+}
+
+/// Why an invoice was voided.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceVoid {
+    pub reason: String,
 }
 
 /// Where the invoice's payment stands (`domain::payment`): `open` until a
@@ -60,6 +123,9 @@ pub enum InvoiceStatus {
     Open,
     Paid,
     PastDue,
+    /// Voided before it was paid: it asks for nothing, and its month is
+    /// billed again by the next billing run under a new id.
+    Void,
 }
 
 impl From<PaymentStatus> for InvoiceStatus {
@@ -68,6 +134,7 @@ impl From<PaymentStatus> for InvoiceStatus {
             PaymentStatus::Open => InvoiceStatus::Open,
             PaymentStatus::Paid => InvoiceStatus::Paid,
             PaymentStatus::PastDue => InvoiceStatus::PastDue,
+            PaymentStatus::Void => InvoiceStatus::Void,
         }
     }
 }
@@ -179,17 +246,34 @@ impl Invoice {
     /// and `replay as-of` prints. `None` for an organization not in `state`.
     pub fn of_organization(state: &LedgerState, organization_id: OrganizationId) -> Option<Vec<Self>> {
         let entry = state.organizations.get(&organization_id)?;
-        let mut items: Vec<&InvoiceIssued> = entry
+        let items: Vec<&InvoiceIssued> = entry
             .subscriptions
             .iter()
             .filter_map(|id| state.invoices.get(id))
             .flat_map(|by_month| by_month.values())
             .collect();
-        items.sort_by_key(|issued| (issued.invoice.period, issued.invoice_id));
-        let status = |issued: &InvoiceIssued| {
-            state.payments.invoices.get(&(issued.subscription_id, issued.invoice.period)).map(|p| p.status)
+        let payment = |issued: &InvoiceIssued| {
+            state
+                .payments
+                .invoices
+                .get(&(issued.subscription_id, issued.invoice.period))
+                .filter(|p| p.invoice_id == issued.invoice_id)
         };
-        Some(items.into_iter().map(|issued| Self::from(issued).with_status(status(issued))).collect())
+        let mut all: Vec<Self> =
+            items.into_iter().map(|issued| Self::from(issued).with_payment(payment(issued))).collect();
+        let voided = state.voided.values().filter(|v| v.issued.organization_id == organization_id);
+        all.extend(voided.map(Self::voided));
+        all.sort_by(|a, b| (&a.period, a.id).cmp(&(&b.period, b.id)));
+        Some(all)
+    }
+
+    /// A voided invoice: as issued, with status `void` and its reason.
+    pub fn voided(voided: &invoices::Voided) -> Self {
+        Self {
+            status: InvoiceStatus::Void,
+            voided: Some(InvoiceVoid { reason: voided.voided.reason.clone() }),
+            ..Self::from(&voided.issued)
+        }
     }
 }
 
@@ -206,13 +290,16 @@ impl Invoice {
             return Ok(None);
         }
         let issued = invoices::of_organization(db, organization_id).await?;
-        let statuses: std::collections::BTreeMap<_, _> = payments::of_organization(db, organization_id)
+        let payments: std::collections::BTreeMap<_, _> = payments::of_organization(db, organization_id)
             .await?
             .into_iter()
-            .map(|p: InvoicePayment| ((p.subscription_id, p.period), p.status))
+            .map(|p: InvoicePayment| (p.invoice_id, p))
             .collect();
-        let status = |issued: &InvoiceIssued| statuses.get(&(issued.subscription_id, issued.invoice.period)).copied();
-        Ok(Some(issued.iter().map(|issued| Self::from(issued).with_status(status(issued))).collect()))
+        let mut all: Vec<Self> =
+            issued.iter().map(|issued| Self::from(issued).with_payment(payments.get(&issued.invoice_id))).collect();
+        all.extend(invoices::voided_of_organization(db, organization_id).await?.iter().map(Self::voided));
+        all.sort_by(|a, b| (&a.period, a.id).cmp(&(&b.period, b.id)));
+        Ok(Some(all))
     }
 
     /// The invoice with its payment status as recorded (`None`: as just
@@ -222,6 +309,12 @@ impl Invoice {
             Some(status) => Self { status: status.into(), ..self },
             None => self,
         }
+    }
+
+    /// The invoice with its payment row: its status and credit notes.
+    pub fn with_payment(self, payment: Option<&InvoicePayment>) -> Self {
+        let credited = payment.map(|p| p.credited).filter(|c| !c.amount().is_zero()).map(Amount::from);
+        Self { credited, ..self.with_status(payment.map(|p| p.status)) }
     }
 }
 
@@ -279,6 +372,8 @@ impl From<&InvoiceIssued> for Invoice {
             },
             digest: issued.digest.to_hex(),
             usage_sequence: issued.usage_sequence,
+            voided: None,
+            credited: None,
         }
     }
 }

@@ -206,7 +206,8 @@ pub struct Read {
 /// What the subscription's invoices still ask for, and how they are paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dues {
-    /// The totals of its invoices not paid (open or past due).
+    /// The totals of its invoices not paid (open or past due), less their
+    /// credit notes.
     pub amount_due: Money,
     /// The part of it past due (its Stripe charge failed).
     pub amount_overdue: Money,
@@ -223,9 +224,10 @@ impl Dues {
         let zero = Money::usd(Decimal::ZERO);
         let (mut amount_due, mut amount_overdue) = (zero, zero);
         for payment in due.filter(|p| p.status.is_due()) {
-            amount_due = amount_due.checked_add(payment.total)?;
+            let owed = payment.total.checked_sub(payment.credited)?;
+            amount_due = amount_due.checked_add(owed)?;
             if payment.status == PaymentStatus::PastDue {
-                amount_overdue = amount_overdue.checked_add(payment.total)?;
+                amount_overdue = amount_overdue.checked_add(owed)?;
             }
         }
         Ok(Self { amount_due, amount_overdue, payment_method })
