@@ -353,6 +353,8 @@ ledger_events! {
         on ["stripe-event", "stripe-customer", "stripe-invoice", "stripe-payment-method", "stripe-sync"],
     /// `branding/{organization}`: white-label branding (issue 14).
     Branding(crate::branding::BrandingEvent) on ["branding"],
+    /// `staff/directory`: the vendor's staff users and service tokens (issue 15).
+    Staff(crate::staff::StaffEvent) on ["staff"],
 }
 
 #[cfg(test)]

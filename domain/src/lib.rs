@@ -28,6 +28,7 @@ pub mod payment;
 pub mod proof;
 pub mod record;
 pub mod signin;
+pub mod staff;
 pub mod sso;
 pub mod stripe;
 pub mod subscription;

@@ -144,6 +144,7 @@ fn encode(event: &LedgerEvent) -> (&'static str, u32, Vec<u8>) {
         LedgerEvent::Notification(e) => of(e),
         LedgerEvent::Stripe(e) => of(e),
         LedgerEvent::Branding(e) => of(e),
+        LedgerEvent::Staff(e) => of(e),
     }
 }
 

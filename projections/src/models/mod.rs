@@ -8,7 +8,7 @@
 //! [`subscriptions`], [`licenses`] (licenses, key hashes, deployments),
 //! [`validations`], [`usage`], [`invoices`] (with their lines), [`payments`]
 //! (each invoice's payment status, each organization's payment method), [`audit`],
-//! [`stripe`] and [`notifications`] (the outboxes), [`branding`] (white-label). [`all`] is the one list
+//! [`stripe`] and [`notifications`] (the outboxes), [`branding`] (white-label), [`staff`] (the vendor's staff and service tokens). [`all`] is the one list
 //! the runner and `replay rebuild` use.
 //!
 //! Invariants:
@@ -37,6 +37,7 @@ pub mod notifications;
 pub mod organizations;
 pub mod outbox;
 pub mod payments;
+pub mod staff;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;
@@ -63,6 +64,7 @@ pub fn all(catalog: Catalog) -> Vec<Box<dyn Projection>> {
         Box::new(stripe::Stripe),
         Box::new(notifications::Notifications::new(catalog)),
         Box::new(branding::Branding),
+        Box::new(staff::Staff),
     ]
 }
 
