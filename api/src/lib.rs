@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use domain::Clock;
 use domain::subscription::Policy;
 use store::EventLog;
@@ -91,6 +91,10 @@ pub fn app(state: AppState) -> Router {
             "/organizations/{org_id}/branding",
             get(routes::branding::get).put(routes::branding::put).delete(routes::branding::delete),
         )
+        .route("/staff", post(routes::staff::add).get(routes::staff::list))
+        .route("/staff/tokens", post(routes::staff::issue_token).get(routes::staff::tokens))
+        .route("/staff/tokens/{token_id}", delete(routes::staff::revoke_token))
+        .route("/staff/{staff_id}", patch(routes::staff::change))
         .route("/subscriptions", post(c::create_subscription))
         .route("/subscriptions/{org_id}", get(q::subscription))
         .route("/subscriptions/{org_id}/upgrade", post(c::upgrade))

@@ -46,6 +46,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod signin;
 pub mod sso;
+pub mod staff;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;

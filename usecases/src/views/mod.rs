@@ -12,6 +12,7 @@ pub mod log;
 pub mod ops;
 pub mod organizations;
 pub mod queries;
+pub mod staff;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;
