@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use domain::subscription::Policy;
 use usecases::usage::UsageSettings;
 
+mod staff_cli;
+
 #[derive(Parser)]
 #[command(name = "ledger", version, about = "Event-sourced billing, license and usage ledger")]
 struct Cli {
@@ -196,6 +198,11 @@ enum Command {
         #[command(subcommand)]
         job: Keys,
     },
+    /// The vendor's staff users and service tokens.
+    Staff {
+        #[command(subcommand)]
+        job: staff_cli::Staff,
+    },
     /// The read models.
     Projections {
         #[command(subcommand)]
@@ -325,6 +332,11 @@ async fn main() -> anyhow::Result<()> {
             login_link(email, organization, portal_url, store).await
         }
         Command::Billing { job: Billing::Run { period, preview, store } } => billing_run(period, preview, store).await,
+        Command::Staff { job } => {
+            let (action, store) = job.split();
+            let config = config(store, "127.0.0.1:0".parse()?, 0);
+            staff_cli::run(action, &usecases::Ledger::open(&config.ledger()).await?).await
+        }
         Command::Keys { job: Keys::RotateCheckpoint { store } } => {
             let config = config(store, "127.0.0.1:0".parse()?, 0);
             let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
