@@ -132,7 +132,8 @@ pub fn app(state: AppState) -> Router {
     }
     let mut router = Router::new().nest("/api/v1", api);
     if let Some(portal) = state.portal.clone() {
-        router = router.nest("/portal", portal_routes(portal));
+        router = router.nest("/portal", portal_routes(portal.clone()));
+        router = router.nest("/console", with_client_ip(portal::console::router(portal)));
     }
     let router = router
         .route("/health", get(ops::health))
@@ -150,7 +151,12 @@ pub fn app(state: AppState) -> Router {
 
 /// The portal's routes, with the client's address as the edge resolved it.
 fn portal_routes(portal: Arc<portal::Portal>) -> Router<AppState> {
-    portal::router(portal).layer(axum::middleware::map_request(|mut request: axum::extract::Request| async move {
+    with_client_ip(portal::router(portal))
+}
+
+/// The client's address, as the portal's and console's handlers read it.
+fn with_client_ip(router: Router<AppState>) -> Router<AppState> {
+    router.layer(axum::middleware::map_request(|mut request: axum::extract::Request| async move {
         if let Some(address::ClientAddress(ip)) = request.extensions().get::<address::ClientAddress>().copied() {
             request.extensions_mut().insert(portal::ClientIp(ip));
         }

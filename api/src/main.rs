@@ -64,6 +64,25 @@ struct PortalArgs {
     /// (tests with a local issuer only; off by default).
     #[arg(long)]
     sso_allow_loopback_issuer: bool,
+    /// The vendor's own OIDC provider for staff sign-in to the console
+    /// (with LEDGER_CONSOLE_OIDC_CLIENT_ID and, from the environment only,
+    /// LEDGER_CONSOLE_OIDC_CLIENT_SECRET).
+    #[arg(long, env = "LEDGER_CONSOLE_OIDC_ISSUER", requires = "console_oidc_client_id")]
+    console_oidc_issuer: Option<String>,
+    #[arg(long, env = "LEDGER_CONSOLE_OIDC_CLIENT_ID")]
+    console_oidc_client_id: Option<String>,
+}
+
+impl PortalArgs {
+    /// The console's OIDC provider, when its issuer is set.
+    fn console_oidc(&self) -> anyhow::Result<Option<portal::ConsoleOidc>> {
+        let Some(issuer) = self.console_oidc_issuer.clone().filter(|i| !i.is_empty()) else { return Ok(None) };
+        let client_id = self.console_oidc_client_id.clone().unwrap_or_default();
+        // A secret: from the environment only, like the bootstrap tokens.
+        let client_secret = std::env::var("LEDGER_CONSOLE_OIDC_CLIENT_SECRET")
+            .map_err(|_| anyhow::anyhow!("LEDGER_CONSOLE_OIDC_ISSUER needs LEDGER_CONSOLE_OIDC_CLIENT_SECRET"))?;
+        Ok(Some(portal::ConsoleOidc { issuer, client_id, client_secret }))
+    }
 }
 
 impl PortalArgs {
@@ -411,6 +430,7 @@ async fn serve(
         secure_cookies: !portal.portal_insecure_cookies,
         releases_per_license_per_hour: edge.releases_per_license_per_hour,
         sso_allow_loopback_issuer: portal.sso_allow_loopback_issuer,
+        console_oidc: portal.console_oidc()?,
     };
     ledger_api::serve(config, edge, portal).await
 }

@@ -26,6 +26,7 @@ pub mod billing;
 pub mod branding;
 pub mod caller;
 pub mod clock;
+pub mod console;
 pub mod command;
 pub mod deployment_keys;
 pub mod deployments;

@@ -18,8 +18,6 @@ use crate::openapi::ProblemResponses;
 
 type Answer<T> = Result<(StatusCode, Json<T>), ApiError>;
 
-const ROLE_PATTERN: &str = "^(staff_admin|billing|support|auditor)$";
-
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddStaff {
@@ -167,14 +165,4 @@ pub async fn revoke_token(
     let CommandRequest { caller, context, .. } = request;
     let token_id = ServiceTokenId(token_id);
     Ok((StatusCode::OK, Json(staff::revoke_service_token(&state, &caller, &context, token_id).await?)))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_role_pattern_names_every_role() {
-        for role in domain::staff::StaffRole::ALL {
-            assert!(super::ROLE_PATTERN.contains(role.as_str()));
-        }
-    }
 }
