@@ -71,7 +71,7 @@ pub fn client_license_key() -> String {
 
 /// The stream category of each aggregate of [`LedgerEvent::STORED_TYPES`],
 /// in its order (the `ledger_events!` list in domain/src/event.rs).
-pub const CATEGORIES: [&str; 10] = [
+pub const CATEGORIES: [&str; 11] = [
     "org",
     "subscription",
     "license",
@@ -82,6 +82,7 @@ pub const CATEGORIES: [&str; 10] = [
     "notification",
     "stripe-event",
     "branding",
+    "staff",
 ];
 
 fn header(category: &str, event_type: &str, schema_version: u32) -> RecordHeader {
