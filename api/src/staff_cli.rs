@@ -26,6 +26,17 @@ pub enum Staff {
         #[command(flatten)]
         store: Store,
     },
+    /// Print a sign-in link to the console for an active staff user
+    /// (valid 15 minutes, once), when there is no SMTP.
+    LoginLink {
+        #[arg(long)]
+        email: String,
+        /// The server's public URL, which the link begins with.
+        #[arg(long, env = "LEDGER_PORTAL_URL", default_value = "http://127.0.0.1:8080")]
+        portal_url: String,
+        #[command(flatten)]
+        store: Store,
+    },
     /// Service tokens.
     Token {
         #[command(subcommand)]
@@ -54,12 +65,14 @@ pub enum Token {
 pub enum Action {
     Add { email: String, name: String, role: String },
     IssueToken { role: String, expires_days: u32, name: String },
+    LoginLink { email: String, portal_url: String },
 }
 
 impl Staff {
     pub fn split(self) -> (Action, Store) {
         match self {
             Staff::Add { email, name, role, store } => (Action::Add { email, name, role }, store),
+            Staff::LoginLink { email, portal_url, store } => (Action::LoginLink { email, portal_url }, store),
             Staff::Token { job: Token::Issue { role, expires_days, name, store } } => {
                 (Action::IssueToken { role, expires_days, name }, store)
             }
@@ -83,6 +96,10 @@ pub async fn run(action: Action, ledger: &usecases::Ledger) -> anyhow::Result<()
         Action::IssueToken { role, expires_days, name } => {
             let input = IssueServiceTokenInput { name, role: parse_staff_role(&role)?, expires_in_days: expires_days };
             serde_json::to_string_pretty(&staff::issue_service_token(ledger, &caller, &context, input).await?)?
+        }
+        Action::LoginLink { email, portal_url } => {
+            let link = usecases::console::link_for_email(ledger, &portal_url, &email).await?;
+            link.map(|(_, url)| url).ok_or_else(|| anyhow::anyhow!("no active staff user {email:?}"))?
         }
     };
     println!("{answer}");
