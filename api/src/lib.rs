@@ -133,7 +133,7 @@ pub fn app(state: AppState) -> Router {
     let mut router = Router::new().nest("/api/v1", api);
     if let Some(portal) = state.portal.clone() {
         router = router.nest("/portal", portal_routes(portal.clone()));
-        router = router.nest("/console", with_client_ip(portal::console::router(portal)));
+        router = router.merge(with_client_ip(portal::console::router(portal)));
     }
     let router = router
         .route("/health", get(ops::health))

@@ -41,18 +41,20 @@ const TOUCH_EVERY_MICROS: i64 = 60 * 1_000_000;
 /// The longest User-Agent kept with a session.
 const USER_AGENT_CHARS_MAX: usize = 200;
 
-/// The console's routes, to nest under `/console`.
+/// The console's routes, with their whole paths (`/console`, `/console/`,
+/// `/console/…`), to merge into the server's router: nested, `/console/`
+/// would not be served.
 pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S> {
     Router::new()
-        .route("/", get(pages::home))
-        .route("/signin", get(signin::form).post(signin::request))
-        .route("/link", get(signin::link_page).post(signin::use_link))
-        .route("/signout", post(signin::sign_out))
-        .route("/staff", get(pages::staff).post(pages::add_staff))
-        .route("/staff/{staff}/role", post(pages::change_role))
-        .route("/staff/{staff}/disable", post(pages::disable))
+        .route("/console", get(pages::home))
+        .route("/console/", get(pages::home))
+        .route("/console/signin", get(signin::form).post(signin::request))
+        .route("/console/link", get(signin::link_page).post(signin::use_link))
+        .route("/console/signout", post(signin::sign_out))
+        .route("/console/staff", get(pages::staff).post(pages::add_staff))
+        .route("/console/staff/{staff}/role", post(pages::change_role))
+        .route("/console/staff/{staff}/disable", post(pages::disable))
         .merge(oidc::routes())
-        .fallback(|| async { ConsoleError(PortalError::NotFound) })
         .layer(axum::middleware::from_fn(crate::headers::security))
         .with_state(portal)
 }

@@ -42,7 +42,7 @@ pub fn configured(ledger: &usecases::Ledger, oidc: &ConsoleOidc) -> anyhow::Resu
 
 pub fn routes() -> axum::Router<Arc<Portal>> {
     use axum::routing::{get, post};
-    axum::Router::new().route("/oidc", post(start)).route("/oidc/callback", get(callback))
+    axum::Router::new().route("/console/oidc", post(start)).route(CALLBACK_PATH, get(callback))
 }
 
 #[derive(Deserialize)]
