@@ -206,7 +206,8 @@ async fn staff_sign_in_to_the_console_and_each_role_sees_its_pages(backend: Back
 
     // The first staff admin, from the command line (the bootstrap token's
     // act); a support and a billing user through the API.
-    let added = backend.cli(&["staff", "add", "--email", "Ada@Vendor.test", "--name", "Ada", "--role", "staff_admin"]).await;
+    let added =
+        backend.cli(&["staff", "add", "--email", "Ada@Vendor.test", "--name", "Ada", "--role", "staff_admin"]).await;
     assert!(added.status.success(), "staff add: {}", String::from_utf8_lossy(&added.stderr));
     let ada: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
     let ada = ada["id"].as_str().unwrap().to_owned();
@@ -252,12 +253,10 @@ async fn staff_sign_in_to_the_console_and_each_role_sees_its_pages(backend: Back
     let done = ada_browser.request(Method::POST, &s.url("/console/staff"), Some(&with)).await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("eve@vendor.test"), "{}", done.body);
-    assert_eq!(actors_of(&backend, "StaffUserAdded").await, [
-        "operator".to_owned(),
-        "operator".to_owned(),
-        "operator".to_owned(),
-        format!("staff:{ada}:staff_admin"),
-    ]);
+    assert_eq!(
+        actors_of(&backend, "StaffUserAdded").await,
+        ["operator".to_owned(), "operator".to_owned(), "operator".to_owned(), format!("staff:{ada}:staff_admin"),]
+    );
 
     // Sam (support) by a magic link: the organizations, not the staff page.
     let link = login_link(&backend, "sam@vendor.test").await;
@@ -271,8 +270,9 @@ async fn staff_sign_in_to_the_console_and_each_role_sees_its_pages(backend: Back
     assert!(home.body.contains("Acme GmbH") && !home.body.contains("href=\"/console/staff\""), "{}", home.body);
     let staff = sam_browser.request(Method::GET, &s.url("/console/staff"), None).await;
     assert_eq!(staff.status, 403, "support may not manage staff");
-    let forged = [("name", "X"), ("email", "x@vendor.test"), ("role", "staff_admin"), ("csrf", csrf_field(&home.body).as_str())]
-        .map(|(k, v)| (k, v.to_owned()));
+    let forged =
+        [("name", "X"), ("email", "x@vendor.test"), ("role", "staff_admin"), ("csrf", csrf_field(&home.body).as_str())]
+            .map(|(k, v)| (k, v.to_owned()));
     let forged: Vec<(&str, &str)> = forged.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let refused = sam_browser.request(Method::POST, &s.url("/console/staff"), Some(&forged)).await;
     assert_eq!(refused.status, 403, "{}", refused.body);

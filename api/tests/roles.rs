@@ -974,12 +974,32 @@ async fn a_service_tokens_action_is_attributed_to_it_and_revocation_ends_it() {
 async fn bad_staff_inputs_are_refused() {
     let fixture = Fixture::new().await;
     let cases = [
-        (Method::POST, "/api/v1/staff".to_owned(), json!({ "name": "", "email": "a@v.example", "role": "billing" }), 400),
+        (
+            Method::POST,
+            "/api/v1/staff".to_owned(),
+            json!({ "name": "", "email": "a@v.example", "role": "billing" }),
+            400,
+        ),
         (Method::POST, "/api/v1/staff".to_owned(), json!({ "name": "A", "email": "nope", "role": "billing" }), 400),
         (Method::POST, "/api/v1/staff".to_owned(), json!({ "name": "A", "email": "a@v.example", "role": "root" }), 400),
-        (Method::POST, "/api/v1/staff".to_owned(), json!({ "name": "X", "email": "X@vendor.example", "role": "billing" }), 409),
-        (Method::POST, "/api/v1/staff/tokens".to_owned(), json!({ "name": "t", "role": "billing", "expiresInDays": 367 }), 400),
-        (Method::POST, "/api/v1/staff/tokens".to_owned(), json!({ "name": "t", "role": "billing", "expiresInDays": 0 }), 400),
+        (
+            Method::POST,
+            "/api/v1/staff".to_owned(),
+            json!({ "name": "X", "email": "X@vendor.example", "role": "billing" }),
+            409,
+        ),
+        (
+            Method::POST,
+            "/api/v1/staff/tokens".to_owned(),
+            json!({ "name": "t", "role": "billing", "expiresInDays": 367 }),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/v1/staff/tokens".to_owned(),
+            json!({ "name": "t", "role": "billing", "expiresInDays": 0 }),
+            400,
+        ),
         (Method::PATCH, format!("/api/v1/staff/{}", fixture.staff_x), json!({ "role": "support" }), 409),
         (Method::PATCH, format!("/api/v1/staff/{}", fixture.staff_x), json!({}), 400),
         (Method::PATCH, format!("/api/v1/staff/{}", uuid::Uuid::nil()), json!({ "disabled": true }), 404),

@@ -158,5 +158,7 @@ fn the_directory_is_bounded() {
     let many: Vec<StaffEvent> = (0..ledger_domain::staff::STAFF_USERS_MAX as u128)
         .map(|n| added(1000 + n, &format!("s{n}@vendor.example"), StaffRole::Support))
         .collect();
-    given(many).when(add(1, "One more", "more@vendor.example", StaffRole::Support)).then_expect_error(StaffError::TooManyUsers);
+    given(many)
+        .when(add(1, "One more", "more@vendor.example", StaffRole::Support))
+        .then_expect_error(StaffError::TooManyUsers);
 }

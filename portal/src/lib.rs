@@ -117,7 +117,8 @@ impl Portal {
             queue
         });
         let sso = sso::Sso::new(settings.sso_allow_loopback_issuer)?;
-        let console_oidc = settings.console_oidc.as_ref().map(|oidc| console::oidc::configured(&ledger, oidc)).transpose()?;
+        let console_oidc =
+            settings.console_oidc.as_ref().map(|oidc| console::oidc::configured(&ledger, oidc)).transpose()?;
         Ok(Arc::new(Self {
             console_oidc,
             sso,

@@ -38,9 +38,15 @@ pub enum Caller {
         user_id: UserId,
     },
     /// A vendor's staff user signed in to the console.
-    Staff { staff_id: StaffId, role: StaffRole },
+    Staff {
+        staff_id: StaffId,
+        role: StaffRole,
+    },
     /// A vendor's service token (`ls1_…`).
-    Service { token_id: ServiceTokenId, role: StaffRole },
+    Service {
+        token_id: ServiceTokenId,
+        role: StaffRole,
+    },
 }
 
 /// How much an organization's own members need for a route.

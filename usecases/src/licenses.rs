@@ -1,10 +1,10 @@
 //! License keys: making a new key, showing it again, revoking it, and the
 //! end of an old key's supersede window.
 
-use domain::staff::StaffPermission;
 use domain::event::LedgerEvent;
 use domain::keys::{license_key, license_key_hash};
 use domain::license::{License, LicenseCommand, LicenseEvent};
+use domain::staff::StaffPermission;
 use domain::workflows::NewKey;
 use domain::{LicenseId, Timestamp};
 

@@ -1,9 +1,9 @@
 //! Operations: readiness, the server's public keys, the manual test clock.
 
-use domain::staff::StaffPermission;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use domain::Timestamp;
+use domain::staff::StaffPermission;
 
 use crate::clock::ClockError;
 use crate::error::Error;

@@ -3,10 +3,10 @@
 //! Creating an organization is the operator's; an organization's own
 //! admin manages its users and tokens.
 
-use domain::staff::StaffPermission;
 use domain::event::LedgerEvent;
 use domain::keys::{api_token, api_token_hash};
 use domain::organization::{Organization, OrganizationCommand, OrganizationEvent, Role};
+use domain::staff::StaffPermission;
 use domain::{OrganizationId, Timestamp, TokenId, UserId};
 use uuid::Uuid;
 

@@ -2,10 +2,10 @@
 //! details, licenses, the enforcement check, the audit. They read the read
 //! models only.
 
-use domain::staff::StaffPermission;
 use chrono::NaiveDate;
 use domain::enforcement::{Action, Entitlement, decide};
 use domain::license::{KeyState, License};
+use domain::staff::StaffPermission;
 use std::collections::BTreeMap;
 
 use domain::subscription::{Status, Subscription};

@@ -68,7 +68,11 @@ fn refused(error: StaffError) -> Error {
 }
 
 /// Decides one command on the staff directory and appends it.
-async fn on_directory(ledger: &Ledger, context: &Context, command: impl Fn() -> StaffCommand) -> Result<Appended, Error> {
+async fn on_directory(
+    ledger: &Ledger,
+    context: &Context,
+    command: impl Fn() -> StaffCommand,
+) -> Result<Appended, Error> {
     execute(ledger, context, || async {
         let mut directory = load::<StaffDirectory>(ledger, domain::staff::stream()).await?;
         directory.decide(command(), &()).await.map_err(refused)?;

@@ -7,12 +7,12 @@
 //! functions check the caller, load the aggregates, hand them over and
 //! append what was decided as one atomic group.
 
-use domain::staff::StaffPermission;
 use chrono::NaiveDate;
 use domain::catalog::Tier;
 use domain::event::LedgerEvent;
 use domain::license::License;
 use domain::organization::Organization;
+use domain::staff::StaffPermission;
 use domain::subscription::{AddonKind, Pricing, Subscription, SubscriptionCommand, SubscriptionEvent};
 use domain::workflows::{self, AddonPurchase, NewSubscription, Purchase, Subscribed, UpgradeOrder};
 use domain::{AddonId, LicenseId, OrganizationId, SubscriptionId};

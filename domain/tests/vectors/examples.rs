@@ -36,8 +36,8 @@ use ledger_domain::organization::{
     SubscriptionStarted, UserAdded, UserDeactivated, UserRoleChanged,
 };
 use ledger_domain::staff::{
-    self as staff, ServiceTokenId, ServiceTokenIssued, ServiceTokenRevoked, StaffEvent, StaffId, StaffRole, StaffRoleChanged,
-    StaffUserAdded, StaffUserDisabled,
+    self as staff, ServiceTokenId, ServiceTokenIssued, ServiceTokenRevoked, StaffEvent, StaffId, StaffRole,
+    StaffRoleChanged, StaffUserAdded, StaffUserDisabled,
 };
 use ledger_domain::stripe::{
     self, Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled,

@@ -36,8 +36,15 @@ pub fn configured(ledger: &usecases::Ledger, oidc: &ConsoleOidc) -> anyhow::Resu
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let secret = &ledger.keys.secret;
-    let sealed_secret = SsoConfigured::seal_secret(secret, VENDOR, &issuer, &oidc.client_id, &oidc.client_secret, nonce);
-    Ok(SsoConfigured { organization_id: VENDOR, issuer, client_id: oidc.client_id.clone(), sealed_secret, at: ledger.now() })
+    let sealed_secret =
+        SsoConfigured::seal_secret(secret, VENDOR, &issuer, &oidc.client_id, &oidc.client_secret, nonce);
+    Ok(SsoConfigured {
+        organization_id: VENDOR,
+        issuer,
+        client_id: oidc.client_id.clone(),
+        sealed_secret,
+        at: ledger.now(),
+    })
 }
 
 pub fn routes() -> axum::Router<Arc<Portal>> {
@@ -112,14 +119,15 @@ pub async fn callback(
     let config = portal.console_oidc.as_ref().ok_or(PortalError::NotFound)?;
     let sealed = session::cookie_value(&headers, PENDING_COOKIE).unwrap_or_default();
     let pending = Pending::open(&portal.ledger.keys.secret, &sealed, portal.ledger.now()).filter(|p| {
-        p.organization_id == VENDOR
-            && !query.state.is_empty()
-            && domain::keys::constant_time_eq(&p.state, &query.state)
+        p.organization_id == VENDOR && !query.state.is_empty() && domain::keys::constant_time_eq(&p.state, &query.state)
     });
     let Some(pending) = pending else {
         return Err(refused("This sign-in has expired or was not started here. Start again."));
     };
-    if query.code.is_empty() || query.code.len() > CALLBACK_PARAM_CHARS_MAX || query.state.len() > CALLBACK_PARAM_CHARS_MAX {
+    if query.code.is_empty()
+        || query.code.len() > CALLBACK_PARAM_CHARS_MAX
+        || query.state.len() > CALLBACK_PARAM_CHARS_MAX
+    {
         return Err(refused("The identity provider did not sign you in."));
     }
     let identity = crate::sso::identity(&portal, config, &pending, query.code, CALLBACK_PATH).await?;
@@ -131,7 +139,8 @@ pub async fn callback(
     };
     let Some(staff) = staff else {
         tracing::info!(%address, "console OIDC sign-in refused: no active staff user with a verified e-mail");
-        let page = super::ErrorPage { title: "Not allowed", message: "This account is not an active staff user's.".into() };
+        let page =
+            super::ErrorPage { title: "Not allowed", message: "This account is not an active staff user's.".into() };
         return Ok((StatusCode::FORBIDDEN, page).into_response());
     };
     let session_id = uuid::Uuid::new_v4();

@@ -112,7 +112,14 @@ async fn staff_page(portal: &Portal, signed: &StaffSigned, message: Option<Strin
     let staff = list
         .items
         .into_iter()
-        .map(|s| StaffLine { me: s.id == me, id: s.id.to_string(), name: s.name, email: s.email, role: s.role, active: s.active })
+        .map(|s| StaffLine {
+            me: s.id == me,
+            id: s.id.to_string(),
+            name: s.name,
+            email: s.email,
+            role: s.role,
+            active: s.active,
+        })
         .collect();
     let roles = StaffRole::ALL.iter().map(|r| r.as_str()).collect();
     Ok(StaffPage { nav: nav(signed, "staff"), staff, roles, message }.into_response())

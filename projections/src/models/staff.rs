@@ -5,12 +5,10 @@
 //! refused by every node once its tables include it, as org tokens are.
 //! The console reads a staff user's row (by id, or active by e-mail).
 
+use domain::Timestamp;
 use domain::event::LedgerEvent;
 use domain::record::{Hash, Record};
-use domain::staff::{
-    SERVICE_TOKENS_MAX, STAFF_USERS_MAX, ServiceTokenId, StaffEvent, StaffId, StaffRole,
-};
-use domain::Timestamp;
+use domain::staff::{SERVICE_TOKENS_MAX, STAFF_USERS_MAX, ServiceTokenId, StaffEvent, StaffId, StaffRole};
 use serde::{Deserialize, Serialize};
 
 use super::{decoded, encoded};
@@ -112,7 +110,11 @@ fn write_staff(changes: &mut Changes<'_>, row: &StaffRow) -> Result<(), DbError>
     changes.upsert(&STAFF, vec![row.staff_id.0.into(), row.email.as_str().into(), row.active.into(), encoded(row)])
 }
 
-fn update_staff(changes: &mut Changes<'_>, staff_id: StaffId, change: impl FnOnce(&mut StaffRow)) -> Result<(), DbError> {
+fn update_staff(
+    changes: &mut Changes<'_>,
+    staff_id: StaffId,
+    change: impl FnOnce(&mut StaffRow),
+) -> Result<(), DbError> {
     if let Some(row) = changes.get(&STAFF, &[staff_id.0.into()])? {
         let mut staff: StaffRow = decoded(&row, 3)?;
         change(&mut staff);
