@@ -181,6 +181,8 @@ impl Edge {
     }
 }
 
+// Parsed once, at start: the size of `Serve`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server.

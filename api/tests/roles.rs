@@ -476,7 +476,7 @@ struct Fixture {
     staff_x: String,
     spare_service_token: String,
     /// Service tokens of the staff roles (issue 15), for [`staff_matrix`].
-    staff_tokens: Vec<(Staff, Token)>,
+    staff_tokens: Vec<(StaffCaller, Token)>,
     unique: u32,
 }
 
@@ -832,7 +832,7 @@ fn same_route(concrete: &str, route: &str) -> bool {
 /// The vendor's staff roles (issue 15), each as a service token the
 /// operator issued: the matrix's further columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Staff {
+enum StaffCaller {
     StaffAdmin,
     Billing,
     Support,
@@ -840,15 +840,16 @@ enum Staff {
     Auditor,
 }
 
-const STAFF_CALLERS: [Staff; 4] = [Staff::StaffAdmin, Staff::Billing, Staff::Support, Staff::Auditor];
+const STAFF_CALLERS: [StaffCaller; 4] =
+    [StaffCaller::StaffAdmin, StaffCaller::Billing, StaffCaller::Support, StaffCaller::Auditor];
 
-impl Staff {
+impl StaffCaller {
     fn role(self) -> &'static str {
         match self {
-            Staff::StaffAdmin => "staff_admin",
-            Staff::Billing => "billing",
-            Staff::Support => "support",
-            Staff::Auditor => "auditor",
+            StaffCaller::StaffAdmin => "staff_admin",
+            StaffCaller::Billing => "billing",
+            StaffCaller::Support => "support",
+            StaffCaller::Auditor => "auditor",
         }
     }
 }

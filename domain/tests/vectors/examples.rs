@@ -773,6 +773,15 @@ fn later() -> Vec<Example> {
                 deployment_id: DEPLOYMENT.into(),
             })),
         ),
+    ]
+    .into_iter()
+    .chain(staff_examples())
+    .collect()
+}
+
+/// The staff directory's events (issue 15).
+fn staff_examples() -> Vec<Example> {
+    vec![
         example(staff::stream(), 1, "2027-02-01T09:00:00Z", operator("req-0f0101"), Some("operator:staff-1")).current(
             LedgerEvent::Staff(StaffEvent::StaffUserAdded(StaffUserAdded {
                 staff_id: STAFF,
