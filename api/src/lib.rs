@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use domain::Clock;
 use domain::subscription::Policy;
 use store::EventLog;
@@ -91,6 +91,10 @@ pub fn app(state: AppState) -> Router {
             "/organizations/{org_id}/branding",
             get(routes::branding::get).put(routes::branding::put).delete(routes::branding::delete),
         )
+        .route("/staff", post(routes::staff::add).get(routes::staff::list))
+        .route("/staff/tokens", post(routes::staff::issue_token).get(routes::staff::tokens))
+        .route("/staff/tokens/{token_id}", delete(routes::staff::revoke_token))
+        .route("/staff/{staff_id}", patch(routes::staff::change))
         .route("/subscriptions", post(c::create_subscription))
         .route("/subscriptions/{org_id}", get(q::subscription))
         .route("/subscriptions/{org_id}/upgrade", post(c::upgrade))
@@ -138,7 +142,8 @@ pub fn app(state: AppState) -> Router {
     }
     let mut router = Router::new().nest("/api/v1", api);
     if let Some(portal) = state.portal.clone() {
-        router = router.nest("/portal", portal_routes(portal));
+        router = router.nest("/portal", portal_routes(portal.clone()));
+        router = router.merge(with_client_ip(portal::console::router(portal)));
     }
     let router = router
         .route("/health", get(ops::health))
@@ -156,7 +161,12 @@ pub fn app(state: AppState) -> Router {
 
 /// The portal's routes, with the client's address as the edge resolved it.
 fn portal_routes(portal: Arc<portal::Portal>) -> Router<AppState> {
-    portal::router(portal).layer(axum::middleware::map_request(|mut request: axum::extract::Request| async move {
+    with_client_ip(portal::router(portal))
+}
+
+/// The client's address, as the portal's and console's handlers read it.
+fn with_client_ip(router: Router<AppState>) -> Router<AppState> {
+    router.layer(axum::middleware::map_request(|mut request: axum::extract::Request| async move {
         if let Some(address::ClientAddress(ip)) = request.extensions().get::<address::ClientAddress>().copied() {
             request.extensions_mut().insert(portal::ClientIp(ip));
         }

@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use domain::subscription::Policy;
 use usecases::usage::UsageSettings;
 
+mod staff_cli;
+
 #[derive(Parser)]
 #[command(name = "ledger", version, about = "Event-sourced billing, license and usage ledger")]
 struct Cli {
@@ -62,6 +64,25 @@ struct PortalArgs {
     /// (tests with a local issuer only; off by default).
     #[arg(long)]
     sso_allow_loopback_issuer: bool,
+    /// The vendor's own OIDC provider for staff sign-in to the console
+    /// (with LEDGER_CONSOLE_OIDC_CLIENT_ID and, from the environment only,
+    /// LEDGER_CONSOLE_OIDC_CLIENT_SECRET).
+    #[arg(long, env = "LEDGER_CONSOLE_OIDC_ISSUER", requires = "console_oidc_client_id")]
+    console_oidc_issuer: Option<String>,
+    #[arg(long, env = "LEDGER_CONSOLE_OIDC_CLIENT_ID")]
+    console_oidc_client_id: Option<String>,
+}
+
+impl PortalArgs {
+    /// The console's OIDC provider, when its issuer is set.
+    fn console_oidc(&self) -> anyhow::Result<Option<portal::ConsoleOidc>> {
+        let Some(issuer) = self.console_oidc_issuer.clone().filter(|i| !i.is_empty()) else { return Ok(None) };
+        let client_id = self.console_oidc_client_id.clone().unwrap_or_default();
+        // A secret: from the environment only, like the bootstrap tokens.
+        let client_secret = std::env::var("LEDGER_CONSOLE_OIDC_CLIENT_SECRET")
+            .map_err(|_| anyhow::anyhow!("LEDGER_CONSOLE_OIDC_ISSUER needs LEDGER_CONSOLE_OIDC_CLIENT_SECRET"))?;
+        Ok(Some(portal::ConsoleOidc { issuer, client_id, client_secret }))
+    }
 }
 
 impl PortalArgs {
@@ -166,6 +187,8 @@ impl Edge {
     }
 }
 
+// Parsed once, at start: the size of `Serve`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server.
@@ -201,6 +224,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         job: Keys,
+    },
+    /// The vendor's staff users and service tokens.
+    Staff {
+        #[command(subcommand)]
+        job: staff_cli::Staff,
     },
     /// The read models.
     Projections {
@@ -446,6 +474,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Billing { job: Billing::CreditNote { invoice, reason, lines, store } } => {
             billing_credit_note(invoice, reason, lines, store).await
         }
+        Command::Staff { job } => {
+            let (action, store) = job.split();
+            let config = config(store, "127.0.0.1:0".parse()?, 0);
+            staff_cli::run(action, &usecases::Ledger::open(&config.ledger()).await?).await
+        }
         Command::Keys { job: Keys::RotateCheckpoint { store } } => {
             let config = config(store, "127.0.0.1:0".parse()?, 0);
             let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
@@ -575,6 +608,7 @@ async fn serve(
         secure_cookies: !portal.portal_insecure_cookies,
         releases_per_license_per_hour: edge.releases_per_license_per_hour,
         sso_allow_loopback_issuer: portal.sso_allow_loopback_issuer,
+        console_oidc: portal.console_oidc()?,
     };
     ledger_api::serve(config, edge, portal).await
 }

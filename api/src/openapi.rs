@@ -62,6 +62,8 @@ use crate::routes;
         routes::commands::change_role,
         routes::commands::issue_token,
         routes::commands::revoke_token,
+        routes::staff::add, routes::staff::list, routes::staff::change,
+        routes::staff::issue_token, routes::staff::tokens, routes::staff::revoke_token,
         routes::commands::create_subscription,
         routes::commands::upgrade,
         routes::commands::preview_change,

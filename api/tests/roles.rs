@@ -122,6 +122,7 @@ fn matrix() -> Vec<Row> {
     const POST: Method = Method::POST;
     const PUT: Method = Method::PUT;
     const DELETE: Method = Method::DELETE;
+    const PATCH: Method = Method::PATCH;
     vec![
         // Columns: [operator, auditor, A-admin, A-analyst, A-viewer, B-admin, no credential, garbage credential]
         // Public: no credential needed, and a bad one is not even looked at.
@@ -415,6 +416,24 @@ fn matrix() -> Vec<Row> {
             Some(r#"{"reason":"roles matrix"}"#),
             [OK, FB, FB, FB, FB, FB, UA, UA],
         ),
+        // The vendor's staff and service tokens: a staff admin's (the
+        // operator's bootstrap token is one; the auditor's is not).
+        row(
+            POST,
+            "/api/v1/staff",
+            Some(r#"{"name":"Staff {n}","email":"staff-{n}@vendor.example","role":"support"}"#),
+            [OK, FB, FB, FB, FB, FB, UA, UA],
+        ),
+        row(GET, "/api/v1/staff", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
+        row(PATCH, "/api/v1/staff/{staffX}", Some(r#"{"role":"billing"}"#), [OK, FB, FB, FB, FB, FB, UA, UA]),
+        row(
+            POST,
+            "/api/v1/staff/tokens",
+            Some(r#"{"name":"token {n}","role":"auditor","expiresInDays":30}"#),
+            [OK, FB, FB, FB, FB, FB, UA, UA],
+        ),
+        row(GET, "/api/v1/staff/tokens", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
+        row(DELETE, "/api/v1/staff/tokens/{spareServiceToken}", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
         // Operator only: the test clock (the server runs a manual clock here).
         row(POST, "/api/v1/test-clock", Some(r#"{"now":"2026-01-10T00:01:00Z"}"#), [OK, FB, FB, FB, FB, FB, UA, UA]),
     ]
@@ -489,6 +508,11 @@ struct Fixture {
     a_analyst: Token,
     a_viewer: Token,
     b_admin: Token,
+    /// A staff user (support) no caller is, and a service token no caller uses.
+    staff_x: String,
+    spare_service_token: String,
+    /// Service tokens of the staff roles (issue 15), for [`staff_matrix`].
+    staff_tokens: Vec<(StaffCaller, Token)>,
     unique: u32,
 }
 
@@ -570,6 +594,21 @@ impl Fixture {
         let license_c = license(&org_c).await;
         let extra = json!({ "kind": "extra_data_tb", "quantity": 1, "effectiveDate": "2026-01-10" });
         let addon_a = id(op(Method::POST, format!("/api/v1/subscriptions/{org_a}/addons"), extra).await, "addonId");
+        let staff = json!({ "name": "Staff X", "email": "x@vendor.example", "role": "support" });
+        let staff_x = id(op(Method::POST, "/api/v1/staff".into(), staff).await, "id");
+        let service = |role: &'static str| {
+            let op = &op;
+            async move {
+                let body = json!({ "name": format!("{role} automation"), "role": role, "expiresInDays": 30 });
+                let answer = op(Method::POST, "/api/v1/staff/tokens".into(), body).await;
+                Token { id: id(answer.clone(), "tokenId"), secret: id(answer, "token") }
+            }
+        };
+        let spare_service_token = service("billing").await.id;
+        let mut staff_tokens = Vec::new();
+        for who in STAFF_CALLERS {
+            staff_tokens.push((who, service(who.role()).await));
+        }
         Fixture {
             _dir: dir,
             app,
@@ -590,6 +629,9 @@ impl Fixture {
             a_analyst,
             a_viewer,
             b_admin,
+            staff_x,
+            spare_service_token,
+            staff_tokens,
             unique: 0,
         }
     }
@@ -623,6 +665,8 @@ impl Fixture {
             .replace("{keyA}", &self.key_a)
             .replace("{offlineRequestA}", &self.offline_request_a)
             .replace("{usageExportA}", &self.usage_export_a)
+            .replace("{staffX}", &self.staff_x)
+            .replace("{spareServiceToken}", &self.spare_service_token)
             .replace("{n}", &self.unique.to_string())
     }
 
@@ -863,4 +907,211 @@ fn the_matrix_covers_every_route_of_the_router() {
 fn same_route(concrete: &str, route: &str) -> bool {
     let (a, b): (Vec<&str>, Vec<&str>) = (concrete.split('/').collect(), route.split('/').collect());
     a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x == y || y.starts_with('{'))
+}
+
+/// The vendor's staff roles (issue 15), each as a service token the
+/// operator issued: the matrix's further columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StaffCaller {
+    StaffAdmin,
+    Billing,
+    Support,
+    /// An auditor service token (the bootstrap auditor is `Who::Auditor`).
+    Auditor,
+}
+
+const STAFF_CALLERS: [StaffCaller; 4] =
+    [StaffCaller::StaffAdmin, StaffCaller::Billing, StaffCaller::Support, StaffCaller::Auditor];
+
+impl StaffCaller {
+    fn role(self) -> &'static str {
+        match self {
+            StaffCaller::StaffAdmin => "staff_admin",
+            StaffCaller::Billing => "billing",
+            StaffCaller::Support => "support",
+            StaffCaller::Auditor => "auditor",
+        }
+    }
+}
+
+/// Representative routes, asked by each staff role's service token
+/// (README, "Staff and service tokens"). Columns: staff admin, billing,
+/// support, auditor.
+fn staff_matrix() -> Vec<(Method, &'static str, Option<&'static str>, [Expect; 4])> {
+    let (get, post) = (Method::GET, Method::POST);
+    vec![
+        // Reading every organization, the log, audit, figures: every role.
+        (get.clone(), "/api/v1/organizations", None, [OK, OK, OK, OK]),
+        (get.clone(), "/api/v1/log/head", None, [OK, OK, OK, OK]),
+        (get.clone(), "/api/v1/log/proof/consistency?from=1", None, [OK, OK, OK, OK]),
+        (get.clone(), "/api/v1/audit", None, [OK, OK, OK, OK]),
+        (get.clone(), "/metrics", None, [OK, OK, OK, OK]),
+        (get.clone(), "/api/v1/subscriptions/{A}", None, [OK, OK, OK, OK]),
+        (get.clone(), "/api/v1/organizations/{A}/invoices", None, [OK, OK, OK, OK]),
+        (get.clone(), "/api/v1/audit?organizationId={A}", None, [OK, OK, OK, OK]),
+        // What API.md calls the operator's: staff admin and billing.
+        (post.clone(), "/api/v1/organizations", Some(r#"{"name":"Org {n}"}"#), [OK, OK, FB, FB]),
+        (
+            post.clone(),
+            "/api/v1/subscriptions",
+            Some(r#"{"organizationId":"{D}","tier":"starter","startDate":"2026-01-01"}"#),
+            [OK, OK, FB, FB],
+        ),
+        (post.clone(), "/api/v1/organizations/{A}/tokens", Some(r#"{"role":"viewer"}"#), [OK, OK, FB, FB]),
+        (
+            post.clone(),
+            "/api/v1/subscriptions/{A}/addons",
+            Some(r#"{"kind":"custom_module","quantity":1,"annualPrice":"12000.00","effectiveDate":"2026-01-10"}"#),
+            [OK, OK, FB, FB],
+        ),
+        (post.clone(), "/api/v1/licenses/{licenseC}/revoke", Some(r#"{"reason":"roles matrix"}"#), [OK, OK, FB, FB]),
+        (post.clone(), "/api/v1/log/checkpoints", None, [OK, OK, FB, FB]),
+        // Revenue figures: every role; the customer search and timeline:
+        // every role (the auditor reads).
+        (get.clone(), "/api/v1/analytics/revenue", None, [OK, OK, OK, OK]),
+        (get.clone(), "/api/v1/customers?q=org", None, [OK, OK, OK, OK]),
+        (get.clone(), "/api/v1/customers/{A}/timeline", None, [OK, OK, OK, OK]),
+        // Billing runs, voids and credit notes: staff admin and billing (the
+        // fixture issues no invoice: the permitted meet an unknown one).
+        (post.clone(), "/api/v1/billing/runs", Some(r#"{"period":"2026-01","preview":true}"#), [OK, OK, FB, FB]),
+        (
+            post.clone(),
+            "/api/v1/invoices/00000000-0000-7000-8000-0000000000a1/void",
+            Some(r#"{"reason":"roles"}"#),
+            [NF, NF, FB, FB],
+        ),
+        (
+            post.clone(),
+            "/api/v1/invoices/00000000-0000-7000-8000-0000000000a1/credit-notes",
+            Some(r#"{"reason":"roles","lines":[{"description":"x","amount":"1.00"}]}"#),
+            [NF, NF, FB, FB],
+        ),
+        // Staff and service tokens: the staff admin only.
+        (
+            post.clone(),
+            "/api/v1/staff",
+            Some(r#"{"name":"Staff {n}","email":"staff-{n}@vendor.example","role":"support"}"#),
+            [OK, FB, FB, FB],
+        ),
+        (get.clone(), "/api/v1/staff", None, [OK, FB, FB, FB]),
+        (get, "/api/v1/staff/tokens", None, [OK, FB, FB, FB]),
+        (
+            post.clone(),
+            "/api/v1/staff/tokens",
+            Some(r#"{"name":"t {n}","role":"staff_admin","expiresInDays":1}"#),
+            [OK, FB, FB, FB],
+        ),
+        (post, "/api/v1/test-clock", Some(r#"{"now":"2026-01-10T00:01:00Z"}"#), [OK, OK, FB, FB]),
+    ]
+}
+
+/// Every row of [`staff_matrix`] asked by each staff role's service token,
+/// on a fresh fixture per role.
+#[tokio::test]
+async fn every_staff_role_answers_as_the_issue_says() {
+    let rows = staff_matrix();
+    let mut mismatches = Vec::new();
+    for (column, who) in STAFF_CALLERS.into_iter().enumerate() {
+        let mut fixture = Fixture::new().await;
+        let bearer = fixture.staff_tokens[column].1.secret.clone();
+        assert_eq!(fixture.staff_tokens[column].0, who);
+        for (method, path, body, expect) in &rows {
+            let path = fixture.fill(path);
+            let body = body.map(|b| fixture.fill(b));
+            let answer = send(&fixture.app, method.clone(), &path, Some(&bearer), body).await;
+            if let Some(why) = disagreement(expect[column], &answer) {
+                mismatches.push(format!("{method} {path} as {who:?}: {why}"));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{} cells disagree:\n{}", mismatches.len(), mismatches.join("\n"));
+}
+
+/// What a named service token does is its own in the log and in the audit
+/// view: `service:{id}:{role}`, not "operator". A revoked one is refused at
+/// once, and so is a staff admin token's attempt after its revocation.
+#[tokio::test]
+async fn a_service_tokens_action_is_attributed_to_it_and_revocation_ends_it() {
+    let fixture = Fixture::new().await;
+    let (_, billing) = &fixture.staff_tokens[1];
+    let created = send(
+        &fixture.app,
+        Method::POST,
+        "/api/v1/organizations",
+        Some(&billing.secret),
+        Some(json!({ "name": "Attributed" }).to_string()),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let org = created.json()["id"].as_str().expect("an id").to_owned();
+    let audit = format!("/api/v1/audit?organizationId={org}");
+    let answer = send(&fixture.app, Method::GET, &audit, Some(AUDITOR_TOKEN), None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let items = answer.json()["items"].clone();
+    let actors: Vec<&str> = items.as_array().expect("items").iter().filter_map(|i| i["actor"].as_str()).collect();
+    assert_eq!(actors, [format!("service:{}:billing", billing.id)], "audit of {org}: {items}");
+
+    // The operator's bootstrap token stays "operator".
+    let answer = fixture.call(Method::GET, "/api/v1/audit", Who::Auditor, None).await;
+    let all = answer.json()["items"].clone();
+    assert!(all.as_array().expect("items").iter().any(|i| i["actor"] == "operator"), "{all}");
+
+    let revoke = format!("/api/v1/staff/tokens/{}", billing.id);
+    let answer = fixture.call(Method::DELETE, &revoke, Who::Operator, None).await;
+    assert_eq!(answer.status, StatusCode::OK, "revoking: {}", answer.text());
+    let answer = send(&fixture.app, Method::GET, "/api/v1/organizations", Some(&billing.secret), None).await;
+    assert_eq!(disagreement(UA, &answer), None, "the revoked service token");
+    let answer = fixture.call(Method::DELETE, &revoke, Who::Operator, None).await;
+    assert_eq!(disagreement(Expect::Refused(409, "already_revoked"), &answer), None, "revoked twice");
+    let (_, support) = &fixture.staff_tokens[2];
+    let answer = send(&fixture.app, Method::GET, "/api/v1/organizations", Some(&support.secret), None).await;
+    assert_eq!(answer.status, StatusCode::OK, "another service token still works: {}", answer.text());
+}
+
+/// Bad staff inputs are refused with a problem and change nothing.
+#[tokio::test]
+async fn bad_staff_inputs_are_refused() {
+    let fixture = Fixture::new().await;
+    let cases = [
+        (
+            Method::POST,
+            "/api/v1/staff".to_owned(),
+            json!({ "name": "", "email": "a@v.example", "role": "billing" }),
+            400,
+        ),
+        (Method::POST, "/api/v1/staff".to_owned(), json!({ "name": "A", "email": "nope", "role": "billing" }), 400),
+        (Method::POST, "/api/v1/staff".to_owned(), json!({ "name": "A", "email": "a@v.example", "role": "root" }), 400),
+        (
+            Method::POST,
+            "/api/v1/staff".to_owned(),
+            json!({ "name": "X", "email": "X@vendor.example", "role": "billing" }),
+            409,
+        ),
+        (
+            Method::POST,
+            "/api/v1/staff/tokens".to_owned(),
+            json!({ "name": "t", "role": "billing", "expiresInDays": 367 }),
+            400,
+        ),
+        (
+            Method::POST,
+            "/api/v1/staff/tokens".to_owned(),
+            json!({ "name": "t", "role": "billing", "expiresInDays": 0 }),
+            400,
+        ),
+        (Method::PATCH, format!("/api/v1/staff/{}", fixture.staff_x), json!({ "role": "support" }), 409),
+        (Method::PATCH, format!("/api/v1/staff/{}", fixture.staff_x), json!({}), 400),
+        (Method::PATCH, format!("/api/v1/staff/{}", uuid::Uuid::nil()), json!({ "disabled": true }), 404),
+    ];
+    let head = || async {
+        let answer = fixture.call(Method::GET, "/api/v1/log/head", Who::Operator, None).await;
+        answer.json()["sequence"].clone()
+    };
+    let before = head().await;
+    for (method, path, body, status) in cases {
+        let answer = fixture.call(method.clone(), &path, Who::Operator, Some(body.clone())).await;
+        assert_eq!(answer.status.as_u16(), status, "{method} {path} {body}: {}", answer.text());
+        assert!(answer.content_type.starts_with("application/problem+json"), "{method} {path}");
+    }
+    assert_eq!(head().await, before, "a refused command appends nothing");
 }

@@ -357,6 +357,8 @@ ledger_events! {
             "stripe-credit-note"],
     /// `branding/{organization}`: white-label branding (issue 14).
     Branding(crate::branding::BrandingEvent) on ["branding"],
+    /// `staff/directory`: the vendor's staff users and service tokens (issue 15).
+    Staff(crate::staff::StaffEvent) on ["staff"],
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub mod proof;
 pub mod record;
 pub mod signin;
 pub mod sso;
+pub mod staff;
 pub mod stripe;
 pub mod subscription;
 pub mod time;

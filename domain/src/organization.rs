@@ -363,7 +363,7 @@ fn text(field: &'static str, value: String) -> Result<String, OrganizationError>
 /// E-mail addresses compare case-insensitively; they are stored lowercased.
 /// The check is deliberately simple (one `@`, something on each side, a dot
 /// in the domain): delivery is what proves an address.
-fn normalize_email(email: &str) -> Result<String, OrganizationError> {
+pub(crate) fn normalize_email(email: &str) -> Result<String, OrganizationError> {
     let email = email.trim().to_lowercase();
     let valid = email.chars().count() <= NAME_CHARS_MAX
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())

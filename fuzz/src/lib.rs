@@ -71,7 +71,7 @@ pub fn client_license_key() -> String {
 
 /// The stream category of each aggregate of [`LedgerEvent::STORED_TYPES`],
 /// in its order (the `ledger_events!` list in domain/src/event.rs).
-pub const CATEGORIES: [&str; 10] = [
+pub const CATEGORIES: [&str; 11] = [
     "org",
     "subscription",
     "license",
@@ -82,6 +82,7 @@ pub const CATEGORIES: [&str; 10] = [
     "notification",
     "stripe-event",
     "branding",
+    "staff",
 ];
 
 fn header(category: &str, event_type: &str, schema_version: u32) -> RecordHeader {
@@ -144,6 +145,7 @@ fn encode(event: &LedgerEvent) -> (&'static str, u32, Vec<u8>) {
         LedgerEvent::Notification(e) => of(e),
         LedgerEvent::Stripe(e) => of(e),
         LedgerEvent::Branding(e) => of(e),
+        LedgerEvent::Staff(e) => of(e),
     }
 }
 

@@ -38,7 +38,7 @@ struct ErrorPage {
 }
 
 impl PortalError {
-    fn status(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn status(&self) -> (StatusCode, &'static str) {
         match self {
             PortalError::SignIn => (StatusCode::UNAUTHORIZED, "Sign in"),
             PortalError::NotFound => (StatusCode::NOT_FOUND, "Not found"),

@@ -24,6 +24,7 @@ use usecases::notify::mail::Mail;
 
 mod billing;
 pub mod branding;
+pub mod console;
 mod error;
 mod headers;
 mod invoices;
@@ -56,6 +57,23 @@ pub struct Settings {
     pub releases_per_license_per_hour: u32,
     /// Enterprise SSO may use an `http` issuer on a loopback address (tests only).
     pub sso_allow_loopback_issuer: bool,
+    /// The vendor's own OIDC provider for staff sign-in to the console.
+    pub console_oidc: Option<ConsoleOidc>,
+}
+
+/// The vendor's OIDC provider (`LEDGER_CONSOLE_OIDC_ISSUER`, `_CLIENT_ID`,
+/// `_CLIENT_SECRET`). No `Debug`: it holds the client secret.
+#[derive(Clone)]
+pub struct ConsoleOidc {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for ConsoleOidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleOidc").field("issuer", &self.issuer).field("client_id", &self.client_id).finish()
+    }
 }
 
 /// The client's address as the server resolved it (behind trusted
@@ -77,6 +95,9 @@ pub struct Portal {
     sso: sso::Sso,
     /// Stripe, for the billing details' customer-portal sessions.
     stripe: Arc<usecases::stripe::Stripe>,
+    /// The console's OIDC provider, as an SSO configuration of the
+    /// vendor's organization (its client secret sealed).
+    console_oidc: Option<domain::sso::SsoConfigured>,
 }
 
 impl Portal {
@@ -96,7 +117,10 @@ impl Portal {
             queue
         });
         let sso = sso::Sso::new(settings.sso_allow_loopback_issuer)?;
+        let console_oidc =
+            settings.console_oidc.as_ref().map(|oidc| console::oidc::configured(&ledger, oidc)).transpose()?;
         Ok(Arc::new(Self {
+            console_oidc,
             sso,
             stripe,
             releases: KeyedLimiter::per_hour("portal_releases_per_license", settings.releases_per_license_per_hour),

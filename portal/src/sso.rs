@@ -253,7 +253,7 @@ pub async fn start(
     let Some(config) = usecases::sso::current(&portal.ledger, organization_id).await? else {
         return page(&portal, StatusCode::NOT_FOUND, Some(NO_SSO));
     };
-    let client = oidc_client(&portal, &config, false).await?;
+    let client = oidc_client(&portal, &config, false, CALLBACK_PATH).await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = client
         .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
@@ -276,7 +276,7 @@ pub async fn start(
     Ok(response)
 }
 
-type Client = CoreClient<
+pub(crate) type Client = CoreClient<
     openidconnect::EndpointSet,
     openidconnect::EndpointNotSet,
     openidconnect::EndpointNotSet,
@@ -285,13 +285,23 @@ type Client = CoreClient<
     openidconnect::EndpointMaybeSet,
 >;
 
-async fn oidc_client(portal: &Portal, config: &SsoConfigured, refresh_keys: bool) -> Result<Client, PortalError> {
+/// Where the issuer sends the portal's users back.
+const CALLBACK_PATH: &str = "/portal/sso/callback";
+
+/// The OIDC client of `config`'s issuer, its redirect URL `callback` (a
+/// path on the portal's URL).
+pub(crate) async fn oidc_client(
+    portal: &Portal,
+    config: &SsoConfigured,
+    refresh_keys: bool,
+    callback: &str,
+) -> Result<Client, PortalError> {
     let metadata = portal.sso.metadata(&config.issuer, refresh_keys).await?;
     let secret = config.client_secret(&portal.ledger.keys.secret).ok_or_else(|| {
         tracing::error!(organization = %config.organization_id, "SSO client secret does not open with this server's secret");
         PortalError::Internal
     })?;
-    let redirect = format!("{}/portal/sso/callback", portal.settings.portal_url.trim_end_matches('/'));
+    let redirect = format!("{}{callback}", portal.settings.portal_url.trim_end_matches('/'));
     let redirect = RedirectUrl::new(redirect).map_err(|_| PortalError::Internal)?;
     Ok(CoreClient::from_provider_metadata(
         metadata,
@@ -331,7 +341,7 @@ pub async fn callback(
     let Some(config) = usecases::sso::current(&portal.ledger, pending.organization_id).await? else {
         return page(&portal, StatusCode::FORBIDDEN, Some(NO_SSO));
     };
-    let Some(identity) = identity(&portal, &config, &pending, query.code).await? else {
+    let Some(identity) = identity(&portal, &config, &pending, query.code, CALLBACK_PATH).await? else {
         return page(&portal, StatusCode::FORBIDDEN, Some("The identity provider's answer did not check out."));
     };
     let address = session::address_of(client.map(|ip| ip.0));
@@ -374,13 +384,14 @@ fn refusal_text(refusal: SsoRefusal) -> &'static str {
 /// The identity the ID token vouches for, or `None` when the exchange or
 /// the token does not check out (logged). An unknown key id fetches the
 /// issuer's keys again, once.
-async fn identity(
+pub(crate) async fn identity(
     portal: &Portal,
     config: &SsoConfigured,
     pending: &Pending,
     code: String,
+    callback: &str,
 ) -> Result<Option<Identity>, PortalError> {
-    let client = oidc_client(portal, config, false).await?;
+    let client = oidc_client(portal, config, false, callback).await?;
     let exchange = client.exchange_code(AuthorizationCode::new(code)).map_err(|_| PortalError::Unavailable)?;
     let answer = exchange.set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
     let answer = match answer.request_async(&portal.sso.http).await {
@@ -397,7 +408,7 @@ async fn identity(
         Err(openidconnect::ClaimsVerificationError::SignatureVerification(
             openidconnect::SignatureVerificationError::NoMatchingKey,
         )) => {
-            let client = oidc_client(portal, config, true).await?;
+            let client = oidc_client(portal, config, true, callback).await?;
             match id_token.claims(&client.id_token_verifier(), &nonce) {
                 Ok(claims) => claims.clone(),
                 Err(error) => {

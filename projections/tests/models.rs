@@ -684,6 +684,60 @@ fn branding(script: &mut Script) {
     script.push(domain::branding::stream(organization(3)), &BrandingEvent::from(removed), "admin");
 }
 
+/// The vendor's staff (issue 15): three users, one re-roled and one
+/// disabled; two service tokens, one revoked.
+fn staff(script: &mut Script) {
+    use domain::staff::{
+        ServiceTokenId, ServiceTokenIssued, ServiceTokenRevoked, StaffEvent, StaffId, StaffRole, StaffRoleChanged,
+        StaffUserAdded, StaffUserDisabled,
+    };
+    let push = |script: &mut Script, event: StaffEvent| script.push(domain::staff::stream(), &event, "operator");
+    for (n, role) in [(1, StaffRole::StaffAdmin), (2, StaffRole::Support), (3, StaffRole::Billing)] {
+        let (staff_id, name, email) =
+            (StaffId(uuid::Uuid::from_u128(0x5a00 + n)), format!("S{n}"), format!("s{n}@v.test"));
+        push(script, StaffUserAdded { staff_id, name, email, role }.into());
+    }
+    push(
+        script,
+        StaffRoleChanged { staff_id: StaffId(uuid::Uuid::from_u128(0x5a02)), role: StaffRole::Auditor }.into(),
+    );
+    push(script, StaffUserDisabled { staff_id: StaffId(uuid::Uuid::from_u128(0x5a03)) }.into());
+    for n in [1, 2] {
+        let token_id = ServiceTokenId(uuid::Uuid::from_u128(0x5b00 + n));
+        let expires_at = Timestamp::from_micros(START + 86_400_000_000);
+        let issued = ServiceTokenIssued {
+            token_id,
+            name: format!("t{n}"),
+            role: StaffRole::Billing,
+            token_hash: Hash([n as u8; 32]),
+            expires_at,
+        };
+        push(script, issued.into());
+    }
+    push(script, ServiceTokenRevoked { token_id: ServiceTokenId(uuid::Uuid::from_u128(0x5b02)) }.into());
+}
+
+async fn assert_staff(db: &ReadModelDb) {
+    use domain::staff::{ServiceTokenId, StaffRole};
+    use ledger_projections::models::staff;
+    let users = staff::staff_users(db).await.unwrap();
+    let seen: Vec<_> = users.iter().map(|u| (u.email.as_str(), u.role, u.active)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("s1@v.test", StaffRole::StaffAdmin, true),
+            ("s2@v.test", StaffRole::Auditor, true),
+            ("s3@v.test", StaffRole::Billing, false)
+        ]
+    );
+    assert_eq!(staff::active_by_email(db, "s3@v.test").await.unwrap(), None, "a disabled user is not found");
+    assert_eq!(staff::active_by_email(db, "s2@v.test").await.unwrap().map(|u| u.name), Some("S2".to_owned()));
+    let tokens = staff::service_tokens(db).await.unwrap();
+    assert_eq!(tokens.iter().map(|t| t.revoked).collect::<Vec<_>>(), [false, true]);
+    let one = staff::service_token(db, ServiceTokenId(uuid::Uuid::from_u128(0x5b01))).await.unwrap().unwrap();
+    assert_eq!((one.token_hash, one.role), (Hash([1; 32]), StaffRole::Billing));
+}
+
 async fn assert_branding(db: &ReadModelDb) {
     use ledger_projections::models::branding;
     for n in 0..ORGANIZATIONS {
@@ -826,6 +880,7 @@ async fn build_history(fixture: &Fixture) -> LedgerState {
     traffic(&mut script, 2, 20);
     notifications_sent(&mut script);
     branding(&mut script);
+    staff(&mut script);
     sessions(&mut script);
     script.append(log).await;
 
@@ -1187,6 +1242,7 @@ async fn assert_all(db: &ReadModelDb, state: &LedgerState) {
     assert_payments(db, state).await;
     assert_notifications(db, state).await;
     assert_branding(db).await;
+    assert_staff(db).await;
 }
 
 async fn differential(kind: Kind) {

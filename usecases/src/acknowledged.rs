@@ -68,6 +68,10 @@ pub enum Credential {
     /// A license key (validations, usage reports), by the license it names:
     /// one key per license, and revocations name the license.
     License(LicenseId),
+    /// A vendor's staff user signed in to the console.
+    Staff(domain::staff::StaffId),
+    /// A vendor's service token.
+    Service(domain::staff::ServiceTokenId),
 }
 
 /// The last sequence acknowledged to each credential, bounded.
@@ -168,6 +172,7 @@ pub fn named_by(record: &Record, event: &LedgerEvent) -> Option<Credential> {
         LedgerEvent::Organization(OrganizationEvent::ApiTokenRevoked(revoked)) => {
             Some(Credential::Token(revoked.token_id))
         }
+        LedgerEvent::Staff(event) => Some(staff_named_by(event)),
         LedgerEvent::License(LicenseEvent::LicenseIssued(_)) => None,
         LedgerEvent::License(_) => {
             let stream = &record.header.stream_id;
@@ -175,6 +180,20 @@ pub fn named_by(record: &Record, event: &LedgerEvent) -> Option<Credential> {
             uuid::Uuid::parse_str(id).ok().map(|id| Credential::License(LicenseId(id)))
         }
         _ => None,
+    }
+}
+
+/// The staff user or service token a staff event changes: its next
+/// request reads state that includes the change (a revoked token, a
+/// disabled user is refused from the moment the change was answered).
+fn staff_named_by(event: &domain::staff::StaffEvent) -> Credential {
+    use domain::staff::StaffEvent as E;
+    match event {
+        E::StaffUserAdded(e) => Credential::Staff(e.staff_id),
+        E::StaffRoleChanged(e) => Credential::Staff(e.staff_id),
+        E::StaffUserDisabled(e) => Credential::Staff(e.staff_id),
+        E::ServiceTokenIssued(e) => Credential::Service(e.token_id),
+        E::ServiceTokenRevoked(e) => Credential::Service(e.token_id),
     }
 }
 

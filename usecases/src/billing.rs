@@ -19,6 +19,7 @@
 //! in the log, so once the operator fixes the add-on, the next run of the
 //! month issues it, and the later months follow.
 
+use domain::staff::StaffPermission;
 use std::collections::BTreeMap;
 
 use chrono::{Months, NaiveDate};
@@ -83,7 +84,7 @@ async fn run_month(
     period: &str,
     preview: bool,
 ) -> Result<BillingRun, Error> {
-    caller.require_operator()?;
+    caller.require(StaffPermission::BillingOps)?;
     let month = parse_period(period)?;
     let ended =
         ledger.today() >= month.checked_add_months(Months::new(1)).expect("dates stay far from the end of time");

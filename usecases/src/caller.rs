@@ -2,12 +2,15 @@
 //!
 //! Every front end (the HTTP API, the CLI, the scheduler) names its caller
 //! with a [`Caller`]; use cases check it with the `require_*` rules here, so
-//! the roles table is written once.
+//! the roles table is written once. The vendor's side (bootstrap tokens,
+//! staff users, service tokens) has a [`StaffRole`] each, and every route
+//! names the [`StaffPermission`] it needs (`Caller::require`).
 
 use domain::keys::{api_token_hash, api_token_id, constant_time_eq};
 use domain::organization::Role;
+use domain::staff::{ServiceTokenId, StaffId, StaffPermission, StaffRole, service_token_hash, verify_service_token};
 use domain::{OrganizationId, Timestamp, TokenId, UserId};
-use projections::models::organizations;
+use projections::models::{organizations, staff};
 
 use crate::Ledger;
 use crate::acknowledged::{self, Credential};
@@ -18,7 +21,9 @@ use crate::secrets::Bootstrap;
 /// An authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
+    /// `LEDGER_OPERATOR_TOKEN`: the bootstrap service token, staff admin.
     Operator,
+    /// `LEDGER_AUDITOR_TOKEN`: the bootstrap auditor service token.
     Auditor,
     Member {
         organization_id: OrganizationId,
@@ -31,6 +36,16 @@ pub enum Caller {
         organization_id: OrganizationId,
         role: Role,
         user_id: UserId,
+    },
+    /// A vendor's staff user signed in to the console.
+    Staff {
+        staff_id: StaffId,
+        role: StaffRole,
+    },
+    /// A vendor's service token (`ls1_…`).
+    Service {
+        token_id: ServiceTokenId,
+        role: StaffRole,
     },
 }
 
@@ -57,6 +72,8 @@ impl Caller {
             Caller::User { organization_id, role, user_id } => {
                 format!("org:{organization_id}:{}:user:{user_id}", role.as_str())
             }
+            Caller::Staff { staff_id, role } => format!("staff:{staff_id}:{}", role.as_str()),
+            Caller::Service { token_id, role } => format!("service:{token_id}:{}", role.as_str()),
         }
     }
 
@@ -68,6 +85,8 @@ impl Caller {
             Caller::Auditor => Credential::Auditor,
             Caller::Member { token_id, .. } => Credential::Token(*token_id),
             Caller::User { user_id, .. } => Credential::User(*user_id),
+            Caller::Staff { staff_id, .. } => Credential::Staff(*staff_id),
+            Caller::Service { token_id, .. } => Credential::Service(*token_id),
         }
     }
 
@@ -76,24 +95,41 @@ impl Caller {
         match self {
             Caller::Member { token_id, .. } => format!("token:{token_id}"),
             Caller::User { user_id, .. } => format!("user:{user_id}"),
+            // Not the role: a key stays the caller's when its role changes.
+            Caller::Staff { staff_id, .. } => format!("staff:{staff_id}"),
+            Caller::Service { token_id, .. } => format!("service:{token_id}"),
             other => other.actor(),
         }
     }
 
-    pub fn require_operator(&self) -> Result<(), Error> {
+    /// The vendor's role of this caller: the bootstrap tokens', a staff
+    /// user's or a service token's; `None` for an organization's members.
+    pub fn staff_role(&self) -> Option<StaffRole> {
         match self {
-            Caller::Operator => Ok(()),
-            _ => Err(Error::Forbidden),
+            Caller::Operator => Some(StaffRole::StaffAdmin),
+            Caller::Auditor => Some(StaffRole::Auditor),
+            Caller::Staff { role, .. } | Caller::Service { role, .. } => Some(*role),
+            Caller::Member { .. } | Caller::User { .. } => None,
         }
     }
 
+    /// Whether this caller's staff role grants `permission`.
+    pub fn may(&self, permission: StaffPermission) -> bool {
+        self.staff_role().is_some_and(|role| role.may(permission))
+    }
+
+    /// What a vendor's route needs (the issue's table, README "Staff and
+    /// service tokens"); 403 otherwise.
+    pub fn require(&self, permission: StaffPermission) -> Result<(), Error> {
+        if self.may(permission) { Ok(()) } else { Err(Error::Forbidden) }
+    }
+
     /// Access to one organization's resources. Members of another
-    /// organization get 404, as if it did not exist.
+    /// organization get 404, as if it did not exist. Staff who operate
+    /// (staff admin, billing) may change it; those who read customers
+    /// (support, auditor) may read it.
     pub fn require_org(&self, organization_id: OrganizationId, need: Need) -> Result<(), Error> {
         match self {
-            Caller::Operator => Ok(()),
-            Caller::Auditor if need == Need::Admin => Err(Error::Forbidden),
-            Caller::Auditor => Ok(()),
             Caller::Member { organization_id: own, .. } | Caller::User { organization_id: own, .. }
                 if *own != organization_id =>
             {
@@ -107,13 +143,8 @@ impl Caller {
                 };
                 if allowed { Ok(()) } else { Err(Error::Forbidden) }
             }
-        }
-    }
-
-    /// All organizations, the log head, proofs: operator and auditor.
-    pub fn require_vendor(&self) -> Result<(), Error> {
-        match self {
-            Caller::Operator | Caller::Auditor => Ok(()),
+            _ if self.may(StaffPermission::Operate) => Ok(()),
+            _ if need != Need::Admin && self.may(StaffPermission::ReadCustomers) => Ok(()),
             _ => Err(Error::Forbidden),
         }
     }
@@ -156,6 +187,11 @@ async fn identify(
         Some(Bootstrap::Auditor) => return Ok(Caller::Auditor),
         None => {}
     }
+    // A service token's MAC and stored hash are checked under each
+    // accepted secret, as an organization token's hash is.
+    if let Some(token_id) = ledger.keys.secrets().find_map(|secret| verify_service_token(secret, token)) {
+        return service(ledger, token, token_id, transport_now, deadline).await;
+    }
     // The MAC is not checked: a token issued under a secret rotated away
     // from carries that secret's MAC, and is known by its stored hash.
     let token_id = api_token_id(token).ok_or(Error::Unauthorized)?;
@@ -178,4 +214,41 @@ async fn identify(
         return Err(Error::Unauthorized);
     }
     Ok(Caller::Member { organization_id: entry.organization_id, role: entry.role, token_id })
+}
+
+/// A service token that is issued, not revoked and not expired, read from
+/// state that includes its issue or revocation when this node answered
+/// either (so a revocation is effective at once here, and on every node
+/// once its tables include it).
+async fn service(
+    ledger: &Ledger,
+    token: &str,
+    token_id: ServiceTokenId,
+    transport_now: Timestamp,
+    deadline: tokio::time::Instant,
+) -> Result<Caller, Error> {
+    let floor = ledger.acknowledged.floor(Some(Credential::Service(token_id)));
+    acknowledged::wait_until(ledger, floor, deadline).await?;
+    let entry = staff::service_token(&ledger.models.db, token_id).await?.ok_or(Error::Unauthorized)?;
+    let matches = ledger
+        .keys
+        .secrets()
+        .any(|secret| constant_time_eq(service_token_hash(secret, token).as_bytes(), entry.token_hash.as_bytes()));
+    if entry.revoked || !matches {
+        return Err(Error::Unauthorized);
+    }
+    if transport_now >= entry.expires_at {
+        return Err(Error::Unauthorized);
+    }
+    Ok(Caller::Service { token_id, role: entry.role })
+}
+
+/// A staff user signed in to the console, as the read models know them
+/// now: `None` once disabled (their sessions end with it). The role is the
+/// current one, not the one they signed in with.
+pub async fn staff_caller(ledger: &Ledger, staff_id: StaffId) -> Result<Option<Caller>, Error> {
+    let floor = ledger.acknowledged.floor(Some(Credential::Staff(staff_id)));
+    acknowledged::wait_until(ledger, floor, tokio::time::Instant::now() + READ_YOUR_WRITES_WAIT).await?;
+    let row = staff::staff_user(&ledger.models.db, staff_id).await?;
+    Ok(row.filter(|row| row.active).map(|row| Caller::Staff { staff_id, role: row.role }))
 }

@@ -3,6 +3,7 @@
 //! timeline ([`timeline`]: its events, invoices, payments and dunning, a
 //! page at a time by sequence, from the audit index).
 
+use domain::staff::StaffPermission;
 use domain::OrganizationId;
 use projections::models::audit::{self as audit_model, AuditQuery};
 use projections::models::customers::{self as customer_model, QUERY_CHARS_MAX, domain_key};
@@ -44,7 +45,7 @@ pub fn parse(q: &str) -> Result<Search, Error> {
 /// The organizations `q` finds, at most `limit` (default and bounds as
 /// every page), name matches first.
 pub async fn search(ledger: &Ledger, caller: &Caller, q: &str, limit: Option<usize>) -> Result<CustomerPage, Error> {
-    caller.require_vendor()?;
+    caller.require(StaffPermission::ReadCustomers)?;
     let size = page_size(limit)?;
     let db = &ledger.models.db;
     let sequence = ledger.models.applied();
@@ -85,7 +86,7 @@ pub async fn timeline(
     cursor: Option<u64>,
     limit: Option<usize>,
 ) -> Result<Timeline, Error> {
-    caller.require_vendor()?;
+    caller.require(StaffPermission::ReadCustomers)?;
     let size = page_size(limit)?;
     let db = &ledger.models.db;
     if !organization_model::exists(db, organization_id).await? {

@@ -15,6 +15,7 @@
 //! what the invoice asks for; the credit notes of one invoice never total
 //! more than the invoice (`domain::billing::credit_note`).
 
+use domain::staff::StaffPermission;
 use domain::Metadata;
 use domain::billing::{
     CREDIT_NOTES_PER_INVOICE_MAX, CreditNoteError, CreditNoteIssued, INVOICE_REVISIONS_MAX, InvoiceEvent,
@@ -123,7 +124,7 @@ pub async fn void(
     invoice_id: uuid::Uuid,
     why: &str,
 ) -> Result<Invoice, Error> {
-    caller.require_operator()?;
+    caller.require(StaffPermission::BillingOps)?;
     let why = reason(why, VOID_REASON_CHARS_MAX)?;
     let stream = load(ledger, caller, invoice_id).await?;
     if stream.voided {
@@ -166,7 +167,7 @@ pub async fn credit(
     invoice_id: uuid::Uuid,
     request: &CreditNoteRequest,
 ) -> Result<CreditNote, Error> {
-    caller.require_operator()?;
+    caller.require(StaffPermission::BillingOps)?;
     let stream = load(ledger, caller, invoice_id).await?;
     let decided = domain::billing::credit_note(
         &stream.issued,

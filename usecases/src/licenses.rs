@@ -4,6 +4,7 @@
 use domain::event::LedgerEvent;
 use domain::keys::{license_key, license_key_hash};
 use domain::license::{License, LicenseCommand, LicenseEvent};
+use domain::staff::StaffPermission;
 use domain::workflows::NewKey;
 use domain::{LicenseId, Timestamp};
 
@@ -43,7 +44,7 @@ pub async fn revoke_license(
     license_id: LicenseId,
     reason: String,
 ) -> Result<SequenceResponse, Error> {
-    caller.require_operator()?;
+    caller.require(StaffPermission::Operate)?;
     let command = || LicenseCommand::Revoke { reason: reason.clone() };
     let appended = on_license(ledger, context, license_id, command).await?;
     Ok(SequenceResponse { sequence: appended.sequence })

@@ -13,6 +13,7 @@
 //! are verified, leaf and chain, a page at a time, and the server never
 //! signs a checkpoint past a record that does not verify.
 
+use domain::staff::StaffPermission;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -383,7 +384,7 @@ pub async fn keep_checkpoints(ledger: Ledger, tree: Arc<LogTree>) {
 /// The log head and a checkpoint of it signed now: the operator's and the
 /// auditor's.
 pub async fn head(ledger: &Ledger, tree: &LogTree, caller: &Caller) -> Result<Head, Error> {
-    caller.require_vendor()?;
+    caller.require(StaffPermission::Audit)?;
     let size = tree.size(ledger).await?;
     let root = nodes(ledger).root(size).await.map_err(merkle_error)?;
     let signed = tree.sign(ledger, size, root).await?;
@@ -401,7 +402,7 @@ pub async fn head(ledger: &Ledger, tree: &LogTree, caller: &Caller) -> Result<He
 /// Signs a checkpoint of the head and keeps it in the log now: the
 /// operator's. Not found for an empty log.
 pub async fn keep(ledger: &Ledger, tree: &LogTree, caller: &Caller) -> Result<KeptCheckpoint, Error> {
-    caller.require_operator()?;
+    caller.require(StaffPermission::Operate)?;
     let kept = keep_checkpoint(ledger, tree).await?.ok_or(Error::NotFound)?;
     Ok(KeptCheckpoint::from(&kept))
 }
@@ -439,7 +440,7 @@ pub async fn inclusion(
             return Err(Error::NotFound);
         }
     } else {
-        caller.require_vendor()?;
+        caller.require(StaffPermission::Audit)?;
     }
     let record = record_at(&ledger.log, sequence).await?.ok_or(Error::NotFound)?;
     let head = tree.size(ledger).await?;
@@ -464,7 +465,7 @@ pub async fn consistency(
     from: u64,
     to: Option<u64>,
 ) -> Result<ConsistencyProof, Error> {
-    caller.require_vendor()?;
+    caller.require(StaffPermission::Audit)?;
     let head = tree.size(ledger).await?;
     let to = to.unwrap_or(head);
     if from > to {

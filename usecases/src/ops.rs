@@ -3,6 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use domain::Timestamp;
+use domain::staff::StaffPermission;
 
 use crate::clock::ClockError;
 use crate::error::Error;
@@ -69,7 +70,7 @@ pub fn public_keys(ledger: &Ledger) -> PublicKeys {
 /// Moves the manual test clock forward to `to` (the operator's), and wakes
 /// the scheduler. Not found unless the clock is manual.
 pub fn move_clock(ledger: &Ledger, caller: &Caller, to: &str) -> Result<ClockMoved, Error> {
-    caller.require_operator()?;
+    caller.require(StaffPermission::Operate)?;
     let to = Timestamp::parse_rfc3339(to).map_err(|e| Error::Validation(e.to_string()))?;
     let now = ledger.clock.advance(to).ok_or(Error::NotFound)?.map_err(|e| match e {
         ClockError::Backwards { .. } => Error::conflict("clock_backwards", e),

@@ -6,6 +6,7 @@
 use domain::event::LedgerEvent;
 use domain::keys::{api_token, api_token_hash};
 use domain::organization::{Organization, OrganizationCommand, OrganizationEvent, Role};
+use domain::staff::StaffPermission;
 use domain::{OrganizationId, Timestamp, TokenId, UserId};
 use uuid::Uuid;
 
@@ -50,7 +51,7 @@ pub async fn create_organization(
     context: &Context,
     input: CreateOrganizationInput,
 ) -> Result<CreateOrganizationResponse, Error> {
-    caller.require_operator()?;
+    caller.require(StaffPermission::Operate)?;
     let appended = execute(ledger, context, || async {
         let id = OrganizationId(Uuid::now_v7());
         let mut org = load::<Organization>(ledger, id.stream()).await?;

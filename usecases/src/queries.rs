@@ -5,6 +5,7 @@
 use chrono::NaiveDate;
 use domain::enforcement::{Action, Entitlement, decide};
 use domain::license::{KeyState, License};
+use domain::staff::StaffPermission;
 use std::collections::BTreeMap;
 
 use domain::subscription::{Status, Subscription};
@@ -42,7 +43,7 @@ pub async fn organizations(
     limit: Option<usize>,
     cursor: Option<&str>,
 ) -> Result<OrganizationPage, Error> {
-    caller.require_vendor()?;
+    caller.require(StaffPermission::ReadCustomers)?;
     let size = page_size(limit)?;
     let after = cursor
         .map(|c| c.parse().map(OrganizationId).map_err(|_| Error::Validation("invalid cursor".into())))
@@ -257,7 +258,7 @@ pub async fn audit(ledger: &Ledger, caller: &Caller, filter: AuditFilter) -> Res
         // All organizations' audit is the vendor's (API.md's roles table).
         (Caller::Member { .. } | Caller::User { .. }, None) => return Err(Error::Forbidden),
         (_, Some(id)) => caller.require_org(id, Need::Analyst)?,
-        (_, None) => caller.require_vendor()?,
+        (_, None) => caller.require(StaffPermission::Audit)?,
     }
     let time = |text: &Option<String>| {
         text.as_deref().map(|t| Timestamp::parse_rfc3339(t).map_err(|e| Error::Validation(e.to_string()))).transpose()

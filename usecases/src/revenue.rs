@@ -4,6 +4,7 @@
 //! `ledger report --as-of` computes the same figures from the log rebuilt
 //! up to a date ([`projections::revenue::Book::of_state`]).
 
+use domain::staff::StaffPermission;
 use chrono::NaiveDate;
 use projections::models::revenue::{self, FiguresError};
 use projections::revenue::{last_day, month_of};
@@ -37,7 +38,7 @@ pub fn month(text: Option<&str>, today: NaiveDate) -> Result<NaiveDate, Error> {
 /// The figures of `month` (`YYYY-MM`, default this month) up to its last
 /// day, or up to today in the current month.
 pub async fn report(ledger: &Ledger, caller: &Caller, month_text: Option<&str>) -> Result<RevenueView, Error> {
-    caller.require_vendor()?;
+    caller.require(StaffPermission::Audit)?;
     let today = ledger.today();
     let month = month(month_text, today)?;
     let through = last_day(month).min(today);

@@ -12,6 +12,7 @@ use domain::catalog::Tier;
 use domain::event::LedgerEvent;
 use domain::license::License;
 use domain::organization::Organization;
+use domain::staff::StaffPermission;
 use domain::subscription::{AddonKind, Pricing, Subscription, SubscriptionCommand, SubscriptionEvent};
 use domain::workflows::{self, AddonPurchase, NewSubscription, Purchase, Subscribed, UpgradeOrder};
 use domain::{AddonId, LicenseId, OrganizationId, SubscriptionId};
@@ -125,10 +126,7 @@ pub struct CancelInput {
 /// Who decides prices for this caller: the operator, or (an organization's
 /// admin) the catalog.
 fn pricing(caller: &Caller) -> Pricing {
-    match caller {
-        Caller::Operator => Pricing::Operator,
-        _ => Pricing::Catalog,
-    }
+    if caller.may(StaffPermission::Operate) { Pricing::Operator } else { Pricing::Catalog }
 }
 
 /// A price in a request of anyone but the operator is refused, never
@@ -150,7 +148,7 @@ pub async fn create_subscription(
     context: &Context,
     input: CreateSubscriptionInput,
 ) -> Result<CreateSubscriptionResponse, Error> {
-    caller.require_operator()?;
+    caller.require(StaffPermission::Operate)?;
     let appended = execute(ledger, context, || async {
         let organization = load::<Organization>(ledger, input.organization_id.stream()).await?;
         if organization.state.id.is_none() {
@@ -317,7 +315,7 @@ pub async fn cancel(
 ) -> Result<CancelResponse, Error> {
     caller.require_org(organization_id, Need::Admin)?;
     if input.immediate {
-        caller.require_operator()?;
+        caller.require(StaffPermission::Operate)?;
     } else if input.effective_date.is_some() {
         return Err(Error::Validation("effectiveDate applies to an immediate cancellation only".into()));
     }
@@ -401,7 +399,7 @@ pub async fn set_floating(
     policy: domain::floating::FloatingPolicy,
 ) -> Result<SequenceResponse, Error> {
     caller.require_org(organization_id, Need::Admin)?;
-    caller.require_operator()?;
+    caller.require(StaffPermission::Operate)?;
     let command = |today| SubscriptionCommand::SetFloating { policy, today };
     let appended = on_live_subscription(ledger, context, organization_id, command).await?;
     Ok(SequenceResponse { sequence: appended.sequence })
@@ -541,7 +539,7 @@ async fn correct_addon(
     // The path names the organization: another organization's admin is
     // answered as if it did not exist, this one's members lack the role.
     caller.require_org(organization_id, Need::Admin)?;
-    caller.require_operator()?;
+    caller.require(StaffPermission::Operate)?;
     let appended = execute(ledger, context, || async {
         let (subscription_id, invoiced_through) = subscription_with_addon(ledger, organization_id, addon_id).await?;
         let mut subscription = load::<Subscription>(ledger, subscription_id.stream()).await?;
@@ -636,7 +634,7 @@ async fn decide_change(
         }
         ChangeInput::Cancel(input) => {
             if input.immediate {
-                caller.require_operator()?;
+                caller.require(StaffPermission::Operate)?;
             }
             let (immediate, day) = (input.immediate, input.effective_date);
             let decided =

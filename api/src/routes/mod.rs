@@ -9,5 +9,6 @@ pub mod log;
 pub mod ops;
 pub mod queries;
 pub mod sso;
+pub mod staff;
 pub mod stripe;
 pub mod usage;

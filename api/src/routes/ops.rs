@@ -38,7 +38,7 @@ pub async fn health() -> Json<Health> {
 fn may_see_figures(state: &AppState, headers: &HeaderMap, caller: Result<Caller, ApiError>) -> Result<(), ApiError> {
     match crate::auth::bearer(headers) {
         Some(token) if state.edge.is_metrics_token(token) => Ok(()),
-        _ => Ok(caller?.require_vendor()?),
+        _ => Ok(caller?.require(domain::staff::StaffPermission::Audit)?),
     }
 }
 

@@ -82,6 +82,7 @@ pub fn parts(event: &LedgerEvent) -> (String, u32, Vec<u8>, Value) {
         LedgerEvent::Notification(e) => parts_of(e),
         LedgerEvent::Stripe(e) => parts_of(e),
         LedgerEvent::Branding(e) => parts_of(e),
+        LedgerEvent::Staff(e) => parts_of(e),
     };
     (parts.event_type, parts.version, parts.payload, parts.json)
 }

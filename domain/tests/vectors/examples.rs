@@ -37,6 +37,10 @@ use ledger_domain::organization::{
     ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRehashed, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role,
     SubscriptionEnded, SubscriptionStarted, UserAdded, UserDeactivated, UserRoleChanged,
 };
+use ledger_domain::staff::{
+    self as staff, ServiceTokenId, ServiceTokenIssued, ServiceTokenRevoked, StaffEvent, StaffId, StaffRole,
+    StaffRoleChanged, StaffUserAdded, StaffUserDisabled,
+};
 use ledger_domain::stripe::{
     self, Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled,
     StripeEventReceived, StripeInvoiceCreated, StripePaymentMethodSaved, StripeSyncRefused, StripeSyncStarted,
@@ -903,4 +907,55 @@ fn billing_operations() -> Vec<Example> {
             stripe_credit_note_id: "cn_1R4aB2LmNoP4qRsT".into(),
         }))),
     ]
+    .into_iter()
+    .chain(staff_examples())
+    .collect()
+}
+
+/// The staff directory's events (issue 15).
+fn staff_examples() -> Vec<Example> {
+    vec![
+        example(staff::stream(), 1, "2027-02-01T09:00:00Z", operator("req-0f0101"), Some("operator:staff-1")).current(
+            LedgerEvent::Staff(StaffEvent::StaffUserAdded(StaffUserAdded {
+                staff_id: STAFF,
+                name: "Ada Lovelace".into(),
+                email: "ada@vendor.example".into(),
+                role: StaffRole::Billing,
+            })),
+        ),
+        example(staff::stream(), 2, "2027-02-02T10:15:00Z", staff_admin("req-0f0102"), None).current(
+            LedgerEvent::Staff(StaffEvent::StaffRoleChanged(StaffRoleChanged {
+                staff_id: STAFF,
+                role: StaffRole::StaffAdmin,
+            })),
+        ),
+        example(staff::stream(), 3, "2027-02-03T08:00:00Z", staff_admin("req-0f0103"), Some("issue-ci-token")).current(
+            LedgerEvent::Staff(StaffEvent::ServiceTokenIssued(ServiceTokenIssued {
+                token_id: SERVICE_TOKEN,
+                name: "nightly billing run".into(),
+                role: StaffRole::Billing,
+                token_hash: staff::service_token_hash(&secret(), &staff::service_token(&secret(), SERVICE_TOKEN)),
+                expires_at: at("2027-08-03T08:00:00Z"),
+            })),
+        ),
+        example(staff::stream(), 4, "2027-03-01T12:00:00Z", staff_admin("req-0f0104"), None).current(
+            LedgerEvent::Staff(StaffEvent::ServiceTokenRevoked(ServiceTokenRevoked { token_id: SERVICE_TOKEN })),
+        ),
+        example(staff::stream(), 5, "2027-03-02T12:00:00Z", staff_admin("req-0f0105"), None)
+            .current(LedgerEvent::Staff(StaffEvent::StaffUserDisabled(StaffUserDisabled { staff_id: STAFF }))),
+    ]
+}
+
+/// A staff user (issue 15).
+const STAFF: StaffId = StaffId(uuid::uuid!("01972a00-0000-7000-8000-000000005a01"));
+/// A service token (issue 15).
+const SERVICE_TOKEN: ServiceTokenId = ServiceTokenId(uuid::uuid!("01972a00-0000-7000-8000-000000005b01"));
+
+fn staff_admin(request: &str) -> Metadata {
+    Metadata {
+        actor: Some(format!("staff:{STAFF}:staff_admin")),
+        correlation_id: Some(request.into()),
+        source_ip: Some("198.51.100.24".into()),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+    }
 }

@@ -8,7 +8,8 @@
 //! [`subscriptions`], [`licenses`] (licenses, key hashes, deployments),
 //! [`validations`], [`usage`], [`invoices`] (with their lines), [`payments`]
 //! (each invoice's payment status, each organization's payment method), [`audit`],
-//! [`stripe`] and [`notifications`] (the outboxes), [`branding`] (white-label), [`revenue`] (revenue analytics), [`customers`] (customer search). [`all`] is the one list
+//! [`stripe`] and [`notifications`] (the outboxes), [`branding`] (white-label), [`revenue`] (revenue analytics),
+//! [`customers`] (customer search), [`staff`] (the vendor's staff and service tokens). [`all`] is the one list
 //! the runner and `replay rebuild` use.
 //!
 //! Invariants:
@@ -39,6 +40,7 @@ pub mod organizations;
 pub mod outbox;
 pub mod payments;
 pub mod revenue;
+pub mod staff;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;
@@ -67,6 +69,7 @@ pub fn all(catalog: Catalog) -> Vec<Box<dyn Projection>> {
         Box::new(branding::Branding),
         Box::new(revenue::Revenue::new(catalog)),
         Box::new(customers::Customers),
+        Box::new(staff::Staff),
     ]
 }
 

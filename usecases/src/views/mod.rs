@@ -14,6 +14,7 @@ pub mod ops;
 pub mod organizations;
 pub mod queries;
 pub mod revenue;
+pub mod staff;
 pub mod stripe;
 pub mod subscriptions;
 pub mod usage;
