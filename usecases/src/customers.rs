@@ -3,8 +3,8 @@
 //! timeline ([`timeline`]: its events, invoices, payments and dunning, a
 //! page at a time by sequence, from the audit index).
 
-use domain::staff::StaffPermission;
 use domain::OrganizationId;
+use domain::staff::StaffPermission;
 use projections::models::audit::{self as audit_model, AuditQuery};
 use projections::models::customers::{self as customer_model, QUERY_CHARS_MAX, domain_key};
 use projections::models::organizations as organization_model;

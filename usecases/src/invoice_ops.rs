@@ -15,7 +15,6 @@
 //! what the invoice asks for; the credit notes of one invoice never total
 //! more than the invoice (`domain::billing::credit_note`).
 
-use domain::staff::StaffPermission;
 use domain::Metadata;
 use domain::billing::{
     CREDIT_NOTES_PER_INVOICE_MAX, CreditNoteError, CreditNoteIssued, INVOICE_REVISIONS_MAX, InvoiceEvent,
@@ -23,6 +22,7 @@ use domain::billing::{
 };
 use domain::event::StoredEvent;
 use domain::payment::PaymentStatus;
+use domain::staff::StaffPermission;
 use projections::models::{invoices, payments};
 use rust_decimal::Decimal;
 use store::{Command, ExpectedRevision, NewEvent, Rejection};

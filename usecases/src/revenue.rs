@@ -4,8 +4,8 @@
 //! `ledger report --as-of` computes the same figures from the log rebuilt
 //! up to a date ([`projections::revenue::Book::of_state`]).
 
-use domain::staff::StaffPermission;
 use chrono::NaiveDate;
+use domain::staff::StaffPermission;
 use projections::models::revenue::{self, FiguresError};
 use projections::revenue::{last_day, month_of};
 
