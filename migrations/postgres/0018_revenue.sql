@@ -17,6 +17,15 @@ CREATE TABLE rm_revenue_billed (
     PRIMARY KEY (month, tier)
 );
 
+-- What each invoice in force added to rm_revenue_billed, so a void takes it
+-- out again.
+CREATE TABLE rm_revenue_invoices (
+    invoice_id BYTEA PRIMARY KEY,
+    month      TEXT NOT NULL,
+    tier       TEXT NOT NULL,
+    billed     BYTEA NOT NULL
+);
+
 -- Customer search (issue 15 part 2, "customers-v1"): each organization's
 -- search keys ("n:" + its lowercased name from each word's start, "d:" + a
 -- lowercased e-mail domain), read by key range. Text compares by its bytes

@@ -166,6 +166,14 @@ impl Billed {
         Ok(())
     }
 
+    /// Takes `other` out again (a voided invoice; checked).
+    pub fn sub(&mut self, other: &Billed) -> Result<(), RevenueError> {
+        self.invoices = self.invoices.checked_sub(other.invoices).ok_or(RevenueError::Overflow)?;
+        self.peak_data_gb = self.peak_data_gb.checked_sub(other.peak_data_gb).ok_or(RevenueError::Overflow)?;
+        self.overage = self.overage.checked_sub(other.overage).ok_or(RevenueError::Overflow)?;
+        Ok(())
+    }
+
     /// What one issued invoice bills: its month, its tier and its usage.
     pub fn of_invoice(issued: &InvoiceIssued) -> Result<Option<(NaiveDate, Tier, Billed)>, RevenueError> {
         let invoice = &issued.invoice;

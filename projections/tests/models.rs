@@ -1229,6 +1229,24 @@ async fn assert_billing_page(db: &ReadModelDb, state: &LedgerState) {
     assert!(invoices::of_subscriptions(db, &too_many).await.is_err(), "a page is bounded");
 }
 
+/// The revenue figures of every month with an invoice (voided ones
+/// included: the history voids two of January's and bills one again) are those `Book::of_state` folds from `LedgerState`: a void
+/// takes its invoice's usage out of the month's billed rows.
+async fn assert_revenue(db: &ReadModelDb, state: &LedgerState) {
+    let voided = state.voided.values().map(|v| v.issued.invoice.period);
+    let mut months: Vec<NaiveDate> =
+        state.invoices.values().flat_map(|months| months.keys().copied()).chain(voided).collect();
+    months.sort();
+    months.dedup();
+    assert!(!state.voided.is_empty() && !months.is_empty(), "the history voids invoices");
+    for month in months {
+        let through = month.checked_add_months(chrono::Months::new(1)).unwrap().pred_opt().unwrap();
+        let read = ledger_projections::models::revenue::figures(db, month, through).await.unwrap();
+        let folded = ledger_projections::revenue::Book::of_state(state, &Catalog::builtin(), month, through).unwrap();
+        assert_eq!(read, folded, "revenue of {month}");
+    }
+}
+
 async fn assert_all(db: &ReadModelDb, state: &LedgerState) {
     assert_billing_page(db, state).await;
     assert_organizations(db, state).await;
@@ -1243,6 +1261,7 @@ async fn assert_all(db: &ReadModelDb, state: &LedgerState) {
     assert_notifications(db, state).await;
     assert_branding(db).await;
     assert_staff(db).await;
+    assert_revenue(db, state).await;
 }
 
 async fn differential(kind: Kind) {

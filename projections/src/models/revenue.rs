@@ -35,6 +35,14 @@ pub const REVENUE_SUBSCRIPTIONS: Table = Table::new(
 pub const REVENUE_BILLED: Table =
     Table::new("rm_revenue_billed", &[Column::text("month"), Column::text("tier"), Column::blob("billed")], 2);
 
+/// What each invoice in force added to [`REVENUE_BILLED`], so a void takes
+/// it out again (a voided invoice bills nothing, as in `LedgerState`).
+pub const REVENUE_INVOICES: Table = Table::new(
+    "rm_revenue_invoices",
+    &[Column::blob("invoice_id"), Column::text("month"), Column::text("tier"), Column::blob("billed")],
+    1,
+);
+
 /// The projection's name (its checkpoint's).
 pub const NAME: &str = "revenue-v1";
 
@@ -76,17 +84,42 @@ impl Revenue {
         Ok(())
     }
 
+    /// An issued invoice adds its usage to its month and tier; a void takes
+    /// it out. Credit notes are not usage: they change nothing here.
     fn invoice(changes: &mut Changes<'_>, event: &InvoiceEvent) -> Result<(), ApplyError> {
-        let InvoiceEvent::InvoiceIssued(issued) = event;
-        let Some((month, tier, billed)) = Billed::of_invoice(issued).map_err(|e| e.to_string())? else {
-            return Ok(());
-        };
-        let key = [day(month_of(month)), Value::Text(tier.as_str().to_owned())];
+        match event {
+            InvoiceEvent::InvoiceIssued(issued) => {
+                let Some((month, tier, billed)) = Billed::of_invoice(issued).map_err(|e| e.to_string())? else {
+                    return Ok(());
+                };
+                let (month, tier) = (day(month_of(month)), Value::Text(tier.as_str().to_owned()));
+                let row = vec![issued.invoice_id.into(), month.clone(), tier.clone(), encoded(&billed)];
+                changes.upsert(&REVENUE_INVOICES, row)?;
+                Self::billed(changes, [month, tier], |total| total.add(&billed))
+            }
+            InvoiceEvent::InvoiceVoided(voided) => {
+                let key = [Value::from(voided.invoice_id)];
+                let Some(row) = changes.get(&REVENUE_INVOICES, &key)? else { return Ok(()) };
+                let billed = decoded::<Billed>(&row, 3)?;
+                let (month, tier) = (Value::Text(row.text(1)?.to_owned()), Value::Text(row.text(2)?.to_owned()));
+                changes.delete(&REVENUE_INVOICES, key.to_vec())?;
+                Self::billed(changes, [month, tier], |total| total.sub(&billed))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Changes one month and tier's total.
+    fn billed(
+        changes: &mut Changes<'_>,
+        key: [Value; 2],
+        change: impl FnOnce(&mut Billed) -> Result<(), RevenueError>,
+    ) -> Result<(), ApplyError> {
         let mut total = match changes.get(&REVENUE_BILLED, &key)? {
             Some(row) => decoded::<Billed>(&row, 2)?,
             None => Billed::default(),
         };
-        total.add(&billed).map_err(|e| e.to_string())?;
+        change(&mut total).map_err(|e| e.to_string())?;
         let [month, tier] = key;
         changes.upsert(&REVENUE_BILLED, vec![month, tier, encoded(&total)])?;
         Ok(())
@@ -99,7 +132,7 @@ impl Projection for Revenue {
     }
 
     fn tables(&self) -> &'static [Table] {
-        &[REVENUE_SUBSCRIPTIONS, REVENUE_BILLED]
+        &[REVENUE_SUBSCRIPTIONS, REVENUE_BILLED, REVENUE_INVOICES]
     }
 
     fn apply(
