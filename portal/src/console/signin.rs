@@ -69,7 +69,7 @@ pub async fn request(
     if portal.mails_per_address.check(&email).is_ok()
         && let Some((staff, url)) = console::link_for_email(&portal.ledger, &portal.settings.portal_url, &email).await?
     {
-        portal.queue_mail(&staff.email, console::mail(&url));
+        portal.queue_mail(&staff.email, console::mail(&url), None);
     }
     let (mails, oidc) = (portal.mails(), portal.console_oidc.is_some());
     with_csrf_cookie(&portal, |csrf| SignInPage { csrf, sent: true, mails, oidc }.into_response())
