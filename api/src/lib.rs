@@ -91,10 +91,6 @@ pub fn app(state: AppState) -> Router {
             "/organizations/{org_id}/branding",
             get(routes::branding::get).put(routes::branding::put).delete(routes::branding::delete),
         )
-        .route("/staff", post(routes::staff::add).get(routes::staff::list))
-        .route("/staff/tokens", post(routes::staff::issue_token).get(routes::staff::tokens))
-        .route("/staff/tokens/{token_id}", delete(routes::staff::revoke_token))
-        .route("/staff/{staff_id}", patch(routes::staff::change))
         .route("/subscriptions", post(c::create_subscription))
         .route("/subscriptions/{org_id}", get(q::subscription))
         .route("/subscriptions/{org_id}/upgrade", post(c::upgrade))
@@ -118,15 +114,6 @@ pub fn app(state: AppState) -> Router {
         .route("/usage/imports", post(routes::airgap::import_usage))
         .route("/organizations/{org_id}/usage", get(routes::usage::usage))
         .route("/organizations/{org_id}/invoices", get(routes::billing::invoices))
-        .route("/billing/runs", post(routes::billing::billing_run))
-        .route("/analytics/revenue", get(routes::analytics::revenue))
-        .route("/customers", get(routes::customers::search))
-        .route("/customers/{org_id}/timeline", get(routes::customers::timeline))
-        .route("/invoices/{invoice_id}/void", post(routes::billing::void_invoice))
-        .route(
-            "/invoices/{invoice_id}/credit-notes",
-            get(routes::billing::credit_notes).post(routes::billing::issue_credit_note),
-        )
         .route("/enforcement/{org_id}/check", get(q::enforcement))
         .route("/audit", get(q::audit))
         .route("/log/head", get(routes::log::head))
@@ -136,7 +123,8 @@ pub fn app(state: AppState) -> Router {
         .route("/keys", get(ops::keys))
         .route("/webhooks/stripe", post(routes::stripe::webhook))
         .route("/checkout", post(routes::stripe::checkout))
-        .route("/openapi.json", get(openapi::serve));
+        .route("/openapi.json", get(openapi::serve))
+        .merge(vendor_routes());
     if state.clock.is_manual() {
         api = api.route("/test-clock", post(ops::test_clock));
     }
@@ -157,6 +145,25 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(transport::problems))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The vendor's staff routes: staff and service tokens, billing
+/// operations, revenue analytics, customers.
+fn vendor_routes() -> Router<AppState> {
+    Router::new()
+        .route("/staff", post(routes::staff::add).get(routes::staff::list))
+        .route("/staff/tokens", post(routes::staff::issue_token).get(routes::staff::tokens))
+        .route("/staff/tokens/{token_id}", delete(routes::staff::revoke_token))
+        .route("/staff/{staff_id}", patch(routes::staff::change))
+        .route("/billing/runs", post(routes::billing::billing_run))
+        .route("/analytics/revenue", get(routes::analytics::revenue))
+        .route("/customers", get(routes::customers::search))
+        .route("/customers/{org_id}/timeline", get(routes::customers::timeline))
+        .route("/invoices/{invoice_id}/void", post(routes::billing::void_invoice))
+        .route(
+            "/invoices/{invoice_id}/credit-notes",
+            get(routes::billing::credit_notes).post(routes::billing::issue_credit_note),
+        )
 }
 
 /// The portal's routes, with the client's address as the edge resolved it.

@@ -560,13 +560,7 @@ impl License {
                 DeploymentActivated { deployment_id }.into()
             }
             LicenseCommand::ReleaseDeployment { deployment_id, now, last_lease_ends } => {
-                if !self.deployments.contains(&deployment_id) {
-                    return Err(E::DeploymentNotFound(deployment_id));
-                }
-                // An air-gapped deployment's license file is its lease.
-                let file_ends = self.offline.get(&deployment_id).map(|grant| grant.valid_until);
-                let slot_frees_at = last_lease_ends.max(file_ends).map_or(now, |ends| ends.max(now));
-                DeploymentReleased { deployment_id, released_at: now, slot_frees_at }.into()
+                self.release(deployment_id, now, last_lease_ends)?.into()
             }
             LicenseCommand::LeaseFloating { deployment_id, now, policy, max_deployments } => {
                 self.decide_floating(deployment_id, now, policy, max_deployments)?
@@ -583,6 +577,22 @@ impl License {
             command @ LicenseCommand::ActivateOffline { .. } => self.activate_offline(command)?.into(),
             command @ LicenseCommand::ImportUsage { .. } => self.import_usage(command)?.into(),
         })
+    }
+
+    /// A release frees the place when the deployment's last lease ends, or
+    /// an air-gapped deployment's license file (its lease), if later.
+    fn release(
+        &self,
+        deployment_id: String,
+        now: Timestamp,
+        last_lease_ends: Option<Timestamp>,
+    ) -> Result<DeploymentReleased, LicenseError> {
+        if !self.deployments.contains(&deployment_id) {
+            return Err(LicenseError::DeploymentNotFound(deployment_id));
+        }
+        let file_ends = self.offline.get(&deployment_id).map(|grant| grant.valid_until);
+        let slot_frees_at = last_lease_ends.max(file_ends).map_or(now, |ends| ends.max(now));
+        Ok(DeploymentReleased { deployment_id, released_at: now, slot_frees_at })
     }
 
     fn bind_key(&self, deployment_id: String, public_key: String) -> Result<DeploymentKeyBound, LicenseError> {

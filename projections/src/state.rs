@@ -95,6 +95,29 @@ pub struct ValidationStats {
 }
 
 impl LedgerState {
+    /// An issued invoice is in force for its month; a void takes it out
+    /// (kept in `voided`). Credit notes change neither.
+    fn apply_invoice(&mut self, event: InvoiceEvent) -> Option<OrganizationId> {
+        match event {
+            InvoiceEvent::InvoiceIssued(invoice) => {
+                let organization_id = invoice.organization_id;
+                self.invoices.entry(invoice.subscription_id).or_default().insert(invoice.invoice.period, invoice);
+                Some(organization_id)
+            }
+            InvoiceEvent::InvoiceVoided(voided) => {
+                let organization_id = voided.organization_id;
+                let months = self.invoices.entry(voided.subscription_id).or_default();
+                if months.get(&voided.period).is_some_and(|i| i.invoice_id == voided.invoice_id)
+                    && let Some(issued) = months.remove(&voided.period)
+                {
+                    self.voided.insert(voided.invoice_id, crate::models::invoices::Voided { issued, voided });
+                }
+                Some(organization_id)
+            }
+            _ => None,
+        }
+    }
+
     /// Applies one record. Records must come in global order, each once.
     pub fn apply(&mut self, record: &Record, event: Option<LedgerEvent>) {
         assert_eq!(record.header.sequence, self.sequence + 1, "projections apply the log in order, each record once");
@@ -136,21 +159,7 @@ impl LedgerState {
                     license.issued.as_ref().map(|i| i.organization_id)
                 })
             }
-            (Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(invoice))), _) => {
-                let organization_id = invoice.organization_id;
-                self.invoices.entry(invoice.subscription_id).or_default().insert(invoice.invoice.period, invoice);
-                Some(organization_id)
-            }
-            (Some(LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided))), _) => {
-                let organization_id = voided.organization_id;
-                let months = self.invoices.entry(voided.subscription_id).or_default();
-                if months.get(&voided.period).is_some_and(|i| i.invoice_id == voided.invoice_id)
-                    && let Some(issued) = months.remove(&voided.period)
-                {
-                    self.voided.insert(voided.invoice_id, crate::models::invoices::Voided { issued, voided });
-                }
-                Some(organization_id)
-            }
+            (Some(LedgerEvent::Invoice(event)), _) => self.apply_invoice(event),
             (Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))), _) => {
                 self.usage.entry(report.subscription_id).or_default().apply(&report, record.header.sequence);
                 self.subscriptions.get(&report.subscription_id).and_then(|s| s.organization_id)

@@ -780,6 +780,16 @@ fn later() -> Vec<Example> {
                 deployment_id: DEPLOYMENT.into(),
             })),
         ),
+    ];
+    examples.extend(air_gapped());
+    examples.extend(secret_rotation_and_floating());
+    examples.extend(billing_operations());
+    examples
+}
+
+/// An air-gapped deployment's activation and usage import (issue 18).
+fn air_gapped() -> Vec<Example> {
+    vec![
         example(LICENSE.stream(), 10, "2026-01-20T09:00:00Z", member("admin", "req-0e1f01"), None).current(
             LedgerEvent::License(LicenseEvent::OfflineActivated(OfflineActivated {
                 deployment_id: "vault-1".into(),
@@ -799,10 +809,7 @@ fn later() -> Vec<Example> {
                 days: 31,
             })),
         ),
-    ];
-    examples.extend(secret_rotation_and_floating());
-    examples.extend(billing_operations());
-    examples
+    ]
 }
 
 /// The server secret's rotation and floating renewals (issue 18).
