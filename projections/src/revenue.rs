@@ -85,6 +85,17 @@ impl Schedule {
     }
 
     /// The schedule `subscription`'s state gives.
+    /// The schedule, or none (no MRR) for a subscription whose MRR cannot be
+    /// computed (an amount overflows: only history written before prices
+    /// were bounded gets there), named in the server's log: one
+    /// subscription's bad data never stops the figures of the others.
+    pub fn of_or_none(subscription: &Subscription, catalog: &Catalog, id: impl std::fmt::Display) -> Schedule {
+        Schedule::of(subscription, catalog).unwrap_or_else(|error| {
+            tracing::warn!(subscription = %id, %error, "no MRR counted for a subscription");
+            Schedule::default()
+        })
+    }
+
     pub fn of(subscription: &Subscription, catalog: &Catalog) -> Result<Schedule, RevenueError> {
         let Some(start) = subscription.tiers.first().map(|t| t.from) else { return Ok(Schedule::default()) };
         let end = active_until(subscription);
@@ -296,9 +307,9 @@ impl Book {
         through: NaiveDate,
     ) -> Result<Figures, RevenueError> {
         let mut book = Book::new(month, through);
-        for subscription in state.subscriptions.values() {
+        for (id, subscription) in &state.subscriptions {
             if let Some(organization) = subscription.organization_id {
-                book.add_subscription(organization, &Schedule::of(subscription, catalog)?)?;
+                book.add_subscription(organization, &Schedule::of_or_none(subscription, catalog, id))?;
             }
         }
         for issued in state.invoices.values().flat_map(BTreeMap::values) {

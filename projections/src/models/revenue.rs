@@ -69,7 +69,7 @@ impl Revenue {
             None => Subscription::default(),
         };
         state.apply(event.clone());
-        let schedule = Schedule::of(&state, &self.catalog).map_err(|e| e.to_string())?;
+        let schedule = Schedule::of_or_none(&state, &self.catalog, id);
         let current = schedule.steps.last().map_or(rust_decimal::Decimal::ZERO, |step| step.mrr);
         changes.upsert(
             &REVENUE_SUBSCRIPTIONS,
