@@ -273,7 +273,9 @@ pub async fn page(db: &ReadModelDb, query: AuditQuery) -> Result<AuditPage, DbEr
     let timed = query.from.is_some() || query.to.is_some();
     let window = if timed { AUDIT_SCAN_ROWS_MAX } else { size + 1 };
     let mut wheres = vec!["sequence > $1".to_owned()];
-    let mut params = vec![Value::uint(query.after)?];
+    // Sequences fit an i64: a cursor past that is after every record (an
+    // empty page), not an error (schemathesis sent 2^63).
+    let mut params = vec![Value::Int(i64::try_from(query.after).unwrap_or(i64::MAX))];
     if let Some(organization_id) = query.organization_id {
         params.push(organization_id.0.into());
         wheres.push(format!("organization_id = ${}", params.len()));
