@@ -113,6 +113,10 @@ pub async fn link_for_user(
     organization_id: OrganizationId,
     email: &str,
 ) -> Result<Link, Error> {
+    // The command line runs beside the server that acknowledged the user:
+    // let the read models include the whole log first (bounded wait).
+    let head = ledger.log.head().await?.sequence;
+    let _ = ledger.models.wait_for(head, crate::command::READ_YOUR_WRITES_WAIT).await;
     let links = links_for_email(ledger, portal_url, email).await?;
     links.into_iter().find(|link| link.organization_id == organization_id).ok_or(Error::NotFound)
 }
