@@ -20,6 +20,8 @@ use faults::Load;
 const WORKERS: usize = 4;
 /// The file system's size: the server's files and room for the load.
 const DISK_BYTES: u64 = 64 << 20;
+/// The longest the disk stays full waiting for a refusal.
+const FULL_FOR_MAX: Duration = Duration::from_secs(60);
 
 /// A tmpfs mounted on a temporary directory, unmounted when dropped.
 struct Mount(tempfile::TempDir);
@@ -68,6 +70,12 @@ async fn a_full_disk_answers_503_and_the_server_recovers_when_space_returns() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         fill(&filler);
         let full = Instant::now();
+        // SQLite reuses the space its WAL and free pages already hold, so
+        // commands may succeed for a while on a full disk: keep it full
+        // until one is refused (at most FULL_FOR_MAX), then 3 s more.
+        while load.tally().refused == 0 && full.elapsed() < FULL_FOR_MAX {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         tokio::time::sleep(Duration::from_secs(3)).await;
         std::fs::remove_file(&filler).unwrap();
         let freed = Instant::now();
