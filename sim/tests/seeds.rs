@@ -17,16 +17,17 @@ use std::time::Instant;
 use ledger_sim::{Bug, Config, Failure, Report, STEPS_DEFAULT, run};
 
 /// Seeds run by default: 2,000 of 80 steps (0.23 s of CPU a seed in a
-/// debug build, measured 2026-12-01: about 4 minutes on two idle cores,
-/// over the budget below; README, "Deterministic simulation").
+/// debug build, measured 2026-12-01: about 4 minutes on two idle cores;
+/// README, "Deterministic simulation").
 const SEEDS_DEFAULT: u64 = 2_000;
 /// The most seeds one run takes, whatever it is asked.
 const SEEDS_MAX: u64 = 1_000_000;
 /// The most threads the seeds run on, whatever the machine has.
 const THREADS_MAX: u64 = 64;
 /// The time the default run should stay inside (printed, not enforced: a
-/// loaded machine is slower, not wrong).
-const BUDGET_SECONDS: f64 = 120.0;
+/// loaded machine is slower, not wrong): the measured 235 s on two idle
+/// cores with a margin. The 120 s first aimed at is not met (README).
+const BUDGET_SECONDS: f64 = 300.0;
 
 fn env(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
