@@ -609,6 +609,7 @@ async fn serve(
         releases_per_license_per_hour: edge.releases_per_license_per_hour,
         sso_allow_loopback_issuer: portal.sso_allow_loopback_issuer,
         console_oidc: portal.console_oidc()?,
+        usage: config.usage,
     };
     ledger_api::serve(config, edge, portal).await
 }

@@ -22,6 +22,7 @@ use usecases::limits::KeyedLimiter;
 use usecases::notify::Mailer;
 use usecases::notify::mail::Mail;
 
+mod airgap;
 mod billing;
 pub mod branding;
 pub mod console;
@@ -59,6 +60,9 @@ pub struct Settings {
     pub sso_allow_loopback_issuer: bool,
     /// The vendor's own OIDC provider for staff sign-in to the console.
     pub console_oidc: Option<ConsoleOidc>,
+    /// The usage reports' settings, which the offline sites' license files
+    /// and imports follow as the API's do (`usecases::airgap`).
+    pub usage: usecases::usage::UsageSettings,
 }
 
 /// The vendor's OIDC provider (`LEDGER_CONSOLE_OIDC_ISSUER`, `_CLIENT_ID`,
@@ -206,6 +210,15 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/orgs/{org}/sessions", get(p::sessions))
         .route("/orgs/{org}/sessions/{session}/revoke", post(p::revoke))
         .route("/orgs/{org}/audit", get(p::audit))
+        .route("/orgs/{org}/offline-sites", get(airgap::form))
+        .route(
+            "/orgs/{org}/offline-sites/activate",
+            post(airgap::activate).layer(axum::extract::DefaultBodyLimit::max(airgap::UPLOAD_FORM_BYTES_MAX)),
+        )
+        .route(
+            "/orgs/{org}/offline-sites/import",
+            post(airgap::import).layer(axum::extract::DefaultBodyLimit::max(airgap::UPLOAD_FORM_BYTES_MAX)),
+        )
         .route(
             "/orgs/{org}/branding",
             get(branding::form)
