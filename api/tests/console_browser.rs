@@ -285,6 +285,10 @@ async fn staff_use_the_console_in_a_browser_each_role_its_pages_and_the_analytic
     }
     let chart = b.find("figure.chart svg").await;
     assert_eq!(chart.find(Locator::Css("title")).await.unwrap().html(true).await.unwrap(), "MRR by month");
+    assert_eq!(
+        chart.find(Locator::Css("desc")).await.unwrap().html(true).await.unwrap(),
+        "MRR at the end of each month from 2025-03 to 2026-02, one bar a month; the highest is 10416.67."
+    );
     assert_eq!(chart.find_all(Locator::Css("rect")).await.unwrap().len(), 12);
     assert_eq!(b.text("#no-billed").await, "Nothing was billed for 2026-02 yet.");
     b.accessible("analytics of 2026-02-12").await;
