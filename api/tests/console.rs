@@ -11,83 +11,20 @@
 #[allow(dead_code, unused_macros)]
 #[macro_use]
 mod common;
+#[allow(dead_code)]
+mod oidc;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use common::{Backend, OPERATOR, Server};
+use oidc::Issuer;
 use reqwest::Method;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// The server's public URL as the server and the issuer know it.
 const PORTAL: &str = "http://portal.test";
-const CLIENT_ID: &str = "ledger-console";
-const CLIENT_SECRET: &str = "client-secret-of-the-vendor-9a8b7c6d5e4f";
 
 backends!(staff_sign_in_to_the_console_and_each_role_sees_its_pages);
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn modules() -> PathBuf {
-    let peers = std::env::var_os("LEDGER_PEERS").map_or_else(|| root().join("target/peers"), PathBuf::from);
-    peers.join("oidc/node_modules")
-}
-
-fn peers_available(test: &str) -> bool {
-    let node = std::process::Command::new("node").arg("--version").stdout(Stdio::null()).status();
-    if !node.is_ok_and(|s| s.success()) {
-        store::testing::skip(test, store::testing::Peer::Node, "node is not installed");
-        return false;
-    }
-    if !modules().join("oidc-provider/package.json").is_file() {
-        store::testing::skip(test, store::testing::Peer::Node, "oidc-provider is not in target/peers/oidc");
-        return false;
-    }
-    true
-}
-
-/// oidc-provider with the console's client, on a loopback port.
-struct Issuer {
-    url: String,
-    _node: Child,
-}
-
-impl Issuer {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut node = Command::new("node")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/issuer.mjs"))
-            .env("OIDC_MODULES", modules())
-            .env("PORT", port.to_string())
-            .env("CLIENT_ID", CLIENT_ID)
-            .env("CLIENT_SECRET", CLIENT_SECRET)
-            .env("REDIRECT_URI", format!("{PORTAL}/console/oidc/callback"))
-            .env("KEY_ID", format!("key-{port}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node starts");
-        let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
-        assert!(matches!(&ready, Ok(Ok(Some(l))) if l == "oidc issuer ready"), "the issuer did not start: {ready:?}");
-        Self { url: format!("http://127.0.0.1:{port}"), _node: node }
-    }
-
-    /// The account the issuer's interaction signs in next.
-    async fn account(&self, sub: &str, email: &str, verified: bool) {
-        let body = json!({ "sub": sub, "email": email, "email_verified": verified });
-        let answer =
-            reqwest::Client::new().post(format!("{}/test/account", self.url)).json(&body).send().await.unwrap();
-        assert!(answer.status().is_success());
-    }
-}
 
 /// A browser's part: cookies by name, redirects followed by hand.
 struct Browser {
@@ -191,15 +128,11 @@ async fn actors_of(backend: &Backend, event_type: &str) -> Vec<String> {
 }
 
 async fn staff_sign_in_to_the_console_and_each_role_sees_its_pages(backend: Backend) {
-    if !peers_available(module_path!()) {
+    if !oidc::peers_available(module_path!()) {
         return;
     }
-    let issuer = Issuer::start().await;
-    let env = [
-        ("LEDGER_CONSOLE_OIDC_ISSUER", issuer.url.as_str()),
-        ("LEDGER_CONSOLE_OIDC_CLIENT_ID", CLIENT_ID),
-        ("LEDGER_CONSOLE_OIDC_CLIENT_SECRET", CLIENT_SECRET),
-    ];
+    let issuer = Issuer::start(PORTAL).await;
+    let env = issuer.env();
     let flags = ["--portal-insecure-cookies", "--sso-allow-loopback-issuer", "--portal-url", PORTAL];
     let s = backend.start_with_env(&flags, &env).await;
     let acme = s.create_org("Acme GmbH").await;

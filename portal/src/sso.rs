@@ -67,7 +67,7 @@ impl Sso {
         Ok(Self { http: IssuerHttp::new(allow_loopback)?, cache: Mutex::new(HashMap::new()) })
     }
 
-    async fn metadata(&self, issuer: &str, refresh_keys: bool) -> Result<CoreProviderMetadata, PortalError> {
+    pub(crate) async fn metadata(&self, issuer: &str, refresh_keys: bool) -> Result<CoreProviderMetadata, PortalError> {
         let cached = self.cache.lock().map_err(|_| PortalError::Internal)?.get(issuer).cloned();
         let metadata = match cached {
             Some((metadata, at)) if at.elapsed() < DISCOVERY_TTL && !refresh_keys => return Ok(metadata),

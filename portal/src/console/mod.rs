@@ -30,6 +30,7 @@ use usecases::console::{SignedInStaff, VENDOR};
 use crate::session::{SESSION_ABSOLUTE_MICROS, SESSION_IDLE_MICROS, address_of, cookie_value, random_token};
 use crate::{ClientIp, Portal, PortalError};
 
+mod analytics;
 pub mod oidc;
 mod pages;
 mod signin;
@@ -51,6 +52,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/console/signin", get(signin::form).post(signin::request))
         .route("/console/link", get(signin::link_page).post(signin::use_link))
         .route("/console/signout", post(signin::sign_out))
+        .route("/console/analytics", get(analytics::page))
+        .route("/console/analytics/revenue.csv", get(analytics::csv))
         .route("/console/staff", get(pages::staff).post(pages::add_staff))
         .route("/console/staff/{staff}/role", post(pages::change_role))
         .route("/console/staff/{staff}/disable", post(pages::disable))

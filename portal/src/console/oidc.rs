@@ -52,6 +52,28 @@ pub fn routes() -> axum::Router<Arc<Portal>> {
     axum::Router::new().route("/console/oidc", post(start)).route(CALLBACK_PATH, get(callback))
 }
 
+/// The sign-in page's CSP. With the vendor's provider on, the page's
+/// provider form answers with a redirect to the provider's authorization
+/// endpoint, and browsers hold a form's redirect to its page's
+/// `form-action` (chromium stays on the sign-in page otherwise): that
+/// endpoint's origin is added, from the provider's discovery document (as
+/// cached for sign-ins), or the issuer's own origin while it cannot be read.
+pub async fn sign_in_content_security_policy(portal: &Portal) -> String {
+    let policy = crate::headers::CONTENT_SECURITY_POLICY;
+    let Some(config) = portal.console_oidc.as_ref() else { return policy.to_owned() };
+    let endpoint = match portal.sso.metadata(&config.issuer, false).await {
+        Ok(metadata) => Some(metadata.authorization_endpoint().url().clone()),
+        Err(_) => openidconnect::url::Url::parse(&config.issuer).ok(),
+    };
+    let origin = endpoint.map(|url| url.origin()).filter(openidconnect::url::Origin::is_tuple);
+    match origin {
+        Some(origin) => {
+            policy.replace("form-action 'self'", &format!("form-action 'self' {}", origin.ascii_serialization()))
+        }
+        None => policy.to_owned(),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct StartForm {
     #[serde(default)]

@@ -1,5 +1,6 @@
 //! The console's pages: the organizations (support and up), the staff
-//! (staff admins). Each acts through the use cases as `Caller::Staff`.
+//! (staff admins); the analytics are in `analytics.rs`. Each acts through
+//! the use cases as `Caller::Staff`.
 
 use std::sync::Arc;
 
@@ -19,14 +20,14 @@ use crate::Portal;
 
 /// What the console's navigation shows.
 pub struct Nav {
-    active: &'static str,
-    csrf: String,
-    name: String,
-    role: &'static str,
-    manage_staff: bool,
+    pub(super) active: &'static str,
+    pub(super) csrf: String,
+    pub(super) name: String,
+    pub(super) role: &'static str,
+    pub(super) manage_staff: bool,
 }
 
-fn nav(signed: &StaffSigned, active: &'static str) -> Nav {
+pub(super) fn nav(signed: &StaffSigned, active: &'static str) -> Nav {
     Nav {
         active,
         csrf: signed.csrf.clone(),

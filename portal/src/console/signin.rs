@@ -38,7 +38,10 @@ pub struct LinkPage {
 
 pub async fn form(State(portal): State<Arc<Portal>>) -> Result<Response, ConsoleError> {
     let (mails, oidc) = (portal.mails(), portal.console_oidc.is_some());
-    with_csrf_cookie(&portal, |csrf| SignInPage { csrf, sent: false, mails, oidc }.into_response())
+    let csp = super::oidc::sign_in_content_security_policy(&portal).await;
+    with_csrf_cookie(&portal, |csrf| {
+        ([(header::CONTENT_SECURITY_POLICY, csp)], SignInPage { csrf, sent: false, mails, oidc }).into_response()
+    })
 }
 
 #[derive(Deserialize)]
@@ -72,7 +75,10 @@ pub async fn request(
         portal.queue_mail(&staff.email, console::mail(&url), None);
     }
     let (mails, oidc) = (portal.mails(), portal.console_oidc.is_some());
-    with_csrf_cookie(&portal, |csrf| SignInPage { csrf, sent: true, mails, oidc }.into_response())
+    let csp = super::oidc::sign_in_content_security_policy(&portal).await;
+    with_csrf_cookie(&portal, |csrf| {
+        ([(header::CONTENT_SECURITY_POLICY, csp)], SignInPage { csrf, sent: true, mails, oidc }).into_response()
+    })
 }
 
 #[derive(Deserialize)]

@@ -166,18 +166,26 @@ pub const CHART_HEIGHT: u32 = 240;
 
 /// MRR by month as an SVG bar chart: one bar per month (a `<title>` with
 /// its month and MRR for assistive technology and tooltips), the month
-/// under each bar, the highest MRR on the axis. No script, no style sheet,
+/// under each bar, the highest MRR on the axis; a `<desc>` says what the
+/// bars are and which months they span. No script, no style sheet,
 /// no external reference; every text is escaped.
 pub fn mrr_chart_svg(months: &[MonthMrr]) -> String {
     let values: Vec<Decimal> = months.iter().map(|m| m.mrr.parse().unwrap_or(Decimal::ZERO)).collect();
     let top = values.iter().copied().fold(Decimal::ZERO, Decimal::max);
     let (left, bottom, plot_height) = (60u32, CHART_HEIGHT - 30, CHART_HEIGHT - 50);
     let slot = (CHART_WIDTH - left) / u32::try_from(months.len().max(1)).unwrap_or(1);
+    let span = match (months.first(), months.last()) {
+        (Some(first), Some(last)) => format!("from {} to {}", first.month, last.month),
+        _ => "(there are none)".to_owned(),
+    };
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {CHART_WIDTH} {CHART_HEIGHT}\" role=\"img\" \
-         aria-labelledby=\"mrr-chart-title\"><title id=\"mrr-chart-title\">MRR by month</title>\
+         aria-labelledby=\"mrr-chart-title\" aria-describedby=\"mrr-chart-desc\">\
+         <title id=\"mrr-chart-title\">MRR by month</title>\
+         <desc id=\"mrr-chart-desc\">{}</desc>\
          <line x1=\"{left}\" y1=\"{bottom}\" x2=\"{CHART_WIDTH}\" y2=\"{bottom}\" stroke=\"#555\"/>\
          <text x=\"{}\" y=\"20\" font-size=\"11\" text-anchor=\"end\">{}</text>",
+        escape(&format!("MRR at the end of each month {span}, one bar a month; the highest is {}.", money(top))),
         left - 4,
         escape(&money(top))
     );
@@ -222,6 +230,10 @@ mod tests {
         let svg = mrr_chart_svg(&months);
         assert_eq!(svg.matches("<rect").count(), 2);
         assert!(svg.contains("<title>2026-02: 5000.00</title>"));
+        assert!(svg.contains(
+            "<desc id=\"mrr-chart-desc\">MRR at the end of each month from 2026-01 to 2026-02, one bar a month; the \
+             highest is 5000.00.</desc>"
+        ));
         assert!(svg.contains("height=\"190\""), "the highest month fills the plot: {svg}");
         assert!(svg.contains("height=\"95\""), "half the MRR, half the height: {svg}");
         assert!(!svg.contains("<script") && !svg.contains("href"));
