@@ -246,6 +246,23 @@ async fn billing_staff_void_and_credit_in_the_console_and_support_resends_a_sign
         .await
         .unwrap();
     assert_eq!(resend.status().as_u16(), 403, "the auditor may not resend");
+    let credit = reqwest::Client::new()
+        .post(s.url(&format!("/console/customers/{other}/invoices/{credited}/credit-notes")))
+        .header("cookie", format!("ledger_console_session={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&reason=forged&description_1=x&amount_1=1.00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(credit.status().as_u16(), 403, "the auditor may not credit");
+    // An invoice under another customer's path is not found.
+    let elsewhere = reqwest::Client::new()
+        .get(s.url(&format!("/console/customers/{acme}/invoices/{credited}")))
+        .header("cookie", format!("ledger_console_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status().as_u16(), 404);
     assert_eq!(backend.open_log().await.head().await.unwrap().sequence, before, "nothing appended");
     assert_eq!(count(&backend, "InvoiceVoided").await, 1);
 }
