@@ -159,6 +159,7 @@ fn vendor_routes() -> Router<AppState> {
         .route("/analytics/revenue", get(routes::analytics::revenue))
         .route("/customers", get(routes::customers::search))
         .route("/customers/{org_id}/timeline", get(routes::customers::timeline))
+        .route("/organizations/{org_id}/users/{user_id}/resend", post(routes::resend::resend))
         .route("/invoices/{invoice_id}/void", post(routes::billing::void_invoice))
         .route(
             "/invoices/{invoice_id}/credit-notes",

@@ -104,6 +104,7 @@ use crate::routes;
         routes::billing::void_invoice,
         routes::billing::issue_credit_note,
         routes::billing::credit_notes,
+        routes::resend::resend,
         routes::stripe::webhook,
         routes::stripe::checkout,
         serve,

@@ -64,6 +64,9 @@ const UA: Expect = Expect::Refused(401, "unauthorized");
 const SN: Expect = Expect::Refused(503, "stripe_not_configured");
 /// 503 `unavailable`: checkout without STRIPE_SECRET_KEY.
 const SU: Expect = Expect::Refused(503, "unavailable");
+/// 503 `mail_not_configured`: allowed, but this in-process router serves
+/// no portal, whose e-mail queue a resend goes through.
+const MN: Expect = Expect::Refused(503, "mail_not_configured");
 /// 400 `validation_failed`: allowed, but the request breaks a rule (a
 /// recurring add-on without the price only the operator may give).
 const VF: Expect = Expect::Refused(400, "validation_failed");
@@ -173,6 +176,14 @@ fn matrix() -> Vec<Row> {
             "/api/v1/invoices/00000000-0000-7000-8000-0000000000a1/credit-notes",
             Some(r#"{"reason":"roles","lines":[{"description":"x","amount":"1.00"}]}"#),
             [NF, FB, FB, FB, FB, FB, UA, UA],
+        ),
+        // Resending a customer's user an e-mail (issue 15): support and up,
+        // never the auditor nor an organization's own tokens.
+        row(
+            POST,
+            "/api/v1/organizations/{A}/users/00000000-0000-7000-8000-0000000000a2/resend",
+            Some(r#"{"kind":"signin"}"#),
+            [MN, FB, FB, FB, FB, FB, UA, UA],
         ),
         // Reading an invoice's credit notes: its organization's analysts
         // and up, the operator, the auditor; an unknown invoice is 404.
@@ -985,6 +996,13 @@ fn staff_matrix() -> Vec<(Method, &'static str, Option<&'static str>, [Expect; 4
             "/api/v1/invoices/00000000-0000-7000-8000-0000000000a1/credit-notes",
             Some(r#"{"reason":"roles","lines":[{"description":"x","amount":"1.00"}]}"#),
             [NF, NF, FB, FB],
+        ),
+        // Resending a customer's user an e-mail: support and up, not the auditor.
+        (
+            post.clone(),
+            "/api/v1/organizations/{A}/users/00000000-0000-7000-8000-0000000000a2/resend",
+            Some(r#"{"kind":"signin"}"#),
+            [MN, MN, MN, FB],
         ),
         // Staff and service tokens: the staff admin only.
         (

@@ -112,6 +112,11 @@ pub fn session_stream(session_id: uuid::Uuid) -> StreamId {
     StreamId::of("portal-session", session_id)
 }
 
+/// The stream of the e-mails staff resent to a user (`PortalMailResent`).
+pub fn resend_stream(user_id: UserId) -> StreamId {
+    StreamId::of("portal-resend", user_id.0)
+}
+
 crate::stored_events! {
     /// A portal sign-in, sign-out or revocation: who, when, from where.
     pub enum SignInEvent {
@@ -119,6 +124,7 @@ crate::stored_events! {
         SignedOut = "PortalSignedOut" version 1,
         SessionRevoked = "PortalSessionRevoked" version 1,
         SignInRefused = "PortalSignInRefused" version 1,
+        MailResent = "PortalMailResent" version 1,
     }
 }
 
@@ -164,6 +170,18 @@ pub struct SignInRefused {
     /// `expired`, `used` or `inactive`.
     pub reason: String,
     pub address: String,
+    pub at: Timestamp,
+}
+
+/// Staff sent a user their invitation or a sign-in e-mail again, with a
+/// new link. The staff user is the record's actor; neither the address nor
+/// the link is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailResent {
+    pub organization_id: OrganizationId,
+    pub user_id: UserId,
+    /// `invitation` or `signin`.
+    pub kind: String,
     pub at: Timestamp,
 }
 

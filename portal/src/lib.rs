@@ -102,6 +102,8 @@ pub struct Portal {
     /// The console's OIDC provider, as an SSO configuration of the
     /// vendor's organization (its client secret sealed).
     console_oidc: Option<domain::sso::SsoConfigured>,
+    /// The console's and the API's resent e-mails, limited per user.
+    resender: usecases::resend::Resender,
 }
 
 impl Portal {
@@ -124,6 +126,7 @@ impl Portal {
         let console_oidc =
             settings.console_oidc.as_ref().map(|oidc| console::oidc::configured(&ledger, oidc)).transpose()?;
         Ok(Arc::new(Self {
+            resender: usecases::resend::Resender::default(),
             console_oidc,
             sso,
             stripe,
@@ -146,6 +149,7 @@ impl Portal {
         self.mails_per_address.sweep();
         self.requests_per_client.sweep();
         self.releases.sweep();
+        self.resender.sweep();
     }
 
     /// Deletes the sessions past their absolute or idle expiry (each
@@ -161,6 +165,28 @@ impl Portal {
     /// Whether sign-in e-mails can be sent.
     pub fn mails(&self) -> bool {
         self.mail.is_some()
+    }
+
+    /// Sends a customer's user their invitation or a sign-in e-mail again
+    /// (`usecases::resend`), through this queue: refused, changing
+    /// nothing, when the caller may not or no e-mail is configured.
+    pub async fn resend(
+        &self,
+        caller: &usecases::Caller,
+        metadata: &domain::Metadata,
+        target: (domain::OrganizationId, domain::UserId),
+        kind: usecases::resend::ResendKind,
+    ) -> Result<u64, usecases::Error> {
+        if !usecases::resend::may_resend(caller) {
+            return Err(usecases::Error::Forbidden);
+        }
+        if !self.mails() {
+            return Err(usecases::Error::conflict("mail_not_configured", "e-mail is not configured on this server"));
+        }
+        let resent =
+            self.resender.resend(&self.ledger, caller, metadata, &self.settings.portal_url, target, kind).await?;
+        self.queue_mail(&resent.to, resent.mail, resent.sender_name);
+        Ok(resent.sequence)
     }
 
     fn queue_mail(&self, to: &str, mail: Mail, sender_name: Option<String>) {

@@ -46,6 +46,7 @@ pub mod organizations;
 pub mod provisioning;
 pub mod queries;
 pub mod readmodels;
+pub mod resend;
 pub mod revenue;
 pub mod scheduler;
 pub mod secret_rotation;

@@ -8,6 +8,7 @@ pub mod license;
 pub mod log;
 pub mod ops;
 pub mod queries;
+pub mod resend;
 pub mod sso;
 pub mod staff;
 pub mod stripe;

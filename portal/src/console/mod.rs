@@ -31,6 +31,8 @@ use crate::session::{SESSION_ABSOLUTE_MICROS, SESSION_IDLE_MICROS, address_of, c
 use crate::{ClientIp, Portal, PortalError};
 
 mod analytics;
+mod customers;
+mod invoices;
 pub mod oidc;
 mod pages;
 mod signin;
@@ -57,6 +59,12 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/console/staff", get(pages::staff).post(pages::add_staff))
         .route("/console/staff/{staff}/role", post(pages::change_role))
         .route("/console/staff/{staff}/disable", post(pages::disable))
+        .route("/console/customers", get(customers::search))
+        .route("/console/customers/{org}", get(customers::customer))
+        .route("/console/customers/{org}/users/{user}/resend", post(customers::resend))
+        .route("/console/customers/{org}/invoices/{invoice}", get(invoices::invoice))
+        .route("/console/customers/{org}/invoices/{invoice}/void", post(invoices::void))
+        .route("/console/customers/{org}/invoices/{invoice}/credit-notes", post(invoices::credit))
         .merge(oidc::routes())
         .layer(axum::middleware::from_fn(crate::headers::security))
         .with_state(portal)

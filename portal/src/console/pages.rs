@@ -38,7 +38,7 @@ pub(super) fn nav(signed: &StaffSigned, active: &'static str) -> Nav {
 }
 
 /// A console command's context: the staff user is the actor.
-fn context(signed: &StaffSigned) -> Context {
+pub(super) fn context(signed: &StaffSigned) -> Context {
     let caller = signed.staff.caller();
     Context {
         metadata: Metadata {

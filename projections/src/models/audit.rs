@@ -144,13 +144,13 @@ pub enum PortalEvent {
 }
 
 /// The portal's event of a record on one of its streams (`signin/`,
-/// `portal-session/`, `portal-refusals/`; `sso-signin/`, `sso-config/`,
+/// `portal-session/`, `portal-refusals/`, `portal-resend/`; `sso-signin/`, `sso-config/`,
 /// `sso-link/`); `Ok(None)` on any other stream, or for an event type this
 /// version does not know; an error for a payload that does not decode.
 pub fn portal_event(header: &RecordHeader, payload: &[u8]) -> Result<Option<PortalEvent>, EventDecodeError> {
     let (kind, version) = (header.event_type.as_str(), header.schema_version);
     Ok(match header.stream_id.category() {
-        "signin" | "portal-session" | "portal-refusals" => {
+        "signin" | "portal-session" | "portal-refusals" | "portal-resend" => {
             SignInEvent::decode(kind, version, payload)?.map(PortalEvent::SignIn)
         }
         "sso-signin" | "sso-config" | "sso-link" => SsoEvent::decode(kind, version, payload)?.map(PortalEvent::Sso),
@@ -177,6 +177,7 @@ pub fn session_facts(record: &Record) -> Option<SessionFacts> {
         PortalEvent::SignIn(SignInEvent::SignInRefused(e)) => {
             SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
         }
+        PortalEvent::SignIn(SignInEvent::MailResent(e)) => SessionFacts::of(e.organization_id, Some(e.user_id), None),
         PortalEvent::Sso(SsoEvent::SsoSignedIn(e)) => {
             SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
         }
