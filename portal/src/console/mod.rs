@@ -32,6 +32,7 @@ use crate::{ClientIp, Portal, PortalError};
 
 pub mod oidc;
 mod pages;
+mod runs;
 mod signin;
 
 pub const SESSION_COOKIE: &str = "ledger_console_session";
@@ -54,6 +55,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/console/staff", get(pages::staff).post(pages::add_staff))
         .route("/console/staff/{staff}/role", post(pages::change_role))
         .route("/console/staff/{staff}/disable", post(pages::disable))
+        .route("/console/runs", get(runs::page).post(runs::issue))
+        .route("/console/runs/{run}", get(runs::progress))
         .merge(oidc::routes())
         .layer(axum::middleware::from_fn(crate::headers::security))
         .with_state(portal)
