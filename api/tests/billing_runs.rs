@@ -260,27 +260,34 @@ async fn bad_requests_and_other_roles_are_refused(backend: Backend) {
     let acme = s.create_org("Acme").await;
     s.create_subscription(&acme, "starter", "2026-01-01", true).await;
     let head = s.head().await;
-    let preview = |query: &str| s.get(&format!("/api/v1/billing/runs/preview?{query}"), Some(OPERATOR));
-    let start = |token: &str, body: Value| s.post("/api/v1/billing/runs/background", Some(token), body);
+    let server = &s;
+    let preview = |query: String| async move {
+        let path = format!("/api/v1/billing/runs/preview?{query}");
+        server.get(&path, Some(OPERATOR)).await
+    };
+    let start = |token: String, body: Value| async move {
+        server.post("/api/v1/billing/runs/background", Some(&token), body).await
+    };
     for period in ["2026-1", "2026-13", "January", "", "2026-01-01"] {
-        preview(&format!("period={period}")).await.problem(400, "validation_failed");
-        start(OPERATOR, json!({ "period": period })).await.problem(400, "validation_failed");
+        preview(format!("period={period}")).await.problem(400, "validation_failed");
+        start(OPERATOR.into(), json!({ "period": period })).await.problem(400, "validation_failed");
     }
-    preview("").await.problem(400, "validation_failed");
+    preview(String::new()).await.problem(400, "validation_failed");
     for query in ["limit=0", "limit=201", "cursor=not-a-uuid"] {
-        preview(&format!("period=2026-01&{query}")).await.problem(400, "validation_failed");
+        preview(format!("period=2026-01&{query}")).await.problem(400, "validation_failed");
     }
-    start(OPERATOR, json!({ "period": "2026-01", "preview": true })).await.problem(400, "validation_failed");
-    start(OPERATOR, json!({ "period": "2026-01" })).await.problem(409, "month_not_ended");
+    start(OPERATOR.into(), json!({ "period": "2026-01", "preview": true })).await.problem(400, "validation_failed");
+    start(OPERATOR.into(), json!({ "period": "2026-01" })).await.problem(409, "month_not_ended");
     let unknown = format!("/api/v1/billing/runs/{}", Uuid::now_v7());
     s.get(&unknown, Some(OPERATOR)).await.problem(404, "not_found");
 
     // Support staff and the auditor read, but run nothing and see no run.
     let body = json!({ "name": "support automation", "role": "support", "expiresInDays": 30 });
     let support = id(&s.post("/api/v1/staff/tokens", Some(OPERATOR), body).await.expect(201)["token"]);
+    let head = s.head().await;
     for token in [support.as_str(), common::AUDITOR] {
         s.get("/api/v1/billing/runs/preview?period=2026-01", Some(token)).await.problem(403, "forbidden");
-        start(token, json!({ "period": "2025-12" })).await.problem(403, "forbidden");
+        start(token.into(), json!({ "period": "2025-12" })).await.problem(403, "forbidden");
         s.get("/api/v1/billing/runs/background", Some(token)).await.problem(403, "forbidden");
         s.get(&unknown, Some(token)).await.problem(403, "forbidden");
     }
