@@ -79,7 +79,8 @@ fn report(key: &str, day: &str, gb: u64) -> Value {
 
 async fn a_preview_compares_the_month_with_its_invoices_and_the_background_run_issues_it(backend: Backend) {
     let s = backend.start().await;
-    let (acme, globex, initech) = (s.create_org("Acme").await, s.create_org("Globex").await, s.create_org("Initech").await);
+    let (acme, globex, initech) =
+        (s.create_org("Acme").await, s.create_org("Globex").await, s.create_org("Initech").await);
     let acme_sub = id(&s.create_subscription(&acme, "starter", "2026-01-01", true).await["subscriptionId"]);
     let created = s.create_subscription(&globex, "professional", "2026-01-01", true).await;
     let (globex_sub, globex_key) = (id(&created["subscriptionId"]), id(&created["licenseKey"]));
@@ -102,7 +103,8 @@ async fn a_preview_compares_the_month_with_its_invoices_and_the_background_run_i
     let invoice_of = |org: &str| {
         january["invoices"].as_array().unwrap().iter().find(|i| i["organizationId"] == org).unwrap().clone()
     };
-    let (acme_invoice, globex_invoice, initech_invoice) = (invoice_of(&acme), invoice_of(&globex), invoice_of(&initech));
+    let (acme_invoice, globex_invoice, initech_invoice) =
+        (invoice_of(&acme), invoice_of(&globex), invoice_of(&initech));
 
     // Plant the differences: late usage over Globex's limit (3,000 GB), a
     // void of Initech's invoice, and a new subscription from 20 January.
@@ -128,7 +130,10 @@ async fn a_preview_compares_the_month_with_its_invoices_and_the_background_run_i
 
     let globex_item = by_subscription(&items, &globex_sub);
     assert_eq!(globex_item["comparison"], "differs", "{globex_item}");
-    assert_eq!((&globex_item["issued"]["id"], &globex_item["issued"]["total"]), (&globex_invoice["id"], &json!("5000.00")));
+    assert_eq!(
+        (&globex_item["issued"]["id"], &globex_item["issued"]["total"]),
+        (&globex_invoice["id"], &json!("5000.00"))
+    );
     // 1,250 GB over 3,000: two started TB at 4,000.00 each.
     assert_eq!(
         globex_item["differences"],
@@ -280,6 +285,9 @@ async fn bad_requests_and_other_roles_are_refused(backend: Backend) {
     start(OPERATOR.into(), json!({ "period": "2026-01" })).await.problem(409, "month_not_ended");
     let unknown = format!("/api/v1/billing/runs/{}", Uuid::now_v7());
     s.get(&unknown, Some(OPERATOR)).await.problem(404, "not_found");
+    assert_eq!(s.head().await, head, "refusals append nothing");
+    let recent = s.get("/api/v1/billing/runs/background", Some(OPERATOR)).await.expect(200);
+    assert_eq!(recent, json!([]), "no run was started");
 
     // Support staff and the auditor read, but run nothing and see no run.
     let body = json!({ "name": "support automation", "role": "support", "expiresInDays": 30 });

@@ -164,12 +164,7 @@ fn matrix() -> Vec<Row> {
         row(GET, "/api/v1/billing/runs/preview?period=2026-01", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
         row(POST, "/api/v1/billing/runs/background", Some(r#"{"period":"2025-12"}"#), [OK, FB, FB, FB, FB, FB, UA, UA]),
         row(GET, "/api/v1/billing/runs/background", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
-        row(
-            GET,
-            "/api/v1/billing/runs/00000000-0000-7000-8000-0000000000b1",
-            None,
-            [NF, FB, FB, FB, FB, FB, UA, UA],
-        ),
+        row(GET, "/api/v1/billing/runs/00000000-0000-7000-8000-0000000000b1", None, [NF, FB, FB, FB, FB, FB, UA, UA]),
         // Operator only (the staff billing role, issue 15): voids and
         // credit notes. The fixture issues no invoice, so the operator
         // meets an unknown one (404); the others are refused first.
