@@ -254,10 +254,28 @@ async fn a_failing_subscription_is_named_and_the_others_are_issued(backend: Back
     );
     assert_eq!(done["failed"][0]["subscriptionId"], acme_sub.as_str());
     assert!(done["failed"][0]["reason"].as_str().unwrap().contains(&addon_id), "{done}");
-    let listed = s.get(&format!("/api/v1/organizations/{globex}/invoices"), Some(OPERATOR)).await.expect(200);
-    assert_eq!(listed[0]["id"], items[0]["computed"]["id"], "Globex's invoice is issued");
+    let listed_globex = s.get(&format!("/api/v1/organizations/{globex}/invoices"), Some(OPERATOR)).await.expect(200);
+    assert_eq!(listed_globex[0]["id"], items[0]["computed"]["id"], "Globex's invoice is issued");
     let listed = s.get(&format!("/api/v1/organizations/{acme}/invoices"), Some(OPERATOR)).await.expect(200);
     assert_eq!(listed, json!([]), "Acme's is not");
+
+    // Globex's add-on now overflows too: its issued invoice stands, and the
+    // preview says it is issued and no longer computes (the run issues nothing).
+    let globex_addon = overflowing_addon();
+    let globex_addon_id = globex_addon.addon_id.0.to_string();
+    plant(&backend, &globex_sub, globex_addon.into()).await;
+    common::poll("the server to see Globex's planted add-on", || async {
+        let details = s.subscription(&globex, OPERATOR).await;
+        details["addons"].as_array().unwrap().iter().any(|a| a["id"] == globex_addon_id.as_str()).then_some(())
+    })
+    .await;
+    let (items, failed) = preview_all(&s, "2026-01", 200).await;
+    assert_eq!((items.len(), failed.len()), (1, 1), "{items:?} {failed:?}");
+    assert_eq!(
+        (&items[0]["subscriptionId"], &items[0]["comparison"], &items[0]["computed"]),
+        (&json!(globex_sub), &json!("already_issued"), &Value::Null)
+    );
+    assert_eq!(items[0]["issued"]["id"], listed_globex[0]["id"]);
 }
 
 async fn bad_requests_and_other_roles_are_refused(backend: Backend) {
