@@ -162,6 +162,12 @@ fn matrix() -> Vec<Row> {
             Some(r#"{"period":"2026-01","preview":true}"#),
             [OK, FB, FB, FB, FB, FB, UA, UA],
         ),
+        // Operator only: billing runs' preview, background runs and their
+        // progress (an unknown run: the operator meets not_found).
+        row(GET, "/api/v1/billing/runs/preview?period=2026-01", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
+        row(POST, "/api/v1/billing/runs/background", Some(r#"{"period":"2025-12"}"#), [OK, FB, FB, FB, FB, FB, UA, UA]),
+        row(GET, "/api/v1/billing/runs/background", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
+        row(GET, "/api/v1/billing/runs/00000000-0000-7000-8000-0000000000b1", None, [NF, FB, FB, FB, FB, FB, UA, UA]),
         // Operator only (the staff billing role, issue 15): voids and
         // credit notes. The fixture issues no invoice, so the operator
         // meets an unknown one (404); the others are refused first.
@@ -985,6 +991,10 @@ fn staff_matrix() -> Vec<(Method, &'static str, Option<&'static str>, [Expect; 4
         // Billing runs, voids and credit notes: staff admin and billing (the
         // fixture issues no invoice: the permitted meet an unknown one).
         (post.clone(), "/api/v1/billing/runs", Some(r#"{"period":"2026-01","preview":true}"#), [OK, OK, FB, FB]),
+        (get.clone(), "/api/v1/billing/runs/preview?period=2026-01", None, [OK, OK, FB, FB]),
+        (post.clone(), "/api/v1/billing/runs/background", Some(r#"{"period":"2025-12"}"#), [OK, OK, FB, FB]),
+        (get.clone(), "/api/v1/billing/runs/background", None, [OK, OK, FB, FB]),
+        (get.clone(), "/api/v1/billing/runs/00000000-0000-7000-8000-0000000000b1", None, [NF, NF, FB, FB]),
         (
             post.clone(),
             "/api/v1/invoices/00000000-0000-7000-8000-0000000000a1/void",

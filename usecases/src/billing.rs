@@ -149,7 +149,7 @@ pub async fn invoices(
 /// an invoice or not (a forecast of a month under way is its use); only a
 /// run holds a later month back. `usage_sequence` is what the read models
 /// include. One subscription's data that cannot be read fails it alone.
-async fn due(
+pub(crate) async fn due(
     ledger: &Ledger,
     page: Vec<(SubscriptionId, Subscription)>,
     month: NaiveDate,
@@ -257,7 +257,7 @@ pub(crate) async fn month_preview(
 /// One subscription's invoice of `month`, if it has one to issue (its
 /// `usage_sequence` left for the caller to set); why not when it cannot be
 /// issued.
-fn due_one(
+pub(crate) fn due_one(
     catalog: &domain::catalog::Catalog,
     (id, subscription): (SubscriptionId, &Subscription),
     usage: &domain::usage::Usage,
@@ -294,7 +294,7 @@ fn due_one(
 /// Appends the due invoices, each on its own stream expected not to exist;
 /// returns the ones this run issued (one issued meanwhile by another run
 /// stays as it was, and is not this run's).
-async fn issue(
+pub(crate) async fn issue(
     ledger: &Ledger,
     actor: &str,
     month: NaiveDate,

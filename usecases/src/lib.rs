@@ -24,6 +24,7 @@ use store::EventLog;
 pub mod acknowledged;
 pub mod airgap;
 pub mod billing;
+pub mod billing_runs;
 pub mod branding;
 pub mod caller;
 pub mod clock;
@@ -101,6 +102,8 @@ pub struct Ledger {
     /// The last sequence this node acknowledged to each credential
     /// (read-your-writes, `acknowledged`).
     pub acknowledged: Arc<acknowledged::Acknowledged>,
+    /// The background billing runs this process started (bounded).
+    pub billing_runs: Arc<billing_runs::BillingRuns>,
 }
 
 impl Ledger {
@@ -135,6 +138,7 @@ impl Ledger {
             scheduler: Arc::new(tokio::sync::Notify::new()),
             metrics: Arc::new(metrics::Metrics::default()),
             acknowledged: Arc::new(acknowledged::Acknowledged::default()),
+            billing_runs: Arc::default(),
         })
     }
 

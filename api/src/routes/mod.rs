@@ -1,6 +1,7 @@
 pub mod airgap;
 pub mod analytics;
 pub mod billing;
+pub mod billing_runs;
 pub mod branding;
 pub mod commands;
 pub mod customers;

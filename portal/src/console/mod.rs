@@ -35,6 +35,7 @@ mod customers;
 mod invoices;
 pub mod oidc;
 mod pages;
+mod runs;
 mod signin;
 
 pub const SESSION_COOKIE: &str = "ledger_console_session";
@@ -65,6 +66,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/console/customers/{org}/invoices/{invoice}", get(invoices::invoice))
         .route("/console/customers/{org}/invoices/{invoice}/void", post(invoices::void))
         .route("/console/customers/{org}/invoices/{invoice}/credit-notes", post(invoices::credit))
+        .route("/console/runs", get(runs::page).post(runs::issue))
+        .route("/console/runs/{run}", get(runs::progress))
         .merge(oidc::routes())
         .layer(axum::middleware::from_fn(crate::headers::security))
         .with_state(portal)

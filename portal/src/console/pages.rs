@@ -25,6 +25,8 @@ pub struct Nav {
     pub(super) name: String,
     pub(super) role: &'static str,
     pub(super) manage_staff: bool,
+    /// The Billing runs page (billing and staff admins).
+    pub(super) billing_runs: bool,
 }
 
 pub(super) fn nav(signed: &StaffSigned, active: &'static str) -> Nav {
@@ -34,6 +36,7 @@ pub(super) fn nav(signed: &StaffSigned, active: &'static str) -> Nav {
         name: signed.staff.name.clone(),
         role: signed.staff.role.as_str(),
         manage_staff: signed.may(StaffPermission::ManageStaff),
+        billing_runs: signed.may(StaffPermission::BillingOps),
     }
 }
 

@@ -159,6 +159,13 @@ pub async fn page(
     rows.iter().map(decode).collect()
 }
 
+/// How many subscriptions the read models hold: the total a background
+/// billing run (`usecases::billing_runs`) reports its progress against.
+pub async fn count(db: &ReadModelDb) -> Result<u64, DbError> {
+    let row = db.query_opt("SELECT COUNT(*) FROM rm_subscriptions", Vec::new()).await?;
+    row.map_or(Ok(0), |row| row.uint(0))
+}
+
 /// Subscriptions whose term ends from `first` to `last` (inclusive), do not
 /// renew and have not ended or been cancelled: the candidates of the expiry
 /// reminder (`domain::notification::expiry_reminder` decides), by the
