@@ -11,4 +11,5 @@ pub mod queries;
 pub mod sso;
 pub mod staff;
 pub mod stripe;
+pub mod stripe_ops;
 pub mod usage;

@@ -33,6 +33,7 @@ use crate::{ClientIp, Portal, PortalError};
 pub mod oidc;
 mod pages;
 mod signin;
+mod stripe;
 
 pub const SESSION_COOKIE: &str = "ledger_console_session";
 pub const CSRF_COOKIE: &str = "ledger_console_csrf";
@@ -54,6 +55,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/console/staff", get(pages::staff).post(pages::add_staff))
         .route("/console/staff/{staff}/role", post(pages::change_role))
         .route("/console/staff/{staff}/disable", post(pages::disable))
+        .route("/console/stripe", get(stripe::page))
+        .route("/console/stripe/retry", post(stripe::retry))
         .merge(oidc::routes())
         .layer(axum::middleware::from_fn(crate::headers::security))
         .with_state(portal)

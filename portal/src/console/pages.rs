@@ -19,25 +19,27 @@ use crate::Portal;
 
 /// What the console's navigation shows.
 pub struct Nav {
-    active: &'static str,
-    csrf: String,
-    name: String,
-    role: &'static str,
-    manage_staff: bool,
+    pub(super) active: &'static str,
+    pub(super) csrf: String,
+    pub(super) name: String,
+    pub(super) role: &'static str,
+    pub(super) manage_staff: bool,
+    pub(super) billing_ops: bool,
 }
 
-fn nav(signed: &StaffSigned, active: &'static str) -> Nav {
+pub(super) fn nav(signed: &StaffSigned, active: &'static str) -> Nav {
     Nav {
         active,
         csrf: signed.csrf.clone(),
         name: signed.staff.name.clone(),
         role: signed.staff.role.as_str(),
         manage_staff: signed.may(StaffPermission::ManageStaff),
+        billing_ops: signed.may(StaffPermission::BillingOps),
     }
 }
 
 /// A console command's context: the staff user is the actor.
-fn context(signed: &StaffSigned) -> Context {
+pub(super) fn context(signed: &StaffSigned) -> Context {
     let caller = signed.staff.caller();
     Context {
         metadata: Metadata {
