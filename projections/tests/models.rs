@@ -405,6 +405,17 @@ fn invoices_of(state: &LedgerState, catalog: &Catalog, month: NaiveDate) -> Vec<
 
 /// Stripe: the sync starting after the first invoices, webhook events
 /// (some handled), customers, Stripe invoices, refusals, payment methods.
+/// Stripe refuses an invoice's sync; `retried`: the billing team retries
+/// it, so its invoice is pending again in the tables as in the outbox.
+fn refuse(script: &mut Script, target: StreamId, retried: bool) {
+    let refused = StripeSyncRefused { target: target.to_string(), status: 400, message: "no such customer".into() };
+    script.push(target.clone(), &StripeEvent::from(refused), "stripe-sync");
+    if retried {
+        let retried = domain::stripe::StripeSyncRetried { target: target.to_string() };
+        script.push(target, &StripeEvent::from(retried), "staff:billing");
+    }
+}
+
 fn stripe_events(script: &mut Script, issued: &[InvoiceIssued], sync_from: u64) {
     script.push(
         domain::stripe::sync_started_stream(),
@@ -430,17 +441,7 @@ fn stripe_events(script: &mut Script, issued: &[InvoiceIssued], sync_from: u64) 
                 };
                 script.push(target, &StripeEvent::from(created), "stripe-sync");
             }
-            1 => {
-                let refused =
-                    StripeSyncRefused { target: target.to_string(), status: 400, message: "no such customer".into() };
-                script.push(target.clone(), &StripeEvent::from(refused), "stripe-sync");
-                // One refusal retried by the billing team: its invoice is
-                // pending again in the tables as in the outbox.
-                if i == 1 {
-                    let retried = domain::stripe::StripeSyncRetried { target: target.to_string() };
-                    script.push(target, &StripeEvent::from(retried), "staff:billing");
-                }
-            }
+            1 => refuse(script, target, i == 1),
             _ => {}
         }
         if i % 4 == 0 {
