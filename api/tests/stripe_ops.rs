@@ -50,6 +50,16 @@ async fn staff_token(s: &Server, role: &str) -> String {
     id(&issued["token"])
 }
 
+/// The syncs page once the read models list a refusal (the sync's
+/// refusal is not the caller's write, so no read-your-writes wait covers it).
+async fn refused_listed(s: &Server, token: &str) -> Value {
+    poll("a refusal listed", || async {
+        let page = s.get("/api/v1/stripe/syncs", Some(token)).await.expect(200);
+        (!page["refused"].as_array().unwrap().is_empty()).then_some(page)
+    })
+    .await
+}
+
 fn retry_path(target: &str) -> String {
     format!("/api/v1/stripe/syncs/{}/retry", target.replace('/', "%2F"))
 }
@@ -93,7 +103,7 @@ async fn a_refused_sync_is_retried_and_the_month_reconciled(backend: Backend) {
     wait_for(&backend, "StripeInvoiceCreated", 2).await;
 
     // The refusal is listed with its reason (billing); support may not look.
-    let syncs = s.get("/api/v1/stripe/syncs", Some(&billing)).await.expect(200);
+    let syncs = refused_listed(&s, &billing).await;
     let refused = syncs["refused"].as_array().unwrap();
     assert_eq!(refused.len(), 1, "{syncs:#}");
     let target = id(&refused[0]["target"]);
@@ -131,9 +141,17 @@ async fn a_refused_sync_is_retried_and_the_month_reconciled(backend: Backend) {
     let syncs = s.get("/api/v1/stripe/syncs", Some(&billing)).await.expect(200);
     assert_eq!((&syncs["refused"], &syncs["stuck"]), (&json!([]), &json!([])));
 
-    // A credit note reaches Stripe too: every invoice matches.
+    // A credit note Stripe refuses once: retried, it reaches Stripe too
+    // (after the refusal and the retry on its stream), and every invoice
+    // matches.
+    stand_in.refuse_next("POST /v1/credit_notes", 1, "Invoice is being finalized");
     let body = json!({ "reason": "outage", "lines": [{ "description": "one day", "amount": "80.65" }] });
     s.post(&format!("/api/v1/invoices/{}/credit-notes", invoices[1]), Some(&billing), body).await.expect(201);
+    wait_for(&backend, "StripeSyncRefused", 2).await;
+    let syncs = refused_listed(&s, &billing).await;
+    let note_target = id(&syncs["refused"][0]["target"]);
+    assert!(note_target.starts_with("stripe-credit-note/"), "{syncs:#}");
+    s.post(&retry_path(&note_target), Some(&billing), json!({})).await.expect(200);
     wait_for(&backend, "StripeCreditNoteCreated", 1).await;
     let report = s.get("/api/v1/stripe/reconciliation?period=2026-01", Some(&billing)).await.expect(200);
     assert_eq!(
@@ -254,6 +272,7 @@ async fn the_console_lists_retries_and_reconciles(backend: Backend) {
     let run = s.post("/api/v1/billing/runs", Some(OPERATOR), json!({ "period": "2026-01" })).await.expect(200);
     wait_for(&backend, "StripeSyncRefused", 1).await;
     wait_for(&backend, "StripeInvoiceCreated", 1).await;
+    refused_listed(&s, OPERATOR).await;
 
     let b = browser::Browser::start_with_shots(&s.url(""), &backend, "console").await;
     sign_in(&b, &backend, "bob@vendor.test").await;
