@@ -242,6 +242,30 @@ async fn a_refused_sync_is_retried_and_the_month_reconciled(backend: Backend) {
     targets.dedup();
     assert_eq!(targets.len(), 3, "three distinct invoices over two pages");
     s.get("/api/v1/stripe/syncs?limit=0", Some(&billing)).await.problem(400, "validation_failed");
+
+    // The auditor's replay reads the retries like every other event.
+    replay_verify(&s, &backend).await;
+}
+
+/// `replay verify` over the test's store succeeds (skipped, with a notice,
+/// without the replay binary outside CI).
+async fn replay_verify(s: &Server, backend: &Backend) {
+    let replay = std::path::Path::new(env!("CARGO_BIN_EXE_ledger")).with_file_name("replay");
+    if !replay.exists() {
+        assert!(std::env::var_os("CI").is_none(), "{} is missing: CI runs `cargo test --workspace`", replay.display());
+        eprintln!("SKIPPED: the replay check needs the replay binary; build it with `cargo test --workspace`");
+        return;
+    }
+    let keys = s.get("/api/v1/keys", None).await.expect(200);
+    let mut command = std::process::Command::new(replay);
+    command.args(["verify", "--public-key", keys["checkpoints"]["current"].as_str().unwrap()]);
+    match backend.database_url() {
+        Some(url) => command.args(["--database-url", url]),
+        None => command.arg("--data-dir").arg(backend.data_dir()),
+    };
+    let output = command.env_remove("DATABASE_URL").output().expect("replay runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// The console's Stripe page in a real browser: a billing staff member
