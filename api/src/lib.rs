@@ -168,6 +168,9 @@ fn vendor_routes() -> Router<AppState> {
             "/invoices/{invoice_id}/credit-notes",
             get(routes::billing::credit_notes).post(routes::billing::issue_credit_note),
         )
+        .route("/stripe/syncs", get(routes::stripe_ops::syncs))
+        .route("/stripe/syncs/{target}/retry", post(routes::stripe_ops::retry))
+        .route("/stripe/reconciliation", get(routes::stripe_ops::reconciliation))
 }
 
 /// The portal's routes, with the client's address as the edge resolved it.

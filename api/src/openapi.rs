@@ -111,6 +111,9 @@ use crate::routes;
         routes::resend::resend,
         routes::stripe::webhook,
         routes::stripe::checkout,
+        routes::stripe_ops::syncs,
+        routes::stripe_ops::retry,
+        routes::stripe_ops::reconciliation,
         serve,
     ),
     // Schemas named only by `IntoResponses` types (not collected from the

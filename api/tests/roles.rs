@@ -62,6 +62,10 @@ const NF: Expect = Expect::Refused(404, "not_found");
 const UA: Expect = Expect::Refused(401, "unauthorized");
 /// 503 `stripe_not_configured`: Stripe webhooks without STRIPE_WEBHOOK_SECRET.
 const SN: Expect = Expect::Refused(503, "stripe_not_configured");
+/// 409 `sync_not_refused`: a Stripe sync retried that Stripe never refused.
+const NR: Expect = Expect::Refused(409, "sync_not_refused");
+/// A sync target Stripe never refused (its `/` percent-encoded).
+const STRIPE_RETRY: &str = "/api/v1/stripe/syncs/stripe-invoice%2F00000000-0000-7000-8000-0000000000a1:2026-01/retry";
 /// 503 `unavailable`: checkout without STRIPE_SECRET_KEY.
 const SU: Expect = Expect::Refused(503, "unavailable");
 /// 503 `mail_not_configured`: allowed, but this in-process router serves
@@ -191,6 +195,12 @@ fn matrix() -> Vec<Row> {
             Some(r#"{"kind":"signin"}"#),
             [MN, FB, FB, FB, FB, FB, UA, UA],
         ),
+        // Operator only (the staff billing role): the Stripe sync's refused
+        // and stuck syncs, a retry (the fixture's Stripe refused nothing:
+        // 409) and the reconciliation (Stripe is not configured: 503).
+        row(GET, "/api/v1/stripe/syncs", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
+        row(POST, STRIPE_RETRY, Some(r#"{}"#), [NR, FB, FB, FB, FB, FB, UA, UA]),
+        row(GET, "/api/v1/stripe/reconciliation?period=2026-01", None, [SN, FB, FB, FB, FB, FB, UA, UA]),
         // Reading an invoice's credit notes: its organization's analysts
         // and up, the operator, the auditor; an unknown invoice is 404.
         row(
@@ -1014,6 +1024,10 @@ fn staff_matrix() -> Vec<(Method, &'static str, Option<&'static str>, [Expect; 4
             Some(r#"{"kind":"signin"}"#),
             [MN, MN, MN, FB],
         ),
+        // The Stripe sync's operations: staff admin and billing.
+        (get.clone(), "/api/v1/stripe/syncs", None, [OK, OK, FB, FB]),
+        (post.clone(), STRIPE_RETRY, Some(r#"{}"#), [NR, NR, FB, FB]),
+        (get.clone(), "/api/v1/stripe/reconciliation?period=2026-01", None, [SN, SN, FB, FB]),
         // Staff and service tokens: the staff admin only.
         (
             post.clone(),

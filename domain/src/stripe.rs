@@ -14,7 +14,8 @@
 //!   customer made for an organization.
 //! - `stripe-invoice/{subscription}:{YYYY-MM}` (the invoice's own stream
 //!   name): `StripeInvoiceCreated`, the Stripe invoice made for an issued
-//!   invoice, or `StripeSyncRefused`, when Stripe refused it for good.
+//!   invoice, or `StripeSyncRefused`, when Stripe refused it for good, and
+//!   `StripeSyncRetried` when a staff member asked to try it again.
 //! - `stripe-sync/started`: `StripeSyncStarted`, appended once, when a
 //!   server first runs with a Stripe API key: invoices issued before it
 //!   are not sent to Stripe (they were billed without it; collecting them
@@ -53,8 +54,25 @@ crate::stored_events! {
         StripeSyncStarted = "StripeSyncStarted" version 1,
         StripeInvoiceVoided = "StripeInvoiceVoided" version 1,
         StripeCreditNoteCreated = "StripeCreditNoteCreated" version 1,
+        StripeSyncRetried = "StripeSyncRetried" version 1,
     }
 }
+
+/// A staff member (BillingOps) asked for a refused sync to be tried
+/// again, once its cause was fixed: appended on the refused target's own
+/// stream, after its `StripeSyncRefused`, so the outbox takes the target
+/// up again (issue 15 item 2). Who asked is the record's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StripeSyncRetried {
+    /// The target refused: the stream of the invoice, void, credit note or
+    /// payment method being synced.
+    pub target: String,
+}
+
+/// How many times one target may be retried: each retry follows a
+/// refusal on the target's stream, so its stream holds at most twice this
+/// many events before its outcome.
+pub const RETRIES_PER_TARGET_MAX: usize = 20;
 
 /// The Stripe invoice of a voided invoice, voided in Stripe too (issue 15
 /// part 2), on `stripe-void/{invoice id}`.
@@ -278,6 +296,9 @@ impl StripeOutbox {
                 }
                 StripeEvent::StripeSyncRefused(refused) => {
                     self.refused.insert(refused.target.clone(), refused.clone());
+                }
+                StripeEvent::StripeSyncRetried(retried) => {
+                    self.refused.remove(&retried.target);
                 }
                 StripeEvent::StripePaymentMethodSaved(saved) => {
                     self.pending_payment_methods.insert(saved.organization_id, saved.clone());

@@ -405,6 +405,17 @@ fn invoices_of(state: &LedgerState, catalog: &Catalog, month: NaiveDate) -> Vec<
 
 /// Stripe: the sync starting after the first invoices, webhook events
 /// (some handled), customers, Stripe invoices, refusals, payment methods.
+/// Stripe refuses an invoice's sync; `retried`: the billing team retries
+/// it, so its invoice is pending again in the tables as in the outbox.
+fn refuse(script: &mut Script, target: StreamId, retried: bool) {
+    let refused = StripeSyncRefused { target: target.to_string(), status: 400, message: "no such customer".into() };
+    script.push(target.clone(), &StripeEvent::from(refused), "stripe-sync");
+    if retried {
+        let retried = domain::stripe::StripeSyncRetried { target: target.to_string() };
+        script.push(target, &StripeEvent::from(retried), "staff:billing");
+    }
+}
+
 fn stripe_events(script: &mut Script, issued: &[InvoiceIssued], sync_from: u64) {
     script.push(
         domain::stripe::sync_started_stream(),
@@ -430,11 +441,7 @@ fn stripe_events(script: &mut Script, issued: &[InvoiceIssued], sync_from: u64) 
                 };
                 script.push(target, &StripeEvent::from(created), "stripe-sync");
             }
-            1 => {
-                let refused =
-                    StripeSyncRefused { target: target.to_string(), status: 400, message: "no such customer".into() };
-                script.push(target, &StripeEvent::from(refused), "stripe-sync");
-            }
+            1 => refuse(script, target, i == 1),
             _ => {}
         }
         if i % 4 == 0 {
@@ -1114,6 +1121,16 @@ async fn assert_stripe(db: &ReadModelDb, state: &LedgerState) {
     for (target, refused) in &outbox.refused {
         assert_eq!(stripe::refused(db, target).await.unwrap().as_ref(), Some(refused));
     }
+    // The refused list, a page at a time by target, is the outbox's
+    // (a retried refusal is in neither).
+    let first = stripe::refused_page(db, "", 2).await.unwrap();
+    let rest = stripe::refused_page(db, &first.last().unwrap().target, 200).await.unwrap();
+    let listed: Vec<(String, u16, String)> =
+        first.into_iter().chain(rest).map(|r| (r.target, r.status, r.message)).collect();
+    let expected: Vec<(String, u16, String)> =
+        outbox.refused.values().map(|r| (r.target.clone(), r.status, r.message.clone())).collect();
+    assert!(expected.len() > 2, "more than a page of refusals");
+    assert_eq!(listed, expected);
     for (object, newest) in &outbox.subscription_events_newest {
         assert_eq!(stripe::subscription_newest(db, object).await.unwrap(), Some(*newest));
     }

@@ -13,4 +13,5 @@ pub mod resend;
 pub mod sso;
 pub mod staff;
 pub mod stripe;
+pub mod stripe_ops;
 pub mod usage;

@@ -180,6 +180,12 @@ struct StandInState {
     base: std::sync::OnceLock<String>,
     /// Customer-portal sessions by id.
     portal_sessions: Mutex<HashMap<String, Value>>,
+    /// Every stand-in invoice as it stands now, by id (what the invoice
+    /// search answers from).
+    invoices: Mutex<std::collections::BTreeMap<String, Value>>,
+    /// Requests to a path ("POST /v1/invoices") to refuse with a 400, as
+    /// Stripe refuses a request it will never accept, with the message.
+    refusals: Mutex<HashMap<String, (usize, String)>>,
 }
 
 /// A Stripe-compatible stand-in on a local port.
@@ -204,6 +210,7 @@ impl StandIn {
             .route("/v1/customers/{id}", get(proxy).post(update_customer))
             .route("/v1/setup_intents/{id}", get(retrieve_setup_intent))
             .route("/v1/invoices", post(create_invoice))
+            .route("/v1/invoices/search", get(search_invoices))
             .route("/v1/invoices/{id}/finalize", post(finalize_invoice))
             .route("/v1/invoices/{id}/void", post(void_invoice))
             .route("/v1/credit_notes", post(create_credit_note))
@@ -236,6 +243,50 @@ impl StandIn {
         self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
+    /// Refuses the next `n` requests to `path` ("POST /v1/invoices") with
+    /// Stripe's 400 `invalid_request_error` and `message`.
+    #[allow(dead_code)]
+    pub fn refuse_next(&self, path: &str, n: usize, message: &str) {
+        self.state.refusals.lock().unwrap().insert(path.to_owned(), (n, message.to_owned()));
+    }
+
+    /// Every stand-in invoice as it stands now.
+    #[allow(dead_code)]
+    pub fn invoices(&self) -> Vec<Value> {
+        self.state.invoices.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Changes a stand-in invoice in place (a difference planted for a
+    /// reconciliation to find).
+    #[allow(dead_code)]
+    pub fn plant(&self, id: &str, change: impl FnOnce(&mut Value)) {
+        change(self.state.invoices.lock().unwrap().get_mut(id).unwrap_or_else(|| panic!("no invoice {id}")));
+    }
+
+    /// Removes a stand-in invoice, as if it had never been made.
+    #[allow(dead_code)]
+    pub fn delete_invoice(&self, id: &str) {
+        self.state.invoices.lock().unwrap().remove(id).unwrap_or_else(|| panic!("no invoice {id}"));
+    }
+
+    /// Adds an invoice the ledger never made (metadata as given).
+    #[allow(dead_code)]
+    pub fn add_invoice(&self, customer: &str, total: i64, metadata: Value) -> String {
+        let mut invoice = self.state.fixtures["invoice"].clone();
+        let id = self.state.new_id("in");
+        invoice["id"] = json!(id);
+        invoice["customer"] = json!(customer);
+        invoice["metadata"] = metadata;
+        invoice["status"] = json!("open");
+        invoice["total"] = json!(total);
+        invoice["amount_due"] = json!(total);
+        invoice["pre_payment_credit_notes_amount"] = json!(0);
+        invoice["post_payment_credit_notes_amount"] = json!(0);
+        invoice["lines"]["data"] = json!([]);
+        self.state.invoices.lock().unwrap().insert(id.clone(), invoice);
+        id
+    }
+
     /// Answers the next `n` requests to `path` ("POST /v1/invoices") with
     /// Stripe's 409 `idempotency_key_in_use`.
     #[allow(dead_code)]
@@ -255,6 +306,18 @@ async fn idempotency_in_use(
     let key = request.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let forced =
         state.conflicts.lock().unwrap().get_mut(&path).is_some_and(|n| n.checked_sub(1).map(|m| *n = m).is_some());
+    let refusal = state.refusals.lock().unwrap().get_mut(&path).and_then(|(n, message)| {
+        n.checked_sub(1).map(|m| {
+            *n = m;
+            message.clone()
+        })
+    });
+    if let Some(message) = refusal {
+        let (method, path) = path.split_once(' ').unwrap();
+        state.record(method, path, request.headers(), Vec::new(), 400);
+        let body = json!({ "error": { "type": "invalid_request_error", "message": message } });
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
     let busy = forced || key.as_ref().is_some_and(|key| !state.in_flight.lock().unwrap().insert(key.clone()));
     if busy {
         let (method, path) = path.split_once(' ').unwrap();
@@ -406,6 +469,11 @@ async fn create_invoice(State(state): State<Arc<StandInState>>, headers: HeaderM
         invoice["status"] = json!("draft");
         invoice["auto_advance"] = json!(field(&form, "auto_advance") == Some("true"));
         invoice["lines"]["data"] = json!([]);
+        invoice["total"] = json!(0);
+        invoice["pre_payment_credit_notes_amount"] = json!(0);
+        invoice["post_payment_credit_notes_amount"] = json!(0);
+        let id = invoice["id"].as_str().unwrap().to_owned();
+        state.invoices.lock().unwrap().insert(id, invoice.clone());
         invoice
     });
     state.record("POST", "/v1/invoices", &headers, form, 200);
@@ -455,6 +523,12 @@ async fn finalize_invoice(
         invoice["amount_due"] = json!(total);
         invoice["total"] = json!(total);
         invoice["lines"]["data"] = json!([]);
+        if let Some(stored) = state.invoices.lock().unwrap().get_mut(&id) {
+            for field in ["status", "amount_due", "total"] {
+                stored[field] = invoice[field].clone();
+            }
+            invoice = stored.clone();
+        }
         invoice
     });
     state.record("POST", &path, &headers, form, 200);
@@ -580,6 +654,11 @@ async fn void_invoice(
         invoice["status"] = json!("void");
         invoice["amount_due"] = json!(0);
         invoice["lines"]["data"] = json!([]);
+        if let Some(stored) = state.invoices.lock().unwrap().get_mut(&id) {
+            stored["status"] = json!("void");
+            stored["amount_due"] = json!(0);
+            invoice = stored.clone();
+        }
         invoice
     });
     state.record("POST", &path, &headers, form, 200);
@@ -604,9 +683,61 @@ async fn create_credit_note(State(state): State<Arc<StandInState>>, headers: Hea
         let total: i64 = amounts.filter_map(|(_, v)| v.parse::<i64>().ok()).sum();
         note["amount"] = json!(total);
         note["total"] = json!(total);
+        let invoice = field(&form, "invoice").unwrap_or_default();
+        if let Some(stored) = state.invoices.lock().unwrap().get_mut(invoice) {
+            let credited = stored["post_payment_credit_notes_amount"].as_i64().unwrap_or(0) + total;
+            stored["post_payment_credit_notes_amount"] = json!(credited);
+        }
         note["lines"]["data"] = json!([]);
         note
     });
     state.record("POST", "/v1/credit_notes", &headers, form, 200);
     axum::Json(note).into_response()
+}
+
+/// Stripe's invoice search (`GET /v1/invoices/search`), for the one query
+/// the ledger makes: `metadata['KEY']:'VALUE'`, a page of `limit` at a
+/// time, `page` the offset of the next (Stripe's token is opaque).
+async fn search_invoices(
+    State(state): State<Arc<StandInState>>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let form: Vec<(String, String)> = query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some(outage) = state.outage() {
+        state.record("GET", "/v1/invoices/search", &headers, form, 500);
+        return outage;
+    }
+    let text = query.get("query").cloned().unwrap_or_default();
+    let parsed = text
+        .strip_prefix("metadata['")
+        .and_then(|rest| rest.split_once("']:'"))
+        .and_then(|(key, value)| value.strip_suffix('\'').map(|value| (key.to_owned(), value.to_owned())));
+    let Some((key, value)) = parsed else {
+        state.record("GET", "/v1/invoices/search", &headers, form, 400);
+        let body = json!({ "error": { "type": "invalid_request_error", "message": format!("stand-in cannot search {text:?}") } });
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    };
+    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(10);
+    let offset: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let matching: Vec<Value> = state
+        .invoices
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|invoice| invoice["metadata"][key.as_str()].as_str() == Some(value.as_str()))
+        .cloned()
+        .collect();
+    let page: Vec<Value> = matching.iter().skip(offset).take(limit).cloned().collect();
+    let has_more = offset + page.len() < matching.len();
+    state.record("GET", "/v1/invoices/search", &headers, form, 200);
+    axum::Json(json!({
+        "object": "search_result",
+        "url": "/v1/invoices/search",
+        "has_more": has_more,
+        "data": page,
+        "next_page": if has_more { json!((offset + page.len()).to_string()) } else { Value::Null },
+        "total_count": null,
+    }))
+    .into_response()
 }

@@ -916,6 +916,7 @@ fn billing_operations() -> Vec<Example> {
     ]
     .into_iter()
     .chain(staff_examples())
+    .chain(stripe_ops_examples())
     .collect()
 }
 
@@ -965,4 +966,20 @@ fn staff_admin(request: &str) -> Metadata {
         source_ip: Some("198.51.100.24".into()),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
     }
+}
+
+/// A refused Stripe sync retried by the billing team (issue 15 item 2).
+fn stripe_ops_examples() -> Vec<Example> {
+    vec![
+        example(
+            stripe::invoice_stream(SUBSCRIPTION, day("2026-01-01")),
+            2,
+            "2026-02-02T11:05:00Z",
+            staff_admin("req-0f0150"),
+            None,
+        )
+        .current(LedgerEvent::Stripe(StripeEvent::StripeSyncRetried(stripe::StripeSyncRetried {
+            target: stripe::invoice_stream(SUBSCRIPTION, day("2026-01-01")).to_string(),
+        }))),
+    ]
 }

@@ -37,6 +37,7 @@ pub mod oidc;
 mod pages;
 mod runs;
 mod signin;
+mod stripe;
 
 pub const SESSION_COOKIE: &str = "ledger_console_session";
 pub const CSRF_COOKIE: &str = "ledger_console_csrf";
@@ -68,6 +69,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(portal: Arc<Portal>) -> Router<S
         .route("/console/customers/{org}/invoices/{invoice}/credit-notes", post(invoices::credit))
         .route("/console/runs", get(runs::page).post(runs::issue))
         .route("/console/runs/{run}", get(runs::progress))
+        .route("/console/stripe", get(stripe::page))
+        .route("/console/stripe/retry", post(stripe::retry))
         .merge(oidc::routes())
         .layer(axum::middleware::from_fn(crate::headers::security))
         .with_state(portal)

@@ -25,8 +25,8 @@ pub struct Nav {
     pub(super) name: String,
     pub(super) role: &'static str,
     pub(super) manage_staff: bool,
-    /// The Billing runs page (billing and staff admins).
-    pub(super) billing_runs: bool,
+    /// The Billing runs and Stripe pages (billing and staff admins).
+    pub(super) billing_ops: bool,
 }
 
 pub(super) fn nav(signed: &StaffSigned, active: &'static str) -> Nav {
@@ -36,7 +36,7 @@ pub(super) fn nav(signed: &StaffSigned, active: &'static str) -> Nav {
         name: signed.staff.name.clone(),
         role: signed.staff.role.as_str(),
         manage_staff: signed.may(StaffPermission::ManageStaff),
-        billing_runs: signed.may(StaffPermission::BillingOps),
+        billing_ops: signed.may(StaffPermission::BillingOps),
     }
 }
 

@@ -390,3 +390,15 @@ pub async fn sequence(
         .await?;
     row.map(|row| row.uint(0)).transpose()
 }
+
+/// The voided invoices of a month, in the order they were issued, at most
+/// `size` (by `rm_voided_invoices_by_period`).
+pub async fn voided_of_period(db: &ReadModelDb, period: NaiveDate, size: usize) -> Result<Vec<Voided>, DbError> {
+    let rows = db
+        .query(
+            "SELECT issued, voided FROM rm_voided_invoices WHERE period = $1 ORDER BY sequence LIMIT $2",
+            vec![day(period), limit_param(size)],
+        )
+        .await?;
+    rows.iter().map(|row| Ok(Voided { issued: decoded(row, 0)?, voided: decoded(row, 1)? })).collect()
+}

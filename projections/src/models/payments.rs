@@ -353,3 +353,16 @@ pub async fn method(db: &ReadModelDb, organization_id: OrganizationId) -> Result
         _ => METHOD_INVOICE,
     })
 }
+
+/// The invoices of a month (in force, or the last voided when its month
+/// is not billed again yet), by subscription, at most `size` (by
+/// `rm_invoice_payments_by_period`).
+pub async fn of_period(db: &ReadModelDb, period: NaiveDate, size: usize) -> Result<Vec<InvoicePayment>, DbError> {
+    let rows = db
+        .query(
+            "SELECT payment FROM rm_invoice_payments WHERE period = $1 ORDER BY subscription_id LIMIT $2",
+            vec![day(period), limit_param(size)],
+        )
+        .await?;
+    decode_all(&rows)
+}

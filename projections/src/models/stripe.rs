@@ -27,7 +27,13 @@ pub const CUSTOMERS: Table =
     Table::new("rm_stripe_customers", &[Column::blob("organization_id"), Column::text("customer_id")], 1);
 pub const PENDING_INVOICES: Table = Table::new(
     "rm_stripe_pending_invoices",
-    &[Column::blob("subscription_id"), Column::text("period"), Column::int("sequence"), Column::text("target")],
+    &[
+        Column::blob("subscription_id"),
+        Column::text("period"),
+        Column::int("sequence"),
+        Column::text("target"),
+        Column::int("issued_at"),
+    ],
     2,
 );
 pub const STRIPE_INVOICES: Table = Table::new(
@@ -35,8 +41,11 @@ pub const STRIPE_INVOICES: Table = Table::new(
     &[Column::blob("subscription_id"), Column::text("period"), Column::text("stripe_invoice_id")],
     2,
 );
-pub const REFUSED: Table =
-    Table::new("rm_stripe_refused", &[Column::text("target"), Column::int("status"), Column::text("message")], 1);
+pub const REFUSED: Table = Table::new(
+    "rm_stripe_refused",
+    &[Column::text("target"), Column::int("status"), Column::text("message"), Column::int("refused_at")],
+    1,
+);
 pub const SUBSCRIPTION_NEWEST: Table =
     Table::new("rm_stripe_subscription_newest", &[Column::text("object_id"), Column::int("created")], 1);
 pub const PENDING_PAYMENT_METHODS: Table = Table::new(
@@ -119,9 +128,16 @@ impl Projection for Stripe {
                 let from = changes.get(&SYNC, &[Value::Int(SYNC_ROW)])?.map(|row| row.uint(1)).transpose()?;
                 if from.is_none_or(|from| sequence >= from) {
                     let (subscription, period) = (issued.subscription_id, issued.invoice.period);
+                    let since = Value::Int(record.header.recorded_at.as_micros());
                     changes.upsert(
                         &PENDING_INVOICES,
-                        vec![subscription.0.into(), day(period), Value::uint(sequence)?, invoice_target(issued).into()],
+                        vec![
+                            subscription.0.into(),
+                            day(period),
+                            Value::uint(sequence)?,
+                            invoice_target(issued).into(),
+                            since,
+                        ],
                     )?;
                 }
             }
@@ -154,14 +170,15 @@ impl Projection for Stripe {
                     ],
                 )?;
             }
-            Some(LedgerEvent::Stripe(event)) => apply_stripe(changes, sequence, event)?,
+            Some(LedgerEvent::Stripe(event)) => apply_stripe(changes, record, event)?,
             _ => {}
         }
         Ok(())
     }
 }
 
-fn apply_stripe(changes: &mut Changes<'_>, sequence: u64, event: &StripeEvent) -> Result<(), DbError> {
+fn apply_stripe(changes: &mut Changes<'_>, record: &Record, event: &StripeEvent) -> Result<(), DbError> {
+    let sequence = record.header.sequence;
     match event {
         StripeEvent::StripeEventReceived(received) => {
             changes.upsert(&PENDING_EVENTS, vec![received.event_id.as_str().into(), Value::uint(sequence)?])?;
@@ -201,8 +218,12 @@ fn apply_stripe(changes: &mut Changes<'_>, sequence: u64, event: &StripeEvent) -
                     refused.target.as_str().into(),
                     Value::Int(refused.status.into()),
                     refused.message.as_str().into(),
+                    Value::Int(record.header.recorded_at.as_micros()),
                 ],
             )?;
+        }
+        StripeEvent::StripeSyncRetried(retried) => {
+            changes.delete(&REFUSED, vec![retried.target.as_str().into()])?;
         }
         StripeEvent::StripePaymentMethodSaved(saved) => {
             changes.upsert(
@@ -430,4 +451,83 @@ pub async fn subscription_newest(db: &ReadModelDb, object_id: &str) -> Result<Op
 pub async fn sync_from(db: &ReadModelDb) -> Result<Option<u64>, DbError> {
     let row = db.query_opt("SELECT from_sequence FROM rm_stripe_sync WHERE id = 1", vec![]).await?;
     row.map(|row| row.uint(0)).transpose()
+}
+
+/// A sync Stripe refused for good, with when the refusal was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedSync {
+    pub target: String,
+    pub status: u16,
+    pub message: String,
+    pub refused_at: Timestamp,
+}
+
+/// Refused syncs by target, after `after` (a page's last target), at most
+/// `size` (capped at [`super::PAGE_ITEMS_MAX`]).
+pub async fn refused_page(db: &ReadModelDb, after: &str, size: usize) -> Result<Vec<RefusedSync>, DbError> {
+    let target = super::text_order(db, "target");
+    let sql = format!(
+        "SELECT target, status, message, refused_at FROM rm_stripe_refused WHERE {target} > $1 \
+         ORDER BY {target} LIMIT $2"
+    );
+    let rows = db.query(&sql, vec![after.into(), limit_param(page_limit(size))]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RefusedSync {
+                target: row.text(0)?.to_owned(),
+                status: u16::try_from(row.int(1)?).map_err(|_| DbError::Decode("a status is not a u16".into()))?,
+                message: row.text(2)?.to_owned(),
+                refused_at: Timestamp::from_micros(row.int(3)?),
+            })
+        })
+        .collect()
+}
+
+/// An issued invoice still waiting to go to Stripe (not refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingInvoice {
+    pub target: String,
+    pub subscription_id: SubscriptionId,
+    pub period: NaiveDate,
+    /// When its `InvoiceIssued` was recorded.
+    pub pending_since: Timestamp,
+}
+
+/// Invoices issued after the sync's start, not refused, and still not in
+/// Stripe although issued before `before`, by target after `after`, at
+/// most `size` (capped at [`super::PAGE_ITEMS_MAX`]).
+pub async fn waiting_invoices(
+    db: &ReadModelDb,
+    before: Timestamp,
+    after: &str,
+    size: usize,
+) -> Result<Vec<WaitingInvoice>, DbError> {
+    let target = super::text_order(db, "p.target");
+    let sql = format!(
+        "SELECT p.target, p.subscription_id, p.period, p.issued_at FROM rm_stripe_pending_invoices p \
+         WHERE p.sequence >= COALESCE((SELECT from_sequence FROM rm_stripe_sync WHERE id = 1), 0) \
+         AND NOT EXISTS (SELECT 1 FROM rm_stripe_refused r WHERE r.target = p.target) \
+         AND p.issued_at < $1 AND {target} > $2 ORDER BY {target} LIMIT $3"
+    );
+    let params = vec![Value::Int(before.as_micros()), after.into(), limit_param(page_limit(size))];
+    let rows = db.query(&sql, params).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(WaitingInvoice {
+                target: row.text(0)?.to_owned(),
+                subscription_id: SubscriptionId(uuid(row, 1)?),
+                period: super::parse_day(row, 2)?,
+                pending_since: Timestamp::from_micros(row.int(3)?),
+            })
+        })
+        .collect()
+}
+
+/// The Stripe invoice of a ledger invoice (in force or voided), by the
+/// ledger invoice's id.
+pub async fn stripe_invoice_of(db: &ReadModelDb, invoice_id: uuid::Uuid) -> Result<Option<String>, DbError> {
+    let row = db
+        .query_opt("SELECT stripe_invoice_id FROM rm_stripe_invoice_ids WHERE invoice_id = $1", vec![invoice_id.into()])
+        .await?;
+    row.map(|row| row.text(0).map(str::to_owned)).transpose()
 }

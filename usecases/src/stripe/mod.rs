@@ -20,6 +20,7 @@
 //! tests; must end in `/`). Unset means off.
 
 pub mod billing_portal;
+pub mod ops;
 pub mod reactor;
 pub mod signature;
 pub mod sync;
@@ -109,6 +110,10 @@ pub struct Stripe {
     pub reactor: tokio::sync::Notify,
     /// Something may be due for sync.
     pub sync: tokio::sync::Notify,
+    /// The sync's last error per target it is backing off from, as this
+    /// process's sync last published it (empty on a node that does not
+    /// sync): at most `sync::RETRY_TARGETS_MAX` entries.
+    sync_errors: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Stripe {
@@ -137,12 +142,25 @@ impl Stripe {
             billing_portal_origins,
             reactor: tokio::sync::Notify::new(),
             sync: tokio::sync::Notify::new(),
+            sync_errors: std::sync::Mutex::default(),
         }))
     }
 
     /// Stripe off: no webhooks, no sync.
     pub fn off() -> Arc<Self> {
         Self::new(Settings::default()).expect("no client to build")
+    }
+
+    /// Replaces the sync's last errors (`sync::Retries::last_errors`).
+    pub fn publish_errors(&self, errors: std::collections::HashMap<String, String>) {
+        *self.sync_errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = errors;
+    }
+
+    /// The sync's last error for `target`, if this process's sync is
+    /// backing off from it.
+    pub fn last_error(&self, target: &str) -> Option<String> {
+        let errors = self.sync_errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        errors.get(target).filter(|e| !e.is_empty()).cloned()
     }
 
     pub fn webhooks_enabled(&self) -> bool {

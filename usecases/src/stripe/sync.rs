@@ -64,31 +64,48 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 /// forgotten first (they only lose the length of their next wait).
 pub const RETRY_TARGETS_MAX: usize = 1024;
 
-/// Failed targets, each with its backoff and when it may be tried again.
+/// Failed targets, each with its backoff, when it may be tried again and
+/// the last error.
 #[derive(Debug, Default)]
 pub struct Retries {
-    failures: HashMap<String, (Backoff, Instant)>,
+    failures: HashMap<String, (Backoff, Instant, String)>,
 }
+
+/// The longest last error kept per target, in characters.
+pub const LAST_ERROR_CHARS_MAX: usize = 500;
 
 impl Retries {
     fn ready(&self, target: &str, now: Instant) -> bool {
-        self.failures.get(target).is_none_or(|(_, next)| now >= *next)
+        self.failures.get(target).is_none_or(|(_, next, _)| now >= *next)
     }
 
     fn failed(&mut self, target: &str, now: Instant) -> Duration {
+        self.failed_with(target, now, "")
+    }
+
+    fn failed_with(&mut self, target: &str, now: Instant, reason: &str) -> Duration {
         if self.failures.len() >= RETRY_TARGETS_MAX && !self.failures.contains_key(target) {
-            self.failures.retain(|_, (_, next)| *next > now);
+            self.failures.retain(|_, (_, next, _)| *next > now);
             if self.failures.len() >= RETRY_TARGETS_MAX {
                 // All still waiting: the one due soonest goes.
-                let soonest = self.failures.iter().min_by_key(|(_, (_, next))| *next).map(|(t, _)| t.clone());
+                let soonest = self.failures.iter().min_by_key(|(_, (_, next, _))| *next).map(|(t, _)| t.clone());
                 soonest.map(|t| self.failures.remove(&t));
             }
         }
-        let (backoff, next) =
-            self.failures.entry(target.to_owned()).or_insert((Backoff::new(BACKOFF_FIRST, BACKOFF_MAX), now));
+        let (backoff, next, last) = self.failures.entry(target.to_owned()).or_insert((
+            Backoff::new(BACKOFF_FIRST, BACKOFF_MAX),
+            now,
+            String::new(),
+        ));
         let delay = backoff.failed();
         *next = now + delay;
+        *last = reason.chars().take(LAST_ERROR_CHARS_MAX).collect();
         delay
+    }
+
+    /// Each failing target's last error (at most [`RETRY_TARGETS_MAX`]).
+    pub fn last_errors(&self) -> HashMap<String, String> {
+        self.failures.iter().map(|(target, (_, _, last))| (target.clone(), last.clone())).collect()
     }
 
     fn succeeded(&mut self, target: &str) {
@@ -175,6 +192,7 @@ pub async fn run(state: Ledger, stripe: Arc<Stripe>) {
         lock = hold(&state, lock).await;
         if let Some(held) = &lock {
             sync_due(&state, client, held, &mut retries).await;
+            stripe.publish_errors(retries.last_errors());
         }
         let _ = tokio::time::timeout(TICK, stripe.sync.notified()).await;
     }
@@ -344,7 +362,7 @@ async fn outcome(state: &Ledger, retries: &mut Retries, target: &str, result: Re
             return 1;
         }
         Err(SyncError::Transient(reason)) => {
-            let delay = retries.failed(target, Instant::now());
+            let delay = retries.failed_with(target, Instant::now(), &reason);
             tracing::warn!(%target, %reason, retry_in = ?delay, "stripe sync failed; will retry");
         }
         Err(SyncError::Refused { status, message }) => {
@@ -390,21 +408,9 @@ async fn default_payment_method(
         payment_method_id: payment_method,
     }
     .into();
-    let command = Command {
-        stream_id: payment_method_stream(saved.organization_id),
-        expected: ExpectedRevision::Exactly(1),
-        idempotency: None,
-        events: vec![NewEvent::from_event(&set, new_event_id(), state.now(), &metadata())],
-    };
-    match state.log.append_one(command).await? {
-        Ok(appended) => {
-            let _ = state.models.wait_for(appended.last_sequence, Duration::from_secs(5)).await;
-            Ok(())
-        }
-        // Recorded meanwhile by another process.
-        Err(Rejection::WrongRevision { .. }) => Ok(()),
-        Err(other) => Err(SyncError::Transient(other.to_string())),
-    }
+    // Recorded meanwhile by another process, if not appended.
+    append_expecting(state, payment_method_stream(saved.organization_id), set, ExpectedRevision::Exactly(1)).await?;
+    Ok(())
 }
 
 /// Appends `StripeSyncStarted` at the log's head, once ever (the stream is
@@ -435,20 +441,49 @@ fn strategy(key: String) -> Result<stripe::RequestStrategy, SyncError> {
 /// Appends one event to a stream expected not to exist; `false` when it
 /// exists already (another process recorded the same outcome).
 async fn append_new(state: &Ledger, stream_id: StreamId, event: StripeEvent) -> Result<bool, SyncError> {
-    let command = Command {
-        stream_id,
-        expected: ExpectedRevision::NoStream,
-        idempotency: None,
-        events: vec![NewEvent::from_event(&event, new_event_id(), state.now(), &metadata())],
-    };
-    match state.log.append_one(command).await? {
-        Ok(appended) => {
-            let _ = state.models.wait_for(appended.last_sequence, Duration::from_secs(5)).await;
-            Ok(true)
+    append_expecting(state, stream_id, event, ExpectedRevision::NoStream).await
+}
+
+/// The most events a sync target's stream holds before its outcome: a
+/// payment method's saving, then refusals each followed by a retry
+/// (`domain::stripe::RETRIES_PER_TARGET_MAX`), and one last refusal.
+pub const TARGET_STREAM_EVENTS_MAX: usize = 2 * domain::stripe::RETRIES_PER_TARGET_MAX + 2;
+
+/// Appends a sync's outcome expecting `expected` (the stream as it is when
+/// nothing went wrong) or, when a refusal was retried on the stream
+/// (`StripeSyncRetried` is its last event), right after the retry;
+/// `false` when neither holds (another process recorded the outcome).
+async fn append_expecting(
+    state: &Ledger,
+    stream_id: StreamId,
+    event: StripeEvent,
+    mut expected: ExpectedRevision,
+) -> Result<bool, SyncError> {
+    for _ in 0..2 {
+        let command = Command {
+            stream_id: stream_id.clone(),
+            expected,
+            idempotency: None,
+            events: vec![NewEvent::from_event(&event, new_event_id(), state.now(), &metadata())],
+        };
+        match state.log.append_one(command).await? {
+            Ok(appended) => {
+                let _ = state.models.wait_for(appended.last_sequence, Duration::from_secs(5)).await;
+                return Ok(true);
+            }
+            Err(Rejection::WrongRevision { .. }) => {
+                let records = state.log.read_stream(&stream_id, 1, TARGET_STREAM_EVENTS_MAX).await?;
+                match records.last() {
+                    Some(last) if last.header.event_type == "StripeSyncRetried" => {
+                        expected = ExpectedRevision::Exactly(last.header.stream_revision);
+                    }
+                    _ => return Ok(false),
+                }
+            }
+            Err(other) => return Err(SyncError::Transient(other.to_string())),
         }
-        Err(Rejection::WrongRevision { .. }) => Ok(false),
-        Err(other) => Err(SyncError::Transient(other.to_string())),
     }
+    Err(SyncError::Transient(format!("{stream_id} moved while the sync's outcome was recorded")))
 }
 
 async fn record_refusal(state: &Ledger, target: &str, status: u16, message: &str) -> Result<(), SyncError> {
