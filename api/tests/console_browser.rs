@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use browser::{Browser, http};
+use browser::{Browser, Front, http};
 use common::{Backend, Body, OPERATOR, Server};
 use fantoccini::Locator;
 use reqwest::Method;
@@ -48,45 +48,6 @@ const FIGURES: [(&str, &str); 14] = [
     ("active-organizations", "activeOrganizations"),
     ("arpa", "arpa"),
 ];
-
-/// The server's public URL: a port the test holds and forwards to the
-/// server's own, as a reverse proxy in front of it would. The server and
-/// the issuer are told this URL before the server's own port is known,
-/// and the browser follows the issuer's redirect back to it.
-struct Front {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Front {
-    fn bind() -> (tokio::net::TcpListener, String) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        (tokio::net::TcpListener::from_std(listener).unwrap(), url)
-    }
-
-    fn forward(listener: tokio::net::TcpListener, url: String, server: &Server) -> Self {
-        let target = server.base.strip_prefix("http://").unwrap().to_owned();
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Self { url, task }
-    }
-}
-
-impl Drop for Front {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// A revenue scenario's book, played over HTTP: its organizations,
 /// subscriptions, usage, clock moves and billing runs (its `get` checks

@@ -227,8 +227,21 @@ pub struct StartForm {
 const NO_SSO: &str =
     "This organization does not sign in with SSO here. Check the organization id, or sign in by e-mail.";
 
-/// `POST /portal/sso`: to the organization's issuer, with a sealed
-/// pending sign-in in a cookie.
+/// The page `POST /portal/sso` answers: on to the issuer's authorization
+/// endpoint by a `<meta http-equiv="refresh">` and a link. Not a 303: a
+/// browser holds a form's redirect to the form page's CSP `form-action`
+/// (chromium does), and the issuer depends on the organization typed, so
+/// the SSO form's page cannot list it; a top-level navigation is not held.
+#[derive(Template, WebTemplate)]
+#[template(path = "sso_continue.html")]
+pub struct SsoContinue {
+    url: String,
+    /// The issuer's origin, named on the link.
+    provider: String,
+}
+
+/// `POST /portal/sso`: on to the organization's issuer (a page, see
+/// [`SsoContinue`]), with a sealed pending sign-in in a cookie.
 pub async fn start(
     State(portal): State<Arc<Portal>>,
     headers: HeaderMap,
@@ -270,7 +283,8 @@ pub async fn start(
     let mut seal_nonce = [0u8; 12];
     getrandom::fill(&mut seal_nonce).map_err(|_| PortalError::Internal)?;
     let sealed = pending.seal(&portal.ledger.keys.secret, seal_nonce);
-    let mut response = Redirect::to(url.as_str()).into_response();
+    let provider = url.origin().ascii_serialization();
+    let mut response = SsoContinue { url: url.to_string(), provider }.into_response();
     let cookie = session::set_cookie(&portal, PENDING_COOKIE, Some(&sealed));
     response.headers_mut().append(header::SET_COOKIE, cookie.parse().map_err(|_| PortalError::Internal)?);
     Ok(response)

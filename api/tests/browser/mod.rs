@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::Backend;
+use common::{Backend, Server};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -248,4 +248,43 @@ impl Browser {
 /// Plain HTTP beside the browser, to look at statuses and forge requests.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// The server's public URL: a port the test holds and forwards to the
+/// server's own, as a reverse proxy in front of it would. The server and
+/// the issuer are told this URL before the server's own port is known,
+/// and the browser follows the issuer's redirect back to it.
+pub struct Front {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Front {
+    pub fn bind() -> (tokio::net::TcpListener, String) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        (tokio::net::TcpListener::from_std(listener).unwrap(), url)
+    }
+
+    pub fn forward(listener: tokio::net::TcpListener, url: String, server: &Server) -> Self {
+        let target = server.base.strip_prefix("http://").unwrap().to_owned();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self { url, task }
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
