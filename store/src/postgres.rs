@@ -273,19 +273,31 @@ pub(crate) async fn delete_snapshot(pool: &PgPool, name: &str) -> Result<(), Sto
     Ok(())
 }
 
-/// The advisory lock key of a lock name: 64 bits of a domain-separated
-/// hash, so it cannot meet sqlx's migration lock or another program's.
-fn lock_key(name: &str) -> i64 {
-    let hash = blake3::Hasher::new_derive_key("ledger 2026-11-29 advisory lock v1").update(name.as_bytes()).finalize();
+/// The advisory lock key of a lock name in a schema: 64 bits of a
+/// domain-separated hash, so it cannot meet sqlx's migration lock or
+/// another program's. Advisory locks belong to the whole database, so the
+/// schema is in the key: the logs of two schemas are two ledgers, and one
+/// ledger's Stripe sync or scheduler must not wait for the other's (v1
+/// keyed the name alone, and test servers on one database took turns).
+fn lock_key(schema: &str, name: &str) -> i64 {
+    let hash = blake3::Hasher::new_derive_key("ledger 2026-12-01 advisory lock v2")
+        .update(&(schema.len() as u64).to_le_bytes())
+        .update(schema.as_bytes())
+        .update(name.as_bytes())
+        .finalize();
     i64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 of 32 bytes"))
 }
 
 /// A connection of its own (taken out of the pool, so the pool neither
-/// reuses nor closes it) that holds the session-level advisory lock.
+/// reuses nor closes it) that holds the session-level advisory lock of
+/// `name` in the connection's schema.
 pub(crate) async fn try_lock(pool: &PgPool, name: &str) -> Result<Option<PgConnection>, StoreError> {
     let mut connection = pool.acquire().await?.detach();
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(lock_key(name)).fetch_one(&mut connection).await?;
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text").fetch_one(&mut connection).await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(lock_key(&schema, name))
+        .fetch_one(&mut connection)
+        .await?;
     Ok(locked.then_some(connection))
 }
 

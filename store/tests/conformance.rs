@@ -662,3 +662,20 @@ ledger_store::backend_tests!(
     a_lock_is_held_by_one_process_at_a_time,
     portal_sessions_are_found_by_hash_listed_and_end,
 );
+
+/// Advisory locks belong to a PostgreSQL database, not a schema: the logs
+/// of two schemas are two ledgers, and each holds its own locks (before
+/// the schema was in the key, the second ledger's Stripe sync and
+/// scheduler waited for the first's).
+#[tokio::test]
+async fn postgres_logs_in_two_schemas_hold_their_locks_apart() {
+    use ledger_store::testing::BackendFixture;
+    let Some(first) = Harness::postgres("postgres_logs_in_two_schemas_hold_their_locks_apart").await else { return };
+    let second = Harness::postgres("postgres_logs_in_two_schemas_hold_their_locks_apart").await.unwrap();
+    let held = first.log.try_lock("stripe-sync").await.unwrap().expect("the first ledger's taker gets it");
+    let apart = second.log.try_lock("stripe-sync").await.unwrap();
+    assert!(apart.is_some(), "another schema's ledger takes its own lock");
+    let same = (first.reopen)(Arc::new(SystemClock)).await.unwrap();
+    assert!(same.try_lock("stripe-sync").await.unwrap().is_none(), "the same ledger's second taker does not");
+    drop(held);
+}
