@@ -276,20 +276,10 @@ pub async fn record_refusal(ledger: &Ledger, refused: Refused, address: &str) ->
         address: address.to_owned(),
         at: now,
     });
-    let metadata =
-        Metadata { actor: None, correlation_id: None, source_ip: Some(address.to_owned()), user_agent: None };
-    let command = Command {
-        stream_id: signin::console_refusals_stream(ledger.today()),
-        expected: ExpectedRevision::Below(signin::CONSOLE_UNKNOWN_REFUSALS_PER_DAY_MAX),
-        idempotency: None,
-        events: vec![NewEvent::from_event(&event, new_event_id(), now, &metadata)],
-    };
-    match ledger.log.append_one(command).await? {
-        Ok(_) => Ok(()),
-        Err(Rejection::WrongRevision { .. }) => {
-            tracing::warn!(method, reason, "console sign-in refused; the day's refusals are all recorded");
-            Ok(())
-        }
-        Err(other) => Err(Error::Internal(other.to_string())),
+    let stream = signin::console_refusals_stream(ledger.today());
+    let max = signin::CONSOLE_UNKNOWN_REFUSALS_PER_DAY_MAX;
+    if !crate::signin::append_refusal(ledger, stream, &event, address, max).await? {
+        tracing::warn!(method, reason, "console sign-in refused; the day's refusals are all recorded");
     }
+    Ok(())
 }
