@@ -204,7 +204,7 @@ fn a_role_change_recorded_before_changes_were_counted_counts_on_no_day() {
     assert_eq!(read.at, Timestamp::from_micros(0));
     let mut history = vec![added(1, "ada@vendor.example", StaffRole::Billing)];
     history.extend((0..STAFF_ROLE_CHANGES_PER_DAY_MAX * 2).map(|n| {
-        let role = if n % 2 == 0 { StaffRole::Support } else { StaffRole::Billing };
+        let role = if n.is_multiple_of(2) { StaffRole::Support } else { StaffRole::Billing };
         StaffEvent::from(StaffRoleChanged { staff_id: staff(1), role, at: Timestamp::from_micros(0) })
     }));
     given(history).when(change(1, StaffRole::Support, NOW)).then_expect_events(vec![changed(
