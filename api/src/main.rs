@@ -563,6 +563,9 @@ async fn retire_secret(store: Store, drop_unrehashable_tokens: bool) -> anyhow::
             "retiredSecretId": hex::encode(retired.secret_id.as_bytes()),
             "licenseKeysRehashed": retired.license_keys,
             "tokensRehashed": retired.tokens,
+            "serviceTokensRehashed": retired.service_tokens,
+            "ssoConfigsResealed": retired.sso_configs,
+            "ssoLinksRehashed": retired.sso_links,
             "tokensDropped": retired.dropped_tokens,
         })
     );

@@ -4,7 +4,9 @@
 //! provider, driven over HTTP by a client that keeps its own cookies and
 //! follows redirects by hand; and magic links from `ledger staff
 //! login-link`. Each role's pages and refusals; a disabled staff user's
-//! session ends; staff actions are the staff user's in the log. Without
+//! session ends; staff actions are the staff user's in the log, and so are
+//! refused sign-ins (an unknown or disabled address, a used link, an
+//! identity that is no staff user's), never with a token. Without
 //! node or oidc-provider in target/peers/oidc it skips with a notice.
 #![allow(clippy::too_many_lines)]
 
@@ -15,8 +17,11 @@ mod common;
 mod oidc;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::{Backend, OPERATOR, Server};
+use domain::event::StoredEvent;
+use domain::signin::SignInEvent;
 use oidc::Issuer;
 use reqwest::Method;
 use serde_json::json;
@@ -127,6 +132,55 @@ async fn actors_of(backend: &Backend, event_type: &str) -> Vec<String> {
         .collect()
 }
 
+/// The refused sign-ins in the log (the portal's and the console's), in
+/// log order; waits (bounded) until there are `count`, as a link asked for
+/// an unknown address is recorded off the request's path.
+async fn refusals(backend: &Backend, count: usize) -> Vec<SignInEvent> {
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        let log = backend.open_log().await;
+        let records = log.read_page(1..=u64::MAX, 100_000).await.unwrap();
+        found = records
+            .into_iter()
+            .filter(|r| r.header.stream_id.category() == "portal-refusals")
+            .map(|r| {
+                let payload = r.payload.as_deref().unwrap_or_default();
+                SignInEvent::decode(&r.header.event_type, r.header.schema_version, payload).unwrap().unwrap()
+            })
+            .collect();
+        if found.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found.len(), count, "{found:#?}");
+    found
+}
+
+/// Asks for a console sign-in link on the sign-in page.
+async fn ask_for_link(s: &Server, issuer: &Issuer, email: &str) {
+    let mut browser = Browser::new(issuer);
+    let form = browser.request(Method::GET, &s.url("/console/signin"), None).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = browser.jar["ledger_console_csrf"].clone();
+    let sent =
+        browser.request(Method::POST, &s.url("/console/signin"), Some(&[("email", email), ("csrf", &csrf)])).await;
+    assert_eq!(sent.status, 200, "the same answer for every address: {}", sent.body);
+}
+
+/// A staff user's refused link: the portal's event, naming the vendor.
+fn staff_refusal(event: &SignInEvent) -> (String, String) {
+    let SignInEvent::SignInRefused(e) = event else { panic!("a staff user's refusal: {event:?}") };
+    assert_eq!(e.organization_id, domain::signin::VENDOR, "{e:?}");
+    (e.user_id.0.to_string(), e.reason.clone())
+}
+
+/// A refusal that names no staff user: method, reason, address, subject.
+fn unknown_refusal(event: &SignInEvent) -> (String, String, Option<String>, Option<String>) {
+    let SignInEvent::ConsoleSignInRefused(e) = event else { panic!("a console refusal: {event:?}") };
+    (e.method.clone(), e.reason.clone(), e.email.clone(), e.subject.clone())
+}
+
 async fn staff_sign_in_to_the_console_and_each_role_sees_its_pages(backend: Backend) {
     if !oidc::peers_available(module_path!()) {
         return;
@@ -163,6 +217,21 @@ async fn staff_sign_in_to_the_console_and_each_role_sees_its_pages(backend: Back
         assert_eq!(page.status, 403, "{email} (verified {verified}): {}", page.body);
         assert!(!browser.jar.contains_key("ledger_console_session"));
     }
+    // Both refusals are in the log, with the provider's subject.
+    let refused = refusals(&backend, 2).await;
+    let oidc = |reason: &str, email: &str| {
+        ("oidc".to_owned(), reason.to_owned(), Some(email.to_owned()), Some("sub-x".to_owned()))
+    };
+    assert_eq!(unknown_refusal(&refused[0]), oidc("unknown_email", "mallory@vendor.test"));
+    assert_eq!(unknown_refusal(&refused[1]), oidc("unverified_email", "ada@vendor.test"));
+    // A link asked for an address that is no staff user's: the same page,
+    // and the refusal recorded.
+    ask_for_link(&s, &issuer, "Mallory@Vendor.test").await;
+    let refused = refusals(&backend, 3).await;
+    assert_eq!(
+        unknown_refusal(&refused[2]),
+        ("link".to_owned(), "unknown_email".to_owned(), Some("mallory@vendor.test".to_owned()), None)
+    );
 
     // Ada (staff admin) through the provider: the organizations and the
     // staff page, where she adds a staff user with the session's CSRF token.
@@ -215,6 +284,14 @@ async fn staff_sign_in_to_the_console_and_each_role_sees_its_pages(backend: Back
     assert_eq!(used.status, 403, "{}", used.body);
     assert!(used.body.contains("used already"), "{}", used.body);
     assert!(!login_link(&backend, "nobody@vendor.test").await.status.success());
+    // The used link's refusal is Sam's; an invalid link is nobody's.
+    let mut forger = Browser::new(&issuer);
+    let at = link.find("token=").unwrap() + "token=".len() + 5;
+    let other = if &link[at..=at] == "A" { "B" } else { "A" };
+    let forged_link = format!("{}{other}{}", &link[..at], &link[at + 1..]);
+    assert_eq!(forger.link_sign_in(&s, &forged_link).await.status, 403);
+    let refused = refusals(&backend, 4).await;
+    assert_eq!(staff_refusal(&refused[3]), (sam.clone(), "used".to_owned()));
 
     // Ada disables Sam on the staff page: Sam's session ends at once.
     let staff = ada_browser.request(Method::GET, &s.url("/console/staff"), None).await;
@@ -228,6 +305,18 @@ async fn staff_sign_in_to_the_console_and_each_role_sees_its_pages(backend: Back
     let sam_row = listed["items"].as_array().unwrap().iter().find(|i| i["id"] == sam.as_str()).unwrap().clone();
     assert_eq!(sam_row["active"], false, "{sam_row}");
     assert_eq!(actors_of(&backend, "StaffUserDisabled").await, [format!("staff:{ada}:staff_admin")]);
+    // A disabled staff user's address asking for a link: refused, and
+    // recorded as Sam's.
+    ask_for_link(&s, &issuer, "sam@vendor.test").await;
+    let refused = refusals(&backend, 5).await;
+    assert_eq!(staff_refusal(&refused[4]), (sam.clone(), "inactive".to_owned()));
+    // No link token is in the log, in any record.
+    let token = link.split("token=").nth(1).unwrap();
+    let log = backend.open_log().await;
+    for record in log.read_page(1..=u64::MAX, 100_000).await.unwrap() {
+        let payload = record.payload.as_deref().unwrap_or_default();
+        assert!(!payload.windows(token.len()).any(|w| w == token.as_bytes()), "a token in {:?}", record.header);
+    }
 
     // Sign-ins are in the log, each the staff user's.
     let sign_ins = actors_of(&backend, "PortalSignedIn").await;

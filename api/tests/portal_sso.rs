@@ -26,7 +26,10 @@ const PORTAL: &str = "http://portal.test";
 const SECRET_A: &str = "client-secret-of-acme-0f9e8d7c6b5a";
 const SECRET_B: &str = "client-secret-of-globex-1a2b3c4d5e6f";
 
-backends!(sso_configured_by_an_admin_signs_users_into_their_organization_only);
+backends!(
+    sso_configured_by_an_admin_signs_users_into_their_organization_only,
+    sso_sign_in_keeps_working_through_a_secret_rotation
+);
 
 /// A browser's part: cookies (by name; every host here is 127.0.0.1) and
 /// redirects followed by hand.
@@ -406,4 +409,56 @@ async fn sso_configured_by_an_admin_signs_users_into_their_organization_only(bac
 
 fn acme_callback_url(s: &Server, query: &str) -> String {
     s.url(&format!("/portal/sso/callback?{query}"))
+}
+
+/// `ledger keys …` on the stopped server's store: its JSON answer.
+async fn keys_cli(backend: &Backend, command: &str) -> serde_json::Value {
+    let output = backend.cli(&["keys", command]).await;
+    assert!(output.status.success(), "keys {command}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+/// Issue 18: the server secret rotates while SSO is configured. The
+/// client secret (sealed under the server secret) and the identity link
+/// (its stream named under it) are sealed and recorded again at
+/// `retire-secret`, so a linked user signs in at every step and after,
+/// found by the link (their e-mail at the issuer changed: no new user).
+async fn sso_sign_in_keeps_working_through_a_secret_rotation(backend: Backend) {
+    if !oidc::peers_available(module_path!()) {
+        return;
+    }
+    let flags = ["--portal-insecure-cookies", "--sso-allow-loopback-issuer", "--portal-url", PORTAL];
+    let s = backend.start_with(&flags).await;
+    let acme = s.create_org("Acme GmbH").await;
+    s.create_subscription(&acme, "enterprise", "2026-01-01", true).await;
+    let admin = admin_token(&s, &acme).await;
+    let issuer = Issuer::start_for("ledger-acme", SECRET_A, &format!("{PORTAL}/portal/sso/callback")).await;
+    put_sso(&s, &acme, &admin, &issuer.url, "ledger-acme", SECRET_A).await.expect(200);
+    issuer.account("sub-vic", "vic@acme.test", true).await;
+    assert_eq!(Browser::new(&issuer).sign_in(&s, &acme, false).await.status, 303, "the first sign-in links Vic");
+    issuer.account("sub-vic", "victor@elsewhere.test", true).await;
+    s.stop().await;
+
+    let signs_in = |s: Server| {
+        let (issuer, acme) = (&issuer, acme.clone());
+        async move {
+            let page = Browser::new(issuer).sign_in(&s, &acme, false).await;
+            assert_eq!((page.status, page.location.as_str()), (303, format!("/portal/orgs/{acme}").as_str()));
+            s
+        }
+    };
+    keys_cli(&backend, "prepare-secret").await;
+    signs_in(backend.start_with(&flags).await).await.stop().await;
+    keys_cli(&backend, "rotate-secret").await;
+    let s = signs_in(backend.start_with(&flags).await).await;
+    // Retired while the server runs (it holds both secrets).
+    let retired = keys_cli(&backend, "retire-secret").await;
+    assert_eq!((retired["ssoConfigsResealed"].as_u64(), retired["ssoLinksRehashed"].as_u64()), (Some(1), Some(1)));
+    signs_in(s).await.stop().await;
+    // On the new secret alone: the settings open, the link is found.
+    signs_in(backend.start_with(&flags).await).await.stop().await;
+    assert_eq!(users_added(&backend, &acme).await, [("vic@acme.test".to_owned(), "viewer")], "no new user");
+    let types = event_types(&backend).await;
+    let count = |name: &str| types.iter().filter(|t| *t == name).count();
+    assert_eq!((count("SsoSecretResealed"), count("SsoLinkRehashed"), count("SsoLinked")), (1, 1, 1));
 }

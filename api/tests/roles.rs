@@ -1157,3 +1157,42 @@ async fn bad_staff_inputs_are_refused() {
     }
     assert_eq!(head().await, before, "a refused command appends nothing");
 }
+
+/// A scripted staff admin cannot grow the staff directory without bound
+/// (issue 15): a staff user's role changes at most
+/// `STAFF_ROLE_CHANGES_PER_DAY_MAX` times a UTC day (then 429), and at
+/// most `SERVICE_TOKENS_ALIVE_MAX` service tokens are alive at once (then
+/// 409); a refusal appends nothing.
+#[tokio::test]
+async fn staff_role_changes_and_live_service_tokens_are_capped() {
+    use domain::staff::{SERVICE_TOKENS_ALIVE_MAX, STAFF_ROLE_CHANGES_PER_DAY_MAX};
+    let fixture = Fixture::new().await;
+    let head = || async {
+        let answer = fixture.call(Method::GET, "/api/v1/log/head", Who::Operator, None).await;
+        answer.json()["sequence"].clone()
+    };
+    // The fixture's spare staff user is support: billing, support, … .
+    let path = format!("/api/v1/staff/{}", fixture.staff_x);
+    let role = |n: u32| json!({ "role": if n.is_multiple_of(2) { "billing" } else { "support" } });
+    for n in 0..STAFF_ROLE_CHANGES_PER_DAY_MAX {
+        let answer = fixture.call(Method::PATCH, &path, Who::Operator, Some(role(n))).await;
+        assert_eq!(answer.status, StatusCode::OK, "change {n}: {}", answer.text());
+    }
+    let before = head().await;
+    let answer = fixture.call(Method::PATCH, &path, Who::Operator, Some(role(STAFF_ROLE_CHANGES_PER_DAY_MAX))).await;
+    assert_eq!(disagreement(Expect::Refused(429, "rate_limited"), &answer), None, "one change too many");
+    assert_eq!(answer.json()["limit"], "staff_role_changes_per_day", "{}", answer.text());
+    assert_eq!(head().await, before, "a refused change appends nothing");
+
+    let listed = fixture.call(Method::GET, "/api/v1/staff/tokens", Who::Operator, None).await;
+    let alive = listed.json()["items"].as_array().expect("items").iter().filter(|t| t["revoked"] == false).count();
+    let body = || json!({ "name": "loop", "role": "auditor", "expiresInDays": 1 });
+    for n in alive..SERVICE_TOKENS_ALIVE_MAX {
+        let answer = fixture.call(Method::POST, "/api/v1/staff/tokens", Who::Operator, Some(body())).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "token {n}: {}", answer.text());
+    }
+    let before = head().await;
+    let answer = fixture.call(Method::POST, "/api/v1/staff/tokens", Who::Operator, Some(body())).await;
+    assert_eq!(disagreement(Expect::Refused(409, "limit_reached"), &answer), None, "one token too many");
+    assert_eq!(head().await, before, "a refused issue appends nothing");
+}

@@ -1,10 +1,10 @@
 //! Rotating the server secret behind the keyed hashes of license keys and
 //! API tokens (`usecases::secret_rotation`), against the real binary on
 //! SQLite and PostgreSQL: `prepare-secret`, `rotate-secret`,
-//! `retire-secret`, with a server running on each stage. Keys and tokens
-//! issued before keep working during and after the rotation; once the old
-//! secret is retired, a server holding only the old secret finds none of
-//! them.
+//! `retire-secret`, with a server running on each stage. Keys, API tokens
+//! and staff service tokens issued before keep working during and after
+//! the rotation; once the old secret is retired, a server holding only the
+//! old secret finds none of them.
 
 #[allow(dead_code)]
 #[macro_use]
@@ -40,6 +40,18 @@ async fn works(s: &Server, c: &Customer) -> (String, u16) {
     (answer["code"].as_str().unwrap_or_default().to_owned(), status)
 }
 
+/// A staff admin's service token (`ls1_…`).
+async fn service_token(s: &Server) -> String {
+    let body = json!({ "name": "rotation check", "role": "staff_admin", "expiresInDays": 30 });
+    let issued = s.post("/api/v1/staff/tokens", Some(OPERATOR), body).await.expect(201);
+    id(&issued["token"])
+}
+
+/// The status of a staff admin's read with the service token.
+async fn service_status(s: &Server, token: &str) -> u16 {
+    s.get("/api/v1/staff/tokens", Some(token)).await.status.as_u16()
+}
+
 async fn cli_json(backend: &Backend, args: &[&str]) -> Value {
     let output = backend.cli(args).await;
     assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
@@ -54,6 +66,8 @@ async fn keys_and_tokens_survive_a_secret_rotation_and_the_old_secret_then_match
     let s = backend.start().await;
     let before = customer(&s, "Acme").await;
     assert_eq!(works(&s, &before).await, ("VALID".into(), 200));
+    let service = service_token(&s).await;
+    assert_eq!(service_status(&s, &service).await, 200);
     s.stop().await;
     let old_secret = std::fs::read(secret_file(&backend)).expect("the secret");
 
@@ -74,6 +88,8 @@ async fn keys_and_tokens_survive_a_secret_rotation_and_the_old_secret_then_match
     assert_eq!(works(&s, &announced).await, ("VALID".into(), 200));
     let during = customer(&s, "Gamma").await;
     assert_eq!(works(&s, &during).await, ("VALID".into(), 200));
+    assert_eq!(service_status(&s, &service).await, 200, "the service token under the old secret");
+    let service_during = service_token(&s).await;
 
     // Retired while the server runs: every hash made again under the new
     // secret, so the running server (holding both) keeps answering.
@@ -81,19 +97,26 @@ async fn keys_and_tokens_survive_a_secret_rotation_and_the_old_secret_then_match
     assert_eq!(retired["retiredSecretId"], rotated["oldSecretId"]);
     assert_eq!(retired["licenseKeysRehashed"], 2, "the keys of Acme and Beta: {retired}");
     assert_eq!(retired["tokensRehashed"], 2, "{retired}");
+    assert_eq!(retired["serviceTokensRehashed"], 1, "the one issued before the rotation: {retired}");
     assert!(!backend.data_dir().join("keys/secret.previous").exists());
     for c in [&before, &announced, &during] {
         assert_eq!(works(&s, c).await, ("VALID".into(), 200));
     }
+    assert_eq!(service_status(&s, &service).await, 200);
     s.stop().await;
     let again = cli_json(&backend, &["keys", "prepare-secret"]).await;
     assert_ne!(again["nextSecretId"], prepared["nextSecretId"], "a fresh secret for the next rotation");
     std::fs::remove_file(backend.data_dir().join("keys/secret.next")).unwrap();
 
-    // Restarted on the new secret alone: everything still works.
+    // Restarted on the new secret alone: everything still works, the
+    // service token made under the old secret too (its MAC is the old
+    // secret's; its stored hash is now the new one's).
     let s = backend.start().await;
     for c in [&before, &announced, &during] {
         assert_eq!(works(&s, c).await, ("VALID".into(), 200));
+    }
+    for token in [&service, &service_during] {
+        assert_eq!(service_status(&s, token).await, 200, "{token}");
     }
     s.stop().await;
 
@@ -103,6 +126,9 @@ async fn keys_and_tokens_survive_a_secret_rotation_and_the_old_secret_then_match
     let s = backend.start().await;
     for c in [&before, &announced, &during] {
         assert_eq!(works(&s, c).await, ("NOT_FOUND".into(), 401));
+    }
+    for token in [&service, &service_during] {
+        assert_eq!(service_status(&s, token).await, 401, "{token}");
     }
     s.stop().await;
     std::fs::write(secret_file(&backend), &new_secret).unwrap();

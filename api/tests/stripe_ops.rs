@@ -27,12 +27,6 @@ backends!(a_refused_sync_is_retried_and_the_month_reconciled, the_console_lists_
 /// The server's public URL as its e-mailed links name it.
 const PORTAL: &str = "http://portal.test";
 
-/// On PostgreSQL the sync's lock (`pg_try_advisory_lock`) is the
-/// database's, not the test schema's: two servers of this binary syncing
-/// at once would take turns, one waiting out the other's whole test. Each
-/// test holds this while its server runs.
-static ONE_SYNC_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn count(backend: &Backend, event_type: &str) -> usize {
     let log = backend.open_log().await;
     let records = log.read_page(1..=u64::MAX >> 1, 100_000).await.unwrap();
@@ -77,7 +71,6 @@ fn row<'a>(report: &'a Value, invoice: &str) -> &'a Value {
 }
 
 async fn a_refused_sync_is_retried_and_the_month_reconciled(backend: Backend) {
-    let _one_sync = ONE_SYNC_AT_A_TIME.lock().await;
     let Some(localstripe) = LocalStripe::start("stripe_ops").await else { return };
     let stand_in = StandIn::start(&localstripe).await;
     let env = [("STRIPE_SECRET_KEY", "sk_test_ledger_ops"), ("STRIPE_API_BASE", stand_in.base.as_str())];
@@ -277,7 +270,6 @@ async fn the_console_lists_retries_and_reconciles(backend: Backend) {
     if !browser::peers_available(module_path!()) {
         return;
     }
-    let _one_sync = ONE_SYNC_AT_A_TIME.lock().await;
     let Some(localstripe) = LocalStripe::start("stripe_ops_console").await else { return };
     let stand_in = StandIn::start(&localstripe).await;
     let env = [("STRIPE_SECRET_KEY", "sk_test_ledger_console"), ("STRIPE_API_BASE", stand_in.base.as_str())];

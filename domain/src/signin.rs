@@ -30,6 +30,18 @@ const CSRF_CONTEXT: &str = "ledger 2026-11-30 portal csrf token v1";
 /// across nodes, and only a link this server made (a known user) is
 /// recorded, so anonymous callers cannot grow the log.
 pub const REFUSALS_PER_USER_PER_DAY_MAX: u64 = 20;
+/// Refused console sign-ins that name no staff user (an address that is
+/// no staff user's, an identity the vendor's provider vouched for that
+/// is none), recorded per UTC day, at most, all callers together: the
+/// stream's revision counts them, so a hostile caller fills one bounded
+/// stream a day and no more (beyond, only the server's log says so).
+pub const CONSOLE_UNKNOWN_REFUSALS_PER_DAY_MAX: u64 = 200;
+/// The longest identity provider's subject a refusal records (OpenID
+/// Connect Core: at most 255 ASCII characters); a longer one is cut.
+pub const SUBJECT_CHARS_MAX: usize = 255;
+/// The organization console sign-ins name: the vendor's own, the nil id,
+/// which no customer organization has (theirs are UUID v7).
+pub const VENDOR: OrganizationId = OrganizationId(uuid::Uuid::nil());
 
 /// A sign-in link asked for on the sign-in page is valid this long.
 pub const SIGN_IN_LINK_MICROS: i64 = 15 * 60 * 1_000_000;
@@ -107,6 +119,12 @@ pub fn refusals_stream(user_id: UserId, day: chrono::NaiveDate) -> StreamId {
     StreamId::new(format!("portal-refusals/{}:{day}", user_id.0)).expect("a UUID and a date form a valid stream id")
 }
 
+/// The stream of one UTC day's refused console sign-ins that name no
+/// staff user ([`CONSOLE_UNKNOWN_REFUSALS_PER_DAY_MAX`]).
+pub fn console_refusals_stream(day: chrono::NaiveDate) -> StreamId {
+    StreamId::new(format!("portal-refusals/console:{day}")).expect("a date forms a valid stream id")
+}
+
 /// The stream of a session's end (sign-out or revocation), by its public id.
 pub fn session_stream(session_id: uuid::Uuid) -> StreamId {
     StreamId::of("portal-session", session_id)
@@ -125,6 +143,7 @@ crate::stored_events! {
         SessionRevoked = "PortalSessionRevoked" version 1,
         SignInRefused = "PortalSignInRefused" version 1,
         MailResent = "PortalMailResent" version 1,
+        ConsoleSignInRefused = "ConsoleSignInRefused" version 1,
     }
 }
 
@@ -182,6 +201,25 @@ pub struct MailResent {
     pub user_id: UserId,
     /// `invitation` or `signin`.
     pub kind: String,
+    pub at: Timestamp,
+}
+
+/// A console sign-in that named no staff user was refused: a link asked
+/// for an address that is no staff user's, or the vendor's provider
+/// vouched for an identity that is none (or did not verify its address).
+/// A staff user's refusals are `PortalSignInRefused`, naming [`VENDOR`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleSignInRefused {
+    /// `link` or `oidc`.
+    pub method: String,
+    /// `unknown_email`, `unverified_email` or `no_email`.
+    pub reason: String,
+    /// The address asked for or vouched for, trimmed and lower case, at
+    /// most `EMAIL_CHARS_MAX` characters (longer ones are refused before).
+    pub email: Option<String>,
+    /// The provider's subject (`oidc`), at most [`SUBJECT_CHARS_MAX`].
+    pub subject: Option<String>,
+    pub address: String,
     pub at: Timestamp,
 }
 

@@ -22,6 +22,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::ServerSecret;
+use crate::record::Hash;
 use crate::{OrganizationId, StreamId, Timestamp, UserId};
 
 const SECRET_SEAL_CONTEXT: &str = "ledger 2026-12-01 sso client secret seal v1";
@@ -145,7 +146,48 @@ crate::stored_events! {
         SsoRemoved = "SsoRemoved" version 1,
         SsoLinked = "SsoLinked" version 1,
         SsoSignedIn = "SsoSignedIn" version 1,
+        SsoSecretResealed = "SsoSecretResealed" version 1,
+        SsoLinkRehashed = "SsoLinkRehashed" version 1,
     }
+}
+
+/// An organization's client secret sealed again, under the server secret
+/// `secret_id` names (`ledger keys retire-secret`): the settings are those
+/// of the configuration it replaces, the client secret unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoSecretResealed {
+    pub organization_id: OrganizationId,
+    pub issuer: String,
+    pub client_id: String,
+    pub sealed_secret: String,
+    pub secret_id: Hash,
+    pub at: Timestamp,
+}
+
+impl SsoSecretResealed {
+    /// The settings in force from this event on.
+    pub fn config(&self) -> SsoConfigured {
+        SsoConfigured {
+            organization_id: self.organization_id,
+            issuer: self.issuer.clone(),
+            client_id: self.client_id.clone(),
+            sealed_secret: self.sealed_secret.clone(),
+            at: self.at,
+        }
+    }
+}
+
+/// A link (`SsoLinked`) on the stream the server secret `secret_id` names
+/// ([`link_stream`]; `ledger keys retire-secret`): the same organization,
+/// user, issuer and subject, found once the old secret is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoLinkRehashed {
+    pub organization_id: OrganizationId,
+    pub user_id: UserId,
+    pub issuer: String,
+    pub subject: String,
+    pub secret_id: Hash,
+    pub at: Timestamp,
 }
 
 /// The stream of an organization's SSO settings.

@@ -33,6 +33,16 @@ pub const STAFF_NAME_CHARS_MAX: usize = 100;
 pub const STAFF_USERS_MAX: usize = 500;
 /// Service tokens ever issued, at most (revoked and expired included).
 pub const SERVICE_TOKENS_MAX: usize = 5_000;
+/// Service tokens alive at once (neither revoked nor expired), at most:
+/// automation needs a few dozen; more is a script issuing in a loop, which
+/// would otherwise use up [`SERVICE_TOKENS_MAX`] for good in one sitting.
+pub const SERVICE_TOKENS_ALIVE_MAX: usize = 100;
+/// Role changes of one staff user in one UTC day, at most: a change and
+/// its correction a few times over. Beyond, a scripted staff admin would
+/// grow the directory's one stream without bound (its aggregate is read
+/// whole for every decision).
+pub const STAFF_ROLE_CHANGES_PER_DAY_MAX: u32 = 10;
+const DAY_MICROS: i64 = 24 * 3600 * 1_000_000;
 /// The furthest ahead a service token's expiry may be: a year and a day.
 pub const SERVICE_TOKEN_LIFETIME_MICROS_MAX: i64 = 366 * 24 * 3600 * 1_000_000;
 /// A service token's text begins with this.
@@ -131,9 +141,11 @@ pub enum StaffCommand {
         email: String,
         role: StaffRole,
     },
+    /// `now` is the system clock's: the day whose role changes count.
     ChangeRole {
         staff_id: StaffId,
         role: StaffRole,
+        now: Timestamp,
     },
     Disable {
         staff_id: StaffId,
@@ -161,10 +173,28 @@ pub struct StaffUserAdded {
     pub role: StaffRole,
 }
 
+/// A staff user's new role, from `at` (schema version 2: the day's role
+/// changes are counted, [`STAFF_ROLE_CHANGES_PER_DAY_MAX`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StaffRoleChanged {
     pub staff_id: StaffId,
     pub role: StaffRole,
+    pub at: Timestamp,
+}
+
+/// Schema version 1 of `StaffRoleChanged`: it did not say when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StaffRoleChangedV1 {
+    pub staff_id: StaffId,
+    pub role: StaffRole,
+}
+
+impl From<StaffRoleChangedV1> for StaffRoleChanged {
+    /// A change recorded before changes were counted reads as made at the
+    /// epoch, a day no later change counts against.
+    fn from(old: StaffRoleChangedV1) -> Self {
+        Self { staff_id: old.staff_id, role: old.role, at: Timestamp::from_micros(0) }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,14 +217,26 @@ pub struct ServiceTokenRevoked {
     pub token_id: ServiceTokenId,
 }
 
+/// The service token's keyed hash under the server secret `secret_id`
+/// names (`crate::keys::ServerSecret::id`), replacing the one kept before
+/// (`ledger keys retire-secret`, like `ApiTokenRehashed`). The token
+/// itself is unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceTokenRehashed {
+    pub token_id: ServiceTokenId,
+    pub token_hash: Hash,
+    pub secret_id: Hash,
+}
+
 crate::stored_events! {
     /// What happened to the vendor's staff and service tokens.
     pub enum StaffEvent {
         StaffUserAdded = "StaffUserAdded" version 1,
-        StaffRoleChanged = "StaffRoleChanged" version 1,
+        StaffRoleChanged = "StaffRoleChanged" version 2 { 1 => StaffRoleChangedV1 },
         StaffUserDisabled = "StaffUserDisabled" version 1,
         ServiceTokenIssued = "ServiceTokenIssued" version 1,
         ServiceTokenRevoked = "ServiceTokenRevoked" version 1,
+        ServiceTokenRehashed = "ServiceTokenRehashed" version 1,
     }
 }
 
@@ -218,6 +260,10 @@ pub enum StaffError {
     IdInUse,
     #[error("at most {SERVICE_TOKENS_MAX} service tokens are ever issued")]
     TooManyTokens,
+    #[error("at most {SERVICE_TOKENS_ALIVE_MAX} service tokens are alive at once: revoke one first")]
+    TooManyAliveTokens,
+    #[error("a staff user's role changes at most {STAFF_ROLE_CHANGES_PER_DAY_MAX} times a day (UTC)")]
+    TooManyRoleChanges,
     #[error("expiresAt must be after now and at most 366 days ahead")]
     InvalidExpiry,
     #[error("no such service token")]
@@ -233,6 +279,10 @@ pub struct StaffUser {
     pub email: String,
     pub role: StaffRole,
     pub active: bool,
+    /// The UTC day (days since the epoch) of the last role change, and how
+    /// many changes that day saw.
+    #[serde(default)]
+    pub role_changes: (i64, u32),
 }
 
 /// A service token as the directory knows it.
@@ -267,6 +317,11 @@ pub fn staff_email(raw: &str) -> Result<String, StaffError> {
     normalize_email(raw).map_err(|_| StaffError::InvalidEmail(raw.trim().to_lowercase()))
 }
 
+/// The UTC day of a moment, in days since the epoch.
+fn day_of(at: Timestamp) -> i64 {
+    at.as_micros().div_euclid(DAY_MICROS)
+}
+
 impl StaffDirectory {
     fn taken(&self, id: Uuid) -> bool {
         self.users.contains_key(&StaffId(id)) || self.tokens.contains_key(&ServiceTokenId(id))
@@ -296,11 +351,16 @@ impl StaffDirectory {
         use StaffError as E;
         Ok(match command {
             StaffCommand::AddUser { staff_id, name, email, role } => self.add_user(staff_id, &name, &email, role)?,
-            StaffCommand::ChangeRole { staff_id, role } => {
-                if self.active_user(staff_id)?.role == role {
+            StaffCommand::ChangeRole { staff_id, role, now } => {
+                let user = self.active_user(staff_id)?;
+                if user.role == role {
                     return Err(E::RoleUnchanged);
                 }
-                StaffRoleChanged { staff_id, role }.into()
+                let (day, changes) = user.role_changes;
+                if day == day_of(now) && changes >= STAFF_ROLE_CHANGES_PER_DAY_MAX {
+                    return Err(E::TooManyRoleChanges);
+                }
+                StaffRoleChanged { staff_id, role, at: now }.into()
             }
             StaffCommand::Disable { staff_id } => {
                 self.active_user(staff_id)?;
@@ -313,6 +373,10 @@ impl StaffDirectory {
                 }
                 if self.tokens.len() >= SERVICE_TOKENS_MAX {
                     return Err(E::TooManyTokens);
+                }
+                let alive = self.tokens.values().filter(|t| !t.revoked && t.expires_at > now).count();
+                if alive >= SERVICE_TOKENS_ALIVE_MAX {
+                    return Err(E::TooManyAliveTokens);
                 }
                 let latest = now.as_micros().saturating_add(SERVICE_TOKEN_LIFETIME_MICROS_MAX);
                 if expires_at <= now || expires_at.as_micros() > latest {
@@ -350,11 +414,15 @@ impl cqrs_es::Aggregate for StaffDirectory {
     fn apply(&mut self, event: Self::Event) {
         match event {
             StaffEvent::StaffUserAdded(e) => {
-                self.users.insert(e.staff_id, StaffUser { name: e.name, email: e.email, role: e.role, active: true });
+                let user = StaffUser { name: e.name, email: e.email, role: e.role, active: true, role_changes: (0, 0) };
+                self.users.insert(e.staff_id, user);
             }
             StaffEvent::StaffRoleChanged(e) => {
                 if let Some(user) = self.users.get_mut(&e.staff_id) {
                     user.role = e.role;
+                    let day = day_of(e.at);
+                    let (last, changes) = user.role_changes;
+                    user.role_changes = (day, if last == day { changes.saturating_add(1) } else { 1 });
                 }
             }
             StaffEvent::StaffUserDisabled(e) => {
@@ -371,6 +439,8 @@ impl cqrs_es::Aggregate for StaffDirectory {
                     token.revoked = true;
                 }
             }
+            // Decisions need no hash: only the read models keep it.
+            StaffEvent::ServiceTokenRehashed(_) => {}
         }
     }
 }
@@ -387,13 +457,24 @@ pub fn service_token(secret: &ServerSecret, token_id: ServiceTokenId) -> String 
 /// The token id a service token names, if it is one of ours (its MAC
 /// checks).
 pub fn verify_service_token(secret: &ServerSecret, token: &str) -> Option<ServiceTokenId> {
+    let token_id = service_token_id(token)?;
+    constant_time_eq(service_token(secret, token_id), token).then_some(token_id)
+}
+
+/// The token id a service token's text names, its MAC unchecked: a token
+/// made under a secret since retired carries that secret's MAC, and is
+/// known by its stored keyed hash (`ledger keys retire-secret` made it
+/// again under the current secret).
+pub fn service_token_id(token: &str) -> Option<ServiceTokenId> {
     if token.len() > SECRET_TEXT_BYTES_MAX {
         return None;
     }
     let bytes = URL_SAFE_NO_PAD.decode(token.strip_prefix(SERVICE_TOKEN_PREFIX)?).ok()?;
+    if bytes.len() != 16 + 32 {
+        return None;
+    }
     let id: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
-    let token_id = ServiceTokenId(Uuid::from_bytes(id));
-    constant_time_eq(service_token(secret, token_id), token).then_some(token_id)
+    Some(ServiceTokenId(Uuid::from_bytes(id)))
 }
 
 /// What the log keeps of a service token.
@@ -416,6 +497,10 @@ mod tests {
         assert_eq!(verify_service_token(&secret, &token.replace("ls1_", "lt1_")), None);
         let api = crate::keys::api_token(&secret, crate::TokenId(id.0));
         assert_eq!(verify_service_token(&secret, &api), None, "an org token is not a service token");
+        let other = service_token(&ServerSecret::from_bytes([6; 32]), id);
+        assert_eq!(service_token_id(&other), Some(id), "the id is read without the MAC");
+        assert_eq!(service_token_id(&api), None);
+        assert_eq!(service_token_id(&token[..token.len() - 1]), None, "a cut token");
         assert_ne!(service_token_hash(&secret, &token), crate::keys::api_token_hash(&secret, &token));
     }
 

@@ -5,9 +5,9 @@ use cqrs_es::test::{AggregateTestExecutor, TestFramework};
 use ledger_domain::Timestamp;
 use ledger_domain::record::Hash;
 use ledger_domain::staff::{
-    SERVICE_TOKEN_LIFETIME_MICROS_MAX, STAFF_NAME_CHARS_MAX, ServiceTokenId, ServiceTokenIssued, ServiceTokenRevoked,
-    StaffCommand, StaffDirectory, StaffError, StaffEvent, StaffId, StaffRole, StaffRoleChanged, StaffUserAdded,
-    StaffUserDisabled,
+    SERVICE_TOKEN_LIFETIME_MICROS_MAX, SERVICE_TOKENS_ALIVE_MAX, STAFF_NAME_CHARS_MAX, STAFF_ROLE_CHANGES_PER_DAY_MAX,
+    ServiceTokenId, ServiceTokenIssued, ServiceTokenRevoked, StaffCommand, StaffDirectory, StaffError, StaffEvent,
+    StaffId, StaffRole, StaffRoleChanged, StaffRoleChangedV1, StaffUserAdded, StaffUserDisabled,
 };
 use uuid::Uuid;
 
@@ -35,6 +35,14 @@ fn added(n: u128, email: &str, role: StaffRole) -> StaffEvent {
 
 fn add(n: u128, name: &str, email: &str, role: StaffRole) -> StaffCommand {
     StaffCommand::AddUser { staff_id: staff(n), name: name.into(), email: email.into(), role }
+}
+
+fn change(n: u128, role: StaffRole, at: i64) -> StaffCommand {
+    StaffCommand::ChangeRole { staff_id: staff(n), role, now: Timestamp::from_micros(at) }
+}
+
+fn changed(n: u128, role: StaffRole, at: i64) -> StaffEvent {
+    StaffRoleChanged { staff_id: staff(n), role, at: Timestamp::from_micros(at) }.into()
 }
 
 fn issue(n: u128, expires_at: i64) -> StaffCommand {
@@ -111,23 +119,19 @@ fn an_address_is_unique_among_active_staff_and_free_again_once_disabled() {
 #[test]
 fn roles_change_and_users_are_disabled_only_while_active() {
     let ada = || added(1, "ada@vendor.example", StaffRole::Billing);
-    given(vec![ada()])
-        .when(StaffCommand::ChangeRole { staff_id: staff(1), role: StaffRole::StaffAdmin })
-        .then_expect_events(vec![StaffRoleChanged { staff_id: staff(1), role: StaffRole::StaffAdmin }.into()]);
-    given(vec![ada()])
-        .when(StaffCommand::ChangeRole { staff_id: staff(1), role: StaffRole::Billing })
-        .then_expect_error(StaffError::RoleUnchanged);
-    given(vec![])
-        .when(StaffCommand::ChangeRole { staff_id: staff(1), role: StaffRole::Billing })
-        .then_expect_error(StaffError::UserNotFound);
+    given(vec![ada()]).when(change(1, StaffRole::StaffAdmin, NOW)).then_expect_events(vec![changed(
+        1,
+        StaffRole::StaffAdmin,
+        NOW,
+    )]);
+    given(vec![ada()]).when(change(1, StaffRole::Billing, NOW)).then_expect_error(StaffError::RoleUnchanged);
+    given(vec![]).when(change(1, StaffRole::Billing, NOW)).then_expect_error(StaffError::UserNotFound);
     given(vec![ada()])
         .when(StaffCommand::Disable { staff_id: staff(1) })
         .then_expect_events(vec![StaffUserDisabled { staff_id: staff(1) }.into()]);
     let disabled = || vec![ada(), StaffUserDisabled { staff_id: staff(1) }.into()];
     given(disabled()).when(StaffCommand::Disable { staff_id: staff(1) }).then_expect_error(StaffError::UserDisabled);
-    given(disabled())
-        .when(StaffCommand::ChangeRole { staff_id: staff(1), role: StaffRole::Support })
-        .then_expect_error(StaffError::UserDisabled);
+    given(disabled()).when(change(1, StaffRole::Support, NOW)).then_expect_error(StaffError::UserDisabled);
 }
 
 #[test]
@@ -161,4 +165,63 @@ fn the_directory_is_bounded() {
     given(many)
         .when(add(1, "One more", "more@vendor.example", StaffRole::Support))
         .then_expect_error(StaffError::TooManyUsers);
+}
+
+const DAY: i64 = 24 * 3600 * 1_000_000;
+
+#[test]
+fn a_staff_users_role_changes_at_most_so_often_a_day() {
+    // NOW is 2027-01-15T08:00:00Z; the day's changes alternate two roles.
+    let roles = [StaffRole::Support, StaffRole::Billing];
+    let mut history = vec![added(1, "ada@vendor.example", StaffRole::Billing)];
+    for n in 0..STAFF_ROLE_CHANGES_PER_DAY_MAX as usize {
+        history.push(changed(1, roles[n % 2], NOW + n as i64));
+    }
+    let next = roles[STAFF_ROLE_CHANGES_PER_DAY_MAX as usize % 2];
+    let later_today = NOW - NOW.rem_euclid(DAY) + DAY - 1;
+    given(history.clone()).when(change(1, next, later_today)).then_expect_error(StaffError::TooManyRoleChanges);
+    // Another staff user is not held back by Ada's changes.
+    let mut with_bob = history.clone();
+    with_bob.push(added(2, "bob@vendor.example", StaffRole::Billing));
+    given(with_bob).when(change(2, StaffRole::Support, NOW)).then_expect_events(vec![changed(
+        2,
+        StaffRole::Support,
+        NOW,
+    )]);
+    // The next UTC day counts afresh.
+    let tomorrow = NOW - NOW.rem_euclid(DAY) + DAY;
+    given(history.clone()).when(change(1, next, tomorrow)).then_expect_events(vec![changed(1, next, tomorrow)]);
+    // One change fewer today: allowed.
+    history.pop();
+    let last = roles[(STAFF_ROLE_CHANGES_PER_DAY_MAX as usize - 1) % 2];
+    given(history).when(change(1, last, later_today)).then_expect_events(vec![changed(1, last, later_today)]);
+}
+
+#[test]
+fn a_role_change_recorded_before_changes_were_counted_counts_on_no_day() {
+    let old = StaffRoleChangedV1 { staff_id: staff(1), role: StaffRole::Support };
+    let read = StaffRoleChanged::from(old);
+    assert_eq!(read.at, Timestamp::from_micros(0));
+    let mut history = vec![added(1, "ada@vendor.example", StaffRole::Billing)];
+    history.extend((0..STAFF_ROLE_CHANGES_PER_DAY_MAX * 2).map(|n| {
+        let role = if n.is_multiple_of(2) { StaffRole::Support } else { StaffRole::Billing };
+        StaffEvent::from(StaffRoleChanged { staff_id: staff(1), role, at: Timestamp::from_micros(0) })
+    }));
+    given(history).when(change(1, StaffRole::Support, NOW)).then_expect_events(vec![changed(
+        1,
+        StaffRole::Support,
+        NOW,
+    )]);
+}
+
+#[test]
+fn service_tokens_alive_at_once_are_bounded_and_a_revoked_or_expired_one_frees_its_place() {
+    let alive: Vec<StaffEvent> = (0..SERVICE_TOKENS_ALIVE_MAX as u128).map(|n| issued(10 + n, NOW + DAY)).collect();
+    given(alive.clone()).when(issue(1, NOW + DAY)).then_expect_error(StaffError::TooManyAliveTokens);
+    let mut one_revoked = alive.clone();
+    one_revoked.push(ServiceTokenRevoked { token_id: token(10) }.into());
+    given(one_revoked).when(issue(1, NOW + DAY)).then_expect_events(vec![issued(1, NOW + DAY)]);
+    let mut one_expired = alive[1..].to_vec();
+    one_expired.push(issued(9, NOW));
+    given(one_expired).when(issue(1, NOW + DAY)).then_expect_events(vec![issued(1, NOW + DAY)]);
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cookie::{Cookie, SameSite};
@@ -94,15 +95,47 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, the portal's path, Secure
 /// unless turned off for local http; `None` as the value removes it.
 pub fn set_cookie(portal: &Portal, name: &'static str, value: Option<&str>) -> String {
+    cookie_on(portal, "/portal", name, value)
+}
+
+/// A `Set-Cookie` value on `path` (the portal's or the console's):
+/// HttpOnly, SameSite=Lax, Secure unless turned off for local http;
+/// `None` as the value removes it.
+pub fn cookie_on(portal: &Portal, path: &'static str, name: &'static str, value: Option<&str>) -> String {
     let mut cookie = Cookie::build((name, value.unwrap_or("").to_owned()))
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(portal.settings.secure_cookies)
-        .path("/portal");
+        .path(path);
     if value.is_none() {
         cookie = cookie.max_age(cookie::time::Duration::ZERO);
     }
     cookie.build().to_string()
+}
+
+/// `response` with one more `Set-Cookie` header.
+pub fn with_cookie(mut response: Response, cookie: &str) -> Result<Response, PortalError> {
+    let value = cookie.parse().map_err(|_| PortalError::Internal)?;
+    response.headers_mut().append(header::SET_COOKIE, value);
+    Ok(response)
+}
+
+/// A page of a form before sign-in (the portal's or the console's), with
+/// its double-submit CSRF cookie, which `csrf_cookie` makes of the token.
+pub fn with_csrf_cookie(
+    csrf_cookie: impl FnOnce(&str) -> String,
+    page: impl FnOnce(String) -> Response,
+) -> Result<Response, PortalError> {
+    let csrf = random_token()?;
+    let cookie = csrf_cookie(&csrf);
+    with_cookie(page(csrf), &cookie)
+}
+
+/// The double-submit check of a form before sign-in: the cookie `name`
+/// holds what the form presents (compared in constant time).
+pub fn check_double_submit(headers: &HeaderMap, name: &str, presented: &str) -> Result<(), PortalError> {
+    let cookie = cookie_value(headers, name).ok_or(PortalError::Csrf)?;
+    if !presented.is_empty() && constant_time_eq(cookie, presented) { Ok(()) } else { Err(PortalError::Csrf) }
 }
 
 pub fn address_of(client: Option<ClientIp>) -> String {
@@ -118,13 +151,26 @@ pub async fn start(
     address: &str,
     user_agent: &str,
 ) -> Result<String, PortalError> {
+    start_for(portal, user.organization_id, user.user_id.0, session_id, address, user_agent).await
+}
+
+/// Starts a session of `user_id` in `organization_id` (a portal user's,
+/// or a staff user's in the vendor's organization, the console's).
+pub async fn start_for(
+    portal: &Portal,
+    organization_id: OrganizationId,
+    user_id: uuid::Uuid,
+    session_id: uuid::Uuid,
+    address: &str,
+    user_agent: &str,
+) -> Result<String, PortalError> {
     let token = random_token()?;
     let now = portal.ledger.now();
     let row = SessionRow {
         id: session_id,
         token_hash: domain::signin::session_hash(&portal.ledger.keys.secret, &token),
-        organization_id: user.organization_id.0,
-        user_id: user.user_id.0,
+        organization_id: organization_id.0,
+        user_id,
         created_at: now,
         last_seen: now,
         expires_at: Timestamp::from_micros(now.as_micros().saturating_add(SESSION_ABSOLUTE_MICROS)),

@@ -8,7 +8,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use domain::keys::constant_time_eq;
 use domain::signin::{SIGN_IN_LINK_MICROS, SignInEvent, SignedOut};
 use serde::Deserialize;
 use usecases::signin::{self as links, Refusal};
@@ -16,8 +15,9 @@ use usecases::signin::{self as links, Refusal};
 use crate::session::{self, CSRF_COOKIE, SESSION_COOKIE, Signed};
 use crate::{Portal, PortalError};
 
-/// The longest link token a form may bring (a valid one is shorter).
-const TOKEN_CHARS_MAX: usize = 256;
+/// The longest link token a form may bring (a valid one is shorter); the
+/// console's forms too.
+pub(crate) const TOKEN_CHARS_MAX: usize = 256;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "signin.html")]
@@ -37,16 +37,11 @@ pub struct LinkPage {
 
 /// A page of a form before sign-in, with its double-submit CSRF cookie.
 fn with_csrf_cookie(portal: &Portal, page: impl FnOnce(String) -> Response) -> Result<Response, PortalError> {
-    let csrf = session::random_token()?;
-    let cookie = session::set_cookie(portal, CSRF_COOKIE, Some(&csrf));
-    let mut response = page(csrf);
-    response.headers_mut().append(header::SET_COOKIE, cookie.parse().map_err(|_| PortalError::Internal)?);
-    Ok(response)
+    session::with_csrf_cookie(|csrf| session::set_cookie(portal, CSRF_COOKIE, Some(csrf)), page)
 }
 
 fn check_double_submit(headers: &HeaderMap, presented: &str) -> Result<(), PortalError> {
-    let cookie = session::cookie_value(headers, CSRF_COOKIE).ok_or(PortalError::Csrf)?;
-    if !presented.is_empty() && constant_time_eq(cookie, presented) { Ok(()) } else { Err(PortalError::Csrf) }
+    session::check_double_submit(headers, CSRF_COOKIE, presented)
 }
 
 pub async fn form(State(portal): State<Arc<Portal>>) -> Result<Response, PortalError> {
@@ -54,11 +49,12 @@ pub async fn form(State(portal): State<Arc<Portal>>) -> Result<Response, PortalE
     with_csrf_cookie(&portal, |csrf| SignInPage { csrf, sent: false, mails }.into_response())
 }
 
+/// The sign-in form (the portal's and the console's).
 #[derive(Deserialize)]
 pub struct SignInForm {
-    email: String,
+    pub(crate) email: String,
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 /// Sends the links, if the address is a user's; the answer is the same
@@ -92,10 +88,18 @@ pub async fn request(
     with_csrf_cookie(&portal, |csrf| SignInPage { csrf, sent: true, mails }.into_response())
 }
 
+/// The query of a link's page (the portal's and the console's).
 #[derive(Deserialize)]
 pub struct LinkQuery {
     #[serde(default)]
-    token: String,
+    pub(crate) token: String,
+}
+
+impl LinkQuery {
+    /// The token the page's form brings back, cut to [`TOKEN_CHARS_MAX`].
+    pub(crate) fn token(&self) -> String {
+        self.token.chars().take(TOKEN_CHARS_MAX).collect()
+    }
 }
 
 /// The page a link opens: a button that POSTs the token. Opening it uses
@@ -104,15 +108,16 @@ pub async fn link_page(
     State(portal): State<Arc<Portal>>,
     Query(query): Query<LinkQuery>,
 ) -> Result<Response, PortalError> {
-    let token: String = query.token.chars().take(TOKEN_CHARS_MAX).collect();
+    let token = query.token();
     with_csrf_cookie(&portal, |csrf| LinkPage { csrf, token, refused: None }.into_response())
 }
 
+/// The form that uses a link (the portal's and the console's).
 #[derive(Deserialize)]
 pub struct UseLink {
-    token: String,
+    pub(crate) token: String,
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 /// Uses a link: a new session (new id, new cookie), then the overview.
@@ -156,10 +161,11 @@ pub async fn use_link(
     }
 }
 
+/// A form of nothing but its CSRF token (the portal's and the console's).
 #[derive(Deserialize)]
 pub struct CsrfOnly {
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 pub async fn sign_out(

@@ -205,11 +205,8 @@ pub struct SsoPage {
 }
 
 fn page(portal: &Portal, status: StatusCode, refused: Option<&'static str>) -> Result<Response, PortalError> {
-    let csrf = session::random_token()?;
-    let cookie = session::set_cookie(portal, CSRF_COOKIE, Some(&csrf));
-    let mut response = (status, SsoPage { csrf, refused }).into_response();
-    response.headers_mut().append(header::SET_COOKIE, cookie.parse().map_err(|_| PortalError::Internal)?);
-    Ok(response)
+    let csrf_cookie = |csrf: &str| session::set_cookie(portal, CSRF_COOKIE, Some(csrf));
+    session::with_csrf_cookie(csrf_cookie, |csrf| (status, SsoPage { csrf, refused }).into_response())
 }
 
 /// `GET /portal/sso`: the form that asks for the organization.
@@ -248,10 +245,7 @@ pub async fn start(
     client: Option<Extension<crate::ClientIp>>,
     Form(input): Form<StartForm>,
 ) -> Result<Response, PortalError> {
-    let cookie = session::cookie_value(&headers, CSRF_COOKIE).ok_or(PortalError::Csrf)?;
-    if input.csrf.is_empty() || !constant_time_eq(cookie, &input.csrf) {
-        return Err(PortalError::Csrf);
-    }
+    session::check_double_submit(&headers, CSRF_COOKIE, &input.csrf)?;
     if let Some(Extension(crate::ClientIp(ip))) = client
         && portal.requests_per_client.check(&ip).is_err()
     {
@@ -266,7 +260,24 @@ pub async fn start(
     let Some(config) = usecases::sso::current(&portal.ledger, organization_id).await? else {
         return page(&portal, StatusCode::NOT_FOUND, Some(NO_SSO));
     };
-    let client = oidc_client(&portal, &config, false, CALLBACK_PATH).await?;
+    let pending_cookie = |sealed: &str| session::set_cookie(&portal, PENDING_COOKIE, Some(sealed));
+    let (url, cookie) = to_issuer(&portal, &config, organization_id, CALLBACK_PATH, pending_cookie).await?;
+    let provider = url.origin().ascii_serialization();
+    session::with_cookie(SsoContinue { url: url.to_string(), provider }.into_response(), &cookie)
+}
+
+/// To `config`'s issuer (the portal's and the console's sign-ins): the
+/// authorization request's URL (PKCE, state, nonce), and the cookie
+/// `pending_cookie` makes of the pending sign-in for `organization_id`,
+/// sealed under the server secret.
+pub(crate) async fn to_issuer(
+    portal: &Portal,
+    config: &SsoConfigured,
+    organization_id: OrganizationId,
+    callback: &str,
+    pending_cookie: impl FnOnce(&str) -> String,
+) -> Result<(openidconnect::url::Url, String), PortalError> {
+    let client = oidc_client(portal, config, false, callback).await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = client
         .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
@@ -283,11 +294,17 @@ pub async fn start(
     let mut seal_nonce = [0u8; 12];
     getrandom::fill(&mut seal_nonce).map_err(|_| PortalError::Internal)?;
     let sealed = pending.seal(&portal.ledger.keys.secret, seal_nonce);
-    let provider = url.origin().ascii_serialization();
-    let mut response = SsoContinue { url: url.to_string(), provider }.into_response();
-    let cookie = session::set_cookie(&portal, PENDING_COOKIE, Some(&sealed));
-    response.headers_mut().append(header::SET_COOKIE, cookie.parse().map_err(|_| PortalError::Internal)?);
-    Ok(response)
+    Ok((url, pending_cookie(&sealed)))
+}
+
+/// The pending sign-in the cookie `name` seals, if it opens, has not
+/// expired, and its state is the callback's (compared in constant time).
+pub(crate) fn pending(portal: &Portal, headers: &HeaderMap, name: &str, state: &str) -> Option<Pending> {
+    let sealed = session::cookie_value(headers, name).unwrap_or_default();
+    // Sealed by this node or another, under either secret while it rotates.
+    let now = portal.ledger.now();
+    let pending = portal.ledger.keys.secrets().find_map(|secret| Pending::open(secret, &sealed, now));
+    pending.filter(|p| !state.is_empty() && constant_time_eq(&p.state, state))
 }
 
 pub(crate) type Client = CoreClient<
@@ -311,7 +328,10 @@ pub(crate) async fn oidc_client(
     callback: &str,
 ) -> Result<Client, PortalError> {
     let metadata = portal.sso.metadata(&config.issuer, refresh_keys).await?;
-    let secret = config.client_secret(&portal.ledger.keys.secret).ok_or_else(|| {
+    // Under whichever accepted secret sealed it: while the secret rotates,
+    // a configuration is sealed under the old one until `ledger keys
+    // retire-secret` seals it again.
+    let secret = portal.ledger.keys.secrets().find_map(|secret| config.client_secret(secret)).ok_or_else(|| {
         tracing::error!(organization = %config.organization_id, "SSO client secret does not open with this server's secret");
         PortalError::Internal
     })?;
@@ -325,12 +345,22 @@ pub(crate) async fn oidc_client(
     .set_redirect_uri(redirect))
 }
 
+/// The issuer's answer (the portal's and the console's callbacks).
 #[derive(Deserialize)]
 pub struct CallbackQuery {
     #[serde(default)]
-    code: String,
+    pub(crate) code: String,
     #[serde(default)]
-    state: String,
+    pub(crate) state: String,
+}
+
+impl CallbackQuery {
+    /// Whether it brings a code, and neither it nor the state is overlong.
+    pub(crate) fn usable(&self) -> bool {
+        !self.code.is_empty()
+            && self.code.len() <= CALLBACK_PARAM_CHARS_MAX
+            && self.state.len() <= CALLBACK_PARAM_CHARS_MAX
+    }
 }
 
 /// `GET /portal/sso/callback`: checks the state against the pending
@@ -343,13 +373,10 @@ pub async fn callback(
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, PortalError> {
     const EXPIRED: &str = "This sign-in has expired or was not started here. Start again.";
-    let secret = &portal.ledger.keys.secret;
-    let sealed = session::cookie_value(&headers, PENDING_COOKIE).unwrap_or_default();
-    let pending = Pending::open(secret, &sealed, portal.ledger.now());
-    let Some(pending) = pending.filter(|p| !query.state.is_empty() && constant_time_eq(&p.state, &query.state)) else {
+    let Some(pending) = pending(&portal, &headers, PENDING_COOKIE, &query.state) else {
         return page(&portal, StatusCode::FORBIDDEN, Some(EXPIRED));
     };
-    if query.code.is_empty() || query.code.len() > CALLBACK_PARAM_CHARS_MAX {
+    if !query.usable() {
         return page(&portal, StatusCode::FORBIDDEN, Some("The identity provider did not sign you in."));
     }
     let Some(config) = usecases::sso::current(&portal.ledger, pending.organization_id).await? else {

@@ -706,7 +706,12 @@ fn staff(script: &mut Script) {
     }
     push(
         script,
-        StaffRoleChanged { staff_id: StaffId(uuid::Uuid::from_u128(0x5a02)), role: StaffRole::Auditor }.into(),
+        StaffRoleChanged {
+            staff_id: StaffId(uuid::Uuid::from_u128(0x5a02)),
+            role: StaffRole::Auditor,
+            at: domain::Timestamp::from_micros(1_800_000_000_000_000),
+        }
+        .into(),
     );
     push(script, StaffUserDisabled { staff_id: StaffId(uuid::Uuid::from_u128(0x5a03)) }.into());
     for n in [1, 2] {

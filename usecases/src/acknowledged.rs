@@ -194,6 +194,7 @@ fn staff_named_by(event: &domain::staff::StaffEvent) -> Credential {
         E::StaffUserDisabled(e) => Credential::Staff(e.staff_id),
         E::ServiceTokenIssued(e) => Credential::Service(e.token_id),
         E::ServiceTokenRevoked(e) => Credential::Service(e.token_id),
+        E::ServiceTokenRehashed(e) => Credential::Service(e.token_id),
     }
 }
 

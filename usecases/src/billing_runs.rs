@@ -95,6 +95,7 @@ pub struct PreviewLine {
 /// `inputs` (no amount differs, what they were computed from does).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PreviewDifference)]
 pub struct Difference {
     pub what: String,
     /// In the issued invoice; `null` when it has no such line.

@@ -19,7 +19,7 @@ use crate::signin::EMAIL_CHARS_MAX;
 use crate::{Caller, Ledger};
 
 /// The organization console links and sessions name: the vendor's own.
-pub const VENDOR: OrganizationId = OrganizationId(uuid::Uuid::nil());
+pub const VENDOR: OrganizationId = signin::VENDOR;
 
 /// A staff user signed in to the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +36,21 @@ impl SignedInStaff {
     }
 }
 
-/// Why a console link signed nobody in.
+/// Why a console link signed nobody in; all but `Invalid` name the
+/// staff user the link was made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     Invalid,
-    Expired,
-    Used,
+    Expired {
+        staff_id: StaffId,
+    },
+    Used {
+        staff_id: StaffId,
+    },
     /// Disabled, or not a staff user.
-    Inactive,
+    Inactive {
+        staff_id: StaffId,
+    },
 }
 
 /// The active staff user with this e-mail address and a sign-in link for
@@ -101,16 +108,17 @@ pub async fn consume(
     if claims.organization_id != VENDOR {
         return Ok(Err(Refusal::Invalid));
     }
+    let staff_id = StaffId(claims.user_id.0);
     if ledger.now() >= claims.expires_at {
-        return Ok(Err(Refusal::Expired));
+        return Ok(Err(Refusal::Expired { staff_id }));
     }
-    let Some(staff) = active_staff(ledger, StaffId(claims.user_id.0)).await? else {
-        return Ok(Err(Refusal::Inactive));
+    let Some(staff) = active_staff(ledger, staff_id).await? else {
+        return Ok(Err(Refusal::Inactive { staff_id }));
     };
     let stream = signin::link_stream(&ledger.keys.secret, token);
     match record_sign_in(ledger, &staff, stream, ExpectedRevision::NoStream, session_id, address).await? {
         Ok(()) => Ok(Ok(staff)),
-        Err(Rejection::WrongRevision { .. }) => Ok(Err(Refusal::Used)),
+        Err(Rejection::WrongRevision { .. }) => Ok(Err(Refusal::Used { staff_id })),
         Err(other) => Err(Error::Internal(other.to_string())),
     }
 }
@@ -179,4 +187,99 @@ pub async fn active_by_email(ledger: &Ledger, email: &str) -> Result<Option<Sign
     }
     let row = staff::active_by_email(&ledger.models.db, &email).await?;
     Ok(row.map(|row| SignedInStaff { staff_id: row.staff_id, role: row.role, name: row.name, email: row.email }))
+}
+
+/// How a refused console sign-in was tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Link,
+    Oidc,
+}
+
+/// A refused console sign-in, as it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// A link of a staff user's (expired, used, the user disabled), or a
+    /// link asked for, or an identity vouched for, with a disabled staff
+    /// user's address.
+    Staff(Refusal),
+    /// An address (asked for, or vouched for by the provider) that is no
+    /// staff user's; the provider's subject when it vouched.
+    Unknown { method: Method, email: Option<String>, subject: Option<String> },
+    /// The provider vouched for an identity without a verified address.
+    Unverified { email: Option<String>, subject: String },
+}
+
+/// The refusal of an address that is no active staff user's: a disabled
+/// staff user's (recorded on their stream), or nobody's.
+pub async fn refused_email(
+    ledger: &Ledger,
+    method: Method,
+    email: &str,
+    subject: Option<String>,
+) -> Result<Refused, Error> {
+    let normalized = email.trim().to_lowercase();
+    let known = if normalized.is_empty() || normalized.len() > EMAIL_CHARS_MAX {
+        None
+    } else {
+        staff::any_by_email(&ledger.models.db, &normalized).await?
+    };
+    Ok(match known {
+        Some(row) => Refused::Staff(Refusal::Inactive { staff_id: row.staff_id }),
+        None => Refused::Unknown { method, email: Some(normalized), subject },
+    })
+}
+
+/// Records a refused console sign-in in the log, as the portal records
+/// its own (`crate::signin::record_refusal`): a staff user's on their
+/// stream of the day (`PortalSignInRefused` naming [`VENDOR`], at most
+/// [`signin::REFUSALS_PER_USER_PER_DAY_MAX`] a day), one that names no
+/// staff user on the console's stream of the day (`ConsoleSignInRefused`,
+/// at most [`signin::CONSOLE_UNKNOWN_REFUSALS_PER_DAY_MAX`] a day, all
+/// callers together). Beyond either bound only the server's log says so.
+/// An invalid link (no identity) is not recorded; no token is.
+pub async fn record_refusal(ledger: &Ledger, refused: Refused, address: &str) -> Result<(), Error> {
+    use crate::signin::Refusal as Portal;
+    let user = |staff_id: StaffId| UserId(staff_id.0);
+    let (method, reason, email, subject) = match refused {
+        Refused::Staff(Refusal::Invalid) => return Ok(()),
+        Refused::Staff(Refusal::Expired { staff_id }) => {
+            let refusal = Portal::Expired { user: user(staff_id), organization_id: VENDOR };
+            return crate::signin::record_refusal(ledger, refusal, address).await;
+        }
+        Refused::Staff(Refusal::Used { staff_id }) => {
+            let refusal = Portal::Used { user: user(staff_id), organization_id: VENDOR };
+            return crate::signin::record_refusal(ledger, refusal, address).await;
+        }
+        Refused::Staff(Refusal::Inactive { staff_id }) => {
+            let refusal = Portal::Inactive { user: user(staff_id), organization_id: VENDOR };
+            return crate::signin::record_refusal(ledger, refusal, address).await;
+        }
+        Refused::Unknown { method, email, subject } => (method, "unknown_email", email, subject),
+        Refused::Unverified { email, subject } => {
+            let reason = if email.is_some() { "unverified_email" } else { "no_email" };
+            (Method::Oidc, reason, email, Some(subject))
+        }
+    };
+    let email = email.map(|e| e.trim().to_lowercase()).filter(|e| !e.is_empty() && e.len() <= EMAIL_CHARS_MAX);
+    let subject = subject.map(|s| s.chars().take(signin::SUBJECT_CHARS_MAX).collect::<String>());
+    let method = match method {
+        Method::Link => "link",
+        Method::Oidc => "oidc",
+    };
+    let now = ledger.now();
+    let event = SignInEvent::from(signin::ConsoleSignInRefused {
+        method: method.into(),
+        reason: reason.into(),
+        email,
+        subject,
+        address: address.to_owned(),
+        at: now,
+    });
+    let stream = signin::console_refusals_stream(ledger.today());
+    let max = signin::CONSOLE_UNKNOWN_REFUSALS_PER_DAY_MAX;
+    if !crate::signin::append_refusal(ledger, stream, &event, address, max).await? {
+        tracing::warn!(method, reason, "console sign-in refused; the day's refusals are all recorded");
+    }
+    Ok(())
 }

@@ -236,20 +236,35 @@ pub async fn record_refusal(ledger: &Ledger, refusal: Refusal, address: &str) ->
         address: address.to_owned(),
         at: now,
     });
+    let stream = signin::refusals_stream(user_id, ledger.today());
+    if !append_refusal(ledger, stream, &event, address, signin::REFUSALS_PER_USER_PER_DAY_MAX).await? {
+        tracing::warn!(%user_id, %organization_id, reason, "portal sign-in refused; the day's refusals are all recorded");
+    }
+    Ok(())
+}
+
+/// Appends a refused sign-in (anonymous, from `address`) to its stream of
+/// the day while that holds fewer than `max` (the stream's revision counts
+/// them, so the bound holds across nodes); `false` once it is full (the
+/// portal's refusals and the console's).
+pub(crate) async fn append_refusal(
+    ledger: &Ledger,
+    stream_id: domain::StreamId,
+    event: &SignInEvent,
+    address: &str,
+    max: u64,
+) -> Result<bool, Error> {
     let metadata =
         Metadata { actor: None, correlation_id: None, source_ip: Some(address.to_owned()), user_agent: None };
     let command = Command {
-        stream_id: signin::refusals_stream(user_id, ledger.today()),
-        expected: ExpectedRevision::Below(signin::REFUSALS_PER_USER_PER_DAY_MAX),
+        stream_id,
+        expected: ExpectedRevision::Below(max),
         idempotency: None,
-        events: vec![NewEvent::from_event(&event, new_event_id(), now, &metadata)],
+        events: vec![NewEvent::from_event(event, new_event_id(), ledger.now(), &metadata)],
     };
     match ledger.log.append_one(command).await? {
-        Ok(_) => Ok(()),
-        Err(Rejection::WrongRevision { .. }) => {
-            tracing::warn!(%user_id, %organization_id, reason, "portal sign-in refused; the day's refusals are all recorded");
-            Ok(())
-        }
+        Ok(_) => Ok(true),
+        Err(Rejection::WrongRevision { .. }) => Ok(false),
         Err(other) => Err(Error::Internal(other.to_string())),
     }
 }

@@ -110,9 +110,45 @@ pub async fn check_issuer(issuer: &str, allow_loopback: bool) -> Result<String, 
 pub async fn current(ledger: &Ledger, organization_id: OrganizationId) -> Result<Option<SsoConfigured>, Error> {
     let stream = sso::config_stream(organization_id);
     Ok(match last_event(ledger, &stream).await? {
-        Some((SsoEvent::SsoConfigured(config), _)) => Some(config),
-        _ => None,
+        Some((event, _)) => configured(&event),
+        None => None,
     })
+}
+
+/// The settings an event of an organization's SSO stream leaves in force.
+fn configured(event: &SsoEvent) -> Option<SsoConfigured> {
+    match event {
+        SsoEvent::SsoConfigured(config) => Some(config.clone()),
+        SsoEvent::SsoSecretResealed(resealed) => Some(resealed.config()),
+        _ => None,
+    }
+}
+
+/// The user a link stream's last event links (`SsoLinked`, or the same
+/// link under a later secret, `SsoLinkRehashed`).
+fn linked_user(event: &SsoEvent) -> Option<UserId> {
+    match event {
+        SsoEvent::SsoLinked(linked) => Some(linked.user_id),
+        SsoEvent::SsoLinkRehashed(linked) => Some(linked.user_id),
+        _ => None,
+    }
+}
+
+/// The link of an identity, under whichever accepted secret named its
+/// stream (while the secret rotates, a link made before is under the old
+/// one until `ledger keys retire-secret` made it again under the new).
+async fn find_link(
+    ledger: &Ledger,
+    organization_id: OrganizationId,
+    identity: &Identity,
+) -> Result<Option<UserId>, Error> {
+    for secret in ledger.keys.secrets() {
+        let stream = sso::link_stream(secret, organization_id, &identity.issuer, &identity.subject);
+        if let Some(user_id) = last_event(ledger, &stream).await?.and_then(|(event, _)| linked_user(&event)) {
+            return Ok(Some(user_id));
+        }
+    }
+    Ok(None)
 }
 
 async fn last_event(ledger: &Ledger, stream: &StreamId) -> Result<Option<(SsoEvent, u64)>, Error> {
@@ -184,8 +220,8 @@ fn view(config: &SsoConfigured, sequence: u64) -> SsoView {
 pub async fn get(ledger: &Ledger, caller: &Caller, organization_id: OrganizationId) -> Result<SsoView, Error> {
     caller.require_org(organization_id, Need::Admin)?;
     match last_event(ledger, &sso::config_stream(organization_id)).await? {
-        Some((SsoEvent::SsoConfigured(config), sequence)) => Ok(view(&config, sequence)),
-        _ => Err(Error::NotFound),
+        Some((event, sequence)) => configured(&event).map(|config| view(&config, sequence)).ok_or(Error::NotFound),
+        None => Err(Error::NotFound),
     }
 }
 
@@ -232,9 +268,9 @@ pub async fn sign_in(
         return Ok(Err(SsoRefusal::NotConfigured));
     }
     let link = sso::link_stream(&ledger.keys.secret, organization_id, &identity.issuer, &identity.subject);
-    let (user_id, created) = match last_event(ledger, &link).await? {
-        Some((SsoEvent::SsoLinked(linked), _)) => (linked.user_id, false),
-        _ => match first_link(ledger, organization_id, identity, &link).await? {
+    let (user_id, created) = match find_link(ledger, organization_id, identity).await? {
+        Some(user_id) => (user_id, false),
+        None => match first_link(ledger, organization_id, identity, &link).await? {
             Ok(found) => found,
             Err(refusal) => return Ok(Err(refusal)),
         },
@@ -300,10 +336,12 @@ async fn first_link(
     match ledger.log.append_one(command).await? {
         Ok(_) => Ok(Ok((user_id, created))),
         // Linked meanwhile (another node): that link stands.
-        Err(Rejection::WrongRevision { .. }) => match last_event(ledger, link).await? {
-            Some((SsoEvent::SsoLinked(linked), _)) => Ok(Ok((linked.user_id, false))),
-            _ => Err(Error::Internal(format!("{link}: no link after a conflict"))),
-        },
+        Err(Rejection::WrongRevision { .. }) => {
+            match last_event(ledger, link).await?.and_then(|(event, _)| linked_user(&event)) {
+                Some(linked) => Ok(Ok((linked, false))),
+                None => Err(Error::Internal(format!("{link}: no link after a conflict"))),
+            }
+        }
         Err(other) => Err(Error::Internal(other.to_string())),
     }
 }

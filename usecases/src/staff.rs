@@ -51,14 +51,29 @@ pub fn parse_staff_role(text: &str) -> Result<StaffRole, Error> {
         .ok_or_else(|| Error::Validation(format!("unknown role {text:?}: staff_admin, billing, support or auditor")))
 }
 
-/// A staff directory refusal as the API answers it.
-fn refused(error: StaffError) -> Error {
+/// The limit a refused role change names (`429`, `Retry-After` the next
+/// UTC day).
+pub const STAFF_ROLE_CHANGES_PER_DAY: &str = "staff_role_changes_per_day";
+
+/// A staff directory refusal as the API answers it; `now` is the system
+/// clock's (a day's role changes are refused until the next UTC day).
+fn refused(error: StaffError, now: Timestamp) -> Error {
     use StaffError as E;
     let code = match &error {
+        E::TooManyRoleChanges => {
+            let day_micros = 24 * 3600 * 1_000_000;
+            let left = day_micros - now.as_micros().rem_euclid(day_micros);
+            let retry_after_seconds = u64::try_from(left / 1_000_000 + 1).unwrap_or(1);
+            return Error::RateLimited {
+                limit: STAFF_ROLE_CHANGES_PER_DAY,
+                retry_after_seconds,
+                message: error.to_string(),
+            };
+        }
         E::InvalidName | E::InvalidEmail(_) | E::InvalidExpiry => return Error::Validation(error.to_string()),
         E::UserNotFound | E::TokenNotFound => return Error::NotFound,
         E::DuplicateEmail(_) => "duplicate_email",
-        E::TooManyUsers | E::TooManyTokens => "limit_reached",
+        E::TooManyUsers | E::TooManyTokens | E::TooManyAliveTokens => "limit_reached",
         E::UserDisabled => "staff_disabled",
         E::RoleUnchanged => "role_unchanged",
         E::IdInUse => "id_in_use",
@@ -75,7 +90,8 @@ async fn on_directory(
 ) -> Result<Appended, Error> {
     execute(ledger, context, || async {
         let mut directory = load::<StaffDirectory>(ledger, domain::staff::stream()).await?;
-        directory.decide(command(), &()).await.map_err(refused)?;
+        let now = Clock::now(&store::SystemClock);
+        directory.decide(command(), &()).await.map_err(|error| refused(error, now))?;
         Ok(vec![directory.into_command(context, ledger.now())])
     })
     .await
@@ -113,8 +129,10 @@ pub async fn change_staff(
     change: StaffChange,
 ) -> Result<SequenceResponse, Error> {
     caller.require(StaffPermission::ManageStaff)?;
+    // The system clock's day: the test clock is the operator's to move.
+    let now = Clock::now(&store::SystemClock);
     let command = || match change {
-        StaffChange::Role(role) => StaffCommand::ChangeRole { staff_id, role },
+        StaffChange::Role(role) => StaffCommand::ChangeRole { staff_id, role, now },
         StaffChange::Disable => StaffCommand::Disable { staff_id },
     };
     let appended = on_directory(ledger, context, command).await?;

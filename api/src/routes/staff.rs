@@ -78,7 +78,9 @@ pub struct ChangeStaff {
     params(("staff_id" = Uuid, Path, description = "UUID")),
     responses(
         (status = 200, description = "Change a staff user's role, or disable them (`{\"disabled\": true}`): one \
-            of the two; a staff admin's. 409 role_unchanged, staff_disabled.", body = SequenceResponse),
+            of the two; a staff admin's. 409 role_unchanged, staff_disabled; 429 rate_limited (limit \
+            staff_role_changes_per_day): a staff user's role changes at most 10 times a UTC day, with Retry-After.",
+            body = SequenceResponse),
         ProblemResponses,
     ),
 )]
@@ -115,7 +117,8 @@ pub struct IssueServiceToken {
     responses(
         (status = 201, description = "Issue a service token for a role, expiring after 1 to 366 days (by the \
             system clock; 401 from then on); a staff admin's. The token is in this answer only (and in a retry's \
-            with the same Idempotency-Key).", body = IssueServiceTokenResponse),
+            with the same Idempotency-Key). 409 limit_reached: 100 tokens alive (neither revoked nor expired) at \
+            once, or 5,000 ever issued.", body = IssueServiceTokenResponse),
         ProblemResponses,
     ),
 )]

@@ -38,8 +38,8 @@ use ledger_domain::organization::{
     SubscriptionEnded, SubscriptionStarted, UserAdded, UserDeactivated, UserRoleChanged,
 };
 use ledger_domain::staff::{
-    self as staff, ServiceTokenId, ServiceTokenIssued, ServiceTokenRevoked, StaffEvent, StaffId, StaffRole,
-    StaffRoleChanged, StaffUserAdded, StaffUserDisabled,
+    self as staff, ServiceTokenId, ServiceTokenIssued, ServiceTokenRehashed, ServiceTokenRevoked, StaffEvent, StaffId,
+    StaffRole, StaffRoleChanged, StaffRoleChangedV1, StaffUserAdded, StaffUserDisabled,
 };
 use ledger_domain::stripe::{
     self, Outcome, StripeCustomerLinked, StripeDefaultPaymentMethodSet, StripeEvent, StripeEventHandled,
@@ -931,10 +931,14 @@ fn staff_examples() -> Vec<Example> {
                 role: StaffRole::Billing,
             })),
         ),
-        example(staff::stream(), 2, "2027-02-02T10:15:00Z", staff_admin("req-0f0102"), None).current(
+        example(staff::stream(), 2, "2027-02-02T10:15:00Z", staff_admin("req-0f0102"), None).old(
+            "StaffRoleChanged",
+            1,
+            &StaffRoleChangedV1 { staff_id: STAFF, role: StaffRole::StaffAdmin },
             LedgerEvent::Staff(StaffEvent::StaffRoleChanged(StaffRoleChanged {
                 staff_id: STAFF,
                 role: StaffRole::StaffAdmin,
+                at: at("1970-01-01T00:00:00Z"),
             })),
         ),
         example(staff::stream(), 3, "2027-02-03T08:00:00Z", staff_admin("req-0f0103"), Some("issue-ci-token")).current(
@@ -951,6 +955,19 @@ fn staff_examples() -> Vec<Example> {
         ),
         example(staff::stream(), 5, "2027-03-02T12:00:00Z", staff_admin("req-0f0105"), None)
             .current(LedgerEvent::Staff(StaffEvent::StaffUserDisabled(StaffUserDisabled { staff_id: STAFF }))),
+        example(staff::stream(), 6, "2027-03-03T12:00:00Z", actor("ledger keys retire-secret"), Some("rehash-service"))
+            .current(LedgerEvent::Staff(StaffEvent::ServiceTokenRehashed(ServiceTokenRehashed {
+                token_id: SERVICE_TOKEN,
+                token_hash: staff::service_token_hash(&next_secret(), &staff::service_token(&secret(), SERVICE_TOKEN)),
+                secret_id: next_secret().id(),
+            }))),
+        example(staff::stream(), 7, "2027-03-04T09:30:00Z", staff_admin("req-0f0107"), None).current(
+            LedgerEvent::Staff(StaffEvent::StaffRoleChanged(StaffRoleChanged {
+                staff_id: STAFF,
+                role: StaffRole::Auditor,
+                at: at("2027-03-04T09:30:00Z"),
+            })),
+        ),
     ]
 }
 

@@ -20,14 +20,12 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use cookie::{Cookie, SameSite};
-use domain::Timestamp;
 use domain::keys::constant_time_eq;
 use domain::staff::{StaffId, StaffPermission};
 use store::sessions::SessionRow;
 use usecases::console::{SignedInStaff, VENDOR};
 
-use crate::session::{SESSION_ABSOLUTE_MICROS, SESSION_IDLE_MICROS, address_of, cookie_value, random_token};
+use crate::session::{SESSION_IDLE_MICROS, address_of, cookie_value};
 use crate::{ClientIp, Portal, PortalError};
 
 mod analytics;
@@ -43,8 +41,6 @@ pub const SESSION_COOKIE: &str = "ledger_console_session";
 pub const CSRF_COOKIE: &str = "ledger_console_csrf";
 /// A session's last use is written at most this often.
 const TOUCH_EVERY_MICROS: i64 = 60 * 1_000_000;
-/// The longest User-Agent kept with a session.
-const USER_AGENT_CHARS_MAX: usize = 200;
 
 /// The console's routes, with their whole paths (`/console`, `/console/`,
 /// `/console/…`), to merge into the server's router: nested, `/console/`
@@ -106,15 +102,7 @@ impl IntoResponse for ConsoleError {
 /// A `Set-Cookie` value on the console's path: HttpOnly, SameSite=Lax,
 /// Secure unless turned off for local http; `None` removes it.
 pub fn set_cookie(portal: &Portal, name: &'static str, value: Option<&str>) -> String {
-    let mut cookie = Cookie::build((name, value.unwrap_or("").to_owned()))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(portal.settings.secure_cookies)
-        .path("/console");
-    if value.is_none() {
-        cookie = cookie.max_age(cookie::time::Duration::ZERO);
-    }
-    cookie.build().to_string()
+    crate::session::cookie_on(portal, "/console", name, value)
 }
 
 /// Starts a console session for a staff user that just signed in: a new
@@ -126,21 +114,8 @@ pub async fn start(
     address: &str,
     headers: &HeaderMap,
 ) -> Result<String, PortalError> {
-    let token = random_token()?;
-    let now = portal.ledger.now();
-    let row = SessionRow {
-        id: session_id,
-        token_hash: domain::signin::session_hash(&portal.ledger.keys.secret, &token),
-        organization_id: VENDOR.0,
-        user_id: staff.staff_id.0,
-        created_at: now,
-        last_seen: now,
-        expires_at: Timestamp::from_micros(now.as_micros().saturating_add(SESSION_ABSOLUTE_MICROS)),
-        address: address.to_owned(),
-        user_agent: crate::session::user_agent(headers).chars().take(USER_AGENT_CHARS_MAX).collect(),
-    };
-    portal.sessions.create(&row).await?;
-    Ok(token)
+    let agent = crate::session::user_agent(headers);
+    crate::session::start_for(portal, VENDOR, staff.staff_id.0, session_id, address, &agent).await
 }
 
 /// A response that signs a staff user in: the session cookie set, the
@@ -208,21 +183,11 @@ impl FromRequestParts<Arc<Portal>> for StaffSigned {
 
 /// A page of a form before sign-in, with its double-submit CSRF cookie.
 fn with_csrf_cookie(portal: &Portal, page: impl FnOnce(String) -> Response) -> Result<Response, ConsoleError> {
-    let csrf = random_token()?;
-    let cookie = set_cookie(portal, CSRF_COOKIE, Some(&csrf));
-    let mut response = page(csrf);
-    let value = cookie.parse().map_err(|_| PortalError::Internal)?;
-    response.headers_mut().append(axum::http::header::SET_COOKIE, value);
-    Ok(response)
+    Ok(crate::session::with_csrf_cookie(|csrf| set_cookie(portal, CSRF_COOKIE, Some(csrf)), page)?)
 }
 
 fn check_double_submit(headers: &HeaderMap, presented: &str) -> Result<(), ConsoleError> {
-    let cookie = cookie_value(headers, CSRF_COOKIE).ok_or(PortalError::Csrf)?;
-    if !presented.is_empty() && constant_time_eq(cookie, presented) {
-        Ok(())
-    } else {
-        Err(ConsoleError(PortalError::Csrf))
-    }
+    Ok(crate::session::check_double_submit(headers, CSRF_COOKIE, presented)?)
 }
 
 /// 403 with the console's error page.

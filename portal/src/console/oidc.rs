@@ -10,24 +10,21 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use domain::sso::{PENDING_MICROS, Pending, SsoConfigured};
-use openidconnect::core::CoreAuthenticationFlow;
-use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge, Scope};
+use domain::sso::SsoConfigured;
 use serde::Deserialize;
-use usecases::console::{self, VENDOR};
+use usecases::console::{self, Method, Refused, VENDOR};
 
 use super::{ConsoleError, check_double_submit, set_cookie};
+use crate::sso::CallbackQuery;
 use crate::{ConsoleOidc, Portal, PortalError, session};
 
 /// The cookie of a console sign-in on its way through the provider.
 pub const PENDING_COOKIE: &str = "ledger_console_oidc";
 /// Where the provider sends staff back (on the portal's URL).
 pub const CALLBACK_PATH: &str = "/console/oidc/callback";
-/// The longest `code` or `state` a callback may bring.
-const CALLBACK_PARAM_CHARS_MAX: usize = 2048;
 
 /// The provider as an SSO configuration of the vendor's organization, its
 /// client secret sealed under the server secret.
@@ -94,35 +91,10 @@ pub async fn start(
         return Err(ConsoleError(PortalError::RateLimited));
     }
     let config = portal.console_oidc.as_ref().ok_or(PortalError::NotFound)?;
-    let client = crate::sso::oidc_client(&portal, config, false, CALLBACK_PATH).await?;
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, state, nonce) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-        .add_scope(Scope::new("email".into()))
-        .set_pkce_challenge(challenge)
-        .url();
-    let pending = Pending {
-        organization_id: VENDOR,
-        state: state.secret().clone(),
-        nonce: nonce.secret().clone(),
-        pkce_verifier: verifier.secret().clone(),
-        expires_at: domain::Timestamp::from_micros(portal.ledger.now().as_micros().saturating_add(PENDING_MICROS)),
-    };
-    let mut seal_nonce = [0u8; 12];
-    getrandom::fill(&mut seal_nonce).map_err(|_| PortalError::Internal)?;
-    let sealed = pending.seal(&portal.ledger.keys.secret, seal_nonce);
-    let mut response = Redirect::to(url.as_str()).into_response();
-    let cookie = set_cookie(&portal, PENDING_COOKIE, Some(&sealed));
-    response.headers_mut().append(header::SET_COOKIE, cookie.parse().map_err(|_| PortalError::Internal)?);
-    Ok(response)
-}
-
-#[derive(Deserialize)]
-pub struct CallbackQuery {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    state: String,
+    let pending_cookie = |sealed: &str| set_cookie(&portal, PENDING_COOKIE, Some(sealed));
+    let (url, cookie) = crate::sso::to_issuer(&portal, config, VENDOR, CALLBACK_PATH, pending_cookie).await?;
+    // A redirect: the sign-in page's `form-action` names the provider.
+    Ok(session::with_cookie(Redirect::to(url.as_str()).into_response(), &cookie)?)
 }
 
 fn refused(why: &str) -> ConsoleError {
@@ -139,17 +111,11 @@ pub async fn callback(
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, ConsoleError> {
     let config = portal.console_oidc.as_ref().ok_or(PortalError::NotFound)?;
-    let sealed = session::cookie_value(&headers, PENDING_COOKIE).unwrap_or_default();
-    let pending = Pending::open(&portal.ledger.keys.secret, &sealed, portal.ledger.now()).filter(|p| {
-        p.organization_id == VENDOR && !query.state.is_empty() && domain::keys::constant_time_eq(&p.state, &query.state)
-    });
-    let Some(pending) = pending else {
+    let pending = crate::sso::pending(&portal, &headers, PENDING_COOKIE, &query.state);
+    let Some(pending) = pending.filter(|p| p.organization_id == VENDOR) else {
         return Err(refused("This sign-in has expired or was not started here. Start again."));
     };
-    if query.code.is_empty()
-        || query.code.len() > CALLBACK_PARAM_CHARS_MAX
-        || query.state.len() > CALLBACK_PARAM_CHARS_MAX
-    {
+    if !query.usable() {
         return Err(refused("The identity provider did not sign you in."));
     }
     let identity = crate::sso::identity(&portal, config, &pending, query.code, CALLBACK_PATH).await?;
@@ -161,6 +127,13 @@ pub async fn callback(
     };
     let Some(staff) = staff else {
         tracing::info!(%address, "console OIDC sign-in refused: no active staff user with a verified e-mail");
+        let refused = match (identity.email_verified, identity.email) {
+            (true, Some(email)) => {
+                console::refused_email(&portal.ledger, Method::Oidc, &email, Some(identity.subject)).await?
+            }
+            (_, email) => Refused::Unverified { email, subject: identity.subject },
+        };
+        console::record_refusal(&portal.ledger, refused, &address).await?;
         let page =
             super::ErrorPage { title: "Not allowed", message: "This account is not an active staff user's.".into() };
         return Ok((StatusCode::FORBIDDEN, page).into_response());
@@ -173,8 +146,6 @@ pub async fn callback(
         .map_err(|rejected| PortalError::from(usecases::Error::Internal(rejected.to_string())))?;
     let token = super::start(&portal, &staff, session_id, &address, &headers).await?;
     tracing::info!(staff = %staff.staff_id, session = %session_id, %address, "console OIDC sign-in");
-    let mut response = super::signed_in_response(&portal, &token)?;
-    let clear = set_cookie(&portal, PENDING_COOKIE, None);
-    response.headers_mut().append(header::SET_COOKIE, clear.parse().map_err(|_| PortalError::Internal)?);
-    Ok(response)
+    let response = super::signed_in_response(&portal, &token)?;
+    Ok(session::with_cookie(response, &set_cookie(&portal, PENDING_COOKIE, None))?)
 }

@@ -10,14 +10,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use domain::signin::{SignInEvent, SignedOut};
-use serde::Deserialize;
-use usecases::console::{self, Refusal, VENDOR};
+use usecases::console::{self, Method, Refusal, Refused, VENDOR};
 
 use super::{ConsoleError, SESSION_COOKIE, StaffSigned, check_double_submit, with_csrf_cookie};
+use crate::signin::{CsrfOnly, LinkQuery, SignInForm, TOKEN_CHARS_MAX, UseLink};
 use crate::{Portal, PortalError, session};
-
-/// The longest link token a form may bring (a valid one is shorter).
-const TOKEN_CHARS_MAX: usize = 256;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "console/signin.html")]
@@ -44,15 +41,9 @@ pub async fn form(State(portal): State<Arc<Portal>>) -> Result<Response, Console
     })
 }
 
-#[derive(Deserialize)]
-pub struct SignInForm {
-    email: String,
-    #[serde(default)]
-    csrf: String,
-}
-
 /// Sends a link, if the address is an active staff user's; the answer is
-/// the same either way, and so is its timing (the e-mail is queued).
+/// the same either way, and so is its timing (the e-mail is queued; a
+/// refusal is recorded in the log in the background).
 pub async fn request(
     State(portal): State<Arc<Portal>>,
     headers: HeaderMap,
@@ -60,19 +51,25 @@ pub async fn request(
     Form(input): Form<SignInForm>,
 ) -> Result<Response, ConsoleError> {
     check_double_submit(&headers, &input.csrf)?;
-    if let Some(Extension(crate::ClientIp(client))) = client
+    let client = client.map(|ip| ip.0);
+    if let Some(crate::ClientIp(client)) = client
         && portal.requests_per_client.check(&client).is_err()
     {
         return Err(ConsoleError(PortalError::RateLimited));
     }
+    let address = session::address_of(client);
     let email = input.email.trim().to_lowercase();
     if email.is_empty() || email.len() > usecases::signin::EMAIL_CHARS_MAX {
         return Err(ConsoleError(PortalError::Invalid("Enter your e-mail address.".into())));
     }
-    if portal.mails_per_address.check(&email).is_ok()
-        && let Some((staff, url)) = console::link_for_email(&portal.ledger, &portal.settings.portal_url, &email).await?
-    {
-        portal.queue_mail(&staff.email, console::mail(&url), None);
+    if portal.mails_per_address.check(&email).is_ok() {
+        match console::link_for_email(&portal.ledger, &portal.settings.portal_url, &email).await? {
+            Some((staff, url)) => portal.queue_mail(&staff.email, console::mail(&url), None),
+            None => {
+                tracing::info!(%address, "console sign-in link refused: no active staff user");
+                record_in_background(&portal, email, address);
+            }
+        }
     }
     let (mails, oidc) = (portal.mails(), portal.console_oidc.is_some());
     let csp = super::oidc::sign_in_content_security_policy(&portal).await;
@@ -81,10 +78,19 @@ pub async fn request(
     })
 }
 
-#[derive(Deserialize)]
-pub struct LinkQuery {
-    #[serde(default)]
-    token: String,
+/// Records a link asked for an address that is no active staff user's,
+/// off the request's path, so such an answer is as fast as a sent one's.
+fn record_in_background(portal: &Portal, email: String, address: String) {
+    let ledger = portal.ledger.clone();
+    tokio::spawn(async move {
+        let recorded = match console::refused_email(&ledger, Method::Link, &email, None).await {
+            Ok(refused) => console::record_refusal(&ledger, refused, &address).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = recorded {
+            tracing::warn!(%error, "a refused console sign-in was not recorded");
+        }
+    });
 }
 
 /// The page a link opens: a button that POSTs the token (mail scanners
@@ -93,15 +99,8 @@ pub async fn link_page(
     State(portal): State<Arc<Portal>>,
     Query(query): Query<LinkQuery>,
 ) -> Result<Response, ConsoleError> {
-    let token: String = query.token.chars().take(TOKEN_CHARS_MAX).collect();
+    let token = query.token();
     with_csrf_cookie(&portal, |csrf| LinkPage { csrf, token, refused: None }.into_response())
-}
-
-#[derive(Deserialize)]
-pub struct UseLink {
-    token: String,
-    #[serde(default)]
-    csrf: String,
 }
 
 /// Uses a link: a new session (new id, new cookie), then the home page.
@@ -117,26 +116,24 @@ pub async fn use_link(
     }
     let address = session::address_of(client.map(|ip| ip.0));
     let session_id = uuid::Uuid::new_v4();
-    let why = match console::consume(&portal.ledger, &input.token, &address, session_id).await? {
+    let refusal = match console::consume(&portal.ledger, &input.token, &address, session_id).await? {
         Ok(staff) => {
             let token = super::start(&portal, &staff, session_id, &address, &headers).await?;
             tracing::info!(staff = %staff.staff_id, session = %session_id, %address, "console sign-in");
             return Ok(super::signed_in_response(&portal, &token)?);
         }
-        Err(Refusal::Invalid) => "This is not a sign-in link.",
-        Err(Refusal::Expired) => "This link has expired. Ask for a new one.",
-        Err(Refusal::Used) => "This link was used already. Ask for a new one.",
-        Err(Refusal::Inactive) => "This staff user cannot sign in.",
+        Err(refusal) => refusal,
+    };
+    console::record_refusal(&portal.ledger, Refused::Staff(refusal), &address).await?;
+    let why = match refusal {
+        Refusal::Invalid => "This is not a sign-in link.",
+        Refusal::Expired { .. } => "This link has expired. Ask for a new one.",
+        Refusal::Used { .. } => "This link was used already. Ask for a new one.",
+        Refusal::Inactive { .. } => "This staff user cannot sign in.",
     };
     tracing::info!(reason = why, %address, "console sign-in refused");
     let page = |csrf| (StatusCode::FORBIDDEN, LinkPage { csrf, token: String::new(), refused: Some(why) });
     with_csrf_cookie(&portal, |csrf| page(csrf).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// Ends the session, and records its end in the log.

@@ -178,11 +178,16 @@ pub fn session_facts(record: &Record) -> Option<SessionFacts> {
             SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
         }
         PortalEvent::SignIn(SignInEvent::MailResent(e)) => SessionFacts::of(e.organization_id, Some(e.user_id), None),
+        PortalEvent::SignIn(SignInEvent::ConsoleSignInRefused(e)) => {
+            SessionFacts::of(domain::signin::VENDOR, None, Some(e.address))
+        }
         PortalEvent::Sso(SsoEvent::SsoSignedIn(e)) => {
             SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))
         }
         PortalEvent::Sso(SsoEvent::SsoLinked(e)) => SessionFacts::of(e.organization_id, Some(e.user_id), None),
         PortalEvent::Sso(SsoEvent::SsoConfigured(e)) => SessionFacts::of(e.organization_id, None, None),
+        PortalEvent::Sso(SsoEvent::SsoSecretResealed(e)) => SessionFacts::of(e.organization_id, None, None),
+        PortalEvent::Sso(SsoEvent::SsoLinkRehashed(e)) => SessionFacts::of(e.organization_id, Some(e.user_id), None),
         PortalEvent::Sso(SsoEvent::SsoRemoved(e)) => SessionFacts::of(e.organization_id, None, None),
     })
 }

@@ -101,6 +101,13 @@ impl Projection for Staff {
                     changes.upsert(&SERVICE_TOKENS, vec![e.token_id.0.into(), encoded(&token)])?;
                 }
             }
+            StaffEvent::ServiceTokenRehashed(e) => {
+                if let Some(row) = changes.get(&SERVICE_TOKENS, &[e.token_id.0.into()])? {
+                    let mut token: ServiceTokenRow = decoded(&row, 1)?;
+                    token.token_hash = e.token_hash;
+                    changes.upsert(&SERVICE_TOKENS, vec![e.token_id.0.into(), encoded(&token)])?;
+                }
+            }
         }
         Ok(())
     }
@@ -133,6 +140,14 @@ pub async fn staff_user(db: &ReadModelDb, staff_id: StaffId) -> Result<Option<St
 pub async fn active_by_email(db: &ReadModelDb, email: &str) -> Result<Option<StaffRow>, DbError> {
     let sql = "SELECT staff FROM rm_staff WHERE email = $1 AND active = $2 ORDER BY staff_id LIMIT 1";
     let rows = db.query(sql, vec![email.into(), true.into()]).await?;
+    rows.first().map(|row| decoded(row, 0)).transpose()
+}
+
+/// A staff user (active or disabled) with this (lower-case) e-mail
+/// address, if any: the active one first.
+pub async fn any_by_email(db: &ReadModelDb, email: &str) -> Result<Option<StaffRow>, DbError> {
+    let sql = "SELECT staff FROM rm_staff WHERE email = $1 ORDER BY active DESC, staff_id LIMIT 1";
+    let rows = db.query(sql, vec![email.into()]).await?;
     rows.first().map(|row| decoded(row, 0)).transpose()
 }
 

@@ -283,6 +283,7 @@ fn answer(target: &str, record: &domain::record::Record, already: bool) -> SyncR
 /// A difference between the ledger's invoice and Stripe's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ReconciliationDifference)]
 pub enum Difference {
     MissingInStripe,
     MissingInLedger,
