@@ -135,6 +135,25 @@ pub struct VoidForm {
     csrf: String,
 }
 
+/// The caller and organization of a void or credit note: the form's CSRF
+/// token checks, the staff user has billing operations, and the invoice is
+/// the organization's.
+async fn may_correct(
+    portal: &Portal,
+    signed: &StaffSigned,
+    org: uuid::Uuid,
+    invoice_id: uuid::Uuid,
+    csrf: &str,
+) -> Result<(usecases::Caller, OrganizationId), ConsoleError> {
+    signed.check_csrf(csrf)?;
+    if !signed.may(StaffPermission::BillingOps) {
+        return Err(super::forbidden());
+    }
+    let org = OrganizationId(org);
+    belongs_to(portal, signed, org, invoice_id).await?;
+    Ok((signed.staff.caller(), org))
+}
+
 /// Voids the invoice (billing operations).
 pub async fn void(
     State(portal): State<Arc<Portal>>,
@@ -142,13 +161,7 @@ pub async fn void(
     Path((org, invoice_id)): Path<(uuid::Uuid, uuid::Uuid)>,
     Form(form): Form<VoidForm>,
 ) -> Result<Response, ConsoleError> {
-    signed.check_csrf(&form.csrf)?;
-    let caller = signed.staff.caller();
-    let org = OrganizationId(org);
-    if !signed.may(StaffPermission::BillingOps) {
-        return Err(super::forbidden());
-    }
-    belongs_to(&portal, &signed, org, invoice_id).await?;
+    let (caller, org) = may_correct(&portal, &signed, org, invoice_id, &form.csrf).await?;
     let metadata = context(&signed).metadata;
     usecases::invoice_ops::void(&portal.ledger, &caller, metadata, invoice_id, &form.reason).await?;
     let page = invoice_page(&portal, &signed, org, invoice_id, Some("The invoice was voided.".into())).await?;
@@ -219,13 +232,7 @@ pub async fn credit(
     Path((org, invoice_id)): Path<(uuid::Uuid, uuid::Uuid)>,
     Form(form): Form<CreditForm>,
 ) -> Result<Response, ConsoleError> {
-    signed.check_csrf(&form.csrf)?;
-    let caller = signed.staff.caller();
-    let org = OrganizationId(org);
-    if !signed.may(StaffPermission::BillingOps) {
-        return Err(super::forbidden());
-    }
-    belongs_to(&portal, &signed, org, invoice_id).await?;
+    let (caller, org) = may_correct(&portal, &signed, org, invoice_id, &form.csrf).await?;
     let request = CreditNoteRequest { reason: form.reason.clone(), lines: credit_lines(&form)? };
     let metadata = context(&signed).metadata;
     let note = usecases::invoice_ops::credit(&portal.ledger, &caller, metadata, invoice_id, &request).await?;
