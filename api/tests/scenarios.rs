@@ -448,37 +448,47 @@ fn replay_binary() -> Option<PathBuf> {
 }
 
 /// Runs each `as_of` check with `replay as-of` on the log, and each
-/// `report` check with `ledger report --as-of` (`source`: `--data-dir DIR`
-/// or `--database-url URL`).
+/// `report` check with `ledger report --as-of` and the auditor's `replay
+/// as-of --revenue` (`source`: `--data-dir DIR` or `--database-url URL`):
+/// each must match the hand-computed figures.
 fn check_as_of(checks: &[AsOfCheck], source: &[String]) -> Result<(), String> {
     for check in checks {
-        let command = match &check.org {
-            Some(org) => {
-                let Some(replay) = replay_binary() else { continue };
-                let mut command = std::process::Command::new(replay);
-                command.args(["as-of", &check.at, "--org", org]);
-                command
-            }
-            None => {
-                let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ledger"));
-                command.args(["report", "--as-of", &check.at]);
-                command
-            }
-        };
-        let mut command = command;
-        let output = command.args(source).env_remove("DATABASE_URL").output().map_err(|e| format!("replay: {e}"))?;
-        let answer: Value = serde_json::from_slice(&output.stdout).map_err(|_| {
-            format!(
-                "step {} (as_of {}): replay answered {}:\n{}{}",
-                check.step,
-                check.at,
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })?;
-        matches(&check.expect, &answer, "as_of")
-            .map_err(|why| format!("step {} (as_of {}): {why}\nanswer: {answer:#}", check.step, check.at))?;
+        let mut commands = Vec::new();
+        if check.org.is_none() {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ledger"));
+            command.args(["report", "--as-of", &check.at]);
+            commands.push(command);
+        }
+        if let Some(replay) = replay_binary() {
+            let mut command = std::process::Command::new(replay);
+            match &check.org {
+                Some(org) => command.args(["as-of", &check.at, "--org", org]),
+                None => command.args(["as-of", &check.at, "--revenue"]),
+            };
+            commands.push(command);
+        }
+        for mut command in commands {
+            let output = command.args(source).env_remove("DATABASE_URL").output().map_err(|e| format!("{e}"))?;
+            let answer: Value = serde_json::from_slice(&output.stdout).map_err(|_| {
+                format!(
+                    "step {} (as_of {}): {:?} answered {}:\n{}{}",
+                    check.step,
+                    check.at,
+                    command.get_program(),
+                    output.status,
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })?;
+            matches(&check.expect, &answer, "as_of").map_err(|why| {
+                format!(
+                    "step {} (as_of {}, {:?}): {why}\nanswer: {answer:#}",
+                    check.step,
+                    check.at,
+                    command.get_program()
+                )
+            })?;
+        }
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! `replay as-of`: an organization as the ledger had recorded it at a time
-//! or sequence, in the API's own shapes (`usecases::views`), built by the
+//! `replay as-of`: an organization (or, with `--revenue`, the revenue
+//! figures) as the ledger had recorded it at a time or sequence, in the API's own shapes (`usecases::views`), built by the
 //! same constructors the API's queries call, so an auditor reads the past
 //! exactly as a client read the present. Only the envelope (`asOf` and the
 //! names of its parts) is replay's.
@@ -9,9 +9,11 @@ use chrono::NaiveDate;
 use domain::catalog::Catalog;
 use domain::{OrganizationId, Timestamp};
 use projections::LedgerState;
+use projections::revenue::{Book, month_of};
 use serde::Serialize;
 use usecases::views::billing::Invoice;
 use usecases::views::queries::{OrganizationView, SubscriptionDetails};
+use usecases::views::revenue::RevenueView;
 use usecases::views::usage::UsageView;
 
 use crate::Outcome;
@@ -84,8 +86,17 @@ fn parse_at(text: &str) -> anyhow::Result<At> {
     Ok(At::Time(Timestamp::parse_rfc3339(text).context("not a sequence, a date or an RFC 3339 time")?))
 }
 
-/// Walks the history up to `at` and prints the organization as it was.
-pub async fn as_of(at: &str, org: OrganizationId, from: crate::From) -> Outcome {
+/// What `as-of` shows.
+pub enum What {
+    /// An organization, in the API's shapes.
+    Organization(OrganizationId),
+    /// The revenue figures of the day's month up to the day.
+    Revenue,
+}
+
+/// Walks the history up to `at` and prints the organization, or the
+/// revenue figures, as they were.
+pub async fn as_of(at: &str, what: What, from: crate::From) -> Outcome {
     let at = parse_at(at)?;
     let source = from.open().await?;
     let mut plan = Plan { state: true, ..Default::default() };
@@ -101,9 +112,19 @@ pub async fn as_of(at: &str, org: OrganizationId, from: crate::From) -> Outcome 
         At::Time(time) => time,
         At::Sequence(_) => done.last_recorded_at.unwrap_or(Timestamp::from_micros(0)),
     };
-    let Some(answer) = AsOf::of(&done.state, org, when) else {
-        return Ok(Err(Failure { sequence: None, what: format!("organization {} did not exist then", org.0) }));
+    let answer = match what {
+        What::Organization(org) => {
+            let Some(answer) = AsOf::of(&done.state, org, when) else {
+                return Ok(Err(Failure { sequence: None, what: format!("organization {} did not exist then", org.0) }));
+            };
+            serde_json::to_string_pretty(&answer)?
+        }
+        What::Revenue => {
+            let day = when.to_datetime().date_naive();
+            let figures = Book::of_state(&done.state, &Catalog::builtin(), month_of(day), day)?;
+            serde_json::to_string_pretty(&RevenueView::from(&figures))?
+        }
     };
-    println!("{}", serde_json::to_string_pretty(&answer)?);
+    println!("{answer}");
     Ok(Ok(()))
 }

@@ -93,8 +93,13 @@ enum Command {
     AsOf {
         /// A sequence, an RFC 3339 time, or YYYY-MM-DD (the end of that day, UTC).
         at: String,
+        #[arg(long, required_unless_present = "revenue", conflicts_with = "revenue")]
+        org: Option<uuid::Uuid>,
+        /// Instead of an organization: the revenue figures of the day's
+        /// month up to the day (README, "Revenue analytics"), as `GET
+        /// /analytics/revenue` and `ledger report --as-of` answer them.
         #[arg(long)]
-        org: uuid::Uuid,
+        revenue: bool,
         #[command(flatten)]
         from: From,
     },
@@ -163,7 +168,10 @@ async fn run(command: Command) -> Outcome {
     match command {
         Command::Verify { from, public_key, checkpoints } => verify(from, public_key, checkpoints).await,
         Command::Rebuild { from, out } => rebuild(from, out).await,
-        Command::AsOf { at, org, from } => as_of::as_of(&at, domain::OrganizationId(org), from).await,
+        Command::AsOf { at, org, revenue: _, from } => {
+            let what = org.map_or(as_of::What::Revenue, |org| as_of::What::Organization(domain::OrganizationId(org)));
+            as_of::as_of(&at, what, from).await
+        }
         Command::Export { from, out } => export(from, out).await,
         Command::Prove { sequence, checkpoint, from } => prove(sequence, checkpoint, from).await,
         Command::CheckProof { proof, checkpoint, public_key } => {
