@@ -32,6 +32,11 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
+/// How long localstripe (a Python process) may take to answer after it
+/// starts: in a full CI run, with other suites starting their own at the
+/// same time on two cores, 10 s was not enough (stripe_ops, 2026-12-01).
+const LOCALSTRIPE_START_MAX: Duration = Duration::from_secs(60);
+
 /// Stripe's published example objects (MIT; see the README beside them).
 const FIXTURES: &str = "tests/fixtures/stripe/fixtures3.json";
 
@@ -130,14 +135,15 @@ impl LocalStripe {
             .expect("localstripe starts");
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        for _ in 0..100 {
+        let deadline = std::time::Instant::now() + LOCALSTRIPE_START_MAX;
+        while std::time::Instant::now() < deadline {
             let answer = http.get(format!("{base}/v1/customers")).bearer_auth("sk_test_ledger").send().await;
             if answer.is_ok_and(|a| a.status().is_success()) {
                 return Some(Self { _child: child, base });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("localstripe did not answer on port {port}");
+        panic!("localstripe did not answer on port {port} within {LOCALSTRIPE_START_MAX:?}");
     }
 }
 
