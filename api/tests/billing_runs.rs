@@ -15,11 +15,11 @@ mod browser;
 use std::time::Instant;
 
 use browser::Browser;
+use common::planted::{overflowing_addon, plant};
 use common::{Backend, OPERATOR, Server, id};
 use domain::catalog::Tier;
-use domain::subscription::{AddonAdded, AddonKind, SubscriptionCreated, SubscriptionEvent};
-use domain::{AddonId, EventId, LicenseId, Metadata, Money, OrganizationId, StreamId, SubscriptionId, Timestamp};
-use rust_decimal::Decimal;
+use domain::subscription::{SubscriptionCreated, SubscriptionEvent};
+use domain::{EventId, LicenseId, Metadata, OrganizationId, SubscriptionId, Timestamp};
 use serde_json::{Value, json};
 use store::{Command, ExpectedRevision, NewEvent};
 use uuid::Uuid;
@@ -194,33 +194,6 @@ async fn a_preview_compares_the_month_with_its_invoices_and_the_background_run_i
     let recent = s.get("/api/v1/billing/runs/background", Some(OPERATOR)).await.expect(200);
     let ids: Vec<&Value> = recent.as_array().unwrap().iter().map(|r| &r["id"]).collect();
     assert_eq!(ids, vec![&again["id"], &done["id"]]);
-}
-
-/// The add-on of the hostile review (api/tests/billing.rs): 1,000 extra TB
-/// at the largest amount a decimal holds, which no invoice can be computed with.
-fn overflowing_addon() -> AddonAdded {
-    AddonAdded {
-        addon_id: AddonId(Uuid::now_v7()),
-        kind: AddonKind::ExtraDataTb,
-        quantity: 1000,
-        annual_price: Some(Money::usd(Decimal::MAX)),
-        one_time_price: None,
-        effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
-    }
-}
-
-/// Appends an event to a subscription's stream straight through the store,
-/// beside the running server, as a log written before the bounds held it.
-async fn plant(backend: &Backend, subscription_id: &str, event: SubscriptionEvent) {
-    let log = backend.open_log().await;
-    let stream_id = StreamId::new(format!("subscription/{subscription_id}")).unwrap();
-    let records = log.read_stream(&stream_id, 1, 1000).await.expect("the stream reads");
-    let revision = records.last().expect("the subscription's events").header.stream_revision;
-    let at = Timestamp::parse_rfc3339("2026-01-05T00:00:00Z").unwrap();
-    let event = NewEvent::from_event(&event, EventId(Uuid::now_v7()), at, &Metadata::default());
-    let command =
-        Command { stream_id, expected: ExpectedRevision::Exactly(revision), idempotency: None, events: vec![event] };
-    log.append_one(command).await.expect("the store appends").expect("the command is accepted");
 }
 
 async fn a_failing_subscription_is_named_and_the_others_are_issued(backend: Backend) {

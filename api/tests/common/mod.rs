@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
 pub mod openapi;
+pub mod planted;
 
 /// Instantiates each black-box test function twice: on SQLite, and on
 /// PostgreSQL (which skips, with a notice, without `DATABASE_URL`).
