@@ -359,6 +359,8 @@ ledger_events! {
     Branding(crate::branding::BrandingEvent) on ["branding"],
     /// `staff/directory`: the vendor's staff users and service tokens (issue 15).
     Staff(crate::staff::StaffEvent) on ["staff"],
+    /// `privacy/log`: sanctioned erasures and retention runs (issue 16).
+    Privacy(crate::privacy::PrivacyEvent) on ["privacy"],
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod money;
 pub mod notification;
 pub mod organization;
 pub mod payment;
+pub mod privacy;
 pub mod proof;
 pub mod record;
 pub mod signin;

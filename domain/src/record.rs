@@ -30,6 +30,11 @@ pub const CONTEXT_CHAIN: &str = "ledger 2026-11-29 record chain v1";
 
 /// The first byte of every canonical header: the header format version.
 pub const HEADER_FORMAT_V1: u8 = 1;
+/// Record format version 2: the metadata and payload hashes commit to a
+/// per-record salt (issue 16).
+pub const HEADER_FORMAT_V2: u8 = 2;
+/// Bytes of a version 2 record's salt.
+pub const SALT_BYTES: usize = 32;
 
 /// The chain hash before sequence 1.
 pub const CHAIN_GENESIS: Hash = Hash([0; 32]);
@@ -212,11 +217,32 @@ impl RecordHeader {
     }
 }
 
+/// A record's erasure, as the store keeps it beside the record (issue 16):
+/// which privacy event sanctioned it and the facts that stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// The sequence of the privacy event (`SubjectErased`, `RetentionApplied`)
+    /// that sanctioned the erasure; always later than the erased record.
+    pub by: u64,
+    /// The erased payload's facts: the event with its personal fields
+    /// redacted, encoded at the record's type and version. `None` when
+    /// nothing of it is kept (retired usage).
+    pub facts: Option<Vec<u8>>,
+}
+
 /// One record as stored: header, the two byte strings (either may have been
-/// shredded) and the hashes written with it.
+/// erased) and the hashes written with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub header: RecordHeader,
+    /// The record format: [`HEADER_FORMAT_V1`] (unsalted) or
+    /// [`HEADER_FORMAT_V2`] (salted commitments). Written as the header's first byte.
+    pub format: u8,
+    /// The per-record salt of a version 2 record; `None` for version 1 and
+    /// once erased.
+    pub salt: Option<[u8; SALT_BYTES]>,
+    /// Set when the record's erasable part was erased by a sanctioned erasure.
+    pub erasure: Option<Erasure>,
     /// `None` once shredded; `metadata_hash` still commits to it.
     pub metadata: Option<Vec<u8>>,
     pub metadata_hash: Hash,
@@ -228,6 +254,14 @@ pub struct Record {
 }
 
 impl Record {
+    /// The bytes a reader decodes the event from: the payload, or once it
+    /// was erased the facts its erasure kept. `None`: nothing to apply (the
+    /// record was retired, or erased without a sanctioned erasure, which
+    /// `verify` reports).
+    pub fn event_bytes(&self) -> Option<&[u8]> {
+        self.payload.as_deref().or_else(|| self.erasure.as_ref().and_then(|e| e.facts.as_deref()))
+    }
+
     /// Seals a new record onto a chain whose last hash is `previous`.
     pub fn seal(header: RecordHeader, metadata: Vec<u8>, payload: Vec<u8>, previous: &Hash) -> Self {
         let metadata_hash = metadata_hash(&metadata);
@@ -236,6 +270,9 @@ impl Record {
         let chain_hash = chain_hash(previous, &leaf_hash);
         Self {
             header,
+            format: HEADER_FORMAT_V1,
+            salt: None,
+            erasure: None,
             metadata: Some(metadata),
             metadata_hash,
             payload: Some(payload),
@@ -243,6 +280,21 @@ impl Record {
             leaf_hash,
             chain_hash,
         }
+    }
+
+    /// Seals a new version 2 record (salted commitments) onto a chain whose
+    /// last hash is `previous`; `salt` is random, drawn by the caller.
+    ///
+    /// STUB (issue 16): filled in by the record-format work.
+    pub fn seal_v2(
+        header: RecordHeader,
+        metadata: Vec<u8>,
+        payload: Vec<u8>,
+        salt: [u8; SALT_BYTES],
+        previous: &Hash,
+    ) -> Self {
+        let _ = (header, metadata, payload, salt, previous);
+        todo!("issue 16: record format v2")
     }
 
     /// Recomputes the leaf from what is stored and names the first thing

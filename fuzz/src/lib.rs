@@ -71,7 +71,7 @@ pub fn client_license_key() -> String {
 
 /// The stream category of each aggregate of [`LedgerEvent::STORED_TYPES`],
 /// in its order (the `ledger_events!` list in domain/src/event.rs).
-pub const CATEGORIES: [&str; 11] = [
+pub const CATEGORIES: [&str; 12] = [
     "org",
     "subscription",
     "license",
@@ -83,6 +83,7 @@ pub const CATEGORIES: [&str; 11] = [
     "stripe-event",
     "branding",
     "staff",
+    "privacy",
 ];
 
 fn header(category: &str, event_type: &str, schema_version: u32) -> RecordHeader {
@@ -146,6 +147,7 @@ fn encode(event: &LedgerEvent) -> (&'static str, u32, Vec<u8>) {
         LedgerEvent::Stripe(e) => of(e),
         LedgerEvent::Branding(e) => of(e),
         LedgerEvent::Staff(e) => of(e),
+        LedgerEvent::Privacy(e) => of(e),
     }
 }
 

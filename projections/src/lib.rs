@@ -103,7 +103,7 @@ impl LedgerState {
         verifier.link(record).map_err(ProjectionError::Broken)?;
         // A shredded payload still moves the sequence; it applies as an
         // event this version cannot see.
-        let event = match &record.payload {
+        let event = match record.event_bytes() {
             Some(payload) => LedgerEvent::decode(&record.header, payload).map_err(|error| {
                 ProjectionError::Undecodable { sequence: record.header.sequence, reason: error.to_string() }
             })?,

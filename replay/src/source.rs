@@ -251,6 +251,10 @@ impl TryFrom<ExportRecord> for Record {
     fn try_from(line: ExportRecord) -> anyhow::Result<Self> {
         let bytes = |text: Option<String>| text.map(hex::decode).transpose().context("content is not hex");
         Ok(Record {
+            // Issue 16 stub: the export carries these.
+            format: domain::record::HEADER_FORMAT_V1,
+            salt: None,
+            erasure: None,
             header: RecordHeader {
                 sequence: line.sequence,
                 event_id: EventId(line.event_id),

@@ -414,7 +414,7 @@ enum Decoded {
 }
 
 fn decode(record: &Record) -> Decoded {
-    match &record.payload {
+    match record.event_bytes() {
         None => Decoded::Shredded,
         Some(payload) => match LedgerEvent::decode(&record.header, payload) {
             Ok(Some(event)) => Decoded::Event(Box::new(event)),

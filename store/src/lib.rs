@@ -325,6 +325,13 @@ impl Reader {
     }
 }
 
+/// One record to erase and the facts of it that stay (`None`: nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasedRow {
+    pub sequence: u64,
+    pub facts: Option<Vec<u8>>,
+}
+
 /// A handle to the log; cheap to clone, shared by all tasks of a process.
 #[derive(Clone)]
 pub struct EventLog {
@@ -601,6 +608,20 @@ impl EventLog {
             Reader::Sqlite(readers) => readers.read_stream(stream_id, from_revision, limit).await,
             Reader::Postgres(pool) => postgres::read_stream(pool, stream_id, from_revision, limit).await,
         }
+    }
+
+    /// Erases the erasable part (metadata, payload, salt) of each listed
+    /// record, sanctioned by the privacy event at sequence `by`, which must
+    /// already be in the log and later than every listed record; keeps each
+    /// record's `facts` beside it (`Record::erasure`). One transaction;
+    /// records already erased are skipped. Returns how many were erased.
+    /// On SQLite the WAL is checkpointed afterwards, so the erased bytes
+    /// leave the `-wal` file too.
+    ///
+    /// STUB (issue 16): filled in by the store's privacy work.
+    pub async fn erase(&self, by: u64, records: &[ErasedRow]) -> Result<u64, StoreError> {
+        let _ = (by, records);
+        todo!("issue 16: erase")
     }
 
     /// Recomputes every leaf and chain hash of the records in `range` and

@@ -36,6 +36,10 @@ impl TryFrom<StoredRecord> for Record {
         let sequence = unsigned(0, "sequence", row.sequence)?;
         let corrupt = |what: String| StoreError::Corrupt { sequence, what };
         Ok(Record {
+            // Issue 16 stub: the store fills these from its columns.
+            format: domain::record::HEADER_FORMAT_V1,
+            salt: None,
+            erasure: None,
             header: RecordHeader {
                 sequence,
                 event_id: EventId(row.event_id),

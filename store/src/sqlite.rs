@@ -665,6 +665,10 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Record, StoreError
         Err(error) => return Ok(Err(error)),
     };
     Ok(Ok(Record {
+        // Issue 16 stub: the store fills these from its columns.
+        format: domain::record::HEADER_FORMAT_V1,
+        salt: None,
+        erasure: None,
         metadata: row.get(9)?,
         payload: row.get(11)?,
         header,

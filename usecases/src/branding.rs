@@ -281,7 +281,7 @@ pub async fn logo(ledger: &Ledger, organization_id: OrganizationId, digest: &str
     let Some(logo) = row.logo.filter(|logo| logo.digest == digest) else { return Ok(None) };
     let records = ledger.log.read_page(logo.sequence..=logo.sequence, 1).await?;
     let Some(record) = records.first() else { return Ok(None) };
-    let event = LedgerEvent::decode(&record.header, record.payload.as_deref().unwrap_or_default())
+    let event = LedgerEvent::decode(&record.header, record.event_bytes().unwrap_or_default())
         .map_err(|e| Error::Internal(format!("branding record {}: {e}", logo.sequence)))?;
     let Some(LedgerEvent::Branding(BrandingEvent::BrandingSet(set))) = event else {
         return Err(Error::Internal(format!("record {} holds no branding", logo.sequence)));

@@ -65,7 +65,7 @@ where
     let records = state.log.read_stream(&stream_id, 1, STREAM_EVENTS_MAX).await?;
     let mut aggregate = A::default();
     for record in &records {
-        let payload = record.payload.as_deref().unwrap_or_default();
+        let payload = record.event_bytes().unwrap_or_default();
         let event = A::Event::decode(&record.header.event_type, record.header.schema_version, payload)
             .map_err(|e| Error::Internal(format!("{stream_id} at {}: {e}", record.header.sequence)))?
             .ok_or_else(|| Error::Internal(format!("{stream_id}: unknown event {}", record.header.event_type)))?;
@@ -256,7 +256,7 @@ fn decoded(records: Vec<Record>) -> Result<Appended, Error> {
     let records = records
         .into_iter()
         .map(|record| {
-            let payload = record.payload.clone().unwrap_or_default();
+            let payload = record.event_bytes().map(<[u8]>::to_vec).unwrap_or_default();
             let event = LedgerEvent::decode(&record.header, &payload)
                 .map_err(|e| Error::Internal(e.to_string()))?
                 .ok_or_else(|| Error::Internal(format!("unknown event {}", record.header.event_type)))?;

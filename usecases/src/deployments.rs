@@ -76,7 +76,7 @@ async fn last_lease_end(
         let validations: Vec<LicenseValidated> = records
             .iter()
             .filter_map(|r| {
-                let payload = r.payload.as_deref()?;
+                let payload = r.event_bytes()?;
                 match ValidationEvent::decode(&r.header.event_type, r.header.schema_version, payload) {
                     Ok(Some(ValidationEvent::LicenseValidated(validated))) => Some(validated),
                     _ => None,

@@ -71,7 +71,7 @@ async fn load(ledger: &Ledger, caller: &Caller, invoice_id: uuid::Uuid) -> Resul
     let records = ledger.log.read_stream(&stream_id, 1, INVOICE_STREAM_EVENTS_MAX).await?;
     let mut stream = InvoiceStream { issued, credit_notes: Vec::new(), voided: false, revision: 0, stream_id };
     for record in &records {
-        let payload = record.payload.as_deref().unwrap_or_default();
+        let payload = record.event_bytes().unwrap_or_default();
         let event = InvoiceEvent::decode(&record.header.event_type, record.header.schema_version, payload)
             .map_err(|e| Error::Internal(format!("{} at {}: {e}", stream.stream_id, record.header.sequence)))?;
         match event {

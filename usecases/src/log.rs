@@ -314,7 +314,7 @@ pub async fn latest_kept(log: &EventLog) -> Result<Option<Kept>, Error> {
 
 /// The checkpoint a record keeps, if it keeps one.
 fn kept_in(record: &Record) -> Option<Kept> {
-    let payload = record.payload.as_ref()?;
+    let payload = record.event_bytes()?;
     let Ok(Some(LedgerEvent::Checkpoint(CheckpointEvent::CheckpointSigned(kept)))) =
         LedgerEvent::decode(&record.header, payload)
     else {

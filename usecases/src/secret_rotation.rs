@@ -294,7 +294,7 @@ async fn walk(log: &EventLog) -> anyhow::Result<Walked> {
         let Some(last) = page.last() else { break };
         from = last.header.sequence + 1;
         for record in &page {
-            let Some(payload) = record.payload.as_deref() else { continue };
+            let Some(payload) = record.event_bytes() else { continue };
             if matches!(record.header.stream_id.category(), "sso-config" | "sso-link") {
                 take_sso(&mut walked, &record.header, payload)?;
                 continue;

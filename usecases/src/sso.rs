@@ -158,7 +158,7 @@ async fn last_event(ledger: &Ledger, stream: &StreamId) -> Result<Option<(SsoEve
     }
     let records = ledger.log.read_stream(stream, revision, 1).await?;
     let Some(record) = records.first() else { return Ok(None) };
-    let payload = record.payload.as_deref().unwrap_or_default();
+    let payload = record.event_bytes().unwrap_or_default();
     let event = SsoEvent::decode(&record.header.event_type, record.header.schema_version, payload)
         .map_err(|e| Error::Internal(format!("{stream}: {e}")))?
         .ok_or_else(|| Error::Internal(format!("{stream}: unknown event {}", record.header.event_type)))?;

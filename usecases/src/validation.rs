@@ -581,7 +581,7 @@ async fn extend_from_log(
         let stream = domain::validation::floating_stream(license_id, day);
         let records = ledger.log.read_stream(&stream, 1, VALIDATIONS_PER_DAY_MAX as usize).await?;
         for record in &records {
-            let Some(payload) = record.payload.as_deref() else { continue };
+            let Some(payload) = record.event_bytes() else { continue };
             let header = &record.header;
             if let Ok(Some(ValidationEvent::FloatingLeaseExtended(extended))) =
                 ValidationEvent::decode(&header.event_type, header.schema_version, payload)

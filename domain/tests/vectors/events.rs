@@ -83,6 +83,7 @@ pub fn parts(event: &LedgerEvent) -> (String, u32, Vec<u8>, Value) {
         LedgerEvent::Stripe(e) => parts_of(e),
         LedgerEvent::Branding(e) => parts_of(e),
         LedgerEvent::Staff(e) => parts_of(e),
+        LedgerEvent::Privacy(e) => parts_of(e),
     };
     (parts.event_type, parts.version, parts.payload, parts.json)
 }

@@ -29,6 +29,7 @@ mod digest;
 mod leader;
 pub mod merkle;
 mod postgres;
+mod privacy;
 mod rebuild;
 mod rollback;
 mod runner;

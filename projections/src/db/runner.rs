@@ -727,7 +727,7 @@ impl Work {
 /// payload still moves the sequence; it applies as an event this version
 /// cannot see.
 fn decode(record: &Record) -> Result<Option<LedgerEvent>, RunnerError> {
-    match &record.payload {
+    match record.event_bytes() {
         Some(payload) => LedgerEvent::decode(&record.header, payload)
             .map_err(|error| RunnerError::Undecodable { sequence: record.header.sequence, reason: error.to_string() }),
         None => Ok(None),

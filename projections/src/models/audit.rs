@@ -163,7 +163,7 @@ pub fn portal_event(header: &RecordHeader, payload: &[u8]) -> Result<Option<Port
 /// or a payload that does not decode (these records are not the runner's
 /// to refuse; `replay verify` refuses the last).
 pub fn session_facts(record: &Record) -> Option<SessionFacts> {
-    let event = portal_event(&record.header, record.payload.as_deref()?).ok()??;
+    let event = portal_event(&record.header, record.event_bytes()?).ok()??;
     Some(match event {
         PortalEvent::SignIn(SignInEvent::SignedIn(e)) => {
             SessionFacts::of(e.organization_id, Some(e.user_id), Some(e.address))

@@ -228,7 +228,7 @@ impl World {
         }
         *last = header.stream_revision;
         self.seen.scanned = header.sequence;
-        let payload = record.payload.as_deref().ok_or("a payload is missing")?;
+        let payload = record.event_bytes().ok_or("a payload is missing")?;
         let event = LedgerEvent::decode(header, payload).map_err(|e| format!("record {}: {e}", header.sequence))?;
         let Some(event) = event else { return Err(format!("record {} is of no known type", header.sequence)) };
         self.seen

@@ -181,7 +181,7 @@ impl World {
         let stream = event_stream(event_id).ok_or("a pending event with a bad id")?;
         let records = self.log().read_stream(&stream, 1, 2).await.map_err(err)?;
         let [record] = records.as_slice() else { return Ok(None) };
-        let payload = record.payload.as_deref().unwrap_or_default();
+        let payload = record.event_bytes().unwrap_or_default();
         let decoded = StripeEvent::decode(&record.header.event_type, record.header.schema_version, payload);
         let Ok(Some(StripeEvent::StripeEventReceived(received))) = decoded else {
             return Err(format!("{stream}: not a received event"));
@@ -243,7 +243,7 @@ impl World {
         let records = self.log().read_stream(&id.stream(), 1, STREAM_EVENTS_MAX).await.map_err(err)?;
         let mut state = Subscription::default();
         for record in &records {
-            let payload = record.payload.as_deref().unwrap_or_default();
+            let payload = record.event_bytes().unwrap_or_default();
             let event = SubscriptionEvent::decode(&record.header.event_type, record.header.schema_version, payload)
                 .map_err(|e| format!("{id} at {}: {e}", record.header.sequence))?
                 .ok_or_else(|| format!("{id}: unknown event {}", record.header.event_type))?;

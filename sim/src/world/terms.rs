@@ -70,7 +70,7 @@ impl World {
         let records = self.log().read_stream(stream, 1, STREAM_EVENTS_MAX).await.map_err(err)?;
         let mut state = A::default();
         for record in &records {
-            let (header, payload) = (&record.header, record.payload.as_deref().unwrap_or_default());
+            let (header, payload) = (&record.header, record.event_bytes().unwrap_or_default());
             let event = A::Event::decode(&header.event_type, header.schema_version, payload)
                 .map_err(|e| format!("{stream} at {}: {e}", header.sequence))?
                 .ok_or_else(|| format!("{stream}: unknown event {}", header.event_type))?;

@@ -187,7 +187,7 @@ async fn read_target(ledger: &Ledger, stream_id: &StreamId) -> Result<TargetStre
     let records = ledger.log.read_stream(stream_id, 1, TARGET_STREAM_EVENTS_MAX).await?;
     let mut stream = TargetStream { revision: 0, last: None, retries: 0 };
     for record in records {
-        let payload = record.payload.as_deref().unwrap_or_default();
+        let payload = record.event_bytes().unwrap_or_default();
         let event = StripeEvent::decode(&record.header.event_type, record.header.schema_version, payload)
             .map_err(|e| Error::Internal(format!("{stream_id} at {}: {e}", record.header.sequence)))?;
         stream.revision = record.header.stream_revision;

@@ -104,7 +104,7 @@ async fn handle(state: &Ledger, reactor: &Reactor, event_id: &str) -> Result<boo
     let stream = event_stream(event_id).ok_or_else(|| Error::Internal(format!("bad event id {event_id:?}")))?;
     let records = state.log.read_stream(&stream, 1, 2).await?;
     let [record] = records.as_slice() else { return Ok(false) };
-    let payload = record.payload.as_deref().unwrap_or_default();
+    let payload = record.event_bytes().unwrap_or_default();
     let received = match StripeEvent::decode(&record.header.event_type, record.header.schema_version, payload) {
         Ok(Some(StripeEvent::StripeEventReceived(received))) => received,
         other => return Err(Error::Internal(format!("{stream}: not a received event: {other:?}"))),
