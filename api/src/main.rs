@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use domain::subscription::Policy;
+use domain::subscription::{Policy, RETENTION_YEARS_MAX, RetentionSettings};
 use usecases::usage::UsageSettings;
 
 mod staff_cli;
@@ -34,6 +34,33 @@ struct Store {
     /// Days (of 24 hours) from the first failed payment to suspension.
     #[arg(long, default_value_t = Policy::default().dunning_days)]
     dunning_days: u32,
+    /// Retention: usage details are retired after this many years.
+    #[arg(long, default_value_t = RetentionSettings::default().usage_years,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(RETENTION_YEARS_MAX)))]
+    retention_usage_years: u32,
+    /// Retention: license keys are archived this many years after they expire.
+    #[arg(long, default_value_t = RetentionSettings::default().key_archive_years_after_expiry,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(RETENTION_YEARS_MAX)))]
+    retention_key_archive_years: u32,
+    /// Retention: an organization whose subscriptions all ended this many
+    /// years ago is anonymized.
+    #[arg(long, default_value_t = RetentionSettings::default().anonymize_years_after_end,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(RETENTION_YEARS_MAX)))]
+    retention_anonymize_years: u32,
+}
+
+impl Store {
+    fn policy(&self) -> Policy {
+        Policy {
+            backdate_days_max: self.backdate_days_max,
+            dunning_days: self.dunning_days,
+            retention: RetentionSettings {
+                usage_years: self.retention_usage_years,
+                key_archive_years_after_expiry: self.retention_key_archive_years,
+                anonymize_years_after_end: self.retention_anonymize_years,
+            },
+        }
+    }
 }
 
 /// E-mail notifications (onboarding, expiry reminders, usage warnings,
@@ -435,6 +462,7 @@ enum Billing {
 }
 
 fn config(store: Store, listen: SocketAddr, validations_per_address_per_minute: u32) -> ledger_api::Config {
+    let policy = store.policy();
     ledger_api::Config {
         listen,
         data_dir: store.data_dir,
@@ -442,7 +470,7 @@ fn config(store: Store, listen: SocketAddr, validations_per_address_per_minute: 
         clock: store.clock,
         operator_token: std::env::var("LEDGER_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty()),
         auditor_token: std::env::var("LEDGER_AUDITOR_TOKEN").ok().filter(|t| !t.is_empty()),
-        policy: Policy { backdate_days_max: store.backdate_days_max, dunning_days: store.dunning_days },
+        policy,
         validations_per_address_per_minute,
         notifications: None,
         usage: UsageSettings::default(),

@@ -378,6 +378,13 @@ fn adjustment_lines(
     let (mut lines, mut adjustments) = (Vec::new(), Vec::new());
     for invoiced in earlier {
         let period = invoiced.invoice.period;
+        // A month invoiced and holding no report any more had its usage
+        // retired (issue 16, usage retention, whole months): what it billed
+        // is final. (A month that never had a report billed no overage, so
+        // it had nothing to adjust either.)
+        if !usage.has_reports_in(period) {
+            continue;
+        }
         let Some(inputs) = overage_inputs(subscription, usage, catalog, period)? else { continue };
         if let Some((line, adjustment)) = adjustment_line(usage, invoiced, &all, inputs)? {
             lines.push(line);

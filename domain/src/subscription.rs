@@ -124,11 +124,49 @@ pub struct Policy {
     /// How long after the first failed payment, without a successful one,
     /// a subscription is suspended (BILLING-RULES: 14 × 24 hours).
     pub dunning_days: u32,
+    /// The retention job's periods (issue 16, `usecases::retention`).
+    pub retention: RetentionSettings,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { backdate_days_max: 31, dunning_days: 14 }
+        Self { backdate_days_max: 31, dunning_days: 14, retention: RetentionSettings::default() }
+    }
+}
+
+/// The retention policy's periods, in years (the plan's: usage details 3
+/// years, license keys archived 1 year after they expire, organizations
+/// whose subscriptions all ended anonymized after 7 years). Each is at
+/// least 1 and at most [`RETENTION_YEARS_MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    pub usage_years: u32,
+    pub key_archive_years_after_expiry: u32,
+    pub anonymize_years_after_end: u32,
+}
+
+/// The longest retention period a setting may name.
+pub const RETENTION_YEARS_MAX: u32 = 100;
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { usage_years: 3, key_archive_years_after_expiry: 1, anonymize_years_after_end: 7 }
+    }
+}
+
+impl RetentionSettings {
+    /// Each period within 1 to [`RETENTION_YEARS_MAX`] years, or the first
+    /// that is not, named.
+    pub fn check(&self) -> Result<(), String> {
+        let periods = [
+            ("usage_years", self.usage_years),
+            ("key_archive_years_after_expiry", self.key_archive_years_after_expiry),
+            ("anonymize_years_after_end", self.anonymize_years_after_end),
+        ];
+        match periods.iter().find(|(_, years)| !(1..=RETENTION_YEARS_MAX).contains(years)) {
+            Some((name, years)) => Err(format!("{name} is {years}: a retention period is 1 to {RETENTION_YEARS_MAX} years")),
+            None => Ok(()),
+        }
     }
 }
 

@@ -328,6 +328,12 @@ impl Usage {
             .unwrap_or_default()
     }
 
+    /// Whether any report of the month of `any_day` is held.
+    pub fn has_reports_in(&self, any_day: NaiveDate) -> bool {
+        let (first, last) = (crate::calendar::first_of_month(any_day), crate::calendar::last_of_month(any_day));
+        self.days.range(first..=last).next().is_some()
+    }
+
     /// The largest data volume of a day of the month of `any_day`, each
     /// day the sum over deployments, checked: what overage is billed on.
     pub fn peak_data_gb(&self, any_day: NaiveDate) -> Result<Decimal, UsageOverflow> {

@@ -57,6 +57,9 @@ struct History {
     ids: Vec<uuid::Uuid>,
     /// The credit notes so far: the invoice and the note's total.
     credits: Vec<(uuid::Uuid, domain::Money)>,
+    /// Its retired usage reports: the first one's sequence and the
+    /// earliest day of any.
+    retired: Option<(u64, NaiveDate)>,
 }
 
 enum Fact {
@@ -72,6 +75,14 @@ impl History {
         }
     }
 
+    /// Whether usage reports a run that saw up to `seen` read for the
+    /// invoice of `period` (its own month's, or an earlier month's for a
+    /// late-usage adjustment) were retired.
+    fn retired_before(&self, seen: u64, period: NaiveDate) -> bool {
+        let end = period.checked_add_months(chrono::Months::new(1)).unwrap_or(NaiveDate::MAX);
+        self.retired.is_some_and(|(sequence, day)| sequence <= seen && day < end)
+    }
+
     /// The subscription and usage as of `sequence`.
     fn as_of(&self, sequence: u64) -> (Subscription, Usage) {
         let mut then = History::default();
@@ -82,21 +93,142 @@ impl History {
     }
 }
 
+/// The invoice the events give for `issued`'s month as the run saw them
+/// (or why none), the organization then, and the invoice's revision.
+fn recompute(
+    history: &History,
+    catalog: &Catalog,
+    issued: &InvoiceIssued,
+) -> (Result<Invoice, String>, Option<domain::OrganizationId>, u32) {
+    let (period, seen) = (issued.invoice.period, issued.usage_sequence);
+    // Usually nothing of this subscription came between what the run saw
+    // and the invoice; otherwise fold again up to what it saw.
+    let then;
+    let (subscription, usage) = match history.facts.last() {
+        Some((last, _)) if *last > seen => {
+            then = history.as_of(seen);
+            (&then.0, &then.1)
+        }
+        _ => (&history.subscription, &history.usage),
+    };
+    // The invoices in force when the run read: issued, and not voided, up
+    // to what it saw.
+    let voided_by = |id: &uuid::Uuid| history.voids.iter().any(|(v, _, at)| v == id && *at <= seen);
+    let earlier = history
+        .invoices
+        .iter()
+        .zip(&history.ids)
+        .filter(|((at, _, _), id)| *at <= seen && !voided_by(id))
+        .map(|((_, invoice, usage_sequence), _)| Billed { invoice, usage_sequence: *usage_sequence });
+    let recomputed = match invoice(subscription, usage, catalog, period, earlier) {
+        Ok(Some(invoice)) => Ok(invoice),
+        Ok(None) => Err("the events give no invoice for this month".into()),
+        Err(e) => Err(format!("the events give no computable invoice: {e}")),
+    };
+    let revision = history.voids.iter().filter(|(_, month, at)| *month == period && *at <= seen).count();
+    (recomputed, subscription.organization_id, u32::try_from(revision).unwrap_or(u32::MAX))
+}
+
+/// The stored shape's bytes and digest of an invoice issued at
+/// `schema_version`.
+fn stored(schema_version: u32, invoice: &Invoice) -> (Vec<u8>, domain::record::Hash) {
+    match schema_version {
+        1 => {
+            let v1 = InvoiceV1::from(invoice);
+            (domain::codec::encode(&v1), v1.digest())
+        }
+        _ => (domain::codec::encode(invoice), invoice.digest()),
+    }
+}
+
+/// The recomputed invoice against the issued one, in the shape it was
+/// stored in, with that shape's digest.
+fn compare(schema_version: u32, recomputed: Result<&Invoice, &String>, issued: &InvoiceIssued) -> Result<(), String> {
+    let recomputed = recomputed.map_err(Clone::clone)?;
+    let (recomputed_bytes, digest) = stored(schema_version, recomputed);
+    let (issued_bytes, _) = stored(schema_version, &issued.invoice);
+    if recomputed_bytes != issued_bytes {
+        return Err(format!(
+            "recomputed lines {:?} (total {}), issued {:?} (total {})",
+            recomputed.lines, recomputed.total, issued.invoice.lines, issued.invoice.total
+        ));
+    }
+    if digest != issued.digest {
+        return Err("its digest is not the digest of its contents".into());
+    }
+    Ok(())
+}
+
+/// An invoice whose usage was retired, against what it recorded: its
+/// digest is its contents', its total the sum of its lines, and its day
+/// runs (from the subscription's events, all kept) the ones the events
+/// give.
+fn on_recorded_inputs(
+    schema_version: u32,
+    recomputed: Option<&Invoice>,
+    issued: &InvoiceIssued,
+) -> Result<(), String> {
+    let invoice = &issued.invoice;
+    if stored(schema_version, invoice).1 != issued.digest {
+        return Err("its digest is not the digest of its contents (usage retired)".into());
+    }
+    let sum = invoice.lines.iter().try_fold(domain::Money::zero(invoice.total.currency()), |s, l| s.checked_add(l.amount));
+    if sum.ok() != Some(invoice.total) {
+        return Err("its total is not the sum of its lines (usage retired)".into());
+    }
+    let runs = recomputed.map(|r| r.inputs.runs.as_slice()).unwrap_or_default();
+    if runs != invoice.inputs.runs.as_slice() {
+        return Err(format!(
+            "its recorded day runs {:?} are not the ones the subscription's events give {runs:?} (usage retired)",
+            invoice.inputs.runs
+        ));
+    }
+    Ok(())
+}
+
 /// Recomputes every issued invoice from the events before it.
 pub struct InvoiceCheck {
     catalog: Catalog,
     histories: HashMap<SubscriptionId, History>,
     checked: u64,
+    on_recorded_inputs: u64,
 }
 
 impl InvoiceCheck {
     pub fn new(catalog: Catalog) -> Self {
-        Self { catalog, histories: HashMap::new(), checked: 0 }
+        Self { catalog, histories: HashMap::new(), checked: 0, on_recorded_inputs: 0 }
     }
 
     /// How many issued invoices were recomputed and matched.
     pub fn checked(&self) -> u64 {
         self.checked
+    }
+
+    /// How many issued invoices could not be recomputed because usage
+    /// they were computed from was retired (issue 16), and were checked
+    /// against their recorded inputs instead.
+    pub fn checked_on_recorded_inputs(&self) -> u64 {
+        self.on_recorded_inputs
+    }
+
+    /// Takes a record in global order whose payload was retired (erased,
+    /// nothing kept): a usage report of the subscription and day its
+    /// stream names (`usage/{subscription}:{day}`). Invoices that saw it
+    /// can only be checked against their recorded inputs.
+    pub fn retired(&mut self, header: &RecordHeader) {
+        let Some((subscription, day)) = header
+            .stream_id
+            .as_str()
+            .strip_prefix("usage/")
+            .and_then(|rest| rest.split_once(':'))
+            .and_then(|(id, day)| Some((SubscriptionId(id.parse().ok()?), day.parse::<NaiveDate>().ok()?)))
+        else {
+            return;
+        };
+        let history = self.histories.entry(subscription).or_default();
+        let (sequence, earliest) = history.retired.get_or_insert((header.sequence, day));
+        *sequence = (*sequence).min(header.sequence);
+        *earliest = (*earliest).min(day);
     }
 
     /// Takes the next record in global order (its header and decoded
@@ -138,59 +270,31 @@ impl InvoiceCheck {
             return Err(mismatch(format!("it claims to have seen usage up to sequence {}", issued.usage_sequence)));
         }
         let history = self.histories.entry(issued.subscription_id).or_default();
-        let seen = issued.usage_sequence;
-        // Usually nothing of this subscription came between what the run
-        // saw and the invoice; otherwise fold again up to what it saw.
-        let then;
-        let (subscription, usage) = match history.facts.last() {
-            Some((last, _)) if *last > seen => {
-                then = history.as_of(seen);
-                (&then.0, &then.1)
-            }
-            _ => (&history.subscription, &history.usage),
-        };
-        // The invoices in force when the run read: issued, and not voided,
-        // up to what it saw.
-        let voided_by = |id: &uuid::Uuid| history.voids.iter().any(|(v, _, at)| v == id && *at <= seen);
-        let earlier = history
-            .invoices
-            .iter()
-            .zip(&history.ids)
-            .filter(|((at, _, _), id)| *at <= seen && !voided_by(id))
-            .map(|((_, invoice, usage_sequence), _)| Billed { invoice, usage_sequence: *usage_sequence });
-        let recomputed = invoice(subscription, usage, &self.catalog, period, earlier)
-            .map_err(|e| mismatch(format!("the events give no computable invoice: {e}")))?
-            .ok_or_else(|| mismatch("the events give no invoice for this month".into()))?;
-        if subscription.organization_id != Some(issued.organization_id) {
+        let (recomputed, organization_id, revision) = recompute(history, &self.catalog, issued);
+        if organization_id != Some(issued.organization_id) {
             return Err(mismatch(format!("it names organization {}", issued.organization_id)));
         }
-        let revision = history.voids.iter().filter(|(_, month, at)| *month == period && *at <= seen).count();
-        let revision = u32::try_from(revision).unwrap_or(u32::MAX);
         if issued.invoice_id != invoice_id_of(issued.subscription_id, period, revision) {
             return Err(mismatch(format!(
                 "its id is not the one derived from subscription, month and revision {revision}"
             )));
         }
-        // Compared in the shape it was stored in, with that shape's digest.
-        let (recomputed_bytes, issued_bytes, digest) = match schema_version {
-            1 => {
-                let v1 = InvoiceV1::from(&recomputed);
-                (domain::codec::encode(&v1), domain::codec::encode(&InvoiceV1::from(&issued.invoice)), v1.digest())
+        let retired = history.retired_before(issued.usage_sequence, period);
+        let invoice = match (compare(schema_version, recomputed.as_ref(), issued), retired) {
+            (Ok(()), _) => {
+                self.checked += 1;
+                recomputed.expect("compared")
             }
-            _ => (domain::codec::encode(&recomputed), domain::codec::encode(&issued.invoice), recomputed.digest()),
+            // Its usage was retired: what is left are its recorded inputs.
+            (Err(_), true) => {
+                on_recorded_inputs(schema_version, recomputed.as_ref().ok(), issued).map_err(mismatch)?;
+                self.on_recorded_inputs += 1;
+                issued.invoice.clone()
+            }
+            (Err(reason), false) => return Err(mismatch(reason)),
         };
-        if recomputed_bytes != issued_bytes {
-            return Err(mismatch(format!(
-                "recomputed lines {:?} (total {}), issued {:?} (total {})",
-                recomputed.lines, recomputed.total, issued.invoice.lines, issued.invoice.total
-            )));
-        }
-        if digest != issued.digest {
-            return Err(mismatch("its digest is not the digest of its contents".into()));
-        }
-        history.invoices.push((sequence, recomputed, issued.usage_sequence));
+        history.invoices.push((sequence, invoice, issued.usage_sequence));
         history.ids.push(issued.invoice_id);
-        self.checked += 1;
         Ok(())
     }
 

@@ -19,6 +19,7 @@ use ed25519_dalek::VerifyingKey;
 use usecases::views::queries::AuditEntryView;
 
 mod as_of;
+mod erasures;
 mod readmodels;
 mod source;
 mod walk;
@@ -302,6 +303,7 @@ async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> Ou
         tree: true,
         checkpoints: true,
         invoices: true,
+        erasures: true,
         snapshot: true,
         state: true,
         progress: true,
@@ -373,7 +375,11 @@ fn report(done: &Walk, keys: &[(u64, VerifyingKey)], yours: usize, models: &str,
     let root = done.tree.root(done.tree.size()).map(|r| r.to_hex()).unwrap_or_default();
     println!("ok records: {} (sequences 1 to {}), every leaf and chain hash recomputed", done.records, done.records);
     println!("ok head: chain hash {chain}, Merkle root {root}");
-    println!("ok payloads: every one decodes ({} shredded)", done.shredded);
+    println!("ok payloads: every one decodes");
+    println!(
+        "ok erasures: {} records erased, each sanctioned by the privacy event it names ({} usage records retired)",
+        done.erased, done.retired
+    );
     let key_names: Vec<String> = keys.iter().map(|(_, k)| STANDARD.encode(k.to_bytes())).collect();
     println!(
         "ok checkpoints: {} kept in the log, {} of yours; signatures, roots, chain hashes and consistency hold (keys: {})",
@@ -390,7 +396,10 @@ fn report(done: &Walk, keys: &[(u64, VerifyingKey)], yours: usize, models: &str,
         None => println!("ok projections: rebuilt from sequence 1 (no live snapshot to compare with)"),
     }
     println!("ok read models: {models}");
-    println!("ok invoices: {} re-derived from their events, byte for byte", done.invoices_checked);
+    println!(
+        "ok invoices: {} re-derived from their events byte for byte, {} checked against recorded inputs (usage retired)",
+        done.invoices_checked, done.invoices_on_recorded_inputs
+    );
     let rate = if elapsed > 0.0 { done.records as f64 / elapsed } else { 0.0 };
     println!("verified in {elapsed:.2} s ({rate:.0} records/s)");
 }

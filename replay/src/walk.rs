@@ -34,6 +34,9 @@ pub struct Plan {
     pub checkpoints: bool,
     /// Re-derive every issued invoice.
     pub invoices: bool,
+    /// Check that every erased payload or metadata is sanctioned by a
+    /// privacy event (`erasures.rs`).
+    pub erasures: bool,
     /// Compare with the live snapshot at its sequence.
     pub snapshot: bool,
     /// Rebuild the projections.
@@ -91,9 +94,15 @@ pub struct Walk {
     pub kept: Vec<KeptCheckpoint>,
     pub rotations: Vec<(u64, CheckpointKeyRotated)>,
     pub invoices_checked: u64,
+    /// Invoices whose usage was retired, checked against their recorded
+    /// inputs instead of re-derived.
+    pub invoices_on_recorded_inputs: u64,
     /// (sequence, live digest) when a snapshot was compared.
     pub snapshot_compared: Option<(u64, Hash)>,
-    pub shredded: u64,
+    /// Records whose payload was erased, each sanctioned (checked when the
+    /// plan says so), and of them the ones that kept nothing (retired).
+    pub erased: u64,
+    pub retired: u64,
     pub verifier: Option<ChainVerifier>,
 }
 
@@ -113,11 +122,14 @@ pub async fn walk_into(
     let head = source.head().await?;
     let snapshot = if plan.snapshot { source.snapshot().await? } else { None };
     let mut pass = Pass::new(plan, snapshot);
+    let mut sanctions = crate::erasures::Sanctions::default();
     let bar = progress(plan, head.map(|h| h.sequence));
     let mut pages = source.pages(head.map_or(0, |h| h.sequence));
     while let Some(page) = pages.recv().await {
         let Prepared { records, decoded, leaf_failure } = prepare_page(page?, plan.check_leaves).await;
-        let checked = match pass.page(&records, decoded, leaf_failure) {
+        let unsanctioned = if plan.erasures { sanctions.judge(source, &records).await? } else { None };
+        let leaf_failure = leaf_failure.map(|(index, failure)| (index, failure.into()));
+        let checked = match pass.page(&records, decoded, [leaf_failure, unsanctioned]) {
             Ok(flow) => flow,
             Err(failure) => {
                 bar.abandon();
@@ -192,16 +204,18 @@ impl<'a> Pass<'a> {
         &mut self,
         records: &[Record],
         decoded: Vec<Decoded>,
-        leaf_failure: Option<(usize, VerifyFailure)>,
+        failures: [Option<(usize, Failure)>; 2],
     ) -> Result<ControlFlow<()>, Failure> {
+        // The first record found wrong (its leaf, then its erasure).
+        let mut failures = failures.into_iter().flatten().collect::<Vec<_>>();
+        failures.sort_by_key(|(index, _)| *index);
+        let mut failures = failures.into_iter().peekable();
         for ((index, record), decoded) in records.iter().enumerate().zip(decoded) {
             if self.past_the_stop(&record.header) {
                 return Ok(ControlFlow::Break(()));
             }
-            if let Some((failed, failure)) = &leaf_failure
-                && *failed == index
-            {
-                return Err(failure.clone().into());
+            if let Some((_, failure)) = failures.next_if(|(failed, _)| *failed == index) {
+                return Err(failure);
             }
             self.record(record, decoded)?;
         }
@@ -222,7 +236,7 @@ impl<'a> Pass<'a> {
             self.done.tree.push_record(&record.leaf_hash);
             self.done.chains.push(record.chain_hash);
         }
-        let event = self.event(header, decoded)?;
+        let event = self.event(record, decoded)?;
         self.check_event(header, event.as_ref())?;
         if self.plan.state {
             self.done.state.apply(record, event);
@@ -232,12 +246,20 @@ impl<'a> Pass<'a> {
         self.compare_snapshot(header.sequence)
     }
 
-    /// The record's event: `None` when shredded, or unknown and the plan
+    /// The record's event (from its payload, or the facts its erasure
+    /// kept): `None` when retired (nothing kept), or unknown and the plan
     /// allows it.
-    fn event(&mut self, header: &RecordHeader, decoded: Decoded) -> Result<Option<LedgerEvent>, Failure> {
+    fn event(&mut self, record: &Record, decoded: Decoded) -> Result<Option<LedgerEvent>, Failure> {
+        let header = &record.header;
+        if record.erasure.is_some() {
+            self.done.erased += 1;
+        }
         match decoded {
-            Decoded::Shredded => {
-                self.done.shredded += 1;
+            Decoded::Retired => {
+                self.done.retired += 1;
+                if self.plan.invoices {
+                    self.invoices.retired(header);
+                }
                 Ok(None)
             }
             Decoded::Event(event) => Ok(Some(*event)),
@@ -296,6 +318,7 @@ impl<'a> Pass<'a> {
 
     fn finish(mut self, head: Option<Head>) -> Result<Walk, Failure> {
         self.done.invoices_checked = self.invoices.checked();
+        self.done.invoices_on_recorded_inputs = self.invoices.checked_on_recorded_inputs();
         let whole = self.is_whole();
         if whole && let Some(head) = head {
             self.verifier.check_head(head.sequence, &head.chain_hash)?;
@@ -405,7 +428,9 @@ pub fn key_at(keys: &[(u64, VerifyingKey)], sequence: u64) -> VerifyingKey {
 
 /// A record's payload, decoded.
 enum Decoded {
-    Shredded,
+    /// Nothing to decode: the payload was erased and nothing of it kept
+    /// (retired usage); whether that was sanctioned is `erasures.rs`'s.
+    Retired,
     Event(Box<LedgerEvent>),
     /// One of the portal's records: not a `LedgerEvent`, known all the same.
     Portal,
@@ -415,7 +440,7 @@ enum Decoded {
 
 fn decode(record: &Record) -> Decoded {
     match record.event_bytes() {
-        None => Decoded::Shredded,
+        None => Decoded::Retired,
         Some(payload) => match LedgerEvent::decode(&record.header, payload) {
             Ok(Some(event)) => Decoded::Event(Box::new(event)),
             // The portal's records (sign-ins, sessions, SSO) are known

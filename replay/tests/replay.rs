@@ -24,6 +24,7 @@ use domain::subscription::{Subscription, SubscriptionCreated, SubscriptionEvent}
 use domain::usage::{Metrics, Usage, UsageEvent, UsageReported};
 use domain::{Clock, EventId, LicenseId, Metadata, OrganizationId, StreamId, SubscriptionId, Timestamp};
 use ed25519_dalek::SigningKey;
+use domain::privacy::{self, ErasedRecord, ErasureReason, PrivacyEvent, RetentionApplied, Subject, SubjectErased};
 use store::{Command, EventLog, ExpectedRevision, NewEvent};
 
 /// A clock the script sets before each append: recordedAt is known.
@@ -754,6 +755,99 @@ impl store::testing::BackendFixture for History {
     }
 }
 
+// ---- erasure (issue 16) ----
+
+/// Appends a `RetentionApplied` retiring the usage reports that occurred
+/// before `usage_before` (up to sequence 9), at sequence 10.
+async fn retention_run(h: &History, usage_before: &str) -> u64 {
+    let run = RetentionApplied {
+        at: Timestamp::from_micros(micros("2029-03-01T00:00:00Z")),
+        usage_before: Timestamp::from_micros(micros(usage_before)),
+        up_to_sequence: 9,
+        usage_records: 2,
+        keys_archived: 0,
+        subscriptions_anonymized: 0,
+    };
+    h.append("2029-03-01T00:00:00Z", privacy::privacy_stream(), PrivacyEvent::RetentionApplied(run)).await
+}
+
+async fn retired_usage_is_checked_against_the_invoices_recorded_inputs(h: History) {
+    let by = retention_run(&h, "2026-02-01T00:00:00Z").await;
+    let rows = [3, 4].map(|sequence| store::ErasedRow { sequence, facts: None });
+    assert_eq!(h.log.erase(by, &rows).await.unwrap(), 2);
+    let (code, stdout) = h.verify();
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok erasures: 2 records erased"), "{stdout}");
+    assert!(stdout.contains("(2 usage records retired)"), "{stdout}");
+    assert!(
+        stdout.contains("ok invoices: 0 re-derived from their events byte for byte, 1 checked against recorded inputs (usage retired)"),
+        "{stdout}"
+    );
+    // The invoice is still checked: a changed total is named.
+    h.drop_guards().await;
+    let records = h.records().await;
+    let Some(Ok(Some(domain::event::LedgerEvent::Invoice(InvoiceEvent::InvoiceIssued(mut issued))))) =
+        records[5].payload.as_deref().map(|p| domain::event::LedgerEvent::decode(&records[5].header, p))
+    else {
+        panic!("sequence 6 is the invoice")
+    };
+    issued.invoice.total = domain::Money::usd(1.into());
+    h.rewrite(6, InvoiceEvent::InvoiceIssued(issued).encode_payload()).await;
+    let (code, stdout) = h.verify();
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAILED sequence 6: ") && stdout.contains("(usage retired)"), "{stdout}");
+}
+
+async fn an_erasure_its_event_does_not_cover_is_named(h: History) {
+    // The run covers the report of January 5 (sequence 3), not the one of
+    // January 20 (sequence 4), which the store erases all the same.
+    let by = retention_run(&h, "2026-01-10T00:00:00Z").await;
+    let rows = [store::ErasedRow { sequence: 4, facts: None }];
+    assert_eq!(h.log.erase(by, &rows).await.unwrap(), 1);
+    h.fails_at(Some(4), "unsanctioned erasure at sequence 4: the privacy event at sequence 10 does not cover it");
+}
+
+async fn a_subject_erasure_keeps_exactly_the_facts_it_lists(h: History) {
+    let records = h.records().await;
+    let facts = privacy::facts(&records[0].header, records[0].payload.as_deref().unwrap()).unwrap();
+    let erased = SubjectErased {
+        subject: Subject::Organization { organization_id: ORG },
+        reason: ErasureReason::Request,
+        at: Timestamp::from_micros(micros("2026-03-01T00:00:00Z")),
+        records: vec![ErasedRecord { sequence: 1, facts: Some(facts.clone()) }],
+    };
+    let by = h.append("2026-03-01T00:00:00Z", privacy::privacy_stream(), PrivacyEvent::SubjectErased(erased)).await;
+    // Other facts than the event lists are not sanctioned.
+    let mut other = facts.clone();
+    other.push(0);
+    assert_eq!(h.log.erase(by, &[store::ErasedRow { sequence: 1, facts: Some(other) }]).await.unwrap(), 1);
+    h.fails_at(Some(1), "unsanctioned erasure at sequence 1: the facts kept beside it are not the ones");
+}
+
+async fn a_subject_erasure_verifies(h: History) {
+    let records = h.records().await;
+    let facts = privacy::facts(&records[0].header, records[0].payload.as_deref().unwrap()).unwrap();
+    let erased = SubjectErased {
+        subject: Subject::Organization { organization_id: ORG },
+        reason: ErasureReason::Request,
+        at: Timestamp::from_micros(micros("2026-03-01T00:00:00Z")),
+        records: vec![ErasedRecord { sequence: 1, facts: Some(facts.clone()) }],
+    };
+    let by = h.append("2026-03-01T00:00:00Z", privacy::privacy_stream(), PrivacyEvent::SubjectErased(erased)).await;
+    assert_eq!(h.log.erase(by, &[store::ErasedRow { sequence: 1, facts: Some(facts) }]).await.unwrap(), 1);
+    let (code, stdout) = h.verify();
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok erasures: 1 records erased"), "{stdout}");
+    assert!(stdout.contains("ok invoices: 1 re-derived"), "{stdout}");
+}
+
+async fn an_unsanctioned_null_is_named(h: History) {
+    // Today's "1 shredded" is gone: a NULL payload no erasure names fails.
+    h.drop_guards().await;
+    h.sql("UPDATE events SET payload = NULL WHERE sequence = 7", &[]).await;
+    h.fails_at(Some(7), "unsanctioned erasure at sequence 7: its payload is NULL and no erasure names it");
+}
+
 store::backend_tests!(
     History;
     an_untouched_history_verifies,
@@ -771,4 +865,9 @@ store::backend_tests!(
     export_round_trips_and_verifies_alone,
     proofs_are_made_and_checked_offline,
     as_of_answers_what_was_recorded_then,
+    retired_usage_is_checked_against_the_invoices_recorded_inputs,
+    an_erasure_its_event_does_not_cover_is_named,
+    a_subject_erasure_keeps_exactly_the_facts_it_lists,
+    a_subject_erasure_verifies,
+    an_unsanctioned_null_is_named,
 );
