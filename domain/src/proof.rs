@@ -168,7 +168,7 @@ mod tests {
 
     /// A one-record log, its proof and checkpoint, and the signing key.
     fn proved() -> (InclusionProof, SigningKey) {
-        proved_with(|header, metadata, payload, previous| Record::seal(header, metadata, payload, previous))
+        proved_with(Record::seal)
     }
 
     /// The same of a record sealed by `seal`.
