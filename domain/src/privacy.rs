@@ -368,8 +368,11 @@ fn redact_as<E: StoredEvent>(
     Ok(Some(redact(event).encode_payload()))
 }
 
+/// One enum's redaction: the facts, or `None` when the type is not its.
+type Redaction = fn(&RecordHeader, &[u8]) -> Result<Option<Vec<u8>>, PrivacyError>;
+
 fn redact_personal(header: &RecordHeader, payload: &[u8]) -> Result<Vec<u8>, PrivacyError> {
-    let attempts: [fn(&RecordHeader, &[u8]) -> Result<Option<Vec<u8>>, PrivacyError>; 8] = [
+    let attempts: [Redaction; 8] = [
         |h, p| redact_as(h, p, redact_organization),
         |h, p| redact_as(h, p, redact_staff),
         |h, p| redact_as(h, p, redact_branding),

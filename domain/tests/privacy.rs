@@ -674,10 +674,49 @@ fn the_privacy_events_hold_no_personal_data_and_round_trip() {
         at: AT,
         records: vec![ErasedRecord { sequence: 2, facts: None }],
     });
-    for event in [erased] {
+    let run = PrivacyEvent::RetentionApplied(RetentionApplied {
+        at: AT,
+        usage_before: Timestamp::from_micros(1_000),
+        up_to_sequence: 9,
+        usage_records: 3,
+        keys_archived: 1,
+        subscriptions_anonymized: 0,
+    });
+    for event in [erased, run] {
         let bytes = event.encode_payload();
         assert_eq!(PrivacyEvent::decode(event.event_type(), 1, &bytes).unwrap(), Some(event));
     }
     assert_eq!(privacy::class("SubjectErased"), Some(Class::Facts));
     assert_eq!(privacy::class("RetentionApplied"), Some(Class::Facts));
+}
+
+#[test]
+fn the_golden_erasure_lists_the_facts_of_the_records_it_names() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/events-v1.json");
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let records = golden["records"].as_array().unwrap();
+    let read = |record: &Value| {
+        let event_type = record["event_type"].as_str().unwrap();
+        let version = u32::try_from(record["schema_version"].as_u64().unwrap()).unwrap();
+        let header =
+            header(record["sequence"].as_u64().unwrap(), record["stream_id"].as_str().unwrap(), event_type, version);
+        (header, hex::decode(record["payload_hex"].as_str().unwrap()).unwrap())
+    };
+    let erasure = records.iter().find(|r| r["event_type"] == "SubjectErased").expect("a golden SubjectErased");
+    let (header, payload) = read(erasure);
+    let Some(PrivacyEvent::SubjectErased(erased)) = PrivacyEvent::decode("SubjectErased", 1, &payload).unwrap() else {
+        panic!()
+    };
+    assert!(erased.records.windows(2).all(|pair| pair[0].sequence < pair[1].sequence));
+    let by = PrivacyEvent::SubjectErased(erased.clone());
+    for listed in &erased.records {
+        let record = records.iter().find(|r| r["sequence"] == listed.sequence).unwrap();
+        let (named, payload) = read(record);
+        assert!(named.sequence < header.sequence && privacy::sanctions(&by, &named));
+        let metadata = hex::decode(record["metadata_hex"].as_str().unwrap()).unwrap();
+        assert!(privacy::concerns(&named, &payload, Some(&metadata), &erased.subject), "{}", listed.sequence);
+        if let Some(facts) = &listed.facts {
+            assert_eq!(facts, &privacy::facts(&named, &payload).unwrap(), "{}", listed.sequence);
+        }
+    }
 }
