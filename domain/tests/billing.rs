@@ -412,6 +412,27 @@ fn late_usage_is_adjusted_on_the_next_invoice_and_adjustments_add_up() {
     assert_eq!(april.inputs.adjustments[0].billed, usd("8000.00"));
 }
 
+/// A month whose usage was retired (issue 16: retention erases every
+/// report of whole months) is final: a later invoice does not credit back
+/// the overage it billed, as it would if the reports had been lowered.
+#[test]
+fn a_month_whose_usage_was_retired_is_not_adjusted() {
+    use LineKind::*;
+    let catalog = Catalog::builtin();
+    let professional = subscription(vec![created(Tier::Professional, d(2026, 1, 1))]);
+    let january = invoice(&professional, &peak(&[(d(2026, 1, 10), "4250")]), &catalog, d(2026, 1, 1), []);
+    let january = january.unwrap().unwrap();
+    assert_eq!(amounts(&january), [(Base, usd("5000.00")), (DataOverage, usd("8000.00"))]);
+    // January's reports retired: only February's are held.
+    let usage = peak(&[(d(2026, 2, 3), "1000")]);
+    let february = invoice(&professional, &usage, &catalog, d(2026, 2, 1), [billed(&january, 1)]).unwrap().unwrap();
+    assert_eq!(amounts(&february), [(Base, usd("5000.00"))], "no credit for the retired month");
+    // Lowered instead of retired, January is credited as before.
+    let lowered = peak(&[(d(2026, 1, 10), "100"), (d(2026, 2, 3), "1000")]);
+    let february = invoice(&professional, &lowered, &catalog, d(2026, 2, 1), [billed(&january, 1)]).unwrap().unwrap();
+    assert_eq!(amounts(&february), [(Base, usd("5000.00")), (UsageAdjustment, usd("-8000.00"))]);
+}
+
 #[test]
 fn late_usage_after_the_last_invoice_gives_an_adjustment_only_invoice() {
     use LineKind::*;
