@@ -223,3 +223,44 @@ fn invoices_of_both_schema_versions_are_re_derived_byte_for_byte() {
     assert!(history_with_both_versions(january, other_report).unwrap_err().contains("sequence 5"));
     assert_eq!(InvoiceEvent::from(issued(&[], 1)).schema_version(), 2);
 }
+
+/// Feeds 1–4 as `check` does, but the report at 3 was retired (issue 16:
+/// erased with nothing kept): answers (re-derived, checked against
+/// recorded inputs).
+fn check_retired(invoice: InvoiceIssued) -> Result<(u64, u64), String> {
+    let mut check = InvoiceCheck::new(Catalog::builtin());
+    let usage_stream = domain::usage::stream(SUBSCRIPTION, d(2026, 1, 5));
+    check.apply(&header(1, SUBSCRIPTION.stream()), &LedgerEvent::Subscription(created())).map_err(|e| e.to_string())?;
+    let report = LedgerEvent::Usage(UsageEvent::from(report(d(2026, 1, 5), 2000)));
+    check.apply(&header(2, usage_stream), &report).map_err(|e| e.to_string())?;
+    check.retired(&header(3, domain::usage::stream(SUBSCRIPTION, d(2026, 1, 6))));
+    let header = header_at(4, domain::billing::stream(SUBSCRIPTION, d(2026, 1, 1)), 2);
+    check.apply(&header, &LedgerEvent::Invoice(invoice.into())).map_err(|e| e.to_string())?;
+    Ok((check.checked(), check.checked_on_recorded_inputs()))
+}
+
+#[test]
+fn an_invoice_whose_usage_was_retired_is_checked_against_its_recorded_inputs() {
+    // The run saw both reports; the overage came from the retired one.
+    let both = issued(&[report(d(2026, 1, 5), 2000), report(d(2026, 1, 6), 4500)], 3);
+    assert_eq!(check_retired(both.clone()), Ok((0, 1)));
+    // What it recorded still holds it: a total not the sum of its lines, a
+    // digest not of its contents, another id are named.
+    let mut total = both.clone();
+    total.invoice.total = Money::usd(Decimal::from(1));
+    total.digest = total.invoice.digest();
+    assert!(check_retired(total).unwrap_err().contains("its total is not the sum of its lines (usage retired)"));
+    let mut digest = both.clone();
+    digest.digest.0[0] ^= 1;
+    assert!(check_retired(digest).unwrap_err().contains("digest"));
+    let mut id = both.clone();
+    id.invoice_id = uuid::Uuid::from_u128(1);
+    assert!(check_retired(id).unwrap_err().contains("its id"));
+    // A run that saw only sequence 2 saw nothing retired: re-derived.
+    assert_eq!(check_retired(issued(&[report(d(2026, 1, 5), 2000)], 2)), Ok((1, 0)));
+    // And one that claims what the kept events do not give, without
+    // retired usage behind it, is named as before.
+    let mut claims = both;
+    claims.usage_sequence = 2;
+    assert!(check_retired(claims).unwrap_err().contains("recomputed lines"));
+}
