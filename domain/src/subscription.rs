@@ -164,7 +164,9 @@ impl RetentionSettings {
             ("anonymize_years_after_end", self.anonymize_years_after_end),
         ];
         match periods.iter().find(|(_, years)| !(1..=RETENTION_YEARS_MAX).contains(years)) {
-            Some((name, years)) => Err(format!("{name} is {years}: a retention period is 1 to {RETENTION_YEARS_MAX} years")),
+            Some((name, years)) => {
+                Err(format!("{name} is {years}: a retention period is 1 to {RETENTION_YEARS_MAX} years"))
+            }
             None => Ok(()),
         }
     }

@@ -163,16 +163,13 @@ fn compare(schema_version: u32, recomputed: Result<&Invoice, &String>, issued: &
 /// digest is its contents', its total the sum of its lines, and its day
 /// runs (from the subscription's events, all kept) the ones the events
 /// give.
-fn on_recorded_inputs(
-    schema_version: u32,
-    recomputed: Option<&Invoice>,
-    issued: &InvoiceIssued,
-) -> Result<(), String> {
+fn on_recorded_inputs(schema_version: u32, recomputed: Option<&Invoice>, issued: &InvoiceIssued) -> Result<(), String> {
     let invoice = &issued.invoice;
     if stored(schema_version, invoice).1 != issued.digest {
         return Err("its digest is not the digest of its contents (usage retired)".into());
     }
-    let sum = invoice.lines.iter().try_fold(domain::Money::zero(invoice.total.currency()), |s, l| s.checked_add(l.amount));
+    let sum =
+        invoice.lines.iter().try_fold(domain::Money::zero(invoice.total.currency()), |s, l| s.checked_add(l.amount));
     if sum.ok() != Some(invoice.total) {
         return Err("its total is not the sum of its lines (usage retired)".into());
     }

@@ -46,7 +46,10 @@ impl Sanctions {
             let Some(erasure) = &record.erasure else {
                 if record.payload.is_none() || record.metadata.is_none() {
                     let what = if record.payload.is_none() { "its payload" } else { "its metadata" };
-                    return Ok(Some((index, unsanctioned(sequence, format!("{what} is NULL and no erasure names it")))));
+                    return Ok(Some((
+                        index,
+                        unsanctioned(sequence, format!("{what} is NULL and no erasure names it")),
+                    )));
                 }
                 continue;
             };
@@ -91,7 +94,9 @@ fn covers(sanction: &Sanction, record: &Record, erasure: &Erasure) -> Result<(),
                 .map(|i| &erased.records[i])
                 .map_err(|_| format!("the SubjectErased at sequence {by} does not list it"))?;
             if listed.facts != erasure.facts {
-                return Err(format!("the facts kept beside it are not the ones the SubjectErased at sequence {by} lists"));
+                return Err(format!(
+                    "the facts kept beside it are not the ones the SubjectErased at sequence {by} lists"
+                ));
             }
         }
         PrivacyEvent::RetentionApplied(_) if erasure.facts.is_some() => {

@@ -19,12 +19,12 @@ use domain::checkpoint::{CHECKPOINT_STREAM, Checkpoint, CheckpointEvent, Checkpo
 use domain::event::StoredEvent;
 use domain::merkle::MerkleTree;
 use domain::organization::{OrganizationCreated, OrganizationEvent};
+use domain::privacy::{self, ErasedRecord, ErasureReason, PrivacyEvent, RetentionApplied, Subject, SubjectErased};
 use domain::record::{Hash, Record};
 use domain::subscription::{Subscription, SubscriptionCreated, SubscriptionEvent};
 use domain::usage::{Metrics, Usage, UsageEvent, UsageReported};
 use domain::{Clock, EventId, LicenseId, Metadata, OrganizationId, StreamId, SubscriptionId, Timestamp};
 use ed25519_dalek::SigningKey;
-use domain::privacy::{self, ErasedRecord, ErasureReason, PrivacyEvent, RetentionApplied, Subject, SubjectErased};
 use store::{Command, EventLog, ExpectedRevision, NewEvent};
 
 /// A clock the script sets before each append: recordedAt is known.

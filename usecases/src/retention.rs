@@ -252,7 +252,9 @@ async fn past_runs(log: &EventLog) -> Result<Past, Error> {
                     }
                 }
                 Ok(_) => {}
-                Err(error) => return Err(Error::Internal(format!("privacy/log at {}: {error}", record.header.sequence))),
+                Err(error) => {
+                    return Err(Error::Internal(format!("privacy/log at {}: {error}", record.header.sequence)));
+                }
             }
         }
         if page.len() < PRIVACY_PAGE_RECORDS {
@@ -382,7 +384,8 @@ impl Daily {
             match past_runs(&ledger.log).await {
                 Ok(past) => {
                     let last = past.last.map(|(_, run)| run.at.as_micros());
-                    self.next = Some(Timestamp::from_micros(last.map_or(i64::MIN, |at| at.saturating_add(RUN_EVERY_MICROS))));
+                    self.next =
+                        Some(Timestamp::from_micros(last.map_or(i64::MIN, |at| at.saturating_add(RUN_EVERY_MICROS))));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "retention: the last run could not be read; trying again");
