@@ -18,9 +18,12 @@
 //!   (`privacy::erase`, `Subject::Organization`, `ErasureReason::Retention`).
 //! - **license keys**: see [`KEYS_ARCHIVED`]: counted, nothing changes.
 //!
-//! Every run appends its `RetentionApplied`, also one that retires
-//! nothing: the run is on record (when it ran, what it covered), and the
-//! next run resumes after its `up_to_sequence`. Scanning stops at the
+//! A run that changes something appends one `RetentionApplied` (and the
+//! next run resumes after its `up_to_sequence`); an idle run (nothing
+//! retired, nobody anonymized) appends nothing, so a ledger without old
+//! data does not grow by a record a day, and says what it did in the
+//! server's log. A run that read up to its limit without retiring
+//! anything records how far it read all the same. Scanning stops at the
 //! first usage report not yet due, so none is ever skipped; a run retires
 //! at most [`RETIRED_PER_RUN_MAX`] records and reads at most
 //! [`RECORDS_SCANNED_PER_RUN_MAX`], and the next run continues. A run that
@@ -127,18 +130,24 @@ pub async fn run(
         return Ok(outcome);
     }
     anonymize(ledger, stripe, &outcome.organizations_anonymized).await?;
-    let event = RetentionApplied {
-        at: now,
-        usage_before: cut.usage_before,
-        up_to_sequence: due.up_to,
-        usage_records: outcome.usage_records,
-        keys_archived: outcome.keys_archived,
-        subscriptions_anonymized: outcome.subscriptions_anonymized,
-    };
-    let sequence = append(ledger, event).await?;
-    erase(&ledger.log, sequence, &due.rows).await?;
-    outcome.read_model_rows_retired = ledger.models.db.retire_usage(cut.before_day, due.up_to).await?;
-    outcome.sequence = Some(sequence);
+    // An idle run leaves nothing in the log; one that read up to its
+    // limit records how far it read, so the next goes on from there.
+    if !due.rows.is_empty() || !organizations.is_empty() || due.capped {
+        let event = RetentionApplied {
+            at: now,
+            usage_before: cut.usage_before,
+            up_to_sequence: due.up_to,
+            usage_records: outcome.usage_records,
+            keys_archived: outcome.keys_archived,
+            subscriptions_anonymized: outcome.subscriptions_anonymized,
+        };
+        let sequence = append(ledger, event).await?;
+        erase(&ledger.log, sequence, &due.rows).await?;
+        outcome.sequence = Some(sequence);
+    }
+    if outcome.sequence.is_some() || completed_records > 0 {
+        outcome.read_model_rows_retired = ledger.models.db.retire_usage(cut.before_day, due.up_to).await?;
+    }
     Ok(outcome)
 }
 
@@ -186,6 +195,8 @@ fn years_before(now: Timestamp, years: u32) -> Result<Timestamp, Error> {
 struct Due {
     rows: Vec<ErasedRow>,
     up_to: u64,
+    /// It stopped at [`RECORDS_SCANNED_PER_RUN_MAX`].
+    capped: bool,
 }
 
 /// The usage reports in `range` that `cut` retires and that are not erased
@@ -194,7 +205,7 @@ struct Due {
 /// `up_to` is then retired, none skipped for a later run.
 async fn due_usage(log: &EventLog, range: RangeInclusive<u64>, cut: &Cut, max: usize) -> Result<Due, Error> {
     let (mut from, end) = range.into_inner();
-    let mut due = Due { rows: Vec::new(), up_to: from.saturating_sub(1) };
+    let mut due = Due { rows: Vec::new(), up_to: from.saturating_sub(1), capped: false };
     let mut scanned = 0u64;
     while from <= end && scanned < RECORDS_SCANNED_PER_RUN_MAX {
         let page = log.read_page(from..=end, SCAN_PAGE_RECORDS).await?;
@@ -209,7 +220,8 @@ async fn due_usage(log: &EventLog, range: RangeInclusive<u64>, cut: &Cut, max: u
             }
             due.up_to = record.header.sequence;
             scanned += 1;
-            if due.rows.len() >= max || scanned >= RECORDS_SCANNED_PER_RUN_MAX {
+            due.capped = scanned >= RECORDS_SCANNED_PER_RUN_MAX;
+            if due.rows.len() >= max || due.capped {
                 return Ok(due);
             }
         }
