@@ -449,11 +449,6 @@ pub enum Defect {
     HeadMismatch { last: u64, head: u64 },
     #[error("the head's chain hash is not the last record's")]
     HeadChainMismatch,
-    /// Metadata or payload is NULL without a sanctioned erasure: no
-    /// `erasures` row for the record, or one whose sanctioning record is
-    /// not later than it (issue 16).
-    #[error("content is erased without a sanctioned erasure")]
-    UnsanctionedErasure,
 }
 
 /// The first thing found wrong in a log: where and what.
