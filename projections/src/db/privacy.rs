@@ -16,7 +16,11 @@
 
 use std::collections::BTreeSet;
 
+use domain::billing::InvoiceEvent;
+use domain::branding::BrandingEvent;
 use domain::event::{LedgerEvent, StoredEvent};
+use domain::license::{License, LicenseEvent};
+use domain::stripe::StripeEvent;
 use domain::organization::{Organization, OrganizationCreated, OrganizationEvent, Role, UserAdded};
 use domain::privacy::Subject;
 use domain::record::{Record, RecordHeader};
@@ -26,7 +30,8 @@ use domain::{EventId, OrganizationId, StreamId, Timestamp, UserId};
 use super::table::{Row, Value};
 use super::{Backend, Checkpoint, DbError, PURGE_FENCE, ReadModelDb};
 use crate::models::customers::{domain_key, name_keys};
-use crate::models::staff::StaffRow;
+use crate::models::branding::BrandingRow;
+use crate::models::staff::{ServiceTokenRow, StaffRow};
 use crate::models::{audit, decoded, encoded};
 
 /// Statements inside one read-model transaction, written with `$n`
@@ -114,8 +119,85 @@ fn purge(tx: &mut dyn Tx, subject: &Subject, erased: &[Record]) -> Result<u64, D
     };
     for record in erased {
         changed += purge_audit_entry(tx, record)?;
+        changed += purge_record_rows(tx, record)?;
     }
     Ok(changed)
+}
+
+/// Rows that copy free text or names from one record, taken again from
+/// its facts: a void's or credit note's reason, a license's revocation
+/// reason, a branding's display name, a Stripe refusal's message, a
+/// service token's name. Each only while the row still holds that
+/// record's copy.
+fn purge_record_rows(tx: &mut dyn Tx, record: &Record) -> Result<u64, DbError> {
+    let Some(facts) = record.erasure.as_ref().and_then(|e| e.facts.as_deref()) else { return Ok(0) };
+    let Ok(Some(event)) = LedgerEvent::decode(&record.header, facts) else { return Ok(0) };
+    let sequence = Value::uint(record.header.sequence)?;
+    Ok(match event {
+        LedgerEvent::Invoice(InvoiceEvent::InvoiceVoided(voided)) => tx.execute(
+            "UPDATE rm_voided_invoices SET voided = $1 WHERE invoice_id = $2 AND sequence = $3 AND voided <> $1",
+            vec![encoded(&voided), voided.invoice_id.into(), sequence],
+        )?,
+        LedgerEvent::Invoice(InvoiceEvent::CreditNoteIssued(note)) => {
+            tx.execute(
+                "UPDATE rm_credit_notes SET note = $1 WHERE invoice_id = $2 AND number = $3 AND sequence = $4 \
+                 AND note <> $1",
+                vec![encoded(&note), note.invoice_id.into(), Value::uint(u64::from(note.number))?, sequence.clone()],
+            )? + tx.execute(
+                "UPDATE rm_stripe_pending_credit_notes SET note = $1 WHERE credit_note_id = $2 AND sequence = $3 \
+                 AND note <> $1",
+                vec![encoded(&note), note.credit_note_id.into(), sequence],
+            )?
+        }
+        LedgerEvent::Stripe(StripeEvent::StripeSyncRefused(refused)) => tx.execute(
+            "UPDATE rm_stripe_refused SET message = $1 WHERE target = $2 AND refused_at = $3 AND message <> $1",
+            vec![refused.message.into(), refused.target.into(), Value::Int(record.header.recorded_at.as_micros())],
+        )?,
+        LedgerEvent::License(LicenseEvent::LicenseRevoked(revoked)) => {
+            let Some(id) = crate::models::stream_uuid(record, "license") else { return Ok(0) };
+            update_blob::<License>(tx, "rm_licenses", "state", "id", id, |license| {
+                if license.revoked.is_some() {
+                    license.revoked = Some(revoked.reason.clone());
+                }
+            })?
+        }
+        LedgerEvent::Branding(BrandingEvent::BrandingSet(set)) => {
+            let id = set.organization_id.0;
+            update_blob::<BrandingRow>(tx, "rm_branding", "branding", "organization_id", id, |row| {
+                if row.sequence == record.header.sequence {
+                    row.display_name = set.display_name.clone();
+                }
+            })?
+        }
+        LedgerEvent::Staff(StaffEvent::ServiceTokenIssued(issued)) => {
+            let id = issued.token_id.0;
+            update_blob::<ServiceTokenRow>(tx, "rm_service_tokens", "token", "token_id", id, |row| {
+                row.name = issued.name.clone();
+            })?
+        }
+        _ => 0,
+    })
+}
+
+/// Reads one row's encoded column by its id, changes it, and writes it
+/// back if it changed; rows changed.
+fn update_blob<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq>(
+    tx: &mut dyn Tx,
+    table: &str,
+    column: &str,
+    key: &str,
+    id: uuid::Uuid,
+    change: impl FnOnce(&mut T),
+) -> Result<u64, DbError> {
+    let rows = tx.query(&format!("SELECT {column} FROM {table} WHERE {key} = $1"), vec![id.into()])?;
+    let Some(row) = rows.first() else { return Ok(0) };
+    let old: T = decoded(row, 0)?;
+    let mut new: T = decoded(row, 0)?;
+    change(&mut new);
+    if new == old {
+        return Ok(0);
+    }
+    tx.execute(&format!("UPDATE {table} SET {column} = $1 WHERE {key} = $2"), vec![encoded(&new), id.into()])
 }
 
 /// `event` as a rebuild from the erased log applies it: encoded at its own
