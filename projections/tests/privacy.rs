@@ -101,7 +101,8 @@ impl Fixture {
     async fn push_at<E: StoredEvent>(&mut self, stream: StreamId, event: &E, metadata: Metadata, at: Timestamp) -> u64 {
         self.events += 1;
         let new = NewEvent::from_event(event, EventId(id(99, u128::from(self.events))), at, &metadata);
-        let command = Command { stream_id: stream, expected: ExpectedRevision::Any, idempotency: None, events: vec![new] };
+        let command =
+            Command { stream_id: stream, expected: ExpectedRevision::Any, idempotency: None, events: vec![new] };
         self.log.append(vec![command]).await.unwrap().pop().unwrap().unwrap();
         self.log.head().await.unwrap().sequence
     }
@@ -188,14 +189,16 @@ async fn history(f: &mut Fixture) {
         f.push(org.stream(), &OrganizationEvent::from(created), operator.clone()).await;
     }
     let bob_actor = format!("org:{ACME}:admin:user:{BOB}");
-    let add = |user_id, email: &str| OrganizationEvent::from(UserAdded { user_id, email: email.into(), role: Role::Admin });
+    let add =
+        |user_id, email: &str| OrganizationEvent::from(UserAdded { user_id, email: email.into(), role: Role::Admin });
     f.push(ACME.stream(), &add(BOB, BOB_EMAIL), operator.clone()).await;
     f.push(ACME.stream(), &add(ALICE, ALICE_EMAIL), by(bob_actor.clone(), "198.51.100.2")).await;
     f.push(OTHER.stream(), &add(CAROL, OTHER_EMAIL), operator.clone()).await;
     let alice = by(format!("org:{ACME}:user:{ALICE}"), ALICE_IP);
     let at = Timestamp::from_micros(START);
     let secret = domain::keys::ServerSecret::from_bytes([3; 32]);
-    let signed_in = SignedIn { organization_id: ACME, user_id: ALICE, session_id: id(8, 1), address: ALICE_IP.into(), at };
+    let signed_in =
+        SignedIn { organization_id: ACME, user_id: ALICE, session_id: id(8, 1), address: ALICE_IP.into(), at };
     f.push(signin::link_stream(&secret, "a link"), &SignInEvent::from(signed_in), alice.clone()).await;
     let linked = SsoLinked {
         organization_id: ACME,
@@ -218,7 +221,12 @@ async fn history(f: &mut Fixture) {
     f.push(domain::sso::signin_stream(id(8, 2)), &SsoEvent::from(sso), alice).await;
     let deactivated = OrganizationEvent::from(UserDeactivated { user_id: ALICE });
     f.push(ACME.stream(), &deactivated, by(bob_actor, "198.51.100.2")).await;
-    let staff = StaffUserAdded { staff_id: DAVE, name: "Dave Staffer".into(), email: STAFF_EMAIL.into(), role: StaffRole::Support };
+    let staff = StaffUserAdded {
+        staff_id: DAVE,
+        name: "Dave Staffer".into(),
+        email: STAFF_EMAIL.into(),
+        role: StaffRole::Support,
+    };
     f.push(domain::staff::stream(), &StaffEvent::from(staff), operator).await;
 }
 

@@ -20,17 +20,17 @@ use domain::billing::InvoiceEvent;
 use domain::branding::BrandingEvent;
 use domain::event::{LedgerEvent, StoredEvent};
 use domain::license::{License, LicenseEvent};
-use domain::stripe::StripeEvent;
 use domain::organization::{Organization, OrganizationCreated, OrganizationEvent, Role, UserAdded};
 use domain::privacy::Subject;
 use domain::record::{Record, RecordHeader};
 use domain::staff::{StaffEvent, StaffId, StaffUserAdded};
+use domain::stripe::StripeEvent;
 use domain::{EventId, OrganizationId, StreamId, Timestamp, UserId};
 
 use super::table::{Row, Value};
 use super::{Backend, Checkpoint, DbError, PURGE_FENCE, ReadModelDb};
-use crate::models::customers::{domain_key, name_keys};
 use crate::models::branding::BrandingRow;
+use crate::models::customers::{domain_key, name_keys};
 use crate::models::staff::{ServiceTokenRow, StaffRow};
 use crate::models::{audit, decoded, encoded};
 
