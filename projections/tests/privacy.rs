@@ -22,7 +22,7 @@ use domain::sso::{SsoEvent, SsoLinked, SsoSignedIn};
 use domain::staff::{StaffEvent, StaffId, StaffRole, StaffUserAdded};
 use domain::usage::{Metrics, UsageEvent, UsageReported};
 use domain::{Clock, EventId, LicenseId, Metadata, OrganizationId, StreamId, SubscriptionId, Timestamp, UserId};
-use ledger_projections::db::{ReadModelDb, Runner, compare};
+use ledger_projections::db::{ReadModelDb, Rebuild, Runner, compare};
 use ledger_projections::models::{self, customers, organizations, staff, usage};
 use rust_decimal::Decimal;
 use store::{Command, ErasedRow, EventLog, ExpectedRevision, NewEvent};
@@ -154,17 +154,24 @@ impl Fixture {
         now
     }
 
+    /// Which of the read models' SQLite file and its `-wal` hold `needle`.
+    fn files_holding(&self, needle: &str) -> Vec<&'static str> {
+        ["readmodels.sqlite", "readmodels.sqlite-wal"]
+            .into_iter()
+            .filter(|name| {
+                let bytes = std::fs::read(self.dir.path().join(name)).unwrap_or_default();
+                bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            })
+            .collect()
+    }
+
     /// The read models' SQLite file and its `-wal` hold none of `needles`.
     fn assert_files_clean(&self, needles: &[&str]) {
         if !matches!(self.kind, Kind::Sqlite) {
             return;
         }
-        for name in ["readmodels.sqlite", "readmodels.sqlite-wal"] {
-            let Ok(bytes) = std::fs::read(self.dir.path().join(name)) else { continue };
-            for needle in needles {
-                let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
-                assert!(!found, "{name} still holds {needle:?}");
-            }
+        for needle in needles {
+            assert_eq!(self.files_holding(needle), Vec::<&str>::new(), "{needle:?} is still in the read models");
         }
     }
 }
@@ -441,4 +448,87 @@ async fn a_runner_loaded_before_a_purge_builds_on_the_purged_rows_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_loaded_before_a_purge_builds_on_the_purged_rows_on_postgres() {
     runner_reloads_after_a_purge(Kind::Postgres).await;
+}
+
+/// The erased log as the store will hand it over, made in memory: the
+/// records concerning `subject` with no metadata, payload or salt and
+/// their facts kept, under a real `SubjectErased`. Returns every record of
+/// the log so and the erased ones.
+async fn erase_in_memory(f: &mut Fixture, subject: &Subject) -> (Vec<Record>, Vec<Record>) {
+    let head = f.log.head().await.unwrap().sequence;
+    let mut records = f.log.read_page(1..=head, 10_000).await.unwrap();
+    let mut listed = Vec::new();
+    for record in &records {
+        let payload = record.payload.as_deref().unwrap();
+        if domain::privacy::concerns(&record.header, payload, record.metadata.as_deref(), subject) {
+            let facts = domain::privacy::facts(&record.header, payload).unwrap();
+            listed.push(ErasedRecord { sequence: record.header.sequence, facts: Some(facts) });
+        }
+    }
+    let erased_event = SubjectErased {
+        subject: subject.clone(),
+        reason: ErasureReason::Request,
+        at: Timestamp::from_micros(START + 86_400_000_000),
+        records: listed.clone(),
+    };
+    let by = f.push(domain::privacy::privacy_stream(), &PrivacyEvent::from(erased_event), Metadata::default()).await;
+    records.extend(f.log.read_page(by..=by, 1).await.unwrap());
+    let mut erased = Vec::new();
+    for listed in listed {
+        let record = &mut records[listed.sequence as usize - 1];
+        record.payload = None;
+        record.metadata = None;
+        record.salt = None;
+        record.erasure = Some(domain::record::Erasure { by, facts: listed.facts });
+        erased.push(record.clone());
+    }
+    (records, erased)
+}
+
+/// The purged read models equal a rebuild from exactly the records the
+/// store hands over after the erasure (made in memory here; the tests
+/// above erase through the store).
+async fn purge_equals_a_rebuild_of_the_erased_records(kind: Kind) {
+    for subject in [
+        Subject::User { organization_id: ACME, user_id: ALICE },
+        Subject::Organization { organization_id: OTHER },
+        Subject::Staff { staff_id: DAVE },
+    ] {
+        let Some(mut f) = fixture(kind, "privacy purge in memory").await else { return };
+        history(&mut f).await;
+        let (records, erased) = erase_in_memory(&mut f, &subject).await;
+        assert!(!erased.is_empty());
+        f.runner(&f.db).catch_up().await.unwrap();
+        let needles: &[&str] = match subject {
+            Subject::User { .. } => &[ALICE_EMAIL, ALICE_IP],
+            Subject::Organization { .. } => &[OTHER_EMAIL, "Other Things"],
+            Subject::Staff { .. } => &[STAFF_EMAIL, "Dave Staffer"],
+        };
+        if matches!(kind, Kind::Sqlite) {
+            assert!(needles.iter().all(|n| !f.files_holding(n).is_empty()), "the read models held them before");
+        }
+        assert!(f.db.purge_subject(&subject, &erased).await.unwrap() > 0, "{subject:?}");
+        assert_eq!(f.db.purge_subject(&subject, &erased).await.unwrap(), 0, "{subject:?}: a second purge");
+
+        let scratch = tempfile::tempdir().unwrap();
+        let rebuilt = ReadModelDb::open_sqlite_file(&scratch.path().join("rebuild.sqlite")).await.unwrap();
+        let until = records.last().unwrap().header.sequence;
+        let mut rebuild = Rebuild::new(rebuilt.clone(), models::all(Catalog::builtin()), until).await.unwrap();
+        rebuild.apply(Arc::from(records)).await.unwrap();
+        rebuild.finish().await.unwrap();
+        let difference = compare(&f.db, &rebuilt, &models::tables()).await.unwrap();
+        assert_eq!(difference, None, "{kind:?}, {subject:?}: the purged read models differ from a rebuild");
+        f.assert_files_clean(needles);
+        f.assert_files_clean(&[ALICE_SUBJECT]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_equals_a_rebuild_of_the_erased_records_on_sqlite() {
+    purge_equals_a_rebuild_of_the_erased_records(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_equals_a_rebuild_of_the_erased_records_on_postgres() {
+    purge_equals_a_rebuild_of_the_erased_records(Kind::Postgres).await;
 }
