@@ -308,7 +308,63 @@ async fn erase_a_staff_user(kind: Kind) {
 /// January's daily rows and keep February's.
 async fn retire_usage(kind: Kind) {
     let Some(mut f) = fixture(kind, "privacy retire usage").await else { return };
-    history(&mut f).await;
+    let (subscription_id, january) = usage_history(&mut f).await;
+    f.runner(&f.db).catch_up().await.unwrap();
+    assert_eq!(usage::month(&f.db, subscription_id, d(2026, 1, 1)).await.unwrap().days.len(), 3);
+    let up_to_sequence = *january.last().unwrap();
+    let by = retention_applied(&mut f, up_to_sequence, january.len()).await;
+    let rows: Vec<ErasedRow> = january.iter().map(|&sequence| ErasedRow { sequence, facts: None }).collect();
+    f.log.erase(by, &rows).await.unwrap();
+    let deleted = f.db.retire_usage(d(2026, 2, 1), up_to_sequence).await.unwrap();
+    assert!(deleted >= 3, "January's rows went: {deleted}");
+    f.runner(&f.db).catch_up().await.unwrap();
+    assert!(usage::month(&f.db, subscription_id, d(2026, 1, 1)).await.unwrap().days.is_empty());
+    assert_eq!(usage::month(&f.db, subscription_id, d(2026, 2, 1)).await.unwrap().days.len(), 2);
+    f.assert_equals_rebuild("after retiring January's usage").await;
+}
+
+/// The same with the retired records made in memory, as the store hands
+/// them over (no payload, no facts): the rebuild skips them.
+async fn retire_usage_in_memory(kind: Kind) {
+    let Some(mut f) = fixture(kind, "privacy retire usage in memory").await else { return };
+    let (subscription_id, january) = usage_history(&mut f).await;
+    let up_to_sequence = *january.last().unwrap();
+    let by = retention_applied(&mut f, up_to_sequence, january.len()).await;
+    f.runner(&f.db).catch_up().await.unwrap();
+    let mut records = f.log.read_page(1..=by, 10_000).await.unwrap();
+    for &sequence in &january {
+        let record = &mut records[sequence as usize - 1];
+        (record.payload, record.metadata, record.salt) = (None, None, None);
+        record.erasure = Some(domain::record::Erasure { by, facts: None });
+    }
+    assert!(f.db.retire_usage(d(2026, 2, 1), up_to_sequence).await.unwrap() >= 3);
+    assert!(usage::month(&f.db, subscription_id, d(2026, 1, 1)).await.unwrap().days.is_empty());
+    assert_eq!(usage::month(&f.db, subscription_id, d(2026, 2, 1)).await.unwrap().days.len(), 2);
+    let scratch = tempfile::tempdir().unwrap();
+    let rebuilt = ReadModelDb::open_sqlite_file(&scratch.path().join("rebuild.sqlite")).await.unwrap();
+    let mut rebuild = Rebuild::new(rebuilt.clone(), models::all(Catalog::builtin()), by).await.unwrap();
+    rebuild.apply(Arc::from(records)).await.unwrap();
+    rebuild.finish().await.unwrap();
+    let difference = compare(&f.db, &rebuilt, &models::tables()).await.unwrap();
+    assert_eq!(difference, None, "{kind:?}: the read models differ from a rebuild without the retired usage");
+}
+
+async fn retention_applied(f: &mut Fixture, up_to_sequence: u64, records: usize) -> u64 {
+    let applied = RetentionApplied {
+        at: Timestamp::from_micros(START + 86_400_000_000 * 40),
+        usage_before: Timestamp::from_micros(START + 86_400_000_000 * 31),
+        up_to_sequence,
+        usage_records: records as u64,
+        keys_archived: 0,
+        subscriptions_anonymized: 0,
+    };
+    f.push(domain::privacy::privacy_stream(), &PrivacyEvent::from(applied), Metadata::default()).await
+}
+
+/// The [`history`], then usage reports of three January days and two
+/// February days, each occurring on its day; the January sequences.
+async fn usage_history(f: &mut Fixture) -> (SubscriptionId, Vec<u64>) {
+    history(f).await;
     let subscription_id = SubscriptionId(id(2, 1));
     let mut january = Vec::new();
     for (month, days) in [(1, 3), (2, 2)] {
@@ -333,26 +389,7 @@ async fn retire_usage(kind: Kind) {
             }
         }
     }
-    f.runner(&f.db).catch_up().await.unwrap();
-    assert_eq!(usage::month(&f.db, subscription_id, d(2026, 1, 1)).await.unwrap().days.len(), 3);
-    let up_to_sequence = *january.last().unwrap();
-    let applied = RetentionApplied {
-        at: Timestamp::from_micros(START + 86_400_000_000 * 40),
-        usage_before: Timestamp::from_micros(START + 86_400_000_000 * 31),
-        up_to_sequence,
-        usage_records: january.len() as u64,
-        keys_archived: 0,
-        subscriptions_anonymized: 0,
-    };
-    let by = f.push(domain::privacy::privacy_stream(), &PrivacyEvent::from(applied), Metadata::default()).await;
-    let rows: Vec<ErasedRow> = january.iter().map(|&sequence| ErasedRow { sequence, facts: None }).collect();
-    f.log.erase(by, &rows).await.unwrap();
-    let deleted = f.db.retire_usage(d(2026, 2, 1), up_to_sequence).await.unwrap();
-    assert!(deleted >= 3, "January's rows went: {deleted}");
-    f.runner(&f.db).catch_up().await.unwrap();
-    assert!(usage::month(&f.db, subscription_id, d(2026, 1, 1)).await.unwrap().days.is_empty());
-    assert_eq!(usage::month(&f.db, subscription_id, d(2026, 2, 1)).await.unwrap().days.len(), 2);
-    f.assert_equals_rebuild("after retiring January's usage").await;
+    (subscription_id, january)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,4 +568,14 @@ async fn a_purge_equals_a_rebuild_of_the_erased_records_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_equals_a_rebuild_of_the_erased_records_on_postgres() {
     purge_equals_a_rebuild_of_the_erased_records(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retired_usage_made_in_memory_equals_a_rebuild_on_sqlite() {
+    retire_usage_in_memory(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retired_usage_made_in_memory_equals_a_rebuild_on_postgres() {
+    retire_usage_in_memory(Kind::Postgres).await;
 }
