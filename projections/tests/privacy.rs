@@ -338,6 +338,7 @@ async fn retire_usage_in_memory(kind: Kind) {
         record.erasure = Some(domain::record::Erasure { by, facts: None });
     }
     assert!(f.db.retire_usage(d(2026, 2, 1), up_to_sequence).await.unwrap() >= 3);
+    assert_eq!(usage::retired(&f.db).await.unwrap(), Some((d(2026, 2, 1), up_to_sequence)));
     assert!(usage::month(&f.db, subscription_id, d(2026, 1, 1)).await.unwrap().days.is_empty());
     assert_eq!(usage::month(&f.db, subscription_id, d(2026, 2, 1)).await.unwrap().days.len(), 2);
     let scratch = tempfile::tempdir().unwrap();
