@@ -48,6 +48,7 @@ pub mod provisioning;
 pub mod queries;
 pub mod readmodels;
 pub mod resend;
+pub mod retention;
 pub mod revenue;
 pub mod scheduler;
 pub mod secret_rotation;

