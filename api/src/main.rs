@@ -262,6 +262,17 @@ enum Command {
         #[command(subcommand)]
         job: ProjectionsJob,
     },
+    /// The retention job once (README, "Retention"): retires usage details
+    /// past `--retention-usage-years` and anonymizes organizations whose
+    /// subscriptions all ended `--retention-anonymize-years` ago; prints
+    /// what it did as JSON. The server runs it daily.
+    Retention {
+        /// Say what a run would do, changing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        store: Store,
+    },
     /// Revenue analytics as of a past day, from the log alone (read-only):
     /// the figures of `GET /api/v1/analytics/revenue` for that day's month,
     /// up to that day, computed from the records recorded by its end.
@@ -540,6 +551,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Usage { job: UsageJob::Import { file, store, usage } } => import_usage(file, store, usage).await,
         Command::Report { as_of, format, store } => report(&as_of, &format, store).await,
+        Command::Retention { dry_run, store } => retention(dry_run, store).await,
         Command::Keys { job: Keys::PrepareLease { store } } => prepare_key(&store, &ledger_api::secrets::LEASE),
         Command::Keys { job: Keys::RotateLease { store } } => rotate_key(&store, &ledger_api::secrets::LEASE),
         Command::Keys { job: Keys::PrepareLicense { store } } => prepare_key(&store, &ledger_api::secrets::LICENSE),
@@ -673,6 +685,19 @@ async fn billing_run(period: String, preview: bool, store: Store) -> anyhow::Res
     }
     eprintln!("{} invoice(s) of {period} could not be issued", done.failed.len());
     std::process::exit(EXIT_SOME_INVOICES_FAILED)
+}
+
+/// `ledger retention [--dry-run]`: runs the retention job once, with the
+/// periods the flags give; Stripe customers of anonymized organizations
+/// are redacted when STRIPE_SECRET_KEY is set.
+async fn retention(dry_run: bool, store: Store) -> anyhow::Result<()> {
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let settings = config.policy.retention;
+    let ledger = usecases::Ledger::open(&config.ledger()).await?;
+    let stripe = usecases::stripe::Stripe::new(usecases::stripe::Settings::from_env()?)?;
+    let done = usecases::retention::run(&ledger, &stripe, ledger.now(), settings, dry_run).await?;
+    println!("{}", serde_json::to_string_pretty(&done)?);
+    Ok(())
 }
 
 /// The operator's command from the command line.
