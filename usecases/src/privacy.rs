@@ -248,8 +248,20 @@ impl Batch {
         };
         let appended = ledger.log.append_one(command).await?.map_err(|r| Error::Internal(r.to_string()))?;
         ledger.log.erase(appended.last_sequence, &rows).await?;
-        Ok(())
+        purge(ledger, subject, &rows).await
     }
+}
+
+/// Purges the read models of the subject's data, given the records just
+/// erased (read back from the log: the read models recompute what they
+/// derived from them, e.g. the audit index's actor and address).
+async fn purge(ledger: &Ledger, subject: &Subject, rows: &[ErasedRow]) -> Result<(), Error> {
+    let mut erased = Vec::with_capacity(rows.len());
+    for row in rows {
+        erased.extend(ledger.log.read_page(row.sequence..=row.sequence, 1).await?);
+    }
+    ledger.models.db.purge_subject(subject, &erased).await?;
+    Ok(())
 }
 
 fn rows(erased: &SubjectErased) -> Vec<ErasedRow> {
@@ -270,7 +282,7 @@ async fn after_erasure(ledger: &Ledger, stripe: &Stripe, subject: &Subject) -> R
         }
         _ => None,
     };
-    ledger.models.db.purge_subject(subject).await?;
+    purge(ledger, subject, &[]).await?;
     end_sessions(ledger, subject).await?;
     if let Subject::Organization { organization_id } = subject {
         crate::notify::drop_unsent(ledger, *organization_id).await?;
@@ -363,12 +375,11 @@ async fn complete_interrupted_locked(ledger: &Ledger) -> Result<u64, Error> {
             if record.first().is_none_or(|r| r.erasure.is_some()) {
                 continue;
             }
-            let count = ledger.log.erase(by, &rows(&event)).await?;
+            let rows = rows(&event);
+            let count = ledger.log.erase(by, &rows).await?;
             tracing::warn!(sequence = by, records = count, "completed an interrupted erasure");
             erased += count;
-            let head = ledger.log.head().await?.sequence;
-            ledger.models.wait_for(head, PURGE_WAIT).await.map_err(|_| Error::ProjectionLagging(head))?;
-            ledger.models.db.purge_subject(&event.subject).await?;
+            purge(ledger, &event.subject, &rows).await?;
         }
         revision = next;
     }
