@@ -541,23 +541,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections { job: ProjectionsJob::Rebuild { accept_rollback, store } } => {
-            let config = config(store, "127.0.0.1:0".parse()?, 0);
-            let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
-            let log = ledger_api::open_log(&config, clock.clone()).await?;
-            let now = domain::Clock::now(clock.as_ref());
-            let models = usecases::readmodels::open_db(&config.ledger()).await?;
-            let catalog = domain::catalog::Catalog::builtin();
-            let rebuilt = ledger_api::rollback::rebuild(&log, &models, &catalog, now, accept_rollback).await?;
-            if let Some(lost) = &rebuilt.rollback {
-                eprintln!(
-                    "accepted: the log lost sequences {} to {}; recorded at sequence {}; read models rebuilt",
-                    lost.lost_from,
-                    lost.lost_to,
-                    rebuilt.recorded_at.unwrap_or_default()
-                );
-            }
-            println!("{}", serde_json::to_string_pretty(&rebuilt.json())?);
-            Ok(())
+            rebuild_projections(accept_rollback, store).await
         }
         Command::Licenses { job: Licenses::ActivateOffline { request, out, store, usage } } => {
             activate_offline(request, out, store, usage).await
@@ -579,6 +563,27 @@ async fn main() -> anyhow::Result<()> {
             retire_secret(store, drop_unrehashable_tokens).await
         }
     }
+}
+
+/// `ledger projections rebuild`: rebuilds the read models from the log.
+async fn rebuild_projections(accept_rollback: bool, store: Store) -> anyhow::Result<()> {
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
+    let log = ledger_api::open_log(&config, clock.clone()).await?;
+    let now = domain::Clock::now(clock.as_ref());
+    let models = usecases::readmodels::open_db(&config.ledger()).await?;
+    let catalog = domain::catalog::Catalog::builtin();
+    let rebuilt = ledger_api::rollback::rebuild(&log, &models, &catalog, now, accept_rollback).await?;
+    if let Some(lost) = &rebuilt.rollback {
+        eprintln!(
+            "accepted: the log lost sequences {} to {}; recorded at sequence {}; read models rebuilt",
+            lost.lost_from,
+            lost.lost_to,
+            rebuilt.recorded_at.unwrap_or_default()
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&rebuilt.json())?);
+    Ok(())
 }
 
 /// `ledger keys rotate-secret`: prints the old and the new secret's id.
@@ -797,7 +802,9 @@ async fn subject(ledger: &usecases::Ledger, args: &SubjectArgs) -> anyhow::Resul
                 .map_err(|e| anyhow::anyhow!("user {user}: {e}"))?;
             Subject::User { organization_id, user_id }
         }
-        (None, Some(organization), _) => Subject::Organization { organization_id: domain::OrganizationId(organization) },
+        (None, Some(organization), _) => {
+            Subject::Organization { organization_id: domain::OrganizationId(organization) }
+        }
         (None, None, Some(staff)) => Subject::Staff { staff_id: domain::staff::StaffId(staff) },
         (None, None, None) => anyhow::bail!("name --user, --organization or --staff"),
     })

@@ -16,10 +16,7 @@ mod common;
 use common::{AUDITOR, Backend, OPERATOR, Server, id};
 use serde_json::{Value, json};
 
-backends!(
-    a_user_is_erased_over_the_api_and_only_a_staff_admin_may,
-    the_command_line_exports_and_erases_a_user_by_id
-);
+backends!(a_user_is_erased_over_the_api_and_only_a_staff_admin_may, the_command_line_exports_and_erases_a_user_by_id);
 
 /// An organization with a subscription, its admin's API token, and a user
 /// (`erin@…`) whom the admin added.

@@ -149,8 +149,7 @@ async fn refuse_live(ledger: &Ledger, subject: &Subject) -> Result<(), Error> {
     let db = &ledger.models.db;
     match subject {
         Subject::User { organization_id, user_id } => {
-            let organization =
-                organization_model::organization(db, *organization_id).await?.ok_or(Error::NotFound)?;
+            let organization = organization_model::organization(db, *organization_id).await?.ok_or(Error::NotFound)?;
             let user = organization.state.users.get(user_id).ok_or(Error::NotFound)?;
             if user.active {
                 return Err(Error::conflict(
@@ -308,10 +307,12 @@ async fn end_sessions(ledger: &Ledger, subject: &Subject) -> Result<(), Error> {
 async fn users_of(ledger: &Ledger, subject: &Subject) -> Result<Vec<UserId>, Error> {
     Ok(match subject {
         Subject::User { user_id, .. } => vec![*user_id],
-        Subject::Organization { organization_id } => organization_model::organization(&ledger.models.db, *organization_id)
-            .await?
-            .map(|row| row.state.users.keys().copied().collect())
-            .unwrap_or_default(),
+        Subject::Organization { organization_id } => {
+            organization_model::organization(&ledger.models.db, *organization_id)
+                .await?
+                .map(|row| row.state.users.keys().copied().collect())
+                .unwrap_or_default()
+        }
         Subject::Staff { .. } => Vec::new(),
     })
 }
@@ -484,12 +485,7 @@ pub async fn export(
         }
     }
     let next = (from <= head).then(|| from - 1);
-    Ok(ExportPage {
-        subject: subject_json(subject),
-        read_models: (after == 0).then_some(read_models),
-        records,
-        next,
-    })
+    Ok(ExportPage { subject: subject_json(subject), read_models: (after == 0).then_some(read_models), records, next })
 }
 
 /// Whether a record holds (or, erased, held) the subject's data: its
@@ -497,7 +493,9 @@ pub async fn export(
 pub fn holds(record: &Record, subject: &Subject) -> bool {
     match (&record.erasure, record.payload.as_deref()) {
         (None, Some(payload)) => privacy::concerns(&record.header, payload, record.metadata.as_deref(), subject),
-        (Some(_), _) => record.event_bytes().is_some_and(|facts| privacy::concerns(&record.header, facts, None, subject)),
+        (Some(_), _) => {
+            record.event_bytes().is_some_and(|facts| privacy::concerns(&record.header, facts, None, subject))
+        }
         (None, None) => false,
     }
 }

@@ -179,7 +179,9 @@ async fn a_user_erased_leaves_every_command_working_and_nothing_of_theirs_in_the
     let actor = format!("user:{}", erin.0);
     let must: BTreeSet<u64> = all
         .iter()
-        .filter(|r| contains(r.payload.as_deref(), ERIN.as_bytes()) || contains(r.metadata.as_deref(), actor.as_bytes()))
+        .filter(|r| {
+            contains(r.payload.as_deref(), ERIN.as_bytes()) || contains(r.metadata.as_deref(), actor.as_bytes())
+        })
         .map(|r| r.header.sequence)
         .collect();
     let may: BTreeSet<u64> = all
@@ -274,13 +276,17 @@ async fn an_erased_organizations_unsent_notifications_are_dropped(fixture: Fixtu
     // No admin yet: the onboarding e-mail with the license key waits.
     subscription(ledger, organization_id, false).await;
     ledger.models.wait_for(head(ledger).await, WAIT).await.unwrap();
-    let pending = || projections::models::notifications::pending_of_organization(&ledger.models.db, organization_id, 10);
+    let pending =
+        || projections::models::notifications::pending_of_organization(&ledger.models.db, organization_id, 10);
     let waiting = pending().await.unwrap();
     assert!(!waiting.is_empty(), "the onboarding notice waits for an admin");
 
     // The term ended (it does not renew): nothing is live any more.
+    let subject = Subject::Organization { organization_id };
+    assert!(matches!(erase(ledger, &subject).await, Err(Error::Conflict { code: "subscription_live", .. })));
     ledger.clock.advance(Timestamp::parse_rfc3339("2027-01-02T00:00:00Z").unwrap()).unwrap().unwrap();
-    let erased = erase(ledger, &Subject::Organization { organization_id }).await.unwrap();
+    usecases::scheduler::tick(ledger).await.unwrap();
+    let erased = erase(ledger, &subject).await.unwrap();
     assert_eq!(erased.erasure_sequences.len(), 1, "{erased:?}");
     assert_eq!(pending().await.unwrap(), vec![], "no notice of the organization is left to send");
     for notice in waiting {

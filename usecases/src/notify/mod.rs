@@ -710,7 +710,11 @@ pub async fn drop_unsent(app: &Ledger, organization_id: domain::OrganizationId) 
         let mut last = 0;
         for pending in page {
             let (id, notice) = (pending.id, pending.notice);
-            let event = NotificationEvent::NotificationSkipped(NotificationSkipped { id, notice, reason: SkipReason::Obsolete });
+            let event = NotificationEvent::NotificationSkipped(NotificationSkipped {
+                id,
+                notice,
+                reason: SkipReason::Obsolete,
+            });
             let command = Command {
                 stream_id: id.stream(),
                 expected: ExpectedRevision::NoStream,
