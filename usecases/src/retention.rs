@@ -387,8 +387,7 @@ async fn anonymize(ledger: &Ledger, stripe: &Stripe, organizations: &[Organizati
     };
     for organization_id in organizations {
         let subject = Subject::Organization { organization_id: *organization_id };
-        let _ = (ledger, &context, stripe, &subject, Caller::Operator);
-        return Err(Error::Internal("TEMP: C not landed".into()));
+        crate::privacy::erase(ledger, &Caller::Operator, &context, stripe, &subject, ErasureReason::Retention).await?;
     }
     Ok(())
 }

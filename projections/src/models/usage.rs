@@ -286,10 +286,11 @@ fn month_overfull(rows: &[Row]) -> bool {
     })
 }
 
-/// The latest retention run's rule, if one ran: the first day whose usage
-/// is kept (reports of earlier days, at or before the sequence, are
-/// retired). A month before it has lost its daily usage: its invoice holds
-/// what was billed, and billing must not read it as usage that dropped.
+/// The latest retention run's rule, if one ran: the UTC day of its
+/// `usage_before` and its `up_to_sequence` (reports that occurred before
+/// it, at or before the sequence, may be retired). A month that ends before
+/// that day may have lost its daily usage: its invoice holds what was
+/// billed, and billing must not read it as usage that dropped.
 pub async fn retired(db: &ReadModelDb) -> Result<Option<(NaiveDate, u64)>, DbError> {
     let row = db.query_opt("SELECT before, up_to_sequence FROM rm_usage_retired WHERE id = 1", vec![]).await?;
     row.map(|row| Ok((parse_day(&row, 0)?, row.uint(1)?))).transpose()
