@@ -99,7 +99,7 @@ async fn append_rate(log: &EventLog, appenders: usize, batch: usize, seconds: Du
 }
 
 const RAW_COLUMNS: &str = "sequence, event_id, stream_id, stream_revision, event_type, schema_version, occurred_at_us, \
-    recorded_at_us, idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash";
+    recorded_at_us, idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash, format, salt";
 
 /// Rows per second inserting the same bytes without the log's work,
 /// `batch` rows per transaction.
@@ -118,7 +118,8 @@ async fn raw_rate(backend: &Backend, batch: usize, seconds: Duration) -> f64 {
     rows as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The hash columns' bytes in the raw baseline.
+/// The hash and salt columns' bytes in the raw baseline (records of
+/// format 2, as the log writes).
 const RAW_HASH: [u8; 32] = [7; 32];
 
 /// Rows inserted into a raw copy of the SQLite events table until
@@ -142,7 +143,7 @@ fn raw_rows_sqlite(path: &std::path::Path, metadata: &[u8], batch: usize, deadli
             let mut insert = tx
                 .prepare_cached(&format!(
                     "INSERT INTO raw_events_{batch} ({RAW_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
                 ))
                 .unwrap();
             for _ in 0..batch {
@@ -164,6 +165,8 @@ fn raw_rows_sqlite(path: &std::path::Path, metadata: &[u8], batch: usize, deadli
                         e.payload,
                         hash,
                         hash,
+                        hash,
+                        2,
                         hash
                     ])
                     .unwrap();
@@ -190,7 +193,7 @@ async fn raw_rows_postgres(
     let statement = format!(
         "INSERT INTO {table} ({RAW_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], \
          $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::bytea[], \
-         $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[])"
+         $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[], $16::integer[], $17::bytea[])"
     );
     let mut sequence = 0i64;
     while Instant::now() < deadline {
@@ -212,6 +215,8 @@ async fn raw_rows_postgres(
             .bind(events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
             .bind(vec![hash.clone(); batch])
             .bind(vec![hash.clone(); batch])
+            .bind(vec![hash.clone(); batch])
+            .bind(vec![2i32; batch])
             .bind(vec![hash.clone(); batch])
             .execute(&pool)
             .await
