@@ -16,7 +16,11 @@
 //!   of many appenders);
 //! - hashing: a bare single-core loop computing the hashes the record
 //!   format computes per record (metadata, payload, leaf, chain; version 2
-//!   salted) over the same records (the limit of `verify`).
+//!   salted) over the same records, in the format the log writes, measured
+//!   just before `verify` (its limit).
+//!
+//! The raw limits are measured after the log's append runs on the same
+//! database.
 //!
 //! The raw baselines do no hashing, ordering, idempotency or revision
 //! checks. `BENCH_SECONDS` (default 3) sets each append run's length;
@@ -272,13 +276,10 @@ fn hash_rate(format: u8, count: u64) -> f64 {
     count as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The limits of one run: the two raw inserts of a backend, and the
-/// hashing limit of each record format.
+/// The append limits of one backend: its two raw inserts.
 struct Limits {
     raw_row: f64,
     raw_batch: f64,
-    /// Records per second by format (index 0: version 1, 1: version 2).
-    hashing: [f64; 2],
 }
 
 /// One line of the table: the log's figure, the limit it should approach,
@@ -303,31 +304,34 @@ fn targets(name: &str) -> [Option<f64>; 4] {
 const RAW_ROW: &str = "raw INSERT, 1 row per transaction";
 const RAW_BATCH_NAME: &str = "raw INSERT, 1,000 rows per transaction";
 
-async fn bench_appends(name: &str, log: &EventLog, limits: &Limits, seconds: Duration) {
+/// The log's append figures, then the raw limits on the same database
+/// (after the log's runs, so neither measures a WAL file still growing),
+/// then the rows.
+async fn bench_appends(name: &str, backend: &Backend, log: &EventLog, seconds: Duration) -> Limits {
+    let mut rates = Vec::new();
+    for (appenders, batch) in [(1, 1), (8, 1), (64, 1), (1, 100), (1, 1000)] {
+        rates.push(append_rate(log, appenders, batch, seconds).await);
+    }
+    let limits =
+        Limits { raw_row: raw_rate(backend, 1, seconds).await, raw_batch: raw_rate(backend, RAW_BATCH, seconds).await };
     let [one, many, thousand, _] = targets(name);
-    for appenders in [1, 8, 64] {
-        let rate = append_rate(log, appenders, 1, seconds).await;
+    for (appenders, rate) in [1, 8, 64].into_iter().zip(&rates) {
         let (who, limit, target) = match appenders {
             1 => ("1 appender".to_owned(), (RAW_ROW, limits.raw_row), one),
             64 => ("64 appenders".to_owned(), (RAW_BATCH_NAME, limits.raw_batch), many),
             n => (format!("{n} appenders"), (RAW_BATCH_NAME, limits.raw_batch), None),
         };
-        row(name, &format!("{who}, 1-event commands"), rate, limit, target);
+        row(name, &format!("{who}, 1-event commands"), *rate, limit, target);
     }
-    for (batch, target) in [(100, None), (1000, thousand)] {
-        let rate = append_rate(log, 1, batch, seconds).await;
-        row(name, &format!("1 appender, {batch}-event commands"), rate, (RAW_BATCH_NAME, limits.raw_batch), target);
+    for ((batch, target), rate) in [(100, None), (1000, thousand)].into_iter().zip(&rates[3..]) {
+        row(name, &format!("1 appender, {batch}-event commands"), *rate, (RAW_BATCH_NAME, limits.raw_batch), target);
     }
+    limits
 }
 
-async fn bench(name: &str, backend: Backend, seconds: Duration, verify_events: u64, hashing: [f64; 2]) {
+async fn bench(name: &str, backend: Backend, seconds: Duration, verify_events: u64) {
     let log = backend.open().await;
-    let limits = Limits {
-        raw_row: raw_rate(&backend, 1, seconds).await,
-        raw_batch: raw_rate(&backend, RAW_BATCH, seconds).await,
-        hashing,
-    };
-    bench_appends(name, &log, &limits, seconds).await;
+    let limits = bench_appends(name, &backend, &log, seconds).await;
 
     // Grow the log to `verify_events` with large commands, then verify it.
     let head = log.head().await.unwrap().sequence;
@@ -339,13 +343,14 @@ async fn bench(name: &str, backend: Backend, seconds: Duration, verify_events: u
         log.append_one(command(&stream, format!("verify-{sequence}"), events)).await.unwrap().unwrap();
         sequence += n as u64;
     }
+    // The hashing limit is measured just before `verify`, under the same
+    // load, for the format the log writes.
+    let format = log.read_page(head + 1..=head + 1, 1).await.unwrap()[0].format;
+    let hashing = hash_rate(format, verify_events);
     let start = Instant::now();
     let report = log.verify(1..=u64::MAX).await.unwrap();
     let elapsed = start.elapsed().as_secs_f64();
     assert_eq!(report.failure, None);
-    // The limit is the hashing of the format the log writes.
-    let format = log.read_page(head + 1..=head + 1, 1).await.unwrap()[0].format;
-    let hashing = limits.hashing[usize::from(format == domain::record::HEADER_FORMAT_V2)];
     row(
         name,
         &format!("verify {} events ({elapsed:.2} s)", report.checked),
@@ -363,19 +368,12 @@ async fn main() {
     let seconds =
         Duration::from_secs_f64(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0));
     let verify_events = std::env::var("BENCH_VERIFY_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let hashing = [
-        hash_rate(domain::record::HEADER_FORMAT_V1, verify_events),
-        hash_rate(domain::record::HEADER_FORMAT_V2, verify_events),
-    ];
     println!("| backend | workload | the log (/s) | the limit it should approach | limit (/s) | ratio | target |");
     println!("|---|---|---:|---|---:|---:|---|");
     let dir = tempfile::tempdir().unwrap();
-    bench("SQLite", Backend::Sqlite(dir.path().join("bench.sqlite")), seconds, verify_events, hashing).await;
+    bench("SQLite", Backend::Sqlite(dir.path().join("bench.sqlite")), seconds, verify_events).await;
     if let Some(url) = testing::postgres_url("PostgreSQL benchmark") {
         let options = Box::new(testing::fresh_schema(&url).await.options);
-        bench("PostgreSQL", Backend::Postgres(options), seconds, verify_events, hashing).await;
-    }
-    for (format, rate) in [1, 2].into_iter().zip(hashing) {
-        println!("| – | hashing limit, version {format} records, 1 core | | | {rate:>9.0} | | |");
+        bench("PostgreSQL", Backend::Postgres(options), seconds, verify_events).await;
     }
 }
