@@ -133,7 +133,7 @@ pub fn sequences(value: &Value) -> BTreeSet<u64> {
 }
 
 /// Appends records in format version 1, as a ledger before issue 16 wrote
-/// them (`store::testing`'s test-only way): a user added to `org` with
+/// them (`EventLog::append_legacy_v1_for_tests`, see `store::testing`): a user added to `org` with
 /// `email`, and a portal sign-in of theirs from `address` (its metadata
 /// with `address` and `agent`). The server must be stopped. Returns the
 /// two records' sequences.
@@ -174,10 +174,10 @@ pub async fn append_v1_user(backend: &Backend, org: &str, user: uuid::Uuid, emai
             events: vec![store::NewEvent::from_event(&signed_in, domain::EventId(uuid::Uuid::now_v7()), now, &as_user)],
         },
     ];
+    let appended = log.append_legacy_v1_for_tests(commands).await.expect("a version 1 append");
     let mut sequences = [0; 2];
-    for (slot, command) in sequences.iter_mut().zip(commands) {
-        let appended = store::testing::append_v1_for_tests(&log, command).await.expect("a version 1 append");
-        *slot = appended.last_sequence;
+    for (slot, appended) in sequences.iter_mut().zip(appended) {
+        *slot = appended.expect("appended").last_sequence;
     }
     for sequence in sequences {
         let record = log.read_page(sequence..=sequence, 1).await.expect("read").pop().expect("the record");
