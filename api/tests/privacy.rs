@@ -158,6 +158,14 @@ async fn export_over_api(s: &Server, org: &str, user: &str) -> Vec<Value> {
     }
 }
 
+/// Every record of an export names `user`: in its event or as its actor.
+#[track_caller]
+fn only_about(export: &Value, user: &str) {
+    for record in export["records"].as_array().expect("records") {
+        assert!(record.to_string().contains(user), "a record not about {user} in the export: {record}");
+    }
+}
+
 /// The `replay` binary built beside `ledger` (`cargo test --workspace`,
 /// or `cargo build -p ledger-replay`).
 fn replay_binary() -> Option<PathBuf> {
@@ -279,12 +287,14 @@ async fn erased_users_leave_no_byte_behind_and_the_organization_works_on(backend
     let exported = search::sequences(&old_export);
     assert!(exported.is_superset(&old_records), "missing from the export: {:?}", old_records.difference(&exported));
     assert!(!exported.contains(&new_added), "the other admin's record in the export");
+    only_about(&old_export, &old);
     assert!(old_export_text.contains(OLD_EMAIL) && old_export_text.contains(OLD_IP), "the data itself: {old_export_text}");
     let new_export = export_over_api(&s, &org, &new).await;
     let new_export_text = serde_json::to_string(&new_export).unwrap();
     let exported: BTreeSet<u64> = new_export.iter().flat_map(search::sequences).collect();
     assert!(exported.is_superset(&new_records), "missing from the export: {:?}", new_records.difference(&exported));
     assert!(!exported.contains(&old_v1[0]), "the other admin's record in the export");
+    new_export.iter().for_each(|page| only_about(page, &new));
     assert!(new_export_text.contains(NEW_EMAIL) && new_export_text.contains(NEW_IP), "the data itself");
 
     // An active user is not erased; nothing changes.

@@ -112,24 +112,11 @@ pub async fn search_postgres(database_url: &str, needles: &[Needle]) -> (Vec<Str
     (tables, found)
 }
 
-/// Every `"sequence"` number anywhere in an export (a page of records,
-/// each with the sequence it came from).
-pub fn sequences(value: &Value) -> BTreeSet<u64> {
-    let mut found = BTreeSet::new();
-    let mut pending = vec![value];
-    while let Some(value) = pending.pop() {
-        match value {
-            Value::Object(map) => {
-                if let Some(sequence) = map.get("sequence").and_then(Value::as_u64) {
-                    found.insert(sequence);
-                }
-                pending.extend(map.values());
-            }
-            Value::Array(items) => pending.extend(items),
-            _ => {}
-        }
-    }
-    found
+/// The sequences of an export's records (a page of
+/// `GET /api/v1/privacy/exports`, or `ledger privacy export`'s document).
+pub fn sequences(export: &Value) -> BTreeSet<u64> {
+    let records = export["records"].as_array().unwrap_or_else(|| panic!("records in the export: {export}"));
+    records.iter().map(|r| r["sequence"].as_u64().unwrap_or_else(|| panic!("a sequence in {r}"))).collect()
 }
 
 /// Appends records in format version 1, as a ledger before issue 16 wrote
