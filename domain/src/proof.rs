@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
 use crate::merkle::{Blake3Hasher, record_leaf, root_from_inclusion};
-use crate::record::{Hash, Record, RecordHeader, leaf_hash};
+use crate::record::{HEADER_FORMAT_V1, Hash, Record, RecordHeader, check_format, leaf_hash_as};
 use crate::{EventId, StreamId, Timestamp};
 
 /// Why a proof was not checked, or does not hold.
@@ -46,6 +46,10 @@ pub struct InclusionProof {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProvedRecord {
+    /// The record format (the canonical header's first byte); absent for
+    /// version 1, so version 1 proofs read as they always did.
+    #[serde(default = "format_v1", skip_serializing_if = "is_format_v1")]
+    pub format: u8,
     pub sequence: u64,
     pub event_id: uuid::Uuid,
     pub stream_id: String,
@@ -68,6 +72,7 @@ impl InclusionProof {
             leaf_index: header.sequence - 1,
             tree_size,
             record: ProvedRecord {
+                format: record.format,
                 sequence: header.sequence,
                 event_id: header.event_id.0,
                 stream_id: header.stream_id.as_str().to_owned(),
@@ -89,6 +94,15 @@ impl InclusionProof {
     }
 }
 
+fn format_v1() -> u8 {
+    HEADER_FORMAT_V1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_format_v1(format: &u8) -> bool {
+    *format == HEADER_FORMAT_V1
+}
+
 fn hash(what: &str, text: &str) -> Result<Hash, ProofCheckError> {
     let bytes = hex::decode(text).map_err(|_| ProofCheckError::Malformed(format!("{what}: a hash is not hex")))?;
     Hash::from_slice(&bytes).ok_or_else(|| ProofCheckError::Malformed(format!("{what}: a hash is not 32 bytes")))
@@ -107,8 +121,9 @@ impl InclusionProof {
         let record = &self.record;
         // The leaf from the record's own fields: what the proof is about.
         let header = record.header().map_err(ProofCheckError::Malformed)?;
+        check_format(record.format).map_err(|defect| ProofCheckError::Malformed(format!("format: {defect}")))?;
         let metadata = hash("metadataHash", &record.metadata_hash)?;
-        let leaf = leaf_hash(&header, &metadata, &hash("payloadHash", &record.payload_hash)?);
+        let leaf = leaf_hash_as(record.format, &header, &metadata, &hash("payloadHash", &record.payload_hash)?);
         if self.leaf_index.checked_add(1) != Some(record.sequence) {
             return fails(format!("the proof is for leaf index {}, not the record's", self.leaf_index));
         }
@@ -153,6 +168,11 @@ mod tests {
 
     /// A one-record log, its proof and checkpoint, and the signing key.
     fn proved() -> (InclusionProof, SigningKey) {
+        proved_with(Record::seal)
+    }
+
+    /// The same of a record sealed by `seal`.
+    fn proved_with(seal: impl Fn(RecordHeader, Vec<u8>, Vec<u8>, &Hash) -> Record) -> (InclusionProof, SigningKey) {
         let key = SigningKey::from_bytes(&[5; 32]);
         let header = RecordHeader {
             sequence: 1,
@@ -165,7 +185,7 @@ mod tests {
             recorded_at: Timestamp::from_micros(2),
             idempotency_key: None,
         };
-        let record = Record::seal(header, vec![0, 0, 0, 0], vec![1, 2, 3], &Hash([0; 32]));
+        let record = seal(header, vec![0, 0, 0, 0], vec![1, 2, 3], &Hash([0; 32]));
         let mut tree = MerkleTree::new();
         tree.push_record(&record.leaf_hash);
         let root = tree.root(1).unwrap();
@@ -192,6 +212,31 @@ mod tests {
         assert!(matches!(other.check(&note, &key.verifying_key()), Err(ProofCheckError::Malformed(_))));
         let stranger = SigningKey::from_bytes(&[6; 32]).verifying_key();
         assert!(matches!(proof.check(&note, &stranger), Err(ProofCheckError::DoesNotHold(_))));
+    }
+
+    #[test]
+    fn a_v2_record_is_proved_with_its_format() {
+        let (proof, key) = proved_with(|header, metadata, payload, previous| {
+            Record::seal_v2(header, metadata, payload, [3; crate::record::SALT_BYTES], previous)
+        });
+        let note = proof.checkpoint.clone().unwrap();
+        assert_eq!(proof.check(&note, &key.verifying_key()).unwrap().size, 1);
+        let document = serde_json::to_value(&proof).unwrap();
+        assert_eq!(document["record"]["format"], 2);
+        let read: InclusionProof = serde_json::from_value(document.clone()).unwrap();
+        assert_eq!(read, proof);
+        // Without its format it reads as version 1 and no longer holds.
+        let mut stripped = document;
+        stripped["record"].as_object_mut().unwrap().remove("format");
+        let stripped: InclusionProof = serde_json::from_value(stripped).unwrap();
+        assert_eq!(stripped.record.format, HEADER_FORMAT_V1);
+        assert!(matches!(stripped.check(&note, &key.verifying_key()), Err(ProofCheckError::DoesNotHold(_))));
+        let mut unknown = proof.clone();
+        unknown.record.format = 9;
+        assert!(matches!(unknown.check(&note, &key.verifying_key()), Err(ProofCheckError::Malformed(_))));
+        // A version 1 proof's document has no format, as before version 2.
+        let (v1, _) = proved();
+        assert!(serde_json::to_value(&v1).unwrap()["record"].get("format").is_none());
     }
 
     /// `replay check-proof` added 1 to the leaf index unchecked: a proof

@@ -14,6 +14,19 @@
 //! can be shredded (personal data, retention) while the chain still
 //! verifies. The canonical header encoding is specified field by field in
 //! ARCHITECTURE.md and pinned by `domain/tests/vectors/records-v1.json`.
+//!
+//! Version 2 (issue 16) salts the two content hashes with 32 random bytes
+//! per record, kept in the erasable part beside metadata and payload:
+//!
+//! ```text
+//! metadata_hash = H_metadata_v2(salt ‖ metadata bytes)
+//! payload_hash  = H_payload_v2(salt ‖ payload bytes)
+//! ```
+//!
+//! The canonical header's first byte is the format (`0x02`); leaf and chain
+//! are computed as in version 1. Erasing salt, metadata and payload together
+//! leaves nothing that can be brute-forced. Pinned by
+//! `domain/tests/vectors/records-v2.json`.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +40,11 @@ pub const CONTEXT_PAYLOAD: &str = "ledger 2026-11-29 record payload v1";
 pub const CONTEXT_LEAF: &str = "ledger 2026-11-29 record leaf v1";
 /// BLAKE3 context of the chain hash.
 pub const CONTEXT_CHAIN: &str = "ledger 2026-11-29 record chain v1";
+
+/// BLAKE3 context of a version 2 record's metadata hash (over `salt ‖ metadata`).
+pub const CONTEXT_METADATA_V2: &str = "ledger 2026-12-01 record metadata v2";
+/// BLAKE3 context of a version 2 record's payload hash (over `salt ‖ payload`).
+pub const CONTEXT_PAYLOAD_V2: &str = "ledger 2026-12-01 record payload v2";
 
 /// The first byte of every canonical header: the header format version.
 pub const HEADER_FORMAT_V1: u8 = 1;
@@ -85,9 +103,13 @@ fn hasher(context: &'static str) -> blake3::Hasher {
     static PAYLOAD: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(CONTEXT_PAYLOAD));
     static LEAF: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(CONTEXT_LEAF));
     static CHAIN: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(CONTEXT_CHAIN));
+    static METADATA_V2: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(CONTEXT_METADATA_V2));
+    static PAYLOAD_V2: LazyLock<ContextKey> = LazyLock::new(|| hash_derive_key_context(CONTEXT_PAYLOAD_V2));
     let key = match context {
         CONTEXT_METADATA => &*METADATA,
         CONTEXT_PAYLOAD => &*PAYLOAD,
+        CONTEXT_METADATA_V2 => &*METADATA_V2,
+        CONTEXT_PAYLOAD_V2 => &*PAYLOAD_V2,
         CONTEXT_LEAF => &*LEAF,
         CONTEXT_CHAIN => &*CHAIN,
         other => return blake3::Hasher::new_derive_key(other),
@@ -103,17 +125,47 @@ fn keyed(context: &'static str, parts: &[&[u8]]) -> Hash {
     Hash(*hasher.finalize().as_bytes())
 }
 
+/// A version 1 record's metadata hash (unsalted).
 pub fn metadata_hash(metadata: &[u8]) -> Hash {
     keyed(CONTEXT_METADATA, &[metadata])
 }
 
+/// A version 1 record's payload hash (unsalted).
 pub fn payload_hash(payload: &[u8]) -> Hash {
     keyed(CONTEXT_PAYLOAD, &[payload])
 }
 
+/// A version 2 record's metadata hash: `H_metadata_v2(salt ‖ metadata)`.
+pub fn metadata_hash_v2(salt: &[u8; SALT_BYTES], metadata: &[u8]) -> Hash {
+    keyed(CONTEXT_METADATA_V2, &[salt, metadata])
+}
+
+/// A version 2 record's payload hash: `H_payload_v2(salt ‖ payload)`.
+pub fn payload_hash_v2(salt: &[u8; SALT_BYTES], payload: &[u8]) -> Hash {
+    keyed(CONTEXT_PAYLOAD_V2, &[salt, payload])
+}
+
+/// Whether `format` is a record format this version knows.
+pub fn check_format(format: u8) -> Result<(), Defect> {
+    match format {
+        HEADER_FORMAT_V1 | HEADER_FORMAT_V2 => Ok(()),
+        other => Err(Defect::UnknownFormat(other)),
+    }
+}
+
+/// The leaf of a version 1 record. For a record of either format use
+/// [`leaf_hash_as`] (or [`Record::check_leaf`]).
 pub fn leaf_hash(header: &RecordHeader, metadata_hash: &Hash, payload_hash: &Hash) -> Hash {
+    leaf_hash_as(HEADER_FORMAT_V1, header, metadata_hash, payload_hash)
+}
+
+/// The leaf of a record of `format`: the canonical header bytes begin with
+/// the format byte, the rest is the same for every format. The caller
+/// checks the format ([`check_format`]); an unknown one gives a leaf that
+/// matches no record.
+pub fn leaf_hash_as(format: u8, header: &RecordHeader, metadata_hash: &Hash, payload_hash: &Hash) -> Hash {
     let mut hasher = hasher(CONTEXT_LEAF);
-    header.write_canonical(&mut HashWriter(&mut hasher));
+    header.write_canonical(format, &mut HashWriter(&mut hasher));
     hasher.update(&metadata_hash.0);
     hasher.update(&payload_hash.0);
     Hash(*hasher.finalize().as_bytes())
@@ -184,21 +236,28 @@ pub struct RecordHeader {
 }
 
 impl RecordHeader {
-    /// The canonical bytes: fixed field order, little-endian integers,
-    /// strings as a u32 little-endian byte length and UTF-8.
+    /// The canonical bytes of a version 1 record's header: fixed field
+    /// order, little-endian integers, strings as a u32 little-endian byte
+    /// length and UTF-8.
     pub fn canonical_bytes(&self) -> Vec<u8> {
+        self.canonical_bytes_as(HEADER_FORMAT_V1)
+    }
+
+    /// The canonical bytes of the header of a record of `format`: the
+    /// format byte, then the same fields for every format.
+    pub fn canonical_bytes_as(&self, format: u8) -> Vec<u8> {
         let mut out = Vec::with_capacity(96 + self.stream_id.as_str().len() + self.event_type.len());
-        self.write_canonical(&mut out);
+        self.write_canonical(format, &mut out);
         out
     }
 
-    fn write_canonical(&self, out: &mut impl Sink) {
+    fn write_canonical(&self, format: u8, out: &mut impl Sink) {
         fn string(out: &mut impl Sink, text: &str) {
             let len = u32::try_from(text.len()).expect("header strings are bounded far below 4 GiB");
             out.put(&len.to_le_bytes());
             out.put(text.as_bytes());
         }
-        out.put(&[HEADER_FORMAT_V1]);
+        out.put(&[format]);
         out.put(&self.sequence.to_le_bytes());
         out.put(self.event_id.as_bytes());
         string(out, self.stream_id.as_str());
@@ -285,7 +344,6 @@ impl Record {
     /// Seals a new version 2 record (salted commitments) onto a chain whose
     /// last hash is `previous`; `salt` is random, drawn by the caller.
     ///
-    /// STUB (issue 16): filled in by the record-format work.
     pub fn seal_v2(
         header: RecordHeader,
         metadata: Vec<u8>,
@@ -293,14 +351,61 @@ impl Record {
         salt: [u8; SALT_BYTES],
         previous: &Hash,
     ) -> Self {
-        let _ = (header, metadata, payload, salt, previous);
-        todo!("issue 16: record format v2")
+        let metadata_hash = metadata_hash_v2(&salt, &metadata);
+        let payload_hash = payload_hash_v2(&salt, &payload);
+        let leaf_hash = leaf_hash_as(HEADER_FORMAT_V2, &header, &metadata_hash, &payload_hash);
+        let chain_hash = chain_hash(previous, &leaf_hash);
+        Self {
+            header,
+            format: HEADER_FORMAT_V2,
+            salt: Some(salt),
+            erasure: None,
+            metadata: Some(metadata),
+            metadata_hash,
+            payload: Some(payload),
+            payload_hash,
+            leaf_hash,
+            chain_hash,
+        }
+    }
+
+    /// The canonical bytes of this record's header, in its own format.
+    pub fn canonical_header_bytes(&self) -> Vec<u8> {
+        self.header.canonical_bytes_as(self.format)
     }
 
     /// Recomputes the leaf from what is stored and names the first thing
     /// that does not match. Independent of any other record, so leaves can
     /// be checked in parallel; [`ChainVerifier`] does the sequential part.
+    ///
+    /// Content that was erased is not checked (its hashes still are, by the
+    /// leaf); whether an erasure was sanctioned is the store's question. A
+    /// version 2 record holding content but no salt, a version 1 record
+    /// holding a salt, or an unknown format is a defect.
     pub fn check_leaf(&self) -> Result<(), Defect> {
+        check_format(self.format)?;
+        let erased = self.metadata.is_none() && self.payload.is_none();
+        match (self.format, &self.salt) {
+            (HEADER_FORMAT_V1, None) => self.check_contents(metadata_hash, payload_hash)?,
+            (HEADER_FORMAT_V1, Some(_)) => return Err(Defect::Salt),
+            (_, Some(salt)) => {
+                self.check_contents(|m| metadata_hash_v2(salt, m), |p| payload_hash_v2(salt, p))?;
+            }
+            (_, None) if erased => {}
+            (_, None) => return Err(Defect::Salt),
+        }
+        if leaf_hash_as(self.format, &self.header, &self.metadata_hash, &self.payload_hash) != self.leaf_hash {
+            return Err(Defect::LeafHash);
+        }
+        Ok(())
+    }
+
+    /// Checks the metadata and payload still held against their hashes.
+    fn check_contents(
+        &self,
+        metadata_hash: impl Fn(&[u8]) -> Hash,
+        payload_hash: impl Fn(&[u8]) -> Hash,
+    ) -> Result<(), Defect> {
         if let Some(metadata) = &self.metadata
             && metadata_hash(metadata) != self.metadata_hash
         {
@@ -310,9 +415,6 @@ impl Record {
             && payload_hash(payload) != self.payload_hash
         {
             return Err(Defect::PayloadHash);
-        }
-        if leaf_hash(&self.header, &self.metadata_hash, &self.payload_hash) != self.leaf_hash {
-            return Err(Defect::LeafHash);
         }
         Ok(())
     }
@@ -331,6 +433,16 @@ pub enum Defect {
     LeafHash,
     #[error("chain hash does not follow from the previous record")]
     ChainHash,
+    #[error("unknown record format {0}")]
+    UnknownFormat(u8),
+    #[error(
+        "the salt does not fit the record format: a version 1 record with a salt, or a version 2 record holding content without one"
+    )]
+    Salt,
+    #[error(
+        "payload or metadata erased without a sanctioned erasure (no erasure recorded, or one not later than the record)"
+    )]
+    UnsanctionedErasure,
     #[error("recordedAt {found} is earlier than the previous record's {previous}")]
     RecordedAtWentBack { previous: Timestamp, found: Timestamp },
     #[error("the log ends at sequence {last} but its head says sequence {head}")]
@@ -503,6 +615,140 @@ mod tests {
         let mut records = chain(3);
         records[1].metadata = None;
         records[1].payload = None;
+        assert_eq!(first_failure(&records), None);
+    }
+
+    /// Two version 1 records, then version 2 records with salts 1, 2, …
+    fn mixed_chain(v1: u64, v2: u64) -> Vec<Record> {
+        let mut previous = CHAIN_GENESIS;
+        (1..=v1 + v2)
+            .map(|sequence| {
+                let header = header(sequence, 10 * sequence as i64);
+                let (metadata, payload) = (vec![1, sequence as u8], vec![2, 3, sequence as u8]);
+                let record = if sequence <= v1 {
+                    Record::seal(header, metadata, payload, &previous)
+                } else {
+                    Record::seal_v2(header, metadata, payload, [sequence as u8; SALT_BYTES], &previous)
+                };
+                previous = record.chain_hash;
+                record
+            })
+            .collect()
+    }
+
+    /// What erasure leaves of a version 2 record: header and hashes.
+    fn erase(record: &mut Record) {
+        record.metadata = None;
+        record.payload = None;
+        record.salt = None;
+    }
+
+    #[test]
+    fn a_v2_record_commits_to_its_salt_and_its_format() {
+        let salt = [7; SALT_BYTES];
+        let record = Record::seal_v2(header(1, 10), vec![1], vec![2, 3], salt, &CHAIN_GENESIS);
+        record.check_leaf().unwrap();
+        assert_eq!((record.format, record.salt), (HEADER_FORMAT_V2, Some(salt)));
+        assert_eq!(record.payload_hash, payload_hash_v2(&salt, &[2, 3]));
+        assert_eq!(record.metadata_hash, metadata_hash_v2(&salt, &[1]));
+        // Not the unsalted hashes, and another salt gives other hashes.
+        assert_ne!(record.payload_hash, payload_hash(&[2, 3]));
+        assert_ne!(record.metadata_hash, metadata_hash(&[1]));
+        assert_ne!(record.payload_hash, payload_hash_v2(&[8; SALT_BYTES], &[2, 3]));
+        // The salt and the content are one input: moving a byte across the
+        // boundary changes the hash (the domain's contexts differ, too).
+        let v1 = Record::seal(header(1, 10), vec![1], vec![2, 3], &CHAIN_GENESIS);
+        assert_ne!(record.leaf_hash, leaf_hash(&record.header, &record.metadata_hash, &record.payload_hash));
+        assert_eq!(record.canonical_header_bytes()[0], 2);
+        assert_eq!(v1.canonical_header_bytes(), v1.header.canonical_bytes());
+        assert_eq!(record.canonical_header_bytes()[1..], v1.header.canonical_bytes()[1..]);
+        assert_eq!(
+            record.leaf_hash,
+            leaf_hash_as(HEADER_FORMAT_V2, &record.header, &record.metadata_hash, &record.payload_hash)
+        );
+        assert_eq!(record.chain_hash, chain_hash(&CHAIN_GENESIS, &record.leaf_hash));
+    }
+
+    #[test]
+    fn tampering_with_a_v2_record_is_named() {
+        let check = |mutate: &dyn Fn(&mut Record), defect| {
+            let mut record = mixed_chain(0, 1).remove(0);
+            mutate(&mut record);
+            assert_eq!(record.check_leaf(), Err(defect));
+        };
+        // The salt is checked through both hashes; metadata first.
+        check(&|r| r.salt.as_mut().unwrap()[31] ^= 1, Defect::MetadataHash);
+        check(&|r| r.payload.as_mut().unwrap()[2] ^= 0x80, Defect::PayloadHash);
+        check(&|r| r.metadata.as_mut().unwrap()[0] ^= 1, Defect::MetadataHash);
+        // A v2 record read as v1, or v1 as v2: its hashes no longer match.
+        check(
+            &|r| {
+                r.format = HEADER_FORMAT_V1;
+                r.salt = None;
+            },
+            Defect::MetadataHash,
+        );
+        check(&|r| r.format = HEADER_FORMAT_V1, Defect::Salt);
+        check(&|r| r.format = 3, Defect::UnknownFormat(3));
+        check(&|r| r.format = 0, Defect::UnknownFormat(0));
+        // The salt erased alone: the content it held can no longer be checked.
+        check(&|r| r.salt = None, Defect::Salt);
+        // Erased completely: the header still goes through the leaf.
+        check(
+            &|r| {
+                erase(r);
+                r.header.stream_revision += 1;
+            },
+            Defect::LeafHash,
+        );
+        check(
+            &|r| {
+                erase(r);
+                r.payload_hash.0[0] ^= 1;
+            },
+            Defect::LeafHash,
+        );
+        let mut v1 = chain(1).remove(0);
+        v1.format = HEADER_FORMAT_V2;
+        v1.salt = Some([0; SALT_BYTES]);
+        assert_eq!(v1.check_leaf(), Err(Defect::MetadataHash), "a v1 record read as v2");
+        v1.metadata = None;
+        v1.payload = None;
+        assert_eq!(v1.check_leaf(), Err(Defect::LeafHash), "a v1 record's header read as v2's");
+    }
+
+    #[test]
+    fn a_mixed_v1_v2_chain_verifies_and_names_tampering_at_its_sequence() {
+        let records = mixed_chain(2, 4);
+        assert_eq!(records.iter().map(|r| r.format).collect::<Vec<_>>(), [1, 1, 2, 2, 2, 2]);
+        assert_eq!(first_failure(&records), None);
+        let at = |mutate: &dyn Fn(&mut Vec<Record>)| {
+            let mut records = mixed_chain(2, 4);
+            mutate(&mut records);
+            first_failure(&records)
+        };
+        let fails = |sequence, defect| Some(VerifyFailure { sequence, defect });
+        assert_eq!(at(&|r| r[3].payload.as_mut().unwrap()[0] ^= 1), fails(4, Defect::PayloadHash));
+        assert_eq!(at(&|r| r[4].salt.as_mut().unwrap()[0] ^= 1), fails(5, Defect::MetadataHash));
+        assert_eq!(at(&|r| r[2].chain_hash.0[0] ^= 1), fails(3, Defect::ChainHash));
+        assert_eq!(at(&|r| r[1].salt = Some([0; SALT_BYTES])), fails(2, Defect::Salt));
+    }
+
+    #[test]
+    fn an_erased_v2_record_still_checks_and_links() {
+        let mut records = mixed_chain(2, 4);
+        erase(&mut records[3]);
+        records[3].erasure = Some(Erasure { by: 6, facts: None });
+        records[3].check_leaf().unwrap();
+        assert_eq!(records[3].event_bytes(), None);
+        let mut verifier = ChainVerifier::from_genesis();
+        for record in &records {
+            verifier.check(record).unwrap();
+        }
+        verifier.check_head(6, &records[5].chain_hash).unwrap();
+        // Its facts are what a reader applies; they are not hashed.
+        records[3].erasure = Some(Erasure { by: 6, facts: Some(vec![9]) });
+        assert_eq!(records[3].event_bytes(), Some(&[9][..]));
         assert_eq!(first_failure(&records), None);
     }
 

@@ -1,7 +1,9 @@
 //! The record format's and the stored events' test vectors.
 //!
 //! `domain/tests/vectors/records-v1.json` pins the canonical header bytes
-//! and every hash of six records; `domain/tests/vectors/events-v1.json`
+//! and every hash of six records; `records-v2.json` the same for record
+//! format version 2 continuing a version 1 chain, one record erased
+//! (`vectors/records_v2.rs`); `domain/tests/vectors/events-v1.json`
 //! pins every stored event type and version: a real event, its payload
 //! bytes and its full record (`vectors/events.rs`). These tests recompute
 //! them; the independent Python verifier (`tools/verify_vectors.py`, run by
@@ -14,6 +16,8 @@
 mod events;
 #[path = "vectors/examples.rs"]
 mod examples;
+#[path = "vectors/records_v2.rs"]
+mod records_v2;
 #[path = "vectors/values.rs"]
 mod values;
 
@@ -204,6 +208,18 @@ fn records_match_the_published_vectors() {
     }
     let stored: Value = serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
     assert_eq!(stored, computed, "the record format changed; a stored log would no longer verify");
+}
+
+#[test]
+fn v2_records_match_the_published_vectors() {
+    let computed = records_v2::compute();
+    if std::env::var_os("UPDATE_VECTORS").is_some() {
+        let text = serde_json::to_string_pretty(&computed).unwrap() + "\n";
+        std::fs::write(records_v2::PATH, text).unwrap();
+    }
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(records_v2::PATH).unwrap()).unwrap();
+    assert_eq!(stored, computed, "record format version 2 changed; a stored log would no longer verify");
+    records_v2::verify();
 }
 
 #[test]
