@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use common::{AUDITOR, Backend, OPERATOR, Server};
 use domain::checkpoint::Checkpoint;
 use domain::merkle::{Blake3Hasher, record_leaf, verify_consistency, verify_inclusion};
-use domain::record::{Hash, RecordHeader, leaf_hash};
+use domain::record::{HEADER_FORMAT_V1, Hash, RecordHeader, leaf_hash_as};
 use domain::{EventId, StreamId, Timestamp};
 use ed25519_dalek::VerifyingKey;
 use serde_json::{Value, json};
@@ -42,7 +42,9 @@ fn check_inclusion(proof: &Value, checkpoint: &Checkpoint) {
         recorded_at: Timestamp::from_micros(record["recordedAtUs"].as_i64().unwrap()),
         idempotency_key: record["idempotencyKey"].as_str().map(Into::into),
     };
-    let leaf = leaf_hash(&header, &hash(&record["metadataHash"]), &hash(&record["payloadHash"]));
+    // Absent for a version 1 record; a version 2 record names its format.
+    let format = record["format"].as_u64().map_or(HEADER_FORMAT_V1, |f| u8::try_from(f).unwrap());
+    let leaf = leaf_hash_as(format, &header, &hash(&record["metadataHash"]), &hash(&record["payloadHash"]));
     assert_eq!(leaf, hash(&record["leafHash"]), "the leaf follows from the record's fields");
     let path: Vec<Hash> = proof["proof"].as_array().unwrap().iter().map(hash).collect();
     let index = proof["leafIndex"].as_u64().unwrap();

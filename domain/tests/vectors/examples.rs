@@ -37,6 +37,9 @@ use ledger_domain::organization::{
     ApiTokenIssued, ApiTokenIssuedV1, ApiTokenRehashed, ApiTokenRevoked, OrganizationCreated, OrganizationEvent, Role,
     SubscriptionEnded, SubscriptionStarted, UserAdded, UserDeactivated, UserRoleChanged,
 };
+use ledger_domain::privacy::{
+    self, ErasedRecord, ErasureReason, PrivacyEvent, RetentionApplied, Subject, SubjectErased,
+};
 use ledger_domain::staff::{
     self as staff, ServiceTokenId, ServiceTokenIssued, ServiceTokenRehashed, ServiceTokenRevoked, StaffEvent, StaffId,
     StaffRole, StaffRoleChanged, StaffRoleChangedV1, StaffUserAdded, StaffUserDisabled,
@@ -917,6 +920,7 @@ fn billing_operations() -> Vec<Example> {
     .into_iter()
     .chain(staff_examples())
     .chain(stripe_ops_examples())
+    .chain(privacy_examples())
     .collect()
 }
 
@@ -998,5 +1002,40 @@ fn stripe_ops_examples() -> Vec<Example> {
         .current(LedgerEvent::Stripe(StripeEvent::StripeSyncRetried(stripe::StripeSyncRetried {
             target: stripe::invoice_stream(SUBSCRIPTION, day("2026-01-01")).to_string(),
         }))),
+    ]
+}
+
+/// A staff user's erasure and a retention run on `privacy/log` (issue 16):
+/// Ada (disabled at sequence 67) erased on request — her `StaffUserAdded`
+/// (sequence 63) keeps its facts, a record where she was only the actor
+/// (sequence 66) keeps its payload; then the usage reports of March 2026
+/// retired three years on.
+fn privacy_examples() -> Vec<Example> {
+    let ada_facts = ledger_domain::event::StoredEvent::encode_payload(&StaffEvent::StaffUserAdded(StaffUserAdded {
+        staff_id: STAFF,
+        name: privacy::ERASED_TEXT.into(),
+        email: privacy::erased_email(&STAFF.0),
+        role: StaffRole::Billing,
+    }));
+    vec![
+        example(privacy::privacy_stream(), 1, "2027-03-05T10:00:00Z", operator("req-160101"), Some("erase-staff-ada"))
+            .current(LedgerEvent::Privacy(PrivacyEvent::SubjectErased(SubjectErased {
+                subject: Subject::Staff { staff_id: STAFF },
+                reason: ErasureReason::Request,
+                at: at("2027-03-05T10:00:00Z"),
+                records: vec![
+                    ErasedRecord { sequence: 63, facts: Some(ada_facts) },
+                    ErasedRecord { sequence: 66, facts: None },
+                ],
+            }))),
+        example(privacy::privacy_stream(), 2, "2029-03-04T02:00:00Z", actor("retention"), Some("retention:2029-03-04"))
+            .current(LedgerEvent::Privacy(PrivacyEvent::RetentionApplied(RetentionApplied {
+                at: at("2029-03-04T02:00:00Z"),
+                usage_before: at("2026-03-04T00:00:00Z"),
+                up_to_sequence: 71,
+                usage_records: 1,
+                keys_archived: 0,
+                subscriptions_anonymized: 0,
+            }))),
     ]
 }

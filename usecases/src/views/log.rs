@@ -84,6 +84,10 @@ pub struct InclusionProof {
 #[expect(dead_code, reason = "describes domain::proof::ProvedRecord for the OpenAPI document; never built")]
 #[schema(rename_all = "camelCase")]
 pub struct ProvedRecord {
+    /// The record format, the canonical header's first byte: absent for
+    /// version 1, `2` for a version 2 record (salted commitments).
+    #[schema(minimum = 2, maximum = 2)]
+    format: Option<u8>,
     sequence: u64,
     event_id: uuid::Uuid,
     stream_id: String,
