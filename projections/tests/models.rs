@@ -615,6 +615,20 @@ fn sessions(script: &mut Script) {
     script.push_with(domain::sso::signin_stream(id(8, 3)), &SsoEvent::from(sso), actor);
 }
 
+/// A retention run's event (issue 16) that retired nothing here: the
+/// usage projection keeps its rule ([`usage::retired`]).
+fn retention_marker(script: &mut Script) {
+    let applied = domain::privacy::RetentionApplied {
+        at: Timestamp::from_micros(START + 86_400_000_000 * 60),
+        usage_before: Timestamp::from_micros(START - 86_400_000_000 * 365),
+        up_to_sequence: 1,
+        usage_records: 0,
+        keys_archived: 0,
+        subscriptions_anonymized: 0,
+    };
+    script.push(domain::privacy::privacy_stream(), &domain::privacy::PrivacyEvent::from(applied), "retention");
+}
+
 /// The session records [`sessions`] wrote are in their organization's
 /// audit, each with who and from where.
 async fn assert_sessions_audited(db: &ReadModelDb) {
@@ -894,6 +908,7 @@ async fn build_history(fixture: &Fixture) -> LedgerState {
     branding(&mut script);
     staff(&mut script);
     sessions(&mut script);
+    retention_marker(&mut script);
     script.append(log).await;
 
     // A runner that is stopped while it applies: whatever it committed
@@ -1291,6 +1306,7 @@ async fn differential(kind: Kind) {
     let state = build_history(&fixture).await;
     assert_all(&fixture.db, &state).await;
     assert_sessions_audited(&fixture.db).await;
+    assert_eq!(usage::retired(&fixture.db).await.unwrap(), Some((d(2025, 1, 1), 1)));
 
     // The page-size cap: one organization's history is far longer than a page.
     let org = organization(2);

@@ -21,8 +21,12 @@ use tokio::sync::mpsc;
 
 /// Pages read ahead of the one being checked.
 const PAGES_AHEAD: usize = 4;
-/// The first line of an export names its format.
-pub const EXPORT_FORMAT: &str = "ledger-export-v1";
+/// The first line of an export names its format. Version 2 lines carry
+/// each record's format, salt and erasure (issue 16).
+pub const EXPORT_FORMAT: &str = "ledger-export-v2";
+/// The format before record format 2: its lines lack those fields, which
+/// read as a version 1 record never erased.
+pub const EXPORT_FORMAT_V1: &str = "ledger-export-v1";
 
 pub enum Source {
     Log { log: ReadOnlyLog, data_dir: Option<PathBuf> },
@@ -71,7 +75,10 @@ impl Source {
                 let file = std::io::BufReader::new(std::fs::File::open(path)?);
                 let Some(first) = file.lines().next().transpose()? else { return Ok(None) };
                 let header: ExportHeader = serde_json::from_str(&first).context("the export's first line")?;
-                anyhow::ensure!(header.format == EXPORT_FORMAT, "not a {EXPORT_FORMAT} file");
+                anyhow::ensure!(
+                    header.format == EXPORT_FORMAT || header.format == EXPORT_FORMAT_V1,
+                    "not a {EXPORT_FORMAT} (or {EXPORT_FORMAT_V1}) file"
+                );
                 Ok(Some(Head {
                     sequence: header.head.sequence,
                     chain_hash: hash(&header.head.chain_hash)?,
@@ -197,7 +204,10 @@ pub struct ExportHead {
 }
 
 /// One record as a line of an export: every header field, the content
-/// (hex, `null` once shredded) and the four hashes (hex).
+/// (hex, `null` once erased), the four hashes (hex), the record format,
+/// the salt (hex, `null` for version 1 and once erased) and the erasure
+/// (`erasedBy`, and `facts` in hex), so an export re-imports to the same
+/// records.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExportRecord {
@@ -216,6 +226,21 @@ pub struct ExportRecord {
     pub payload_hash: String,
     pub leaf_hash: String,
     pub chain_hash: String,
+    /// The record format (1 or 2); absent in a version 1 export.
+    #[serde(default = "format_v1")]
+    pub format: u8,
+    #[serde(default)]
+    pub salt: Option<String>,
+    /// The sequence of the privacy event that erased the record, if erased.
+    #[serde(default)]
+    pub erased_by: Option<u64>,
+    /// The facts the erasure kept (hex), if any.
+    #[serde(default)]
+    pub facts: Option<String>,
+}
+
+fn format_v1() -> u8 {
+    domain::record::HEADER_FORMAT_V1
 }
 
 impl From<&Record> for ExportRecord {
@@ -237,6 +262,10 @@ impl From<&Record> for ExportRecord {
             payload_hash: record.payload_hash.to_hex(),
             leaf_hash: record.leaf_hash.to_hex(),
             chain_hash: record.chain_hash.to_hex(),
+            format: record.format,
+            salt: record.salt.as_ref().map(hex::encode),
+            erased_by: record.erasure.as_ref().map(|erasure| erasure.by),
+            facts: record.erasure.as_ref().and_then(|erasure| erasure.facts.as_ref().map(hex::encode)),
         }
     }
 }
@@ -250,11 +279,24 @@ impl TryFrom<ExportRecord> for Record {
 
     fn try_from(line: ExportRecord) -> anyhow::Result<Self> {
         let bytes = |text: Option<String>| text.map(hex::decode).transpose().context("content is not hex");
+        use domain::record::{HEADER_FORMAT_V1, HEADER_FORMAT_V2, SALT_BYTES};
+        anyhow::ensure!(
+            line.format == HEADER_FORMAT_V1 || line.format == HEADER_FORMAT_V2,
+            "record format {} is not 1 or 2",
+            line.format
+        );
+        let salt = bytes(line.salt)?
+            .map(|salt| <[u8; SALT_BYTES]>::try_from(salt.as_slice()).context("a salt is not 32 bytes"))
+            .transpose()?;
+        anyhow::ensure!(line.erased_by.is_some() || line.facts.is_none(), "facts without an erasure");
+        let erasure = match line.erased_by {
+            Some(by) => Some(domain::record::Erasure { by, facts: bytes(line.facts)? }),
+            None => None,
+        };
         Ok(Record {
-            // Issue 16 stub: the export carries these.
-            format: domain::record::HEADER_FORMAT_V1,
-            salt: None,
-            erasure: None,
+            format: line.format,
+            salt,
+            erasure,
             header: RecordHeader {
                 sequence: line.sequence,
                 event_id: EventId(line.event_id),
@@ -311,4 +353,65 @@ pub async fn export(source: &Source, out: &mut impl Write) -> anyhow::Result<u64
     }
     out.flush()?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::record::{CHAIN_GENESIS, Erasure, HEADER_FORMAT_V1, HEADER_FORMAT_V2, Record, RecordHeader};
+    use domain::{EventId, StreamId, Timestamp};
+
+    use super::{ExportRecord, parse_line};
+
+    fn header(sequence: u64) -> RecordHeader {
+        RecordHeader {
+            sequence,
+            event_id: EventId(uuid::Uuid::from_u128(u128::from(sequence))),
+            stream_id: StreamId::new("org/a".to_owned()).unwrap(),
+            stream_revision: sequence,
+            event_type: "UserAdded".into(),
+            schema_version: 1,
+            occurred_at: Timestamp::from_micros(10),
+            recorded_at: Timestamp::from_micros(20),
+            idempotency_key: None,
+        }
+    }
+
+    fn line(record: &Record) -> String {
+        serde_json::to_string(&ExportRecord::from(record)).unwrap()
+    }
+
+    #[test]
+    fn an_export_line_re_imports_to_the_same_record() {
+        let v1 = Record::seal(header(1), b"meta".to_vec(), b"payload".to_vec(), &CHAIN_GENESIS);
+        let v2 = Record::seal_v2(header(2), b"meta".to_vec(), b"alice@example.com".to_vec(), [7; 32], &v1.chain_hash);
+        let mut erased =
+            Record::seal_v2(header(3), b"m".to_vec(), b"bob@example.com".to_vec(), [9; 32], &v2.chain_hash);
+        (erased.metadata, erased.payload, erased.salt) = (None, None, None);
+        erased.erasure = Some(Erasure { by: 4, facts: Some(b"facts".to_vec()) });
+        let mut retired = erased.clone();
+        retired.erasure = Some(Erasure { by: 5, facts: None });
+        for record in [&v1, &v2, &erased, &retired] {
+            assert_eq!(&parse_line(&line(record)).unwrap(), record);
+        }
+        assert_eq!((v1.format, v2.format), (HEADER_FORMAT_V1, HEADER_FORMAT_V2));
+        let text = line(&erased);
+        assert!(text.contains("\"erasedBy\":4") && text.contains(&hex::encode(b"facts")), "{text}");
+        assert!(text.contains("\"salt\":null") && text.contains("\"format\":2"), "{text}");
+    }
+
+    #[test]
+    fn a_version_1_export_line_reads_as_a_version_1_record_never_erased() {
+        let v1 = Record::seal(header(1), b"meta".to_vec(), b"payload".to_vec(), &CHAIN_GENESIS);
+        let mut json: serde_json::Value = serde_json::from_str(&line(&v1)).unwrap();
+        for field in ["format", "salt", "erasedBy", "facts"] {
+            json.as_object_mut().unwrap().remove(field);
+        }
+        assert_eq!(parse_line(&json.to_string()).unwrap(), v1);
+        let mut bad = serde_json::from_str::<serde_json::Value>(&line(&v1)).unwrap();
+        bad["format"] = 3.into();
+        assert!(parse_line(&bad.to_string()).is_err(), "only formats 1 and 2");
+        bad["format"] = 2.into();
+        bad["facts"] = "00".into();
+        assert!(parse_line(&bad.to_string()).is_err(), "facts without an erasure");
+    }
 }

@@ -337,7 +337,12 @@ impl History {
         for record in &records[sequence as usize - 1..] {
             let content =
                 if record.header.sequence == sequence { payload.clone() } else { record.payload.clone().unwrap() };
-            let sealed = Record::seal(record.header.clone(), record.metadata.clone().unwrap(), content, &previous);
+            let (header, metadata) = (record.header.clone(), record.metadata.clone().unwrap());
+            // Re-sealed in the record's own format (version 2 keeps its salt).
+            let sealed = match record.salt {
+                Some(salt) => Record::seal_v2(header, metadata, content, salt, &previous),
+                None => Record::seal(header, metadata, content, &previous),
+            };
             previous = sealed.chain_hash;
             self.sql(
                 "UPDATE events SET payload = ?, payload_hash = ?, leaf_hash = ?, chain_hash = ? WHERE sequence = ?",
@@ -474,9 +479,10 @@ async fn an_inserted_row_is_named(h: History) {
     // A copy of record 2 with a fresh id and revision, placed at 5.
     h.sql(
         "INSERT INTO events (sequence, event_id, stream_id, stream_revision, event_type, schema_version, occurred_at_us, \
-         recorded_at_us, idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash) \
-         SELECT 5, ?, stream_id, 1000, event_type, schema_version, occurred_at_us, recorded_at_us, \
-         idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash FROM events WHERE sequence = 2",
+         recorded_at_us, idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash, format, \
+         salt) SELECT 5, ?, stream_id, 1000, event_type, schema_version, occurred_at_us, recorded_at_us, \
+         idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash, format, salt \
+         FROM events WHERE sequence = 2",
         &[Value::Uuid(uuid::Uuid::now_v7())],
     )
     .await;
@@ -500,13 +506,13 @@ async fn a_well_forged_row_behind_the_writer_is_named(h: History) {
     header.sequence = 10;
     header.stream_revision += 1;
     header.event_id = EventId(uuid::Uuid::now_v7());
-    let forged =
-        Record::seal(header.clone(), last.metadata.clone().unwrap(), last.payload.clone().unwrap(), &last.chain_hash);
+    let (metadata, payload) = (last.metadata.clone().unwrap(), last.payload.clone().unwrap());
+    let forged = Record::seal_v2(header.clone(), metadata, payload, last.salt.unwrap(), &last.chain_hash);
     h.sql(
         "INSERT INTO events (sequence, event_id, stream_id, stream_revision, event_type, schema_version, occurred_at_us, \
-         recorded_at_us, idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash) \
-         SELECT 10, ?, stream_id, stream_revision + 1, event_type, schema_version, occurred_at_us, recorded_at_us, \
-         idempotency_key, metadata, metadata_hash, payload, payload_hash, ?, ? FROM events WHERE sequence = 9",
+         recorded_at_us, idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash, format, \
+         salt) SELECT 10, ?, stream_id, stream_revision + 1, event_type, schema_version, occurred_at_us, recorded_at_us, \
+         idempotency_key, metadata, metadata_hash, payload, payload_hash, ?, ?, format, salt FROM events WHERE sequence = 9",
         &[
             Value::Uuid(header.event_id.0),
             Value::Bytes(forged.leaf_hash.0.to_vec()),

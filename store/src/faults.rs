@@ -16,9 +16,8 @@ use std::sync::Mutex;
 use domain::Timestamp;
 use rusqlite::Connection;
 
-use crate::plan::Group;
-use crate::writer::{CommitError, Outcomes};
-use crate::{Command, StoreError};
+use crate::StoreError;
+use crate::writer::{CommitError, Outcomes, Slice};
 
 /// One injected commit fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,17 +50,16 @@ impl CommitFaults {
 pub(crate) fn commit(
     faults: Option<&CommitFaults>,
     connection: &mut Connection,
-    commands: &[Command],
-    groups: &[Group],
+    slice: Slice<'_>,
     now: Timestamp,
 ) -> Outcomes {
     match faults.and_then(CommitFaults::disarm) {
-        None => crate::sqlite::commit(connection, commands, groups, now),
+        None => crate::sqlite::commit(connection, slice, now),
         Some(CommitFault::Fail) => {
             Err(CommitError { error: StoreError::Io("injected fault: the commit failed".into()), at_commit: false })
         }
         Some(CommitFault::Unknown) => {
-            crate::sqlite::commit(connection, commands, groups, now)?;
+            crate::sqlite::commit(connection, slice, now)?;
             Err(CommitError {
                 error: StoreError::Io("injected fault: the commit's outcome is unknown".into()),
                 at_commit: true,

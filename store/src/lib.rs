@@ -190,6 +190,16 @@ pub enum StoreError {
     /// A SQLite log read without locks changed while it was read.
     #[error("{0}")]
     Changed(String),
+    /// An erasure named a sanctioning record that is not in the log.
+    #[error("erasure refused: the record {by} that would sanction it is not in the log")]
+    EraserMissing { by: u64 },
+    /// An erasure named a record that is not earlier than the record that
+    /// sanctions it.
+    #[error("erasure refused: record {sequence} is not earlier than the record {by} that would sanction it")]
+    ErasureNotLater { by: u64, sequence: u64 },
+    /// An erasure listed more than [`ERASE_ROWS_MAX`] records.
+    #[error("erasure refused: {rows} records listed, at most {max} per call", max = ERASE_ROWS_MAX)]
+    TooManyErasures { rows: usize },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -324,6 +334,10 @@ impl Reader {
         }
     }
 }
+
+/// Records one [`EventLog::erase`] call may erase: as many as one privacy
+/// event may list.
+pub const ERASE_ROWS_MAX: usize = domain::privacy::ERASED_RECORDS_PER_EVENT_MAX;
 
 /// One record to erase and the facts of it that stay (`None`: nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -476,7 +490,7 @@ impl EventLog {
 
     async fn submit(&self, commands: Vec<Command>, atomic: bool) -> writer::Answer {
         let started = std::time::Instant::now();
-        let answer = self.submit_unmeasured(commands, atomic).await;
+        let answer = self.submit_unmeasured(commands, atomic, false).await;
         self.metrics.append_seconds.observe(started.elapsed().as_secs_f64());
         if answer.is_err() {
             self.metrics.append_errors.inc();
@@ -484,9 +498,12 @@ impl EventLog {
         answer
     }
 
-    async fn submit_unmeasured(&self, commands: Vec<Command>, atomic: bool) -> writer::Answer {
+    async fn submit_unmeasured(&self, commands: Vec<Command>, atomic: bool, legacy_v1: bool) -> writer::Answer {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(writer::Request { commands, atomic, reply }).await.map_err(|_| StoreError::WriterStopped)?;
+        self.queue
+            .send(writer::Request { commands, atomic, legacy_v1, reply })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
@@ -618,10 +635,39 @@ impl EventLog {
     /// On SQLite the WAL is checkpointed afterwards, so the erased bytes
     /// leave the `-wal` file too.
     ///
-    /// STUB (issue 16): filled in by the store's privacy work.
+    /// Refused, with nothing changed, when `by` is not in the log
+    /// ([`StoreError::EraserMissing`]), a record is not earlier than `by`
+    /// ([`StoreError::ErasureNotLater`]) or more than [`ERASE_ROWS_MAX`]
+    /// records are listed ([`StoreError::TooManyErasures`]).
     pub async fn erase(&self, by: u64, records: &[ErasedRow]) -> Result<u64, StoreError> {
-        let _ = (by, records);
-        todo!("issue 16: erase")
+        if records.len() > ERASE_ROWS_MAX {
+            return Err(StoreError::TooManyErasures { rows: records.len() });
+        }
+        if let Some(row) = records.iter().find(|row| row.sequence >= by) {
+            return Err(StoreError::ErasureNotLater { by, sequence: row.sequence });
+        }
+        if by > i64::MAX as u64 {
+            return Err(StoreError::EraserMissing { by });
+        }
+        match &self.reader {
+            Reader::Sqlite(readers) => readers.erase(by, records.to_vec()).await,
+            Reader::Postgres(pool) => postgres::erase(pool, by, records).await,
+        }
+    }
+
+    /// Appends commands as [`EventLog::append`] does, but sealed in record
+    /// format version 1 (unsalted), as records written before format 2 were.
+    /// Only for tests that need a log "from before" format 2 (a user added
+    /// before the privacy change); nothing else may call it.
+    #[doc(hidden)]
+    pub async fn append_legacy_v1_for_tests(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Appended, Rejection>>, StoreError> {
+        if let Some(rejection) = commands.iter().find_map(|command| validate(command).err()) {
+            return Err(StoreError::Io(format!("a legacy test append was invalid: {rejection}")));
+        }
+        self.submit_unmeasured(commands, false, true).await
     }
 
     /// Recomputes every leaf and chain hash of the records in `range` and
@@ -762,7 +808,7 @@ fn check_leaves(page: &[Record]) -> Option<(usize, VerifyFailure)> {
                 .map(|(n, records)| {
                     scope.spawn(move || {
                         records.iter().enumerate().find_map(|(i, record)| {
-                            record.check_leaf().err().map(|defect| {
+                            check_erasure(record).and_then(|()| record.check_leaf()).err().map(|defect| {
                                 (n * chunk + i, VerifyFailure { sequence: record.header.sequence, defect })
                             })
                         })
@@ -774,6 +820,21 @@ fn check_leaves(page: &[Record]) -> Option<(usize, VerifyFailure)> {
             .filter_map(|worker| worker.join().expect("leaf check does not panic"))
             .min_by_key(|(index, _)| *index)
     })
+}
+
+/// Whether a record's erasable part is erased only as sanctioned: a NULL
+/// metadata or payload (or a version 2 record's NULL salt) needs an
+/// erasure made by a later record. Whether that record sanctions it is
+/// `replay verify`'s check (`domain::privacy::sanctions`).
+fn check_erasure(record: &Record) -> Result<(), domain::record::Defect> {
+    let erased = record.metadata.is_none()
+        || record.payload.is_none()
+        || (record.format == domain::record::HEADER_FORMAT_V2 && record.salt.is_none());
+    let sanctioned = match &record.erasure {
+        Some(erasure) => erasure.by > record.header.sequence,
+        None => !erased,
+    };
+    if sanctioned { Ok(()) } else { Err(domain::record::Defect::UnsanctionedErasure) }
 }
 
 fn validate(command: &Command) -> Result<(), Rejection> {

@@ -5,10 +5,12 @@
 //! chain hashes. It is backend-independent and does no I/O: a backend reads
 //! the head, the known idempotency keys and the streams' revisions inside
 //! its write transaction, calls [`plan`], and writes what it returns.
+//! Records are sealed in format version 2 with salts the writer drew
+//! (randomness is I/O too), one per event of the batch.
 
 use std::collections::HashMap;
 
-use domain::record::{Hash, Record, RecordHeader};
+use domain::record::{Hash, Record, RecordHeader, SALT_BYTES};
 use domain::{StreamId, Timestamp};
 
 use crate::{Appended, Command, ExpectedRevision, Head, Rejection};
@@ -39,7 +41,15 @@ pub(crate) struct Plan {
 pub(crate) struct Group {
     pub len: usize,
     pub atomic: bool,
+    /// Sealed in format version 1 (unsalted), as records written before
+    /// version 2 were: only for tests that need such records
+    /// ([`crate::EventLog::append_legacy_v1_for_tests`]).
+    pub legacy_v1: bool,
 }
+
+/// One salt per event of `commands`, in order: the salt of event `j` of
+/// command `i` is at the count of events before command `i`, plus `j`.
+pub(crate) type Salt = [u8; SALT_BYTES];
 
 pub(crate) fn plan(
     head: Head,
@@ -47,20 +57,29 @@ pub(crate) fn plan(
     mut revisions: HashMap<StreamId, u64>,
     commands: &[Command],
     groups: &[Group],
+    salts: &[Salt],
     now: Timestamp,
 ) -> Plan {
     debug_assert_eq!(groups.iter().map(|g| g.len).sum::<usize>(), commands.len());
+    debug_assert_eq!(commands.iter().map(|c| c.events.len()).sum::<usize>(), salts.len());
     // recordedAt never decreases along the log, even if the clock steps
     // back (NTP, another process's clock): "as of T" stays well-defined.
     let recorded_at = now.max(head.recorded_at);
     let mut plan = Plan { head, ..Plan::default() };
     let mut start = 0;
+    let mut salts = salts;
+    let mut take_salts = |command: &Command| {
+        let (these, rest) = std::mem::take(&mut salts).split_at(command.events.len());
+        salts = rest;
+        Sealing { salts: these, legacy_v1: false }
+    };
     for group in groups {
         let group_commands = &commands[start..start + group.len];
         start += group.len;
         if !group.atomic {
             for command in group_commands {
-                let outcome = decide(&mut plan, &mut known, &mut revisions, command, recorded_at);
+                let sealing = Sealing { legacy_v1: group.legacy_v1, ..take_salts(command) };
+                let outcome = decide(&mut plan, &mut known, &mut revisions, command, sealing, recorded_at);
                 plan.outcomes.push(outcome);
             }
             continue;
@@ -70,8 +89,10 @@ pub(crate) fn plan(
         let (records, rows, head) = (plan.records.len(), plan.commands.len(), plan.head);
         let (known_before, revisions_before) = (known.clone(), revisions.clone());
         let mut outcomes = Vec::with_capacity(group.len);
-        for command in group_commands {
-            match decide(&mut plan, &mut known, &mut revisions, command, recorded_at) {
+        let sealings: Vec<Sealing> =
+            group_commands.iter().map(|c| Sealing { legacy_v1: group.legacy_v1, ..take_salts(c) }).collect();
+        for (command, sealing) in group_commands.iter().zip(sealings) {
+            match decide(&mut plan, &mut known, &mut revisions, command, sealing, recorded_at) {
                 Ok(appended) => outcomes.push(Ok(appended)),
                 Err(rejection) => {
                     plan.records.truncate(records);
@@ -88,11 +109,20 @@ pub(crate) fn plan(
     plan
 }
 
+/// How one command's records are sealed: with these salts, one per event,
+/// or (for tests) in format version 1.
+#[derive(Clone, Copy)]
+struct Sealing<'s> {
+    salts: &'s [Salt],
+    legacy_v1: bool,
+}
+
 fn decide(
     plan: &mut Plan,
     known: &mut HashMap<String, KnownCommand>,
     revisions: &mut HashMap<StreamId, u64>,
     command: &Command,
+    sealing: Sealing<'_>,
     recorded_at: Timestamp,
 ) -> Result<Appended, Rejection> {
     // An idempotent retry is answered before the revision check: the
@@ -122,7 +152,7 @@ fn decide(
     }
     let first_sequence = plan.head.sequence + 1;
     let mut revision = actual;
-    for event in &command.events {
+    for (event, salt) in command.events.iter().zip(sealing.salts) {
         revision += 1;
         let header = RecordHeader {
             sequence: plan.head.sequence + 1,
@@ -135,7 +165,12 @@ fn decide(
             recorded_at,
             idempotency_key: command.idempotency.as_ref().map(|i| i.key.clone()),
         };
-        let record = Record::seal(header, event.metadata.clone(), event.payload.clone(), &plan.head.chain_hash);
+        let (metadata, payload, previous) = (event.metadata.clone(), event.payload.clone(), &plan.head.chain_hash);
+        let record = if sealing.legacy_v1 {
+            Record::seal(header, metadata, payload, previous)
+        } else {
+            Record::seal_v2(header, metadata, payload, *salt, previous)
+        };
         plan.head = Head { sequence: record.header.sequence, chain_hash: record.chain_hash, recorded_at };
         plan.records.push(record);
     }

@@ -13,9 +13,9 @@ use domain::{StreamId, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 
-use crate::plan::{self, Group, KnownCommand};
-use crate::row::{RECORD_COLUMNS, StoredRecord, records};
-use crate::writer::{CommitError, Outcomes};
+use crate::plan::{self, KnownCommand};
+use crate::row::{INSERT_COLUMNS, RECORD_COLUMNS, RECORD_FROM, StoredRecord, records};
+use crate::writer::{CommitError, Outcomes, Slice};
 use crate::{Appended, Command, Head, Snapshot, SnapshotCheckpoint, StoreError, hash_column, signed, unsigned};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -86,7 +86,7 @@ async fn applied_migrations(pool: &PgPool) -> Result<Vec<crate::read_only::Appli
     Ok(applied.collect::<Result<Vec<_>, sqlx::Error>>()?)
 }
 
-pub(crate) async fn commit(pool: &PgPool, commands: &[Command], groups: &[Group], now: Timestamp) -> Outcomes {
+pub(crate) async fn commit(pool: &PgPool, (commands, groups, salts): Slice<'_>, now: Timestamp) -> Outcomes {
     let before = |error: StoreError| CommitError { error, at_commit: false };
     let mut tx = pool.begin().await.map_err(|e| before(e.into()))?;
     let planned = async {
@@ -98,7 +98,7 @@ pub(crate) async fn commit(pool: &PgPool, commands: &[Command], groups: &[Group]
             .await?;
         let head = head_from_row(&row)?;
         let (known, revisions) = lookups(&mut tx, commands).await?;
-        let plan = plan::plan(head, known, revisions, commands, groups, now);
+        let plan = plan::plan(head, known, revisions, commands, groups, salts, now);
         write(&mut tx, &plan).await?;
         Ok::<_, StoreError>(plan.outcomes)
     }
@@ -178,9 +178,9 @@ async fn write(connection: &mut PgConnection, plan: &plan::Plan) -> Result<(), S
     let int = |f: &dyn Fn(&Record) -> i64| records.iter().map(f).collect::<Vec<_>>();
     sqlx::query(&format!(
         "WITH appended AS ( \
-           INSERT INTO events ({RECORD_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], \
+           INSERT INTO events ({INSERT_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], \
              $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::bytea[], \
-             $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[])), \
+             $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[], $25::integer[], $26::bytea[])), \
          keyed AS ( \
            INSERT INTO commands (idempotency_key, digest, stream_id, first_sequence, last_sequence, stream_revision) \
            SELECT * FROM UNNEST($16::text[], $17::bytea[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[])) \
@@ -210,6 +210,8 @@ async fn write(connection: &mut PgConnection, plan: &plan::Plan) -> Result<(), S
     .bind(signed(plan.head.sequence))
     .bind(plan.head.chain_hash.as_bytes().as_slice())
     .bind(plan.head.recorded_at.as_micros())
+    .bind(records.iter().map(|r| i32::from(r.format)).collect::<Vec<_>>())
+    .bind(records.iter().map(|r| r.salt.as_ref().map(|salt| salt.to_vec())).collect::<Vec<_>>())
     .execute(&mut *connection)
     .await?;
     Ok(())
@@ -349,7 +351,8 @@ pub(crate) async fn read_page(
     limit: usize,
 ) -> Result<Vec<Record>, StoreError> {
     let rows: Vec<StoredRecord> = sqlx::query_as(&format!(
-        "SELECT {RECORD_COLUMNS} FROM events WHERE sequence >= $1 AND sequence <= $2 ORDER BY sequence LIMIT $3"
+        "SELECT {RECORD_COLUMNS} FROM {RECORD_FROM} WHERE e.sequence >= $1 AND e.sequence <= $2 \
+         ORDER BY e.sequence LIMIT $3"
     ))
     .bind(signed(*range.start()))
     .bind(signed((*range.end()).min(i64::MAX as u64)))
@@ -366,7 +369,8 @@ pub(crate) async fn read_stream(
     limit: usize,
 ) -> Result<Vec<Record>, StoreError> {
     let rows: Vec<StoredRecord> = sqlx::query_as(&format!(
-        "SELECT {RECORD_COLUMNS} FROM events WHERE stream_id = $1 AND stream_revision >= $2 ORDER BY stream_revision LIMIT $3"
+        "SELECT {RECORD_COLUMNS} FROM {RECORD_FROM} WHERE e.stream_id = $1 AND e.stream_revision >= $2 \
+         ORDER BY e.stream_revision LIMIT $3"
     ))
     .bind(stream_id.as_str())
     .bind(signed(from_revision))
@@ -374,4 +378,37 @@ pub(crate) async fn read_stream(
     .fetch_all(pool)
     .await?;
     records(rows)
+}
+
+/// Erases `rows` as sanctioned by the record at `by`
+/// ([`crate::EventLog::erase`]) in one transaction: checks that `by` is in
+/// the log, writes the `erasures` rows of records not yet erased (a
+/// concurrent erasure of the same record waits, then skips it), then sets
+/// those records' erasable columns to NULL, which the guard now allows.
+pub(crate) async fn erase(pool: &PgPool, by: u64, rows: &[crate::ErasedRow]) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let present: Option<i64> = sqlx::query_scalar("SELECT sequence FROM events WHERE sequence = $1")
+        .bind(signed(by))
+        .fetch_optional(&mut *tx)
+        .await?;
+    if present.is_none() {
+        return Err(StoreError::EraserMissing { by });
+    }
+    let inserted: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO erasures (sequence, erased_by, facts) \
+         SELECT DISTINCT ON (w.sequence) w.sequence, $3, w.facts \
+         FROM UNNEST($1::bigint[], $2::bytea[]) AS w(sequence, facts) JOIN events e ON e.sequence = w.sequence \
+         ORDER BY w.sequence ON CONFLICT (sequence) DO NOTHING RETURNING sequence",
+    )
+    .bind(rows.iter().map(|row| signed(row.sequence)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|row| row.facts.as_deref()).collect::<Vec<_>>())
+    .bind(signed(by))
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE events SET metadata = NULL, payload = NULL, salt = NULL WHERE sequence = ANY($1)")
+        .bind(&inserted)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(inserted.len() as u64)
 }

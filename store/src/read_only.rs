@@ -29,7 +29,7 @@ use sqlx::migrate::Migration;
 use crate::{Head, Reader, Snapshot, StoreError};
 
 /// The tables a reader of the log reads.
-pub(crate) const TABLES_READ: [&str; 3] = ["events", "log_head", "projection_snapshots"];
+pub(crate) const TABLES_READ: [&str; 4] = ["events", "log_head", "projection_snapshots", "erasures"];
 
 /// A migration as the database recorded it (sqlx's `_sqlx_migrations`).
 pub(crate) struct Applied {

@@ -19,14 +19,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use domain::record::{Hash, Record, RecordHeader};
+use domain::record::{Erasure, Hash, Record, RecordHeader, SALT_BYTES};
 use domain::{EventId, StreamId, Timestamp};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::Semaphore;
 
-use crate::plan::{self, Group, KnownCommand};
-use crate::row::RECORD_COLUMNS;
-use crate::writer::{Batch, CommitError, Outcomes};
+use crate::plan::{self, KnownCommand};
+use crate::row::{INSERT_COLUMNS, RECORD_COLUMNS, RECORD_FROM};
+use crate::writer::{Batch, CommitError, Outcomes, Slice};
 use crate::{Appended, Command, Head, Snapshot, SnapshotCheckpoint, StoreError, hash_column, signed, unsigned};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -278,6 +278,9 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     let connection = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     connection.busy_timeout(LOCK_WAIT)?;
     connection.pragma_update(None, "synchronous", "FULL")?;
+    // Freed content is overwritten with zeros, so an erased record's bytes
+    // do not linger in free pages (issue 16).
+    connection.pragma_update(None, "secure_delete", "ON")?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(connection)
 }
@@ -298,24 +301,31 @@ impl Writer {
         let faults = self.faults.clone();
         tokio::task::spawn_blocking(move || {
             let mut connection = connection.lock().expect("the writer's connection is not poisoned");
-            let (commands, groups) = batch.slice(groups);
+            let slice = batch.slice(groups);
             #[cfg(feature = "sim")]
-            return crate::faults::commit(faults.as_deref(), &mut connection, commands, groups, now);
+            return crate::faults::commit(faults.as_deref(), &mut connection, slice, now);
             #[cfg(not(feature = "sim"))]
-            commit(&mut connection, commands, groups, now)
+            commit(&mut connection, slice, now)
         })
         .await
         .unwrap_or_else(|error| Err(CommitError { error: blocking_failed(error), at_commit: true }))
     }
 }
 
-pub(crate) fn commit(connection: &mut Connection, commands: &[Command], groups: &[Group], now: Timestamp) -> Outcomes {
+pub(crate) fn commit(connection: &mut Connection, (commands, groups, salts): Slice<'_>, now: Timestamp) -> Outcomes {
     let before = |error: StoreError| CommitError { error, at_commit: false };
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| before(e.into()))?;
     let planned = (|| {
         let head = read_head(&tx)?;
-        let plan =
-            plan::plan(head, known_commands(&tx, commands)?, stream_revisions(&tx, commands)?, commands, groups, now);
+        let plan = plan::plan(
+            head,
+            known_commands(&tx, commands)?,
+            stream_revisions(&tx, commands)?,
+            commands,
+            groups,
+            salts,
+            now,
+        );
         write(&tx, &plan)?;
         Ok::<_, StoreError>(plan.outcomes)
     })();
@@ -391,7 +401,8 @@ fn write(connection: &Connection, plan: &plan::Plan) -> Result<(), StoreError> {
         return Ok(());
     }
     let mut insert = connection.prepare_cached(&format!(
-        "INSERT INTO events ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        "INSERT INTO events ({INSERT_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
     ))?;
     for record in &plan.records {
         let header = &record.header;
@@ -411,6 +422,8 @@ fn write(connection: &Connection, plan: &plan::Plan) -> Result<(), StoreError> {
             &record.payload_hash.as_bytes()[..],
             &record.leaf_hash.as_bytes()[..],
             &record.chain_hash.as_bytes()[..],
+            i64::from(record.format),
+            record.salt.as_ref().map(|salt| &salt[..]),
         ])?;
     }
     let mut insert = connection.prepare_cached(
@@ -590,7 +603,8 @@ impl Readers {
     pub(crate) async fn read_page(&self, range: RangeInclusive<u64>, limit: usize) -> Result<Vec<Record>, StoreError> {
         self.run(move |connection| {
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {RECORD_COLUMNS} FROM events WHERE sequence >= ?1 AND sequence <= ?2 ORDER BY sequence LIMIT ?3"
+                "SELECT {RECORD_COLUMNS} FROM {RECORD_FROM} WHERE e.sequence >= ?1 AND e.sequence <= ?2 \
+                 ORDER BY e.sequence LIMIT ?3"
             ))?;
             let rows = statement.query_map(
                 params![signed(*range.start()), signed((*range.end()).min(i64::MAX as u64)), signed(limit as u64)],
@@ -610,8 +624,8 @@ impl Readers {
         let stream_id = stream_id.clone();
         self.run(move |connection| {
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {RECORD_COLUMNS} FROM events WHERE stream_id = ?1 AND stream_revision >= ?2 \
-                 ORDER BY stream_revision LIMIT ?3"
+                "SELECT {RECORD_COLUMNS} FROM {RECORD_FROM} WHERE e.stream_id = ?1 AND e.stream_revision >= ?2 \
+                 ORDER BY e.stream_revision LIMIT ?3"
             ))?;
             let rows = statement
                 .query_map(params![stream_id.as_str(), signed(from_revision), signed(limit as u64)], record)?;
@@ -664,11 +678,14 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Record, StoreError
         Ok(hashes) => hashes,
         Err(error) => return Ok(Err(error)),
     };
+    let (format, salt, erasure) = match privacy_columns(row, header.sequence) {
+        Ok(privacy) => privacy,
+        Err(error) => return Ok(Err(error)),
+    };
     Ok(Ok(Record {
-        // Issue 16 stub: the store fills these from its columns.
-        format: domain::record::HEADER_FORMAT_V1,
-        salt: None,
-        erasure: None,
+        format,
+        salt,
+        erasure,
         metadata: row.get(9)?,
         payload: row.get(11)?,
         header,
@@ -677,6 +694,18 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Record, StoreError
         leaf_hash,
         chain_hash,
     }))
+}
+
+/// A record's format, salt and erasure.
+type PrivacyColumns = (u8, Option<[u8; SALT_BYTES]>, Option<Erasure>);
+
+/// A record's format, salt and erasure from its row.
+fn privacy_columns(row: &rusqlite::Row<'_>, sequence: u64) -> Result<PrivacyColumns, StoreError> {
+    Ok((
+        crate::row::format_column(sequence, row.get(15)?)?,
+        crate::row::salt_column(sequence, row.get(16)?)?,
+        crate::row::erasure_columns(sequence, row.get(17)?, row.get(18)?)?,
+    ))
 }
 
 fn collect(
@@ -696,8 +725,73 @@ fn blocking_failed(error: tokio::task::JoinError) -> StoreError {
 }
 
 impl Readers {
+    /// Erases `rows` as sanctioned by the record at `by`
+    /// ([`crate::EventLog::erase`]), on a connection of its own in one
+    /// `BEGIN IMMEDIATE` transaction, then checkpoints the WAL into the
+    /// database and truncates it, so the erased bytes leave the `-wal` too.
+    pub(crate) async fn erase(&self, by: u64, rows: Vec<crate::ErasedRow>) -> Result<u64, StoreError> {
+        let path = self.path.clone();
+        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let erased = erase_rows(&tx, by, &rows)?;
+            tx.commit()?;
+            checkpoint(&connection)?;
+            Ok(erased)
+        })
+        .await
+        .unwrap_or_else(|error| Err(blocking_failed(error)))
+    }
+
     /// The log file's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Erases `rows` inside the caller's transaction: checks that `by` is in
+/// the log and later than every row, then for each row not yet erased
+/// writes its `erasures` row and sets its erasable columns to NULL.
+fn erase_rows(connection: &Connection, by: u64, rows: &[crate::ErasedRow]) -> Result<u64, StoreError> {
+    let present: Option<i64> = connection
+        .prepare_cached("SELECT sequence FROM events WHERE sequence = ?1")?
+        .query_row([signed(by)], |row| row.get(0))
+        .optional()?;
+    if present.is_none() {
+        return Err(StoreError::EraserMissing { by });
+    }
+    let mut erased = 0;
+    for row in rows {
+        let inserted = connection
+            .prepare_cached(
+                "INSERT INTO erasures (sequence, erased_by, facts) SELECT sequence, ?2, ?3 FROM events \
+                 WHERE sequence = ?1 ON CONFLICT (sequence) DO NOTHING",
+            )?
+            .execute(params![signed(row.sequence), signed(by), row.facts])?;
+        if inserted == 0 {
+            continue;
+        }
+        connection
+            .prepare_cached("UPDATE events SET metadata = NULL, payload = NULL, salt = NULL WHERE sequence = ?1")?
+            .execute([signed(row.sequence)])?;
+        erased += 1;
+    }
+    Ok(erased)
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)`: copies every frame of the WAL into
+/// the database and truncates the WAL to zero bytes. A reader still on an
+/// old snapshot keeps it from completing: that is reported, not hidden.
+fn checkpoint(connection: &Connection) -> Result<(), StoreError> {
+    let (busy, frames, copied): (i64, i64, i64) =
+        connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    if busy != 0 {
+        return Err(StoreError::Io(format!(
+            "the erasure is committed, but the WAL could not be checkpointed ({copied} of {frames} frames copied): \
+             another connection is reading; erased bytes may remain in the -wal until the next checkpoint"
+        )));
+    }
+    Ok(())
 }

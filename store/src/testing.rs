@@ -5,6 +5,15 @@
 //! ([`skip`]), except under CI (`CI` set), where a missing database is an
 //! error. Each test gets its own schema, so tests run in parallel without
 //! seeing each other's rows.
+//!
+//! Records of format version 1: every append is sealed in record format
+//! version 2 (salted commitments, issue 16). A test that needs records "from
+//! before" that change (a user added in an old-format event, to erase it
+//! later) appends them with
+//! [`EventLog::append_legacy_v1_for_tests`](crate::EventLog::append_legacy_v1_for_tests):
+//! the same writer, the same chain, sealed as version 1 was (format 1, no
+//! salt). Only tests call it; a log may hold such records before version 2
+//! ones and after, and verifies either way.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

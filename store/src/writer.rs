@@ -6,7 +6,7 @@ use std::sync::Arc;
 use domain::{Clock, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::plan::Group;
+use crate::plan::{Group, Salt};
 use crate::{Appended, BATCH_EVENTS_MAX, Command, Rejection, StoreError, postgres, sqlite};
 
 pub(crate) type Answer = Result<Vec<Result<Appended, Rejection>>, StoreError>;
@@ -16,6 +16,8 @@ pub(crate) struct Request {
     pub commands: Vec<Command>,
     /// All commands or none, rather than each on its own.
     pub atomic: bool,
+    /// Seal in format version 1 (tests only: `append_legacy_v1_for_tests`).
+    pub legacy_v1: bool,
     pub reply: oneshot::Sender<Answer>,
 }
 
@@ -23,15 +25,31 @@ pub(crate) struct Request {
 pub(crate) struct Batch {
     pub commands: Vec<Command>,
     pub groups: Vec<Group>,
+    /// One random salt per event of `commands`, in order, drawn here and
+    /// not in [`crate::plan`], which stays pure.
+    pub salts: Vec<Salt>,
 }
 
+/// The commands of some groups of a batch, their groups and their salts.
+pub(crate) type Slice<'b> = (&'b [Command], &'b [Group], &'b [Salt]);
+
 impl Batch {
-    /// The commands and groups of `groups`, a range of this batch's groups.
-    pub fn slice(&self, groups: Range<usize>) -> (&[Command], &[Group]) {
+    /// The commands, groups and salts of `groups`, a range of this batch's groups.
+    pub fn slice(&self, groups: Range<usize>) -> Slice<'_> {
         let start: usize = self.groups[..groups.start].iter().map(|g| g.len).sum();
         let len: usize = self.groups[groups.clone()].iter().map(|g| g.len).sum();
-        (&self.commands[start..start + len], &self.groups[groups])
+        let commands = &self.commands[start..start + len];
+        let salts_start: usize = self.commands[..start].iter().map(|c| c.events.len()).sum();
+        let salts_len: usize = commands.iter().map(|c| c.events.len()).sum();
+        (commands, &self.groups[groups], &self.salts[salts_start..salts_start + salts_len])
     }
+}
+
+/// `events` random salts: one per record a batch may append.
+fn draw_salts(events: usize) -> Result<Vec<Salt>, StoreError> {
+    let mut salts = vec![[0; domain::record::SALT_BYTES]; events];
+    getrandom::fill(salts.as_flattened_mut()).map_err(|e| StoreError::Io(format!("no randomness for salts: {e}")))?;
+    Ok(salts)
 }
 
 pub(crate) enum Backend {
@@ -56,10 +74,7 @@ impl Backend {
     async fn commit(&mut self, batch: &Arc<Batch>, groups: Range<usize>, now: Timestamp) -> Outcomes {
         match self {
             Self::Sqlite(writer) => writer.commit(batch.clone(), groups, now).await,
-            Self::Postgres(pool) => {
-                let (commands, groups) = batch.slice(groups);
-                postgres::commit(pool, commands, groups, now).await
-            }
+            Self::Postgres(pool) => postgres::commit(pool, batch.slice(groups), now).await,
         }
     }
 }
@@ -89,12 +104,22 @@ pub(crate) async fn run(
 /// Commits a batch and answers its requests; returns the last sequence
 /// appended, if any.
 async fn commit_batch(backend: &mut Backend, requests: Vec<Request>, clock: &dyn Clock) -> Option<u64> {
-    let mut batch = Batch { commands: Vec::new(), groups: Vec::with_capacity(requests.len()) };
+    let mut batch = Batch { commands: Vec::new(), groups: Vec::with_capacity(requests.len()), salts: Vec::new() };
     let mut replies = Vec::with_capacity(requests.len());
     for request in requests {
-        batch.groups.push(Group { len: request.commands.len(), atomic: request.atomic });
+        batch.groups.push(Group { len: request.commands.len(), atomic: request.atomic, legacy_v1: request.legacy_v1 });
         batch.commands.extend(request.commands);
         replies.push(request.reply);
+    }
+    match draw_salts(batch.commands.iter().map(|c| c.events.len()).sum()) {
+        Ok(salts) => batch.salts = salts,
+        Err(error) => {
+            tracing::error!(%error, "append failed");
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return None;
+        }
     }
     let batch = Arc::new(batch);
     let last_of = |outcomes: &[Result<Appended, Rejection>]| {

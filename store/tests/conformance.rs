@@ -114,15 +114,20 @@ impl Harness {
         self.try_sql(sql, values).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
-    /// Drops the triggers that keep `events` append-only, as an attacker
-    /// with full database access can.
+    /// Drops the triggers that keep `events` and `erasures` append-only,
+    /// as an attacker with full database access can.
     async fn drop_guards(&self) {
         match &self.raw {
             Raw::Sqlite(_) => {
-                self.sql("DROP TRIGGER events_immutable", &[]).await;
-                self.sql("DROP TRIGGER events_append_only", &[]).await;
+                for trigger in ["events_immutable", "events_append_only", "erasures_immutable", "erasures_append_only"]
+                {
+                    self.sql(&format!("DROP TRIGGER {trigger}"), &[]).await;
+                }
             }
-            Raw::Postgres(_) => self.sql("DROP TRIGGER events_immutable ON events", &[]).await,
+            Raw::Postgres(_) => {
+                self.sql("DROP TRIGGER events_immutable ON events", &[]).await;
+                self.sql("DROP TRIGGER erasures_immutable ON erasures", &[]).await;
+            }
         }
     }
 
@@ -131,8 +136,8 @@ impl Harness {
         let header = &record.header;
         self.sql(
             "INSERT INTO events (sequence, event_id, stream_id, stream_revision, event_type, schema_version, occurred_at_us, \
-             recorded_at_us, idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             recorded_at_us, idempotency_key, metadata, metadata_hash, payload, payload_hash, leaf_hash, chain_hash, \
+             format, salt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             &[
                 Value::Int(header.sequence as i64),
                 Value::Uuid(header.event_id.0),
@@ -149,6 +154,8 @@ impl Harness {
                 Value::Bytes(Some(record.payload_hash.0.to_vec())),
                 Value::Bytes(Some(record.leaf_hash.0.to_vec())),
                 Value::Bytes(Some(record.chain_hash.0.to_vec())),
+                Value::Int(record.format.into()),
+                Value::Bytes(record.salt.map(|salt| salt.to_vec())),
             ],
         )
         .await;
@@ -403,10 +410,12 @@ async fn the_database_refuses_changes_to_records(h: Harness) {
     assert!(update.to_string().contains("immutable"), "{update}");
     let delete = h.try_sql("DELETE FROM events WHERE sequence = 2", &[]).await.unwrap_err();
     assert!(delete.to_string().contains("append-only"), "{delete}");
-    // Shredding content is allowed, and the chain still verifies.
-    h.sql("UPDATE events SET payload = NULL, metadata = NULL WHERE sequence = 2", &[]).await;
-    let shredded = h.record(2).await;
-    assert_eq!((shredded.payload, shredded.metadata), (None, None));
+    // Setting content to NULL without a sanctioned erasure is refused too
+    // (issue 16: it used to be allowed as "shredding").
+    let shred = "UPDATE events SET payload = NULL, metadata = NULL, salt = NULL WHERE sequence = 2";
+    let refused = h.try_sql(shred, &[]).await.unwrap_err();
+    assert!(refused.to_string().contains("sanctioned erasure"), "{refused}");
+    assert!(h.record(2).await.payload.is_some());
     assert_eq!(h.first_failure().await, None);
 }
 
@@ -661,6 +670,12 @@ ledger_store::backend_tests!(
     reads_past_what_the_databases_hold_are_empty_not_a_panic,
     a_lock_is_held_by_one_process_at_a_time,
     portal_sessions_are_found_by_hash_listed_and_end,
+    appends_are_sealed_in_format_2_with_fresh_salts,
+    a_log_of_v1_then_v2_records_verifies,
+    erasure_keeps_the_chain_and_the_facts,
+    the_guard_allows_only_a_whole_sanctioned_erasure,
+    an_unsanctioned_null_is_caught_at_its_sequence,
+    erase_refuses_a_sanction_not_later_or_not_in_the_log,
 );
 
 /// Advisory locks belong to a PostgreSQL database, not a schema: the logs
@@ -678,4 +693,188 @@ async fn postgres_logs_in_two_schemas_hold_their_locks_apart() {
     let same = (first.reopen)(Arc::new(SystemClock)).await.unwrap();
     assert!(same.try_lock("stripe-sync").await.unwrap().is_none(), "the same ledger's second taker does not");
     drop(held);
+}
+
+/// A payload marker the privacy tests search for.
+const MARKER: &[u8] = b"alice.privacy.marker@example.com";
+
+/// A payload holding [`MARKER`].
+fn personal(n: u8) -> Vec<u8> {
+    [MARKER, &[n]].concat()
+}
+
+/// Appends `org/p`: three personal records (1..=3), then a privacy event (4).
+async fn personal_log(log: &EventLog) {
+    let (a, b, c) = (personal(1), personal(2), personal(3));
+    append(log, command(stream("p"), ExpectedRevision::NoStream, &[&a, &b, &c])).await.unwrap();
+    append(log, command(StreamId::new("privacy/log").unwrap(), ExpectedRevision::Any, &[b"erased"])).await.unwrap();
+}
+
+async fn appends_are_sealed_in_format_2_with_fresh_salts(h: Harness) {
+    fill(&h.log, 3).await;
+    let records: Vec<Record> = h.log.read(1..=3).try_collect().await.unwrap();
+    assert!(records.iter().all(|r| r.format == domain::record::HEADER_FORMAT_V2), "every new append is format 2");
+    let salts: Vec<_> = records.iter().map(|r| r.salt.expect("a format 2 record has its salt")).collect();
+    assert!(salts[0] != salts[1] && salts[1] != salts[2] && salts[0] != salts[2], "a fresh salt per record");
+    assert!(records.iter().all(|r| r.erasure.is_none()));
+    // What is read recomputes: the salt is what the hashes commit to.
+    for record in &records {
+        assert_eq!(record.check_leaf(), Ok(()));
+        let resealed = Record::seal_v2(
+            record.header.clone(),
+            record.metadata.clone().unwrap(),
+            record.payload.clone().unwrap(),
+            salts[0],
+            &Hash([0; 32]),
+        );
+        assert_eq!(resealed.payload_hash == record.payload_hash, record.salt == Some(salts[0]));
+    }
+    assert_eq!(h.log.verify(1..=u64::MAX).await.unwrap(), ledger_store::VerifyReport { checked: 3, failure: None });
+}
+
+async fn a_log_of_v1_then_v2_records_verifies(h: Harness) {
+    let old = vec![command(stream("a"), ExpectedRevision::NoStream, &[b"old1", b"old2"])];
+    let appended = h.log.append_legacy_v1_for_tests(old).await.unwrap();
+    assert_eq!(appended[0].as_ref().unwrap().last_sequence, 2);
+    append(&h.log, command(stream("a"), ExpectedRevision::Exactly(2), &[b"new3"])).await.unwrap();
+    fill(&h.log, 2).await;
+    let formats: Vec<(u8, bool)> =
+        h.log.read(1..=5).map_ok(|r| (r.format, r.salt.is_some())).try_collect().await.unwrap();
+    assert_eq!(formats, [(1, false), (1, false), (2, true), (2, true), (2, true)]);
+    let of_a = h.log.read_stream(&stream("a"), 1, 10).await.unwrap();
+    assert_eq!(of_a.iter().map(|r| r.format).collect::<Vec<_>>(), [1, 1, 2]);
+    assert_eq!(h.first_failure().await, None);
+    // A version 1 record is still tamper-evident.
+    h.drop_guards().await;
+    h.sql("UPDATE events SET payload = ? WHERE sequence = 2", &[Value::Bytes(Some(b"old?".to_vec()))]).await;
+    assert_eq!(h.first_failure().await, Some(VerifyFailure { sequence: 2, defect: Defect::PayloadHash }));
+}
+
+async fn erasure_keeps_the_chain_and_the_facts(h: Harness) {
+    personal_log(&h.log).await;
+    let rows = [
+        ledger_store::ErasedRow { sequence: 2, facts: Some(b"facts of 2".to_vec()) },
+        ledger_store::ErasedRow { sequence: 3, facts: None },
+    ];
+    assert_eq!(h.log.erase(4, &rows).await.unwrap(), 2);
+    let records: Vec<Record> = h.log.read(1..=4).try_collect().await.unwrap();
+    assert!(records[0].erasure.is_none() && records[0].payload.is_some(), "record 1 is untouched");
+    for (record, facts) in records[1..3].iter().zip([Some(&b"facts of 2"[..]), None]) {
+        assert_eq!((&record.metadata, &record.payload, record.salt), (&None, &None, None));
+        let erasure = record.erasure.as_ref().expect("an erased record carries its erasure");
+        assert_eq!((erasure.by, erasure.facts.as_deref()), (4, facts));
+        assert_eq!(record.event_bytes(), facts, "readers decode the facts");
+        assert_eq!(record.format, domain::record::HEADER_FORMAT_V2, "the format stays");
+    }
+    let of_p = h.log.read_stream(&stream("p"), 1, 10).await.unwrap();
+    assert_eq!(of_p[1].erasure, records[1].erasure);
+    assert_eq!(of_p[1].event_bytes(), Some(&b"facts of 2"[..]));
+    assert_eq!(of_p[0].event_bytes(), Some(&personal(1)[..]));
+    assert_eq!(h.first_failure().await, None, "the chain still verifies");
+    // Erasing again skips what is erased: the first erasure stays.
+    let again = [ledger_store::ErasedRow { sequence: 2, facts: Some(b"other".to_vec()) }];
+    assert_eq!(h.log.erase(4, &again).await.unwrap(), 0);
+    assert_eq!(h.record(2).await.event_bytes(), Some(&b"facts of 2"[..]));
+    // A new log handle on the same database reads the same.
+    let reopened = (h.reopen)(Arc::new(SystemClock)).await.unwrap();
+    assert_eq!(reopened.read_page(3..=3, 1).await.unwrap()[0].erasure, records[2].erasure);
+}
+
+async fn the_guard_allows_only_a_whole_sanctioned_erasure(h: Harness) {
+    personal_log(&h.log).await;
+    let immutable = |error: sqlx::Error| {
+        let text = error.to_string();
+        assert!(text.contains("immutable") || text.contains("append-only"), "{text}");
+    };
+    // A raw NULL without an erasure row: refused.
+    let all_three = "UPDATE events SET payload = NULL, metadata = NULL, salt = NULL WHERE sequence = 2";
+    immutable(h.try_sql(all_three, &[]).await.unwrap_err());
+    immutable(h.try_sql("UPDATE events SET payload = NULL WHERE sequence = 2", &[]).await.unwrap_err());
+    // With an erasure row, still only all three at once, nothing else.
+    h.sql("INSERT INTO erasures (sequence, erased_by, facts) VALUES (2, 4, NULL)", &[]).await;
+    immutable(h.try_sql("UPDATE events SET payload = NULL WHERE sequence = 2", &[]).await.unwrap_err());
+    immutable(
+        h.try_sql("UPDATE events SET payload = NULL, metadata = NULL WHERE sequence = 2", &[]).await.unwrap_err(),
+    );
+    let and_more = "UPDATE events SET payload = NULL, metadata = NULL, salt = NULL, format = 1 WHERE sequence = 2";
+    immutable(h.try_sql(and_more, &[]).await.unwrap_err());
+    immutable(
+        h.try_sql("UPDATE events SET payload = ? WHERE sequence = 2", &[Value::Bytes(Some(b"x".to_vec()))])
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(h.record(2).await.payload, Some(personal(2)), "nothing was changed");
+    h.sql(all_three, &[]).await;
+    assert_eq!(h.record(2).await.payload, None);
+    // Erasures are never changed or removed.
+    immutable(h.try_sql("UPDATE erasures SET erased_by = 3 WHERE sequence = 2", &[]).await.unwrap_err());
+    immutable(h.try_sql("DELETE FROM erasures WHERE sequence = 2", &[]).await.unwrap_err());
+    immutable(h.try_sql("DELETE FROM events WHERE sequence = 2", &[]).await.unwrap_err());
+    assert_eq!(h.first_failure().await, None);
+}
+
+async fn an_unsanctioned_null_is_caught_at_its_sequence(h: Harness) {
+    personal_log(&h.log).await;
+    h.drop_guards().await;
+    let unsanctioned = Some(VerifyFailure { sequence: 3, defect: Defect::UnsanctionedErasure });
+    // Only the salt: a format 2 record that cannot be checked any more.
+    h.sql("UPDATE events SET salt = NULL WHERE sequence = 3", &[]).await;
+    assert_eq!(h.first_failure().await, unsanctioned);
+    h.sql("UPDATE events SET payload = NULL, metadata = NULL WHERE sequence = 3", &[]).await;
+    assert_eq!(h.first_failure().await, unsanctioned);
+    // An erasure row that names the record itself, or an earlier one, as
+    // its sanction does not sanction it.
+    h.sql("INSERT INTO erasures (sequence, erased_by, facts) VALUES (3, 3, NULL)", &[]).await;
+    assert_eq!(h.first_failure().await, unsanctioned);
+    // One metadata NULL alone on a version 1 record is caught too.
+    let v1 = h.log.append_legacy_v1_for_tests(vec![command(stream("q"), ExpectedRevision::Any, &[b"v1"])]).await;
+    assert_eq!(v1.unwrap()[0].as_ref().unwrap().first_sequence, 5);
+    h.sql("UPDATE events SET metadata = NULL WHERE sequence = 5", &[]).await;
+    h.sql("DELETE FROM erasures WHERE sequence = 3", &[]).await;
+    h.sql("INSERT INTO erasures (sequence, erased_by, facts) VALUES (3, 4, NULL)", &[]).await;
+    assert_eq!(h.first_failure().await, Some(VerifyFailure { sequence: 5, defect: Defect::UnsanctionedErasure }));
+}
+
+async fn erase_refuses_a_sanction_not_later_or_not_in_the_log(h: Harness) {
+    personal_log(&h.log).await;
+    let row = |sequence| ledger_store::ErasedRow { sequence, facts: None };
+    let not_later = h.log.erase(2, &[row(1), row(2)]).await.unwrap_err();
+    assert!(matches!(not_later, StoreError::ErasureNotLater { by: 2, sequence: 2 }), "{not_later:?}");
+    let missing = h.log.erase(9, &[row(1)]).await.unwrap_err();
+    assert!(matches!(missing, StoreError::EraserMissing { by: 9 }), "{missing:?}");
+    let many: Vec<_> = (0..=ledger_store::ERASE_ROWS_MAX as u64).map(|n| row(n % 3 + 1)).collect();
+    let too_many = h.log.erase(4, &many).await.unwrap_err();
+    assert!(matches!(too_many, StoreError::TooManyErasures { rows } if rows == many.len()), "{too_many:?}");
+    let records: Vec<Record> = h.log.read(1..=4).try_collect().await.unwrap();
+    assert!(records.iter().all(|r| r.payload.is_some() && r.erasure.is_none()), "nothing was erased");
+    assert_eq!(h.log.erase(4, &many[..ledger_store::ERASE_ROWS_MAX]).await.unwrap(), 3, "duplicates erase once");
+}
+
+/// Whether `needle` occurs in the file at `path` (absent: no).
+fn file_holds(path: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|window| window == needle))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erased_bytes_leave_the_sqlite_file_and_its_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.sqlite");
+    let wal = dir.path().join("log.sqlite-wal");
+    let log = EventLog::open_sqlite(&path, Arc::new(SystemClock)).await.unwrap();
+    // A large payload too, which SQLite keeps in overflow pages.
+    let large = [&MARKER.repeat(400)[..], b"large"].concat();
+    append(&log, command(stream("p"), ExpectedRevision::NoStream, &[&personal(1), &large, b"kept"])).await.unwrap();
+    append(&log, command(StreamId::new("privacy/log").unwrap(), ExpectedRevision::Any, &[b"erased"])).await.unwrap();
+    assert!(file_holds(&path, MARKER) || file_holds(&wal, MARKER), "the marker is written before the erasure");
+    let rows = [
+        ledger_store::ErasedRow { sequence: 1, facts: Some(b"facts".to_vec()) },
+        ledger_store::ErasedRow { sequence: 2, facts: None },
+    ];
+    assert_eq!(log.erase(4, &rows).await.unwrap(), 2);
+    assert!(!file_holds(&path, MARKER), "the database file keeps no byte of the erased payloads");
+    assert!(!file_holds(&wal, MARKER), "the -wal keeps none");
+    assert!(std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0, "the -wal was checkpointed and truncated");
+    assert_eq!(log.verify(1..=u64::MAX).await.unwrap().failure, None);
+    log.close().await;
+    assert!(!file_holds(&path, MARKER));
 }

@@ -99,3 +99,33 @@ async fn a_file_that_is_no_ledger_log_is_named_as_such() {
     assert_eq!(std::fs::read(&path).unwrap(), before);
     assert_eq!(names(dir.path()), [path]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_log_reads_each_records_format_salt_and_erasure() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let log = EventLog::open_sqlite(&path, Arc::new(SystemClock)).await.unwrap();
+    log.append_legacy_v1_for_tests(vec![command(b"old")]).await.unwrap().pop().unwrap().unwrap();
+    append(&log, b"personal").await;
+    append(&log, b"the privacy event").await;
+    let rows = [ledger_store::ErasedRow { sequence: 2, facts: Some(b"facts".to_vec()) }];
+    assert_eq!(log.erase(3, &rows).await.unwrap(), 1);
+    let expected = log.read_page(1..=3, 10).await.unwrap();
+    // Beside the running writer (under locks), then with no process on it.
+    let beside = ReadOnlyLog::open_sqlite(&path).await.unwrap().read_page(1..=3, 10).await.unwrap();
+    stop(log, &path).await;
+    let alone = ReadOnlyLog::open_sqlite(&path).await.unwrap().read_page(1..=3, 10).await.unwrap();
+    for records in [&beside, &alone] {
+        assert_eq!(records, &expected);
+        let seen: Vec<_> = records.iter().map(|r| (r.format, r.salt.is_some(), r.event_bytes())).collect();
+        assert_eq!(
+            seen,
+            [
+                (1, false, Some(&b"old"[..])),
+                (2, false, Some(&b"facts"[..])),
+                (2, true, Some(&b"the privacy event"[..]))
+            ]
+        );
+        assert_eq!(records[1].erasure.as_ref().map(|e| e.by), Some(3));
+    }
+}

@@ -48,6 +48,11 @@ pub use runner::{
 pub use sqlite::READ_CONNECTIONS_MAX;
 pub use table::{Column, ColumnType, Row, Table, Value};
 
+/// The row of `readmodel_checkpoints` that counts purges
+/// ([`ReadModelDb::purge_subject`]) in its `sequence`: a runner's commit is
+/// fenced on the count it loaded at, as on its checkpoints.
+pub const PURGE_FENCE: &str = "~purges";
+
 /// The read models' SQLite file, in the data directory beside the log's.
 pub const READMODELS_FILE: &str = "readmodels.sqlite";
 /// Connections of the read models' PostgreSQL pool: queries share them

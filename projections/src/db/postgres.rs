@@ -221,13 +221,50 @@ pub(crate) async fn commit(pool: &PgPool, batch: &Batch, advances: &[Advance]) -
         write_rows(&mut tx, &changes.table, Write::Upsert, &upserts).await?;
         write_rows(&mut tx, &changes.table, Write::Add, &adds).await?;
     }
-    if let Some(last) = advances.iter().map(|a| a.to.sequence).max() {
+    if let Some(last) = advances.iter().filter(|a| a.name != super::PURGE_FENCE).map(|a| a.to.sequence).max() {
         // Delivered on commit, so followers never hear of a sequence that
         // is not yet visible.
         sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(last.to_string()).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Runs `work` in one transaction on a blocking thread, driving the async
+/// pool on the current runtime; committed when it returns `Ok`.
+pub(crate) async fn transaction<T: Send + 'static>(
+    pool: &PgPool,
+    work: impl FnOnce(&mut dyn super::privacy::Tx) -> Result<T, DbError> + Send + 'static,
+) -> Result<T, DbError> {
+    let tx = pool.begin().await?;
+    let handle = tokio::runtime::Handle::current();
+    let (tx, done) = tokio::task::spawn_blocking(move || {
+        let mut pg = PgTx { tx, handle };
+        let done = work(&mut pg);
+        (pg.tx, done)
+    })
+    .await
+    .expect("a read-model transaction does not panic");
+    let done = done?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+struct PgTx {
+    tx: sqlx::Transaction<'static, Postgres>,
+    handle: tokio::runtime::Handle,
+}
+
+impl super::privacy::Tx for PgTx {
+    fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
+        let query = params.into_iter().fold(sqlx::query(sql), bind);
+        self.handle.block_on(query.fetch_all(&mut *self.tx))?.iter().map(row).collect()
+    }
+
+    fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, DbError> {
+        let query = params.into_iter().fold(sqlx::query(sql), bind);
+        Ok(self.handle.block_on(query.execute(&mut *self.tx))?.rows_affected())
+    }
 }
 
 /// Point reads from a blocking thread, driving the async pool on the

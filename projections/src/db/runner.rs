@@ -196,6 +196,12 @@ impl RunnerError {
         }
     }
 
+    /// True when a purge ([`ReadModelDb::purge_subject`]) fenced the
+    /// commit: the runner loads again and goes on.
+    pub fn is_purge(&self) -> bool {
+        matches!(self, Self::Fenced { projection, .. } if projection == super::PURGE_FENCE)
+    }
+
     /// True when running again may succeed without anyone's intervention.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Store(_) | Self::Db(_) | Self::Commit { .. })
@@ -303,6 +309,11 @@ pub struct Runner {
     flush_records_max: usize,
     /// Taken by a batch being built, like the projections.
     cache: Option<RowCache>,
+    /// The purges counted when the projections were loaded
+    /// ([`super::PURGE_FENCE`]): every commit is fenced on it, so a batch
+    /// built from rows (cached or in memory) that a purge has since
+    /// redacted is never written, and the runner reloads.
+    purges: u64,
 }
 
 impl Runner {
@@ -320,6 +331,7 @@ impl Runner {
             loaded: false,
             flush_records_max: FLUSH_RECORDS_MAX,
             cache: Some(RowCache::new()),
+            purges: 0,
         })
     }
 
@@ -354,6 +366,10 @@ impl Runner {
         }
         let names: Vec<&str> = self.slots.iter().map(|slot| slot.projection.name()).collect();
         self.db.ensure_checkpoints(&names).await?;
+        self.db.ensure_checkpoints(&[super::PURGE_FENCE]).await?;
+        // Read before the projections load: a purge after this fences the
+        // first commit, and the runner loads again.
+        self.purges = self.db.checkpoints(&[super::PURGE_FENCE]).await?[0].map_or(0, |c| c.sequence);
         // No borrow of a projection is held across an await: projections
         // need only be `Send`, not `Sync`.
         let tables: Vec<Table> = self.slots.iter().flat_map(|slot| slot.projection.tables().iter().copied()).collect();
@@ -480,6 +496,8 @@ impl Runner {
                 Ok(true) => {}
                 // Nothing to apply: the head is where the projections are.
                 Ok(false) => return Ok(self.lowest()),
+                // A purge redacted rows this batch was built from: load again.
+                Err(error) if error.is_purge() => self.loaded = false,
                 Err(error) => {
                     self.loaded = false;
                     return Err(error);
@@ -537,6 +555,7 @@ impl Runner {
             }
             match self.step().await {
                 Ok(true) => {}
+                Err(error) if error.is_purge() => self.loaded = false,
                 Ok(false) => {
                     // Only waiting is cancelled here, never a batch.
                     tokio::select! {
@@ -584,13 +603,18 @@ impl Runner {
         // batch's changes.
         self.cache = Some(cache);
         let last = built?;
-        let advances: Vec<Advance> = self
+        let mut advances: Vec<Advance> = self
             .slots
             .iter()
             .zip(&checkpoints)
             .filter(|(slot, to)| slot.checkpoint != **to)
             .map(|(slot, to)| Advance { name: slot.projection.name(), from: slot.checkpoint.sequence, to: *to })
             .collect();
+        if !advances.is_empty() {
+            // Fenced on the purges seen at the load; moves nothing.
+            let purges = Checkpoint { sequence: self.purges, chain_hash: Checkpoint::START.chain_hash };
+            advances.push(Advance { name: super::PURGE_FENCE, from: self.purges, to: purges });
+        }
         let batch = Arc::new(batch);
         match self.db.commit(batch.clone(), advances).await {
             Ok(()) => {}

@@ -64,6 +64,9 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, DbError> {
     let connection = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     connection.busy_timeout(LOCK_WAIT)?;
     connection.pragma_update(None, "synchronous", "FULL")?;
+    // Deleted and overwritten content is zeroed in the file, not left in
+    // free pages (issue 16: an erased e-mail must not stay readable).
+    connection.pragma_update(None, "secure_delete", "ON")?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(connection)
 }
@@ -214,6 +217,25 @@ impl SqliteDb {
         .await
     }
 
+    /// Runs `work` in one immediate transaction on the writer connection
+    /// (committed when it returns `Ok`), then folds the `-wal` back into
+    /// the file and truncates it, so what the transaction overwrote leaves
+    /// the `-wal` too.
+    pub(crate) async fn transaction<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut dyn super::privacy::Tx) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.write(move |connection| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut sqlite_tx = SqliteTx(&tx);
+            let done = work(&mut sqlite_tx)?;
+            tx.commit()?;
+            connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(done)
+        })
+        .await
+    }
+
     pub(crate) fn blocking_reader(&self) -> WriterReader {
         WriterReader { writer: self.writer.clone() }
     }
@@ -360,6 +382,20 @@ fn commit(connection: &mut Connection, batch: &Batch, advances: &[Advance]) -> R
     }
     tx.commit()?;
     Ok(())
+}
+
+/// A transaction's statements, `$n` placeholders rewritten for SQLite.
+struct SqliteTx<'a>(&'a rusqlite::Transaction<'a>);
+
+impl super::privacy::Tx for SqliteTx<'_> {
+    fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
+        query(self.0, &super::table::sqlite_placeholders(sql), &params)
+    }
+
+    fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, DbError> {
+        let mut statement = self.0.prepare_cached(&super::table::sqlite_placeholders(sql))?;
+        Ok(statement.execute(params_from_iter(params))? as u64)
+    }
 }
 
 /// Point reads through the writer's connection, which the runner alone

@@ -80,13 +80,9 @@ impl Projection for Audit {
         event: Option<&LedgerEvent>,
     ) -> Result<(), ApplyError> {
         let mut organization_id = organization_of(changes, record, event)?;
-        let mut metadata =
-            record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
-        if event.is_none()
-            && let Some(facts) = session_facts(record)
-        {
-            organization_id = Some(facts.organization_id);
-            facts.complete(&mut metadata);
+        let (session_organization, metadata) = who(record, event);
+        if session_organization.is_some() {
+            organization_id = session_organization;
         }
         let header = &record.header;
         changes.upsert(
@@ -105,6 +101,22 @@ impl Projection for Audit {
         )?;
         Ok(())
     }
+}
+
+/// Who and from where, as the index records them for `record`: its
+/// metadata's actor and source address (none once erased), completed for a
+/// portal record from its event ([`session_facts`], which also names the
+/// organization it goes under).
+pub(crate) fn who(record: &Record, event: Option<&LedgerEvent>) -> (Option<OrganizationId>, Metadata) {
+    let mut metadata = record.metadata.as_deref().and_then(|bytes| Metadata::decode(bytes).ok()).unwrap_or_default();
+    let mut organization_id = None;
+    if event.is_none()
+        && let Some(facts) = session_facts(record)
+    {
+        organization_id = Some(facts.organization_id);
+        facts.complete(&mut metadata);
+    }
+    (organization_id, metadata)
 }
 
 /// What a portal record (not a `LedgerEvent`'s) tells the audit: its

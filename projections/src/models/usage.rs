@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 
 use domain::SubscriptionId;
 use domain::event::LedgerEvent;
+use domain::privacy::PrivacyEvent;
 use domain::record::Record;
 use domain::usage::{Metrics, Reported, Usage, UsageEvent};
 
@@ -30,6 +31,11 @@ pub const USAGE: Table = Table::new(
     3,
 );
 
+/// The latest retention run's rule (issue 16): reports of days before
+/// `before`, at or before `up_to_sequence`, are retired. One row (id 1).
+pub const USAGE_RETIRED: Table =
+    Table::new("rm_usage_retired", &[Column::int("id"), Column::text("before"), Column::int("up_to_sequence")], 1);
+
 /// The most rows one month of one subscription may return: 31 days of
 /// up to a thousand deployments each (a key's deployments are capped far
 /// lower); bounds the query whatever the log holds.
@@ -44,7 +50,7 @@ impl Projection for UsageProjection {
     }
 
     fn tables(&self) -> &'static [Table] {
-        &[USAGE]
+        &[USAGE, USAGE_RETIRED]
     }
 
     fn apply(
@@ -53,6 +59,12 @@ impl Projection for UsageProjection {
         record: &Record,
         event: Option<&LedgerEvent>,
     ) -> Result<(), ApplyError> {
+        if let Some(LedgerEvent::Privacy(PrivacyEvent::RetentionApplied(retired))) = event {
+            let before = retired.usage_before.to_datetime().date_naive();
+            let row = vec![Value::Int(1), day(before), Value::uint(retired.up_to_sequence)?];
+            changes.upsert(&USAGE_RETIRED, row)?;
+            return Ok(());
+        }
         let Some(LedgerEvent::Usage(UsageEvent::UsageReported(report))) = event else { return Ok(()) };
         let int = |n: u64| Value::uint(n);
         let metrics = &report.metrics;
@@ -272,4 +284,14 @@ fn month_overfull(rows: &[Row]) -> bool {
         *count += 1;
         *count > USAGE_ROWS_PER_MONTH_MAX
     })
+}
+
+/// The latest retention run's rule, if one ran: the UTC day of its
+/// `usage_before` and its `up_to_sequence` (reports that occurred before
+/// it, at or before the sequence, may be retired). A month that ends before
+/// that day may have lost its daily usage: its invoice holds what was
+/// billed, and billing must not read it as usage that dropped.
+pub async fn retired(db: &ReadModelDb) -> Result<Option<(NaiveDate, u64)>, DbError> {
+    let row = db.query_opt("SELECT before, up_to_sequence FROM rm_usage_retired WHERE id = 1", vec![]).await?;
+    row.map(|row| Ok((parse_day(&row, 0)?, row.uint(1)?))).transpose()
 }
