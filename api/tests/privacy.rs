@@ -106,7 +106,14 @@ async fn sign_in(s: &Server, backend: &Backend, org: &str, email: &str, ip: &str
 }
 
 /// A signed-in portal request from `ip` with `agent`: status and body.
-async fn portal(s: &Server, method: Method, path: &str, cookie: &str, client: (&str, &str), form: Option<String>) -> (u16, String) {
+async fn portal(
+    s: &Server,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    client: (&str, &str),
+    form: Option<String>,
+) -> (u16, String) {
     let mut request = http()
         .request(method, s.url(path))
         .header("cookie", format!("ledger_portal_session={cookie}"))
@@ -234,7 +241,11 @@ async fn erased_users_leave_no_byte_behind_and_the_organization_works_on(backend
 
     // The new admin, through the API (version 2).
     let added = s
-        .post(&format!("/api/v1/organizations/{org}/users"), Some(OPERATOR), json!({ "email": NEW_EMAIL, "role": "admin" }))
+        .post(
+            &format!("/api/v1/organizations/{org}/users"),
+            Some(OPERATOR),
+            json!({ "email": NEW_EMAIL, "role": "admin" }),
+        )
         .await
         .expect(201);
     let new = id(&added["id"]);
@@ -249,7 +260,8 @@ async fn erased_users_leave_no_byte_behind_and_the_organization_works_on(backend
     let token = csrf(&s, &format!("/portal/orgs/{org}/plan"), &old_session, old_client).await;
     let form = format!("csrf={token}&change=upgrade&tier=professional");
     let (status, page) =
-        portal(&s, Method::POST, &format!("/portal/orgs/{org}/plan/confirm"), &old_session, old_client, Some(form)).await;
+        portal(&s, Method::POST, &format!("/portal/orgs/{org}/plan/confirm"), &old_session, old_client, Some(form))
+            .await;
     assert_eq!(status, 200, "the upgrade: {page}");
     assert_eq!(s.subscription(&org, OPERATOR).await["tier"], "professional");
     let new_client = (NEW_IP, NEW_AGENT);
@@ -288,7 +300,10 @@ async fn erased_users_leave_no_byte_behind_and_the_organization_works_on(backend
     assert!(exported.is_superset(&old_records), "missing from the export: {:?}", old_records.difference(&exported));
     assert!(!exported.contains(&new_added), "the other admin's record in the export");
     only_about(&old_export, &old);
-    assert!(old_export_text.contains(OLD_EMAIL) && old_export_text.contains(OLD_IP), "the data itself: {old_export_text}");
+    assert!(
+        old_export_text.contains(OLD_EMAIL) && old_export_text.contains(OLD_IP),
+        "the data itself: {old_export_text}"
+    );
     let new_export = export_over_api(&s, &org, &new).await;
     let new_export_text = serde_json::to_string(&new_export).unwrap();
     let exported: BTreeSet<u64> = new_export.iter().flat_map(search::sequences).collect();
@@ -298,7 +313,8 @@ async fn erased_users_leave_no_byte_behind_and_the_organization_works_on(backend
     assert!(new_export_text.contains(NEW_EMAIL) && new_export_text.contains(NEW_IP), "the data itself");
 
     // An active user is not erased; nothing changes.
-    let erase = |user: &str| json!({ "subject": { "user": { "organizationId": org, "userId": user } }, "reason": "request" });
+    let erase =
+        |user: &str| json!({ "subject": { "user": { "organizationId": org, "userId": user } }, "reason": "request" });
     let head = s.head().await;
     let refused = s.post("/api/v1/privacy/erasures", Some(OPERATOR), erase(&new)).await;
     assert_eq!(refused.status.as_u16(), 409, "an active user: {}", refused.text);
@@ -332,14 +348,19 @@ async fn erased_users_leave_no_byte_behind_and_the_organization_works_on(backend
         .expect(201);
     let after = id(&added["id"]);
     s.wait_ready().await;
-    let third_link =
-        cli(&backend, &["users", "login-link", "--email", THIRD_EMAIL, "--organization", &org, "--portal-url", &s.base], &mut said)
-            .await;
+    let third_link = cli(
+        &backend,
+        &["users", "login-link", "--email", THIRD_EMAIL, "--organization", &org, "--portal-url", &s.base],
+        &mut said,
+    )
+    .await;
     assert!(String::from_utf8_lossy(&third_link.stdout).contains("token="), "the invited user keeps their address");
     let role = format!("/api/v1/organizations/{org}/users/{after}/role");
     s.post(&role, Some(OPERATOR), json!({ "role": "analyst" })).await.expect(200);
-    let issued =
-        s.post(&format!("/api/v1/organizations/{org}/tokens"), Some(OPERATOR), json!({ "role": "viewer" })).await.expect(201);
+    let issued = s
+        .post(&format!("/api/v1/organizations/{org}/tokens"), Some(OPERATOR), json!({ "role": "viewer" }))
+        .await
+        .expect(201);
     let token_id = id(&issued["tokenId"]);
     assert_eq!(s.subscription(&org, &id(&issued["token"])).await["tier"], "professional", "the new token works");
     let revoke = format!("/api/v1/organizations/{org}/tokens/{token_id}/revoke");

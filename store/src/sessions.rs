@@ -165,7 +165,8 @@ impl Sessions {
     /// rows' earlier versions (addresses, user agents) leave the `-wal` too.
     pub async fn delete_user(&self, user_id: Uuid) -> Result<u64, StoreError> {
         let text = "DELETE FROM portal_sessions WHERE user_id = $1";
-        let done = on_pool!(self, |pool| sqlx::query(text).bind(user_id.to_string()).execute(pool).await?.rows_affected());
+        let done =
+            on_pool!(self, |pool| sqlx::query(text).bind(user_id.to_string()).execute(pool).await?.rows_affected());
         if let Sessions::Sqlite(pool) = self {
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await?;
         }

@@ -124,7 +124,14 @@ pub fn sequences(export: &Value) -> BTreeSet<u64> {
 /// `email`, and a portal sign-in of theirs from `address` (its metadata
 /// with `address` and `agent`). The server must be stopped. Returns the
 /// two records' sequences.
-pub async fn append_v1_user(backend: &Backend, org: &str, user: uuid::Uuid, email: &str, address: &str, agent: &str) -> [u64; 2] {
+pub async fn append_v1_user(
+    backend: &Backend,
+    org: &str,
+    user: uuid::Uuid,
+    email: &str,
+    address: &str,
+    agent: &str,
+) -> [u64; 2] {
     use domain::organization::{OrganizationEvent, UserAdded};
     use domain::signin::{SignInEvent, SignedIn};
 
@@ -132,15 +139,16 @@ pub async fn append_v1_user(backend: &Backend, org: &str, user: uuid::Uuid, emai
     let organization_id = domain::OrganizationId(org.parse().expect("a UUID"));
     let user_id = domain::UserId(user);
     let now = log.head().await.expect("the head").recorded_at;
-    let operator = domain::Metadata {
-        actor: Some("operator".into()),
-        correlation_id: None,
-        source_ip: None,
-        user_agent: None,
-    };
-    let added = OrganizationEvent::from(UserAdded { user_id, email: email.to_owned(), role: domain::organization::Role::Admin });
+    let operator =
+        domain::Metadata { actor: Some("operator".into()), correlation_id: None, source_ip: None, user_agent: None };
+    let added = OrganizationEvent::from(UserAdded {
+        user_id,
+        email: email.to_owned(),
+        role: domain::organization::Role::Admin,
+    });
     let session_id = uuid::Uuid::new_v4();
-    let signed_in = SignInEvent::from(SignedIn { organization_id, user_id, session_id, address: address.to_owned(), at: now });
+    let signed_in =
+        SignInEvent::from(SignedIn { organization_id, user_id, session_id, address: address.to_owned(), at: now });
     let as_user = domain::Metadata {
         actor: Some(format!("org:{org}:admin:user:{user}")),
         correlation_id: None,
