@@ -171,6 +171,8 @@ fn vendor_routes() -> Router<AppState> {
         .route("/stripe/syncs", get(routes::stripe_ops::syncs))
         .route("/stripe/syncs/{target}/retry", post(routes::stripe_ops::retry))
         .route("/stripe/reconciliation", get(routes::stripe_ops::reconciliation))
+        .route("/privacy/erasures", post(routes::privacy::erase))
+        .route("/privacy/exports", get(routes::privacy::export))
 }
 
 /// The portal's routes, with the client's address as the edge resolved it.
@@ -289,6 +291,13 @@ pub async fn serve(config: Config, edge: edge::Settings, portal_settings: portal
         tokio::spawn(usecases::notify::run(state.ledger.clone(), outbox));
     }
     tokio::spawn(sweep_limiters(state.clone()));
+    // An erasure the previous process appended but did not finish (issue 16).
+    let ledger = state.ledger.clone();
+    tokio::spawn(async move {
+        if let Err(error) = usecases::privacy::complete_interrupted(&ledger).await {
+            tracing::warn!(%error, "interrupted erasures not completed at start; the next erasure completes them");
+        }
+    });
     let settings = state.edge.settings.clone();
     if let Some(metrics_listen) = settings.metrics_listen {
         let listener = tokio::net::TcpListener::bind(metrics_listen).await?;

@@ -258,6 +258,58 @@ enum Command {
         #[command(subcommand)]
         job: UsageJob,
     },
+    /// Data-subject requests: erase or export a user's, an organization's
+    /// or a staff user's personal data.
+    Privacy {
+        #[command(subcommand)]
+        job: Privacy,
+    },
+}
+
+#[derive(Subcommand)]
+enum Privacy {
+    /// Erase the subject's personal data from the log (keeping every
+    /// record's facts), the read models, portal sessions, unsent
+    /// notifications and (an organization's, with STRIPE_SECRET_KEY) its
+    /// Stripe customer, as POST /api/v1/privacy/erasures does; prints what
+    /// was erased. Refused while the user is active, the staff user is not
+    /// disabled, or the organization has a live subscription.
+    Erase {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        /// Why: `request` (a data subject's or the customer's request).
+        #[arg(long, default_value = "request", value_parser = ["request"])]
+        reason: String,
+        #[command(flatten)]
+        store: Store,
+    },
+    /// Export everything the ledger holds about the subject as JSON (every
+    /// page of GET /api/v1/privacy/exports, one document).
+    Export {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        /// Write the JSON here (readable by this user only) instead of to
+        /// standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: Store,
+    },
+}
+
+/// Whose data: exactly one.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct SubjectArgs {
+    /// A user's id (their organization is found from the read models).
+    #[arg(long)]
+    user: Option<uuid::Uuid>,
+    /// An organization's id: the organization and every one of its users.
+    #[arg(long)]
+    organization: Option<uuid::Uuid>,
+    /// A staff user's id.
+    #[arg(long)]
+    staff: Option<uuid::Uuid>,
 }
 
 #[derive(Subcommand)]
@@ -489,29 +541,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections { job: ProjectionsJob::Rebuild { accept_rollback, store } } => {
-            let config = config(store, "127.0.0.1:0".parse()?, 0);
-            let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
-            let log = ledger_api::open_log(&config, clock.clone()).await?;
-            let now = domain::Clock::now(clock.as_ref());
-            let models = usecases::readmodels::open_db(&config.ledger()).await?;
-            let catalog = domain::catalog::Catalog::builtin();
-            let rebuilt = ledger_api::rollback::rebuild(&log, &models, &catalog, now, accept_rollback).await?;
-            if let Some(lost) = &rebuilt.rollback {
-                eprintln!(
-                    "accepted: the log lost sequences {} to {}; recorded at sequence {}; read models rebuilt",
-                    lost.lost_from,
-                    lost.lost_to,
-                    rebuilt.recorded_at.unwrap_or_default()
-                );
-            }
-            println!("{}", serde_json::to_string_pretty(&rebuilt.json())?);
-            Ok(())
+            rebuild_projections(accept_rollback, store).await
         }
         Command::Licenses { job: Licenses::ActivateOffline { request, out, store, usage } } => {
             activate_offline(request, out, store, usage).await
         }
         Command::Usage { job: UsageJob::Import { file, store, usage } } => import_usage(file, store, usage).await,
         Command::Report { as_of, format, store } => report(&as_of, &format, store).await,
+        Command::Privacy { job } => privacy(job).await,
         Command::Keys { job: Keys::PrepareLease { store } } => prepare_key(&store, &ledger_api::secrets::LEASE),
         Command::Keys { job: Keys::RotateLease { store } } => rotate_key(&store, &ledger_api::secrets::LEASE),
         Command::Keys { job: Keys::PrepareLicense { store } } => prepare_key(&store, &ledger_api::secrets::LICENSE),
@@ -526,6 +563,27 @@ async fn main() -> anyhow::Result<()> {
             retire_secret(store, drop_unrehashable_tokens).await
         }
     }
+}
+
+/// `ledger projections rebuild`: rebuilds the read models from the log.
+async fn rebuild_projections(accept_rollback: bool, store: Store) -> anyhow::Result<()> {
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let clock = std::sync::Arc::new(ledger_api::clock::ServerClock::parse(&config.clock, &config.data_dir)?);
+    let log = ledger_api::open_log(&config, clock.clone()).await?;
+    let now = domain::Clock::now(clock.as_ref());
+    let models = usecases::readmodels::open_db(&config.ledger()).await?;
+    let catalog = domain::catalog::Catalog::builtin();
+    let rebuilt = ledger_api::rollback::rebuild(&log, &models, &catalog, now, accept_rollback).await?;
+    if let Some(lost) = &rebuilt.rollback {
+        eprintln!(
+            "accepted: the log lost sequences {} to {}; recorded at sequence {}; read models rebuilt",
+            lost.lost_from,
+            lost.lost_to,
+            rebuilt.recorded_at.unwrap_or_default()
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&rebuilt.json())?);
+    Ok(())
 }
 
 /// `ledger keys rotate-secret`: prints the old and the new secret's id.
@@ -731,6 +789,92 @@ async fn report(as_of: &str, format: &str, store: Store) -> anyhow::Result<()> {
         _ => println!("{}", serde_json::to_string_pretty(&view)?),
     }
     Ok(())
+}
+
+/// The subject the flags name; a user's organization from the read models.
+async fn subject(ledger: &usecases::Ledger, args: &SubjectArgs) -> anyhow::Result<domain::privacy::Subject> {
+    use domain::privacy::Subject;
+    Ok(match (args.user, args.organization, args.staff) {
+        (Some(user), _, _) => {
+            let user_id = domain::UserId(user);
+            let organization_id = usecases::privacy::organization_of_user(ledger, user_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("user {user}: {e}"))?;
+            Subject::User { organization_id, user_id }
+        }
+        (None, Some(organization), _) => {
+            Subject::Organization { organization_id: domain::OrganizationId(organization) }
+        }
+        (None, None, Some(staff)) => Subject::Staff { staff_id: domain::staff::StaffId(staff) },
+        (None, None, None) => anyhow::bail!("name --user, --organization or --staff"),
+    })
+}
+
+/// `ledger privacy erase|export`.
+async fn privacy(job: Privacy) -> anyhow::Result<()> {
+    // `None`: an erasure; `Some(out)`: an export, to `out` or stdout.
+    let (store, args, export_to) = match job {
+        Privacy::Erase { subject, store, .. } => (store, subject, None),
+        Privacy::Export { subject, out, store } => (store, subject, Some(out)),
+    };
+    let config = config(store, "127.0.0.1:0".parse()?, 0);
+    let ledger = usecases::Ledger::open(&config.ledger()).await?;
+    let subject = subject(&ledger, &args).await?;
+    let caller = usecases::Caller::Operator;
+    if let Some(out) = export_to {
+        return export(&ledger, &caller, &subject, out).await;
+    }
+    let stripe = ledger_api::stripe::Stripe::new(ledger_api::stripe::Settings::from_env()?)?;
+    let reason = domain::privacy::ErasureReason::Request;
+    let done = usecases::privacy::erase(&ledger, &caller, &cli_context(), &stripe, &subject, reason)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", refusal_code(&e)))?;
+    println!("{}", serde_json::to_string_pretty(&done)?);
+    Ok(())
+}
+
+/// Writes every page of the subject's export as one JSON document,
+/// record by record (memory stays one page however long the history).
+async fn export(
+    ledger: &usecases::Ledger,
+    caller: &usecases::Caller,
+    subject: &domain::privacy::Subject,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut writer: Box<dyn Write> = match &out {
+        Some(path) => Box::new(std::io::BufWriter::new(private_file(path)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let limit = Some(usecases::privacy::EXPORT_LIMIT_MAX);
+    let mut page = usecases::privacy::export(ledger, caller, subject, 0, limit).await?;
+    let head = serde_json::json!({ "subject": page.subject, "readModels": page.read_models });
+    let head = serde_json::to_string_pretty(&head)?;
+    write!(writer, "{},\n  \"records\": [", head.trim_end_matches('}').trim_end())?;
+    let mut first = true;
+    loop {
+        for record in &page.records {
+            write!(writer, "{}\n    {}", if first { "" } else { "," }, serde_json::to_string(record)?)?;
+            first = false;
+        }
+        let Some(after) = page.next else { break };
+        page = usecases::privacy::export(ledger, caller, subject, after, limit).await?;
+    }
+    writeln!(writer, "\n  ]\n}}")?;
+    writer.flush()?;
+    if let Some(path) = out {
+        eprintln!("export written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// A new file only this user may read (an export holds personal data).
+fn private_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    Ok(options.open(path)?)
 }
 
 /// `ledger billing void`: voids an invoice that is not paid.

@@ -114,6 +114,8 @@ use crate::routes;
         routes::stripe_ops::syncs,
         routes::stripe_ops::retry,
         routes::stripe_ops::reconciliation,
+        routes::privacy::erase,
+        routes::privacy::export,
         serve,
     ),
     // Schemas named only by `IntoResponses` types (not collected from the

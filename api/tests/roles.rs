@@ -461,6 +461,17 @@ fn matrix() -> Vec<Row> {
         ),
         row(GET, "/api/v1/staff/tokens", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
         row(DELETE, "/api/v1/staff/tokens/{spareServiceToken}", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
+        // Data-subject requests (issue 16): a staff admin's. The subject is
+        // unknown, so the permitted meet not_found and nothing is erased.
+        row(
+            POST,
+            "/api/v1/privacy/erasures",
+            Some(
+                r#"{"subject":{"user":{"organizationId":"00000000-0000-7000-8000-0000000000a3","userId":"00000000-0000-7000-8000-0000000000a4"}},"reason":"request"}"#,
+            ),
+            [NF, FB, FB, FB, FB, FB, UA, UA],
+        ),
+        row(GET, "/api/v1/privacy/exports?organization={A}", None, [OK, FB, FB, FB, FB, FB, UA, UA]),
         // Operator only: the test clock (the server runs a manual clock here).
         row(POST, "/api/v1/test-clock", Some(r#"{"now":"2026-01-10T00:01:00Z"}"#), [OK, FB, FB, FB, FB, FB, UA, UA]),
     ]
@@ -1028,6 +1039,16 @@ fn staff_matrix() -> Vec<(Method, &'static str, Option<&'static str>, [Expect; 4
         (get.clone(), "/api/v1/stripe/syncs", None, [OK, OK, FB, FB]),
         (post.clone(), STRIPE_RETRY, Some(r#"{}"#), [NR, NR, FB, FB]),
         (get.clone(), "/api/v1/stripe/reconciliation?period=2026-01", None, [SN, SN, FB, FB]),
+        // Data-subject requests: the staff admin only.
+        (
+            post.clone(),
+            "/api/v1/privacy/erasures",
+            Some(
+                r#"{"subject":{"user":{"organizationId":"00000000-0000-7000-8000-0000000000a3","userId":"00000000-0000-7000-8000-0000000000a4"}},"reason":"request"}"#,
+            ),
+            [NF, FB, FB, FB],
+        ),
+        (get.clone(), "/api/v1/privacy/exports?organization={A}", None, [OK, FB, FB, FB]),
         // Staff and service tokens: the staff admin only.
         (
             post.clone(),

@@ -47,6 +47,8 @@ pub const COMMAND_EVENTS_MAX: usize = 4096;
 pub const READ_PAGE_RECORDS: usize = 4096;
 /// Pages `verify` reads ahead of the one it is checking.
 pub const VERIFY_PAGES_AHEAD: usize = 2;
+/// Most pages `verify` reads and checks at once, one per core up to this.
+pub const VERIFY_PAGES_IN_FLIGHT_MAX: usize = 8;
 
 /// One event to append; the log adds sequence, revision and recordedAt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -686,7 +688,7 @@ impl EventLog {
         let (producer, mut pages) = self.read_pages_ahead(start, end, head.sequence);
         let mut checked = 0;
         while let Some(page) = pages.recv().await {
-            if let Some(failure) = link_page(&mut verifier, page?, &mut checked).await {
+            if let Some(failure) = link_page(&mut verifier, page?, &mut checked) {
                 producer.abort();
                 return Ok(VerifyReport { checked, failure: Some(failure) });
             }
@@ -711,9 +713,11 @@ impl EventLog {
         })
     }
 
-    /// Reading overlaps checking: a producer task fetches the pages of
-    /// `start..=end`, several at once, into a small bounded queue, which
-    /// it closes after the last page (or the first error).
+    /// `verify`'s pipeline: a producer task reads the pages of
+    /// `start..=end` and checks their leaves, a page per core at once, and
+    /// sends them in order into a small bounded queue, which it closes
+    /// after the last page (or the first error); the caller links the
+    /// chain, the one sequential step, while the next pages are checked.
     fn read_pages_ahead(&self, start: u64, end: u64, head: u64) -> (tokio::task::JoinHandle<()>, PageReceiver) {
         let (pages_tx, pages) = mpsc::channel(VERIFY_PAGES_AHEAD);
         let log = self.clone();
@@ -727,16 +731,18 @@ impl EventLog {
     }
 
     /// Up to the head, page ranges are computed, not chained, so they are
-    /// read in parallel (a missing record just makes a short page, which
+    /// read and their leaves checked in parallel, a page per core, and
+    /// handed on in order (a missing record just makes a short page, which
     /// linking reports). False when the receiver is gone.
     async fn send_pages_to_head(&self, start: u64, bounded_end: u64, pages_tx: &PageSender) -> bool {
         let page = READ_PAGE_RECORDS as u64;
         let ranges =
             (start..=bounded_end).step_by(READ_PAGE_RECORDS).map(move |from| from..=(from + page - 1).min(bounded_end));
+        let in_flight = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(VERIFY_PAGES_AHEAD, VERIFY_PAGES_IN_FLIGHT_MAX);
         let mut reads = std::pin::pin!(
-            futures::stream::iter(ranges)
-                .map(|range| self.read_page(range, READ_PAGE_RECORDS))
-                .buffered(VERIFY_PAGES_AHEAD)
+            futures::stream::iter(ranges).map(|range| self.read_checked_page(range)).buffered(in_flight)
         );
         while let Some(page) = reads.next().await {
             if pages_tx.send(page).await.is_err() {
@@ -750,12 +756,12 @@ impl EventLog {
     /// (or fails, or the receiver is gone).
     async fn send_pages_past_head(&self, mut from: u64, end: u64, pages_tx: &PageSender) {
         while from <= end {
-            let page = self.read_page(from..=end, READ_PAGE_RECORDS).await;
+            let page = self.read_checked_page(from..=end).await;
             from = match &page {
-                Ok(records) => records.last().map_or(u64::MAX, |r| r.header.sequence.saturating_add(1)),
+                Ok(page) => page.records.last().map_or(u64::MAX, |r| r.header.sequence.saturating_add(1)),
                 Err(_) => u64::MAX,
             };
-            let empty = matches!(&page, Ok(records) if records.is_empty());
+            let empty = matches!(&page, Ok(page) if page.records.is_empty());
             if empty || pages_tx.send(page).await.is_err() {
                 return;
             }
@@ -763,19 +769,36 @@ impl EventLog {
     }
 }
 
-/// The queue of pages [`EventLog::verify`] reads ahead.
-type PageSender = mpsc::Sender<Result<Vec<Record>, StoreError>>;
-/// The receiving end of a [`PageSender`].
-type PageReceiver = mpsc::Receiver<Result<Vec<Record>, StoreError>>;
+impl EventLog {
+    /// Up to [`READ_PAGE_RECORDS`] records of `range`, read, and their
+    /// leaves checked on a blocking thread: the parallel stage of
+    /// `verify`'s pipeline.
+    async fn read_checked_page(&self, range: RangeInclusive<u64>) -> Result<CheckedPage, StoreError> {
+        let records = self.read_page(range, READ_PAGE_RECORDS).await?;
+        Ok(tokio::task::spawn_blocking(move || CheckedPage { leaf_failure: check_leaves(&records), records })
+            .await
+            .expect("leaf checks do not panic"))
+    }
+}
 
-/// Checks one page's leaves and links its records onto `verifier`,
-/// counting each record that holds; the first failure, if any.
-async fn link_page(verifier: &mut ChainVerifier, page: Vec<Record>, checked: &mut u64) -> Option<VerifyFailure> {
-    // Leaves are independent of each other: check them on all cores
-    // while the chain, which is sequential, is linked after.
-    let (leaf_failure, page) =
-        tokio::task::spawn_blocking(move || (check_leaves(&page), page)).await.expect("leaf checks do not panic");
-    for (index, record) in page.iter().enumerate() {
+/// A page of records whose leaves were checked: the first leaf failure,
+/// by index in the page, if any.
+struct CheckedPage {
+    records: Vec<Record>,
+    leaf_failure: Option<(usize, VerifyFailure)>,
+}
+
+/// The queue of pages [`EventLog::verify`] reads ahead.
+type PageSender = mpsc::Sender<Result<CheckedPage, StoreError>>;
+/// The receiving end of a [`PageSender`].
+type PageReceiver = mpsc::Receiver<Result<CheckedPage, StoreError>>;
+
+/// Links one page's records, whose leaves were checked, onto `verifier`:
+/// the sequential stage of `verify`'s pipeline, counting each record that
+/// holds; the first failure, if any.
+fn link_page(verifier: &mut ChainVerifier, page: CheckedPage, checked: &mut u64) -> Option<VerifyFailure> {
+    let CheckedPage { records, leaf_failure } = page;
+    for (index, record) in records.iter().enumerate() {
         let failure = match leaf_failure {
             Some((at, ref failure)) if at == index => Some(failure.clone()),
             _ => verifier.link(record).err(),
@@ -797,28 +820,14 @@ fn missing_before(verifier: &ChainVerifier, end: u64) -> Option<VerifyFailure> {
     })
 }
 
-/// The first record of `page` whose leaf does not verify, by index.
+/// The first record of `page` whose leaf (or erasure) does not verify, by
+/// index. One thread: pages are checked in parallel with each other.
 fn check_leaves(page: &[Record]) -> Option<(usize, VerifyFailure)> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    let chunk = page.len().div_ceil(threads).max(256);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> =
-            page.chunks(chunk)
-                .enumerate()
-                .map(|(n, records)| {
-                    scope.spawn(move || {
-                        records.iter().enumerate().find_map(|(i, record)| {
-                            check_erasure(record).and_then(|()| record.check_leaf()).err().map(|defect| {
-                                (n * chunk + i, VerifyFailure { sequence: record.header.sequence, defect })
-                            })
-                        })
-                    })
-                })
-                .collect();
-        workers
-            .into_iter()
-            .filter_map(|worker| worker.join().expect("leaf check does not panic"))
-            .min_by_key(|(index, _)| *index)
+    page.iter().enumerate().find_map(|(index, record)| {
+        check_erasure(record)
+            .and_then(|()| record.check_leaf())
+            .err()
+            .map(|defect| (index, VerifyFailure { sequence: record.header.sequence, defect }))
     })
 }
 

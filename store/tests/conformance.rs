@@ -467,6 +467,31 @@ async fn tampering_is_caught_at_its_sequence(h: Harness) {
     assert_eq!(h.first_failure().await, Some(VerifyFailure { sequence: 5, defect: Defect::LeafHash }));
 }
 
+/// `verify` reads and checks several pages at once (issue 19): the first
+/// defect in log order is the one named, with the records before it
+/// counted, whichever page's check finishes first.
+async fn tampering_in_pages_checked_at_once_is_named_in_order(h: Harness) {
+    let page = READ_PAGE_RECORDS as i64;
+    fill(&h.log, READ_PAGE_RECORDS * 4 + 3).await;
+    h.drop_guards().await;
+    let late = 3 * page + 2;
+    let early = page + 7;
+    let original = h.record(late as u64).await.payload.unwrap();
+    let mut changed = original.clone();
+    changed[0] ^= 0x01;
+    h.sql("UPDATE events SET payload = ? WHERE sequence = ?", &[Value::Bytes(Some(changed)), Value::Int(late)]).await;
+    h.sql("UPDATE events SET occurred_at_us = occurred_at_us + 1 WHERE sequence = ?", &[Value::Int(early)]).await;
+    let report = h.log.verify(1..=u64::MAX).await.unwrap();
+    let failure = VerifyFailure { sequence: early as u64, defect: Defect::LeafHash };
+    assert_eq!((report.checked, report.failure), (early as u64 - 1, Some(failure)));
+    h.sql("UPDATE events SET occurred_at_us = occurred_at_us - 1 WHERE sequence = ?", &[Value::Int(early)]).await;
+    let report = h.log.verify(1..=u64::MAX).await.unwrap();
+    let failure = VerifyFailure { sequence: late as u64, defect: Defect::PayloadHash };
+    assert_eq!((report.checked, report.failure), (late as u64 - 1, Some(failure)));
+    let report = h.log.verify(page as u64 + 1..=u64::MAX).await.unwrap();
+    assert_eq!((report.checked, report.failure.map(|f| f.sequence)), ((late - page - 1) as u64, Some(late as u64)));
+}
+
 async fn deleted_rows_are_caught(h: Harness) {
     fill(&h.log, 8).await;
     h.drop_guards().await;
@@ -663,6 +688,7 @@ ledger_store::backend_tests!(
     recorded_at_never_goes_back,
     the_database_refuses_changes_to_records,
     tampering_is_caught_at_its_sequence,
+    tampering_in_pages_checked_at_once_is_named_in_order,
     deleted_rows_are_caught,
     a_well_forged_row_behind_the_writer_is_caught,
     atomic_appends_are_all_or_none,

@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod organizations;
+pub mod privacy;
 pub mod provisioning;
 pub mod queries;
 pub mod readmodels;

@@ -8,6 +8,7 @@ pub mod customers;
 pub mod license;
 pub mod log;
 pub mod ops;
+pub mod privacy;
 pub mod queries;
 pub mod resend;
 pub mod sso;

@@ -689,6 +689,53 @@ fn about(organization: &str, subscription: &Subscription, today: chrono::NaiveDa
     })
 }
 
+/// Pending notices of one organization read per page when dropping them…
+pub const DROP_PAGE: usize = 200;
+/// …and pages at most (an organization has a few notices pending; the
+/// bound keeps a read model that does not follow from looping for ever).
+pub const DROP_PAGES_MAX: usize = 50;
+
+/// Drops the organization's notifications not sent yet (its data was
+/// erased, issue 16): each is recorded as `NotificationSkipped`
+/// (obsolete), so no node sends it. A notice recorded meanwhile by the
+/// sender is left as it is. Returns how many were dropped.
+pub async fn drop_unsent(app: &Ledger, organization_id: domain::OrganizationId) -> Result<u64, crate::Error> {
+    let metadata = Metadata { actor: Some("privacy".into()), ..Metadata::default() };
+    let mut dropped = 0;
+    for _ in 0..DROP_PAGES_MAX {
+        let page = notifications::pending_of_organization(&app.models.db, organization_id, DROP_PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        let mut last = 0;
+        for pending in page {
+            let (id, notice) = (pending.id, pending.notice);
+            let event = NotificationEvent::NotificationSkipped(NotificationSkipped {
+                id,
+                notice,
+                reason: SkipReason::Obsolete,
+            });
+            let command = Command {
+                stream_id: id.stream(),
+                expected: ExpectedRevision::NoStream,
+                idempotency: None,
+                events: vec![NewEvent::from_event(&event, new_event_id(), app.now(), &metadata)],
+            };
+            match app.log.append_one(command).await? {
+                Ok(appended) => {
+                    dropped += 1;
+                    last = appended.last_sequence;
+                }
+                Err(Rejection::WrongRevision { .. }) => {}
+                Err(other) => return Err(crate::Error::Internal(other.to_string())),
+            }
+        }
+        let head = app.log.head().await?.sequence.max(last);
+        app.models.wait_for(head, CATCH_UP_WAIT * 10).await.map_err(|_| crate::Error::ProjectionLagging(head))?;
+    }
+    Ok(dropped)
+}
+
 /// Runs a loaded outbox for good, while this node leads (see
 /// [`crate::leading`]): a round every [`TICK`] and after appends, once the
 /// read models include them.

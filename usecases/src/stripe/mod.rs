@@ -20,6 +20,7 @@
 //! tests; must end in `/`). Unset means off.
 
 pub mod billing_portal;
+pub mod erasure;
 pub mod ops;
 pub mod reactor;
 pub mod signature;

@@ -136,11 +136,18 @@ mod tests {
             recorded_at: Timestamp::from_micros(1),
             idempotency_key: None,
         };
-        let record = Record::seal(header, Metadata::default().encode(), vec![1], &CHAIN_GENESIS);
+        // The log writes version 2 records; their proofs name every field.
+        let record = Record::seal_v2(header.clone(), Metadata::default().encode(), vec![1], [7; 32], &CHAIN_GENESIS);
         let proof = domain::proof::InclusionProof::new(&record, 1, &[], Hash([0; 32]), None);
         let document = serde_json::to_value(&proof).unwrap();
         let schema = serde_json::to_value(super::InclusionProof::schema()).unwrap();
         assert_eq!(properties(&schema), keys(&document));
         assert_eq!(properties(&schema["properties"]["record"]), keys(&document["record"]));
+        // A version 1 record's proof leaves out only its format.
+        let v1 = Record::seal(header, Metadata::default().encode(), vec![1], &CHAIN_GENESIS);
+        let v1 = serde_json::to_value(domain::proof::InclusionProof::new(&v1, 1, &[], Hash([0; 32]), None)).unwrap();
+        let mut without_format = properties(&schema["properties"]["record"]);
+        without_format.retain(|name| name != "format");
+        assert_eq!(without_format, keys(&v1["record"]));
     }
 }
