@@ -137,7 +137,7 @@ pub async fn use_link(
         Ok(user) => {
             let agent = session::user_agent(&headers);
             let token = session::start(&portal, user, session_id, &address, &agent).await?;
-            tracing::info!(organization = %user.organization_id, user = %user.user_id, session = %session_id, %address, "portal sign-in");
+            tracing::info!(organization = %user.organization_id, user = %user.user_id, session = %session_id, "portal sign-in");
             let cookie = session::set_cookie(&portal, SESSION_COOKIE, Some(&token));
             let clear = session::set_cookie(&portal, CSRF_COOKIE, None);
             let mut response = Redirect::to(&format!("/portal/orgs/{}", user.organization_id)).into_response();
@@ -153,7 +153,7 @@ pub async fn use_link(
                 Refusal::Used { .. } => "This link was used already. Ask for a new one.",
                 Refusal::Inactive { .. } => "This user cannot sign in.",
             };
-            tracing::info!(reason = why, %address, "portal sign-in refused");
+            tracing::info!(reason = why, "portal sign-in refused");
             let page =
                 |csrf| (axum::http::StatusCode::FORBIDDEN, LinkPage { csrf, token: String::new(), refused: Some(why) });
             with_csrf_cookie(&portal, |csrf| page(csrf).into_response())

@@ -392,12 +392,12 @@ pub async fn callback(
     let user = match signed {
         Ok(user) => user,
         Err(refusal) => {
-            tracing::info!(organization = %pending.organization_id, ?refusal, %address, "SSO sign-in refused");
+            tracing::info!(organization = %pending.organization_id, ?refusal, "SSO sign-in refused");
             return page(&portal, StatusCode::FORBIDDEN, Some(refusal_text(refusal)));
         }
     };
     let token = session::start(&portal, user, session_id, &address, &session::user_agent(&headers)).await?;
-    tracing::info!(organization = %user.organization_id, user = %user.user_id, session = %session_id, %address, "portal SSO sign-in");
+    tracing::info!(organization = %user.organization_id, user = %user.user_id, session = %session_id, "portal SSO sign-in");
     let mut response = Redirect::to(&format!("/portal/orgs/{}", user.organization_id)).into_response();
     for cookie in [
         session::set_cookie(&portal, SESSION_COOKIE, Some(&token)),

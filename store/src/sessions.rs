@@ -64,7 +64,10 @@ impl EventLog {
                     .filename(readers.path())
                     .create_if_missing(false)
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                    .busy_timeout(crate::sqlite::LOCK_WAIT);
+                    .busy_timeout(crate::sqlite::LOCK_WAIT)
+                    // A deleted session's address and user agent are
+                    // overwritten, not left in a free page (issue 16).
+                    .pragma("secure_delete", "ON");
                 let pool = sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(SQLITE_CONNECTIONS_MAX)
                     .connect_with(options)
@@ -157,10 +160,17 @@ impl Sessions {
         Ok(done > 0)
     }
 
-    /// Ends every session of `user_id` (a deactivated user); how many.
+    /// Ends every session of `user_id` (a deactivated or erased user); how
+    /// many. On SQLite the WAL is then checkpointed and truncated, so the
+    /// rows' earlier versions (addresses, user agents) leave the `-wal` too.
     pub async fn delete_user(&self, user_id: Uuid) -> Result<u64, StoreError> {
         let text = "DELETE FROM portal_sessions WHERE user_id = $1";
-        Ok(on_pool!(self, |pool| sqlx::query(text).bind(user_id.to_string()).execute(pool).await?.rows_affected()))
+        let done =
+            on_pool!(self, |pool| sqlx::query(text).bind(user_id.to_string()).execute(pool).await?.rows_affected());
+        if let Sessions::Sqlite(pool) = self {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await?;
+        }
+        Ok(done)
     }
 
     /// The user's sessions, newest first, at most [`SESSIONS_LISTED_MAX`].

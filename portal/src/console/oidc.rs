@@ -126,7 +126,7 @@ pub async fn callback(
         _ => None,
     };
     let Some(staff) = staff else {
-        tracing::info!(%address, "console OIDC sign-in refused: no active staff user with a verified e-mail");
+        tracing::info!("console OIDC sign-in refused: no active staff user with a verified e-mail");
         let refused = match (identity.email_verified, identity.email) {
             (true, Some(email)) => {
                 console::refused_email(&portal.ledger, Method::Oidc, &email, Some(identity.subject)).await?
@@ -145,7 +145,7 @@ pub async fn callback(
         .await?
         .map_err(|rejected| PortalError::from(usecases::Error::Internal(rejected.to_string())))?;
     let token = super::start(&portal, &staff, session_id, &address, &headers).await?;
-    tracing::info!(staff = %staff.staff_id, session = %session_id, %address, "console OIDC sign-in");
+    tracing::info!(staff = %staff.staff_id, session = %session_id, "console OIDC sign-in");
     let response = super::signed_in_response(&portal, &token)?;
     Ok(session::with_cookie(response, &set_cookie(&portal, PENDING_COOKIE, None))?)
 }

@@ -66,7 +66,7 @@ pub async fn request(
         match console::link_for_email(&portal.ledger, &portal.settings.portal_url, &email).await? {
             Some((staff, url)) => portal.queue_mail(&staff.email, console::mail(&url), None),
             None => {
-                tracing::info!(%address, "console sign-in link refused: no active staff user");
+                tracing::info!("console sign-in link refused: no active staff user");
                 record_in_background(&portal, email, address);
             }
         }
@@ -119,7 +119,7 @@ pub async fn use_link(
     let refusal = match console::consume(&portal.ledger, &input.token, &address, session_id).await? {
         Ok(staff) => {
             let token = super::start(&portal, &staff, session_id, &address, &headers).await?;
-            tracing::info!(staff = %staff.staff_id, session = %session_id, %address, "console sign-in");
+            tracing::info!(staff = %staff.staff_id, session = %session_id, "console sign-in");
             return Ok(super::signed_in_response(&portal, &token)?);
         }
         Err(refusal) => refusal,
@@ -131,7 +131,7 @@ pub async fn use_link(
         Refusal::Used { .. } => "This link was used already. Ask for a new one.",
         Refusal::Inactive { .. } => "This staff user cannot sign in.",
     };
-    tracing::info!(reason = why, %address, "console sign-in refused");
+    tracing::info!(reason = why, "console sign-in refused");
     let page = |csrf| (StatusCode::FORBIDDEN, LinkPage { csrf, token: String::new(), refused: Some(why) });
     with_csrf_cookie(&portal, |csrf| page(csrf).into_response())
 }
