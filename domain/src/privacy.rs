@@ -23,7 +23,7 @@ use crate::event::StoredEvent;
 use crate::notification::NotificationEvent;
 use crate::record::{Metadata, RecordHeader};
 use crate::staff::StaffId;
-use crate::{OrganizationId, StreamId, Timestamp, UserId};
+use crate::{LicenseId, OrganizationId, StreamId, Timestamp, UserId};
 use crate::{billing, branding, license, organization, signin, sso, staff, stripe};
 
 /// What erased personal text (a name, a reason, a subject, a message)
@@ -166,6 +166,7 @@ pub const FACTS: &[&str] = &[
     "SsoSecretResealed",
     "SubjectErased",
     "RetentionApplied",
+    "LicenseKeysArchived",
 ];
 
 /// Whose data an erasure removes.
@@ -524,11 +525,27 @@ pub struct RetentionApplied {
     pub subscriptions_anonymized: u64,
 }
 
+/// At most this many licenses are listed by one `LicenseKeysArchived`.
+pub const ARCHIVED_LICENSES_PER_EVENT_MAX: usize = 1_000;
+
+/// License keys archived by the retention job: each listed license's key
+/// stopped being valid (its license ended) before `expired_before`. An
+/// archived license is left out of its organization's license listings;
+/// its key validates as before. Erases nothing; at most
+/// [`ARCHIVED_LICENSES_PER_EVENT_MAX`] licenses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseKeysArchived {
+    pub at: Timestamp,
+    pub expired_before: Timestamp,
+    pub licenses: Vec<LicenseId>,
+}
+
 crate::stored_events! {
     /// Sanctioned erasures and retention runs, on `privacy/log`.
     pub enum PrivacyEvent {
         SubjectErased = "SubjectErased" version 1,
         RetentionApplied = "RetentionApplied" version 1,
+        LicenseKeysArchived = "LicenseKeysArchived" version 1,
     }
 }
 
@@ -545,6 +562,7 @@ pub fn sanctions(by: &PrivacyEvent, header: &RecordHeader) -> bool {
                 && header.occurred_at < run.usage_before
                 && header.sequence <= run.up_to_sequence
         }
+        PrivacyEvent::LicenseKeysArchived(_) => false,
     }
 }
 

@@ -103,6 +103,9 @@ fn covers(sanction: &Sanction, record: &Record, erasure: &Erasure) -> Result<(),
             return Err(format!("the RetentionApplied at sequence {by} keeps nothing, yet facts are kept beside it"));
         }
         PrivacyEvent::RetentionApplied(_) => {}
+        PrivacyEvent::LicenseKeysArchived(_) => {
+            return Err(format!("the LicenseKeysArchived at sequence {by} erases nothing"));
+        }
     }
     Ok(())
 }

@@ -219,3 +219,132 @@ async fn postgres_retention_after_3_and_7_years() {
         vec!["--data-dir".to_owned(), dir.path().display().to_string(), "--database-url".to_owned(), database_url];
     retention_after_3_and_7_years(ledger, source, None).await;
 }
+
+/// A subscription of a new organization starting `start`: its organization,
+/// license key and license.
+async fn subscribed(ledger: &Ledger, name: &str, start: &str) -> (OrganizationId, String, domain::LicenseId) {
+    let input = CreateOrganizationInput { name: name.into(), domain: None, industry: None, employee_count: None };
+    let created = organizations::create_organization(ledger, &Caller::Operator, &context(), input).await.unwrap();
+    let organization_id = OrganizationId(created.id);
+    let input = CreateSubscriptionInput {
+        organization_id,
+        tier: Tier::Starter,
+        start_date: day(start),
+        auto_renew: false,
+        max_deployments: 1,
+        enterprise_overage_rate: None,
+    };
+    let subscription = subscriptions::create_subscription(ledger, &Caller::Operator, &context(), input).await.unwrap();
+    caught_up(ledger).await;
+    let listed = usecases::queries::licenses(ledger, &Caller::Operator, organization_id).await.unwrap();
+    assert_eq!(listed.len(), 1, "one license listed");
+    (organization_id, subscription.license_key, listed[0].id)
+}
+
+/// What a validation of `key` answers, without its id and time.
+async fn answer(ledger: &Ledger, key: &str) -> (bool, bool, &'static str, Option<domain::LicenseId>) {
+    let request = usecases::validation::ValidationRequest {
+        license_key: Some(key.to_owned()),
+        deployment_id: None,
+        nonce: None,
+        client_time: None,
+        client_version: None,
+        floating: false,
+        proof: None,
+    };
+    let answer =
+        usecases::validation::validate(ledger, request, usecases::validation::Origin::default()).await.unwrap();
+    caught_up(ledger).await;
+    (answer.is_valid, answer.is_expired, answer.code, answer.license_id)
+}
+
+fn listed(views: &[usecases::views::licensing::LicenseView]) -> Vec<domain::LicenseId> {
+    views.iter().map(|view| view.id).collect()
+}
+
+/// The privacy log's `LicenseKeysArchived` events' licenses.
+async fn archived_events(ledger: &Ledger) -> Vec<Vec<domain::LicenseId>> {
+    let page = ledger.log.read_stream(&domain::privacy::privacy_stream(), 1, 1_000).await.unwrap();
+    let mut found = Vec::new();
+    for record in &page {
+        let event = domain::event::LedgerEvent::decode(&record.header, record.event_bytes().unwrap()).unwrap();
+        if let Some(domain::event::LedgerEvent::Privacy(domain::privacy::PrivacyEvent::LicenseKeysArchived(e))) =
+            event
+        {
+            found.push(e.licenses);
+        }
+    }
+    found
+}
+
+async fn keys_archived_a_year_after_expiry(ledger: Ledger, source: Vec<String>) {
+    let settings = RetentionSettings::default();
+    let stripe = usecases::stripe::Stripe::off();
+    // A subscription cancelled on 2026-02-02: its key ends then.
+    let (ended_org, ended_key, ended_license) = subscribed(&ledger, "Ended", "2026-01-01").await;
+    move_to(&ledger, "2026-02-02T00:00:00Z").await;
+    let input = CancelInput { immediate: true, effective_date: None };
+    subscriptions::cancel(&ledger, &Caller::Operator, &context(), ended_org, input).await.unwrap();
+    caught_up(&ledger).await;
+
+    // Less than a year on: nothing archived.
+    move_to(&ledger, "2027-01-15T00:00:00Z").await;
+    let outcome = retention::run(&ledger, &stripe, ledger.now(), settings, false).await.unwrap();
+    assert_eq!((outcome.keys_archived, outcome.sequence), (0, None), "{outcome:?}");
+
+    // A live license, issued later.
+    move_to(&ledger, "2027-02-01T00:00:00Z").await;
+    let (live_org, live_key, live_license) = subscribed(&ledger, "Live", "2027-02-01").await;
+
+    // A year and a month after the end: the ended key is archived, the live one is not.
+    move_to(&ledger, "2027-03-05T00:00:00Z").await;
+    let before = answer(&ledger, &ended_key).await;
+    assert_eq!((before.0, before.2), (false, "EXPIRED"), "{before:?}");
+    let live_before = answer(&ledger, &live_key).await;
+    assert!(live_before.0, "{live_before:?}");
+    let dry = retention::run(&ledger, &stripe, ledger.now(), settings, true).await.unwrap();
+    assert_eq!((dry.keys_archived, dry.sequence), (1, None), "{dry:?}");
+    assert!(archived_events(&ledger).await.is_empty(), "a dry run archives nothing");
+    let outcome = retention::run(&ledger, &stripe, ledger.now(), settings, false).await.unwrap();
+    assert_eq!(outcome.keys_archived, 1, "{outcome:?}");
+    assert!(outcome.sequence.is_some(), "the run is recorded: {outcome:?}");
+    assert_eq!(archived_events(&ledger).await, vec![vec![ended_license]]);
+    caught_up(&ledger).await;
+    let ended_listing = usecases::queries::licenses(&ledger, &Caller::Operator, ended_org).await.unwrap();
+    assert!(ended_listing.is_empty(), "the archived license is not listed: {ended_listing:?}");
+    let live_listing = usecases::queries::licenses(&ledger, &Caller::Operator, live_org).await.unwrap();
+    assert_eq!(listed(&live_listing), vec![live_license]);
+    assert_eq!(answer(&ledger, &ended_key).await, before, "the archived key answers as before");
+    assert_eq!(answer(&ledger, &live_key).await, live_before);
+    let stdout = verify(&source);
+    assert!(stdout.contains("match the live read models"), "{stdout}");
+
+    // A second run archives nothing new, and appends nothing.
+    let head = ledger.log.head().await.unwrap().sequence;
+    let again = retention::run(&ledger, &stripe, ledger.now(), settings, false).await.unwrap();
+    assert_eq!((again.keys_archived, again.sequence), (0, None), "{again:?}");
+    assert_eq!(ledger.log.head().await.unwrap().sequence, head);
+    assert_eq!(archived_events(&ledger).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keys_archived_a_year_after_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path(), None).await;
+    let source = vec!["--data-dir".to_owned(), dir.path().display().to_string()];
+    keys_archived_a_year_after_expiry(ledger, source).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keys_archived_a_year_after_expiry() {
+    let test = "replay::retention::postgres_keys_archived_a_year_after_expiry";
+    let Some(url) = store::testing::postgres_url(test) else { return };
+    let schema = store::testing::fresh_schema(&url).await.name;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let database_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path(), Some(database_url.clone())).await;
+    let source =
+        vec!["--data-dir".to_owned(), dir.path().display().to_string(), "--database-url".to_owned(), database_url];
+    keys_archived_a_year_after_expiry(ledger, source).await;
+}

@@ -16,7 +16,15 @@
 //! - **organizations** whose subscriptions all ended
 //!   `anonymize_years_after_end` years ago are erased
 //!   (`privacy::erase`, `Subject::Organization`, `ErasureReason::Retention`).
-//! - **license keys**: see [`KEYS_ARCHIVED`]: counted, nothing changes.
+//! - **license keys** whose license ended (its subscription ended, it was
+//!   revoked, or superseded and its window closed) more than
+//!   `key_archive_years_after_expiry` before `now` and not archived yet are
+//!   archived: one `LicenseKeysArchived` on `privacy/log` lists them (after
+//!   the run's `RetentionApplied`, which counts them), at most
+//!   [`KEYS_ARCHIVED_PER_RUN_MAX`] a run, found by reading at most
+//!   [`LICENSES_SCANNED_PER_RUN_MAX`] unarchived licenses of the read
+//!   models. An archived license is left out of its organization's license
+//!   listings; its key validates as before (expired).
 //!
 //! A run that changes something appends one `RetentionApplied` (and the
 //! next run resumes after its `up_to_sequence`); an idle run (nothing
@@ -38,10 +46,10 @@ use std::ops::RangeInclusive;
 
 use chrono::{Datelike, Months, NaiveDate};
 use domain::event::LedgerEvent;
-use domain::privacy::{self, ErasureReason, PrivacyEvent, RetentionApplied, Subject};
+use domain::privacy::{self, ErasureReason, LicenseKeysArchived, PrivacyEvent, RetentionApplied, Subject};
 use domain::subscription::Subscription;
-use domain::{Metadata, OrganizationId, Timestamp};
-use projections::models::subscriptions;
+use domain::{LicenseId, Metadata, OrganizationId, Timestamp};
+use projections::models::{licenses, subscriptions};
 use serde::Serialize;
 use store::{Command, ErasedRow, EventLog, ExpectedRevision, NewEvent};
 
@@ -63,10 +71,10 @@ pub const RECORDS_SCANNED_PER_RUN_MAX: u64 = 2_000_000;
 pub const ANONYMIZED_PER_RUN_MAX: usize = 50;
 /// Subscriptions one run reads looking for ended organizations, at most.
 const SUBSCRIPTIONS_SCANNED_MAX: usize = 10_000_000;
-/// License keys archived: archiving changes nothing a key answers (an
-/// expired license's key validates as expired, before and after), and no
-/// read model keeps keys apart yet, so a run archives none and records 0.
-pub const KEYS_ARCHIVED: u64 = 0;
+/// License keys one run archives at most (one `LicenseKeysArchived`).
+pub const KEYS_ARCHIVED_PER_RUN_MAX: usize = privacy::ARCHIVED_LICENSES_PER_EVENT_MAX;
+/// Unarchived licenses one run reads looking for keys to archive, at most.
+pub const LICENSES_SCANNED_PER_RUN_MAX: usize = 1_000_000;
 /// Records of the log read at a time.
 const SCAN_PAGE_RECORDS: usize = store::READ_PAGE_RECORDS;
 /// Records of `privacy/log` read at a time.
@@ -112,6 +120,8 @@ pub async fn run(
     let head = ledger.log.head().await?.sequence;
     let due = due_usage(&ledger.log, from..=head, &cut, RETIRED_PER_RUN_MAX).await?;
     let organizations = anonymizable(ledger, now, settings.anonymize_years_after_end, &past.anonymized).await?;
+    let expired_before = years_before(now, settings.key_archive_years_after_expiry)?;
+    let keys = archivable(ledger, now, expired_before).await?;
     let mut outcome = RetentionOutcome {
         dry_run,
         sequence: None,
@@ -120,7 +130,7 @@ pub async fn run(
         usage_records: due.rows.len() as u64,
         completed_records,
         read_model_rows_retired: 0,
-        keys_archived: KEYS_ARCHIVED,
+        keys_archived: keys.len() as u64,
         subscriptions_anonymized: organizations.iter().map(|(_, n)| *n).sum(),
         organizations_anonymized: organizations.iter().map(|(id, _)| *id).collect(),
     };
@@ -130,7 +140,7 @@ pub async fn run(
     anonymize(ledger, stripe, &outcome.organizations_anonymized).await?;
     // An idle run leaves nothing in the log; one that read up to its
     // limit records how far it read, so the next goes on from there.
-    if !due.rows.is_empty() || !organizations.is_empty() || due.capped {
+    if !due.rows.is_empty() || !organizations.is_empty() || due.capped || !keys.is_empty() {
         let event = RetentionApplied {
             at: now,
             usage_before: cut.usage_before,
@@ -139,9 +149,13 @@ pub async fn run(
             keys_archived: outcome.keys_archived,
             subscriptions_anonymized: outcome.subscriptions_anonymized,
         };
-        let sequence = append(ledger, event).await?;
+        let sequence = append(ledger, PrivacyEvent::RetentionApplied(event)).await?;
         erase(&ledger.log, sequence, &due.rows).await?;
         outcome.sequence = Some(sequence);
+    }
+    if !keys.is_empty() {
+        append(ledger, PrivacyEvent::LicenseKeysArchived(LicenseKeysArchived { at: now, expired_before, licenses: keys }))
+            .await?;
     }
     if outcome.sequence.is_some() || completed_records > 0 {
         outcome.read_model_rows_retired = ledger.models.db.retire_usage(cut.before_day, due.up_to).await?;
@@ -312,10 +326,9 @@ async fn erase(log: &EventLog, by: u64, rows: &[ErasedRow]) -> Result<u64, Error
     Ok(erased)
 }
 
-/// Appends the run's `RetentionApplied` on `privacy/log`.
-async fn append(ledger: &Ledger, run: RetentionApplied) -> Result<u64, Error> {
+/// Appends one of the run's events on `privacy/log`.
+async fn append(ledger: &Ledger, event: PrivacyEvent) -> Result<u64, Error> {
     let metadata = Metadata { actor: Some("retention".into()), ..Metadata::default() };
-    let event = PrivacyEvent::RetentionApplied(run);
     let command = Command {
         stream_id: privacy::privacy_stream(),
         expected: ExpectedRevision::Any,
@@ -367,6 +380,47 @@ async fn anonymizable(
             if all.iter().all(|(_, s)| ended_on(s, today).is_some_and(|day| day < cutoff)) {
                 found.push((organization_id, all.len() as u64));
                 if found.len() >= ANONYMIZED_PER_RUN_MAX {
+                    return Ok(found);
+                }
+            }
+        }
+        if page.len() < page_items {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// When a license's key stopped being valid, if it has by `now`: revoked,
+/// superseded and its window closed, or its subscription ended (from the
+/// start of the day it ended); the earliest of these.
+async fn key_ended(ledger: &Ledger, now: Timestamp, license: &licenses::UnarchivedLicense) -> Result<Option<Timestamp>, Error> {
+    let window = license.state.superseded.as_ref().map(|s| s.window_ends_at).filter(|end| *end <= now);
+    let mut ended = [license.revoked_at, window].into_iter().flatten().min();
+    if let Some(issued) = &license.state.issued {
+        let today = now.to_datetime().date_naive();
+        let subscription = subscriptions::subscription(&ledger.models.db, issued.subscription_id).await?;
+        let on = subscription.as_ref().and_then(|s| ended_on(s, today));
+        let at = on.and_then(|day| day.and_hms_opt(0, 0, 0)).map(|t| Timestamp::from_datetime(t.and_utc()));
+        ended = ended.into_iter().chain(at).min();
+    }
+    Ok(ended)
+}
+
+/// Licenses not archived yet whose key stopped being valid before
+/// `expired_before`, in id order: at most [`KEYS_ARCHIVED_PER_RUN_MAX`],
+/// reading at most [`LICENSES_SCANNED_PER_RUN_MAX`]; the rest next run.
+async fn archivable(ledger: &Ledger, now: Timestamp, expired_before: Timestamp) -> Result<Vec<LicenseId>, Error> {
+    let (mut found, mut after) = (Vec::new(), None);
+    let page_items = projections::models::PAGE_ITEMS_MAX;
+    for _ in 0..LICENSES_SCANNED_PER_RUN_MAX.div_ceil(page_items) {
+        let page = licenses::unarchived_page(&ledger.models.db, after, page_items).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for license in &page {
+            if key_ended(ledger, now, license).await?.is_some_and(|at| at < expired_before) {
+                found.push(license.id);
+                if found.len() >= KEYS_ARCHIVED_PER_RUN_MAX {
                     return Ok(found);
                 }
             }

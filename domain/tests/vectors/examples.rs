@@ -38,7 +38,7 @@ use ledger_domain::organization::{
     SubscriptionEnded, SubscriptionStarted, UserAdded, UserDeactivated, UserRoleChanged,
 };
 use ledger_domain::privacy::{
-    self, ErasedRecord, ErasureReason, PrivacyEvent, RetentionApplied, Subject, SubjectErased,
+    self, ErasedRecord, ErasureReason, LicenseKeysArchived, PrivacyEvent, RetentionApplied, Subject, SubjectErased,
 };
 use ledger_domain::staff::{
     self as staff, ServiceTokenId, ServiceTokenIssued, ServiceTokenRehashed, ServiceTokenRevoked, StaffEvent, StaffId,
@@ -1037,5 +1037,12 @@ fn privacy_examples() -> Vec<Example> {
                 keys_archived: 0,
                 subscriptions_anonymized: 0,
             }))),
+        example(privacy::privacy_stream(), 3, "2029-03-04T02:00:01Z", actor("retention"), None).current(
+            LedgerEvent::Privacy(PrivacyEvent::LicenseKeysArchived(LicenseKeysArchived {
+                at: at("2029-03-04T02:00:00Z"),
+                expired_before: at("2028-03-04T02:00:00Z"),
+                licenses: vec![LICENSE],
+            })),
+        ),
     ]
 }

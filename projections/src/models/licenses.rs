@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use cqrs_es::Aggregate;
 use domain::event::LedgerEvent;
 use domain::license::{License, LicenseEvent};
+use domain::privacy::{LicenseKeysArchived, PrivacyEvent};
 use domain::record::{Hash, Record};
 use domain::validation::{FloatingLeaseExtended, ValidationEvent};
 use domain::{LicenseId, OrganizationId, Timestamp};
@@ -31,6 +32,11 @@ pub const LICENSES: Table = Table::new(
         Column::blob("state"),
         // While superseded and not revoked: when the window ends (µs).
         Column::int("window_ends_at").nullable(),
+        // When it was revoked (µs): the end of its key's validity then.
+        Column::int("revoked_at").nullable(),
+        // Archived by retention (`LicenseKeysArchived`): left out of the
+        // organization's listings; its key validates as before.
+        Column::bool("archived"),
     ],
     1,
 );
@@ -78,18 +84,21 @@ impl Projection for Licenses {
         if let Some(LedgerEvent::Validation(ValidationEvent::FloatingLeaseExtended(extended))) = event {
             return extend(changes, extended);
         }
+        if let Some(LedgerEvent::Privacy(PrivacyEvent::LicenseKeysArchived(archived))) = event {
+            return archive(changes, archived);
+        }
         let (Some(LedgerEvent::License(event)), Some(id)) = (event, stream_uuid(record, "license")) else {
             return Ok(());
         };
         let stored = changes.get(&LICENSES, &[id.into()])?;
-        let (mut state, mut issued_sequence) = match &stored {
-            Some(row) => (decoded::<License>(row, 5)?, row.opt_int(3)?),
-            None => (License::default(), None),
+        let (mut state, mut kept) = match &stored {
+            Some(row) => (decoded::<License>(row, 5)?, Kept::of(row)?),
+            None => (License::default(), Kept::default()),
         };
         let before = places(&state);
         if let LicenseEvent::LicenseIssued(issued) = event {
             changes.upsert(&LICENSE_KEYS, vec![issued.key_hash.into(), id.into()])?;
-            issued_sequence = Some(i64::try_from(record.header.sequence).map_err(|e| e.to_string())?);
+            kept.issued_sequence = Some(i64::try_from(record.header.sequence).map_err(|e| e.to_string())?);
         }
         if let LicenseEvent::LicenseKeyRehashed(rehashed) = event {
             // The hash under the secret rotated away from finds nothing.
@@ -105,13 +114,42 @@ impl Projection for Licenses {
                 | LicenseEvent::FloatingDeploymentLeased(_)
                 | LicenseEvent::OfflineActivated(_)
         );
+        if matches!(event, LicenseEvent::LicenseRevoked(_)) && state.revoked.is_none() {
+            kept.revoked_at = Some(record.header.occurred_at.as_micros());
+        }
         state.apply(event.clone());
         if deployments {
             write_deployments(changes, id, before, &state)?;
         }
-        write_license(changes, id, &state, issued_sequence)?;
+        write_license(changes, id, &state, kept)?;
         Ok(())
     }
+}
+
+/// What a license's row keeps besides its state.
+#[derive(Debug, Clone, Copy, Default)]
+struct Kept {
+    issued_sequence: Option<i64>,
+    revoked_at: Option<i64>,
+    archived: bool,
+}
+
+impl Kept {
+    fn of(row: &Row) -> Result<Self, DbError> {
+        Ok(Self { issued_sequence: row.opt_int(3)?, revoked_at: row.opt_int(7)?, archived: row.bool(8)? })
+    }
+}
+
+/// Marks the listed licenses archived (a license the read models do not
+/// hold is skipped).
+fn archive(changes: &mut Changes<'_>, archived: &LicenseKeysArchived) -> Result<(), ApplyError> {
+    for license_id in &archived.licenses {
+        let Some(row) = changes.get(&LICENSES, &[license_id.0.into()])? else { continue };
+        let state = decoded::<License>(&row, 5)?;
+        let kept = Kept { archived: true, ..Kept::of(&row)? };
+        write_license(changes, license_id.0, &state, kept)?;
+    }
+    Ok(())
 }
 
 /// A heartbeat's extension (the key's per-day floating stream,
@@ -120,11 +158,11 @@ impl Projection for Licenses {
 fn extend(changes: &mut Changes<'_>, extended: &FloatingLeaseExtended) -> Result<(), ApplyError> {
     let id = extended.license_id.0;
     let Some(row) = changes.get(&LICENSES, &[id.into()])? else { return Ok(()) };
-    let (mut state, issued_sequence) = (decoded::<License>(&row, 5)?, row.opt_int(3)?);
+    let (mut state, kept) = (decoded::<License>(&row, 5)?, Kept::of(&row)?);
     let before = places(&state);
     state.extend_floating(extended);
     write_deployments(changes, id, before, &state)?;
-    write_license(changes, id, &state, issued_sequence)?;
+    write_license(changes, id, &state, kept)?;
     Ok(())
 }
 
@@ -138,7 +176,7 @@ fn write_license(
     changes: &mut Changes<'_>,
     id: uuid::Uuid,
     state: &License,
-    issued_sequence: Option<i64>,
+    kept: Kept,
 ) -> Result<(), DbError> {
     let issued = state.issued.as_ref();
     changes.upsert(
@@ -147,10 +185,12 @@ fn write_license(
             id.into(),
             issued.map(|i| i.organization_id.0).into(),
             issued.map(|i| i.subscription_id.0).into(),
-            issued_sequence.into(),
+            kept.issued_sequence.into(),
             state.revoked.is_some().into(),
             encoded(state),
             open_window(state).map(Timestamp::as_micros).into(),
+            kept.revoked_at.into(),
+            kept.archived.into(),
         ],
     )
 }
@@ -205,7 +245,7 @@ pub async fn by_key_hash(db: &ReadModelDb, key_hash: Hash) -> Result<Option<(Lic
     row.as_ref().map(decode).transpose()
 }
 
-/// An organization's licenses in the order they were issued
+/// An organization's licenses not archived, in the order they were issued
 /// (`OrganizationEntry::licenses`), at most [`LICENSES_PER_ORGANIZATION_MAX`].
 pub async fn of_organization(
     db: &ReadModelDb,
@@ -214,7 +254,7 @@ pub async fn of_organization(
     let rows = db
         .query(
             "SELECT id, state FROM rm_licenses WHERE organization_id = $1 AND issued_sequence IS NOT NULL \
-             ORDER BY issued_sequence LIMIT $2",
+             AND NOT archived ORDER BY issued_sequence LIMIT $2",
             vec![organization_id.0.into(), limit_param(LICENSES_PER_ORGANIZATION_MAX)],
         )
         .await?;
@@ -271,4 +311,37 @@ pub async fn windows_ended(db: &ReadModelDb, now: Timestamp, size: usize) -> Res
         )
         .await?;
     rows.iter().map(|row| Ok(LicenseId(uuid(row, 0)?))).collect()
+}
+
+/// A license not archived yet, as retention reads it: its state and when
+/// it was revoked, if it was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnarchivedLicense {
+    pub id: LicenseId,
+    pub state: License,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Issued licenses not archived, in id order after `after`, at most `size`
+/// (capped at [`super::PAGE_ITEMS_MAX`]): what the retention job reads
+/// looking for keys to archive.
+pub async fn unarchived_page(
+    db: &ReadModelDb,
+    after: Option<LicenseId>,
+    size: usize,
+) -> Result<Vec<UnarchivedLicense>, DbError> {
+    let after = after.map_or_else(Vec::new, |id| id.0.as_bytes().to_vec());
+    let rows = db
+        .query(
+            "SELECT id, state, revoked_at FROM rm_licenses WHERE id > $1 AND NOT archived \
+             AND issued_sequence IS NOT NULL ORDER BY id LIMIT $2",
+            vec![after.into(), limit_param(super::page_limit(size))],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let (id, state) = decode(row)?;
+            Ok(UnarchivedLicense { id, state, revoked_at: row.opt_int(2)?.map(Timestamp::from_micros) })
+        })
+        .collect()
 }
