@@ -268,8 +268,7 @@ async fn archived_events(ledger: &Ledger) -> Vec<Vec<domain::LicenseId>> {
     let mut found = Vec::new();
     for record in &page {
         let event = domain::event::LedgerEvent::decode(&record.header, record.event_bytes().unwrap()).unwrap();
-        if let Some(domain::event::LedgerEvent::Privacy(domain::privacy::PrivacyEvent::LicenseKeysArchived(e))) =
-            event
+        if let Some(domain::event::LedgerEvent::Privacy(domain::privacy::PrivacyEvent::LicenseKeysArchived(e))) = event
         {
             found.push(e.licenses);
         }

@@ -154,8 +154,11 @@ pub async fn run(
         outcome.sequence = Some(sequence);
     }
     if !keys.is_empty() {
-        append(ledger, PrivacyEvent::LicenseKeysArchived(LicenseKeysArchived { at: now, expired_before, licenses: keys }))
-            .await?;
+        append(
+            ledger,
+            PrivacyEvent::LicenseKeysArchived(LicenseKeysArchived { at: now, expired_before, licenses: keys }),
+        )
+        .await?;
     }
     if outcome.sequence.is_some() || completed_records > 0 {
         outcome.read_model_rows_retired = ledger.models.db.retire_usage(cut.before_day, due.up_to).await?;
@@ -394,7 +397,11 @@ async fn anonymizable(
 /// When a license's key stopped being valid, if it has by `now`: revoked,
 /// superseded and its window closed, or its subscription ended (from the
 /// start of the day it ended); the earliest of these.
-async fn key_ended(ledger: &Ledger, now: Timestamp, license: &licenses::UnarchivedLicense) -> Result<Option<Timestamp>, Error> {
+async fn key_ended(
+    ledger: &Ledger,
+    now: Timestamp,
+    license: &licenses::UnarchivedLicense,
+) -> Result<Option<Timestamp>, Error> {
     let window = license.state.superseded.as_ref().map(|s| s.window_ends_at).filter(|end| *end <= now);
     let mut ended = [license.revoked_at, window].into_iter().flatten().min();
     if let Some(issued) = &license.state.issued {
@@ -482,6 +489,7 @@ impl Daily {
                 tracing::info!(
                     sequence = ?outcome.sequence,
                     usage_records = outcome.usage_records,
+                    keys_archived = outcome.keys_archived,
                     organizations = outcome.organizations_anonymized.len(),
                     "retention run"
                 );

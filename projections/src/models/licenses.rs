@@ -172,12 +172,7 @@ fn places(state: &License) -> BTreeSet<String> {
     state.deployments.iter().chain(state.released.keys()).chain(state.floating.keys()).cloned().collect()
 }
 
-fn write_license(
-    changes: &mut Changes<'_>,
-    id: uuid::Uuid,
-    state: &License,
-    kept: Kept,
-) -> Result<(), DbError> {
+fn write_license(changes: &mut Changes<'_>, id: uuid::Uuid, state: &License, kept: Kept) -> Result<(), DbError> {
     let issued = state.issued.as_ref();
     changes.upsert(
         &LICENSES,
