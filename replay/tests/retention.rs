@@ -281,9 +281,14 @@ async fn keys_archived_a_year_after_expiry(ledger: Ledger, source: Vec<String>) 
     let stripe = usecases::stripe::Stripe::off();
     // A subscription cancelled on 2026-02-02: its key ends then.
     let (ended_org, ended_key, ended_license) = subscribed(&ledger, "Ended", "2026-01-01").await;
+    // A license revoked on 2026-02-03 while its subscription runs on.
+    let (revoked_org, revoked_key, revoked_license) = subscribed(&ledger, "Revoked", "2026-01-01").await;
     move_to(&ledger, "2026-02-02T00:00:00Z").await;
     let input = CancelInput { immediate: true, effective_date: None };
     subscriptions::cancel(&ledger, &Caller::Operator, &context(), ended_org, input).await.unwrap();
+    move_to(&ledger, "2026-02-03T00:00:00Z").await;
+    let reason = "key leaked".to_owned();
+    usecases::licenses::revoke_license(&ledger, &Caller::Operator, &context(), revoked_license, reason).await.unwrap();
     caught_up(&ledger).await;
 
     // Less than a year on: nothing archived.
@@ -301,19 +306,28 @@ async fn keys_archived_a_year_after_expiry(ledger: Ledger, source: Vec<String>) 
     assert_eq!((before.0, before.2), (false, "EXPIRED"), "{before:?}");
     let live_before = answer(&ledger, &live_key).await;
     assert!(live_before.0, "{live_before:?}");
+    let revoked_before = answer(&ledger, &revoked_key).await;
+    assert_eq!((revoked_before.0, revoked_before.2), (false, "REVOKED"), "{revoked_before:?}");
+    let revoked_listed = usecases::queries::licenses(&ledger, &Caller::Operator, revoked_org).await.unwrap();
+    assert_eq!(listed(&revoked_listed), vec![revoked_license], "listed before it is archived");
     let dry = retention::run(&ledger, &stripe, ledger.now(), settings, true).await.unwrap();
-    assert_eq!((dry.keys_archived, dry.sequence), (1, None), "{dry:?}");
+    assert_eq!((dry.keys_archived, dry.sequence), (2, None), "{dry:?}");
     assert!(archived_events(&ledger).await.is_empty(), "a dry run archives nothing");
     let outcome = retention::run(&ledger, &stripe, ledger.now(), settings, false).await.unwrap();
-    assert_eq!(outcome.keys_archived, 1, "{outcome:?}");
+    assert_eq!(outcome.keys_archived, 2, "{outcome:?}");
     assert!(outcome.sequence.is_some(), "the run is recorded: {outcome:?}");
-    assert_eq!(archived_events(&ledger).await, vec![vec![ended_license]]);
+    let mut expected = vec![ended_license, revoked_license];
+    expected.sort_by_key(|id| id.0);
+    assert_eq!(archived_events(&ledger).await, vec![expected], "in id order");
     caught_up(&ledger).await;
     let ended_listing = usecases::queries::licenses(&ledger, &Caller::Operator, ended_org).await.unwrap();
     assert!(ended_listing.is_empty(), "the archived license is not listed: {ended_listing:?}");
     let live_listing = usecases::queries::licenses(&ledger, &Caller::Operator, live_org).await.unwrap();
     assert_eq!(listed(&live_listing), vec![live_license]);
     assert_eq!(answer(&ledger, &ended_key).await, before, "the archived key answers as before");
+    let revoked_listed = usecases::queries::licenses(&ledger, &Caller::Operator, revoked_org).await.unwrap();
+    assert!(revoked_listed.is_empty(), "the archived revoked license is not listed: {revoked_listed:?}");
+    assert_eq!(answer(&ledger, &revoked_key).await, revoked_before, "the revoked key answers as before");
     assert_eq!(answer(&ledger, &live_key).await, live_before);
     let stdout = verify(&source);
     assert!(stdout.contains("match the live read models"), "{stdout}");
