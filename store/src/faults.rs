@@ -28,13 +28,41 @@ pub enum CommitFault {
     Unknown,
 }
 
-/// The fault the writer's next commit takes, if one is armed.
+/// The fault the writer's next commit takes, if one is armed; and, when
+/// seeded, the salts its records get.
 #[derive(Debug, Default)]
 pub struct CommitFaults {
     next: Mutex<Option<CommitFault>>,
+    /// The seed and the count of salts drawn: a seed's run writes the same
+    /// records, hashes included, every time (a random salt would make each
+    /// run's chain, and so its trace, differ).
+    salts: Mutex<Option<(u64, u64)>>,
 }
 
 impl CommitFaults {
+    /// Hooks whose salts follow from `seed`: the n-th salt is the BLAKE3
+    /// hash of the seed and n, under a context of its own. Only the
+    /// simulation's logs are opened with these.
+    pub fn seeded(seed: u64) -> Self {
+        Self { next: Mutex::default(), salts: Mutex::new(Some((seed, 0))) }
+    }
+
+    /// The next `events` salts of a seeded writer; `None` when unseeded.
+    pub(crate) fn salts(&self, events: usize) -> Option<Vec<[u8; domain::record::SALT_BYTES]>> {
+        let mut state = self.salts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (seed, drawn) = state.as_mut()?;
+        let salts = (0..events)
+            .map(|_| {
+                *drawn += 1;
+                let mut hasher = blake3::Hasher::new_derive_key("ledger 2026-12-01 simulation salt");
+                hasher.update(&seed.to_le_bytes());
+                hasher.update(&drawn.to_le_bytes());
+                *hasher.finalize().as_bytes()
+            })
+            .collect();
+        Some(salts)
+    }
+
     /// Arms `fault` for the next commit (replacing one not yet taken).
     pub fn arm(&self, fault: CommitFault) {
         *self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fault);

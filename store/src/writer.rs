@@ -57,6 +57,19 @@ pub(crate) enum Backend {
     Postgres(sqlx::PgPool),
 }
 
+impl Backend {
+    /// `events` salts: random, or the simulation's seeded ones.
+    fn draw_salts(&self, events: usize) -> Result<Vec<Salt>, StoreError> {
+        #[cfg(feature = "sim")]
+        if let Backend::Sqlite(writer) = self
+            && let Some(salts) = writer.faults.as_ref().and_then(|faults| faults.salts(events))
+        {
+            return Ok(salts);
+        }
+        draw_salts(events)
+    }
+}
+
 /// Why a batch was not committed. When the failure came before `COMMIT`,
 /// the transaction was rolled back and its requests may be tried again one
 /// by one. When `COMMIT` itself failed, the outcome is unknown (a lost
@@ -111,7 +124,7 @@ async fn commit_batch(backend: &mut Backend, requests: Vec<Request>, clock: &dyn
         batch.commands.extend(request.commands);
         replies.push(request.reply);
     }
-    match draw_salts(batch.commands.iter().map(|c| c.events.len()).sum()) {
+    match backend.draw_salts(batch.commands.iter().map(|c| c.events.len()).sum()) {
         Ok(salts) => batch.salts = salts,
         Err(error) => {
             tracing::error!(%error, "append failed");

@@ -209,7 +209,8 @@ impl World {
             config,
             rng: Rng::new(seed),
             clock: Arc::new(SimClock::new(START_MICROS)),
-            faults: Arc::default(),
+            // Seeded salts: the seed's records, and so its trace, repeat.
+            faults: Arc::new(CommitFaults::seeded(seed)),
             fail_at: Arc::default(),
             dir,
             node: None,
