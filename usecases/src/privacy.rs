@@ -98,11 +98,15 @@ pub async fn erase(
     reason: ErasureReason,
 ) -> Result<ErasureOutcome, Error> {
     require_admin(caller)?;
-    acknowledged::catch_up(ledger, context.credential, None).await?;
     let lock = lock(ledger).await?;
     complete_interrupted_locked(ledger).await?;
-    refuse_live(ledger, subject).await?;
+    // Whether the subject may be erased is read from the read models, so
+    // they must hold the whole log first: another process (the server, or
+    // a command line before this one) may have appended the deactivation a
+    // moment ago, and this process's models may not have applied it yet.
     let head = ledger.log.head().await?.sequence;
+    acknowledged::catch_up(ledger, context.credential, Some(head)).await?;
+    refuse_live(ledger, subject).await?;
     let mut batch = Batch::default();
     let mut from = 1;
     while from <= head {

@@ -392,3 +392,43 @@ async fn an_erased_organizations_stripe_customer_is_redacted() {
     assert!(empty(customer.email.clone()), "email {:?}", customer.email);
     assert!(empty(customer.phone.clone()), "phone {:?}", customer.phone);
 }
+
+/// Whether a subject may be erased is decided on read models that hold the
+/// whole log. Before, an erasure by a process whose models had not yet
+/// applied a deactivation another process appended (the command line run
+/// right after the server stopped) was refused with "still active", or
+/// found no such user: CI saw it on PostgreSQL. Here the models are held
+/// back deterministically: the test holds the read models' leadership
+/// lock while the organization, its user and the deactivation are
+/// appended, and lets go just before the erasure, which must wait for the
+/// models to catch up rather than decide on what they held.
+#[tokio::test]
+async fn an_erasure_waits_for_read_models_behind_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let leadership = std::fs::File::create(dir.path().join(projections::db::LEADER_LOCK_FILE)).unwrap();
+    leadership.try_lock().expect("the test leads first");
+    let config = LedgerConfig {
+        data_dir: dir.path().to_path_buf(),
+        database_url: None,
+        clock: "manual:2026-01-01T00:00:00Z".into(),
+        operator_token: Some("o".repeat(40)),
+        auditor_token: Some("a".repeat(40)),
+        policy: Default::default(),
+    };
+    let ledger = Ledger::open(&config).await.expect("the ledger opens");
+    // No credential: as a separate process, nothing of these writes is
+    // waited for by the erasure below except through the log's head.
+    let quiet = Context { credential: None, ..context(&Caller::Operator) };
+    let input = CreateOrganizationInput { name: "Lagging".into(), domain: None, industry: None, employee_count: None };
+    let created = organizations::create_organization(&ledger, &Caller::Operator, &quiet, input).await.unwrap();
+    let organization_id = OrganizationId(created.id);
+    let user_id = add_user(&ledger, (&Caller::Operator, &quiet), organization_id, "lagging@example.test").await;
+    organizations::deactivate_user(&ledger, &Caller::Operator, &quiet, organization_id, user_id).await.unwrap();
+    assert_eq!(ledger.models.applied(), 0, "the models are held back");
+    drop(leadership);
+    let subject = Subject::User { organization_id, user_id };
+    let erased = privacy::erase(&ledger, &Caller::Operator, &quiet, &Stripe::off(), &subject, ErasureReason::Request)
+        .await
+        .expect("the erasure waits for the models, then erases");
+    assert!(erased.erased_records > 0, "{erased:?}");
+}
