@@ -492,6 +492,34 @@ async fn tampering_in_pages_checked_at_once_is_named_in_order(h: Harness) {
     assert_eq!((report.checked, report.failure.map(|f| f.sequence)), ((late - page - 1) as u64, Some(late as u64)));
 }
 
+/// `verify_with` hands every record that holds to its visitor once, in
+/// sequence order, with the stored leaf and chain hashes, across pages;
+/// the record that fails and those after it are not handed on.
+async fn verify_with_visits_each_record_that_holds_in_order(h: Harness) {
+    let total = READ_PAGE_RECORDS * 2 + 5;
+    fill(&h.log, total).await;
+    let mut seen = Vec::new();
+    let report = h
+        .log
+        .verify_with(1..=u64::MAX, |r| seen.push((r.sequence, *r.leaf_hash, *r.chain_hash, r.erased_by)))
+        .await
+        .unwrap();
+    assert_eq!(report, ledger_store::VerifyReport { checked: total as u64, failure: None });
+    assert_eq!(seen.len(), total);
+    for (index, sequence) in [1, READ_PAGE_RECORDS as u64 + 1, total as u64].into_iter().enumerate() {
+        let record = h.record(sequence).await;
+        let (at, leaf, chain, erased_by) = seen[sequence as usize - 1];
+        assert_eq!((at, leaf, chain, erased_by), (sequence, record.leaf_hash, record.chain_hash, None), "{index}");
+    }
+    assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1), "in sequence order, each once");
+    h.drop_guards().await;
+    let bad = READ_PAGE_RECORDS as i64 + 3;
+    h.sql("UPDATE events SET occurred_at_us = occurred_at_us + 1 WHERE sequence = ?", &[Value::Int(bad)]).await;
+    let mut visited = 0u64;
+    let report = h.log.verify_with(1..=u64::MAX, |_| visited += 1).await.unwrap();
+    assert_eq!((report.checked, visited), (bad as u64 - 1, bad as u64 - 1), "{report:?}");
+}
+
 async fn deleted_rows_are_caught(h: Harness) {
     fill(&h.log, 8).await;
     h.drop_guards().await;
@@ -689,6 +717,7 @@ ledger_store::backend_tests!(
     the_database_refuses_changes_to_records,
     tampering_is_caught_at_its_sequence,
     tampering_in_pages_checked_at_once_is_named_in_order,
+    verify_with_visits_each_record_that_holds_in_order,
     deleted_rows_are_caught,
     a_well_forged_row_behind_the_writer_is_caught,
     atomic_appends_are_all_or_none,
