@@ -320,3 +320,107 @@ fn missing_before(verifier: &ChainVerifier, end: u64) -> Option<VerifyFailure> {
         defect: Defect::SequenceGap { expected: verifier.next_sequence(), found: 0 },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::EventId;
+    use domain::record::{CHAIN_GENESIS, Record, RecordHeader};
+
+    fn chain(n: u64) -> Vec<Record> {
+        let mut previous = CHAIN_GENESIS;
+        (1..=n)
+            .map(|sequence| {
+                let header = RecordHeader {
+                    sequence,
+                    event_id: EventId(uuid::Uuid::from_u128(u128::from(sequence))),
+                    stream_id: StreamId::new(format!("org/s{}", "x".repeat(sequence as usize))).unwrap(),
+                    stream_revision: 1,
+                    event_type: format!("Type{sequence}"),
+                    schema_version: 1,
+                    occurred_at: Timestamp::from_micros(10),
+                    recorded_at: Timestamp::from_micros(sequence as i64),
+                    idempotency_key: (sequence % 2 == 0).then(|| format!("key-{sequence}")),
+                };
+                let record = Record::seal_v2(header, vec![1; 9], vec![2; 300], [sequence as u8; 32], &previous);
+                previous = record.chain_hash;
+                record
+            })
+            .collect()
+    }
+
+    fn columns(record: &Record) -> Columns<'_> {
+        let header = &record.header;
+        Columns {
+            sequence: header.sequence as i64,
+            event_id: *header.event_id.as_bytes(),
+            stream_id: header.stream_id.as_str(),
+            stream_revision: header.stream_revision as i64,
+            event_type: &header.event_type,
+            schema_version: i64::from(header.schema_version),
+            occurred_at_us: header.occurred_at.as_micros(),
+            recorded_at_us: header.recorded_at.as_micros(),
+            idempotency_key: header.idempotency_key.as_deref(),
+            metadata: record.metadata.as_deref(),
+            metadata_hash: &record.metadata_hash.0,
+            payload: record.payload.as_deref(),
+            payload_hash: &record.payload_hash.0,
+            leaf_hash: &record.leaf_hash.0,
+            chain_hash: &record.chain_hash.0,
+            format: i64::from(record.format),
+            salt: record.salt.as_ref().map(|salt| &salt[..]),
+            erased_by: record.erasure.as_ref().map(|erasure| erasure.by as i64),
+        }
+    }
+
+    fn page(records: &[Record]) -> CheckedPage {
+        let mut page = CheckedPage::with_capacity(records.len());
+        for record in records {
+            page.push(columns(record)).unwrap();
+        }
+        page
+    }
+
+    /// The visitor sees each record's own stream id and event type (kept in
+    /// one buffer per page), leaf and chain hash, in order.
+    #[test]
+    fn a_checked_page_links_and_hands_on_each_record_as_stored() {
+        let records = chain(5);
+        let mut verifier = ChainVerifier::from_genesis();
+        let mut seen = Vec::new();
+        let mut checked = 0;
+        let visit = &mut |r: VerifiedRecord<'_>| {
+            seen.push((r.sequence, r.stream_id.to_owned(), r.event_type.to_owned(), *r.leaf_hash, *r.chain_hash));
+        };
+        assert_eq!(link_page(&mut verifier, page(&records), &mut checked, visit), None);
+        let expected: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let h = &r.header;
+                (h.sequence, h.stream_id.as_str().to_owned(), h.event_type.clone(), r.leaf_hash, r.chain_hash)
+            })
+            .collect();
+        assert_eq!((checked, seen), (5, expected));
+        assert_eq!(verifier.chain(), records[4].chain_hash);
+    }
+
+    /// A row's defects are named as `Record::check_leaf` and the erasure
+    /// check name them, at the record's sequence; a bad column is corrupt.
+    #[test]
+    fn a_checked_page_names_the_first_defect_as_the_owned_checks_do() {
+        let mut records = chain(4);
+        records[1].payload.as_mut().unwrap()[0] ^= 1;
+        records[2].metadata = None;
+        let mut verifier = ChainVerifier::from_genesis();
+        let mut checked = 0;
+        let failure = link_page(&mut verifier, page(&records), &mut checked, &mut |_| {});
+        assert_eq!((checked, failure), (1, Some(VerifyFailure { sequence: 2, defect: Defect::PayloadHash })));
+        let failure = page(&records[2..]).leaf_failure;
+        assert_eq!(failure, Some((0, VerifyFailure { sequence: 3, defect: Defect::UnsanctionedErasure })));
+        records[3].header.stream_id = StreamId::new("org/ok").unwrap();
+        let mut bad = columns(&records[3]);
+        bad.stream_id = "no slash";
+        let error = CheckedPage::default().push(bad).unwrap_err();
+        assert!(matches!(error, StoreError::Corrupt { sequence: 4, .. }), "{error:?}");
+    }
+}
