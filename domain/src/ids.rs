@@ -47,7 +47,13 @@ pub struct StreamIdError(pub String);
 impl StreamId {
     pub fn new(text: impl Into<String>) -> Result<Self, StreamIdError> {
         let text = text.into();
-        let valid = text.len() <= STREAM_ID_BYTES_MAX
+        if Self::is_valid(&text) { Ok(Self(text)) } else { Err(StreamIdError(text)) }
+    }
+
+    /// Whether `text` is a stream id ([`Self::new`] without taking it):
+    /// `verify` checks stored ids in place, allocating nothing.
+    pub fn is_valid(text: &str) -> bool {
+        text.len() <= STREAM_ID_BYTES_MAX
             && match text.split_once('/') {
                 Some((category, id)) => {
                     !category.is_empty()
@@ -56,8 +62,7 @@ impl StreamId {
                         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
                 }
                 None => false,
-            };
-        if valid { Ok(Self(text)) } else { Err(StreamIdError(text)) }
+            }
     }
 
     /// The stream of one entity: `category/uuid`.

@@ -164,6 +164,12 @@ pub fn leaf_hash(header: &RecordHeader, metadata_hash: &Hash, payload_hash: &Has
 /// checks the format ([`check_format`]); an unknown one gives a leaf that
 /// matches no record.
 pub fn leaf_hash_as(format: u8, header: &RecordHeader, metadata_hash: &Hash, payload_hash: &Hash) -> Hash {
+    leaf_hash_of(format, &header.borrowed(), metadata_hash, payload_hash)
+}
+
+/// [`leaf_hash_as`] from borrowed header fields (as `verify` reads them
+/// from the database's row buffers, without building a [`RecordHeader`]).
+pub fn leaf_hash_of(format: u8, header: &HeaderRef<'_>, metadata_hash: &Hash, payload_hash: &Hash) -> Hash {
     let mut hasher = hasher(CONTEXT_LEAF);
     header.write_canonical(format, &mut HashWriter(&mut hasher));
     hasher.update(&metadata_hash.0);
@@ -251,6 +257,43 @@ impl RecordHeader {
         out
     }
 
+    /// The header's fields, borrowed.
+    pub fn borrowed(&self) -> HeaderRef<'_> {
+        HeaderRef {
+            sequence: self.sequence,
+            event_id: self.event_id.as_bytes(),
+            stream_id: self.stream_id.as_str(),
+            stream_revision: self.stream_revision,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            occurred_at: self.occurred_at,
+            recorded_at: self.recorded_at,
+            idempotency_key: self.idempotency_key.as_deref(),
+        }
+    }
+
+    fn write_canonical(&self, format: u8, out: &mut impl Sink) {
+        self.borrowed().write_canonical(format, out);
+    }
+}
+
+/// A [`RecordHeader`]'s fields borrowed from wherever they are stored: the
+/// one canonical encoding ([`RecordHeader::canonical_bytes_as`]) is written
+/// from this form, so an owned and a borrowed header hash the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderRef<'a> {
+    pub sequence: u64,
+    pub event_id: &'a [u8; 16],
+    pub stream_id: &'a str,
+    pub stream_revision: u64,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    pub occurred_at: Timestamp,
+    pub recorded_at: Timestamp,
+    pub idempotency_key: Option<&'a str>,
+}
+
+impl HeaderRef<'_> {
     fn write_canonical(&self, format: u8, out: &mut impl Sink) {
         fn string(out: &mut impl Sink, text: &str) {
             let len = u32::try_from(text.len()).expect("header strings are bounded far below 4 GiB");
@@ -259,14 +302,14 @@ impl RecordHeader {
         }
         out.put(&[format]);
         out.put(&self.sequence.to_le_bytes());
-        out.put(self.event_id.as_bytes());
-        string(out, self.stream_id.as_str());
+        out.put(self.event_id);
+        string(out, self.stream_id);
         out.put(&self.stream_revision.to_le_bytes());
-        string(out, &self.event_type);
+        string(out, self.event_type);
         out.put(&self.schema_version.to_le_bytes());
         out.put(&self.occurred_at.as_micros().to_le_bytes());
         out.put(&self.recorded_at.as_micros().to_le_bytes());
-        match &self.idempotency_key {
+        match self.idempotency_key {
             None => out.put(&[0]),
             Some(key) => {
                 out.put(&[1]);
@@ -383,9 +426,45 @@ impl Record {
     /// version 2 record holding content but no salt, a version 1 record
     /// holding a salt, or an unknown format is a defect.
     pub fn check_leaf(&self) -> Result<(), Defect> {
+        self.borrowed().check_leaf()
+    }
+
+    /// The record's hashed parts, borrowed.
+    pub fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef {
+            header: self.header.borrowed(),
+            format: self.format,
+            salt: self.salt.as_ref(),
+            metadata: self.metadata.as_deref(),
+            metadata_hash: &self.metadata_hash,
+            payload: self.payload.as_deref(),
+            payload_hash: &self.payload_hash,
+            leaf_hash: &self.leaf_hash,
+        }
+    }
+}
+
+/// What a record's leaf commits to, borrowed ([`Record::borrowed`], or the
+/// database's row buffers in `verify`): [`Record::check_leaf`] is this
+/// form's [`RecordRef::check_leaf`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub header: HeaderRef<'a>,
+    pub format: u8,
+    pub salt: Option<&'a [u8; SALT_BYTES]>,
+    pub metadata: Option<&'a [u8]>,
+    pub metadata_hash: &'a Hash,
+    pub payload: Option<&'a [u8]>,
+    pub payload_hash: &'a Hash,
+    pub leaf_hash: &'a Hash,
+}
+
+impl RecordRef<'_> {
+    /// [`Record::check_leaf`].
+    pub fn check_leaf(&self) -> Result<(), Defect> {
         check_format(self.format)?;
         let erased = self.metadata.is_none() && self.payload.is_none();
-        match (self.format, &self.salt) {
+        match (self.format, self.salt) {
             (HEADER_FORMAT_V1, None) => self.check_contents(metadata_hash, payload_hash)?,
             (HEADER_FORMAT_V1, Some(_)) => return Err(Defect::Salt),
             (_, Some(salt)) => {
@@ -394,7 +473,7 @@ impl Record {
             (_, None) if erased => {}
             (_, None) => return Err(Defect::Salt),
         }
-        if leaf_hash_as(self.format, &self.header, &self.metadata_hash, &self.payload_hash) != self.leaf_hash {
+        if leaf_hash_of(self.format, &self.header, self.metadata_hash, self.payload_hash) != *self.leaf_hash {
             return Err(Defect::LeafHash);
         }
         Ok(())
@@ -406,13 +485,13 @@ impl Record {
         metadata_hash: impl Fn(&[u8]) -> Hash,
         payload_hash: impl Fn(&[u8]) -> Hash,
     ) -> Result<(), Defect> {
-        if let Some(metadata) = &self.metadata
-            && metadata_hash(metadata) != self.metadata_hash
+        if let Some(metadata) = self.metadata
+            && metadata_hash(metadata) != *self.metadata_hash
         {
             return Err(Defect::MetadataHash);
         }
-        if let Some(payload) = &self.payload
-            && payload_hash(payload) != self.payload_hash
+        if let Some(payload) = self.payload
+            && payload_hash(payload) != *self.payload_hash
         {
             return Err(Defect::PayloadHash);
         }
@@ -485,20 +564,32 @@ impl ChainVerifier {
     /// Checks the next record's links (not its leaf).
     pub fn link(&mut self, record: &Record) -> Result<(), VerifyFailure> {
         let header = &record.header;
+        self.link_parts(header.sequence, header.recorded_at, &record.leaf_hash, &record.chain_hash)
+    }
+
+    /// [`Self::link`] from the parts of a record it checks: its sequence,
+    /// recordedAt, leaf and stored chain hash.
+    pub fn link_parts(
+        &mut self,
+        sequence: u64,
+        recorded_at: Timestamp,
+        leaf_hash: &Hash,
+        stored_chain: &Hash,
+    ) -> Result<(), VerifyFailure> {
         let fail = |defect| Err(VerifyFailure { sequence: self.next_sequence, defect });
-        if header.sequence != self.next_sequence {
-            return fail(Defect::SequenceGap { expected: self.next_sequence, found: header.sequence });
+        if sequence != self.next_sequence {
+            return fail(Defect::SequenceGap { expected: self.next_sequence, found: sequence });
         }
         if let Some(previous) = self.recorded_at
-            && header.recorded_at < previous
+            && recorded_at < previous
         {
-            return fail(Defect::RecordedAtWentBack { previous, found: header.recorded_at });
+            return fail(Defect::RecordedAtWentBack { previous, found: recorded_at });
         }
-        if chain_hash(&self.chain, &record.leaf_hash) != record.chain_hash {
+        if chain_hash(&self.chain, leaf_hash) != *stored_chain {
             return fail(Defect::ChainHash);
         }
-        self.chain = record.chain_hash;
-        self.recorded_at = Some(header.recorded_at);
+        self.chain = *stored_chain;
+        self.recorded_at = Some(recorded_at);
         self.next_sequence += 1;
         Ok(())
     }

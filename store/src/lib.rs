@@ -13,9 +13,9 @@
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use domain::record::{ChainVerifier, Hash, Record, VerifyFailure};
+use domain::record::{Hash, Record, VerifyFailure};
 use domain::{Clock, EventId, StreamId, Timestamp};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 #[cfg(feature = "sim")]
@@ -29,6 +29,7 @@ mod row;
 pub mod sessions;
 mod sqlite;
 pub mod testing;
+mod verify;
 mod writer;
 
 pub use domain::record::CHAIN_GENESIS;
@@ -36,6 +37,7 @@ pub use hosts::{HOST_CHECK_INTERVAL, HOSTS_MAX, PgHosts};
 pub use read_only::ReadOnlyLog;
 /// A path as the path of a SQLite `file:` URI (the read-only readers' `immutable=1` opens).
 pub use sqlite::uri_path as sqlite_uri_path;
+pub use verify::VERIFY_PAGE_RECORDS;
 
 /// Requests waiting for the writer; a full queue makes `append` wait.
 pub const QUEUE_REQUESTS_MAX: usize = 1024;
@@ -706,184 +708,8 @@ impl EventLog {
         range: RangeInclusive<u64>,
         mut visit: impl FnMut(VerifiedRecord<'_>) + Send,
     ) -> Result<VerifyReport, StoreError> {
-        let head = self.head().await?;
-        let start = (*range.start()).max(1);
-        // Read past the head when the range reaches it: rows beyond the head
-        // (inserted behind the writer's back) must be seen to be caught.
-        let end = (*range.end()).min(i64::MAX as u64);
-        let mut verifier = self.verifier_from(start).await?;
-        let (producer, mut pages) = self.read_pages_ahead(start, end, head.sequence);
-        let mut checked = 0;
-        while let Some(page) = pages.recv().await {
-            if let Some(failure) = link_page(&mut verifier, page?, &mut checked, &mut visit) {
-                producer.abort();
-                return Ok(VerifyReport { checked, failure: Some(failure) });
-            }
-        }
-        let failure = if *range.end() >= head.sequence {
-            verifier.check_head(head.sequence, &head.chain_hash).err()
-        } else {
-            missing_before(&verifier, end)
-        };
-        Ok(VerifyReport { checked, failure })
+        self.verify_pages(range, &mut visit).await
     }
-
-    /// A chain verifier starting at `start`: from [`CHAIN_GENESIS`] at 1,
-    /// else from the stored chain hash of the record before it.
-    async fn verifier_from(&self, start: u64) -> Result<ChainVerifier, StoreError> {
-        if start == 1 {
-            return Ok(ChainVerifier::from_genesis());
-        }
-        Ok(match self.read_page(start - 1..=start - 1, 1).await?.pop() {
-            Some(before) => ChainVerifier::resume(start, before.chain_hash, Some(before.header.recorded_at)),
-            None => ChainVerifier::resume(start, CHAIN_GENESIS, None),
-        })
-    }
-
-    /// `verify`'s pipeline: a producer task reads the pages of
-    /// `start..=end` and checks their leaves, a page per core at once, and
-    /// sends them in order into a small bounded queue, which it closes
-    /// after the last page (or the first error); the caller links the
-    /// chain, the one sequential step, while the next pages are checked.
-    fn read_pages_ahead(&self, start: u64, end: u64, head: u64) -> (tokio::task::JoinHandle<()>, PageReceiver) {
-        let (pages_tx, pages) = mpsc::channel(VERIFY_PAGES_AHEAD);
-        let log = self.clone();
-        let producer = tokio::spawn(async move {
-            let bounded_end = end.min(head);
-            if log.send_pages_to_head(start, bounded_end, &pages_tx).await {
-                log.send_pages_past_head(bounded_end.max(start - 1) + 1, end, &pages_tx).await;
-            }
-        });
-        (producer, pages)
-    }
-
-    /// Up to the head, page ranges are computed, not chained, so they are
-    /// read and their leaves checked in parallel, a page per core, and
-    /// handed on in order (a missing record just makes a short page, which
-    /// linking reports). False when the receiver is gone.
-    async fn send_pages_to_head(&self, start: u64, bounded_end: u64, pages_tx: &PageSender) -> bool {
-        let page = READ_PAGE_RECORDS as u64;
-        let ranges =
-            (start..=bounded_end).step_by(READ_PAGE_RECORDS).map(move |from| from..=(from + page - 1).min(bounded_end));
-        let in_flight = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(VERIFY_PAGES_AHEAD, VERIFY_PAGES_IN_FLIGHT_MAX);
-        let mut reads = std::pin::pin!(
-            futures::stream::iter(ranges).map(|range| self.read_checked_page(range)).buffered(in_flight)
-        );
-        while let Some(page) = reads.next().await {
-            if pages_tx.send(page).await.is_err() {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Past the head, pages are read in turn until one comes back empty
-    /// (or fails, or the receiver is gone).
-    async fn send_pages_past_head(&self, mut from: u64, end: u64, pages_tx: &PageSender) {
-        while from <= end {
-            let page = self.read_checked_page(from..=end).await;
-            from = match &page {
-                Ok(page) => page.records.last().map_or(u64::MAX, |r| r.header.sequence.saturating_add(1)),
-                Err(_) => u64::MAX,
-            };
-            let empty = matches!(&page, Ok(page) if page.records.is_empty());
-            if empty || pages_tx.send(page).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-impl EventLog {
-    /// Up to [`READ_PAGE_RECORDS`] records of `range`, read, and their
-    /// leaves checked on a blocking thread: the parallel stage of
-    /// `verify`'s pipeline.
-    async fn read_checked_page(&self, range: RangeInclusive<u64>) -> Result<CheckedPage, StoreError> {
-        let records = self.read_page(range, READ_PAGE_RECORDS).await?;
-        Ok(tokio::task::spawn_blocking(move || CheckedPage { leaf_failure: check_leaves(&records), records })
-            .await
-            .expect("leaf checks do not panic"))
-    }
-}
-
-/// A page of records whose leaves were checked: the first leaf failure,
-/// by index in the page, if any.
-struct CheckedPage {
-    records: Vec<Record>,
-    leaf_failure: Option<(usize, VerifyFailure)>,
-}
-
-/// The queue of pages [`EventLog::verify`] reads ahead.
-type PageSender = mpsc::Sender<Result<CheckedPage, StoreError>>;
-/// The receiving end of a [`PageSender`].
-type PageReceiver = mpsc::Receiver<Result<CheckedPage, StoreError>>;
-
-/// Links one page's records, whose leaves were checked, onto `verifier`:
-/// the sequential stage of `verify`'s pipeline, counting each record that
-/// holds; the first failure, if any.
-fn link_page(
-    verifier: &mut ChainVerifier,
-    page: CheckedPage,
-    checked: &mut u64,
-    visit: &mut impl FnMut(VerifiedRecord<'_>),
-) -> Option<VerifyFailure> {
-    let CheckedPage { records, leaf_failure } = page;
-    for (index, record) in records.iter().enumerate() {
-        let failure = match leaf_failure {
-            Some((at, ref failure)) if at == index => Some(failure.clone()),
-            _ => verifier.link(record).err(),
-        };
-        if failure.is_some() {
-            return failure;
-        }
-        visit(VerifiedRecord {
-            sequence: record.header.sequence,
-            stream_id: record.header.stream_id.as_str(),
-            event_type: &record.header.event_type,
-            leaf_hash: &record.leaf_hash,
-            chain_hash: &record.chain_hash,
-            erased_by: record.erasure.as_ref().map(|erasure| erasure.by),
-        });
-        *checked += 1;
-    }
-    None
-}
-
-/// When a range that stops short of the head ended early, a record in it
-/// is missing: the gap at the next expected sequence.
-fn missing_before(verifier: &ChainVerifier, end: u64) -> Option<VerifyFailure> {
-    (verifier.next_sequence() <= end).then(|| VerifyFailure {
-        sequence: verifier.next_sequence(),
-        defect: domain::record::Defect::SequenceGap { expected: verifier.next_sequence(), found: 0 },
-    })
-}
-
-/// The first record of `page` whose leaf (or erasure) does not verify, by
-/// index. One thread: pages are checked in parallel with each other.
-fn check_leaves(page: &[Record]) -> Option<(usize, VerifyFailure)> {
-    page.iter().enumerate().find_map(|(index, record)| {
-        check_erasure(record)
-            .and_then(|()| record.check_leaf())
-            .err()
-            .map(|defect| (index, VerifyFailure { sequence: record.header.sequence, defect }))
-    })
-}
-
-/// Whether a record's erasable part is erased only as sanctioned: a NULL
-/// metadata or payload (or a version 2 record's NULL salt) needs an
-/// erasure made by a later record. Whether that record sanctions it is
-/// `replay verify`'s check (`domain::privacy::sanctions`).
-fn check_erasure(record: &Record) -> Result<(), domain::record::Defect> {
-    let erased = record.metadata.is_none()
-        || record.payload.is_none()
-        || (record.format == domain::record::HEADER_FORMAT_V2 && record.salt.is_none());
-    let sanctioned = match &record.erasure {
-        Some(erasure) => erasure.by > record.header.sequence,
-        None => !erased,
-    };
-    if sanctioned { Ok(()) } else { Err(domain::record::Defect::UnsanctionedErasure) }
 }
 
 fn validate(command: &Command) -> Result<(), Rejection> {

@@ -412,3 +412,53 @@ pub(crate) async fn erase(pool: &PgPool, by: u64, rows: &[crate::ErasedRow]) -> 
     tx.commit().await?;
     Ok(inserted.len() as u64)
 }
+
+/// `verify`'s read of a page: up to `limit` records of `range` in one
+/// query, then each checked straight from its row's buffer on a blocking
+/// thread ([`crate::verify::CheckedPage::push`]), nothing decoded into
+/// owned fields.
+pub(crate) async fn read_checked_page(
+    pool: &PgPool,
+    range: RangeInclusive<u64>,
+    limit: usize,
+) -> Result<crate::verify::CheckedPage, StoreError> {
+    let rows: Vec<PgRow> = sqlx::query(&crate::row::verify_query('$'))
+        .bind(signed(*range.start()))
+        .bind(signed((*range.end()).min(i64::MAX as u64)))
+        .bind(signed(limit as u64))
+        .fetch_all(pool)
+        .await?;
+    tokio::task::spawn_blocking(move || {
+        let mut page = crate::verify::CheckedPage::with_capacity(rows.len());
+        for row in &rows {
+            page.push(verify_columns(row)?)?;
+        }
+        Ok(page)
+    })
+    .await
+    .expect("checking a page does not panic")
+}
+
+/// A row of [`crate::row::VERIFY_COLUMNS`], borrowed from its buffer.
+fn verify_columns(row: &PgRow) -> Result<crate::verify::Columns<'_>, StoreError> {
+    Ok(crate::verify::Columns {
+        sequence: row.try_get(0)?,
+        event_id: row.try_get::<uuid::Uuid, _>(1)?.into_bytes(),
+        stream_id: row.try_get(2)?,
+        stream_revision: row.try_get(3)?,
+        event_type: row.try_get(4)?,
+        schema_version: row.try_get(5)?,
+        occurred_at_us: row.try_get(6)?,
+        recorded_at_us: row.try_get(7)?,
+        idempotency_key: row.try_get(8)?,
+        metadata: row.try_get(9)?,
+        metadata_hash: row.try_get(10)?,
+        payload: row.try_get(11)?,
+        payload_hash: row.try_get(12)?,
+        leaf_hash: row.try_get(13)?,
+        chain_hash: row.try_get(14)?,
+        format: i64::from(row.try_get::<i32, _>(15)?),
+        salt: row.try_get(16)?,
+        erased_by: row.try_get(17)?,
+    })
+}

@@ -106,3 +106,19 @@ pub(crate) fn erasure_columns(
 pub(crate) fn records(rows: Vec<StoredRecord>) -> Result<Vec<Record>, StoreError> {
     rows.into_iter().map(Record::try_from).collect()
 }
+
+/// The columns `verify` selects from [`RECORD_FROM`], in
+/// [`crate::verify::Columns`]' order: [`RECORD_COLUMNS`] without the
+/// erasure's facts, which no check reads.
+pub(crate) const VERIFY_COLUMNS: &str = "e.sequence, e.event_id, e.stream_id, e.stream_revision, e.event_type, \
+     e.schema_version, e.occurred_at_us, e.recorded_at_us, e.idempotency_key, e.metadata, e.metadata_hash, e.payload, \
+     e.payload_hash, e.leaf_hash, e.chain_hash, e.format, e.salt, x.erased_by";
+
+/// The query `verify` reads a page with: [`VERIFY_COLUMNS`] of the records
+/// from sequence `$1`/`?1` to `$2`/`?2`, at most `$3`/`?3`, in order.
+pub(crate) fn verify_query(placeholder: char) -> String {
+    format!(
+        "SELECT {VERIFY_COLUMNS} FROM {RECORD_FROM} WHERE e.sequence >= {placeholder}1 AND e.sequence <= \
+         {placeholder}2 ORDER BY e.sequence LIMIT {placeholder}3"
+    )
+}

@@ -795,3 +795,71 @@ fn checkpoint(connection: &Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+impl Readers {
+    /// `verify`'s read of a page: up to `limit` records of `range`, each
+    /// checked straight from SQLite's row buffer on this reader's thread
+    /// ([`crate::verify::CheckedPage::push`]), nothing allocated per record.
+    pub(crate) async fn read_checked_page(
+        &self,
+        range: RangeInclusive<u64>,
+        limit: usize,
+    ) -> Result<crate::verify::CheckedPage, StoreError> {
+        self.run(move |connection| {
+            let mut statement = connection.prepare_cached(&crate::row::verify_query('?'))?;
+            let mut rows = statement.query(params![
+                signed(*range.start()),
+                signed((*range.end()).min(i64::MAX as u64)),
+                signed(limit as u64)
+            ])?;
+            let mut page = crate::verify::CheckedPage::with_capacity(limit);
+            while let Some(row) = rows.next()? {
+                page.push(verify_columns(row)?)?;
+            }
+            Ok(page)
+        })
+        .await
+    }
+}
+
+/// A row of [`crate::row::VERIFY_COLUMNS`], borrowed from SQLite's buffer.
+fn verify_columns<'a>(row: &'a rusqlite::Row<'_>) -> Result<crate::verify::Columns<'a>, StoreError> {
+    use rusqlite::types::ValueRef;
+    let sequence = row.get_ref(0)?.as_i64().map_err(|e| StoreError::Corrupt { sequence: 0, what: e.to_string() })?;
+    let corrupt = |what: String| StoreError::Corrupt { sequence: sequence.max(0) as u64, what };
+    let text = |index: usize| -> Result<Option<&'a str>, StoreError> {
+        row.get_ref(index)?.as_str_or_null().map_err(|e| corrupt(e.to_string()))
+    };
+    let blob = |index: usize| -> Result<Option<&'a [u8]>, StoreError> {
+        match row.get_ref(index)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(bytes) => Ok(Some(bytes)),
+            other => Err(corrupt(format!("column {index} is {}, not a blob", other.data_type()))),
+        }
+    };
+    let integer = |index: usize| -> Result<Option<i64>, StoreError> {
+        row.get_ref(index)?.as_i64_or_null().map_err(|e| corrupt(e.to_string()))
+    };
+    let required = |what: &str| corrupt(format!("{what} is NULL"));
+    let event_id = blob(1)?.and_then(|bytes| <[u8; 16]>::try_from(bytes).ok());
+    Ok(crate::verify::Columns {
+        sequence,
+        event_id: event_id.ok_or_else(|| corrupt("the event id is not 16 bytes".into()))?,
+        stream_id: text(2)?.ok_or_else(|| required("the stream id"))?,
+        stream_revision: integer(3)?.ok_or_else(|| required("the stream revision"))?,
+        event_type: text(4)?.ok_or_else(|| required("the event type"))?,
+        schema_version: integer(5)?.ok_or_else(|| required("the schema version"))?,
+        occurred_at_us: integer(6)?.ok_or_else(|| required("occurredAt"))?,
+        recorded_at_us: integer(7)?.ok_or_else(|| required("recordedAt"))?,
+        idempotency_key: text(8)?,
+        metadata: blob(9)?,
+        metadata_hash: blob(10)?.unwrap_or_default(),
+        payload: blob(11)?,
+        payload_hash: blob(12)?.unwrap_or_default(),
+        leaf_hash: blob(13)?.unwrap_or_default(),
+        chain_hash: blob(14)?.unwrap_or_default(),
+        format: integer(15)?.ok_or_else(|| required("the format"))?,
+        salt: blob(16)?,
+        erased_by: integer(17)?,
+    })
+}
