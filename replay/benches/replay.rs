@@ -8,6 +8,11 @@
 //! subscriptions, appended 1,000 to a command, and a signed checkpoint
 //! kept in the log every 100,000 records. Every record is a real event
 //! that `verify` decodes and the projections apply.
+//!
+//! `replay verify` is reported whole and by phase (its integrity phase,
+//! with its ratio to the hashing limit measured in the same run by
+//! `store::testing::hashing_rate` over records of the same payload size,
+//! and its rebuild phase).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -145,7 +150,8 @@ async fn keep_checkpoint(log: &EventLog, tree: &mut MerkleTree, chain: &mut Hash
     append(log, StreamId::new(CHECKPOINT_STREAM).unwrap(), vec![new_event(&event)]).await;
 }
 
-fn run(args: &[&str], source: &[String]) -> f64 {
+/// Runs the binary; returns its wall time and standard output.
+fn run(args: &[&str], source: &[String]) -> (f64, String) {
     let started = Instant::now();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_replay"))
         .args(args)
@@ -154,17 +160,32 @@ fn run(args: &[&str], source: &[String]) -> f64 {
         .output()
         .expect("replay runs");
     let seconds = started.elapsed().as_secs_f64();
-    assert!(
-        output.status.success(),
-        "replay {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    seconds
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "replay {args:?} failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    (seconds, stdout)
 }
 
-fn row(backend: &str, what: &str, records: u64, seconds: f64) {
-    println!("| {backend} | {what} {records} events | {:.0} | events/s ({seconds:.2} s) |", records as f64 / seconds);
+fn row(backend: &str, what: &str, records: u64, seconds: f64, against: &str) {
+    println!(
+        "| {backend} | {what} {records} events | {:.0} | events/s ({seconds:.2} s){against} |",
+        records as f64 / seconds
+    );
+}
+
+/// The seconds `replay verify` reports for a phase (its line starting
+/// with `phase`: "… N records in S s (R records/s)").
+fn phase_seconds(stdout: &str, phase: &str) -> f64 {
+    let line = stdout.lines().find(|l| l.starts_with(phase)).unwrap_or_else(|| panic!("no {phase} line: {stdout}"));
+    let after = &line[line.rfind(" records in ").expect("a phase line") + " records in ".len()..];
+    after.split(' ').next().and_then(|s| s.parse().ok()).expect("seconds")
+}
+
+/// The mean payload size of the history's last records, for the hashing
+/// limit over records like these.
+async fn payload_bytes(log: &EventLog, records: u64) -> usize {
+    let page = log.read_page(records.saturating_sub(999).max(1)..=records, 1000).await.unwrap();
+    let bytes: usize = page.iter().map(|r| r.payload.as_ref().map_or(0, Vec::len)).sum();
+    bytes / page.len().max(1)
 }
 
 async fn bench(backend: &str, log: EventLog, dir: &Path, source: Vec<String>, total: u64) {
@@ -174,13 +195,22 @@ async fn bench(backend: &str, log: EventLog, dir: &Path, source: Vec<String>, to
     let started = Instant::now();
     let records = fill(&log, total, &key).await;
     eprintln!("{backend}: wrote {records} records in {:.1} s", started.elapsed().as_secs_f64());
+    let payload = payload_bytes(&log, records).await;
     drop(log);
     use base64::Engine;
     let public = base64::engine::general_purpose::STANDARD.encode(key.verifying_key().to_bytes());
-    let verify = run(&["verify", "--public-key", &public], &source);
-    row(backend, "replay verify", records, verify);
-    let rebuild = run(&["rebuild"], &source);
-    row(backend, "replay rebuild", records, rebuild);
+    let (verify, stdout) = run(&["verify", "--public-key", &public], &source);
+    let limit = store::testing::hashing_rate(domain::record::HEADER_FORMAT_V2, records, payload);
+    row(backend, "replay verify", records, verify, "");
+    let integrity = phase_seconds(&stdout, "integrity (");
+    let ratio = records as f64 / integrity / limit;
+    row(backend, "replay verify, integrity phase,", records, integrity, &format!("; {ratio:.2} of the hashing limit"));
+    row(backend, "replay verify, rebuild phase,", records, phase_seconds(&stdout, "rebuild ("), "");
+    println!(
+        "| {backend} | hashing limit (one core, {payload}-byte payloads) {records} records | {limit:.0} | records/s |"
+    );
+    let (rebuild, _) = run(&["rebuild"], &source);
+    row(backend, "replay rebuild", records, rebuild, "");
 }
 
 #[tokio::main]

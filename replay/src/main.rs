@@ -20,6 +20,7 @@ use usecases::views::queries::AuditEntryView;
 
 mod as_of;
 mod erasures;
+mod integrity;
 mod readmodels;
 mod source;
 mod walk;
@@ -296,12 +297,16 @@ async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> Ou
     }
     let database_url = from.database_url.as_deref().filter(|u| !u.is_empty());
     let mut models = readmodels::prepare(source.data_dir(), database_url, from.file.is_some()).await?;
+    // The integrity phase first: a defect in the records, the chain, the
+    // tree or a checkpoint stops before any read model is rebuilt.
+    let integrity = match integrity::check(&source, trusted, &yours).await? {
+        Ok(integrity) => integrity,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    report_integrity(&integrity, yours.len());
     let started = std::time::Instant::now();
     let plan = Plan {
-        check_leaves: true,
         decode_strictly: true,
-        tree: true,
-        checkpoints: true,
         invoices: true,
         erasures: true,
         snapshot: true,
@@ -314,78 +319,44 @@ async fn verify(from: From, key: Option<String>, kept_files: Vec<PathBuf>) -> Ou
         Ok(done) => done,
         Err(failure) => return Ok(Err(failure)),
     };
-    // Signatures, once every key rotation is known.
-    let signed = !done.kept.is_empty() || !yours.is_empty() || !done.rotations.is_empty();
-    let keys = match (trusted, signed) {
-        (Some(trusted), _) => match walk::key_history(&trusted, &done.rotations) {
-            Ok(keys) => keys,
-            Err(failure) => return Ok(Err(failure)),
-        },
-        (None, true) => bail!("the history has signed checkpoints: give --public-key to check them"),
-        (None, false) => Vec::new(),
-    };
-    if let Err(failure) = check_signatures(&done, &keys, &yours) {
-        return Ok(Err(failure));
-    }
     let models = match readmodels::verify(models).await? {
         Ok(line) => line,
         Err(failure) => return Ok(Err(failure)),
     };
-    report(&done, &keys, yours.len(), &models, started.elapsed().as_secs_f64());
+    report_rebuild(&done, &models, started.elapsed().as_secs_f64());
+    let total = integrity.seconds + started.elapsed().as_secs_f64();
+    println!("verified in {total:.2} s ({})", rate(done.records, total));
     Ok(Ok(()))
 }
 
-/// Every checkpoint kept in the log signed by the key in force at it, and
-/// each of yours signed and still held by the log.
-fn check_signatures(done: &Walk, keys: &[(u64, VerifyingKey)], yours: &[(PathBuf, String)]) -> Result<(), Failure> {
-    for kept in &done.kept {
-        let key = walk::key_at(keys, kept.sequence);
-        if let Err(error) = Checkpoint::verify(&kept.note, &key) {
-            return Err(Failure {
-                sequence: Some(kept.sequence),
-                what: format!(
-                    "the kept checkpoint of size {} is not signed by the checkpoint key: {error}",
-                    kept.checkpoint.size
-                ),
-            });
-        }
-    }
-    for (path, note) in yours {
-        let name = path.display();
-        let verified = keys.iter().rev().find_map(|(_, key)| Checkpoint::verify(note, key).ok());
-        let Some(checkpoint) = verified else {
-            let what = match Checkpoint::parse(note) {
-                Ok(_) => format!("your checkpoint {name} is not signed by the checkpoint key"),
-                Err(error) => format!("your checkpoint {name} does not read: {error}"),
-            };
-            return Err(Failure { sequence: None, what });
-        };
-        if let Err(what) = walk::check_against_tree(done, &checkpoint) {
-            return Err(Failure {
-                sequence: Some(checkpoint.size.min(done.tree.size())),
-                what: format!("the log no longer holds your checkpoint {name}: {what}"),
-            });
-        }
-    }
-    Ok(())
+fn rate(records: u64, seconds: f64) -> String {
+    let rate = if seconds > 0.0 { records as f64 / seconds } else { 0.0 };
+    format!("{rate:.0} records/s")
 }
 
-fn report(done: &Walk, keys: &[(u64, VerifyingKey)], yours: usize, models: &str, elapsed: f64) {
-    let chain = done.verifier.as_ref().map(|v| v.chain()).unwrap_or(domain::record::CHAIN_GENESIS);
-    let root = done.tree.root(done.tree.size()).map(|r| r.to_hex()).unwrap_or_default();
-    println!("ok records: {} (sequences 1 to {}), every leaf and chain hash recomputed", done.records, done.records);
-    println!("ok head: chain hash {chain}, Merkle root {root}");
+fn report_integrity(checked: &integrity::Integrity, yours: usize) {
+    let records = checked.records;
+    println!("ok records: {records} (sequences 1 to {records}), every leaf and chain hash recomputed");
+    println!("ok head: chain hash {}, Merkle root {}", checked.chain, checked.root.to_hex());
+    let key_names: Vec<String> = checked.keys.iter().map(|(_, k)| STANDARD.encode(k.to_bytes())).collect();
+    println!(
+        "ok checkpoints: {} kept in the log, {} of yours; signatures, roots, chain hashes and consistency hold (keys: {})",
+        checked.kept,
+        yours,
+        if key_names.is_empty() { "none needed".into() } else { key_names.join(", ") }
+    );
+    println!(
+        "integrity (records, chain, Merkle tree, checkpoints): {records} records in {:.2} s ({})",
+        checked.seconds,
+        rate(records, checked.seconds)
+    );
+}
+
+fn report_rebuild(done: &Walk, models: &str, seconds: f64) {
     println!("ok payloads: every one decodes");
     println!(
         "ok erasures: {} records erased, each sanctioned by the privacy event it names ({} usage records retired)",
         done.erased, done.retired
-    );
-    let key_names: Vec<String> = keys.iter().map(|(_, k)| STANDARD.encode(k.to_bytes())).collect();
-    println!(
-        "ok checkpoints: {} kept in the log, {} of yours; signatures, roots, chain hashes and consistency hold (keys: {})",
-        done.kept.len(),
-        yours,
-        if key_names.is_empty() { "none needed".into() } else { key_names.join(", ") }
     );
     match &done.snapshot_compared {
         Some((sequence, digest)) => {
@@ -400,8 +371,11 @@ fn report(done: &Walk, keys: &[(u64, VerifyingKey)], yours: usize, models: &str,
         "ok invoices: {} re-derived from their events byte for byte, {} checked against recorded inputs (usage retired)",
         done.invoices_checked, done.invoices_on_recorded_inputs
     );
-    let rate = if elapsed > 0.0 { done.records as f64 / elapsed } else { 0.0 };
-    println!("verified in {elapsed:.2} s ({rate:.0} records/s)");
+    println!(
+        "rebuild (payloads, erasures, projections, read models, invoices): {} records in {seconds:.2} s ({})",
+        done.records,
+        rate(done.records, seconds)
+    );
 }
 
 async fn prove(sequence: u64, checkpoint: Option<PathBuf>, from: From) -> Outcome {

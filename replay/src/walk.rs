@@ -13,7 +13,6 @@ use domain::checkpoint::{CHECKPOINT_STREAM, Checkpoint, CheckpointEvent, Checkpo
 use domain::event::LedgerEvent;
 use domain::merkle::{Blake3Hasher, MerkleTree, verify_consistency};
 use domain::record::{CHAIN_GENESIS, ChainVerifier, Hash, Record, RecordHeader, VerifyFailure};
-use ed25519_dalek::VerifyingKey;
 use projections::LedgerState;
 use projections::invoices::InvoiceCheck;
 use store::{Head, Snapshot};
@@ -403,29 +402,6 @@ pub fn check_against_tree(done: &Walk, checkpoint: &Checkpoint) -> Result<(), St
     Ok(())
 }
 
-/// The keys in force along the log, from the trusted first key through
-/// each rotation (each signed by the key it replaces).
-pub fn key_history(
-    trusted: &VerifyingKey,
-    rotations: &[(u64, CheckpointKeyRotated)],
-) -> Result<Vec<(u64, VerifyingKey)>, Failure> {
-    let mut keys = vec![(0, *trusted)];
-    for (sequence, rotation) in rotations {
-        let (old, new) = rotation.verify().map_err(|e| at(*sequence, e.to_string()))?;
-        let current = keys.last().expect("one key at least").1;
-        if old != current {
-            return Err(at(*sequence, "a key rotation from a key that is not the one in force"));
-        }
-        keys.push((*sequence, new));
-    }
-    Ok(keys)
-}
-
-/// The key in force at `sequence`.
-pub fn key_at(keys: &[(u64, VerifyingKey)], sequence: u64) -> VerifyingKey {
-    keys.iter().rev().find(|(from, _)| *from < sequence).map_or(keys[0].1, |(_, key)| *key)
-}
-
 /// A record's payload, decoded.
 enum Decoded {
     /// Nothing to decode: the payload was erased and nothing of it kept
@@ -494,7 +470,12 @@ fn prepare(page: &[Record], check: bool) -> (Option<(usize, VerifyFailure)>, Vec
 }
 
 fn progress(plan: &Plan, total: Option<u64>) -> indicatif::ProgressBar {
-    if !plan.progress {
+    progress_bar(plan.progress, total)
+}
+
+/// A progress bar of records on stderr (hidden unless `show`).
+pub fn progress_bar(show: bool, total: Option<u64>) -> indicatif::ProgressBar {
+    if !show {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());

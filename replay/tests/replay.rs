@@ -20,7 +20,7 @@ use domain::event::StoredEvent;
 use domain::merkle::MerkleTree;
 use domain::organization::{OrganizationCreated, OrganizationEvent};
 use domain::privacy::{self, ErasedRecord, ErasureReason, PrivacyEvent, RetentionApplied, Subject, SubjectErased};
-use domain::record::{Hash, Record};
+use domain::record::{Hash, Record, RecordHeader};
 use domain::subscription::{Subscription, SubscriptionCreated, SubscriptionEvent};
 use domain::usage::{Metrics, Usage, UsageEvent, UsageReported};
 use domain::{Clock, EventId, LicenseId, Metadata, OrganizationId, StreamId, SubscriptionId, Timestamp};
@@ -331,20 +331,51 @@ impl History {
     /// Rewrites the record at `sequence` with a new payload and re-seals
     /// it and every later record, moving the head: a chain that verifies.
     async fn rewrite(&self, sequence: u64, payload: Vec<u8>) {
+        self.reseal(sequence, payload, false).await;
+    }
+
+    /// [`Self::rewrite`] as the server would have written it: the
+    /// checkpoints kept in the log after it, and the auditor's, signed over
+    /// the rewritten history, so only what the record says is wrong.
+    async fn rewrite_as_written(&mut self, sequence: u64, payload: Vec<u8>) {
+        let chains = self.reseal(sequence, payload, true).await;
+        let mut tree = MerkleTree::new();
+        self.records().await.iter().for_each(|r| tree.push_record(&r.leaf_hash));
+        for note in &mut self.kept {
+            let (mut checkpoint, _, _) = Checkpoint::parse(note).unwrap();
+            checkpoint.root = tree.root(checkpoint.size).unwrap();
+            checkpoint.chain = chains[checkpoint.size as usize];
+            *note = checkpoint.sign(&self.key).unwrap();
+        }
+    }
+
+    /// Re-seals from `sequence` on (with `resign`, the checkpoints kept in
+    /// the log signed again over the new records); the chain hash after
+    /// every record (genesis first).
+    async fn reseal(&self, sequence: u64, payload: Vec<u8>, resign: bool) -> Vec<Hash> {
         self.drop_guards().await;
         let records = self.records().await;
-        let mut previous =
-            if sequence == 1 { domain::record::CHAIN_GENESIS } else { records[sequence as usize - 2].chain_hash };
+        let mut tree = MerkleTree::new();
+        let mut chains = vec![domain::record::CHAIN_GENESIS];
+        for record in &records[..sequence as usize - 1] {
+            tree.push_record(&record.leaf_hash);
+            chains.push(record.chain_hash);
+        }
         for record in &records[sequence as usize - 1..] {
-            let content =
+            let mut content =
                 if record.header.sequence == sequence { payload.clone() } else { record.payload.clone().unwrap() };
+            if resign && record.header.stream_id.as_str() == CHECKPOINT_STREAM {
+                content = self.resigned(&record.header, &content, &tree, &chains);
+            }
             let (header, metadata) = (record.header.clone(), record.metadata.clone().unwrap());
+            let previous = *chains.last().unwrap();
             // Re-sealed in the record's own format (version 2 keeps its salt).
             let sealed = match record.salt {
                 Some(salt) => Record::seal_v2(header, metadata, content, salt, &previous),
                 None => Record::seal(header, metadata, content, &previous),
             };
-            previous = sealed.chain_hash;
+            tree.push_record(&sealed.leaf_hash);
+            chains.push(sealed.chain_hash);
             self.sql(
                 "UPDATE events SET payload = ?, payload_hash = ?, leaf_hash = ?, chain_hash = ? WHERE sequence = ?",
                 &[
@@ -357,7 +388,23 @@ impl History {
             )
             .await;
         }
-        self.sql("UPDATE log_head SET chain_hash = ? WHERE id = 1", &[Value::Bytes(previous.0.to_vec())]).await;
+        let head = chains.last().unwrap().0.to_vec();
+        self.sql("UPDATE log_head SET chain_hash = ? WHERE id = 1", &[Value::Bytes(head)]).await;
+        chains
+    }
+
+    /// A kept checkpoint's payload signed again over `tree` and `chains`.
+    fn resigned(&self, header: &RecordHeader, payload: &[u8], tree: &MerkleTree, chains: &[Hash]) -> Vec<u8> {
+        let Ok(Some(domain::event::LedgerEvent::Checkpoint(CheckpointEvent::CheckpointSigned(signed)))) =
+            domain::event::LedgerEvent::decode(header, payload)
+        else {
+            return payload.to_vec();
+        };
+        let (mut checkpoint, _, _) = Checkpoint::parse(&signed.note).unwrap();
+        checkpoint.root = tree.root(checkpoint.size).unwrap();
+        checkpoint.chain = chains[checkpoint.size as usize];
+        let note = checkpoint.sign(&self.key).unwrap();
+        CheckpointEvent::CheckpointSigned(CheckpointSigned { note }).encode_payload()
     }
 }
 
@@ -538,7 +585,7 @@ async fn a_rewritten_history_with_a_valid_chain_is_caught_by_kept_checkpoints(h:
     h.fails_at(Some(4), "the log no longer holds your checkpoint");
 }
 
-async fn an_invoice_that_does_not_follow_from_its_events_is_named(h: History) {
+async fn an_invoice_that_does_not_follow_from_its_events_is_named(mut h: History) {
     // January's invoice rewritten with a changed description, its digest
     // made to match, and the chain re-sealed: every hash holds, but the
     // events do not give this invoice.
@@ -550,7 +597,7 @@ async fn an_invoice_that_does_not_follow_from_its_events_is_named(h: History) {
     };
     issued.invoice.lines[0].description.push_str(" (discounted)");
     issued.digest = issued.invoice.digest();
-    h.rewrite(6, InvoiceEvent::InvoiceIssued(issued).encode_payload()).await;
+    h.rewrite_as_written(6, InvoiceEvent::InvoiceIssued(issued).encode_payload()).await;
     h.fails_at(Some(6), "does not follow from the events");
 }
 
@@ -777,7 +824,7 @@ async fn retention_run(h: &History, usage_before: &str) -> u64 {
     h.append("2029-03-01T00:00:00Z", privacy::privacy_stream(), PrivacyEvent::RetentionApplied(run)).await
 }
 
-async fn retired_usage_is_checked_against_the_invoices_recorded_inputs(h: History) {
+async fn retired_usage_is_checked_against_the_invoices_recorded_inputs(mut h: History) {
     let by = retention_run(&h, "2026-02-01T00:00:00Z").await;
     let rows = [3, 4].map(|sequence| store::ErasedRow { sequence, facts: None });
     assert_eq!(h.log.erase(by, &rows).await.unwrap(), 2);
@@ -797,7 +844,7 @@ async fn retired_usage_is_checked_against_the_invoices_recorded_inputs(h: Histor
         panic!("sequence 6 is the invoice")
     };
     issued.invoice.total = domain::Money::usd(1.into());
-    h.rewrite(6, InvoiceEvent::InvoiceIssued(issued).encode_payload()).await;
+    h.rewrite_as_written(6, InvoiceEvent::InvoiceIssued(issued).encode_payload()).await;
     let (code, stdout) = h.verify();
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("FAILED sequence 6: ") && stdout.contains("(usage retired)"), "{stdout}");
@@ -812,7 +859,9 @@ async fn an_erasure_its_event_does_not_cover_is_named(h: History) {
     h.fails_at(Some(4), "unsanctioned erasure at sequence 4: the privacy event at sequence 10 does not cover it");
 }
 
-async fn a_subject_erasure_keeps_exactly_the_facts_it_lists(h: History) {
+/// A subject erasure of record 1 that keeps beside it the facts the
+/// event lists, changed by `change`; what `replay verify` then says.
+async fn subject_erasure(h: &History, change: fn(&mut Vec<u8>)) -> (i32, String) {
     let records = h.records().await;
     let facts = privacy::facts(&records[0].header, records[0].payload.as_deref().unwrap()).unwrap();
     let erased = SubjectErased {
@@ -822,25 +871,22 @@ async fn a_subject_erasure_keeps_exactly_the_facts_it_lists(h: History) {
         records: vec![ErasedRecord { sequence: 1, facts: Some(facts.clone()) }],
     };
     let by = h.append("2026-03-01T00:00:00Z", privacy::privacy_stream(), PrivacyEvent::SubjectErased(erased)).await;
+    let mut kept = facts;
+    change(&mut kept);
+    assert_eq!(h.log.erase(by, &[store::ErasedRow { sequence: 1, facts: Some(kept) }]).await.unwrap(), 1);
+    h.verify()
+}
+
+async fn a_subject_erasure_keeps_exactly_the_facts_it_lists(h: History) {
     // Other facts than the event lists are not sanctioned.
-    let mut other = facts.clone();
-    other.push(0);
-    assert_eq!(h.log.erase(by, &[store::ErasedRow { sequence: 1, facts: Some(other) }]).await.unwrap(), 1);
-    h.fails_at(Some(1), "unsanctioned erasure at sequence 1: the facts kept beside it are not the ones");
+    let (code, stdout) = subject_erasure(&h, |facts| facts.push(0)).await;
+    assert_eq!(code, 1, "{stdout}");
+    let named = "FAILED sequence 1: unsanctioned erasure at sequence 1: the facts kept beside it are not the ones";
+    assert!(stdout.contains(named), "{stdout}");
 }
 
 async fn a_subject_erasure_verifies(h: History) {
-    let records = h.records().await;
-    let facts = privacy::facts(&records[0].header, records[0].payload.as_deref().unwrap()).unwrap();
-    let erased = SubjectErased {
-        subject: Subject::Organization { organization_id: ORG },
-        reason: ErasureReason::Request,
-        at: Timestamp::from_micros(micros("2026-03-01T00:00:00Z")),
-        records: vec![ErasedRecord { sequence: 1, facts: Some(facts.clone()) }],
-    };
-    let by = h.append("2026-03-01T00:00:00Z", privacy::privacy_stream(), PrivacyEvent::SubjectErased(erased)).await;
-    assert_eq!(h.log.erase(by, &[store::ErasedRow { sequence: 1, facts: Some(facts) }]).await.unwrap(), 1);
-    let (code, stdout) = h.verify();
+    let (code, stdout) = subject_erasure(&h, |_| {}).await;
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("ok erasures: 1 records erased"), "{stdout}");
     assert!(stdout.contains("ok invoices: 1 re-derived"), "{stdout}");
@@ -851,6 +897,44 @@ async fn an_unsanctioned_null_is_named(h: History) {
     h.drop_guards().await;
     h.sql("UPDATE events SET payload = NULL WHERE sequence = 7", &[]).await;
     h.fails_at(Some(7), "unsanctioned erasure at sequence 7: its payload is NULL and no erasure names it");
+}
+
+async fn the_integrity_phase_names_a_tampered_record_before_any_rebuild(h: History) {
+    h.drop_guards().await;
+    // A defect only the rebuild names (an unsanctioned NULL, sequence 2)
+    // before a tampered record (sequence 4): one ordered pass over both
+    // named sequence 2; the integrity phase names 4 and stops there.
+    let mut payload = h.records().await[3].payload.clone().unwrap();
+    payload[0] ^= 1;
+    h.sql("UPDATE events SET payload = NULL WHERE sequence = 2", &[]).await;
+    h.sql("UPDATE events SET payload = ? WHERE sequence = 4", &[Value::Bytes(payload)]).await;
+    h.fails_at(Some(4), "payload bytes do not match their stored hash");
+    let (_, stdout) = h.verify();
+    assert!(
+        !stdout.contains("ok records") && !stdout.contains("ok payloads") && !stdout.contains("rebuild ("),
+        "{stdout}"
+    );
+}
+
+async fn the_report_names_each_phase_with_its_time_and_rate(h: History) {
+    let (code, stdout) = h.verify();
+    assert_eq!(code, 0, "{stdout}");
+    let line = |start: &str| {
+        stdout.lines().position(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no line {start}…: {stdout}"))
+    };
+    let timed = |start: &str| {
+        let at = line(start);
+        let said = stdout.lines().nth(at).unwrap();
+        assert!(said.contains(" s (") && said.ends_with(" records/s)"), "{said}");
+        at
+    };
+    let integrity = timed("integrity (records, chain, Merkle tree, checkpoints): 9 records in ");
+    let rebuild = timed("rebuild (payloads, erasures, projections, read models, invoices): 9 records in ");
+    let verified = timed("verified in ");
+    assert!(
+        line("ok checkpoints: 2 kept") < integrity && integrity < line("ok payloads") && line("ok invoices") < rebuild
+    );
+    assert!(rebuild < verified, "{stdout}");
 }
 
 store::backend_tests!(
@@ -875,4 +959,6 @@ store::backend_tests!(
     a_subject_erasure_keeps_exactly_the_facts_it_lists,
     a_subject_erasure_verifies,
     an_unsanctioned_null_is_named,
+    the_integrity_phase_names_a_tampered_record_before_any_rebuild,
+    the_report_names_each_phase_with_its_time_and_rate,
 );

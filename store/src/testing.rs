@@ -224,6 +224,55 @@ pub async fn fresh_schema(url: &str) -> Schema {
     Schema { options: schema_options(url, &name), name }
 }
 
+/// Distinct records [`hashing_rate`] prepares; its loop cycles over them.
+const HASHING_RECORDS: usize = 100_000;
+
+/// The hashing limit: records per second of a bare single-core loop
+/// computing, for `count` records of `payload_bytes`-byte payloads, the
+/// hashes the record `format` computes per record: metadata and payload
+/// hashes (version 2: over the record's salt first), the leaf over the
+/// canonical header and those two, and the chain. What `verify` and
+/// `replay verify`'s integrity phase are measured against.
+pub fn hashing_rate(format: u8, count: u64, payload_bytes: usize) -> f64 {
+    use domain::record::{self, HEADER_FORMAT_V2};
+    let stream = domain::StreamId::new("license/bench-verify").expect("a valid stream");
+    let metadata = domain::Metadata { actor: Some("bench".into()), ..Default::default() }.encode();
+    let occurred_at = domain::Timestamp::from_micros(1_767_225_600_000_000);
+    let records: Vec<_> = (0..HASHING_RECORDS.min(count as usize) as u64)
+        .map(|n| {
+            let header = domain::RecordHeader {
+                sequence: n + 1,
+                event_id: domain::EventId(uuid::Uuid::from_u128(u128::from(n) | 0x0194_a000_0000_7000_8000 << 48)),
+                stream_id: stream.clone(),
+                stream_revision: n + 1,
+                event_type: "UsageReported".into(),
+                schema_version: 1,
+                occurred_at,
+                recorded_at: occurred_at,
+                idempotency_key: Some(format!("verify-{}", n / 4000 * 4000)),
+            };
+            let mut salt = [0u8; record::SALT_BYTES];
+            salt[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+            let mut payload = vec![0u8; payload_bytes.max(8)];
+            payload[..8].copy_from_slice(&n.to_le_bytes());
+            (header, salt, payload)
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let mut chain = record::CHAIN_GENESIS;
+    for (header, salt, payload) in records.iter().cycle().take(count as usize) {
+        let (metadata_hash, payload_hash) = if format == HEADER_FORMAT_V2 {
+            (record::metadata_hash_v2(salt, &metadata), record::payload_hash_v2(salt, payload))
+        } else {
+            (record::metadata_hash(&metadata), record::payload_hash(payload))
+        };
+        let leaf = record::leaf_hash_as(format, header, &metadata_hash, &payload_hash);
+        chain = record::chain_hash(&chain, &leaf);
+    }
+    std::hint::black_box(chain);
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
