@@ -34,7 +34,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use domain::{EventId, RecordHeader, StreamId, Timestamp};
+use domain::{EventId, StreamId, Timestamp};
 use ledger_store::{Command, EventLog, ExpectedRevision, Idempotency, NewEvent, SystemClock, testing};
 
 const PAYLOAD_BYTES: usize = 300;
@@ -314,53 +314,6 @@ async fn raw_rows_postgres(
     sequence - first
 }
 
-/// Distinct records the hashing limit cycles over (its working set, ~30 MB
-/// of metadata and payload: larger than the caches, as a log is).
-const HASH_RECORDS: usize = 100_000;
-
-/// The hashing limit: records per second of a bare single-core loop
-/// computing, for `count` records like the `verify` run's, the hashes the
-/// record `format` computes per record: metadata and payload hashes
-/// (version 2: over the record's salt first), the leaf over the canonical
-/// header and those two, and the chain.
-fn hash_rate(format: u8, count: u64) -> f64 {
-    use domain::record::{self, HEADER_FORMAT_V2};
-    let stream = StreamId::new("license/bench-verify").unwrap();
-    let metadata = domain::Metadata { actor: Some("bench".into()), ..Default::default() }.encode();
-    let records: Vec<_> = (0..HASH_RECORDS.min(count as usize) as u64)
-        .map(|n| {
-            let e = event(n);
-            let header = RecordHeader {
-                sequence: n + 1,
-                event_id: e.event_id,
-                stream_id: stream.clone(),
-                stream_revision: n + 1,
-                event_type: e.event_type,
-                schema_version: e.schema_version,
-                occurred_at: e.occurred_at,
-                recorded_at: e.occurred_at,
-                idempotency_key: Some(format!("verify-{}", n / 4000 * 4000)),
-            };
-            let mut salt = [0u8; domain::record::SALT_BYTES];
-            salt[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
-            (header, salt, metadata.clone(), e.payload)
-        })
-        .collect();
-    let start = Instant::now();
-    let mut chain = record::CHAIN_GENESIS;
-    for (header, salt, metadata, payload) in records.iter().cycle().take(count as usize) {
-        let (metadata_hash, payload_hash) = if format == HEADER_FORMAT_V2 {
-            (record::metadata_hash_v2(salt, metadata), record::payload_hash_v2(salt, payload))
-        } else {
-            (record::metadata_hash(metadata), record::payload_hash(payload))
-        };
-        let leaf = record::leaf_hash_as(format, header, &metadata_hash, &payload_hash);
-        chain = record::chain_hash(&chain, &leaf);
-    }
-    std::hint::black_box(chain);
-    count as f64 / start.elapsed().as_secs_f64()
-}
-
 /// The append limits of one backend: its two raw inserts.
 struct Limits {
     raw_row: f64,
@@ -434,7 +387,7 @@ async fn bench(name: &str, backend: Backend, seconds: Duration, verify_events: u
     // load, for the format the log writes.
     // (The first record: the log may have held `verify_events` already.)
     let format = log.read_page(1..=1, 1).await.unwrap()[0].format;
-    let hashing = hash_rate(format, verify_events);
+    let hashing = ledger_store::testing::hashing_rate(format, verify_events, PAYLOAD_BYTES);
     let start = Instant::now();
     let report = log.verify(1..=u64::MAX).await.unwrap();
     let elapsed = start.elapsed().as_secs_f64();
