@@ -34,6 +34,7 @@ mod writer;
 
 pub use domain::record::CHAIN_GENESIS;
 pub use hosts::{HOST_CHECK_INTERVAL, HOSTS_MAX, PgHosts};
+pub use postgres::{APPEND_ATTEMPTS_MAX, STREAM_REVISIONS_CACHED_MAX};
 pub use read_only::ReadOnlyLog;
 /// A path as the path of a SQLite `file:` URI (the read-only readers' `immutable=1` opens).
 pub use sqlite::uri_path as sqlite_uri_path;
@@ -405,7 +406,7 @@ impl EventLog {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
         let pool = postgres::open(options).await?;
-        Ok(Self::start(Reader::Postgres(pool.clone()), writer::Backend::Postgres(pool), clock))
+        Ok(Self::start(Reader::Postgres(pool.clone()), writer::Backend::Postgres(postgres::Writer::new(pool)), clock))
     }
 
     /// Connects to the writable host of `hosts` (a primary and its
@@ -414,7 +415,7 @@ impl EventLog {
     pub async fn open_postgres_hosts(hosts: &PgHosts, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let pool = postgres::open(hosts.writable().await?).await?;
         hosts.follow(pool.clone());
-        Ok(Self::start(Reader::Postgres(pool.clone()), writer::Backend::Postgres(pool), clock))
+        Ok(Self::start(Reader::Postgres(pool.clone()), writer::Backend::Postgres(postgres::Writer::new(pool)), clock))
     }
 
     fn start(reader: Reader, backend: writer::Backend, clock: Arc<dyn Clock>) -> Self {

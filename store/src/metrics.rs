@@ -27,6 +27,10 @@ pub struct LogMetrics {
     pub batch_events: Histogram,
     /// Appends answered with an error, not a per-command refusal (`ledger_append_errors_total`).
     pub append_errors: Counter,
+    /// Statements the writer sent to PostgreSQL to commit batches, `BEGIN`
+    /// and `COMMIT` included (`ledger_append_statements_total`): one per
+    /// commit in the steady state, five in the locking transaction.
+    pub append_statements: Counter,
 }
 
 impl Default for LogMetrics {
@@ -35,6 +39,7 @@ impl Default for LogMetrics {
             append_seconds: Histogram::new(APPEND_SECONDS_BUCKETS),
             batch_events: Histogram::new(BATCH_EVENTS_BUCKETS),
             append_errors: Counter::default(),
+            append_statements: Counter::default(),
         }
     }
 }

@@ -1,9 +1,22 @@
 //! The PostgreSQL backend, for production and several API processes.
 //!
-//! Every append transaction first locks the head row (`SELECT … FOR
-//! UPDATE`) and reads it under the lock, so appends from any number of
-//! processes are serialized into one linear chain. PostgreSQL's default
-//! `synchronous_commit = on` makes a commit durable before it returns.
+//! Every append locks the head row (`SELECT … FOR UPDATE`), so appends
+//! from any number of processes are serialized into one linear chain.
+//! PostgreSQL's default `synchronous_commit = on` makes a commit durable
+//! before it returns.
+//!
+//! In the steady state a commit is one round trip (issue 19): the writer
+//! ([`Writer`]) plans the batch with [`plan::plan`] on what it remembers (the
+//! head after its last commit, a bounded LRU of stream revisions, every
+//! idempotency key assumed unknown) and sends the plan in one autocommit
+//! statement to `ledger_append` (`migrations/postgres/0025`), which, under
+//! the head lock, checks every assumption exactly and writes the batch, or
+//! writes nothing and answers the actual head, revisions and known keys; the
+//! writer re-plans on those and calls again, up to [`APPEND_ATTEMPTS_MAX`]
+//! times. With nothing remembered (the first commit, and after any failure)
+//! or past that bound, the locking transaction (`locked`: `BEGIN`, the head
+//! lock as its own statement, the lookups, the write, `COMMIT`) reads the
+//! exact state under the lock and always makes progress.
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
@@ -11,12 +24,19 @@ use std::ops::RangeInclusive;
 use domain::record::{Hash, Record};
 use domain::{StreamId, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 
+use hashlink::LruCache;
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
+
+use crate::metrics::LogMetrics;
 use crate::plan::{self, KnownCommand};
 use crate::row::{INSERT_COLUMNS, RECORD_COLUMNS, RECORD_FROM, StoredRecord, records};
 use crate::writer::{CommitError, Outcomes, Slice};
-use crate::{Appended, Command, Head, Snapshot, SnapshotCheckpoint, StoreError, hash_column, signed, unsigned};
+use crate::{
+    Appended, Command, Head, Rejection, Snapshot, SnapshotCheckpoint, StoreError, hash_column, signed, unsigned,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -86,27 +106,207 @@ async fn applied_migrations(pool: &PgPool) -> Result<Vec<crate::read_only::Appli
     Ok(applied.collect::<Result<Vec<_>, sqlx::Error>>()?)
 }
 
-pub(crate) async fn commit(pool: &PgPool, (commands, groups, salts): Slice<'_>, now: Timestamp) -> Outcomes {
+/// Streams whose revision the writer remembers between commits, the most
+/// recently appended to first. A stream not remembered is assumed new
+/// (revision 0); if it is not, the database refuses the plan and answers
+/// its revision, at the cost of one more round trip.
+pub const STREAM_REVISIONS_CACHED_MAX: usize = 16_384;
+/// Calls of `ledger_append` for one batch that the database may refuse
+/// (another process moved the head or a stream in between) before the
+/// writer falls back to the locking transaction, which always makes progress.
+pub const APPEND_ATTEMPTS_MAX: usize = 3;
+
+/// The PostgreSQL side of the writer task: the connection it appends on
+/// and what it remembers of the log between commits.
+pub(crate) struct Writer {
+    pool: PgPool,
+    /// Held between commits, so the pool's check of a connection taken
+    /// from it (a round trip) is not paid on every commit.
+    connection: Option<PoolConnection<Postgres>>,
+    /// `None` until a locking transaction has read the head, and again
+    /// after any failure.
+    cached: Option<Cached>,
+}
+
+/// What the writer believes of the log: exact unless another process
+/// appended since, which `ledger_append` detects.
+struct Cached {
+    head: Head,
+    revisions: LruCache<StreamId, u64>,
+}
+
+/// What one plan is made on: the head, the revision of every stream of the
+/// batch, the keys known to be used and those assumed not to be.
+struct Assumed {
+    head: Head,
+    revisions: HashMap<StreamId, u64>,
+    known: HashMap<String, KnownCommand>,
+    unknown_keys: Vec<String>,
+}
+
+impl Assumed {
+    /// The cache's view of a batch: its streams' remembered revisions (0 if
+    /// not remembered) and none of its keys known.
+    fn from_cache(cached: &mut Cached, commands: &[Command]) -> Self {
+        let revisions = commands
+            .iter()
+            .map(|c| (c.stream_id.clone(), cached.revisions.get(&c.stream_id).copied().unwrap_or(0)))
+            .collect();
+        Self { head: cached.head, revisions, known: HashMap::new(), unknown_keys: keys(commands) }
+    }
+}
+
+/// The idempotency keys of a batch, each once.
+fn keys(commands: &[Command]) -> Vec<String> {
+    let mut keys: Vec<String> = commands.iter().filter_map(|c| c.idempotency.as_ref().map(|i| i.key.clone())).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+impl Writer {
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self { pool, connection: None, cached: None }
+    }
+
+    /// Commits a batch: planned on the cached state and sent in one
+    /// statement, re-planned on the actual state the database answers if it
+    /// refuses, and after [`APPEND_ATTEMPTS_MAX`] refusals (or with nothing
+    /// cached) in the locking transaction. Any failure drops the cached
+    /// state and lets the connection go: back to the pool (whose check and
+    /// host follower decide if it is used again) when the server answered
+    /// the error, closed when it did not (its state is unknown).
+    pub(crate) async fn commit(&mut self, slice: Slice<'_>, now: Timestamp, metrics: &LogMetrics) -> Outcomes {
+        let answer = self.try_commit(slice, now, metrics).await;
+        if let Err(failure) = &answer {
+            self.cached = None;
+            let connection = self.connection.take();
+            if !answered_by_server(&failure.error) {
+                drop(connection.map(PoolConnection::detach));
+            }
+        }
+        answer
+    }
+
+    async fn try_commit(&mut self, slice: Slice<'_>, now: Timestamp, metrics: &LogMetrics) -> Outcomes {
+        let before = |error: StoreError| CommitError { error, at_commit: false };
+        if self.connection.is_none() {
+            self.connection = Some(self.pool.acquire().await.map_err(|e| before(e.into()))?);
+        }
+        let connection = self.connection.as_mut().expect("connection just taken");
+        let (commands, groups, salts) = slice;
+        if let Some(cached) = &mut self.cached {
+            let mut assumed = Assumed::from_cache(cached, commands);
+            for _ in 0..APPEND_ATTEMPTS_MAX {
+                let plan = plan::plan(
+                    assumed.head,
+                    assumed.known.clone(),
+                    assumed.revisions.clone(),
+                    commands,
+                    groups,
+                    salts,
+                    now,
+                );
+                metrics.append_statements.inc();
+                match append(connection, &assumed, &plan).await {
+                    Ok(None) => {
+                        cached.remember(plan.head, &assumed.revisions, commands, &plan.outcomes);
+                        return Ok(plan.outcomes);
+                    }
+                    Ok(Some(mut actual)) => {
+                        cached.remember(actual.head, &actual.revisions, &[], &[]);
+                        // A known key's row never changes: those found before stay known.
+                        actual.known.extend(assumed.known);
+                        actual.unknown_keys =
+                            keys(commands).into_iter().filter(|k| !actual.known.contains_key(k)).collect();
+                        assumed = actual;
+                    }
+                    // One autocommit statement: an error the server answered
+                    // committed nothing; a lost connection may have committed.
+                    Err(error) => {
+                        let at_commit = !answered_by_server(&error);
+                        return Err(CommitError { error, at_commit });
+                    }
+                }
+            }
+        }
+        let (outcomes, head, revisions) = locked(connection, slice, now, metrics).await?;
+        let cached =
+            self.cached.get_or_insert_with(|| Cached { head, revisions: LruCache::new(STREAM_REVISIONS_CACHED_MAX) });
+        cached.remember(head, &revisions, commands, &outcomes);
+        Ok(outcomes)
+    }
+}
+
+impl Cached {
+    /// Remembers `head` and the streams' revisions: `revisions` as they
+    /// were before `outcomes`, then each command's appended revision.
+    fn remember(
+        &mut self,
+        head: Head,
+        revisions: &HashMap<StreamId, u64>,
+        commands: &[Command],
+        outcomes: &[Result<Appended, Rejection>],
+    ) {
+        self.head = head;
+        for (stream, revision) in revisions {
+            self.revisions.insert(stream.clone(), *revision);
+        }
+        for (command, outcome) in commands.iter().zip(outcomes) {
+            if let Ok(appended) = outcome
+                && !appended.replayed
+            {
+                self.revisions.insert(command.stream_id.clone(), appended.stream_revision);
+            }
+        }
+    }
+}
+
+/// Whether the server answered the error (a SQLSTATE): then a statement
+/// outside a transaction committed nothing.
+fn answered_by_server(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database(error) if matches!(**error, sqlx::Error::Database(_)))
+}
+
+/// Today's locking transaction: the head locked and read, the lookups, the
+/// plan and its write, in five round trips. Returns the outcomes, the head
+/// after the batch and the revisions of the batch's streams before it.
+async fn locked(
+    connection: &mut PgConnection,
+    (commands, groups, salts): Slice<'_>,
+    now: Timestamp,
+    metrics: &LogMetrics,
+) -> Result<(Vec<Result<Appended, Rejection>>, Head, HashMap<StreamId, u64>), CommitError> {
     let before = |error: StoreError| CommitError { error, at_commit: false };
-    let mut tx = pool.begin().await.map_err(|e| before(e.into()))?;
+    metrics.append_statements.inc();
+    let mut tx = connection.begin().await.map_err(|e| before(e.into()))?;
     let planned = async {
         // The lock is its own statement: under READ COMMITTED each statement
         // sees what was committed when it started, so the lookups must start
         // after the lock is held, or they could miss another process's append.
+        metrics.append_statements.inc();
         let row = sqlx::query("SELECT sequence, chain_hash, recorded_at_us FROM log_head WHERE id = 1 FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
         let head = head_from_row(&row)?;
-        let (known, revisions) = lookups(&mut tx, commands).await?;
-        let plan = plan::plan(head, known, revisions, commands, groups, salts, now);
+        metrics.append_statements.inc();
+        let (known, mut revisions) = lookups(&mut tx, commands).await?;
+        let plan = plan::plan(head, known, revisions.clone(), commands, groups, salts, now);
+        if !plan.records.is_empty() {
+            metrics.append_statements.inc();
+        }
         write(&mut tx, &plan).await?;
-        Ok::<_, StoreError>(plan.outcomes)
+        for command in commands {
+            revisions.entry(command.stream_id.clone()).or_insert(0);
+        }
+        Ok::<_, StoreError>((plan.outcomes, plan.head, revisions))
     }
     .await;
     // On an error the transaction is rolled back when `tx` is dropped.
-    let outcomes = planned.map_err(before)?;
+    let planned = planned.map_err(before)?;
+    metrics.append_statements.inc();
     tx.commit().await.map_err(|e| CommitError { error: e.into(), at_commit: true })?;
-    Ok(outcomes)
+    Ok(planned)
 }
 
 fn head_from_row(row: &PgRow) -> Result<Head, StoreError> {
@@ -164,6 +364,117 @@ async fn lookups(
         }
     }
     Ok((known, revisions))
+}
+
+/// The one statement of a commit: `ledger_append` (migration 0025) checks
+/// under the head lock that `assumed` holds and writes `plan`. `None` when
+/// it was written; else the actual state, nothing written.
+async fn append(
+    connection: &mut PgConnection,
+    assumed: &Assumed,
+    plan: &plan::Plan,
+) -> Result<Option<Assumed>, StoreError> {
+    let placeholders: Vec<String> = (1..=APPEND_PARAMETERS).map(|i| format!("${i}")).collect();
+    let sql = format!("SELECT * FROM ledger_append({})", placeholders.join(", "));
+    let (streams, revisions): (Vec<&str>, Vec<i64>) =
+        assumed.revisions.iter().map(|(stream, revision)| (stream.as_str(), signed(*revision))).unzip();
+    let query = sqlx::query(&sql)
+        .bind(signed(assumed.head.sequence))
+        .bind(assumed.head.chain_hash.as_bytes().as_slice())
+        .bind(assumed.head.recorded_at.as_micros())
+        .bind(streams)
+        .bind(revisions)
+        .bind(&assumed.unknown_keys);
+    let rows = bind_plan(query, plan).fetch_all(&mut *connection).await?;
+    match rows.first() {
+        Some(row) if row.try_get::<&str, _>(0)? == "appended" => Ok(None),
+        _ => refused(&rows).map(Some),
+    }
+}
+
+/// Parameters of `ledger_append`.
+const APPEND_PARAMETERS: usize = 32;
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds what `plan` writes: the records' columns, the command rows' and
+/// the new head, in `ledger_append`'s order (after its first six).
+fn bind_plan<'q>(query: PgQuery<'q>, plan: &'q plan::Plan) -> PgQuery<'q> {
+    let records = &plan.records;
+    let commands = &plan.commands;
+    let bytes = |f: &dyn Fn(&Record) -> Vec<u8>| records.iter().map(f).collect::<Vec<_>>();
+    let int = |f: &dyn Fn(&Record) -> i64| records.iter().map(f).collect::<Vec<_>>();
+    query
+        .bind(int(&|r| signed(r.header.sequence)))
+        .bind(records.iter().map(|r| r.header.event_id.0).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.header.stream_id.as_str()).collect::<Vec<_>>())
+        .bind(int(&|r| signed(r.header.stream_revision)))
+        .bind(records.iter().map(|r| r.header.event_type.as_str()).collect::<Vec<_>>())
+        .bind(int(&|r| i64::from(r.header.schema_version)))
+        .bind(int(&|r| r.header.occurred_at.as_micros()))
+        .bind(int(&|r| r.header.recorded_at.as_micros()))
+        .bind(records.iter().map(|r| r.header.idempotency_key.as_deref()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.metadata.as_deref()).collect::<Vec<_>>())
+        .bind(bytes(&|r| r.metadata_hash.0.to_vec()))
+        .bind(records.iter().map(|r| r.payload.as_deref()).collect::<Vec<_>>())
+        .bind(bytes(&|r| r.payload_hash.0.to_vec()))
+        .bind(bytes(&|r| r.leaf_hash.0.to_vec()))
+        .bind(bytes(&|r| r.chain_hash.0.to_vec()))
+        .bind(records.iter().map(|r| i32::from(r.format)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.salt.as_ref().map(|salt| salt.to_vec())).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(_, c)| c.digest.0.to_vec()).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(_, c)| c.stream_id.as_str()).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(_, c)| signed(c.appended.first_sequence)).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(_, c)| signed(c.appended.last_sequence)).collect::<Vec<_>>())
+        .bind(commands.iter().map(|(_, c)| signed(c.appended.stream_revision)).collect::<Vec<_>>())
+        .bind(signed(plan.head.sequence))
+        .bind(plan.head.chain_hash.as_bytes().to_vec())
+        .bind(plan.head.recorded_at.as_micros())
+}
+
+/// The actual state `ledger_append` answered when it refused a plan: the
+/// head, the revision of every stream asked about and the known rows of
+/// the keys asked about (keys not among them are unknown).
+fn refused(rows: &[PgRow]) -> Result<Assumed, StoreError> {
+    let mut head = None;
+    let (mut revisions, mut known) = (HashMap::new(), HashMap::new());
+    for row in rows {
+        let name = || row.try_get::<Option<String>, _>(1);
+        let stream =
+            |name: String| StreamId::new(name).map_err(|e| StoreError::Corrupt { sequence: 0, what: e.to_string() });
+        match row.try_get::<&str, _>(0)? {
+            "head" => {
+                let sequence = unsigned(0, "head sequence", row.try_get(4)?)?;
+                head = Some(Head {
+                    sequence,
+                    chain_hash: hash_column(sequence, "head chain hash", row.try_get::<&[u8], _>(2)?)?,
+                    recorded_at: Timestamp::from_micros(row.try_get(7)?),
+                });
+            }
+            "stream" => {
+                let revision = unsigned(0, "stream revision", row.try_get::<Option<i64>, _>(6)?.unwrap_or(0))?;
+                revisions.insert(stream(name()?.unwrap_or_default())?, revision);
+            }
+            _ => {
+                let first_sequence = unsigned(0, "command first sequence", row.try_get(4)?)?;
+                let command = KnownCommand {
+                    digest: hash_column(first_sequence, "command digest", row.try_get::<&[u8], _>(2)?)?,
+                    stream_id: stream(row.try_get(3)?)?,
+                    appended: Appended {
+                        first_sequence,
+                        last_sequence: unsigned(first_sequence, "command last sequence", row.try_get(5)?)?,
+                        stream_revision: unsigned(first_sequence, "command stream revision", row.try_get(6)?)?,
+                        replayed: false,
+                    },
+                };
+                known.insert(name()?.unwrap_or_default(), command);
+            }
+        }
+    }
+    let head =
+        head.ok_or_else(|| StoreError::Corrupt { sequence: 0, what: "ledger_append answered no head".into() })?;
+    Ok(Assumed { head, revisions, known, unknown_keys: Vec::new() })
 }
 
 /// Writes a batch's records, command rows and new head in one statement:

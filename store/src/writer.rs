@@ -6,6 +6,7 @@ use std::sync::Arc;
 use domain::{Clock, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::LogMetrics;
 use crate::plan::{Group, Salt};
 use crate::{Appended, BATCH_EVENTS_MAX, Command, Rejection, StoreError, postgres, sqlite};
 
@@ -54,7 +55,7 @@ fn draw_salts(events: usize) -> Result<Vec<Salt>, StoreError> {
 
 pub(crate) enum Backend {
     Sqlite(sqlite::Writer),
-    Postgres(sqlx::PgPool),
+    Postgres(postgres::Writer),
 }
 
 impl Backend {
@@ -74,7 +75,9 @@ impl Backend {
 /// the transaction was rolled back and its requests may be tried again one
 /// by one. When `COMMIT` itself failed, the outcome is unknown (a lost
 /// connection may have committed), so nothing is retried here: callers
-/// retry with their idempotency key, which makes that safe.
+/// retry with their idempotency key, which makes that safe. A PostgreSQL
+/// commit in the steady state is one autocommit statement: an error the
+/// server answered is "before", a connection lost during it is "at commit".
 pub(crate) struct CommitError {
     pub error: StoreError,
     pub at_commit: bool,
@@ -84,10 +87,16 @@ pub(crate) type Outcomes = Result<Vec<Result<Appended, Rejection>>, CommitError>
 
 impl Backend {
     /// Commits the requests `groups` of `batch` in one transaction.
-    async fn commit(&mut self, batch: &Arc<Batch>, groups: Range<usize>, now: Timestamp) -> Outcomes {
+    async fn commit(
+        &mut self,
+        batch: &Arc<Batch>,
+        groups: Range<usize>,
+        now: Timestamp,
+        metrics: &LogMetrics,
+    ) -> Outcomes {
         match self {
             Self::Sqlite(writer) => writer.commit(batch.clone(), groups, now).await,
-            Self::Postgres(pool) => postgres::commit(pool, batch.slice(groups), now).await,
+            Self::Postgres(writer) => writer.commit(batch.slice(groups), now, metrics).await,
         }
     }
 }
@@ -108,7 +117,7 @@ pub(crate) async fn run(
             batch.push(request);
         }
         metrics.batch_events.observe(events as f64);
-        if let Some(last) = commit_batch(&mut backend, batch, clock.as_ref()).await {
+        if let Some(last) = commit_batch(&mut backend, batch, clock.as_ref(), &metrics).await {
             appended.send_replace(last);
         }
     }
@@ -116,7 +125,12 @@ pub(crate) async fn run(
 
 /// Commits a batch and answers its requests; returns the last sequence
 /// appended, if any.
-async fn commit_batch(backend: &mut Backend, requests: Vec<Request>, clock: &dyn Clock) -> Option<u64> {
+async fn commit_batch(
+    backend: &mut Backend,
+    requests: Vec<Request>,
+    clock: &dyn Clock,
+    metrics: &LogMetrics,
+) -> Option<u64> {
     let mut batch = Batch { commands: Vec::new(), groups: Vec::with_capacity(requests.len()), salts: Vec::new() };
     let mut replies = Vec::with_capacity(requests.len());
     for request in requests {
@@ -138,7 +152,7 @@ async fn commit_batch(backend: &mut Backend, requests: Vec<Request>, clock: &dyn
     let last_of = |outcomes: &[Result<Appended, Rejection>]| {
         outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()).map(|appended| appended.last_sequence).max()
     };
-    match backend.commit(&batch, 0..batch.groups.len(), clock.now()).await {
+    match backend.commit(&batch, 0..batch.groups.len(), clock.now(), metrics).await {
         Ok(outcomes) => {
             let last = last_of(&outcomes);
             let mut outcomes = outcomes.into_iter();
@@ -155,8 +169,10 @@ async fn commit_batch(backend: &mut Backend, requests: Vec<Request>, clock: &dyn
             tracing::warn!(error = %failure.error, requests = replies.len(), "batch rolled back; retrying its requests one by one");
             let mut last = None;
             for (index, reply) in replies.into_iter().enumerate() {
-                let answer =
-                    backend.commit(&batch, index..index + 1, clock.now()).await.map_err(|failure| failure.error);
+                let answer = backend
+                    .commit(&batch, index..index + 1, clock.now(), metrics)
+                    .await
+                    .map_err(|failure| failure.error);
                 if let Ok(outcomes) = &answer {
                     last = last.max(last_of(outcomes));
                 }
