@@ -14,6 +14,15 @@
 -- re-plans on exact values without another lookup. The function never
 -- assigns a sequence, a revision or a hash: only the writer's plan does.
 --
+-- Plans: every call is planned with its own arguments and the tables'
+-- current statistics (`plan_cache_mode = force_custom_plan`). PL/pgSQL
+-- otherwise switches to a generic plan after five calls and keeps it for
+-- the session: the writer's connection lives long, and plans made while
+-- `events` and `commands` were small (a new log) scanned them whole for
+-- the key and revision checks as they grew. Measured on the benchmark
+-- (issue 19), 64 appenders: 3,600 events/s with the cached generic plans,
+-- 14,700 with custom plans; 100-event commands 25,500 and 38,200.
+--
 -- Rows: r_kind, r_name (key or stream), r_hash (digest or chain hash),
 -- r_stream_id, r_first (first sequence, or the head's sequence), r_last,
 -- r_revision (stream revision), r_recorded_at_us (the head's recordedAt).
@@ -30,7 +39,7 @@ CREATE FUNCTION ledger_append(
 ) RETURNS TABLE (
     r_kind TEXT, r_name TEXT, r_hash BYTEA, r_stream_id TEXT, r_first BIGINT, r_last BIGINT, r_revision BIGINT,
     r_recorded_at_us BIGINT
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     head log_head%ROWTYPE;
 BEGIN

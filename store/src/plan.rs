@@ -2,9 +2,12 @@
 //! identical command, or rejected; and the sealed records of those appended.
 //!
 //! This is the one place that assigns sequences, revisions, recordedAt and
-//! chain hashes. It is backend-independent and does no I/O: a backend reads
-//! the head, the known idempotency keys and the streams' revisions inside
-//! its write transaction, calls [`plan`], and writes what it returns.
+//! chain hashes. It is backend-independent and does no I/O: a backend gives
+//! it the head, the known idempotency keys and the streams' revisions (read
+//! inside its write transaction, or, on PostgreSQL's one-round-trip path,
+//! the writer's cached values, which the database checks before it writes
+//! and answers with the true ones when they are stale), and writes what it
+//! returns.
 //! Records are sealed in format version 2 with salts the writer drew
 //! (randomness is I/O too), one per event of the batch.
 
