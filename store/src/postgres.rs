@@ -398,7 +398,8 @@ const APPEND_PARAMETERS: usize = 32;
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 /// Binds what `plan` writes: the records' columns, the command rows' and
-/// the new head, in `ledger_append`'s order (after its first six).
+/// the new head, in `ledger_append`'s order (after its first six) and the
+/// locking transaction's write.
 fn bind_plan<'q>(query: PgQuery<'q>, plan: &'q plan::Plan) -> PgQuery<'q> {
     let records = &plan.records;
     let commands = &plan.commands;
@@ -483,48 +484,17 @@ async fn write(connection: &mut PgConnection, plan: &plan::Plan) -> Result<(), S
     if plan.records.is_empty() {
         return Ok(());
     }
-    let records = &plan.records;
-    let commands = &plan.commands;
-    let bytes = |f: &dyn Fn(&Record) -> Vec<u8>| records.iter().map(f).collect::<Vec<_>>();
-    let int = |f: &dyn Fn(&Record) -> i64| records.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(&format!(
+    let query = format!(
         "WITH appended AS ( \
            INSERT INTO events ({INSERT_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], \
              $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::bytea[], \
-             $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[], $25::integer[], $26::bytea[])), \
+             $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[], $16::integer[], $17::bytea[])), \
          keyed AS ( \
            INSERT INTO commands (idempotency_key, digest, stream_id, first_sequence, last_sequence, stream_revision) \
-           SELECT * FROM UNNEST($16::text[], $17::bytea[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[])) \
-         UPDATE log_head SET sequence = $22, chain_hash = $23, recorded_at_us = $24 WHERE id = 1"
-    ))
-    .bind(int(&|r| signed(r.header.sequence)))
-    .bind(records.iter().map(|r| r.header.event_id.0).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.header.stream_id.as_str()).collect::<Vec<_>>())
-    .bind(int(&|r| signed(r.header.stream_revision)))
-    .bind(records.iter().map(|r| r.header.event_type.as_str()).collect::<Vec<_>>())
-    .bind(int(&|r| i64::from(r.header.schema_version)))
-    .bind(int(&|r| r.header.occurred_at.as_micros()))
-    .bind(int(&|r| r.header.recorded_at.as_micros()))
-    .bind(records.iter().map(|r| r.header.idempotency_key.as_deref()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.metadata.as_deref()).collect::<Vec<_>>())
-    .bind(bytes(&|r| r.metadata_hash.0.to_vec()))
-    .bind(records.iter().map(|r| r.payload.as_deref()).collect::<Vec<_>>())
-    .bind(bytes(&|r| r.payload_hash.0.to_vec()))
-    .bind(bytes(&|r| r.leaf_hash.0.to_vec()))
-    .bind(bytes(&|r| r.chain_hash.0.to_vec()))
-    .bind(commands.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>())
-    .bind(commands.iter().map(|(_, c)| c.digest.0.to_vec()).collect::<Vec<_>>())
-    .bind(commands.iter().map(|(_, c)| c.stream_id.as_str()).collect::<Vec<_>>())
-    .bind(commands.iter().map(|(_, c)| signed(c.appended.first_sequence)).collect::<Vec<_>>())
-    .bind(commands.iter().map(|(_, c)| signed(c.appended.last_sequence)).collect::<Vec<_>>())
-    .bind(commands.iter().map(|(_, c)| signed(c.appended.stream_revision)).collect::<Vec<_>>())
-    .bind(signed(plan.head.sequence))
-    .bind(plan.head.chain_hash.as_bytes().as_slice())
-    .bind(plan.head.recorded_at.as_micros())
-    .bind(records.iter().map(|r| i32::from(r.format)).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.salt.as_ref().map(|salt| salt.to_vec())).collect::<Vec<_>>())
-    .execute(&mut *connection)
-    .await?;
+           SELECT * FROM UNNEST($18::text[], $19::bytea[], $20::text[], $21::bigint[], $22::bigint[], $23::bigint[])) \
+         UPDATE log_head SET sequence = $24, chain_hash = $25, recorded_at_us = $26 WHERE id = 1"
+    );
+    bind_plan(sqlx::query(&query), plan).execute(&mut *connection).await?;
     Ok(())
 }
 
